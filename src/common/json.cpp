@@ -1,0 +1,115 @@
+#include "common/json.h"
+
+#include <fmt/format.h>
+
+namespace parley::json {
+
+Result<bj::value> parse(std::string_view text) {
+  boost::system::error_code ec;
+  bj::parse_options opts;
+  opts.max_depth = 64;
+  bj::value v = bj::parse(text, ec, {}, opts);
+  if (ec) return invalid(fmt::format("body is not valid JSON: {}", ec.message()));
+  return v;
+}
+
+Result<bj::object> parseObject(std::string_view text) {
+  auto v = parse(text);
+  if (!v) return std::unexpected(v.error());
+  if (!v->is_object()) return invalid("body must be a JSON object");
+  return std::move(v->as_object());
+}
+
+namespace {
+const bj::value* find(const bj::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) return nullptr;
+  return &it->value();
+}
+std::unexpected<Error> missing(std::string_view key) {
+  return invalid(fmt::format("field '{}' is required", key));
+}
+std::unexpected<Error> mistyped(std::string_view key, std::string_view type) {
+  return invalid(fmt::format("field '{}' must be {}", key, type));
+}
+}  // namespace
+
+Result<std::string> requireString(const bj::object& o, std::string_view key) {
+  const bj::value* v = find(o, key);
+  if (!v) return missing(key);
+  if (!v->is_string()) return mistyped(key, "a string");
+  return std::string(v->as_string());
+}
+
+Result<std::int64_t> requireInt(const bj::object& o, std::string_view key) {
+  const bj::value* v = find(o, key);
+  if (!v) return missing(key);
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64() && v->as_uint64() <= INT64_MAX) return static_cast<std::int64_t>(v->as_uint64());
+  if (v->is_double()) {
+    double d = v->as_double();
+    if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+  }
+  return mistyped(key, "an integer");
+}
+
+Result<bool> requireBool(const bj::object& o, std::string_view key) {
+  const bj::value* v = find(o, key);
+  if (!v) return missing(key);
+  if (!v->is_bool()) return mistyped(key, "true or false");
+  return v->as_bool();
+}
+
+Result<const bj::object*> requireObject(const bj::object& o, std::string_view key) {
+  const bj::value* v = find(o, key);
+  if (!v) return missing(key);
+  if (!v->is_object()) return mistyped(key, "an object");
+  return &v->as_object();
+}
+
+Result<const bj::array*> requireArray(const bj::object& o, std::string_view key) {
+  const bj::value* v = find(o, key);
+  if (!v) return missing(key);
+  if (!v->is_array()) return mistyped(key, "an array");
+  return &v->as_array();
+}
+
+Result<std::optional<std::string>> optString(const bj::object& o, std::string_view key) {
+  if (!find(o, key)) return std::optional<std::string>();
+  auto r = requireString(o, key);
+  if (!r) return std::unexpected(r.error());
+  return std::optional<std::string>(std::move(*r));
+}
+
+Result<std::optional<std::int64_t>> optInt(const bj::object& o, std::string_view key) {
+  if (!find(o, key)) return std::optional<std::int64_t>();
+  auto r = requireInt(o, key);
+  if (!r) return std::unexpected(r.error());
+  return std::optional<std::int64_t>(*r);
+}
+
+Result<std::optional<bool>> optBool(const bj::object& o, std::string_view key) {
+  if (!find(o, key)) return std::optional<bool>();
+  auto r = requireBool(o, key);
+  if (!r) return std::unexpected(r.error());
+  return std::optional<bool>(*r);
+}
+
+std::string getString(const bj::object& o, std::string_view key, std::string_view def) {
+  const bj::value* v = find(o, key);
+  if (v && v->is_string()) return std::string(v->as_string());
+  return std::string(def);
+}
+
+std::int64_t getInt(const bj::object& o, std::string_view key, std::int64_t def) {
+  const bj::value* v = find(o, key);
+  if (!v) return def;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  if (v->is_double()) return static_cast<std::int64_t>(v->as_double());
+  return def;
+}
+
+std::string dump(const bj::value& v) { return bj::serialize(v); }
+
+}  // namespace parley::json

@@ -1,0 +1,55 @@
+#pragma once
+
+// The only header of src/functions that other subsystems include. It runs deployed functions.
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+
+namespace parley::functions {
+
+struct LogEntry {
+  std::string level;  // Debug, Info, Warn, Error
+  std::string message;
+  std::string extras_json = "[]";
+  TimeMs ts = 0;
+};
+
+struct InvokeRequest {
+  AccountId account;
+  FunctionId function;
+  // The whole invocation input: {"timestamp":..,"headers":[{key,value}],"payload":..}.
+  std::string input_json;
+  // Wall-clock budget. Default: the platform limit (30 s).
+  std::chrono::milliseconds deadline{30'000};
+  // Correlates logs; generated when empty.
+  std::string request_id;
+};
+
+struct InvokeResult {
+  bool ok = false;
+  // The value passed to callback(null, result), serialised; valid when ok.
+  std::string result_json;
+  // LivePerson error code when !ok, e.g. "com.liveperson.faas.handler.custom-failure",
+  // "com.liveperson.faas.handler.executiontime-exceeded", "com.liveperson.faas.es.notdeployed".
+  std::string error_code;
+  std::string error_message;
+  std::vector<LogEntry> logs;
+  double duration_ms = 0;
+};
+
+// Runs invocations of deployed functions on the functions executor (worker threads owning V8
+// isolates). Thread-safe. Owned by main; outlives its users.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  // Queues an invocation. `done` is called exactly once, on a functions worker thread (or
+  // inline when the request is rejected at once); callers post the result to their own strand.
+  virtual void invoke(InvokeRequest request, std::function<void(InvokeResult)> done) = 0;
+};
+
+}  // namespace parley::functions

@@ -1,0 +1,380 @@
+#pragma once
+
+// Store interfaces: the only way any subsystem reads or writes durable state.
+// Implementations: sqlite/ (default, WAL, one writer with group commit) and memory/ (the fake
+// for unit tests). Every method is thread-safe and may block (it does I/O): never call it on a
+// network io thread. Every query that takes an AccountId returns only that account's rows.
+// Writes are durable (committed) when the call returns successfully.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/result.h"
+
+namespace parley::store {
+
+// ---------------------------------------------------------------------------------------------
+// Accounts, users, sessions, skills, agent states
+
+struct Account {
+  AccountId id;
+  std::string name;
+  // Seconds for the named TTR types (Agent Workspace settings). Defaults from LivePerson.
+  std::int64_t ttr_urgent_s = 300;
+  std::int64_t ttr_prioritized_s = 600;
+  std::int64_t ttr_normal_s = 3600;
+  TimeMs created_at = 0;
+};
+
+enum class Role { kAdmin, kAgentManager, kAgent, kFaasAdmin, kFaasDeveloper };
+enum class UserType { kHuman, kBot };
+
+struct User {
+  AccountId account;
+  UserId id;            // numeric string, unique within the account
+  std::string pid;      // public id (UUID), `userPid` in the login response
+  std::string login_name;
+  std::string password_hash;  // libsodium crypto_pwhash_str (argon2id); never the password
+  std::vector<Role> roles;
+  UserType type = UserType::kHuman;
+  std::vector<SkillId> skills;
+  int max_open_conversations = 10;
+  TimeMs created_at = 0;
+};
+
+// A login session: the bearer is the LivePerson `bearer` and the REST token.
+struct Session {
+  std::string bearer;  // random hex, URL-path safe
+  std::string csrf;
+  AccountId account;
+  UserId user;
+  TimeMs created_at = 0;
+  TimeMs expires_at = 0;
+};
+
+// An API key for automation. Only the hash of the key is stored.
+struct ApiKey {
+  std::string key_hash;  // hex SHA-256 of the key
+  AccountId account;
+  UserId user;
+  std::string name;
+  TimeMs created_at = 0;
+};
+
+struct Skill {
+  AccountId account;
+  SkillId id;  // numeric string
+  std::string name;
+  TimeMs created_at = 0;
+};
+
+enum class Availability { kOnline, kOccupied, kAway, kBackSoon, kOffline };
+
+struct AgentState {
+  AccountId account;
+  UserId user;
+  Availability availability = Availability::kOffline;
+  TimeMs updated_at = 0;
+};
+
+class AccountStore {
+ public:
+  virtual ~AccountStore() = default;
+
+  virtual Status createAccount(const Account& a) = 0;  // Conflict if the id exists
+  virtual Result<Account> getAccount(const AccountId& id) = 0;
+  virtual Result<std::vector<Account>> listAccounts() = 0;
+
+  // Creates a user; assigns `id` (next numeric id in the account) when empty. Conflict when the
+  // login name is taken in the account. Returns the stored user.
+  virtual Result<User> createUser(User u) = 0;
+  virtual Status updateUser(const User& u) = 0;  // NotFound if absent
+  virtual Status deleteUser(const AccountId& acc, const UserId& id) = 0;
+  virtual Result<User> getUser(const AccountId& acc, const UserId& id) = 0;
+  virtual Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) = 0;
+  virtual Result<std::vector<User>> listUsers(const AccountId& acc) = 0;
+
+  virtual Status putSession(const Session& s) = 0;
+  virtual Result<Session> getSession(const std::string& bearer) = 0;  // NotFound if absent
+  virtual Status deleteSession(const std::string& bearer) = 0;
+  virtual Status deleteExpiredSessions(TimeMs now) = 0;
+
+  virtual Status putApiKey(const ApiKey& k) = 0;
+  virtual Result<ApiKey> getApiKey(const std::string& key_hash) = 0;
+
+  // Assigns `id` when empty. Conflict when the name exists in the account.
+  virtual Result<Skill> createSkill(Skill s) = 0;
+  virtual Status deleteSkill(const AccountId& acc, const SkillId& id) = 0;
+  virtual Result<std::vector<Skill>> listSkills(const AccountId& acc) = 0;
+
+  virtual Status putAgentState(const AgentState& s) = 0;
+  virtual Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Conversations, participants, messages
+
+enum class Channel { kMessaging, kChat };
+enum class ConversationState { kOpen, kClose };
+enum class TtrType { kUrgent, kNormal, kPrioritized, kCustom };
+
+struct Participant {
+  std::string id;    // consumer id, or the agent's UserId
+  std::string role;  // CONSUMER, ASSIGNED_AGENT, MANAGER, READER, CONTROLLER
+  std::string state = "ACTIVE";  // ACTIVE, SUGGESTED
+  TimeMs joined_at = 0;
+};
+
+struct Conversation {
+  ConversationId id;
+  AccountId account;
+  ConsumerId consumer;
+  Channel channel = Channel::kMessaging;
+  ConversationState state = ConversationState::kOpen;
+  SkillId skill{"-1"};
+  TtrType ttr_type = TtrType::kNormal;
+  std::int64_t ttr_value_s = 3600;  // effective seconds
+  TimeMs ttr_due_at = 0;            // when it becomes overdue while waiting for an agent
+  TimeMs start_ts = 0;
+  TimeMs end_ts = 0;
+  TimeMs updated_at = 0;
+  std::string close_reason;       // CONSUMER, AGENT, BOT, SYSTEM
+  std::int64_t next_sequence = 0;  // sequence the next persisted event gets
+  std::vector<Participant> participants;
+  std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
+};
+
+// One persisted conversation event (ContentEvent, RichContentEvent, AcceptStatusEvent, ...).
+struct Message {
+  ConversationId conversation;
+  std::int64_t sequence = 0;
+  TimeMs server_ts = 0;
+  std::string originator_id;    // consumer id, or the agent's "{acc}.{userId}"
+  std::string originator_pid;   // consumer id, or the agent's PId
+  std::string originator_role;  // CONSUMER, ASSIGNED_AGENT, ...
+  std::string audience = "ALL";  // ALL or AGENTS_AND_MANAGERS
+  std::string event_json;       // the event object as published
+  std::string metadata_json = "[]";  // envelope metadata array
+};
+
+struct ConversationQuery {
+  std::optional<ConversationState> state;
+  std::optional<SkillId> skill;
+  std::optional<ConsumerId> consumer;
+  int limit = 500;
+};
+
+class ConversationStore {
+ public:
+  virtual ~ConversationStore() = default;
+
+  // Inserts or replaces a conversation with its participants, atomically.
+  virtual Status saveConversation(const Conversation& c) = 0;
+  // Appends `m` and saves `c` (typically with next_sequence advanced) in one transaction.
+  // Conflict if (conversation, sequence) exists.
+  virtual Status appendMessage(const Conversation& c, const Message& m) = 0;
+  virtual Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) = 0;
+  virtual Result<std::vector<Conversation>> listConversations(const AccountId& acc,
+                                                              const ConversationQuery& q) = 0;
+  // All open conversations of all accounts (for recovery at start).
+  virtual Result<std::vector<Conversation>> listOpenConversations() = 0;
+  // Messages with sequence >= from_seq, in sequence order, at most `limit`.
+  virtual Result<std::vector<Message>> listMessages(const ConversationId& id,
+                                                    std::int64_t from_seq, int limit) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Functions (LivePerson Functions platform)
+
+struct EnvVar {
+  std::string key;
+  std::string value;
+};
+
+// A function (lambda) as edited; `state` is Draft, Productive, Modified, Build Error, ...
+struct FunctionRecord {
+  FunctionId uuid;
+  AccountId account;
+  std::string name;  // unique per account
+  std::string description;
+  std::string event_id;
+  std::string code;
+  std::vector<EnvVar> env;
+  std::string state = "Draft";
+  std::int64_t version = 1;  // bumped by every saved change
+  std::string created_by;
+  std::string updated_by;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+};
+
+// One deployment attempt: the code and env that were deployed, and how it went.
+struct Deployment {
+  std::string uuid;
+  FunctionId function;
+  AccountId account;
+  std::int64_t function_version = 0;
+  std::string code;
+  std::vector<EnvVar> env;
+  std::string state;  // Productive, Build Error, Deploy Error, Undeployed
+  std::string error_json;  // {errorCode, errorMsg, errorLogs[]} when it failed
+  std::string created_by;
+  TimeMs created_at = 0;
+  TimeMs deployed_at = 0;
+};
+
+struct InvocationLog {
+  FunctionId function;
+  AccountId account;
+  std::string request_id;
+  TimeMs ts = 0;
+  std::string level;  // Debug, Info, Warn, Error
+  std::string message;
+  std::string extras_json = "[]";
+};
+
+struct Secret {
+  AccountId account;
+  std::string key;
+  std::string ciphertext;  // crypto_secretbox of the value, with the nonce prepended
+  TimeMs updated_at = 0;
+};
+
+struct ContextProperty {
+  AccountId account;
+  std::string ns;
+  std::string session_id;  // "" for the namespace-level session
+  std::string name;
+  std::string value_json;
+  TimeMs expires_at = 0;  // 0 = never
+};
+
+class FunctionStore {
+ public:
+  virtual ~FunctionStore() = default;
+
+  virtual Status createFunction(const FunctionRecord& f) = 0;  // Conflict if the name is taken
+  virtual Status updateFunction(const FunctionRecord& f) = 0;  // NotFound if absent
+  virtual Status deleteFunction(const AccountId& acc, const FunctionId& id) = 0;
+  virtual Result<FunctionRecord> getFunction(const AccountId& acc, const FunctionId& id) = 0;
+  virtual Result<std::vector<FunctionRecord>> listFunctions(const AccountId& acc) = 0;
+
+  virtual Status addDeployment(const Deployment& d) = 0;
+  // Newest first, at most `limit`.
+  virtual Result<std::vector<Deployment>> listDeployments(const AccountId& acc,
+                                                          const FunctionId& id, int limit) = 0;
+  // Deleting older than the newest `keep` deployments of a function.
+  virtual Status pruneDeployments(const AccountId& acc, const FunctionId& id, int keep) = 0;
+
+  virtual Status appendLogs(const std::vector<InvocationLog>& logs) = 0;
+  // Newest first, at most `limit`, optionally since a timestamp.
+  virtual Result<std::vector<InvocationLog>> listLogs(const AccountId& acc, const FunctionId& id,
+                                                      TimeMs since, int limit) = 0;
+
+  virtual Status putSecret(const Secret& s) = 0;
+  virtual Result<Secret> getSecret(const AccountId& acc, const std::string& key) = 0;
+  virtual Status deleteSecret(const AccountId& acc, const std::string& key) = 0;
+  virtual Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) = 0;
+
+  virtual Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) = 0;
+  virtual Result<std::vector<std::string>> getAllowlist(const AccountId& acc) = 0;
+
+  virtual Status putContextProperty(const ContextProperty& p) = 0;
+  virtual Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
+                                                                     const std::string& ns,
+                                                                     const std::string& session) = 0;
+  virtual Status deleteContextProperties(const AccountId& acc, const std::string& ns,
+                                         const std::string& session, const std::string& name) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Bots (Third-Party Bots, vendor Custom Integration) and their turns
+
+struct BotRecord {
+  AccountId account;
+  BotId id;
+  std::string name;
+  UserId user;               // the bot user (type BOT) that owns conversations
+  std::string config_json;   // vendor, functionUuid, conversationTypes, escalation, ...
+  std::string status = "OFFLINE";  // ONLINE, OFFLINE, VENDOR_INTERRUPTION, SERVICE_INTERRUPTION
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+};
+
+// One recorded bot turn: input, response, actions taken or refused, timings per stage.
+struct TurnRecord {
+  AccountId account;
+  BotId bot;
+  ConversationId conversation;
+  std::string turn_id;
+  TimeMs ts = 0;
+  std::string outcome;  // OK, ERROR, DISCARDED, ...
+  std::string input_json;
+  std::string response_json;
+  std::string actions_json = "[]";
+  std::string timings_json = "{}";
+  std::string error;
+};
+
+// A turn that was started but whose effects were not all applied (resumed after a restart).
+struct PendingTurn {
+  AccountId account;
+  BotId bot;
+  ConversationId conversation;
+  std::string turn_id;
+  std::string state_json;
+  TimeMs created_at = 0;
+};
+
+class BotStore {
+ public:
+  virtual ~BotStore() = default;
+
+  virtual Status createBot(const BotRecord& b) = 0;  // Conflict if the bot user already has a bot
+  virtual Status updateBot(const BotRecord& b) = 0;
+  virtual Status deleteBot(const AccountId& acc, const BotId& id) = 0;
+  virtual Result<BotRecord> getBot(const AccountId& acc, const BotId& id) = 0;
+  virtual Result<std::vector<BotRecord>> listBots(const AccountId& acc) = 0;
+  virtual Result<std::vector<BotRecord>> listAllBots() = 0;
+
+  // Keeps at most `keep` newest turns per bot.
+  virtual Status appendTurn(const TurnRecord& t, int keep) = 0;
+  virtual Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
+                                                    int limit) = 0;
+
+  virtual Status putPendingTurn(const PendingTurn& p) = 0;
+  virtual Status deletePendingTurn(const std::string& turn_id) = 0;
+  virtual Result<std::vector<PendingTurn>> listPendingTurns() = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+// The whole store. Owned by main; outlives every user.
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual AccountStore& accounts() = 0;
+  virtual ConversationStore& conversations() = 0;
+  virtual FunctionStore& functions() = 0;
+  virtual BotStore& bots() = 0;
+  // Schema version after migrations.
+  virtual int schemaVersion() const = 0;
+};
+
+// Names used in JSON and in the database for the enums above.
+const char* roleName(Role r);  // "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER"
+Result<Role> parseRole(std::string_view s);
+const char* availabilityName(Availability a);  // "ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"
+Result<Availability> parseAvailability(std::string_view s);
+const char* channelName(Channel c);  // "MESSAGING", "CHAT"
+Result<Channel> parseChannel(std::string_view s);
+const char* ttrTypeName(TtrType t);  // "URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"
+Result<TtrType> parseTtrType(std::string_view s);
+const char* stateName(ConversationState s);  // "OPEN", "CLOSE"
+
+}  // namespace parley::store
