@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command: install everything, build, and run the tests. Idempotent.
+#   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
+#      browser end-to-end tests (label "slow" excluded; run those with tools/test.sh --slow);
+#   2. ASan+UBSan build: unit and integration tests (e2e excluded: chromium under ASan is noise).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+"$here/tools/setup.sh"
+jobs="$(nproc)"
+"$here/tools/build.sh" default
+if [ "${1:-}" = "--slow" ]; then
+  ctest --test-dir build/default --output-on-failure -L slow -j1
+  exit 0
+fi
+ctest --preset default -j"$jobs"
+if [ "${PARLEY_SKIP_ASAN:-0}" != 1 ]; then
+  "$here/tools/build.sh" asan
+  ASAN_OPTIONS=detect_leaks=1 ctest --preset asan -j"$jobs"
+fi
+echo "tests: all passed"
