@@ -8,6 +8,12 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 "$here/tools/setup.sh"
 jobs="$(nproc)"
+# Formatting is part of the tests (clang-format, config at the root).
+unformatted=$(git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run -Werror 2>&1 | grep -c "error:" || true)
+if [ "$unformatted" != 0 ]; then
+  echo "clang-format: $unformatted formatting problems; run: git ls-files '*.cpp' '*.h' | xargs clang-format -i" >&2
+  exit 1
+fi
 "$here/tools/build.sh" default
 if [ "${1:-}" = "--slow" ]; then
   ctest --test-dir build/default --output-on-failure -L slow -j1

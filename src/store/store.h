@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -376,5 +377,14 @@ Result<Channel> parseChannel(std::string_view s);
 const char* ttrTypeName(TtrType t);  // "URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"
 Result<TtrType> parseTtrType(std::string_view s);
 const char* stateName(ConversationState s);  // "OPEN", "CLOSE"
+Result<ConversationState> parseConversationState(std::string_view s);
+const char* userTypeName(UserType t);  // "HUMAN", "BOT"
+Result<UserType> parseUserType(std::string_view s);
+
+// The first id that createUser / createSkill assign in an account when the caller leaves `id`
+// empty. Assigned ids grow by one and are never reused within an account, even after deletes;
+// a caller-chosen numeric id at or above the counter moves the counter past it.
+inline constexpr std::int64_t kFirstUserId = 1000;
+inline constexpr std::int64_t kFirstSkillId = 1;
 
 }  // namespace parley::store
