@@ -1,0 +1,51 @@
+#pragma once
+
+// What the function runtime needs from the rest of the platform: secrets, the domain
+// allowlist, the context service and conversations. Implemented by the functions platform
+// service (src/functions/service/); testing/fake_host.h is the in-memory fake.
+
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/result.h"
+
+namespace parley::functions {
+
+// The platform services a running function may reach through the Toolbelt. Thread-safe; every
+// method may block (it may do I/O): the runtime calls it only on its own host-call threads,
+// never on a V8 worker. Owned by main; must outlive the FunctionRuntime that uses it.
+class FunctionHost {
+ public:
+  virtual ~FunctionHost() = default;
+
+  // The latest value of secret `key` of the account. NotFound when there is no such secret.
+  virtual Result<std::string> readSecret(const AccountId& account, const std::string& key) = 0;
+  // Replaces the value of an existing secret. NotFound when it does not exist (functions cannot
+  // create secrets); Invalid when the value breaks the secret rules (at most 10,000 chars).
+  virtual Status updateSecret(const AccountId& account, const std::string& key,
+                              const std::string& value) = 0;
+  // The account's outbound domain allowlist, e.g. {"api.example.com", "*.example.org"}.
+  virtual Result<std::vector<std::string>> allowlist(const AccountId& account) = 0;
+  // One context-service (§4.10) operation. `op` is one of: createNamespace, deleteNamespace,
+  // getListOfNamespaces, set, update, getAll, getSelected, get, deleteProperty, deleteSession,
+  // getListOfSessions. `args_json` is an object:
+  //   createNamespace  {"namespace", "ttl"?}            -> {"name","createdAt","ttlSecond"?}
+  //   deleteNamespace  {"namespace"}                    -> null
+  //   getListOfNamespaces {}                            -> [{"name","createdAt","ttlSecond"?}]
+  //   set / update     {"namespace","properties":{..},"sessionId"?} -> null
+  //   getAll           {"namespace","sessionId"?}       -> {name: value, ...}
+  //   getSelected      {"namespace","names":[..],"sessionId"?} -> {name: value, ...}
+  //   get              {"namespace","name","sessionId"?} -> value (null when absent)
+  //   deleteProperty   {"namespace","name","sessionId"?} -> null
+  //   deleteSession    {"namespace","sessionId"}        -> null
+  //   getListOfSessions {"namespace"}                   -> ["sessionId", ...]
+  // Returns the JSON text of the result. NotFound for an unknown namespace, Invalid for bad args.
+  virtual Result<std::string> contextCall(const AccountId& account, const std::string& op,
+                                          const std::string& args_json) = 0;
+  // The conversation as the Messaging Interactions API returns it (JSON text), or NotFound.
+  virtual Result<std::string> getConversation(const AccountId& account,
+                                              const std::string& conversation_id) = 0;
+};
+
+}  // namespace parley::functions
