@@ -37,8 +37,8 @@ enum class UserType { kHuman, kBot };
 
 struct User {
   AccountId account;
-  UserId id;            // numeric string, unique within the account
-  std::string pid;      // public id (UUID), `userPid` in the login response
+  UserId id;        // numeric string, unique within the account
+  std::string pid;  // public id (UUID), `userPid` in the login response
   std::string login_name;
   std::string password_hash;  // libsodium crypto_pwhash_str (argon2id); never the password
   std::vector<Role> roles;
@@ -125,8 +125,8 @@ enum class ConversationState { kOpen, kClose };
 enum class TtrType { kUrgent, kNormal, kPrioritized, kCustom };
 
 struct Participant {
-  std::string id;    // consumer id, or the agent's UserId
-  std::string role;  // CONSUMER, ASSIGNED_AGENT, MANAGER, READER, CONTROLLER
+  std::string id;                // consumer id, or the agent's UserId
+  std::string role;              // CONSUMER, ASSIGNED_AGENT, MANAGER, READER, CONTROLLER
   std::string state = "ACTIVE";  // ACTIVE, SUGGESTED
   TimeMs joined_at = 0;
 };
@@ -144,7 +144,7 @@ struct Conversation {
   TimeMs start_ts = 0;
   TimeMs end_ts = 0;
   TimeMs updated_at = 0;
-  std::string close_reason;       // CONSUMER, AGENT, BOT, SYSTEM
+  std::string close_reason;        // CONSUMER, AGENT, BOT, SYSTEM
   std::int64_t next_sequence = 0;  // sequence the next persisted event gets
   std::vector<Participant> participants;
   std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
@@ -155,11 +155,11 @@ struct Message {
   ConversationId conversation;
   std::int64_t sequence = 0;
   TimeMs server_ts = 0;
-  std::string originator_id;    // consumer id, or the agent's "{acc}.{userId}"
-  std::string originator_pid;   // consumer id, or the agent's PId
-  std::string originator_role;  // CONSUMER, ASSIGNED_AGENT, ...
-  std::string audience = "ALL";  // ALL or AGENTS_AND_MANAGERS
-  std::string event_json;       // the event object as published
+  std::string originator_id;         // consumer id, or the agent's "{acc}.{userId}"
+  std::string originator_pid;        // consumer id, or the agent's PId
+  std::string originator_role;       // CONSUMER, ASSIGNED_AGENT, ...
+  std::string audience = "ALL";      // ALL or AGENTS_AND_MANAGERS
+  std::string event_json;            // the event object as published
   std::string metadata_json = "[]";  // envelope metadata array
 };
 
@@ -185,8 +185,8 @@ class ConversationStore {
   // All open conversations of all accounts (for recovery at start).
   virtual Result<std::vector<Conversation>> listOpenConversations() = 0;
   // Messages with sequence >= from_seq, in sequence order, at most `limit`.
-  virtual Result<std::vector<Message>> listMessages(const ConversationId& id,
-                                                    std::int64_t from_seq, int limit) = 0;
+  virtual Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
+                                                    int limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ struct Deployment {
   std::int64_t function_version = 0;
   std::string code;
   std::vector<EnvVar> env;
-  std::string state;  // Productive, Build Error, Deploy Error, Undeployed
+  std::string state;       // Productive, Build Error, Deploy Error, Undeployed
   std::string error_json;  // {errorCode, errorMsg, errorLogs[]} when it failed
   std::string created_by;
   TimeMs created_at = 0;
@@ -286,9 +286,8 @@ class FunctionStore {
   virtual Result<std::vector<std::string>> getAllowlist(const AccountId& acc) = 0;
 
   virtual Status putContextProperty(const ContextProperty& p) = 0;
-  virtual Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
-                                                                     const std::string& ns,
-                                                                     const std::string& session) = 0;
+  virtual Result<std::vector<ContextProperty>> listContextProperties(
+      const AccountId& acc, const std::string& ns, const std::string& session) = 0;
   virtual Status deleteContextProperties(const AccountId& acc, const std::string& ns,
                                          const std::string& session, const std::string& name) = 0;
 };
@@ -300,8 +299,8 @@ struct BotRecord {
   AccountId account;
   BotId id;
   std::string name;
-  UserId user;               // the bot user (type BOT) that owns conversations
-  std::string config_json;   // vendor, functionUuid, conversationTypes, escalation, ...
+  UserId user;                     // the bot user (type BOT) that owns conversations
+  std::string config_json;         // vendor, functionUuid, conversationTypes, escalation, ...
   std::string status = "OFFLINE";  // ONLINE, OFFLINE, VENDOR_INTERRUPTION, SERVICE_INTERRUPTION
   TimeMs created_at = 0;
   TimeMs updated_at = 0;
@@ -370,7 +369,8 @@ class Store {
 // Names used in JSON and in the database for the enums above.
 const char* roleName(Role r);  // "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER"
 Result<Role> parseRole(std::string_view s);
-const char* availabilityName(Availability a);  // "ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"
+const char* availabilityName(
+    Availability a);  // "ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"
 Result<Availability> parseAvailability(std::string_view s);
 const char* channelName(Channel c);  // "MESSAGING", "CHAT"
 Result<Channel> parseChannel(std::string_view s);

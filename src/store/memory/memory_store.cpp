@@ -1,0 +1,703 @@
+#include "store/memory/memory_store.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "store/store_util.h"
+
+namespace parley::store {
+namespace {
+
+using internal::numericId;
+
+template <class T>
+std::vector<T> firstN(std::vector<T> v, int limit) {
+  if (limit <= 0) return {};
+  if (v.size() > static_cast<std::size_t>(limit)) v.resize(static_cast<std::size_t>(limit));
+  return v;
+}
+
+// The in-memory store. Every method locks mu_ for its whole duration, so each call is atomic.
+class MemoryStore final : public Store,
+                          public AccountStore,
+                          public ConversationStore,
+                          public FunctionStore,
+                          public BotStore {
+ public:
+  explicit MemoryStore(const Clock& clock) : clock_(clock) {}
+
+  // Store
+  AccountStore& accounts() override { return *this; }
+  ConversationStore& conversations() override { return *this; }
+  FunctionStore& functions() override { return *this; }
+  BotStore& bots() override { return *this; }
+  int schemaVersion() const override { return 0; }
+
+  // AccountStore
+  Status createAccount(const Account& a) override {
+    if (a.id.empty()) return invalid("account id is required");
+    std::lock_guard lock(mu_);
+    if (accounts_.contains(a.id.str()))
+      return conflict("account " + a.id.str() + " already exists");
+    Account stored = a;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    accounts_.emplace(a.id.str(), std::move(stored));
+    return {};
+  }
+
+  Result<Account> getAccount(const AccountId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = accounts_.find(id.str());
+    if (it == accounts_.end()) return notFound("account " + id.str() + " does not exist");
+    return it->second;
+  }
+
+  Result<std::vector<Account>> listAccounts() override {
+    std::lock_guard lock(mu_);
+    std::vector<Account> out;
+    for (const auto& [_, a] : accounts_) out.push_back(a);
+    return out;
+  }
+
+  Result<User> createUser(User u) override {
+    if (u.account.empty()) return invalid("user account is required");
+    if (u.login_name.empty()) return invalid("user loginName is required");
+    std::lock_guard lock(mu_);
+    if (findUserByLogin(u.account, u.login_name))
+      return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+    auto& next = next_user_id_.try_emplace(u.account.str(), kFirstUserId).first->second;
+    if (u.id.empty()) {
+      while (users_.contains({u.account.str(), std::to_string(next)})) ++next;
+      u.id = UserId(std::to_string(next++));
+    } else {
+      if (users_.contains({u.account.str(), u.id.str()}))
+        return conflict("user " + u.id.str() + " already exists in account " + u.account.str());
+      if (auto n = numericId(u.id.str()); n && *n >= next) next = *n + 1;
+    }
+    if (u.created_at == 0) u.created_at = clock_.nowMs();
+    users_[{u.account.str(), u.id.str()}] = u;
+    return u;
+  }
+
+  Status updateUser(const User& u) override {
+    std::lock_guard lock(mu_);
+    auto it = users_.find({u.account.str(), u.id.str()});
+    if (it == users_.end())
+      return notFound("user " + u.id.str() + " does not exist in account " + u.account.str());
+    const User* other = findUserByLogin(u.account, u.login_name);
+    if (other && other->id != u.id)
+      return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+    it->second = u;
+    return {};
+  }
+
+  Status deleteUser(const AccountId& acc, const UserId& id) override {
+    std::lock_guard lock(mu_);
+    if (users_.erase({acc.str(), id.str()}) == 0)
+      return notFound("user " + id.str() + " does not exist in account " + acc.str());
+    return {};
+  }
+
+  Result<User> getUser(const AccountId& acc, const UserId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = users_.find({acc.str(), id.str()});
+    if (it == users_.end())
+      return notFound("user " + id.str() + " does not exist in account " + acc.str());
+    return it->second;
+  }
+
+  Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) override {
+    std::lock_guard lock(mu_);
+    const User* u = findUserByLogin(acc, login_name);
+    if (!u) return notFound("no user with login name '" + login_name + "' in account " + acc.str());
+    return *u;
+  }
+
+  Result<std::vector<User>> listUsers(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<User> out;
+    for (const auto& [key, u] : users_)
+      if (key.first == acc.str()) out.push_back(u);
+    std::ranges::sort(out, idLess<User>);
+    return out;
+  }
+
+  Status putSession(const Session& s) override {
+    if (s.bearer.empty()) return invalid("session bearer is required");
+    std::lock_guard lock(mu_);
+    sessions_[s.bearer] = s;
+    return {};
+  }
+
+  Result<Session> getSession(const std::string& bearer) override {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(bearer);
+    if (it == sessions_.end()) return notFound("session does not exist");
+    return it->second;
+  }
+
+  Status deleteSession(const std::string& bearer) override {
+    std::lock_guard lock(mu_);
+    sessions_.erase(bearer);
+    return {};
+  }
+
+  Status deleteExpiredSessions(TimeMs now) override {
+    std::lock_guard lock(mu_);
+    std::erase_if(sessions_, [now](const auto& kv) { return kv.second.expires_at <= now; });
+    return {};
+  }
+
+  Status putApiKey(const ApiKey& k) override {
+    if (k.key_hash.empty()) return invalid("api key hash is required");
+    std::lock_guard lock(mu_);
+    ApiKey stored = k;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    api_keys_[k.key_hash] = std::move(stored);
+    return {};
+  }
+
+  Result<ApiKey> getApiKey(const std::string& key_hash) override {
+    std::lock_guard lock(mu_);
+    auto it = api_keys_.find(key_hash);
+    if (it == api_keys_.end()) return notFound("api key does not exist");
+    return it->second;
+  }
+
+  Result<Skill> createSkill(Skill s) override {
+    if (s.account.empty()) return invalid("skill account is required");
+    if (s.name.empty()) return invalid("skill name is required");
+    std::lock_guard lock(mu_);
+    for (const auto& [key, other] : skills_)
+      if (key.first == s.account.str() && other.name == s.name)
+        return conflict("skill '" + s.name + "' already exists in account " + s.account.str());
+    auto& next = next_skill_id_.try_emplace(s.account.str(), kFirstSkillId).first->second;
+    if (s.id.empty()) {
+      while (skills_.contains({s.account.str(), std::to_string(next)})) ++next;
+      s.id = SkillId(std::to_string(next++));
+    } else {
+      if (skills_.contains({s.account.str(), s.id.str()}))
+        return conflict("skill " + s.id.str() + " already exists in account " + s.account.str());
+      if (auto n = numericId(s.id.str()); n && *n >= next) next = *n + 1;
+    }
+    if (s.created_at == 0) s.created_at = clock_.nowMs();
+    skills_[{s.account.str(), s.id.str()}] = s;
+    return s;
+  }
+
+  Status deleteSkill(const AccountId& acc, const SkillId& id) override {
+    std::lock_guard lock(mu_);
+    if (skills_.erase({acc.str(), id.str()}) == 0)
+      return notFound("skill " + id.str() + " does not exist in account " + acc.str());
+    return {};
+  }
+
+  Result<std::vector<Skill>> listSkills(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<Skill> out;
+    for (const auto& [key, s] : skills_)
+      if (key.first == acc.str()) out.push_back(s);
+    std::ranges::sort(out, idLess<Skill>);
+    return out;
+  }
+
+  Status putAgentState(const AgentState& s) override {
+    std::lock_guard lock(mu_);
+    AgentState stored = s;
+    if (stored.updated_at == 0) stored.updated_at = clock_.nowMs();
+    agent_states_[{s.account.str(), s.user.str()}] = std::move(stored);
+    return {};
+  }
+
+  Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<AgentState> out;
+    for (const auto& [key, s] : agent_states_)
+      if (key.first == acc.str()) out.push_back(s);
+    std::ranges::sort(out, [](const AgentState& a, const AgentState& b) {
+      return idOrder(a.user.str(), b.user.str());
+    });
+    return out;
+  }
+
+  // ConversationStore
+  Status saveConversation(const Conversation& c) override {
+    if (auto st = checkConversation(c); !st) return st;
+    std::lock_guard lock(mu_);
+    if (auto st = checkConversationOwner(c); !st) return st;
+    conversations_[c.id.str()] = c;
+    return {};
+  }
+
+  Status appendMessage(const Conversation& c, const Message& m) override {
+    if (auto st = checkConversation(c); !st) return st;
+    if (m.conversation != c.id)
+      return invalid("message conversation " + m.conversation.str() +
+                     " differs from conversation " + c.id.str());
+    std::lock_guard lock(mu_);
+    if (auto st = checkConversationOwner(c); !st) return st;
+    auto& msgs = messages_[c.id.str()];
+    if (msgs.contains(m.sequence))
+      return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
+                      c.id.str());
+    msgs.emplace(m.sequence, m);
+    conversations_[c.id.str()] = c;
+    return {};
+  }
+
+  Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = conversations_.find(id.str());
+    if (it == conversations_.end() || it->second.account != acc)
+      return notFound("conversation " + id.str() + " does not exist in account " + acc.str());
+    return it->second;
+  }
+
+  Result<std::vector<Conversation>> listConversations(const AccountId& acc,
+                                                      const ConversationQuery& q) override {
+    std::lock_guard lock(mu_);
+    std::vector<Conversation> out;
+    for (const auto& [_, c] : conversations_) {
+      if (c.account != acc) continue;
+      if (q.state && c.state != *q.state) continue;
+      if (q.skill && c.skill != *q.skill) continue;
+      if (q.consumer && c.consumer != *q.consumer) continue;
+      out.push_back(c);
+    }
+    std::ranges::sort(out, conversationLess);
+    return firstN(std::move(out), q.limit);
+  }
+
+  Result<std::vector<Conversation>> listOpenConversations() override {
+    std::lock_guard lock(mu_);
+    std::vector<Conversation> out;
+    for (const auto& [_, c] : conversations_)
+      if (c.state == ConversationState::kOpen) out.push_back(c);
+    std::ranges::sort(out, conversationLess);
+    return out;
+  }
+
+  Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
+                                            int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<Message> out;
+    auto it = messages_.find(id.str());
+    if (it == messages_.end() || limit <= 0) return out;
+    for (auto m = it->second.lower_bound(from_seq);
+         m != it->second.end() && out.size() < static_cast<std::size_t>(limit); ++m)
+      out.push_back(m->second);
+    return out;
+  }
+
+  // FunctionStore
+  Status createFunction(const FunctionRecord& f) override {
+    if (f.uuid.empty()) return invalid("function uuid is required");
+    if (f.account.empty()) return invalid("function account is required");
+    if (f.name.empty()) return invalid("function name is required");
+    std::lock_guard lock(mu_);
+    if (functions_.contains(f.uuid.str()))
+      return conflict("function " + f.uuid.str() + " already exists");
+    if (functionNameTaken(f)) return conflict(functionNameMessage(f));
+    FunctionRecord stored = f;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    functions_.emplace(f.uuid.str(), std::move(stored));
+    return {};
+  }
+
+  Status updateFunction(const FunctionRecord& f) override {
+    std::lock_guard lock(mu_);
+    auto it = functions_.find(f.uuid.str());
+    if (it == functions_.end() || it->second.account != f.account)
+      return notFound(functionMissing(f.account, f.uuid));
+    if (functionNameTaken(f)) return conflict(functionNameMessage(f));
+    it->second = f;
+    return {};
+  }
+
+  Status deleteFunction(const AccountId& acc, const FunctionId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = functions_.find(id.str());
+    if (it == functions_.end() || it->second.account != acc)
+      return notFound(functionMissing(acc, id));
+    functions_.erase(it);
+    std::erase_if(deployments_, [&](const auto& d) { return d.second.function == id; });
+    std::erase_if(logs_, [&](const auto& l) { return l.second.function == id; });
+    return {};
+  }
+
+  Result<FunctionRecord> getFunction(const AccountId& acc, const FunctionId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = functions_.find(id.str());
+    if (it == functions_.end() || it->second.account != acc)
+      return notFound(functionMissing(acc, id));
+    return it->second;
+  }
+
+  Result<std::vector<FunctionRecord>> listFunctions(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<FunctionRecord> out;
+    for (const auto& [_, f] : functions_)
+      if (f.account == acc) out.push_back(f);
+    std::ranges::sort(out, [](const FunctionRecord& a, const FunctionRecord& b) {
+      return std::tie(a.name, a.uuid) < std::tie(b.name, b.uuid);
+    });
+    return out;
+  }
+
+  Status addDeployment(const Deployment& d) override {
+    if (d.uuid.empty()) return invalid("deployment uuid is required");
+    std::lock_guard lock(mu_);
+    for (const auto& [_, other] : deployments_)
+      if (other.uuid == d.uuid) return conflict("deployment " + d.uuid + " already exists");
+    Deployment stored = d;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    deployments_.emplace_back(++seq_, std::move(stored));
+    return {};
+  }
+
+  Result<std::vector<Deployment>> listDeployments(const AccountId& acc, const FunctionId& id,
+                                                  int limit) override {
+    std::lock_guard lock(mu_);
+    return firstN(deploymentsNewestFirst(acc, id), limit);
+  }
+
+  Status pruneDeployments(const AccountId& acc, const FunctionId& id, int keep) override {
+    std::lock_guard lock(mu_);
+    auto all = deploymentsNewestFirst(acc, id);
+    std::set<std::string> drop;
+    for (std::size_t i = static_cast<std::size_t>(std::max(keep, 0)); i < all.size(); ++i)
+      drop.insert(all[i].uuid);
+    std::erase_if(deployments_, [&](const auto& d) { return drop.contains(d.second.uuid); });
+    return {};
+  }
+
+  Status appendLogs(const std::vector<InvocationLog>& logs) override {
+    std::lock_guard lock(mu_);
+    for (const auto& l : logs) logs_.emplace_back(++seq_, l);
+    return {};
+  }
+
+  Result<std::vector<InvocationLog>> listLogs(const AccountId& acc, const FunctionId& id,
+                                              TimeMs since, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::int64_t, InvocationLog>> sel;
+    for (const auto& l : logs_)
+      if (l.second.account == acc && l.second.function == id && l.second.ts >= since)
+        sel.push_back(l);
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.ts, a.first) > std::tie(b.second.ts, b.first);
+    });
+    std::vector<InvocationLog> out;
+    for (auto& [_, l] : sel) out.push_back(std::move(l));
+    return firstN(std::move(out), limit);
+  }
+
+  Status putSecret(const Secret& s) override {
+    if (s.key.empty()) return invalid("secret key is required");
+    std::lock_guard lock(mu_);
+    Secret stored = s;
+    if (stored.updated_at == 0) stored.updated_at = clock_.nowMs();
+    secrets_[{s.account.str(), s.key}] = std::move(stored);
+    return {};
+  }
+
+  Result<Secret> getSecret(const AccountId& acc, const std::string& key) override {
+    std::lock_guard lock(mu_);
+    auto it = secrets_.find({acc.str(), key});
+    if (it == secrets_.end())
+      return notFound("secret '" + key + "' does not exist in account " + acc.str());
+    return it->second;
+  }
+
+  Status deleteSecret(const AccountId& acc, const std::string& key) override {
+    std::lock_guard lock(mu_);
+    if (secrets_.erase({acc.str(), key}) == 0)
+      return notFound("secret '" + key + "' does not exist in account " + acc.str());
+    return {};
+  }
+
+  Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [key, _] : secrets_)
+      if (key.first == acc.str()) out.push_back(key.second);
+    return out;
+  }
+
+  Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
+    std::lock_guard lock(mu_);
+    allowlists_[acc.str()] = domains;
+    return {};
+  }
+
+  Result<std::vector<std::string>> getAllowlist(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    auto it = allowlists_.find(acc.str());
+    if (it == allowlists_.end()) return std::vector<std::string>{};
+    return it->second;
+  }
+
+  Status putContextProperty(const ContextProperty& p) override {
+    if (p.ns.empty()) return invalid("context namespace is required");
+    if (p.name.empty()) return invalid("context property name is required");
+    std::lock_guard lock(mu_);
+    context_[{p.account.str(), p.ns, p.session_id, p.name}] = p;
+    return {};
+  }
+
+  Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
+                                                             const std::string& ns,
+                                                             const std::string& session) override {
+    std::lock_guard lock(mu_);
+    const TimeMs now = clock_.nowMs();
+    std::vector<ContextProperty> out;
+    for (const auto& [key, p] : context_)
+      if (std::get<0>(key) == acc.str() && std::get<1>(key) == ns && std::get<2>(key) == session &&
+          !internal::expired(p, now))
+        out.push_back(p);
+    return out;
+  }
+
+  Status deleteContextProperties(const AccountId& acc, const std::string& ns,
+                                 const std::string& session, const std::string& name) override {
+    std::lock_guard lock(mu_);
+    std::erase_if(context_, [&](const auto& kv) {
+      const auto& [a, n, s, nm] = kv.first;
+      return a == acc.str() && n == ns && s == session && (name.empty() || nm == name);
+    });
+    return {};
+  }
+
+  // BotStore
+  Status createBot(const BotRecord& b) override {
+    if (b.id.empty()) return invalid("bot id is required");
+    if (b.account.empty()) return invalid("bot account is required");
+    std::lock_guard lock(mu_);
+    if (bots_.contains({b.account.str(), b.id.str()}))
+      return conflict("bot " + b.id.str() + " already exists in account " + b.account.str());
+    if (auto st = checkBotUser(b); !st) return st;
+    BotRecord stored = b;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    bots_.emplace(std::pair{b.account.str(), b.id.str()}, std::move(stored));
+    return {};
+  }
+
+  Status updateBot(const BotRecord& b) override {
+    std::lock_guard lock(mu_);
+    auto it = bots_.find({b.account.str(), b.id.str()});
+    if (it == bots_.end()) return notFound(botMissing(b.account, b.id));
+    if (auto st = checkBotUser(b); !st) return st;
+    it->second = b;
+    return {};
+  }
+
+  Status deleteBot(const AccountId& acc, const BotId& id) override {
+    std::lock_guard lock(mu_);
+    if (bots_.erase({acc.str(), id.str()}) == 0) return notFound(botMissing(acc, id));
+    std::erase_if(turns_,
+                  [&](const auto& t) { return t.second.account == acc && t.second.bot == id; });
+    return {};
+  }
+
+  Result<BotRecord> getBot(const AccountId& acc, const BotId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = bots_.find({acc.str(), id.str()});
+    if (it == bots_.end()) return notFound(botMissing(acc, id));
+    return it->second;
+  }
+
+  Result<std::vector<BotRecord>> listBots(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<BotRecord> out;
+    for (const auto& [key, b] : bots_)
+      if (key.first == acc.str()) out.push_back(b);
+    return out;
+  }
+
+  Result<std::vector<BotRecord>> listAllBots() override {
+    std::lock_guard lock(mu_);
+    std::vector<BotRecord> out;
+    for (const auto& [_, b] : bots_) out.push_back(b);
+    return out;
+  }
+
+  Status appendTurn(const TurnRecord& t, int keep) override {
+    if (t.turn_id.empty()) return invalid("turn id is required");
+    std::lock_guard lock(mu_);
+    std::erase_if(turns_, [&](const auto& x) {
+      return x.second.account == t.account && x.second.bot == t.bot &&
+             x.second.turn_id == t.turn_id;
+    });
+    turns_.emplace_back(++seq_, t);
+    auto newest = turnsNewestFirst(t.account, t.bot);
+    std::set<std::int64_t> drop;
+    for (std::size_t i = static_cast<std::size_t>(std::max(keep, 0)); i < newest.size(); ++i)
+      drop.insert(newest[i].first);
+    std::erase_if(turns_, [&](const auto& x) { return drop.contains(x.first); });
+    return {};
+  }
+
+  Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
+                                            int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<TurnRecord> out;
+    for (auto& [_, t] : turnsNewestFirst(acc, id)) out.push_back(std::move(t));
+    return firstN(std::move(out), limit);
+  }
+
+  Status putPendingTurn(const PendingTurn& p) override {
+    if (p.turn_id.empty()) return invalid("turn id is required");
+    std::lock_guard lock(mu_);
+    PendingTurn stored = p;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    auto it = pending_.find(p.turn_id);
+    if (it != pending_.end()) {
+      it->second.second = std::move(stored);
+    } else {
+      pending_.emplace(p.turn_id, std::pair{++seq_, std::move(stored)});
+    }
+    return {};
+  }
+
+  Status deletePendingTurn(const std::string& turn_id) override {
+    std::lock_guard lock(mu_);
+    pending_.erase(turn_id);
+    return {};
+  }
+
+  Result<std::vector<PendingTurn>> listPendingTurns() override {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::int64_t, PendingTurn>> sel(pending_.size());
+    std::ranges::transform(pending_, sel.begin(), [](const auto& kv) { return kv.second; });
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.created_at, a.first) < std::tie(b.second.created_at, b.first);
+    });
+    std::vector<PendingTurn> out;
+    for (auto& [_, p] : sel) out.push_back(std::move(p));
+    return out;
+  }
+
+ private:
+  using Key2 = std::pair<std::string, std::string>;
+
+  // Shorter ids first, then byte order: numeric ids (without leading zeros) sort numerically.
+  static bool idOrder(const std::string& a, const std::string& b) {
+    return std::pair(a.size(), std::string_view(a)) < std::pair(b.size(), std::string_view(b));
+  }
+  template <class T>
+  static bool idLess(const T& a, const T& b) {
+    return idOrder(a.id.str(), b.id.str());
+  }
+  static bool conversationLess(const Conversation& a, const Conversation& b) {
+    return std::tie(a.start_ts, a.id) < std::tie(b.start_ts, b.id);
+  }
+
+  static Status checkConversation(const Conversation& c) {
+    if (c.id.empty()) return invalid("conversation id is required");
+    if (c.account.empty()) return invalid("conversation account is required");
+    return {};
+  }
+  // REQUIRES: mu_ held.
+  Status checkConversationOwner(const Conversation& c) const {
+    auto it = conversations_.find(c.id.str());
+    if (it != conversations_.end() && it->second.account != c.account)
+      return conflict("conversation " + c.id.str() + " belongs to another account");
+    return {};
+  }
+
+  // REQUIRES: mu_ held.
+  const User* findUserByLogin(const AccountId& acc, const std::string& login) const {
+    for (const auto& [key, u] : users_)
+      if (key.first == acc.str() && u.login_name == login) return &u;
+    return nullptr;
+  }
+
+  // REQUIRES: mu_ held.
+  bool functionNameTaken(const FunctionRecord& f) const {
+    for (const auto& [_, other] : functions_)
+      if (other.account == f.account && other.name == f.name && other.uuid != f.uuid) return true;
+    return false;
+  }
+  static std::string functionNameMessage(const FunctionRecord& f) {
+    return "function name '" + f.name + "' is taken in account " + f.account.str();
+  }
+  static std::string functionMissing(const AccountId& acc, const FunctionId& id) {
+    return "function " + id.str() + " does not exist in account " + acc.str();
+  }
+  // REQUIRES: mu_ held.
+  std::vector<Deployment> deploymentsNewestFirst(const AccountId& acc, const FunctionId& id) {
+    std::vector<std::pair<std::int64_t, Deployment>> sel;
+    for (const auto& d : deployments_)
+      if (d.second.account == acc && d.second.function == id) sel.push_back(d);
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.created_at, a.first) > std::tie(b.second.created_at, b.first);
+    });
+    std::vector<Deployment> out;
+    for (auto& [_, d] : sel) out.push_back(std::move(d));
+    return out;
+  }
+
+  // REQUIRES: mu_ held.
+  Status checkBotUser(const BotRecord& b) const {
+    if (b.user.empty()) return {};
+    for (const auto& [_, other] : bots_)
+      if (other.account == b.account && other.user == b.user && other.id != b.id)
+        return conflict("user " + b.user.str() + " already has bot " + other.id.str());
+    return {};
+  }
+  static std::string botMissing(const AccountId& acc, const BotId& id) {
+    return "bot " + id.str() + " does not exist in account " + acc.str();
+  }
+  // REQUIRES: mu_ held.
+  std::vector<std::pair<std::int64_t, TurnRecord>> turnsNewestFirst(const AccountId& acc,
+                                                                    const BotId& id) {
+    std::vector<std::pair<std::int64_t, TurnRecord>> sel;
+    for (const auto& t : turns_)
+      if (t.second.account == acc && t.second.bot == id) sel.push_back(t);
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.ts, a.first) > std::tie(b.second.ts, b.first);
+    });
+    return sel;
+  }
+
+  const Clock& clock_;
+  std::mutex mu_;
+  // Everything below is guarded by mu_.
+  std::int64_t seq_ = 0;  // insertion order for rows ordered "newest first"
+  std::map<std::string, Account> accounts_;
+  std::map<Key2, User> users_;
+  std::map<std::string, std::int64_t> next_user_id_;
+  std::map<std::string, Session> sessions_;
+  std::map<std::string, ApiKey> api_keys_;
+  std::map<Key2, Skill> skills_;
+  std::map<std::string, std::int64_t> next_skill_id_;
+  std::map<Key2, AgentState> agent_states_;
+  std::map<std::string, Conversation> conversations_;
+  std::map<std::string, std::map<std::int64_t, Message>> messages_;
+  std::map<std::string, FunctionRecord> functions_;
+  std::vector<std::pair<std::int64_t, Deployment>> deployments_;
+  std::vector<std::pair<std::int64_t, InvocationLog>> logs_;
+  std::map<Key2, Secret> secrets_;
+  std::map<std::string, std::vector<std::string>> allowlists_;
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, ContextProperty>
+      context_;
+  std::map<Key2, BotRecord> bots_;
+  std::vector<std::pair<std::int64_t, TurnRecord>> turns_;
+  std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> makeMemoryStore(const Clock& clock) {
+  return std::make_unique<MemoryStore>(clock);
+}
+
+}  // namespace parley::store

@@ -1,0 +1,66 @@
+#include "store/store.h"
+
+#include <string>
+
+namespace parley::store {
+namespace {
+
+template <class E, std::size_t N>
+Result<E> parseName(std::string_view s, const char* const (&names)[N], const char* what) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (s == names[i]) return static_cast<E>(i);
+  }
+  std::string allowed;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (i) allowed += ", ";
+    allowed += names[i];
+  }
+  return invalid(std::string(what) + " '" + std::string(s) + "' is not one of " + allowed);
+}
+
+// Indexed by the enumerator's value; keep in declaration order.
+constexpr const char* kRoleNames[] = {"ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN",
+                                      "FAAS_DEVELOPER"};
+constexpr const char* kAvailabilityNames[] = {"ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"};
+constexpr const char* kChannelNames[] = {"MESSAGING", "CHAT"};
+constexpr const char* kTtrTypeNames[] = {"URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"};
+constexpr const char* kStateNames[] = {"OPEN", "CLOSE"};
+constexpr const char* kUserTypeNames[] = {"HUMAN", "BOT"};
+
+template <std::size_t N, class E>
+const char* nameOf(const char* const (&names)[N], E e) {
+  auto i = static_cast<std::size_t>(e);
+  return i < N ? names[i] : "UNKNOWN";
+}
+
+}  // namespace
+
+const char* roleName(Role r) { return nameOf(kRoleNames, r); }
+Result<Role> parseRole(std::string_view s) { return parseName<Role>(s, kRoleNames, "role"); }
+
+const char* availabilityName(Availability a) { return nameOf(kAvailabilityNames, a); }
+Result<Availability> parseAvailability(std::string_view s) {
+  return parseName<Availability>(s, kAvailabilityNames, "availability");
+}
+
+const char* channelName(Channel c) { return nameOf(kChannelNames, c); }
+Result<Channel> parseChannel(std::string_view s) {
+  return parseName<Channel>(s, kChannelNames, "channel");
+}
+
+const char* ttrTypeName(TtrType t) { return nameOf(kTtrTypeNames, t); }
+Result<TtrType> parseTtrType(std::string_view s) {
+  return parseName<TtrType>(s, kTtrTypeNames, "TTR type");
+}
+
+const char* stateName(ConversationState s) { return nameOf(kStateNames, s); }
+Result<ConversationState> parseConversationState(std::string_view s) {
+  return parseName<ConversationState>(s, kStateNames, "conversation state");
+}
+
+const char* userTypeName(UserType t) { return nameOf(kUserTypeNames, t); }
+Result<UserType> parseUserType(std::string_view s) {
+  return parseName<UserType>(s, kUserTypeNames, "user type");
+}
+
+}  // namespace parley::store
