@@ -1,0 +1,33 @@
+// The login session, kept in sessionStorage (per tab).
+
+export interface Session {
+  account: string;
+  username: string;
+  bearer: string;
+  userId: string;
+  userPid: string;
+  roles: string[];
+}
+
+const KEY = 'parley.session';
+
+export function loadSession(): Session | null {
+  try {
+    const raw = sessionStorage.getItem(KEY);
+    if (!raw) return null;
+    const s = JSON.parse(raw) as Session;
+    if (!s.bearer || !s.account) return null;
+    if (!Array.isArray(s.roles)) s.roles = [];
+    return s;
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(s: Session): void {
+  sessionStorage.setItem(KEY, JSON.stringify(s));
+}
+
+export function clearSession(): void {
+  sessionStorage.removeItem(KEY);
+}
