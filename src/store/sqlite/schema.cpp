@@ -1,0 +1,146 @@
+#include "store/sqlite/schema.h"
+
+#include <string>
+
+namespace parley::store::sqlite {
+namespace {
+
+// Version 1: accounts, users, sessions, API keys, skills, agent states, conversations,
+// participants, messages, and the per-account id counters of users and skills.
+constexpr const char* kV1 = R"sql(
+CREATE TABLE accounts(
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, ttr_urgent_s INTEGER NOT NULL,
+  ttr_prioritized_s INTEGER NOT NULL, ttr_normal_s INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE id_counters(
+  account TEXT NOT NULL, kind TEXT NOT NULL, next_id INTEGER NOT NULL,
+  PRIMARY KEY(account, kind)) WITHOUT ROWID;
+CREATE TABLE users(
+  account TEXT NOT NULL, id TEXT NOT NULL, pid TEXT NOT NULL, login_name TEXT NOT NULL,
+  password_hash TEXT NOT NULL, roles_json TEXT NOT NULL, type TEXT NOT NULL,
+  skills_json TEXT NOT NULL, max_open_conversations INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY(account, id), UNIQUE(account, login_name));
+CREATE TABLE sessions(
+  bearer TEXT PRIMARY KEY, csrf TEXT NOT NULL, account TEXT NOT NULL, user_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX sessions_expires ON sessions(expires_at);
+CREATE TABLE api_keys(
+  key_hash TEXT PRIMARY KEY, account TEXT NOT NULL, user_id TEXT NOT NULL, name TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE skills(
+  account TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY(account, id), UNIQUE(account, name));
+CREATE TABLE agent_states(
+  account TEXT NOT NULL, user_id TEXT NOT NULL, availability TEXT NOT NULL,
+  updated_at INTEGER NOT NULL, PRIMARY KEY(account, user_id)) WITHOUT ROWID;
+CREATE TABLE conversations(
+  id TEXT PRIMARY KEY, account TEXT NOT NULL, consumer TEXT NOT NULL, channel TEXT NOT NULL,
+  state TEXT NOT NULL, skill TEXT NOT NULL, ttr_type TEXT NOT NULL, ttr_value_s INTEGER NOT NULL,
+  ttr_due_at INTEGER NOT NULL, start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL, close_reason TEXT NOT NULL, next_sequence INTEGER NOT NULL,
+  context_json TEXT NOT NULL);
+CREATE INDEX conversations_account ON conversations(account, state, start_ts);
+CREATE INDEX conversations_state ON conversations(state, start_ts);
+CREATE TABLE participants(
+  conversation TEXT NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL, role TEXT NOT NULL,
+  state TEXT NOT NULL, joined_at INTEGER NOT NULL,
+  PRIMARY KEY(conversation, position)) WITHOUT ROWID;
+CREATE TABLE messages(
+  conversation TEXT NOT NULL, sequence INTEGER NOT NULL, server_ts INTEGER NOT NULL,
+  originator_id TEXT NOT NULL, originator_pid TEXT NOT NULL, originator_role TEXT NOT NULL,
+  audience TEXT NOT NULL, event_json TEXT NOT NULL, metadata_json TEXT NOT NULL,
+  PRIMARY KEY(conversation, sequence)) WITHOUT ROWID;
+)sql";
+
+// Version 2: the functions platform (functions, deployments, invocation logs, secrets, domain
+// allowlist, context session store).
+constexpr const char* kV2 = R"sql(
+CREATE TABLE functions(
+  uuid TEXT PRIMARY KEY, account TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+  event_id TEXT NOT NULL, code TEXT NOT NULL, env_json TEXT NOT NULL, state TEXT NOT NULL,
+  version INTEGER NOT NULL, created_by TEXT NOT NULL, updated_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, UNIQUE(account, name));
+CREATE TABLE deployments(
+  seq INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, function_uuid TEXT NOT NULL,
+  account TEXT NOT NULL, function_version INTEGER NOT NULL, code TEXT NOT NULL,
+  env_json TEXT NOT NULL, state TEXT NOT NULL, error_json TEXT NOT NULL,
+  created_by TEXT NOT NULL, created_at INTEGER NOT NULL, deployed_at INTEGER NOT NULL);
+CREATE INDEX deployments_function ON deployments(account, function_uuid, created_at);
+CREATE TABLE invocation_logs(
+  seq INTEGER PRIMARY KEY, function_uuid TEXT NOT NULL, account TEXT NOT NULL,
+  request_id TEXT NOT NULL, ts INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL,
+  extras_json TEXT NOT NULL);
+CREATE INDEX invocation_logs_function ON invocation_logs(account, function_uuid, ts);
+CREATE TABLE secrets(
+  account TEXT NOT NULL, key_name TEXT NOT NULL, ciphertext BLOB NOT NULL,
+  updated_at INTEGER NOT NULL, PRIMARY KEY(account, key_name)) WITHOUT ROWID;
+CREATE TABLE allowlist(
+  account TEXT NOT NULL, position INTEGER NOT NULL, domain TEXT NOT NULL,
+  PRIMARY KEY(account, position)) WITHOUT ROWID;
+CREATE TABLE context_properties(
+  account TEXT NOT NULL, ns TEXT NOT NULL, session_id TEXT NOT NULL, name TEXT NOT NULL,
+  value_json TEXT NOT NULL, expires_at INTEGER NOT NULL,
+  PRIMARY KEY(account, ns, session_id, name)) WITHOUT ROWID;
+)sql";
+
+// Version 3: bots (Custom Integration), their recorded turns and pending turns.
+constexpr const char* kV3 = R"sql(
+CREATE TABLE bots(
+  account TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, user_id TEXT NOT NULL,
+  config_json TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL, PRIMARY KEY(account, id));
+CREATE TABLE turns(
+  seq INTEGER PRIMARY KEY, account TEXT NOT NULL, bot TEXT NOT NULL, conversation TEXT NOT NULL,
+  turn_id TEXT NOT NULL, ts INTEGER NOT NULL, outcome TEXT NOT NULL, input_json TEXT NOT NULL,
+  response_json TEXT NOT NULL, actions_json TEXT NOT NULL, timings_json TEXT NOT NULL,
+  error TEXT NOT NULL);
+CREATE INDEX turns_bot ON turns(account, bot, ts);
+CREATE UNIQUE INDEX turns_id ON turns(account, bot, turn_id);
+CREATE TABLE pending_turns(
+  seq INTEGER PRIMARY KEY, turn_id TEXT NOT NULL UNIQUE, account TEXT NOT NULL,
+  bot TEXT NOT NULL, conversation TEXT NOT NULL, state_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
+
+Result<int> userVersion(Conn& conn) {
+  auto q = conn.query("PRAGMA user_version");
+  if (!q) return std::unexpected(q.error());
+  auto row = q->next();
+  if (!row) return std::unexpected(row.error());
+  return static_cast<int>(*row ? q->i64(0) : 0);
+}
+
+}  // namespace
+
+std::span<const Migration> migrations() { return kMigrations; }
+
+int latestSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+Result<int> migrate(Conn& conn, int target) {
+  const int latest = latestSchemaVersion();
+  if (target <= 0 || target > latest) target = latest;
+  auto current = userVersion(conn);
+  if (!current) return current;
+  if (*current > latest)
+    return makeError(ErrorCode::kUnavailable, "database schema version " +
+                                                  std::to_string(*current) +
+                                                  " is newer than this binary supports (" +
+                                                  std::to_string(latest) + "); run a newer parley");
+  for (const Migration& m : kMigrations) {
+    if (m.version <= *current || m.version > target) continue;
+    if (auto st = conn.exec("BEGIN IMMEDIATE"); !st) return std::unexpected(st.error());
+    Status st = conn.exec(m.sql);
+    if (st) st = conn.exec("PRAGMA user_version = " + std::to_string(m.version));
+    if (st) st = conn.exec("COMMIT");
+    if (!st) {
+      (void)conn.exec("ROLLBACK");
+      return makeError(st.error().code, "schema migration to version " + std::to_string(m.version) +
+                                            " failed: " + st.error().message);
+    }
+    *current = m.version;
+  }
+  return *current;
+}
+
+}  // namespace parley::store::sqlite

@@ -1,0 +1,1441 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/json.h"
+#include "store/sqlite/db.h"
+#include "store/sqlite/schema.h"
+#include "store/store_util.h"
+
+namespace parley::store {
+namespace {
+
+using sqlite::Conn;
+using sqlite::Query;
+
+#define PARLEY_STORE_TRY(expr)                                \
+  do {                                                        \
+    if (auto try_status_ = (expr); !try_status_)              \
+      return std::unexpected(std::move(try_status_).error()); \
+  } while (0)
+
+// A binary parameter (bound as BLOB rather than TEXT).
+struct Blob {
+  std::string_view bytes;
+};
+
+inline void bindOne(Query& q, const Blob& b) { q.blob(b.bytes); }
+template <class T>
+void bindOne(Query& q, const T& v) {
+  q.arg(v);
+}
+
+// Prepares (cached) `sql`, binds `args` in order and returns the query, ready to step.
+template <class... Args>
+Result<Query> prepare(Conn& c, const std::string& sql, const Args&... args) {
+  auto q = c.query(sql);
+  if (!q) return q;
+  (bindOne(*q, args), ...);
+  return q;
+}
+
+// Runs a statement without result rows; returns the number of rows it changed.
+template <class... Args>
+Result<int> execute(Conn& c, const std::string& sql, const Args&... args) {
+  auto q = prepare(c, sql, args...);
+  if (!q) return std::unexpected(q.error());
+  PARLEY_STORE_TRY(q->run());
+  return q->changes();
+}
+
+// All rows of a query, each mapped by `row(Query&)`.
+template <class T, class RowFn, class... Args>
+Result<std::vector<T>> selectAll(Conn& c, const std::string& sql, RowFn row, const Args&... args) {
+  auto q = prepare(c, sql, args...);
+  if (!q) return std::unexpected(q.error());
+  std::vector<T> out;
+  for (;;) {
+    auto has = q->next();
+    if (!has) return std::unexpected(has.error());
+    if (!*has) break;
+    out.push_back(row(*q));
+  }
+  return out;
+}
+
+// The first row of a query, or nullopt.
+template <class T, class RowFn, class... Args>
+Result<std::optional<T>> selectOne(Conn& c, const std::string& sql, RowFn row,
+                                   const Args&... args) {
+  auto q = prepare(c, sql, args...);
+  if (!q) return std::unexpected(q.error());
+  auto has = q->next();
+  if (!has) return std::unexpected(has.error());
+  if (!*has) return std::optional<T>();
+  return std::optional<T>(row(*q));
+}
+
+template <class... Args>
+Result<bool> exists(Conn& c, const std::string& sql, const Args&... args) {
+  auto r = selectOne<int>(
+      c, sql, [](Query&) { return 1; }, args...);
+  if (!r) return std::unexpected(r.error());
+  return r->has_value();
+}
+
+// Replaces the message of a Conflict error (keeps other errors as they are).
+Status conflictAs(Status st, const std::string& message) {
+  if (!st && st.error().code == ErrorCode::kConflict) return conflict(message);
+  return st;
+}
+template <class T>
+Status asStatus(const Result<T>& r) {
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+// ---- JSON columns for vector fields -------------------------------------------------------
+
+std::string rolesJson(const std::vector<Role>& roles) {
+  boost::json::array a;
+  for (Role r : roles) a.emplace_back(roleName(r));
+  return json::dump(a);
+}
+std::vector<Role> parseRolesJson(const std::string& text) {
+  std::vector<Role> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_string())
+      if (auto r = parseRole(std::string_view(e.as_string()))) out.push_back(*r);
+  return out;
+}
+std::string skillsJson(const std::vector<SkillId>& skills) {
+  boost::json::array a;
+  for (const auto& s : skills) a.emplace_back(s.str());
+  return json::dump(a);
+}
+std::vector<SkillId> parseSkillsJson(const std::string& text) {
+  std::vector<SkillId> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_string()) out.emplace_back(std::string(e.as_string()));
+  return out;
+}
+std::string envJson(const std::vector<EnvVar>& env) {
+  boost::json::array a;
+  for (const auto& e : env) a.push_back(boost::json::object{{"key", e.key}, {"value", e.value}});
+  return json::dump(a);
+}
+std::vector<EnvVar> parseEnvJson(const std::string& text) {
+  std::vector<EnvVar> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_object())
+      out.push_back(
+          {json::getString(e.as_object(), "key"), json::getString(e.as_object(), "value")});
+  return out;
+}
+
+template <class E>
+E parsedOr(Result<E> r, E def) {
+  return r ? *r : def;
+}
+
+// ---- Row mappers (column order matches the SELECT lists below) ----------------------------
+
+constexpr const char* kAccountCols =
+    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at";
+Account accountRow(Query& q) {
+  Account a;
+  a.id = AccountId(q.text(0));
+  a.name = q.text(1);
+  a.ttr_urgent_s = q.i64(2);
+  a.ttr_prioritized_s = q.i64(3);
+  a.ttr_normal_s = q.i64(4);
+  a.created_at = q.i64(5);
+  return a;
+}
+
+constexpr const char* kUserCols =
+    "account, id, pid, login_name, password_hash, roles_json, type, skills_json, "
+    "max_open_conversations, created_at";
+User userRow(Query& q) {
+  User u;
+  u.account = AccountId(q.text(0));
+  u.id = UserId(q.text(1));
+  u.pid = q.text(2);
+  u.login_name = q.text(3);
+  u.password_hash = q.text(4);
+  u.roles = parseRolesJson(q.text(5));
+  u.type = parsedOr(parseUserType(q.text(6)), UserType::kHuman);
+  u.skills = parseSkillsJson(q.text(7));
+  u.max_open_conversations = static_cast<int>(q.i64(8));
+  u.created_at = q.i64(9);
+  return u;
+}
+
+constexpr const char* kSessionCols = "bearer, csrf, account, user_id, created_at, expires_at";
+Session sessionRow(Query& q) {
+  Session s;
+  s.bearer = q.text(0);
+  s.csrf = q.text(1);
+  s.account = AccountId(q.text(2));
+  s.user = UserId(q.text(3));
+  s.created_at = q.i64(4);
+  s.expires_at = q.i64(5);
+  return s;
+}
+
+ApiKey apiKeyRow(Query& q) {
+  ApiKey k;
+  k.key_hash = q.text(0);
+  k.account = AccountId(q.text(1));
+  k.user = UserId(q.text(2));
+  k.name = q.text(3);
+  k.created_at = q.i64(4);
+  return k;
+}
+
+Skill skillRow(Query& q) {
+  Skill s;
+  s.account = AccountId(q.text(0));
+  s.id = SkillId(q.text(1));
+  s.name = q.text(2);
+  s.created_at = q.i64(3);
+  return s;
+}
+
+AgentState agentStateRow(Query& q) {
+  AgentState s;
+  s.account = AccountId(q.text(0));
+  s.user = UserId(q.text(1));
+  s.availability = parsedOr(parseAvailability(q.text(2)), Availability::kOffline);
+  s.updated_at = q.i64(3);
+  return s;
+}
+
+constexpr const char* kConversationCols =
+    "id, account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, "
+    "end_ts, updated_at, close_reason, next_sequence, context_json";
+Conversation conversationRow(Query& q) {
+  Conversation c;
+  c.id = ConversationId(q.text(0));
+  c.account = AccountId(q.text(1));
+  c.consumer = ConsumerId(q.text(2));
+  c.channel = parsedOr(parseChannel(q.text(3)), Channel::kMessaging);
+  c.state = parsedOr(parseConversationState(q.text(4)), ConversationState::kOpen);
+  c.skill = SkillId(q.text(5));
+  c.ttr_type = parsedOr(parseTtrType(q.text(6)), TtrType::kNormal);
+  c.ttr_value_s = q.i64(7);
+  c.ttr_due_at = q.i64(8);
+  c.start_ts = q.i64(9);
+  c.end_ts = q.i64(10);
+  c.updated_at = q.i64(11);
+  c.close_reason = q.text(12);
+  c.next_sequence = q.i64(13);
+  c.context_json = q.text(14);
+  return c;
+}
+
+Participant participantRow(Query& q) {
+  Participant p;
+  p.id = q.text(0);
+  p.role = q.text(1);
+  p.state = q.text(2);
+  p.joined_at = q.i64(3);
+  return p;
+}
+
+constexpr const char* kMessageCols =
+    "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
+    "audience, event_json, metadata_json";
+Message messageRow(Query& q) {
+  Message m;
+  m.conversation = ConversationId(q.text(0));
+  m.sequence = q.i64(1);
+  m.server_ts = q.i64(2);
+  m.originator_id = q.text(3);
+  m.originator_pid = q.text(4);
+  m.originator_role = q.text(5);
+  m.audience = q.text(6);
+  m.event_json = q.text(7);
+  m.metadata_json = q.text(8);
+  return m;
+}
+
+constexpr const char* kFunctionCols =
+    "uuid, account, name, description, event_id, code, env_json, state, version, created_by, "
+    "updated_by, created_at, updated_at";
+FunctionRecord functionRow(Query& q) {
+  FunctionRecord f;
+  f.uuid = FunctionId(q.text(0));
+  f.account = AccountId(q.text(1));
+  f.name = q.text(2);
+  f.description = q.text(3);
+  f.event_id = q.text(4);
+  f.code = q.text(5);
+  f.env = parseEnvJson(q.text(6));
+  f.state = q.text(7);
+  f.version = q.i64(8);
+  f.created_by = q.text(9);
+  f.updated_by = q.text(10);
+  f.created_at = q.i64(11);
+  f.updated_at = q.i64(12);
+  return f;
+}
+
+constexpr const char* kDeploymentCols =
+    "uuid, function_uuid, account, function_version, code, env_json, state, error_json, "
+    "created_by, created_at, deployed_at";
+Deployment deploymentRow(Query& q) {
+  Deployment d;
+  d.uuid = q.text(0);
+  d.function = FunctionId(q.text(1));
+  d.account = AccountId(q.text(2));
+  d.function_version = q.i64(3);
+  d.code = q.text(4);
+  d.env = parseEnvJson(q.text(5));
+  d.state = q.text(6);
+  d.error_json = q.text(7);
+  d.created_by = q.text(8);
+  d.created_at = q.i64(9);
+  d.deployed_at = q.i64(10);
+  return d;
+}
+
+InvocationLog logRow(Query& q) {
+  InvocationLog l;
+  l.function = FunctionId(q.text(0));
+  l.account = AccountId(q.text(1));
+  l.request_id = q.text(2);
+  l.ts = q.i64(3);
+  l.level = q.text(4);
+  l.message = q.text(5);
+  l.extras_json = q.text(6);
+  return l;
+}
+
+Secret secretRow(Query& q) {
+  Secret s;
+  s.account = AccountId(q.text(0));
+  s.key = q.text(1);
+  s.ciphertext = q.text(2);
+  s.updated_at = q.i64(3);
+  return s;
+}
+
+ContextProperty contextRow(Query& q) {
+  ContextProperty p;
+  p.account = AccountId(q.text(0));
+  p.ns = q.text(1);
+  p.session_id = q.text(2);
+  p.name = q.text(3);
+  p.value_json = q.text(4);
+  p.expires_at = q.i64(5);
+  return p;
+}
+
+constexpr const char* kBotCols =
+    "account, id, name, user_id, config_json, status, created_at, updated_at";
+BotRecord botRow(Query& q) {
+  BotRecord b;
+  b.account = AccountId(q.text(0));
+  b.id = BotId(q.text(1));
+  b.name = q.text(2);
+  b.user = UserId(q.text(3));
+  b.config_json = q.text(4);
+  b.status = q.text(5);
+  b.created_at = q.i64(6);
+  b.updated_at = q.i64(7);
+  return b;
+}
+
+constexpr const char* kTurnCols =
+    "account, bot, conversation, turn_id, ts, outcome, input_json, response_json, actions_json, "
+    "timings_json, error";
+TurnRecord turnRow(Query& q) {
+  TurnRecord t;
+  t.account = AccountId(q.text(0));
+  t.bot = BotId(q.text(1));
+  t.conversation = ConversationId(q.text(2));
+  t.turn_id = q.text(3);
+  t.ts = q.i64(4);
+  t.outcome = q.text(5);
+  t.input_json = q.text(6);
+  t.response_json = q.text(7);
+  t.actions_json = q.text(8);
+  t.timings_json = q.text(9);
+  t.error = q.text(10);
+  return t;
+}
+
+PendingTurn pendingRow(Query& q) {
+  PendingTurn p;
+  p.account = AccountId(q.text(0));
+  p.bot = BotId(q.text(1));
+  p.conversation = ConversationId(q.text(2));
+  p.turn_id = q.text(3);
+  p.state_json = q.text(4);
+  p.created_at = q.i64(5);
+  return p;
+}
+
+std::string cols(const char* c) { return std::string(c); }
+
+// ---- Writer: one thread, one connection, group commit ---------------------------------------
+
+// Owns the only read-write connection and the thread that uses it. Callers submit a write (a
+// function run against the connection inside a transaction) and block until the transaction
+// that holds it has committed. The thread takes every queued write (up to max_batch), runs
+// each inside its own SAVEPOINT so a failing write is rolled back alone, and commits them all
+// at once: many writers share one commit (and, with synchronous=FULL, one fsync).
+class Writer {
+ public:
+  using WriteFn = std::function<Status(Conn&)>;
+
+  Writer(std::unique_ptr<Conn> conn, int max_batch)
+      : conn_(std::move(conn)), max_batch_(std::max(1, max_batch)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  // Drains queued writes, then stops the thread.
+  ~Writer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_one();
+    thread_.join();
+  }
+
+  // Runs `fn` on the writer connection; returns once its transaction committed (or failed).
+  Status submit(WriteFn fn) {
+    Op op{std::move(fn), {}, false};
+    std::unique_lock lock(mu_);
+    queue_.push_back(&op);
+    work_cv_.notify_one();
+    done_cv_.wait(lock, [&] { return op.done; });
+    return std::move(op.result);
+  }
+
+ private:
+  struct Op {
+    WriteFn fn;
+    Status result;
+    bool done;
+  };
+
+  void loop() {
+    std::vector<Op*> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stop_ and drained
+        while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      runBatch(batch);
+      {
+        std::lock_guard lock(mu_);
+        for (Op* op : batch) op->done = true;
+      }
+      done_cv_.notify_all();
+      batch.clear();
+    }
+  }
+
+  void runBatch(const std::vector<Op*>& batch) {
+    Conn& c = *conn_;
+    if (auto st = c.run("BEGIN IMMEDIATE"); !st) {
+      for (Op* op : batch) op->result = st;
+      return;
+    }
+    bool any_ok = false;
+    for (Op* op : batch) {
+      if (auto st = c.run("SAVEPOINT w"); !st) {
+        op->result = st;
+        continue;
+      }
+      Status st;
+      try {
+        st = op->fn(c);
+      } catch (const std::exception& e) {
+        st = internalError(std::string("store write failed: ") + e.what());
+      }
+      if (st) {
+        st = c.run("RELEASE w");
+      } else {
+        (void)c.run("ROLLBACK TO w");
+        (void)c.run("RELEASE w");
+      }
+      any_ok = any_ok || st.has_value();
+      op->result = std::move(st);
+    }
+    Status commit = c.run("COMMIT");
+    if (!commit) {
+      (void)c.exec("ROLLBACK");
+      for (Op* op : batch)
+        if (op->result) op->result = commit;
+    }
+    (void)any_ok;
+  }
+
+  std::unique_ptr<Conn> conn_;
+  const int max_batch_;
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::deque<Op*> queue_;  // guarded by mu_
+  bool stop_ = false;      // guarded by mu_
+  std::thread thread_;
+};
+
+// ---- Readers: a pool of read-only connections ----------------------------------------------
+
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::vector<std::unique_ptr<Conn>> conns) : free_(std::move(conns)) {}
+
+  // A leased connection; returned to the pool on destruction.
+  class Lease {
+   public:
+    Lease(ReaderPool& pool, std::unique_ptr<Conn> c) : pool_(pool), conn_(std::move(c)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.release(std::move(conn_)); }
+    Conn& operator*() { return *conn_; }
+
+   private:
+    ReaderPool& pool_;
+    std::unique_ptr<Conn> conn_;
+  };
+
+  // Blocks until a connection is free.
+  Lease acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !free_.empty(); });
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return Lease(*this, std::move(c));
+  }
+
+ private:
+  void release(std::unique_ptr<Conn> c) {
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(std::move(c));
+    }
+    cv_.notify_one();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Conn>> free_;  // guarded by mu_
+};
+
+// A read transaction: statements in it see one snapshot. Ends (COMMIT) on destruction.
+class ReadTxn {
+ public:
+  explicit ReadTxn(Conn& c) : c_(c), ok_(c.run("BEGIN")) {}
+  ~ReadTxn() {
+    if (ok_) (void)c_.run("COMMIT");
+  }
+  const Status& status() const { return ok_; }
+
+ private:
+  Conn& c_;
+  Status ok_;
+};
+
+// ---- The store ------------------------------------------------------------------------------
+
+class SqliteStore final : public Store,
+                          public AccountStore,
+                          public ConversationStore,
+                          public FunctionStore,
+                          public BotStore {
+ public:
+  SqliteStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
+              std::vector<std::unique_ptr<Conn>> readers, int max_batch)
+      : clock_(clock),
+        version_(version),
+        readers_(std::move(readers)),
+        writer_(std::move(writer), max_batch) {}
+
+  // Store
+  AccountStore& accounts() override { return *this; }
+  ConversationStore& conversations() override { return *this; }
+  FunctionStore& functions() override { return *this; }
+  BotStore& bots() override { return *this; }
+  int schemaVersion() const override { return version_; }
+
+  // AccountStore
+  Status createAccount(const Account& a) override {
+    if (a.id.empty()) return invalid("account id is required");
+    const TimeMs created = a.created_at ? a.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(
+          asStatus(execute(
+              c, "INSERT INTO accounts(" + cols(kAccountCols) + ") VALUES(?,?,?,?,?,?)", a.id.str(),
+              a.name, a.ttr_urgent_s, a.ttr_prioritized_s, a.ttr_normal_s, created)),
+          "account " + a.id.str() + " already exists");
+    });
+  }
+
+  Result<Account> getAccount(const AccountId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Account>(c, "SELECT " + cols(kAccountCols) + " FROM accounts WHERE id=?",
+                                accountRow, id.str());
+    });
+    return found(std::move(r), "account " + id.str() + " does not exist");
+  }
+
+  Result<std::vector<Account>> listAccounts() override {
+    return read([&](Conn& c) {
+      return selectAll<Account>(c, "SELECT " + cols(kAccountCols) + " FROM accounts ORDER BY id",
+                                accountRow);
+    });
+  }
+
+  Result<User> createUser(User u) override {
+    if (u.account.empty()) return invalid("user account is required");
+    if (u.login_name.empty()) return invalid("user loginName is required");
+    if (u.created_at == 0) u.created_at = clock_.nowMs();
+    Status st = write([&](Conn& c) -> Status {
+      auto taken = exists(c, "SELECT 1 FROM users WHERE account=? AND login_name=?",
+                          u.account.str(), u.login_name);
+      if (!taken) return asStatus(taken);
+      if (*taken)
+        return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+      auto id = assignId(c, u.account, "user", kFirstUserId, "users", u.id.str());
+      if (!id) return asStatus(id);
+      if (id->empty())
+        return conflict("user " + u.id.str() + " already exists in account " + u.account.str());
+      u.id = UserId(*id);
+      return asStatus(execute(
+          c, "INSERT INTO users(" + cols(kUserCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)",
+          u.account.str(), u.id.str(), u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
+          userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations, u.created_at));
+    });
+    if (!st) return std::unexpected(st.error());
+    return u;
+  }
+
+  Status updateUser(const User& u) override {
+    return write([&](Conn& c) -> Status {
+      auto other = selectOne<std::string>(
+          c, "SELECT id FROM users WHERE account=? AND login_name=?",
+          [](Query& q) { return q.text(0); }, u.account.str(), u.login_name);
+      if (!other) return asStatus(other);
+      if (*other && **other != u.id.str())
+        return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+      auto n = execute(c,
+                       "UPDATE users SET pid=?, login_name=?, password_hash=?, roles_json=?, "
+                       "type=?, skills_json=?, max_open_conversations=?, created_at=? "
+                       "WHERE account=? AND id=?",
+                       u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
+                       userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations,
+                       u.created_at, u.account.str(), u.id.str());
+      return changedOrNotFound(n, userMissing(u.account, u.id));
+    });
+  }
+
+  Status deleteUser(const AccountId& acc, const UserId& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM users WHERE account=? AND id=?", acc.str(), id.str()),
+          userMissing(acc, id));
+    });
+  }
+
+  Result<User> getUser(const AccountId& acc, const UserId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<User>(c,
+                             "SELECT " + cols(kUserCols) + " FROM users WHERE account=? AND id=?",
+                             userRow, acc.str(), id.str());
+    });
+    return found(std::move(r), userMissing(acc, id));
+  }
+
+  Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<User>(
+          c, "SELECT " + cols(kUserCols) + " FROM users WHERE account=? AND login_name=?", userRow,
+          acc.str(), login_name);
+    });
+    return found(std::move(r),
+                 "no user with login name '" + login_name + "' in account " + acc.str());
+  }
+
+  Result<std::vector<User>> listUsers(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<User>(
+          c,
+          "SELECT " + cols(kUserCols) +
+              " FROM users WHERE account=? ORDER BY length(CAST(id AS BLOB)), id",
+          userRow, acc.str());
+    });
+  }
+
+  Status putSession(const Session& s) override {
+    if (s.bearer.empty()) return invalid("session bearer is required");
+    return write([&](Conn& c) {
+      return asStatus(execute(
+          c, "INSERT OR REPLACE INTO sessions(" + cols(kSessionCols) + ") VALUES(?,?,?,?,?,?)",
+          s.bearer, s.csrf, s.account.str(), s.user.str(), s.created_at, s.expires_at));
+    });
+  }
+
+  Result<Session> getSession(const std::string& bearer) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Session>(c, "SELECT " + cols(kSessionCols) + " FROM sessions WHERE bearer=?",
+                                sessionRow, bearer);
+    });
+    return found(std::move(r), "session does not exist");
+  }
+
+  Status deleteSession(const std::string& bearer) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer=?", bearer));
+    });
+  }
+
+  Status deleteExpiredSessions(TimeMs now) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM sessions WHERE expires_at<=?", now));
+    });
+  }
+
+  Status putApiKey(const ApiKey& k) override {
+    if (k.key_hash.empty()) return invalid("api key hash is required");
+    const TimeMs created = k.created_at ? k.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT OR REPLACE INTO api_keys(key_hash, account, user_id, name, "
+                              "created_at) VALUES(?,?,?,?,?)",
+                              k.key_hash, k.account.str(), k.user.str(), k.name, created));
+    });
+  }
+
+  Result<ApiKey> getApiKey(const std::string& key_hash) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<ApiKey>(
+          c, "SELECT key_hash, account, user_id, name, created_at FROM api_keys WHERE key_hash=?",
+          apiKeyRow, key_hash);
+    });
+    return found(std::move(r), "api key does not exist");
+  }
+
+  Result<Skill> createSkill(Skill s) override {
+    if (s.account.empty()) return invalid("skill account is required");
+    if (s.name.empty()) return invalid("skill name is required");
+    if (s.created_at == 0) s.created_at = clock_.nowMs();
+    Status st = write([&](Conn& c) -> Status {
+      auto taken =
+          exists(c, "SELECT 1 FROM skills WHERE account=? AND name=?", s.account.str(), s.name);
+      if (!taken) return asStatus(taken);
+      if (*taken)
+        return conflict("skill '" + s.name + "' already exists in account " + s.account.str());
+      auto id = assignId(c, s.account, "skill", kFirstSkillId, "skills", s.id.str());
+      if (!id) return asStatus(id);
+      if (id->empty())
+        return conflict("skill " + s.id.str() + " already exists in account " + s.account.str());
+      s.id = SkillId(*id);
+      return asStatus(execute(c,
+                              "INSERT INTO skills(account, id, name, created_at) VALUES(?,?,?,?)",
+                              s.account.str(), s.id.str(), s.name, s.created_at));
+    });
+    if (!st) return std::unexpected(st.error());
+    return s;
+  }
+
+  Status deleteSkill(const AccountId& acc, const SkillId& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM skills WHERE account=? AND id=?", acc.str(), id.str()),
+          "skill " + id.str() + " does not exist in account " + acc.str());
+    });
+  }
+
+  Result<std::vector<Skill>> listSkills(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<Skill>(c,
+                              "SELECT account, id, name, created_at FROM skills WHERE account=? "
+                              "ORDER BY length(CAST(id AS BLOB)), id",
+                              skillRow, acc.str());
+    });
+  }
+
+  Status putAgentState(const AgentState& s) override {
+    const TimeMs updated = s.updated_at ? s.updated_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT OR REPLACE INTO agent_states(account, user_id, "
+                              "availability, updated_at) VALUES(?,?,?,?)",
+                              s.account.str(), s.user.str(), availabilityName(s.availability),
+                              updated));
+    });
+  }
+
+  Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<AgentState>(
+          c,
+          "SELECT account, user_id, availability, updated_at FROM agent_states WHERE account=? "
+          "ORDER BY length(CAST(user_id AS BLOB)), user_id",
+          agentStateRow, acc.str());
+    });
+  }
+
+  // ConversationStore
+  Status saveConversation(const Conversation& conv) override {
+    if (auto st = checkConversation(conv); !st) return st;
+    return write([&](Conn& c) { return storeConversation(c, conv); });
+  }
+
+  Status appendMessage(const Conversation& conv, const Message& m) override {
+    if (auto st = checkConversation(conv); !st) return st;
+    if (m.conversation != conv.id)
+      return invalid("message conversation " + m.conversation.str() +
+                     " differs from conversation " + conv.id.str());
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(checkOwner(c, conv));
+      PARLEY_STORE_TRY(conflictAs(
+          asStatus(execute(
+              c, "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)",
+              m.conversation.str(), m.sequence, m.server_ts, m.originator_id, m.originator_pid,
+              m.originator_role, m.audience, m.event_json, m.metadata_json)),
+          "message " + std::to_string(m.sequence) + " already exists in conversation " +
+              conv.id.str()));
+      return storeConversation(c, conv);
+    });
+  }
+
+  Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
+    auto r = read([&](Conn& c) -> Result<std::optional<Conversation>> {
+      ReadTxn txn(c);
+      PARLEY_STORE_TRY(txn.status());
+      auto conv = selectOne<Conversation>(
+          c, "SELECT " + cols(kConversationCols) + " FROM conversations WHERE id=? AND account=?",
+          conversationRow, id.str(), acc.str());
+      if (!conv || !*conv) return conv;
+      PARLEY_STORE_TRY(loadParticipants(c, **conv));
+      return conv;
+    });
+    return found(std::move(r),
+                 "conversation " + id.str() + " does not exist in account " + acc.str());
+  }
+
+  Result<std::vector<Conversation>> listConversations(const AccountId& acc,
+                                                      const ConversationQuery& q) override {
+    if (q.limit <= 0) return std::vector<Conversation>{};
+    std::string sql = "SELECT " + cols(kConversationCols) + " FROM conversations WHERE account=?";
+    if (q.state) sql += " AND state=?";
+    if (q.skill) sql += " AND skill=?";
+    if (q.consumer) sql += " AND consumer=?";
+    sql += " ORDER BY start_ts, id LIMIT ?";
+    return read([&](Conn& c) -> Result<std::vector<Conversation>> {
+      ReadTxn txn(c);
+      PARLEY_STORE_TRY(txn.status());
+      auto query = c.query(sql);
+      if (!query) return std::unexpected(query.error());
+      query->arg(acc.str());
+      if (q.state) query->arg(stateName(*q.state));
+      if (q.skill) query->arg(q.skill->str());
+      if (q.consumer) query->arg(q.consumer->str());
+      query->arg(q.limit);
+      std::vector<Conversation> out;
+      for (;;) {
+        auto has = query->next();
+        if (!has) return std::unexpected(has.error());
+        if (!*has) break;
+        out.push_back(conversationRow(*query));
+      }
+      for (auto& conv : out) PARLEY_STORE_TRY(loadParticipants(c, conv));
+      return out;
+    });
+  }
+
+  Result<std::vector<Conversation>> listOpenConversations() override {
+    return read([&](Conn& c) -> Result<std::vector<Conversation>> {
+      ReadTxn txn(c);
+      PARLEY_STORE_TRY(txn.status());
+      auto out = selectAll<Conversation>(c,
+                                         "SELECT " + cols(kConversationCols) +
+                                             " FROM conversations WHERE state=? ORDER BY "
+                                             "start_ts, id",
+                                         conversationRow, stateName(ConversationState::kOpen));
+      if (!out) return out;
+      for (auto& conv : *out) PARLEY_STORE_TRY(loadParticipants(c, conv));
+      return out;
+    });
+  }
+
+  Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
+                                            int limit) override {
+    if (limit <= 0) return std::vector<Message>{};
+    return read([&](Conn& c) {
+      return selectAll<Message>(c,
+                                "SELECT " + cols(kMessageCols) +
+                                    " FROM messages WHERE conversation=? AND sequence>=? ORDER BY "
+                                    "sequence LIMIT ?",
+                                messageRow, id.str(), from_seq, limit);
+    });
+  }
+
+  // FunctionStore
+  Status createFunction(const FunctionRecord& f) override {
+    if (f.uuid.empty()) return invalid("function uuid is required");
+    if (f.account.empty()) return invalid("function account is required");
+    if (f.name.empty()) return invalid("function name is required");
+    FunctionRecord stored = f;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    return write([&](Conn& c) -> Status {
+      auto dup = exists(c, "SELECT 1 FROM functions WHERE uuid=?", f.uuid.str());
+      if (!dup) return asStatus(dup);
+      if (*dup) return conflict("function " + f.uuid.str() + " already exists");
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO functions(" + cols(kFunctionCols) +
+                               ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           stored.uuid.str(), stored.account.str(), stored.name, stored.description,
+                           stored.event_id, stored.code, envJson(stored.env), stored.state,
+                           stored.version, stored.created_by, stored.updated_by, stored.created_at,
+                           stored.updated_at)),
+          functionNameMessage(f));
+    });
+  }
+
+  Status updateFunction(const FunctionRecord& f) override {
+    return write([&](Conn& c) -> Status {
+      auto n = execute(c,
+                       "UPDATE functions SET name=?, description=?, event_id=?, code=?, "
+                       "env_json=?, state=?, version=?, created_by=?, updated_by=?, "
+                       "created_at=?, updated_at=? WHERE uuid=? AND account=?",
+                       f.name, f.description, f.event_id, f.code, envJson(f.env), f.state,
+                       f.version, f.created_by, f.updated_by, f.created_at, f.updated_at,
+                       f.uuid.str(), f.account.str());
+      if (!n) return conflictAs(asStatus(n), functionNameMessage(f));
+      if (*n == 0) return notFound(functionMissing(f.account, f.uuid));
+      return {};
+    });
+  }
+
+  Status deleteFunction(const AccountId& acc, const FunctionId& id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(changedOrNotFound(
+          execute(c, "DELETE FROM functions WHERE uuid=? AND account=?", id.str(), acc.str()),
+          functionMissing(acc, id)));
+      PARLEY_STORE_TRY(execute(c, "DELETE FROM deployments WHERE account=? AND function_uuid=?",
+                               acc.str(), id.str()));
+      return asStatus(execute(c, "DELETE FROM invocation_logs WHERE account=? AND function_uuid=?",
+                              acc.str(), id.str()));
+    });
+  }
+
+  Result<FunctionRecord> getFunction(const AccountId& acc, const FunctionId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<FunctionRecord>(
+          c, "SELECT " + cols(kFunctionCols) + " FROM functions WHERE uuid=? AND account=?",
+          functionRow, id.str(), acc.str());
+    });
+    return found(std::move(r), functionMissing(acc, id));
+  }
+
+  Result<std::vector<FunctionRecord>> listFunctions(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<FunctionRecord>(
+          c,
+          "SELECT " + cols(kFunctionCols) + " FROM functions WHERE account=? ORDER BY name, uuid",
+          functionRow, acc.str());
+    });
+  }
+
+  Status addDeployment(const Deployment& d) override {
+    if (d.uuid.empty()) return invalid("deployment uuid is required");
+    const TimeMs created = d.created_at ? d.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(asStatus(execute(c,
+                                         "INSERT INTO deployments(" + cols(kDeploymentCols) +
+                                             ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                                         d.uuid, d.function.str(), d.account.str(),
+                                         d.function_version, d.code, envJson(d.env), d.state,
+                                         d.error_json, d.created_by, created, d.deployed_at)),
+                        "deployment " + d.uuid + " already exists");
+    });
+  }
+
+  Result<std::vector<Deployment>> listDeployments(const AccountId& acc, const FunctionId& id,
+                                                  int limit) override {
+    if (limit <= 0) return std::vector<Deployment>{};
+    return read([&](Conn& c) {
+      return selectAll<Deployment>(c,
+                                   "SELECT " + cols(kDeploymentCols) +
+                                       " FROM deployments WHERE account=? AND function_uuid=? "
+                                       "ORDER BY created_at DESC, seq DESC LIMIT ?",
+                                   deploymentRow, acc.str(), id.str(), limit);
+    });
+  }
+
+  Status pruneDeployments(const AccountId& acc, const FunctionId& id, int keep) override {
+    return write([&](Conn& c) {
+      return asStatus(
+          execute(c,
+                  "DELETE FROM deployments WHERE account=?1 AND function_uuid=?2 AND seq NOT IN "
+                  "(SELECT seq FROM deployments WHERE account=?1 AND function_uuid=?2 "
+                  "ORDER BY created_at DESC, seq DESC LIMIT ?3)",
+                  acc.str(), id.str(), std::max(keep, 0)));
+    });
+  }
+
+  Status appendLogs(const std::vector<InvocationLog>& logs) override {
+    if (logs.empty()) return {};
+    return write([&](Conn& c) -> Status {
+      for (const auto& l : logs)
+        PARLEY_STORE_TRY(execute(c,
+                                 "INSERT INTO invocation_logs(function_uuid, account, request_id, "
+                                 "ts, level, message, extras_json) VALUES(?,?,?,?,?,?,?)",
+                                 l.function.str(), l.account.str(), l.request_id, l.ts, l.level,
+                                 l.message, l.extras_json));
+      return {};
+    });
+  }
+
+  Result<std::vector<InvocationLog>> listLogs(const AccountId& acc, const FunctionId& id,
+                                              TimeMs since, int limit) override {
+    if (limit <= 0) return std::vector<InvocationLog>{};
+    return read([&](Conn& c) {
+      return selectAll<InvocationLog>(
+          c,
+          "SELECT function_uuid, account, request_id, ts, level, message, extras_json FROM "
+          "invocation_logs WHERE account=? AND function_uuid=? AND ts>=? "
+          "ORDER BY ts DESC, seq DESC LIMIT ?",
+          logRow, acc.str(), id.str(), since, limit);
+    });
+  }
+
+  Status putSecret(const Secret& s) override {
+    if (s.key.empty()) return invalid("secret key is required");
+    const TimeMs updated = s.updated_at ? s.updated_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT OR REPLACE INTO secrets(account, key_name, ciphertext, "
+                              "updated_at) VALUES(?,?,?,?)",
+                              s.account.str(), s.key, Blob{s.ciphertext}, updated));
+    });
+  }
+
+  Result<Secret> getSecret(const AccountId& acc, const std::string& key) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Secret>(c,
+                               "SELECT account, key_name, ciphertext, updated_at FROM secrets "
+                               "WHERE account=? AND key_name=?",
+                               secretRow, acc.str(), key);
+    });
+    return found(std::move(r), "secret '" + key + "' does not exist in account " + acc.str());
+  }
+
+  Status deleteSecret(const AccountId& acc, const std::string& key) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM secrets WHERE account=? AND key_name=?", acc.str(), key),
+          "secret '" + key + "' does not exist in account " + acc.str());
+    });
+  }
+
+  Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<std::string>(
+          c, "SELECT key_name FROM secrets WHERE account=? ORDER BY key_name",
+          [](Query& q) { return q.text(0); }, acc.str());
+    });
+  }
+
+  Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(execute(c, "DELETE FROM allowlist WHERE account=?", acc.str()));
+      std::int64_t pos = 0;
+      for (const auto& d : domains)
+        PARLEY_STORE_TRY(execute(c,
+                                 "INSERT INTO allowlist(account, position, domain) VALUES(?,?,?)",
+                                 acc.str(), pos++, d));
+      return {};
+    });
+  }
+
+  Result<std::vector<std::string>> getAllowlist(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<std::string>(
+          c, "SELECT domain FROM allowlist WHERE account=? ORDER BY position",
+          [](Query& q) { return q.text(0); }, acc.str());
+    });
+  }
+
+  Status putContextProperty(const ContextProperty& p) override {
+    if (p.ns.empty()) return invalid("context namespace is required");
+    if (p.name.empty()) return invalid("context property name is required");
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT OR REPLACE INTO context_properties(account, ns, session_id, "
+                              "name, value_json, expires_at) VALUES(?,?,?,?,?,?)",
+                              p.account.str(), p.ns, p.session_id, p.name, p.value_json,
+                              p.expires_at));
+    });
+  }
+
+  Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
+                                                             const std::string& ns,
+                                                             const std::string& session) override {
+    const TimeMs now = clock_.nowMs();
+    return read([&](Conn& c) {
+      return selectAll<ContextProperty>(
+          c,
+          "SELECT account, ns, session_id, name, value_json, expires_at FROM context_properties "
+          "WHERE account=? AND ns=? AND session_id=? AND (expires_at=0 OR expires_at>?) "
+          "ORDER BY name",
+          contextRow, acc.str(), ns, session, now);
+    });
+  }
+
+  Status deleteContextProperties(const AccountId& acc, const std::string& ns,
+                                 const std::string& session, const std::string& name) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "DELETE FROM context_properties WHERE account=?1 AND ns=?2 AND "
+                              "session_id=?3 AND (?4='' OR name=?4)",
+                              acc.str(), ns, session, name));
+    });
+  }
+
+  // BotStore
+  Status createBot(const BotRecord& b) override {
+    if (b.id.empty()) return invalid("bot id is required");
+    if (b.account.empty()) return invalid("bot account is required");
+    BotRecord stored = b;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    return write([&](Conn& c) -> Status {
+      auto dup =
+          exists(c, "SELECT 1 FROM bots WHERE account=? AND id=?", b.account.str(), b.id.str());
+      if (!dup) return asStatus(dup);
+      if (*dup)
+        return conflict("bot " + b.id.str() + " already exists in account " + b.account.str());
+      PARLEY_STORE_TRY(checkBotUser(c, b));
+      return asStatus(execute(c, "INSERT INTO bots(" + cols(kBotCols) + ") VALUES(?,?,?,?,?,?,?,?)",
+                              stored.account.str(), stored.id.str(), stored.name, stored.user.str(),
+                              stored.config_json, stored.status, stored.created_at,
+                              stored.updated_at));
+    });
+  }
+
+  Status updateBot(const BotRecord& b) override {
+    return write([&](Conn& c) -> Status {
+      auto there =
+          exists(c, "SELECT 1 FROM bots WHERE account=? AND id=?", b.account.str(), b.id.str());
+      if (!there) return asStatus(there);
+      if (!*there) return notFound(botMissing(b.account, b.id));
+      PARLEY_STORE_TRY(checkBotUser(c, b));
+      return asStatus(execute(c,
+                              "UPDATE bots SET name=?, user_id=?, config_json=?, status=?, "
+                              "created_at=?, updated_at=? WHERE account=? AND id=?",
+                              b.name, b.user.str(), b.config_json, b.status, b.created_at,
+                              b.updated_at, b.account.str(), b.id.str()));
+    });
+  }
+
+  Status deleteBot(const AccountId& acc, const BotId& id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(changedOrNotFound(
+          execute(c, "DELETE FROM bots WHERE account=? AND id=?", acc.str(), id.str()),
+          botMissing(acc, id)));
+      return asStatus(
+          execute(c, "DELETE FROM turns WHERE account=? AND bot=?", acc.str(), id.str()));
+    });
+  }
+
+  Result<BotRecord> getBot(const AccountId& acc, const BotId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<BotRecord>(
+          c, "SELECT " + cols(kBotCols) + " FROM bots WHERE account=? AND id=?", botRow, acc.str(),
+          id.str());
+    });
+    return found(std::move(r), botMissing(acc, id));
+  }
+
+  Result<std::vector<BotRecord>> listBots(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<BotRecord>(
+          c, "SELECT " + cols(kBotCols) + " FROM bots WHERE account=? ORDER BY id", botRow,
+          acc.str());
+    });
+  }
+
+  Result<std::vector<BotRecord>> listAllBots() override {
+    return read([&](Conn& c) {
+      return selectAll<BotRecord>(c, "SELECT " + cols(kBotCols) + " FROM bots ORDER BY account, id",
+                                  botRow);
+    });
+  }
+
+  Status appendTurn(const TurnRecord& t, int keep) override {
+    if (t.turn_id.empty()) return invalid("turn id is required");
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(execute(c, "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?",
+                               t.account.str(), t.bot.str(), t.turn_id));
+      PARLEY_STORE_TRY(
+          execute(c, "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                  t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts, t.outcome,
+                  t.input_json, t.response_json, t.actions_json, t.timings_json, t.error));
+      return asStatus(execute(c,
+                              "DELETE FROM turns WHERE account=?1 AND bot=?2 AND seq NOT IN "
+                              "(SELECT seq FROM turns WHERE account=?1 AND bot=?2 "
+                              "ORDER BY ts DESC, seq DESC LIMIT ?3)",
+                              t.account.str(), t.bot.str(), std::max(keep, 0)));
+    });
+  }
+
+  Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
+                                            int limit) override {
+    if (limit <= 0) return std::vector<TurnRecord>{};
+    return read([&](Conn& c) {
+      return selectAll<TurnRecord>(c,
+                                   "SELECT " + cols(kTurnCols) +
+                                       " FROM turns WHERE account=? AND bot=? "
+                                       "ORDER BY ts DESC, seq DESC LIMIT ?",
+                                   turnRow, acc.str(), id.str(), limit);
+    });
+  }
+
+  Status putPendingTurn(const PendingTurn& p) override {
+    if (p.turn_id.empty()) return invalid("turn id is required");
+    const TimeMs created = p.created_at ? p.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO pending_turns(turn_id, account, bot, conversation, "
+                              "state_json, created_at) VALUES(?,?,?,?,?,?) "
+                              "ON CONFLICT(turn_id) DO UPDATE SET account=excluded.account, "
+                              "bot=excluded.bot, conversation=excluded.conversation, "
+                              "state_json=excluded.state_json, created_at=excluded.created_at",
+                              p.turn_id, p.account.str(), p.bot.str(), p.conversation.str(),
+                              p.state_json, created));
+    });
+  }
+
+  Status deletePendingTurn(const std::string& turn_id) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM pending_turns WHERE turn_id=?", turn_id));
+    });
+  }
+
+  Result<std::vector<PendingTurn>> listPendingTurns() override {
+    return read([&](Conn& c) {
+      return selectAll<PendingTurn>(c,
+                                    "SELECT account, bot, conversation, turn_id, state_json, "
+                                    "created_at FROM pending_turns ORDER BY created_at, seq",
+                                    pendingRow);
+    });
+  }
+
+ private:
+  template <class F>
+  Status write(F&& fn) {
+    return writer_.submit(std::forward<F>(fn));
+  }
+
+  template <class F>
+  auto read(F&& fn) -> decltype(fn(std::declval<Conn&>())) {
+    auto lease = readers_.acquire();
+    try {
+      return fn(*lease);
+    } catch (const std::exception& e) {
+      return internalError(std::string("store read failed: ") + e.what());
+    }
+  }
+
+  // Turns "no row" into NotFound(message).
+  template <class T>
+  static Result<T> found(Result<std::optional<T>>&& r, const std::string& message) {
+    if (r.has_value()) {
+      if (r->has_value()) return std::move(**r);
+      return notFound(message);
+    }
+    return std::unexpected(std::move(r.error()));
+  }
+
+  static Status changedOrNotFound(const Result<int>& n, const std::string& message) {
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return notFound(message);
+    return {};
+  }
+
+  // The id for a new row of `table`: `requested` when given (or "" when it is taken), else the
+  // account's next counter value that is free. Moves the counter past numeric ids it hands out.
+  static Result<std::string> assignId(Conn& c, const AccountId& acc, const char* kind,
+                                      std::int64_t first, const std::string& table,
+                                      const std::string& requested) {
+    auto counter = selectOne<std::int64_t>(
+        c, "SELECT next_id FROM id_counters WHERE account=? AND kind=?",
+        [](Query& q) { return q.i64(0); }, acc.str(), kind);
+    if (!counter) return std::unexpected(counter.error());
+    std::int64_t next = counter->value_or(first);
+    const std::string exists_sql = "SELECT 1 FROM " + table + " WHERE account=? AND id=?";
+    std::string id;
+    if (requested.empty()) {
+      for (;;) {
+        auto taken = exists(c, exists_sql, acc.str(), std::to_string(next));
+        if (!taken) return std::unexpected(taken.error());
+        if (!*taken) break;
+        ++next;
+      }
+      id = std::to_string(next++);
+    } else {
+      auto taken = exists(c, exists_sql, acc.str(), requested);
+      if (!taken) return std::unexpected(taken.error());
+      if (*taken) return std::string();
+      id = requested;
+      if (auto n = internal::numericId(requested); n && *n >= next) next = *n + 1;
+    }
+    auto saved =
+        execute(c, "INSERT OR REPLACE INTO id_counters(account, kind, next_id) VALUES(?,?,?)",
+                acc.str(), kind, next);
+    if (!saved) return std::unexpected(saved.error());
+    return id;
+  }
+
+  static Status checkConversation(const Conversation& c) {
+    if (c.id.empty()) return invalid("conversation id is required");
+    if (c.account.empty()) return invalid("conversation account is required");
+    return {};
+  }
+
+  static Status checkOwner(Conn& c, const Conversation& conv) {
+    auto owner = selectOne<std::string>(
+        c, "SELECT account FROM conversations WHERE id=?", [](Query& q) { return q.text(0); },
+        conv.id.str());
+    if (!owner) return asStatus(owner);
+    if (*owner && **owner != conv.account.str())
+      return conflict("conversation " + conv.id.str() + " belongs to another account");
+    return {};
+  }
+
+  static Status storeConversation(Conn& c, const Conversation& conv) {
+    PARLEY_STORE_TRY(checkOwner(c, conv));
+    PARLEY_STORE_TRY(execute(c,
+                             "INSERT OR REPLACE INTO conversations(" + cols(kConversationCols) +
+                                 ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             conv.id.str(), conv.account.str(), conv.consumer.str(),
+                             channelName(conv.channel), stateName(conv.state), conv.skill.str(),
+                             ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
+                             conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
+                             conv.next_sequence, conv.context_json));
+    PARLEY_STORE_TRY(execute(c, "DELETE FROM participants WHERE conversation=?", conv.id.str()));
+    std::int64_t pos = 0;
+    for (const auto& p : conv.participants)
+      PARLEY_STORE_TRY(execute(c,
+                               "INSERT INTO participants(conversation, position, id, role, state, "
+                               "joined_at) VALUES(?,?,?,?,?,?)",
+                               conv.id.str(), pos++, p.id, p.role, p.state, p.joined_at));
+    return {};
+  }
+
+  static Status loadParticipants(Conn& c, Conversation& conv) {
+    auto ps = selectAll<Participant>(
+        c,
+        "SELECT id, role, state, joined_at FROM participants WHERE conversation=? ORDER BY "
+        "position",
+        participantRow, conv.id.str());
+    if (!ps) return asStatus(ps);
+    conv.participants = std::move(*ps);
+    return {};
+  }
+
+  static std::string userMissing(const AccountId& acc, const UserId& id) {
+    return "user " + id.str() + " does not exist in account " + acc.str();
+  }
+  static std::string functionNameMessage(const FunctionRecord& f) {
+    return "function name '" + f.name + "' is taken in account " + f.account.str();
+  }
+  static std::string functionMissing(const AccountId& acc, const FunctionId& id) {
+    return "function " + id.str() + " does not exist in account " + acc.str();
+  }
+  static std::string botMissing(const AccountId& acc, const BotId& id) {
+    return "bot " + id.str() + " does not exist in account " + acc.str();
+  }
+
+  static Status checkBotUser(Conn& c, const BotRecord& b) {
+    if (b.user.empty()) return {};
+    auto other = selectOne<std::string>(
+        c, "SELECT id FROM bots WHERE account=? AND user_id=? AND id<>?",
+        [](Query& q) { return q.text(0); }, b.account.str(), b.user.str(), b.id.str());
+    if (!other) return asStatus(other);
+    if (*other) return conflict("user " + b.user.str() + " already has bot " + **other);
+    return {};
+  }
+
+  const Clock& clock_;
+  const int version_;
+  ReaderPool readers_;
+  // Declared last: destroyed first, so queued writes drain before anything else goes away.
+  Writer writer_;
+};
+
+}  // namespace
+
+int sqliteLatestSchemaVersion() { return sqlite::latestSchemaVersion(); }
+
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Clock& clock) {
+  return openSqliteStore(path, clock, SqliteOptions{});
+}
+
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Clock& clock,
+                                               const SqliteOptions& options) {
+  if (path.empty() || path == ":memory:" || path.starts_with("file::memory:"))
+    return invalid("the SQLite store needs a file path, not '" + path + "'");
+  auto writer = Conn::open(path, Conn::Mode::kReadWrite, options.busy_timeout_ms);
+  if (!writer) return std::unexpected(writer.error());
+  Conn& w = **writer;
+  // WAL: readers never block the writer nor each other. synchronous=NORMAL in WAL mode syncs
+  // only at checkpoints: a commit is in the OS once COMMIT returns (safe against process
+  // crashes); FULL also fsyncs the WAL per commit (safe against power loss).
+  {
+    auto mode = w.query("PRAGMA journal_mode=WAL");
+    if (!mode) return std::unexpected(mode.error());
+    auto row = mode->next();
+    if (!row) return std::unexpected(row.error());
+    if (!*row || mode->text(0) != "wal")
+      return makeError(ErrorCode::kUnavailable,
+                       "cannot switch " + path + " to WAL mode; put it on a local file system");
+  }
+  const char* sync = options.sync == SqliteOptions::Sync::kFull ? "FULL" : "NORMAL";
+  PARLEY_STORE_TRY(w.exec(std::string("PRAGMA synchronous=") + sync));
+  PARLEY_STORE_TRY(w.exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY"));
+  auto version = sqlite::migrate(w, options.schema_version_for_test);
+  if (!version) return std::unexpected(version.error());
+
+  std::vector<std::unique_ptr<Conn>> readers;
+  for (int i = 0; i < std::max(1, options.readers); ++i) {
+    auto r = Conn::open(path, Conn::Mode::kReadOnly, options.busy_timeout_ms);
+    if (!r) return std::unexpected(r.error());
+    readers.push_back(std::move(*r));
+  }
+  return std::unique_ptr<Store>(
+      new SqliteStore(clock, *version, std::move(*writer), std::move(readers), options.max_batch));
+}
+
+}  // namespace parley::store

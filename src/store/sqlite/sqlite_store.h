@@ -1,0 +1,47 @@
+#pragma once
+
+// The SQLite Store (the default). One file in WAL mode; one writer thread that commits queued
+// writes in groups; a small pool of read-only connections for reads. See store/README.md.
+
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "store/store.h"
+
+namespace parley::store {
+
+struct SqliteOptions {
+  // PRAGMA synchronous in WAL mode.
+  enum class Sync {
+    // Commits reach the OS (write(2)) before a write returns, so they survive a crash or SIGKILL
+    // of the process; a power loss or kernel crash may lose the last commits (never corrupts).
+    kNormal,
+    // Also fsyncs the WAL on every commit (group commit amortises it): survives power loss.
+    kFull,
+  };
+  // Default: kNormal.
+  Sync sync = Sync::kNormal;
+  // Read-only connections in the reader pool. Default: 4. REQUIRES: >= 1.
+  int readers = 4;
+  // How long a statement waits for a lock held by another process. Default: 5000.
+  int busy_timeout_ms = 5000;
+  // Most writes committed in one transaction. Default: 1024. REQUIRES: >= 1.
+  int max_batch = 1024;
+  // Migrate only up to this version (0 = latest). For migration tests only.
+  int schema_version_for_test = 0;
+};
+
+// Opens (creating when absent) the database at `path` and migrates it to the latest schema.
+// `clock` fills timestamps that callers leave 0 and decides when context properties expire; it
+// must outlive the store. Unavailable when the file cannot be opened or is newer than this
+// binary; Invalid for ":memory:" (the reader pool needs a file).
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Clock& clock);
+Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Clock& clock,
+                                               const SqliteOptions& options);
+
+// The schema version a freshly opened store has.
+int sqliteLatestSchemaVersion();
+
+}  // namespace parley::store

@@ -1,0 +1,281 @@
+// Tests that only the SQLite store can pass: persistence, migrations, WAL, crash durability.
+// The behavioural contract is in store/store_test.cpp (run against both implementations).
+
+#include "store/sqlite/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/testing/fake_clock.h"
+#include "store/sqlite/schema.h"
+#include "store/testing/temp_dir.h"
+
+namespace parley::store {
+namespace {
+
+using parley::testing::FakeClock;
+using parley::testing::TempDir;
+
+// Runs one SQL statement on the file with a raw connection; returns the first column of the
+// first row as text ("" when none).
+std::string rawQuery(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  std::string out;
+  if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+std::string eventFor(int writer, std::int64_t seq) {
+  return R"({"type":"ContentEvent","message":"w)" + std::to_string(writer) + "-" +
+         std::to_string(seq) + std::string(200, 'x') + R"("})";
+}
+
+Conversation conversationFor(int writer) {
+  Conversation c;
+  c.id = ConversationId("crash-" + std::to_string(writer));
+  c.account = AccountId("1");
+  c.consumer = ConsumerId("consumer");
+  return c;
+}
+
+TEST(SqliteStore, PersistsAcrossReopenInWalMode) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("p.db");
+  {
+    auto s = openSqliteStore(path, clock);
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Acme"}));
+    User u;
+    u.account = AccountId("1");
+    u.login_name = "alice";
+    ASSERT_TRUE((*s)->accounts().createUser(u));
+    EXPECT_EQ(rawQuery(path, "PRAGMA journal_mode"), "wal");
+  }
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)->accounts().getAccount(AccountId("1"))->name, "Acme");
+  EXPECT_EQ((*s)->accounts().getUserByLogin(AccountId("1"), "alice")->id.str(),
+            std::to_string(kFirstUserId));
+  // The id counter survives the restart too.
+  User u2;
+  u2.account = AccountId("1");
+  u2.login_name = "bob";
+  EXPECT_EQ((*s)->accounts().createUser(u2)->id.str(), std::to_string(kFirstUserId + 1));
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
+  EXPECT_EQ(rawQuery(path, "PRAGMA user_version"), std::to_string(sqliteLatestSchemaVersion()));
+}
+
+TEST(SqliteStore, RejectsInMemoryPaths) {
+  FakeClock clock;
+  auto s = openSqliteStore(":memory:", clock);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kInvalid);
+}
+
+TEST(SqliteStore, MigrationStepsAreNumberedInOrder) {
+  int expected = 1;
+  for (const auto& m : sqlite::migrations()) EXPECT_EQ(m.version, expected++);
+  EXPECT_EQ(sqlite::latestSchemaVersion(), expected - 1);
+  EXPECT_GE(sqliteLatestSchemaVersion(), 3);
+}
+
+TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("old.db");
+  {
+    SqliteOptions v1;
+    v1.schema_version_for_test = 1;
+    auto s = openSqliteStore(path, clock, v1);
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ((*s)->schemaVersion(), 1);
+    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Old"}));
+    Conversation c = conversationFor(0);
+    c.next_sequence = 1;
+    Message m;
+    m.conversation = c.id;
+    m.event_json = "{}";
+    ASSERT_TRUE((*s)->conversations().appendMessage(c, m));
+    // Version 1 has no functions table: the write fails cleanly.
+    FunctionRecord f;
+    f.uuid = FunctionId("f");
+    f.account = AccountId("1");
+    f.name = "fn";
+    auto r = (*s)->functions().createFunction(f);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  }
+  EXPECT_EQ(rawQuery(path, "PRAGMA user_version"), "1");
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM sqlite_master WHERE name='functions'"), "0");
+  {
+    SqliteOptions v2;
+    v2.schema_version_for_test = 2;
+    auto s = openSqliteStore(path, clock, v2);
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ((*s)->schemaVersion(), 2);
+  }
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
+  EXPECT_EQ((*s)->accounts().getAccount(AccountId("1"))->name, "Old");
+  EXPECT_EQ((*s)->conversations().listMessages(conversationFor(0).id, 0, 10)->size(), 1u);
+  FunctionRecord f;
+  f.uuid = FunctionId("f");
+  f.account = AccountId("1");
+  f.name = "fn";
+  EXPECT_TRUE((*s)->functions().createFunction(f));
+  BotRecord b;
+  b.account = AccountId("1");
+  b.id = BotId("b");
+  EXPECT_TRUE((*s)->bots().createBot(b));
+}
+
+TEST(SqliteStore, RefusesADatabaseNewerThanTheBinary) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("new.db");
+  { ASSERT_TRUE(openSqliteStore(path, clock)); }
+  rawQuery(path, "PRAGMA user_version = 999");
+  auto s = openSqliteStore(path, clock);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(s.error().message.find("newer"), std::string::npos) << s.error().message;
+}
+
+TEST(SqliteStore, FullSyncAndOneReaderWork) {
+  TempDir dir;
+  FakeClock clock;
+  SqliteOptions o;
+  o.sync = SqliteOptions::Sync::kFull;
+  o.readers = 1;
+  o.max_batch = 2;
+  auto s = openSqliteStore(dir.file("full.db"), clock, o);
+  ASSERT_TRUE(s) << s.error().message;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      Conversation c = conversationFor(t);
+      for (int i = 0; i < 20; ++i) {
+        Message m;
+        m.conversation = c.id;
+        m.sequence = i;
+        m.event_json = eventFor(t, i);
+        c.next_sequence = i + 1;
+        EXPECT_TRUE((*s)->conversations().appendMessage(c, m));
+        EXPECT_TRUE((*s)->conversations().listMessages(c.id, 0, 100));
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t)
+    EXPECT_EQ((*s)->conversations().listMessages(conversationFor(t).id, 0, 100)->size(), 20u);
+}
+
+// A child process appends messages from several threads and reports every acknowledged
+// (writer, sequence) through a pipe; the parent SIGKILLs it mid-stream, reopens the database and
+// checks that every acknowledged message is present and intact, with no gaps before it.
+TEST(SqliteStore, AcknowledgedMessagesSurviveSigkill) {
+  TempDir dir;
+  const std::string path = dir.file("crash.db");
+  constexpr int kWriters = 4;
+  struct Ack {
+    std::int32_t writer;
+    std::int32_t pad;
+    std::int64_t seq;
+  };
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    SystemClock clock;
+    auto s = openSqliteStore(path, clock);
+    if (!s) ::_exit(3);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w)
+      threads.emplace_back([&, w] {
+        Conversation c = conversationFor(w);
+        for (std::int64_t seq = 0;; ++seq) {
+          Message m;
+          m.conversation = c.id;
+          m.sequence = seq;
+          m.server_ts = seq;
+          m.event_json = eventFor(w, seq);
+          c.next_sequence = seq + 1;
+          if (!(*s)->conversations().appendMessage(c, m)) ::_exit(4);
+          Ack a{w, 0, seq};
+          if (::write(fds[1], &a, sizeof a) != sizeof a) ::_exit(5);
+        }
+      });
+    for (auto& t : threads) t.join();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::map<int, std::int64_t> max_acked;
+  int acks = 0;
+  bool killed = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  Ack a{};
+  for (;;) {
+    ssize_t n = ::read(fds[0], &a, sizeof a);
+    if (n == 0) break;  // the child is gone and the pipe is drained
+    ASSERT_EQ(n, static_cast<ssize_t>(sizeof a));
+    ASSERT_GE(a.writer, 0);
+    ASSERT_LT(a.writer, kWriters);
+    max_acked[a.writer] = std::max(max_acked[a.writer], a.seq);
+    ++acks;
+    if (!killed && (acks >= 3000 || std::chrono::steady_clock::now() > deadline)) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "child exited on its own with status " << status;
+  ASSERT_GE(acks, 100);
+
+  FakeClock clock;
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  for (int w = 0; w < kWriters; ++w) {
+    if (!max_acked.contains(w)) continue;
+    Conversation c = conversationFor(w);
+    auto msgs = (*s)->conversations().listMessages(c.id, 0, 1'000'000);
+    ASSERT_TRUE(msgs);
+    ASSERT_GE(static_cast<std::int64_t>(msgs->size()), max_acked[w] + 1) << "writer " << w;
+    for (std::int64_t seq = 0; seq <= max_acked[w]; ++seq) {
+      const Message& m = (*msgs)[static_cast<std::size_t>(seq)];
+      ASSERT_EQ(m.sequence, seq);
+      ASSERT_EQ(m.event_json, eventFor(w, seq));
+    }
+    auto conv = (*s)->conversations().getConversation(AccountId("1"), c.id);
+    ASSERT_TRUE(conv);
+    EXPECT_GE(conv->next_sequence, max_acked[w] + 1);
+    EXPECT_EQ(conv->next_sequence, static_cast<std::int64_t>(msgs->size()));
+  }
+  EXPECT_EQ(rawQuery(path, "PRAGMA integrity_check"), "ok");
+}
+
+}  // namespace
+}  // namespace parley::store

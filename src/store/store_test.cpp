@@ -1,0 +1,973 @@
+// The store contract suite: every test runs against both implementations (memory/ and
+// sqlite/), so the fake that other subsystems test against behaves like the real store.
+
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/testing/fake_clock.h"
+#include "store/memory/memory_store.h"
+#include "store/sqlite/sqlite_store.h"
+#include "store/testing/temp_dir.h"
+
+namespace parley::store {
+namespace {
+
+using parley::testing::FakeClock;
+using parley::testing::TempDir;
+
+struct MemoryImpl {
+  static std::unique_ptr<Store> make(const Clock& clock, const TempDir&) {
+    return makeMemoryStore(clock);
+  }
+  static int expectedVersion() { return 0; }
+};
+
+struct SqliteImpl {
+  static std::unique_ptr<Store> make(const Clock& clock, const TempDir& dir) {
+    auto s = openSqliteStore(dir.file("parley.db"), clock);
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(*s) : nullptr;
+  }
+  static int expectedVersion() { return sqliteLatestSchemaVersion(); }
+};
+
+template <class Impl>
+class StoreContract : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = Impl::make(clock_, dir_);
+    ASSERT_NE(store_, nullptr);
+  }
+  AccountStore& acc() { return store_->accounts(); }
+  ConversationStore& conv() { return store_->conversations(); }
+  FunctionStore& fn() { return store_->functions(); }
+  BotStore& bots() { return store_->bots(); }
+
+  FakeClock clock_;
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
+
+using Impls = ::testing::Types<MemoryImpl, SqliteImpl>;
+class ImplNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, MemoryImpl> ? "Memory" : "Sqlite";
+  }
+};
+TYPED_TEST_SUITE(StoreContract, Impls, ImplNames);
+
+const AccountId kA("1001");
+const AccountId kB("2002");
+
+template <class T>
+ErrorCode codeOf(const Result<T>& r) {
+  return r ? ErrorCode::kInternal : r.error().code;
+}
+#define EXPECT_CODE(expr, code_)                             \
+  do {                                                       \
+    auto r_ = (expr);                                        \
+    ASSERT_FALSE(r_.has_value()) << #expr;                   \
+    EXPECT_EQ(r_.error().code, code_) << r_.error().message; \
+  } while (0)
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
+    auto r_ = (expr);                                                   \
+    ASSERT_TRUE(r_.has_value()) << #expr << ": " << r_.error().message; \
+  } while (0)
+
+User makeUser(const AccountId& a, const std::string& login) {
+  User u;
+  u.account = a;
+  u.login_name = login;
+  u.pid = "pid-" + login;
+  u.password_hash = "$argon2id$fake";
+  u.roles = {Role::kAgent};
+  return u;
+}
+
+Conversation makeConversation(const AccountId& a, const std::string& id, TimeMs start = 1) {
+  Conversation c;
+  c.id = ConversationId(id);
+  c.account = a;
+  c.consumer = ConsumerId("consumer-" + id);
+  c.start_ts = start;
+  return c;
+}
+
+Message makeMessage(const ConversationId& c, std::int64_t seq) {
+  Message m;
+  m.conversation = c;
+  m.sequence = seq;
+  m.server_ts = 1000 + seq;
+  m.originator_id = "consumer";
+  m.originator_pid = "consumer-pid";
+  m.originator_role = "CONSUMER";
+  m.event_json = R"({"type":"ContentEvent","message":"m)" + std::to_string(seq) + R"("})";
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+TYPED_TEST(StoreContract, SchemaVersion) {
+  EXPECT_EQ(this->store_->schemaVersion(), TypeParam::expectedVersion());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+TYPED_TEST(StoreContract, AccountsCreateGetListAndConflict) {
+  Account a{kA, "Acme", 30, 60, 90, 0};
+  ASSERT_OK(this->acc().createAccount(a));
+  ASSERT_OK(this->acc().createAccount(Account{kB, "Beta"}));
+  auto got = this->acc().getAccount(kA);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->name, "Acme");
+  EXPECT_EQ(got->ttr_urgent_s, 30);
+  EXPECT_EQ(got->ttr_prioritized_s, 60);
+  EXPECT_EQ(got->ttr_normal_s, 90);
+  EXPECT_EQ(got->created_at, this->clock_.nowMs());  // 0 is filled from the clock
+  EXPECT_CODE(this->acc().createAccount(Account{kA, "again"}), ErrorCode::kConflict);
+  EXPECT_CODE(this->acc().getAccount(AccountId("404")), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().createAccount(Account{}), ErrorCode::kInvalid);
+  auto all = this->acc().listAccounts();
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, kA);
+  EXPECT_EQ((*all)[1].id, kB);
+  EXPECT_EQ((*all)[0].name, "Acme");  // the failed duplicate changed nothing
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+TYPED_TEST(StoreContract, UsersGetIdsFromTheAccountCounter) {
+  auto u1 = this->acc().createUser(makeUser(kA, "alice"));
+  auto u2 = this->acc().createUser(makeUser(kA, "bob"));
+  auto b1 = this->acc().createUser(makeUser(kB, "alice"));  // same login, other account
+  ASSERT_TRUE(u1 && u2 && b1);
+  EXPECT_EQ(u1->id.str(), std::to_string(kFirstUserId));
+  EXPECT_EQ(u2->id.str(), std::to_string(kFirstUserId + 1));
+  EXPECT_EQ(b1->id.str(), std::to_string(kFirstUserId));  // counters are per account
+
+  // A caller-chosen numeric id moves the counter past it.
+  User chosen = makeUser(kA, "carol");
+  chosen.id = UserId("5000");
+  auto c = this->acc().createUser(chosen);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->id.str(), "5000");
+  auto d = this->acc().createUser(makeUser(kA, "dave"));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->id.str(), "5001");
+
+  // Ids are never reused after a delete.
+  ASSERT_OK(this->acc().deleteUser(kA, d->id));
+  auto e = this->acc().createUser(makeUser(kA, "erin"));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id.str(), "5002");
+
+  // A caller-chosen id that exists is a Conflict, as is a taken login name.
+  User dup = makeUser(kA, "frank");
+  dup.id = UserId("5000");
+  EXPECT_CODE(this->acc().createUser(dup), ErrorCode::kConflict);
+  EXPECT_CODE(this->acc().createUser(makeUser(kA, "alice")), ErrorCode::kConflict);
+  EXPECT_CODE(this->acc().createUser(makeUser(kA, "")), ErrorCode::kInvalid);
+  // The failed creates consumed no id.
+  auto f = this->acc().createUser(makeUser(kA, "frank"));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->id.str(), "5003");
+}
+
+TYPED_TEST(StoreContract, UsersRoundTripUpdateDelete) {
+  User u = makeUser(kA, "alice");
+  u.roles = {Role::kAdmin, Role::kFaasDeveloper};
+  u.type = UserType::kBot;
+  u.skills = {SkillId("3"), SkillId("17")};
+  u.max_open_conversations = 4;
+  u.created_at = 42;
+  auto created = this->acc().createUser(u);
+  ASSERT_TRUE(created);
+  auto got = this->acc().getUser(kA, created->id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->login_name, "alice");
+  EXPECT_EQ(got->pid, "pid-alice");
+  EXPECT_EQ(got->password_hash, "$argon2id$fake");
+  EXPECT_EQ(got->roles, (std::vector<Role>{Role::kAdmin, Role::kFaasDeveloper}));
+  EXPECT_EQ(got->type, UserType::kBot);
+  EXPECT_EQ(got->skills, (std::vector<SkillId>{SkillId("3"), SkillId("17")}));
+  EXPECT_EQ(got->max_open_conversations, 4);
+  EXPECT_EQ(got->created_at, 42);
+  auto by_login = this->acc().getUserByLogin(kA, "alice");
+  ASSERT_TRUE(by_login);
+  EXPECT_EQ(by_login->id, created->id);
+  EXPECT_CODE(this->acc().getUserByLogin(kA, "nobody"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getUserByLogin(kB, "alice"), ErrorCode::kNotFound);
+
+  auto bob = this->acc().createUser(makeUser(kA, "bob"));
+  ASSERT_TRUE(bob);
+  User renamed = *got;
+  renamed.login_name = "alice2";
+  renamed.roles = {Role::kAgentManager};
+  ASSERT_OK(this->acc().updateUser(renamed));
+  EXPECT_EQ(this->acc().getUser(kA, created->id)->login_name, "alice2");
+  EXPECT_EQ(this->acc().getUser(kA, created->id)->roles, std::vector<Role>{Role::kAgentManager});
+  EXPECT_CODE(this->acc().getUserByLogin(kA, "alice"), ErrorCode::kNotFound);
+  renamed.login_name = "bob";
+  EXPECT_CODE(this->acc().updateUser(renamed), ErrorCode::kConflict);
+  User ghost = makeUser(kA, "ghost");
+  ghost.id = UserId("999999");
+  EXPECT_CODE(this->acc().updateUser(ghost), ErrorCode::kNotFound);
+  User other_account = *bob;
+  other_account.account = kB;
+  EXPECT_CODE(this->acc().updateUser(other_account), ErrorCode::kNotFound);
+
+  auto list = this->acc().listUsers(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].login_name, "alice2");
+  EXPECT_EQ((*list)[1].login_name, "bob");
+
+  EXPECT_CODE(this->acc().deleteUser(kB, created->id), ErrorCode::kNotFound);
+  ASSERT_OK(this->acc().deleteUser(kA, created->id));
+  EXPECT_CODE(this->acc().getUser(kA, created->id), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().deleteUser(kA, created->id), ErrorCode::kNotFound);
+  EXPECT_EQ(this->acc().listUsers(kA)->size(), 1u);
+}
+
+TYPED_TEST(StoreContract, UsersListInNumericIdOrder) {
+  for (const char* id : {"10", "9", "100", "1"}) {
+    User u = makeUser(kA, std::string("u") + id);
+    u.id = UserId(id);
+    ASSERT_OK(this->acc().createUser(u));
+  }
+  auto list = this->acc().listUsers(kA);
+  ASSERT_TRUE(list);
+  std::vector<std::string> ids;
+  for (const auto& u : *list) ids.push_back(u.id.str());
+  EXPECT_EQ(ids, (std::vector<std::string>{"1", "9", "10", "100"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions, API keys
+
+TYPED_TEST(StoreContract, SessionsPutGetDeleteExpire) {
+  Session s{"bearer1", "csrf1", kA, UserId("1000"), 10, 100};
+  ASSERT_OK(this->acc().putSession(s));
+  ASSERT_OK(this->acc().putSession(Session{"bearer2", "csrf2", kB, UserId("7"), 10, 200}));
+  auto got = this->acc().getSession("bearer1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->csrf, "csrf1");
+  EXPECT_EQ(got->account, kA);
+  EXPECT_EQ(got->user, UserId("1000"));
+  EXPECT_EQ(got->created_at, 10);
+  EXPECT_EQ(got->expires_at, 100);
+  // put replaces
+  s.expires_at = 150;
+  ASSERT_OK(this->acc().putSession(s));
+  EXPECT_EQ(this->acc().getSession("bearer1")->expires_at, 150);
+  EXPECT_CODE(this->acc().getSession("nope"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().putSession(Session{}), ErrorCode::kInvalid);
+
+  ASSERT_OK(this->acc().deleteExpiredSessions(150));  // expires_at <= now is expired
+  EXPECT_CODE(this->acc().getSession("bearer1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->acc().getSession("bearer2"));
+  ASSERT_OK(this->acc().deleteSession("bearer2"));
+  EXPECT_CODE(this->acc().getSession("bearer2"), ErrorCode::kNotFound);
+  ASSERT_OK(this->acc().deleteSession("bearer2"));  // idempotent
+}
+
+TYPED_TEST(StoreContract, ApiKeys) {
+  ApiKey k{"hash1", kA, UserId("1000"), "ci", 0};
+  ASSERT_OK(this->acc().putApiKey(k));
+  auto got = this->acc().getApiKey("hash1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->account, kA);
+  EXPECT_EQ(got->user, UserId("1000"));
+  EXPECT_EQ(got->name, "ci");
+  EXPECT_EQ(got->created_at, this->clock_.nowMs());
+  EXPECT_CODE(this->acc().getApiKey("hash2"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().putApiKey(ApiKey{}), ErrorCode::kInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Skills, agent states
+
+TYPED_TEST(StoreContract, Skills) {
+  auto s1 = this->acc().createSkill(Skill{kA, SkillId(), "sales", 0});
+  auto s2 = this->acc().createSkill(Skill{kA, SkillId(), "support", 0});
+  auto b1 = this->acc().createSkill(Skill{kB, SkillId(), "sales", 0});
+  ASSERT_TRUE(s1 && s2 && b1);
+  EXPECT_EQ(s1->id.str(), std::to_string(kFirstSkillId));
+  EXPECT_EQ(s2->id.str(), std::to_string(kFirstSkillId + 1));
+  EXPECT_EQ(b1->id.str(), std::to_string(kFirstSkillId));
+  EXPECT_EQ(s1->created_at, this->clock_.nowMs());
+  EXPECT_CODE(this->acc().createSkill(Skill{kA, SkillId(), "sales", 0}), ErrorCode::kConflict);
+  EXPECT_CODE(this->acc().createSkill(Skill{kA, s1->id, "other", 0}), ErrorCode::kConflict);
+  EXPECT_CODE(this->acc().createSkill(Skill{kA, SkillId(), "", 0}), ErrorCode::kInvalid);
+  auto s10 = this->acc().createSkill(Skill{kA, SkillId("10"), "ten", 0});
+  ASSERT_TRUE(s10);
+  auto next = this->acc().createSkill(Skill{kA, SkillId(), "eleven", 0});
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->id.str(), "11");
+  auto list = this->acc().listSkills(kA);
+  ASSERT_TRUE(list);
+  std::vector<std::string> names;
+  for (const auto& s : *list) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"sales", "support", "ten", "eleven"}));
+  EXPECT_CODE(this->acc().deleteSkill(kB, s2->id), ErrorCode::kNotFound);
+  ASSERT_OK(this->acc().deleteSkill(kA, s2->id));
+  EXPECT_CODE(this->acc().deleteSkill(kA, s2->id), ErrorCode::kNotFound);
+  EXPECT_EQ(this->acc().listSkills(kA)->size(), 3u);
+  EXPECT_EQ(this->acc().listSkills(kB)->size(), 1u);
+}
+
+TYPED_TEST(StoreContract, AgentStatesUpsertPerUser) {
+  ASSERT_OK(this->acc().putAgentState(AgentState{kA, UserId("1001"), Availability::kOnline, 5}));
+  ASSERT_OK(this->acc().putAgentState(AgentState{kA, UserId("1000"), Availability::kAway, 6}));
+  ASSERT_OK(this->acc().putAgentState(AgentState{kB, UserId("1000"), Availability::kOnline, 7}));
+  ASSERT_OK(this->acc().putAgentState(AgentState{kA, UserId("1001"), Availability::kBackSoon, 8}));
+  auto list = this->acc().listAgentStates(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].user, UserId("1000"));
+  EXPECT_EQ((*list)[0].availability, Availability::kAway);
+  EXPECT_EQ((*list)[1].user, UserId("1001"));
+  EXPECT_EQ((*list)[1].availability, Availability::kBackSoon);
+  EXPECT_EQ((*list)[1].updated_at, 8);
+  EXPECT_EQ(this->acc().listAgentStates(kB)->size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations and messages
+
+TYPED_TEST(StoreContract, ConversationRoundTripWithParticipants) {
+  Conversation c = makeConversation(kA, "c1", 50);
+  c.channel = Channel::kChat;
+  c.skill = SkillId("17");
+  c.ttr_type = TtrType::kUrgent;
+  c.ttr_value_s = 300;
+  c.ttr_due_at = 350;
+  c.updated_at = 60;
+  c.next_sequence = 3;
+  c.context_json = R"({"type":"SharkContext","lang":"en-US"})";
+  c.participants = {{"consumer-c1", "CONSUMER", "ACTIVE", 50},
+                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 55},
+                    {"1001", "MANAGER", "SUGGESTED", 56}};
+  ASSERT_OK(this->conv().saveConversation(c));
+  auto got = this->conv().getConversation(kA, c.id);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->consumer, c.consumer);
+  EXPECT_EQ(got->channel, Channel::kChat);
+  EXPECT_EQ(got->state, ConversationState::kOpen);
+  EXPECT_EQ(got->skill, SkillId("17"));
+  EXPECT_EQ(got->ttr_type, TtrType::kUrgent);
+  EXPECT_EQ(got->ttr_value_s, 300);
+  EXPECT_EQ(got->ttr_due_at, 350);
+  EXPECT_EQ(got->start_ts, 50);
+  EXPECT_EQ(got->updated_at, 60);
+  EXPECT_EQ(got->next_sequence, 3);
+  EXPECT_EQ(got->context_json, c.context_json);
+  ASSERT_EQ(got->participants.size(), 3u);
+  EXPECT_EQ(got->participants[1].id, "1000");
+  EXPECT_EQ(got->participants[1].role, "ASSIGNED_AGENT");
+  EXPECT_EQ(got->participants[2].state, "SUGGESTED");
+  EXPECT_EQ(got->participants[2].joined_at, 56);
+
+  // Save replaces, participants included.
+  c.state = ConversationState::kClose;
+  c.close_reason = "AGENT";
+  c.end_ts = 99;
+  c.participants.resize(1);
+  ASSERT_OK(this->conv().saveConversation(c));
+  got = this->conv().getConversation(kA, c.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->state, ConversationState::kClose);
+  EXPECT_EQ(got->close_reason, "AGENT");
+  EXPECT_EQ(got->end_ts, 99);
+  ASSERT_EQ(got->participants.size(), 1u);
+  EXPECT_EQ(got->participants[0].role, "CONSUMER");
+
+  // Account isolation.
+  EXPECT_CODE(this->conv().getConversation(kB, c.id), ErrorCode::kNotFound);
+  Conversation hijack = makeConversation(kB, "c1");
+  EXPECT_CODE(this->conv().saveConversation(hijack), ErrorCode::kConflict);
+  EXPECT_CODE(this->conv().appendMessage(hijack, makeMessage(hijack.id, 9)), ErrorCode::kConflict);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->account, kA);
+  EXPECT_TRUE(this->conv().listMessages(c.id, 0, 100)->empty());
+  EXPECT_CODE(this->conv().getConversation(kA, ConversationId("none")), ErrorCode::kNotFound);
+  EXPECT_CODE(this->conv().saveConversation(Conversation{}), ErrorCode::kInvalid);
+}
+
+TYPED_TEST(StoreContract, ListConversationsFiltersOrdersAndLimits) {
+  auto save = [&](const AccountId& a, const std::string& id, TimeMs start, ConversationState st,
+                  const std::string& skill, const std::string& consumer) {
+    Conversation c = makeConversation(a, id, start);
+    c.state = st;
+    c.skill = SkillId(skill);
+    c.consumer = ConsumerId(consumer);
+    c.participants = {{consumer, "CONSUMER", "ACTIVE", start}};
+    ASSERT_OK(this->conv().saveConversation(c));
+  };
+  save(kA, "a3", 30, ConversationState::kOpen, "1", "x");
+  save(kA, "a1", 10, ConversationState::kOpen, "2", "y");
+  save(kA, "a2", 20, ConversationState::kClose, "1", "x");
+  save(kA, "a4", 30, ConversationState::kOpen, "1", "z");
+  save(kB, "b1", 5, ConversationState::kOpen, "1", "x");
+
+  auto ids = [](const Result<std::vector<Conversation>>& r) {
+    std::vector<std::string> out;
+    if (r)
+      for (const auto& c : *r) out.push_back(c.id.str());
+    return out;
+  };
+  EXPECT_EQ(ids(this->conv().listConversations(kA, {})),
+            (std::vector<std::string>{"a1", "a2", "a3", "a4"}));
+  ConversationQuery open;
+  open.state = ConversationState::kOpen;
+  EXPECT_EQ(ids(this->conv().listConversations(kA, open)),
+            (std::vector<std::string>{"a1", "a3", "a4"}));
+  ConversationQuery skill1;
+  skill1.skill = SkillId("1");
+  EXPECT_EQ(ids(this->conv().listConversations(kA, skill1)),
+            (std::vector<std::string>{"a2", "a3", "a4"}));
+  ConversationQuery cx;
+  cx.consumer = ConsumerId("x");
+  cx.state = ConversationState::kOpen;
+  EXPECT_EQ(ids(this->conv().listConversations(kA, cx)), (std::vector<std::string>{"a3"}));
+  ConversationQuery lim;
+  lim.limit = 2;
+  EXPECT_EQ(ids(this->conv().listConversations(kA, lim)), (std::vector<std::string>{"a1", "a2"}));
+  lim.limit = 0;
+  EXPECT_TRUE(ids(this->conv().listConversations(kA, lim)).empty());
+  EXPECT_EQ(ids(this->conv().listConversations(kB, {})), (std::vector<std::string>{"b1"}));
+  auto listed = this->conv().listConversations(kA, cx);
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->at(0).participants.size(), 1u);  // participants come with the list
+
+  auto open_all = this->conv().listOpenConversations();
+  EXPECT_EQ(ids(open_all), (std::vector<std::string>{"b1", "a1", "a3", "a4"}));
+  ASSERT_TRUE(open_all);
+  EXPECT_EQ(open_all->at(0).participants.size(), 1u);
+}
+
+TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
+  Conversation c = makeConversation(kA, "conv");
+  ASSERT_OK(this->conv().saveConversation(c));
+  // Appended out of order; listed in sequence order.
+  for (std::int64_t seq : {0, 2, 1, 4, 3}) {
+    c.next_sequence = std::max<std::int64_t>(c.next_sequence, seq + 1);
+    ASSERT_OK(this->conv().appendMessage(c, makeMessage(c.id, seq)));
+  }
+  auto all = this->conv().listMessages(c.id, 0, 100);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 5u);
+  for (std::int64_t i = 0; i < 5; ++i) {
+    EXPECT_EQ((*all)[static_cast<std::size_t>(i)].sequence, i);
+    EXPECT_EQ((*all)[static_cast<std::size_t>(i)].event_json, makeMessage(c.id, i).event_json);
+  }
+  const Message& m0 = (*all)[0];
+  EXPECT_EQ(m0.conversation, c.id);
+  EXPECT_EQ(m0.server_ts, 1000);
+  EXPECT_EQ(m0.originator_id, "consumer");
+  EXPECT_EQ(m0.originator_pid, "consumer-pid");
+  EXPECT_EQ(m0.originator_role, "CONSUMER");
+  EXPECT_EQ(m0.audience, "ALL");
+  EXPECT_EQ(m0.metadata_json, "[]");
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
+
+  auto tail = this->conv().listMessages(c.id, 2, 2);
+  ASSERT_TRUE(tail);
+  ASSERT_EQ(tail->size(), 2u);
+  EXPECT_EQ((*tail)[0].sequence, 2);
+  EXPECT_EQ((*tail)[1].sequence, 3);
+  EXPECT_TRUE(this->conv().listMessages(c.id, 5, 10)->empty());
+  EXPECT_TRUE(this->conv().listMessages(c.id, 0, 0)->empty());
+  EXPECT_TRUE(this->conv().listMessages(ConversationId("other"), 0, 10)->empty());
+
+  // A duplicate sequence is a Conflict and changes neither the message nor the conversation.
+  Conversation advanced = c;
+  advanced.next_sequence = 42;
+  Message dup = makeMessage(c.id, 3);
+  dup.event_json = R"({"replaced":true})";
+  EXPECT_CODE(this->conv().appendMessage(advanced, dup), ErrorCode::kConflict);
+  EXPECT_EQ(this->conv().listMessages(c.id, 3, 1)->at(0).event_json,
+            makeMessage(c.id, 3).event_json);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
+
+  // appendMessage creates the conversation when it is new, and checks the message belongs to it.
+  Conversation fresh = makeConversation(kA, "fresh");
+  fresh.next_sequence = 1;
+  ASSERT_OK(this->conv().appendMessage(fresh, makeMessage(fresh.id, 0)));
+  EXPECT_EQ(this->conv().getConversation(kA, fresh.id)->next_sequence, 1);
+  EXPECT_CODE(this->conv().appendMessage(fresh, makeMessage(c.id, 99)), ErrorCode::kInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions, deployments, logs
+
+FunctionRecord makeFunction(const AccountId& a, const std::string& uuid, const std::string& name) {
+  FunctionRecord f;
+  f.uuid = FunctionId(uuid);
+  f.account = a;
+  f.name = name;
+  f.description = "desc";
+  f.event_id = "conversation_start";
+  f.code = "function lambda(input, callback) { callback(null, input); }";
+  f.env = {{"A", "1"}, {"B", "two \"quoted\""}};
+  f.created_by = "alice";
+  f.updated_by = "alice";
+  return f;
+}
+
+TYPED_TEST(StoreContract, FunctionsCrud) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "greeter")));
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f2", "another")));
+  ASSERT_OK(this->fn().createFunction(makeFunction(kB, "f3", "greeter")));  // other account
+  EXPECT_CODE(this->fn().createFunction(makeFunction(kA, "f9", "greeter")), ErrorCode::kConflict);
+  EXPECT_CODE(this->fn().createFunction(makeFunction(kA, "f1", "fresh")), ErrorCode::kConflict);
+  EXPECT_CODE(this->fn().createFunction(makeFunction(kA, "", "x")), ErrorCode::kInvalid);
+  EXPECT_CODE(this->fn().createFunction(makeFunction(kA, "f8", "")), ErrorCode::kInvalid);
+
+  auto got = this->fn().getFunction(kA, FunctionId("f1"));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->name, "greeter");
+  EXPECT_EQ(got->code, makeFunction(kA, "f1", "greeter").code);
+  ASSERT_EQ(got->env.size(), 2u);
+  EXPECT_EQ(got->env[1].key, "B");
+  EXPECT_EQ(got->env[1].value, "two \"quoted\"");
+  EXPECT_EQ(got->state, "Draft");
+  EXPECT_EQ(got->version, 1);
+  EXPECT_EQ(got->created_at, this->clock_.nowMs());
+  EXPECT_EQ(got->updated_at, this->clock_.nowMs());
+  EXPECT_CODE(this->fn().getFunction(kB, FunctionId("f1")), ErrorCode::kNotFound);
+
+  FunctionRecord upd = *got;
+  upd.code = "// v2";
+  upd.version = 2;
+  upd.state = "Modified";
+  upd.env.clear();
+  ASSERT_OK(this->fn().updateFunction(upd));
+  got = this->fn().getFunction(kA, FunctionId("f1"));
+  EXPECT_EQ(got->code, "// v2");
+  EXPECT_EQ(got->version, 2);
+  EXPECT_EQ(got->state, "Modified");
+  EXPECT_TRUE(got->env.empty());
+  upd.name = "another";
+  EXPECT_CODE(this->fn().updateFunction(upd), ErrorCode::kConflict);
+  FunctionRecord foreign = upd;
+  foreign.account = kB;
+  foreign.name = "zzz";
+  EXPECT_CODE(this->fn().updateFunction(foreign), ErrorCode::kNotFound);
+  EXPECT_CODE(this->fn().updateFunction(makeFunction(kA, "nope", "nope")), ErrorCode::kNotFound);
+
+  auto list = this->fn().listFunctions(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "another");
+  EXPECT_EQ((*list)[1].name, "greeter");
+
+  EXPECT_CODE(this->fn().deleteFunction(kB, FunctionId("f1")), ErrorCode::kNotFound);
+  ASSERT_OK(this->fn().deleteFunction(kA, FunctionId("f1")));
+  EXPECT_CODE(this->fn().getFunction(kA, FunctionId("f1")), ErrorCode::kNotFound);
+  EXPECT_CODE(this->fn().deleteFunction(kA, FunctionId("f1")), ErrorCode::kNotFound);
+  // The name is free again.
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f5", "greeter")));
+}
+
+Deployment makeDeployment(const AccountId& a, const std::string& fn, const std::string& uuid,
+                          TimeMs at) {
+  Deployment d;
+  d.uuid = uuid;
+  d.function = FunctionId(fn);
+  d.account = a;
+  d.function_version = at;
+  d.code = "code " + uuid;
+  d.env = {{"K", uuid}};
+  d.state = "Productive";
+  d.error_json = "";
+  d.created_by = "alice";
+  d.created_at = at;
+  d.deployed_at = at + 1;
+  return d;
+}
+
+TYPED_TEST(StoreContract, DeploymentsNewestFirstAndPrune) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
+  for (int i = 1; i <= 5; ++i)
+    ASSERT_OK(this->fn().addDeployment(makeDeployment(kA, "f1", "d" + std::to_string(i), i * 10)));
+  ASSERT_OK(this->fn().addDeployment(makeDeployment(kB, "f1", "other", 99)));
+  EXPECT_CODE(this->fn().addDeployment(makeDeployment(kA, "f1", "d1", 5)), ErrorCode::kConflict);
+  auto list = this->fn().listDeployments(kA, FunctionId("f1"), 3);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].uuid, "d5");
+  EXPECT_EQ((*list)[1].uuid, "d4");
+  EXPECT_EQ((*list)[2].uuid, "d3");
+  EXPECT_EQ((*list)[0].code, "code d5");
+  EXPECT_EQ((*list)[0].env.at(0).value, "d5");
+  EXPECT_EQ((*list)[0].deployed_at, 51);
+  EXPECT_EQ((*list)[0].function_version, 50);
+
+  ASSERT_OK(this->fn().pruneDeployments(kA, FunctionId("f1"), 2));
+  list = this->fn().listDeployments(kA, FunctionId("f1"), 10);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].uuid, "d5");
+  EXPECT_EQ((*list)[1].uuid, "d4");
+  EXPECT_EQ(this->fn().listDeployments(kB, FunctionId("f1"), 10)->size(), 1u);  // untouched
+
+  // Equal timestamps: the later insert is newer.
+  ASSERT_OK(this->fn().addDeployment(makeDeployment(kA, "f1", "d6", 50)));
+  EXPECT_EQ(this->fn().listDeployments(kA, FunctionId("f1"), 1)->at(0).uuid, "d6");
+
+  // Deleting the function removes its deployments.
+  ASSERT_OK(this->fn().deleteFunction(kA, FunctionId("f1")));
+  EXPECT_TRUE(this->fn().listDeployments(kA, FunctionId("f1"), 10)->empty());
+}
+
+TYPED_TEST(StoreContract, InvocationLogs) {
+  std::vector<InvocationLog> logs;
+  for (int i = 0; i < 6; ++i)
+    logs.push_back(InvocationLog{FunctionId("f1"), kA, "req" + std::to_string(i), 100 + i / 2,
+                                 i % 2 ? "Info" : "Error", "line " + std::to_string(i),
+                                 R"(["x"])"});
+  logs.push_back(InvocationLog{FunctionId("f1"), kB, "reqB", 200, "Info", "b", "[]"});
+  ASSERT_OK(this->fn().appendLogs(logs));
+  ASSERT_OK(this->fn().appendLogs({}));
+  auto list = this->fn().listLogs(kA, FunctionId("f1"), 0, 100);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 6u);
+  // Newest first; equal timestamps in reverse insertion order.
+  EXPECT_EQ((*list)[0].message, "line 5");
+  EXPECT_EQ((*list)[1].message, "line 4");
+  EXPECT_EQ((*list)[5].message, "line 0");
+  EXPECT_EQ((*list)[0].level, "Info");
+  EXPECT_EQ((*list)[0].request_id, "req5");
+  EXPECT_EQ((*list)[0].extras_json, R"(["x"])");
+  auto since = this->fn().listLogs(kA, FunctionId("f1"), 101, 100);
+  ASSERT_EQ(since->size(), 4u);
+  EXPECT_EQ(this->fn().listLogs(kA, FunctionId("f1"), 0, 2)->size(), 2u);
+  EXPECT_EQ(this->fn().listLogs(kB, FunctionId("f1"), 0, 100)->size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets, allowlist, context
+
+TYPED_TEST(StoreContract, SecretsKeepBinaryCiphertext) {
+  const std::string blob("\x00\x01\xff nonce\x00tail", 14);
+  ASSERT_OK(this->fn().putSecret(Secret{kA, "token", blob, 0}));
+  ASSERT_OK(this->fn().putSecret(Secret{kA, "apiKey", "v", 5}));
+  ASSERT_OK(this->fn().putSecret(Secret{kB, "token", "b", 5}));
+  auto got = this->fn().getSecret(kA, "token");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->ciphertext, blob);
+  EXPECT_EQ(got->updated_at, this->clock_.nowMs());
+  ASSERT_OK(this->fn().putSecret(Secret{kA, "token", "new", 9}));
+  EXPECT_EQ(this->fn().getSecret(kA, "token")->ciphertext, "new");
+  EXPECT_EQ(*this->fn().listSecretKeys(kA), (std::vector<std::string>{"apiKey", "token"}));
+  EXPECT_CODE(this->fn().getSecret(kA, "missing"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->fn().putSecret(Secret{kA, "", "x", 0}), ErrorCode::kInvalid);
+  ASSERT_OK(this->fn().deleteSecret(kA, "token"));
+  EXPECT_CODE(this->fn().deleteSecret(kA, "token"), ErrorCode::kNotFound);
+  EXPECT_EQ(this->fn().getSecret(kB, "token")->ciphertext, "b");
+}
+
+TYPED_TEST(StoreContract, AllowlistReplacesInOrder) {
+  EXPECT_TRUE(this->fn().getAllowlist(kA)->empty());
+  ASSERT_OK(this->fn().putAllowlist(kA, {"zeta.example", "alpha.example", "*.mid.example"}));
+  ASSERT_OK(this->fn().putAllowlist(kB, {"b.example"}));
+  EXPECT_EQ(*this->fn().getAllowlist(kA),
+            (std::vector<std::string>{"zeta.example", "alpha.example", "*.mid.example"}));
+  ASSERT_OK(this->fn().putAllowlist(kA, {"only.example"}));
+  EXPECT_EQ(*this->fn().getAllowlist(kA), std::vector<std::string>{"only.example"});
+  ASSERT_OK(this->fn().putAllowlist(kA, {}));
+  EXPECT_TRUE(this->fn().getAllowlist(kA)->empty());
+  EXPECT_EQ(*this->fn().getAllowlist(kB), std::vector<std::string>{"b.example"});
+}
+
+TYPED_TEST(StoreContract, ContextPropertiesExpireAndDelete) {
+  const TimeMs now = this->clock_.nowMs();
+  auto put = [&](const AccountId& a, const std::string& ns, const std::string& session,
+                 const std::string& name, const std::string& value, TimeMs expires) {
+    ASSERT_OK(this->fn().putContextProperty(ContextProperty{a, ns, session, name, value, expires}));
+  };
+  put(kA, "ns1", "", "b", "2", 0);
+  put(kA, "ns1", "", "a", R"({"x":1})", now + 1000);
+  put(kA, "ns1", "s1", "a", "10", 0);
+  put(kA, "ns1", "s1", "c", "30", 0);
+  put(kA, "ns2", "", "a", "99", 0);
+  put(kB, "ns1", "", "a", "b-account", 0);
+  EXPECT_CODE(this->fn().putContextProperty(ContextProperty{kA, "", "", "a", "1", 0}),
+              ErrorCode::kInvalid);
+
+  auto names = [&](const AccountId& a, const std::string& ns, const std::string& s) {
+    std::vector<std::string> out;
+    auto r = this->fn().listContextProperties(a, ns, s);
+    if (r)
+      for (const auto& p : *r) out.push_back(p.name + "=" + p.value_json);
+    return out;
+  };
+  EXPECT_EQ(names(kA, "ns1", ""), (std::vector<std::string>{"a={\"x\":1}", "b=2"}));
+  EXPECT_EQ(names(kA, "ns1", "s1"), (std::vector<std::string>{"a=10", "c=30"}));
+  EXPECT_EQ(names(kB, "ns1", ""), (std::vector<std::string>{"a=b-account"}));
+  // Upsert.
+  put(kA, "ns1", "", "b", "3", 0);
+  EXPECT_EQ(names(kA, "ns1", ""), (std::vector<std::string>{"a={\"x\":1}", "b=3"}));
+  // Expiry follows the clock.
+  this->clock_.advanceMs(1000);
+  EXPECT_EQ(names(kA, "ns1", ""), (std::vector<std::string>{"b=3"}));
+  // Delete one, then a whole session.
+  ASSERT_OK(this->fn().deleteContextProperties(kA, "ns1", "s1", "a"));
+  EXPECT_EQ(names(kA, "ns1", "s1"), (std::vector<std::string>{"c=30"}));
+  ASSERT_OK(this->fn().deleteContextProperties(kA, "ns1", "", ""));
+  EXPECT_TRUE(names(kA, "ns1", "").empty());
+  EXPECT_EQ(names(kA, "ns1", "s1"), (std::vector<std::string>{"c=30"}));
+  EXPECT_EQ(names(kA, "ns2", ""), (std::vector<std::string>{"a=99"}));
+  EXPECT_EQ(names(kB, "ns1", ""), (std::vector<std::string>{"a=b-account"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bots, turns, pending turns
+
+BotRecord makeBot(const AccountId& a, const std::string& id, const std::string& user) {
+  BotRecord b;
+  b.account = a;
+  b.id = BotId(id);
+  b.name = "bot " + id;
+  b.user = UserId(user);
+  b.config_json = R"({"vendor":"CustomIntegration","functionUuid":"f1"})";
+  return b;
+}
+
+TYPED_TEST(StoreContract, BotsCrudAndOneBotPerUser) {
+  ASSERT_OK(this->bots().createBot(makeBot(kA, "b2", "2000")));
+  ASSERT_OK(this->bots().createBot(makeBot(kA, "b1", "2001")));
+  ASSERT_OK(this->bots().createBot(makeBot(kB, "b1", "2000")));
+  EXPECT_CODE(this->bots().createBot(makeBot(kA, "b3", "2000")), ErrorCode::kConflict);
+  EXPECT_CODE(this->bots().createBot(makeBot(kA, "b1", "2009")), ErrorCode::kConflict);
+  EXPECT_CODE(this->bots().createBot(makeBot(kA, "", "2009")), ErrorCode::kInvalid);
+  auto got = this->bots().getBot(kA, BotId("b1"));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->user, UserId("2001"));
+  EXPECT_EQ(got->config_json, makeBot(kA, "b1", "2001").config_json);
+  EXPECT_EQ(got->status, "OFFLINE");
+  EXPECT_EQ(got->created_at, this->clock_.nowMs());
+  EXPECT_CODE(this->bots().getBot(kA, BotId("zz")), ErrorCode::kNotFound);
+
+  BotRecord upd = *got;
+  upd.status = "ONLINE";
+  upd.updated_at = 77;
+  ASSERT_OK(this->bots().updateBot(upd));
+  EXPECT_EQ(this->bots().getBot(kA, BotId("b1"))->status, "ONLINE");
+  EXPECT_EQ(this->bots().getBot(kA, BotId("b1"))->updated_at, 77);
+  upd.user = UserId("2000");  // owned by b2
+  EXPECT_CODE(this->bots().updateBot(upd), ErrorCode::kConflict);
+  EXPECT_CODE(this->bots().updateBot(makeBot(kA, "nope", "1")), ErrorCode::kNotFound);
+  EXPECT_CODE(this->bots().updateBot(makeBot(kB, "b2", "1")), ErrorCode::kNotFound);
+
+  auto list = this->bots().listBots(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, BotId("b1"));
+  EXPECT_EQ((*list)[1].id, BotId("b2"));
+  auto all = this->bots().listAllBots();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 3u);
+
+  EXPECT_CODE(this->bots().deleteBot(kB, BotId("b2")), ErrorCode::kNotFound);
+  ASSERT_OK(this->bots().deleteBot(kA, BotId("b2")));
+  EXPECT_CODE(this->bots().deleteBot(kA, BotId("b2")), ErrorCode::kNotFound);
+  // The user is free for another bot now.
+  ASSERT_OK(this->bots().createBot(makeBot(kA, "b3", "2000")));
+}
+
+TurnRecord makeTurn(const AccountId& a, const std::string& bot, const std::string& id, TimeMs ts) {
+  TurnRecord t;
+  t.account = a;
+  t.bot = BotId(bot);
+  t.conversation = ConversationId("c1");
+  t.turn_id = id;
+  t.ts = ts;
+  t.outcome = "OK";
+  t.input_json = R"({"in":")" + id + R"("})";
+  t.response_json = "{}";
+  t.error = "";
+  return t;
+}
+
+TYPED_TEST(StoreContract, TurnsKeepNewestAndReplaceSameId) {
+  for (int i = 1; i <= 5; ++i)
+    ASSERT_OK(this->bots().appendTurn(makeTurn(kA, "b1", "t" + std::to_string(i), i), 3));
+  ASSERT_OK(this->bots().appendTurn(makeTurn(kA, "b2", "t1", 1), 3));
+  ASSERT_OK(this->bots().appendTurn(makeTurn(kB, "b1", "t1", 1), 3));
+  auto list = this->bots().listTurns(kA, BotId("b1"), 10);
+  ASSERT_TRUE(list);
+  std::vector<std::string> ids;
+  for (const auto& t : *list) ids.push_back(t.turn_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"t5", "t4", "t3"}));
+  EXPECT_EQ((*list)[0].input_json, R"({"in":"t5"})");
+  EXPECT_EQ((*list)[0].actions_json, "[]");
+  EXPECT_EQ((*list)[0].timings_json, "{}");
+  EXPECT_EQ(this->bots().listTurns(kA, BotId("b1"), 1)->size(), 1u);
+  EXPECT_EQ(this->bots().listTurns(kA, BotId("b2"), 10)->size(), 1u);
+  EXPECT_EQ(this->bots().listTurns(kB, BotId("b1"), 10)->size(), 1u);
+
+  // Re-recording a turn id replaces the record.
+  TurnRecord again = makeTurn(kA, "b1", "t4", 4);
+  again.outcome = "DISCARDED";
+  ASSERT_OK(this->bots().appendTurn(again, 3));
+  list = this->bots().listTurns(kA, BotId("b1"), 10);
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[1].turn_id, "t4");
+  EXPECT_EQ((*list)[1].outcome, "DISCARDED");
+  EXPECT_CODE(this->bots().appendTurn(makeTurn(kA, "b1", "", 9), 3), ErrorCode::kInvalid);
+}
+
+TYPED_TEST(StoreContract, PendingTurns) {
+  ASSERT_OK(this->bots().putPendingTurn(
+      PendingTurn{kA, BotId("b1"), ConversationId("c1"), "turn-2", R"({"step":1})", 20}));
+  ASSERT_OK(this->bots().putPendingTurn(
+      PendingTurn{kB, BotId("b9"), ConversationId("c9"), "turn-1", "{}", 10}));
+  ASSERT_OK(this->bots().putPendingTurn(
+      PendingTurn{kA, BotId("b1"), ConversationId("c1"), "turn-2", R"({"step":2})", 20}));
+  auto list = this->bots().listPendingTurns();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].turn_id, "turn-1");
+  EXPECT_EQ((*list)[0].account, kB);
+  EXPECT_EQ((*list)[1].turn_id, "turn-2");
+  EXPECT_EQ((*list)[1].state_json, R"({"step":2})");
+  EXPECT_EQ((*list)[1].conversation, ConversationId("c1"));
+  ASSERT_OK(this->bots().deletePendingTurn("turn-2"));
+  ASSERT_OK(this->bots().deletePendingTurn("turn-2"));
+  EXPECT_EQ(this->bots().listPendingTurns()->size(), 1u);
+  EXPECT_CODE(this->bots().putPendingTurn(PendingTurn{}), ErrorCode::kInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency
+
+TYPED_TEST(StoreContract, ConcurrentWritersAllCommitExactly) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  std::atomic<int> conflicts{0};
+  std::atomic<int> shared_ok{0};
+  Conversation shared = makeConversation(kA, "shared");
+  ASSERT_OK(this->conv().saveConversation(shared));
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Conversation own = makeConversation(kA, "own-" + std::to_string(t));
+      for (int i = 0; i < kPerThread; ++i) {
+        own.next_sequence = i + 1;
+        if (!this->conv().appendMessage(own, makeMessage(own.id, i))) ++failures;
+        // Every thread tries every shared sequence: exactly one wins each, the rest Conflict,
+        // and a losing write fails alone inside a batch of winners.
+        auto r = this->conv().appendMessage(shared, makeMessage(shared.id, i));
+        if (r) {
+          ++shared_ok;
+        } else if (r.error().code == ErrorCode::kConflict) {
+          ++conflicts;
+        } else {
+          ++failures;
+        }
+        if (i % 50 == 0) {
+          if (!this->acc().createUser(
+                  makeUser(kA, "u" + std::to_string(t) + "-" + std::to_string(i))))
+            ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(shared_ok.load(), kPerThread);
+  EXPECT_EQ(conflicts.load(), kPerThread * (kThreads - 1));
+  for (int t = 0; t < kThreads; ++t) {
+    ConversationId id("own-" + std::to_string(t));
+    auto msgs = this->conv().listMessages(id, 0, 10'000);
+    ASSERT_TRUE(msgs);
+    ASSERT_EQ(msgs->size(), static_cast<std::size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i) {
+      EXPECT_EQ((*msgs)[static_cast<std::size_t>(i)].sequence, i);
+      EXPECT_EQ((*msgs)[static_cast<std::size_t>(i)].event_json, makeMessage(id, i).event_json);
+    }
+    EXPECT_EQ(this->conv().getConversation(kA, id)->next_sequence, kPerThread);
+  }
+  EXPECT_EQ(this->conv().listMessages(shared.id, 0, 10'000)->size(),
+            static_cast<std::size_t>(kPerThread));
+  // Users created concurrently got distinct ids.
+  auto users = this->acc().listUsers(kA);
+  ASSERT_TRUE(users);
+  std::set<std::string> ids;
+  for (const auto& u : *users) ids.insert(u.id.str());
+  EXPECT_EQ(users->size(), static_cast<std::size_t>(kThreads * 3));
+  EXPECT_EQ(ids.size(), users->size());
+}
+
+TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
+  Conversation c = makeConversation(kA, "busy");
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad_reads{0};
+  std::thread writer([&] {
+    for (int i = 0; i < 300; ++i) {
+      c.next_sequence = i + 1;
+      (void)this->conv().appendMessage(c, makeMessage(c.id, i));
+    }
+    stop = true;
+  });
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r)
+    readers.emplace_back([&] {
+      std::size_t last = 0;
+      while (!stop) {
+        auto msgs = this->conv().listMessages(c.id, 0, 1000);
+        if (!msgs || msgs->size() < last) ++bad_reads;  // committed rows never disappear
+        if (msgs) {
+          last = msgs->size();
+          for (std::size_t i = 0; i < msgs->size(); ++i)
+            if ((*msgs)[i].sequence != static_cast<std::int64_t>(i)) ++bad_reads;
+        }
+      }
+    });
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(bad_reads.load(), 0);
+  EXPECT_EQ(this->conv().listMessages(c.id, 0, 1000)->size(), 300u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enum names
+
+TEST(StoreNames, RoundTrip) {
+  for (Role r :
+       {Role::kAdmin, Role::kAgentManager, Role::kAgent, Role::kFaasAdmin, Role::kFaasDeveloper})
+    EXPECT_EQ(*parseRole(roleName(r)), r);
+  EXPECT_STREQ(roleName(Role::kFaasDeveloper), "FAAS_DEVELOPER");
+  EXPECT_STREQ(availabilityName(Availability::kBackSoon), "BACK_SOON");
+  EXPECT_EQ(*parseAvailability("OCCUPIED"), Availability::kOccupied);
+  EXPECT_EQ(*parseChannel("CHAT"), Channel::kChat);
+  EXPECT_STREQ(channelName(Channel::kMessaging), "MESSAGING");
+  EXPECT_EQ(*parseTtrType("PRIORITIZED"), TtrType::kPrioritized);
+  EXPECT_STREQ(ttrTypeName(TtrType::kCustom), "CUSTOM");
+  EXPECT_STREQ(stateName(ConversationState::kClose), "CLOSE");
+  EXPECT_EQ(*parseConversationState("OPEN"), ConversationState::kOpen);
+  EXPECT_EQ(*parseUserType("BOT"), UserType::kBot);
+  auto bad = parseRole("admin");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+  EXPECT_NE(bad.error().message.find("ADMIN"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace parley::store
