@@ -40,7 +40,7 @@ if [ ! -f "$ln_dir/.done" ]; then
 fi
 
 # npm packages for tests and the web console (lockfiles pinned).
-for d in tests/js web src/functions/jslib; do
+for d in tests/js web src/functions/jslib tests/e2e; do
   if [ -f "$here/$d/package.json" ]; then
     (cd "$here/$d" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi)
   fi

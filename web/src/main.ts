@@ -1,7 +1,7 @@
 import './styles.css';
 import { logout, setUnauthorizedHandler } from './lib/api';
 import { h, replace } from './lib/h';
-import { can, type Permission } from './lib/roles';
+import { can as canRoles, type Permission } from './lib/roles';
 import { matchRoute } from './lib/router';
 import { clearSession, loadSession, type Session } from './lib/session';
 
@@ -47,6 +47,11 @@ const nav: { path: string; label: string; perm?: Permission }[] = [
   { path: '/skills', label: 'Skills', perm: 'skills.read' },
   { path: '/users', label: 'Users', perm: 'users.read' },
 ];
+
+const can = (roles: string[], p: Permission): boolean => {
+  const s = loadSession();
+  return s?.rolesKnown === false ? true : canRoles(roles, p);
+};
 
 const app = document.getElementById('app')!;
 let cleanup: (() => void) | null = null;

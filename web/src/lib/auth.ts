@@ -3,7 +3,7 @@ import { rolesFrom } from './roles';
 import type { Session } from './session';
 
 // Resolves the user's roles after login: from the login config if present, else from the user list.
-export async function resolveRoles(s: Session, config: Record<string, unknown> | undefined): Promise<string[]> {
+export async function resolveRoles(s: Session, config: Record<string, unknown> | undefined): Promise<string[] | null> {
   const fromConfig = rolesFrom(config);
   if (fromConfig && fromConfig.length) return fromConfig;
   try {
@@ -14,5 +14,5 @@ export async function resolveRoles(s: Session, config: Record<string, unknown> |
   } catch {
     /* not allowed to list users: fall through */
   }
-  return [];
+  return null;
 }

@@ -65,7 +65,7 @@ export function field(
   control: HTMLElement,
   opts: { hint?: string; id?: string } = {},
 ): HTMLDivElement {
-  const id = opts.id ?? control.id ?? uid('f');
+  const id = opts.id ?? (control.id || uid('f'));
   control.id = id;
   const hintId = opts.hint ? `${id}-hint` : undefined;
   if (hintId) control.setAttribute('aria-describedby', hintId);

@@ -7,6 +7,9 @@ export interface Session {
   userId: string;
   userPid: string;
   roles: string[];
+  // False when the roles could not be read: the console then shows everything and relies on
+  // the server's 403 answers.
+  rolesKnown?: boolean;
 }
 
 const KEY = 'parley.session';

@@ -216,7 +216,7 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
     const notes: EventRecord[] = [];
     for (const r of recs) {
       const ins = insightOf(r);
-      for (const i of ins.intents) intents.push({ ...i, at: r.serverTimestamp });
+      for (const i of ins.intents) if (!intents.some((x) => x.id === i.id && x.name === i.name && x.confidence === i.confidence)) intents.push({ ...i, at: r.serverTimestamp });
       reasons.push(...ins.reasons);
       if (isPrivate(r)) notes.push(r);
     }

@@ -223,6 +223,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
   // --- Status and turns
   const statusEl = h('div', { class: 'bot-status row' });
   const turnsOut = h('div');
+  const openTurns = new Set<string>();
   const turnsRefresh = h('button', { type: 'button', class: 'btn' }, 'Refresh turns');
   function renderStatus(): void {
     if (!bot) {
@@ -271,7 +272,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
               { class: `turn ${refused.length || /error|discard/i.test(t.outcome) ? 'turn-bad' : ''}` },
               h(
                 'details',
-                null,
+                { open: openTurns.has(t.id), ontoggle: (ev: Event) => ((ev.target as HTMLDetailsElement).open ? openTurns.add(t.id) : openTurns.delete(t.id)) },
                 h(
                   'summary',
                   null,
@@ -339,7 +340,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       h('div', { class: 'grid-2' }, h('div', { class: 'field' }, h('label', { for: 'esc-retries' }, 'Retries'), escRetries, retriesErr), h('div', { class: 'field' }, h('label', { for: 'esc-timeout' }, 'Turn timeout (ms)'), escTimeout, timeoutErr)),
     ),
     msg.el,
-    h('div', { class: 'row sticky-actions' }, saveBtn, h('a', { class: 'btn', href: '/bots' }, 'Cancel')),
+    h('div', { class: 'row' }, saveBtn, h('a', { class: 'btn', href: '/bots' }, 'Cancel')),
   );
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();

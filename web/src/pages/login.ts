@@ -64,7 +64,9 @@ export default function loginPage(root: HTMLElement, ctx: PageContext): void {
         roles: [],
       };
       saveSession(s);
-      s.roles = await resolveRoles(s, cfg);
+      const roles = await resolveRoles(s, cfg);
+      s.roles = roles ?? [];
+      s.rolesKnown = roles !== null;
       saveSession(s);
       localStorage.setItem('parley.lastAccount', v.account);
       const next = ctx.query.get('next');

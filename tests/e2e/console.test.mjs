@@ -1,0 +1,269 @@
+// End-to-end: the web console in headless Chromium against a real `parley serve --demo`.
+// The seed's whole flow: create a function from the custom-integration template, edit, deploy,
+// create a bot, agree to the disclaimer, Test Connection, a consumer chats in the widget, clicks a
+// quick reply, the bot transfers to a human skill, an agent accepts, sees the intent, replies,
+// closes. Screenshots go to tests/artifacts/e2e/.
+//
+//   PARLEY_BIN=build/web/src/app/parley node --test tests/e2e/console.test.mjs
+//   (PARLEY_E2E_MOCK=1 runs against tests/e2e/mock/mock-server.mjs, a dev aid, not the server)
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ensureWebBuilt, shot, startBrowser, startServer } from './harness.mjs';
+
+const T = 20000; // per-step wait
+
+let server;
+let browser;
+let base;
+let acc;
+
+async function rest(method, path, bearer, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${path} → ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+const list = (v, k) => (Array.isArray(v) ? v : (v?.[k] ?? v?.items ?? []));
+
+async function uiLogin(page, who, next = '') {
+  await page.goto(`${base}/login?account=${encodeURIComponent(acc)}${next ? `&next=${encodeURIComponent(next)}` : ''}`);
+  await page.getByLabel('Account id').fill(acc);
+  await page.getByLabel('Username').fill(who.username);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith('/login'), { timeout: T });
+}
+
+function botCode(humanSkill) {
+  return `// Parley e2e bot: greets with quick replies, transfers "billing" to a human skill.
+function lambda(input, callback) {
+  const text = String((input.payload && input.payload.message) || '').trim().toLowerCase();
+  console.info('turn', { text: text });
+  if (text === 'billing') {
+    return callback(null, {
+      messages: ['Connecting you to our billing team.'],
+      context: {
+        intentId: 'billing', intentName: 'Billing question', confidenceScore: 0.93,
+        action: 'TRANSFER', actionParameters: { skill: ${JSON.stringify(humanSkill)} }
+      }
+    });
+  }
+  callback(null, {
+    messages: [
+      { delay: 2, typing: true },
+      { structuredContent: { message: 'Hi! What do you need help with?', quickReplies: {
+        type: 'quickReplies', itemsPerRow: 8, replies: [
+          { type: 'button', title: 'Billing', click: { actions: [{ type: 'publishText', text: 'billing' }] } },
+          { type: 'button', title: 'Something else', click: { actions: [{ type: 'publishText', text: 'other' }] } }
+        ] } } }
+    ],
+    context: { intentId: 'greeting', intentName: 'Greeting', confidenceScore: 0.8 }
+  });
+}
+`;
+}
+
+before(async () => {
+  ensureWebBuilt();
+  server = await startServer();
+  base = server.listening.http;
+  acc = server.demo.account;
+  browser = await startBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+describe('console', () => {
+  test('login validates the form and shows the API error', async () => {
+    const page = await browser.ctx.newPage();
+    await page.goto(`${base}/login`);
+    await page.getByLabel('Account id').fill('');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    assert.match(await page.locator('#' + (await page.getByLabel('Account id').getAttribute('id')) + '-err').innerText(), /account id/i);
+    await page.getByLabel('Account id').fill(acc);
+    await page.getByLabel('Username').fill(server.demo.admin.username);
+    await page.getByLabel('Password').fill('definitely-wrong');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    const alert = page.locator('.login-card .alert-error');
+    await alert.waitFor({ timeout: T });
+    assert.match(await alert.innerText(), /HTTP 401|password|credential|unauthor/i);
+    await shot(page, 'login-error');
+    await page.close();
+  });
+
+  test('structured content: errors with paths, valid card rendered by json-pollock', async () => {
+    const page = await browser.ctx.newPage();
+    await uiLogin(page, server.demo.admin, '/richcontent');
+    await page.waitForURL(/\/richcontent/);
+    await page.locator('[data-editor="sc"] .cm-content').waitFor();
+    const set = async (text) => {
+      await page.locator('[data-editor="sc"] .cm-content').click();
+      await page.keyboard.press('Control+A');
+      await page.keyboard.insertText(text);
+    };
+    await set(JSON.stringify({ type: 'bogus', elements: [{ type: 'button', title: 'x', click: { actions: [{ type: 'publishText' }] } }] }));
+    await page.getByRole('button', { name: 'Validate and preview' }).click();
+    await page.locator('.sc-errors').waitFor({ timeout: T });
+    assert.match(await page.locator('.sc-errors').innerText(), /\/structuredContent|type/);
+    await shot(page, 'richcontent-invalid');
+    await set(JSON.stringify({ type: 'vertical', elements: [{ type: 'text', text: 'Hello from the e2e test' }, { type: 'button', title: 'Press me', click: { actions: [{ type: 'publishText', text: 'pressed' }] } }] }));
+    await page.getByRole('button', { name: 'Validate and preview' }).click();
+    await page.locator('.sc-valid').waitFor({ timeout: T });
+    await page.locator('.sc-preview .lp-json-pollock').waitFor({ timeout: T });
+    assert.match(await page.locator('.sc-preview').innerText(), /Hello from the e2e test/);
+    await shot(page, 'richcontent-valid');
+    await page.close();
+  });
+
+  test('the seed flow: function → bot → widget → quick reply → transfer → agent → close', async () => {
+    // Discovery over REST: the demo agent's skill is the human skill the bot transfers to.
+    const login = await rest('POST', `/api/account/${acc}/login?v=1.3`, null, server.demo.admin);
+    const bearer = login.bearer;
+    const users = list(await rest('GET', `/api/v1/accounts/${acc}/users`, bearer), 'users');
+    const skillsBefore = list(await rest('GET', `/api/v1/accounts/${acc}/skills`, bearer), 'skills');
+    const agentUser = users.find((u) => (u.loginName ?? u.username) === server.demo.agent.username);
+    assert.ok(agentUser, 'the demo agent is listed');
+    const agentSkillId = String((agentUser.skills ?? [])[0] ?? '');
+    const humanSkill = skillsBefore.find((s) => String(s.id) === agentSkillId);
+    assert.ok(humanSkill, `the demo agent has a skill (skills: ${JSON.stringify(agentUser.skills)})`);
+
+    const admin = await browser.ctx.newPage();
+    await uiLogin(admin, server.demo.admin);
+
+    // 1. A skill for the bot, through the Skills page.
+    const botSkillName = `e2e-bot-${Date.now() % 100000}`;
+    await admin.goto(`${base}/skills`);
+    await admin.getByLabel('New skill name').fill(botSkillName);
+    await admin.getByRole('button', { name: 'Add skill' }).click();
+    await admin.locator(`tr[data-skill="${botSkillName}"]`).waitFor({ timeout: T });
+    const botSkill = list(await rest('GET', `/api/v1/accounts/${acc}/skills`, bearer), 'skills').find((s) => s.name === botSkillName);
+    assert.ok(botSkill);
+
+    // 2. Bot form → "Create function" shortcut (custom-integration event preselected).
+    await admin.goto(`${base}/bots/new`);
+    await admin.getByLabel('Name', { exact: true }).fill('E2E bot');
+    await admin.getByRole('link', { name: 'Create function' }).click();
+    await admin.waitForURL(/\/functions\/new\?event=bot_connectors_custom_integration/);
+    assert.equal(await admin.getByLabel('Event').inputValue(), 'bot_connectors_custom_integration');
+    await admin.locator('.sample-payload').waitFor({ timeout: T });
+    await shot(admin, 'function-new-template');
+    const fnName = `e2e_bot_${Date.now() % 100000}`;
+    await admin.getByLabel('Name').fill(fnName);
+    await admin.getByRole('button', { name: 'Create function' }).click();
+    await admin.waitForURL((u) => /^\/functions\/[^/]+$/.test(u.pathname) && u.pathname !== '/functions/new', { timeout: T });
+    const fnUuid = new URL(admin.url()).pathname.split('/')[2];
+    assert.notEqual(fnUuid, 'new');
+
+    // 3. Edit the code in CodeMirror, save, deploy.
+    const cm = admin.locator('[data-editor="code"] .cm-content');
+    await cm.waitFor({ timeout: T });
+    assert.match(await cm.innerText(), /lambda/, 'the editor holds the template code');
+    await cm.click();
+    await admin.keyboard.press('Control+A');
+    await admin.keyboard.insertText(botCode(humanSkill.name));
+    await admin.getByRole('button', { name: 'Save', exact: true }).click();
+    await admin.locator('.dirty', { hasText: 'Saved' }).waitFor({ timeout: T });
+    await admin.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await admin.locator('.fn-state[data-state="Productive"]').waitFor({ timeout: 60000 });
+    await shot(admin, 'function-deployed');
+
+    // Test-invoke with the sample payload edited to "billing".
+    await admin.getByRole('tab', { name: 'Test' }).click();
+    const pl = admin.locator('[data-editor="payload"] .cm-content');
+    await pl.click();
+    await admin.keyboard.press('Control+A');
+    await admin.keyboard.insertText(JSON.stringify({ headers: [], payload: { message: 'billing', convId: 'e2e', context: { lpEvent: {}, lpSdes: {} } } }, null, 2));
+    await admin.getByRole('button', { name: 'Invoke' }).click();
+    await admin.locator('.invoke-result').waitFor({ timeout: T });
+    const inv = await admin.locator('.invoke-result').innerText();
+    assert.match(inv, /TRANSFER/);
+    assert.match(inv, /Duration [\d.]+ ms/);
+    await shot(admin, 'function-test-invoke');
+
+    // 4. Back to the bot form (draft kept), pick the function, agree, create, test, start.
+    await admin.getByRole('link', { name: 'Back to bot' }).click();
+    await admin.waitForURL(/\/bots\/new/);
+    assert.equal(await admin.getByLabel('Name', { exact: true }).inputValue(), 'E2E bot');
+    await admin.getByRole('button', { name: 'Refresh' }).click();
+    await admin.locator(`#bot-function option[value="${fnUuid}"]`).waitFor({ state: 'attached', timeout: T });
+    await admin.locator('#bot-function').selectOption(fnUuid);
+    await admin.getByRole('button', { name: 'Create bot' }).click();
+    assert.match(await admin.locator('#bot-disclaimer-err').innerText(), /Data Disclaimer/, 'the disclaimer is required');
+    await admin.getByLabel('I agree to the Data Disclaimer').check();
+    await admin.getByLabel(botSkillName).check();
+    await admin.locator('#esc-skill').selectOption(String(humanSkill.id));
+    await shot(admin, 'bot-form');
+    await admin.getByRole('button', { name: 'Create bot' }).click();
+    await admin.waitForURL(/\/bots\/[^/]+\?created=1/, { timeout: T });
+    await admin.getByRole('button', { name: 'Test Connection' }).click();
+    const result = admin.locator('.connection-result');
+    await result.waitFor({ timeout: 40000 });
+    assert.equal(await result.getAttribute('data-ok'), 'true', await result.innerText());
+    assert.match(await result.innerText(), /latency \d+ ms/);
+    await admin.getByRole('button', { name: 'Start' }).click();
+    await admin.locator('.bot-state[data-state="ONLINE"]').waitFor({ timeout: T });
+    await shot(admin, 'bot-online');
+
+    // 5. The consumer widget: chat, typing indicator, quick reply.
+    const widget = await browser.ctx.newPage();
+    await widget.goto(`${base}/widget?account=${encodeURIComponent(acc)}&skill=${encodeURIComponent(botSkill.id)}`);
+    await widget.locator('.conn-status[data-state="open"]').waitFor({ timeout: T });
+    await widget.getByRole('textbox', { name: 'Message' }).fill('hello');
+    await widget.getByRole('button', { name: 'Send' }).click();
+    await widget.locator('.typing:not([hidden])').waitFor({ timeout: T });
+    await shot(widget, 'widget-typing');
+    const chip = widget.locator('.quick-replies .chip', { hasText: 'Billing' });
+    await chip.waitFor({ timeout: T });
+    assert.ok(await widget.locator('.typing').isHidden(), 'the typing indicator hides when the reply arrives');
+    await shot(widget, 'widget-quick-replies');
+    await chip.click();
+    await widget.locator('.bubble.mine', { hasText: 'billing' }).waitFor({ timeout: T });
+    await widget.locator('.bubble.theirs', { hasText: 'Connecting you to our billing team.' }).waitFor({ timeout: T });
+    await shot(widget, 'widget-transferred');
+
+    // 6. The agent workspace: queue → accept → intent → reply → close.
+    const agent = await browser.ctx.newPage();
+    await uiLogin(agent, server.demo.agent, '/agent');
+    await agent.waitForURL(/\/agent/);
+    await agent.locator('.conn-status[data-state="open"]').waitFor({ timeout: T });
+    const item = agent.locator('.queue-item').filter({ has: agent.getByRole('button', { name: 'Accept' }) }).first();
+    await item.waitFor({ timeout: 30000 });
+    assert.match(await item.locator('.ttr').innerText(), /left|overdue|unknown/);
+    await shot(agent, 'agent-queue');
+    await item.getByRole('button', { name: 'Accept' }).click();
+    await agent.locator('.transcript .bubble', { hasText: 'hello' }).waitFor({ timeout: T });
+    await agent.locator('.insight-pane .intent-item', { hasText: 'Billing question' }).first().waitFor({ timeout: T });
+    await shot(agent, 'agent-conversation');
+    await agent.getByRole('textbox', { name: 'Reply' }).fill('Hi, Alex from billing here. How can I help?');
+    await agent.getByRole('button', { name: 'Send' }).click();
+    await widget.locator('.bubble.theirs', { hasText: 'Alex from billing' }).waitFor({ timeout: T });
+    await shot(widget, 'widget-agent-reply');
+    agent.once('dialog', (d) => d.accept());
+    await agent.getByRole('button', { name: 'Close conversation' }).click();
+    await widget.locator('.system', { hasText: 'closed' }).waitFor({ timeout: T });
+    await shot(agent, 'agent-closed');
+    await shot(widget, 'widget-closed');
+
+    // 7. The bot's turns are listed with timings.
+    await admin.reload();
+    await admin.locator('.turns .turn').first().waitFor({ timeout: T });
+    await shot(admin, 'bot-turns');
+
+    // 8. Phone width.
+    for (const p of [widget, agent, admin]) await p.setViewportSize({ width: 375, height: 740 });
+    await shot(widget, 'narrow-widget');
+    await shot(agent, 'narrow-agent');
+    await admin.goto(`${base}/functions/${fnUuid}`);
+    await admin.locator('[data-editor="code"] .cm-content').waitFor({ timeout: T });
+    await shot(admin, 'narrow-function');
+    for (const p of [widget, agent, admin]) await p.close();
+  });
+});
