@@ -234,6 +234,9 @@ describe('console', () => {
     await uiLogin(agent, server.demo.agent, '/agent');
     await agent.waitForURL(/\/agent/);
     await agent.locator('.conn-status[data-state="open"]').waitFor({ timeout: T });
+    // Roles: the agent has no Functions/Bots/Users entries in the menu.
+    assert.equal(await agent.locator('.nav-list a', { hasText: 'Functions' }).count(), 0);
+    assert.equal(await agent.locator('.nav-list a', { hasText: 'Users' }).count(), 0);
     const item = agent.locator('.queue-item').filter({ has: agent.getByRole('button', { name: 'Accept' }) }).first();
     await item.waitFor({ timeout: 30000 });
     assert.match(await item.locator('.ttr').innerText(), /left|overdue|unknown/);

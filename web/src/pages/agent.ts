@@ -281,6 +281,12 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
       }
     });
   });
+  let lastTyping = 0;
+  composer.addEventListener('input', () => {
+    if (!selected || privateBox.checked || Date.now() - lastTyping < 3000) return;
+    lastTyping = Date.now();
+    sock.request('.ams.ms.PublishEvent', { dialogId: selected, event: { type: 'ChatStateEvent', chatState: 'COMPOSING' } }).catch(() => {});
+  });
   composer.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) {
       ev.preventDefault();

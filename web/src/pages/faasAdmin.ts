@@ -14,7 +14,7 @@ export function secretsPanel(): HTMLElement {
   const key = h('input', { autocomplete: 'off', class: 'mono', maxlength: '100' });
   const value = h('textarea', { rows: '2', maxlength: '10000', autocomplete: 'off' });
   const setBtn = h('button', { class: 'btn primary', type: 'submit' }, 'Set secret');
-  const form = h('form', { class: 'form inline-form' }, field('Key', key, { hint: 'Letters, digits, - and _; up to 100.' }), field('Value', value, { hint: 'Write-only: values are never shown again.' }), setBtn);
+  const form = h('form', { class: 'form' }, field('Key', key, { hint: 'Letters, digits, - and _; up to 100.' }), field('Value', value, { hint: 'Write-only: values are never shown again.' }), setBtn);
   async function load(): Promise<void> {
     try {
       const v = await api('GET', 'secrets');
@@ -103,9 +103,13 @@ export function allowlistPanel(): HTMLElement {
     'section',
     { class: 'card', 'aria-labelledby': 'allow-h' },
     h('h2', { id: 'allow-h' }, 'Outbound domain allowlist'),
-    h('label', { for: 'allowlist-ta' }, 'Domains (one per line)'),
-    Object.assign(ta, { id: 'allowlist-ta' }),
-    h('small', { id: 'allow-hint', class: 'hint' }, 'Functions may call only these hosts over HTTP(S). One wildcard at most, e.g. *.example.com; a bare domain does not cover www.'),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'allowlist-ta' }, 'Domains (one per line)'),
+      Object.assign(ta, { id: 'allowlist-ta' }),
+      h('small', { id: 'allow-hint', class: 'hint' }, 'Functions may call only these hosts over HTTP(S). One wildcard at most, e.g. *.example.com; a bare domain does not cover www.'),
+    ),
     h('div', { class: 'row' }, save),
     msg.el,
   );

@@ -158,6 +158,13 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
     void publish(text);
     input.focus();
   });
+  // Tell the agent the consumer is typing (at most every 3 s while a conversation is open).
+  let lastTyping = 0;
+  input.addEventListener('input', () => {
+    if (!convId || closed || !sock || Date.now() - lastTyping < 3000) return;
+    lastTyping = Date.now();
+    sock.request('ms.PublishEvent', { dialogId: convId, event: { type: 'ChatStateEvent', chatState: 'COMPOSING' } }).catch(() => {});
+  });
   input.addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey) {
       ev.preventDefault();
