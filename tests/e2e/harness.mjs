@@ -35,7 +35,7 @@ export async function startServer({ timeoutMs = 60000 } = {}) {
   } else {
     cmd = process.env.PARLEY_BIN;
     if (!cmd || !existsSync(cmd)) throw new Error(`PARLEY_BIN is not set to the parley binary (got ${cmd ?? 'nothing'})`);
-    args = ['serve', '--demo', '--data', dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0'];
+    args = ['serve', '--demo', '--data', dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0', '--web', webDist];
     if (process.env.PARLEY_E2E_EXTRA_ARGS) args.push(...process.env.PARLEY_E2E_EXTRA_ARGS.split(' ').filter(Boolean));
   }
   const proc = spawn(cmd, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PARLEY_WEB_DIR: webDist } });
