@@ -913,6 +913,14 @@ TYPED_TEST(StoreContract, ConcurrentWritersAllCommitExactly) {
   for (const auto& u : *users) ids.insert(u.id.str());
   EXPECT_EQ(users->size(), static_cast<std::size_t>(kThreads * 3));
   EXPECT_EQ(ids.size(), users->size());
+  if constexpr (std::is_same_v<TypeParam, SqliteImpl>) {
+    // Group commit: concurrent writers shared transactions.
+    auto stats = sqliteWriteStats(*this->store_);
+    ASSERT_TRUE(stats);
+    EXPECT_GE(stats->writes, kThreads * kPerThread * 2);
+    EXPECT_LT(stats->transactions, stats->writes);
+    EXPECT_GT(stats->largest_batch, 1);
+  }
 }
 
 TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {

@@ -430,6 +430,11 @@ class Writer {
     return std::move(op.result);
   }
 
+  SqliteWriteStats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
  private:
   struct Op {
     WriteFn fn;
@@ -460,6 +465,13 @@ class Writer {
   }
 
   void runBatch(const std::vector<Op*>& batch) {
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.transactions;
+      stats_.writes += static_cast<std::int64_t>(batch.size());
+      stats_.largest_batch =
+          std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
+    }
     Conn& c = *conn_;
     if (auto st = c.run("BEGIN IMMEDIATE"); !st) {
       for (Op* op : batch) op->result = st;
@@ -497,7 +509,8 @@ class Writer {
 
   std::unique_ptr<Conn> conn_;
   const int max_batch_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  SqliteWriteStats stats_;  // guarded by mu_
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   std::deque<Op*> queue_;  // guarded by mu_
@@ -583,6 +596,8 @@ class SqliteStore final : public Store,
   FunctionStore& functions() override { return *this; }
   BotStore& bots() override { return *this; }
   int schemaVersion() const override { return version_; }
+
+  SqliteWriteStats writeStats() const { return writer_.stats(); }
 
   // AccountStore
   Status createAccount(const Account& a) override {
@@ -805,7 +820,10 @@ class SqliteStore final : public Store,
   // ConversationStore
   Status saveConversation(const Conversation& conv) override {
     if (auto st = checkConversation(conv); !st) return st;
-    return write([&](Conn& c) { return storeConversation(c, conv); });
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(checkOwner(c, conv));
+      return storeConversation(c, conv);
+    });
   }
 
   Status appendMessage(const Conversation& conv, const Message& m) override {
@@ -1334,16 +1352,32 @@ class SqliteStore final : public Store,
     return {};
   }
 
+  // Upserts the conversation row and rewrites its participants when they changed.
+  // REQUIRES: checkOwner(c, conv) passed in this transaction.
   static Status storeConversation(Conn& c, const Conversation& conv) {
-    PARLEY_STORE_TRY(checkOwner(c, conv));
-    PARLEY_STORE_TRY(execute(c,
-                             "INSERT OR REPLACE INTO conversations(" + cols(kConversationCols) +
-                                 ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                             conv.id.str(), conv.account.str(), conv.consumer.str(),
-                             channelName(conv.channel), stateName(conv.state), conv.skill.str(),
-                             ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
-                             conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
-                             conv.next_sequence, conv.context_json));
+    PARLEY_STORE_TRY(execute(
+        c,
+        "INSERT INTO conversations(" + cols(kConversationCols) +
+            ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "account=excluded.account, consumer=excluded.consumer, channel=excluded.channel, "
+            "state=excluded.state, skill=excluded.skill, ttr_type=excluded.ttr_type, "
+            "ttr_value_s=excluded.ttr_value_s, ttr_due_at=excluded.ttr_due_at, "
+            "start_ts=excluded.start_ts, end_ts=excluded.end_ts, updated_at=excluded.updated_at, "
+            "close_reason=excluded.close_reason, next_sequence=excluded.next_sequence, "
+            "context_json=excluded.context_json",
+        conv.id.str(), conv.account.str(), conv.consumer.str(), channelName(conv.channel),
+        stateName(conv.state), conv.skill.str(), ttrTypeName(conv.ttr_type), conv.ttr_value_s,
+        conv.ttr_due_at, conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
+        conv.next_sequence, conv.context_json));
+    // Most saves (every appended message) leave the participants as they were: compare first,
+    // since reading two rows is cheaper than deleting and inserting them.
+    Conversation stored;
+    stored.id = conv.id;
+    PARLEY_STORE_TRY(loadParticipants(c, stored));
+    auto same = [](const Participant& a, const Participant& b) {
+      return a.id == b.id && a.role == b.role && a.state == b.state && a.joined_at == b.joined_at;
+    };
+    if (std::ranges::equal(stored.participants, conv.participants, same)) return {};
     PARLEY_STORE_TRY(execute(c, "DELETE FROM participants WHERE conversation=?", conv.id.str()));
     std::int64_t pos = 0;
     for (const auto& p : conv.participants)
@@ -1398,6 +1432,12 @@ class SqliteStore final : public Store,
 }  // namespace
 
 int sqliteLatestSchemaVersion() { return sqlite::latestSchemaVersion(); }
+
+Result<SqliteWriteStats> sqliteWriteStats(Store& store) {
+  auto* s = dynamic_cast<SqliteStore*>(&store);
+  if (!s) return invalid("not a SQLite store");
+  return s->writeStats();
+}
 
 Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Clock& clock) {
   return openSqliteStore(path, clock, SqliteOptions{});

@@ -3,6 +3,7 @@
 // The SQLite Store (the default). One file in WAL mode; one writer thread that commits queued
 // writes in groups; a small pool of read-only connections for reads. See store/README.md.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -43,5 +44,14 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
 
 // The schema version a freshly opened store has.
 int sqliteLatestSchemaVersion();
+
+// Counters of the writer thread since the store was opened (for metrics and tests).
+struct SqliteWriteStats {
+  std::int64_t transactions = 0;  // committed (or failed) batches
+  std::int64_t writes = 0;        // writes run in them, successful or not
+  std::int64_t largest_batch = 0;
+};
+// Invalid when `store` was not made by openSqliteStore.
+Result<SqliteWriteStats> sqliteWriteStats(Store& store);
 
 }  // namespace parley::store

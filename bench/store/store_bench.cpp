@@ -1,0 +1,147 @@
+// Store microbenchmarks: appendMessage throughput (one thread, and 8 threads sharing the group
+// commit) and listMessages latency, for the SQLite store (synchronous NORMAL and FULL) with the
+// in-memory store as the floor. The database lives in $TMPDIR.
+//
+//   cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARLEY_BUILD_BENCHMARKS=ON
+//   cmake --build build/bench --target parley_store_bench &&
+//   build/bench/bench/store/parley_store_bench
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "store/memory/memory_store.h"
+#include "store/sqlite/sqlite_store.h"
+#include "store/testing/temp_dir.h"
+
+namespace parley::store {
+namespace {
+
+enum Kind { kMemory = 0, kSqliteNormal = 1, kSqliteFull = 2 };
+
+// One store per kind for the whole run, shared by all threads of a benchmark.
+Store& storeFor(int kind) {
+  static SystemClock clock;
+  static parley::testing::TempDir dir;
+  static std::mutex mu;
+  static std::map<int, std::unique_ptr<Store>> stores;
+  std::lock_guard lock(mu);
+  auto& s = stores[kind];
+  if (!s) {
+    if (kind == kMemory) {
+      s = makeMemoryStore(clock);
+    } else {
+      SqliteOptions o;
+      o.sync = kind == kSqliteFull ? SqliteOptions::Sync::kFull : SqliteOptions::Sync::kNormal;
+      auto r = openSqliteStore(dir.file("bench-" + std::to_string(kind) + ".db"), clock, o);
+      if (!r) {
+        std::fprintf(stderr, "open failed: %s\n", r.error().message.c_str());
+        std::abort();
+      }
+      s = std::move(*r);
+    }
+  }
+  return *s;
+}
+
+std::atomic<int> next_conversation{0};
+
+Message makeMessage(const ConversationId& id, std::int64_t seq) {
+  Message m;
+  m.conversation = id;
+  m.sequence = seq;
+  m.server_ts = 1'700'000'000'000 + seq;
+  m.originator_id = "4f1c8a52-consumer";
+  m.originator_pid = "4f1c8a52-consumer";
+  m.originator_role = "CONSUMER";
+  m.event_json =
+      R"({"type":"ContentEvent","contentType":"text/plain","message":"Hello, I would like to change my flight booking please"})";
+  return m;
+}
+
+// Each thread appends to its own conversation (as conversations do: one strand each).
+void BM_AppendMessage(benchmark::State& state) {
+  Store& store = storeFor(static_cast<int>(state.range(0)));
+  Conversation c;
+  c.id = ConversationId("bench-" + std::to_string(next_conversation++));
+  c.account = AccountId("1");
+  c.consumer = ConsumerId("4f1c8a52-consumer");
+  c.participants = {{"4f1c8a52-consumer", "CONSUMER", "ACTIVE", 0},
+                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 0}};
+  std::int64_t seq = 0;
+  SqliteWriteStats before;
+  if (auto st = sqliteWriteStats(store)) before = *st;
+  for (auto _ : state) {
+    c.next_sequence = seq + 1;
+    auto r = store.conversations().appendMessage(c, makeMessage(c.id, seq++));
+    if (!r) state.SkipWithError(r.error().message.c_str());
+  }
+  state.SetItemsProcessed(state.iterations());
+  // Writes per committed transaction during this run, as seen by thread 0 (approximate when
+  // threads start and stop at different times).
+  if (state.thread_index() == 0 && state.range(0) != kMemory) {
+    if (auto st = sqliteWriteStats(store)) {
+      const auto txns = std::max<std::int64_t>(1, st->transactions - before.transactions);
+      state.counters["writes_per_txn"] =
+          static_cast<double>(st->writes - before.writes) / static_cast<double>(txns);
+    }
+  }
+}
+BENCHMARK(BM_AppendMessage)
+    ->ArgNames({"store"})
+    ->Arg(kMemory)
+    ->Arg(kSqliteNormal)
+    ->Arg(kSqliteFull)
+    ->Threads(1)
+    ->Threads(8)
+    ->UseRealTime();
+
+// Latency of reading one page of 50 messages from a 1000-message conversation.
+void BM_ListMessages(benchmark::State& state) {
+  Store& store = storeFor(static_cast<int>(state.range(0)));
+  static std::mutex mu;
+  static std::map<int, ConversationId> seeded;
+  ConversationId id;
+  {
+    std::lock_guard lock(mu);
+    auto it = seeded.find(static_cast<int>(state.range(0)));
+    if (it == seeded.end()) {
+      Conversation c;
+      c.id = ConversationId("list-" + std::to_string(state.range(0)));
+      c.account = AccountId("1");
+      for (int i = 0; i < 1000; ++i) {
+        c.next_sequence = i + 1;
+        if (!store.conversations().appendMessage(c, makeMessage(c.id, i))) std::abort();
+      }
+      it = seeded.emplace(static_cast<int>(state.range(0)), c.id).first;
+    }
+    id = it->second;
+  }
+  std::int64_t from = 0;
+  for (auto _ : state) {
+    auto r = store.conversations().listMessages(id, from, 50);
+    if (!r || r->size() != 50) state.SkipWithError("short read");
+    benchmark::DoNotOptimize(r);
+    from = (from + 97) % 950;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ListMessages)
+    ->ArgNames({"store"})
+    ->Arg(kMemory)
+    ->Arg(kSqliteNormal)
+    ->Threads(1)
+    ->Threads(4)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace parley::store
+
+BENCHMARK_MAIN();
