@@ -1,0 +1,55 @@
+#pragma once
+
+// REST handler for the `richcontent` resource:
+//   POST richcontent/validate {structuredContent, channel?:"MESSAGING"|"CHAT", metadata?,
+//                              imageAllowlist?:[...]}
+//     -> 200 {valid, errors:[{path, message}]}
+// `structuredContent` is a JSON Pollock body, or the bot-response form
+// {message:"text", quickReplies:{...}} (text with quick replies). Paths are JSON pointers
+// relative to the request body ("/structuredContent/elements/0/title").
+//
+// Thread-safety: handle() is thread-safe and completes inline (validation takes microseconds);
+// the allowlist provider must not block.
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/api.h"
+#include "common/ids.h"
+#include "connector/richcontent/validator.h"
+
+namespace parley::connector::richcontent {
+
+// The account's image allowlist, or nullopt when the account has none configured (then only
+// HTTPS is required). Must be fast and non-blocking (a cached value).
+using AllowlistProvider =
+    std::function<std::optional<std::vector<std::string>>(const AccountId& account)>;
+
+class RichContentHandler final : public api::Handler {
+ public:
+  // `validator` is shared with the connector; `allowlist` may be empty (no allowlist).
+  explicit RichContentHandler(Validator validator, AllowlistProvider allowlist = {});
+
+  // api::Handler
+  std::vector<std::string> resources() const override { return {"richcontent"}; }
+  void handle(api::Request request, std::function<void(api::Response)> done) override;
+
+ private:
+  api::Response validate(const api::Request& request) const;
+
+  Validator validator_;
+  AllowlistProvider allowlist_;
+};
+
+// Validates a bot-response `structuredContent` value: either a JSON Pollock body or
+// {message, quickReplies} (text with quick replies, messaging only).
+ValidationResult validateBotStructuredContent(const Validator& validator,
+                                              const boost::json::value& sc,
+                                              const ValidateOptions& opts);
+
+// {"valid":..,"errors":[{"path":..,"message":..}]}
+boost::json::object validationResultJson(const ValidationResult& r);
+
+}  // namespace parley::connector::richcontent
