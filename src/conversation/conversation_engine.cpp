@@ -1,0 +1,1354 @@
+#include "conversation/conversation_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <stop_token>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/check.h"
+#include "common/json.h"
+#include "common/random.h"
+
+namespace parley::conversation {
+namespace {
+
+namespace asio = boost::asio;
+using Strand = asio::strand<asio::thread_pool::executor_type>;
+using store::Availability;
+using store::Conversation;
+using store::ConversationState;
+using store::Participant;
+using store::TtrType;
+
+constexpr const char* kNoSkill = "-1";
+constexpr const char* kAssignedAgent = "ASSIGNED_AGENT";
+
+// One open conversation: its strand and its current state. `conv` is touched only on `strand`
+// (after the entry is published in the entry map).
+struct ConvEntry {
+  ConvEntry(Strand s, Conversation c) : strand(std::move(s)), conv(std::move(c)) {}
+  Strand strand;
+  Conversation conv;
+};
+using EntryPtr = std::shared_ptr<ConvEntry>;
+
+bool isActiveAssigned(const Participant& p) {
+  return p.role == kAssignedAgent && p.state == "ACTIVE";
+}
+bool hasActiveAssigned(const Conversation& c) {
+  return std::ranges::any_of(c.participants, isActiveAssigned);
+}
+const Participant* findSuggested(const Conversation& c) {
+  for (const auto& p : c.participants)
+    if (p.role == kAssignedAgent && p.state == "SUGGESTED") return &p;
+  return nullptr;
+}
+std::string consumerKey(const AccountId& acc, const ConsumerId& c) {
+  return acc.str() + '\n' + c.str();
+}
+
+// Listener registry, shared with Subscription handles so that either may outlive the other.
+class Listeners {
+ public:
+  std::uint64_t add(ConversationListener* l) {
+    std::unique_lock lock(mu_);
+    auto id = ++next_;
+    list_.emplace_back(id, l);
+    return id;
+  }
+  void remove(std::uint64_t id) {
+    std::unique_lock lock(mu_);
+    std::erase_if(list_, [id](const auto& e) { return e.first == id; });
+  }
+  template <class F>
+  void emit(F&& f) {
+    std::shared_lock lock(mu_);
+    for (auto& [_, l] : list_) {
+      try {
+        f(*l);
+      } catch (const std::exception& e) {
+        spdlog::error("conversation listener threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("conversation listener threw a non-exception");
+      }
+    }
+  }
+
+ private:
+  std::shared_mutex mu_;
+  std::uint64_t next_ = 0;
+  std::vector<std::pair<std::uint64_t, ConversationListener*>> list_;
+};
+
+class Engine final : public ConversationService {
+ public:
+  Engine(store::Store& store, const Clock& clock, Options options)
+      : pool_(static_cast<std::size_t>(std::max(1, options.threads))),
+        agents_strand_(asio::make_strand(pool_)),
+        store_(store),
+        clock_(clock),
+        options_(options),
+        listeners_(std::make_shared<Listeners>()) {
+    PARLEY_CHECK(options_.ring_expiry_ms > 0, "ring_expiry_ms must be > 0");
+    PARLEY_CHECK(options_.ring_fanout >= 1, "ring_fanout must be >= 1");
+    PARLEY_CHECK(options_.suggest_timeout_ms > 0, "suggest_timeout_ms must be > 0");
+    if (options_.tick_interval_ms > 0) {
+      timer_ = std::jthread([this](std::stop_token st) {
+        std::mutex m;
+        std::condition_variable_any cv;
+        std::unique_lock lock(m);
+        while (!st.stop_requested()) {
+          cv.wait_for(lock, st, std::chrono::milliseconds(options_.tick_interval_ms),
+                      [] { return false; });
+          if (st.stop_requested()) break;
+          tick();
+        }
+      });
+    }
+  }
+
+  ~Engine() override {
+    if (timer_.joinable()) {
+      timer_.request_stop();
+      timer_.join();
+    }
+    pool_.join();
+  }
+
+  // ConversationService
+  Status recover() override;
+  Subscription subscribe(ConversationListener& listener) override {
+    auto id = listeners_->add(&listener);
+    std::weak_ptr<Listeners> weak = listeners_;
+    return Subscription([weak, id] {
+      if (auto l = weak.lock()) l->remove(id);
+    });
+  }
+  void requestConversation(ConversationRequest req, Callback<Conversation> done) override;
+  void publish(PublishRequest req, Callback<Published> done) override;
+  void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
+                          Callback<Conversation> done) override;
+  void setAgentState(AccountId acc, UserId user, Availability availability,
+                     Callback<store::AgentState> done) override;
+  void refreshAgent(AccountId acc, UserId user, Callback<void> done) override;
+  void acceptRing(Actor agent, std::string ring_id, Callback<Conversation> done) override;
+  void rejectRing(Actor agent, std::string ring_id, Callback<void> done) override;
+  void getConversation(AccountId acc, ConversationId id, Callback<Conversation> done) override;
+  void listMessages(AccountId acc, ConversationId id, std::int64_t from_seq, int limit,
+                    Callback<std::vector<store::Message>> done) override;
+  void listConversations(AccountId acc, store::ConversationQuery q,
+                         Callback<std::vector<Conversation>> done) override;
+  std::vector<QueueSnapshot> queues(const AccountId& acc,
+                                    const std::optional<SkillId>& skill) const override;
+  std::vector<Ring> ringsForAgent(const AccountId& acc, const UserId& user) const override;
+  std::vector<AgentInfo> agents(const AccountId& acc) const override;
+  void tick() override;
+
+ private:
+  // ---- routing state (guarded by mu_) ----
+  struct Waiting {
+    EntryPtr entry;
+    AccountId account;
+    ConversationId id;
+    ConsumerId consumer;
+    SkillId skill;
+    TtrType ttr_type = TtrType::kNormal;
+    std::int64_t ttr_value_s = 0;
+    TimeMs queued_at = 0;
+    TimeMs due_at = 0;
+    std::uint64_t order = 0;
+    std::uint64_t epoch = 0;
+    bool overdue = false;
+    bool claimed = false;  // an accept is being committed
+    std::optional<UserId> suggested;
+    std::vector<std::string> rings;  // WAITING ring ids
+  };
+  using QueueKey = std::tuple<TimeMs, std::uint64_t, std::string>;
+  struct Agent {
+    UserId id;
+    bool loaded = false;  // skills/capacity read from the store
+    Availability availability = Availability::kOffline;
+    store::UserType type = store::UserType::kHuman;
+    std::vector<SkillId> skills;
+    int max_open = 0;
+    std::unordered_set<std::string> assigned;  // open conversations where ACTIVE ASSIGNED_AGENT
+    std::unordered_set<std::string> declined;  // rejected or expired rings, until state changes
+    int waiting_rings = 0;
+    TimeMs last_offer_at = 0;
+  };
+  struct AccountRouting {
+    std::map<std::string, std::set<QueueKey>> queues;  // skill -> waiting conversations
+    std::unordered_map<std::string, Agent> agents;
+  };
+  struct RingRec {
+    Ring ring;
+    EntryPtr entry;
+    bool announced = false;      // RingOffered was emitted
+    bool end_announced = false;  // RingEnded was emitted
+    RingEndReason end_reason = RingEndReason::kCancelled;
+    TimeMs ended_at = 0;
+  };
+  // Work collected under mu_ and performed after releasing it.
+  struct Effects {
+    std::vector<std::pair<EntryPtr, std::string>> offers;  // ring ids to announce
+    std::vector<std::pair<EntryPtr, std::string>> ends;    // ring ids whose end to announce
+    std::vector<std::tuple<EntryPtr, std::uint64_t, UserId>> drop_suggestions;
+    std::vector<std::pair<EntryPtr, ConversationOverdue>> overdue;
+    std::set<std::string> dispatch_accounts;
+  };
+
+  // ---- helpers ----
+  template <class T>
+  void completeOnPool(Callback<T> done, Result<T> r) {
+    asio::post(pool_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+  }
+  // Runs `fn(entry)` on the conversation's strand, or `fail(error)` on a pool thread when the
+  // conversation is not open here.
+  void withEntry(const AccountId& acc, const ConversationId& id, std::function<void(EntryPtr)> fn,
+                 std::function<void(Error)> fail);
+  static Status checkOpen(const Conversation& c, const AccountId& acc) {
+    if (c.account != acc)
+      return notFound("conversation " + c.id.str() + " does not exist in account " + acc.str());
+    if (c.state != ConversationState::kOpen)
+      return conflict("conversation " + c.id.str() + " is closed");
+    return {};
+  }
+  Result<std::int64_t> ttrSeconds(const AccountId& acc, TtrType type,
+                                  std::optional<std::int64_t> value);
+  Status checkSkill(const AccountId& acc, const SkillId& skill);
+
+  void emitChanged(ChangeKind kind, const Conversation& c, std::vector<Participant> removed) {
+    ConversationChanged ev{kind, c, std::move(removed)};
+    listeners_->emit([&](ConversationListener& l) { l.onConversationChanged(ev); });
+  }
+
+  // Under mu_.
+  void addWaitingLocked(const EntryPtr& entry, const Conversation& c, TimeMs queued_at,
+                        std::optional<UserId> suggested);
+  void removeWaitingLocked(const std::string& conv, Effects& fx);
+  void endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx);
+  void rekeyDueLocked(Waiting& w, TimeMs due);
+  void dispatchLocked(const std::string& acc, Effects& fx);
+  bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
+                      bool suggested) const;
+
+  // Performs collected effects (no lock held).
+  void apply(Effects fx);
+  void dispatch(const AccountId& acc) {
+    Effects fx;
+    fx.dispatch_accounts.insert(acc.str());
+    apply(std::move(fx));
+  }
+  void dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const UserId& user);
+  Status loadAgent(const AccountId& acc, const UserId& user,
+                   std::optional<Availability> availability, Effects& fx);
+
+  asio::thread_pool pool_;  // first: destroyed last, after every strand that refers to it
+  Strand agents_strand_;
+  store::Store& store_;
+  const Clock& clock_;
+  const Options options_;
+  std::shared_ptr<Listeners> listeners_;
+
+  // Open conversations and the one-open-per-consumer index.
+  std::mutex entries_mu_;
+  std::unordered_map<ConversationId, EntryPtr> entries_;       // GUARDED_BY(entries_mu_)
+  std::unordered_map<std::string, ConversationId> consumers_;  // GUARDED_BY(entries_mu_)
+  bool recovered_ = false;                                     // GUARDED_BY(entries_mu_)
+
+  // Routing.
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, AccountRouting> accounts_;                    // GUARDED_BY(mu_)
+  std::unordered_map<std::string, Waiting> waiting_;                            // GUARDED_BY(mu_)
+  std::unordered_map<std::string, RingRec> rings_;                              // GUARDED_BY(mu_)
+  std::set<std::pair<TimeMs, std::string>> ring_deadlines_;                     // GUARDED_BY(mu_)
+  std::deque<std::pair<TimeMs, std::string>> ended_rings_;                      // GUARDED_BY(mu_)
+  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> due_;                // GUARDED_BY(mu_)
+  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> suggest_deadlines_;  // GUARDED_BY(mu_)
+  std::uint64_t next_order_ = 0;                                                // GUARDED_BY(mu_)
+  std::uint64_t next_epoch_ = 0;                                                // GUARDED_BY(mu_)
+
+  std::jthread timer_;  // last: stopped first
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+void Engine::withEntry(const AccountId& acc, const ConversationId& id,
+                       std::function<void(EntryPtr)> fn, std::function<void(Error)> fail) {
+  EntryPtr entry;
+  {
+    std::lock_guard lock(entries_mu_);
+    auto it = entries_.find(id);
+    if (it != entries_.end()) entry = it->second;
+  }
+  if (entry) {
+    asio::post(entry->strand, [entry, fn = std::move(fn)] { fn(entry); });
+    return;
+  }
+  asio::post(pool_, [this, acc, id, fail = std::move(fail)] {
+    auto c = store_.conversations().getConversation(acc, id);
+    if (!c) return fail(c.error());
+    if (c->state != ConversationState::kOpen)
+      return fail(Error{ErrorCode::kConflict, "conversation " + id.str() + " is closed"});
+    fail(Error{ErrorCode::kUnavailable, "conversation " + id.str() +
+                                            " is open in the store but not loaded by the engine; "
+                                            "restart the server (recover) and retry"});
+  });
+}
+
+Result<std::int64_t> Engine::ttrSeconds(const AccountId& acc, TtrType type,
+                                        std::optional<std::int64_t> value) {
+  if (type == TtrType::kCustom) {
+    if (!value) return invalid("a CUSTOM TTR needs a value in seconds (>= 0)");
+    if (*value < 0) return invalid("TTR value must be >= 0 seconds");
+    return *value;
+  }
+  auto a = store_.accounts().getAccount(acc);
+  if (!a) return std::unexpected(a.error());
+  switch (type) {
+    case TtrType::kUrgent:
+      return a->ttr_urgent_s;
+    case TtrType::kPrioritized:
+      return a->ttr_prioritized_s;
+    case TtrType::kNormal:
+    case TtrType::kCustom:
+      break;
+  }
+  return a->ttr_normal_s;
+}
+
+Status Engine::checkSkill(const AccountId& acc, const SkillId& skill) {
+  if (skill.str() == kNoSkill) return {};
+  auto skills = store_.accounts().listSkills(acc);
+  if (!skills) return std::unexpected(skills.error());
+  for (const auto& s : *skills)
+    if (s.id == skill) return {};
+  return invalid("skill " + skill.str() + " does not exist in account " + acc.str() +
+                 "; use an existing skill id or -1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing internals (mu_ held)
+
+void Engine::addWaitingLocked(const EntryPtr& entry, const Conversation& c, TimeMs queued_at,
+                              std::optional<UserId> suggested) {
+  Waiting w;
+  w.entry = entry;
+  w.account = c.account;
+  w.id = c.id;
+  w.consumer = c.consumer;
+  w.skill = c.skill;
+  w.ttr_type = c.ttr_type;
+  w.ttr_value_s = c.ttr_value_s;
+  w.queued_at = queued_at;
+  w.due_at = c.ttr_due_at;
+  w.order = ++next_order_;
+  w.epoch = ++next_epoch_;
+  w.suggested = std::move(suggested);
+  auto& ar = accounts_[c.account.str()];
+  ar.queues[c.skill.str()].emplace(w.due_at, w.order, c.id.str());
+  due_.emplace(w.due_at, c.id.str(), w.epoch);
+  if (w.suggested)
+    suggest_deadlines_.emplace(clock_.nowMs() + options_.suggest_timeout_ms, c.id.str(), w.epoch);
+  for (auto& [_, a] : ar.agents) a.declined.erase(c.id.str());
+  waiting_[c.id.str()] = std::move(w);
+}
+
+void Engine::endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx) {
+  if (r.ring.state != RingState::kWaiting) return;
+  r.ring.state = state;
+  r.end_reason = reason;
+  r.ended_at = clock_.nowMs();
+  ended_rings_.emplace_back(r.ended_at, r.ring.ring_id);
+  auto& ar = accounts_[r.ring.account.str()];
+  auto ag = ar.agents.find(r.ring.user.str());
+  if (ag != ar.agents.end() && ag->second.waiting_rings > 0) ag->second.waiting_rings--;
+  if (auto w = waiting_.find(r.ring.conversation.str()); w != waiting_.end())
+    std::erase(w->second.rings, r.ring.ring_id);
+  fx.ends.emplace_back(r.entry, r.ring.ring_id);
+  fx.dispatch_accounts.insert(r.ring.account.str());
+}
+
+void Engine::removeWaitingLocked(const std::string& conv, Effects& fx) {
+  auto it = waiting_.find(conv);
+  if (it == waiting_.end()) return;
+  Waiting& w = it->second;
+  for (auto ring_id : std::vector<std::string>(w.rings)) {
+    if (auto r = rings_.find(ring_id); r != rings_.end())
+      endRingLocked(r->second, RingState::kCancelled, RingEndReason::kCancelled, fx);
+  }
+  auto& ar = accounts_[w.account.str()];
+  auto q = ar.queues.find(w.skill.str());
+  if (q != ar.queues.end()) {
+    q->second.erase({w.due_at, w.order, conv});
+    if (q->second.empty()) ar.queues.erase(q);
+  }
+  due_.erase({w.due_at, conv, w.epoch});
+  fx.dispatch_accounts.insert(w.account.str());
+  waiting_.erase(it);
+}
+
+void Engine::rekeyDueLocked(Waiting& w, TimeMs due) {
+  auto& ar = accounts_[w.account.str()];
+  auto& q = ar.queues[w.skill.str()];
+  q.erase({w.due_at, w.order, w.id.str()});
+  due_.erase({w.due_at, w.id.str(), w.epoch});
+  w.due_at = due;
+  w.overdue = false;
+  q.emplace(w.due_at, w.order, w.id.str());
+  due_.emplace(w.due_at, w.id.str(), w.epoch);
+}
+
+bool Engine::eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
+                            bool suggested) const {
+  if (!a.loaded) return false;
+  if (suggested) {
+    if (a.availability != Availability::kOnline && a.availability != Availability::kOccupied)
+      return false;
+  } else {
+    if (a.availability != Availability::kOnline) return false;
+    if (skill != kNoSkill &&
+        std::ranges::none_of(a.skills, [&](const SkillId& s) { return s.str() == skill; }))
+      return false;
+    if (a.declined.contains(w.id.str())) return false;
+  }
+  if (static_cast<int>(a.assigned.size()) + a.waiting_rings >= a.max_open) return false;
+  for (const auto& rid : w.rings) {
+    auto r = rings_.find(rid);
+    if (r != rings_.end() && r->second.ring.user == a.id) return false;
+  }
+  return true;
+}
+
+void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
+  auto ait = accounts_.find(acc);
+  if (ait == accounts_.end()) return;
+  AccountRouting& ar = ait->second;
+  if (ar.agents.empty()) return;
+  const TimeMs now = clock_.nowMs();
+  auto offer = [&](Waiting& w, Agent& a) {
+    std::string id = w.id.str() + "_" + a.id.str() + "_" + std::to_string(now);
+    for (int n = 1; rings_.contains(id); ++n)
+      id = w.id.str() + "_" + a.id.str() + "_" + std::to_string(now) + "." + std::to_string(n);
+    RingRec r;
+    r.ring.ring_id = id;
+    r.ring.account = w.account;
+    r.ring.conversation = w.id;
+    r.ring.consumer = w.consumer;
+    r.ring.user = a.id;
+    r.ring.skill = w.skill;
+    r.ring.state = RingState::kWaiting;
+    r.ring.offered_at = now;
+    r.ring.expires_at = now + options_.ring_expiry_ms;
+    r.entry = w.entry;
+    ring_deadlines_.emplace(r.ring.expires_at, id);
+    rings_.emplace(id, std::move(r));
+    a.waiting_rings++;
+    a.last_offer_at = now;
+    w.rings.push_back(id);
+    fx.offers.emplace_back(w.entry, id);
+  };
+  auto serves = [](const Agent& a, const std::string& skill) {
+    return a.loaded && a.availability == Availability::kOnline &&
+           (skill == kNoSkill ||
+            std::ranges::any_of(a.skills, [&](const SkillId& s) { return s.str() == skill; }));
+  };
+  auto has_room = [](const Agent& a) {
+    return static_cast<int>(a.assigned.size()) + a.waiting_rings < a.max_open;
+  };
+  // Walk all queues of the account together, earliest due first, so that no skill (not even
+  // the default queue) starves another; stop walking a queue when nobody can take from it.
+  struct Cursor {
+    const std::string* skill;
+    std::set<QueueKey>::const_iterator it;
+    std::set<QueueKey>::const_iterator end;
+    bool done = false;
+  };
+  std::vector<Cursor> cursors;
+  for (const auto& [skill, queue] : ar.queues)
+    cursors.push_back(Cursor{&skill, queue.begin(), queue.end()});
+  for (;;) {
+    Cursor* cur = nullptr;
+    for (auto& c : cursors)
+      if (!c.done && c.it != c.end && (!cur || *c.it < *cur->it)) cur = &c;
+    if (!cur) break;
+    const std::string& skill = *cur->skill;
+    Waiting& w = waiting_.at(std::get<2>(*cur->it));
+    if (w.claimed) {
+      ++cur->it;
+      continue;
+    }
+    if (w.suggested) {
+      if (w.rings.empty()) {
+        auto a = ar.agents.find(w.suggested->str());
+        if (a != ar.agents.end() && eligibleLocked(a->second, skill, w, true)) offer(w, a->second);
+      }
+      ++cur->it;
+      continue;
+    }
+    bool any_room = std::ranges::any_of(
+        ar.agents, [&](const auto& kv) { return serves(kv.second, skill) && has_room(kv.second); });
+    if (!any_room) {
+      cur->done = true;
+      continue;
+    }
+    while (static_cast<int>(w.rings.size()) < options_.ring_fanout) {
+      Agent* best = nullptr;
+      for (auto& [_, a] : ar.agents) {
+        if (!serves(a, skill) || !eligibleLocked(a, skill, w, false)) continue;
+        auto load = [](const Agent& x) { return x.assigned.size() + x.waiting_rings; };
+        if (!best || load(a) < load(*best) ||
+            (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))
+          best = &a;
+      }
+      if (!best) break;
+      offer(w, *best);
+    }
+    ++cur->it;
+  }
+}
+
+void Engine::apply(Effects fx) {
+  if (!fx.dispatch_accounts.empty()) {
+    std::lock_guard lock(mu_);
+    for (const auto& acc : fx.dispatch_accounts) dispatchLocked(acc, fx);
+  }
+  for (auto& [entry, id] : fx.offers) {
+    asio::post(entry->strand, [this, id = std::move(id)] {
+      std::optional<RingOffered> ev;
+      {
+        std::lock_guard lock(mu_);
+        auto it = rings_.find(id);
+        if (it != rings_.end() && it->second.ring.state == RingState::kWaiting) {
+          it->second.announced = true;
+          ev = RingOffered{it->second.ring};
+        }
+      }
+      if (ev) listeners_->emit([&](ConversationListener& l) { l.onRingOffered(*ev); });
+    });
+  }
+  for (auto& [entry, id] : fx.ends) {
+    asio::post(entry->strand, [this, id = std::move(id)] {
+      std::optional<RingEnded> ev;
+      {
+        std::lock_guard lock(mu_);
+        auto it = rings_.find(id);
+        if (it != rings_.end() && it->second.announced && !it->second.end_announced) {
+          it->second.end_announced = true;
+          ev = RingEnded{it->second.ring, it->second.end_reason};
+        }
+      }
+      if (ev) listeners_->emit([&](ConversationListener& l) { l.onRingEnded(*ev); });
+    });
+  }
+  for (auto& [entry, ev] : fx.overdue) {
+    asio::post(entry->strand, [this, ev = std::move(ev)] {
+      listeners_->emit([&](ConversationListener& l) { l.onOverdue(ev); });
+    });
+  }
+  for (auto& [entry, epoch, user] : fx.drop_suggestions) dropSuggestion(entry, epoch, user);
+}
+
+// Removes a SUGGESTED participant whose agent declined, timed out or was never rung, and
+// lets the conversation fall back to its skill queue.
+void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const UserId& user) {
+  asio::post(entry->strand, [this, entry, epoch, user] {
+    {
+      std::lock_guard lock(mu_);
+      auto w = waiting_.find(entry->conv.id.str());
+      if (w == waiting_.end() || w->second.epoch != epoch || w->second.claimed ||
+          w->second.suggested != user)
+        return;
+    }
+    Conversation& c = entry->conv;
+    if (c.state != ConversationState::kOpen) return;
+    Conversation next = c;
+    std::vector<Participant> removed;
+    std::erase_if(next.participants, [&](const Participant& p) {
+      bool match = p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id == user.str();
+      if (match) removed.push_back(p);
+      return match;
+    });
+    next.updated_at = clock_.nowMs();
+    if (!removed.empty()) {
+      if (auto st = store_.conversations().saveConversation(next); !st) {
+        spdlog::warn("conversation {}: dropping suggestion of agent {} failed: {}", c.id.str(),
+                     user.str(), st.error().message);
+        return;
+      }
+      c = std::move(next);
+    }
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      auto w = waiting_.find(c.id.str());
+      if (w != waiting_.end() && w->second.epoch == epoch) {
+        w->second.suggested.reset();
+        for (auto ring_id : std::vector<std::string>(w->second.rings))
+          if (auto r = rings_.find(ring_id); r != rings_.end())
+            endRingLocked(r->second, RingState::kCancelled, RingEndReason::kCancelled, fx);
+      }
+      fx.dispatch_accounts.insert(c.account.str());
+    }
+    if (!removed.empty()) emitChanged(ChangeKind::kParticipants, c, std::move(removed));
+    apply(std::move(fx));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+Status Engine::recover() {
+  {
+    std::lock_guard lock(entries_mu_);
+    if (recovered_) return conflict("recover() was already called");
+    recovered_ = true;
+  }
+  auto open = store_.conversations().listOpenConversations();
+  if (!open) return std::unexpected(open.error());
+  for (auto& c : *open) {
+    auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
+    {
+      std::lock_guard lock(entries_mu_);
+      entries_[c.id] = entry;
+      consumers_[consumerKey(c.account, c.consumer)] = c.id;
+    }
+    std::lock_guard lock(mu_);
+    auto& ar = accounts_[c.account.str()];
+    bool assigned = false;
+    for (const auto& p : c.participants) {
+      if (!isActiveAssigned(p)) continue;
+      assigned = true;
+      auto& a = ar.agents[p.id];
+      a.id = UserId(p.id);
+      a.assigned.insert(c.id.str());
+    }
+    if (!assigned) {
+      std::optional<UserId> suggested;
+      if (const Participant* s = findSuggested(c)) suggested = UserId(s->id);
+      addWaitingLocked(entry, c, c.ttr_due_at - c.ttr_value_s * 1000, std::move(suggested));
+    }
+  }
+  // Agent availability does not survive a restart: sessions reconnect and set it again.
+  auto accounts = store_.accounts().listAccounts();
+  if (!accounts) return std::unexpected(accounts.error());
+  for (const auto& acc : *accounts) {
+    auto states = store_.accounts().listAgentStates(acc.id);
+    if (!states) return std::unexpected(states.error());
+    for (auto s : *states) {
+      if (s.availability == Availability::kOffline) continue;
+      s.availability = Availability::kOffline;
+      s.updated_at = clock_.nowMs();
+      if (auto st = store_.accounts().putAgentState(s); !st) return st;
+    }
+  }
+  spdlog::info("conversation engine recovered {} open conversations", open->size());
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void Engine::requestConversation(ConversationRequest req, Callback<Conversation> done) {
+  asio::post(pool_, [this, req = std::move(req), done = std::move(done)]() mutable {
+    if (req.account.empty()) return done(invalid("account is required"));
+    if (req.consumer.empty()) return done(invalid("consumer id is required"));
+    if (auto ctx = json::parseObject(req.context_json); !ctx)
+      return done(invalid("conversationContext must be a JSON object"));
+    SkillId skill = req.skill.value_or(SkillId(kNoSkill));
+    if (skill.empty()) skill = SkillId(kNoSkill);
+    if (auto acc = store_.accounts().getAccount(req.account); !acc)
+      return done(std::unexpected(acc.error()));
+    if (auto st = checkSkill(req.account, skill); !st) return done(std::unexpected(st.error()));
+    TtrType ttr_type = req.ttr_type.value_or(TtrType::kNormal);
+    auto ttr_s = ttrSeconds(req.account, ttr_type, req.ttr_value_s);
+    if (!ttr_s) return done(std::unexpected(ttr_s.error()));
+
+    const TimeMs now = clock_.nowMs();
+    Conversation c;
+    c.id = ConversationId(randomUuid());
+    c.account = req.account;
+    c.consumer = req.consumer;
+    c.channel = req.channel;
+    c.state = ConversationState::kOpen;
+    c.skill = skill;
+    c.ttr_type = ttr_type;
+    c.ttr_value_s = *ttr_s;
+    c.ttr_due_at = now + *ttr_s * 1000;
+    c.start_ts = now;
+    c.updated_at = now;
+    c.next_sequence = 0;
+    c.participants.push_back(Participant{req.consumer.str(), "CONSUMER", "ACTIVE", now});
+    c.context_json = std::move(req.context_json);
+
+    const std::string key = consumerKey(req.account, req.consumer);
+    {
+      std::lock_guard lock(entries_mu_);
+      auto it = consumers_.find(key);
+      if (it != consumers_.end())
+        return done(conflict("consumer already has an open conversation " + it->second.str()));
+      consumers_.emplace(key, c.id);  // reserved until saved
+    }
+    if (auto st = store_.conversations().saveConversation(c); !st) {
+      std::lock_guard lock(entries_mu_);
+      consumers_.erase(key);
+      return done(std::unexpected(st.error()));
+    }
+    auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
+    {
+      std::lock_guard lock(entries_mu_);
+      entries_[c.id] = entry;
+    }
+    asio::post(entry->strand, [this, entry, done = std::move(done)] {
+      const Conversation& cv = entry->conv;
+      emitChanged(ChangeKind::kCreated, cv, {});
+      {
+        std::lock_guard lock(mu_);
+        addWaitingLocked(entry, cv, cv.start_ts, std::nullopt);
+      }
+      dispatch(cv.account);
+      done(cv);
+    });
+  });
+}
+
+void Engine::publish(PublishRequest req, Callback<Published> done) {
+  auto fail = [done](Error e) { done(std::unexpected(std::move(e))); };
+  AccountId acc = req.actor.account;
+  ConversationId id = req.conversation;
+  withEntry(
+      acc, id,
+      [this, req = std::move(req), done](EntryPtr entry) mutable {
+        Conversation& c = entry->conv;
+        if (auto st = checkOpen(c, req.actor.account); !st)
+          return done(std::unexpected(st.error()));
+        auto ev = json::parseObject(req.event_json);
+        if (!ev) return done(invalid("event must be a JSON object"));
+        auto type = json::getString(*ev, "type");
+        bool persisted =
+            type == "ContentEvent" || type == "RichContentEvent" || type == "AcceptStatusEvent";
+        if (!persisted && type != "ChatStateEvent")
+          return done(invalid("event type '" + type +
+                              "' is not supported; use ContentEvent, RichContentEvent, "
+                              "AcceptStatusEvent or ChatStateEvent"));
+        if (req.metadata_json.empty()) req.metadata_json = "[]";
+        auto md = json::parse(req.metadata_json);
+        if (!md || !md->is_array()) return done(invalid("metadata must be a JSON array"));
+
+        std::string role;
+        std::string originator_id;
+        std::string originator_pid;
+        switch (req.actor.kind) {
+          case ActorKind::kConsumer:
+            if (req.actor.consumer != c.consumer)
+              return done(forbidden("consumer " + req.actor.consumer.str() +
+                                    " is not a participant of conversation " + c.id.str()));
+            if (req.audience != Audience::kAll)
+              return done(forbidden("consumers cannot publish to AGENTS_AND_MANAGERS"));
+            role = "CONSUMER";
+            originator_id = originator_pid = c.consumer.str();
+            break;
+          case ActorKind::kAgent: {
+            for (const auto& p : c.participants) {
+              if (p.id != req.actor.user.str()) continue;
+              if (isActiveAssigned(p)) {
+                role = kAssignedAgent;
+                break;
+              }
+              if (p.role == "MANAGER") role = "MANAGER";
+            }
+            if (role.empty())
+              return done(forbidden("agent " + req.actor.user.str() +
+                                    " is not the assigned agent or a manager of conversation " +
+                                    c.id.str() + "; accept it or join as MANAGER first"));
+            originator_id = req.actor.oldId();
+            originator_pid = req.actor.pid;
+            break;
+          }
+          case ActorKind::kSystem:
+            role = "CONTROLLER";
+            originator_id = originator_pid = req.actor.oldId();
+            break;
+        }
+        const TimeMs now = clock_.nowMs();
+        if (!persisted) {
+          ChatStateChanged cs{std::move(originator_id),
+                              std::move(originator_pid),
+                              std::move(role),
+                              std::move(req.event_json),
+                              std::move(req.metadata_json),
+                              now,
+                              c};
+          listeners_->emit([&](ConversationListener& l) { l.onChatState(cs); });
+          return done(Published{std::nullopt, now});
+        }
+        store::Message m;
+        m.conversation = c.id;
+        m.sequence = c.next_sequence;
+        m.server_ts = now;
+        m.originator_id = std::move(originator_id);
+        m.originator_pid = std::move(originator_pid);
+        m.originator_role = std::move(role);
+        m.audience = audienceName(req.audience);
+        m.event_json = std::move(req.event_json);
+        m.metadata_json = std::move(req.metadata_json);
+        const TimeMs prev_updated = c.updated_at;
+        c.next_sequence++;
+        c.updated_at = now;
+        if (auto st = store_.conversations().appendMessage(c, m); !st) {
+          c.next_sequence--;
+          c.updated_at = prev_updated;
+          return done(std::unexpected(st.error()));
+        }
+        MessageAdded added{std::move(m), c};
+        listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
+        done(Published{added.message.sequence, now});
+      },
+      std::move(fail));
+}
+
+void Engine::updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
+                                Callback<Conversation> done) {
+  auto fail = [done](Error e) { done(std::unexpected(std::move(e))); };
+  AccountId acc = actor.account;
+  withEntry(
+      acc, id,
+      [this, actor = std::move(actor), changes = std::move(changes), done](EntryPtr entry) {
+        Conversation& c = entry->conv;
+        if (auto st = checkOpen(c, actor.account); !st) return done(std::unexpected(st.error()));
+        if (changes.empty()) return done(invalid("no conversation field to change"));
+
+        // Who may do what.
+        bool is_participant = false;
+        if (actor.kind == ActorKind::kConsumer) {
+          if (actor.consumer != c.consumer)
+            return done(forbidden("consumer " + actor.consumer.str() +
+                                  " is not a participant of conversation " + c.id.str()));
+          for (const auto& ch : changes)
+            if (!std::holds_alternative<CloseField>(ch) && !std::holds_alternative<TtrField>(ch))
+              return done(forbidden("consumers may only close a conversation or change its TTR"));
+        } else if (actor.kind == ActorKind::kAgent) {
+          for (const auto& p : c.participants)
+            if (p.id == actor.user.str() && (isActiveAssigned(p) || p.role == "MANAGER"))
+              is_participant = true;
+          if (!is_participant)
+            for (const auto& ch : changes)
+              if (!std::holds_alternative<AddParticipantField>(ch))
+                return done(forbidden("agent " + actor.user.str() +
+                                      " is not the assigned agent or a manager of conversation " +
+                                      c.id.str()));
+        }
+
+        const TimeMs now = clock_.nowMs();
+        Conversation next = c;
+        std::vector<Participant> removed;
+        bool closing = false;
+        bool ttr_changed = false;
+        bool skill_changed = false;
+        bool participants_changed = false;
+        bool agent_removed = false;
+        std::optional<UserId> suggested;
+        for (const auto& ch : changes) {
+          if (const auto* f = std::get_if<CloseField>(&ch)) {
+            std::string reason;
+            if (f->reason) {
+              reason = *f->reason;
+              if (reason != "CONSUMER" && reason != "AGENT" && reason != "BOT" &&
+                  reason != "SYSTEM")
+                return done(invalid("close reason '" + reason +
+                                    "' is not one of CONSUMER, AGENT, BOT, SYSTEM"));
+            } else if (actor.kind == ActorKind::kConsumer) {
+              reason = "CONSUMER";
+            } else if (actor.kind == ActorKind::kSystem) {
+              reason = "SYSTEM";
+            } else {
+              auto u = store_.accounts().getUser(actor.account, actor.user);
+              reason = u && u->type == store::UserType::kBot ? "BOT" : "AGENT";
+            }
+            closing = true;
+            next.close_reason = reason;
+          } else if (const auto* f = std::get_if<TtrField>(&ch)) {
+            auto s = ttrSeconds(c.account, f->type, f->value_s);
+            if (!s) return done(std::unexpected(s.error()));
+            next.ttr_type = f->type;
+            next.ttr_value_s = *s;
+            ttr_changed = true;
+          } else if (const auto* f = std::get_if<SkillField>(&ch)) {
+            SkillId skill = f->skill.empty() ? SkillId(kNoSkill) : f->skill;
+            if (auto st = checkSkill(c.account, skill); !st)
+              return done(std::unexpected(st.error()));
+            if (skill != next.skill) skill_changed = true;
+            next.skill = skill;
+          } else if (const auto* f = std::get_if<AddParticipantField>(&ch)) {
+            if (f->role != "MANAGER" && f->role != "READER")
+              return done(invalid("participants can be added only as MANAGER or READER, not '" +
+                                  f->role + "'"));
+            UserId user = f->user.value_or(actor.user);
+            if (user.empty()) return done(invalid("a user id is needed to add a participant"));
+            if (actor.kind == ActorKind::kAgent && !is_participant && user != actor.user)
+              return done(forbidden("agent " + actor.user.str() +
+                                    " may add only itself to conversation " + c.id.str()));
+            if (auto u = store_.accounts().getUser(c.account, user); !u)
+              return done(std::unexpected(u.error()));
+            bool exists = std::ranges::any_of(next.participants, [&](const Participant& p) {
+              return p.id == user.str() && p.role == f->role;
+            });
+            if (!exists) {
+              next.participants.push_back(Participant{user.str(), f->role, "ACTIVE", now});
+              participants_changed = true;
+            }
+          } else if (const auto* f = std::get_if<RemoveParticipantField>(&ch)) {
+            if (f->role == kAssignedAgent) {
+              auto it = std::ranges::find_if(next.participants, isActiveAssigned);
+              if (it == next.participants.end())
+                return done(invalid("conversation " + c.id.str() + " has no assigned agent"));
+              if (f->user && f->user->str() != it->id)
+                return done(invalid("agent " + f->user->str() +
+                                    " is not the assigned agent of conversation " + c.id.str()));
+              removed.push_back(*it);
+              next.participants.erase(it);
+              agent_removed = true;
+              participants_changed = true;
+            } else if (f->role == "MANAGER" || f->role == "READER") {
+              UserId user = f->user.value_or(actor.user);
+              auto it = std::ranges::find_if(next.participants, [&](const Participant& p) {
+                return p.id == user.str() && p.role == f->role;
+              });
+              if (it == next.participants.end())
+                return done(invalid("user " + user.str() + " is not a " + f->role +
+                                    " of conversation " + c.id.str()));
+              removed.push_back(*it);
+              next.participants.erase(it);
+              participants_changed = true;
+            } else {
+              return done(
+                  invalid("participants can be removed only as ASSIGNED_AGENT, MANAGER "
+                          "or READER, not '" +
+                          f->role + "'"));
+            }
+          } else if (const auto* f = std::get_if<SuggestAgentField>(&ch)) {
+            if (f->user.empty()) return done(invalid("SUGGEST needs the agent's userId"));
+            if (auto u = store_.accounts().getUser(c.account, f->user); !u)
+              return done(std::unexpected(u.error()));
+            std::erase_if(next.participants, [&](const Participant& p) {
+              bool match = p.role == kAssignedAgent && p.state == "SUGGESTED";
+              if (match) removed.push_back(p);
+              return match;
+            });
+            next.participants.push_back(
+                Participant{f->user.str(), kAssignedAgent, "SUGGESTED", now});
+            suggested = f->user;
+            participants_changed = true;
+          }
+        }
+        const bool has_agent = hasActiveAssigned(next);
+        if (suggested && has_agent)
+          return done(invalid("transfer to agent " + suggested->str() +
+                              " needs REMOVE ASSIGNED_AGENT in the same request"));
+        const bool requeue =
+            !closing && !has_agent && (agent_removed || skill_changed || suggested);
+        TimeMs queued_at = now;
+        if (!requeue && ttr_changed) {
+          std::lock_guard lock(mu_);
+          if (auto w = waiting_.find(c.id.str()); w != waiting_.end())
+            queued_at = w->second.queued_at;
+        }
+        if (requeue || ttr_changed) next.ttr_due_at = queued_at + next.ttr_value_s * 1000;
+        if (closing) {
+          next.state = ConversationState::kClose;
+          next.end_ts = now;
+        }
+        next.updated_at = now;
+        if (auto st = store_.conversations().saveConversation(next); !st)
+          return done(std::unexpected(st.error()));
+        c = std::move(next);
+
+        Effects fx;
+        {
+          std::lock_guard lock(mu_);
+          auto& ar = accounts_[c.account.str()];
+          for (const auto& p : removed)
+            if (p.role == kAssignedAgent && p.state == "ACTIVE")
+              if (auto a = ar.agents.find(p.id); a != ar.agents.end()) {
+                a->second.assigned.erase(c.id.str());
+                fx.dispatch_accounts.insert(c.account.str());
+              }
+          if (closing) {
+            removeWaitingLocked(c.id.str(), fx);
+            for (const auto& p : c.participants)
+              if (isActiveAssigned(p))
+                if (auto a = ar.agents.find(p.id); a != ar.agents.end())
+                  a->second.assigned.erase(c.id.str());
+            fx.dispatch_accounts.insert(c.account.str());
+          } else if (requeue) {
+            removeWaitingLocked(c.id.str(), fx);
+            addWaitingLocked(entry, c, queued_at, suggested);
+            fx.dispatch_accounts.insert(c.account.str());
+          } else if (ttr_changed) {
+            if (auto w = waiting_.find(c.id.str()); w != waiting_.end()) {
+              w->second.ttr_type = c.ttr_type;
+              w->second.ttr_value_s = c.ttr_value_s;
+              rekeyDueLocked(w->second, c.ttr_due_at);
+            }
+          } else if (skill_changed) {
+            // Skill changed while an agent stays assigned: nothing to route.
+          }
+        }
+        if (closing) {
+          std::lock_guard lock(entries_mu_);
+          entries_.erase(c.id);
+          auto key = consumerKey(c.account, c.consumer);
+          if (auto it = consumers_.find(key); it != consumers_.end() && it->second == c.id)
+            consumers_.erase(it);
+        }
+        ChangeKind kind = closing                ? ChangeKind::kClosed
+                          : skill_changed        ? ChangeKind::kSkill
+                          : participants_changed ? ChangeKind::kParticipants
+                          : ttr_changed          ? ChangeKind::kTtr
+                                                 : ChangeKind::kUpdated;
+        emitChanged(kind, c, std::move(removed));
+        apply(std::move(fx));
+        done(c);
+      },
+      std::move(fail));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents and rings
+
+Status Engine::loadAgent(const AccountId& acc, const UserId& user,
+                         std::optional<Availability> availability, Effects& fx) {
+  auto u = store_.accounts().getUser(acc, user);
+  if (!u) return std::unexpected(u.error());
+  std::lock_guard lock(mu_);
+  auto& ar = accounts_[acc.str()];
+  Agent& a = ar.agents[user.str()];
+  a.id = user;
+  a.loaded = true;
+  a.type = u->type;
+  a.skills = u->skills;
+  a.max_open = u->max_open_conversations;
+  if (availability) {
+    a.availability = *availability;
+    a.declined.clear();
+    if (a.availability != Availability::kOnline) {
+      // Rings of an agent who left ONLINE go to others (OCCUPIED keeps transfer rings).
+      for (auto& [_, r] : rings_) {
+        if (r.ring.state != RingState::kWaiting || r.ring.account != acc || r.ring.user != user)
+          continue;
+        if (a.availability == Availability::kOccupied) {
+          auto w = waiting_.find(r.ring.conversation.str());
+          if (w != waiting_.end() && w->second.suggested == user) continue;
+        }
+        endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+      }
+    }
+  }
+  fx.dispatch_accounts.insert(acc.str());
+  return {};
+}
+
+void Engine::setAgentState(AccountId acc, UserId user, Availability availability,
+                           Callback<store::AgentState> done) {
+  asio::post(agents_strand_, [this, acc = std::move(acc), user = std::move(user), availability,
+                              done = std::move(done)] {
+    if (auto u = store_.accounts().getUser(acc, user); !u) return done(std::unexpected(u.error()));
+    store::AgentState s{acc, user, availability, clock_.nowMs()};
+    if (auto st = store_.accounts().putAgentState(s); !st) return done(std::unexpected(st.error()));
+    Effects fx;
+    if (auto st = loadAgent(acc, user, availability, fx); !st)
+      return done(std::unexpected(st.error()));
+    AgentStateChanged ev{s};
+    listeners_->emit([&](ConversationListener& l) { l.onAgentStateChanged(ev); });
+    apply(std::move(fx));
+    done(s);
+  });
+}
+
+void Engine::refreshAgent(AccountId acc, UserId user, Callback<void> done) {
+  asio::post(agents_strand_,
+             [this, acc = std::move(acc), user = std::move(user), done = std::move(done)] {
+               Effects fx;
+               if (auto st = loadAgent(acc, user, std::nullopt, fx); !st)
+                 return done(std::unexpected(st.error()));
+               apply(std::move(fx));
+               done({});
+             });
+}
+
+void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation> done) {
+  EntryPtr entry;
+  std::uint64_t epoch = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = rings_.find(ring_id);
+    if (it == rings_.end())
+      return completeOnPool<Conversation>(std::move(done),
+                                          notFound("ring " + ring_id + " does not exist"));
+    RingRec& r = it->second;
+    if (agent.kind != ActorKind::kAgent || r.ring.account != agent.account ||
+        r.ring.user != agent.user)
+      return completeOnPool<Conversation>(
+          std::move(done), forbidden("ring " + ring_id + " was offered to another agent"));
+    if (r.ring.state != RingState::kWaiting)
+      return completeOnPool<Conversation>(
+          std::move(done),
+          conflict(std::string("ring ") + ring_id + " is " + ringStateName(r.ring.state)));
+    auto w = waiting_.find(r.ring.conversation.str());
+    if (w == waiting_.end() || w->second.claimed)
+      return completeOnPool<Conversation>(std::move(done),
+                                          conflict("conversation " + r.ring.conversation.str() +
+                                                   " was already accepted by another agent"));
+    Effects ignored;  // the accepted ring's end is announced after the commit
+    endRingLocked(r, RingState::kAccepted, RingEndReason::kAccepted, ignored);
+    w->second.claimed = true;
+    epoch = w->second.epoch;
+    entry = r.entry;
+  }
+  asio::post(entry->strand, [this, entry, epoch, agent = std::move(agent),
+                             ring_id = std::move(ring_id), done = std::move(done)] {
+    Conversation& c = entry->conv;
+    auto unclaim = [&](Error e) {
+      Effects fx;
+      {
+        std::lock_guard lock(mu_);
+        auto w = waiting_.find(c.id.str());
+        if (w != waiting_.end() && w->second.epoch == epoch) w->second.claimed = false;
+        fx.dispatch_accounts.insert(c.account.str());
+      }
+      apply(std::move(fx));
+      done(std::unexpected(std::move(e)));
+    };
+    {
+      std::lock_guard lock(mu_);
+      auto w = waiting_.find(c.id.str());
+      if (w == waiting_.end() || w->second.epoch != epoch)
+        return done(conflict("conversation " + c.id.str() +
+                             " was transferred or closed before the ring was accepted"));
+    }
+    if (auto st = checkOpen(c, agent.account); !st) return unclaim(st.error());
+    if (hasActiveAssigned(c))
+      return unclaim(Error{ErrorCode::kConflict,
+                           "conversation " + c.id.str() + " already has an assigned agent"});
+    const TimeMs now = clock_.nowMs();
+    Conversation next = c;
+    bool activated = false;
+    for (auto& p : next.participants)
+      if (p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id == agent.user.str()) {
+        p.state = "ACTIVE";
+        p.joined_at = now;
+        activated = true;
+      }
+    std::vector<Participant> removed;
+    std::erase_if(next.participants, [&](const Participant& p) {
+      bool other = p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id != agent.user.str();
+      if (other) removed.push_back(p);
+      return other;
+    });
+    if (!activated)
+      next.participants.push_back(Participant{agent.user.str(), kAssignedAgent, "ACTIVE", now});
+    next.updated_at = now;
+    if (auto st = store_.conversations().saveConversation(next); !st) return unclaim(st.error());
+    c = std::move(next);
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      removeWaitingLocked(c.id.str(), fx);
+      auto& ar = accounts_[c.account.str()];
+      Agent& a = ar.agents[agent.user.str()];
+      a.id = agent.user;
+      a.assigned.insert(c.id.str());
+      fx.ends.emplace_back(entry, ring_id);
+    }
+    emitChanged(ChangeKind::kParticipants, c, std::move(removed));
+    apply(std::move(fx));
+    done(c);
+  });
+}
+
+void Engine::rejectRing(Actor agent, std::string ring_id, Callback<void> done) {
+  Effects fx;
+  {
+    std::lock_guard lock(mu_);
+    auto it = rings_.find(ring_id);
+    if (it == rings_.end())
+      return completeOnPool<void>(std::move(done), notFound("ring " + ring_id + " does not exist"));
+    RingRec& r = it->second;
+    if (agent.kind != ActorKind::kAgent || r.ring.account != agent.account ||
+        r.ring.user != agent.user)
+      return completeOnPool<void>(std::move(done),
+                                  forbidden("ring " + ring_id + " was offered to another agent"));
+    if (r.ring.state != RingState::kWaiting)
+      return completeOnPool<void>(std::move(done), conflict(std::string("ring ") + ring_id +
+                                                            " is " + ringStateName(r.ring.state)));
+    endRingLocked(r, RingState::kRejected, RingEndReason::kRejected, fx);
+    auto& ar = accounts_[r.ring.account.str()];
+    if (auto a = ar.agents.find(r.ring.user.str()); a != ar.agents.end())
+      a->second.declined.insert(r.ring.conversation.str());
+    auto w = waiting_.find(r.ring.conversation.str());
+    if (w != waiting_.end() && w->second.suggested == r.ring.user)
+      fx.drop_suggestions.emplace_back(r.entry, w->second.epoch, r.ring.user);
+  }
+  apply(std::move(fx));
+  completeOnPool<void>(std::move(done), {});
+}
+
+void Engine::tick() {
+  const TimeMs now = clock_.nowMs();
+  Effects fx;
+  {
+    std::lock_guard lock(mu_);
+    while (!ring_deadlines_.empty() && ring_deadlines_.begin()->first <= now) {
+      std::string id = ring_deadlines_.begin()->second;
+      ring_deadlines_.erase(ring_deadlines_.begin());
+      auto it = rings_.find(id);
+      if (it == rings_.end() || it->second.ring.state != RingState::kWaiting) continue;
+      RingRec& r = it->second;
+      endRingLocked(r, RingState::kExpired, RingEndReason::kExpired, fx);
+      auto& ar = accounts_[r.ring.account.str()];
+      if (auto a = ar.agents.find(r.ring.user.str()); a != ar.agents.end())
+        a->second.declined.insert(r.ring.conversation.str());
+      auto w = waiting_.find(r.ring.conversation.str());
+      if (w != waiting_.end() && w->second.suggested == r.ring.user)
+        fx.drop_suggestions.emplace_back(r.entry, w->second.epoch, r.ring.user);
+    }
+    while (!due_.empty() && std::get<0>(*due_.begin()) < now) {
+      auto [due, conv, epoch] = *due_.begin();
+      due_.erase(due_.begin());
+      auto w = waiting_.find(conv);
+      if (w == waiting_.end() || w->second.epoch != epoch || w->second.due_at != due ||
+          w->second.overdue)
+        continue;
+      w->second.overdue = true;
+      fx.overdue.emplace_back(w->second.entry, ConversationOverdue{w->second.account, w->second.id,
+                                                                   w->second.skill, due});
+    }
+    while (!suggest_deadlines_.empty() && std::get<0>(*suggest_deadlines_.begin()) <= now) {
+      auto [deadline, conv, epoch] = *suggest_deadlines_.begin();
+      suggest_deadlines_.erase(suggest_deadlines_.begin());
+      auto w = waiting_.find(conv);
+      if (w == waiting_.end() || w->second.epoch != epoch || !w->second.suggested ||
+          w->second.claimed || !w->second.rings.empty())
+        continue;  // a ring in progress ends by itself
+      fx.drop_suggestions.emplace_back(w->second.entry, epoch, *w->second.suggested);
+    }
+    while (!ended_rings_.empty() && ended_rings_.front().first + options_.ring_expiry_ms < now) {
+      auto it = rings_.find(ended_rings_.front().second);
+      if (it != rings_.end() && it->second.announced && !it->second.end_announced) break;
+      if (it != rings_.end()) rings_.erase(it);
+      ended_rings_.pop_front();
+    }
+  }
+  apply(std::move(fx));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+void Engine::getConversation(AccountId acc, ConversationId id, Callback<Conversation> done) {
+  asio::post(pool_, [this, acc = std::move(acc), id = std::move(id), done = std::move(done)] {
+    done(store_.conversations().getConversation(acc, id));
+  });
+}
+
+void Engine::listMessages(AccountId acc, ConversationId id, std::int64_t from_seq, int limit,
+                          Callback<std::vector<store::Message>> done) {
+  asio::post(pool_, [this, acc = std::move(acc), id = std::move(id), from_seq, limit,
+                     done = std::move(done)] {
+    if (auto c = store_.conversations().getConversation(acc, id); !c)
+      return done(std::unexpected(c.error()));
+    done(store_.conversations().listMessages(id, from_seq, limit));
+  });
+}
+
+void Engine::listConversations(AccountId acc, store::ConversationQuery q,
+                               Callback<std::vector<Conversation>> done) {
+  asio::post(pool_, [this, acc = std::move(acc), q = std::move(q), done = std::move(done)] {
+    done(store_.conversations().listConversations(acc, q));
+  });
+}
+
+std::vector<QueueSnapshot> Engine::queues(const AccountId& acc,
+                                          const std::optional<SkillId>& skill) const {
+  const TimeMs now = clock_.nowMs();
+  std::vector<QueueSnapshot> out;
+  std::lock_guard lock(mu_);
+  auto ait = accounts_.find(acc.str());
+  if (ait == accounts_.end()) return out;
+  for (const auto& [sk, queue] : ait->second.queues) {
+    if (skill && skill->str() != sk) continue;
+    QueueSnapshot snap{acc, SkillId(sk), {}};
+    for (const auto& key : queue) {
+      const Waiting& w = waiting_.at(std::get<2>(key));
+      QueueEntry e;
+      e.conversation = w.id;
+      e.consumer = w.consumer;
+      e.skill = w.skill;
+      e.ttr_type = w.ttr_type;
+      e.ttr_value_s = w.ttr_value_s;
+      e.queued_at = w.queued_at;
+      e.due_at = w.due_at;
+      e.overdue = now > w.due_at;
+      for (const auto& rid : w.rings)
+        if (auto r = rings_.find(rid); r != rings_.end()) e.ringing.push_back(r->second.ring.user);
+      e.suggested = w.suggested;
+      snap.entries.push_back(std::move(e));
+    }
+    out.push_back(std::move(snap));
+  }
+  return out;
+}
+
+std::vector<Ring> Engine::ringsForAgent(const AccountId& acc, const UserId& user) const {
+  std::vector<Ring> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [_, r] : rings_)
+    if (r.ring.state == RingState::kWaiting && r.ring.account == acc && r.ring.user == user)
+      out.push_back(r.ring);
+  std::ranges::sort(out, {}, &Ring::offered_at);
+  return out;
+}
+
+std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
+  std::vector<AgentInfo> out;
+  std::lock_guard lock(mu_);
+  auto ait = accounts_.find(acc.str());
+  if (ait == accounts_.end()) return out;
+  for (const auto& [_, a] : ait->second.agents) {
+    AgentInfo i;
+    i.account = acc;
+    i.user = a.id;
+    i.availability = a.availability;
+    i.type = a.type;
+    i.skills = a.skills;
+    i.max_open_conversations = a.max_open;
+    i.open_assigned = static_cast<int>(a.assigned.size());
+    i.waiting_rings = a.waiting_rings;
+    out.push_back(std::move(i));
+  }
+  std::ranges::sort(out, {}, [](const AgentInfo& i) { return i.user.str(); });
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
+                                                             const Clock& clock, Options options) {
+  return std::make_unique<Engine>(store, clock, options);
+}
+
+}  // namespace parley::conversation

@@ -1,0 +1,1102 @@
+#include "conversation/conversation_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/json.h"
+#include "common/testing/fake_clock.h"
+#include "conversation/conversation_service.h"
+#include "store/memory/memory_store.h"
+
+namespace parley::conversation {
+namespace {
+
+using store::Availability;
+using store::Conversation;
+using store::TtrType;
+using namespace std::chrono_literals;
+
+// Runs an asynchronous engine call and waits for its completion.
+template <class T, class F>
+Result<T> call(F&& f) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto fut = p->get_future();
+  f([p](Result<T> r) { p->set_value(std::move(r)); });
+  if (fut.wait_for(10s) != std::future_status::ready) {
+    ADD_FAILURE() << "completion was not called within 10 s";
+    return internalError("timeout");
+  }
+  return fut.get();
+}
+
+// Records every event, in arrival order, and lets a test wait for one.
+class Recorder final : public ConversationListener {
+ public:
+  struct Entry {
+    std::string type;  // CHANGED:<kind>, MESSAGE, CHAT, RING_OFFERED, RING_ENDED:<reason>, ...
+    std::string conversation;
+  };
+
+  void onConversationChanged(const ConversationChanged& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({std::string("CHANGED:") + changeKindName(e.kind), e.conversation.id.str()});
+    changes_.push_back(e);
+    cv_.notify_all();
+  }
+  void onMessageAdded(const MessageAdded& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({"MESSAGE", e.message.conversation.str()});
+    messages_.push_back(e);
+    cv_.notify_all();
+  }
+  void onChatState(const ChatStateChanged& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({"CHAT", e.conversation.id.str()});
+    chat_states_.push_back(e);
+    cv_.notify_all();
+  }
+  void onRingOffered(const RingOffered& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({"RING_OFFERED", e.ring.conversation.str()});
+    offered_.push_back(e.ring);
+    cv_.notify_all();
+  }
+  void onRingEnded(const RingEnded& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back(
+        {std::string("RING_ENDED:") + ringEndReasonName(e.reason), e.ring.conversation.str()});
+    ended_.push_back(e);
+    cv_.notify_all();
+  }
+  void onAgentStateChanged(const AgentStateChanged& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({"AGENT_STATE", e.state.user.str()});
+    cv_.notify_all();
+  }
+  void onOverdue(const ConversationOverdue& e) override {
+    std::lock_guard lock(mu_);
+    log_.push_back({"OVERDUE", e.conversation.str()});
+    overdue_.push_back(e);
+    cv_.notify_all();
+  }
+
+  // Waits until `pred()` holds (evaluated under the lock); false after 5 s.
+  template <class P>
+  bool waitFor(P pred) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 5s, [&] { return pred(); });
+  }
+  // The `nth` (from 0) ring offered to `user` for `conv` (waits for it).
+  std::optional<Ring> waitRing(const std::string& conv, const std::string& user, int nth = 0) {
+    std::optional<Ring> out;
+    waitFor([&] {
+      int seen = 0;
+      for (const auto& r : offered_)
+        if (r.conversation.str() == conv && r.user.str() == user && seen++ == nth) {
+          out = r;
+          return true;
+        }
+      return false;
+    });
+    return out;
+  }
+  // REQUIRES: mu_ held (inside waitFor) or no concurrent events.
+  int ringsOfferedLocked(const std::string& conv, const std::string& user) {
+    return static_cast<int>(std::ranges::count_if(offered_, [&](const Ring& r) {
+      return r.conversation.str() == conv && r.user.str() == user;
+    }));
+  }
+  int ringsOffered(const std::string& conv, const std::string& user) {
+    std::lock_guard lock(mu_);
+    return ringsOfferedLocked(conv, user);
+  }
+  std::vector<Entry> log() {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Entry> log_;
+  std::vector<ConversationChanged> changes_;
+  std::vector<MessageAdded> messages_;
+  std::vector<ChatStateChanged> chat_states_;
+  std::vector<Ring> offered_;
+  std::vector<RingEnded> ended_;
+  std::vector<ConversationOverdue> overdue_;
+};
+
+const AccountId kAcc("1000");
+const AccountId kOtherAcc("2000");
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::makeMemoryStore(clock_);
+    ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
+    ASSERT_TRUE(
+        store_->accounts().createAccount(store::Account{kOtherAcc, "other", 300, 600, 3600, 0}));
+    sales_ = createSkill("sales");
+    support_ = createSkill("support");
+    start();
+  }
+  void TearDown() override { stop(); }
+
+  void start(Options o = {}) {
+    o.tick_interval_ms = 0;
+    if (o.threads == 2) o.threads = 4;
+    engine_ = makeConversationService(*store_, clock_, o);
+    sub_ = engine_->subscribe(rec_);
+  }
+  void stop() {
+    sub_.reset();
+    engine_.reset();
+  }
+  void restart(Options o = {}) {
+    stop();
+    start(o);
+  }
+
+  SkillId createSkill(const std::string& name) {
+    auto s = store_->accounts().createSkill(store::Skill{kAcc, SkillId(), name, 0});
+    EXPECT_TRUE(s);
+    return s->id;
+  }
+  // Creates an agent (or bot) and returns its actor.
+  Actor createAgent(const std::string& login, std::vector<SkillId> skills, int max_open = 10,
+                    store::UserType type = store::UserType::kHuman) {
+    store::User u;
+    u.account = kAcc;
+    u.login_name = login;
+    u.pid = "pid-" + login;
+    u.roles = {store::Role::kAgent};
+    u.type = type;
+    u.skills = std::move(skills);
+    u.max_open_conversations = max_open;
+    auto r = store_->accounts().createUser(u);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return Actor::ofAgent(kAcc, r->id, r->pid);
+  }
+  Result<Conversation> request(const std::string& consumer, std::optional<SkillId> skill = {},
+                               std::optional<TtrType> ttr = {},
+                               std::optional<std::int64_t> ttr_s = {}) {
+    ConversationRequest req;
+    req.account = kAcc;
+    req.consumer = ConsumerId(consumer);
+    req.skill = std::move(skill);
+    req.ttr_type = ttr;
+    req.ttr_value_s = ttr_s;
+    return call<Conversation>([&](auto cb) { engine_->requestConversation(req, cb); });
+  }
+  Result<Published> publish(const Actor& a, const ConversationId& id, const std::string& text,
+                            Audience audience = Audience::kAll) {
+    PublishRequest req;
+    req.actor = a;
+    req.conversation = id;
+    req.event_json =
+        R"({"type":"ContentEvent","contentType":"text/plain","message":")" + text + R"("})";
+    req.audience = audience;
+    return call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  }
+  Result<Conversation> update(const Actor& a, const ConversationId& id,
+                              std::vector<FieldChange> changes) {
+    return call<Conversation>(
+        [&](auto cb) { engine_->updateConversation(a, id, std::move(changes), cb); });
+  }
+  Result<store::AgentState> setState(const Actor& a, Availability av) {
+    return call<store::AgentState>(
+        [&](auto cb) { engine_->setAgentState(a.account, a.user, av, cb); });
+  }
+  Result<Conversation> accept(const Actor& a, const std::string& ring_id) {
+    return call<Conversation>([&](auto cb) { engine_->acceptRing(a, ring_id, cb); });
+  }
+  Result<void> reject(const Actor& a, const std::string& ring_id) {
+    return call<void>([&](auto cb) { engine_->rejectRing(a, ring_id, cb); });
+  }
+  Result<std::vector<store::Message>> messages(const ConversationId& id, std::int64_t from = 0) {
+    return call<std::vector<store::Message>>(
+        [&](auto cb) { engine_->listMessages(kAcc, id, from, 100000, cb); });
+  }
+  Result<Conversation> get(const ConversationId& id) {
+    return call<Conversation>([&](auto cb) { engine_->getConversation(kAcc, id, cb); });
+  }
+  // Brings `agent` ONLINE, waits for its ring on `conv` and accepts it.
+  Conversation assign(const Actor& agent, const Conversation& conv) {
+    EXPECT_TRUE(setState(agent, Availability::kOnline));
+    auto ring = rec_.waitRing(conv.id.str(), agent.user.str());
+    EXPECT_TRUE(ring.has_value());
+    if (!ring) return conv;
+    auto c = accept(agent, ring->ring_id);
+    EXPECT_TRUE(c) << (c ? "" : c.error().message);
+    return c ? *c : conv;
+  }
+  std::optional<std::string> assignedAgent(const Conversation& c) {
+    for (const auto& p : c.participants)
+      if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") return p.id;
+    return std::nullopt;
+  }
+  std::vector<ConversationId> queueOrder(const SkillId& skill) {
+    std::vector<ConversationId> out;
+    for (const auto& q : engine_->queues(kAcc, skill))
+      for (const auto& e : q.entries) out.push_back(e.conversation);
+    return out;
+  }
+
+  testing::FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<ConversationService> engine_;
+  Recorder rec_;
+  Subscription sub_;
+  SkillId sales_;
+  SkillId support_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Requesting conversations
+
+TEST_F(EngineTest, RequestCreatesOpenConversationWithDefaults) {
+  auto c = request("consumer-1");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->state, store::ConversationState::kOpen);
+  EXPECT_EQ(c->skill.str(), "-1");
+  EXPECT_EQ(c->ttr_type, TtrType::kNormal);
+  EXPECT_EQ(c->ttr_value_s, 3600);
+  EXPECT_EQ(c->ttr_due_at, clock_.nowMs() + 3600 * 1000);
+  EXPECT_EQ(c->next_sequence, 0);
+  ASSERT_EQ(c->participants.size(), 1u);
+  EXPECT_EQ(c->participants[0].role, "CONSUMER");
+  EXPECT_EQ(c->participants[0].id, "consumer-1");
+  auto stored = get(c->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->consumer.str(), "consumer-1");
+  ASSERT_TRUE(rec_.waitFor([&] { return !rec_.changes_.empty(); }));
+  EXPECT_EQ(rec_.changes_[0].kind, ChangeKind::kCreated);
+}
+
+TEST_F(EngineTest, OneOpenConversationPerConsumer) {
+  auto c = request("consumer-1");
+  ASSERT_TRUE(c);
+  auto again = request("consumer-1");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(again.error().message, "consumer already has an open conversation " + c->id.str());
+  EXPECT_TRUE(request("consumer-2"));
+
+  ASSERT_TRUE(update(Actor::ofConsumer(kAcc, ConsumerId("consumer-1")), c->id, {CloseField{}}));
+  auto next = request("consumer-1");
+  ASSERT_TRUE(next) << next.error().message;
+  EXPECT_NE(next->id, c->id);
+}
+
+TEST_F(EngineTest, ConcurrentRequestsOfOneConsumerCreateExactlyOne) {
+  std::atomic<int> ok = 0;
+  std::atomic<int> conflicts = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      auto r = request("racer");
+      if (r)
+        ok++;
+      else if (r.error().code == ErrorCode::kConflict)
+        conflicts++;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(conflicts, 7);
+  store::ConversationQuery q;
+  q.consumer = ConsumerId("racer");
+  auto list =
+      call<std::vector<Conversation>>([&](auto cb) { engine_->listConversations(kAcc, q, cb); });
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->size(), 1u);
+}
+
+TEST_F(EngineTest, RequestValidatesSkillTtrAndAccount) {
+  auto bad_skill = request("c1", SkillId("999"));
+  ASSERT_FALSE(bad_skill);
+  EXPECT_EQ(bad_skill.error().code, ErrorCode::kInvalid);
+
+  auto no_value = request("c1", std::nullopt, TtrType::kCustom);
+  ASSERT_FALSE(no_value);
+  EXPECT_EQ(no_value.error().code, ErrorCode::kInvalid);
+
+  auto negative = request("c1", std::nullopt, TtrType::kCustom, -5);
+  ASSERT_FALSE(negative);
+  EXPECT_EQ(negative.error().code, ErrorCode::kInvalid);
+
+  ConversationRequest req;
+  req.account = AccountId("424242");
+  req.consumer = ConsumerId("c1");
+  auto no_account = call<Conversation>([&](auto cb) { engine_->requestConversation(req, cb); });
+  ASSERT_FALSE(no_account);
+  EXPECT_EQ(no_account.error().code, ErrorCode::kNotFound);
+
+  auto urgent = request("c1", sales_, TtrType::kUrgent, 999);  // value ignored for named types
+  ASSERT_TRUE(urgent) << urgent.error().message;
+  EXPECT_EQ(urgent->skill, sales_);
+  EXPECT_EQ(urgent->ttr_value_s, 300);
+  EXPECT_EQ(urgent->ttr_due_at, clock_.nowMs() + 300'000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publishing
+
+TEST_F(EngineTest, PublishAssignsSequencesAndChatStateGetsNone) {
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  auto p0 = publish(consumer, c->id, "hello");
+  ASSERT_TRUE(p0) << p0.error().message;
+  EXPECT_EQ(p0->sequence, 0);
+
+  PublishRequest typing;
+  typing.actor = consumer;
+  typing.conversation = c->id;
+  typing.event_json = R"({"type":"ChatStateEvent","chatState":"COMPOSING"})";
+  auto pt = call<Published>([&](auto cb) { engine_->publish(typing, cb); });
+  ASSERT_TRUE(pt);
+  EXPECT_FALSE(pt->sequence.has_value());
+
+  PublishRequest receipt;
+  receipt.actor = consumer;
+  receipt.conversation = c->id;
+  receipt.event_json = R"({"type":"AcceptStatusEvent","status":"READ","sequenceList":[0]})";
+  receipt.metadata_json = R"([{"type":"ExternalId","id":"x1"}])";
+  auto p1 = call<Published>([&](auto cb) { engine_->publish(receipt, cb); });
+  ASSERT_TRUE(p1);
+  EXPECT_EQ(p1->sequence, 1);
+
+  auto all = messages(c->id);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].originator_id, "c1");
+  EXPECT_EQ((*all)[0].originator_role, "CONSUMER");
+  EXPECT_EQ((*all)[0].audience, "ALL");
+  EXPECT_EQ((*all)[1].metadata_json, R"([{"type":"ExternalId","id":"x1"}])");
+  auto from1 = messages(c->id, 1);
+  ASSERT_TRUE(from1);
+  ASSERT_EQ(from1->size(), 1u);
+  EXPECT_EQ((*from1)[0].sequence, 1);
+
+  auto stored = get(c->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->next_sequence, 2);
+
+  ASSERT_TRUE(
+      rec_.waitFor([&] { return rec_.messages_.size() == 2 && !rec_.chat_states_.empty(); }));
+  EXPECT_EQ(rec_.messages_[0].message.sequence, 0);
+  EXPECT_EQ(rec_.messages_[1].message.sequence, 1);
+  EXPECT_EQ(rec_.messages_[1].conversation.next_sequence, 2);
+  EXPECT_EQ(rec_.chat_states_[0].originator_role, "CONSUMER");
+
+  PublishRequest bad;
+  bad.actor = consumer;
+  bad.conversation = c->id;
+  bad.event_json = R"({"type":"Nonsense"})";
+  auto pb = call<Published>([&](auto cb) { engine_->publish(bad, cb); });
+  ASSERT_FALSE(pb);
+  EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
+  bad.event_json = "not json";
+  pb = call<Published>([&](auto cb) { engine_->publish(bad, cb); });
+  ASSERT_FALSE(pb);
+  EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
+}
+
+TEST_F(EngineTest, ConcurrentPublishersGetContiguousSequencesInPublisherOrder) {
+  Actor agent = createAgent("a1", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  assign(agent, *c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;
+  std::atomic<int> failures = 0;
+  std::vector<std::thread> threads;
+  std::atomic<int> remaining = kThreads * kPerThread;
+  std::promise<void> all_done;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const Actor& who = t % 2 == 0 ? consumer : agent;
+      for (int n = 0; n < kPerThread; ++n) {
+        PublishRequest req;
+        req.actor = who;
+        req.conversation = c->id;
+        req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"t)" +
+                         std::to_string(t) + "-" + std::to_string(n) + R"("})";
+        // Fire without waiting: order must follow the call order of this thread.
+        engine_->publish(req, [&](Result<Published> r) {
+          if (!r) failures++;
+          if (--remaining == 0) all_done.set_value();
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(all_done.get_future().wait_for(20s), std::future_status::ready);
+  EXPECT_EQ(failures, 0);
+
+  auto all = messages(c->id);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), static_cast<size_t>(kThreads * kPerThread));
+  std::map<int, int> last_n;
+  for (size_t i = 0; i < all->size(); ++i) {
+    const auto& m = (*all)[i];
+    EXPECT_EQ(m.sequence, static_cast<std::int64_t>(i));
+    auto ev = json::parseObject(m.event_json);
+    ASSERT_TRUE(ev);
+    std::string text = json::getString(*ev, "message");
+    int t = std::stoi(text.substr(1, text.find('-') - 1));
+    int n = std::stoi(text.substr(text.find('-') + 1));
+    auto it = last_n.find(t);
+    if (it != last_n.end())
+      EXPECT_EQ(n, it->second + 1) << "publisher " << t << " reordered";
+    else
+      EXPECT_EQ(n, 0);
+    last_n[t] = n;
+    EXPECT_EQ(m.originator_role, t % 2 == 0 ? "CONSUMER" : "ASSIGNED_AGENT");
+  }
+  // Listeners saw the messages in sequence order.
+  ASSERT_TRUE(rec_.waitFor(
+      [&] { return rec_.messages_.size() == static_cast<size_t>(kThreads * kPerThread); }));
+  for (size_t i = 0; i < rec_.messages_.size(); ++i)
+    EXPECT_EQ(rec_.messages_[i].message.sequence, static_cast<std::int64_t>(i));
+}
+
+TEST_F(EngineTest, PublishChecksParticipantsAndState) {
+  Actor agent = createAgent("a1", {});
+  Actor stranger = createAgent("a2", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  auto other = request("c2");
+  ASSERT_TRUE(other);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+
+  // An agent that is not a participant cannot publish, even before assignment.
+  auto r = publish(agent, c->id, "hi");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+
+  assign(agent, *c);
+  auto ok = publish(agent, c->id, "hello from agent");
+  ASSERT_TRUE(ok) << ok.error().message;
+  auto msgs = messages(c->id);
+  ASSERT_TRUE(msgs);
+  EXPECT_EQ(msgs->back().originator_id, "1000." + agent.user.str());
+  EXPECT_EQ(msgs->back().originator_pid, agent.pid);
+  EXPECT_EQ(msgs->back().originator_role, "ASSIGNED_AGENT");
+
+  r = publish(stranger, c->id, "hi");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+
+  // A consumer cannot publish to another consumer's conversation.
+  r = publish(consumer, other->id, "hi");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+
+  // Another account does not see the conversation.
+  r = publish(Actor::ofConsumer(kOtherAcc, ConsumerId("c1")), c->id, "hi");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+
+  // Consumers cannot send private notes; agents can.
+  r = publish(consumer, c->id, "psst", Audience::kAgentsAndManagers);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  ASSERT_TRUE(publish(agent, c->id, "note", Audience::kAgentsAndManagers));
+  msgs = messages(c->id);
+  EXPECT_EQ(msgs->back().audience, "AGENTS_AND_MANAGERS");
+
+  // A READER cannot publish; a MANAGER can.
+  ASSERT_TRUE(update(stranger, c->id, {AddParticipantField{"READER", std::nullopt}}));
+  r = publish(stranger, c->id, "reader");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  auto joined = update(stranger, c->id, {AddParticipantField{"MANAGER", std::nullopt}});
+  ASSERT_TRUE(joined) << joined.error().message;
+  auto mr = publish(stranger, c->id, "manager");
+  ASSERT_TRUE(mr) << mr.error().message;
+  EXPECT_EQ(messages(c->id)->back().originator_role, "MANAGER");
+
+  // A closed conversation rejects everything.
+  ASSERT_TRUE(update(agent, c->id, {CloseField{}}));
+  r = publish(consumer, c->id, "late");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  r = publish(agent, c->id, "late");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  auto u = update(agent, c->id, {TtrField{TtrType::kUrgent, std::nullopt}});
+  ASSERT_FALSE(u);
+  EXPECT_EQ(u.error().code, ErrorCode::kConflict);
+}
+
+TEST_F(EngineTest, UpdatePermissions) {
+  Actor agent = createAgent("a1", {});
+  Actor stranger = createAgent("a2", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  // Consumers may not transfer.
+  auto r = update(consumer, c->id, {SkillField{sales_}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  // Another consumer may not close it.
+  r = update(Actor::ofConsumer(kAcc, ConsumerId("c9")), c->id, {CloseField{}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  assign(agent, *c);
+  // A non-participant agent may not close or transfer it.
+  r = update(stranger, c->id, {CloseField{}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  r = update(stranger, c->id, transferToSkill(sales_));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  // A consumer may change its TTR.
+  auto t = update(consumer, c->id, {TtrField{TtrType::kUrgent, std::nullopt}});
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->ttr_type, TtrType::kUrgent);
+  EXPECT_EQ(t->ttr_value_s, 300);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+TEST_F(EngineTest, QueueIsOrderedByTtrDueTime) {
+  auto normal = request("c-normal", sales_);
+  clock_.advanceMs(10);
+  auto urgent = request("c-urgent", sales_, TtrType::kUrgent);
+  clock_.advanceMs(10);
+  auto custom = request("c-custom", sales_, TtrType::kCustom, 10);
+  clock_.advanceMs(10);
+  auto prioritized = request("c-prio", sales_, TtrType::kPrioritized);
+  ASSERT_TRUE(normal && urgent && custom && prioritized);
+  auto order = queueOrder(sales_);
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order[0], custom->id);
+  EXPECT_EQ(order[1], urgent->id);
+  EXPECT_EQ(order[2], prioritized->id);
+  EXPECT_EQ(order[3], normal->id);
+  auto qs = engine_->queues(kAcc, sales_);
+  ASSERT_EQ(qs.size(), 1u);
+  EXPECT_EQ(qs[0].entries[0].due_at, custom->ttr_due_at);
+  EXPECT_FALSE(qs[0].entries[0].overdue);
+  EXPECT_TRUE(engine_->queues(kAcc, support_).empty());
+}
+
+TEST_F(EngineTest, OffersHeadOfQueueToOnlineAgentsWithSkillAndCapacity) {
+  Actor a1 = createAgent("a1", {sales_}, /*max_open=*/1);
+  Actor no_skill = createAgent("a2", {support_});
+  auto slow = request("c-slow", sales_);
+  auto fast = request("c-fast", sales_, TtrType::kCustom, 30);
+  ASSERT_TRUE(slow && fast);
+
+  // Not ONLINE: no ring.
+  ASSERT_TRUE(setState(a1, Availability::kAway));
+  ASSERT_TRUE(setState(no_skill, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a1.user).empty());
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, no_skill.user).empty());
+
+  // ONLINE: the head of the queue (earliest due) is offered, one ring per capacity slot.
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  auto rings = engine_->ringsForAgent(kAcc, a1.user);
+  ASSERT_EQ(rings.size(), 1u);
+  EXPECT_EQ(rings[0].conversation, fast->id);
+  EXPECT_EQ(rings[0].ring_id,
+            fast->id.str() + "_" + a1.user.str() + "_" + std::to_string(clock_.nowMs()));
+  EXPECT_EQ(rings[0].expires_at, clock_.nowMs() + Options{}.ring_expiry_ms);
+  auto ring = rec_.waitRing(fast->id.str(), a1.user.str());
+  ASSERT_TRUE(ring);
+  EXPECT_EQ(ring->state, RingState::kWaiting);
+  EXPECT_EQ(ring->skill, sales_);
+
+  auto acc = accept(a1, ring->ring_id);
+  ASSERT_TRUE(acc) << acc.error().message;
+  EXPECT_EQ(assignedAgent(*acc), a1.user.str());
+  // At capacity: the other conversation waits.
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a1.user).empty());
+  EXPECT_EQ(queueOrder(sales_), std::vector<ConversationId>{slow->id});
+  auto infos = engine_->agents(kAcc);
+  auto me = std::ranges::find_if(infos, [&](const AgentInfo& i) { return i.user == a1.user; });
+  ASSERT_NE(me, infos.end());
+  EXPECT_EQ(me->open_assigned, 1);
+
+  // Another agent with the skill gets it.
+  Actor a3 = createAgent("a3", {sales_});
+  ASSERT_TRUE(setState(a3, Availability::kOnline));
+  ASSERT_TRUE(rec_.waitRing(slow->id.str(), a3.user.str()));
+
+  // Closing frees capacity.
+  ASSERT_TRUE(update(a1, fast->id, {CloseField{}}));
+  infos = engine_->agents(kAcc);
+  me = std::ranges::find_if(infos, [&](const AgentInfo& i) { return i.user == a1.user; });
+  EXPECT_EQ(me->open_assigned, 0);
+
+  // Ring events come after the conversation was created, in order.
+  auto log = rec_.log();
+  auto created = std::ranges::find_if(log, [&](const Recorder::Entry& e) {
+    return e.conversation == fast->id.str() && e.type == "CHANGED:CREATED";
+  });
+  auto offered = std::ranges::find_if(log, [&](const Recorder::Entry& e) {
+    return e.conversation == fast->id.str() && e.type == "RING_OFFERED";
+  });
+  EXPECT_LT(created - log.begin(), offered - log.begin());
+}
+
+TEST_F(EngineTest, DefaultQueueGoesToAnyOnlineAgentAndBotsAreRungToo) {
+  Actor bot = createAgent("bot", {sales_}, 100, store::UserType::kBot);
+  auto c = request("c1");  // skill -1
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(setState(bot, Availability::kOnline));
+  auto ring = rec_.waitRing(c->id.str(), bot.user.str());
+  ASSERT_TRUE(ring);
+  auto acc = accept(bot, ring->ring_id);
+  ASSERT_TRUE(acc);
+  ASSERT_TRUE(publish(bot, c->id, "I am a bot"));
+  auto closed = update(bot, c->id, {CloseField{}});
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->close_reason, "BOT");
+}
+
+TEST_F(EngineTest, RingAcceptFirstWins) {
+  restart(Options{.ring_fanout = 2});
+  Actor a1 = createAgent("a1", {sales_});
+  Actor a2 = createAgent("a2", {sales_});
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  ASSERT_TRUE(setState(a2, Availability::kOnline));
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  auto r1 = rec_.waitRing(c->id.str(), a1.user.str());
+  auto r2 = rec_.waitRing(c->id.str(), a2.user.str());
+  ASSERT_TRUE(r1 && r2);
+
+  // Another agent cannot accept my ring.
+  auto stolen = accept(a2, r1->ring_id);
+  ASSERT_FALSE(stolen);
+  EXPECT_EQ(stolen.error().code, ErrorCode::kForbidden);
+
+  std::promise<Result<Conversation>> p1, p2;
+  std::thread t1([&] { p1.set_value(accept(a1, r1->ring_id)); });
+  std::thread t2([&] { p2.set_value(accept(a2, r2->ring_id)); });
+  t1.join();
+  t2.join();
+  auto res1 = p1.get_future().get();
+  auto res2 = p2.get_future().get();
+  ASSERT_NE(res1.has_value(), res2.has_value()) << "exactly one accept must win";
+  const auto& winner = res1 ? a1 : a2;
+  const auto& loser_res = res1 ? res2 : res1;
+  EXPECT_EQ(loser_res.error().code, ErrorCode::kConflict);
+  auto stored = get(c->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(assignedAgent(*stored), winner.user.str());
+  int assigned = 0;
+  for (const auto& p : stored->participants) assigned += p.role == "ASSIGNED_AGENT";
+  EXPECT_EQ(assigned, 1);
+
+  // Accepting again is a Conflict; the loser's ring was cancelled.
+  auto again = accept(winner, (res1 ? r1 : r2)->ring_id);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::count_if(
+               rec_.ended_, [&](const RingEnded& e) { return e.ring.conversation == c->id; }) == 2;
+  }));
+  EXPECT_TRUE(queueOrder(sales_).empty());
+}
+
+TEST_F(EngineTest, RejectedAndExpiredRingsGoToTheNextAgent) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor a2 = createAgent("a2", {sales_});
+  Actor a3 = createAgent("a3", {sales_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  auto r1 = rec_.waitRing(c->id.str(), a1.user.str());
+  ASSERT_TRUE(r1);
+  ASSERT_TRUE(setState(a2, Availability::kOnline));
+  ASSERT_TRUE(setState(a3, Availability::kOnline));
+  EXPECT_EQ(
+      engine_->ringsForAgent(kAcc, a2.user).size() + engine_->ringsForAgent(kAcc, a3.user).size(),
+      0u)
+      << "one ring at a time with ring_fanout 1";
+
+  ASSERT_TRUE(reject(a1, r1->ring_id));
+  auto rej = reject(a1, r1->ring_id);
+  ASSERT_FALSE(rej);
+  EXPECT_EQ(rej.error().code, ErrorCode::kConflict);
+  // The next agent is rung; a1 is not rung again.
+  auto next_rings = engine_->ringsForAgent(kAcc, a2.user);
+  auto next_rings3 = engine_->ringsForAgent(kAcc, a3.user);
+  ASSERT_EQ(next_rings.size() + next_rings3.size(), 1u);
+  const Actor& second = next_rings.empty() ? a3 : a2;
+  const Actor& third = next_rings.empty() ? a2 : a3;
+  auto r2 = rec_.waitRing(c->id.str(), second.user.str());
+  ASSERT_TRUE(r2);
+
+  // Nobody answers: the ring expires and the third agent is rung.
+  clock_.advanceMs(Options{}.ring_expiry_ms);
+  engine_->tick();
+  auto r3 = rec_.waitRing(c->id.str(), third.user.str());
+  ASSERT_TRUE(r3);
+  auto late = accept(second, r2->ring_id);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(rec_.waitFor([&] {
+    bool rejected = false, expired = false;
+    for (const auto& e : rec_.ended_) {
+      rejected |= e.reason == RingEndReason::kRejected && e.ring.user == a1.user;
+      expired |= e.reason == RingEndReason::kExpired && e.ring.user == second.user;
+    }
+    return rejected && expired;
+  }));
+  EXPECT_EQ(rec_.ringsOffered(c->id.str(), a1.user.str()), 1);
+  ASSERT_TRUE(accept(third, r3->ring_id));
+
+  // Going OFFLINE cancels waiting rings.
+  auto c2 = request("c2", sales_);
+  ASSERT_TRUE(c2);
+  std::vector<Ring> waiting;
+  for (const auto* a : {&a1, &a2, &a3})
+    for (auto& r : engine_->ringsForAgent(kAcc, a->user)) waiting.push_back(r);
+  ASSERT_EQ(waiting.size(), 1u);
+  Actor holder = waiting[0].user == a1.user ? a1 : waiting[0].user == a2.user ? a2 : a3;
+  ASSERT_TRUE(setState(holder, Availability::kOffline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, holder.user).empty());
+  auto cancelled = accept(holder, waiting[0].ring_id);
+  ASSERT_FALSE(cancelled);
+  EXPECT_EQ(cancelled.error().code, ErrorCode::kConflict);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers
+
+TEST_F(EngineTest, TransferToSkillMovesTheConversationToAnotherAgent) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor a2 = createAgent("a2", {support_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(a1, *c);
+  ASSERT_TRUE(setState(a2, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a2.user).empty());
+
+  auto moved = update(a1, c->id, transferToSkill(support_));
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(moved->skill, support_);
+  EXPECT_FALSE(assignedAgent(*moved).has_value());
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.changes_, [&](const ConversationChanged& e) {
+      return e.kind == ChangeKind::kSkill && e.conversation.id == c->id && e.removed.size() == 1 &&
+             e.removed[0].id == a1.user.str();
+    });
+  }));
+  // The old agent lost ownership.
+  auto stale = publish(a1, c->id, "stale");
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kForbidden);
+  // The new skill's agent is rung and takes it.
+  auto r = rec_.waitRing(c->id.str(), a2.user.str());
+  ASSERT_TRUE(r);
+  auto taken = accept(a2, r->ring_id);
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(assignedAgent(*taken), a2.user.str());
+
+  // Back to queue (REMOVE without a skill change) re-queues in the same skill.
+  auto back = update(a2, c->id, {RemoveParticipantField{"ASSIGNED_AGENT", std::nullopt}});
+  ASSERT_TRUE(back);
+  EXPECT_EQ(queueOrder(support_), std::vector<ConversationId>{c->id});
+  // Removing an assigned agent when there is none fails.
+  auto none = update(Actor::ofSystem(kAcc), c->id,
+                     {RemoveParticipantField{"ASSIGNED_AGENT", std::nullopt}});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kInvalid);
+}
+
+TEST_F(EngineTest, TransferToNamedAgentRingsOnlyThatAgent) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor a2 = createAgent("a2", {sales_});
+  Actor target = createAgent("target", {});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(a1, *c);
+  ASSERT_TRUE(setState(a2, Availability::kOnline));
+  ASSERT_TRUE(setState(target, Availability::kOccupied));  // OCCUPIED still gets transfers
+
+  auto t = update(a1, c->id, transferToAgent(target.user, sales_));
+  ASSERT_TRUE(t) << t.error().message;
+  auto suggested = std::ranges::find_if(
+      t->participants, [&](const store::Participant& p) { return p.id == target.user.str(); });
+  ASSERT_NE(suggested, t->participants.end());
+  EXPECT_EQ(suggested->role, "ASSIGNED_AGENT");
+  EXPECT_EQ(suggested->state, "SUGGESTED");
+  EXPECT_FALSE(assignedAgent(*t).has_value());
+
+  auto r = rec_.waitRing(c->id.str(), target.user.str());
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a2.user).empty()) << "only the suggested agent";
+  // The suggested agent cannot publish until it accepts.
+  ASSERT_FALSE(publish(target, c->id, "too early"));
+  auto taken = accept(target, r->ring_id);
+  ASSERT_TRUE(taken) << taken.error().message;
+  EXPECT_EQ(assignedAgent(*taken), target.user.str());
+  int assigned = 0;
+  for (const auto& p : taken->participants) assigned += p.role == "ASSIGNED_AGENT";
+  EXPECT_EQ(assigned, 1);
+  ASSERT_TRUE(publish(target, c->id, "hello, I took over"));
+
+  // A suggestion that is rejected falls back to the skill queue.
+  auto t2 = update(target, c->id, transferToAgent(a1.user, sales_));
+  ASSERT_TRUE(t2) << t2.error().message;
+  auto r2 = rec_.waitRing(c->id.str(), a1.user.str(), 1);
+  ASSERT_TRUE(r2);
+  ASSERT_TRUE(reject(a1, r2->ring_id));
+  ASSERT_TRUE(rec_.waitRing(c->id.str(), a2.user.str()));
+  auto after = get(c->id);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(std::ranges::none_of(
+      after->participants, [](const store::Participant& p) { return p.state == "SUGGESTED"; }));
+
+  // SUGGEST without removing the assigned agent is refused.
+  auto taken2 = accept(a2, rec_.waitRing(c->id.str(), a2.user.str())->ring_id);
+  ASSERT_TRUE(taken2);
+  auto bad = update(a2, c->id, {SuggestAgentField{a1.user}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+}
+
+TEST_F(EngineTest, SuggestionTimesOutWhenTheAgentIsAway) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor away = createAgent("away", {sales_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(a1, *c);
+  ASSERT_TRUE(update(a1, c->id, transferToAgent(away.user, sales_)));
+  EXPECT_EQ(engine_->queues(kAcc, sales_)[0].entries[0].suggested, away.user);
+  clock_.advanceMs(Options{}.suggest_timeout_ms + 1);
+  engine_->tick();
+  // The suggestion is dropped and a1 (ONLINE, with the skill) is rung again.
+  ASSERT_TRUE(rec_.waitRing(c->id.str(), a1.user.str()));
+  ASSERT_TRUE(
+      rec_.waitFor([&] { return rec_.ringsOfferedLocked(c->id.str(), a1.user.str()) == 2; }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// TTR and overdue
+
+TEST_F(EngineTest, CustomTtrBecomesOverdueAfterItsSeconds) {
+  auto c = request("c1", sales_, TtrType::kCustom, 5);
+  ASSERT_TRUE(c);
+  clock_.advanceMs(5000);
+  engine_->tick();
+  EXPECT_FALSE(engine_->queues(kAcc, sales_)[0].entries[0].overdue);
+  clock_.advanceMs(1);
+  engine_->tick();
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.overdue_.size() == 1; }));
+  EXPECT_EQ(rec_.overdue_[0].conversation, c->id);
+  EXPECT_EQ(rec_.overdue_[0].due_at, c->ttr_due_at);
+  EXPECT_TRUE(engine_->queues(kAcc, sales_)[0].entries[0].overdue);
+  engine_->tick();  // raised once
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(rec_.overdue_.size(), 1u);
+
+  // A longer TTR makes it due later again (measured from when it was queued).
+  auto longer =
+      update(Actor::ofConsumer(kAcc, ConsumerId("c1")), c->id, {TtrField{TtrType::kCustom, 60}});
+  ASSERT_TRUE(longer);
+  EXPECT_EQ(longer->ttr_due_at, c->start_ts + 60'000);
+  EXPECT_FALSE(engine_->queues(kAcc, sales_)[0].entries[0].overdue);
+  clock_.advanceMs(55'000);
+  engine_->tick();
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.overdue_.size() == 2; }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Close
+
+TEST_F(EngineTest, CloseRecordsReasonAndCancelsRouting) {
+  Actor agent = createAgent("a1", {sales_});
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+
+  auto c1 = request("c1", sales_);
+  ASSERT_TRUE(c1);
+  auto closed = update(consumer, c1->id, {CloseField{}});
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->state, store::ConversationState::kClose);
+  EXPECT_EQ(closed->close_reason, "CONSUMER");
+  EXPECT_EQ(closed->end_ts, clock_.nowMs());
+  EXPECT_TRUE(queueOrder(sales_).empty());
+
+  auto c2 = request("c1", sales_);
+  ASSERT_TRUE(c2);
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  auto ring = rec_.waitRing(c2->id.str(), agent.user.str());
+  ASSERT_TRUE(ring);
+  auto sys = update(Actor::ofSystem(kAcc), c2->id, {CloseField{}});
+  ASSERT_TRUE(sys);
+  EXPECT_EQ(sys->close_reason, "SYSTEM");
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.ended_, [&](const RingEnded& e) {
+      return e.ring.ring_id == ring->ring_id && e.reason == RingEndReason::kCancelled;
+    });
+  }));
+  EXPECT_FALSE(accept(agent, ring->ring_id));
+
+  auto c3 = request("c1", sales_);
+  ASSERT_TRUE(c3);
+  auto r3 = rec_.waitRing(c3->id.str(), agent.user.str());
+  ASSERT_TRUE(r3);
+  ASSERT_TRUE(accept(agent, r3->ring_id));
+  auto by_agent = update(agent, c3->id, {CloseField{}});
+  ASSERT_TRUE(by_agent);
+  EXPECT_EQ(by_agent->close_reason, "AGENT");
+  auto stored = get(c3->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->state, store::ConversationState::kClose);
+  EXPECT_EQ(stored->close_reason, "AGENT");
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.changes_, [&](const ConversationChanged& e) {
+      return e.kind == ChangeKind::kClosed && e.conversation.id == c3->id;
+    });
+  }));
+
+  auto bad_reason = update(consumer, request("c1")->id, {CloseField{"BECAUSE"}});
+  ASSERT_FALSE(bad_reason);
+  EXPECT_EQ(bad_reason.error().code, ErrorCode::kInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+TEST_F(EngineTest, RecoveryRebuildsConversationsQueuesAndAssignments) {
+  Actor agent = createAgent("a1", {sales_}, /*max_open=*/1);
+  auto waiting = request("c-wait", sales_, TtrType::kCustom, 1000);
+  ASSERT_TRUE(waiting);
+  auto assigned_c = request("c-assigned", sales_, TtrType::kUrgent);
+  ASSERT_TRUE(assigned_c);
+  // The urgent one is at the head and goes to the agent.
+  assign(agent, *assigned_c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c-assigned"));
+  ASSERT_TRUE(publish(consumer, assigned_c->id, "one"));
+  ASSERT_TRUE(publish(agent, assigned_c->id, "two"));
+  ASSERT_TRUE(publish(consumer, assigned_c->id, "three"));
+  auto closed = request("c-closed");
+  ASSERT_TRUE(closed);
+  ASSERT_TRUE(update(Actor::ofConsumer(kAcc, ConsumerId("c-closed")), closed->id, {CloseField{}}));
+
+  restart();
+  ASSERT_TRUE(engine_->recover());
+  auto again = engine_->recover();
+  ASSERT_FALSE(again);
+
+  // Queue with the stored due time.
+  auto qs = engine_->queues(kAcc, sales_);
+  ASSERT_EQ(qs.size(), 1u);
+  ASSERT_EQ(qs[0].entries.size(), 1u);
+  EXPECT_EQ(qs[0].entries[0].conversation, waiting->id);
+  EXPECT_EQ(qs[0].entries[0].due_at, waiting->ttr_due_at);
+  EXPECT_EQ(qs[0].entries[0].queued_at, waiting->start_ts);
+  // Agents are OFFLINE after a restart, in memory and in the store, but keep assignments.
+  auto infos = engine_->agents(kAcc);
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].availability, Availability::kOffline);
+  EXPECT_EQ(infos[0].open_assigned, 1);
+  auto states = store_->accounts().listAgentStates(kAcc);
+  ASSERT_TRUE(states);
+  for (const auto& s : *states) EXPECT_EQ(s.availability, Availability::kOffline);
+
+  // Sequences continue; ownership survived.
+  auto p = publish(agent, assigned_c->id, "four");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->sequence, 3);
+  // One open conversation per consumer still holds; the closed one stays closed.
+  auto dup = request("c-wait");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  auto late = publish(Actor::ofConsumer(kAcc, ConsumerId("c-closed")), closed->id, "late");
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+  EXPECT_TRUE(request("c-closed"));
+
+  // The agent comes back at capacity: no ring; after closing its conversation it gets the
+  // waiting one.
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, agent.user).empty());
+  ASSERT_TRUE(update(agent, assigned_c->id, {CloseField{}}));
+  ASSERT_TRUE(rec_.waitRing(waiting->id.str(), agent.user.str()));
+
+  // TTR deadlines survive too.
+  clock_.advanceMs(1'000'001);
+  engine_->tick();
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(
+        rec_.overdue_, [&](const ConversationOverdue& o) { return o.conversation == waiting->id; });
+  }));
+}
+
+TEST_F(EngineTest, RecoveryRestoresSuggestion) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor target = createAgent("target", {});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(a1, *c);
+  ASSERT_TRUE(update(a1, c->id, transferToAgent(target.user, sales_)));
+  restart();
+  ASSERT_TRUE(engine_->recover());
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a1.user).empty());
+  ASSERT_TRUE(setState(target, Availability::kOnline));
+  auto r = rec_.waitRing(c->id.str(), target.user.str());
+  ASSERT_TRUE(r);
+  auto taken = accept(target, r->ring_id);
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(assignedAgent(*taken), target.user.str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions and agent state
+
+TEST_F(EngineTest, AgentStateIsStoredAndAnnounced) {
+  Actor a = createAgent("a1", {sales_});
+  auto s = setState(a, Availability::kBackSoon);
+  ASSERT_TRUE(s);
+  auto states = store_->accounts().listAgentStates(kAcc);
+  ASSERT_TRUE(states);
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_EQ((*states)[0].availability, Availability::kBackSoon);
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.log_,
+                               [](const Recorder::Entry& e) { return e.type == "AGENT_STATE"; });
+  }));
+  auto missing = call<store::AgentState>(
+      [&](auto cb) { engine_->setAgentState(kAcc, UserId("777"), Availability::kOnline, cb); });
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(EngineTest, ResetSubscriptionStopsDelivery) {
+  Recorder other;
+  auto sub = engine_->subscribe(other);
+  ASSERT_TRUE(request("c1"));
+  ASSERT_TRUE(other.waitFor([&] { return other.changes_.size() == 1; }));
+  sub.reset();
+  ASSERT_TRUE(request("c2"));
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.changes_.size() == 2; }));
+  std::this_thread::sleep_for(20ms);
+  std::lock_guard lock(other.mu_);
+  EXPECT_EQ(other.changes_.size(), 1u);
+}
+
+}  // namespace
+}  // namespace parley::conversation
