@@ -166,9 +166,19 @@ describe('console', () => {
     const cm = admin.locator('[data-editor="code"] .cm-content');
     await cm.waitFor({ timeout: T });
     assert.match(await cm.innerText(), /lambda/, 'the editor holds the template code');
-    await cm.click();
-    await admin.keyboard.press('Control+A');
-    await admin.keyboard.insertText(botCode(humanSkill.name));
+    const replaceCode = async (code) => {
+      await cm.click();
+      await admin.keyboard.press('Control+A');
+      await admin.keyboard.insertText(code);
+    };
+    // First a broken edit: the deploy's build error is shown in place.
+    await replaceCode('function lambda(input, callback) {\n  callback(null, { messages: [\n}\n');
+    await admin.getByRole('button', { name: 'Deploy', exact: true }).click(); // saves, then deploys
+    const deployError = admin.locator('.deploy-error');
+    await deployError.waitFor({ timeout: 60000 });
+    assert.match(await deployError.innerText(), /error|unexpected|syntax/i);
+    await shot(admin, 'function-deploy-error');
+    await replaceCode(botCode(humanSkill.name));
     await admin.getByRole('button', { name: 'Save', exact: true }).click();
     await admin.locator('.dirty', { hasText: 'Saved' }).waitFor({ timeout: T });
     await admin.getByRole('button', { name: 'Deploy', exact: true }).click();
