@@ -247,7 +247,20 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       });
     start.addEventListener('click', () => act('start', start));
     stop.addEventListener('click', () => act('stop', stop));
-    statusEl.replaceChildren(h('span', null, 'Status: '), h('span', { class: 'bot-state', 'data-state': bot.status }, stateBadge(bot.status)), start, stop);
+    const del = h('button', { type: 'button', class: 'btn danger', disabled: !ctx.can('bots.manage') }, 'Delete bot');
+    del.addEventListener('click', () =>
+      void busy(del, async () => {
+        if (!confirm(`Delete bot "${bot!.name}"? Its conversations stay; it stops answering.`)) return;
+        try {
+          await api('DELETE', `bots/${encodeURIComponent(bot!.id)}`);
+          toast('Bot deleted', 'ok');
+          ctx.navigate('/bots');
+        } catch (e) {
+          msg.error(e);
+        }
+      }),
+    );
+    statusEl.replaceChildren(h('span', null, 'Status: '), h('span', { class: 'bot-state', 'data-state': bot.status }, stateBadge(bot.status)), start, stop, del);
   }
 
   async function loadTurns(): Promise<void> {
