@@ -1,0 +1,306 @@
+// Parley's `lp-faas-toolbelt` (spec 4.10). Evaluated once per context as
+// `(function (natives) {...})`; returns the module's exports. I/O goes through natives.call,
+// which runs on the engine's host/HTTP threads and resolves back on the function's worker.
+(function (natives) {
+  'use strict';
+  const JSONparse = JSON.parse;
+  const JSONstringify = JSON.stringify;
+  const ErrorCtor = Error;
+  const encode = encodeURIComponent;
+
+  function call(op, args) {
+    return natives.call(op, JSONstringify(args)).then((text) => JSONparse(text));
+  }
+
+  const ErrorCodes = Object.freeze({
+    NoSaToken: 'com.liveperson.faas.handler.no-sa-token',
+    Secret: Object.freeze({
+      InvalidFormat: 'com.liveperson.faas.secret.invalid-format',
+      OperationFailed: 'com.liveperson.faas.secret.op-failed',
+      NotFound: 'com.liveperson.faas.secret.not-found',
+      AuthFailed: 'com.liveperson.faas.secret.auth-failed',
+    }),
+    Csds: Object.freeze({
+      DomainNotFound: 'com.liveperson.faas.csds.domain.not-found',
+      OperationFailed: 'com.liveperson.faas.csds.op-failed',
+    }),
+  });
+
+  class SecretError extends ErrorCtor {
+    constructor(code, message) {
+      super(message);
+      this.name = 'SecretError';
+      this.code = code;
+    }
+  }
+
+  // ---- HTTPClient (request-promise style) ----
+  function encodeQs(qs) {
+    const parts = [];
+    for (const k of Object.keys(qs)) {
+      const v = qs[k];
+      if (v === undefined) continue;
+      if (Array.isArray(v)) {
+        for (const x of v) parts.push(encode(k) + '=' + encode(String(x)));
+      } else {
+        parts.push(encode(k) + '=' + encode(v === null ? '' : String(v)));
+      }
+    }
+    return parts.join('&');
+  }
+  function hasHeader(headers, name) {
+    const lower = name.toLowerCase();
+    return Object.keys(headers).some((k) => k.toLowerCase() === lower);
+  }
+  class StatusCodeError extends ErrorCtor {
+    constructor(statusCode, body, options, response) {
+      super(statusCode + ' - ' + (typeof body === 'string' ? JSONstringify(body) : safeJson(body)));
+      this.name = 'StatusCodeError';
+      this.statusCode = statusCode;
+      this.error = body;
+      this.options = options;
+      this.response = response;
+    }
+  }
+  class RequestError extends ErrorCtor {
+    constructor(message, options) {
+      super(message);
+      this.name = 'RequestError';
+      this.cause = message;
+      this.error = message;
+      this.options = options;
+    }
+  }
+  function safeJson(v) {
+    try {
+      return JSONstringify(v);
+    } catch (e) {
+      return String(v);
+    }
+  }
+  function buildRequest(o) {
+    let url = o.uri !== undefined ? o.uri : o.url;
+    if (url && typeof url === 'object' && typeof url.href === 'string') url = url.href;
+    if (typeof url !== 'string' || url === '') {
+      throw new RequestError('Error: options.uri is a required argument', o);
+    }
+    if (o.baseUrl) url = String(o.baseUrl).replace(/\/$/, '') + '/' + url.replace(/^\//, '');
+    if (o.qs && typeof o.qs === 'object') {
+      const q = encodeQs(o.qs);
+      if (q) url += (url.indexOf('?') >= 0 ? '&' : '?') + q;
+    }
+    const method = String(o.method || 'GET').toUpperCase();
+    const headers = Object.assign({}, o.headers || {});
+    let body = o.body;
+    if (o.form !== undefined) {
+      body = typeof o.form === 'string' ? o.form : encodeQs(o.form);
+      if (!hasHeader(headers, 'content-type')) headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else if (o.json && body !== undefined && typeof body !== 'string') {
+      body = JSONstringify(body);
+      if (!hasHeader(headers, 'content-type')) headers['content-type'] = 'application/json';
+    } else if (o.json && typeof o.json === 'object' && body === undefined) {
+      body = JSONstringify(o.json);
+      if (!hasHeader(headers, 'content-type')) headers['content-type'] = 'application/json';
+    }
+    if (o.json && !hasHeader(headers, 'accept')) headers.accept = 'application/json';
+    if (body !== undefined && typeof body !== 'string') body = String(body);
+    const list = [];
+    for (const k of Object.keys(headers)) list.push([k, String(headers[k])]);
+    return {method, url, headers: list, body: body === undefined ? '' : body,
+            timeout: typeof o.timeout === 'number' ? o.timeout : 0};
+  }
+  function send(o, req, redirects) {
+    return call('http', req).then((r) => {
+      if (!r.ok) throw new RequestError('Error: ' + r.message, o);
+      const res = r.value;
+      const location = res.headers.location;
+      const follow = o.followRedirect !== false && (req.method === 'GET' || req.method === 'HEAD' ||
+                                                    o.followAllRedirects);
+      if (res.statusCode >= 300 && res.statusCode < 400 && location && follow) {
+        if (redirects >= 10) throw new RequestError('Error: too many redirects', o);
+        let next = location;
+        if (!/^https?:\/\//i.test(next)) {
+          const m = /^(https?:\/\/[^/]+)/i.exec(req.url);
+          next = (m ? m[1] : '') + (next[0] === '/' ? '' : '/') + next;
+        }
+        const method = res.statusCode === 307 || res.statusCode === 308 ? req.method : 'GET';
+        return send(o, Object.assign({}, req, {url: next, method, body: method === req.method ? req.body : ''}),
+                    redirects + 1);
+      }
+      let body = res.body;
+      if (o.json && typeof body === 'string' && body.length) {
+        try {
+          body = JSONparse(body);
+        } catch (e) {
+          // request-promise keeps the text when it is not JSON.
+        }
+      }
+      const full = {statusCode: res.statusCode, headers: res.headers, body, request: {uri: req.url, method: req.method}};
+      const simple = o.simple !== false;
+      if (simple && !(res.statusCode >= 200 && res.statusCode < 300)) {
+        throw new StatusCodeError(res.statusCode, body, o, full);
+      }
+      return o.resolveWithFullResponse ? full : body;
+    });
+  }
+  function HTTPClient() {
+    return function request(uriOrOptions, maybeOptions) {
+      let o;
+      if (typeof uriOrOptions === 'string') {
+        o = Object.assign({}, maybeOptions || {}, {uri: uriOrOptions});
+      } else {
+        o = Object.assign({}, uriOrOptions || {}, maybeOptions || {});
+      }
+      let req;
+      try {
+        req = buildRequest(o);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return send(o, req, 0);
+    };
+  }
+
+  // ---- SecretClient ----
+  function secretError(r) {
+    const code = r.code === 'NOT_FOUND' ? ErrorCodes.Secret.NotFound
+               : r.code === 'INVALID' ? ErrorCodes.Secret.InvalidFormat
+               : r.code === 'UNAUTHORIZED' || r.code === 'FORBIDDEN' ? ErrorCodes.Secret.AuthFailed
+               : ErrorCodes.Secret.OperationFailed;
+    return new SecretError(code, r.message);
+  }
+  function SecretClient() {
+    return {
+      readSecret(key) {
+        if (typeof key !== 'string' || key === '') {
+          return Promise.reject(new SecretError(ErrorCodes.Secret.InvalidFormat, 'secret key must be a non-empty string'));
+        }
+        return call('secret.read', {key}).then((r) => {
+          if (!r.ok) throw secretError(r);
+          return {key, value: r.value};
+        });
+      },
+      updateSecret(secret) {
+        if (!secret || typeof secret.key !== 'string' || secret.key === '' || secret.value === undefined) {
+          return Promise.reject(new SecretError(ErrorCodes.Secret.InvalidFormat, 'updateSecret expects {key, value}'));
+        }
+        const value = typeof secret.value === 'string' ? secret.value : JSONstringify(secret.value);
+        return call('secret.update', {key: secret.key, value}).then((r) => {
+          if (!r.ok) throw secretError(r);
+          return {key: secret.key, value};
+        });
+      },
+    };
+  }
+
+  // ---- ContextServiceClient ----
+  class ContextServiceError extends ErrorCtor {
+    constructor(code, message) {
+      super(message);
+      this.name = 'ContextServiceError';
+      this.code = code;
+    }
+  }
+  function ContextServiceClient(config) {
+    if (!config || typeof config !== 'object') throw new ErrorCtor('ContextServiceClient requires a config {apiKey, accountId}');
+    if (!config.apiKey) throw new ErrorCtor('ContextServiceClient config is missing "apiKey"');
+    if (!config.accountId) throw new ErrorCtor('ContextServiceClient config is missing "accountId"');
+    function op(name, args) {
+      return call('context', {op: name, args}).then((r) => {
+        if (!r.ok) throw new ContextServiceError(r.code, r.message);
+        return r.value === null ? undefined : r.value;
+      });
+    }
+    function withSession(args, sessionId) {
+      if (sessionId !== undefined && sessionId !== null) args.sessionId = String(sessionId);
+      return args;
+    }
+    return {
+      createNamespace: (ns, options) => op('createNamespace', Object.assign({namespace: ns}, options && options.ttl !== undefined ? {ttl: options.ttl} : {})),
+      deleteNamespace: (ns) => op('deleteNamespace', {namespace: ns}),
+      getListOfNamespaces: () => op('getListOfNamespaces', {}).then((v) => v || []),
+      setPropertiesInNamespace: (ns, properties, sessionId) => op('set', withSession({namespace: ns, properties}, sessionId)),
+      updatePropertiesInNamespace: (ns, properties, sessionId) => op('update', withSession({namespace: ns, properties}, sessionId)),
+      getAllPropertiesInSession: (ns, sessionId) => op('getAll', withSession({namespace: ns}, sessionId)).then((v) => v || {}),
+      getSelectedPropertiesInSession: (ns, names, sessionId) => op('getSelected', withSession({namespace: ns, names}, sessionId)).then((v) => v || {}),
+      getPropertyInSession: (ns, name, sessionId) => op('get', withSession({namespace: ns, name}, sessionId)),
+      deletePropertyInSession: (ns, name, sessionId) => op('deleteProperty', withSession({namespace: ns, name}, sessionId)),
+      deleteSession: (ns, sessionId) => op('deleteSession', withSession({namespace: ns}, sessionId)),
+      getListOfSessions: (ns) => op('getListOfSessions', {namespace: ns}).then((v) => v || []),
+    };
+  }
+
+  // ---- ConversationUtil ----
+  function scanConversationForKeywords(conversation, keywords) {
+    const out = [];
+    const records = (conversation && conversation.messageRecords) || [];
+    const list = Array.isArray(keywords) ? keywords : [];
+    for (const rec of records) {
+      const msg = rec && rec.messageData && rec.messageData.msg;
+      const text = msg && typeof msg.text === 'string' ? msg.text : null;
+      if (text === null) continue;
+      const lower = text.toLowerCase();
+      for (const kw of list) {
+        if (lower.indexOf(String(kw).toLowerCase()) >= 0) {
+          out.push({message: text, sentTimestamp: rec.timeL, sentBy: rec.sentBy, tag: 'keywordRef:' + kw});
+        }
+      }
+    }
+    return out;
+  }
+  function ConversationUtil() {
+    return {
+      getConversationById(convId, contentToRetrieve) {
+        return call('conversation', {conversationId: String(convId), contentToRetrieve: contentToRetrieve || []}).then((r) => {
+          if (!r.ok) throw new ErrorCtor(r.message);
+          return r.value;
+        });
+      },
+      scanConversationForKeywords,
+    };
+  }
+
+  function notAvailable(name) {
+    return function () {
+      throw new ErrorCtor(`Toolbelt.${name} is not available in Parley functions`);
+    };
+  }
+
+  const ConversationContentTypes = Object.freeze({
+    INFO: 'info', SDES: 'sdes', UNAUTH_SDES: 'unAuthSdes', CAMPAIGN: 'campaign',
+    MESSAGE_RECORDS: 'messageRecords', AGENT_PARTICIPANTS: 'agentParticipants',
+    AGENT_PARTICIPANTS_ACTIVE: 'agentParticipantsActive', CONSUMER_PARTICIPANTS: 'consumerParticipants',
+    TRANSFERS: 'transfers', INTERACTIONS: 'interactions', MESSAGE_SCORES: 'messageScores',
+    MESSAGE_STATUSES: 'messageStatuses', SKILL_CHANGES: 'skillChanges',
+    CONVERSATION_SURVEYS: 'conversationSurveys', AGENT_PARTICIPANTS_LEAVE: 'agentParticipantsLeave',
+    COBROWSE_SESSIONS: 'coBrowseSessions', SUMMARY: 'summary', MONITORING: 'monitoring', DIALOGS: 'dialogs',
+    RESPONSE_TIME: 'responseTime', INTENTS: 'intents', UNIQUE_INTENTS: 'uniqueIntents',
+    LATEST_AGENT_SURVEY: 'latestAgentSurvey', PREVIOUSLY_SUBMITTED_AGENT_SURVEYS: 'previouslySubmittedAgentSurveys',
+  });
+  const SDETypes = Object.freeze({
+    CART: 'cart', PURCHASE: 'purchase', VIEWED_PRODUCT: 'prodView', CUSTOMER_INFO: 'ctmrinfo',
+    MARKETING_SOURCE: 'mrktInfo', PERSONAL_INFO: 'personal', LEAD: 'lead', SERVICE_ACTIVITY: 'service',
+    VISITOR_ERROR: 'error', SEARCH_CONTENT: 'searchInfo',
+  });
+  const LpServices = Object.freeze({
+    MESSAGING_HISTORY: 'msgHist', AGENT_VEP: 'agentVep', ACCOUNT_CONFIG_READ_ONLY: 'accountConfigReadOnly',
+    ACCOUNT_CONFIG_READ_WRITE: 'accountConfigReadWrite', ASYNC_MESSAGING: 'asyncMessaging',
+    ASYNC_MESSAGING_ENT: 'asyncMessagingEnt', ENG_HIST_DOMAIN: 'engHistDomain', RTBF: 'rtbf',
+    AUDITLOG: 'auditlog', SMT: 'smt', PUSHER: 'pusher', LE_DATA_REPORTING: 'leDataReporting',
+    MSG_EWT_API: 'msgEwtAPI', MSDKGW: 'msdkgw',
+  });
+
+  const Toolbelt = Object.freeze({
+    HTTPClient,
+    SecretClient,
+    ContextServiceClient,
+    ConversationUtil,
+    LpClient: notAvailable('LpClient'),
+    SDEUtil: notAvailable('SDEUtil'),
+    GDPRUtil: notAvailable('GDPRUtil'),
+    MTLSClient: notAvailable('MTLSClient'),
+    OrchestratorClient: notAvailable('OrchestratorClient'),
+    SFClient: notAvailable('SFClient'),
+  });
+  return {Toolbelt, ErrorCodes, SecretError, ConversationContentTypes, SDETypes, LpServices};
+})
