@@ -207,13 +207,17 @@ bool Worker::runTimers(SteadyTime now) {
   for (int n = 0; n < 64 && !timers_.empty() && timers_.begin()->first.first <= now; ++n) {
     auto it = timers_.begin();
     std::uint64_t timer_id = it->first.second;
+    SteadyTime it_due = it->first.first;
     TimerRec rec = it->second;
     timers_.erase(it);
     timer_due_.erase(timer_id);
     auto inv_it = in_flight_.find(rec.inv);
     if (inv_it == in_flight_.end()) continue;
+    (void)now;
     if (rec.interval_ms > 0) {
-      auto due = now + std::chrono::microseconds(static_cast<std::int64_t>(rec.interval_ms * 1000));
+      // From the previous due time (not now) so intervals keep their cadence.
+      auto due =
+          it_due + std::chrono::microseconds(static_cast<std::int64_t>(rec.interval_ms * 1000));
       timers_.emplace(std::make_pair(due, timer_id), rec);
       timer_due_[timer_id] = due;
     } else {

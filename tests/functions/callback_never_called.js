@@ -1,0 +1,3 @@
+function lambda(input, callback) {
+  console.info('forgot to call back');
+}

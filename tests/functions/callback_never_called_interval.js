@@ -1,0 +1,3 @@
+function lambda(input, callback) {
+  setInterval(() => {}, 20);
+}

@@ -1,0 +1,3 @@
+async function lambda(input, callback) {
+  await new Promise(() => {});
+}

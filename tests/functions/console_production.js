@@ -1,0 +1,5 @@
+function lambda(input, callback) {
+  console.debug('dropped in production');
+  console.info('kept');
+  callback(null, 'ok');
+}

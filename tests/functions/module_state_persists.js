@@ -1,0 +1,5 @@
+let count = 0;
+function lambda(input, callback) {
+  count++;
+  callback(null, count);
+}

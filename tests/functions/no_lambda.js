@@ -1,0 +1,1 @@
+function handler(input, callback) { callback(null, 1); }

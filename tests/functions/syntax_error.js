@@ -1,0 +1,4 @@
+function lambda(input, callback) {
+  const x = ;
+  callback(null, x);
+}

@@ -1,0 +1,2 @@
+const config = JSON.parse('{not json');
+function lambda(input, callback) { callback(null, config); }
