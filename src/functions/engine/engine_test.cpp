@@ -1,0 +1,78 @@
+// Engine tests with a fake Limits: termination is driven by the test, not by wall time.
+
+#include "functions/engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "functions/testing/fake_host.h"
+#include "functions/testing/fake_limits.h"
+
+namespace parley::functions::engine {
+namespace {
+
+InvokeResult invokeSync(Engine& e, const AccountId& acc, const FunctionId& fn, int deadline_ms) {
+  InvokeRequest req;
+  req.account = acc;
+  req.function = fn;
+  req.input_json = R"({"timestamp":0,"headers":[],"payload":{}})";
+  req.deadline = std::chrono::milliseconds(deadline_ms);
+  std::promise<InvokeResult> p;
+  e.invoke(std::move(req), InvokeMode::kTest, [&](InvokeResult r) { p.set_value(std::move(r)); });
+  return p.get_future().get();
+}
+
+TEST(EngineLimits, FakeLimitsSeeEveryJsEntryWithTheInvocationDeadline) {
+  testing::FakeHost host;
+  SystemClock clock;
+  auto limits = std::make_unique<testing::FakeLimits>();
+  auto* fake = limits.get();
+  RuntimeOptions o;
+  o.threads = 1;
+  auto e = Engine::create(o, host, clock, std::move(limits));
+  ASSERT_TRUE(e);
+  AccountId acc("1");
+  FunctionId fn("f");
+  ASSERT_TRUE((*e)->deploy(
+      acc, fn, {"function lambda(i, cb) { setTimeout(() => cb(null, 1), 1); }", {}, 1}));
+  int before = fake->enteredForTest();
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = invokeSync(**e, acc, fn, 12'345);
+  EXPECT_TRUE(r.ok) << r.error_message;
+  // Entered for the lambda call and for the timer callback.
+  EXPECT_GE(fake->enteredForTest() - before, 2);
+  auto d = fake->deadlinesForTest().back();
+  auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(d - t0).count();
+  EXPECT_NEAR(static_cast<double>(budget), 12'345.0, 100.0);
+}
+
+TEST(EngineLimits, TerminationByLimitsIsALimitResultAndUncatchable) {
+  testing::FakeHost host;
+  SystemClock clock;
+  auto limits = std::make_unique<testing::FakeLimits>();
+  auto* fake = limits.get();
+  RuntimeOptions o;
+  o.threads = 1;
+  auto e = Engine::create(o, host, clock, std::move(limits));
+  ASSERT_TRUE(e);
+  AccountId acc("1");
+  FunctionId fn("f");
+  ASSERT_TRUE((*e)->deploy(
+      acc, fn,
+      {"function lambda(i, cb) { try { for(;;){} } catch (e) { cb(null, 'caught'); } }", {}, 1}));
+  fake->setTerminateOnEnter(true);
+  auto r = invokeSync(**e, acc, fn, 60'000);  // the wall-clock deadline plays no part
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error_code, kErrTimeExceeded);
+  EXPECT_LT(r.duration_ms, 5'000);
+  fake->setTerminateOnEnter(false);
+  ASSERT_TRUE(
+      (*e)->deploy(acc, FunctionId("g"), {"function lambda(i, cb) { cb(null, 2); }", {}, 1}));
+  auto ok = invokeSync(**e, acc, FunctionId("g"), 1000);
+  EXPECT_TRUE(ok.ok) << ok.error_message;
+  EXPECT_GE((*e)->stats().isolate_restarts, 1u);
+}
+
+}  // namespace
+}  // namespace parley::functions::engine

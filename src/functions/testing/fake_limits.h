@@ -1,0 +1,47 @@
+#pragma once
+
+// A Limits for tests: records every "enter JS" and can terminate JS at once instead of waiting
+// for a wall-clock deadline. Thread-safe.
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "functions/engine/limits.h"
+
+namespace parley::functions::testing {
+
+class FakeLimits final : public engine::Limits {
+ public:
+  // When set, every scope terminates its JS as soon as it is entered.
+  void setTerminateOnEnter(bool on) { terminate_on_enter_ = on; }
+  int enteredForTest() const { return entered_; }
+  std::vector<engine::SteadyTime> deadlinesForTest() {
+    std::lock_guard lock(mu_);
+    return deadlines_;
+  }
+
+ protected:
+  // Limits
+  std::uint64_t onEnterJs(engine::Terminator& t, engine::SteadyTime deadline) override {
+    ++entered_;
+    {
+      std::lock_guard lock(mu_);
+      deadlines_.push_back(deadline);
+    }
+    if (terminate_on_enter_) {
+      t.terminate();
+      return 1;
+    }
+    return 0;
+  }
+  bool exitJs(std::uint64_t token) override { return token == 1; }
+
+ private:
+  std::atomic<bool> terminate_on_enter_{false};
+  std::atomic<int> entered_{0};
+  std::mutex mu_;
+  std::vector<engine::SteadyTime> deadlines_;
+};
+
+}  // namespace parley::functions::testing
