@@ -780,6 +780,125 @@ TEST_F(EngineTest, RejectedAndExpiredRingsGoToTheNextAgent) {
   EXPECT_EQ(cancelled.error().code, ErrorCode::kConflict);
 }
 
+TEST_F(EngineTest, LaterConversationsAreOfferedWhileTheHeadIsStillRinging) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor a2 = createAgent("a2", {sales_});
+  auto first = request("c1", sales_, TtrType::kUrgent);
+  auto second = request("c2", sales_);
+  ASSERT_TRUE(first && second);
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  ASSERT_EQ(engine_->ringsForAgent(kAcc, a1.user).size(), 2u) << "a1 has room for both";
+  // a2 arrives later: both conversations already ring a1 (fanout 1), nothing for a2.
+  ASSERT_TRUE(setState(a2, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a2.user).empty());
+
+  // With a1 at capacity 1, the second conversation goes to a2 while the first still rings.
+  Actor b1 = createAgent("b1", {support_}, 1);
+  Actor b2 = createAgent("b2", {support_}, 1);
+  auto s1 = request("c3", support_, TtrType::kUrgent);
+  auto s2 = request("c4", support_);
+  ASSERT_TRUE(s1 && s2);
+  ASSERT_TRUE(setState(b1, Availability::kOnline));
+  auto b1_rings = engine_->ringsForAgent(kAcc, b1.user);
+  ASSERT_EQ(b1_rings.size(), 1u);
+  EXPECT_EQ(b1_rings[0].conversation, s1->id);
+  ASSERT_TRUE(setState(b2, Availability::kOnline));
+  auto b2_rings = engine_->ringsForAgent(kAcc, b2.user);
+  ASSERT_EQ(b2_rings.size(), 1u);
+  EXPECT_EQ(b2_rings[0].conversation, s2->id);
+}
+
+TEST_F(EngineTest, QueuesOfDifferentSkillsAreServedByEarliestDue) {
+  Actor a = createAgent("a1", {sales_, support_}, 1);
+  auto unassigned = request("c-default");  // skill -1, NORMAL
+  auto sales_normal = request("c-sales", sales_);
+  auto support_urgent = request("c-support", support_, TtrType::kUrgent);
+  ASSERT_TRUE(unassigned && sales_normal && support_urgent);
+  ASSERT_TRUE(setState(a, Availability::kOnline));
+  auto rings = engine_->ringsForAgent(kAcc, a.user);
+  ASSERT_EQ(rings.size(), 1u);
+  EXPECT_EQ(rings[0].conversation, support_urgent->id);
+  ASSERT_TRUE(accept(a, rings[0].ring_id));
+  ASSERT_TRUE(update(a, support_urgent->id, {CloseField{}}));
+  rings = engine_->ringsForAgent(kAcc, a.user);
+  ASSERT_EQ(rings.size(), 1u);
+  EXPECT_EQ(rings[0].conversation, unassigned->id) << "created first, same TTR";
+}
+
+TEST_F(EngineTest, AcceptAfterTransferIsAConflict) {
+  Actor a1 = createAgent("a1", {sales_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(setState(a1, Availability::kOnline));
+  auto ring = rec_.waitRing(c->id.str(), a1.user.str());
+  ASSERT_TRUE(ring);
+  auto moved = update(Actor::ofSystem(kAcc), c->id, {SkillField{support_}});
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(queueOrder(support_), std::vector<ConversationId>{c->id});
+  auto late = accept(a1, ring->ring_id);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.ended_, [&](const RingEnded& e) {
+      return e.ring.ring_id == ring->ring_id && e.reason == RingEndReason::kCancelled &&
+             e.ring.state == RingState::kCancelled;
+    });
+  }));
+  // Events of the conversation arrived in order: created, ring offered, skill, ring ended.
+  std::vector<std::string> types;
+  for (const auto& e : rec_.log())
+    if (e.conversation == c->id.str()) types.push_back(e.type);
+  EXPECT_EQ(types, (std::vector<std::string>{"CHANGED:CREATED", "RING_OFFERED", "CHANGED:SKILL",
+                                             "RING_ENDED:CANCELLED"}));
+}
+
+TEST_F(EngineTest, RefreshAgentPicksUpNewSkills) {
+  Actor a = createAgent("a1", {sales_});
+  auto c = request("c1", support_);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(setState(a, Availability::kOnline));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a.user).empty());
+  auto u = store_->accounts().getUser(kAcc, a.user);
+  ASSERT_TRUE(u);
+  u->skills.push_back(support_);
+  ASSERT_TRUE(store_->accounts().updateUser(*u));
+  ASSERT_TRUE(call<void>([&](auto cb) { engine_->refreshAgent(kAcc, a.user, cb); }));
+  auto rings = engine_->ringsForAgent(kAcc, a.user);
+  ASSERT_EQ(rings.size(), 1u);
+  EXPECT_EQ(rings[0].conversation, c->id);
+  // Leaving ONLINE cancels it.
+  ASSERT_TRUE(setState(a, Availability::kAway));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, a.user).empty());
+}
+
+TEST_F(EngineTest, ManagerJoinsAndLeaves) {
+  Actor agent = createAgent("a1", {});
+  Actor manager = createAgent("m1", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  auto joined = update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}});
+  ASSERT_TRUE(joined) << joined.error().message;
+  ASSERT_TRUE(publish(manager, c->id, "watching"));
+  // A non-participant may add only itself.
+  auto other = update(agent, c->id, {AddParticipantField{"MANAGER", manager.user}});
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, ErrorCode::kForbidden);
+  auto bad_role = update(manager, c->id, {AddParticipantField{"CONSUMER", std::nullopt}});
+  ASSERT_FALSE(bad_role);
+  EXPECT_EQ(bad_role.error().code, ErrorCode::kInvalid);
+  auto left = update(manager, c->id, {RemoveParticipantField{"MANAGER", std::nullopt}});
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->participants.size(), 1u);
+  auto gone = publish(manager, c->id, "bye");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kForbidden);
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::count_if(rec_.changes_, [&](const ConversationChanged& e) {
+             return e.kind == ChangeKind::kParticipants;
+           }) == 2;
+  }));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transfers
 
