@@ -587,8 +587,8 @@ class SqliteStore final : public Store,
               std::vector<std::unique_ptr<Conn>> readers, int max_batch)
       : clock_(clock),
         version_(version),
-        readers_(std::move(readers)),
-        writer_(std::move(writer), max_batch) {}
+        writer_(std::move(writer), max_batch),
+        readers_(std::move(readers)) {}
 
   // Store
   AccountStore& accounts() override { return *this; }
@@ -598,6 +598,14 @@ class SqliteStore final : public Store,
   int schemaVersion() const override { return version_; }
 
   SqliteWriteStats writeStats() const { return writer_.stats(); }
+
+  // Runs `statements` in order as one write; stops at the first failure.
+  Status execForTest(const std::vector<std::string>& statements) {
+    return write([&](Conn& c) -> Status {
+      for (const auto& sql : statements) PARLEY_STORE_TRY(c.exec(sql));
+      return {};
+    });
+  }
 
   // AccountStore
   Status createAccount(const Account& a) override {
@@ -1424,14 +1432,21 @@ class SqliteStore final : public Store,
 
   const Clock& clock_;
   const int version_;
-  ReaderPool readers_;
-  // Declared last: destroyed first, so queued writes drain before anything else goes away.
+  // The writer outlives the readers: the readers close first, so the writer's connection is
+  // the last one and its close checkpoints the WAL into the database file.
   Writer writer_;
+  ReaderPool readers_;
 };
 
 }  // namespace
 
 int sqliteLatestSchemaVersion() { return sqlite::latestSchemaVersion(); }
+
+Status sqliteExecForTest(Store& store, const std::vector<std::string>& statements) {
+  auto* s = dynamic_cast<SqliteStore*>(&store);
+  if (!s) return invalid("not a SQLite store");
+  return s->execForTest(statements);
+}
 
 Result<SqliteWriteStats> sqliteWriteStats(Store& store) {
   auto* s = dynamic_cast<SqliteStore*>(&store);
@@ -1464,7 +1479,10 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
   }
   const char* sync = options.sync == SqliteOptions::Sync::kFull ? "FULL" : "NORMAL";
   PARLEY_STORE_TRY(w.exec(std::string("PRAGMA synchronous=") + sync));
-  PARLEY_STORE_TRY(w.exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY"));
+  // After a checkpoint the WAL is truncated back to at most 64 MiB.
+  PARLEY_STORE_TRY(
+      w.exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; "
+             "PRAGMA journal_size_limit=67108864"));
   auto version = sqlite::migrate(w, options.schema_version_for_test);
   if (!version) return std::unexpected(version.error());
 

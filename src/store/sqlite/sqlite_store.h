@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/result.h"
@@ -53,5 +54,9 @@ struct SqliteWriteStats {
 };
 // Invalid when `store` was not made by openSqliteStore.
 Result<SqliteWriteStats> sqliteWriteStats(Store& store);
+
+// Runs raw SQL `statements` as one queued write (one savepoint in a group-committed batch),
+// stopping at the first failure. Only for tests of the writer itself.
+Status sqliteExecForTest(Store& store, const std::vector<std::string>& statements);
 
 }  // namespace parley::store

@@ -189,6 +189,42 @@ TEST(SqliteStore, FullSyncAndOneReaderWork) {
     EXPECT_EQ((*s)->conversations().listMessages(conversationFor(t).id, 0, 100)->size(), 20u);
 }
 
+// A write that fails after some of its statements succeeded is rolled back to its own savepoint:
+// its partial effects vanish while the writes batched with it commit.
+TEST(SqliteStore, AFailedWriteRollsBackAloneInsideABatch) {
+  TempDir dir;
+  FakeClock clock;
+  auto s = openSqliteStore(dir.file("batch.db"), clock);
+  ASSERT_TRUE(s) << s.error().message;
+  Store& store = **s;
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 60;
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string tag = std::to_string(t) + "-" + std::to_string(i);
+        if (!store.accounts().createAccount(Account{AccountId("good-" + tag), "g"})) ++unexpected;
+        auto bad = sqliteExecForTest(
+            store, {"INSERT INTO accounts(id, name, ttr_urgent_s, ttr_prioritized_s, "
+                    "ttr_normal_s, created_at) VALUES('bad-" +
+                        tag + "', 'b', 1, 1, 1, 1)",
+                    "INSERT INTO no_such_table VALUES(1)"});
+        if (bad || bad.error().code != ErrorCode::kInternal) ++unexpected;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  auto all = store.accounts().listAccounts();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), static_cast<std::size_t>(kThreads * kPerThread));
+  for (const auto& a : *all) EXPECT_TRUE(a.id.str().starts_with("good-")) << a.id.str();
+  auto stats = sqliteWriteStats(store);
+  ASSERT_TRUE(stats);
+  EXPECT_GT(stats->largest_batch, 1);  // failures and successes did share transactions
+}
+
 // A child process appends messages from several threads and reports every acknowledged
 // (writer, sequence) through a pipe; the parent SIGKILLs it mid-stream, reopens the database and
 // checks that every acknowledged message is present and intact, with no gaps before it.
