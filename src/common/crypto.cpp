@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "common/check.h"
@@ -114,6 +115,17 @@ Result<SecretBox> SecretBox::loadOrCreate(const std::string& key_path) {
   ensureSodium();
   auto text = readKeyFile(key_path);
   if (!text && text.error().code == ErrorCode::kNotFound) {
+    const auto dir = std::filesystem::path(key_path).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+      std::filesystem::create_directories(dir, ec);
+      if (!ec)
+        std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace, ec);
+      if (ec)
+        return makeError(ErrorCode::kUnavailable,
+                         "cannot create key directory " + dir.string() + ": " + ec.message());
+    }
     // Write a new key to a private temporary file, then link it into place: link() fails with
     // EEXIST when another process won the race, and then we load its key.
     std::array<unsigned char, kKeyBytes> key{};

@@ -42,7 +42,8 @@ class SecretBox {
   static constexpr std::size_t kMacBytes = 16;
 
   // Loads the key from `key_path` or, when the file does not exist, creates it with a random key
-  // and mode 0600 (atomically: concurrent callers end up with the same key). The file holds the
+  // and mode 0600 (atomically: concurrent callers end up with the same key), creating a missing
+  // parent directory with mode 0700. The file holds the
   // key as 64 hex characters and a newline. Invalid when the file is malformed or readable by
   // group or others (the message says to chmod 600); Unavailable on I/O errors.
   static Result<SecretBox> loadOrCreate(const std::string& key_path);

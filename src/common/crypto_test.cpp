@@ -104,6 +104,17 @@ TEST(SecretBox, KeyFileIsCreatedPrivateAndReloaded) {
   EXPECT_EQ(files, 1);
 }
 
+TEST(SecretBox, CreatesAMissingPrivateKeyDirectory) {
+  TempDir dir;
+  const std::string path = dir.file("keys/secrets.key");
+  auto box = SecretBox::loadOrCreate(path);
+  ASSERT_TRUE(box) << box.error().message;
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.file("keys").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(*SecretBox::loadOrCreate(path)->open(*box->seal("k")), "k");
+}
+
 TEST(SecretBox, ConcurrentCreatorsAgreeOnOneKey) {
   TempDir dir;
   const std::string path = dir.file("race.key");
