@@ -189,6 +189,51 @@ TEST(SqliteStore, FullSyncAndOneReaderWork) {
     EXPECT_EQ((*s)->conversations().listMessages(conversationFor(t).id, 0, 100)->size(), 20u);
 }
 
+// Reads never wait for the writer: while another process-level connection holds the write lock
+// (so the writer thread is stuck in its busy timeout), reads still return.
+TEST(SqliteStore, ReadsAreServedWhileTheWriterWaits) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("locked.db");
+  SqliteOptions o;
+  o.busy_timeout_ms = 20'000;
+  auto s = openSqliteStore(path, clock, o);
+  ASSERT_TRUE(s) << s.error().message;
+  Conversation c = conversationFor(0);
+  Message m;
+  m.conversation = c.id;
+  m.event_json = "{}";
+  c.next_sequence = 1;
+  ASSERT_TRUE((*s)->conversations().appendMessage(c, m));
+
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::atomic<bool> appended{false};
+  const auto before = sqliteWriteStats(**s)->transactions;
+  std::thread writer([&] {
+    Message m2 = m;
+    m2.sequence = 1;
+    c.next_sequence = 2;
+    EXPECT_TRUE((*s)->conversations().appendMessage(c, m2));
+    appended = true;
+  });
+  // Wait until the writer thread has taken the write and is blocked on the lock.
+  while (sqliteWriteStats(**s)->transactions == before) std::this_thread::yield();
+  for (int i = 0; i < 20; ++i) {
+    auto msgs = (*s)->conversations().listMessages(c.id, 0, 10);
+    ASSERT_TRUE(msgs) << msgs.error().message;
+    EXPECT_EQ(msgs->size(), 1u);
+    EXPECT_TRUE((*s)->conversations().getConversation(AccountId("1"), c.id));
+  }
+  EXPECT_FALSE(appended.load());  // the write is still waiting for the lock
+  ASSERT_EQ(sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  writer.join();
+  EXPECT_TRUE(appended.load());
+  EXPECT_EQ((*s)->conversations().listMessages(c.id, 0, 10)->size(), 2u);
+}
+
 // A write that fails after some of its statements succeeded is rolled back to its own savepoint:
 // its partial effects vanish while the writes batched with it commit.
 TEST(SqliteStore, AFailedWriteRollsBackAloneInsideABatch) {
