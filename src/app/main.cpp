@@ -1,0 +1,235 @@
+// `parley`: the composition root. Builds the concrete objects (store, conversation engine,
+// function platform, bot connector, server), wires them, and runs `serve` or a CLI command.
+// The only code that tests never link.
+
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "app/demo.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "conversation/conversation_engine.h"
+#include "server/server.h"
+#include "store/sqlite/sqlite_store.h"
+
+#ifdef PARLEY_HAVE_CLI
+#include "cli/cli.h"
+#endif
+#ifdef PARLEY_HAVE_FUNCTIONS
+#include "app/conversation_reader.h"
+#include "common/crypto.h"
+#include "functions/runtime.h"
+#include "functions/service/function_service.h"
+#include "functions/service/platform_host.h"
+#endif
+
+namespace {
+
+namespace bj = boost::json;
+namespace fs = std::filesystem;
+
+struct ServeFlags {
+  std::string data = "./parley-data";
+  std::string listen = "127.0.0.1:8080";
+  std::string tls_listen = "127.0.0.1:8443";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string web;
+  std::string log_level = "info";
+  std::string log_format = "json";
+  int threads = 0;
+  bool demo = false;
+  int session_ttl_s = 12 * 3600;
+};
+
+void printLine(const bj::object& o) {
+  std::string line = bj::serialize(o) + "\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
+}
+
+std::string defaultWebDir(const std::string& data_dir) {
+#ifdef PARLEY_SOURCE_WEB_DIST
+  if (fs::exists(fs::path(PARLEY_SOURCE_WEB_DIST) / "index.html")) return PARLEY_SOURCE_WEB_DIST;
+#endif
+  return (fs::path(data_dir) / "web").string();
+}
+
+int fail(const std::string& what, const parley::Error& e) {
+  spdlog::critical("{}: {}", what, e.message);
+  std::fprintf(stderr, "parley: %s: %s\n", what.c_str(), e.message.c_str());
+  return 1;
+}
+
+int serve(const ServeFlags& f) {
+  using namespace parley;
+  // Block the stop signals in every thread; main waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  log::setup(f.log_level, f.log_format == "text");
+  std::error_code ec;
+  fs::create_directories(f.data, ec);
+  if (ec)
+    return fail("cannot create the data directory " + f.data,
+                Error{ErrorCode::kInternal, ec.message()});
+  const std::string data_dir = fs::absolute(f.data).lexically_normal().string();
+
+  SystemClock clock;
+  auto store = store::openSqliteStore((fs::path(data_dir) / "parley.db").string(), clock);
+  if (!store) return fail("cannot open the store", store.error());
+
+  std::optional<app::Demo> demo;
+  if (f.demo) {
+    auto d = app::ensureDemo(**store, clock, data_dir);
+    if (!d) return fail("cannot create the demo data", d.error());
+    demo = *d;
+  }
+
+  auto engine = conversation::makeConversationService(**store, clock);
+  if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
+
+    // ---- Function platform (src/functions) ---------------------------------------------------
+    // PlatformHost → FunctionRuntime → FunctionService; restoreDeployments() before serving; the
+    // service is registered with the server below (REST `functions`, `secrets`, `allowlist`).
+#ifdef PARLEY_HAVE_FUNCTIONS
+  auto secret_box =
+      crypto::SecretBox::loadOrCreate((fs::path(data_dir) / "keys" / "secrets.key").string());
+  if (!secret_box) return fail("cannot load the secrets key", secret_box.error());
+  store::Store& store_ref = **store;
+  functions::service::PlatformHost function_host(
+      store_ref.functions(), *secret_box, clock,
+      [&store_ref](const AccountId& acc, const std::string& id) {
+        return app::readConversationForFunctions(store_ref, acc, id);
+      });
+  auto function_runtime = functions::FunctionRuntime::create({}, function_host, clock);
+  if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
+  auto function_service = std::make_shared<functions::service::FunctionService>(
+      store_ref, *secret_box, **function_runtime, clock);
+  if (auto n = function_service->restoreDeployments(); !n) {
+    spdlog::warn("restoring function deployments: {}", n.error().message);
+  } else {
+    spdlog::info("restored {} function deployments", *n);
+  }
+#endif
+
+  // ---- Bot connector (src/connector) -------------------------------------------------------
+  // WIRING POINT (connector): construct the connector with (*store, *engine,
+  // function_service->runner(), clock), subscribe it to the engine, register its api::Handler
+  // (`bots`, `richcontent`) with server->addHandler, add its metrics source, and for --demo
+  // create the echo function + bot on the "general" skill (demo->bot.user_id).
+
+  server::ServerOptions so;
+  so.data_dir = data_dir;
+  so.http_listen = f.listen;
+  so.https_listen = f.tls_listen;
+  so.tls_cert = f.tls_cert;
+  so.tls_key = f.tls_key;
+  so.threads = f.threads;
+  so.web_dir = f.web.empty() ? defaultWebDir(data_dir) : f.web;
+  so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
+  auto server = server::makeServer(**store, *engine, clock, so);
+  if (!server) return fail("cannot set up the server", server.error());
+
+#ifdef PARLEY_HAVE_FUNCTIONS
+  if (auto st = (*server)->addHandler(function_service); !st)
+    return fail("cannot register the function service", st.error());
+  (*server)->addMetricsSource([fs = function_service.get()] { return fs->prometheusText(); });
+#endif
+  // WIRING POINT (connector): (*server)->addHandler(connector_handler) for `bots` and
+  // `richcontent`, (*server)->addMetricsSource(...) for its metrics.
+
+  auto endpoints = (*server)->start();
+  if (!endpoints) return fail("cannot start the server", endpoints.error());
+
+  printLine(bj::object{{"event", "listening"},
+                       {"http", endpoints->http_url},
+                       {"https", endpoints->https_url},
+                       {"ca", endpoints->ca_path}});
+  if (demo) {
+    auto user = [](const app::DemoUser& u) {
+      return bj::object{{"username", u.username}, {"password", u.password}};
+    };
+    std::string console =
+        (endpoints->https_url.empty() ? endpoints->http_url : endpoints->https_url) + "/";
+    printLine(bj::object{{"event", "demo"},
+                         {"account", demo->account},
+                         {"admin", user(demo->admin)},
+                         {"agent", user(demo->agent)},
+                         {"bot", user(demo->bot)},
+                         {"skills", bj::object{{"general", demo->skill_general},
+                                               {"human", demo->skill_human},
+                                               {"escalation", demo->skill_escalation}}},
+                         {"console", console}});
+  }
+  spdlog::info("parley serving (data {})", data_dir);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received signal {}: shutting down", sig);
+  // Order: stop network (sockets closed, in-flight requests finished), then the connector and
+  // function service, then the engine (drains its queues), then the store (flushes).
+  (*server)->stop();
+  server->reset();
+  // WIRING POINT (connector): destroy the connector here (before the function service).
+#ifdef PARLEY_HAVE_FUNCTIONS
+  function_service.reset();
+  function_runtime->reset();
+#endif
+  engine.reset();
+  store->reset();
+  spdlog::info("parley stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Parley: a self-hosted contact-centre platform with serverless bots"};
+  app.require_subcommand(1);
+  ServeFlags f;
+  auto* serve_cmd = app.add_subcommand("serve", "Run the server");
+  serve_cmd->add_option("--data", f.data, "Data directory")->capture_default_str();
+  serve_cmd->add_option("--listen", f.listen, "Plain HTTP listener HOST:PORT (\"\" disables)")
+      ->capture_default_str();
+  serve_cmd->add_option("--tls-listen", f.tls_listen, "HTTPS listener HOST:PORT (\"\" disables)")
+      ->capture_default_str();
+  serve_cmd->add_option("--tls-cert", f.tls_cert,
+                        "TLS certificate chain (PEM); default: generated");
+  serve_cmd->add_option("--tls-key", f.tls_key, "TLS private key (PEM)");
+  serve_cmd->add_option("--web", f.web, "Directory of the built console (web/dist)");
+  serve_cmd->add_option("--threads", f.threads, "io threads (0 = cores)")->capture_default_str();
+  serve_cmd->add_option("--log-level", f.log_level, "trace|debug|info|warn|error")
+      ->capture_default_str();
+  serve_cmd->add_option("--log-format", f.log_format, "json|text")->capture_default_str();
+  serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
+      ->capture_default_str();
+  serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
+#ifdef PARLEY_HAVE_CLI
+  parley::cli::registerLoginCommand(app);
+  parley::cli::registerFunctionCommands(app);
+#endif
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) {
+    try {
+      return serve(f);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "parley: fatal: %s\n", e.what());
+      return 1;
+    }
+  }
+  return 0;
+}

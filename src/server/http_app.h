@@ -1,0 +1,70 @@
+#pragma once
+
+// The router: everything the server answers over HTTP and WebSocket upgrades, on plain values
+// (http_types.h) so it is testable without sockets.
+//   GET  /healthz, /metrics
+//   GET  /api/account/{acc}/service/baseURI.json          (CSDS)
+//   POST /api/account/{acc}/login|refresh|logout|signup    (LivePerson login service, idp)
+//   *    /api/v1/accounts/{acc}/…                          (REST v1: core + api::Handlers)
+//   WS   /ws_api/account/{acc}/messaging/brand/{bearer}    (agent/bot socket)
+//   WS   /ws_api/account/{acc}/messaging/consumer          (consumer socket)
+//   GET  anything else                                     (static console, SPA fallback)
+// Thread-safe. Owned by the Server.
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/api.h"
+#include "server/auth.h"
+#include "server/http_types.h"
+#include "server/metrics.h"
+#include "server/protocol/protocol_session.h"
+#include "server/rest.h"
+#include "server/static_files.h"
+
+namespace parley::server {
+
+struct AppDeps {
+  RestDeps rest;
+  protocol::SessionDeps session;
+  Metrics& metrics;
+  StaticFiles static_files;
+};
+
+class App final : public HttpApp {
+ public:
+  explicit App(AppDeps deps);
+
+  // Registers a handler for the REST resources it names. Call before serving. A resource that
+  // the core or an earlier handler owns is refused (Conflict).
+  Status addHandler(std::shared_ptr<api::Handler> handler);
+  // The "host:port" CSDS points clients at (the HTTPS listener). Call before serving.
+  void setPublicHost(std::string host_port);
+
+  // HttpApp
+  void handle(HttpRequest request, HttpDone done) override;
+  void upgrade(HttpRequest request, std::function<void(UpgradeDecision)> done) override;
+
+ private:
+  void csds(const HttpRequest& req, const std::string& acc, HttpDone done);
+  void login(const HttpRequest& req, const std::string& acc, HttpDone done);
+  void refresh(const HttpRequest& req, const std::string& acc, HttpDone done);
+  void logout(const HttpRequest& req, const std::string& acc, HttpDone done);
+  void signup(const HttpRequest& req, const std::string& acc, HttpDone done);
+  void restV1(HttpRequest req, HttpDone done);
+  std::string publicHost(const HttpRequest& req) const;
+
+  AppDeps deps_;
+  std::vector<std::shared_ptr<api::Handler>> handlers_;  // written before serving only
+  mutable std::mutex mu_;
+  std::string public_host_;  // GUARDED_BY(mu_)
+};
+
+// Reads a cookie value from a Cookie header; "" when absent.
+std::string cookieValue(const std::string& cookie_header, const std::string& name);
+// The token of "Authorization: <scheme> <token>" when the scheme matches (case-insensitive).
+std::string authToken(const std::string& authorization, const std::string& scheme);
+
+}  // namespace parley::server

@@ -1,0 +1,239 @@
+#include "server/http_app.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "common/testing/fake_clock.h"
+#include "conversation/conversation_engine.h"
+#include "store/memory/memory_store.h"
+
+namespace parley::server {
+namespace {
+
+// Waits for a completion that may arrive on an engine thread.
+template <class T>
+class Waiter {
+ public:
+  std::function<void(T)> cb() {
+    return [this](T v) {
+      std::lock_guard lock(mu_);
+      value_ = std::move(v);
+      cv_.notify_all();
+    };
+  }
+  T get() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return value_.has_value(); });
+    EXPECT_TRUE(value_.has_value());
+    return value_.value_or(T{});
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<T> value_;
+};
+
+class HttpAppTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::makeMemoryStore(clock_);
+    for (const char* id : {"123", "456"}) {
+      store::Account a;
+      a.id = AccountId(id);
+      ASSERT_TRUE(store_->accounts().createAccount(a));
+    }
+    admin_ = addUser("admin", {store::Role::kAdmin});
+    agent_ = addUser("agent", {store::Role::kAgent});
+    conversation::Options o;
+    o.tick_interval_ms = 0;
+    engine_ = conversation::makeConversationService(*store_, clock_, o);
+    ASSERT_TRUE(engine_->recover());
+    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, "k", AuthOptions{});
+    directory_ = std::make_unique<protocol::Directory>(store_->accounts(), inline_);
+    app_ = std::make_unique<App>(AppDeps{
+        RestDeps{*store_, *engine_, *directory_, *auth_, inline_, clock_,
+                 crypto::PasswordCost::kMinimumForTest},
+        protocol::SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}},
+        metrics_, StaticFiles("")});
+    app_->setPublicHost("127.0.0.1:8443");
+  }
+
+  store::User addUser(const std::string& login, std::vector<store::Role> roles) {
+    store::User u;
+    u.account = AccountId("123");
+    u.login_name = login;
+    u.pid = "pid-" + login;
+    u.password_hash = *crypto::hashPassword("pw-" + login, crypto::PasswordCost::kMinimumForTest);
+    u.roles = std::move(roles);
+    return *store_->accounts().createUser(u);
+  }
+
+  HttpResponse call(const std::string& method, const std::string& target,
+                    const std::string& body = "", const std::string& bearer = "") {
+    HttpRequest r;
+    r.method = method;
+    r.target = target;
+    std::string path = target.substr(0, target.find('?'));
+    std::size_t i = 1;
+    while (i <= path.size()) {
+      auto j = path.find('/', i);
+      if (j == std::string::npos) j = path.size();
+      if (j > i) r.segments.push_back(path.substr(i, j - i));
+      i = j + 1;
+    }
+    r.body = body;
+    r.tls = true;
+    if (!bearer.empty()) r.headers["authorization"] = "Bearer " + bearer;
+    Waiter<HttpResponse> w;
+    app_->handle(std::move(r), w.cb());
+    return w.get();
+  }
+
+  std::string loginBearer(const std::string& user) {
+    auto r = call("POST", "/api/account/123/login?v=1.3",
+                  R"({"username":")" + user + R"(","password":"pw-)" + user + R"("})");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::getString(*json::parseObject(r.body), "bearer");
+  }
+
+  testing::FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  store::User admin_;
+  store::User agent_;
+  std::unique_ptr<conversation::ConversationService> engine_;
+  std::unique_ptr<Auth> auth_;
+  InlineExecutor inline_;
+  std::unique_ptr<protocol::Directory> directory_;
+  protocol::Hub hub_;
+  Metrics metrics_;
+  std::unique_ptr<App> app_;
+};
+
+TEST_F(HttpAppTest, CsdsAlwaysHasBaseUris) {
+  auto ok = call("GET", "/api/account/123/service/baseURI.json?version=1.0");
+  EXPECT_EQ(ok.status, 200);
+  auto o = json::parseObject(ok.body);
+  ASSERT_TRUE(o);
+  bool vep = false;
+  for (const auto& u : o->at("baseURIs").as_array())
+    if (u.as_object().at("service").as_string() == "agentVep") {
+      vep = true;
+      EXPECT_EQ(u.as_object().at("baseURI").as_string(), "127.0.0.1:8443");
+    }
+  EXPECT_TRUE(vep);
+  auto missing = call("GET", "/api/account/999/service/baseURI.json?version=1.0");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_TRUE(json::parseObject(missing.body)->at("baseURIs").as_array().empty());
+}
+
+TEST_F(HttpAppTest, LoginShapesAndErrors) {
+  auto r =
+      call("POST", "/api/account/123/login?v=1.3", R"({"username":"agent","password":"pw-agent"})");
+  ASSERT_EQ(r.status, 200);
+  auto o = *json::parseObject(r.body);
+  std::string bearer = json::getString(o, "bearer");
+  EXPECT_EQ(bearer.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_FALSE(json::getString(o, "csrf").empty());
+  const auto& cfg = o.at("config").as_object();
+  EXPECT_EQ(json::getString(cfg, "userId"), agent_.id.str());
+  EXPECT_EQ(json::getString(cfg, "userPid"), "pid-agent");
+  bool cookie = false;
+  for (auto& [k, v] : r.headers)
+    if (k == "Set-Cookie" && v.rfind("session_id=" + bearer, 0) == 0) cookie = true;
+  EXPECT_TRUE(cookie);
+  auto bad =
+      call("POST", "/api/account/123/login?v=1.3", R"({"username":"agent","password":"no"})");
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_TRUE(json::parseObject(bad.body)->at("error").is_string());
+  auto other =
+      call("POST", "/api/account/456/login?v=1.3", R"({"username":"agent","password":"pw-agent"})");
+  EXPECT_EQ(other.status, 401);
+}
+
+TEST_F(HttpAppTest, RestChecksAccountRoleAndToken) {
+  std::string admin = loginBearer("admin");
+  std::string agent = loginBearer("agent");
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/skills", "", admin).status, 200);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/456/skills", "", admin).status, 403);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/skills", "", "garbage").status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/skills").status, 401);
+  auto forbidden = call("POST", "/api/v1/accounts/123/skills", R"({"name":"x"})", agent);
+  EXPECT_EQ(forbidden.status, 403);
+  EXPECT_EQ(json::getString(json::parseObject(forbidden.body)->at("error").as_object(), "code"),
+            "FORBIDDEN");
+  auto created = call("POST", "/api/v1/accounts/123/skills", R"({"name":"sales"})", admin);
+  EXPECT_EQ(created.status, 201);
+  EXPECT_EQ(call("POST", "/api/v1/accounts/123/skills", R"({"name":"sales"})", admin).status, 409);
+  EXPECT_EQ(call("POST", "/api/v1/accounts/123/skills", "{bad", admin).status, 400);
+  auto user = call(
+      "POST", "/api/v1/accounts/123/users",
+      R"({"loginName":"new","password":"secret1","roles":["AGENT"],"type":"BOT","skills":["sales"]})",
+      admin);
+  ASSERT_EQ(user.status, 201) << user.body;
+  auto users = call("GET", "/api/v1/accounts/123/users", "", agent);
+  EXPECT_EQ(users.status, 200);
+  EXPECT_EQ(users.body.find("argon2"), std::string::npos) << "password hashes must never leave";
+  auto unknown = call("GET", "/api/v1/accounts/123/bots", "", admin);
+  EXPECT_EQ(unknown.status, 404);
+  // Expiry.
+  clock_.advanceMs(13LL * 3600 * 1000);
+  auto expired = call("GET", "/api/v1/accounts/123/skills", "", admin);
+  EXPECT_EQ(expired.status, 401);
+}
+
+TEST_F(HttpAppTest, RefreshAndLogout) {
+  auto r =
+      call("POST", "/api/account/123/login?v=1.3", R"({"username":"agent","password":"pw-agent"})");
+  auto o = *json::parseObject(r.body);
+  std::string bearer = json::getString(o, "bearer");
+  std::string csrf = json::getString(o, "csrf");
+  HttpRequest req;
+  req.method = "POST";
+  req.segments = {"api", "account", "123", "refresh"};
+  req.headers["cookie"] = "other=1; session_id=" + bearer;
+  req.body = R"({"csrf":")" + csrf + R"("})";
+  Waiter<HttpResponse> w;
+  app_->handle(req, w.cb());
+  EXPECT_EQ(w.get().status, 200);
+  req.body = R"({"csrf":"wrong"})";
+  Waiter<HttpResponse> w2;
+  app_->handle(req, w2.cb());
+  EXPECT_EQ(w2.get().status, 401);
+  EXPECT_EQ(call("POST", "/api/account/123/logout?v=1.3", "", bearer).status, 200);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", bearer).status, 401);
+  EXPECT_EQ(call("POST", "/api/account/123/logout?v=1.3", "", bearer).status, 401);
+}
+
+TEST_F(HttpAppTest, UpgradeRejectsBadBearerWith401) {
+  HttpRequest r;
+  r.method = "GET";
+  r.segments = {"ws_api", "account", "123", "messaging", "brand", "nope"};
+  Waiter<UpgradeDecision> w;
+  app_->upgrade(r, w.cb());
+  auto d = w.get();
+  ASSERT_TRUE(d.reject);
+  EXPECT_EQ(d.reject->status, 401);
+  std::string bearer = loginBearer("agent");
+  r.segments.back() = bearer;
+  Waiter<UpgradeDecision> w2;
+  app_->upgrade(r, w2.cb());
+  auto ok = w2.get();
+  EXPECT_FALSE(ok.reject);
+  EXPECT_TRUE(ok.make);
+}
+
+TEST_F(HttpAppTest, HelpersParseCookiesAndAuthorization) {
+  EXPECT_EQ(cookieValue("a=1; session_id=abc; b=2", "session_id"), "abc");
+  EXPECT_EQ(cookieValue("a=1", "session_id"), "");
+  EXPECT_EQ(authToken("Bearer xyz", "bearer"), "xyz");
+  EXPECT_EQ(authToken("jwt a.b.c", "jwt"), "a.b.c");
+  EXPECT_EQ(authToken("Basic x", "Bearer"), "");
+}
+
+}  // namespace
+}  // namespace parley::server

@@ -1,0 +1,52 @@
+#pragma once
+
+// Server metrics in Prometheus text format. Thread-safe: counters are atomics, the per-route
+// table is guarded by a mutex. Owned by the Server; outlives every session.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace parley::server {
+
+class Metrics {
+ public:
+  // Counts one finished HTTP request under a route label (e.g. "rest_v1", "login") and status.
+  void countRequest(const std::string& route, int status);
+  void socketOpened(bool websocket);
+  void socketClosed(bool websocket);
+  void countFrameIn() { frames_in_.fetch_add(1, std::memory_order_relaxed); }
+  void countFrameOut() { frames_out_.fetch_add(1, std::memory_order_relaxed); }
+  void countSlowConsumerClose() { slow_closes_.fetch_add(1, std::memory_order_relaxed); }
+  void countOversizedFrame() { oversized_.fetch_add(1, std::memory_order_relaxed); }
+  void countProtocolError() { protocol_errors_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Extra exposition text (already in Prometheus format) appended by text(); e.g. the function
+  // service's and the connector's metrics, conversation counts. Add before serving.
+  void addSource(std::function<std::string()> source);
+
+  // The whole exposition.
+  std::string text() const;
+
+  std::int64_t openWebSockets() const { return ws_open_.load(); }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, std::int64_t> requests_;  // GUARDED_BY(mu_)
+  std::vector<std::function<std::string()>> sources_;             // GUARDED_BY(mu_)
+  std::atomic<std::int64_t> http_open_{0};
+  std::atomic<std::int64_t> ws_open_{0};
+  std::atomic<std::int64_t> ws_total_{0};
+  std::atomic<std::int64_t> frames_in_{0};
+  std::atomic<std::int64_t> frames_out_{0};
+  std::atomic<std::int64_t> slow_closes_{0};
+  std::atomic<std::int64_t> oversized_{0};
+  std::atomic<std::int64_t> protocol_errors_{0};
+};
+
+}  // namespace parley::server

@@ -1,0 +1,746 @@
+#include "server/net.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/url.hpp>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace parley::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kDrainLimit = 16 << 20;
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+Result<tcp::endpoint> parseEndpoint(const std::string& hostport) {
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos)
+    return invalid(fmt::format("listen address '{}' must be HOST:PORT", hostport));
+  std::string host = hostport.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty()) host = "0.0.0.0";
+  int port = 0;
+  try {
+    port = std::stoi(hostport.substr(colon + 1));
+  } catch (...) {
+    return invalid(fmt::format("listen address '{}': the port is not a number", hostport));
+  }
+  if (port < 0 || port > 65535)
+    return invalid(fmt::format("listen address '{}': port out of range", hostport));
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec)
+    return invalid(fmt::format("listen address '{}': '{}' is not an IP address", hostport, host));
+  return tcp::endpoint(addr, static_cast<unsigned short>(port));
+}
+
+std::string hostString(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  if (a.is_v6()) return fmt::format("[{}]:{}", a.to_string(), ep.port());
+  return fmt::format("{}:{}", a.to_string(), ep.port());
+}
+
+std::string jsonError(std::string_view code, std::string_view message) {
+  std::string out = R"({"error":{"code":")";
+  out += code;
+  out += R"(","message":")";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  out += "\"}}";
+  return out;
+}
+
+HttpRequest toPlain(const http::request<http::string_body>& req, bool tls,
+                    const std::string& local_host) {
+  HttpRequest out;
+  out.method = std::string(req.method_string());
+  out.target = std::string(req.target());
+  out.tls = tls;
+  out.local_host = local_host;
+  for (const auto& f : req) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(f.value());
+  }
+  out.body = req.body();
+  auto u = boost::urls::parse_origin_form(out.target);
+  if (u) {
+    for (auto seg : u->segments()) out.segments.emplace_back(seg);
+    for (auto p : u->params()) out.query[std::string(p.key)] = std::string(p.value);
+  } else {
+    std::string path = out.target.substr(0, out.target.find('?'));
+    std::size_t i = 0;
+    while (i < path.size()) {
+      auto j = path.find('/', i);
+      if (j == std::string::npos) j = path.size();
+      if (j > i) out.segments.push_back(path.substr(i, j - i));
+      i = j + 1;
+    }
+  }
+  return out;
+}
+
+http::response<http::string_body> toBeast(const HttpResponse& r, unsigned version,
+                                          bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "parley");
+  res.set(http::field::content_type, r.content_type);
+  for (const auto& [k, v] : r.headers) res.insert(k, v);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+// Bridges a callback-style API to a coroutine: `start(cb)` must call cb(T) exactly once on any
+// thread; the coroutine resumes on its own executor.
+template <class T, class Start>
+awaitable<T> awaitCallback(Start start) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(use_awaitable), void(T)>(
+      [ex, start = std::move(start)](auto handler) mutable {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        start([ex, h](T value) mutable {
+          asio::post(ex, [h, v = std::move(value)]() mutable { (*h)(std::move(v)); });
+        });
+      },
+      use_awaitable);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+
+// Something the shutdown can stop: posts to its strand.
+struct Stoppable {
+  virtual ~Stoppable() = default;
+  virtual void shutdown() = 0;
+};
+
+struct NetState {
+  explicit NetState(NetOptions o, HttpApp& a, Metrics& m)
+      : opts(std::move(o)), app(a), metrics(m), ssl_ctx(ssl::context::tls_server) {}
+
+  NetOptions opts;
+  HttpApp& app;
+  Metrics& metrics;
+  asio::io_context ioc;
+  ssl::context ssl_ctx;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mu;
+  std::uint64_t next_id = 1;                                         // GUARDED_BY(mu)
+  std::unordered_map<std::uint64_t, std::weak_ptr<Stoppable>> live;  // GUARDED_BY(mu)
+
+  std::uint64_t track(std::weak_ptr<Stoppable> s) {
+    std::lock_guard lock(mu);
+    auto id = next_id++;
+    live.emplace(id, std::move(s));
+    return id;
+  }
+  void untrack(std::uint64_t id) {
+    std::lock_guard lock(mu);
+    live.erase(id);
+  }
+  std::vector<std::shared_ptr<Stoppable>> snapshot() {
+    std::lock_guard lock(mu);
+    std::vector<std::shared_ptr<Stoppable>> out;
+    for (auto& [id, w] : live)
+      if (auto s = w.lock()) out.push_back(std::move(s));
+    return out;
+  }
+  std::size_t liveCount() {
+    std::lock_guard lock(mu);
+    return live.size();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket session
+
+template <class Stream>
+class WsSession final : public WsTransport,
+                        public Stoppable,
+                        public std::enable_shared_from_this<WsSession<Stream>> {
+ public:
+  WsSession(std::shared_ptr<NetState> st, Stream&& stream)
+      : st_(std::move(st)), ws_(std::move(stream)), timer_(ws_.get_executor()) {}
+
+  websocket::stream<Stream>& ws() { return ws_; }
+  auto executor() { return ws_.get_executor(); }
+
+  void setHandler(std::shared_ptr<WsHandler> h) { handler_ = std::move(h); }
+  WsHandler* handler() { return handler_.get(); }
+
+  // WsTransport
+  void send(std::string text) override {
+    asio::post(executor(), [self = this->shared_from_this(), t = std::move(text)]() mutable {
+      self->enqueue(std::move(t));
+    });
+  }
+  void close(int code, std::string reason) override {
+    asio::post(executor(),
+               [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
+                 self->requestClose(code, std::move(r));
+               });
+  }
+  void post(std::function<void()> fn) override {
+    asio::post(executor(), [self = this->shared_from_this(), fn = std::move(fn)] {
+      if (!self->finished_) fn();
+    });
+  }
+  void postAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
+    auto t = std::make_shared<asio::steady_timer>(executor(), delay);
+    t->async_wait([self = this->shared_from_this(), t, fn = std::move(fn)](auto ec) {
+      if (!ec && !self->finished_) fn();
+    });
+    asio::post(executor(), [self = this->shared_from_this(), t] {
+      if (self->finished_) {
+        t->cancel();
+      } else {
+        self->timers_.push_back(t);
+      }
+    });
+  }
+
+  // Stoppable
+  void shutdown() override {
+    asio::post(executor(), [self = this->shared_from_this()] {
+      self->requestClose(static_cast<int>(websocket::close_code::going_away),
+                         "server shutting down");
+    });
+  }
+
+  // Runs the read loop until the connection ends. On the strand.
+  awaitable<void> run() {
+    auto self = this->shared_from_this();
+    st_->metrics.socketOpened(true);
+    handler_->onOpen();
+    for (;;) {
+      beast::flat_buffer buf;
+      auto [ec, n] = co_await ws_.async_read(buf, kTuple);
+      if (ec) {
+        if (ec == websocket::error::message_too_big) {
+          st_->metrics.countOversizedFrame();
+          spdlog::warn("websocket closed: frame larger than {} bytes (close 1009)",
+                       st_->opts.max_frame_bytes);
+        } else if (ec != websocket::error::closed && ec != asio::error::operation_aborted &&
+                   ec != asio::error::eof) {
+          spdlog::debug("websocket read ended: {}", ec.message());
+        }
+        break;
+      }
+      st_->metrics.countFrameIn();
+      if (!ws_.got_text()) {
+        enqueue(
+            R"({"kind":"resp","code":400,"type":"error.BinaryFrame","body":{"message":"binary frames are not supported: send one JSON object per text frame"}})");
+        continue;
+      }
+      if (closing_) continue;
+      handler_->onFrame(beast::buffers_to_string(buf.data()));
+    }
+    finished_ = true;
+    for (auto& t : timers_) t->cancel();
+    timers_.clear();
+    queue_.clear();
+    handler_->onClose();
+    handler_.reset();
+    st_->metrics.socketClosed(true);
+  }
+
+ private:
+  void enqueue(std::string text) {
+    if (finished_ || closing_) return;
+    if (queue_.size() >= st_->opts.max_queued_frames) {
+      st_->metrics.countSlowConsumerClose();
+      spdlog::warn("websocket closed: slow consumer ({} frames queued)", queue_.size());
+      queue_.clear();
+      forceClose(static_cast<int>(websocket::close_code::policy_error),
+                 "slow consumer: write queue full");
+      return;
+    }
+    queue_.push_back(std::move(text));
+    if (!writing_) writeNext();
+  }
+
+  void writeNext() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(queue_.front()),
+                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->onWrite(ec);
+                    });
+  }
+
+  void onWrite(beast::error_code ec) {
+    writing_ = false;
+    if (ec) {
+      queue_.clear();
+      return;
+    }
+    st_->metrics.countFrameOut();
+    if (!queue_.empty()) queue_.pop_front();
+    if (!queue_.empty() && !closing_) {
+      writeNext();
+    } else if (!queue_.empty() && close_after_flush_) {
+      writeNext();
+    } else if (close_after_flush_) {
+      doClose();
+    }
+  }
+
+  void requestClose(int code, std::string reason) {
+    if (finished_ || closing_ || close_after_flush_) return;
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    close_after_flush_ = true;
+    if (!writing_) doClose();
+  }
+
+  void forceClose(int code, std::string reason) {
+    if (finished_ || closing_) return;
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    doClose();
+    // If the peer does not read, the close handshake cannot finish: cut the socket.
+    auto t = std::make_shared<asio::steady_timer>(executor(), std::chrono::seconds(5));
+    t->async_wait([self = this->shared_from_this(), t](auto ec) {
+      if (!ec && !self->finished_) beast::get_lowest_layer(self->ws_).close();
+    });
+  }
+
+  void doClose() {
+    if (closing_) return;
+    closing_ = true;
+    websocket::close_reason cr;
+    cr.code = static_cast<std::uint16_t>(close_code_);
+    cr.reason = close_reason_;
+    ws_.async_close(cr, [self = this->shared_from_this()](beast::error_code) {});
+  }
+
+  std::shared_ptr<NetState> st_;
+  websocket::stream<Stream> ws_;
+  asio::steady_timer timer_;
+  std::shared_ptr<WsHandler> handler_;
+  std::deque<std::string> queue_;
+  std::vector<std::shared_ptr<asio::steady_timer>> timers_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool close_after_flush_ = false;
+  bool finished_ = false;
+  int close_code_ = 1000;
+  std::string close_reason_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// HTTP session
+
+template <class Stream>
+class HttpSession final : public Stoppable,
+                          public std::enable_shared_from_this<HttpSession<Stream>> {
+ public:
+  HttpSession(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::string local_host)
+      : st_(std::move(st)),
+        stream_(std::move(stream)),
+        tls_(tls),
+        local_host_(std::move(local_host)) {}
+
+  // Stoppable
+  void shutdown() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (!self->busy_ && !self->upgraded_) beast::get_lowest_layer(self->stream_).cancel();
+    });
+  }
+
+  awaitable<void> run() {
+    auto self = this->shared_from_this();
+    st_->metrics.socketOpened(false);
+    co_await serve();
+    st_->metrics.socketClosed(false);
+  }
+
+ private:
+  awaitable<void> serve() {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
+      auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, kTuple);
+      if (ec) {
+        spdlog::debug("tls handshake failed: {}", ec.message());
+        co_return;
+      }
+    }
+    beast::flat_buffer buf;
+    bool first = true;
+    for (;;) {
+      if (st_->stopping) break;
+      http::request_parser<http::string_body> parser;
+      // Bodies up to kDrainLimit are read (and dropped when over the limit) so the client gets
+      // a clean 413 instead of a reset connection.
+      parser.body_limit(std::max<std::size_t>(st_->opts.max_body_bytes, kDrainLimit));
+      parser.header_limit(16 * 1024);
+      beast::get_lowest_layer(stream_).expires_after(first ? st_->opts.request_timeout
+                                                           : st_->opts.keep_alive_timeout);
+      first = false;
+      auto [ec, n] = co_await http::async_read_header(stream_, buf, parser, kTuple);
+      if (!ec) {
+        busy_ = true;
+        beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
+        if (!parser.is_done())
+          std::tie(ec, n) = co_await http::async_read(stream_, buf, parser, kTuple);
+      }
+      bool too_large = ec == http::error::body_limit ||
+                       (!ec && parser.get().body().size() > st_->opts.max_body_bytes);
+      if (too_large) {
+        HttpResponse r{413,
+                       "application/json",
+                       jsonError("TOO_LARGE", fmt::format("the request body exceeds {} bytes",
+                                                          st_->opts.max_body_bytes)),
+                       {},
+                       "too_large"};
+        st_->metrics.countRequest(r.route, r.status);
+        co_await write(r, 11, false);
+        break;
+      }
+      if (ec == http::error::header_limit) {
+        HttpResponse r{431,
+                       "application/json",
+                       jsonError("TOO_LARGE", "the request headers are too large"),
+                       {},
+                       "too_large"};
+        co_await write(r, 11, false);
+        break;
+      }
+      if (ec) {
+        if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
+            ec != beast::error::timeout && ec != asio::error::eof)
+          spdlog::debug("http read ended: {}", ec.message());
+        if (busy_ && ec != beast::error::timeout && ec != asio::error::eof &&
+            ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
+            ec != asio::ssl::error::stream_truncated) {
+          HttpResponse r{400,
+                         "application/json",
+                         jsonError("INVALID", "malformed HTTP request: " + ec.message()),
+                         {},
+                         "bad_request"};
+          co_await write(r, 11, false);
+        }
+        break;
+      }
+      http::request<http::string_body> req = parser.release();
+      if (websocket::is_upgrade(req)) {
+        upgraded_ = true;
+        co_await upgrade(std::move(req));
+        co_return;
+      }
+      HttpRequest plain = toPlain(req, tls_, local_host_);
+      HttpResponse res = co_await awaitCallback<HttpResponse>(
+          [this, p = std::move(plain)](std::function<void(HttpResponse)> cb) mutable {
+            st_->app.handle(std::move(p), std::move(cb));
+          });
+      st_->metrics.countRequest(res.route, res.status);
+      bool keep = req.keep_alive() && !st_->stopping;
+      bool ok = co_await write(res, req.version(), keep);
+      busy_ = false;
+      if (!ok || !keep) break;
+    }
+    co_await closeStream();
+  }
+
+  awaitable<bool> write(const HttpResponse& r, unsigned version, bool keep_alive) {
+    auto res = toBeast(r, version, keep_alive);
+    beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
+    auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
+    co_return !ec;
+  }
+
+  awaitable<void> closeStream() {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+      co_await stream_.async_shutdown(kTuple);
+    } else {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  }
+
+  awaitable<void> upgrade(http::request<http::string_body> req) {
+    HttpRequest plain = toPlain(req, tls_, local_host_);
+    UpgradeDecision d = co_await awaitCallback<UpgradeDecision>(
+        [this, p = std::move(plain)](std::function<void(UpgradeDecision)> cb) mutable {
+          st_->app.upgrade(std::move(p), std::move(cb));
+        });
+    if (d.reject || !d.make) {
+      HttpResponse r = d.reject ? *d.reject
+                                : HttpResponse{500,
+                                               "application/json",
+                                               jsonError("INTERNAL", "upgrade not handled"),
+                                               {},
+                                               "ws"};
+      st_->metrics.countRequest(r.route, r.status);
+      co_await write(r, req.version(), false);
+      co_await closeStream();
+      co_return;
+    }
+    st_->metrics.countRequest("ws_upgrade", 101);
+    beast::get_lowest_layer(stream_).expires_never();
+    auto ws = std::make_shared<WsSession<Stream>>(st_, std::move(stream_));
+    auto& w = ws->ws();
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = std::chrono::seconds(30);
+    to.idle_timeout = st_->opts.ws_idle_timeout;
+    to.keep_alive_pings = true;
+    w.set_option(to);
+    w.read_message_max(st_->opts.max_frame_bytes);
+    w.auto_fragment(false);
+    // Never send Sec-WebSocket-Protocol: ws 1.x rejects a subprotocol it did not ask for.
+    w.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "parley"); }));
+    auto [ec] = co_await w.async_accept(req, kTuple);
+    if (ec) {
+      spdlog::debug("websocket accept failed: {}", ec.message());
+      co_return;
+    }
+    ws->setHandler(d.make(ws));
+    auto id = st_->track(ws);
+    if (st_->stopping) ws->shutdown();
+    co_await ws->run();
+    st_->untrack(id);
+  }
+
+  std::shared_ptr<NetState> st_;
+  Stream stream_;
+  bool tls_;
+  std::string local_host_;
+  bool busy_ = false;
+  bool upgraded_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+void logException(std::exception_ptr e, const char* where) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("{}: unexpected exception: {}", where, ex.what());
+  } catch (...) {
+    spdlog::error("{}: unexpected exception", where);
+  }
+}
+
+template <class Stream>
+void spawnHttp(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::string local_host) {
+  auto ex = beast::get_lowest_layer(stream).get_executor();
+  auto s = std::make_shared<HttpSession<Stream>>(st, std::move(stream), tls, std::move(local_host));
+  auto id = st->track(s);
+  asio::co_spawn(ex, s->run(), [st, id, s](std::exception_ptr e) {
+    logException(e, "http session");
+    st->untrack(id);
+  });
+}
+
+class NetImpl final : public Net {
+ public:
+  NetImpl(NetOptions o, HttpApp& app, Metrics& m)
+      : st_(std::make_shared<NetState>(std::move(o), app, m)) {}
+  ~NetImpl() override { stop(std::chrono::milliseconds(2000)); }
+
+  Status configureTls() {
+    if (st_->opts.https_listen.empty()) return {};
+    boost::system::error_code ec;
+    st_->ssl_ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                             ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                             ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+    st_->ssl_ctx.use_certificate_chain_file(st_->opts.cert_path, ec);
+    if (ec)
+      return invalid(
+          fmt::format("cannot load TLS certificate {}: {}", st_->opts.cert_path, ec.message()));
+    st_->ssl_ctx.use_private_key_file(st_->opts.key_path, ssl::context::pem, ec);
+    if (ec)
+      return invalid(fmt::format("cannot load TLS key {}: {}", st_->opts.key_path, ec.message()));
+    return {};
+  }
+
+  // Net
+  Result<BoundPorts> listen() override {
+    BoundPorts out;
+    if (!st_->opts.http_listen.empty()) {
+      auto a = bind(st_->opts.http_listen);
+      if (!a) return std::unexpected(a.error());
+      out.http_host = hostString((*a)->local_endpoint());
+      http_acceptor_ = std::move(*a);
+      http_host_ = out.http_host;
+    }
+    if (!st_->opts.https_listen.empty()) {
+      auto a = bind(st_->opts.https_listen);
+      if (!a) return std::unexpected(a.error());
+      out.https_host = hostString((*a)->local_endpoint());
+      https_acceptor_ = std::move(*a);
+      https_host_ = out.https_host;
+    }
+    return out;
+  }
+
+  void start() override {
+    if (http_acceptor_) spawnAccept(*http_acceptor_, false, http_host_);
+    if (https_acceptor_) spawnAccept(*https_acceptor_, true, https_host_);
+    int n = st_->opts.threads > 0
+                ? st_->opts.threads
+                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    work_.emplace(asio::make_work_guard(st_->ioc));
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([st = st_] {
+        for (;;) {
+          try {
+            st->ioc.run();
+            break;
+          } catch (const std::exception& e) {
+            spdlog::error("io thread: unexpected exception: {}", e.what());
+          }
+        }
+      });
+    }
+  }
+
+  void stop(std::chrono::milliseconds grace) override {
+    if (threads_.empty()) return;
+    st_->stopping = true;
+    asio::post(st_->ioc, [this] {
+      boost::system::error_code ec;
+      if (http_acceptor_) http_acceptor_->close(ec);
+      if (https_acceptor_) https_acceptor_->close(ec);
+    });
+    for (auto& s : st_->snapshot()) s->shutdown();
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    while (st_->liveCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (auto& s : st_->snapshot()) s->shutdown();
+    }
+    work_.reset();
+    st_->ioc.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  Result<std::unique_ptr<tcp::acceptor>> bind(const std::string& hostport) {
+    auto ep = parseEndpoint(hostport);
+    if (!ep) return std::unexpected(ep.error());
+    auto acc = std::make_unique<tcp::acceptor>(asio::make_strand(st_->ioc));
+    boost::system::error_code ec;
+    acc->open(ep->protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acc->bind(*ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return makeError(ErrorCode::kUnavailable,
+                       fmt::format("cannot listen on {}: {}", hostport, ec.message()));
+    return acc;
+  }
+
+  void spawnAccept(tcp::acceptor& acc, bool tls, std::string host) {
+    asio::co_spawn(acc.get_executor(), acceptLoop(st_, acc, tls, std::move(host)),
+                   [](std::exception_ptr e) { logException(e, "acceptor"); });
+  }
+
+  static awaitable<void> acceptLoop(std::shared_ptr<NetState> st, tcp::acceptor& acc, bool tls,
+                                    std::string host) {
+    for (;;) {
+      auto [ec, sock] = co_await acc.async_accept(asio::make_strand(st->ioc), kTuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acc.is_open() || st->stopping) co_return;
+        spdlog::warn("accept failed: {}", ec.message());
+        continue;
+      }
+      boost::system::error_code ignore;
+      sock.set_option(tcp::no_delay(true), ignore);
+      if (tls) {
+        spawnHttp(st, TlsStream(beast::tcp_stream(std::move(sock)), st->ssl_ctx), true, host);
+      } else {
+        spawnHttp(st, PlainStream(std::move(sock)), false, host);
+      }
+    }
+  }
+
+  std::shared_ptr<NetState> st_;
+  std::unique_ptr<tcp::acceptor> http_acceptor_;
+  std::unique_ptr<tcp::acceptor> https_acceptor_;
+  std::string http_host_;
+  std::string https_host_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+};
+
+class BlockingPoolImpl final : public BlockingPool {
+ public:
+  explicit BlockingPoolImpl(int n) : pool_(static_cast<std::size_t>(std::max(1, n))) {}
+  ~BlockingPoolImpl() override { join(); }
+  // BlockingExecutor
+  void run(std::function<void()> work) override {
+    asio::post(pool_, [w = std::move(work)] {
+      try {
+        w();
+      } catch (const std::exception& e) {
+        spdlog::error("blocking work: unexpected exception: {}", e.what());
+      } catch (...) {
+        spdlog::error("blocking work: unexpected exception");
+      }
+    });
+  }
+  // BlockingPool
+  void join() override {
+    if (joined_.exchange(true)) return;
+    pool_.join();
+  }
+
+ private:
+  asio::thread_pool pool_;
+  std::atomic<bool> joined_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Net>> makeNet(NetOptions options, HttpApp& app, Metrics& metrics) {
+  if (options.ws_idle_timeout < std::chrono::seconds(90))
+    return invalid("the WebSocket idle timeout must be at least 90 s (clients ping every 60 s)");
+  auto n = std::make_unique<NetImpl>(std::move(options), app, metrics);
+  if (auto s = n->configureTls(); !s) return std::unexpected(s.error());
+  return std::unique_ptr<Net>(std::move(n));
+}
+
+std::unique_ptr<BlockingPool> makeBlockingPool(int threads) {
+  return std::make_unique<BlockingPoolImpl>(threads);
+}
+
+}  // namespace parley::server

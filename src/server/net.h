@@ -1,0 +1,71 @@
+#pragma once
+
+// The network layer: Asio io_context on N threads, plain and TLS listeners, HTTP sessions and
+// WebSocket sessions. The only code of Parley that sees Beast/Asio types (they stay in
+// net.cpp). Owned by the Server.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "server/http_types.h"
+#include "server/metrics.h"
+
+namespace parley::server {
+
+struct NetOptions {
+  // "HOST:PORT" to listen on for plain HTTP; empty disables it. Port 0 picks a free port.
+  std::string http_listen = "127.0.0.1:8080";
+  // "HOST:PORT" for HTTPS; empty disables it. REQUIRES: cert/key paths when set.
+  std::string https_listen = "127.0.0.1:8443";
+  std::string cert_path;  // PEM chain
+  std::string key_path;   // PEM private key
+  // io threads. Default: hardware concurrency.
+  int threads = 0;
+  // Largest REST request body. Default: 1 MiB (bigger → 413).
+  std::size_t max_body_bytes = 1 << 20;
+  // Largest WebSocket message. Default: 256 KiB (bigger → close 1009).
+  std::size_t max_frame_bytes = 256 << 10;
+  // Frames queued for one WebSocket before it counts as a slow consumer. Default: 4096.
+  std::size_t max_queued_frames = 4096;
+  // Time to receive a whole request header/body. Default: 30 s.
+  std::chrono::seconds request_timeout{30};
+  // Keep-alive idle time between requests. Default: 60 s.
+  std::chrono::seconds keep_alive_timeout{60};
+  // WebSocket idle timeout (a ping is sent at half of it). Default: 120 s. REQUIRES: >= 90 s.
+  std::chrono::seconds ws_idle_timeout{120};
+};
+
+struct BoundPorts {
+  std::string http_host;  // "127.0.0.1:P" or "" when disabled
+  std::string https_host;
+};
+
+class Net {
+ public:
+  virtual ~Net() = default;
+  // Binds the listeners. Invalid/Unavailable with the address when it cannot.
+  virtual Result<BoundPorts> listen() = 0;
+  // Starts accepting and the io threads.
+  virtual void start() = 0;
+  // Graceful: stops accepting, closes WebSockets with 1001, lets in-flight HTTP requests finish
+  // (at most `grace`), then stops the io threads. Idempotent; blocks until they have exited.
+  virtual void stop(std::chrono::milliseconds grace) = 0;
+};
+
+// `app` and `metrics` must outlive the Net.
+Result<std::unique_ptr<Net>> makeNet(NetOptions options, HttpApp& app, Metrics& metrics);
+
+// A small thread pool for blocking work (store calls, file reads).
+class BlockingPool : public BlockingExecutor {
+ public:
+  // Runs the work already queued, then joins the threads. Idempotent.
+  virtual void join() = 0;
+};
+std::unique_ptr<BlockingPool> makeBlockingPool(int threads);
+
+}  // namespace parley::server

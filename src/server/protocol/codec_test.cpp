@@ -1,0 +1,222 @@
+#include "server/protocol/codec.h"
+
+#include <gtest/gtest.h>
+
+#include "common/json.h"
+
+namespace parley::server::protocol {
+namespace {
+
+store::Conversation sampleConversation() {
+  store::Conversation c;
+  c.id = ConversationId("conv-1");
+  c.account = AccountId("123");
+  c.consumer = ConsumerId("cons-1");
+  c.skill = SkillId("7");
+  c.start_ts = 10;
+  c.updated_at = 20;
+  c.participants = {{"cons-1", "CONSUMER", "ACTIVE", 1},
+                    {"1001", "ASSIGNED_AGENT", "SUGGESTED", 2},
+                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 3},
+                    {"1002", "MANAGER", "ACTIVE", 4}};
+  return c;
+}
+
+PidLookup pids() {
+  return [](const std::string& uid) -> std::optional<std::string> {
+    if (uid == "1000") return "pid-1000";
+    if (uid == "1001") return "pid-1001";
+    if (uid == "1002") return "pid-1002";
+    return std::nullopt;
+  };
+}
+
+TEST(Codec, OpAcceptsInternalAndPublicNames) {
+  EXPECT_EQ(opOf(".ams.ms.PublishEvent"), Op::kPublishEvent);
+  EXPECT_EQ(opOf("ms.PublishEvent"), Op::kPublishEvent);
+  EXPECT_EQ(opOf(".ams.aam.SubscribeExConversations"), Op::kSubscribeExConversations);
+  EXPECT_EQ(opOf("cqm.SubscribeExConversations"), Op::kSubscribeExConversations);
+  EXPECT_EQ(opOf(".ams.routing.UpdateRingState"), Op::kUpdateRingState);
+  EXPECT_EQ(opOf("routing.UpdateRingState"), Op::kUpdateRingState);
+  EXPECT_EQ(opOf(".GetClock"), Op::kGetClock);
+  EXPECT_EQ(opOf("GetClock"), Op::kGetClock);
+  EXPECT_EQ(opOf(".ams.ms.QueryMessages"), Op::kQueryMessages);
+  EXPECT_EQ(opOf("ms.SubscribeMessagingEvents"), Op::kSubscribeMessagingEvents);
+  EXPECT_EQ(opOf("up.GetUserProfile"), Op::kGetUserProfile);
+  EXPECT_EQ(opOf("Nope"), Op::kUnknown);
+}
+
+TEST(Codec, EnvelopeToleratesNullOptionalKeysAndStringBodies) {
+  auto e = parseEnvelope(
+      R"({"kind":"req","id":"a1","type":".ams.ms.PublishEvent","body":{"x":1},"headers":null,"metadata":null,"encodedMetadata":null})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->type, ".ams.ms.PublishEvent");
+  EXPECT_TRUE(e->metadata.is_null());
+  auto s = parseEnvelope(
+      R"({"kind":"req","id":"a2","type":".ams.userprofile.GetUserProfile","body":"cons-1"})");
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->body.is_string());
+}
+
+TEST(Codec, EnvelopeErrorsAreReadableAndKeepTheId) {
+  auto a = parseEnvelope("nope");
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().error.code, ErrorCode::kInvalid);
+  auto b = parseEnvelope(R"({"kind":"req","id":7})");
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().id.as_int64(), 7);
+  EXPECT_NE(b.error().error.message.find("type"), std::string::npos);
+  EXPECT_FALSE(parseEnvelope(R"({"kind":"resp","id":"1","type":"x"})"));
+  EXPECT_FALSE(parseEnvelope("[]"));
+}
+
+TEST(Codec, ResponsesEchoTheIdAsString) {
+  auto r = json::parseObject(makeResponse(bj::value(5), 200, "GenericSubscribeResponse", {}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::getString(*r, "reqId"), "5");
+  EXPECT_EQ(json::getString(*r, "kind"), "resp");
+  auto e = json::parseObject(makeErrorResponse(bj::value("x"), Error{ErrorCode::kForbidden, "no"}));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(json::getInt(*e, "code"), 403);
+  EXPECT_NE(json::getString(*e, "type"), "error");
+  EXPECT_EQ(json::getString(*e, "body"), "no");
+}
+
+TEST(Codec, AgentViewUsesOldStyleIdsAndPidsPerRoleOrder) {
+  auto r = conversationResult(sampleConversation(), pids(), View::kAgent);
+  const auto& d = r.at("conversationDetails").as_object();
+  const auto& parts = d.at("participants").as_object();
+  EXPECT_EQ(parts.at("ASSIGNED_AGENT").as_array(), (bj::array{"123.1000"}));
+  EXPECT_EQ(parts.at("MANAGER").as_array(), (bj::array{"123.1002"}));
+  EXPECT_EQ(parts.at("CONSUMER").as_array(), (bj::array{"cons-1"}));
+  const auto& ppid = d.at("participantsPId").as_object();
+  EXPECT_EQ(ppid.at("ASSIGNED_AGENT").as_array(), (bj::array{"pid-1000"}));
+  EXPECT_EQ(ppid.at("CONSUMER").as_array(), (bj::array{"cons-1"}));
+  const auto& dialogs = d.at("dialogs").as_array();
+  ASSERT_EQ(dialogs.size(), 1u);
+  const auto& pd = dialogs[0].as_object().at("participantsDetails").as_array();
+  ASSERT_EQ(pd.size(), 4u);
+  // ACTIVE first, SUGGESTED last, so the SDK's per-role index matches participantsPId.
+  EXPECT_EQ(pd[1].as_object().at("id").as_string(), "123.1000");
+  EXPECT_EQ(pd[3].as_object().at("state").as_string(), "SUGGESTED");
+  EXPECT_EQ(r.at("convId").as_string(), "conv-1");
+  EXPECT_EQ(d.at("state").as_string(), "OPEN");
+}
+
+TEST(Codec, ConsumerViewShowsPidsOnly) {
+  auto r = conversationResult(sampleConversation(), pids(), View::kConsumer);
+  std::string text = bj::serialize(r);
+  EXPECT_EQ(text.find("123.1000"), std::string::npos) << text;
+  const auto& d = r.at("conversationDetails").as_object();
+  EXPECT_TRUE(d.at("participants").is_array());
+  EXPECT_EQ(d.at("participantsPId").as_object().at("ASSIGNED_AGENT").as_array(),
+            (bj::array{"pid-1000"}));
+}
+
+TEST(Codec, MessageRecordIdentityPerView) {
+  store::Message m;
+  m.conversation = ConversationId("conv-1");
+  m.sequence = 3;
+  m.originator_id = "123.1000";
+  m.originator_pid = "pid-1000";
+  m.originator_role = "ASSIGNED_AGENT";
+  m.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})";
+  m.metadata_json = R"([{"type":"BotResponse","intents":[]}])";
+  auto a = messageRecord(m, View::kAgent);
+  EXPECT_EQ(a.at("originatorId").as_string(), "123.1000");
+  EXPECT_EQ(a.at("originatorPId").as_string(), "pid-1000");
+  EXPECT_EQ(a.at("originatorMetadata").as_object().at("id").as_string(), "pid-1000");
+  EXPECT_EQ(a.at("sequence").as_int64(), 3);
+  EXPECT_EQ(a.at("metadata").as_array().size(), 1u);
+  auto c = messageRecord(m, View::kConsumer);
+  EXPECT_EQ(c.at("originatorId").as_string(), "pid-1000");
+  EXPECT_FALSE(c.contains("originatorPId"));
+}
+
+TEST(Codec, RingResultAlwaysHasRingsDetails) {
+  conversation::Ring r;
+  r.ring_id = "conv-1_1000_5";
+  r.account = AccountId("123");
+  r.conversation = ConversationId("conv-1");
+  r.consumer = ConsumerId("cons-1");
+  r.user = UserId("1000");
+  r.skill = SkillId("7");
+  auto res = ringResult(r, "WAITING", 60);
+  const auto& rings = res.at("ringsDetails").as_array();
+  ASSERT_EQ(rings.size(), 1u);
+  EXPECT_EQ(rings[0].as_object().at("ringState").as_string(), "WAITING");
+  EXPECT_EQ(res.at("conversationId").as_string(), "conv-1");
+}
+
+TEST(Codec, ResolvesUserReferences) {
+  UidFromPid p = [](const std::string& pid) -> std::optional<std::string> {
+    if (pid == "pid-1000") return "1000";
+    return std::nullopt;
+  };
+  AccountId acc("123");
+  EXPECT_EQ(resolveUserRef(acc, "123.1000", p)->str(), "1000");
+  EXPECT_EQ(resolveUserRef(acc, "1000", p)->str(), "1000");
+  EXPECT_EQ(resolveUserRef(acc, "pid-1000", p)->str(), "1000");
+  EXPECT_FALSE(resolveUserRef(acc, "999.1000", p));
+  EXPECT_FALSE(resolveUserRef(acc, "", p));
+}
+
+TEST(Codec, ParsesTransferBatchesAndRejectsUnknownFields) {
+  UidFromPid p = [](const std::string&) { return std::optional<std::string>("1001"); };
+  AccountId acc("123");
+  auto v = json::parse(
+      R"([{"field":"ParticipantsChange","type":"REMOVE","role":"ASSIGNED_AGENT","userId":"123.1000"},
+          {"field":"ParticipantsChange","type":"SUGGEST","role":"ASSIGNED_AGENT","userId":"some-pid"},
+          {"field":"Skill","type":"UPDATE","skill":"8"},
+          {"field":"TTRField","ttrType":"URGENT","value":300},
+          {"field":"CSATRate","csatRate":5}])");
+  auto f = parseConversationFields(acc, *v, p);
+  ASSERT_TRUE(f) << f.error().message;
+  ASSERT_EQ(f->changes.size(), 4u);
+  EXPECT_EQ(std::get<conversation::RemoveParticipantField>(f->changes[0]).user->str(), "1000");
+  EXPECT_EQ(std::get<conversation::SuggestAgentField>(f->changes[1]).user.str(), "1001");
+  EXPECT_EQ(std::get<conversation::SkillField>(f->changes[2]).skill.str(), "8");
+  EXPECT_EQ(std::get<conversation::TtrField>(f->changes[3]).type, store::TtrType::kUrgent);
+  EXPECT_EQ(f->csat_entries, 1);
+  // A bare element is accepted as a one-element array.
+  auto close = json::parse(R"({"field":"ConversationStateField","conversationState":"CLOSE"})");
+  auto g = parseConversationFields(acc, *close, p);
+  ASSERT_TRUE(g);
+  EXPECT_TRUE(std::holds_alternative<conversation::CloseField>(g->changes[0]));
+  auto bad = json::parse(R"([{"field":"DialogChange"}])");
+  auto h = parseConversationFields(acc, *bad, p);
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().message.find("DialogChange"), std::string::npos);
+}
+
+TEST(Codec, RichContentAcceptsMessageAndEmitsContent) {
+  auto ev =
+      json::parse(R"({"type":"RichContentEvent","message":{"type":"vertical","elements":[]}})");
+  auto n = normalizeEvent(*ev);
+  ASSERT_TRUE(n);
+  auto o = json::parseObject(*n);
+  EXPECT_TRUE(o->contains("content"));
+  EXPECT_FALSE(o->contains("message"));
+  auto kept = json::parse(
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"text","text":"x"}]},"x":1})");
+  auto k = normalizeEvent(*kept);
+  ASSERT_TRUE(k);
+  EXPECT_EQ(*json::parse(*k), *kept);  // relayed exactly as it came
+  EXPECT_FALSE(normalizeEvent(*json::parse(R"({"message":"no type"})")));
+}
+
+TEST(Codec, MetadataAndInitConnection) {
+  EXPECT_EQ(*normalizeMetadata(nullptr), "[]");
+  EXPECT_EQ(*normalizeMetadata(*json::parse(R"({"type":"ExternalId","id":"x"})")),
+            R"([{"type":"ExternalId","id":"x"}])");
+  EXPECT_FALSE(normalizeMetadata(bj::value(3)));
+  auto h = json::parse(
+      R"([{"type":".ams.headers.ClientProperties"},{"type":".ams.headers.ConsumerAuthentication","jwt":"J"}])");
+  EXPECT_EQ(initConnectionJwt(*h), "J");
+  auto states = convStates(*json::parseObject(R"({"convState":["OPEN","CLOSE"]})"));
+  EXPECT_EQ(states.size(), 2u);
+  EXPECT_EQ(convStates(bj::object{}).size(), 1u);
+}
+
+}  // namespace
+}  // namespace parley::server::protocol

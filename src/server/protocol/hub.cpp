@@ -1,0 +1,137 @@
+#include "server/protocol/hub.h"
+
+#include <algorithm>
+
+namespace parley::server::protocol {
+
+void Hub::add(const std::shared_ptr<HubClient>& client) {
+  std::lock_guard lock(mu_);
+  sessions_[client->hubAccount().str()].push_back(client);
+}
+
+void Hub::remove(const HubClient* client) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(client->hubAccount().str());
+  if (it == sessions_.end()) return;
+  auto& v = it->second;
+  std::erase_if(v, [&](const std::weak_ptr<HubClient>& w) {
+    auto s = w.lock();
+    return !s || s.get() == client;
+  });
+}
+
+int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(acc.str());
+  if (it == sessions_.end()) return 0;
+  int n = 0;
+  for (const auto& w : it->second)
+    if (auto s = w.lock(); s && s->hubUser() == user) ++n;
+  return n;
+}
+
+void Hub::revokeBearer(const std::string& bearer) {
+  if (bearer.empty()) return;
+  std::vector<std::shared_ptr<HubClient>> hit;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [acc, v] : sessions_)
+      for (auto& w : v)
+        if (auto s = w.lock(); s && s->hubBearer() == bearer) hit.push_back(std::move(s));
+  }
+  for (auto& s : hit) s->revoke();
+}
+
+std::size_t Hub::size() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [acc, v] : sessions_) n += v.size();
+  return n;
+}
+
+void Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json) {
+  std::lock_guard lock(mu_);
+  profiles_[acc.str() + "/" + c.str()] = std::move(profile_json);
+}
+
+std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& c) const {
+  std::lock_guard lock(mu_);
+  auto it = profiles_.find(acc.str() + "/" + c.str());
+  if (it == profiles_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer, bool agents,
+                   const std::optional<UserId>& user, std::shared_ptr<const Event> ev) {
+  std::vector<std::shared_ptr<HubClient>> targets;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(acc.str());
+    if (it == sessions_.end()) return;
+    for (const auto& w : it->second) {
+      auto s = w.lock();
+      if (!s) continue;
+      if (auto c = s->hubConsumer()) {
+        if (consumer && *c == *consumer) targets.push_back(std::move(s));
+      } else if (agents) {
+        if (!user || s->hubUser() == *user) targets.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : targets) s->deliver(ev);
+}
+
+std::string Hub::metricsText() const {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, std::int64_t v) {
+    out += "# HELP " + std::string(name) + " " + help + "\n# TYPE " + name + " counter\n" + name +
+           " " + std::to_string(v) + "\n";
+  };
+  counter("parley_conversations_created_total", "Conversations created.",
+          conversations_created_.load());
+  counter("parley_conversations_closed_total", "Conversations closed.",
+          conversations_closed_.load());
+  counter("parley_messages_total", "Conversation events persisted (messages, receipts).",
+          messages_.load());
+  counter("parley_chat_states_total", "Chat state events delivered.", chat_states_.load());
+  counter("parley_rings_total", "Rings offered to agents.", rings_.load());
+  out +=
+      "# HELP parley_protocol_sessions Protocol sessions registered for events.\n"
+      "# TYPE parley_protocol_sessions gauge\nparley_protocol_sessions " +
+      std::to_string(size()) + "\n";
+  return out;
+}
+
+void Hub::onConversationChanged(const conversation::ConversationChanged& e) {
+  if (e.kind == conversation::ChangeKind::kCreated) conversations_created_.fetch_add(1);
+  if (e.kind == conversation::ChangeKind::kClosed) conversations_closed_.fetch_add(1);
+  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+           std::make_shared<const Event>(e));
+}
+
+void Hub::onMessageAdded(const conversation::MessageAdded& e) {
+  messages_.fetch_add(1);
+  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+           std::make_shared<const Event>(e));
+}
+
+void Hub::onChatState(const conversation::ChatStateChanged& e) {
+  chat_states_.fetch_add(1);
+  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+           std::make_shared<const Event>(e));
+}
+
+void Hub::onRingOffered(const conversation::RingOffered& e) {
+  rings_.fetch_add(1);
+  dispatch(e.ring.account, std::nullopt, true, e.ring.user, std::make_shared<const Event>(e));
+}
+
+void Hub::onRingEnded(const conversation::RingEnded& e) {
+  dispatch(e.ring.account, std::nullopt, true, e.ring.user, std::make_shared<const Event>(e));
+}
+
+void Hub::onAgentStateChanged(const conversation::AgentStateChanged& e) {
+  dispatch(e.state.account, std::nullopt, true, std::nullopt, std::make_shared<const Event>(e));
+}
+
+}  // namespace parley::server::protocol

@@ -1,0 +1,83 @@
+#pragma once
+
+// The server's single ConversationListener: receives engine events on engine threads and hands
+// each to the protocol sessions of the event's account that want it (sessions filter further on
+// their own strand). Also tracks sessions per user and bearer (revocation on logout) and the
+// consumer profiles set over the protocol. Thread-safe: one mutex guards the registry. Owned by
+// the Server; outlives every session.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "conversation/conversation_service.h"
+
+namespace parley::server::protocol {
+
+using Event = std::variant<conversation::ConversationChanged, conversation::MessageAdded,
+                           conversation::ChatStateChanged, conversation::RingOffered,
+                           conversation::RingEnded, conversation::AgentStateChanged>;
+
+// A session registered with the hub. Methods are called on engine threads (deliver) or any
+// thread (revoke); implementations post to their own strand.
+class HubClient {
+ public:
+  virtual ~HubClient() = default;
+  virtual const AccountId& hubAccount() const = 0;
+  // Consumer sessions: their consumer id; agent sessions: nullopt.
+  virtual std::optional<ConsumerId> hubConsumer() const = 0;
+  // Agent sessions: their user id; consumer sessions: nullopt.
+  virtual std::optional<UserId> hubUser() const = 0;
+  virtual const std::string& hubBearer() const = 0;
+  virtual void deliver(std::shared_ptr<const Event> event) = 0;
+  // The session's login was revoked (logout): close with 4401.
+  virtual void revoke() = 0;
+};
+
+class Hub final : public conversation::ConversationListener {
+ public:
+  void add(const std::shared_ptr<HubClient>& client);
+  void remove(const HubClient* client);
+  // Live agent sessions of a user (excluding none).
+  int sessionsOfUser(const AccountId& acc, const UserId& user) const;
+  // Closes every session opened with `bearer`.
+  void revokeBearer(const std::string& bearer);
+  std::size_t size() const;
+  // Prometheus text of the event counters (conversations created/closed, messages).
+  std::string metricsText() const;
+
+  void setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json);
+  std::optional<std::string> profile(const AccountId& acc, const ConsumerId& c) const;
+
+  // ConversationListener
+  void onConversationChanged(const conversation::ConversationChanged& e) override;
+  void onMessageAdded(const conversation::MessageAdded& e) override;
+  void onChatState(const conversation::ChatStateChanged& e) override;
+  void onRingOffered(const conversation::RingOffered& e) override;
+  void onRingEnded(const conversation::RingEnded& e) override;
+  void onAgentStateChanged(const conversation::AgentStateChanged& e) override;
+
+ private:
+  // Delivers to sessions of `acc`; consumer sessions only when `consumer` matches; agent
+  // sessions only when `agents` is set (and, if `user` is set, only that user's).
+  void dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer, bool agents,
+                const std::optional<UserId>& user, std::shared_ptr<const Event> ev);
+
+  std::atomic<std::int64_t> conversations_created_{0};
+  std::atomic<std::int64_t> conversations_closed_{0};
+  std::atomic<std::int64_t> messages_{0};
+  std::atomic<std::int64_t> chat_states_{0};
+  std::atomic<std::int64_t> rings_{0};
+  mutable std::mutex mu_;
+  // account → sessions. GUARDED_BY(mu_)
+  std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> sessions_;
+  std::unordered_map<std::string, std::string> profiles_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace parley::server::protocol

@@ -1,0 +1,186 @@
+#pragma once
+
+// One messaging-protocol connection (agent/bot socket `/messaging/brand/{bearer}` or consumer
+// socket `/messaging/consumer`): parses request envelopes, maps them onto the
+// ConversationService, answers with `resp` envelopes, and turns engine events (via the Hub) into
+// notifications in LivePerson's shapes (codec.h). Socket-free: it talks to a WsTransport, so
+// tests drive it with a fake transport.
+//
+// Threading: every method runs on the connection strand (WsHandler calls, posted completions,
+// posted hub deliveries); engine completions and hub events are posted there through the
+// transport. Owned by the network session (shared_ptr); callbacks hold a shared_ptr.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/clock.h"
+#include "conversation/conversation_service.h"
+#include "server/auth.h"
+#include "server/http_types.h"
+#include "server/metrics.h"
+#include "server/protocol/codec.h"
+#include "server/protocol/directory.h"
+#include "server/protocol/hub.h"
+
+namespace parley::server::protocol {
+
+struct SessionOptions {
+  // A consumer socket without an Authorization header must authenticate with InitConnection
+  // within this time, else it is closed with 4401. Default: 5 s.
+  std::chrono::milliseconds init_timeout{5000};
+  // How often an agent socket re-checks its login session (expired/revoked → close 4401).
+  // Default: 30 s.
+  std::chrono::milliseconds revalidate_interval{30'000};
+  // `ringExpiration` seconds reported in routing notifications. Default: 60.
+  std::int64_t ring_expiration_s = 60;
+  // Most history records returned by one QueryMessages / SubscribeMessagingEvents. Default: 10000.
+  int max_history = 10'000;
+};
+
+// Everything a session uses. All references must outlive every session.
+struct SessionDeps {
+  conversation::ConversationService& service;
+  Hub& hub;
+  Directory& directory;
+  Auth& auth;
+  BlockingExecutor& blocking;
+  const Clock& clock;
+  Metrics& metrics;
+  SessionOptions options;
+};
+
+class ProtocolSession final : public WsHandler,
+                              public HubClient,
+                              public std::enable_shared_from_this<ProtocolSession> {
+ public:
+  // An agent/bot socket of an authenticated brand user.
+  static std::shared_ptr<ProtocolSession> agent(SessionDeps deps,
+                                                std::shared_ptr<WsTransport> transport,
+                                                Principal principal);
+  // A consumer socket; `consumer` is set when the upgrade carried a valid `Authorization: jwt`,
+  // else the first frames must include InitConnection.
+  static std::shared_ptr<ProtocolSession> consumer(SessionDeps deps,
+                                                   std::shared_ptr<WsTransport> transport,
+                                                   AccountId account,
+                                                   std::optional<ConsumerId> consumer);
+
+  ProtocolSession(SessionDeps deps, std::shared_ptr<WsTransport> transport, AccountId account);
+
+  // WsHandler
+  void onOpen() override;
+  void onFrame(std::string text) override;
+  void onClose() override;
+
+  // HubClient
+  const AccountId& hubAccount() const override { return account_; }
+  std::optional<ConsumerId> hubConsumer() const override;
+  std::optional<UserId> hubUser() const override;
+  const std::string& hubBearer() const override { return bearer_; }
+  void deliver(std::shared_ptr<const Event> event) override;
+  void revoke() override;
+
+ private:
+  enum class Kind { kAgent, kConsumer };
+
+  struct ExSub {
+    std::string id;
+    std::vector<store::ConversationState> states;
+    std::set<std::string> agent_uids;  // empty = all conversations of the account (agents)
+    TimeMs min_updated = 0;
+    std::unordered_set<std::string> shown;  // conversations currently shown (UPSERT sent)
+    std::unordered_set<std::string> seen;   // conversations with a live event already handled
+  };
+  struct DialogSub {
+    std::string id;
+    bool loading = true;
+    std::int64_t max_sent = -1;
+    std::vector<store::Message> buffered;
+  };
+  struct Pending {
+    std::vector<std::string> uids;  // agents whose PIds the build needs
+    std::function<void()> emit;
+  };
+
+  void handle(Envelope env);
+  void reply(const bj::value& id, int code, std::string_view type, const bj::value& body);
+  void replyError(const bj::value& id, const Error& e);
+  // Posts `fn` to the strand, keeping the session alive.
+  template <class T>
+  conversation::Callback<T> onStrand(std::function<void(Result<T>)> fn);
+
+  // Requests
+  void getClock(const Envelope& e);
+  void initConnection(const Envelope& e);
+  void setAgentState(const Envelope& e);
+  void subscribeEx(const Envelope& e);
+  void unsubscribeEx(const Envelope& e);
+  void subscribeRouting(const Envelope& e);
+  void updateRingState(const Envelope& e);
+  void subscribeAgentsState(const Envelope& e);
+  void getUserProfile(const Envelope& e);
+  void setUserProfile(const Envelope& e);
+  void queryMessages(const Envelope& e);
+  void subscribeMessaging(const Envelope& e);
+  void unsubscribeMessaging(const Envelope& e);
+  void publishEvent(const Envelope& e);
+  void updateField(const Envelope& e);
+  void requestConversation(const Envelope& e);
+
+  // Events (on the strand)
+  void onEvent(const Event& ev);
+  void onConversation(const conversation::ConversationChanged& e);
+  void onMessage(const conversation::MessageAdded& e);
+  void onChatState(const conversation::ChatStateChanged& e);
+  void onRingOffered(const conversation::RingOffered& e);
+  void onRingEnded(const conversation::RingEnded& e);
+  void onAgentState(const conversation::AgentStateChanged& e);
+
+  bool matches(const ExSub& s, const store::Conversation& c) const;
+  bool isParticipant(const store::Conversation& c) const;
+  void sendExChange(const ExSub& s, const store::Conversation& c, const char* type);
+  void sendExChanges(const std::string& sub_id, const std::vector<store::Conversation>& convs);
+  void sendDialogRecords(const std::string& sub_id, const std::vector<store::Message>& msgs);
+  // Emits in order, once the PIds of `uids` are known (reloading the directory once if not).
+  void emitOrdered(std::vector<std::string> uids, std::function<void()> emit);
+  void pump();
+  std::vector<std::string> agentUids(const store::Conversation& c) const;
+  PidLookup pidLookup() const;
+  UidFromPid uidFromPid() const;
+  conversation::Actor actor() const;
+  void scheduleRevalidate();
+  void closeWith(int code, std::string reason);
+
+  SessionDeps deps_;
+  std::shared_ptr<WsTransport> transport_;
+  const AccountId account_;
+  Kind kind_ = Kind::kConsumer;
+  // Agent identity (kAgent).
+  std::optional<Principal> principal_;
+  std::string bearer_;
+  // Consumer identity (kConsumer); unset until authenticated.
+  std::optional<ConsumerId> consumer_;
+  std::optional<ConsumerId> consumer_fixed_;  // immutable copy for hubConsumer()
+  bool closed_ = false;
+  bool registered_ = false;
+
+  std::map<std::string, ExSub> ex_subs_;
+  std::optional<std::string> routing_sub_;
+  std::unordered_set<std::string> rings_sent_;
+  std::optional<std::string> agents_state_sub_;
+  std::unordered_map<std::string, DialogSub> dialog_subs_;  // by dialogId
+  std::deque<Pending> pending_;
+  bool reloading_ = false;
+  bool reloaded_once_ = false;
+};
+
+}  // namespace parley::server::protocol

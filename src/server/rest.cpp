@@ -1,0 +1,413 @@
+#include "server/rest.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+#include <memory>
+
+#include "common/json.h"
+#include "common/random.h"
+
+namespace parley::server {
+namespace {
+
+namespace bj = boost::json;
+using Done = std::function<void(api::Response)>;
+
+api::Response ok(const bj::value& v, int status = 200) {
+  return api::Response{status, bj::serialize(v)};
+}
+
+bj::object userObject(const store::User& u) {
+  bj::array roles;
+  for (auto r : u.roles) roles.emplace_back(store::roleName(r));
+  bj::array skills;
+  for (const auto& s : u.skills) skills.emplace_back(s.str());
+  return bj::object{{"id", u.id.str()},
+                    {"pid", u.pid},
+                    {"loginName", u.login_name},
+                    {"roles", std::move(roles)},
+                    {"type", store::userTypeName(u.type)},
+                    {"skills", std::move(skills)},
+                    {"skillIds", bj::array(skills)},
+                    {"maxOpenConversations", u.max_open_conversations},
+                    {"createdAt", u.created_at}};
+}
+
+bj::object conversationObject(const store::Conversation& c) {
+  bj::array parts;
+  for (const auto& p : c.participants)
+    parts.emplace_back(
+        bj::object{{"id", p.id}, {"role", p.role}, {"state", p.state}, {"joinedAt", p.joined_at}});
+  bj::value ctx = bj::object{};
+  if (auto v = json::parse(c.context_json)) ctx = std::move(*v);
+  return bj::object{
+      {"id", c.id.str()},
+      {"accountId", c.account.str()},
+      {"consumerId", c.consumer.str()},
+      {"channel", store::channelName(c.channel)},
+      {"state", store::stateName(c.state)},
+      {"skillId", c.skill.str()},
+      {"ttr", bj::object{{"ttrType", store::ttrTypeName(c.ttr_type)}, {"value", c.ttr_value_s}}},
+      {"ttrDueAt", c.ttr_due_at},
+      {"startTs", c.start_ts},
+      {"endTs", c.end_ts},
+      {"updatedAt", c.updated_at},
+      {"closeReason", c.close_reason},
+      {"nextSequence", c.next_sequence},
+      {"participants", std::move(parts)},
+      {"context", std::move(ctx)}};
+}
+
+bj::object messageObject(const store::Message& m) {
+  bj::value ev = bj::object{};
+  if (auto v = json::parse(m.event_json)) ev = std::move(*v);
+  bj::value md = bj::array{};
+  if (auto v = json::parse(m.metadata_json)) md = std::move(*v);
+  return bj::object{{"conversationId", m.conversation.str()},
+                    {"sequence", m.sequence},
+                    {"serverTimestamp", m.server_ts},
+                    {"originatorId", m.originator_id},
+                    {"originatorPId", m.originator_pid},
+                    {"role", m.originator_role},
+                    {"messageAudience", m.audience},
+                    {"event", std::move(ev)},
+                    {"metadata", std::move(md)}};
+}
+
+bool requireRole(const Principal& p, const char* role, const Done& done) {
+  if (p.caller().hasRole(role)) return true;
+  done(errorResponse(ErrorCode::kForbidden,
+                     fmt::format("this call needs the {} role; ask an admin of account {}", role,
+                                 p.user.account.str())));
+  return false;
+}
+
+Result<std::vector<store::Role>> parseRoles(const bj::object& o) {
+  std::vector<store::Role> roles;
+  auto it = o.find("roles");
+  if (it == o.end() || it->value().is_null()) return roles;
+  if (!it->value().is_array()) return invalid("roles must be an array of role names");
+  for (const auto& v : it->value().as_array()) {
+    if (!v.is_string()) return invalid("roles must be an array of role names");
+    auto r = store::parseRole(std::string(v.as_string()));
+    if (!r)
+      return invalid(fmt::format(
+          "unknown role '{}'; use ADMIN, AGENT_MANAGER, AGENT, FAAS_ADMIN or FAAS_DEVELOPER",
+          std::string(v.as_string())));
+    roles.push_back(*r);
+  }
+  return roles;
+}
+
+Result<std::vector<SkillId>> parseSkills(store::Store& store, const AccountId& acc,
+                                         const bj::object& o) {
+  std::vector<SkillId> out;
+  auto it = o.find("skills");
+  if (it == o.end() || it->value().is_null()) it = o.find("skillIds");
+  if (it == o.end() || it->value().is_null()) return out;
+  if (!it->value().is_array()) return invalid("skills must be an array of skill ids or names");
+  auto known = store.accounts().listSkills(acc);
+  if (!known) return std::unexpected(known.error());
+  for (const auto& v : it->value().as_array()) {
+    std::string ref;
+    if (v.is_string())
+      ref = std::string(v.as_string());
+    else if (v.is_int64())
+      ref = std::to_string(v.as_int64());
+    else
+      return invalid("skills must be an array of skill ids or names");
+    const store::Skill* found = nullptr;
+    for (const auto& s : *known)
+      if (s.id.str() == ref || s.name == ref) found = &s;
+    if (!found)
+      return invalid(fmt::format("skill '{}' does not exist in account {}", ref, acc.str()));
+    out.push_back(found->id);
+  }
+  return out;
+}
+
+void refreshAgent(RestDeps& d, const AccountId& acc, const UserId& id) {
+  d.service.refreshAgent(acc, id, [acc, id](Status s) {
+    if (!s && s.error().code != ErrorCode::kNotFound)
+      spdlog::warn("refreshAgent {}.{}: {}", acc.str(), id.str(), s.error().message);
+  });
+}
+
+// ------------------------------------------------------------------------------------- skills
+
+void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
+  const AccountId& acc = p.user.account;
+  if (req.path.size() == 1 && req.method == "GET") {
+    auto list = d.store.accounts().listSkills(acc);
+    if (!list) return done(errorResponse(list.error()));
+    bj::array arr;
+    for (const auto& s : *list)
+      arr.emplace_back(
+          bj::object{{"id", s.id.str()}, {"name", s.name}, {"createdAt", s.created_at}});
+    return done(ok(arr));
+  }
+  if (req.path.size() == 1 && req.method == "POST") {
+    if (!requireRole(p, "ADMIN", done)) return;
+    auto body = json::parseObject(req.body);
+    if (!body) return done(errorResponse(body.error()));
+    auto name = json::requireString(*body, "name");
+    if (!name) return done(errorResponse(name.error()));
+    if (name->empty() || name->size() > 100)
+      return done(errorResponse(ErrorCode::kInvalid, "name must be 1 to 100 characters"));
+    store::Skill s;
+    s.account = acc;
+    s.name = *name;
+    s.created_at = d.clock.nowMs();
+    auto created = d.store.accounts().createSkill(s);
+    if (!created) return done(errorResponse(created.error()));
+    return done(ok(
+        bj::object{
+            {"id", created->id.str()}, {"name", created->name}, {"createdAt", created->created_at}},
+        201));
+  }
+  if (req.path.size() == 2 && req.method == "DELETE") {
+    if (!requireRole(p, "ADMIN", done)) return;
+    auto st = d.store.accounts().deleteSkill(acc, SkillId(req.path[1]));
+    if (!st) return done(errorResponse(st.error()));
+    return done(ok(bj::object{{"deleted", req.path[1]}}));
+  }
+  done(
+      errorResponse(ErrorCode::kNotFound,
+                    fmt::format("no route {} skills/…; use GET/POST skills or DELETE skills/{{id}}",
+                                req.method)));
+}
+
+// -------------------------------------------------------------------------------------- users
+
+void users(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
+  const AccountId& acc = p.user.account;
+  auto& accounts = d.store.accounts();
+  if (req.path.size() == 1 && req.method == "GET") {
+    auto list = accounts.listUsers(acc);
+    if (!list) return done(errorResponse(list.error()));
+    bj::array arr;
+    for (const auto& u : *list) arr.emplace_back(userObject(u));
+    return done(ok(arr));
+  }
+  if (req.path.size() == 2 && req.method == "GET") {
+    auto u = accounts.getUser(acc, UserId(req.path[1]));
+    if (!u) return done(errorResponse(u.error()));
+    return done(ok(userObject(*u)));
+  }
+  if (req.path.size() == 1 && req.method == "POST") {
+    if (!requireRole(p, "ADMIN", done)) return;
+    auto body = json::parseObject(req.body);
+    if (!body) return done(errorResponse(body.error()));
+    auto login = json::requireString(*body, "loginName");
+    if (!login) return done(errorResponse(login.error()));
+    auto password = json::requireString(*body, "password");
+    if (!password) return done(errorResponse(password.error()));
+    if (login->empty() || login->size() > 100)
+      return done(errorResponse(ErrorCode::kInvalid, "loginName must be 1 to 100 characters"));
+    if (password->size() < 6 || password->size() > 200)
+      return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
+    auto roles = parseRoles(*body);
+    if (!roles) return done(errorResponse(roles.error()));
+    store::User u;
+    u.account = acc;
+    u.login_name = *login;
+    u.pid = randomUuid();
+    u.roles = *roles;
+    std::string type = json::getString(*body, "type", "HUMAN");
+    auto t = store::parseUserType(type);
+    if (!t) return done(errorResponse(ErrorCode::kInvalid, "type must be HUMAN or BOT"));
+    u.type = *t;
+    if (u.roles.empty()) u.roles.push_back(store::Role::kAgent);
+    auto skills = parseSkills(d.store, acc, *body);
+    if (!skills) return done(errorResponse(skills.error()));
+    u.skills = *skills;
+    auto max_open = json::optInt(*body, "maxOpenConversations");
+    if (!max_open) return done(errorResponse(max_open.error()));
+    if (*max_open) {
+      if (**max_open < 0 || **max_open > 100000)
+        return done(errorResponse(ErrorCode::kInvalid, "maxOpenConversations must be 0..100000"));
+      u.max_open_conversations = static_cast<int>(**max_open);
+    } else if (u.type == store::UserType::kBot) {
+      u.max_open_conversations = 1000;
+    }
+    auto hash = crypto::hashPassword(*password, d.password_cost);
+    if (!hash) return done(errorResponse(hash.error()));
+    u.password_hash = *hash;
+    u.created_at = d.clock.nowMs();
+    auto created = accounts.createUser(u);
+    if (!created) return done(errorResponse(created.error()));
+    d.directory.put(*created);
+    refreshAgent(d, acc, created->id);
+    return done(ok(userObject(*created), 201));
+  }
+  if (req.path.size() == 2 && req.method == "PATCH") {
+    if (!requireRole(p, "ADMIN", done)) return;
+    auto body = json::parseObject(req.body);
+    if (!body) return done(errorResponse(body.error()));
+    auto u = accounts.getUser(acc, UserId(req.path[1]));
+    if (!u) return done(errorResponse(u.error()));
+    if (body->contains("loginName")) {
+      auto login = json::requireString(*body, "loginName");
+      if (!login || login->empty())
+        return done(errorResponse(ErrorCode::kInvalid, "loginName must be a non-empty string"));
+      u->login_name = *login;
+    }
+    if (body->contains("password")) {
+      auto pw = json::requireString(*body, "password");
+      if (!pw || pw->size() < 6)
+        return done(errorResponse(ErrorCode::kInvalid, "password must be at least 6 characters"));
+      auto hash = crypto::hashPassword(*pw, d.password_cost);
+      if (!hash) return done(errorResponse(hash.error()));
+      u->password_hash = *hash;
+    }
+    if (body->contains("roles")) {
+      auto roles = parseRoles(*body);
+      if (!roles) return done(errorResponse(roles.error()));
+      u->roles = *roles;
+    }
+    if (body->contains("type")) {
+      auto t = store::parseUserType(json::getString(*body, "type"));
+      if (!t) return done(errorResponse(ErrorCode::kInvalid, "type must be HUMAN or BOT"));
+      u->type = *t;
+    }
+    if (body->contains("skills") || body->contains("skillIds")) {
+      auto skills = parseSkills(d.store, acc, *body);
+      if (!skills) return done(errorResponse(skills.error()));
+      u->skills = *skills;
+    }
+    if (body->contains("maxOpenConversations")) {
+      auto m = json::optInt(*body, "maxOpenConversations");
+      if (!m || !*m || **m < 0 || **m > 100000)
+        return done(errorResponse(ErrorCode::kInvalid, "maxOpenConversations must be 0..100000"));
+      u->max_open_conversations = static_cast<int>(**m);
+    }
+    if (auto st = accounts.updateUser(*u); !st) return done(errorResponse(st.error()));
+    d.directory.put(*u);
+    refreshAgent(d, acc, u->id);
+    return done(ok(userObject(*u)));
+  }
+  if (req.path.size() == 2 && req.method == "DELETE") {
+    if (!requireRole(p, "ADMIN", done)) return;
+    if (req.path[1] == p.user.id.str())
+      return done(errorResponse(ErrorCode::kInvalid, "you cannot delete your own user"));
+    auto st = accounts.deleteUser(acc, UserId(req.path[1]));
+    if (!st) return done(errorResponse(st.error()));
+    d.directory.remove(acc, UserId(req.path[1]));
+    refreshAgent(d, acc, UserId(req.path[1]));
+    return done(ok(bj::object{{"deleted", req.path[1]}}));
+  }
+  done(errorResponse(ErrorCode::kNotFound,
+                     fmt::format("no route {} users/…; use GET/POST users, GET/PATCH/DELETE "
+                                 "users/{{id}}",
+                                 req.method)));
+}
+
+// ------------------------------------------------------------------------------ conversations
+
+void conversations(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
+  const AccountId& acc = p.user.account;
+  if (req.method != "GET")
+    return done(errorResponse(ErrorCode::kNotFound,
+                              "conversations are read-only over REST; change them over the "
+                              "messaging protocol"));
+  if (req.path.size() == 1) {
+    store::ConversationQuery q;
+    if (auto it = req.query.find("state"); it != req.query.end() && !it->second.empty()) {
+      auto s = store::parseConversationState(it->second);
+      if (!s) return done(errorResponse(ErrorCode::kInvalid, "state must be OPEN or CLOSE"));
+      q.state = *s;
+    }
+    if (auto it = req.query.find("skill"); it != req.query.end() && !it->second.empty())
+      q.skill = SkillId(it->second);
+    if (auto it = req.query.find("consumer"); it != req.query.end() && !it->second.empty())
+      q.consumer = ConsumerId(it->second);
+    if (auto it = req.query.find("limit"); it != req.query.end()) {
+      try {
+        q.limit = std::clamp(std::stoi(it->second), 1, 5000);
+      } catch (...) {
+        return done(errorResponse(ErrorCode::kInvalid, "limit must be a number"));
+      }
+    }
+    return d.service.listConversations(acc, q, [done](Result<std::vector<store::Conversation>> r) {
+      if (!r) return done(errorResponse(r.error()));
+      bj::array arr;
+      for (const auto& c : *r) arr.emplace_back(conversationObject(c));
+      done(ok(arr));
+    });
+  }
+  ConversationId id(req.path[1]);
+  if (req.path.size() == 2) {
+    return d.service.getConversation(acc, id, [done](Result<store::Conversation> r) {
+      if (!r) return done(errorResponse(r.error()));
+      done(ok(conversationObject(*r)));
+    });
+  }
+  if (req.path.size() == 3 && req.path[2] == "messages") {
+    std::int64_t from = 0;
+    int limit = 1000;
+    try {
+      if (auto it = req.query.find("fromSeq"); it != req.query.end()) from = std::stoll(it->second);
+      if (auto it = req.query.find("limit"); it != req.query.end())
+        limit = std::clamp(std::stoi(it->second), 1, 10000);
+    } catch (...) {
+      return done(errorResponse(ErrorCode::kInvalid, "fromSeq and limit must be numbers"));
+    }
+    // Account isolation: getConversation first (listMessages is keyed by conversation only).
+    return d.service.getConversation(acc, id, [&d, acc, id, from, limit, done](auto r) {
+      if (!r) return done(errorResponse(r.error()));
+      d.service.listMessages(acc, id, from, limit, [done](Result<std::vector<store::Message>> m) {
+        if (!m) return done(errorResponse(m.error()));
+        bj::array arr;
+        for (const auto& x : *m) arr.emplace_back(messageObject(x));
+        done(ok(arr));
+      });
+    });
+  }
+  done(errorResponse(ErrorCode::kNotFound,
+                     "no such route; use conversations, conversations/{id} or "
+                     "conversations/{id}/messages"));
+}
+
+}  // namespace
+
+bool isCoreResource(const std::string& first) {
+  return first == "skills" || first == "users" || first == "conversations" || first == "apikeys" ||
+         first == "me";
+}
+
+api::Response errorResponse(const Error& e) {
+  bj::object o{{"error", bj::object{{"code", errorCodeName(e.code)}, {"message", e.message}}}};
+  return api::Response{httpStatus(e.code), bj::serialize(o)};
+}
+
+api::Response errorResponse(ErrorCode code, std::string message) {
+  return errorResponse(Error{code, std::move(message)});
+}
+
+std::string userJson(const store::User& u) { return bj::serialize(userObject(u)); }
+std::string conversationJson(const store::Conversation& c) {
+  return bj::serialize(conversationObject(c));
+}
+
+void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req, Done done) {
+  const std::string& first = req.path.at(0);
+  if (first == "conversations") return conversations(deps, principal, req, done);
+  deps.blocking.run([&deps, principal, req = std::move(req), done = std::move(done)] {
+    const std::string& f = req.path.at(0);
+    if (f == "skills") return skills(deps, principal, req, done);
+    if (f == "users") return users(deps, principal, req, done);
+    if (f == "me" && req.method == "GET") return done(ok(userObject(principal.user)));
+    if (f == "apikeys" && req.method == "POST" && req.path.size() == 1) {
+      auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
+      if (!body) return done(errorResponse(body.error()));
+      auto key = deps.auth.createApiKey(principal.user, json::getString(*body, "name", "api key"));
+      if (!key) return done(errorResponse(key.error()));
+      return done(ok(bj::object{{"key", *key}, {"userId", principal.user.id.str()}}, 201));
+    }
+    done(errorResponse(ErrorCode::kNotFound, fmt::format("no route {} {}", req.method, f)));
+  });
+}
+
+}  // namespace parley::server

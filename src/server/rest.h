@@ -1,0 +1,48 @@
+#pragma once
+
+// REST v1 resources that the server owns itself: skills, users, conversations, apikeys, me.
+// Every other resource is forwarded to a registered api::Handler (see http_app.h).
+// Thread-safe; store work runs on the blocking executor, engine work through the async
+// ConversationService. `done` is called exactly once on any thread.
+
+#include <functional>
+#include <string>
+
+#include "common/api.h"
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "conversation/conversation_service.h"
+#include "server/auth.h"
+#include "server/http_types.h"
+#include "server/protocol/directory.h"
+#include "store/store.h"
+
+namespace parley::server {
+
+struct RestDeps {
+  store::Store& store;
+  conversation::ConversationService& service;
+  protocol::Directory& directory;
+  Auth& auth;
+  BlockingExecutor& blocking;
+  const Clock& clock;
+  // Cost of password hashes for users created over REST. Default: interactive.
+  crypto::PasswordCost password_cost = crypto::PasswordCost::kInteractive;
+};
+
+// The first path segments the core owns.
+bool isCoreResource(const std::string& first_segment);
+
+// Handles a core REST request for `principal` (already checked to belong to req.caller.account).
+void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req,
+                    std::function<void(api::Response)> done);
+
+// {"error":{"code":..,"message":..}} with the fitting status.
+api::Response errorResponse(const Error& e);
+api::Response errorResponse(ErrorCode code, std::string message);
+
+// JSON shapes (exposed for tests and the console).
+std::string userJson(const store::User& u);
+std::string conversationJson(const store::Conversation& c);
+
+}  // namespace parley::server

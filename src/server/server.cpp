@@ -1,0 +1,130 @@
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "server/auth.h"
+#include "server/http_app.h"
+#include "server/jwt.h"
+#include "server/metrics.h"
+#include "server/net.h"
+#include "server/protocol/directory.h"
+#include "server/protocol/hub.h"
+#include "server/tls_files.h"
+
+namespace parley::server {
+namespace {
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(store::Store& store, conversation::ConversationService& service, const Clock& clock,
+             ServerOptions opts, std::string jwt_key, TlsFiles tls)
+      : store_(store),
+        service_(service),
+        clock_(clock),
+        opts_(std::move(opts)),
+        tls_(std::move(tls)),
+        blocking_(makeBlockingPool(opts_.blocking_threads)),
+        auth_(store.accounts(), clock, std::move(jwt_key),
+              AuthOptions{opts_.session_ttl_ms, 24LL * 3600 * 1000, "parley"}),
+        directory_(store.accounts(), *blocking_) {
+    protocol::SessionOptions so;
+    so.init_timeout = opts_.consumer_init_timeout;
+    so.revalidate_interval = opts_.session_revalidate_interval;
+    app_ = std::make_unique<App>(AppDeps{
+        RestDeps{store_, service_, directory_, auth_, *blocking_, clock_, opts_.password_cost},
+        protocol::SessionDeps{service_, hub_, directory_, auth_, *blocking_, clock_, metrics_, so},
+        metrics_, StaticFiles(opts_.web_dir)});
+    metrics_.addSource([this] { return hub_.metricsText(); });
+  }
+
+  ~ServerImpl() override { stop(); }
+
+  Status init() { return directory_.preloadAll(); }
+
+  // Server
+  Status addHandler(std::shared_ptr<api::Handler> handler) override {
+    return app_->addHandler(std::move(handler));
+  }
+  void addMetricsSource(std::function<std::string()> source) override {
+    metrics_.addSource(std::move(source));
+  }
+
+  Result<Endpoints> start() override {
+    NetOptions no;
+    no.http_listen = opts_.http_listen;
+    no.https_listen = opts_.https_listen;
+    no.cert_path = tls_.cert_path;
+    no.key_path = tls_.key_path;
+    no.threads = opts_.threads;
+    no.max_body_bytes = opts_.max_body_bytes;
+    no.max_frame_bytes = opts_.max_frame_bytes;
+    auto net = makeNet(no, *app_, metrics_);
+    if (!net) return std::unexpected(net.error());
+    net_ = std::move(*net);
+    auto ports = net_->listen();
+    if (!ports) return std::unexpected(ports.error());
+    app_->setPublicHost(!ports->https_host.empty() ? ports->https_host : ports->http_host);
+    subscription_ = service_.subscribe(hub_);
+    net_->start();
+    Endpoints ep;
+    if (!ports->http_host.empty()) ep.http_url = "http://" + ports->http_host;
+    if (!ports->https_host.empty()) ep.https_url = "https://" + ports->https_host;
+    ep.ca_path = tls_.ca_path;
+    started_ = true;
+    return ep;
+  }
+
+  void stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    if (net_) net_->stop(std::chrono::milliseconds(5000));
+    subscription_.reset();
+    blocking_->join();
+  }
+
+ private:
+  store::Store& store_;
+  conversation::ConversationService& service_;
+  const Clock& clock_;
+  ServerOptions opts_;
+  TlsFiles tls_;
+  Metrics metrics_;
+  std::unique_ptr<BlockingPool> blocking_;
+  Auth auth_;
+  protocol::Directory directory_;
+  protocol::Hub hub_;
+  std::unique_ptr<App> app_;
+  std::unique_ptr<Net> net_;
+  conversation::Subscription subscription_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> makeServer(store::Store& store,
+                                           conversation::ConversationService& service,
+                                           const Clock& clock, ServerOptions options) {
+  if (options.data_dir.empty()) return invalid("the server needs a data directory");
+  TlsFiles tls;
+  if (!options.https_listen.empty()) {
+    if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+      if (options.tls_cert.empty() || options.tls_key.empty())
+        return invalid("--tls-cert and --tls-key must be given together");
+      tls.cert_path = options.tls_cert;
+      tls.key_path = options.tls_key;
+    } else {
+      auto t = ensureTlsFiles(options.data_dir);
+      if (!t) return std::unexpected(t.error());
+      tls = *t;
+    }
+  }
+  auto key = loadOrCreateJwtKey(options.data_dir);
+  if (!key) return std::unexpected(key.error());
+  auto s = std::make_unique<ServerImpl>(store, service, clock, std::move(options), std::move(*key),
+                                        std::move(tls));
+  if (auto st = s->init(); !st) return std::unexpected(st.error());
+  return std::unique_ptr<Server>(std::move(s));
+}
+
+}  // namespace parley::server

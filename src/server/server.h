@@ -1,0 +1,81 @@
+#pragma once
+
+// The Parley server: HTTP + HTTPS listeners, TLS material, authentication, REST v1 (core
+// resources plus registered api::Handlers), LivePerson-compatible endpoints and the messaging
+// protocol sockets, static console files, /healthz and /metrics. The public face of
+// src/server; no Beast/Asio types cross it.
+//
+// Lifecycle: create() → addHandler()/addMetricsSource() → start() → stop(). Owned by main; the
+// store, the conversation service and the clock must outlive it. Thread-safe after start().
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/api.h"
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "common/result.h"
+#include "conversation/conversation_service.h"
+#include "store/store.h"
+
+namespace parley::server {
+
+struct ServerOptions {
+  // Data directory (TLS material under DIR/tls, the JWT key under DIR/keys). REQUIRES: set.
+  std::string data_dir;
+  // Plain HTTP listener "HOST:PORT"; empty disables it. Default: 127.0.0.1:8080.
+  std::string http_listen = "127.0.0.1:8080";
+  // HTTPS listener; empty disables it. Default: 127.0.0.1:8443.
+  std::string https_listen = "127.0.0.1:8443";
+  // Bring-your-own certificate chain and key (PEM). Default: generated under DIR/tls.
+  std::string tls_cert;
+  std::string tls_key;
+  // io threads. Default: 0 = hardware concurrency.
+  int threads = 0;
+  // Threads for blocking store work. Default: 4.
+  int blocking_threads = 4;
+  // The built console (web/dist). Empty: a page says it is not built.
+  std::string web_dir;
+  // Login session lifetime. Default: 12 h.
+  TimeMs session_ttl_ms = 12LL * 3600 * 1000;
+  // Cost of password hashes made over REST. Default: interactive.
+  crypto::PasswordCost password_cost = crypto::PasswordCost::kInteractive;
+  // Largest REST body (413 above) and WebSocket message (close 1009 above).
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_frame_bytes = 256 << 10;
+  // A consumer socket without Authorization must send InitConnection within this time.
+  std::chrono::milliseconds consumer_init_timeout{5000};
+  // How often agent sockets re-check their login session (expired/revoked → close 4401).
+  std::chrono::milliseconds session_revalidate_interval{30'000};
+};
+
+struct Endpoints {
+  std::string http_url;   // "http://127.0.0.1:P" or "" when disabled
+  std::string https_url;  // "https://127.0.0.1:Q" or ""
+  std::string ca_path;    // DIR/tls/ca.pem, or "" with a brought certificate
+};
+
+class Server {
+ public:
+  virtual ~Server() = default;
+
+  // Registers the owner of REST resources (e.g. functions, secrets, allowlist, bots,
+  // richcontent). Before start(). Conflict when a resource is taken.
+  virtual Status addHandler(std::shared_ptr<api::Handler> handler) = 0;
+  // Adds Prometheus text appended to /metrics. Before start().
+  virtual void addMetricsSource(std::function<std::string()> source) = 0;
+  // Subscribes to the engine, binds the listeners and starts serving.
+  virtual Result<Endpoints> start() = 0;
+  // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
+  // Idempotent.
+  virtual void stop() = 0;
+};
+
+// Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.
+Result<std::unique_ptr<Server>> makeServer(store::Store& store,
+                                           conversation::ConversationService& service,
+                                           const Clock& clock, ServerOptions options);
+
+}  // namespace parley::server
