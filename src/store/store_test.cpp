@@ -85,6 +85,13 @@ ErrorCode codeOf(const Result<T>& r) {
     ASSERT_TRUE(r_.has_value()) << #expr << ": " << r_.error().message; \
   } while (0)
 
+// prefix + n. (Spelled out: GCC 12 at -O3 warns falsely on `"literal" + std::to_string(n)`.)
+std::string numbered(const char* prefix, int n) {
+  std::string s(prefix);
+  s += std::to_string(n);
+  return s;
+}
+
 User makeUser(const AccountId& a, const std::string& login) {
   User u;
   u.account = a;
@@ -604,7 +611,7 @@ Deployment makeDeployment(const AccountId& a, const std::string& fn, const std::
 TYPED_TEST(StoreContract, DeploymentsNewestFirstAndPrune) {
   ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
   for (int i = 1; i <= 5; ++i)
-    ASSERT_OK(this->fn().addDeployment(makeDeployment(kA, "f1", "d" + std::to_string(i), i * 10)));
+    ASSERT_OK(this->fn().addDeployment(makeDeployment(kA, "f1", numbered("d", i), i * 10)));
   ASSERT_OK(this->fn().addDeployment(makeDeployment(kB, "f1", "other", 99)));
   EXPECT_CODE(this->fn().addDeployment(makeDeployment(kA, "f1", "d1", 5)), ErrorCode::kConflict);
   auto list = this->fn().listDeployments(kA, FunctionId("f1"), 3);
@@ -806,7 +813,7 @@ TurnRecord makeTurn(const AccountId& a, const std::string& bot, const std::strin
 
 TYPED_TEST(StoreContract, TurnsKeepNewestAndReplaceSameId) {
   for (int i = 1; i <= 5; ++i)
-    ASSERT_OK(this->bots().appendTurn(makeTurn(kA, "b1", "t" + std::to_string(i), i), 3));
+    ASSERT_OK(this->bots().appendTurn(makeTurn(kA, "b1", numbered("t", i), i), 3));
   ASSERT_OK(this->bots().appendTurn(makeTurn(kA, "b2", "t1", 1), 3));
   ASSERT_OK(this->bots().appendTurn(makeTurn(kB, "b1", "t1", 1), 3));
   auto list = this->bots().listTurns(kA, BotId("b1"), 10);
@@ -882,8 +889,7 @@ TYPED_TEST(StoreContract, ConcurrentWritersAllCommitExactly) {
           ++failures;
         }
         if (i % 50 == 0) {
-          if (!this->acc().createUser(
-                  makeUser(kA, "u" + std::to_string(t) + "-" + std::to_string(i))))
+          if (!this->acc().createUser(makeUser(kA, numbered("u", t) + numbered("-", i))))
             ++failures;
         }
       }
