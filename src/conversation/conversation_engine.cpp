@@ -624,6 +624,7 @@ Status Engine::recover() {
     auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
     {
       std::lock_guard lock(entries_mu_);
+      if (entries_.contains(c.id)) continue;  // created by this engine before recover()
       entries_[c.id] = entry;
       consumers_[consumerKey(c.account, c.consumer)] = c.id;
     }
@@ -916,7 +917,9 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
               auto it = std::ranges::find_if(next.participants, isActiveAssigned);
               if (it == next.participants.end())
                 return done(invalid("conversation " + c.id.str() + " has no assigned agent"));
-              if (f->user && f->user->str() != it->id)
+              // node-agent-sdk adds the caller's own userId to every REMOVE entry, so a manager
+              // (or the system) naming itself means "whoever is assigned".
+              if (f->user && f->user->str() != it->id && *f->user != actor.user)
                 return done(invalid("agent " + f->user->str() +
                                     " is not the assigned agent of conversation " + c.id.str()));
               removed.push_back(*it);

@@ -943,6 +943,29 @@ TEST_F(EngineTest, TransferToSkillMovesTheConversationToAnotherAgent) {
   EXPECT_EQ(none.error().code, ErrorCode::kInvalid);
 }
 
+TEST_F(EngineTest, ManagerTransfersWithItsOwnIdInTheRemoveEntry) {
+  Actor a1 = createAgent("a1", {sales_});
+  Actor manager = createAgent("m1", {});
+  Actor other = createAgent("o1", {});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(a1, *c);
+  ASSERT_TRUE(update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}}));
+  // A third user that is not the assigned agent is refused.
+  auto wrong = update(manager, c->id,
+                      {RemoveParticipantField{"ASSIGNED_AGENT", other.user}, SkillField{support_}});
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, ErrorCode::kInvalid);
+  // node-agent-sdk puts the caller's own id on REMOVE: that removes whoever is assigned.
+  auto moved =
+      update(manager, c->id,
+             {RemoveParticipantField{"ASSIGNED_AGENT", manager.user}, SkillField{support_}});
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_FALSE(assignedAgent(*moved).has_value());
+  EXPECT_EQ(moved->skill, support_);
+  EXPECT_EQ(queueOrder(support_), std::vector<ConversationId>{c->id});
+}
+
 TEST_F(EngineTest, TransferToNamedAgentRingsOnlyThatAgent) {
   Actor a1 = createAgent("a1", {sales_});
   Actor a2 = createAgent("a2", {sales_});

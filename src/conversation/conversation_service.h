@@ -157,7 +157,9 @@ struct AddParticipantField {
 };
 // ParticipantsChange REMOVE. role ASSIGNED_AGENT = "back to queue" (fails with Invalid when there
 // is no assigned agent); MANAGER/READER = leave. `user` defaults to the holder of an
-// ASSIGNED_AGENT role, or the acting agent for MANAGER/READER; when given it must match.
+// ASSIGNED_AGENT role, or the acting agent for MANAGER/READER; when given it must match (for
+// ASSIGNED_AGENT, the acting agent's own id is also accepted: node-agent-sdk adds it to every
+// REMOVE entry, so a manager's REMOVE names the manager).
 struct RemoveParticipantField {
   std::string role;
   std::optional<UserId> user;
