@@ -1,0 +1,1389 @@
+#include "connector/bot_service.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/random.h"
+#include "connector/input.h"
+#include "connector/response.h"
+
+namespace parley::connector {
+
+namespace bj = boost::json;
+namespace asio = boost::asio;
+namespace conv = parley::conversation;
+using Strand = asio::strand<asio::thread_pool::executor_type>;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kCodePrefix = "com.liveperson.bot-connectors-worker.error.";
+
+api::Response errorResponse(const Error& e) {
+  bj::object err{{"code", errorCodeName(e.code)}, {"message", e.message}};
+  return api::Response{httpStatus(e.code), bj::serialize(bj::object{{"error", std::move(err)}})};
+}
+
+double msSince(SteadyClock::time_point t) {
+  return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
+}
+
+std::string botUserLogin(const std::string& name) {
+  std::string s = "bot.";
+  for (char c : name)
+    s += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return s + "." + randomHex(3);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+// A bot that is not OFFLINE. Guarded by Impl::mu_ except the immutable fields.
+struct BotRuntime {
+  AccountId account;
+  BotId id;
+  store::User user;  // the bot user (id, pid)
+  BotConfig config;
+  std::string status = "ONLINE";
+  int consecutive_failures = 0;
+};
+
+struct Metrics {
+  std::map<std::pair<std::string, std::string>, std::uint64_t> turns;  // (bot, outcome)
+  std::map<std::string, std::uint64_t> escalations;
+  std::map<std::string, std::uint64_t> discarded;
+  std::map<std::string, double> invoke_ms_sum;
+  std::map<std::string, std::uint64_t> invoke_count;
+  std::map<std::string, std::uint64_t> retries;
+};
+
+struct Turn {
+  std::string id;
+  TurnInput input;
+  std::uint64_t epoch = 0;
+  std::shared_ptr<BotRuntime> bot;
+  BotConfig config;  // snapshot at turn start
+  std::string input_json;
+  std::string response_json;
+  int attempts = 0;
+  bj::array actions;
+  std::string error;
+  std::string outcome;
+  SteadyClock::time_point t_start = SteadyClock::now();
+  SteadyClock::time_point t_invoke;
+  double invoke_ms = 0;
+  double queued_ms = 0;
+  TimeMs ts = 0;
+  std::vector<Problem> refused;
+};
+
+struct ConvState {
+  explicit ConvState(Strand s) : strand(std::move(s)) {}
+  Strand strand;
+  // All below: only on `strand`.
+  AccountId account;
+  ConversationId id;
+  store::Conversation snapshot;
+  std::shared_ptr<BotRuntime> bot;
+  bool owned = false;
+  std::uint64_t epoch = 0;
+  bool catching_up = false;
+  std::vector<store::Message> buffered;
+  std::int64_t last_seq = -1;
+  std::deque<std::pair<TurnInput, SteadyClock::time_point>> queue;
+  bool turn_running = false;
+  bool combine_armed = false;
+  bool combine_ready = false;
+  std::shared_ptr<asio::steady_timer> timer;
+};
+
+struct BotService::Impl {
+  Impl(store::Store& s, conv::ConversationService& c, functions::Runner& r,
+       richcontent::Validator v, const Clock& clk, ConnectorOptions o)
+      : store(s),
+        convs(c),
+        runner(r),
+        validator(std::move(v)),
+        clock(clk),
+        opts(std::move(o)),
+        pool(static_cast<std::size_t>(std::max(1, opts.threads))) {}
+
+  store::Store& store;
+  conv::ConversationService& convs;
+  functions::Runner& runner;
+  richcontent::Validator validator;
+  const Clock& clock;
+  ConnectorOptions opts;
+  asio::thread_pool pool;
+  conv::Subscription subscription;
+  std::atomic<bool> stopped{false};
+
+  mutable std::mutex mu;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> bots;  // (acc, bot)
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> by_user;
+  std::map<std::string, std::shared_ptr<ConvState>> conversations;
+  Metrics metrics;
+  // Work in flight (turns, timers, engine calls awaiting completion), for waitIdleForTest.
+  std::atomic<int> busy{0};
+  std::mutex idle_mu;
+  std::condition_variable idle_cv;
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  void addBusy() { ++busy; }
+  void doneBusy() {
+    if (--busy == 0) {
+      std::lock_guard l(idle_mu);
+      idle_cv.notify_all();
+    }
+  }
+
+  std::shared_ptr<BotRuntime> botForUser(const AccountId& acc, const std::string& user) {
+    std::lock_guard l(mu);
+    auto it = by_user.find({acc.str(), user});
+    return it == by_user.end() ? nullptr : it->second;
+  }
+
+  std::shared_ptr<ConvState> convFor(const ConversationId& id, bool create) {
+    std::lock_guard l(mu);
+    auto it = conversations.find(id.str());
+    if (it != conversations.end()) return it->second;
+    if (!create) return nullptr;
+    auto c = std::make_shared<ConvState>(asio::make_strand(pool));
+    c->id = id;
+    conversations[id.str()] = c;
+    return c;
+  }
+
+  template <class F>
+  void onStrand(const std::shared_ptr<ConvState>& c, F&& f) {
+    addBusy();
+    asio::post(c->strand, [this, f = std::forward<F>(f)]() mutable {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        spdlog::error("connector: unexpected exception on a conversation strand: {}", e.what());
+      }
+      doneBusy();
+    });
+  }
+
+  conv::Actor botActor(const BotRuntime& b) const {
+    return conv::Actor::ofAgent(b.account, b.user.id, b.user.pid);
+  }
+
+  std::optional<std::vector<std::string>> allowlistFor(const AccountId& acc) const {
+    return opts.image_allowlist ? opts.image_allowlist(acc) : std::nullopt;
+  }
+
+  static std::optional<std::string> assignedAgent(const store::Conversation& c) {
+    if (c.state != store::ConversationState::kOpen) return std::nullopt;
+    for (const auto& p : c.participants)
+      if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") return p.id;
+    return std::nullopt;
+  }
+
+  Result<std::string> skillName(const AccountId& acc, const SkillId& id) {
+    auto skills = store.accounts().listSkills(acc);
+    if (!skills) return std::unexpected(skills.error());
+    for (const auto& s : *skills)
+      if (s.id == id) return s.name;
+    return std::string();
+  }
+  std::optional<SkillId> skillByName(const AccountId& acc, const std::string& name) {
+    auto skills = store.accounts().listSkills(acc);
+    if (!skills) return std::nullopt;
+    for (const auto& s : *skills)
+      if (s.name == name) return s.id;
+    return std::nullopt;
+  }
+
+  // ---- engine events (engine threads) ----------------------------------------------------------
+
+  void conversationChanged(const store::Conversation& c) {
+    auto assigned = assignedAgent(c);
+    std::shared_ptr<BotRuntime> bot = assigned ? botForUser(c.account, *assigned) : nullptr;
+    auto state = convFor(c.id, bot != nullptr);
+    if (!state) return;
+    onStrand(state, [this, state, c, bot] { handleChange(state, c, bot); });
+  }
+
+  void messageAdded(const store::Message& m) {
+    auto state = convFor(m.conversation, false);
+    if (!state) return;
+    onStrand(state, [this, state, m] { handleMessage(state, m); });
+  }
+
+  void ringOffered(const conv::Ring& ring) {
+    auto bot = botForUser(ring.account, ring.user.str());
+    if (!bot) return;
+    addBusy();
+    asio::post(pool, [this, bot, ring] {
+      std::string status;
+      {
+        std::lock_guard l(mu);
+        status = bot->status;
+      }
+      auto c = store.conversations().getConversation(ring.account, ring.conversation);
+      bool serve = (status == "ONLINE" || status == "VENDOR_INTERRUPTION") && c &&
+                   bot->config.servesChannel(c->channel);
+      addBusy();
+      if (serve) {
+        convs.acceptRing(botActor(*bot), ring.ring_id, [this, ring](Result<store::Conversation> r) {
+          if (!r)
+            spdlog::info("connector: bot could not accept ring {}: {}", ring.ring_id,
+                         r.error().message);
+          doneBusy();
+        });
+      } else {
+        convs.rejectRing(botActor(*bot), ring.ring_id, [this](Status) { doneBusy(); });
+      }
+      doneBusy();
+    });
+  }
+
+  // ---- per conversation (strand) ---------------------------------------------------------------
+
+  void handleChange(const std::shared_ptr<ConvState>& st, const store::Conversation& c,
+                    const std::shared_ptr<BotRuntime>& bot) {
+    st->account = c.account;
+    st->snapshot = c;
+    bool now_owned = bot != nullptr;
+    if (now_owned && (!st->owned || st->bot != bot)) {
+      st->owned = true;
+      st->bot = bot;
+      ++st->epoch;
+      st->queue.clear();
+      catchUp(st);
+    } else if (!now_owned && st->owned) {
+      st->owned = false;
+      ++st->epoch;  // a turn in flight is now stale: its response is discarded
+      st->queue.clear();
+      st->catching_up = false;
+      st->buffered.clear();
+      if (st->timer) st->timer->cancel();
+    }
+    if (!st->owned && !st->turn_running && c.state == store::ConversationState::kClose) {
+      std::lock_guard l(mu);
+      conversations.erase(c.id.str());
+    }
+  }
+
+  void catchUp(const std::shared_ptr<ConvState>& st) {
+    st->catching_up = true;
+    std::uint64_t epoch = st->epoch;
+    addBusy();
+    convs.listMessages(
+        st->account, st->id, 0, 100000, [this, st, epoch](Result<std::vector<store::Message>> r) {
+          onStrand(st, [this, st, epoch, r = std::move(r)] { finishCatchUp(st, epoch, r); });
+          doneBusy();
+        });
+  }
+
+  void finishCatchUp(const std::shared_ptr<ConvState>& st, std::uint64_t epoch,
+                     const Result<std::vector<store::Message>>& r) {
+    if (epoch != st->epoch || !st->owned) return;
+    st->catching_up = false;
+    std::vector<store::Message> msgs = r ? *r : std::vector<store::Message>{};
+    std::size_t answered_upto = 0;  // index after the last non-consumer content message
+    bool bot_spoke = false, others_spoke = false;
+    std::string bot_old_id = st->account.str() + "." + st->bot->user.id.str();
+    std::optional<std::string> last_consumer_text;
+    for (std::size_t i = 0; i < msgs.size(); ++i) {
+      const auto& m = msgs[i];
+      st->last_seq = std::max(st->last_seq, m.sequence);
+      if (m.originator_role == "CONSUMER") {
+        if (auto k = classifyConsumerMessage(m); k == InputKind::kText) {
+          bj::value ev = bj::parse(m.event_json);
+          last_consumer_text = std::string(ev.at("message").as_string());
+        }
+        continue;
+      }
+      bool content = m.event_json.find("\"ContentEvent\"") != std::string::npos ||
+                     m.event_json.find("\"RichContentEvent\"") != std::string::npos;
+      if (!content || m.audience != "ALL") continue;
+      answered_upto = i + 1;
+      if (m.originator_id == bot_old_id)
+        bot_spoke = true;
+      else
+        others_spoke = true;
+    }
+    auto now = SteadyClock::now();
+    bool chat = st->snapshot.channel == store::Channel::kChat;
+    if (chat && !bot_spoke) {
+      st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, std::nullopt}, now);
+    } else if (!chat && st->bot->config.welcome_after_transfer && others_spoke && !bot_spoke) {
+      st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, last_consumer_text}, now);
+      answered_upto = msgs.size();
+    }
+    for (std::size_t i = answered_upto; i < msgs.size(); ++i) {
+      auto k = classifyConsumerMessage(msgs[i]);
+      if (k) st->queue.emplace_back(TurnInput{*k, {msgs[i]}, std::nullopt}, now);
+    }
+    for (auto& m : st->buffered) enqueueMessage(st, m);
+    st->buffered.clear();
+    pump(st);
+  }
+
+  void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
+    if (m.sequence <= st->last_seq) return;
+    st->last_seq = m.sequence;
+    auto k = classifyConsumerMessage(m);
+    if (!k) return;
+    st->queue.emplace_back(TurnInput{*k, {m}, std::nullopt}, SteadyClock::now());
+  }
+
+  void handleMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
+    if (!st->owned) return;
+    if (st->catching_up) {
+      st->buffered.push_back(m);
+      return;
+    }
+    enqueueMessage(st, m);
+    pump(st);
+  }
+
+  void pump(const std::shared_ptr<ConvState>& st) {
+    if (st->turn_running || st->queue.empty() || !st->owned || st->catching_up) return;
+    const BotConfig& cfg = st->bot->config;
+    bool text_front = st->queue.front().first.kind == InputKind::kText;
+    if (cfg.combine.enabled && cfg.combine.time_frame_ms > 0 && text_front && !st->combine_ready) {
+      if (!st->combine_armed) {
+        st->combine_armed = true;
+        armTimer(st, std::chrono::milliseconds(cfg.combine.time_frame_ms), [this, st] {
+          st->combine_armed = false;
+          st->combine_ready = true;
+          pump(st);
+        });
+      }
+      return;
+    }
+    st->combine_ready = false;
+    auto [input, queued_at] = std::move(st->queue.front());
+    st->queue.pop_front();
+    if (cfg.combine.enabled && input.kind == InputKind::kText) {
+      while (!st->queue.empty() && st->queue.front().first.kind == InputKind::kText &&
+             static_cast<int>(input.messages.size()) < cfg.combine.max_messages) {
+        for (auto& m : st->queue.front().first.messages) input.messages.push_back(std::move(m));
+        st->queue.pop_front();
+      }
+    }
+    startTurn(st, std::move(input), queued_at);
+  }
+
+  template <class F>
+  void armTimer(const std::shared_ptr<ConvState>& st, std::chrono::milliseconds d, F&& f) {
+    auto timer = std::make_shared<asio::steady_timer>(st->strand, d);
+    st->timer = timer;
+    addBusy();
+    timer->async_wait(
+        [this, st, timer, f = std::forward<F>(f)](boost::system::error_code ec) mutable {
+          if (!ec && !stopped) {
+            try {
+              f();
+            } catch (const std::exception& e) {
+              spdlog::error("connector: exception in a timer: {}", e.what());
+            }
+          }
+          doneBusy();
+        });
+  }
+
+  // ---- turns -----------------------------------------------------------------------------------
+
+  void startTurn(const std::shared_ptr<ConvState>& st, TurnInput input,
+                 SteadyClock::time_point queued_at) {
+    auto turn = std::make_shared<Turn>();
+    turn->id = randomUuid();
+    turn->input = std::move(input);
+    turn->epoch = st->epoch;
+    turn->bot = st->bot;
+    {
+      std::lock_guard l(mu);
+      turn->config = st->bot->config;
+    }
+    turn->ts = clock.nowMs();
+    turn->queued_ms =
+        std::chrono::duration<double, std::milli>(SteadyClock::now() - queued_at).count();
+    st->turn_running = true;
+    auto name = skillName(st->account, st->snapshot.skill);
+    bj::object input_obj =
+        buildFunctionInput(turn->input, st->snapshot, name ? *name : std::string(), clock.nowMs());
+    turn->input_json = bj::serialize(input_obj);
+    (void)store.bots().putPendingTurn(
+        store::PendingTurn{st->account, turn->bot->id, st->id, turn->id,
+                           bj::serialize(bj::object{{"epoch", turn->epoch}}), clock.nowMs()});
+    invoke(st, turn);
+  }
+
+  void invoke(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    ++turn->attempts;
+    functions::InvokeRequest req;
+    req.account = st->account;
+    req.function = turn->config.function;
+    req.input_json = turn->input_json;
+    req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+    req.request_id = turn->id + "-" + std::to_string(turn->attempts);
+    turn->t_invoke = SteadyClock::now();
+    addBusy();
+    runner.invoke(std::move(req), [this, st, turn](functions::InvokeResult r) {
+      onStrand(st, [this, st, turn, r = std::move(r)] { onInvoked(st, turn, r); });
+      doneBusy();
+    });
+  }
+
+  bool stale(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) const {
+    return !st->owned || st->epoch != turn->epoch;
+  }
+
+  void onInvoked(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                 const functions::InvokeResult& r) {
+    turn->invoke_ms += msSince(turn->t_invoke);
+    {
+      std::lock_guard l(mu);
+      metrics.invoke_ms_sum[turn->bot->id.str()] += msSince(turn->t_invoke);
+      metrics.invoke_count[turn->bot->id.str()] += 1;
+    }
+    turn->response_json = r.ok ? r.result_json : std::string();
+    if (stale(st, turn)) {
+      discard(st, turn,
+              "the conversation changed owner (an agent took over, it was transferred "
+              "or closed) while the function was running; the response is not sent");
+      return;
+    }
+    if (!r.ok) {
+      fail(st, turn, codes::kInvokeLambda,
+           fmt::format("the function failed: {}: {}", r.error_code, r.error_message),
+           /*retryable=*/true);
+      return;
+    }
+    PlanOptions po;
+    po.channel = st->snapshot.channel;
+    po.image_allowlist = allowlistFor(st->account);
+    po.max_delay_s = opts.max_delay_s;
+    po.conversation_id = st->id.str();
+    ResponsePlan plan = planResponse(r.result_json, validator, po);
+    for (auto& p : plan.refused) turn->refused.push_back(p);
+    if (plan.fatal) {
+      fail(st, turn, plan.fatal->code,
+           plan.fatal->message + (plan.fatal->path.empty() ? "" : " (at " + plan.fatal->path + ")"),
+           true);
+      return;
+    }
+    for (const auto& p : plan.refused)
+      turn->actions.push_back(bj::object{{"kind", "REFUSED"},
+                                         {"status", "REFUSED"},
+                                         {"code", std::string(kCodePrefix) + p.code},
+                                         {"path", p.path},
+                                         {"message", p.message}});
+    auto shared_plan = std::make_shared<ResponsePlan>(std::move(plan));
+    applyStep(st, turn, shared_plan, 0);
+  }
+
+  void publish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+               std::string event_json, std::string metadata_json, conv::Audience audience,
+               std::function<void(Result<conv::Published>)> then) {
+    conv::PublishRequest req;
+    req.actor = botActor(*turn->bot);
+    req.conversation = st->id;
+    req.event_json = std::move(event_json);
+    req.metadata_json = std::move(metadata_json);
+    req.audience = audience;
+    addBusy();
+    convs.publish(std::move(req), [this, st, then = std::move(then)](Result<conv::Published> r) {
+      onStrand(st, [then, r = std::move(r)] { then(r); });
+      doneBusy();
+    });
+  }
+
+  static bool ownershipError(const Error& e) {
+    return e.code == ErrorCode::kForbidden || e.code == ErrorCode::kConflict;
+  }
+
+  void applyStep(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                 const std::shared_ptr<ResponsePlan>& plan, std::size_t i) {
+    if (stale(st, turn)) {
+      discard(st, turn,
+              "the conversation changed owner while the response was being sent; the "
+              "rest is not sent");
+      return;
+    }
+    if (i == plan->steps.size()) {
+      applyAction(st, turn, plan);
+      return;
+    }
+    const Step& step = plan->steps[i];
+    if (step.kind == StepKind::kDelay) {
+      auto after_delay = [this, st, turn, plan, i] {
+        if (stale(st, turn)) return applyStep(st, turn, plan, i);
+        turn->actions.push_back(bj::object{{"kind", "DELAY"},
+                                           {"status", "DONE"},
+                                           {"seconds", plan->steps[i].delay_s},
+                                           {"source", plan->steps[i].source}});
+        if (!plan->steps[i].typing) return applyStep(st, turn, plan, i + 1);
+        publish(st, turn, R"({"type":"ChatStateEvent","chatState":"ACTIVE"})", "[]",
+                conv::Audience::kAll, [this, st, turn, plan, i](Result<conv::Published>) {
+                  applyStep(st, turn, plan, i + 1);
+                });
+      };
+      auto wait = [this, st, turn, plan, i, after_delay] {
+        armTimer(st, std::chrono::milliseconds(plan->steps[i].delay_s * opts.ms_per_delay_second),
+                 after_delay);
+      };
+      if (step.typing)
+        publish(st, turn, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})", "[]",
+                conv::Audience::kAll, [wait](Result<conv::Published>) { wait(); });
+      else
+        wait();
+      return;
+    }
+    conv::Audience audience = step.kind == StepKind::kPrivateText
+                                  ? conv::Audience::kAgentsAndManagers
+                                  : conv::Audience::kAll;
+    publish(st, turn, step.event_json, bj::serialize(step.metadata), audience,
+            [this, st, turn, plan, i](Result<conv::Published> r) {
+              const Step& s = plan->steps[i];
+              bj::object a{{"kind", stepKindName(s.kind)}, {"source", s.source}};
+              if (r) {
+                a["status"] = "DONE";
+                if (r->sequence) a["sequence"] = *r->sequence;
+                turn->actions.push_back(std::move(a));
+              } else {
+                a["status"] = "FAILED";
+                a["message"] = r.error().message;
+                turn->actions.push_back(std::move(a));
+                if (ownershipError(r.error())) {
+                  discard(st, turn,
+                          "publishing failed because the bot no longer owns the "
+                          "conversation: " +
+                              r.error().message);
+                  return;
+                }
+              }
+              applyStep(st, turn, plan, i + 1);
+            });
+  }
+
+  void update(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+              std::vector<conv::FieldChange> changes,
+              std::function<void(Result<store::Conversation>)> then) {
+    addBusy();
+    convs.updateConversation(botActor(*turn->bot), st->id, std::move(changes),
+                             [this, st, then = std::move(then)](Result<store::Conversation> r) {
+                               onStrand(st, [then, r = std::move(r)] { then(r); });
+                               doneBusy();
+                             });
+  }
+
+  void applyAction(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                   const std::shared_ptr<ResponsePlan>& plan) {
+    if (!plan->action) return complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+    const Action& a = *plan->action;
+    bj::object rec = a.toJson();
+    rec["kind"] = "ACTION";
+    switch (a.kind) {
+      case ActionKind::kTransfer: {
+        auto skill = skillByName(st->account, a.skill);
+        if (!skill) {
+          rec["status"] = "REFUSED";
+          rec["code"] = std::string(kCodePrefix) + codes::kTransferSkillNotExisting;
+          turn->actions.push_back(rec);
+          return escalate(st, turn, codes::kTransferSkillNotExisting,
+                          fmt::format("TRANSFER to skill \"{}\": no such skill (names are "
+                                      "case-sensitive)",
+                                      a.skill));
+        }
+        std::vector<conv::FieldChange> changes;
+        if (a.agent_id) {
+          std::string agent = *a.agent_id;
+          if (auto dot = agent.find('.'); dot != std::string::npos) agent = agent.substr(dot + 1);
+          changes = conv::transferToAgent(UserId(agent), *skill);
+        } else {
+          changes = conv::transferToSkill(*skill);
+        }
+        update(st, turn, std::move(changes),
+               [this, st, turn, rec](Result<store::Conversation> r) mutable {
+                 if (!r) {
+                   rec["status"] = "FAILED";
+                   rec["message"] = r.error().message;
+                   turn->actions.push_back(rec);
+                   if (ownershipError(r.error()))
+                     return discard(st, turn, "the transfer failed: " + r.error().message);
+                   return escalate(st, turn, codes::kTransferToSkill,
+                                   "the transfer failed: " + r.error().message);
+                 }
+                 rec["status"] = "DONE";
+                 turn->actions.push_back(rec);
+                 complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+               });
+        return;
+      }
+      case ActionKind::kClose:
+        update(st, turn, {conv::CloseField{std::string("BOT")}},
+               [this, st, turn, rec](Result<store::Conversation> r) mutable {
+                 rec["status"] = r ? "DONE" : "FAILED";
+                 if (!r) {
+                   rec["code"] = std::string(kCodePrefix) + codes::kEndConversation;
+                   rec["message"] = r.error().message;
+                 }
+                 turn->actions.push_back(rec);
+                 complete(st, turn, r && turn->refused.empty() ? "OK" : "PARTIAL");
+               });
+        return;
+      case ActionKind::kChangeTtr:
+        update(st, turn, {conv::TtrField{a.ttr_type, a.ttr_value_s}},
+               [this, st, turn, rec](Result<store::Conversation> r) mutable {
+                 rec["status"] = r ? "DONE" : "FAILED";
+                 if (!r) {
+                   rec["code"] = std::string(kCodePrefix) + codes::kChangeTtr;
+                   rec["message"] = r.error().message;
+                 }
+                 turn->actions.push_back(rec);
+                 complete(st, turn, r && turn->refused.empty() ? "OK" : "PARTIAL");
+               });
+        return;
+      case ActionKind::kInvocation: {
+        functions::InvokeRequest req;
+        req.account = st->account;
+        req.function = FunctionId(a.lambda_uuid);
+        req.input_json = bj::serialize(bj::object{
+            {"timestamp", clock.nowMs()}, {"headers", bj::array{}}, {"payload", a.payload}});
+        req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+        req.request_id = turn->id + "-invocation";
+        bool fail_on_error = a.fail_on_error;
+        addBusy();
+        runner.invoke(std::move(req), [this, st, turn, rec,
+                                       fail_on_error](functions::InvokeResult r) mutable {
+          onStrand(st, [this, st, turn, rec, fail_on_error, r = std::move(r)]() mutable {
+            if (r.ok) {
+              rec["status"] = "DONE";
+              turn->actions.push_back(rec);
+              return complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+            }
+            rec["status"] = fail_on_error ? "FAILED" : "FAILED_IGNORED";
+            rec["code"] = std::string(kCodePrefix) + codes::kFailedBotAction;
+            rec["message"] = r.error_code + ": " + r.error_message;
+            turn->actions.push_back(rec);
+            if (fail_on_error)
+              return escalate(st, turn, codes::kFailedBotAction,
+                              "INVOCATION of " + std::string(rec["lambdaUuid"].as_string()) +
+                                  " failed: " + r.error_code + ": " + r.error_message);
+            complete(st, turn, "PARTIAL");
+          });
+          doneBusy();
+        });
+        return;
+      }
+    }
+  }
+
+  // A failed invocation or an unusable response: retry per policy, then escalate.
+  void fail(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+            const std::string& code, const std::string& message, bool retryable) {
+    std::string status;
+    {
+      std::lock_guard l(mu);
+      status = turn->bot->status;
+    }
+    turn->actions.push_back(bj::object{{"kind", "ATTEMPT"},
+                                       {"attempt", turn->attempts},
+                                       {"status", "FAILED"},
+                                       {"code", std::string(kCodePrefix) + code},
+                                       {"message", message}});
+    if (retryable && status != "VENDOR_INTERRUPTION" &&
+        turn->attempts <= turn->config.escalation.retries) {
+      {
+        std::lock_guard l(mu);
+        metrics.retries[turn->bot->id.str()] += 1;
+      }
+      invoke(st, turn);
+      return;
+    }
+    escalate(st, turn, code, message);
+  }
+
+  // Escalation (spec §3.3): message to the consumer, private note with the reason to the agent
+  // side, transfer to the escalation skill; the failure message when that transfer fails.
+  void escalate(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                const std::string& code, const std::string& message) {
+    turn->error = std::string(kCodePrefix) + code + ": " + message;
+    {
+      std::lock_guard l(mu);
+      metrics.escalations[turn->bot->id.str()] += 1;
+    }
+    health(turn->bot, false);
+    if (stale(st, turn))
+      return discard(st, turn, "the conversation changed owner before the escalation");
+    const EscalationPolicy& pol = turn->config.escalation;
+    auto after_note = [this, st, turn, pol] {
+      auto skill = pol.skill.empty() ? std::nullopt : skillByName(st->account, pol.skill);
+      if (!skill) {
+        turn->actions.push_back(
+            bj::object{{"kind", "ESCALATION_TRANSFER"},
+                       {"status", "FAILED"},
+                       {"message", pol.skill.empty()
+                                       ? "no escalation skill configured"
+                                       : "escalation skill \"" + pol.skill + "\" does not exist"}});
+        return sendFailureMessage(st, turn);
+      }
+      update(st, turn, conv::transferToSkill(*skill),
+             [this, st, turn, skill](Result<store::Conversation> r) {
+               turn->actions.push_back(bj::object{{"kind", "ESCALATION_TRANSFER"},
+                                                  {"skillId", skill->str()},
+                                                  {"status", r ? "DONE" : "FAILED"},
+                                                  {"message", r ? "" : r.error().message}});
+               if (!r) return sendFailureMessage(st, turn);
+               complete(st, turn, "ESCALATED");
+             });
+    };
+    auto send_note = [this, st, turn, pol, code, message, after_note] {
+      std::string note =
+          fmt::format("{} Reason: {}{}: {}", pol.agent_message, kCodePrefix, code, message);
+      bj::array md{bj::object{{"type", "ActionReason"},
+                              {"reason", "escalated_by_error"},
+                              {"reasonId", code.substr(0, 64)}}};
+      publish(st, turn,
+              bj::serialize(bj::object{
+                  {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", note}}),
+              bj::serialize(md), conv::Audience::kAgentsAndManagers,
+              [turn, after_note](Result<conv::Published> r) {
+                turn->actions.push_back(
+                    bj::object{{"kind", "ESCALATION_NOTE"}, {"status", r ? "DONE" : "FAILED"}});
+                after_note();
+              });
+    };
+    if (pol.message.empty()) return send_note();
+    publish(st, turn,
+            bj::serialize(bj::object{
+                {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", pol.message}}),
+            "[]", conv::Audience::kAll, [turn, send_note](Result<conv::Published> r) {
+              turn->actions.push_back(
+                  bj::object{{"kind", "ESCALATION_MESSAGE"}, {"status", r ? "DONE" : "FAILED"}});
+              send_note();
+            });
+  }
+
+  void sendFailureMessage(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    const std::string& text = turn->config.escalation.failure_message;
+    if (text.empty()) return complete(st, turn, "ESCALATION_FAILED");
+    publish(st, turn,
+            bj::serialize(bj::object{
+                {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", text}}),
+            "[]", conv::Audience::kAll, [this, st, turn](Result<conv::Published> r) {
+              turn->actions.push_back(bj::object{{"kind", "ESCALATION_FAILURE_MESSAGE"},
+                                                 {"status", r ? "DONE" : "FAILED"}});
+              complete(st, turn, "ESCALATION_FAILED");
+            });
+  }
+
+  void discard(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+               const std::string& why) {
+    turn->error = why;
+    {
+      std::lock_guard l(mu);
+      metrics.discarded[turn->bot->id.str()] += 1;
+    }
+    complete(st, turn, "DISCARDED");
+  }
+
+  // Bot health: repeated failed turns → VENDOR_INTERRUPTION; a success → ONLINE.
+  void health(const std::shared_ptr<BotRuntime>& bot, bool success) {
+    std::string new_status;
+    {
+      std::lock_guard l(mu);
+      if (success) {
+        bot->consecutive_failures = 0;
+        if (bot->status == "VENDOR_INTERRUPTION") new_status = bot->status = "ONLINE";
+      } else {
+        ++bot->consecutive_failures;
+        if (bot->status == "ONLINE" &&
+            bot->consecutive_failures >= bot->config.interruption_threshold)
+          new_status = bot->status = "VENDOR_INTERRUPTION";
+      }
+    }
+    if (new_status.empty()) return;
+    spdlog::warn("connector: bot {} is now {}", bot->id.str(), new_status);
+    auto rec = store.bots().getBot(bot->account, bot->id);
+    if (rec) {
+      rec->status = new_status;
+      rec->updated_at = clock.nowMs();
+      (void)store.bots().updateBot(*rec);
+    }
+  }
+
+  void complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                const std::string& outcome) {
+    turn->outcome = outcome;
+    if (outcome == "OK" || outcome == "PARTIAL") health(turn->bot, true);
+    double total = msSince(turn->t_start);
+    store::TurnRecord rec;
+    rec.account = st->account;
+    rec.bot = turn->bot->id;
+    rec.conversation = st->id;
+    rec.turn_id = turn->id;
+    rec.ts = turn->ts;
+    rec.outcome = outcome;
+    rec.input_json = turn->input_json;
+    rec.response_json = turn->response_json;
+    rec.actions_json = bj::serialize(turn->actions);
+    rec.timings_json = bj::serialize(bj::object{{"queuedMs", turn->queued_ms},
+                                                {"invokeMs", turn->invoke_ms},
+                                                {"applyMs", std::max(0.0, total - turn->invoke_ms)},
+                                                {"totalMs", total},
+                                                {"attempts", turn->attempts}});
+    rec.error = turn->error;
+    if (auto s = store.bots().appendTurn(rec, opts.turns_kept); !s)
+      spdlog::error("connector: cannot record turn {}: {}", turn->id, s.error().message);
+    (void)store.bots().deletePendingTurn(turn->id);
+    {
+      std::lock_guard l(mu);
+      metrics.turns[{turn->bot->id.str(), outcome}] += 1;
+    }
+    st->turn_running = false;
+    if (!st->owned && st->snapshot.state == store::ConversationState::kClose) {
+      std::lock_guard l(mu);
+      conversations.erase(st->id.str());
+    }
+    pump(st);
+  }
+
+  // ---- bots ------------------------------------------------------------------------------------
+
+  bj::object botJson(const store::BotRecord& b) {
+    bj::object o = botConfigJson(botConfigFromStored(b.config_json));
+    o["id"] = b.id.str();
+    o["userId"] = b.user.str();
+    o["status"] = b.status;
+    o["createdAt"] = b.created_at;
+    o["updatedAt"] = b.updated_at;
+    return o;
+  }
+
+  Status resolveSkills(const AccountId& acc, BotConfig& c) {
+    auto skills = store.accounts().listSkills(acc);
+    if (!skills) return std::unexpected(skills.error());
+    c.skill_ids.clear();
+    for (const auto& want : c.skills) {
+      std::optional<SkillId> found;
+      for (const auto& s : *skills)
+        if (s.name == want || s.id.str() == want) found = s.id;
+      if (!found)
+        return invalid(
+            fmt::format("skill \"{}\" does not exist; create it first (POST skills)", want));
+      c.skill_ids.push_back(*found);
+    }
+    if (!c.escalation.skill.empty()) {
+      bool ok = false;
+      for (const auto& s : *skills) ok = ok || s.name == c.escalation.skill;
+      if (!ok)
+        return invalid(
+            fmt::format("escalation skill \"{}\" does not exist (skill names are case-sensitive)",
+                        c.escalation.skill));
+    }
+    return {};
+  }
+
+  Status syncUser(const AccountId& acc, const UserId& user, const BotConfig& c) {
+    auto u = store.accounts().getUser(acc, user);
+    if (!u) return std::unexpected(u.error());
+    u->skills = c.skill_ids;
+    if (auto s = store.accounts().updateUser(*u); !s) return s;
+    return {};
+  }
+
+  template <class T>
+  Result<T> wait(std::function<void(conv::Callback<T>)> f) {
+    auto p = std::make_shared<std::promise<Result<T>>>();
+    auto fut = p->get_future();
+    f([p](Result<T> r) { p->set_value(std::move(r)); });
+    if (fut.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+      return makeError(ErrorCode::kTimeout, "the conversation engine did not answer in 30 s");
+    return fut.get();
+  }
+
+  Status setAvailability(const BotRuntime& b, store::Availability av) {
+    auto r =
+        wait<void>([&](conv::Callback<void> cb) { convs.refreshAgent(b.account, b.user.id, cb); });
+    (void)r;
+    auto s = wait<store::AgentState>([&](conv::Callback<store::AgentState> cb) {
+      convs.setAgentState(b.account, b.user.id, av, cb);
+    });
+    if (!s) return std::unexpected(s.error());
+    return {};
+  }
+
+  // Makes a stored bot live: registers it, sets its user ONLINE, and resumes its open
+  // conversations.
+  Status activate(const store::BotRecord& rec) {
+    auto user = store.accounts().getUser(rec.account, rec.user);
+    if (!user) return std::unexpected(user.error());
+    auto rt = std::make_shared<BotRuntime>();
+    rt->account = rec.account;
+    rt->id = rec.id;
+    rt->user = *user;
+    rt->config = botConfigFromStored(rec.config_json);
+    rt->status = rec.status == "OFFLINE" ? "ONLINE" : rec.status;
+    if (rt->status == "SERVICE_INTERRUPTION") rt->status = "ONLINE";
+    {
+      std::lock_guard l(mu);
+      bots[{rec.account.str(), rec.id.str()}] = rt;
+      by_user[{rec.account.str(), rec.user.str()}] = rt;
+    }
+    if (auto s = setAvailability(*rt, store::Availability::kOnline); !s) return s;
+    store::ConversationQuery q;
+    q.state = store::ConversationState::kOpen;
+    q.limit = 100000;
+    auto open = store.conversations().listConversations(rec.account, q);
+    if (open)
+      for (const auto& c : *open)
+        if (assignedAgent(c) == rec.user.str()) conversationChanged(c);
+    return {};
+  }
+
+  void deactivate(const AccountId& acc, const BotId& id) {
+    std::shared_ptr<BotRuntime> rt;
+    {
+      std::lock_guard l(mu);
+      auto it = bots.find({acc.str(), id.str()});
+      if (it == bots.end()) return;
+      rt = it->second;
+      bots.erase(it);
+      by_user.erase({acc.str(), rt->user.id.str()});
+    }
+    (void)setAvailability(*rt, store::Availability::kOffline);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// BotService
+
+BotService::BotService(store::Store& store, conv::ConversationService& conversations,
+                       functions::Runner& runner, richcontent::Validator validator,
+                       const Clock& clock, ConnectorOptions options)
+    : impl_(std::make_unique<Impl>(store, conversations, runner, std::move(validator), clock,
+                                   std::move(options))) {}
+
+BotService::~BotService() { stop(); }
+
+Status BotService::start() {
+  impl_->subscription = impl_->convs.subscribe(*this);
+  auto all = impl_->store.bots().listAllBots();
+  if (!all) return std::unexpected(all.error());
+  auto pending = impl_->store.bots().listPendingTurns();
+  if (pending)
+    for (const auto& p : *pending) {
+      spdlog::info(
+          "connector: turn {} of conversation {} was interrupted by a restart; unanswered "
+          "consumer messages are answered again",
+          p.turn_id, p.conversation.str());
+      (void)impl_->store.bots().deletePendingTurn(p.turn_id);
+    }
+  for (const auto& b : *all) {
+    if (b.status == "OFFLINE") continue;
+    if (auto s = impl_->activate(b); !s)
+      spdlog::error("connector: cannot resume bot {}: {}", b.id.str(), s.error().message);
+  }
+  return {};
+}
+
+void BotService::stop() {
+  if (impl_->stopped.exchange(true)) return;
+  impl_->subscription.reset();
+  {
+    std::lock_guard l(impl_->mu);
+    for (auto& [k, c] : impl_->conversations)
+      asio::post(c->strand, [c] {
+        if (c->timer) c->timer->cancel();
+      });
+  }
+  impl_->pool.join();
+}
+
+bool BotService::waitIdleForTest(int timeout_ms) {
+  std::unique_lock l(impl_->idle_mu);
+  return impl_->idle_cv.wait_for(l, std::chrono::milliseconds(timeout_ms),
+                                 [&] { return impl_->busy.load() == 0; });
+}
+
+void BotService::onConversationChanged(const conv::ConversationChanged& e) {
+  impl_->conversationChanged(e.conversation);
+}
+void BotService::onMessageAdded(const conv::MessageAdded& e) { impl_->messageAdded(e.message); }
+void BotService::onRingOffered(const conv::RingOffered& e) { impl_->ringOffered(e.ring); }
+
+Result<bj::object> BotService::createBot(const AccountId& acc, const bj::object& body) {
+  auto& st = impl_->store;
+  auto cfg = parseBotConfig(body);
+  if (!cfg) return std::unexpected(cfg.error());
+  if (auto s = impl_->resolveSkills(acc, *cfg); !s) return std::unexpected(s.error());
+  if (auto f = st.functions().getFunction(acc, cfg->function); !f)
+    return invalid(fmt::format("function {} does not exist in this account (functionUuid)",
+                               cfg->function.str()));
+  UserId user_id;
+  auto uid = json::optString(body, "userId");
+  if (!uid) return std::unexpected(uid.error());
+  if (*uid) {
+    auto u = st.accounts().getUser(acc, UserId(**uid));
+    if (!u) return invalid(fmt::format("user {} does not exist (userId)", **uid));
+    if (u->type != store::UserType::kBot)
+      return invalid(
+          fmt::format("user {} is not of type BOT; a bot needs a dedicated BOT user", **uid));
+    user_id = u->id;
+    if (auto s = impl_->syncUser(acc, user_id, *cfg); !s) return std::unexpected(s.error());
+  } else {
+    store::User u;
+    u.account = acc;
+    u.login_name = botUserLogin(cfg->name);
+    u.pid = randomUuid();
+    u.password_hash = "!";  // no password login
+    u.roles = {store::Role::kAgent};
+    u.type = store::UserType::kBot;
+    u.skills = cfg->skill_ids;
+    u.max_open_conversations = impl_->opts.max_open_conversations;
+    auto created = st.accounts().createUser(u);
+    if (!created) return std::unexpected(created.error());
+    user_id = created->id;
+  }
+  store::BotRecord rec;
+  rec.account = acc;
+  rec.id = BotId(randomUuid());
+  rec.name = cfg->name;
+  rec.user = user_id;
+  rec.config_json = bj::serialize(botConfigJson(*cfg));
+  rec.status = "OFFLINE";
+  rec.created_at = rec.updated_at = impl_->clock.nowMs();
+  if (auto s = st.bots().createBot(rec); !s) {
+    if (s.error().code == ErrorCode::kConflict)
+      return conflict(
+          fmt::format("user {} already belongs to another bot; a bot user serves one "
+                      "bot only",
+                      user_id.str()));
+    return std::unexpected(s.error());
+  }
+  return impl_->botJson(rec);
+}
+
+Result<bj::object> BotService::updateBot(const AccountId& acc, const BotId& id,
+                                         const bj::object& body) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  BotConfig base = botConfigFromStored(rec->config_json);
+  auto cfg = parseBotConfig(body, &base);
+  if (!cfg) return std::unexpected(cfg.error());
+  if (auto s = impl_->resolveSkills(acc, *cfg); !s) return std::unexpected(s.error());
+  if (auto f = impl_->store.functions().getFunction(acc, cfg->function); !f)
+    return invalid(fmt::format("function {} does not exist in this account", cfg->function.str()));
+  if (auto s = impl_->syncUser(acc, rec->user, *cfg); !s) return std::unexpected(s.error());
+  rec->name = cfg->name;
+  rec->config_json = bj::serialize(botConfigJson(*cfg));
+  rec->updated_at = impl_->clock.nowMs();
+  if (auto s = impl_->store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
+  std::shared_ptr<BotRuntime> rt;
+  {
+    std::lock_guard l(impl_->mu);
+    auto it = impl_->bots.find({acc.str(), id.str()});
+    if (it != impl_->bots.end()) {
+      it->second->config = *cfg;
+      rt = it->second;
+    }
+  }
+  if (rt) (void)impl_->setAvailability(*rt, store::Availability::kOnline);
+  return impl_->botJson(*rec);
+}
+
+Status BotService::deleteBot(const AccountId& acc, const BotId& id) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  impl_->deactivate(acc, id);
+  return impl_->store.bots().deleteBot(acc, id);
+}
+
+Result<bj::object> BotService::getBot(const AccountId& acc, const BotId& id) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  bj::object o = impl_->botJson(*rec);
+  std::lock_guard l(impl_->mu);
+  if (auto it = impl_->bots.find({acc.str(), id.str()}); it != impl_->bots.end())
+    o["status"] = it->second->status;
+  return o;
+}
+
+Result<bj::array> BotService::listBots(const AccountId& acc) {
+  auto list = impl_->store.bots().listBots(acc);
+  if (!list) return std::unexpected(list.error());
+  bj::array out;
+  for (const auto& b : *list) out.push_back(impl_->botJson(b));
+  return out;
+}
+
+Result<bj::object> BotService::startBot(const AccountId& acc, const BotId& id) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  BotConfig cfg = botConfigFromStored(rec->config_json);
+  if (!cfg.disclaimer_accepted)
+    return invalid(
+        "the bot cannot start: the data disclaimer has not been accepted; set "
+        "disclaimerAccepted: true (PUT bots/{id}) to agree that conversation data is sent to "
+        "the function");
+  if (auto f = impl_->store.functions().getFunction(acc, cfg.function); !f)
+    return invalid(
+        fmt::format("the bot cannot start: function {} does not exist", cfg.function.str()));
+  {
+    std::lock_guard l(impl_->mu);
+    if (impl_->bots.contains({acc.str(), id.str()})) return impl_->botJson(*rec);
+  }
+  rec->status = "ONLINE";
+  rec->updated_at = impl_->clock.nowMs();
+  if (auto s = impl_->store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
+  if (auto s = impl_->activate(*rec); !s) return std::unexpected(s.error());
+  return impl_->botJson(*rec);
+}
+
+Result<bj::object> BotService::stopBot(const AccountId& acc, const BotId& id) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  impl_->deactivate(acc, id);
+  rec->status = "OFFLINE";
+  rec->updated_at = impl_->clock.nowMs();
+  if (auto s = impl_->store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
+  return impl_->botJson(*rec);
+}
+
+Result<bj::object> BotService::testConnection(const AccountId& acc, const BotId& id) {
+  auto rec = impl_->store.bots().getBot(acc, id);
+  if (!rec) return std::unexpected(rec.error());
+  BotConfig cfg = botConfigFromStored(rec->config_json);
+  functions::InvokeRequest req;
+  req.account = acc;
+  req.function = cfg.function;
+  req.input_json = bj::serialize(sampleFunctionInput(impl_->clock.nowMs()));
+  req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
+  auto p = std::make_shared<std::promise<functions::InvokeResult>>();
+  auto fut = p->get_future();
+  auto t0 = SteadyClock::now();
+  impl_->runner.invoke(std::move(req),
+                       [p](functions::InvokeResult r) { p->set_value(std::move(r)); });
+  if (fut.wait_for(std::chrono::milliseconds(cfg.escalation.turn_timeout_ms + 5000)) !=
+      std::future_status::ready)
+    return bj::object{
+        {"ok", false},
+        {"latencyMs", msSince(t0)},
+        {"errors",
+         bj::array{bj::object{{"code", std::string(kCodePrefix) + "aivendor.faas.testConnection"},
+                              {"path", ""},
+                              {"message", "the function did not answer in time"}}}}};
+  functions::InvokeResult r = fut.get();
+  double latency = msSince(t0);
+  bj::array errors;
+  bj::value response;
+  if (!r.ok) {
+    errors.push_back(bj::object{
+        {"code", std::string(kCodePrefix) + codes::kInvokeLambda},
+        {"path", ""},
+        {"message", fmt::format("the function failed: {}: {}", r.error_code, r.error_message)}});
+  } else {
+    boost::system::error_code ec;
+    response = bj::parse(r.result_json, ec);
+    PlanOptions po;
+    po.channel = cfg.conversation_types.empty() ? store::Channel::kMessaging
+                                                : cfg.conversation_types.front();
+    po.image_allowlist = impl_->allowlistFor(acc);
+    po.conversation_id = "test-connection";
+    ResponsePlan plan = planResponse(r.result_json, impl_->validator, po);
+    auto add = [&](const Problem& pr) {
+      bj::object e = pr.toJson();
+      e["code"] = std::string(kCodePrefix) + pr.code;
+      errors.push_back(std::move(e));
+    };
+    if (plan.fatal) add(*plan.fatal);
+    for (const auto& pr : plan.refused) add(pr);
+  }
+  return bj::object{{"ok", errors.empty()},
+                    {"latencyMs", latency},
+                    {"errors", std::move(errors)},
+                    {"response", std::move(response)}};
+}
+
+Result<bj::array> BotService::listTurns(const AccountId& acc, const BotId& id, int limit) {
+  if (auto rec = impl_->store.bots().getBot(acc, id); !rec) return std::unexpected(rec.error());
+  auto turns = impl_->store.bots().listTurns(acc, id, limit);
+  if (!turns) return std::unexpected(turns.error());
+  bj::array out;
+  auto parse = [](const std::string& s) {
+    boost::system::error_code ec;
+    bj::value v = bj::parse(s, ec);
+    return ec ? bj::value(s) : v;
+  };
+  for (const auto& t : *turns)
+    out.push_back(
+        bj::object{{"turnId", t.turn_id},
+                   {"conversationId", t.conversation.str()},
+                   {"ts", t.ts},
+                   {"outcome", t.outcome},
+                   {"input", parse(t.input_json)},
+                   {"response", t.response_json.empty() ? bj::value() : parse(t.response_json)},
+                   {"actions", parse(t.actions_json)},
+                   {"timings", parse(t.timings_json)},
+                   {"error", t.error}});
+  return out;
+}
+
+std::string BotService::prometheusText() const {
+  std::lock_guard l(impl_->mu);
+  const Metrics& m = impl_->metrics;
+  std::string out;
+  out +=
+      "# HELP parley_bot_turns_total Bot turns by outcome.\n# TYPE parley_bot_turns_total "
+      "counter\n";
+  for (const auto& [k, v] : m.turns)
+    out += fmt::format("parley_bot_turns_total{{bot=\"{}\",outcome=\"{}\"}} {}\n", k.first,
+                       k.second, v);
+  out +=
+      "# HELP parley_bot_escalations_total Error escalations.\n# TYPE parley_bot_escalations_total "
+      "counter\n";
+  for (const auto& [k, v] : m.escalations)
+    out += fmt::format("parley_bot_escalations_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_discarded_total Responses discarded because the conversation changed "
+      "owner.\n# TYPE parley_bot_discarded_total counter\n";
+  for (const auto& [k, v] : m.discarded)
+    out += fmt::format("parley_bot_discarded_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_retries_total Re-invocations after a failed attempt.\n# TYPE "
+      "parley_bot_retries_total counter\n";
+  for (const auto& [k, v] : m.retries)
+    out += fmt::format("parley_bot_retries_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_invoke_ms Function invocation wall time.\n# TYPE parley_bot_invoke_ms "
+      "summary\n";
+  for (const auto& [k, v] : m.invoke_ms_sum) {
+    out += fmt::format("parley_bot_invoke_ms_sum{{bot=\"{}\"}} {:.3f}\n", k, v);
+    out += fmt::format("parley_bot_invoke_ms_count{{bot=\"{}\"}} {}\n", k,
+                       m.invoke_count.count(k) ? m.invoke_count.at(k) : 0);
+  }
+  out +=
+      "# HELP parley_bot_status Running bots by status (1 = current).\n# TYPE parley_bot_status "
+      "gauge\n";
+  for (const auto& [k, b] : impl_->bots)
+    out += fmt::format("parley_bot_status{{bot=\"{}\",status=\"{}\"}} 1\n", k.second, b->status);
+  out +=
+      "# HELP parley_bot_conversations Conversations tracked by the connector.\n# TYPE "
+      "parley_bot_conversations gauge\n";
+  out += fmt::format("parley_bot_conversations {}\n", impl_->conversations.size());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST
+
+void BotService::handle(api::Request request, std::function<void(api::Response)> done) {
+  asio::post(impl_->pool, [this, request = std::move(request), done = std::move(done)]() mutable {
+    api::Response resp;
+    try {
+      const auto& p = request.path;
+      const AccountId& acc = request.caller.account;
+      bool admin = request.caller.hasRole("ADMIN");
+      bool manager = admin || request.caller.hasRole("AGENT_MANAGER");
+      auto forbidden_resp = [](const char* what) {
+        return errorResponse(Error{ErrorCode::kForbidden, std::string("only an Admin may ") + what +
+                                                              "; ask an account admin"});
+      };
+      auto ok = [](int status, const bj::value& v) {
+        return api::Response{status, bj::serialize(v)};
+      };
+      auto body = [&]() -> Result<bj::object> {
+        if (request.body.empty()) return bj::object{};
+        return json::parseObject(request.body);
+      };
+      if (p.size() == 1 && request.method == "GET") {
+        auto r = listBots(acc);
+        resp = r ? ok(200, *r) : errorResponse(r.error());
+      } else if (p.size() == 1 && request.method == "POST") {
+        if (!admin) {
+          resp = forbidden_resp("create bots");
+        } else if (auto b = body(); !b) {
+          resp = errorResponse(b.error());
+        } else {
+          auto r = createBot(acc, *b);
+          resp = r ? ok(201, *r) : errorResponse(r.error());
+        }
+      } else if (p.size() == 2) {
+        BotId id(p[1]);
+        if (request.method == "GET") {
+          auto r = getBot(acc, id);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else if (request.method == "PUT" || request.method == "PATCH") {
+          if (!manager) {
+            resp = forbidden_resp("edit bots");
+          } else if (auto b = body(); !b) {
+            resp = errorResponse(b.error());
+          } else {
+            auto r = updateBot(acc, id, *b);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
+        } else if (request.method == "DELETE") {
+          if (!manager) {
+            resp = forbidden_resp("delete bots");
+          } else {
+            auto r = deleteBot(acc, id);
+            resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
+          }
+        } else {
+          resp = errorResponse(Error{ErrorCode::kInvalid, "use GET, PUT or DELETE on bots/{id}"});
+        }
+      } else if (p.size() == 3) {
+        BotId id(p[1]);
+        const std::string& op = p[2];
+        if (op == "start" && request.method == "POST") {
+          auto r = admin
+                       ? startBot(acc, id)
+                       : Result<bj::object>(forbidden("start bots: only an Admin may start bots"));
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else if (op == "stop" && request.method == "POST") {
+          auto r =
+              manager
+                  ? stopBot(acc, id)
+                  : Result<bj::object>(forbidden("only an Admin or Agent Manager may stop bots"));
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else if (op == "test-connection" && request.method == "POST") {
+          auto r = admin ? testConnection(acc, id)
+                         : Result<bj::object>(forbidden("only an Admin may test bots"));
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else if (op == "turns" && request.method == "GET") {
+          int limit = 50;
+          if (auto it = request.query.find("limit"); it != request.query.end())
+            limit = std::clamp(std::atoi(it->second.c_str()), 1, 500);
+          auto r = listTurns(acc, id, limit);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else {
+          resp = errorResponse(Error{ErrorCode::kNotFound,
+                                     "unknown bots call; use POST bots/{id}/start|stop|"
+                                     "test-connection or GET bots/{id}/turns"});
+        }
+      } else {
+        resp = errorResponse(Error{ErrorCode::kNotFound, "unknown bots call"});
+      }
+    } catch (const std::exception& e) {
+      resp = errorResponse(Error{ErrorCode::kInternal, std::string("bots: ") + e.what()});
+    }
+    done(std::move(resp));
+  });
+}
+
+}  // namespace parley::connector

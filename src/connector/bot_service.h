@@ -1,0 +1,99 @@
+#pragma once
+
+// The bot connector: bot configurations (REST resource `bots`), and the runtime that makes each
+// running bot an agent in the conversation engine and turns every consumer message into a
+// function invocation and the function's response into messages and one action (spec §1–§3).
+//
+// Ownership: main owns the BotService; `store`, `conversations`, `runner` and `clock` must
+// outlive it. Threading: all methods are thread-safe. The service runs its work on its own
+// threads: every conversation handled by a bot has its own strand, so one turn at a time per
+// conversation, consumer messages queued in order, and a response that arrives after the
+// conversation changed owner (agent took over, transfer, close) is discarded and recorded, never
+// sent. Delays are timers. Store calls run on the service's threads, never on the caller's.
+
+#include <boost/json.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/api.h"
+#include "common/clock.h"
+#include "common/result.h"
+#include "connector/bot_config.h"
+#include "connector/richcontent/richcontent_handler.h"
+#include "connector/richcontent/validator.h"
+#include "conversation/conversation_service.h"
+#include "functions/runner.h"
+#include "store/store.h"
+
+namespace parley::connector {
+
+struct ConnectorOptions {
+  // Worker threads of the connector. Default: 2. REQUIRES: >= 1.
+  int threads = 2;
+  // Turns kept per bot (BotStore::appendTurn). Default: 200.
+  int turns_kept = 200;
+  // Milliseconds per second of a `delay` entry. Default: 1000. Tests shrink it.
+  int ms_per_delay_second = 1000;
+  // Longest `delay` honoured, in seconds. Default: 60.
+  int max_delay_s = 60;
+  // Open conversations per bot user (set on the bot user it creates). Default: 999.
+  int max_open_conversations = 999;
+  // The account's image allowlist for structured content. Default: none configured.
+  richcontent::AllowlistProvider image_allowlist;
+};
+
+class BotService final : public api::Handler, public conversation::ConversationListener {
+ public:
+  BotService(store::Store& store, conversation::ConversationService& conversations,
+             functions::Runner& runner, richcontent::Validator validator, const Clock& clock,
+             ConnectorOptions options = {});
+  // Stops (see stop()).
+  ~BotService() override;
+
+  // Subscribes to the engine and resumes every stored bot whose status is not OFFLINE: its user
+  // goes ONLINE, and open conversations assigned to it resume (unanswered consumer messages are
+  // answered; pending turns are cleared). Blocking. Call once, after
+  // ConversationService::recover() and before serving.
+  Status start();
+  // Unsubscribes, cancels timers, and waits for work in flight. Idempotent.
+  void stop();
+
+  // api::Handler: resource "bots".
+  std::vector<std::string> resources() const override { return {"bots"}; }
+  void handle(api::Request request, std::function<void(api::Response)> done) override;
+
+  // Synchronous forms of the REST calls (blocking; used by handle() on the service's threads,
+  // and by tests). Bodies and results are the REST JSON.
+  Result<boost::json::object> createBot(const AccountId& acc, const boost::json::object& body);
+  Result<boost::json::object> updateBot(const AccountId& acc, const BotId& id,
+                                        const boost::json::object& body);
+  Status deleteBot(const AccountId& acc, const BotId& id);
+  Result<boost::json::object> getBot(const AccountId& acc, const BotId& id);
+  Result<boost::json::array> listBots(const AccountId& acc);
+  Result<boost::json::object> startBot(const AccountId& acc, const BotId& id);
+  Result<boost::json::object> stopBot(const AccountId& acc, const BotId& id);
+  // Invokes the function with a sample payload and lists every problem of its response.
+  Result<boost::json::object> testConnection(const AccountId& acc, const BotId& id);
+  Result<boost::json::array> listTurns(const AccountId& acc, const BotId& id, int limit);
+
+  // Prometheus text for /metrics (parley_bot_* families).
+  std::string prometheusText() const;
+
+  // Blocks until no turn is running or queued and no timer is pending (tests). False after
+  // `timeout_ms`.
+  bool waitIdleForTest(int timeout_ms = 5000);
+
+  // conversation::ConversationListener
+  void onConversationChanged(const conversation::ConversationChanged& e) override;
+  void onMessageAdded(const conversation::MessageAdded& e) override;
+  void onRingOffered(const conversation::RingOffered& e) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parley::connector

@@ -1,0 +1,730 @@
+// The turn pipeline with the memory store, the real conversation engine and a scripted runner.
+
+#include "connector/bot_service.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "common/testing/fake_clock.h"
+#include "connector/testing/corpus.h"
+#include "connector/testing/fake_runner.h"
+#include "conversation/conversation_engine.h"
+#include "store/memory/memory_store.h"
+
+namespace parley::connector {
+namespace {
+
+namespace bj = boost::json;
+namespace conv = parley::conversation;
+using namespace std::chrono_literals;
+using testing::errorResult;
+using testing::FakeRunner;
+using testing::okResult;
+
+const AccountId kAcc("1000");
+
+template <class T, class F>
+Result<T> call(F&& f) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto fut = p->get_future();
+  f([p](Result<T> r) { p->set_value(std::move(r)); });
+  if (fut.wait_for(10s) != std::future_status::ready) return internalError("timeout");
+  return fut.get();
+}
+
+// Records chat states and accepts rings for human agents it is told about.
+class Watcher final : public conv::ConversationListener {
+ public:
+  explicit Watcher(conv::ConversationService*& engine) : engine_(engine) {}
+  void acceptFor(conv::Actor agent) {
+    std::lock_guard l(mu_);
+    agents_.push_back(agent);
+  }
+  void onRingOffered(const conv::RingOffered& e) override {
+    std::optional<conv::Actor> who;
+    {
+      std::lock_guard l(mu_);
+      for (const auto& a : agents_)
+        if (a.user == e.ring.user) who = a;
+    }
+    if (who) engine_->acceptRing(*who, e.ring.ring_id, [](Result<store::Conversation>) {});
+  }
+  void onChatState(const conv::ChatStateChanged& e) override {
+    std::lock_guard l(mu_);
+    chat_states_.push_back(std::string(bj::parse(e.event_json).at("chatState").as_string()));
+  }
+  std::vector<std::string> chatStates() {
+    std::lock_guard l(mu_);
+    return chat_states_;
+  }
+
+ private:
+  conv::ConversationService*& engine_;
+  std::mutex mu_;
+  std::vector<conv::Actor> agents_;
+  std::vector<std::string> chat_states_;
+};
+
+class BotServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::makeMemoryStore(clock_);
+    ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
+    bots_skill_ = skill("bots");
+    humans_skill_ = skill("humans");
+    escalation_skill_ = skill("Escalations");
+    store::FunctionRecord f;
+    f.uuid = FunctionId("fn-bot");
+    f.account = kAcc;
+    f.name = "bot";
+    f.code = "function lambda(input, callback) { callback(null, {messages:['hi']}); }";
+    ASSERT_TRUE(store_->functions().createFunction(f));
+    f.uuid = FunctionId("fn-other");
+    f.name = "other";
+    ASSERT_TRUE(store_->functions().createFunction(f));
+    conv::Options o;
+    o.tick_interval_ms = 0;
+    o.threads = 3;
+    engine_ = conv::makeConversationService(*store_, clock_, o);
+    engine_raw_ = engine_.get();
+    ASSERT_TRUE(engine_->recover());
+    watcher_sub_ = engine_->subscribe(watcher_);
+    auto v = richcontent::Validator::load(testing::schemaDir());
+    ASSERT_TRUE(v);
+    ConnectorOptions co;
+    co.ms_per_delay_second = 20;
+    service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
+    ASSERT_TRUE(service_->start());
+  }
+  void TearDown() override {
+    runner_.releaseAll();
+    service_.reset();
+    watcher_sub_.reset();
+    engine_.reset();
+  }
+
+  SkillId skill(const std::string& name) {
+    auto s = store_->accounts().createSkill(store::Skill{kAcc, SkillId(), name, 0});
+    EXPECT_TRUE(s);
+    return s->id;
+  }
+
+  bj::object botBody(const std::string& extra = "") {
+    std::string body = R"({"name":"Helper","vendor":"CUSTOM_INTEGRATION","functionUuid":"fn-bot",
+      "conversationTypes":["MESSAGING","CHAT"],"skills":["bots"],"disclaimerAccepted":true,
+      "escalation":{"skill":"Escalations","message":"Connecting you to an agent.",
+                    "agentMessage":"Bot failed.","failureMessage":"Sorry, nobody is available.",
+                    "retries":0,"turnTimeoutMs":5000})";
+    body += extra + "}";
+    return bj::parse(body).as_object();
+  }
+
+  // Creates and starts a bot; returns its id and user.
+  std::pair<BotId, UserId> startBot(const std::string& extra = "") {
+    auto b = service_->createBot(kAcc, botBody(extra));
+    EXPECT_TRUE(b) << (b ? "" : b.error().message);
+    BotId id(std::string(b->at("id").as_string()));
+    auto s = service_->startBot(kAcc, id);
+    EXPECT_TRUE(s) << (s ? "" : s.error().message);
+    return {id, UserId(std::string(b->at("userId").as_string()))};
+  }
+
+  conv::Actor consumer(const std::string& c) {
+    return conv::Actor::ofConsumer(kAcc, ConsumerId(c));
+  }
+
+  store::Conversation open(const std::string& c, store::Channel ch = store::Channel::kMessaging,
+                           SkillId skill = SkillId()) {
+    conv::ConversationRequest req;
+    req.account = kAcc;
+    req.consumer = ConsumerId(c);
+    req.channel = ch;
+    req.skill = skill.empty() ? bots_skill_ : skill;
+    auto r = call<store::Conversation>([&](auto cb) { engine_->requestConversation(req, cb); });
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return *r;
+  }
+
+  void say(const store::Conversation& c, const std::string& text) {
+    conv::PublishRequest req;
+    req.actor = consumer(c.consumer.str());
+    req.conversation = c.id;
+    req.event_json = bj::serialize(
+        bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", text}});
+    auto r = call<conv::Published>([&](auto cb) { engine_->publish(req, cb); });
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  }
+
+  std::vector<store::Message> messages(const store::Conversation& c) {
+    auto r = call<std::vector<store::Message>>(
+        [&](auto cb) { engine_->listMessages(kAcc, c.id, 0, 1000, cb); });
+    return r ? *r : std::vector<store::Message>{};
+  }
+  // Texts of non-consumer content messages, "[private] " prefixed for private ones.
+  std::vector<std::string> botTexts(const store::Conversation& c) {
+    std::vector<std::string> out;
+    for (const auto& m : messages(c)) {
+      if (m.originator_role == "CONSUMER") continue;
+      bj::value ev = bj::parse(m.event_json);
+      std::string prefix = m.audience == "AGENTS_AND_MANAGERS" ? "[private] " : "";
+      if (ev.at("type") == "ContentEvent")
+        out.push_back(prefix + std::string(ev.at("message").as_string()));
+      else if (ev.at("type") == "RichContentEvent")
+        out.push_back(prefix + "[rich] " + bj::serialize(ev.at("content")));
+    }
+    return out;
+  }
+  // Waits until `pred` holds for the bot texts of `c`.
+  bool waitTexts(const store::Conversation& c,
+                 const std::function<bool(const std::vector<std::string>&)>& pred,
+                 int timeout_ms = 5000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred(botTexts(c))) return true;
+      std::this_thread::sleep_for(5ms);
+    }
+    return false;
+  }
+  bool waitCount(const store::Conversation& c, std::size_t n) {
+    return waitTexts(c, [n](const auto& t) { return t.size() >= n; });
+  }
+  store::Conversation get(const store::Conversation& c) {
+    auto r = call<store::Conversation>([&](auto cb) { engine_->getConversation(kAcc, c.id, cb); });
+    return *r;
+  }
+  std::optional<std::string> assigned(const store::Conversation& c) {
+    for (const auto& p : get(c).participants)
+      if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") return p.id;
+    return std::nullopt;
+  }
+  bool waitAssigned(const store::Conversation& c, const std::string& user) {
+    for (int i = 0; i < 500; ++i) {
+      if (assigned(c) == user) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  std::vector<store::TurnRecord> turns(const BotId& id) {
+    auto t = store_->bots().listTurns(kAcc, id, 100);
+    return t ? *t : std::vector<store::TurnRecord>{};
+  }
+  bool waitTurns(const BotId& id, std::size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      if (turns(id).size() >= n) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  conv::Actor humanAgent(const std::string& login, SkillId skill) {
+    store::User u;
+    u.account = kAcc;
+    u.login_name = login;
+    u.pid = "pid-" + login;
+    u.roles = {store::Role::kAgent};
+    u.skills = {skill};
+    auto r = store_->accounts().createUser(u);
+    EXPECT_TRUE(r);
+    auto a = conv::Actor::ofAgent(kAcc, r->id, r->pid);
+    watcher_.acceptFor(a);
+    auto s = call<store::AgentState>(
+        [&](auto cb) { engine_->setAgentState(kAcc, a.user, store::Availability::kOnline, cb); });
+    EXPECT_TRUE(s);
+    return a;
+  }
+  static bj::object payloadOf(const functions::InvokeRequest& r) {
+    return bj::parse(r.input_json).at("payload").as_object();
+  }
+
+  parley::testing::FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<conv::ConversationService> engine_;
+  conv::ConversationService* engine_raw_ = nullptr;
+  Watcher watcher_{engine_raw_};
+  conv::Subscription watcher_sub_;
+  FakeRunner runner_;
+  std::unique_ptr<BotService> service_;
+  SkillId bots_skill_, humans_skill_, escalation_skill_;
+};
+
+// ---- configuration ----------------------------------------------------------------------------
+
+TEST_F(BotServiceTest, CreateValidatesAndCreatesABotUser) {
+  auto b = service_->createBot(kAcc, botBody());
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->at("status").as_string(), "OFFLINE");
+  auto user = store_->accounts().getUser(kAcc, UserId(std::string(b->at("userId").as_string())));
+  ASSERT_TRUE(user);
+  EXPECT_EQ(user->type, store::UserType::kBot);
+  EXPECT_EQ(user->skills, std::vector<SkillId>{bots_skill_});
+
+  auto body = botBody();
+  body["skills"] = bj::array{"nope"};
+  auto bad_skill = service_->createBot(kAcc, body);
+  ASSERT_FALSE(bad_skill);
+  EXPECT_NE(bad_skill.error().message.find("skill \"nope\" does not exist"), std::string::npos);
+  body = botBody();
+  body["vendor"] = "LEX";
+  EXPECT_FALSE(service_->createBot(kAcc, body));
+  body = botBody();
+  body["functionUuid"] = "missing";
+  EXPECT_FALSE(service_->createBot(kAcc, body));
+  // The same BOT user cannot serve two bots.
+  body = botBody();
+  body["userId"] = b->at("userId");
+  auto dup = service_->createBot(kAcc, body);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+}
+
+TEST_F(BotServiceTest, NoStartWithoutTheDisclaimer) {
+  auto body = botBody();
+  body["disclaimerAccepted"] = false;
+  auto b = service_->createBot(kAcc, body);
+  ASSERT_TRUE(b);
+  auto s = service_->startBot(kAcc, BotId(std::string(b->at("id").as_string())));
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("disclaimer"), std::string::npos);
+}
+
+// ---- turns ------------------------------------------------------------------------------------
+
+TEST_F(BotServiceTest, MessagingFirstMessageIsTheFirstInput) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    auto p = bj::parse(r.input_json).at("payload");
+    return okResult(bj::serialize(
+        bj::object{{"messages", bj::array{"echo: " + std::string(p.at("message").as_string())}}}));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("consumer-1");
+  say(c, "hello");
+  ASSERT_TRUE(waitAssigned(c, user.str()));
+  ASSERT_TRUE(
+      waitTexts(c, [](const auto& t) { return t == std::vector<std::string>{"echo: hello"}; }));
+  auto req = runner_.requests().at(0);
+  EXPECT_EQ(req.function.str(), "fn-bot");
+  auto input = bj::parse(req.input_json).as_object();
+  EXPECT_TRUE(input.contains("timestamp"));
+  EXPECT_EQ(input.at("headers"), bj::array{});
+  auto p = input.at("payload").as_object();
+  EXPECT_EQ(p.at("message").as_string(), "hello");
+  EXPECT_EQ(p.at("convId").as_string(), c.id.str());
+  EXPECT_FALSE(p.contains("event"));
+  auto lp = p.at("context").at("lpEvent").as_object();
+  EXPECT_EQ(lp.at("event").at("message").as_string(), "hello");
+  EXPECT_EQ(lp.at("originatorMetadata").at("role").as_string(), "CONSUMER");
+  EXPECT_EQ(lp.at("conversationContext").at("type").as_string(), "MESSAGING");
+  EXPECT_EQ(p.at("context").at("lpSdes"), bj::object{});
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "OK");
+  auto timings = bj::parse(t.timings_json).as_object();
+  EXPECT_TRUE(timings.contains("invokeMs"));
+  EXPECT_TRUE(timings.contains("totalMs"));
+  EXPECT_NE(t.actions_json.find("\"TEXT\""), std::string::npos);
+}
+
+TEST_F(BotServiceTest, ChatStartsWithWelcome) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    auto p = bj::parse(r.input_json).at("payload").as_object();
+    bool welcome = p.contains("event") && p.at("event").at("name") == "WELCOME";
+    return okResult(welcome ? R"({"messages":["Welcome!"]})" : R"({"messages":["reply"]})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("chat-consumer", store::Channel::kChat);
+  ASSERT_TRUE(
+      waitTexts(c, [](const auto& t) { return t == std::vector<std::string>{"Welcome!"}; }));
+  auto p = payloadOf(runner_.requests().at(0));
+  EXPECT_EQ(p.at("event").at("name").as_string(), "WELCOME");
+  EXPECT_EQ(p.at("context").at("lpEvent").at("isWelcomeEvent"), true);
+  EXPECT_EQ(p.at("context").at("lpEvent").at("@type").as_string(), "line");
+  say(c, "hi");
+  ASSERT_TRUE(waitCount(c, 2));
+  EXPECT_EQ(payloadOf(runner_.requests().at(1)).at("message").as_string(), "hi");
+}
+
+TEST_F(BotServiceTest, RichContentFromTheConsumerHasTheSpecialMessage) {
+  auto [bot, user] = startBot();
+  auto c = open("rich-consumer");
+  say(c, "start");
+  ASSERT_TRUE(waitCount(c, 1));
+  conv::PublishRequest req;
+  req.actor = consumer("rich-consumer");
+  req.conversation = c.id;
+  req.event_json =
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"map","la":1.5,"lo":2.5,"alt":"here"}]}})";
+  ASSERT_TRUE(call<conv::Published>([&](auto cb) { engine_->publish(req, cb); }));
+  ASSERT_TRUE(waitCount(c, 2));
+  auto p = payloadOf(runner_.requests().at(1));
+  EXPECT_EQ(p.at("message").as_string(),
+            "com.liveperson.bot-connectors.consumer.send-rich-content");
+  EXPECT_EQ(p.at("context").at("lpEvent").at("event").at("type").as_string(), "RichContentEvent");
+}
+
+TEST_F(BotServiceTest, EveryMessageKindWithIntents) {
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(R"({"messages":["text",
+      {"structuredContent":{"type":"vertical","elements":[{"type":"text","text":"card"}]},
+       "metadata":[{"type":"ExternalId","id":"card-1"}]},
+      {"delay":1},
+      {"text":"for agents","messageAudience":"AGENTS_AND_MANAGERS"},
+      {"structuredContent":{"message":"pick","quickReplies":{"type":"quickReplies","itemsPerRow":2,
+        "replies":[{"type":"button","title":"A","click":{"actions":[{"type":"publishText","text":"a"}]}}]}}}],
+      "context":{"intentId":"greet","intentName":"Greeting","confidenceScore":0.8}})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("kinds");
+  say(c, "hi");
+  ASSERT_TRUE(waitCount(c, 4));
+  auto texts = botTexts(c);
+  ASSERT_EQ(texts.size(), 4u);
+  EXPECT_EQ(texts[0], "text");
+  EXPECT_NE(texts[1].find("[rich]"), std::string::npos);
+  EXPECT_EQ(texts[2], "[private] for agents");
+  EXPECT_EQ(texts[3], "pick");
+  auto states = watcher_.chatStates();
+  ASSERT_GE(states.size(), 2u);
+  EXPECT_EQ(states[0], "COMPOSING");
+  EXPECT_EQ(states[1], "ACTIVE");
+  for (const auto& m : messages(c)) {
+    if (m.originator_role == "CONSUMER") continue;
+    EXPECT_NE(m.metadata_json.find("\"BotResponse\""), std::string::npos) << m.metadata_json;
+    EXPECT_NE(m.metadata_json.find("\"greet\""), std::string::npos);
+  }
+  bool external = false, quick = false;
+  for (const auto& m : messages(c)) {
+    external = external || m.metadata_json.find("card-1") != std::string::npos;
+    quick = quick || m.event_json.find("quickReplies") != std::string::npos;
+  }
+  EXPECT_TRUE(external);
+  EXPECT_TRUE(quick);
+}
+
+TEST_F(BotServiceTest, TransferToSkillAndAgent) {
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(
+        R"({"messages":["Transferring"],"context":{"action":"TRANSFER","actionParameters":{"skill":"humans"}}})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("t1");
+  say(c, "agent please");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto after = get(c);
+  EXPECT_EQ(after.skill, humans_skill_);
+  EXPECT_FALSE(assigned(c));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"Transferring"});
+}
+
+TEST_F(BotServiceTest, TransferToMissingSkillEscalates) {
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(
+        R"({"messages":["Moving you"],"context":{"action":"TRANSFER","actionParameters":{"skill":"HUMANS"}}})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("t2");
+  say(c, "x");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("transfer-skill-not-existing"), std::string::npos);
+  auto texts = botTexts(c);
+  ASSERT_EQ(texts.size(), 3u);
+  EXPECT_EQ(texts[0], "Moving you");
+  EXPECT_EQ(texts[1], "Connecting you to an agent.");
+  EXPECT_NE(texts[2].find("[private] Bot failed. Reason:"), std::string::npos);
+  EXPECT_NE(texts[2].find("transfer-skill-not-existing"), std::string::npos);
+  EXPECT_EQ(get(c).skill, escalation_skill_);
+}
+
+TEST_F(BotServiceTest, CloseAndChangeTtr) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    std::string msg(bj::parse(r.input_json).at("payload").at("message").as_string());
+    if (msg == "urgent")
+      return okResult(
+          R"({"context":{"action":"CHANGE_TTR","actionParameters":{"ttrType":"CUSTOM","value":"120"}}})");
+    return okResult(
+        R"({"messages":["Bye"],"context":{"action":"CLOSE_CONVERSATION","actionParameters":{"withoutPcs":true}}})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("close");
+  say(c, "urgent");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(get(c).ttr_type, store::TtrType::kCustom);
+  EXPECT_EQ(get(c).ttr_value_s, 120);
+  say(c, "bye");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  EXPECT_EQ(get(c).state, store::ConversationState::kClose);
+  EXPECT_EQ(get(c).close_reason, "BOT");
+}
+
+TEST_F(BotServiceTest, InvocationAction) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    if (r.function.str() == "fn-other")
+      return errorResult("com.liveperson.faas.handler.custom-failure", "boom");
+    std::string msg(bj::parse(r.input_json).at("payload").at("message").as_string());
+    return okResult(fmt::format(
+        R"({{"messages":["ok"],"context":{{"action":"INVOCATION","actionParameters":{{"lambdaUuid":"fn-other","payload":{{"x":1}},"failOnError":{}}}}}}})",
+        msg == "strict" ? "true" : "false"));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("inv");
+  say(c, "lenient");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(turns(bot).at(0).outcome, "PARTIAL");
+  auto reqs = runner_.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].function.str(), "fn-other");
+  EXPECT_EQ(bj::parse(reqs[1].input_json).at("payload").at("x"), 1);
+  say(c, "strict");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  EXPECT_EQ(turns(bot).at(0).outcome, "ESCALATED");
+  EXPECT_NE(turns(bot).at(0).error.find("failed-bot-action"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, FunctionErrorRetriesThenEscalates) {
+  int calls = 0;
+  std::mutex mu;
+  runner_.setScript([&](const functions::InvokeRequest&) {
+    std::lock_guard l(mu);
+    ++calls;
+    return errorResult("com.liveperson.faas.handler.runtime-exception",
+                       "TypeError: x is undefined");
+  });
+  auto body_extra = R"(,"interruptionThreshold":2)";
+  auto b = service_->createBot(kAcc, [&] {
+    auto o = botBody(body_extra);
+    o["escalation"].as_object()["retries"] = 1;
+    return o;
+  }());
+  ASSERT_TRUE(b);
+  BotId bot(std::string(b->at("id").as_string()));
+  ASSERT_TRUE(service_->startBot(kAcc, bot));
+  auto c = open("err");
+  say(c, "x");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(runner_.requests().size(), 2u);  // one retry
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("invoke-lambda"), std::string::npos);
+  EXPECT_NE(t.error.find("TypeError"), std::string::npos);
+  auto texts = botTexts(c);
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[0], "Connecting you to an agent.");
+  EXPECT_EQ(get(c).skill, escalation_skill_);
+  EXPECT_NE(service_->prometheusText().find("parley_bot_escalations_total"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, RepeatedFailuresInterruptTheBotAndASuccessRestoresIt) {
+  std::atomic<bool> failing{true};
+  runner_.setScript([&](const functions::InvokeRequest&) {
+    return failing ? errorResult("com.liveperson.faas.handler.executiontime-exceeded", "timeout")
+                   : okResult(R"({"messages":["fine"]})");
+  });
+  auto [bot, user] = startBot(R"(,"interruptionThreshold":2)");
+  for (int i = 0; i < 2; ++i) {
+    auto c = open("fail-" + std::to_string(i));
+    say(c, "x");
+    ASSERT_TRUE(waitTurns(bot, i + 1));
+  }
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "VENDOR_INTERRUPTION");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "VENDOR_INTERRUPTION");
+  failing = false;
+  auto c = open("ok-now");
+  say(c, "x");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
+}
+
+TEST_F(BotServiceTest, InvalidResponsesGetTheirDocumentedOutcome) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    std::string msg(bj::parse(r.input_json).at("payload").at("message").as_string());
+    if (msg == "empty") return okResult("{}");
+    if (msg == "nobody") return okResult("null");
+    if (msg == "badsc")
+      return okResult(
+          R"({"messages":["still sent",{"structuredContent":{"type":"vertical","elements":[{"type":"button"}]}}]})");
+    return okResult(R"({"messages":["fine"]})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("invalid");
+  say(c, "badsc");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "PARTIAL");
+  EXPECT_NE(t.actions_json.find("common-invalid-structured-content-body"), std::string::npos);
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"still sent"});
+  say(c, "empty");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  EXPECT_EQ(turns(bot).at(0).outcome, "ESCALATED");
+  EXPECT_NE(turns(bot).at(0).error.find("missing-action-and-messages"), std::string::npos);
+  auto c2 = open("invalid-2");
+  say(c2, "nobody");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  EXPECT_NE(turns(bot).at(0).error.find("missing-response-body"), std::string::npos);
+}
+
+// ---- ordering and ownership ---------------------------------------------------------------------
+
+TEST_F(BotServiceTest, SlowResponseAfterAnAgentJoinedIsDiscarded) {
+  runner_.hold(true);
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["too late"]})"); });
+  auto [bot, user] = startBot();
+  auto c = open("race");
+  say(c, "hello?");
+  ASSERT_TRUE(runner_.waitRequests(1));
+  // A human agent takes over while the function is still running.
+  auto agent = humanAgent("alice", humans_skill_);
+  auto moved = call<store::Conversation>([&](auto cb) {
+    engine_->updateConversation(conv::Actor::ofSystem(kAcc), c.id,
+                                conv::transferToSkill(humans_skill_), cb);
+  });
+  ASSERT_TRUE(moved);
+  ASSERT_TRUE(waitAssigned(c, agent.user.str()));
+  runner_.releaseAll();
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "DISCARDED");
+  EXPECT_NE(t.response_json.find("too late"), std::string::npos);
+  EXPECT_TRUE(botTexts(c).empty());
+  EXPECT_NE(service_->prometheusText().find("parley_bot_discarded_total"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, MessagesDuringATurnAreQueuedInOrder) {
+  runner_.hold(true);
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    return okResult(bj::serialize(
+        bj::object{{"messages", bj::array{bj::parse(r.input_json).at("payload").at("message")}}}));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("queue");
+  say(c, "one");
+  ASSERT_TRUE(runner_.waitRequests(1));
+  say(c, "two");
+  say(c, "three");
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(runner_.requests().size(), 1u);  // one turn at a time
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(runner_.waitRequests(i + 1));
+    while (!runner_.releaseOne()) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(waitCount(c, i + 1));
+  }
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(runner_.maxConcurrentForTest(), 1);
+}
+
+TEST_F(BotServiceTest, CombinedMessages) {
+  runner_.hold(true);
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    return okResult(bj::serialize(
+        bj::object{{"messages", bj::array{bj::parse(r.input_json).at("payload").at("message")}}}));
+  });
+  auto [bot, user] = startBot(R"(,"combineMessages":{"maxMessages":5})");
+  auto c = open("combine");
+  say(c, "one");
+  ASSERT_TRUE(runner_.waitRequests(1));
+  say(c, "two");
+  say(c, "three");
+  std::this_thread::sleep_for(50ms);
+  runner_.releaseOne();
+  ASSERT_TRUE(runner_.waitRequests(2));
+  runner_.releaseOne();
+  ASSERT_TRUE(waitCount(c, 2));
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"one", "two\nthree"}));
+}
+
+// ---- REST, test connection, restart
+// ---------------------------------------------------------------
+
+api::Response rest(BotService& s, std::string method, std::vector<std::string> path,
+                   std::string body = "", std::vector<std::string> roles = {"ADMIN"}) {
+  api::Request req;
+  req.method = std::move(method);
+  req.path = std::move(path);
+  req.body = std::move(body);
+  req.caller.account = kAcc;
+  req.caller.roles = std::move(roles);
+  auto p = std::make_shared<std::promise<api::Response>>();
+  auto fut = p->get_future();
+  s.handle(std::move(req), [p](api::Response r) { p->set_value(std::move(r)); });
+  return fut.get();
+}
+
+TEST_F(BotServiceTest, RestLifecycle) {
+  auto created = rest(*service_, "POST", {"bots"}, bj::serialize(botBody()));
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::string id(bj::parse(created.body).at("id").as_string());
+  EXPECT_EQ(rest(*service_, "POST", {"bots"}, bj::serialize(botBody()), {"AGENT"}).status, 403);
+  EXPECT_EQ(rest(*service_, "GET", {"bots"}).status, 200);
+  auto started = rest(*service_, "POST", {"bots", id, "start"});
+  ASSERT_EQ(started.status, 200) << started.body;
+  EXPECT_EQ(bj::parse(started.body).at("status").as_string(), "ONLINE");
+  auto put = rest(*service_, "PUT", {"bots", id}, R"({"name":"Renamed"})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(bj::parse(put.body).at("name").as_string(), "Renamed");
+  auto c = open("rest-consumer");
+  say(c, "hi");
+  ASSERT_TRUE(waitTurns(BotId(id), 1));
+  auto turns_resp = rest(*service_, "GET", {"bots", id, "turns"});
+  ASSERT_EQ(turns_resp.status, 200);
+  auto arr = bj::parse(turns_resp.body).as_array();
+  ASSERT_EQ(arr.size(), 1u);
+  EXPECT_EQ(arr[0].at("outcome").as_string(), "OK");
+  EXPECT_TRUE(arr[0].at("input").is_object());
+  auto stopped = rest(*service_, "POST", {"bots", id, "stop"}, "", {"AGENT_MANAGER"});
+  ASSERT_EQ(stopped.status, 200);
+  EXPECT_EQ(bj::parse(stopped.body).at("status").as_string(), "OFFLINE");
+  EXPECT_EQ(rest(*service_, "GET", {"bots", "nope"}).status, 404);
+  EXPECT_EQ(rest(*service_, "DELETE", {"bots", id}).status, 200);
+  EXPECT_EQ(rest(*service_, "GET", {"bots", id}).status, 404);
+}
+
+TEST_F(BotServiceTest, TestConnectionListsEveryProblem) {
+  auto b = service_->createBot(kAcc, botBody());
+  BotId id(std::string(b->at("id").as_string()));
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["hi"]})"); });
+  auto ok = service_->testConnection(kAcc, id);
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE(ok->at("ok").as_bool());
+  EXPECT_TRUE(ok->at("latencyMs").is_number());
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(
+        R"({"messages":[{"structuredContent":{"type":"button"}},{"delay":-1}],"context":{"action":"NOPE"}})");
+  });
+  auto bad = service_->testConnection(kAcc, id);
+  ASSERT_TRUE(bad);
+  EXPECT_FALSE(bad->at("ok").as_bool());
+  EXPECT_GE(bad->at("errors").as_array().size(), 2u) << bj::serialize(*bad);
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return errorResult("com.liveperson.faas.es.notdeployed", "not deployed");
+  });
+  auto down = service_->testConnection(kAcc, id);
+  EXPECT_FALSE(down->at("ok").as_bool());
+  EXPECT_NE(bj::serialize(down->at("errors")).find("notdeployed"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, RestartResumesRunningBotsAndUnansweredMessages) {
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["answer"]})"); });
+  auto [bot, user] = startBot();
+  auto c = open("restart");
+  say(c, "first");
+  ASSERT_TRUE(waitCount(c, 1));
+  // The connector goes away; a consumer message arrives meanwhile; a new connector starts.
+  service_.reset();
+  say(c, "while down");
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(waitCount(c, 2));
+  EXPECT_EQ(payloadOf(runner_.requests().back()).at("message").as_string(), "while down");
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
+}
+
+}  // namespace
+}  // namespace parley::connector

@@ -1,0 +1,178 @@
+#include "connector/input.h"
+
+namespace parley::connector {
+
+namespace bj = boost::json;
+
+namespace {
+
+bj::value parseOr(const std::string& text, bj::value def) {
+  boost::system::error_code ec;
+  bj::value v = bj::parse(text, ec);
+  return ec ? def : v;
+}
+
+bj::object visitorFrom(const bj::value& ctx) {
+  bj::object visitor;
+  if (ctx.is_object()) {
+    const bj::object& o = ctx.as_object();
+    if (auto v = o.find("visitor"); v != o.end() && v->value().is_object())
+      return v->value().as_object();
+    for (const char* k : {"sharkVisitorId", "sharkSessionId", "ipAddress", "browser", "os",
+                          "osVersion", "integration", "integrationVersion", "browserVersion",
+                          "language", "features", "deviceFamily"})
+      if (auto f = o.find(k); f != o.end()) visitor[k] = f->value();
+    if (auto cp = o.find("clientProperties"); cp != o.end() && cp->value().is_object())
+      for (const auto& kv : cp->value().as_object())
+        if (!visitor.contains(kv.key())) visitor[kv.key()] = kv.value();
+  }
+  return visitor;
+}
+
+bj::object conversationContext(const store::Conversation& conv) {
+  bj::value ctx = parseOr(conv.context_json, bj::object{});
+  bj::object out{{"skillId", conv.skill.str()},
+                 {"type", store::channelName(conv.channel)},
+                 {"visitor", visitorFrom(ctx)}};
+  if (ctx.is_object()) {
+    const bj::object& o = ctx.as_object();
+    for (const char* k : {"campaignId", "engagementId"})
+      if (auto f = o.find(k); f != o.end()) out[k] = f->value();
+  }
+  return out;
+}
+
+std::string messageText(const store::Message& m, InputKind kind) {
+  if (kind == InputKind::kRichContent) return kRichContentMessage;
+  if (kind == InputKind::kFile) return kFileMessage;
+  bj::value ev = parseOr(m.event_json, bj::object{});
+  if (ev.is_object())
+    if (auto t = ev.as_object().find("message");
+        t != ev.as_object().end() && t->value().is_string())
+      return std::string(t->value().as_string());
+  return "";
+}
+
+bj::object messagingEvent(const store::Message& m, const store::Conversation& conv) {
+  bj::value ev = parseOr(m.event_json, bj::object{});
+  bj::value ctx = parseOr(conv.context_json, bj::object{});
+  bj::object client;
+  if (ctx.is_object())
+    if (auto cp = ctx.as_object().find("clientProperties");
+        cp != ctx.as_object().end() && cp->value().is_object())
+      client = cp->value().as_object();
+  return bj::object{
+      {"sequence", m.sequence},
+      {"serverTimestamp", m.server_ts},
+      {"dialogId", conv.id.str()},
+      {"conversationId", conv.id.str()},
+      {"originatorId", m.originator_id},
+      {"originatorClientProperties", client},
+      {"originatorMetadata",
+       {{"id", m.originator_id}, {"role", "CONSUMER"}, {"clientProperties", client}}},
+      {"event", ev},
+      {"metadata", parseOr(m.metadata_json, bj::array{})},
+      {"messageAudience", m.audience},
+      {"__isMe", false},
+      {"conversationContext", conversationContext(conv)},
+  };
+}
+
+bj::object chatLine(const store::Message* m, const std::string& text,
+                    const store::Conversation& conv, const std::string& skill_name, bool welcome,
+                    TimeMs now) {
+  bj::object line{
+      {"@id", m ? std::to_string(m->sequence) : "0"},
+      {"@type", "line"},
+      {"time", m ? m->server_ts : now},
+      {"textType", "plain"},
+      {"text", text},
+      {"by", m ? m->originator_id : conv.consumer.str()},
+      {"source", welcome ? "system" : "visitor"},
+      {"subType", "REGULAR"},
+      {"state", "chatting"},
+      {"chatSessionKey", conv.id.str()},
+      {"skillId", conv.skill.str()},
+      {"skillName", skill_name},
+      {"visitorId", conv.consumer.str()},
+      {"startTime", conv.start_ts},
+      {"isWelcomeEvent", welcome},
+      {"conversationContext", conversationContext(conv)},
+  };
+  return line;
+}
+
+}  // namespace
+
+std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
+  if (m.originator_role != "CONSUMER") return std::nullopt;
+  bj::value ev = parseOr(m.event_json, bj::object{});
+  if (!ev.is_object()) return std::nullopt;
+  const bj::object& o = ev.as_object();
+  auto type = o.find("type");
+  if (type == o.end() || !type->value().is_string()) return std::nullopt;
+  std::string_view t = type->value().as_string();
+  if (t == "RichContentEvent") return InputKind::kRichContent;
+  if (t != "ContentEvent") return std::nullopt;
+  auto ct = o.find("contentType");
+  std::string_view content_type =
+      ct != o.end() && ct->value().is_string() ? std::string_view(ct->value().as_string()) : "";
+  if (content_type == "hosted/file" || content_type.starts_with("forms/")) return InputKind::kFile;
+  return InputKind::kText;
+}
+
+bj::object buildFunctionInput(const TurnInput& in, const store::Conversation& conv,
+                              const std::string& skill_name, TimeMs now) {
+  bool chat = conv.channel == store::Channel::kChat;
+  bj::object payload;
+  bj::object lp_event;
+  if (in.kind == InputKind::kWelcome) {
+    payload["message"] = "";
+    payload["event"] = bj::object{{"name", "WELCOME"}};
+    if (chat) {
+      lp_event = chatLine(nullptr, "", conv, skill_name, true, now);
+    } else {
+      lp_event = bj::object{
+          {"type", "ContentEvent"},
+          {"content", "welcome"},
+          {"dialogId", conv.id.str()},
+          {"conversationId", conv.id.str()},
+          {"event",
+           {{"type", "ContentEvent"}, {"message", "welcome"}, {"contentType", "text/plain"}}},
+          {"conversationContext", conversationContext(conv)}};
+      if (in.last_consumer_message) lp_event["lastConsumerMessage"] = *in.last_consumer_message;
+    }
+  } else {
+    std::string text;
+    for (std::size_t i = 0; i < in.messages.size(); ++i) {
+      if (i) text += "\n";
+      text += messageText(in.messages[i], in.kind);
+    }
+    payload["message"] = text;
+    const store::Message& last = in.messages.back();
+    lp_event =
+        chat ? chatLine(&last, text, conv, skill_name, false, now) : messagingEvent(last, conv);
+    if (in.messages.size() > 1) lp_event["combinedMessages"] = static_cast<int>(in.messages.size());
+  }
+  payload["convId"] = conv.id.str();
+  payload["context"] = bj::object{{"lpEvent", std::move(lp_event)}, {"lpSdes", bj::object{}}};
+  return bj::object{{"timestamp", now}, {"headers", bj::array{}}, {"payload", std::move(payload)}};
+}
+
+bj::object sampleFunctionInput(TimeMs now) {
+  store::Conversation conv;
+  conv.id = ConversationId("test-connection");
+  conv.consumer = ConsumerId("test-consumer");
+  conv.skill = SkillId("-1");
+  store::Message m;
+  m.conversation = conv.id;
+  m.originator_id = conv.consumer.str();
+  m.originator_role = "CONSUMER";
+  m.server_ts = now;
+  m.event_json = R"({"type":"ContentEvent","message":"hi","contentType":"text/plain"})";
+  TurnInput in;
+  in.messages.push_back(m);
+  return buildFunctionInput(in, conv, "", now);
+}
+
+}  // namespace parley::connector

@@ -1,0 +1,42 @@
+#pragma once
+
+// Builds the function input of spec §1.2–1.7 for one bot turn.
+
+#include <boost/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "store/store.h"
+
+namespace parley::connector {
+
+// Special `message` values for non-text consumer input (§1.4).
+inline constexpr const char* kRichContentMessage =
+    "com.liveperson.bot-connectors.consumer.send-rich-content";
+inline constexpr const char* kFileMessage = "com.liveperson.bot-connectors.consumer.send-file";
+
+enum class InputKind { kText, kRichContent, kFile, kWelcome };
+
+// One consumer event the bot has to answer (or the synthetic WELCOME).
+struct TurnInput {
+  InputKind kind = InputKind::kText;
+  // The consumer messages (one, or several when combined); empty for WELCOME.
+  std::vector<store::Message> messages;
+  // WELCOME after a transfer (messaging): the consumer's last utterance.
+  std::optional<std::string> last_consumer_message;
+};
+
+// The kind of a stored consumer message, or nullopt when it is not forwarded to bots
+// (AcceptStatusEvent, typing, ...).
+std::optional<InputKind> classifyConsumerMessage(const store::Message& m);
+
+// {"timestamp", "headers":[], "payload":{message, convId, event?, context:{lpEvent, lpSdes:{}}}}
+boost::json::object buildFunctionInput(const TurnInput& in, const store::Conversation& conv,
+                                       const std::string& skill_name, TimeMs now);
+
+// The sample input used by Test Connection (a messaging text "hi").
+boost::json::object sampleFunctionInput(TimeMs now);
+
+}  // namespace parley::connector
