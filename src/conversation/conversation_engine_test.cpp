@@ -899,6 +899,68 @@ TEST_F(EngineTest, ManagerJoinsAndLeaves) {
   }));
 }
 
+TEST_F(EngineTest, RoutingUnderConcurrentAgentsKeepsCapacityAndOneOwner) {
+  restart(Options{.ring_fanout = 3});
+  constexpr int kAgents = 6;
+  constexpr int kMaxOpen = 2;
+  constexpr int kConversations = 60;
+  std::vector<Actor> agents;
+  for (int i = 0; i < kAgents; ++i)
+    agents.push_back(createAgent("s" + std::to_string(i), {sales_}, kMaxOpen));
+  for (const auto& a : agents) ASSERT_TRUE(setState(a, Availability::kOnline));
+  std::vector<ConversationId> ids;
+  for (int i = 0; i < kConversations; ++i) {
+    auto c = request("stress-" + std::to_string(i), sales_);
+    ASSERT_TRUE(c);
+    ids.push_back(c->id);
+  }
+  std::atomic<int> closed = 0;
+  std::atomic<int> won = 0;
+  std::atomic<int> lost = 0;
+  std::atomic<bool> over_capacity = false;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAgents; ++i) {
+    threads.emplace_back([&, i] {
+      const Actor& me = agents[i];
+      auto deadline = std::chrono::steady_clock::now() + 20s;
+      while (closed < kConversations && std::chrono::steady_clock::now() < deadline) {
+        for (const auto& info : engine_->agents(kAcc))
+          if (info.open_assigned > kMaxOpen) over_capacity = true;
+        for (const auto& ring : engine_->ringsForAgent(kAcc, me.user)) {
+          if (i == 0) {  // this agent rejects everything it is offered
+            (void)reject(me, ring.ring_id);
+            continue;
+          }
+          auto c = accept(me, ring.ring_id);
+          if (!c) {
+            lost++;
+            continue;
+          }
+          won++;
+          EXPECT_TRUE(publish(me, ring.conversation, "mine"));
+          if (update(me, ring.conversation, {CloseField{}})) closed++;
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(closed, kConversations);
+  EXPECT_EQ(won, kConversations);
+  EXPECT_FALSE(over_capacity);
+  for (const auto& id : ids) {
+    auto msgs = messages(id);
+    ASSERT_TRUE(msgs);
+    ASSERT_EQ(msgs->size(), 1u) << "exactly one owner published";
+    EXPECT_NE((*msgs)[0].originator_id, "1000." + agents[0].user.str());
+  }
+  for (const auto& info : engine_->agents(kAcc)) {
+    EXPECT_EQ(info.open_assigned, 0);
+    EXPECT_EQ(info.waiting_rings, 0);
+  }
+  EXPECT_TRUE(engine_->queues(kAcc, std::nullopt).empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transfers
 
