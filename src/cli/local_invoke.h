@@ -1,0 +1,54 @@
+#pragma once
+
+// `parley function invoke <name> --local`: runs a function in-process, in the same V8 sandbox
+// the server uses (FunctionRuntime::invokeCode), with a LocalHost that serves the secrets and
+// the whitelist of functions/settings.json and an in-memory context service. This is the only
+// reason parley_cli links parley_functions.
+
+#include <boost/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/project.h"
+#include "common/result.h"
+#include "functions/host.h"
+#include "functions/testing/fake_host.h"
+
+namespace parley::cli {
+
+// A FunctionHost for local runs. Secrets and the allowlist come from settings.json; secret
+// updates and the context service live in memory for the run; conversations are not available.
+// Thread-safe.
+class LocalHost final : public functions::FunctionHost {
+ public:
+  explicit LocalHost(const ProjectSettings& settings);
+
+  // FunctionHost
+  Result<std::string> readSecret(const AccountId& account, const std::string& key) override;
+  Status updateSecret(const AccountId& account, const std::string& key,
+                      const std::string& value) override;
+  Result<std::vector<std::string>> allowlist(const AccountId& account) override;
+  Result<std::string> contextCall(const AccountId& account, const std::string& op,
+                                  const std::string& args_json) override;
+  Result<std::string> getConversation(const AccountId& account,
+                                      const std::string& conversation_id) override;
+
+ private:
+  // The in-memory fake of src/functions/testing does exactly what a local run needs.
+  functions::testing::FakeHost memory_;
+};
+
+struct LocalResult {
+  bool ok = false;
+  boost::json::value result;
+  std::vector<boost::json::value> logs;  // {level, message, extras, timestamp}
+  std::string error_code;
+  std::string error_message;
+};
+
+// Runs `code` with the input of `config` (headers, payload, environment variables) and waits
+// for the result. Unavailable when the runtime cannot start.
+Result<LocalResult> invokeLocally(const std::string& code, const FunctionConfig& config,
+                                  const ProjectSettings& settings, const std::string& account);
+
+}  // namespace parley::cli

@@ -1,0 +1,64 @@
+#include "functions/service/executor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <exception>
+
+namespace parley::functions::service {
+
+Executor::Executor(std::size_t threads) {
+  if (threads == 0) threads = 1;
+  threads_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+}
+
+Executor::~Executor() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Executor::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+void Executor::waitIdle() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+}
+
+void Executor::loop() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+    }
+    // A fence: a task must not throw, but an escaped exception must not kill the pool.
+    try {
+      task();
+    } catch (const std::exception& e) {
+      spdlog::error("functions service task threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("functions service task threw a non-standard exception");
+    }
+    {
+      std::lock_guard lock(mu_);
+      --running_;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+}  // namespace parley::functions::service

@@ -1,0 +1,134 @@
+#pragma once
+
+// The functions platform service: the REST resources `functions` (incl. `functions/templates`),
+// `secrets` and `allowlist` (../shared/API.md), the function lifecycle (Draft -> Productive ->
+// Modified, Build Error, versions, the last 5 deployments, restore), test invocations, stored
+// production logs and invocation metrics. It deploys into the FunctionRuntime and offers the
+// connector a recording Runner.
+//
+// Ownership: main owns it; `store`, `runtime` and `clock` must outlive it. Construction order in
+// main: store -> PlatformHost (the FunctionHost) -> FunctionRuntime(host) -> FunctionService.
+//
+// Threading: thread-safe. handle() never blocks: it queues the request on the service's own
+// executor (Options::threads threads), which does the store and deploy work and calls `done`
+// (or the runtime calls it from a functions worker thread for invocations). Writes to one
+// function are serialised by a striped lock. The destructor stops taking requests (later ones
+// get 503), finishes queued work and waits for invocations in flight.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/api.h"
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "common/result.h"
+#include "functions/runner.h"
+#include "functions/runtime.h"
+#include "functions/service/executor.h"
+#include "functions/service/metrics.h"
+#include "store/store.h"
+
+namespace parley::functions::service {
+
+struct FunctionServiceOptions {
+  // Executor threads for store and deploy work. Default: 2. REQUIRES: >= 1.
+  std::size_t threads = 2;
+  // Deployments kept (and restorable) per function. Default: 5 (LivePerson keeps 5).
+  int keep_deployments = 5;
+  // Wall-clock budget of a test invocation (POST /functions/{uuid}/invoke). Default: 30 s.
+  std::chrono::milliseconds test_deadline{30'000};
+  // Page size of GET /functions/{uuid}/logs when ?limit= is absent, and its maximum.
+  int default_log_limit = 100;
+  int max_log_limit = 1000;
+};
+
+class FunctionService final : public api::Handler {
+ public:
+  FunctionService(store::Store& store, crypto::SecretBox secret_box, FunctionRuntime& runtime,
+                  const Clock& clock, FunctionServiceOptions options = {});
+  ~FunctionService() override;
+  FunctionService(const FunctionService&) = delete;
+  FunctionService& operator=(const FunctionService&) = delete;
+
+  // api::Handler
+  // {"functions", "secrets", "allowlist"}; `functions/templates` is served under "functions".
+  std::vector<std::string> resources() const override;
+  void handle(api::Request request, std::function<void(api::Response)> done) override;
+
+  // Re-deploys into the runtime every function that was live before a restart: Productive and
+  // Modified ones from their newest Productive deployment, Build Error ones from the deployment
+  // that stayed live when the failed deploy happened. A deployment that no longer builds marks
+  // the function "Deploy Error" and is skipped. Blocking; call once at startup before serving.
+  // Returns how many functions were deployed.
+  Result<int> restoreDeployments();
+
+  // The Runner the connector must use for production invocations: it forwards to the runtime,
+  // stores the Info/Warn/Error logs of every invocation (plus an Error entry for a failed one)
+  // and records metrics. Valid as long as the service lives.
+  Runner& runner();
+
+  // Prometheus text of per-function invocation metrics and runtime gauges, for GET /metrics.
+  std::string prometheusText() const;
+  const FunctionMetrics& metrics() const { return metrics_; }
+
+  // Blocks until queued service work (e.g. storing production logs) is done.
+  void waitIdleForTest();
+
+ private:
+  class RecordingRunner;
+
+  void route(const api::Request& req, std::function<void(api::Response)> done);
+  std::mutex& lockFor(const FunctionId& id);
+  // Registers an asynchronous callback that touches the service; the destructor waits for it.
+  void beginAsync();
+  void endAsync();
+
+  // Handlers; each returns the response or calls `done` later (invoke).
+  api::Response listFunctions(const api::Request& req);
+  api::Response createFunction(const api::Request& req);
+  api::Response getFunction(const api::Request& req, const FunctionId& id);
+  api::Response updateFunction(const api::Request& req, const FunctionId& id);
+  api::Response deleteFunction(const api::Request& req, const FunctionId& id);
+  api::Response deployFunction(const api::Request& req, const FunctionId& id);
+  api::Response undeployFunction(const api::Request& req, const FunctionId& id);
+  void invokeFunction(const api::Request& req, const FunctionId& id,
+                      std::function<void(api::Response)> done);
+  api::Response listLogs(const api::Request& req, const FunctionId& id);
+  api::Response listDeployments(const api::Request& req, const FunctionId& id);
+  api::Response restoreDeployment(const api::Request& req, const FunctionId& id,
+                                  const std::string& deployment_uuid);
+  api::Response getTemplates(const api::Request& req);
+  api::Response handleSecrets(const api::Request& req);
+  api::Response handleAllowlist(const api::Request& req);
+
+  // The function's JSON as the REST API returns it.
+  std::string functionJson(const store::FunctionRecord& f, bool with_details);
+
+  store::Store& store_;
+  store::FunctionStore& functions_;
+  const crypto::SecretBox box_;
+  FunctionRuntime& runtime_;
+  const Clock& clock_;
+  const FunctionServiceOptions options_;
+  FunctionMetrics metrics_;
+  std::unique_ptr<RecordingRunner> runner_;
+
+  std::array<std::mutex, 16> function_locks_;
+  std::atomic<bool> stopping_{false};
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;  // guarded by async_mu_: async_pending_ reached 0
+  int async_pending_ = 0;             // GUARDED_BY(async_mu_)
+
+  // Last member: destroyed (drained and joined) first.
+  std::unique_ptr<Executor> executor_;
+};
+
+}  // namespace parley::functions::service

@@ -1,0 +1,230 @@
+#include "functions/service/platform_host.h"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "common/json.h"
+#include "functions/service/validation.h"
+
+namespace parley::functions::service {
+
+namespace bj = boost::json;
+
+namespace {
+
+// Store namespaces that hold the context service's own bookkeeping. User namespaces may not
+// start with "__parley".
+constexpr std::string_view kNamespaceRegistry = "__parley.namespaces";
+constexpr std::string_view kSessionRegistry = "__parley.sessions";
+
+Status validateNamespaceName(const std::string& ns) {
+  if (ns.empty()) return invalid("context service: field 'namespace' is required");
+  if (ns.size() > 100)
+    return invalid("context service: a namespace name has at most 100 characters");
+  if (ns.starts_with("__parley"))
+    return invalid(
+        fmt::format("context service: namespace '{}' is built in and cannot be used", ns));
+  return {};
+}
+
+}  // namespace
+
+PlatformHost::PlatformHost(store::FunctionStore& store, crypto::SecretBox box, const Clock& clock,
+                           ConversationReader read_conversation)
+    : store_(store),
+      box_(std::move(box)),
+      clock_(clock),
+      read_conversation_(std::move(read_conversation)) {}
+
+Result<std::string> PlatformHost::readSecret(const AccountId& account, const std::string& key) {
+  auto s = store_.getSecret(account, key);
+  if (!s) {
+    if (s.error().code == ErrorCode::kNotFound)
+      return notFound(fmt::format("secret '{}' does not exist", key));
+    return std::unexpected(s.error());
+  }
+  auto plain = box_.open(s->ciphertext);
+  if (!plain)
+    return internalError(
+        fmt::format("secret '{}' cannot be decrypted (was the secret key file replaced?)", key));
+  return std::move(*plain);
+}
+
+Status PlatformHost::updateSecret(const AccountId& account, const std::string& key,
+                                  const std::string& value) {
+  if (auto v = validateSecretValue(value); !v) return invalid(v.error().message);
+  auto existing = store_.getSecret(account, key);
+  if (!existing) {
+    if (existing.error().code == ErrorCode::kNotFound)
+      return notFound(fmt::format(
+          "secret '{}' does not exist; functions can only update existing secrets", key));
+    return std::unexpected(existing.error());
+  }
+  auto sealed = box_.seal(value);
+  if (!sealed) return std::unexpected(sealed.error());
+  store::Secret s{account, key, std::move(*sealed), clock_.nowMs()};
+  return store_.putSecret(s);
+}
+
+Result<std::vector<std::string>> PlatformHost::allowlist(const AccountId& account) {
+  return store_.getAllowlist(account);
+}
+
+Result<std::string> PlatformHost::getConversation(const AccountId& account,
+                                                  const std::string& conversation_id) {
+  if (!read_conversation_)
+    return makeError(ErrorCode::kUnavailable,
+                     "conversation reads are not available on this server");
+  return read_conversation_(account, conversation_id);
+}
+
+Result<std::string> PlatformHost::contextCall(const AccountId& account, const std::string& op,
+                                              const std::string& args_json) {
+  auto args = json::parseObject(args_json.empty() ? "{}" : args_json);
+  if (!args) return std::unexpected(args.error());
+  const TimeMs now = clock_.nowMs();
+  const std::string registry(kNamespaceRegistry);
+  const std::string sessions_ns(kSessionRegistry);
+
+  if (op == "getListOfNamespaces") {
+    auto list = store_.listContextProperties(account, registry, "");
+    if (!list) return std::unexpected(list.error());
+    bj::array out;
+    for (const auto& p : *list) {
+      auto v = json::parse(p.value_json);
+      if (v) out.push_back(std::move(*v));
+    }
+    return json::dump(out);
+  }
+
+  std::string ns = json::getString(*args, "namespace");
+  if (auto v = validateNamespaceName(ns); !v) return std::unexpected(v.error());
+
+  // The namespace's registry entry, if any.
+  auto registered = store_.listContextProperties(account, registry, "");
+  if (!registered) return std::unexpected(registered.error());
+  std::optional<bj::object> ns_info;
+  for (const auto& p : *registered)
+    if (p.name == ns)
+      if (auto v = json::parseObject(p.value_json)) ns_info = std::move(*v);
+
+  if (op == "createNamespace") {
+    auto ttl = json::optInt(*args, "ttl");
+    if (!ttl) return std::unexpected(ttl.error());
+    if (*ttl && **ttl <= 0)
+      return invalid("context service: ttl must be a positive number of seconds");
+    bj::object info;
+    info["name"] = ns;
+    info["createdAt"] = ns_info ? json::getInt(*ns_info, "createdAt", now) : now;
+    if (*ttl) info["ttlSecond"] = **ttl;
+    store::ContextProperty p{account, registry, "", ns, json::dump(info), 0};
+    if (auto s = store_.putContextProperty(p); !s) return std::unexpected(s.error());
+    return json::dump(info);
+  }
+  if (!ns_info)
+    return notFound(fmt::format(
+        "context service: namespace '{}' does not exist; create it with createNamespace", ns));
+  const std::int64_t ttl_s = json::getInt(*ns_info, "ttlSecond", 0);
+  const TimeMs expires_at = ttl_s > 0 ? now + ttl_s * 1000 : 0;
+  std::string session = json::getString(*args, "sessionId", kDefaultContextSession);
+  if (session.empty()) session = std::string(kDefaultContextSession);
+
+  auto listSessions = [&]() -> Result<std::vector<std::string>> {
+    auto list = store_.listContextProperties(account, sessions_ns, ns);
+    if (!list) return std::unexpected(list.error());
+    std::vector<std::string> out;
+    for (const auto& p : *list) out.push_back(p.name);
+    return out;
+  };
+  auto clearSession = [&](const std::string& sid) -> Status {
+    auto props = store_.listContextProperties(account, ns, sid);
+    if (!props) return std::unexpected(props.error());
+    for (const auto& p : *props)
+      if (auto s = store_.deleteContextProperties(account, ns, sid, p.name); !s) return s;
+    return {};
+  };
+  auto readSession = [&]() -> Result<bj::object> {
+    auto props = store_.listContextProperties(account, ns, session);
+    if (!props) return std::unexpected(props.error());
+    bj::object out;
+    for (const auto& p : *props) {
+      auto v = json::parse(p.value_json);
+      out[p.name] = v ? std::move(*v) : bj::value(nullptr);
+    }
+    return out;
+  };
+
+  if (op == "deleteNamespace") {
+    auto sids = listSessions();
+    if (!sids) return std::unexpected(sids.error());
+    for (const auto& sid : *sids) {
+      if (auto s = clearSession(sid); !s) return std::unexpected(s.error());
+      if (auto s = store_.deleteContextProperties(account, sessions_ns, ns, sid); !s)
+        return std::unexpected(s.error());
+    }
+    if (auto s = store_.deleteContextProperties(account, registry, "", ns); !s)
+      return std::unexpected(s.error());
+    return std::string("null");
+  }
+  if (op == "set" || op == "update") {
+    auto props = json::requireObject(*args, "properties");
+    if (!props) return std::unexpected(props.error());
+    if (op == "set")
+      if (auto s = clearSession(session); !s) return std::unexpected(s.error());
+    for (const auto& [k, v] : **props) {
+      store::ContextProperty p{account, ns, session, std::string(k), json::dump(v), expires_at};
+      if (auto s = store_.putContextProperty(p); !s) return std::unexpected(s.error());
+    }
+    store::ContextProperty marker{account, sessions_ns, ns, session, "true", expires_at};
+    if (auto s = store_.putContextProperty(marker); !s) return std::unexpected(s.error());
+    return std::string("null");
+  }
+  if (op == "getAll") {
+    auto all = readSession();
+    if (!all) return std::unexpected(all.error());
+    return json::dump(*all);
+  }
+  if (op == "getSelected") {
+    auto all = readSession();
+    if (!all) return std::unexpected(all.error());
+    auto names = json::requireArray(*args, "names");
+    if (!names) return std::unexpected(names.error());
+    bj::object out;
+    for (const auto& n : **names)
+      if (n.is_string())
+        if (auto* v = all->if_contains(n.as_string())) out[n.as_string()] = *v;
+    return json::dump(out);
+  }
+  if (op == "get") {
+    auto name = json::requireString(*args, "name");
+    if (!name) return std::unexpected(name.error());
+    auto all = readSession();
+    if (!all) return std::unexpected(all.error());
+    auto* v = all->if_contains(*name);
+    return v ? json::dump(*v) : std::string("null");
+  }
+  if (op == "deleteProperty") {
+    auto name = json::requireString(*args, "name");
+    if (!name) return std::unexpected(name.error());
+    if (auto s = store_.deleteContextProperties(account, ns, session, *name); !s)
+      return std::unexpected(s.error());
+    return std::string("null");
+  }
+  if (op == "deleteSession") {
+    if (auto s = clearSession(session); !s) return std::unexpected(s.error());
+    if (auto s = store_.deleteContextProperties(account, sessions_ns, ns, session); !s)
+      return std::unexpected(s.error());
+    return std::string("null");
+  }
+  if (op == "getListOfSessions") {
+    auto sids = listSessions();
+    if (!sids) return std::unexpected(sids.error());
+    bj::array out;
+    for (const auto& sid : *sids) out.push_back(bj::string(sid));
+    return json::dump(out);
+  }
+  return invalid(fmt::format("context service: unknown operation '{}'", op));
+}
+
+}  // namespace parley::functions::service

@@ -1,0 +1,247 @@
+// Unit tests of the service's pure parts: validation rules, metrics, templates and the
+// PlatformHost (secrets, allowlist, context service with TTL).
+
+#include <gtest/gtest.h>
+
+#include "common/json.h"
+#include "common/testing/fake_clock.h"
+#include "functions/service/metrics.h"
+#include "functions/service/platform_host.h"
+#include "functions/service/templates.h"
+#include "functions/service/validation.h"
+#include "store/memory/memory_store.h"
+
+namespace parley::functions::service {
+namespace {
+
+TEST(Validation, FunctionNames) {
+  EXPECT_TRUE(validateFunctionName("a"));
+  EXPECT_TRUE(validateFunctionName("A_b-9"));
+  EXPECT_TRUE(validateFunctionName(std::string(100, 'x')));
+  EXPECT_FALSE(validateFunctionName(std::string(101, 'x')));
+  EXPECT_FALSE(validateFunctionName(""));
+  EXPECT_FALSE(validateFunctionName("a b"));
+  EXPECT_FALSE(validateFunctionName("a/b"));
+  EXPECT_FALSE(validateFunctionName("ä"));
+}
+
+TEST(Validation, EnvVars) {
+  EXPECT_TRUE(validateEnvVar({"A", ""}));
+  EXPECT_TRUE(validateEnvVar({"_A1", "v"}));
+  EXPECT_TRUE(validateEnvVar({std::string(200, 'A'), std::string(200, 'v')}));
+  EXPECT_FALSE(validateEnvVar({std::string(201, 'A'), "v"}));
+  EXPECT_FALSE(validateEnvVar({"A", std::string(201, 'v')}));
+  EXPECT_FALSE(validateEnvVar({"9A", "v"}));
+  EXPECT_FALSE(validateEnvVar({"aA", "v"}));
+  EXPECT_FALSE(validateEnvVar({"A.B", "v"}));
+  for (const auto& name : reservedEnvNames()) {
+    auto s = validateEnvVar({name, "v"});
+    ASSERT_FALSE(s) << name;
+    EXPECT_NE(s.error().message.find(kReservedEnvMessage), std::string::npos);
+  }
+  EXPECT_FALSE(validateEnvVars({{"A", "1"}, {"A", "2"}}));
+  EXPECT_TRUE(validateEnvVars({{"A", "1"}, {"B", "2"}}));
+}
+
+TEST(Validation, SecretKeysAndValues) {
+  EXPECT_TRUE(validateSecretKey("lp-faas-default-app-key"));
+  EXPECT_TRUE(validateSecretKey(std::string(100, 'k')));
+  EXPECT_FALSE(validateSecretKey(std::string(101, 'k')));
+  EXPECT_FALSE(validateSecretKey(""));
+  EXPECT_FALSE(validateSecretKey("a.b"));
+  EXPECT_TRUE(validateSecretValue(std::string(10'000, 'v')));
+  auto big = validateSecretValue(std::string(10'001, 'v'));
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kTooLarge);
+}
+
+TEST(Validation, Domains) {
+  EXPECT_EQ(normalizeDomain("API.Example.COM.").value(), "api.example.com");
+  EXPECT_EQ(normalizeDomain("*.example.com").value(), "*.example.com");
+  EXPECT_TRUE(normalizeDomain("localhost"));
+  EXPECT_TRUE(normalizeDomain("127.0.0.1"));
+  EXPECT_TRUE(normalizeDomain("xn--bcher-kva.example"));
+  EXPECT_TRUE(normalizeDomain(std::string(63, 'a') + ".com"));
+  EXPECT_FALSE(normalizeDomain(std::string(64, 'a') + ".com"));
+  EXPECT_FALSE(normalizeDomain(""));
+  EXPECT_FALSE(normalizeDomain("*"));
+  EXPECT_FALSE(normalizeDomain("*.com"));
+  EXPECT_FALSE(normalizeDomain("*.*.example.com"));
+  EXPECT_FALSE(normalizeDomain("www.*.example.com"));
+  EXPECT_FALSE(normalizeDomain("a..b"));
+  EXPECT_FALSE(normalizeDomain("-a.com"));
+  EXPECT_FALSE(normalizeDomain("a-.com"));
+  EXPECT_FALSE(normalizeDomain("a_b.com"));
+  EXPECT_FALSE(normalizeDomain("example.com/path"));
+  EXPECT_FALSE(normalizeDomain("example.com:443"));
+  std::string long_name;
+  for (int i = 0; i < 5; ++i) long_name += std::string(50, 'a') + ".";
+  long_name += "com";  // 258 characters
+  EXPECT_FALSE(normalizeDomain(long_name));
+}
+
+TEST(Validation, Allowlist) {
+  EXPECT_FALSE(validateAllowlist({"a.com", "A.com"}));
+  std::vector<std::string> list(101);
+  for (int i = 0; i < 101; ++i) list[i] = "h" + std::to_string(i) + ".com";
+  EXPECT_FALSE(validateAllowlist(list));
+  list.pop_back();
+  EXPECT_TRUE(validateAllowlist(list));
+}
+
+TEST(Metrics, CountsErrorsAndPercentiles) {
+  FunctionMetrics m;
+  AccountId a("a");
+  FunctionId f("f");
+  for (int i = 1; i <= 100; ++i) m.record(a, f, i, i % 10 == 0 ? "code-x" : "");
+  auto s = m.snapshot(a, f);
+  EXPECT_EQ(s.invocations, 100);
+  EXPECT_EQ(s.errors, 10);
+  EXPECT_EQ(s.errors_by_code["code-x"], 10);
+  EXPECT_DOUBLE_EQ(s.p50_ms, 50);
+  EXPECT_DOUBLE_EQ(s.p95_ms, 95);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 99);
+  EXPECT_EQ(m.snapshot(a, FunctionId("other")).invocations, 0);
+
+  std::string text = m.prometheusText();
+  EXPECT_NE(text.find("parley_function_invocations_total{account=\"a\",function=\"f\"} 100"),
+            std::string::npos);
+  EXPECT_NE(
+      text.find("parley_function_errors_total{account=\"a\",function=\"f\",code=\"code-x\"} 10"),
+      std::string::npos);
+  // 1..100 ms: 10 of them are <= 10 ms, all are <= 100 ms.
+  EXPECT_NE(
+      text.find(
+          "parley_function_duration_seconds_bucket{account=\"a\",function=\"f\",le=\"0.01\"} 10"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find(
+          "parley_function_duration_seconds_bucket{account=\"a\",function=\"f\",le=\"0.1\"} 100"),
+      std::string::npos);
+  EXPECT_NE(text.find("le=\"+Inf\"} 100"), std::string::npos);
+  m.erase(a, f);
+  EXPECT_EQ(m.snapshot(a, f).invocations, 0);
+}
+
+TEST(Metrics, ReservoirIsBounded) {
+  FunctionMetrics m;
+  for (int i = 0; i < 5000; ++i) m.record(AccountId("a"), FunctionId("f"), i < 4000 ? 1000 : 1, "");
+  auto s = m.snapshot(AccountId("a"), FunctionId("f"));
+  EXPECT_EQ(s.invocations, 5000);
+  // Only the most recent 1024 samples count: 1000 of 1 ms and 24 of 1000 ms.
+  EXPECT_DOUBLE_EQ(s.p95_ms, 1);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 1000);
+}
+
+TEST(Templates, CatalogueIsConsistent) {
+  EXPECT_TRUE(isKnownEvent("bot_connectors_custom_integration"));
+  EXPECT_TRUE(isKnownEvent("no_event"));
+  EXPECT_FALSE(isKnownEvent("made_up"));
+  for (const auto& t : allTemplates()) {
+    EXPECT_TRUE(isKnownEvent(t.event)) << t.event;
+    EXPECT_NE(t.code.find("function lambda(input, callback)"), std::string::npos) << t.event;
+    auto sample = json::parseObject(t.sample_payload);
+    ASSERT_TRUE(sample) << t.event;
+    EXPECT_TRUE(sample->contains("timestamp"));
+    EXPECT_TRUE(sample->at("headers").is_array());
+    EXPECT_TRUE(sample->contains("payload"));
+  }
+  EXPECT_EQ(templateFor("controllerbot_messaging_ttr").event, "controllerbot_messaging_ttr");
+}
+
+class PlatformHostTest : public ::testing::Test {
+ protected:
+  testing::FakeClock clock_;
+  std::unique_ptr<store::Store> store_ = store::makeMemoryStore(clock_);
+  crypto::SecretBox box_ = crypto::SecretBox::randomForTest();
+  PlatformHost host_{store_->functions(), box_, clock_};
+  AccountId acc_{"acc"};
+
+  std::string ctx(const std::string& op, const std::string& args) {
+    auto r = host_.contextCall(acc_, op, args);
+    EXPECT_TRUE(r) << op << ": " << r.error().message;
+    return r ? *r : "";
+  }
+};
+
+TEST_F(PlatformHostTest, SecretsRoundTripEncrypted) {
+  EXPECT_EQ(host_.readSecret(acc_, "k").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(host_.updateSecret(acc_, "k", "v").error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->functions().putSecret({acc_, "k", box_.seal("first").value(), 0}));
+  EXPECT_EQ(host_.readSecret(acc_, "k").value(), "first");
+  ASSERT_TRUE(host_.updateSecret(acc_, "k", "second"));
+  EXPECT_EQ(host_.readSecret(acc_, "k").value(), "second");
+  EXPECT_EQ(store_->functions().getSecret(acc_, "k")->ciphertext.find("second"), std::string::npos);
+  EXPECT_FALSE(host_.updateSecret(acc_, "k", std::string(10'001, 'x')));
+  EXPECT_EQ(host_.readSecret(AccountId("other"), "k").error().code, ErrorCode::kNotFound);
+  // Another key cannot open it.
+  PlatformHost other(store_->functions(), crypto::SecretBox::randomForTest(), clock_);
+  EXPECT_FALSE(other.readSecret(acc_, "k"));
+}
+
+TEST_F(PlatformHostTest, ConversationReader) {
+  EXPECT_EQ(host_.getConversation(acc_, "c").error().code, ErrorCode::kUnavailable);
+  PlatformHost with(store_->functions(), box_, clock_,
+                    [](const AccountId& a, const std::string& id) -> Result<std::string> {
+                      return "{\"acc\":\"" + a.str() + "\",\"id\":\"" + id + "\"}";
+                    });
+  EXPECT_EQ(with.getConversation(acc_, "c").value(), R"({"acc":"acc","id":"c"})");
+}
+
+TEST_F(PlatformHostTest, ContextServiceWithTtl) {
+  EXPECT_EQ(
+      host_.contextCall(acc_, "set", R"({"namespace":"ns","properties":{"a":1}})").error().code,
+      ErrorCode::kNotFound);
+  ctx("createNamespace", R"({"namespace":"ns","ttl":60})");
+  ctx("createNamespace", R"({"namespace":"perm"})");
+  auto list = json::parse(ctx("getListOfNamespaces", "{}")).value().as_array();
+  EXPECT_EQ(list.size(), 2u);
+
+  ctx("set", R"({"namespace":"ns","properties":{"a":1,"b":{"x":"y"}},"sessionId":"s1"})");
+  ctx("update", R"({"namespace":"ns","properties":{"c":true},"sessionId":"s1"})");
+  ctx("set", R"({"namespace":"ns","properties":{"z":0}})");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns","sessionId":"s1"})"),
+            R"({"a":1,"b":{"x":"y"},"c":true})");
+  EXPECT_EQ(ctx("get", R"({"namespace":"ns","name":"b","sessionId":"s1"})"), R"({"x":"y"})");
+  EXPECT_EQ(ctx("get", R"({"namespace":"ns","name":"nope","sessionId":"s1"})"), "null");
+  EXPECT_EQ(ctx("getSelected", R"({"namespace":"ns","names":["a","c","q"],"sessionId":"s1"})"),
+            R"({"a":1,"c":true})");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns"})"), R"({"z":0})");
+  auto sessions = ctx("getListOfSessions", R"({"namespace":"ns"})");
+  EXPECT_NE(sessions.find("s1"), std::string::npos);
+  EXPECT_NE(sessions.find(kDefaultContextSession), std::string::npos);
+
+  // set replaces the session's properties.
+  ctx("set", R"({"namespace":"ns","properties":{"only":1},"sessionId":"s1"})");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns","sessionId":"s1"})"), R"({"only":1})");
+  ctx("deleteProperty", R"({"namespace":"ns","name":"only","sessionId":"s1"})");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns","sessionId":"s1"})"), "{}");
+
+  // TTL: properties of "ns" expire after 60 s; "perm" keeps them.
+  ctx("set", R"({"namespace":"ns","properties":{"t":1},"sessionId":"s2"})");
+  ctx("set", R"({"namespace":"perm","properties":{"t":1},"sessionId":"s2"})");
+  clock_.advanceMs(59'000);
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns","sessionId":"s2"})"), R"({"t":1})");
+  clock_.advanceMs(2'000);
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"ns","sessionId":"s2"})"), "{}");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"perm","sessionId":"s2"})"), R"({"t":1})");
+
+  ctx("deleteSession", R"({"namespace":"perm","sessionId":"s2"})");
+  EXPECT_EQ(ctx("getAll", R"({"namespace":"perm","sessionId":"s2"})"), "{}");
+  ctx("deleteNamespace", R"({"namespace":"perm"})");
+  EXPECT_EQ(host_.contextCall(acc_, "getAll", R"({"namespace":"perm"})").error().code,
+            ErrorCode::kNotFound);
+  // Isolation and bad input.
+  EXPECT_EQ(host_.contextCall(AccountId("other"), "getAll", R"({"namespace":"ns"})").error().code,
+            ErrorCode::kNotFound);
+  EXPECT_EQ(host_.contextCall(acc_, "createNamespace", R"({"namespace":"__parley.namespaces"})")
+                .error()
+                .code,
+            ErrorCode::kInvalid);
+  EXPECT_EQ(host_.contextCall(acc_, "explode", R"({"namespace":"ns"})").error().code,
+            ErrorCode::kInvalid);
+}
+
+}  // namespace
+}  // namespace parley::functions::service

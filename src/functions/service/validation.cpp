@@ -1,0 +1,170 @@
+#include "functions/service/validation.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+namespace parley::functions::service {
+
+namespace {
+
+bool isNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool validLabel(std::string_view label) {
+  if (label.empty() || label.size() > 63) return false;
+  if (label.front() == '-' || label.back() == '-') return false;
+  return std::all_of(label.begin(), label.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+  });
+}
+
+}  // namespace
+
+Status validateFunctionName(std::string_view name) {
+  if (name.empty())
+    return invalid("field 'name' is required: use 1-100 characters of A-Z a-z 0-9 _ -");
+  if (name.size() > kMaxNameLength)
+    return invalid(fmt::format("function name is {} characters long; the maximum is {}",
+                               name.size(), kMaxNameLength));
+  if (!std::all_of(name.begin(), name.end(), isNameChar))
+    return invalid(
+        fmt::format("function name '{}' may contain only letters, digits, '_' and '-'", name));
+  return {};
+}
+
+const std::vector<std::string>& reservedEnvNames() {
+  static const std::vector<std::string> names = {"BRAND_ID",
+                                                 "LAMBDA_UUID",
+                                                 "DOMAIN",
+                                                 "DC",
+                                                 "HTTPS_PROXY",
+                                                 "HTTP_PROXY",
+                                                 "NO_PROXY",
+                                                 "VAULT_K8S_MOUNT",
+                                                 "VAULT_DOMAIN",
+                                                 "VAULT_SERVICE_ENV",
+                                                 "VAULT_LAMBDA_ROLE",
+                                                 "WATCHDOG_VERSION",
+                                                 "NODE_ENV"};
+  return names;
+}
+
+bool isReservedEnvName(std::string_view name) {
+  const auto& names = reservedEnvNames();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+Status validateEnvVar(const store::EnvVar& var) {
+  const std::string& k = var.key;
+  if (k.empty()) return invalid("environment variable name is empty: use [A-Z_][A-Z0-9_]*");
+  if (k.size() > kMaxEnvNameLength)
+    return invalid(fmt::format("environment variable name is {} characters long; the maximum is {}",
+                               k.size(), kMaxEnvNameLength));
+  bool ok = (std::isupper(static_cast<unsigned char>(k[0])) || k[0] == '_') &&
+            std::all_of(k.begin(), k.end(), [](char c) {
+              return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+            });
+  if (!ok)
+    return invalid(fmt::format(
+        "environment variable name '{}' is not a POSIX name: use upper-case letters, digits and "
+        "'_', not starting with a digit",
+        k));
+  if (isReservedEnvName(k)) return invalid(fmt::format("{}: {}", kReservedEnvMessage, k));
+  if (var.value.size() > kMaxEnvValueLength)
+    return invalid(
+        fmt::format("value of environment variable '{}' is {} characters long; the maximum is {}",
+                    k, var.value.size(), kMaxEnvValueLength));
+  return {};
+}
+
+Status validateEnvVars(const std::vector<store::EnvVar>& vars) {
+  std::set<std::string> seen;
+  for (const auto& v : vars) {
+    if (auto s = validateEnvVar(v); !s) return s;
+    if (!seen.insert(v.key).second)
+      return invalid(fmt::format("environment variable '{}' is given twice", v.key));
+  }
+  return {};
+}
+
+Status validateSecretKey(std::string_view key) {
+  if (key.empty()) return invalid("secret key is empty: use 1-100 characters of A-Z a-z 0-9 _ -");
+  if (key.size() > kMaxSecretKeyLength)
+    return invalid(fmt::format("secret key is {} characters long; the maximum is {}", key.size(),
+                               kMaxSecretKeyLength));
+  if (!std::all_of(key.begin(), key.end(), isNameChar))
+    return invalid(
+        fmt::format("secret key '{}' may contain only letters, digits, '_' and '-'", key));
+  return {};
+}
+
+Status validateSecretValue(std::string_view value) {
+  if (value.size() > kMaxSecretValueLength)
+    return makeError(ErrorCode::kTooLarge,
+                     fmt::format("secret value is {} characters long; the maximum is {}",
+                                 value.size(), kMaxSecretValueLength));
+  return {};
+}
+
+Result<std::string> normalizeDomain(std::string_view domain) {
+  std::string d = lower(domain);
+  if (!d.empty() && d.back() == '.') d.pop_back();
+  auto bad = [&](std::string_view why) {
+    return invalid(fmt::format("'{}' is not a valid domain: {}", domain, why));
+  };
+  if (d.empty()) return bad("it is empty");
+  if (d.size() > kMaxDomainLength) return bad("it is longer than 253 characters");
+  std::string_view rest = d;
+  bool wildcard = false;
+  if (rest.starts_with("*.")) {
+    wildcard = true;
+    rest.remove_prefix(2);
+  }
+  if (rest.find('*') != std::string_view::npos)
+    return bad("only one wildcard is allowed, as the first label (*.example.com)");
+  std::size_t labels = 0;
+  std::size_t pos = 0;
+  while (true) {
+    std::size_t dot = rest.find('.', pos);
+    std::string_view label =
+        rest.substr(pos, dot == std::string_view::npos ? rest.npos : dot - pos);
+    if (!validLabel(label))
+      return bad(
+          "each label must be 1-63 letters, digits or '-', and must not start or end with '-'");
+    ++labels;
+    if (dot == std::string_view::npos) break;
+    pos = dot + 1;
+  }
+  if (wildcard && labels < 2)
+    return bad("a wildcard must be followed by at least two labels (*.example.com)");
+  return d;
+}
+
+Result<std::vector<std::string>> validateAllowlist(const std::vector<std::string>& domains) {
+  if (domains.size() > kMaxAllowlistEntries)
+    return invalid(fmt::format("the allowlist has {} entries; the maximum is {}", domains.size(),
+                               kMaxAllowlistEntries));
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& d : domains) {
+    auto n = normalizeDomain(d);
+    if (!n) return std::unexpected(n.error());
+    if (!seen.insert(*n).second)
+      return invalid(fmt::format("domain '{}' is listed twice; remove the duplicate", *n));
+    out.push_back(std::move(*n));
+  }
+  return out;
+}
+
+}  // namespace parley::functions::service
