@@ -209,7 +209,7 @@ describe('console', () => {
     assert.match(await admin.locator('#bot-disclaimer-err').innerText(), /Data Disclaimer/, 'the disclaimer is required');
     await admin.getByLabel('I agree to the Data Disclaimer').check();
     await admin.getByLabel(botSkillName).check();
-    await admin.locator('#esc-skill').selectOption(String(humanSkill.id));
+    await admin.locator('#esc-skill').selectOption(humanSkill.name);
     await shot(admin, 'bot-form');
     await admin.getByRole('button', { name: 'Create bot' }).click();
     await admin.waitForURL(/\/bots\/[^/]+\?created=1/, { timeout: T });

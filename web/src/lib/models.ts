@@ -129,6 +129,8 @@ export function logsOf(v: unknown): LogLine[] {
 export interface BotEscalation {
   skill: string;
   message: string;
+  agentMessage?: string;
+  failureMessage?: string;
   retries: number;
   turnTimeoutMs: number;
 }
@@ -161,6 +163,8 @@ export function botOf(v: unknown): Bot {
     escalation: {
       skill: str(esc.skill, esc.skillId, esc.skillName),
       message: str(esc.message),
+      agentMessage: str(esc.agentMessage),
+      failureMessage: str(esc.failureMessage),
       retries: Number(esc.retries ?? 0),
       turnTimeoutMs: Number(esc.turnTimeoutMs ?? 30000),
     },

@@ -6,7 +6,7 @@ export interface BotForm {
   disclaimerAccepted: boolean;
   conversationTypes: string[];
   skills: string[];
-  escalation: { skill: string; message: string; retries: number; turnTimeoutMs: number };
+  escalation: { skill: string; message: string; agentMessage?: string; failureMessage?: string; retries: number; turnTimeoutMs: number };
 }
 
 export function validateLogin(v: { account: string; username: string; password: string }): Record<string, string> {
@@ -24,7 +24,7 @@ export function validateBot(f: BotForm): Record<string, string> {
   if (!f.functionUuid) e.functionUuid = 'Pick the function that answers for this bot.';
   if (!f.disclaimerAccepted) e.disclaimerAccepted = 'You must agree to the Data Disclaimer to use LivePerson Functions.';
   if (!f.conversationTypes.length) e.conversationTypes = 'Choose at least one conversation type.';
-  if (!Number.isInteger(f.escalation.retries) || f.escalation.retries < 0 || f.escalation.retries > 10) e.retries = 'Retries must be a whole number from 0 to 10.';
+  if (!Number.isInteger(f.escalation.retries) || f.escalation.retries < 0 || f.escalation.retries > 5) e.retries = 'Retries must be a whole number from 0 to 5.';
   if (!Number.isFinite(f.escalation.turnTimeoutMs) || f.escalation.turnTimeoutMs < 100 || f.escalation.turnTimeoutMs > 30000) e.turnTimeoutMs = 'The turn timeout must be between 100 and 30000 ms.';
   return e;
 }

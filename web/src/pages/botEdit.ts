@@ -10,6 +10,11 @@ const DRAFT_KEY = 'parley.botDraft';
 
 // Problems that block saving, keyed by field.
 
+function actionLabel(a: Record<string, unknown>): string {
+  const main = String(a.action ?? a.kind ?? a.type ?? 'action');
+  return a.kind === 'STEP' || a.kind === 'SEND' ? String(a.type ?? main) : main;
+}
+
 export default async function botEditPage(root: HTMLElement, ctx: PageContext): Promise<() => void> {
   const isNew = !ctx.params.id;
   let bot: Bot | null = null;
@@ -116,10 +121,12 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
     'select',
     { id: 'esc-skill', disabled: dis },
     h('option', { value: '' }, '— none (escalate to the bot itself) —'),
-    ...skills.map((s) => h('option', { value: s.id, selected: init.escalation.skill === s.id || init.escalation.skill === s.name }, s.name)),
+    ...skills.map((s) => h('option', { value: s.name, selected: init.escalation.skill === s.id || init.escalation.skill === s.name }, s.name)),
   );
   const escMsg = h('input', { id: 'esc-message', value: init.escalation.message, disabled: dis });
-  const escRetries = h('input', { id: 'esc-retries', type: 'number', min: '0', max: '10', step: '1', value: String(init.escalation.retries), disabled: dis });
+  const escAgentMsg = h('input', { id: 'esc-agent-message', value: init.escalation.agentMessage ?? '', disabled: dis });
+  const escFailMsg = h('input', { id: 'esc-failure-message', value: init.escalation.failureMessage ?? '', disabled: dis });
+  const escRetries = h('input', { id: 'esc-retries', type: 'number', min: '0', max: '5', step: '1', value: String(init.escalation.retries), disabled: dis });
   const escTimeout = h('input', { id: 'esc-timeout', type: 'number', min: '100', max: '30000', step: '100', value: String(init.escalation.turnTimeoutMs), disabled: dis });
   const retriesErr = errSlot('esc-retries');
   const timeoutErr = errSlot('esc-timeout');
@@ -133,7 +140,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       disclaimerAccepted: disclaimer.checked,
       conversationTypes: ctBoxes.filter((b) => b.checked).map((b) => b.value),
       skills: skillBoxes.filter((b) => b.checked).map((b) => b.value),
-      escalation: { skill: escSkill.value, message: escMsg.value, retries: Number(escRetries.value), turnTimeoutMs: Number(escTimeout.value) },
+      escalation: { skill: escSkill.value, message: escMsg.value, agentMessage: escAgentMsg.value, failureMessage: escFailMsg.value, retries: Number(escRetries.value), turnTimeoutMs: Number(escTimeout.value) },
     };
   }
   function showErrors(errs: Record<string, string>): boolean {
@@ -296,11 +303,11 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
                   h('span', { class: 'muted small' }, `conv ${t.conversation.slice(0, 8)}`),
                   ' ',
                   h('span', { class: 'timings' }, timings.join(' · ')),
-                  ...t.actions.map((a) => [' ', badge(String(a.type ?? a.action ?? 'action'), isRefused(a) ? 'bad' : 'neutral')]),
+                  ...t.actions.map((a) => [' ', badge(actionLabel(a), isRefused(a) ? 'bad' : 'neutral')]),
                   refused.length ? [' ', badge(`${refused.length} refused`, 'bad')] : null,
                 ),
                 t.error ? alertBox('error', t.error) : null,
-                refused.length ? h('div', { class: 'alert alert-warn' }, h('strong', null, 'Refused: '), refused.map((a) => h('div', null, `${a.type ?? a.action}: ${a.reason ?? a.error ?? a.status ?? ''}`))) : null,
+                refused.length ? h('div', { class: 'alert alert-warn' }, h('strong', null, 'Refused: '), refused.map((a) => h('div', null, `${actionLabel(a)} ${a.status ?? ''}: ${a.message ?? a.reason ?? a.error ?? ''} ${a.code ? `(${a.code})` : ''}${a.path ? ` at ${a.path}` : ''}`))) : null,
                 h('div', { class: 'grid-3' }, h('div', null, h('h4', null, 'Input'), pre(t.input)), h('div', null, h('h4', null, 'Response'), pre(t.response)), h('div', null, h('h4', null, 'Actions'), pre(t.actions))),
               ),
             );
@@ -349,7 +356,9 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       { class: 'card' },
       legend('Escalation policy'),
       field('Transfer to skill', escSkill, { hint: 'Where conversations go when the function fails or times out.' }),
-      field('Transfer message to customer', escMsg),
+      field('Transfer message to customer', escMsg, { hint: 'Sent to the consumer before an error escalation.' }),
+      field('Transfer message to agent', escAgentMsg, { hint: 'A private note for the agent who receives the conversation.' }),
+      field('Transfer failure message', escFailMsg, { hint: 'Sent to the consumer if the escalation itself fails.' }),
       h('div', { class: 'grid-2' }, h('div', { class: 'field' }, h('label', { for: 'esc-retries' }, 'Retries'), escRetries, retriesErr), h('div', { class: 'field' }, h('label', { for: 'esc-timeout' }, 'Turn timeout (ms)'), escTimeout, timeoutErr)),
     ),
     msg.el,
