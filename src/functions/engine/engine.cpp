@@ -103,8 +103,9 @@ Engine::~Engine() {
   for (auto& j : dropped) {
     if (j.done) j.done(errorResult(kErrUnavailable, "the function runtime is shutting down"));
   }
-  http_.reset();
+  // Host tasks may still start HTTP requests: finish them before the HTTP client goes.
   host_pool_->join();
+  http_.reset();
   for (auto& w : workers_) w->stop();
   workers_.clear();
   host_pool_.reset();
@@ -147,7 +148,7 @@ Status Engine::deploy(const AccountId& account, const FunctionId& id, DeployedCo
     std::lock_guard lock(table_mu_);
     table_[d->key] = d;
   }
-  sweepWorkers();
+  sweepWorkers(d->key, d.get());
   return {};
 }
 
@@ -156,13 +157,13 @@ void Engine::undeploy(const AccountId& account, const FunctionId& id) {
     std::lock_guard lock(table_mu_);
     if (table_.erase(keyOf(account, id)) == 0) return;
   }
-  sweepWorkers();
+  sweepWorkers(keyOf(account, id), nullptr);
 }
 
-void Engine::sweepWorkers() {
+void Engine::sweepWorkers(const std::string& key, const Deployment* current) {
   for (auto& w : workers_) {
     Worker* wp = w.get();
-    wp->post([wp] { wp->sweep(); });
+    wp->post([wp, key, current] { wp->sweep(key, current); });
   }
 }
 
@@ -197,7 +198,16 @@ void Engine::enqueue(Job job) {
 }
 
 void Engine::wakeWorkers() {
-  for (auto& w : workers_) w->wake();
+  // Every worker gets the flag (so none sleeps past the job); only the first sleeping one,
+  // starting from a rotating index, gets a notify: one job needs one thread.
+  std::size_t n = workers_.size();
+  std::size_t first = next_wake_.fetch_add(1, std::memory_order_relaxed) % n;
+  bool notified = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    Worker& w = *workers_[(first + i) % n];
+    notified |=
+        w.wake(notified ? Worker::WakeMode::kFlagOnly : Worker::WakeMode::kNotifyIfSleeping);
+  }
 }
 
 std::optional<Job> Engine::popJob() {

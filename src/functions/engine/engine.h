@@ -101,7 +101,7 @@ class Engine {
   void wakeWorkers();
   Status prepareOnWorker(std::shared_ptr<const Deployment> d, bool keep);
   void enqueue(Job job);
-  void sweepWorkers();
+  void sweepWorkers(const std::string& key, const Deployment* current);
   void doHttp(const Deployment& d, const std::string& args_json, SteadyTime deadline,
               std::function<void(std::string)> reply);
 
@@ -123,6 +123,7 @@ class Engine {
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<std::size_t> queued_{0};
   std::atomic<unsigned> next_worker_{0};
+  std::atomic<std::size_t> next_wake_{0};
 
   std::unique_ptr<boost::asio::thread_pool> host_pool_;
   std::unique_ptr<HttpClient> http_;

@@ -128,12 +128,16 @@ void Worker::post(std::function<void()> task) {
   cv_.notify_one();
 }
 
-void Worker::wake() {
+bool Worker::wake(WakeMode mode) {
+  bool sleeping;
   {
     std::lock_guard lock(mu_);
     wake_ = true;
+    sleeping = sleeping_;
   }
-  cv_.notify_one();
+  // A busy worker sees wake_ before it sleeps; only a sleeping one needs the (costly) notify.
+  if (sleeping && mode == WakeMode::kNotifyIfSleeping) cv_.notify_one();
+  return sleeping;
 }
 
 void Worker::loop() {
@@ -155,7 +159,9 @@ void Worker::loop() {
     if (posted_.empty() && !wake_ && !stop_) {
       SteadyTime until =
           std::min(nextWake(), std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+      sleeping_ = true;
       cv_.wait_until(lock, until, [&] { return !posted_.empty() || wake_ || stop_; });
+      sleeping_ = false;
     }
   }
   // Shutdown: fail what is in flight, dispose isolates.
@@ -478,15 +484,17 @@ Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
   return entry;
 }
 
-void Worker::sweep() {
+void Worker::sweep(const std::string& key, const Deployment* current) {
   for (auto& s : slots_) {
     std::erase_if(s->contexts, [&](const auto& kv) {
-      return !kv.second->deployment->ephemeral && !engine_.isCurrent(*kv.second->deployment);
+      // Re-check against the table: a later deploy of the same key may already be current.
+      return kv.first != current && kv.second->deployment->key == key &&
+             !engine_.isCurrent(*kv.second->deployment);
     });
   }
-  std::vector<IsolateSlot*> idle;
-  for (auto& s : slots_) idle.push_back(s.get());
-  for (auto* s : idle) maybeDispose(s);
+  std::vector<IsolateSlot*> all;
+  for (auto& s : slots_) all.push_back(s.get());
+  for (auto* s : all) maybeDispose(s);
 }
 
 Status Worker::prepare(const std::shared_ptr<const Deployment>& d, bool keep) {

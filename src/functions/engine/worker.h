@@ -113,16 +113,18 @@ class Worker {
   void start();
   // Runs `task` on the worker thread (dropped after stop).
   void post(std::function<void()> task);
-  // A job may be waiting in the engine's queue.
-  void wake();
+  // A job may be waiting in the engine's queue: the worker looks before it next sleeps. With
+  // kNotifyIfSleeping a sleeping worker is woken. Returns whether it was sleeping.
+  enum class WakeMode { kFlagOnly, kNotifyIfSleeping };
+  bool wake(WakeMode mode);
   void stop();
 
   // ---- Worker thread only ----
   // Compiles and runs `d`'s top level in a context of an active isolate; keeps it warm when
   // `keep`. Errors: ScriptError (syntax, throw, no lambda), Timeout (top level too slow).
   Status prepare(const std::shared_ptr<const Deployment>& d, bool keep);
-  // Drops warm contexts whose deployment is no longer current.
-  void sweep();
+  // Drops warm contexts of `key` other than `current` (null after an undeploy).
+  void sweep(const std::string& key, const Deployment* current);
 
   // Natives (bindings/natives.cpp), called from JS on the worker thread.
   void nativeLog(int level, std::string message, std::string extras_json);
@@ -172,6 +174,7 @@ class Worker {
   std::condition_variable cv_;
   std::deque<std::function<void()>> posted_;  // GUARDED_BY(mu_)
   bool wake_ = false;                         // GUARDED_BY(mu_)
+  bool sleeping_ = false;                     // GUARDED_BY(mu_)
   bool stop_ = false;                         // GUARDED_BY(mu_)
 
   // Worker-thread state.
