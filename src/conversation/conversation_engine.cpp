@@ -500,6 +500,10 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
       ++cur->it;
       continue;
     }
+    if (static_cast<int>(w.rings.size()) >= options_.ring_fanout) {
+      ++cur->it;
+      continue;
+    }
     bool any_room = std::ranges::any_of(
         ar.agents, [&](const auto& kv) { return serves(kv.second, skill) && has_room(kv.second); });
     if (!any_room) {

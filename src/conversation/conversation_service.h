@@ -139,7 +139,8 @@ struct CloseField {
   std::optional<std::string> reason;  // CONSUMER, AGENT, BOT, SYSTEM
 };
 // TTRField. Named types take the account's seconds; CUSTOM REQUIRES value_s >= 0. While the
-// conversation waits in a queue its due time becomes queued_at + seconds.
+// conversation waits in a queue its due time becomes queued_at + seconds (now + seconds when it
+// is assigned; overdue is tracked only while it waits).
 struct TtrField {
   store::TtrType type = store::TtrType::kNormal;
   std::optional<std::int64_t> value_s;
