@@ -125,11 +125,11 @@ http::response<http::string_body> toBeast(const HttpResponse& r, unsigned versio
 }
 
 // Bridges a callback-style API to a coroutine: `start(cb)` must call cb(T) exactly once on any
-// thread; the coroutine resumes on its own executor.
-template <class T, class Start>
-awaitable<T> awaitCallback(Start start) {
-  auto ex = co_await asio::this_coro::executor;
-  co_return co_await asio::async_initiate<decltype(use_awaitable), void(T)>(
+// thread; the awaiting coroutine resumes on `ex` (its strand). Deliberately not a coroutine
+// itself: GCC 12 mishandles lambda arguments of coroutines (the captures were freed twice).
+template <class T, class Executor, class Start>
+auto awaitCallback(Executor ex, Start start) {
+  return asio::async_initiate<decltype(use_awaitable), void(T)>(
       [ex, start = std::move(start)](auto handler) mutable {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         start([ex, h](T value) mutable {
@@ -463,11 +463,12 @@ class HttpSession final : public Stoppable,
         co_await upgrade(std::move(req));
         co_return;
       }
-      HttpRequest plain = toPlain(req, tls_, local_host_);
+      auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+      auto start = [st = st_, plain](std::function<void(HttpResponse)> cb) {
+        st->app.handle(std::move(*plain), std::move(cb));
+      };
       HttpResponse res = co_await awaitCallback<HttpResponse>(
-          [this, p = std::move(plain)](std::function<void(HttpResponse)> cb) mutable {
-            st_->app.handle(std::move(p), std::move(cb));
-          });
+          beast::get_lowest_layer(stream_).get_executor(), std::move(start));
       st_->metrics.countRequest(res.route, res.status);
       bool keep = req.keep_alive() && !st_->stopping;
       bool ok = co_await write(res, req.version(), keep);
@@ -495,11 +496,12 @@ class HttpSession final : public Stoppable,
   }
 
   awaitable<void> upgrade(http::request<http::string_body> req) {
-    HttpRequest plain = toPlain(req, tls_, local_host_);
+    auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+    auto start = [st = st_, plain](std::function<void(UpgradeDecision)> cb) {
+      st->app.upgrade(std::move(*plain), std::move(cb));
+    };
     UpgradeDecision d = co_await awaitCallback<UpgradeDecision>(
-        [this, p = std::move(plain)](std::function<void(UpgradeDecision)> cb) mutable {
-          st_->app.upgrade(std::move(p), std::move(cb));
-        });
+        beast::get_lowest_layer(stream_).get_executor(), std::move(start));
     if (d.reject || !d.make) {
       HttpResponse r = d.reject ? *d.reject
                                 : HttpResponse{500,
