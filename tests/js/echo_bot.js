@@ -7,8 +7,9 @@
 //
 // Behaviour: goes ONLINE, subscribes to its conversations and routing tasks, accepts WAITING
 // rings, reads the history of each conversation it joins, marks consumer messages READ and
-// answers "<prefix> : <text>" in order. "#close" closes the conversation; "#transfer <skillId>"
-// moves it back to the queue of that skill. On a dropped connection it reconnects.
+// answers "<prefix> : <text>" in order. "#close" closes the conversation; "#transfer <prefix>
+// <skillId>" (addressed to this bot by its prefix) moves it back to the queue of that skill. On a
+// dropped connection it reconnects.
 const { Agent } = require('node-agent-sdk');
 
 const [account, username, password, csdsDomain, prefix = 'echo'] = process.argv.slice(2);
@@ -83,14 +84,16 @@ agent.on('ms.MessagingEventNotification', (body) => {
     if (handled.has(key)) continue;
     handled.add(key);
     if (c.originatorId === agent.agentId || (c.isMe && c.isMe())) continue;
+    // Answer consumers only (other agents' messages are not echoed).
+    if (c.originatorMetadata && c.originatorMetadata.role && c.originatorMetadata.role !== 'CONSUMER') continue;
     const text = String(c.event.message);
     emit({ event: 'message', convId: c.dialogId, sequence: c.sequence, text, role: c.originatorMetadata && c.originatorMetadata.role });
     agent.publishEvent({ dialogId: c.dialogId, event: { type: 'AcceptStatusEvent', status: 'READ', sequenceList: [c.sequence] } });
     if (text === '#close') {
       agent.updateConversationField({ conversationId: c.dialogId, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }] },
         (e) => emit({ event: 'closed-conversation', convId: c.dialogId, ok: !e, error: e ? JSON.stringify(e) : undefined }));
-    } else if (text.startsWith('#transfer ')) {
-      const skill = text.slice('#transfer '.length).trim();
+    } else if (text.startsWith(`#transfer ${prefix} `)) {
+      const skill = text.slice(`#transfer ${prefix} `.length).trim();
       agent.updateConversationField({
         conversationId: c.dialogId,
         conversationField: [

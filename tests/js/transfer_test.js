@@ -42,7 +42,7 @@ test('transfer to a skill moves the conversation to the agent of that skill', { 
   assert.equal(botB.events.filter((e) => e.event === 'accepted').length, 0, 'B must not be rung for skill A');
 
   // A transfers to skill B: A's subscription (agentIds = A) gets a DELETE, B is rung and accepts.
-  await consumer.publishText(convId, `#transfer ${skillB}`);
+  await consumer.publishText(convId, `#transfer A ${skillB}`);
   await botA.waitFor((e) => e.event === 'transferred' && e.ok, 'A transferred');
   await botA.waitFor((e) => e.event === 'deleted' && e.convId === convId, 'A DELETE');
   await botB.waitFor((e) => e.event === 'accepted' && e.convId === convId && e.ok, 'B accepted');
