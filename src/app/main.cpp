@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "app/demo.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "conversation/conversation_engine.h"
 #include "server/server.h"
@@ -62,6 +64,82 @@ std::string defaultWebDir(const std::string& data_dir) {
 #endif
   return (fs::path(data_dir) / "web").string();
 }
+
+#ifdef PARLEY_HAVE_FUNCTIONS
+// Calls the function service's REST handler as the demo admin and waits for the answer
+// (startup only).
+parley::api::Response callFunctions(parley::functions::service::FunctionService& svc,
+                                    const parley::AccountId& acc, const parley::UserId& admin,
+                                    std::string method, std::vector<std::string> path,
+                                    std::string body = "") {
+  parley::api::Request r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.body = std::move(body);
+  r.caller.account = acc;
+  r.caller.user = admin;
+  r.caller.login_name = "admin";
+  r.caller.roles = {"ADMIN", "FAAS_ADMIN", "FAAS_DEVELOPER"};
+  auto promise = std::make_shared<std::promise<parley::api::Response>>();
+  auto future = promise->get_future();
+  svc.handle(std::move(r),
+             [promise](parley::api::Response resp) { promise->set_value(std::move(resp)); });
+  return future.get();
+}
+
+constexpr const char* kDemoFunctionName = "demo-echo";
+constexpr const char* kDemoEchoCode = R"(function lambda(input, callback) {
+  const text = input.payload && input.payload.message;
+  callback(null, { messages: [`echo : ${text}`] });
+}
+)";
+
+// Creates (once) and deploys the demo echo function; returns its uuid.
+parley::Result<std::string> ensureDemoFunction(parley::functions::service::FunctionService& svc,
+                                               const parley::app::Demo& demo) {
+  using namespace parley;
+  AccountId acc(demo.account);
+  UserId admin(demo.admin.user_id);
+  auto list = callFunctions(svc, acc, admin, "GET", {"functions"});
+  if (list.status != 200) return internalError("listing functions failed: " + list.body);
+  std::string uuid;
+  std::string state;
+  if (auto v = json::parse(list.body)) {
+    const bj::array* arr = v->is_array() ? &v->as_array() : nullptr;
+    if (!arr && v->is_object() && v->as_object().contains("functions") &&
+        v->as_object().at("functions").is_array())
+      arr = &v->as_object().at("functions").as_array();
+    if (arr) {
+      for (const auto& f : *arr) {
+        if (!f.is_object()) continue;
+        const auto& o = f.as_object();
+        if (json::getString(o, "name") == kDemoFunctionName) {
+          uuid = json::getString(o, "uuid");
+          state = json::getString(o, "state");
+        }
+      }
+    }
+  }
+  if (uuid.empty()) {
+    bj::object body{{"name", kDemoFunctionName},
+                    {"description", "Demo echo bot (created by parley serve --demo)"},
+                    {"event", "bot_connectors_custom_integration"},
+                    {"code", kDemoEchoCode}};
+    auto created = callFunctions(svc, acc, admin, "POST", {"functions"}, bj::serialize(body));
+    if (created.status != 201 && created.status != 200)
+      return internalError("creating the demo function failed: " + created.body);
+    auto o = json::parseObject(created.body);
+    if (o) uuid = json::getString(*o, "uuid");
+    if (uuid.empty()) return internalError("the demo function has no uuid: " + created.body);
+  }
+  if (state != "Productive") {
+    auto deployed = callFunctions(svc, acc, admin, "POST", {"functions", uuid, "deploy"});
+    if (deployed.status >= 300)
+      return internalError("deploying the demo function failed: " + deployed.body);
+  }
+  return uuid;
+}
+#endif
 
 int fail(const std::string& what, const parley::Error& e) {
   spdlog::critical("{}: {}", what, e.message);
@@ -123,6 +201,18 @@ int serve(const ServeFlags& f) {
   } else {
     spdlog::info("restored {} function deployments", *n);
   }
+  std::string demo_function;
+  if (demo) {
+    auto f = ensureDemoFunction(*function_service, *demo);
+    if (f) {
+      demo_function = *f;
+    } else {
+      spdlog::warn("demo: the echo function could not be created or deployed: {}",
+                   f.error().message);
+    }
+    // WIRING POINT (connector): create the demo bot here (idempotently) for user demo->bot.user_id
+    // on skill demo->skill_general with functionUuid = demo_function.
+  }
 #endif
 
   // ---- Bot connector (src/connector) -------------------------------------------------------
@@ -172,7 +262,12 @@ int serve(const ServeFlags& f) {
                          {"skills", bj::object{{"general", demo->skill_general},
                                                {"human", demo->skill_human},
                                                {"escalation", demo->skill_escalation}}},
-                         {"console", console}});
+                         {"console", console}
+#ifdef PARLEY_HAVE_FUNCTIONS
+                         ,
+                         {"function", demo_function}
+#endif
+    });
   }
   spdlog::info("parley serving (data {})", data_dir);
 
