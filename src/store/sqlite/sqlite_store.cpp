@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -394,109 +395,216 @@ PendingTurn pendingRow(Query& q) {
 
 std::string cols(const char* c) { return std::string(c); }
 
-// ---- Writer: one thread, one connection, group commit ---------------------------------------
+// ---- Checkpointer: copies the WAL into the database file off the write path -----------------
 
-// Owns the only read-write connection and the thread that uses it. Callers submit a write (a
-// function run against the connection inside a transaction) and block until the transaction
-// that holds it has committed. The thread takes every queued write (up to max_batch), runs
-// each inside its own SAVEPOINT so a failing write is rolled back alone, and commits them all
-// at once: many writers share one commit (and, with synchronous=FULL, one fsync).
-class Writer {
+// SQLite's own auto-checkpoint runs inside the COMMIT that crosses the threshold, so one write
+// pays for copying every page and for two fsyncs (milliseconds on this kind of disk). Instead
+// the writer connection reports its WAL size after each commit (sqlite3_wal_hook) and this
+// thread runs PASSIVE checkpoints on its own connection while writes go on. A PASSIVE checkpoint
+// cannot let the WAL restart while writes keep arriving, so the writer still checkpoints
+// itself, between batches, when the WAL exceeds a hard limit (see Writer::runBatch).
+class Checkpointer {
  public:
-  using WriteFn = std::function<Status(Conn&)>;
-
-  Writer(std::unique_ptr<Conn> conn, int max_batch)
-      : conn_(std::move(conn)), max_batch_(std::max(1, max_batch)) {
+  // `conn` is a read-write connection used only for checkpoints; `trigger_pages` the WAL size
+  // (in frames) that wakes the thread.
+  Checkpointer(std::unique_ptr<Conn> conn, int trigger_pages)
+      : conn_(std::move(conn)), trigger_pages_(std::max(1, trigger_pages)) {
     thread_ = std::thread([this] { loop(); });
   }
-
-  // Drains queued writes, then stops the thread.
-  ~Writer() {
+  ~Checkpointer() {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
     }
-    work_cv_.notify_one();
+    cv_.notify_one();
     thread_.join();
+  }
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // Called by the writer after a commit with the WAL size in frames.
+  void walSize(int frames) {
+    if (frames < trigger_pages_) return;
+    {
+      std::lock_guard lock(mu_);
+      requested_ = true;
+    }
+    cv_.notify_one();
+  }
+
+  std::int64_t checkpoints() const {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || requested_; });
+      if (stop_) return;
+      requested_ = false;
+      lock.unlock();
+      int log = 0;
+      int copied = 0;
+      (void)sqlite3_wal_checkpoint_v2(conn_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                      &copied);
+      lock.lock();
+      ++done_;
+    }
+  }
+
+  std::unique_ptr<Conn> conn_;
+  const int trigger_pages_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool requested_ = false;  // guarded by mu_
+  bool stop_ = false;       // guarded by mu_
+  std::int64_t done_ = 0;   // guarded by mu_
+  std::thread thread_;
+};
+// ---- Writer: one connection, one writer at a time, group commit -----------------------------
+
+// Owns the only read-write connection. Callers submit a write (a function run against the
+// connection inside a transaction) and block until the transaction that holds it has committed.
+// There is no dedicated thread: the first caller that finds no batch running becomes the
+// leader, takes every queued write (up to max_batch, its own included), runs each inside its
+// own SAVEPOINT so a failing write is rolled back alone (a batch of one needs none: the
+// transaction is its savepoint), and commits them all at once: many writers share one commit
+// (and, with synchronous=FULL, one fsync). Writes that arrive while a batch runs queue up; when
+// it ends, the oldest of them is handed the lead and runs them all as the next batch (a caller
+// that arrives then joins that queue instead of jumping ahead, so batches keep forming under
+// load). A lone writer runs its own transaction without any thread hand-off; only one thread
+// uses the connection at a time (handed over under mu_).
+class Writer {
+ public:
+  using WriteFn = std::function<Status(Conn&)>;
+
+  // `checkpointer` (may be null: SQLite's own auto-checkpoint then stays on) is told the WAL
+  // size after every commit; past `wal_max_pages` frames the writer checkpoints itself.
+  Writer(std::unique_ptr<Conn> conn, int max_batch, std::unique_ptr<Checkpointer> checkpointer,
+         int wal_max_pages)
+      : conn_(std::move(conn)),
+        max_batch_(std::max(1, max_batch)),
+        checkpointer_(std::move(checkpointer)),
+        wal_max_pages_(std::max(1, wal_max_pages)) {
+    if (checkpointer_) sqlite3_wal_hook(conn_->raw(), &Writer::walHook, this);
+  }
+
+  // REQUIRES: no submit() in progress (every caller has returned). The checkpointer stops
+  // first; the writer connection closes last, which checkpoints the whole WAL.
+  ~Writer() {
+    if (checkpointer_) sqlite3_wal_hook(conn_->raw(), nullptr, nullptr);
+    checkpointer_.reset();
   }
 
   // Runs `fn` on the writer connection; returns once its transaction committed (or failed).
   Status submit(WriteFn fn) {
-    Op op{std::move(fn), {}, false};
+    Op op{std::move(fn), {}, false, {}};
     std::unique_lock lock(mu_);
+    // Lead at once only when nobody is writing or waiting; otherwise wait to be batched (or to
+    // be handed the lead as the oldest waiting write).
+    const bool idle = !leading_ && queue_.empty();
     queue_.push_back(&op);
-    work_cv_.notify_one();
-    done_cv_.wait(lock, [&] { return op.done; });
-    return std::move(op.result);
-  }
-
-  SqliteWriteStats stats() const {
-    std::lock_guard lock(mu_);
-    return stats_;
-  }
-
- private:
-  struct Op {
-    WriteFn fn;
-    Status result;
-    bool done;
-  };
-
-  void loop() {
-    std::vector<Op*> batch;
-    for (;;) {
-      {
-        std::unique_lock lock(mu_);
-        work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stop_ and drained
-        while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
-          batch.push_back(queue_.front());
-          queue_.pop_front();
-        }
-      }
-      runBatch(batch);
-      {
-        std::lock_guard lock(mu_);
-        for (Op* op : batch) op->done = true;
-      }
-      done_cv_.notify_all();
-      batch.clear();
+    if (!idle) {
+      op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
+      if (op.done) return std::move(op.result);
     }
-  }
-
-  void runBatch(const std::vector<Op*>& batch) {
-    {
-      std::lock_guard lock(mu_);
+    // Lead: run batches until our own write is done (it is in the first one unless more than
+    // max_batch writes were queued ahead of it).
+    leading_ = true;
+    std::vector<Op*> batch;
+    while (!op.done) {
+      while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
       ++stats_.transactions;
       stats_.writes += static_cast<std::int64_t>(batch.size());
       stats_.largest_batch =
           std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
+      lock.unlock();
+      runBatch(batch);
+      lock.lock();
+      for (Op* o : batch) {
+        o->done = true;
+        if (o != &op) o->cv.notify_one();
+      }
+      batch.clear();
     }
+    leading_ = false;
+    // Hand the lead to the oldest waiting write, if any.
+    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    return std::move(op.result);
+  }
+
+  SqliteWriteStats stats() const {
+    SqliteWriteStats st;
+    {
+      std::lock_guard lock(mu_);
+      st = stats_;
+    }
+    if (checkpointer_) st.background_checkpoints = checkpointer_->checkpoints();
+    st.inline_checkpoints = inline_checkpoints_.load(std::memory_order_relaxed);
+    return st;
+  }
+
+ private:
+  // Runs on the leader's thread inside COMMIT: `frames` is the WAL size after it.
+  static int walHook(void* self, sqlite3*, const char*, int frames) {
+    auto* w = static_cast<Writer*>(self);
+    w->wal_frames_ = frames;
+    // Past the hard limit the writer checkpoints itself; a background checkpoint running then
+    // would make it fail (busy), so none is started.
+    if (frames < w->wal_max_pages_) w->checkpointer_->walSize(frames);
+    return SQLITE_OK;
+  }
+
+  struct Op {
+    WriteFn fn;
+    Status result;
+    bool done;                   // guarded by mu_
+    std::condition_variable cv;  // signalled when done, or when this op may lead
+  };
+
+  static Status runOne(Op& op, Conn& c) {
+    try {
+      return op.fn(c);
+    } catch (const std::exception& e) {
+      return internalError(std::string("store write failed: ") + e.what());
+    }
+  }
+
+  // Runs on the leader's thread without mu_ held; only the leader touches conn_.
+  void runBatch(const std::vector<Op*>& batch) {
     Conn& c = *conn_;
     if (auto st = c.run("BEGIN IMMEDIATE"); !st) {
       for (Op* op : batch) op->result = st;
       return;
     }
-    bool any_ok = false;
-    for (Op* op : batch) {
-      if (auto st = c.run("SAVEPOINT w"); !st) {
-        op->result = st;
-        continue;
+    if (batch.size() == 1) {
+      // The transaction is the savepoint: on failure roll it all back.
+      Op& op = *batch.front();
+      op.result = runOne(op, c);
+      if (!op.result) {
+        (void)c.exec("ROLLBACK");
+        return;
       }
-      Status st;
-      try {
-        st = op->fn(c);
-      } catch (const std::exception& e) {
-        st = internalError(std::string("store write failed: ") + e.what());
+    } else {
+      for (Op* op : batch) {
+        if (auto st = c.run("SAVEPOINT w"); !st) {
+          op->result = st;
+          continue;
+        }
+        Status st = runOne(*op, c);
+        if (st) {
+          st = c.run("RELEASE w");
+        } else {
+          (void)c.run("ROLLBACK TO w");
+          (void)c.run("RELEASE w");
+        }
+        op->result = std::move(st);
       }
-      if (st) {
-        st = c.run("RELEASE w");
-      } else {
-        (void)c.run("ROLLBACK TO w");
-        (void)c.run("RELEASE w");
-      }
-      any_ok = any_ok || st.has_value();
-      op->result = std::move(st);
     }
     Status commit = c.run("COMMIT");
     if (!commit) {
@@ -504,18 +612,29 @@ class Writer {
       for (Op* op : batch)
         if (op->result) op->result = commit;
     }
-    (void)any_ok;
+    // The background checkpoints copy most of the WAL, but only a checkpoint that completes
+    // while no write is running lets the next write restart the WAL from its beginning.
+    if (checkpointer_ && wal_frames_ >= wal_max_pages_) {
+      int log = 0;
+      int copied = 0;
+      if (sqlite3_wal_checkpoint_v2(c.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) ==
+          SQLITE_OK) {
+        inline_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+        wal_frames_ = 0;
+      }
+    }
   }
 
   std::unique_ptr<Conn> conn_;
   const int max_batch_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  const int wal_max_pages_;
+  int wal_frames_ = 0;  // touched only by the leader
+  std::atomic<std::int64_t> inline_checkpoints_{0};
   mutable std::mutex mu_;
   SqliteWriteStats stats_;  // guarded by mu_
-  std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
-  std::deque<Op*> queue_;  // guarded by mu_
-  bool stop_ = false;      // guarded by mu_
-  std::thread thread_;
+  std::deque<Op*> queue_;   // guarded by mu_
+  bool leading_ = false;    // guarded by mu_: a thread is running batches on conn_
 };
 
 // ---- Readers: a pool of read-only connections ----------------------------------------------
@@ -584,10 +703,11 @@ class SqliteStore final : public Store,
                           public BotStore {
  public:
   SqliteStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
-              std::vector<std::unique_ptr<Conn>> readers, int max_batch)
+              std::vector<std::unique_ptr<Conn>> readers, int max_batch,
+              std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages)
       : clock_(clock),
         version_(version),
-        writer_(std::move(writer), max_batch),
+        writer_(std::move(writer), max_batch, std::move(checkpointer), wal_max_pages),
         readers_(std::move(readers)) {}
 
   // Store
@@ -828,10 +948,7 @@ class SqliteStore final : public Store,
   // ConversationStore
   Status saveConversation(const Conversation& conv) override {
     if (auto st = checkConversation(conv); !st) return st;
-    return write([&](Conn& c) -> Status {
-      PARLEY_STORE_TRY(checkOwner(c, conv));
-      return storeConversation(c, conv);
-    });
+    return write([&](Conn& c) -> Status { return storeConversation(c, conv); });
   }
 
   Status appendMessage(const Conversation& conv, const Message& m) override {
@@ -840,15 +957,18 @@ class SqliteStore final : public Store,
       return invalid("message conversation " + m.conversation.str() +
                      " differs from conversation " + conv.id.str());
     return write([&](Conn& c) -> Status {
-      PARLEY_STORE_TRY(checkOwner(c, conv));
-      PARLEY_STORE_TRY(conflictAs(
-          asStatus(execute(
-              c, "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)",
-              m.conversation.str(), m.sequence, m.server_ts, m.originator_id, m.originator_pid,
-              m.originator_role, m.audience, m.event_json, m.metadata_json)),
-          "message " + std::to_string(m.sequence) + " already exists in conversation " +
-              conv.id.str()));
-      return storeConversation(c, conv);
+      // The conversation first: it checks the owner before anything is written. A conflicting
+      // message then rolls the conversation back with it (the write is one savepoint).
+      PARLEY_STORE_TRY(storeConversation(c, conv));
+      static const std::string kInsert =
+          "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
+      auto inserted =
+          execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
+                  m.originator_pid, m.originator_role, m.audience, m.event_json, m.metadata_json);
+      if (!inserted && inserted.error().code == ErrorCode::kConflict)
+        return conflict("message " + std::to_string(m.sequence) +
+                        " already exists in conversation " + conv.id.str());
+      return asStatus(inserted);
     });
   }
 
@@ -1350,58 +1470,90 @@ class SqliteStore final : public Store,
     return {};
   }
 
-  static Status checkOwner(Conn& c, const Conversation& conv) {
-    auto owner = selectOne<std::string>(
-        c, "SELECT account FROM conversations WHERE id=?", [](Query& q) { return q.text(0); },
-        conv.id.str());
-    if (!owner) return asStatus(owner);
-    if (*owner && **owner != conv.account.str())
+  // How a conversation to save differs from its stored row.
+  enum class RowChange { kNew, kNone, kCounters, kAll };
+
+  // Compares `conv` with its stored row. Conflict when the id belongs to another account.
+  static Result<RowChange> rowChange(Conn& c, const Conversation& conv) {
+    static const std::string kSelect =
+        "SELECT account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, "
+        "start_ts, end_ts, close_reason, context_json, updated_at, next_sequence "
+        "FROM conversations WHERE id=?";
+    auto q = prepare(c, kSelect, conv.id.str());
+    if (!q) return std::unexpected(q.error());
+    auto has = q->next();
+    if (!has) return std::unexpected(has.error());
+    if (!*has) return RowChange::kNew;
+    if (q->text(0) != conv.account.str())
       return conflict("conversation " + conv.id.str() + " belongs to another account");
-    return {};
+    const bool same_fixed =
+        q->text(1) == conv.consumer.str() && q->text(2) == channelName(conv.channel) &&
+        q->text(3) == stateName(conv.state) && q->text(4) == conv.skill.str() &&
+        q->text(5) == ttrTypeName(conv.ttr_type) && q->i64(6) == conv.ttr_value_s &&
+        q->i64(7) == conv.ttr_due_at && q->i64(8) == conv.start_ts && q->i64(9) == conv.end_ts &&
+        q->text(10) == conv.close_reason && q->text(11) == conv.context_json;
+    if (!same_fixed) return RowChange::kAll;
+    if (q->i64(12) == conv.updated_at && q->i64(13) == conv.next_sequence) return RowChange::kNone;
+    return RowChange::kCounters;
   }
 
-  // Upserts the conversation row and rewrites its participants when they changed.
-  // REQUIRES: checkOwner(c, conv) passed in this transaction.
+  // Upserts the conversation row and its participants, writing only what changed: an appended
+  // message usually changes only updated_at and next_sequence, which no index covers, so the
+  // commit dirties one table page instead of the row's index pages as well. Conflict when the id
+  // belongs to another account (nothing is written then).
   static Status storeConversation(Conn& c, const Conversation& conv) {
-    PARLEY_STORE_TRY(execute(
-        c,
-        "INSERT INTO conversations(" + cols(kConversationCols) +
-            ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "account=excluded.account, consumer=excluded.consumer, channel=excluded.channel, "
-            "state=excluded.state, skill=excluded.skill, ttr_type=excluded.ttr_type, "
-            "ttr_value_s=excluded.ttr_value_s, ttr_due_at=excluded.ttr_due_at, "
-            "start_ts=excluded.start_ts, end_ts=excluded.end_ts, updated_at=excluded.updated_at, "
-            "close_reason=excluded.close_reason, next_sequence=excluded.next_sequence, "
-            "context_json=excluded.context_json",
-        conv.id.str(), conv.account.str(), conv.consumer.str(), channelName(conv.channel),
-        stateName(conv.state), conv.skill.str(), ttrTypeName(conv.ttr_type), conv.ttr_value_s,
-        conv.ttr_due_at, conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
-        conv.next_sequence, conv.context_json));
-    // Most saves (every appended message) leave the participants as they were: compare first,
-    // since reading two rows is cheaper than deleting and inserting them.
-    Conversation stored;
-    stored.id = conv.id;
-    PARLEY_STORE_TRY(loadParticipants(c, stored));
-    auto same = [](const Participant& a, const Participant& b) {
-      return a.id == b.id && a.role == b.role && a.state == b.state && a.joined_at == b.joined_at;
-    };
-    if (std::ranges::equal(stored.participants, conv.participants, same)) return {};
-    PARLEY_STORE_TRY(execute(c, "DELETE FROM participants WHERE conversation=?", conv.id.str()));
+    auto change = rowChange(c, conv);
+    if (!change) return asStatus(change);
+    switch (*change) {
+      case RowChange::kNone:
+        break;
+      case RowChange::kCounters: {
+        static const std::string kSql =
+            "UPDATE conversations SET updated_at=?, next_sequence=? WHERE id=?";
+        PARLEY_STORE_TRY(execute(c, kSql, conv.updated_at, conv.next_sequence, conv.id.str()));
+        break;
+      }
+      case RowChange::kNew:
+      case RowChange::kAll: {
+        static const std::string kSql = "INSERT OR REPLACE INTO conversations(" +
+                                        cols(kConversationCols) +
+                                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        PARLEY_STORE_TRY(execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
+                                 channelName(conv.channel), stateName(conv.state), conv.skill.str(),
+                                 ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
+                                 conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
+                                 conv.next_sequence, conv.context_json));
+        break;
+      }
+    }
+    if (*change != RowChange::kNew) {
+      // Most saves (every appended message) leave the participants as they were: compare
+      // first, since reading two rows is cheaper than deleting and inserting them.
+      Conversation stored;
+      stored.id = conv.id;
+      PARLEY_STORE_TRY(loadParticipants(c, stored));
+      auto same = [](const Participant& a, const Participant& b) {
+        return a.id == b.id && a.role == b.role && a.state == b.state && a.joined_at == b.joined_at;
+      };
+      if (std::ranges::equal(stored.participants, conv.participants, same)) return {};
+      static const std::string kDelete = "DELETE FROM participants WHERE conversation=?";
+      PARLEY_STORE_TRY(execute(c, kDelete, conv.id.str()));
+    }
+    static const std::string kInsert =
+        "INSERT INTO participants(conversation, position, id, role, state, joined_at) "
+        "VALUES(?,?,?,?,?,?)";
     std::int64_t pos = 0;
     for (const auto& p : conv.participants)
-      PARLEY_STORE_TRY(execute(c,
-                               "INSERT INTO participants(conversation, position, id, role, state, "
-                               "joined_at) VALUES(?,?,?,?,?,?)",
-                               conv.id.str(), pos++, p.id, p.role, p.state, p.joined_at));
+      PARLEY_STORE_TRY(
+          execute(c, kInsert, conv.id.str(), pos++, p.id, p.role, p.state, p.joined_at));
     return {};
   }
 
   static Status loadParticipants(Conn& c, Conversation& conv) {
-    auto ps = selectAll<Participant>(
-        c,
+    static const std::string kSql =
         "SELECT id, role, state, joined_at FROM participants WHERE conversation=? ORDER BY "
-        "position",
-        participantRow, conv.id.str());
+        "position";
+    auto ps = selectAll<Participant>(c, kSql, participantRow, conv.id.str());
     if (!ps) return asStatus(ps);
     conv.participants = std::move(*ps);
     return {};
@@ -1485,6 +1637,18 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
              "PRAGMA journal_size_limit=67108864"));
   auto version = sqlite::migrate(w, options.schema_version_for_test);
   if (!version) return std::unexpected(version.error());
+  // The writer revisits the pages of every open conversation; keep them in its cache (32 MiB,
+  // allocated as used) rather than re-reading them from the OS.
+  PARLEY_STORE_TRY(w.exec("PRAGMA cache_size=-32768"));
+
+  std::unique_ptr<Checkpointer> checkpointer;
+  if (options.checkpoint_pages > 0) {
+    auto cc = Conn::open(path, Conn::Mode::kReadWrite, options.busy_timeout_ms);
+    if (!cc) return std::unexpected(cc.error());
+    // A checkpoint syncs as its connection's synchronous setting says.
+    PARLEY_STORE_TRY((*cc)->exec(std::string("PRAGMA synchronous=") + sync));
+    checkpointer = std::make_unique<Checkpointer>(std::move(*cc), options.checkpoint_pages);
+  }
 
   std::vector<std::unique_ptr<Conn>> readers;
   for (int i = 0; i < std::max(1, options.readers); ++i) {
@@ -1492,8 +1656,9 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
     if (!r) return std::unexpected(r.error());
     readers.push_back(std::move(*r));
   }
-  return std::unique_ptr<Store>(
-      new SqliteStore(clock, *version, std::move(*writer), std::move(readers), options.max_batch));
+  return std::unique_ptr<Store>(new SqliteStore(clock, *version, std::move(*writer),
+                                                std::move(readers), options.max_batch,
+                                                std::move(checkpointer), options.wal_max_pages));
 }
 
 }  // namespace parley::store

@@ -31,6 +31,14 @@ struct SqliteOptions {
   int busy_timeout_ms = 5000;
   // Most writes committed in one transaction. Default: 1024. REQUIRES: >= 1.
   int max_batch = 1024;
+  // WAL size in pages at which a background thread checkpoints it into the database file, so
+  // no write pays for the copy and its fsyncs. 0: SQLite's own auto-checkpoint instead (at
+  // 1000 pages, inside the commit that crosses it). Default: 4000.
+  int checkpoint_pages = 4000;
+  // With background checkpoints: WAL size in pages past which the writer also checkpoints
+  // itself between two batches (only that lets the WAL restart while writes keep coming).
+  // Default: 32000.
+  int wal_max_pages = 32000;
   // Migrate only up to this version (0 = latest). For migration tests only.
   int schema_version_for_test = 0;
 };
@@ -51,6 +59,8 @@ struct SqliteWriteStats {
   std::int64_t transactions = 0;  // committed (or failed) batches
   std::int64_t writes = 0;        // writes run in them, successful or not
   std::int64_t largest_batch = 0;
+  std::int64_t background_checkpoints = 0;  // PASSIVE checkpoints run by the checkpoint thread
+  std::int64_t inline_checkpoints = 0;      // run by the writer past wal_max_pages
 };
 // Invalid when `store` was not made by openSqliteStore.
 Result<SqliteWriteStats> sqliteWriteStats(Store& store);
