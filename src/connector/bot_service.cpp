@@ -184,6 +184,11 @@ struct BotService::Impl {
     });
   }
 
+  BotConfig configOf(const std::shared_ptr<BotRuntime>& b) const {
+    std::lock_guard l(mu);
+    return b->config;
+  }
+
   conv::Actor botActor(const BotRuntime& b) const {
     return conv::Actor::ofAgent(b.account, b.user.id, b.user.pid);
   }
@@ -242,7 +247,7 @@ struct BotService::Impl {
       }
       auto c = store.conversations().getConversation(ring.account, ring.conversation);
       bool serve = (status == "ONLINE" || status == "VENDOR_INTERRUPTION") && c &&
-                   bot->config.servesChannel(c->channel);
+                   configOf(bot).servesChannel(c->channel) && !stopped;
       addBusy();
       if (serve) {
         convs.acceptRing(botActor(*bot), ring.ring_id, [this, ring](Result<store::Conversation> r) {
@@ -310,8 +315,12 @@ struct BotService::Impl {
       st->last_seq = std::max(st->last_seq, m.sequence);
       if (m.originator_role == "CONSUMER") {
         if (auto k = classifyConsumerMessage(m); k == InputKind::kText) {
-          bj::value ev = bj::parse(m.event_json);
-          last_consumer_text = std::string(ev.at("message").as_string());
+          boost::system::error_code ec;
+          bj::value ev = bj::parse(m.event_json, ec);
+          if (!ec && ev.is_object())
+            if (auto t = ev.as_object().find("message");
+                t != ev.as_object().end() && t->value().is_string())
+              last_consumer_text = std::string(t->value().as_string());
         }
         continue;
       }
@@ -328,7 +337,7 @@ struct BotService::Impl {
     bool chat = st->snapshot.channel == store::Channel::kChat;
     if (chat && !bot_spoke) {
       st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, std::nullopt}, now);
-    } else if (!chat && st->bot->config.welcome_after_transfer && others_spoke && !bot_spoke) {
+    } else if (!chat && configOf(st->bot).welcome_after_transfer && others_spoke && !bot_spoke) {
       st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, last_consumer_text}, now);
       answered_upto = msgs.size();
     }
@@ -360,8 +369,8 @@ struct BotService::Impl {
   }
 
   void pump(const std::shared_ptr<ConvState>& st) {
-    if (st->turn_running || st->queue.empty() || !st->owned || st->catching_up) return;
-    const BotConfig& cfg = st->bot->config;
+    if (st->turn_running || st->queue.empty() || !st->owned || st->catching_up || stopped) return;
+    const BotConfig cfg = configOf(st->bot);
     bool text_front = st->queue.front().first.kind == InputKind::kText;
     if (cfg.combine.enabled && cfg.combine.time_frame_ms > 0 && text_front && !st->combine_ready) {
       if (!st->combine_armed) {
@@ -1012,6 +1021,10 @@ void BotService::stop() {
         if (c->timer) c->timer->cancel();
       });
   }
+  // Invocations and engine calls in flight call back into this object: wait for them (bounded
+  // by the 30 s function deadline) before the threads go away. No new turn starts once stopped.
+  if (!waitIdleForTest(35'000))
+    spdlog::error("connector: work still in flight after 35 s at shutdown");
   impl_->pool.join();
 }
 

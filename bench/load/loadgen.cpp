@@ -1,0 +1,894 @@
+// parley_loadgen: whole-server load generator. Starts `parley serve --demo` (or uses --url),
+// makes sure a bot serves a skill with an echo function (through the REST API as the demo
+// admin), then drives consumer WebSockets (plain ws:// to the http listener, LivePerson's
+// consumer protocol v3) on one or two io threads.
+//
+//   turns mode: N consumers each send a text, wait for the bot's reply (a ContentEvent from a
+//     non-consumer), record the latency, send the next (closed loop) for --duration seconds after
+//     --warmup seconds. Reports turns/s, p50/p90/p99/max latency, server RSS and CPU.
+//   idle mode:  K conversations each send one message, wait for the reply and then stay idle,
+//     with their sockets kept open (--keep-sockets) or closed (conversations stay OPEN in the
+//     server). Reports the server's RSS growth per open conversation.
+//
+// See bench/load/README.md for commands and figures.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace bj = boost::json;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "parley_loadgen: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double nowSec() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// ---- /proc readings -------------------------------------------------------------------------
+
+long procStatusKb(int pid, const char* key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  const std::string k = std::string(key) + ":";
+  while (std::getline(in, line))
+    if (line.rfind(k, 0) == 0) return std::stol(line.substr(k.size()));
+  return -1;
+}
+
+// utime + stime of a process, in seconds.
+double procCpuSec(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto p = s.rfind(')');
+  if (p == std::string::npos) return -1;
+  std::istringstream rest(s.substr(p + 2));
+  std::string f;
+  std::vector<std::string> fields;
+  while (rest >> f) fields.push_back(f);
+  // fields[0] is state (field 3); utime is field 14, stime 15.
+  if (fields.size() < 13) return -1;
+  return (std::stod(fields[11]) + std::stod(fields[12])) /
+         static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double selfCpuSec() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+         static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// ---- the server process ---------------------------------------------------------------------
+
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  std::string port;
+};
+
+Endpoint parseUrl(const std::string& url) {
+  std::string u = url;
+  if (auto p = u.find("://"); p != std::string::npos) u = u.substr(p + 3);
+  if (auto p = u.find('/'); p != std::string::npos) u = u.substr(0, p);
+  auto c = u.rfind(':');
+  if (c == std::string::npos) die("--url needs host:port: " + url);
+  return Endpoint{u.substr(0, c), u.substr(c + 1)};
+}
+
+class ServerProcess {
+ public:
+  // Starts `binary serve --demo` with its data in `data_dir`; returns once both JSON lines
+  // (listening, demo) were read from its stdout.
+  ServerProcess(const std::string& binary, const std::string& data_dir,
+                const std::vector<std::string>& extra) {
+    int out[2];
+    if (pipe(out) != 0) die("pipe failed");
+    std::vector<std::string> args = {binary,        "serve",       "--data",       data_dir,
+                                     "--listen",    "127.0.0.1:0", "--tls-listen", "",
+                                     "--log-level", "warn",        "--demo"};
+    for (const auto& e : extra) args.push_back(e);
+    const std::string log = data_dir + "/server.log";
+    pid_ = fork();
+    if (pid_ < 0) die("fork failed");
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      int err = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (err >= 0) dup2(err, 2);
+      close(out[0]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      std::perror("execv");
+      _exit(127);
+    }
+    close(out[1]);
+    out_ = out[0];
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (!(listening_ && demo_)) {
+      std::string line = readLine(deadline);
+      if (line.empty()) die("the server did not print its listening/demo lines; see " + log);
+      auto v = bj::parse(line);
+      const auto& o = v.as_object();
+      std::string ev(o.at("event").as_string());
+      if (ev == "listening") {
+        listening_ = o;
+      } else if (ev == "demo") {
+        demo_ = o;
+      }
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int st = 0;
+      for (int i = 0; i < 300; ++i) {
+        if (waitpid(pid_, &st, WNOHANG) == pid_) {
+          pid_ = -1;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (pid_ > 0) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &st, 0);
+      }
+    }
+    if (out_ >= 0) close(out_);
+  }
+  int pid() const { return pid_; }
+  const bj::object& listening() const { return *listening_; }
+  const bj::object& demo() const { return *demo_; }
+
+ private:
+  std::string readLine(Clock::time_point deadline) {
+    for (;;) {
+      if (auto p = buf_.find('\n'); p != std::string::npos) {
+        std::string line = buf_.substr(0, p);
+        buf_.erase(0, p + 1);
+        return line;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return {};
+      pollfd pfd{out_, POLLIN, 0};
+      if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return {};
+      char tmp[4096];
+      ssize_t n = read(out_, tmp, sizeof tmp);
+      if (n <= 0) return {};
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+
+  int pid_ = -1;
+  int out_ = -1;
+  std::string buf_;
+  std::optional<bj::object> listening_;
+  std::optional<bj::object> demo_;
+};
+
+// ---- a small synchronous HTTP client (keep-alive) -------------------------------------------
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  bj::value json() const {
+    boost::system::error_code ec;
+    auto v = bj::parse(body, ec);
+    return ec ? bj::value() : v;
+  }
+};
+
+class HttpClient {
+ public:
+  explicit HttpClient(Endpoint ep) : ep_(std::move(ep)), stream_(ioc_) {}
+
+  HttpResult call(http::verb method, const std::string& target, const std::string& body = "",
+                  const std::string& bearer = "") {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      try {
+        if (!connected_) {
+          tcp::resolver r(ioc_);
+          stream_.connect(r.resolve(ep_.host, ep_.port));
+          connected_ = true;
+        }
+        http::request<http::string_body> req(method, target, 11);
+        req.set(http::field::host, ep_.host);
+        req.set(http::field::content_type, "application/json");
+        if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
+        req.body() = body;
+        req.prepare_payload();
+        req.keep_alive(true);
+        http::write(stream_, req);
+        beast::flat_buffer buf;
+        http::response<http::string_body> res;
+        http::read(stream_, buf, res);
+        if (!res.keep_alive()) {
+          beast::error_code ec;
+          stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+          stream_.close();
+          connected_ = false;
+        }
+        return HttpResult{static_cast<int>(res.result_int()), res.body()};
+      } catch (const std::exception&) {
+        beast::error_code ec;
+        stream_.socket().close(ec);
+        connected_ = false;
+      }
+    }
+    return HttpResult{0, "connection failed"};
+  }
+
+ private:
+  Endpoint ep_;
+  asio::io_context ioc_;
+  beast::tcp_stream stream_;
+  bool connected_ = false;
+};
+
+// ---- setting up the bot ----------------------------------------------------------------------
+
+constexpr const char* kEchoCode =
+    "function lambda(input, callback) {\n"
+    "  callback(null, {messages: ['echo: ' + input.payload.message]});\n"
+    "}\n";
+
+struct Target {
+  std::string account;
+  std::string skill_id;
+  std::string bot_id;
+  std::string note;  // what setup did
+};
+
+// Finds (or creates through REST) a running bot on `skill_name` with an echo function.
+Target setUpBot(const Endpoint& ep, const std::string& account, const std::string& user,
+                const std::string& password, const std::string& skill_name, bool ack_only,
+                bool fallback_ack) {
+  HttpClient h(ep);
+  Target t;
+  t.account = account;
+  auto login = h.call(http::verb::post, "/api/account/" + account + "/login?v=1.3",
+                      bj::serialize(bj::object{{"username", user}, {"password", password}}));
+  if (login.status != 200) die("login failed: " + std::to_string(login.status) + " " + login.body);
+  std::string bearer(login.json().at("bearer").as_string());
+  const std::string base = "/api/v1/accounts/" + account + "/";
+  auto skills = h.call(http::verb::get, base + "skills", "", bearer);
+  if (skills.status != 200) die("GET skills: " + skills.body);
+  for (const auto& s : skills.json().as_array()) {
+    const auto& o = s.as_object();
+    if (o.at("name").as_string() == skill_name) t.skill_id = bj::value_to<std::string>(o.at("id"));
+  }
+  if (t.skill_id.empty()) die("skill " + skill_name + " does not exist in account " + account);
+
+  if (ack_only) {
+    t.note = "no bot (--ack-only)";
+    return t;
+  }
+  auto bots = h.call(http::verb::get, base + "bots", "", bearer);
+  if (bots.status == 404) {
+    if (!fallback_ack)
+      die("the server has no `bots` REST resource (the bot connector is not wired into parley "
+          "serve): " +
+          bots.body + "; run with --ack-only to measure the consumer path without a bot");
+    t.note =
+        "no bot: GET bots answered 404 (connector not wired into parley serve); turns end at "
+        "the PublishEventResponse";
+    return t;
+  }
+  if (bots.status != 200) die("GET bots: " + std::to_string(bots.status) + " " + bots.body);
+  for (const auto& b : bots.json().as_array()) {
+    const auto& o = b.as_object();
+    bool serves = false;
+    if (auto it = o.find("skills"); it != o.end() && it->value().is_array())
+      for (const auto& s : it->value().as_array())
+        if (s.is_string() && (s.as_string() == skill_name || s.as_string() == t.skill_id))
+          serves = true;
+    if (serves) {
+      t.bot_id = std::string(o.at("id").as_string());
+      t.note = "used existing bot " + t.bot_id + " (status " +
+               std::string(o.at("status").as_string()) + ")";
+      if (o.at("status").as_string() != "ONLINE") {
+        auto st = h.call(http::verb::post, base + "bots/" + t.bot_id + "/start", "{}", bearer);
+        if (st.status / 100 != 2) die("start bot: " + st.body);
+        t.note += ", started it";
+      }
+      return t;
+    }
+  }
+  // Create the echo function, deploy it, create a bot on the skill and start it.
+  auto fn = h.call(http::verb::post, base + "functions",
+                   bj::serialize(bj::object{{"name", "loadgen-echo"},
+                                            {"description", "parley_loadgen echo"},
+                                            {"event", "bot_connectors_custom_integration"},
+                                            {"code", kEchoCode}}),
+                   bearer);
+  if (fn.status / 100 != 2) die("create function: " + fn.body);
+  std::string uuid(fn.json().at("uuid").as_string());
+  auto dep = h.call(http::verb::post, base + "functions/" + uuid + "/deploy", "{}", bearer);
+  if (dep.status / 100 != 2) die("deploy function: " + dep.body);
+  // Deploys may complete asynchronously: wait until the function reports a deployed state.
+  for (int i = 0; i < 100; ++i) {
+    auto g = h.call(http::verb::get, base + "functions/" + uuid, "", bearer);
+    auto v = g.json();
+    if (v.is_object()) {
+      auto st = v.as_object().find("state");
+      if (st != v.as_object().end() && st->value().is_string() &&
+          st->value().as_string() != "Draft" && st->value().as_string() != "Deploying")
+        break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto bot = h.call(http::verb::post, base + "bots",
+                    bj::serialize(bj::object{{"name", "loadgen"},
+                                             {"vendor", "CUSTOM_INTEGRATION"},
+                                             {"functionUuid", uuid},
+                                             {"conversationTypes", bj::array{"MESSAGING", "CHAT"}},
+                                             {"skills", bj::array{bj::value(skill_name)}},
+                                             {"disclaimerAccepted", true},
+                                             {"escalation", bj::object{{"skill", skill_name}}}}),
+                    bearer);
+  if (bot.status / 100 != 2) die("create bot: " + bot.body);
+  t.bot_id = std::string(bot.json().at("id").as_string());
+  auto st = h.call(http::verb::post, base + "bots/" + t.bot_id + "/start", "{}", bearer);
+  if (st.status / 100 != 2) die("start bot: " + st.body);
+  t.note = "created function " + uuid + " (echo), deployed it, created and started bot " + t.bot_id;
+  return t;
+}
+
+// Consumer identities: POST signup from `threads` keep-alive connections.
+std::vector<std::string> signups(const Endpoint& ep, const std::string& account, int n,
+                                 int threads) {
+  std::vector<std::string> out(static_cast<std::size_t>(n));
+  std::atomic<int> next{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      HttpClient h(ep);
+      for (int i; (i = next++) < n;) {
+        auto r = h.call(http::verb::post, "/api/account/" + account + "/signup", "{}");
+        auto v = r.json();
+        if (r.status != 200 || !v.is_object() || !v.as_object().contains("jwt")) {
+          ++failed;
+          continue;
+        }
+        out[static_cast<std::size_t>(i)] = std::string(v.as_object().at("jwt").as_string());
+      }
+    });
+  for (auto& t : ts) t.join();
+  if (failed) die(std::to_string(failed.load()) + " signups failed");
+  return out;
+}
+
+// ---- consumers -------------------------------------------------------------------------------
+
+struct Shared {
+  Endpoint ep;
+  std::string account;
+  std::string skill_id;
+  std::vector<std::string> source_ips;  // local addresses to bind (spreads ephemeral ports)
+  bool ack_only = false;                // a "turn" ends at the PublishEventResponse (no bot)
+  std::atomic<bool> measuring{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<long> ready{0};
+  std::atomic<long> failed{0};
+  std::atomic<long> idle_done{0};
+  std::atomic<long> turns{0};  // completed during the measurement window
+  std::atomic<long> errors{0};
+  std::mutex err_mu;
+  std::string first_error;
+  void error(const std::string& e) {
+    ++errors;
+    std::lock_guard l(err_mu);
+    if (first_error.empty()) first_error = e;
+  }
+};
+
+// One consumer: signup JWT → ws connect → RequestConversation → SubscribeMessagingEvents →
+// closed-loop (or one) messages. Runs on its own strand.
+class Consumer : public std::enable_shared_from_this<Consumer> {
+ public:
+  enum class Mode { kTurns, kIdleKeep, kIdleClose };
+
+  Consumer(asio::io_context& ioc, Shared& sh, std::string jwt, int index, Mode mode)
+      : sh_(sh), ws_(asio::make_strand(ioc)), jwt_(std::move(jwt)), index_(index), mode_(mode) {}
+
+  void start() {
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(sh_.ep.host, ec);
+    if (ec) return fail("bad host " + sh_.ep.host);
+    tcp::endpoint remote(addr, static_cast<unsigned short>(std::stoi(sh_.ep.port)));
+    sock.open(tcp::v4(), ec);
+    if (ec) return fail("socket: " + ec.message());
+    if (!sh_.source_ips.empty()) {
+      const auto& src = sh_.source_ips[static_cast<std::size_t>(index_) % sh_.source_ips.size()];
+      sock.bind(tcp::endpoint(asio::ip::make_address(src), 0), ec);
+      if (ec) return fail("bind " + src + ": " + ec.message());
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    beast::get_lowest_layer(ws_).async_connect(
+        remote, [self = shared_from_this()](beast::error_code ec) { self->onConnect(ec); });
+  }
+
+  bool awaiting() const { return awaiting_; }
+  void collect(std::vector<float>& into) const {
+    into.insert(into.end(), latencies_ms_.begin(), latencies_ms_.end());
+  }
+  // Starts the closed loop (turns mode). Posted onto the strand.
+  void go() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->sendText(); });
+  }
+  void closeSocket() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(self->ws_).socket().close(ec);
+    });
+  }
+
+ private:
+  void fail(const std::string& what) {
+    if (done_) return;
+    done_ = true;
+    ++sh_.failed;
+    sh_.error("consumer " + std::to_string(index_) + ": " + what);
+  }
+
+  void onConnect(beast::error_code ec) {
+    if (ec) return fail("connect: " + ec.message());
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::decorator([jwt = jwt_](websocket::request_type& req) {
+      req.set(http::field::authorization, "jwt " + jwt);
+    }));
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+    ws_.async_handshake(sh_.ep.host + ":" + sh_.ep.port,
+                        "/ws_api/account/" + sh_.account + "/messaging/consumer?v=3",
+                        [self = shared_from_this()](beast::error_code ec) {
+                          if (ec) return self->fail("handshake: " + ec.message());
+                          self->readLoop();
+                          self->request("cm.ConsumerRequestConversation",
+                                        bj::object{{"channelType", "MESSAGING"},
+                                                   {"ttrDefName", "NORMAL"},
+                                                   {"skillId", self->sh_.skill_id}});
+                        });
+  }
+
+  void request(const char* type, bj::object body) {
+    bj::object env{{"kind", "req"},
+                   {"id", std::to_string(++req_id_)},
+                   {"type", type},
+                   {"body", std::move(body)}};
+    write(bj::serialize(env));
+  }
+
+  void write(std::string text) {
+    out_.push_back(std::move(text));
+    if (out_.size() == 1) writeNext();
+  }
+  void writeNext() {
+    ws_.text(true);
+    ws_.async_write(asio::buffer(out_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      if (ec) return self->fail("write: " + ec.message());
+                      self->out_.erase(self->out_.begin());
+                      if (!self->out_.empty()) self->writeNext();
+                    });
+  }
+
+  void readLoop() {
+    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        if (self->closing_ || self->sh_.stopping) return;
+        return self->fail("read: " + ec.message());
+      }
+      self->onFrame(beast::buffers_to_string(self->in_.data()));
+      self->in_.consume(self->in_.size());
+      self->readLoop();
+    });
+  }
+
+  void onFrame(const std::string& text) {
+    boost::system::error_code ec;
+    auto v = bj::parse(text, ec);
+    if (ec || !v.is_object()) return sh_.error("unparsable frame: " + text.substr(0, 200));
+    const auto& o = v.as_object();
+    auto kind = o.if_contains("kind");
+    auto type = o.if_contains("type");
+    std::string t = type && type->is_string() ? std::string(type->as_string()) : "";
+    if (kind && kind->is_string() && kind->as_string() == "resp") {
+      auto code = o.if_contains("code");
+      int c = code && code->is_int64() ? static_cast<int>(code->as_int64()) : 0;
+      if (c != 200) return fail("response " + text.substr(0, 300));
+      if (t == "cm.RequestConversationResponse") {
+        conv_ = std::string(o.at("body").at("conversationId").as_string());
+        request("ms.SubscribeMessagingEvents", bj::object{{"dialogId", conv_}, {"fromSeq", 0}});
+      } else if (t == "GenericSubscribeResponse") {
+        subscribed();
+      } else if (t == "ms.PublishEventResponse" && sh_.ack_only) {
+        onReply();
+      }
+      return;
+    }
+    if (t != "ms.MessagingEventNotification" || sh_.ack_only) return;
+    const auto* body = o.if_contains("body");
+    if (!body || !body->is_object()) return;
+    const auto* changes = body->as_object().if_contains("changes");
+    if (!changes || !changes->is_array()) return;
+    for (const auto& ch : changes->as_array()) {
+      const auto& c = ch.as_object();
+      const auto* seq = c.if_contains("sequence");
+      std::int64_t s = seq && seq->is_int64() ? seq->as_int64() : -1;
+      if (s <= max_seq_) continue;
+      max_seq_ = s;
+      const auto* ev = c.if_contains("event");
+      const auto* md = c.if_contains("originatorMetadata");
+      if (!ev || !ev->is_object() || !md || !md->is_object()) continue;
+      const auto* et = ev->as_object().if_contains("type");
+      const auto* role = md->as_object().if_contains("role");
+      if (!et || !role || *et != "ContentEvent" || *role == "CONSUMER") continue;
+      onReply();
+    }
+  }
+
+  void subscribed() {
+    if (mode_ == Mode::kTurns) {
+      ++sh_.ready;  // the driver calls go() when everybody is ready
+    } else {
+      sendText();
+    }
+  }
+
+  void sendText() {
+    if (sh_.stopping) return;
+    awaiting_ = true;
+    sent_measuring_ = sh_.measuring;
+    sent_at_ = Clock::now();
+    request("ms.PublishEvent",
+            bj::object{{"dialogId", conv_},
+                       {"event", bj::object{{"type", "ContentEvent"},
+                                            {"contentType", "text/plain"},
+                                            {"message", "hello " + std::to_string(++sent_)}}}});
+  }
+
+  void onReply() {
+    if (!awaiting_) return;  // e.g. a welcome message
+    awaiting_ = false;
+    const auto now = Clock::now();
+    if (mode_ != Mode::kTurns) {
+      ++sh_.idle_done;
+      if (mode_ == Mode::kIdleClose) {
+        closing_ = true;
+        ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](auto) {});
+      }
+      return;
+    }
+    if (sent_measuring_ && sh_.measuring) {
+      latencies_ms_.push_back(
+          static_cast<float>(std::chrono::duration<double, std::milli>(now - sent_at_).count()));
+      ++sh_.turns;
+    }
+    sendText();
+  }
+
+  Shared& sh_;
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer in_;
+  std::vector<std::string> out_;
+  std::string jwt_;
+  int index_;
+  Mode mode_;
+  std::string conv_;
+  long req_id_ = 0;
+  long sent_ = 0;
+  std::int64_t max_seq_ = -1;
+  bool awaiting_ = false;
+  bool sent_measuring_ = false;
+  bool done_ = false;
+  bool closing_ = false;
+  Clock::time_point sent_at_;
+  std::vector<float> latencies_ms_;
+};
+
+double pct(const std::vector<float>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+bool waitUntil(const std::function<bool()>& pred, double seconds) {
+  const double end = nowSec() + seconds;
+  while (!pred()) {
+    if (nowSec() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"parley_loadgen: consumer WebSockets against parley serve --demo"};
+  std::string mode = "turns", url, parley = PARLEY_BINARY, account, admin_user = "admin",
+              admin_password, skill = "general", json_out;
+  int conversations = 100, io_threads = 1, idle = 10000, sources = 1, signup_threads = 4,
+      server_threads = 0, batch = 500;
+  double duration = 10, warmup = 2;
+  bool keep_sockets = false, keep_data = false, ack_only = false, fallback_ack = false;
+  int server_pid = 0;
+  app.add_option("--mode", mode, "turns | idle")->check(CLI::IsMember({"turns", "idle"}));
+  app.add_option("--url", url, "use a running server (http://host:port); default: start one");
+  app.add_option("--parley", parley, "the parley binary to start")->capture_default_str();
+  app.add_option("--server-pid", server_pid, "with --url: the server's pid (for RSS and CPU)");
+  app.add_option("--account", account, "with --url: the account");
+  app.add_option("--admin-user", admin_user, "with --url: an admin login")->capture_default_str();
+  app.add_option("--admin-password", admin_password, "with --url: its password");
+  app.add_option("--skill", skill, "skill name the bot serves")->capture_default_str();
+  app.add_option("--conversations", conversations, "turns: concurrent consumers")
+      ->capture_default_str();
+  app.add_option("--duration", duration, "turns: measured seconds")->capture_default_str();
+  app.add_option("--warmup", warmup, "turns: seconds before measuring")->capture_default_str();
+  app.add_option("--idle", idle, "idle: conversations to open")->capture_default_str();
+  app.add_option("--batch", batch, "idle: conversations opened at a time")->capture_default_str();
+  app.add_flag("--keep-sockets", keep_sockets,
+               "idle: keep every consumer socket open (default: close it after the reply; the "
+               "conversation stays OPEN in the server)");
+  app.add_option("--sources", sources,
+                 "local addresses 127.0.0.1..N to connect from (ephemeral ports per address)")
+      ->capture_default_str();
+  app.add_option("--io-threads", io_threads, "client io threads (1-2)")->capture_default_str();
+  app.add_option("--server-threads", server_threads, "started server: --threads (0: default)");
+  app.add_option("--signup-threads", signup_threads)->capture_default_str();
+  app.add_option("--json", json_out, "also write the JSON summary to this file");
+  app.add_flag("--ack-only", ack_only,
+               "no bot: a turn is consumer publish -> PublishEventResponse (the commit ack)");
+  app.add_flag("--fallback-ack", fallback_ack,
+               "when the server has no `bots` resource, measure as --ack-only instead of failing");
+  app.add_flag("--keep-data", keep_data, "keep the started server's data directory");
+  CLI11_PARSE(app, argc, argv);
+
+  // Sockets: raise the soft fd limit to the hard one.
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<ServerProcess> server;
+  std::filesystem::path data_dir;
+  Endpoint ep;
+  if (url.empty()) {
+    data_dir =
+        std::filesystem::temp_directory_path() / ("parley-loadgen-" + std::to_string(getpid()));
+    std::filesystem::create_directories(data_dir);
+    std::vector<std::string> extra;
+    if (server_threads > 0) extra = {"--threads", std::to_string(server_threads)};
+    server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
+    server_pid = server->pid();
+    ep = parseUrl(std::string(server->listening().at("http").as_string()));
+    const auto& d = server->demo();
+    account = std::string(d.at("account").as_string());
+    admin_user = std::string(d.at("admin").at("username").as_string());
+    admin_password = std::string(d.at("admin").at("password").as_string());
+  } else {
+    ep = parseUrl(url);
+    if (account.empty() || admin_password.empty())
+      die("--url needs --account and --admin-password");
+  }
+  std::fprintf(stderr, "server %s:%s pid %d account %s\n", ep.host.c_str(), ep.port.c_str(),
+               server_pid, account.c_str());
+
+  Target target = setUpBot(ep, account, admin_user, admin_password, skill, ack_only, fallback_ack);
+  std::fprintf(stderr, "bot: %s (skill %s = %s)\n", target.note.c_str(), skill.c_str(),
+               target.skill_id.c_str());
+
+  Shared sh;
+  sh.ep = ep;
+  sh.account = account;
+  sh.skill_id = target.skill_id;
+  sh.ack_only = target.bot_id.empty();
+  for (int i = 1; i <= std::max(1, sources); ++i)
+    sh.source_ips.push_back("127.0.0." + std::to_string(i));
+  if (sources <= 1) sh.source_ips.clear();
+
+  asio::io_context ioc;
+  auto work = asio::make_work_guard(ioc);
+  std::vector<std::thread> io;
+  for (int i = 0; i < std::max(1, io_threads); ++i) io.emplace_back([&] { ioc.run(); });
+
+  bj::object out{{"mode", mode},
+                 {"server", server ? "started" : "external"},
+                 {"serverPid", server_pid},
+                 {"bot", target.note},
+                 {"turnEndsAt", target.bot_id.empty() ? "PublishEventResponse (no bot)"
+                                                      : "bot ContentEvent notification"},
+                 {"ioThreads", io_threads},
+                 {"loadavgBefore", loadavg()}};
+  auto rssKb = [&] { return server_pid > 0 ? procStatusKb(server_pid, "VmRSS") : -1; };
+  std::vector<std::shared_ptr<Consumer>> consumers;
+  int rc = 0;
+
+  if (mode == "turns") {
+    const long rss0 = rssKb();
+    const double t_signup = nowSec();
+    auto jwts = signups(ep, account, conversations, signup_threads);
+    std::fprintf(stderr, "%d signups in %.1f s\n", conversations, nowSec() - t_signup);
+    for (int i = 0; i < conversations; ++i) {
+      consumers.push_back(std::make_shared<Consumer>(ioc, sh, jwts[static_cast<std::size_t>(i)], i,
+                                                     Consumer::Mode::kTurns));
+    }
+    const double t_open = nowSec();
+    for (auto& c : consumers) c->start();
+    bool ok = waitUntil([&] { return sh.ready + sh.failed >= conversations; },
+                        60 + conversations / 100.0);
+    std::fprintf(stderr, "%ld conversations ready in %.1f s (%ld failed)\n", sh.ready.load(),
+                 nowSec() - t_open, sh.failed.load());
+    if (!ok || sh.failed > 0) {
+      std::fprintf(stderr, "first error: %s\n", sh.first_error.c_str());
+      rc = 2;
+    }
+    const long rss_open = rssKb();
+    for (auto& c : consumers) c->go();
+    std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+    const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
+    sh.measuring = true;
+    const double t0 = nowSec();
+    std::this_thread::sleep_for(std::chrono::duration<double>(duration));
+    sh.measuring = false;
+    const double secs = nowSec() - t0;
+    const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
+    const long rss_run = rssKb();
+    const std::string load = loadavg();
+    sh.stopping = true;
+    // Let replies in flight arrive, then collect on the io threads' strands' quiet state.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    long stuck = 0;
+    for (auto& c : consumers)
+      if (c->awaiting()) ++stuck;
+    std::vector<float> lat;
+    for (auto& c : consumers) c->collect(lat);
+    std::sort(lat.begin(), lat.end());
+    const double turns = static_cast<double>(lat.size());
+    out["conversations"] = conversations;
+    out["ready"] = sh.ready.load();
+    out["warmupSeconds"] = warmup;
+    out["seconds"] = secs;
+    out["turns"] = lat.size();
+    out["turnsPerSecond"] = turns / secs;
+    out["latencyMs"] = bj::object{{"p50", pct(lat, 0.5)},
+                                  {"p90", pct(lat, 0.9)},
+                                  {"p99", pct(lat, 0.99)},
+                                  {"max", lat.empty() ? 0.0 : lat.back()}};
+    out["serverRssKb"] = bj::object{{"start", rss0}, {"open", rss_open}, {"afterRun", rss_run}};
+    out["serverCpuUsPerTurn"] = turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0;
+    out["serverCpuCores"] = (cpu1 - cpu0) / secs;
+    out["loadgenCpuCores"] = (self1 - self0) / secs;
+    out["awaitingAtStop"] = stuck;
+    out["errors"] = sh.errors.load();
+    out["loadavgAfter"] = load;
+    std::printf(
+        "turns: %d conversations, %.1f s: %.0f turns/s; latency ms p50 %.2f p90 %.2f p99 %.2f "
+        "max %.2f; server CPU %.0f us/turn (%.2f cores), loadgen %.2f cores; server RSS %.1f "
+        "MiB open, %.1f MiB after; load %s\n",
+        conversations, secs, turns / secs, pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99),
+        lat.empty() ? 0.0 : lat.back(), turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0,
+        (cpu1 - cpu0) / secs, (self1 - self0) / secs, rss_open / 1024.0, rss_run / 1024.0,
+        load.c_str());
+    if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
+  } else {
+    // Warm up (function compiled, first allocations), then measure the growth from K more.
+    const int warm = std::min(200, std::max(1, idle / 50));
+    auto open = [&](int from, int n, Consumer::Mode m) -> bool {
+      auto jwts = signups(ep, account, n, signup_threads);
+      const long target_done = sh.idle_done + n;
+      for (int i = 0; i < n; i += batch) {
+        const int end = std::min(n, i + batch);
+        for (int j = i; j < end; ++j) {
+          auto c =
+              std::make_shared<Consumer>(ioc, sh, jwts[static_cast<std::size_t>(j)], from + j, m);
+          c->start();
+          if (m == Consumer::Mode::kIdleKeep) consumers.push_back(c);
+        }
+        const long want = target_done - (n - end);
+        if (!waitUntil([&] { return sh.idle_done + sh.failed >= want; }, 120)) return false;
+        if (sh.failed > 0) return false;
+        std::fprintf(stderr, "\ropened %d/%d", end, n);
+      }
+      std::fprintf(stderr, "\n");
+      return true;
+    };
+    const Consumer::Mode m = keep_sockets ? Consumer::Mode::kIdleKeep : Consumer::Mode::kIdleClose;
+    const long rss_start = rssKb();
+    if (!open(0, warm, m)) {
+      std::fprintf(stderr, "warm-up failed: %s\n", sh.first_error.c_str());
+      rc = 2;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const long rss0 = rssKb();
+    const double t0 = nowSec();
+    bool ok = rc == 0 && open(warm, idle, m);
+    const double secs = nowSec() - t0;
+    std::this_thread::sleep_for(std::chrono::seconds(3));  // let closes and frees settle
+    const long rss1 = rssKb();
+    if (!ok) {
+      std::fprintf(stderr, "opening failed: %s\n", sh.first_error.c_str());
+      rc = 2;
+    }
+    const long opened = sh.idle_done.load() - warm;
+    out["idle"] = idle;
+    out["opened"] = opened;
+    out["warmupConversations"] = warm;
+    out["socketsKeptOpen"] = keep_sockets;
+    out["sources"] = sources;
+    out["openSeconds"] = secs;
+    out["conversationsPerSecond"] = opened / secs;
+    out["serverRssKb"] = bj::object{{"start", rss_start}, {"beforeIdle", rss0}, {"after", rss1}};
+    const double per = opened > 0 ? (rss1 - rss0) * 1024.0 / static_cast<double>(opened) : 0;
+    out["serverRssBytesPerConversation"] = per;
+    out["errors"] = sh.errors.load();
+    out["loadavgAfter"] = loadavg();
+    std::printf(
+        "idle: %ld conversations opened in %.1f s (%.0f/s), sockets %s; server RSS %.1f -> %.1f "
+        "MiB: %.0f bytes per open conversation; load %s\n",
+        opened, secs, opened / secs, keep_sockets ? "kept open" : "closed after the reply",
+        rss0 / 1024.0, rss1 / 1024.0, per, loadavg().c_str());
+    if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
+  }
+
+  std::string js = bj::serialize(out);
+  std::printf("%s\n", js.c_str());
+  if (!json_out.empty()) std::ofstream(json_out) << js << "\n";
+  std::fflush(stdout);
+
+  sh.stopping = true;
+  for (auto& c : consumers) c->closeSocket();
+  work.reset();
+  ioc.stop();
+  for (auto& t : io) t.join();
+  consumers.clear();
+  server.reset();
+  if (!data_dir.empty() && !keep_data) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir, ec);
+  }
+  return rc;
+}
