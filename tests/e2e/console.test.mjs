@@ -165,7 +165,8 @@ describe('console', () => {
     // 3. Edit the code in CodeMirror, save, deploy.
     const cm = admin.locator('[data-editor="code"] .cm-content');
     await cm.waitFor({ timeout: T });
-    assert.match(await cm.innerText(), /lambda/, 'the editor holds the template code');
+    const doc = await admin.evaluate(() => document.querySelector('[data-editor="code"]').cmView.state.doc.toString());
+    assert.match(doc, /function lambda/, 'the editor holds the template code');
     const replaceCode = async (code) => {
       await cm.click();
       await admin.keyboard.press('Control+A');
