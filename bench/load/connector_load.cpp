@@ -10,6 +10,8 @@
 // wire the connector into `parley serve` (see src/connector/README.md); this measures the
 // engine + connector + function runtime + store part of that path.
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>

@@ -10,6 +10,8 @@
 // Against a running `parley serve` whose connector has a started bot on `--skill`:
 //   ... --url http://127.0.0.1:8080 --account <acc> --skill <skillId>   (no memory figure)
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
