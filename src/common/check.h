@@ -5,12 +5,12 @@
 
 // PARLEY_CHECK(cond, msg): always on; aborts with context when an invariant is broken.
 // Never use it on untrusted input: that is an expected failure and returns an Error.
-#define PARLEY_CHECK(cond, msg)                                                              \
-  do {                                                                                       \
-    if (!(cond)) [[unlikely]] {                                                              \
+#define PARLEY_CHECK(cond, msg)                                                                \
+  do {                                                                                         \
+    if (!(cond)) [[unlikely]] {                                                                \
       std::fprintf(stderr, "CHECK failed at %s:%d: %s: %s\n", __FILE__, __LINE__, #cond, msg); \
-      std::abort();                                                                          \
-    }                                                                                        \
+      std::abort();                                                                            \
+    }                                                                                          \
   } while (0)
 
 #ifdef NDEBUG

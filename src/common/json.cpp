@@ -45,7 +45,8 @@ Result<std::int64_t> requireInt(const bj::object& o, std::string_view key) {
   const bj::value* v = find(o, key);
   if (!v) return missing(key);
   if (v->is_int64()) return v->as_int64();
-  if (v->is_uint64() && v->as_uint64() <= INT64_MAX) return static_cast<std::int64_t>(v->as_uint64());
+  if (v->is_uint64() && v->as_uint64() <= INT64_MAX)
+    return static_cast<std::int64_t>(v->as_uint64());
   if (v->is_double()) {
     double d = v->as_double();
     if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
