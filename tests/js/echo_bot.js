@@ -15,7 +15,7 @@ const { Agent } = require('node-agent-sdk');
 const [account, username, password, csdsDomain, prefix = 'echo'] = process.argv.slice(2);
 const emit = (o) => process.stdout.write(JSON.stringify(Object.assign({ bot: username }, o)) + '\n');
 
-const agent = new Agent({ accountId: account, username, password, csdsDomain, requestTimeout: 5000 });
+const agent = new Agent({ accountId: account, username, password, csdsDomain, requestTimeout: 10000 });
 const joined = new Set(); // conversations whose history we requested
 const handled = new Set(); // "<dialogId>:<sequence>" already answered
 let connected = false;

@@ -58,13 +58,14 @@ test('echo bot on node-agent-sdk 1.2.0: ring, accept, history, ordered echoes, c
   // Every message is echoed, in order, and the consumer sees every reply.
   await consumer.waitFor((c) => c.contentRecords().filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').length >= texts.length, 'all echoes');
   const replies = consumer.contentRecords().filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT');
-  assert.deepEqual(replies.map((r) => r.event.message), texts.map((x) => `echo : ${x}`));
+  assert.deepEqual(replies.map((r) => r.event.message), texts.map((x) => `echo : ${x}`),
+    `replies in order; records: ${JSON.stringify(consumer.records().map((r) => [r.sequence, r.event.type, r.event.message || r.event.status]))}`);
   for (const r of replies) {
     assert.equal(r.originatorId, botUser.pid, 'consumers see the agent PId as originatorId');
     assert.equal(r.dialogId, convId);
   }
   const mine = consumer.contentRecords().filter((r) => r.originatorMetadata.role === 'CONSUMER');
-  assert.deepEqual(mine.map((r) => r.event.message), texts);
+  assert.deepEqual(mine.map((r) => r.event.message), texts, 'the consumer sees its own messages in order');
   assert.ok(mine.every((r) => r.originatorId === consumer.consumerId));
   const reads = consumer.records().filter((r) => r.event.type === 'AcceptStatusEvent' && r.event.status === 'READ');
   assert.ok(reads.some((r) => r.event.sequenceList[0] === seqs[0] && r.originatorMetadata.role === 'ASSIGNED_AGENT'), 'READ receipt for the first message');
@@ -87,5 +88,5 @@ test('echo bot on node-agent-sdk 1.2.0: ring, accept, history, ordered echoes, c
   // A closed conversation refuses new messages.
   const late = await consumer.request('ms.PublishEvent', { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message: 'late' } });
   assert.ok(late.code >= 400, `publishing to a closed conversation must fail: ${JSON.stringify(late)}`);
-  assert.deepEqual(bot.errors(), [], 'bot reported errors');
+  assert.deepEqual(bot.errors(), [], `bot reported errors: ${JSON.stringify(bot.errors())}`);
 });
