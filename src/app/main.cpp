@@ -274,16 +274,18 @@ int serve(const ServeFlags& f) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("received signal {}: shutting down", sig);
-  // Order: stop network (sockets closed, in-flight requests finished), then the connector and
-  // function service, then the engine (drains its queues), then the store (flushes).
+  // Order: stop the network (acceptors closed, sockets closed, in-flight requests finished, the
+  // engine unsubscribed), then the connector, then the engine (drains its queues; completions
+  // for sockets land in the stopped io_context), then destroy the server (which frees them), then
+  // the function service and runtime, then the store (flushes).
   (*server)->stop();
+  // WIRING POINT (connector): stop the connector here (before the engine and function service).
+  engine.reset();
   server->reset();
-  // WIRING POINT (connector): destroy the connector here (before the function service).
 #ifdef PARLEY_HAVE_FUNCTIONS
   function_service.reset();
   function_runtime->reset();
 #endif
-  engine.reset();
   store->reset();
   spdlog::info("parley stopped");
   spdlog::default_logger()->flush();

@@ -148,14 +148,17 @@ struct Stoppable {
   virtual void shutdown() = 0;
 };
 
+// Shared by the Net and every session. The io_context itself is owned by NetImpl (not by this
+// state), so destroying the Net destroys the handlers still queued in it, which releases the
+// sessions they hold, which release this state: no ownership cycle survives shutdown.
 struct NetState {
-  explicit NetState(NetOptions o, HttpApp& a, Metrics& m)
-      : opts(std::move(o)), app(a), metrics(m), ssl_ctx(ssl::context::tls_server) {}
+  explicit NetState(asio::io_context& io, NetOptions o, HttpApp& a, Metrics& m)
+      : opts(std::move(o)), app(a), metrics(m), ioc(io), ssl_ctx(ssl::context::tls_server) {}
 
   NetOptions opts;
   HttpApp& app;
   Metrics& metrics;
-  asio::io_context ioc;
+  asio::io_context& ioc;
   ssl::context ssl_ctx;
   std::atomic<bool> stopping{false};
 
@@ -575,7 +578,7 @@ void spawnHttp(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::str
 class NetImpl final : public Net {
  public:
   NetImpl(NetOptions o, HttpApp& app, Metrics& m)
-      : st_(std::make_shared<NetState>(std::move(o), app, m)) {}
+      : st_(std::make_shared<NetState>(ioc_, std::move(o), app, m)) {}
   ~NetImpl() override { stop(std::chrono::milliseconds(2000)); }
 
   Status configureTls() {
@@ -622,10 +625,10 @@ class NetImpl final : public Net {
                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     work_.emplace(asio::make_work_guard(st_->ioc));
     for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([st = st_] {
+      threads_.emplace_back([this] {
         for (;;) {
           try {
-            st->ioc.run();
+            ioc_.run();
             break;
           } catch (const std::exception& e) {
             spdlog::error("io thread: unexpected exception: {}", e.what());
@@ -695,6 +698,8 @@ class NetImpl final : public Net {
     }
   }
 
+  // Declared first: destroyed last, after the acceptors and the Net's share of the state.
+  asio::io_context ioc_;
   std::shared_ptr<NetState> st_;
   std::unique_ptr<tcp::acceptor> http_acceptor_;
   std::unique_ptr<tcp::acceptor> https_acceptor_;
