@@ -294,7 +294,9 @@ Target setUpBot(const Endpoint& ep, const std::string& account, const std::strin
   const std::string base = "/api/v1/accounts/" + account + "/";
   auto skills = h.call(http::verb::get, base + "skills", "", bearer);
   if (skills.status != 200) die("GET skills: " + skills.body);
-  for (const auto& s : skills.json().as_array()) {
+  const bj::value skills_json = skills.json();
+  if (!skills_json.is_array()) die("GET skills: " + skills.body);
+  for (const auto& s : skills_json.as_array()) {
     const auto& o = s.as_object();
     if (o.at("name").as_string() == skill_name) t.skill_id = bj::value_to<std::string>(o.at("id"));
   }
@@ -316,7 +318,9 @@ Target setUpBot(const Endpoint& ep, const std::string& account, const std::strin
     return t;
   }
   if (bots.status != 200) die("GET bots: " + std::to_string(bots.status) + " " + bots.body);
-  for (const auto& b : bots.json().as_array()) {
+  const bj::value bots_json = bots.json();
+  if (!bots_json.is_array()) die("GET bots: " + bots.body);
+  for (const auto& b : bots_json.as_array()) {
     const auto& o = b.as_object();
     bool serves = false;
     if (auto it = o.find("skills"); it != o.end() && it->value().is_array())
