@@ -28,6 +28,8 @@
 #ifdef PARLEY_HAVE_FUNCTIONS
 #include "app/conversation_reader.h"
 #include "common/crypto.h"
+#include "connector/bot_service.h"
+#include "connector/richcontent/richcontent_handler.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
@@ -50,6 +52,7 @@ struct ServeFlags {
   int threads = 0;
   bool demo = false;
   int session_ttl_s = 12 * 3600;
+  std::string schema_dir = PARLEY_SOURCE_SCHEMA_DIR;
 };
 
 void printLine(const bj::object& o) {
@@ -139,6 +142,37 @@ parley::Result<std::string> ensureDemoFunction(parley::functions::service::Funct
   }
   return uuid;
 }
+
+// Creates (once) the demo bot on the "general" skill for the demo bot user, serving the echo
+// function, and starts it.
+parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::BotService& bots,
+                             const parley::app::Demo& demo, const std::string& function_uuid) {
+  using namespace parley;
+  AccountId acc(demo.account);
+  auto existing = store.bots().listBots(acc);
+  if (!existing) return std::unexpected(existing.error());
+  for (const auto& b : *existing) {
+    if (b.user.str() == demo.bot.user_id) return {};  // created before; start() resumed it
+  }
+  bj::object body{{"name", "demo-echo-bot"},
+                  {"vendor", "CUSTOM_INTEGRATION"},
+                  {"functionUuid", function_uuid},
+                  {"conversationTypes", bj::array{"MESSAGING", "CHAT"}},
+                  {"skills", bj::array{"general"}},
+                  {"disclaimerAccepted", true},
+                  {"userId", demo.bot.user_id},
+                  {"escalation", bj::object{{"skill", "escalation"},
+                                            {"message", "Let me get you to a person."},
+                                            {"agentMessage", "The bot failed."},
+                                            {"failureMessage", "Sorry, nobody can take over now."},
+                                            {"retries", 1},
+                                            {"turnTimeoutMs", 10000}}}};
+  auto created = bots.createBot(acc, body);
+  if (!created) return std::unexpected(created.error());
+  auto started = bots.startBot(acc, BotId(json::getString(*created, "id")));
+  if (!started) return std::unexpected(started.error());
+  return {};
+}
 #endif
 
 int fail(const std::string& what, const parley::Error& e) {
@@ -210,16 +244,27 @@ int serve(const ServeFlags& f) {
       spdlog::warn("demo: the echo function could not be created or deployed: {}",
                    f.error().message);
     }
-    // WIRING POINT (connector): create the demo bot here (idempotently) for user demo->bot.user_id
-    // on skill demo->skill_general with functionUuid = demo_function.
   }
 #endif
 
   // ---- Bot connector (src/connector) -------------------------------------------------------
-  // WIRING POINT (connector): construct the connector with (*store, *engine,
-  // function_service->runner(), clock), subscribe it to the engine, register its api::Handler
-  // (`bots`, `richcontent`) with server->addHandler, add its metrics source, and for --demo
-  // create the echo function + bot on the "general" skill (demo->bot.user_id).
+  // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
+  // functions through the service's recording Runner (stored logs, metrics).
+#ifdef PARLEY_HAVE_FUNCTIONS
+  auto validator = connector::richcontent::Validator::load(f.schema_dir);
+  if (!validator)
+    return fail(
+        "cannot load the structured-content schema from " + f.schema_dir + " (use --schema-dir)",
+        validator.error());
+  connector::ConnectorOptions connector_options;
+  auto bot_service = std::make_shared<connector::BotService>(
+      **store, *engine, function_service->runner(), *validator, clock, connector_options);
+  if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
+  if (demo && !demo_function.empty()) {
+    if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
+      spdlog::warn("demo: the echo bot could not be created or started: {}", b.error().message);
+  }
+#endif
 
   server::ServerOptions so;
   so.data_dir = data_dir;
@@ -238,8 +283,15 @@ int serve(const ServeFlags& f) {
     return fail("cannot register the function service", st.error());
   (*server)->addMetricsSource([fs = function_service.get()] { return fs->prometheusText(); });
 #endif
-  // WIRING POINT (connector): (*server)->addHandler(connector_handler) for `bots` and
-  // `richcontent`, (*server)->addMetricsSource(...) for its metrics.
+#ifdef PARLEY_HAVE_FUNCTIONS
+  if (auto st = (*server)->addHandler(bot_service); !st)
+    return fail("cannot register the bot connector", st.error());
+  if (auto st = (*server)->addHandler(std::make_shared<connector::richcontent::RichContentHandler>(
+          *validator, connector_options.image_allowlist));
+      !st)
+    return fail("cannot register the structured-content validator", st.error());
+  (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
+#endif
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
@@ -279,7 +331,10 @@ int serve(const ServeFlags& f) {
   // for sockets land in the stopped io_context), then destroy the server (which frees them), then
   // the function service and runtime, then the store (flushes).
   (*server)->stop();
-  // WIRING POINT (connector): stop the connector here (before the engine and function service).
+#ifdef PARLEY_HAVE_FUNCTIONS
+  bot_service->stop();
+  bot_service.reset();
+#endif
   engine.reset();
   server->reset();
 #ifdef PARLEY_HAVE_FUNCTIONS
@@ -314,6 +369,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--log-format", f.log_format, "json|text")->capture_default_str();
   serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
       ->capture_default_str();
+  serve_cmd->add_option("--schema-dir", f.schema_dir,
+                        "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
 #ifdef PARLEY_HAVE_CLI
   parley::cli::registerLoginCommand(app);
