@@ -41,10 +41,11 @@ test('echo bot on node-agent-sdk 1.2.0: ring, accept, history, ordered echoes, c
   const msub = await consumer.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 });
   assert.equal(msub.code, 200);
 
+  // The first message is published before the bot is assigned (it reaches the bot through
+  // QueryMessages history); the others after the bot answered it (they reach it live). Publishing
+  // all of them before the accept would race the stock bot's history read against live events.
   const texts = ['hello bot', 'second message', 'third: ünïcødé ✓'];
-  const seqs = [];
-  for (const text of texts) seqs.push(await consumer.publishText(convId, text));
-  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'sequences rise');
+  const seqs = [await consumer.publishText(convId, texts[0])];
 
   // The bot is offered the conversation and accepts it; the consumer sees it join.
   await bot.waitFor((e) => e.event === 'accepted' && e.convId === convId && e.ok, 'ring accepted');
@@ -54,6 +55,10 @@ test('echo bot on node-agent-sdk 1.2.0: ring, accept, history, ordered echoes, c
     ch.result.convId === convId && (ch.result.conversationDetails.participantsPId.ASSIGNED_AGENT || [])[0] === botUser.pid),
   'agent joined (participantsPId.ASSIGNED_AGENT)');
   await bot.waitFor((e) => e.event === 'profile' && e.ok, 'getUserProfile answered');
+
+  await consumer.waitFor((c) => c.contentRecords().some((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT'), 'first echo');
+  for (const text of texts.slice(1)) seqs.push(await consumer.publishText(convId, text));
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'sequences rise');
 
   // Every message is echoed, in order, and the consumer sees every reply.
   await consumer.waitFor((c) => c.contentRecords().filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').length >= texts.length, 'all echoes');
