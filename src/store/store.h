@@ -7,6 +7,7 @@
 // Writes are durable (committed) when the call returns successfully.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -179,6 +180,18 @@ class ConversationStore {
   // Appends `m` and saves `c` (typically with next_sequence advanced) in one transaction.
   // Conflict if (conversation, sequence) exists.
   virtual Status appendMessage(const Conversation& c, const Message& m) = 0;
+  // Asynchronous appendMessage: returns at once; `done` runs once the write committed (or
+  // failed) with what appendMessage would have returned. Writes queued by any caller commit in
+  // queue order, many per transaction (group commit), and their `done`s run in that order on a
+  // store thread: `done` must not block and must not call the store (post the work elsewhere).
+  // Default: appendMessage inline, then `done`.
+  virtual void appendMessageAsync(Conversation c, Message m, std::function<void(Status)> done) {
+    done(appendMessage(c, m));
+  }
+  // Asynchronous saveConversation; same rules as appendMessageAsync.
+  virtual void saveConversationAsync(Conversation c, std::function<void(Status)> done) {
+    done(saveConversation(c));
+  }
   virtual Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) = 0;
   virtual Result<std::vector<Conversation>> listConversations(const AccountId& acc,
                                                               const ConversationQuery& q) = 0;
@@ -344,6 +357,10 @@ class BotStore {
 
   // Keeps at most `keep` newest turns per bot.
   virtual Status appendTurn(const TurnRecord& t, int keep) = 0;
+  // Asynchronous appendTurn; same rules as ConversationStore::appendMessageAsync.
+  virtual void appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) {
+    done(appendTurn(t, keep));
+  }
   virtual Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
                                                     int limit) = 0;
 
