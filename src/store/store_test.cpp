@@ -7,6 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -858,6 +862,70 @@ TYPED_TEST(StoreContract, PendingTurns) {
   ASSERT_OK(this->bots().deletePendingTurn("turn-2"));
   EXPECT_EQ(this->bots().listPendingTurns()->size(), 1u);
   EXPECT_CODE(this->bots().putPendingTurn(PendingTurn{}), ErrorCode::kInvalid);
+}
+
+// The asynchronous forms: each `done` gets what the blocking call would have returned, the
+// writes are visible once `done` ran, and completions come in submission order.
+TYPED_TEST(StoreContract, AsyncWritesCompleteInOrderWithTheBlockingResults) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, ErrorCode>> results;  // tag, code (kInternal = ok)
+  int pending = 0;
+  auto track = [&](std::string tag) {
+    {
+      std::lock_guard lock(mu);
+      ++pending;
+    }
+    return [&, tag = std::move(tag)](Status st) {
+      std::lock_guard lock(mu);
+      results.emplace_back(tag, st ? ErrorCode::kInternal : st.error().code);
+      --pending;
+      cv.notify_all();
+    };
+  };
+  Conversation c = makeConversation(kA, "async");
+  this->conv().saveConversationAsync(c, track("save"));
+  for (std::int64_t seq = 0; seq < 20; ++seq) {
+    c.next_sequence = seq + 1;
+    this->conv().appendMessageAsync(c, makeMessage(c.id, seq),
+                                    track(numbered("m", static_cast<int>(seq))));
+  }
+  // A duplicate sequence fails alone; a message of another conversation is Invalid at once.
+  this->conv().appendMessageAsync(c, makeMessage(c.id, 7), track("dup"));
+  this->conv().appendMessageAsync(c, makeMessage(ConversationId("other"), 0), track("wrong"));
+  Conversation hijack = makeConversation(kB, "async");
+  this->conv().saveConversationAsync(hijack, track("hijack"));
+  this->bots().appendTurnAsync(makeTurn(kA, "b1", "t1", 1), 5, track("turn"));
+  this->bots().appendTurnAsync(makeTurn(kA, "b1", "", 2), 5, track("turn-noid"));
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return pending == 0; }));
+  }
+  // Invalid input is refused before queueing, so its `done` may run first; the queued writes
+  // complete in submission order.
+  std::vector<std::string> queued;
+  std::map<std::string, ErrorCode> code;
+  for (const auto& [tag, ec] : results) {
+    code[tag] = ec;
+    if (tag != "wrong" && tag != "turn-noid") queued.push_back(tag);
+  }
+  std::vector<std::string> expected{"save"};
+  for (int i = 0; i < 20; ++i) expected.push_back(numbered("m", i));
+  expected.insert(expected.end(), {"dup", "hijack", "turn"});
+  EXPECT_EQ(queued, expected);
+  EXPECT_EQ(code["save"], ErrorCode::kInternal);
+  EXPECT_EQ(code["m19"], ErrorCode::kInternal);
+  EXPECT_EQ(code["dup"], ErrorCode::kConflict);
+  EXPECT_EQ(code["wrong"], ErrorCode::kInvalid);
+  EXPECT_EQ(code["hijack"], ErrorCode::kConflict);
+  EXPECT_EQ(code["turn"], ErrorCode::kInternal);
+  EXPECT_EQ(code["turn-noid"], ErrorCode::kInvalid);
+  auto all = this->conv().listMessages(c.id, 0, 100);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 20u);
+  EXPECT_EQ((*all)[7].event_json, makeMessage(c.id, 7).event_json);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 20);
+  EXPECT_EQ(this->bots().listTurns(kA, BotId("b1"), 10)->size(), 1u);
 }
 
 // ---------------------------------------------------------------------------------------------

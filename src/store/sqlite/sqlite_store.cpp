@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -466,19 +468,22 @@ class Checkpointer {
 // ---- Writer: one connection, one writer at a time, group commit -----------------------------
 
 // Owns the only read-write connection. Callers submit a write (a function run against the
-// connection inside a transaction) and block until the transaction that holds it has committed.
-// There is no dedicated thread: the first caller that finds no batch running becomes the
-// leader, takes every queued write (up to max_batch, its own included), runs each inside its
-// own SAVEPOINT so a failing write is rolled back alone (a batch of one needs none: the
-// transaction is its savepoint), and commits them all at once: many writers share one commit
-// (and, with synchronous=FULL, one fsync). Writes that arrive while a batch runs queue up; when
-// it ends, the oldest of them is handed the lead and runs them all as the next batch (a caller
-// that arrives then joins that queue instead of jumping ahead, so batches keep forming under
-// load). A lone writer runs its own transaction without any thread hand-off; only one thread
-// uses the connection at a time (handed over under mu_).
+// connection inside a transaction), either blocking until the transaction that holds it has
+// committed (submit) or with a completion callback (submitAsync). All writes share one FIFO
+// queue. Whoever leads takes every queued write (up to max_batch), runs each inside its own
+// SAVEPOINT so a failing write is rolled back alone (a batch of one needs none: the transaction
+// is its savepoint), and commits them all at once: many writes share one commit (and, with
+// synchronous=FULL, one fsync). A blocking caller that finds nobody writing or waiting leads at
+// once (no thread hand-off); otherwise it waits to be batched or to be handed the lead as the
+// oldest waiting write. Asynchronous writes are led by the writer thread, which sleeps while
+// the queue is empty, so callers never block on them and, under load, hundreds of
+// conversations' appends share each commit. Completion callbacks run on the leader's thread,
+// after the commit, in queue order, before the lead is handed on (so callbacks of a later batch
+// never overtake those of an earlier one). Only one thread uses the connection at a time.
 class Writer {
  public:
   using WriteFn = std::function<Status(Conn&)>;
+  using DoneFn = std::function<void(Status)>;
 
   // `checkpointer` (may be null: SQLite's own auto-checkpoint then stays on) is told the WAL
   // size after every commit; past `wal_max_pages` frames the writer checkpoints itself.
@@ -489,18 +494,27 @@ class Writer {
         checkpointer_(std::move(checkpointer)),
         wal_max_pages_(std::max(1, wal_max_pages)) {
     if (checkpointer_) sqlite3_wal_hook(conn_->raw(), &Writer::walHook, this);
+    thread_ = std::thread([this] { asyncLoop(); });
   }
 
-  // REQUIRES: no submit() in progress (every caller has returned). The checkpointer stops
-  // first; the writer connection closes last, which checkpoints the whole WAL.
+  // REQUIRES: no submit() in progress (every caller has returned). Queued asynchronous writes
+  // are committed (and their callbacks run) first. The checkpointer stops next; the writer
+  // connection closes last, which checkpoints the whole WAL.
   ~Writer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    async_cv_.notify_one();
+    thread_.join();
     if (checkpointer_) sqlite3_wal_hook(conn_->raw(), nullptr, nullptr);
     checkpointer_.reset();
   }
 
   // Runs `fn` on the writer connection; returns once its transaction committed (or failed).
   Status submit(WriteFn fn) {
-    Op op{std::move(fn), {}, false, {}};
+    Op op;
+    op.fn = std::move(fn);
     std::unique_lock lock(mu_);
     // Lead at once only when nobody is writing or waiting; otherwise wait to be batched (or to
     // be handed the lead as the oldest waiting write).
@@ -510,32 +524,23 @@ class Writer {
       op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
       if (op.done) return std::move(op.result);
     }
-    // Lead: run batches until our own write is done (it is in the first one unless more than
-    // max_batch writes were queued ahead of it).
-    leading_ = true;
-    std::vector<Op*> batch;
-    while (!op.done) {
-      while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
-        batch.push_back(queue_.front());
-        queue_.pop_front();
-      }
-      ++stats_.transactions;
-      stats_.writes += static_cast<std::int64_t>(batch.size());
-      stats_.largest_batch =
-          std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
-      lock.unlock();
-      runBatch(batch);
-      lock.lock();
-      for (Op* o : batch) {
-        o->done = true;
-        if (o != &op) o->cv.notify_one();
-      }
-      batch.clear();
-    }
-    leading_ = false;
-    // Hand the lead to the oldest waiting write, if any.
-    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    lead(lock, [&] { return op.done; });
     return std::move(op.result);
+  }
+
+  // Queues `fn`; `done(result)` runs once its transaction committed (or failed), on a writer
+  // thread. Never blocks.
+  void submitAsync(WriteFn fn, DoneFn done) {
+    auto* op = new Op;
+    op->fn = std::move(fn);
+    op->on_done = std::move(done);
+    bool wake = false;
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(op);
+      wake = !leading_ && queue_.size() == 1;
+    }
+    if (wake) async_cv_.notify_one();
   }
 
   SqliteWriteStats stats() const {
@@ -562,10 +567,72 @@ class Writer {
 
   struct Op {
     WriteFn fn;
+    DoneFn on_done;  // set: asynchronous (heap-allocated, deleted after on_done ran)
     Status result;
-    bool done;                   // guarded by mu_
-    std::condition_variable cv;  // signalled when done, or when this op may lead
+    bool done = false;           // guarded by mu_ (blocking ops only)
+    std::condition_variable cv;  // blocking ops: signalled when done, or when this op may lead
   };
+
+  // Runs batches while `until()` is false and writes are queued. REQUIRES: `lock` holds mu_ and
+  // nobody leads. Hands the lead on when it returns.
+  template <class Until>
+  void lead(std::unique_lock<std::mutex>& lock, Until until) {
+    leading_ = true;
+    std::vector<Op*> batch;
+    while (!until() && !queue_.empty()) {
+      while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+      ++stats_.transactions;
+      stats_.writes += static_cast<std::int64_t>(batch.size());
+      stats_.largest_batch =
+          std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
+      lock.unlock();
+      runBatch(batch);
+      // Callbacks of asynchronous writes, in queue order, still as the leader.
+      for (Op*& o : batch) {
+        if (!o->on_done) continue;
+        try {
+          o->on_done(std::move(o->result));
+        } catch (const std::exception& e) {
+          spdlog::error("store write callback threw: {}", e.what());
+        } catch (...) {
+          spdlog::error("store write callback threw a non-exception");
+        }
+        delete o;
+        o = nullptr;
+      }
+      lock.lock();
+      for (Op* o : batch) {
+        if (o == nullptr) continue;
+        o->done = true;
+        o->cv.notify_one();
+      }
+      batch.clear();
+    }
+    leading_ = false;
+    // Hand the lead to the oldest waiting write: a blocking caller, or the writer thread.
+    if (!queue_.empty()) {
+      if (queue_.front()->on_done)
+        async_cv_.notify_one();
+      else
+        queue_.front()->cv.notify_one();
+    }
+  }
+
+  // The writer thread: leads whenever the oldest queued write is asynchronous and nobody leads.
+  void asyncLoop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      async_cv_.wait(lock, [&] {
+        return (!leading_ && !queue_.empty() && queue_.front()->on_done) ||
+               (stop_ && !leading_ && queue_.empty());
+      });
+      if (queue_.empty()) return;  // stopping, nothing left
+      lead(lock, [] { return false; });
+    }
+  }
 
   static Status runOne(Op& op, Conn& c) {
     try {
@@ -632,9 +699,12 @@ class Writer {
   int wal_frames_ = 0;  // touched only by the leader
   std::atomic<std::int64_t> inline_checkpoints_{0};
   mutable std::mutex mu_;
-  SqliteWriteStats stats_;  // guarded by mu_
-  std::deque<Op*> queue_;   // guarded by mu_
-  bool leading_ = false;    // guarded by mu_: a thread is running batches on conn_
+  SqliteWriteStats stats_;            // guarded by mu_
+  std::deque<Op*> queue_;             // guarded by mu_
+  bool leading_ = false;              // guarded by mu_: a thread is running batches on conn_
+  bool stop_ = false;                 // guarded by mu_
+  std::condition_variable async_cv_;  // wakes the writer thread
+  std::thread thread_;                // last: started after everything above
 };
 
 // ---- Readers: a pool of read-only connections ----------------------------------------------
@@ -951,25 +1021,23 @@ class SqliteStore final : public Store,
     return write([&](Conn& c) -> Status { return storeConversation(c, conv); });
   }
 
+  void saveConversationAsync(Conversation conv, std::function<void(Status)> done) override {
+    if (auto st = checkConversation(conv); !st) return done(st);
+    writer_.submitAsync(
+        [conv = std::move(conv)](Conn& c) -> Status { return storeConversation(c, conv); },
+        std::move(done));
+  }
+
   Status appendMessage(const Conversation& conv, const Message& m) override {
-    if (auto st = checkConversation(conv); !st) return st;
-    if (m.conversation != conv.id)
-      return invalid("message conversation " + m.conversation.str() +
-                     " differs from conversation " + conv.id.str());
-    return write([&](Conn& c) -> Status {
-      // The conversation first: it checks the owner before anything is written. A conflicting
-      // message then rolls the conversation back with it (the write is one savepoint).
-      PARLEY_STORE_TRY(storeConversation(c, conv));
-      static const std::string kInsert =
-          "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
-      auto inserted =
-          execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
-                  m.originator_pid, m.originator_role, m.audience, m.event_json, m.metadata_json);
-      if (!inserted && inserted.error().code == ErrorCode::kConflict)
-        return conflict("message " + std::to_string(m.sequence) +
-                        " already exists in conversation " + conv.id.str());
-      return asStatus(inserted);
-    });
+    if (auto st = checkAppend(conv, m); !st) return st;
+    return write([&](Conn& c) -> Status { return appendTxn(c, conv, m); });
+  }
+
+  void appendMessageAsync(Conversation conv, Message m, std::function<void(Status)> done) override {
+    if (auto st = checkAppend(conv, m); !st) return done(st);
+    writer_.submitAsync([conv = std::move(conv),
+                         m = std::move(m)](Conn& c) -> Status { return appendTxn(c, conv, m); },
+                        std::move(done));
   }
 
   Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
@@ -1341,19 +1409,14 @@ class SqliteStore final : public Store,
 
   Status appendTurn(const TurnRecord& t, int keep) override {
     if (t.turn_id.empty()) return invalid("turn id is required");
-    return write([&](Conn& c) -> Status {
-      PARLEY_STORE_TRY(execute(c, "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?",
-                               t.account.str(), t.bot.str(), t.turn_id));
-      PARLEY_STORE_TRY(
-          execute(c, "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                  t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts, t.outcome,
-                  t.input_json, t.response_json, t.actions_json, t.timings_json, t.error));
-      return asStatus(execute(c,
-                              "DELETE FROM turns WHERE account=?1 AND bot=?2 AND seq NOT IN "
-                              "(SELECT seq FROM turns WHERE account=?1 AND bot=?2 "
-                              "ORDER BY ts DESC, seq DESC LIMIT ?3)",
-                              t.account.str(), t.bot.str(), std::max(keep, 0)));
-    });
+    return write([&](Conn& c) -> Status { return appendTurnTxn(c, t, keep); });
+  }
+
+  void appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) override {
+    if (t.turn_id.empty()) return done(invalid("turn id is required"));
+    writer_.submitAsync(
+        [t = std::move(t), keep](Conn& c) -> Status { return appendTurnTxn(c, t, keep); },
+        std::move(done));
   }
 
   Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
@@ -1399,6 +1462,46 @@ class SqliteStore final : public Store,
   }
 
  private:
+  Status checkAppend(const Conversation& conv, const Message& m) const {
+    if (auto st = checkConversation(conv); !st) return st;
+    if (m.conversation != conv.id)
+      return invalid("message conversation " + m.conversation.str() +
+                     " differs from conversation " + conv.id.str());
+    return {};
+  }
+
+  static Status appendTxn(Conn& c, const Conversation& conv, const Message& m) {
+    // The conversation first: it checks the owner before anything is written. A conflicting
+    // message then rolls the conversation back with it (the write is one savepoint).
+    PARLEY_STORE_TRY(storeConversation(c, conv));
+    static const std::string kInsert =
+        "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
+    auto inserted =
+        execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
+                m.originator_pid, m.originator_role, m.audience, m.event_json, m.metadata_json);
+    if (!inserted && inserted.error().code == ErrorCode::kConflict)
+      return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
+                      conv.id.str());
+    return asStatus(inserted);
+  }
+
+  // Replaces a record with the same turn id, inserts, and prunes the bot's turns to the newest
+  // `keep`: the index walk skips `keep` entries and deletes what is left (rows past the newest
+  // `keep`), instead of testing every row against a `keep`-row subquery.
+  static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
+    PARLEY_STORE_TRY(execute(c, "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?",
+                             t.account.str(), t.bot.str(), t.turn_id));
+    PARLEY_STORE_TRY(
+        execute(c, "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts, t.outcome,
+                t.input_json, t.response_json, t.actions_json, t.timings_json, t.error));
+    return asStatus(execute(c,
+                            "DELETE FROM turns WHERE seq IN "
+                            "(SELECT seq FROM turns WHERE account=?1 AND bot=?2 "
+                            "ORDER BY ts DESC, seq DESC LIMIT -1 OFFSET ?3)",
+                            t.account.str(), t.bot.str(), std::max(keep, 0)));
+  }
+
   template <class F>
   Status write(F&& fn) {
     return writer_.submit(std::forward<F>(fn));

@@ -271,6 +271,63 @@ TEST(SqliteStore, AFailedWriteRollsBackAloneInsideABatch) {
   EXPECT_GT(stats->largest_batch, 1);  // failures and successes did share transactions
 }
 
+// Asynchronous appends from many conversations share commits (nobody blocks on them, so the
+// writer thread takes everything queued), interleave with blocking writes in queue order, and
+// destroying the store commits what is still queued before it closes.
+TEST(SqliteStore, AsyncAppendsShareCommitsAndAreDrainedOnClose) {
+  TempDir dir;
+  FakeClock clock;
+  constexpr int kConversations = 200;
+  constexpr int kPerConversation = 10;
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  {
+    auto s = openSqliteStore(dir.file("async.db"), clock);
+    ASSERT_TRUE(s) << s.error().message;
+    Store& store = **s;
+    std::vector<Conversation> convs;
+    for (int i = 0; i < kConversations; ++i) convs.push_back(conversationFor(i));
+    for (int seq = 0; seq < kPerConversation; ++seq) {
+      for (auto& c : convs) {
+        c.next_sequence = seq + 1;
+        Message m;
+        m.conversation = c.id;
+        m.sequence = seq;
+        m.event_json = eventFor(0, seq);
+        store.conversations().appendMessageAsync(c, m, [&](Status st) { ++(st ? ok : failed); });
+      }
+      // A blocking write in the middle commits after everything queued before it.
+      ASSERT_TRUE(
+          store.accounts().createAccount(Account{AccountId("a" + std::to_string(seq)), "n"}));
+      EXPECT_EQ(ok.load() + failed.load(), (seq + 1) * kConversations);
+    }
+    // The last batch may still be queued: the store's destructor must commit it.
+    for (auto& c : convs) {
+      c.next_sequence = kPerConversation + 1;
+      Message m;
+      m.conversation = c.id;
+      m.sequence = kPerConversation;
+      m.event_json = eventFor(0, kPerConversation);
+      store.conversations().appendMessageAsync(c, m, [&](Status st) { ++(st ? ok : failed); });
+    }
+    auto stats = sqliteWriteStats(store);
+    ASSERT_TRUE(stats);
+    EXPECT_GT(stats->largest_batch, 10);
+    EXPECT_LT(stats->transactions, stats->writes / 5);
+  }
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(ok.load(), kConversations * (kPerConversation + 1));
+  auto s = openSqliteStore(dir.file("async.db"), clock);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < kConversations; i += 37) {
+    auto msgs = (*s)->conversations().listMessages(conversationFor(i).id, 0, 100);
+    ASSERT_TRUE(msgs);
+    EXPECT_EQ(msgs->size(), static_cast<std::size_t>(kPerConversation + 1));
+  }
+  EXPECT_EQ(rawQuery(dir.file("async.db"), "SELECT count(*) FROM messages"),
+            std::to_string(kConversations * (kPerConversation + 1)));
+}
+
 // Background checkpoints copy the WAL while writers keep going; past wal_max_pages the writer
 // checkpoints itself so the WAL restarts and stays bounded. Nothing is lost, and an append that
 // changes only the counters leaves the rest of the conversation (participants included) intact.
