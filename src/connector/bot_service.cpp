@@ -139,7 +139,10 @@ struct BotService::Impl {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> by_user;
   std::map<std::string, std::shared_ptr<ConvState>> conversations;
   Metrics metrics;
-  // Work in flight (turns, timers, engine calls awaiting completion), for waitIdleForTest.
+  // Turn records whose asynchronous write failed (parley_bot_turn_record_failures_total).
+  std::atomic<std::uint64_t> turn_record_failures{0};
+  // Work in flight (turns, timers, engine calls awaiting completion, turn-record writes not yet
+  // committed), for waitIdleForTest and stop().
   std::atomic<int> busy{0};
   std::mutex idle_mu;
   std::condition_variable idle_cv;
@@ -204,19 +207,61 @@ struct BotService::Impl {
     return std::nullopt;
   }
 
-  Result<std::string> skillName(const AccountId& acc, const SkillId& id) {
+  // ---- the account skill list, cached (spec §2.4: names resolve through the account's list) --
+  //
+  // Turns read skills (the chat line's skillName, TRANSFER and escalation targets) from this
+  // cache, not from the store. An entry is reloaded when older than kSkillCacheTtl, and on a miss
+  // (a skill created since) at most once per kSkillMissReload; bot create/update refresh it.
+
+  static constexpr auto kSkillCacheTtl = std::chrono::seconds(30);
+  static constexpr auto kSkillMissReload = std::chrono::seconds(1);
+  struct SkillList {
+    std::vector<store::Skill> skills;
+    SteadyClock::time_point loaded_at;
+  };
+  std::mutex skills_mu;
+  std::map<std::string, SkillList> skill_cache;  // by account; guarded by skills_mu
+  std::atomic<std::uint64_t> skill_loads{0};     // store reads of skill lists (tests)
+
+  void putSkills(const AccountId& acc, std::vector<store::Skill> skills) {
+    std::lock_guard l(skills_mu);
+    skill_cache[acc.str()] = SkillList{std::move(skills), SteadyClock::now()};
+  }
+
+  // The first skill of the account matching `pred`, from the cache (reloading per the rules).
+  template <class Pred>
+  std::optional<store::Skill> findSkill(const AccountId& acc, Pred pred) {
+    auto now = SteadyClock::now();
+    {
+      std::lock_guard l(skills_mu);
+      if (auto it = skill_cache.find(acc.str()); it != skill_cache.end()) {
+        bool fresh = now - it->second.loaded_at < kSkillCacheTtl;
+        for (const auto& s : it->second.skills)
+          if (pred(s) && fresh) return s;
+        if (fresh && now - it->second.loaded_at < kSkillMissReload) return std::nullopt;
+      }
+    }
+    ++skill_loads;
     auto skills = store.accounts().listSkills(acc);
-    if (!skills) return std::unexpected(skills.error());
+    if (!skills) {
+      spdlog::warn("connector: cannot read the skills of account {}: {}", acc.str(),
+                   skills.error().message);
+      return std::nullopt;
+    }
+    std::optional<store::Skill> found;
     for (const auto& s : *skills)
-      if (s.id == id) return s.name;
-    return std::string();
+      if (!found && pred(s)) found = s;
+    putSkills(acc, std::move(*skills));
+    return found;
+  }
+
+  std::string skillName(const AccountId& acc, const SkillId& id) {
+    auto s = findSkill(acc, [&](const store::Skill& k) { return k.id == id; });
+    return s ? s->name : std::string();
   }
   std::optional<SkillId> skillByName(const AccountId& acc, const std::string& name) {
-    auto skills = store.accounts().listSkills(acc);
-    if (!skills) return std::nullopt;
-    for (const auto& s : *skills)
-      if (s.name == name) return s.id;
-    return std::nullopt;
+    auto s = findSkill(acc, [&](const store::Skill& k) { return k.name == name; });
+    return s ? std::optional<SkillId>(s->id) : std::nullopt;
   }
 
   // ---- engine events (engine threads) ----------------------------------------------------------
@@ -431,13 +476,14 @@ struct BotService::Impl {
     turn->queued_ms =
         std::chrono::duration<double, std::milli>(SteadyClock::now() - queued_at).count();
     st->turn_running = true;
-    auto name = skillName(st->account, st->snapshot.skill);
-    bj::object input_obj =
-        buildFunctionInput(turn->input, st->snapshot, name ? *name : std::string(), clock.nowMs());
+    // The chat line carries the skill name; messaging inputs do not need it.
+    std::string name = st->snapshot.channel == store::Channel::kChat
+                           ? skillName(st->account, st->snapshot.skill)
+                           : std::string();
+    bj::object input_obj = buildFunctionInput(turn->input, st->snapshot, name, clock.nowMs());
     turn->input_json = bj::serialize(input_obj);
-    (void)store.bots().putPendingTurn(
-        store::PendingTurn{st->account, turn->bot->id, st->id, turn->id,
-                           bj::serialize(bj::object{{"epoch", turn->epoch}}), clock.nowMs()});
+    // No pending-turn row: after a restart, start() re-derives the unanswered consumer messages
+    // from the conversation itself (catchUp), which is what a pending row would have told.
     invoke(st, turn);
   }
 
@@ -857,9 +903,17 @@ struct BotService::Impl {
                                                 {"totalMs", total},
                                                 {"attempts", turn->attempts}});
     rec.error = turn->error;
-    if (auto s = store.bots().appendTurn(rec, opts.turns_kept); !s)
-      spdlog::error("connector: cannot record turn {}: {}", turn->id, s.error().message);
-    (void)store.bots().deletePendingTurn(turn->id);
+    // Asynchronous, group-committed by the store; the next turn does not wait for it. `done`
+    // runs on a store thread: it only logs, counts and releases the busy mark.
+    addBusy();
+    store.bots().appendTurnAsync(
+        std::move(rec), opts.turns_kept, [this, turn_id = turn->id](Status s) {
+          if (!s) {
+            ++turn_record_failures;
+            spdlog::error("connector: cannot record turn {}: {}", turn_id, s.error().message);
+          }
+          doneBusy();
+        });
     {
       std::lock_guard l(mu);
       metrics.turns[{turn->bot->id.str(), outcome}] += 1;
@@ -887,6 +941,7 @@ struct BotService::Impl {
   Status resolveSkills(const AccountId& acc, BotConfig& c) {
     auto skills = store.accounts().listSkills(acc);
     if (!skills) return std::unexpected(skills.error());
+    putSkills(acc, *skills);  // a bot create/update refreshes the turn-time cache
     c.skill_ids.clear();
     for (const auto& want : c.skills) {
       std::optional<SkillId> found;
@@ -1033,6 +1088,8 @@ bool BotService::waitIdleForTest(int timeout_ms) {
   return impl_->idle_cv.wait_for(l, std::chrono::milliseconds(timeout_ms),
                                  [&] { return impl_->busy.load() == 0; });
 }
+
+std::uint64_t BotService::skillListReadsForTest() const { return impl_->skill_loads.load(); }
 
 void BotService::onConversationChanged(const conv::ConversationChanged& e) {
   impl_->conversationChanged(e.conversation);
@@ -1290,6 +1347,11 @@ std::string BotService::prometheusText() const {
     out += fmt::format("parley_bot_invoke_ms_count{{bot=\"{}\"}} {}\n", k,
                        m.invoke_count.count(k) ? m.invoke_count.at(k) : 0);
   }
+  out +=
+      "# HELP parley_bot_turn_record_failures_total Turn records the store failed to write.\n"
+      "# TYPE parley_bot_turn_record_failures_total counter\n";
+  out +=
+      fmt::format("parley_bot_turn_record_failures_total {}\n", impl_->turn_record_failures.load());
   out +=
       "# HELP parley_bot_status Running bots by status (1 = current).\n# TYPE parley_bot_status "
       "gauge\n";

@@ -82,9 +82,13 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // Prometheus text for /metrics (parley_bot_* families).
   std::string prometheusText() const;
 
-  // Blocks until no turn is running or queued and no timer is pending (tests). False after
-  // `timeout_ms`.
+  // Blocks until no turn is running or queued, no timer is pending and every turn record handed
+  // to BotStore::appendTurnAsync has been committed (or has failed), so `bots/{id}/turns` shows
+  // every finished turn afterwards (tests). False after `timeout_ms`.
   bool waitIdleForTest(int timeout_ms = 5000);
+  // How many times the connector read an account's skill list from the store (tests: turns use
+  // the cache).
+  std::uint64_t skillListReadsForTest() const;
 
   // conversation::ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;

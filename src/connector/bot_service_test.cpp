@@ -68,10 +68,74 @@ class Watcher final : public conv::ConversationListener {
   std::vector<std::string> chat_states_;
 };
 
+// A Store whose BotStore writes turn records LATER, on a thread of its own (like the SQLite
+// store's group commit), and can fail them. Everything else is the memory store.
+class DeferredTurnStore final : public store::Store, public store::BotStore {
+ public:
+  explicit DeferredTurnStore(const Clock& clock) : inner_(store::makeMemoryStore(clock)) {}
+  ~DeferredTurnStore() override {
+    for (auto& t : writers_) t.join();
+  }
+  std::atomic<int> delay_ms{150};
+  std::atomic<bool> fail_writes{false};
+
+  // store::Store
+  store::AccountStore& accounts() override { return inner_->accounts(); }
+  store::ConversationStore& conversations() override { return inner_->conversations(); }
+  store::FunctionStore& functions() override { return inner_->functions(); }
+  store::BotStore& bots() override { return *this; }
+  int schemaVersion() const override { return 0; }
+
+  // store::BotStore
+  Status createBot(const store::BotRecord& b) override { return b_().createBot(b); }
+  Status updateBot(const store::BotRecord& b) override { return b_().updateBot(b); }
+  Status deleteBot(const AccountId& a, const BotId& id) override { return b_().deleteBot(a, id); }
+  Result<store::BotRecord> getBot(const AccountId& a, const BotId& id) override {
+    return b_().getBot(a, id);
+  }
+  Result<std::vector<store::BotRecord>> listBots(const AccountId& a) override {
+    return b_().listBots(a);
+  }
+  Result<std::vector<store::BotRecord>> listAllBots() override { return b_().listAllBots(); }
+  Status appendTurn(const store::TurnRecord& t, int keep) override {
+    return b_().appendTurn(t, keep);
+  }
+  void appendTurnAsync(store::TurnRecord t, int keep, std::function<void(Status)> done) override {
+    std::lock_guard l(mu_);
+    writers_.emplace_back([this, t = std::move(t), keep, done = std::move(done)] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+      if (fail_writes) return done(internalError("disk full (test)"));
+      done(b_().appendTurn(t, keep));
+    });
+  }
+  Result<std::vector<store::TurnRecord>> listTurns(const AccountId& a, const BotId& id,
+                                                   int limit) override {
+    return b_().listTurns(a, id, limit);
+  }
+  Status putPendingTurn(const store::PendingTurn& p) override {
+    ++pending_writes;
+    return b_().putPendingTurn(p);
+  }
+  Status deletePendingTurn(const std::string& id) override {
+    ++pending_writes;
+    return b_().deletePendingTurn(id);
+  }
+  Result<std::vector<store::PendingTurn>> listPendingTurns() override {
+    return b_().listPendingTurns();
+  }
+  std::atomic<int> pending_writes{0};
+
+ private:
+  store::BotStore& b_() { return inner_->bots(); }
+  std::unique_ptr<store::Store> inner_;
+  std::mutex mu_;
+  std::vector<std::thread> writers_;
+};
+
 class BotServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = store::makeMemoryStore(clock_);
+    if (!store_) store_ = store::makeMemoryStore(clock_);
     ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
     bots_skill_ = skill("bots");
     humans_skill_ = skill("humans");
@@ -706,6 +770,116 @@ TEST_F(BotServiceTest, TestConnectionListsEveryProblem) {
   auto down = service_->testConnection(kAcc, id);
   EXPECT_FALSE(down->at("ok").as_bool());
   EXPECT_NE(bj::serialize(down->at("errors")).find("notdeployed"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, RestartClearsOldPendingTurnRowsAndAnswersTheirMessages) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    return okResult(bj::serialize(bj::object{
+        {"messages",
+         bj::array{
+             "re: " +
+             std::string(bj::parse(r.input_json).at("payload").at("message").as_string())}}}));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("crashed");
+  say(c, "one");
+  ASSERT_TRUE(waitCount(c, 1));
+  // A crash mid-turn: the connector is gone before it answered "two"; an older version left a
+  // pending-turn row behind.
+  service_.reset();
+  say(c, "two");
+  ASSERT_TRUE(store_->bots().putPendingTurn(
+      store::PendingTurn{kAcc, bot, c.id, "turn-crashed", R"({"epoch":1})", clock_.nowMs()}));
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(waitCount(c, 2));
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"re: one", "re: two"}));
+  EXPECT_TRUE(store_->bots().listPendingTurns()->empty());
+}
+
+TEST_F(BotServiceTest, TurnsWriteNoPendingRowsAndReadNoSkillsFromTheStore) {
+  runner_.hold(true);
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    std::string m(bj::parse(r.input_json).at("payload").at("message").as_string());
+    if (m == "go")
+      return okResult(
+          R"({"messages":["moving"],"context":{"action":"TRANSFER","actionParameters":{"skill":"humans"}}})");
+    return okResult(R"({"messages":["ok"]})");
+  });
+  auto [bot, user] = startBot();
+  auto reads_after_start = service_->skillListReadsForTest();
+  std::vector<store::Conversation> convs;
+  for (int i = 0; i < 3; ++i) {
+    convs.push_back(open("nopending-" + std::to_string(i),
+                         i == 2 ? store::Channel::kChat : store::Channel::kMessaging));
+    if (i < 2) say(convs.back(), "hi");
+  }
+  ASSERT_TRUE(runner_.waitRequests(3));
+  // Three turns are running: no pending-turn row exists for any of them.
+  EXPECT_TRUE(store_->bots().listPendingTurns()->empty());
+  runner_.hold(false);
+  runner_.releaseAll();
+  ASSERT_TRUE(waitTurns(bot, 3));
+  say(convs[0], "go");  // TRANSFER resolves "humans" from the cached list
+  ASSERT_TRUE(waitTurns(bot, 4));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(get(convs[0]).skill, humans_skill_);
+  // createBot/startBot loaded the list; no turn (chat skillName, TRANSFER) read it again.
+  EXPECT_EQ(service_->skillListReadsForTest(), reads_after_start);
+  // A skill created after the cache was filled is found on a miss (one reload).
+  skill("late");
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(R"({"context":{"action":"TRANSFER","actionParameters":{"skill":"late"}}})");
+  });
+  std::this_thread::sleep_for(1100ms);  // a miss reloads at most once per second
+  say(convs[1], "x");
+  ASSERT_TRUE(waitTurns(bot, 5));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK") << turns(bot).at(0).error;
+  EXPECT_EQ(service_->skillListReadsForTest(), reads_after_start + 1);
+}
+
+class DeferredStoreBotServiceTest : public BotServiceTest {
+ protected:
+  void SetUp() override {
+    auto s = std::make_unique<DeferredTurnStore>(clock_);
+    deferred_ = s.get();
+    store_ = std::move(s);
+    BotServiceTest::SetUp();
+  }
+  DeferredTurnStore* deferred_ = nullptr;
+};
+
+TEST_F(DeferredStoreBotServiceTest, WaitIdleWaitsForAsynchronousTurnRecords) {
+  auto [bot, user] = startBot();
+  auto c = open("async-record");
+  say(c, "hi");
+  ASSERT_TRUE(waitCount(c, 1));
+  // The reply is out; its record is still being written (150 ms later).
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto t = turns(bot);
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].outcome, "OK");
+  EXPECT_EQ(deferred_->pending_writes.load(), 0);
+  // Through REST as well.
+  auto listed = rest(*service_, "GET", {"bots", bot.str(), "turns"});
+  EXPECT_EQ(bj::parse(listed.body).as_array().size(), 1u);
+}
+
+TEST_F(DeferredStoreBotServiceTest, AFailedTurnRecordIsLoggedAndCounted) {
+  deferred_->fail_writes = true;
+  deferred_->delay_ms = 10;
+  auto [bot, user] = startBot();
+  auto c = open("record-fails");
+  say(c, "one");
+  ASSERT_TRUE(waitCount(c, 1));
+  say(c, "two");  // the pipeline goes on although the record of turn one failed
+  ASSERT_TRUE(waitCount(c, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_TRUE(turns(bot).empty());
+  EXPECT_NE(service_->prometheusText().find("parley_bot_turn_record_failures_total 2"),
+            std::string::npos)
+      << service_->prometheusText();
 }
 
 TEST_F(BotServiceTest, RestartResumesRunningBotsAndUnansweredMessages) {
