@@ -38,10 +38,16 @@ constexpr const char* kAssignedAgent = "ASSIGNED_AGENT";
 
 // One open conversation: its strand and its current state. `conv` is touched only on `strand`
 // (after the entry is published in the entry map).
+// Operations on a conversation run one at a time on its strand; one that waits for an
+// asynchronous store write (a publish) marks the entry `busy`, and operations that arrive
+// meanwhile are `held` and run, in order, when it ends. So events are emitted in the order
+// their writes were queued, and no operation sees a state whose write may still fail.
 struct ConvEntry {
   ConvEntry(Strand s, Conversation c) : strand(std::move(s)), conv(std::move(c)) {}
   Strand strand;
   Conversation conv;
+  bool busy = false;                       // on strand
+  std::deque<std::function<void()>> held;  // on strand
 };
 using EntryPtr = std::shared_ptr<ConvEntry>;
 
@@ -124,6 +130,11 @@ class Engine final : public ConversationService {
     if (timer_.joinable()) {
       timer_.request_stop();
       timer_.join();
+    }
+    {
+      // Their completions post to strands of pool_: wait for them before joining it.
+      std::unique_lock lock(writes_mu_);
+      writes_cv_.wait(lock, [&] { return writes_in_flight_ == 0; });
     }
     pool_.join();
   }
@@ -215,6 +226,35 @@ class Engine final : public ConversationService {
   void completeOnPool(Callback<T> done, Result<T> r) {
     asio::post(pool_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
   }
+  // Runs `task` on the entry's strand, after the operation in progress (if any) has ended.
+  static void onStrand(const EntryPtr& entry, std::function<void()> task) {
+    asio::post(entry->strand, [entry, task = std::move(task)]() mutable {
+      if (entry->busy) {
+        entry->held.push_back(std::move(task));
+        return;
+      }
+      task();
+    });
+  }
+  // On the strand: ends the operation that set `busy` and runs held operations until one of
+  // them is busy again.
+  static void release(const EntryPtr& entry) {
+    entry->busy = false;
+    while (!entry->busy && !entry->held.empty()) {
+      auto task = std::move(entry->held.front());
+      entry->held.pop_front();
+      task();
+    }
+  }
+  // Asynchronous store writes in flight (the destructor waits for them).
+  void writeStarted() {
+    std::lock_guard lock(writes_mu_);
+    ++writes_in_flight_;
+  }
+  void writeEnded() {
+    std::lock_guard lock(writes_mu_);
+    if (--writes_in_flight_ == 0) writes_cv_.notify_all();
+  }
   // Runs `fn(entry)` on the conversation's strand, or `fail(error)` on a pool thread when the
   // conversation is not open here.
   void withEntry(const AccountId& acc, const ConversationId& id, std::function<void(EntryPtr)> fn,
@@ -281,6 +321,10 @@ class Engine final : public ConversationService {
   std::uint64_t next_order_ = 0;                                                // GUARDED_BY(mu_)
   std::uint64_t next_epoch_ = 0;                                                // GUARDED_BY(mu_)
 
+  std::mutex writes_mu_;
+  std::condition_variable writes_cv_;
+  int writes_in_flight_ = 0;  // GUARDED_BY(writes_mu_)
+
   std::jthread timer_;  // last: stopped first
 };
 
@@ -296,7 +340,7 @@ void Engine::withEntry(const AccountId& acc, const ConversationId& id,
     if (it != entries_.end()) entry = it->second;
   }
   if (entry) {
-    asio::post(entry->strand, [entry, fn = std::move(fn)] { fn(entry); });
+    onStrand(entry, [entry, fn = std::move(fn)] { fn(entry); });
     return;
   }
   asio::post(pool_, [this, acc, id, fail = std::move(fail)] {
@@ -532,7 +576,7 @@ void Engine::apply(Effects fx) {
     for (const auto& acc : fx.dispatch_accounts) dispatchLocked(acc, fx);
   }
   for (auto& [entry, id] : fx.offers) {
-    asio::post(entry->strand, [this, id = std::move(id)] {
+    onStrand(entry, [this, id = std::move(id)] {
       std::optional<RingOffered> ev;
       {
         std::lock_guard lock(mu_);
@@ -546,7 +590,7 @@ void Engine::apply(Effects fx) {
     });
   }
   for (auto& [entry, id] : fx.ends) {
-    asio::post(entry->strand, [this, id = std::move(id)] {
+    onStrand(entry, [this, id = std::move(id)] {
       std::optional<RingEnded> ev;
       {
         std::lock_guard lock(mu_);
@@ -560,7 +604,7 @@ void Engine::apply(Effects fx) {
     });
   }
   for (auto& [entry, ev] : fx.overdue) {
-    asio::post(entry->strand, [this, ev = std::move(ev)] {
+    onStrand(entry, [this, ev = std::move(ev)] {
       listeners_->emit([&](ConversationListener& l) { l.onOverdue(ev); });
     });
   }
@@ -570,7 +614,7 @@ void Engine::apply(Effects fx) {
 // Removes a SUGGESTED participant whose agent declined, timed out or was never rung, and
 // lets the conversation fall back to its skill queue.
 void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const UserId& user) {
-  asio::post(entry->strand, [this, entry, epoch, user] {
+  onStrand(entry, [this, entry, epoch, user] {
     {
       std::lock_guard lock(mu_);
       auto w = waiting_.find(entry->conv.id.str());
@@ -718,7 +762,7 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
       std::lock_guard lock(entries_mu_);
       entries_[c.id] = entry;
     }
-    asio::post(entry->strand, [this, entry, done = std::move(done)] {
+    onStrand(entry, [this, entry, done = std::move(done)] {
       const Conversation& cv = entry->conv;
       emitChanged(ChangeKind::kCreated, cv, {});
       {
@@ -814,14 +858,30 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         const TimeMs prev_updated = c.updated_at;
         c.next_sequence++;
         c.updated_at = now;
-        if (auto st = store_.conversations().appendMessage(c, m); !st) {
-          c.next_sequence--;
-          c.updated_at = prev_updated;
-          return done(std::unexpected(st.error()));
-        }
-        MessageAdded added{std::move(m), c};
-        listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
-        done(Published{added.message.sequence, now});
+        // Group-committed with other conversations' writes; this conversation's next
+        // operations wait (held) until it has committed or failed.
+        entry->busy = true;
+        writeStarted();
+        store::Message copy = m;
+        store_.conversations().appendMessageAsync(
+            c, std::move(copy),
+            [this, entry, m = std::move(m), prev_updated, now, done](Status st) mutable {
+              asio::post(entry->strand, [this, entry, m = std::move(m), prev_updated, now, done,
+                                         st = std::move(st)]() mutable {
+                Conversation& c = entry->conv;
+                if (!st) {
+                  c.next_sequence--;
+                  c.updated_at = prev_updated;
+                  done(std::unexpected(st.error()));
+                } else {
+                  MessageAdded added{std::move(m), c};
+                  listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
+                  done(Published{added.message.sequence, now});
+                }
+                release(entry);
+                writeEnded();
+              });
+            });
       },
       std::move(fail));
 }
@@ -1126,8 +1186,8 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
     epoch = w->second.epoch;
     entry = r.entry;
   }
-  asio::post(entry->strand, [this, entry, epoch, agent = std::move(agent),
-                             ring_id = std::move(ring_id), done = std::move(done)] {
+  onStrand(entry, [this, entry, epoch, agent = std::move(agent), ring_id = std::move(ring_id),
+                   done = std::move(done)] {
     Conversation& c = entry->conv;
     auto unclaim = [&](Error e) {
       Effects fx;

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -1178,6 +1180,140 @@ TEST_F(EngineTest, CloseRecordsReasonAndCancelsRouting) {
   auto bad_reason = update(consumer, request("c1")->id, {CloseField{"BECAUSE"}});
   ASSERT_FALSE(bad_reason);
   EXPECT_EQ(bad_reason.error().code, ErrorCode::kInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous appends: a conversation's operations wait for its write in flight
+
+// A store whose asynchronous appends wait until the test lets them complete (or fail).
+class GatedStore final : public store::Store, public store::ConversationStore {
+ public:
+  explicit GatedStore(store::Store& inner) : inner_(inner) {}
+  store::AccountStore& accounts() override { return inner_.accounts(); }
+  store::ConversationStore& conversations() override { return *this; }
+  store::FunctionStore& functions() override { return inner_.functions(); }
+  store::BotStore& bots() override { return inner_.bots(); }
+  int schemaVersion() const override { return inner_.schemaVersion(); }
+
+  Status saveConversation(const Conversation& c) override {
+    return inner_.conversations().saveConversation(c);
+  }
+  Status appendMessage(const Conversation& c, const store::Message& m) override {
+    return inner_.conversations().appendMessage(c, m);
+  }
+  Result<Conversation> getConversation(const AccountId& a, const ConversationId& id) override {
+    return inner_.conversations().getConversation(a, id);
+  }
+  Result<std::vector<Conversation>> listConversations(const AccountId& a,
+                                                      const store::ConversationQuery& q) override {
+    return inner_.conversations().listConversations(a, q);
+  }
+  Result<std::vector<Conversation>> listOpenConversations() override {
+    return inner_.conversations().listOpenConversations();
+  }
+  Result<std::vector<store::Message>> listMessages(const ConversationId& id, std::int64_t from,
+                                                   int limit) override {
+    return inner_.conversations().listMessages(id, from, limit);
+  }
+  void appendMessageAsync(Conversation c, store::Message m,
+                          std::function<void(Status)> done) override {
+    std::lock_guard lock(mu_);
+    held_.push_back([this, c = std::move(c), m = std::move(m), done = std::move(done)](bool fail) {
+      done(fail ? Status(std::unexpected(Error{ErrorCode::kUnavailable, "disk full"}))
+                : inner_.conversations().appendMessage(c, m));
+    });
+    cv_.notify_all();
+  }
+  // Waits for `n` held appends.
+  bool waitHeld(std::size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 5s, [&] { return held_.size() >= n; });
+  }
+  // Completes the oldest held append (failing it when `fail`).
+  void completeOne(bool fail = false) {
+    std::function<void(bool)> f;
+    {
+      std::lock_guard lock(mu_);
+      ASSERT_FALSE(held_.empty());
+      f = std::move(held_.front());
+      held_.pop_front();
+    }
+    f(fail);
+  }
+
+ private:
+  store::Store& inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void(bool)>> held_;
+};
+
+TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
+  stop();
+  GatedStore gated(*store_);
+  Options o;
+  o.tick_interval_ms = 0;
+  o.threads = 4;
+  auto engine = makeConversationService(gated, clock_, o);
+  auto sub = engine->subscribe(rec_);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  ConversationRequest req;
+  req.account = kAcc;
+  req.consumer = consumer.consumer;
+  req.skill = sales_;
+  auto c = call<Conversation>([&](auto cb) { engine->requestConversation(req, cb); });
+  ASSERT_TRUE(c) << c.error().message;
+
+  auto publishAsync = [&](const std::string& text) {
+    auto p = std::make_shared<std::promise<Result<Published>>>();
+    PublishRequest pr;
+    pr.actor = consumer;
+    pr.conversation = c->id;
+    pr.event_json = R"({"type":"ContentEvent","message":")" + text + R"("})";
+    engine->publish(pr, [p](Result<Published> r) { p->set_value(std::move(r)); });
+    return p->get_future();
+  };
+  // The first append fails: the sequence is not consumed and nothing is announced.
+  auto failed = publishAsync("lost");
+  ASSERT_TRUE(gated.waitHeld(1));
+  gated.completeOne(/*fail=*/true);
+  ASSERT_EQ(failed.wait_for(5s), std::future_status::ready);
+  auto f = failed.get();
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code, ErrorCode::kUnavailable);
+
+  // A publish in flight holds the close behind it: the close neither completes nor is
+  // announced before the message is.
+  auto first = publishAsync("one");
+  ASSERT_TRUE(gated.waitHeld(1));
+  auto closed = std::make_shared<std::promise<Result<Conversation>>>();
+  auto closed_f = closed->get_future();
+  engine->updateConversation(consumer, c->id, {CloseField{}},
+                             [closed](Result<Conversation> r) { closed->set_value(std::move(r)); });
+  EXPECT_EQ(closed_f.wait_for(200ms), std::future_status::timeout);
+  EXPECT_EQ(first.wait_for(0ms), std::future_status::timeout);
+  gated.completeOne();
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  auto one = first.get();
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(one->sequence, 0);  // the failed append's sequence was given back
+  ASSERT_EQ(closed_f.wait_for(5s), std::future_status::ready);
+  ASSERT_TRUE(closed_f.get());
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(
+        rec_.changes_, [](const ConversationChanged& e) { return e.kind == ChangeKind::kClosed; });
+  }));
+  std::vector<std::string> order;
+  for (const auto& e : rec_.log())
+    if (e.conversation == c->id.str() && (e.type == "MESSAGE" || e.type == "CHANGED:CLOSED"))
+      order.push_back(e.type);
+  EXPECT_EQ(order, (std::vector<std::string>{"MESSAGE", "CHANGED:CLOSED"}));
+  auto stored = store_->conversations().listMessages(c->id, 0, 10);
+  ASSERT_TRUE(stored);
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_NE((*stored)[0].event_json.find("one"), std::string::npos);
+  sub.reset();
+  engine.reset();
 }
 
 // ---------------------------------------------------------------------------------------------
