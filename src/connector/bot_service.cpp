@@ -42,6 +42,24 @@ double msSince(SteadyClock::time_point t) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
 }
 
+// Whether an invocation error code means that the platform could not run the function at all
+// (spec §4.6: everything that is not a "FaaSLambdaError" — not deployed, deleted, runtime
+// unavailable or overloaded, bad input) as opposed to the function's own failure (a
+// `com.liveperson.faas.handler.*` code, V2 `com.customer.faas.function.*`, the log limit).
+bool platformFailure(std::string_view code) {
+  if (!code.starts_with("com.liveperson.faas.")) return false;
+  if (code.starts_with("com.liveperson.faas.handler.")) return false;
+  if (code == "com.liveperson.faas.function.runtime.limit-reached") return false;
+  return true;
+}
+
+// Platform failures that say the function is not there: no point waiting for more of them.
+bool functionGone(std::string_view code) {
+  return code == "com.liveperson.faas.es.notdeployed" ||
+         code == "com.liveperson.faas.es.missinglambda" ||
+         code == "com.liveperson.faas.function.not-found";
+}
+
 std::string botUserLogin(const std::string& name) {
   std::string s = "bot.";
   for (char c : name)
@@ -61,8 +79,17 @@ struct BotRuntime {
   store::User user;  // the bot user (id, pid)
   BotConfig config;
   std::string status = "ONLINE";
+  // Consecutive turns that failed because of the function or its response (→ VENDOR_INTERRUPTION).
   int consecutive_failures = 0;
+  // Consecutive invocations the platform could not run (→ SERVICE_INTERRUPTION).
+  int platform_failures = 0;
+  std::string last_platform_error;
+  // Pending recovery check while in SERVICE_INTERRUPTION.
+  std::shared_ptr<asio::steady_timer> probe_timer;
 };
+
+// What a finished turn tells about the bot's health.
+enum class TurnHealth { kSuccess, kFunctionFailure, kPlatformFailure, kNotCounted };
 
 struct Metrics {
   std::map<std::pair<std::string, std::string>, std::uint64_t> turns;  // (bot, outcome)
@@ -85,6 +112,9 @@ struct Turn {
   bj::array actions;
   std::string error;
   std::string outcome;
+  // How the turn's failure counts for the bot's health (set where it failed).
+  TurnHealth failure_kind = TurnHealth::kFunctionFailure;
+  std::string platform_error;  // the platform's error code when failure_kind is kPlatformFailure
   SteadyClock::time_point t_start = SteadyClock::now();
   SteadyClock::time_point t_invoke;
   double invoke_ms = 0;
@@ -484,6 +514,20 @@ struct BotService::Impl {
     turn->input_json = bj::serialize(input_obj);
     // No pending-turn row: after a restart, start() re-derives the unanswered consumer messages
     // from the conversation itself (catchUp), which is what a pending row would have told.
+    std::string status, last_error;
+    {
+      std::lock_guard l(mu);
+      status = turn->bot->status;
+      last_error = turn->bot->last_platform_error;
+    }
+    if (status == "SERVICE_INTERRUPTION") {
+      // The platform cannot run the function: do not call it; follow the escalation policy.
+      turn->failure_kind = TurnHealth::kNotCounted;
+      return escalate(st, turn, codes::kFailedFaasRequest,
+                      fmt::format("the bot is in SERVICE_INTERRUPTION: the platform cannot run "
+                                  "function {} ({}); the function was not called",
+                                  turn->config.function.str(), last_error));
+    }
     invoke(st, turn);
   }
 
@@ -523,11 +567,22 @@ struct BotService::Impl {
       return;
     }
     if (!r.ok) {
+      if (platformFailure(r.error_code)) {
+        turn->failure_kind = TurnHealth::kPlatformFailure;
+        turn->platform_error = r.error_code;
+        fail(st, turn, codes::kFailedFaasRequest,
+             fmt::format("the platform could not run the function: {}: {}", r.error_code,
+                         r.error_message),
+             /*retryable=*/true);
+        return;
+      }
+      turn->failure_kind = TurnHealth::kFunctionFailure;
       fail(st, turn, codes::kInvokeLambda,
            fmt::format("the function failed: {}: {}", r.error_code, r.error_message),
            /*retryable=*/true);
       return;
     }
+    turn->failure_kind = TurnHealth::kFunctionFailure;  // from here on, failures are the bot's
     PlanOptions po;
     po.channel = st->snapshot.channel;
     po.image_allowlist = allowlistFor(st->account);
@@ -761,8 +816,7 @@ struct BotService::Impl {
                                        {"status", "FAILED"},
                                        {"code", std::string(kCodePrefix) + code},
                                        {"message", message}});
-    if (retryable && status != "VENDOR_INTERRUPTION" &&
-        turn->attempts <= turn->config.escalation.retries) {
+    if (retryable && status == "ONLINE" && turn->attempts <= turn->config.escalation.retries) {
       {
         std::lock_guard l(mu);
         metrics.retries[turn->bot->id.str()] += 1;
@@ -782,7 +836,7 @@ struct BotService::Impl {
       std::lock_guard l(mu);
       metrics.escalations[turn->bot->id.str()] += 1;
     }
-    health(turn->bot, false);
+    health(turn->bot, turn->failure_kind, turn->platform_error);
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner before the escalation");
     const EscalationPolicy& pol = turn->config.escalation;
@@ -857,35 +911,139 @@ struct BotService::Impl {
     complete(st, turn, "DISCARDED");
   }
 
-  // Bot health: repeated failed turns → VENDOR_INTERRUPTION; a success → ONLINE.
-  void health(const std::shared_ptr<BotRuntime>& bot, bool success) {
-    std::string new_status;
+  // Bot health (README "Bot health"):
+  // - `interruptionThreshold` consecutive turns failed by the function or its response →
+  //   VENDOR_INTERRUPTION; the next successful turn → ONLINE.
+  // - the platform could not run the function (platformFailure): at once when the function is
+  //   gone (not deployed / deleted), else after `interruptionThreshold` consecutive such
+  //   invocations → SERVICE_INTERRUPTION: the bot user goes AWAY (no new conversations), turns
+  //   of its conversations escalate without calling the function, and every
+  //   `service_probe_interval_ms` a probe invocation checks the platform; when the platform runs
+  //   the function again (even if the function itself fails) → ONLINE.
+  void health(const std::shared_ptr<BotRuntime>& bot, TurnHealth h,
+              const std::string& platform_error = {}) {
+    std::string old_status, new_status;
     {
       std::lock_guard l(mu);
-      if (success) {
-        bot->consecutive_failures = 0;
-        if (bot->status == "VENDOR_INTERRUPTION") new_status = bot->status = "ONLINE";
-      } else {
-        ++bot->consecutive_failures;
-        if (bot->status == "ONLINE" &&
-            bot->consecutive_failures >= bot->config.interruption_threshold)
-          new_status = bot->status = "VENDOR_INTERRUPTION";
+      old_status = bot->status;
+      switch (h) {
+        case TurnHealth::kNotCounted:
+          return;
+        case TurnHealth::kSuccess:
+          bot->consecutive_failures = 0;
+          bot->platform_failures = 0;
+          if (bot->status != "ONLINE") new_status = bot->status = "ONLINE";
+          break;
+        case TurnHealth::kFunctionFailure:
+          bot->platform_failures = 0;
+          ++bot->consecutive_failures;
+          if (bot->status == "ONLINE" &&
+              bot->consecutive_failures >= bot->config.interruption_threshold)
+            new_status = bot->status = "VENDOR_INTERRUPTION";
+          break;
+        case TurnHealth::kPlatformFailure:
+          ++bot->platform_failures;
+          bot->last_platform_error = platform_error;
+          if (bot->status != "SERVICE_INTERRUPTION" &&
+              (functionGone(platform_error) ||
+               bot->platform_failures >= bot->config.interruption_threshold))
+            new_status = bot->status = "SERVICE_INTERRUPTION";
+          break;
       }
+      if (new_status.empty()) return;
+      if (old_status == "SERVICE_INTERRUPTION" && bot->probe_timer) bot->probe_timer->cancel();
     }
-    if (new_status.empty()) return;
-    spdlog::warn("connector: bot {} is now {}", bot->id.str(), new_status);
+    transitioned(bot, old_status, new_status);
+  }
+
+  // After a status change: log, store it, and move the bot user in or out of routing.
+  void transitioned(const std::shared_ptr<BotRuntime>& bot, const std::string& old_status,
+                    const std::string& new_status) {
+    spdlog::warn("connector: bot {} is now {} (was {})", bot->id.str(), new_status, old_status);
     auto rec = store.bots().getBot(bot->account, bot->id);
     if (rec) {
       rec->status = new_status;
       rec->updated_at = clock.nowMs();
       (void)store.bots().updateBot(*rec);
     }
+    if (new_status == "SERVICE_INTERRUPTION") {
+      setAvailabilityAsync(*bot, store::Availability::kAway);
+      armProbe(bot);
+    } else if (old_status == "SERVICE_INTERRUPTION") {
+      setAvailabilityAsync(*bot, store::Availability::kOnline);
+    }
+  }
+
+  void setAvailabilityAsync(const BotRuntime& b, store::Availability av) {
+    addBusy();
+    convs.setAgentState(b.account, b.user.id, av,
+                        [this, id = b.id.str()](Result<store::AgentState> r) {
+                          if (!r)
+                            spdlog::error("connector: cannot change the availability of bot {}: {}",
+                                          id, r.error().message);
+                          doneBusy();
+                        });
+  }
+
+  bool isActive(const std::shared_ptr<BotRuntime>& bot) {
+    std::lock_guard l(mu);
+    auto it = bots.find({bot->account.str(), bot->id.str()});
+    return it != bots.end() && it->second == bot;
+  }
+
+  // SERVICE_INTERRUPTION recovery: a timer (not counted as busy: it is not work in flight), then
+  // a probe invocation with the Test Connection input.
+  void armProbe(const std::shared_ptr<BotRuntime>& bot) {
+    auto timer = std::make_shared<asio::steady_timer>(
+        pool, std::chrono::milliseconds(std::max(1, opts.service_probe_interval_ms)));
+    // Armed and cancelled only under `mu` (a timer is not thread-safe).
+    std::lock_guard l(mu);
+    bot->probe_timer = timer;
+    timer->async_wait([this, bot, timer](boost::system::error_code ec) {
+      addBusy();  // before checking `stopped`: stop() sets it, then waits for busy == 0
+      if (!ec && !stopped && isActive(bot)) probe(bot);
+      doneBusy();
+    });
+  }
+
+  void probe(const std::shared_ptr<BotRuntime>& bot) {
+    functions::InvokeRequest req;
+    req.account = bot->account;
+    BotConfig cfg = configOf(bot);
+    req.function = cfg.function;
+    req.input_json = bj::serialize(sampleFunctionInput(clock.nowMs()));
+    req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
+    req.request_id = "probe-" + randomHex(8);
+    addBusy();
+    runner.invoke(std::move(req), [this, bot](functions::InvokeResult r) {
+      asio::post(pool, [this, bot, r = std::move(r)] {
+        bool still = false;
+        {
+          std::lock_guard l(mu);
+          still = bot->status == "SERVICE_INTERRUPTION";
+        }
+        if (still && isActive(bot)) {
+          if (r.ok || !platformFailure(r.error_code)) {
+            spdlog::info("connector: bot {}: the platform runs function {} again", bot->id.str(),
+                         configOf(bot).function.str());
+            health(bot, TurnHealth::kSuccess);
+          } else {
+            {
+              std::lock_guard l(mu);
+              bot->last_platform_error = r.error_code;
+            }
+            if (!stopped) armProbe(bot);
+          }
+        }
+        doneBusy();
+      });
+    });
   }
 
   void complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                 const std::string& outcome) {
     turn->outcome = outcome;
-    if (outcome == "OK" || outcome == "PARTIAL") health(turn->bot, true);
+    if (outcome == "OK" || outcome == "PARTIAL") health(turn->bot, TurnHealth::kSuccess);
     double total = msSince(turn->t_start);
     store::TurnRecord rec;
     rec.account = st->account;
@@ -1003,7 +1161,14 @@ struct BotService::Impl {
     rt->user = *user;
     rt->config = botConfigFromStored(rec.config_json);
     rt->status = rec.status == "OFFLINE" ? "ONLINE" : rec.status;
-    if (rt->status == "SERVICE_INTERRUPTION") rt->status = "ONLINE";
+    if (rt->status == "SERVICE_INTERRUPTION") {
+      // A restart retries the platform: the next turn finds out whether it runs the function.
+      rt->status = "ONLINE";
+      store::BotRecord online = rec;
+      online.status = "ONLINE";
+      online.updated_at = clock.nowMs();
+      (void)store.bots().updateBot(online);
+    }
     {
       std::lock_guard l(mu);
       bots[{rec.account.str(), rec.id.str()}] = rt;
@@ -1029,6 +1194,7 @@ struct BotService::Impl {
       rt = it->second;
       bots.erase(it);
       by_user.erase({acc.str(), rt->user.id.str()});
+      if (rt->probe_timer) rt->probe_timer->cancel();
     }
     (void)setAvailability(*rt, store::Availability::kOffline);
   }
@@ -1075,6 +1241,8 @@ void BotService::stop() {
       asio::post(c->strand, [c] {
         if (c->timer) c->timer->cancel();
       });
+    for (auto& [k, b] : impl_->bots)
+      if (b->probe_timer) b->probe_timer->cancel();
   }
   // Invocations and engine calls in flight call back into this object: wait for them (bounded
   // by the 30 s function deadline) before the threads go away. No new turn starts once stopped.

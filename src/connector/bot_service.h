@@ -41,6 +41,9 @@ struct ConnectorOptions {
   int max_delay_s = 60;
   // Open conversations per bot user (set on the bot user it creates). Default: 999.
   int max_open_conversations = 999;
+  // While a bot is in SERVICE_INTERRUPTION, how often the connector checks whether the platform
+  // can run its function again. Default: 60,000 (spec §3.2: once a minute). REQUIRES: >= 1.
+  int service_probe_interval_ms = 60'000;
   // The account's image allowlist for structured content. Default: none configured.
   richcontent::AllowlistProvider image_allowlist;
 };

@@ -160,6 +160,7 @@ class BotServiceTest : public ::testing::Test {
     ASSERT_TRUE(v);
     ConnectorOptions co;
     co.ms_per_delay_second = 20;
+    co.service_probe_interval_ms = 50;
     service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
     ASSERT_TRUE(service_->start());
   }
@@ -601,6 +602,90 @@ TEST_F(BotServiceTest, RepeatedFailuresInterruptTheBotAndASuccessRestoresIt) {
   ASSERT_TRUE(waitTurns(bot, 3));
   EXPECT_EQ(turns(bot).at(0).outcome, "OK");
   EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
+}
+
+// Requests of turns (not the SERVICE_INTERRUPTION probes) for conversation `conv`.
+std::size_t turnRequests(FakeRunner& r, const store::Conversation& c) {
+  std::size_t n = 0;
+  for (const auto& q : r.requests())
+    if (!q.request_id.starts_with("probe-") &&
+        bj::parse(q.input_json).at("payload").at("convId").as_string() == c.id.str())
+      ++n;
+  return n;
+}
+
+TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAndBack) {
+  std::atomic<bool> gone{false};
+  runner_.setScript([&](const functions::InvokeRequest&) {
+    return gone ? errorResult("com.liveperson.faas.es.notdeployed",
+                              "function fn-bot is not deployed")
+                : okResult(R"({"messages":["here"]})");
+  });
+  auto [bot, user] = startBot();
+  auto c0 = open("si-existing");
+  say(c0, "hi");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  // The function is undeployed: the first failed invocation is enough (it is gone).
+  gone = true;
+  auto c1 = open("si-trigger");
+  say(c1, "hi");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("aivendor.faas.failed-faas-request"), std::string::npos) << t.error;
+  EXPECT_NE(t.error.find("notdeployed"), std::string::npos);
+  EXPECT_EQ(get(c1).skill, escalation_skill_);
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "SERVICE_INTERRUPTION");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "SERVICE_INTERRUPTION");
+  // An existing conversation: escalated per the policy without calling the function.
+  say(c0, "still there?");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("SERVICE_INTERRUPTION"), std::string::npos) << t.error;
+  EXPECT_EQ(turnRequests(runner_, c0), 1u);
+  EXPECT_EQ(botTexts(c0).at(1), "Connecting you to an agent.");
+  EXPECT_EQ(get(c0).skill, escalation_skill_);
+  // A new conversation is not taken while interrupted.
+  auto c2 = open("si-new");
+  say(c2, "anyone?");
+  std::this_thread::sleep_for(200ms);  // several probes (every 50 ms) fail meanwhile
+  EXPECT_FALSE(assigned(c2));
+  EXPECT_GE(runner_.requests().size(), turnRequests(runner_, c0) + turnRequests(runner_, c1) + 1);
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "SERVICE_INTERRUPTION");
+  // Redeployed: the next probe sees it; the bot is ONLINE and takes the waiting conversation.
+  gone = false;
+  ASSERT_TRUE(waitAssigned(c2, user.str()));
+  ASSERT_TRUE(waitTexts(c2, [](const auto& t) { return t == std::vector<std::string>{"here"}; }));
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "ONLINE");
+}
+
+TEST_F(BotServiceTest, TransientPlatformErrorsNeedTheThresholdAndFunctionErrorsAreNotPlatform) {
+  std::vector<std::string> script = {
+      "com.liveperson.faas.es.unavailable", "com.liveperson.faas.handler.runtime-exception",
+      "com.liveperson.faas.es.unavailable", "com.liveperson.faas.es.unavailable"};
+  std::atomic<std::size_t> next{0};
+  runner_.setScript([&](const functions::InvokeRequest& r) {
+    if (r.request_id.starts_with("probe-"))
+      return errorResult("com.liveperson.faas.es.unavailable", "still overloaded");
+    return errorResult(script.at(next++), "failure");
+  });
+  auto [bot, user] = startBot(R"(,"interruptionThreshold":2)");
+  std::vector<std::string> after;
+  for (std::size_t i = 0; i < script.size(); ++i) {
+    auto c = open("transient-" + std::to_string(i));
+    say(c, "x");
+    ASSERT_TRUE(waitTurns(bot, i + 1));
+    after.push_back(std::string(service_->getBot(kAcc, bot)->at("status").as_string()));
+  }
+  // unavailable (1 of 2) → ONLINE; the function's own error resets the platform streak and is
+  // 1 of 2 toward VENDOR_INTERRUPTION → ONLINE; unavailable (1 of 2) → ONLINE; (2 of 2) →
+  // SERVICE_INTERRUPTION.
+  EXPECT_EQ(after,
+            (std::vector<std::string>{"ONLINE", "ONLINE", "ONLINE", "SERVICE_INTERRUPTION"}));
+  EXPECT_NE(turns(bot).at(2).error.find("invoke-lambda"), std::string::npos);
+  EXPECT_NE(turns(bot).at(0).error.find("failed-faas-request"), std::string::npos);
 }
 
 TEST_F(BotServiceTest, InvalidResponsesGetTheirDocumentedOutcome) {

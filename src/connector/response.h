@@ -19,6 +19,7 @@ namespace parley::connector {
 // Connector error codes (prefix com.liveperson.bot-connectors-worker.error.), spec §3.4.
 namespace codes {
 inline constexpr const char* kInvokeLambda = "aivendor.faas.invoke-lambda";
+inline constexpr const char* kFailedFaasRequest = "aivendor.faas.failed-faas-request";
 inline constexpr const char* kMissingResponseBody = "aivendor.faas.missing-response-body";
 inline constexpr const char* kFailedBotAction = "aivendor.faas.failed-bot-action";
 inline constexpr const char* kMalformedAlternativeIntents =

@@ -145,6 +145,7 @@ class ConnectorFunctionsTest : public ::testing::Test {
     ASSERT_TRUE(v) << v.error().message;
     ConnectorOptions co;
     co.ms_per_delay_second = 50;
+    co.service_probe_interval_ms = 100;
     service_ = std::make_unique<BotService>(*store_, *engine_, *runtime_, *v, clock_, co);
     ASSERT_TRUE(service_->start());
     auto b = service_->createBot(kAcc, bj::parse(R"({"name":"Spec bot","functionUuid":"bot-fn",
@@ -357,6 +358,40 @@ TEST_F(ConnectorFunctionsTest, SlowFunctionRacingAnAgentIsDiscarded) {
   EXPECT_EQ(turns()[0].outcome, "DISCARDED");
   EXPECT_NE(turns()[0].response_json.find("too late"), std::string::npos);
   EXPECT_TRUE(botMessages(c).empty());
+}
+
+TEST_F(ConnectorFunctionsTest, UndeployedFunctionIsAServiceInterruptionUntilRedeployed) {
+  auto c0 = open("c-si-0");
+  say(c0, "hello");
+  ASSERT_TRUE(waitTurns(1));
+  // The function is undeployed from the runtime: the platform cannot run it.
+  runtime_->undeploy(kAcc, FunctionId("bot-fn"));
+  auto c1 = open("c-si-1");
+  say(c1, "hello");
+  ASSERT_TRUE(waitTurns(2));
+  EXPECT_EQ(turns()[0].outcome, "ESCALATED");
+  EXPECT_NE(turns()[0].error.find("com.liveperson.faas.es.notdeployed"), std::string::npos)
+      << turns()[0].error;
+  EXPECT_EQ(get(c1).skill, escalation_);
+  EXPECT_EQ(service_->getBot(kAcc, bot_)->at("status").as_string(), "SERVICE_INTERRUPTION");
+  // A function that throws is the function's failure, not the platform's: contrast below.
+  ASSERT_TRUE(
+      runtime_->deploy(kAcc, FunctionId("bot-fn"), functions::DeployedCode{kBotCode, {}, 2}));
+  for (int i = 0; i < 300; ++i) {
+    if (service_->getBot(kAcc, bot_)->at("status").as_string() == "ONLINE") break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(service_->getBot(kAcc, bot_)->at("status").as_string(), "ONLINE");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot_)->status, "ONLINE");
+  auto c2 = open("c-si-2");
+  say(c2, "throw");
+  ASSERT_TRUE(waitTurns(3));
+  EXPECT_NE(turns()[0].error.find("aivendor.faas.invoke-lambda"), std::string::npos);
+  EXPECT_EQ(service_->getBot(kAcc, bot_)->at("status").as_string(), "ONLINE");
+  auto c3 = open("c-si-3");
+  say(c3, "back?");
+  ASSERT_TRUE(waitBotMessages(c3, 1));
+  EXPECT_EQ(text(botMessages(c3)[0]), "echo: back?");
 }
 
 }  // namespace
