@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -257,6 +258,13 @@ int serve(const ServeFlags& f) {
         "cannot load the structured-content schema from " + f.schema_dir + " (use --schema-dir)",
         validator.error());
   connector::ConnectorOptions connector_options;
+  // Engagement attributes: consumer profiles (SetUserProfile) live in the server's protocol hub,
+  // which exists only after makeServer below; until then no profile is known.
+  auto profile_source = std::make_shared<std::atomic<server::Server*>>(nullptr);
+  connector_options.consumer_profile = [profile_source](const AccountId& acc, const ConsumerId& c) {
+    server::Server* s = profile_source->load();
+    return s ? s->consumerProfile(acc, c) : std::nullopt;
+  };
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
@@ -277,6 +285,9 @@ int serve(const ServeFlags& f) {
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
+#ifdef PARLEY_HAVE_FUNCTIONS
+  profile_source->store(server->get());  // the server outlives the connector (shutdown order)
+#endif
 
 #ifdef PARLEY_HAVE_FUNCTIONS
   if (auto st = (*server)->addHandler(function_service); !st)

@@ -20,6 +20,7 @@
 #include "common/random.h"
 #include "connector/input.h"
 #include "connector/response.h"
+#include "connector/sdes.h"
 
 namespace parley::connector {
 
@@ -141,6 +142,8 @@ struct ConvState {
   bool combine_armed = false;
   bool combine_ready = false;
   std::shared_ptr<asio::steady_timer> timer;
+  // Engagement attributes, built once when the bot first runs a turn here (spec §1.4).
+  std::optional<SdesResult> sdes;
 };
 
 struct BotService::Impl {
@@ -510,7 +513,25 @@ struct BotService::Impl {
     std::string name = st->snapshot.channel == store::Channel::kChat
                            ? skillName(st->account, st->snapshot.skill)
                            : std::string();
-    bj::object input_obj = buildFunctionInput(turn->input, st->snapshot, name, clock.nowMs());
+    bj::object lp_sdes;
+    if (turn->config.engagement_attributes) {
+      if (!st->sdes) {
+        std::optional<std::string> profile;
+        if (opts.consumer_profile)
+          profile = opts.consumer_profile(st->account, st->snapshot.consumer);
+        st->sdes = buildLpSdes(st->snapshot, profile, clock.nowMs());
+        // SDE-service errors are recorded on the first turn (conversation errors); the turn goes
+        // on.
+        for (const auto& [code, message] : st->sdes->problems)
+          turn->actions.push_back(bj::object{{"kind", "SDES"},
+                                             {"status", "FAILED"},
+                                             {"code", std::string(kCodePrefix) + code},
+                                             {"message", message}});
+      }
+      lp_sdes = st->sdes->lp_sdes;
+    }
+    bj::object input_obj =
+        buildFunctionInput(turn->input, st->snapshot, name, clock.nowMs(), lp_sdes);
     turn->input_json = bj::serialize(input_obj);
     // No pending-turn row: after a restart, start() re-derives the unanswered consumer messages
     // from the conversation itself (catchUp), which is what a pending row would have told.

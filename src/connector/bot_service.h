@@ -46,6 +46,11 @@ struct ConnectorOptions {
   int service_probe_interval_ms = 60'000;
   // The account's image allowlist for structured content. Default: none configured.
   richcontent::AllowlistProvider image_allowlist;
+  // The consumer's profile as set with `userprofile.SetUserProfile` (JSON text holding
+  // `authenticatedData.lp_sdes`), or nullopt when none was set; read once when a bot with
+  // `engagementAttributes` takes a conversation (authenticatedSdes). Called on the connector's
+  // threads: must not block. Default: none (authenticatedSdes is `{}`).
+  std::function<std::optional<std::string>(const AccountId&, const ConsumerId&)> consumer_profile;
 };
 
 class BotService final : public api::Handler, public conversation::ConversationListener {

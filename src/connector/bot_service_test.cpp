@@ -161,6 +161,12 @@ class BotServiceTest : public ::testing::Test {
     ConnectorOptions co;
     co.ms_per_delay_second = 20;
     co.service_probe_interval_ms = 50;
+    co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
+      std::lock_guard l(profiles_mu_);
+      ++profile_reads_;
+      auto it = profiles_.find(acc.str() + "/" + c.str());
+      return it == profiles_.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
     service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
     ASSERT_TRUE(service_->start());
   }
@@ -202,8 +208,9 @@ class BotServiceTest : public ::testing::Test {
   }
 
   store::Conversation open(const std::string& c, store::Channel ch = store::Channel::kMessaging,
-                           SkillId skill = SkillId()) {
+                           SkillId skill = SkillId(), std::string context_json = "{}") {
     conv::ConversationRequest req;
+    req.context_json = std::move(context_json);
     req.account = kAcc;
     req.consumer = ConsumerId(c);
     req.channel = ch;
@@ -312,6 +319,9 @@ class BotServiceTest : public ::testing::Test {
   FakeRunner runner_;
   std::unique_ptr<BotService> service_;
   SkillId bots_skill_, humans_skill_, escalation_skill_;
+  std::mutex profiles_mu_;
+  std::map<std::string, std::string> profiles_;  // "acc/consumer" → SetUserProfile JSON
+  int profile_reads_ = 0;
 };
 
 // ---- configuration ----------------------------------------------------------------------------
@@ -714,6 +724,79 @@ TEST_F(BotServiceTest, InvalidResponsesGetTheirDocumentedOutcome) {
   say(c2, "nobody");
   ASSERT_TRUE(waitTurns(bot, 3));
   EXPECT_NE(turns(bot).at(0).error.find("missing-response-body"), std::string::npos);
+}
+
+// ---- engagement attributes ----------------------------------------------------------------------
+
+TEST_F(BotServiceTest, EngagementAttributesAreReadOnceAtConversationStart) {
+  {
+    std::lock_guard l(profiles_mu_);
+    profiles_[kAcc.str() + "/ea-consumer"] =
+        R"({"authenticatedData":{"lp_sdes":[{"type":"ctmrinfo","info":{"customerId":"c-7"}}]}})";
+  }
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto c = open("ea-consumer", store::Channel::kMessaging, SkillId(),
+                R"({"type":"SharkContext","visitorId":"v-1","sessionId":"s-1",
+                    "sdes":[{"type":"service","service":{"topic":"billing","status":1}}]})");
+  say(c, "one");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  // Changed later: not refreshed (spec §1.4: fetched once at conversation start).
+  {
+    std::lock_guard l(profiles_mu_);
+    profiles_[kAcc.str() + "/ea-consumer"] = R"({"authenticatedData":{"lp_sdes":[]}})";
+  }
+  say(c, "two");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  auto reqs = runner_.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  auto expected = bj::parse(R"({
+    "unauthenticatedSdes":{"serviceActivity":{"serverTimeStamp":"0",
+        "serviceActivity":{"topic":"billing","status":1}}},
+    "authenticatedSdes":{"customerInfo":{"type":"ctmrinfo","acr":"loa1","iss":"parley",
+        "customerInfo":{"customerId":"c-7"},"auth":{}}}})");
+  auto ts = payloadOf(reqs[0]).at("context").at("lpSdes").at("unauthenticatedSdes");
+  expected.at("unauthenticatedSdes").at("serviceActivity").as_object()["serverTimeStamp"] =
+      ts.at("serviceActivity").at("serverTimeStamp");
+  for (const auto& r : reqs) EXPECT_EQ(payloadOf(r).at("context").at("lpSdes"), expected);
+  {
+    std::lock_guard l(profiles_mu_);
+    EXPECT_EQ(profile_reads_, 1);
+  }
+  EXPECT_EQ(turns(bot).at(1).outcome, "OK");
+  EXPECT_EQ(turns(bot).at(1).actions_json.find("SDES"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, EngagementAttributesWithoutVisitIdsRecordTheSdesError) {
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto c = open("ea-anon");  // no profile, no visitor/session id in the context
+  say(c, "hi");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(payloadOf(runner_.requests().at(0)).at("context").at("lpSdes"),
+            bj::parse(R"({"unauthenticatedSdes":{},"authenticatedSdes":{}})"));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "OK");  // recorded, not escalated
+  EXPECT_NE(t.actions_json.find("com.liveperson.bot-connectors-worker.error.sdes-service.missing-"
+                                "session-or-visitor-id"),
+            std::string::npos)
+      << t.actions_json;
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"ok"});
+}
+
+TEST_F(BotServiceTest, EngagementAttributesOffMeansEmptyLpSdesAndNoProfileRead) {
+  {
+    std::lock_guard l(profiles_mu_);
+    profiles_[kAcc.str() + "/ea-off"] = R"({"authenticatedData":{"lp_sdes":[{"type":"personal",
+        "personal":{"firstname":"X"}}]}})";
+  }
+  auto [bot, user] = startBot();
+  auto c =
+      open("ea-off", store::Channel::kMessaging, SkillId(),
+           R"({"visitorId":"v","sessionId":"s","sdes":[{"type":"lead","lead":{"topic":"x"}}]})");
+  say(c, "hi");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(payloadOf(runner_.requests().at(0)).at("context").at("lpSdes"), bj::object{});
+  std::lock_guard l(profiles_mu_);
+  EXPECT_EQ(profile_reads_, 0);
 }
 
 // ---- ordering and ownership ---------------------------------------------------------------------

@@ -122,7 +122,8 @@ std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
 }
 
 bj::object buildFunctionInput(const TurnInput& in, const store::Conversation& conv,
-                              const std::string& skill_name, TimeMs now) {
+                              const std::string& skill_name, TimeMs now,
+                              const bj::object& lp_sdes) {
   bool chat = conv.channel == store::Channel::kChat;
   bj::object payload;
   bj::object lp_event;
@@ -155,7 +156,7 @@ bj::object buildFunctionInput(const TurnInput& in, const store::Conversation& co
     if (in.messages.size() > 1) lp_event["combinedMessages"] = static_cast<int>(in.messages.size());
   }
   payload["convId"] = conv.id.str();
-  payload["context"] = bj::object{{"lpEvent", std::move(lp_event)}, {"lpSdes", bj::object{}}};
+  payload["context"] = bj::object{{"lpEvent", std::move(lp_event)}, {"lpSdes", lp_sdes}};
   return bj::object{{"timestamp", now}, {"headers", bj::array{}}, {"payload", std::move(payload)}};
 }
 

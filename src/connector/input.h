@@ -32,9 +32,11 @@ struct TurnInput {
 // (AcceptStatusEvent, typing, ...).
 std::optional<InputKind> classifyConsumerMessage(const store::Message& m);
 
-// {"timestamp", "headers":[], "payload":{message, convId, event?, context:{lpEvent, lpSdes:{}}}}
+// {"timestamp", "headers":[], "payload":{message, convId, event?, context:{lpEvent, lpSdes}}}.
+// `lp_sdes` is `{}` unless the bot has Engagement Attributes on (see sdes.h).
 boost::json::object buildFunctionInput(const TurnInput& in, const store::Conversation& conv,
-                                       const std::string& skill_name, TimeMs now);
+                                       const std::string& skill_name, TimeMs now,
+                                       const boost::json::object& lp_sdes = {});
 
 // The sample input used by Test Connection (a messaging text "hi").
 boost::json::object sampleFunctionInput(TimeMs now);

@@ -82,6 +82,11 @@ class ServerImpl final : public Server {
     blocking_->join();
   }
 
+  std::optional<std::string> consumerProfile(const AccountId& acc,
+                                             const ConsumerId& c) const override {
+    return hub_.profile(acc, c);
+  }
+
  private:
   store::Store& store_;
   conversation::ConversationService& service_;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/api.h"
@@ -71,6 +72,12 @@ class Server {
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;
+  // The profile a consumer set with `userprofile.SetUserProfile` (JSON text), or nullopt. Kept
+  // in memory by the protocol hub. Thread-safe and non-blocking (a short lock); any time before
+  // destruction. Default: none.
+  virtual std::optional<std::string> consumerProfile(const AccountId&, const ConsumerId&) const {
+    return std::nullopt;
+  }
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

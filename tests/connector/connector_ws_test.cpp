@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <functional>
 
 #include "common/clock.h"
 #include "connector/bot_service.h"
@@ -30,6 +32,9 @@ const AccountId kAcc("8000");
 const char* kCode = R"JS(
 function lambda(input, callback) {
   const m = input.payload.message;
+  if (m === 'sdes') {
+    return callback(null, {messages: [JSON.stringify(input.payload.context.lpSdes)]});
+  }
   if (m === 'private') {
     return callback(null, {messages: [{text: 'agents only', messageAudience: 'AGENTS_AND_MANAGERS'}, 'public'],
                            context: {intentId: 'p', confidenceScore: 1}});
@@ -62,7 +67,13 @@ class ConnectorWsTest : public ::testing::Test {
     ASSERT_TRUE(engine_->recover());
     auto v = richcontent::Validator::load(testing::schemaDir());
     ASSERT_TRUE(v);
-    connector_ = std::make_shared<BotService>(*store_, *engine_, *runtime_, *v, clock_);
+    ConnectorOptions co;
+    // As main wires it: consumer profiles come from the server's protocol hub.
+    co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
+      server::Server* s = profiles_.load();
+      return s ? s->consumerProfile(acc, c) : std::nullopt;
+    };
+    connector_ = std::make_shared<BotService>(*store_, *engine_, *runtime_, *v, clock_, co);
     ASSERT_TRUE(connector_->start());
     server::ServerOptions so;
     so.data_dir = dir_.string();
@@ -72,6 +83,7 @@ class ConnectorWsTest : public ::testing::Test {
     auto s = server::makeServer(*store_, *engine_, clock_, so);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(*s);
+    profiles_ = server_.get();
     ASSERT_TRUE(server_->addHandler(connector_));
     server_->addMetricsSource([c = connector_.get()] { return c->prometheusText(); });
     auto ep = server_->start();
@@ -81,9 +93,11 @@ class ConnectorWsTest : public ::testing::Test {
       "skills":["general"],"disclaimerAccepted":true})")
                                              .as_object());
     ASSERT_TRUE(b) << b.error().message;
-    ASSERT_TRUE(connector_->startBot(kAcc, BotId(std::string(b->at("id").as_string()))));
+    bot_ = BotId(std::string(b->at("id").as_string()));
+    ASSERT_TRUE(connector_->startBot(kAcc, bot_));
   }
   void TearDown() override {
+    profiles_ = nullptr;
     if (server_) server_->stop();
     server_.reset();
     if (connector_) connector_->stop();
@@ -94,15 +108,19 @@ class ConnectorWsTest : public ::testing::Test {
   }
 
   // Signs up a consumer, opens its socket, requests a conversation and subscribes to it.
-  std::string openConversation(ConsumerSocket& ws) {
+  // `before_request` runs on the open socket first (e.g. SetUserProfile).
+  std::string openConversation(ConsumerSocket& ws, bj::object context = {},
+                               const std::function<void()>& before_request = {}) {
     auto [status, body] = testing::httpRequest(hp_, testing::http::verb::post,
                                                "/api/account/" + kAcc.str() + "/signup", "");
     EXPECT_EQ(status, 200) << body;
     std::string jwt(bj::parse(body).at("jwt").as_string());
     ws.connect(hp_, kAcc.str(), jwt);
-    auto id = ws.request(
-        "cm.ConsumerRequestConversation",
-        {{"channelType", "MESSAGING"}, {"brandId", kAcc.str()}, {"skillId", skill_.str()}});
+    if (before_request) before_request();
+    bj::object req{
+        {"channelType", "MESSAGING"}, {"brandId", kAcc.str()}, {"skillId", skill_.str()}};
+    if (!context.empty()) req["conversationContext"] = std::move(context);
+    auto id = ws.request("cm.ConsumerRequestConversation", std::move(req));
     auto resp = ws.response(id, 5000);
     EXPECT_TRUE(resp);
     if (!resp) return "";
@@ -156,6 +174,8 @@ class ConnectorWsTest : public ::testing::Test {
   std::unique_ptr<server::Server> server_;
   HostPort hp_;
   SkillId skill_;
+  BotId bot_;
+  std::atomic<server::Server*> profiles_{nullptr};
 };
 
 TEST_F(ConnectorWsTest, ConsumerSocketGetsTheBotReply) {
@@ -183,6 +203,35 @@ TEST_F(ConnectorWsTest, PrivateMessagesNeverReachTheConsumer) {
   EXPECT_EQ(events[0].at("event").at("message").as_string(), "public");
   // The intents travel as BotResponse metadata on the bot's message.
   EXPECT_NE(bj::serialize(events[0].at("metadata")).find("BotResponse"), std::string::npos);
+  ws.close();
+}
+
+TEST_F(ConnectorWsTest, EngagementAttributesFromTheProfileAndTheConversationContext) {
+  ASSERT_TRUE(connector_->updateBot(kAcc, bot_, bj::object{{"engagementAttributes", true}}));
+  ConsumerSocket ws;
+  auto context = bj::parse(R"({"type":"SharkContext","visitorId":"v-9","sessionId":"s-9",
+      "lang":"en-US","sdes":[{"type":"prodView","products":[{"product":{"name":"kettle"}}]}]})")
+                     .as_object();
+  std::string conv_id = openConversation(ws, context, [&] {
+    auto id =
+        ws.request("userprofile.SetUserProfile", bj::parse(R"({"authenticatedData":{"lp_sdes":[
+          {"type":"ctmrinfo","info":{"customerId":"cust-1","ctype":"vip"}}]}})")
+                                                     .as_object());
+    auto r = ws.response(id, 5000);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->at("code").to_number<int>(), 200) << bj::serialize(*r);
+  });
+  ASSERT_FALSE(conv_id.empty());
+  say(ws, conv_id, "sdes");
+  auto events = agentEvents(ws, 1);
+  ASSERT_EQ(events.size(), 1u);
+  auto sdes = bj::parse(events[0].at("event").at("message").as_string());
+  EXPECT_EQ(sdes.at("authenticatedSdes").at("customerInfo").at("customerInfo"),
+            bj::parse(R"({"customerId":"cust-1","ctype":"vip"})"))
+      << sdes;
+  EXPECT_EQ(sdes.at("unauthenticatedSdes").at("viewedProduct").at("viewedProduct"),
+            bj::parse(R"({"products":[{"product":{"name":"kettle"}}]})"))
+      << sdes;
   ws.close();
 }
 
