@@ -4,20 +4,45 @@
 
 namespace parley::server::protocol {
 
-void Hub::add(const std::shared_ptr<HubClient>& client) {
-  std::lock_guard lock(mu_);
-  sessions_[client->hubAccount().str()].push_back(client);
-}
+namespace {
 
-void Hub::remove(const HubClient* client) {
-  std::lock_guard lock(mu_);
-  auto it = sessions_.find(client->hubAccount().str());
-  if (it == sessions_.end()) return;
-  auto& v = it->second;
-  std::erase_if(v, [&](const std::weak_ptr<HubClient>& w) {
+// Removes `client` (and sessions already gone) from `v`; returns how many entries were removed.
+std::size_t eraseClient(std::vector<std::weak_ptr<HubClient>>& v, const HubClient* client) {
+  return std::erase_if(v, [&](const std::weak_ptr<HubClient>& w) {
     auto s = w.lock();
     return !s || s.get() == client;
   });
+}
+
+}  // namespace
+
+void Hub::add(const std::shared_ptr<HubClient>& client) {
+  auto consumer = client->hubConsumer();
+  std::lock_guard lock(mu_);
+  auto& acc = sessions_[client->hubAccount().str()];
+  if (consumer)
+    acc.consumers[consumer->str()].push_back(client);
+  else
+    acc.agents.push_back(client);
+  ++size_;
+}
+
+void Hub::remove(const HubClient* client) {
+  auto consumer = client->hubConsumer();
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(client->hubAccount().str());
+  if (it == sessions_.end()) return;
+  std::size_t removed = 0;
+  if (consumer) {
+    auto c = it->second.consumers.find(consumer->str());
+    if (c != it->second.consumers.end()) {
+      removed = eraseClient(c->second, client);
+      if (c->second.empty()) it->second.consumers.erase(c);
+    }
+  } else {
+    removed = eraseClient(it->second.agents, client);
+  }
+  size_ -= std::min(size_, removed);
 }
 
 int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
@@ -25,7 +50,7 @@ int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
   auto it = sessions_.find(acc.str());
   if (it == sessions_.end()) return 0;
   int n = 0;
-  for (const auto& w : it->second)
+  for (const auto& w : it->second.agents)
     if (auto s = w.lock(); s && s->hubUser() == user) ++n;
   return n;
 }
@@ -35,18 +60,21 @@ void Hub::revokeBearer(const std::string& bearer) {
   std::vector<std::shared_ptr<HubClient>> hit;
   {
     std::lock_guard lock(mu_);
-    for (auto& [acc, v] : sessions_)
-      for (auto& w : v)
+    auto scan = [&](const std::vector<std::weak_ptr<HubClient>>& v) {
+      for (const auto& w : v)
         if (auto s = w.lock(); s && s->hubBearer() == bearer) hit.push_back(std::move(s));
+    };
+    for (const auto& [acc, sessions] : sessions_) {
+      scan(sessions.agents);
+      for (const auto& [consumer, v] : sessions.consumers) scan(v);
+    }
   }
   for (auto& s : hit) s->revoke();
 }
 
 std::size_t Hub::size() const {
   std::lock_guard lock(mu_);
-  std::size_t n = 0;
-  for (const auto& [acc, v] : sessions_) n += v.size();
-  return n;
+  return size_;
 }
 
 void Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json) {
@@ -68,13 +96,15 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
     std::lock_guard lock(mu_);
     auto it = sessions_.find(acc.str());
     if (it == sessions_.end()) return;
-    for (const auto& w : it->second) {
-      auto s = w.lock();
-      if (!s) continue;
-      if (auto c = s->hubConsumer()) {
-        if (consumer && *c == *consumer) targets.push_back(std::move(s));
-      } else if (agents) {
-        if (!user || s->hubUser() == *user) targets.push_back(std::move(s));
+    if (consumer) {
+      if (auto c = it->second.consumers.find(consumer->str()); c != it->second.consumers.end())
+        for (const auto& w : c->second)
+          if (auto s = w.lock()) targets.push_back(std::move(s));
+    }
+    if (agents) {
+      for (const auto& w : it->second.agents) {
+        auto s = w.lock();
+        if (s && (!user || s->hubUser() == *user)) targets.push_back(std::move(s));
       }
     }
   }

@@ -74,9 +74,16 @@ class Hub final : public conversation::ConversationListener {
   std::atomic<std::int64_t> messages_{0};
   std::atomic<std::int64_t> chat_states_{0};
   std::atomic<std::int64_t> rings_{0};
+  // The sessions of one account, indexed so that an event costs a hash lookup of its consumer
+  // plus the account's agent sessions, never a walk over every consumer socket.
+  struct AccountSessions {
+    std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> consumers;
+    std::vector<std::weak_ptr<HubClient>> agents;
+  };
   mutable std::mutex mu_;
-  // account → sessions. GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> sessions_;
+  std::unordered_map<std::string, AccountSessions>
+      sessions_;                                           // account → sessions. GUARDED_BY(mu_)
+  std::size_t size_ = 0;                                   // GUARDED_BY(mu_)
   std::unordered_map<std::string, std::string> profiles_;  // GUARDED_BY(mu_)
 };
 
