@@ -46,6 +46,39 @@ Status parseEscalation(const bj::object& o, EscalationPolicy& e) {
   return {};
 }
 
+Status parseChatInactivity(const bj::value& v, ChatInactivity& c) {
+  if (v.is_bool()) {
+    c.enabled = v.as_bool();
+    return {};
+  }
+  if (!v.is_object())
+    return invalid(
+        "field 'chatInactivity' must be true/false or {warningAfterMs, warningMessage, "
+        "closeAfterMs, closeMessage}");
+  const bj::object& o = v.as_object();
+  c.enabled = true;
+  PARLEY_TRY_ASSIGN(en, json::optBool(o, "enabled"));
+  if (*en) c.enabled = **en;
+  PARLEY_TRY_ASSIGN(warn, json::optInt(o, "warningAfterMs"));
+  if (*warn) c.warning_after_ms = **warn;
+  PARLEY_TRY_ASSIGN(close, json::optInt(o, "closeAfterMs"));
+  if (*close) c.close_after_ms = **close;
+  PARLEY_TRY_ASSIGN(wm, json::optString(o, "warningMessage"));
+  if (*wm) c.warning_message = **wm;
+  PARLEY_TRY_ASSIGN(cm, json::optString(o, "closeMessage"));
+  if (*cm) c.close_message = **cm;
+  if (c.close_after_ms < 100 || c.close_after_ms > 86'400'000)
+    return invalid("field 'chatInactivity.closeAfterMs' must be from 100 to 86400000 (24 h)");
+  if (c.warning_after_ms != 0 &&
+      (c.warning_after_ms < 100 || c.warning_after_ms >= c.close_after_ms))
+    return invalid(
+        "field 'chatInactivity.warningAfterMs' must be 0 (no warning) or from 100 to less than "
+        "closeAfterMs");
+  if (c.warning_message.size() > 5000 || c.close_message.size() > 5000)
+    return invalid("chatInactivity messages must be at most 5000 characters");
+  return {};
+}
+
 }  // namespace
 
 Result<BotConfig> parseBotConfig(const bj::object& body, const BotConfig* base) {
@@ -133,6 +166,14 @@ Result<BotConfig> parseBotConfig(const bj::object& body, const BotConfig* base) 
       return invalid("field 'combineMessages' must be true/false or {maxMessages, timeFrameMs}");
     }
   }
+  if (auto it = body.find("chatInactivity"); it != body.end() && !it->value().is_null())
+    if (auto st = parseChatInactivity(it->value(), c.chat_inactivity); !st) {
+      // Type errors of the nested fields name the field without its parent: add it.
+      std::string m = st.error().message;
+      if (m.starts_with("field '") && !m.starts_with("field 'chatInactivity"))
+        m.insert(7, "chatInactivity.");
+      return invalid(m);
+    }
   PARLEY_TRY_ASSIGN(thr, json::optInt(body, "interruptionThreshold"));
   if (*thr) {
     if (**thr < 1 || **thr > 100)
@@ -170,6 +211,12 @@ bj::object botConfigJson(const BotConfig& c) {
        {{"enabled", c.combine.enabled},
         {"maxMessages", c.combine.max_messages},
         {"timeFrameMs", c.combine.time_frame_ms}}},
+      {"chatInactivity",
+       {{"enabled", c.chat_inactivity.enabled},
+        {"warningAfterMs", c.chat_inactivity.warning_after_ms},
+        {"warningMessage", c.chat_inactivity.warning_message},
+        {"closeAfterMs", c.chat_inactivity.close_after_ms},
+        {"closeMessage", c.chat_inactivity.close_message}}},
       {"interruptionThreshold", c.interruption_threshold},
   };
 }

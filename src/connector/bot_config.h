@@ -40,6 +40,23 @@ struct CombineMessages {
   std::int64_t time_frame_ms = 0;
 };
 
+// Consumer inactivity in CHAT conversations (spec §3.1 chat settings "Time until warning",
+// "Warning message", "Time until conversation close", "Close message"). The spec gives no
+// values; the defaults are Parley's. Times count from the moment the bot is waiting for the
+// consumer (its last turn finished); any consumer message restarts them.
+struct ChatInactivity {
+  bool enabled = true;
+  // Sends `warning_message` this long after the bot started waiting. 0: no warning.
+  // Default: 300,000 (5 min). REQUIRES: 0, or 100..close_after_ms-1.
+  std::int64_t warning_after_ms = 300'000;
+  std::string warning_message =
+      "Are you still there? This chat will close soon if you do not reply.";
+  // Sends `close_message` and closes the conversation this long after the bot started waiting.
+  // Default: 600,000 (10 min). REQUIRES: 100..86,400,000 (24 h).
+  std::int64_t close_after_ms = 600'000;
+  std::string close_message = "This chat was closed because there was no reply.";
+};
+
 struct BotConfig {
   std::string name;
   std::string vendor = "CUSTOM_INTEGRATION";
@@ -53,6 +70,7 @@ struct BotConfig {
   bool welcome_after_transfer = false;
   bool engagement_attributes = false;
   CombineMessages combine;
+  ChatInactivity chat_inactivity;
   // Consecutive failed turns that put the bot into VENDOR_INTERRUPTION. Default: 3.
   int interruption_threshold = 3;
 

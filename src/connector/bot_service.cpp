@@ -87,6 +87,8 @@ struct BotRuntime {
   std::string last_platform_error;
   // Pending recovery check while in SERVICE_INTERRUPTION.
   std::shared_ptr<asio::steady_timer> probe_timer;
+  // Open conversations the bot holds (ACTIVE ASSIGNED_AGENT), for the open-conversation limit.
+  std::set<std::string> held;
 };
 
 // What a finished turn tells about the bot's health.
@@ -99,6 +101,8 @@ struct Metrics {
   std::map<std::string, double> invoke_ms_sum;
   std::map<std::string, std::uint64_t> invoke_count;
   std::map<std::string, std::uint64_t> retries;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> inactivity;  // (bot, warning|close)
+  std::map<std::string, std::uint64_t> limit_reached;
 };
 
 struct Turn {
@@ -144,6 +148,11 @@ struct ConvState {
   std::shared_ptr<asio::steady_timer> timer;
   // Engagement attributes, built once when the bot first runs a turn here (spec §1.4).
   std::optional<SdesResult> sdes;
+  // The bot took this conversation beyond its open-conversation limit: escalate it at once.
+  bool limit_escalation = false;
+  // Chat inactivity (warning, then close); `idle_gen` invalidates a timer that already fired.
+  std::shared_ptr<asio::steady_timer> idle_timer;
+  std::uint64_t idle_gen = 0;
 };
 
 struct BotService::Impl {
@@ -349,23 +358,46 @@ struct BotService::Impl {
     st->snapshot = c;
     bool now_owned = bot != nullptr;
     if (now_owned && (!st->owned || st->bot != bot)) {
+      if (st->owned) release(st);
       st->owned = true;
       st->bot = bot;
       ++st->epoch;
       st->queue.clear();
-      catchUp(st);
+      cancelInactivity(st);
+      std::size_t held = 0;
+      {
+        std::lock_guard l(mu);
+        bot->held.insert(st->id.str());
+        held = bot->held.size();
+      }
+      if (held > static_cast<std::size_t>(std::max(1, opts.max_open_conversations))) {
+        // Spec §3.3: beyond the limit a new conversation is error-escalated at once.
+        st->limit_escalation = true;
+        pump(st);
+      } else {
+        catchUp(st);
+      }
     } else if (!now_owned && st->owned) {
+      release(st);
       st->owned = false;
       ++st->epoch;  // a turn in flight is now stale: its response is discarded
       st->queue.clear();
       st->catching_up = false;
       st->buffered.clear();
+      st->limit_escalation = false;
       if (st->timer) st->timer->cancel();
+      cancelInactivity(st);
     }
     if (!st->owned && !st->turn_running && c.state == store::ConversationState::kClose) {
       std::lock_guard l(mu);
       conversations.erase(c.id.str());
     }
+  }
+
+  void release(const std::shared_ptr<ConvState>& st) {
+    if (!st->bot) return;
+    std::lock_guard l(mu);
+    st->bot->held.erase(st->id.str());
   }
 
   void catchUp(const std::shared_ptr<ConvState>& st) {
@@ -426,6 +458,7 @@ struct BotService::Impl {
     for (auto& m : st->buffered) enqueueMessage(st, m);
     st->buffered.clear();
     pump(st);
+    armInactivityIfWaiting(st);
   }
 
   void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
@@ -438,6 +471,7 @@ struct BotService::Impl {
 
   void handleMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
     if (!st->owned) return;
+    if (classifyConsumerMessage(m)) cancelInactivity(st);  // the consumer is active
     if (st->catching_up) {
       st->buffered.push_back(m);
       return;
@@ -447,7 +481,12 @@ struct BotService::Impl {
   }
 
   void pump(const std::shared_ptr<ConvState>& st) {
-    if (st->turn_running || st->queue.empty() || !st->owned || st->catching_up || stopped) return;
+    if (st->turn_running || !st->owned || stopped) return;
+    if (st->limit_escalation) {
+      st->limit_escalation = false;
+      return startLimitEscalation(st);
+    }
+    if (st->queue.empty() || st->catching_up) return;
     const BotConfig cfg = configOf(st->bot);
     bool text_front = st->queue.front().first.kind == InputKind::kText;
     if (cfg.combine.enabled && cfg.combine.time_frame_ms > 0 && text_front && !st->combine_ready) {
@@ -490,6 +529,125 @@ struct BotService::Impl {
           }
           doneBusy();
         });
+  }
+
+  // ---- open-conversation limit and chat inactivity (strand) -----------------------------------
+
+  std::shared_ptr<Turn> syntheticTurn(const std::shared_ptr<ConvState>& st) {
+    auto turn = std::make_shared<Turn>();
+    turn->id = randomUuid();
+    turn->epoch = st->epoch;
+    turn->bot = st->bot;
+    turn->config = configOf(st->bot);
+    turn->ts = clock.nowMs();
+    turn->input_json = "{}";
+    turn->failure_kind = TurnHealth::kNotCounted;  // not the function's nor the platform's fault
+    return turn;
+  }
+
+  void startLimitEscalation(const std::shared_ptr<ConvState>& st) {
+    auto turn = syntheticTurn(st);
+    st->turn_running = true;
+    std::size_t held = 0;
+    {
+      std::lock_guard l(mu);
+      held = st->bot->held.size();
+      metrics.limit_reached[st->bot->id.str()] += 1;
+    }
+    escalate(st, turn, codes::kMaxConvLimitReached,
+             fmt::format("the bot already holds {} open conversations (the limit is {}); this one "
+                         "is escalated without calling the function",
+                         held - 1, opts.max_open_conversations));
+  }
+
+  void cancelInactivity(const std::shared_ptr<ConvState>& st) {
+    ++st->idle_gen;
+    if (st->idle_timer) {
+      st->idle_timer->cancel();
+      st->idle_timer.reset();
+    }
+  }
+
+  // Arms the chat inactivity timers when the bot is waiting for the consumer: a CHAT
+  // conversation it owns, no turn running or queued.
+  void armInactivityIfWaiting(const std::shared_ptr<ConvState>& st) {
+    if (!st->owned || st->turn_running || !st->queue.empty() || st->catching_up ||
+        st->limit_escalation || stopped)
+      return;
+    if (st->snapshot.channel != store::Channel::kChat ||
+        st->snapshot.state != store::ConversationState::kOpen)
+      return;
+    const ChatInactivity cfg = configOf(st->bot).chat_inactivity;
+    cancelInactivity(st);
+    if (!cfg.enabled) return;
+    if (cfg.warning_after_ms > 0)
+      scheduleIdle(st, cfg.warning_after_ms, /*close=*/false);
+    else
+      scheduleIdle(st, cfg.close_after_ms, /*close=*/true);
+  }
+
+  // Inactivity timers are not "busy" (waitIdleForTest does not wait minutes for them); stop()
+  // cancels them, and no new one is armed once stopped.
+  void scheduleIdle(const std::shared_ptr<ConvState>& st, std::int64_t ms, bool close) {
+    auto timer = std::make_shared<asio::steady_timer>(st->strand, std::chrono::milliseconds(ms));
+    st->idle_timer = timer;
+    std::uint64_t gen = st->idle_gen;
+    timer->async_wait([this, st, timer, gen, close](boost::system::error_code ec) {
+      addBusy();  // before checking `stopped` (see armProbe)
+      if (!ec && !stopped && gen == st->idle_gen && st->owned && !st->turn_running &&
+          isActive(st->bot)) {
+        try {
+          onIdle(st, close);
+        } catch (const std::exception& e) {
+          spdlog::error("connector: exception in the inactivity timer: {}", e.what());
+        }
+      }
+      doneBusy();
+    });
+  }
+
+  void onIdle(const std::shared_ptr<ConvState>& st, bool close) {
+    const ChatInactivity cfg = configOf(st->bot).chat_inactivity;
+    {
+      std::lock_guard l(mu);
+      metrics.inactivity[{st->bot->id.str(), close ? "close" : "warning"}] += 1;
+    }
+    auto text = [](const std::string& t) {
+      return bj::serialize(
+          bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", t}});
+    };
+    if (!close) {
+      std::uint64_t gen = st->idle_gen;
+      auto then = [this, st, gen, cfg](Result<conv::Published> r) {
+        if (!r)
+          spdlog::info("connector: inactivity warning in {} not sent: {}", st->id.str(),
+                       r.error().message);
+        if (gen == st->idle_gen && st->owned)
+          scheduleIdle(st, cfg.close_after_ms - cfg.warning_after_ms, /*close=*/true);
+      };
+      if (cfg.warning_message.empty()) return then(Result<conv::Published>(conv::Published{}));
+      auto turn = syntheticTurn(st);
+      return publish(st, turn, text(cfg.warning_message), "[]", conv::Audience::kAll, then);
+    }
+    // Close: recorded as a turn (outcome CLOSED_INACTIVE) so the dashboard shows it.
+    auto turn = syntheticTurn(st);
+    st->turn_running = true;
+    auto do_close = [this, st, turn] {
+      update(st, turn, {conv::CloseField{std::string("BOT")}},
+             [this, st, turn](Result<store::Conversation> r) {
+               bj::object a{{"kind", "INACTIVITY_CLOSE"}, {"status", r ? "DONE" : "FAILED"}};
+               if (!r) a["message"] = r.error().message;
+               turn->actions.push_back(std::move(a));
+               complete(st, turn, "CLOSED_INACTIVE");
+             });
+    };
+    if (cfg.close_message.empty()) return do_close();
+    publish(st, turn, text(cfg.close_message), "[]", conv::Audience::kAll,
+            [turn, do_close](Result<conv::Published> r) {
+              turn->actions.push_back(bj::object{{"kind", "INACTIVITY_CLOSE_MESSAGE"},
+                                                 {"status", r ? "DONE" : "FAILED"}});
+              do_close();
+            });
   }
 
   // ---- turns -----------------------------------------------------------------------------------
@@ -1017,8 +1175,10 @@ struct BotService::Impl {
   void armProbe(const std::shared_ptr<BotRuntime>& bot) {
     auto timer = std::make_shared<asio::steady_timer>(
         pool, std::chrono::milliseconds(std::max(1, opts.service_probe_interval_ms)));
-    // Armed and cancelled only under `mu` (a timer is not thread-safe).
+    // Armed and cancelled only under `mu` (a timer is not thread-safe); never once stopped (stop()
+    // cancels the armed ones under `mu`, and the pool's join would wait for a pending timer).
     std::lock_guard l(mu);
+    if (stopped) return;
     bot->probe_timer = timer;
     timer->async_wait([this, bot, timer](boost::system::error_code ec) {
       addBusy();  // before checking `stopped`: stop() sets it, then waits for busy == 0
@@ -1103,6 +1263,7 @@ struct BotService::Impl {
       conversations.erase(st->id.str());
     }
     pump(st);
+    armInactivityIfWaiting(st);
   }
 
   // ---- bots ------------------------------------------------------------------------------------
@@ -1261,6 +1422,7 @@ void BotService::stop() {
     for (auto& [k, c] : impl_->conversations)
       asio::post(c->strand, [c] {
         if (c->timer) c->timer->cancel();
+        if (c->idle_timer) c->idle_timer->cancel();
       });
     for (auto& [k, b] : impl_->bots)
       if (b->probe_timer) b->probe_timer->cancel();
@@ -1536,6 +1698,17 @@ std::string BotService::prometheusText() const {
     out += fmt::format("parley_bot_invoke_ms_count{{bot=\"{}\"}} {}\n", k,
                        m.invoke_count.count(k) ? m.invoke_count.at(k) : 0);
   }
+  out +=
+      "# HELP parley_bot_inactivity_total Chat inactivity warnings and closes.\n# TYPE "
+      "parley_bot_inactivity_total counter\n";
+  for (const auto& [k, v] : m.inactivity)
+    out += fmt::format("parley_bot_inactivity_total{{bot=\"{}\",kind=\"{}\"}} {}\n", k.first,
+                       k.second, v);
+  out +=
+      "# HELP parley_bot_conversation_limit_total Conversations escalated because the bot held "
+      "its open-conversation limit.\n# TYPE parley_bot_conversation_limit_total counter\n";
+  for (const auto& [k, v] : m.limit_reached)
+    out += fmt::format("parley_bot_conversation_limit_total{{bot=\"{}\"}} {}\n", k, v);
   out +=
       "# HELP parley_bot_turn_record_failures_total Turn records the store failed to write.\n"
       "# TYPE parley_bot_turn_record_failures_total counter\n";

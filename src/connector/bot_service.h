@@ -39,7 +39,10 @@ struct ConnectorOptions {
   int ms_per_delay_second = 1000;
   // Longest `delay` honoured, in seconds. Default: 60.
   int max_delay_s = 60;
-  // Open conversations per bot user (set on the bot user it creates). Default: 999.
+  // Open conversations a bot may hold (spec §3.3): set on the bot user it creates (routing cap)
+  // and enforced by the connector — a conversation the bot gets beyond it (e.g. through a bot
+  // user with a higher cap, or a transfer) is error-escalated at once with
+  // pipes.conversation-limit-checker.max-conv-limit-reached. Default: 999. REQUIRES: >= 1.
   int max_open_conversations = 999;
   // While a bot is in SERVICE_INTERRUPTION, how often the connector checks whether the platform
   // can run its function again. Default: 60,000 (spec §3.2: once a minute). REQUIRES: >= 1.

@@ -161,6 +161,7 @@ class BotServiceTest : public ::testing::Test {
     ConnectorOptions co;
     co.ms_per_delay_second = 20;
     co.service_probe_interval_ms = 50;
+    co.max_open_conversations = max_open_;
     co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
       std::lock_guard l(profiles_mu_);
       ++profile_reads_;
@@ -322,6 +323,7 @@ class BotServiceTest : public ::testing::Test {
   std::mutex profiles_mu_;
   std::map<std::string, std::string> profiles_;  // "acc/consumer" → SetUserProfile JSON
   int profile_reads_ = 0;
+  int max_open_ = 999;
 };
 
 // ---- configuration ----------------------------------------------------------------------------
@@ -724,6 +726,140 @@ TEST_F(BotServiceTest, InvalidResponsesGetTheirDocumentedOutcome) {
   say(c2, "nobody");
   ASSERT_TRUE(waitTurns(bot, 3));
   EXPECT_NE(turns(bot).at(0).error.find("missing-response-body"), std::string::npos);
+}
+
+// ---- open-conversation limit, chat inactivity ---------------------------------------------------
+
+class LimitBotServiceTest : public BotServiceTest {
+ protected:
+  void SetUp() override {
+    max_open_ = 2;
+    BotServiceTest::SetUp();
+  }
+};
+
+TEST_F(LimitBotServiceTest, BeyondTheOpenConversationLimitANewConversationIsEscalatedAtOnce) {
+  // A BOT user whose routing cap is above the connector's limit (2 in this fixture).
+  store::User u;
+  u.account = kAcc;
+  u.login_name = "big-bot";
+  u.pid = "pid-big-bot";
+  u.type = store::UserType::kBot;
+  u.max_open_conversations = 10;
+  auto bu = store_->accounts().createUser(u);
+  ASSERT_TRUE(bu);
+  auto [bot, user] = startBot(R"(,"userId":")" + bu->id.str() + "\"");
+  ASSERT_EQ(user, bu->id);
+  auto c1 = open("limit-1");
+  say(c1, "hi");
+  auto c2 = open("limit-2");
+  say(c2, "hi");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");  // exactly at the limit: served
+  auto c3 = open("limit-3");
+  say(c3, "hi");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.conversation, c3.id);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("pipes.conversation-limit-checker.max-conv-limit-reached"),
+            std::string::npos)
+      << t.error;
+  EXPECT_EQ(turnRequests(runner_, c3), 0u);  // the function was not called
+  EXPECT_EQ(get(c3).skill, escalation_skill_);
+  EXPECT_EQ(botTexts(c3).at(0), "Connecting you to an agent.");
+  EXPECT_NE(service_->prometheusText().find("parley_bot_conversation_limit_total"),
+            std::string::npos);
+  EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");  // not a failure
+  // A closed conversation frees a place.
+  ASSERT_TRUE(call<store::Conversation>([&](auto cb) {
+    engine_->updateConversation(consumer("limit-1"), c1.id, {conv::CloseField{}}, cb);
+  }));
+  auto c4 = open("limit-4");
+  say(c4, "hi");
+  ASSERT_TRUE(waitTurns(bot, 4));
+  EXPECT_EQ(turns(bot).at(0).conversation, c4.id);
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");
+}
+
+TEST_F(BotServiceTest, ChatInactivityWarnsThenCloses) {
+  auto [bot, user] = startBot(
+      R"(,"chatInactivity":{"warningAfterMs":300,"warningMessage":"Still there?","closeAfterMs":700,"closeMessage":"Closing now."})");
+  auto c = open("idle-chat", store::Channel::kChat);
+  ASSERT_TRUE(waitCount(c, 1));  // the WELCOME turn's reply
+  auto replied = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(100ms);
+  say(c, "hi");  // activity restarts the timers
+  ASSERT_TRUE(waitCount(c, 2));
+  auto second = std::chrono::steady_clock::now();
+  ASSERT_TRUE(waitTexts(
+      c, [](const auto& t) { return t.size() >= 3; }, 5000));
+  auto warned = std::chrono::steady_clock::now();
+  EXPECT_EQ(botTexts(c).at(2), "Still there?");
+  EXPECT_GE(warned - second, 250ms);
+  EXPECT_GE(warned - replied, 390ms);  // not counted from the first reply
+  for (int i = 0; i < 500 && get(c).state != store::ConversationState::kClose; ++i)
+    std::this_thread::sleep_for(10ms);
+  auto closed = std::chrono::steady_clock::now();
+  EXPECT_EQ(get(c).state, store::ConversationState::kClose);
+  EXPECT_EQ(get(c).close_reason, "BOT");
+  EXPECT_GE(closed - second, 640ms);
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"ok", "ok", "Still there?", "Closing now."}));
+  ASSERT_TRUE(waitTurns(bot, 3));
+  EXPECT_EQ(turns(bot).at(0).outcome, "CLOSED_INACTIVE");
+  EXPECT_NE(service_->prometheusText().find("parley_bot_inactivity_total{bot=\"" + bot.str() +
+                                            "\",kind=\"close\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(BotServiceTest, ChatInactivityOnlyInChatAndNeverDuringATurn) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    auto p = bj::parse(r.input_json).at("payload").as_object();
+    if (p.at("message") == "slow") std::this_thread::sleep_for(400ms);
+    return okResult(R"({"messages":["ok"]})");
+  });
+  auto [bot, user] = startBot(R"(,"chatInactivity":{"warningAfterMs":0,"closeAfterMs":200})");
+  auto m = open("idle-messaging");  // messaging: account-level auto-close, not the bot's
+  say(m, "hi");
+  auto c = open("idle-chat-2", store::Channel::kChat);
+  ASSERT_TRUE(waitCount(c, 1));
+  say(c, "slow");  // a 400 ms turn: the 200 ms close must not fire while it runs
+  ASSERT_TRUE(waitCount(c, 2));
+  for (int i = 0; i < 300 && get(c).state != store::ConversationState::kClose; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(get(c).state, store::ConversationState::kClose);
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{
+                             "ok", "ok", "This chat was closed because there was no reply."}));
+  EXPECT_EQ(get(m).state, store::ConversationState::kOpen);
+  EXPECT_EQ(botTexts(m), std::vector<std::string>{"ok"});
+}
+
+TEST_F(BotServiceTest, ChatInactivityLimitsAreValidatedAtTheEdges) {
+  auto with = [&](const std::string& v) {
+    auto body = botBody();
+    body["chatInactivity"] = bj::parse(v);
+    return service_->createBot(kAcc, body);
+  };
+  EXPECT_TRUE(with(R"({"warningAfterMs":0,"closeAfterMs":100})"));
+  EXPECT_TRUE(with(R"({"warningAfterMs":100,"closeAfterMs":101})"));
+  EXPECT_TRUE(with(R"({"warningAfterMs":0,"closeAfterMs":86400000})"));
+  EXPECT_TRUE(with("false"));
+  for (const char* bad :
+       {R"({"warningAfterMs":0,"closeAfterMs":99})",
+        R"({"warningAfterMs":0,"closeAfterMs":86400001})",
+        R"({"warningAfterMs":100,"closeAfterMs":100})",
+        R"({"warningAfterMs":99,"closeAfterMs":500})",
+        R"({"warningAfterMs":-1,"closeAfterMs":500})", R"({"closeAfterMs":"10"})", "3"}) {
+    auto r = with(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    EXPECT_NE(r.error().message.find("chatInactivity"), std::string::npos) << r.error().message;
+  }
+  // Defaults and the REST form.
+  auto b = service_->createBot(kAcc, botBody());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->at("chatInactivity").at("warningAfterMs").as_int64(), 300000);
+  EXPECT_EQ(b->at("chatInactivity").at("closeAfterMs").as_int64(), 600000);
 }
 
 // ---- engagement attributes ----------------------------------------------------------------------
