@@ -37,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -412,6 +413,9 @@ struct Shared {
   std::string skill_id;
   std::vector<std::string> source_ips;  // local addresses to bind (spreads ephemeral ports)
   bool ack_only = false;                // a "turn" ends at the PublishEventResponse (no bot)
+  // Think time between a reply and the consumer's next message (0: closed loop, send at once).
+  // Each wait is uniform in [0.5, 1.5] x think_ms; the first message waits uniform [0, think_ms].
+  double think_ms = 0;
   std::atomic<bool> measuring{false};
   std::atomic<bool> stopping{false};
   std::atomic<long> ready{0};
@@ -435,7 +439,13 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   enum class Mode { kTurns, kIdleKeep, kIdleClose };
 
   Consumer(asio::io_context& ioc, Shared& sh, std::string jwt, int index, Mode mode)
-      : sh_(sh), ws_(asio::make_strand(ioc)), jwt_(std::move(jwt)), index_(index), mode_(mode) {}
+      : sh_(sh),
+        ws_(asio::make_strand(ioc)),
+        timer_(ws_.get_executor()),
+        jwt_(std::move(jwt)),
+        index_(index),
+        mode_(mode),
+        rng_(static_cast<std::uint32_t>(index) * 2654435761u + 1) {}
 
   void start() {
     auto& sock = beast::get_lowest_layer(ws_).socket();
@@ -461,7 +471,13 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   }
   // Starts the closed loop (turns mode). Posted onto the strand.
   void go() {
-    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->sendText(); });
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+      if (self->sh_.think_ms > 0)
+        self->sendAfter(std::uniform_real_distribution<double>(0, 1)(self->rng_) *
+                        self->sh_.think_ms);
+      else
+        self->sendText();
+    });
   }
   void closeSocket() {
     asio::post(ws_.get_executor(), [self = shared_from_this()] {
@@ -611,16 +627,28 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
           static_cast<float>(std::chrono::duration<double, std::milli>(now - sent_at_).count()));
       ++sh_.turns;
     }
-    sendText();
+    if (sh_.think_ms > 0)
+      sendAfter(std::uniform_real_distribution<double>(0.5, 1.5)(rng_) * sh_.think_ms);
+    else
+      sendText();
+  }
+
+  void sendAfter(double ms) {
+    timer_.expires_after(std::chrono::microseconds(static_cast<long>(ms * 1000)));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->sendText();
+    });
   }
 
   Shared& sh_;
   websocket::stream<beast::tcp_stream> ws_;
+  asio::steady_timer timer_;
   beast::flat_buffer in_;
   std::vector<std::string> out_;
   std::string jwt_;
   int index_;
   Mode mode_;
+  std::mt19937 rng_;
   std::string conv_;
   long req_id_ = 0;
   long sent_ = 0;
@@ -656,7 +684,7 @@ int main(int argc, char** argv) {
               admin_password, skill = "general", json_out;
   int conversations = 100, io_threads = 1, idle = 10000, sources = 1, signup_threads = 4,
       server_threads = 0, batch = 500;
-  double duration = 10, warmup = 2;
+  double duration = 10, warmup = 2, think_ms = 0;
   bool keep_sockets = false, keep_data = false, ack_only = false, fallback_ack = false;
   int server_pid = 0;
   app.add_option("--mode", mode, "turns | idle")->check(CLI::IsMember({"turns", "idle"}));
@@ -671,6 +699,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--duration", duration, "turns: measured seconds")->capture_default_str();
   app.add_option("--warmup", warmup, "turns: seconds before measuring")->capture_default_str();
+  app.add_option("--think-ms", think_ms,
+                 "turns: a consumer waits ~this long (uniform 0.5-1.5x) after each reply before "
+                 "its next message; 0 = closed loop (maximum throughput)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600000.0));
   app.add_option("--idle", idle, "idle: conversations to open")->capture_default_str();
   app.add_option("--batch", batch, "idle: conversations opened at a time")->capture_default_str();
   app.add_flag("--keep-sockets", keep_sockets,
@@ -730,6 +763,7 @@ int main(int argc, char** argv) {
   sh.account = account;
   sh.skill_id = target.skill_id;
   sh.ack_only = target.bot_id.empty();
+  sh.think_ms = think_ms;
   for (int i = 1; i <= std::max(1, sources); ++i)
     sh.source_ips.push_back("127.0.0." + std::to_string(i));
   if (sources <= 1) sh.source_ips.clear();
@@ -793,6 +827,7 @@ int main(int argc, char** argv) {
     std::sort(lat.begin(), lat.end());
     const double turns = static_cast<double>(lat.size());
     out["conversations"] = conversations;
+    out["thinkMs"] = think_ms;
     out["ready"] = sh.ready.load();
     out["warmupSeconds"] = warmup;
     out["seconds"] = secs;
@@ -810,10 +845,11 @@ int main(int argc, char** argv) {
     out["errors"] = sh.errors.load();
     out["loadavgAfter"] = load;
     std::printf(
-        "turns: %d conversations, %.1f s: %.0f turns/s; latency ms p50 %.2f p90 %.2f p99 %.2f "
+        "turns: %d conversations, think %.0f ms, %.1f s: %.0f turns/s; latency ms p50 %.2f p90 "
+        "%.2f p99 %.2f "
         "max %.2f; server CPU %.0f us/turn (%.2f cores), loadgen %.2f cores; server RSS %.1f "
         "MiB open, %.1f MiB after; load %s\n",
-        conversations, secs, turns / secs, pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99),
+        conversations, think_ms, secs, turns / secs, pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99),
         lat.empty() ? 0.0 : lat.back(), turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0,
         (cpu1 - cpu0) / secs, (self1 - self0) / secs, rss_open / 1024.0, rss_run / 1024.0,
         load.c_str());
