@@ -124,6 +124,13 @@ class DeferredTurnStore final : public store::Store, public store::BotStore {
     return b_().listPendingTurns();
   }
   std::atomic<int> pending_writes{0};
+  Status putImageAllowlist(const AccountId& a, const std::vector<std::string>& e) override {
+    return b_().putImageAllowlist(a, e);
+  }
+  Result<std::vector<std::string>> getImageAllowlist(const AccountId& a) override {
+    return b_().getImageAllowlist(a);
+  }
+  Status deleteImageAllowlist(const AccountId& a) override { return b_().deleteImageAllowlist(a); }
 
  private:
   store::BotStore& b_() { return inner_->bots(); }

@@ -367,6 +367,16 @@ class BotStore {
   virtual Status putPendingTurn(const PendingTurn& p) = 0;
   virtual Status deletePendingTurn(const std::string& turn_id) = 0;
   virtual Result<std::vector<PendingTurn>> listPendingTurns() = 0;
+
+  // The account's rich-content image allowlist (LivePerson `messaging.rich.content.valid.urls`):
+  // entries in order, replaced as a whole. The store keeps them as given (the connector
+  // validates). NotFound when the account has none configured; an empty list is configured
+  // (no image host allowed).
+  virtual Status putImageAllowlist(const AccountId& acc,
+                                   const std::vector<std::string>& entries) = 0;
+  virtual Result<std::vector<std::string>> getImageAllowlist(const AccountId& acc) = 0;
+  // Back to "none configured". NotFound when there was none.
+  virtual Status deleteImageAllowlist(const AccountId& acc) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

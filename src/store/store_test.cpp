@@ -864,6 +864,24 @@ TYPED_TEST(StoreContract, PendingTurns) {
   EXPECT_CODE(this->bots().putPendingTurn(PendingTurn{}), ErrorCode::kInvalid);
 }
 
+TYPED_TEST(StoreContract, ImageAllowlistConfiguredOrNot) {
+  EXPECT_CODE(this->bots().getImageAllowlist(kA), ErrorCode::kNotFound);
+  EXPECT_CODE(this->bots().deleteImageAllowlist(kA), ErrorCode::kNotFound);
+  ASSERT_OK(this->bots().putImageAllowlist(kA, {"img.example", "https://cdn.example/pub/"}));
+  ASSERT_OK(this->bots().putImageAllowlist(kB, {"b.example"}));
+  EXPECT_EQ(*this->bots().getImageAllowlist(kA),
+            (std::vector<std::string>{"img.example", "https://cdn.example/pub/"}));
+  // Replaced as a whole; an empty list is still configured.
+  ASSERT_OK(this->bots().putImageAllowlist(kA, {}));
+  auto empty = this->bots().getImageAllowlist(kA);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+  ASSERT_OK(this->bots().deleteImageAllowlist(kA));
+  EXPECT_CODE(this->bots().getImageAllowlist(kA), ErrorCode::kNotFound);
+  EXPECT_EQ(*this->bots().getImageAllowlist(kB), std::vector<std::string>{"b.example"});
+  EXPECT_CODE(this->bots().putImageAllowlist(AccountId(), {"x.example"}), ErrorCode::kInvalid);
+}
+
 // The asynchronous forms: each `done` gets what the blocking call would have returned, the
 // writes are visible once `done` ran, and completions come in submission order.
 TYPED_TEST(StoreContract, AsyncWritesCompleteInOrderWithTheBlockingResults) {

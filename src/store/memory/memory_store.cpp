@@ -573,6 +573,28 @@ class MemoryStore final : public Store,
     return {};
   }
 
+  Status putImageAllowlist(const AccountId& acc, const std::vector<std::string>& entries) override {
+    if (acc.empty()) return invalid("account is required");
+    std::lock_guard lock(mu_);
+    image_allowlists_[acc.str()] = entries;
+    return {};
+  }
+
+  Result<std::vector<std::string>> getImageAllowlist(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    auto it = image_allowlists_.find(acc.str());
+    if (it == image_allowlists_.end())
+      return notFound("account " + acc.str() + " has no image allowlist");
+    return it->second;
+  }
+
+  Status deleteImageAllowlist(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    if (image_allowlists_.erase(acc.str()) == 0)
+      return notFound("account " + acc.str() + " has no image allowlist");
+    return {};
+  }
+
   Result<std::vector<PendingTurn>> listPendingTurns() override {
     std::lock_guard lock(mu_);
     std::vector<std::pair<std::int64_t, PendingTurn>> sel(pending_.size());
@@ -692,6 +714,7 @@ class MemoryStore final : public Store,
   std::map<Key2, BotRecord> bots_;
   std::vector<std::pair<std::int64_t, TurnRecord>> turns_;
   std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_;
+  std::map<std::string, std::vector<std::string>> image_allowlists_;
 };
 
 }  // namespace

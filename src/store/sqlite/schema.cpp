@@ -101,7 +101,13 @@ CREATE TABLE pending_turns(
   created_at INTEGER NOT NULL);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
+// Version 4: the per-account rich-content image allowlist (a row = configured).
+constexpr const char* kV4 = R"sql(
+CREATE TABLE image_allowlists(
+  account TEXT PRIMARY KEY, entries_json TEXT NOT NULL) WITHOUT ROWID;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

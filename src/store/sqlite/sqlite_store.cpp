@@ -1452,6 +1452,46 @@ class SqliteStore final : public Store,
     });
   }
 
+  Status putImageAllowlist(const AccountId& acc, const std::vector<std::string>& entries) override {
+    if (acc.empty()) return invalid("account is required");
+    boost::json::array a;
+    for (const auto& e : entries) a.emplace_back(e);
+    std::string text = json::dump(a);
+    return write([&](Conn& c) {
+      return asStatus(
+          execute(c,
+                  "INSERT INTO image_allowlists(account, entries_json) VALUES(?,?) "
+                  "ON CONFLICT(account) DO UPDATE SET entries_json=excluded.entries_json",
+                  acc.str(), text));
+    });
+  }
+
+  Result<std::vector<std::string>> getImageAllowlist(const AccountId& acc) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<std::vector<std::string>>(
+          c, "SELECT entries_json FROM image_allowlists WHERE account=?",
+          [](Query& q) {
+            std::vector<std::string> out;
+            auto v = json::parse(q.text(0));
+            if (v && v->is_array())
+              for (const auto& e : v->as_array())
+                if (e.is_string()) out.emplace_back(e.as_string());
+            return out;
+          },
+          acc.str());
+    });
+    return found(std::move(r), "account " + acc.str() + " has no image allowlist");
+  }
+
+  Status deleteImageAllowlist(const AccountId& acc) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(
+          changedOrNotFound(execute(c, "DELETE FROM image_allowlists WHERE account=?", acc.str()),
+                            "account " + acc.str() + " has no image allowlist"));
+      return {};
+    });
+  }
+
   Result<std::vector<PendingTurn>> listPendingTurns() override {
     return read([&](Conn& c) {
       return selectAll<PendingTurn>(c,

@@ -148,6 +148,33 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   b.account = AccountId("1");
   b.id = BotId("b");
   EXPECT_TRUE((*s)->bots().createBot(b));
+  // Version 4: the image allowlist.
+  EXPECT_EQ((*s)->bots().getImageAllowlist(AccountId("1")).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE((*s)->bots().putImageAllowlist(AccountId("1"), {"img.example"}));
+}
+
+TEST(SqliteStore, ImageAllowlistSurvivesAReopen) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("allow.db");
+  {
+    SqliteOptions v3;
+    v3.schema_version_for_test = 3;
+    auto s = openSqliteStore(path, clock, v3);
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM sqlite_master WHERE name='image_allowlists'"),
+              "0");
+  }
+  {
+    auto s = openSqliteStore(path, clock);
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE(
+        (*s)->bots().putImageAllowlist(AccountId("1"), {"a.example", "https://b.example/x/"}));
+  }
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(*(*s)->bots().getImageAllowlist(AccountId("1")),
+            (std::vector<std::string>{"a.example", "https://b.example/x/"}));
 }
 
 TEST(SqliteStore, RefusesADatabaseNewerThanTheBinary) {
