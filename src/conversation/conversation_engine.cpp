@@ -46,8 +46,10 @@ struct ConvEntry {
   ConvEntry(Strand s, Conversation c) : strand(std::move(s)), conv(std::move(c)) {}
   Strand strand;
   Conversation conv;
-  bool busy = false;                       // on strand
-  std::deque<std::function<void()>> held;  // on strand
+  bool busy = false;  // on strand
+  // On strand. A vector, not a deque: an empty one allocates nothing (idle conversations are
+  // many), and more than a few held operations per conversation are rare.
+  std::vector<std::function<void()>> held;
 };
 using EntryPtr = std::shared_ptr<ConvEntry>;
 
@@ -242,7 +244,7 @@ class Engine final : public ConversationService {
     entry->busy = false;
     while (!entry->busy && !entry->held.empty()) {
       auto task = std::move(entry->held.front());
-      entry->held.pop_front();
+      entry->held.erase(entry->held.begin());
       task();
     }
   }
