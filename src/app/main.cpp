@@ -298,7 +298,13 @@ int serve(const ServeFlags& f) {
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
   if (auto st = (*server)->addHandler(std::make_shared<connector::richcontent::RichContentHandler>(
-          *validator, connector_options.image_allowlist));
+          *validator,
+          // The account's stored image allowlist (bots/image-allowlist), from the connector's
+          // memory: no store call on the io thread.
+          [weak = std::weak_ptr<connector::BotService>(bot_service)](const AccountId& acc) {
+            auto b = weak.lock();
+            return b ? b->imageAllowlist(acc) : std::nullopt;
+          }));
       !st)
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/url/parse.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -59,6 +60,66 @@ bool functionGone(std::string_view code) {
   return code == "com.liveperson.faas.es.notdeployed" ||
          code == "com.liveperson.faas.es.missinglambda" ||
          code == "com.liveperson.faas.function.not-found";
+}
+
+// Entries of the account image allowlist (spec §2.6 `messaging.rich.content.valid.urls`, "no
+// wildcards"): a host name or IP address compared exactly with the image URL's host, or an
+// https:// URL prefix. At most kMaxImageAllowlist entries of at most 2048 characters, no
+// duplicates.
+constexpr std::size_t kMaxImageAllowlist = 200;
+
+Result<std::vector<std::string>> parseImageAllowlist(const bj::object& body) {
+  auto it = body.find("entries");
+  if (it == body.end() || !it->value().is_array())
+    return invalid(
+        "field 'entries' is required: an array of image hosts (\"img.example.com\") or https:// "
+        "URL prefixes (\"https://cdn.example.com/images/\")");
+  const bj::array& a = it->value().as_array();
+  if (a.size() > kMaxImageAllowlist)
+    return invalid(fmt::format("field 'entries' has {} entries; at most {} are allowed", a.size(),
+                               kMaxImageAllowlist));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].is_string()) return invalid(fmt::format("entries[{}] must be a string", i));
+    std::string e(a[i].as_string());
+    auto bad = [&](std::string_view why) {
+      return invalid(fmt::format("entries[{}] \"{}\" {}", i, e.substr(0, 100), why));
+    };
+    if (e.empty() || e.size() > 2048) return bad("must be 1 to 2048 characters");
+    if (e.find('*') != std::string::npos)
+      return bad("has a wildcard; wildcards are not supported, list every host");
+    for (char ch : e)
+      if (std::isspace(static_cast<unsigned char>(ch)) ||
+          std::iscntrl(static_cast<unsigned char>(ch)))
+        return bad("contains white space or control characters");
+    if (e.find("://") != std::string::npos) {
+      auto u = boost::urls::parse_uri(e);
+      if (!u || u->scheme() != "https" || u->encoded_host().empty())
+        return bad("must be an https:// URL with a host (images are only allowed over HTTPS)");
+    } else {
+      if (e.size() > 253) return bad("is not a host name (at most 253 characters)");
+      bool ok = true;
+      std::size_t label = 0;
+      for (char ch : e) {
+        if (ch == '.') {
+          ok = ok && label > 0;
+          label = 0;
+        } else if (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-') {
+          ok = ok && ++label <= 63;
+        } else {
+          ok = false;
+        }
+      }
+      if (!ok || label == 0)
+        return bad(
+            "is neither a host name (letters, digits, '-' and '.'; no port, no path) nor an "
+            "https:// URL prefix");
+    }
+    for (const auto& prev : out)
+      if (prev == e) return bad("is listed twice");
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 std::string botUserLogin(const std::string& name) {
@@ -238,8 +299,35 @@ struct BotService::Impl {
     return conv::Actor::ofAgent(b.account, b.user.id, b.user.pid);
   }
 
+  // The account image allowlist: the stored one (BotStore, cached here; loaded at start() and
+  // kept current by the REST calls, so reading it never touches the store), else the
+  // ConnectorOptions::image_allowlist callback, else none (HTTPS only).
+  mutable std::mutex allow_mu;
+  std::map<std::string, std::vector<std::string>> stored_allowlists;  // GUARDED_BY(allow_mu)
+
   std::optional<std::vector<std::string>> allowlistFor(const AccountId& acc) const {
+    {
+      std::lock_guard l(allow_mu);
+      if (auto it = stored_allowlists.find(acc.str()); it != stored_allowlists.end())
+        return it->second;
+    }
     return opts.image_allowlist ? opts.image_allowlist(acc) : std::nullopt;
+  }
+
+  Status loadAllowlists() {
+    auto accounts = store.accounts().listAccounts();
+    if (!accounts) return std::unexpected(accounts.error());
+    std::map<std::string, std::vector<std::string>> loaded;
+    for (const auto& a : *accounts) {
+      auto l = store.bots().getImageAllowlist(a.id);
+      if (l)
+        loaded[a.id.str()] = std::move(*l);
+      else if (l.error().code != ErrorCode::kNotFound)
+        return std::unexpected(l.error());
+    }
+    std::lock_guard l(allow_mu);
+    stored_allowlists = std::move(loaded);
+    return {};
   }
 
   static std::optional<std::string> assignedAgent(const store::Conversation& c) {
@@ -888,6 +976,12 @@ struct BotService::Impl {
     rec["kind"] = "ACTION";
     switch (a.kind) {
       case ActionKind::kTransfer: {
+        // The transfer's metadata (spec §2.4/§2.5): ActionReason and the intents. The engine's
+        // update API carries no metadata, so it is recorded on the turn's action; agents see the
+        // intents as BotResponse metadata on the bot's messages.
+        bj::array md{bj::object{{"type", "ActionReason"}, {"reason", "escalated_by_bot"}}};
+        if (plan->bot_response) md.push_back(*plan->bot_response);
+        rec["metadata"] = std::move(md);
         auto skill = skillByName(st->account, a.skill);
         if (!skill) {
           rec["status"] = "REFUSED";
@@ -1394,6 +1488,7 @@ BotService::BotService(store::Store& store, conv::ConversationService& conversat
 BotService::~BotService() { stop(); }
 
 Status BotService::start() {
+  if (auto s = impl_->loadAllowlists(); !s) return s;
   impl_->subscription = impl_->convs.subscribe(*this);
   auto all = impl_->store.bots().listAllBots();
   if (!all) return std::unexpected(all.error());
@@ -1441,6 +1536,41 @@ bool BotService::waitIdleForTest(int timeout_ms) {
 }
 
 std::uint64_t BotService::skillListReadsForTest() const { return impl_->skill_loads.load(); }
+
+std::optional<std::vector<std::string>> BotService::imageAllowlist(const AccountId& acc) const {
+  return impl_->allowlistFor(acc);
+}
+
+Result<bj::object> BotService::getImageAllowlist(const AccountId& acc) {
+  std::lock_guard l(impl_->allow_mu);
+  auto it = impl_->stored_allowlists.find(acc.str());
+  bj::array entries;
+  if (it != impl_->stored_allowlists.end())
+    for (const auto& e : it->second) entries.emplace_back(e);
+  return bj::object{{"configured", it != impl_->stored_allowlists.end()},
+                    {"entries", std::move(entries)}};
+}
+
+Result<bj::object> BotService::putImageAllowlist(const AccountId& acc, const bj::object& body) {
+  auto entries = parseImageAllowlist(body);
+  if (!entries) return std::unexpected(entries.error());
+  // The store write and the cache update are one step for readers of this account: hold the
+  // lock across both so two PUTs cannot leave the cache differing from the store.
+  {
+    std::lock_guard l(impl_->allow_mu);
+    if (auto s = impl_->store.bots().putImageAllowlist(acc, *entries); !s)
+      return std::unexpected(s.error());
+    impl_->stored_allowlists[acc.str()] = *entries;
+  }
+  return getImageAllowlist(acc);
+}
+
+Status BotService::deleteImageAllowlist(const AccountId& acc) {
+  std::lock_guard l(impl_->allow_mu);
+  if (auto s = impl_->store.bots().deleteImageAllowlist(acc); !s) return s;
+  impl_->stored_allowlists.erase(acc.str());
+  return {};
+}
 
 void BotService::onConversationChanged(const conv::ConversationChanged& e) {
   impl_->conversationChanged(e.conversation);
@@ -1759,6 +1889,30 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         } else {
           auto r = createBot(acc, *b);
           resp = r ? ok(201, *r) : errorResponse(r.error());
+        }
+      } else if (p.size() == 2 && p[1] == "image-allowlist") {
+        if (request.method == "GET") {
+          auto r = getImageAllowlist(acc);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        } else if (request.method == "PUT") {
+          if (!admin) {
+            resp = forbidden_resp("change the image allowlist");
+          } else if (auto b = body(); !b) {
+            resp = errorResponse(b.error());
+          } else {
+            auto r = putImageAllowlist(acc, *b);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
+        } else if (request.method == "DELETE") {
+          if (!admin) {
+            resp = forbidden_resp("change the image allowlist");
+          } else {
+            auto r = deleteImageAllowlist(acc);
+            resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
+          }
+        } else {
+          resp = errorResponse(
+              Error{ErrorCode::kInvalid, "use GET, PUT or DELETE on bots/image-allowlist"});
         }
       } else if (p.size() == 2) {
         BotId id(p[1]);

@@ -47,7 +47,7 @@ struct ConnectorOptions {
   // While a bot is in SERVICE_INTERRUPTION, how often the connector checks whether the platform
   // can run its function again. Default: 60,000 (spec §3.2: once a minute). REQUIRES: >= 1.
   int service_probe_interval_ms = 60'000;
-  // The account's image allowlist for structured content. Default: none configured.
+  // The image allowlist for accounts with none stored (`bots/image-allowlist`). Default: none.
   richcontent::AllowlistProvider image_allowlist;
   // The consumer's profile as set with `userprofile.SetUserProfile` (JSON text holding
   // `authenticatedData.lp_sdes`), or nullopt when none was set; read once when a bot with
@@ -89,6 +89,17 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // Invokes the function with a sample payload and lists every problem of its response.
   Result<boost::json::object> testConnection(const AccountId& acc, const BotId& id);
   Result<boost::json::array> listTurns(const AccountId& acc, const BotId& id, int limit);
+  // The account's rich-content image allowlist (REST `bots/image-allowlist`; spec §2.6):
+  // GET → {configured, entries}; PUT {entries:[host | https:// URL prefix]} [Admin] replaces it
+  // (stored, used at once); DELETE [Admin] → none configured (NotFound if none).
+  Result<boost::json::object> getImageAllowlist(const AccountId& acc);
+  Result<boost::json::object> putImageAllowlist(const AccountId& acc,
+                                                const boost::json::object& body);
+  Status deleteImageAllowlist(const AccountId& acc);
+  // The allowlist turns validate against: the stored one, else ConnectorOptions::image_allowlist,
+  // else nullopt (HTTPS only). In memory (no store call): safe on io threads, e.g. as the
+  // richcontent/validate handler's provider.
+  std::optional<std::vector<std::string>> imageAllowlist(const AccountId& acc) const;
 
   // Prometheus text for /metrics (parley_bot_* families).
   std::string prometheusText() const;

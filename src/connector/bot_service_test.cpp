@@ -333,6 +333,20 @@ class BotServiceTest : public ::testing::Test {
   int max_open_ = 999;
 };
 
+api::Response rest(BotService& s, std::string method, std::vector<std::string> path,
+                   std::string body = "", std::vector<std::string> roles = {"ADMIN"}) {
+  api::Request req;
+  req.method = std::move(method);
+  req.path = std::move(path);
+  req.body = std::move(body);
+  req.caller.account = kAcc;
+  req.caller.roles = std::move(roles);
+  auto p = std::make_shared<std::promise<api::Response>>();
+  auto fut = p->get_future();
+  s.handle(std::move(req), [p](api::Response r) { p->set_value(std::move(r)); });
+  return fut.get();
+}
+
 // ---- configuration ----------------------------------------------------------------------------
 
 TEST_F(BotServiceTest, CreateValidatesAndCreatesABotUser) {
@@ -869,6 +883,139 @@ TEST_F(BotServiceTest, ChatInactivityLimitsAreValidatedAtTheEdges) {
   EXPECT_EQ(b->at("chatInactivity").at("closeAfterMs").as_int64(), 600000);
 }
 
+// ---- image allowlist, close, transfer records ---------------------------------------------------
+
+std::string imageResponse(const std::string& url) {
+  return bj::serialize(bj::object{
+      {"messages",
+       bj::array{"here is the picture",
+                 bj::object{{"structuredContent",
+                             bj::object{{"type", "vertical"},
+                                        {"elements", bj::array{bj::object{{"type", "image"},
+                                                                          {"url", url}}}}}}}}}});
+}
+
+TEST_F(BotServiceTest, StoredImageAllowlistIsEnforcedAndSurvivesARestart) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    return okResult(imageResponse(
+        "https://" + std::string(bj::parse(r.input_json).at("payload").at("message").as_string()) +
+        "/pic.png"));
+  });
+  auto [bot, user] = startBot();
+  auto none = rest(*service_, "GET", {"bots", "image-allowlist"});
+  ASSERT_EQ(none.status, 200);
+  EXPECT_EQ(bj::parse(none.body), bj::parse(R"({"configured":false,"entries":[]})"));
+  auto put = rest(*service_, "PUT", {"bots", "image-allowlist"},
+                  R"({"entries":["img.example","https://cdn.example/pub/"]})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(bj::parse(put.body).at("configured"), true);
+  auto c = open("allow");
+  say(c, "img.example");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");
+  say(c, "other.example");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  EXPECT_EQ(turns(bot).at(0).outcome, "PARTIAL");
+  EXPECT_NE(turns(bot).at(0).actions_json.find("image allowlist"), std::string::npos);
+  ASSERT_TRUE(store_->bots().getImageAllowlist(kAcc));
+  // A new connector (no callback) reads it from the store.
+  service_.reset();
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  ConnectorOptions co;
+  co.image_allowlist = [](const AccountId&) {
+    return std::optional<std::vector<std::string>>({"callback.example"});
+  };
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
+  ASSERT_TRUE(service_->start());
+  EXPECT_EQ(service_->imageAllowlist(kAcc),
+            (std::vector<std::string>{"img.example", "https://cdn.example/pub/"}));
+  say(c, "other.example");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  EXPECT_EQ(turns(bot).at(0).outcome, "PARTIAL");
+  // Deleted: the callback's list applies again.
+  EXPECT_EQ(rest(*service_, "DELETE", {"bots", "image-allowlist"}).status, 200);
+  EXPECT_EQ(rest(*service_, "DELETE", {"bots", "image-allowlist"}).status, 404);
+  EXPECT_EQ(service_->imageAllowlist(kAcc), std::vector<std::string>{"callback.example"});
+  say(c, "callback.example");
+  ASSERT_TRUE(waitTurns(bot, 4));
+  EXPECT_EQ(turns(bot).at(0).outcome, "OK");
+  EXPECT_FALSE(store_->bots().getImageAllowlist(kAcc));
+}
+
+TEST_F(BotServiceTest, ImageAllowlistInputIsValidatedAtTheEdges) {
+  auto put = [&](const bj::value& entries, std::vector<std::string> roles = {"ADMIN"}) {
+    return rest(*service_, "PUT", {"bots", "image-allowlist"},
+                bj::serialize(bj::object{{"entries", entries}}), std::move(roles));
+  };
+  bj::array many;
+  for (int i = 0; i < 200; ++i) many.push_back(bj::string("h" + std::to_string(i) + ".example"));
+  EXPECT_EQ(put(many).status, 200);
+  many.push_back(bj::string("one-more.example"));
+  auto too_many = put(many);
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_NE(too_many.body.find("at most 200"), std::string::npos) << too_many.body;
+  std::string long_url = "https://a.example/" + std::string(2048 - 18, 'x');
+  EXPECT_EQ(put(bj::array{bj::string(long_url)}).status, 200);
+  EXPECT_EQ(put(bj::array{bj::string(long_url + "x")}).status, 400);
+  std::string label63 = std::string(63, 'a') + ".example";
+  EXPECT_EQ(put(bj::array{bj::string(label63)}).status, 200);
+  EXPECT_EQ(put(bj::array{bj::string("a" + label63)}).status, 400);
+  EXPECT_EQ(put(bj::array{}).status, 200);  // configured, nothing allowed
+  EXPECT_EQ(bj::parse(rest(*service_, "GET", {"bots", "image-allowlist"}).body),
+            bj::parse(R"({"configured":true,"entries":[]})"));
+  for (const char* bad :
+       {R"(["*.example"])", R"(["http://img.example/"])", R"(["img.example:8443"])",
+        R"(["img.example/path"])", R"(["a..example"])", R"(["img example"])", R"([""])", R"([1])",
+        R"(["x.example","x.example"])", R"("x.example")", R"(["https://"])"}) {
+    auto r = put(bj::parse(bad));
+    EXPECT_EQ(r.status, 400) << bad << " " << r.body;
+  }
+  EXPECT_EQ(rest(*service_, "PUT", {"bots", "image-allowlist"}, "{}").status, 400);
+  EXPECT_EQ(put(bj::array{"x.example"}, {"AGENT_MANAGER"}).status, 403);
+  EXPECT_EQ(rest(*service_, "DELETE", {"bots", "image-allowlist"}, "", {"AGENT"}).status, 403);
+}
+
+TEST_F(BotServiceTest, CloseRecordsWithoutPcsAndTransferRecordsItsMetadata) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    std::string m(bj::parse(r.input_json).at("payload").at("message").as_string());
+    if (m == "plain") return okResult(R"({"context":{"action":"CLOSE_CONVERSATION"}})");
+    if (m == "nopcs")
+      return okResult(
+          R"({"context":{"action":"CLOSE_CONVERSATION","actionParameters":{"withoutPcs":true}}})");
+    return okResult(R"({"messages":["to humans"],"context":{"action":"TRANSFER",
+      "actionParameters":{"skill":"humans"},"intentId":"billing","confidenceScore":0.7}})");
+  });
+  auto [bot, user] = startBot();
+  auto c1 = open("close-plain");
+  say(c1, "plain");
+  auto c2 = open("close-nopcs");
+  say(c2, "nopcs");
+  auto c3 = open("transfer-md");
+  say(c3, "transfer");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  // No post-conversation survey exists in Parley: both forms close the whole conversation.
+  EXPECT_EQ(get(c1).state, store::ConversationState::kClose);
+  EXPECT_EQ(get(c2).state, store::ConversationState::kClose);
+  for (const auto& t : turns(bot)) {
+    auto actions = bj::parse(t.actions_json).as_array();
+    auto action = actions.back().as_object();
+    if (t.conversation == c1.id) {
+      EXPECT_EQ(action.at("withoutPcs"), false) << t.actions_json;
+    }
+    if (t.conversation == c2.id) {
+      EXPECT_EQ(action.at("withoutPcs"), true) << t.actions_json;
+    }
+    if (t.conversation == c3.id) {
+      EXPECT_EQ(action.at("status"), "DONE");
+      auto md = bj::serialize(action.at("metadata"));
+      EXPECT_NE(md.find("escalated_by_bot"), std::string::npos) << md;
+      EXPECT_NE(md.find("\"BotResponse\""), std::string::npos) << md;
+      EXPECT_NE(md.find("billing"), std::string::npos) << md;
+    }
+  }
+  EXPECT_EQ(get(c3).skill, humans_skill_);
+}
+
 // ---- engagement attributes ----------------------------------------------------------------------
 
 TEST_F(BotServiceTest, EngagementAttributesAreReadOnceAtConversationStart) {
@@ -1014,20 +1161,6 @@ TEST_F(BotServiceTest, CombinedMessages) {
 
 // ---- REST, test connection, restart
 // ---------------------------------------------------------------
-
-api::Response rest(BotService& s, std::string method, std::vector<std::string> path,
-                   std::string body = "", std::vector<std::string> roles = {"ADMIN"}) {
-  api::Request req;
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  req.caller.account = kAcc;
-  req.caller.roles = std::move(roles);
-  auto p = std::make_shared<std::promise<api::Response>>();
-  auto fut = p->get_future();
-  s.handle(std::move(req), [p](api::Response r) { p->set_value(std::move(r)); });
-  return fut.get();
-}
 
 TEST_F(BotServiceTest, RestLifecycle) {
   auto created = rest(*service_, "POST", {"bots"}, bj::serialize(botBody()));
