@@ -2,7 +2,8 @@
 # One command: install everything, build, and run the tests. Idempotent.
 #   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
 #      browser end-to-end tests (label "slow" excluded; run those with tools/test.sh --slow);
-#   2. ASan+UBSan build: unit and integration tests (e2e excluded: chromium under ASan is noise).
+#   2. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
+#      ASan is noise).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -22,8 +23,7 @@ fi
 ctest --preset default -j"$jobs"
 if [ "${PARLEY_SKIP_ASAN:-0}" != 1 ]; then
   "$here/tools/build.sh" asan
-  # detect_leaks=0: the protocol session tests leak a ProtocolSession <-> transport reference
-  # cycle at teardown (README "Known issues"); memory errors and UB still fail the run.
-  ASAN_OPTIONS=detect_leaks=0 ctest --preset asan -j"$jobs"
+  # Leak detection on (the preset sets ASAN_OPTIONS): memory errors, leaks and UB fail the run.
+  ctest --preset asan -j"$jobs"
 fi
 echo "tests: all passed"

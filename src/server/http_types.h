@@ -79,7 +79,9 @@ class WsHandler {
 };
 
 // The result of authorising a WebSocket upgrade: either a rejection (sent as a plain HTTP
-// response, e.g. 401) or a factory for the handler bound to the accepted connection.
+// response, e.g. 401) or a factory for the handler bound to the accepted connection. The
+// connection owns the handler it makes until onClose(); the handler must refer back to the
+// transport weakly (a shared_ptr back would be an ownership cycle).
 struct UpgradeDecision {
   std::optional<HttpResponse> reject;
   std::function<std::shared_ptr<WsHandler>(std::shared_ptr<WsTransport>)> make;

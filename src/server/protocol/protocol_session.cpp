@@ -96,7 +96,7 @@ void ProtocolSession::onOpen() {
   }
   if (kind_ == Kind::kAgent && !bearer_.empty()) scheduleRevalidate();
   if (kind_ == Kind::kConsumer && !consumer_) {
-    transport_->postAfter(deps_.options.init_timeout, [self = shared_from_this()] {
+    postAfter(deps_.options.init_timeout, [self = shared_from_this()] {
       if (!self->consumer_ && !self->closed_)
         self->closeWith(kCloseUnauthorized,
                         "authentication required: send InitConnection with a "
@@ -118,22 +118,38 @@ void ProtocolSession::onClose() {
 }
 
 void ProtocolSession::revoke() {
-  transport_->post([self = shared_from_this()] {
+  post([self = shared_from_this()] {
     self->closeWith(kCloseUnauthorized, "the login session was revoked; log in again");
   });
 }
 
+void ProtocolSession::send(std::string text) {
+  if (auto t = transport_.lock()) t->send(std::move(text));
+}
+
+void ProtocolSession::post(std::function<void()> fn) {
+  if (auto t = transport_.lock()) t->post(std::move(fn));
+}
+
+void ProtocolSession::postAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
+  if (auto t = transport_.lock()) t->postAfter(delay, std::move(fn));
+}
+
+void ProtocolSession::closeTransport(int code, std::string reason) {
+  if (auto t = transport_.lock()) t->close(code, std::move(reason));
+}
+
 void ProtocolSession::closeWith(int code, std::string reason) {
   if (closed_) return;
-  transport_->close(code, std::move(reason));
+  closeTransport(code, std::move(reason));
 }
 
 void ProtocolSession::scheduleRevalidate() {
-  transport_->postAfter(deps_.options.revalidate_interval, [self = shared_from_this()] {
+  postAfter(deps_.options.revalidate_interval, [self = shared_from_this()] {
     if (self->closed_) return;
     self->deps_.blocking.run([self] {
       bool valid = self->deps_.auth.sessionValid(self->bearer_);
-      self->transport_->post([self, valid] {
+      self->post([self, valid] {
         if (self->closed_) return;
         if (!valid) {
           self->closeWith(kCloseUnauthorized, "the login session expired; log in again");
@@ -148,7 +164,7 @@ void ProtocolSession::scheduleRevalidate() {
 template <class T>
 conversation::Callback<T> ProtocolSession::onStrand(std::function<void(Result<T>)> fn) {
   return [self = shared_from_this(), fn = std::move(fn)](Result<T> r) mutable {
-    self->transport_->post([self, fn = std::move(fn), r = std::move(r)]() mutable {
+    self->post([self, fn = std::move(fn), r = std::move(r)]() mutable {
       if (!self->closed_) fn(std::move(r));
     });
   };
@@ -156,12 +172,12 @@ conversation::Callback<T> ProtocolSession::onStrand(std::function<void(Result<T>
 
 void ProtocolSession::reply(const bj::value& id, int code, std::string_view type,
                             const bj::value& body) {
-  transport_->send(makeResponse(id, code, type, body));
+  send(makeResponse(id, code, type, body));
 }
 
 void ProtocolSession::replyError(const bj::value& id, const Error& e) {
   deps_.metrics.countProtocolError();
-  transport_->send(makeErrorResponse(id, e));
+  send(makeErrorResponse(id, e));
 }
 
 conversation::Actor ProtocolSession::actor() const {
@@ -454,7 +470,7 @@ void ProtocolSession::sendExChanges(const std::string& sub_id,
         changes.emplace_back(bj::object{
             {"type", "UPSERT"}, {"result", conversationResult(convs[j], self->pidLookup(), view)}});
       }
-      self->transport_->send(makeNotification(
+      self->send(makeNotification(
           type, bj::object{{"subscriptionId", sub_id}, {"changes", std::move(changes)}}));
     }
   });
@@ -468,7 +484,7 @@ void ProtocolSession::sendExChange(const ExSub& s, const store::Conversation& c,
     View view = self->kind_ == Kind::kAgent ? View::kAgent : View::kConsumer;
     bj::array changes{bj::object{{"type", change_type},
                                  {"result", conversationResult(c, self->pidLookup(), view)}}};
-    self->transport_->send(makeNotification(
+    self->send(makeNotification(
         type, bj::object{{"subscriptionId", sub_id}, {"changes", std::move(changes)}}));
   });
 }
@@ -643,8 +659,7 @@ void ProtocolSession::sendDialogRecords(const std::string& sub_id,
                                         const std::vector<store::Message>& msgs) {
   if (kind_ == Kind::kAgent) {
     for (const auto& m : msgs)
-      transport_->send(
-          makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)));
+      send(makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)));
     return;
   }
   bj::array changes;
@@ -652,7 +667,7 @@ void ProtocolSession::sendDialogRecords(const std::string& sub_id,
     if (changes.empty()) return;
     bj::object body{{"subscriptionId", sub_id}, {"changes", std::move(changes)}};
     if (!msgs.empty()) body["dialogId"] = msgs.front().conversation.str();
-    transport_->send(makeNotification("ms.MessagingEventNotification", body));
+    send(makeNotification("ms.MessagingEventNotification", body));
     changes = bj::array();
   };
   for (const auto& m : msgs) {
@@ -761,7 +776,7 @@ void ProtocolSession::requestConversation(const Envelope& e) {
 // Events
 
 void ProtocolSession::deliver(std::shared_ptr<const Event> event) {
-  transport_->post([self = shared_from_this(), event = std::move(event)] {
+  post([self = shared_from_this(), event = std::move(event)] {
     if (self->closed_) return;
     try {
       self->onEvent(*event);
@@ -803,7 +818,7 @@ void ProtocolSession::onMessage(const conversation::MessageAdded& e) {
   if (kind_ == Kind::kAgent) {
     if (!isParticipant(e.conversation)) return;
     emitOrdered({}, [self = shared_from_this(), m] {
-      self->transport_->send(
+      self->send(
           makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)));
     });
     return;
@@ -825,8 +840,7 @@ void ProtocolSession::onMessage(const conversation::MessageAdded& e) {
 void ProtocolSession::onChatState(const conversation::ChatStateChanged& e) {
   if (kind_ == Kind::kAgent) {
     if (!isParticipant(e.conversation)) return;
-    transport_->send(
-        makeNotification(".ams.ms.OnlineEventDistribution", chatStateRecord(e, View::kAgent)));
+    send(makeNotification(".ams.ms.OnlineEventDistribution", chatStateRecord(e, View::kAgent)));
     return;
   }
   auto it = dialog_subs_.find(e.conversation.id.str());
@@ -836,7 +850,7 @@ void ProtocolSession::onChatState(const conversation::ChatStateChanged& e) {
   bj::object body{{"subscriptionId", it->second.id},
                   {"dialogId", e.conversation.id.str()},
                   {"changes", bj::array{chatStateRecord(e, View::kConsumer)}}};
-  transport_->send(makeNotification("ms.MessagingEventNotification", body));
+  send(makeNotification("ms.MessagingEventNotification", body));
 }
 
 void ProtocolSession::onRingOffered(const conversation::RingOffered& e) {
@@ -848,7 +862,7 @@ void ProtocolSession::onRingOffered(const conversation::RingOffered& e) {
       {"changes", bj::array{bj::object{{"type", "UPSERT"},
                                        {"result", ringResult(e.ring, "WAITING",
                                                              deps_.options.ring_expiration_s)}}}}};
-  transport_->send(makeNotification(".ams.routing.RoutingTaskNotification", body));
+  send(makeNotification(".ams.routing.RoutingTaskNotification", body));
 }
 
 void ProtocolSession::onRingEnded(const conversation::RingEnded& e) {
@@ -862,7 +876,7 @@ void ProtocolSession::onRingEnded(const conversation::RingEnded& e) {
        bj::array{bj::object{
            {"type", e.reason == conversation::RingEndReason::kAccepted ? "UPSERT" : "DELETE"},
            {"result", ringResult(e.ring, state, deps_.options.ring_expiration_s)}}}}};
-  transport_->send(makeNotification(".ams.routing.RoutingTaskNotification", body));
+  send(makeNotification(".ams.routing.RoutingTaskNotification", body));
 }
 
 void ProtocolSession::onAgentState(const conversation::AgentStateChanged& e) {
@@ -871,7 +885,7 @@ void ProtocolSession::onAgentState(const conversation::AgentStateChanged& e) {
   bj::object body{{"subscriptionId", *agents_state_sub_},
                   {"changes", bj::array{bj::object{{"type", "UPSERT"},
                                                    {"result", agentStateResult(e.state)}}}}};
-  transport_->send(makeNotification(".ams.routing.AgentStateNotification", body));
+  send(makeNotification(".ams.routing.AgentStateNotification", body));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -894,7 +908,7 @@ void ProtocolSession::pump() {
       if (reloading_) return;
       reloading_ = true;
       deps_.directory.reload(account_, [self = shared_from_this()] {
-        self->transport_->post([self] {
+        self->post([self] {
           self->reloading_ = false;
           self->reloaded_once_ = true;
           self->pump();

@@ -8,7 +8,12 @@
 //
 // Threading: every method runs on the connection strand (WsHandler calls, posted completions,
 // posted hub deliveries); engine completions and hub events are posted there through the
-// transport. Owned by the network session (shared_ptr); callbacks hold a shared_ptr.
+// transport.
+//
+// Ownership: the network session (the WsTransport) owns its handler, this session, until
+// onClose(); pending callbacks (engine completions, posted work, timers) hold it too. The session
+// refers back to its transport only weakly, so the two never form a cycle: once the connection is
+// gone, frames, posts and timers the session still issues are dropped.
 
 #include <chrono>
 #include <cstdint>
@@ -63,7 +68,8 @@ class ProtocolSession final : public WsHandler,
                               public HubClient,
                               public std::enable_shared_from_this<ProtocolSession> {
  public:
-  // An agent/bot socket of an authenticated brand user.
+  // An agent/bot socket of an authenticated brand user. The caller keeps `transport` alive (the
+  // session holds it weakly) and makes the returned session its handler.
   static std::shared_ptr<ProtocolSession> agent(SessionDeps deps,
                                                 std::shared_ptr<WsTransport> transport,
                                                 Principal principal);
@@ -159,9 +165,16 @@ class ProtocolSession final : public WsHandler,
   conversation::Actor actor() const;
   void scheduleRevalidate();
   void closeWith(int code, std::string reason);
+  // The transport's methods, or nothing once the transport is gone. Any thread.
+  void send(std::string text);
+  void post(std::function<void()> fn);
+  void postAfter(std::chrono::milliseconds delay, std::function<void()> fn);
+  void closeTransport(int code, std::string reason);
 
   SessionDeps deps_;
-  std::shared_ptr<WsTransport> transport_;
+  // Weak: the transport owns this session (see the class comment). Never reassigned, so any
+  // thread may lock() it.
+  const std::weak_ptr<WsTransport> transport_;
   const AccountId account_;
   Kind kind_ = Kind::kConsumer;
   // Agent identity (kAgent).
