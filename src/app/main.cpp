@@ -15,26 +15,21 @@
 #include <optional>
 #include <string>
 
+#include "app/conversation_reader.h"
 #include "app/demo.h"
+#include "cli/cli.h"
 #include "common/clock.h"
+#include "common/crypto.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "conversation/conversation_engine.h"
-#include "server/server.h"
-#include "store/sqlite/sqlite_store.h"
-
-#ifdef PARLEY_HAVE_CLI
-#include "cli/cli.h"
-#endif
-#ifdef PARLEY_HAVE_FUNCTIONS
-#include "app/conversation_reader.h"
-#include "common/crypto.h"
 #include "connector/bot_service.h"
 #include "connector/richcontent/richcontent_handler.h"
+#include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
-#endif
+#include "server/server.h"
+#include "store/sqlite/sqlite_store.h"
 
 namespace {
 
@@ -69,7 +64,6 @@ std::string defaultWebDir(const std::string& data_dir) {
   return (fs::path(data_dir) / "web").string();
 }
 
-#ifdef PARLEY_HAVE_FUNCTIONS
 // Calls the function service's REST handler as the demo admin and waits for the answer
 // (startup only).
 parley::api::Response callFunctions(parley::functions::service::FunctionService& svc,
@@ -174,7 +168,6 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
   if (!started) return std::unexpected(started.error());
   return {};
 }
-#endif
 
 int fail(const std::string& what, const parley::Error& e) {
   spdlog::critical("{}: {}", what, e.message);
@@ -214,10 +207,9 @@ int serve(const ServeFlags& f) {
   auto engine = conversation::makeConversationService(**store, clock);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
 
-    // ---- Function platform (src/functions) ---------------------------------------------------
-    // PlatformHost → FunctionRuntime → FunctionService; restoreDeployments() before serving; the
-    // service is registered with the server below (REST `functions`, `secrets`, `allowlist`).
-#ifdef PARLEY_HAVE_FUNCTIONS
+  // ---- Function platform (src/functions) ---------------------------------------------------
+  // PlatformHost → FunctionRuntime → FunctionService; restoreDeployments() before serving; the
+  // service is registered with the server below (REST `functions`, `secrets`, `allowlist`).
   auto secret_box =
       crypto::SecretBox::loadOrCreate((fs::path(data_dir) / "keys" / "secrets.key").string());
   if (!secret_box) return fail("cannot load the secrets key", secret_box.error());
@@ -246,12 +238,10 @@ int serve(const ServeFlags& f) {
                    f.error().message);
     }
   }
-#endif
 
   // ---- Bot connector (src/connector) -------------------------------------------------------
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
-#ifdef PARLEY_HAVE_FUNCTIONS
   auto validator = connector::richcontent::Validator::load(f.schema_dir);
   if (!validator)
     return fail(
@@ -272,7 +262,6 @@ int serve(const ServeFlags& f) {
     if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
       spdlog::warn("demo: the echo bot could not be created or started: {}", b.error().message);
   }
-#endif
 
   server::ServerOptions so;
   so.data_dir = data_dir;
@@ -285,16 +274,11 @@ int serve(const ServeFlags& f) {
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
-#ifdef PARLEY_HAVE_FUNCTIONS
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
-#endif
 
-#ifdef PARLEY_HAVE_FUNCTIONS
   if (auto st = (*server)->addHandler(function_service); !st)
     return fail("cannot register the function service", st.error());
   (*server)->addMetricsSource([fs = function_service.get()] { return fs->prometheusText(); });
-#endif
-#ifdef PARLEY_HAVE_FUNCTIONS
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
   if (auto st = (*server)->addHandler(std::make_shared<connector::richcontent::RichContentHandler>(
@@ -308,7 +292,6 @@ int serve(const ServeFlags& f) {
       !st)
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
-#endif
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
@@ -331,12 +314,8 @@ int serve(const ServeFlags& f) {
                          {"skills", bj::object{{"general", demo->skill_general},
                                                {"human", demo->skill_human},
                                                {"escalation", demo->skill_escalation}}},
-                         {"console", console}
-#ifdef PARLEY_HAVE_FUNCTIONS
-                         ,
-                         {"function", demo_function}
-#endif
-    });
+                         {"console", console},
+                         {"function", demo_function}});
   }
   spdlog::info("parley serving (data {})", data_dir);
 
@@ -348,16 +327,12 @@ int serve(const ServeFlags& f) {
   // for sockets land in the stopped io_context), then destroy the server (which frees them), then
   // the function service and runtime, then the store (flushes).
   (*server)->stop();
-#ifdef PARLEY_HAVE_FUNCTIONS
   bot_service->stop();
   bot_service.reset();
-#endif
   engine.reset();
   server->reset();
-#ifdef PARLEY_HAVE_FUNCTIONS
   function_service.reset();
   function_runtime->reset();
-#endif
   store->reset();
   spdlog::info("parley stopped");
   spdlog::default_logger()->flush();
@@ -389,10 +364,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--schema-dir", f.schema_dir,
                         "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
-#ifdef PARLEY_HAVE_CLI
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
-#endif
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) {
     try {
