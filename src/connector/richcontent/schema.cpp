@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "connector/richcontent/json_kind.h"
+
 namespace parley::connector::richcontent {
 
 namespace bj = boost::json;
@@ -656,25 +658,9 @@ std::string typeNames(std::uint8_t bits) {
   return out;
 }
 
-std::string kindName(const bj::value& v) {
-  switch (v.kind()) {
-    case bj::kind::null:
-      return "null";
-    case bj::kind::bool_:
-      return "a boolean";
-    case bj::kind::int64:
-    case bj::kind::uint64:
-      return "an integer";
-    case bj::kind::double_:
-      return "a number";
-    case bj::kind::string:
-      return "a string";
-    case bj::kind::array:
-      return "an array";
-    case bj::kind::object:
-      return "an object";
-  }
-  return "a value";
+// Integral values are "an integer": JSON Schema's integer type is checked apart from number.
+const char* kindName(const bj::value& v) {
+  return detail::kindName(v, detail::IntegerName::kInteger);
 }
 
 std::string shortJson(const bj::value& v) { return truncateUtf8(bj::serialize(v), 57); }

@@ -6,6 +6,8 @@
 #include <boost/url/parse.hpp>
 #include <cctype>
 
+#include "connector/richcontent/json_kind.h"
+
 namespace parley::connector::richcontent {
 
 namespace bj = boost::json;
@@ -38,23 +40,7 @@ std::string_view trim(std::string_view s) {
 std::string shortText(std::string_view s) { return truncateUtf8(s, 77); }
 
 const char* kindName(const bj::value& v) {
-  switch (v.kind()) {
-    case bj::kind::null:
-      return "null";
-    case bj::kind::bool_:
-      return "a boolean";
-    case bj::kind::int64:
-    case bj::kind::uint64:
-    case bj::kind::double_:
-      return "a number";
-    case bj::kind::string:
-      return "a string";
-    case bj::kind::array:
-      return "an array";
-    case bj::kind::object:
-      return "an object";
-  }
-  return "a value";
+  return detail::kindName(v, detail::IntegerName::kNumber);
 }
 
 std::string joinPath(const std::string& prefix, std::string_view child) {
