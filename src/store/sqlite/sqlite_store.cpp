@@ -1,5 +1,6 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -411,7 +412,10 @@ class Checkpointer {
   // (in frames) that wakes the thread.
   Checkpointer(std::unique_ptr<Conn> conn, int trigger_pages)
       : conn_(std::move(conn)), trigger_pages_(std::max(1, trigger_pages)) {
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "store-ckpt");
+      loop();
+    });
   }
   ~Checkpointer() {
     {
@@ -494,7 +498,10 @@ class Writer {
         checkpointer_(std::move(checkpointer)),
         wal_max_pages_(std::max(1, wal_max_pages)) {
     if (checkpointer_) sqlite3_wal_hook(conn_->raw(), &Writer::walHook, this);
-    thread_ = std::thread([this] { asyncLoop(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "store-writer");
+      asyncLoop();
+    });
   }
 
   // REQUIRES: no submit() in progress (every caller has returned). Queued asynchronous writes
