@@ -166,6 +166,22 @@ Result<BotConfig> parseBotConfig(const bj::object& body, const BotConfig* base) 
       return invalid("field 'combineMessages' must be true/false or {maxMessages, timeFrameMs}");
     }
   }
+  if (auto it = body.find("hooks"); it != body.end() && !it->value().is_null()) {
+    if (!it->value().is_object())
+      return invalid("field 'hooks' must be an object {preHook, postHook, errorHook} of booleans");
+    const bj::object& h = it->value().as_object();
+    for (const auto& kv : h)
+      if (kv.key() != "preHook" && kv.key() != "postHook" && kv.key() != "errorHook")
+        return invalid(fmt::format(
+            "field 'hooks.{}' is unknown; use preHook, postHook and errorHook", kv.key()));
+    for (auto [key, flag] :
+         {std::pair{"preHook", &c.hooks.pre}, std::pair{"postHook", &c.hooks.post},
+          std::pair{"errorHook", &c.hooks.error}}) {
+      auto v = json::optBool(h, key);
+      if (!v) return invalid(fmt::format("field 'hooks.{}' must be true or false", key));
+      if (*v) *flag = **v;
+    }
+  }
   if (auto it = body.find("chatInactivity"); it != body.end() && !it->value().is_null())
     if (auto st = parseChatInactivity(it->value(), c.chat_inactivity); !st) {
       // Type errors of the nested fields name the field without its parent: add it.
@@ -217,6 +233,8 @@ bj::object botConfigJson(const BotConfig& c) {
         {"warningMessage", c.chat_inactivity.warning_message},
         {"closeAfterMs", c.chat_inactivity.close_after_ms},
         {"closeMessage", c.chat_inactivity.close_message}}},
+      {"hooks",
+       {{"preHook", c.hooks.pre}, {"postHook", c.hooks.post}, {"errorHook", c.hooks.error}}},
       {"interruptionThreshold", c.interruption_threshold},
   };
 }

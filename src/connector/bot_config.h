@@ -57,6 +57,14 @@ struct ChatInactivity {
   std::string close_message = "This chat was closed because there was no reply.";
 };
 
+// Hooks (spec §3.5): the deployed functions of the account on the hook events run around the
+// bot's function when enabled here (the wizard's "pre-hook", "post-hook", "Enable error-hook").
+struct Hooks {
+  bool pre = false;    // bot_connectors_pre_hook: may rewrite the request
+  bool post = false;   // bot_connectors_post_hook: may rewrite the response
+  bool error = false;  // bot_connectors_error_hook: told about errors; nothing fed back
+};
+
 struct BotConfig {
   std::string name;
   std::string vendor = "CUSTOM_INTEGRATION";
@@ -71,6 +79,7 @@ struct BotConfig {
   bool engagement_attributes = false;
   CombineMessages combine;
   ChatInactivity chat_inactivity;
+  Hooks hooks;
   // Consecutive failed turns that put the bot into VENDOR_INTERRUPTION. Default: 3.
   int interruption_threshold = 3;
 

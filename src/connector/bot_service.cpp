@@ -164,6 +164,7 @@ struct Metrics {
   std::map<std::string, std::uint64_t> retries;
   std::map<std::pair<std::string, std::string>, std::uint64_t> inactivity;  // (bot, warning|close)
   std::map<std::string, std::uint64_t> limit_reached;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> hook_failures;  // (bot, hook)
 };
 
 struct Turn {
@@ -184,6 +185,7 @@ struct Turn {
   SteadyClock::time_point t_start = SteadyClock::now();
   SteadyClock::time_point t_invoke;
   double invoke_ms = 0;
+  double hook_ms = 0;
   double queued_ms = 0;
   TimeMs ts = 0;
   std::vector<Problem> refused;
@@ -738,6 +740,208 @@ struct BotService::Impl {
             });
   }
 
+  // ---- hooks (spec §3.5) ------------------------------------------------------------------------
+  //
+  // The account's functions on a hook event whose state is deployed (Productive or Modified),
+  // in name order, run when the bot enables that hook. Several pre (post) hooks chain: each gets
+  // the previous one's output. The list is cached per account and event for kHookCacheTtl (a
+  // function deployed or undeployed on a hook event takes effect within that time); it is read
+  // only for bots that enable a hook.
+
+  static constexpr const char* kPreHookEvent = "bot_connectors_pre_hook";
+  static constexpr const char* kPostHookEvent = "bot_connectors_post_hook";
+  static constexpr const char* kErrorHookEvent = "bot_connectors_error_hook";
+  static constexpr auto kHookCacheTtl = std::chrono::seconds(10);
+  struct HookList {
+    std::map<std::string, std::vector<FunctionId>> by_event;
+    SteadyClock::time_point loaded_at;
+  };
+  std::mutex hooks_mu;
+  std::map<std::string, HookList> hook_cache;  // by account; guarded by hooks_mu
+
+  std::vector<FunctionId> hookFunctions(const AccountId& acc, const std::string& event) {
+    auto now = SteadyClock::now();
+    {
+      std::lock_guard l(hooks_mu);
+      if (auto it = hook_cache.find(acc.str());
+          it != hook_cache.end() && now - it->second.loaded_at < kHookCacheTtl) {
+        auto e = it->second.by_event.find(event);
+        return e == it->second.by_event.end() ? std::vector<FunctionId>{} : e->second;
+      }
+    }
+    auto fns = store.functions().listFunctions(acc);
+    if (!fns) {
+      spdlog::warn("connector: cannot list the hook functions of account {}: {}", acc.str(),
+                   fns.error().message);
+      return {};
+    }
+    std::vector<const store::FunctionRecord*> deployed;
+    for (const auto& f : *fns)
+      if ((f.state == "Productive" || f.state == "Modified") &&
+          f.event_id.starts_with("bot_connectors_") && f.event_id.ends_with("_hook"))
+        deployed.push_back(&f);
+    std::ranges::sort(deployed, [](auto* a, auto* b) { return a->name < b->name; });
+    HookList list;
+    list.loaded_at = now;
+    for (auto* f : deployed) list.by_event[f->event_id].push_back(f->uuid);
+    std::vector<FunctionId> out = list.by_event[event];
+    std::lock_guard l(hooks_mu);
+    hook_cache[acc.str()] = std::move(list);
+    return out;
+  }
+
+  // Invokes hook `fn` with `payload` (JSON text) as input.payload; `then` runs on the strand.
+  void invokeHook(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                  const FunctionId& fn, const std::string& tag, const std::string& payload_json,
+                  std::function<void(const functions::InvokeResult&)> then) {
+    functions::InvokeRequest req;
+    req.account = st->account;
+    req.function = fn;
+    req.input_json =
+        fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", clock.nowMs(), payload_json);
+    req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+    req.request_id = turn->id + "-" + tag;
+    auto t0 = SteadyClock::now();
+    addBusy();
+    runner.invoke(std::move(req),
+                  [this, st, turn, t0, then = std::move(then)](functions::InvokeResult r) {
+                    onStrand(st, [turn, t0, then, r = std::move(r)] {
+                      turn->hook_ms += msSince(t0);
+                      then(r);
+                    });
+                    doneBusy();
+                  });
+  }
+
+  void hookFailed(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                  const char* hook, const FunctionId& fn, const std::string& why) {
+    {
+      std::lock_guard l(mu);
+      metrics.hook_failures[{turn->bot->id.str(), hook}] += 1;
+    }
+    turn->actions.push_back(bj::object{{"kind", hook},
+                                       {"function", fn.str()},
+                                       {"status", "FAILED"},
+                                       {"code", std::string(kCodePrefix) + codes::kFailedHook},
+                                       {"message", why}});
+    turn->failure_kind = TurnHealth::kFunctionFailure;
+    fail(st, turn, codes::kFailedHook, fmt::format("{} {} failed: {}", hook, fn.str(), why),
+         /*retryable=*/false);
+  }
+
+  // Pre hooks: input.payload = the request {message, convId, event?, context}; the callback's
+  // value (a JSON object) is the request the bot's function gets.
+  void runPreHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                   std::vector<FunctionId> fns, std::size_t i) {
+    if (stale(st, turn))
+      return discard(st, turn, "the conversation changed owner while the pre hook ran");
+    if (i == fns.size()) return invoke(st, turn);
+    bj::value input = bj::parse(turn->input_json);
+    std::string payload = bj::serialize(input.at("payload"));
+    FunctionId fn = fns[i];
+    invokeHook(
+        st, turn, fn, "pre-hook-" + std::to_string(i), payload,
+        [this, st, turn, fns = std::move(fns), i, fn](const functions::InvokeResult& r) {
+          if (stale(st, turn))
+            return discard(st, turn, "the conversation changed owner while the pre hook ran");
+          if (!r.ok)
+            return hookFailed(st, turn, "PRE_HOOK", fn, r.error_code + ": " + r.error_message);
+          boost::system::error_code ec;
+          bj::value out = bj::parse(r.result_json, ec);
+          if (ec || !out.is_object())
+            return hookFailed(st, turn, "PRE_HOOK", fn,
+                              "the pre hook must call back with the request object "
+                              "{message, convId, context}; got " +
+                                  r.result_json.substr(0, 200));
+          bj::value input = bj::parse(turn->input_json);
+          input.as_object()["payload"] = std::move(out);
+          turn->input_json = bj::serialize(input);
+          turn->actions.push_back(
+              bj::object{{"kind", "PRE_HOOK"}, {"function", fn.str()}, {"status", "DONE"}});
+          runPreHooks(st, turn, fns, i + 1);
+        });
+  }
+
+  // Post hooks: input.payload = the function's response; the callback's value replaces it and
+  // is then validated and applied like any response.
+  void runPostHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                    std::vector<FunctionId> fns, std::size_t i, std::string response_json) {
+    if (stale(st, turn))
+      return discard(st, turn, "the conversation changed owner while the post hook ran");
+    if (i == fns.size()) {
+      if (response_json != turn->response_json) {
+        boost::system::error_code ec;
+        bj::value original = bj::parse(turn->response_json, ec);
+        turn->actions.push_back(bj::object{{"kind", "POST_HOOK_RESPONSE"},
+                                           {"functionResponse", ec ? bj::value() : original}});
+        turn->response_json = response_json;
+      }
+      return planAndApply(st, turn, response_json);
+    }
+    std::string payload = response_json.empty() ? "null" : response_json;
+    FunctionId fn = fns[i];
+    invokeHook(
+        st, turn, fn, "post-hook-" + std::to_string(i), payload,
+        [this, st, turn, fns = std::move(fns), i, fn](const functions::InvokeResult& r) {
+          if (stale(st, turn))
+            return discard(st, turn, "the conversation changed owner while the post hook ran");
+          if (!r.ok)
+            return hookFailed(st, turn, "POST_HOOK", fn, r.error_code + ": " + r.error_message);
+          turn->actions.push_back(
+              bj::object{{"kind", "POST_HOOK"}, {"function", fn.str()}, {"status", "DONE"}});
+          runPostHooks(st, turn, fns, i + 1, r.result_json);
+        });
+  }
+
+  // Error hooks: told about the error, nothing fed back; a failure is only logged and counted.
+  void runErrorHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                     const std::string& code, const std::string& message) {
+    if (!turn->config.hooks.error) return;
+    auto fns = hookFunctions(st->account, kErrorHookEvent);
+    if (fns.empty()) return;
+    auto parse = [](const std::string& text) {
+      boost::system::error_code ec;
+      bj::value v = bj::parse(text, ec);
+      return ec ? bj::value() : v;
+    };
+    bj::value input = parse(turn->input_json);
+    bj::value request = input.is_object() && input.as_object().contains("payload")
+                            ? input.as_object().at("payload")
+                            : bj::value();
+    std::string error_id = randomUuid();
+    std::string payload = bj::serialize(bj::object{
+        {"error",
+         {{"errorId", error_id}, {"name", std::string(kCodePrefix) + code}, {"message", message}}},
+        {"vendor", turn->config.vendor},
+        {"convId", st->id.str()},
+        {"faasPayload", std::move(request)},
+        {"faas", turn->response_json.empty() ? bj::value() : parse(turn->response_json)}});
+    for (std::size_t i = 0; i < fns.size(); ++i) {
+      functions::InvokeRequest req;
+      req.account = st->account;
+      req.function = fns[i];
+      req.input_json =
+          fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", clock.nowMs(), payload);
+      req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+      req.request_id = turn->id + "-error-hook-" + std::to_string(i);
+      turn->actions.push_back(bj::object{{"kind", "ERROR_HOOK"},
+                                         {"function", fns[i].str()},
+                                         {"errorId", error_id},
+                                         {"status", "INVOKED"}});
+      addBusy();
+      runner.invoke(std::move(req), [this, bot = turn->bot->id.str(), fn = fns[i].str(),
+                                     error_id](functions::InvokeResult r) {
+        if (!r.ok) {
+          spdlog::warn("connector: error hook {} of bot {} failed for error {}: {}: {}", fn, bot,
+                       error_id, r.error_code, r.error_message);
+          std::lock_guard l(mu);
+          metrics.hook_failures[{bot, "ERROR_HOOK"}] += 1;
+        }
+        doneBusy();
+      });
+    }
+  }
+
   // ---- turns -----------------------------------------------------------------------------------
 
   void startTurn(const std::shared_ptr<ConvState>& st, TurnInput input,
@@ -795,6 +999,10 @@ struct BotService::Impl {
                                   "function {} ({}); the function was not called",
                                   turn->config.function.str(), last_error));
     }
+    if (turn->config.hooks.pre) {
+      auto fns = hookFunctions(st->account, kPreHookEvent);
+      if (!fns.empty()) return runPreHooks(st, turn, fns, 0);
+    }
     invoke(st, turn);
   }
 
@@ -850,12 +1058,21 @@ struct BotService::Impl {
       return;
     }
     turn->failure_kind = TurnHealth::kFunctionFailure;  // from here on, failures are the bot's
+    if (turn->config.hooks.post) {
+      auto fns = hookFunctions(st->account, kPostHookEvent);
+      if (!fns.empty()) return runPostHooks(st, turn, fns, 0, r.result_json);
+    }
+    planAndApply(st, turn, r.result_json);
+  }
+
+  void planAndApply(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                    const std::string& response_json) {
     PlanOptions po;
     po.channel = st->snapshot.channel;
     po.image_allowlist = allowlistFor(st->account);
     po.max_delay_s = opts.max_delay_s;
     po.conversation_id = st->id.str();
-    ResponsePlan plan = planResponse(r.result_json, validator, po);
+    ResponsePlan plan = planResponse(response_json, validator, po);
     for (auto& p : plan.refused) turn->refused.push_back(p);
     if (plan.fatal) {
       fail(st, turn, plan.fatal->code,
@@ -1109,6 +1326,7 @@ struct BotService::Impl {
       std::lock_guard l(mu);
       metrics.escalations[turn->bot->id.str()] += 1;
     }
+    runErrorHooks(st, turn, code, message);
     health(turn->bot, turn->failure_kind, turn->platform_error);
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner before the escalation");
@@ -1330,11 +1548,13 @@ struct BotService::Impl {
     rec.input_json = turn->input_json;
     rec.response_json = turn->response_json;
     rec.actions_json = bj::serialize(turn->actions);
-    rec.timings_json = bj::serialize(bj::object{{"queuedMs", turn->queued_ms},
-                                                {"invokeMs", turn->invoke_ms},
-                                                {"applyMs", std::max(0.0, total - turn->invoke_ms)},
-                                                {"totalMs", total},
-                                                {"attempts", turn->attempts}});
+    rec.timings_json = bj::serialize(
+        bj::object{{"queuedMs", turn->queued_ms},
+                   {"invokeMs", turn->invoke_ms},
+                   {"hookMs", turn->hook_ms},
+                   {"applyMs", std::max(0.0, total - turn->invoke_ms - turn->hook_ms)},
+                   {"totalMs", total},
+                   {"attempts", turn->attempts}});
     rec.error = turn->error;
     // Asynchronous, group-committed by the store; the next turn does not wait for it. `done`
     // runs on a store thread: it only logs, counts and releases the busy mark.
@@ -1828,6 +2048,12 @@ std::string BotService::prometheusText() const {
     out += fmt::format("parley_bot_invoke_ms_count{{bot=\"{}\"}} {}\n", k,
                        m.invoke_count.count(k) ? m.invoke_count.at(k) : 0);
   }
+  out +=
+      "# HELP parley_bot_hook_failures_total Failed pre/post/error hook invocations.\n# TYPE "
+      "parley_bot_hook_failures_total counter\n";
+  for (const auto& [k, v] : m.hook_failures)
+    out += fmt::format("parley_bot_hook_failures_total{{bot=\"{}\",hook=\"{}\"}} {}\n", k.first,
+                       k.second, v);
   out +=
       "# HELP parley_bot_inactivity_total Chat inactivity warnings and closes.\n# TYPE "
       "parley_bot_inactivity_total counter\n";

@@ -1016,6 +1016,182 @@ TEST_F(BotServiceTest, CloseRecordsWithoutPcsAndTransferRecordsItsMetadata) {
   EXPECT_EQ(get(c3).skill, humans_skill_);
 }
 
+// ---- hooks
+// ----------------------------------------------------------------------------------------
+
+class HooksBotServiceTest : public BotServiceTest {
+ protected:
+  void hookFunction(const std::string& uuid, const std::string& name, const std::string& event,
+                    const std::string& state = "Productive") {
+    store::FunctionRecord f;
+    f.uuid = FunctionId(uuid);
+    f.account = kAcc;
+    f.name = name;
+    f.event_id = event;
+    f.state = state;
+    f.code = "function lambda(input, callback) { callback(null, input.payload); }";
+    ASSERT_TRUE(store_->functions().createFunction(f));
+  }
+  // The scripted functions: two pre hooks (upper-case, then a context marker), the bot (echo
+  // with the marker), a post hook (appends " (post)"), an error hook (records what it got).
+  void script(bool pre_fails = false, bool post_fails = false, bool error_hook_fails = false) {
+    runner_.setScript([=, this](const functions::InvokeRequest& r) {
+      auto in = bj::parse(r.input_json).as_object();
+      bj::value payload = in.at("payload");
+      const std::string fn = r.function.str();
+      if (fn == "pre-1") {
+        if (pre_fails) return errorResult("com.liveperson.faas.handler.custom-failure", "no");
+        std::string m(payload.at("message").as_string());
+        for (auto& ch : m) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        payload.as_object()["message"] = m;
+        return okResult(bj::serialize(payload));
+      }
+      if (fn == "pre-2") {
+        payload.as_object()["context"].as_object()["marker"] = "pre-2";
+        return okResult(bj::serialize(payload));
+      }
+      if (fn == "post-1") {
+        if (post_fails) return errorResult("com.liveperson.faas.handler.runtime-exception", "bad");
+        auto& msgs = payload.as_object()["messages"].as_array();
+        msgs[0] = bj::string(std::string(msgs[0].as_string()) + " (post)");
+        return okResult(bj::serialize(payload));
+      }
+      if (fn == "err-1") {
+        std::lock_guard l(hook_mu_);
+        error_hook_inputs_.push_back(payload.as_object());
+        if (error_hook_fails) return errorResult("com.liveperson.faas.handler.custom-failure", "x");
+        return okResult("{}");
+      }
+      if (fn == "fn-bot") {
+        std::string m(payload.at("message").as_string());
+        if (m == "FAIL" || m == "fail")
+          return errorResult("com.liveperson.faas.handler.custom-failure", "boom");
+        auto ctx = payload.at("context").as_object();
+        std::string marker =
+            ctx.contains("marker") ? std::string(ctx.at("marker").as_string()) : "";
+        return okResult(bj::serialize(bj::object{
+            {"messages", bj::array{"echo: " + m + (marker.empty() ? "" : " " + marker)}}}));
+      }
+      return errorResult("com.liveperson.faas.es.missinglambda", "unknown " + fn);
+    });
+  }
+  std::vector<std::string> calledFunctions() {
+    std::vector<std::string> out;
+    for (const auto& r : runner_.requests()) out.push_back(r.function.str());
+    return out;
+  }
+  std::mutex hook_mu_;
+  std::vector<bj::object> error_hook_inputs_;
+};
+
+TEST_F(HooksBotServiceTest, PreAndPostHooksRewriteTheRequestAndTheResponse) {
+  // Name order decides the chain: "a-pre" (pre-1) runs before "b-pre" (pre-2).
+  hookFunction("pre-2", "b-pre", "bot_connectors_pre_hook");
+  hookFunction("pre-1", "a-pre", "bot_connectors_pre_hook");
+  hookFunction("post-1", "post", "bot_connectors_post_hook");
+  hookFunction("post-draft", "post-draft", "bot_connectors_post_hook", "Draft");  // not deployed
+  script();
+  auto [bot, user] = startBot(R"(,"hooks":{"preHook":true,"postHook":true})");
+  auto c = open("hooked");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"echo: HELLO pre-2 (post)"});
+  EXPECT_EQ(calledFunctions(), (std::vector<std::string>{"pre-1", "pre-2", "fn-bot", "post-1"}));
+  // pre-1 got the original request {message, convId, context:{lpEvent, lpSdes}}.
+  auto pre_in = payloadOf(runner_.requests().at(0));
+  EXPECT_EQ(pre_in.at("message").as_string(), "hello");
+  EXPECT_EQ(pre_in.at("convId").as_string(), c.id.str());
+  EXPECT_TRUE(pre_in.at("context").as_object().contains("lpEvent"));
+  // post-1 got the function's response.
+  EXPECT_EQ(payloadOf(runner_.requests().at(3)),
+            bj::parse(R"({"messages":["echo: HELLO pre-2"]})"));
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "OK");
+  EXPECT_EQ(bj::parse(t.input_json).at("payload").at("message").as_string(), "HELLO");
+  EXPECT_EQ(bj::parse(t.response_json),
+            bj::parse(R"j({"messages":["echo: HELLO pre-2 (post)"]})j"));
+  EXPECT_NE(t.actions_json.find("POST_HOOK_RESPONSE"), std::string::npos);
+  EXPECT_TRUE(bj::parse(t.timings_json).as_object().contains("hookMs"));
+}
+
+TEST_F(HooksBotServiceTest, HooksRunOnlyWhenTheBotEnablesThem) {
+  hookFunction("pre-1", "a-pre", "bot_connectors_pre_hook");
+  hookFunction("post-1", "post", "bot_connectors_post_hook");
+  script();
+  auto [bot, user] = startBot();
+  auto c = open("unhooked");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"echo: hello"});
+  EXPECT_EQ(calledFunctions(), std::vector<std::string>{"fn-bot"});
+  auto bad = botBody();
+  bad["hooks"] = bj::parse(R"({"preHook":"yes"})");
+  EXPECT_FALSE(service_->createBot(kAcc, bad));
+  bad["hooks"] = bj::parse(R"({"prehook":true})");
+  auto r = service_->createBot(kAcc, bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("hooks.prehook"), std::string::npos);
+}
+
+TEST_F(HooksBotServiceTest, AFailingPreHookEscalatesWithoutCallingTheBotAndTellsTheErrorHook) {
+  hookFunction("pre-1", "a-pre", "bot_connectors_pre_hook");
+  hookFunction("err-1", "err", "bot_connectors_error_hook");
+  script(/*pre_fails=*/true);
+  auto [bot, user] = startBot(R"(,"hooks":{"preHook":true,"errorHook":true})");
+  auto c = open("pre-fails");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("aivendor.faas.failed-hook"), std::string::npos) << t.error;
+  EXPECT_EQ(calledFunctions(), (std::vector<std::string>{"pre-1", "err-1"}));
+  EXPECT_EQ(get(c).skill, escalation_skill_);
+  std::lock_guard l(hook_mu_);
+  ASSERT_EQ(error_hook_inputs_.size(), 1u);
+  const auto& e = error_hook_inputs_[0];
+  EXPECT_EQ(e.at("error").at("name").as_string(),
+            "com.liveperson.bot-connectors-worker.error.aivendor.faas.failed-hook");
+  EXPECT_FALSE(e.at("error").at("errorId").as_string().empty());
+  EXPECT_EQ(e.at("vendor").as_string(), "CUSTOM_INTEGRATION");
+  EXPECT_EQ(e.at("faasPayload").at("message").as_string(), "hello");
+  EXPECT_TRUE(e.at("faas").is_null());
+  EXPECT_NE(t.actions_json.find("ERROR_HOOK"), std::string::npos);
+}
+
+TEST_F(HooksBotServiceTest, AFailingPostHookEscalatesAndAFailingErrorHookIsOnlyCounted) {
+  hookFunction("post-1", "post", "bot_connectors_post_hook");
+  hookFunction("err-1", "err", "bot_connectors_error_hook");
+  script(false, /*post_fails=*/true, /*error_hook_fails=*/true);
+  auto [bot, user] = startBot(R"(,"hooks":{"postHook":true,"errorHook":true})");
+  auto c = open("post-fails");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("failed-hook"), std::string::npos);
+  EXPECT_EQ(botTexts(c).at(0), "Connecting you to an agent.");  // the bot's reply never went out
+  {
+    std::lock_guard l(hook_mu_);
+    ASSERT_EQ(error_hook_inputs_.size(), 1u);
+    // The error hook sees the request and the function's response.
+    EXPECT_EQ(error_hook_inputs_[0].at("faas"), bj::parse(R"({"messages":["echo: hello"]})"));
+  }
+  auto metrics = service_->prometheusText();
+  EXPECT_NE(metrics.find("hook=\"POST_HOOK\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("hook=\"ERROR_HOOK\"} 1"), std::string::npos) << metrics;
+  // A function error (not a hook): the error hook is told with the function's code.
+  auto c2 = open("post-fails-2");
+  say(c2, "fail");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  std::lock_guard l(hook_mu_);
+  ASSERT_EQ(error_hook_inputs_.size(), 2u);
+  EXPECT_EQ(error_hook_inputs_[1].at("error").at("name").as_string(),
+            "com.liveperson.bot-connectors-worker.error.aivendor.faas.invoke-lambda");
+}
+
 // ---- engagement attributes ----------------------------------------------------------------------
 
 TEST_F(BotServiceTest, EngagementAttributesAreReadOnceAtConversationStart) {

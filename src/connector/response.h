@@ -20,6 +20,7 @@ namespace parley::connector {
 namespace codes {
 inline constexpr const char* kInvokeLambda = "aivendor.faas.invoke-lambda";
 inline constexpr const char* kFailedFaasRequest = "aivendor.faas.failed-faas-request";
+inline constexpr const char* kFailedHook = "aivendor.faas.failed-hook";
 inline constexpr const char* kMissingResponseBody = "aivendor.faas.missing-response-body";
 inline constexpr const char* kFailedBotAction = "aivendor.faas.failed-bot-action";
 inline constexpr const char* kMalformedAlternativeIntents =

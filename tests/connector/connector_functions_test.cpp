@@ -394,5 +394,44 @@ TEST_F(ConnectorFunctionsTest, UndeployedFunctionIsAServiceInterruptionUntilRede
   EXPECT_EQ(text(botMessages(c3)[0]), "echo: back?");
 }
 
+TEST_F(ConnectorFunctionsTest, PreAndPostHookFunctionsRunAroundTheBot) {
+  const char* pre = R"JS(
+function lambda(input, callback) {
+  const req = input.payload;
+  req.message = req.message.toUpperCase();
+  callback(null, req);
+}
+)JS";
+  const char* post = R"JS(
+async function lambda(input, callback) {
+  const res = input.payload;
+  res.messages = res.messages.map(m => typeof m === 'string' ? m + ' [post]' : m);
+  callback(null, res);
+}
+)JS";
+  for (auto [uuid, name, event, code] :
+       {std::tuple{"pre-fn", "pre", "bot_connectors_pre_hook", pre},
+        std::tuple{"post-fn", "post", "bot_connectors_post_hook", post}}) {
+    store::FunctionRecord f;
+    f.uuid = FunctionId(uuid);
+    f.account = kAcc;
+    f.name = name;
+    f.event_id = event;
+    f.code = code;
+    f.state = "Productive";
+    ASSERT_TRUE(store_->functions().createFunction(f));
+    ASSERT_TRUE(runtime_->deploy(kAcc, f.uuid, functions::DeployedCode{code, {}, 1}));
+  }
+  ASSERT_TRUE(service_->updateBot(
+      kAcc, bot_, bj::parse(R"({"hooks":{"preHook":true,"postHook":true}})").as_object()));
+  auto c = open("c-hooks");
+  say(c, "hello hooks");
+  ASSERT_TRUE(waitBotMessages(c, 1));
+  EXPECT_EQ(text(botMessages(c)[0]), "echo: HELLO HOOKS [post]");
+  ASSERT_TRUE(waitTurns(1));
+  EXPECT_EQ(turns()[0].outcome, "OK");
+  EXPECT_NE(turns()[0].actions_json.find("PRE_HOOK"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace parley::connector
