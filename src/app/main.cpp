@@ -292,6 +292,7 @@ int serve(const ServeFlags& f) {
       !st)
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
+  (*server)->addMetricsSource([s = store->get()] { return store::sqlitePrometheusText(*s); });
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());

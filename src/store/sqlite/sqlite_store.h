@@ -64,6 +64,8 @@ struct SqliteWriteStats {
 };
 // Invalid when `store` was not made by openSqliteStore.
 Result<SqliteWriteStats> sqliteWriteStats(Store& store);
+// The same as Prometheus text (parley_store_* families); "" when `store` is not SQLite.
+std::string sqlitePrometheusText(Store& store);
 
 // Runs raw SQL `statements` as one queued write (one savepoint in a group-committed batch),
 // stopping at the first failure. Only for tests of the writer itself.

@@ -341,6 +341,9 @@ TEST(SqliteStore, AsyncAppendsShareCommitsAndAreDrainedOnClose) {
     ASSERT_TRUE(stats);
     EXPECT_GT(stats->largest_batch, 10);
     EXPECT_LT(stats->transactions, stats->writes / 5);
+    const std::string text = sqlitePrometheusText(store);
+    EXPECT_NE(text.find("\nparley_store_largest_batch "), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE parley_store_writes_total counter"), std::string::npos);
   }
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(ok.load(), kConversations * (kPerConversation + 1));
