@@ -1874,7 +1874,16 @@ Result<bj::object> BotService::updateBot(const AccountId& acc, const BotId& id,
       rt = it->second;
     }
   }
-  if (rt) (void)impl_->setAvailability(*rt, store::Availability::kOnline);
+  if (rt) {
+    // Re-reads the user's skills; a bot in SERVICE_INTERRUPTION stays out of routing.
+    bool interrupted = false;
+    {
+      std::lock_guard l(impl_->mu);
+      interrupted = rt->status == "SERVICE_INTERRUPTION";
+    }
+    (void)impl_->setAvailability(
+        *rt, interrupted ? store::Availability::kAway : store::Availability::kOnline);
+  }
   return impl_->botJson(*rec);
 }
 

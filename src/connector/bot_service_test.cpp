@@ -679,7 +679,14 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
   EXPECT_EQ(turnRequests(runner_, c0), 1u);
   EXPECT_EQ(botTexts(c0).at(1), "Connecting you to an agent.");
   EXPECT_EQ(get(c0).skill, escalation_skill_);
-  // A new conversation is not taken while interrupted.
+  // A new conversation is not taken while interrupted (an edit of the bot does not change that).
+  ASSERT_TRUE(service_->updateBot(kAcc, bot, bj::object{{"name", "Renamed while interrupted"}}));
+  auto availability = [&] {
+    for (const auto& a : engine_->agents(kAcc))
+      if (a.user == user) return a.availability;
+    return store::Availability::kOffline;
+  };
+  EXPECT_EQ(availability(), store::Availability::kAway);
   auto c2 = open("si-new");
   say(c2, "anyone?");
   std::this_thread::sleep_for(200ms);  // several probes (every 50 ms) fail meanwhile
@@ -692,6 +699,7 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
   ASSERT_TRUE(waitTexts(c2, [](const auto& t) { return t == std::vector<std::string>{"here"}; }));
   EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
   EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "ONLINE");
+  EXPECT_EQ(availability(), store::Availability::kOnline);
 }
 
 TEST_F(BotServiceTest, TransientPlatformErrorsNeedTheThresholdAndFunctionErrorsAreNotPlatform) {
