@@ -661,6 +661,16 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::vector<float> latencies_ms_;
 };
 
+// The value of `name` in Prometheus text (-1 when absent).
+double metricValue(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with(name + " ")) return std::strtod(line.c_str() + name.size() + 1, nullptr);
+  }
+  return -1;
+}
+
 double pct(const std::vector<float>& sorted, double p) {
   if (sorted.empty()) return 0;
   auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
@@ -807,6 +817,8 @@ int main(int argc, char** argv) {
     const long rss_open = rssKb();
     for (auto& c : consumers) c->go();
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+    HttpClient metrics_client(ep);
+    const std::string metrics0 = metrics_client.call(http::verb::get, "/metrics").body;
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
     sh.measuring = true;
     const double t0 = nowSec();
@@ -814,6 +826,12 @@ int main(int argc, char** argv) {
     sh.measuring = false;
     const double secs = nowSec() - t0;
     const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
+    const std::string metrics1 = metrics_client.call(http::verb::get, "/metrics").body;
+    const double store_txns = metricValue(metrics1, "parley_store_transactions_total") -
+                              metricValue(metrics0, "parley_store_transactions_total");
+    const double store_writes = metricValue(metrics1, "parley_store_writes_total") -
+                                metricValue(metrics0, "parley_store_writes_total");
+    const double writes_per_txn = store_txns > 0 ? store_writes / store_txns : 0.0;
     const long rss_run = rssKb();
     const std::string load = loadavg();
     sh.stopping = true;
@@ -841,6 +859,8 @@ int main(int argc, char** argv) {
     out["serverCpuUsPerTurn"] = turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0;
     out["serverCpuCores"] = (cpu1 - cpu0) / secs;
     out["loadgenCpuCores"] = (self1 - self0) / secs;
+    out["storeWritesPerTurn"] = turns > 0 ? store_writes / turns : 0.0;
+    out["storeWritesPerTransaction"] = writes_per_txn;
     out["awaitingAtStop"] = stuck;
     out["errors"] = sh.errors.load();
     out["loadavgAfter"] = load;
@@ -853,6 +873,9 @@ int main(int argc, char** argv) {
         lat.empty() ? 0.0 : lat.back(), turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0,
         (cpu1 - cpu0) / secs, (self1 - self0) / secs, rss_open / 1024.0, rss_run / 1024.0,
         load.c_str());
+    if (store_txns > 0)
+      std::printf("store: %.1f writes per turn, %.1f writes per transaction\n",
+                  turns > 0 ? store_writes / turns : 0.0, writes_per_txn);
     if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
   } else {
     // Warm up (function compiled, first allocations), then measure the growth from K more.
