@@ -306,6 +306,9 @@ struct BotService::Impl {
   // ConnectorOptions::image_allowlist callback, else none (HTTPS only).
   mutable std::mutex allow_mu;
   std::map<std::string, std::vector<std::string>> stored_allowlists;  // GUARDED_BY(allow_mu)
+  // Serialises PUT/DELETE (store write, then cache update) so the cache follows the store's
+  // order; readers only take `allow_mu`, never wait for a store write.
+  std::mutex allow_write_mu;
 
   std::optional<std::vector<std::string>> allowlistFor(const AccountId& acc) const {
     {
@@ -1774,20 +1777,20 @@ Result<bj::object> BotService::getImageAllowlist(const AccountId& acc) {
 Result<bj::object> BotService::putImageAllowlist(const AccountId& acc, const bj::object& body) {
   auto entries = parseImageAllowlist(body);
   if (!entries) return std::unexpected(entries.error());
-  // The store write and the cache update are one step for readers of this account: hold the
-  // lock across both so two PUTs cannot leave the cache differing from the store.
   {
-    std::lock_guard l(impl_->allow_mu);
+    std::lock_guard w(impl_->allow_write_mu);
     if (auto s = impl_->store.bots().putImageAllowlist(acc, *entries); !s)
       return std::unexpected(s.error());
+    std::lock_guard l(impl_->allow_mu);
     impl_->stored_allowlists[acc.str()] = *entries;
   }
   return getImageAllowlist(acc);
 }
 
 Status BotService::deleteImageAllowlist(const AccountId& acc) {
-  std::lock_guard l(impl_->allow_mu);
+  std::lock_guard w(impl_->allow_write_mu);
   if (auto s = impl_->store.bots().deleteImageAllowlist(acc); !s) return s;
+  std::lock_guard l(impl_->allow_mu);
   impl_->stored_allowlists.erase(acc.str());
   return {};
 }
