@@ -248,6 +248,28 @@ class Engine final : public ConversationService {
       task();
     }
   }
+  // One asynchronous append of `publish`, shared by the store's completion (writer thread) and
+  // the strand handler that finishes the publish; the last to let go destroys it. Its
+  // destructor drops the entry (whose strand belongs to pool_) and the caller's callback first
+  // and only then ends the write, so ~Engine — which waits for writes in flight before joining
+  // pool_ — never runs while something here still refers to the pool. (ASan caught the entry
+  // released on the writer thread after the pool was gone when the count ended in the handler.)
+  struct PendingAppend {
+    explicit PendingAppend(Engine& e) : engine(e) {}
+    PendingAppend(const PendingAppend&) = delete;
+    PendingAppend& operator=(const PendingAppend&) = delete;
+    ~PendingAppend() {
+      entry.reset();
+      done = nullptr;
+      engine.writeEnded();
+    }
+    Engine& engine;
+    EntryPtr entry;
+    store::Message message;
+    TimeMs prev_updated = 0;
+    TimeMs now = 0;
+    Callback<Published> done;
+  };
   // Asynchronous store writes in flight (the destructor waits for them).
   void writeStarted() {
     std::lock_guard lock(writes_mu_);
@@ -864,26 +886,33 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         // operations wait (held) until it has committed or failed.
         entry->busy = true;
         writeStarted();
+        auto pending = std::make_shared<PendingAppend>(*this);
+        pending->entry = entry;
+        pending->prev_updated = prev_updated;
+        pending->now = now;
+        pending->done = done;
         store::Message copy = m;
-        store_.conversations().appendMessageAsync(
-            c, std::move(copy),
-            [this, entry, m = std::move(m), prev_updated, now, done](Status st) mutable {
-              asio::post(entry->strand, [this, entry, m = std::move(m), prev_updated, now, done,
-                                         st = std::move(st)]() mutable {
-                Conversation& c = entry->conv;
-                if (!st) {
-                  c.next_sequence--;
-                  c.updated_at = prev_updated;
-                  done(std::unexpected(st.error()));
-                } else {
-                  MessageAdded added{std::move(m), c};
-                  listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
-                  done(Published{added.message.sequence, now});
-                }
-                release(entry);
-                writeEnded();
-              });
-            });
+        pending->message = std::move(m);
+        store_.conversations().appendMessageAsync(c, std::move(copy), [pending](Status st) mutable {
+          // Runs on the store's writer thread: hand everything to the strand, keeping no
+          // reference here (see PendingAppend).
+          const Strand& strand = pending->entry->strand;
+          asio::post(strand, [p = std::move(pending), st = std::move(st)]() mutable {
+            Engine& self = p->engine;
+            EntryPtr e = p->entry;
+            Conversation& cv = e->conv;
+            if (!st) {
+              cv.next_sequence--;
+              cv.updated_at = p->prev_updated;
+              p->done(std::unexpected(st.error()));
+            } else {
+              MessageAdded added{std::move(p->message), cv};
+              self.listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
+              p->done(Published{added.message.sequence, p->now});
+            }
+            release(e);
+          });
+        });
       },
       std::move(fail));
 }
