@@ -686,6 +686,10 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
       if (a.user == user) return a.availability;
     return store::Availability::kOffline;
   };
+  // The user's availability changes on the engine's agents strand: wait for it (under ASan on a
+  // loaded machine the first read could still see the state before the edit).
+  for (int i = 0; i < 200 && availability() != store::Availability::kAway; ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(availability(), store::Availability::kAway);
   auto c2 = open("si-new");
   say(c2, "anyone?");
