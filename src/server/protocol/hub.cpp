@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/prometheus.h"
+
 namespace parley::server::protocol {
 
 namespace {
@@ -114,8 +116,7 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
 std::string Hub::metricsText() const {
   std::string out;
   auto counter = [&](const char* name, const char* help, std::int64_t v) {
-    out += "# HELP " + std::string(name) + " " + help + "\n# TYPE " + name + " counter\n" + name +
-           " " + std::to_string(v) + "\n";
+    prometheus::appendSample(out, name, "counter", help, v);
   };
   counter("parley_conversations_created_total", "Conversations created.",
           conversations_created_.load());
@@ -125,10 +126,9 @@ std::string Hub::metricsText() const {
           messages_.load());
   counter("parley_chat_states_total", "Chat state events delivered.", chat_states_.load());
   counter("parley_rings_total", "Rings offered to agents.", rings_.load());
-  out +=
-      "# HELP parley_protocol_sessions Protocol sessions registered for events.\n"
-      "# TYPE parley_protocol_sessions gauge\nparley_protocol_sessions " +
-      std::to_string(size()) + "\n";
+  prometheus::appendSample(out, "parley_protocol_sessions", "gauge",
+                           "Protocol sessions registered for events.",
+                           static_cast<std::int64_t>(size()));
   return out;
 }
 

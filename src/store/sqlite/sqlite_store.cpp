@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/prometheus.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/schema.h"
 #include "store/store_util.h"
@@ -1760,21 +1761,20 @@ std::string sqlitePrometheusText(Store& store) {
   auto st = sqliteWriteStats(store);
   if (!st) return {};
   std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, std::int64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-           name + " " + std::to_string(v) + "\n";
-  };
-  metric("parley_store_transactions_total", "counter",
-         "SQLite write transactions committed or failed (each holds a batch of writes).",
-         st->transactions);
-  metric("parley_store_writes_total", "counter", "Writes run in those transactions.", st->writes);
-  metric("parley_store_largest_batch", "gauge", "Most writes committed in one transaction.",
-         st->largest_batch);
-  metric("parley_store_checkpoints_total", "counter",
-         "WAL checkpoints run by the background checkpoint thread.", st->background_checkpoints);
-  metric("parley_store_inline_checkpoints_total", "counter",
-         "WAL checkpoints the writer ran itself (WAL past its hard limit).",
-         st->inline_checkpoints);
+  prometheus::appendSample(
+      out, "parley_store_transactions_total", "counter",
+      "SQLite write transactions committed or failed (each holds a batch of writes).",
+      st->transactions);
+  prometheus::appendSample(out, "parley_store_writes_total", "counter",
+                           "Writes run in those transactions.", st->writes);
+  prometheus::appendSample(out, "parley_store_largest_batch", "gauge",
+                           "Most writes committed in one transaction.", st->largest_batch);
+  prometheus::appendSample(out, "parley_store_checkpoints_total", "counter",
+                           "WAL checkpoints run by the background checkpoint thread.",
+                           st->background_checkpoints);
+  prometheus::appendSample(out, "parley_store_inline_checkpoints_total", "counter",
+                           "WAL checkpoints the writer ran itself (WAL past its hard limit).",
+                           st->inline_checkpoints);
   return out;
 }
 
