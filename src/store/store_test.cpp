@@ -127,6 +127,13 @@ Message makeMessage(const ConversationId& c, std::int64_t seq) {
   return m;
 }
 
+// `c` as appending `m` leaves it (the counters appendMessage requires).
+Conversation advancedTo(Conversation c, const Message& m) {
+  c.next_sequence = m.sequence + 1;
+  c.updated_at = m.server_ts;
+  return c;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Store
 
@@ -412,7 +419,9 @@ TYPED_TEST(StoreContract, ConversationRoundTripWithParticipants) {
   EXPECT_CODE(this->conv().getConversation(kB, c.id), ErrorCode::kNotFound);
   Conversation hijack = makeConversation(kB, "c1");
   EXPECT_CODE(this->conv().saveConversation(hijack), ErrorCode::kConflict);
-  EXPECT_CODE(this->conv().appendMessage(hijack, makeMessage(hijack.id, 9)), ErrorCode::kConflict);
+  EXPECT_CODE(this->conv().appendMessage(advancedTo(hijack, makeMessage(hijack.id, 9)),
+                                         makeMessage(hijack.id, 9)),
+              ErrorCode::kConflict);
   EXPECT_EQ(this->conv().getConversation(kA, c.id)->account, kA);
   EXPECT_TRUE(this->conv().listMessages(c.id, 0, 100)->empty());
   EXPECT_CODE(this->conv().getConversation(kA, ConversationId("none")), ErrorCode::kNotFound);
@@ -476,7 +485,7 @@ TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
   ASSERT_OK(this->conv().saveConversation(c));
   // Appended out of order; listed in sequence order.
   for (std::int64_t seq : {0, 2, 1, 4, 3}) {
-    c.next_sequence = std::max<std::int64_t>(c.next_sequence, seq + 1);
+    c = advancedTo(c, makeMessage(c.id, seq));
     ASSERT_OK(this->conv().appendMessage(c, makeMessage(c.id, seq)));
   }
   auto all = this->conv().listMessages(c.id, 0, 100);
@@ -494,7 +503,9 @@ TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
   EXPECT_EQ(m0.originator_role, "CONSUMER");
   EXPECT_EQ(m0.audience, "ALL");
   EXPECT_EQ(m0.metadata_json, "[]");
+  // The counters follow the highest sequence, whatever order the appends came in.
   EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->updated_at, 1004);
 
   auto tail = this->conv().listMessages(c.id, 2, 2);
   ASSERT_TRUE(tail);
@@ -506,21 +517,46 @@ TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
   EXPECT_TRUE(this->conv().listMessages(ConversationId("other"), 0, 10)->empty());
 
   // A duplicate sequence is a Conflict and changes neither the message nor the conversation.
-  Conversation advanced = c;
-  advanced.next_sequence = 42;
   Message dup = makeMessage(c.id, 3);
   dup.event_json = R"({"replaced":true})";
+  Conversation advanced = advancedTo(c, dup);
+  advanced.skill = SkillId("77");
   EXPECT_CODE(this->conv().appendMessage(advanced, dup), ErrorCode::kConflict);
   EXPECT_EQ(this->conv().listMessages(c.id, 3, 1)->at(0).event_json,
             makeMessage(c.id, 3).event_json);
   EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->skill, c.skill);
+
+  // The conversation must come with the counters the message gives it; otherwise Invalid and
+  // nothing is stored.
+  Message m5 = makeMessage(c.id, 5);
+  Conversation stale = c;  // as the last append (sequence 3) left it
+  auto r = this->conv().appendMessage(stale, m5);
+  EXPECT_CODE(r, ErrorCode::kInvalid);
+  EXPECT_NE(r.error().message.find("next_sequence must be 6, not 4"), std::string::npos)
+      << r.error().message;
+  Conversation wrong_ts = advancedTo(c, m5);
+  wrong_ts.updated_at = 1;
+  r = this->conv().appendMessage(wrong_ts, m5);
+  EXPECT_CODE(r, ErrorCode::kInvalid);
+  EXPECT_NE(r.error().message.find("updated_at must be the message's server_ts"), std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(this->conv().listMessages(c.id, 5, 10)->empty());
+
+  // A later save with lower counters cannot take them below what the messages imply.
+  Conversation lower = c;
+  lower.next_sequence = 2;
+  lower.updated_at = 3;
+  ASSERT_OK(this->conv().saveConversation(lower));
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->updated_at, 1004);
 
   // appendMessage creates the conversation when it is new, and checks the message belongs to it.
-  Conversation fresh = makeConversation(kA, "fresh");
-  fresh.next_sequence = 1;
+  Conversation fresh = advancedTo(makeConversation(kA, "fresh"), makeMessage(ConversationId(), 0));
   ASSERT_OK(this->conv().appendMessage(fresh, makeMessage(fresh.id, 0)));
   EXPECT_EQ(this->conv().getConversation(kA, fresh.id)->next_sequence, 1);
-  EXPECT_CODE(this->conv().appendMessage(fresh, makeMessage(c.id, 99)), ErrorCode::kInvalid);
+  EXPECT_EQ(this->conv().getConversation(kA, fresh.id)->updated_at, 1000);
+  EXPECT_CODE(this->conv().appendMessage(fresh, makeMessage(c.id, 0)), ErrorCode::kInvalid);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,12 +940,13 @@ TYPED_TEST(StoreContract, AsyncWritesCompleteInOrderWithTheBlockingResults) {
   Conversation c = makeConversation(kA, "async");
   this->conv().saveConversationAsync(c, track("save"));
   for (std::int64_t seq = 0; seq < 20; ++seq) {
-    c.next_sequence = seq + 1;
+    c = advancedTo(c, makeMessage(c.id, seq));
     this->conv().appendMessageAsync(c, makeMessage(c.id, seq),
                                     track(numbered("m", static_cast<int>(seq))));
   }
   // A duplicate sequence fails alone; a message of another conversation is Invalid at once.
-  this->conv().appendMessageAsync(c, makeMessage(c.id, 7), track("dup"));
+  this->conv().appendMessageAsync(advancedTo(c, makeMessage(c.id, 7)), makeMessage(c.id, 7),
+                                  track("dup"));
   this->conv().appendMessageAsync(c, makeMessage(ConversationId("other"), 0), track("wrong"));
   Conversation hijack = makeConversation(kB, "async");
   this->conv().saveConversationAsync(hijack, track("hijack"));
@@ -962,11 +999,12 @@ TYPED_TEST(StoreContract, ConcurrentWritersAllCommitExactly) {
     threads.emplace_back([&, t] {
       Conversation own = makeConversation(kA, "own-" + std::to_string(t));
       for (int i = 0; i < kPerThread; ++i) {
-        own.next_sequence = i + 1;
+        own = advancedTo(own, makeMessage(own.id, i));
         if (!this->conv().appendMessage(own, makeMessage(own.id, i))) ++failures;
         // Every thread tries every shared sequence: exactly one wins each, the rest Conflict,
         // and a losing write fails alone inside a batch of winners.
-        auto r = this->conv().appendMessage(shared, makeMessage(shared.id, i));
+        auto r = this->conv().appendMessage(advancedTo(shared, makeMessage(shared.id, i)),
+                                            makeMessage(shared.id, i));
         if (r) {
           ++shared_ok;
         } else if (r.error().code == ErrorCode::kConflict) {
@@ -1021,7 +1059,7 @@ TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
   std::atomic<int> bad_reads{0};
   std::thread writer([&] {
     for (int i = 0; i < 300; ++i) {
-      c.next_sequence = i + 1;
+      c = advancedTo(c, makeMessage(c.id, i));
       (void)this->conv().appendMessage(c, makeMessage(c.id, i));
     }
     stop = true;

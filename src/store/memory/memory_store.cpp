@@ -231,8 +231,19 @@ class MemoryStore final : public Store,
     if (auto st = checkConversation(c); !st) return st;
     std::lock_guard lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
-    conversations_[c.id.str()] = c;
+    storeLocked(c);
     return {};
+  }
+
+  // As in SQLite: the stored counters are at least what the conversation's last message implies.
+  // REQUIRES: mu_ held.
+  void storeLocked(const Conversation& c) {
+    Conversation& stored = conversations_[c.id.str()] = c;
+    if (auto mt = messages_.find(c.id.str()); mt != messages_.end() && !mt->second.empty()) {
+      const Message& last = mt->second.rbegin()->second;
+      stored.next_sequence = std::max(stored.next_sequence, last.sequence + 1);
+      stored.updated_at = std::max(stored.updated_at, last.server_ts);
+    }
   }
 
   Status appendMessage(const Conversation& c, const Message& m) override {
@@ -240,6 +251,7 @@ class MemoryStore final : public Store,
     if (m.conversation != c.id)
       return invalid("message conversation " + m.conversation.str() +
                      " differs from conversation " + c.id.str());
+    if (auto st = internal::checkAppendCounters(c, m); !st) return st;
     std::lock_guard lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
     auto& msgs = messages_[c.id.str()];
@@ -247,7 +259,7 @@ class MemoryStore final : public Store,
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       c.id.str());
     msgs.emplace(m.sequence, m);
-    conversations_[c.id.str()] = c;
+    storeLocked(c);
     return {};
   }
 

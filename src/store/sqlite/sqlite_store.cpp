@@ -5,13 +5,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -234,6 +238,18 @@ AgentState agentStateRow(Query& q) {
 constexpr const char* kConversationCols =
     "id, account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, "
     "end_ts, updated_at, close_reason, next_sequence, context_json";
+// The same columns for SELECTs over `conversations c`. An append stores only its message (see
+// SqliteStore::appendTxn), so `updated_at` and `next_sequence` are read as the larger of the
+// stored value and what the conversation's last message implies.
+constexpr const char* kConversationSelect =
+    "c.id, c.account, c.consumer, c.channel, c.state, c.skill, c.ttr_type, c.ttr_value_s, "
+    "c.ttr_due_at, c.start_ts, c.end_ts, "
+    "MAX(c.updated_at, IFNULL((SELECT m.server_ts FROM messages m WHERE m.conversation=c.id "
+    "ORDER BY m.sequence DESC LIMIT 1), 0)), "
+    "c.close_reason, "
+    "MAX(c.next_sequence, IFNULL((SELECT m.sequence + 1 FROM messages m WHERE m.conversation=c.id "
+    "ORDER BY m.sequence DESC LIMIT 1), 0)), "
+    "c.context_json";
 Conversation conversationRow(Query& q) {
   Conversation c;
   c.id = ConversationId(q.text(0));
@@ -536,12 +552,21 @@ class Writer {
     return std::move(op.result);
   }
 
+  // How a write is made atomic inside a batch of many.
+  enum class Wrap {
+    kSavepoint,  // the writer runs it inside its own SAVEPOINT (default)
+    // The write is atomic by itself (one statement, or it opens its own savepoint when it needs
+    // more): no savepoint around it, which saves two statements per write.
+    kSelf,
+  };
+
   // Queues `fn`; `done(result)` runs once its transaction committed (or failed), on a writer
   // thread. Never blocks.
-  void submitAsync(WriteFn fn, DoneFn done) {
+  void submitAsync(WriteFn fn, DoneFn done, Wrap wrap = Wrap::kSavepoint) {
     auto* op = new Op;
     op->fn = std::move(fn);
     op->on_done = std::move(done);
+    op->wrap = wrap;
     bool wake = false;
     {
       std::lock_guard lock(mu_);
@@ -559,13 +584,53 @@ class Writer {
     }
     if (checkpointer_) st.background_checkpoints = checkpointer_->checkpoints();
     st.inline_checkpoints = inline_checkpoints_.load(std::memory_order_relaxed);
+    st.wal_restarts = wal_restarts_.load(std::memory_order_relaxed);
+    st.wal_frames_written = wal_frames_written_.load(std::memory_order_relaxed);
+    st.wal_high_water_frames = wal_high_water_.load(std::memory_order_relaxed);
     return st;
+  }
+
+  // `hook` runs on the leader's thread whenever a write fails or a transaction does not commit
+  // (what the writes of the batch did may then be partly or wholly rolled back), so state kept
+  // beside the connection can be dropped. REQUIRES: called before the first write.
+  void setRollbackHook(std::function<void()> hook) { rollback_hook_ = std::move(hook); }
+
+  // `flush` runs on the writer thread, without the writer's lock, when a deadline set by
+  // flushAfter() passes (typically it queues a write with submitAsync). REQUIRES: called before
+  // the first flushAfter().
+  void setDeferredFlush(std::function<void()> flush) { deferred_flush_ = std::move(flush); }
+
+  // Makes the writer thread call the deferred flush `delay` from now, unless a call is already
+  // due earlier. Never blocks on a write. Pending deadlines are dropped when the writer stops
+  // (the owner flushes what it deferred before destroying the writer).
+  void flushAfter(std::chrono::milliseconds delay) {
+    const auto at = std::chrono::steady_clock::now() + delay;
+    bool wake = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!flush_at_ || at < *flush_at_) {
+        flush_at_ = at;
+        wake = true;
+      }
+    }
+    if (wake) async_cv_.notify_one();
   }
 
  private:
   // Runs on the leader's thread inside COMMIT: `frames` is the WAL size after it.
   static int walHook(void* self, sqlite3*, const char*, int frames) {
     auto* w = static_cast<Writer*>(self);
+    // The WAL restarted from its beginning when it is shorter than after the last commit.
+    const int before = w->hook_frames_;
+    w->hook_frames_ = frames;
+    if (frames < before) {
+      w->wal_restarts_.fetch_add(1, std::memory_order_relaxed);
+      w->wal_frames_written_.fetch_add(frames, std::memory_order_relaxed);
+    } else {
+      w->wal_frames_written_.fetch_add(frames - before, std::memory_order_relaxed);
+    }
+    if (frames > w->wal_high_water_.load(std::memory_order_relaxed))
+      w->wal_high_water_.store(frames, std::memory_order_relaxed);
     w->wal_frames_ = frames;
     // Past the hard limit the writer checkpoints itself; a background checkpoint running then
     // would make it fail (busy), so none is started.
@@ -576,6 +641,7 @@ class Writer {
   struct Op {
     WriteFn fn;
     DoneFn on_done;  // set: asynchronous (heap-allocated, deleted after on_done ran)
+    Wrap wrap = Wrap::kSavepoint;
     Status result;
     bool done = false;           // guarded by mu_ (blocking ops only)
     std::condition_variable cv;  // blocking ops: signalled when done, or when this op may lead
@@ -630,16 +696,36 @@ class Writer {
   }
 
   // The writer thread: leads whenever the oldest queued write is asynchronous and nobody leads.
+  // Also calls the deferred flush when its deadline passes.
   void asyncLoop() {
     std::unique_lock lock(mu_);
     for (;;) {
-      async_cv_.wait(lock, [&] {
+      auto ready = [&] {
         return (!leading_ && !queue_.empty() && queue_.front()->on_done) ||
-               (stop_ && !leading_ && queue_.empty());
-      });
-      if (queue_.empty()) return;  // stopping, nothing left
+               (stop_ && !leading_ && queue_.empty()) ||
+               (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_);
+      };
+      if (flush_at_ && !stop_)
+        async_cv_.wait_until(lock, *flush_at_, ready);
+      else
+        async_cv_.wait(lock, ready);
+      if (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_) {
+        flush_at_.reset();
+        lock.unlock();
+        if (deferred_flush_) deferred_flush_();
+        lock.lock();
+        continue;
+      }
+      if (leading_ || queue_.empty() || !queue_.front()->on_done) {
+        if (stop_ && !leading_ && queue_.empty()) return;  // stopping, nothing left
+        continue;  // woken for a deadline that moved, or a blocking caller leads
+      }
       lead(lock, [] { return false; });
     }
+  }
+
+  void rolledBack() {
+    if (rollback_hook_) rollback_hook_();
   }
 
   static Status runOne(Op& op, Conn& c) {
@@ -663,10 +749,26 @@ class Writer {
       op.result = runOne(op, c);
       if (!op.result) {
         (void)c.exec("ROLLBACK");
+        rolledBack();
         return;
       }
     } else {
-      for (Op* op : batch) {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        Op* op = batch[i];
+        if (sqlite3_get_autocommit(c.raw()) != 0) {
+          // An earlier write's error (I/O, disk full) made SQLite roll the transaction back:
+          // running the rest would commit them one by one outside it. Fail them all instead.
+          Status lost = internalError("store write failed: the transaction was rolled back");
+          for (std::size_t j = 0; j < batch.size(); ++j)
+            if (j >= i || batch[j]->result) batch[j]->result = lost;
+          rolledBack();
+          return;
+        }
+        if (op->wrap == Wrap::kSelf) {
+          op->result = runOne(*op, c);
+          if (!op->result) rolledBack();
+          continue;
+        }
         if (auto st = c.run("SAVEPOINT w"); !st) {
           op->result = st;
           continue;
@@ -677,6 +779,7 @@ class Writer {
         } else {
           (void)c.run("ROLLBACK TO w");
           (void)c.run("RELEASE w");
+          rolledBack();
         }
         op->result = std::move(st);
       }
@@ -684,6 +787,7 @@ class Writer {
     Status commit = c.run("COMMIT");
     if (!commit) {
       (void)c.exec("ROLLBACK");
+      rolledBack();
       for (Op* op : batch)
         if (op->result) op->result = commit;
     }
@@ -704,15 +808,22 @@ class Writer {
   const int max_batch_;
   std::unique_ptr<Checkpointer> checkpointer_;
   const int wal_max_pages_;
-  int wal_frames_ = 0;  // touched only by the leader
+  int wal_frames_ = 0;   // touched only by the leader
+  int hook_frames_ = 0;  // the WAL size after the last commit (leader only)
+  std::atomic<std::int64_t> wal_restarts_{0};
+  std::atomic<std::int64_t> wal_frames_written_{0};
+  std::atomic<std::int64_t> wal_high_water_{0};
   std::atomic<std::int64_t> inline_checkpoints_{0};
   mutable std::mutex mu_;
-  SqliteWriteStats stats_;            // guarded by mu_
-  std::deque<Op*> queue_;             // guarded by mu_
-  bool leading_ = false;              // guarded by mu_: a thread is running batches on conn_
-  bool stop_ = false;                 // guarded by mu_
-  std::condition_variable async_cv_;  // wakes the writer thread
-  std::thread thread_;                // last: started after everything above
+  SqliteWriteStats stats_;  // guarded by mu_
+  std::deque<Op*> queue_;   // guarded by mu_
+  bool leading_ = false;    // guarded by mu_: a thread is running batches on conn_
+  bool stop_ = false;       // guarded by mu_
+  std::optional<std::chrono::steady_clock::time_point> flush_at_;  // guarded by mu_
+  std::function<void()> rollback_hook_;   // set before the first write; run by the leader
+  std::function<void()> deferred_flush_;  // set before the first flushAfter()
+  std::condition_variable async_cv_;      // wakes the writer thread
+  std::thread thread_;                    // last: started after everything above
 };
 
 // ---- Readers: a pool of read-only connections ----------------------------------------------
@@ -782,11 +893,22 @@ class SqliteStore final : public Store,
  public:
   SqliteStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
               std::vector<std::unique_ptr<Conn>> readers, int max_batch,
-              std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages)
+              std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages, int turn_flush_ms)
       : clock_(clock),
         version_(version),
+        turn_flush_ms_(turn_flush_ms),
         writer_(std::move(writer), max_batch, std::move(checkpointer), wal_max_pages),
-        readers_(std::move(readers)) {}
+        readers_(std::move(readers)) {
+    writer_.setRollbackHook([this] { row_prints_.clear(); });
+    writer_.setDeferredFlush([this] { queueBufferedTurns(); });
+  }
+
+  // Buffered turn records are queued; the writer commits them before it closes.
+  ~SqliteStore() override {
+    std::lock_guard lock(turns_mu_);
+    submitTurnsLocked();
+    turns_closed_ = true;
+  }
 
   // Store
   AccountStore& accounts() override { return *this; }
@@ -800,6 +922,7 @@ class SqliteStore final : public Store,
   // Runs `statements` in order as one write; stops at the first failure.
   Status execForTest(const std::vector<std::string>& statements) {
     return write([&](Conn& c) -> Status {
+      row_prints_.clear();  // raw SQL may change any row
       for (const auto& sql : statements) PARLEY_STORE_TRY(c.exec(sql));
       return {};
     });
@@ -1026,13 +1149,13 @@ class SqliteStore final : public Store,
   // ConversationStore
   Status saveConversation(const Conversation& conv) override {
     if (auto st = checkConversation(conv); !st) return st;
-    return write([&](Conn& c) -> Status { return storeConversation(c, conv); });
+    return write([&](Conn& c) -> Status { return saveTxn(c, conv); });
   }
 
   void saveConversationAsync(Conversation conv, std::function<void(Status)> done) override {
     if (auto st = checkConversation(conv); !st) return done(st);
     writer_.submitAsync(
-        [conv = std::move(conv)](Conn& c) -> Status { return storeConversation(c, conv); },
+        [this, conv = std::move(conv)](Conn& c) -> Status { return saveTxn(c, conv); },
         std::move(done));
   }
 
@@ -1043,9 +1166,9 @@ class SqliteStore final : public Store,
 
   void appendMessageAsync(Conversation conv, Message m, std::function<void(Status)> done) override {
     if (auto st = checkAppend(conv, m); !st) return done(st);
-    writer_.submitAsync([conv = std::move(conv),
+    writer_.submitAsync([this, conv = std::move(conv),
                          m = std::move(m)](Conn& c) -> Status { return appendTxn(c, conv, m); },
-                        std::move(done));
+                        std::move(done), Writer::Wrap::kSelf);
   }
 
   Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
@@ -1053,7 +1176,8 @@ class SqliteStore final : public Store,
       ReadTxn txn(c);
       PARLEY_STORE_TRY(txn.status());
       auto conv = selectOne<Conversation>(
-          c, "SELECT " + cols(kConversationCols) + " FROM conversations WHERE id=? AND account=?",
+          c,
+          "SELECT " + cols(kConversationSelect) + " FROM conversations c WHERE id=? AND account=?",
           conversationRow, id.str(), acc.str());
       if (!conv || !*conv) return conv;
       PARLEY_STORE_TRY(loadParticipants(c, **conv));
@@ -1066,7 +1190,8 @@ class SqliteStore final : public Store,
   Result<std::vector<Conversation>> listConversations(const AccountId& acc,
                                                       const ConversationQuery& q) override {
     if (q.limit <= 0) return std::vector<Conversation>{};
-    std::string sql = "SELECT " + cols(kConversationCols) + " FROM conversations WHERE account=?";
+    std::string sql =
+        "SELECT " + cols(kConversationSelect) + " FROM conversations c WHERE account=?";
     if (q.state) sql += " AND state=?";
     if (q.skill) sql += " AND skill=?";
     if (q.consumer) sql += " AND consumer=?";
@@ -1098,8 +1223,8 @@ class SqliteStore final : public Store,
       ReadTxn txn(c);
       PARLEY_STORE_TRY(txn.status());
       auto out = selectAll<Conversation>(c,
-                                         "SELECT " + cols(kConversationCols) +
-                                             " FROM conversations WHERE state=? ORDER BY "
+                                         "SELECT " + cols(kConversationSelect) +
+                                             " FROM conversations c WHERE state=? ORDER BY "
                                              "start_ts, id",
                                          conversationRow, stateName(ConversationState::kOpen));
       if (!out) return out;
@@ -1382,6 +1507,7 @@ class SqliteStore final : public Store,
   }
 
   Status deleteBot(const AccountId& acc, const BotId& id) override {
+    queueBufferedTurns();  // committed before the delete, in order
     return write([&](Conn& c) -> Status {
       PARLEY_STORE_TRY(changedOrNotFound(
           execute(c, "DELETE FROM bots WHERE account=? AND id=?", acc.str(), id.str()),
@@ -1417,19 +1543,33 @@ class SqliteStore final : public Store,
 
   Status appendTurn(const TurnRecord& t, int keep) override {
     if (t.turn_id.empty()) return invalid("turn id is required");
+    queueBufferedTurns();  // earlier asynchronous records first
     return write([&](Conn& c) -> Status { return appendTurnTxn(c, t, keep); });
   }
 
+  // Turn records are observability data written at every bot turn, and a bot keeps only its
+  // newest `keep`: they are buffered for up to turn_flush_ms and written together, and of a
+  // bot's buffered records only those that would survive the pruning are written at all (the
+  // result is the same as appending them one by one). `done` runs after that commit.
   void appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) override {
     if (t.turn_id.empty()) return done(invalid("turn id is required"));
-    writer_.submitAsync(
-        [t = std::move(t), keep](Conn& c) -> Status { return appendTurnTxn(c, t, keep); },
-        std::move(done));
+    std::lock_guard lock(turns_mu_);
+    turn_buffer_.push_back(BufferedTurn{std::move(t), keep, std::move(done)});
+    if (turn_flush_ms_ <= 0 || turn_buffer_.size() >= kTurnBufferMax || turns_closed_) {
+      submitTurnsLocked();
+    } else if (turn_buffer_.size() == 1) {
+      writer_.flushAfter(std::chrono::milliseconds(turn_flush_ms_));
+    }
   }
 
   Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
                                             int limit) override {
     if (limit <= 0) return std::vector<TurnRecord>{};
+    queueBufferedTurns();
+    if (turns_in_flight_.load() > 0) {
+      // Wait for the queued records: a write queued after them returns once they committed.
+      PARLEY_STORE_TRY(write([](Conn&) -> Status { return {}; }));
+    }
     return read([&](Conn& c) {
       return selectAll<TurnRecord>(c,
                                    "SELECT " + cols(kTurnCols) +
@@ -1515,13 +1655,90 @@ class SqliteStore final : public Store,
     if (m.conversation != conv.id)
       return invalid("message conversation " + m.conversation.str() +
                      " differs from conversation " + conv.id.str());
+    if (auto st = internal::checkAppendCounters(conv, m); !st) return st;
     return {};
   }
 
-  static Status appendTxn(Conn& c, const Conversation& conv, const Message& m) {
-    // The conversation first: it checks the owner before anything is written. A conflicting
-    // message then rolls the conversation back with it (the write is one savepoint).
+  // ---- Conversation rows the writer has stored (only the leader touches these) -------------
+
+  // What a conversation row holds besides its counters, as two 64-bit hashes: the columns and
+  // the participants. Equal prints mean the stored row differs at most in `updated_at` and
+  // `next_sequence`, which reads derive from the messages (kConversationSelect).
+  struct RowPrint {
+    std::size_t fields = 0;
+    std::size_t people = 0;
+    bool operator==(const RowPrint&) const = default;
+  };
+
+  static RowPrint printOf(const Conversation& c) {
+    std::string f;
+    f.reserve(128 + c.context_json.size());
+    auto add = [&f](std::string_view v) {
+      f.append(v);
+      f.push_back('\x1f');
+    };
+    add(c.account.str());
+    add(c.consumer.str());
+    add(channelName(c.channel));
+    add(stateName(c.state));
+    add(c.skill.str());
+    add(ttrTypeName(c.ttr_type));
+    add(std::to_string(c.ttr_value_s));
+    add(std::to_string(c.ttr_due_at));
+    add(std::to_string(c.start_ts));
+    add(std::to_string(c.end_ts));
+    add(c.close_reason);
+    add(c.context_json);
+    std::string p;
+    for (const auto& x : c.participants) {
+      p.append(x.id).push_back('\x1f');
+      p.append(x.role).push_back('\x1f');
+      p.append(x.state).push_back('\x1f');
+      p.append(std::to_string(x.joined_at)).push_back('\x1e');
+    }
+    return RowPrint{std::hash<std::string_view>{}(f), std::hash<std::string_view>{}(p)};
+  }
+
+  // After `conv` was stored: remember its print while it is open (closed conversations rarely
+  // get more messages; forgetting them keeps the map as large as the open conversations).
+  void remember(const Conversation& conv) {
+    if (conv.state == ConversationState::kClose) {
+      row_prints_.erase(conv.id.str());
+      return;
+    }
+    row_prints_.insert_or_assign(conv.id.str(), printOf(conv));
+  }
+
+  Status saveTxn(Conn& c, const Conversation& conv) {
+    row_prints_.erase(conv.id.str());
     PARLEY_STORE_TRY(storeConversation(c, conv));
+    remember(conv);
+    return {};
+  }
+
+  // Appends `m`. When the writer stored this conversation's row before and nothing but its
+  // counters changed since, that is one INSERT (atomic by itself: no savepoint, no conversation
+  // row read or rewritten). Otherwise the conversation is stored first (it also checks the
+  // owner) inside a savepoint, so a conflicting message rolls it back with it.
+  // Runs as Writer::Wrap::kSelf.
+  Status appendTxn(Conn& c, const Conversation& conv, const Message& m) {
+    auto it = row_prints_.find(conv.id.str());
+    if (it != row_prints_.end() && it->second == printOf(conv)) return insertMessage(c, conv, m);
+    row_prints_.erase(conv.id.str());
+    PARLEY_STORE_TRY(c.run("SAVEPOINT a"));
+    Status st = storeConversation(c, conv);
+    if (st) st = insertMessage(c, conv, m);
+    if (!st) {
+      (void)c.run("ROLLBACK TO a");
+      (void)c.run("RELEASE a");
+      return st;
+    }
+    PARLEY_STORE_TRY(c.run("RELEASE a"));
+    remember(conv);
+    return {};
+  }
+
+  static Status insertMessage(Conn& c, const Conversation& conv, const Message& m) {
     static const std::string kInsert =
         "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
     auto inserted =
@@ -1533,21 +1750,98 @@ class SqliteStore final : public Store,
     return asStatus(inserted);
   }
 
+  // ---- Buffered turn records ------------------------------------------------------------------
+
+  struct BufferedTurn {
+    TurnRecord t;
+    int keep = 0;
+    std::function<void(Status)> done;
+  };
+  // A full buffer is written at once.
+  static constexpr std::size_t kTurnBufferMax = 4096;
+
+  // Queues the buffered records as one asynchronous write (before anything queued later).
+  void queueBufferedTurns() {
+    std::lock_guard lock(turns_mu_);
+    submitTurnsLocked();
+  }
+
+  // REQUIRES: turns_mu_ held (so writes of the buffer are queued in the order it was filled).
+  void submitTurnsLocked() {
+    if (turn_buffer_.empty()) return;
+    auto batch = std::make_shared<std::vector<BufferedTurn>>(std::move(turn_buffer_));
+    turn_buffer_.clear();
+    turns_in_flight_.fetch_add(1);
+    writer_.submitAsync([batch](Conn& c) -> Status { return writeTurns(c, *batch); },
+                        [this, batch](Status st) {
+                          for (auto& b : *batch) {
+                            if (!b.done) continue;
+                            try {
+                              b.done(st);
+                            } catch (const std::exception& e) {
+                              spdlog::error("turn record callback threw: {}", e.what());
+                            }
+                          }
+                          turns_in_flight_.fetch_sub(1);
+                        });
+  }
+
+  // Writes buffered records as appending them one by one would leave the table: per bot, a
+  // record replaces an earlier one with its turn id; of the rest only the newest `keep` (by
+  // ts, then arrival: the pruning order) can survive, so only those are inserted, in arrival
+  // order, before one prune to the bot's newest `keep` (the last record's `keep`).
+  static Status writeTurns(Conn& c, const std::vector<BufferedTurn>& buf) {
+    std::map<std::pair<std::string_view, std::string_view>, std::vector<std::size_t>> bots;
+    for (std::size_t i = 0; i < buf.size(); ++i)
+      bots[{buf[i].t.account.str(), buf[i].t.bot.str()}].push_back(i);
+    for (auto& [key, idx] : bots) {
+      const int keep = std::max(buf[idx.back()].keep, 0);
+      std::unordered_map<std::string_view, std::size_t> last;
+      for (std::size_t i : idx) last[buf[i].t.turn_id] = i;
+      std::vector<std::size_t> live;
+      for (std::size_t i : idx)
+        if (last[buf[i].t.turn_id] == i) live.push_back(i);
+      if (live.size() > static_cast<std::size_t>(keep)) {
+        std::vector<std::size_t> ranked = live;
+        std::sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) {
+          if (buf[a].t.ts != buf[b].t.ts) return buf[a].t.ts > buf[b].t.ts;
+          return a > b;
+        });
+        ranked.resize(static_cast<std::size_t>(keep));
+        std::sort(ranked.begin(), ranked.end());
+        live = std::move(ranked);
+      }
+      for (std::size_t i : live) PARLEY_STORE_TRY(insertTurn(c, buf[i].t));
+      PARLEY_STORE_TRY(pruneTurns(c, buf[idx.back()].t, keep));
+    }
+    return {};
+  }
+
   // Replaces a record with the same turn id, inserts, and prunes the bot's turns to the newest
   // `keep`: the index walk skips `keep` entries and deletes what is left (rows past the newest
   // `keep`), instead of testing every row against a `keep`-row subquery.
   static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
-    PARLEY_STORE_TRY(execute(c, "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?",
-                             t.account.str(), t.bot.str(), t.turn_id));
-    PARLEY_STORE_TRY(
-        execute(c, "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts, t.outcome,
-                t.input_json, t.response_json, t.actions_json, t.timings_json, t.error));
-    return asStatus(execute(c,
-                            "DELETE FROM turns WHERE seq IN "
-                            "(SELECT seq FROM turns WHERE account=?1 AND bot=?2 "
-                            "ORDER BY ts DESC, seq DESC LIMIT -1 OFFSET ?3)",
-                            t.account.str(), t.bot.str(), std::max(keep, 0)));
+    PARLEY_STORE_TRY(insertTurn(c, t));
+    return pruneTurns(c, t, keep);
+  }
+
+  static Status insertTurn(Conn& c, const TurnRecord& t) {
+    static const std::string kDelete = "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?";
+    static const std::string kInsert =
+        "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+    PARLEY_STORE_TRY(execute(c, kDelete, t.account.str(), t.bot.str(), t.turn_id));
+    return asStatus(execute(c, kInsert, t.account.str(), t.bot.str(), t.conversation.str(),
+                            t.turn_id, t.ts, t.outcome, t.input_json, t.response_json,
+                            t.actions_json, t.timings_json, t.error));
+  }
+
+  // Keeps the bot of `t`'s newest `keep` turns.
+  static Status pruneTurns(Conn& c, const TurnRecord& t, int keep) {
+    static const std::string kPrune =
+        "DELETE FROM turns WHERE seq IN "
+        "(SELECT seq FROM turns WHERE account=?1 AND bot=?2 "
+        "ORDER BY ts DESC, seq DESC LIMIT -1 OFFSET ?3)";
+    return asStatus(execute(c, kPrune, t.account.str(), t.bot.str(), std::max(keep, 0)));
   }
 
   template <class F>
@@ -1735,6 +2029,16 @@ class SqliteStore final : public Store,
 
   const Clock& clock_;
   const int version_;
+  // Buffered turn records (appendTurnAsync), in arrival order; declared before the writer,
+  // whose thread runs the deferred flush until it stops.
+  const int turn_flush_ms_;
+  std::mutex turns_mu_;
+  std::vector<BufferedTurn> turn_buffer_;  // guarded by turns_mu_
+  bool turns_closed_ = false;              // guarded by turns_mu_: the store is closing
+  std::atomic<int> turns_in_flight_{0};    // queued buffer writes not yet completed
+  // Conversation id → print of the row as the writer last stored it (open conversations).
+  // Touched only by the writer's leader; dropped whole when a write rolls back.
+  std::unordered_map<std::string, RowPrint> row_prints_;
   // The writer outlives the readers: the readers close first, so the writer's connection is
   // the last one and its close checkpoints the WAL into the database file.
   Writer writer_;
@@ -1828,9 +2132,9 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
     if (!r) return std::unexpected(r.error());
     readers.push_back(std::move(*r));
   }
-  return std::unique_ptr<Store>(new SqliteStore(clock, *version, std::move(*writer),
-                                                std::move(readers), options.max_batch,
-                                                std::move(checkpointer), options.wal_max_pages));
+  return std::unique_ptr<Store>(
+      new SqliteStore(clock, *version, std::move(*writer), std::move(readers), options.max_batch,
+                      std::move(checkpointer), options.wal_max_pages, options.turn_flush_ms));
 }
 
 }  // namespace parley::store

@@ -39,6 +39,12 @@ struct SqliteOptions {
   // itself between two batches (only that lets the WAL restart while writes keep coming).
   // Default: 32000.
   int wal_max_pages = 32000;
+  // How long asynchronous turn records (BotStore::appendTurnAsync) are buffered before they
+  // are written together (only the records that survive the bot's pruning are written). A
+  // crash loses at most this much of the turn history; conversations are never buffered. A
+  // read or synchronous write of turns writes the buffer first. 0: written one by one, at once.
+  // Default: 200.
+  int turn_flush_ms = 200;
   // Migrate only up to this version (0 = latest). For migration tests only.
   int schema_version_for_test = 0;
 };
@@ -61,6 +67,9 @@ struct SqliteWriteStats {
   std::int64_t largest_batch = 0;
   std::int64_t background_checkpoints = 0;  // PASSIVE checkpoints run by the checkpoint thread
   std::int64_t inline_checkpoints = 0;      // run by the writer past wal_max_pages
+  std::int64_t wal_restarts = 0;            // times the WAL started again from its beginning
+  std::int64_t wal_frames_written = 0;      // frames (pages) appended to the WAL
+  std::int64_t wal_high_water_frames = 0;   // the longest the WAL has been, in frames
 };
 // Invalid when `store` was not made by openSqliteStore.
 Result<SqliteWriteStats> sqliteWriteStats(Store& store);

@@ -11,14 +11,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/testing/fake_clock.h"
+#include "store/memory/memory_store.h"
 #include "store/sqlite/schema.h"
 #include "store/testing/temp_dir.h"
 
@@ -385,6 +389,7 @@ TEST(SqliteStore, CheckpointsKeepTheWalBoundedWithoutLosingWrites) {
           m.conversation = c.id;
           m.sequence = i;
           m.event_json = eventFor(t, i);
+          m.server_ts = 1000 + i;
           c.next_sequence = i + 1;
           c.updated_at = 1000 + i;
           if (!(*s)->conversations().appendMessage(c, m)) ++failures;
@@ -396,10 +401,14 @@ TEST(SqliteStore, CheckpointsKeepTheWalBoundedWithoutLosingWrites) {
     ASSERT_TRUE(stats);
     EXPECT_GT(stats->background_checkpoints, 0);
     EXPECT_GT(stats->inline_checkpoints, 0);
-    // Restarted WAL: well below the ~4000 appends x 2-3 frames (> 35 MB) it would hold without
-    // checkpoints. (It may overshoot wal_max_pages by what is written during one background
-    // checkpoint, whose fsyncs take tens of milliseconds here.)
-    EXPECT_LT(std::filesystem::file_size(path + "-wal"), 20'000'000u);
+    // The WAL restarted, so it never held more than a fraction of what was written to it. (How
+    // far it overshoots wal_max_pages depends on how long a background checkpoint's fsyncs hold
+    // it: timing, not a fixed bound.) The file is as long as its longest stretch.
+    EXPECT_GT(stats->wal_restarts, 0);
+    EXPECT_GE(stats->wal_frames_written, kThreads * kPerThread / 4);  // >= 1 frame a commit
+    EXPECT_LT(stats->wal_high_water_frames, stats->wal_frames_written / 2);
+    EXPECT_LE(std::filesystem::file_size(path + "-wal"),
+              32u + static_cast<std::uintmax_t>(stats->wal_high_water_frames) * (4096u + 24u));
     for (int t = 0; t < kThreads; ++t) {
       auto c = (*s)->conversations().getConversation(AccountId("1"), conversationFor(t).id);
       ASSERT_TRUE(c) << c.error().message;
@@ -452,6 +461,7 @@ TEST(SqliteStore, AcknowledgedMessagesSurviveSigkill) {
           m.server_ts = seq;
           m.event_json = eventFor(w, seq);
           c.next_sequence = seq + 1;
+          c.updated_at = seq;
           if (!(*s)->conversations().appendMessage(c, m)) ::_exit(4);
           Ack a{w, 0, seq};
           if (::write(fds[1], &a, sizeof a) != sizeof a) ::_exit(5);
@@ -506,6 +516,232 @@ TEST(SqliteStore, AcknowledgedMessagesSurviveSigkill) {
     EXPECT_EQ(conv->next_sequence, static_cast<std::int64_t>(msgs->size()));
   }
   EXPECT_EQ(rawQuery(path, "PRAGMA integrity_check"), "ok");
+}
+
+// ---- Buffered turn records --------------------------------------------------------------------
+
+TurnRecord turnFor(const std::string& bot, const std::string& id, TimeMs ts) {
+  TurnRecord t;
+  t.account = AccountId("1");
+  t.bot = BotId(bot);
+  t.conversation = ConversationId("c-" + id);
+  t.turn_id = id;
+  t.ts = ts;
+  t.outcome = "OK";
+  t.input_json = R"({"turn":")" + id + R"("})";
+  return t;
+}
+
+// Counts completions and waits for them.
+struct Completions {
+  std::mutex mu;
+  std::condition_variable cv;
+  int ok = 0;
+  int failed = 0;
+  std::function<void(Status)> track() {
+    return [this](Status st) {
+      std::lock_guard l(mu);
+      ++(st ? ok : failed);
+      cv.notify_all();
+    };
+  }
+  bool waitFor(int n, std::chrono::milliseconds d = std::chrono::seconds(10)) {
+    std::unique_lock l(mu);
+    return cv.wait_for(l, d, [&] { return ok + failed >= n; });
+  }
+};
+
+std::vector<std::string> turnIds(Result<std::vector<TurnRecord>> r) {
+  std::vector<std::string> out;
+  if (r)
+    for (const auto& t : *r) out.push_back(t.turn_id + "@" + std::to_string(t.ts));
+  return out;
+}
+
+// Buffered records leave the turns table exactly as appending them one by one does (the memory
+// store is the reference): replacement by turn id, pruning by (ts, arrival) with timestamps out
+// of order, two bots — while writing only the records that survive.
+TEST(SqliteStore, BufferedTurnRecordsEndAsIfAppendedOneByOne) {
+  TempDir dir;
+  FakeClock clock;
+  SqliteOptions o;
+  o.turn_flush_ms = 60'000;  // flushed only by the read below
+  auto s = openSqliteStore(dir.file("turns.db"), clock, o);
+  ASSERT_TRUE(s) << s.error().message;
+  auto ref = makeMemoryStore(clock);
+  std::mt19937 rng(7);
+  Completions done;
+  constexpr int kTurns = 600;
+  constexpr int kKeep = 25;
+  for (const char* bot : {"b1", "b2"})
+    for (int i = 0; i < 10; ++i) {  // some already stored before the buffered ones
+      auto t = turnFor(bot, "old" + std::to_string(i), 100 + i);
+      ASSERT_TRUE((*s)->bots().appendTurn(t, kKeep));
+      ASSERT_TRUE(ref->bots().appendTurn(t, kKeep));
+    }
+  auto before = sqliteWriteStats(**s);
+  ASSERT_TRUE(before);
+  for (int i = 0; i < kTurns; ++i) {
+    const std::string bot = rng() % 3 == 0 ? "b2" : "b1";
+    // Mostly rising timestamps with jitter and ties; some ids recur (a resumed turn).
+    const std::string id =
+        rng() % 10 == 0 ? "old" + std::to_string(rng() % 10) : "t" + std::to_string(rng() % 400);
+    auto t = turnFor(bot, id, 1000 + i - static_cast<TimeMs>(rng() % 30));
+    t.outcome = "OK" + std::to_string(i);
+    ASSERT_TRUE(ref->bots().appendTurn(t, kKeep));
+    (*s)->bots().appendTurnAsync(t, kKeep, done.track());
+  }
+  for (const char* bot : {"b1", "b2"}) {
+    auto got = (*s)->bots().listTurns(AccountId("1"), BotId(bot), 1000);
+    auto want = ref->bots().listTurns(AccountId("1"), BotId(bot), 1000);
+    ASSERT_TRUE(got && want);
+    EXPECT_EQ(turnIds(got), turnIds(want)) << bot;
+    ASSERT_EQ(got->size(), want->size());
+    for (std::size_t i = 0; i < got->size(); ++i)
+      EXPECT_EQ((*got)[i].outcome, (*want)[i].outcome) << bot << " #" << i;
+  }
+  ASSERT_TRUE(done.waitFor(kTurns));
+  EXPECT_EQ(done.ok, kTurns);
+  auto after = sqliteWriteStats(**s);
+  ASSERT_TRUE(after);
+  // The 600 records were one write (plus the read's barrier), not 600.
+  EXPECT_LE(after->writes - before->writes, 3);
+}
+
+// Without any read, the buffer is written once turn_flush_ms has passed; and closing the store
+// writes what is still buffered.
+TEST(SqliteStore, BufferedTurnRecordsAreWrittenAfterTheDelayAndOnClose) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("turns.db");
+  {
+    SqliteOptions o;
+    o.turn_flush_ms = 50;
+    auto s = openSqliteStore(path, clock, o);
+    ASSERT_TRUE(s) << s.error().message;
+    Completions done;
+    const auto t0 = std::chrono::steady_clock::now();
+    (*s)->bots().appendTurnAsync(turnFor("b1", "t1", 1), 10, done.track());
+    ASSERT_TRUE(done.waitFor(1));
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(40));
+    EXPECT_EQ(done.ok, 1);
+    EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM turns"), "1");
+  }
+  Completions done;
+  {
+    SqliteOptions o;
+    o.turn_flush_ms = 600'000;
+    auto s = openSqliteStore(path, clock, o);
+    ASSERT_TRUE(s) << s.error().message;
+    for (int i = 2; i <= 4; ++i)
+      (*s)->bots().appendTurnAsync(turnFor("b1", "t" + std::to_string(i), i), 10, done.track());
+    EXPECT_EQ(done.ok + done.failed, 0);  // still buffered
+  }
+  EXPECT_EQ(done.ok, 3);  // completed while the store closed
+  EXPECT_EQ(
+      rawQuery(path, "SELECT group_concat(turn_id) FROM (SELECT turn_id FROM turns ORDER BY seq)"),
+      "t1,t2,t3,t4");
+}
+
+// deleteBot and the synchronous appendTurn keep their order with buffered records.
+TEST(SqliteStore, BufferedTurnRecordsKeepOrderWithSynchronousTurnWrites) {
+  TempDir dir;
+  FakeClock clock;
+  SqliteOptions o;
+  o.turn_flush_ms = 600'000;
+  auto s = openSqliteStore(dir.file("turns.db"), clock, o);
+  ASSERT_TRUE(s) << s.error().message;
+  BotRecord b;
+  b.account = AccountId("1");
+  b.id = BotId("b1");
+  b.name = "bot";
+  b.user = UserId("2000");
+  ASSERT_TRUE((*s)->bots().createBot(b));
+  Completions done;
+  (*s)->bots().appendTurnAsync(turnFor("b1", "t1", 1), 10, done.track());
+  // The same turn id recorded synchronously later replaces the buffered one.
+  auto later = turnFor("b1", "t1", 2);
+  later.outcome = "LATER";
+  ASSERT_TRUE((*s)->bots().appendTurn(later, 10));
+  auto list = (*s)->bots().listTurns(AccountId("1"), BotId("b1"), 10);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().outcome, "LATER");
+  // A record buffered before the bot is deleted is written first and deleted with it.
+  (*s)->bots().appendTurnAsync(turnFor("b1", "t2", 3), 10, done.track());
+  ASSERT_TRUE((*s)->bots().deleteBot(AccountId("1"), BotId("b1")));
+  EXPECT_TRUE((*s)->bots().listTurns(AccountId("1"), BotId("b1"), 10)->empty());
+  ASSERT_TRUE(done.waitFor(2));
+  EXPECT_EQ(done.ok, 2);
+}
+
+// ---- Appends that write only the message ------------------------------------------------------
+
+// An append whose conversation changed only its counters writes just the message; anything
+// else that changed with it (participants, skill) is still stored, including after a failed
+// append in the same transaction rolled back what the writer remembered.
+TEST(SqliteStore, AppendsStoreConversationChangesAfterFastAppendsAndRollbacks) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("fast.db");
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  auto& conv = (*s)->conversations();
+  Conversation c = conversationFor(0);
+  c.participants = {{"consumer", "CONSUMER", "ACTIVE", 1}};
+  std::int64_t seq = 0;
+  auto next = [&](Conversation& cv) {
+    Message m;
+    m.conversation = cv.id;
+    m.sequence = seq++;
+    m.server_ts = 5000 + m.sequence;
+    m.event_json = eventFor(0, m.sequence);
+    cv.next_sequence = m.sequence + 1;
+    cv.updated_at = m.server_ts;
+    return m;
+  };
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(conv.appendMessage(c, next(c)));
+  // Only the message was written by the fast appends: the row keeps the counters of the
+  // first (slow) append, and reads derive them from the messages.
+  EXPECT_EQ(rawQuery(path, "SELECT next_sequence FROM conversations"), "1");
+  EXPECT_EQ(conv.getConversation(c.account, c.id)->next_sequence, 5);
+  EXPECT_EQ(conv.getConversation(c.account, c.id)->updated_at, 5004);
+  EXPECT_EQ(conv.listOpenConversations()->at(0).next_sequence, 5);
+  EXPECT_EQ(conv.listConversations(c.account, {})->at(0).updated_at, 5004);
+
+  // A participant joins with a message.
+  c.participants.push_back({"1000", "ASSIGNED_AGENT", "ACTIVE", 7});
+  ASSERT_TRUE(conv.appendMessage(c, next(c)));
+  ASSERT_EQ(conv.getConversation(c.account, c.id)->participants.size(), 2u);
+
+  // Asynchronous appends in one batch: a duplicate fails (rolled back) between two that
+  // change the skill; the last change is stored.
+  Completions done;
+  Conversation dup = c;
+  Message dm;
+  dm.conversation = c.id;
+  dm.sequence = 2;
+  dm.server_ts = 1;
+  dup.next_sequence = 3;
+  dup.updated_at = 1;
+  c.skill = SkillId("5");
+  conv.appendMessageAsync(c, next(c), done.track());
+  conv.appendMessageAsync(dup, dm, done.track());
+  c.skill = SkillId("6");
+  conv.appendMessageAsync(c, next(c), done.track());
+  ASSERT_TRUE(done.waitFor(3));
+  EXPECT_EQ(done.ok, 2);
+  EXPECT_EQ(done.failed, 1);
+  auto got = conv.getConversation(c.account, c.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->skill, SkillId("6"));
+  EXPECT_EQ(got->next_sequence, 8);
+  EXPECT_EQ(conv.listMessages(c.id, 0, 100)->size(), 8u);
+
+  // Raw SQL behind the writer's back (tests only) is noticed by the next append.
+  ASSERT_TRUE(sqliteExecForTest(**s, {"UPDATE conversations SET skill='9'"}));
+  ASSERT_TRUE(conv.appendMessage(c, next(c)));
+  EXPECT_EQ(conv.getConversation(c.account, c.id)->skill, SkillId("6"));
 }
 
 }  // namespace
