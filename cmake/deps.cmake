@@ -25,6 +25,13 @@ target_include_directories(parley_v8 SYSTEM INTERFACE ${PARLEY_LIBNODE_ROOT}/inc
 target_link_libraries(parley_v8 INTERFACE ${PARLEY_LIBNODE_ROOT}/lib/x86_64-linux-gnu/libnode.so.108)
 target_link_options(parley_v8 INTERFACE "-Wl,-rpath,${PARLEY_LIBNODE_ROOT}/lib/x86_64-linux-gnu")
 
+# jemalloc for the server binary (Debian libjemalloc-dev): the turn path allocates on many
+# threads at once and glibc's malloc was ~10 % of the server's CPU there (see BENCHMARKS.md).
+# Not with the sanitizers, which bring their own allocator.
+if(NOT PARLEY_SANITIZE)
+  find_library(PARLEY_JEMALLOC NAMES libjemalloc.so.2 jemalloc REQUIRED)
+endif()
+
 if(PARLEY_BUILD_BENCHMARKS)
   find_package(benchmark REQUIRED)
 endif()

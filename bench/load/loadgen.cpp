@@ -87,6 +87,37 @@ double procCpuSec(int pid) {
          static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Context switches (voluntary + involuntary) of every thread of a process.
+long procContextSwitches(int pid) {
+  long total = 0;
+  std::error_code ec;
+  for (const auto& t :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(t.path() / "status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+          line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        total += std::stol(line.substr(line.find(':') + 1));
+  }
+  return total;
+}
+
+// Machine-wide CPU time from /proc/stat, in seconds: {busy (all but idle and iowait), steal}.
+std::pair<double, double> machineCpuSec() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double v[10] = {};
+  in >> cpu;
+  for (double& x : v) in >> x;
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double all = 0;
+  for (double x : v) all += x;
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  const double busy = all - v[3] - v[4] - v[8] - v[9];
+  return {busy / hz, v[7] / hz};
+}
+
 double selfCpuSec() {
   rusage r{};
   getrusage(RUSAGE_SELF, &r);
@@ -820,12 +851,16 @@ int main(int argc, char** argv) {
     HttpClient metrics_client(ep);
     const std::string metrics0 = metrics_client.call(http::verb::get, "/metrics").body;
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
+    const long cs0 = procContextSwitches(server_pid);
+    const auto machine0 = machineCpuSec();
     sh.measuring = true;
     const double t0 = nowSec();
     std::this_thread::sleep_for(std::chrono::duration<double>(duration));
     sh.measuring = false;
     const double secs = nowSec() - t0;
     const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
+    const long cs1 = procContextSwitches(server_pid);
+    const auto machine1 = machineCpuSec();
     const std::string metrics1 = metrics_client.call(http::verb::get, "/metrics").body;
     const double store_txns = metricValue(metrics1, "parley_store_transactions_total") -
                               metricValue(metrics0, "parley_store_transactions_total");
@@ -859,6 +894,13 @@ int main(int argc, char** argv) {
     out["serverCpuUsPerTurn"] = turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0;
     out["serverCpuCores"] = (cpu1 - cpu0) / secs;
     out["loadgenCpuCores"] = (self1 - self0) / secs;
+    out["serverContextSwitchesPerTurn"] = turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0;
+    // What else used the CPU meanwhile (other processes, the kernel's own threads) and what the
+    // hypervisor took: figures measured on a busy or stolen machine are not comparable.
+    const double other_cores =
+        (machine1.first - machine0.first - (cpu1 - cpu0) - (self1 - self0)) / secs;
+    out["otherCpuCores"] = other_cores;
+    out["stealCores"] = (machine1.second - machine0.second) / secs;
     out["storeWritesPerTurn"] = turns > 0 ? store_writes / turns : 0.0;
     out["storeWritesPerTransaction"] = writes_per_txn;
     out["awaitingAtStop"] = stuck;
@@ -876,6 +918,11 @@ int main(int argc, char** argv) {
     if (store_txns > 0)
       std::printf("store: %.1f writes per turn, %.1f writes per transaction\n",
                   turns > 0 ? store_writes / turns : 0.0, writes_per_txn);
+    std::printf(
+        "machine: server %.1f context switches per turn; other processes %.2f cores, "
+        "steal %.2f cores\n",
+        turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0, other_cores,
+        (machine1.second - machine0.second) / secs);
     if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
   } else {
     // Warm up (function compiled, first allocations), then measure the growth from K more.

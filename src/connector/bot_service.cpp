@@ -227,7 +227,8 @@ struct BotService::Impl {
         validator(std::move(v)),
         clock(clk),
         opts(std::move(o)),
-        pool(static_cast<std::size_t>(std::max(1, opts.threads))) {}
+        pool(static_cast<std::size_t>(std::max(1, opts.threads))),
+        turns(opts.turn_pool ? *opts.turn_pool : pool) {}
 
   store::Store& store;
   conv::ConversationService& convs;
@@ -235,7 +236,8 @@ struct BotService::Impl {
   richcontent::Validator validator;
   const Clock& clock;
   ConnectorOptions opts;
-  asio::thread_pool pool;
+  asio::thread_pool pool;    // REST calls, store calls, probes
+  asio::thread_pool& turns;  // the conversations' strands: `pool` or ConnectorOptions::turn_pool
   conv::Subscription subscription;
   std::atomic<bool> stopped{false};
 
@@ -273,7 +275,7 @@ struct BotService::Impl {
     auto it = conversations.find(id.str());
     if (it != conversations.end()) return it->second;
     if (!create) return nullptr;
-    auto c = std::make_shared<ConvState>(asio::make_strand(pool));
+    auto c = std::make_shared<ConvState>(asio::make_strand(turns));
     c->id = id;
     conversations[id.str()] = c;
     return c;
@@ -1738,7 +1740,7 @@ void BotService::stop() {
   {
     std::lock_guard l(impl_->mu);
     for (auto& [k, c] : impl_->conversations)
-      asio::post(c->strand, [c] {
+      impl_->onStrand(c, [c] {
         if (c->timer) c->timer->cancel();
         if (c->idle_timer) c->idle_timer->cancel();
       });
@@ -1750,6 +1752,14 @@ void BotService::stop() {
   if (!waitIdleForTest(35'000))
     spdlog::error("connector: work still in flight after 35 s at shutdown");
   impl_->pool.join();
+  // The strands and timers of the conversations may live on a lent pool (turn_pool) that is
+  // destroyed after this service: nothing of them may outlive stop().
+  std::map<std::string, std::shared_ptr<ConvState>> convs;
+  {
+    std::lock_guard l(impl_->mu);
+    convs.swap(impl_->conversations);
+  }
+  convs.clear();
 }
 
 bool BotService::waitIdleForTest(int timeout_ms) {

@@ -28,11 +28,22 @@
 #include "functions/runner.h"
 #include "store/store.h"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace parley::connector {
 
 struct ConnectorOptions {
-  // Worker threads of the connector. Default: 2. REQUIRES: >= 1.
+  // Threads of the connector's own pool: REST calls, store calls, probes — and the turns when
+  // `turn_pool` is not set. Default: 2. REQUIRES: >= 1.
   int threads = 2;
+  // Where the conversations' strands (the turns) run. Default: null, the connector's own pool.
+  // `parley serve` lends the engine's pool (conversation::enginePool): the engine and the
+  // connector hand each turn back and forth several times, and on shared threads a hand-off
+  // rarely has to wake a sleeping thread. Turn work never blocks for long; it must outlive the
+  // BotService's stop().
+  boost::asio::thread_pool* turn_pool = nullptr;
   // Turns kept per bot (BotStore::appendTurn). Default: 200.
   int turns_kept = 200;
   // Milliseconds per second of a `delay` entry. Default: 1000. Tests shrink it.

@@ -21,6 +21,7 @@
 #include "common/check.h"
 #include "common/json.h"
 #include "common/random.h"
+#include "conversation/engine_pool.h"
 
 namespace parley::conversation {
 namespace {
@@ -321,6 +322,11 @@ class Engine final : public ConversationService {
                    std::optional<Availability> availability, Effects& fx);
 
   asio::thread_pool pool_;  // first: destroyed last, after every strand that refers to it
+
+ public:
+  asio::thread_pool& poolForSharing() { return pool_; }
+
+ private:
   Strand agents_strand_;
   store::Store& store_;
   const Clock& clock_;
@@ -1447,6 +1453,12 @@ std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock, Options options) {
   return std::make_unique<Engine>(store, clock, options);
+}
+
+boost::asio::thread_pool& enginePool(ConversationService& engine) {
+  auto* e = dynamic_cast<Engine*>(&engine);
+  PARLEY_CHECK(e != nullptr, "enginePool: not an engine made by makeConversationService");
+  return e->poolForSharing();
 }
 
 }  // namespace parley::conversation
