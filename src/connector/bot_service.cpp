@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/random.h"
+#include "common/thread_name.h"
 #include "connector/input.h"
 #include "connector/response.h"
 #include "connector/sdes.h"
@@ -228,7 +229,10 @@ struct BotService::Impl {
         clock(clk),
         opts(std::move(o)),
         pool(static_cast<std::size_t>(std::max(1, opts.threads))),
-        turns(opts.turn_pool ? *opts.turn_pool : pool) {}
+        turns(opts.turn_pool ? *opts.turn_pool : pool) {
+    nameThreads([this](auto task) { asio::post(pool, std::move(task)); },
+                static_cast<std::size_t>(std::max(1, opts.threads)), "connector");
+  }
 
   store::Store& store;
   conv::ConversationService& convs;

@@ -21,6 +21,7 @@
 #include "common/check.h"
 #include "common/json.h"
 #include "common/random.h"
+#include "common/thread_name.h"
 #include "conversation/engine_pool.h"
 
 namespace parley::conversation {
@@ -111,11 +112,14 @@ class Engine final : public ConversationService {
         clock_(clock),
         options_(options),
         listeners_(std::make_shared<Listeners>()) {
+    nameThreads([this](auto task) { asio::post(pool_, std::move(task)); },
+                static_cast<std::size_t>(std::max(1, options.threads)), "conv-engine");
     PARLEY_CHECK(options_.ring_expiry_ms > 0, "ring_expiry_ms must be > 0");
     PARLEY_CHECK(options_.ring_fanout >= 1, "ring_fanout must be >= 1");
     PARLEY_CHECK(options_.suggest_timeout_ms > 0, "suggest_timeout_ms must be > 0");
     if (options_.tick_interval_ms > 0) {
       timer_ = std::jthread([this](std::stop_token st) {
+        nameThisThread("conv-ticker");
         std::mutex m;
         std::condition_variable_any cv;
         std::unique_lock lock(m);

@@ -19,6 +19,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/thread_name.h"
+
 namespace parley::server {
 namespace {
 
@@ -626,6 +628,7 @@ class NetImpl final : public Net {
     work_.emplace(asio::make_work_guard(st_->ioc));
     for (int i = 0; i < n; ++i) {
       threads_.emplace_back([this] {
+        nameThisThread("net-io");
         for (;;) {
           try {
             ioc_.run();
@@ -711,7 +714,10 @@ class NetImpl final : public Net {
 
 class BlockingPoolImpl final : public BlockingPool {
  public:
-  explicit BlockingPoolImpl(int n) : pool_(static_cast<std::size_t>(std::max(1, n))) {}
+  explicit BlockingPoolImpl(int n) : pool_(static_cast<std::size_t>(std::max(1, n))) {
+    nameThreads([this](auto task) { asio::post(pool_, std::move(task)); },
+                static_cast<std::size_t>(std::max(1, n)), "net-blocking");
+  }
   ~BlockingPoolImpl() override { join(); }
   // BlockingExecutor
   void run(std::function<void()> work) override {

@@ -8,6 +8,7 @@
 
 #include "common/json.h"
 #include "common/random.h"
+#include "common/thread_name.h"
 #include "functions/engine/watchdog.h"
 #include "functions/engine/worker.h"
 
@@ -83,6 +84,8 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
   }
   v8Platform();
   e->host_pool_ = std::make_unique<boost::asio::thread_pool>(std::max(1, e->options_.host_threads));
+  nameThreads([&](auto task) { boost::asio::post(*e->host_pool_, std::move(task)); },
+              static_cast<std::size_t>(std::max(1, e->options_.host_threads)), "fn-host");
   e->http_ =
       std::make_unique<HttpClient>(e->options_.http_threads, e->options_.http_max_body_bytes);
   for (int i = 0; i < e->options_.threads; ++i) {

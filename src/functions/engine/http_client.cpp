@@ -10,6 +10,8 @@
 #include <optional>
 #include <thread>
 
+#include "common/thread_name.h"
+
 namespace parley::functions::engine {
 
 namespace asio = boost::asio;
@@ -166,7 +168,10 @@ asio::awaitable<Result<HttpResponse>> doFetch(HttpClient::Impl& impl, HttpReques
 HttpClient::HttpClient(int threads, std::size_t max_body_bytes) : impl_(std::make_unique<Impl>()) {
   impl_->max_body = max_body_bytes;
   for (int i = 0; i < std::max(1, threads); ++i)
-    impl_->threads.emplace_back([this] { impl_->io.run(); });
+    impl_->threads.emplace_back([this] {
+      nameThisThread("fn-http");
+      impl_->io.run();
+    });
 }
 
 HttpClient::~HttpClient() {

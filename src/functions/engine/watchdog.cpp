@@ -2,9 +2,15 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace parley::functions::engine {
 
-Watchdog::Watchdog() : thread_([this] { run(); }) {}
+Watchdog::Watchdog()
+    : thread_([this] {
+        nameThisThread("fn-watchdog");
+        run();
+      }) {}
 
 Watchdog::~Watchdog() {
   {

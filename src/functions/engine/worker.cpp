@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/thread_name.h"
+
 namespace parley::functions::engine {
 
 namespace {
@@ -107,7 +109,10 @@ Worker::Worker(Engine& engine, int index) : engine_(engine), index_(index) {}
 Worker::~Worker() { stop(); }
 
 void Worker::start() {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    nameThisThread("fn-worker-" + std::to_string(index_));
+    loop();
+  });
 }
 
 void Worker::stop() {

@@ -4,12 +4,18 @@
 
 #include <exception>
 
+#include "common/thread_name.h"
+
 namespace parley::functions::service {
 
 Executor::Executor(std::size_t threads) {
   if (threads == 0) threads = 1;
   threads_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  for (std::size_t i = 0; i < threads; ++i)
+    threads_.emplace_back([this] {
+      nameThisThread("fn-service");
+      loop();
+    });
 }
 
 Executor::~Executor() {

@@ -255,6 +255,133 @@ bj::object messageRecord(const store::Message& m, View view) {
   return r;
 }
 
+void appendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t run = 0;  // start of the pending run of characters that need no escape
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(s[i]);
+    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+    out.append(s.substr(run, i - run));
+    run = i + 1;
+    switch (ch) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        out.append("\\u00");
+        out.push_back(kHex[ch >> 4]);
+        out.push_back(kHex[ch & 0xf]);
+    }
+  }
+  out.append(s.substr(run));
+  out.push_back('"');
+}
+
+namespace {
+
+// `text` when it is a JSON value of the given kind as the engine stores it ('{'...'}' or
+// '['...']'), else the fallback; a malformed stored value never breaks the notification.
+std::string_view storedJson(const std::string& text, char open, char close,
+                            std::string_view fallback) {
+  std::size_t b = text.find_first_not_of(" \t\r\n");
+  std::size_t e = text.find_last_not_of(" \t\r\n");
+  if (b == std::string::npos || text[b] != open || text[e] != close) return fallback;
+  return std::string_view(text).substr(b, e - b + 1);
+}
+
+bool emptyJsonArray(std::string_view a) {
+  return a.size() >= 2 &&
+         a.substr(1, a.size() - 2).find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+}  // namespace
+
+void appendMessageRecord(std::string& out, const store::Message& m, View view) {
+  out.append("{\"dialogId\":");
+  appendJsonString(out, m.conversation.str());
+  out.append(",\"conversationId\":");
+  appendJsonString(out, m.conversation.str());
+  out.append(",\"sequence\":");
+  out.append(std::to_string(m.sequence));
+  out.append(",\"serverTimestamp\":");
+  out.append(std::to_string(m.server_ts));
+  out.append(",\"event\":");
+  out.append(storedJson(m.event_json, '{', '}', "{}"));
+  out.append(",\"originatorId\":");
+  if (view == View::kAgent) {
+    appendJsonString(out, m.originator_id);
+    out.append(",\"originatorPId\":");
+    appendJsonString(out, m.originator_pid);
+  } else {
+    appendJsonString(out, m.originator_pid);
+  }
+  out.append(",\"originatorMetadata\":{\"id\":");
+  appendJsonString(out, m.originator_pid);
+  out.append(",\"role\":");
+  appendJsonString(out, m.originator_role);
+  out.append(
+      ",\"clientProperties\":{\"type\":\".ClientProperties\"}},"
+      "\"originatorClientProperties\":{\"type\":\".ClientProperties\"},\"messageAudience\":");
+  appendJsonString(out, m.audience);
+  std::string_view md = storedJson(m.metadata_json, '[', ']', "[]");
+  if (!emptyJsonArray(md)) {
+    out.append(",\"metadata\":");
+    out.append(md);
+  }
+  out.push_back('}');
+}
+
+std::string messagingEventNotification(std::string_view subscription_id,
+                                       std::span<const store::Message> msgs) {
+  std::string out;
+  out.reserve(256 + 512 * msgs.size());
+  out.append(
+      "{\"kind\":\"notification\",\"type\":\"ms.MessagingEventNotification\",\"body\":{"
+      "\"subscriptionId\":");
+  appendJsonString(out, subscription_id);
+  out.append(",\"changes\":[");
+  bool any = false;
+  for (const auto& m : msgs) {
+    if (m.audience != "ALL") continue;  // private notes never reach consumers
+    if (any) out.push_back(',');
+    appendMessageRecord(out, m, View::kConsumer);
+    any = true;
+  }
+  if (!any) return {};
+  out.append("],\"dialogId\":");
+  appendJsonString(out, msgs.front().conversation.str());
+  out.append("}}");
+  return out;
+}
+
+std::string onlineEventDistribution(const store::Message& m) {
+  std::string out;
+  out.reserve(512 + m.event_json.size() + m.metadata_json.size());
+  out.append("{\"kind\":\"notification\",\"type\":\".ams.ms.OnlineEventDistribution\",\"body\":");
+  appendMessageRecord(out, m, View::kAgent);
+  out.push_back('}');
+  return out;
+}
+
 bj::object chatStateRecord(const conversation::ChatStateChanged& c, View view) {
   bj::object r;
   r["dialogId"] = c.conversation.id.str();

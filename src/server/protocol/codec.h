@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,6 +100,21 @@ bj::object conversationResult(const store::Conversation& c, const PidLookup& pid
 
 // One event record (§1.8 B / §2.4) for a persisted message.
 bj::object messageRecord(const store::Message& m, View view);
+// The same record appended to `out` as JSON text, built directly: the stored event and metadata
+// (valid JSON objects/arrays: the engine parses them before it stores them) are copied in as
+// they are instead of being parsed and serialised again. Equal, as JSON, to
+// bj::serialize(messageRecord(m, view)).
+void appendMessageRecord(std::string& out, const store::Message& m, View view);
+// The consumer socket's notification for `msgs` (those with audience ALL), as
+// makeNotification("ms.MessagingEventNotification", {subscriptionId, changes, dialogId}) would
+// render it; "" when none of them is for consumers.
+std::string messagingEventNotification(std::string_view subscription_id,
+                                       std::span<const store::Message> msgs);
+// The agent socket's notification for one message:
+// makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)).
+std::string onlineEventDistribution(const store::Message& m);
+// Appends `s` as a JSON string literal (quotes and escapes).
+void appendJsonString(std::string& out, std::string_view s);
 // One record for a chat state (no sequence).
 bj::object chatStateRecord(const conversation::ChatStateChanged& c, View view);
 

@@ -218,5 +218,55 @@ TEST(Codec, MetadataAndInitConnection) {
   EXPECT_EQ(convStates(bj::object{}).size(), 1u);
 }
 
+// The notifications built as text are, as JSON, what the bj::object records serialise to — for
+// both views, with metadata or none, escapes in every string field and a malformed stored event.
+TEST(Codec, MessageNotificationsBuiltAsTextEqualTheRecords) {
+  std::vector<store::Message> msgs;
+  for (int i = 0; i < 6; ++i) {
+    store::Message m;
+    m.conversation = ConversationId("conv-\"1\"");
+    m.sequence = i;
+    m.server_ts = 1700000000000 + i;
+    m.originator_id = "123.1000";
+    m.originator_pid = i % 2 ? "pid\\with\ttab" : "cons-1";
+    m.originator_role = i % 2 ? "ASSIGNED_AGENT" : "CONSUMER";
+    m.audience = i == 3 ? "AGENTS_AND_MANAGERS" : "ALL";
+    m.event_json =
+        R"({"type":"ContentEvent","contentType":"text/plain","message":"l\u00e9 \"q\" \n)" +
+        std::to_string(i) + R"("})";
+    if (i == 2) m.metadata_json = R"([{"type":"ExternalId","id":"x\u0001"}])";
+    if (i == 4) m.metadata_json = " [ ] ";
+    if (i == 5) m.event_json = "not json";
+    msgs.push_back(m);
+  }
+  for (const auto& m : msgs) {
+    for (View v : {View::kAgent, View::kConsumer}) {
+      std::string text;
+      appendMessageRecord(text, m, v);
+      auto parsed = json::parse(text);
+      ASSERT_TRUE(parsed) << text;
+      EXPECT_EQ(*parsed, bj::value(messageRecord(m, v))) << text;
+    }
+    auto agent = json::parse(onlineEventDistribution(m));
+    ASSERT_TRUE(agent);
+    EXPECT_EQ(*agent, *json::parse(makeNotification(".ams.ms.OnlineEventDistribution",
+                                                    messageRecord(m, View::kAgent))));
+  }
+  bj::array changes;
+  for (const auto& m : msgs)
+    if (m.audience == "ALL") changes.emplace_back(messageRecord(m, View::kConsumer));
+  bj::object body{{"subscriptionId", "sub\"1"},
+                  {"changes", changes},
+                  {"dialogId", msgs.front().conversation.str()}};
+  auto consumer = json::parse(messagingEventNotification("sub\"1", msgs));
+  ASSERT_TRUE(consumer);
+  EXPECT_EQ(*consumer, *json::parse(makeNotification("ms.MessagingEventNotification", body)));
+  // Only private notes: nothing to send.
+  EXPECT_EQ(messagingEventNotification("s", std::span(msgs).subspan(3, 1)), "");
+  std::string esc;
+  appendJsonString(esc, std::string("a\"b\\c\x01\x1f\xc3\xa9", 9));
+  EXPECT_EQ(esc, "\"a\\\"b\\\\c\\u0001\\u001f\xc3\xa9\"");
+}
+
 }  // namespace
 }  // namespace parley::server::protocol

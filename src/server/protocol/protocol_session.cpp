@@ -658,24 +658,23 @@ void ProtocolSession::unsubscribeMessaging(const Envelope& e) {
 void ProtocolSession::sendDialogRecords(const std::string& sub_id,
                                         const std::vector<store::Message>& msgs) {
   if (kind_ == Kind::kAgent) {
-    for (const auto& m : msgs)
-      send(makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)));
+    for (const auto& m : msgs) send(onlineEventDistribution(m));
     return;
   }
-  bj::array changes;
-  auto flush = [&] {
-    if (changes.empty()) return;
-    bj::object body{{"subscriptionId", sub_id}, {"changes", std::move(changes)}};
-    if (!msgs.empty()) body["dialogId"] = msgs.front().conversation.str();
-    send(makeNotification("ms.MessagingEventNotification", body));
-    changes = bj::array();
-  };
-  for (const auto& m : msgs) {
-    if (m.audience != "ALL") continue;  // private notes never reach consumers
-    changes.emplace_back(messageRecord(m, View::kConsumer));
-    if (changes.size() >= kChangesPerNotification) flush();
+  // At most kChangesPerNotification consumer-visible records per notification.
+  std::size_t begin = 0;
+  while (begin < msgs.size()) {
+    std::size_t end = begin;
+    std::size_t visible = 0;
+    while (end < msgs.size() && visible < kChangesPerNotification) {
+      if (msgs[end].audience == "ALL") ++visible;
+      ++end;
+    }
+    std::string text =
+        messagingEventNotification(sub_id, std::span(msgs).subspan(begin, end - begin));
+    if (!text.empty()) send(std::move(text));
+    begin = end;
   }
-  flush();
 }
 
 void ProtocolSession::publishEvent(const Envelope& e) {
@@ -817,10 +816,7 @@ void ProtocolSession::onMessage(const conversation::MessageAdded& e) {
   const auto& m = e.message;
   if (kind_ == Kind::kAgent) {
     if (!isParticipant(e.conversation)) return;
-    emitOrdered({}, [self = shared_from_this(), m] {
-      self->send(
-          makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)));
-    });
+    emitOrdered({}, [self = shared_from_this(), m] { self->send(onlineEventDistribution(m)); });
     return;
   }
   if (m.audience != "ALL") return;
