@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -288,7 +289,9 @@ struct BotService::Impl {
   template <class F>
   void onStrand(const std::shared_ptr<ConvState>& c, F&& f) {
     addBusy();
-    asio::post(c->strand, [this, f = std::forward<F>(f)]() mutable {
+    // Deferred: from an engine callback (the engine's pool is the turns' pool in `parley
+    // serve`) the work runs on the same thread after the callback instead of waking another.
+    asio::defer(c->strand, [this, f = std::forward<F>(f)]() mutable {
       try {
         f();
       } catch (const std::exception& e) {

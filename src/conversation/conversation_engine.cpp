@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -234,8 +235,11 @@ class Engine final : public ConversationService {
     asio::post(pool_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
   }
   // Runs `task` on the entry's strand, after the operation in progress (if any) has ended.
+  // Deferred rather than posted: called from one of the pool's own threads (the connector's
+  // turns, an append's completion), the task runs on that thread once the current handler
+  // returns instead of waking another one; from any other thread it is a plain post.
   static void onStrand(const EntryPtr& entry, std::function<void()> task) {
-    asio::post(entry->strand, [entry, task = std::move(task)]() mutable {
+    asio::defer(entry->strand, [entry, task = std::move(task)]() mutable {
       if (entry->busy) {
         entry->held.push_back(std::move(task));
         return;
@@ -907,7 +911,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
           // Runs on the store's writer thread: hand everything to the strand, keeping no
           // reference here (see PendingAppend).
           const Strand& strand = pending->entry->strand;
-          asio::post(strand, [p = std::move(pending), st = std::move(st)]() mutable {
+          asio::defer(strand, [p = std::move(pending), st = std::move(st)]() mutable {
             Engine& self = p->engine;
             EntryPtr e = p->entry;
             Conversation& cv = e->conv;

@@ -562,6 +562,11 @@ class Writer {
 
   // Queues `fn`; `done(result)` runs once its transaction committed (or failed), on a writer
   // thread. Never blocks.
+  // With lead_when_idle (SqliteOptions::lead_idle_async_writes), a write submitted while
+  // nobody writes or waits is committed at once on the caller's thread — `done` then runs
+  // before submitAsync returns — instead of waking the writer thread and then the caller's
+  // again: two thread hand-offs fewer for the write that starts a quiet period. Writes that
+  // arrive meanwhile queue up and the writer thread commits them in groups, as always.
   void submitAsync(WriteFn fn, DoneFn done, Wrap wrap = Wrap::kSavepoint) {
     auto* op = new Op;
     op->fn = std::move(fn);
@@ -569,12 +574,21 @@ class Writer {
     op->wrap = wrap;
     bool wake = false;
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      const bool idle = !leading_ && queue_.empty() && !stop_;
       queue_.push_back(op);
+      if (idle && lead_when_idle_ && std::this_thread::get_id() != thread_.get_id()) {
+        int batches = 0;
+        lead(lock, [&batches] { return batches++ > 0; });  // one batch: this write
+        return;
+      }
       wake = !leading_ && queue_.size() == 1;
     }
     if (wake) async_cv_.notify_one();
   }
+
+  // REQUIRES: called before the first write.
+  void setLeadWhenIdle(bool on) { lead_when_idle_ = on; }
 
   SqliteWriteStats stats() const {
     SqliteWriteStats st;
@@ -700,9 +714,12 @@ class Writer {
   void asyncLoop() {
     std::unique_lock lock(mu_);
     for (;;) {
+      // The deadline this wait was started with: a new (earlier, or first) one set meanwhile
+      // must end the wait so that it is waited for.
+      const auto waited_for = flush_at_;
       auto ready = [&] {
         return (!leading_ && !queue_.empty() && queue_.front()->on_done) ||
-               (stop_ && !leading_ && queue_.empty()) ||
+               (stop_ && !leading_ && queue_.empty()) || (!stop_ && flush_at_ != waited_for) ||
                (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_);
       };
       if (flush_at_ && !stop_)
@@ -820,6 +837,7 @@ class Writer {
   bool leading_ = false;    // guarded by mu_: a thread is running batches on conn_
   bool stop_ = false;       // guarded by mu_
   std::optional<std::chrono::steady_clock::time_point> flush_at_;  // guarded by mu_
+  bool lead_when_idle_ = false;                                    // set before the first write
   std::function<void()> rollback_hook_;   // set before the first write; run by the leader
   std::function<void()> deferred_flush_;  // set before the first flushAfter()
   std::condition_variable async_cv_;      // wakes the writer thread
@@ -893,13 +911,15 @@ class SqliteStore final : public Store,
  public:
   SqliteStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
               std::vector<std::unique_ptr<Conn>> readers, int max_batch,
-              std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages, int turn_flush_ms)
+              std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages, int turn_flush_ms,
+              bool lead_idle_async_writes)
       : clock_(clock),
         version_(version),
         turn_flush_ms_(turn_flush_ms),
         writer_(std::move(writer), max_batch, std::move(checkpointer), wal_max_pages),
         readers_(std::move(readers)) {
     writer_.setRollbackHook([this] { row_prints_.clear(); });
+    writer_.setLeadWhenIdle(lead_idle_async_writes);
     writer_.setDeferredFlush([this] { queueBufferedTurns(); });
   }
 
@@ -2134,7 +2154,8 @@ Result<std::unique_ptr<Store>> openSqliteStore(const std::string& path, const Cl
   }
   return std::unique_ptr<Store>(
       new SqliteStore(clock, *version, std::move(*writer), std::move(readers), options.max_batch,
-                      std::move(checkpointer), options.wal_max_pages, options.turn_flush_ms));
+                      std::move(checkpointer), options.wal_max_pages, options.turn_flush_ms,
+                      options.lead_idle_async_writes));
 }
 
 }  // namespace parley::store

@@ -313,7 +313,9 @@ TEST(SqliteStore, AsyncAppendsShareCommitsAndAreDrainedOnClose) {
   std::atomic<int> ok{0};
   std::atomic<int> failed{0};
   {
-    auto s = openSqliteStore(dir.file("async.db"), clock);
+    SqliteOptions o;
+    o.lead_idle_async_writes = false;  // the writer thread leads every asynchronous write
+    auto s = openSqliteStore(dir.file("async.db"), clock, o);
     ASSERT_TRUE(s) << s.error().message;
     Store& store = **s;
     std::vector<Conversation> convs;
@@ -742,6 +744,59 @@ TEST(SqliteStore, AppendsStoreConversationChangesAfterFastAppendsAndRollbacks) {
   ASSERT_TRUE(sqliteExecForTest(**s, {"UPDATE conversations SET skill='9'"}));
   ASSERT_TRUE(conv.appendMessage(c, next(c)));
   EXPECT_EQ(conv.getConversation(c.account, c.id)->skill, SkillId("6"));
+}
+
+// An asynchronous write that finds the writer idle is committed on the caller's thread before
+// the call returns (no hand-off to the writer thread and back); writes from threads that
+// arrive while one is being written still share commits.
+TEST(SqliteStore, AnAsyncWriteOnAnIdleWriterCommitsOnTheCallersThread) {
+  TempDir dir;
+  FakeClock clock;
+  auto s = openSqliteStore(dir.file("inline.db"), clock);
+  ASSERT_TRUE(s) << s.error().message;
+  auto& conv = (*s)->conversations();
+  Conversation c = conversationFor(0);
+  Message m;
+  m.conversation = c.id;
+  m.sequence = 0;
+  m.event_json = eventFor(0, 0);
+  c.next_sequence = 1;
+  std::thread::id ran_on;
+  bool done = false;
+  conv.appendMessageAsync(c, m, [&](Status st) {
+    EXPECT_TRUE(st);
+    ran_on = std::this_thread::get_id();
+    done = true;
+  });
+  EXPECT_TRUE(done);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(conv.listMessages(c.id, 0, 10)->size(), 1u);
+
+  constexpr int kThreads = 4;
+  constexpr int kPer = 300;
+  Completions all;
+  std::vector<std::thread> producers;
+  for (int t = 1; t <= kThreads; ++t)
+    producers.emplace_back([&, t] {
+      Conversation own = conversationFor(t);
+      for (int i = 0; i < kPer; ++i) {
+        Message x;
+        x.conversation = own.id;
+        x.sequence = i;
+        x.event_json = eventFor(t, i);
+        own.next_sequence = i + 1;
+        conv.appendMessageAsync(own, x, all.track());
+      }
+    });
+  for (auto& p : producers) p.join();
+  ASSERT_TRUE(all.waitFor(kThreads * kPer));
+  EXPECT_EQ(all.ok, kThreads * kPer);
+  auto stats = sqliteWriteStats(**s);
+  ASSERT_TRUE(stats);
+  EXPECT_GT(stats->largest_batch, 1);
+  for (int t = 1; t <= kThreads; ++t)
+    EXPECT_EQ(conv.listMessages(conversationFor(t).id, 0, 1000)->size(),
+              static_cast<std::size_t>(kPer));
 }
 
 }  // namespace
