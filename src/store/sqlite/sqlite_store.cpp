@@ -575,7 +575,10 @@ class Writer {
     bool wake = false;
     {
       std::unique_lock lock(mu_);
-      const bool idle = !leading_ && queue_.empty() && !stop_;
+      // Idle, and quiet for a while: under load batches follow each other closely, and a
+      // caller that committed alone each time the queue ran dry would undo the group commit.
+      const bool idle = !leading_ && queue_.empty() && !stop_ &&
+                        std::chrono::steady_clock::now() - last_batch_end_ >= kInlineQuiet;
       queue_.push_back(op);
       if (idle && lead_when_idle_ && std::this_thread::get_id() != thread_.get_id()) {
         int batches = 0;
@@ -692,6 +695,7 @@ class Writer {
         o = nullptr;
       }
       lock.lock();
+      last_batch_end_ = std::chrono::steady_clock::now();
       for (Op* o : batch) {
         if (o == nullptr) continue;
         o->done = true;
@@ -838,6 +842,9 @@ class Writer {
   bool stop_ = false;       // guarded by mu_
   std::optional<std::chrono::steady_clock::time_point> flush_at_;  // guarded by mu_
   bool lead_when_idle_ = false;                                    // set before the first write
+  // How long after the last batch an asynchronous write may still lead on its caller's thread.
+  static constexpr std::chrono::microseconds kInlineQuiet{300};
+  std::chrono::steady_clock::time_point last_batch_end_{};  // guarded by mu_
   std::function<void()> rollback_hook_;   // set before the first write; run by the leader
   std::function<void()> deferred_flush_;  // set before the first flushAfter()
   std::condition_variable async_cv_;      // wakes the writer thread
