@@ -92,7 +92,8 @@ std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& 
 }
 
 void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer, bool agents,
-                   const std::optional<UserId>& user, std::shared_ptr<const Event> ev) {
+                   const std::optional<UserId>& user,
+                   const std::function<std::shared_ptr<const Event>()>& make_event) {
   std::vector<std::shared_ptr<HubClient>> targets;
   {
     std::lock_guard lock(mu_);
@@ -110,6 +111,8 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
       }
     }
   }
+  if (targets.empty()) return;  // nobody to tell: no copy of the event
+  auto ev = make_event();
   for (auto& s : targets) s->deliver(ev);
 }
 
@@ -136,32 +139,35 @@ void Hub::onConversationChanged(const conversation::ConversationChanged& e) {
   if (e.kind == conversation::ChangeKind::kCreated) conversations_created_.fetch_add(1);
   if (e.kind == conversation::ChangeKind::kClosed) conversations_closed_.fetch_add(1);
   dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
-           std::make_shared<const Event>(e));
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onMessageAdded(const conversation::MessageAdded& e) {
   messages_.fetch_add(1);
   dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
-           std::make_shared<const Event>(e));
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onChatState(const conversation::ChatStateChanged& e) {
   chat_states_.fetch_add(1);
   dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
-           std::make_shared<const Event>(e));
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onRingOffered(const conversation::RingOffered& e) {
   rings_.fetch_add(1);
-  dispatch(e.ring.account, std::nullopt, true, e.ring.user, std::make_shared<const Event>(e));
+  dispatch(e.ring.account, std::nullopt, true, e.ring.user,
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onRingEnded(const conversation::RingEnded& e) {
-  dispatch(e.ring.account, std::nullopt, true, e.ring.user, std::make_shared<const Event>(e));
+  dispatch(e.ring.account, std::nullopt, true, e.ring.user,
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onAgentStateChanged(const conversation::AgentStateChanged& e) {
-  dispatch(e.state.account, std::nullopt, true, std::nullopt, std::make_shared<const Event>(e));
+  dispatch(e.state.account, std::nullopt, true, std::nullopt,
+           [&e] { return std::make_shared<const Event>(e); });
 }
 
 }  // namespace parley::server::protocol

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,9 +66,11 @@ class Hub final : public conversation::ConversationListener {
 
  private:
   // Delivers to sessions of `acc`; consumer sessions only when `consumer` matches; agent
-  // sessions only when `agents` is set (and, if `user` is set, only that user's).
+  // sessions only when `agents` is set (and, if `user` is set, only that user's). The event is
+  // made (copied) once, shared by the sessions, and only when there is a session to get it.
   void dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer, bool agents,
-                const std::optional<UserId>& user, std::shared_ptr<const Event> ev);
+                const std::optional<UserId>& user,
+                const std::function<std::shared_ptr<const Event>()>& make_event);
 
   std::atomic<std::int64_t> conversations_created_{0};
   std::atomic<std::int64_t> conversations_closed_{0};
