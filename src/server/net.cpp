@@ -378,12 +378,14 @@ class HttpSession final : public Stoppable,
   HttpSession(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::string local_host)
       : st_(std::move(st)),
         stream_(std::move(stream)),
+        executor_(beast::get_lowest_layer(stream_).get_executor()),
         tls_(tls),
         local_host_(std::move(local_host)) {}
 
-  // Stoppable
+  // Stoppable. Called from any thread, also after an upgrade moved `stream_` into the WebSocket
+  // session (a moved-from ssl_stream has no executor): uses the executor kept at construction.
   void shutdown() override {
-    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+    asio::post(executor_, [self = this->shared_from_this()] {
       if (!self->busy_ && !self->upgraded_) beast::get_lowest_layer(self->stream_).cancel();
     });
   }
@@ -547,6 +549,7 @@ class HttpSession final : public Stoppable,
 
   std::shared_ptr<NetState> st_;
   Stream stream_;
+  asio::any_io_executor executor_;  // the connection's strand
   bool tls_;
   std::string local_host_;
   bool busy_ = false;

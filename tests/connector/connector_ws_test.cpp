@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <functional>
+#include <thread>
 
 #include "common/clock.h"
 #include "connector/bot_service.h"
@@ -26,6 +27,7 @@ namespace bj = boost::json;
 namespace conv = parley::conversation;
 using testing::ConsumerSocket;
 using testing::HostPort;
+namespace websocket = boost::beast::websocket;
 
 const AccountId kAcc("8000");
 
@@ -188,6 +190,24 @@ TEST_F(ConnectorWsTest, ConsumerSocketGetsTheBotReply) {
   EXPECT_EQ(events[0].at("event").at("message").as_string(), "echo: hello over the wire");
   EXPECT_EQ(events[0].at("originatorMetadata").at("role").as_string(), "ASSIGNED_AGENT");
   ws.close();
+}
+
+// Stopping the server sends every open socket the close frame 1001 "server shutting down" (the
+// TLS variant, which used to crash, is in tests/js/restart_test.js).
+TEST_F(ConnectorWsTest, StoppingTheServerClosesOpenSocketsAsGoingAway) {
+  ConsumerSocket ws;
+  std::string conv_id = openConversation(ws);
+  ASSERT_FALSE(conv_id.empty());
+  // The client reads while the server stops: the close handshake needs its reply.
+  std::thread reader([&ws] {
+    for (int i = 0; i < 50 && ws.read(5000); ++i) {
+    }
+  });
+  server_->stop();
+  reader.join();
+  EXPECT_EQ(ws.closeReason().code, websocket::close_code::going_away);
+  EXPECT_EQ(std::string(ws.closeReason().reason.data(), ws.closeReason().reason.size()),
+            "server shutting down");
 }
 
 TEST_F(ConnectorWsTest, PrivateMessagesNeverReachTheConsumer) {

@@ -108,6 +108,8 @@ class ConsumerSocket {
     beast::error_code ec;
     ws_.close(websocket::close_code::normal, ec);
   }
+  // The close frame the server sent, after read() ended because the server closed.
+  const websocket::close_reason& closeReason() const { return ws_.reason(); }
 
   std::vector<boost::json::value> pending;
 

@@ -19,7 +19,7 @@ test.before(async () => {
 test.after(async () => {
   if (srv) {
     const r = await srv.stop();
-    assert.equal(r.code, 0, 'clean exit on SIGTERM');
+    assert.equal(r.code, 0, `clean exit on SIGTERM (signal ${r.signal}); the server's last log lines:\n${srv.logs().slice(-4000)}`);
   }
 });
 

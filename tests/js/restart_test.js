@@ -80,3 +80,26 @@ test('SIGKILL mid-conversation loses nothing acknowledged', { timeout: 90000 }, 
   const conv = await rest(srv, s.bearer, 'GET', admin.account, `conversations/${convId}`);
   assert.equal(conv.json.state, 'OPEN');
 });
+
+// SIGTERM while consumer sockets (TLS) are open: each gets the close frame 1001 "server
+// shutting down" and the server exits 0. Regression: the shutdown asked each upgraded HTTPS
+// session for the executor of a stream that had moved into its WebSocket session, and crashed.
+test('SIGTERM with open consumer sockets closes them as going away and exits cleanly', { timeout: 60000 }, async () => {
+  const srv = await startServer();
+  const admin = await adminSession(srv);
+  const skill = await createSkill(srv, admin, 'shutdown');
+  const consumers = [];
+  for (let i = 0; i < 3; i++) {
+    const c = new Consumer(srv, admin.account);
+    await c.signup();
+    await c.connect();
+    await c.request('cm.ConsumerRequestConversation', { skillId: skill });
+    consumers.push(c);
+  }
+  const r = await srv.stop();
+  assert.equal(r.code, 0, `clean exit on SIGTERM (signal ${r.signal}); the server's last log lines:\n${srv.logs().slice(-4000)}`);
+  for (const c of consumers) {
+    await c.waitFor(() => c.closed !== null, 'socket closed');
+    assert.deepEqual(c.closed, { code: 1001, reason: 'server shutting down' });
+  }
+});
