@@ -141,7 +141,8 @@ struct BotRuntime {
   AccountId account;
   BotId id;
   store::User user;  // the bot user (id, pid)
-  BotConfig config;
+  // Replaced whole (never changed in place), so a turn can keep the one it started with.
+  std::shared_ptr<const BotConfig> config = std::make_shared<const BotConfig>();
   std::string status = "ONLINE";
   // Consecutive turns that failed because of the function or its response (→ VENDOR_INTERRUPTION).
   int consecutive_failures = 0;
@@ -174,7 +175,7 @@ struct Turn {
   TurnInput input;
   std::uint64_t epoch = 0;
   std::shared_ptr<BotRuntime> bot;
-  BotConfig config;  // snapshot at turn start
+  std::shared_ptr<const BotConfig> config;  // snapshot at turn start
   std::string input_json;
   std::string response_json;
   int attempts = 0;
@@ -301,7 +302,7 @@ struct BotService::Impl {
     });
   }
 
-  BotConfig configOf(const std::shared_ptr<BotRuntime>& b) const {
+  std::shared_ptr<const BotConfig> configOf(const std::shared_ptr<BotRuntime>& b) const {
     std::lock_guard l(mu);
     return b->config;
   }
@@ -436,7 +437,7 @@ struct BotService::Impl {
       }
       auto c = store.conversations().getConversation(ring.account, ring.conversation);
       bool serve = (status == "ONLINE" || status == "VENDOR_INTERRUPTION") && c &&
-                   configOf(bot).servesChannel(c->channel) && !stopped;
+                   configOf(bot)->servesChannel(c->channel) && !stopped;
       addBusy();
       if (serve) {
         convs.acceptRing(botActor(*bot), ring.ring_id, [this, ring](Result<store::Conversation> r) {
@@ -549,7 +550,7 @@ struct BotService::Impl {
     bool chat = st->snapshot.channel == store::Channel::kChat;
     if (chat && !bot_spoke) {
       st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, std::nullopt}, now);
-    } else if (!chat && configOf(st->bot).welcome_after_transfer && others_spoke && !bot_spoke) {
+    } else if (!chat && configOf(st->bot)->welcome_after_transfer && others_spoke && !bot_spoke) {
       st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, last_consumer_text}, now);
       answered_upto = msgs.size();
     }
@@ -589,7 +590,8 @@ struct BotService::Impl {
       return startLimitEscalation(st);
     }
     if (st->queue.empty() || st->catching_up) return;
-    const BotConfig cfg = configOf(st->bot);
+    const auto cfg_ptr = configOf(st->bot);
+    const BotConfig& cfg = *cfg_ptr;
     bool text_front = st->queue.front().first.kind == InputKind::kText;
     if (cfg.combine.enabled && cfg.combine.time_frame_ms > 0 && text_front && !st->combine_ready) {
       if (!st->combine_armed) {
@@ -679,7 +681,7 @@ struct BotService::Impl {
     if (st->snapshot.channel != store::Channel::kChat ||
         st->snapshot.state != store::ConversationState::kOpen)
       return;
-    const ChatInactivity cfg = configOf(st->bot).chat_inactivity;
+    const ChatInactivity cfg = configOf(st->bot)->chat_inactivity;
     cancelInactivity(st);
     if (!cfg.enabled) return;
     if (cfg.warning_after_ms > 0)
@@ -709,7 +711,7 @@ struct BotService::Impl {
   }
 
   void onIdle(const std::shared_ptr<ConvState>& st, bool close) {
-    const ChatInactivity cfg = configOf(st->bot).chat_inactivity;
+    const ChatInactivity cfg = configOf(st->bot)->chat_inactivity;
     {
       std::lock_guard l(mu);
       metrics.inactivity[{st->bot->id.str(), close ? "close" : "warning"}] += 1;
@@ -811,7 +813,7 @@ struct BotService::Impl {
     req.function = fn;
     req.input_json =
         fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", clock.nowMs(), payload_json);
-    req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+    req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
     req.request_id = turn->id + "-" + tag;
     auto t0 = SteadyClock::now();
     addBusy();
@@ -908,7 +910,7 @@ struct BotService::Impl {
   // Error hooks: told about the error, nothing fed back; a failure is only logged and counted.
   void runErrorHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                      const std::string& code, const std::string& message) {
-    if (!turn->config.hooks.error) return;
+    if (!turn->config->hooks.error) return;
     auto fns = hookFunctions(st->account, kErrorHookEvent);
     if (fns.empty()) return;
     auto parse = [](const std::string& text) {
@@ -924,7 +926,7 @@ struct BotService::Impl {
     std::string payload = bj::serialize(bj::object{
         {"error",
          {{"errorId", error_id}, {"name", std::string(kCodePrefix) + code}, {"message", message}}},
-        {"vendor", turn->config.vendor},
+        {"vendor", turn->config->vendor},
         {"convId", st->id.str()},
         {"faasPayload", std::move(request)},
         {"faas", turn->response_json.empty() ? bj::value() : parse(turn->response_json)}});
@@ -934,7 +936,7 @@ struct BotService::Impl {
       req.function = fns[i];
       req.input_json =
           fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", clock.nowMs(), payload);
-      req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+      req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
       req.request_id = turn->id + "-error-hook-" + std::to_string(i);
       turn->actions.push_back(bj::object{{"kind", "ERROR_HOOK"},
                                          {"function", fns[i].str()},
@@ -976,7 +978,7 @@ struct BotService::Impl {
                            ? skillName(st->account, st->snapshot.skill)
                            : std::string();
     bj::object lp_sdes;
-    if (turn->config.engagement_attributes) {
+    if (turn->config->engagement_attributes) {
       if (!st->sdes) {
         std::optional<std::string> profile;
         if (opts.consumer_profile)
@@ -1009,9 +1011,9 @@ struct BotService::Impl {
       return escalate(st, turn, codes::kFailedFaasRequest,
                       fmt::format("the bot is in SERVICE_INTERRUPTION: the platform cannot run "
                                   "function {} ({}); the function was not called",
-                                  turn->config.function.str(), last_error));
+                                  turn->config->function.str(), last_error));
     }
-    if (turn->config.hooks.pre) {
+    if (turn->config->hooks.pre) {
       auto fns = hookFunctions(st->account, kPreHookEvent);
       if (!fns.empty()) return runPreHooks(st, turn, fns, 0);
     }
@@ -1022,9 +1024,9 @@ struct BotService::Impl {
     ++turn->attempts;
     functions::InvokeRequest req;
     req.account = st->account;
-    req.function = turn->config.function;
+    req.function = turn->config->function;
     req.input_json = turn->input_json;
-    req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+    req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
     req.request_id = turn->id + "-" + std::to_string(turn->attempts);
     turn->t_invoke = SteadyClock::now();
     addBusy();
@@ -1070,7 +1072,7 @@ struct BotService::Impl {
       return;
     }
     turn->failure_kind = TurnHealth::kFunctionFailure;  // from here on, failures are the bot's
-    if (turn->config.hooks.post) {
+    if (turn->config->hooks.post) {
       auto fns = hookFunctions(st->account, kPostHookEvent);
       if (!fns.empty()) return runPostHooks(st, turn, fns, 0, r.result_json);
     }
@@ -1276,7 +1278,7 @@ struct BotService::Impl {
         req.function = FunctionId(a.lambda_uuid);
         req.input_json = bj::serialize(bj::object{
             {"timestamp", clock.nowMs()}, {"headers", bj::array{}}, {"payload", a.payload}});
-        req.deadline = std::chrono::milliseconds(turn->config.escalation.turn_timeout_ms);
+        req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
         req.request_id = turn->id + "-invocation";
         bool fail_on_error = a.fail_on_error;
         addBusy();
@@ -1318,7 +1320,7 @@ struct BotService::Impl {
                                        {"status", "FAILED"},
                                        {"code", std::string(kCodePrefix) + code},
                                        {"message", message}});
-    if (retryable && status == "ONLINE" && turn->attempts <= turn->config.escalation.retries) {
+    if (retryable && status == "ONLINE" && turn->attempts <= turn->config->escalation.retries) {
       {
         std::lock_guard l(mu);
         metrics.retries[turn->bot->id.str()] += 1;
@@ -1342,7 +1344,7 @@ struct BotService::Impl {
     health(turn->bot, turn->failure_kind, turn->platform_error);
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner before the escalation");
-    const EscalationPolicy& pol = turn->config.escalation;
+    const EscalationPolicy& pol = turn->config->escalation;
     auto after_note = [this, st, turn, pol] {
       auto skill = pol.skill.empty() ? std::nullopt : skillByName(st->account, pol.skill);
       if (!skill) {
@@ -1392,7 +1394,7 @@ struct BotService::Impl {
   }
 
   void sendFailureMessage(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
-    const std::string& text = turn->config.escalation.failure_message;
+    const std::string& text = turn->config->escalation.failure_message;
     if (text.empty()) return complete(st, turn, "ESCALATION_FAILED");
     publish(st, turn,
             bj::serialize(bj::object{
@@ -1441,7 +1443,7 @@ struct BotService::Impl {
           bot->platform_failures = 0;
           ++bot->consecutive_failures;
           if (bot->status == "ONLINE" &&
-              bot->consecutive_failures >= bot->config.interruption_threshold)
+              bot->consecutive_failures >= bot->config->interruption_threshold)
             new_status = bot->status = "VENDOR_INTERRUPTION";
           break;
         case TurnHealth::kPlatformFailure:
@@ -1449,7 +1451,7 @@ struct BotService::Impl {
           bot->last_platform_error = platform_error;
           if (bot->status != "SERVICE_INTERRUPTION" &&
               (functionGone(platform_error) ||
-               bot->platform_failures >= bot->config.interruption_threshold))
+               bot->platform_failures >= bot->config->interruption_threshold))
             new_status = bot->status = "SERVICE_INTERRUPTION";
           break;
       }
@@ -1514,7 +1516,8 @@ struct BotService::Impl {
   void probe(const std::shared_ptr<BotRuntime>& bot) {
     functions::InvokeRequest req;
     req.account = bot->account;
-    BotConfig cfg = configOf(bot);
+    const auto cfg_ptr = configOf(bot);
+    const BotConfig& cfg = *cfg_ptr;
     req.function = cfg.function;
     req.input_json = bj::serialize(sampleFunctionInput(clock.nowMs()));
     req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
@@ -1530,7 +1533,7 @@ struct BotService::Impl {
         if (still && isActive(bot)) {
           if (r.ok || !platformFailure(r.error_code)) {
             spdlog::info("connector: bot {}: the platform runs function {} again", bot->id.str(),
-                         configOf(bot).function.str());
+                         configOf(bot)->function.str());
             health(bot, TurnHealth::kSuccess);
           } else {
             {
@@ -1667,7 +1670,7 @@ struct BotService::Impl {
     rt->account = rec.account;
     rt->id = rec.id;
     rt->user = *user;
-    rt->config = botConfigFromStored(rec.config_json);
+    rt->config = std::make_shared<const BotConfig>(botConfigFromStored(rec.config_json));
     rt->status = rec.status == "OFFLINE" ? "ONLINE" : rec.status;
     if (rt->status == "SERVICE_INTERRUPTION") {
       // A restart retries the platform: the next turn finds out whether it runs the function.
@@ -1890,7 +1893,7 @@ Result<bj::object> BotService::updateBot(const AccountId& acc, const BotId& id,
     std::lock_guard l(impl_->mu);
     auto it = impl_->bots.find({acc.str(), id.str()});
     if (it != impl_->bots.end()) {
-      it->second->config = *cfg;
+      it->second->config = std::make_shared<const BotConfig>(*cfg);
       rt = it->second;
     }
   }

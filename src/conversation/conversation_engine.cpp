@@ -7,6 +7,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -823,9 +825,13 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         Conversation& c = entry->conv;
         if (auto st = checkOpen(c, req.actor.account); !st)
           return done(std::unexpected(st.error()));
-        auto ev = json::parseObject(req.event_json);
-        if (!ev) return done(invalid("event must be a JSON object"));
-        auto type = json::getString(*ev, "type");
+        // Checked, not kept: parsed into a stack arena (no allocation per node).
+        alignas(16) unsigned char arena_buf[8192];
+        boost::json::monotonic_resource arena(arena_buf, sizeof arena_buf);
+        boost::system::error_code jec;
+        boost::json::value ev = boost::json::parse(req.event_json, jec, &arena);
+        if (jec || !ev.is_object()) return done(invalid("event must be a JSON object"));
+        auto type = json::getString(ev.as_object(), "type");
         bool persisted =
             type == "ContentEvent" || type == "RichContentEvent" || type == "AcceptStatusEvent";
         if (!persisted && type != "ChatStateEvent")
@@ -833,8 +839,8 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                               "' is not supported; use ContentEvent, RichContentEvent, "
                               "AcceptStatusEvent or ChatStateEvent"));
         if (req.metadata_json.empty()) req.metadata_json = "[]";
-        auto md = json::parse(req.metadata_json);
-        if (!md || !md->is_array()) return done(invalid("metadata must be a JSON array"));
+        boost::json::value md = boost::json::parse(req.metadata_json, jec, &arena);
+        if (jec || !md.is_array()) return done(invalid("metadata must be a JSON array"));
 
         std::string role;
         std::string originator_id;
