@@ -1,12 +1,10 @@
 #include <gtest/gtest.h>
 
-#include <condition_variable>
-#include <deque>
-#include <functional>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <mutex>
 #include <set>
 #include <thread>
-#include <vector>
 
 #include "common/ids.h"
 #include "common/json.h"
@@ -66,61 +64,19 @@ TEST(FakeClock, MovesOnlyWhenTold) {
   EXPECT_EQ(c.nowMs(), 1500);
 }
 
-// A minimal pool: `n` threads running posted tasks in order.
-class TinyPool {
- public:
-  explicit TinyPool(int n) {
-    for (int i = 0; i < n; ++i)
-      threads_.emplace_back([this] {
-        for (;;) {
-          std::function<void()> task;
-          {
-            std::unique_lock l(mu_);
-            cv_.wait(l, [&] { return stop_ || !tasks_.empty(); });
-            if (tasks_.empty()) return;
-            task = std::move(tasks_.front());
-            tasks_.pop_front();
-          }
-          task();
-        }
-      });
-  }
-  ~TinyPool() {
-    {
-      std::lock_guard l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void post(std::function<void()> f) {
-    {
-      std::lock_guard l(mu_);
-      tasks_.push_back(std::move(f));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
 // Every thread of the pool gets the name (each naming task ran on a thread of its own), many
 // times over without hanging (the latch outlives the last waiter).
 TEST(ThreadName, NamesEveryThreadOfAPool) {
   for (int round = 0; round < 50; ++round) {
-    TinyPool pool(3);
-    nameThreads([&](auto task) { pool.post(std::move(task)); }, 3, "a-pool-name-that-is-long");
+    boost::asio::thread_pool pool(3);
+    nameThreads([&](auto task) { boost::asio::post(pool, std::move(task)); }, 3,
+                "a-pool-name-that-is-long");
     std::mutex mu;
     std::set<std::string> names;
     std::set<std::thread::id> ids;
     nameThreads(
         [&](auto task) {
-          pool.post([&, task = std::move(task)] {
+          boost::asio::post(pool, [&, task = std::move(task)] {
             char buf[32] = {};
             pthread_getname_np(pthread_self(), buf, sizeof buf);
             {

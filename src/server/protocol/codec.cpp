@@ -256,50 +256,15 @@ bj::object messageRecord(const store::Message& m, View view) {
 }
 
 void appendJsonString(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t run = 0;  // start of the pending run of characters that need no escape
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto ch = static_cast<unsigned char>(s[i]);
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    out.append(s.substr(run, i - run));
-    run = i + 1;
-    switch (ch) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        out.append("\\u00");
-        out.push_back(kHex[ch >> 4]);
-        out.push_back(kHex[ch & 0xf]);
-    }
-  }
-  out.append(s.substr(run));
-  out.push_back('"');
+  out += bj::serialize(bj::string_view(s.data(), s.size()));
 }
 
 namespace {
 
-// `text` when it is a JSON value of the given kind as the engine stores it ('{'...'}' or
-// '['...']'), else the fallback; a malformed stored value never breaks the notification.
+// `text` when it looks like a JSON value of the given kind ('{'...'}' or '['...']'), else the
+// fallback. Only the brackets are checked: the engine stores event and metadata JSON only after
+// parsing it (publish), so what is stored is valid; an empty or wrong-kind value gets the
+// fallback, as messageRecord's parseOr gives it.
 std::string_view storedJson(const std::string& text, char open, char close,
                             std::string_view fallback) {
   std::size_t b = text.find_first_not_of(" \t\r\n");
