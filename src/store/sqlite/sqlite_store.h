@@ -46,11 +46,11 @@ struct SqliteOptions {
   // Default: 200.
   int turn_flush_ms = 200;
   // An asynchronous write submitted while the writer is idle (nothing queued, nobody writing,
-  // no batch in the last 300 µs) is committed at once on the
-  // caller's thread, its callback running before the call returns, instead of by the writer thread:
-  // at low load that saves waking the writer and then the caller's threads (latency). Under load
-  // writes queue behind the one being written and the writer thread group-commits them. false:
-  // every asynchronous write goes to the writer thread. Default: true.
+  // no batch in the last 300 µs) is committed at once on the caller's thread, its callback
+  // running before the call returns, instead of by the writer thread: at low load that saves
+  // waking the writer and then the caller's threads (latency). Under load writes queue behind
+  // the one being written and the writer thread group-commits them. false: every asynchronous
+  // write goes to the writer thread. Default: true.
   bool lead_idle_async_writes = true;
   // Migrate only up to this version (0 = latest). For migration tests only.
   int schema_version_for_test = 0;
