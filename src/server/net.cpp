@@ -296,11 +296,33 @@ class WsSession final : public WsTransport,
       return;
     }
     queue_.push_back(std::move(text));
-    if (!writing_) writeNext();
+    // Frames are written after the handlers already queued on this strand have run, so the
+    // frames of one burst (a publish's response and its message notification arrive as two
+    // posts from one engine thread) leave in one TCP segment (see writeNext).
+    if (!writing_ && !write_posted_) {
+      write_posted_ = true;
+      asio::post(executor(), [self = this->shared_from_this()] {
+        self->write_posted_ = false;
+        if (!self->writing_ && !self->finished_ && !self->closing_ && !self->queue_.empty())
+          self->writeNext();
+      });
+    }
+  }
+
+  // TCP_CORK while more than one frame is queued: the frames are still written one by one (a
+  // WebSocket message each), but the kernel sends them as one segment when the queue drains,
+  // which saves the receiver a wake-up and both sides a trip through the TCP stack per frame.
+  void setCork(bool on) {
+    if (corked_ == on) return;
+    corked_ = on;
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().set_option(
+        asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>(on), ec);
   }
 
   void writeNext() {
     writing_ = true;
+    if (queue_.size() > 1) setCork(true);
     ws_.text(true);
     ws_.async_write(asio::buffer(queue_.front()),
                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
@@ -316,6 +338,7 @@ class WsSession final : public WsTransport,
     }
     st_->metrics.countFrameOut();
     if (!queue_.empty()) queue_.pop_front();
+    if (queue_.empty()) setCork(false);
     if (!queue_.empty() && !closing_) {
       writeNext();
     } else if (!queue_.empty() && close_after_flush_) {
@@ -330,7 +353,7 @@ class WsSession final : public WsTransport,
     close_code_ = code;
     close_reason_ = std::move(reason);
     close_after_flush_ = true;
-    if (!writing_) doClose();
+    if (!writing_ && queue_.empty()) doClose();  // otherwise after the queued frames
   }
 
   void forceClose(int code, std::string reason) {
@@ -348,6 +371,7 @@ class WsSession final : public WsTransport,
   void doClose() {
     if (closing_) return;
     closing_ = true;
+    setCork(false);
     websocket::close_reason cr;
     cr.code = static_cast<std::uint16_t>(close_code_);
     cr.reason = close_reason_;
@@ -361,6 +385,8 @@ class WsSession final : public WsTransport,
   std::deque<std::string> queue_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
   bool writing_ = false;
+  bool write_posted_ = false;  // a writeNext is posted (enqueue)
+  bool corked_ = false;        // TCP_CORK is set (setCork)
   bool closing_ = false;
   bool close_after_flush_ = false;
   bool finished_ = false;
