@@ -181,6 +181,90 @@ TEST(SqliteStore, ImageAllowlistSurvivesAReopen) {
             (std::vector<std::string>{"a.example", "https://b.example/x/"}));
 }
 
+// Version 5 moves messages from a table clustered by conversation to one in write order with a
+// (conversation, sequence) index: every message survives, in order, with all its fields, and
+// the uniqueness of (conversation, sequence) still holds.
+TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("v4.db");
+  constexpr int kConversations = 3;
+  constexpr int kPerConversation = 40;
+  {
+    SqliteOptions v4;
+    v4.schema_version_for_test = 4;
+    auto s = openSqliteStore(path, clock, v4);
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Acme"}));
+    // Interleaved across conversations, as a live server writes them.
+    std::vector<Conversation> convs;
+    for (int w = 0; w < kConversations; ++w) convs.push_back(conversationFor(w));
+    for (int i = 0; i < kPerConversation; ++i)
+      for (int w = 0; w < kConversations; ++w) {
+        clock.advanceMs(1);
+        Message m;
+        m.conversation = convs[w].id;
+        m.sequence = i;
+        m.server_ts = clock.nowMs();
+        m.originator_id = "o" + std::to_string(w);
+        m.originator_pid = "p" + std::to_string(w);
+        m.originator_role = w == 0 ? "CONSUMER" : "ASSIGNED_AGENT";
+        m.audience = i % 2 ? "ALL" : "AGENTS_AND_MANAGERS";
+        m.event_json = eventFor(w, i);
+        m.metadata_json = R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])";
+        convs[w].next_sequence = i + 1;
+        convs[w].updated_at = m.server_ts;
+        ASSERT_TRUE((*s)->conversations().appendMessage(convs[w], m));
+      }
+  }
+  EXPECT_NE(
+      rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
+      std::string::npos);
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->schemaVersion(), 5);
+  EXPECT_EQ(
+      rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
+      std::string::npos);
+  EXPECT_EQ(rawQuery(path,
+                     "SELECT count(*) FROM sqlite_master WHERE type='index' AND "
+                     "name='messages_by_conversation'"),
+            "1");
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM messages"),
+            std::to_string(kConversations * kPerConversation));
+  for (int w = 0; w < kConversations; ++w) {
+    auto msgs = (*s)->conversations().listMessages(conversationFor(w).id, 5, 1000);
+    ASSERT_TRUE(msgs) << msgs.error().message;
+    ASSERT_EQ(msgs->size(), static_cast<std::size_t>(kPerConversation - 5));
+    for (std::size_t k = 0; k < msgs->size(); ++k) {
+      const Message& m = (*msgs)[k];
+      const int i = static_cast<int>(k) + 5;
+      EXPECT_EQ(m.sequence, i);
+      EXPECT_EQ(m.event_json, eventFor(w, i));
+      EXPECT_EQ(m.originator_id, "o" + std::to_string(w));
+      EXPECT_EQ(m.originator_pid, "p" + std::to_string(w));
+      EXPECT_EQ(m.originator_role, w == 0 ? "CONSUMER" : "ASSIGNED_AGENT");
+      EXPECT_EQ(m.audience, i % 2 ? "ALL" : "AGENTS_AND_MANAGERS");
+      EXPECT_EQ(m.metadata_json, R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])");
+    }
+  }
+  // (conversation, sequence) is still unique, and appends go on after the last message.
+  Conversation c = conversationFor(1);
+  c.next_sequence = kPerConversation;
+  Message dup;
+  dup.conversation = c.id;
+  dup.sequence = kPerConversation - 1;
+  dup.event_json = "{}";
+  auto r = (*s)->conversations().appendMessage(c, dup);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  Message next = dup;
+  next.sequence = kPerConversation;
+  c.next_sequence = kPerConversation + 1;
+  EXPECT_TRUE((*s)->conversations().appendMessage(c, next));
+  EXPECT_EQ((*s)->conversations().listMessages(c.id, kPerConversation, 10)->size(), 1u);
+}
+
 TEST(SqliteStore, RefusesADatabaseNewerThanTheBinary) {
   TempDir dir;
   FakeClock clock;
