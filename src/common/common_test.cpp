@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "common/ids.h"
 #include "common/json.h"
@@ -33,6 +34,34 @@ TEST(Random, UuidsAreV4AndDistinct) {
     EXPECT_TRUE(seen.insert(u).second);
   }
   EXPECT_EQ(randomHex(24).size(), 48u);
+}
+
+TEST(Random, ThreadsAndSizesAcrossThePerThreadPoolNeverRepeat) {
+  // Per-thread pools of random bytes: values from several threads, of sizes that straddle the
+  // pool's refills (and of sizes drawn past the pool), must all be distinct.
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < per_thread.size(); ++t)
+    threads.emplace_back([&out = per_thread[t]] {
+      for (int i = 0; i < 500; ++i) {
+        out.push_back(randomUuid());
+        out.push_back(randomHex(static_cast<std::size_t>(1 + i % 40)));
+        if (i % 50 == 0) out.push_back(randomHex(100));
+      }
+    });
+  for (auto& th : threads) th.join();
+  std::set<std::string> seen;
+  std::size_t total = 0;
+  for (const auto& v : per_thread)
+    for (const auto& s : v) {
+      ++total;
+      if (s.size() >= 8) {
+        EXPECT_TRUE(seen.insert(s).second) << s;
+      }
+    }
+  EXPECT_EQ(total, 4u * (1000u + 10u));
+  EXPECT_EQ(randomHex(100).size(), 200u);
+  EXPECT_NE(randomHex(100), randomHex(100));
 }
 
 TEST(Json, RequiredFieldsGiveClearErrors) {
