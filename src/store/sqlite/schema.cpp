@@ -114,6 +114,8 @@ CREATE TABLE image_allowlists(
 // the WAL (and copied again by the checkpoint) per message. Appends now go to the table's
 // right edge, which all appends of a transaction share, plus one leaf of the small index
 // (~50-byte entries, splitting ~5x less often). Reads by conversation go through the index.
+// The copy keeps the old table's order (a plain scan, no sort of the whole table in memory), so
+// the messages written before the upgrade stay grouped by conversation.
 constexpr const char* kV5 = R"sql(
 CREATE TABLE messages_v5(
   id INTEGER PRIMARY KEY,
@@ -124,7 +126,7 @@ INSERT INTO messages_v5(conversation, sequence, server_ts, originator_id, origin
                         originator_role, audience, event_json, metadata_json)
   SELECT conversation, sequence, server_ts, originator_id, originator_pid, originator_role,
          audience, event_json, metadata_json
-  FROM messages ORDER BY server_ts, conversation, sequence;
+  FROM messages;
 DROP TABLE messages;
 ALTER TABLE messages_v5 RENAME TO messages;
 CREATE UNIQUE INDEX messages_by_conversation ON messages(conversation, sequence);
