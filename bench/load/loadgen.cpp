@@ -761,6 +761,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--io-threads", io_threads, "client io threads (1-2)")->capture_default_str();
   app.add_option("--server-threads", server_threads, "started server: --threads (0: default)");
+  std::vector<std::string> server_args;
+  app.add_option("--server-arg", server_args,
+                 "started server: one more argument for `parley serve` (repeatable), e.g. "
+                 "--server-arg=--sqlite-batch-wal=false");
   app.add_option("--signup-threads", signup_threads)->capture_default_str();
   app.add_option("--json", json_out, "also write the JSON summary to this file");
   app.add_flag("--ack-only", ack_only,
@@ -786,6 +790,7 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(data_dir);
     std::vector<std::string> extra;
     if (server_threads > 0) extra = {"--threads", std::to_string(server_threads)};
+    extra.insert(extra.end(), server_args.begin(), server_args.end());
     server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
     server_pid = server->pid();
     ep = parseUrl(std::string(server->listening().at("http").as_string()));

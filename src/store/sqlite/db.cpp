@@ -72,12 +72,13 @@ std::string Query::text(int col) const {
 
 int Query::changes() const { return sqlite3_changes(conn_->raw()); }
 
-Result<std::unique_ptr<Conn>> Conn::open(const std::string& path, Mode mode, int busy_timeout_ms) {
+Result<std::unique_ptr<Conn>> Conn::open(const std::string& path, Mode mode, int busy_timeout_ms,
+                                         const char* vfs) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |=
       mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, vfs);
   if (rc != SQLITE_OK) {
     Error e = sqliteError(rc, "cannot open database " + path, db);
     sqlite3_close_v2(db);

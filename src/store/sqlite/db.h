@@ -65,9 +65,10 @@ class Conn {
  public:
   enum class Mode { kReadWrite, kReadOnly };
 
-  // Opens `path` (creating it in kReadWrite mode) with a busy timeout.
-  static Result<std::unique_ptr<Conn>> open(const std::string& path, Mode mode,
-                                            int busy_timeout_ms);
+  // Opens `path` (creating it in kReadWrite mode) with a busy timeout, through the named SQLite
+  // VFS (nullptr: the default).
+  static Result<std::unique_ptr<Conn>> open(const std::string& path, Mode mode, int busy_timeout_ms,
+                                            const char* vfs = nullptr);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;

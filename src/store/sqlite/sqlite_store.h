@@ -52,6 +52,10 @@ struct SqliteOptions {
   // the one being written and the writer thread group-commits them. false: every asynchronous
   // write goes to the writer thread. Default: true.
   bool lead_idle_async_writes = true;
+  // With kNormal: the writer's connection goes through the batched-WAL VFS
+  // (sqlite/batched_wal_vfs.h), which writes a commit's WAL frames with one pwrite instead of
+  // two per page, with the same durability. false: SQLite's default VFS. Default: true.
+  bool batch_wal_writes = true;
   // Migrate only up to this version (0 = latest). For migration tests only.
   int schema_version_for_test = 0;
 };
