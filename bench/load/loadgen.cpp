@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -708,6 +709,45 @@ double metricValue(const std::string& text, const std::string& name) {
   return -1;
 }
 
+// The same fixed single-threaded CPU work (integer hashing, no memory traffic) timed three times;
+// the fastest, in ms. On a shared VM the host's speed changes from hour to hour with no steal to
+// show for it (the same build's CPU per turn moved by 40 %): runs are comparable only beside
+// this figure (lower = faster host).
+double hostCalibrationMs() {
+  double best = 1e9;
+  for (int round = 0; round < 3; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 50'000'000; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      x *= 0xFF51AFD7ED558CCDull;
+    }
+    if (x == 42) std::fputs(" ", stderr);  // keeps the loop (its result is used)
+    best = std::min(
+        best,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+// The same for 200,000 system calls (getppid), in ms: on this VM a system call's cost varies
+// with the host more than arithmetic does, and a bot turn makes ~15 of them.
+double hostSyscallCalibrationMs() {
+  double best = 1e9;
+  for (int round = 0; round < 3; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    long sum = 0;
+    for (int i = 0; i < 200'000; ++i) sum += ::syscall(SYS_getppid);
+    if (sum == 42) std::fputs(" ", stderr);
+    best = std::min(
+        best,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
 double pct(const std::vector<float>& sorted, double p) {
   if (sorted.empty()) return 0;
   auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
@@ -781,6 +821,8 @@ int main(int argc, char** argv) {
   setrlimit(RLIMIT_NOFILE, &rl);
   signal(SIGPIPE, SIG_IGN);
 
+  const double calibration_ms = hostCalibrationMs();
+  const double syscall_calibration_ms = hostSyscallCalibrationMs();
   std::unique_ptr<ServerProcess> server;
   std::filesystem::path data_dir;
   Endpoint ep;
@@ -912,6 +954,8 @@ int main(int argc, char** argv) {
         (machine1.first - machine0.first - (cpu1 - cpu0) - (self1 - self0)) / secs;
     out["otherCpuCores"] = other_cores;
     out["stealCores"] = (machine1.second - machine0.second) / secs;
+    out["hostCalibrationMs"] = calibration_ms;
+    out["hostSyscallCalibrationMs"] = syscall_calibration_ms;
     out["storeWritesPerTurn"] = turns > 0 ? store_writes / turns : 0.0;
     out["storeWritesPerTransaction"] = writes_per_txn;
     out["awaitingAtStop"] = stuck;
@@ -931,9 +975,10 @@ int main(int argc, char** argv) {
                   turns > 0 ? store_writes / turns : 0.0, writes_per_txn);
     std::printf(
         "machine: server %.1f context switches per turn; other processes %.2f cores, "
-        "steal %.2f cores\n",
+        "steal %.2f cores; host calibration %.0f ms CPU, %.0f ms system calls (fixed work, "
+        "lower = faster host)\n",
         turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0, other_cores,
-        (machine1.second - machine0.second) / secs);
+        (machine1.second - machine0.second) / secs, calibration_ms, syscall_calibration_ms);
     if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
   } else {
     // Warm up (function compiled, first allocations), then measure the growth from K more.
