@@ -1,0 +1,146 @@
+// The network layer's WebSocket writes: frames queued in a burst (from the connection's strand or
+// from other threads, as the engine's completions are) arrive complete and in order, and a close
+// requested while frames are still queued is sent after them.
+
+#include "server/net.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/http_types.h"
+#include "server/metrics.h"
+
+namespace parley::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+
+// On "burst N" it queues frames 0..N-1 from its strand, then asks for a close (4000, "done").
+// On "threads N" another thread queues them (and the close) while the strand is free.
+class BurstHandler final : public WsHandler {
+ public:
+  explicit BurstHandler(std::shared_ptr<WsTransport> t) : t_(std::move(t)) {}
+  void onOpen() override {}
+  void onFrame(std::string text) override {
+    const auto space = text.find(' ');
+    const int n = std::stoi(text.substr(space + 1));
+    auto burst = [t = t_, n] {
+      for (int i = 0; i < n; ++i) t->send("frame " + std::to_string(i));
+      t->close(4000, "done");
+    };
+    if (text.starts_with("threads")) {
+      std::thread(burst).detach();
+    } else {
+      burst();
+    }
+  }
+  void onClose() override {}
+
+ private:
+  std::shared_ptr<WsTransport> t_;
+};
+
+class BurstApp final : public HttpApp {
+ public:
+  void handle(HttpRequest, HttpDone done) override {
+    HttpResponse r;
+    r.status = 404;
+    done(std::move(r));
+  }
+  void upgrade(HttpRequest, std::function<void(UpgradeDecision)> done) override {
+    UpgradeDecision d;
+    d.make = [](std::shared_ptr<WsTransport> t) { return std::make_shared<BurstHandler>(t); };
+    done(std::move(d));
+  }
+};
+
+// Connects, sends `request`, and reads every frame until the server's close.
+struct Received {
+  std::vector<std::string> frames;
+  int close_code = 0;
+  std::string close_reason;
+};
+Received roundTrip(const std::string& host_port, const std::string& request) {
+  asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
+  const auto colon = host_port.rfind(':');
+  websocket::stream<beast::tcp_stream> ws(io);
+  beast::get_lowest_layer(ws).connect(
+      resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
+  ws.handshake(host_port, "/ws");
+  ws.text(true);
+  ws.write(asio::buffer(request));
+  Received r;
+  for (;;) {
+    beast::flat_buffer buf;
+    beast::error_code ec;
+    ws.read(buf, ec);
+    if (ec == websocket::error::closed) {
+      r.close_code = ws.reason().code;
+      r.close_reason = std::string(ws.reason().reason.c_str());
+      break;
+    }
+    if (ec) {
+      ADD_FAILURE() << "read failed: " << ec.message();
+      break;
+    }
+    r.frames.push_back(beast::buffers_to_string(buf.data()));
+  }
+  return r;
+}
+
+class NetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NetOptions o;
+    o.http_listen = "127.0.0.1:0";
+    o.https_listen = "";
+    o.threads = 2;
+    auto net = makeNet(o, app_, metrics_);
+    ASSERT_TRUE(net) << net.error().message;
+    net_ = std::move(*net);
+    auto ports = net_->listen();
+    ASSERT_TRUE(ports) << ports.error().message;
+    host_ = ports->http_host;
+    net_->start();
+  }
+  void TearDown() override {
+    if (net_) net_->stop(std::chrono::milliseconds(2000));
+  }
+
+  BurstApp app_;
+  Metrics metrics_;
+  std::unique_ptr<Net> net_;
+  std::string host_;
+};
+
+TEST_F(NetTest, ABurstFromTheStrandArrivesInOrderAndTheCloseAfterIt) {
+  for (int n : {1, 2, 3, 50, 1000}) {
+    Received r = roundTrip(host_, "burst " + std::to_string(n));
+    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
+    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
+    EXPECT_EQ(r.close_code, 4000);
+    EXPECT_EQ(r.close_reason, "done");
+  }
+}
+
+TEST_F(NetTest, ABurstFromAnotherThreadArrivesInOrderAndTheCloseAfterIt) {
+  for (int n : {2, 7, 300}) {
+    Received r = roundTrip(host_, "threads " + std::to_string(n));
+    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
+    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
+    EXPECT_EQ(r.close_code, 4000);
+  }
+}
+
+}  // namespace
+}  // namespace parley::server
