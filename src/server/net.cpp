@@ -1,7 +1,10 @@
 #include "server/net.h"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -315,9 +318,10 @@ class WsSession final : public WsTransport,
   void setCork(bool on) {
     if (corked_ == on) return;
     corked_ = on;
-    beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().set_option(
-        asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>(on), ec);
+    const int value = on ? 1 : 0;
+    // Best effort: a failure (the socket is already gone) only costs the coalescing.
+    (void)::setsockopt(beast::get_lowest_layer(ws_).socket().native_handle(), IPPROTO_TCP, TCP_CORK,
+                       &value, sizeof value);
   }
 
   void writeNext() {
