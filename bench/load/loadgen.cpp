@@ -709,22 +709,15 @@ double metricValue(const std::string& text, const std::string& name) {
   return -1;
 }
 
-// The same fixed single-threaded CPU work (integer hashing, no memory traffic) timed three times;
-// the fastest, in ms. On a shared VM the host's speed changes from hour to hour with no steal to
-// show for it (the same build's CPU per turn moved by 40 %): runs are comparable only beside
-// this figure (lower = faster host).
-double hostCalibrationMs() {
+// Fixed work timed three times; the fastest, in ms. On a shared VM the host's speed changes from
+// hour to hour with no steal to show for it (the same build's CPU per turn moved by 40 %): runs
+// are comparable only beside these figures (lower = faster host).
+template <class Work>
+double bestOfThreeMs(Work work) {
   double best = 1e9;
   for (int round = 0; round < 3; ++round) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < 50'000'000; ++i) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      x *= 0xFF51AFD7ED558CCDull;
-    }
-    if (x == 42) std::fputs(" ", stderr);  // keeps the loop (its result is used)
+    if (work() == 42) std::fputs(" ", stderr);  // keeps the work (its result is used)
     best = std::min(
         best,
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -732,20 +725,28 @@ double hostCalibrationMs() {
   return best;
 }
 
-// The same for 200,000 system calls (getppid), in ms: on this VM a system call's cost varies
-// with the host more than arithmetic does, and a bot turn makes ~15 of them.
+// Single-threaded CPU work: integer hashing, no memory traffic.
+double hostCalibrationMs() {
+  return bestOfThreeMs([] {
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 50'000'000; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      x *= 0xFF51AFD7ED558CCDull;
+    }
+    return x;
+  });
+}
+
+// 200,000 system calls (getppid): on this VM a system call's cost varies with the host more
+// than arithmetic does, and a bot turn makes ~15 of them.
 double hostSyscallCalibrationMs() {
-  double best = 1e9;
-  for (int round = 0; round < 3; ++round) {
-    const auto t0 = std::chrono::steady_clock::now();
-    long sum = 0;
-    for (int i = 0; i < 200'000; ++i) sum += ::syscall(SYS_getppid);
-    if (sum == 42) std::fputs(" ", stderr);
-    best = std::min(
-        best,
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
+  return bestOfThreeMs([] {
+    std::uint64_t sum = 0;
+    for (int i = 0; i < 200'000; ++i) sum += static_cast<std::uint64_t>(::syscall(SYS_getppid));
+    return sum;
+  });
 }
 
 double pct(const std::vector<float>& sorted, double p) {

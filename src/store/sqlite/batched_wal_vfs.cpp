@@ -50,6 +50,9 @@ struct File {
   sqlite3_int64 buffer_offset = 0;
 };
 
+// Where the wrapped VFS's file object starts inside ours (8-byte aligned, as SQLite allocates).
+constexpr std::size_t kRealOffset = (sizeof(File) + 7) & ~std::size_t{7};
+
 File* asFile(sqlite3_file* f) { return reinterpret_cast<File*>(f); }
 sqlite3_file* realOf(sqlite3_file* f) { return asFile(f)->real; }
 
@@ -214,8 +217,7 @@ int xUnfetch(sqlite3_file* pf, sqlite3_int64 off, void* p) {
 
 int vfsOpen(sqlite3_vfs*, const char* name, sqlite3_file* pf, int flags, int* out_flags) {
   File* f = new (pf) File{};
-  f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(pf) +
-                                            ((sizeof(File) + 7) & ~std::size_t{7}));
+  f->real = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(pf) + kRealOffset);
   int rc = g_base->xOpen(g_base, name, f->real, flags, out_flags);
   if (rc != SQLITE_OK) {
     f->~File();
@@ -300,8 +302,7 @@ const char* registerVfs() {
   g_methods_v1.xUnfetch = nullptr;
 
   g_vfs.iVersion = 2;
-  g_vfs.szOsFile = static_cast<int>(((sizeof(File) + 7) & ~std::size_t{7}) +
-                                    static_cast<std::size_t>(g_base->szOsFile));
+  g_vfs.szOsFile = static_cast<int>(kRealOffset + static_cast<std::size_t>(g_base->szOsFile));
   g_vfs.mxPathname = g_base->mxPathname;
   g_vfs.zName = kVfsName;
   g_vfs.xOpen = vfsOpen;

@@ -6,7 +6,6 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,27 +15,15 @@
 
 #include "common/testing/fake_clock.h"
 #include "store/sqlite/sqlite_store.h"
+#include "store/testing/raw_query.h"
 #include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {
 
 using parley::testing::FakeClock;
+using parley::testing::rawQuery;
 using parley::testing::TempDir;
-
-std::string queryText(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* stmt = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
-      << sqlite3_errmsg(db);
-  std::string out;
-  if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
-    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return out;
-}
 
 Conversation conversation(const std::string& id) {
   Conversation c;
@@ -84,9 +71,9 @@ TEST(BatchedWal, TheWriterUsesItAndACommitsFramesLeaveTogether) {
   EXPECT_NE(metrics.find("parley_store_wal_writes_total "), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("parley_store_wal_pwrites_total "), std::string::npos) << metrics;
   // Another connection (SQLite's default VFS) sees every commit at once.
-  EXPECT_EQ(queryText(path, "SELECT count(*) FROM bulk"), "400");
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM bulk"), "400");
   for (std::int64_t i = 1; i <= 50; ++i) ASSERT_TRUE(append(**s, c, i));
-  EXPECT_EQ(queryText(path, "SELECT count(*) FROM messages"), "51");
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM messages"), "51");
   EXPECT_EQ((*s)->conversations().listMessages(c.id, 0, 100)->size(), 51u);
 }
 
@@ -108,8 +95,8 @@ TEST(BatchedWal, CheckpointsAndNewWalHeadersAreSynced) {
   // the WAL is synced before it is copied.
   const auto closed = sqlite::batchedWalStats();
   EXPECT_GE(closed.syncs_made, at_start.syncs_made + 2);
-  EXPECT_EQ(queryText(path, "PRAGMA integrity_check"), "ok");
-  EXPECT_EQ(queryText(path, "SELECT count(*) FROM messages"), "20");
+  EXPECT_EQ(rawQuery(path, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM messages"), "20");
 }
 
 TEST(BatchedWal, OptionOffAndSyncFullUseTheDefaultVfs) {
@@ -126,7 +113,7 @@ TEST(BatchedWal, OptionOffAndSyncFullUseTheDefaultVfs) {
     Conversation c = conversation("c1");
     for (std::int64_t i = 0; i < 10; ++i) ASSERT_TRUE(append(**s, c, i));
     EXPECT_EQ(sqlite::batchedWalStats().writes, before.writes) << "variant " << variant;
-    EXPECT_EQ(queryText(path, "SELECT count(*) FROM messages"), "10");
+    EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM messages"), "10");
   }
 }
 
@@ -180,7 +167,7 @@ TEST(BatchedWal, AFailedWriteFailsTheCommitAndLosesNothingAcknowledged) {
   ASSERT_TRUE(msgs) << msgs.error().message;
   ASSERT_EQ(msgs->size(), static_cast<std::size_t>(acked));
   for (std::size_t i = 0; i < msgs->size(); ++i) ASSERT_EQ((*msgs)[i].sequence, i);
-  EXPECT_EQ(queryText(path, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(rawQuery(path, "PRAGMA integrity_check"), "ok");
   // And the store goes on.
   Conversation c = conversation("c1");
   EXPECT_TRUE(append(**s, c, acked));

@@ -24,29 +24,15 @@
 #include "common/testing/fake_clock.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/schema.h"
+#include "store/testing/raw_query.h"
 #include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {
 
 using parley::testing::FakeClock;
+using parley::testing::rawQuery;
 using parley::testing::TempDir;
-
-// Runs one SQL statement on the file with a raw connection; returns the first column of the
-// first row as text ("" when none).
-std::string rawQuery(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* stmt = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
-      << sqlite3_errmsg(db);
-  std::string out;
-  if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
-    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return out;
-}
 
 std::string eventFor(int writer, std::int64_t seq) {
   return R"({"type":"ContentEvent","message":"w)" + std::to_string(writer) + "-" +
