@@ -1,10 +1,7 @@
 #include "server/net.h"
 
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -23,6 +20,7 @@
 #include <unordered_map>
 
 #include "common/thread_name.h"
+#include "server/write_queue_stream.h"
 
 namespace parley::server {
 namespace {
@@ -205,7 +203,13 @@ class WsSession final : public WsTransport,
   WsSession(std::shared_ptr<NetState> st, Stream&& stream)
       : st_(std::move(st)), ws_(std::move(stream)), timer_(ws_.get_executor()) {}
 
-  websocket::stream<Stream>& ws() { return ws_; }
+  // Before the handshake: the write queue holds the session while a write is in flight.
+  void init() {
+    out().setOwner(this->weak_from_this());
+    out().onWritten([this](beast::error_code ec) { onWritten(ec); });
+  }
+
+  websocket::stream<WriteQueueStream<Stream>>& ws() { return ws_; }
   auto executor() { return ws_.get_executor(); }
 
   void setHandler(std::shared_ptr<WsHandler> h) { handler_ = std::move(h); }
@@ -288,6 +292,8 @@ class WsSession final : public WsTransport,
   }
 
  private:
+  WriteQueueStream<Stream>& out() { return ws_.next_layer(); }
+
   void enqueue(std::string text) {
     if (finished_ || closing_) return;
     if (queue_.size() >= st_->opts.max_queued_frames) {
@@ -301,63 +307,48 @@ class WsSession final : public WsTransport,
     queue_.push_back(std::move(text));
     // Frames are written after the handlers already queued on this strand have run, so the
     // frames of one burst (a publish's response and its message notification arrive as two
-    // posts from one engine thread) leave in one TCP segment (see writeNext).
-    if (!writing_ && !write_posted_) {
+    // posts from one engine thread) leave in one write.
+    if (!write_posted_) {
       write_posted_ = true;
       asio::post(executor(), [self = this->shared_from_this()] {
         self->write_posted_ = false;
-        if (!self->writing_ && !self->finished_ && !self->closing_ && !self->queue_.empty())
-          self->writeNext();
+        if (!self->finished_ && !self->closing_) self->writeQueued();
       });
     }
   }
 
-  // TCP_CORK while more than one frame is queued: the frames are still written one by one (a
-  // WebSocket message each), but the kernel sends them as one segment when the queue drains,
-  // which saves the receiver a wake-up and both sides a trip through the TCP stack per frame.
-  void setCork(bool on) {
-    if (corked_ == on) return;
-    corked_ = on;
-    const int value = on ? 1 : 0;
-    // Best effort: a failure (the socket is already gone) only costs the coalescing.
-    (void)::setsockopt(beast::get_lowest_layer(ws_).socket().native_handle(), IPPROTO_TCP, TCP_CORK,
-                       &value, sizeof value);
+  // Hands every queued frame to the write queue as one write, unless a write is in flight: then
+  // they wait for it (onWritten), so `queue_` holds exactly the frames the peer has not taken.
+  void writeQueued() {
+    if (out().writing() || queue_.empty()) return;
+    for (const auto& frame : queue_) out().appendTextFrame(frame);
+    for (std::size_t i = 0; i < queue_.size(); ++i) st_->metrics.countFrameOut();
+    queue_.clear();
+    out().flush();
   }
 
-  void writeNext() {
-    writing_ = true;
-    if (queue_.size() > 1) setCork(true);
-    ws_.text(true);
-    ws_.async_write(asio::buffer(queue_.front()),
-                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->onWrite(ec);
-                    });
-  }
-
-  void onWrite(beast::error_code ec) {
-    writing_ = false;
+  void onWritten(beast::error_code ec) {
     if (ec) {
       queue_.clear();
       return;
     }
-    st_->metrics.countFrameOut();
-    if (!queue_.empty()) queue_.pop_front();
-    if (queue_.empty()) setCork(false);
-    if (!queue_.empty() && !closing_) {
-      writeNext();
-    } else if (!queue_.empty() && close_after_flush_) {
-      writeNext();
-    } else if (close_after_flush_) {
-      doClose();
-    }
+    if (!finished_ && !closing_) writeQueued();
   }
 
+  // The close frame goes through the same write queue, after every frame queued before it.
   void requestClose(int code, std::string reason) {
-    if (finished_ || closing_ || close_after_flush_) return;
+    if (finished_ || closing_) return;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    close_after_flush_ = true;
-    if (!writing_ && queue_.empty()) doClose();  // otherwise after the queued frames
+    if (out().writing()) {
+      // Frames still waiting for the write in flight go before the close: hand them over now.
+      for (const auto& frame : queue_) out().appendTextFrame(frame);
+      for (std::size_t i = 0; i < queue_.size(); ++i) st_->metrics.countFrameOut();
+      queue_.clear();
+    } else {
+      writeQueued();
+    }
+    doClose();
   }
 
   void forceClose(int code, std::string reason) {
@@ -375,7 +366,6 @@ class WsSession final : public WsTransport,
   void doClose() {
     if (closing_) return;
     closing_ = true;
-    setCork(false);
     websocket::close_reason cr;
     cr.code = static_cast<std::uint16_t>(close_code_);
     cr.reason = close_reason_;
@@ -383,16 +373,13 @@ class WsSession final : public WsTransport,
   }
 
   std::shared_ptr<NetState> st_;
-  websocket::stream<Stream> ws_;
+  websocket::stream<WriteQueueStream<Stream>> ws_;
   asio::steady_timer timer_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<std::string> queue_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
-  bool writing_ = false;
-  bool write_posted_ = false;  // a writeNext is posted (enqueue)
-  bool corked_ = false;        // TCP_CORK is set (setCork)
+  bool write_posted_ = false;  // a writeQueued is posted (enqueue)
   bool closing_ = false;
-  bool close_after_flush_ = false;
   bool finished_ = false;
   int close_code_ = 1000;
   std::string close_reason_;
@@ -554,6 +541,7 @@ class HttpSession final : public Stoppable,
     st_->metrics.countRequest("ws_upgrade", 101);
     beast::get_lowest_layer(stream_).expires_never();
     auto ws = std::make_shared<WsSession<Stream>>(st_, std::move(stream_));
+    ws->init();
     auto& w = ws->ws();
     websocket::stream_base::timeout to{};
     to.handshake_timeout = std::chrono::seconds(30);
