@@ -419,10 +419,14 @@ struct BotService::Impl {
     onStrand(state, [this, state, c, bot] { handleChange(state, c, bot); });
   }
 
+  // Only a consumer's content starts a turn or counts as activity: every other message (the
+  // bot's own, an agent's, a receipt) is dropped here, before the conversation's strand.
   void messageAdded(const store::Message& m) {
+    auto kind = classifyConsumerMessage(m);
+    if (!kind) return;
     auto state = convFor(m.conversation, false);
     if (!state) return;
-    onStrand(state, [this, state, m] { handleMessage(state, m); });
+    onStrand(state, [this, state, m, kind = *kind] { handleMessage(state, m, kind); });
   }
 
   void ringOffered(const conv::Ring& ring) {
@@ -565,21 +569,26 @@ struct BotService::Impl {
   }
 
   void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
+    if (auto k = classifyConsumerMessage(m)) enqueueMessage(st, m, *k);
+  }
+  // `kind`: classifyConsumerMessage(m).
+  void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m,
+                      InputKind kind) {
     if (m.sequence <= st->last_seq) return;
     st->last_seq = m.sequence;
-    auto k = classifyConsumerMessage(m);
-    if (!k) return;
-    st->queue.emplace_back(TurnInput{*k, {m}, std::nullopt}, SteadyClock::now());
+    st->queue.emplace_back(TurnInput{kind, {m}, std::nullopt}, SteadyClock::now());
   }
 
-  void handleMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
+  // A consumer's content message (`kind`: classifyConsumerMessage(m)).
+  void handleMessage(const std::shared_ptr<ConvState>& st, const store::Message& m,
+                     InputKind kind) {
     if (!st->owned) return;
-    if (classifyConsumerMessage(m)) cancelInactivity(st);  // the consumer is active
+    cancelInactivity(st);  // the consumer is active
     if (st->catching_up) {
       st->buffered.push_back(m);
       return;
     }
-    enqueueMessage(st, m);
+    enqueueMessage(st, m, kind);
     pump(st);
   }
 

@@ -106,8 +106,13 @@ bj::object chatLine(const store::Message* m, const std::string& text,
 
 std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
   if (m.originator_role != "CONSUMER") return std::nullopt;
-  bj::value ev = parseOr(m.event_json, bj::object{});
-  if (!ev.is_object()) return std::nullopt;
+  // Read, not kept: parsed into a stack arena (no allocation per node; bigger events spill to
+  // the heap).
+  alignas(16) unsigned char arena_buf[4096];
+  bj::monotonic_resource arena(arena_buf, sizeof arena_buf);
+  boost::system::error_code ec;
+  bj::value ev = bj::parse(m.event_json, ec, &arena);
+  if (ec || !ev.is_object()) return std::nullopt;
   const bj::object& o = ev.as_object();
   auto type = o.find("type");
   if (type == o.end() || !type->value().is_string()) return std::nullopt;

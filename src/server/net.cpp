@@ -259,8 +259,10 @@ class WsSession final : public WsTransport,
     auto self = this->shared_from_this();
     st_->metrics.socketOpened(true);
     handler_->onOpen();
+    beast::flat_buffer buf;  // kept: its storage is reused by every frame
     for (;;) {
-      beast::flat_buffer buf;
+      buf.consume(buf.size());
+      if (buf.capacity() > 64 * 1024) buf.shrink_to_fit();  // a big frame's space is not kept
       auto [ec, n] = co_await ws_.async_read(buf, kTuple);
       if (ec) {
         if (ec == websocket::error::message_too_big) {

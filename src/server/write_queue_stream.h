@@ -22,6 +22,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -96,7 +98,7 @@ class WriteQueueStream {
   // AsyncReadStream: straight through.
   template <class MutableBuffers, class Handler>
   auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
-    return next_.async_read_some(buffers, std::forward<Handler>(handler));
+    return raw().async_read_some(buffers, std::forward<Handler>(handler));
   }
 
   // AsyncWriteStream: Beast's own writes (the handshake response, control frames) join the queue
@@ -126,6 +128,18 @@ class WriteQueueStream {
 
  private:
   using Waiter = std::move_only_function<void(boost::beast::error_code)>;
+
+  // Where bytes are read and written: a plain connection's socket itself (its tcp_stream's
+  // timeouts and rate limits are not used under a WebSocket, which keeps its own timers, and
+  // going around them saves a composed operation per read and write); otherwise (TLS) the next
+  // layer.
+  auto& raw() {
+    if constexpr (std::is_same_v<Next, boost::beast::tcp_stream>) {
+      return next_.socket();
+    } else {
+      return next_;
+    }
+  }
 
   void written(boost::beast::error_code ec) {
     writing_ = false;
