@@ -323,10 +323,17 @@ class WsSession final : public WsTransport,
   // they wait for it (onWritten), so `queue_` holds exactly the frames the peer has not taken.
   void writeQueued() {
     if (out().writing() || queue_.empty()) return;
-    for (const auto& frame : queue_) out().appendTextFrame(frame);
-    for (std::size_t i = 0; i < queue_.size(); ++i) st_->metrics.countFrameOut();
-    queue_.clear();
+    handOver();
     out().flush();
+  }
+
+  // Moves the queued frames into the write queue (written after anything already in it).
+  void handOver() {
+    for (const auto& frame : queue_) {
+      out().appendTextFrame(frame);
+      st_->metrics.countFrameOut();
+    }
+    queue_.clear();
   }
 
   void onWritten(beast::error_code ec) {
@@ -342,14 +349,9 @@ class WsSession final : public WsTransport,
     if (finished_ || closing_) return;
     close_code_ = code;
     close_reason_ = std::move(reason);
-    if (out().writing()) {
-      // Frames still waiting for the write in flight go before the close: hand them over now.
-      for (const auto& frame : queue_) out().appendTextFrame(frame);
-      for (std::size_t i = 0; i < queue_.size(); ++i) st_->metrics.countFrameOut();
-      queue_.clear();
-    } else {
-      writeQueued();
-    }
+    // Frames still waiting (also behind a write in flight) go before the close.
+    handOver();
+    out().flush();
     doClose();
   }
 
