@@ -264,7 +264,9 @@ class Engine final : public ConversationService {
   // destructor drops the entry (whose strand belongs to pool_) and the caller's callback first
   // and only then ends the write, so ~Engine — which waits for writes in flight before joining
   // pool_ — never runs while something here still refers to the pool. (ASan caught the entry
-  // released on the writer thread after the pool was gone when the count ended in the handler.)
+  // released on the writer thread after the pool was gone when the count ended in the handler,
+  // and, later, the writer thread's copy of the strand made by `defer` destroyed after the
+  // handler had already finished the publish and the test had destroyed the engine.)
   struct PendingAppend {
     explicit PendingAppend(Engine& e) : engine(e) {}
     PendingAppend(const PendingAppend&) = delete;
@@ -914,10 +916,11 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         store::Message copy = m;
         pending->message = std::move(m);
         store_.conversations().appendMessageAsync(c, std::move(copy), [pending](Status st) mutable {
-          // Runs on the store's writer thread: hand everything to the strand, keeping no
-          // reference here (see PendingAppend).
+          // Runs on the store's writer thread. `pending` stays held here until the store drops
+          // this callback, after `defer` has returned: the strand copy `defer` makes lives on
+          // this thread until then, so the write must not end (see PendingAppend) before it.
           const Strand& strand = pending->entry->strand;
-          asio::defer(strand, [p = std::move(pending), st = std::move(st)]() mutable {
+          asio::defer(strand, [p = pending, st = std::move(st)]() mutable {
             Engine& self = p->engine;
             EntryPtr e = p->entry;
             Conversation& cv = e->conv;
