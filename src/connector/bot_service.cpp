@@ -289,7 +289,9 @@ struct BotService::Impl {
 
   template <class F>
   void onStrand(const std::shared_ptr<ConvState>& c, F&& f) {
-    addBusy();
+    addBusy();  // the handler's
+    addBusy();  // this call's: the strand copy `defer` makes lives on the calling thread (maybe
+                // a function worker) until it returns, and the strand's pool may be lent
     // Deferred: from an engine callback (the engine's pool is the turns' pool in `parley
     // serve`) the work runs on the same thread after the callback instead of waking another.
     asio::defer(c->strand, [this, f = std::forward<F>(f)]() mutable {
@@ -300,6 +302,7 @@ struct BotService::Impl {
       }
       doneBusy();
     });
+    doneBusy();
   }
 
   std::shared_ptr<const BotConfig> configOf(const std::shared_ptr<BotRuntime>& b) const {
