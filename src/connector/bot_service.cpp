@@ -205,7 +205,7 @@ struct ConvState {
   bool owned = false;
   std::uint64_t epoch = 0;
   bool catching_up = false;
-  std::vector<store::Message> buffered;
+  std::vector<std::pair<store::Message, InputKind>> buffered;  // consumer content, classified
   std::int64_t last_seq = -1;
   std::deque<std::pair<TurnInput, SteadyClock::time_point>> queue;
   bool turn_running = false;
@@ -565,15 +565,12 @@ struct BotService::Impl {
       auto k = classifyConsumerMessage(msgs[i]);
       if (k) st->queue.emplace_back(TurnInput{*k, {msgs[i]}, std::nullopt}, now);
     }
-    for (auto& m : st->buffered) enqueueMessage(st, m);
+    for (auto& [m, kind] : st->buffered) enqueueMessage(st, m, kind);
     st->buffered.clear();
     pump(st);
     armInactivityIfWaiting(st);
   }
 
-  void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m) {
-    if (auto k = classifyConsumerMessage(m)) enqueueMessage(st, m, *k);
-  }
   // `kind`: classifyConsumerMessage(m).
   void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m,
                       InputKind kind) {
@@ -588,7 +585,7 @@ struct BotService::Impl {
     if (!st->owned) return;
     cancelInactivity(st);  // the consumer is active
     if (st->catching_up) {
-      st->buffered.push_back(m);
+      st->buffered.emplace_back(m, kind);
       return;
     }
     enqueueMessage(st, m, kind);
