@@ -216,12 +216,19 @@ class WsSession final : public WsTransport,
   WsHandler* handler() { return handler_.get(); }
 
   // WsTransport
+  // On the session's strand (a protocol handler answering), the frame is queued at once: the
+  // strand already orders it after everything sent before. From another thread it is posted.
   void send(std::string text) override {
+    if (onStrand()) {
+      if (!close_requested_) enqueue(std::move(text));
+      return;
+    }
     asio::post(executor(), [self = this->shared_from_this(), t = std::move(text)]() mutable {
       self->enqueue(std::move(t));
     });
   }
   void close(int code, std::string reason) override {
+    if (onStrand()) close_requested_ = true;  // later sends: ignored
     asio::post(executor(),
                [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
                  self->requestClose(code, std::move(r));
@@ -295,6 +302,12 @@ class WsSession final : public WsTransport,
 
  private:
   WriteQueueStream<Stream>& out() { return ws_.next_layer(); }
+
+  // True on this connection's strand (every accepted socket has one: acceptLoop).
+  bool onStrand() {
+    const auto* s = executor().template target<asio::strand<asio::io_context::executor_type>>();
+    return s != nullptr && s->running_in_this_thread();
+  }
 
   void enqueue(std::string text) {
     if (finished_ || closing_) return;
@@ -382,7 +395,8 @@ class WsSession final : public WsTransport,
   std::shared_ptr<WsHandler> handler_;
   std::deque<std::string> queue_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
-  bool write_posted_ = false;  // a writeQueued is posted (enqueue)
+  bool write_posted_ = false;     // a writeQueued is posted (enqueue)
+  bool close_requested_ = false;  // close() was called on the strand (its requestClose is posted)
   bool closing_ = false;
   bool finished_ = false;
   int close_code_ = 1000;
@@ -605,7 +619,8 @@ void spawnHttp(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::str
 class NetImpl final : public Net {
  public:
   NetImpl(NetOptions o, HttpApp& app, Metrics& m)
-      : st_(std::make_shared<NetState>(ioc_, std::move(o), app, m)) {}
+      : ioc_(ioThreads(o.threads) == 1 ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT),
+        st_(std::make_shared<NetState>(ioc_, std::move(o), app, m)) {}
   ~NetImpl() override { stop(std::chrono::milliseconds(2000)); }
 
   Status configureTls() {
@@ -647,9 +662,7 @@ class NetImpl final : public Net {
   void start() override {
     if (http_acceptor_) spawnAccept(*http_acceptor_, false, http_host_);
     if (https_acceptor_) spawnAccept(*https_acceptor_, true, https_host_);
-    int n = st_->opts.threads > 0
-                ? st_->opts.threads
-                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int n = ioThreads(st_->opts.threads);
     work_.emplace(asio::make_work_guard(st_->ioc));
     for (int i = 0; i < n; ++i) {
       threads_.emplace_back([this] {
@@ -726,7 +739,14 @@ class NetImpl final : public Net {
     }
   }
 
-  // Declared first: destroyed last, after the acceptors and the Net's share of the state.
+  // `--threads`, with 0 meaning one per core.
+  static int ioThreads(int configured) {
+    return configured > 0 ? configured
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+
+  // Declared first: destroyed last, after the acceptors and the Net's share of the state. With
+  // one io thread it is told so: handlers it posts to itself then skip the scheduler's lock.
   asio::io_context ioc_;
   std::shared_ptr<NetState> st_;
   std::unique_ptr<tcp::acceptor> http_acceptor_;

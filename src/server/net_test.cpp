@@ -26,6 +26,10 @@ namespace websocket = beast::websocket;
 
 // On "burst N" it queues frames 0..N-1 from its strand, then asks for a close (4000, "done").
 // On "threads N" another thread queues them (and the close) while the strand is free.
+// On "late N" it queues the burst and the close from its strand, then one more frame, which
+// must not be sent (a transport ignores sends after close()).
+// On "posted N" each frame is sent from its own handler posted to the strand, with a frame sent
+// directly from the strand before and after posting them.
 class BurstHandler final : public WsHandler {
  public:
   explicit BurstHandler(std::shared_ptr<WsTransport> t) : t_(std::move(t)) {}
@@ -39,6 +43,14 @@ class BurstHandler final : public WsHandler {
     };
     if (text.starts_with("threads")) {
       std::thread(burst).detach();
+    } else if (text.starts_with("late")) {
+      burst();
+      t_->send("late");
+    } else if (text.starts_with("posted")) {
+      t_->send("first");
+      for (int i = 0; i < n; ++i) t_->post([t = t_, i] { t->send("frame " + std::to_string(i)); });
+      t_->send("second");
+      t_->post([t = t_] { t->close(4000, "done"); });
     } else {
       burst();
     }
@@ -138,6 +150,26 @@ TEST_F(NetTest, ABurstFromAnotherThreadArrivesInOrderAndTheCloseAfterIt) {
     Received r = roundTrip(host_, "threads " + std::to_string(n));
     ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
     for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
+    EXPECT_EQ(r.close_code, 4000);
+  }
+}
+
+TEST_F(NetTest, AFrameSentFromTheStrandAfterCloseIsNotSent) {
+  for (int n : {0, 1, 40}) {
+    Received r = roundTrip(host_, "late " + std::to_string(n));
+    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
+    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
+    EXPECT_EQ(r.close_code, 4000);
+  }
+}
+
+// A frame sent on the strand is queued at once; handlers posted meanwhile send after it.
+TEST_F(NetTest, FramesSentOnTheStrandGoBeforeFramesOfHandlersPostedMeanwhile) {
+  for (int n : {1, 5}) {
+    Received r = roundTrip(host_, "posted " + std::to_string(n));
+    std::vector<std::string> want{"first", "second"};
+    for (int i = 0; i < n; ++i) want.push_back("frame " + std::to_string(i));
+    EXPECT_EQ(r.frames, want);
     EXPECT_EQ(r.close_code, 4000);
   }
 }
