@@ -278,7 +278,8 @@ class Engine final : public ConversationService {
     }
     Engine& engine;
     EntryPtr entry;
-    store::Message message;
+    // The message and the conversation as appended: written by the store, then emitted.
+    std::shared_ptr<MessageAdded> added;
     TimeMs prev_updated = 0;
     TimeMs now = 0;
     Callback<Published> done;
@@ -891,7 +892,11 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
           listeners_->emit([&](ConversationListener& l) { l.onChatState(cs); });
           return done(Published{std::nullopt, now});
         }
-        store::Message m;
+        const TimeMs prev_updated = c.updated_at;
+        // One snapshot of the message and the conversation after it: the store writes it and
+        // the listeners get it (shared, not copied) once it has committed.
+        auto added = std::make_shared<MessageAdded>();
+        store::Message& m = added->message;
         m.conversation = c.id;
         m.sequence = c.next_sequence;
         m.server_ts = now;
@@ -901,9 +906,9 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.audience = audienceName(req.audience);
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
-        const TimeMs prev_updated = c.updated_at;
         c.next_sequence++;
         c.updated_at = now;
+        added->conversation = c;
         // Group-committed with other conversations' writes; this conversation's next
         // operations wait (held) until it has committed or failed.
         entry->busy = true;
@@ -913,29 +918,32 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         pending->prev_updated = prev_updated;
         pending->now = now;
         pending->done = done;
-        store::Message copy = m;
-        pending->message = std::move(m);
-        store_.conversations().appendMessageAsync(c, std::move(copy), [pending](Status st) mutable {
-          // Runs on the store's writer thread. `pending` stays held here until the store drops
-          // this callback, after `defer` has returned: the strand copy `defer` makes lives on
-          // this thread until then, so the write must not end (see PendingAppend) before it.
-          const Strand& strand = pending->entry->strand;
-          asio::defer(strand, [p = pending, st = std::move(st)]() mutable {
-            Engine& self = p->engine;
-            EntryPtr e = p->entry;
-            Conversation& cv = e->conv;
-            if (!st) {
-              cv.next_sequence--;
-              cv.updated_at = p->prev_updated;
-              p->done(std::unexpected(st.error()));
-            } else {
-              MessageAdded added{std::move(p->message), cv};
-              self.listeners_->emit([&](ConversationListener& l) { l.onMessageAdded(added); });
-              p->done(Published{added.message.sequence, p->now});
-            }
-            release(e);
-          });
-        });
+        pending->added = added;
+        std::shared_ptr<const store::Conversation> conv_snap(added, &added->conversation);
+        std::shared_ptr<const store::Message> msg_snap(added, &added->message);
+        store_.conversations().appendMessageAsync(
+            std::move(conv_snap), std::move(msg_snap), [pending](Status st) mutable {
+              // Runs on the store's writer thread. `pending` stays held here until the store drops
+              // this callback, after `defer` has returned: the strand copy `defer` makes lives on
+              // this thread until then, so the write must not end (see PendingAppend) before it.
+              const Strand& strand = pending->entry->strand;
+              asio::defer(strand, [p = pending, st = std::move(st)]() mutable {
+                Engine& self = p->engine;
+                EntryPtr e = p->entry;
+                Conversation& cv = e->conv;
+                if (!st) {
+                  cv.next_sequence--;
+                  cv.updated_at = p->prev_updated;
+                  p->done(std::unexpected(st.error()));
+                } else {
+                  std::shared_ptr<const MessageAdded> added = std::move(p->added);
+                  self.listeners_->emit(
+                      [&](ConversationListener& l) { l.onMessageAddedShared(added); });
+                  p->done(Published{added->message.sequence, p->now});
+                }
+                release(e);
+              });
+            });
       },
       std::move(fail));
 }

@@ -1215,12 +1215,13 @@ class GatedStore final : public store::Store, public store::ConversationStore {
                                                    int limit) override {
     return inner_.conversations().listMessages(id, from, limit);
   }
-  void appendMessageAsync(Conversation c, store::Message m,
+  void appendMessageAsync(std::shared_ptr<const Conversation> c,
+                          std::shared_ptr<const store::Message> m,
                           std::function<void(Status)> done) override {
     std::lock_guard lock(mu_);
     held_.push_back([this, c = std::move(c), m = std::move(m), done = std::move(done)](bool fail) {
       done(fail ? Status(std::unexpected(Error{ErrorCode::kUnavailable, "disk full"}))
-                : inner_.conversations().appendMessage(c, m));
+                : inner_.conversations().appendMessage(*c, *m));
     });
     cv_.notify_all();
   }

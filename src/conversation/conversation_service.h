@@ -308,6 +308,12 @@ class ConversationListener {
   virtual ~ConversationListener() = default;
   virtual void onConversationChanged(const ConversationChanged&) {}
   virtual void onMessageAdded(const MessageAdded&) {}
+  // The same event as shared (and never changed): a listener that keeps it past the call, to
+  // deliver it later, holds the pointer instead of copying the message and the conversation.
+  // The engine calls this one; by default it calls onMessageAdded(*e).
+  virtual void onMessageAddedShared(const std::shared_ptr<const MessageAdded>& e) {
+    onMessageAdded(*e);
+  }
   virtual void onChatState(const ChatStateChanged&) {}
   virtual void onRingOffered(const RingOffered&) {}
   virtual void onRingEnded(const RingEnded&) {}

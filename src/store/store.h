@@ -184,9 +184,17 @@ class ConversationStore {
   // failed) with what appendMessage would have returned. Writes queued by any caller commit in
   // queue order, many per transaction (group commit), and their `done`s run in that order on a
   // store thread: `done` must not block and must not call the store (post the work elsewhere).
-  // Default: appendMessage inline, then `done`.
-  virtual void appendMessageAsync(Conversation c, Message m, std::function<void(Status)> done) {
-    done(appendMessage(c, m));
+  // Default: appendMessage inline, then `done`. The store keeps `c` and `m` (shared, never
+  // changed) until `done` has run, so a caller can hand over the snapshot it goes on to publish
+  // without copying it.
+  virtual void appendMessageAsync(std::shared_ptr<const Conversation> c,
+                                  std::shared_ptr<const Message> m,
+                                  std::function<void(Status)> done) {
+    done(appendMessage(*c, *m));
+  }
+  void appendMessageAsync(Conversation c, Message m, std::function<void(Status)> done) {
+    appendMessageAsync(std::make_shared<const Conversation>(std::move(c)),
+                       std::make_shared<const Message>(std::move(m)), std::move(done));
   }
   // Asynchronous saveConversation; same rules as appendMessageAsync.
   virtual void saveConversationAsync(Conversation c, std::function<void(Status)> done) {

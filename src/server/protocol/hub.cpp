@@ -143,8 +143,12 @@ void Hub::onConversationChanged(const conversation::ConversationChanged& e) {
 }
 
 void Hub::onMessageAdded(const conversation::MessageAdded& e) {
+  onMessageAddedShared(std::make_shared<const conversation::MessageAdded>(e));
+}
+
+void Hub::onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) {
   messages_.fetch_add(1);
-  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+  dispatch(e->conversation.account, e->conversation.consumer, true, std::nullopt,
            [&e] { return std::make_shared<const Event>(e); });
 }
 

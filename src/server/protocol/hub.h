@@ -21,7 +21,9 @@
 
 namespace parley::server::protocol {
 
-using Event = std::variant<conversation::ConversationChanged, conversation::MessageAdded,
+// A message event is the engine's own shared snapshot (see onMessageAddedShared), not a copy.
+using Event = std::variant<conversation::ConversationChanged,
+                           std::shared_ptr<const conversation::MessageAdded>,
                            conversation::ChatStateChanged, conversation::RingOffered,
                            conversation::RingEnded, conversation::AgentStateChanged>;
 
@@ -59,6 +61,7 @@ class Hub final : public conversation::ConversationListener {
   // ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;
   void onMessageAdded(const conversation::MessageAdded& e) override;
+  void onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) override;
   void onChatState(const conversation::ChatStateChanged& e) override;
   void onRingOffered(const conversation::RingOffered& e) override;
   void onRingEnded(const conversation::RingEnded& e) override;

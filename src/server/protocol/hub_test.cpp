@@ -23,10 +23,14 @@ class FakeClient final : public HubClient {
   std::optional<ConsumerId> hubConsumer() const override { return consumer_; }
   std::optional<UserId> hubUser() const override { return user_; }
   const std::string& hubBearer() const override { return bearer_; }
-  void deliver(std::shared_ptr<const Event>) override { ++delivered; }
+  void deliver(std::shared_ptr<const Event> e) override {
+    ++delivered;
+    last = std::move(e);
+  }
   void revoke() override { ++revoked; }
 
   int delivered = 0;
+  std::shared_ptr<const Event> last;
   int revoked = 0;
 
  private:
@@ -96,6 +100,26 @@ TEST(Hub, ConversationEventsReachTheirConsumerAndTheAccountsAgentsOnly) {
   }
   hub.onMessageAdded(messageOf("a", "c3"));  // no crash, nobody to deliver to
   EXPECT_EQ(c2->delivered, 0);
+}
+
+// The engine's shared message event reaches every session as that same object: the hub neither
+// copies the message nor the conversation snapshot.
+TEST(Hub, SessionsGetTheEnginesSharedMessageEventItself) {
+  Hub hub;
+  auto c1 = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto agent = std::make_shared<FakeClient>("a", std::nullopt, "1001");
+  hub.add(c1);
+  hub.add(agent);
+  auto added = std::make_shared<const conversation::MessageAdded>(messageOf("a", "c1"));
+  hub.onMessageAddedShared(added);
+  for (const auto& client : {c1, agent}) {
+    ASSERT_NE(client->last, nullptr);
+    const auto* got =
+        std::get_if<std::shared_ptr<const conversation::MessageAdded>>(&*client->last);
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(got->get(), added.get());
+  }
+  EXPECT_EQ(c1->last, agent->last);  // one event for all sessions
 }
 
 }  // namespace

@@ -656,7 +656,7 @@ void ProtocolSession::unsubscribeMessaging(const Envelope& e) {
 }
 
 void ProtocolSession::sendDialogRecords(const std::string& sub_id,
-                                        const std::vector<store::Message>& msgs) {
+                                        std::span<const store::Message> msgs) {
   if (kind_ == Kind::kAgent) {
     for (const auto& m : msgs) send(onlineEventDistribution(m));
     return;
@@ -670,8 +670,7 @@ void ProtocolSession::sendDialogRecords(const std::string& sub_id,
       if (msgs[end].audience == "ALL") ++visible;
       ++end;
     }
-    std::string text =
-        messagingEventNotification(sub_id, std::span(msgs).subspan(begin, end - begin));
+    std::string text = messagingEventNotification(sub_id, msgs.subspan(begin, end - begin));
     if (!text.empty()) send(std::move(text));
     begin = end;
   }
@@ -790,7 +789,8 @@ void ProtocolSession::onEvent(const Event& ev) {
       [this](const auto& e) {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, conversation::ConversationChanged>) onConversation(e);
-        if constexpr (std::is_same_v<T, conversation::MessageAdded>) onMessage(e);
+        if constexpr (std::is_same_v<T, std::shared_ptr<const conversation::MessageAdded>>)
+          onMessage(e);
         if constexpr (std::is_same_v<T, conversation::ChatStateChanged>) onChatState(e);
         if constexpr (std::is_same_v<T, conversation::RingOffered>) onRingOffered(e);
         if constexpr (std::is_same_v<T, conversation::RingEnded>) onRingEnded(e);
@@ -812,11 +812,12 @@ void ProtocolSession::onConversation(const conversation::ConversationChanged& e)
   }
 }
 
-void ProtocolSession::onMessage(const conversation::MessageAdded& e) {
-  const auto& m = e.message;
+void ProtocolSession::onMessage(const std::shared_ptr<const conversation::MessageAdded>& e) {
+  const auto& m = e->message;
   if (kind_ == Kind::kAgent) {
-    if (!isParticipant(e.conversation)) return;
-    emitOrdered({}, [self = shared_from_this(), m] { self->send(onlineEventDistribution(m)); });
+    if (!isParticipant(e->conversation)) return;
+    emitOrdered(
+        {}, [self = shared_from_this(), e] { self->send(onlineEventDistribution(e->message)); });
     return;
   }
   if (m.audience != "ALL") return;
@@ -829,8 +830,9 @@ void ProtocolSession::onMessage(const conversation::MessageAdded& e) {
   }
   if (m.sequence <= s.max_sent) return;
   s.max_sent = m.sequence;
-  emitOrdered(
-      {}, [self = shared_from_this(), sub_id = s.id, m] { self->sendDialogRecords(sub_id, {m}); });
+  emitOrdered({}, [self = shared_from_this(), sub_id = s.id, e] {
+    self->sendDialogRecords(sub_id, std::span(&e->message, 1));
+  });
 }
 
 void ProtocolSession::onChatState(const conversation::ChatStateChanged& e) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -145,7 +146,8 @@ class ProtocolSession final : public WsHandler,
   // Events (on the strand)
   void onEvent(const Event& ev);
   void onConversation(const conversation::ConversationChanged& e);
-  void onMessage(const conversation::MessageAdded& e);
+  // The queued emission keeps the shared event, not a copy of the message.
+  void onMessage(const std::shared_ptr<const conversation::MessageAdded>& e);
   void onChatState(const conversation::ChatStateChanged& e);
   void onRingOffered(const conversation::RingOffered& e);
   void onRingEnded(const conversation::RingEnded& e);
@@ -155,7 +157,7 @@ class ProtocolSession final : public WsHandler,
   bool isParticipant(const store::Conversation& c) const;
   void sendExChange(const ExSub& s, const store::Conversation& c, const char* type);
   void sendExChanges(const std::string& sub_id, const std::vector<store::Conversation>& convs);
-  void sendDialogRecords(const std::string& sub_id, const std::vector<store::Message>& msgs);
+  void sendDialogRecords(const std::string& sub_id, std::span<const store::Message> msgs);
   // Emits in order, once the PIds of `uids` are known (reloading the directory once if not).
   void emitOrdered(std::vector<std::string> uids, std::function<void()> emit);
   void pump();

@@ -1192,10 +1192,12 @@ class SqliteStore final : public Store,
     return write([&](Conn& c) -> Status { return appendTxn(c, conv, m); });
   }
 
-  void appendMessageAsync(Conversation conv, Message m, std::function<void(Status)> done) override {
-    if (auto st = checkAppend(conv, m); !st) return done(st);
+  void appendMessageAsync(std::shared_ptr<const Conversation> conv,
+                          std::shared_ptr<const Message> m,
+                          std::function<void(Status)> done) override {
+    if (auto st = checkAppend(*conv, *m); !st) return done(st);
     writer_.submitAsync([this, conv = std::move(conv),
-                         m = std::move(m)](Conn& c) -> Status { return appendTxn(c, conv, m); },
+                         m = std::move(m)](Conn& c) -> Status { return appendTxn(c, *conv, *m); },
                         std::move(done), Writer::Wrap::kSelf);
   }
 
