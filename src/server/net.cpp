@@ -16,6 +16,7 @@
 #include <deque>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -201,7 +202,12 @@ class WsSession final : public WsTransport,
                         public std::enable_shared_from_this<WsSession<Stream>> {
  public:
   WsSession(std::shared_ptr<NetState> st, Stream&& stream)
-      : st_(std::move(st)), ws_(std::move(stream)), timer_(ws_.get_executor()) {}
+      : st_(std::move(st)), ws_(std::move(stream)), timer_(ws_.get_executor()) {
+    // The connection's strand (every accepted socket has one: acceptLoop), kept for onStrand().
+    // A copy: target() points into the executor it is called on.
+    const auto ex = ws_.get_executor();
+    if (const auto* s = ex.template target<Strand>()) strand_ = *s;
+  }
 
   // Before the handshake: the write queue holds the session while a write is in flight.
   void init() {
@@ -303,11 +309,8 @@ class WsSession final : public WsTransport,
  private:
   WriteQueueStream<Stream>& out() { return ws_.next_layer(); }
 
-  // True on this connection's strand (every accepted socket has one: acceptLoop).
-  bool onStrand() {
-    const auto* s = executor().template target<asio::strand<asio::io_context::executor_type>>();
-    return s != nullptr && s->running_in_this_thread();
-  }
+  // True on this connection's strand.
+  bool onStrand() const { return strand_ && strand_->running_in_this_thread(); }
 
   void enqueue(std::string text) {
     if (finished_ || closing_) return;
@@ -389,9 +392,12 @@ class WsSession final : public WsTransport,
     ws_.async_close(cr, [self = this->shared_from_this()](beast::error_code) {});
   }
 
+  using Strand = asio::strand<asio::io_context::executor_type>;
+
   std::shared_ptr<NetState> st_;
   websocket::stream<WriteQueueStream<Stream>> ws_;
   asio::steady_timer timer_;
+  std::optional<Strand> strand_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<std::string> queue_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
