@@ -424,12 +424,14 @@ struct BotService::Impl {
 
   // Only a consumer's content starts a turn or counts as activity: every other message (the
   // bot's own, an agent's, a receipt) is dropped here, before the conversation's strand.
-  void messageAdded(const store::Message& m) {
+  // `e` is the engine's shared event: the strand task holds it rather than a copy.
+  void messageAdded(const std::shared_ptr<const conv::MessageAdded>& e) {
+    const store::Message& m = e->message;
     auto kind = classifyConsumerMessage(m);
     if (!kind) return;
     auto state = convFor(m.conversation, false);
     if (!state) return;
-    onStrand(state, [this, state, m, kind = *kind] { handleMessage(state, m, kind); });
+    onStrand(state, [this, state, e, kind = *kind] { handleMessage(state, e->message, kind); });
   }
 
   void ringOffered(const conv::Ring& ring) {
@@ -1827,7 +1829,12 @@ Status BotService::deleteImageAllowlist(const AccountId& acc) {
 void BotService::onConversationChanged(const conv::ConversationChanged& e) {
   impl_->conversationChanged(e.conversation);
 }
-void BotService::onMessageAdded(const conv::MessageAdded& e) { impl_->messageAdded(e.message); }
+void BotService::onMessageAdded(const conv::MessageAdded& e) {
+  impl_->messageAdded(std::make_shared<const conv::MessageAdded>(e));
+}
+void BotService::onMessageAddedShared(const std::shared_ptr<const conv::MessageAdded>& e) {
+  impl_->messageAdded(e);
+}
 void BotService::onRingOffered(const conv::RingOffered& e) { impl_->ringOffered(e.ring); }
 
 Result<bj::object> BotService::createBot(const AccountId& acc, const bj::object& body) {

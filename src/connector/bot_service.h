@@ -126,6 +126,7 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // conversation::ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;
   void onMessageAdded(const conversation::MessageAdded& e) override;
+  void onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) override;
   void onRingOffered(const conversation::RingOffered& e) override;
 
  private:

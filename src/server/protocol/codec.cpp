@@ -513,22 +513,24 @@ Result<ParsedFields> parseConversationFields(const AccountId& acc, const bj::val
 
 Result<std::string> normalizeEvent(const bj::value& event) {
   if (!event.is_object()) return invalid("the event must be an object with a \"type\"");
-  bj::object e = event.as_object();
-  auto type = e.find("type");
-  if (type == e.end() || !type->value().is_string())
+  const bj::object& in = event.as_object();
+  const auto* type = in.if_contains("type");
+  if (type == nullptr || !type->is_string())
     return invalid("the event needs a string \"type\" (ContentEvent, RichContentEvent, ...)");
-  if (type->value().as_string() == "RichContentEvent") {
-    if (!e.contains("content")) {
-      auto m = e.find("message");
-      if (m == e.end() || !m->value().is_object())
-        return invalid("a RichContentEvent needs \"content\" (the structured-content object)");
-      bj::value content = m->value();
-      e.erase(m);
-      e["content"] = std::move(content);
-    } else if (!e.at("content").is_object()) {
-      return invalid("RichContentEvent \"content\" must be an object");
-    }
+  // Only a RichContentEvent that names its content "message" is changed; every other event is
+  // relayed as it came (serialized from the parsed frame, not copied first).
+  if (type->as_string() != "RichContentEvent") return bj::serialize(event);
+  if (const auto* content = in.if_contains("content")) {
+    if (!content->is_object()) return invalid("RichContentEvent \"content\" must be an object");
+    return bj::serialize(event);
   }
+  const auto* message = in.if_contains("message");
+  if (message == nullptr || !message->is_object())
+    return invalid("a RichContentEvent needs \"content\" (the structured-content object)");
+  bj::object e = in;
+  bj::value moved = std::move(e.at("message"));
+  e.erase("message");
+  e["content"] = std::move(moved);
   return bj::serialize(e);
 }
 

@@ -203,6 +203,15 @@ TEST(Codec, RichContentAcceptsMessageAndEmitsContent) {
   ASSERT_TRUE(k);
   EXPECT_EQ(*json::parse(*k), *kept);  // relayed exactly as it came
   EXPECT_FALSE(normalizeEvent(*json::parse(R"({"message":"no type"})")));
+  auto not_object = normalizeEvent(*json::parse(R"({"type":"RichContentEvent","content":[]})"));
+  ASSERT_FALSE(not_object);
+  EXPECT_NE(not_object.error().message.find("must be an object"), std::string::npos);
+  auto none = normalizeEvent(*json::parse(R"({"type":"RichContentEvent","message":"text"})"));
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message.find("needs \"content\""), std::string::npos);
+  // Any other event is relayed exactly as it came.
+  auto text = json::parse(R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})");
+  EXPECT_EQ(*json::parse(*normalizeEvent(*text)), *text);
 }
 
 TEST(Codec, MetadataAndInitConnection) {
