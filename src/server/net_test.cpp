@@ -110,6 +110,13 @@ Received roundTrip(const std::string& host_port, const std::string& request) {
   return r;
 }
 
+// Frames "frame 0".."frame n-1" in order, then the close 4000.
+void expectBurstThenClose(const Received& r, int n) {
+  ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
+  for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
+  EXPECT_EQ(r.close_code, 4000);
+}
+
 class NetTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -138,28 +145,20 @@ class NetTest : public ::testing::Test {
 TEST_F(NetTest, ABurstFromTheStrandArrivesInOrderAndTheCloseAfterIt) {
   for (int n : {1, 2, 3, 50, 1000}) {
     Received r = roundTrip(host_, "burst " + std::to_string(n));
-    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
-    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
-    EXPECT_EQ(r.close_code, 4000);
+    expectBurstThenClose(r, n);
     EXPECT_EQ(r.close_reason, "done");
   }
 }
 
 TEST_F(NetTest, ABurstFromAnotherThreadArrivesInOrderAndTheCloseAfterIt) {
   for (int n : {2, 7, 300}) {
-    Received r = roundTrip(host_, "threads " + std::to_string(n));
-    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
-    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
-    EXPECT_EQ(r.close_code, 4000);
+    expectBurstThenClose(roundTrip(host_, "threads " + std::to_string(n)), n);
   }
 }
 
 TEST_F(NetTest, AFrameSentFromTheStrandAfterCloseIsNotSent) {
   for (int n : {0, 1, 40}) {
-    Received r = roundTrip(host_, "late " + std::to_string(n));
-    ASSERT_EQ(r.frames.size(), static_cast<std::size_t>(n)) << "burst of " << n;
-    for (int i = 0; i < n; ++i) EXPECT_EQ(r.frames[i], "frame " + std::to_string(i));
-    EXPECT_EQ(r.close_code, 4000);
+    expectBurstThenClose(roundTrip(host_, "late " + std::to_string(n)), n);
   }
 }
 
