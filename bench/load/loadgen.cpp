@@ -448,6 +448,10 @@ struct Shared {
   // Think time between a reply and the consumer's next message (0: closed loop, send at once).
   // Each wait is uniform in [0.5, 1.5] x think_ms; the first message waits uniform [0, think_ms].
   double think_ms = 0;
+  // More than one io thread: each consumer runs on its own strand. With one (the default) the
+  // io_context's own executor already runs everything in order, and a strand would only add a
+  // lock and a queue to every handler of every consumer, on the cores the server is using.
+  bool strands = false;
   std::atomic<bool> measuring{false};
   std::atomic<bool> stopping{false};
   std::atomic<long> ready{0};
@@ -465,14 +469,15 @@ struct Shared {
 };
 
 // One consumer: signup JWT → ws connect → RequestConversation → SubscribeMessagingEvents →
-// closed-loop (or one) messages. Runs on its own strand.
+// closed-loop (or one) messages. Runs on its own strand (with one io thread: on the io_context).
 class Consumer : public std::enable_shared_from_this<Consumer> {
  public:
   enum class Mode { kTurns, kIdleKeep, kIdleClose };
 
   Consumer(asio::io_context& ioc, Shared& sh, std::string jwt, int index, Mode mode)
       : sh_(sh),
-        ws_(asio::make_strand(ioc)),
+        ws_(sh.strands ? asio::any_io_executor(asio::make_strand(ioc))
+                       : asio::any_io_executor(ioc.get_executor())),
         timer_(ws_.get_executor()),
         jwt_(std::move(jwt)),
         index_(index),
@@ -863,7 +868,8 @@ int main(int argc, char** argv) {
     sh.source_ips.push_back("127.0.0." + std::to_string(i));
   if (sources <= 1) sh.source_ips.clear();
 
-  asio::io_context ioc;
+  sh.strands = io_threads > 1;
+  asio::io_context ioc(std::max(1, io_threads));
   auto work = asio::make_work_guard(ioc);
   std::vector<std::thread> io;
   for (int i = 0; i < std::max(1, io_threads); ++i) io.emplace_back([&] { ioc.run(); });
