@@ -11,6 +11,8 @@
 #include <new>
 #include <string>
 
+#include "store/sqlite/db.h"
+
 namespace parley::store::sqlite {
 namespace {
 
@@ -266,6 +268,7 @@ int vfsCurrentTimeInt64(sqlite3_vfs*, sqlite3_int64* out) {
 sqlite3_vfs g_vfs{};
 
 const char* registerVfs() {
+  configureLibrary();
   g_base = sqlite3_vfs_find(nullptr);
   if (!g_base || g_base->iVersion < 2 || !g_base->xCurrentTimeInt64) {
     spdlog::warn(

@@ -72,8 +72,17 @@ std::string Query::text(int col) const {
 
 int Query::changes() const { return sqlite3_changes(conn_->raw()); }
 
+void configureLibrary() {
+  static const int rc = [] {
+    // SQLITE_MISUSE when SQLite is already initialised: then its defaults stay, harmlessly.
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  }();
+  (void)rc;
+}
+
 Result<std::unique_ptr<Conn>> Conn::open(const std::string& path, Mode mode, int busy_timeout_ms,
                                          const char* vfs) {
+  configureLibrary();
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |=
       mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);

@@ -60,6 +60,12 @@ class Query {
   int rc_ = SQLITE_OK;  // first bind error, reported by next()/run()
 };
 
+// Sets SQLite's process-wide options once, before SQLite's first use in this process (later
+// calls do nothing): memory statistics off, so that SQLite's allocations do not all take one
+// global mutex (nothing here reads sqlite3_memory_used). Conn::open and the VFS registration
+// call it; if something else initialised SQLite first, the defaults stay.
+void configureLibrary();
+
 // One open connection with a cache of prepared statements keyed by SQL text.
 class Conn {
  public:
