@@ -56,6 +56,10 @@ std::string Metrics::text() const {
         "counter", slow_closes_.load());
   gauge("parley_ws_oversized_frames_total", "Sockets closed for an oversized frame.", "counter",
         oversized_.load());
+  gauge("parley_ws_idle_pings_total", "Pings sent to WebSockets silent for half the idle timeout.",
+        "counter", idle_pings_.load());
+  gauge("parley_ws_idle_closes_total", "WebSockets closed after the idle timeout of silence.",
+        "counter", idle_closes_.load());
   gauge("parley_protocol_errors_total", "Protocol requests answered with an error code.", "counter",
         protocol_errors_.load());
   for (const auto& s : sources) {

@@ -24,6 +24,8 @@ class Metrics {
   void countFrameOut() { frames_out_.fetch_add(1, std::memory_order_relaxed); }
   void countSlowConsumerClose() { slow_closes_.fetch_add(1, std::memory_order_relaxed); }
   void countOversizedFrame() { oversized_.fetch_add(1, std::memory_order_relaxed); }
+  void countIdleClose() { idle_closes_.fetch_add(1, std::memory_order_relaxed); }
+  void countIdlePing() { idle_pings_.fetch_add(1, std::memory_order_relaxed); }
   void countProtocolError() { protocol_errors_.fetch_add(1, std::memory_order_relaxed); }
 
   // Extra exposition text (already in Prometheus format) appended by text(); e.g. the function
@@ -46,6 +48,8 @@ class Metrics {
   std::atomic<std::int64_t> frames_out_{0};
   std::atomic<std::int64_t> slow_closes_{0};
   std::atomic<std::int64_t> oversized_{0};
+  std::atomic<std::int64_t> idle_closes_{0};
+  std::atomic<std::int64_t> idle_pings_{0};
   std::atomic<std::int64_t> protocol_errors_{0};
 };
 

@@ -150,7 +150,21 @@ auto awaitCallback(Executor ex, Start start) {
 struct Stoppable {
   virtual ~Stoppable() = default;
   virtual void shutdown() = 0;
+  // The idle sweep's tick `tick` (see NetState::idle_tick); from the sweep's thread. HTTP
+  // sessions have their own timeouts.
+  virtual void checkIdle(std::uint32_t /*tick*/) {}
 };
+
+// WebSocket idle handling, in ticks of the idle sweep (NetImpl::sweepIdle), which runs every
+// ws_idle_timeout / kIdleTicks. Beast's own idle timeout re-arms a timer on every frame read —
+// a timer cancel, a cancelled wait to run and a new wait per frame, ~3 % of the CPU of a bot
+// turn — so connections only note the tick of their last frame and one sweep looks at them all.
+// A ping goes out after more than half the timeout of silence and the close after more than the
+// whole of it (one tick more than the threshold: the last frame may have come just before a
+// tick, so a threshold of N ticks could mean only N-1 periods of silence).
+constexpr std::uint32_t kIdleTicks = 24;
+constexpr std::uint32_t kPingAfterTicks = kIdleTicks / 2 + 1;
+constexpr std::uint32_t kCloseAfterTicks = kIdleTicks + 1;
 
 // Shared by the Net and every session. The io_context itself is owned by NetImpl (not by this
 // state), so destroying the Net destroys the handlers still queued in it, which releases the
@@ -165,6 +179,9 @@ struct NetState {
   asio::io_context& ioc;
   ssl::context ssl_ctx;
   std::atomic<bool> stopping{false};
+
+  // Ticks of the idle sweep so far (connections note it at each frame they receive).
+  std::atomic<std::uint32_t> idle_tick{0};
 
   std::mutex mu;
   std::uint64_t next_id = 1;                                         // GUARDED_BY(mu)
@@ -213,6 +230,9 @@ class WsSession final : public WsTransport,
   void init() {
     out().setOwner(this->weak_from_this());
     out().onWritten([this](beast::error_code ec) { onWritten(ec); });
+    heard();
+    // Pings, pongs and closes the peer sends count as activity, as its frames do.
+    ws_.control_callback([this](websocket::frame_type, beast::string_view) { heard(); });
   }
 
   websocket::stream<WriteQueueStream<Stream>>& ws() { return ws_; }
@@ -266,6 +286,31 @@ class WsSession final : public WsTransport,
                          "server shutting down");
     });
   }
+  // From the sweep: only a connection silent long enough gets a handler posted, and only once
+  // per silence for its ping. The strand checks again (a frame may have arrived meanwhile).
+  void checkIdle(std::uint32_t tick) override {
+    const std::uint32_t last = last_heard_.load(std::memory_order_relaxed);
+    const std::uint32_t silent = tick - last;
+    if (silent >= kCloseAfterTicks) {
+      asio::post(executor(), [self = this->shared_from_this(), tick] {
+        if (self->finished_ ||
+            tick - self->last_heard_.load(std::memory_order_relaxed) < kCloseAfterTicks)
+          return;
+        spdlog::debug("websocket closed: idle for {} s", self->st_->opts.ws_idle_timeout.count());
+        self->st_->metrics.countIdleClose();
+        self->queue_.clear();
+        beast::error_code ignore;
+        beast::get_lowest_layer(self->ws_).socket().close(ignore);
+      });
+    } else if (silent >= kPingAfterTicks && pinged_after_.exchange(last) != last) {
+      asio::post(executor(), [self = this->shared_from_this()] {
+        if (self->finished_ || self->closing_ || self->ping_in_flight_) return;
+        self->ping_in_flight_ = true;
+        self->st_->metrics.countIdlePing();
+        self->ws_.async_ping({}, [self](beast::error_code) { self->ping_in_flight_ = false; });
+      });
+    }
+  }
 
   // Runs the read loop until the connection ends. On the strand.
   awaitable<void> run() {
@@ -288,6 +333,7 @@ class WsSession final : public WsTransport,
         }
         break;
       }
+      heard();
       st_->metrics.countFrameIn();
       if (!ws_.got_text()) {
         enqueue(
@@ -311,6 +357,11 @@ class WsSession final : public WsTransport,
 
   // True on this connection's strand.
   bool onStrand() const { return strand_ && strand_->running_in_this_thread(); }
+
+  // Notes that the peer sent something (for the idle sweep).
+  void heard() {
+    last_heard_.store(st_->idle_tick.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
 
   void enqueue(std::string text) {
     if (finished_ || closing_) return;
@@ -401,6 +452,10 @@ class WsSession final : public WsTransport,
   std::shared_ptr<WsHandler> handler_;
   std::deque<std::string> queue_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
+  // Idle sweep tick of the last frame received; the `last_heard_` a ping was posted for.
+  std::atomic<std::uint32_t> last_heard_{0};
+  std::atomic<std::uint32_t> pinged_after_{~0u};
+  bool ping_in_flight_ = false;   // an async_ping is outstanding (Beast allows one)
   bool write_posted_ = false;     // a writeQueued is posted (enqueue)
   bool close_requested_ = false;  // close() was called on the strand (its requestClose is posted)
   bool closing_ = false;
@@ -567,10 +622,11 @@ class HttpSession final : public Stoppable,
     auto ws = std::make_shared<WsSession<Stream>>(st_, std::move(stream_));
     ws->init();
     auto& w = ws->ws();
+    // Beast times the handshake and the close; idleness is the idle sweep's (kIdleTicks).
     websocket::stream_base::timeout to{};
     to.handshake_timeout = std::chrono::seconds(30);
-    to.idle_timeout = st_->opts.ws_idle_timeout;
-    to.keep_alive_pings = true;
+    to.idle_timeout = websocket::stream_base::none();
+    to.keep_alive_pings = false;
     w.set_option(to);
     w.read_message_max(st_->opts.max_frame_bytes);
     w.auto_fragment(false);
@@ -668,6 +724,7 @@ class NetImpl final : public Net {
   void start() override {
     if (http_acceptor_) spawnAccept(*http_acceptor_, false, http_host_);
     if (https_acceptor_) spawnAccept(*https_acceptor_, true, https_host_);
+    sweepIdle();
     const int n = ioThreads(st_->opts.threads);
     work_.emplace(asio::make_work_guard(st_->ioc));
     for (int i = 0; i < n; ++i) {
@@ -692,6 +749,7 @@ class NetImpl final : public Net {
       boost::system::error_code ec;
       if (http_acceptor_) http_acceptor_->close(ec);
       if (https_acceptor_) https_acceptor_->close(ec);
+      idle_timer_.cancel();
     });
     for (auto& s : st_->snapshot()) s->shutdown();
     auto deadline = std::chrono::steady_clock::now() + grace;
@@ -745,6 +803,21 @@ class NetImpl final : public Net {
     }
   }
 
+  // Every ws_idle_timeout / kIdleTicks: the next tick, and each connection checks its silence.
+  // On an io thread (the timer's); a connection with something to do posts to its own strand.
+  void sweepIdle() {
+    const auto period =
+        std::chrono::duration_cast<std::chrono::milliseconds>(st_->opts.ws_idle_timeout) /
+        kIdleTicks;
+    idle_timer_.expires_after(period);
+    idle_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || st_->stopping) return;
+      const std::uint32_t tick = st_->idle_tick.fetch_add(1, std::memory_order_relaxed) + 1;
+      for (auto& s : st_->snapshot()) s->checkIdle(tick);
+      sweepIdle();
+    });
+  }
+
   // `--threads`, with 0 meaning one per core.
   static int ioThreads(int configured) {
     return configured > 0 ? configured
@@ -760,6 +833,7 @@ class NetImpl final : public Net {
   std::string http_host_;
   std::string https_host_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  asio::steady_timer idle_timer_{asio::make_strand(ioc_)};
   std::vector<std::thread> threads_;
 };
 
@@ -796,8 +870,10 @@ class BlockingPoolImpl final : public BlockingPool {
 }  // namespace
 
 Result<std::unique_ptr<Net>> makeNet(NetOptions options, HttpApp& app, Metrics& metrics) {
-  if (options.ws_idle_timeout < std::chrono::seconds(90))
+  if (options.ws_idle_timeout < std::chrono::seconds(90) && !options.allow_short_ws_idle_timeout)
     return invalid("the WebSocket idle timeout must be at least 90 s (clients ping every 60 s)");
+  if (options.ws_idle_timeout < std::chrono::seconds(1))
+    return invalid("the WebSocket idle timeout must be at least 1 s");
   auto n = std::make_unique<NetImpl>(std::move(options), app, metrics);
   if (auto s = n->configureTls(); !s) return std::unexpected(s.error());
   return std::unique_ptr<Net>(std::move(n));

@@ -6,10 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -124,6 +126,7 @@ class NetTest : public ::testing::Test {
     o.http_listen = "127.0.0.1:0";
     o.https_listen = "";
     o.threads = 2;
+    configure(o);
     auto net = makeNet(o, app_, metrics_);
     ASSERT_TRUE(net) << net.error().message;
     net_ = std::move(*net);
@@ -136,11 +139,21 @@ class NetTest : public ::testing::Test {
     if (net_) net_->stop(std::chrono::milliseconds(2000));
   }
 
+  virtual void configure(NetOptions&) {}
+
   BurstApp app_;
   Metrics metrics_;
   std::unique_ptr<Net> net_;
   std::string host_;
 };
+
+// The value of one of the Metrics' own counters in its exposition text.
+long metricValue(const Metrics& m, const std::string& name) {
+  const std::string text = m.text();
+  const auto at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stol(text.substr(at + name.size() + 2));
+}
 
 TEST_F(NetTest, ABurstFromTheStrandArrivesInOrderAndTheCloseAfterIt) {
   for (int n : {1, 2, 3, 50, 1000}) {
@@ -171,6 +184,94 @@ TEST_F(NetTest, FramesSentOnTheStrandGoBeforeFramesOfHandlersPostedMeanwhile) {
     EXPECT_EQ(r.frames, want);
     EXPECT_EQ(r.close_code, 4000);
   }
+}
+
+// ---- Idle connections (a 2 s idle timeout: ping after 1 s of silence, close after 2 s) ----
+
+class NetIdleTest : public NetTest {
+ protected:
+  void configure(NetOptions& o) override {
+    o.ws_idle_timeout = std::chrono::seconds(2);
+    o.allow_short_ws_idle_timeout = true;
+  }
+};
+
+// A client WebSocket on its own io_context and thread.
+struct IdleClient {
+  explicit IdleClient(const std::string& host_port) : ws(io) {
+    asio::ip::tcp::resolver resolver(io);
+    const auto colon = host_port.rfind(':');
+    beast::get_lowest_layer(ws).connect(
+        resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
+    ws.handshake(host_port, "/ws");
+    ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
+      if (kind == websocket::frame_type::ping) ++pings;
+    });
+  }
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws;
+  std::atomic<int> pings{0};
+};
+
+TEST_F(NetIdleTest, ASilentPeerThatAnswersPingsStaysOpen) {
+  IdleClient c(host_);
+  // Reading (so Beast answers the server's pings with pongs) for 1.6 idle timeouts.
+  beast::flat_buffer buf;
+  beast::error_code read_ec;
+  bool read_done = false;
+  c.ws.async_read(buf, [&](beast::error_code ec, std::size_t) {
+    read_ec = ec;
+    read_done = true;
+  });
+  c.io.run_for(std::chrono::milliseconds(3200));
+  ASSERT_FALSE(read_done) << "the server ended the connection: " << read_ec.message();
+  EXPECT_GE(c.pings.load(), 1) << "no ping after 1.6 idle timeouts of silence";
+  EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_closes_total"), 0);
+  EXPECT_GE(metricValue(metrics_, "parley_ws_idle_pings_total"), 1);
+  // Still open both ways: a request gets its answer.
+  c.ws.text(true);
+  c.ws.write(asio::buffer(std::string("burst 1")));
+  c.io.restart();
+  c.io.run_for(std::chrono::seconds(5));
+  ASSERT_TRUE(read_done);
+  ASSERT_FALSE(read_ec) << read_ec.message();
+  EXPECT_EQ(beast::buffers_to_string(buf.data()), "frame 0");
+}
+
+TEST_F(NetIdleTest, APeerThatSendsNothingAndAnswersNoPingIsClosedAfterTheIdleTimeout) {
+  IdleClient c(host_);
+  // Not reading: no pong goes back. Half the timeout later it has been pinged, not closed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_closes_total"), 0) << "closed too early";
+  EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_pings_total"), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_closes_total"), 1);
+  // The client sees the ping that was sent, then the end of the connection.
+  beast::flat_buffer buf;
+  beast::error_code read_ec;
+  bool read_done = false;
+  c.ws.async_read(buf, [&](beast::error_code ec, std::size_t) {
+    read_ec = ec;
+    read_done = true;
+  });
+  c.io.run_for(std::chrono::seconds(3));
+  ASSERT_TRUE(read_done) << "the connection is still open";
+  EXPECT_TRUE(read_ec) << "read a frame from a connection the server closed";
+  EXPECT_EQ(c.pings.load(), 1);
+}
+
+TEST(NetOptionsTest, AnIdleTimeoutUnder90SecondsIsRefused) {
+  BurstApp app;
+  Metrics metrics;
+  NetOptions o;
+  o.http_listen = "127.0.0.1:0";
+  o.https_listen = "";
+  o.ws_idle_timeout = std::chrono::seconds(89);
+  auto net = makeNet(o, app, metrics);
+  ASSERT_FALSE(net);
+  EXPECT_NE(net.error().message.find("at least 90 s"), std::string::npos) << net.error().message;
+  o.ws_idle_timeout = std::chrono::seconds(90);
+  EXPECT_TRUE(makeNet(o, app, metrics));
 }
 
 }  // namespace
