@@ -287,6 +287,19 @@ struct BotService::Impl {
     return c;
   }
 
+  // Ends the busy mark of a callback that another service (the engine, the function runner)
+  // called, after dropping the callback's conversation state `st`. The other service destroys
+  // its copy of the callback after the call returns, maybe after stop() has seen busy reach
+  // zero and the threads the conversations' strands belong to are gone; so the callback moves
+  // its state out (into the strand task or here) and holds nothing of the connector by then.
+  // The strand task itself is destroyed on those threads, before they can be joined. (Such a
+  // callback captures `st = st`: a plain capture of a const reference is a const copy, which
+  // std::move would copy again instead of emptying.)
+  void released(std::shared_ptr<ConvState> st) {
+    st.reset();
+    doneBusy();
+  }
+
   template <class F>
   void onStrand(const std::shared_ptr<ConvState>& c, F&& f) {
     addBusy();  // the handler's
@@ -516,11 +529,13 @@ struct BotService::Impl {
     st->catching_up = true;
     std::uint64_t epoch = st->epoch;
     addBusy();
-    convs.listMessages(
-        st->account, st->id, 0, 100000, [this, st, epoch](Result<std::vector<store::Message>> r) {
-          onStrand(st, [this, st, epoch, r = std::move(r)] { finishCatchUp(st, epoch, r); });
-          doneBusy();
-        });
+    convs.listMessages(st->account, st->id, 0, 100000,
+                       [this, st = st, epoch](Result<std::vector<store::Message>> r) mutable {
+                         auto s = std::move(st);  // see released()
+                         onStrand(
+                             s, [this, s, epoch, r = std::move(r)] { finishCatchUp(s, epoch, r); });
+                         released(std::move(s));
+                       });
   }
 
   void finishCatchUp(const std::shared_ptr<ConvState>& st, std::uint64_t epoch,
@@ -828,14 +843,15 @@ struct BotService::Impl {
     req.request_id = turn->id + "-" + tag;
     auto t0 = SteadyClock::now();
     addBusy();
-    runner.invoke(std::move(req),
-                  [this, st, turn, t0, then = std::move(then)](functions::InvokeResult r) {
-                    onStrand(st, [turn, t0, then, r = std::move(r)] {
-                      turn->hook_ms += msSince(t0);
-                      then(r);
-                    });
-                    doneBusy();
-                  });
+    runner.invoke(std::move(req), [this, st = st, turn = turn, t0,
+                                   then = std::move(then)](functions::InvokeResult r) mutable {
+      auto s = std::move(st);  // see released()
+      onStrand(s, [turn = std::move(turn), t0, then = std::move(then), r = std::move(r)] {
+        turn->hook_ms += msSince(t0);
+        then(r);
+      });
+      released(std::move(s));
+    });
   }
 
   void hookFailed(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
@@ -1041,9 +1057,10 @@ struct BotService::Impl {
     req.request_id = turn->id + "-" + std::to_string(turn->attempts);
     turn->t_invoke = SteadyClock::now();
     addBusy();
-    runner.invoke(std::move(req), [this, st, turn](functions::InvokeResult r) {
-      onStrand(st, [this, st, turn, r = std::move(r)] { onInvoked(st, turn, r); });
-      doneBusy();
+    runner.invoke(std::move(req), [this, st = st, turn = turn](functions::InvokeResult r) mutable {
+      auto s = std::move(st);  // see released()
+      onStrand(s, [this, s, turn = std::move(turn), r = std::move(r)] { onInvoked(s, turn, r); });
+      released(std::move(s));
     });
   }
 
@@ -1125,10 +1142,12 @@ struct BotService::Impl {
     req.metadata_json = std::move(metadata_json);
     req.audience = audience;
     addBusy();
-    convs.publish(std::move(req), [this, st, then = std::move(then)](Result<conv::Published> r) {
-      onStrand(st, [then, r = std::move(r)] { then(r); });
-      doneBusy();
-    });
+    convs.publish(std::move(req),
+                  [this, st = st, then = std::move(then)](Result<conv::Published> r) mutable {
+                    auto s = std::move(st);  // see released()
+                    onStrand(s, [then = std::move(then), r = std::move(r)] { then(r); });
+                    released(std::move(s));
+                  });
   }
 
   static bool ownershipError(const Error& e) {
@@ -1203,11 +1222,13 @@ struct BotService::Impl {
               std::vector<conv::FieldChange> changes,
               std::function<void(Result<store::Conversation>)> then) {
     addBusy();
-    convs.updateConversation(botActor(*turn->bot), st->id, std::move(changes),
-                             [this, st, then = std::move(then)](Result<store::Conversation> r) {
-                               onStrand(st, [then, r = std::move(r)] { then(r); });
-                               doneBusy();
-                             });
+    convs.updateConversation(
+        botActor(*turn->bot), st->id, std::move(changes),
+        [this, st = st, then = std::move(then)](Result<store::Conversation> r) mutable {
+          auto s = std::move(st);  // see released()
+          onStrand(s, [then = std::move(then), r = std::move(r)] { then(r); });
+          released(std::move(s));
+        });
   }
 
   void applyAction(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
@@ -1293,9 +1314,11 @@ struct BotService::Impl {
         req.request_id = turn->id + "-invocation";
         bool fail_on_error = a.fail_on_error;
         addBusy();
-        runner.invoke(std::move(req), [this, st, turn, rec,
+        runner.invoke(std::move(req), [this, st = st, turn = turn, rec,
                                        fail_on_error](functions::InvokeResult r) mutable {
-          onStrand(st, [this, st, turn, rec, fail_on_error, r = std::move(r)]() mutable {
+          auto s = std::move(st);  // see released()
+          onStrand(s, [this, st = s, turn = std::move(turn), rec, fail_on_error,
+                       r = std::move(r)]() mutable {
             if (r.ok) {
               rec["status"] = "DONE";
               turn->actions.push_back(rec);
@@ -1311,7 +1334,7 @@ struct BotService::Impl {
                                   " failed: " + r.error_code + ": " + r.error_message);
             complete(st, turn, "PARTIAL");
           });
-          doneBusy();
+          released(std::move(s));
         });
         return;
       }
@@ -1534,8 +1557,9 @@ struct BotService::Impl {
     req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
     req.request_id = "probe-" + randomHex(8);
     addBusy();
-    runner.invoke(std::move(req), [this, bot](functions::InvokeResult r) {
-      asio::post(pool, [this, bot, r = std::move(r)] {
+    runner.invoke(std::move(req), [this, bot = bot](functions::InvokeResult r) mutable {
+      // Moved: the runner may destroy this callback after stop() (see released()).
+      asio::post(pool, [this, bot = std::move(bot), r = std::move(r)] {
         bool still = false;
         {
           std::lock_guard l(mu);

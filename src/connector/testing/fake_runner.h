@@ -20,6 +20,7 @@ class FakeRunner final : public functions::Runner {
 
   ~FakeRunner() override {
     releaseAll();
+    dropKept();
     std::vector<std::thread> threads;
     {
       std::lock_guard l(mu_);
@@ -71,6 +72,24 @@ class FakeRunner final : public functions::Runner {
     std::lock_guard l(mu_);
     return max_in_flight_;
   }
+  // While on, each callback is kept after it was called, until dropKept(): a runner may destroy
+  // its copy of a callback at any time after calling it, also after the caller has stopped.
+  void keepCallbacks(bool on) {
+    std::lock_guard l(mu_);
+    keep_ = on;
+  }
+  std::size_t keptCount() {
+    std::lock_guard l(mu_);
+    return kept_.size();
+  }
+  void dropKept() {
+    std::vector<std::function<void(functions::InvokeResult)>> kept;
+    {
+      std::lock_guard l(mu_);
+      kept.swap(kept_);
+    }
+    kept.clear();
+  }
 
   // functions::Runner
   void invoke(functions::InvokeRequest request,
@@ -100,7 +119,7 @@ class FakeRunner final : public functions::Runner {
       script = script_;
     }
     std::lock_guard l(mu_);
-    threads_.emplace_back([this, script, p = std::move(p)] {
+    threads_.emplace_back([this, script, p = std::move(p)]() mutable {
       functions::InvokeResult r;
       if (script) {
         r = script(p.request);
@@ -113,6 +132,8 @@ class FakeRunner final : public functions::Runner {
         --in_flight_;
       }
       p.done(std::move(r));
+      std::lock_guard l2(mu_);
+      if (keep_) kept_.push_back(std::move(p.done));
     });
   }
 
@@ -120,6 +141,8 @@ class FakeRunner final : public functions::Runner {
   std::condition_variable cv_;
   Script script_;
   bool hold_ = false;
+  bool keep_ = false;
+  std::vector<std::function<void(functions::InvokeResult)>> kept_;
   std::vector<Pending> held_;
   std::vector<functions::InvokeRequest> requests_;
   std::vector<std::thread> threads_;
