@@ -243,28 +243,20 @@ class WsSession final : public WsTransport,
 
   // WsTransport
   // On the session's strand (a protocol handler answering), the frame is queued at once: the
-  // strand already orders it after everything sent before. From another thread it is posted.
+  // strand already orders it after everything sent before. From another thread it goes through
+  // the inbox, in order with that thread's posts and closes.
   void send(std::string text) override {
     if (onStrand()) {
       if (!close_requested_) enqueue(std::move(text));
       return;
     }
-    asio::post(executor(), [self = this->shared_from_this(), t = std::move(text)]() mutable {
-      self->enqueue(std::move(t));
-    });
+    toInbox([this, t = std::move(text)]() mutable { enqueue(std::move(t)); });
   }
   void close(int code, std::string reason) override {
     if (onStrand()) close_requested_ = true;  // later sends: ignored
-    asio::post(executor(),
-               [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
-                 self->requestClose(code, std::move(r));
-               });
+    toInbox([this, code, r = std::move(reason)]() mutable { requestClose(code, std::move(r)); });
   }
-  void post(std::function<void()> fn) override {
-    asio::post(executor(), [self = this->shared_from_this(), fn = std::move(fn)] {
-      if (!self->finished_) fn();
-    });
-  }
+  void post(std::function<void()> fn) override { toInbox(std::move(fn)); }
   void postAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
     auto t = std::make_shared<asio::steady_timer>(executor(), delay);
     t->async_wait([self = this->shared_from_this(), t, fn = std::move(fn)](auto ec) {
@@ -358,6 +350,48 @@ class WsSession final : public WsTransport,
   // True on this connection's strand.
   bool onStrand() const { return strand_ && strand_->running_in_this_thread(); }
 
+  // The inbox: what other threads (and the strand itself) post, run by one strand handler for
+  // all that arrived before it ran. The engine's completions come in pairs and threes (a
+  // publish's notification and its response; a message for several sessions), and each used to
+  // be its own strand handler plus one more to write what they had queued; now one handler runs
+  // them and writes their frames (`drainInbox`).
+  void toInbox(std::function<void()> fn) {
+    bool schedule = false;
+    {
+      std::lock_guard lock(inbox_mu_);
+      inbox_.push_back(std::move(fn));
+      schedule = !drain_scheduled_;
+      drain_scheduled_ = true;
+    }
+    if (schedule) asio::post(executor(), [self = this->shared_from_this()] { self->drainInbox(); });
+  }
+
+  // On the strand: runs what the inbox holds (not what arrives meanwhile: that gets its own
+  // handler, behind the ones already queued on the strand), then writes the frames they queued.
+  void drainInbox() {
+    std::vector<std::function<void()>> batch;
+    {
+      std::lock_guard lock(inbox_mu_);
+      batch.swap(inbox_);
+    }
+    draining_ = true;
+    for (auto& fn : batch)
+      if (!finished_) fn();
+    draining_ = false;
+    batch.clear();
+    if (write_wanted_) {
+      write_wanted_ = false;
+      if (!finished_ && !closing_) writeQueued();
+    }
+    bool again = false;
+    {
+      std::lock_guard lock(inbox_mu_);
+      again = !inbox_.empty();
+      drain_scheduled_ = again;
+    }
+    if (again) asio::post(executor(), [self = this->shared_from_this()] { self->drainInbox(); });
+  }
+
   // Notes that the peer sent something (for the idle sweep).
   void heard() {
     last_heard_.store(st_->idle_tick.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -374,9 +408,13 @@ class WsSession final : public WsTransport,
       return;
     }
     queue_.push_back(std::move(text));
-    // Frames are written after the handlers already queued on this strand have run, so the
-    // frames of one burst (a publish's response and its message notification arrive as two
-    // posts from one engine thread) leave in one write.
+    // Inside the inbox's handler: written when it has run everything it took.
+    if (draining_) {
+      write_wanted_ = true;
+      return;
+    }
+    // Otherwise after the handlers already queued on this strand have run, so the frames of one
+    // burst leave in one write.
     if (!write_posted_) {
       write_posted_ = true;
       asio::post(executor(), [self = this->shared_from_this()] {
@@ -455,8 +493,13 @@ class WsSession final : public WsTransport,
   // Idle sweep tick of the last frame received; the `last_heard_` a ping was posted for.
   std::atomic<std::uint32_t> last_heard_{0};
   std::atomic<std::uint32_t> pinged_after_{~0u};
-  bool ping_in_flight_ = false;   // an async_ping is outstanding (Beast allows one)
-  bool write_posted_ = false;     // a writeQueued is posted (enqueue)
+  bool ping_in_flight_ = false;  // an async_ping is outstanding (Beast allows one)
+  std::mutex inbox_mu_;
+  std::vector<std::function<void()>> inbox_;  // GUARDED_BY(inbox_mu_)
+  bool drain_scheduled_ = false;              // GUARDED_BY(inbox_mu_): a drainInbox is posted
+  bool draining_ = false;                     // in drainInbox (strand)
+  bool write_wanted_ = false;                 // drainInbox writes when done (strand)
+  bool write_posted_ = false;                 // a writeQueued is posted (enqueue)
   bool close_requested_ = false;  // close() was called on the strand (its requestClose is posted)
   bool closing_ = false;
   bool finished_ = false;

@@ -32,6 +32,7 @@ namespace websocket = beast::websocket;
 // must not be sent (a transport ignores sends after close()).
 // On "posted N" each frame is sent from its own handler posted to the strand, with a frame sent
 // directly from the strand before and after posting them.
+// On "mixed N" another thread sends the even frames and posts the sending of the odd ones.
 class BurstHandler final : public WsHandler {
  public:
   explicit BurstHandler(std::shared_ptr<WsTransport> t) : t_(std::move(t)) {}
@@ -45,6 +46,19 @@ class BurstHandler final : public WsHandler {
     };
     if (text.starts_with("threads")) {
       std::thread(burst).detach();
+    } else if (text.starts_with("mixed")) {
+      // From another thread, frames alternately sent and posted (sent from the strand), then
+      // the close: all in the order that thread made them.
+      std::thread([t = t_, n] {
+        for (int i = 0; i < n; ++i) {
+          if (i % 2 == 0) {
+            t->send("frame " + std::to_string(i));
+          } else {
+            t->post([t, i] { t->send("frame " + std::to_string(i)); });
+          }
+        }
+        t->close(4000, "done");
+      }).detach();
     } else if (text.starts_with("late")) {
       burst();
       t_->send("late");
@@ -166,6 +180,12 @@ TEST_F(NetTest, ABurstFromTheStrandArrivesInOrderAndTheCloseAfterIt) {
 TEST_F(NetTest, ABurstFromAnotherThreadArrivesInOrderAndTheCloseAfterIt) {
   for (int n : {2, 7, 300}) {
     expectBurstThenClose(roundTrip(host_, "threads " + std::to_string(n)), n);
+  }
+}
+
+TEST_F(NetTest, SendsPostsAndTheCloseFromAnotherThreadKeepTheirOrder) {
+  for (int n : {1, 2, 9, 500}) {
+    expectBurstThenClose(roundTrip(host_, "mixed " + std::to_string(n)), n);
   }
 }
 
