@@ -97,14 +97,19 @@ struct Received {
   int close_code = 0;
   std::string close_reason;
 };
-Received roundTrip(const std::string& host_port, const std::string& request) {
-  asio::io_context io;
-  asio::ip::tcp::resolver resolver(io);
+// Connects `ws` to the test server at `host_port` and makes its WebSocket handshake.
+void connectClient(websocket::stream<beast::tcp_stream>& ws, const std::string& host_port) {
+  asio::ip::tcp::resolver resolver(ws.get_executor());
   const auto colon = host_port.rfind(':');
-  websocket::stream<beast::tcp_stream> ws(io);
   beast::get_lowest_layer(ws).connect(
       resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
   ws.handshake(host_port, "/ws");
+}
+
+Received roundTrip(const std::string& host_port, const std::string& request) {
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  connectClient(ws, host_port);
   ws.text(true);
   ws.write(asio::buffer(request));
   Received r;
@@ -219,32 +224,32 @@ class NetIdleTest : public NetTest {
 // A client WebSocket on its own io_context and thread.
 struct IdleClient {
   explicit IdleClient(const std::string& host_port) : ws(io) {
-    asio::ip::tcp::resolver resolver(io);
-    const auto colon = host_port.rfind(':');
-    beast::get_lowest_layer(ws).connect(
-        resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
-    ws.handshake(host_port, "/ws");
+    connectClient(ws, host_port);
     ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::ping) ++pings;
+    });
+  }
+  // Starts reading one frame into `buf` (Beast answers pings meanwhile); `io` runs it.
+  void startRead() {
+    ws.async_read(buf, [this](beast::error_code ec, std::size_t) {
+      read_ec = ec;
+      read_done = true;
     });
   }
   asio::io_context io;
   websocket::stream<beast::tcp_stream> ws;
   std::atomic<int> pings{0};
+  beast::flat_buffer buf;
+  beast::error_code read_ec;
+  bool read_done = false;
 };
 
 TEST_F(NetIdleTest, ASilentPeerThatAnswersPingsStaysOpen) {
   IdleClient c(host_);
   // Reading (so Beast answers the server's pings with pongs) for 1.6 idle timeouts.
-  beast::flat_buffer buf;
-  beast::error_code read_ec;
-  bool read_done = false;
-  c.ws.async_read(buf, [&](beast::error_code ec, std::size_t) {
-    read_ec = ec;
-    read_done = true;
-  });
+  c.startRead();
   c.io.run_for(std::chrono::milliseconds(3200));
-  ASSERT_FALSE(read_done) << "the server ended the connection: " << read_ec.message();
+  ASSERT_FALSE(c.read_done) << "the server ended the connection: " << c.read_ec.message();
   EXPECT_GE(c.pings.load(), 1) << "no ping after 1.6 idle timeouts of silence";
   EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_closes_total"), 0);
   EXPECT_GE(metricValue(metrics_, "parley_ws_idle_pings_total"), 1);
@@ -253,9 +258,9 @@ TEST_F(NetIdleTest, ASilentPeerThatAnswersPingsStaysOpen) {
   c.ws.write(asio::buffer(std::string("burst 1")));
   c.io.restart();
   c.io.run_for(std::chrono::seconds(5));
-  ASSERT_TRUE(read_done);
-  ASSERT_FALSE(read_ec) << read_ec.message();
-  EXPECT_EQ(beast::buffers_to_string(buf.data()), "frame 0");
+  ASSERT_TRUE(c.read_done);
+  ASSERT_FALSE(c.read_ec) << c.read_ec.message();
+  EXPECT_EQ(beast::buffers_to_string(c.buf.data()), "frame 0");
 }
 
 TEST_F(NetIdleTest, APeerThatSendsNothingAndAnswersNoPingIsClosedAfterTheIdleTimeout) {
@@ -267,16 +272,10 @@ TEST_F(NetIdleTest, APeerThatSendsNothingAndAnswersNoPingIsClosedAfterTheIdleTim
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(metricValue(metrics_, "parley_ws_idle_closes_total"), 1);
   // The client sees the ping that was sent, then the end of the connection.
-  beast::flat_buffer buf;
-  beast::error_code read_ec;
-  bool read_done = false;
-  c.ws.async_read(buf, [&](beast::error_code ec, std::size_t) {
-    read_ec = ec;
-    read_done = true;
-  });
+  c.startRead();
   c.io.run_for(std::chrono::seconds(3));
-  ASSERT_TRUE(read_done) << "the connection is still open";
-  EXPECT_TRUE(read_ec) << "read a frame from a connection the server closed";
+  ASSERT_TRUE(c.read_done) << "the connection is still open";
+  EXPECT_TRUE(c.read_ec) << "read a frame from a connection the server closed";
   EXPECT_EQ(c.pings.load(), 1);
 }
 
