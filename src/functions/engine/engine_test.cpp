@@ -74,5 +74,48 @@ TEST(EngineLimits, TerminationByLimitsIsALimitResultAndUncatchable) {
   EXPECT_GE((*e)->stats().isolate_restarts, 1u);
 }
 
+TEST(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeoutNotARun) {
+  testing::FakeHost host;
+  SystemClock clock;
+  auto limits = std::make_unique<testing::FakeLimits>();
+  auto* fake = limits.get();
+  RuntimeOptions o;
+  o.threads = 1;  // one worker: the busy function keeps it from the timer and the deadline
+  auto e = Engine::create(o, host, clock, std::move(limits));
+  ASSERT_TRUE(e);
+  AccountId acc("1");
+  ASSERT_TRUE(
+      (*e)->deploy(acc, FunctionId("timer"),
+                   {"function lambda(i, cb) { setTimeout(() => cb(null, 'late'), 100); }", {}, 1}));
+  ASSERT_TRUE((*e)->deploy(acc, FunctionId("busy"),
+                           {"function lambda(i, cb) { const end = Date.now() + 600;"
+                            " while (Date.now() < end) {} cb(null, 'done'); }",
+                            {},
+                            1}));
+  // Warm both contexts so the invocations below start at once.
+  ASSERT_TRUE(invokeSync(**e, acc, FunctionId("busy"), 5'000).ok);
+  std::promise<InvokeResult> timer;
+  InvokeRequest req;
+  req.account = acc;
+  req.function = FunctionId("timer");
+  req.input_json = R"({"timestamp":0,"headers":[],"payload":{}})";
+  req.deadline = std::chrono::milliseconds(300);
+  (*e)->invoke(std::move(req), InvokeMode::kTest,
+               [&](InvokeResult r) { timer.set_value(std::move(r)); });
+  int late_before = fake->enteredLateForTest();
+  auto busy = invokeSync(**e, acc, FunctionId("busy"), 5'000);
+  EXPECT_TRUE(busy.ok) << busy.error_message;
+  auto r = timer.get_future().get();
+  // The timer (due at 100 ms) and the deadline (300 ms) both passed while the worker ran the
+  // busy function: the timer must not run the function after its deadline.
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error_code, kErrTimeExceeded);
+  EXPECT_NE(r.error_message.find("did not call callback within the execution time limit of 300"),
+            std::string::npos)
+      << r.error_message;
+  EXPECT_EQ(fake->enteredLateForTest(), late_before);
+  EXPECT_EQ((*e)->stats().isolate_restarts, 0u);
+}
+
 }  // namespace
 }  // namespace parley::functions::engine

@@ -155,8 +155,10 @@ void Worker::loop() {
     }
     bool busy = runPosted();
     auto now = std::chrono::steady_clock::now();
-    busy |= runTimers(now);
+    // Deadlines before timers: a timer that fell due with (or after) its invocation's deadline,
+    // seen late because the worker was busy, must not run the function past its limit.
     busy |= expireDeadlines(now);
+    busy |= runTimers(now);
     busy |= takeJobs();
     pumpPlatform();
     if (busy) continue;
@@ -257,11 +259,7 @@ bool Worker::expireDeadlines(SteadyTime now) {
       continue;
     }
     Invocation& inv = *it->second;
-    if (!inv.has_outcome) {
-      setOutcome(inv, kErrTimeExceeded,
-                 "the function did not call callback within the execution time limit of " +
-                     std::to_string(inv.job.request.deadline.count()) + " ms");
-    }
+    setCallbackTimeout(inv);
     complete(id);
     any = true;
   }
@@ -573,6 +571,13 @@ void Worker::runJs(std::uint64_t inv_id, F&& body) {
   auto it = in_flight_.find(inv_id);
   if (it == in_flight_.end()) return;
   Invocation& inv = *it->second;
+  if (std::chrono::steady_clock::now() >= inv.job.deadline) {
+    // Past its deadline before the JS started (the worker was busy elsewhere): a timeout of the
+    // callback, without entering JS only to have the limits terminate it and restart the isolate.
+    setCallbackTimeout(inv);
+    complete(inv_id);
+    return;
+  }
   IsolateSlot* slot = inv.slot;
   v8::Isolate* iso = slot->isolate;
   bool terminated = false;
@@ -652,6 +657,12 @@ void Worker::onTerminated(IsolateSlot* slot, std::uint64_t inv_id) {
     }
   }
   maybeDispose(slot);
+}
+
+void Worker::setCallbackTimeout(Invocation& inv) {
+  setOutcome(inv, kErrTimeExceeded,
+             "the function did not call callback within the execution time limit of " +
+                 std::to_string(inv.job.request.deadline.count()) + " ms");
 }
 
 void Worker::setOutcome(Invocation& inv, std::string_view code, std::string message) {

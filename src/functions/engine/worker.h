@@ -162,6 +162,8 @@ class Worker {
   void complete(std::uint64_t inv_id);
   void finishJob(Job& job, InvokeResult result);
   void setOutcome(Invocation& inv, std::string_view code, std::string message);
+  // The outcome of an invocation whose deadline passed before it called back.
+  void setCallbackTimeout(Invocation& inv);
   void addLog(Invocation& inv, const char* level, std::string message, std::string extras);
   void completeCall(std::uint64_t inv_id, std::uint64_t call_id, std::string json);
   void fireTimer(std::uint64_t inv_id, std::uint64_t timer_id);

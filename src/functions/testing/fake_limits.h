@@ -4,6 +4,7 @@
 // for a wall-clock deadline. Thread-safe.
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <vector>
 
@@ -16,6 +17,8 @@ class FakeLimits final : public engine::Limits {
   // When set, every scope terminates its JS as soon as it is entered.
   void setTerminateOnEnter(bool on) { terminate_on_enter_ = on; }
   int enteredForTest() const { return entered_; }
+  // Entries made when their deadline had already passed.
+  int enteredLateForTest() const { return entered_late_; }
   std::vector<engine::SteadyTime> deadlinesForTest() {
     std::lock_guard lock(mu_);
     return deadlines_;
@@ -25,6 +28,7 @@ class FakeLimits final : public engine::Limits {
   // Limits
   std::uint64_t onEnterJs(engine::Terminator& t, engine::SteadyTime deadline) override {
     ++entered_;
+    if (std::chrono::steady_clock::now() >= deadline) ++entered_late_;
     {
       std::lock_guard lock(mu_);
       deadlines_.push_back(deadline);
@@ -40,6 +44,7 @@ class FakeLimits final : public engine::Limits {
  private:
   std::atomic<bool> terminate_on_enter_{false};
   std::atomic<int> entered_{0};
+  std::atomic<int> entered_late_{0};
   std::mutex mu_;
   std::vector<engine::SteadyTime> deadlines_;
 };
