@@ -16,6 +16,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -152,7 +154,7 @@ struct BotRuntime {
   // Pending recovery check while in SERVICE_INTERRUPTION.
   std::shared_ptr<asio::steady_timer> probe_timer;
   // Open conversations the bot holds (ACTIVE ASSIGNED_AGENT), for the open-conversation limit.
-  std::set<std::string> held;
+  std::unordered_set<std::string> held;
 };
 
 // What a finished turn tells about the bot's health.
@@ -250,7 +252,7 @@ struct BotService::Impl {
   mutable std::mutex mu;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> bots;  // (acc, bot)
   std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> by_user;
-  std::map<std::string, std::shared_ptr<ConvState>> conversations;
+  std::unordered_map<std::string, std::shared_ptr<ConvState>> conversations;
   Metrics metrics;
   // Turn records whose asynchronous write failed (parley_bot_turn_record_failures_total).
   std::atomic<std::uint64_t> turn_record_failures{0};
@@ -1799,7 +1801,7 @@ void BotService::stop() {
   impl_->pool.join();
   // The strands and timers of the conversations may live on a lent pool (turn_pool) that is
   // destroyed after this service: nothing of them may outlive stop().
-  std::map<std::string, std::shared_ptr<ConvState>> convs;
+  std::unordered_map<std::string, std::shared_ptr<ConvState>> convs;
   {
     std::lock_guard l(impl_->mu);
     convs.swap(impl_->conversations);
