@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <thread>
 
 #include "functions/testing/fake_host.h"
 #include "functions/testing/fake_limits.h"
@@ -100,8 +101,13 @@ TEST(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeoutNo
   req.function = FunctionId("timer");
   req.input_json = R"({"timestamp":0,"headers":[],"payload":{}})";
   req.deadline = std::chrono::milliseconds(300);
+  int entered_before = fake->enteredForTest();
   (*e)->invoke(std::move(req), InvokeMode::kTest,
                [&](InvokeResult r) { timer.set_value(std::move(r)); });
+  // The timer's lambda has run (its timer is set) before the busy function takes the worker.
+  for (int i = 0; i < 5'000 && fake->enteredForTest() == entered_before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_GT(fake->enteredForTest(), entered_before);
   int late_before = fake->enteredLateForTest();
   auto busy = invokeSync(**e, acc, FunctionId("busy"), 5'000);
   EXPECT_TRUE(busy.ok) << busy.error_message;
