@@ -176,7 +176,15 @@ struct NetState {
   NetOptions opts;
   HttpApp& app;
   Metrics& metrics;
+  // The first io thread's context: acceptors, the idle sweep's timer, connections.
   asio::io_context& ioc;
+  // Every io thread's context (`ioc` first), one thread each; accepted connections are dealt
+  // out round-robin and stay on theirs. Set before start(); read-only after.
+  std::vector<asio::io_context*> conn_iocs;
+  std::atomic<std::size_t> next_conn{0};
+  asio::io_context& connectionContext() {
+    return *conn_iocs[next_conn.fetch_add(1, std::memory_order_relaxed) % conn_iocs.size()];
+  }
   ssl::context ssl_ctx;
   std::atomic<bool> stopping{false};
 
@@ -724,8 +732,12 @@ void spawnHttp(std::shared_ptr<NetState> st, Stream&& stream, bool tls, std::str
 class NetImpl final : public Net {
  public:
   NetImpl(NetOptions o, HttpApp& app, Metrics& m)
-      : ioc_(ioThreads(o.threads) == 1 ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT),
-        st_(std::make_shared<NetState>(ioc_, std::move(o), app, m)) {}
+      : extra_iocs_(makeExtraContexts(ioThreads(o.threads) - 1)),
+        ioc_(1),
+        st_(std::make_shared<NetState>(ioc_, std::move(o), app, m)) {
+    st_->conn_iocs.push_back(&ioc_);
+    for (auto& c : extra_iocs_) st_->conn_iocs.push_back(c.get());
+  }
   ~NetImpl() override { stop(std::chrono::milliseconds(2000)); }
 
   Status configureTls() {
@@ -768,14 +780,13 @@ class NetImpl final : public Net {
     if (http_acceptor_) spawnAccept(*http_acceptor_, false, http_host_);
     if (https_acceptor_) spawnAccept(*https_acceptor_, true, https_host_);
     sweepIdle();
-    const int n = ioThreads(st_->opts.threads);
-    work_.emplace(asio::make_work_guard(st_->ioc));
-    for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
+    for (asio::io_context* ctx : st_->conn_iocs) {
+      work_.emplace_back(asio::make_work_guard(*ctx));
+      threads_.emplace_back([ctx] {
         nameThisThread("net-io");
         for (;;) {
           try {
-            ioc_.run();
+            ctx->run();
             break;
           } catch (const std::exception& e) {
             spdlog::error("io thread: unexpected exception: {}", e.what());
@@ -800,8 +811,8 @@ class NetImpl final : public Net {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       for (auto& s : st_->snapshot()) s->shutdown();
     }
-    work_.reset();
-    st_->ioc.stop();
+    work_.clear();
+    for (asio::io_context* ctx : st_->conn_iocs) ctx->stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
@@ -830,7 +841,8 @@ class NetImpl final : public Net {
   static awaitable<void> acceptLoop(std::shared_ptr<NetState> st, tcp::acceptor& acc, bool tls,
                                     std::string host) {
     for (;;) {
-      auto [ec, sock] = co_await acc.async_accept(asio::make_strand(st->ioc), kTuple);
+      auto [ec, sock] =
+          co_await acc.async_accept(asio::make_strand(st->connectionContext()), kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || !acc.is_open() || st->stopping) co_return;
         spdlog::warn("accept failed: {}", ec.message());
@@ -867,15 +879,26 @@ class NetImpl final : public Net {
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
 
-  // Declared first: destroyed last, after the acceptors and the Net's share of the state. With
-  // one io thread it is told so: handlers it posts to itself then skip the scheduler's lock.
+  static std::vector<std::unique_ptr<asio::io_context>> makeExtraContexts(int n) {
+    std::vector<std::unique_ptr<asio::io_context>> v;
+    for (int i = 0; i < n; ++i) v.push_back(std::make_unique<asio::io_context>(1));
+    return v;
+  }
+
+  // One io_context per io thread, each told it has one thread (handlers it posts to itself
+  // then skip the scheduler's lock, and no two threads share a scheduler or an epoll set).
+  // The contexts of the other io threads are declared first, so destroyed after ioc_: what
+  // ioc_ still holds when it goes (a cancelled accept's new socket) may belong to one of them,
+  // never the other way round.
+  std::vector<std::unique_ptr<asio::io_context>> extra_iocs_;
+  // Declared before the rest: destroyed after the acceptors and the Net's share of the state.
   asio::io_context ioc_;
   std::shared_ptr<NetState> st_;
   std::unique_ptr<tcp::acceptor> http_acceptor_;
   std::unique_ptr<tcp::acceptor> https_acceptor_;
   std::string http_host_;
   std::string https_host_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   asio::steady_timer idle_timer_{asio::make_strand(ioc_)};
   std::vector<std::thread> threads_;
 };

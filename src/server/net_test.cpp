@@ -12,6 +12,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +35,7 @@ namespace websocket = beast::websocket;
 // On "posted N" each frame is sent from its own handler posted to the strand, with a frame sent
 // directly from the strand before and after posting them.
 // On "mixed N" another thread sends the even frames and posts the sending of the odd ones.
+// On "thread N" it answers with a number naming the thread it runs on (and stays open).
 class BurstHandler final : public WsHandler {
  public:
   explicit BurstHandler(std::shared_ptr<WsTransport> t) : t_(std::move(t)) {}
@@ -44,7 +47,9 @@ class BurstHandler final : public WsHandler {
       for (int i = 0; i < n; ++i) t->send("frame " + std::to_string(i));
       t->close(4000, "done");
     };
-    if (text.starts_with("threads")) {
+    if (text.starts_with("thread ")) {
+      t_->send(std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+    } else if (text.starts_with("threads")) {
       std::thread(burst).detach();
     } else if (text.starts_with("mixed")) {
       // From another thread, frames alternately sent and posted (sent from the strand), then
@@ -209,6 +214,32 @@ TEST_F(NetTest, FramesSentOnTheStrandGoBeforeFramesOfHandlersPostedMeanwhile) {
     EXPECT_EQ(r.frames, want);
     EXPECT_EQ(r.close_code, 4000);
   }
+}
+
+// Connections are dealt out to the io threads in turn (each has its own io_context), and
+// everything of one connection runs on its thread.
+TEST_F(NetTest, ConnectionsAreDealtOutToTheIoThreadsInTurnAndStayOnTheirs) {
+  asio::io_context io;
+  std::vector<std::unique_ptr<websocket::stream<beast::tcp_stream>>> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(std::make_unique<websocket::stream<beast::tcp_stream>>(io));
+    connectClient(*conns.back(), host_);
+    conns.back()->text(true);
+  }
+  auto threadOf = [](websocket::stream<beast::tcp_stream>& ws) {
+    ws.write(asio::buffer(std::string("thread 0")));
+    beast::flat_buffer buf;
+    ws.read(buf);
+    return beast::buffers_to_string(buf.data());
+  };
+  std::vector<std::string> first;
+  for (auto& c : conns) first.push_back(threadOf(*c));
+  for (std::size_t i = 0; i < conns.size(); ++i)
+    for (int again = 0; again < 3; ++again) EXPECT_EQ(threadOf(*conns[i]), first[i]) << i;
+  // Two io threads (NetTest's options): 0 and 2 on one, 1 and 3 on the other.
+  EXPECT_NE(first[0], first[1]);
+  EXPECT_EQ(first[0], first[2]);
+  EXPECT_EQ(first[1], first[3]);
 }
 
 // ---- Idle connections (a 2 s idle timeout: ping after 1 s of silence, close after 2 s) ----
