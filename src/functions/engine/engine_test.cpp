@@ -13,33 +13,49 @@
 namespace parley::functions::engine {
 namespace {
 
-InvokeResult invokeSync(Engine& e, const AccountId& acc, const FunctionId& fn, int deadline_ms) {
+InvokeRequest requestFor(const AccountId& acc, const FunctionId& fn, int deadline_ms) {
   InvokeRequest req;
   req.account = acc;
   req.function = fn;
   req.input_json = R"({"timestamp":0,"headers":[],"payload":{}})";
   req.deadline = std::chrono::milliseconds(deadline_ms);
+  return req;
+}
+
+InvokeResult invokeSync(Engine& e, const AccountId& acc, const FunctionId& fn, int deadline_ms) {
   std::promise<InvokeResult> p;
-  e.invoke(std::move(req), InvokeMode::kTest, [&](InvokeResult r) { p.set_value(std::move(r)); });
+  e.invoke(requestFor(acc, fn, deadline_ms), InvokeMode::kTest,
+           [&](InvokeResult r) { p.set_value(std::move(r)); });
   return p.get_future().get();
 }
 
-TEST(EngineLimits, FakeLimitsSeeEveryJsEntryWithTheInvocationDeadline) {
+// One worker thread (so tests can hold it busy) and FakeLimits in place of the watchdog.
+class EngineLimits : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto limits = std::make_unique<testing::FakeLimits>();
+    fake = limits.get();
+    RuntimeOptions o;
+    o.threads = 1;
+    auto made = Engine::create(o, host, clock, std::move(limits));
+    ASSERT_TRUE(made);
+    e = std::move(*made);
+  }
+
   testing::FakeHost host;
   SystemClock clock;
-  auto limits = std::make_unique<testing::FakeLimits>();
-  auto* fake = limits.get();
-  RuntimeOptions o;
-  o.threads = 1;
-  auto e = Engine::create(o, host, clock, std::move(limits));
-  ASSERT_TRUE(e);
+  testing::FakeLimits* fake = nullptr;
+  std::unique_ptr<Engine> e;
+};
+
+TEST_F(EngineLimits, FakeLimitsSeeEveryJsEntryWithTheInvocationDeadline) {
   AccountId acc("1");
   FunctionId fn("f");
-  ASSERT_TRUE((*e)->deploy(
-      acc, fn, {"function lambda(i, cb) { setTimeout(() => cb(null, 1), 1); }", {}, 1}));
+  ASSERT_TRUE(
+      e->deploy(acc, fn, {"function lambda(i, cb) { setTimeout(() => cb(null, 1), 1); }", {}, 1}));
   int before = fake->enteredForTest();
   auto t0 = std::chrono::steady_clock::now();
-  auto r = invokeSync(**e, acc, fn, 12'345);
+  auto r = invokeSync(*e, acc, fn, 12'345);
   EXPECT_TRUE(r.ok) << r.error_message;
   // Entered for the lambda call and for the timer callback.
   EXPECT_GE(fake->enteredForTest() - before, 2);
@@ -48,68 +64,47 @@ TEST(EngineLimits, FakeLimitsSeeEveryJsEntryWithTheInvocationDeadline) {
   EXPECT_NEAR(static_cast<double>(budget), 12'345.0, 100.0);
 }
 
-TEST(EngineLimits, TerminationByLimitsIsALimitResultAndUncatchable) {
-  testing::FakeHost host;
-  SystemClock clock;
-  auto limits = std::make_unique<testing::FakeLimits>();
-  auto* fake = limits.get();
-  RuntimeOptions o;
-  o.threads = 1;
-  auto e = Engine::create(o, host, clock, std::move(limits));
-  ASSERT_TRUE(e);
+TEST_F(EngineLimits, TerminationByLimitsIsALimitResultAndUncatchable) {
   AccountId acc("1");
   FunctionId fn("f");
-  ASSERT_TRUE((*e)->deploy(
+  ASSERT_TRUE(e->deploy(
       acc, fn,
       {"function lambda(i, cb) { try { for(;;){} } catch (e) { cb(null, 'caught'); } }", {}, 1}));
   fake->setTerminateOnEnter(true);
-  auto r = invokeSync(**e, acc, fn, 60'000);  // the wall-clock deadline plays no part
+  auto r = invokeSync(*e, acc, fn, 60'000);  // the wall-clock deadline plays no part
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error_code, kErrTimeExceeded);
   EXPECT_LT(r.duration_ms, 5'000);
   fake->setTerminateOnEnter(false);
-  ASSERT_TRUE(
-      (*e)->deploy(acc, FunctionId("g"), {"function lambda(i, cb) { cb(null, 2); }", {}, 1}));
-  auto ok = invokeSync(**e, acc, FunctionId("g"), 1000);
+  ASSERT_TRUE(e->deploy(acc, FunctionId("g"), {"function lambda(i, cb) { cb(null, 2); }", {}, 1}));
+  auto ok = invokeSync(*e, acc, FunctionId("g"), 1000);
   EXPECT_TRUE(ok.ok) << ok.error_message;
-  EXPECT_GE((*e)->stats().isolate_restarts, 1u);
+  EXPECT_GE(e->stats().isolate_restarts, 1u);
 }
 
-TEST(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeoutNotARun) {
-  testing::FakeHost host;
-  SystemClock clock;
-  auto limits = std::make_unique<testing::FakeLimits>();
-  auto* fake = limits.get();
-  RuntimeOptions o;
-  o.threads = 1;  // one worker: the busy function keeps it from the timer and the deadline
-  auto e = Engine::create(o, host, clock, std::move(limits));
-  ASSERT_TRUE(e);
+TEST_F(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeoutNotARun) {
+  // The fixture's one worker: the busy function keeps it from the timer and the deadline.
   AccountId acc("1");
   ASSERT_TRUE(
-      (*e)->deploy(acc, FunctionId("timer"),
-                   {"function lambda(i, cb) { setTimeout(() => cb(null, 'late'), 100); }", {}, 1}));
-  ASSERT_TRUE((*e)->deploy(acc, FunctionId("busy"),
-                           {"function lambda(i, cb) { const end = Date.now() + 600;"
-                            " while (Date.now() < end) {} cb(null, 'done'); }",
-                            {},
-                            1}));
+      e->deploy(acc, FunctionId("timer"),
+                {"function lambda(i, cb) { setTimeout(() => cb(null, 'late'), 100); }", {}, 1}));
+  ASSERT_TRUE(e->deploy(acc, FunctionId("busy"),
+                        {"function lambda(i, cb) { const end = Date.now() + 600;"
+                         " while (Date.now() < end) {} cb(null, 'done'); }",
+                         {},
+                         1}));
   // Warm both contexts so the invocations below start at once.
-  ASSERT_TRUE(invokeSync(**e, acc, FunctionId("busy"), 5'000).ok);
+  ASSERT_TRUE(invokeSync(*e, acc, FunctionId("busy"), 5'000).ok);
   std::promise<InvokeResult> timer;
-  InvokeRequest req;
-  req.account = acc;
-  req.function = FunctionId("timer");
-  req.input_json = R"({"timestamp":0,"headers":[],"payload":{}})";
-  req.deadline = std::chrono::milliseconds(300);
   int entered_before = fake->enteredForTest();
-  (*e)->invoke(std::move(req), InvokeMode::kTest,
-               [&](InvokeResult r) { timer.set_value(std::move(r)); });
+  e->invoke(requestFor(acc, FunctionId("timer"), 300), InvokeMode::kTest,
+            [&](InvokeResult r) { timer.set_value(std::move(r)); });
   // The timer's lambda has run (its timer is set) before the busy function takes the worker.
   for (int i = 0; i < 5'000 && fake->enteredForTest() == entered_before; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_GT(fake->enteredForTest(), entered_before);
   int late_before = fake->enteredLateForTest();
-  auto busy = invokeSync(**e, acc, FunctionId("busy"), 5'000);
+  auto busy = invokeSync(*e, acc, FunctionId("busy"), 5'000);
   EXPECT_TRUE(busy.ok) << busy.error_message;
   auto r = timer.get_future().get();
   // The timer (due at 100 ms) and the deadline (300 ms) both passed while the worker ran the
@@ -120,7 +115,7 @@ TEST(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeoutNo
             std::string::npos)
       << r.error_message;
   EXPECT_EQ(fake->enteredLateForTest(), late_before);
-  EXPECT_EQ((*e)->stats().isolate_restarts, 0u);
+  EXPECT_EQ(e->stats().isolate_restarts, 0u);
 }
 
 }  // namespace
