@@ -14,8 +14,10 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,6 +30,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
@@ -38,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <queue>
 #include <random>
 #include <sstream>
 #include <string>
@@ -468,62 +472,34 @@ struct Shared {
   }
 };
 
-// One consumer: signup JWT → ws connect → RequestConversation → SubscribeMessagingEvents →
-// closed-loop (or one) messages. Runs on its own strand (with one io thread: on the io_context).
-class Consumer : public std::enable_shared_from_this<Consumer> {
+// The consumer protocol apart from its transport: RequestConversation →
+// SubscribeMessagingEvents → closed-loop (or one) messages. A transport calls opened() once its
+// WebSocket handshake is done and onFrame() for each text message, and provides writeText,
+// sendAfter and closeGracefully. Every call for one consumer is made on one thread at a time.
+class ConsumerLogic {
  public:
   enum class Mode { kTurns, kIdleKeep, kIdleClose };
 
-  Consumer(asio::io_context& ioc, Shared& sh, std::string jwt, int index, Mode mode)
+  ConsumerLogic(Shared& sh, std::string jwt, int index, Mode mode)
       : sh_(sh),
-        ws_(sh.strands ? asio::any_io_executor(asio::make_strand(ioc))
-                       : asio::any_io_executor(ioc.get_executor())),
-        timer_(ws_.get_executor()),
         jwt_(std::move(jwt)),
         index_(index),
         mode_(mode),
         rng_(static_cast<std::uint32_t>(index) * 2654435761u + 1) {}
-
-  void start() {
-    auto& sock = beast::get_lowest_layer(ws_).socket();
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(sh_.ep.host, ec);
-    if (ec) return fail("bad host " + sh_.ep.host);
-    tcp::endpoint remote(addr, static_cast<unsigned short>(std::stoi(sh_.ep.port)));
-    sock.open(tcp::v4(), ec);
-    if (ec) return fail("socket: " + ec.message());
-    if (!sh_.source_ips.empty()) {
-      const auto& src = sh_.source_ips[static_cast<std::size_t>(index_) % sh_.source_ips.size()];
-      sock.bind(tcp::endpoint(asio::ip::make_address(src), 0), ec);
-      if (ec) return fail("bind " + src + ": " + ec.message());
-    }
-    sock.set_option(tcp::no_delay(true), ec);
-    beast::get_lowest_layer(ws_).async_connect(
-        remote, [self = shared_from_this()](beast::error_code ec) { self->onConnect(ec); });
-  }
+  virtual ~ConsumerLogic() = default;
+  ConsumerLogic(const ConsumerLogic&) = delete;
+  ConsumerLogic& operator=(const ConsumerLogic&) = delete;
 
   bool awaiting() const { return awaiting_; }
   void collect(std::vector<float>& into) const {
     into.insert(into.end(), latencies_ms_.begin(), latencies_ms_.end());
   }
-  // Starts the closed loop (turns mode). Posted onto the strand.
-  void go() {
-    asio::post(ws_.get_executor(), [self = shared_from_this()] {
-      if (self->sh_.think_ms > 0)
-        self->sendAfter(std::uniform_real_distribution<double>(0, 1)(self->rng_) *
-                        self->sh_.think_ms);
-      else
-        self->sendText();
-    });
-  }
-  void closeSocket() {
-    asio::post(ws_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ec;
-      beast::get_lowest_layer(self->ws_).socket().close(ec);
-    });
-  }
 
- private:
+ protected:
+  virtual void writeText(std::string text) = 0;
+  virtual void sendAfter(double ms) = 0;
+  virtual void closeGracefully() = 0;
+
   void fail(const std::string& what) {
     if (done_) return;
     done_ = true;
@@ -531,72 +507,33 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     sh_.error("consumer " + std::to_string(index_) + ": " + what);
   }
 
-  void onConnect(beast::error_code ec) {
-    if (ec) return fail("connect: " + ec.message());
-    beast::get_lowest_layer(ws_).expires_never();
-    ws_.set_option(websocket::stream_base::decorator([jwt = jwt_](websocket::request_type& req) {
-      req.set(http::field::authorization, "jwt " + jwt);
-    }));
-    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
-    ws_.async_handshake(sh_.ep.host + ":" + sh_.ep.port,
-                        "/ws_api/account/" + sh_.account + "/messaging/consumer?v=3",
-                        [self = shared_from_this()](beast::error_code ec) {
-                          if (ec) return self->fail("handshake: " + ec.message());
-                          self->readLoop();
-                          self->request("cm.ConsumerRequestConversation",
-                                        bj::object{{"channelType", "MESSAGING"},
-                                                   {"ttrDefName", "NORMAL"},
-                                                   {"skillId", self->sh_.skill_id}});
-                        });
+  void opened() {
+    request("cm.ConsumerRequestConversation",
+            bj::object{
+                {"channelType", "MESSAGING"}, {"ttrDefName", "NORMAL"}, {"skillId", sh_.skill_id}});
   }
 
-  void request(const char* type, bj::object body) {
-    bj::object env{{"kind", "req"},
-                   {"id", std::to_string(++req_id_)},
-                   {"type", type},
-                   {"body", std::move(body)}};
-    write(bj::serialize(env));
+  // The closed (or open) loop starts: the first message now, or after a uniform [0, think).
+  void startTurns() {
+    if (sh_.think_ms > 0)
+      sendAfter(std::uniform_real_distribution<double>(0, 1)(rng_) * sh_.think_ms);
+    else
+      sendText();
   }
 
-  void write(std::string text) {
-    out_.push_back(std::move(text));
-    if (out_.size() == 1) writeNext();
-  }
-  void writeNext() {
-    ws_.text(true);
-    ws_.async_write(asio::buffer(out_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      if (ec) return self->fail("write: " + ec.message());
-                      self->out_.erase(self->out_.begin());
-                      if (!self->out_.empty()) self->writeNext();
-                    });
-  }
-
-  void readLoop() {
-    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) {
-        if (self->closing_ || self->sh_.stopping) return;
-        return self->fail("read: " + ec.message());
-      }
-      const auto data = self->in_.data();
-      self->onFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
-      self->in_.consume(self->in_.size());
-      self->readLoop();
-    });
-  }
-
-  // Every frame is parsed as JSON, into a per-consumer arena (no allocation per node): the
+  // Every frame is parsed as JSON, into a per-thread arena (no allocation per node): the
   // generator shares the server's two cores, so what it spends per frame is taken from them.
   void onFrame(std::string_view text) {
+    alignas(16) thread_local unsigned char arena_buf[16384];
     boost::system::error_code ec;
-    bj::monotonic_resource arena(arena_buf_, sizeof arena_buf_);
+    bj::monotonic_resource arena(arena_buf, sizeof arena_buf);
     auto v = bj::parse(text, ec, &arena);
     if (ec || !v.is_object())
       return sh_.error("unparsable frame: " + std::string(text.substr(0, 200)));
     const auto& o = v.as_object();
     auto kind = o.if_contains("kind");
     auto type = o.if_contains("type");
-    std::string t = type && type->is_string() ? std::string(type->as_string()) : "";
+    std::string_view t = type && type->is_string() ? std::string_view(type->as_string()) : "";
     if (kind && kind->is_string() && kind->as_string() == "resp") {
       auto code = o.if_contains("code");
       int c = code && code->is_int64() ? static_cast<int>(code->as_int64()) : 0;
@@ -632,16 +569,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     }
   }
 
-  void subscribed() {
-    if (mode_ == Mode::kTurns) {
-      ++sh_.ready;  // the driver calls go() when everybody is ready
-    } else {
-      sendText();
-    }
-  }
-
   void sendText() {
-    if (sh_.stopping) return;
+    if (sh_.stopping || done_) return;
     awaiting_ = true;
     sent_measuring_ = sh_.measuring;
     sent_at_ = Clock::now();
@@ -652,6 +581,30 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
                                             {"message", "hello " + std::to_string(++sent_)}}}});
   }
 
+  Shared& sh_;
+  std::string jwt_;
+  int index_;
+  Mode mode_;
+  bool done_ = false;
+  bool closing_ = false;
+
+ private:
+  void request(const char* type, bj::object body) {
+    bj::object env{{"kind", "req"},
+                   {"id", std::to_string(++req_id_)},
+                   {"type", type},
+                   {"body", std::move(body)}};
+    writeText(bj::serialize(env));
+  }
+
+  void subscribed() {
+    if (mode_ == Mode::kTurns) {
+      ++sh_.ready;  // the driver starts the turns when everybody is ready
+    } else {
+      sendText();
+    }
+  }
+
   void onReply() {
     if (!awaiting_) return;  // e.g. a welcome message
     awaiting_ = false;
@@ -660,7 +613,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       ++sh_.idle_done;
       if (mode_ == Mode::kIdleClose) {
         closing_ = true;
-        ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](auto) {});
+        closeGracefully();
       }
       return;
     }
@@ -675,22 +628,6 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       sendText();
   }
 
-  void sendAfter(double ms) {
-    timer_.expires_after(std::chrono::microseconds(static_cast<long>(ms * 1000)));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->sendText();
-    });
-  }
-
-  Shared& sh_;
-  websocket::stream<beast::tcp_stream> ws_;
-  asio::steady_timer timer_;
-  beast::flat_buffer in_;
-  alignas(16) unsigned char arena_buf_[16384];
-  std::vector<std::string> out_;
-  std::string jwt_;
-  int index_;
-  Mode mode_;
   std::mt19937 rng_;
   std::string conv_;
   long req_id_ = 0;
@@ -698,11 +635,470 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::int64_t max_seq_ = -1;
   bool awaiting_ = false;
   bool sent_measuring_ = false;
-  bool done_ = false;
-  bool closing_ = false;
   Clock::time_point sent_at_;
   std::vector<float> latencies_ms_;
 };
+
+// A consumer on a Beast WebSocket: signup JWT → ws connect → the protocol above. Runs on its own
+// strand (with one io thread: on the io_context). Used by idle mode, and by turns mode with
+// --client beast.
+class Consumer : public ConsumerLogic, public std::enable_shared_from_this<Consumer> {
+ public:
+  Consumer(asio::io_context& ioc, Shared& sh, std::string jwt, int index, Mode mode)
+      : ConsumerLogic(sh, std::move(jwt), index, mode),
+        ws_(sh.strands ? asio::any_io_executor(asio::make_strand(ioc))
+                       : asio::any_io_executor(ioc.get_executor())),
+        timer_(ws_.get_executor()) {}
+
+  void start() {
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(sh_.ep.host, ec);
+    if (ec) return fail("bad host " + sh_.ep.host);
+    tcp::endpoint remote(addr, static_cast<unsigned short>(std::stoi(sh_.ep.port)));
+    sock.open(tcp::v4(), ec);
+    if (ec) return fail("socket: " + ec.message());
+    if (!sh_.source_ips.empty()) {
+      const auto& src = sh_.source_ips[static_cast<std::size_t>(index_) % sh_.source_ips.size()];
+      sock.bind(tcp::endpoint(asio::ip::make_address(src), 0), ec);
+      if (ec) return fail("bind " + src + ": " + ec.message());
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    beast::get_lowest_layer(ws_).async_connect(
+        remote, [self = shared_from_this()](beast::error_code ec) { self->onConnect(ec); });
+  }
+
+  // Starts the closed loop (turns mode). Posted onto the strand.
+  void go() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->startTurns(); });
+  }
+  void closeSocket() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(self->ws_).socket().close(ec);
+    });
+  }
+
+ private:
+  void onConnect(beast::error_code ec) {
+    if (ec) return fail("connect: " + ec.message());
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::decorator([jwt = jwt_](websocket::request_type& req) {
+      req.set(http::field::authorization, "jwt " + jwt);
+    }));
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+    ws_.async_handshake(sh_.ep.host + ":" + sh_.ep.port,
+                        "/ws_api/account/" + sh_.account + "/messaging/consumer?v=3",
+                        [self = shared_from_this()](beast::error_code ec) {
+                          if (ec) return self->fail("handshake: " + ec.message());
+                          self->readLoop();
+                          self->opened();
+                        });
+  }
+
+  void writeText(std::string text) override {
+    out_.push_back(std::move(text));
+    if (out_.size() == 1) writeNext();
+  }
+  void writeNext() {
+    ws_.text(true);
+    ws_.async_write(asio::buffer(out_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      if (ec) return self->fail("write: " + ec.message());
+                      self->out_.erase(self->out_.begin());
+                      if (!self->out_.empty()) self->writeNext();
+                    });
+  }
+  void closeGracefully() override {
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](auto) {});
+  }
+  void sendAfter(double ms) override {
+    timer_.expires_after(std::chrono::microseconds(static_cast<long>(ms * 1000)));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->sendText();
+    });
+  }
+
+  void readLoop() {
+    ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        if (self->closing_ || self->sh_.stopping) return;
+        return self->fail("read: " + ec.message());
+      }
+      const auto data = self->in_.data();
+      self->onFrame(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      self->in_.consume(self->in_.size());
+      self->readLoop();
+    });
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  asio::steady_timer timer_;
+  beast::flat_buffer in_;
+  std::vector<std::string> out_;
+};
+
+// ---- turns mode without Beast: one epoll loop per client thread ------------------------------
+//
+// In turns mode the generator's own CPU is taken from the two cores the server runs on, and with
+// Beast on Asio it spent ~30 µs per turn: per frame a read that returns EAGAIN (Asio retries a
+// socket at once after any read that returned data), the composed read and write operations,
+// UTF-8 checking, a strand or executor hop. This transport keeps one consumer = one socket and
+// the same protocol code (ConsumerLogic, every frame parsed as JSON), but frames RFC 6455 itself:
+//   - the upgrade is a blocking HTTP/1.1 request with Beast's Sec-WebSocket-Key/Accept helpers;
+//   - then the socket is non-blocking in an edge-triggered epoll set; a readable socket is read
+//     until a read returns fewer bytes than it asked for (on a stream socket the queue was then
+//     empty, and data arriving later raises a new edge), so no read returns EAGAIN in the loop;
+//   - frames out are text frames, masked with a key from a per-connection xorshift generator;
+//     frames in must be unmasked; continuation frames are joined, pings answered with a pong,
+//     a close frame from the server is an error unless the run is stopping, and a frame over
+//     16 MiB or a binary frame is an error.
+class RawLoop;
+
+class RawConsumer final : public ConsumerLogic {
+ public:
+  RawConsumer(RawLoop& loop, Shared& sh, std::string jwt, int index)
+      : ConsumerLogic(sh, std::move(jwt), index, Mode::kTurns),
+        loop_(loop),
+        mask_state_(static_cast<std::uint32_t>(index) * 2246822519u + 0x9E3779B9u) {}
+  ~RawConsumer() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Blocking: TCP connect and the WebSocket upgrade, then the socket is made non-blocking and
+  // the conversation requested. False (and counted as failed) on any error.
+  bool connectAndUpgrade(int epoll_fd);
+  void readable();
+  void flush();
+  void go() { startTurns(); }
+  void timerFired() { sendText(); }
+  int fd() const { return fd_; }
+
+ private:
+  void writeText(std::string text) override { sendFrame(0x1, text); }
+  void sendAfter(double ms) override;
+  void closeGracefully() override {}  // turns mode never closes before the end of the run
+  void sendFrame(unsigned opcode, std::string_view payload);
+  // Parses every whole frame in in_; false once the consumer has failed.
+  bool parseFrames();
+  // Always false, for `return failAndClose(...)`.
+  bool failAndClose(const std::string& what) {
+    fail(what);
+    if (fd_ >= 0) {
+      ::close(fd_);  // also leaves the epoll set
+      fd_ = -1;
+    }
+    return false;
+  }
+
+  RawLoop& loop_;
+  int fd_ = -1;
+  std::uint32_t mask_state_;
+  std::vector<char> in_;  // bytes read and not yet parsed (at most a partial frame between reads)
+  std::size_t in_len_ = 0;
+  std::string fragments_;    // a text message arriving in continuation frames
+  std::string pending_out_;  // what the socket did not take yet
+  std::string frame_;        // scratch for the frame being written
+};
+
+class RawLoop {
+ public:
+  explicit RawLoop(Shared& sh) : sh_(sh), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (epoll_fd_ < 0) die(std::string("epoll_create1: ") + std::strerror(errno));
+  }
+  ~RawLoop() {
+    quit();
+    ::close(epoll_fd_);
+  }
+  RawLoop(const RawLoop&) = delete;
+  RawLoop& operator=(const RawLoop&) = delete;
+
+  void add(std::unique_ptr<RawConsumer> c) { consumers_.push_back(std::move(c)); }
+  // The loop's thread connects its consumers one by one, then runs the event loop.
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+  void go() { go_ = true; }
+  void quit() {
+    quit_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // After quit() only.
+  const std::vector<std::unique_ptr<RawConsumer>>& consumers() const { return consumers_; }
+
+  void schedule(Clock::time_point at, RawConsumer* c) { timers_.push({at, c}); }
+
+ private:
+  void run() {
+    for (auto& c : consumers_) {
+      if (quit_) return;
+      c->connectAndUpgrade(epoll_fd_);
+    }
+    bool went = false;
+    std::vector<epoll_event> events(256);
+    while (!quit_) {
+      // Timers to the microsecond (epoll_pwait2): the open loop's sends stay spread out as their
+      // think times are, instead of leaving together at a millisecond tick.
+      auto wait = std::chrono::nanoseconds(std::chrono::milliseconds(20));
+      if (!timers_.empty())
+        wait = std::clamp<std::chrono::nanoseconds>(timers_.top().first - Clock::now(),
+                                                    std::chrono::nanoseconds(0), wait);
+      const timespec ts{0, static_cast<long>(wait.count())};
+      const int n =
+          ::epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+      if (n < 0 && errno != EINTR) die(std::string("epoll_pwait2: ") + std::strerror(errno));
+      if (go_ && !went) {
+        went = true;
+        for (auto& c : consumers_) c->go();
+      }
+      for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<RawConsumer*>(events[static_cast<std::size_t>(i)].data.ptr);
+        const auto ev = events[static_cast<std::size_t>(i)].events;
+        if (ev & EPOLLOUT) c->flush();
+        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) c->readable();
+      }
+      const auto now = Clock::now();
+      while (!timers_.empty() && timers_.top().first <= now) {
+        auto* c = timers_.top().second;
+        timers_.pop();
+        c->timerFired();
+      }
+    }
+  }
+
+  using Timer = std::pair<Clock::time_point, RawConsumer*>;
+  Shared& sh_;
+  int epoll_fd_;
+  std::vector<std::unique_ptr<RawConsumer>> consumers_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::atomic<bool> go_{false};
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
+};
+
+bool RawConsumer::connectAndUpgrade(int epoll_fd) {
+  auto sysFail = [&](const std::string& what) {
+    return failAndClose(what + ": " + std::strerror(errno));
+  };
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return sysFail("socket");
+  if (!sh_.source_ips.empty()) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    const auto& ip = sh_.source_ips[static_cast<std::size_t>(index_) % sh_.source_ips.size()];
+    if (::inet_pton(AF_INET, ip.c_str(), &src.sin_addr) != 1) return sysFail("bad source " + ip);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0)
+      return sysFail("bind " + ip);
+  }
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const timeval tv{10, 0};  // the upgrade's reads and writes give up after 10 s
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(static_cast<std::uint16_t>(std::stoi(sh_.ep.port)));
+  if (::inet_pton(AF_INET, sh_.ep.host.c_str(), &remote.sin_addr) != 1)
+    return sysFail("bad host " + sh_.ep.host);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0)
+    return sysFail("connect");
+
+  websocket::detail::sec_ws_key_type key;
+  websocket::detail::make_sec_ws_key(key);
+  const std::string req =
+      "GET /ws_api/account/" + sh_.account +
+      "/messaging/consumer?v=3 HTTP/1.1\r\nHost: " + sh_.ep.host + ":" + sh_.ep.port +
+      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
+      std::string(key.data(), key.size()) + "\r\nAuthorization: jwt " + jwt_ + "\r\n\r\n";
+  for (std::size_t off = 0; off < req.size();) {
+    const ssize_t w = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (w <= 0) return sysFail("send upgrade");
+    off += static_cast<std::size_t>(w);
+  }
+  in_.resize(16384);
+  std::size_t header_end = std::string_view::npos;
+  while (header_end == std::string_view::npos) {
+    if (in_len_ == in_.size()) return failAndClose("upgrade response over 16 KiB");
+    const ssize_t r = ::recv(fd_, in_.data() + in_len_, in_.size() - in_len_, 0);
+    if (r < 0) return sysFail("read upgrade response");
+    if (r == 0) return failAndClose("server closed during the upgrade");
+    in_len_ += static_cast<std::size_t>(r);
+    header_end = std::string_view(in_.data(), in_len_).find("\r\n\r\n");
+  }
+  const std::string head(in_.data(), header_end + 2);
+  if (!head.starts_with("HTTP/1.1 101 "))
+    return failAndClose("upgrade refused: " + head.substr(0, head.find('\r')));
+  websocket::detail::sec_ws_accept_type accept;
+  websocket::detail::make_sec_ws_accept(accept, std::string_view(key.data(), key.size()));
+  std::string lower = head;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  const auto at = lower.find("\r\nsec-websocket-accept:");
+  if (at == std::string::npos) return failAndClose("upgrade without Sec-WebSocket-Accept");
+  const auto v0 = head.find_first_not_of(' ', at + 23), v1 = head.find('\r', v0);
+  if (head.substr(v0, v1 - v0) != std::string_view(accept.data(), accept.size()))
+    return failAndClose("wrong Sec-WebSocket-Accept");
+  // Bytes after the response are already frames.
+  in_len_ -= header_end + 4;
+  std::memmove(in_.data(), in_.data() + header_end + 4, in_len_);
+
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) return sysFail("fcntl");
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = this;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) return sysFail("epoll_ctl");
+  opened();
+  if (in_len_ > 0) parseFrames();
+  return !done_;
+}
+
+void RawConsumer::readable() {
+  while (fd_ >= 0 && !done_) {
+    if (in_.size() - in_len_ < 4096) in_.resize(std::max<std::size_t>(in_.size() * 2, 16384));
+    const std::size_t room = in_.size() - in_len_;
+    const ssize_t r = ::recv(fd_, in_.data() + in_len_, room, 0);
+    if (r > 0) {
+      in_len_ += static_cast<std::size_t>(r);
+      if (!parseFrames()) return;
+      if (static_cast<std::size_t>(r) < room) return;  // drained: the next data raises an edge
+      continue;
+    }
+    if (r == 0) {
+      if (!sh_.stopping) failAndClose("the server closed the connection");
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (!sh_.stopping) failAndClose(std::string("read: ") + std::strerror(errno));
+    return;
+  }
+}
+
+bool RawConsumer::parseFrames() {
+  constexpr std::uint64_t kMaxFrame = 16u << 20;
+  const auto* p = reinterpret_cast<const unsigned char*>(in_.data());
+  std::size_t off = 0;
+  while (!done_ && in_len_ - off >= 2) {
+    const unsigned b0 = p[off], b1 = p[off + 1];
+    std::size_t header = 2;
+    std::uint64_t len = b1 & 0x7f;
+    if (b1 & 0x80) return failAndClose("the server sent a masked frame");
+    if (len == 126) {
+      if (in_len_ - off < 4) break;
+      len = (std::uint64_t{p[off + 2]} << 8) | p[off + 3];
+      header = 4;
+    } else if (len == 127) {
+      if (in_len_ - off < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; ++i) len = (len << 8) | p[off + 2 + static_cast<std::size_t>(i)];
+      header = 10;
+    }
+    if (len > kMaxFrame) return failAndClose("a frame over 16 MiB");
+    if (in_len_ - off < header + len) break;
+    const std::string_view payload(in_.data() + off + header, static_cast<std::size_t>(len));
+    off += header + static_cast<std::size_t>(len);
+    const bool fin = (b0 & 0x80) != 0;
+    switch (b0 & 0x0f) {
+      case 0x0:  // continuation
+        fragments_.append(payload);
+        if (fin) {
+          onFrame(fragments_);
+          fragments_.clear();
+        }
+        break;
+      case 0x1:
+        if (fin)
+          onFrame(payload);
+        else
+          fragments_.assign(payload);
+        break;
+      case 0x8:
+        if (!sh_.stopping) failAndClose("the server sent a close frame");
+        return false;
+      case 0x9:
+        sendFrame(0xA, payload);
+        break;
+      case 0xA:
+        break;
+      default:
+        return failAndClose("unexpected frame opcode " + std::to_string(b0 & 0x0f));
+    }
+  }
+  if (fd_ < 0) return false;
+  in_len_ -= off;
+  if (in_len_ > 0 && off > 0) std::memmove(in_.data(), in_.data() + off, in_len_);
+  return !done_;
+}
+
+void RawConsumer::sendFrame(unsigned opcode, std::string_view payload) {
+  if (fd_ < 0) return;
+  frame_.clear();
+  frame_.push_back(static_cast<char>(0x80 | opcode));
+  const std::size_t n = payload.size();
+  if (n < 126) {
+    frame_.push_back(static_cast<char>(0x80 | n));
+  } else if (n < 65536) {
+    frame_.push_back(static_cast<char>(0x80 | 126));
+    frame_.push_back(static_cast<char>(n >> 8));
+    frame_.push_back(static_cast<char>(n & 0xff));
+  } else {
+    frame_.push_back(static_cast<char>(0x80 | 127));
+    for (int i = 7; i >= 0; --i) frame_.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  }
+  // xorshift32: the key need only differ from frame to frame.
+  mask_state_ ^= mask_state_ << 13;
+  mask_state_ ^= mask_state_ >> 17;
+  mask_state_ ^= mask_state_ << 5;
+  unsigned char mask[4];
+  std::memcpy(mask, &mask_state_, 4);
+  frame_.append(reinterpret_cast<const char*>(mask), 4);
+  const std::size_t at = frame_.size();
+  frame_.append(payload);
+  for (std::size_t i = 0; i < n; ++i)
+    frame_[at + i] = static_cast<char>(frame_[at + i] ^ mask[i & 3]);
+  if (!pending_out_.empty()) {
+    pending_out_.append(frame_);
+    return;
+  }
+  std::size_t off = 0;
+  while (off < frame_.size()) {
+    const ssize_t w = ::send(fd_, frame_.data() + off, frame_.size() - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      off += static_cast<std::size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pending_out_.assign(frame_, off);  // EPOLLOUT's edge flushes it
+      return;
+    }
+    if (!sh_.stopping) failAndClose(std::string("write: ") + std::strerror(errno));
+    return;
+  }
+}
+
+void RawConsumer::flush() {
+  std::size_t off = 0;
+  while (fd_ >= 0 && off < pending_out_.size()) {
+    const ssize_t w =
+        ::send(fd_, pending_out_.data() + off, pending_out_.size() - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      off += static_cast<std::size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (!sh_.stopping) failAndClose(std::string("write: ") + std::strerror(errno));
+    return;
+  }
+  pending_out_.erase(0, off);
+}
+
+void RawConsumer::sendAfter(double ms) {
+  loop_.schedule(Clock::now() + std::chrono::microseconds(static_cast<long>(ms * 1000)), this);
+}
 
 // The value of `name` in Prometheus text (-1 when absent).
 double metricValue(const std::string& text, const std::string& name) {
@@ -806,6 +1202,12 @@ int main(int argc, char** argv) {
                  "local addresses 127.0.0.1..N to connect from (ephemeral ports per address)")
       ->capture_default_str();
   app.add_option("--io-threads", io_threads, "client io threads (1-2)")->capture_default_str();
+  std::string client = "raw";
+  app.add_option("--client", client,
+                 "turns: raw = RFC 6455 framing on epoll, written here (the lightest client); "
+                 "beast = Beast WebSockets on Asio (idle mode always uses Beast)")
+      ->check(CLI::IsMember({"raw", "beast"}))
+      ->capture_default_str();
   app.add_option("--server-threads", server_threads, "started server: --threads (0: default)");
   std::vector<std::string> server_args;
   app.add_option("--server-arg", server_args,
@@ -881,9 +1283,11 @@ int main(int argc, char** argv) {
                  {"turnEndsAt", target.bot_id.empty() ? "PublishEventResponse (no bot)"
                                                       : "bot ContentEvent notification"},
                  {"ioThreads", io_threads},
+                 {"client", mode == "turns" ? client : "beast"},
                  {"loadavgBefore", loadavg()}};
   auto rssKb = [&] { return server_pid > 0 ? procStatusKb(server_pid, "VmRSS") : -1; };
   std::vector<std::shared_ptr<Consumer>> consumers;
+  std::vector<std::unique_ptr<RawLoop>> raw_loops;
   int rc = 0;
 
   if (mode == "turns") {
@@ -891,12 +1295,23 @@ int main(int argc, char** argv) {
     const double t_signup = nowSec();
     auto jwts = signups(ep, account, conversations, signup_threads);
     std::fprintf(stderr, "%d signups in %.1f s\n", conversations, nowSec() - t_signup);
-    for (int i = 0; i < conversations; ++i) {
-      consumers.push_back(std::make_shared<Consumer>(ioc, sh, jwts[static_cast<std::size_t>(i)], i,
-                                                     Consumer::Mode::kTurns));
+    const bool raw = client == "raw";
+    if (raw) {
+      for (int i = 0; i < std::max(1, io_threads); ++i)
+        raw_loops.push_back(std::make_unique<RawLoop>(sh));
+      for (int i = 0; i < conversations; ++i) {
+        auto& loop = *raw_loops[static_cast<std::size_t>(i) % raw_loops.size()];
+        loop.add(std::make_unique<RawConsumer>(loop, sh, jwts[static_cast<std::size_t>(i)], i));
+      }
+    } else {
+      for (int i = 0; i < conversations; ++i) {
+        consumers.push_back(std::make_shared<Consumer>(ioc, sh, jwts[static_cast<std::size_t>(i)],
+                                                       i, Consumer::Mode::kTurns));
+      }
     }
     const double t_open = nowSec();
     for (auto& c : consumers) c->start();
+    for (auto& l : raw_loops) l->start();
     bool ok = waitUntil([&] { return sh.ready + sh.failed >= conversations; },
                         60 + conversations / 100.0);
     std::fprintf(stderr, "%ld conversations ready in %.1f s (%ld failed)\n", sh.ready.load(),
@@ -907,6 +1322,7 @@ int main(int argc, char** argv) {
     }
     const long rss_open = rssKb();
     for (auto& c : consumers) c->go();
+    for (auto& l : raw_loops) l->go();
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
     HttpClient metrics_client(ep);
     const std::string metrics0 = metrics_client.call(http::verb::get, "/metrics").body;
@@ -932,13 +1348,19 @@ int main(int argc, char** argv) {
     sh.stopping = true;
     // Let replies in flight arrive, then collect on the io threads' strands' quiet state.
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (auto& l : raw_loops) l->quit();
+    std::vector<const ConsumerLogic*> all;
+    for (auto& c : consumers) all.push_back(c.get());
+    for (auto& l : raw_loops)
+      for (auto& c : l->consumers()) all.push_back(c.get());
     long stuck = 0;
-    for (auto& c : consumers)
+    for (auto* c : all)
       if (c->awaiting()) ++stuck;
     std::vector<float> lat;
-    for (auto& c : consumers) c->collect(lat);
+    for (auto* c : all) c->collect(lat);
     std::sort(lat.begin(), lat.end());
     const double turns = static_cast<double>(lat.size());
+    if (sh.errors > 0 || lat.empty()) rc = std::max(rc, 3);  // a run to distrust fails
     out["conversations"] = conversations;
     out["thinkMs"] = think_ms;
     out["ready"] = sh.ready.load();
@@ -1058,6 +1480,7 @@ int main(int argc, char** argv) {
   ioc.stop();
   for (auto& t : io) t.join();
   consumers.clear();
+  raw_loops.clear();
   server.reset();
   if (!data_dir.empty() && !keep_data) {
     std::error_code ec;
