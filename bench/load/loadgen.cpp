@@ -461,7 +461,8 @@ struct Shared {
   std::atomic<long> ready{0};
   std::atomic<long> failed{0};
   std::atomic<long> idle_done{0};
-  std::atomic<long> turns{0};  // completed during the measurement window
+  std::atomic<long> turns{0};   // completed during the measurement window
+  std::atomic<long> frames{0};  // text messages received during the measurement window
   std::atomic<long> errors{0};
   std::mutex err_mu;
   std::string first_error;
@@ -524,6 +525,7 @@ class ConsumerLogic {
   // Every frame is parsed as JSON, into a per-thread arena (no allocation per node): the
   // generator shares the server's two cores, so what it spends per frame is taken from them.
   void onFrame(std::string_view text) {
+    if (sh_.measuring) sh_.frames.fetch_add(1, std::memory_order_relaxed);
     alignas(16) thread_local unsigned char arena_buf[16384];
     boost::system::error_code ec;
     bj::monotonic_resource arena(arena_buf, sizeof arena_buf);
@@ -1386,6 +1388,7 @@ int main(int argc, char** argv) {
     out["hostCalibrationMs"] = calibration_ms;
     out["hostSyscallCalibrationMs"] = syscall_calibration_ms;
     out["storeWritesPerTurn"] = turns > 0 ? store_writes / turns : 0.0;
+    out["framesPerTurn"] = turns > 0 ? static_cast<double>(sh.frames.load()) / turns : 0.0;
     out["storeWritesPerTransaction"] = writes_per_txn;
     out["awaitingAtStop"] = stuck;
     out["errors"] = sh.errors.load();
@@ -1400,8 +1403,11 @@ int main(int argc, char** argv) {
         (cpu1 - cpu0) / secs, (self1 - self0) / secs, rss_open / 1024.0, rss_run / 1024.0,
         load.c_str());
     if (store_txns > 0)
-      std::printf("store: %.1f writes per turn, %.1f writes per transaction\n",
-                  turns > 0 ? store_writes / turns : 0.0, writes_per_txn);
+      std::printf(
+          "store: %.1f writes per turn, %.1f writes per transaction; %.2f frames per turn to "
+          "each consumer\n",
+          turns > 0 ? store_writes / turns : 0.0, writes_per_txn,
+          turns > 0 ? static_cast<double>(sh.frames.load()) / turns : 0.0);
     std::printf(
         "machine: server %.1f context switches per turn; other processes %.2f cores, "
         "steal %.2f cores; host calibration %.0f ms CPU, %.0f ms system calls (fixed work, "
