@@ -314,7 +314,8 @@ struct Target {
   std::string account;
   std::string skill_id;
   std::string bot_id;
-  std::string note;  // what setup did
+  std::string bearer;  // the admin's login (agent sessions use it)
+  std::string note;    // what setup did
 };
 
 // Finds (or creates through REST) a running bot on `skill_name` with an echo function.
@@ -328,6 +329,7 @@ Target setUpBot(const Endpoint& ep, const std::string& account, const std::strin
                       bj::serialize(bj::object{{"username", user}, {"password", password}}));
   if (login.status != 200) die("login failed: " + std::to_string(login.status) + " " + login.body);
   std::string bearer(login.json().at("bearer").as_string());
+  t.bearer = bearer;
   const std::string base = "/api/v1/accounts/" + account + "/";
   auto skills = h.call(http::verb::get, base + "skills", "", bearer);
   if (skills.status != 200) die("GET skills: " + skills.body);
@@ -461,8 +463,10 @@ struct Shared {
   std::atomic<long> ready{0};
   std::atomic<long> failed{0};
   std::atomic<long> idle_done{0};
-  std::atomic<long> turns{0};   // completed during the measurement window
-  std::atomic<long> frames{0};  // text messages received during the measurement window
+  std::atomic<long> turns{0};         // completed during the measurement window
+  std::atomic<long> frames{0};        // text messages received during the measurement window
+  std::atomic<long> agent_frames{0};  // the same, by the idle agent sessions (--agents)
+  std::string agent_bearer;
   std::atomic<long> errors{0};
   std::mutex err_mu;
   std::string first_error;
@@ -479,7 +483,9 @@ struct Shared {
 // sendAfter and closeGracefully. Every call for one consumer is made on one thread at a time.
 class ConsumerLogic {
  public:
-  enum class Mode { kTurns, kIdleKeep, kIdleClose };
+  // kAgentIdle: not a consumer but an agent (brand) session of the admin that stays logged in
+  // and idle, as agents in a contact centre do while bots take the conversations.
+  enum class Mode { kTurns, kIdleKeep, kIdleClose, kAgentIdle };
 
   ConsumerLogic(Shared& sh, std::string jwt, int index, Mode mode)
       : sh_(sh),
@@ -509,6 +515,10 @@ class ConsumerLogic {
   }
 
   void opened() {
+    if (mode_ == Mode::kAgentIdle) {
+      ++sh_.ready;
+      return;
+    }
     request("cm.ConsumerRequestConversation",
             bj::object{
                 {"channelType", "MESSAGING"}, {"ttrDefName", "NORMAL"}, {"skillId", sh_.skill_id}});
@@ -516,6 +526,7 @@ class ConsumerLogic {
 
   // The closed (or open) loop starts: the first message now, or after a uniform [0, think).
   void startTurns() {
+    if (mode_ == Mode::kAgentIdle) return;
     if (sh_.think_ms > 0)
       sendAfter(std::uniform_real_distribution<double>(0, 1)(rng_) * sh_.think_ms);
     else
@@ -525,6 +536,10 @@ class ConsumerLogic {
   // Every frame is parsed as JSON, into a per-thread arena (no allocation per node): the
   // generator shares the server's two cores, so what it spends per frame is taken from them.
   void onFrame(std::string_view text) {
+    if (mode_ == Mode::kAgentIdle) {
+      if (sh_.measuring) sh_.agent_frames.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     if (sh_.measuring) sh_.frames.fetch_add(1, std::memory_order_relaxed);
     alignas(16) thread_local unsigned char arena_buf[16384];
     boost::system::error_code ec;
@@ -759,8 +774,8 @@ class RawLoop;
 
 class RawConsumer final : public ConsumerLogic {
  public:
-  RawConsumer(RawLoop& loop, Shared& sh, std::string jwt, int index)
-      : ConsumerLogic(sh, std::move(jwt), index, Mode::kTurns),
+  RawConsumer(RawLoop& loop, Shared& sh, std::string jwt, int index, Mode mode = Mode::kTurns)
+      : ConsumerLogic(sh, std::move(jwt), index, mode),
         loop_(loop),
         mask_state_(static_cast<std::uint32_t>(index) * 2246822519u + 0x9E3779B9u) {}
   ~RawConsumer() override {
@@ -907,12 +922,17 @@ bool RawConsumer::connectAndUpgrade(int epoll_fd) {
 
   websocket::detail::sec_ws_key_type key;
   websocket::detail::make_sec_ws_key(key);
-  const std::string req =
-      "GET /ws_api/account/" + sh_.account +
-      "/messaging/consumer?v=3 HTTP/1.1\r\nHost: " + sh_.ep.host + ":" + sh_.ep.port +
-      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
-      std::string(key.data(), key.size()) + "\r\nAuthorization: jwt " + jwt_ + "\r\n\r\n";
+  // A consumer authenticates with its JWT; an agent session with the bearer in the path.
+  const bool agent = mode_ == Mode::kAgentIdle;
+  const std::string target = "/ws_api/account/" + sh_.account +
+                             (agent ? "/messaging/brand/" + sh_.agent_bearer + "?v=2.1"
+                                    : std::string("/messaging/consumer?v=3"));
+  const std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + sh_.ep.host + ":" +
+                          sh_.ep.port +
+                          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
+                          std::string(key.data(), key.size()) +
+                          (agent ? std::string() : "\r\nAuthorization: jwt " + jwt_) + "\r\n\r\n";
   for (std::size_t off = 0; off < req.size();) {
     const ssize_t w = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
     if (w <= 0) return sysFail("send upgrade");
@@ -1204,6 +1224,12 @@ int main(int argc, char** argv) {
                  "local addresses 127.0.0.1..N to connect from (ephemeral ports per address)")
       ->capture_default_str();
   app.add_option("--io-threads", io_threads, "client io threads (1-2)")->capture_default_str();
+  int agents = 0;
+  app.add_option("--agents", agents,
+                 "turns (raw client): also keep this many agent WebSocket sessions of the demo "
+                 "admin logged in and idle (they take no conversation)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   std::string client = "raw";
   app.add_option("--client", client,
                  "turns: raw = RFC 6455 framing on epoll, written here (the lightest client); "
@@ -1298,9 +1324,16 @@ int main(int argc, char** argv) {
     auto jwts = signups(ep, account, conversations, signup_threads);
     std::fprintf(stderr, "%d signups in %.1f s\n", conversations, nowSec() - t_signup);
     const bool raw = client == "raw";
+    if (agents > 0 && !raw) die("--agents needs --client raw");
+    sh.agent_bearer = target.bearer;
     if (raw) {
       for (int i = 0; i < std::max(1, io_threads); ++i)
         raw_loops.push_back(std::make_unique<RawLoop>(sh));
+      for (int i = 0; i < agents; ++i) {
+        auto& loop = *raw_loops[static_cast<std::size_t>(i) % raw_loops.size()];
+        loop.add(std::make_unique<RawConsumer>(loop, sh, "", conversations + i,
+                                               ConsumerLogic::Mode::kAgentIdle));
+      }
       for (int i = 0; i < conversations; ++i) {
         auto& loop = *raw_loops[static_cast<std::size_t>(i) % raw_loops.size()];
         loop.add(std::make_unique<RawConsumer>(loop, sh, jwts[static_cast<std::size_t>(i)], i));
@@ -1314,10 +1347,10 @@ int main(int argc, char** argv) {
     const double t_open = nowSec();
     for (auto& c : consumers) c->start();
     for (auto& l : raw_loops) l->start();
-    bool ok = waitUntil([&] { return sh.ready + sh.failed >= conversations; },
+    bool ok = waitUntil([&] { return sh.ready + sh.failed >= conversations + agents; },
                         60 + conversations / 100.0);
-    std::fprintf(stderr, "%ld conversations ready in %.1f s (%ld failed)\n", sh.ready.load(),
-                 nowSec() - t_open, sh.failed.load());
+    std::fprintf(stderr, "%ld conversations and agent sessions ready in %.1f s (%ld failed)\n",
+                 sh.ready.load(), nowSec() - t_open, sh.failed.load());
     if (!ok || sh.failed > 0) {
       std::fprintf(stderr, "first error: %s\n", sh.first_error.c_str());
       rc = 2;
@@ -1389,6 +1422,8 @@ int main(int argc, char** argv) {
     out["hostSyscallCalibrationMs"] = syscall_calibration_ms;
     out["storeWritesPerTurn"] = turns > 0 ? store_writes / turns : 0.0;
     out["framesPerTurn"] = turns > 0 ? static_cast<double>(sh.frames.load()) / turns : 0.0;
+    out["agents"] = agents;
+    out["agentFrames"] = sh.agent_frames.load();
     out["storeWritesPerTransaction"] = writes_per_txn;
     out["awaitingAtStop"] = stuck;
     out["errors"] = sh.errors.load();

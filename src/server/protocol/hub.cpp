@@ -22,10 +22,12 @@ void Hub::add(const std::shared_ptr<HubClient>& client) {
   auto consumer = client->hubConsumer();
   std::lock_guard lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];
-  if (consumer)
+  if (consumer) {
     acc.consumers[consumer->str()].push_back(client);
-  else
+  } else {
     acc.agents.push_back(client);
+    if (auto user = client->hubUser()) acc.agents_by_user[user->str()].push_back(client);
+  }
   ++size_;
 }
 
@@ -43,6 +45,13 @@ void Hub::remove(const HubClient* client) {
     }
   } else {
     removed = eraseClient(it->second.agents, client);
+    if (auto user = client->hubUser()) {
+      auto u = it->second.agents_by_user.find(user->str());
+      if (u != it->second.agents_by_user.end()) {
+        eraseClient(u->second, client);
+        if (u->second.empty()) it->second.agents_by_user.erase(u);
+      }
+    }
   }
   size_ -= std::min(size_, removed);
 }
@@ -51,9 +60,11 @@ int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
   std::lock_guard lock(mu_);
   auto it = sessions_.find(acc.str());
   if (it == sessions_.end()) return 0;
+  auto u = it->second.agents_by_user.find(user.str());
+  if (u == it->second.agents_by_user.end()) return 0;
   int n = 0;
-  for (const auto& w : it->second.agents)
-    if (auto s = w.lock(); s && s->hubUser() == user) ++n;
+  for (const auto& w : u->second)
+    if (!w.expired()) ++n;
   return n;
 }
 
@@ -91,24 +102,47 @@ std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& 
   return it->second;
 }
 
-void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer, bool agents,
-                   const std::optional<UserId>& user,
+void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer,
+                   const AgentTargets& agents,
                    const std::function<std::shared_ptr<const Event>()>& make_event) {
   std::vector<std::shared_ptr<HubClient>> targets;
   {
     std::lock_guard lock(mu_);
     auto it = sessions_.find(acc.str());
     if (it == sessions_.end()) return;
+    auto take = [&](const std::vector<std::weak_ptr<HubClient>>& v) {
+      for (const auto& w : v)
+        if (auto s = w.lock()) targets.push_back(std::move(s));
+    };
+    auto takeUser = [&](const std::string& user) {
+      if (auto u = it->second.agents_by_user.find(user); u != it->second.agents_by_user.end())
+        take(u->second);
+    };
     if (consumer) {
       if (auto c = it->second.consumers.find(consumer->str()); c != it->second.consumers.end())
-        for (const auto& w : c->second)
-          if (auto s = w.lock()) targets.push_back(std::move(s));
+        take(c->second);
     }
-    if (agents) {
-      for (const auto& w : it->second.agents) {
-        auto s = w.lock();
-        if (s && (!user || s->hubUser() == *user)) targets.push_back(std::move(s));
+    switch (agents.kind) {
+      case AgentTargets::Kind::kAll:
+        take(it->second.agents);
+        break;
+      case AgentTargets::Kind::kParticipants: {
+        // The same participants ProtocolSession::isParticipant accepts; a user listed twice is
+        // taken once.
+        const auto& ps = agents.conversation->participants;
+        for (std::size_t i = 0; i < ps.size(); ++i) {
+          const auto& p = ps[i];
+          if (p.role == "CONSUMER" || p.state != "ACTIVE") continue;
+          bool seen = false;
+          for (std::size_t j = 0; j < i && !seen; ++j)
+            seen = ps[j].id == p.id && ps[j].role != "CONSUMER" && ps[j].state == "ACTIVE";
+          if (!seen) takeUser(p.id);
+        }
+        break;
       }
+      case AgentTargets::Kind::kUser:
+        takeUser(agents.user->str());
+        break;
     }
   }
   if (targets.empty()) return;  // nobody to tell: no copy of the event
@@ -138,7 +172,7 @@ std::string Hub::metricsText() const {
 void Hub::onConversationChanged(const conversation::ConversationChanged& e) {
   if (e.kind == conversation::ChangeKind::kCreated) conversations_created_.fetch_add(1);
   if (e.kind == conversation::ChangeKind::kClosed) conversations_closed_.fetch_add(1);
-  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+  dispatch(e.conversation.account, e.conversation.consumer, {},
            [&e] { return std::make_shared<const Event>(e); });
 }
 
@@ -148,30 +182,31 @@ void Hub::onMessageAdded(const conversation::MessageAdded& e) {
 
 void Hub::onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) {
   messages_.fetch_add(1);
-  dispatch(e->conversation.account, e->conversation.consumer, true, std::nullopt,
+  dispatch(e->conversation.account, e->conversation.consumer,
+           {AgentTargets::Kind::kParticipants, &e->conversation, nullptr},
            [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onChatState(const conversation::ChatStateChanged& e) {
   chat_states_.fetch_add(1);
-  dispatch(e.conversation.account, e.conversation.consumer, true, std::nullopt,
+  dispatch(e.conversation.account, e.conversation.consumer,
+           {AgentTargets::Kind::kParticipants, &e.conversation, nullptr},
            [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onRingOffered(const conversation::RingOffered& e) {
   rings_.fetch_add(1);
-  dispatch(e.ring.account, std::nullopt, true, e.ring.user,
+  dispatch(e.ring.account, std::nullopt, {AgentTargets::Kind::kUser, nullptr, &e.ring.user},
            [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onRingEnded(const conversation::RingEnded& e) {
-  dispatch(e.ring.account, std::nullopt, true, e.ring.user,
+  dispatch(e.ring.account, std::nullopt, {AgentTargets::Kind::kUser, nullptr, &e.ring.user},
            [&e] { return std::make_shared<const Event>(e); });
 }
 
 void Hub::onAgentStateChanged(const conversation::AgentStateChanged& e) {
-  dispatch(e.state.account, std::nullopt, true, std::nullopt,
-           [&e] { return std::make_shared<const Event>(e); });
+  dispatch(e.state.account, std::nullopt, {}, [&e] { return std::make_shared<const Event>(e); });
 }
 
 }  // namespace parley::server::protocol

@@ -40,14 +40,27 @@ class FakeClient final : public HubClient {
   std::string bearer_;
 };
 
-conversation::MessageAdded messageOf(const std::string& acc, const std::string& consumer) {
+store::Participant participant(std::string id, std::string role, std::string state = "ACTIVE") {
+  store::Participant p;
+  p.id = std::move(id);
+  p.role = std::move(role);
+  p.state = std::move(state);
+  return p;
+}
+
+// A message in a conversation of `consumer` whose agents are `agents` (ACTIVE ASSIGNED_AGENTs).
+conversation::MessageAdded messageOf(const std::string& acc, const std::string& consumer,
+                                     const std::vector<std::string>& agents = {}) {
   conversation::MessageAdded m;
   m.conversation.account = AccountId(acc);
   m.conversation.consumer = ConsumerId(consumer);
+  m.conversation.participants.push_back(participant(consumer, "CONSUMER"));
+  for (const auto& a : agents)
+    m.conversation.participants.push_back(participant(a, "ASSIGNED_AGENT"));
   return m;
 }
 
-TEST(Hub, ConversationEventsReachTheirConsumerAndTheAccountsAgentsOnly) {
+TEST(Hub, MessagesReachTheirConsumerAndTheAgentsTakingPartOnly) {
   Hub hub;
   auto c1 = std::make_shared<FakeClient>("a", "c1", std::nullopt);
   auto c1b = std::make_shared<FakeClient>("a", "c1", std::nullopt);  // a second socket
@@ -58,24 +71,35 @@ TEST(Hub, ConversationEventsReachTheirConsumerAndTheAccountsAgentsOnly) {
   for (const auto& c : {c1, c1b, c2, agent, other_acc_agent, other_acc_c1}) hub.add(c);
   EXPECT_EQ(hub.size(), 6u);
 
-  hub.onMessageAdded(messageOf("a", "c1"));
+  hub.onMessageAdded(messageOf("a", "c1", {"1001"}));
   EXPECT_EQ(c1->delivered, 1);
   EXPECT_EQ(c1b->delivered, 1);
   EXPECT_EQ(c2->delivered, 0);
   EXPECT_EQ(agent->delivered, 1);
   EXPECT_EQ(other_acc_agent->delivered, 0);
   EXPECT_EQ(other_acc_c1->delivered, 0);
+  // Another agent's conversation: not this agent's.
+  hub.onMessageAdded(messageOf("a", "c1", {"1002"}));
+  EXPECT_EQ(c1->delivered, 2);
+  EXPECT_EQ(agent->delivered, 1);
+  // Conversation changes still go to every agent session (ExConversations filters them).
+  conversation::ConversationChanged changed;
+  changed.conversation = messageOf("a", "c2").conversation;
+  hub.onConversationChanged(changed);
+  EXPECT_EQ(agent->delivered, 2);
+  EXPECT_EQ(c2->delivered, 1);
+  EXPECT_EQ(c1->delivered, 2);
 
   // Rings go to the rung agent only, never to consumers.
   conversation::RingOffered ring;
   ring.ring.account = AccountId("a");
   ring.ring.user = UserId("1002");
   hub.onRingOffered(ring);
-  EXPECT_EQ(agent->delivered, 1);
+  EXPECT_EQ(agent->delivered, 2);
   ring.ring.user = UserId("1001");
   hub.onRingOffered(ring);
-  EXPECT_EQ(agent->delivered, 2);
-  EXPECT_EQ(c1->delivered, 1);
+  EXPECT_EQ(agent->delivered, 3);
+  EXPECT_EQ(c1->delivered, 2);
 
   EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 1);
   hub.revokeBearer("bearer-1");
@@ -85,8 +109,8 @@ TEST(Hub, ConversationEventsReachTheirConsumerAndTheAccountsAgentsOnly) {
   // Removing one socket of a consumer keeps the other; removal is by identity.
   hub.remove(c1.get());
   hub.onMessageAdded(messageOf("a", "c1"));
-  EXPECT_EQ(c1->delivered, 1);
-  EXPECT_EQ(c1b->delivered, 2);
+  EXPECT_EQ(c1->delivered, 2);
+  EXPECT_EQ(c1b->delivered, 3);
   hub.remove(agent.get());
   EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 0);
   EXPECT_EQ(hub.size(), 4u);
@@ -99,7 +123,7 @@ TEST(Hub, ConversationEventsReachTheirConsumerAndTheAccountsAgentsOnly) {
     hub.add(gone);
   }
   hub.onMessageAdded(messageOf("a", "c3"));  // no crash, nobody to deliver to
-  EXPECT_EQ(c2->delivered, 0);
+  EXPECT_EQ(c2->delivered, 1);
 }
 
 // The engine's shared message event reaches every session as that same object: the hub neither
@@ -110,7 +134,7 @@ TEST(Hub, SessionsGetTheEnginesSharedMessageEventItself) {
   auto agent = std::make_shared<FakeClient>("a", std::nullopt, "1001");
   hub.add(c1);
   hub.add(agent);
-  auto added = std::make_shared<const conversation::MessageAdded>(messageOf("a", "c1"));
+  auto added = std::make_shared<const conversation::MessageAdded>(messageOf("a", "c1", {"1001"}));
   hub.onMessageAddedShared(added);
   for (const auto& client : {c1, agent}) {
     ASSERT_NE(client->last, nullptr);
@@ -120,6 +144,71 @@ TEST(Hub, SessionsGetTheEnginesSharedMessageEventItself) {
     EXPECT_EQ(got->get(), added.get());
   }
   EXPECT_EQ(c1->last, agent->last);  // one event for all sessions
+}
+
+// An agent session sees a conversation's messages and chat states only while its user is an
+// ACTIVE non-consumer participant (what ProtocolSession::isParticipant accepts): the hub does not
+// post the others to it at all, so agents logged in cost nothing per message of conversations
+// they are not in.
+TEST(Hub, MessagesAndChatStatesGoToActiveNonConsumerParticipantsOnly) {
+  Hub hub;
+  auto consumer = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto assigned = std::make_shared<FakeClient>("a", std::nullopt, "1001");
+  auto assigned_second_socket = std::make_shared<FakeClient>("a", std::nullopt, "1001");
+  auto manager = std::make_shared<FakeClient>("a", std::nullopt, "1002");
+  auto left = std::make_shared<FakeClient>("a", std::nullopt, "1003");
+  auto bystander = std::make_shared<FakeClient>("a", std::nullopt, "1004");
+  auto same_id_as_consumer = std::make_shared<FakeClient>("a", std::nullopt, "c1");
+  std::vector<std::shared_ptr<FakeClient>> idle;
+  for (int i = 0; i < 200; ++i)
+    idle.push_back(std::make_shared<FakeClient>("a", std::nullopt, std::to_string(2000 + i)));
+  for (const auto& c :
+       {consumer, assigned, assigned_second_socket, manager, left, bystander, same_id_as_consumer})
+    hub.add(c);
+  for (const auto& c : idle) hub.add(c);
+
+  conversation::MessageAdded m = messageOf("a", "c1", {"1001"});
+  m.conversation.participants.push_back(participant("1002", "MANAGER"));
+  m.conversation.participants.push_back(participant("1003", "ASSIGNED_AGENT", "SUSPENDED"));
+  m.conversation.participants.push_back(participant("1001", "READER"));  // listed twice
+  hub.onMessageAdded(m);
+  conversation::ChatStateChanged cs;
+  cs.conversation = m.conversation;
+  hub.onChatState(cs);
+
+  EXPECT_EQ(consumer->delivered, 2);
+  EXPECT_EQ(assigned->delivered, 2);  // once per event, not once per listing
+  EXPECT_EQ(assigned_second_socket->delivered, 2);
+  EXPECT_EQ(manager->delivered, 2);
+  EXPECT_EQ(left->delivered, 0);                 // not ACTIVE
+  EXPECT_EQ(bystander->delivered, 0);            // not a participant
+  EXPECT_EQ(same_id_as_consumer->delivered, 0);  // the CONSUMER entry is not an agent's
+  for (const auto& c : idle) EXPECT_EQ(c->delivered, 0);
+
+  // Rings and agent-state changes: the rung user's sessions; every agent session.
+  conversation::RingOffered ring;
+  ring.ring.account = AccountId("a");
+  ring.ring.user = UserId("1004");
+  hub.onRingOffered(ring);
+  EXPECT_EQ(bystander->delivered, 1);
+  EXPECT_EQ(assigned->delivered, 2);
+  conversation::AgentStateChanged state;
+  state.state.account = AccountId("a");
+  hub.onAgentStateChanged(state);
+  EXPECT_EQ(bystander->delivered, 2);
+  EXPECT_EQ(assigned->delivered, 3);
+  for (const auto& c : idle) EXPECT_EQ(c->delivered, 1);
+  EXPECT_EQ(consumer->delivered, 2);
+
+  // A user's sessions are counted and removed one by one.
+  EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 2);
+  hub.remove(assigned.get());
+  EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 1);
+  hub.onMessageAdded(m);
+  EXPECT_EQ(assigned->delivered, 3);
+  EXPECT_EQ(assigned_second_socket->delivered, 4);
+  hub.remove(assigned_second_socket.get());
+  EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 0);
 }
 
 }  // namespace
