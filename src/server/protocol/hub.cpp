@@ -45,6 +45,7 @@ void Hub::remove(const HubClient* client) {
     }
   } else {
     removed = eraseClient(it->second.agents, client);
+    dropInterest(it->second, client);
     if (auto user = client->hubUser()) {
       auto u = it->second.agents_by_user.find(user->str());
       if (u != it->second.agents_by_user.end()) {
@@ -54,6 +55,38 @@ void Hub::remove(const HubClient* client) {
     }
   }
   size_ -= std::min(size_, removed);
+}
+
+void Hub::dropInterest(AccountSessions& acc, const HubClient* client) {
+  auto it = acc.interest.find(client);
+  if (it == acc.interest.end()) return;
+  eraseClient(acc.changes_all, client);
+  for (const auto& uid : it->second) {
+    auto u = acc.changes_by_uid.find(uid);
+    if (u == acc.changes_by_uid.end()) continue;
+    eraseClient(u->second, client);
+    if (u->second.empty()) acc.changes_by_uid.erase(u);
+  }
+  acc.interest.erase(it);
+}
+
+void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
+                                  const std::vector<std::string>& uids) {
+  if (client->hubConsumer()) return;  // consumers get their own conversations' changes
+  std::lock_guard lock(mu_);
+  auto& acc = sessions_[client->hubAccount().str()];
+  dropInterest(acc, client.get());
+  if (!all && uids.empty()) return;
+  auto& registered = acc.interest[client.get()];
+  if (all) {
+    acc.changes_all.push_back(client);
+    return;
+  }
+  for (const auto& uid : uids) {
+    if (std::find(registered.begin(), registered.end(), uid) != registered.end()) continue;
+    registered.push_back(uid);
+    acc.changes_by_uid[uid].push_back(client);
+  }
 }
 
 int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
@@ -143,6 +176,30 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
       case AgentTargets::Kind::kUser:
         takeUser(agents.user->str());
         break;
+      case AgentTargets::Kind::kInterested: {
+        // A subscription filtered on agent uids shows a conversation while one of them is an
+        // ACTIVE non-consumer participant, and must hear of the change that ends that (the
+        // uid is then in `removed`, or still listed in another state): every non-consumer
+        // participant and every removed one is looked up. A session found twice is taken once.
+        take(it->second.changes_all);
+        const std::size_t first = targets.size();
+        auto byUid = [&](const store::Participant& p) {
+          if (p.role == "CONSUMER") return;
+          auto u = it->second.changes_by_uid.find(p.id);
+          if (u == it->second.changes_by_uid.end()) return;
+          for (const auto& w : u->second) {
+            auto s = w.lock();
+            if (!s) continue;
+            if (std::find(targets.begin() + static_cast<std::ptrdiff_t>(first), targets.end(), s) ==
+                targets.end())
+              targets.push_back(std::move(s));
+          }
+        };
+        for (const auto& p : agents.conversation->participants) byUid(p);
+        if (agents.removed)
+          for (const auto& p : *agents.removed) byUid(p);
+        break;
+      }
     }
   }
   if (targets.empty()) return;  // nobody to tell: no copy of the event
@@ -172,7 +229,8 @@ std::string Hub::metricsText() const {
 void Hub::onConversationChanged(const conversation::ConversationChanged& e) {
   if (e.kind == conversation::ChangeKind::kCreated) conversations_created_.fetch_add(1);
   if (e.kind == conversation::ChangeKind::kClosed) conversations_closed_.fetch_add(1);
-  dispatch(e.conversation.account, e.conversation.consumer, {},
+  dispatch(e.conversation.account, e.conversation.consumer,
+           {AgentTargets::Kind::kInterested, &e.conversation, nullptr, &e.removed},
            [&e] { return std::make_shared<const Event>(e); });
 }
 

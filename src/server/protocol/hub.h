@@ -3,10 +3,11 @@
 // The server's single ConversationListener: receives engine events on engine threads and hands
 // each to the protocol sessions of the event's account that want it: messages and chat states
 // to the conversation's consumer and to the agents taking part in it, rings to the rung agent,
-// conversation and agent-state changes to every agent session (sessions filter further on
-// their own strand). Also tracks sessions per user and bearer (revocation on logout) and the
-// consumer profiles set over the protocol. Thread-safe: one mutex guards the registry. Owned by
-// the Server; outlives every session.
+// conversation changes to the consumer and to the agent sessions whose ExConversations
+// subscriptions may show the conversation, agent-state changes to every agent session
+// (sessions filter further on their own strand). Also tracks sessions per user and bearer
+// (revocation on logout) and the consumer profiles set over the protocol. Thread-safe: one mutex
+// guards the registry. Owned by the Server; outlives every session.
 
 #include <atomic>
 #include <cstdint>
@@ -49,6 +50,12 @@ class Hub final : public conversation::ConversationListener {
  public:
   void add(const std::shared_ptr<HubClient>& client);
   void remove(const HubClient* client);
+  // What an agent session's ExConversations subscriptions want of conversation changes (the
+  // session calls this whenever they change; a new session wants none): every conversation of
+  // the account (`all`), or those in which one of `uids` is (or was, until this change) a
+  // non-consumer participant. A consumer session always gets its own conversations' changes.
+  void setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
+                               const std::vector<std::string>& uids);
   // Live agent sessions of a user (excluding none).
   int sessionsOfUser(const AccountId& acc, const UserId& user) const;
   // Closes every session opened with `bearer`.
@@ -73,13 +80,15 @@ class Hub final : public conversation::ConversationListener {
   // Which of an account's agent sessions an event goes to.
   struct AgentTargets {
     enum class Kind {
-      kAll,           // every agent session (conversation changes: ExConversations filters)
+      kAll,           // every agent session (agent-state changes)
+      kInterested,    // sessions whose ExConversations may show `conversation` (see above)
       kParticipants,  // sessions of the ACTIVE non-consumer participants of `conversation`
       kUser,          // sessions of `user` (rings)
     };
     Kind kind = Kind::kAll;
     const store::Conversation* conversation = nullptr;
     const UserId* user = nullptr;
+    const std::vector<store::Participant>* removed = nullptr;  // kInterested
   };
   // Delivers to sessions of `acc`: the consumer sessions of `consumer` (if set) and the agent
   // sessions `agents` selects. The event is made (copied) once, shared by the sessions, and
@@ -102,7 +111,15 @@ class Hub final : public conversation::ConversationListener {
     std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> consumers;
     std::vector<std::weak_ptr<HubClient>> agents;
     std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> agents_by_user;
+    // Conversation changes (setConversationInterest): sessions that want all of them, and
+    // sessions by the agent uid their subscriptions filter on; `interest` is what each session
+    // registered, to take it out again.
+    std::vector<std::weak_ptr<HubClient>> changes_all;
+    std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> changes_by_uid;
+    std::unordered_map<const HubClient*, std::vector<std::string>> interest;
   };
+  // Takes `client`'s conversation-change interest out of `acc` (under mu_).
+  static void dropInterest(AccountSessions& acc, const HubClient* client);
   mutable std::mutex mu_;
   std::unordered_map<std::string, AccountSessions>
       sessions_;                                           // account → sessions. GUARDED_BY(mu_)

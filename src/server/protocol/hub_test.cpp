@@ -82,12 +82,16 @@ TEST(Hub, MessagesReachTheirConsumerAndTheAgentsTakingPartOnly) {
   hub.onMessageAdded(messageOf("a", "c1", {"1002"}));
   EXPECT_EQ(c1->delivered, 2);
   EXPECT_EQ(agent->delivered, 1);
-  // Conversation changes still go to every agent session (ExConversations filters them).
+  // Conversation changes: to their consumer, and to agent sessions whose ExConversations want
+  // them (this one: all of the account's).
   conversation::ConversationChanged changed;
   changed.conversation = messageOf("a", "c2").conversation;
   hub.onConversationChanged(changed);
+  EXPECT_EQ(agent->delivered, 1);
+  hub.setConversationInterest(agent, true, {});
+  hub.onConversationChanged(changed);
   EXPECT_EQ(agent->delivered, 2);
-  EXPECT_EQ(c2->delivered, 1);
+  EXPECT_EQ(c2->delivered, 2);
   EXPECT_EQ(c1->delivered, 2);
 
   // Rings go to the rung agent only, never to consumers.
@@ -123,7 +127,7 @@ TEST(Hub, MessagesReachTheirConsumerAndTheAgentsTakingPartOnly) {
     hub.add(gone);
   }
   hub.onMessageAdded(messageOf("a", "c3"));  // no crash, nobody to deliver to
-  EXPECT_EQ(c2->delivered, 1);
+  EXPECT_EQ(c2->delivered, 2);
 }
 
 // The engine's shared message event reaches every session as that same object: the hub neither
@@ -209,6 +213,71 @@ TEST(Hub, MessagesAndChatStatesGoToActiveNonConsumerParticipantsOnly) {
   EXPECT_EQ(assigned_second_socket->delivered, 4);
   hub.remove(assigned_second_socket.get());
   EXPECT_EQ(hub.sessionsOfUser(AccountId("a"), UserId("1001")), 0);
+}
+
+// A conversation change reaches an agent session only if its ExConversations subscriptions may
+// show that conversation: all of the account's, or one filtered on a uid that is a non-consumer
+// participant — listed in any state, or removed by this very change (so the session can send
+// its DELETE). Sessions without subscriptions get none.
+TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) {
+  Hub hub;
+  auto consumer = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto all = std::make_shared<FakeClient>("a", std::nullopt, "1001");
+  auto mine = std::make_shared<FakeClient>("a", std::nullopt, "1002");   // agentIds [1002]
+  auto two = std::make_shared<FakeClient>("a", std::nullopt, "1003");    // agentIds [1002, 1004]
+  auto other = std::make_shared<FakeClient>("a", std::nullopt, "1005");  // agentIds [1005]
+  auto none = std::make_shared<FakeClient>("a", std::nullopt, "1006");   // no subscription
+  auto other_account = std::make_shared<FakeClient>("b", std::nullopt, "1001");
+  for (const auto& c : {consumer, all, mine, two, other, none, other_account}) hub.add(c);
+  hub.setConversationInterest(all, true, {});
+  hub.setConversationInterest(mine, false, {"1002"});
+  hub.setConversationInterest(two, false, {"1002", "1004", "1002"});
+  hub.setConversationInterest(other, false, {"1005"});
+  hub.setConversationInterest(other_account, true, {});
+  hub.setConversationInterest(consumer, true, {});  // ignored: consumers get their own
+
+  conversation::ConversationChanged created;
+  created.conversation = messageOf("a", "c1").conversation;  // no agent yet
+  hub.onConversationChanged(created);
+  EXPECT_EQ(consumer->delivered, 1);
+  EXPECT_EQ(all->delivered, 1);
+  EXPECT_EQ(mine->delivered, 0);
+  EXPECT_EQ(two->delivered, 0);
+  EXPECT_EQ(other->delivered, 0);
+  EXPECT_EQ(none->delivered, 0);
+  EXPECT_EQ(other_account->delivered, 0);
+
+  conversation::ConversationChanged assigned;
+  assigned.conversation = messageOf("a", "c1", {"1002", "1004"}).conversation;
+  hub.onConversationChanged(assigned);
+  EXPECT_EQ(all->delivered, 2);
+  EXPECT_EQ(mine->delivered, 1);
+  EXPECT_EQ(two->delivered, 1);  // once, though both its uids take part
+  EXPECT_EQ(other->delivered, 0);
+
+  // 1002 leaves (removed); 1004 is still listed, SUSPENDED: both subscriptions hear of it.
+  conversation::ConversationChanged transferred;
+  transferred.conversation = messageOf("a", "c1").conversation;
+  transferred.conversation.participants.push_back(
+      participant("1004", "ASSIGNED_AGENT", "SUSPENDED"));
+  transferred.removed.push_back(participant("1002", "ASSIGNED_AGENT"));
+  hub.onConversationChanged(transferred);
+  EXPECT_EQ(mine->delivered, 2);
+  EXPECT_EQ(two->delivered, 2);
+  EXPECT_EQ(other->delivered, 0);
+  EXPECT_EQ(none->delivered, 0);
+
+  // Unsubscribing (no interest left) and closing take a session out.
+  hub.setConversationInterest(mine, false, {});
+  hub.remove(two.get());
+  hub.onConversationChanged(assigned);
+  EXPECT_EQ(mine->delivered, 2);
+  EXPECT_EQ(two->delivered, 2);
+  EXPECT_EQ(all->delivered, 4);
+  // Narrowing "all" to a uid replaces it.
+  hub.setConversationInterest(all, false, {"1005"});
+  hub.onConversationChanged(assigned);
+  EXPECT_EQ(all->delivered, 4);
 }
 
 }  // namespace

@@ -418,6 +418,8 @@ void ProtocolSession::subscribeEx(const Envelope& e) {
   std::string sub_id = s.id;
   auto states = s.states;
   ex_subs_.emplace(sub_id, std::move(s));
+  // Before the list below is read: a change committed after it reaches this session.
+  updateConversationInterest();
   const char* type = kind_ == Kind::kAgent ? ".ams.aam.SubscribeExConversations$Response"
                                            : "cqm.SubscribeExConversationsResponse";
   reply(e.id, 200, type, bj::object{{"subscriptionId", sub_id}});
@@ -452,7 +454,22 @@ void ProtocolSession::unsubscribeEx(const Envelope& e) {
   if (ex_subs_.erase(id) == 0)
     return replyError(e.id, Error{ErrorCode::kNotFound,
                                   fmt::format("no subscription '{}' on this connection", id)});
+  updateConversationInterest();
   reply(e.id, 200, kStringResp, bj::value("OK"));
+}
+
+void ProtocolSession::updateConversationInterest() {
+  if (kind_ != Kind::kAgent || !registered_ || closed_) return;
+  bool all = false;
+  std::vector<std::string> uids;
+  for (const auto& [id, sub] : ex_subs_) {
+    if (sub.agent_uids.empty()) {
+      all = true;
+      break;
+    }
+    uids.insert(uids.end(), sub.agent_uids.begin(), sub.agent_uids.end());
+  }
+  deps_.hub.setConversationInterest(shared_from_this(), all, uids);
 }
 
 void ProtocolSession::sendExChanges(const std::string& sub_id,

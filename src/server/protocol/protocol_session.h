@@ -131,6 +131,8 @@ class ProtocolSession final : public WsHandler,
   void setAgentState(const Envelope& e);
   void subscribeEx(const Envelope& e);
   void unsubscribeEx(const Envelope& e);
+  // Tells the hub which conversation changes the ExConversations subscriptions may show.
+  void updateConversationInterest();
   void subscribeRouting(const Envelope& e);
   void updateRingState(const Envelope& e);
   void subscribeAgentsState(const Envelope& e);
