@@ -796,6 +796,9 @@ class RawConsumer final : public ConsumerLogic {
   void sendAfter(double ms) override;
   void closeGracefully() override {}  // turns mode never closes before the end of the run
   void sendFrame(unsigned opcode, std::string_view payload);
+  // Writes what the socket takes now (until EAGAIN or an error, which fails the consumer);
+  // returns how many bytes that was.
+  std::size_t sendSome(std::string_view bytes);
   // Parses every whole frame in in_; false once the consumer has failed.
   bool parseFrames();
   // Always false, for `return failAndClose(...)`.
@@ -1084,28 +1087,16 @@ void RawConsumer::sendFrame(unsigned opcode, std::string_view payload) {
     pending_out_.append(frame_);
     return;
   }
-  std::size_t off = 0;
-  while (off < frame_.size()) {
-    const ssize_t w = ::send(fd_, frame_.data() + off, frame_.size() - off, MSG_NOSIGNAL);
-    if (w > 0) {
-      off += static_cast<std::size_t>(w);
-      continue;
-    }
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pending_out_.assign(frame_, off);  // EPOLLOUT's edge flushes it
-      return;
-    }
-    if (!sh_.stopping) failAndClose(std::string("write: ") + std::strerror(errno));
-    return;
-  }
+  const std::size_t off = sendSome(frame_);
+  if (fd_ >= 0 && off < frame_.size()) pending_out_.assign(frame_, off);  // EPOLLOUT flushes it
 }
 
-void RawConsumer::flush() {
+void RawConsumer::flush() { pending_out_.erase(0, sendSome(pending_out_)); }
+
+std::size_t RawConsumer::sendSome(std::string_view bytes) {
   std::size_t off = 0;
-  while (fd_ >= 0 && off < pending_out_.size()) {
-    const ssize_t w =
-        ::send(fd_, pending_out_.data() + off, pending_out_.size() - off, MSG_NOSIGNAL);
+  while (fd_ >= 0 && off < bytes.size()) {
+    const ssize_t w = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (w > 0) {
       off += static_cast<std::size_t>(w);
       continue;
@@ -1113,9 +1104,9 @@ void RawConsumer::flush() {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (!sh_.stopping) failAndClose(std::string("write: ") + std::strerror(errno));
-    return;
+    break;
   }
-  pending_out_.erase(0, off);
+  return off;
 }
 
 void RawConsumer::sendAfter(double ms) {
