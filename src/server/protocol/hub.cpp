@@ -16,6 +16,16 @@ std::size_t eraseClient(std::vector<std::weak_ptr<HubClient>>& v, const HubClien
   });
 }
 
+// Removes `client` (and sessions already gone) from index[key], and the key once it has none.
+void eraseFromIndex(HubSessionIndex& index, const std::string& key, const HubClient* client,
+                    std::size_t* removed = nullptr) {
+  auto it = index.find(key);
+  if (it == index.end()) return;
+  const std::size_t n = eraseClient(it->second, client);
+  if (removed) *removed = n;
+  if (it->second.empty()) index.erase(it);
+}
+
 }  // namespace
 
 void Hub::add(const std::shared_ptr<HubClient>& client) {
@@ -38,21 +48,12 @@ void Hub::remove(const HubClient* client) {
   if (it == sessions_.end()) return;
   std::size_t removed = 0;
   if (consumer) {
-    auto c = it->second.consumers.find(consumer->str());
-    if (c != it->second.consumers.end()) {
-      removed = eraseClient(c->second, client);
-      if (c->second.empty()) it->second.consumers.erase(c);
-    }
+    eraseFromIndex(it->second.consumers, consumer->str(), client, &removed);
   } else {
     removed = eraseClient(it->second.agents, client);
     dropInterest(it->second, client);
-    if (auto user = client->hubUser()) {
-      auto u = it->second.agents_by_user.find(user->str());
-      if (u != it->second.agents_by_user.end()) {
-        eraseClient(u->second, client);
-        if (u->second.empty()) it->second.agents_by_user.erase(u);
-      }
-    }
+    if (auto user = client->hubUser())
+      eraseFromIndex(it->second.agents_by_user, user->str(), client);
   }
   size_ -= std::min(size_, removed);
 }
@@ -61,12 +62,7 @@ void Hub::dropInterest(AccountSessions& acc, const HubClient* client) {
   auto it = acc.interest.find(client);
   if (it == acc.interest.end()) return;
   eraseClient(acc.changes_all, client);
-  for (const auto& uid : it->second) {
-    auto u = acc.changes_by_uid.find(uid);
-    if (u == acc.changes_by_uid.end()) continue;
-    eraseClient(u->second, client);
-    if (u->second.empty()) acc.changes_by_uid.erase(u);
-  }
+  for (const auto& uid : it->second) eraseFromIndex(acc.changes_by_uid, uid, client);
   acc.interest.erase(it);
 }
 
@@ -147,53 +143,47 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
       for (const auto& w : v)
         if (auto s = w.lock()) targets.push_back(std::move(s));
     };
-    auto takeUser = [&](const std::string& user) {
-      if (auto u = it->second.agents_by_user.find(user); u != it->second.agents_by_user.end())
-        take(u->second);
+    // The sessions index[key] has that are not among targets[from..] yet (a user listed twice,
+    // or a session registered for two uids of the same conversation, is taken once).
+    const auto takeNew = [&](const HubSessionIndex& index, const std::string& key,
+                             std::size_t from) {
+      auto u = index.find(key);
+      if (u == index.end()) return;
+      for (const auto& w : u->second) {
+        auto s = w.lock();
+        if (s && std::find(targets.begin() + static_cast<std::ptrdiff_t>(from), targets.end(), s) ==
+                     targets.end())
+          targets.push_back(std::move(s));
+      }
     };
     if (consumer) {
       if (auto c = it->second.consumers.find(consumer->str()); c != it->second.consumers.end())
         take(c->second);
     }
+    const std::size_t first = targets.size();
     switch (agents.kind) {
       case AgentTargets::Kind::kAll:
         take(it->second.agents);
         break;
-      case AgentTargets::Kind::kParticipants: {
-        // The same participants ProtocolSession::isParticipant accepts; a user listed twice is
-        // taken once.
-        const auto& ps = agents.conversation->participants;
-        for (std::size_t i = 0; i < ps.size(); ++i) {
-          const auto& p = ps[i];
-          if (p.role == "CONSUMER" || p.state != "ACTIVE") continue;
-          bool seen = false;
-          for (std::size_t j = 0; j < i && !seen; ++j)
-            seen = ps[j].id == p.id && ps[j].role != "CONSUMER" && ps[j].state == "ACTIVE";
-          if (!seen) takeUser(p.id);
-        }
+      case AgentTargets::Kind::kParticipants:
+        // The same participants ProtocolSession::isParticipant accepts.
+        for (const auto& p : agents.conversation->participants)
+          if (p.role != "CONSUMER" && p.state == "ACTIVE")
+            takeNew(it->second.agents_by_user, p.id, first);
         break;
-      }
       case AgentTargets::Kind::kUser:
-        takeUser(agents.user->str());
+        takeNew(it->second.agents_by_user, agents.user->str(), first);
         break;
       case AgentTargets::Kind::kInterested: {
         // A subscription filtered on agent uids shows a conversation while one of them is an
         // ACTIVE non-consumer participant, and must hear of the change that ends that (the
         // uid is then in `removed`, or still listed in another state): every non-consumer
-        // participant and every removed one is looked up. A session found twice is taken once.
+        // participant and every removed one is looked up. Sessions that want every change are
+        // registered for no uid, so they are never found twice.
         take(it->second.changes_all);
-        const std::size_t first = targets.size();
+        const std::size_t from = targets.size();
         auto byUid = [&](const store::Participant& p) {
-          if (p.role == "CONSUMER") return;
-          auto u = it->second.changes_by_uid.find(p.id);
-          if (u == it->second.changes_by_uid.end()) return;
-          for (const auto& w : u->second) {
-            auto s = w.lock();
-            if (!s) continue;
-            if (std::find(targets.begin() + static_cast<std::ptrdiff_t>(first), targets.end(), s) ==
-                targets.end())
-              targets.push_back(std::move(s));
-          }
+          if (p.role != "CONSUMER") takeNew(it->second.changes_by_uid, p.id, from);
         };
         for (const auto& p : agents.conversation->participants) byUid(p);
         if (agents.removed)

@@ -46,6 +46,9 @@ class HubClient {
   virtual void revoke() = 0;
 };
 
+// Sessions by a key (consumer id, user id, agent uid).
+using HubSessionIndex = std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>>;
+
 class Hub final : public conversation::ConversationListener {
  public:
   void add(const std::shared_ptr<HubClient>& client);
@@ -108,14 +111,14 @@ class Hub final : public conversation::ConversationListener {
   // user takes part in; with 500 idle agents logged in, posting every message to all of them
   // cut bot turns from ~12,700/s to ~2,200/s).
   struct AccountSessions {
-    std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> consumers;
+    HubSessionIndex consumers;
     std::vector<std::weak_ptr<HubClient>> agents;
-    std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> agents_by_user;
+    HubSessionIndex agents_by_user;
     // Conversation changes (setConversationInterest): sessions that want all of them, and
     // sessions by the agent uid their subscriptions filter on; `interest` is what each session
     // registered, to take it out again.
     std::vector<std::weak_ptr<HubClient>> changes_all;
-    std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>> changes_by_uid;
+    HubSessionIndex changes_by_uid;
     std::unordered_map<const HubClient*, std::vector<std::string>> interest;
   };
   // Takes `client`'s conversation-change interest out of `acc` (under mu_).
