@@ -49,7 +49,7 @@ struct ServeFlags {
   int threads = 0;
   bool demo = false;
   int session_ttl_s = 12 * 3600;
-  std::string schema_dir = PARLEY_SOURCE_SCHEMA_DIR;
+  std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
 };
 
@@ -247,11 +247,21 @@ int serve(const ServeFlags& f) {
   // ---- Bot connector (src/connector) -------------------------------------------------------
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
-  auto validator = connector::richcontent::Validator::load(f.schema_dir);
+  auto validator = f.schema_dir.empty() ? connector::richcontent::Validator::loadEmbedded()
+                                        : connector::richcontent::Validator::load(f.schema_dir);
   if (!validator)
-    return fail(
-        "cannot load the structured-content schema from " + f.schema_dir + " (use --schema-dir)",
-        validator.error());
+    return fail(f.schema_dir.empty()
+                    ? std::string("cannot compile the built-in structured-content schema")
+                    : "cannot load the structured-content schema from " + f.schema_dir +
+                          " (--schema-dir: a folder with JSON Pollock's rich_content.json and the "
+                          "files it refers to; leave it out for the built-in schema)",
+                validator.error());
+  spdlog::info("structured-content schema: {}",
+               f.schema_dir.empty()
+                   ? "json-pollock " +
+                         std::string(connector::richcontent::embeddedJsonPollockVersion()) +
+                         " (built in)"
+                   : f.schema_dir);
   connector::ConnectorOptions connector_options;
   // Turns run on the engine's threads (see ConnectorOptions::turn_pool); the connector is
   // stopped before the engine is destroyed.
@@ -371,7 +381,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
       ->capture_default_str();
   serve_cmd->add_option("--schema-dir", f.schema_dir,
-                        "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
+                        "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "
+                        "of the built-in json-pollock schema");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,

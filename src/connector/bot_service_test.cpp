@@ -10,7 +10,6 @@
 
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
-#include "connector/testing/corpus.h"
 #include "connector/testing/fake_runner.h"
 #include "conversation/conversation_engine.h"
 #include "conversation/testing/ring_acceptor.h"
@@ -124,7 +123,7 @@ class BotServiceTest : public ::testing::Test {
     engine_raw_ = engine_.get();
     ASSERT_TRUE(engine_->recover());
     watcher_sub_ = engine_->subscribe(watcher_);
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
     co.ms_per_delay_second = 20;
@@ -911,7 +910,7 @@ TEST_F(BotServiceTest, StoredImageAllowlistIsEnforcedAndSurvivesARestart) {
   ASSERT_TRUE(store_->bots().getImageAllowlist(kAcc));
   // A new connector (no callback) reads it from the store.
   service_.reset();
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   ConnectorOptions co;
   co.image_allowlist = [](const AccountId&) {
     return std::optional<std::vector<std::string>>({"callback.example"});
@@ -1401,7 +1400,7 @@ TEST_F(BotServiceTest, RestartClearsOldPendingTurnRowsAndAnswersTheirMessages) {
   say(c, "two");
   ASSERT_TRUE(store_->bots().putPendingTurn(
       store::PendingTurn{kAcc, bot, c.id, "turn-crashed", R"({"epoch":1})", clock_.nowMs()}));
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 2));
@@ -1503,7 +1502,7 @@ TEST_F(BotServiceTest, RestartResumesRunningBotsAndUnansweredMessages) {
   // The connector goes away; a consumer message arrives meanwhile; a new connector starts.
   service_.reset();
   say(c, "while down");
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 2));

@@ -13,7 +13,6 @@
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "connector/bot_service.h"
-#include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
 #include "conversation/testing/ring_acceptor.h"
 #include "functions/runtime.h"
@@ -111,7 +110,7 @@ class ConnectorFunctionsTest : public ::testing::Test {
     engine_raw_ = engine_.get();
     ASSERT_TRUE(engine_->recover());
     desk_sub_ = engine_->subscribe(desk_);
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v) << v.error().message;
     ConnectorOptions co;
     co.ms_per_delay_second = 50;

@@ -13,7 +13,6 @@
 #include "common/clock.h"
 #include "common/testing/temp_dir.h"
 #include "connector/bot_service.h"
-#include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/testing/fake_host.h"
@@ -65,7 +64,7 @@ class ConnectorWsTest : public ::testing::Test {
     ASSERT_TRUE(runtime_->deploy(kAcc, f.uuid, functions::DeployedCode{kCode, {}, 1}));
     engine_ = conv::makeConversationService(*store_, clock_);
     ASSERT_TRUE(engine_->recover());
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
     // As main wires it: consumer profiles come from the server's protocol hub.
