@@ -59,10 +59,15 @@ void printLine(const bj::object& o) {
   std::fflush(stdout);
 }
 
+// The console when --web is not given: the installed copy beside the binary
+// (PREFIX/share/parley/web for PREFIX/bin/parley, see the root CMakeLists.txt), else DATA/web.
 std::string defaultWebDir(const std::string& data_dir) {
-#ifdef PARLEY_SOURCE_WEB_DIST
-  if (fs::exists(fs::path(PARLEY_SOURCE_WEB_DIST) / "index.html")) return PARLEY_SOURCE_WEB_DIST;
-#endif
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "parley" / "web";
+    if (fs::exists(installed / "index.html", ec)) return installed.string();
+  }
   return (fs::path(data_dir) / "web").string();
 }
 
@@ -373,7 +378,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--tls-cert", f.tls_cert,
                         "TLS certificate chain (PEM); default: generated");
   serve_cmd->add_option("--tls-key", f.tls_key, "TLS private key (PEM)");
-  serve_cmd->add_option("--web", f.web, "Directory of the built console (web/dist)");
+  serve_cmd->add_option(
+      "--web", f.web,
+      "Directory of the built console (web/dist); default: PREFIX/share/parley/web "
+      "of an installed binary, else DATA/web");
   serve_cmd->add_option("--threads", f.threads, "io threads (0 = cores)")->capture_default_str();
   serve_cmd->add_option("--log-level", f.log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
