@@ -21,6 +21,15 @@ case "$tmp" in "$src"/* | "$build"/*)
 esac
 trap 'rm -rf "$tmp"' EXIT
 
+# The console is installed from web/dist (tools/build.sh builds it); build it when missing.
+# (CTest runs this and the browser test, which may build it too, one at a time: RESOURCE_LOCK.)
+if [ ! -f "$src/web/dist/index.html" ]; then
+  echo "install test: building the console (web/dist)"
+  (cd "$src/web" && npm run build --silent) || {
+    echo "install test: the console did not build; run tools/setup.sh, then tools/build.sh" >&2
+    exit 1
+  }
+fi
 cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log" 2>&1 || {
   cat "$tmp/install.log" >&2
   exit 1
