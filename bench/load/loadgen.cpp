@@ -320,8 +320,7 @@ struct Target {
 
 // Finds (or creates through REST) a running bot on `skill_name` with an echo function.
 Target setUpBot(const Endpoint& ep, const std::string& account, const std::string& user,
-                const std::string& password, const std::string& skill_name, bool ack_only,
-                bool fallback_ack) {
+                const std::string& password, const std::string& skill_name) {
   HttpClient h(ep);
   Target t;
   t.account = account;
@@ -341,21 +340,7 @@ Target setUpBot(const Endpoint& ep, const std::string& account, const std::strin
   }
   if (t.skill_id.empty()) die("skill " + skill_name + " does not exist in account " + account);
 
-  if (ack_only) {
-    t.note = "no bot (--ack-only)";
-    return t;
-  }
   auto bots = h.call(http::verb::get, base + "bots", "", bearer);
-  if (bots.status == 404) {
-    if (!fallback_ack)
-      die("the server has no `bots` REST resource (the bot connector is not wired into parley "
-          "serve): " +
-          bots.body + "; run with --ack-only to measure the consumer path without a bot");
-    t.note =
-        "no bot: GET bots answered 404 (connector not wired into parley serve); turns end at "
-        "the PublishEventResponse";
-    return t;
-  }
   if (bots.status != 200) die("GET bots: " + std::to_string(bots.status) + " " + bots.body);
   const bj::value bots_json = bots.json();
   if (!bots_json.is_array()) die("GET bots: " + bots.body);
@@ -450,7 +435,6 @@ struct Shared {
   std::string account;
   std::string skill_id;
   std::vector<std::string> source_ips;  // local addresses to bind (spreads ephemeral ports)
-  bool ack_only = false;                // a "turn" ends at the PublishEventResponse (no bot)
   // Think time between a reply and the consumer's next message (0: closed loop, send at once).
   // Each wait is uniform in [0.5, 1.5] x think_ms; the first message waits uniform [0, think_ms].
   double think_ms = 0;
@@ -560,12 +544,10 @@ class ConsumerLogic {
         request("ms.SubscribeMessagingEvents", bj::object{{"dialogId", conv_}, {"fromSeq", 0}});
       } else if (t == "GenericSubscribeResponse") {
         subscribed();
-      } else if (t == "ms.PublishEventResponse" && sh_.ack_only) {
-        onReply();
       }
       return;
     }
-    if (t != "ms.MessagingEventNotification" || sh_.ack_only) return;
+    if (t != "ms.MessagingEventNotification") return;
     const auto* body = o.if_contains("body");
     if (!body || !body->is_object()) return;
     const auto* changes = body->as_object().if_contains("changes");
@@ -1187,7 +1169,7 @@ int main(int argc, char** argv) {
   int conversations = 100, io_threads = 1, idle = 10000, sources = 1, signup_threads = 4,
       server_threads = 0, batch = 500;
   double duration = 10, warmup = 2, think_ms = 0;
-  bool keep_sockets = false, keep_data = false, ack_only = false, fallback_ack = false;
+  bool keep_sockets = false, keep_data = false;
   int server_pid = 0;
   app.add_option("--mode", mode, "turns | idle")->check(CLI::IsMember({"turns", "idle"}));
   app.add_option("--url", url, "use a running server (http://host:port); default: start one");
@@ -1234,10 +1216,6 @@ int main(int argc, char** argv) {
                  "--server-arg=--sqlite-batch-wal=false");
   app.add_option("--signup-threads", signup_threads)->capture_default_str();
   app.add_option("--json", json_out, "also write the JSON summary to this file");
-  app.add_flag("--ack-only", ack_only,
-               "no bot: a turn is consumer publish -> PublishEventResponse (the commit ack)");
-  app.add_flag("--fallback-ack", fallback_ack,
-               "when the server has no `bots` resource, measure as --ack-only instead of failing");
   app.add_flag("--keep-data", keep_data, "keep the started server's data directory");
   CLI11_PARSE(app, argc, argv);
 
@@ -1275,7 +1253,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "server %s:%s pid %d account %s\n", ep.host.c_str(), ep.port.c_str(),
                server_pid, account.c_str());
 
-  Target target = setUpBot(ep, account, admin_user, admin_password, skill, ack_only, fallback_ack);
+  Target target = setUpBot(ep, account, admin_user, admin_password, skill);
   std::fprintf(stderr, "bot: %s (skill %s = %s)\n", target.note.c_str(), skill.c_str(),
                target.skill_id.c_str());
 
@@ -1283,7 +1261,6 @@ int main(int argc, char** argv) {
   sh.ep = ep;
   sh.account = account;
   sh.skill_id = target.skill_id;
-  sh.ack_only = target.bot_id.empty();
   sh.think_ms = think_ms;
   for (int i = 1; i <= std::max(1, sources); ++i)
     sh.source_ips.push_back("127.0.0." + std::to_string(i));
@@ -1299,8 +1276,7 @@ int main(int argc, char** argv) {
                  {"server", server ? "started" : "external"},
                  {"serverPid", server_pid},
                  {"bot", target.note},
-                 {"turnEndsAt", target.bot_id.empty() ? "PublishEventResponse (no bot)"
-                                                      : "bot ContentEvent notification"},
+                 {"turnEndsAt", "bot ContentEvent notification"},
                  {"ioThreads", io_threads},
                  {"client", mode == "turns" ? client : "beast"},
                  {"loadavgBefore", loadavg()}};

@@ -49,7 +49,7 @@ struct ServeFlags {
   int threads = 0;
   bool demo = false;
   int session_ttl_s = 12 * 3600;
-  std::string schema_dir = PARLEY_SOURCE_SCHEMA_DIR;
+  std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
 };
 
@@ -59,10 +59,15 @@ void printLine(const bj::object& o) {
   std::fflush(stdout);
 }
 
+// The console when --web is not given: the installed copy beside the binary
+// (PREFIX/share/parley/web for PREFIX/bin/parley, see the root CMakeLists.txt), else DATA/web.
 std::string defaultWebDir(const std::string& data_dir) {
-#ifdef PARLEY_SOURCE_WEB_DIST
-  if (fs::exists(fs::path(PARLEY_SOURCE_WEB_DIST) / "index.html")) return PARLEY_SOURCE_WEB_DIST;
-#endif
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "parley" / "web";
+    if (fs::exists(installed / "index.html", ec)) return installed.string();
+  }
   return (fs::path(data_dir) / "web").string();
 }
 
@@ -247,11 +252,21 @@ int serve(const ServeFlags& f) {
   // ---- Bot connector (src/connector) -------------------------------------------------------
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
-  auto validator = connector::richcontent::Validator::load(f.schema_dir);
+  auto validator = f.schema_dir.empty() ? connector::richcontent::Validator::loadEmbedded()
+                                        : connector::richcontent::Validator::load(f.schema_dir);
   if (!validator)
-    return fail(
-        "cannot load the structured-content schema from " + f.schema_dir + " (use --schema-dir)",
-        validator.error());
+    return fail(f.schema_dir.empty()
+                    ? std::string("cannot compile the built-in structured-content schema")
+                    : "cannot load the structured-content schema from " + f.schema_dir +
+                          " (--schema-dir: a folder with JSON Pollock's rich_content.json and the "
+                          "files it refers to; leave it out for the built-in schema)",
+                validator.error());
+  spdlog::info("structured-content schema: {}",
+               f.schema_dir.empty()
+                   ? "json-pollock " +
+                         std::string(connector::richcontent::embeddedJsonPollockVersion()) +
+                         " (built in)"
+                   : f.schema_dir);
   connector::ConnectorOptions connector_options;
   // Turns run on the engine's threads (see ConnectorOptions::turn_pool); the connector is
   // stopped before the engine is destroyed.
@@ -363,7 +378,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--tls-cert", f.tls_cert,
                         "TLS certificate chain (PEM); default: generated");
   serve_cmd->add_option("--tls-key", f.tls_key, "TLS private key (PEM)");
-  serve_cmd->add_option("--web", f.web, "Directory of the built console (web/dist)");
+  serve_cmd->add_option(
+      "--web", f.web,
+      "Directory of the built console (web/dist); default: PREFIX/share/parley/web "
+      "of an installed binary, else DATA/web");
   serve_cmd->add_option("--threads", f.threads, "io threads (0 = cores)")->capture_default_str();
   serve_cmd->add_option("--log-level", f.log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
@@ -371,7 +389,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
       ->capture_default_str();
   serve_cmd->add_option("--schema-dir", f.schema_dir,
-                        "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
+                        "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "
+                        "of the built-in json-pollock schema");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,

@@ -8,10 +8,11 @@
 #include <future>
 #include <thread>
 
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
-#include "connector/testing/corpus.h"
 #include "connector/testing/fake_runner.h"
 #include "conversation/conversation_engine.h"
+#include "conversation/testing/ring_acceptor.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::connector {
@@ -20,53 +21,12 @@ namespace {
 namespace bj = boost::json;
 namespace conv = parley::conversation;
 using namespace std::chrono_literals;
+using parley::testing::call;
 using testing::errorResult;
 using testing::FakeRunner;
 using testing::okResult;
 
 const AccountId kAcc("1000");
-
-template <class T, class F>
-Result<T> call(F&& f) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(10s) != std::future_status::ready) return internalError("timeout");
-  return fut.get();
-}
-
-// Records chat states and accepts rings for human agents it is told about.
-class Watcher final : public conv::ConversationListener {
- public:
-  explicit Watcher(conv::ConversationService*& engine) : engine_(engine) {}
-  void acceptFor(conv::Actor agent) {
-    std::lock_guard l(mu_);
-    agents_.push_back(agent);
-  }
-  void onRingOffered(const conv::RingOffered& e) override {
-    std::optional<conv::Actor> who;
-    {
-      std::lock_guard l(mu_);
-      for (const auto& a : agents_)
-        if (a.user == e.ring.user) who = a;
-    }
-    if (who) engine_->acceptRing(*who, e.ring.ring_id, [](Result<store::Conversation>) {});
-  }
-  void onChatState(const conv::ChatStateChanged& e) override {
-    std::lock_guard l(mu_);
-    chat_states_.push_back(std::string(bj::parse(e.event_json).at("chatState").as_string()));
-  }
-  std::vector<std::string> chatStates() {
-    std::lock_guard l(mu_);
-    return chat_states_;
-  }
-
- private:
-  conv::ConversationService*& engine_;
-  std::mutex mu_;
-  std::vector<conv::Actor> agents_;
-  std::vector<std::string> chat_states_;
-};
 
 // A Store whose BotStore writes turn records LATER, on a thread of its own (like the SQLite
 // store's group commit), and can fail them. Everything else is the memory store.
@@ -163,7 +123,7 @@ class BotServiceTest : public ::testing::Test {
     engine_raw_ = engine_.get();
     ASSERT_TRUE(engine_->recover());
     watcher_sub_ = engine_->subscribe(watcher_);
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
     co.ms_per_delay_second = 20;
@@ -322,7 +282,7 @@ class BotServiceTest : public ::testing::Test {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<conv::ConversationService> engine_;
   conv::ConversationService* engine_raw_ = nullptr;
-  Watcher watcher_{engine_raw_};
+  conv::testing::RingAcceptor watcher_{engine_raw_};
   conv::Subscription watcher_sub_;
   FakeRunner runner_;
   std::unique_ptr<BotService> service_;
@@ -950,7 +910,7 @@ TEST_F(BotServiceTest, StoredImageAllowlistIsEnforcedAndSurvivesARestart) {
   ASSERT_TRUE(store_->bots().getImageAllowlist(kAcc));
   // A new connector (no callback) reads it from the store.
   service_.reset();
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   ConnectorOptions co;
   co.image_allowlist = [](const AccountId&) {
     return std::optional<std::vector<std::string>>({"callback.example"});
@@ -1440,7 +1400,7 @@ TEST_F(BotServiceTest, RestartClearsOldPendingTurnRowsAndAnswersTheirMessages) {
   say(c, "two");
   ASSERT_TRUE(store_->bots().putPendingTurn(
       store::PendingTurn{kAcc, bot, c.id, "turn-crashed", R"({"epoch":1})", clock_.nowMs()}));
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 2));
@@ -1542,7 +1502,7 @@ TEST_F(BotServiceTest, RestartResumesRunningBotsAndUnansweredMessages) {
   // The connector goes away; a consumer message arrives meanwhile; a new connector starts.
   service_.reset();
   say(c, "while down");
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 2));

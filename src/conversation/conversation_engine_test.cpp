@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "conversation/conversation_service.h"
 #include "store/memory/memory_store.h"
@@ -29,18 +30,7 @@ using store::Conversation;
 using store::TtrType;
 using namespace std::chrono_literals;
 
-// Runs an asynchronous engine call and waits for its completion.
-template <class T, class F>
-Result<T> call(F&& f) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(10s) != std::future_status::ready) {
-    ADD_FAILURE() << "completion was not called within 10 s";
-    return internalError("timeout");
-  }
-  return fut.get();
-}
+using parley::testing::call;
 
 // Records every event, in arrival order, and lets a test wait for one.
 class Recorder final : public ConversationListener {

@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/testing/temp_dir.h"
 #include "connector/bot_service.h"
-#include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/testing/fake_host.h"
@@ -48,9 +48,6 @@ function lambda(input, callback) {
 class ConnectorWsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("parley_connector_ws_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
     store_ = store::makeMemoryStore(clock_);
     ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
     auto skill = store_->accounts().createSkill(store::Skill{kAcc, SkillId(), "general", 0});
@@ -67,7 +64,7 @@ class ConnectorWsTest : public ::testing::Test {
     ASSERT_TRUE(runtime_->deploy(kAcc, f.uuid, functions::DeployedCode{kCode, {}, 1}));
     engine_ = conv::makeConversationService(*store_, clock_);
     ASSERT_TRUE(engine_->recover());
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
     // As main wires it: consumer profiles come from the server's protocol hub.
@@ -106,7 +103,6 @@ class ConnectorWsTest : public ::testing::Test {
     connector_.reset();
     engine_.reset();
     runtime_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Signs up a consumer, opens its socket, requests a conversation and subscribes to it.
@@ -166,7 +162,8 @@ class ConnectorWsTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
+  parley::testing::TempDir tmp_;
+  const std::filesystem::path dir_{tmp_.path()};
   SystemClock clock_;
   functions::testing::FakeHost host_;
   std::unique_ptr<store::Store> store_;

@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include "connector/testing/corpus.h"
-
 namespace parley::connector::richcontent {
 namespace {
 
@@ -31,7 +29,7 @@ api::Response call(RichContentHandler& h, std::string method, std::vector<std::s
 class HandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto v = Validator::load(testing::schemaDir());
+    auto v = Validator::loadEmbedded();
     ASSERT_TRUE(v);
     handler_ = std::make_unique<RichContentHandler>(
         *v, [](const AccountId& acc) -> std::optional<std::vector<std::string>> {

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <boost/url/parse.hpp>
 #include <cctype>
+#include <fstream>
+#include <sstream>
 
+#include "connector/richcontent/embedded_schema.h"
 #include "connector/richcontent/json_kind.h"
 
 namespace parley::connector::richcontent {
@@ -188,18 +191,60 @@ bool imageUrlAllowed(std::string_view url, const std::optional<std::vector<std::
   return false;
 }
 
-Result<Validator> Validator::load(const std::filesystem::path& schema_dir) {
-  std::filesystem::path pollock = schema_dir / "json-pollock-1.7.7";
-  std::filesystem::path web = schema_dir / "lp-rich-content-validator-web";
-  if (!std::filesystem::exists(pollock / "rich_content.json")) {
-    pollock = schema_dir;
-    web = schema_dir / ".." / "lp-rich-content-validator-web";
-  }
+const std::string_view kQuickRepliesSchema = R"({
+  "type": "object",
+  "title": "quickReplies",
+  "additionalProperties": false,
+  "properties": {
+    "type": {"type": "string", "enum": ["quickReplies"]},
+    "itemsPerRow": {"type": "number"},
+    "replies": {"type": "array", "minItems": 1, "maxItems": 24, "items": {"$ref": "button.json"}}
+  },
+  "required": ["type", "itemsPerRow", "replies"]
+})";
+
+std::string_view embeddedJsonPollockVersion() { return PARLEY_JSON_POLLOCK_VERSION; }
+
+namespace {
+constexpr const char* kQuickRepliesFile = "quickReplies.json";
+}  // namespace
+
+Result<Validator> Validator::compile(const SchemaReader& pollock) {
   auto p = CompiledSchema::load(pollock, "rich_content.json");
   if (!p) return std::unexpected(p.error());
-  auto q = CompiledSchema::load(web, "quickReplies.json");
+  SchemaReader quick_replies = [&pollock](const std::string& file) -> Result<std::string> {
+    if (file == kQuickRepliesFile) return std::string(kQuickRepliesSchema);
+    return pollock(file);
+  };
+  auto q = CompiledSchema::load(quick_replies, kQuickRepliesFile);
   if (!q) return std::unexpected(q.error());
   return Validator(std::move(*p), std::move(*q));
+}
+
+Result<Validator> Validator::loadEmbedded() {
+  SchemaReader read = [](const std::string& file) -> Result<std::string> {
+    const EmbeddedFile* f = findEmbeddedFile(embeddedJsonPollockSchema(), file);
+    if (!f)
+      return invalid(fmt::format("schema file {} is not in the built-in JSON Pollock {} schema",
+                                 file, embeddedJsonPollockVersion()));
+    return std::string(f->text);
+  };
+  return compile(read);
+}
+
+Result<Validator> Validator::load(const std::filesystem::path& pollock_dir) {
+  std::filesystem::path dir = pollock_dir;
+  if (std::filesystem::exists(dir / "json-pollock-1.7.7" / "rich_content.json"))
+    dir /= "json-pollock-1.7.7";
+  SchemaReader read = [&dir](const std::string& file) -> Result<std::string> {
+    std::filesystem::path p = dir / file;
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return invalid(fmt::format("schema file {} cannot be read", p.string()));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return compile(read);
 }
 
 std::vector<std::string> Validator::warnings() const {

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "common/testing/temp_dir.h"
+#include "connector/richcontent/embedded_schema.h"
 #include "connector/testing/corpus.h"
 
 namespace parley::connector::richcontent {
@@ -14,7 +18,7 @@ namespace bj = boost::json;
 class ValidatorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto v = Validator::load(testing::schemaDir());
+    auto v = Validator::loadEmbedded();
     ASSERT_TRUE(v) << v.error().message;
     v_ = new Validator(std::move(*v));
   }
@@ -29,11 +33,54 @@ std::string card(const std::string& image_url) {
          R"("},{"type":"text","text":"hi"}]})";
 }
 
-TEST_F(ValidatorTest, LoadsFromEitherFolder) {
+TEST_F(ValidatorTest, LoadsFromAFolderInstead) {
   EXPECT_TRUE(Validator::load(testing::schemaDir() / "json-pollock-1.7.7"));
+  EXPECT_TRUE(Validator::load(testing::schemaDir()));
   auto bad = Validator::load("/nonexistent/schema");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("rich_content.json"), std::string::npos);
+}
+
+// A schema folder given instead of the built-in schema is the one that decides: the same card
+// is valid under the built-in schema and invalid under a copy whose text.json allows 3
+// characters.
+TEST_F(ValidatorTest, AFolderOverridesTheBuiltInSchema) {
+  parley::testing::TempDir dir;
+  for (const EmbeddedFile& f : embeddedJsonPollockSchema()) {
+    std::string text(f.text);
+    if (f.name == "text.json") {
+      bj::value v = bj::parse(text);
+      v.as_object()["properties"].as_object()["text"].as_object()["maxLength"] = 3;
+      text = bj::serialize(v);
+    }
+    std::ofstream(dir.file(std::string(f.name)), std::ios::binary) << text;
+  }
+  auto custom = Validator::load(dir.path());
+  ASSERT_TRUE(custom) << custom.error().message;
+  std::string doc = R"({"type":"text","text":"four"})";
+  EXPECT_TRUE(v().validateText(doc).valid);
+  auto r = custom->validateText(doc);
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors[0].path, "/text");
+  // Quick replies use the folder's button.json too.
+  EXPECT_TRUE(
+      custom
+          ->validateQuickReplies(bj::parse(
+              R"({"type":"quickReplies","itemsPerRow":2,"replies":[{"type":"button","title":"Yes",)"
+              R"("click":{"actions":[{"type":"publishText","text":"yes"}]}}]})"))
+          .valid);
+  std::filesystem::remove(dir.file("button.json"));
+  auto missing = Validator::load(dir.path());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("button.json"), std::string::npos);
+}
+
+TEST_F(ValidatorTest, BuiltInSchemaNeedsNoFiles) {
+  auto v = Validator::loadEmbedded();
+  ASSERT_TRUE(v) << v.error().message;
+  EXPECT_TRUE(v->validateText(R"({"type":"text","text":"hi"})").valid);
+  EXPECT_FALSE(v->validateText(R"({"type":"text"})").valid);
+  EXPECT_FALSE(embeddedJsonPollockSchema().empty());
 }
 
 TEST_F(ValidatorTest, ImageUrlsMustBeHttps) {

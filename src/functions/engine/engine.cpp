@@ -9,12 +9,9 @@
 #include "common/json.h"
 #include "common/random.h"
 #include "common/thread_name.h"
+#include "functions/engine/js_libs.h"
 #include "functions/engine/watchdog.h"
 #include "functions/engine/worker.h"
-
-#ifndef PARLEY_FUNCTIONS_JSLIB_DIR
-#define PARLEY_FUNCTIONS_JSLIB_DIR ""
-#endif
 
 namespace parley::functions::engine {
 
@@ -74,9 +71,10 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
     return invalid("RuntimeOptions.heap_limit_mb must be at least 16");
   std::unique_ptr<Engine> e(new Engine(std::move(options), host, clock));
   e->limits_ = limits ? std::move(limits) : std::make_unique<Watchdog>();
-  e->libs_.dir = e->options_.js_lib_dir.empty() ? std::string(PARLEY_FUNCTIONS_JSLIB_DIR)
-                                                : e->options_.js_lib_dir;
-  if (!e->libs_.dir.empty()) {
+  e->libs_.dir = e->options_.js_lib_dir;
+  if (e->libs_.dir.empty()) {
+    for (const EmbeddedFile& lib : embeddedJsLibs()) e->libs_.sources.emplace(lib.name, lib.text);
+  } else {
     std::string lodash = readFile(e->libs_.dir + "/lodash/lodash.js");
     if (!lodash.empty()) e->libs_.sources["lodash"] = std::move(lodash);
     std::string luxon = readFile(e->libs_.dir + "/luxon/build/cjs-browser/luxon.js");

@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/schema.h"
 #include "store/testing/raw_query.h"
-#include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {
