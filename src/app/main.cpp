@@ -51,6 +51,7 @@ struct ServeFlags {
   int session_ttl_s = 12 * 3600;
   std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
+  std::vector<std::string> outbound_allow;
 };
 
 void printLine(const bj::object& o) {
@@ -229,7 +230,9 @@ int serve(const ServeFlags& f) {
       [&store_ref](const AccountId& acc, const std::string& id) {
         return app::readConversationForFunctions(store_ref, acc, id);
       });
-  auto function_runtime = functions::FunctionRuntime::create({}, function_host, clock);
+  functions::RuntimeOptions runtime_options;
+  runtime_options.outbound_allow = f.outbound_allow;
+  auto function_runtime = functions::FunctionRuntime::create(runtime_options, function_host, clock);
   if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
   auto function_service = std::make_shared<functions::service::FunctionService>(
       store_ref, *secret_box, **function_runtime, clock);
@@ -397,6 +400,13 @@ int main(int argc, char** argv) {
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "
                    "two per page; same durability). false: SQLite's default VFS")
       ->capture_default_str();
+  serve_cmd
+      ->add_option(
+          "--outbound-allow", f.outbound_allow,
+          "Internal addresses functions' HTTP requests may reach (default: public addresses only): "
+          "loopback, private, link-local, cgnat, metadata or a CIDR block; repeat or separate by "
+          "commas")
+      ->delimiter(',');
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
   CLI11_PARSE(app, argc, argv);

@@ -49,4 +49,8 @@ void FunctionRuntime::invokeCode(const AccountId& account, std::string code,
 
 RuntimeStats FunctionRuntime::stats() const { return engine_->stats(); }
 
+const engine::AddressPolicy& FunctionRuntime::addressPolicy() const {
+  return engine_->addressPolicy();
+}
+
 }  // namespace parley::functions

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/result.h"
+#include "functions/engine/outbound.h"
 #include "functions/host.h"
 #include "functions/runner.h"
 #include "store/store.h"
@@ -44,7 +45,11 @@ struct RuntimeOptions {
   int http_threads = 2;
   // Threads for FunctionHost calls (secrets, context service, conversations). Default: 2.
   int host_threads = 2;
-  // Largest outbound HTTP response body accepted. Default: 10 MiB.
+  // Internal address ranges outbound HTTP may reach (`parley serve --outbound-allow`): named
+  // ranges "loopback", "private", "link-local", "cgnat", "metadata", or CIDR blocks such as
+  // "10.1.0.0/16". Default: none (public addresses only). See engine/outbound.h AddressPolicy.
+  std::vector<std::string> outbound_allow;
+  // Largest outbound HTTP request and response body. Default: 10 MiB.
   std::size_t http_max_body_bytes = 10 * 1024 * 1024;
   // Invocations queued but not started, over all functions; more are rejected at once with
   // com.liveperson.faas.es.unavailable. Default: 10,000.
@@ -122,6 +127,9 @@ class FunctionRuntime final : public Runner {
                   InvokeRequest request, std::function<void(InvokeResult)> done);
 
   RuntimeStats stats() const;
+  // The address ranges outbound HTTP may reach (RuntimeOptions::outbound_allow, parsed); the
+  // functions service refuses allowlist entries outside it.
+  const engine::AddressPolicy& addressPolicy() const;
 
  private:
   explicit FunctionRuntime(std::unique_ptr<engine::Engine> engine);

@@ -276,6 +276,21 @@ struct ContextProperty {
   TimeMs expires_at = 0;  // 0 = never
 };
 
+// One secret read or write attempted by a function (the secret audit trail).
+struct SecretAuditEntry {
+  AccountId account;
+  TimeMs ts = 0;
+  FunctionId function;
+  std::string request_id;
+  std::string invoker;  // "platform" or "user"
+  UserId user;          // the invoking user when invoker == "user"
+  std::string login_name;
+  std::string key;
+  std::string op;       // "read" or "write"
+  std::string outcome;  // "allowed" or "refused"
+  std::string detail;   // why it was refused, or the error of an allowed operation; "" if none
+};
+
 class FunctionStore {
  public:
   virtual ~FunctionStore() = default;
@@ -302,6 +317,13 @@ class FunctionStore {
   virtual Result<Secret> getSecret(const AccountId& acc, const std::string& key) = 0;
   virtual Status deleteSecret(const AccountId& acc, const std::string& key) = 0;
   virtual Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) = 0;
+
+  // Appends one audit entry and keeps only its account's newest `keep` entries. Invalid when
+  // the account is empty.
+  virtual Status appendSecretAudit(const SecretAuditEntry& e, int keep) = 0;
+  // Newest first (insertion order), at most `limit`.
+  virtual Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc,
+                                                                int limit) = 0;
 
   virtual Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) = 0;
   virtual Result<std::vector<std::string>> getAllowlist(const AccountId& acc) = 0;

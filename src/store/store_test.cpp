@@ -728,6 +728,53 @@ TYPED_TEST(StoreContract, SecretsKeepBinaryCiphertext) {
   EXPECT_EQ(this->fn().getSecret(kB, "token")->ciphertext, "b");
 }
 
+TYPED_TEST(StoreContract, SecretAuditNewestFirstKeepsNewestPerAccount) {
+  auto entry = [](const AccountId& a, const std::string& key, TimeMs ts) {
+    SecretAuditEntry e;
+    e.account = a;
+    e.ts = ts;
+    e.function = FunctionId("f1");
+    e.request_id = "r-" + key;
+    e.invoker = "user";
+    e.user = UserId("1001");
+    e.login_name = "dev";
+    e.key = key;
+    e.op = "write";
+    e.outcome = "refused";
+    e.detail = "needs FAAS_ADMIN";
+    return e;
+  };
+  EXPECT_TRUE(this->fn().listSecretAudit(kA, 10)->empty());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_OK(this->fn().appendSecretAudit(entry(kA, "k" + std::to_string(i), 100), 3));
+  ASSERT_OK(this->fn().appendSecretAudit(entry(kB, "b", 0), 3));
+  auto a = this->fn().listSecretAudit(kA, 10);
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->size(), 3u);      // only the newest 3 of the account are kept
+  EXPECT_EQ((*a)[0].key, "k4");  // newest first, by insertion (equal timestamps)
+  EXPECT_EQ((*a)[1].key, "k3");
+  EXPECT_EQ((*a)[2].key, "k2");
+  const auto& e = (*a)[0];
+  EXPECT_EQ(e.account, kA);
+  EXPECT_EQ(e.ts, 100);
+  EXPECT_EQ(e.function, FunctionId("f1"));
+  EXPECT_EQ(e.request_id, "r-k4");
+  EXPECT_EQ(e.invoker, "user");
+  EXPECT_EQ(e.user, UserId("1001"));
+  EXPECT_EQ(e.login_name, "dev");
+  EXPECT_EQ(e.op, "write");
+  EXPECT_EQ(e.outcome, "refused");
+  EXPECT_EQ(e.detail, "needs FAAS_ADMIN");
+  EXPECT_EQ(this->fn().listSecretAudit(kA, 2)->size(), 2u);
+  EXPECT_TRUE(this->fn().listSecretAudit(kA, 0)->empty());
+  auto b = this->fn().listSecretAudit(kB, 10);
+  ASSERT_EQ(b->size(), 1u);                     // pruning one account leaves the other alone
+  EXPECT_EQ((*b)[0].ts, this->clock_.nowMs());  // ts 0 = now
+  ASSERT_OK(this->fn().appendSecretAudit(entry(kB, "b2", 1), 0));
+  EXPECT_TRUE(this->fn().listSecretAudit(kB, 10)->empty());  // keep 0 keeps nothing
+  EXPECT_CODE(this->fn().appendSecretAudit(entry(AccountId(""), "x", 1), 3), ErrorCode::kInvalid);
+}
+
 TYPED_TEST(StoreContract, AllowlistReplacesInOrder) {
   EXPECT_TRUE(this->fn().getAllowlist(kA)->empty());
   ASSERT_OK(this->fn().putAllowlist(kA, {"zeta.example", "alpha.example", "*.mid.example"}));

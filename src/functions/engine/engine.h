@@ -88,10 +88,14 @@ class Engine {
   std::optional<Job> popJob();
   // True while `d` is the deployment in the table for its key.
   bool isCurrent(const Deployment& d) const;
-  // Runs a Toolbelt host operation on the host/HTTP threads; `reply` gets the JSON text
-  // {"ok":true,"value":..} or {"ok":false,"code":"NOT_FOUND","message":..} on some other thread.
-  void hostCall(const Deployment& d, std::string op, std::string args_json, SteadyTime deadline,
+  // Runs a Toolbelt host operation of `job`'s invocation on the host/HTTP threads; `reply` gets
+  // the JSON text {"ok":true,"value":..} or {"ok":false,"code":"NOT_FOUND","message":..} on
+  // some other thread. Secret writes need job.request.invoker.secret_writes == kAllowed; every
+  // secret read and write is recorded through FunctionHost::recordSecretAccess.
+  void hostCall(const Job& job, std::string op, std::string args_json,
                 std::function<void(std::string)> reply);
+  // The parsed RuntimeOptions::outbound_allow.
+  const AddressPolicy& addressPolicy() const { return address_policy_; }
   void countFinished(const InvokeResult& r);
   void countRestart() { isolate_restarts_.fetch_add(1, std::memory_order_relaxed); }
   void countInFlight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
@@ -111,6 +115,7 @@ class Engine {
   std::unique_ptr<Limits> limits_;
   JsLibs libs_;
   RateLimiter rate_;
+  AddressPolicy address_policy_;
 
   mutable std::mutex table_mu_;
   std::unordered_map<std::string, std::shared_ptr<const Deployment>> table_;  // GUARDED_BY

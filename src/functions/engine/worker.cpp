@@ -853,8 +853,8 @@ v8::MaybeLocal<v8::Promise> Worker::nativeCall(IsolateSlot& slot, v8::Local<v8::
   std::uint64_t call_id = next_call_id_++;
   current_->calls.emplace(call_id, v8::Global<v8::Promise::Resolver>(iso, resolver));
   std::uint64_t inv_id = current_->id;
-  engine_.hostCall(*current_->job.deployment, std::move(op), std::move(args_json),
-                   current_->job.deadline, [this, inv_id, call_id](std::string reply) {
+  engine_.hostCall(current_->job, std::move(op), std::move(args_json),
+                   [this, inv_id, call_id](std::string reply) {
                      post([this, inv_id, call_id, reply = std::move(reply)]() mutable {
                        completeCall(inv_id, call_id, std::move(reply));
                      });

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <map>
 #include <optional>
 
 #include "common/json.h"
@@ -174,6 +175,10 @@ class FunctionService::RecordingRunner final : public Runner {
   // Runner
   void invoke(InvokeRequest request, std::function<void(InvokeResult)> done) override {
     if (request.request_id.empty()) request.request_id = randomUuid();
+    // Production invocations (bot turns) run code a FAAS_ADMIN deployed: like LivePerson's
+    // deployed functions they may update secrets. Every access is recorded.
+    if (request.invoker.kind == InvokerKind::kPlatform)
+      request.invoker.secret_writes = SecretWrites::kAllowed;
     AccountId account = request.account;
     FunctionId function = request.function;
     std::string request_id = request.request_id;
@@ -656,6 +661,14 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
   ir.input_json = json::dump(input);
   ir.deadline = options_.test_deadline;
   ir.request_id = randomUuid();
+  // The invoker's identity travels with the invocation: the runtime records it with every
+  // secret access, and only FAAS_ADMIN or ADMIN may change secrets from a test invoke.
+  ir.invoker.kind = InvokerKind::kUser;
+  ir.invoker.user = req.caller.user;
+  ir.invoker.login_name = req.caller.login_name;
+  ir.invoker.secret_writes = req.caller.hasRole("ADMIN") || req.caller.hasRole("FAAS_ADMIN")
+                                 ? SecretWrites::kAllowed
+                                 : SecretWrites::kRefused;
   // Test invocations run the saved code (deployed or not) in a throw-away context, so developers
   // can try edits before deploying. Their logs (incl. Debug) are returned, never stored.
   beginAsync();
@@ -796,9 +809,10 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
   }
   if (p.size() != 2)
     return errorResponse(ErrorCode::kNotFound,
-                         "use GET secrets, PUT secrets/{key} or "
+                         "use GET secrets, GET secrets/audit, PUT secrets/{key} or "
                          "DELETE secrets/{key}");
   const std::string& key = p[1];
+  if (key == "audit" && req.method == "GET") return secretAudit(req);
   if (req.method == "PUT") {
     if (auto r = authorize(req.caller, Need::kAdminister, "changing a secret")) return *r;
     if (auto s = validateSecretKey(key); !s) return errorResponse(s.error());
@@ -829,6 +843,45 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
                        fmt::format("{} is not supported on secrets/{{key}}", req.method));
 }
 
+api::Response FunctionService::secretAudit(const api::Request& req) {
+  if (auto r = authorize(req.caller, Need::kAdminister, "reading the secret audit")) return *r;
+  int limit = options_.default_log_limit;
+  if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
+    auto v = parseInt64(it->second);
+    if (!v || *v < 1 || *v > options_.max_log_limit)
+      return errorResponse(
+          ErrorCode::kInvalid,
+          fmt::format("query 'limit' must be between 1 and {}", options_.max_log_limit));
+    limit = static_cast<int>(*v);
+  }
+  auto entries = functions_.listSecretAudit(req.caller.account, limit);
+  if (!entries) return errorResponse(entries.error());
+  std::map<std::string, std::string> names;  // function uuid -> name
+  if (auto list = functions_.listFunctions(req.caller.account))
+    for (const auto& f : *list) names[f.uuid.str()] = f.name;
+  bj::array out;
+  for (const auto& e : *entries) {
+    bj::object o;
+    o["timestamp"] = e.ts;
+    o["functionUuid"] = e.function.str();
+    auto n = names.find(e.function.str());
+    o["functionName"] = n == names.end() ? bj::value(nullptr) : bj::value(n->second);
+    o["requestId"] = e.request_id;
+    bj::object invoker{{"type", e.invoker}};
+    if (e.invoker == "user") {
+      invoker["userId"] = e.user.str();
+      invoker["loginName"] = e.login_name;
+    }
+    o["invoker"] = std::move(invoker);
+    o["key"] = e.key;
+    o["operation"] = e.op;
+    o["outcome"] = e.outcome;
+    o["detail"] = e.detail;
+    out.push_back(std::move(o));
+  }
+  return ok(bj::object{{"entries", std::move(out)}});
+}
+
 api::Response FunctionService::handleAllowlist(const api::Request& req) {
   if (req.path.size() != 1)
     return errorResponse(ErrorCode::kNotFound, "use GET allowlist or PUT allowlist {domains}");
@@ -853,7 +906,7 @@ api::Response FunctionService::handleAllowlist(const api::Request& req) {
         return errorResponse(ErrorCode::kInvalid, "field 'domains' must be an array of strings");
       domains.emplace_back(d.as_string());
     }
-    auto valid = validateAllowlist(domains);
+    auto valid = validateAllowlist(domains, runtime_.addressPolicy());
     if (!valid) return errorResponse(valid.error());
     if (auto s = functions_.putAllowlist(acc, *valid); !s) return errorResponse(s.error());
     bj::array out;

@@ -1,6 +1,7 @@
 #include "store/memory/memory_store.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -443,6 +444,28 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
+    if (e.account.empty()) return invalid("account id is required");
+    std::lock_guard lock(mu_);
+    auto& list = secret_audit_[e.account.str()];
+    list.push_back(e);
+    if (list.back().ts == 0) list.back().ts = clock_.nowMs();
+    while (!list.empty() && list.size() > static_cast<std::size_t>(std::max(keep, 0)))
+      list.pop_front();
+    return {};
+  }
+
+  Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<SecretAuditEntry> out;
+    auto it = secret_audit_.find(acc.str());
+    if (it == secret_audit_.end()) return out;
+    for (auto e = it->second.rbegin();
+         e != it->second.rend() && static_cast<int>(out.size()) < limit; ++e)
+      out.push_back(*e);
+    return out;
+  }
+
   Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
     std::lock_guard lock(mu_);
     allowlists_[acc.str()] = domains;
@@ -720,6 +743,7 @@ class MemoryStore final : public Store,
   std::vector<std::pair<std::int64_t, Deployment>> deployments_;
   std::vector<std::pair<std::int64_t, InvocationLog>> logs_;
   std::map<Key2, Secret> secrets_;
+  std::map<std::string, std::deque<SecretAuditEntry>> secret_audit_;  // by account, oldest first
   std::map<std::string, std::vector<std::string>> allowlists_;
   std::map<std::tuple<std::string, std::string, std::string, std::string>, ContextProperty>
       context_;

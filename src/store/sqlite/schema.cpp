@@ -132,7 +132,17 @@ ALTER TABLE messages_v5 RENAME TO messages;
 CREATE UNIQUE INDEX messages_by_conversation ON messages(conversation, sequence);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
+// Version 6: the audit trail of secret reads and writes by functions, newest kept per account.
+constexpr const char* kV6 = R"sql(
+CREATE TABLE secret_audit(
+  seq INTEGER PRIMARY KEY, account TEXT NOT NULL, ts INTEGER NOT NULL,
+  function_uuid TEXT NOT NULL, request_id TEXT NOT NULL, invoker TEXT NOT NULL,
+  user_id TEXT NOT NULL, login_name TEXT NOT NULL, key_name TEXT NOT NULL, op TEXT NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

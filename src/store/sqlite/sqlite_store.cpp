@@ -358,6 +358,22 @@ Secret secretRow(Query& q) {
   return s;
 }
 
+SecretAuditEntry secretAuditRow(Query& q) {
+  SecretAuditEntry e;
+  e.account = AccountId(q.text(0));
+  e.ts = q.i64(1);
+  e.function = FunctionId(q.text(2));
+  e.request_id = q.text(3);
+  e.invoker = q.text(4);
+  e.user = UserId(q.text(5));
+  e.login_name = q.text(6);
+  e.key = q.text(7);
+  e.op = q.text(8);
+  e.outcome = q.text(9);
+  e.detail = q.text(10);
+  return e;
+}
+
 ContextProperty contextRow(Query& q) {
   ContextProperty p;
   p.account = AccountId(q.text(0));
@@ -1441,6 +1457,36 @@ class SqliteStore final : public Store,
       return selectAll<std::string>(
           c, "SELECT key_name FROM secrets WHERE account=? ORDER BY key_name",
           [](Query& q) { return q.text(0); }, acc.str());
+    });
+  }
+
+  Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
+    if (e.account.empty()) return invalid("account id is required");
+    const TimeMs ts = e.ts ? e.ts : clock_.nowMs();
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(execute(c,
+                               "INSERT INTO secret_audit(account, ts, function_uuid, request_id, "
+                               "invoker, user_id, login_name, key_name, op, outcome, detail) "
+                               "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                               e.account.str(), ts, e.function.str(), e.request_id, e.invoker,
+                               e.user.str(), e.login_name, e.key, e.op, e.outcome, e.detail));
+      return asStatus(execute(c,
+                              "DELETE FROM secret_audit WHERE account=?1 AND seq <= "
+                              "(SELECT seq FROM secret_audit WHERE account=?1 "
+                              "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                              e.account.str(), std::max(keep, 0)));
+    });
+  }
+
+  Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
+    if (limit <= 0) return std::vector<SecretAuditEntry>{};
+    return read([&](Conn& c) {
+      return selectAll<SecretAuditEntry>(
+          c,
+          "SELECT account, ts, function_uuid, request_id, invoker, user_id, login_name, "
+          "key_name, op, outcome, detail FROM secret_audit WHERE account=? "
+          "ORDER BY seq DESC LIMIT ?",
+          secretAuditRow, acc.str(), limit);
     });
   }
 

@@ -141,6 +141,12 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   // Version 4: the image allowlist.
   EXPECT_EQ((*s)->bots().getImageAllowlist(AccountId("1")).error().code, ErrorCode::kNotFound);
   EXPECT_TRUE((*s)->bots().putImageAllowlist(AccountId("1"), {"img.example"}));
+  // Version 6: the secret audit.
+  SecretAuditEntry e;
+  e.account = AccountId("1");
+  e.key = "k";
+  EXPECT_TRUE((*s)->functions().appendSecretAudit(e, 10));
+  EXPECT_EQ((*s)->functions().listSecretAudit(AccountId("1"), 10)->size(), 1u);
 }
 
 TEST(SqliteStore, ImageAllowlistSurvivesAReopen) {
@@ -208,7 +214,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
       std::string::npos);
   auto s = openSqliteStore(path, clock);
   ASSERT_TRUE(s) << s.error().message;
-  EXPECT_EQ((*s)->schemaVersion(), 5);
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
   EXPECT_EQ(
       rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
       std::string::npos);
