@@ -51,6 +51,8 @@ struct ServeFlags {
   int session_ttl_s = 12 * 3600;
   std::string schema_dir = PARLEY_SOURCE_SCHEMA_DIR;
   bool sqlite_batch_wal = true;
+  std::string metrics_token;
+  bool metrics_tenant_labels = false;
 };
 
 void printLine(const bj::object& o) {
@@ -280,6 +282,9 @@ int serve(const ServeFlags& f) {
   so.threads = f.threads;
   so.web_dir = f.web.empty() ? defaultWebDir(data_dir) : f.web;
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
+  so.metrics_token = f.metrics_token;
+  so.metrics_tenant_labels =
+      f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
@@ -373,6 +378,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--schema-dir", f.schema_dir,
                         "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
+  serve_cmd
+      ->add_option("--metrics-token", f.metrics_token,
+                   "Bearer token that GET /metrics needs; without one /metrics is off")
+      ->envname("PARLEY_METRICS_TOKEN");
+  serve_cmd->add_flag("--metrics-tenant-labels", f.metrics_tenant_labels,
+                      "Keep the account, bot and function labels in /metrics (default: summed)");
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "
