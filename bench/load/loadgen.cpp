@@ -1165,7 +1165,7 @@ bool waitUntil(const std::function<bool()>& pred, double seconds) {
 int main(int argc, char** argv) {
   CLI::App app{"parley_loadgen: consumer WebSockets against parley serve --demo"};
   std::string mode = "turns", url, parley = PARLEY_BINARY, account, admin_user = "admin",
-              admin_password, skill = "general", json_out;
+              admin_password, skill = "general", json_out, metrics_token;
   int conversations = 100, io_threads = 1, idle = 10000, sources = 1, signup_threads = 4,
       server_threads = 0, batch = 500;
   double duration = 10, warmup = 2, think_ms = 0;
@@ -1178,6 +1178,8 @@ int main(int argc, char** argv) {
   app.add_option("--account", account, "with --url: the account");
   app.add_option("--admin-user", admin_user, "with --url: an admin login")->capture_default_str();
   app.add_option("--admin-password", admin_password, "with --url: its password");
+  app.add_option("--metrics-token", metrics_token,
+                 "with --url: the server's --metrics-token (the store figures need it)");
   app.add_option("--skill", skill, "skill name the bot serves")->capture_default_str();
   app.add_option("--conversations", conversations, "turns: concurrent consumers")
       ->capture_default_str();
@@ -1238,6 +1240,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> extra;
     if (server_threads > 0) extra = {"--threads", std::to_string(server_threads)};
     extra.insert(extra.end(), server_args.begin(), server_args.end());
+    metrics_token = "loadgen-" + std::to_string(getpid());
+    extra.insert(extra.end(), {"--metrics-token", metrics_token});
     server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
     server_pid = server->pid();
     ep = parseUrl(std::string(server->listening().at("http").as_string()));
@@ -1327,7 +1331,8 @@ int main(int argc, char** argv) {
     for (auto& l : raw_loops) l->go();
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
     HttpClient metrics_client(ep);
-    const std::string metrics0 = metrics_client.call(http::verb::get, "/metrics").body;
+    const std::string metrics0 =
+        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
     const long cs0 = procContextSwitches(server_pid);
     const auto machine0 = machineCpuSec();
@@ -1339,7 +1344,8 @@ int main(int argc, char** argv) {
     const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
     const long cs1 = procContextSwitches(server_pid);
     const auto machine1 = machineCpuSec();
-    const std::string metrics1 = metrics_client.call(http::verb::get, "/metrics").body;
+    const std::string metrics1 =
+        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double store_txns = metricValue(metrics1, "parley_store_transactions_total") -
                               metricValue(metrics0, "parley_store_transactions_total");
     const double store_writes = metricValue(metrics1, "parley_store_writes_total") -

@@ -52,6 +52,8 @@ struct ServeFlags {
   std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
   std::vector<std::string> outbound_allow;
+  std::string metrics_token;
+  bool metrics_tenant_labels = false;
 };
 
 void printLine(const bj::object& o) {
@@ -298,6 +300,9 @@ int serve(const ServeFlags& f) {
   so.threads = f.threads;
   so.web_dir = f.web.empty() ? defaultWebDir(data_dir) : f.web;
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
+  so.metrics_token = f.metrics_token;
+  so.metrics_tenant_labels =
+      f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
@@ -395,6 +400,12 @@ int main(int argc, char** argv) {
                         "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "
                         "of the built-in json-pollock schema");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
+  serve_cmd
+      ->add_option("--metrics-token", f.metrics_token,
+                   "Bearer token that GET /metrics needs; without one /metrics is off")
+      ->envname("PARLEY_METRICS_TOKEN");
+  serve_cmd->add_flag("--metrics-tenant-labels", f.metrics_tenant_labels,
+                      "Keep the account, bot and function labels in /metrics (default: summed)");
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "

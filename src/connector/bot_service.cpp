@@ -21,6 +21,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "common/thread_name.h"
 #include "connector/input.h"
@@ -2165,11 +2166,11 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
     try {
       const auto& p = request.path;
       const AccountId& acc = request.caller.account;
-      bool admin = request.caller.hasRole("ADMIN");
-      bool manager = admin || request.caller.hasRole("AGENT_MANAGER");
-      auto forbidden_resp = [](const char* what) {
-        return errorResponse(Error{ErrorCode::kForbidden, std::string("only an Admin may ") + what +
-                                                              "; ask an account admin"});
+      // The policy's answer (docs/authorization.md); nullopt when allowed.
+      auto refused = [&](policy::Action action) -> std::optional<api::Response> {
+        if (auto st = policy::authorize(request.caller.subject(), action); !st)
+          return errorResponse(st.error());
+        return std::nullopt;
       };
       auto ok = [](int status, const bj::value& v) {
         return api::Response{status, bj::serialize(v)};
@@ -2179,11 +2180,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         return json::parseObject(request.body);
       };
       if (p.size() == 1 && request.method == "GET") {
-        auto r = listBots(acc);
-        resp = r ? ok(200, *r) : errorResponse(r.error());
+        if (auto no = refused(policy::Action::kBotsList)) {
+          resp = *no;
+        } else {
+          auto r = listBots(acc);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        }
       } else if (p.size() == 1 && request.method == "POST") {
-        if (!admin) {
-          resp = forbidden_resp("create bots");
+        if (auto no = refused(policy::Action::kBotsCreate)) {
+          resp = *no;
         } else if (auto b = body(); !b) {
           resp = errorResponse(b.error());
         } else {
@@ -2192,11 +2197,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         }
       } else if (p.size() == 2 && p[1] == "image-allowlist") {
         if (request.method == "GET") {
-          auto r = getImageAllowlist(acc);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kImageAllowlistGet)) {
+            resp = *no;
+          } else {
+            auto r = getImageAllowlist(acc);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (request.method == "PUT") {
-          if (!admin) {
-            resp = forbidden_resp("change the image allowlist");
+          if (auto no = refused(policy::Action::kImageAllowlistPut)) {
+            resp = *no;
           } else if (auto b = body(); !b) {
             resp = errorResponse(b.error());
           } else {
@@ -2204,8 +2213,8 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
             resp = r ? ok(200, *r) : errorResponse(r.error());
           }
         } else if (request.method == "DELETE") {
-          if (!admin) {
-            resp = forbidden_resp("change the image allowlist");
+          if (auto no = refused(policy::Action::kImageAllowlistDelete)) {
+            resp = *no;
           } else {
             auto r = deleteImageAllowlist(acc);
             resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
@@ -2217,11 +2226,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
       } else if (p.size() == 2) {
         BotId id(p[1]);
         if (request.method == "GET") {
-          auto r = getBot(acc, id);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsGet)) {
+            resp = *no;
+          } else {
+            auto r = getBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (request.method == "PUT" || request.method == "PATCH") {
-          if (!manager) {
-            resp = forbidden_resp("edit bots");
+          if (auto no = refused(policy::Action::kBotsUpdate)) {
+            resp = *no;
           } else if (auto b = body(); !b) {
             resp = errorResponse(b.error());
           } else {
@@ -2229,8 +2242,8 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
             resp = r ? ok(200, *r) : errorResponse(r.error());
           }
         } else if (request.method == "DELETE") {
-          if (!manager) {
-            resp = forbidden_resp("delete bots");
+          if (auto no = refused(policy::Action::kBotsDelete)) {
+            resp = *no;
           } else {
             auto r = deleteBot(acc, id);
             resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
@@ -2242,26 +2255,36 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         BotId id(p[1]);
         const std::string& op = p[2];
         if (op == "start" && request.method == "POST") {
-          auto r = admin
-                       ? startBot(acc, id)
-                       : Result<bj::object>(forbidden("start bots: only an Admin may start bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsStart)) {
+            resp = *no;
+          } else {
+            auto r = startBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "stop" && request.method == "POST") {
-          auto r =
-              manager
-                  ? stopBot(acc, id)
-                  : Result<bj::object>(forbidden("only an Admin or Agent Manager may stop bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsStop)) {
+            resp = *no;
+          } else {
+            auto r = stopBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "test-connection" && request.method == "POST") {
-          auto r = admin ? testConnection(acc, id)
-                         : Result<bj::object>(forbidden("only an Admin may test bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsTestConnection)) {
+            resp = *no;
+          } else {
+            auto r = testConnection(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "turns" && request.method == "GET") {
-          int limit = 50;
-          if (auto it = request.query.find("limit"); it != request.query.end())
-            limit = std::clamp(std::atoi(it->second.c_str()), 1, 500);
-          auto r = listTurns(acc, id, limit);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsTurns)) {
+            resp = *no;
+          } else {
+            int limit = 50;
+            if (auto it = request.query.find("limit"); it != request.query.end())
+              limit = std::clamp(std::atoi(it->second.c_str()), 1, 500);
+            auto r = listTurns(acc, id, limit);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else {
           resp = errorResponse(Error{ErrorCode::kNotFound,
                                      "unknown bots call; use POST bots/{id}/start|stop|"

@@ -756,6 +756,7 @@ TEST_F(LimitBotServiceTest, BeyondTheOpenConversationLimitANewConversationIsEsca
   u.login_name = "big-bot";
   u.pid = "pid-big-bot";
   u.type = store::UserType::kBot;
+  u.roles = {store::Role::kAgent};
   u.max_open_conversations = 10;
   auto bu = store_->accounts().createUser(u);
   ASSERT_TRUE(bu);

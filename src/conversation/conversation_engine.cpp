@@ -23,6 +23,7 @@
 
 #include "common/check.h"
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "common/thread_name.h"
 #include "conversation/engine_pool.h"
@@ -307,6 +308,12 @@ class Engine final : public ConversationService {
   Result<std::int64_t> ttrSeconds(const AccountId& acc, TtrType type,
                                   std::optional<std::int64_t> value);
   Status checkSkill(const AccountId& acc, const SkillId& skill);
+  // The policy's rules for an agent's field changes on `c`: the role each change needs
+  // (closing, TTR, transfers, joining as MANAGER/READER, adding or removing somebody else),
+  // checked against the actor's roles as stored now. Reads the store only when a change needs a
+  // role. Forbidden naming the role; Forbidden when the user no longer exists.
+  Status authorizeChanges(const Actor& actor, const Conversation& c,
+                          const std::vector<FieldChange>& changes);
 
   void emitChanged(ChangeKind kind, const Conversation& c, std::vector<Participant> removed) {
     ConversationChanged ev{kind, c, std::move(removed)};
@@ -426,6 +433,51 @@ Status Engine::checkSkill(const AccountId& acc, const SkillId& skill) {
     if (s.id == skill) return {};
   return invalid("skill " + skill.str() + " does not exist in account " + acc.str() +
                  "; use an existing skill id or -1");
+}
+
+Status Engine::authorizeChanges(const Actor& actor, const Conversation& c,
+                                const std::vector<FieldChange>& changes) {
+  using policy::Action;
+  std::vector<Action> needed;
+  for (const auto& ch : changes) {
+    if (std::holds_alternative<CloseField>(ch)) {
+      needed.push_back(Action::kCloseConversation);
+    } else if (std::holds_alternative<TtrField>(ch)) {
+      needed.push_back(Action::kSetTtr);
+    } else if (std::holds_alternative<SkillField>(ch)) {
+      needed.push_back(Action::kTransferToSkill);
+    } else if (std::holds_alternative<SuggestAgentField>(ch)) {
+      needed.push_back(Action::kTransferToAgent);
+    } else if (const auto* f = std::get_if<AddParticipantField>(&ch)) {
+      if (f->user && *f->user != actor.user) {
+        needed.push_back(Action::kAddOtherParticipant);
+      } else if (f->role == "MANAGER") {
+        needed.push_back(Action::kJoinAsManager);
+      } else if (f->role == "READER") {
+        needed.push_back(Action::kJoinAsReader);
+      }
+    } else if (const auto* f = std::get_if<RemoveParticipantField>(&ch)) {
+      if (f->role == kAssignedAgent) {
+        auto it = std::ranges::find_if(c.participants, isActiveAssigned);
+        if (it != c.participants.end() && it->id != actor.user.str())
+          needed.push_back(Action::kRemoveOtherParticipant);
+      } else if (f->user && *f->user != actor.user) {
+        needed.push_back(Action::kRemoveOtherParticipant);
+      }
+    }
+  }
+  if (needed.empty()) return {};
+  auto u = store_.accounts().getUser(actor.account, actor.user);
+  if (!u) {
+    if (u.error().code == ErrorCode::kNotFound)
+      return forbidden("user " + actor.user.str() + " no longer exists in account " +
+                       actor.account.str());
+    return std::unexpected(u.error());
+  }
+  policy::Subject who{policy::RoleSet(std::span<const store::Role>(u->roles)), u->type};
+  for (Action a : needed)
+    if (auto st = policy::authorize(who, a); !st) return st;
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -969,15 +1021,25 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
             if (!std::holds_alternative<CloseField>(ch) && !std::holds_alternative<TtrField>(ch))
               return done(forbidden("consumers may only close a conversation or change its TTR"));
         } else if (actor.kind == ActorKind::kAgent) {
+          // The roles each change needs (docs/authorization.md), with the actor's current
+          // roles from the store; then the participant rules.
+          if (auto st = authorizeChanges(actor, c, changes); !st)
+            return done(std::unexpected(st.error()));
           for (const auto& p : c.participants)
             if (p.id == actor.user.str() && (isActiveAssigned(p) || p.role == "MANAGER"))
               is_participant = true;
+          // A non-participant may only join, or leave an entry of its own (a READER).
           if (!is_participant)
-            for (const auto& ch : changes)
-              if (!std::holds_alternative<AddParticipantField>(ch))
-                return done(forbidden("agent " + actor.user.str() +
-                                      " is not the assigned agent or a manager of conversation " +
-                                      c.id.str()));
+            for (const auto& ch : changes) {
+              if (std::holds_alternative<AddParticipantField>(ch)) continue;
+              if (const auto* f = std::get_if<RemoveParticipantField>(&ch);
+                  f && (f->role == "MANAGER" || f->role == "READER") &&
+                  (!f->user || *f->user == actor.user))
+                continue;
+              return done(forbidden("agent " + actor.user.str() +
+                                    " is not the assigned agent or a manager of conversation " +
+                                    c.id.str()));
+            }
         }
 
         const TimeMs now = clock_.nowMs();

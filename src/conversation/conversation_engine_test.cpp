@@ -166,13 +166,18 @@ class EngineTest : public ::testing::Test {
     return s->id;
   }
   // Creates an agent (or bot) and returns its actor.
+  // An AGENT_MANAGER (no skills).
+  Actor createManager(const std::string& login) {
+    return createAgent(login, {}, 10, store::UserType::kHuman, {store::Role::kAgentManager});
+  }
   Actor createAgent(const std::string& login, std::vector<SkillId> skills, int max_open = 10,
-                    store::UserType type = store::UserType::kHuman) {
+                    store::UserType type = store::UserType::kHuman,
+                    std::vector<store::Role> roles = {store::Role::kAgent}) {
     store::User u;
     u.account = kAcc;
     u.login_name = login;
     u.pid = "pid-" + login;
-    u.roles = {store::Role::kAgent};
+    u.roles = std::move(roles);
     u.type = type;
     u.skills = std::move(skills);
     u.max_open_conversations = max_open;
@@ -468,7 +473,7 @@ TEST_F(EngineTest, ConcurrentPublishersGetContiguousSequencesInPublisherOrder) {
 
 TEST_F(EngineTest, PublishChecksParticipantsAndState) {
   Actor agent = createAgent("a1", {});
-  Actor stranger = createAgent("a2", {});
+  Actor stranger = createManager("a2");
   auto c = request("c1");
   ASSERT_TRUE(c);
   auto other = request("c2");
@@ -865,7 +870,7 @@ TEST_F(EngineTest, RefreshAgentPicksUpNewSkills) {
 
 TEST_F(EngineTest, ManagerJoinsAndLeaves) {
   Actor agent = createAgent("a1", {});
-  Actor manager = createAgent("m1", {});
+  Actor manager = createManager("m1");
   auto c = request("c1");
   ASSERT_TRUE(c);
   auto joined = update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}});
@@ -999,7 +1004,7 @@ TEST_F(EngineTest, TransferToSkillMovesTheConversationToAnotherAgent) {
 
 TEST_F(EngineTest, ManagerTransfersWithItsOwnIdInTheRemoveEntry) {
   Actor a1 = createAgent("a1", {sales_});
-  Actor manager = createAgent("m1", {});
+  Actor manager = createManager("m1");
   Actor other = createAgent("o1", {});
   auto c = request("c1", sales_);
   ASSERT_TRUE(c);
@@ -1430,4 +1435,61 @@ TEST_F(EngineTest, ResetSubscriptionStopsDelivery) {
 }
 
 }  // namespace
+
+// The takeover of a bot's conversation by an AGENT-only user, step by step: joining as MANAGER
+// or READER, adding somebody else, removing the assigned agent and closing are refused and name
+// the role; an AGENT_MANAGER may; roles are read as stored now, so a revoked role stops working
+// at once.
+TEST_F(EngineTest, ParticipantChangesFollowThePolicy) {
+  Actor bot = createAgent("bot", {sales_}, 10, store::UserType::kBot);
+  Actor agent = createAgent("a1", {sales_});
+  Actor manager = createManager("m1");
+  Actor other = createAgent("o1", {});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(bot, *c);
+  auto refused = [&](const Actor& a, std::vector<FieldChange> changes, const std::string& role) {
+    auto r = update(a, c->id, std::move(changes));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+    EXPECT_NE(r.error().message.find(role), std::string::npos) << r.error().message;
+  };
+  refused(agent, {AddParticipantField{"MANAGER", std::nullopt}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"READER", std::nullopt}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"MANAGER", agent.user}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"READER", other.user}}, "");
+  refused(agent, {RemoveParticipantField{"ASSIGNED_AGENT", agent.user}}, "");
+  refused(agent, {CloseField{}}, "");
+  EXPECT_FALSE(publish(agent, c->id, "card number, please"));
+  // The assigned bot may not add somebody else either (that needs AGENT_MANAGER).
+  refused(bot, {AddParticipantField{"READER", other.user}}, "AGENT_MANAGER");
+  auto unchanged = get(c->id);
+  ASSERT_TRUE(unchanged);
+  EXPECT_EQ(unchanged->participants.size(), 2u);
+  EXPECT_EQ(assignedAgent(*unchanged), bot.user.str());
+
+  // An AGENT_MANAGER joins, adds a reader, removes the reader, and may remove the bot.
+  ASSERT_TRUE(update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}}));
+  ASSERT_TRUE(update(manager, c->id, {AddParticipantField{"READER", other.user}}));
+  // The reader may leave by itself, though it is no manager.
+  ASSERT_TRUE(update(other, c->id, {RemoveParticipantField{"READER", std::nullopt}}));
+  // Roles are read at each change: without AGENT_MANAGER the manager may no longer remove the bot.
+  auto u = store_->accounts().getUser(kAcc, manager.user);
+  ASSERT_TRUE(u);
+  u->roles = {store::Role::kAgent};
+  ASSERT_TRUE(store_->accounts().updateUser(*u));
+  refused(manager, {RemoveParticipantField{"ASSIGNED_AGENT", manager.user}, SkillField{support_}},
+          "AGENT_MANAGER");
+  u->roles = {store::Role::kAgentManager};
+  ASSERT_TRUE(store_->accounts().updateUser(*u));
+  auto moved =
+      update(manager, c->id,
+             {RemoveParticipantField{"ASSIGNED_AGENT", manager.user}, SkillField{support_}});
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_FALSE(assignedAgent(*moved).has_value());
+  // A user that no longer exists may change nothing that needs a role.
+  ASSERT_TRUE(store_->accounts().deleteUser(kAcc, manager.user));
+  refused(manager, {CloseField{}}, "no longer exists");
+}
+
 }  // namespace parley::conversation

@@ -378,7 +378,10 @@ class ConversationService {
 
   // Applies a batch of field changes atomically (see FieldChange). Permissions: consumers may
   // only CLOSE and set TTR on their own conversation; agents must be ACTIVE ASSIGNED_AGENT or
-  // MANAGER, except for ADD MANAGER/READER; the system may do anything.
+  // MANAGER, except for ADD MANAGER/READER and leaving their own MANAGER/READER entry, and must
+  // hold the role the policy names for each change (docs/authorization.md: joining as
+  // MANAGER/READER, adding or removing somebody else, close, TTR, transfers), read from the
+  // store at the change; the system may do anything.
   // Returns the conversation after the change.
   virtual void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
                                   Callback<store::Conversation> done) = 0;

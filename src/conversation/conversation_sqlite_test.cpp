@@ -68,6 +68,7 @@ TEST(EngineSqlite, RecoversFromTheDatabaseFile) {
     u.login_name = "agent";
     u.pid = randomUuid();
     u.skills = {sales};
+    u.roles = {store::Role::kAgent};
     u.max_open_conversations = 1;
     auto user = (*db)->accounts().createUser(u);
     ASSERT_TRUE(user);

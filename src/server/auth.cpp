@@ -13,7 +13,8 @@ api::Caller Principal::caller() const {
   c.account = user.account;
   c.user = user.id;
   c.login_name = user.login_name;
-  for (auto r : user.roles) c.roles.emplace_back(store::roleName(r));
+  c.roles = policy::RoleSet(std::span<const store::Role>(user.roles));
+  c.type = user.type;
   return c;
 }
 

@@ -59,7 +59,7 @@ class HttpAppTest : public ::testing::Test {
         RestDeps{*store_, *engine_, *directory_, *auth_, inline_, clock_,
                  crypto::PasswordCost::kMinimumForTest},
         protocol::SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}},
-        metrics_, StaticFiles("")});
+        metrics_, StaticFiles(""), MetricsAccess{"metrics-token", TenantLabels::kSummed}});
     app_->setPublicHost("127.0.0.1:8443");
   }
 
@@ -175,7 +175,11 @@ TEST_F(HttpAppTest, RestChecksAccountRoleAndToken) {
       R"({"loginName":"new","password":"secret1","roles":["AGENT"],"type":"BOT","skills":["sales"]})",
       admin);
   ASSERT_EQ(user.status, 201) << user.body;
-  auto users = call("GET", "/api/v1/accounts/123/users", "", agent);
+  // users.list is ADMIN or AGENT_MANAGER (docs/authorization.md).
+  auto refused = call("GET", "/api/v1/accounts/123/users", "", agent);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("ADMIN or AGENT_MANAGER"), std::string::npos) << refused.body;
+  auto users = call("GET", "/api/v1/accounts/123/users", "", admin);
   EXPECT_EQ(users.status, 200);
   EXPECT_EQ(users.body.find("argon2"), std::string::npos) << "password hashes must never leave";
   auto unknown = call("GET", "/api/v1/accounts/123/bots", "", admin);
@@ -225,6 +229,66 @@ TEST_F(HttpAppTest, UpgradeRejectsBadBearerWith401) {
   auto ok = w2.get();
   EXPECT_FALSE(ok.reject);
   EXPECT_TRUE(ok.make);
+}
+
+TEST_F(HttpAppTest, RoutesOutsideTheTableAreRefusedBeforeAnyHandler) {
+  std::string admin = loginBearer("admin");
+  auto wrong_method = call("PUT", "/api/v1/accounts/123/skills", "{}", admin);
+  EXPECT_EQ(wrong_method.status, 400);
+  EXPECT_NE(wrong_method.body.find("use GET or POST"), std::string::npos) << wrong_method.body;
+  auto no_route = call("GET", "/api/v1/accounts/123/skills/1/extra", "", admin);
+  EXPECT_EQ(no_route.status, 404) << no_route.body;
+  auto unknown = call("GET", "/api/v1/accounts/123/nothing", "", admin);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("unknown resource"), std::string::npos) << unknown.body;
+}
+
+TEST_F(HttpAppTest, UpgradeRefusesUsersWithoutAMessagingRole) {
+  addUser("dev", {store::Role::kFaasDeveloper});
+  HttpRequest r;
+  r.method = "GET";
+  r.segments = {"ws_api", "account", "123", "messaging", "brand", loginBearer("dev")};
+  Waiter<UpgradeDecision> w;
+  app_->upgrade(r, w.cb());
+  auto d = w.get();
+  ASSERT_TRUE(d.reject);
+  EXPECT_EQ(d.reject->status, 403);
+  EXPECT_NE(d.reject->body.find("ADMIN, AGENT_MANAGER or AGENT"), std::string::npos)
+      << d.reject->body;
+  EXPECT_FALSE(d.make);
+}
+
+TEST_F(HttpAppTest, MetricsNeedTheMetricsToken) {
+  EXPECT_EQ(call("GET", "/metrics").status, 401);
+  EXPECT_EQ(call("GET", "/metrics", "", "wrong-token!!").status, 401);
+  EXPECT_EQ(call("GET", "/metrics", "", loginBearer("admin")).status, 401);
+  auto ok = call("GET", "/metrics", "", "metrics-token");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("parley_http_requests_total"), std::string::npos);
+}
+
+TEST(MetricsText, TenantLabelsAreSummedAway) {
+  std::string in =
+      "# HELP parley_bot_turns_total Turns.\n"
+      "# TYPE parley_bot_turns_total counter\n"
+      "parley_bot_turns_total{bot=\"b1\",outcome=\"ok\"} 3\n"
+      "parley_bot_turns_total{bot=\"b2\",outcome=\"ok\"} 4\n"
+      "parley_bot_turns_total{bot=\"b2\",outcome=\"failed\"} 1\n"
+      "parley_function_invocations_total{account=\"123\",function=\"f\"} 2\n"
+      "parley_function_invocations_total{account=\"456\",function=\"g\"} 5\n"
+      "parley_fn_seconds_bucket{account=\"1\",function=\"f\",le=\"0.5\"} 1.5\n"
+      "parley_http_requests_total{route=\"a,b\\\"c\",status=\"200\"} 7\n"
+      "parley_websockets_open 2\n";
+  std::string out = sumTenantLabels(in);
+  EXPECT_EQ(out,
+            "# HELP parley_bot_turns_total Turns.\n"
+            "# TYPE parley_bot_turns_total counter\n"
+            "parley_bot_turns_total{outcome=\"ok\"} 7\n"
+            "parley_bot_turns_total{outcome=\"failed\"} 1\n"
+            "parley_function_invocations_total 7\n"
+            "parley_fn_seconds_bucket{le=\"0.5\"} 1.5\n"
+            "parley_http_requests_total{route=\"a,b\\\"c\",status=\"200\"} 7\n"
+            "parley_websockets_open 2\n");
 }
 
 TEST_F(HttpAppTest, HelpersParseCookiesAndAuthorization) {

@@ -7,7 +7,9 @@
 #include <memory>
 
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
+#include "server/conversation_access.h"
 
 namespace parley::server {
 namespace {
@@ -76,11 +78,11 @@ bj::object messageObject(const store::Message& m) {
                     {"metadata", std::move(md)}};
 }
 
-bool requireRole(const Principal& p, const char* role, const Done& done) {
-  if (p.caller().hasRole(role)) return true;
-  done(errorResponse(ErrorCode::kForbidden,
-                     fmt::format("this call needs the {} role; ask an admin of account {}", role,
-                                 p.user.account.str())));
+// The policy's answer for `action` (docs/authorization.md); answers 403 itself when refused.
+bool allowed(const Principal& p, policy::Action action, const Done& done) {
+  auto st = policy::authorize(p.caller().subject(), action);
+  if (st) return true;
+  done(errorResponse(st.error()));
   return false;
 }
 
@@ -91,12 +93,10 @@ Result<std::vector<store::Role>> parseRoles(const bj::object& o) {
   if (!it->value().is_array()) return invalid("roles must be an array of role names");
   for (const auto& v : it->value().as_array()) {
     if (!v.is_string()) return invalid("roles must be an array of role names");
+    // Either spelling ("AGENT_MANAGER" or "Agent Manager"); stored and answered as the constant.
     auto r = store::parseRole(std::string(v.as_string()));
-    if (!r)
-      return invalid(fmt::format(
-          "unknown role '{}'; use ADMIN, AGENT_MANAGER, AGENT, FAAS_ADMIN or FAAS_DEVELOPER",
-          std::string(v.as_string())));
-    roles.push_back(*r);
+    if (!r) return std::unexpected(r.error());
+    if (std::ranges::find(roles, *r) == roles.end()) roles.push_back(*r);
   }
   return roles;
 }
@@ -140,6 +140,7 @@ void refreshAgent(RestDeps& d, const AccountId& acc, const UserId& id) {
 void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
   const AccountId& acc = p.user.account;
   if (req.path.size() == 1 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kSkillsList, done)) return;
     auto list = d.store.accounts().listSkills(acc);
     if (!list) return done(errorResponse(list.error()));
     bj::array arr;
@@ -149,7 +150,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     return done(ok(arr));
   }
   if (req.path.size() == 1 && req.method == "POST") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kSkillsCreate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto name = json::requireString(*body, "name");
@@ -168,7 +169,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
         201));
   }
   if (req.path.size() == 2 && req.method == "DELETE") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kSkillsDelete, done)) return;
     auto st = d.store.accounts().deleteSkill(acc, SkillId(req.path[1]));
     if (!st) return done(errorResponse(st.error()));
     return done(ok(bj::object{{"deleted", req.path[1]}}));
@@ -185,6 +186,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
   const AccountId& acc = p.user.account;
   auto& accounts = d.store.accounts();
   if (req.path.size() == 1 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kUsersList, done)) return;
     auto list = accounts.listUsers(acc);
     if (!list) return done(errorResponse(list.error()));
     bj::array arr;
@@ -192,12 +194,13 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     return done(ok(arr));
   }
   if (req.path.size() == 2 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kUsersGet, done)) return;
     auto u = accounts.getUser(acc, UserId(req.path[1]));
     if (!u) return done(errorResponse(u.error()));
     return done(ok(userObject(*u)));
   }
   if (req.path.size() == 1 && req.method == "POST") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersCreate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto login = json::requireString(*body, "loginName");
@@ -243,7 +246,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     return done(ok(userObject(*created), 201));
   }
   if (req.path.size() == 2 && req.method == "PATCH") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersUpdate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto u = accounts.getUser(acc, UserId(req.path[1]));
@@ -289,7 +292,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     return done(ok(userObject(*u)));
   }
   if (req.path.size() == 2 && req.method == "DELETE") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersDelete, done)) return;
     if (req.path[1] == p.user.id.str())
       return done(errorResponse(ErrorCode::kInvalid, "you cannot delete your own user"));
     auto st = accounts.deleteUser(acc, UserId(req.path[1]));
@@ -330,17 +333,25 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
         return done(errorResponse(ErrorCode::kInvalid, "limit must be a number"));
       }
     }
-    return d.service.listConversations(acc, q, [done](Result<std::vector<store::Conversation>> r) {
-      if (!r) return done(errorResponse(r.error()));
-      bj::array arr;
-      for (const auto& c : *r) arr.emplace_back(conversationObject(c));
-      done(ok(arr));
-    });
+    if (!allowed(p, policy::Action::kConversationsList, done)) return;
+    // Without conversations.read.any the list holds only the conversations the caller may read.
+    const bool all = policy::may(p.caller().subject(), policy::Action::kReadAnyConversation);
+    return d.service.listConversations(
+        acc, q, [&d, p, all, done](Result<std::vector<store::Conversation>> r) {
+          if (!r) return done(errorResponse(r.error()));
+          bj::array arr;
+          for (const auto& c : *r)
+            if (all || visibleTo(c, p.user, d.service)) arr.emplace_back(conversationObject(c));
+          done(ok(arr));
+        });
   }
   ConversationId id(req.path[1]);
   if (req.path.size() == 2) {
-    return d.service.getConversation(acc, id, [done](Result<store::Conversation> r) {
+    if (!allowed(p, policy::Action::kConversationsGet, done)) return;
+    return d.service.getConversation(acc, id, [&d, p, done](Result<store::Conversation> r) {
       if (!r) return done(errorResponse(r.error()));
+      if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
+        return done(errorResponse(st.error()));
       done(ok(conversationObject(*r)));
     });
   }
@@ -354,9 +365,12 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
     } catch (...) {
       return done(errorResponse(ErrorCode::kInvalid, "fromSeq and limit must be numbers"));
     }
+    if (!allowed(p, policy::Action::kConversationsMessages, done)) return;
     // Account isolation: getConversation first (listMessages is keyed by conversation only).
-    return d.service.getConversation(acc, id, [&d, acc, id, from, limit, done](auto r) {
+    return d.service.getConversation(acc, id, [&d, p, acc, id, from, limit, done](auto r) {
       if (!r) return done(errorResponse(r.error()));
+      if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
+        return done(errorResponse(st.error()));
       d.service.listMessages(acc, id, from, limit, [done](Result<std::vector<store::Message>> m) {
         if (!m) return done(errorResponse(m.error()));
         bj::array arr;
@@ -398,8 +412,12 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
     const std::string& f = req.path.at(0);
     if (f == "skills") return skills(deps, principal, req, done);
     if (f == "users") return users(deps, principal, req, done);
-    if (f == "me" && req.method == "GET") return done(ok(userObject(principal.user)));
+    if (f == "me" && req.method == "GET") {
+      if (!allowed(principal, policy::Action::kMeGet, done)) return;
+      return done(ok(userObject(principal.user)));
+    }
     if (f == "apikeys" && req.method == "POST" && req.path.size() == 1) {
+      if (!allowed(principal, policy::Action::kApiKeyCreate, done)) return;
       auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
       if (!body) return done(errorResponse(body.error()));
       auto key = deps.auth.createApiKey(principal.user, json::getString(*body, "name", "api key"));

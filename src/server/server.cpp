@@ -33,7 +33,8 @@ class ServerImpl final : public Server {
     app_ = std::make_unique<App>(AppDeps{
         RestDeps{store_, service_, directory_, auth_, *blocking_, clock_, opts_.password_cost},
         protocol::SessionDeps{service_, hub_, directory_, auth_, *blocking_, clock_, metrics_, so},
-        metrics_, StaticFiles(opts_.web_dir)});
+        metrics_, StaticFiles(opts_.web_dir),
+        MetricsAccess{opts_.metrics_token, opts_.metrics_tenant_labels}});
     metrics_.addSource([this] { return hub_.metricsText(); });
   }
 

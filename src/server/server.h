@@ -19,6 +19,7 @@
 #include "common/crypto.h"
 #include "common/result.h"
 #include "conversation/conversation_service.h"
+#include "server/metrics.h"
 #include "store/store.h"
 
 namespace parley::server {
@@ -50,6 +51,10 @@ struct ServerOptions {
   std::chrono::milliseconds consumer_init_timeout{5000};
   // How often agent sockets re-check their login session (expired/revoked → close 4401).
   std::chrono::milliseconds session_revalidate_interval{30'000};
+  // The bearer token GET /metrics needs. Empty: /metrics answers 403. Default: empty.
+  std::string metrics_token;
+  // Whether /metrics keeps the account, bot and function labels. Default: summed away.
+  TenantLabels metrics_tenant_labels = TenantLabels::kSummed;
 };
 
 struct Endpoints {

@@ -19,8 +19,6 @@ Result<E> parseName(std::string_view s, const char* const (&names)[N], const cha
 }
 
 // Indexed by the enumerator's value; keep in declaration order.
-constexpr const char* kRoleNames[] = {"ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN",
-                                      "FAAS_DEVELOPER"};
 constexpr const char* kAvailabilityNames[] = {"ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"};
 constexpr const char* kChannelNames[] = {"MESSAGING", "CHAT"};
 constexpr const char* kTtrTypeNames[] = {"URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"};
@@ -34,9 +32,6 @@ const char* nameOf(const char* const (&names)[N], E e) {
 }
 
 }  // namespace
-
-const char* roleName(Role r) { return nameOf(kRoleNames, r); }
-Result<Role> parseRole(std::string_view s) { return parseName<Role>(s, kRoleNames, "role"); }
 
 const char* availabilityName(Availability a) { return nameOf(kAvailabilityNames, a); }
 Result<Availability> parseAvailability(std::string_view s) {

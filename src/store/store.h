@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/policy.h"
 #include "common/result.h"
 
 namespace parley::store {
@@ -33,8 +34,9 @@ struct Account {
   TimeMs created_at = 0;
 };
 
-enum class Role { kAdmin, kAgentManager, kAgent, kFaasAdmin, kFaasDeveloper };
-enum class UserType { kHuman, kBot };
+// The roles and user types are the policy's (common/policy.h).
+using Role = policy::Role;
+using UserType = policy::UserType;
 
 struct User {
   AccountId account;
@@ -424,8 +426,10 @@ class Store {
 };
 
 // Names used in JSON and in the database for the enums above.
-const char* roleName(Role r);  // "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER"
-Result<Role> parseRole(std::string_view s);
+// roleName: "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER", "FAAS_INVOCATION".
+// parseRole: the constant or LivePerson's spelling ("Agent Manager"). See common/policy.h.
+using policy::parseRole;
+using policy::roleName;
 const char* availabilityName(
     Availability a);  // "ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"
 Result<Availability> parseAvailability(std::string_view s);

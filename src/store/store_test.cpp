@@ -1135,9 +1135,10 @@ TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
 // Enum names
 
 TEST(StoreNames, RoundTrip) {
-  for (Role r :
-       {Role::kAdmin, Role::kAgentManager, Role::kAgent, Role::kFaasAdmin, Role::kFaasDeveloper})
+  for (Role r : {Role::kAdmin, Role::kAgentManager, Role::kAgent, Role::kFaasAdmin,
+                 Role::kFaasDeveloper, Role::kFaasInvocation})
     EXPECT_EQ(*parseRole(roleName(r)), r);
+  EXPECT_EQ(*parseRole("Agent Manager"), Role::kAgentManager);
   EXPECT_STREQ(roleName(Role::kFaasDeveloper), "FAAS_DEVELOPER");
   EXPECT_STREQ(availabilityName(Availability::kBackSoon), "BACK_SOON");
   EXPECT_EQ(*parseAvailability("OCCUPIED"), Availability::kOccupied);
@@ -1148,7 +1149,7 @@ TEST(StoreNames, RoundTrip) {
   EXPECT_STREQ(stateName(ConversationState::kClose), "CLOSE");
   EXPECT_EQ(*parseConversationState("OPEN"), ConversationState::kOpen);
   EXPECT_EQ(*parseUserType("BOT"), UserType::kBot);
-  auto bad = parseRole("admin");
+  auto bad = parseRole("root");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
   EXPECT_NE(bad.error().message.find("ADMIN"), std::string::npos);

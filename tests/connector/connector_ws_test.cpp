@@ -79,6 +79,7 @@ class ConnectorWsTest : public ::testing::Test {
     so.http_listen = "127.0.0.1:0";
     so.https_listen = "";
     so.threads = 2;
+    so.metrics_token = "metrics-token";
     auto s = server::makeServer(*store_, *engine_, clock_, so);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(*s);
@@ -253,9 +254,16 @@ TEST_F(ConnectorWsTest, EngagementAttributesFromTheProfileAndTheConversationCont
 }
 
 TEST_F(ConnectorWsTest, BotsResourceAndMetricsAreServed) {
-  auto [status, body] = testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "");
+  auto [status, body] =
+      testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "", "metrics-token");
   EXPECT_EQ(status, 200);
   EXPECT_NE(body.find("parley_bot_conversations"), std::string::npos);
+  // Tenant labels are summed away by default.
+  EXPECT_NE(body.find("parley_bot_status{status=\"ONLINE\"}"), std::string::npos) << body;
+  EXPECT_EQ(body.find("bot=\""), std::string::npos) << body;
+  auto [anonymous, anonymous_body] =
+      testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "");
+  EXPECT_EQ(anonymous, 401) << anonymous_body;
   // Unauthenticated REST is refused by the server before it reaches the handler.
   auto [s2, b2] = testing::httpRequest(hp_, testing::http::verb::get,
                                        "/api/v1/accounts/" + kAcc.str() + "/bots", "");

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "functions/service/templates.h"
 #include "functions/service/validation.h"
@@ -46,32 +47,10 @@ api::Response ok(const bj::value& v, int status = 200) {
 
 // ---- permissions -----------------------------------------------------------------------------
 
-enum class Need { kRead, kDevelop, kAdminister };
-
-std::optional<api::Response> authorize(const api::Caller& c, Need need, std::string_view what) {
-  if (c.hasRole("ADMIN")) return std::nullopt;
-  switch (need) {
-    case Need::kRead:
-      if (c.hasRole("FAAS_DEVELOPER") || c.hasRole("FAAS_ADMIN") || c.hasRole("AGENT_MANAGER"))
-        return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs one of the roles FAAS_DEVELOPER, FAAS_ADMIN, "
-                                       "AGENT_MANAGER or ADMIN; ask an account admin to grant one",
-                                       what));
-    case Need::kDevelop:
-      if (c.hasRole("FAAS_DEVELOPER")) return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs the FAAS_DEVELOPER or ADMIN role; ask an account "
-                                       "admin to grant it",
-                                       what));
-    case Need::kAdminister:
-      if (c.hasRole("FAAS_ADMIN")) return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs the FAAS_ADMIN or ADMIN role; ask an account "
-                                       "admin to grant it",
-                                       what));
-  }
-  return errorResponse(ErrorCode::kForbidden, std::string(what) + " is not allowed");
+// The policy's answer for `action` (docs/authorization.md), as a 403 response when refused.
+std::optional<api::Response> authorize(const api::Caller& c, policy::Action action) {
+  if (auto st = policy::authorize(c.subject(), action); !st) return errorResponse(st.error());
+  return std::nullopt;
 }
 
 // ---- JSON ------------------------------------------------------------------------------------
@@ -389,7 +368,7 @@ std::string FunctionService::functionJson(const store::FunctionRecord& f, bool w
 }
 
 api::Response FunctionService::listFunctions(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kRead, "listing functions")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsList)) return *r;
   auto list = functions_.listFunctions(req.caller.account);
   if (!list) return errorResponse(list.error());
   std::string out = "[";
@@ -402,14 +381,14 @@ api::Response FunctionService::listFunctions(const api::Request& req) {
 }
 
 api::Response FunctionService::getFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsGet)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   return api::Response{200, functionJson(*f, true)};
 }
 
 api::Response FunctionService::createFunction(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "creating a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsCreate)) return *r;
   auto body = json::parseObject(req.body);
   if (!body) return errorResponse(body.error());
   auto name = json::requireString(*body, "name");
@@ -475,7 +454,7 @@ api::Response FunctionService::createFunction(const api::Request& req) {
 }
 
 api::Response FunctionService::updateFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "editing a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsUpdate)) return *r;
   auto body = json::parseObject(req.body);
   if (!body) return errorResponse(body.error());
   auto code = json::optString(*body, "code");
@@ -531,7 +510,7 @@ api::Response FunctionService::updateFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::deleteFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "deleting a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDelete)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -542,7 +521,7 @@ api::Response FunctionService::deleteFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::deployFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kAdminister, "deploying a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDeploy)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -607,7 +586,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::undeployFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kAdminister, "undeploying a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsUndeploy)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -620,7 +599,7 @@ api::Response FunctionService::undeployFunction(const api::Request& req, const F
 
 void FunctionService::invokeFunction(const api::Request& req, const FunctionId& id,
                                      std::function<void(api::Response)> done) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "invoking a function")) return done(*r);
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsInvoke)) return done(*r);
   auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
   if (!body) return done(errorResponse(body.error()));
   bj::value payload = bj::object{};
@@ -687,7 +666,7 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
 }
 
 api::Response FunctionService::listLogs(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading function logs")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsLogs)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   TimeMs since = 0;
@@ -735,7 +714,7 @@ api::Response FunctionService::listLogs(const api::Request& req, const FunctionI
 }
 
 api::Response FunctionService::listDeployments(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading deployments")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDeployments)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   auto ds = functions_.listDeployments(f->account, f->uuid, options_.keep_deployments);
@@ -747,7 +726,7 @@ api::Response FunctionService::listDeployments(const api::Request& req, const Fu
 
 api::Response FunctionService::restoreDeployment(const api::Request& req, const FunctionId& id,
                                                  const std::string& deployment_uuid) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "restoring a deployment")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsRestore)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -772,7 +751,7 @@ api::Response FunctionService::restoreDeployment(const api::Request& req, const 
 }
 
 api::Response FunctionService::getTemplates(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading templates")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsTemplates)) return *r;
   auto toJson = [](const Template& t) {
     bj::object o;
     o["event"] = t.event;
@@ -800,7 +779,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
   const auto& p = req.path;
   const AccountId& acc = req.caller.account;
   if (p.size() == 1 && req.method == "GET") {
-    if (auto r = authorize(req.caller, Need::kRead, "listing secrets")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsList)) return *r;
     auto keys = functions_.listSecretKeys(acc);
     if (!keys) return errorResponse(keys.error());
     bj::array out;
@@ -814,7 +793,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
   const std::string& key = p[1];
   if (key == "audit" && req.method == "GET") return secretAudit(req);
   if (req.method == "PUT") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "changing a secret")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsPut)) return *r;
     if (auto s = validateSecretKey(key); !s) return errorResponse(s.error());
     auto body = json::parseObject(req.body);
     if (!body) return errorResponse(body.error());
@@ -829,7 +808,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
     return ok(bj::object{{"key", key}});
   }
   if (req.method == "DELETE") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "deleting a secret")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsDelete)) return *r;
     auto existing = functions_.getSecret(acc, key);
     if (!existing)
       return errorResponse(ErrorCode::kNotFound, fmt::format("secret '{}' does not exist", key));
@@ -887,7 +866,7 @@ api::Response FunctionService::handleAllowlist(const api::Request& req) {
     return errorResponse(ErrorCode::kNotFound, "use GET allowlist or PUT allowlist {domains}");
   const AccountId& acc = req.caller.account;
   if (req.method == "GET") {
-    if (auto r = authorize(req.caller, Need::kRead, "reading the allowlist")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kAllowlistGet)) return *r;
     auto list = functions_.getAllowlist(acc);
     if (!list) return errorResponse(list.error());
     bj::array out;
@@ -895,7 +874,7 @@ api::Response FunctionService::handleAllowlist(const api::Request& req) {
     return ok(bj::object{{"domains", std::move(out)}});
   }
   if (req.method == "PUT") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "changing the allowlist")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kAllowlistPut)) return *r;
     auto body = json::parseObject(req.body);
     if (!body) return errorResponse(body.error());
     auto arr = json::requireArray(*body, "domains");

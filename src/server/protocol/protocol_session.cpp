@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
+#include "server/conversation_access.h"
 
 namespace parley::server::protocol {
 namespace {
@@ -180,6 +182,13 @@ void ProtocolSession::replyError(const bj::value& id, const Error& e) {
   send(makeErrorResponse(id, e));
 }
 
+bool ProtocolSession::allowed(const bj::value& id, policy::Action action) {
+  auto st = policy::authorize(principal_->caller().subject(), action);
+  if (st) return true;
+  replyError(id, st.error());
+  return false;
+}
+
 conversation::Actor ProtocolSession::actor() const {
   if (kind_ == Kind::kAgent)
     return conversation::Actor::ofAgent(account_, principal_->user.id, principal_->user.pid);
@@ -344,14 +353,11 @@ void ProtocolSession::setAgentState(const Envelope& e) {
                                     fmt::format("agentUserId '{}' is not a user of account {}", ref,
                                                 account_.str())});
     if (*uid != target) {
-      auto caller = principal_->caller();
-      if (!caller.hasRole("ADMIN") && !caller.hasRole("AGENT_MANAGER"))
-        return replyError(e.id, Error{ErrorCode::kForbidden,
-                                      "only an ADMIN or AGENT_MANAGER may set another agent's "
-                                      "state"});
+      if (!allowed(e.id, policy::Action::kSetOtherAgentState)) return;
       target = *uid;
     }
   }
+  if (target == principal_->user.id && !allowed(e.id, policy::Action::kSetOwnAgentState)) return;
   deps_.service.setAgentState(
       account_, target, *a,
       onStrand<store::AgentState>([self = shared_from_this(), id = e.id](auto r) {
@@ -414,6 +420,14 @@ void ProtocolSession::subscribeEx(const Envelope& e) {
         }
       }
     }
+    // Only the caller's own conversations, or (AGENT_MANAGER, ADMIN) any agent's or all.
+    const bool own =
+        !s.agent_uids.empty() && std::ranges::all_of(s.agent_uids, [&](const std::string& uid) {
+          return uid == principal_->user.id.str();
+        });
+    if (!allowed(e.id, own ? policy::Action::kSubscribeOwnConversations
+                           : policy::Action::kSubscribeAllConversations))
+      return;
   }
   std::string sub_id = s.id;
   auto states = s.states;
@@ -507,6 +521,7 @@ void ProtocolSession::sendExChange(const ExSub& s, const store::Conversation& c,
 }
 
 void ProtocolSession::subscribeRouting(const Envelope& e) {
+  if (!allowed(e.id, policy::Action::kRoutingTasks)) return;
   if (!routing_sub_) routing_sub_ = randomUuid();
   reply(e.id, 200, ".ams.routing.SubscribeRoutingTasks$Response",
         bj::object{{"subscriptionId", *routing_sub_}});
@@ -522,6 +537,7 @@ void ProtocolSession::updateRingState(const Envelope& e) {
   std::string ring_id = json::getString(b, "ringId");
   std::string state = json::getString(b, "ringState");
   if (ring_id.empty()) return replyError(e.id, Error{ErrorCode::kInvalid, "ringId is required"});
+  if (!allowed(e.id, policy::Action::kRoutingTasks)) return;
   if (state == "ACCEPTED") {
     deps_.service.acceptRing(
         actor(), ring_id,
@@ -541,6 +557,7 @@ void ProtocolSession::updateRingState(const Envelope& e) {
 }
 
 void ProtocolSession::subscribeAgentsState(const Envelope& e) {
+  if (!allowed(e.id, policy::Action::kSubscribeAgentState)) return;
   if (!agents_state_sub_) agents_state_sub_ = randomUuid();
   reply(e.id, 200, ".ams.routing.SubscribeAgentsState$Response",
         bj::object{{"subscriptionId", *agents_state_sub_}});
@@ -565,6 +582,7 @@ void ProtocolSession::getUserProfile(const Envelope& e) {
   if (kind_ == Kind::kConsumer && consumer != consumer_->str())
     return replyError(e.id,
                       Error{ErrorCode::kForbidden, "a consumer may read only its own profile"});
+  if (kind_ == Kind::kAgent && !allowed(e.id, policy::Action::kReadConsumerProfile)) return;
   bj::object body = userProfileBody(consumer);
   if (auto p = deps_.hub.profile(account_, ConsumerId(consumer))) {
     if (auto v = json::parseObject(*p)) {
@@ -612,14 +630,26 @@ void ProtocolSession::queryMessages(const Envelope& e) {
       bodyInt(b, "maxQuantity").value_or(deps_.options.max_history), 1, deps_.options.max_history));
   if (kind_ == Kind::kConsumer) return subscribeMessaging(e);
   ConversationId conv(dialog);
-  deps_.service.listMessages(
-      account_, conv, from, limit,
-      onStrand<std::vector<store::Message>>([self = shared_from_this(), id = e.id](auto r) {
-        if (!r) return self->replyError(id, r.error());
-        bj::array arr;
-        for (const auto& m : *r) arr.emplace_back(messageRecord(m, View::kAgent));
-        self->reply(id, 200, ".ams.ms.QueryMessages$Response", arr);
-      }));
+  // Who may read it (docs/authorization.md): the conversation first, then its history.
+  deps_.service.getConversation(
+      account_, conv,
+      onStrand<store::Conversation>(
+          [self = shared_from_this(), id = e.id, conv, from, limit](auto c) {
+            if (!c) return self->replyError(id, c.error());
+            if (auto st = self->authorizeRead(*c); !st) return self->replyError(id, st.error());
+            self->deps_.service.listMessages(
+                self->account_, conv, from, limit,
+                self->onStrand<std::vector<store::Message>>([self, id](auto r) {
+                  if (!r) return self->replyError(id, r.error());
+                  bj::array arr;
+                  for (const auto& m : *r) arr.emplace_back(messageRecord(m, View::kAgent));
+                  self->reply(id, 200, ".ams.ms.QueryMessages$Response", arr);
+                }));
+          }));
+}
+
+Status ProtocolSession::authorizeRead(const store::Conversation& c) const {
+  return server::authorizeRead(principal_->caller().subject(), principal_->user, c, deps_.service);
 }
 
 void ProtocolSession::subscribeMessaging(const Envelope& e) {
@@ -637,6 +667,8 @@ void ProtocolSession::subscribeMessaging(const Envelope& e) {
         if (self->kind_ == Kind::kConsumer && r->consumer != *self->consumer_)
           return self->replyError(id, Error{ErrorCode::kNotFound,
                                             fmt::format("conversation {} does not exist", dialog)});
+        if (self->kind_ == Kind::kAgent)
+          if (auto st = self->authorizeRead(*r); !st) return self->replyError(id, st.error());
         DialogSub sub;
         sub.id = randomUuid();
         std::string sub_id = sub.id;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/policy.h"
 #include "conversation/conversation_service.h"
 #include "server/auth.h"
 #include "server/http_types.h"
@@ -119,6 +120,11 @@ class ProtocolSession final : public WsHandler,
   };
 
   void handle(Envelope env);
+  // Agents: true when the policy allows `action` (docs/authorization.md); otherwise answers
+  // request `id` with 403 naming the roles and returns false.
+  bool allowed(const bj::value& id, policy::Action action);
+  // Agents: whether this session's user may read conversation `c`.
+  Status authorizeRead(const store::Conversation& c) const;
   void reply(const bj::value& id, int code, std::string_view type, const bj::value& body);
   void replyError(const bj::value& id, const Error& e);
   // Posts `fn` to the strand, keeping the session alive.
