@@ -15,6 +15,8 @@
 #include <optional>
 #include <string>
 
+#include "app/account_command.h"
+#include "app/allocator.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
 #include "cli/cli.h"
@@ -196,6 +198,7 @@ int serve(const ServeFlags& f) {
   signal(SIGPIPE, SIG_IGN);
 
   log::setup(f.log_level, f.log_format == "text");
+  app::enableAllocatorBackgroundPurge();
   std::error_code ec;
   fs::create_directories(f.data, ec);
   if (ec)
@@ -420,6 +423,7 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
+  parley::app::registerAccountCommands(app);
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) {
     try {

@@ -28,6 +28,8 @@ constexpr Rule kRules[] = {
     // ---- REST: the caller itself
     {Action::kMeGet, R, "me.get", "GET me", {A, M, G, FA, FD, FI}},
     {Action::kApiKeyCreate, R, "apikeys.create", "POST apikeys", {A, M, G, FA, FD, FI}},
+    {Action::kApiKeysList, R, "apikeys.list", "GET apikeys", {A, M, G, FA, FD, FI}},
+    {Action::kApiKeysRevoke, R, "apikeys.revoke", "DELETE apikeys/{id}", {A, M, G, FA, FD, FI}},
     // ---- REST: account configuration
     {Action::kSkillsList, R, "skills.list", "GET skills", {A, M, G, FA}},
     {Action::kSkillsCreate, R, "skills.create", "POST skills", {A}},
@@ -78,6 +80,7 @@ constexpr Rule kRules[] = {
     {Action::kSecretsPut, R, "secrets.put", "PUT secrets/{key}", {A, FA}},
     {Action::kSecretsDelete, R, "secrets.delete", "DELETE secrets/{key}", {A, FA}},
     {Action::kSecretsReadValue, R, "secrets.value", "GET secrets/{key}", {}},
+    {Action::kSecretsAudit, R, "secrets.audit", "GET secrets/audit", {A, FA}},
     {Action::kAllowlistGet, R, "allowlist.get", "GET allowlist", {A, M, FA, FD}},
     {Action::kAllowlistPut, R, "allowlist.put", "PUT allowlist", {A, FA}},
     // ---- REST: bots

@@ -90,6 +90,8 @@ enum class Action : std::uint8_t {
   // REST v1, /api/v1/accounts/{acc}/…
   kMeGet,
   kApiKeyCreate,
+  kApiKeysList,
+  kApiKeysRevoke,
   kSkillsList,
   kSkillsCreate,
   kSkillsDelete,
@@ -117,6 +119,7 @@ enum class Action : std::uint8_t {
   kSecretsPut,
   kSecretsDelete,
   kSecretsReadValue,
+  kSecretsAudit,
   kAllowlistGet,
   kAllowlistPut,
   kBotsList,

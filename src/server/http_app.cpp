@@ -202,36 +202,46 @@ void App::login(const HttpRequest& req, const std::string& acc, HttpDone done) {
                            "username and password are required (SAML and OAuth1 logins are not "
                            "supported)",
                            "login"));
+  if (username.size() > 200 || password.size() > 1000)
+    return done(
+        loginError(400, "username (at most 200) or password (at most 1000) is too long", "login"));
   bool tls = req.tls;
-  deps_.rest.blocking.run([this, acc, username, password, tls, done = std::move(done)] {
-    auto r = deps_.rest.auth.login(AccountId(acc), username, password);
-    if (!r) {
-      int status = r.error().code == ErrorCode::kUnauthorized ? 401 : httpStatus(r.error().code);
-      return done(loginError(status, r.error().message, "login"));
-    }
-    deps_.rest.directory.put(r->user);
-    bj::array roles;
-    for (auto role : r->user.roles) roles.emplace_back(store::roleName(role));
-    bj::object config{{"userId", r->user.id.str()},
-                      {"userPid", r->user.pid},
-                      {"loginName", r->user.login_name},
-                      {"accountId", acc},
-                      {"userTypeId", r->user.type == store::UserType::kBot ? 2 : 1},
-                      {"userType", store::userTypeName(r->user.type)},
-                      {"roles", std::move(roles)},
-                      {"serverCurrentTime", deps_.rest.clock.nowMs()}};
-    bj::object out{{"bearer", r->session.bearer},
-                   {"csrf", r->session.csrf},
-                   {"sessionTTl", std::to_string(deps_.rest.auth.options().session_ttl_ms / 1000)},
-                   {"config", std::move(config)},
-                   {"accountData", bj::object{}}};
-    HttpResponse res = jsonResponse(200, out, "login");
-    res.headers.emplace_back("Set-Cookie",
-                             fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookie,
-                                         r->session.bearer, tls ? "; Secure" : ""));
-    res.headers.emplace_back("Cache-Control", "no-store");
-    done(std::move(res));
-  });
+  deps_.rest.auth.login(
+      AccountId(acc), std::move(username), std::move(password), req.remote_address,
+      deps_.rest.blocking, [this, acc, tls, done = std::move(done)](LoginOutcome outcome) {
+        if (!outcome.result) {
+          const Error& e = outcome.result.error();
+          int status = e.code == ErrorCode::kUnauthorized ? 401 : httpStatus(e.code);
+          HttpResponse res = loginError(status, e.message, "login");
+          if (outcome.retry_after)
+            res.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after->count()));
+          return done(std::move(res));
+        }
+        LoginResult& r = *outcome.result;
+        deps_.rest.directory.put(r.user);
+        bj::array roles;
+        for (auto role : r.user.roles) roles.emplace_back(store::roleName(role));
+        bj::object config{{"userId", r.user.id.str()},
+                          {"userPid", r.user.pid},
+                          {"loginName", r.user.login_name},
+                          {"accountId", acc},
+                          {"userTypeId", r.user.type == store::UserType::kBot ? 2 : 1},
+                          {"userType", store::userTypeName(r.user.type)},
+                          {"roles", std::move(roles)},
+                          {"serverCurrentTime", deps_.rest.clock.nowMs()}};
+        bj::object out{
+            {"bearer", r.bearer},
+            {"csrf", r.session.csrf},
+            {"sessionTTl", std::to_string(deps_.rest.auth.options().session_ttl_ms / 1000)},
+            {"config", std::move(config)},
+            {"accountData", bj::object{}}};
+        HttpResponse res = jsonResponse(200, out, "login");
+        res.headers.emplace_back("Set-Cookie",
+                                 fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookie,
+                                             r.bearer, tls ? "; Secure" : ""));
+        res.headers.emplace_back("Cache-Control", "no-store");
+        done(std::move(res));
+      });
 }
 
 void App::refresh(const HttpRequest& req, const std::string& acc, HttpDone done) {
@@ -420,6 +430,12 @@ void App::upgrade(HttpRequest req, std::function<void(UpgradeDecision)> done) {
       auto a = deps_.rest.store.accounts().getAccount(AccountId(acc));
       if (!a) {
         d.reject = restError(a.error(), "ws");
+        return done(std::move(d));
+      }
+      if (a->status == store::AccountStatus::kDisabled) {
+        d.reject =
+            restError(ErrorCode::kForbidden,
+                      fmt::format("account {} is disabled; it accepts no consumers", acc), "ws");
         return done(std::move(d));
       }
       std::optional<ConsumerId> consumer;

@@ -26,6 +26,9 @@ struct HttpRequest {
   bool tls = false;
   // "host:port" of the listener the request arrived on, e.g. "127.0.0.1:8443".
   std::string local_host;
+  // The client's IP address as the socket sees it (a proxy's address behind a proxy); "" when
+  // unknown.
+  std::string remote_address;
 
   // The header value or "" when absent; `name` must be lowercase.
   std::string header(const std::string& name) const {

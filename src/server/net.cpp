@@ -86,6 +86,14 @@ std::string jsonError(std::string_view code, std::string_view message) {
   return out;
 }
 
+// The peer's IP address as text ("" when the socket has none, e.g. already closed).
+std::string peerAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return {};
+  return ep.address().to_string();
+}
+
 HttpRequest toPlain(const http::request<http::string_body>& req, bool tls,
                     const std::string& local_host) {
   HttpRequest out;
@@ -527,7 +535,8 @@ class HttpSession final : public Stoppable,
         stream_(std::move(stream)),
         executor_(beast::get_lowest_layer(stream_).get_executor()),
         tls_(tls),
-        local_host_(std::move(local_host)) {}
+        local_host_(std::move(local_host)),
+        remote_address_(peerAddress(beast::get_lowest_layer(stream_).socket())) {}
 
   // Stoppable. Called from any thread, also after an upgrade moved `stream_` into the WebSocket
   // session (a moved-from ssl_stream has no executor): uses the executor kept at construction.
@@ -618,6 +627,7 @@ class HttpSession final : public Stoppable,
         co_return;
       }
       auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+      plain->remote_address = remote_address_;
       auto start = [st = st_, plain](std::function<void(HttpResponse)> cb) {
         st->app.handle(std::move(*plain), std::move(cb));
       };
@@ -651,6 +661,7 @@ class HttpSession final : public Stoppable,
 
   awaitable<void> upgrade(http::request<http::string_body> req) {
     auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+    plain->remote_address = remote_address_;
     auto start = [st = st_, plain](std::function<void(UpgradeDecision)> cb) {
       st->app.upgrade(std::move(*plain), std::move(cb));
     };
@@ -701,6 +712,7 @@ class HttpSession final : public Stoppable,
   asio::any_io_executor executor_;  // the connection's strand
   bool tls_;
   std::string local_host_;
+  std::string remote_address_;
   bool busy_ = false;
   bool upgraded_ = false;
 };

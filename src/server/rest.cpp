@@ -7,8 +7,10 @@
 #include <memory>
 
 #include "common/json.h"
+#include "common/names.h"
 #include "common/policy.h"
 #include "common/random.h"
+#include "server/apikeys_rest.h"
 #include "server/conversation_access.h"
 
 namespace parley::server {
@@ -34,6 +36,7 @@ bj::object userObject(const store::User& u) {
                     {"skills", std::move(skills)},
                     {"skillIds", bj::array(skills)},
                     {"maxOpenConversations", u.max_open_conversations},
+                    {"isEnabled", u.status == store::UserStatus::kEnabled},
                     {"createdAt", u.created_at}};
 }
 
@@ -128,6 +131,14 @@ Result<std::vector<SkillId>> parseSkills(store::Store& store, const AccountId& a
   return out;
 }
 
+// `isEnabled` (LivePerson's users API) when present: nullopt when absent.
+Result<std::optional<bool>> parseEnabled(const bj::object& o) {
+  auto it = o.find("isEnabled");
+  if (it == o.end() || it->value().is_null()) return std::optional<bool>();
+  if (!it->value().is_bool()) return invalid("isEnabled must be true or false");
+  return std::optional<bool>(it->value().as_bool());
+}
+
 void refreshAgent(RestDeps& d, const AccountId& acc, const UserId& id) {
   d.service.refreshAgent(acc, id, [acc, id](Status s) {
     if (!s && s.error().code != ErrorCode::kNotFound)
@@ -155,8 +166,8 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     if (!body) return done(errorResponse(body.error()));
     auto name = json::requireString(*body, "name");
     if (!name) return done(errorResponse(name.error()));
-    if (name->empty() || name->size() > 100)
-      return done(errorResponse(ErrorCode::kInvalid, "name must be 1 to 100 characters"));
+    if (auto st = validateName("skill name", *name, 100); !st)
+      return done(errorResponse(st.error()));
     store::Skill s;
     s.account = acc;
     s.name = *name;
@@ -207,8 +218,8 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     if (!login) return done(errorResponse(login.error()));
     auto password = json::requireString(*body, "password");
     if (!password) return done(errorResponse(password.error()));
-    if (login->empty() || login->size() > 100)
-      return done(errorResponse(ErrorCode::kInvalid, "loginName must be 1 to 100 characters"));
+    if (auto st = validateName("loginName", *login, 100); !st)
+      return done(errorResponse(st.error()));
     if (password->size() < 6 || password->size() > 200)
       return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
     auto roles = parseRoles(*body);
@@ -235,7 +246,10 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     } else if (u.type == store::UserType::kBot) {
       u.max_open_conversations = 1000;
     }
-    auto hash = crypto::hashPassword(*password, d.password_cost);
+    auto enabled = parseEnabled(*body);
+    if (!enabled) return done(errorResponse(enabled.error()));
+    if (*enabled && !**enabled) u.status = store::UserStatus::kDisabled;
+    auto hash = d.auth.hashPassword(*password, d.password_cost);
     if (!hash) return done(errorResponse(hash.error()));
     u.password_hash = *hash;
     u.created_at = d.clock.nowMs();
@@ -251,19 +265,29 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     if (!body) return done(errorResponse(body.error()));
     auto u = accounts.getUser(acc, UserId(req.path[1]));
     if (!u) return done(errorResponse(u.error()));
+    const store::User before = *u;
     if (body->contains("loginName")) {
       auto login = json::requireString(*body, "loginName");
-      if (!login || login->empty())
+      if (!login)
         return done(errorResponse(ErrorCode::kInvalid, "loginName must be a non-empty string"));
+      if (auto st = validateName("loginName", *login, 100); !st)
+        return done(errorResponse(st.error()));
       u->login_name = *login;
     }
     if (body->contains("password")) {
       auto pw = json::requireString(*body, "password");
-      if (!pw || pw->size() < 6)
-        return done(errorResponse(ErrorCode::kInvalid, "password must be at least 6 characters"));
-      auto hash = crypto::hashPassword(*pw, d.password_cost);
+      if (!pw || pw->size() < 6 || pw->size() > 200)
+        return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
+      auto hash = d.auth.hashPassword(*pw, d.password_cost);
       if (!hash) return done(errorResponse(hash.error()));
       u->password_hash = *hash;
+    }
+    auto enabled = parseEnabled(*body);
+    if (!enabled) return done(errorResponse(enabled.error()));
+    if (*enabled) {
+      if (!**enabled && u->id == p.user.id)
+        return done(errorResponse(ErrorCode::kInvalid, "you cannot disable your own user"));
+      u->status = **enabled ? store::UserStatus::kEnabled : store::UserStatus::kDisabled;
     }
     if (body->contains("roles")) {
       auto roles = parseRoles(*body);
@@ -287,6 +311,12 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
       u->max_open_conversations = static_cast<int>(**m);
     }
     if (auto st = accounts.updateUser(*u); !st) return done(errorResponse(st.error()));
+    // A new password, other roles or a disabled user: every session and API key of the user
+    // ends now, and its sockets close.
+    if (u->password_hash != before.password_hash || u->roles != before.roles ||
+        u->status != before.status || u->type != before.type) {
+      if (auto st = d.auth.revokeUser(acc, u->id); !st) return done(errorResponse(st.error()));
+    }
     d.directory.put(*u);
     refreshAgent(d, acc, u->id);
     return done(ok(userObject(*u)));
@@ -297,6 +327,8 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
       return done(errorResponse(ErrorCode::kInvalid, "you cannot delete your own user"));
     auto st = accounts.deleteUser(acc, UserId(req.path[1]));
     if (!st) return done(errorResponse(st.error()));
+    // deleteUser dropped its sessions and keys; this closes its sockets.
+    (void)d.auth.revokeUser(acc, UserId(req.path[1]));
     d.directory.remove(acc, UserId(req.path[1]));
     refreshAgent(d, acc, UserId(req.path[1]));
     return done(ok(bj::object{{"deleted", req.path[1]}}));
@@ -416,14 +448,7 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
       if (!allowed(principal, policy::Action::kMeGet, done)) return;
       return done(ok(userObject(principal.user)));
     }
-    if (f == "apikeys" && req.method == "POST" && req.path.size() == 1) {
-      if (!allowed(principal, policy::Action::kApiKeyCreate, done)) return;
-      auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
-      if (!body) return done(errorResponse(body.error()));
-      auto key = deps.auth.createApiKey(principal.user, json::getString(*body, "name", "api key"));
-      if (!key) return done(errorResponse(key.error()));
-      return done(ok(bj::object{{"key", *key}, {"userId", principal.user.id.str()}}, 201));
-    }
+    if (f == "apikeys") return apiKeys(deps, principal, req, done);
     done(errorResponse(ErrorCode::kNotFound, fmt::format("no route {} {}", req.method, f)));
   });
 }

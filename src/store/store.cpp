@@ -24,6 +24,8 @@ constexpr const char* kChannelNames[] = {"MESSAGING", "CHAT"};
 constexpr const char* kTtrTypeNames[] = {"URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"};
 constexpr const char* kStateNames[] = {"OPEN", "CLOSE"};
 constexpr const char* kUserTypeNames[] = {"HUMAN", "BOT"};
+constexpr const char* kUserStatusNames[] = {"ENABLED", "DISABLED"};
+constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
 
 template <std::size_t N, class E>
 const char* nameOf(const char* const (&names)[N], E e) {
@@ -56,6 +58,16 @@ Result<ConversationState> parseConversationState(std::string_view s) {
 const char* userTypeName(UserType t) { return nameOf(kUserTypeNames, t); }
 Result<UserType> parseUserType(std::string_view s) {
   return parseName<UserType>(s, kUserTypeNames, "user type");
+}
+
+const char* userStatusName(UserStatus s) { return nameOf(kUserStatusNames, s); }
+Result<UserStatus> parseUserStatus(std::string_view s) {
+  return parseName<UserStatus>(s, kUserStatusNames, "user status");
+}
+
+const char* accountStatusName(AccountStatus s) { return nameOf(kAccountStatusNames, s); }
+Result<AccountStatus> parseAccountStatus(std::string_view s) {
+  return parseName<AccountStatus>(s, kAccountStatusNames, "account status");
 }
 
 }  // namespace parley::store

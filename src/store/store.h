@@ -24,6 +24,9 @@ namespace parley::store {
 // ---------------------------------------------------------------------------------------------
 // Accounts, users, sessions, skills, agent states
 
+// A disabled account refuses logins, API keys, consumer signups and sockets; its data is kept.
+enum class AccountStatus { kActive, kDisabled };
+
 struct Account {
   AccountId id;
   std::string name;
@@ -32,11 +35,14 @@ struct Account {
   std::int64_t ttr_prioritized_s = 600;
   std::int64_t ttr_normal_s = 3600;
   TimeMs created_at = 0;
+  AccountStatus status = AccountStatus::kActive;
 };
 
 // The roles and user types are the policy's (common/policy.h).
 using Role = policy::Role;
 using UserType = policy::UserType;
+// A disabled user cannot log in and has no sessions or API keys; it stays in the account.
+enum class UserStatus { kEnabled, kDisabled };
 
 struct User {
   AccountId account;
@@ -49,11 +55,13 @@ struct User {
   std::vector<SkillId> skills;
   int max_open_conversations = 10;
   TimeMs created_at = 0;
+  UserStatus status = UserStatus::kEnabled;
 };
 
-// A login session: the bearer is the LivePerson `bearer` and the REST token.
+// A login session. Its bearer (the LivePerson `bearer` and the REST token) is given to the client
+// once and never stored: the store keys the session by the bearer's hash.
 struct Session {
-  std::string bearer;  // random hex, URL-path safe
+  std::string bearer_hash;  // hex SHA-256 of the bearer
   std::string csrf;
   AccountId account;
   UserId user;
@@ -68,6 +76,12 @@ struct ApiKey {
   UserId user;
   std::string name;
   TimeMs created_at = 0;
+  // Public id (lists, revocation); unique in the account; not the key.
+  std::string id{};
+  // Roles the key acts with, a subset of the user's roles; empty = all of the user's roles.
+  std::vector<Role> scopes{};
+  TimeMs expires_at = 0;  // 0 = never
+  UserId created_by{};    // who made it (the user itself or an admin)
 };
 
 struct Skill {
@@ -93,23 +107,36 @@ class AccountStore {
   virtual Status createAccount(const Account& a) = 0;  // Conflict if the id exists
   virtual Result<Account> getAccount(const AccountId& id) = 0;
   virtual Result<std::vector<Account>> listAccounts() = 0;
+  // NotFound if the account does not exist.
+  virtual Status setAccountStatus(const AccountId& id, AccountStatus status) = 0;
 
   // Creates a user; assigns `id` (next numeric id in the account) when empty. Conflict when the
   // login name is taken in the account. Returns the stored user.
   virtual Result<User> createUser(User u) = 0;
   virtual Status updateUser(const User& u) = 0;  // NotFound if absent
+  // Deletes the user and, in the same transaction, its sessions and API keys. NotFound if absent.
   virtual Status deleteUser(const AccountId& acc, const UserId& id) = 0;
   virtual Result<User> getUser(const AccountId& acc, const UserId& id) = 0;
   virtual Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) = 0;
   virtual Result<std::vector<User>> listUsers(const AccountId& acc) = 0;
 
+  // Sessions are keyed by Session::bearer_hash.
   virtual Status putSession(const Session& s) = 0;
-  virtual Result<Session> getSession(const std::string& bearer) = 0;  // NotFound if absent
-  virtual Status deleteSession(const std::string& bearer) = 0;
+  virtual Result<Session> getSession(const std::string& bearer_hash) = 0;  // NotFound if absent
+  virtual Status deleteSession(const std::string& bearer_hash) = 0;
   virtual Status deleteExpiredSessions(TimeMs now) = 0;
 
+  // Inserts or replaces the key with this key_hash. Invalid without key_hash or id.
   virtual Status putApiKey(const ApiKey& k) = 0;
-  virtual Result<ApiKey> getApiKey(const std::string& key_hash) = 0;
+  virtual Result<ApiKey> getApiKey(const std::string& key_hash) = 0;  // NotFound if absent
+  // Every API key of the account, oldest first.
+  virtual Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) = 0;
+  // NotFound when the account has no key with this id.
+  virtual Status deleteApiKey(const AccountId& acc, const std::string& id) = 0;
+
+  // Deletes every session and API key of the user, in one transaction (revocation after a
+  // password, role or status change). Succeeds when there were none.
+  virtual Status deleteCredentials(const AccountId& acc, const UserId& user) = 0;
 
   // Assigns `id` when empty. Conflict when the name exists in the account.
   virtual Result<Skill> createSkill(Skill s) = 0;
@@ -441,6 +468,10 @@ const char* stateName(ConversationState s);  // "OPEN", "CLOSE"
 Result<ConversationState> parseConversationState(std::string_view s);
 const char* userTypeName(UserType t);  // "HUMAN", "BOT"
 Result<UserType> parseUserType(std::string_view s);
+const char* userStatusName(UserStatus s);  // "ENABLED", "DISABLED"
+Result<UserStatus> parseUserStatus(std::string_view s);
+const char* accountStatusName(AccountStatus s);  // "ACTIVE", "DISABLED"
+Result<AccountStatus> parseAccountStatus(std::string_view s);
 
 // The first id that createUser / createSkill assign in an account when the caller leaves `id`
 // empty. Assigned ids grow by one and are never reused within an account, even after deletes;

@@ -305,7 +305,7 @@ TYPED_TEST(StoreContract, SessionsPutGetDeleteExpire) {
 }
 
 TYPED_TEST(StoreContract, ApiKeys) {
-  ApiKey k{"hash1", kA, UserId("1000"), "ci", 0};
+  ApiKey k{"hash1", kA, UserId("1000"), "ci", 0, "k1", {Role::kAgent}, 5000, UserId("1")};
   ASSERT_OK(this->acc().putApiKey(k));
   auto got = this->acc().getApiKey("hash1");
   ASSERT_TRUE(got);
@@ -313,8 +313,96 @@ TYPED_TEST(StoreContract, ApiKeys) {
   EXPECT_EQ(got->user, UserId("1000"));
   EXPECT_EQ(got->name, "ci");
   EXPECT_EQ(got->created_at, this->clock_.nowMs());
+  EXPECT_EQ(got->id, "k1");
+  EXPECT_EQ(got->scopes, std::vector<Role>{Role::kAgent});
+  EXPECT_EQ(got->expires_at, 5000);
+  EXPECT_EQ(got->created_by, UserId("1"));
   EXPECT_CODE(this->acc().getApiKey("hash2"), ErrorCode::kNotFound);
   EXPECT_CODE(this->acc().putApiKey(ApiKey{}), ErrorCode::kInvalid);
+  ApiKey no_id{"hash3", kA, UserId("1000"), "ci", 0};
+  EXPECT_CODE(this->acc().putApiKey(no_id), ErrorCode::kInvalid);
+  // The id is unique within the account.
+  ApiKey same_id{"hash4", kA, UserId("1001"), "other", 0, "k1"};
+  EXPECT_CODE(this->acc().putApiKey(same_id), ErrorCode::kConflict);
+  ApiKey other_account{"hash5", kB, UserId("1000"), "b", 0, "k1"};
+  ASSERT_OK(this->acc().putApiKey(other_account));
+}
+
+TYPED_TEST(StoreContract, ApiKeysListAndDeleteByAccount) {
+  this->clock_.advanceMs(1);
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, UserId("1000"), "one", 0, "a1"}));
+  this->clock_.advanceMs(1);
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h2", kA, UserId("1001"), "two", 0, "a2"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h3", kB, UserId("1000"), "three", 0, "b1"}));
+  auto list = this->acc().listApiKeys(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "a1");
+  EXPECT_EQ((*list)[1].id, "a2");
+  // Another account's id is not found through this account.
+  EXPECT_CODE(this->acc().deleteApiKey(kA, "b1"), ErrorCode::kNotFound);
+  ASSERT_OK(this->acc().deleteApiKey(kA, "a1"));
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().deleteApiKey(kA, "a1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->acc().getApiKey("h3"));
+}
+
+TYPED_TEST(StoreContract, DeleteCredentialsRevokesOnlyThatUsersSessionsAndKeys) {
+  ASSERT_OK(this->acc().putSession(Session{"s1", "c", kA, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s2", "c", kA, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s3", "c", kA, UserId("1001"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s4", "c", kB, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, UserId("1000"), "one", 0, "a1"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h2", kA, UserId("1001"), "two", 0, "a2"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h3", kB, UserId("1000"), "three", 0, "b1"}));
+  ASSERT_OK(this->acc().deleteCredentials(kA, UserId("1000")));
+  EXPECT_CODE(this->acc().getSession("s1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getSession("s2"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->acc().getSession("s3"));
+  EXPECT_TRUE(this->acc().getSession("s4"));
+  EXPECT_TRUE(this->acc().getApiKey("h2"));
+  EXPECT_TRUE(this->acc().getApiKey("h3"));
+  ASSERT_OK(this->acc().deleteCredentials(kA, UserId("1000")));  // none left: still fine
+}
+
+TYPED_TEST(StoreContract, DeleteUserDeletesItsCredentials) {
+  User ann;
+  ann.account = kA;
+  ann.pid = "pid";
+  ann.login_name = "ann";
+  ann.password_hash = "hash";
+  auto u = this->acc().createUser(ann);
+  ASSERT_TRUE(u);
+  ASSERT_OK(this->acc().putSession(Session{"s1", "c", kA, u->id, 1, 100}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, u->id, "one", 0, "a1"}));
+  ASSERT_OK(this->acc().deleteUser(kA, u->id));
+  EXPECT_CODE(this->acc().getSession("s1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreContract, UserAndAccountStatus) {
+  ASSERT_OK(this->acc().createAccount(Account{kA, "a"}));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kActive);
+  ASSERT_OK(this->acc().setAccountStatus(kA, AccountStatus::kDisabled));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kDisabled);
+  EXPECT_EQ(this->acc().listAccounts()->at(0).status, AccountStatus::kDisabled);
+  ASSERT_OK(this->acc().setAccountStatus(kA, AccountStatus::kActive));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kActive);
+  EXPECT_CODE(this->acc().setAccountStatus(kB, AccountStatus::kDisabled), ErrorCode::kNotFound);
+
+  User ann;
+  ann.account = kA;
+  ann.pid = "pid";
+  ann.login_name = "ann";
+  ann.password_hash = "hash";
+  auto u = this->acc().createUser(ann);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->status, UserStatus::kEnabled);
+  u->status = UserStatus::kDisabled;
+  ASSERT_OK(this->acc().updateUser(*u));
+  EXPECT_EQ(this->acc().getUser(kA, u->id)->status, UserStatus::kDisabled);
+  EXPECT_EQ(this->acc().getUserByLogin(kA, "ann")->status, UserStatus::kDisabled);
 }
 
 // ---------------------------------------------------------------------------------------------

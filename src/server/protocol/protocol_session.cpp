@@ -150,11 +150,12 @@ void ProtocolSession::scheduleRevalidate() {
   postAfter(deps_.options.revalidate_interval, [self = shared_from_this()] {
     if (self->closed_) return;
     self->deps_.blocking.run([self] {
-      bool valid = self->deps_.auth.sessionValid(self->bearer_);
+      bool valid = self->deps_.auth.tokenValid(self->bearer_);
       self->post([self, valid] {
         if (self->closed_) return;
         if (!valid) {
-          self->closeWith(kCloseUnauthorized, "the login session expired; log in again");
+          self->closeWith(kCloseUnauthorized,
+                          "the login session expired or was revoked; log in again");
         } else {
           self->scheduleRevalidate();
         }
@@ -615,7 +616,8 @@ void ProtocolSession::setUserProfile(const Envelope& e) {
   }
   for (const char* k : {"firstName", "lastName", "privateData"})
     if (auto it = b.find(k); it != b.end()) profile[k] = it->value();
-  deps_.hub.setProfile(account_, *consumer_, bj::serialize(profile));
+  if (auto st = deps_.hub.setProfile(account_, *consumer_, bj::serialize(profile)); !st)
+    return replyError(e.id, st.error());
   reply(e.id, 200, kStringResp, bj::value("OK User Profile set successfully"));
 }
 
@@ -809,8 +811,17 @@ void ProtocolSession::requestConversation(const Envelope& e) {
                                     "ttrDefName must be URGENT, NORMAL, PRIORITIZED or CUSTOM"});
     req.ttr_type = *t;
   }
-  if (auto it = b.find("conversationContext"); it != b.end() && it->value().is_object())
+  if (auto it = b.find("conversationContext"); it != b.end() && it->value().is_object()) {
     req.context_json = bj::serialize(it->value());
+    // Kept with the conversation for its whole life (unauthenticated SDEs, visitor ids).
+    if (req.context_json.size() > deps_.options.max_conversation_context_bytes)
+      return replyError(
+          e.id, Error{ErrorCode::kTooLarge,
+                      fmt::format("conversationContext is {} bytes; at most {} bytes are accepted "
+                                  "(send fewer or shorter engagement attributes)",
+                                  req.context_json.size(),
+                                  deps_.options.max_conversation_context_bytes)});
+  }
   deps_.service.requestConversation(
       std::move(req), onStrand<store::Conversation>([self = shared_from_this(), id = e.id](auto r) {
         if (!r) return self->replyError(id, r.error());

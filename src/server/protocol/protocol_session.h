@@ -45,13 +45,17 @@ struct SessionOptions {
   // A consumer socket without an Authorization header must authenticate with InitConnection
   // within this time, else it is closed with 4401. Default: 5 s.
   std::chrono::milliseconds init_timeout{5000};
-  // How often an agent socket re-checks its login session (expired/revoked → close 4401).
-  // Default: 30 s.
+  // How often an agent socket re-checks its token (session or API key: expired, revoked, user
+  // or account disabled → close 4401). Revocations through this server close sockets at once;
+  // this catches expiry. Default: 30 s.
   std::chrono::milliseconds revalidate_interval{30'000};
   // `ringExpiration` seconds reported in routing notifications. Default: 60.
   std::int64_t ring_expiration_s = 60;
   // Most history records returned by one QueryMessages / SubscribeMessagingEvents. Default: 10000.
   int max_history = 10'000;
+  // Largest conversationContext of ConsumerRequestConversation (serialized JSON), which is
+  // stored with the conversation. Default: 16 KiB.
+  std::size_t max_conversation_context_bytes = 16 << 10;
 };
 
 // Everything a session uses. All references must outlive every session.

@@ -142,7 +142,7 @@ class ProtocolSessionTest : public ::testing::Test {
     o.tick_interval_ms = 0;
     engine_ = conversation::makeConversationService(*store_, clock_, o);
     ASSERT_TRUE(engine_->recover());
-    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, "jwt-key", AuthOptions{});
+    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, hasher_, "jwt-key", AuthOptions{});
     directory_ = std::make_unique<Directory>(store_->accounts(), inline_);
     ASSERT_TRUE(directory_->preloadAll());
     sub_ = engine_->subscribe(hub_);
@@ -167,6 +167,7 @@ class ProtocolSessionTest : public ::testing::Test {
   store::User bot_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<conversation::ConversationService> engine_;
+  InlinePasswordHasher hasher_;
   std::unique_ptr<Auth> auth_;
   InlineExecutor inline_;
   std::unique_ptr<Directory> directory_;

@@ -66,6 +66,14 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  Status setAccountStatus(const AccountId& id, AccountStatus status) override {
+    std::lock_guard lock(mu_);
+    auto it = accounts_.find(id.str());
+    if (it == accounts_.end()) return notFound("account " + id.str() + " does not exist");
+    it->second.status = status;
+    return {};
+  }
+
   Result<User> createUser(User u) override {
     if (u.account.empty()) return invalid("user account is required");
     if (u.login_name.empty()) return invalid("user loginName is required");
@@ -102,6 +110,7 @@ class MemoryStore final : public Store,
     std::lock_guard lock(mu_);
     if (users_.erase({acc.str(), id.str()}) == 0)
       return notFound("user " + id.str() + " does not exist in account " + acc.str());
+    deleteCredentialsLocked(acc, id);
     return {};
   }
 
@@ -130,22 +139,22 @@ class MemoryStore final : public Store,
   }
 
   Status putSession(const Session& s) override {
-    if (s.bearer.empty()) return invalid("session bearer is required");
+    if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
     std::lock_guard lock(mu_);
-    sessions_[s.bearer] = s;
+    sessions_[s.bearer_hash] = s;
     return {};
   }
 
-  Result<Session> getSession(const std::string& bearer) override {
+  Result<Session> getSession(const std::string& bearer_hash) override {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(bearer);
+    auto it = sessions_.find(bearer_hash);
     if (it == sessions_.end()) return notFound("session does not exist");
     return it->second;
   }
 
-  Status deleteSession(const std::string& bearer) override {
+  Status deleteSession(const std::string& bearer_hash) override {
     std::lock_guard lock(mu_);
-    sessions_.erase(bearer);
+    sessions_.erase(bearer_hash);
     return {};
   }
 
@@ -157,9 +166,14 @@ class MemoryStore final : public Store,
 
   Status putApiKey(const ApiKey& k) override {
     if (k.key_hash.empty()) return invalid("api key hash is required");
+    if (k.id.empty()) return invalid("api key id is required");
     std::lock_guard lock(mu_);
+    for (const auto& [hash, other] : api_keys_)
+      if (hash != k.key_hash && other.account == k.account && other.id == k.id)
+        return conflict("api key " + k.id + " already exists in account " + k.account.str());
     ApiKey stored = k;
     if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (!api_keys_.contains(k.key_hash)) api_key_order_.push_back(k.key_hash);
     api_keys_[k.key_hash] = std::move(stored);
     return {};
   }
@@ -169,6 +183,42 @@ class MemoryStore final : public Store,
     auto it = api_keys_.find(key_hash);
     if (it == api_keys_.end()) return notFound("api key does not exist");
     return it->second;
+  }
+
+  Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<ApiKey> out;
+    for (const auto& hash : api_key_order_) {
+      auto it = api_keys_.find(hash);
+      if (it != api_keys_.end() && it->second.account == acc) out.push_back(it->second);
+    }
+    return out;
+  }
+
+  Status deleteApiKey(const AccountId& acc, const std::string& id) override {
+    std::lock_guard lock(mu_);
+    auto n = std::erase_if(
+        api_keys_, [&](const auto& kv) { return kv.second.account == acc && kv.second.id == id; });
+    if (n == 0) return notFound("api key " + id + " does not exist in account " + acc.str());
+    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
+    return {};
+  }
+
+  Status deleteCredentials(const AccountId& acc, const UserId& user) override {
+    std::lock_guard lock(mu_);
+    deleteCredentialsLocked(acc, user);
+    return {};
+  }
+
+  // REQUIRES: mu_ held.
+  void deleteCredentialsLocked(const AccountId& acc, const UserId& user) {
+    std::erase_if(sessions_, [&](const auto& kv) {
+      return kv.second.account == acc && kv.second.user == user;
+    });
+    std::erase_if(api_keys_, [&](const auto& kv) {
+      return kv.second.account == acc && kv.second.user == user;
+    });
+    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
   }
 
   Result<Skill> createSkill(Skill s) override {
@@ -734,6 +784,7 @@ class MemoryStore final : public Store,
   std::map<std::string, std::int64_t> next_user_id_;
   std::map<std::string, Session> sessions_;
   std::map<std::string, ApiKey> api_keys_;
+  std::vector<std::string> api_key_order_;  // key hashes in insertion order
   std::map<Key2, Skill> skills_;
   std::map<std::string, std::int64_t> next_skill_id_;
   std::map<Key2, AgentState> agent_states_;

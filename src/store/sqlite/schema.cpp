@@ -142,7 +142,30 @@ CREATE TABLE secret_audit(
 CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
+// Version 7: identity. Sessions are keyed by the SHA-256 of their bearer (the bearer itself is
+// never stored); the sessions of earlier versions held plaintext bearers and are dropped, so
+// everyone logs in again once. API keys get a public id (the first 16 hex digits of the hash
+// for existing keys), scopes, an expiry and their creator; users and accounts a status. Sessions
+// and keys are indexed by user, for revocation.
+constexpr const char* kV7 = R"sql(
+DROP TABLE sessions;
+CREATE TABLE sessions(
+  bearer_hash TEXT PRIMARY KEY, csrf TEXT NOT NULL, account TEXT NOT NULL, user_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX sessions_expires ON sessions(expires_at);
+CREATE INDEX sessions_user ON sessions(account, user_id);
+ALTER TABLE api_keys ADD COLUMN id TEXT NOT NULL DEFAULT '';
+UPDATE api_keys SET id = substr(key_hash, 1, 16);
+ALTER TABLE api_keys ADD COLUMN scopes_json TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE api_keys ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX api_keys_id ON api_keys(account, id);
+CREATE INDEX api_keys_user ON api_keys(account, user_id);
+ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'ENABLED';
+ALTER TABLE accounts ADD COLUMN status TEXT NOT NULL DEFAULT 'ACTIVE';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}, {7, kV7}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

@@ -166,7 +166,7 @@ E parsedOr(Result<E> r, E def) {
 // ---- Row mappers (column order matches the SELECT lists below) ----------------------------
 
 constexpr const char* kAccountCols =
-    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at";
+    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at, status";
 Account accountRow(Query& q) {
   Account a;
   a.id = AccountId(q.text(0));
@@ -175,12 +175,14 @@ Account accountRow(Query& q) {
   a.ttr_prioritized_s = q.i64(3);
   a.ttr_normal_s = q.i64(4);
   a.created_at = q.i64(5);
+  // An unknown status is read as disabled: refusing is the safe reading.
+  a.status = parsedOr(parseAccountStatus(q.text(6)), AccountStatus::kDisabled);
   return a;
 }
 
 constexpr const char* kUserCols =
     "account, id, pid, login_name, password_hash, roles_json, type, skills_json, "
-    "max_open_conversations, created_at";
+    "max_open_conversations, created_at, status";
 User userRow(Query& q) {
   User u;
   u.account = AccountId(q.text(0));
@@ -193,13 +195,14 @@ User userRow(Query& q) {
   u.skills = parseSkillsJson(q.text(7));
   u.max_open_conversations = static_cast<int>(q.i64(8));
   u.created_at = q.i64(9);
+  u.status = parsedOr(parseUserStatus(q.text(10)), UserStatus::kDisabled);
   return u;
 }
 
-constexpr const char* kSessionCols = "bearer, csrf, account, user_id, created_at, expires_at";
+constexpr const char* kSessionCols = "bearer_hash, csrf, account, user_id, created_at, expires_at";
 Session sessionRow(Query& q) {
   Session s;
-  s.bearer = q.text(0);
+  s.bearer_hash = q.text(0);
   s.csrf = q.text(1);
   s.account = AccountId(q.text(2));
   s.user = UserId(q.text(3));
@@ -208,6 +211,8 @@ Session sessionRow(Query& q) {
   return s;
 }
 
+constexpr const char* kApiKeyCols =
+    "key_hash, account, user_id, name, created_at, id, scopes_json, expires_at, created_by";
 ApiKey apiKeyRow(Query& q) {
   ApiKey k;
   k.key_hash = q.text(0);
@@ -215,6 +220,10 @@ ApiKey apiKeyRow(Query& q) {
   k.user = UserId(q.text(2));
   k.name = q.text(3);
   k.created_at = q.i64(4);
+  k.id = q.text(5);
+  k.scopes = parseRolesJson(q.text(6));
+  k.expires_at = q.i64(7);
+  k.created_by = UserId(q.text(8));
   return k;
 }
 
@@ -978,9 +987,10 @@ class SqliteStore final : public Store,
     const TimeMs created = a.created_at ? a.created_at : clock_.nowMs();
     return write([&](Conn& c) {
       return conflictAs(
-          asStatus(execute(
-              c, "INSERT INTO accounts(" + cols(kAccountCols) + ") VALUES(?,?,?,?,?,?)", a.id.str(),
-              a.name, a.ttr_urgent_s, a.ttr_prioritized_s, a.ttr_normal_s, created)),
+          asStatus(execute(c,
+                           "INSERT INTO accounts(" + cols(kAccountCols) + ") VALUES(?,?,?,?,?,?,?)",
+                           a.id.str(), a.name, a.ttr_urgent_s, a.ttr_prioritized_s, a.ttr_normal_s,
+                           created, accountStatusName(a.status))),
           "account " + a.id.str() + " already exists");
     });
   }
@@ -1000,6 +1010,14 @@ class SqliteStore final : public Store,
     });
   }
 
+  Status setAccountStatus(const AccountId& id, AccountStatus status) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(execute(c, "UPDATE accounts SET status=? WHERE id=?",
+                                       accountStatusName(status), id.str()),
+                               "account " + id.str() + " does not exist");
+    });
+  }
+
   Result<User> createUser(User u) override {
     if (u.account.empty()) return invalid("user account is required");
     if (u.login_name.empty()) return invalid("user loginName is required");
@@ -1015,10 +1033,11 @@ class SqliteStore final : public Store,
       if (id->empty())
         return conflict("user " + u.id.str() + " already exists in account " + u.account.str());
       u.id = UserId(*id);
-      return asStatus(execute(
-          c, "INSERT INTO users(" + cols(kUserCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)",
-          u.account.str(), u.id.str(), u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
-          userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations, u.created_at));
+      return asStatus(
+          execute(c, "INSERT INTO users(" + cols(kUserCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                  u.account.str(), u.id.str(), u.pid, u.login_name, u.password_hash,
+                  rolesJson(u.roles), userTypeName(u.type), skillsJson(u.skills),
+                  u.max_open_conversations, u.created_at, userStatusName(u.status)));
     });
     if (!st) return std::unexpected(st.error());
     return u;
@@ -1034,20 +1053,21 @@ class SqliteStore final : public Store,
         return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
       auto n = execute(c,
                        "UPDATE users SET pid=?, login_name=?, password_hash=?, roles_json=?, "
-                       "type=?, skills_json=?, max_open_conversations=?, created_at=? "
+                       "type=?, skills_json=?, max_open_conversations=?, created_at=?, status=? "
                        "WHERE account=? AND id=?",
                        u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
                        userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations,
-                       u.created_at, u.account.str(), u.id.str());
+                       u.created_at, userStatusName(u.status), u.account.str(), u.id.str());
       return changedOrNotFound(n, userMissing(u.account, u.id));
     });
   }
 
   Status deleteUser(const AccountId& acc, const UserId& id) override {
-    return write([&](Conn& c) {
-      return changedOrNotFound(
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(changedOrNotFound(
           execute(c, "DELETE FROM users WHERE account=? AND id=?", acc.str(), id.str()),
-          userMissing(acc, id));
+          userMissing(acc, id)));
+      return deleteCredentialsIn(c, acc, id);
     });
   }
 
@@ -1081,25 +1101,26 @@ class SqliteStore final : public Store,
   }
 
   Status putSession(const Session& s) override {
-    if (s.bearer.empty()) return invalid("session bearer is required");
+    if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
     return write([&](Conn& c) {
       return asStatus(execute(
           c, "INSERT OR REPLACE INTO sessions(" + cols(kSessionCols) + ") VALUES(?,?,?,?,?,?)",
-          s.bearer, s.csrf, s.account.str(), s.user.str(), s.created_at, s.expires_at));
+          s.bearer_hash, s.csrf, s.account.str(), s.user.str(), s.created_at, s.expires_at));
     });
   }
 
-  Result<Session> getSession(const std::string& bearer) override {
+  Result<Session> getSession(const std::string& bearer_hash) override {
     auto r = read([&](Conn& c) {
-      return selectOne<Session>(c, "SELECT " + cols(kSessionCols) + " FROM sessions WHERE bearer=?",
-                                sessionRow, bearer);
+      return selectOne<Session>(
+          c, "SELECT " + cols(kSessionCols) + " FROM sessions WHERE bearer_hash=?", sessionRow,
+          bearer_hash);
     });
     return found(std::move(r), "session does not exist");
   }
 
-  Status deleteSession(const std::string& bearer) override {
+  Status deleteSession(const std::string& bearer_hash) override {
     return write([&](Conn& c) {
-      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer=?", bearer));
+      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer_hash=?", bearer_hash));
     });
   }
 
@@ -1111,22 +1132,51 @@ class SqliteStore final : public Store,
 
   Status putApiKey(const ApiKey& k) override {
     if (k.key_hash.empty()) return invalid("api key hash is required");
+    if (k.id.empty()) return invalid("api key id is required");
     const TimeMs created = k.created_at ? k.created_at : clock_.nowMs();
     return write([&](Conn& c) {
-      return asStatus(execute(c,
-                              "INSERT OR REPLACE INTO api_keys(key_hash, account, user_id, name, "
-                              "created_at) VALUES(?,?,?,?,?)",
-                              k.key_hash, k.account.str(), k.user.str(), k.name, created));
+      // Not OR REPLACE: that would delete another key that has the same id.
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO api_keys(" + cols(kApiKeyCols) +
+                               ") VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(key_hash) DO UPDATE SET "
+                               "account=excluded.account, user_id=excluded.user_id, "
+                               "name=excluded.name, created_at=excluded.created_at, "
+                               "id=excluded.id, scopes_json=excluded.scopes_json, "
+                               "expires_at=excluded.expires_at, created_by=excluded.created_by",
+                           k.key_hash, k.account.str(), k.user.str(), k.name, created, k.id,
+                           rolesJson(k.scopes), k.expires_at, k.created_by.str())),
+          "api key " + k.id + " already exists in account " + k.account.str());
     });
   }
 
   Result<ApiKey> getApiKey(const std::string& key_hash) override {
     auto r = read([&](Conn& c) {
-      return selectOne<ApiKey>(
-          c, "SELECT key_hash, account, user_id, name, created_at FROM api_keys WHERE key_hash=?",
-          apiKeyRow, key_hash);
+      return selectOne<ApiKey>(c, "SELECT " + cols(kApiKeyCols) + " FROM api_keys WHERE key_hash=?",
+                               apiKeyRow, key_hash);
     });
     return found(std::move(r), "api key does not exist");
+  }
+
+  Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<ApiKey>(
+          c,
+          "SELECT " + cols(kApiKeyCols) + " FROM api_keys WHERE account=? ORDER BY created_at, id",
+          apiKeyRow, acc.str());
+    });
+  }
+
+  Status deleteApiKey(const AccountId& acc, const std::string& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM api_keys WHERE account=? AND id=?", acc.str(), id),
+          "api key " + id + " does not exist in account " + acc.str());
+    });
+  }
+
+  Status deleteCredentials(const AccountId& acc, const UserId& user) override {
+    return write([&](Conn& c) { return deleteCredentialsIn(c, acc, user); });
   }
 
   Result<Skill> createSkill(Skill s) override {
@@ -1949,6 +1999,14 @@ class SqliteStore final : public Store,
     if (!n) return std::unexpected(n.error());
     if (*n == 0) return notFound(message);
     return {};
+  }
+
+  // Deletes the user's sessions and API keys (inside the caller's write).
+  static Status deleteCredentialsIn(Conn& c, const AccountId& acc, const UserId& user) {
+    PARLEY_STORE_TRY(asStatus(
+        execute(c, "DELETE FROM sessions WHERE account=? AND user_id=?", acc.str(), user.str())));
+    return asStatus(
+        execute(c, "DELETE FROM api_keys WHERE account=? AND user_id=?", acc.str(), user.str()));
   }
 
   // The id for a new row of `table`: `requested` when given (or "" when it is taken), else the

@@ -99,7 +99,8 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
     auto s = openSqliteStore(path, clock, v1);
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ((*s)->schemaVersion(), 1);
-    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Old"}));
+    // Version 1's accounts table (this binary's createAccount writes later columns too).
+    rawQuery(path, "INSERT INTO accounts VALUES('1','Old',300,600,3600,1)");
     Conversation c = conversationFor(0);
     c.next_sequence = 1;
     Message m;
@@ -149,6 +150,40 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   EXPECT_EQ((*s)->functions().listSecretAudit(AccountId("1"), 10)->size(), 1u);
 }
 
+// Version 6: plaintext session bearers are dropped (every login is made again), existing API
+// keys keep working with a public id, and users and accounts become enabled/active.
+TEST(SqliteStore, MigratesIdentityDroppingPlaintextSessionsAndKeepingApiKeys) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("v5.db");
+  const std::string key_hash(64, 'a');
+  {
+    SqliteOptions v5;
+    v5.schema_version_for_test = 5;
+    auto s = openSqliteStore(path, clock, v5);
+    ASSERT_TRUE(s) << s.error().message;
+  }
+  rawQuery(path, "INSERT INTO accounts VALUES('1','Acme',300,600,3600,1)");
+  rawQuery(
+      path,
+      "INSERT INTO users VALUES('1','1000','pid','ann','hash','[\"AGENT\"]','HUMAN','[]',10,1)");
+  rawQuery(path, "INSERT INTO sessions VALUES('plainbearer','csrf','1','1000',1,9999999999999)");
+  rawQuery(path, "INSERT INTO api_keys VALUES('" + key_hash + "','1','1000','ci',1)");
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM sessions"), "0");
+  EXPECT_EQ((*s)->accounts().getSession("plainbearer").error().code, ErrorCode::kNotFound);
+  auto k = (*s)->accounts().getApiKey(key_hash);
+  ASSERT_TRUE(k) << k.error().message;
+  EXPECT_EQ(k->id, key_hash.substr(0, 16));
+  EXPECT_TRUE(k->scopes.empty());
+  EXPECT_EQ(k->expires_at, 0);
+  EXPECT_EQ((*s)->accounts().getUser(AccountId("1"), UserId("1000"))->status, UserStatus::kEnabled);
+  EXPECT_EQ((*s)->accounts().getAccount(AccountId("1"))->status, AccountStatus::kActive);
+  ASSERT_TRUE((*s)->accounts().deleteApiKey(AccountId("1"), key_hash.substr(0, 16)));
+}
+
 TEST(SqliteStore, ImageAllowlistSurvivesAReopen) {
   TempDir dir;
   FakeClock clock;
@@ -187,7 +222,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
     v4.schema_version_for_test = 4;
     auto s = openSqliteStore(path, clock, v4);
     ASSERT_TRUE(s) << s.error().message;
-    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Acme"}));
+    rawQuery(path, "INSERT INTO accounts VALUES('1','Acme',300,600,3600,1)");
     // Interleaved across conversations, as a live server writes them.
     std::vector<Conversation> convs;
     for (int w = 0; w < kConversations; ++w) convs.push_back(conversationFor(w));
@@ -212,7 +247,9 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
   EXPECT_NE(
       rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
       std::string::npos);
-  auto s = openSqliteStore(path, clock);
+  SqliteOptions v5;
+  v5.schema_version_for_test = 5;
+  auto s = openSqliteStore(path, clock, v5);
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
   EXPECT_EQ(
