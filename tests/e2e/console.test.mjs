@@ -4,8 +4,10 @@
 // quick reply, the bot transfers to a human skill, an agent accepts, sees the intent, replies,
 // closes. Screenshots go to tests/artifacts/e2e/.
 //
-//   PARLEY_BIN=build/web/src/app/parley node --test tests/e2e/console.test.mjs
-//   (PARLEY_E2E_MOCK=1 runs against tests/e2e/mock/mock-server.mjs, a dev aid, not the server)
+// Every page runs under the server's Content-Security-Policy; a policy violation reported by
+// Chromium on any page fails the test (the console must need nothing the policy refuses).
+//
+//   PARLEY_BIN=build/default/src/app/parley node --test tests/e2e/console.test.mjs
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -17,9 +19,14 @@ let server;
 let browser;
 let base;
 let acc;
-// Server features the console needs that this build of `parley` may not wire yet. A missing one
-// skips (never passes) the parts that need it; PARLEY_E2E_REQUIRE_ALL=1 makes it a failure.
-const missing = {};
+// Content-Security-Policy violations Chromium reported on any page of the test.
+const violations = [];
+function watch(page) {
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to (load|apply|execute|connect|frame|evaluate)/i.test(m.text())) violations.push(`${page.url()}: ${m.text()}`);
+  });
+  return page;
+}
 
 async function rest(method, path, bearer, body) {
   const r = await fetch(`${base}${path}`, {
@@ -77,24 +84,8 @@ before(async () => {
   base = server.listening.http;
   acc = server.demo.account;
   browser = await startBrowser();
-  const { bearer } = await rest('POST', `/api/account/${acc}/login?v=1.3`, null, server.demo.admin);
-  for (const [name, method, path, body] of [
-    ['bots', 'GET', 'bots'],
-    ['richcontent', 'POST', 'richcontent/validate', { structuredContent: { type: 'vertical', elements: [] } }],
-  ]) {
-    const r = await fetch(`${base}/api/v1/accounts/${acc}/${path}`, { method, headers: { Authorization: `Bearer ${bearer}`, 'Content-Type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
-    const text = await r.text();
-    if (r.status === 404 && /unknown resource/i.test(text)) missing[name] = text;
-  }
+  browser.ctx.on('page', watch);
 });
-
-function needs(t, feature) {
-  if (!missing[feature]) return true;
-  const why = `the server does not provide '${feature}' yet: ${missing[feature]}`;
-  if (process.env.PARLEY_E2E_REQUIRE_ALL) assert.fail(why);
-  t.skip(why);
-  return false;
-}
 
 after(async () => {
   await browser?.close();
@@ -119,8 +110,7 @@ describe('console', () => {
     await page.close();
   });
 
-  test('structured content: errors with paths, valid card rendered by json-pollock', async (t) => {
-    if (!needs(t, 'richcontent')) return;
+  test('structured content: errors with paths, valid card rendered by json-pollock', async () => {
     const page = await browser.ctx.newPage();
     await uiLogin(page, server.demo.admin, '/richcontent');
     await page.waitForURL(/\/richcontent/);
@@ -144,7 +134,7 @@ describe('console', () => {
     await page.close();
   });
 
-  test('the seed flow: function → bot → widget → quick reply → transfer → agent → close', async (t) => {
+  test('the seed flow: function → bot → widget → quick reply → transfer → agent → close', async () => {
     // Discovery over REST: the demo agent's skill is the human skill the bot transfers to.
     const login = await rest('POST', `/api/account/${acc}/login?v=1.3`, null, server.demo.admin);
     const bearer = login.bearer;
@@ -221,10 +211,6 @@ describe('console', () => {
     await shot(admin, 'function-test-invoke');
 
     // 4. Back to the bot form (draft kept), pick the function, agree, create, test, start.
-    if (!needs(t, 'bots')) {
-      await admin.close();
-      return;
-    }
     await admin.getByRole('link', { name: 'Back to bot' }).click();
     await admin.waitForURL(/\/bots\/new/);
     assert.equal(await admin.getByLabel('Name', { exact: true }).inputValue(), 'E2E bot');
@@ -304,5 +290,9 @@ describe('console', () => {
     await admin.locator('[data-editor="code"] .cm-content').waitFor({ timeout: T });
     await shot(admin, 'narrow-function');
     for (const p of [widget, agent, admin]) await p.close();
+  });
+
+  test('no page of the console needed what the Content-Security-Policy refuses', () => {
+    assert.deepEqual(violations, []);
   });
 });
