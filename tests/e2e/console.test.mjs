@@ -19,13 +19,17 @@ let server;
 let browser;
 let base;
 let acc;
-// Content-Security-Policy violations Chromium reported on any page of the test.
+// Content-Security-Policy violations Chromium reported on any page of the test, with what was
+// refused and where.
 const violations = [];
-function watch(page) {
-  page.on('console', (m) => {
-    if (/Content Security Policy|Refused to (load|apply|execute|connect|frame|evaluate)/i.test(m.text())) violations.push(`${page.url()}: ${m.text()}`);
+async function watchViolations(ctx) {
+  await ctx.exposeBinding('__parleyCspViolation', ({ page }, v) => violations.push({ page: page.url(), ...v }));
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      const el = e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 300) : String(e.target);
+      window.__parleyCspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, source: `${e.sourceFile}:${e.lineNumber}:${e.columnNumber}`, sample: e.sample, element: el });
+    }, true);
   });
-  return page;
 }
 
 async function rest(method, path, bearer, body) {
@@ -84,7 +88,7 @@ before(async () => {
   base = server.listening.http;
   acc = server.demo.account;
   browser = await startBrowser();
-  browser.ctx.on('page', watch);
+  await watchViolations(browser.ctx);
 });
 
 after(async () => {
@@ -293,6 +297,11 @@ describe('console', () => {
   });
 
   test('no page of the console needed what the Content-Security-Policy refuses', () => {
-    assert.deepEqual(violations, []);
+    // One exception, made by the browser and not by the console: text typed into a CodeMirror
+    // editor with Input.insertText (as an input method commits it) makes Chromium's editing
+    // code insert markup with a style attribute into the editor (no script source), which the
+    // policy refuses; CodeMirror redraws the line from its own state, so nothing is lost.
+    const fromEditing = (v) => v.directive === 'style-src-attr' && v.source === ':0:0' && /data-editor=/.test(v.element);
+    assert.deepEqual(violations.filter((v) => !fromEditing(v)), []);
   });
 });
