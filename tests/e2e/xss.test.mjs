@@ -108,8 +108,10 @@ async function tapSocket(page) {
   return tap;
 }
 
-// Pushes `cards` to the page as RichContentEvents of `convId`, shaped like a real notification
-// the page received for that conversation.
+// Pushes `cards` to the page as RichContentEvents of `convId`, shaped like a real message
+// notification the page received for that conversation (consumers get
+// ms.MessagingEventNotification {changes:[record]}, agents .ams.ms.OnlineEventDistribution with
+// the record as the body).
 let fakeSeq = 9000;
 async function inject(tap, convId, cards, role) {
   let proto;
@@ -121,9 +123,14 @@ async function inject(tap, convId, cards, role) {
       } catch {
         continue;
       }
-      if (!/MessagingEventNotification/.test(m.type ?? '')) continue;
-      const ch = (m.body?.changes ?? []).find((c) => (c.dialogId ?? m.body.dialogId) === convId && c.event?.type === 'ContentEvent');
-      if (ch) proto = { m, ch };
+      if (m.kind !== 'notification' || !m.body || typeof m.body !== 'object') continue;
+      const ofConv = (r) => r && (r.dialogId ?? m.body.dialogId) === convId && r.event?.type === 'ContentEvent';
+      if (Array.isArray(m.body.changes)) {
+        const ch = m.body.changes.find(ofConv);
+        if (ch) proto = { m, ch, inChanges: true };
+      } else if (ofConv(m.body)) {
+        proto = { m, ch: m.body, inChanges: false };
+      }
     }
     if (!proto) await new Promise((r) => setTimeout(r, 100));
   }
@@ -134,7 +141,8 @@ async function inject(tap, convId, cards, role) {
     change.event = { type: 'RichContentEvent', content: card };
     change.originatorMetadata = { ...(change.originatorMetadata ?? {}), role };
     const msg = JSON.parse(JSON.stringify(proto.m));
-    msg.body.changes = [change];
+    if (proto.inChanges) msg.body.changes = [change];
+    else msg.body = change;
     tap.ws.send(JSON.stringify(msg));
   }
 }
@@ -270,7 +278,6 @@ describe('the console runs nothing it shows', () => {
       const r = await consumer.request('ms.PublishEvent', { dialogId: convId, event: { type: 'RichContentEvent', content: c } });
       if (r.code !== 200) refused.push(c);
     }
-    consumer.close();
 
     agentPage = await browser.ctx.newPage();
     agentTap = await tapSocket(agentPage);
@@ -280,7 +287,11 @@ describe('the console runs nothing it shows', () => {
     await item.getByRole('button', { name: 'Accept' }).click({ timeout: 30000 });
     await agentPage.locator('.transcript .bubble', { hasText: 'hello' }).waitFor({ timeout: T });
     await agentPage.locator('.transcript .bubble-card .lp-json-pollock').first().waitFor({ timeout: T });
-    // What the server refused is pushed into the page as if it had been stored.
+    // A live message (the history came in a QueryMessages answer), then what the server refused
+    // is pushed into the page as if it had been stored.
+    assert.equal((await consumer.request('ms.PublishEvent', { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message: 'ping' } })).code, 200);
+    await agentPage.locator('.transcript .bubble', { hasText: 'ping' }).waitFor({ timeout: T });
+    consumer.close();
     if (refused.length) {
       await inject(agentTap, convId, refused, 'CONSUMER');
       await agentPage.locator('.transcript .bubble-card .lp-json-pollock').nth(refused.length).waitFor({ timeout: T });
