@@ -12,8 +12,10 @@
 #include <future>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "app/account_command.h"
 #include "app/allocator.h"
@@ -181,6 +183,35 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
   return {};
 }
 
+// The bot connector as seen by what is made before it (the engine's content check): empty until
+// set, and never keeps it alive.
+class ConnectorRef {
+ public:
+  void set(const std::shared_ptr<parley::connector::BotService>& b) {
+    std::lock_guard lock(mu_);
+    bot_ = b;
+  }
+  std::shared_ptr<parley::connector::BotService> get() const {
+    std::lock_guard lock(mu_);
+    return bot_.lock();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::weak_ptr<parley::connector::BotService> bot_;
+};
+
+// The account's stored image allowlist (bots/image-allowlist) from the connector's memory, or
+// none while there is no connector.
+parley::connector::richcontent::AllowlistProvider allowlistOf(
+    std::shared_ptr<const ConnectorRef> ref) {
+  return [ref = std::move(ref)](
+             const parley::AccountId& acc) -> std::optional<std::vector<std::string>> {
+    auto b = ref->get();
+    return b ? b->imageAllowlist(acc) : std::nullopt;
+  };
+}
+
 int fail(const std::string& what, const parley::Error& e) {
   spdlog::critical("{}: {}", what, e.message);
   std::fprintf(stderr, "parley: %s: %s\n", what.c_str(), e.message.c_str());
@@ -220,7 +251,37 @@ int serve(const ServeFlags& f) {
     demo = *d;
   }
 
-  auto engine = conversation::makeConversationService(**store, clock);
+  // The structured-content validator: bot responses (connector), `richcontent/validate`, and
+  // the engine's content check, so that what consumers and agents publish meets the same rules
+  // as what bots send before it is stored.
+  auto validator = f.schema_dir.empty() ? connector::richcontent::Validator::loadEmbedded()
+                                        : connector::richcontent::Validator::load(f.schema_dir);
+  if (!validator)
+    return fail(f.schema_dir.empty()
+                    ? std::string("cannot compile the built-in structured-content schema")
+                    : "cannot load the structured-content schema from " + f.schema_dir +
+                          " (--schema-dir: a folder with JSON Pollock's rich_content.json and the "
+                          "files it refers to; leave it out for the built-in schema)",
+                validator.error());
+  spdlog::info("structured-content schema: {}",
+               f.schema_dir.empty()
+                   ? "json-pollock " +
+                         std::string(connector::richcontent::embeddedJsonPollockVersion()) +
+                         " (built in)"
+                   : f.schema_dir);
+  // The account's image allowlist lives in the bot connector, which needs the engine first;
+  // until it is set no allowlist applies (HTTPS is still required).
+  auto allowlist_source = std::make_shared<ConnectorRef>();
+  conversation::Options engine_options;
+  engine_options.content_check = [v = *validator, allowlist = allowlistOf(allowlist_source)](
+                                     const conversation::ContentToCheck& in) {
+    return connector::richcontent::checkPublishedEvent(
+        v, in.account, in.event,
+        in.channel == store::Channel::kChat ? connector::richcontent::Channel::kChat
+                                            : connector::richcontent::Channel::kMessaging,
+        allowlist);
+  };
+  auto engine = conversation::makeConversationService(**store, clock, engine_options);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
 
   // ---- Function platform (src/functions) ---------------------------------------------------
@@ -260,21 +321,6 @@ int serve(const ServeFlags& f) {
   // ---- Bot connector (src/connector) -------------------------------------------------------
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
-  auto validator = f.schema_dir.empty() ? connector::richcontent::Validator::loadEmbedded()
-                                        : connector::richcontent::Validator::load(f.schema_dir);
-  if (!validator)
-    return fail(f.schema_dir.empty()
-                    ? std::string("cannot compile the built-in structured-content schema")
-                    : "cannot load the structured-content schema from " + f.schema_dir +
-                          " (--schema-dir: a folder with JSON Pollock's rich_content.json and the "
-                          "files it refers to; leave it out for the built-in schema)",
-                validator.error());
-  spdlog::info("structured-content schema: {}",
-               f.schema_dir.empty()
-                   ? "json-pollock " +
-                         std::string(connector::richcontent::embeddedJsonPollockVersion()) +
-                         " (built in)"
-                   : f.schema_dir);
   connector::ConnectorOptions connector_options;
   // Turns run on the engine's threads (see ConnectorOptions::turn_pool); the connector is
   // stopped before the engine is destroyed.
@@ -289,6 +335,7 @@ int serve(const ServeFlags& f) {
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
+  allowlist_source->set(bot_service);
   if (demo && !demo_function.empty()) {
     if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
       spdlog::warn("demo: the echo bot could not be created or started: {}", b.error().message);
@@ -319,10 +366,7 @@ int serve(const ServeFlags& f) {
           *validator,
           // The account's stored image allowlist (bots/image-allowlist), from the connector's
           // memory: no store call on the io thread.
-          [weak = std::weak_ptr<connector::BotService>(bot_service)](const AccountId& acc) {
-            auto b = weak.lock();
-            return b ? b->imageAllowlist(acc) : std::nullopt;
-          }));
+          allowlistOf(allowlist_source)));
       !st)
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });

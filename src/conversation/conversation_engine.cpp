@@ -932,6 +932,11 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
             originator_id = originator_pid = req.actor.oldId();
             break;
         }
+        if (persisted && type != "AcceptStatusEvent" && options_.content_check) {
+          auto checked = options_.content_check(
+              ContentToCheck{req.actor.account, c.channel, req.actor.kind, ev.as_object()});
+          if (!checked) return done(std::unexpected(std::move(checked.error())));
+        }
         const TimeMs now = clock_.nowMs();
         if (!persisted) {
           ChatStateChanged cs{std::move(originator_id),

@@ -410,6 +410,84 @@ TEST_F(EngineTest, PublishAssignsSequencesAndChatStateGetsNone) {
   EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
 }
 
+TEST_F(EngineTest, ContentCheckRefusesBeforeAnythingIsStored) {
+  // The check sees ContentEvent and RichContentEvent of every publisher with the conversation's
+  // channel; it refuses rich content whose first element is not text.
+  std::vector<std::string> seen;
+  std::mutex mu;
+  Options o;
+  o.content_check = [&](const ContentToCheck& in) -> Status {
+    std::lock_guard lock(mu);
+    seen.push_back(std::string(in.event.at("type").as_string()) + "/" +
+                   (in.publisher == ActorKind::kConsumer ? "consumer" : "agent") + "/" +
+                   (in.channel == store::Channel::kMessaging ? "MESSAGING" : "CHAT") + "/" +
+                   in.account.str());
+    if (in.event.at("type").as_string() != "RichContentEvent") return {};
+    const auto& content = in.event.at("content");
+    if (content.is_object() && content.as_object().contains("elements") &&
+        content.at("elements").at(0).at("type") == "text")
+      return {};
+    return std::unexpected(Error{ErrorCode::kInvalid, "refused by the content check"});
+  };
+  restart(o);
+  Actor agent = createAgent("a1", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  auto pub = [&](const Actor& a, const std::string& ev) {
+    PublishRequest req;
+    req.actor = a;
+    req.conversation = c->id;
+    req.event_json = ev;
+    return call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  };
+  const std::string bad =
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"image","url":"x"}]}})";
+  const std::string good =
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"text","text":"hi"}]}})";
+
+  auto r = pub(consumer, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "refused by the content check");
+  EXPECT_TRUE(messages(c->id)->empty());
+  EXPECT_EQ(get(c->id)->next_sequence, 0) << "a refused publish uses no sequence";
+
+  auto ok = pub(consumer, good);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->sequence, 0);
+  ASSERT_TRUE(publish(consumer, c->id, "text"));
+  // Chat states and read receipts are not content.
+  ASSERT_TRUE(pub(consumer, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})"));
+  ASSERT_TRUE(pub(consumer, R"({"type":"AcceptStatusEvent","status":"READ","sequenceList":[0]})"));
+
+  // Agents go through the same check, after their rights: a stranger is Forbidden, unchecked.
+  Actor stranger = createAgent("a2", {});
+  std::size_t checked = seen.size();
+  r = pub(stranger, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  EXPECT_EQ(seen.size(), checked);
+  assign(agent, *c);
+  r = pub(agent, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  ASSERT_TRUE(pub(agent, good));
+
+  auto all = messages(c->id);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 4u);  // good, text, the receipt, the agent's good
+  for (const auto& m : *all) EXPECT_EQ(m.event_json.find(R"("url":"x")"), std::string::npos);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "RichContentEvent/consumer/MESSAGING/1000",
+                      "RichContentEvent/consumer/MESSAGING/1000",
+                      "ContentEvent/consumer/MESSAGING/1000",
+                      "RichContentEvent/agent/MESSAGING/1000",
+                      "RichContentEvent/agent/MESSAGING/1000",
+                  }));
+}
+
 TEST_F(EngineTest, ConcurrentPublishersGetContiguousSequencesInPublisherOrder) {
   Actor agent = createAgent("a1", {});
   auto c = request("c1");

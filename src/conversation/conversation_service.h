@@ -115,8 +115,9 @@ struct PublishRequest {
   Actor actor;
   ConversationId conversation;  // = dialogId of the MAIN dialog
   // The event object as published: {"type":"ContentEvent"|"RichContentEvent"|
-  // "AcceptStatusEvent"|"ChatStateEvent", ...}. Other types are Invalid. The engine checks only
-  // the type; content validation (rich content schema) is the caller's job.
+  // "AcceptStatusEvent"|"ChatStateEvent", ...}. Other types are Invalid. The engine checks the
+  // type; the content of ContentEvent and RichContentEvent goes through Options::content_check
+  // (conversation_engine.h) when one is set.
   std::string event_json;
   // Envelope metadata array (BotResponse, ExternalId, ActionReason, ...). REQUIRES: JSON array.
   std::string metadata_json = "[]";
@@ -373,7 +374,8 @@ class ConversationService {
   // only delivered (ChatStateChanged). The publisher must be a participant: the consumer of the
   // conversation, or an agent that is ACTIVE ASSIGNED_AGENT or MANAGER.
   // Errors: NotFound (conversation, or another account's); Forbidden (not a participant);
-  // Conflict "conversation <id> is closed"; Invalid (event, metadata, audience).
+  // Conflict "conversation <id> is closed"; Invalid (event, metadata, audience, or the error of
+  // the engine's content check).
   virtual void publish(PublishRequest req, Callback<Published> done) = 0;
 
   // Applies a batch of field changes atomically (see FieldChange). Permissions: consumers may

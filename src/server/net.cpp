@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "common/thread_name.h"
+#include "server/security_headers.h"
 #include "server/write_queue_stream.h"
 
 namespace parley::server {
@@ -124,12 +125,15 @@ HttpRequest toPlain(const http::request<http::string_body>& req, bool tls,
   return out;
 }
 
-http::response<http::string_body> toBeast(const HttpResponse& r, unsigned version,
-                                          bool keep_alive) {
+// Every response leaves through here (or, for an accepted WebSocket, the handshake decorator):
+// the security headers are set last, so no route can drop or weaken them.
+http::response<http::string_body> toBeast(const HttpResponse& r, unsigned version, bool keep_alive,
+                                          std::string_view host, Transport transport) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "parley");
   res.set(http::field::content_type, r.content_type);
   for (const auto& [k, v] : r.headers) res.insert(k, v);
+  for (const auto& [k, v] : securityHeaders(host, transport)) res.set(k, v);
   res.body() = r.body;
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -576,6 +580,7 @@ class HttpSession final : public Stoppable,
                                                            : st_->opts.keep_alive_timeout);
       first = false;
       auto [ec, n] = co_await http::async_read_header(stream_, buf, parser, kTuple);
+      host_ = std::string(parser.get()[http::field::host]);
       if (!ec) {
         busy_ = true;
         beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
@@ -643,7 +648,7 @@ class HttpSession final : public Stoppable,
   }
 
   awaitable<bool> write(const HttpResponse& r, unsigned version, bool keep_alive) {
-    auto res = toBeast(r, version, keep_alive);
+    auto res = toBeast(r, version, keep_alive, host_, tls_ ? Transport::kTls : Transport::kPlain);
     beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
     auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
     co_return !ec;
@@ -694,7 +699,11 @@ class HttpSession final : public Stoppable,
     w.auto_fragment(false);
     // Never send Sec-WebSocket-Protocol: ws 1.x rejects a subprotocol it did not ask for.
     w.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "parley"); }));
+        [host = std::string(req[http::field::host]),
+         transport = tls_ ? Transport::kTls : Transport::kPlain](websocket::response_type& res) {
+          res.set(http::field::server, "parley");
+          for (const auto& [k, v] : securityHeaders(host, transport)) res.set(k, v);
+        }));
     auto [ec] = co_await w.async_accept(req, kTuple);
     if (ec) {
       spdlog::debug("websocket accept failed: {}", ec.message());
@@ -711,6 +720,8 @@ class HttpSession final : public Stoppable,
   Stream stream_;
   asio::any_io_executor executor_;  // the connection's strand
   bool tls_;
+  // The Host of the request being answered (names the WebSocket origin in the policy).
+  std::string host_;
   std::string local_host_;
   std::string remote_address_;
   bool busy_ = false;

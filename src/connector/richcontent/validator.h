@@ -7,6 +7,12 @@
 // type-dispatching validator (see schema.h), and adds the rules that the schema does not express:
 //   - image and link-preview URLs must be HTTPS and on the account's image allowlist (exact
 //     hosts or https:// URL prefixes; no wildcards);
+//   - link actions: `uri` and `web.uri` must be http(s)://, mailto: or tel: URLs; `ios.uri` and
+//     `android.uri` (app deep links) may use any scheme except javascript:, vbscript:, data:,
+//     file: and blob:;
+//   - style colours (`color`, `background-color`, `border-color`, `fill`, ... and their
+//     -hover/-active/-selected forms) must be CSS colours: #rgb[a], #rrggbb[aa], a keyword, or
+//     rgb()/rgba()/hsl()/hsla() of numbers (never CSS text such as url(...) or ';');
 //   - a whole structured-content message is at most 15,000 bytes (compact JSON);
 //   - quick replies only in messaging; 1-24 replies; itemsPerRow 1-8; chip titles at most 25
 //     characters; each chip is a button with click.actions;
@@ -107,8 +113,9 @@ class Validator {
             std::shared_ptr<const CompiledSchema> quick_replies)
       : pollock_(std::move(pollock)), quick_replies_(std::move(quick_replies)) {}
 
-  void checkImageUrls(const boost::json::value& v, const ValidateOptions& opts,
-                      detail::ErrorSink& sink) const;
+  // Image URLs, link URIs and style colours (the rules the schema does not express).
+  void checkValues(const boost::json::value& v, const ValidateOptions& opts,
+                   detail::ErrorSink& sink) const;
 
   std::shared_ptr<const CompiledSchema> pollock_;
   std::shared_ptr<const CompiledSchema> quick_replies_;
@@ -125,6 +132,17 @@ extern const std::string_view kQuickRepliesSchema;
 
 // The version of the json-pollock package whose schema is compiled in ("1.7.7").
 std::string_view embeddedJsonPollockVersion();
+
+// True when `uri` may be the target of a link action: http(s)://, mailto: or tel:, or (for
+// LinkTarget::kApp, the ios/android deep links) any scheme but javascript:, vbscript:, data:,
+// file: and blob:. Sets `why` when not.
+enum class LinkTarget { kWeb, kApp };
+bool linkUriAllowed(std::string_view uri, LinkTarget target, std::string* why);
+
+// True when `v` is a CSS colour value json-pollock may put into a style: #rgb, #rgba, #rrggbb,
+// #rrggbbaa, a keyword of letters ("red", "transparent"), or rgb()/rgba()/hsl()/hsla() whose
+// arguments are numbers, %, deg, spaces, commas and '/'.
+bool cssColourAllowed(std::string_view v);
 
 // Size of `v` serialised as compact JSON, without allocating the text.
 std::size_t compactJsonSize(const boost::json::value& v);

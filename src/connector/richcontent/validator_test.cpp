@@ -120,6 +120,72 @@ TEST_F(ValidatorTest, LinkPreviewUrlsAreCheckedToo) {
   EXPECT_EQ(r.errors[0].path, "/url");
 }
 
+std::string linkCard(const std::string& link_fields) {
+  return R"j({"type":"vertical","elements":[{"type":"button","title":"Go","click":{"actions":[{"type":"link","name":"go",)j" +
+         link_fields + "}]}}]}";
+}
+
+TEST_F(ValidatorTest, LinkUrisAreWebUrlsMailOrPhone) {
+  for (const char* ok : {"https://example.com/a?b=1", "http://example.com", "HTTPS://EXAMPLE.COM",
+                         "mailto:help@example.com", "tel:+15550100"})
+    EXPECT_TRUE(v().validateText(linkCard(std::string(R"j("uri":")j") + ok + "\"")).valid) << ok;
+  for (const char* bad :
+       {"javascript:alert(1)", "JavaScript:alert(1)", " javascript:alert(1)", "vbscript:x",
+        "data:text/html,<script>alert(1)</script>", "file:///etc/passwd", "blob:https://x/y",
+        "java\tscript:alert(1)", "//evil.example/", "/relative", "https:///nohost", "ftp://x/y"}) {
+    auto r = v().validateText(linkCard(std::string(R"j("uri":)j") + bj::serialize(bj::value(bad))));
+    ASSERT_FALSE(r.valid) << bad;
+    EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/uri") << bad;
+  }
+  auto r = v().validateText(linkCard(R"j("uri":"javascript:alert(1)")j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_NE(r.errors.back().message.find("http(s)://, mailto: or tel:"), std::string::npos);
+
+  // web.uri is a web link too; ios/android are app deep links: any scheme but script-capable ones.
+  EXPECT_TRUE(v().validateText(
+                     linkCard(R"j("uri":"https://example.com","web":{"uri":"https://example.com/w"},
+        "ios":{"uri":"myapp://open"},"android":{"uri":"intent://x#Intent;end"})j"))
+                  .valid);
+  r = v().validateText(linkCard(R"j("uri":"https://example.com","web":{"uri":"javascript:x"})j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/web/uri");
+  r = v().validateText(linkCard(R"j("uri":"https://example.com","ios":{"uri":"javascript:x"})j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/ios/uri");
+  // Quick-reply chips follow the same rules.
+  auto qr =
+      bj::parse(R"j({"type":"quickReplies","itemsPerRow":1,"replies":[{"type":"button","title":"x",
+      "click":{"actions":[{"type":"link","name":"x","uri":"javascript:alert(1)"}]}}]})j");
+  auto q = v().validateQuickReplies(qr);
+  ASSERT_FALSE(q.valid);
+  EXPECT_EQ(q.errors.back().path, "/replies/0/click/actions/0/uri");
+}
+
+TEST_F(ValidatorTest, StyleColoursAreColours) {
+  auto text = [](const std::string& style) {
+    return R"j({"type":"vertical","elements":[{"type":"text","text":"x","style":)j" + style + "}]}";
+  };
+  for (const char* ok :
+       {"#fff", "#FFFA", "#3736A6", "#00000080", "red", "transparent", "rgb(1, 2, 3)",
+        "rgba(1,2,3,0.5)", "hsl(120deg 50% 50%)", "hsla(120, 50%, 50%, .3)", "rgb(1 2 3 / 50%)"}) {
+    auto r = v().validateText(text(std::string(R"j({"color":")j") + ok + R"j(","bold":true})j"));
+    EXPECT_TRUE(r.valid) << ok << ": " << (r.errors.empty() ? "" : r.errors[0].message);
+  }
+  for (const char* bad :
+       {"red;background-image:url(https://evil.example/x)", "url(x)", "expression(alert(1))",
+        "#ggg", "#12345", "", "var(--x)", "rgb(1,2,3);x:y", "red }", "calc(1)"}) {
+    auto r = v().validateText(
+        text(std::string(R"j({"background-color":)j") + bj::serialize(bj::value(bad)) + "}"));
+    ASSERT_FALSE(r.valid) << bad;
+    EXPECT_EQ(r.errors.back().path, "/elements/0/style/background-color") << bad;
+  }
+  EXPECT_FALSE(v().validateText(text(R"j({"border-color-hover":"url(x)"})j")).valid);
+  EXPECT_FALSE(v().validateText(text(R"j({"fill":"url(#x)"})j")).valid);
+  EXPECT_TRUE(v().validateText(text(R"j({"size":"large","italic":true})j")).valid);
+  EXPECT_TRUE(cssColourAllowed("Red"));
+  EXPECT_FALSE(cssColourAllowed(std::string(65, 'a')));
+}
+
 TEST_F(ValidatorTest, WholeMessageAtMost15000Bytes) {
   // 4 texts of 4000 bytes each: valid per schema, over the byte limit.
   std::string big(4000, 'a');
