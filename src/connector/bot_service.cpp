@@ -126,6 +126,19 @@ Result<std::vector<std::string>> parseImageAllowlist(const bj::object& body) {
   return out;
 }
 
+// Parses JSON text the connector built itself (a turn's input, an event) — which may nest a
+// function's or hook's output (up to the parser's default depth) a few levels deeper — without
+// throwing: an error value, never an exception, and a JSON object or an error.
+Result<bj::value> parseOwn(std::string_view text) {
+  bj::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  bj::value v = bj::parse(text, ec, {}, opts);
+  if (ec) return invalid("not readable JSON: " + ec.message());
+  if (!v.is_object()) return invalid("not a JSON object");
+  return v;
+}
+
 std::string botUserLogin(const std::string& name) {
   std::string s = "bot.";
   for (char c : name)
@@ -170,6 +183,10 @@ struct Metrics {
   std::map<std::pair<std::string, std::string>, std::uint64_t> inactivity;  // (bot, warning|close)
   std::map<std::string, std::uint64_t> limit_reached;
   std::map<std::pair<std::string, std::string>, std::uint64_t> hook_failures;  // (bot, hook)
+  // Exceptions caught by the conversation strand's fence (a bug, or a throwing dependency).
+  std::map<std::string, std::uint64_t> turn_exceptions;
+  // Open conversations handed on when their bot was stopped.
+  std::map<std::string, std::uint64_t> handed_off;
 };
 
 struct Turn {
@@ -187,6 +204,8 @@ struct Turn {
   // How the turn's failure counts for the bot's health (set where it failed).
   TurnHealth failure_kind = TurnHealth::kFunctionFailure;
   std::string platform_error;  // the platform's error code when failure_kind is kPlatformFailure
+  // The escalation has started (its messages may be out): the fence does not escalate again.
+  bool escalating = false;
   SteadyClock::time_point t_start = SteadyClock::now();
   SteadyClock::time_point t_invoke;
   double invoke_ms = 0;
@@ -211,6 +230,8 @@ struct ConvState {
   std::int64_t last_seq = -1;
   std::deque<std::pair<TurnInput, SteadyClock::time_point>> queue;
   bool turn_running = false;
+  // The turn that set `turn_running` (the fence ends it when an exception escapes).
+  std::shared_ptr<Turn> current;
   bool combine_armed = false;
   bool combine_ready = false;
   std::shared_ptr<asio::steady_timer> timer;
@@ -309,15 +330,60 @@ struct BotService::Impl {
                 // a function worker) until it returns, and the strand's pool may be lent
     // Deferred: from an engine callback (the engine's pool is the turns' pool in `parley
     // serve`) the work runs on the same thread after the callback instead of waking another.
-    asio::defer(c->strand, [this, f = std::forward<F>(f)]() mutable {
-      try {
-        f();
-      } catch (const std::exception& e) {
-        spdlog::error("connector: unexpected exception on a conversation strand: {}", e.what());
-      }
+    asio::defer(c->strand, [this, c, f = std::forward<F>(f)]() mutable {
+      fenced(c, f);
       doneBusy();
     });
     doneBusy();
+  }
+
+  // The fence of every task on a conversation's strand: nothing thrown in turn logic escapes
+  // into Asio, and a turn the exception interrupted ends visibly — escalated per the bot's
+  // policy (recorded with the exception, counted in parley_bot_turn_exceptions_total), or
+  // recorded as ERROR when the escalation itself throws — so `turn_running` never stays set
+  // and the conversation's next message gets its turn.
+  template <class F>
+  void fenced(const std::shared_ptr<ConvState>& c, F& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      turnException(c, e.what());
+    } catch (...) {
+      turnException(c, "an exception that is not a std::exception");
+    }
+  }
+
+  void turnException(const std::shared_ptr<ConvState>& st, const std::string& what) {
+    std::string bot = st->bot ? st->bot->id.str() : std::string("-");
+    spdlog::error("connector: exception in conversation {} (bot {}): {}", st->id.str(), bot, what);
+    {
+      std::lock_guard l(mu);
+      metrics.turn_exceptions[bot] += 1;
+    }
+    if (!st->turn_running || !st->current) return;  // no turn was running: logged and counted
+    std::shared_ptr<Turn> turn = st->current;
+    turn->failure_kind = TurnHealth::kNotCounted;  // the connector's fault, not the function's
+    turn->actions.push_back(bj::object{{"kind", "EXCEPTION"},
+                                       {"status", "FAILED"},
+                                       {"code", std::string(kCodePrefix) + codes::kInternal},
+                                       {"message", what}});
+    try {
+      if (!turn->escalating)
+        return escalate(st, turn, codes::kInternal,
+                        "the connector failed while handling this turn: " + what);
+    } catch (const std::exception& e) {
+      spdlog::error("connector: the escalation after an exception threw too: {}", e.what());
+    } catch (...) {
+    }
+    try {
+      turn->error = std::string(kCodePrefix) + codes::kInternal + ": " + what;
+      if (st->turn_running && st->current == turn) complete(st, turn, "ERROR");
+    } catch (...) {
+    }
+    if (st->current == turn) {
+      st->turn_running = false;
+      st->current.reset();
+    }
   }
 
   std::shared_ptr<const BotConfig> configOf(const std::shared_ptr<BotRuntime>& b) const {
@@ -652,13 +718,7 @@ struct BotService::Impl {
     addBusy();
     timer->async_wait(
         [this, st, timer, f = std::forward<F>(f)](boost::system::error_code ec) mutable {
-          if (!ec && !stopped) {
-            try {
-              f();
-            } catch (const std::exception& e) {
-              spdlog::error("connector: exception in a timer: {}", e.what());
-            }
-          }
+          if (!ec && !stopped) fenced(st, f);
           doneBusy();
         });
   }
@@ -680,6 +740,7 @@ struct BotService::Impl {
   void startLimitEscalation(const std::shared_ptr<ConvState>& st) {
     auto turn = syntheticTurn(st);
     st->turn_running = true;
+    st->current = turn;
     std::size_t held = 0;
     {
       std::lock_guard l(mu);
@@ -728,11 +789,8 @@ struct BotService::Impl {
       addBusy();  // before checking `stopped` (see armProbe)
       if (!ec && !stopped && gen == st->idle_gen && st->owned && !st->turn_running &&
           isActive(st->bot)) {
-        try {
-          onIdle(st, close);
-        } catch (const std::exception& e) {
-          spdlog::error("connector: exception in the inactivity timer: {}", e.what());
-        }
+        auto idle = [&] { onIdle(st, close); };
+        fenced(st, idle);
       }
       doneBusy();
     });
@@ -764,6 +822,7 @@ struct BotService::Impl {
     // Close: recorded as a turn (outcome CLOSED_INACTIVE) so the dashboard shows it.
     auto turn = syntheticTurn(st);
     st->turn_running = true;
+    st->current = turn;
     auto do_close = [this, st, turn] {
       update(st, turn, {conv::CloseField{std::string("BOT")}},
              [this, st, turn](Result<store::Conversation> r) {
@@ -879,9 +938,14 @@ struct BotService::Impl {
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner while the pre hook ran");
     if (i == fns.size()) return invoke(st, turn);
-    bj::value input = bj::parse(turn->input_json);
-    std::string payload = bj::serialize(input.at("payload"));
     FunctionId fn = fns[i];
+    auto input = parseOwn(turn->input_json);
+    const bj::value* request = input ? input->as_object().if_contains("payload") : nullptr;
+    if (!request)
+      return hookFailed(st, turn, "PRE_HOOK", fn,
+                        "the request for the pre hook cannot be built: " +
+                            (input ? std::string("it has no payload") : input.error().message));
+    std::string payload = bj::serialize(*request);
     invokeHook(
         st, turn, fn, "pre-hook-" + std::to_string(i), payload,
         [this, st, turn, fns = std::move(fns), i, fn](const functions::InvokeResult& r) {
@@ -894,11 +958,15 @@ struct BotService::Impl {
           if (ec || !out.is_object())
             return hookFailed(st, turn, "PRE_HOOK", fn,
                               "the pre hook must call back with the request object "
-                              "{message, convId, context}; got " +
+                              "{message, convId, context}" +
+                                  (ec ? " (" + ec.message() + ")" : std::string()) + "; got " +
                                   r.result_json.substr(0, 200));
-          bj::value input = bj::parse(turn->input_json);
-          input.as_object()["payload"] = std::move(out);
-          turn->input_json = bj::serialize(input);
+          auto input = parseOwn(turn->input_json);
+          if (!input)
+            return hookFailed(st, turn, "PRE_HOOK", fn,
+                              "the turn input cannot be read back: " + input.error().message);
+          input->as_object()["payload"] = std::move(out);
+          turn->input_json = bj::serialize(*input);
           turn->actions.push_back(
               bj::object{{"kind", "PRE_HOOK"}, {"function", fn.str()}, {"status", "DONE"}});
           runPreHooks(st, turn, fns, i + 1);
@@ -1002,6 +1070,7 @@ struct BotService::Impl {
     turn->queued_ms =
         std::chrono::duration<double, std::milli>(SteadyClock::now() - queued_at).count();
     st->turn_running = true;
+    st->current = turn;
     // The chat line carries the skill name; messaging inputs do not need it.
     std::string name = st->snapshot.channel == store::Channel::kChat
                            ? skillName(st->account, st->snapshot.skill)
@@ -1371,6 +1440,7 @@ struct BotService::Impl {
   // side, transfer to the escalation skill; the failure message when that transfer fails.
   void escalate(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                 const std::string& code, const std::string& message) {
+    turn->escalating = true;
     turn->error = std::string(kCodePrefix) + code + ": " + message;
     {
       std::lock_guard l(mu);
@@ -1624,6 +1694,7 @@ struct BotService::Impl {
       metrics.turns[{turn->bot->id.str(), outcome}] += 1;
     }
     st->turn_running = false;
+    if (st->current == turn) st->current.reset();
     if (!st->owned && st->snapshot.state == store::ConversationState::kClose) {
       std::lock_guard l(mu);
       conversations.erase(st->id.str());
@@ -1746,6 +1817,43 @@ struct BotService::Impl {
     }
     (void)setAvailability(*rt, store::Availability::kOffline);
   }
+
+  // Hands every open conversation still assigned to a stopped (or deleted) bot's user on: to the
+  // bot's escalation skill when it has one that exists, else back to the queue of the skill the
+  // conversation is in. The bot is no longer routed to (OFFLINE), so a restart does not give
+  // them back. Blocking: REST threads and start().
+  void handOff(const AccountId& acc, const BotId& id, const UserId& user, const BotConfig& cfg) {
+    store::ConversationQuery q;
+    q.state = store::ConversationState::kOpen;
+    q.limit = 100000;
+    auto open = store.conversations().listConversations(acc, q);
+    if (!open) {
+      spdlog::error("connector: bot {} stopped, but its conversations cannot be listed: {}",
+                    id.str(), open.error().message);
+      return;
+    }
+    std::optional<SkillId> target;
+    if (!cfg.escalation.skill.empty()) target = skillByName(acc, cfg.escalation.skill);
+    std::uint64_t moved = 0;
+    for (const auto& c : *open) {
+      if (assignedAgent(c) != user.str()) continue;
+      auto r = wait<store::Conversation>([&](conv::Callback<store::Conversation> cb) {
+        convs.updateConversation(conv::Actor::ofSystem(acc), c.id,
+                                 conv::transferToSkill(target.value_or(c.skill)), cb);
+      });
+      if (!r) {
+        spdlog::error("connector: conversation {} of stopped bot {} could not be handed on: {}",
+                      c.id.str(), id.str(), r.error().message);
+        continue;
+      }
+      ++moved;
+    }
+    if (moved == 0) return;
+    spdlog::info("connector: bot {} stopped: {} open conversations handed to skill {}", id.str(),
+                 moved, target ? target->str() : std::string("(their own queue)"));
+    std::lock_guard l(mu);
+    metrics.handed_off[id.str()] += moved;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1774,7 +1882,11 @@ Status BotService::start() {
       (void)impl_->store.bots().deletePendingTurn(p.turn_id);
     }
   for (const auto& b : *all) {
-    if (b.status == "OFFLINE") continue;
+    if (b.status == "OFFLINE") {
+      // A stop that a crash interrupted: hand on what the stopped bot still holds.
+      impl_->handOff(b.account, b.id, b.user, botConfigFromStored(b.config_json));
+      continue;
+    }
     if (auto s = impl_->activate(b); !s)
       spdlog::error("connector: cannot resume bot {}: {}", b.id.str(), s.error().message);
   }
@@ -1956,6 +2068,7 @@ Status BotService::deleteBot(const AccountId& acc, const BotId& id) {
   auto rec = impl_->store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
   impl_->deactivate(acc, id);
+  impl_->handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
   return impl_->store.bots().deleteBot(acc, id);
 }
 
@@ -2007,6 +2120,8 @@ Result<bj::object> BotService::stopBot(const AccountId& acc, const BotId& id) {
   rec->status = "OFFLINE";
   rec->updated_at = impl_->clock.nowMs();
   if (auto s = impl_->store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
+  // After the status is stored: a crash in between is finished by the next start().
+  impl_->handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
   return impl_->botJson(*rec);
 }
 
@@ -2139,6 +2254,17 @@ std::string BotService::prometheusText() const {
       "its open-conversation limit.\n# TYPE parley_bot_conversation_limit_total counter\n";
   for (const auto& [k, v] : m.limit_reached)
     out += fmt::format("parley_bot_conversation_limit_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_turn_exceptions_total Exceptions caught by a conversation's fence (the "
+      "turn they interrupted is escalated or recorded as ERROR).\n# TYPE "
+      "parley_bot_turn_exceptions_total counter\n";
+  for (const auto& [k, v] : m.turn_exceptions)
+    out += fmt::format("parley_bot_turn_exceptions_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_handed_off_total Open conversations handed on because their bot was "
+      "stopped or deleted.\n# TYPE parley_bot_handed_off_total counter\n";
+  for (const auto& [k, v] : m.handed_off)
+    out += fmt::format("parley_bot_handed_off_total{{bot=\"{}\"}} {}\n", k, v);
   out +=
       "# HELP parley_bot_turn_record_failures_total Turn records the store failed to write.\n"
       "# TYPE parley_bot_turn_record_failures_total counter\n";

@@ -172,6 +172,7 @@ class BotServiceTest : public ::testing::Test {
     co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
       std::lock_guard l(profiles_mu_);
       ++profile_reads_;
+      if (profile_throws_) throw std::runtime_error("profile source broke (test)");
       auto it = profiles_.find(acc.str() + "/" + c.str());
       return it == profiles_.end() ? std::nullopt : std::optional<std::string>(it->second);
     };
@@ -330,6 +331,7 @@ class BotServiceTest : public ::testing::Test {
   std::mutex profiles_mu_;
   std::map<std::string, std::string> profiles_;  // "acc/consumer" → SetUserProfile JSON
   int profile_reads_ = 0;
+  bool profile_throws_ = false;  // guarded by profiles_mu_
   int max_open_ = 999;
 };
 
@@ -1222,6 +1224,37 @@ TEST_F(HooksBotServiceTest, AFailingPostHookEscalatesAndAFailingErrorHookIsOnlyC
             "com.liveperson.bot-connectors-worker.error.aivendor.faas.invoke-lambda");
 }
 
+// A pre hook's output nested to the JSON parser's depth limit made the connector's own re-parse
+// of the turn input throw on the conversation's strand: the turn never ended and the bot never
+// answered that conversation again. The turn must end, visibly, and the conversation go on.
+TEST_F(HooksBotServiceTest, APreHookOutputAtTheParserDepthLimitDoesNotSilenceTheBot) {
+  hookFunction("pre-1", "a-pre", "bot_connectors_pre_hook");
+  hookFunction("pre-2", "b-pre", "bot_connectors_pre_hook");
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    bj::parse_options deep;
+    deep.max_depth = 256;
+    auto in = bj::parse(r.input_json, {}, deep).as_object();
+    bj::value payload = in.at("payload");
+    const std::string fn = r.function.str();
+    if (fn == "pre-1") {
+      // The payload object itself is one level: 31 arrays inside make it 32 deep, which the
+      // parser's default limit (32) still accepts; the turn input around it is 33.
+      bj::value deepest = bj::array{};
+      for (int i = 0; i < 30; ++i) deepest = bj::array{deepest};
+      payload.as_object()["deep"] = deepest;
+      return okResult(bj::serialize(payload));
+    }
+    if (fn == "pre-2") return okResult(bj::serialize(payload));
+    return okResult(R"({"messages":["answered"]})");
+  });
+  auto [bot, user] = startBot(R"(,"hooks":{"preHook":true})");
+  auto c = open("deep-pre-hook");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1)) << "the turn never ended";
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_FALSE(botTexts(c).empty());
+}
+
 // ---- engagement attributes ----------------------------------------------------------------------
 
 TEST_F(BotServiceTest, EngagementAttributesAreReadOnceAtConversationStart) {
@@ -1293,6 +1326,108 @@ TEST_F(BotServiceTest, EngagementAttributesOffMeansEmptyLpSdesAndNoProfileRead) 
   EXPECT_EQ(payloadOf(runner_.requests().at(0)).at("context").at("lpSdes"), bj::object{});
   std::lock_guard l(profiles_mu_);
   EXPECT_EQ(profile_reads_, 0);
+}
+
+// An exception thrown inside a turn (here: the consumer-profile source) is caught by the
+// strand's fence. The fence must end the turn visibly (recorded, escalated per the policy)
+// instead of leaving the conversation's turn marked running, which silenced the bot for good.
+TEST_F(BotServiceTest, AnExceptionInsideATurnFailsItVisiblyAndFreesTheConversation) {
+  {
+    std::lock_guard l(profiles_mu_);
+    profile_throws_ = true;
+  }
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto c = open("throwing-profile");
+  say(c, "hello");
+  ASSERT_TRUE(waitTurns(bot, 1)) << "the turn never ended";
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto t = turns(bot).at(0);
+  EXPECT_EQ(t.outcome, "ESCALATED");
+  EXPECT_NE(t.error.find("profile source broke"), std::string::npos) << t.error;
+  EXPECT_EQ(botTexts(c).at(0), "Connecting you to an agent.");
+  EXPECT_EQ(get(c).skill, escalation_skill_);
+  EXPECT_NE(service_->prometheusText().find("parley_bot_turn_exceptions_total{bot=\"" + bot.str() +
+                                            "\"} 1"),
+            std::string::npos)
+      << service_->prometheusText();
+}
+
+// A second conversation of the same bot is not affected, and once the source works again the
+// bot answers a conversation whose turn failed that way.
+TEST_F(BotServiceTest, AfterATurnExceptionTheBotStillAnswersItsOtherConversations) {
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto ok = open("still-fine");
+  say(ok, "one");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  {
+    std::lock_guard l(profiles_mu_);
+    profile_throws_ = true;
+  }
+  auto broken = open("breaks");
+  say(broken, "hi");
+  ASSERT_TRUE(waitTurns(bot, 2)) << "the failed turn was not recorded";
+  say(ok, "two");
+  ASSERT_TRUE(waitTurns(bot, 3));
+  EXPECT_EQ(botTexts(ok), (std::vector<std::string>{"ok", "ok"}));
+}
+
+// ---- stopping a bot -----------------------------------------------------------------------------
+
+// POST bots/{id}/stop hands the bot's open conversations to its escalation skill: the stopped
+// bot answers nothing more, and neither a restart nor starting the bot again gives them back.
+TEST_F(BotServiceTest, StoppingABotHandsItsOpenConversationsToTheEscalationSkill) {
+  auto [bot, user] = startBot();
+  auto c = open("stop-me");
+  say(c, "before");
+  ASSERT_TRUE(waitCount(c, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto stopped = service_->stopBot(kAcc, bot);
+  ASSERT_TRUE(stopped) << stopped.error().message;
+  EXPECT_EQ(stopped->at("status").as_string(), "OFFLINE");
+  EXPECT_EQ(assigned(c), std::nullopt);
+  EXPECT_EQ(get(c).skill, escalation_skill_);
+  say(c, "after stop");
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"ok"});
+  EXPECT_EQ(runner_.requests().size(), 1u);
+  // A restart of the connector does not resume the stopped bot or its old conversation.
+  service_.reset();
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(runner_.requests().size(), 1u);
+  // Started again, the bot takes new conversations but not the handed-over one.
+  ASSERT_TRUE(service_->startBot(kAcc, bot));
+  auto fresh = open("after-restart");
+  say(fresh, "new");
+  ASSERT_TRUE(waitCount(fresh, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(assigned(c), std::nullopt);
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"ok"});
+}
+
+// Without an escalation skill the conversations go back to their queue (the bot, OFFLINE, is
+// not offered them).
+TEST_F(BotServiceTest, StoppingABotWithoutEscalationSkillRequeuesItsConversations) {
+  auto body = botBody();
+  body["escalation"].as_object().erase("skill");
+  auto b = service_->createBot(kAcc, body);
+  ASSERT_TRUE(b) << b.error().message;
+  BotId bot(std::string(b->at("id").as_string()));
+  ASSERT_TRUE(service_->startBot(kAcc, bot));
+  auto c = open("requeue-me");
+  say(c, "before");
+  ASSERT_TRUE(waitCount(c, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  ASSERT_TRUE(service_->stopBot(kAcc, bot));
+  EXPECT_EQ(assigned(c), std::nullopt);
+  EXPECT_EQ(get(c).skill, bots_skill_);
+  say(c, "after stop");
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"ok"});
 }
 
 // ---- ordering and ownership ---------------------------------------------------------------------
