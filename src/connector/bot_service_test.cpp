@@ -1624,6 +1624,156 @@ TEST_F(BotServiceTest, TurnsWriteNoPendingRowsAndReadNoSkillsFromTheStore) {
   EXPECT_EQ(service_->skillListReadsForTest(), reads_after_start + 1);
 }
 
+// ---- durable turns ------------------------------------------------------------------------------
+
+// Two messages per answer: "re: <message> (1)" and "re: <message> (2)".
+functions::InvokeResult twoPartAnswer(const functions::InvokeRequest& r) {
+  std::string m(bj::parse(r.input_json).at("payload").at("message").as_string());
+  return okResult(
+      bj::serialize(bj::object{{"messages", bj::array{"re: " + m + " (1)", "re: " + m + " (2)"}}}));
+}
+
+// Each message a turn publishes carries its mark; the last one marks the turn done, covering
+// the consumer message it answered.
+TEST_F(BotServiceTest, TurnMessagesCarryTheirMarkAndTheLastMarksTheTurnDone) {
+  runner_.setScript(twoPartAnswer);
+  auto [bot, user] = startBot();
+  auto c = open("marks");
+  say(c, "one");
+  ASSERT_TRUE(waitCount(c, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto msgs = messages(c);
+  ASSERT_EQ(msgs.size(), 3u);
+  TimeMs joined = 0;
+  for (const auto& p : get(c).participants)
+    if (p.id == user.str()) joined = p.joined_at;
+  EXPECT_TRUE(msgs[0].turn.empty());
+  EXPECT_FALSE(msgs[1].turn.empty());
+  EXPECT_EQ(msgs[1].turn.turn_id, msgs[2].turn.turn_id);
+  EXPECT_EQ(msgs[1].turn.turn_id, turns(bot).at(0).turn_id);
+  EXPECT_EQ(msgs[1].turn.through, msgs[0].sequence);
+  EXPECT_EQ(msgs[1].turn.assigned_at, joined);
+  EXPECT_EQ(msgs[1].turn.effect, 0);
+  EXPECT_FALSE(msgs[1].turn.done);
+  EXPECT_EQ(msgs[2].turn.effect, 1);
+  EXPECT_TRUE(msgs[2].turn.done);
+  EXPECT_TRUE(get(c).turn_mark.empty());  // no extra write: the message carried the mark
+}
+
+// A turn whose effects are no message of its own (a TTR change) is marked done on the
+// conversation.
+TEST_F(BotServiceTest, ATurnWithoutAMessageIsMarkedDoneOnTheConversation) {
+  runner_.setScript([](const functions::InvokeRequest&) {
+    return okResult(
+        R"({"context":{"action":"CHANGE_TTR","actionParameters":{"ttrType":"URGENT"}}})");
+  });
+  auto [bot, user] = startBot();
+  auto c = open("ttr-mark");
+  say(c, "hurry");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto mark = get(c).turn_mark;
+  EXPECT_EQ(mark.turn_id, turns(bot).at(0).turn_id);
+  EXPECT_TRUE(mark.done);
+  EXPECT_EQ(mark.through, messages(c).at(0).sequence);
+  // After a restart nothing is answered again.
+  service_.reset();
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(runner_.requests().size(), 1u);
+}
+
+// The crash of the reliability report: consumer messages "two" and "three" stored, then the
+// bot's first reply to "two" (of two), then the crash. The old rule (answer what follows the
+// last bot message) answered neither; now the interrupted turn runs again with "two" only and
+// publishes just its second message, and "three" gets its own turn.
+TEST_F(BotServiceTest, ARestartRunsTheInterruptedTurnOnceAndAnswersWhatFollows) {
+  runner_.setScript(twoPartAnswer);
+  auto [bot, user] = startBot();
+  auto c = open("interrupted");
+  say(c, "one");
+  ASSERT_TRUE(waitCount(c, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  service_.reset();  // the crash
+  say(c, "two");
+  say(c, "three");
+  auto u = store_->accounts().getUser(kAcc, user);
+  ASSERT_TRUE(u);
+  TimeMs joined = 0;
+  for (const auto& p : get(c).participants)
+    if (p.id == user.str()) joined = p.joined_at;
+  auto msgs = messages(c);
+  std::int64_t two = msgs.at(msgs.size() - 2).sequence;
+  conv::PublishRequest part;
+  part.actor = conv::Actor::ofAgent(kAcc, user, u->pid);
+  part.conversation = c.id;
+  part.event_json =
+      R"j({"type":"ContentEvent","contentType":"text/plain","message":"re: two (1)"})j";
+  part.turn = store::TurnMark{"turn-two", joined, two, 0, false};
+  ASSERT_TRUE(call<conv::Published>([&](auto cb) { engine_->publish(part, cb); }));
+
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(waitCount(c, 6));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(botTexts(c),
+            (std::vector<std::string>{"re: one (1)", "re: one (2)", "re: two (1)", "re: two (2)",
+                                      "re: three (1)", "re: three (2)"}));
+  auto reqs = runner_.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(payloadOf(reqs[1]).at("message").as_string(), "two");
+  EXPECT_EQ(payloadOf(reqs[2]).at("message").as_string(), "three");
+  auto t = turns(bot);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.at(1).turn_id, "turn-two");  // newest first: three, two, one
+  EXPECT_NE(t.at(1).actions_json.find("ALREADY_SENT"), std::string::npos);
+  // A second restart answers nothing again.
+  service_.reset();
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(runner_.requests().size(), 3u);
+}
+
+// Consumer messages stored while the connector was down after the bot had answered earlier
+// ones in the same assignment are each answered once, even when a bot message follows them.
+TEST_F(BotServiceTest, MessagesBeforeTheBotsLastReplyAreAnsweredAfterARestart) {
+  runner_.hold(true);
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    std::string m(bj::parse(r.input_json).at("payload").at("message").as_string());
+    return okResult(bj::serialize(bj::object{{"messages", bj::array{"re: " + m}}}));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("gap");
+  say(c, "a");
+  ASSERT_TRUE(runner_.waitRequests(1));
+  say(c, "b");  // queued while "a" runs
+  say(c, "c");
+  runner_.releaseOne();  // "re: a" lands after "b" and "c"
+  ASSERT_TRUE(waitCount(c, 1));
+  ASSERT_TRUE(runner_.waitRequests(2));
+  // The connector stops while "b" is running and "c" is queued: "b"'s answer, arriving after
+  // that, is not published (the turn stays pending), as after a crash.
+  std::thread stopper([this] { service_->stop(); });
+  std::this_thread::sleep_for(100ms);
+  runner_.hold(false);
+  runner_.releaseAll();
+  stopper.join();
+  service_.reset();
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"re: a"});
+  auto v = richcontent::Validator::load(testing::schemaDir());
+  service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
+  ASSERT_TRUE(service_->start());
+  ASSERT_TRUE(waitCount(c, 3));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  auto texts = botTexts(c);
+  std::sort(texts.begin(), texts.end());
+  EXPECT_EQ(texts, (std::vector<std::string>{"re: a", "re: b", "re: c"}));
+}
+
 class DeferredStoreBotServiceTest : public BotServiceTest {
  protected:
   void SetUp() override {

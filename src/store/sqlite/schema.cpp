@@ -132,7 +132,14 @@ ALTER TABLE messages_v5 RENAME TO messages;
 CREATE UNIQUE INDEX messages_by_conversation ON messages(conversation, sequence);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
+// Version 6: the mark of a bot turn (store::TurnMark, encoded by encodeTurnMark) on the messages
+// it publishes, and on the conversation for a turn that ended without a message.
+constexpr const char* kV6 = R"sql(
+ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");
