@@ -5,8 +5,10 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -58,6 +60,8 @@ struct ServeFlags {
   std::vector<std::string> outbound_allow;
   std::string metrics_token;
   bool metrics_tenant_labels = false;
+  // SIGTERM/SIGINT: how long requests already read and running bot turns may take to finish.
+  int drain_timeout_s = 10;
 };
 
 void printLine(const bj::object& o) {
@@ -400,11 +404,26 @@ int serve(const ServeFlags& f) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("received signal {}: shutting down", sig);
-  // Order: stop the network (acceptors closed, sockets closed, in-flight requests finished, the
-  // engine unsubscribed), then the connector, then the engine (drains its queues; completions
-  // for sockets land in the stopped io_context), then destroy the server (which frees them), then
-  // the function service and runtime, then the store (flushes).
+  spdlog::info("received signal {}: draining (at most {} s), then shutting down", sig,
+               f.drain_timeout_s);
+  // The drain, within --drain-timeout of the signal: no new connection or request (requests
+  // that arrive are refused with 503); every request already read is answered (a publish is
+  // acknowledged or refused, never committed unanswered); then no new bot turn starts and the
+  // running ones finish, their replies reaching the still-open sockets; turns still running at
+  // the deadline stop and stay pending, as do consumer messages not answered yet (the next start
+  // runs them).
+  const auto drain_end =
+      std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, f.drain_timeout_s));
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+        drain_end - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
+  };
+  if (!(*server)->drain(left())) spdlog::warn("drain: requests still in flight at the deadline");
+  bot_service->drain(left());
+  // Then: stop the network (acceptors closed, sockets closed with 1001 after the frames queued
+  // before, the engine unsubscribed), then the connector, then the engine (drains its queues;
+  // completions for sockets land in the stopped io_context), then destroy the server (which
+  // frees them), then the function service and runtime, then the store (flushes).
   (*server)->stop();
   bot_service->stop();
   bot_service.reset();
@@ -453,6 +472,12 @@ int main(int argc, char** argv) {
       ->envname("PARLEY_METRICS_TOKEN");
   serve_cmd->add_flag("--metrics-tenant-labels", f.metrics_tenant_labels,
                       "Keep the account, bot and function labels in /metrics (default: summed)");
+  serve_cmd
+      ->add_option("--drain-timeout", f.drain_timeout_s,
+                   "SIGTERM/SIGINT: seconds that requests already read and running bot turns "
+                   "get to finish (the rest of the turns stay pending for the next start)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600));
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "

@@ -161,6 +161,7 @@ class Engine final : public ConversationService {
   }
   void requestConversation(ConversationRequest req, Callback<Conversation> done) override;
   void publish(PublishRequest req, Callback<Published> done) override;
+  void markTurn(Actor actor, ConversationId id, store::TurnMark mark, Callback<void> done) override;
   void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
                           Callback<Conversation> done) override;
   void setAgentState(AccountId acc, UserId user, Availability availability,
@@ -963,6 +964,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.audience = audienceName(req.audience);
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
+        m.turn = std::move(req.turn);
         c.next_sequence++;
         c.updated_at = now;
         added->conversation = c;
@@ -1454,6 +1456,31 @@ void Engine::tick() {
 
 // ---------------------------------------------------------------------------------------------
 // Reads
+
+void Engine::markTurn(Actor actor, ConversationId id, store::TurnMark mark, Callback<void> done) {
+  auto fail = [done](Error e) { done(std::unexpected(std::move(e))); };
+  AccountId acc = actor.account;
+  withEntry(
+      acc, id,
+      [this, actor = std::move(actor), mark = std::move(mark), done](EntryPtr entry) mutable {
+        Conversation& c = entry->conv;
+        if (auto st = checkOpen(c, actor.account); !st) return done(std::unexpected(st.error()));
+        bool assigned = false;
+        for (const auto& p : c.participants)
+          if (isActiveAssigned(p) && actor.kind == ActorKind::kAgent && p.id == actor.user.str())
+            assigned = true;
+        if (!assigned)
+          return done(forbidden("only the assigned agent of conversation " + c.id.str() +
+                                " may mark its turns"));
+        Conversation next = c;
+        next.turn_mark = std::move(mark);
+        if (auto st = store_.conversations().saveConversation(next); !st)
+          return done(std::unexpected(st.error()));
+        c = std::move(next);
+        done({});
+      },
+      std::move(fail));
+}
 
 void Engine::getConversation(AccountId acc, ConversationId id, Callback<Conversation> done) {
   asio::post(pool_, [this, acc = std::move(acc), id = std::move(id), done = std::move(done)] {

@@ -618,6 +618,40 @@ TEST_F(EngineTest, PublishChecksParticipantsAndState) {
   EXPECT_EQ(u.error().code, ErrorCode::kConflict);
 }
 
+// A bot turn's mark is stored with the message it came with; markTurn stores one on the
+// conversation, only for its assigned agent and only while it is open.
+TEST_F(EngineTest, TurnMarksAreStoredWithTheMessageAndOnTheConversation) {
+  Actor agent = createAgent("marker", {});
+  Actor other = createAgent("other", {});
+  auto c = request("c-mark");
+  ASSERT_TRUE(c);
+  assign(agent, *c);
+  PublishRequest req;
+  req.actor = agent;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"x"})";
+  req.turn = store::TurnMark{"t-1", 5, 0, 0, true};
+  ASSERT_TRUE(call<Published>([&](auto cb) { engine_->publish(req, cb); }));
+  EXPECT_EQ(messages(c->id)->back().turn, req.turn);
+
+  auto mark = [&](const Actor& a, store::TurnMark m) {
+    return call<void>([&](auto cb) { engine_->markTurn(a, c->id, m, cb); });
+  };
+  store::TurnMark done{"t-2", 5, 0, 0, true};
+  auto r = mark(other, done);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  ASSERT_TRUE(mark(agent, done));
+  EXPECT_EQ(get(c->id)->turn_mark, done);
+  // The next publish keeps it.
+  ASSERT_TRUE(publish(agent, c->id, "after"));
+  EXPECT_EQ(get(c->id)->turn_mark, done);
+  ASSERT_TRUE(update(agent, c->id, {CloseField{}}));
+  r = mark(agent, done);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+}
+
 TEST_F(EngineTest, UpdatePermissions) {
   Actor agent = createAgent("a1", {});
   Actor stranger = createAgent("a2", {});

@@ -123,6 +123,9 @@ struct PublishRequest {
   std::string metadata_json = "[]";
   // AGENTS_AND_MANAGERS (private note) only from agents.
   Audience audience = Audience::kAll;
+  // A bot turn's mark, stored with the message in the same commit (store::TurnMark). Default:
+  // none. Ignored for ChatStateEvent (not stored).
+  store::TurnMark turn;
 };
 
 struct Published {
@@ -387,6 +390,13 @@ class ConversationService {
   // Returns the conversation after the change.
   virtual void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
                                   Callback<store::Conversation> done) = 0;
+
+  // Stores `mark` as the conversation's turn mark (store::Conversation::turn_mark): a bot turn
+  // that ended without a message to carry its mark is marked done with it. No event is emitted.
+  // REQUIRES: `actor` is the conversation's ACTIVE ASSIGNED_AGENT. Errors: NotFound; Forbidden
+  // (not the assigned agent); Conflict (closed).
+  virtual void markTurn(Actor actor, ConversationId id, store::TurnMark mark,
+                        Callback<void> done) = 0;
 
   // Sets an agent's (or bot's) availability, stores it, re-reads the user's skills and capacity
   // from the store, and routes. Leaving ONLINE cancels the agent's WAITING rings. Setting a

@@ -94,6 +94,11 @@ class ServerImpl final : public Server {
     return ep;
   }
 
+  bool drain(std::chrono::milliseconds deadline) override {
+    if (!net_ || stopped_) return true;
+    return net_->drain(deadline);
+  }
+
   void stop() override {
     if (stopped_) return;
     stopped_ = true;

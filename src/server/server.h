@@ -89,6 +89,11 @@ class Server {
   virtual void addMetricsSource(std::function<std::string()> source) = 0;
   // Subscribes to the engine, binds the listeners and starts serving.
   virtual Result<Endpoints> start() = 0;
+  // The first half of a graceful stop (Net::drain): no new connection or request; every request
+  // already read is answered (a publish is acknowledged or refused, never left unanswered),
+  // waiting at most `deadline`; sockets stay open so that bot replies still reach them.
+  // True when nothing was left in flight.
+  virtual bool drain(std::chrono::milliseconds /*deadline*/) { return true; }
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;

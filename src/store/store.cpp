@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <charconv>
 #include <string>
 
 namespace parley::store {
@@ -68,6 +69,32 @@ Result<UserStatus> parseUserStatus(std::string_view s) {
 const char* accountStatusName(AccountStatus s) { return nameOf(kAccountStatusNames, s); }
 Result<AccountStatus> parseAccountStatus(std::string_view s) {
   return parseName<AccountStatus>(s, kAccountStatusNames, "account status");
+}
+
+std::string encodeTurnMark(const TurnMark& m) {
+  if (m.empty()) return {};
+  return std::to_string(m.assigned_at) + ' ' + std::to_string(m.through) + ' ' +
+         std::to_string(m.effect) + ' ' + (m.done ? '1' : '0') + ' ' + m.turn_id;
+}
+
+TurnMark decodeTurnMark(std::string_view text) {
+  TurnMark m;
+  if (text.empty()) return m;
+  std::int64_t fields[4] = {0, 0, 0, 0};
+  std::size_t pos = 0;
+  for (auto& f : fields) {
+    auto space = text.find(' ', pos);
+    if (space == std::string_view::npos) return TurnMark{};
+    auto [p, ec] = std::from_chars(text.data() + pos, text.data() + space, f);
+    if (ec != std::errc() || p != text.data() + space) return TurnMark{};
+    pos = space + 1;
+  }
+  m.assigned_at = fields[0];
+  m.through = fields[1];
+  m.effect = static_cast<int>(fields[2]);
+  m.done = fields[3] != 0;
+  m.turn_id = std::string(text.substr(pos));
+  return m;
 }
 
 }  // namespace parley::store

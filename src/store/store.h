@@ -151,6 +151,29 @@ class AccountStore {
 // Conversations, participants, messages
 
 enum class Channel { kMessaging, kChat };
+
+// What a bot turn has done, stored with each of its effects: on every message the turn publishes
+// (Message::turn) and, for a turn that ends without a message to carry it, on the conversation
+// (Conversation::turn_mark), in the same commit as the effect. From these the connector derives,
+// after any crash, which consumer messages still need a turn (those after the `through` of the
+// last done turn) and which effects of an interrupted turn are already out (its `effect`
+// numbers), so that a turn runs to its end exactly once; no row is written per turn besides the
+// effects themselves.
+struct TurnMark {
+  std::string turn_id;  // empty: no mark
+  // joined_at of the bot's ACTIVE ASSIGNED_AGENT entry when the turn ran: marks of an earlier
+  // assignment of the conversation (to the same bot) do not count.
+  TimeMs assigned_at = 0;
+  // Consumer messages with a sequence <= through are answered once this turn is done.
+  std::int64_t through = -1;
+  int effect = 0;     // this effect's number within the turn: 0, 1, ...
+  bool done = false;  // the turn's last effect: the turn is done once it has committed
+  bool empty() const { return turn_id.empty(); }
+  bool operator==(const TurnMark&) const = default;
+};
+// The stored text of a mark ("" for none) and back; text that is not a mark reads as none.
+std::string encodeTurnMark(const TurnMark& m);
+TurnMark decodeTurnMark(std::string_view text);
 enum class ConversationState { kOpen, kClose };
 enum class TtrType { kUrgent, kNormal, kPrioritized, kCustom };
 
@@ -178,6 +201,8 @@ struct Conversation {
   std::int64_t next_sequence = 0;  // sequence the next persisted event gets
   std::vector<Participant> participants;
   std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
+  // The last bot turn that ended without a message to carry its mark (see TurnMark).
+  TurnMark turn_mark;
 };
 
 // One persisted conversation event (ContentEvent, RichContentEvent, AcceptStatusEvent, ...).
@@ -191,6 +216,7 @@ struct Message {
   std::string audience = "ALL";      // ALL or AGENTS_AND_MANAGERS
   std::string event_json;            // the event object as published
   std::string metadata_json = "[]";  // envelope metadata array
+  TurnMark turn;                     // on a bot's messages: the turn and effect it belongs to
 };
 
 struct ConversationQuery {

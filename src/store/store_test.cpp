@@ -568,6 +568,46 @@ TYPED_TEST(StoreContract, ListConversationsFiltersOrdersAndLimits) {
   EXPECT_EQ(open_all->at(0).participants.size(), 1u);
 }
 
+// A bot turn's mark is stored with the message it came with and with the conversation, and a
+// later append (the writer's fast path) keeps the conversation's mark.
+TYPED_TEST(StoreContract, TurnMarksRoundTripOnMessagesAndConversations) {
+  Conversation c = makeConversation(kA, "marked");
+  ASSERT_OK(this->conv().saveConversation(c));
+  Message plain = makeMessage(c.id, 0);
+  c = advancedTo(c, plain);
+  ASSERT_OK(this->conv().appendMessage(c, plain));
+  Message reply = makeMessage(c.id, 1);
+  reply.turn = TurnMark{"turn-1 with space", 1234, 0, 2, true};
+  c = advancedTo(c, reply);
+  ASSERT_OK(this->conv().appendMessage(c, reply));
+  auto all = this->conv().listMessages(c.id, 0, 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].turn.empty());
+  EXPECT_EQ((*all)[1].turn, reply.turn);
+
+  c.turn_mark = TurnMark{"turn-2", 1234, 1, 0, true};
+  ASSERT_OK(this->conv().saveConversation(c));
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->turn_mark, c.turn_mark);
+  Message next = makeMessage(c.id, 2);
+  c = advancedTo(c, next);
+  ASSERT_OK(this->conv().appendMessage(c, next));
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->turn_mark, c.turn_mark);
+  c.turn_mark = TurnMark{};
+  c = advancedTo(c, makeMessage(c.id, 3));
+  ASSERT_OK(this->conv().appendMessage(c, makeMessage(c.id, 3)));
+  EXPECT_TRUE(this->conv().getConversation(kA, c.id)->turn_mark.empty());
+}
+
+TEST(StoreTurnMark, EncodesAndDecodes) {
+  TurnMark m{"id", -5, 7, 3, false};
+  EXPECT_EQ(decodeTurnMark(encodeTurnMark(m)), m);
+  EXPECT_EQ(encodeTurnMark(TurnMark{}), "");
+  EXPECT_TRUE(decodeTurnMark("").empty());
+  EXPECT_TRUE(decodeTurnMark("garbage").empty());
+  EXPECT_TRUE(decodeTurnMark("1 2 x 0 id").empty());
+}
+
 TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
   Conversation c = makeConversation(kA, "conv");
   ASSERT_OK(this->conv().saveConversation(c));

@@ -13,6 +13,9 @@ namespace {
 
 constexpr int kCloseUnauthorized = 4401;
 constexpr std::size_t kChangesPerNotification = 100;
+// A history notification carries records of about this many bytes at most (one record more
+// than that when a single one is larger), so that one frame does not fill the write queue.
+constexpr std::size_t kHistoryFrameBytes = 1 << 20;
 
 const char* kStringResp = ".ReqBody$StringResp";
 
@@ -166,12 +169,16 @@ void ProtocolSession::scheduleRevalidate() {
 
 template <class T>
 conversation::Callback<T> ProtocolSession::onStrand(std::function<void(Result<T>)> fn) {
+  ++in_flight_;  // until the completion has run (its answer is queued): see requestsInFlight
   return [self = shared_from_this(), fn = std::move(fn)](Result<T> r) mutable {
     self->post([self, fn = std::move(fn), r = std::move(r)]() mutable {
       if (!self->closed_) fn(std::move(r));
+      --self->in_flight_;
     });
   };
 }
+
+void ProtocolSession::onDrain() { draining_ = true; }
 
 void ProtocolSession::reply(const bj::value& id, int code, std::string_view type,
                             const bj::value& body) {
@@ -217,6 +224,13 @@ void ProtocolSession::onFrame(std::string text) {
   if (!env) {
     replyError(env.error().id, env.error().error);
     return;
+  }
+  if (draining_) {
+    Op op = opOf(env->type);
+    if (op != Op::kGetClock && op != Op::kKeepAlive)
+      return replyError(env->id, Error{ErrorCode::kUnavailable,
+                                       "the server is shutting down: this request was not "
+                                       "carried out; reconnect and send it again"});
   }
   try {
     handle(std::move(*env));
@@ -639,19 +653,38 @@ void ProtocolSession::queryMessages(const Envelope& e) {
           [self = shared_from_this(), id = e.id, conv, from, limit](auto c) {
             if (!c) return self->replyError(id, c.error());
             if (auto st = self->authorizeRead(*c); !st) return self->replyError(id, st.error());
-            self->deps_.service.listMessages(
-                self->account_, conv, from, limit,
-                self->onStrand<std::vector<store::Message>>([self, id](auto r) {
-                  if (!r) return self->replyError(id, r.error());
-                  bj::array arr;
-                  for (const auto& m : *r) arr.emplace_back(messageRecord(m, View::kAgent));
-                  self->reply(id, 200, ".ams.ms.QueryMessages$Response", arr);
-                }));
+            self->queryPage(id, conv, from, limit, std::make_shared<bj::array>(), 0);
           }));
 }
 
 Status ProtocolSession::authorizeRead(const store::Conversation& c) const {
   return server::authorizeRead(principal_->caller().subject(), principal_->user, c, deps_.service);
+}
+
+// One page of a QueryMessages answer: read `history_page` records; the answer ends at the limit,
+// at the end of the conversation, or once its records reach half the write queue's byte limit.
+void ProtocolSession::queryPage(bj::value id, ConversationId conv, std::int64_t from, int remaining,
+                                std::shared_ptr<bj::array> out, std::size_t bytes) {
+  int page = std::min(remaining, std::max(1, deps_.options.history_page));
+  deps_.service.listMessages(
+      account_, conv, from, page,
+      onStrand<std::vector<store::Message>>(
+          [self = shared_from_this(), id, conv, remaining, out, bytes, page](auto r) mutable {
+            if (!r) return self->replyError(id, r.error());
+            auto t = self->transport_.lock();
+            const std::size_t budget = (t ? t->maxQueuedBytes() : std::size_t(8) << 20) / 2;
+            for (const auto& m : *r) {
+              bytes += m.event_json.size() + m.metadata_json.size() + 256;
+              if (bytes > budget && !out->empty()) {
+                return self->reply(id, 200, ".ams.ms.QueryMessages$Response", *out);
+              }
+              out->emplace_back(messageRecord(m, View::kAgent));
+            }
+            remaining -= static_cast<int>(r->size());
+            if (static_cast<int>(r->size()) < page || remaining <= 0 || bytes > budget)
+              return self->reply(id, 200, ".ams.ms.QueryMessages$Response", *out);
+            self->queryPage(id, conv, r->back().sequence + 1, remaining, out, bytes);
+          }));
 }
 
 void ProtocolSession::subscribeMessaging(const Envelope& e) {
@@ -676,28 +709,87 @@ void ProtocolSession::subscribeMessaging(const Envelope& e) {
         std::string sub_id = sub.id;
         self->dialog_subs_[dialog] = std::move(sub);
         self->reply(id, 200, "GenericSubscribeResponse", bj::object{{"subscriptionId", sub_id}});
-        self->deps_.service.listMessages(
-            self->account_, ConversationId(dialog), from, self->deps_.options.max_history,
-            self->onStrand<std::vector<store::Message>>([self, dialog, sub_id](auto m) {
-              auto it = self->dialog_subs_.find(dialog);
-              if (it == self->dialog_subs_.end() || it->second.id != sub_id) return;
-              auto& s = it->second;
-              std::vector<store::Message> out;
-              if (m) {
-                out = std::move(*m);
-              } else {
-                spdlog::warn("subscribe messaging: cannot read history: {}", m.error().message);
-              }
-              for (auto& b : s.buffered) {
-                if (!out.empty() && b.sequence <= out.back().sequence) continue;
-                out.push_back(std::move(b));
-              }
-              s.buffered.clear();
-              s.loading = false;
-              if (!out.empty()) s.max_sent = out.back().sequence;
-              self->sendDialogRecords(sub_id, out);
-            }));
+        self->streamHistory(dialog, sub_id, from, self->deps_.options.max_history,
+                            std::chrono::steady_clock::now());
       }));
+}
+
+bool ProtocolSession::writeQueueBusy() const {
+  auto t = transport_.lock();
+  return t && t->queuedBytes() >= t->maxQueuedBytes() / 2;
+}
+
+void ProtocolSession::streamHistory(std::string dialog, std::string sub_id, std::int64_t from,
+                                    int remaining,
+                                    std::chrono::steady_clock::time_point waiting_since) {
+  auto it = dialog_subs_.find(dialog);
+  if (closed_ || it == dialog_subs_.end() || it->second.id != sub_id) return;
+  if (writeQueueBusy()) {
+    // The peer has not taken what is queued yet: wait (the history is not read into memory
+    // meanwhile). One that takes nothing for the stall timeout is closed as a slow consumer.
+    if (std::chrono::steady_clock::now() - waiting_since > deps_.options.history_stall_timeout) {
+      deps_.metrics.countSlowConsumerClose();
+      spdlog::warn("consumer socket closed: its history was not read for {} ms (close 1008)",
+                   deps_.options.history_stall_timeout.count());
+      return closeWith(1008, "slow consumer: the history is not being read");
+    }
+    postAfter(std::chrono::milliseconds(50), [self = shared_from_this(), dialog = std::move(dialog),
+                                              sub_id = std::move(sub_id), from, remaining,
+                                              waiting_since]() mutable {
+      self->streamHistory(std::move(dialog), std::move(sub_id), from, remaining, waiting_since);
+    });
+    return;
+  }
+  int page = std::min(remaining, std::max(1, deps_.options.history_page));
+  deps_.service.listMessages(
+      account_, ConversationId(dialog), from, page,
+      onStrand<std::vector<store::Message>>([self = shared_from_this(), dialog, sub_id, remaining,
+                                             page](auto m) {
+        auto it = self->dialog_subs_.find(dialog);
+        if (it == self->dialog_subs_.end() || it->second.id != sub_id) return;
+        auto& s = it->second;
+        if (!m) {
+          spdlog::warn("subscribe messaging: cannot read history: {}", m.error().message);
+          return self->finishHistory(dialog);
+        }
+        // Frames of at most kHistoryFrameBytes; once the write queue is half full the rest
+        // of the page is dropped and read again when the peer has taken some.
+        std::span<const store::Message> all(*m);
+        std::size_t begin = 0;
+        while (begin < all.size()) {
+          std::size_t end = begin;
+          std::size_t bytes = 0;
+          do {
+            bytes += all[end].event_json.size() + all[end].metadata_json.size();
+            ++end;
+          } while (end < all.size() && bytes < kHistoryFrameBytes);
+          s.max_sent = all[end - 1].sequence;
+          self->sendDialogRecords(sub_id, all.subspan(begin, end - begin));
+          begin = end;
+          if (self->closed_) return;
+          if (begin < all.size() && self->writeQueueBusy()) break;
+        }
+        int left = remaining - static_cast<int>(begin);
+        if ((begin == all.size() && static_cast<int>(all.size()) < page) || left <= 0)
+          return self->finishHistory(dialog);
+        self->streamHistory(dialog, sub_id, s.max_sent + 1, left, std::chrono::steady_clock::now());
+      }));
+}
+
+void ProtocolSession::finishHistory(const std::string& dialog) {
+  auto it = dialog_subs_.find(dialog);
+  if (it == dialog_subs_.end()) return;
+  auto& s = it->second;
+  std::vector<store::Message> out;
+  for (auto& b : s.buffered) {
+    if (b.sequence <= s.max_sent) continue;
+    out.push_back(std::move(b));
+  }
+  s.buffered.clear();
+  s.buffered_bytes = 0;
+  s.loading = false;
+  if (!out.empty()) s.max_sent = out.back().sequence;
+  sendDialogRecords(s.id, out);
 }
 
 void ProtocolSession::unsubscribeMessaging(const Envelope& e) {
@@ -885,6 +977,13 @@ void ProtocolSession::onMessage(const std::shared_ptr<const conversation::Messag
   if (it == dialog_subs_.end()) return;
   auto& s = it->second;
   if (s.loading) {
+    // Held while the history is sent, within the write queue's byte limit.
+    s.buffered_bytes += m.event_json.size() + m.metadata_json.size() + 256;
+    auto t = transport_.lock();
+    if (t && s.buffered_bytes > t->maxQueuedBytes()) {
+      deps_.metrics.countSlowConsumerClose();
+      return closeWith(1008, "slow consumer: live events pile up behind an unread history");
+    }
     s.buffered.push_back(m);
     return;
   }

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -38,6 +40,14 @@ class FakeTransport final : public WsTransport {
   void postAfter(std::chrono::milliseconds, std::function<void()> fn) override {
     std::lock_guard lock(mu_);
     timers_.push_back(std::move(fn));
+  }
+  std::size_t queuedBytes() const override { return queued_bytes.load(); }
+  std::size_t maxQueuedBytes() const override { return 1000; }
+  // What queuedBytes() reports (the peer's unread bytes), against a limit of 1000.
+  std::atomic<std::size_t> queued_bytes{0};
+  std::size_t timerCount() {
+    std::lock_guard lock(mu_);
+    return timers_.size();
   }
 
   // Runs posted work until `pred` holds over the sent frames (or 5 s pass).
@@ -152,8 +162,28 @@ class ProtocolSessionTest : public ::testing::Test {
     engine_.reset();
   }
 
-  SessionDeps deps() {
-    return SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}};
+  SessionDeps deps(SessionOptions o = {}) {
+    return SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, o};
+  }
+
+  // A consumer session with an open conversation of `n` consumer messages; returns its id.
+  std::string conversationWith(const std::shared_ptr<ProtocolSession>& consumer,
+                               const std::shared_ptr<FakeTransport>& t, int n) {
+    consumer->onFrame(
+        R"({"kind":"req","id":"c1","type":"cm.ConsumerRequestConversation","body":{"skillId":")" +
+        skill_.str() + R"("}})");
+    EXPECT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "c1"); }));
+    std::string conv = std::string(
+        findResp(t->frames(), "c1")->at("body").as_object().at("conversationId").as_string());
+    for (int i = 0; i < n; ++i) {
+      std::string id = "p" + std::to_string(i);
+      consumer->onFrame(
+          R"({"kind":"req","id":")" + id + R"(","type":"ms.PublishEvent","body":{"dialogId":")" +
+          conv + R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"m)" +
+          std::to_string(i) + R"("}}})");
+      EXPECT_TRUE(t->pumpUntil([&](auto& f) { return findResp(f, id); }));
+    }
+    return conv;
   }
 
   std::shared_ptr<ProtocolSession> open(const std::shared_ptr<ProtocolSession>& s) {
@@ -339,6 +369,94 @@ TEST_F(ProtocolSessionTest, RevokedSessionsCloseWith4401) {
   hub_.revokeBearer("bearer-1");
   t->pumpUntil([&](auto&) { return t->closeCode() != 0; });
   EXPECT_EQ(t->closeCode(), 4401);
+  s->onClose();
+}
+
+}  // namespace
+}  // namespace parley::server::protocol
+
+namespace parley::server::protocol {
+namespace {
+
+// The drain: requests that arrive afterwards are refused with 503 (the client knows to send
+// them again), and the session reports the requests it has taken and not answered yet.
+TEST_F(ProtocolSessionTest, DrainingRefusesNewRequestsAndCountsThoseInFlight) {
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(), t, acc_, ConsumerId("drained")));
+  std::string conv = conversationWith(s, t, 0);
+  s->onFrame(R"({"kind":"req","id":"before","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+             R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"x"}}})");
+  EXPECT_EQ(s->requestsInFlight(), 1);
+  s->onDrain();
+  s->onFrame(R"({"kind":"req","id":"after","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+             R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"y"}}})");
+  s->onFrame(R"({"kind":"req","id":"clock","type":"GetClock","body":{}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "before") && findResp(f, "after"); }));
+  EXPECT_EQ(s->requestsInFlight(), 0);
+  auto frames = t->frames();
+  EXPECT_EQ(json::getInt(*findResp(frames, "before"), "code"), 200);
+  EXPECT_EQ(json::getInt(*findResp(frames, "after"), "code"), 503);
+  EXPECT_NE(json::getString(*findResp(frames, "after"), "body").find("send it again"),
+            std::string::npos);
+  EXPECT_EQ(json::getInt(*findResp(frames, "clock"), "code"), 200);
+  // Only the acknowledged message was stored.
+  std::promise<std::size_t> n;
+  engine_->listMessages(acc_, ConversationId(conv), 0, 100,
+                        [&](Result<std::vector<store::Message>> r) { n.set_value(r->size()); });
+  EXPECT_EQ(n.get_future().get(), 1u);
+  s->onClose();
+}
+
+std::size_t historyRecords(const std::vector<bj::object>& frames) {
+  std::size_t n = 0;
+  for (const auto& f : frames)
+    if (json::getString(f, "type") == "ms.MessagingEventNotification")
+      n += f.at("body").at("changes").as_array().size();
+  return n;
+}
+
+// The history goes out a page at a time, only while the write queue is under half its limit;
+// a peer that takes nothing for the stall timeout is closed with 1008.
+TEST_F(ProtocolSessionTest, HistoryIsSentInPagesWhileTheWriteQueueHasRoom) {
+  SessionOptions o;
+  o.history_page = 10;
+  o.history_stall_timeout = std::chrono::milliseconds(60'000);
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(o), t, acc_, ConsumerId("history")));
+  std::string conv = conversationWith(s, t, 35);
+  t->queued_bytes = 600;  // more than half of 1000: the history waits
+  s->onFrame(
+      R"({"kind":"req","id":"sub","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":0}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "sub"); }));
+  EXPECT_EQ(historyRecords(t->frames()), 0u);
+  EXPECT_EQ(t->timerCount(), 1u);
+  t->queued_bytes = 0;
+  for (int i = 0; i < 20 && historyRecords(t->frames()) < 35; ++i) {
+    t->fireTimers();
+    t->pumpUntil([](auto&) { return false; });
+  }
+  EXPECT_EQ(historyRecords(t->frames()), 35u);
+  EXPECT_EQ(t->closeCode(), 0);
+  s->onClose();
+}
+
+TEST_F(ProtocolSessionTest, AHistoryNobodyReadsClosesTheConnectionWith1008) {
+  SessionOptions o;
+  o.history_page = 10;
+  o.history_stall_timeout = std::chrono::milliseconds(0);
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(o), t, acc_, ConsumerId("stalled")));
+  std::string conv = conversationWith(s, t, 5);
+  t->queued_bytes = 999;
+  s->onFrame(
+      R"({"kind":"req","id":"sub","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":0}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "sub"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  t->fireTimers();
+  EXPECT_EQ(t->closeCode(), 1008);
+  EXPECT_EQ(historyRecords(t->frames()), 0u);
   s->onClose();
 }
 

@@ -165,7 +165,14 @@ ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'ENABLED';
 ALTER TABLE accounts ADD COLUMN status TEXT NOT NULL DEFAULT 'ACTIVE';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}, {7, kV7}};
+// Version 8: the mark of a bot turn (store::TurnMark, encoded by encodeTurnMark) on the messages
+// it publishes, and on the conversation for a turn that ended without a message.
+constexpr const char* kV8 = R"sql(
+ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

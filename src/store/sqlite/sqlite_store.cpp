@@ -247,7 +247,7 @@ AgentState agentStateRow(Query& q) {
 
 constexpr const char* kConversationCols =
     "id, account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, "
-    "end_ts, updated_at, close_reason, next_sequence, context_json";
+    "end_ts, updated_at, close_reason, next_sequence, context_json, turn";
 // The same columns for SELECTs over `conversations c`. An append stores only its message (see
 // SqliteStore::appendTxn), so `updated_at` and `next_sequence` are read as the larger of the
 // stored value and what the conversation's last message implies.
@@ -259,7 +259,7 @@ constexpr const char* kConversationSelect =
     "c.close_reason, "
     "MAX(c.next_sequence, IFNULL((SELECT m.sequence + 1 FROM messages m WHERE m.conversation=c.id "
     "ORDER BY m.sequence DESC LIMIT 1), 0)), "
-    "c.context_json";
+    "c.context_json, c.turn";
 Conversation conversationRow(Query& q) {
   Conversation c;
   c.id = ConversationId(q.text(0));
@@ -277,6 +277,7 @@ Conversation conversationRow(Query& q) {
   c.close_reason = q.text(12);
   c.next_sequence = q.i64(13);
   c.context_json = q.text(14);
+  c.turn_mark = decodeTurnMark(q.text(15));
   return c;
 }
 
@@ -291,7 +292,7 @@ Participant participantRow(Query& q) {
 
 constexpr const char* kMessageCols =
     "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
-    "audience, event_json, metadata_json";
+    "audience, event_json, metadata_json, turn";
 Message messageRow(Query& q) {
   Message m;
   m.conversation = ConversationId(q.text(0));
@@ -303,6 +304,7 @@ Message messageRow(Query& q) {
   m.audience = q.text(6);
   m.event_json = q.text(7);
   m.metadata_json = q.text(8);
+  m.turn = decodeTurnMark(q.text(9));
   return m;
 }
 
@@ -1815,6 +1817,7 @@ class SqliteStore final : public Store,
     add(std::to_string(c.end_ts));
     add(c.close_reason);
     add(c.context_json);
+    add(encodeTurnMark(c.turn_mark));
     std::string p;
     for (const auto& x : c.participants) {
       p.append(x.id).push_back('\x1f');
@@ -1866,10 +1869,10 @@ class SqliteStore final : public Store,
 
   static Status insertMessage(Conn& c, const Conversation& conv, const Message& m) {
     static const std::string kInsert =
-        "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
-    auto inserted =
-        execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
-                m.originator_pid, m.originator_role, m.audience, m.event_json, m.metadata_json);
+        "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)";
+    auto inserted = execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts,
+                            m.originator_id, m.originator_pid, m.originator_role, m.audience,
+                            m.event_json, m.metadata_json, encodeTurnMark(m.turn));
     if (!inserted && inserted.error().code == ErrorCode::kConflict)
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       conv.id.str());
@@ -2056,7 +2059,7 @@ class SqliteStore final : public Store,
   static Result<RowChange> rowChange(Conn& c, const Conversation& conv) {
     static const std::string kSelect =
         "SELECT account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, "
-        "start_ts, end_ts, close_reason, context_json, updated_at, next_sequence "
+        "start_ts, end_ts, close_reason, context_json, updated_at, next_sequence, turn "
         "FROM conversations WHERE id=?";
     auto q = prepare(c, kSelect, conv.id.str());
     if (!q) return std::unexpected(q.error());
@@ -2070,7 +2073,8 @@ class SqliteStore final : public Store,
         q->text(3) == stateName(conv.state) && q->text(4) == conv.skill.str() &&
         q->text(5) == ttrTypeName(conv.ttr_type) && q->i64(6) == conv.ttr_value_s &&
         q->i64(7) == conv.ttr_due_at && q->i64(8) == conv.start_ts && q->i64(9) == conv.end_ts &&
-        q->text(10) == conv.close_reason && q->text(11) == conv.context_json;
+        q->text(10) == conv.close_reason && q->text(11) == conv.context_json &&
+        q->text(14) == encodeTurnMark(conv.turn_mark);
     if (!same_fixed) return RowChange::kAll;
     if (q->i64(12) == conv.updated_at && q->i64(13) == conv.next_sequence) return RowChange::kNone;
     return RowChange::kCounters;
@@ -2096,12 +2100,13 @@ class SqliteStore final : public Store,
       case RowChange::kAll: {
         static const std::string kSql = "INSERT OR REPLACE INTO conversations(" +
                                         cols(kConversationCols) +
-                                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+                                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
         PARLEY_STORE_TRY(execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
                                  channelName(conv.channel), stateName(conv.state), conv.skill.str(),
                                  ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
                                  conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
-                                 conv.next_sequence, conv.context_json));
+                                 conv.next_sequence, conv.context_json,
+                                 encodeTurnMark(conv.turn_mark)));
         break;
       }
     }

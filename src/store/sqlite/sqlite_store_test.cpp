@@ -47,6 +47,30 @@ Conversation conversationFor(int writer) {
   return c;
 }
 
+// Writes a conversation row and a message the way a binary of an older schema (1 to 5) did,
+// through a raw connection: today's store writes columns those schemas do not have.
+void writeOldMessage(const std::string& path, const Conversation& c, const Message& m) {
+  auto q = [](const std::string& v) {
+    std::string out = "'";
+    for (char ch : v) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+    return out + "'";
+  };
+  rawQuery(path,
+           "INSERT OR REPLACE INTO conversations(id, account, consumer, channel, state, "
+           "skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, end_ts, updated_at, "
+           "close_reason, next_sequence, context_json) VALUES(" +
+               q(c.id.str()) + "," + q(c.account.str()) + "," + q(c.consumer.str()) +
+               ",'MESSAGING','OPEN','-1','NORMAL',3600,0,0,0," + std::to_string(c.updated_at) +
+               ",''," + std::to_string(c.next_sequence) + ",'{}')");
+  rawQuery(path,
+           "INSERT INTO messages(conversation, sequence, server_ts, originator_id, "
+           "originator_pid, originator_role, audience, event_json, metadata_json) VALUES(" +
+               q(m.conversation.str()) + "," + std::to_string(m.sequence) + "," +
+               std::to_string(m.server_ts) + "," + q(m.originator_id) + "," + q(m.originator_pid) +
+               "," + q(m.originator_role) + "," + q(m.audience) + "," + q(m.event_json) + "," +
+               q(m.metadata_json) + ")");
+}
+
 TEST(SqliteStore, PersistsAcrossReopenInWalMode) {
   TempDir dir;
   FakeClock clock;
@@ -106,7 +130,7 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
     Message m;
     m.conversation = c.id;
     m.event_json = "{}";
-    ASSERT_TRUE((*s)->conversations().appendMessage(c, m));
+    writeOldMessage(path, c, m);
     // Version 1 has no functions table: the write fails cleanly.
     FunctionRecord f;
     f.uuid = FunctionId("f");
@@ -241,7 +265,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
         m.metadata_json = R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])";
         convs[w].next_sequence = i + 1;
         convs[w].updated_at = m.server_ts;
-        ASSERT_TRUE((*s)->conversations().appendMessage(convs[w], m));
+        writeOldMessage(path, convs[w], m);
       }
   }
   EXPECT_NE(
