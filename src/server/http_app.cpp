@@ -105,6 +105,16 @@ std::string App::publicHost(const HttpRequest& req) const {
 }
 
 void App::handle(HttpRequest req, HttpDone done) {
+  // Path segments and query parameters are percent-decoded bytes that responses may echo (an
+  // error naming a missing id); JSON must be UTF-8, so anything else is refused here.
+  bool utf8 = true;
+  for (const auto& seg : req.segments) utf8 = utf8 && json::isValidUtf8(seg);
+  for (const auto& [k, v] : req.query) utf8 = utf8 && json::isValidUtf8(k) && json::isValidUtf8(v);
+  if (!utf8)
+    return done(restError(ErrorCode::kInvalid,
+                          "the request path and query must be UTF-8: percent-encode the UTF-8 "
+                          "bytes of each character",
+                          "invalid_path"));
   const auto& s = req.segments;
   if (s.size() == 1 && s[0] == "healthz") {
     return done(jsonResponse(200, bj::object{{"status", "ok"}}, "healthz"));

@@ -292,6 +292,35 @@ TEST(MetricsText, TenantLabelsAreSummedAway) {
             "parley_websockets_open 2\n");
 }
 
+// A path segment is percent-decoded bytes, and error messages echo it ("user %91 does not
+// exist"): a segment that is not UTF-8 made the error body invalid JSON. It is refused first.
+TEST_F(HttpAppTest, PathAndQueryMustBeUtf8) {
+  std::string bearer = loginBearer("admin");
+  auto ok = call("GET", "/api/v1/accounts/123/users/caf\xC3\xA9", "", bearer);
+  EXPECT_EQ(ok.status, 404);
+  EXPECT_TRUE(json::parseObject(ok.body)) << ok.body;
+  for (std::string target :
+       {"/api/v1/accounts/123/users/\x91", "/api/v1/accounts/123/bots/a\xC0\xAF"}) {
+    auto r = call("GET", target, "", bearer);
+    EXPECT_EQ(r.status, 400) << target;
+    auto o = json::parseObject(r.body);
+    ASSERT_TRUE(o) << r.body;
+    EXPECT_NE(json::getString(o->at("error").as_object(), "message").find("UTF-8"),
+              std::string::npos);
+  }
+  HttpRequest q;
+  q.method = "GET";
+  q.target = "/api/v1/accounts/123/conversations?state=%FF";
+  q.segments = {"api", "v1", "accounts", "123", "conversations"};
+  q.query["state"] = "\xFF";
+  q.headers["authorization"] = "Bearer " + bearer;
+  Waiter<HttpResponse> w;
+  app_->handle(std::move(q), w.cb());
+  auto r = w.get();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(json::parseObject(r.body)) << r.body;
+}
+
 TEST_F(HttpAppTest, HelpersParseCookiesAndAuthorization) {
   EXPECT_EQ(cookieValue("a=1; session_id=abc; b=2", "session_id"), "abc");
   EXPECT_EQ(cookieValue("a=1", "session_id"), "");

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json.h"
 #include "connector/richcontent/embedded_schema.h"
 #include "connector/richcontent/json_kind.h"
 
@@ -447,8 +448,8 @@ ValidationResult Validator::validateQuickReplies(const bj::value& qr,
   const bj::object& o = qr.get_object();
   if (auto it = o.find("itemsPerRow"); it != o.end() && it->value().is_number()) {
     const bj::value& v = it->value();
-    double d = v.is_double() ? v.get_double() : v.to_number<double>();
-    if (d != static_cast<double>(static_cast<std::int64_t>(d)) || d < 1 || d > kMaxItemsPerRow)
+    auto n = json::exactInt64(v.is_double() ? v.get_double() : v.to_number<double>());
+    if (!n || *n < 1 || *n > kMaxItemsPerRow)
       r.fail(joinPath(opts.path_prefix, "itemsPerRow"),
              fmt::format("must be a whole number from 1 to {}, got {}", kMaxItemsPerRow,
                          bj::serialize(v)));

@@ -265,6 +265,19 @@ TEST_F(ValidatorTest, QuickReplyLimits) {
   EXPECT_EQ(r.errors[0].path, "/replies/0/title");
 }
 
+// itemsPerRow beyond int64 (1e300, 2^64-1) was cast to int64 before the range check: undefined
+// (UBSan's float-cast-overflow in the sanitizer builds). Now it is refused like 9.
+TEST_F(ValidatorTest, ItemsPerRowFarOutOfRangeIsRefused) {
+  for (const char* n : {"1e300", "-1e300", "18446744073709551615", "9223372036854775808", "2.5"}) {
+    bj::value qr = chips(2);
+    qr.as_object()["itemsPerRow"] = bj::parse(n);
+    auto r = v().validateQuickReplies(qr);
+    ASSERT_FALSE(r.valid) << n;
+    EXPECT_EQ(r.errors.back().path, "/itemsPerRow") << n;
+    EXPECT_NE(r.errors.back().message.find("whole number from 1 to 8"), std::string::npos) << n;
+  }
+}
+
 TEST_F(ValidatorTest, QuickRepliesOnlyInMessaging) {
   ValidateOptions chat;
   chat.channel = Channel::kChat;

@@ -43,7 +43,7 @@ std::optional<std::int64_t> bodyInt(const bj::object& o, std::string_view key) {
   const auto& v = it->value();
   if (v.is_int64()) return v.as_int64();
   if (v.is_uint64()) return static_cast<std::int64_t>(v.as_uint64());
-  if (v.is_double()) return static_cast<std::int64_t>(v.as_double());
+  if (v.is_double()) return json::truncatedInt64(v.as_double());  // nullopt beyond int64
   if (v.is_string()) {
     try {
       return std::stoll(std::string(v.as_string()));

@@ -363,6 +363,43 @@ TEST_F(ProtocolSessionTest, ConsumerWithoutJwtMustInitConnection) {
   s2->onClose();
 }
 
+// Sequence numbers and quantities beyond int64 (1e300) were cast to int64: undefined (UBSan's
+// float-cast-overflow aborts the sanitizer builds here). They now count as absent.
+TEST_F(ProtocolSessionTest, NumbersBeyondInt64InBodiesAreIgnored) {
+  auto ct = std::make_shared<FakeTransport>();
+  auto consumer = open(ProtocolSession::consumer(deps(), ct, acc_, ConsumerId("cons-1")));
+  consumer->onFrame(
+      R"({"kind":"req","id":"c1","type":"cm.ConsumerRequestConversation","body":{"skillId":")" +
+      skill_.str() + R"("}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c1"); }));
+  std::string conv = std::string(
+      findResp(ct->frames(), "c1")->at("body").as_object().at("conversationId").as_string());
+  consumer->onFrame(
+      R"({"kind":"req","id":"c2","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+      R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"hello"}}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c2"); }));
+  consumer->onFrame(
+      R"({"kind":"req","id":"c3","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":1e300}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c3"); }));
+  EXPECT_EQ(json::getInt(*findResp(ct->frames(), "c3"), "code"), 200);
+
+  auto at = std::make_shared<FakeTransport>();
+  auto agent = open(ProtocolSession::agent(deps(), at, Principal{bot_, "b", 0}));
+  agent->onFrame(R"({"kind":"req","id":"a1","type":".ams.ms.QueryMessages","body":{"dialogId":")" +
+                 conv + R"(","newerThanSequence":-1e300,"maxQuantity":1e300}})");
+  agent->onFrame(
+      R"({"kind":"req","id":"a2","type":".ams.aam.SubscribeExConversations","body":{"minLastUpdatedTime":1e300}})");
+  ASSERT_TRUE(at->pumpUntil([](auto& f) { return findResp(f, "a1") && findResp(f, "a2"); }));
+  auto hist = *findResp(at->frames(), "a1");
+  EXPECT_EQ(json::getInt(hist, "code"), 200);
+  ASSERT_TRUE(hist.at("body").is_array());
+  EXPECT_EQ(hist.at("body").as_array().size(), 1u);
+  EXPECT_EQ(json::getInt(*findResp(at->frames(), "a2"), "code"), 200);
+  agent->onClose();
+  consumer->onClose();
+}
+
 TEST_F(ProtocolSessionTest, RevokedSessionsCloseWith4401) {
   auto t = std::make_shared<FakeTransport>();
   auto s = open(ProtocolSession::agent(deps(), t, Principal{bot_, "bearer-1", 0}));
