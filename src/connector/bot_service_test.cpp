@@ -1354,7 +1354,7 @@ TEST_F(BotServiceTest, StoppingABotHandsItsOpenConversationsToTheEscalationSkill
   EXPECT_EQ(runner_.requests().size(), 1u);
   // A restart of the connector does not resume the stopped bot or its old conversation.
   service_.reset();
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(service_->waitIdleForTest());
@@ -1639,7 +1639,7 @@ TEST_F(BotServiceTest, ATurnWithoutAMessageIsMarkedDoneOnTheConversation) {
   EXPECT_EQ(mark.through, messages(c).at(0).sequence);
   // After a restart nothing is answered again.
   service_.reset();
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(service_->waitIdleForTest());
@@ -1675,7 +1675,7 @@ TEST_F(BotServiceTest, ARestartRunsTheInterruptedTurnOnceAndAnswersWhatFollows) 
   part.turn = store::TurnMark{"turn-two", joined, two, 0, false};
   ASSERT_TRUE(call<conv::Published>([&](auto cb) { engine_->publish(part, cb); }));
 
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 6));
@@ -1725,7 +1725,7 @@ TEST_F(BotServiceTest, MessagesBeforeTheBotsLastReplyAreAnsweredAfterARestart) {
   stopper.join();
   service_.reset();
   EXPECT_EQ(botTexts(c), std::vector<std::string>{"re: a"});
-  auto v = richcontent::Validator::load(testing::schemaDir());
+  auto v = richcontent::Validator::loadEmbedded();
   service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_);
   ASSERT_TRUE(service_->start());
   ASSERT_TRUE(waitCount(c, 3));

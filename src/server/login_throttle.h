@@ -8,8 +8,9 @@
 //
 // An admitted attempt counts as in flight until it is settled (failed, succeeded or cancelled)
 // and is counted as a possible failure: at most `free_failures` attempts per key run at once,
-// and past the free failures only one, so concurrent guesses cannot slip past the backoff. Memory is bounded: at most `max_entries` keys per kind, the
-// least recently failed (or already forgotten) ones dropped first.
+// and past the free failures only one, so concurrent guesses cannot slip past the backoff. Memory
+// is bounded: at most `max_entries` keys per kind, the least recently failed (or already forgotten)
+// ones dropped first.
 //
 // Thread-safe (one mutex). Owned by Auth.
 

@@ -710,7 +710,8 @@ class HttpSession final : public Stoppable,
   }
 
   awaitable<bool> writeHead(const HttpResponse& r, unsigned version, bool keep_alive) {
-    auto res = toBeastHead(r, version, keep_alive, host_, tls_ ? Transport::kTls : Transport::kPlain);
+    auto res =
+        toBeastHead(r, version, keep_alive, host_, tls_ ? Transport::kTls : Transport::kPlain);
     beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
     http::serializer<false, http::empty_body> sr{res};
     auto [ec, n] = co_await http::async_write_header(stream_, sr, kTuple);

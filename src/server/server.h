@@ -19,8 +19,8 @@
 #include "common/crypto.h"
 #include "common/result.h"
 #include "conversation/conversation_service.h"
-#include "server/metrics.h"
 #include "server/login_throttle.h"
+#include "server/metrics.h"
 #include "store/store.h"
 
 namespace parley::server {

@@ -125,9 +125,11 @@ struct World {
   std::vector<RoleUser> roles;
   std::string setup_bearer;  // an admin with every FaaS role, for fixtures
   std::string other_bearer;  // an ADMIN of the other account
-  store::User third;         // an AGENT holding conversation third_conv
-  store::User spare;         // a target for add/remove other and agent state of others
-  SkillId queue_skill;       // every role user has it; queue_conv waits in it
+  // The bearer of the role user the walk is calling as (a call may need a fixture of its own).
+  std::string acting_bearer;
+  store::User third;    // an AGENT holding conversation third_conv
+  store::User spare;    // a target for add/remove other and agent state of others
+  SkillId queue_skill;  // every role user has it; queue_conv waits in it
   ConversationId queue_conv;
   ConversationId third_conv;
   std::string function_uuid;
@@ -352,6 +354,14 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
   };
   fixed("me.get", "GET", "me");
   fixed("apikeys.create", "POST", "apikeys", R"({"name":"table"})");
+  fixed("apikeys.list", "GET", "apikeys");
+  // A key of the caller's own, made with the caller's credential.
+  m["apikeys.revoke"] = [](World& w) {
+    auto [status, text] = w.rest("POST", "apikeys", R"({"name":"to revoke"})", w.acting_bearer);
+    EXPECT_EQ(status, 201) << text;
+    std::string id = status == 201 ? std::string(bj::parse(text).at("id").as_string()) : "none";
+    return RestCall{"DELETE", "apikeys/" + id, ""};
+  };
   fixed("skills.list", "GET", "skills");
   m["skills.create"] = [](World& w) {
     return RestCall{"POST", "skills", bj::serialize(bj::object{{"name", w.unique("s-")}})};
@@ -424,6 +434,7 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
     w.setup("PUT", "secrets/" + key, R"({"value":"v"})");
     return RestCall{"DELETE", "secrets/" + key, ""};
   };
+  fixed("secrets.audit", "GET", "secrets/audit");
   m["secrets.value"] = [](World& w) {
     w.setup("PUT", "secrets/readable", R"({"value":"v"})");
     return RestCall{"GET", "secrets/readable", ""};
@@ -517,6 +528,7 @@ TEST_F(AuthzTableTest, EveryRestRowWithEveryRole) {
       continue;
     }
     for (const auto& ru : w.roles) {
+      w.acting_bearer = ru.bearer;
       RestCall c = make->second(w);
       // The call is the documented one.
       auto m = policy::matchRoute(c.method, [&] {
@@ -542,6 +554,7 @@ TEST_F(AuthzTableTest, EveryRestRowWithEveryRole) {
         EXPECT_TRUE(refusalNamesRoles(body, row.allowed)) << what;
       }
     }
+    w.acting_bearer = w.setup_bearer;
     RestCall c = make->second(w);
     auto [other_status, other_body] = w.rest(c.method, c.path, c.body, w.other_bearer);
     EXPECT_EQ(other_status, 403) << row.id << " with another account's token: " << other_body;

@@ -13,10 +13,11 @@ const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
 const { adminSession, createUser } = require('./lib/setup');
 
+const METRICS_TOKEN = 'identity-test-metrics';
 let srv;
 let admin;
 test.before(async () => {
-  srv = await startServer();
+  srv = await startServer({ args: ['--metrics-token', METRICS_TOKEN] });
   admin = await adminSession(srv);
 });
 test.after(async () => {
@@ -255,7 +256,7 @@ function rssMiB(pid) {
 }
 
 async function metric(name) {
-  const m = await request('GET', `${srv.https}/metrics`, { ca: srv.ca });
+  const m = await request('GET', `${srv.https}/metrics`, { ca: srv.ca, headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
   const line = m.text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : NaN;
 }

@@ -103,7 +103,7 @@ TEST_F(HandlerTest, BadRequests) {
 }
 
 TEST(CheckPublishedEvent, RichContentAndQuickRepliesOfConversationEvents) {
-  auto v = Validator::load(testing::schemaDir());
+  auto v = Validator::loadEmbedded();
   ASSERT_TRUE(v);
   int asked = 0;
   AllowlistProvider allowlist =

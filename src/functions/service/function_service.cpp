@@ -823,7 +823,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
 }
 
 api::Response FunctionService::secretAudit(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kAdminister, "reading the secret audit")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kSecretsAudit)) return *r;
   int limit = options_.default_log_limit;
   if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
     auto v = parseInt64(it->second);

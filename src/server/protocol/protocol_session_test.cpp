@@ -384,8 +384,16 @@ TEST_F(ProtocolSessionTest, NumbersBeyondInt64InBodiesAreIgnored) {
   ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c3"); }));
   EXPECT_EQ(json::getInt(*findResp(ct->frames(), "c3"), "code"), 200);
 
+  // A manager: the conversation waits in the queue, visible to no agent.
+  store::User manager = bot_;
+  manager.id = UserId();
+  manager.login_name = "manager";
+  manager.pid = "pid-manager";
+  manager.roles = {store::Role::kAgentManager};
+  manager.type = store::UserType::kHuman;
+  manager = *store_->accounts().createUser(manager);
   auto at = std::make_shared<FakeTransport>();
-  auto agent = open(ProtocolSession::agent(deps(), at, Principal{bot_, "b", 0}));
+  auto agent = open(ProtocolSession::agent(deps(), at, Principal{manager, "m", 0}));
   agent->onFrame(R"({"kind":"req","id":"a1","type":".ams.ms.QueryMessages","body":{"dialogId":")" +
                  conv + R"(","newerThanSequence":-1e300,"maxQuantity":1e300}})");
   agent->onFrame(

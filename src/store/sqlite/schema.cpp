@@ -172,7 +172,8 @@ ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
+                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

@@ -271,9 +271,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
   EXPECT_NE(
       rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
       std::string::npos);
-  SqliteOptions v5;
-  v5.schema_version_for_test = 5;
-  auto s = openSqliteStore(path, clock, v5);
+  auto s = openSqliteStore(path, clock);
   ASSERT_TRUE(s) << s.error().message;
   EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
   EXPECT_EQ(
