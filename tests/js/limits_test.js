@@ -24,7 +24,7 @@ const RSS_BOUND_MIB = 64;
 
 test('a consumer that does not read its history is closed and the server stays within its memory bound',
   { timeout: 300000 }, async (t) => {
-    const srv = await startServer();
+    const srv = await startServer({ args: ['--metrics-token', 'limits-test-metrics'] });
     t.after(async () => {
       await srv.stop();
     });
@@ -81,7 +81,7 @@ test('a consumer that does not read its history is closed and the server stays w
       });
     });
     const s = await login(srv, admin.account, srv.demo.admin.username, srv.demo.admin.password);
-    const metrics = await request('GET', `${srv.https}/metrics`, { ca: srv.ca, headers: { Authorization: `Bearer ${s.bearer}` } });
+    const metrics = await request('GET', `${srv.https}/metrics`, { ca: srv.ca, headers: { Authorization: `Bearer limits-test-metrics` } });
     const slow = Number((metrics.text.match(/parley_ws_slow_consumer_closes_total (\d+)/) || [])[1] || 0);
     console.log(`slow reader: RSS ${before.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB ` +
       `(+${(peak - before).toFixed(1)}), closed with ${closed}, slow-consumer closes ${slow}`);
