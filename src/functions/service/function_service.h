@@ -1,10 +1,10 @@
 #pragma once
 
 // The functions platform service: the REST resources `functions` (incl. `functions/templates`),
-// `secrets` (incl. `secrets/audit`) and `allowlist` (../shared/API.md), the function lifecycle
-// (Draft -> Productive -> Modified, Build Error, versions, the last 5 deployments, restore), test
-// invocations, stored production logs and invocation metrics. It deploys into the FunctionRuntime
-// and offers the connector a recording Runner.
+// `secrets` (incl. `secrets/audit`) and `allowlist` (the root README's API section), the function
+// lifecycle (Draft -> Productive -> Modified, Build Error, versions, the last 5 deployments,
+// restore), test invocations, stored production logs and invocation metrics. It deploys into the
+// FunctionRuntime and offers the connector a recording Runner.
 //
 // Ownership: main owns it; `store`, `runtime` and `clock` must outlive it. Construction order in
 // main: store -> PlatformHost (the FunctionHost) -> FunctionRuntime(host) -> FunctionService.
