@@ -37,6 +37,7 @@
 #include "fuzz/fuzz_support.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/password_hasher.h"
 #include "server/protocol/codec.h"
 #include "server/protocol/directory.h"
 #include "server/protocol/hub.h"
@@ -118,6 +119,7 @@ struct World {
   std::string jwt;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<conversation::ConversationService> engine;
+  InlinePasswordHasher hasher;
   std::unique_ptr<Auth> auth;
   InlineExecutor inline_exec;
   std::unique_ptr<Directory> directory;
@@ -149,7 +151,7 @@ struct World {
     o.tick_interval_ms = 0;
     engine = conversation::makeConversationService(*store, clock, o);
     PARLEY_FUZZ_CHECK(engine->recover().has_value(), "world: recover");
-    auth = std::make_unique<Auth>(store->accounts(), clock, "jwt-key", AuthOptions{});
+    auth = std::make_unique<Auth>(store->accounts(), clock, hasher, "jwt-key", AuthOptions{});
     directory = std::make_unique<Directory>(store->accounts(), inline_exec);
     PARLEY_FUZZ_CHECK(directory->preloadAll().has_value(), "world: directory");
     sub = engine->subscribe(hub);

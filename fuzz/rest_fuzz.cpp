@@ -36,6 +36,7 @@
 #include "functions/service/platform_host.h"
 #include "fuzz/fuzz_support.h"
 #include "server/auth.h"
+#include "server/password_hasher.h"
 #include "server/protocol/directory.h"
 #include "server/rest.h"
 #include "store/memory/memory_store.h"
@@ -70,6 +71,7 @@ struct World {
   AccountId acc{"123"};
   std::unique_ptr<store::Store> store;
   std::unique_ptr<conversation::ConversationService> engine;
+  server::InlinePasswordHasher hasher;
   std::unique_ptr<server::Auth> auth;
   server::InlineExecutor inline_exec;
   std::unique_ptr<server::protocol::Directory> directory;
@@ -105,8 +107,8 @@ struct World {
     o.tick_interval_ms = 0;
     engine = conversation::makeConversationService(*store, clock, o);
     PARLEY_FUZZ_CHECK(engine->recover().has_value(), "world: recover");
-    auth =
-        std::make_unique<server::Auth>(store->accounts(), clock, "jwt-key", server::AuthOptions{});
+    auth = std::make_unique<server::Auth>(store->accounts(), clock, hasher, "jwt-key",
+                                          server::AuthOptions{});
     directory = std::make_unique<server::protocol::Directory>(store->accounts(), inline_exec);
     PARLEY_FUZZ_CHECK(directory->preloadAll().has_value(), "world: directory");
     rest.reset(new server::RestDeps{*store, *engine, *directory, *auth, inline_exec, clock,
