@@ -49,4 +49,6 @@ void FunctionRuntime::invokeCode(const AccountId& account, std::string code,
 
 RuntimeStats FunctionRuntime::stats() const { return engine_->stats(); }
 
+std::string FunctionRuntime::prometheusText() const { return engine_->prometheusText(); }
+
 }  // namespace parley::functions
