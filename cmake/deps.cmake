@@ -21,10 +21,15 @@ endif()
 if(NOT EXISTS ${PARLEY_LIBNODE_ROOT}/include/node/v8.h)
   message(FATAL_ERROR "V8 headers not found under ${PARLEY_LIBNODE_ROOT}; run tools/setup.sh")
 endif()
+# An imported shared library, so that CMake puts its folder in the build tree's rpath and replaces
+# that with the install rpath ($ORIGIN/../lib, src/app/CMakeLists.txt) on `cmake --install`.
+set(PARLEY_LIBNODE_SO ${PARLEY_LIBNODE_ROOT}/lib/x86_64-linux-gnu/libnode.so.108)
+add_library(parley_libnode SHARED IMPORTED)
+set_target_properties(parley_libnode PROPERTIES IMPORTED_LOCATION ${PARLEY_LIBNODE_SO}
+                                                IMPORTED_SONAME libnode.so.108)
 add_library(parley_v8 INTERFACE)
 target_include_directories(parley_v8 SYSTEM INTERFACE ${PARLEY_LIBNODE_ROOT}/include/node)
-target_link_libraries(parley_v8 INTERFACE ${PARLEY_LIBNODE_ROOT}/lib/x86_64-linux-gnu/libnode.so.108)
-target_link_options(parley_v8 INTERFACE "-Wl,-rpath,${PARLEY_LIBNODE_ROOT}/lib/x86_64-linux-gnu")
+target_link_libraries(parley_v8 INTERFACE parley_libnode)
 
 # jemalloc for the server binary (Debian libjemalloc-dev): the turn path allocates on many
 # threads at once and glibc's malloc was ~10 % of the server's CPU there (see BENCHMARKS.md).

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One command: install everything, build, and run the tests. Idempotent.
 #   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
-#      browser end-to-end tests (label "slow" excluded; run those with tools/test.sh --slow);
-#   2. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
+#      browser end-to-end tests, then the tests labelled "slow" one at a time (crash and drain
+#      under load, memory bounds; tools/test.sh --slow runs only those);
+#   2. the libFuzzer targets (fuzz preset, clang-16), each for 20,000 inputs or 40 s
+#      (PARLEY_SKIP_FUZZ=1 skips them; tools/fuzz.sh 1000000 is the full run);
+#   3. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
 #      ASan is noise).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +24,13 @@ if [ "${1:-}" = "--slow" ]; then
   exit 0
 fi
 ctest --preset default -j"$jobs"
+# The slow ones load the machine themselves: one at a time.
+ctest --test-dir build/default --output-on-failure -L slow -j1
+if [ "${PARLEY_SKIP_FUZZ:-0}" != 1 ]; then
+  # Bounded fuzz runs: 20,000 inputs or 40 s per target, whichever comes first; any crash,
+  # hang, leak or sanitizer report fails the tests.
+  PARLEY_FUZZ_MAX_SECONDS="${PARLEY_FUZZ_MAX_SECONDS:-40}" "$here/tools/fuzz.sh" "${PARLEY_FUZZ_RUNS:-20000}"
+fi
 if [ "${PARLEY_SKIP_ASAN:-0}" != 1 ]; then
   "$here/tools/build.sh" asan
   # Leak detection on (the preset sets ASAN_OPTIONS): memory errors, leaks and UB fail the run.

@@ -393,8 +393,7 @@ struct Target {
 
 // Finds (or creates through REST) a running bot on `skill_name` with an echo function.
 Target setUpBot(const Endpoint& ep, const std::string& account, const std::string& user,
-                const std::string& password, const std::string& skill_name, bool ack_only,
-                bool fallback_ack) {
+                const std::string& password, const std::string& skill_name) {
   HttpClient h(ep);
   Target t;
   t.account = account;
@@ -414,21 +413,7 @@ Target setUpBot(const Endpoint& ep, const std::string& account, const std::strin
   }
   if (t.skill_id.empty()) die("skill " + skill_name + " does not exist in account " + account);
 
-  if (ack_only) {
-    t.note = "no bot (--ack-only)";
-    return t;
-  }
   auto bots = h.call(http::verb::get, base + "bots", "", bearer);
-  if (bots.status == 404) {
-    if (!fallback_ack)
-      die("the server has no `bots` REST resource (the bot connector is not wired into parley "
-          "serve): " +
-          bots.body + "; run with --ack-only to measure the consumer path without a bot");
-    t.note =
-        "no bot: GET bots answered 404 (connector not wired into parley serve); turns end at "
-        "the PublishEventResponse";
-    return t;
-  }
   if (bots.status != 200) die("GET bots: " + std::to_string(bots.status) + " " + bots.body);
   const bj::value bots_json = bots.json();
   if (!bots_json.is_array()) die("GET bots: " + bots.body);
@@ -523,7 +508,6 @@ struct Shared {
   std::string account;
   std::string skill_id;
   std::vector<std::string> source_ips;  // local addresses to bind (spreads ephemeral ports)
-  bool ack_only = false;                // a "turn" ends at the PublishEventResponse (no bot)
   // Think time between a reply and the consumer's next message (0: closed loop, send at once).
   // Each wait is uniform in [0.5, 1.5] x think_ms; the first message waits uniform [0, think_ms].
   double think_ms = 0;
@@ -633,12 +617,10 @@ class ConsumerLogic {
         request("ms.SubscribeMessagingEvents", bj::object{{"dialogId", conv_}, {"fromSeq", 0}});
       } else if (t == "GenericSubscribeResponse") {
         subscribed();
-      } else if (t == "ms.PublishEventResponse" && sh_.ack_only) {
-        onReply();
       }
       return;
     }
-    if (t != "ms.MessagingEventNotification" || sh_.ack_only) return;
+    if (t != "ms.MessagingEventNotification") return;
     const auto* body = o.if_contains("body");
     if (!body || !body->is_object()) return;
     const auto* changes = body->as_object().if_contains("changes");
@@ -1256,11 +1238,11 @@ bool waitUntil(const std::function<bool()>& pred, double seconds) {
 int main(int argc, char** argv) {
   CLI::App app{"parley_loadgen: consumer WebSockets against parley serve --demo"};
   std::string mode = "turns", url, parley = PARLEY_BINARY, account, admin_user = "admin",
-              admin_password, skill = "general", json_out;
+              admin_password, skill = "general", json_out, metrics_token;
   int conversations = 100, io_threads = 1, idle = 10000, sources = 1, signup_threads = 4,
       server_threads = 0, batch = 500;
   double duration = 10, warmup = 2, think_ms = 0;
-  bool keep_sockets = false, keep_data = false, ack_only = false, fallback_ack = false;
+  bool keep_sockets = false, keep_data = false;
   int server_pid = 0;
   int noisy = 0;
   app.add_option("--mode", mode, "turns | idle")->check(CLI::IsMember({"turns", "idle"}));
@@ -1274,6 +1256,8 @@ int main(int argc, char** argv) {
   app.add_option("--account", account, "with --url: the account");
   app.add_option("--admin-user", admin_user, "with --url: an admin login")->capture_default_str();
   app.add_option("--admin-password", admin_password, "with --url: its password");
+  app.add_option("--metrics-token", metrics_token,
+                 "with --url: the server's --metrics-token (the store figures need it)");
   app.add_option("--skill", skill, "skill name the bot serves")->capture_default_str();
   app.add_option("--conversations", conversations, "turns: concurrent consumers")
       ->capture_default_str();
@@ -1312,10 +1296,6 @@ int main(int argc, char** argv) {
                  "--server-arg=--sqlite-batch-wal=false");
   app.add_option("--signup-threads", signup_threads)->capture_default_str();
   app.add_option("--json", json_out, "also write the JSON summary to this file");
-  app.add_flag("--ack-only", ack_only,
-               "no bot: a turn is consumer publish -> PublishEventResponse (the commit ack)");
-  app.add_flag("--fallback-ack", fallback_ack,
-               "when the server has no `bots` resource, measure as --ack-only instead of failing");
   app.add_flag("--keep-data", keep_data, "keep the started server's data directory");
   CLI11_PARSE(app, argc, argv);
 
@@ -1339,6 +1319,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> extra;
     if (server_threads > 0) extra = {"--threads", std::to_string(server_threads)};
     extra.insert(extra.end(), server_args.begin(), server_args.end());
+    metrics_token = "loadgen-" + std::to_string(getpid());
+    extra.insert(extra.end(), {"--metrics-token", metrics_token});
     server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
     server_pid = server->pid();
     ep = parseUrl(std::string(server->listening().at("http").as_string()));
@@ -1369,7 +1351,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "server %s:%s pid %d account %s\n", ep.host.c_str(), ep.port.c_str(),
                server_pid, account.c_str());
 
-  Target target = setUpBot(ep, account, admin_user, admin_password, skill, ack_only, fallback_ack);
+  Target target = setUpBot(ep, account, admin_user, admin_password, skill);
   std::fprintf(stderr, "bot: %s (skill %s = %s)\n", target.note.c_str(), skill.c_str(),
                target.skill_id.c_str());
 
@@ -1377,7 +1359,6 @@ int main(int argc, char** argv) {
   sh.ep = ep;
   sh.account = account;
   sh.skill_id = target.skill_id;
-  sh.ack_only = target.bot_id.empty();
   sh.think_ms = think_ms;
   for (int i = 1; i <= std::max(1, sources); ++i)
     sh.source_ips.push_back("127.0.0." + std::to_string(i));
@@ -1393,8 +1374,7 @@ int main(int argc, char** argv) {
                  {"server", server ? "started" : "external"},
                  {"serverPid", server_pid},
                  {"bot", target.note},
-                 {"turnEndsAt", target.bot_id.empty() ? "PublishEventResponse (no bot)"
-                                                      : "bot ContentEvent notification"},
+                 {"turnEndsAt", "bot ContentEvent notification"},
                  {"ioThreads", io_threads},
                  {"client", mode == "turns" ? client : "beast"},
                  {"loadavgBefore", loadavg()}};
@@ -1448,7 +1428,8 @@ int main(int argc, char** argv) {
       noisy_clients = std::make_unique<Noisy>(ep, noisy_account, "admin", noisy_password, noisy);
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
     HttpClient metrics_client(ep);
-    const std::string metrics0 = metrics_client.call(http::verb::get, "/metrics").body;
+    const std::string metrics0 =
+        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double workers_cpu0 = childrenCpuSec(server_pid);
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
     const long cs0 = procContextSwitches(server_pid);
@@ -1467,7 +1448,8 @@ int main(int argc, char** argv) {
     }
     const long cs1 = procContextSwitches(server_pid);
     const auto machine1 = machineCpuSec();
-    const std::string metrics1 = metrics_client.call(http::verb::get, "/metrics").body;
+    const std::string metrics1 =
+        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double store_txns = metricValue(metrics1, "parley_store_transactions_total") -
                               metricValue(metrics0, "parley_store_transactions_total");
     const double store_writes = metricValue(metrics1, "parley_store_writes_total") -

@@ -65,7 +65,7 @@ const Corpus& corpus() {
 
 const rc::Validator& validator() {
   static const rc::Validator v = [] {
-    auto r = rc::Validator::load(corpusDir() / "schema");
+    auto r = rc::Validator::loadEmbedded();
     if (!r) {
       std::fprintf(stderr, "cannot load schema: %s\n", r.error().message.c_str());
       std::abort();
@@ -221,7 +221,7 @@ BENCHMARK(BM_SlowestFixtures)->Arg(0)->Arg(1)->Iterations(200);
 
 void BM_LoadAndCompileSchema(benchmark::State& state) {
   for (auto _ : state) {
-    auto r = rc::Validator::load(corpusDir() / "schema");
+    auto r = rc::Validator::loadEmbedded();
     benchmark::DoNotOptimize(r);
   }
 }

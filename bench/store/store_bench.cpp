@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/testing/temp_dir.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
-#include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {

@@ -8,14 +8,19 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <future>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "app/account_command.h"
+#include "app/allocator.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
 #include "cli/cli.h"
@@ -50,13 +55,18 @@ struct ServeFlags {
   int threads = 0;
   bool demo = false;
   int session_ttl_s = 12 * 3600;
-  std::string schema_dir = PARLEY_SOURCE_SCHEMA_DIR;
+  std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
   // Function sandbox.
   std::string function_isolation = "process";
   int function_workers = 2;
   int function_max_workers = 6;
   int function_cpu_limit_ms = 5'000;
+  std::vector<std::string> outbound_allow;
+  std::string metrics_token;
+  bool metrics_tenant_labels = false;
+  // SIGTERM/SIGINT: how long requests already read and running bot turns may take to finish.
+  int drain_timeout_s = 10;
 };
 
 void printLine(const bj::object& o) {
@@ -65,10 +75,15 @@ void printLine(const bj::object& o) {
   std::fflush(stdout);
 }
 
+// The console when --web is not given: the installed copy beside the binary
+// (PREFIX/share/parley/web for PREFIX/bin/parley, see the root CMakeLists.txt), else DATA/web.
 std::string defaultWebDir(const std::string& data_dir) {
-#ifdef PARLEY_SOURCE_WEB_DIST
-  if (fs::exists(fs::path(PARLEY_SOURCE_WEB_DIST) / "index.html")) return PARLEY_SOURCE_WEB_DIST;
-#endif
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "parley" / "web";
+    if (fs::exists(installed / "index.html", ec)) return installed.string();
+  }
   return (fs::path(data_dir) / "web").string();
 }
 
@@ -177,6 +192,35 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
   return {};
 }
 
+// The bot connector as seen by what is made before it (the engine's content check): empty until
+// set, and never keeps it alive.
+class ConnectorRef {
+ public:
+  void set(const std::shared_ptr<parley::connector::BotService>& b) {
+    std::lock_guard lock(mu_);
+    bot_ = b;
+  }
+  std::shared_ptr<parley::connector::BotService> get() const {
+    std::lock_guard lock(mu_);
+    return bot_.lock();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::weak_ptr<parley::connector::BotService> bot_;
+};
+
+// The account's stored image allowlist (bots/image-allowlist) from the connector's memory, or
+// none while there is no connector.
+parley::connector::richcontent::AllowlistProvider allowlistOf(
+    std::shared_ptr<const ConnectorRef> ref) {
+  return [ref = std::move(ref)](
+             const parley::AccountId& acc) -> std::optional<std::vector<std::string>> {
+    auto b = ref->get();
+    return b ? b->imageAllowlist(acc) : std::nullopt;
+  };
+}
+
 int fail(const std::string& what, const parley::Error& e) {
   spdlog::critical("{}: {}", what, e.message);
   std::fprintf(stderr, "parley: %s: %s\n", what.c_str(), e.message.c_str());
@@ -194,6 +238,7 @@ int serve(const ServeFlags& f) {
   signal(SIGPIPE, SIG_IGN);
 
   log::setup(f.log_level, f.log_format == "text");
+  app::enableAllocatorBackgroundPurge();
   std::error_code ec;
   fs::create_directories(f.data, ec);
   if (ec)
@@ -215,7 +260,37 @@ int serve(const ServeFlags& f) {
     demo = *d;
   }
 
-  auto engine = conversation::makeConversationService(**store, clock);
+  // The structured-content validator: bot responses (connector), `richcontent/validate`, and
+  // the engine's content check, so that what consumers and agents publish meets the same rules
+  // as what bots send before it is stored.
+  auto validator = f.schema_dir.empty() ? connector::richcontent::Validator::loadEmbedded()
+                                        : connector::richcontent::Validator::load(f.schema_dir);
+  if (!validator)
+    return fail(f.schema_dir.empty()
+                    ? std::string("cannot compile the built-in structured-content schema")
+                    : "cannot load the structured-content schema from " + f.schema_dir +
+                          " (--schema-dir: a folder with JSON Pollock's rich_content.json and the "
+                          "files it refers to; leave it out for the built-in schema)",
+                validator.error());
+  spdlog::info("structured-content schema: {}",
+               f.schema_dir.empty()
+                   ? "json-pollock " +
+                         std::string(connector::richcontent::embeddedJsonPollockVersion()) +
+                         " (built in)"
+                   : f.schema_dir);
+  // The account's image allowlist lives in the bot connector, which needs the engine first;
+  // until it is set no allowlist applies (HTTPS is still required).
+  auto allowlist_source = std::make_shared<ConnectorRef>();
+  conversation::Options engine_options;
+  engine_options.content_check = [v = *validator, allowlist = allowlistOf(allowlist_source)](
+                                     const conversation::ContentToCheck& in) {
+    return connector::richcontent::checkPublishedEvent(
+        v, in.account, in.event,
+        in.channel == store::Channel::kChat ? connector::richcontent::Channel::kChat
+                                            : connector::richcontent::Channel::kMessaging,
+        allowlist);
+  };
+  auto engine = conversation::makeConversationService(**store, clock, engine_options);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
 
   // ---- Function platform (src/functions) ---------------------------------------------------
@@ -237,6 +312,7 @@ int serve(const ServeFlags& f) {
   runtime_options.threads = f.function_workers;
   runtime_options.max_workers = std::max(f.function_workers, f.function_max_workers);
   runtime_options.cpu_limit = std::chrono::milliseconds(f.function_cpu_limit_ms);
+  runtime_options.outbound_allow = f.outbound_allow;
   auto function_runtime = functions::FunctionRuntime::create(runtime_options, function_host, clock);
   if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
   auto function_service = std::make_shared<functions::service::FunctionService>(
@@ -260,11 +336,6 @@ int serve(const ServeFlags& f) {
   // ---- Bot connector (src/connector) -------------------------------------------------------
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
-  auto validator = connector::richcontent::Validator::load(f.schema_dir);
-  if (!validator)
-    return fail(
-        "cannot load the structured-content schema from " + f.schema_dir + " (use --schema-dir)",
-        validator.error());
   connector::ConnectorOptions connector_options;
   // Turns run on the engine's threads (see ConnectorOptions::turn_pool); the connector is
   // stopped before the engine is destroyed.
@@ -279,6 +350,7 @@ int serve(const ServeFlags& f) {
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
+  allowlist_source->set(bot_service);
   if (demo && !demo_function.empty()) {
     if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
       spdlog::warn("demo: the echo bot could not be created or started: {}", b.error().message);
@@ -293,6 +365,9 @@ int serve(const ServeFlags& f) {
   so.threads = f.threads;
   so.web_dir = f.web.empty() ? defaultWebDir(data_dir) : f.web;
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
+  so.metrics_token = f.metrics_token;
+  so.metrics_tenant_labels =
+      f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
@@ -307,10 +382,7 @@ int serve(const ServeFlags& f) {
           *validator,
           // The account's stored image allowlist (bots/image-allowlist), from the connector's
           // memory: no store call on the io thread.
-          [weak = std::weak_ptr<connector::BotService>(bot_service)](const AccountId& acc) {
-            auto b = weak.lock();
-            return b ? b->imageAllowlist(acc) : std::nullopt;
-          }));
+          allowlistOf(allowlist_source)));
       !st)
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
@@ -344,11 +416,26 @@ int serve(const ServeFlags& f) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("received signal {}: shutting down", sig);
-  // Order: stop the network (acceptors closed, sockets closed, in-flight requests finished, the
-  // engine unsubscribed), then the connector, then the engine (drains its queues; completions
-  // for sockets land in the stopped io_context), then destroy the server (which frees them), then
-  // the function service and runtime, then the store (flushes).
+  spdlog::info("received signal {}: draining (at most {} s), then shutting down", sig,
+               f.drain_timeout_s);
+  // The drain, within --drain-timeout of the signal: no new connection or request (requests
+  // that arrive are refused with 503); every request already read is answered (a publish is
+  // acknowledged or refused, never committed unanswered); then no new bot turn starts and the
+  // running ones finish, their replies reaching the still-open sockets; turns still running at
+  // the deadline stop and stay pending, as do consumer messages not answered yet (the next start
+  // runs them).
+  const auto drain_end =
+      std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, f.drain_timeout_s));
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+        drain_end - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
+  };
+  if (!(*server)->drain(left())) spdlog::warn("drain: requests still in flight at the deadline");
+  bot_service->drain(left());
+  // Then: stop the network (acceptors closed, sockets closed with 1001 after the frames queued
+  // before, the engine unsubscribed), then the connector, then the engine (drains its queues;
+  // completions for sockets land in the stopped io_context), then destroy the server (which
+  // frees them), then the function service and runtime, then the store (flushes).
   (*server)->stop();
   bot_service->stop();
   bot_service.reset();
@@ -380,7 +467,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--tls-cert", f.tls_cert,
                         "TLS certificate chain (PEM); default: generated");
   serve_cmd->add_option("--tls-key", f.tls_key, "TLS private key (PEM)");
-  serve_cmd->add_option("--web", f.web, "Directory of the built console (web/dist)");
+  serve_cmd->add_option(
+      "--web", f.web,
+      "Directory of the built console (web/dist); default: PREFIX/share/parley/web "
+      "of an installed binary, else DATA/web");
   serve_cmd->add_option("--threads", f.threads, "io threads (0 = cores)")->capture_default_str();
   serve_cmd->add_option("--log-level", f.log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
@@ -388,7 +478,8 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
       ->capture_default_str();
   serve_cmd->add_option("--schema-dir", f.schema_dir,
-                        "Folder with the JSON Pollock schema (json-pollock-1.7.7/, ...)");
+                        "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "
+                        "of the built-in json-pollock schema");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
   serve_cmd
       ->add_option("--function-isolation", f.function_isolation,
@@ -412,12 +503,32 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
   serve_cmd
+      ->add_option("--metrics-token", f.metrics_token,
+                   "Bearer token that GET /metrics needs; without one /metrics is off")
+      ->envname("PARLEY_METRICS_TOKEN");
+  serve_cmd->add_flag("--metrics-tenant-labels", f.metrics_tenant_labels,
+                      "Keep the account, bot and function labels in /metrics (default: summed)");
+  serve_cmd
+      ->add_option("--drain-timeout", f.drain_timeout_s,
+                   "SIGTERM/SIGINT: seconds that requests already read and running bot turns "
+                   "get to finish (the rest of the turns stay pending for the next start)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600));
+  serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "
                    "two per page; same durability). false: SQLite's default VFS")
       ->capture_default_str();
+  serve_cmd
+      ->add_option(
+          "--outbound-allow", f.outbound_allow,
+          "Internal addresses functions' HTTP requests may reach (default: public addresses only): "
+          "loopback, private, link-local, cgnat, metadata or a CIDR block; repeat or separate by "
+          "commas")
+      ->delimiter(',');
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
+  parley::app::registerAccountCommands(app);
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) {
     try {

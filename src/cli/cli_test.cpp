@@ -25,6 +25,7 @@
 #include "cli/project.h"
 #include "common/json.h"
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
@@ -37,22 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace bj = boost::json;
 
-// A fresh temporary directory, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "parley-cli-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using parley::testing::TempDir;
 
 std::string readAll(const fs::path& p) {
   std::ifstream in(p);

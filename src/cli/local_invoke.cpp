@@ -29,6 +29,10 @@ Status LocalHost::updateSecret(const AccountId& account, const std::string& key,
   return memory_.updateSecret(account, key, value);
 }
 
+Status LocalHost::recordSecretAccess(const functions::SecretAccess& access) {
+  return memory_.recordSecretAccess(access);
+}
+
 Result<std::vector<std::string>> LocalHost::allowlist(const AccountId& account) {
   return memory_.allowlist(account);
 }
@@ -67,6 +71,8 @@ Result<LocalResult> invokeLocally(const std::string& code, const FunctionConfig&
   req.account = AccountId(account);
   req.input_json = json::dump(input);
   req.deadline = std::chrono::milliseconds(60'000);  // lpf's local limit
+  // A local run changes only the in-memory copy of settings.json's secrets.
+  req.invoker.secret_writes = functions::SecretWrites::kAllowed;
 
   std::promise<functions::InvokeResult> promise;
   auto future = promise.get_future();

@@ -27,6 +27,7 @@ class LocalHost final : public functions::FunctionHost {
   Result<std::string> readSecret(const AccountId& account, const std::string& key) override;
   Status updateSecret(const AccountId& account, const std::string& key,
                       const std::string& value) override;
+  Status recordSecretAccess(const functions::SecretAccess& access) override;
   Result<std::vector<std::string>> allowlist(const AccountId& account) override;
   Result<std::string> contextCall(const AccountId& account, const std::string& op,
                                   const std::string& args_json) override;

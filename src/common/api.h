@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/ids.h"
+#include "common/policy.h"
 
 namespace parley::api {
 
@@ -18,14 +19,17 @@ struct Caller {
   AccountId account;
   UserId user;
   std::string login_name;
-  // "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER"
-  std::vector<std::string> roles;
+  // The user's roles (policy::Role; assignable from role names).
+  policy::RoleSet roles;
+  policy::UserType type = policy::UserType::kHuman;
 
-  bool hasRole(const std::string& r) const {
-    for (const auto& x : roles)
-      if (x == r) return true;
-    return false;
+  bool hasRole(policy::Role r) const { return roles.has(r); }
+  // By name, either spelling ("AGENT_MANAGER" or "Agent Manager").
+  bool hasRole(std::string_view name) const {
+    auto r = policy::parseRole(name);
+    return r && roles.has(*r);
   }
+  policy::Subject subject() const { return policy::Subject{roles, type}; }
 };
 
 struct Request {

@@ -1,7 +1,10 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdint>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -77,6 +80,57 @@ TEST(Json, RequiredFieldsGiveClearErrors) {
   EXPECT_EQ(wrong.error().message, "field 'bad' must be an integer");
   EXPECT_FALSE(json::parseObject("[1]"));
   EXPECT_FALSE(json::parseObject("{"));
+}
+
+// A JSON number outside int64's range used to be cast to int64 (undefined; UBSan's
+// float-cast-overflow in the sanitizer builds): a body field such as maxOpenConversations:1e300.
+TEST(Json, NumbersOutsideInt64AreNotIntegers) {
+  auto o = json::parseObject(
+      R"({"huge":1e300,"tiny":-1e300,"two63":9223372036854775808.0,"min":-9223372036854775808.0,
+          "half":2.5,"whole":42.0})");
+  ASSERT_TRUE(o);
+  for (const char* key : {"huge", "tiny", "two63", "half"}) {
+    auto r = json::requireInt(*o, key);
+    ASSERT_FALSE(r) << key;
+    EXPECT_EQ(r.error().message, fmt::format("field '{}' must be an integer", key));
+    EXPECT_FALSE(json::optInt(*o, key)) << key;
+  }
+  EXPECT_EQ(*json::requireInt(*o, "min"), INT64_MIN);
+  EXPECT_EQ(*json::requireInt(*o, "whole"), 42);
+  // The lenient reader falls back to its default instead.
+  EXPECT_EQ(json::getInt(*o, "huge", 7), 7);
+  EXPECT_EQ(json::getInt(*o, "tiny", 7), 7);
+  EXPECT_EQ(json::getInt(*o, "half", 7), 2);
+
+  EXPECT_EQ(json::exactInt64(-9223372036854775808.0), INT64_MIN);
+  EXPECT_FALSE(json::exactInt64(9223372036854775808.0));
+  EXPECT_EQ(json::exactInt64(9223372036854774784.0), 9223372036854774784);  // largest below 2^63
+  EXPECT_FALSE(json::exactInt64(0.5));
+  EXPECT_FALSE(json::exactInt64(std::numeric_limits<double>::infinity()));
+  EXPECT_FALSE(json::exactInt64(std::numeric_limits<double>::quiet_NaN()));
+  EXPECT_EQ(json::truncatedInt64(-2.9), -2);
+  EXPECT_EQ(json::truncatedInt64(-9223372036854775808.9), INT64_MIN);  // the same double
+  EXPECT_FALSE(json::truncatedInt64(1e19));
+  EXPECT_FALSE(json::truncatedInt64(-std::numeric_limits<double>::infinity()));
+}
+
+TEST(Json, Utf8Validation) {
+  const std::string_view ok[] = {"",
+                                 "plain",
+                                 "caf\xC3\xA9",
+                                 "\xE2\x82\xAC",
+                                 "\xED\x9F\xBF",
+                                 "\xEE\x80\x80",
+                                 "\xF0\x9F\x98\x80",
+                                 "\xF4\x8F\xBF\xBF",
+                                 std::string_view("nul\0inside", 10)};
+  for (std::string_view s : ok) EXPECT_TRUE(json::isValidUtf8(s)) << s;
+  const std::string_view bad[] = {
+      "\x91",         "ab\xC3",           "\xC0\xAF",         "\xC1\xBF",         "\xE0\x80\xAF",
+      "\xED\xA0\x80", "\xF0\x80\x80\xAF", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",
+      "\xE2\x82",     "\xE2\x28\xA1"};
+  for (std::string_view s : bad)
+    EXPECT_FALSE(json::isValidUtf8(s)) << ::testing::PrintToString(std::string(s));
 }
 
 TEST(Ids, AreDistinctTypesWithValueSemantics) {

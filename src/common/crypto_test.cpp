@@ -11,23 +11,14 @@
 #include <thread>
 #include <vector>
 
+#include "common/testing/temp_dir.h"
+
 namespace parley::crypto {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "parley-crypto-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
+using parley::testing::TempDir;
 
 TEST(Password, HashVerifiesOnlyTheRightPassword) {
   auto h = hashPassword("correct horse", PasswordCost::kMinimumForTest);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 namespace parley::json {
 
 Result<bj::value> parse(std::string_view text) {
@@ -48,8 +50,7 @@ Result<std::int64_t> requireInt(const bj::object& o, std::string_view key) {
   if (v->is_uint64() && v->as_uint64() <= INT64_MAX)
     return static_cast<std::int64_t>(v->as_uint64());
   if (v->is_double()) {
-    double d = v->as_double();
-    if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+    if (auto i = exactInt64(v->as_double())) return *i;
   }
   return mistyped(key, "an integer");
 }
@@ -107,8 +108,57 @@ std::int64_t getInt(const bj::object& o, std::string_view key, std::int64_t def)
   if (!v) return def;
   if (v->is_int64()) return v->as_int64();
   if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
-  if (v->is_double()) return static_cast<std::int64_t>(v->as_double());
+  if (v->is_double()) return truncatedInt64(v->as_double()).value_or(def);
   return def;
+}
+
+bool isValidUtf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = 0;
+    unsigned char lo = 0x80;  // the range of the second byte (RFC 3629 table)
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // beyond U+10FFFF
+    } else {
+      return false;  // a continuation byte, C0/C1 (overlong) or F5..FF
+    }
+    if (s.size() - i <= n) return false;
+    auto c1 = static_cast<unsigned char>(s[i + 1]);
+    if (c1 < lo || c1 > hi) return false;
+    for (std::size_t k = 2; k <= n; ++k) {
+      auto ck = static_cast<unsigned char>(s[i + k]);
+      if (ck < 0x80 || ck > 0xBF) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+std::optional<std::int64_t> truncatedInt64(double d) {
+  // [-2^63, 2^63): both bounds are exact doubles; NaN fails both comparisons.
+  constexpr double kTwo63 = 9223372036854775808.0;
+  double t = std::trunc(d);
+  if (!(t >= -kTwo63 && t < kTwo63)) return std::nullopt;
+  return static_cast<std::int64_t>(t);
+}
+
+std::optional<std::int64_t> exactInt64(double d) {
+  if (std::trunc(d) != d) return std::nullopt;  // fractional, or NaN
+  return truncatedInt64(d);
 }
 
 std::string dump(const bj::value& v) { return bj::serialize(v); }

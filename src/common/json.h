@@ -37,4 +37,16 @@ std::int64_t getInt(const bj::object& o, std::string_view key, std::int64_t def 
 // Compact serialisation.
 std::string dump(const bj::value& v);
 
+// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF): the
+// only text that may go into JSON. Text from a parsed JSON document always is; percent-decoded
+// URL parts and other raw bytes need checking before they are echoed into a JSON response.
+bool isValidUtf8(std::string_view s);
+
+// A JSON number read as a double, converted to an int64 without undefined behaviour: a double
+// outside int64's range (1e300, -1e19, infinities, NaN) has no int64 and converting it with a
+// cast is undefined. exactInt64: the value when `d` is a whole number within range.
+// truncatedInt64: `d` rounded toward zero, when that is within range.
+std::optional<std::int64_t> exactInt64(double d);
+std::optional<std::int64_t> truncatedInt64(double d);
+
 }  // namespace parley::json

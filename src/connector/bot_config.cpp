@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/json.h"
+#include "common/names.h"
 
 namespace parley::connector {
 
@@ -86,7 +87,7 @@ Result<BotConfig> parseBotConfig(const bj::object& body, const BotConfig* base) 
   PARLEY_TRY_ASSIGN(name, json::optString(body, "name"));
   if (*name) c.name = **name;
   if (c.name.empty()) return invalid("field 'name' is required: a name for the bot");
-  if (c.name.size() > 200) return invalid("field 'name' must be at most 200 characters");
+  if (auto st = validateName("bot name", c.name, 200); !st) return std::unexpected(st.error());
 
   PARLEY_TRY_ASSIGN(vendor, json::optString(body, "vendor"));
   if (*vendor) c.vendor = **vendor;

@@ -21,6 +21,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "common/thread_name.h"
 #include "connector/input.h"
@@ -126,6 +127,19 @@ Result<std::vector<std::string>> parseImageAllowlist(const bj::object& body) {
   return out;
 }
 
+// Parses JSON text the connector built itself (a turn's input, an event) — which may nest a
+// function's or hook's output (up to the parser's default depth) a few levels deeper — without
+// throwing: an error value, never an exception, and a JSON object or an error.
+Result<bj::value> parseOwn(std::string_view text) {
+  bj::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  bj::value v = bj::parse(text, ec, {}, opts);
+  if (ec) return invalid("not readable JSON: " + ec.message());
+  if (!v.is_object()) return invalid("not a JSON object");
+  return v;
+}
+
 std::string botUserLogin(const std::string& name) {
   std::string s = "bot.";
   for (char c : name)
@@ -170,6 +184,10 @@ struct Metrics {
   std::map<std::pair<std::string, std::string>, std::uint64_t> inactivity;  // (bot, warning|close)
   std::map<std::string, std::uint64_t> limit_reached;
   std::map<std::pair<std::string, std::string>, std::uint64_t> hook_failures;  // (bot, hook)
+  // Exceptions caught by the conversation strand's fence (a bug, or a throwing dependency).
+  std::map<std::string, std::uint64_t> turn_exceptions;
+  // Open conversations handed on when their bot was stopped.
+  std::map<std::string, std::uint64_t> handed_off;
 };
 
 struct Turn {
@@ -187,6 +205,23 @@ struct Turn {
   // How the turn's failure counts for the bot's health (set where it failed).
   TurnHealth failure_kind = TurnHealth::kFunctionFailure;
   std::string platform_error;  // the platform's error code when failure_kind is kPlatformFailure
+  // The escalation has started (its messages may be out): the fence does not escalate again.
+  bool escalating = false;
+  // Durable turns (those answering consumer messages or a WELCOME; not the synthetic ones)
+  // carry a store::TurnMark on every message they publish: consumer messages up to `through`
+  // are answered once the turn is done. `effects` numbers the stored effects; the first `skip`
+  // were stored before a crash interrupted this turn and are not published again.
+  bool durable = false;
+  std::int64_t through = -1;
+  int effects = 0;
+  int skip = 0;
+  // The turn's done mark has committed (with its last message, or through markTurn).
+  bool done_marked = false;
+  // The turn moved the conversation away (transfer, close): nothing is left to mark.
+  bool handed_off = false;
+  // Index in the plan's steps of the message that carries the done mark (the last message when
+  // the action, if any, stores nothing of its own: INVOCATION).
+  std::optional<std::size_t> done_step;
   SteadyClock::time_point t_start = SteadyClock::now();
   SteadyClock::time_point t_invoke;
   double invoke_ms = 0;
@@ -205,12 +240,16 @@ struct ConvState {
   store::Conversation snapshot;
   std::shared_ptr<BotRuntime> bot;
   bool owned = false;
+  // joined_at of the bot's ACTIVE ASSIGNED_AGENT entry: the turn marks of this assignment.
+  TimeMs assigned_at = 0;
   std::uint64_t epoch = 0;
   bool catching_up = false;
   std::vector<std::pair<store::Message, InputKind>> buffered;  // consumer content, classified
   std::int64_t last_seq = -1;
   std::deque<std::pair<TurnInput, SteadyClock::time_point>> queue;
   bool turn_running = false;
+  // The turn that set `turn_running` (the fence ends it when an exception escapes).
+  std::shared_ptr<Turn> current;
   bool combine_armed = false;
   bool combine_ready = false;
   std::shared_ptr<asio::steady_timer> timer;
@@ -248,6 +287,12 @@ struct BotService::Impl {
   asio::thread_pool& turns;  // the conversations' strands: `pool` or ConnectorOptions::turn_pool
   conv::Subscription subscription;
   std::atomic<bool> stopped{false};
+  // Draining (drain()): no new turn starts. Interrupting (after the drain's deadline, and in
+  // stop()): a running turn stops at its next step without publishing more; it stays pending
+  // (its done mark was not stored) and runs again at the next start.
+  std::atomic<bool> draining{false};
+  std::atomic<bool> interrupting{false};
+  std::atomic<int> running_turns{0};
 
   mutable std::mutex mu;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<BotRuntime>> bots;  // (acc, bot)
@@ -309,15 +354,81 @@ struct BotService::Impl {
                 // a function worker) until it returns, and the strand's pool may be lent
     // Deferred: from an engine callback (the engine's pool is the turns' pool in `parley
     // serve`) the work runs on the same thread after the callback instead of waking another.
-    asio::defer(c->strand, [this, f = std::forward<F>(f)]() mutable {
-      try {
-        f();
-      } catch (const std::exception& e) {
-        spdlog::error("connector: unexpected exception on a conversation strand: {}", e.what());
-      }
+    asio::defer(c->strand, [this, c, f = std::forward<F>(f)]() mutable {
+      fenced(c, f);
       doneBusy();
     });
     doneBusy();
+  }
+
+  // The fence of every task on a conversation's strand: nothing thrown in turn logic escapes
+  // into Asio, and a turn the exception interrupted ends visibly — escalated per the bot's
+  // policy (recorded with the exception, counted in parley_bot_turn_exceptions_total), or
+  // recorded as ERROR when the escalation itself throws — so `turn_running` never stays set
+  // and the conversation's next message gets its turn.
+  template <class F>
+  void fenced(const std::shared_ptr<ConvState>& c, F& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      turnException(c, e.what());
+    } catch (...) {
+      turnException(c, "an exception that is not a std::exception");
+    }
+  }
+
+  void beginTurn(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    st->turn_running = true;
+    st->current = turn;
+    ++running_turns;
+  }
+  void endTurn(const std::shared_ptr<ConvState>& st) {
+    if (!st->turn_running) return;
+    st->turn_running = false;
+    st->current.reset();
+    if (--running_turns == 0) {
+      std::lock_guard l(idle_mu);
+      idle_cv.notify_all();
+    }
+  }
+
+  // True (and the turn ended as INTERRUPTED, left pending) once the shutdown interrupts turns.
+  bool interrupted(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    if (!interrupting) return false;
+    turn->error =
+        "interrupted by the shutdown; the turn is still pending and runs again at the next start";
+    complete(st, turn, "INTERRUPTED");
+    return true;
+  }
+
+  void turnException(const std::shared_ptr<ConvState>& st, const std::string& what) {
+    std::string bot = st->bot ? st->bot->id.str() : std::string("-");
+    spdlog::error("connector: exception in conversation {} (bot {}): {}", st->id.str(), bot, what);
+    {
+      std::lock_guard l(mu);
+      metrics.turn_exceptions[bot] += 1;
+    }
+    if (!st->turn_running || !st->current) return;  // no turn was running: logged and counted
+    std::shared_ptr<Turn> turn = st->current;
+    turn->failure_kind = TurnHealth::kNotCounted;  // the connector's fault, not the function's
+    turn->actions.push_back(bj::object{{"kind", "EXCEPTION"},
+                                       {"status", "FAILED"},
+                                       {"code", std::string(kCodePrefix) + codes::kInternal},
+                                       {"message", what}});
+    try {
+      if (!turn->escalating)
+        return escalate(st, turn, codes::kInternal,
+                        "the connector failed while handling this turn: " + what);
+    } catch (const std::exception& e) {
+      spdlog::error("connector: the escalation after an exception threw too: {}", e.what());
+    } catch (...) {
+    }
+    try {
+      turn->error = std::string(kCodePrefix) + codes::kInternal + ": " + what;
+      if (st->turn_running && st->current == turn) complete(st, turn, "ERROR");
+    } catch (...) {
+    }
+    if (st->current == turn) endTurn(st);
   }
 
   std::shared_ptr<const BotConfig> configOf(const std::shared_ptr<BotRuntime>& b) const {
@@ -488,6 +599,10 @@ struct BotService::Impl {
       if (st->owned) release(st);
       st->owned = true;
       st->bot = bot;
+      st->assigned_at = 0;
+      for (const auto& p : c.participants)
+        if (p.id == bot->user.id.str() && p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE")
+          st->assigned_at = p.joined_at;
       ++st->epoch;
       st->queue.clear();
       cancelInactivity(st);
@@ -540,26 +655,61 @@ struct BotService::Impl {
                        });
   }
 
+  // What the bot owes a conversation it takes (or resumes after a restart), derived from the
+  // stored messages alone:
+  // - When effects of this assignment are stored (messages carrying this bot's turn marks with
+  //   this assignment's `assigned_at`, or the conversation's own mark), every consumer message
+  //   after the `through` of the last done turn is pending; a turn whose effects are out but
+  //   whose done mark is not (a crash or shutdown in the middle) runs again first, with the
+  //   same id and the same messages (up to its `through`), publishing only the effects not yet
+  //   stored. The pending messages after it are queued one by one and combined by the bot's
+  //   usual rule.
+  // - Otherwise (the bot has not finished anything here yet) the catch-up rule: every consumer
+  //   message after the last agent/bot message, a WELCOME first for chat when the bot never
+  //   spoke, or `welcomeAfterTransfer`.
   void finishCatchUp(const std::shared_ptr<ConvState>& st, std::uint64_t epoch,
                      const Result<std::vector<store::Message>>& r) {
     if (epoch != st->epoch || !st->owned) return;
     st->catching_up = false;
     std::vector<store::Message> msgs = r ? *r : std::vector<store::Message>{};
+    if (!r)
+      spdlog::error("connector: cannot read conversation {} to resume it: {}", st->id.str(),
+                    r.error().message);
     std::size_t answered_upto = 0;  // index after the last non-consumer content message
     bool bot_spoke = false, others_spoke = false;
     std::string bot_old_id = st->account.str() + "." + st->bot->user.id.str();
     std::optional<std::string> last_consumer_text;
+    struct Partial {
+      std::string id;
+      std::int64_t through = -1;
+      int effects = 0;
+    };
+    std::optional<std::int64_t> answered;  // `through` of the last done turn
+    std::optional<Partial> partial;
+    const store::TurnMark& row = st->snapshot.turn_mark;
+    if (!row.empty() && row.done && row.assigned_at == st->assigned_at) answered = row.through;
     for (std::size_t i = 0; i < msgs.size(); ++i) {
       const auto& m = msgs[i];
       st->last_seq = std::max(st->last_seq, m.sequence);
+      if (m.originator_id == bot_old_id && !m.turn.empty() &&
+          m.turn.assigned_at == st->assigned_at) {
+        if (m.turn.done) {
+          answered = std::max(answered.value_or(-1), m.turn.through);
+          if (partial && partial->id == m.turn.turn_id) partial.reset();
+        } else if (partial && partial->id == m.turn.turn_id) {
+          partial->effects = std::max(partial->effects, m.turn.effect + 1);
+        } else {
+          partial = Partial{m.turn.turn_id, m.turn.through, m.turn.effect + 1};
+        }
+        continue;
+      }
       if (m.originator_role == "CONSUMER") {
         if (auto k = classifyConsumerMessage(m); k == InputKind::kText) {
           boost::system::error_code ec;
           bj::value ev = bj::parse(m.event_json, ec);
-          if (!ec && ev.is_object())
-            if (auto t = ev.as_object().find("message");
-                t != ev.as_object().end() && t->value().is_string())
-              last_consumer_text = std::string(t->value().as_string());
+          if (const auto* o = ec ? nullptr : ev.if_object())
+            if (const auto* t = o->if_contains("message"); t && t->is_string())
+              last_consumer_text = std::string(t->get_string());
         }
         continue;
       }
@@ -572,17 +722,52 @@ struct BotService::Impl {
       else
         others_spoke = true;
     }
+    if (partial && answered && partial->through <= *answered) partial.reset();
     auto now = SteadyClock::now();
     bool chat = st->snapshot.channel == store::Channel::kChat;
-    if (chat && !bot_spoke) {
-      st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, std::nullopt}, now);
-    } else if (!chat && configOf(st->bot)->welcome_after_transfer && others_spoke && !bot_spoke) {
-      st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, last_consumer_text}, now);
-      answered_upto = msgs.size();
-    }
-    for (std::size_t i = answered_upto; i < msgs.size(); ++i) {
-      auto k = classifyConsumerMessage(msgs[i]);
-      if (k) st->queue.emplace_back(TurnInput{*k, {msgs[i]}, std::nullopt}, now);
+    const std::int64_t boundary = answered_upto > 0 ? msgs[answered_upto - 1].sequence : -1;
+    auto queueFrom = [&](std::int64_t after) {
+      for (const auto& m : msgs)
+        if (m.sequence > after)
+          if (auto k = classifyConsumerMessage(m))
+            st->queue.emplace_back(TurnInput{*k, {m}, std::nullopt, m.sequence, {}, 0}, now);
+    };
+    if (answered || partial) {
+      std::int64_t lower = answered.value_or(boundary);
+      if (partial) {
+        TurnInput in;
+        in.resume_id = partial->id;
+        in.effects_done = partial->effects;
+        in.through = partial->through;
+        for (const auto& m : msgs)
+          if (m.sequence > lower && m.sequence <= partial->through)
+            if (auto k = classifyConsumerMessage(m)) {
+              if (in.messages.empty()) in.kind = *k;
+              in.messages.push_back(m);
+            }
+        if (in.messages.empty()) {
+          in.kind = InputKind::kWelcome;
+          if (!chat) in.last_consumer_message = last_consumer_text;
+        }
+        spdlog::info(
+            "connector: conversation {}: turn {} was interrupted after {} of its effects; it "
+            "runs again and publishes only the rest",
+            st->id.str(), partial->id, partial->effects);
+        st->queue.emplace_back(std::move(in), now);
+        lower = std::max(lower, partial->through);
+      }
+      queueFrom(lower);
+    } else {
+      if (chat && !bot_spoke) {
+        st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, std::nullopt, boundary, {}, 0},
+                               now);
+      } else if (!chat && configOf(st->bot)->welcome_after_transfer && others_spoke && !bot_spoke) {
+        std::int64_t all = msgs.empty() ? -1 : msgs.back().sequence;
+        st->queue.emplace_back(TurnInput{InputKind::kWelcome, {}, last_consumer_text, all, {}, 0},
+                               now);
+        answered_upto = msgs.size();
+      }
+      queueFrom(answered_upto > 0 ? msgs[answered_upto - 1].sequence : -1);
     }
     for (auto& [m, kind] : st->buffered) enqueueMessage(st, m, kind);
     st->buffered.clear();
@@ -595,7 +780,8 @@ struct BotService::Impl {
                       InputKind kind) {
     if (m.sequence <= st->last_seq) return;
     st->last_seq = m.sequence;
-    st->queue.emplace_back(TurnInput{kind, {m}, std::nullopt}, SteadyClock::now());
+    st->queue.emplace_back(TurnInput{kind, {m}, std::nullopt, m.sequence, {}, 0},
+                           SteadyClock::now());
   }
 
   // A consumer's content message (`kind`: classifyConsumerMessage(m)).
@@ -612,7 +798,7 @@ struct BotService::Impl {
   }
 
   void pump(const std::shared_ptr<ConvState>& st) {
-    if (st->turn_running || !st->owned || stopped) return;
+    if (st->turn_running || !st->owned || stopped || draining) return;
     if (st->limit_escalation) {
       st->limit_escalation = false;
       return startLimitEscalation(st);
@@ -620,7 +806,9 @@ struct BotService::Impl {
     if (st->queue.empty() || st->catching_up) return;
     const auto cfg_ptr = configOf(st->bot);
     const BotConfig& cfg = *cfg_ptr;
-    bool text_front = st->queue.front().first.kind == InputKind::kText;
+    // A resumed turn runs with exactly the messages it had: no combine window, nothing added.
+    bool resumed = !st->queue.front().first.resume_id.empty();
+    bool text_front = st->queue.front().first.kind == InputKind::kText && !resumed;
     if (cfg.combine.enabled && cfg.combine.time_frame_ms > 0 && text_front && !st->combine_ready) {
       if (!st->combine_armed) {
         st->combine_armed = true;
@@ -635,9 +823,11 @@ struct BotService::Impl {
     st->combine_ready = false;
     auto [input, queued_at] = std::move(st->queue.front());
     st->queue.pop_front();
-    if (cfg.combine.enabled && input.kind == InputKind::kText) {
+    if (cfg.combine.enabled && input.kind == InputKind::kText && input.resume_id.empty()) {
       while (!st->queue.empty() && st->queue.front().first.kind == InputKind::kText &&
+             st->queue.front().first.resume_id.empty() &&
              static_cast<int>(input.messages.size()) < cfg.combine.max_messages) {
+        input.through = std::max(input.through, st->queue.front().first.through);
         for (auto& m : st->queue.front().first.messages) input.messages.push_back(std::move(m));
         st->queue.pop_front();
       }
@@ -652,13 +842,7 @@ struct BotService::Impl {
     addBusy();
     timer->async_wait(
         [this, st, timer, f = std::forward<F>(f)](boost::system::error_code ec) mutable {
-          if (!ec && !stopped) {
-            try {
-              f();
-            } catch (const std::exception& e) {
-              spdlog::error("connector: exception in a timer: {}", e.what());
-            }
-          }
+          if (!ec && !stopped) fenced(st, f);
           doneBusy();
         });
   }
@@ -679,7 +863,7 @@ struct BotService::Impl {
 
   void startLimitEscalation(const std::shared_ptr<ConvState>& st) {
     auto turn = syntheticTurn(st);
-    st->turn_running = true;
+    beginTurn(st, turn);
     std::size_t held = 0;
     {
       std::lock_guard l(mu);
@@ -728,11 +912,8 @@ struct BotService::Impl {
       addBusy();  // before checking `stopped` (see armProbe)
       if (!ec && !stopped && gen == st->idle_gen && st->owned && !st->turn_running &&
           isActive(st->bot)) {
-        try {
-          onIdle(st, close);
-        } catch (const std::exception& e) {
-          spdlog::error("connector: exception in the inactivity timer: {}", e.what());
-        }
+        auto idle = [&] { onIdle(st, close); };
+        fenced(st, idle);
       }
       doneBusy();
     });
@@ -763,7 +944,7 @@ struct BotService::Impl {
     }
     // Close: recorded as a turn (outcome CLOSED_INACTIVE) so the dashboard shows it.
     auto turn = syntheticTurn(st);
-    st->turn_running = true;
+    beginTurn(st, turn);
     auto do_close = [this, st, turn] {
       update(st, turn, {conv::CloseField{std::string("BOT")}},
              [this, st, turn](Result<store::Conversation> r) {
@@ -876,12 +1057,18 @@ struct BotService::Impl {
   // value (a JSON object) is the request the bot's function gets.
   void runPreHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                    std::vector<FunctionId> fns, std::size_t i) {
+    if (interrupted(st, turn)) return;
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner while the pre hook ran");
     if (i == fns.size()) return invoke(st, turn);
-    bj::value input = bj::parse(turn->input_json);
-    std::string payload = bj::serialize(input.at("payload"));
     FunctionId fn = fns[i];
+    auto input = parseOwn(turn->input_json);
+    const bj::value* request = input ? input->as_object().if_contains("payload") : nullptr;
+    if (!request)
+      return hookFailed(st, turn, "PRE_HOOK", fn,
+                        "the request for the pre hook cannot be built: " +
+                            (input ? std::string("it has no payload") : input.error().message));
+    std::string payload = bj::serialize(*request);
     invokeHook(
         st, turn, fn, "pre-hook-" + std::to_string(i), payload,
         [this, st, turn, fns = std::move(fns), i, fn](const functions::InvokeResult& r) {
@@ -894,11 +1081,15 @@ struct BotService::Impl {
           if (ec || !out.is_object())
             return hookFailed(st, turn, "PRE_HOOK", fn,
                               "the pre hook must call back with the request object "
-                              "{message, convId, context}; got " +
+                              "{message, convId, context}" +
+                                  (ec ? " (" + ec.message() + ")" : std::string()) + "; got " +
                                   r.result_json.substr(0, 200));
-          bj::value input = bj::parse(turn->input_json);
-          input.as_object()["payload"] = std::move(out);
-          turn->input_json = bj::serialize(input);
+          auto input = parseOwn(turn->input_json);
+          if (!input)
+            return hookFailed(st, turn, "PRE_HOOK", fn,
+                              "the turn input cannot be read back: " + input.error().message);
+          input->as_object()["payload"] = std::move(out);
+          turn->input_json = bj::serialize(*input);
           turn->actions.push_back(
               bj::object{{"kind", "PRE_HOOK"}, {"function", fn.str()}, {"status", "DONE"}});
           runPreHooks(st, turn, fns, i + 1);
@@ -909,6 +1100,7 @@ struct BotService::Impl {
   // is then validated and applied like any response.
   void runPostHooks(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                     std::vector<FunctionId> fns, std::size_t i, std::string response_json) {
+    if (interrupted(st, turn)) return;
     if (stale(st, turn))
       return discard(st, turn, "the conversation changed owner while the post hook ran");
     if (i == fns.size()) {
@@ -990,7 +1182,10 @@ struct BotService::Impl {
   void startTurn(const std::shared_ptr<ConvState>& st, TurnInput input,
                  SteadyClock::time_point queued_at) {
     auto turn = std::make_shared<Turn>();
-    turn->id = randomUuid();
+    turn->id = input.resume_id.empty() ? randomUuid() : input.resume_id;
+    turn->durable = true;
+    turn->through = input.through;
+    turn->skip = input.effects_done;
     turn->input = std::move(input);
     turn->epoch = st->epoch;
     turn->bot = st->bot;
@@ -1001,7 +1196,7 @@ struct BotService::Impl {
     turn->ts = clock.nowMs();
     turn->queued_ms =
         std::chrono::duration<double, std::milli>(SteadyClock::now() - queued_at).count();
-    st->turn_running = true;
+    beginTurn(st, turn);
     // The chat line carries the skill name; messaging inputs do not need it.
     std::string name = st->snapshot.channel == store::Channel::kChat
                            ? skillName(st->account, st->snapshot.skill)
@@ -1026,8 +1221,8 @@ struct BotService::Impl {
     bj::object input_obj =
         buildFunctionInput(turn->input, st->snapshot, name, clock.nowMs(), lp_sdes);
     turn->input_json = bj::serialize(input_obj);
-    // No pending-turn row: after a restart, start() re-derives the unanswered consumer messages
-    // from the conversation itself (catchUp), which is what a pending row would have told.
+    // No pending-turn row: the consumer messages are stored, and this turn's done mark goes
+    // with its last effect (TurnMark); after a restart catchUp derives what is still owed.
     std::string status, last_error;
     {
       std::lock_guard l(mu);
@@ -1050,6 +1245,7 @@ struct BotService::Impl {
   }
 
   void invoke(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    if (interrupted(st, turn)) return;
     ++turn->attempts;
     functions::InvokeRequest req;
     req.account = st->account;
@@ -1073,6 +1269,7 @@ struct BotService::Impl {
   void onInvoked(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                  const functions::InvokeResult& r) {
     turn->invoke_ms += msSince(turn->t_invoke);
+    if (interrupted(st, turn)) return;
     {
       std::lock_guard l(mu);
       metrics.invoke_ms_sum[turn->bot->id.str()] += msSince(turn->t_invoke);
@@ -1130,19 +1327,48 @@ struct BotService::Impl {
                                          {"code", std::string(kCodePrefix) + p.code},
                                          {"path", p.path},
                                          {"message", p.message}});
+    // The done mark rides on the last message unless an action that stores something of its
+    // own follows (a transfer or close moves the conversation away; a TTR change is marked
+    // with markTurn after it).
+    if (!plan.action || plan.action->kind == ActionKind::kInvocation)
+      for (std::size_t i = plan.steps.size(); i-- > 0;)
+        if (plan.steps[i].kind != StepKind::kDelay) {
+          turn->done_step = i;
+          break;
+        }
     auto shared_plan = std::make_shared<ResponsePlan>(std::move(plan));
     applyStep(st, turn, shared_plan, 0);
   }
 
+  // Publishes one of a turn's events. A durable turn's stored events (not chat states) are its
+  // numbered effects, each stored with the turn's mark; `kDone` marks the turn done in the
+  // commit that stores it. An effect a resumed turn had already stored before it was
+  // interrupted is not published again (`then` gets an empty Published at once).
+  enum class Effect { kChatState, kMessage, kDone };
   void publish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                std::string event_json, std::string metadata_json, conv::Audience audience,
-               std::function<void(Result<conv::Published>)> then) {
+               std::function<void(Result<conv::Published>)> then,
+               Effect effect = Effect::kMessage) {
     conv::PublishRequest req;
     req.actor = botActor(*turn->bot);
     req.conversation = st->id;
     req.event_json = std::move(event_json);
     req.metadata_json = std::move(metadata_json);
     req.audience = audience;
+    if (turn->durable && effect != Effect::kChatState) {
+      int n = turn->effects++;
+      if (n < turn->skip) {
+        turn->actions.push_back(bj::object{{"kind", "ALREADY_SENT"}, {"effect", n}});
+        return then(conv::Published{});
+      }
+      req.turn =
+          store::TurnMark{turn->id, st->assigned_at, turn->through, n, effect == Effect::kDone};
+      if (effect == Effect::kDone)
+        then = [turn, then = std::move(then)](Result<conv::Published> r) {
+          if (r) turn->done_marked = true;
+          then(std::move(r));
+        };
+    }
     addBusy();
     convs.publish(std::move(req),
                   [this, st = st, then = std::move(then)](Result<conv::Published> r) mutable {
@@ -1158,6 +1384,7 @@ struct BotService::Impl {
 
   void applyStep(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                  const std::shared_ptr<ResponsePlan>& plan, std::size_t i) {
+    if (interrupted(st, turn)) return;
     if (stale(st, turn)) {
       discard(st, turn,
               "the conversation changed owner while the response was being sent; the "
@@ -1177,18 +1404,22 @@ struct BotService::Impl {
                                            {"seconds", plan->steps[i].delay_s},
                                            {"source", plan->steps[i].source}});
         if (!plan->steps[i].typing) return applyStep(st, turn, plan, i + 1);
-        publish(st, turn, R"({"type":"ChatStateEvent","chatState":"ACTIVE"})", "[]",
-                conv::Audience::kAll, [this, st, turn, plan, i](Result<conv::Published>) {
-                  applyStep(st, turn, plan, i + 1);
-                });
+        publish(
+            st, turn, R"({"type":"ChatStateEvent","chatState":"ACTIVE"})", "[]",
+            conv::Audience::kAll,
+            [this, st, turn, plan, i](Result<conv::Published>) {
+              applyStep(st, turn, plan, i + 1);
+            },
+            Effect::kChatState);
       };
       auto wait = [this, st, turn, plan, i, after_delay] {
         armTimer(st, std::chrono::milliseconds(plan->steps[i].delay_s * opts.ms_per_delay_second),
                  after_delay);
       };
       if (step.typing)
-        publish(st, turn, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})", "[]",
-                conv::Audience::kAll, [wait](Result<conv::Published>) { wait(); });
+        publish(
+            st, turn, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})", "[]",
+            conv::Audience::kAll, [wait](Result<conv::Published>) { wait(); }, Effect::kChatState);
       else
         wait();
       return;
@@ -1196,28 +1427,31 @@ struct BotService::Impl {
     conv::Audience audience = step.kind == StepKind::kPrivateText
                                   ? conv::Audience::kAgentsAndManagers
                                   : conv::Audience::kAll;
-    publish(st, turn, step.event_json, bj::serialize(step.metadata), audience,
-            [this, st, turn, plan, i](Result<conv::Published> r) {
-              const Step& s = plan->steps[i];
-              bj::object a{{"kind", stepKindName(s.kind)}, {"source", s.source}};
-              if (r) {
-                a["status"] = "DONE";
-                if (r->sequence) a["sequence"] = *r->sequence;
-                turn->actions.push_back(std::move(a));
-              } else {
-                a["status"] = "FAILED";
-                a["message"] = r.error().message;
-                turn->actions.push_back(std::move(a));
-                if (ownershipError(r.error())) {
-                  discard(st, turn,
-                          "publishing failed because the bot no longer owns the "
-                          "conversation: " +
-                              r.error().message);
-                  return;
-                }
-              }
-              applyStep(st, turn, plan, i + 1);
-            });
+    Effect effect = turn->done_step == i ? Effect::kDone : Effect::kMessage;
+    publish(
+        st, turn, step.event_json, bj::serialize(step.metadata), audience,
+        [this, st, turn, plan, i](Result<conv::Published> r) {
+          const Step& s = plan->steps[i];
+          bj::object a{{"kind", stepKindName(s.kind)}, {"source", s.source}};
+          if (r) {
+            a["status"] = "DONE";
+            if (r->sequence) a["sequence"] = *r->sequence;
+            turn->actions.push_back(std::move(a));
+          } else {
+            a["status"] = "FAILED";
+            a["message"] = r.error().message;
+            turn->actions.push_back(std::move(a));
+            if (ownershipError(r.error())) {
+              discard(st, turn,
+                      "publishing failed because the bot no longer owns the "
+                      "conversation: " +
+                          r.error().message);
+              return;
+            }
+          }
+          applyStep(st, turn, plan, i + 1);
+        },
+        effect);
   }
 
   void update(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
@@ -1278,6 +1512,7 @@ struct BotService::Impl {
                  }
                  rec["status"] = "DONE";
                  turn->actions.push_back(rec);
+                 turn->handed_off = true;
                  complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
                });
         return;
@@ -1285,6 +1520,7 @@ struct BotService::Impl {
       case ActionKind::kClose:
         update(st, turn, {conv::CloseField{std::string("BOT")}},
                [this, st, turn, rec](Result<store::Conversation> r) mutable {
+                 if (r) turn->handed_off = true;
                  rec["status"] = r ? "DONE" : "FAILED";
                  if (!r) {
                    rec["code"] = std::string(kCodePrefix) + codes::kEndConversation;
@@ -1371,6 +1607,8 @@ struct BotService::Impl {
   // side, transfer to the escalation skill; the failure message when that transfer fails.
   void escalate(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                 const std::string& code, const std::string& message) {
+    if (interrupted(st, turn)) return;
+    turn->escalating = true;
     turn->error = std::string(kCodePrefix) + code + ": " + message;
     {
       std::lock_guard l(mu);
@@ -1399,6 +1637,7 @@ struct BotService::Impl {
                                                   {"status", r ? "DONE" : "FAILED"},
                                                   {"message", r ? "" : r.error().message}});
                if (!r) return sendFailureMessage(st, turn);
+               turn->handed_off = true;
                complete(st, turn, "ESCALATED");
              });
     };
@@ -1623,13 +1862,33 @@ struct BotService::Impl {
       std::lock_guard l(mu);
       metrics.turns[{turn->bot->id.str(), outcome}] += 1;
     }
-    st->turn_running = false;
+    // A durable turn whose done mark no message carried (a TTR action, a failed last publish,
+    // an escalation that kept the conversation) is marked done on the conversation; the engine
+    // applies it before anything the next turn publishes.
+    if (turn->durable && !turn->done_marked && !turn->handed_off && outcome != "DISCARDED" &&
+        outcome != "INTERRUPTED" && !stale(st, turn))
+      markDone(st, turn);
+    endTurn(st);
     if (!st->owned && st->snapshot.state == store::ConversationState::kClose) {
       std::lock_guard l(mu);
       conversations.erase(st->id.str());
     }
     pump(st);
     armInactivityIfWaiting(st);
+  }
+
+  void markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+    store::TurnMark mark{turn->id, st->assigned_at, turn->through, turn->effects, true};
+    addBusy();
+    convs.markTurn(botActor(*turn->bot), st->id, std::move(mark),
+                   [this, id = turn->id, conv = st->id.str()](Result<void> r) {
+                     if (!r)
+                       spdlog::warn(
+                           "connector: turn {} of conversation {} could not be marked done ({}); "
+                           "a restart may run it again",
+                           id, conv, r.error().message);
+                     doneBusy();
+                   });
   }
 
   // ---- bots ------------------------------------------------------------------------------------
@@ -1746,6 +2005,43 @@ struct BotService::Impl {
     }
     (void)setAvailability(*rt, store::Availability::kOffline);
   }
+
+  // Hands every open conversation still assigned to a stopped (or deleted) bot's user on: to the
+  // bot's escalation skill when it has one that exists, else back to the queue of the skill the
+  // conversation is in. The bot is no longer routed to (OFFLINE), so a restart does not give
+  // them back. Blocking: REST threads and start().
+  void handOff(const AccountId& acc, const BotId& id, const UserId& user, const BotConfig& cfg) {
+    store::ConversationQuery q;
+    q.state = store::ConversationState::kOpen;
+    q.limit = 100000;
+    auto open = store.conversations().listConversations(acc, q);
+    if (!open) {
+      spdlog::error("connector: bot {} stopped, but its conversations cannot be listed: {}",
+                    id.str(), open.error().message);
+      return;
+    }
+    std::optional<SkillId> target;
+    if (!cfg.escalation.skill.empty()) target = skillByName(acc, cfg.escalation.skill);
+    std::uint64_t moved = 0;
+    for (const auto& c : *open) {
+      if (assignedAgent(c) != user.str()) continue;
+      auto r = wait<store::Conversation>([&](conv::Callback<store::Conversation> cb) {
+        convs.updateConversation(conv::Actor::ofSystem(acc), c.id,
+                                 conv::transferToSkill(target.value_or(c.skill)), cb);
+      });
+      if (!r) {
+        spdlog::error("connector: conversation {} of stopped bot {} could not be handed on: {}",
+                      c.id.str(), id.str(), r.error().message);
+        continue;
+      }
+      ++moved;
+    }
+    if (moved == 0) return;
+    spdlog::info("connector: bot {} stopped: {} open conversations handed to skill {}", id.str(),
+                 moved, target ? target->str() : std::string("(their own queue)"));
+    std::lock_guard l(mu);
+    metrics.handed_off[id.str()] += moved;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1774,14 +2070,35 @@ Status BotService::start() {
       (void)impl_->store.bots().deletePendingTurn(p.turn_id);
     }
   for (const auto& b : *all) {
-    if (b.status == "OFFLINE") continue;
+    if (b.status == "OFFLINE") {
+      // A stop that a crash interrupted: hand on what the stopped bot still holds.
+      impl_->handOff(b.account, b.id, b.user, botConfigFromStored(b.config_json));
+      continue;
+    }
     if (auto s = impl_->activate(b); !s)
       spdlog::error("connector: cannot resume bot {}: {}", b.id.str(), s.error().message);
   }
   return {};
 }
 
+int BotService::drain(std::chrono::milliseconds deadline) {
+  impl_->draining = true;
+  {
+    std::unique_lock l(impl_->idle_mu);
+    impl_->idle_cv.wait_for(l, deadline, [&] { return impl_->running_turns.load() == 0; });
+  }
+  int left = impl_->running_turns.load();
+  impl_->interrupting = true;
+  if (left > 0)
+    spdlog::warn(
+        "connector: {} turns still running after the drain deadline ({} ms); they stop at their "
+        "next step and run again at the next start",
+        left, deadline.count());
+  return left;
+}
+
 void BotService::stop() {
+  impl_->interrupting = true;
   if (impl_->stopped.exchange(true)) return;
   impl_->subscription.reset();
   {
@@ -1956,6 +2273,7 @@ Status BotService::deleteBot(const AccountId& acc, const BotId& id) {
   auto rec = impl_->store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
   impl_->deactivate(acc, id);
+  impl_->handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
   return impl_->store.bots().deleteBot(acc, id);
 }
 
@@ -2007,6 +2325,8 @@ Result<bj::object> BotService::stopBot(const AccountId& acc, const BotId& id) {
   rec->status = "OFFLINE";
   rec->updated_at = impl_->clock.nowMs();
   if (auto s = impl_->store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
+  // After the status is stored: a crash in between is finished by the next start().
+  impl_->handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
   return impl_->botJson(*rec);
 }
 
@@ -2140,6 +2460,17 @@ std::string BotService::prometheusText() const {
   for (const auto& [k, v] : m.limit_reached)
     out += fmt::format("parley_bot_conversation_limit_total{{bot=\"{}\"}} {}\n", k, v);
   out +=
+      "# HELP parley_bot_turn_exceptions_total Exceptions caught by a conversation's fence (the "
+      "turn they interrupted is escalated or recorded as ERROR).\n# TYPE "
+      "parley_bot_turn_exceptions_total counter\n";
+  for (const auto& [k, v] : m.turn_exceptions)
+    out += fmt::format("parley_bot_turn_exceptions_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_handed_off_total Open conversations handed on because their bot was "
+      "stopped or deleted.\n# TYPE parley_bot_handed_off_total counter\n";
+  for (const auto& [k, v] : m.handed_off)
+    out += fmt::format("parley_bot_handed_off_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
       "# HELP parley_bot_turn_record_failures_total Turn records the store failed to write.\n"
       "# TYPE parley_bot_turn_record_failures_total counter\n";
   out +=
@@ -2165,11 +2496,11 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
     try {
       const auto& p = request.path;
       const AccountId& acc = request.caller.account;
-      bool admin = request.caller.hasRole("ADMIN");
-      bool manager = admin || request.caller.hasRole("AGENT_MANAGER");
-      auto forbidden_resp = [](const char* what) {
-        return errorResponse(Error{ErrorCode::kForbidden, std::string("only an Admin may ") + what +
-                                                              "; ask an account admin"});
+      // The policy's answer (docs/authorization.md); nullopt when allowed.
+      auto refused = [&](policy::Action action) -> std::optional<api::Response> {
+        if (auto st = policy::authorize(request.caller.subject(), action); !st)
+          return errorResponse(st.error());
+        return std::nullopt;
       };
       auto ok = [](int status, const bj::value& v) {
         return api::Response{status, bj::serialize(v)};
@@ -2179,11 +2510,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         return json::parseObject(request.body);
       };
       if (p.size() == 1 && request.method == "GET") {
-        auto r = listBots(acc);
-        resp = r ? ok(200, *r) : errorResponse(r.error());
+        if (auto no = refused(policy::Action::kBotsList)) {
+          resp = *no;
+        } else {
+          auto r = listBots(acc);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
+        }
       } else if (p.size() == 1 && request.method == "POST") {
-        if (!admin) {
-          resp = forbidden_resp("create bots");
+        if (auto no = refused(policy::Action::kBotsCreate)) {
+          resp = *no;
         } else if (auto b = body(); !b) {
           resp = errorResponse(b.error());
         } else {
@@ -2192,11 +2527,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         }
       } else if (p.size() == 2 && p[1] == "image-allowlist") {
         if (request.method == "GET") {
-          auto r = getImageAllowlist(acc);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kImageAllowlistGet)) {
+            resp = *no;
+          } else {
+            auto r = getImageAllowlist(acc);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (request.method == "PUT") {
-          if (!admin) {
-            resp = forbidden_resp("change the image allowlist");
+          if (auto no = refused(policy::Action::kImageAllowlistPut)) {
+            resp = *no;
           } else if (auto b = body(); !b) {
             resp = errorResponse(b.error());
           } else {
@@ -2204,8 +2543,8 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
             resp = r ? ok(200, *r) : errorResponse(r.error());
           }
         } else if (request.method == "DELETE") {
-          if (!admin) {
-            resp = forbidden_resp("change the image allowlist");
+          if (auto no = refused(policy::Action::kImageAllowlistDelete)) {
+            resp = *no;
           } else {
             auto r = deleteImageAllowlist(acc);
             resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
@@ -2217,11 +2556,15 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
       } else if (p.size() == 2) {
         BotId id(p[1]);
         if (request.method == "GET") {
-          auto r = getBot(acc, id);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsGet)) {
+            resp = *no;
+          } else {
+            auto r = getBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (request.method == "PUT" || request.method == "PATCH") {
-          if (!manager) {
-            resp = forbidden_resp("edit bots");
+          if (auto no = refused(policy::Action::kBotsUpdate)) {
+            resp = *no;
           } else if (auto b = body(); !b) {
             resp = errorResponse(b.error());
           } else {
@@ -2229,8 +2572,8 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
             resp = r ? ok(200, *r) : errorResponse(r.error());
           }
         } else if (request.method == "DELETE") {
-          if (!manager) {
-            resp = forbidden_resp("delete bots");
+          if (auto no = refused(policy::Action::kBotsDelete)) {
+            resp = *no;
           } else {
             auto r = deleteBot(acc, id);
             resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
@@ -2242,26 +2585,36 @@ void BotService::handle(api::Request request, std::function<void(api::Response)>
         BotId id(p[1]);
         const std::string& op = p[2];
         if (op == "start" && request.method == "POST") {
-          auto r = admin
-                       ? startBot(acc, id)
-                       : Result<bj::object>(forbidden("start bots: only an Admin may start bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsStart)) {
+            resp = *no;
+          } else {
+            auto r = startBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "stop" && request.method == "POST") {
-          auto r =
-              manager
-                  ? stopBot(acc, id)
-                  : Result<bj::object>(forbidden("only an Admin or Agent Manager may stop bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsStop)) {
+            resp = *no;
+          } else {
+            auto r = stopBot(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "test-connection" && request.method == "POST") {
-          auto r = admin ? testConnection(acc, id)
-                         : Result<bj::object>(forbidden("only an Admin may test bots"));
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsTestConnection)) {
+            resp = *no;
+          } else {
+            auto r = testConnection(acc, id);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else if (op == "turns" && request.method == "GET") {
-          int limit = 50;
-          if (auto it = request.query.find("limit"); it != request.query.end())
-            limit = std::clamp(std::atoi(it->second.c_str()), 1, 500);
-          auto r = listTurns(acc, id, limit);
-          resp = r ? ok(200, *r) : errorResponse(r.error());
+          if (auto no = refused(policy::Action::kBotsTurns)) {
+            resp = *no;
+          } else {
+            int limit = 50;
+            if (auto it = request.query.find("limit"); it != request.query.end())
+              limit = std::clamp(std::atoi(it->second.c_str()), 1, 500);
+            auto r = listTurns(acc, id, limit);
+            resp = r ? ok(200, *r) : errorResponse(r.error());
+          }
         } else {
           resp = errorResponse(Error{ErrorCode::kNotFound,
                                      "unknown bots call; use POST bots/{id}/start|stop|"

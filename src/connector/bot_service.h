@@ -12,6 +12,7 @@
 // sent. Delays are timers. Store calls run on the service's threads, never on the caller's.
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -80,7 +81,15 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // answered; pending turns are cleared). Blocking. Call once, after
   // ConversationService::recover() and before serving.
   Status start();
-  // Unsubscribes, cancels timers, and waits for work in flight. Idempotent.
+  // The drain of a graceful shutdown: no new turn starts from now on; waits until the running
+  // turns have finished or `deadline` has passed, then interrupts those still running (each
+  // stops at its next step without publishing more and stays pending: it runs again at the next
+  // start, publishing only the effects it had not stored). Consumer messages that arrive
+  // meanwhile stay pending too. Returns how many turns were still running at the deadline.
+  // Blocking; call before stop(), while the engine and the sockets are still up.
+  int drain(std::chrono::milliseconds deadline);
+  // Unsubscribes, cancels timers, and waits for work in flight (a turn still running is
+  // interrupted as in drain()). Idempotent.
   void stop();
 
   // api::Handler: resource "bots".

@@ -3,6 +3,7 @@
 // Builds the function input of spec §1.2–1.7 for one bot turn.
 
 #include <boost/json.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,14 @@ struct TurnInput {
   std::vector<store::Message> messages;
   // WELCOME after a transfer (messaging): the consumer's last utterance.
   std::optional<std::string> last_consumer_message;
+  // Consumer messages with a sequence <= `through` are answered once this turn is done (stored
+  // in its store::TurnMark). For messages: the highest sequence among them; for a WELCOME: the
+  // boundary of the catch-up.
+  std::int64_t through = -1;
+  // A turn that a crash or a shutdown interrupted after some of its effects were stored: its
+  // id, and how many of its effects are out (they are not published again).
+  std::string resume_id;
+  int effects_done = 0;
 };
 
 // The kind of a stored consumer message, or nullopt when it is not forwarded to bots

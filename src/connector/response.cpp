@@ -86,6 +86,17 @@ const char* sendMessageCode(store::Channel ch) {
   return ch == store::Channel::kChat ? codes::kChatSendMessage : codes::kMessagingSendMessage;
 }
 
+// Parses an event this planner built itself (which nests the function's content one or two
+// levels deeper than the function sent it), without throwing.
+Result<bj::object> parseOwnEvent(std::string_view text) {
+  bj::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  bj::value v = bj::parse(text, ec, {}, opts);
+  if (ec || !v.is_object()) return invalid("the event cannot be read back (" + ec.message() + ")");
+  return std::move(v.as_object());
+}
+
 bj::array normaliseMetadata(const bj::value& v) {
   if (v.is_array()) return v.as_array();
   if (v.is_null()) return {};
@@ -167,7 +178,12 @@ std::optional<bj::object> buildBotResponse(const bj::object& ctx, const PlanOpti
 
 // Parses the action; nullopt + a problem in `why` when the body is invalid.
 std::optional<Action> parseAction(const bj::object& ctx, const PlanOptions& opts, Problem& why) {
-  std::string_view name = ctx.at("action").as_string();
+  const bj::value* action = ctx.if_contains("action");
+  if (!action || !action->is_string()) {
+    why = problem(codes::kInvalidActionBody, "/context/action", "action must be a string");
+    return std::nullopt;
+  }
+  std::string_view name = action->get_string();
   bj::object params;
   if (auto p = ctx.find("actionParameters"); p != ctx.end() && !p->value().is_null()) {
     if (!p->value().is_object()) {
@@ -406,9 +422,14 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
             problem(send_code, path, "the message is dropped: " + joinErrors(r)));
         return false;
       }
-      bj::value ev = bj::parse(step.event_json);
-      ev.as_object()["encodedMetadata"] = *encoded;
-      step.event_json = bj::serialize(ev);
+      auto ev = parseOwnEvent(step.event_json);
+      if (!ev) {
+        plan.refused.push_back(
+            problem(send_code, path, "the message is dropped: " + ev.error().message));
+        return false;
+      }
+      (*ev)["encodedMetadata"] = *encoded;
+      step.event_json = bj::serialize(*ev);
     }
     if (plan.bot_response) step.metadata.push_back(*plan.bot_response);
     return true;
@@ -430,13 +451,20 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
     }
     Step step;
     step.source = path;
-    const bj::object& o = sc.as_object();
-    if (o.contains("quickReplies") && !o.contains("type")) {
+    const bj::object* o = sc.if_object();
+    const bj::value* qr = o ? o->if_contains("quickReplies") : nullptr;
+    if (qr && !o->contains("type")) {
+      const bj::value* text = o->if_contains("message");
+      if (!text) {
+        plan.refused.push_back(problem(codes::kInvalidParsedResponse, path,
+                                       "the message is dropped: quick replies need a message"));
+        return;
+      }
       step.kind = StepKind::kText;
       bj::object ev{{"type", "ContentEvent"},
                     {"contentType", "text/plain"},
-                    {"message", o.at("message")},
-                    {"quickReplies", o.at("quickReplies")}};
+                    {"message", *text},
+                    {"quickReplies", *qr}};
       step.event_json = bj::serialize(ev);
     } else {
       step.kind = StepKind::kRichContent;
@@ -545,15 +573,21 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
                                        "legacy quickReplies need a text message in messages to "
                                        "attach to; they are dropped"));
       } else {
-        bj::value ev = bj::parse(last_text->event_json);
-        bj::object form{{"message", ev.at("message")},
-                        {"quickReplies", sc.as_object().at("quickReplies")}};
-        std::optional<Step> step;
-        structuredStep(form, path, step);
-        if (step) {
-          bj::object& evo = ev.as_object();
-          evo["quickReplies"] = sc.as_object().at("quickReplies");
-          last_text->event_json = bj::serialize(ev);
+        auto ev = parseOwnEvent(last_text->event_json);
+        const bj::value* text = ev ? ev->if_contains("message") : nullptr;
+        const bj::value* qr = sc.as_object().if_contains("quickReplies");
+        if (!text || !qr) {
+          plan.refused.push_back(problem(codes::kInvalidParsedResponse, path,
+                                         "legacy quickReplies cannot be attached to the last "
+                                         "text message; they are dropped"));
+        } else {
+          bj::object form{{"message", *text}, {"quickReplies", *qr}};
+          std::optional<Step> step;
+          structuredStep(form, path, step);
+          if (step) {
+            (*ev)["quickReplies"] = *qr;
+            last_text->event_json = bj::serialize(*ev);
+          }
         }
       }
     } else {

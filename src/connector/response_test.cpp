@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include "connector/testing/corpus.h"
-
 namespace parley::connector {
 namespace {
 
@@ -14,7 +12,7 @@ namespace bj = boost::json;
 class PlanTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     v_ = new richcontent::Validator(std::move(*v));
   }

@@ -23,6 +23,7 @@
 
 #include "common/check.h"
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "common/thread_name.h"
 #include "conversation/engine_pool.h"
@@ -160,6 +161,7 @@ class Engine final : public ConversationService {
   }
   void requestConversation(ConversationRequest req, Callback<Conversation> done) override;
   void publish(PublishRequest req, Callback<Published> done) override;
+  void markTurn(Actor actor, ConversationId id, store::TurnMark mark, Callback<void> done) override;
   void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
                           Callback<Conversation> done) override;
   void setAgentState(AccountId acc, UserId user, Availability availability,
@@ -307,6 +309,12 @@ class Engine final : public ConversationService {
   Result<std::int64_t> ttrSeconds(const AccountId& acc, TtrType type,
                                   std::optional<std::int64_t> value);
   Status checkSkill(const AccountId& acc, const SkillId& skill);
+  // The policy's rules for an agent's field changes on `c`: the role each change needs
+  // (closing, TTR, transfers, joining as MANAGER/READER, adding or removing somebody else),
+  // checked against the actor's roles as stored now. Reads the store only when a change needs a
+  // role. Forbidden naming the role; Forbidden when the user no longer exists.
+  Status authorizeChanges(const Actor& actor, const Conversation& c,
+                          const std::vector<FieldChange>& changes);
 
   void emitChanged(ChangeKind kind, const Conversation& c, std::vector<Participant> removed) {
     ConversationChanged ev{kind, c, std::move(removed)};
@@ -426,6 +434,51 @@ Status Engine::checkSkill(const AccountId& acc, const SkillId& skill) {
     if (s.id == skill) return {};
   return invalid("skill " + skill.str() + " does not exist in account " + acc.str() +
                  "; use an existing skill id or -1");
+}
+
+Status Engine::authorizeChanges(const Actor& actor, const Conversation& c,
+                                const std::vector<FieldChange>& changes) {
+  using policy::Action;
+  std::vector<Action> needed;
+  for (const auto& ch : changes) {
+    if (std::holds_alternative<CloseField>(ch)) {
+      needed.push_back(Action::kCloseConversation);
+    } else if (std::holds_alternative<TtrField>(ch)) {
+      needed.push_back(Action::kSetTtr);
+    } else if (std::holds_alternative<SkillField>(ch)) {
+      needed.push_back(Action::kTransferToSkill);
+    } else if (std::holds_alternative<SuggestAgentField>(ch)) {
+      needed.push_back(Action::kTransferToAgent);
+    } else if (const auto* f = std::get_if<AddParticipantField>(&ch)) {
+      if (f->user && *f->user != actor.user) {
+        needed.push_back(Action::kAddOtherParticipant);
+      } else if (f->role == "MANAGER") {
+        needed.push_back(Action::kJoinAsManager);
+      } else if (f->role == "READER") {
+        needed.push_back(Action::kJoinAsReader);
+      }
+    } else if (const auto* f = std::get_if<RemoveParticipantField>(&ch)) {
+      if (f->role == kAssignedAgent) {
+        auto it = std::ranges::find_if(c.participants, isActiveAssigned);
+        if (it != c.participants.end() && it->id != actor.user.str())
+          needed.push_back(Action::kRemoveOtherParticipant);
+      } else if (f->user && *f->user != actor.user) {
+        needed.push_back(Action::kRemoveOtherParticipant);
+      }
+    }
+  }
+  if (needed.empty()) return {};
+  auto u = store_.accounts().getUser(actor.account, actor.user);
+  if (!u) {
+    if (u.error().code == ErrorCode::kNotFound)
+      return forbidden("user " + actor.user.str() + " no longer exists in account " +
+                       actor.account.str());
+    return std::unexpected(u.error());
+  }
+  policy::Subject who{policy::RoleSet(std::span<const store::Role>(u->roles)), u->type};
+  for (Action a : needed)
+    if (auto st = policy::authorize(who, a); !st) return st;
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -880,6 +933,11 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
             originator_id = originator_pid = req.actor.oldId();
             break;
         }
+        if (persisted && type != "AcceptStatusEvent" && options_.content_check) {
+          auto checked = options_.content_check(
+              ContentToCheck{req.actor.account, c.channel, req.actor.kind, ev.as_object()});
+          if (!checked) return done(std::unexpected(std::move(checked.error())));
+        }
         const TimeMs now = clock_.nowMs();
         if (!persisted) {
           ChatStateChanged cs{std::move(originator_id),
@@ -906,6 +964,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.audience = audienceName(req.audience);
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
+        m.turn = std::move(req.turn);
         c.next_sequence++;
         c.updated_at = now;
         added->conversation = c;
@@ -969,15 +1028,25 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
             if (!std::holds_alternative<CloseField>(ch) && !std::holds_alternative<TtrField>(ch))
               return done(forbidden("consumers may only close a conversation or change its TTR"));
         } else if (actor.kind == ActorKind::kAgent) {
+          // The roles each change needs (docs/authorization.md), with the actor's current
+          // roles from the store; then the participant rules.
+          if (auto st = authorizeChanges(actor, c, changes); !st)
+            return done(std::unexpected(st.error()));
           for (const auto& p : c.participants)
             if (p.id == actor.user.str() && (isActiveAssigned(p) || p.role == "MANAGER"))
               is_participant = true;
+          // A non-participant may only join, or leave an entry of its own (a READER).
           if (!is_participant)
-            for (const auto& ch : changes)
-              if (!std::holds_alternative<AddParticipantField>(ch))
-                return done(forbidden("agent " + actor.user.str() +
-                                      " is not the assigned agent or a manager of conversation " +
-                                      c.id.str()));
+            for (const auto& ch : changes) {
+              if (std::holds_alternative<AddParticipantField>(ch)) continue;
+              if (const auto* f = std::get_if<RemoveParticipantField>(&ch);
+                  f && (f->role == "MANAGER" || f->role == "READER") &&
+                  (!f->user || *f->user == actor.user))
+                continue;
+              return done(forbidden("agent " + actor.user.str() +
+                                    " is not the assigned agent or a manager of conversation " +
+                                    c.id.str()));
+            }
         }
 
         const TimeMs now = clock_.nowMs();
@@ -1387,6 +1456,31 @@ void Engine::tick() {
 
 // ---------------------------------------------------------------------------------------------
 // Reads
+
+void Engine::markTurn(Actor actor, ConversationId id, store::TurnMark mark, Callback<void> done) {
+  auto fail = [done](Error e) { done(std::unexpected(std::move(e))); };
+  AccountId acc = actor.account;
+  withEntry(
+      acc, id,
+      [this, actor = std::move(actor), mark = std::move(mark), done](EntryPtr entry) mutable {
+        Conversation& c = entry->conv;
+        if (auto st = checkOpen(c, actor.account); !st) return done(std::unexpected(st.error()));
+        bool assigned = false;
+        for (const auto& p : c.participants)
+          if (isActiveAssigned(p) && actor.kind == ActorKind::kAgent && p.id == actor.user.str())
+            assigned = true;
+        if (!assigned)
+          return done(forbidden("only the assigned agent of conversation " + c.id.str() +
+                                " may mark its turns"));
+        Conversation next = c;
+        next.turn_mark = std::move(mark);
+        if (auto st = store_.conversations().saveConversation(next); !st)
+          return done(std::unexpected(st.error()));
+        c = std::move(next);
+        done({});
+      },
+      std::move(fail));
+}
 
 void Engine::getConversation(AccountId acc, ConversationId id, Callback<Conversation> done) {
   asio::post(pool_, [this, acc = std::move(acc), id = std::move(id), done = std::move(done)] {

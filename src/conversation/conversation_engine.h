@@ -2,6 +2,8 @@
 
 // The factory of the conversation engine (the only implementation of ConversationService).
 
+#include <boost/json/object.hpp>
+#include <functional>
 #include <memory>
 
 #include "common/clock.h"
@@ -9,6 +11,19 @@
 #include "store/store.h"
 
 namespace parley::conversation {
+
+// The event of a publish that is about to be stored, as a content check sees it.
+struct ContentToCheck {
+  const AccountId& account;
+  // The conversation's channel (quick replies are for messaging only).
+  store::Channel channel;
+  ActorKind publisher;
+  // The event object as published: {"type":"ContentEvent"|"RichContentEvent", ...}.
+  const boost::json::object& event;
+};
+
+// Checks the content of an event before it is stored; an error refuses the publish with it.
+using ContentCheck = std::function<Status(const ContentToCheck&)>;
 
 struct Options {
   // Engine threads (store calls and listener callbacks run on them). Default: 2. REQUIRES: >= 1.
@@ -24,6 +39,13 @@ struct Options {
   // Period of the internal timer that calls tick(). 0 disables it (tests call tick()).
   // Default: 1000 ms (real time; deadlines are compared with the Clock).
   TimeMs tick_interval_ms = 1000;
+  // Checks every ContentEvent and RichContentEvent, from any publisher, after the publisher's
+  // rights and before anything is stored; an error refuses the publish with that error (no
+  // sequence is used, nothing is stored or announced). The engine itself knows no content rules:
+  // `parley serve` plugs in the structured-content validator here. Runs on the conversation's
+  // strand: must be thread-safe, must not block, and should be fast for plain text. Default:
+  // empty, nothing is checked.
+  ContentCheck content_check = {};
 };
 
 // Creates the engine. `store` and `clock` must outlive it. Call recover() before serving.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "conversation/conversation_service.h"
 #include "store/memory/memory_store.h"
@@ -29,18 +30,7 @@ using store::Conversation;
 using store::TtrType;
 using namespace std::chrono_literals;
 
-// Runs an asynchronous engine call and waits for its completion.
-template <class T, class F>
-Result<T> call(F&& f) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(10s) != std::future_status::ready) {
-    ADD_FAILURE() << "completion was not called within 10 s";
-    return internalError("timeout");
-  }
-  return fut.get();
-}
+using parley::testing::call;
 
 // Records every event, in arrival order, and lets a test wait for one.
 class Recorder final : public ConversationListener {
@@ -176,13 +166,18 @@ class EngineTest : public ::testing::Test {
     return s->id;
   }
   // Creates an agent (or bot) and returns its actor.
+  // An AGENT_MANAGER (no skills).
+  Actor createManager(const std::string& login) {
+    return createAgent(login, {}, 10, store::UserType::kHuman, {store::Role::kAgentManager});
+  }
   Actor createAgent(const std::string& login, std::vector<SkillId> skills, int max_open = 10,
-                    store::UserType type = store::UserType::kHuman) {
+                    store::UserType type = store::UserType::kHuman,
+                    std::vector<store::Role> roles = {store::Role::kAgent}) {
     store::User u;
     u.account = kAcc;
     u.login_name = login;
     u.pid = "pid-" + login;
-    u.roles = {store::Role::kAgent};
+    u.roles = std::move(roles);
     u.type = type;
     u.skills = std::move(skills);
     u.max_open_conversations = max_open;
@@ -415,6 +410,84 @@ TEST_F(EngineTest, PublishAssignsSequencesAndChatStateGetsNone) {
   EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
 }
 
+TEST_F(EngineTest, ContentCheckRefusesBeforeAnythingIsStored) {
+  // The check sees ContentEvent and RichContentEvent of every publisher with the conversation's
+  // channel; it refuses rich content whose first element is not text.
+  std::vector<std::string> seen;
+  std::mutex mu;
+  Options o;
+  o.content_check = [&](const ContentToCheck& in) -> Status {
+    std::lock_guard lock(mu);
+    seen.push_back(std::string(in.event.at("type").as_string()) + "/" +
+                   (in.publisher == ActorKind::kConsumer ? "consumer" : "agent") + "/" +
+                   (in.channel == store::Channel::kMessaging ? "MESSAGING" : "CHAT") + "/" +
+                   in.account.str());
+    if (in.event.at("type").as_string() != "RichContentEvent") return {};
+    const auto& content = in.event.at("content");
+    if (content.is_object() && content.as_object().contains("elements") &&
+        content.at("elements").at(0).at("type") == "text")
+      return {};
+    return std::unexpected(Error{ErrorCode::kInvalid, "refused by the content check"});
+  };
+  restart(o);
+  Actor agent = createAgent("a1", {});
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  auto pub = [&](const Actor& a, const std::string& ev) {
+    PublishRequest req;
+    req.actor = a;
+    req.conversation = c->id;
+    req.event_json = ev;
+    return call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  };
+  const std::string bad =
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"image","url":"x"}]}})";
+  const std::string good =
+      R"({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"text","text":"hi"}]}})";
+
+  auto r = pub(consumer, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(r.error().message, "refused by the content check");
+  EXPECT_TRUE(messages(c->id)->empty());
+  EXPECT_EQ(get(c->id)->next_sequence, 0) << "a refused publish uses no sequence";
+
+  auto ok = pub(consumer, good);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->sequence, 0);
+  ASSERT_TRUE(publish(consumer, c->id, "text"));
+  // Chat states and read receipts are not content.
+  ASSERT_TRUE(pub(consumer, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})"));
+  ASSERT_TRUE(pub(consumer, R"({"type":"AcceptStatusEvent","status":"READ","sequenceList":[0]})"));
+
+  // Agents go through the same check, after their rights: a stranger is Forbidden, unchecked.
+  Actor stranger = createAgent("a2", {});
+  std::size_t checked = seen.size();
+  r = pub(stranger, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  EXPECT_EQ(seen.size(), checked);
+  assign(agent, *c);
+  r = pub(agent, bad);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+  ASSERT_TRUE(pub(agent, good));
+
+  auto all = messages(c->id);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 4u);  // good, text, the receipt, the agent's good
+  for (const auto& m : *all) EXPECT_EQ(m.event_json.find(R"("url":"x")"), std::string::npos);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "RichContentEvent/consumer/MESSAGING/1000",
+                      "RichContentEvent/consumer/MESSAGING/1000",
+                      "ContentEvent/consumer/MESSAGING/1000",
+                      "RichContentEvent/agent/MESSAGING/1000",
+                      "RichContentEvent/agent/MESSAGING/1000",
+                  }));
+}
+
 TEST_F(EngineTest, ConcurrentPublishersGetContiguousSequencesInPublisherOrder) {
   Actor agent = createAgent("a1", {});
   auto c = request("c1");
@@ -478,7 +551,7 @@ TEST_F(EngineTest, ConcurrentPublishersGetContiguousSequencesInPublisherOrder) {
 
 TEST_F(EngineTest, PublishChecksParticipantsAndState) {
   Actor agent = createAgent("a1", {});
-  Actor stranger = createAgent("a2", {});
+  Actor stranger = createManager("a2");
   auto c = request("c1");
   ASSERT_TRUE(c);
   auto other = request("c2");
@@ -543,6 +616,40 @@ TEST_F(EngineTest, PublishChecksParticipantsAndState) {
   auto u = update(agent, c->id, {TtrField{TtrType::kUrgent, std::nullopt}});
   ASSERT_FALSE(u);
   EXPECT_EQ(u.error().code, ErrorCode::kConflict);
+}
+
+// A bot turn's mark is stored with the message it came with; markTurn stores one on the
+// conversation, only for its assigned agent and only while it is open.
+TEST_F(EngineTest, TurnMarksAreStoredWithTheMessageAndOnTheConversation) {
+  Actor agent = createAgent("marker", {});
+  Actor other = createAgent("other", {});
+  auto c = request("c-mark");
+  ASSERT_TRUE(c);
+  assign(agent, *c);
+  PublishRequest req;
+  req.actor = agent;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"x"})";
+  req.turn = store::TurnMark{"t-1", 5, 0, 0, true};
+  ASSERT_TRUE(call<Published>([&](auto cb) { engine_->publish(req, cb); }));
+  EXPECT_EQ(messages(c->id)->back().turn, req.turn);
+
+  auto mark = [&](const Actor& a, store::TurnMark m) {
+    return call<void>([&](auto cb) { engine_->markTurn(a, c->id, m, cb); });
+  };
+  store::TurnMark done{"t-2", 5, 0, 0, true};
+  auto r = mark(other, done);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+  ASSERT_TRUE(mark(agent, done));
+  EXPECT_EQ(get(c->id)->turn_mark, done);
+  // The next publish keeps it.
+  ASSERT_TRUE(publish(agent, c->id, "after"));
+  EXPECT_EQ(get(c->id)->turn_mark, done);
+  ASSERT_TRUE(update(agent, c->id, {CloseField{}}));
+  r = mark(agent, done);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
 }
 
 TEST_F(EngineTest, UpdatePermissions) {
@@ -875,7 +982,7 @@ TEST_F(EngineTest, RefreshAgentPicksUpNewSkills) {
 
 TEST_F(EngineTest, ManagerJoinsAndLeaves) {
   Actor agent = createAgent("a1", {});
-  Actor manager = createAgent("m1", {});
+  Actor manager = createManager("m1");
   auto c = request("c1");
   ASSERT_TRUE(c);
   auto joined = update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}});
@@ -1009,7 +1116,7 @@ TEST_F(EngineTest, TransferToSkillMovesTheConversationToAnotherAgent) {
 
 TEST_F(EngineTest, ManagerTransfersWithItsOwnIdInTheRemoveEntry) {
   Actor a1 = createAgent("a1", {sales_});
-  Actor manager = createAgent("m1", {});
+  Actor manager = createManager("m1");
   Actor other = createAgent("o1", {});
   auto c = request("c1", sales_);
   ASSERT_TRUE(c);
@@ -1440,4 +1547,61 @@ TEST_F(EngineTest, ResetSubscriptionStopsDelivery) {
 }
 
 }  // namespace
+
+// The takeover of a bot's conversation by an AGENT-only user, step by step: joining as MANAGER
+// or READER, adding somebody else, removing the assigned agent and closing are refused and name
+// the role; an AGENT_MANAGER may; roles are read as stored now, so a revoked role stops working
+// at once.
+TEST_F(EngineTest, ParticipantChangesFollowThePolicy) {
+  Actor bot = createAgent("bot", {sales_}, 10, store::UserType::kBot);
+  Actor agent = createAgent("a1", {sales_});
+  Actor manager = createManager("m1");
+  Actor other = createAgent("o1", {});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  assign(bot, *c);
+  auto refused = [&](const Actor& a, std::vector<FieldChange> changes, const std::string& role) {
+    auto r = update(a, c->id, std::move(changes));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kForbidden);
+    EXPECT_NE(r.error().message.find(role), std::string::npos) << r.error().message;
+  };
+  refused(agent, {AddParticipantField{"MANAGER", std::nullopt}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"READER", std::nullopt}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"MANAGER", agent.user}}, "AGENT_MANAGER");
+  refused(agent, {AddParticipantField{"READER", other.user}}, "");
+  refused(agent, {RemoveParticipantField{"ASSIGNED_AGENT", agent.user}}, "");
+  refused(agent, {CloseField{}}, "");
+  EXPECT_FALSE(publish(agent, c->id, "card number, please"));
+  // The assigned bot may not add somebody else either (that needs AGENT_MANAGER).
+  refused(bot, {AddParticipantField{"READER", other.user}}, "AGENT_MANAGER");
+  auto unchanged = get(c->id);
+  ASSERT_TRUE(unchanged);
+  EXPECT_EQ(unchanged->participants.size(), 2u);
+  EXPECT_EQ(assignedAgent(*unchanged), bot.user.str());
+
+  // An AGENT_MANAGER joins, adds a reader, removes the reader, and may remove the bot.
+  ASSERT_TRUE(update(manager, c->id, {AddParticipantField{"MANAGER", std::nullopt}}));
+  ASSERT_TRUE(update(manager, c->id, {AddParticipantField{"READER", other.user}}));
+  // The reader may leave by itself, though it is no manager.
+  ASSERT_TRUE(update(other, c->id, {RemoveParticipantField{"READER", std::nullopt}}));
+  // Roles are read at each change: without AGENT_MANAGER the manager may no longer remove the bot.
+  auto u = store_->accounts().getUser(kAcc, manager.user);
+  ASSERT_TRUE(u);
+  u->roles = {store::Role::kAgent};
+  ASSERT_TRUE(store_->accounts().updateUser(*u));
+  refused(manager, {RemoveParticipantField{"ASSIGNED_AGENT", manager.user}, SkillField{support_}},
+          "AGENT_MANAGER");
+  u->roles = {store::Role::kAgentManager};
+  ASSERT_TRUE(store_->accounts().updateUser(*u));
+  auto moved =
+      update(manager, c->id,
+             {RemoveParticipantField{"ASSIGNED_AGENT", manager.user}, SkillField{support_}});
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_FALSE(assignedAgent(*moved).has_value());
+  // A user that no longer exists may change nothing that needs a role.
+  ASSERT_TRUE(store_->accounts().deleteUser(kAcc, manager.user));
+  refused(manager, {CloseField{}}, "no longer exists");
+}
+
 }  // namespace parley::conversation

@@ -115,13 +115,17 @@ struct PublishRequest {
   Actor actor;
   ConversationId conversation;  // = dialogId of the MAIN dialog
   // The event object as published: {"type":"ContentEvent"|"RichContentEvent"|
-  // "AcceptStatusEvent"|"ChatStateEvent", ...}. Other types are Invalid. The engine checks only
-  // the type; content validation (rich content schema) is the caller's job.
+  // "AcceptStatusEvent"|"ChatStateEvent", ...}. Other types are Invalid. The engine checks the
+  // type; the content of ContentEvent and RichContentEvent goes through Options::content_check
+  // (conversation_engine.h) when one is set.
   std::string event_json;
   // Envelope metadata array (BotResponse, ExternalId, ActionReason, ...). REQUIRES: JSON array.
   std::string metadata_json = "[]";
   // AGENTS_AND_MANAGERS (private note) only from agents.
   Audience audience = Audience::kAll;
+  // A bot turn's mark, stored with the message in the same commit (store::TurnMark). Default:
+  // none. Ignored for ChatStateEvent (not stored).
+  store::TurnMark turn;
 };
 
 struct Published {
@@ -373,15 +377,26 @@ class ConversationService {
   // only delivered (ChatStateChanged). The publisher must be a participant: the consumer of the
   // conversation, or an agent that is ACTIVE ASSIGNED_AGENT or MANAGER.
   // Errors: NotFound (conversation, or another account's); Forbidden (not a participant);
-  // Conflict "conversation <id> is closed"; Invalid (event, metadata, audience).
+  // Conflict "conversation <id> is closed"; Invalid (event, metadata, audience, or the error of
+  // the engine's content check).
   virtual void publish(PublishRequest req, Callback<Published> done) = 0;
 
   // Applies a batch of field changes atomically (see FieldChange). Permissions: consumers may
   // only CLOSE and set TTR on their own conversation; agents must be ACTIVE ASSIGNED_AGENT or
-  // MANAGER, except for ADD MANAGER/READER; the system may do anything.
+  // MANAGER, except for ADD MANAGER/READER and leaving their own MANAGER/READER entry, and must
+  // hold the role the policy names for each change (docs/authorization.md: joining as
+  // MANAGER/READER, adding or removing somebody else, close, TTR, transfers), read from the
+  // store at the change; the system may do anything.
   // Returns the conversation after the change.
   virtual void updateConversation(Actor actor, ConversationId id, std::vector<FieldChange> changes,
                                   Callback<store::Conversation> done) = 0;
+
+  // Stores `mark` as the conversation's turn mark (store::Conversation::turn_mark): a bot turn
+  // that ended without a message to carry its mark is marked done with it. No event is emitted.
+  // REQUIRES: `actor` is the conversation's ACTIVE ASSIGNED_AGENT. Errors: NotFound; Forbidden
+  // (not the assigned agent); Conflict (closed).
+  virtual void markTurn(Actor actor, ConversationId id, store::TurnMark mark,
+                        Callback<void> done) = 0;
 
   // Sets an agent's (or bot's) availability, stores it, re-reads the user's skills and capacity
   // from the store, and routes. Leaving ONLINE cancels the agent's WAITING rings. Setting a

@@ -7,7 +7,9 @@
 #include <future>
 
 #include "common/random.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "conversation/conversation_engine.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -16,14 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <class T, class F>
-Result<T> call(F&& f) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(20s) != std::future_status::ready) return internalError("timeout");
-  return fut.get();
-}
+using parley::testing::call;
 
 class Rings final : public ConversationListener {
  public:
@@ -50,9 +45,8 @@ class Rings final : public ConversationListener {
 };
 
 TEST(EngineSqlite, RecoversFromTheDatabaseFile) {
-  auto dir = std::filesystem::temp_directory_path() / ("parley-conv-" + randomHex(6));
-  std::filesystem::create_directories(dir);
-  const std::string path = (dir / "parley.db").string();
+  parley::testing::TempDir dir;
+  const std::string path = dir.file("parley.db");
   testing::FakeClock clock;
   const AccountId acc("1000");
   Options opts;
@@ -74,6 +68,7 @@ TEST(EngineSqlite, RecoversFromTheDatabaseFile) {
     u.login_name = "agent";
     u.pid = randomUuid();
     u.skills = {sales};
+    u.roles = {store::Role::kAgent};
     u.max_open_conversations = 1;
     auto user = (*db)->accounts().createUser(u);
     ASSERT_TRUE(user);
@@ -156,7 +151,6 @@ TEST(EngineSqlite, RecoversFromTheDatabaseFile) {
   sub.reset();
   engine.reset();
   db->reset();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

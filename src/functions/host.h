@@ -7,10 +7,31 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/ids.h"
 #include "common/result.h"
+#include "functions/runner.h"
 
 namespace parley::functions {
+
+enum class SecretOp { kRead, kWrite };
+// Whether the runtime let the operation through (kAllowed, even if it then failed, e.g. an
+// unknown key) or refused it for the invoker (kRefused).
+enum class SecretOutcome { kAllowed, kRefused };
+
+// One secret read or write attempted by a function, for the audit trail.
+struct SecretAccess {
+  AccountId account;
+  FunctionId function;
+  std::string request_id;
+  Invoker invoker;
+  std::string key;
+  SecretOp op = SecretOp::kRead;
+  SecretOutcome outcome = SecretOutcome::kAllowed;
+  // Why it was refused, or the error of an allowed operation that failed; empty on success.
+  std::string detail;
+  TimeMs ts = 0;
+};
 
 // The platform services a running function may reach through the Toolbelt. Thread-safe; every
 // method may block (it may do I/O): the runtime calls it only on its own host-call threads,
@@ -25,6 +46,10 @@ class FunctionHost {
   // create secrets); Invalid when the value breaks the secret rules (at most 10,000 chars).
   virtual Status updateSecret(const AccountId& account, const std::string& key,
                               const std::string& value) = 0;
+  // Records one secret access (audit). The runtime calls it for every read and write a function
+  // attempts, after the operation and before the function sees its result; when it fails, a
+  // read's value is withheld from the function.
+  virtual Status recordSecretAccess(const SecretAccess& access) = 0;
   // The account's outbound domain allowlist, e.g. {"api.example.com", "*.example.org"}.
   virtual Result<std::vector<std::string>> allowlist(const AccountId& account) = 0;
   // One context-service (§4.10) operation. `op` is one of: createNamespace, deleteNamespace,

@@ -19,6 +19,23 @@ struct LogEntry {
   TimeMs ts = 0;
 };
 
+// Who started an invocation: the platform (a bot turn, a production invocation) or a user (a
+// test invoke from the console or REST).
+enum class InvokerKind { kPlatform, kUser };
+// Whether the invocation may change secret values through SecretClient.updateSecret.
+enum class SecretWrites { kRefused, kAllowed };
+
+// The invoker travels with the invocation: the runtime refuses secret writes unless they are
+// allowed, and records it with every secret the function reads or writes.
+struct Invoker {
+  InvokerKind kind = InvokerKind::kPlatform;
+  UserId user;             // kUser: the user who invoked
+  std::string login_name;  // kUser
+  // Refused unless the caller decides otherwise: the functions service allows it for
+  // production invocations (the platform) and for test invokes by FAAS_ADMIN or ADMIN.
+  SecretWrites secret_writes = SecretWrites::kRefused;
+};
+
 struct InvokeRequest {
   AccountId account;
   FunctionId function;
@@ -28,6 +45,7 @@ struct InvokeRequest {
   std::chrono::milliseconds deadline{30'000};
   // Correlates logs; generated when empty.
   std::string request_id;
+  Invoker invoker;
 };
 
 struct InvokeResult {

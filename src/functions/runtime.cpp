@@ -51,4 +51,8 @@ RuntimeStats FunctionRuntime::stats() const { return engine_->stats(); }
 
 std::string FunctionRuntime::prometheusText() const { return engine_->prometheusText(); }
 
+const engine::AddressPolicy& FunctionRuntime::addressPolicy() const {
+  return engine_->addressPolicy();
+}
+
 }  // namespace parley::functions

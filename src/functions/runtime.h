@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/result.h"
+#include "functions/engine/outbound.h"
 #include "functions/host.h"
 #include "functions/runner.h"
 #include "store/store.h"
@@ -82,8 +83,8 @@ struct RuntimeOptions {
   std::chrono::milliseconds default_deadline{30'000};
   // Deadline for running a function's top-level code at deploy/check time. Default: 5 s.
   std::chrono::milliseconds deploy_deadline{5'000};
-  // Directory holding node_modules/lodash and node_modules/luxon. Default: "" = the
-  // src/functions/jslib/node_modules of the source tree this binary was built from.
+  // Directory holding lodash/lodash.js and luxon/build/cjs-browser/luxon.js (a node_modules
+  // folder). Default: "" = the copies compiled into the binary (functions/engine/js_libs.h).
   std::string js_lib_dir;
   // Outbound Toolbelt HTTP requests per second per function; more get HTTP 429. Default: 20.
   int http_rate_per_s = 20;
@@ -91,7 +92,11 @@ struct RuntimeOptions {
   int http_threads = 2;
   // Threads for FunctionHost calls (secrets, context service, conversations). Default: 2.
   int host_threads = 2;
-  // Largest outbound HTTP response body accepted. Default: 10 MiB.
+  // Internal address ranges outbound HTTP may reach (`parley serve --outbound-allow`): named
+  // ranges "loopback", "private", "link-local", "cgnat", "metadata", or CIDR blocks such as
+  // "10.1.0.0/16". Default: none (public addresses only). See engine/outbound.h AddressPolicy.
+  std::vector<std::string> outbound_allow;
+  // Largest outbound HTTP request and response body. Default: 10 MiB.
   std::size_t http_max_body_bytes = 10 * 1024 * 1024;
   // Invocations queued but not started, over all functions; more are rejected at once with
   // com.liveperson.faas.es.unavailable. Default: 10,000.
@@ -179,6 +184,9 @@ class FunctionRuntime final : public Runner {
                   InvokeRequest request, std::function<void(InvokeResult)> done);
 
   RuntimeStats stats() const;
+  // The address ranges outbound HTTP may reach (RuntimeOptions::outbound_allow, parsed); the
+  // functions service refuses allowlist entries outside it.
+  const engine::AddressPolicy& addressPolicy() const;
   // Prometheus text of the sandbox's own figures (workers, restarts, quarantines, CPU).
   std::string prometheusText() const;
 

@@ -1,11 +1,14 @@
 #include "server/http_app.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
 
 #include "common/json.h"
+#include "common/policy.h"
 
 namespace parley::server {
 namespace {
@@ -102,17 +105,21 @@ std::string App::publicHost(const HttpRequest& req) const {
 }
 
 void App::handle(HttpRequest req, HttpDone done) {
+  // Path segments and query parameters are percent-decoded bytes that responses may echo (an
+  // error naming a missing id); JSON must be UTF-8, so anything else is refused here.
+  bool utf8 = true;
+  for (const auto& seg : req.segments) utf8 = utf8 && json::isValidUtf8(seg);
+  for (const auto& [k, v] : req.query) utf8 = utf8 && json::isValidUtf8(k) && json::isValidUtf8(v);
+  if (!utf8)
+    return done(restError(ErrorCode::kInvalid,
+                          "the request path and query must be UTF-8: percent-encode the UTF-8 "
+                          "bytes of each character",
+                          "invalid_path"));
   const auto& s = req.segments;
   if (s.size() == 1 && s[0] == "healthz") {
     return done(jsonResponse(200, bj::object{{"status", "ok"}}, "healthz"));
   }
-  if (s.size() == 1 && s[0] == "metrics") {
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = deps_.metrics.text();
-    r.route = "metrics";
-    return done(std::move(r));
-  }
+  if (s.size() == 1 && s[0] == "metrics") return metrics(req, std::move(done));
   if (s.size() >= 4 && s[0] == "api" && s[1] == "account") {
     const std::string& acc = s[2];
     if (!validAccountId(acc))
@@ -145,6 +152,29 @@ void App::handle(HttpRequest req, HttpDone done) {
   deps_.rest.blocking.run([this, segs = req.segments, done = std::move(done)] {
     done(deps_.static_files.serve(segs));
   });
+}
+
+void App::metrics(const HttpRequest& req, HttpDone done) {
+  const MetricsAccess& access = deps_.metrics_access;
+  if (access.token.empty())
+    return done(restError(ErrorCode::kForbidden,
+                          "metrics are off; start parley serve with --metrics-token <token> (or "
+                          "PARLEY_METRICS_TOKEN) and send Authorization: Bearer <token>",
+                          "metrics"));
+  std::string token = authToken(req.header("authorization"), "Bearer");
+  // Constant time in the token's bytes: the comparison does not tell how much of it matched.
+  if (token.size() != access.token.size() ||
+      sodium_memcmp(token.data(), access.token.data(), token.size()) != 0)
+    return done(restError(ErrorCode::kUnauthorized,
+                          "GET /metrics needs Authorization: Bearer <the server's metrics token>",
+                          "metrics"));
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = deps_.metrics.text();
+  if (access.tenant_labels == TenantLabels::kSummed) r.body = sumTenantLabels(r.body);
+  r.route = "metrics";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  done(std::move(r));
 }
 
 // ------------------------------------------------------------------------ LivePerson endpoints
@@ -182,36 +212,46 @@ void App::login(const HttpRequest& req, const std::string& acc, HttpDone done) {
                            "username and password are required (SAML and OAuth1 logins are not "
                            "supported)",
                            "login"));
+  if (username.size() > 200 || password.size() > 1000)
+    return done(
+        loginError(400, "username (at most 200) or password (at most 1000) is too long", "login"));
   bool tls = req.tls;
-  deps_.rest.blocking.run([this, acc, username, password, tls, done = std::move(done)] {
-    auto r = deps_.rest.auth.login(AccountId(acc), username, password);
-    if (!r) {
-      int status = r.error().code == ErrorCode::kUnauthorized ? 401 : httpStatus(r.error().code);
-      return done(loginError(status, r.error().message, "login"));
-    }
-    deps_.rest.directory.put(r->user);
-    bj::array roles;
-    for (auto role : r->user.roles) roles.emplace_back(store::roleName(role));
-    bj::object config{{"userId", r->user.id.str()},
-                      {"userPid", r->user.pid},
-                      {"loginName", r->user.login_name},
-                      {"accountId", acc},
-                      {"userTypeId", r->user.type == store::UserType::kBot ? 2 : 1},
-                      {"userType", store::userTypeName(r->user.type)},
-                      {"roles", std::move(roles)},
-                      {"serverCurrentTime", deps_.rest.clock.nowMs()}};
-    bj::object out{{"bearer", r->session.bearer},
-                   {"csrf", r->session.csrf},
-                   {"sessionTTl", std::to_string(deps_.rest.auth.options().session_ttl_ms / 1000)},
-                   {"config", std::move(config)},
-                   {"accountData", bj::object{}}};
-    HttpResponse res = jsonResponse(200, out, "login");
-    res.headers.emplace_back("Set-Cookie",
-                             fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookie,
-                                         r->session.bearer, tls ? "; Secure" : ""));
-    res.headers.emplace_back("Cache-Control", "no-store");
-    done(std::move(res));
-  });
+  deps_.rest.auth.login(
+      AccountId(acc), std::move(username), std::move(password), req.remote_address,
+      deps_.rest.blocking, [this, acc, tls, done = std::move(done)](LoginOutcome outcome) {
+        if (!outcome.result) {
+          const Error& e = outcome.result.error();
+          int status = e.code == ErrorCode::kUnauthorized ? 401 : httpStatus(e.code);
+          HttpResponse res = loginError(status, e.message, "login");
+          if (outcome.retry_after)
+            res.headers.emplace_back("Retry-After", std::to_string(outcome.retry_after->count()));
+          return done(std::move(res));
+        }
+        LoginResult& r = *outcome.result;
+        deps_.rest.directory.put(r.user);
+        bj::array roles;
+        for (auto role : r.user.roles) roles.emplace_back(store::roleName(role));
+        bj::object config{{"userId", r.user.id.str()},
+                          {"userPid", r.user.pid},
+                          {"loginName", r.user.login_name},
+                          {"accountId", acc},
+                          {"userTypeId", r.user.type == store::UserType::kBot ? 2 : 1},
+                          {"userType", store::userTypeName(r.user.type)},
+                          {"roles", std::move(roles)},
+                          {"serverCurrentTime", deps_.rest.clock.nowMs()}};
+        bj::object out{
+            {"bearer", r.bearer},
+            {"csrf", r.session.csrf},
+            {"sessionTTl", std::to_string(deps_.rest.auth.options().session_ttl_ms / 1000)},
+            {"config", std::move(config)},
+            {"accountData", bj::object{}}};
+        HttpResponse res = jsonResponse(200, out, "login");
+        res.headers.emplace_back("Set-Cookie",
+                                 fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kCookie,
+                                             r.bearer, tls ? "; Secure" : ""));
+        res.headers.emplace_back("Cache-Control", "no-store");
+        done(std::move(res));
+      });
 }
 
 void App::refresh(const HttpRequest& req, const std::string& acc, HttpDone done) {
@@ -266,52 +306,86 @@ void App::restV1(HttpRequest req, HttpDone done) {
                           "name a resource: /api/v1/accounts/{acc}/<skills|users|conversations|"
                           "functions|secrets|allowlist|bots|richcontent>",
                           "rest_v1"));
-  deps_.rest.blocking.run(
-      [this, acc, token, req = std::move(req), done = std::move(done)]() mutable {
-        auto principal = deps_.rest.auth.authenticate(token);
-        if (!principal) return done(restError(principal.error(), "rest_v1"));
-        if (principal->user.account.str() != acc)
-          return done(restError(ErrorCode::kForbidden,
-                                fmt::format("your login belongs to account {}, not {}",
-                                            principal->user.account.str(), acc),
-                                "rest_v1"));
-        api::Request ar;
-        ar.method = req.method;
-        ar.path.assign(req.segments.begin() + 4, req.segments.end());
-        ar.query = req.query;
-        ar.body = std::move(req.body);
-        ar.caller = principal->caller();
-        const std::string first = ar.path[0];
-        std::string route = "rest_" + first;
-        auto finish = [done, route](api::Response r) {
-          HttpResponse h;
-          h.status = r.status;
-          h.body = std::move(r.body);
-          h.route = route;
-          if (h.body.empty() && h.status != 204) h.body = "{}";
-          done(std::move(h));
-        };
-        if (isCoreResource(first))
-          return handleCoreRest(deps_.rest, *principal, std::move(ar), std::move(finish));
-        for (const auto& h : handlers_) {
-          for (const auto& r : h->resources()) {
-            if (r != first) continue;
-            try {
-              h->handle(std::move(ar), std::move(finish));
-            } catch (const std::exception& ex) {
-              spdlog::error("REST handler for '{}' threw: {}", first, ex.what());
-              done(restError(ErrorCode::kInternal, "internal error", route));
-            }
-            return;
-          }
+  deps_.rest.blocking.run([this, acc, token, req = std::move(req),
+                           done = std::move(done)]() mutable {
+    auto principal = deps_.rest.auth.authenticate(token);
+    if (!principal) return done(restError(principal.error(), "rest_v1"));
+    if (principal->user.account.str() != acc)
+      return done(restError(ErrorCode::kForbidden,
+                            fmt::format("your login belongs to account {}, not {}",
+                                        principal->user.account.str(), acc),
+                            "rest_v1"));
+    api::Request ar;
+    ar.method = req.method;
+    ar.path.assign(req.segments.begin() + 4, req.segments.end());
+    ar.query = req.query;
+    ar.body = std::move(req.body);
+    ar.caller = principal->caller();
+    const std::string first = ar.path[0];
+    std::string route = "rest_" + first;
+    // The route's rule decides before any handler runs (docs/authorization.md).
+    auto match = policy::matchRoute(ar.method, ar.path);
+    if (!match.action) {
+      std::string path = fmt::format("{}", fmt::join(ar.path, "/"));
+      if (!match.methods.empty())
+        return done(restError(
+            ErrorCode::kInvalid,
+            fmt::format("{} is not supported on {}; use {}", ar.method, path, match.methods),
+            route));
+      if (!isCoreResource(first) && !hasHandler(first))
+        return done(restError(
+            ErrorCode::kNotFound,
+            fmt::format("unknown resource '{}'; this server provides: {}", first, knownResources()),
+            "rest_v1"));
+      return done(
+          restError(ErrorCode::kNotFound,
+                    fmt::format("no route {} {}; the routes are listed in docs/authorization.md",
+                                ar.method, path),
+                    route));
+    }
+    if (auto st = policy::authorize(ar.caller.subject(), *match.action); !st)
+      return done(restError(st.error(), route));
+    auto finish = [done, route](api::Response r) {
+      HttpResponse h;
+      h.status = r.status;
+      h.body = std::move(r.body);
+      h.route = route;
+      if (h.body.empty() && h.status != 204) h.body = "{}";
+      done(std::move(h));
+    };
+    if (isCoreResource(first))
+      return handleCoreRest(deps_.rest, *principal, std::move(ar), std::move(finish));
+    for (const auto& h : handlers_) {
+      for (const auto& r : h->resources()) {
+        if (r != first) continue;
+        try {
+          h->handle(std::move(ar), std::move(finish));
+        } catch (const std::exception& ex) {
+          spdlog::error("REST handler for '{}' threw: {}", first, ex.what());
+          done(restError(ErrorCode::kInternal, "internal error", route));
         }
-        std::string known = "skills, users, conversations, apikeys, me";
-        for (const auto& h : handlers_)
-          for (const auto& r : h->resources()) known += ", " + r;
-        done(restError(ErrorCode::kNotFound,
-                       fmt::format("unknown resource '{}'; this server provides: {}", first, known),
-                       "rest_v1"));
-      });
+        return;
+      }
+    }
+    done(restError(
+        ErrorCode::kNotFound,
+        fmt::format("unknown resource '{}'; this server provides: {}", first, knownResources()),
+        "rest_v1"));
+  });
+}
+
+bool App::hasHandler(const std::string& first) const {
+  for (const auto& h : handlers_)
+    for (const auto& r : h->resources())
+      if (r == first) return true;
+  return false;
+}
+
+std::string App::knownResources() const {
+  std::string known = "skills, users, conversations, apikeys, me";
+  for (const auto& h : handlers_)
+    for (const auto& r : h->resources()) known += ", " + r;
+  return known;
 }
 
 // ------------------------------------------------------------------------------- WebSockets
@@ -345,6 +419,10 @@ void App::upgrade(HttpRequest req, std::function<void(UpgradeDecision)> done) {
                       fmt::format("the bearer belongs to another account than {}", acc), "ws");
         return done(std::move(d));
       }
+      if (auto st = policy::authorize(p->caller().subject(), policy::Action::kAgentSocket); !st) {
+        d.reject = restError(st.error(), "ws");
+        return done(std::move(d));
+      }
       deps_.rest.directory.put(p->user);
       d.make = [sdeps, principal = std::move(*p)](std::shared_ptr<WsTransport> t) {
         return std::shared_ptr<WsHandler>(
@@ -362,6 +440,12 @@ void App::upgrade(HttpRequest req, std::function<void(UpgradeDecision)> done) {
       auto a = deps_.rest.store.accounts().getAccount(AccountId(acc));
       if (!a) {
         d.reject = restError(a.error(), "ws");
+        return done(std::move(d));
+      }
+      if (a->status == store::AccountStatus::kDisabled) {
+        d.reject =
+            restError(ErrorCode::kForbidden,
+                      fmt::format("account {} is disabled; it accepts no consumers", acc), "ws");
         return done(std::move(d));
       }
       std::optional<ConsumerId> consumer;

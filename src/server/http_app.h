@@ -2,7 +2,7 @@
 
 // The router: everything the server answers over HTTP and WebSocket upgrades, on plain values
 // (http_types.h) so it is testable without sockets.
-//   GET  /healthz, /metrics
+//   GET  /healthz, /metrics (the metrics token)
 //   GET  /api/account/{acc}/service/baseURI.json          (CSDS)
 //   POST /api/account/{acc}/login|refresh|logout|signup    (LivePerson login service, idp)
 //   *    /api/v1/accounts/{acc}/…                          (REST v1: core + api::Handlers)
@@ -31,6 +31,8 @@ struct AppDeps {
   protocol::SessionDeps session;
   Metrics& metrics;
   StaticFiles static_files;
+  // Who may read /metrics and whether it names tenants. Default: off (no token), summed.
+  MetricsAccess metrics_access;
 };
 
 class App final : public HttpApp {
@@ -48,12 +50,17 @@ class App final : public HttpApp {
   void upgrade(HttpRequest request, std::function<void(UpgradeDecision)> done) override;
 
  private:
+  // GET /metrics with the metrics token (MetricsAccess).
+  void metrics(const HttpRequest& req, HttpDone done);
   void csds(const HttpRequest& req, const std::string& acc, HttpDone done);
   void login(const HttpRequest& req, const std::string& acc, HttpDone done);
   void refresh(const HttpRequest& req, const std::string& acc, HttpDone done);
   void logout(const HttpRequest& req, const std::string& acc, HttpDone done);
   void signup(const HttpRequest& req, const std::string& acc, HttpDone done);
   void restV1(HttpRequest req, HttpDone done);
+  bool hasHandler(const std::string& first_segment) const;
+  // "skills, users, …" and every registered handler's resources.
+  std::string knownResources() const;
   std::string publicHost(const HttpRequest& req) const;
 
   AppDeps deps_;

@@ -53,13 +53,13 @@ class HttpAppTest : public ::testing::Test {
     o.tick_interval_ms = 0;
     engine_ = conversation::makeConversationService(*store_, clock_, o);
     ASSERT_TRUE(engine_->recover());
-    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, "k", AuthOptions{});
+    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, hasher_, "k", AuthOptions{});
     directory_ = std::make_unique<protocol::Directory>(store_->accounts(), inline_);
     app_ = std::make_unique<App>(AppDeps{
         RestDeps{*store_, *engine_, *directory_, *auth_, inline_, clock_,
                  crypto::PasswordCost::kMinimumForTest},
         protocol::SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}},
-        metrics_, StaticFiles("")});
+        metrics_, StaticFiles(""), MetricsAccess{"metrics-token", TenantLabels::kSummed}});
     app_->setPublicHost("127.0.0.1:8443");
   }
 
@@ -106,6 +106,7 @@ class HttpAppTest : public ::testing::Test {
   store::User admin_;
   store::User agent_;
   std::unique_ptr<conversation::ConversationService> engine_;
+  InlinePasswordHasher hasher_;
   std::unique_ptr<Auth> auth_;
   InlineExecutor inline_;
   std::unique_ptr<protocol::Directory> directory_;
@@ -175,7 +176,11 @@ TEST_F(HttpAppTest, RestChecksAccountRoleAndToken) {
       R"({"loginName":"new","password":"secret1","roles":["AGENT"],"type":"BOT","skills":["sales"]})",
       admin);
   ASSERT_EQ(user.status, 201) << user.body;
-  auto users = call("GET", "/api/v1/accounts/123/users", "", agent);
+  // users.list is ADMIN or AGENT_MANAGER (docs/authorization.md).
+  auto refused = call("GET", "/api/v1/accounts/123/users", "", agent);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("ADMIN or AGENT_MANAGER"), std::string::npos) << refused.body;
+  auto users = call("GET", "/api/v1/accounts/123/users", "", admin);
   EXPECT_EQ(users.status, 200);
   EXPECT_EQ(users.body.find("argon2"), std::string::npos) << "password hashes must never leave";
   auto unknown = call("GET", "/api/v1/accounts/123/bots", "", admin);
@@ -227,12 +232,250 @@ TEST_F(HttpAppTest, UpgradeRejectsBadBearerWith401) {
   EXPECT_TRUE(ok.make);
 }
 
+TEST_F(HttpAppTest, RoutesOutsideTheTableAreRefusedBeforeAnyHandler) {
+  std::string admin = loginBearer("admin");
+  auto wrong_method = call("PUT", "/api/v1/accounts/123/skills", "{}", admin);
+  EXPECT_EQ(wrong_method.status, 400);
+  EXPECT_NE(wrong_method.body.find("use GET or POST"), std::string::npos) << wrong_method.body;
+  auto no_route = call("GET", "/api/v1/accounts/123/skills/1/extra", "", admin);
+  EXPECT_EQ(no_route.status, 404) << no_route.body;
+  auto unknown = call("GET", "/api/v1/accounts/123/nothing", "", admin);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("unknown resource"), std::string::npos) << unknown.body;
+}
+
+TEST_F(HttpAppTest, UpgradeRefusesUsersWithoutAMessagingRole) {
+  addUser("dev", {store::Role::kFaasDeveloper});
+  HttpRequest r;
+  r.method = "GET";
+  r.segments = {"ws_api", "account", "123", "messaging", "brand", loginBearer("dev")};
+  Waiter<UpgradeDecision> w;
+  app_->upgrade(r, w.cb());
+  auto d = w.get();
+  ASSERT_TRUE(d.reject);
+  EXPECT_EQ(d.reject->status, 403);
+  EXPECT_NE(d.reject->body.find("ADMIN, AGENT_MANAGER or AGENT"), std::string::npos)
+      << d.reject->body;
+  EXPECT_FALSE(d.make);
+}
+
+TEST_F(HttpAppTest, MetricsNeedTheMetricsToken) {
+  EXPECT_EQ(call("GET", "/metrics").status, 401);
+  EXPECT_EQ(call("GET", "/metrics", "", "wrong-token!!").status, 401);
+  EXPECT_EQ(call("GET", "/metrics", "", loginBearer("admin")).status, 401);
+  auto ok = call("GET", "/metrics", "", "metrics-token");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("parley_http_requests_total"), std::string::npos);
+}
+
+TEST(MetricsText, TenantLabelsAreSummedAway) {
+  std::string in =
+      "# HELP parley_bot_turns_total Turns.\n"
+      "# TYPE parley_bot_turns_total counter\n"
+      "parley_bot_turns_total{bot=\"b1\",outcome=\"ok\"} 3\n"
+      "parley_bot_turns_total{bot=\"b2\",outcome=\"ok\"} 4\n"
+      "parley_bot_turns_total{bot=\"b2\",outcome=\"failed\"} 1\n"
+      "parley_function_invocations_total{account=\"123\",function=\"f\"} 2\n"
+      "parley_function_invocations_total{account=\"456\",function=\"g\"} 5\n"
+      "parley_fn_seconds_bucket{account=\"1\",function=\"f\",le=\"0.5\"} 1.5\n"
+      "parley_http_requests_total{route=\"a,b\\\"c\",status=\"200\"} 7\n"
+      "parley_websockets_open 2\n";
+  std::string out = sumTenantLabels(in);
+  EXPECT_EQ(out,
+            "# HELP parley_bot_turns_total Turns.\n"
+            "# TYPE parley_bot_turns_total counter\n"
+            "parley_bot_turns_total{outcome=\"ok\"} 7\n"
+            "parley_bot_turns_total{outcome=\"failed\"} 1\n"
+            "parley_function_invocations_total 7\n"
+            "parley_fn_seconds_bucket{le=\"0.5\"} 1.5\n"
+            "parley_http_requests_total{route=\"a,b\\\"c\",status=\"200\"} 7\n"
+            "parley_websockets_open 2\n");
+}
+
+// A path segment is percent-decoded bytes, and error messages echo it ("user %91 does not
+// exist"): a segment that is not UTF-8 made the error body invalid JSON. It is refused first.
+TEST_F(HttpAppTest, PathAndQueryMustBeUtf8) {
+  std::string bearer = loginBearer("admin");
+  auto ok = call("GET", "/api/v1/accounts/123/users/caf\xC3\xA9", "", bearer);
+  EXPECT_EQ(ok.status, 404);
+  EXPECT_TRUE(json::parseObject(ok.body)) << ok.body;
+  for (std::string target :
+       {"/api/v1/accounts/123/users/\x91", "/api/v1/accounts/123/bots/a\xC0\xAF"}) {
+    auto r = call("GET", target, "", bearer);
+    EXPECT_EQ(r.status, 400) << target;
+    auto o = json::parseObject(r.body);
+    ASSERT_TRUE(o) << r.body;
+    EXPECT_NE(json::getString(o->at("error").as_object(), "message").find("UTF-8"),
+              std::string::npos);
+  }
+  HttpRequest q;
+  q.method = "GET";
+  q.target = "/api/v1/accounts/123/conversations?state=%FF";
+  q.segments = {"api", "v1", "accounts", "123", "conversations"};
+  q.query["state"] = "\xFF";
+  q.headers["authorization"] = "Bearer " + bearer;
+  Waiter<HttpResponse> w;
+  app_->handle(std::move(q), w.cb());
+  auto r = w.get();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(json::parseObject(r.body)) << r.body;
+}
+
 TEST_F(HttpAppTest, HelpersParseCookiesAndAuthorization) {
   EXPECT_EQ(cookieValue("a=1; session_id=abc; b=2", "session_id"), "abc");
   EXPECT_EQ(cookieValue("a=1", "session_id"), "");
   EXPECT_EQ(authToken("Bearer xyz", "bearer"), "xyz");
   EXPECT_EQ(authToken("jwt a.b.c", "jwt"), "a.b.c");
   EXPECT_EQ(authToken("Basic x", "Bearer"), "");
+}
+
+std::string headerOf(const HttpResponse& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return {};
+}
+
+TEST_F(HttpAppTest, BearersAreStoredHashed) {
+  std::string bearer = loginBearer("agent");
+  EXPECT_EQ(store_->accounts().getSession(bearer).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store_->accounts().getSession(crypto::sha256Hex(bearer)));
+}
+
+TEST_F(HttpAppTest, PasswordChangeEndsSessionsAndKeysOfThatUserOnly) {
+  std::string admin = loginBearer("admin");
+  std::string agent = loginBearer("agent");
+  auto key = call("POST", "/api/v1/accounts/123/apikeys", R"({"name":"ci"})", agent);
+  ASSERT_EQ(key.status, 201) << key.body;
+  std::string k = json::getString(*json::parseObject(key.body), "key");
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", k).status, 200);
+  auto patch = call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(),
+                    R"({"password":"another-pw"})", admin);
+  ASSERT_EQ(patch.status, 200) << patch.body;
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", agent).status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", k).status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", admin).status, 200);
+}
+
+TEST_F(HttpAppTest, DisabledUserCannotLogInOrUseItsTokens) {
+  std::string admin = loginBearer("admin");
+  std::string agent = loginBearer("agent");
+  auto off = call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(),
+                  R"({"isEnabled":false})", admin);
+  ASSERT_EQ(off.status, 200) << off.body;
+  EXPECT_FALSE(json::parseObject(off.body)->at("isEnabled").as_bool());
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", agent).status, 401);
+  auto again =
+      call("POST", "/api/account/123/login?v=1.3", R"({"username":"agent","password":"pw-agent"})");
+  EXPECT_EQ(again.status, 401);
+  EXPECT_NE(again.body.find("disabled"), std::string::npos);
+  auto self = call("PATCH", "/api/v1/accounts/123/users/" + admin_.id.str(),
+                   R"({"isEnabled":false})", admin);
+  EXPECT_EQ(self.status, 400);
+  ASSERT_EQ(
+      call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(), R"({"isEnabled":true})", admin)
+          .status,
+      200);
+  EXPECT_FALSE(loginBearer("agent").empty());
+}
+
+TEST_F(HttpAppTest, RevocationClosesTheUsersSockets) {
+  std::vector<std::pair<AccountId, std::optional<UserId>>> told;
+  auth_->setRevocationListener(
+      [&](const AccountId& a, const std::optional<UserId>& u) { told.emplace_back(a, u); });
+  std::string admin = loginBearer("admin");
+  ASSERT_EQ(call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(), R"({"roles":["AGENT"]})",
+                 admin)
+                .status,
+            200);
+  EXPECT_TRUE(told.empty()) << "the roles did not change: nothing to revoke";
+  ASSERT_EQ(call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(),
+                 R"({"roles":["AGENT","AGENT_MANAGER"]})", admin)
+                .status,
+            200);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].second, agent_.id);
+  ASSERT_EQ(call("DELETE", "/api/v1/accounts/123/users/" + agent_.id.str(), "", admin).status, 200);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[1].second, agent_.id);
+}
+
+TEST_F(HttpAppTest, ApiKeysForOthersNeedAdmin) {
+  std::string admin = loginBearer("admin");
+  std::string agent = loginBearer("agent");
+  auto other = call("POST", "/api/v1/accounts/123/apikeys",
+                    R"({"name":"x","userId":")" + admin_.id.str() + R"("})", agent);
+  EXPECT_EQ(other.status, 403) << other.body;
+  auto byAdmin =
+      call("POST", "/api/v1/accounts/123/apikeys",
+           R"({"name":"x","userId":")" + agent_.id.str() + R"(","scopes":["AGENT"]})", admin);
+  ASSERT_EQ(byAdmin.status, 201) << byAdmin.body;
+  auto o = *json::parseObject(byAdmin.body);
+  EXPECT_EQ(json::getString(o, "userId"), agent_.id.str());
+  EXPECT_EQ(json::getString(o, "createdBy"), admin_.id.str());
+  auto del = call("DELETE", "/api/v1/accounts/123/apikeys/" + json::getString(o, "id"), "", agent);
+  EXPECT_EQ(del.status, 200) << "a user may revoke its own key, whoever made it";
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", json::getString(o, "key")).status, 401);
+}
+
+TEST_F(HttpAppTest, LoginFloodGets429WithRetryAfterBeforeAnyPasswordCheck) {
+  auto attempt = [&](const std::string& pw) {
+    return call("POST", "/api/account/123/login?v=1.3",
+                R"({"username":"agent","password":")" + pw + R"("})");
+  };
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(attempt("wrong").status, 401) << i;
+  auto throttled = attempt("wrong");
+  EXPECT_EQ(throttled.status, 429);
+  EXPECT_EQ(headerOf(throttled, "Retry-After"), "1");
+  EXPECT_EQ(attempt("pw-agent").status, 429) << "a throttled attempt is not checked at all";
+  clock_.advanceMs(1000);
+  EXPECT_EQ(attempt("pw-agent").status, 200);
+  // The success reset the user's counter.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(attempt("wrong").status, 401) << i;
+  // Backoff 1, 2, 4, 8 s, then locked for 15 minutes at the 10th failure.
+  for (int wait : {1, 2, 4, 8}) {
+    auto r = attempt("wrong");
+    EXPECT_EQ(r.status, 429);
+    EXPECT_EQ(headerOf(r, "Retry-After"), std::to_string(wait));
+    clock_.advanceMs(wait * 1000);
+    EXPECT_EQ(attempt("wrong").status, 401);
+  }
+  auto r = attempt("wrong");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(headerOf(r, "Retry-After"), "16");
+  clock_.advanceMs(16'000);
+  EXPECT_EQ(attempt("wrong").status, 401);
+  auto locked = attempt("pw-agent");
+  EXPECT_EQ(locked.status, 429);
+  EXPECT_EQ(headerOf(locked, "Retry-After"), "900");
+}
+
+TEST_F(HttpAppTest, ControlCharactersInNamesAre400) {
+  std::string admin = loginBearer("admin");
+  auto skill = call("POST", "/api/v1/accounts/123/skills", R"({"name":"a\u0000b"})", admin);
+  EXPECT_EQ(skill.status, 400) << skill.body;
+  EXPECT_NE(skill.body.find("control character U+0000"), std::string::npos) << skill.body;
+  auto user = call("POST", "/api/v1/accounts/123/users",
+                   R"({"loginName":"x\ty","password":"secret1"})", admin);
+  EXPECT_EQ(user.status, 400) << user.body;
+  EXPECT_EQ(store_->accounts().listSkills(AccountId("123"))->size(), 0u);
+}
+
+TEST_F(HttpAppTest, DisabledAccountRefusesLoginsTokensAndSignups) {
+  std::string agent = loginBearer("agent");
+  ASSERT_TRUE(
+      store_->accounts().setAccountStatus(AccountId("123"), store::AccountStatus::kDisabled));
+  std::vector<AccountId> closed;
+  auth_->setRevocationListener([&](const AccountId& a, const std::optional<UserId>& u) {
+    if (!u) closed.push_back(a);
+  });
+  auth_->refreshAccountStatus();
+  EXPECT_EQ(closed, std::vector<AccountId>{AccountId("123")});
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", agent).status, 401);
+  auto login =
+      call("POST", "/api/account/123/login?v=1.3", R"({"username":"agent","password":"pw-agent"})");
+  EXPECT_EQ(login.status, 401);
+  EXPECT_NE(login.body.find("disabled"), std::string::npos);
+  EXPECT_EQ(call("POST", "/api/account/123/signup").status, 403);
 }
 
 }  // namespace

@@ -26,6 +26,9 @@ struct HttpRequest {
   bool tls = false;
   // "host:port" of the listener the request arrived on, e.g. "127.0.0.1:8443".
   std::string local_host;
+  // The client's IP address as the socket sees it (a proxy's address behind a proxy); "" when
+  // unknown.
+  std::string remote_address;
 
   // The header value or "" when absent; `name` must be lowercase.
   std::string header(const std::string& name) const {
@@ -65,6 +68,10 @@ class WsTransport {
   virtual void post(std::function<void()> fn) = 0;
   // Runs `fn` on the strand after `delay`, unless the connection closed before.
   virtual void postAfter(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  // Bytes queued and not yet taken by the peer, and the most that may be (past it the
+  // connection is closed with 1008). On the connection's strand only.
+  virtual std::size_t queuedBytes() const { return 0; }
+  virtual std::size_t maxQueuedBytes() const { return std::size_t(8) << 20; }
 };
 
 // The protocol side of one WebSocket connection. Every method runs on the connection's strand.
@@ -76,6 +83,11 @@ class WsHandler {
   virtual void onFrame(std::string text) = 0;
   // The connection is gone (closed by either side, failed or shut down). Called once, last.
   virtual void onClose() = 0;
+  // The server is draining: refuse requests that arrive from now on (with an answer the
+  // client can act on); finish the ones already taken.
+  virtual void onDrain() {}
+  // Requests taken and not yet answered. Thread-safe (the drain polls it from its thread).
+  virtual int requestsInFlight() const { return 0; }
 };
 
 // The result of authorising a WebSocket upgrade: either a rejection (sent as a plain HTTP

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
+
 namespace parley::server {
 
 void Metrics::countRequest(const std::string& route, int status) {
@@ -67,6 +71,95 @@ std::string Metrics::text() const {
     if (part.empty()) continue;
     out += part;
     if (out.back() != '\n') out += '\n';
+  }
+  return out;
+}
+
+namespace {
+
+constexpr std::string_view kTenantLabels[] = {"account", "bot", "function"};
+
+// Splits `name{a="x",b="y"} value` into name, labels (name, raw quoted value) and the value.
+// False when the line is not a sample of that shape.
+bool parseSample(std::string_view line, std::string_view& name,
+                 std::vector<std::pair<std::string_view, std::string_view>>& labels,
+                 std::string_view& value) {
+  auto brace = line.find('{');
+  if (brace == std::string_view::npos) return false;
+  name = line.substr(0, brace);
+  std::size_t i = brace + 1;
+  while (i < line.size() && line[i] != '}') {
+    auto eq = line.find('=', i);
+    if (eq == std::string_view::npos || eq + 1 >= line.size() || line[eq + 1] != '"') return false;
+    std::size_t j = eq + 2;
+    while (j < line.size() && line[j] != '"') j += line[j] == '\\' ? 2 : 1;
+    if (j >= line.size()) return false;
+    labels.emplace_back(line.substr(i, eq - i), line.substr(eq + 1, j - eq));
+    i = j + 1;
+    if (i < line.size() && line[i] == ',') ++i;
+  }
+  if (i >= line.size() || i + 1 >= line.size() || line[i + 1] != ' ') return false;
+  value = line.substr(i + 2);
+  return true;
+}
+
+}  // namespace
+
+std::string sumTenantLabels(std::string_view text) {
+  // Output lines in order; a summed sample is one line whose value is updated in place.
+  struct Line {
+    std::string text;  // comment, unparsed line, or the series key of a sample
+    bool sample = false;
+    double value = 0;
+  };
+  std::vector<Line> lines;
+  std::map<std::string, std::size_t> series;  // key -> index in lines
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, nl == std::string_view::npos ? text.npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    std::string_view name;
+    std::vector<std::pair<std::string_view, std::string_view>> labels;
+    std::string_view value;
+    bool tenant = false;
+    if (!line.starts_with('#') && parseSample(line, name, labels, value)) {
+      for (const auto& [k, v] : labels)
+        for (auto t : kTenantLabels) tenant = tenant || k == t;
+    }
+    double number = 0;
+    if (tenant) {
+      try {
+        number = std::stod(std::string(value));
+      } catch (...) {
+        tenant = false;
+      }
+    }
+    if (!tenant) {
+      lines.push_back(Line{std::string(line), false, 0});
+      continue;
+    }
+    std::string key(name);
+    std::string kept;
+    for (const auto& [k, v] : labels) {
+      if (std::ranges::find(kTenantLabels, k) != std::end(kTenantLabels)) continue;
+      if (!kept.empty()) kept += ',';
+      kept += fmt::format("{}={}", k, v);
+    }
+    if (!kept.empty()) key += "{" + kept + "}";
+    auto [it, fresh] = series.emplace(key, lines.size());
+    if (fresh) {
+      lines.push_back(Line{key, true, number});
+    } else {
+      lines[it->second].value += number;
+    }
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (const auto& l : lines) {
+    out += l.text;
+    if (l.sample) out += fmt::format(" {}", l.value);
+    out += '\n';
   }
   return out;
 }

@@ -9,10 +9,28 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace parley::server {
+
+// Whether /metrics keeps the labels that name a tenant (account, bot, function).
+enum class TenantLabels { kSummed, kKept };
+
+// Who may read /metrics, and what it shows.
+struct MetricsAccess {
+  // The bearer token GET /metrics needs (Authorization: Bearer <token>). Empty: /metrics is off
+  // (403 for everyone). Default: empty.
+  std::string token;
+  // Default: kSummed (series that differ only in tenant labels are summed without them).
+  TenantLabels tenant_labels = TenantLabels::kSummed;
+};
+
+// Prometheus text without the `account`, `bot` and `function` labels: samples that differ only
+// in those are summed into one series (first-seen order kept); comments and samples without
+// them pass unchanged. Lines that do not parse as samples pass unchanged.
+std::string sumTenantLabels(std::string_view text);
 
 class Metrics {
  public:

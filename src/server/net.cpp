@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "common/thread_name.h"
+#include "server/security_headers.h"
 #include "server/write_queue_stream.h"
 
 namespace parley::server {
@@ -86,6 +87,14 @@ std::string jsonError(std::string_view code, std::string_view message) {
   return out;
 }
 
+// The peer's IP address as text ("" when the socket has none, e.g. already closed).
+std::string peerAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return {};
+  return ep.address().to_string();
+}
+
 HttpRequest toPlain(const http::request<http::string_body>& req, bool tls,
                     const std::string& local_host) {
   HttpRequest out;
@@ -116,12 +125,30 @@ HttpRequest toPlain(const http::request<http::string_body>& req, bool tls,
   return out;
 }
 
-http::response<http::string_body> toBeast(const HttpResponse& r, unsigned version,
-                                          bool keep_alive) {
+// The answer to a HEAD request: the headers the GET answer would have (its Content-Length
+// included), no body.
+http::response<http::empty_body> toBeastHead(const HttpResponse& r, unsigned version,
+                                             bool keep_alive, std::string_view host,
+                                             Transport transport) {
+  http::response<http::empty_body> res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "parley");
+  res.set(http::field::content_type, r.content_type);
+  for (const auto& [k, v] : r.headers) res.insert(k, v);
+  for (const auto& [k, v] : securityHeaders(host, transport)) res.set(k, v);
+  res.keep_alive(keep_alive);
+  res.content_length(r.body.size());
+  return res;
+}
+
+// Every response leaves through here (or, for an accepted WebSocket, the handshake decorator):
+// the security headers are set last, so no route can drop or weaken them.
+http::response<http::string_body> toBeast(const HttpResponse& r, unsigned version, bool keep_alive,
+                                          std::string_view host, Transport transport) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   res.set(http::field::server, "parley");
   res.set(http::field::content_type, r.content_type);
   for (const auto& [k, v] : r.headers) res.insert(k, v);
+  for (const auto& [k, v] : securityHeaders(host, transport)) res.set(k, v);
   res.body() = r.body;
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -150,6 +177,10 @@ auto awaitCallback(Executor ex, Start start) {
 struct Stoppable {
   virtual ~Stoppable() = default;
   virtual void shutdown() = 0;
+  // The drain (Net::drain): take no new request; an HTTP connection between requests closes.
+  virtual void drain() {}
+  // Whether a request already read is still being answered. Any thread.
+  virtual bool drainBusy() const { return false; }
   // The idle sweep's tick `tick` (see NetState::idle_tick); from the sweep's thread. HTTP
   // sessions have their own timeouts.
   virtual void checkIdle(std::uint32_t /*tick*/) {}
@@ -187,6 +218,8 @@ struct NetState {
   }
   ssl::context ssl_ctx;
   std::atomic<bool> stopping{false};
+  // Net::drain has begun: no new connection, no new request.
+  std::atomic<bool> draining{false};
 
   // Ticks of the idle sweep so far (connections note it at each frame they receive).
   std::atomic<std::uint32_t> idle_tick{0};
@@ -246,7 +279,10 @@ class WsSession final : public WsTransport,
   websocket::stream<WriteQueueStream<Stream>>& ws() { return ws_; }
   auto executor() { return ws_.get_executor(); }
 
-  void setHandler(std::shared_ptr<WsHandler> h) { handler_ = std::move(h); }
+  void setHandler(std::shared_ptr<WsHandler> h) {
+    handler_weak_ = h;
+    handler_ = std::move(h);
+  }
   WsHandler* handler() { return handler_.get(); }
 
   // WsTransport
@@ -265,6 +301,8 @@ class WsSession final : public WsTransport,
     toInbox([this, code, r = std::move(reason)]() mutable { requestClose(code, std::move(r)); });
   }
   void post(std::function<void()> fn) override { toInbox(std::move(fn)); }
+  std::size_t queuedBytes() const override { return queued_bytes_ + out().queuedBytes(); }
+  std::size_t maxQueuedBytes() const override { return st_->opts.max_queued_bytes; }
   void postAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
     auto t = std::make_shared<asio::steady_timer>(executor(), delay);
     t->async_wait([self = this->shared_from_this(), t, fn = std::move(fn)](auto ec) {
@@ -285,6 +323,15 @@ class WsSession final : public WsTransport,
       self->requestClose(static_cast<int>(websocket::close_code::going_away),
                          "server shutting down");
     });
+  }
+  void drain() override {
+    toInbox([this] {
+      if (handler_) handler_->onDrain();
+    });
+  }
+  bool drainBusy() const override {
+    auto h = handler_weak_.lock();
+    return h && h->requestsInFlight() > 0;
   }
   // From the sweep: only a connection silent long enough gets a handler posted, and only once
   // per silence for its ping. The strand checks again (a frame may have arrived meanwhile).
@@ -354,6 +401,7 @@ class WsSession final : public WsTransport,
 
  private:
   WriteQueueStream<Stream>& out() { return ws_.next_layer(); }
+  const WriteQueueStream<Stream>& out() const { return ws_.next_layer(); }
 
   // True on this connection's strand.
   bool onStrand() const { return strand_ && strand_->running_in_this_thread(); }
@@ -407,14 +455,18 @@ class WsSession final : public WsTransport,
 
   void enqueue(std::string text) {
     if (finished_ || closing_) return;
-    if (queue_.size() >= st_->opts.max_queued_frames) {
+    const std::size_t bytes = queued_bytes_ + out().queuedBytes() + text.size();
+    if (queue_.size() >= st_->opts.max_queued_frames || bytes > st_->opts.max_queued_bytes) {
       st_->metrics.countSlowConsumerClose();
-      spdlog::warn("websocket closed: slow consumer ({} frames queued)", queue_.size());
+      spdlog::warn("websocket closed: slow consumer ({} frames, {} bytes queued)", queue_.size(),
+                   bytes);
       queue_.clear();
+      queued_bytes_ = 0;
       forceClose(static_cast<int>(websocket::close_code::policy_error),
                  "slow consumer: write queue full");
       return;
     }
+    queued_bytes_ += text.size();
     queue_.push_back(std::move(text));
     // Inside the inbox's handler: written when it has run everything it took.
     if (draining_) {
@@ -447,11 +499,13 @@ class WsSession final : public WsTransport,
       st_->metrics.countFrameOut();
     }
     queue_.clear();
+    queued_bytes_ = 0;
   }
 
   void onWritten(beast::error_code ec) {
     if (ec) {
       queue_.clear();
+      queued_bytes_ = 0;
       return;
     }
     if (!finished_ && !closing_) writeQueued();
@@ -496,7 +550,11 @@ class WsSession final : public WsTransport,
   asio::steady_timer timer_;
   std::optional<Strand> strand_;
   std::shared_ptr<WsHandler> handler_;
+  // Set once before the session is tracked, never reassigned: the drain reads it from its own
+  // thread (handler_ itself is reset on the strand at the close).
+  std::weak_ptr<WsHandler> handler_weak_;
   std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;  // text bytes in queue_ (strand)
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
   // Idle sweep tick of the last frame received; the `last_heard_` a ping was posted for.
   std::atomic<std::uint32_t> last_heard_{0};
@@ -527,7 +585,8 @@ class HttpSession final : public Stoppable,
         stream_(std::move(stream)),
         executor_(beast::get_lowest_layer(stream_).get_executor()),
         tls_(tls),
-        local_host_(std::move(local_host)) {}
+        local_host_(std::move(local_host)),
+        remote_address_(peerAddress(beast::get_lowest_layer(stream_).socket())) {}
 
   // Stoppable. Called from any thread, also after an upgrade moved `stream_` into the WebSocket
   // session (a moved-from ssl_stream has no executor): uses the executor kept at construction.
@@ -536,6 +595,10 @@ class HttpSession final : public Stoppable,
       if (!self->busy_ && !self->upgraded_) beast::get_lowest_layer(self->stream_).cancel();
     });
   }
+  // Between requests (waiting for the next header on a keep-alive connection) the connection
+  // closes; a request being answered finishes, with Connection: close.
+  void drain() override { shutdown(); }
+  bool drainBusy() const override { return busy_ && !upgraded_; }
 
   awaitable<void> run() {
     auto self = this->shared_from_this();
@@ -557,7 +620,7 @@ class HttpSession final : public Stoppable,
     beast::flat_buffer buf;
     bool first = true;
     for (;;) {
-      if (st_->stopping) break;
+      if (st_->stopping || st_->draining) break;
       http::request_parser<http::string_body> parser;
       // Bodies up to kDrainLimit are read (and dropped when over the limit) so the client gets
       // a clean 413 instead of a reset connection.
@@ -567,6 +630,7 @@ class HttpSession final : public Stoppable,
                                                            : st_->opts.keep_alive_timeout);
       first = false;
       auto [ec, n] = co_await http::async_read_header(stream_, buf, parser, kTuple);
+      host_ = std::string(parser.get()[http::field::host]);
       if (!ec) {
         busy_ = true;
         beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
@@ -618,14 +682,20 @@ class HttpSession final : public Stoppable,
         co_return;
       }
       auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+      plain->remote_address = remote_address_;
+      // HEAD is answered as GET would be, without the body (RFC 9110 §9.3.2) — on every route.
+      const bool head = req.method() == http::verb::head;
+      if (head) plain->method = "GET";
       auto start = [st = st_, plain](std::function<void(HttpResponse)> cb) {
         st->app.handle(std::move(*plain), std::move(cb));
       };
       HttpResponse res = co_await awaitCallback<HttpResponse>(
           beast::get_lowest_layer(stream_).get_executor(), std::move(start));
       st_->metrics.countRequest(res.route, res.status);
-      bool keep = req.keep_alive() && !st_->stopping;
-      bool ok = co_await write(res, req.version(), keep);
+      // Draining: this answer is the connection's last (Connection: close).
+      bool keep = req.keep_alive() && !st_->stopping && !st_->draining;
+      bool ok = head ? co_await writeHead(res, req.version(), keep)
+                     : co_await write(res, req.version(), keep);
       busy_ = false;
       if (!ok || !keep) break;
     }
@@ -633,9 +703,18 @@ class HttpSession final : public Stoppable,
   }
 
   awaitable<bool> write(const HttpResponse& r, unsigned version, bool keep_alive) {
-    auto res = toBeast(r, version, keep_alive);
+    auto res = toBeast(r, version, keep_alive, host_, tls_ ? Transport::kTls : Transport::kPlain);
     beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
     auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
+    co_return !ec;
+  }
+
+  awaitable<bool> writeHead(const HttpResponse& r, unsigned version, bool keep_alive) {
+    auto res =
+        toBeastHead(r, version, keep_alive, host_, tls_ ? Transport::kTls : Transport::kPlain);
+    beast::get_lowest_layer(stream_).expires_after(st_->opts.request_timeout);
+    http::serializer<false, http::empty_body> sr{res};
+    auto [ec, n] = co_await http::async_write_header(stream_, sr, kTuple);
     co_return !ec;
   }
 
@@ -651,6 +730,7 @@ class HttpSession final : public Stoppable,
 
   awaitable<void> upgrade(http::request<http::string_body> req) {
     auto plain = std::make_shared<HttpRequest>(toPlain(req, tls_, local_host_));
+    plain->remote_address = remote_address_;
     auto start = [st = st_, plain](std::function<void(UpgradeDecision)> cb) {
       st->app.upgrade(std::move(*plain), std::move(cb));
     };
@@ -683,7 +763,11 @@ class HttpSession final : public Stoppable,
     w.auto_fragment(false);
     // Never send Sec-WebSocket-Protocol: ws 1.x rejects a subprotocol it did not ask for.
     w.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(http::field::server, "parley"); }));
+        [host = std::string(req[http::field::host]),
+         transport = tls_ ? Transport::kTls : Transport::kPlain](websocket::response_type& res) {
+          res.set(http::field::server, "parley");
+          for (const auto& [k, v] : securityHeaders(host, transport)) res.set(k, v);
+        }));
     auto [ec] = co_await w.async_accept(req, kTuple);
     if (ec) {
       spdlog::debug("websocket accept failed: {}", ec.message());
@@ -691,6 +775,7 @@ class HttpSession final : public Stoppable,
     }
     ws->setHandler(d.make(ws));
     auto id = st_->track(ws);
+    if (st_->draining) ws->drain();
     if (st_->stopping) ws->shutdown();
     co_await ws->run();
     st_->untrack(id);
@@ -700,9 +785,12 @@ class HttpSession final : public Stoppable,
   Stream stream_;
   asio::any_io_executor executor_;  // the connection's strand
   bool tls_;
+  // The Host of the request being answered (names the WebSocket origin in the policy).
+  std::string host_;
   std::string local_host_;
-  bool busy_ = false;
-  bool upgraded_ = false;
+  std::string remote_address_;
+  std::atomic<bool> busy_{false};  // a request is being read or answered (drainBusy reads it)
+  std::atomic<bool> upgraded_{false};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -793,6 +881,25 @@ class NetImpl final : public Net {
           }
         }
       });
+    }
+  }
+
+  bool drain(std::chrono::milliseconds deadline) override {
+    if (threads_.empty()) return true;
+    st_->draining = true;
+    asio::post(st_->ioc, [this] {
+      boost::system::error_code ec;
+      if (http_acceptor_) http_acceptor_->close(ec);
+      if (https_acceptor_) https_acceptor_->close(ec);
+    });
+    for (auto& s : st_->snapshot()) s->drain();
+    auto end = std::chrono::steady_clock::now() + deadline;
+    for (;;) {
+      bool busy = false;
+      for (auto& s : st_->snapshot()) busy = busy || s->drainBusy();
+      if (!busy) return true;
+      if (std::chrono::steady_clock::now() >= end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
 

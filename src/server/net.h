@@ -32,6 +32,9 @@ struct NetOptions {
   std::size_t max_frame_bytes = 256 << 10;
   // Frames queued for one WebSocket before it counts as a slow consumer. Default: 4096.
   std::size_t max_queued_frames = 4096;
+  // Bytes queued for one WebSocket (frames waiting plus the write in flight) before it counts
+  // as a slow consumer (close 1008). Default: 8 MiB. REQUIRES: > max_frame_bytes.
+  std::size_t max_queued_bytes = 8 << 20;
   // Time to receive a whole request header/body. Default: 30 s.
   std::chrono::seconds request_timeout{30};
   // Keep-alive idle time between requests. Default: 60 s.
@@ -57,8 +60,15 @@ class Net {
   virtual Result<BoundPorts> listen() = 0;
   // Starts accepting and the io threads.
   virtual void start() = 0;
-  // Graceful: stops accepting, closes WebSockets with 1001, lets in-flight HTTP requests finish
-  // (at most `grace`), then stops the io threads. Idempotent; blocks until they have exited.
+  // The first half of a graceful stop: closes the listeners, closes HTTP connections waiting
+  // between requests (an answer being written goes out with Connection: close), tells every
+  // WebSocket handler to refuse new requests (WsHandler::onDrain), and waits until every
+  // request already read has been answered, at most `deadline`. Sockets stay open (answers and
+  // events still reach them). True when nothing was left in flight.
+  virtual bool drain(std::chrono::milliseconds deadline) = 0;
+  // Graceful: stops accepting, closes WebSockets with 1001 (after the frames queued before),
+  // lets in-flight HTTP requests finish (at most `grace`), then stops the io threads.
+  // Idempotent; blocks until they have exited.
   virtual void stop(std::chrono::milliseconds grace) = 0;
 };
 

@@ -7,7 +7,11 @@
 #include <memory>
 
 #include "common/json.h"
+#include "common/names.h"
+#include "common/policy.h"
 #include "common/random.h"
+#include "server/apikeys_rest.h"
+#include "server/conversation_access.h"
 
 namespace parley::server {
 namespace {
@@ -32,6 +36,7 @@ bj::object userObject(const store::User& u) {
                     {"skills", std::move(skills)},
                     {"skillIds", bj::array(skills)},
                     {"maxOpenConversations", u.max_open_conversations},
+                    {"isEnabled", u.status == store::UserStatus::kEnabled},
                     {"createdAt", u.created_at}};
 }
 
@@ -76,11 +81,11 @@ bj::object messageObject(const store::Message& m) {
                     {"metadata", std::move(md)}};
 }
 
-bool requireRole(const Principal& p, const char* role, const Done& done) {
-  if (p.caller().hasRole(role)) return true;
-  done(errorResponse(ErrorCode::kForbidden,
-                     fmt::format("this call needs the {} role; ask an admin of account {}", role,
-                                 p.user.account.str())));
+// The policy's answer for `action` (docs/authorization.md); answers 403 itself when refused.
+bool allowed(const Principal& p, policy::Action action, const Done& done) {
+  auto st = policy::authorize(p.caller().subject(), action);
+  if (st) return true;
+  done(errorResponse(st.error()));
   return false;
 }
 
@@ -91,12 +96,10 @@ Result<std::vector<store::Role>> parseRoles(const bj::object& o) {
   if (!it->value().is_array()) return invalid("roles must be an array of role names");
   for (const auto& v : it->value().as_array()) {
     if (!v.is_string()) return invalid("roles must be an array of role names");
+    // Either spelling ("AGENT_MANAGER" or "Agent Manager"); stored and answered as the constant.
     auto r = store::parseRole(std::string(v.as_string()));
-    if (!r)
-      return invalid(fmt::format(
-          "unknown role '{}'; use ADMIN, AGENT_MANAGER, AGENT, FAAS_ADMIN or FAAS_DEVELOPER",
-          std::string(v.as_string())));
-    roles.push_back(*r);
+    if (!r) return std::unexpected(r.error());
+    if (std::ranges::find(roles, *r) == roles.end()) roles.push_back(*r);
   }
   return roles;
 }
@@ -128,6 +131,14 @@ Result<std::vector<SkillId>> parseSkills(store::Store& store, const AccountId& a
   return out;
 }
 
+// `isEnabled` (LivePerson's users API) when present: nullopt when absent.
+Result<std::optional<bool>> parseEnabled(const bj::object& o) {
+  auto it = o.find("isEnabled");
+  if (it == o.end() || it->value().is_null()) return std::optional<bool>();
+  if (!it->value().is_bool()) return invalid("isEnabled must be true or false");
+  return std::optional<bool>(it->value().as_bool());
+}
+
 void refreshAgent(RestDeps& d, const AccountId& acc, const UserId& id) {
   d.service.refreshAgent(acc, id, [acc, id](Status s) {
     if (!s && s.error().code != ErrorCode::kNotFound)
@@ -140,6 +151,7 @@ void refreshAgent(RestDeps& d, const AccountId& acc, const UserId& id) {
 void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
   const AccountId& acc = p.user.account;
   if (req.path.size() == 1 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kSkillsList, done)) return;
     auto list = d.store.accounts().listSkills(acc);
     if (!list) return done(errorResponse(list.error()));
     bj::array arr;
@@ -149,13 +161,13 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     return done(ok(arr));
   }
   if (req.path.size() == 1 && req.method == "POST") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kSkillsCreate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto name = json::requireString(*body, "name");
     if (!name) return done(errorResponse(name.error()));
-    if (name->empty() || name->size() > 100)
-      return done(errorResponse(ErrorCode::kInvalid, "name must be 1 to 100 characters"));
+    if (auto st = validateName("skill name", *name, 100); !st)
+      return done(errorResponse(st.error()));
     store::Skill s;
     s.account = acc;
     s.name = *name;
@@ -168,7 +180,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
         201));
   }
   if (req.path.size() == 2 && req.method == "DELETE") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kSkillsDelete, done)) return;
     auto st = d.store.accounts().deleteSkill(acc, SkillId(req.path[1]));
     if (!st) return done(errorResponse(st.error()));
     return done(ok(bj::object{{"deleted", req.path[1]}}));
@@ -185,6 +197,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
   const AccountId& acc = p.user.account;
   auto& accounts = d.store.accounts();
   if (req.path.size() == 1 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kUsersList, done)) return;
     auto list = accounts.listUsers(acc);
     if (!list) return done(errorResponse(list.error()));
     bj::array arr;
@@ -192,20 +205,21 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     return done(ok(arr));
   }
   if (req.path.size() == 2 && req.method == "GET") {
+    if (!allowed(p, policy::Action::kUsersGet, done)) return;
     auto u = accounts.getUser(acc, UserId(req.path[1]));
     if (!u) return done(errorResponse(u.error()));
     return done(ok(userObject(*u)));
   }
   if (req.path.size() == 1 && req.method == "POST") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersCreate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto login = json::requireString(*body, "loginName");
     if (!login) return done(errorResponse(login.error()));
     auto password = json::requireString(*body, "password");
     if (!password) return done(errorResponse(password.error()));
-    if (login->empty() || login->size() > 100)
-      return done(errorResponse(ErrorCode::kInvalid, "loginName must be 1 to 100 characters"));
+    if (auto st = validateName("loginName", *login, 100); !st)
+      return done(errorResponse(st.error()));
     if (password->size() < 6 || password->size() > 200)
       return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
     auto roles = parseRoles(*body);
@@ -232,7 +246,10 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     } else if (u.type == store::UserType::kBot) {
       u.max_open_conversations = 1000;
     }
-    auto hash = crypto::hashPassword(*password, d.password_cost);
+    auto enabled = parseEnabled(*body);
+    if (!enabled) return done(errorResponse(enabled.error()));
+    if (*enabled && !**enabled) u.status = store::UserStatus::kDisabled;
+    auto hash = d.auth.hashPassword(*password, d.password_cost);
     if (!hash) return done(errorResponse(hash.error()));
     u.password_hash = *hash;
     u.created_at = d.clock.nowMs();
@@ -243,24 +260,34 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     return done(ok(userObject(*created), 201));
   }
   if (req.path.size() == 2 && req.method == "PATCH") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersUpdate, done)) return;
     auto body = json::parseObject(req.body);
     if (!body) return done(errorResponse(body.error()));
     auto u = accounts.getUser(acc, UserId(req.path[1]));
     if (!u) return done(errorResponse(u.error()));
+    const store::User before = *u;
     if (body->contains("loginName")) {
       auto login = json::requireString(*body, "loginName");
-      if (!login || login->empty())
+      if (!login)
         return done(errorResponse(ErrorCode::kInvalid, "loginName must be a non-empty string"));
+      if (auto st = validateName("loginName", *login, 100); !st)
+        return done(errorResponse(st.error()));
       u->login_name = *login;
     }
     if (body->contains("password")) {
       auto pw = json::requireString(*body, "password");
-      if (!pw || pw->size() < 6)
-        return done(errorResponse(ErrorCode::kInvalid, "password must be at least 6 characters"));
-      auto hash = crypto::hashPassword(*pw, d.password_cost);
+      if (!pw || pw->size() < 6 || pw->size() > 200)
+        return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
+      auto hash = d.auth.hashPassword(*pw, d.password_cost);
       if (!hash) return done(errorResponse(hash.error()));
       u->password_hash = *hash;
+    }
+    auto enabled = parseEnabled(*body);
+    if (!enabled) return done(errorResponse(enabled.error()));
+    if (*enabled) {
+      if (!**enabled && u->id == p.user.id)
+        return done(errorResponse(ErrorCode::kInvalid, "you cannot disable your own user"));
+      u->status = **enabled ? store::UserStatus::kEnabled : store::UserStatus::kDisabled;
     }
     if (body->contains("roles")) {
       auto roles = parseRoles(*body);
@@ -284,16 +311,24 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
       u->max_open_conversations = static_cast<int>(**m);
     }
     if (auto st = accounts.updateUser(*u); !st) return done(errorResponse(st.error()));
+    // A new password, other roles or a disabled user: every session and API key of the user
+    // ends now, and its sockets close.
+    if (u->password_hash != before.password_hash || u->roles != before.roles ||
+        u->status != before.status || u->type != before.type) {
+      if (auto st = d.auth.revokeUser(acc, u->id); !st) return done(errorResponse(st.error()));
+    }
     d.directory.put(*u);
     refreshAgent(d, acc, u->id);
     return done(ok(userObject(*u)));
   }
   if (req.path.size() == 2 && req.method == "DELETE") {
-    if (!requireRole(p, "ADMIN", done)) return;
+    if (!allowed(p, policy::Action::kUsersDelete, done)) return;
     if (req.path[1] == p.user.id.str())
       return done(errorResponse(ErrorCode::kInvalid, "you cannot delete your own user"));
     auto st = accounts.deleteUser(acc, UserId(req.path[1]));
     if (!st) return done(errorResponse(st.error()));
+    // deleteUser dropped its sessions and keys; this closes its sockets.
+    (void)d.auth.revokeUser(acc, UserId(req.path[1]));
     d.directory.remove(acc, UserId(req.path[1]));
     refreshAgent(d, acc, UserId(req.path[1]));
     return done(ok(bj::object{{"deleted", req.path[1]}}));
@@ -330,17 +365,25 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
         return done(errorResponse(ErrorCode::kInvalid, "limit must be a number"));
       }
     }
-    return d.service.listConversations(acc, q, [done](Result<std::vector<store::Conversation>> r) {
-      if (!r) return done(errorResponse(r.error()));
-      bj::array arr;
-      for (const auto& c : *r) arr.emplace_back(conversationObject(c));
-      done(ok(arr));
-    });
+    if (!allowed(p, policy::Action::kConversationsList, done)) return;
+    // Without conversations.read.any the list holds only the conversations the caller may read.
+    const bool all = policy::may(p.caller().subject(), policy::Action::kReadAnyConversation);
+    return d.service.listConversations(
+        acc, q, [&d, p, all, done](Result<std::vector<store::Conversation>> r) {
+          if (!r) return done(errorResponse(r.error()));
+          bj::array arr;
+          for (const auto& c : *r)
+            if (all || visibleTo(c, p.user, d.service)) arr.emplace_back(conversationObject(c));
+          done(ok(arr));
+        });
   }
   ConversationId id(req.path[1]);
   if (req.path.size() == 2) {
-    return d.service.getConversation(acc, id, [done](Result<store::Conversation> r) {
+    if (!allowed(p, policy::Action::kConversationsGet, done)) return;
+    return d.service.getConversation(acc, id, [&d, p, done](Result<store::Conversation> r) {
       if (!r) return done(errorResponse(r.error()));
+      if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
+        return done(errorResponse(st.error()));
       done(ok(conversationObject(*r)));
     });
   }
@@ -354,9 +397,12 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
     } catch (...) {
       return done(errorResponse(ErrorCode::kInvalid, "fromSeq and limit must be numbers"));
     }
+    if (!allowed(p, policy::Action::kConversationsMessages, done)) return;
     // Account isolation: getConversation first (listMessages is keyed by conversation only).
-    return d.service.getConversation(acc, id, [&d, acc, id, from, limit, done](auto r) {
+    return d.service.getConversation(acc, id, [&d, p, acc, id, from, limit, done](auto r) {
       if (!r) return done(errorResponse(r.error()));
+      if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
+        return done(errorResponse(st.error()));
       d.service.listMessages(acc, id, from, limit, [done](Result<std::vector<store::Message>> m) {
         if (!m) return done(errorResponse(m.error()));
         bj::array arr;
@@ -398,14 +444,11 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
     const std::string& f = req.path.at(0);
     if (f == "skills") return skills(deps, principal, req, done);
     if (f == "users") return users(deps, principal, req, done);
-    if (f == "me" && req.method == "GET") return done(ok(userObject(principal.user)));
-    if (f == "apikeys" && req.method == "POST" && req.path.size() == 1) {
-      auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
-      if (!body) return done(errorResponse(body.error()));
-      auto key = deps.auth.createApiKey(principal.user, json::getString(*body, "name", "api key"));
-      if (!key) return done(errorResponse(key.error()));
-      return done(ok(bj::object{{"key", *key}, {"userId", principal.user.id.str()}}, 201));
+    if (f == "me" && req.method == "GET") {
+      if (!allowed(principal, policy::Action::kMeGet, done)) return;
+      return done(ok(userObject(principal.user)));
     }
+    if (f == "apikeys") return apiKeys(deps, principal, req, done);
     done(errorResponse(ErrorCode::kNotFound, fmt::format("no route {} {}", req.method, f)));
   });
 }

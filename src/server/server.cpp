@@ -1,12 +1,18 @@
 #include "server/server.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "server/auth.h"
 #include "server/http_app.h"
 #include "server/jwt.h"
 #include "server/metrics.h"
 #include "server/net.h"
+#include "server/password_hasher.h"
 #include "server/protocol/directory.h"
 #include "server/protocol/hub.h"
 #include "server/tls_files.h"
@@ -24,16 +30,28 @@ class ServerImpl final : public Server {
         opts_(std::move(opts)),
         tls_(std::move(tls)),
         blocking_(makeBlockingPool(opts_.blocking_threads)),
-        auth_(store.accounts(), clock, std::move(jwt_key),
-              AuthOptions{opts_.session_ttl_ms, 24LL * 3600 * 1000, "parley"}),
+        passwords_(
+            PasswordPoolOptions{opts_.password_threads, opts_.password_queue, opts_.password_nice}),
+        auth_(store.accounts(), clock, passwords_, std::move(jwt_key),
+              AuthOptions{opts_.session_ttl_ms, 24LL * 3600 * 1000, "parley", opts_.login_throttle,
+                          opts_.account_status_interval}),
         directory_(store.accounts(), *blocking_) {
+    // Revocation: a user's sockets close with its credentials; a disabled account's, all of them.
+    auth_.setRevocationListener([this](const AccountId& acc, const std::optional<UserId>& user) {
+      if (user) {
+        hub_.closeUser(acc, *user);
+      } else {
+        hub_.closeAccount(acc);
+      }
+    });
     protocol::SessionOptions so;
     so.init_timeout = opts_.consumer_init_timeout;
     so.revalidate_interval = opts_.session_revalidate_interval;
     app_ = std::make_unique<App>(AppDeps{
         RestDeps{store_, service_, directory_, auth_, *blocking_, clock_, opts_.password_cost},
         protocol::SessionDeps{service_, hub_, directory_, auth_, *blocking_, clock_, metrics_, so},
-        metrics_, StaticFiles(opts_.web_dir)});
+        metrics_, StaticFiles(opts_.web_dir),
+        MetricsAccess{opts_.metrics_token, opts_.metrics_tenant_labels}});
     metrics_.addSource([this] { return hub_.metricsText(); });
   }
 
@@ -65,6 +83,8 @@ class ServerImpl final : public Server {
     if (!ports) return std::unexpected(ports.error());
     app_->setPublicHost(!ports->https_host.empty() ? ports->https_host : ports->http_host);
     subscription_ = service_.subscribe(hub_);
+    auth_.refreshAccountStatus();
+    startAccountWatch();
     net_->start();
     Endpoints ep;
     if (!ports->http_host.empty()) ep.http_url = "http://" + ports->http_host;
@@ -74,9 +94,15 @@ class ServerImpl final : public Server {
     return ep;
   }
 
+  bool drain(std::chrono::milliseconds deadline) override {
+    if (!net_ || stopped_) return true;
+    return net_->drain(deadline);
+  }
+
   void stop() override {
     if (stopped_) return;
     stopped_ = true;
+    stopAccountWatch();
     if (net_) net_->stop(std::chrono::milliseconds(5000));
     subscription_.reset();
     blocking_->join();
@@ -88,6 +114,30 @@ class ServerImpl final : public Server {
   }
 
  private:
+  // Reads the accounts' statuses every account_status_interval on its own thread (a store read;
+  // an account disabled from another process is noticed this way).
+  void startAccountWatch() {
+    watch_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "account-watch");
+      std::unique_lock lock(watch_mu_);
+      while (!watch_stop_) {
+        watch_cv_.wait_for(lock, opts_.account_status_interval);
+        if (watch_stop_) break;
+        lock.unlock();
+        auth_.refreshAccountStatus();
+        lock.lock();
+      }
+    });
+  }
+  void stopAccountWatch() {
+    {
+      std::lock_guard lock(watch_mu_);
+      watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
+    if (watch_.joinable()) watch_.join();
+  }
+
   store::Store& store_;
   conversation::ConversationService& service_;
   const Clock& clock_;
@@ -95,6 +145,7 @@ class ServerImpl final : public Server {
   TlsFiles tls_;
   Metrics metrics_;
   std::unique_ptr<BlockingPool> blocking_;
+  PasswordPool passwords_;
   Auth auth_;
   protocol::Directory directory_;
   protocol::Hub hub_;
@@ -103,6 +154,10 @@ class ServerImpl final : public Server {
   conversation::Subscription subscription_;
   bool started_ = false;
   bool stopped_ = false;
+  std::thread watch_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;  // GUARDED_BY(watch_mu_)
 };
 
 }  // namespace

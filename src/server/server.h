@@ -19,6 +19,8 @@
 #include "common/crypto.h"
 #include "common/result.h"
 #include "conversation/conversation_service.h"
+#include "server/login_throttle.h"
+#include "server/metrics.h"
 #include "store/store.h"
 
 namespace parley::server {
@@ -43,6 +45,20 @@ struct ServerOptions {
   TimeMs session_ttl_ms = 12LL * 3600 * 1000;
   // Cost of password hashes made over REST. Default: interactive.
   crypto::PasswordCost password_cost = crypto::PasswordCost::kInteractive;
+  // Threads that check and hash passwords (at a lower CPU priority), and the jobs that may wait
+  // for them before logins are refused with 503 + Retry-After. Default: 1 and 64.
+  int password_threads = 1;
+  std::size_t password_queue = 64;
+  // Added to the password threads' nice value; raise it to favour the rest of the API over
+  // logins when the host is busy (at 10 a login on a loaded shared host took seconds).
+  // Default: 0.
+  int password_nice = 0;
+  // Login throttling per user and per client address (numbers in the README's Limits table).
+  LoginThrottleOptions login_throttle;
+  // How often the accounts' statuses are read again (an account disabled by `parley account
+  // disable` while the server runs has its sockets closed and its logins refused within about
+  // this long). Default: 1 s.
+  std::chrono::milliseconds account_status_interval{1000};
   // Largest REST body (413 above) and WebSocket message (close 1009 above).
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_frame_bytes = 256 << 10;
@@ -50,6 +66,10 @@ struct ServerOptions {
   std::chrono::milliseconds consumer_init_timeout{5000};
   // How often agent sockets re-check their login session (expired/revoked → close 4401).
   std::chrono::milliseconds session_revalidate_interval{30'000};
+  // The bearer token GET /metrics needs. Empty: /metrics answers 403. Default: empty.
+  std::string metrics_token;
+  // Whether /metrics keeps the account, bot and function labels. Default: summed away.
+  TenantLabels metrics_tenant_labels = TenantLabels::kSummed;
 };
 
 struct Endpoints {
@@ -69,6 +89,11 @@ class Server {
   virtual void addMetricsSource(std::function<std::string()> source) = 0;
   // Subscribes to the engine, binds the listeners and starts serving.
   virtual Result<Endpoints> start() = 0;
+  // The first half of a graceful stop (Net::drain): no new connection or request; every request
+  // already read is answered (a publish is acknowledged or refused, never left unanswered),
+  // waiting at most `deadline`; sockets stay open so that bot replies still reach them.
+  // True when nothing was left in flight.
+  virtual bool drain(std::chrono::milliseconds /*deadline*/) { return true; }
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;

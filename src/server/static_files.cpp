@@ -11,8 +11,9 @@ namespace fs = std::filesystem;
 constexpr const char* kNotBuilt = R"(<!doctype html>
 <html><head><meta charset="utf-8"><title>Parley</title></head>
 <body><h1>Parley is running</h1>
-<p>The web console is not built. Build it with <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>
-(or start the server with <code>--web DIR</code> pointing at a built console).</p>
+<p>The web console was not found. An installed Parley serves it from
+<code>PREFIX/share/parley/web</code> (<code>tools/build.sh</code>, then <code>cmake --install</code>); a
+build tree's binary serves it with <code>--web web/dist</code> (<code>cd web &amp;&amp; npm run build</code>).</p>
 <p>The API is available: <code>/healthz</code>, <code>/metrics</code>, <code>/api/v1/accounts/{acc}/…</code>.</p>
 </body></html>
 )";

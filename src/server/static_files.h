@@ -1,8 +1,8 @@
 #pragma once
 
-// Serves the built console (web/dist) at `/` with content types and an SPA fallback to
-// index.html; a plain page says so when the console is not built. Blocking (file reads): call
-// on the blocking executor. Thread-safe (immutable after construction).
+// Serves the built console (web/dist, installed as share/parley/web) at `/` with content types
+// and an SPA fallback to index.html; a plain page says where to find it when it is missing.
+// Blocking (file reads): call on the blocking executor. Thread-safe (immutable after construction).
 
 #include <string>
 #include <vector>

@@ -7,14 +7,16 @@
 
 #include <filesystem>
 
+#include "common/testing/temp_dir.h"
+
 namespace parley::server {
 namespace {
 
 namespace fs = std::filesystem;
 
 TEST(TlsFiles, GeneratesOnceWithSanAndPrivateKeys) {
-  fs::path dir = fs::temp_directory_path() / ("parley-tls-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  parley::testing::TempDir tmp;
+  const fs::path dir = tmp.path();
   auto a = ensureTlsFiles(dir.string());
   ASSERT_TRUE(a) << a.error().message;
   auto ca1 = readFile(a->ca_path);
@@ -47,7 +49,6 @@ TEST(TlsFiles, GeneratesOnceWithSanAndPrivateKeys) {
   auto b = ensureTlsFiles(dir.string());
   ASSERT_TRUE(b);
   EXPECT_EQ(*readFile(b->ca_path), *ca1);
-  fs::remove_all(dir);
 }
 
 }  // namespace

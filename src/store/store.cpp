@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <charconv>
 #include <string>
 
 namespace parley::store {
@@ -19,13 +20,13 @@ Result<E> parseName(std::string_view s, const char* const (&names)[N], const cha
 }
 
 // Indexed by the enumerator's value; keep in declaration order.
-constexpr const char* kRoleNames[] = {"ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN",
-                                      "FAAS_DEVELOPER"};
 constexpr const char* kAvailabilityNames[] = {"ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"};
 constexpr const char* kChannelNames[] = {"MESSAGING", "CHAT"};
 constexpr const char* kTtrTypeNames[] = {"URGENT", "NORMAL", "PRIORITIZED", "CUSTOM"};
 constexpr const char* kStateNames[] = {"OPEN", "CLOSE"};
 constexpr const char* kUserTypeNames[] = {"HUMAN", "BOT"};
+constexpr const char* kUserStatusNames[] = {"ENABLED", "DISABLED"};
+constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
 
 template <std::size_t N, class E>
 const char* nameOf(const char* const (&names)[N], E e) {
@@ -34,9 +35,6 @@ const char* nameOf(const char* const (&names)[N], E e) {
 }
 
 }  // namespace
-
-const char* roleName(Role r) { return nameOf(kRoleNames, r); }
-Result<Role> parseRole(std::string_view s) { return parseName<Role>(s, kRoleNames, "role"); }
 
 const char* availabilityName(Availability a) { return nameOf(kAvailabilityNames, a); }
 Result<Availability> parseAvailability(std::string_view s) {
@@ -61,6 +59,42 @@ Result<ConversationState> parseConversationState(std::string_view s) {
 const char* userTypeName(UserType t) { return nameOf(kUserTypeNames, t); }
 Result<UserType> parseUserType(std::string_view s) {
   return parseName<UserType>(s, kUserTypeNames, "user type");
+}
+
+const char* userStatusName(UserStatus s) { return nameOf(kUserStatusNames, s); }
+Result<UserStatus> parseUserStatus(std::string_view s) {
+  return parseName<UserStatus>(s, kUserStatusNames, "user status");
+}
+
+const char* accountStatusName(AccountStatus s) { return nameOf(kAccountStatusNames, s); }
+Result<AccountStatus> parseAccountStatus(std::string_view s) {
+  return parseName<AccountStatus>(s, kAccountStatusNames, "account status");
+}
+
+std::string encodeTurnMark(const TurnMark& m) {
+  if (m.empty()) return {};
+  return std::to_string(m.assigned_at) + ' ' + std::to_string(m.through) + ' ' +
+         std::to_string(m.effect) + ' ' + (m.done ? '1' : '0') + ' ' + m.turn_id;
+}
+
+TurnMark decodeTurnMark(std::string_view text) {
+  TurnMark m;
+  if (text.empty()) return m;
+  std::int64_t fields[4] = {0, 0, 0, 0};
+  std::size_t pos = 0;
+  for (auto& f : fields) {
+    auto space = text.find(' ', pos);
+    if (space == std::string_view::npos) return TurnMark{};
+    auto [p, ec] = std::from_chars(text.data() + pos, text.data() + space, f);
+    if (ec != std::errc() || p != text.data() + space) return TurnMark{};
+    pos = space + 1;
+  }
+  m.assigned_at = fields[0];
+  m.through = fields[1];
+  m.effect = static_cast<int>(fields[2]);
+  m.done = fields[3] != 0;
+  m.turn_id = std::string(text.substr(pos));
+  return m;
 }
 
 }  // namespace parley::store

@@ -16,12 +16,16 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/policy.h"
 #include "common/result.h"
 
 namespace parley::store {
 
 // ---------------------------------------------------------------------------------------------
 // Accounts, users, sessions, skills, agent states
+
+// A disabled account refuses logins, API keys, consumer signups and sockets; its data is kept.
+enum class AccountStatus { kActive, kDisabled };
 
 struct Account {
   AccountId id;
@@ -31,10 +35,14 @@ struct Account {
   std::int64_t ttr_prioritized_s = 600;
   std::int64_t ttr_normal_s = 3600;
   TimeMs created_at = 0;
+  AccountStatus status = AccountStatus::kActive;
 };
 
-enum class Role { kAdmin, kAgentManager, kAgent, kFaasAdmin, kFaasDeveloper };
-enum class UserType { kHuman, kBot };
+// The roles and user types are the policy's (common/policy.h).
+using Role = policy::Role;
+using UserType = policy::UserType;
+// A disabled user cannot log in and has no sessions or API keys; it stays in the account.
+enum class UserStatus { kEnabled, kDisabled };
 
 struct User {
   AccountId account;
@@ -47,11 +55,13 @@ struct User {
   std::vector<SkillId> skills;
   int max_open_conversations = 10;
   TimeMs created_at = 0;
+  UserStatus status = UserStatus::kEnabled;
 };
 
-// A login session: the bearer is the LivePerson `bearer` and the REST token.
+// A login session. Its bearer (the LivePerson `bearer` and the REST token) is given to the client
+// once and never stored: the store keys the session by the bearer's hash.
 struct Session {
-  std::string bearer;  // random hex, URL-path safe
+  std::string bearer_hash;  // hex SHA-256 of the bearer
   std::string csrf;
   AccountId account;
   UserId user;
@@ -66,6 +76,12 @@ struct ApiKey {
   UserId user;
   std::string name;
   TimeMs created_at = 0;
+  // Public id (lists, revocation); unique in the account; not the key.
+  std::string id{};
+  // Roles the key acts with, a subset of the user's roles; empty = all of the user's roles.
+  std::vector<Role> scopes{};
+  TimeMs expires_at = 0;  // 0 = never
+  UserId created_by{};    // who made it (the user itself or an admin)
 };
 
 struct Skill {
@@ -91,23 +107,36 @@ class AccountStore {
   virtual Status createAccount(const Account& a) = 0;  // Conflict if the id exists
   virtual Result<Account> getAccount(const AccountId& id) = 0;
   virtual Result<std::vector<Account>> listAccounts() = 0;
+  // NotFound if the account does not exist.
+  virtual Status setAccountStatus(const AccountId& id, AccountStatus status) = 0;
 
   // Creates a user; assigns `id` (next numeric id in the account) when empty. Conflict when the
   // login name is taken in the account. Returns the stored user.
   virtual Result<User> createUser(User u) = 0;
   virtual Status updateUser(const User& u) = 0;  // NotFound if absent
+  // Deletes the user and, in the same transaction, its sessions and API keys. NotFound if absent.
   virtual Status deleteUser(const AccountId& acc, const UserId& id) = 0;
   virtual Result<User> getUser(const AccountId& acc, const UserId& id) = 0;
   virtual Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) = 0;
   virtual Result<std::vector<User>> listUsers(const AccountId& acc) = 0;
 
+  // Sessions are keyed by Session::bearer_hash.
   virtual Status putSession(const Session& s) = 0;
-  virtual Result<Session> getSession(const std::string& bearer) = 0;  // NotFound if absent
-  virtual Status deleteSession(const std::string& bearer) = 0;
+  virtual Result<Session> getSession(const std::string& bearer_hash) = 0;  // NotFound if absent
+  virtual Status deleteSession(const std::string& bearer_hash) = 0;
   virtual Status deleteExpiredSessions(TimeMs now) = 0;
 
+  // Inserts or replaces the key with this key_hash. Invalid without key_hash or id.
   virtual Status putApiKey(const ApiKey& k) = 0;
-  virtual Result<ApiKey> getApiKey(const std::string& key_hash) = 0;
+  virtual Result<ApiKey> getApiKey(const std::string& key_hash) = 0;  // NotFound if absent
+  // Every API key of the account, oldest first.
+  virtual Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) = 0;
+  // NotFound when the account has no key with this id.
+  virtual Status deleteApiKey(const AccountId& acc, const std::string& id) = 0;
+
+  // Deletes every session and API key of the user, in one transaction (revocation after a
+  // password, role or status change). Succeeds when there were none.
+  virtual Status deleteCredentials(const AccountId& acc, const UserId& user) = 0;
 
   // Assigns `id` when empty. Conflict when the name exists in the account.
   virtual Result<Skill> createSkill(Skill s) = 0;
@@ -122,6 +151,29 @@ class AccountStore {
 // Conversations, participants, messages
 
 enum class Channel { kMessaging, kChat };
+
+// What a bot turn has done, stored with each of its effects: on every message the turn publishes
+// (Message::turn) and, for a turn that ends without a message to carry it, on the conversation
+// (Conversation::turn_mark), in the same commit as the effect. From these the connector derives,
+// after any crash, which consumer messages still need a turn (those after the `through` of the
+// last done turn) and which effects of an interrupted turn are already out (its `effect`
+// numbers), so that a turn runs to its end exactly once; no row is written per turn besides the
+// effects themselves.
+struct TurnMark {
+  std::string turn_id;  // empty: no mark
+  // joined_at of the bot's ACTIVE ASSIGNED_AGENT entry when the turn ran: marks of an earlier
+  // assignment of the conversation (to the same bot) do not count.
+  TimeMs assigned_at = 0;
+  // Consumer messages with a sequence <= through are answered once this turn is done.
+  std::int64_t through = -1;
+  int effect = 0;     // this effect's number within the turn: 0, 1, ...
+  bool done = false;  // the turn's last effect: the turn is done once it has committed
+  bool empty() const { return turn_id.empty(); }
+  bool operator==(const TurnMark&) const = default;
+};
+// The stored text of a mark ("" for none) and back; text that is not a mark reads as none.
+std::string encodeTurnMark(const TurnMark& m);
+TurnMark decodeTurnMark(std::string_view text);
 enum class ConversationState { kOpen, kClose };
 enum class TtrType { kUrgent, kNormal, kPrioritized, kCustom };
 
@@ -149,6 +201,8 @@ struct Conversation {
   std::int64_t next_sequence = 0;  // sequence the next persisted event gets
   std::vector<Participant> participants;
   std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
+  // The last bot turn that ended without a message to carry its mark (see TurnMark).
+  TurnMark turn_mark;
 };
 
 // One persisted conversation event (ContentEvent, RichContentEvent, AcceptStatusEvent, ...).
@@ -162,6 +216,7 @@ struct Message {
   std::string audience = "ALL";      // ALL or AGENTS_AND_MANAGERS
   std::string event_json;            // the event object as published
   std::string metadata_json = "[]";  // envelope metadata array
+  TurnMark turn;                     // on a bot's messages: the turn and effect it belongs to
 };
 
 struct ConversationQuery {
@@ -276,6 +331,21 @@ struct ContextProperty {
   TimeMs expires_at = 0;  // 0 = never
 };
 
+// One secret read or write attempted by a function (the secret audit trail).
+struct SecretAuditEntry {
+  AccountId account;
+  TimeMs ts = 0;
+  FunctionId function;
+  std::string request_id;
+  std::string invoker;  // "platform" or "user"
+  UserId user;          // the invoking user when invoker == "user"
+  std::string login_name;
+  std::string key;
+  std::string op;       // "read" or "write"
+  std::string outcome;  // "allowed" or "refused"
+  std::string detail;   // why it was refused, or the error of an allowed operation; "" if none
+};
+
 class FunctionStore {
  public:
   virtual ~FunctionStore() = default;
@@ -302,6 +372,13 @@ class FunctionStore {
   virtual Result<Secret> getSecret(const AccountId& acc, const std::string& key) = 0;
   virtual Status deleteSecret(const AccountId& acc, const std::string& key) = 0;
   virtual Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) = 0;
+
+  // Appends one audit entry and keeps only its account's newest `keep` entries. Invalid when
+  // the account is empty.
+  virtual Status appendSecretAudit(const SecretAuditEntry& e, int keep) = 0;
+  // Newest first (insertion order), at most `limit`.
+  virtual Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc,
+                                                                int limit) = 0;
 
   virtual Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) = 0;
   virtual Result<std::vector<std::string>> getAllowlist(const AccountId& acc) = 0;
@@ -402,8 +479,10 @@ class Store {
 };
 
 // Names used in JSON and in the database for the enums above.
-const char* roleName(Role r);  // "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER"
-Result<Role> parseRole(std::string_view s);
+// roleName: "ADMIN", "AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER", "FAAS_INVOCATION".
+// parseRole: the constant or LivePerson's spelling ("Agent Manager"). See common/policy.h.
+using policy::parseRole;
+using policy::roleName;
 const char* availabilityName(
     Availability a);  // "ONLINE", "OCCUPIED", "AWAY", "BACK_SOON", "OFFLINE"
 Result<Availability> parseAvailability(std::string_view s);
@@ -415,6 +494,10 @@ const char* stateName(ConversationState s);  // "OPEN", "CLOSE"
 Result<ConversationState> parseConversationState(std::string_view s);
 const char* userTypeName(UserType t);  // "HUMAN", "BOT"
 Result<UserType> parseUserType(std::string_view s);
+const char* userStatusName(UserStatus s);  // "ENABLED", "DISABLED"
+Result<UserStatus> parseUserStatus(std::string_view s);
+const char* accountStatusName(AccountStatus s);  // "ACTIVE", "DISABLED"
+Result<AccountStatus> parseAccountStatus(std::string_view s);
 
 // The first id that createUser / createSkill assign in an account when the caller leaves `id`
 // empty. Assigned ids grow by one and are never reused within an account, even after deletes;

@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
-#include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {
@@ -305,7 +305,7 @@ TYPED_TEST(StoreContract, SessionsPutGetDeleteExpire) {
 }
 
 TYPED_TEST(StoreContract, ApiKeys) {
-  ApiKey k{"hash1", kA, UserId("1000"), "ci", 0};
+  ApiKey k{"hash1", kA, UserId("1000"), "ci", 0, "k1", {Role::kAgent}, 5000, UserId("1")};
   ASSERT_OK(this->acc().putApiKey(k));
   auto got = this->acc().getApiKey("hash1");
   ASSERT_TRUE(got);
@@ -313,8 +313,96 @@ TYPED_TEST(StoreContract, ApiKeys) {
   EXPECT_EQ(got->user, UserId("1000"));
   EXPECT_EQ(got->name, "ci");
   EXPECT_EQ(got->created_at, this->clock_.nowMs());
+  EXPECT_EQ(got->id, "k1");
+  EXPECT_EQ(got->scopes, std::vector<Role>{Role::kAgent});
+  EXPECT_EQ(got->expires_at, 5000);
+  EXPECT_EQ(got->created_by, UserId("1"));
   EXPECT_CODE(this->acc().getApiKey("hash2"), ErrorCode::kNotFound);
   EXPECT_CODE(this->acc().putApiKey(ApiKey{}), ErrorCode::kInvalid);
+  ApiKey no_id{"hash3", kA, UserId("1000"), "ci", 0};
+  EXPECT_CODE(this->acc().putApiKey(no_id), ErrorCode::kInvalid);
+  // The id is unique within the account.
+  ApiKey same_id{"hash4", kA, UserId("1001"), "other", 0, "k1"};
+  EXPECT_CODE(this->acc().putApiKey(same_id), ErrorCode::kConflict);
+  ApiKey other_account{"hash5", kB, UserId("1000"), "b", 0, "k1"};
+  ASSERT_OK(this->acc().putApiKey(other_account));
+}
+
+TYPED_TEST(StoreContract, ApiKeysListAndDeleteByAccount) {
+  this->clock_.advanceMs(1);
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, UserId("1000"), "one", 0, "a1"}));
+  this->clock_.advanceMs(1);
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h2", kA, UserId("1001"), "two", 0, "a2"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h3", kB, UserId("1000"), "three", 0, "b1"}));
+  auto list = this->acc().listApiKeys(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "a1");
+  EXPECT_EQ((*list)[1].id, "a2");
+  // Another account's id is not found through this account.
+  EXPECT_CODE(this->acc().deleteApiKey(kA, "b1"), ErrorCode::kNotFound);
+  ASSERT_OK(this->acc().deleteApiKey(kA, "a1"));
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().deleteApiKey(kA, "a1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->acc().getApiKey("h3"));
+}
+
+TYPED_TEST(StoreContract, DeleteCredentialsRevokesOnlyThatUsersSessionsAndKeys) {
+  ASSERT_OK(this->acc().putSession(Session{"s1", "c", kA, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s2", "c", kA, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s3", "c", kA, UserId("1001"), 1, 100}));
+  ASSERT_OK(this->acc().putSession(Session{"s4", "c", kB, UserId("1000"), 1, 100}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, UserId("1000"), "one", 0, "a1"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h2", kA, UserId("1001"), "two", 0, "a2"}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h3", kB, UserId("1000"), "three", 0, "b1"}));
+  ASSERT_OK(this->acc().deleteCredentials(kA, UserId("1000")));
+  EXPECT_CODE(this->acc().getSession("s1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getSession("s2"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->acc().getSession("s3"));
+  EXPECT_TRUE(this->acc().getSession("s4"));
+  EXPECT_TRUE(this->acc().getApiKey("h2"));
+  EXPECT_TRUE(this->acc().getApiKey("h3"));
+  ASSERT_OK(this->acc().deleteCredentials(kA, UserId("1000")));  // none left: still fine
+}
+
+TYPED_TEST(StoreContract, DeleteUserDeletesItsCredentials) {
+  User ann;
+  ann.account = kA;
+  ann.pid = "pid";
+  ann.login_name = "ann";
+  ann.password_hash = "hash";
+  auto u = this->acc().createUser(ann);
+  ASSERT_TRUE(u);
+  ASSERT_OK(this->acc().putSession(Session{"s1", "c", kA, u->id, 1, 100}));
+  ASSERT_OK(this->acc().putApiKey(ApiKey{"h1", kA, u->id, "one", 0, "a1"}));
+  ASSERT_OK(this->acc().deleteUser(kA, u->id));
+  EXPECT_CODE(this->acc().getSession("s1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreContract, UserAndAccountStatus) {
+  ASSERT_OK(this->acc().createAccount(Account{kA, "a"}));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kActive);
+  ASSERT_OK(this->acc().setAccountStatus(kA, AccountStatus::kDisabled));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kDisabled);
+  EXPECT_EQ(this->acc().listAccounts()->at(0).status, AccountStatus::kDisabled);
+  ASSERT_OK(this->acc().setAccountStatus(kA, AccountStatus::kActive));
+  EXPECT_EQ(this->acc().getAccount(kA)->status, AccountStatus::kActive);
+  EXPECT_CODE(this->acc().setAccountStatus(kB, AccountStatus::kDisabled), ErrorCode::kNotFound);
+
+  User ann;
+  ann.account = kA;
+  ann.pid = "pid";
+  ann.login_name = "ann";
+  ann.password_hash = "hash";
+  auto u = this->acc().createUser(ann);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->status, UserStatus::kEnabled);
+  u->status = UserStatus::kDisabled;
+  ASSERT_OK(this->acc().updateUser(*u));
+  EXPECT_EQ(this->acc().getUser(kA, u->id)->status, UserStatus::kDisabled);
+  EXPECT_EQ(this->acc().getUserByLogin(kA, "ann")->status, UserStatus::kDisabled);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,6 +566,46 @@ TYPED_TEST(StoreContract, ListConversationsFiltersOrdersAndLimits) {
   EXPECT_EQ(ids(open_all), (std::vector<std::string>{"b1", "a1", "a3", "a4"}));
   ASSERT_TRUE(open_all);
   EXPECT_EQ(open_all->at(0).participants.size(), 1u);
+}
+
+// A bot turn's mark is stored with the message it came with and with the conversation, and a
+// later append (the writer's fast path) keeps the conversation's mark.
+TYPED_TEST(StoreContract, TurnMarksRoundTripOnMessagesAndConversations) {
+  Conversation c = makeConversation(kA, "marked");
+  ASSERT_OK(this->conv().saveConversation(c));
+  Message plain = makeMessage(c.id, 0);
+  c = advancedTo(c, plain);
+  ASSERT_OK(this->conv().appendMessage(c, plain));
+  Message reply = makeMessage(c.id, 1);
+  reply.turn = TurnMark{"turn-1 with space", 1234, 0, 2, true};
+  c = advancedTo(c, reply);
+  ASSERT_OK(this->conv().appendMessage(c, reply));
+  auto all = this->conv().listMessages(c.id, 0, 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].turn.empty());
+  EXPECT_EQ((*all)[1].turn, reply.turn);
+
+  c.turn_mark = TurnMark{"turn-2", 1234, 1, 0, true};
+  ASSERT_OK(this->conv().saveConversation(c));
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->turn_mark, c.turn_mark);
+  Message next = makeMessage(c.id, 2);
+  c = advancedTo(c, next);
+  ASSERT_OK(this->conv().appendMessage(c, next));
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->turn_mark, c.turn_mark);
+  c.turn_mark = TurnMark{};
+  c = advancedTo(c, makeMessage(c.id, 3));
+  ASSERT_OK(this->conv().appendMessage(c, makeMessage(c.id, 3)));
+  EXPECT_TRUE(this->conv().getConversation(kA, c.id)->turn_mark.empty());
+}
+
+TEST(StoreTurnMark, EncodesAndDecodes) {
+  TurnMark m{"id", -5, 7, 3, false};
+  EXPECT_EQ(decodeTurnMark(encodeTurnMark(m)), m);
+  EXPECT_EQ(encodeTurnMark(TurnMark{}), "");
+  EXPECT_TRUE(decodeTurnMark("").empty());
+  EXPECT_TRUE(decodeTurnMark("garbage").empty());
+  EXPECT_TRUE(decodeTurnMark("1 2 x 0 id").empty());
 }
 
 TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
@@ -726,6 +854,53 @@ TYPED_TEST(StoreContract, SecretsKeepBinaryCiphertext) {
   ASSERT_OK(this->fn().deleteSecret(kA, "token"));
   EXPECT_CODE(this->fn().deleteSecret(kA, "token"), ErrorCode::kNotFound);
   EXPECT_EQ(this->fn().getSecret(kB, "token")->ciphertext, "b");
+}
+
+TYPED_TEST(StoreContract, SecretAuditNewestFirstKeepsNewestPerAccount) {
+  auto entry = [](const AccountId& a, const std::string& key, TimeMs ts) {
+    SecretAuditEntry e;
+    e.account = a;
+    e.ts = ts;
+    e.function = FunctionId("f1");
+    e.request_id = "r-" + key;
+    e.invoker = "user";
+    e.user = UserId("1001");
+    e.login_name = "dev";
+    e.key = key;
+    e.op = "write";
+    e.outcome = "refused";
+    e.detail = "needs FAAS_ADMIN";
+    return e;
+  };
+  EXPECT_TRUE(this->fn().listSecretAudit(kA, 10)->empty());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_OK(this->fn().appendSecretAudit(entry(kA, "k" + std::to_string(i), 100), 3));
+  ASSERT_OK(this->fn().appendSecretAudit(entry(kB, "b", 0), 3));
+  auto a = this->fn().listSecretAudit(kA, 10);
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->size(), 3u);      // only the newest 3 of the account are kept
+  EXPECT_EQ((*a)[0].key, "k4");  // newest first, by insertion (equal timestamps)
+  EXPECT_EQ((*a)[1].key, "k3");
+  EXPECT_EQ((*a)[2].key, "k2");
+  const auto& e = (*a)[0];
+  EXPECT_EQ(e.account, kA);
+  EXPECT_EQ(e.ts, 100);
+  EXPECT_EQ(e.function, FunctionId("f1"));
+  EXPECT_EQ(e.request_id, "r-k4");
+  EXPECT_EQ(e.invoker, "user");
+  EXPECT_EQ(e.user, UserId("1001"));
+  EXPECT_EQ(e.login_name, "dev");
+  EXPECT_EQ(e.op, "write");
+  EXPECT_EQ(e.outcome, "refused");
+  EXPECT_EQ(e.detail, "needs FAAS_ADMIN");
+  EXPECT_EQ(this->fn().listSecretAudit(kA, 2)->size(), 2u);
+  EXPECT_TRUE(this->fn().listSecretAudit(kA, 0)->empty());
+  auto b = this->fn().listSecretAudit(kB, 10);
+  ASSERT_EQ(b->size(), 1u);                     // pruning one account leaves the other alone
+  EXPECT_EQ((*b)[0].ts, this->clock_.nowMs());  // ts 0 = now
+  ASSERT_OK(this->fn().appendSecretAudit(entry(kB, "b2", 1), 0));
+  EXPECT_TRUE(this->fn().listSecretAudit(kB, 10)->empty());  // keep 0 keeps nothing
+  EXPECT_CODE(this->fn().appendSecretAudit(entry(AccountId(""), "x", 1), 3), ErrorCode::kInvalid);
 }
 
 TYPED_TEST(StoreContract, AllowlistReplacesInOrder) {
@@ -1088,9 +1263,10 @@ TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
 // Enum names
 
 TEST(StoreNames, RoundTrip) {
-  for (Role r :
-       {Role::kAdmin, Role::kAgentManager, Role::kAgent, Role::kFaasAdmin, Role::kFaasDeveloper})
+  for (Role r : {Role::kAdmin, Role::kAgentManager, Role::kAgent, Role::kFaasAdmin,
+                 Role::kFaasDeveloper, Role::kFaasInvocation})
     EXPECT_EQ(*parseRole(roleName(r)), r);
+  EXPECT_EQ(*parseRole("Agent Manager"), Role::kAgentManager);
   EXPECT_STREQ(roleName(Role::kFaasDeveloper), "FAAS_DEVELOPER");
   EXPECT_STREQ(availabilityName(Availability::kBackSoon), "BACK_SOON");
   EXPECT_EQ(*parseAvailability("OCCUPIED"), Availability::kOccupied);
@@ -1101,7 +1277,7 @@ TEST(StoreNames, RoundTrip) {
   EXPECT_STREQ(stateName(ConversationState::kClose), "CLOSE");
   EXPECT_EQ(*parseConversationState("OPEN"), ConversationState::kOpen);
   EXPECT_EQ(*parseUserType("BOT"), UserType::kBot);
-  auto bad = parseRole("admin");
+  auto bad = parseRole("root");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
   EXPECT_NE(bad.error().message.find("ADMIN"), std::string::npos);

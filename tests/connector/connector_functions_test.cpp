@@ -10,10 +10,11 @@
 #include <mutex>
 #include <thread>
 
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "connector/bot_service.h"
-#include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
+#include "conversation/testing/ring_acceptor.h"
 #include "functions/runtime.h"
 #include "functions/testing/fake_host.h"
 #include "store/memory/memory_store.h"
@@ -24,41 +25,9 @@ namespace {
 namespace bj = boost::json;
 namespace conv = parley::conversation;
 using namespace std::chrono_literals;
+using parley::testing::call;
 
 const AccountId kAcc("7000");
-
-template <class T, class F>
-Result<T> call(F&& f) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(10s) != std::future_status::ready) return internalError("timeout");
-  return fut.get();
-}
-
-// Accepts rings for the human agents it is told about.
-class AgentDesk final : public conv::ConversationListener {
- public:
-  explicit AgentDesk(conv::ConversationService*& engine) : engine_(engine) {}
-  void add(conv::Actor a) {
-    std::lock_guard l(mu_);
-    agents_.push_back(std::move(a));
-  }
-  void onRingOffered(const conv::RingOffered& e) override {
-    std::optional<conv::Actor> who;
-    {
-      std::lock_guard l(mu_);
-      for (const auto& a : agents_)
-        if (a.user == e.ring.user) who = a;
-    }
-    if (who) engine_->acceptRing(*who, e.ring.ring_id, [](Result<store::Conversation>) {});
-  }
-
- private:
-  conv::ConversationService*& engine_;
-  std::mutex mu_;
-  std::vector<conv::Actor> agents_;
-};
 
 // The bot of the spec's examples: one function answering per keyword.
 const char* kBotCode = R"JS(
@@ -141,7 +110,7 @@ class ConnectorFunctionsTest : public ::testing::Test {
     engine_raw_ = engine_.get();
     ASSERT_TRUE(engine_->recover());
     desk_sub_ = engine_->subscribe(desk_);
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v) << v.error().message;
     ConnectorOptions co;
     co.ms_per_delay_second = 50;
@@ -228,7 +197,7 @@ class ConnectorFunctionsTest : public ::testing::Test {
   std::unique_ptr<functions::FunctionRuntime> runtime_;
   std::unique_ptr<conv::ConversationService> engine_;
   conv::ConversationService* engine_raw_ = nullptr;
-  AgentDesk desk_{engine_raw_};
+  conv::testing::RingAcceptor desk_{engine_raw_};
   conv::Subscription desk_sub_;
   std::unique_ptr<BotService> service_;
   SkillId general_, human_, escalation_;
@@ -343,7 +312,7 @@ TEST_F(ConnectorFunctionsTest, SlowFunctionRacingAnAgentIsDiscarded) {
   auto agent_user = store_->accounts().createUser(u);
   ASSERT_TRUE(agent_user);
   auto agent = conv::Actor::ofAgent(kAcc, agent_user->id, agent_user->pid);
-  desk_.add(agent);
+  desk_.acceptFor(agent);
   ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
     engine_->setAgentState(kAcc, agent.user, store::Availability::kOnline, cb);
   }));

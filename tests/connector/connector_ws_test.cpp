@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/testing/temp_dir.h"
 #include "connector/bot_service.h"
-#include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/testing/fake_host.h"
@@ -48,9 +48,6 @@ function lambda(input, callback) {
 class ConnectorWsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("parley_connector_ws_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
     store_ = store::makeMemoryStore(clock_);
     ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
     auto skill = store_->accounts().createSkill(store::Skill{kAcc, SkillId(), "general", 0});
@@ -67,7 +64,7 @@ class ConnectorWsTest : public ::testing::Test {
     ASSERT_TRUE(runtime_->deploy(kAcc, f.uuid, functions::DeployedCode{kCode, {}, 1}));
     engine_ = conv::makeConversationService(*store_, clock_);
     ASSERT_TRUE(engine_->recover());
-    auto v = richcontent::Validator::load(testing::schemaDir());
+    auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
     // As main wires it: consumer profiles come from the server's protocol hub.
@@ -82,6 +79,7 @@ class ConnectorWsTest : public ::testing::Test {
     so.http_listen = "127.0.0.1:0";
     so.https_listen = "";
     so.threads = 2;
+    so.metrics_token = "metrics-token";
     auto s = server::makeServer(*store_, *engine_, clock_, so);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(*s);
@@ -106,7 +104,6 @@ class ConnectorWsTest : public ::testing::Test {
     connector_.reset();
     engine_.reset();
     runtime_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Signs up a consumer, opens its socket, requests a conversation and subscribes to it.
@@ -166,7 +163,8 @@ class ConnectorWsTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
+  parley::testing::TempDir tmp_;
+  const std::filesystem::path dir_{tmp_.path()};
   SystemClock clock_;
   functions::testing::FakeHost host_;
   std::unique_ptr<store::Store> store_;
@@ -256,9 +254,16 @@ TEST_F(ConnectorWsTest, EngagementAttributesFromTheProfileAndTheConversationCont
 }
 
 TEST_F(ConnectorWsTest, BotsResourceAndMetricsAreServed) {
-  auto [status, body] = testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "");
+  auto [status, body] =
+      testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "", "metrics-token");
   EXPECT_EQ(status, 200);
   EXPECT_NE(body.find("parley_bot_conversations"), std::string::npos);
+  // Tenant labels are summed away by default.
+  EXPECT_NE(body.find("parley_bot_status{status=\"ONLINE\"}"), std::string::npos) << body;
+  EXPECT_EQ(body.find("bot=\""), std::string::npos) << body;
+  auto [anonymous, anonymous_body] =
+      testing::httpRequest(hp_, testing::http::verb::get, "/metrics", "");
+  EXPECT_EQ(anonymous, 401) << anonymous_body;
   // Unauthenticated REST is refused by the server before it reaches the handler.
   auto [s2, b2] = testing::httpRequest(hp_, testing::http::verb::get,
                                        "/api/v1/accounts/" + kAcc.str() + "/bots", "");

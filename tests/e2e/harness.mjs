@@ -1,4 +1,4 @@
-// Starts `parley serve --demo` (or the dev mock) on port 0 and a headless Debian Chromium.
+// Starts `parley serve --demo` on port 0 and a headless Debian Chromium.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +11,8 @@ import { chromium } from 'playwright-core';
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, '../..');
 export const artifacts = resolve(repo, 'tests/artifacts/e2e');
-export const webDist = resolve(repo, 'web/dist');
+// PARLEY_E2E_WEB serves another build of the console (e.g. an older one, to see a test fail).
+export const webDist = process.env.PARLEY_E2E_WEB ? resolve(process.env.PARLEY_E2E_WEB) : resolve(repo, 'web/dist');
 
 export function ensureWebBuilt() {
   if (existsSync(join(webDist, 'index.html')) && !process.env.PARLEY_E2E_REBUILD) return;
@@ -27,17 +28,10 @@ export function ensureWebBuilt() {
 // Resolves with {proc, listening, demo, dataDir, stop()} once both JSON lines were printed.
 export async function startServer({ timeoutMs = 60000 } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-e2e-'));
-  let cmd;
-  let args;
-  if (process.env.PARLEY_E2E_MOCK) {
-    cmd = process.execPath;
-    args = [join(here, 'mock/mock-server.mjs')];
-  } else {
-    cmd = process.env.PARLEY_BIN;
-    if (!cmd || !existsSync(cmd)) throw new Error(`PARLEY_BIN is not set to the parley binary (got ${cmd ?? 'nothing'})`);
-    args = ['serve', '--demo', '--data', dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0', '--web', webDist];
-    if (process.env.PARLEY_E2E_EXTRA_ARGS) args.push(...process.env.PARLEY_E2E_EXTRA_ARGS.split(' ').filter(Boolean));
-  }
+  const cmd = process.env.PARLEY_BIN;
+  if (!cmd || !existsSync(cmd)) throw new Error(`PARLEY_BIN is not set to the parley binary (got ${cmd ?? 'nothing'})`);
+  const args = ['serve', '--demo', '--data', dataDir, '--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0', '--web', webDist];
+  if (process.env.PARLEY_E2E_EXTRA_ARGS) args.push(...process.env.PARLEY_E2E_EXTRA_ARGS.split(' ').filter(Boolean));
   const proc = spawn(cmd, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PARLEY_WEB_DIR: webDist } });
   const stderr = [];
   proc.stderr.on('data', (d) => {

@@ -5,6 +5,12 @@
 //   "heap_limit_mb": 64           isolate heap cap (default 128)
 //   "env": {"K": "V"}             deployment env vars; TEST_HTTP_URL is always added
 //   "secrets": {"k": "v"}, "allowlist": ["localhost"], "conversations": {"id": {...}}
+//   "audit_fails": true           the host's recordSecretAccess fails (a full disk)
+//   "outbound_allow": ["loopback"] RuntimeOptions::outbound_allow (default: none opened)
+//   "http_max_body_bytes": n      RuntimeOptions::http_max_body_bytes (default 10 MiB)
+//   "invoker": {"user": "1001", "login": "dev", "secret_writes": "refused"}
+//                                 the invoker of every invocation (default: the platform,
+//                                 secret writes allowed)
 //   "mode": "test"|"production"   (default "test": Debug logs kept)
 //   "deploy_error": "substring"   deploy must fail with a message containing it
 //   "invocations": [{ "input": <json>            (default
@@ -13,8 +19,13 @@
 //                     "error_code": "...", "error_message_contains": "...",
 //                     "logs": [{"level","message"|"message_contains"}]  exact list of entries
 //                     "max_duration_ms": n }]
-//   "after": {"secrets": {"k": "v"}, "min_isolate_restarts": n, "min_worker_crashes": n}
+//   "after": {"secrets": {"k": "v"}, "min_isolate_restarts": n, "min_worker_crashes": n,
+//             "secret_audit": [{"key","op","outcome","user"?}]  exact list, oldest first,
+//             "other": {"code": "...", "result": <json>}   another function deployed and
+//                                                         invoked after the invocations}
 //   "isolation": "process"        run only with worker processes (skipped in-process)
+// Two HTTP test servers run: TEST_HTTP_URL (http://localhost:<port>, bound to 127.0.0.1) and
+// TEST_HTTP_URL2 (http://127.0.0.2:<port>); TEST_HTTP_PORT is the first one's port.
 // After the invocations the runner deploys and invokes an echo function on the same (single)
 // worker to prove the runtime survived.
 // Usage: parley_functions_jstest <file.js> <file.expected> [in-process|process]
@@ -24,6 +35,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <boost/url.hpp>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -56,12 +68,16 @@ std::string readFile(const std::string& path) {
   return ss.str();
 }
 
-// A tiny HTTP/1.1 server on 127.0.0.1:0 for the Toolbelt tests. One thread, one connection at
-// a time. GET/POST /echo -> {"method","path","body","ua"}; /status/<n> -> status n;
-// /redirect -> 302 to /echo.
+// A tiny HTTP/1.1 server for the Toolbelt tests. One thread, one connection at a time.
+// GET/POST /echo -> {"method","path","body","ua","host" (without port)}; /status/<n> -> status n;
+// /redirect -> 302 to /echo; /redirect?to=<url> -> 302 to <url>; /log -> every request line
+// it read before ("METHOD target host=<Host without port>"), as a JSON array. Bytes that are not a
+// valid request end the connection and are logged as "unparsed". Request headers up to 1 MiB and
+// bodies up to 64 MiB are read.
 class TestServer {
  public:
-  TestServer() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+  explicit TestServer(const std::string& address)
+      : address_(asio::ip::make_address(address)), acceptor_(io_, {address_, 0}) {
     port_ = acceptor_.local_endpoint().port();
     thread_ = std::thread([this] { run(); });
   }
@@ -69,7 +85,7 @@ class TestServer {
     stop_ = true;
     boost::system::error_code ec;
     asio::ip::tcp::socket s(io_);
-    s.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
+    s.connect({address_, port_}, ec);
     thread_.join();
   }
   unsigned short port() const { return port_; }
@@ -82,43 +98,73 @@ class TestServer {
       acceptor_.accept(sock, ec);
       if (ec || stop_) continue;
       boost::beast::flat_buffer buf;
-      http::request<http::string_body> req;
-      http::read(sock, buf, req, ec);
-      if (ec) continue;
-      http::response<http::string_body> res;
-      res.version(11);
-      std::string target(req.target());
-      if (target.starts_with("/status/")) {
-        res.result(static_cast<unsigned>(std::stoi(target.substr(8))));
-        res.body() = "status " + target.substr(8);
-      } else if (target == "/redirect") {
-        res.result(http::status::found);
-        res.set(http::field::location, "/echo?redirected=1");
-      } else {
-        res.result(http::status::ok);
-        res.set(http::field::content_type, "application/json");
-        res.body() = json::dump(bj::object{{"method", std::string(req.method_string())},
-                                           {"path", target},
-                                           {"body", req.body()},
-                                           {"ua", std::string(req[http::field::user_agent])}});
+      // Keep reading requests on the connection: a smuggled second request shows up here.
+      while (true) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(1 << 20);
+        parser.body_limit(64 << 20);
+        http::read(sock, buf, parser, ec);
+        if (ec) {
+          if (ec != http::error::end_of_stream && buf.size() > 0) log_.emplace_back("unparsed");
+          break;
+        }
+        auto& req = parser.get();
+        std::string target(req.target());
+        std::string host(req[http::field::host]);
+        if (auto colon = host.rfind(':'); colon != std::string::npos && host.back() != ']')
+          host.resize(colon);  // the port differs between runs
+        if (target != "/log")
+          log_.emplace_back(std::string(req.method_string()) + " " + target + " host=" + host);
+        http::response<http::string_body> res;
+        res.version(11);
+        if (target.starts_with("/status/")) {
+          res.result(static_cast<unsigned>(std::stoi(target.substr(8))));
+          res.body() = "status " + target.substr(8);
+        } else if (target == "/redirect") {
+          res.result(http::status::found);
+          res.set(http::field::location, "/echo?redirected=1");
+        } else if (target.starts_with("/redirect?to=")) {
+          res.result(http::status::found);
+          std::string query = target.substr(std::string("/redirect?").size());
+          auto to = boost::urls::parse_query(query);
+          res.set(http::field::location, to ? (*to->begin()).value.decode() : std::string("/"));
+        } else if (target == "/log") {
+          bj::array out;
+          for (auto& l : log_) out.push_back(bj::string(l));
+          res.result(http::status::ok);
+          res.set(http::field::content_type, "application/json");
+          res.body() = json::dump(out);
+        } else {
+          res.result(http::status::ok);
+          res.set(http::field::content_type, "application/json");
+          res.body() = json::dump(bj::object{{"method", std::string(req.method_string())},
+                                             {"path", target},
+                                             {"body", req.body()},
+                                             {"ua", std::string(req[http::field::user_agent])},
+                                             {"host", host}});
+        }
+        res.prepare_payload();
+        http::write(sock, res, ec);
+        if (ec) break;
       }
-      res.prepare_payload();
-      http::write(sock, res, ec);
       sock.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     }
   }
   asio::io_context io_;
+  asio::ip::address address_;
   asio::ip::tcp::acceptor acceptor_;
   unsigned short port_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::vector<std::string> log_;  // only touched by the server thread
 };
 
 InvokeResult invokeSync(FunctionRuntime& rt, const AccountId& acc, const FunctionId& fn,
-                        std::string input, int deadline_ms, InvokeMode mode) {
+                        std::string input, int deadline_ms, InvokeMode mode, Invoker invoker = {}) {
   InvokeRequest req;
   req.account = acc;
   req.function = fn;
+  req.invoker = std::move(invoker);
   req.input_json = std::move(input);
   req.deadline = std::chrono::milliseconds(deadline_ms);
   std::promise<InvokeResult> p;
@@ -171,8 +217,10 @@ int main(int argc, char** argv) {
     std::printf("SKIP %s: needs worker processes\n", argv[1]);
     return 77;
   }
-  TestServer server;
+  TestServer server("127.0.0.1");
+  TestServer server2("127.0.0.2");
   std::string base_url = "http://localhost:" + std::to_string(server.port());
+  std::string base_url2 = "http://127.0.0.2:" + std::to_string(server2.port());
 
   testing::FakeHost host;
   if (auto* s = ex.if_contains("secrets"))
@@ -182,6 +230,8 @@ int main(int argc, char** argv) {
     for (auto& d : a->as_array()) list.emplace_back(d.as_string());
     host.setAllowlist(list);
   }
+  if (auto* f = ex.if_contains("audit_fails"); f && f->is_bool() && f->as_bool())
+    host.failAuditForTest();
   if (auto* c = ex.if_contains("conversations"))
     for (auto& [k, v] : c->as_object()) host.setConversation(k, json::dump(v));
 
@@ -192,6 +242,10 @@ int main(int argc, char** argv) {
   if (process) opts.isolation = WorkerIsolation::kProcess;
   opts.heap_limit_mb = static_cast<std::size_t>(json::getInt(ex, "heap_limit_mb", 128));
   opts.deploy_deadline = std::chrono::milliseconds(json::getInt(ex, "deadline_ms", 500));
+  if (auto b = json::getInt(ex, "http_max_body_bytes", 0); b > 0)
+    opts.http_max_body_bytes = static_cast<std::size_t>(b);
+  if (auto* o = ex.if_contains("outbound_allow"))
+    for (auto& r : o->as_array()) opts.outbound_allow.emplace_back(r.as_string());
   auto rt_r = FunctionRuntime::create(opts, host, clock);
   if (!rt_r) {
     std::fprintf(stderr, "runtime: %s\n", rt_r.error().message.c_str());
@@ -203,7 +257,22 @@ int main(int argc, char** argv) {
   int deadline_ms = static_cast<int>(json::getInt(ex, "deadline_ms", 500));
   InvokeMode mode = json::getString(ex, "mode", "test") == "production" ? InvokeMode::kProduction
                                                                         : InvokeMode::kTest;
-  DeployedCode dc{code, {{"TEST_HTTP_URL", base_url}}, 1};
+  Invoker invoker;
+  invoker.secret_writes = SecretWrites::kAllowed;
+  if (auto* iv = ex.if_contains("invoker")) {
+    const auto& o = iv->as_object();
+    invoker.kind = InvokerKind::kUser;
+    invoker.user = UserId(json::getString(o, "user"));
+    invoker.login_name = json::getString(o, "login");
+    invoker.secret_writes = json::getString(o, "secret_writes") == "allowed"
+                                ? SecretWrites::kAllowed
+                                : SecretWrites::kRefused;
+  }
+  DeployedCode dc{code,
+                  {{"TEST_HTTP_URL", base_url},
+                   {"TEST_HTTP_URL2", base_url2},
+                   {"TEST_HTTP_PORT", std::to_string(server.port())}},
+                  1};
   if (auto* e = ex.if_contains("env"))
     for (auto& [k, v] : e->as_object()) dc.env.push_back({k, std::string(v.as_string())});
 
@@ -233,7 +302,7 @@ int main(int argc, char** argv) {
         std::string input = R"({"timestamp":0,"headers":[],"payload":{}})";
         if (auto* in = inv.if_contains("input")) input = json::dump(*in);
         auto t0 = std::chrono::steady_clock::now();
-        auto r = invokeSync(rt, acc, fn, input, deadline_ms, mode);
+        auto r = invokeSync(rt, acc, fn, input, deadline_ms, mode, invoker);
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                         .count();
         std::printf("%s: ok=%d result=%s error=%s %s (%.1f ms, %zu logs)\n", where.c_str(), r.ok,
@@ -270,6 +339,47 @@ int main(int argc, char** argv) {
       for (auto& [k, v] : s->as_object())
         if (host.secretForTest(k) != v.as_string())
           fail("secret " + std::string(k) + " is '" + host.secretForTest(k) + "'");
+    if (auto* audit = a.if_contains("secret_audit")) {
+      auto got = host.secretAccessesForTest();
+      std::string got_text;
+      for (auto& g : got)
+        got_text += "  " + g.key + " " + (g.op == SecretOp::kRead ? "read" : "write") + " " +
+                    (g.outcome == SecretOutcome::kAllowed ? "allowed" : "refused") +
+                    " user=" + g.invoker.user.str() + " " + g.detail + "\n";
+      const auto& want = audit->as_array();
+      if (got.size() != want.size()) {
+        fail("secret audit has " + std::to_string(got.size()) + " entries, expected " +
+             std::to_string(want.size()) + ":\n" + got_text);
+      } else {
+        for (std::size_t i = 0; i < want.size(); ++i) {
+          const auto& w = want[i].as_object();
+          const auto& g = got[i];
+          std::string op = g.op == SecretOp::kRead ? "read" : "write";
+          std::string outcome = g.outcome == SecretOutcome::kAllowed ? "allowed" : "refused";
+          if (g.key != json::getString(w, "key") || op != json::getString(w, "op") ||
+              outcome != json::getString(w, "outcome") ||
+              (w.contains("user") && g.invoker.user.str() != json::getString(w, "user")) ||
+              g.function != fn || g.account != acc || g.ts == 0 || g.request_id.empty())
+            fail("secret audit entry " + std::to_string(i) + " differs from " + json::dump(w) +
+                 ":\n" + got_text);
+        }
+      }
+    }
+    if (auto* other = a.if_contains("other")) {
+      const auto& o = other->as_object();
+      FunctionId other_fn("7d3c1a52-0000-4000-8000-00000000a000");
+      if (auto d = rt.deploy(acc, other_fn, {json::getString(o, "code"), {}, 1}); !d) {
+        fail("deploying the other function failed: " + d.error().message);
+      } else {
+        auto r = invokeSync(rt, acc, other_fn, R"({"timestamp":0,"headers":[],"payload":{}})", 2000,
+                            InvokeMode::kTest);
+        std::printf("other: ok=%d result=%s error=%s %s\n", r.ok, r.result_json.c_str(),
+                    r.error_code.c_str(), r.error_message.c_str());
+        if (!r.ok || json::parse(r.result_json).value() != o.at("result"))
+          fail("the other function's result " + r.result_json + " " + r.error_message +
+               " != " + json::dump(o.at("result")));
+      }
+    }
     if (auto restarts = json::getInt(a, "min_isolate_restarts", 0);
         rt.stats().isolate_restarts < static_cast<std::uint64_t>(restarts))
       fail("isolate restarts " + std::to_string(rt.stats().isolate_restarts) + " < " +

@@ -13,7 +13,7 @@ const { adminSession } = require('./lib/setup');
 let srv;
 let admin;
 test.before(async () => {
-  srv = await startServer({ args: ['--session-ttl', '3'] });
+  srv = await startServer({ args: ['--session-ttl', '3', '--metrics-token', 'negative-test-metrics'] });
   admin = await adminSession(srv);
 });
 test.after(async () => {
@@ -36,7 +36,7 @@ async function unchanged(fn) {
 test('healthz, metrics and CSDS', { timeout: 60000 }, async () => {
   const h = await request('GET', `${srv.http}/healthz`);
   assert.equal(h.status, 200);
-  const m = await request('GET', `${srv.https}/metrics`, { ca: srv.ca });
+  const m = await request('GET', `${srv.https}/metrics`, { ca: srv.ca, headers: { Authorization: 'Bearer negative-test-metrics' } });
   assert.equal(m.status, 200);
   assert.match(m.text, /parley_http_requests_total\{route="healthz",status="200"\} 1/);
   assert.match(m.text, /parley_websockets_open /);

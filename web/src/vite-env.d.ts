@@ -1,2 +1,3 @@
 /// <reference types="vite/client" />
-declare module 'json-pollock/dist/json-pollock.min.js';
+// json-pollock's build without its schema validator, made an ES module by vite.config.ts.
+declare module 'json-pollock/dist/json-pollock.global.no_validation.min.js';

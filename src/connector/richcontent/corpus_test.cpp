@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "connector/richcontent/embedded_schema.h"
 #include "connector/richcontent/schema.h"
 #include "connector/richcontent/validator.h"
 
@@ -26,11 +27,16 @@ using testing::schemaDir;
 class CorpusTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto v = Validator::load(schemaDir());
+    // The schema the binary carries, checked against the corpus's copy below.
+    auto v = Validator::loadEmbedded();
     ASSERT_TRUE(v) << v.error().message;
     validator_ = new Validator(std::move(*v));
-    auto plain = CompiledSchema::load(schemaDir() / "json-pollock-1.7.7", "rich_content.json",
-                                      Dispatching::kOff);
+    SchemaReader embedded = [](const std::string& file) -> Result<std::string> {
+      const EmbeddedFile* f = findEmbeddedFile(embeddedJsonPollockSchema(), file);
+      if (!f) return invalid(file + " is not embedded");
+      return std::string(f->text);
+    };
+    auto plain = CompiledSchema::load(embedded, "rich_content.json", Dispatching::kOff);
     ASSERT_TRUE(plain) << plain.error().message;
     plain_ = plain->get();
     plain_owner_ = new std::shared_ptr<const CompiledSchema>(std::move(*plain));
@@ -65,6 +71,25 @@ Validator* CorpusTest::validator_ = nullptr;
 const CompiledSchema* CorpusTest::plain_ = nullptr;
 std::shared_ptr<const CompiledSchema>* CorpusTest::plain_owner_ = nullptr;
 bj::array* CorpusTest::manifest_ = nullptr;
+
+// The schema compiled into the binary (from the json-pollock npm package) is, byte for byte, the
+// JSON Pollock 1.7.7 schema whose verdicts the corpus records: the same files, no more, no fewer.
+TEST_F(CorpusTest, EmbeddedSchemaIsTheCorpusSchema) {
+  EXPECT_EQ(embeddedJsonPollockVersion(), "1.7.7");
+  std::set<std::string> corpus_files;
+  for (const auto& f : std::filesystem::directory_iterator(schemaDir() / "json-pollock-1.7.7")) {
+    std::string name = f.path().filename().string();
+    corpus_files.insert(name);
+    const EmbeddedFile* e = findEmbeddedFile(embeddedJsonPollockSchema(), name);
+    ASSERT_NE(e, nullptr) << name << " is not embedded";
+    EXPECT_EQ(e->text, readFile(f.path())) << name;
+  }
+  ASSERT_GT(corpus_files.size(), 20u);
+  std::set<std::string> embedded_files;
+  for (const EmbeddedFile& e : embeddedJsonPollockSchema())
+    embedded_files.insert(std::string(e.name));
+  EXPECT_EQ(embedded_files, corpus_files);
+}
 
 TEST_F(CorpusTest, ManifestCoversEveryFixtureFile) {
   std::set<std::string> listed;

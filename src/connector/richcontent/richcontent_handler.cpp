@@ -53,6 +53,50 @@ ValidationResult validateBotStructuredContent(const Validator& validator, const 
   return validator.validate(sc, opts);
 }
 
+Status checkPublishedEvent(const Validator& validator, const AccountId& account,
+                           const bj::object& event, Channel channel,
+                           const AllowlistProvider& allowlist) {
+  auto t = event.find("type");
+  std::string_view type =
+      t != event.end() && t->value().is_string() ? std::string_view(t->value().get_string()) : "";
+  if (type != "RichContentEvent" && type != "ContentEvent") return {};
+  auto content = event.find("content");
+  auto quick = event.find("quickReplies");
+  const bool has_quick = quick != event.end() && !quick->value().is_null();
+  if (type == "ContentEvent" && !has_quick) return {};
+  ValidateOptions opts;
+  opts.channel = channel;
+  if (allowlist) opts.image_allowlist = allowlist(account);
+  ValidationResult r;
+  if (type == "RichContentEvent") {
+    if (content == event.end()) {
+      r.fail("/event/content", "a RichContentEvent needs \"content\": a JSON Pollock object");
+    } else {
+      opts.path_prefix = "/event/content";
+      r = validator.validate(content->value(), opts);
+    }
+  }
+  if (has_quick) {
+    opts.path_prefix = "/event/quickReplies";
+    ValidationResult q = validator.validateQuickReplies(quick->value(), opts);
+    if (!q.valid) {
+      r.valid = false;
+      for (auto& e : q.errors) r.errors.push_back(std::move(e));
+    }
+  }
+  if (r.valid) return {};
+  std::string out = fmt::format("the {} is refused: ", type);
+  for (std::size_t i = 0; i < r.errors.size() && i < 5; ++i) {
+    if (i) out += "; ";
+    out += r.errors[i].path + ": " + r.errors[i].message;
+  }
+  if (r.errors.size() > 5) out += fmt::format("; and {} more", r.errors.size() - 5);
+  out +=
+      ". Fix the structured content (JSON Pollock; POST richcontent/validate shows every "
+      "problem) and publish it again";
+  return std::unexpected(Error{ErrorCode::kInvalid, std::move(out)});
+}
+
 RichContentHandler::RichContentHandler(Validator validator, AllowlistProvider allowlist)
     : validator_(std::move(validator)), allowlist_(std::move(allowlist)) {}
 

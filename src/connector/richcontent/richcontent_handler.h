@@ -18,6 +18,7 @@
 
 #include "common/api.h"
 #include "common/ids.h"
+#include "common/result.h"
 #include "connector/richcontent/validator.h"
 
 namespace parley::connector::richcontent {
@@ -48,6 +49,16 @@ class RichContentHandler final : public api::Handler {
 ValidationResult validateBotStructuredContent(const Validator& validator,
                                               const boost::json::value& sc,
                                               const ValidateOptions& opts);
+
+// Checks the structured parts of a conversation event before it is stored, with the rules of
+// bot structured content: a RichContentEvent's `content` (a JSON Pollock body) and the
+// `quickReplies` of a ContentEvent or RichContentEvent, in a conversation of `channel`, with
+// `account`'s image allowlist (`allowlist` is asked only for such events; it may be empty: no
+// allowlist). Error paths start at "/event". Other event types and plain text pass without any
+// work. The error is Invalid and lists up to 5 problems.
+Status checkPublishedEvent(const Validator& validator, const AccountId& account,
+                           const boost::json::object& event, Channel channel,
+                           const AllowlistProvider& allowlist);
 
 // {"valid":..,"errors":[{"path":..,"message":..}]}
 boost::json::object validationResultJson(const ValidationResult& r);

@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include "connector/testing/corpus.h"
-
 namespace parley::connector::richcontent {
 namespace {
 
@@ -31,7 +29,7 @@ api::Response call(RichContentHandler& h, std::string method, std::vector<std::s
 class HandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto v = Validator::load(testing::schemaDir());
+    auto v = Validator::loadEmbedded();
     ASSERT_TRUE(v);
     handler_ = std::make_unique<RichContentHandler>(
         *v, [](const AccountId& acc) -> std::optional<std::vector<std::string>> {
@@ -102,6 +100,81 @@ TEST_F(HandlerTest, BadRequests) {
   auto r = post("{}");
   EXPECT_NE(bj::parse(r.body).at("error").at("message").as_string().find("structuredContent"),
             std::string::npos);
+}
+
+TEST(CheckPublishedEvent, RichContentAndQuickRepliesOfConversationEvents) {
+  auto v = Validator::loadEmbedded();
+  ASSERT_TRUE(v);
+  int asked = 0;
+  AllowlistProvider allowlist =
+      [&](const AccountId& acc) -> std::optional<std::vector<std::string>> {
+    ++asked;
+    EXPECT_EQ(acc.str(), "123");
+    return std::vector<std::string>{"cdn.example.com"};
+  };
+  auto check = [&](const std::string& ev, Channel ch = Channel::kMessaging) {
+    return checkPublishedEvent(*v, AccountId("123"), bj::parse(ev).as_object(), ch, allowlist);
+  };
+  EXPECT_TRUE(
+      check(R"j({"type":"ContentEvent","contentType":"text/plain","message":"<b>x</b>"})j"));
+  EXPECT_TRUE(check(R"j({"type":"AcceptStatusEvent","status":"READ","sequenceList":[0]})j"));
+  EXPECT_EQ(asked, 0) << "plain text and receipts cost no allowlist lookup";
+  EXPECT_TRUE(check(
+      R"j({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"text","text":"hi"}]}})j"));
+  EXPECT_EQ(asked, 1);
+  // The account's image allowlist applies.
+  EXPECT_TRUE(check(
+      R"j({"type":"RichContentEvent","content":{"type":"image","url":"https://cdn.example.com/a.png"}})j"));
+  auto off = check(
+      R"j({"type":"RichContentEvent","content":{"type":"image","url":"https://other.example/a.png"}})j");
+  ASSERT_FALSE(off);
+  EXPECT_NE(off.error().message.find("/event/content/url: image host"), std::string::npos)
+      << off.error().message;
+
+  auto bad = check(
+      R"j({"type":"RichContentEvent","content":{"type":"vertical","elements":[{"type":"button","title":"x",
+          "click":{"actions":[{"type":"link","name":"x","uri":"javascript:alert(1)"}]}}]}})j");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+  EXPECT_NE(bad.error().message.find("the RichContentEvent is refused: "
+                                     "/event/content/elements/0/click/actions/0/uri: link URIs "
+                                     "must be http(s)://"),
+            std::string::npos)
+      << bad.error().message;
+  EXPECT_NE(bad.error().message.find("publish it again"), std::string::npos);
+
+  auto none = check(R"j({"type":"RichContentEvent"})j");
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message.find("/event/content: a RichContentEvent needs"),
+            std::string::npos);
+  auto str = check(R"j({"type":"RichContentEvent","content":"<img src=x onerror=alert(1)>"})j");
+  ASSERT_FALSE(str);
+  EXPECT_NE(str.error().message.find("/event/content: structured content must be a JSON object"),
+            std::string::npos)
+      << str.error().message;
+
+  const std::string qr =
+      R"j({"type":"ContentEvent","contentType":"text/plain","message":"pick","quickReplies":{"type":"quickReplies",
+          "itemsPerRow":1,"replies":[{"type":"button","title":"A","click":{"actions":[{"type":"publishText","text":"a"}]}}]}})j";
+  EXPECT_TRUE(check(qr));
+  auto chat = check(qr, Channel::kChat);
+  ASSERT_FALSE(chat);
+  EXPECT_NE(chat.error().message.find("/event/quickReplies: quick replies are supported only"),
+            std::string::npos);
+  // Quick replies on a RichContentEvent are checked too.
+  auto rq = check(
+      R"j({"type":"RichContentEvent","content":{"type":"text","text":"x"},"quickReplies":{"type":"quickReplies","replies":[]}})j");
+  ASSERT_FALSE(rq);
+  EXPECT_NE(rq.error().message.find("/event/quickReplies"), std::string::npos)
+      << rq.error().message;
+
+  // More than five problems: the first five and a count.
+  std::string many = R"j({"type":"RichContentEvent","content":{"type":"vertical","elements":[)j";
+  for (int i = 0; i < 7; ++i) many += std::string(i ? "," : "") + R"j({"type":"button"})j";
+  many += "]}}";
+  auto m = check(many);
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("; and 2 more"), std::string::npos) << m.error().message;
 }
 
 }  // namespace

@@ -226,8 +226,7 @@ const std::set<std::string, std::less<>>& unsupportedKeywords() {
 
 class SchemaCompiler {
  public:
-  SchemaCompiler(std::filesystem::path dir, CompiledSchema& out)
-      : dir_(std::move(dir)), out_(out) {}
+  SchemaCompiler(const SchemaReader& read, CompiledSchema& out) : read_(read), out_(out) {}
 
   Result<int> compileRef(const std::string& file, const std::string& pointer) {
     std::string key = file + "#" + pointer;
@@ -266,14 +265,11 @@ class SchemaCompiler {
 
   Result<const bj::value*> loadFile(const std::string& file) {
     if (auto it = docs_.find(file); it != docs_.end()) return it->second.get();
-    std::filesystem::path p = dir_ / file;
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return invalid(fmt::format("schema file {} cannot be read", p.string()));
-    std::stringstream ss;
-    ss << in.rdbuf();
+    auto text = read_(file);
+    if (!text) return std::unexpected(text.error());
     boost::system::error_code ec;
-    bj::value v = bj::parse(ss.str(), ec);
-    if (ec) return invalid(fmt::format("schema file {} is not JSON: {}", p.string(), ec.message()));
+    bj::value v = bj::parse(*text, ec);
+    if (ec) return invalid(fmt::format("schema file {} is not JSON: {}", file, ec.message()));
     auto owned = std::make_unique<bj::value>(std::move(v));
     const bj::value* raw = owned.get();
     docs_[file] = std::move(owned);
@@ -586,7 +582,7 @@ class SchemaCompiler {
     return d;
   }
 
-  std::filesystem::path dir_;
+  const SchemaReader& read_;
   CompiledSchema& out_;
   std::map<std::string, int> memo_;
   std::map<std::string, std::unique_ptr<bj::value>> docs_;
@@ -595,8 +591,22 @@ class SchemaCompiler {
 Result<std::shared_ptr<const CompiledSchema>> CompiledSchema::load(const std::filesystem::path& dir,
                                                                    const std::string& root_file,
                                                                    Dispatching dispatching) {
+  SchemaReader read = [&dir](const std::string& file) -> Result<std::string> {
+    std::filesystem::path p = dir / file;
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return invalid(fmt::format("schema file {} cannot be read", p.string()));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return load(read, root_file, dispatching);
+}
+
+Result<std::shared_ptr<const CompiledSchema>> CompiledSchema::load(const SchemaReader& read,
+                                                                   const std::string& root_file,
+                                                                   Dispatching dispatching) {
   auto out = std::make_shared<CompiledSchema>();
-  SchemaCompiler c(dir, *out);
+  SchemaCompiler c(read, *out);
   auto root = c.compileRef(root_file, "");
   if (!root) return std::unexpected(root.error());
   out->root_ = *root;

@@ -9,7 +9,7 @@
 // maxLength (in Unicode code points), minimum, maximum, exclusiveMinimum, exclusiveMaximum,
 // minProperties, maxProperties, format (uri; other formats are ignored, as ajv's
 // unknownFormats:"ignore" does), oneOf, anyOf, allOf, not, $ref (bare file names, resolved by
-// base name in the schema directory, with an optional #/json/pointer), definitions. Annotation
+// base name among the schema's files, with an optional #/json/pointer), definitions. Annotation
 // keywords are ignored; unknown keywords are ignored with a warning; keywords that change the
 // verdict and are not implemented (pattern, patternProperties, dependencies, ...) fail the load.
 //
@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -84,13 +85,20 @@ class ErrorSink {
 // the plain JSON Schema algorithm, kept to check that both give the same verdicts).
 enum class Dispatching { kOn, kOff };
 
-// A set of compiled schemas loaded from one directory.
+// Gives the text of a schema file by its base name ("button.json"); an error when there is none.
+using SchemaReader = std::function<Result<std::string>(const std::string& file)>;
+
+// A set of compiled schemas loaded from one directory or one set of files.
 class CompiledSchema {
  public:
   // Loads `root_file` (e.g. "rich_content.json") from `dir` and every file it references.
   // Invalid when a file is missing, is not JSON, or uses an unsupported keyword.
   static Result<std::shared_ptr<const CompiledSchema>> load(
       const std::filesystem::path& dir, const std::string& root_file,
+      Dispatching dispatching = Dispatching::kOn);
+  // The same with the files given by `read` (e.g. files compiled into the binary).
+  static Result<std::shared_ptr<const CompiledSchema>> load(
+      const SchemaReader& read, const std::string& root_file,
       Dispatching dispatching = Dispatching::kOn);
 
   // True when `v` is valid. With a sink, records every error (up to the sink's limit) with paths

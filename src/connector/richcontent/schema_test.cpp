@@ -4,8 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <fstream>
+
+#include "common/testing/temp_dir.h"
 
 namespace parley::connector::richcontent {
 namespace {
@@ -14,14 +15,6 @@ namespace bj = boost::json;
 
 class SchemaTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    dir_ = std::filesystem::temp_directory_path() /
-           ("parley_schema_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   void write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name) << text;
   }
@@ -45,7 +38,8 @@ class SchemaTest : public ::testing::Test {
     return fast;
   }
 
-  std::filesystem::path dir_;
+  parley::testing::TempDir tmp_;
+  const std::filesystem::path dir_{tmp_.path()};
 };
 
 TEST(CodePoints, CountsUtf8CodePoints) {

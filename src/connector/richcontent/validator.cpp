@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <boost/url/parse.hpp>
 #include <cctype>
+#include <fstream>
+#include <sstream>
 
+#include "common/json.h"
+#include "connector/richcontent/embedded_schema.h"
 #include "connector/richcontent/json_kind.h"
 
 namespace parley::connector::richcontent {
@@ -188,18 +192,124 @@ bool imageUrlAllowed(std::string_view url, const std::optional<std::vector<std::
   return false;
 }
 
-Result<Validator> Validator::load(const std::filesystem::path& schema_dir) {
-  std::filesystem::path pollock = schema_dir / "json-pollock-1.7.7";
-  std::filesystem::path web = schema_dir / "lp-rich-content-validator-web";
-  if (!std::filesystem::exists(pollock / "rich_content.json")) {
-    pollock = schema_dir;
-    web = schema_dir / ".." / "lp-rich-content-validator-web";
+bool linkUriAllowed(std::string_view uri, LinkTarget target, std::string* why) {
+  auto parsed = boost::urls::parse_uri(trim(uri));
+  if (!parsed) {
+    if (why)
+      *why = fmt::format("\"{}\" is not a valid absolute URL; use an https:// URL", shortText(uri));
+    return false;
   }
+  std::string scheme = lower(parsed->scheme());
+  if (target == LinkTarget::kWeb) {
+    if (scheme == "https" || scheme == "http") {
+      if (!parsed->has_authority() || parsed->encoded_host().empty()) {
+        if (why) *why = fmt::format("\"{}\" has no host", shortText(uri));
+        return false;
+      }
+      return true;
+    }
+    if (scheme == "mailto" || scheme == "tel") return true;
+    if (why)
+      *why = fmt::format(
+          "link URIs must be http(s)://, mailto: or tel: URLs, got a {}: URL; a link to "
+          "anything else could run code in the page that shows it",
+          scheme);
+    return false;
+  }
+  if (scheme == "javascript" || scheme == "vbscript" || scheme == "data" || scheme == "file" ||
+      scheme == "blob") {
+    if (why)
+      *why = fmt::format("app links must not use {}: URLs; use the app's own scheme or https://",
+                         scheme);
+    return false;
+  }
+  return true;
+}
+
+bool cssColourAllowed(std::string_view v) {
+  if (v.empty() || v.size() > 64) return false;
+  auto isHex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  if (v[0] == '#') {
+    std::string_view hex = v.substr(1);
+    if (hex.size() != 3 && hex.size() != 4 && hex.size() != 6 && hex.size() != 8) return false;
+    return std::all_of(hex.begin(), hex.end(), isHex);
+  }
+  std::size_t i = 0;
+  while (i < v.size() && std::isalpha(static_cast<unsigned char>(v[i]))) ++i;
+  if (i == v.size()) return true;  // a keyword
+  std::string fn = lower(v.substr(0, i));
+  if ((fn != "rgb" && fn != "rgba" && fn != "hsl" && fn != "hsla") || v[i] != '(' ||
+      v.back() != ')')
+    return false;
+  std::string_view args = v.substr(i + 1, v.size() - i - 2);
+  for (std::size_t k = 0; k < args.size(); ++k) {
+    char c = args[k];
+    if (std::isdigit(static_cast<unsigned char>(c)) || c == ' ' || c == ',' || c == '.' ||
+        c == '%' || c == '/' || c == '-' || c == '+')
+      continue;
+    if (args.substr(k, 3) == "deg") {
+      k += 2;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+const std::string_view kQuickRepliesSchema = R"({
+  "type": "object",
+  "title": "quickReplies",
+  "additionalProperties": false,
+  "properties": {
+    "type": {"type": "string", "enum": ["quickReplies"]},
+    "itemsPerRow": {"type": "number"},
+    "replies": {"type": "array", "minItems": 1, "maxItems": 24, "items": {"$ref": "button.json"}}
+  },
+  "required": ["type", "itemsPerRow", "replies"]
+})";
+
+std::string_view embeddedJsonPollockVersion() { return PARLEY_JSON_POLLOCK_VERSION; }
+
+namespace {
+constexpr const char* kQuickRepliesFile = "quickReplies.json";
+}  // namespace
+
+Result<Validator> Validator::compile(const SchemaReader& pollock) {
   auto p = CompiledSchema::load(pollock, "rich_content.json");
   if (!p) return std::unexpected(p.error());
-  auto q = CompiledSchema::load(web, "quickReplies.json");
+  SchemaReader quick_replies = [&pollock](const std::string& file) -> Result<std::string> {
+    if (file == kQuickRepliesFile) return std::string(kQuickRepliesSchema);
+    return pollock(file);
+  };
+  auto q = CompiledSchema::load(quick_replies, kQuickRepliesFile);
   if (!q) return std::unexpected(q.error());
   return Validator(std::move(*p), std::move(*q));
+}
+
+Result<Validator> Validator::loadEmbedded() {
+  SchemaReader read = [](const std::string& file) -> Result<std::string> {
+    const EmbeddedFile* f = findEmbeddedFile(embeddedJsonPollockSchema(), file);
+    if (!f)
+      return invalid(fmt::format("schema file {} is not in the built-in JSON Pollock {} schema",
+                                 file, embeddedJsonPollockVersion()));
+    return std::string(f->text);
+  };
+  return compile(read);
+}
+
+Result<Validator> Validator::load(const std::filesystem::path& pollock_dir) {
+  std::filesystem::path dir = pollock_dir;
+  if (std::filesystem::exists(dir / "json-pollock-1.7.7" / "rich_content.json"))
+    dir /= "json-pollock-1.7.7";
+  SchemaReader read = [&dir](const std::string& file) -> Result<std::string> {
+    std::filesystem::path p = dir / file;
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return invalid(fmt::format("schema file {} cannot be read", p.string()));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return compile(read);
 }
 
 std::vector<std::string> Validator::warnings() const {
@@ -208,8 +318,17 @@ std::vector<std::string> Validator::warnings() const {
   return w;
 }
 
-void Validator::checkImageUrls(const bj::value& v, const ValidateOptions& opts,
-                               detail::ErrorSink& sink) const {
+namespace {
+
+// A style key whose value json-pollock writes into CSS as a colour.
+bool isColourKey(std::string_view key) {
+  return key == "fill" || key.find("color") != std::string_view::npos;
+}
+
+}  // namespace
+
+void Validator::checkValues(const bj::value& v, const ValidateOptions& opts,
+                            detail::ErrorSink& sink) const {
   if (v.is_object()) {
     const bj::object& o = v.get_object();
     std::string_view type;
@@ -222,10 +341,40 @@ void Validator::checkImageUrls(const bj::value& v, const ValidateOptions& opts,
           sink.add(std::move(why), "url");
       }
     }
+    if (type == "link") {
+      std::string why;
+      if (auto u = o.find("uri"); u != o.end() && u->value().is_string() &&
+                                  !linkUriAllowed(u->value().get_string(), LinkTarget::kWeb, &why))
+        sink.add(std::move(why), "uri");
+      for (std::string_view app : {"web", "ios", "android"}) {
+        auto a = o.find(app);
+        if (a == o.end() || !a->value().is_object()) continue;
+        auto u = a->value().get_object().find("uri");
+        if (u == a->value().get_object().end() || !u->value().is_string()) continue;
+        LinkTarget target = app == "web" ? LinkTarget::kWeb : LinkTarget::kApp;
+        if (!linkUriAllowed(u->value().get_string(), target, &why)) {
+          sink.push(app);
+          sink.add(std::move(why), "uri");
+          sink.pop();
+        }
+      }
+    }
+    if (auto st = o.find("style"); st != o.end() && st->value().is_object()) {
+      sink.push("style");
+      for (const auto& kv : st->value().get_object()) {
+        if (!isColourKey(kv.key()) || !kv.value().is_string()) continue;
+        if (!cssColourAllowed(kv.value().get_string()))
+          sink.add(fmt::format("\"{}\" is not a CSS colour; use #rrggbb, a colour name or "
+                               "rgb(r, g, b)",
+                               shortText(kv.value().get_string())),
+                   kv.key());
+      }
+      sink.pop();
+    }
     for (const auto& kv : o) {
       if (!kv.value().is_structured()) continue;
       sink.push(kv.key());
-      checkImageUrls(kv.value(), opts, sink);
+      checkValues(kv.value(), opts, sink);
       sink.pop();
     }
   } else if (v.is_array()) {
@@ -233,7 +382,7 @@ void Validator::checkImageUrls(const bj::value& v, const ValidateOptions& opts,
     for (std::size_t i = 0; i < a.size(); ++i) {
       if (!a[i].is_structured()) continue;
       sink.push(i);
-      checkImageUrls(a[i], opts, sink);
+      checkValues(a[i], opts, sink);
       sink.pop();
     }
   }
@@ -256,7 +405,7 @@ ValidationResult Validator::validate(const bj::value& sc, const ValidateOptions&
   runSchema(*pollock_, sc, opts, r);
   if (opts.extra_rules) {
     detail::ErrorSink sink(opts.max_errors, opts.path_prefix);
-    checkImageUrls(sc, opts, sink);
+    checkValues(sc, opts, sink);
     for (auto& e : sink.errors()) r.fail(std::move(e.path), std::move(e.message));
   }
   return r;
@@ -291,11 +440,16 @@ ValidationResult Validator::validateQuickReplies(const bj::value& qr,
   }
   runSchema(*quick_replies_, qr, opts, r);
   if (!opts.extra_rules) return r;
+  {
+    detail::ErrorSink sink(opts.max_errors, opts.path_prefix);
+    checkValues(qr, opts, sink);
+    for (auto& e : sink.errors()) r.fail(std::move(e.path), std::move(e.message));
+  }
   const bj::object& o = qr.get_object();
   if (auto it = o.find("itemsPerRow"); it != o.end() && it->value().is_number()) {
     const bj::value& v = it->value();
-    double d = v.is_double() ? v.get_double() : v.to_number<double>();
-    if (d != static_cast<double>(static_cast<std::int64_t>(d)) || d < 1 || d > kMaxItemsPerRow)
+    auto n = json::exactInt64(v.is_double() ? v.get_double() : v.to_number<double>());
+    if (!n || *n < 1 || *n > kMaxItemsPerRow)
       r.fail(joinPath(opts.path_prefix, "itemsPerRow"),
              fmt::format("must be a whole number from 1 to {}, got {}", kMaxItemsPerRow,
                          bj::serialize(v)));

@@ -2,11 +2,17 @@
 
 // Structured-content (JSON Pollock) validation for bot responses and the REST API.
 //
-// Validator compiles the JSON Pollock 1.7.7 schema (and LivePerson's web quick-replies schema)
-// once, then validates messages with a type-dispatching validator (see schema.h), and adds the
-// rules that the schema does not express:
+// Validator compiles the JSON Pollock 1.7.7 schema (compiled into the binary from the
+// json-pollock npm package) and a quick-replies schema once, then validates messages with a
+// type-dispatching validator (see schema.h), and adds the rules that the schema does not express:
 //   - image and link-preview URLs must be HTTPS and on the account's image allowlist (exact
 //     hosts or https:// URL prefixes; no wildcards);
+//   - link actions: `uri` and `web.uri` must be http(s)://, mailto: or tel: URLs; `ios.uri` and
+//     `android.uri` (app deep links) may use any scheme except javascript:, vbscript:, data:,
+//     file: and blob:;
+//   - style colours (`color`, `background-color`, `border-color`, `fill`, ... and their
+//     -hover/-active/-selected forms) must be CSS colours: #rgb[a], #rrggbb[aa], a keyword, or
+//     rgb()/rgba()/hsl()/hsla() of numbers (never CSS text such as url(...) or ';');
 //   - a whole structured-content message is at most 15,000 bytes (compact JSON);
 //   - quick replies only in messaging; 1-24 replies; itemsPerRow 1-8; chip titles at most 25
 //     characters; each chip is a button with click.actions;
@@ -72,11 +78,15 @@ inline constexpr std::size_t kMaxEncodedMetadataBytes = 5 * 1024;
 
 class Validator {
  public:
-  // Loads and compiles the schemas under `schema_dir`, which is either the corpus `schema`
-  // folder (holding json-pollock-1.7.7/ and lp-rich-content-validator-web/) or the JSON Pollock
-  // folder itself (then quick replies are read from ../lp-rich-content-validator-web/).
-  // Invalid when a file is missing or uses an unsupported keyword.
-  static Result<Validator> load(const std::filesystem::path& schema_dir);
+  // Compiles the schemas built into the binary: JSON Pollock's (the json-pollock npm package's
+  // js/schema, embedded at build time; see embeddedJsonPollockVersion()) and the quick-replies
+  // schema (kQuickRepliesSchema: its chips are JSON Pollock buttons).
+  static Result<Validator> loadEmbedded();
+  // Compiles JSON Pollock's schema from the files in `pollock_dir` instead (rich_content.json and
+  // the files it refers to; a folder holding json-pollock-1.7.7/ is also accepted), with the
+  // built-in quick-replies schema on top of them. Invalid when a file is missing or uses an
+  // unsupported keyword.
+  static Result<Validator> load(const std::filesystem::path& pollock_dir);
 
   // Validates a structured-content body (the value of `structuredContent`).
   ValidationResult validate(const boost::json::value& sc, const ValidateOptions& opts = {}) const;
@@ -97,12 +107,15 @@ class Validator {
   const CompiledSchema& pollockSchemaForTest() const { return *pollock_; }
 
  private:
+  // JSON Pollock's schema from `pollock`, and the quick-replies schema with its buttons.
+  static Result<Validator> compile(const SchemaReader& pollock);
   Validator(std::shared_ptr<const CompiledSchema> pollock,
             std::shared_ptr<const CompiledSchema> quick_replies)
       : pollock_(std::move(pollock)), quick_replies_(std::move(quick_replies)) {}
 
-  void checkImageUrls(const boost::json::value& v, const ValidateOptions& opts,
-                      detail::ErrorSink& sink) const;
+  // Image URLs, link URIs and style colours (the rules the schema does not express).
+  void checkValues(const boost::json::value& v, const ValidateOptions& opts,
+                   detail::ErrorSink& sink) const;
 
   std::shared_ptr<const CompiledSchema> pollock_;
   std::shared_ptr<const CompiledSchema> quick_replies_;
@@ -111,6 +124,25 @@ class Validator {
 // True when `url` is https and (if an allowlist is given) on it. Sets `why` when not.
 bool imageUrlAllowed(std::string_view url, const std::optional<std::vector<std::string>>& allowlist,
                      std::string* why);
+
+// The quick-replies object of a messaging message: {type: "quickReplies", itemsPerRow, replies},
+// 1-24 replies, each a JSON Pollock button (button.json). The connector's stricter rules
+// (itemsPerRow 1-8, chip titles, click actions) are checked in code.
+extern const std::string_view kQuickRepliesSchema;
+
+// The version of the json-pollock package whose schema is compiled in ("1.7.7").
+std::string_view embeddedJsonPollockVersion();
+
+// True when `uri` may be the target of a link action: http(s)://, mailto: or tel:, or (for
+// LinkTarget::kApp, the ios/android deep links) any scheme but javascript:, vbscript:, data:,
+// file: and blob:. Sets `why` when not.
+enum class LinkTarget { kWeb, kApp };
+bool linkUriAllowed(std::string_view uri, LinkTarget target, std::string* why);
+
+// True when `v` is a CSS colour value json-pollock may put into a style: #rgb, #rgba, #rrggbb,
+// #rrggbbaa, a keyword of letters ("red", "transparent"), or rgb()/rgba()/hsl()/hsla() whose
+// arguments are numbers, %, deg, spaces, commas and '/'.
+bool cssColourAllowed(std::string_view v);
 
 // Size of `v` serialised as compact JSON, without allocating the text.
 std::size_t compactJsonSize(const boost::json::value& v);

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "common/testing/temp_dir.h"
+#include "connector/richcontent/embedded_schema.h"
 #include "connector/testing/corpus.h"
 
 namespace parley::connector::richcontent {
@@ -14,7 +18,7 @@ namespace bj = boost::json;
 class ValidatorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto v = Validator::load(testing::schemaDir());
+    auto v = Validator::loadEmbedded();
     ASSERT_TRUE(v) << v.error().message;
     v_ = new Validator(std::move(*v));
   }
@@ -29,11 +33,54 @@ std::string card(const std::string& image_url) {
          R"("},{"type":"text","text":"hi"}]})";
 }
 
-TEST_F(ValidatorTest, LoadsFromEitherFolder) {
+TEST_F(ValidatorTest, LoadsFromAFolderInstead) {
   EXPECT_TRUE(Validator::load(testing::schemaDir() / "json-pollock-1.7.7"));
+  EXPECT_TRUE(Validator::load(testing::schemaDir()));
   auto bad = Validator::load("/nonexistent/schema");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("rich_content.json"), std::string::npos);
+}
+
+// A schema folder given instead of the built-in schema is the one that decides: the same card
+// is valid under the built-in schema and invalid under a copy whose text.json allows 3
+// characters.
+TEST_F(ValidatorTest, AFolderOverridesTheBuiltInSchema) {
+  parley::testing::TempDir dir;
+  for (const EmbeddedFile& f : embeddedJsonPollockSchema()) {
+    std::string text(f.text);
+    if (f.name == "text.json") {
+      bj::value v = bj::parse(text);
+      v.as_object()["properties"].as_object()["text"].as_object()["maxLength"] = 3;
+      text = bj::serialize(v);
+    }
+    std::ofstream(dir.file(std::string(f.name)), std::ios::binary) << text;
+  }
+  auto custom = Validator::load(dir.path());
+  ASSERT_TRUE(custom) << custom.error().message;
+  std::string doc = R"({"type":"text","text":"four"})";
+  EXPECT_TRUE(v().validateText(doc).valid);
+  auto r = custom->validateText(doc);
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors[0].path, "/text");
+  // Quick replies use the folder's button.json too.
+  EXPECT_TRUE(
+      custom
+          ->validateQuickReplies(bj::parse(
+              R"({"type":"quickReplies","itemsPerRow":2,"replies":[{"type":"button","title":"Yes",)"
+              R"("click":{"actions":[{"type":"publishText","text":"yes"}]}}]})"))
+          .valid);
+  std::filesystem::remove(dir.file("button.json"));
+  auto missing = Validator::load(dir.path());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("button.json"), std::string::npos);
+}
+
+TEST_F(ValidatorTest, BuiltInSchemaNeedsNoFiles) {
+  auto v = Validator::loadEmbedded();
+  ASSERT_TRUE(v) << v.error().message;
+  EXPECT_TRUE(v->validateText(R"({"type":"text","text":"hi"})").valid);
+  EXPECT_FALSE(v->validateText(R"({"type":"text"})").valid);
+  EXPECT_FALSE(embeddedJsonPollockSchema().empty());
 }
 
 TEST_F(ValidatorTest, ImageUrlsMustBeHttps) {
@@ -71,6 +118,72 @@ TEST_F(ValidatorTest, LinkPreviewUrlsAreCheckedToo) {
   auto r = v().validateText(R"({"type":"linkPreview","url":"http://x.com","title":"t"})");
   ASSERT_FALSE(r.valid);
   EXPECT_EQ(r.errors[0].path, "/url");
+}
+
+std::string linkCard(const std::string& link_fields) {
+  return R"j({"type":"vertical","elements":[{"type":"button","title":"Go","click":{"actions":[{"type":"link","name":"go",)j" +
+         link_fields + "}]}}]}";
+}
+
+TEST_F(ValidatorTest, LinkUrisAreWebUrlsMailOrPhone) {
+  for (const char* ok : {"https://example.com/a?b=1", "http://example.com", "HTTPS://EXAMPLE.COM",
+                         "mailto:help@example.com", "tel:+15550100"})
+    EXPECT_TRUE(v().validateText(linkCard(std::string(R"j("uri":")j") + ok + "\"")).valid) << ok;
+  for (const char* bad :
+       {"javascript:alert(1)", "JavaScript:alert(1)", " javascript:alert(1)", "vbscript:x",
+        "data:text/html,<script>alert(1)</script>", "file:///etc/passwd", "blob:https://x/y",
+        "java\tscript:alert(1)", "//evil.example/", "/relative", "https:///nohost", "ftp://x/y"}) {
+    auto r = v().validateText(linkCard(std::string(R"j("uri":)j") + bj::serialize(bj::value(bad))));
+    ASSERT_FALSE(r.valid) << bad;
+    EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/uri") << bad;
+  }
+  auto r = v().validateText(linkCard(R"j("uri":"javascript:alert(1)")j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_NE(r.errors.back().message.find("http(s)://, mailto: or tel:"), std::string::npos);
+
+  // web.uri is a web link too; ios/android are app deep links: any scheme but script-capable ones.
+  EXPECT_TRUE(v().validateText(
+                     linkCard(R"j("uri":"https://example.com","web":{"uri":"https://example.com/w"},
+        "ios":{"uri":"myapp://open"},"android":{"uri":"intent://x#Intent;end"})j"))
+                  .valid);
+  r = v().validateText(linkCard(R"j("uri":"https://example.com","web":{"uri":"javascript:x"})j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/web/uri");
+  r = v().validateText(linkCard(R"j("uri":"https://example.com","ios":{"uri":"javascript:x"})j"));
+  ASSERT_FALSE(r.valid);
+  EXPECT_EQ(r.errors.back().path, "/elements/0/click/actions/0/ios/uri");
+  // Quick-reply chips follow the same rules.
+  auto qr =
+      bj::parse(R"j({"type":"quickReplies","itemsPerRow":1,"replies":[{"type":"button","title":"x",
+      "click":{"actions":[{"type":"link","name":"x","uri":"javascript:alert(1)"}]}}]})j");
+  auto q = v().validateQuickReplies(qr);
+  ASSERT_FALSE(q.valid);
+  EXPECT_EQ(q.errors.back().path, "/replies/0/click/actions/0/uri");
+}
+
+TEST_F(ValidatorTest, StyleColoursAreColours) {
+  auto text = [](const std::string& style) {
+    return R"j({"type":"vertical","elements":[{"type":"text","text":"x","style":)j" + style + "}]}";
+  };
+  for (const char* ok :
+       {"#fff", "#FFFA", "#3736A6", "#00000080", "red", "transparent", "rgb(1, 2, 3)",
+        "rgba(1,2,3,0.5)", "hsl(120deg 50% 50%)", "hsla(120, 50%, 50%, .3)", "rgb(1 2 3 / 50%)"}) {
+    auto r = v().validateText(text(std::string(R"j({"color":")j") + ok + R"j(","bold":true})j"));
+    EXPECT_TRUE(r.valid) << ok << ": " << (r.errors.empty() ? "" : r.errors[0].message);
+  }
+  for (const char* bad :
+       {"red;background-image:url(https://evil.example/x)", "url(x)", "expression(alert(1))",
+        "#ggg", "#12345", "", "var(--x)", "rgb(1,2,3);x:y", "red }", "calc(1)"}) {
+    auto r = v().validateText(
+        text(std::string(R"j({"background-color":)j") + bj::serialize(bj::value(bad)) + "}"));
+    ASSERT_FALSE(r.valid) << bad;
+    EXPECT_EQ(r.errors.back().path, "/elements/0/style/background-color") << bad;
+  }
+  EXPECT_FALSE(v().validateText(text(R"j({"border-color-hover":"url(x)"})j")).valid);
+  EXPECT_FALSE(v().validateText(text(R"j({"fill":"url(#x)"})j")).valid);
+  EXPECT_TRUE(v().validateText(text(R"j({"size":"large","italic":true})j")).valid);
+  EXPECT_TRUE(cssColourAllowed("Red"));
+  EXPECT_FALSE(cssColourAllowed(std::string(65, 'a')));
 }
 
 TEST_F(ValidatorTest, WholeMessageAtMost15000Bytes) {
@@ -150,6 +263,19 @@ TEST_F(ValidatorTest, QuickReplyLimits) {
   r = v().validateQuickReplies(chips(1, e26));
   ASSERT_FALSE(r.valid);
   EXPECT_EQ(r.errors[0].path, "/replies/0/title");
+}
+
+// itemsPerRow beyond int64 (1e300, 2^64-1) was cast to int64 before the range check: undefined
+// (UBSan's float-cast-overflow in the sanitizer builds). Now it is refused like 9.
+TEST_F(ValidatorTest, ItemsPerRowFarOutOfRangeIsRefused) {
+  for (const char* n : {"1e300", "-1e300", "18446744073709551615", "9223372036854775808", "2.5"}) {
+    bj::value qr = chips(2);
+    qr.as_object()["itemsPerRow"] = bj::parse(n);
+    auto r = v().validateQuickReplies(qr);
+    ASSERT_FALSE(r.valid) << n;
+    EXPECT_EQ(r.errors.back().path, "/itemsPerRow") << n;
+    EXPECT_NE(r.errors.back().message.find("whole number from 1 to 8"), std::string::npos) << n;
+  }
 }
 
 TEST_F(ValidatorTest, QuickRepliesOnlyInMessaging) {

@@ -109,6 +109,21 @@
     return {method, url, headers: list, body: body === undefined ? '' : body,
             timeout: typeof o.timeout === 'number' ? o.timeout : 0};
   }
+  // The URL a Location header points to, relative to the URL that answered (RFC 3986 5.2, for
+  // the forms servers send): absolute (any scheme: the engine refuses all but http/https),
+  // scheme-relative "//host/path", absolute-path "/path", or relative "path" and "?query".
+  function resolveLocation(base, location) {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(location)) return location;
+    const m = /^([a-z][a-z0-9+.-]*:)(\/\/[^/?#]*)?([^?#]*)/i.exec(base);
+    if (!m) return location;
+    const scheme = m[1];
+    const authority = m[2] || '';
+    const path = m[3] || '/';
+    if (location.startsWith('//')) return scheme + location;
+    if (location.startsWith('/')) return scheme + authority + location;
+    if (location.startsWith('?')) return scheme + authority + path + location;
+    return scheme + authority + path.slice(0, path.lastIndexOf('/') + 1) + location;
+  }
   function send(o, req, redirects) {
     return call('http', req).then((r) => {
       if (!r.ok) throw new RequestError('Error: ' + r.message, o);
@@ -118,11 +133,7 @@
                                                     o.followAllRedirects);
       if (res.statusCode >= 300 && res.statusCode < 400 && location && follow) {
         if (redirects >= 10) throw new RequestError('Error: too many redirects', o);
-        let next = location;
-        if (!/^https?:\/\//i.test(next)) {
-          const m = /^(https?:\/\/[^/]+)/i.exec(req.url);
-          next = (m ? m[1] : '') + (next[0] === '/' ? '' : '/') + next;
-        }
+        const next = resolveLocation(req.url, location);
         const method = res.statusCode === 307 || res.statusCode === 308 ? req.method : 'GET';
         return send(o, Object.assign({}, req, {url: next, method, body: method === req.method ? req.body : ''}),
                     redirects + 1);

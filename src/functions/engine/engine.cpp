@@ -22,12 +22,9 @@
 #include "common/log.h"
 #include "common/random.h"
 #include "common/thread_name.h"
+#include "functions/engine/js_libs.h"
 #include "functions/engine/watchdog.h"
 #include "functions/engine/worker_host.h"
-
-#ifndef PARLEY_FUNCTIONS_JSLIB_DIR
-#define PARLEY_FUNCTIONS_JSLIB_DIR ""
-#endif
 
 namespace parley::functions::engine {
 
@@ -149,12 +146,17 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
     return invalid("RuntimeOptions.heap_limit_mb must be at least 16");
   if (options.max_busy_workers_per_account < 1)
     return invalid("RuntimeOptions.max_busy_workers_per_account must be at least 1");
+  auto policy = AddressPolicy::parse(options.outbound_allow);
+  if (!policy) return std::unexpected(policy.error());
   std::unique_ptr<Engine> e(new Engine(std::move(options), host, clock));
+  e->address_policy_ = std::move(*policy);
   e->limits_ = std::move(limits);
+  // Sent to every worker in its first frame: the worker process reads no file.
   JsLibs libs;
-  libs.dir = e->options_.js_lib_dir.empty() ? std::string(PARLEY_FUNCTIONS_JSLIB_DIR)
-                                            : e->options_.js_lib_dir;
-  if (!libs.dir.empty()) {
+  libs.dir = e->options_.js_lib_dir;
+  if (libs.dir.empty()) {
+    for (const EmbeddedFile& lib : embeddedJsLibs()) libs.sources.emplace(lib.name, lib.text);
+  } else {
     std::string lodash = readFile(libs.dir + "/lodash/lodash.js");
     if (!lodash.empty()) libs.sources["lodash"] = std::move(lodash);
     std::string luxon = readFile(libs.dir + "/luxon/build/cjs-browser/luxon.js");
@@ -173,8 +175,8 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
   e->host_pool_ = std::make_unique<boost::asio::thread_pool>(std::max(1, e->options_.host_threads));
   nameThreads([&](auto task) { boost::asio::post(*e->host_pool_, std::move(task)); },
               static_cast<std::size_t>(std::max(1, e->options_.host_threads)), "fn-host");
-  e->http_ =
-      std::make_unique<HttpClient>(e->options_.http_threads, e->options_.http_max_body_bytes);
+  e->http_ = std::make_unique<HttpClient>(e->options_.http_threads, e->options_.http_max_body_bytes,
+                                          e->address_policy_);
   // The supervisor starts the base workers (and every later one: a worker's parent-death
   // signal follows the thread that started it, which lives as long as the engine).
   e->supervisor_ = std::thread([raw = e.get()] {
@@ -428,21 +430,27 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       std::uint64_t inv = rd.u64(), call = rd.u64();
       std::string op = rd.str(), args = rd.str();
       if (!rd.ok()) return;
-      std::shared_ptr<const Deployment> d;
-      SteadyTime deadline;
+      // What the call acts for, copied from the server's own record of the invocation (never
+      // from what the worker says): its deployment, deadline, request id and invoker.
+      Job acting;
       {
         std::lock_guard lock(mu_);
         auto it = jobs_.find(inv);
         // Only an invocation running on this worker may ask: a worker cannot act for another.
         if (it == jobs_.end() || it->second.worker != w->id) return;
-        d = it->second.deployment;
-        deadline = it->second.deadline;
+        const Job& job = it->second;
+        acting.id = job.id;
+        acting.deployment = job.deployment;
+        acting.deadline = job.deadline;
+        acting.request.account = job.request.account;
+        acting.request.function = job.request.function;
+        acting.request.request_id = job.request.request_id;
+        acting.request.invoker = job.request.invoker;
       }
       std::weak_ptr<WorkerHandle> weak = w;
-      hostCall(*d, std::move(op), std::move(args), deadline,
-               [this, weak, inv, call](std::string reply) {
-                 if (auto wp = weak.lock()) send(*wp, proto::hostReply(inv, call, reply));
-               });
+      hostCall(acting, std::move(op), std::move(args), [this, weak, inv, call](std::string reply) {
+        if (auto wp = weak.lock()) send(*wp, proto::hostReply(inv, call, reply));
+      });
       return;
     }
     case Msg::kPrepared: {
@@ -1120,24 +1128,55 @@ bool Engine::waitForWorkersForTest(std::size_t n, std::chrono::milliseconds time
 // ---------------------------------------------------------------------------------------------
 // Host calls
 
-void Engine::hostCall(const Deployment& d, std::string op, std::string args_json,
-                      SteadyTime deadline, std::function<void(std::string)> reply) {
+void Engine::hostCall(const Job& job, std::string op, std::string args_json,
+                      std::function<void(std::string)> reply) {
+  const Deployment& d = *job.deployment;
   if (op == "http") {
-    doHttp(d, args_json, deadline, std::move(reply));
+    doHttp(d, args_json, job.deadline, std::move(reply));
     return;
   }
-  boost::asio::post(*host_pool_, [this, account = d.account, op = std::move(op),
-                                  args_json = std::move(args_json), reply = std::move(reply)] {
+  SecretAccess access;
+  access.account = d.account;
+  access.function = d.function;
+  access.request_id = job.request.request_id;
+  access.invoker = job.request.invoker;
+  boost::asio::post(*host_pool_, [this, access = std::move(access), op = std::move(op),
+                                  args_json = std::move(args_json),
+                                  reply = std::move(reply)]() mutable {
+    const AccountId& account = access.account;
     auto args = json::parseObject(args_json);
     if (!args) return reply(errReply(args.error()));
-    if (op == "secret.read") {
-      auto v = host_.readSecret(account, json::getString(*args, "key"));
-      return reply(v ? okReply(bj::string(*v)) : errReply(v.error()));
-    }
-    if (op == "secret.update") {
-      auto s = host_.updateSecret(account, json::getString(*args, "key"),
-                                  json::getString(*args, "value"));
-      return reply(s ? okReply(nullptr) : errReply(s.error()));
+    if (op == "secret.read" || op == "secret.update") {
+      // Every attempt is recorded before the function sees its result; a read whose record
+      // cannot be stored does not hand out the value.
+      access.key = json::getString(*args, "key");
+      access.op = op == "secret.read" ? SecretOp::kRead : SecretOp::kWrite;
+      access.ts = clock_.nowMs();
+      Result<std::string> outcome;
+      if (access.op == SecretOp::kRead) {
+        outcome = host_.readSecret(account, access.key);
+      } else if (access.invoker.secret_writes != SecretWrites::kAllowed) {
+        access.outcome = SecretOutcome::kRefused;
+        outcome = forbidden(
+            access.invoker.kind == InvokerKind::kUser
+                ? "changing a secret from a test invocation needs the FAAS_ADMIN or ADMIN role; "
+                  "ask an account admin, or change it with PUT secrets/{key}"
+                : "this invocation may not change secrets");
+      } else if (auto s = host_.updateSecret(account, access.key, json::getString(*args, "value"));
+                 !s) {
+        outcome = std::unexpected(s.error());
+      } else {
+        outcome = std::string();
+      }
+      if (!outcome) access.detail = outcome.error().message;
+      if (auto s = host_.recordSecretAccess(access); !s) {
+        return reply(errReply(Error{ErrorCode::kUnavailable,
+                                    "the secret access could not be recorded, so it was not "
+                                    "completed; retry later (" +
+                                        s.error().message + ")"}));
+      }
+      if (!outcome) return reply(errReply(outcome.error()));
+      return reply(access.op == SecretOp::kRead ? okReply(bj::string(*outcome)) : okReply(nullptr));
     }
     if (op == "context") {
       bj::value inner = bj::object{};
@@ -1167,12 +1206,19 @@ void Engine::doHttp(const Deployment& d, const std::string& args_json, SteadyTim
   req.body = json::getString(*args, "body");
   if (auto* h = args->if_contains("headers"); h && h->is_array()) {
     for (auto& pair : h->as_array()) {
-      if (!pair.is_array() || pair.as_array().size() != 2) continue;
+      if (!pair.is_array() || pair.as_array().size() != 2 || !pair.as_array()[0].is_string() ||
+          !pair.as_array()[1].is_string())
+        return reply(errReply(Error{ErrorCode::kInvalid, "headers must be name/value strings"}));
       auto& a = pair.as_array();
-      if (a[0].is_string() && a[1].is_string())
-        req.headers.emplace_back(std::string(a[0].as_string()), std::string(a[1].as_string()));
+      req.headers.emplace_back(std::string(a[0].as_string()), std::string(a[1].as_string()));
     }
   }
+  // What the function asked for is checked before anything else (and again by the client):
+  // no CR/LF/NUL, no platform headers, bounded sizes.
+  if (auto s = checkOutboundRequest(req.method, req.url, req.headers, req.body.size(),
+                                    options_.http_max_body_bytes);
+      !s)
+    return reply(errReply(s.error()));
   bool has_ua = false;
   for (auto& [k, _] : req.headers) {
     std::string lk = k;
@@ -1200,6 +1246,8 @@ void Engine::doHttp(const Deployment& d, const std::string& args_json, SteadyTim
     auto list = host_.allowlist(account);
     if (!list) return reply(errReply(list.error()));
     if (!hostAllowed(host, *list)) return reply(statusReply(403, kForbiddenBody));
+    // The client resolves the host once, checks every address against the address policy
+    // and connects only to those addresses.
     http_->fetch(std::move(req), [reply = std::move(reply)](Result<HttpResponse> r) {
       if (!r) return reply(errReply(r.error()));
       bj::object headers;

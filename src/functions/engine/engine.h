@@ -78,6 +78,9 @@ class Engine {
   RuntimeStats stats() const;
   std::string prometheusText() const;
 
+  // The parsed RuntimeOptions::outbound_allow.
+  const AddressPolicy& addressPolicy() const { return address_policy_; }
+
   // ---- Test hooks ----
   // Process ids of the live, ready worker processes of `kind` (empty in in-process mode).
   std::vector<int> workerPidsForTest(
@@ -115,7 +118,12 @@ class Engine {
   void recordCrash(const std::string& function_key, SteadyTime now);  // REQUIRES(mu_)
   std::shared_ptr<Deployment> newDeployment();
 
-  void hostCall(const Deployment& d, std::string op, std::string args_json, SteadyTime deadline,
+  // Runs a Toolbelt host operation a worker asked for on behalf of `job`'s invocation (the
+  // server's record of it) on the host/HTTP threads; `reply` gets the JSON text
+  // {"ok":true,"value":..} or {"ok":false,"code":"NOT_FOUND","message":..} on some other
+  // thread. Secret writes need job.request.invoker.secret_writes == kAllowed; every secret read
+  // and write is recorded through FunctionHost::recordSecretAccess.
+  void hostCall(const Job& job, std::string op, std::string args_json,
                 std::function<void(std::string)> reply);
   void doHttp(const Deployment& d, const std::string& args_json, SteadyTime deadline,
               std::function<void(std::string)> reply);
@@ -128,6 +136,7 @@ class Engine {
   WorkerConfig worker_config_;
   std::string init_frame_;
   RateLimiter rate_;
+  AddressPolicy address_policy_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;  // supervisor wake-ups and readiness (with mu_)

@@ -26,7 +26,8 @@ struct HttpClient::Impl {
   // Created on first https use: building an OpenSSL context costs ~100 ms.
   std::once_flag tls_once;
   std::optional<ssl::context> tls;
-  std::size_t max_body;
+  std::size_t max_body = 0;
+  AddressPolicy policy;
 
   ssl::context& tlsContext() {
     std::call_once(tls_once, [this] {
@@ -44,7 +45,8 @@ namespace {
 
 struct Target {
   bool https = false;
-  std::string host;
+  std::string host;       // for the resolver, SNI and messages: "example.com", "::1"
+  std::string host_text;  // as in the URL, for the Host header: "example.com", "[::1]"
   std::string port;
   std::string path;
 };
@@ -63,6 +65,7 @@ Result<Target> parseTarget(const std::string& url) {
   if (!u->has_authority() || u->encoded_host().empty())
     return invalid("URL '" + url + "' has no host");
   t.host = std::string(u->encoded_host());
+  t.host_text = t.host;
   if (u->host_type() == boost::urls::host_type::ipv6) {
     t.host = std::string(u->encoded_host_address());
   }
@@ -84,7 +87,7 @@ asio::awaitable<Result<HttpResponse>> exchange(Stream& stream, const Target& t,
   req.target(t.path);
   req.version(11);
   bool default_port = (t.https && t.port == "443") || (!t.https && t.port == "80");
-  req.set(http::field::host, default_port ? t.host : t.host + ":" + t.port);
+  req.set(http::field::host, default_port ? t.host_text : t.host_text + ":" + t.port);
   req.set(http::field::connection, "close");
   for (const auto& [k, v] : r.headers) req.set(k, v);
   if (!r.body.empty() || verb == http::verb::post || verb == http::verb::put ||
@@ -117,6 +120,8 @@ asio::awaitable<Result<HttpResponse>> exchange(Stream& stream, const Target& t,
 }
 
 asio::awaitable<Result<HttpResponse>> doFetch(HttpClient::Impl& impl, HttpRequest r) {
+  if (auto s = checkOutboundRequest(r.method, r.url, r.headers, r.body.size(), impl.max_body); !s)
+    co_return std::unexpected(s.error());
   auto target = parseTarget(r.url);
   if (!target) co_return std::unexpected(target.error());
   auto ex = co_await asio::this_coro::executor;
@@ -127,6 +132,14 @@ asio::awaitable<Result<HttpResponse>> doFetch(HttpClient::Impl& impl, HttpReques
   if (ec)
     co_return makeError(ErrorCode::kUnavailable,
                         "cannot resolve host '" + target->host + "': " + ec.message());
+  // Every address the name resolved to must be allowed: refusing the whole name (not just the
+  // internal addresses) keeps a mixed answer from reaching inside on a fallback connect. The
+  // connect below uses exactly these results.
+  if (endpoints.empty())
+    co_return makeError(ErrorCode::kUnavailable, "host '" + target->host + "' has no address");
+  for (const auto& e : endpoints)
+    if (auto s = impl.policy.check(target->host, e.endpoint().address()); !s)
+      co_return makeError(ErrorCode::kForbidden, "the request was refused: " + s.error().message);
   if (!target->https) {
     beast::tcp_stream stream(ex);
     stream.expires_after(r.timeout);
@@ -165,8 +178,10 @@ asio::awaitable<Result<HttpResponse>> doFetch(HttpClient::Impl& impl, HttpReques
 
 }  // namespace
 
-HttpClient::HttpClient(int threads, std::size_t max_body_bytes) : impl_(std::make_unique<Impl>()) {
+HttpClient::HttpClient(int threads, std::size_t max_body_bytes, AddressPolicy policy)
+    : impl_(std::make_unique<Impl>()) {
   impl_->max_body = max_body_bytes;
+  impl_->policy = std::move(policy);
   for (int i = 0; i < std::max(1, threads); ++i)
     impl_->threads.emplace_back([this] {
       nameThisThread("fn-http");

@@ -1,8 +1,12 @@
 #pragma once
 
 // Outbound HTTP/HTTPS for the Toolbelt HTTPClient: Boost.Beast on a small io thread pool,
-// OpenSSL with the system CA store and peer + host name verification. No policy here (the
-// allowlist and rate limit are applied by the caller). Beast/Asio types stay in the .cpp.
+// OpenSSL with the system CA store and peer + host name verification. It enforces what holds
+// for every request whoever asks: the request rules (checkOutboundRequest) and the address
+// policy — the host is resolved once, every resolved address is checked against the
+// AddressPolicy, and the connection goes only to those checked addresses (no second lookup
+// that a short-TTL DNS answer could change). The allowlist and the rate limit are applied by
+// the caller. Beast/Asio types stay in the .cpp.
 
 #include <chrono>
 #include <cstddef>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "functions/engine/outbound.h"
 
 namespace parley::functions::engine {
 
@@ -34,7 +39,8 @@ struct HttpResponse {
 // run, with an error, before it returns) and joins. Thread-safe.
 class HttpClient {
  public:
-  HttpClient(int threads, std::size_t max_body_bytes);
+  // `max_body_bytes` bounds both the request body a caller may send and the response body read.
+  HttpClient(int threads, std::size_t max_body_bytes, AddressPolicy policy);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -43,7 +49,8 @@ class HttpClient {
   static Result<std::string> hostOf(const std::string& url);
 
   // Performs the request. `done` is called exactly once on an io thread: the response (any
-  // status), or Unavailable/Timeout/Invalid with a readable message.
+  // status), or Unavailable/Timeout/Invalid/TooLarge with a readable message, or Forbidden when
+  // the host resolves to an address the policy refuses (then no connection is made).
   void fetch(HttpRequest request, std::function<void(Result<HttpResponse>)> done);
 
  public:

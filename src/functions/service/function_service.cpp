@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <map>
 #include <optional>
 
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
 #include "functions/service/templates.h"
 #include "functions/service/validation.h"
@@ -45,32 +47,10 @@ api::Response ok(const bj::value& v, int status = 200) {
 
 // ---- permissions -----------------------------------------------------------------------------
 
-enum class Need { kRead, kDevelop, kAdminister };
-
-std::optional<api::Response> authorize(const api::Caller& c, Need need, std::string_view what) {
-  if (c.hasRole("ADMIN")) return std::nullopt;
-  switch (need) {
-    case Need::kRead:
-      if (c.hasRole("FAAS_DEVELOPER") || c.hasRole("FAAS_ADMIN") || c.hasRole("AGENT_MANAGER"))
-        return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs one of the roles FAAS_DEVELOPER, FAAS_ADMIN, "
-                                       "AGENT_MANAGER or ADMIN; ask an account admin to grant one",
-                                       what));
-    case Need::kDevelop:
-      if (c.hasRole("FAAS_DEVELOPER")) return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs the FAAS_DEVELOPER or ADMIN role; ask an account "
-                                       "admin to grant it",
-                                       what));
-    case Need::kAdminister:
-      if (c.hasRole("FAAS_ADMIN")) return std::nullopt;
-      return errorResponse(ErrorCode::kForbidden,
-                           fmt::format("{} needs the FAAS_ADMIN or ADMIN role; ask an account "
-                                       "admin to grant it",
-                                       what));
-  }
-  return errorResponse(ErrorCode::kForbidden, std::string(what) + " is not allowed");
+// The policy's answer for `action` (docs/authorization.md), as a 403 response when refused.
+std::optional<api::Response> authorize(const api::Caller& c, policy::Action action) {
+  if (auto st = policy::authorize(c.subject(), action); !st) return errorResponse(st.error());
+  return std::nullopt;
 }
 
 // ---- JSON ------------------------------------------------------------------------------------
@@ -174,6 +154,10 @@ class FunctionService::RecordingRunner final : public Runner {
   // Runner
   void invoke(InvokeRequest request, std::function<void(InvokeResult)> done) override {
     if (request.request_id.empty()) request.request_id = randomUuid();
+    // Production invocations (bot turns) run code a FAAS_ADMIN deployed: like LivePerson's
+    // deployed functions they may update secrets. Every access is recorded.
+    if (request.invoker.kind == InvokerKind::kPlatform)
+      request.invoker.secret_writes = SecretWrites::kAllowed;
     AccountId account = request.account;
     FunctionId function = request.function;
     std::string request_id = request.request_id;
@@ -384,7 +368,7 @@ std::string FunctionService::functionJson(const store::FunctionRecord& f, bool w
 }
 
 api::Response FunctionService::listFunctions(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kRead, "listing functions")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsList)) return *r;
   auto list = functions_.listFunctions(req.caller.account);
   if (!list) return errorResponse(list.error());
   std::string out = "[";
@@ -397,14 +381,14 @@ api::Response FunctionService::listFunctions(const api::Request& req) {
 }
 
 api::Response FunctionService::getFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsGet)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   return api::Response{200, functionJson(*f, true)};
 }
 
 api::Response FunctionService::createFunction(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "creating a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsCreate)) return *r;
   auto body = json::parseObject(req.body);
   if (!body) return errorResponse(body.error());
   auto name = json::requireString(*body, "name");
@@ -470,7 +454,7 @@ api::Response FunctionService::createFunction(const api::Request& req) {
 }
 
 api::Response FunctionService::updateFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "editing a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsUpdate)) return *r;
   auto body = json::parseObject(req.body);
   if (!body) return errorResponse(body.error());
   auto code = json::optString(*body, "code");
@@ -526,7 +510,7 @@ api::Response FunctionService::updateFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::deleteFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "deleting a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDelete)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -537,7 +521,7 @@ api::Response FunctionService::deleteFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::deployFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kAdminister, "deploying a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDeploy)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -602,7 +586,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
 }
 
 api::Response FunctionService::undeployFunction(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kAdminister, "undeploying a function")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsUndeploy)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -615,7 +599,7 @@ api::Response FunctionService::undeployFunction(const api::Request& req, const F
 
 void FunctionService::invokeFunction(const api::Request& req, const FunctionId& id,
                                      std::function<void(api::Response)> done) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "invoking a function")) return done(*r);
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsInvoke)) return done(*r);
   auto body = json::parseObject(req.body.empty() ? "{}" : req.body);
   if (!body) return done(errorResponse(body.error()));
   bj::value payload = bj::object{};
@@ -656,6 +640,14 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
   ir.input_json = json::dump(input);
   ir.deadline = options_.test_deadline;
   ir.request_id = randomUuid();
+  // The invoker's identity travels with the invocation: the runtime records it with every
+  // secret access, and only FAAS_ADMIN or ADMIN may change secrets from a test invoke.
+  ir.invoker.kind = InvokerKind::kUser;
+  ir.invoker.user = req.caller.user;
+  ir.invoker.login_name = req.caller.login_name;
+  ir.invoker.secret_writes = req.caller.hasRole("ADMIN") || req.caller.hasRole("FAAS_ADMIN")
+                                 ? SecretWrites::kAllowed
+                                 : SecretWrites::kRefused;
   // Test invocations run the saved code (deployed or not) in a throw-away context, so developers
   // can try edits before deploying. Their logs (incl. Debug) are returned, never stored.
   beginAsync();
@@ -674,7 +666,7 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
 }
 
 api::Response FunctionService::listLogs(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading function logs")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsLogs)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   TimeMs since = 0;
@@ -722,7 +714,7 @@ api::Response FunctionService::listLogs(const api::Request& req, const FunctionI
 }
 
 api::Response FunctionService::listDeployments(const api::Request& req, const FunctionId& id) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading deployments")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsDeployments)) return *r;
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   auto ds = functions_.listDeployments(f->account, f->uuid, options_.keep_deployments);
@@ -734,7 +726,7 @@ api::Response FunctionService::listDeployments(const api::Request& req, const Fu
 
 api::Response FunctionService::restoreDeployment(const api::Request& req, const FunctionId& id,
                                                  const std::string& deployment_uuid) {
-  if (auto r = authorize(req.caller, Need::kDevelop, "restoring a deployment")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsRestore)) return *r;
   std::lock_guard lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
@@ -759,7 +751,7 @@ api::Response FunctionService::restoreDeployment(const api::Request& req, const 
 }
 
 api::Response FunctionService::getTemplates(const api::Request& req) {
-  if (auto r = authorize(req.caller, Need::kRead, "reading templates")) return *r;
+  if (auto r = authorize(req.caller, policy::Action::kFunctionsTemplates)) return *r;
   auto toJson = [](const Template& t) {
     bj::object o;
     o["event"] = t.event;
@@ -787,7 +779,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
   const auto& p = req.path;
   const AccountId& acc = req.caller.account;
   if (p.size() == 1 && req.method == "GET") {
-    if (auto r = authorize(req.caller, Need::kRead, "listing secrets")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsList)) return *r;
     auto keys = functions_.listSecretKeys(acc);
     if (!keys) return errorResponse(keys.error());
     bj::array out;
@@ -796,11 +788,12 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
   }
   if (p.size() != 2)
     return errorResponse(ErrorCode::kNotFound,
-                         "use GET secrets, PUT secrets/{key} or "
+                         "use GET secrets, GET secrets/audit, PUT secrets/{key} or "
                          "DELETE secrets/{key}");
   const std::string& key = p[1];
+  if (key == "audit" && req.method == "GET") return secretAudit(req);
   if (req.method == "PUT") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "changing a secret")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsPut)) return *r;
     if (auto s = validateSecretKey(key); !s) return errorResponse(s.error());
     auto body = json::parseObject(req.body);
     if (!body) return errorResponse(body.error());
@@ -815,7 +808,7 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
     return ok(bj::object{{"key", key}});
   }
   if (req.method == "DELETE") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "deleting a secret")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kSecretsDelete)) return *r;
     auto existing = functions_.getSecret(acc, key);
     if (!existing)
       return errorResponse(ErrorCode::kNotFound, fmt::format("secret '{}' does not exist", key));
@@ -829,12 +822,51 @@ api::Response FunctionService::handleSecrets(const api::Request& req) {
                        fmt::format("{} is not supported on secrets/{{key}}", req.method));
 }
 
+api::Response FunctionService::secretAudit(const api::Request& req) {
+  if (auto r = authorize(req.caller, policy::Action::kSecretsAudit)) return *r;
+  int limit = options_.default_log_limit;
+  if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
+    auto v = parseInt64(it->second);
+    if (!v || *v < 1 || *v > options_.max_log_limit)
+      return errorResponse(
+          ErrorCode::kInvalid,
+          fmt::format("query 'limit' must be between 1 and {}", options_.max_log_limit));
+    limit = static_cast<int>(*v);
+  }
+  auto entries = functions_.listSecretAudit(req.caller.account, limit);
+  if (!entries) return errorResponse(entries.error());
+  std::map<std::string, std::string> names;  // function uuid -> name
+  if (auto list = functions_.listFunctions(req.caller.account))
+    for (const auto& f : *list) names[f.uuid.str()] = f.name;
+  bj::array out;
+  for (const auto& e : *entries) {
+    bj::object o;
+    o["timestamp"] = e.ts;
+    o["functionUuid"] = e.function.str();
+    auto n = names.find(e.function.str());
+    o["functionName"] = n == names.end() ? bj::value(nullptr) : bj::value(n->second);
+    o["requestId"] = e.request_id;
+    bj::object invoker{{"type", e.invoker}};
+    if (e.invoker == "user") {
+      invoker["userId"] = e.user.str();
+      invoker["loginName"] = e.login_name;
+    }
+    o["invoker"] = std::move(invoker);
+    o["key"] = e.key;
+    o["operation"] = e.op;
+    o["outcome"] = e.outcome;
+    o["detail"] = e.detail;
+    out.push_back(std::move(o));
+  }
+  return ok(bj::object{{"entries", std::move(out)}});
+}
+
 api::Response FunctionService::handleAllowlist(const api::Request& req) {
   if (req.path.size() != 1)
     return errorResponse(ErrorCode::kNotFound, "use GET allowlist or PUT allowlist {domains}");
   const AccountId& acc = req.caller.account;
   if (req.method == "GET") {
-    if (auto r = authorize(req.caller, Need::kRead, "reading the allowlist")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kAllowlistGet)) return *r;
     auto list = functions_.getAllowlist(acc);
     if (!list) return errorResponse(list.error());
     bj::array out;
@@ -842,7 +874,7 @@ api::Response FunctionService::handleAllowlist(const api::Request& req) {
     return ok(bj::object{{"domains", std::move(out)}});
   }
   if (req.method == "PUT") {
-    if (auto r = authorize(req.caller, Need::kAdminister, "changing the allowlist")) return *r;
+    if (auto r = authorize(req.caller, policy::Action::kAllowlistPut)) return *r;
     auto body = json::parseObject(req.body);
     if (!body) return errorResponse(body.error());
     auto arr = json::requireArray(*body, "domains");
@@ -853,7 +885,7 @@ api::Response FunctionService::handleAllowlist(const api::Request& req) {
         return errorResponse(ErrorCode::kInvalid, "field 'domains' must be an array of strings");
       domains.emplace_back(d.as_string());
     }
-    auto valid = validateAllowlist(domains);
+    auto valid = validateAllowlist(domains, runtime_.addressPolicy());
     if (!valid) return errorResponse(valid.error());
     if (auto s = functions_.putAllowlist(acc, *valid); !s) return errorResponse(s.error());
     bj::array out;

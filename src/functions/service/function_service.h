@@ -1,10 +1,10 @@
 #pragma once
 
 // The functions platform service: the REST resources `functions` (incl. `functions/templates`),
-// `secrets` and `allowlist` (../shared/API.md), the function lifecycle (Draft -> Productive ->
-// Modified, Build Error, versions, the last 5 deployments, restore), test invocations, stored
-// production logs and invocation metrics. It deploys into the FunctionRuntime and offers the
-// connector a recording Runner.
+// `secrets` (incl. `secrets/audit`) and `allowlist` (the root README's API section), the function
+// lifecycle (Draft -> Productive -> Modified, Build Error, versions, the last 5 deployments,
+// restore), test invocations, stored production logs and invocation metrics. It deploys into the
+// FunctionRuntime and offers the connector a recording Runner.
 //
 // Ownership: main owns it; `store`, `runtime` and `clock` must outlive it. Construction order in
 // main: store -> PlatformHost (the FunctionHost) -> FunctionRuntime(host) -> FunctionService.
@@ -107,6 +107,7 @@ class FunctionService final : public api::Handler {
                                   const std::string& deployment_uuid);
   api::Response getTemplates(const api::Request& req);
   api::Response handleSecrets(const api::Request& req);
+  api::Response secretAudit(const api::Request& req);
   api::Response handleAllowlist(const api::Request& req);
 
   // The function's JSON as the REST API returns it.

@@ -41,6 +41,7 @@ class FunctionServiceTest : public ::testing::Test {
     o.threads = 1;
     o.default_deadline = std::chrono::milliseconds(2000);
     o.deploy_deadline = std::chrono::milliseconds(1000);
+    o.outbound_allow = outbound_allow_;
     auto r = FunctionRuntime::create(o, *host_, clock_);
     ASSERT_TRUE(r) << r.error().message;
     runtime_ = std::move(*r);
@@ -137,6 +138,7 @@ class FunctionServiceTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
+  std::vector<std::string> outbound_allow_;  // RuntimeOptions::outbound_allow of startService
   crypto::SecretBox box_ = crypto::SecretBox::randomForTest();
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<PlatformHost> host_;
@@ -566,17 +568,109 @@ TEST_F(FunctionServiceTest, SecretRules) {
   EXPECT_EQ(call("DELETE", "secrets/k", "", {"FAAS_DEVELOPER"}).status, 403);
 }
 
+// A function that reads secret "k", then tries to replace it with payload.value.
+constexpr char kSecretWriter[] =
+    "const { Toolbelt } = require('lp-faas-toolbelt');\n"
+    "async function lambda(input, callback) {\n"
+    "  const secrets = Toolbelt.SecretClient();\n"
+    "  const before = (await secrets.readSecret('k')).value;\n"
+    "  try {\n"
+    "    await secrets.updateSecret({key: 'k', value: input.payload.value});\n"
+    "    callback(null, {before, write: 'ok'});\n"
+    "  } catch (e) { callback(null, {before, write: e.code, message: e.message}); }\n"
+    "}\n";
+
+TEST_F(FunctionServiceTest, DeveloperTestInvokeCannotWriteSecretsAndIsRecorded) {
+  ASSERT_EQ(call("PUT", "secrets/k", R"({"value":"admin-value"})", {"FAAS_ADMIN"}).status, 200);
+  auto id = create("writer", kSecretWriter);
+  auto r = testInvoke(id, R"({"value":"attacker-value"})", {"FAAS_DEVELOPER"});
+  EXPECT_EQ(json::getString(r.at("result").as_object(), "before"), "admin-value");
+  EXPECT_EQ(json::getString(r.at("result").as_object(), "write"),
+            "com.liveperson.faas.secret.auth-failed")
+      << json::dump(r);
+  EXPECT_NE(json::getString(r.at("result").as_object(), "message").find("FAAS_ADMIN"),
+            std::string::npos);
+  // The value is unchanged: a FAAS_ADMIN's test invoke (test invokes need FAAS_DEVELOPER too)
+  // reads it back, and may change it.
+  auto again = testInvoke(id, R"({"value":"rotated"})", {"FAAS_DEVELOPER", "FAAS_ADMIN"});
+  EXPECT_EQ(json::getString(again.at("result").as_object(), "before"), "admin-value");
+  EXPECT_EQ(json::getString(again.at("result").as_object(), "write"), "ok");
+  auto stored = store_->functions().getSecret(AccountId("acc1"), "k");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(*box_.open(stored->ciphertext), "rotated");
+
+  // Both invocations are in the audit, newest first, with the invoker and the outcome.
+  auto audit = call("GET", "secrets/audit", "", {"FAAS_ADMIN"});
+  ASSERT_EQ(audit.status, 200) << audit.body;
+  const bj::array entries = obj(audit).at("entries").as_array();
+  ASSERT_EQ(entries.size(), 4u) << audit.body;
+  auto entry = [&](std::size_t i) { return entries[i].as_object(); };
+  EXPECT_EQ(json::getString(entry(0), "operation"), "write");
+  EXPECT_EQ(json::getString(entry(0), "outcome"), "allowed");
+  EXPECT_EQ(json::getString(entry(1), "operation"), "read");
+  EXPECT_EQ(json::getString(entry(2), "operation"), "write");
+  EXPECT_EQ(json::getString(entry(2), "outcome"), "refused");
+  EXPECT_NE(json::getString(entry(2), "detail").find("FAAS_ADMIN"), std::string::npos);
+  EXPECT_EQ(json::getString(entry(3), "operation"), "read");
+  EXPECT_EQ(json::getString(entry(3), "outcome"), "allowed");
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(json::getString(entry(i), "key"), "k");
+    EXPECT_EQ(json::getString(entry(i), "functionUuid"), id);
+    EXPECT_EQ(json::getString(entry(i), "functionName"), "writer");
+    EXPECT_FALSE(json::getString(entry(i), "requestId").empty());
+    const bj::object inv = entry(i).at("invoker").as_object();
+    EXPECT_EQ(json::getString(inv, "type"), "user");
+    EXPECT_EQ(json::getString(inv, "userId"), "1000");
+    EXPECT_EQ(json::getString(inv, "loginName"), "tester");
+  }
+  EXPECT_EQ(
+      obj(call("GET", "secrets/audit?limit=1", "", {"ADMIN"})).at("entries").as_array().size(), 1u);
+  EXPECT_EQ(call("GET", "secrets/audit?limit=0", "", {"ADMIN"}).status, 400);
+  // Developers and managers do not see the audit; other accounts see their own (none).
+  EXPECT_EQ(call("GET", "secrets/audit", "", {"FAAS_DEVELOPER"}).status, 403);
+  EXPECT_EQ(call("GET", "secrets/audit", "", {"AGENT_MANAGER"}).status, 403);
+  EXPECT_EQ(
+      obj(call("GET", "secrets/audit", "", {"ADMIN"}, "acc2")).at("entries").as_array().size(), 0u);
+}
+
+TEST_F(FunctionServiceTest, ProductionInvocationsMayWriteSecretsAndAreRecorded) {
+  ASSERT_EQ(call("PUT", "secrets/k", R"({"value":"v1"})", {"FAAS_ADMIN"}).status, 200);
+  auto id = create("writer", kSecretWriter);
+  ASSERT_EQ(deploy(id).status, 200);
+  auto r = invokeProduction(id, R"({"value":"v2"})");
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_EQ(r.result_json, R"({"before":"v1","write":"ok"})");
+  auto audit = obj(call("GET", "secrets/audit", "", {"ADMIN"})).at("entries").as_array();
+  ASSERT_EQ(audit.size(), 2u);
+  EXPECT_EQ(json::getString(audit[0].as_object(), "operation"), "write");
+  EXPECT_EQ(json::getString(audit[0].as_object(), "outcome"), "allowed");
+  EXPECT_EQ(json::dump(audit[0].as_object().at("invoker")), R"({"type":"platform"})");
+}
+
 // ---- allowlist -------------------------------------------------------------------------------
 
 TEST_F(FunctionServiceTest, AllowlistRules) {
   auto putList = [&](const bj::array& domains, std::vector<std::string> roles = {"FAAS_ADMIN"}) {
     return call("PUT", "allowlist", json::dump(bj::object{{"domains", domains}}), std::move(roles));
   };
-  auto r = putList({"api.example.com", "*.Example.org", "localhost"});
+  auto r = putList({"api.example.com", "*.Example.org", "93.184.216.34"});
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(json::dump(obj(r).at("domains")), R"(["api.example.com","*.example.org","localhost"])");
+  EXPECT_EQ(json::dump(obj(r).at("domains")),
+            R"(["api.example.com","*.example.org","93.184.216.34"])");
   EXPECT_EQ(json::dump(obj(call("GET", "allowlist", "", {"FAAS_DEVELOPER"})).at("domains")),
-            R"(["api.example.com","*.example.org","localhost"])");
+            R"(["api.example.com","*.example.org","93.184.216.34"])");
+
+  // Entries that lead into the server's own networks are refused at entry with the reason.
+  for (const char* d : {"127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.1", "0",
+                        "169.254.169.254", "10.0.0.1", "100.64.0.1", "localhost",
+                        "metadata.google.internal", "metadata", "instance-data", "[::1]"}) {
+    auto refused = putList({"ok.example.com", d});
+    EXPECT_EQ(refused.status, 400) << d;
+    EXPECT_NE(errorMessage(refused).find("cannot be allowlisted"), std::string::npos)
+        << d << ": " << errorMessage(refused);
+  }
+  EXPECT_NE(errorMessage(putList({"2130706433"})).find("127.0.0.1"), std::string::npos);
+  EXPECT_NE(errorMessage(putList({"169.254.169.254"})).find("metadata"), std::string::npos);
 
   EXPECT_EQ(putList({"*.*.example.com"}).status, 400);
   EXPECT_EQ(putList({"a.*.example.com"}).status, 400);
@@ -599,6 +693,20 @@ TEST_F(FunctionServiceTest, AllowlistRules) {
   EXPECT_EQ(putList({"x.example.com"}, {"FAAS_DEVELOPER"}).status, 403);
   // Failed PUTs left the last good list in place.
   EXPECT_EQ(obj(call("GET", "allowlist")).at("domains").as_array().size(), 100u);
+}
+
+TEST_F(FunctionServiceTest, AllowlistAcceptsRangesTheOperatorOpened) {
+  service_.reset();
+  runtime_.reset();
+  outbound_allow_ = {"loopback", "10.1.0.0/16"};
+  startService();
+  auto put = [&](const bj::array& domains) {
+    return call("PUT", "allowlist", json::dump(bj::object{{"domains", domains}}), {"FAAS_ADMIN"});
+  };
+  EXPECT_EQ(put({"localhost", "127.0.0.1", "10.1.2.3"}).status, 200);
+  EXPECT_EQ(put({"10.2.0.1"}).status, 400);
+  EXPECT_EQ(put({"169.254.169.254"}).status, 400);
+  EXPECT_EQ(put({"2130706433"}).status, 400);  // other spellings never
 }
 
 // ---- permissions and isolation ---------------------------------------------------------------

@@ -31,11 +31,12 @@ Status validateNamespaceName(const std::string& ns) {
 }  // namespace
 
 PlatformHost::PlatformHost(store::FunctionStore& store, crypto::SecretBox box, const Clock& clock,
-                           ConversationReader read_conversation)
+                           ConversationReader read_conversation, int secret_audit_keep)
     : store_(store),
       box_(std::move(box)),
       clock_(clock),
-      read_conversation_(std::move(read_conversation)) {}
+      read_conversation_(std::move(read_conversation)),
+      secret_audit_keep_(secret_audit_keep) {}
 
 Result<std::string> PlatformHost::readSecret(const AccountId& account, const std::string& key) {
   auto s = store_.getSecret(account, key);
@@ -65,6 +66,22 @@ Status PlatformHost::updateSecret(const AccountId& account, const std::string& k
   if (!sealed) return std::unexpected(sealed.error());
   store::Secret s{account, key, std::move(*sealed), clock_.nowMs()};
   return store_.putSecret(s);
+}
+
+Status PlatformHost::recordSecretAccess(const SecretAccess& access) {
+  store::SecretAuditEntry e;
+  e.account = access.account;
+  e.ts = access.ts ? access.ts : clock_.nowMs();
+  e.function = access.function;
+  e.request_id = access.request_id;
+  e.invoker = access.invoker.kind == InvokerKind::kUser ? "user" : "platform";
+  e.user = access.invoker.user;
+  e.login_name = access.invoker.login_name;
+  e.key = access.key;
+  e.op = access.op == SecretOp::kWrite ? "write" : "read";
+  e.outcome = access.outcome == SecretOutcome::kRefused ? "refused" : "allowed";
+  e.detail = access.detail;
+  return store_.appendSecretAudit(e, secret_audit_keep_);
 }
 
 Result<std::vector<std::string>> PlatformHost::allowlist(const AccountId& account) {

@@ -22,16 +22,23 @@ namespace parley::functions::service {
 using ConversationReader = std::function<Result<std::string>(const AccountId& account,
                                                              const std::string& conversation_id)>;
 
+// Secret audit entries kept per account (the newest; older ones are deleted as new ones come).
+inline constexpr int kDefaultSecretAuditKeep = 10'000;
+
 class PlatformHost final : public FunctionHost {
  public:
   // `read_conversation` may be empty: then getConversation fails with Unavailable.
   PlatformHost(store::FunctionStore& store, crypto::SecretBox box, const Clock& clock,
-               ConversationReader read_conversation = {});
+               ConversationReader read_conversation = {},
+               int secret_audit_keep = kDefaultSecretAuditKeep);
 
   // FunctionHost
   Result<std::string> readSecret(const AccountId& account, const std::string& key) override;
   Status updateSecret(const AccountId& account, const std::string& key,
                       const std::string& value) override;
+  // Appends to the store's secret audit (FunctionStore::appendSecretAudit), keeping the newest
+  // `secret_audit_keep` entries of the account.
+  Status recordSecretAccess(const SecretAccess& access) override;
   Result<std::vector<std::string>> allowlist(const AccountId& account) override;
   Result<std::string> contextCall(const AccountId& account, const std::string& op,
                                   const std::string& args_json) override;
@@ -43,6 +50,7 @@ class PlatformHost final : public FunctionHost {
   const crypto::SecretBox box_;
   const Clock& clock_;
   ConversationReader read_conversation_;
+  const int secret_audit_keep_;
 };
 
 // The context-service session used when a call gives no sessionId.

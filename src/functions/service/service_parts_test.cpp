@@ -58,8 +58,8 @@ TEST(Validation, SecretKeysAndValues) {
 TEST(Validation, Domains) {
   EXPECT_EQ(normalizeDomain("API.Example.COM.").value(), "api.example.com");
   EXPECT_EQ(normalizeDomain("*.example.com").value(), "*.example.com");
-  EXPECT_TRUE(normalizeDomain("localhost"));
-  EXPECT_TRUE(normalizeDomain("127.0.0.1"));
+  EXPECT_TRUE(normalizeDomain("93.184.216.34"));  // a public IPv4 address
+  EXPECT_TRUE(normalizeDomain("1e100.net"));
   EXPECT_TRUE(normalizeDomain("xn--bcher-kva.example"));
   EXPECT_TRUE(normalizeDomain(std::string(63, 'a') + ".com"));
   EXPECT_FALSE(normalizeDomain(std::string(64, 'a') + ".com"));
@@ -78,6 +78,72 @@ TEST(Validation, Domains) {
   for (int i = 0; i < 5; ++i) long_name += std::string(50, 'a') + ".";
   long_name += "com";  // 258 characters
   EXPECT_FALSE(normalizeDomain(long_name));
+}
+
+TEST(Validation, DomainsThatLeadInsideAreRefused) {
+  auto refused = [](std::string_view d, std::string_view says) {
+    auto r = normalizeDomain(d);
+    if (r) return ::testing::AssertionFailure() << d << " was accepted";
+    if (r.error().message.find(says) == std::string::npos)
+      return ::testing::AssertionFailure() << d << ": " << r.error().message;
+    return ::testing::AssertionSuccess();
+  };
+  EXPECT_TRUE(refused("127.0.0.1", "loopback"));
+  EXPECT_TRUE(refused("10.1.2.3", "private"));
+  EXPECT_TRUE(refused("172.16.0.1", "private"));
+  EXPECT_TRUE(refused("192.168.0.10", "private"));
+  EXPECT_TRUE(refused("169.254.169.254", "metadata"));
+  EXPECT_TRUE(refused("169.254.1.1", "link-local"));
+  EXPECT_TRUE(refused("100.64.0.1", "CGNAT"));
+  EXPECT_TRUE(refused("0.0.0.0", "unspecified"));
+  EXPECT_TRUE(refused("224.0.0.1", "multicast"));
+  EXPECT_TRUE(refused("255.255.255.255", "broadcast"));
+  EXPECT_TRUE(refused("192.0.2.1", "reserved"));
+  // Other spellings a resolver reads as IPv4 addresses.
+  EXPECT_TRUE(refused("2130706433", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("0x7f000001", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("0X7F.1", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("0177.0.0.1", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("127.1", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("127.0.1", "127.0.0.1 written in another form"));
+  EXPECT_TRUE(refused("0", "0.0.0.0 written in another form"));
+  EXPECT_TRUE(refused("1572395042", "93.184.216.34 written in another form"));
+  EXPECT_TRUE(refused("010.0.0.1", "8.0.0.1 written in another form"));
+  // Patterns over addresses and names whose last label is a number.
+  EXPECT_TRUE(refused("*.0.0.1", "wildcard cannot be followed by an IP address"));
+  EXPECT_TRUE(refused("*.1.2.3.4", "wildcard cannot be followed by an IP address"));
+  EXPECT_TRUE(refused("*.a.1", "last label is a number"));
+  EXPECT_TRUE(refused("1.2.3.4.5", "last label is a number"));
+  EXPECT_TRUE(refused("::1", "IPv6"));
+  EXPECT_TRUE(refused("[::1]", "IPv6"));
+  EXPECT_TRUE(refused("[fd00:ec2::254]", "IPv6"));
+  // Names of this machine and of metadata services, also through a wildcard.
+  EXPECT_TRUE(refused("localhost", "loopback"));
+  EXPECT_TRUE(refused("LOCALHOST.", "loopback"));
+  EXPECT_TRUE(refused("api.localhost", "loopback"));
+  EXPECT_TRUE(refused("*.dev.localhost", "loopback"));
+  EXPECT_TRUE(refused("metadata.google.internal", "metadata service metadata.google.internal"));
+  EXPECT_TRUE(refused("*.google.internal", "matches the cloud metadata service"));
+  EXPECT_TRUE(refused("metadata", "metadata"));
+  EXPECT_TRUE(refused("instance-data", "metadata"));
+  EXPECT_TRUE(refused("*.ec2.internal", "instance-data.ec2.internal"));
+  EXPECT_TRUE(normalizeDomain("google.internal"));  // the apex is not the metadata name
+}
+
+TEST(Validation, OperatorOpenedRangesMayBeAllowlisted) {
+  auto policy = engine::AddressPolicy::parse({"loopback", "10.1.0.0/16"});
+  ASSERT_TRUE(policy);
+  EXPECT_TRUE(normalizeDomain("127.0.0.1", *policy));
+  EXPECT_TRUE(normalizeDomain("localhost", *policy));
+  EXPECT_TRUE(normalizeDomain("10.1.2.3", *policy));
+  EXPECT_FALSE(normalizeDomain("10.2.0.1", *policy));
+  EXPECT_FALSE(normalizeDomain("169.254.169.254", *policy));
+  EXPECT_FALSE(normalizeDomain("metadata.google.internal", *policy));
+  EXPECT_FALSE(normalizeDomain("2130706433", *policy));  // odd spellings never
+  auto metadata = engine::AddressPolicy::parse({"metadata"});
+  EXPECT_TRUE(normalizeDomain("metadata.google.internal", *metadata));
+  EXPECT_TRUE(validateAllowlist({"localhost", "api.example.com"}, *policy));
+  EXPECT_FALSE(validateAllowlist({"localhost", "api.example.com"}));
 }
 
 TEST(Validation, Allowlist) {

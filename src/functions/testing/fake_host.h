@@ -37,6 +37,16 @@ class FakeHost final : public FunctionHost {
     std::lock_guard lock(mu_);
     return calls_;
   }
+  // The secret accesses recorded so far, oldest first.
+  std::vector<SecretAccess> secretAccessesForTest() {
+    std::lock_guard lock(mu_);
+    return accesses_;
+  }
+  // Makes every later recordSecretAccess fail (as a full disk would).
+  void failAuditForTest() {
+    std::lock_guard lock(mu_);
+    fail_audit_ = true;
+  }
 
   // FunctionHost (ignores the account: one account per fake)
   Result<std::string> readSecret(const AccountId&, const std::string& key) override {
@@ -53,6 +63,12 @@ class FakeHost final : public FunctionHost {
     if (it == secrets_.end()) return notFound("secret '" + key + "' does not exist");
     if (value.size() > 10'000) return invalid("secret value is longer than 10,000 characters");
     it->second = value;
+    return {};
+  }
+  Status recordSecretAccess(const SecretAccess& access) override {
+    std::lock_guard lock(mu_);
+    if (fail_audit_) return makeError(ErrorCode::kUnavailable, "the audit store is failing");
+    accesses_.push_back(access);
     return {};
   }
   Result<std::vector<std::string>> allowlist(const AccountId&) override {
@@ -138,6 +154,8 @@ class FakeHost final : public FunctionHost {
   std::vector<std::string> allowlist_;
   std::map<std::string, std::string> conversations_;
   std::map<std::string, std::map<std::string, boost::json::object>> namespaces_;
+  std::vector<SecretAccess> accesses_;
+  bool fail_audit_ = false;
   int calls_ = 0;
 };
 

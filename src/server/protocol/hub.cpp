@@ -1,5 +1,7 @@
 #include "server/protocol/hub.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "common/prometheus.h"
@@ -49,6 +51,14 @@ void Hub::remove(const HubClient* client) {
   std::size_t removed = 0;
   if (consumer) {
     eraseFromIndex(it->second.consumers, consumer->str(), client, &removed);
+    // The consumer's last session is gone: so is its profile.
+    if (!it->second.consumers.contains(consumer->str())) {
+      auto p = profiles_.find(client->hubAccount().str() + "/" + consumer->str());
+      if (p != profiles_.end()) {
+        profile_bytes_ -= std::min(profile_bytes_, p->second.size());
+        profiles_.erase(p);
+      }
+    }
   } else {
     removed = eraseClient(it->second.agents, client);
     dropInterest(it->second, client);
@@ -114,14 +124,76 @@ void Hub::revokeBearer(const std::string& bearer) {
   for (auto& s : hit) s->revoke();
 }
 
+void Hub::collect(const std::vector<std::weak_ptr<HubClient>>& v,
+                  std::vector<std::shared_ptr<HubClient>>& out) {
+  for (const auto& w : v)
+    if (auto s = w.lock()) out.push_back(std::move(s));
+}
+
+void Hub::closeUser(const AccountId& acc, const UserId& user) {
+  std::vector<std::shared_ptr<HubClient>> hit;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(acc.str());
+    if (it == sessions_.end()) return;
+    auto u = it->second.agents_by_user.find(user.str());
+    if (u != it->second.agents_by_user.end()) collect(u->second, hit);
+  }
+  for (auto& s : hit) s->revoke();
+}
+
+void Hub::closeAccount(const AccountId& acc) {
+  std::vector<std::shared_ptr<HubClient>> hit;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(acc.str());
+    if (it == sessions_.end()) return;
+    collect(it->second.agents, hit);
+    for (const auto& [consumer, v] : it->second.consumers) collect(v, hit);
+  }
+  for (auto& s : hit) s->revoke();
+}
+
 std::size_t Hub::size() const {
   std::lock_guard lock(mu_);
   return size_;
 }
 
-void Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json) {
+Status Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json) {
+  if (profile_json.size() > opts_.max_profile_bytes)
+    return makeError(ErrorCode::kTooLarge,
+                     fmt::format("the user profile is {} bytes; at most {} bytes are kept (send "
+                                 "fewer or shorter engagement attributes)",
+                                 profile_json.size(), opts_.max_profile_bytes));
+  const std::string key = acc.str() + "/" + c.str();
   std::lock_guard lock(mu_);
-  profiles_[acc.str() + "/" + c.str()] = std::move(profile_json);
+  auto it = sessions_.find(acc.str());
+  if (it == sessions_.end() || !it->second.consumers.contains(c.str()))
+    return invalid("the consumer has no open socket; connect, then set the profile");
+  auto p = profiles_.find(key);
+  const std::size_t old_size = p == profiles_.end() ? 0 : p->second.size();
+  const std::size_t total =
+      profile_bytes_ - std::min(profile_bytes_, old_size) + profile_json.size();
+  if (total > opts_.max_total_profile_bytes)
+    return makeError(ErrorCode::kLimitExceeded,
+                     "the server holds as many consumer profiles as it may; try again later");
+  profile_bytes_ = total;
+  if (p == profiles_.end()) {
+    profiles_.emplace(key, std::move(profile_json));
+  } else {
+    p->second = std::move(profile_json);
+  }
+  return {};
+}
+
+std::size_t Hub::profileCount() const {
+  std::lock_guard lock(mu_);
+  return profiles_.size();
+}
+
+std::size_t Hub::profileBytes() const {
+  std::lock_guard lock(mu_);
+  return profile_bytes_;
 }
 
 std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& c) const {
@@ -213,6 +285,12 @@ std::string Hub::metricsText() const {
   prometheus::appendSample(out, "parley_protocol_sessions", "gauge",
                            "Protocol sessions registered for events.",
                            static_cast<std::int64_t>(size()));
+  prometheus::appendSample(out, "parley_consumer_profiles", "gauge",
+                           "Consumer profiles held (consumers with an open socket that set one).",
+                           static_cast<std::int64_t>(profileCount()));
+  prometheus::appendSample(out, "parley_consumer_profile_bytes", "gauge",
+                           "Bytes of the consumer profiles held.",
+                           static_cast<std::int64_t>(profileBytes()));
   return out;
 }
 

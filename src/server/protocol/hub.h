@@ -6,8 +6,9 @@
 // conversation changes to the consumer and to the agent sessions whose ExConversations
 // subscriptions may show the conversation, agent-state changes to every agent session
 // (sessions filter further on their own strand). Also tracks sessions per user and bearer
-// (revocation on logout) and the consumer profiles set over the protocol. Thread-safe: one mutex
-// guards the registry. Owned by the Server; outlives every session.
+// (revocation on logout, password/role/status change, delete, account disable) and the consumer
+// profiles set over the protocol, bounded in size and dropped with the consumer's last session.
+// Thread-safe: one mutex guards the registry. Owned by the Server; outlives every session.
 
 #include <atomic>
 #include <cstdint>
@@ -49,8 +50,17 @@ class HubClient {
 // Sessions by a key (consumer id, user id, agent uid).
 using HubSessionIndex = std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>>;
 
+struct HubOptions {
+  // Largest consumer profile (SetUserProfile, as kept: JSON text). Default: 16 KiB.
+  std::size_t max_profile_bytes = 16 << 10;
+  // All consumer profiles held together. Default: 64 MiB.
+  std::size_t max_total_profile_bytes = 64 << 20;
+};
+
 class Hub final : public conversation::ConversationListener {
  public:
+  explicit Hub(HubOptions options = {}) : opts_(options) {}
+
   void add(const std::shared_ptr<HubClient>& client);
   void remove(const HubClient* client);
   // What an agent session's ExConversations subscriptions want of conversation changes (the
@@ -63,12 +73,25 @@ class Hub final : public conversation::ConversationListener {
   int sessionsOfUser(const AccountId& acc, const UserId& user) const;
   // Closes every session opened with `bearer`.
   void revokeBearer(const std::string& bearer);
+  // Closes every agent session of the user (its credentials were revoked). Non-blocking: the
+  // sessions close on their strands.
+  void closeUser(const AccountId& acc, const UserId& user);
+  // Closes every session of the account, agents and consumers (the account was disabled).
+  void closeAccount(const AccountId& acc);
   std::size_t size() const;
   // Prometheus text of the event counters (conversations created/closed, messages).
   std::string metricsText() const;
 
-  void setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json);
+  // Keeps the consumer's profile while the consumer has a session registered here; it is
+  // dropped when its last session is removed, so anonymous consumers cannot make the server hold
+  // memory after they left. TooLarge above max_profile_bytes; LimitExceeded when all profiles
+  // together would exceed max_total_profile_bytes; Invalid when the consumer has no session.
+  Status setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json);
   std::optional<std::string> profile(const AccountId& acc, const ConsumerId& c) const;
+  // Profiles held and their bytes (for metrics and tests).
+  std::size_t profileCount() const;
+  std::size_t profileBytes() const;
+  const HubOptions& options() const { return opts_; }
 
   // ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;
@@ -123,11 +146,17 @@ class Hub final : public conversation::ConversationListener {
   };
   // Takes `client`'s conversation-change interest out of `acc` (under mu_).
   static void dropInterest(AccountSessions& acc, const HubClient* client);
+  // Appends the live sessions of `v` to `out` (REQUIRES: mu_ held).
+  static void collect(const std::vector<std::weak_ptr<HubClient>>& v,
+                      std::vector<std::shared_ptr<HubClient>>& out);
+
+  const HubOptions opts_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, AccountSessions>
       sessions_;                                           // account → sessions. GUARDED_BY(mu_)
   std::size_t size_ = 0;                                   // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::string> profiles_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, std::string> profiles_;  // "acc/consumer". GUARDED_BY(mu_)
+  std::size_t profile_bytes_ = 0;                          // GUARDED_BY(mu_)
 };
 
 }  // namespace parley::server::protocol

@@ -280,5 +280,82 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(all->delivered, 4);
 }
 
+// Anonymous consumers must not make the server hold memory after they leave: a profile lives as
+// long as its consumer has a session, and the map is empty once every socket closed.
+TEST(Hub, ProfilesAreDroppedWithTheConsumersLastSession) {
+  Hub hub;
+  std::vector<std::shared_ptr<FakeClient>> clients;
+  for (int i = 0; i < 400; ++i) {
+    auto c = std::make_shared<FakeClient>("a", "c" + std::to_string(i), std::nullopt);
+    hub.add(c);
+    ASSERT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c" + std::to_string(i)),
+                               std::string(hub.options().max_profile_bytes, 'x')));
+    clients.push_back(c);
+  }
+  // A second socket of c0 keeps its profile when the first closes.
+  auto c0b = std::make_shared<FakeClient>("a", "c0", std::nullopt);
+  hub.add(c0b);
+  EXPECT_EQ(hub.profileCount(), 400u);
+  EXPECT_EQ(hub.profileBytes(), 400u * hub.options().max_profile_bytes);
+  for (auto& c : clients) hub.remove(c.get());
+  EXPECT_EQ(hub.profileCount(), 1u);
+  EXPECT_TRUE(hub.profile(AccountId("a"), ConsumerId("c0")));
+  hub.remove(c0b.get());
+  EXPECT_EQ(hub.profileCount(), 0u);
+  EXPECT_EQ(hub.profileBytes(), 0u);
+  EXPECT_FALSE(hub.profile(AccountId("a"), ConsumerId("c0")));
+}
+
+TEST(Hub, ProfileSizeLimitsAtTheEdge) {
+  HubOptions o;
+  o.max_profile_bytes = 100;
+  o.max_total_profile_bytes = 250;
+  Hub hub(o);
+  auto c1 = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto c2 = std::make_shared<FakeClient>("a", "c2", std::nullopt);
+  auto c3 = std::make_shared<FakeClient>("a", "c3", std::nullopt);
+  for (const auto& c : {c1, c2, c3}) hub.add(c);
+  EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c1"), std::string(100, 'x')));
+  auto big = hub.setProfile(AccountId("a"), ConsumerId("c2"), std::string(101, 'x'));
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kTooLarge);
+  EXPECT_NE(big.error().message.find("at most 100 bytes"), std::string::npos);
+  EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c2"), std::string(100, 'x')));
+  // 250 in all: c3 fits 50, not 51.
+  auto full = hub.setProfile(AccountId("a"), ConsumerId("c3"), std::string(51, 'x'));
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c3"), std::string(50, 'x')));
+  // Replacing a profile counts its new size only.
+  EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c1"), std::string(10, 'x')));
+  EXPECT_EQ(hub.profileBytes(), 160u);
+  // No profile without a session.
+  auto none = hub.setProfile(AccountId("a"), ConsumerId("gone"), "{}");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(hub.profileCount(), 3u);
+}
+
+TEST(Hub, CloseUserAndCloseAccountRevokeTheirSessionsOnly) {
+  Hub hub;
+  auto u1 = std::make_shared<FakeClient>("a", std::nullopt, "1001", "b1");
+  auto u1b = std::make_shared<FakeClient>("a", std::nullopt, "1001", "b2");
+  auto u2 = std::make_shared<FakeClient>("a", std::nullopt, "1002", "b3");
+  auto other = std::make_shared<FakeClient>("b", std::nullopt, "1001", "b4");
+  auto consumer = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto other_consumer = std::make_shared<FakeClient>("b", "c1", std::nullopt);
+  for (const auto& c : {u1, u1b, u2, other, consumer, other_consumer}) hub.add(c);
+  hub.closeUser(AccountId("a"), UserId("1001"));
+  EXPECT_EQ(u1->revoked, 1);
+  EXPECT_EQ(u1b->revoked, 1);
+  EXPECT_EQ(u2->revoked, 0);
+  EXPECT_EQ(other->revoked, 0);
+  EXPECT_EQ(consumer->revoked, 0);
+  hub.closeAccount(AccountId("a"));
+  EXPECT_EQ(u2->revoked, 1);
+  EXPECT_EQ(consumer->revoked, 1);
+  EXPECT_EQ(other->revoked, 0);
+  EXPECT_EQ(other_consumer->revoked, 0);
+}
+
 }  // namespace
 }  // namespace parley::server::protocol

@@ -4,13 +4,18 @@
 #include <spdlog/spdlog.h>
 
 #include "common/json.h"
+#include "common/policy.h"
 #include "common/random.h"
+#include "server/conversation_access.h"
 
 namespace parley::server::protocol {
 namespace {
 
 constexpr int kCloseUnauthorized = 4401;
 constexpr std::size_t kChangesPerNotification = 100;
+// A history notification carries records of about this many bytes at most (one record more
+// than that when a single one is larger), so that one frame does not fill the write queue.
+constexpr std::size_t kHistoryFrameBytes = 1 << 20;
 
 const char* kStringResp = ".ReqBody$StringResp";
 
@@ -38,7 +43,7 @@ std::optional<std::int64_t> bodyInt(const bj::object& o, std::string_view key) {
   const auto& v = it->value();
   if (v.is_int64()) return v.as_int64();
   if (v.is_uint64()) return static_cast<std::int64_t>(v.as_uint64());
-  if (v.is_double()) return static_cast<std::int64_t>(v.as_double());
+  if (v.is_double()) return json::truncatedInt64(v.as_double());  // nullopt beyond int64
   if (v.is_string()) {
     try {
       return std::stoll(std::string(v.as_string()));
@@ -148,11 +153,12 @@ void ProtocolSession::scheduleRevalidate() {
   postAfter(deps_.options.revalidate_interval, [self = shared_from_this()] {
     if (self->closed_) return;
     self->deps_.blocking.run([self] {
-      bool valid = self->deps_.auth.sessionValid(self->bearer_);
+      bool valid = self->deps_.auth.tokenValid(self->bearer_);
       self->post([self, valid] {
         if (self->closed_) return;
         if (!valid) {
-          self->closeWith(kCloseUnauthorized, "the login session expired; log in again");
+          self->closeWith(kCloseUnauthorized,
+                          "the login session expired or was revoked; log in again");
         } else {
           self->scheduleRevalidate();
         }
@@ -163,12 +169,16 @@ void ProtocolSession::scheduleRevalidate() {
 
 template <class T>
 conversation::Callback<T> ProtocolSession::onStrand(std::function<void(Result<T>)> fn) {
+  ++in_flight_;  // until the completion has run (its answer is queued): see requestsInFlight
   return [self = shared_from_this(), fn = std::move(fn)](Result<T> r) mutable {
     self->post([self, fn = std::move(fn), r = std::move(r)]() mutable {
       if (!self->closed_) fn(std::move(r));
+      --self->in_flight_;
     });
   };
 }
+
+void ProtocolSession::onDrain() { draining_ = true; }
 
 void ProtocolSession::reply(const bj::value& id, int code, std::string_view type,
                             const bj::value& body) {
@@ -178,6 +188,13 @@ void ProtocolSession::reply(const bj::value& id, int code, std::string_view type
 void ProtocolSession::replyError(const bj::value& id, const Error& e) {
   deps_.metrics.countProtocolError();
   send(makeErrorResponse(id, e));
+}
+
+bool ProtocolSession::allowed(const bj::value& id, policy::Action action) {
+  auto st = policy::authorize(principal_->caller().subject(), action);
+  if (st) return true;
+  replyError(id, st.error());
+  return false;
 }
 
 conversation::Actor ProtocolSession::actor() const {
@@ -207,6 +224,13 @@ void ProtocolSession::onFrame(std::string text) {
   if (!env) {
     replyError(env.error().id, env.error().error);
     return;
+  }
+  if (draining_) {
+    Op op = opOf(env->type);
+    if (op != Op::kGetClock && op != Op::kKeepAlive)
+      return replyError(env->id, Error{ErrorCode::kUnavailable,
+                                       "the server is shutting down: this request was not "
+                                       "carried out; reconnect and send it again"});
   }
   try {
     handle(std::move(*env));
@@ -344,14 +368,11 @@ void ProtocolSession::setAgentState(const Envelope& e) {
                                     fmt::format("agentUserId '{}' is not a user of account {}", ref,
                                                 account_.str())});
     if (*uid != target) {
-      auto caller = principal_->caller();
-      if (!caller.hasRole("ADMIN") && !caller.hasRole("AGENT_MANAGER"))
-        return replyError(e.id, Error{ErrorCode::kForbidden,
-                                      "only an ADMIN or AGENT_MANAGER may set another agent's "
-                                      "state"});
+      if (!allowed(e.id, policy::Action::kSetOtherAgentState)) return;
       target = *uid;
     }
   }
+  if (target == principal_->user.id && !allowed(e.id, policy::Action::kSetOwnAgentState)) return;
   deps_.service.setAgentState(
       account_, target, *a,
       onStrand<store::AgentState>([self = shared_from_this(), id = e.id](auto r) {
@@ -414,6 +435,14 @@ void ProtocolSession::subscribeEx(const Envelope& e) {
         }
       }
     }
+    // Only the caller's own conversations, or (AGENT_MANAGER, ADMIN) any agent's or all.
+    const bool own =
+        !s.agent_uids.empty() && std::ranges::all_of(s.agent_uids, [&](const std::string& uid) {
+          return uid == principal_->user.id.str();
+        });
+    if (!allowed(e.id, own ? policy::Action::kSubscribeOwnConversations
+                           : policy::Action::kSubscribeAllConversations))
+      return;
   }
   std::string sub_id = s.id;
   auto states = s.states;
@@ -507,6 +536,7 @@ void ProtocolSession::sendExChange(const ExSub& s, const store::Conversation& c,
 }
 
 void ProtocolSession::subscribeRouting(const Envelope& e) {
+  if (!allowed(e.id, policy::Action::kRoutingTasks)) return;
   if (!routing_sub_) routing_sub_ = randomUuid();
   reply(e.id, 200, ".ams.routing.SubscribeRoutingTasks$Response",
         bj::object{{"subscriptionId", *routing_sub_}});
@@ -522,6 +552,7 @@ void ProtocolSession::updateRingState(const Envelope& e) {
   std::string ring_id = json::getString(b, "ringId");
   std::string state = json::getString(b, "ringState");
   if (ring_id.empty()) return replyError(e.id, Error{ErrorCode::kInvalid, "ringId is required"});
+  if (!allowed(e.id, policy::Action::kRoutingTasks)) return;
   if (state == "ACCEPTED") {
     deps_.service.acceptRing(
         actor(), ring_id,
@@ -541,6 +572,7 @@ void ProtocolSession::updateRingState(const Envelope& e) {
 }
 
 void ProtocolSession::subscribeAgentsState(const Envelope& e) {
+  if (!allowed(e.id, policy::Action::kSubscribeAgentState)) return;
   if (!agents_state_sub_) agents_state_sub_ = randomUuid();
   reply(e.id, 200, ".ams.routing.SubscribeAgentsState$Response",
         bj::object{{"subscriptionId", *agents_state_sub_}});
@@ -565,6 +597,7 @@ void ProtocolSession::getUserProfile(const Envelope& e) {
   if (kind_ == Kind::kConsumer && consumer != consumer_->str())
     return replyError(e.id,
                       Error{ErrorCode::kForbidden, "a consumer may read only its own profile"});
+  if (kind_ == Kind::kAgent && !allowed(e.id, policy::Action::kReadConsumerProfile)) return;
   bj::object body = userProfileBody(consumer);
   if (auto p = deps_.hub.profile(account_, ConsumerId(consumer))) {
     if (auto v = json::parseObject(*p)) {
@@ -597,7 +630,8 @@ void ProtocolSession::setUserProfile(const Envelope& e) {
   }
   for (const char* k : {"firstName", "lastName", "privateData"})
     if (auto it = b.find(k); it != b.end()) profile[k] = it->value();
-  deps_.hub.setProfile(account_, *consumer_, bj::serialize(profile));
+  if (auto st = deps_.hub.setProfile(account_, *consumer_, bj::serialize(profile)); !st)
+    return replyError(e.id, st.error());
   reply(e.id, 200, kStringResp, bj::value("OK User Profile set successfully"));
 }
 
@@ -612,14 +646,45 @@ void ProtocolSession::queryMessages(const Envelope& e) {
       bodyInt(b, "maxQuantity").value_or(deps_.options.max_history), 1, deps_.options.max_history));
   if (kind_ == Kind::kConsumer) return subscribeMessaging(e);
   ConversationId conv(dialog);
+  // Who may read it (docs/authorization.md): the conversation first, then its history.
+  deps_.service.getConversation(
+      account_, conv,
+      onStrand<store::Conversation>(
+          [self = shared_from_this(), id = e.id, conv, from, limit](auto c) {
+            if (!c) return self->replyError(id, c.error());
+            if (auto st = self->authorizeRead(*c); !st) return self->replyError(id, st.error());
+            self->queryPage(id, conv, from, limit, std::make_shared<bj::array>(), 0);
+          }));
+}
+
+Status ProtocolSession::authorizeRead(const store::Conversation& c) const {
+  return server::authorizeRead(principal_->caller().subject(), principal_->user, c, deps_.service);
+}
+
+// One page of a QueryMessages answer: read `history_page` records; the answer ends at the limit,
+// at the end of the conversation, or once its records reach half the write queue's byte limit.
+void ProtocolSession::queryPage(bj::value id, ConversationId conv, std::int64_t from, int remaining,
+                                std::shared_ptr<bj::array> out, std::size_t bytes) {
+  int page = std::min(remaining, std::max(1, deps_.options.history_page));
   deps_.service.listMessages(
-      account_, conv, from, limit,
-      onStrand<std::vector<store::Message>>([self = shared_from_this(), id = e.id](auto r) {
-        if (!r) return self->replyError(id, r.error());
-        bj::array arr;
-        for (const auto& m : *r) arr.emplace_back(messageRecord(m, View::kAgent));
-        self->reply(id, 200, ".ams.ms.QueryMessages$Response", arr);
-      }));
+      account_, conv, from, page,
+      onStrand<std::vector<store::Message>>(
+          [self = shared_from_this(), id, conv, remaining, out, bytes, page](auto r) mutable {
+            if (!r) return self->replyError(id, r.error());
+            auto t = self->transport_.lock();
+            const std::size_t budget = (t ? t->maxQueuedBytes() : std::size_t(8) << 20) / 2;
+            for (const auto& m : *r) {
+              bytes += m.event_json.size() + m.metadata_json.size() + 256;
+              if (bytes > budget && !out->empty()) {
+                return self->reply(id, 200, ".ams.ms.QueryMessages$Response", *out);
+              }
+              out->emplace_back(messageRecord(m, View::kAgent));
+            }
+            remaining -= static_cast<int>(r->size());
+            if (static_cast<int>(r->size()) < page || remaining <= 0 || bytes > budget)
+              return self->reply(id, 200, ".ams.ms.QueryMessages$Response", *out);
+            self->queryPage(id, conv, r->back().sequence + 1, remaining, out, bytes);
+          }));
 }
 
 void ProtocolSession::subscribeMessaging(const Envelope& e) {
@@ -637,33 +702,94 @@ void ProtocolSession::subscribeMessaging(const Envelope& e) {
         if (self->kind_ == Kind::kConsumer && r->consumer != *self->consumer_)
           return self->replyError(id, Error{ErrorCode::kNotFound,
                                             fmt::format("conversation {} does not exist", dialog)});
+        if (self->kind_ == Kind::kAgent)
+          if (auto st = self->authorizeRead(*r); !st) return self->replyError(id, st.error());
         DialogSub sub;
         sub.id = randomUuid();
         std::string sub_id = sub.id;
         self->dialog_subs_[dialog] = std::move(sub);
         self->reply(id, 200, "GenericSubscribeResponse", bj::object{{"subscriptionId", sub_id}});
-        self->deps_.service.listMessages(
-            self->account_, ConversationId(dialog), from, self->deps_.options.max_history,
-            self->onStrand<std::vector<store::Message>>([self, dialog, sub_id](auto m) {
-              auto it = self->dialog_subs_.find(dialog);
-              if (it == self->dialog_subs_.end() || it->second.id != sub_id) return;
-              auto& s = it->second;
-              std::vector<store::Message> out;
-              if (m) {
-                out = std::move(*m);
-              } else {
-                spdlog::warn("subscribe messaging: cannot read history: {}", m.error().message);
-              }
-              for (auto& b : s.buffered) {
-                if (!out.empty() && b.sequence <= out.back().sequence) continue;
-                out.push_back(std::move(b));
-              }
-              s.buffered.clear();
-              s.loading = false;
-              if (!out.empty()) s.max_sent = out.back().sequence;
-              self->sendDialogRecords(sub_id, out);
-            }));
+        self->streamHistory(dialog, sub_id, from, self->deps_.options.max_history,
+                            std::chrono::steady_clock::now());
       }));
+}
+
+bool ProtocolSession::writeQueueBusy() const {
+  auto t = transport_.lock();
+  return t && t->queuedBytes() >= t->maxQueuedBytes() / 2;
+}
+
+void ProtocolSession::streamHistory(std::string dialog, std::string sub_id, std::int64_t from,
+                                    int remaining,
+                                    std::chrono::steady_clock::time_point waiting_since) {
+  auto it = dialog_subs_.find(dialog);
+  if (closed_ || it == dialog_subs_.end() || it->second.id != sub_id) return;
+  if (writeQueueBusy()) {
+    // The peer has not taken what is queued yet: wait (the history is not read into memory
+    // meanwhile). One that takes nothing for the stall timeout is closed as a slow consumer.
+    if (std::chrono::steady_clock::now() - waiting_since > deps_.options.history_stall_timeout) {
+      deps_.metrics.countSlowConsumerClose();
+      spdlog::warn("consumer socket closed: its history was not read for {} ms (close 1008)",
+                   deps_.options.history_stall_timeout.count());
+      return closeWith(1008, "slow consumer: the history is not being read");
+    }
+    postAfter(std::chrono::milliseconds(50), [self = shared_from_this(), dialog = std::move(dialog),
+                                              sub_id = std::move(sub_id), from, remaining,
+                                              waiting_since]() mutable {
+      self->streamHistory(std::move(dialog), std::move(sub_id), from, remaining, waiting_since);
+    });
+    return;
+  }
+  int page = std::min(remaining, std::max(1, deps_.options.history_page));
+  deps_.service.listMessages(
+      account_, ConversationId(dialog), from, page,
+      onStrand<std::vector<store::Message>>([self = shared_from_this(), dialog, sub_id, remaining,
+                                             page](auto m) {
+        auto it = self->dialog_subs_.find(dialog);
+        if (it == self->dialog_subs_.end() || it->second.id != sub_id) return;
+        auto& s = it->second;
+        if (!m) {
+          spdlog::warn("subscribe messaging: cannot read history: {}", m.error().message);
+          return self->finishHistory(dialog);
+        }
+        // Frames of at most kHistoryFrameBytes; once the write queue is half full the rest
+        // of the page is dropped and read again when the peer has taken some.
+        std::span<const store::Message> all(*m);
+        std::size_t begin = 0;
+        while (begin < all.size()) {
+          std::size_t end = begin;
+          std::size_t bytes = 0;
+          do {
+            bytes += all[end].event_json.size() + all[end].metadata_json.size();
+            ++end;
+          } while (end < all.size() && bytes < kHistoryFrameBytes);
+          s.max_sent = all[end - 1].sequence;
+          self->sendDialogRecords(sub_id, all.subspan(begin, end - begin));
+          begin = end;
+          if (self->closed_) return;
+          if (begin < all.size() && self->writeQueueBusy()) break;
+        }
+        int left = remaining - static_cast<int>(begin);
+        if ((begin == all.size() && static_cast<int>(all.size()) < page) || left <= 0)
+          return self->finishHistory(dialog);
+        self->streamHistory(dialog, sub_id, s.max_sent + 1, left, std::chrono::steady_clock::now());
+      }));
+}
+
+void ProtocolSession::finishHistory(const std::string& dialog) {
+  auto it = dialog_subs_.find(dialog);
+  if (it == dialog_subs_.end()) return;
+  auto& s = it->second;
+  std::vector<store::Message> out;
+  for (auto& b : s.buffered) {
+    if (b.sequence <= s.max_sent) continue;
+    out.push_back(std::move(b));
+  }
+  s.buffered.clear();
+  s.buffered_bytes = 0;
+  s.loading = false;
+  if (!out.empty()) s.max_sent = out.back().sequence;
+  sendDialogRecords(s.id, out);
 }
 
 void ProtocolSession::unsubscribeMessaging(const Envelope& e) {
@@ -777,8 +903,17 @@ void ProtocolSession::requestConversation(const Envelope& e) {
                                     "ttrDefName must be URGENT, NORMAL, PRIORITIZED or CUSTOM"});
     req.ttr_type = *t;
   }
-  if (auto it = b.find("conversationContext"); it != b.end() && it->value().is_object())
+  if (auto it = b.find("conversationContext"); it != b.end() && it->value().is_object()) {
     req.context_json = bj::serialize(it->value());
+    // Kept with the conversation for its whole life (unauthenticated SDEs, visitor ids).
+    if (req.context_json.size() > deps_.options.max_conversation_context_bytes)
+      return replyError(
+          e.id, Error{ErrorCode::kTooLarge,
+                      fmt::format("conversationContext is {} bytes; at most {} bytes are accepted "
+                                  "(send fewer or shorter engagement attributes)",
+                                  req.context_json.size(),
+                                  deps_.options.max_conversation_context_bytes)});
+  }
   deps_.service.requestConversation(
       std::move(req), onStrand<store::Conversation>([self = shared_from_this(), id = e.id](auto r) {
         if (!r) return self->replyError(id, r.error());
@@ -842,6 +977,13 @@ void ProtocolSession::onMessage(const std::shared_ptr<const conversation::Messag
   if (it == dialog_subs_.end()) return;
   auto& s = it->second;
   if (s.loading) {
+    // Held while the history is sent, within the write queue's byte limit.
+    s.buffered_bytes += m.event_json.size() + m.metadata_json.size() + 256;
+    auto t = transport_.lock();
+    if (t && s.buffered_bytes > t->maxQueuedBytes()) {
+      deps_.metrics.countSlowConsumerClose();
+      return closeWith(1008, "slow consumer: live events pile up behind an unread history");
+    }
     s.buffered.push_back(m);
     return;
   }

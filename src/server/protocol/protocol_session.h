@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/policy.h"
 #include "conversation/conversation_service.h"
 #include "server/auth.h"
 #include "server/http_types.h"
@@ -44,13 +45,25 @@ struct SessionOptions {
   // A consumer socket without an Authorization header must authenticate with InitConnection
   // within this time, else it is closed with 4401. Default: 5 s.
   std::chrono::milliseconds init_timeout{5000};
-  // How often an agent socket re-checks its login session (expired/revoked → close 4401).
-  // Default: 30 s.
+  // How often an agent socket re-checks its token (session or API key: expired, revoked, user
+  // or account disabled → close 4401). Revocations through this server close sockets at once;
+  // this catches expiry. Default: 30 s.
   std::chrono::milliseconds revalidate_interval{30'000};
   // `ringExpiration` seconds reported in routing notifications. Default: 60.
   std::int64_t ring_expiration_s = 60;
   // Most history records returned by one QueryMessages / SubscribeMessagingEvents. Default: 10000.
   int max_history = 10'000;
+  // Largest conversationContext of ConsumerRequestConversation (serialized JSON), which is
+  // stored with the conversation. Default: 16 KiB.
+  std::size_t max_conversation_context_bytes = 16 << 10;
+  // History is read from the store in pages of this many records and sent while the
+  // connection's write queue is under half its byte limit (WsTransport::maxQueuedBytes); a
+  // QueryMessages answer stops at half that limit too (the client asks again from the last
+  // sequence). Default: 50. REQUIRES: >= 1.
+  int history_page = 50;
+  // A history that cannot go on because the peer takes nothing from the write queue for this
+  // long closes the connection with 1008 (slow consumer). Default: 30 s.
+  std::chrono::milliseconds history_stall_timeout{30'000};
 };
 
 // Everything a session uses. All references must outlive every session.
@@ -87,6 +100,8 @@ class ProtocolSession final : public WsHandler,
   void onOpen() override;
   void onFrame(std::string text) override;
   void onClose() override;
+  void onDrain() override;
+  int requestsInFlight() const override { return in_flight_.load(); }
 
   // HubClient
   const AccountId& hubAccount() const override { return account_; }
@@ -111,7 +126,8 @@ class ProtocolSession final : public WsHandler,
     std::string id;
     bool loading = true;
     std::int64_t max_sent = -1;
-    std::vector<store::Message> buffered;
+    std::vector<store::Message> buffered;  // live events while the history is sent
+    std::size_t buffered_bytes = 0;
   };
   struct Pending {
     std::vector<std::string> uids;  // agents whose PIds the build needs
@@ -119,6 +135,11 @@ class ProtocolSession final : public WsHandler,
   };
 
   void handle(Envelope env);
+  // Agents: true when the policy allows `action` (docs/authorization.md); otherwise answers
+  // request `id` with 403 naming the roles and returns false.
+  bool allowed(const bj::value& id, policy::Action action);
+  // Agents: whether this session's user may read conversation `c`.
+  Status authorizeRead(const store::Conversation& c) const;
   void reply(const bj::value& id, int code, std::string_view type, const bj::value& body);
   void replyError(const bj::value& id, const Error& e);
   // Posts `fn` to the strand, keeping the session alive.
@@ -140,6 +161,15 @@ class ProtocolSession final : public WsHandler,
   void setUserProfile(const Envelope& e);
   void queryMessages(const Envelope& e);
   void subscribeMessaging(const Envelope& e);
+  // Sends the subscription's history from `from`, a page at a time while the write queue has
+  // room (see SessionOptions::history_page), then the live events buffered meanwhile.
+  void streamHistory(std::string dialog, std::string sub_id, std::int64_t from, int remaining,
+                     std::chrono::steady_clock::time_point waiting_since);
+  void finishHistory(const std::string& dialog);
+  // Whether the write queue is at least half full (history waits), on the strand.
+  bool writeQueueBusy() const;
+  void queryPage(bj::value id, ConversationId conv, std::int64_t from, int remaining,
+                 std::shared_ptr<bj::array> out, std::size_t bytes);
   void unsubscribeMessaging(const Envelope& e);
   void publishEvent(const Envelope& e);
   void updateField(const Envelope& e);
@@ -189,6 +219,10 @@ class ProtocolSession final : public WsHandler,
   std::optional<ConsumerId> consumer_fixed_;  // immutable copy for hubConsumer()
   bool closed_ = false;
   bool registered_ = false;
+  // The server is draining: new requests are refused (onDrain).
+  bool draining_ = false;
+  // Engine calls made for requests (onStrand) whose completion has not run yet.
+  std::atomic<int> in_flight_{0};
 
   std::map<std::string, ExSub> ex_subs_;
   std::optional<std::string> routing_sub_;

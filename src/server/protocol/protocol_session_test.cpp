@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -38,6 +40,14 @@ class FakeTransport final : public WsTransport {
   void postAfter(std::chrono::milliseconds, std::function<void()> fn) override {
     std::lock_guard lock(mu_);
     timers_.push_back(std::move(fn));
+  }
+  std::size_t queuedBytes() const override { return queued_bytes.load(); }
+  std::size_t maxQueuedBytes() const override { return 1000; }
+  // What queuedBytes() reports (the peer's unread bytes), against a limit of 1000.
+  std::atomic<std::size_t> queued_bytes{0};
+  std::size_t timerCount() {
+    std::lock_guard lock(mu_);
+    return timers_.size();
   }
 
   // Runs posted work until `pred` holds over the sent frames (or 5 s pass).
@@ -142,7 +152,7 @@ class ProtocolSessionTest : public ::testing::Test {
     o.tick_interval_ms = 0;
     engine_ = conversation::makeConversationService(*store_, clock_, o);
     ASSERT_TRUE(engine_->recover());
-    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, "jwt-key", AuthOptions{});
+    auth_ = std::make_unique<Auth>(store_->accounts(), clock_, hasher_, "jwt-key", AuthOptions{});
     directory_ = std::make_unique<Directory>(store_->accounts(), inline_);
     ASSERT_TRUE(directory_->preloadAll());
     sub_ = engine_->subscribe(hub_);
@@ -152,8 +162,28 @@ class ProtocolSessionTest : public ::testing::Test {
     engine_.reset();
   }
 
-  SessionDeps deps() {
-    return SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}};
+  SessionDeps deps(SessionOptions o = {}) {
+    return SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, o};
+  }
+
+  // A consumer session with an open conversation of `n` consumer messages; returns its id.
+  std::string conversationWith(const std::shared_ptr<ProtocolSession>& consumer,
+                               const std::shared_ptr<FakeTransport>& t, int n) {
+    consumer->onFrame(
+        R"({"kind":"req","id":"c1","type":"cm.ConsumerRequestConversation","body":{"skillId":")" +
+        skill_.str() + R"("}})");
+    EXPECT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "c1"); }));
+    std::string conv = std::string(
+        findResp(t->frames(), "c1")->at("body").as_object().at("conversationId").as_string());
+    for (int i = 0; i < n; ++i) {
+      std::string id = "p" + std::to_string(i);
+      consumer->onFrame(
+          R"({"kind":"req","id":")" + id + R"(","type":"ms.PublishEvent","body":{"dialogId":")" +
+          conv + R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"m)" +
+          std::to_string(i) + R"("}}})");
+      EXPECT_TRUE(t->pumpUntil([&](auto& f) { return findResp(f, id); }));
+    }
+    return conv;
   }
 
   std::shared_ptr<ProtocolSession> open(const std::shared_ptr<ProtocolSession>& s) {
@@ -167,6 +197,7 @@ class ProtocolSessionTest : public ::testing::Test {
   store::User bot_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<conversation::ConversationService> engine_;
+  InlinePasswordHasher hasher_;
   std::unique_ptr<Auth> auth_;
   InlineExecutor inline_;
   std::unique_ptr<Directory> directory_;
@@ -332,12 +363,145 @@ TEST_F(ProtocolSessionTest, ConsumerWithoutJwtMustInitConnection) {
   s2->onClose();
 }
 
+// Sequence numbers and quantities beyond int64 (1e300) were cast to int64: undefined (UBSan's
+// float-cast-overflow aborts the sanitizer builds here). They now count as absent.
+TEST_F(ProtocolSessionTest, NumbersBeyondInt64InBodiesAreIgnored) {
+  auto ct = std::make_shared<FakeTransport>();
+  auto consumer = open(ProtocolSession::consumer(deps(), ct, acc_, ConsumerId("cons-1")));
+  consumer->onFrame(
+      R"({"kind":"req","id":"c1","type":"cm.ConsumerRequestConversation","body":{"skillId":")" +
+      skill_.str() + R"("}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c1"); }));
+  std::string conv = std::string(
+      findResp(ct->frames(), "c1")->at("body").as_object().at("conversationId").as_string());
+  consumer->onFrame(
+      R"({"kind":"req","id":"c2","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+      R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"hello"}}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c2"); }));
+  consumer->onFrame(
+      R"({"kind":"req","id":"c3","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":1e300}})");
+  ASSERT_TRUE(ct->pumpUntil([](auto& f) { return findResp(f, "c3"); }));
+  EXPECT_EQ(json::getInt(*findResp(ct->frames(), "c3"), "code"), 200);
+
+  // A manager: the conversation waits in the queue, visible to no agent.
+  store::User manager = bot_;
+  manager.id = UserId();
+  manager.login_name = "manager";
+  manager.pid = "pid-manager";
+  manager.roles = {store::Role::kAgentManager};
+  manager.type = store::UserType::kHuman;
+  manager = *store_->accounts().createUser(manager);
+  auto at = std::make_shared<FakeTransport>();
+  auto agent = open(ProtocolSession::agent(deps(), at, Principal{manager, "m", 0}));
+  agent->onFrame(R"({"kind":"req","id":"a1","type":".ams.ms.QueryMessages","body":{"dialogId":")" +
+                 conv + R"(","newerThanSequence":-1e300,"maxQuantity":1e300}})");
+  agent->onFrame(
+      R"({"kind":"req","id":"a2","type":".ams.aam.SubscribeExConversations","body":{"minLastUpdatedTime":1e300}})");
+  ASSERT_TRUE(at->pumpUntil([](auto& f) { return findResp(f, "a1") && findResp(f, "a2"); }));
+  auto hist = *findResp(at->frames(), "a1");
+  EXPECT_EQ(json::getInt(hist, "code"), 200);
+  ASSERT_TRUE(hist.at("body").is_array());
+  EXPECT_EQ(hist.at("body").as_array().size(), 1u);
+  EXPECT_EQ(json::getInt(*findResp(at->frames(), "a2"), "code"), 200);
+  agent->onClose();
+  consumer->onClose();
+}
+
 TEST_F(ProtocolSessionTest, RevokedSessionsCloseWith4401) {
   auto t = std::make_shared<FakeTransport>();
   auto s = open(ProtocolSession::agent(deps(), t, Principal{bot_, "bearer-1", 0}));
   hub_.revokeBearer("bearer-1");
   t->pumpUntil([&](auto&) { return t->closeCode() != 0; });
   EXPECT_EQ(t->closeCode(), 4401);
+  s->onClose();
+}
+
+}  // namespace
+}  // namespace parley::server::protocol
+
+namespace parley::server::protocol {
+namespace {
+
+// The drain: requests that arrive afterwards are refused with 503 (the client knows to send
+// them again), and the session reports the requests it has taken and not answered yet.
+TEST_F(ProtocolSessionTest, DrainingRefusesNewRequestsAndCountsThoseInFlight) {
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(), t, acc_, ConsumerId("drained")));
+  std::string conv = conversationWith(s, t, 0);
+  s->onFrame(R"({"kind":"req","id":"before","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+             R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"x"}}})");
+  EXPECT_EQ(s->requestsInFlight(), 1);
+  s->onDrain();
+  s->onFrame(R"({"kind":"req","id":"after","type":"ms.PublishEvent","body":{"dialogId":")" + conv +
+             R"(","event":{"type":"ContentEvent","contentType":"text/plain","message":"y"}}})");
+  s->onFrame(R"({"kind":"req","id":"clock","type":"GetClock","body":{}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "before") && findResp(f, "after"); }));
+  EXPECT_EQ(s->requestsInFlight(), 0);
+  auto frames = t->frames();
+  EXPECT_EQ(json::getInt(*findResp(frames, "before"), "code"), 200);
+  EXPECT_EQ(json::getInt(*findResp(frames, "after"), "code"), 503);
+  EXPECT_NE(json::getString(*findResp(frames, "after"), "body").find("send it again"),
+            std::string::npos);
+  EXPECT_EQ(json::getInt(*findResp(frames, "clock"), "code"), 200);
+  // Only the acknowledged message was stored.
+  std::promise<std::size_t> n;
+  engine_->listMessages(acc_, ConversationId(conv), 0, 100,
+                        [&](Result<std::vector<store::Message>> r) { n.set_value(r->size()); });
+  EXPECT_EQ(n.get_future().get(), 1u);
+  s->onClose();
+}
+
+std::size_t historyRecords(const std::vector<bj::object>& frames) {
+  std::size_t n = 0;
+  for (const auto& f : frames)
+    if (json::getString(f, "type") == "ms.MessagingEventNotification")
+      n += f.at("body").at("changes").as_array().size();
+  return n;
+}
+
+// The history goes out a page at a time, only while the write queue is under half its limit;
+// a peer that takes nothing for the stall timeout is closed with 1008.
+TEST_F(ProtocolSessionTest, HistoryIsSentInPagesWhileTheWriteQueueHasRoom) {
+  SessionOptions o;
+  o.history_page = 10;
+  o.history_stall_timeout = std::chrono::milliseconds(60'000);
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(o), t, acc_, ConsumerId("history")));
+  std::string conv = conversationWith(s, t, 35);
+  t->queued_bytes = 600;  // more than half of 1000: the history waits
+  s->onFrame(
+      R"({"kind":"req","id":"sub","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":0}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "sub"); }));
+  EXPECT_EQ(historyRecords(t->frames()), 0u);
+  EXPECT_EQ(t->timerCount(), 1u);
+  t->queued_bytes = 0;
+  for (int i = 0; i < 20 && historyRecords(t->frames()) < 35; ++i) {
+    t->fireTimers();
+    t->pumpUntil([](auto&) { return false; });
+  }
+  EXPECT_EQ(historyRecords(t->frames()), 35u);
+  EXPECT_EQ(t->closeCode(), 0);
+  s->onClose();
+}
+
+TEST_F(ProtocolSessionTest, AHistoryNobodyReadsClosesTheConnectionWith1008) {
+  SessionOptions o;
+  o.history_page = 10;
+  o.history_stall_timeout = std::chrono::milliseconds(0);
+  auto t = std::make_shared<FakeTransport>();
+  auto s = open(ProtocolSession::consumer(deps(o), t, acc_, ConsumerId("stalled")));
+  std::string conv = conversationWith(s, t, 5);
+  t->queued_bytes = 999;
+  s->onFrame(
+      R"({"kind":"req","id":"sub","type":"ms.SubscribeMessagingEvents","body":{"dialogId":")" +
+      conv + R"(","fromSeq":0}})");
+  ASSERT_TRUE(t->pumpUntil([](auto& f) { return findResp(f, "sub"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  t->fireTimers();
+  EXPECT_EQ(t->closeCode(), 1008);
+  EXPECT_EQ(historyRecords(t->frames()), 0u);
   s->onClose();
 }
 

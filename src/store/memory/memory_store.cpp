@@ -1,6 +1,7 @@
 #include "store/memory/memory_store.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -65,6 +66,14 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  Status setAccountStatus(const AccountId& id, AccountStatus status) override {
+    std::lock_guard lock(mu_);
+    auto it = accounts_.find(id.str());
+    if (it == accounts_.end()) return notFound("account " + id.str() + " does not exist");
+    it->second.status = status;
+    return {};
+  }
+
   Result<User> createUser(User u) override {
     if (u.account.empty()) return invalid("user account is required");
     if (u.login_name.empty()) return invalid("user loginName is required");
@@ -101,6 +110,7 @@ class MemoryStore final : public Store,
     std::lock_guard lock(mu_);
     if (users_.erase({acc.str(), id.str()}) == 0)
       return notFound("user " + id.str() + " does not exist in account " + acc.str());
+    deleteCredentialsLocked(acc, id);
     return {};
   }
 
@@ -129,22 +139,22 @@ class MemoryStore final : public Store,
   }
 
   Status putSession(const Session& s) override {
-    if (s.bearer.empty()) return invalid("session bearer is required");
+    if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
     std::lock_guard lock(mu_);
-    sessions_[s.bearer] = s;
+    sessions_[s.bearer_hash] = s;
     return {};
   }
 
-  Result<Session> getSession(const std::string& bearer) override {
+  Result<Session> getSession(const std::string& bearer_hash) override {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(bearer);
+    auto it = sessions_.find(bearer_hash);
     if (it == sessions_.end()) return notFound("session does not exist");
     return it->second;
   }
 
-  Status deleteSession(const std::string& bearer) override {
+  Status deleteSession(const std::string& bearer_hash) override {
     std::lock_guard lock(mu_);
-    sessions_.erase(bearer);
+    sessions_.erase(bearer_hash);
     return {};
   }
 
@@ -156,9 +166,14 @@ class MemoryStore final : public Store,
 
   Status putApiKey(const ApiKey& k) override {
     if (k.key_hash.empty()) return invalid("api key hash is required");
+    if (k.id.empty()) return invalid("api key id is required");
     std::lock_guard lock(mu_);
+    for (const auto& [hash, other] : api_keys_)
+      if (hash != k.key_hash && other.account == k.account && other.id == k.id)
+        return conflict("api key " + k.id + " already exists in account " + k.account.str());
     ApiKey stored = k;
     if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (!api_keys_.contains(k.key_hash)) api_key_order_.push_back(k.key_hash);
     api_keys_[k.key_hash] = std::move(stored);
     return {};
   }
@@ -168,6 +183,42 @@ class MemoryStore final : public Store,
     auto it = api_keys_.find(key_hash);
     if (it == api_keys_.end()) return notFound("api key does not exist");
     return it->second;
+  }
+
+  Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
+    std::lock_guard lock(mu_);
+    std::vector<ApiKey> out;
+    for (const auto& hash : api_key_order_) {
+      auto it = api_keys_.find(hash);
+      if (it != api_keys_.end() && it->second.account == acc) out.push_back(it->second);
+    }
+    return out;
+  }
+
+  Status deleteApiKey(const AccountId& acc, const std::string& id) override {
+    std::lock_guard lock(mu_);
+    auto n = std::erase_if(
+        api_keys_, [&](const auto& kv) { return kv.second.account == acc && kv.second.id == id; });
+    if (n == 0) return notFound("api key " + id + " does not exist in account " + acc.str());
+    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
+    return {};
+  }
+
+  Status deleteCredentials(const AccountId& acc, const UserId& user) override {
+    std::lock_guard lock(mu_);
+    deleteCredentialsLocked(acc, user);
+    return {};
+  }
+
+  // REQUIRES: mu_ held.
+  void deleteCredentialsLocked(const AccountId& acc, const UserId& user) {
+    std::erase_if(sessions_, [&](const auto& kv) {
+      return kv.second.account == acc && kv.second.user == user;
+    });
+    std::erase_if(api_keys_, [&](const auto& kv) {
+      return kv.second.account == acc && kv.second.user == user;
+    });
+    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
   }
 
   Result<Skill> createSkill(Skill s) override {
@@ -443,6 +494,28 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
+    if (e.account.empty()) return invalid("account id is required");
+    std::lock_guard lock(mu_);
+    auto& list = secret_audit_[e.account.str()];
+    list.push_back(e);
+    if (list.back().ts == 0) list.back().ts = clock_.nowMs();
+    while (!list.empty() && list.size() > static_cast<std::size_t>(std::max(keep, 0)))
+      list.pop_front();
+    return {};
+  }
+
+  Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<SecretAuditEntry> out;
+    auto it = secret_audit_.find(acc.str());
+    if (it == secret_audit_.end()) return out;
+    for (auto e = it->second.rbegin();
+         e != it->second.rend() && static_cast<int>(out.size()) < limit; ++e)
+      out.push_back(*e);
+    return out;
+  }
+
   Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
     std::lock_guard lock(mu_);
     allowlists_[acc.str()] = domains;
@@ -711,6 +784,7 @@ class MemoryStore final : public Store,
   std::map<std::string, std::int64_t> next_user_id_;
   std::map<std::string, Session> sessions_;
   std::map<std::string, ApiKey> api_keys_;
+  std::vector<std::string> api_key_order_;  // key hashes in insertion order
   std::map<Key2, Skill> skills_;
   std::map<std::string, std::int64_t> next_skill_id_;
   std::map<Key2, AgentState> agent_states_;
@@ -720,6 +794,7 @@ class MemoryStore final : public Store,
   std::vector<std::pair<std::int64_t, Deployment>> deployments_;
   std::vector<std::pair<std::int64_t, InvocationLog>> logs_;
   std::map<Key2, Secret> secrets_;
+  std::map<std::string, std::deque<SecretAuditEntry>> secret_audit_;  // by account, oldest first
   std::map<std::string, std::vector<std::string>> allowlists_;
   std::map<std::tuple<std::string, std::string, std::string, std::string>, ContextProperty>
       context_;

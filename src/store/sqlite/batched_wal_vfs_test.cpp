@@ -14,9 +14,9 @@
 #include <string>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/testing/raw_query.h"
-#include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {

@@ -132,7 +132,48 @@ ALTER TABLE messages_v5 RENAME TO messages;
 CREATE UNIQUE INDEX messages_by_conversation ON messages(conversation, sequence);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
+// Version 6: the audit trail of secret reads and writes by functions, newest kept per account.
+constexpr const char* kV6 = R"sql(
+CREATE TABLE secret_audit(
+  seq INTEGER PRIMARY KEY, account TEXT NOT NULL, ts INTEGER NOT NULL,
+  function_uuid TEXT NOT NULL, request_id TEXT NOT NULL, invoker TEXT NOT NULL,
+  user_id TEXT NOT NULL, login_name TEXT NOT NULL, key_name TEXT NOT NULL, op TEXT NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
+)sql";
+
+// Version 7: identity. Sessions are keyed by the SHA-256 of their bearer (the bearer itself is
+// never stored); the sessions of earlier versions held plaintext bearers and are dropped, so
+// everyone logs in again once. API keys get a public id (the first 16 hex digits of the hash
+// for existing keys), scopes, an expiry and their creator; users and accounts a status. Sessions
+// and keys are indexed by user, for revocation.
+constexpr const char* kV7 = R"sql(
+DROP TABLE sessions;
+CREATE TABLE sessions(
+  bearer_hash TEXT PRIMARY KEY, csrf TEXT NOT NULL, account TEXT NOT NULL, user_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX sessions_expires ON sessions(expires_at);
+CREATE INDEX sessions_user ON sessions(account, user_id);
+ALTER TABLE api_keys ADD COLUMN id TEXT NOT NULL DEFAULT '';
+UPDATE api_keys SET id = substr(key_hash, 1, 16);
+ALTER TABLE api_keys ADD COLUMN scopes_json TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE api_keys ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_keys ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX api_keys_id ON api_keys(account, id);
+CREATE INDEX api_keys_user ON api_keys(account, user_id);
+ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'ENABLED';
+ALTER TABLE accounts ADD COLUMN status TEXT NOT NULL DEFAULT 'ACTIVE';
+)sql";
+
+// Version 8: the mark of a bot turn (store::TurnMark, encoded by encodeTurnMark) on the messages
+// it publishes, and on the conversation for a turn that ended without a message.
+constexpr const char* kV8 = R"sql(
+ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
+                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

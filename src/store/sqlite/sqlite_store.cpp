@@ -166,7 +166,7 @@ E parsedOr(Result<E> r, E def) {
 // ---- Row mappers (column order matches the SELECT lists below) ----------------------------
 
 constexpr const char* kAccountCols =
-    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at";
+    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at, status";
 Account accountRow(Query& q) {
   Account a;
   a.id = AccountId(q.text(0));
@@ -175,12 +175,14 @@ Account accountRow(Query& q) {
   a.ttr_prioritized_s = q.i64(3);
   a.ttr_normal_s = q.i64(4);
   a.created_at = q.i64(5);
+  // An unknown status is read as disabled: refusing is the safe reading.
+  a.status = parsedOr(parseAccountStatus(q.text(6)), AccountStatus::kDisabled);
   return a;
 }
 
 constexpr const char* kUserCols =
     "account, id, pid, login_name, password_hash, roles_json, type, skills_json, "
-    "max_open_conversations, created_at";
+    "max_open_conversations, created_at, status";
 User userRow(Query& q) {
   User u;
   u.account = AccountId(q.text(0));
@@ -193,13 +195,14 @@ User userRow(Query& q) {
   u.skills = parseSkillsJson(q.text(7));
   u.max_open_conversations = static_cast<int>(q.i64(8));
   u.created_at = q.i64(9);
+  u.status = parsedOr(parseUserStatus(q.text(10)), UserStatus::kDisabled);
   return u;
 }
 
-constexpr const char* kSessionCols = "bearer, csrf, account, user_id, created_at, expires_at";
+constexpr const char* kSessionCols = "bearer_hash, csrf, account, user_id, created_at, expires_at";
 Session sessionRow(Query& q) {
   Session s;
-  s.bearer = q.text(0);
+  s.bearer_hash = q.text(0);
   s.csrf = q.text(1);
   s.account = AccountId(q.text(2));
   s.user = UserId(q.text(3));
@@ -208,6 +211,8 @@ Session sessionRow(Query& q) {
   return s;
 }
 
+constexpr const char* kApiKeyCols =
+    "key_hash, account, user_id, name, created_at, id, scopes_json, expires_at, created_by";
 ApiKey apiKeyRow(Query& q) {
   ApiKey k;
   k.key_hash = q.text(0);
@@ -215,6 +220,10 @@ ApiKey apiKeyRow(Query& q) {
   k.user = UserId(q.text(2));
   k.name = q.text(3);
   k.created_at = q.i64(4);
+  k.id = q.text(5);
+  k.scopes = parseRolesJson(q.text(6));
+  k.expires_at = q.i64(7);
+  k.created_by = UserId(q.text(8));
   return k;
 }
 
@@ -238,7 +247,7 @@ AgentState agentStateRow(Query& q) {
 
 constexpr const char* kConversationCols =
     "id, account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, "
-    "end_ts, updated_at, close_reason, next_sequence, context_json";
+    "end_ts, updated_at, close_reason, next_sequence, context_json, turn";
 // The same columns for SELECTs over `conversations c`. An append stores only its message (see
 // SqliteStore::appendTxn), so `updated_at` and `next_sequence` are read as the larger of the
 // stored value and what the conversation's last message implies.
@@ -250,7 +259,7 @@ constexpr const char* kConversationSelect =
     "c.close_reason, "
     "MAX(c.next_sequence, IFNULL((SELECT m.sequence + 1 FROM messages m WHERE m.conversation=c.id "
     "ORDER BY m.sequence DESC LIMIT 1), 0)), "
-    "c.context_json";
+    "c.context_json, c.turn";
 Conversation conversationRow(Query& q) {
   Conversation c;
   c.id = ConversationId(q.text(0));
@@ -268,6 +277,7 @@ Conversation conversationRow(Query& q) {
   c.close_reason = q.text(12);
   c.next_sequence = q.i64(13);
   c.context_json = q.text(14);
+  c.turn_mark = decodeTurnMark(q.text(15));
   return c;
 }
 
@@ -282,7 +292,7 @@ Participant participantRow(Query& q) {
 
 constexpr const char* kMessageCols =
     "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
-    "audience, event_json, metadata_json";
+    "audience, event_json, metadata_json, turn";
 Message messageRow(Query& q) {
   Message m;
   m.conversation = ConversationId(q.text(0));
@@ -294,6 +304,7 @@ Message messageRow(Query& q) {
   m.audience = q.text(6);
   m.event_json = q.text(7);
   m.metadata_json = q.text(8);
+  m.turn = decodeTurnMark(q.text(9));
   return m;
 }
 
@@ -356,6 +367,22 @@ Secret secretRow(Query& q) {
   s.ciphertext = q.text(2);
   s.updated_at = q.i64(3);
   return s;
+}
+
+SecretAuditEntry secretAuditRow(Query& q) {
+  SecretAuditEntry e;
+  e.account = AccountId(q.text(0));
+  e.ts = q.i64(1);
+  e.function = FunctionId(q.text(2));
+  e.request_id = q.text(3);
+  e.invoker = q.text(4);
+  e.user = UserId(q.text(5));
+  e.login_name = q.text(6);
+  e.key = q.text(7);
+  e.op = q.text(8);
+  e.outcome = q.text(9);
+  e.detail = q.text(10);
+  return e;
 }
 
 ContextProperty contextRow(Query& q) {
@@ -962,9 +989,10 @@ class SqliteStore final : public Store,
     const TimeMs created = a.created_at ? a.created_at : clock_.nowMs();
     return write([&](Conn& c) {
       return conflictAs(
-          asStatus(execute(
-              c, "INSERT INTO accounts(" + cols(kAccountCols) + ") VALUES(?,?,?,?,?,?)", a.id.str(),
-              a.name, a.ttr_urgent_s, a.ttr_prioritized_s, a.ttr_normal_s, created)),
+          asStatus(execute(c,
+                           "INSERT INTO accounts(" + cols(kAccountCols) + ") VALUES(?,?,?,?,?,?,?)",
+                           a.id.str(), a.name, a.ttr_urgent_s, a.ttr_prioritized_s, a.ttr_normal_s,
+                           created, accountStatusName(a.status))),
           "account " + a.id.str() + " already exists");
     });
   }
@@ -984,6 +1012,14 @@ class SqliteStore final : public Store,
     });
   }
 
+  Status setAccountStatus(const AccountId& id, AccountStatus status) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(execute(c, "UPDATE accounts SET status=? WHERE id=?",
+                                       accountStatusName(status), id.str()),
+                               "account " + id.str() + " does not exist");
+    });
+  }
+
   Result<User> createUser(User u) override {
     if (u.account.empty()) return invalid("user account is required");
     if (u.login_name.empty()) return invalid("user loginName is required");
@@ -999,10 +1035,11 @@ class SqliteStore final : public Store,
       if (id->empty())
         return conflict("user " + u.id.str() + " already exists in account " + u.account.str());
       u.id = UserId(*id);
-      return asStatus(execute(
-          c, "INSERT INTO users(" + cols(kUserCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)",
-          u.account.str(), u.id.str(), u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
-          userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations, u.created_at));
+      return asStatus(
+          execute(c, "INSERT INTO users(" + cols(kUserCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                  u.account.str(), u.id.str(), u.pid, u.login_name, u.password_hash,
+                  rolesJson(u.roles), userTypeName(u.type), skillsJson(u.skills),
+                  u.max_open_conversations, u.created_at, userStatusName(u.status)));
     });
     if (!st) return std::unexpected(st.error());
     return u;
@@ -1018,20 +1055,21 @@ class SqliteStore final : public Store,
         return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
       auto n = execute(c,
                        "UPDATE users SET pid=?, login_name=?, password_hash=?, roles_json=?, "
-                       "type=?, skills_json=?, max_open_conversations=?, created_at=? "
+                       "type=?, skills_json=?, max_open_conversations=?, created_at=?, status=? "
                        "WHERE account=? AND id=?",
                        u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
                        userTypeName(u.type), skillsJson(u.skills), u.max_open_conversations,
-                       u.created_at, u.account.str(), u.id.str());
+                       u.created_at, userStatusName(u.status), u.account.str(), u.id.str());
       return changedOrNotFound(n, userMissing(u.account, u.id));
     });
   }
 
   Status deleteUser(const AccountId& acc, const UserId& id) override {
-    return write([&](Conn& c) {
-      return changedOrNotFound(
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(changedOrNotFound(
           execute(c, "DELETE FROM users WHERE account=? AND id=?", acc.str(), id.str()),
-          userMissing(acc, id));
+          userMissing(acc, id)));
+      return deleteCredentialsIn(c, acc, id);
     });
   }
 
@@ -1065,25 +1103,26 @@ class SqliteStore final : public Store,
   }
 
   Status putSession(const Session& s) override {
-    if (s.bearer.empty()) return invalid("session bearer is required");
+    if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
     return write([&](Conn& c) {
       return asStatus(execute(
           c, "INSERT OR REPLACE INTO sessions(" + cols(kSessionCols) + ") VALUES(?,?,?,?,?,?)",
-          s.bearer, s.csrf, s.account.str(), s.user.str(), s.created_at, s.expires_at));
+          s.bearer_hash, s.csrf, s.account.str(), s.user.str(), s.created_at, s.expires_at));
     });
   }
 
-  Result<Session> getSession(const std::string& bearer) override {
+  Result<Session> getSession(const std::string& bearer_hash) override {
     auto r = read([&](Conn& c) {
-      return selectOne<Session>(c, "SELECT " + cols(kSessionCols) + " FROM sessions WHERE bearer=?",
-                                sessionRow, bearer);
+      return selectOne<Session>(
+          c, "SELECT " + cols(kSessionCols) + " FROM sessions WHERE bearer_hash=?", sessionRow,
+          bearer_hash);
     });
     return found(std::move(r), "session does not exist");
   }
 
-  Status deleteSession(const std::string& bearer) override {
+  Status deleteSession(const std::string& bearer_hash) override {
     return write([&](Conn& c) {
-      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer=?", bearer));
+      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer_hash=?", bearer_hash));
     });
   }
 
@@ -1095,22 +1134,51 @@ class SqliteStore final : public Store,
 
   Status putApiKey(const ApiKey& k) override {
     if (k.key_hash.empty()) return invalid("api key hash is required");
+    if (k.id.empty()) return invalid("api key id is required");
     const TimeMs created = k.created_at ? k.created_at : clock_.nowMs();
     return write([&](Conn& c) {
-      return asStatus(execute(c,
-                              "INSERT OR REPLACE INTO api_keys(key_hash, account, user_id, name, "
-                              "created_at) VALUES(?,?,?,?,?)",
-                              k.key_hash, k.account.str(), k.user.str(), k.name, created));
+      // Not OR REPLACE: that would delete another key that has the same id.
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO api_keys(" + cols(kApiKeyCols) +
+                               ") VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(key_hash) DO UPDATE SET "
+                               "account=excluded.account, user_id=excluded.user_id, "
+                               "name=excluded.name, created_at=excluded.created_at, "
+                               "id=excluded.id, scopes_json=excluded.scopes_json, "
+                               "expires_at=excluded.expires_at, created_by=excluded.created_by",
+                           k.key_hash, k.account.str(), k.user.str(), k.name, created, k.id,
+                           rolesJson(k.scopes), k.expires_at, k.created_by.str())),
+          "api key " + k.id + " already exists in account " + k.account.str());
     });
   }
 
   Result<ApiKey> getApiKey(const std::string& key_hash) override {
     auto r = read([&](Conn& c) {
-      return selectOne<ApiKey>(
-          c, "SELECT key_hash, account, user_id, name, created_at FROM api_keys WHERE key_hash=?",
-          apiKeyRow, key_hash);
+      return selectOne<ApiKey>(c, "SELECT " + cols(kApiKeyCols) + " FROM api_keys WHERE key_hash=?",
+                               apiKeyRow, key_hash);
     });
     return found(std::move(r), "api key does not exist");
+  }
+
+  Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<ApiKey>(
+          c,
+          "SELECT " + cols(kApiKeyCols) + " FROM api_keys WHERE account=? ORDER BY created_at, id",
+          apiKeyRow, acc.str());
+    });
+  }
+
+  Status deleteApiKey(const AccountId& acc, const std::string& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM api_keys WHERE account=? AND id=?", acc.str(), id),
+          "api key " + id + " does not exist in account " + acc.str());
+    });
+  }
+
+  Status deleteCredentials(const AccountId& acc, const UserId& user) override {
+    return write([&](Conn& c) { return deleteCredentialsIn(c, acc, user); });
   }
 
   Result<Skill> createSkill(Skill s) override {
@@ -1444,6 +1512,36 @@ class SqliteStore final : public Store,
     });
   }
 
+  Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
+    if (e.account.empty()) return invalid("account id is required");
+    const TimeMs ts = e.ts ? e.ts : clock_.nowMs();
+    return write([&](Conn& c) -> Status {
+      PARLEY_STORE_TRY(execute(c,
+                               "INSERT INTO secret_audit(account, ts, function_uuid, request_id, "
+                               "invoker, user_id, login_name, key_name, op, outcome, detail) "
+                               "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                               e.account.str(), ts, e.function.str(), e.request_id, e.invoker,
+                               e.user.str(), e.login_name, e.key, e.op, e.outcome, e.detail));
+      return asStatus(execute(c,
+                              "DELETE FROM secret_audit WHERE account=?1 AND seq <= "
+                              "(SELECT seq FROM secret_audit WHERE account=?1 "
+                              "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                              e.account.str(), std::max(keep, 0)));
+    });
+  }
+
+  Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
+    if (limit <= 0) return std::vector<SecretAuditEntry>{};
+    return read([&](Conn& c) {
+      return selectAll<SecretAuditEntry>(
+          c,
+          "SELECT account, ts, function_uuid, request_id, invoker, user_id, login_name, "
+          "key_name, op, outcome, detail FROM secret_audit WHERE account=? "
+          "ORDER BY seq DESC LIMIT ?",
+          secretAuditRow, acc.str(), limit);
+    });
+  }
+
   Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
     return write([&](Conn& c) -> Status {
       PARLEY_STORE_TRY(execute(c, "DELETE FROM allowlist WHERE account=?", acc.str()));
@@ -1719,6 +1817,7 @@ class SqliteStore final : public Store,
     add(std::to_string(c.end_ts));
     add(c.close_reason);
     add(c.context_json);
+    add(encodeTurnMark(c.turn_mark));
     std::string p;
     for (const auto& x : c.participants) {
       p.append(x.id).push_back('\x1f');
@@ -1770,10 +1869,10 @@ class SqliteStore final : public Store,
 
   static Status insertMessage(Conn& c, const Conversation& conv, const Message& m) {
     static const std::string kInsert =
-        "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?)";
-    auto inserted =
-        execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
-                m.originator_pid, m.originator_role, m.audience, m.event_json, m.metadata_json);
+        "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)";
+    auto inserted = execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts,
+                            m.originator_id, m.originator_pid, m.originator_role, m.audience,
+                            m.event_json, m.metadata_json, encodeTurnMark(m.turn));
     if (!inserted && inserted.error().code == ErrorCode::kConflict)
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       conv.id.str());
@@ -1905,6 +2004,14 @@ class SqliteStore final : public Store,
     return {};
   }
 
+  // Deletes the user's sessions and API keys (inside the caller's write).
+  static Status deleteCredentialsIn(Conn& c, const AccountId& acc, const UserId& user) {
+    PARLEY_STORE_TRY(asStatus(
+        execute(c, "DELETE FROM sessions WHERE account=? AND user_id=?", acc.str(), user.str())));
+    return asStatus(
+        execute(c, "DELETE FROM api_keys WHERE account=? AND user_id=?", acc.str(), user.str()));
+  }
+
   // The id for a new row of `table`: `requested` when given (or "" when it is taken), else the
   // account's next counter value that is free. Moves the counter past numeric ids it hands out.
   static Result<std::string> assignId(Conn& c, const AccountId& acc, const char* kind,
@@ -1952,7 +2059,7 @@ class SqliteStore final : public Store,
   static Result<RowChange> rowChange(Conn& c, const Conversation& conv) {
     static const std::string kSelect =
         "SELECT account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, "
-        "start_ts, end_ts, close_reason, context_json, updated_at, next_sequence "
+        "start_ts, end_ts, close_reason, context_json, updated_at, next_sequence, turn "
         "FROM conversations WHERE id=?";
     auto q = prepare(c, kSelect, conv.id.str());
     if (!q) return std::unexpected(q.error());
@@ -1966,7 +2073,8 @@ class SqliteStore final : public Store,
         q->text(3) == stateName(conv.state) && q->text(4) == conv.skill.str() &&
         q->text(5) == ttrTypeName(conv.ttr_type) && q->i64(6) == conv.ttr_value_s &&
         q->i64(7) == conv.ttr_due_at && q->i64(8) == conv.start_ts && q->i64(9) == conv.end_ts &&
-        q->text(10) == conv.close_reason && q->text(11) == conv.context_json;
+        q->text(10) == conv.close_reason && q->text(11) == conv.context_json &&
+        q->text(14) == encodeTurnMark(conv.turn_mark);
     if (!same_fixed) return RowChange::kAll;
     if (q->i64(12) == conv.updated_at && q->i64(13) == conv.next_sequence) return RowChange::kNone;
     return RowChange::kCounters;
@@ -1992,12 +2100,13 @@ class SqliteStore final : public Store,
       case RowChange::kAll: {
         static const std::string kSql = "INSERT OR REPLACE INTO conversations(" +
                                         cols(kConversationCols) +
-                                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+                                        ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
         PARLEY_STORE_TRY(execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
                                  channelName(conv.channel), stateName(conv.state), conv.skill.str(),
                                  ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
                                  conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
-                                 conv.next_sequence, conv.context_json));
+                                 conv.next_sequence, conv.context_json,
+                                 encodeTurnMark(conv.turn_mark)));
         break;
       }
     }

@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/temp_dir.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/schema.h"
 #include "store/testing/raw_query.h"
-#include "store/testing/temp_dir.h"
 
 namespace parley::store {
 namespace {
@@ -45,6 +45,30 @@ Conversation conversationFor(int writer) {
   c.account = AccountId("1");
   c.consumer = ConsumerId("consumer");
   return c;
+}
+
+// Writes a conversation row and a message the way a binary of an older schema (1 to 5) did,
+// through a raw connection: today's store writes columns those schemas do not have.
+void writeOldMessage(const std::string& path, const Conversation& c, const Message& m) {
+  auto q = [](const std::string& v) {
+    std::string out = "'";
+    for (char ch : v) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+    return out + "'";
+  };
+  rawQuery(path,
+           "INSERT OR REPLACE INTO conversations(id, account, consumer, channel, state, "
+           "skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, end_ts, updated_at, "
+           "close_reason, next_sequence, context_json) VALUES(" +
+               q(c.id.str()) + "," + q(c.account.str()) + "," + q(c.consumer.str()) +
+               ",'MESSAGING','OPEN','-1','NORMAL',3600,0,0,0," + std::to_string(c.updated_at) +
+               ",''," + std::to_string(c.next_sequence) + ",'{}')");
+  rawQuery(path,
+           "INSERT INTO messages(conversation, sequence, server_ts, originator_id, "
+           "originator_pid, originator_role, audience, event_json, metadata_json) VALUES(" +
+               q(m.conversation.str()) + "," + std::to_string(m.sequence) + "," +
+               std::to_string(m.server_ts) + "," + q(m.originator_id) + "," + q(m.originator_pid) +
+               "," + q(m.originator_role) + "," + q(m.audience) + "," + q(m.event_json) + "," +
+               q(m.metadata_json) + ")");
 }
 
 TEST(SqliteStore, PersistsAcrossReopenInWalMode) {
@@ -99,13 +123,14 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
     auto s = openSqliteStore(path, clock, v1);
     ASSERT_TRUE(s) << s.error().message;
     EXPECT_EQ((*s)->schemaVersion(), 1);
-    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Old"}));
+    // Version 1's accounts table (this binary's createAccount writes later columns too).
+    rawQuery(path, "INSERT INTO accounts VALUES('1','Old',300,600,3600,1)");
     Conversation c = conversationFor(0);
     c.next_sequence = 1;
     Message m;
     m.conversation = c.id;
     m.event_json = "{}";
-    ASSERT_TRUE((*s)->conversations().appendMessage(c, m));
+    writeOldMessage(path, c, m);
     // Version 1 has no functions table: the write fails cleanly.
     FunctionRecord f;
     f.uuid = FunctionId("f");
@@ -141,6 +166,46 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   // Version 4: the image allowlist.
   EXPECT_EQ((*s)->bots().getImageAllowlist(AccountId("1")).error().code, ErrorCode::kNotFound);
   EXPECT_TRUE((*s)->bots().putImageAllowlist(AccountId("1"), {"img.example"}));
+  // Version 6: the secret audit.
+  SecretAuditEntry e;
+  e.account = AccountId("1");
+  e.key = "k";
+  EXPECT_TRUE((*s)->functions().appendSecretAudit(e, 10));
+  EXPECT_EQ((*s)->functions().listSecretAudit(AccountId("1"), 10)->size(), 1u);
+}
+
+// Version 6: plaintext session bearers are dropped (every login is made again), existing API
+// keys keep working with a public id, and users and accounts become enabled/active.
+TEST(SqliteStore, MigratesIdentityDroppingPlaintextSessionsAndKeepingApiKeys) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("v5.db");
+  const std::string key_hash(64, 'a');
+  {
+    SqliteOptions v5;
+    v5.schema_version_for_test = 5;
+    auto s = openSqliteStore(path, clock, v5);
+    ASSERT_TRUE(s) << s.error().message;
+  }
+  rawQuery(path, "INSERT INTO accounts VALUES('1','Acme',300,600,3600,1)");
+  rawQuery(
+      path,
+      "INSERT INTO users VALUES('1','1000','pid','ann','hash','[\"AGENT\"]','HUMAN','[]',10,1)");
+  rawQuery(path, "INSERT INTO sessions VALUES('plainbearer','csrf','1','1000',1,9999999999999)");
+  rawQuery(path, "INSERT INTO api_keys VALUES('" + key_hash + "','1','1000','ci',1)");
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
+  EXPECT_EQ(rawQuery(path, "SELECT count(*) FROM sessions"), "0");
+  EXPECT_EQ((*s)->accounts().getSession("plainbearer").error().code, ErrorCode::kNotFound);
+  auto k = (*s)->accounts().getApiKey(key_hash);
+  ASSERT_TRUE(k) << k.error().message;
+  EXPECT_EQ(k->id, key_hash.substr(0, 16));
+  EXPECT_TRUE(k->scopes.empty());
+  EXPECT_EQ(k->expires_at, 0);
+  EXPECT_EQ((*s)->accounts().getUser(AccountId("1"), UserId("1000"))->status, UserStatus::kEnabled);
+  EXPECT_EQ((*s)->accounts().getAccount(AccountId("1"))->status, AccountStatus::kActive);
+  ASSERT_TRUE((*s)->accounts().deleteApiKey(AccountId("1"), key_hash.substr(0, 16)));
 }
 
 TEST(SqliteStore, ImageAllowlistSurvivesAReopen) {
@@ -181,7 +246,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
     v4.schema_version_for_test = 4;
     auto s = openSqliteStore(path, clock, v4);
     ASSERT_TRUE(s) << s.error().message;
-    ASSERT_TRUE((*s)->accounts().createAccount(Account{AccountId("1"), "Acme"}));
+    rawQuery(path, "INSERT INTO accounts VALUES('1','Acme',300,600,3600,1)");
     // Interleaved across conversations, as a live server writes them.
     std::vector<Conversation> convs;
     for (int w = 0; w < kConversations; ++w) convs.push_back(conversationFor(w));
@@ -200,7 +265,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
         m.metadata_json = R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])";
         convs[w].next_sequence = i + 1;
         convs[w].updated_at = m.server_ts;
-        ASSERT_TRUE((*s)->conversations().appendMessage(convs[w], m));
+        writeOldMessage(path, convs[w], m);
       }
   }
   EXPECT_NE(
@@ -208,7 +273,7 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
       std::string::npos);
   auto s = openSqliteStore(path, clock);
   ASSERT_TRUE(s) << s.error().message;
-  EXPECT_EQ((*s)->schemaVersion(), 5);
+  EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
   EXPECT_EQ(
       rawQuery(path, "SELECT sql FROM sqlite_master WHERE name='messages'").find("WITHOUT ROWID"),
       std::string::npos);

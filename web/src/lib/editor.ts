@@ -1,5 +1,11 @@
 // CodeMirror 6 editors (JavaScript for function code, JSON for payloads and structured content).
 // Tab is left to the browser so the page stays keyboard-navigable (Esc+Tab is not needed).
+//
+// Each editor lives in an open shadow root of its host element. CodeMirror adds its styles at
+// run time; in a document it does that with <style> elements, which the console's
+// Content-Security-Policy (style-src 'self', no 'unsafe-inline') refuses, while in a shadow
+// root it uses constructed stylesheets (adoptedStyleSheets), which the policy allows. The page's
+// own rules for the editor are therefore part of the editor's theme below.
 
 import { javascript } from '@codemirror/lang-javascript';
 import { json } from '@codemirror/lang-json';
@@ -19,8 +25,10 @@ export function createEditor(
   doc: string,
   opts: { lang: 'js' | 'json'; label: string; readOnly?: boolean; onChange?: (text: string) => void; minHeight?: string },
 ): Editor {
+  const shadow = parent.shadowRoot ?? parent.attachShadow({ mode: 'open' });
   const view = new EditorView({
-    parent,
+    parent: shadow,
+    root: shadow,
     state: EditorState.create({
       doc,
       extensions: [
@@ -30,7 +38,11 @@ export function createEditor(
         EditorState.readOnly.of(Boolean(opts.readOnly)),
         EditorView.editable.of(!opts.readOnly),
         EditorView.contentAttributes.of({ 'aria-label': opts.label }),
-        EditorView.theme({ '&': { minHeight: opts.minHeight ?? '12rem' }, '.cm-scroller': { minHeight: opts.minHeight ?? '12rem' } }),
+        EditorView.theme({
+          '&': { minHeight: opts.minHeight ?? '12rem', maxHeight: '65vh', background: '#fff' },
+          '&.cm-focused': { outline: '3px solid var(--focus)' },
+          '.cm-scroller': { minHeight: opts.minHeight ?? '12rem' },
+        }),
         EditorView.updateListener.of((u) => {
           if (u.docChanged) opts.onChange?.(u.state.doc.toString());
         }),

@@ -1,6 +1,13 @@
 // A tiny DOM helper: h('button', {class: 'x', onclick: fn}, 'Save').
-// Attributes starting with "on" become event listeners; `false`/null/undefined attributes are
-// omitted; children may be strings, numbers, nodes, arrays or null.
+// Attributes starting with "on" must be functions and become event listeners; `false`/null/
+// undefined attributes are omitted; children may be strings, numbers, nodes, arrays or null, and
+// strings always become text nodes (never markup). URL attributes (href, src, action, formaction,
+// xlink:href) go through safeHref: a value that is not a same-origin path, a #fragment or an
+// http(s)/mailto/tel URL is left out. `style` takes an object (set through the CSSOM).
+
+import { safeHref } from './safe';
+
+const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'srcdoc', 'srcset']);
 
 export type Child = Node | string | number | null | undefined | false | Child[];
 export type Attrs = Record<string, unknown>;
@@ -14,8 +21,15 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   if (attrs) {
     for (const [k, v] of Object.entries(attrs)) {
       if (v === undefined || v === null || v === false) continue;
-      if (k.startsWith('on') && typeof v === 'function') {
-        el.addEventListener(k.slice(2).toLowerCase(), v as EventListener);
+      const name = k.toLowerCase();
+      if (name.startsWith('on')) {
+        if (typeof v !== 'function') throw new TypeError(`h(): ${k} must be a function`);
+        el.addEventListener(name.slice(2), v as EventListener);
+      } else if (URL_ATTRS.has(name)) {
+        const url = name === 'srcdoc' || name === 'srcset' ? null : safeHref(String(v));
+        if (url !== null) el.setAttribute(k, url);
+      } else if (name === 'style' && typeof v !== 'object') {
+        throw new TypeError('h(): style must be an object');
       } else if (k === 'class' || k === 'className') {
         el.className = String(v);
       } else if (k === 'value' && 'value' in el) {

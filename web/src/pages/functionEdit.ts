@@ -2,6 +2,7 @@ import { api, describeError } from '../lib/api';
 import { busy, fmtDateTime, h } from '../lib/h';
 import { deployErrorOf, EVENTS, fnOf, logsOf, templatesOf, validateEnv, type EnvVar, type Fn } from '../lib/models';
 import { alertBox, MessageSlot, pre, pretty, stateBadge, toast } from '../lib/ui';
+import { safeReturnPath } from '../lib/safe';
 import type { PageContext } from '../main';
 
 const TERMINAL = /^(productive|build error|deploy error|draft|modified|undeployed|failed)$/i;
@@ -40,7 +41,8 @@ export function tabs(names: string[], onSelect?: (i: number) => void): { bar: HT
 
 export default async function functionEditPage(root: HTMLElement, ctx: PageContext): Promise<() => void> {
   const uuid = ctx.params.uuid;
-  const returnTo = ctx.query.get('return');
+  // Only a path of this console; anything else (javascript:, another origin) is ignored.
+  const returnTo = safeReturnPath(ctx.query.get('return'), '') || null;
   const canWrite = ctx.can('functions.write');
   const canDeploy = ctx.can('functions.deploy');
   let fn: Fn;

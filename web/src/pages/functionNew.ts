@@ -2,11 +2,13 @@ import { api, describeError } from '../lib/api';
 import { busy, field, h } from '../lib/h';
 import { CUSTOM_INTEGRATION_EVENT, EVENTS, fnOf, templatesOf, type Template } from '../lib/models';
 import { MessageSlot, pageHeader, pre } from '../lib/ui';
+import { safeReturnPath } from '../lib/safe';
 import type { PageContext } from '../main';
 
 export default async function functionNewPage(root: HTMLElement, ctx: PageContext): Promise<void> {
   const preset = ctx.query.get('event') ?? CUSTOM_INTEGRATION_EVENT;
-  const returnTo = ctx.query.get('return');
+  // Only a path of this console; anything else (javascript:, another origin) is ignored.
+  const returnTo = safeReturnPath(ctx.query.get('return'), '') || null;
   const msg = new MessageSlot();
   if (!ctx.can('functions.write')) {
     msg.show(h('div', { class: 'alert alert-warn', role: 'alert' }, 'Creating functions needs the FaaS Developer role.'));

@@ -3,6 +3,7 @@ import { validateLogin } from '../lib/validate';
 import { field, h } from '../lib/h';
 import { saveSession, type Session } from '../lib/session';
 import { resolveRoles } from '../lib/auth';
+import { safeReturnPath } from '../lib/safe';
 import type { PageContext } from '../main';
 
 // Validation of the login form; returns a message per invalid field.
@@ -69,8 +70,7 @@ export default function loginPage(root: HTMLElement, ctx: PageContext): void {
       s.rolesKnown = roles !== null;
       saveSession(s);
       localStorage.setItem('parley.lastAccount', v.account);
-      const next = ctx.query.get('next');
-      ctx.navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : '/', true);
+      ctx.navigate(safeReturnPath(ctx.query.get('next'), '/'), true);
     } catch (e) {
       status.replaceChildren(h('div', { class: 'alert alert-error', role: 'alert' }, describeError(e)));
       password.select();

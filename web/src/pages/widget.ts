@@ -5,6 +5,7 @@ import { describeError, signup, wsUrl } from '../lib/api';
 import { h } from '../lib/h';
 import { onActions } from '../lib/pollock';
 import { conversationsOf, mergeRecords, quickRepliesOf, recordsOf, roleOf, type EventRecord } from '../lib/protocol';
+import { safeLinkUrl } from '../lib/safe';
 import { MessagingSocket } from '../lib/socket';
 import { bubble } from '../lib/transcript';
 import { jwtSub } from '../lib/validate';
@@ -184,7 +185,11 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
 
   await onActions((type, data) => {
     if (type === 'publishText' && typeof data.text === 'string') void publish(data.text);
-    else if (type === 'link' && typeof data.uri === 'string') window.open(data.uri, '_blank', 'noopener');
+    else if (type === 'link') {
+      // onActions passes only http(s)/mailto/tel URIs; checked again where the URL is used.
+      const uri = safeLinkUrl(data.uri);
+      if (uri) window.open(uri, '_blank', 'noopener,noreferrer');
+    }
   });
 
   async function connect(): Promise<void> {

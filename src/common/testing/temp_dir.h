@@ -1,7 +1,7 @@
 #pragma once
 
 // A fresh directory under $TMPDIR, removed with its contents on destruction. For tests that need
-// a real SQLite file. Not thread-safe (create and destroy it on one thread).
+// real files. Not thread-safe (create and destroy it on one thread).
 
 #include <stdlib.h>
 
@@ -15,7 +15,7 @@ namespace parley::testing {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "parley-store-XXXXXX").string();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "parley-test-XXXXXX").string();
     PARLEY_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed");
     path_ = tmpl;
   }
