@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake ninja-build pkg-config git ca-certificates curl
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libsqlite3-dev sqlite3
   libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format ccache libjemalloc-dev clang-16 libclang-rt-16-dev
+  clang-format ccache libjemalloc-dev libseccomp-dev clang-16 libclang-rt-16-dev
   libbrotli1 libc-ares2 libicu72 libnghttp2-14 libuv1 zlib1g
   chromium)
 missing=()

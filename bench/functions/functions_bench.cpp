@@ -1,5 +1,7 @@
 // Function runtime benchmarks: warm invoke latency/throughput of an echo bot, cold
-// deploy-to-first-result, resident memory per deployed function.
+// deploy-to-first-result, resident memory per deployed function; each in-process (worker
+// threads) and with sandboxed worker processes (`isolation:1`; the RSS figure then counts the
+// worker processes too).
 //
 //   cmake -S . -B build/functions-bench -G Ninja -DCMAKE_BUILD_TYPE=Release
 //   -DPARLEY_BUILD_BENCHMARKS=ON cmake --build build/functions-bench --target
@@ -10,10 +12,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <thread>
 
+#include "functions/engine/engine.h"
 #include "functions/runtime.h"
 #include "functions/testing/fake_host.h"
 
@@ -33,10 +37,14 @@ struct Env {
   testing::FakeHost host;
   SystemClock clock;
   std::unique_ptr<FunctionRuntime> rt;
-  explicit Env(int threads) {
+  Env(int threads, int isolation) {
     RuntimeOptions o;
     o.threads = threads;
+    o.max_workers = threads;
+    o.isolation = isolation ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
     rt = std::move(*FunctionRuntime::create(o, host, clock));
+    rt->engineForTest().waitForWorkersForTest(static_cast<std::size_t>(threads),
+                                              std::chrono::seconds(30));
   }
 };
 
@@ -52,7 +60,7 @@ InvokeRequest request(const std::string& fn) {
 // Round trip of one invocation: submit -> result callback (the caller spins on an atomic, as a
 // strand post would not add a thread wake-up of its own).
 void BM_WarmInvokeLatency(benchmark::State& state) {
-  Env env(static_cast<int>(state.range(0)));
+  Env env(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
   if (!env.rt->deploy(AccountId("le12345"), FunctionId("echo"), {kEchoBot, {}, 1})) {
     state.SkipWithError("deploy failed");
     return;
@@ -78,11 +86,15 @@ void BM_WarmInvokeLatency(benchmark::State& state) {
   state.counters["p50_us"] = lat[lat.size() / 2];
   state.counters["p99_us"] = lat[lat.size() * 99 / 100];
 }
-BENCHMARK(BM_WarmInvokeLatency)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_WarmInvokeLatency)
+    ->ArgsProduct({{1, 2}, {0, 1}})
+    ->ArgNames({"threads", "isolation"})
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 // Throughput with up to 256 invocations outstanding.
 void BM_WarmInvokeThroughput(benchmark::State& state) {
-  Env env(static_cast<int>(state.range(0)));
+  Env env(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
   if (!env.rt->deploy(AccountId("le12345"), FunctionId("echo"), {kEchoBot, {}, 1})) {
     state.SkipWithError("deploy failed");
     return;
@@ -103,11 +115,15 @@ void BM_WarmInvokeThroughput(benchmark::State& state) {
   if (failed.load()) state.SkipWithError("an invocation failed");
   state.SetItemsProcessed(n);
 }
-BENCHMARK(BM_WarmInvokeThroughput)->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_WarmInvokeThroughput)
+    ->ArgsProduct({{1, 2}, {0, 1}})
+    ->ArgNames({"threads", "isolation"})
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 // deploy() of a new function + its first invocation.
 void BM_ColdDeployToFirstResult(benchmark::State& state) {
-  Env env(1);
+  Env env(1, static_cast<int>(state.range(0)));
   int i = 0;
   bool ok = true;
   std::vector<double> lat;
@@ -130,26 +146,39 @@ void BM_ColdDeployToFirstResult(benchmark::State& state) {
   state.counters["p99_ms"] = lat[lat.size() * 99 / 100];
 }
 BENCHMARK(BM_ColdDeployToFirstResult)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("isolation")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(200);
 
-double rssMiB() {
-  std::ifstream f("/proc/self/statm");
+double rssMiBOf(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/statm");
   long size = 0, resident = 0;
   f >> size >> resident;
   return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
          (1024.0 * 1024.0);
 }
 
+// This process and its worker processes.
+double rssMiB(FunctionRuntime& rt) {
+  double total = rssMiBOf("self");
+  for (auto kind :
+       {engine::Scheduler::WorkerKind::kShared, engine::Scheduler::WorkerKind::kQuarantine})
+    for (int pid : rt.engineForTest().workerPidsForTest(kind))
+      total += rssMiBOf(std::to_string(pid));
+  return total;
+}
+
 // Resident memory with 1,000 deployed functions, each also invoked once. With 2 workers a
 // function may be warm on both (one context per worker that ran it).
 void BM_Rss1000Deployed(benchmark::State& state) {
   for (auto _ : state) {
-    Env env(static_cast<int>(state.range(0)));
+    Env env(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
     // Warm up the isolates first so the figure is per function, not per isolate.
     (void)env.rt->deploy(AccountId("le12345"), FunctionId("warm"), {kEchoBot, {}, 1});
-    double before = rssMiB();
+    double before = rssMiB(*env.rt);
     bool ok = true;
     for (int i = 0; i < 1000; ++i) {
       std::string fn = "fn-" + std::to_string(i);
@@ -160,7 +189,7 @@ void BM_Rss1000Deployed(benchmark::State& state) {
       env.rt->invoke(request(fn), [&](InvokeResult r) { p.set_value(std::move(r)); });
       ok &= p.get_future().get().ok;
     }
-    double after = rssMiB();
+    double after = rssMiB(*env.rt);
     if (!ok) state.SkipWithError("deploy or invoke failed");
     state.counters["rss_before_MiB"] = before;
     state.counters["rss_after_MiB"] = after;
@@ -169,14 +198,125 @@ void BM_Rss1000Deployed(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Rss1000Deployed)
-    ->Arg(1)
-    ->Arg(2)
-    ->ArgName("threads")
+    ->ArgsProduct({{1, 2}, {0, 1}})
+    ->ArgNames({"threads", "isolation"})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
     ->UseRealTime();
 
+double vmMiBOf(int pid, const char* field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::strlen(field))) / 1024.0;
+  }
+  return 0;
+}
+
+// Address space of one worker process holding `range(0)` isolates (one per account): what
+// RLIMIT_AS must allow.
+void BM_WorkerAddressSpace(benchmark::State& state) {
+  for (auto _ : state) {
+    Env env(1, 1);
+    int n = static_cast<int>(state.range(0));
+    bool ok = true;
+    for (int i = 0; i < n; ++i) {
+      AccountId acc("acc-" + std::to_string(i));
+      ok &= env.rt->deploy(acc, FunctionId("echo"), {kEchoBot, {}, 1}).has_value();
+      InvokeRequest r = request("echo");
+      r.account = acc;
+      std::promise<InvokeResult> p;
+      env.rt->invoke(r, [&](InvokeResult res) { p.set_value(std::move(res)); });
+      ok &= p.get_future().get().ok;
+    }
+    if (!ok) state.SkipWithError("deploy or invoke failed");
+    auto pids = env.rt->engineForTest().workerPidsForTest();
+    if (pids.empty()) continue;
+    state.counters["vm_peak_MiB"] = vmMiBOf(pids[0], "VmPeak:");
+    state.counters["vm_size_MiB"] = vmMiBOf(pids[0], "VmSize:");
+    state.counters["rss_MiB"] = vmMiBOf(pids[0], "VmRSS:");
+  }
+}
+BENCHMARK(BM_WorkerAddressSpace)
+    ->Arg(1)
+    ->Arg(32)
+    ->ArgName("isolates")
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->UseRealTime();
+
+constexpr const char* kLoop = "function lambda(input, callback) { while (true) {} }";
+
+// Account A's echo bot, one invocation at a time (submit -> result), while `range(0)` clients of
+// account B each invoke a runaway loop again and again (2 s deadline each). Default runtime
+// options (2 workers kept, up to 6; 5 s CPU limit). Compare p99 with loops:0 (same run).
+void BM_NoisyNeighbourEcho(benchmark::State& state) {
+  testing::FakeHost host;
+  SystemClock clock;
+  RuntimeOptions o;
+  o.isolation = state.range(1) ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
+  auto rt = std::move(*FunctionRuntime::create(o, host, clock));
+  rt->engineForTest().waitForWorkersForTest(static_cast<std::size_t>(o.threads),
+                                            std::chrono::seconds(30));
+  if (!rt->deploy(AccountId("A"), FunctionId("echo"), {kEchoBot, {}, 1}) ||
+      !rt->deploy(AccountId("B"), FunctionId("loop"), {kLoop, {}, 1})) {
+    state.SkipWithError("deploy failed");
+    return;
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> noisy;
+  for (int i = 0; i < state.range(0); ++i) {
+    noisy.emplace_back([&] {
+      while (!stop.load()) {
+        InvokeRequest r = request("loop");
+        r.account = AccountId("B");
+        r.deadline = std::chrono::milliseconds(2'000);
+        std::promise<InvokeResult> p;
+        rt->invoke(r, [&](InvokeResult res) { p.set_value(std::move(res)); });
+        p.get_future().get();
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the loops are running
+  std::vector<double> lat;
+  bool ok = true;
+  for (auto _ : state) {
+    std::atomic<bool> done{false};
+    InvokeRequest r = request("echo");
+    r.account = AccountId("A");
+    auto t0 = std::chrono::steady_clock::now();
+    rt->invoke(r, [&](InvokeResult res) {
+      ok &= res.ok;
+      done.store(true, std::memory_order_release);
+    });
+    while (!done.load(std::memory_order_acquire)) std::this_thread::yield();
+    lat.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a conversation's pace
+  }
+  stop.store(true);
+  for (auto& t : noisy) t.join();
+  if (!ok) state.SkipWithError("an echo invocation failed");
+  std::sort(lat.begin(), lat.end());
+  state.counters["p50_us"] = lat[lat.size() / 2];
+  state.counters["p99_us"] = lat[lat.size() * 99 / 100];
+  state.counters["max_us"] = lat.back();
+}
+BENCHMARK(BM_NoisyNeighbourEcho)
+    ->ArgsProduct({{0, 2}, {0, 1}})
+    ->ArgNames({"loops", "isolation"})
+    ->UseRealTime()
+    ->MinTime(5.0);
+
 }  // namespace
 }  // namespace parley::functions
 
-BENCHMARK_MAIN();
+// The benchmark binary is also its own worker process (isolation:1).
+int main(int argc, char** argv) {
+  if (auto rc = parley::functions::runFunctionWorkerIfAsked(argc, argv)) return *rc;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

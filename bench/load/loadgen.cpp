@@ -38,6 +38,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,6 +91,19 @@ double procCpuSec(int pid) {
   if (fields.size() < 13) return -1;
   return (std::stod(fields[11]) + std::stod(fields[12])) /
          static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds of `pid`'s live child processes (the function workers of `parley serve`).
+double childrenCpuSec(int pid) {
+  double total = 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream f(task.path() / "children");
+    int child = 0;
+    while (f >> child) total += procCpuSec(child);
+  }
+  return total;
 }
 
 // Context switches (voluntary + involuntary) of every thread of a process.
@@ -301,6 +315,65 @@ class HttpClient {
   asio::io_context ioc_;
   beast::tcp_stream stream_;
   bool connected_ = false;
+};
+
+// --noisy: account B test-invokes a runaway loop through REST, again and again, from `threads`
+// clients at once (each waits for its invocation's answer: the CPU limit ends it).
+class Noisy {
+ public:
+  Noisy(const Endpoint& ep, const std::string& account, const std::string& user,
+        const std::string& password, int threads) {
+    HttpClient h(ep);
+    auto login = h.call(http::verb::post, "/api/account/" + account + "/login?v=1.3",
+                        bj::serialize(bj::object{{"username", user}, {"password", password}}));
+    if (login.status != 200) die("noisy: login failed: " + login.body);
+    std::string bearer(login.json().at("bearer").as_string());
+    auto created = h.call(
+        http::verb::post, "/api/v1/accounts/" + account + "/functions",
+        bj::serialize(bj::object{{"name", "noisy-loop-" + std::to_string(getpid())},
+                                 {"event", "bot_connectors_custom_integration"},
+                                 {"code", "function lambda(input, callback) { while (true) {} }"}}),
+        bearer);
+    if (created.status != 201) die("noisy: creating the function failed: " + created.body);
+    std::string uuid(created.json().at("uuid").as_string());
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this, ep, account, bearer, uuid] {
+        HttpClient c(ep);
+        while (!stop_) {
+          auto r = c.call(http::verb::post,
+                          "/api/v1/accounts/" + account + "/functions/" + uuid + "/invoke",
+                          R"({"payload":{}})", bearer);
+          std::lock_guard l(mu_);
+          ++invocations_;
+          auto v = r.json();
+          std::string code = "http " + std::to_string(r.status);
+          if (v.is_object() && v.as_object().contains("error") &&
+              v.as_object().at("error").is_object())
+            code = std::string(v.at("error").at("code").as_string());
+          ++outcomes_[code];
+        }
+      });
+    }
+  }
+  ~Noisy() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  bj::object summary() {
+    std::lock_guard l(mu_);
+    bj::object o;
+    for (auto& [k, v] : outcomes_) o[k] = v;
+    return bj::object{{"threads", threads_.size()}, {"invocations", invocations_}, {"outcomes", o}};
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  long invocations_ = 0;
+  std::map<std::string, long> outcomes_;
 };
 
 // ---- setting up the bot ----------------------------------------------------------------------
@@ -1171,7 +1244,12 @@ int main(int argc, char** argv) {
   double duration = 10, warmup = 2, think_ms = 0;
   bool keep_sockets = false, keep_data = false;
   int server_pid = 0;
+  int noisy = 0;
   app.add_option("--mode", mode, "turns | idle")->check(CLI::IsMember({"turns", "idle"}));
+  app.add_option("--noisy", noisy,
+                 "turns, started server: a second account test-invokes `while(true){}` through "
+                 "REST from this many clients at once while the consumers run")
+      ->capture_default_str();
   app.add_option("--url", url, "use a running server (http://host:port); default: start one");
   app.add_option("--parley", parley, "the parley binary to start")->capture_default_str();
   app.add_option("--server-pid", server_pid, "with --url: the server's pid (for RSS and CPU)");
@@ -1232,6 +1310,7 @@ int main(int argc, char** argv) {
   const double syscall_calibration_ms = hostSyscallCalibrationMs();
   std::unique_ptr<ServerProcess> server;
   std::filesystem::path data_dir;
+  std::string noisy_account, noisy_password;
   Endpoint ep;
   if (url.empty()) {
     data_dir =
@@ -1249,6 +1328,21 @@ int main(int argc, char** argv) {
     account = std::string(d.at("account").as_string());
     admin_user = std::string(d.at("admin").at("username").as_string());
     admin_password = std::string(d.at("admin").at("password").as_string());
+    if (noisy > 0) {
+      // A second account: point demo.json at another account id and start again; --demo adds
+      // it beside the first (whose bot resumes from the store).
+      server.reset();
+      noisy_account = std::to_string(std::stoll(account) + 1);
+      noisy_password = "noisy-" + std::to_string(getpid());
+      std::ofstream(data_dir / "demo.json") << bj::serialize(
+          bj::object{{"account", noisy_account},
+                     {"admin", bj::object{{"username", "admin"}, {"password", noisy_password}}},
+                     {"agent", bj::object{{"username", "agent"}, {"password", noisy_password}}},
+                     {"bot", bj::object{{"username", "bot"}, {"password", noisy_password}}}});
+      server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
+      server_pid = server->pid();
+      ep = parseUrl(std::string(server->listening().at("http").as_string()));
+    }
   } else {
     ep = parseUrl(url);
     if (account.empty() || admin_password.empty())
@@ -1329,10 +1423,14 @@ int main(int argc, char** argv) {
     const long rss_open = rssKb();
     for (auto& c : consumers) c->go();
     for (auto& l : raw_loops) l->go();
+    std::unique_ptr<Noisy> noisy_clients;
+    if (noisy > 0 && !noisy_account.empty())
+      noisy_clients = std::make_unique<Noisy>(ep, noisy_account, "admin", noisy_password, noisy);
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
     HttpClient metrics_client(ep);
     const std::string metrics0 =
         metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
+    const double workers_cpu0 = childrenCpuSec(server_pid);
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
     const long cs0 = procContextSwitches(server_pid);
     const auto machine0 = machineCpuSec();
@@ -1342,6 +1440,12 @@ int main(int argc, char** argv) {
     sh.measuring = false;
     const double secs = nowSec() - t0;
     const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
+    const double workers_cpu1 = childrenCpuSec(server_pid);
+    bj::object noisy_summary;
+    if (noisy_clients) {
+      noisy_summary = noisy_clients->summary();
+      noisy_clients->stop();
+    }
     const long cs1 = procContextSwitches(server_pid);
     const auto machine1 = machineCpuSec();
     const std::string metrics1 =
@@ -1383,6 +1487,11 @@ int main(int argc, char** argv) {
     out["serverRssKb"] = bj::object{{"start", rss0}, {"open", rss_open}, {"afterRun", rss_run}};
     out["serverCpuUsPerTurn"] = turns > 0 ? (cpu1 - cpu0) * 1e6 / turns : 0.0;
     out["serverCpuCores"] = (cpu1 - cpu0) / secs;
+    // The function worker processes (children of the server; with --noisy this includes the
+    // second account's loops).
+    out["workersCpuUsPerTurn"] = turns > 0 ? (workers_cpu1 - workers_cpu0) * 1e6 / turns : 0.0;
+    out["workersCpuCores"] = (workers_cpu1 - workers_cpu0) / secs;
+    if (noisy > 0) out["noisy"] = noisy_summary;
     out["loadgenCpuCores"] = (self1 - self0) / secs;
     out["serverContextSwitchesPerTurn"] = turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0;
     // What else used the CPU meanwhile (other processes, the kernel's own threads) and what the

@@ -57,6 +57,11 @@ struct ServeFlags {
   int session_ttl_s = 12 * 3600;
   std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
+  // Function sandbox.
+  std::string function_isolation = "process";
+  int function_workers = 2;
+  int function_max_workers = 6;
+  int function_cpu_limit_ms = 5'000;
   std::vector<std::string> outbound_allow;
   std::string metrics_token;
   bool metrics_tenant_labels = false;
@@ -301,6 +306,12 @@ int serve(const ServeFlags& f) {
         return app::readConversationForFunctions(store_ref, acc, id);
       });
   functions::RuntimeOptions runtime_options;
+  runtime_options.isolation = f.function_isolation == "in-process"
+                                  ? functions::WorkerIsolation::kInProcess
+                                  : functions::WorkerIsolation::kProcess;
+  runtime_options.threads = f.function_workers;
+  runtime_options.max_workers = std::max(f.function_workers, f.function_max_workers);
+  runtime_options.cpu_limit = std::chrono::milliseconds(f.function_cpu_limit_ms);
   runtime_options.outbound_allow = f.outbound_allow;
   auto function_runtime = functions::FunctionRuntime::create(runtime_options, function_host, clock);
   if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
@@ -364,6 +375,7 @@ int serve(const ServeFlags& f) {
   if (auto st = (*server)->addHandler(function_service); !st)
     return fail("cannot register the function service", st.error());
   (*server)->addMetricsSource([fs = function_service.get()] { return fs->prometheusText(); });
+  (*server)->addMetricsSource([rt = function_runtime->get()] { return rt->prometheusText(); });
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
   if (auto st = (*server)->addHandler(std::make_shared<connector::richcontent::RichContentHandler>(
@@ -440,6 +452,9 @@ int serve(const ServeFlags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `parley __function-worker ...`: a sandboxed function worker started by `serve` (not for
+  // people; not in --help).
+  if (auto rc = parley::functions::runFunctionWorkerIfAsked(argc, argv)) return *rc;
   CLI::App app{"Parley: a self-hosted contact-centre platform with serverless bots"};
   app.require_subcommand(1);
   ServeFlags f;
@@ -466,6 +481,27 @@ int main(int argc, char** argv) {
                         "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "
                         "of the built-in json-pollock schema");
   serve_cmd->add_flag("--demo", f.demo, "Create the demo account, users and bot");
+  serve_cmd
+      ->add_option("--function-isolation", f.function_isolation,
+                   "Where functions run: process (sandboxed worker processes) or in-process "
+                   "(threads of the server: no seccomp, no resource limits, a crash ends the "
+                   "server)")
+      ->check(CLI::IsMember({"process", "in-process"}))
+      ->capture_default_str();
+  serve_cmd->add_option("--function-workers", f.function_workers, "Function workers kept running")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--function-max-workers", f.function_max_workers,
+                   "Function workers at most, counting those started while others are busy")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--function-cpu-limit-ms", f.function_cpu_limit_ms,
+                   "CPU time one function invocation may use (0 = no limit; the 30 s wall "
+                   "limit stays)")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
   serve_cmd
       ->add_option("--metrics-token", f.metrics_token,
                    "Bearer token that GET /metrics needs; without one /metrics is off")

@@ -687,9 +687,11 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
 }
 
 TEST_F(BotServiceTest, TransientPlatformErrorsNeedTheThresholdAndFunctionErrorsAreNotPlatform) {
+  // A function worker that died under the invocation (es.worker-crashed) is a platform failure
+  // like es.unavailable.
   std::vector<std::string> script = {
       "com.liveperson.faas.es.unavailable", "com.liveperson.faas.handler.runtime-exception",
-      "com.liveperson.faas.es.unavailable", "com.liveperson.faas.es.unavailable"};
+      "com.liveperson.faas.es.worker-crashed", "com.liveperson.faas.es.unavailable"};
   std::atomic<std::size_t> next{0};
   runner_.setScript([&](const functions::InvokeRequest& r) {
     if (r.request_id.starts_with("probe-"))
@@ -711,6 +713,7 @@ TEST_F(BotServiceTest, TransientPlatformErrorsNeedTheThresholdAndFunctionErrorsA
             (std::vector<std::string>{"ONLINE", "ONLINE", "ONLINE", "SERVICE_INTERRUPTION"}));
   EXPECT_NE(turns(bot).at(2).error.find("invoke-lambda"), std::string::npos);
   EXPECT_NE(turns(bot).at(0).error.find("failed-faas-request"), std::string::npos);
+  EXPECT_NE(turns(bot).at(1).error.find("failed-faas-request"), std::string::npos);
 }
 
 TEST_F(BotServiceTest, InvalidResponsesGetTheirDocumentedOutcome) {

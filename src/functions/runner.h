@@ -58,6 +58,9 @@ struct InvokeResult {
   std::string error_message;
   std::vector<LogEntry> logs;
   double duration_ms = 0;
+  // CPU time the function's JavaScript used (thread CPU clock of its worker), over all its
+  // turns (the call, timers, Toolbelt replies).
+  double cpu_ms = 0;
 };
 
 // Runs invocations of deployed functions on the functions executor (worker threads owning V8

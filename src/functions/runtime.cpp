@@ -49,6 +49,8 @@ void FunctionRuntime::invokeCode(const AccountId& account, std::string code,
 
 RuntimeStats FunctionRuntime::stats() const { return engine_->stats(); }
 
+std::string FunctionRuntime::prometheusText() const { return engine_->prometheusText(); }
+
 const engine::AddressPolicy& FunctionRuntime::addressPolicy() const {
   return engine_->addressPolicy();
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,9 +28,55 @@ namespace engine {
 class Engine;
 }
 
+// Where the isolates run.
+enum class WorkerIsolation {
+  // Worker threads inside the calling process: no seccomp filter, no resource limits, and a
+  // fatal V8 error (or any crash) ends the whole process. For unit tests and
+  // `parley function invoke --local`.
+  kInProcess,
+  // Worker processes started from `worker_executable` (the hidden subcommand
+  // kWorkerSubcommand): seccomp filter, address-space and core limits, no inherited
+  // descriptors; a worker that dies fails only its own invocations and is restarted.
+  kProcess,
+};
+
 struct RuntimeOptions {
-  // Worker threads; each owns one active V8 isolate. Default: 2. REQUIRES: >= 1.
+  // Where the isolates run. Default: in-process (the server sets kProcess).
+  WorkerIsolation isolation = WorkerIsolation::kInProcess;
+  // The executable started for kProcess workers with kWorkerSubcommand as its first argument;
+  // it must call runFunctionWorkerIfAsked() first thing in main. Default: this executable.
+  std::string worker_executable = "/proc/self/exe";
+  // Workers kept running (each one thread with its own isolates, one or more per account).
+  // Default: 2. REQUIRES: >= 1.
   int threads = 2;
+  // Shared workers at most, counting those started while others are busy with long JS tasks
+  // (a runaway loop gets its own worker; the OS shares the cores). Default: 6.
+  // REQUIRES: >= threads.
+  int max_workers = 6;
+  // Workers for quarantined functions (a function whose invocations killed their worker
+  // `quarantine_after_crashes` times within `quarantine_window` runs only there until it is
+  // redeployed). Default: 2.
+  int max_quarantine_workers = 2;
+  int quarantine_after_crashes = 2;
+  std::chrono::milliseconds quarantine_window{60'000};
+  // Invocations of one account started and not finished, over all workers; more wait in the
+  // queue. Default: 200.
+  std::size_t max_in_flight_per_account = 200;
+  // Workers one account may hold busy with long JS tasks at once; its further invocations wait
+  // until one is free. Default: 1.
+  std::size_t max_busy_workers_per_account = 1;
+  // CPU time one invocation's JavaScript may use (thread CPU clock, over all its turns); it is
+  // terminated beyond (executiontime-exceeded). 0 = no CPU limit. Default: 5 s.
+  std::chrono::milliseconds cpu_limit{5'000};
+  // A JS task running this long marks its worker busy: the worker hands back the jobs it has
+  // not started and gets no more until the task ends. Default: 20 ms.
+  std::chrono::milliseconds long_task{20};
+  // Address-space limit (RLIMIT_AS) of a worker process, in MiB; 0 = none. Default: 16 GiB
+  // (V8 reserves large virtual ranges per isolate; resident memory is bounded by the heap
+  // caps). Not applied in sanitizer builds.
+  std::size_t worker_address_space_mb = 16 * 1024;
+  // Test-only: workers answer Engine::probeWorkerForTest. Default: false.
+  bool probes_for_test = false;
   // Heap cap per isolate (shared by the functions whose contexts live in it). Default: 128.
   std::size_t heap_limit_mb = 128;
   // Deadline used when a request carries none (<= 0). Default: 30 s (the platform limit).
@@ -82,14 +129,24 @@ struct RuntimeStats {
   std::uint64_t errors = 0;       // finished with an error code (incl. timeouts)
   std::uint64_t timeouts = 0;     // executiontime-exceeded
   std::uint64_t isolate_restarts = 0;
-  std::size_t queue_depth = 0;  // queued, not started
-  std::size_t in_flight = 0;    // started, not finished
+  std::size_t queue_depth = 0;        // queued, not started
+  std::size_t in_flight = 0;          // started, not finished
+  std::size_t workers = 0;            // live workers (shared + quarantine)
+  std::size_t busy_workers = 0;       // running a long JS task
+  std::uint64_t worker_restarts = 0;  // workers started after one died
+  std::uint64_t worker_crashes = 0;   // workers that died (signal, abort, fatal OOM)
+  std::uint64_t extra_workers = 0;    // workers started while others were busy
+  std::uint64_t quarantines = 0;      // functions put in quarantine
+  std::size_t quarantined = 0;        // functions in quarantine now
+  std::uint64_t jobs_returned = 0;    // jobs a busy worker handed back
+  double cpu_ms = 0;                  // CPU time used by finished invocations
 };
 
-// Runs deployed functions on worker threads owning V8 isolates, with a fair queue across
-// functions, a deadline per invocation (one watchdog thread), a heap cap per isolate and a
-// Toolbelt whose I/O runs on small thread pools. Thread-safe. Owned by main; `host` and `clock`
-// must outlive it. Destruction fails queued invocations with es.unavailable and joins threads.
+// Runs deployed functions in workers (sandboxed processes, or threads in-process) owning V8
+// isolates, with a fair scheduler across accounts, a wall deadline and a CPU limit per
+// invocation, a heap cap per isolate and a Toolbelt whose I/O runs in this process on small
+// thread pools. Thread-safe. Owned by main; `host` and `clock` must outlive it. Destruction
+// fails queued invocations with es.unavailable, stops the workers and joins threads.
 class FunctionRuntime final : public Runner {
  public:
   // Starts the V8 platform (once per process; later runtimes share it), workers and pools.
@@ -130,6 +187,11 @@ class FunctionRuntime final : public Runner {
   // The address ranges outbound HTTP may reach (RuntimeOptions::outbound_allow, parsed); the
   // functions service refuses allowlist entries outside it.
   const engine::AddressPolicy& addressPolicy() const;
+  // Prometheus text of the sandbox's own figures (workers, restarts, quarantines, CPU).
+  std::string prometheusText() const;
+
+  // The engine, for tests of its internals (worker pids, probes).
+  engine::Engine& engineForTest() { return *engine_; }
 
  private:
   explicit FunctionRuntime(std::unique_ptr<engine::Engine> engine);
@@ -146,5 +208,15 @@ inline constexpr std::string_view kErrRuntimeException =
 inline constexpr std::string_view kErrTimeExceeded =
     "com.liveperson.faas.handler.executiontime-exceeded";
 inline constexpr std::string_view kErrLogLimit = "com.liveperson.faas.handler.log-limit-reached";
+// The worker process running the invocation died (a signal, a fatal V8 error): a platform
+// failure, like es.unavailable; the invocation may be retried.
+inline constexpr std::string_view kErrWorkerCrashed = "com.liveperson.faas.es.worker-crashed";
+
+// The hidden subcommand that runs a function worker process: `<exe> __function-worker ...`.
+inline constexpr std::string_view kWorkerSubcommand = "__function-worker";
+// Runs a function worker process when argv[1] is kWorkerSubcommand and returns its exit code;
+// otherwise returns nullopt at once. Every executable that uses WorkerIsolation::kProcess with
+// itself as worker_executable calls it first thing in main.
+std::optional<int> runFunctionWorkerIfAsked(int argc, char** argv);
 
 }  // namespace parley::functions

@@ -19,15 +19,17 @@
 //                     "error_code": "...", "error_message_contains": "...",
 //                     "logs": [{"level","message"|"message_contains"}]  exact list of entries
 //                     "max_duration_ms": n }]
-//   "after": {"secrets": {"k": "v"}, "min_isolate_restarts": n,
+//   "after": {"secrets": {"k": "v"}, "min_isolate_restarts": n, "min_worker_crashes": n,
 //             "secret_audit": [{"key","op","outcome","user"?}]  exact list, oldest first,
 //             "other": {"code": "...", "result": <json>}   another function deployed and
 //                                                         invoked after the invocations}
+//   "isolation": "process"        run only with worker processes (skipped in-process)
 // Two HTTP test servers run: TEST_HTTP_URL (http://localhost:<port>, bound to 127.0.0.1) and
 // TEST_HTTP_URL2 (http://127.0.0.2:<port>); TEST_HTTP_PORT is the first one's port.
 // After the invocations the runner deploys and invokes an echo function on the same (single)
 // worker to prove the runtime survived.
-// Usage: parley_functions_jstest <file.js> <file.expected>
+// Usage: parley_functions_jstest <file.js> <file.expected> [in-process|process]
+// (default in-process; a skipped test exits with 77)
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -198,10 +200,12 @@ void checkLogs(const std::string& where, const std::vector<LogEntry>& got, const
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s <file.js> <file.expected>\n", argv[0]);
+  if (auto rc = runFunctionWorkerIfAsked(argc, argv)) return *rc;
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s <file.js> <file.expected> [in-process|process]\n", argv[0]);
     return 2;
   }
+  const bool process = argc == 4 && std::string_view(argv[3]) == "process";
   std::string code = readFile(argv[1]);
   auto expected_r = json::parseObject(readFile(argv[2]));
   if (!expected_r) {
@@ -209,6 +213,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bj::object& ex = *expected_r;
+  if (!process && json::getString(ex, "isolation") == "process") {
+    std::printf("SKIP %s: needs worker processes\n", argv[1]);
+    return 77;
+  }
   TestServer server("127.0.0.1");
   TestServer server2("127.0.0.2");
   std::string base_url = "http://localhost:" + std::to_string(server.port());
@@ -230,6 +238,8 @@ int main(int argc, char** argv) {
   SystemClock clock;
   RuntimeOptions opts;
   opts.threads = 1;
+  opts.max_workers = 1;
+  if (process) opts.isolation = WorkerIsolation::kProcess;
   opts.heap_limit_mb = static_cast<std::size_t>(json::getInt(ex, "heap_limit_mb", 128));
   opts.deploy_deadline = std::chrono::milliseconds(json::getInt(ex, "deadline_ms", 500));
   if (auto b = json::getInt(ex, "http_max_body_bytes", 0); b > 0)
@@ -374,6 +384,10 @@ int main(int argc, char** argv) {
         rt.stats().isolate_restarts < static_cast<std::uint64_t>(restarts))
       fail("isolate restarts " + std::to_string(rt.stats().isolate_restarts) + " < " +
            std::to_string(restarts));
+    if (auto crashes = json::getInt(a, "min_worker_crashes", 0);
+        rt.stats().worker_crashes < static_cast<std::uint64_t>(crashes))
+      fail("worker crashes " + std::to_string(rt.stats().worker_crashes) + " < " +
+           std::to_string(crashes));
   }
 
   // The runtime survived: a fresh function works on the same worker.

@@ -1,25 +1,82 @@
 #include "functions/engine/engine.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <sstream>
 
 #include "common/json.h"
+#include "common/log.h"
 #include "common/random.h"
 #include "common/thread_name.h"
 #include "functions/engine/js_libs.h"
 #include "functions/engine/watchdog.h"
-#include "functions/engine/worker.h"
+#include "functions/engine/worker_host.h"
 
 namespace parley::functions::engine {
 
 namespace bj = boost::json;
 
+// The server's handle of one worker (process or in-process thread). Shared by the Engine's
+// table, its I/O thread and pending host-call replies.
+struct WorkerHandle {
+  int id = 0;
+  Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared;
+  pid_t pid = 0;                   // process mode
+  int fd = -1;                     // the server's end of the socket (non-blocking)
+  int wake_fd = -1;                // eventfd: wakes the I/O thread when output is queued
+  WorkerShared* shared = nullptr;  // mapped (process) or owned (in-process)
+  std::unique_ptr<WorkerShared> owned_shared;
+  std::unique_ptr<InProcessWorker> thread;  // in-process mode
+  SteadyTime started;
+
+  std::mutex out_mu;
+  std::string out;      // GUARDED_BY(out_mu): bytes not yet written
+  bool broken = false;  // GUARDED_BY(out_mu)
+
+  // GUARDED_BY(Engine::mu_)
+  bool ready = false;
+  bool gone = false;
+  bool retired = false;  // stopped by the supervisor (idle), not crashed
+  std::string fatal;     // what the worker said before a fatal error (kFatal)
+  std::string killed;    // why the supervisor killed it (JS past its deadline)
+  std::unordered_map<std::string, std::uint64_t> known;  // key -> current deployment it holds
+  std::unordered_set<std::uint64_t> jobs;                // invocations running here
+  struct Pending {
+    std::shared_ptr<const Deployment> deployment;
+    std::promise<Status> promise;
+    SteadyTime deadline;
+  };
+  std::unordered_map<std::uint64_t, Pending> prepares;
+  std::deque<std::promise<std::string>> probes;  // answered in order
+  SteadyTime idle_since;
+};
+
 namespace {
 
 constexpr std::size_t kMaxCodeChars = 100'000;
+// Output queued for a worker that does not read; beyond it the worker is killed.
+constexpr std::size_t kMaxQueuedOutput = 256u << 20;
+// An extra worker idle this long is stopped.
+constexpr auto kExtraWorkerIdle = std::chrono::seconds(10);
+// JS still running this long after its deadline is stuck where V8 cannot terminate it (a
+// built-in written in C++ that does not return to JS): its worker process is killed.
+constexpr auto kHardKillGrace = std::chrono::seconds(1);
+// A worker that has not answered for an invocation this long after its deadline is killed.
+constexpr auto kUnansweredGrace = std::chrono::seconds(5);
 
 std::string keyOf(const AccountId& a, const FunctionId& f) { return a.str() + "/" + f.str(); }
 
@@ -48,184 +105,854 @@ Status checkSize(std::string_view code) {
   return {};
 }
 
-}  // namespace
-
-InvokeResult errorResult(std::string_view code, std::string message) {
-  InvokeResult r;
-  r.ok = false;
-  r.error_code = std::string(code);
-  r.error_message = std::move(message);
-  return r;
+std::string describeExit(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* name = sigabbrev_np(sig);
+    return "killed by signal " + std::to_string(sig) +
+           (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitOutOfMemory)
+    return "ran out of memory (exit status " + std::to_string(kExitOutOfMemory) + ")";
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended";
 }
+
+}  // namespace
 
 Engine::Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock)
     : options_(std::move(options)),
       host_(host),
       clock_(clock),
-      rate_(clock, options_.http_rate_per_s) {}
+      rate_(clock, options_.http_rate_per_s),
+      scheduler_([&] {
+        SchedulerOptions so;
+        so.max_queued = options_.max_queued;
+        so.max_queued_per_function = options_.max_queued_per_function;
+        so.max_in_flight_per_worker = options_.max_in_flight_per_worker;
+        so.max_in_flight_per_account = options_.max_in_flight_per_account;
+        so.max_busy_workers_per_account = options_.max_busy_workers_per_account;
+        so.max_workers = static_cast<std::size_t>(options_.max_workers);
+        so.max_quarantine_workers = static_cast<std::size_t>(options_.max_quarantine_workers);
+        so.min_free_workers = 1;
+        return so;
+      }()) {}
 
 Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionHost& host,
                                                const Clock& clock, std::unique_ptr<Limits> limits) {
   if (options.threads < 1) return invalid("RuntimeOptions.threads must be at least 1");
+  if (options.max_workers < options.threads) options.max_workers = options.threads;
   if (options.heap_limit_mb < 16)
     return invalid("RuntimeOptions.heap_limit_mb must be at least 16");
+  if (options.max_busy_workers_per_account < 1)
+    return invalid("RuntimeOptions.max_busy_workers_per_account must be at least 1");
   auto policy = AddressPolicy::parse(options.outbound_allow);
   if (!policy) return std::unexpected(policy.error());
   std::unique_ptr<Engine> e(new Engine(std::move(options), host, clock));
   e->address_policy_ = std::move(*policy);
-  e->limits_ = limits ? std::move(limits) : std::make_unique<Watchdog>();
-  e->libs_.dir = e->options_.js_lib_dir;
-  if (e->libs_.dir.empty()) {
-    for (const EmbeddedFile& lib : embeddedJsLibs()) e->libs_.sources.emplace(lib.name, lib.text);
+  e->limits_ = std::move(limits);
+  // Sent to every worker in its first frame: the worker process reads no file.
+  JsLibs libs;
+  libs.dir = e->options_.js_lib_dir;
+  if (libs.dir.empty()) {
+    for (const EmbeddedFile& lib : embeddedJsLibs()) libs.sources.emplace(lib.name, lib.text);
   } else {
-    std::string lodash = readFile(e->libs_.dir + "/lodash/lodash.js");
-    if (!lodash.empty()) e->libs_.sources["lodash"] = std::move(lodash);
-    std::string luxon = readFile(e->libs_.dir + "/luxon/build/cjs-browser/luxon.js");
-    if (!luxon.empty()) e->libs_.sources["luxon"] = std::move(luxon);
+    std::string lodash = readFile(libs.dir + "/lodash/lodash.js");
+    if (!lodash.empty()) libs.sources["lodash"] = std::move(lodash);
+    std::string luxon = readFile(libs.dir + "/luxon/build/cjs-browser/luxon.js");
+    if (!luxon.empty()) libs.sources["luxon"] = std::move(luxon);
   }
-  v8Platform();
+  WorkerConfig& c = e->worker_config_;
+  c.heap_limit_mb = e->options_.heap_limit_mb;
+  c.max_contexts_per_isolate = e->options_.max_contexts_per_isolate;
+  c.max_timers_per_invocation = e->options_.max_timers_per_invocation;
+  c.deploy_deadline = e->options_.deploy_deadline;
+  c.cpu_limit = e->options_.cpu_limit;
+  c.long_task = e->options_.long_task;
+  c.probes = e->options_.probes_for_test;
+  c.libs = std::move(libs.sources);
+  e->init_frame_ = proto::init(c);
   e->host_pool_ = std::make_unique<boost::asio::thread_pool>(std::max(1, e->options_.host_threads));
   nameThreads([&](auto task) { boost::asio::post(*e->host_pool_, std::move(task)); },
               static_cast<std::size_t>(std::max(1, e->options_.host_threads)), "fn-host");
   e->http_ = std::make_unique<HttpClient>(e->options_.http_threads, e->options_.http_max_body_bytes,
                                           e->address_policy_);
-  for (int i = 0; i < e->options_.threads; ++i) {
-    e->workers_.push_back(std::make_unique<Worker>(*e, i));
-  }
-  for (auto& w : e->workers_) w->start();
+  // The supervisor starts the base workers (and every later one: a worker's parent-death
+  // signal follows the thread that started it, which lives as long as the engine).
+  e->supervisor_ = std::thread([raw = e.get()] {
+    nameThisThread("fn-supervisor");
+    raw->supervise();
+  });
   return e;
 }
 
 Engine::~Engine() {
   std::vector<Job> dropped;
+  std::vector<std::shared_ptr<WorkerHandle>> workers;
   {
-    std::lock_guard lock(queue_mu_);
+    std::lock_guard lock(mu_);
     stopping_ = true;
-    while (auto j = queue_.pop()) dropped.push_back(std::move(*j));
-    queued_ = 0;
+    for (auto& item : scheduler_.takeAll()) {
+      auto it = jobs_.find(item.id);
+      if (it == jobs_.end()) continue;
+      dropped.push_back(std::move(it->second));
+      jobs_.erase(it);
+    }
+    for (auto& [id, w] : workers_) workers.push_back(w);
   }
-  for (auto& j : dropped) {
-    if (j.done) j.done(errorResult(kErrUnavailable, "the function runtime is shutting down"));
+  for (auto& j : dropped)
+    finish(j, errorResult(kErrUnavailable, "the function runtime is shutting down"));
+  // Closing our write side makes each worker fail what it runs (es.unavailable results come
+  // back through the I/O threads) and exit; the I/O threads end at its EOF. The supervisor
+  // (the workers' parent thread) stays until then.
+  for (auto& w : workers) ::shutdown(w->fd, SHUT_WR);
+  {
+    std::unique_lock lock(mu_);
+    io_cv_.wait(lock, [&] { return io_threads_ == 0; });
   }
+  cv_.notify_all();
+  if (supervisor_.joinable()) supervisor_.join();
   // Host tasks may still start HTTP requests: finish them before the HTTP client goes.
   host_pool_->join();
   http_.reset();
-  for (auto& w : workers_) w->stop();
-  workers_.clear();
   host_pool_.reset();
 }
 
-Status Engine::prepareOnWorker(std::shared_ptr<const Deployment> d, bool keep) {
-  auto done = std::make_shared<std::promise<Status>>();
-  auto fut = done->get_future();
-  Worker& w = *workers_[next_worker_.fetch_add(1) % workers_.size()];
-  w.post([&w, d, keep, done] { done->set_value(w.prepare(d, keep)); });
-  try {
-    return fut.get();
-  } catch (const std::future_error&) {
-    return makeError(ErrorCode::kUnavailable, "the function runtime is shutting down");
+// ---------------------------------------------------------------------------------------------
+// Workers: start, I/O, exit
+
+Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) {
+  auto w = std::make_shared<WorkerHandle>();
+  w->kind = kind;
+  w->started = std::chrono::steady_clock::now();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return internalError(std::string("socketpair: ") + std::strerror(errno));
+  // Room for a burst of jobs or results without a round trip.
+  int buf = 1 << 20;
+  for (int fd : sv) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
   }
+  w->fd = sv[0];
+  if (options_.isolation == WorkerIsolation::kProcess) {
+    int memfd = ::memfd_create("parley-worker", MFD_CLOEXEC);
+    if (memfd < 0 || ::ftruncate(memfd, 4096) != 0) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      if (memfd >= 0) ::close(memfd);
+      return internalError(std::string("memfd_create: ") + std::strerror(errno));
+    }
+    void* mem = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, memfd, 0);
+    if (mem == MAP_FAILED) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      ::close(memfd);
+      return internalError(std::string("mmap: ") + std::strerror(errno));
+    }
+    w->shared = static_cast<WorkerShared*>(mem);
+    auto spawned = spawnWorkerProcess(options_, sv[1], memfd);
+    ::close(sv[1]);
+    ::close(memfd);
+    if (!spawned) {
+      ::close(sv[0]);
+      ::munmap(mem, 4096);
+      return std::unexpected(spawned.error());
+    }
+    w->pid = *spawned;
+  } else {
+    w->owned_shared = std::make_unique<WorkerShared>();
+    w->shared = w->owned_shared.get();
+    w->thread = std::make_unique<InProcessWorker>(sv[1], limits_.get(), clock_, *w->shared);
+  }
+  ::fcntl(w->fd, F_SETFL, ::fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+  w->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      // The engine is going away: this worker never joins (it sees EOF and ends).
+      ::close(w->fd);
+      ::close(w->wake_fd);
+      if (w->pid > 0) {
+        ::kill(w->pid, SIGKILL);
+        ::waitpid(w->pid, nullptr, 0);
+        ::munmap(w->shared, 4096);
+      }
+      w->fd = -1;
+      return makeError(ErrorCode::kUnavailable, "the function runtime is shutting down");
+    }
+    w->id = next_worker_id_++;
+    w->idle_since = w->started;
+    workers_[w->id] = w;
+    send(*w, init_frame_);
+    ++io_threads_;
+  }
+  // Detached: it ends after onWorkerExit, and the destructor waits for io_threads_ == 0.
+  std::thread([this, w] {
+    nameThisThread("fn-io-" + std::to_string(w->id));
+    ioLoop(w);
+  }).detach();
+  return w;
+}
+
+void Engine::send(WorkerHandle& w, std::string frame) {
+  bool wake = false;
+  {
+    std::lock_guard lock(w.out_mu);
+    if (w.broken) return;
+    std::size_t off = 0;
+    if (w.out.empty()) {
+      while (off < frame.size()) {
+        ssize_t n = ::send(w.fd, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
+        if (n > 0) {
+          off += static_cast<std::size_t>(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        w.broken = true;  // the I/O thread sees the error too
+        return;
+      }
+      if (off == frame.size()) return;
+    }
+    if (w.out.size() + frame.size() - off > kMaxQueuedOutput) {
+      // The worker does not read: end it (its invocations fail, a new one starts).
+      w.broken = true;
+      wake = true;
+    } else {
+      w.out.append(frame, off, std::string::npos);
+      wake = true;
+    }
+  }
+  if (wake) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(w.wake_fd, &one, sizeof one);
+  }
+}
+
+void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
+  wire::FrameSplitter splitter;
+  std::vector<char> buf(256 * 1024);
+  bool open = true;
+  while (open) {
+    bool want_out;
+    {
+      std::lock_guard lock(w->out_mu);
+      if (w->broken) break;
+      want_out = !w->out.empty();
+    }
+    pollfd p[2] = {{w->fd, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0},
+                   {w->wake_fd, POLLIN, 0}};
+    int r = ::poll(p, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[1].revents & POLLIN) {
+      std::uint64_t v;
+      [[maybe_unused]] auto n = ::read(w->wake_fd, &v, sizeof v);
+    }
+    if (p[0].revents & POLLOUT) {
+      std::lock_guard lock(w->out_mu);
+      while (!w->out.empty()) {
+        ssize_t n = ::send(w->fd, w->out.data(), w->out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+          w->out.erase(0, static_cast<std::size_t>(n));
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        w->broken = true;
+        break;
+      }
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      for (;;) {
+        ssize_t n = ::recv(w->fd, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n > 0) {
+          splitter.append(buf.data(), static_cast<std::size_t>(n));
+          wire::Frame f;
+          while (splitter.next(f)) onFrame(w, f);
+          if (splitter.bad()) {
+            spdlog::error("functions: worker {} sent a malformed frame; stopping it", w->id);
+            open = false;
+            break;
+          }
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        open = false;  // EOF or error: the worker is gone
+        break;
+      }
+    }
+  }
+  onWorkerExit(w);
+}
+
+void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
+  using wire::Msg;
+  switch (f.type) {
+    case Msg::kReady: {
+      std::lock_guard lock(mu_);
+      w->ready = true;
+      if (w->kind == Scheduler::WorkerKind::kShared) {
+        if (starting_shared_ > 0) --starting_shared_;
+      } else if (starting_quarantine_ > 0) {
+        --starting_quarantine_;
+      }
+      scheduler_.addWorker(w->id, w->kind);
+      scheduleLocked();
+      cv_.notify_all();
+      return;
+    }
+    case Msg::kResult: {
+      std::uint64_t id = 0;
+      InvokeResult r;
+      if (!proto::parseResult(f.payload, &id, &r)) return;
+      Job job;
+      {
+        std::lock_guard lock(mu_);
+        auto it = jobs_.find(id);
+        if (it == jobs_.end() || it->second.worker != w->id) return;
+        job = std::move(it->second);
+        jobs_.erase(it);
+        w->jobs.erase(id);
+        if (w->jobs.empty()) w->idle_since = std::chrono::steady_clock::now();
+        scheduler_.finished(w->id, job.request.account.str());
+        scheduleLocked();
+      }
+      finish(job, std::move(r));
+      return;
+    }
+    case Msg::kHostCall: {
+      wire::Reader rd(f.payload);
+      std::uint64_t inv = rd.u64(), call = rd.u64();
+      std::string op = rd.str(), args = rd.str();
+      if (!rd.ok()) return;
+      // What the call acts for, copied from the server's own record of the invocation (never
+      // from what the worker says): its deployment, deadline, request id and invoker.
+      Job acting;
+      {
+        std::lock_guard lock(mu_);
+        auto it = jobs_.find(inv);
+        // Only an invocation running on this worker may ask: a worker cannot act for another.
+        if (it == jobs_.end() || it->second.worker != w->id) return;
+        const Job& job = it->second;
+        acting.id = job.id;
+        acting.deployment = job.deployment;
+        acting.deadline = job.deadline;
+        acting.request.account = job.request.account;
+        acting.request.function = job.request.function;
+        acting.request.request_id = job.request.request_id;
+        acting.request.invoker = job.request.invoker;
+      }
+      std::weak_ptr<WorkerHandle> weak = w;
+      hostCall(acting, std::move(op), std::move(args), [this, weak, inv, call](std::string reply) {
+        if (auto wp = weak.lock()) send(*wp, proto::hostReply(inv, call, reply));
+      });
+      return;
+    }
+    case Msg::kPrepared: {
+      std::uint64_t req = 0;
+      Status s = proto::parsePrepared(f.payload, &req);
+      std::lock_guard lock(mu_);
+      auto it = w->prepares.find(req);
+      if (it == w->prepares.end()) return;
+      it->second.promise.set_value(std::move(s));
+      w->prepares.erase(it);
+      return;
+    }
+    case Msg::kBusy: {
+      std::lock_guard lock(mu_);
+      // The account is the one of the invocation the shared page names, if it runs on this
+      // worker; what the worker says is not trusted (it could name another account to use up
+      // that account's busy share).
+      std::string account = "~unknown";
+      std::uint64_t running = w->shared->running.load(std::memory_order_relaxed);
+      if (running & WorkerShared::kPrepareBit) {
+        auto p = w->prepares.find(running & ~WorkerShared::kPrepareBit);
+        if (p != w->prepares.end()) account = p->second.deployment->account.str();
+      } else if (auto j = jobs_.find(running); j != jobs_.end() && j->second.worker == w->id) {
+        account = j->second.request.account.str();
+      }
+      scheduler_.setBusy(w->id, account);
+      cv_.notify_all();  // the supervisor may start another worker
+      return;
+    }
+    case Msg::kFree: {
+      std::lock_guard lock(mu_);
+      scheduler_.setFree(w->id);
+      scheduleLocked();
+      return;
+    }
+    case Msg::kReturned: {
+      auto ids = proto::parseIds(f.payload);
+      std::lock_guard lock(mu_);
+      for (auto id : ids) {
+        auto it = jobs_.find(id);
+        if (it == jobs_.end() || it->second.worker != w->id) continue;
+        Job& job = it->second;
+        job.worker = -1;
+        w->jobs.erase(id);
+        scheduler_.finished(w->id, job.request.account.str());
+        scheduler_.pushFront(Scheduler::Item{id, job.request.account.str(), job.deployment->key});
+        jobs_returned_.fetch_add(1, std::memory_order_relaxed);
+      }
+      scheduleLocked();
+      cv_.notify_all();
+      return;
+    }
+    case Msg::kFatal: {
+      wire::Reader rd(f.payload);
+      std::string why = rd.str();
+      std::lock_guard lock(mu_);
+      w->fatal = why;
+      return;
+    }
+    case Msg::kRestarted:
+      isolate_restarts_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case Msg::kProbed: {
+      wire::Reader rd(f.payload);
+      std::string answer = rd.str();
+      std::lock_guard lock(mu_);
+      if (!w->probes.empty()) {
+        w->probes.front().set_value(std::move(answer));
+        w->probes.pop_front();
+      }
+      return;
+    }
+    default:
+      spdlog::warn("functions: worker {} sent an unknown frame type {}", w->id,
+                   static_cast<int>(f.type));
+      return;
+  }
+}
+
+void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
+  std::string how = "ended";
+  if (w->pid > 0) {
+    int status = 0;
+    // The socket is closed: the worker has exited or is about to. Make sure, then reap it.
+    pid_t r = ::waitpid(w->pid, &status, WNOHANG);
+    for (int i = 0; r == 0 && i < 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      r = ::waitpid(w->pid, &status, WNOHANG);
+    }
+    if (r == 0) {
+      ::kill(w->pid, SIGKILL);
+      r = ::waitpid(w->pid, &status, 0);
+    }
+    if (r == w->pid) how = describeExit(status);
+  } else if (w->thread) {
+    ::shutdown(w->fd, SHUT_RDWR);
+    w->thread->join();
+  }
+  std::vector<Job> failed;
+  bool crashed;
+  std::uint64_t culprit_job = 0;
+  std::string fatal, killed;
+  {
+    std::lock_guard lock(mu_);
+    crashed = !stopping_ && !w->retired;
+    w->gone = true;
+    scheduler_.removeWorker(w->id);
+    workers_.erase(w->id);
+    if (!w->ready) {
+      if (w->kind == Scheduler::WorkerKind::kShared) {
+        if (starting_shared_ > 0) --starting_shared_;
+      } else if (starting_quarantine_ > 0) {
+        --starting_quarantine_;
+      }
+    }
+    // Which function's JS was running when it died.
+    std::uint64_t running = w->shared ? w->shared->running.load() : 0;
+    std::string culprit;
+    if (running & WorkerShared::kPrepareBit) {
+      auto p = w->prepares.find(running & ~WorkerShared::kPrepareBit);
+      if (p != w->prepares.end()) culprit = p->second.deployment->key;
+    } else if (running != 0) {
+      // Only an invocation that ran on this worker (the page is the worker's to write).
+      auto j = jobs_.find(running);
+      if (j != jobs_.end() && j->second.worker == w->id) culprit = j->second.deployment->key;
+    }
+    culprit_job = running & WorkerShared::kPrepareBit ? 0 : running;
+    fatal = w->fatal;
+    killed = w->killed;
+    for (auto id : w->jobs) {
+      auto it = jobs_.find(id);
+      if (it == jobs_.end()) continue;
+      failed.push_back(std::move(it->second));
+      jobs_.erase(it);
+    }
+    w->jobs.clear();
+    for (auto& job : failed) scheduler_.finished(w->id, job.request.account.str());
+    for (auto& [req, p] : w->prepares) {
+      p.promise.set_value(makeError(
+          ErrorCode::kUnavailable,
+          !w->killed.empty()
+              ? w->killed
+              : "the function worker " + how + " while running the top-level code; try again"));
+    }
+    w->prepares.clear();
+    for (auto& p : w->probes) p.set_value("worker " + how);
+    w->probes.clear();
+    if (crashed) {
+      worker_crashes_.fetch_add(1, std::memory_order_relaxed);
+      if (w->kind == Scheduler::WorkerKind::kShared) ++crashed_unreplaced_;
+      spdlog::warn("functions: worker {} (pid {}) {} with {} invocation(s) running{}", w->id,
+                   w->pid, how, failed.size(),
+                   culprit.empty() ? std::string() : "; it was running " + culprit);
+      if (!culprit.empty()) recordCrash(culprit, std::chrono::steady_clock::now());
+    }
+    scheduleLocked();
+  }
+  cv_.notify_all();  // the supervisor starts a replacement
+  for (auto& job : failed) {
+    if (!crashed) {
+      finish(job, errorResult(kErrUnavailable, "the function runtime is shutting down"));
+      continue;
+    }
+    if (job.id == culprit_job && !killed.empty()) {
+      finish(job, errorResult(kErrWorkerCrashed, killed));
+      continue;
+    }
+    if (job.id == culprit_job && !fatal.empty()) {
+      finish(job, errorResult(kErrWorkerCrashed, "the function ran out of memory (" + fatal +
+                                                     ") and its worker process was restarted"));
+      continue;
+    }
+    if (job.id == culprit_job) {
+      finish(job, errorResult(kErrWorkerCrashed,
+                              "the function worker process " + how +
+                                  " while this invocation's JavaScript was running; retry"));
+      continue;
+    }
+    finish(job, errorResult(kErrWorkerCrashed,
+                            "the function worker process " + how +
+                                " while this invocation was waiting on it (another invocation "
+                                "on it caused it); retry"));
+  }
+  {
+    std::lock_guard lock(w->out_mu);
+    w->broken = true;  // late host-call replies are dropped
+  }
+  if (w->wake_fd >= 0) ::close(w->wake_fd);
+  ::close(w->fd);
+  if (w->pid > 0 && w->shared) ::munmap(w->shared, 4096);
+  std::lock_guard lock(mu_);
+  if (--io_threads_ == 0) io_cv_.notify_all();
+}
+
+void Engine::recordCrash(const std::string& function_key, SteadyTime now) {
+  auto& times = crashes_[function_key];
+  times.push_back(now);
+  while (!times.empty() && now - times.front() > options_.quarantine_window) times.pop_front();
+  if (static_cast<int>(times.size()) >= options_.quarantine_after_crashes &&
+      !scheduler_.quarantined(function_key)) {
+    scheduler_.quarantine(function_key);
+    quarantines_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn(
+        "functions: {} killed its worker {} times within {} s; it runs in a quarantine worker "
+        "until it is redeployed",
+        function_key, times.size(),
+        std::chrono::duration_cast<std::chrono::seconds>(options_.quarantine_window).count());
+  }
+}
+
+void Engine::supervise() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    std::size_t shared = 0;
+    for (auto& [id, w] : workers_) shared += w->kind == Scheduler::WorkerKind::kShared;
+    Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared;
+    bool start = false, restart = false;
+    if (shared < static_cast<std::size_t>(options_.threads)) {
+      start = restart = true;  // a base worker died
+    } else if (scheduler_.wantsSharedWorker(starting_shared_)) {
+      start = true;
+    } else if (scheduler_.wantsQuarantineWorker(starting_quarantine_)) {
+      start = true;
+      kind = Scheduler::WorkerKind::kQuarantine;
+    }
+    if (start) {
+      (kind == Scheduler::WorkerKind::kShared ? starting_shared_ : starting_quarantine_)++;
+      lock.unlock();
+      auto w = spawn(kind);
+      lock.lock();
+      if (!w) {
+        (kind == Scheduler::WorkerKind::kShared ? starting_shared_ : starting_quarantine_)--;
+        spdlog::error("functions: cannot start a worker: {}", w.error().message);
+        cv_.wait_for(lock, std::chrono::seconds(1));
+        continue;
+      }
+      if (restart && crashed_unreplaced_ > 0) {
+        --crashed_unreplaced_;
+        worker_restarts_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!restart && kind == Scheduler::WorkerKind::kShared) {
+        extra_workers_started_.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    auto now = std::chrono::steady_clock::now();
+    // Kill a worker whose JS is stuck past its deadline (the worker's own watchdog could not
+    // stop it).
+    bool any_busy = false;
+    for (auto& [id, w] : workers_) {
+      if (w->pid <= 0 || w->gone || !w->killed.empty()) continue;
+      std::uint64_t running = w->shared->running.load(std::memory_order_relaxed);
+      if (running == 0) continue;
+      any_busy = true;
+      SteadyTime deadline = SteadyTime::max();
+      if (running & WorkerShared::kPrepareBit) {
+        auto p = w->prepares.find(running & ~WorkerShared::kPrepareBit);
+        if (p != w->prepares.end()) deadline = p->second.deadline;
+      } else if (auto j = jobs_.find(running); j != jobs_.end() && j->second.worker == id) {
+        deadline = j->second.deadline;
+      }
+      if (deadline != SteadyTime::max() && now > deadline + kHardKillGrace) {
+        w->killed =
+            "the function was still running " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - deadline).count()) +
+            " ms after its deadline, inside a built-in that cannot be interrupted (e.g. a huge "
+            "Array.prototype.fill); its worker process was killed";
+        spdlog::warn("functions: killing worker {} (pid {}): {}", id, w->pid, w->killed);
+        ::kill(w->pid, SIGKILL);
+      }
+    }
+    // A worker holding an invocation long past its deadline does not answer (its own watchdog
+    // expires deadlines): kill it, so every invocation's callback is still called.
+    for (auto& [jid, job] : jobs_) {
+      if (job.worker < 0 || now < job.deadline + kUnansweredGrace) continue;
+      auto it = workers_.find(job.worker);
+      if (it == workers_.end()) continue;
+      WorkerHandle& w = *it->second;
+      if (w.pid <= 0 || w.gone || !w.killed.empty()) continue;
+      w.killed =
+          "the function worker did not answer " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(kUnansweredGrace).count()) +
+          " ms after an invocation's deadline; it was killed";
+      spdlog::warn("functions: killing worker {} (pid {}): {}", w.id, w.pid, w.killed);
+      ::kill(w.pid, SIGKILL);
+    }
+    // Stop extra shared workers idle for a while, and quarantine workers nobody needs.
+    for (auto& [id, w] : workers_) {
+      if (!w->ready || w->gone || !w->jobs.empty() || scheduler_.busy(id)) continue;
+      bool extra = w->kind == Scheduler::WorkerKind::kShared &&
+                   shared > static_cast<std::size_t>(options_.threads);
+      bool idle_quarantine =
+          w->kind == Scheduler::WorkerKind::kQuarantine && scheduler_.quarantinedCount() == 0;
+      if ((extra || idle_quarantine) && now - w->idle_since > kExtraWorkerIdle) {
+        scheduler_.removeWorker(id);
+        w->ready = false;
+        w->gone = true;
+        w->retired = true;
+        ::shutdown(w->fd, SHUT_WR);  // it exits; its I/O thread cleans up
+        if (extra) --shared;
+      }
+    }
+    cv_.wait_for(lock, any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+void Engine::sendDeployment(WorkerHandle& w, const Deployment& d) {
+  auto cur = table_.find(d.key);
+  bool current = !d.ephemeral && cur != table_.end() && cur->second.get() == &d;
+  if (current) {
+    auto k = w.known.find(d.key);
+    if (k != w.known.end() && k->second == d.id) return;
+    w.known[d.key] = d.id;
+  }
+  send(w, proto::deployment(d, current));
+}
+
+void Engine::startOn(WorkerHandle& w, Job& job) {
+  job.worker = w.id;
+  w.jobs.insert(job.id);
+  sendDeployment(w, *job.deployment);
+  Task t;
+  t.id = job.id;
+  t.deployment = job.deployment;
+  t.input_json = job.request.input_json;
+  t.mode = job.mode;
+  t.start = job.start;
+  t.deadline = job.deadline;
+  t.budget_ms = job.request.deadline.count();
+  send(w, proto::job(t));
+}
+
+void Engine::scheduleLocked() {
+  if (scheduler_.queued() == 0) return;
+  for (auto& d : scheduler_.schedule()) {
+    auto j = jobs_.find(d.item.id);
+    auto w = workers_.find(d.worker);
+    if (j == jobs_.end() || w == workers_.end()) {
+      scheduler_.finished(d.worker, d.item.account);
+      continue;
+    }
+    startOn(*w->second, j->second);
+  }
+  if (scheduler_.queued() > 0) cv_.notify_all();
+}
+
+void Engine::finish(Job& job, InvokeResult result) {
+  result.duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - job.start)
+          .count();
+  countFinished(result);
+  if (job.done) job.done(std::move(result));
+}
+
+std::shared_ptr<Deployment> Engine::newDeployment() {
+  auto d = std::make_shared<Deployment>();
+  d->id = next_deployment_id_.fetch_add(1, std::memory_order_relaxed);
+  return d;
+}
+
+Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prepared_on) {
+  std::future<Status> fut;
+  {
+    std::unique_lock lock(mu_);
+    // A free shared worker, the one that last ran this function or account if possible.
+    auto pick = [&]() -> WorkerHandle* {
+      WorkerHandle* best = nullptr;
+      for (auto& [id, w] : workers_) {
+        if (!w->ready || w->gone || w->kind != Scheduler::WorkerKind::kShared ||
+            scheduler_.busy(id))
+          continue;
+        if (!best || scheduler_.inFlight(id) < scheduler_.inFlight(best->id)) best = w.get();
+      }
+      return best;
+    };
+    WorkerHandle* w = nullptr;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!stopping_ && !(w = pick())) {
+      if (cv_.wait_until(lock, until) == std::cv_status::timeout) break;
+    }
+    if (stopping_)
+      return makeError(ErrorCode::kUnavailable, "the function runtime is shutting down");
+    if (!w) {
+      return makeError(ErrorCode::kUnavailable,
+                       "no function worker is free to check the code; try again");
+    }
+    std::uint64_t req = next_request_++;
+    if (prepared_on) *prepared_on = w->id;
+    auto& p = w->prepares[req];
+    p.deployment = d;
+    p.deadline = std::chrono::steady_clock::now() + options_.deploy_deadline;
+    fut = p.promise.get_future();
+    send(*w, proto::deployment(*d, false));
+    send(*w, proto::prepare(req, d->id, keep));
+    if (keep) w->known[d->key + "#prepared"] = d->id;
+  }
+  return fut.get();
 }
 
 Status Engine::check(std::string_view code) {
   if (auto s = checkSize(code); !s) return s;
-  auto d = std::make_shared<Deployment>();
+  auto d = newDeployment();
   d->account = AccountId("check");
   d->function = FunctionId("check");
   d->key = "~check";
   d->code = std::string(code);
   d->ephemeral = true;
-  return prepareOnWorker(std::move(d), false);
+  return prepare(std::move(d), false, nullptr);
 }
 
 Status Engine::deploy(const AccountId& account, const FunctionId& id, DeployedCode code) {
   if (auto s = checkSize(code.code); !s) return s;
-  auto d = std::make_shared<Deployment>();
+  auto d = newDeployment();
   d->account = account;
   d->function = id;
   d->key = keyOf(account, id);
   d->code = std::move(code.code);
   d->env = std::move(code.env);
   d->version = code.version;
-  if (auto s = prepareOnWorker(d, true); !s) return s;
-  {
-    std::lock_guard lock(table_mu_);
-    table_[d->key] = d;
+  int prepared_on = -1;
+  Status s = prepare(d, true, &prepared_on);
+  std::lock_guard lock(mu_);
+  if (!s) {
+    for (auto& [wid, w] : workers_) {
+      auto k = w->known.find(d->key + "#prepared");
+      if (k != w->known.end() && k->second == d->id) {
+        w->known.erase(k);
+        send(*w, proto::forget(d->id));
+      }
+    }
+    return s;
   }
-  sweepWorkers(d->key, d.get());
+  table_[d->key] = d;
+  scheduler_.noteAffinity(d->key, prepared_on);
+  // A redeploy ends a quarantine: the new code gets a fresh start on the shared workers.
+  scheduler_.release(d->key);
+  crashes_.erase(d->key);
+  for (auto& [wid, w] : workers_) {
+    auto k = w->known.find(d->key);
+    auto p = w->known.find(d->key + "#prepared");
+    bool prepared_here = p != w->known.end() && p->second == d->id;
+    if (prepared_here) w->known.erase(p);
+    if (prepared_here) {
+      w->known[d->key] = d->id;
+      send(*w, proto::drop(d->key, d->id));
+    } else if (k != w->known.end()) {
+      w->known.erase(k);
+      send(*w, proto::drop(d->key, d->id));
+    }
+  }
   return {};
 }
 
 void Engine::undeploy(const AccountId& account, const FunctionId& id) {
-  {
-    std::lock_guard lock(table_mu_);
-    if (table_.erase(keyOf(account, id)) == 0) return;
-  }
-  sweepWorkers(keyOf(account, id), nullptr);
-}
-
-void Engine::sweepWorkers(const std::string& key, const Deployment* current) {
-  for (auto& w : workers_) {
-    Worker* wp = w.get();
-    wp->post([wp, key, current] { wp->sweep(key, current); });
+  std::string key = keyOf(account, id);
+  std::lock_guard lock(mu_);
+  if (table_.erase(key) == 0) return;
+  for (auto& [wid, w] : workers_) {
+    if (w->known.erase(key)) send(*w, proto::drop(key, 0));
   }
 }
 
 bool Engine::isDeployed(const AccountId& account, const FunctionId& id) const {
-  std::lock_guard lock(table_mu_);
+  std::lock_guard lock(mu_);
   return table_.count(keyOf(account, id)) > 0;
 }
 
-bool Engine::isCurrent(const Deployment& d) const {
-  std::lock_guard lock(table_mu_);
-  auto it = table_.find(d.key);
-  return it != table_.end() && it->second.get() == &d;
-}
-
 void Engine::enqueue(Job job) {
-  std::string key = job.deployment->key;
-  bool ok;
+  InvokeResult refused;
   {
-    std::lock_guard lock(queue_mu_);
-    ok = !stopping_ &&
-         queue_.push(key, std::move(job), options_.max_queued_per_function, options_.max_queued);
-    if (ok) ++queued_;
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      refused = errorResult(kErrUnavailable, "the function runtime is shutting down");
+    } else {
+      job.id = next_job_id_++;
+      auto pushed =
+          scheduler_.push(Scheduler::Item{job.id, job.request.account.str(), job.deployment->key});
+      if (pushed == Scheduler::Push::kQueued) {
+        std::uint64_t id = job.id;
+        jobs_.emplace(id, std::move(job));
+        scheduleLocked();
+        return;
+      }
+      refused = errorResult(kErrUnavailable,
+                            pushed == Scheduler::Push::kFunctionQueueFull
+                                ? "too many invocations of this function are queued; retry later"
+                                : "too many invocations are queued; retry later");
+    }
   }
-  if (!ok) {
-    // push() leaves `job` untouched when it refuses.
-    auto r = errorResult(kErrUnavailable, "too many invocations are queued; retry later");
-    countFinished(r);
-    if (job.done) job.done(std::move(r));
-    return;
-  }
-  wakeWorkers();
-}
-
-void Engine::wakeWorkers() {
-  // Every worker gets the flag (so none sleeps past the job); only the first sleeping one,
-  // starting from a rotating index, gets a notify: one job needs one thread.
-  std::size_t n = workers_.size();
-  std::size_t first = next_wake_.fetch_add(1, std::memory_order_relaxed) % n;
-  bool notified = false;
-  for (std::size_t i = 0; i < n; ++i) {
-    Worker& w = *workers_[(first + i) % n];
-    notified |=
-        w.wake(notified ? Worker::WakeMode::kFlagOnly : Worker::WakeMode::kNotifyIfSleeping);
-  }
-}
-
-std::optional<Job> Engine::popJob() {
-  std::lock_guard lock(queue_mu_);
-  auto j = queue_.pop();
-  if (j) --queued_;
-  return j;
+  countFinished(refused);
+  if (job.done) job.done(std::move(refused));
 }
 
 void Engine::invoke(InvokeRequest request, InvokeMode mode,
                     std::function<void(InvokeResult)> done) {
   std::shared_ptr<const Deployment> d;
   {
-    std::lock_guard lock(table_mu_);
+    std::lock_guard lock(mu_);
     auto it = table_.find(keyOf(request.account, request.function));
     if (it != table_.end()) d = it->second;
   }
@@ -257,10 +984,12 @@ void Engine::invokeCode(const AccountId& account, std::string code, std::vector<
     done(std::move(r));
     return;
   }
-  auto d = std::make_shared<Deployment>();
+  auto d = newDeployment();
   d->account = account;
   d->function = request.function.empty() ? FunctionId(randomUuid()) : request.function;
-  d->key = account.str() + "/~test";
+  // The function's own key: a test invoke that kills its worker counts toward the function's
+  // quarantine like a production one.
+  d->key = keyOf(account, d->function);
   d->code = std::move(code);
   d->env = std::move(env);
   d->ephemeral = true;
@@ -282,21 +1011,118 @@ void Engine::countFinished(const InvokeResult& r) {
   invocations_.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok) errors_.fetch_add(1, std::memory_order_relaxed);
   if (r.error_code == kErrTimeExceeded) timeouts_.fetch_add(1, std::memory_order_relaxed);
+  cpu_us_total_.fetch_add(static_cast<std::uint64_t>(r.cpu_ms * 1000.0), std::memory_order_relaxed);
 }
 
 RuntimeStats Engine::stats() const {
   RuntimeStats s;
   {
-    std::lock_guard lock(table_mu_);
+    std::lock_guard lock(mu_);
     s.deployed = table_.size();
+    s.queue_depth = scheduler_.queued();
+    for (auto& [id, j] : jobs_) s.in_flight += j.worker >= 0;
+    for (auto& [id, w] : workers_) {
+      if (w->gone) continue;
+      ++s.workers;
+      s.busy_workers += scheduler_.busy(id);
+    }
+    s.quarantined = scheduler_.quarantinedCount();
   }
   s.invocations = invocations_.load();
   s.errors = errors_.load();
   s.timeouts = timeouts_.load();
   s.isolate_restarts = isolate_restarts_.load();
-  s.queue_depth = queued_.load();
-  s.in_flight = static_cast<std::size_t>(std::max<std::int64_t>(0, in_flight_.load()));
+  s.worker_restarts = worker_restarts_.load();
+  s.worker_crashes = worker_crashes_.load();
+  s.extra_workers = extra_workers_started_.load();
+  s.quarantines = quarantines_.load();
+  s.jobs_returned = jobs_returned_.load();
+  s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
+}
+
+std::string Engine::prometheusText() const {
+  RuntimeStats s = stats();
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(value) + "\n";
+  };
+  metric("parley_functions_workers", "gauge", "Function workers running (shared + quarantine).",
+         s.workers);
+  metric("parley_functions_workers_busy", "gauge", "Function workers running a long JS task.",
+         s.busy_workers);
+  metric("parley_functions_worker_crashes_total", "counter",
+         "Function workers that died (signal, abort, fatal V8 error).", s.worker_crashes);
+  metric("parley_functions_worker_restarts_total", "counter",
+         "Function workers started to replace one that died.", s.worker_restarts);
+  metric("parley_functions_extra_workers_total", "counter",
+         "Function workers started while the others were busy.", s.extra_workers);
+  metric("parley_functions_quarantines_total", "counter",
+         "Functions put in a quarantine worker after killing their worker.", s.quarantines);
+  metric("parley_functions_quarantined", "gauge", "Functions in quarantine now.", s.quarantined);
+  metric("parley_functions_jobs_returned_total", "counter",
+         "Invocations a busy worker handed back to run elsewhere.", s.jobs_returned);
+  metric("parley_functions_cpu_seconds_total", "counter",
+         "CPU time used by the JavaScript of finished invocations.", s.cpu_ms / 1000.0);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test hooks
+
+std::vector<int> Engine::workerPidsForTest(Scheduler::WorkerKind kind) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<int, int>> v;
+  for (auto& [id, w] : workers_) {
+    if (w->gone || !w->ready || w->pid <= 0 || w->kind != kind) continue;
+    v.emplace_back(id, w->pid);
+  }
+  std::sort(v.begin(), v.end());
+  std::vector<int> out;
+  for (auto& [k, pid] : v) out.push_back(pid);
+  return out;
+}
+
+int Engine::workerPidOfRequestForTest(const std::string& request_id) const {
+  std::lock_guard lock(mu_);
+  for (auto& [id, j] : jobs_) {
+    if (j.request.request_id != request_id || j.worker < 0) continue;
+    auto w = workers_.find(j.worker);
+    return w == workers_.end() ? 0 : w->second->pid;
+  }
+  return 0;
+}
+
+Result<std::string> Engine::probeWorkerForTest(const std::string& what) {
+  std::future<std::string> fut;
+  {
+    std::lock_guard lock(mu_);
+    WorkerHandle* target = nullptr;
+    for (auto& [id, w] : workers_) {
+      if (w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared) {
+        target = w.get();
+        break;
+      }
+    }
+    if (!target) return makeError(ErrorCode::kUnavailable, "no worker is ready");
+    target->probes.emplace_back();
+    fut = target->probes.back().get_future();
+    send(*target, wire::Writer(wire::Msg::kProbe).str(what).take());
+  }
+  if (fut.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+    return makeError(ErrorCode::kTimeout, "the worker did not answer the probe");
+  return fut.get();
+}
+
+bool Engine::waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    std::size_t ready = 0;
+    for (auto& [id, w] : workers_)
+      ready += w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared;
+    return ready >= n;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,59 +1,56 @@
 #pragma once
 
-// The engine behind FunctionRuntime: the deployment table, the fair invocation queue, the
-// workers (each owning V8 isolates), the watchdog and the I/O pools. No V8 types here.
+// The server side of the function runtime: the deployment table, the invocations (their
+// requests and callbacks never leave this process), the fair scheduler, the workers (worker
+// processes, or threads in in-process mode) and their supervision, and the host calls
+// (secrets, context service, conversations, outbound HTTP) that workers ask for. No V8 here.
 
 #include <atomic>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/result.h"
-#include "functions/engine/fair_queue.h"
 #include "functions/engine/http_client.h"
 #include "functions/engine/limits.h"
 #include "functions/engine/outbound.h"
+#include "functions/engine/protocol.h"
+#include "functions/engine/scheduler.h"
 #include "functions/host.h"
 #include "functions/runtime.h"
 
 namespace parley::functions::engine {
 
-class Worker;
+struct WorkerHandle;
 
-// One deployment (or one test-invoke of code that is not deployed). Immutable; shared by the
-// table, queued jobs and the worker contexts compiled from it.
-struct Deployment {
-  AccountId account;
-  FunctionId function;
-  std::string key;  // "<account>/<function>": the fair-queue and rate-limit key
-  std::string code;
-  std::vector<store::EnvVar> env;
-  std::int64_t version = 0;
-  // Test invoke: context discarded after the invocation, never cached.
-  bool ephemeral = false;
-};
-
-// An invocation waiting in the queue.
+// An invocation as the server keeps it, keyed by its id: the request and the callback stay
+// here; the worker gets a Task.
 struct Job {
+  std::uint64_t id = 0;
   InvokeRequest request;
   InvokeMode mode = InvokeMode::kProduction;
   std::shared_ptr<const Deployment> deployment;
   std::function<void(InvokeResult)> done;
   SteadyTime start;
   SteadyTime deadline;
+  int worker = -1;  // the worker running it; -1 while queued
 };
 
-// The lodash/luxon sources, read once at start. Empty when not installed.
+// The lodash/luxon sources, read once at start and sent to every worker. Empty when not
+// installed.
 struct JsLibs {
   std::string dir;
   std::unordered_map<std::string, std::string> sources;  // "lodash" -> text
@@ -62,7 +59,8 @@ struct JsLibs {
 // Thread-safe. Owned by FunctionRuntime.
 class Engine {
  public:
-  // `limits`: the Limits to use; null = a Watchdog (production).
+  // `limits`: in-process mode only, the Limits every worker thread uses (tests fake them);
+  // null = a Watchdog per worker.
   static Result<std::unique_ptr<Engine>> create(RuntimeOptions options, FunctionHost& host,
                                                 const Clock& clock,
                                                 std::unique_ptr<Limits> limits = nullptr);
@@ -78,64 +76,95 @@ class Engine {
   void invokeCode(const AccountId& account, std::string code, std::vector<store::EnvVar> env,
                   InvokeRequest request, std::function<void(InvokeResult)> done);
   RuntimeStats stats() const;
+  std::string prometheusText() const;
 
-  // ---- For workers (any thread unless noted) ----
-  const RuntimeOptions& options() const { return options_; }
-  const Clock& clock() const { return clock_; }
-  Limits& limits() { return *limits_; }
-  const JsLibs& libs() const { return libs_; }
-  // The next job in fair order, if any.
-  std::optional<Job> popJob();
-  // True while `d` is the deployment in the table for its key.
-  bool isCurrent(const Deployment& d) const;
-  // Runs a Toolbelt host operation of `job`'s invocation on the host/HTTP threads; `reply` gets
-  // the JSON text {"ok":true,"value":..} or {"ok":false,"code":"NOT_FOUND","message":..} on
-  // some other thread. Secret writes need job.request.invoker.secret_writes == kAllowed; every
-  // secret read and write is recorded through FunctionHost::recordSecretAccess.
-  void hostCall(const Job& job, std::string op, std::string args_json,
-                std::function<void(std::string)> reply);
   // The parsed RuntimeOptions::outbound_allow.
   const AddressPolicy& addressPolicy() const { return address_policy_; }
-  void countFinished(const InvokeResult& r);
-  void countRestart() { isolate_restarts_.fetch_add(1, std::memory_order_relaxed); }
-  void countInFlight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+
+  // ---- Test hooks ----
+  // Process ids of the live, ready worker processes of `kind` (empty in in-process mode).
+  std::vector<int> workerPidsForTest(
+      Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared) const;
+  // The pid of the worker running invocation `request_id`, or 0.
+  int workerPidOfRequestForTest(const std::string& request_id) const;
+  // Asks a live shared worker to try `what` inside its sandbox (RuntimeOptions::probes must be
+  // on): "open", "openat", "socket", "connect", "execve", "fork", "ptrace", "rlimits", "fds",
+  // "nnp", "seccomp", "abort". Returns the worker's answer; Unavailable when it died doing it.
+  Result<std::string> probeWorkerForTest(const std::string& what);
+  // Waits until `n` shared workers are ready (or the timeout passes).
+  bool waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout);
 
  private:
   Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock);
-  void wakeWorkers();
-  Status prepareOnWorker(std::shared_ptr<const Deployment> d, bool keep);
+
+  // Worker life (supervisor thread).
+  void supervise();
+  Result<std::shared_ptr<WorkerHandle>> spawn(Scheduler::WorkerKind kind);
+  void ioLoop(std::shared_ptr<WorkerHandle> w);
+  void onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f);
+  void onWorkerExit(const std::shared_ptr<WorkerHandle>& w);
+
+  // Dispatch (REQUIRES(mu_)).
+  void scheduleLocked();
+  void startOn(WorkerHandle& w, Job& job);
+  void sendDeployment(WorkerHandle& w, const Deployment& d);
+  void send(WorkerHandle& w, std::string frame);
+
+  // Runs `d`'s top level on a free worker (kept warm there when `keep`); `prepared_on` gets
+  // the worker's id.
+  Status prepare(std::shared_ptr<const Deployment> d, bool keep, int* prepared_on);
   void enqueue(Job job);
-  void sweepWorkers(const std::string& key, const Deployment* current);
+  void finish(Job& job, InvokeResult result);
+  void recordCrash(const std::string& function_key, SteadyTime now);  // REQUIRES(mu_)
+  std::shared_ptr<Deployment> newDeployment();
+
+  // Runs a Toolbelt host operation a worker asked for on behalf of `job`'s invocation (the
+  // server's record of it) on the host/HTTP threads; `reply` gets the JSON text
+  // {"ok":true,"value":..} or {"ok":false,"code":"NOT_FOUND","message":..} on some other
+  // thread. Secret writes need job.request.invoker.secret_writes == kAllowed; every secret read
+  // and write is recorded through FunctionHost::recordSecretAccess.
+  void hostCall(const Job& job, std::string op, std::string args_json,
+                std::function<void(std::string)> reply);
   void doHttp(const Deployment& d, const std::string& args_json, SteadyTime deadline,
               std::function<void(std::string)> reply);
+  void countFinished(const InvokeResult& r);
 
   RuntimeOptions options_;
   FunctionHost& host_;
   const Clock& clock_;
-  std::unique_ptr<Limits> limits_;
-  JsLibs libs_;
+  std::unique_ptr<Limits> limits_;  // in-process mode, optional
+  WorkerConfig worker_config_;
+  std::string init_frame_;
   RateLimiter rate_;
   AddressPolicy address_policy_;
 
-  mutable std::mutex table_mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Deployment>> table_;  // GUARDED_BY
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // supervisor wake-ups and readiness (with mu_)
+  std::unordered_map<std::string, std::shared_ptr<const Deployment>> table_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::uint64_t, Job> jobs_;                               // GUARDED_BY(mu_)
+  Scheduler scheduler_;                                                       // GUARDED_BY(mu_)
+  std::unordered_map<int, std::shared_ptr<WorkerHandle>> workers_;            // GUARDED_BY(mu_)
+  std::unordered_map<std::string, std::deque<SteadyTime>> crashes_;           // GUARDED_BY(mu_)
+  std::size_t starting_shared_ = 0;                                           // GUARDED_BY(mu_)
+  std::size_t starting_quarantine_ = 0;                                       // GUARDED_BY(mu_)
+  std::size_t crashed_unreplaced_ = 0;  // GUARDED_BY(mu_): shared workers died, not replaced
+  bool stopping_ = false;               // GUARDED_BY(mu_)
+  int next_worker_id_ = 1;              // GUARDED_BY(mu_)
+  std::uint64_t next_job_id_ = 1;       // GUARDED_BY(mu_)
+  std::uint64_t next_request_ = 1;      // GUARDED_BY(mu_)
+  std::atomic<std::uint64_t> next_deployment_id_{1};
 
-  std::mutex queue_mu_;
-  FairQueue<Job> queue_;   // GUARDED_BY(queue_mu_)
-  bool stopping_ = false;  // GUARDED_BY(queue_mu_)
+  std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
+      worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
+      jobs_returned_{0};
+  std::atomic<std::uint64_t> cpu_us_total_{0};
 
-  std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0};
-  std::atomic<std::int64_t> in_flight_{0};
-  std::atomic<std::size_t> queued_{0};
-  std::atomic<unsigned> next_worker_{0};
-  std::atomic<std::size_t> next_wake_{0};
+  std::size_t io_threads_ = 0;  // GUARDED_BY(mu_): live I/O threads
+  std::condition_variable io_cv_;
 
   std::unique_ptr<boost::asio::thread_pool> host_pool_;
   std::unique_ptr<HttpClient> http_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::thread supervisor_;
 };
-
-// "com.liveperson..." result helpers.
-InvokeResult errorResult(std::string_view code, std::string message);
 
 }  // namespace parley::functions::engine

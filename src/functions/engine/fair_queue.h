@@ -42,6 +42,26 @@ class FairQueue {
     }
     return item;
   }
+  // The item pop() would return, or null when empty. Valid until the next change.
+  T* peek() {
+    if (ring_.empty()) return nullptr;
+    return &per_key_.find(ring_.front())->second.front();
+  }
+  // Puts the key peek() shows at the end of the serving order (its items stay queued).
+  void rotate() {
+    if (ring_.size() < 2) return;
+    ring_.push_back(std::move(ring_.front()));
+    ring_.pop_front();
+  }
+  // Adds `item` ahead of the other items of `key`, without limits.
+  void pushFront(const std::string& key, T item) {
+    auto& q = per_key_[key];
+    if (q.empty()) ring_.push_back(key);
+    q.push_front(std::move(item));
+    ++size_;
+  }
+  // Number of distinct keys with items.
+  std::size_t keys() const { return ring_.size(); }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 

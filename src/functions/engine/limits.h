@@ -4,6 +4,8 @@
 // a Limits::Scope each time it runs JS for an invocation; while the scope lives, the Limits
 // implementation may stop the JS through the Terminator (from any thread). Plain C++: no V8.
 
+#include <time.h>
+
 #include <chrono>
 #include <cstdint>
 #include <utility>
@@ -18,6 +20,18 @@ class Terminator {
  public:
   virtual ~Terminator() = default;
   virtual void terminate() = 0;
+  // The JS has been running for a long time (Watchdog::long_task) and still runs; called again
+  // each further such period. Called on the limits' thread while the scope lives; must not
+  // block long. Default: nothing.
+  virtual void longTask() {}
+};
+
+// CPU time the JS may still use, measured on `clock` (the CPU clock of the thread that runs it,
+// e.g. from pthread_getcpuclockid).
+struct CpuBudget {
+  clockid_t clock{};
+  std::chrono::nanoseconds used{0};  // the clock's reading when the JS is entered
+  std::chrono::nanoseconds remaining{0};
 };
 
 // Thread-safe. Outlives every Scope it hands out.
@@ -46,13 +60,15 @@ class Limits {
   };
 
   virtual ~Limits() = default;
-  // Enters JS that must stop at `deadline`. `terminator` must stay valid until the scope exits.
-  Scope enterJs(Terminator& terminator, SteadyTime deadline) {
-    return Scope(this, onEnterJs(terminator, deadline));
+  // Enters JS that must stop at `deadline` and, when `cpu` is given, once it has used
+  // `cpu->remaining` of CPU time. `terminator` must stay valid until the scope exits.
+  Scope enterJs(Terminator& terminator, SteadyTime deadline, const CpuBudget* cpu = nullptr) {
+    return Scope(this, onEnterJs(terminator, deadline, cpu));
   }
 
  protected:
-  virtual std::uint64_t onEnterJs(Terminator& terminator, SteadyTime deadline) = 0;
+  virtual std::uint64_t onEnterJs(Terminator& terminator, SteadyTime deadline,
+                                  const CpuBudget* cpu) = 0;
   // Returns true when the terminator was called for this token.
   virtual bool exitJs(std::uint64_t token) = 0;
 };

@@ -6,8 +6,14 @@
 
 namespace parley::functions::engine {
 
-Watchdog::Watchdog()
-    : thread_([this] {
+std::chrono::nanoseconds cpuNow(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return std::chrono::nanoseconds(0);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+Watchdog::Watchdog(std::chrono::milliseconds long_task)
+    : long_task_(long_task), thread_([this] {
         nameThisThread("fn-watchdog");
         run();
       }) {}
@@ -26,15 +32,31 @@ std::uint64_t Watchdog::firedCount() const {
   return fired_count_;
 }
 
-std::uint64_t Watchdog::onEnterJs(Terminator& terminator, SteadyTime deadline) {
+std::uint64_t Watchdog::onEnterJs(Terminator& terminator, SteadyTime deadline,
+                                  const CpuBudget* cpu) {
+  auto now = std::chrono::steady_clock::now();
+  Entry e{};
+  e.terminator = &terminator;
+  e.deadline = deadline;
+  e.has_cpu = cpu != nullptr;
+  e.cpu_check_at = SteadyTime::max();
+  if (cpu) {
+    e.cpu_clock = cpu->clock;
+    e.cpu_limit_at = cpu->used + cpu->remaining;
+    // CPU time never runs faster than wall time on one thread: nothing to check before then.
+    e.cpu_check_at = now + std::chrono::duration_cast<SteadyTime::duration>(cpu->remaining);
+  }
+  e.long_at = long_task_.count() > 0 ? now + long_task_ : SteadyTime::max();
+  e.fired = false;
+  SteadyTime first = std::min({e.deadline, e.cpu_check_at, e.long_at});
   std::lock_guard lock(mu_);
-  std::uint64_t token = next_token_++;
-  entries_.push_back(Entry{token, &terminator, deadline, false});
-  if (deadline < wake_at_) {
-    wake_at_ = deadline;
+  e.token = next_token_++;
+  entries_.push_back(e);
+  if (first < wake_at_) {
+    wake_at_ = first;
     cv_.notify_one();
   }
-  return token;
+  return e.token;
 }
 
 bool Watchdog::exitJs(std::uint64_t token) {
@@ -55,14 +77,27 @@ void Watchdog::run() {
     SteadyTime next = SteadyTime::max();
     for (auto& e : entries_) {
       if (e.fired) continue;
-      if (e.deadline <= now) {
+      bool stop_it = e.deadline <= now;
+      if (!stop_it && e.has_cpu && e.cpu_check_at <= now) {
+        auto left = e.cpu_limit_at - cpuNow(e.cpu_clock);
+        if (left.count() <= 0) {
+          stop_it = true;
+        } else {
+          e.cpu_check_at = now + std::chrono::duration_cast<SteadyTime::duration>(left);
+        }
+      }
+      if (stop_it) {
         // Under mu_: the scope cannot exit (and its isolate cannot go away) meanwhile.
         e.terminator->terminate();
         e.fired = true;
         ++fired_count_;
-      } else {
-        next = std::min(next, e.deadline);
+        continue;
       }
+      if (e.long_at <= now) {
+        e.terminator->longTask();
+        e.long_at = now + long_task_;
+      }
+      next = std::min({next, e.deadline, e.cpu_check_at, e.long_at});
     }
     wake_at_ = next;
     if (next == SteadyTime::max()) {

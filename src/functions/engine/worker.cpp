@@ -1,10 +1,20 @@
 #include "functions/engine/worker.h"
 
+#include <poll.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "common/thread_name.h"
+#include "functions/engine/sandbox.h"
+#include "functions/engine/watchdog.h"
 
 namespace parley::functions::engine {
 
@@ -17,6 +27,10 @@ void use(T&&) {}
 constexpr std::size_t kMaxLogEntries = 10;
 constexpr std::size_t kMaxLogChars = 6000;
 constexpr int kJobsPerRound = 16;
+// Largest Toolbelt request (operation + arguments) a function may send to the server.
+constexpr std::size_t kMaxHostCallBytes = 16u << 20;
+// Isolates one worker keeps; beyond, the least recently used idle one is disposed.
+constexpr std::size_t kMaxIsolatesPerWorker = 32;
 
 std::string toStd(v8::Isolate* iso, v8::Local<v8::Value> v) {
   v8::String::Utf8Value s(iso, v);
@@ -42,20 +56,68 @@ std::string describeException(v8::Isolate* iso, v8::Local<v8::Context> ctx, v8::
   return text;
 }
 
+// Near the heap cap: terminate the JS and give V8 room to finish what it is doing: builtins
+// written in C++ (Array.prototype.fill, sort, JSON.parse, ...) check for termination only when
+// they return to JS, and may need one more large allocation first. The first call grants half
+// the limit (at least kMinOomHeadroom); a second means the JS keeps allocating without returning to
+// JS, and V8 ends the process with a fatal OOM (in a worker process the server then fails its
+// invocations and starts another). Filling `new Array(2 ** 26)` is such a case: the fill loop grows
+// a dictionary and then a 512 MiB element store without returning to JS; with 1 GiB of headroom it
+// was still growing past 2 GiB after two minutes, so a larger grant only delays the end.
+constexpr std::size_t kMinOomHeadroom = 64u << 20;
+
 std::size_t nearHeapLimit(void* data, std::size_t current, std::size_t /*initial*/) {
   auto* slot = static_cast<IsolateSlot*>(data);
   slot->oom = true;
   ++slot->near_limit_calls;
   slot->isolate->TerminateExecution();
-  // Raise the limit a little so V8 can finish the allocation and unwind to the termination.
-  return current + std::max<std::size_t>(current / 2, 16u << 20);
+  if (slot->near_limit_calls > 1) return current;
+  return current + std::max(current / 2, kMinOomHeadroom);
+}
+
+int g_fatal_fd = -1;
+
+// V8 calls it instead of aborting on a fatal out-of-memory error; it must not return. No
+// allocation: the heap (or the address space) is exhausted.
+void onFatalOom(const char* location, bool is_heap_oom) {
+  char frame[512];
+  char text[400];
+  int n = std::snprintf(
+      text, sizeof text, "%s (%s)",
+      is_heap_oom ? "the JavaScript heap is exhausted" : "the process is out of memory",
+      location ? location : "");
+  if (n < 0) n = 0;
+  std::uint32_t len = static_cast<std::uint32_t>(std::min<int>(n, sizeof text - 1));
+  std::uint32_t total = 1 + 4 + len;
+  std::memcpy(frame, &total, 4);
+  frame[4] = static_cast<char>(wire::Msg::kFatal);
+  std::memcpy(frame + 5, &len, 4);
+  std::memcpy(frame + 9, text, len);
+  if (g_fatal_fd >= 0) {
+    [[maybe_unused]] auto w = ::send(g_fatal_fd, frame, 9 + len, MSG_NOSIGNAL);
+  }
+  ::_exit(kExitOutOfMemory);
 }
 
 }  // namespace
 
+void reportFatalErrorsTo(int fd) { g_fatal_fd = fd; }
+
 v8::Platform& v8Platform() {
   // V8 permits exactly one platform per process, initialised once and never torn down.
   static v8::Platform* platform = [] {
+    // Math.random seeds and address-space layout randomisation; V8 would otherwise read
+    // /dev/urandom (not reachable in a sandboxed worker) or fall back to the time.
+    v8::V8::SetEntropySource([](unsigned char* buffer, std::size_t length) {
+      std::size_t off = 0;
+      while (off < length) {
+        ssize_t n = getrandom(buffer + off, length - off, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        off += static_cast<std::size_t>(n);
+      }
+      return true;
+    });
     auto p = v8::platform::NewDefaultPlatform(2);
     v8::V8::InitializePlatform(p.get());
     v8::V8::Initialize();
@@ -104,56 +166,107 @@ ContextEntry::~ContextEntry() {
 // ---------------------------------------------------------------------------------------------
 // Thread and loop
 
-Worker::Worker(Engine& engine, int index) : engine_(engine), index_(index) {}
+Worker::Worker(int fd, WorkerConfig config, Limits& limits, const Clock& clock,
+               WorkerShared& shared)
+    : fd_(fd), config_(std::move(config)), limits_(limits), clock_(clock), shared_(shared) {}
 
-Worker::~Worker() { stop(); }
+Worker::~Worker() = default;
 
-void Worker::start() {
-  thread_ = std::thread([this] {
-    nameThisThread("fn-worker-" + std::to_string(index_));
-    loop();
-  });
-}
+void IsolateSlot::longTask() { worker->onLongTask(); }
 
-void Worker::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
+void Worker::send(std::string frame) {
+  std::lock_guard lock(out_mu_);
+  std::size_t off = 0;
+  while (off < frame.size()) {
+    ssize_t n = ::send(fd_, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the server is gone; run() sees EOF next
+    off += static_cast<std::size_t>(n);
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
 }
 
-void Worker::post(std::function<void()> task) {
-  {
-    std::lock_guard lock(mu_);
-    if (stop_) return;
-    posted_.push_back(std::move(task));
-  }
-  cv_.notify_one();
-}
-
-bool Worker::wake(WakeMode mode) {
-  bool sleeping;
-  {
-    std::lock_guard lock(mu_);
-    wake_ = true;
-    sleeping = sleeping_;
-  }
-  // A busy worker sees wake_ before it sleeps; only a sleeping one needs the (costly) notify.
-  if (sleeping && mode == WakeMode::kNotifyIfSleeping) cv_.notify_one();
-  return sleeping;
-}
-
-void Worker::loop() {
-  v8Platform();
+bool Worker::readAvailable(std::vector<wire::Frame>& out) {
+  char buf[64 * 1024];
   for (;;) {
-    {
-      std::lock_guard lock(mu_);
-      wake_ = false;
-      if (stop_) break;
+    ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      splitter_.append(buf, static_cast<std::size_t>(n));
+      if (static_cast<std::size_t>(n) < sizeof buf) break;
+      continue;
     }
-    bool busy = runPosted();
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    eof_ = true;
+    break;
+  }
+  wire::Frame f;
+  while (splitter_.next(f)) out.push_back(std::move(f));
+  if (splitter_.bad()) eof_ = true;
+  return !eof_;
+}
+
+bool Worker::waitReadable(SteadyTime until) {
+  auto now = std::chrono::steady_clock::now();
+  int timeout_ms = 0;
+  if (until > now) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+    timeout_ms = static_cast<int>(std::min<std::int64_t>(ms, 100));
+  }
+  pollfd p{fd_, POLLIN, 0};
+  int r = ::poll(&p, 1, timeout_ms);
+  return r > 0;
+}
+
+void Worker::onLongTask() {
+  std::vector<std::uint64_t> returned;
+  {
+    std::lock_guard lock(in_mu_);
+    std::vector<wire::Frame> frames;
+    readAvailable(frames);
+    // Jobs received but not started go back to the server, which runs them on another worker;
+    // everything else waits for the worker thread.
+    while (auto t = tasks_.pop()) returned.push_back(t->id);
+    for (auto& f : frames) {
+      if (f.type == wire::Msg::kJob) {
+        wire::Reader r(f.payload);
+        returned.push_back(r.u64());
+      } else {
+        stash_.push_back(std::move(f));
+      }
+    }
+  }
+  if (!busy_sent_.exchange(true)) send(proto::busy(long_account_));
+  if (!returned.empty()) send(proto::ids(wire::Msg::kReturned, returned));
+}
+
+void Worker::endLongTask() {
+  if (busy_sent_.load(std::memory_order_relaxed) && busy_sent_.exchange(false))
+    send(wire::Writer(wire::Msg::kFree).take());
+}
+
+void Worker::countRestart() { send(wire::Writer(wire::Msg::kRestarted).take()); }
+
+void Worker::run() {
+  v8Platform();
+  pthread_getcpuclockid(pthread_self(), &cpu_clock_);
+  send(wire::Writer(wire::Msg::kReady).take());
+  std::vector<wire::Frame> frames;
+  bool open = true;
+  while (open) {
+    frames.clear();
+    {
+      std::lock_guard lock(in_mu_);
+      while (!stash_.empty()) {
+        frames.push_back(std::move(stash_.front()));
+        stash_.pop_front();
+      }
+      open = readAvailable(frames);
+    }
+    bool busy = !frames.empty();
+    for (auto& f : frames) {
+      if (!handleFrame(f)) open = false;
+    }
+    if (!open) break;
     auto now = std::chrono::steady_clock::now();
     // Deadlines before timers: a timer that fell due with (or after) its invocation's deadline,
     // seen late because the worker was busy, must not run the function past its limit.
@@ -162,14 +275,11 @@ void Worker::loop() {
     busy |= takeJobs();
     pumpPlatform();
     if (busy) continue;
-    std::unique_lock lock(mu_);
-    if (posted_.empty() && !wake_ && !stop_) {
-      SteadyTime until =
-          std::min(nextWake(), std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
-      sleeping_ = true;
-      cv_.wait_until(lock, until, [&] { return !posted_.empty() || wake_ || stop_; });
-      sleeping_ = false;
+    {
+      std::lock_guard lock(in_mu_);
+      if (!tasks_.empty() || !stash_.empty()) continue;
     }
+    waitReadable(nextWake());
   }
   // Shutdown: fail what is in flight, dispose isolates.
   std::vector<std::uint64_t> ids;
@@ -180,21 +290,114 @@ void Worker::loop() {
     setOutcome(*it->second, kErrUnavailable, "the function runtime is shutting down");
     complete(id);
   }
-  {
-    std::lock_guard lock(mu_);
-    posted_.clear();
-  }
   while (!slots_.empty()) disposeSlot(slots_.back().get());
+  deployments_.clear();
 }
 
-bool Worker::runPosted() {
-  std::deque<std::function<void()>> tasks;
-  {
-    std::lock_guard lock(mu_);
-    tasks.swap(posted_);
+bool Worker::handleFrame(wire::Frame& f) {
+  using wire::Msg;
+  switch (f.type) {
+    case Msg::kDeployment: {
+      bool current = false;
+      auto d = proto::parseDeployment(f.payload, &current);
+      if (!d) return false;
+      if (current) {
+        // The key's new deployment: the others of the key are gone.
+        std::string key = (*d)->key;
+        std::uint64_t id = (*d)->id;
+        current_deployment_[key] = id;
+        std::erase_if(deployments_,
+                      [&](const auto& kv) { return kv.second->key == key && kv.first != id; });
+        sweep(key, id);
+      }
+      deployments_[(*d)->id] = std::move(*d);
+      return true;
+    }
+    case Msg::kDrop: {
+      wire::Reader r(f.payload);
+      std::string key = r.str();
+      std::uint64_t cur = r.u64();
+      if (!r.ok()) return false;
+      if (cur) {
+        current_deployment_[key] = cur;
+      } else {
+        current_deployment_.erase(key);
+      }
+      std::erase_if(deployments_,
+                    [&](const auto& kv) { return kv.second->key == key && kv.first != cur; });
+      sweep(key, cur);
+      return true;
+    }
+    case Msg::kForget: {
+      wire::Reader r(f.payload);
+      deployments_.erase(r.u64());
+      return r.ok();
+    }
+    case Msg::kPrepare: {
+      wire::Reader r(f.payload);
+      std::uint64_t req = r.u64(), dep = r.u64();
+      bool keep = r.u8() != 0;
+      if (!r.ok()) return false;
+      auto it = deployments_.find(dep);
+      Status s;
+      if (it == deployments_.end()) {
+        s = makeError(ErrorCode::kInternal,
+                      "the worker does not know deployment " + std::to_string(dep));
+      } else {
+        auto d = it->second;
+        if (d->ephemeral) deployments_.erase(it);
+        shared_.running.store(WorkerShared::kPrepareBit | req, std::memory_order_relaxed);
+        s = prepare(d, keep);
+        shared_.running.store(0, std::memory_order_relaxed);
+      }
+      send(proto::prepared(req, s));
+      return true;
+    }
+    case Msg::kJob: {
+      Task t;
+      std::uint64_t dep = 0;
+      if (!proto::parseJob(f.payload, &t, &dep)) return false;
+      auto it = deployments_.find(dep);
+      if (it == deployments_.end()) {
+        InvokeResult r;
+        r.error_code = std::string(kErrUnavailable);
+        r.error_message = "the function worker does not know this deployment; retry";
+        send(proto::result(t.id, r));
+        return true;
+      }
+      t.deployment = it->second;
+      if (it->second->ephemeral || !isCurrent(*it->second)) deployments_.erase(it);
+      std::lock_guard lock(in_mu_);
+      std::string key = t.deployment->key;
+      tasks_.push(key, std::move(t), std::numeric_limits<std::size_t>::max(),
+                  std::numeric_limits<std::size_t>::max());
+      return true;
+    }
+    case Msg::kHostReply: {
+      wire::Reader r(f.payload);
+      std::uint64_t inv = r.u64(), call = r.u64();
+      std::string json = r.str();
+      if (!r.ok()) return false;
+      completeCall(inv, call, std::move(json));
+      return true;
+    }
+    case Msg::kProbe: {
+      wire::Reader r(f.payload);
+      std::string what = r.str();
+      if (!r.ok() || !config_.probes) return false;
+      send(wire::Writer(Msg::kProbed).str(probe(what)).take());
+      return true;
+    }
+    default:
+      return false;
   }
-  for (auto& t : tasks) t();
-  return !tasks.empty();
+}
+
+std::string Worker::probe(const std::string& what) { return sandbox::probe(what, fd_); }
+
+bool Worker::isCurrent(const Deployment& d) const {
+  auto it = current_deployment_.find(d.key);
+  return it != current_deployment_.end() && it->second == d.id;
 }
 
 SteadyTime Worker::nextWake() const {
@@ -269,11 +472,15 @@ bool Worker::expireDeadlines(SteadyTime now) {
 bool Worker::takeJobs() {
   bool any = false;
   for (int n = 0; n < kJobsPerRound; ++n) {
-    if (in_flight_.size() >= engine_.options().max_in_flight_per_worker) break;
-    auto job = engine_.popJob();
-    if (!job) break;
+    Task job;
+    {
+      std::lock_guard lock(in_mu_);
+      auto next = tasks_.pop();
+      if (!next) break;
+      job = std::move(*next);
+    }
     any = true;
-    startJob(std::move(*job));
+    startJob(std::move(job));
   }
   return any;
 }
@@ -281,10 +488,24 @@ bool Worker::takeJobs() {
 // ---------------------------------------------------------------------------------------------
 // Isolates
 
-IsolateSlot* Worker::newSlot() {
+IsolateSlot* Worker::newSlot(const AccountId& account) {
+  // Bound the isolates one worker holds: dispose the least recently used idle one.
+  if (slots_.size() >= kMaxIsolatesPerWorker) {
+    IsolateSlot* oldest = nullptr;
+    for (auto& s : slots_) {
+      if (s->retiring || s->in_flight > 0) continue;
+      if (!oldest || s->last_used < oldest->last_used) oldest = s.get();
+    }
+    if (oldest) {
+      oldest->retiring = true;
+      oldest->contexts.clear();
+      maybeDispose(oldest);
+    }
+  }
   auto slot = std::make_unique<IsolateSlot>();
   slot->worker = this;
-  std::size_t limit = engine_.options().heap_limit_mb << 20;
+  slot->account = account;
+  std::size_t limit = config_.heap_limit_mb << 20;
   slot->heap_limit = limit;
   slot->allocator = std::make_unique<CappedAllocator>(limit);
   v8::Isolate::CreateParams params;
@@ -298,6 +519,7 @@ IsolateSlot* Worker::newSlot() {
   iso->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
   iso->SetAllowAtomicsWait(false);
   iso->AddNearHeapLimitCallback(nearHeapLimit, slot.get());
+  if (g_fatal_fd >= 0) iso->SetOOMErrorHandler(onFatalOom);
   // Compile the bootstrap and the lambda getter once per isolate.
   v8::ScriptOrigin origin(iso, v8Str(iso, "parley:bootstrap.js"));
   v8::ScriptCompiler::Source src(v8Str(iso, bindings::kBootstrapJs), origin);
@@ -334,27 +556,35 @@ void Worker::maybeDispose(IsolateSlot* slot) {
 void Worker::retire(IsolateSlot* slot) {
   if (!slot->retiring) {
     slot->retiring = true;
-    engine_.countRestart();
+    countRestart();
   }
   slot->contexts.clear();
 }
 
 IsolateSlot* Worker::slotFor(const Deployment& d, std::shared_ptr<ContextEntry>* warm) {
+  ++use_counter_;
   if (!d.ephemeral) {
     for (auto& s : slots_) {
       if (s->retiring) continue;
       auto it = s->contexts.find(&d);
       if (it != s->contexts.end()) {
         *warm = it->second;
+        s->last_used = use_counter_;
         return s.get();
       }
     }
   }
+  // Only an isolate of the same account: accounts never share a heap.
   for (auto& s : slots_) {
-    if (!s->retiring && s->contexts.size() < engine_.options().max_contexts_per_isolate)
+    if (!s->retiring && s->account == d.account &&
+        s->contexts.size() < config_.max_contexts_per_isolate) {
+      s->last_used = use_counter_;
       return s.get();
+    }
   }
-  return newSlot();
+  IsolateSlot* slot = newSlot(d.account);
+  slot->last_used = use_counter_;
+  return slot;
 }
 
 Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
@@ -374,7 +604,8 @@ Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
     v8::Context::Scope cs(ctx);
     Invocation* saved = current_;
     current_ = nullptr;
-    auto scope = engine_.limits().enterJs(*slot, deadline);
+    long_account_ = d->account.str();
+    auto scope = limits_.enterJs(*slot, deadline);
     {
       v8::TryCatch tc(iso);
       auto fail = [&](std::string msg) {
@@ -456,6 +687,7 @@ Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
     terminated = scope.exit() || terminated || slot->oom;
     current_ = saved;
   }
+  endLongTask();
   if (terminated) {
     iso->CancelTerminateExecution();
     bool oom = slot->oom;
@@ -479,7 +711,7 @@ Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
     if (oom) {
       return makeError(ErrorCode::kLimitExceeded,
                        "the top-level code exceeded the memory limit of " +
-                           std::to_string(engine_.options().heap_limit_mb) + " MB");
+                           std::to_string(config_.heap_limit_mb) + " MB");
     }
     return makeError(ErrorCode::kTimeout, "the top-level code did not finish in time");
   }
@@ -487,12 +719,10 @@ Result<std::shared_ptr<ContextEntry>> Worker::makeContext(
   return entry;
 }
 
-void Worker::sweep(const std::string& key, const Deployment* current) {
+void Worker::sweep(const std::string& key, std::uint64_t current) {
   for (auto& s : slots_) {
     std::erase_if(s->contexts, [&](const auto& kv) {
-      // Re-check against the table: a later deploy of the same key may already be current.
-      return kv.first != current && kv.second->deployment->key == key &&
-             !engine_.isCurrent(*kv.second->deployment);
+      return kv.second->deployment->key == key && kv.second->deployment->id != current;
     });
   }
   std::vector<IsolateSlot*> all;
@@ -504,7 +734,7 @@ Status Worker::prepare(const std::shared_ptr<const Deployment>& d, bool keep) {
   std::shared_ptr<ContextEntry> warm;
   IsolateSlot* slot = slotFor(*d, &warm);
   if (warm) return {};
-  auto deadline = std::chrono::steady_clock::now() + engine_.options().deploy_deadline;
+  auto deadline = std::chrono::steady_clock::now() + config_.deploy_deadline;
   auto entry = makeContext(slot, d, deadline);
   if (!entry) return std::unexpected(entry.error());
   if (keep) slot->contexts[d.get()] = std::move(*entry);
@@ -514,20 +744,14 @@ Status Worker::prepare(const std::shared_ptr<const Deployment>& d, bool keep) {
 // ---------------------------------------------------------------------------------------------
 // Invocations
 
-void Worker::finishJob(Job& job, InvokeResult result) {
-  result.duration_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - job.start)
-          .count();
-  engine_.countFinished(result);
-  if (job.done) job.done(std::move(result));
-}
+void Worker::finishJob(Task& job, InvokeResult result) { send(proto::result(job.id, result)); }
 
-void Worker::startJob(Job job) {
+void Worker::startJob(Task job) {
   auto now = std::chrono::steady_clock::now();
   if (now >= job.deadline) {
     finishJob(job, errorResult(kErrTimeExceeded,
                                "the invocation waited in the queue past its deadline of " +
-                                   std::to_string(job.request.deadline.count()) + " ms"));
+                                   std::to_string(job.budget_ms) + " ms"));
     return;
   }
   std::shared_ptr<ContextEntry> entry;
@@ -543,12 +767,12 @@ void Worker::startJob(Job job) {
       return;
     }
     entry = std::move(*made);
-    if (!job.deployment->ephemeral && engine_.isCurrent(*job.deployment)) {
+    if (!job.deployment->ephemeral && isCurrent(*job.deployment)) {
       slot->contexts[job.deployment.get()] = entry;
     }
   }
   auto inv = std::make_unique<Invocation>();
-  std::uint64_t id = next_id_++;
+  std::uint64_t id = job.id;
   inv->id = id;
   inv->slot = slot;
   inv->ctx = entry;
@@ -556,8 +780,7 @@ void Worker::startJob(Job job) {
   inv->deadline_it = deadlines_.emplace(inv->job.deadline, id);
   ++slot->in_flight;
   ++entry->in_flight;
-  engine_.countInFlight(1);
-  const std::string& input = inv->job.request.input_json;
+  const std::string& input = inv->job.input_json;
   in_flight_.emplace(id, std::move(inv));
   runJs(id, [&](v8::Isolate* iso, v8::Local<v8::Context> ctx, Invocation& i) {
     v8::Local<v8::Value> argv[] = {v8::Number::New(iso, static_cast<double>(id)),
@@ -581,13 +804,20 @@ void Worker::runJs(std::uint64_t inv_id, F&& body) {
   IsolateSlot* slot = inv.slot;
   v8::Isolate* iso = slot->isolate;
   bool terminated = false;
+  const bool cpu_limited = config_.cpu_limit.count() > 0;
+  auto cpu0 = cpuNow(cpu_clock_);
   {
     v8::Isolate::Scope is(iso);
     v8::HandleScope hs(iso);
     v8::Local<v8::Context> ctx = inv.ctx->context.Get(iso);
     v8::Context::Scope cs(ctx);
     current_ = &inv;
-    auto scope = engine_.limits().enterJs(*slot, inv.job.deadline);
+    long_account_ = inv.job.deployment->account.str();
+    shared_.running.store(inv_id, std::memory_order_relaxed);
+    CpuBudget budget{cpu_clock_, cpu0,
+                     std::max(std::chrono::nanoseconds(1),
+                              std::chrono::nanoseconds(config_.cpu_limit) - inv.cpu)};
+    auto scope = limits_.enterJs(*slot, inv.job.deadline, cpu_limited ? &budget : nullptr);
     {
       v8::TryCatch tc(iso);
       body(iso, ctx, inv);
@@ -600,10 +830,13 @@ void Worker::runJs(std::uint64_t inv_id, F&& body) {
       terminated = tc.HasTerminated() || iso->IsExecutionTerminating();
     }
     terminated = scope.exit() || terminated || slot->oom;
+    shared_.running.store(0, std::memory_order_relaxed);
     current_ = nullptr;
   }
+  inv.cpu += cpuNow(cpu_clock_) - cpu0;
+  endLongTask();
   if (terminated) {
-    onTerminated(slot, inv_id);
+    onTerminated(slot, inv_id, cpu_limited && inv.cpu >= config_.cpu_limit);
     return;
   }
   afterTask(inv_id);
@@ -627,7 +860,7 @@ void Worker::afterTask(std::uint64_t inv_id) {
   }
 }
 
-void Worker::onTerminated(IsolateSlot* slot, std::uint64_t inv_id) {
+void Worker::onTerminated(IsolateSlot* slot, std::uint64_t inv_id, bool cpu_exhausted) {
   slot->isolate->CancelTerminateExecution();
   to_finish_.clear();
   bool oom = slot->oom;
@@ -637,11 +870,15 @@ void Worker::onTerminated(IsolateSlot* slot, std::uint64_t inv_id) {
     if (oom) {
       setOutcome(inv, kErrRuntimeException,
                  "the function ran out of memory (heap limit " +
-                     std::to_string(engine_.options().heap_limit_mb) + " MB) and was stopped");
+                     std::to_string(config_.heap_limit_mb) + " MB) and was stopped");
+    } else if (cpu_exhausted) {
+      setOutcome(inv, kErrTimeExceeded,
+                 "the function used more than its CPU time limit of " +
+                     std::to_string(config_.cpu_limit.count()) + " ms and was terminated");
     } else {
       setOutcome(inv, kErrTimeExceeded,
                  "the function ran longer than its execution time limit of " +
-                     std::to_string(inv.job.request.deadline.count()) + " ms and was terminated");
+                     std::to_string(inv.job.budget_ms) + " ms and was terminated");
     }
     complete(inv_id);
   }
@@ -662,7 +899,7 @@ void Worker::onTerminated(IsolateSlot* slot, std::uint64_t inv_id) {
 void Worker::setCallbackTimeout(Invocation& inv) {
   setOutcome(inv, kErrTimeExceeded,
              "the function did not call callback within the execution time limit of " +
-                 std::to_string(inv.job.request.deadline.count()) + " ms");
+                 std::to_string(inv.job.budget_ms) + " ms");
 }
 
 void Worker::setOutcome(Invocation& inv, std::string_view code, std::string message) {
@@ -699,8 +936,8 @@ void Worker::complete(std::uint64_t inv_id) {
       v8::HandleScope hs(iso);
       v8::Local<v8::Context> ctx = inv->ctx->context.Get(iso);
       v8::Context::Scope cs(ctx);
-      auto scope = engine_.limits().enterJs(
-          *slot, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+      auto scope =
+          limits_.enterJs(*slot, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
       v8::TryCatch tc(iso);
       auto arr = v8::Array::New(iso, static_cast<int>(ids.size()));
       for (std::size_t i = 0; i < ids.size(); ++i)
@@ -723,14 +960,14 @@ void Worker::complete(std::uint64_t inv_id) {
                                        std::to_string(kMaxLogEntries) + " log entries or " +
                                        std::to_string(kMaxLogChars) +
                                        " characters; its logs were dropped",
-                                   "[]", engine_.clock().nowMs()});
+                                   "[]", clock_.nowMs()});
   } else {
     result.logs = std::move(inv->logs.entries);
   }
   --slot->in_flight;
   --inv->ctx->in_flight;
-  engine_.countInFlight(-1);
-  Job job = std::move(inv->job);
+  result.cpu_ms = std::chrono::duration<double, std::milli>(inv->cpu).count();
+  Task job = std::move(inv->job);
   {
     // Globals (promise resolvers, the context) are released with the isolate entered.
     v8::Isolate::Scope is(slot->isolate);
@@ -750,7 +987,7 @@ void Worker::addLog(Invocation& inv, const char* level, std::string message, std
   }
   inv.logs.chars += chars;
   inv.logs.entries.push_back(
-      LogEntry{level, std::move(message), std::move(extras), engine_.clock().nowMs()});
+      LogEntry{level, std::move(message), std::move(extras), clock_.nowMs()});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -769,10 +1006,10 @@ Result<std::uint64_t> Worker::nativeTimer(double ms, bool repeat) {
     return invalid(
         "timers can only be started while the function is being invoked (inside lambda)");
   }
-  if (current_->timers.size() >= engine_.options().max_timers_per_invocation) {
+  if (current_->timers.size() >= config_.max_timers_per_invocation) {
     return makeError(ErrorCode::kLimitExceeded,
                      "too many pending timers (limit " +
-                         std::to_string(engine_.options().max_timers_per_invocation) + ")");
+                         std::to_string(config_.max_timers_per_invocation) + ")");
   }
   std::uint64_t id = next_timer_id_++;
   auto due = std::chrono::steady_clock::now() +
@@ -848,17 +1085,19 @@ v8::MaybeLocal<v8::Promise> Worker::nativeCall(IsolateSlot& slot, v8::Local<v8::
         v8Str(iso, "Toolbelt calls can only be made while the function is being invoked")));
     return {};
   }
+  if (op.size() + args_json.size() > kMaxHostCallBytes) {
+    iso->ThrowException(v8::Exception::RangeError(v8Str(
+        iso, "the Toolbelt request is " + std::to_string(op.size() + args_json.size()) +
+                 " bytes; at most " + std::to_string(kMaxHostCallBytes) + " bytes can be sent")));
+    return {};
+  }
   v8::Local<v8::Promise::Resolver> resolver;
   if (!v8::Promise::Resolver::New(ctx).ToLocal(&resolver)) return {};
   std::uint64_t call_id = next_call_id_++;
   current_->calls.emplace(call_id, v8::Global<v8::Promise::Resolver>(iso, resolver));
-  std::uint64_t inv_id = current_->id;
-  engine_.hostCall(current_->job, std::move(op), std::move(args_json),
-                   [this, inv_id, call_id](std::string reply) {
-                     post([this, inv_id, call_id, reply = std::move(reply)]() mutable {
-                       completeCall(inv_id, call_id, std::move(reply));
-                     });
-                   });
+  // The server runs it (it holds the secrets, the store and the network) and answers with a
+  // kHostReply that completeCall() resolves.
+  send(proto::hostCall(current_->id, call_id, op, args_json));
   return resolver->GetPromise();
 }
 
@@ -886,8 +1125,8 @@ v8::MaybeLocal<v8::Value> Worker::loadModule(IsolateSlot& slot, v8::Local<v8::Co
       source = bindings::kToolbeltJs;
       origin_name = "lp-faas-toolbelt.js";
     } else {
-      auto lib = engine_.libs().sources.find(name);
-      if (lib == engine_.libs().sources.end()) {
+      auto lib = config_.libs.find(name);
+      if (lib == config_.libs.end()) {
         iso->ThrowException(v8::Exception::Error(v8Str(
             iso, "module '" + name + "' is not installed on this server (run tools/setup.sh)")));
         return {};

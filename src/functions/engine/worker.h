@@ -1,12 +1,16 @@
 #pragma once
 
-// A functions worker: one thread that owns V8 isolates (IsolateSlot) and runs an event loop for
-// many invocations at once (timers, host-call completions, new jobs from the fair queue).
+// The worker side of the function runtime: one thread that owns V8 isolates (IsolateSlot, one
+// or more per account: no isolate holds two accounts' code) and runs an event loop for many
+// invocations at once (timers, Toolbelt replies, new jobs). It talks to the server only through
+// its socket (protocol.h): it receives deployments and jobs, and sends results and host calls.
+// It runs in a worker process (worker_main.h) or, in-process mode, on a thread of the server.
 // Private to src/functions (engine/ and bindings/); the only place V8 types live.
 
 #include <libplatform/libplatform.h>
 #include <v8.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -22,13 +26,21 @@
 #include <vector>
 
 #include "common/check.h"
-#include "functions/engine/engine.h"
+#include "common/clock.h"
+#include "functions/engine/fair_queue.h"
 #include "functions/engine/limits.h"
+#include "functions/engine/protocol.h"
 
 namespace parley::functions::engine {
 
 // Initialises V8 once per process (V8 itself allows one platform per process) and returns it.
+// Its entropy comes from getrandom(2), so it needs no file.
 v8::Platform& v8Platform();
+
+// In a worker process: on a fatal V8 out-of-memory error, write a kFatal frame to `fd` and exit
+// with kExitOutOfMemory (instead of V8's abort), so the server can say what happened. Isolates
+// created afterwards get the handler. Not for in-process mode (the server would exit).
+void reportFatalErrorsTo(int fd);
 
 class Worker;
 struct IsolateSlot;
@@ -60,9 +72,11 @@ struct ContextEntry {
   ~ContextEntry();
 };
 
-// One isolate of a worker, with its warm contexts and per-isolate compiled scripts.
+// One isolate of a worker, with its warm contexts and per-isolate compiled scripts. Holds the
+// contexts of one account only.
 struct IsolateSlot final : Terminator {
   Worker* worker = nullptr;
+  AccountId account;
   v8::Isolate* isolate = nullptr;
   std::unique_ptr<CappedAllocator> allocator;
   std::optional<v8::Locker> locker;  // held by the worker thread for the slot's lifetime
@@ -72,6 +86,7 @@ struct IsolateSlot final : Terminator {
   bool retiring = false;  // terminated: takes no new work; disposed when idle
   std::size_t in_flight = 0;
   std::size_t live_entries = 0;
+  std::uint64_t last_used = 0;  // worker's use counter, for disposing idle isolates
   std::unordered_map<const Deployment*, std::shared_ptr<ContextEntry>> contexts;
   v8::Global<v8::UnboundScript> bootstrap;
   v8::Global<v8::UnboundScript> getter;
@@ -80,6 +95,7 @@ struct IsolateSlot final : Terminator {
 
   // Terminator
   void terminate() override { isolate->TerminateExecution(); }
+  void longTask() override;
 };
 
 struct LogAcc {
@@ -91,7 +107,7 @@ struct LogAcc {
 // A started invocation. Owned by Worker::in_flight_.
 struct Invocation {
   std::uint64_t id = 0;
-  Job job;
+  Task job;
   IsolateSlot* slot = nullptr;
   std::shared_ptr<ContextEntry> ctx;
   LogAcc logs;
@@ -101,31 +117,28 @@ struct Invocation {
   std::unordered_set<std::uint64_t> timers;
   std::unordered_map<std::uint64_t, v8::Global<v8::Promise::Resolver>> calls;
   std::multimap<SteadyTime, std::uint64_t>::iterator deadline_it;
+  std::chrono::nanoseconds cpu{0};  // thread CPU time used by its JS so far
 };
 
-// Owned by the Engine. start() launches the thread; the destructor stops and joins it, failing
-// what is still in flight with es.unavailable. post()/wake() are thread-safe; everything else
-// runs on the worker thread.
+// Runs on one thread (run()); the only other thread that touches it is the Limits' thread
+// calling longTask(). `limits`, `clock` and `shared` must outlive it. `fd` is its end of the
+// socket (blocking); it is not closed by the Worker.
 class Worker {
  public:
-  Worker(Engine& engine, int index);
+  Worker(int fd, WorkerConfig config, Limits& limits, const Clock& clock, WorkerShared& shared);
   ~Worker();
-  void start();
-  // Runs `task` on the worker thread (dropped after stop).
-  void post(std::function<void()> task);
-  // A job may be waiting in the engine's queue: the worker looks before it next sleeps. With
-  // kNotifyIfSleeping a sleeping worker is woken. Returns whether it was sleeping.
-  enum class WakeMode { kFlagOnly, kNotifyIfSleeping };
-  bool wake(WakeMode mode);
-  void stop();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Sends kReady, then serves the socket until the server closes it (or a frame is malformed).
+  // Fails what is still in flight with es.unavailable and disposes the isolates on the way out.
+  void run();
+
+  // Limits' thread, while a JS task of this worker has run for long: tells the server the
+  // worker is busy and hands back the jobs it received but has not started.
+  void onLongTask();
 
   // ---- Worker thread only ----
-  // Compiles and runs `d`'s top level in a context of an active isolate; keeps it warm when
-  // `keep`. Errors: ScriptError (syntax, throw, no lambda), Timeout (top level too slow).
-  Status prepare(const std::shared_ptr<const Deployment>& d, bool keep);
-  // Drops warm contexts of `key` other than `current` (null after an undeploy).
-  void sweep(const std::string& key, const Deployment* current);
-
   // Natives (bindings/natives.cpp), called from JS on the worker thread.
   void nativeLog(int level, std::string message, std::string extras_json);
   Result<std::uint64_t> nativeTimer(double ms, bool repeat);
@@ -137,15 +150,27 @@ class Worker {
                                        const std::string& name);
 
  private:
-  void loop();
-  bool runPosted();
+  // Socket.
+  void send(std::string frame);
+  // Reads what is available without blocking; frames go to `out`. False on EOF/error.
+  bool readAvailable(std::vector<wire::Frame>& out);  // REQUIRES(in_mu_)
+  bool waitReadable(SteadyTime until);
+  bool handleFrame(wire::Frame& f);
+
   bool runTimers(SteadyTime now);
   bool expireDeadlines(SteadyTime now);
   bool takeJobs();
   SteadyTime nextWake() const;
   void pumpPlatform();
 
-  IsolateSlot* newSlot();
+  // Compiles and runs `d`'s top level in a context of an active isolate; keeps it warm when
+  // `keep`. Errors: ScriptError (syntax, throw, no lambda), Timeout (top level too slow).
+  Status prepare(const std::shared_ptr<const Deployment>& d, bool keep);
+  // Drops warm contexts of `key` other than the deployment `current` (0 after an undeploy).
+  void sweep(const std::string& key, std::uint64_t current);
+  bool isCurrent(const Deployment& d) const;
+
+  IsolateSlot* newSlot(const AccountId& account);
   void disposeSlot(IsolateSlot* slot);
   void maybeDispose(IsolateSlot* slot);
   void retire(IsolateSlot* slot);
@@ -154,32 +179,47 @@ class Worker {
                                                     const std::shared_ptr<const Deployment>& d,
                                                     SteadyTime deadline);
 
-  void startJob(Job job);
+  void startJob(Task job);
   template <class F>
   void runJs(std::uint64_t inv_id, F&& body);
   void afterTask(std::uint64_t inv_id);
-  void onTerminated(IsolateSlot* slot, std::uint64_t inv_id);
+  void onTerminated(IsolateSlot* slot, std::uint64_t inv_id, bool cpu_exhausted);
   void complete(std::uint64_t inv_id);
-  void finishJob(Job& job, InvokeResult result);
+  void finishJob(Task& job, InvokeResult result);
   void setOutcome(Invocation& inv, std::string_view code, std::string message);
   // The outcome of an invocation whose deadline passed before it called back.
   void setCallbackTimeout(Invocation& inv);
   void addLog(Invocation& inv, const char* level, std::string message, std::string extras);
   void completeCall(std::uint64_t inv_id, std::uint64_t call_id, std::string json);
   void fireTimer(std::uint64_t inv_id, std::uint64_t timer_id);
+  // After a JS task: tells the server the worker is free again if it reported itself busy.
+  void endLongTask();
+  void countRestart();
+  std::string probe(const std::string& what);
 
-  Engine& engine_;
-  const int index_;
-  std::thread thread_;
+  const int fd_;
+  const WorkerConfig config_;
+  Limits& limits_;
+  const Clock& clock_;
+  WorkerShared& shared_;
+  clockid_t cpu_clock_{};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> posted_;  // GUARDED_BY(mu_)
-  bool wake_ = false;                         // GUARDED_BY(mu_)
-  bool sleeping_ = false;                     // GUARDED_BY(mu_)
-  bool stop_ = false;                         // GUARDED_BY(mu_)
+  std::mutex out_mu_;  // serialises writes to fd_
+
+  // Read side of the socket, shared with onLongTask().
+  std::mutex in_mu_;
+  wire::FrameSplitter splitter_;   // GUARDED_BY(in_mu_)
+  std::deque<wire::Frame> stash_;  // GUARDED_BY(in_mu_): read by onLongTask, not yet handled
+  // GUARDED_BY(in_mu_): received, not started; served round-robin by function, so one
+  // function's backlog on this worker does not hold up the others.
+  FairQueue<Task> tasks_;
+  bool eof_ = false;          // GUARDED_BY(in_mu_)
+  std::string long_account_;  // set before entering JS; read by onLongTask
+  std::atomic<bool> busy_sent_{false};
 
   // Worker-thread state.
+  std::unordered_map<std::uint64_t, std::shared_ptr<const Deployment>> deployments_;
+  std::unordered_map<std::string, std::uint64_t> current_deployment_;  // key -> id
   std::vector<std::unique_ptr<IsolateSlot>> slots_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Invocation>> in_flight_;
   std::multimap<SteadyTime, std::uint64_t> deadlines_;
@@ -191,9 +231,9 @@ class Worker {
   std::unordered_map<std::uint64_t, SteadyTime> timer_due_;
   std::vector<std::uint64_t> to_finish_;
   Invocation* current_ = nullptr;
-  std::uint64_t next_id_ = 1;
   std::uint64_t next_timer_id_ = 1;
   std::uint64_t next_call_id_ = 1;
+  std::uint64_t use_counter_ = 0;
 };
 
 namespace bindings {

@@ -26,7 +26,8 @@ class FakeLimits final : public engine::Limits {
 
  protected:
   // Limits
-  std::uint64_t onEnterJs(engine::Terminator& t, engine::SteadyTime deadline) override {
+  std::uint64_t onEnterJs(engine::Terminator& t, engine::SteadyTime deadline,
+                          const engine::CpuBudget* /*cpu*/) override {
     ++entered_;
     if (std::chrono::steady_clock::now() >= deadline) ++entered_late_;
     {

@@ -3,7 +3,7 @@
 const https = require('https');
 const http = require('http');
 
-function request(method, url, { ca, headers = {}, body, raw } = {}) {
+function request(method, url, { ca, headers = {}, body, raw, timeoutMs = 10000 } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const lib = u.protocol === 'https:' ? https : http;
@@ -33,7 +33,7 @@ function request(method, url, { ca, headers = {}, body, raw } = {}) {
       },
     );
     req.on('error', reject);
-    req.setTimeout(10000, () => req.destroy(new Error(`${method} ${url} timed out`)));
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${url} timed out`)));
     if (payload !== undefined) req.write(payload);
     req.end();
   });

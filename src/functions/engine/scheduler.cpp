@@ -1,0 +1,238 @@
+#include "functions/engine/scheduler.h"
+
+#include <limits>
+
+namespace parley::functions::engine {
+
+Scheduler::Push Scheduler::push(Item item) {
+  if (queued_ >= options_.max_queued) return Push::kQueueFull;
+  std::size_t& per_fn = per_function_[item.function_key];
+  if (per_fn >= options_.max_queued_per_function) return Push::kFunctionQueueFull;
+  ++per_fn;
+  ++queued_;
+  auto [it, fresh] = accounts_.try_emplace(item.account);
+  if (it->second.q.empty()) ring_.push_back(item.account);
+  std::string key = item.function_key;
+  it->second.q.push(key, std::move(item), std::numeric_limits<std::size_t>::max(),
+                    std::numeric_limits<std::size_t>::max());
+  return Push::kQueued;
+}
+
+void Scheduler::pushFront(Item item) {
+  ++per_function_[item.function_key];
+  ++queued_;
+  auto [it, fresh] = accounts_.try_emplace(item.account);
+  if (it->second.q.empty()) ring_.push_front(item.account);
+  std::string key = item.function_key;
+  it->second.q.pushFront(key, std::move(item));
+}
+
+std::vector<Scheduler::Item> Scheduler::takeAll() {
+  std::vector<Item> out;
+  for (auto& [acc, aq] : accounts_) {
+    while (auto item = aq.q.pop()) out.push_back(std::move(*item));
+  }
+  accounts_.clear();
+  ring_.clear();
+  per_function_.clear();
+  queued_ = 0;
+  return out;
+}
+
+void Scheduler::addWorker(int worker, WorkerKind kind) {
+  WorkerState& w = workers_[worker];
+  w = WorkerState{};
+  w.kind = kind;
+}
+
+void Scheduler::removeWorker(int worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  if (it->second.busy) {
+    if (auto b = account_busy_.find(it->second.busy_account);
+        b != account_busy_.end() && b->second > 0)
+      --b->second;
+  }
+  workers_.erase(it);
+  std::erase_if(last_worker_, [&](const auto& kv) { return kv.second == worker; });
+  std::erase_if(quarantine_worker_, [&](const auto& kv) { return kv.second == worker; });
+}
+
+void Scheduler::setBusy(int worker, const std::string& account) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || it->second.busy) return;
+  it->second.busy = true;
+  it->second.busy_account = account;
+  ++account_busy_[account];
+}
+
+void Scheduler::setFree(int worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || !it->second.busy) return;
+  it->second.busy = false;
+  auto b = account_busy_.find(it->second.busy_account);
+  if (b != account_busy_.end() && --b->second == 0) account_busy_.erase(b);
+  it->second.busy_account.clear();
+}
+
+void Scheduler::finished(int worker, const std::string& account) {
+  if (auto it = workers_.find(worker); it != workers_.end() && it->second.in_flight > 0)
+    --it->second.in_flight;
+  if (auto a = account_in_flight_.find(account); a != account_in_flight_.end()) {
+    if (--a->second == 0) account_in_flight_.erase(a);
+  }
+}
+
+void Scheduler::quarantine(const std::string& function_key) { quarantined_.insert(function_key); }
+
+void Scheduler::release(const std::string& function_key) {
+  quarantined_.erase(function_key);
+  quarantine_worker_.erase(function_key);
+}
+
+bool Scheduler::eligible(int /*worker*/, const WorkerState& w) const {
+  return !w.busy && w.in_flight < options_.max_in_flight_per_worker;
+}
+
+int Scheduler::pick(const Item& item) {
+  if (auto a = account_in_flight_.find(item.account);
+      a != account_in_flight_.end() && a->second >= options_.max_in_flight_per_account)
+    return -1;
+  if (auto b = account_busy_.find(item.account);
+      b != account_busy_.end() && b->second >= options_.max_busy_workers_per_account)
+    return -1;
+  if (quarantined_.contains(item.function_key)) {
+    auto q = quarantine_worker_.find(item.function_key);
+    if (q == quarantine_worker_.end()) {
+      // The quarantine worker holding the fewest quarantined functions.
+      int best = -1;
+      std::size_t best_n = std::numeric_limits<std::size_t>::max();
+      for (auto& [id, w] : workers_) {
+        if (w.kind != WorkerKind::kQuarantine) continue;
+        std::size_t n = 0;
+        for (auto& [k, qw] : quarantine_worker_) n += qw == id;
+        if (n < best_n || (n == best_n && id < best)) best = id, best_n = n;
+      }
+      if (best < 0) return -1;
+      q = quarantine_worker_.emplace(item.function_key, best).first;
+    }
+    auto w = workers_.find(q->second);
+    return w != workers_.end() && eligible(w->first, w->second) ? w->first : -1;
+  }
+  auto usable = [&](int id) {
+    auto w = workers_.find(id);
+    return w != workers_.end() && w->second.kind == WorkerKind::kShared && eligible(id, w->second);
+  };
+  // The worker holding the function's warm context, else one holding the account's isolate.
+  if (auto l = last_worker_.find(item.function_key); l != last_worker_.end() && usable(l->second))
+    return l->second;
+  if (auto l = last_worker_.find(item.account); l != last_worker_.end() && usable(l->second))
+    return l->second;
+  // Else the least loaded one (ties rotate).
+  int best = -1;
+  std::size_t best_load = std::numeric_limits<std::size_t>::max();
+  std::size_t n = workers_.size(), i = 0, start = next_rr_++;
+  std::vector<int> ids;
+  ids.reserve(n);
+  for (auto& [id, w] : workers_) ids.push_back(id);
+  for (; i < n; ++i) {
+    int id = ids[(start + i) % n];
+    if (!usable(id)) continue;
+    std::size_t load = workers_.at(id).in_flight;
+    if (load < best_load) best = id, best_load = load;
+  }
+  return best;
+}
+
+void Scheduler::assign(int worker, const Item& item) {
+  ++workers_.at(worker).in_flight;
+  ++account_in_flight_[item.account];
+  if (!quarantined_.contains(item.function_key)) {
+    last_worker_[item.function_key] = worker;
+    last_worker_[item.account] = worker;
+  }
+}
+
+std::vector<Scheduler::Dispatch> Scheduler::schedule() {
+  std::vector<Dispatch> out;
+  bool progress = true;
+  while (progress && !ring_.empty()) {
+    progress = false;
+    // One item per account per round: accounts are served round-robin.
+    for (std::size_t n = ring_.size(); n > 0; --n) {
+      std::string acc = std::move(ring_.front());
+      ring_.pop_front();
+      auto it = accounts_.find(acc);
+      AccountQueue& aq = it->second;
+      // A function that cannot start (quarantined, no worker for it) does not hold up the
+      // account's other functions: look at each function of the account once.
+      for (std::size_t tries = aq.q.keys(); tries > 0; --tries) {
+        Item* head = aq.q.peek();
+        int w = pick(*head);
+        if (w >= 0) {
+          Item item = std::move(*aq.q.pop());
+          if (auto pf = per_function_.find(item.function_key);
+              pf != per_function_.end() && --pf->second == 0)
+            per_function_.erase(pf);
+          --queued_;
+          assign(w, item);
+          out.push_back(Dispatch{std::move(item), w});
+          progress = true;
+          break;
+        }
+        aq.q.rotate();
+      }
+      if (aq.q.empty()) {
+        accounts_.erase(it);
+      } else {
+        ring_.push_back(std::move(acc));
+      }
+    }
+  }
+  return out;
+}
+
+bool Scheduler::wantsSharedWorker(std::size_t starting) const {
+  std::size_t shared = 0, free = 0;
+  for (auto& [id, w] : workers_) {
+    if (w.kind != WorkerKind::kShared) continue;
+    ++shared;
+    if (!w.busy) ++free;
+  }
+  return free + starting < options_.min_free_workers && shared + starting < options_.max_workers;
+}
+
+bool Scheduler::wantsQuarantineWorker(std::size_t starting) const {
+  std::size_t have = 0;
+  for (auto& [id, w] : workers_) have += w.kind == WorkerKind::kQuarantine;
+  // One per quarantined function, up to the limit (beyond it they share).
+  return quarantined_.size() > have + starting && have + starting < options_.max_quarantine_workers;
+}
+
+std::size_t Scheduler::inFlight(int worker) const {
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? 0 : it->second.in_flight;
+}
+
+bool Scheduler::busy(int worker) const {
+  auto it = workers_.find(worker);
+  return it != workers_.end() && it->second.busy;
+}
+
+std::size_t Scheduler::sharedWorkers() const {
+  std::size_t n = 0;
+  for (auto& [id, w] : workers_) n += w.kind == WorkerKind::kShared;
+  return n;
+}
+
+std::size_t Scheduler::busyWorkersOf(const std::string& account) const {
+  auto it = account_busy_.find(account);
+  return it == account_busy_.end() ? 0 : it->second;
+}
+
+std::size_t Scheduler::inFlightOf(const std::string& account) const {
+  auto it = account_in_flight_.find(account);
+  return it == account_in_flight_.end() ? 0 : it->second;
+}
+
+}  // namespace parley::functions::engine

@@ -1,0 +1,133 @@
+#pragma once
+
+// The fair scheduler: which queued invocation starts next and on which worker. Accounts are
+// served round-robin (and the functions of one account round-robin), each account has a cap
+// on invocations in flight and on workers it holds busy with long JS tasks, a worker busy with
+// a long task gets nothing, and a quarantined function runs only on a quarantine worker.
+// Plain C++ with no clock and no threads: the Engine guards it with its mutex and acts on its
+// answers (starts the dispatched jobs, spawns or stops workers).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "functions/engine/fair_queue.h"
+
+namespace parley::functions::engine {
+
+struct SchedulerOptions {
+  // Invocations queued (not started), over all accounts. Default: 10,000.
+  std::size_t max_queued = 10'000;
+  // Invocations queued for one function. Default: 1,000.
+  std::size_t max_queued_per_function = 1'000;
+  // Invocations started and not finished on one worker. Default: 1,000.
+  std::size_t max_in_flight_per_worker = 1'000;
+  // Invocations started and not finished of one account, over all workers. Default: 200.
+  std::size_t max_in_flight_per_account = 200;
+  // Workers one account may hold busy with long JS tasks; its further invocations wait until
+  // one is free. Default: 1. REQUIRES: >= 1.
+  std::size_t max_busy_workers_per_account = 1;
+  // Shared workers (not quarantine ones), including the extra ones started while others are
+  // busy. Default: 6. REQUIRES: >= 1.
+  std::size_t max_workers = 6;
+  // Quarantine workers. Default: 2.
+  std::size_t max_quarantine_workers = 2;
+  // Free (not busy) shared workers the scheduler asks for while others are busy. Default: 1.
+  std::size_t min_free_workers = 1;
+};
+
+class Scheduler {
+ public:
+  struct Item {
+    std::uint64_t id = 0;
+    std::string account;
+    std::string function_key;  // "<account>/<function>": affinity and quarantine
+  };
+  struct Dispatch {
+    Item item;
+    int worker = -1;
+  };
+  enum class Push { kQueued, kQueueFull, kFunctionQueueFull };
+  enum class WorkerKind { kShared, kQuarantine };
+
+  explicit Scheduler(SchedulerOptions options) : options_(options) {}
+
+  // Queues `item` behind the others of its function.
+  Push push(Item item);
+  // Queues a job a busy worker handed back, ahead of its function's others. Never refused.
+  void pushFront(Item item);
+  // Empties the queue (shutdown): every queued item, in no particular order.
+  std::vector<Item> takeAll();
+
+  // A worker that is ready for jobs.
+  void addWorker(int worker, WorkerKind kind);
+  // A worker that died or is stopping: it gets no more jobs; its in-flight count is dropped
+  // (the Engine fails those invocations).
+  void removeWorker(int worker);
+  // The worker runs one JS task of `account` for a long time / it ended.
+  void setBusy(int worker, const std::string& account);
+  void setFree(int worker);
+  // An invocation started on `worker` ended (result received).
+  void finished(int worker, const std::string& account);
+
+  // `worker` holds `function_key`'s warm context (it was deployed there): run it there.
+  void noteAffinity(const std::string& function_key, int worker) {
+    last_worker_[function_key] = worker;
+  }
+
+  // Puts `function_key` on quarantine workers only / back on shared ones.
+  void quarantine(const std::string& function_key);
+  void release(const std::string& function_key);
+  bool quarantined(const std::string& function_key) const {
+    return quarantined_.contains(function_key);
+  }
+  std::size_t quarantinedCount() const { return quarantined_.size(); }
+
+  // Assigns workers to every queued item that may start now (the caller starts them).
+  std::vector<Dispatch> schedule();
+
+  // Whether another shared worker would help: fewer than min_free_workers shared workers are
+  // free and there is room (counting `starting` workers not yet added).
+  bool wantsSharedWorker(std::size_t starting) const;
+  // Whether there are more quarantined functions than quarantine workers and there is room.
+  bool wantsQuarantineWorker(std::size_t starting) const;
+
+  std::size_t queued() const { return queued_; }
+  std::size_t inFlight(int worker) const;
+  bool busy(int worker) const;
+  std::size_t sharedWorkers() const;
+  std::size_t busyWorkersOf(const std::string& account) const;
+  std::size_t inFlightOf(const std::string& account) const;
+
+ private:
+  struct WorkerState {
+    WorkerKind kind = WorkerKind::kShared;
+    std::size_t in_flight = 0;
+    bool busy = false;
+    std::string busy_account;
+  };
+  struct AccountQueue {
+    FairQueue<Item> q;  // by function key
+  };
+  bool eligible(int worker, const WorkerState& w) const;
+  int pick(const Item& item);
+  void assign(int worker, const Item& item);
+
+  SchedulerOptions options_;
+  std::unordered_map<int, WorkerState> workers_;
+  std::unordered_map<std::string, AccountQueue> accounts_;
+  std::deque<std::string> ring_;  // accounts with queued items, in serving order
+  std::unordered_map<std::string, std::size_t> per_function_;  // queued per function key
+  std::unordered_map<std::string, std::size_t> account_in_flight_;
+  std::unordered_map<std::string, std::size_t> account_busy_;
+  std::unordered_map<std::string, int> last_worker_;  // function key or account -> worker
+  std::unordered_set<std::string> quarantined_;
+  std::unordered_map<std::string, int> quarantine_worker_;  // function key -> worker
+  std::size_t queued_ = 0;
+  std::size_t next_rr_ = 0;
+};
+
+}  // namespace parley::functions::engine
