@@ -34,22 +34,10 @@ bj::object keyObject(const store::ApiKey& k, TimeMs now) {
 }
 
 Result<std::vector<store::Role>> parseScopes(const bj::object& o) {
-  std::vector<store::Role> out;
-  auto it = o.find("scopes");
-  if (it == o.end() || it->value().is_null()) return out;
-  if (!it->value().is_array()) return invalid("scopes must be an array of role names");
-  for (const auto& v : it->value().as_array()) {
-    if (!v.is_string()) return invalid("scopes must be an array of role names");
-    auto r = store::parseRole(std::string(v.as_string()));
-    if (!r)
-      return invalid(fmt::format(
-          "unknown scope '{}'; scopes are role names (ADMIN, AGENT_MANAGER, AGENT, FAAS_ADMIN, "
-          "FAAS_DEVELOPER)",
-          std::string(v.as_string())));
-    if (std::find(out.begin(), out.end(), *r) == out.end()) out.push_back(*r);
-  }
-  if (out.empty()) return invalid("scopes, when given, must name at least one role");
-  return out;
+  auto scopes = parseRoleNames(o, "scopes");
+  if (scopes && scopes->empty() && o.contains("scopes") && !o.at("scopes").is_null())
+    return invalid("scopes, when given, must name at least one role");
+  return scopes;
 }
 
 void list(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {

@@ -89,21 +89,6 @@ bool allowed(const Principal& p, policy::Action action, const Done& done) {
   return false;
 }
 
-Result<std::vector<store::Role>> parseRoles(const bj::object& o) {
-  std::vector<store::Role> roles;
-  auto it = o.find("roles");
-  if (it == o.end() || it->value().is_null()) return roles;
-  if (!it->value().is_array()) return invalid("roles must be an array of role names");
-  for (const auto& v : it->value().as_array()) {
-    if (!v.is_string()) return invalid("roles must be an array of role names");
-    // Either spelling ("AGENT_MANAGER" or "Agent Manager"); stored and answered as the constant.
-    auto r = store::parseRole(std::string(v.as_string()));
-    if (!r) return std::unexpected(r.error());
-    if (std::ranges::find(roles, *r) == roles.end()) roles.push_back(*r);
-  }
-  return roles;
-}
-
 Result<std::vector<SkillId>> parseSkills(store::Store& store, const AccountId& acc,
                                          const bj::object& o) {
   std::vector<SkillId> out;
@@ -222,7 +207,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
       return done(errorResponse(st.error()));
     if (password->size() < 6 || password->size() > 200)
       return done(errorResponse(ErrorCode::kInvalid, "password must be 6 to 200 characters"));
-    auto roles = parseRoles(*body);
+    auto roles = parseRoleNames(*body, "roles");
     if (!roles) return done(errorResponse(roles.error()));
     store::User u;
     u.account = acc;
@@ -290,7 +275,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
       u->status = **enabled ? store::UserStatus::kEnabled : store::UserStatus::kDisabled;
     }
     if (body->contains("roles")) {
-      auto roles = parseRoles(*body);
+      auto roles = parseRoleNames(*body, "roles");
       if (!roles) return done(errorResponse(roles.error()));
       u->roles = *roles;
     }
@@ -435,6 +420,22 @@ api::Response errorResponse(ErrorCode code, std::string message) {
 std::string userJson(const store::User& u) { return bj::serialize(userObject(u)); }
 std::string conversationJson(const store::Conversation& c) {
   return bj::serialize(conversationObject(c));
+}
+
+Result<std::vector<store::Role>> parseRoleNames(const bj::object& o, std::string_view field) {
+  std::vector<store::Role> roles;
+  auto it = o.find(field);
+  if (it == o.end() || it->value().is_null()) return roles;
+  if (!it->value().is_array())
+    return invalid(fmt::format("{} must be an array of role names", field));
+  for (const auto& v : it->value().as_array()) {
+    if (!v.is_string()) return invalid(fmt::format("{} must be an array of role names", field));
+    // Stored and answered as the constant.
+    auto r = store::parseRole(std::string(v.as_string()));
+    if (!r) return std::unexpected(r.error());
+    if (std::ranges::find(roles, *r) == roles.end()) roles.push_back(*r);
+  }
+  return roles;
 }
 
 void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req, Done done) {

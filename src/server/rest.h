@@ -5,8 +5,11 @@
 // Thread-safe; store work runs on the blocking executor, engine work through the async
 // ConversationService. `done` is called exactly once on any thread.
 
+#include <boost/json/object.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/api.h"
 #include "common/clock.h"
@@ -32,6 +35,12 @@ struct RestDeps {
 
 // The first path segments the core owns.
 bool isCoreResource(const std::string& first_segment);
+
+// The array of role names in `o[field]` (either spelling: "AGENT_MANAGER" or "Agent Manager"),
+// without duplicates; empty when the field is absent or null. Invalid, naming the field or the
+// unknown role, otherwise.
+Result<std::vector<store::Role>> parseRoleNames(const boost::json::object& o,
+                                                std::string_view field);
 
 // Handles a core REST request for `principal` (already checked to belong to req.caller.account).
 void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req,
