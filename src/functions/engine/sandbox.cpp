@@ -20,6 +20,10 @@ namespace parley::functions::engine::sandbox {
 
 namespace {
 
+// "The first argument equals v", every field set (libseccomp's SCMP_A0 leaves datum_b to the
+// compound literal's zero-fill, which clang's -Wmissing-field-initializers refuses).
+scmp_arg_cmp firstArgEquals(scmp_datum_t v) { return scmp_arg_cmp{0, SCMP_CMP_EQ, v, 0}; }
+
 std::string errnoName(int e) {
   const char* n = strerrorname_np(e);
   return n ? n : std::to_string(e);
@@ -141,12 +145,12 @@ Status applySeccomp() {
   rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
   // Signals to its own threads only (abort(), V8's thread interrupts).
   rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                         SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid())));
+                         firstArgEquals(static_cast<scmp_datum_t>(::getpid())));
   // Thread names and reading the process's own settings only.
   for (int option : {PR_SET_NAME, PR_GET_NAME, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP,
                      PR_GET_PDEATHSIG, PR_GET_DUMPABLE})
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                           SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(option)));
+                           firstArgEquals(static_cast<scmp_datum_t>(option)));
   // No legitimate path reaches these: end the process.
   for (int nr : {SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv),
                  SCMP_SYS(process_vm_writev)})
