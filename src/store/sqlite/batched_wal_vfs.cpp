@@ -11,7 +11,7 @@
 #include <new>
 #include <string>
 
-#include "store/sqlite/db.h"
+#include "store/sqlite/conn.h"
 
 namespace parley::store::sqlite {
 namespace {

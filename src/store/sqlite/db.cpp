@@ -1,137 +1,79 @@
 #include "store/sqlite/db.h"
 
-#include <string>
+#include <algorithm>
+#include <vector>
+
+#include "store/sqlite/batched_wal_vfs.h"
+#include "store/sqlite/query.h"
+#include "store/sqlite/schema.h"
 
 namespace parley::store::sqlite {
 
-Error sqliteError(int rc, std::string_view what, sqlite3* db) {
-  std::string msg = std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xFF) {
-    case SQLITE_CONSTRAINT:
-      return Error{ErrorCode::kConflict, std::move(msg)};
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_FULL:
-    case SQLITE_IOERR:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PROTOCOL:
-      return Error{ErrorCode::kUnavailable, std::move(msg) + "; check the disk and retry"};
-    default:
-      return Error{ErrorCode::kInternal, std::move(msg)};
+Result<std::unique_ptr<Db>> Db::open(const std::string& path, const Clock& clock,
+                                     const SqliteOptions& options) {
+  if (path.empty() || path == ":memory:" || path.starts_with("file::memory:"))
+    return invalid("the SQLite store needs a file path, not '" + path + "'");
+  // The batched-WAL VFS flushes a commit's frames when SQLite syncs the WAL after the commit,
+  // which it does only under synchronous=FULL; the VFS then syncs only where NORMAL would (see
+  // batched_wal_vfs.h), so the durability is still kNormal's.
+  const char* writer_vfs = options.sync == SqliteOptions::Sync::kNormal && options.batch_wal_writes
+                               ? batchedWalVfsName()
+                               : nullptr;
+  auto writer = Conn::open(path, Conn::Mode::kReadWrite, options.busy_timeout_ms, writer_vfs);
+  if (!writer) return std::unexpected(writer.error());
+  Conn& w = **writer;
+  // WAL: readers never block the writer nor each other. synchronous=NORMAL in WAL mode syncs
+  // only at checkpoints: a commit is in the OS once COMMIT returns (safe against process
+  // crashes); FULL also fsyncs the WAL per commit (safe against power loss).
+  {
+    auto mode = w.query("PRAGMA journal_mode=WAL");
+    if (!mode) return std::unexpected(mode.error());
+    auto row = mode->next();
+    if (!row) return std::unexpected(row.error());
+    if (!*row || mode->text(0) != "wal")
+      return makeError(ErrorCode::kUnavailable,
+                       "cannot switch " + path + " to WAL mode; put it on a local file system");
   }
-}
+  const char* sync = options.sync == SqliteOptions::Sync::kFull ? "FULL" : "NORMAL";
+  PARLEY_STORE_TRY(w.exec(std::string("PRAGMA synchronous=") + (writer_vfs ? "FULL" : sync)));
+  // After a checkpoint the WAL is truncated back to at most 64 MiB.
+  PARLEY_STORE_TRY(
+      w.exec("PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; "
+             "PRAGMA journal_size_limit=67108864"));
+  auto version = migrate(w, options.schema_version_for_test);
+  if (!version) return std::unexpected(version.error());
+  // The writer revisits the pages of every open conversation; keep them in its cache (32 MiB,
+  // allocated as used) rather than re-reading them from the OS.
+  PARLEY_STORE_TRY(w.exec("PRAGMA cache_size=-32768"));
 
-Query::~Query() {
-  if (stmt_) {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
+  std::unique_ptr<Checkpointer> checkpointer;
+  if (options.checkpoint_pages > 0) {
+    auto cc = Conn::open(path, Conn::Mode::kReadWrite, options.busy_timeout_ms);
+    if (!cc) return std::unexpected(cc.error());
+    // A checkpoint syncs as its connection's synchronous setting says.
+    PARLEY_STORE_TRY((*cc)->exec(std::string("PRAGMA synchronous=") + sync));
+    checkpointer = std::make_unique<Checkpointer>(std::move(*cc), options.checkpoint_pages);
   }
-}
 
-Query& Query::arg(std::int64_t v) {
-  int rc = sqlite3_bind_int64(stmt_, next_arg_++, v);
-  if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
-  return *this;
-}
-
-Query& Query::arg(std::string_view text) {
-  int rc = sqlite3_bind_text64(stmt_, next_arg_++, text.data(), text.size(), SQLITE_TRANSIENT,
-                               SQLITE_UTF8);
-  if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
-  return *this;
-}
-
-Query& Query::blob(std::string_view bytes) {
-  int rc = sqlite3_bind_blob64(stmt_, next_arg_++, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
-  return *this;
-}
-
-Result<bool> Query::next() {
-  if (rc_ != SQLITE_OK) return std::unexpected(sqliteError(rc_, "bind", conn_->raw()));
-  int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  return std::unexpected(sqliteError(rc, "step", conn_->raw()));
-}
-
-Status Query::run() {
-  for (;;) {
-    auto r = next();
+  std::vector<std::unique_ptr<Conn>> readers;
+  for (int i = 0; i < std::max(1, options.readers); ++i) {
+    auto r = Conn::open(path, Conn::Mode::kReadOnly, options.busy_timeout_ms);
     if (!r) return std::unexpected(r.error());
-    if (!*r) return {};
+    readers.push_back(std::move(*r));
   }
+  auto w_ptr = std::make_unique<Writer>(std::move(*writer), options.max_batch,
+                                        std::move(checkpointer), options.wal_max_pages);
+  w_ptr->setIdleAsyncWrites(options.lead_idle_async_writes ? IdleAsyncWrites::kLeadOnCaller
+                                                           : IdleAsyncWrites::kToWriterThread);
+  return std::unique_ptr<Db>(
+      new Db(clock, *version, std::move(w_ptr), std::make_unique<ReaderPool>(std::move(readers))));
 }
 
-std::string Query::text(int col) const {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-  int n = sqlite3_column_bytes(stmt_, col);
-  return p ? std::string(p, static_cast<std::size_t>(n)) : std::string();
-}
+Db::~Db() { close(); }
 
-int Query::changes() const { return sqlite3_changes(conn_->raw()); }
-
-void configureLibrary() {
-  static const int rc = [] {
-    // SQLITE_MISUSE when SQLite is already initialised: then its defaults stay, harmlessly.
-    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  }();
-  (void)rc;
-}
-
-Result<std::unique_ptr<Conn>> Conn::open(const std::string& path, Mode mode, int busy_timeout_ms,
-                                         const char* vfs) {
-  configureLibrary();
-  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-  flags |=
-      mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, vfs);
-  if (rc != SQLITE_OK) {
-    Error e = sqliteError(rc, "cannot open database " + path, db);
-    sqlite3_close_v2(db);
-    return std::unexpected(e);
-  }
-  sqlite3_busy_timeout(db, busy_timeout_ms);
-  sqlite3_extended_result_codes(db, 1);
-  return std::unique_ptr<Conn>(new Conn(db));
-}
-
-Conn::~Conn() {
-  for (auto& [_, s] : stmts_) sqlite3_finalize(s);
-  sqlite3_close_v2(db_);
-}
-
-Status Conn::exec(const std::string& sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    Error e = sqliteError(rc, "exec", nullptr);
-    e.message = "exec: " + msg;
-    return std::unexpected(e);
-  }
-  return {};
-}
-
-Result<Query> Conn::query(const std::string& sql) {
-  auto it = stmts_.find(sql);
-  if (it == stmts_.end()) {
-    sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) return std::unexpected(sqliteError(rc, "prepare", db_));
-    it = stmts_.emplace(sql, stmt).first;
-  }
-  return Query(*this, it->second);
-}
-
-Status Conn::run(const std::string& sql) {
-  auto q = query(sql);
-  if (!q) return std::unexpected(q.error());
-  return q->run();
+void Db::close() {
+  readers_.reset();
+  writer_.reset();
 }
 
 }  // namespace parley::store::sqlite

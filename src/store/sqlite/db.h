@@ -1,97 +1,86 @@
 #pragma once
 
-// Thin RAII wrappers over one SQLite connection and its prepared statements. Private to
-// store/sqlite: sqlite3* never leaves this folder.
-// A Conn is used by one thread at a time (the writer thread, or a reader while it is leased).
+// The database the store rooms share: the writer, the reader pool and the clock. Private to
+// store/sqlite.
 
-#include <sqlite3.h>
-
-#include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
-#include <string_view>
-#include <unordered_map>
+#include <utility>
 
+#include "common/clock.h"
 #include "common/result.h"
+#include "store/sqlite/conn.h"
+#include "store/sqlite/reader_pool.h"
+#include "store/sqlite/sqlite_store.h"
+#include "store/sqlite/writer.h"
 
 namespace parley::store::sqlite {
 
-// An Error for SQLite result code `rc`: constraint violations are Conflict, busy/locked/full/I/O
-// are Unavailable, everything else Internal. `what` says which operation failed.
-Error sqliteError(int rc, std::string_view what, sqlite3* db);
-
-class Conn;
-
-// One execution of a cached prepared statement. Binds parameters in order with arg(), steps
-// with next()/run(), and resets the statement (ending its implicit read transaction) on
-// destruction. Borrowed from a Conn; must not outlive it or be used from another thread.
-class Query {
+// One SQLite file in WAL mode: the write engine (Writer) on the only read-write connection, a
+// background checkpointer, and a pool of read-only connections. Owned by the SqliteStore; the
+// store rooms (account, conversation, function, bot) hold a reference and run every statement
+// through write()/writeAsync()/read(). Thread-safe: any thread may call any method except
+// close(). Never call it on a network io thread (everything here blocks).
+class Db {
  public:
-  Query(Conn& conn, sqlite3_stmt* stmt) : conn_(&conn), stmt_(stmt) {}
-  Query(Query&& o) noexcept : conn_(o.conn_), stmt_(o.stmt_), next_arg_(o.next_arg_), rc_(o.rc_) {
-    o.stmt_ = nullptr;
+  // Opens (creating when absent) the file at `path`, switches it to WAL, applies the pragmas of
+  // `options` and migrates it (to `options.schema_version_for_test`, 0 = latest). Opens the
+  // checkpoint connection and the readers. `clock` must outlive the Db. Unavailable when the
+  // file cannot be opened, cannot use WAL or is newer than this binary; Invalid for an
+  // in-memory path (the reader pool needs a file).
+  static Result<std::unique_ptr<Db>> open(const std::string& path, const Clock& clock,
+                                          const SqliteOptions& options);
+  // Closes (see close()).
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // The clock timestamps of new rows come from.
+  TimeMs now() const { return clock_.nowMs(); }
+  // PRAGMA user_version after migrating.
+  int schemaVersion() const { return version_; }
+
+  // Runs `fn` as one write (see Writer::submit); returns once its transaction committed.
+  Status write(Writer::WriteFn fn) { return writer_->submit(std::move(fn)); }
+  // Queues `fn` (see Writer::submitAsync); `done` runs on a writer thread after the commit.
+  void writeAsync(Writer::WriteFn fn, Writer::DoneFn done,
+                  Writer::Wrap wrap = Writer::Wrap::kSavepoint) {
+    writer_->submitAsync(std::move(fn), std::move(done), wrap);
   }
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-  Query& operator=(Query&&) = delete;
-  ~Query();
+  // The writer, to register hooks before the first write.
+  Writer& writer() { return *writer_; }
+  SqliteWriteStats writeStats() const { return writer_->stats(); }
 
-  Query& arg(std::int64_t v);
-  Query& arg(int v) { return arg(static_cast<std::int64_t>(v)); }
-  Query& arg(std::string_view text);
-  Query& arg(const std::string& text) { return arg(std::string_view(text)); }
-  Query& arg(const char* text) { return arg(std::string_view(text)); }
-  Query& blob(std::string_view bytes);
+  // Runs `fn(Conn&)` on a leased read-only connection (blocks while all are leased) and
+  // returns its result; an exception it throws becomes Internal.
+  template <class F>
+  auto read(F&& fn) -> decltype(fn(std::declval<Conn&>())) {
+    auto lease = readers_->acquire();
+    try {
+      return fn(*lease);
+    } catch (const std::exception& e) {
+      return internalError(std::string("store read failed: ") + e.what());
+    }
+  }
 
-  // Steps once: true when a row is available, false when done.
-  Result<bool> next();
-  // Steps to completion (statements without result rows).
-  Status run();
-
-  std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) const;
-  // Rows changed by the last run() on this connection.
-  int changes() const;
-
- private:
-  Conn* conn_;
-  sqlite3_stmt* stmt_;
-  int next_arg_ = 1;
-  int rc_ = SQLITE_OK;  // first bind error, reported by next()/run()
-};
-
-// Sets SQLite's process-wide options once, before SQLite's first use in this process (later
-// calls do nothing): memory statistics off, so that SQLite's allocations do not all take one
-// global mutex (nothing here reads sqlite3_memory_used). Conn::open and the VFS registration
-// call it; if something else initialised SQLite first, the defaults stay.
-void configureLibrary();
-
-// One open connection with a cache of prepared statements keyed by SQL text.
-class Conn {
- public:
-  enum class Mode { kReadWrite, kReadOnly };
-
-  // Opens `path` (creating it in kReadWrite mode) with a busy timeout, through the named SQLite
-  // VFS (nullptr: the default).
-  static Result<std::unique_ptr<Conn>> open(const std::string& path, Mode mode, int busy_timeout_ms,
-                                            const char* vfs = nullptr);
-  ~Conn();
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  // Runs one or more statements without parameters or cached plans (DDL, pragmas).
-  Status exec(const std::string& sql);
-  // A query on the cached prepared statement for `sql` (prepared on first use).
-  Result<Query> query(const std::string& sql);
-  // Runs a parameterless cached statement such as "SAVEPOINT w" or "COMMIT".
-  Status run(const std::string& sql);
-
-  sqlite3* raw() const { return db_; }
+  // Closes the readers, then the writer: what is queued is committed (its callbacks run) and
+  // the writer's connection closes last, checkpointing the WAL into the database file.
+  // REQUIRES: no call in progress and none after. Idempotent.
+  void close();
 
  private:
-  explicit Conn(sqlite3* db) : db_(db) {}
-  sqlite3* db_;
-  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+  Db(const Clock& clock, int version, std::unique_ptr<Writer> writer,
+     std::unique_ptr<ReaderPool> readers)
+      : clock_(clock),
+        version_(version),
+        writer_(std::move(writer)),
+        readers_(std::move(readers)) {}
+
+  const Clock& clock_;
+  const int version_;
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<ReaderPool> readers_;
 };
 
 }  // namespace parley::store::sqlite

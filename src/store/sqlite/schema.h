@@ -6,7 +6,7 @@
 #include <span>
 
 #include "common/result.h"
-#include "store/sqlite/db.h"
+#include "store/sqlite/conn.h"
 
 namespace parley::store::sqlite {
 
