@@ -13,8 +13,8 @@ void Metrics::countRequest(const std::string& route, int status) {
   ++requests_[{route, status}];
 }
 
-void Metrics::socketOpened(bool websocket) {
-  if (websocket) {
+void Metrics::socketOpened(SocketKind kind) {
+  if (kind == SocketKind::kWebSocket) {
     ws_open_.fetch_add(1);
     ws_total_.fetch_add(1);
   } else {
@@ -22,8 +22,8 @@ void Metrics::socketOpened(bool websocket) {
   }
 }
 
-void Metrics::socketClosed(bool websocket) {
-  if (websocket) {
+void Metrics::socketClosed(SocketKind kind) {
+  if (kind == SocketKind::kWebSocket) {
     ws_open_.fetch_sub(1);
   } else {
     http_open_.fetch_sub(1);

@@ -32,12 +32,15 @@ struct MetricsAccess {
 // them pass unchanged. Lines that do not parse as samples pass unchanged.
 std::string sumTenantLabels(std::string_view text);
 
+// What kind of connection a socket count is about.
+enum class SocketKind { kHttp, kWebSocket };
+
 class Metrics {
  public:
   // Counts one finished HTTP request under a route label (e.g. "rest_v1", "login") and status.
   void countRequest(const std::string& route, int status);
-  void socketOpened(bool websocket);
-  void socketClosed(bool websocket);
+  void socketOpened(SocketKind kind);
+  void socketClosed(SocketKind kind);
   void countFrameIn() { frames_in_.fetch_add(1, std::memory_order_relaxed); }
   void countFrameOut() { frames_out_.fetch_add(1, std::memory_order_relaxed); }
   void countSlowConsumerClose() { slow_closes_.fetch_add(1, std::memory_order_relaxed); }

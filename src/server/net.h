@@ -1,8 +1,8 @@
 #pragma once
 
-// The network layer: Asio io_context on N threads, plain and TLS listeners, HTTP sessions and
-// WebSocket sessions. The only code of Parley that sees Beast/Asio types (they stay in
-// net.cpp). Owned by the Server.
+// The network layer: Asio io_contexts on N threads, plain and TLS listeners, HTTP sessions and
+// WebSocket sessions. Beast/Asio types stay inside its private rooms (net_state.h, listener,
+// http_session, ws_session); callers see only this header. Owned by the Server.
 
 #include <chrono>
 #include <cstddef>
@@ -74,13 +74,5 @@ class Net {
 
 // `app` and `metrics` must outlive the Net.
 Result<std::unique_ptr<Net>> makeNet(NetOptions options, HttpApp& app, Metrics& metrics);
-
-// A small thread pool for blocking work (store calls, file reads).
-class BlockingPool : public BlockingExecutor {
- public:
-  // Runs the work already queued, then joins the threads. Idempotent.
-  virtual void join() = 0;
-};
-std::unique_ptr<BlockingPool> makeBlockingPool(int threads);
 
 }  // namespace parley::server

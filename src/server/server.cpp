@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server/auth.h"
+#include "server/blocking_pool.h"
 #include "server/http_app.h"
 #include "server/jwt.h"
 #include "server/metrics.h"
