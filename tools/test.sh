@@ -3,9 +3,11 @@
 #   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
 #      browser end-to-end tests, then the tests labelled "slow" one at a time (crash and drain
 #      under load, memory bounds; tools/test.sh --slow runs only those);
-#   2. the libFuzzer targets (fuzz preset, clang-16), each for 20,000 inputs or 40 s
+#   2. clang-16 -Wthread-safety -Werror over the libraries and the parley binary (thread-safety
+#      preset; PARLEY_SKIP_THREAD_SAFETY=1 skips it);
+#   3. the libFuzzer targets (fuzz preset, clang-16), each for 20,000 inputs or 40 s
 #      (PARLEY_SKIP_FUZZ=1 skips them; tools/fuzz.sh 1000000 is the full run);
-#   3. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
+#   4. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
 #      ASan is noise).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,6 +28,11 @@ fi
 ctest --preset default -j"$jobs"
 # The slow ones load the machine themselves: one at a time.
 ctest --test-dir build/default --output-on-failure -L slow -j1
+if [ "${PARLEY_SKIP_THREAD_SAFETY:-0}" != 1 ]; then
+  # clang's thread-safety analysis: the annotated locking (src/common/thread_annotations.h) is
+  # checked at compile time; any violation fails the build (-Werror).
+  "$here/tools/build.sh" thread-safety
+fi
 if [ "${PARLEY_SKIP_FUZZ:-0}" != 1 ]; then
   # Bounded fuzz runs: 20,000 inputs or 40 s per target, whichever comes first; any crash,
   # hang, leak or sanitizer report fails the tests.

@@ -28,6 +28,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/thread_annotations.h"
 #include "connector/bot_service.h"
 #include "connector/richcontent/richcontent_handler.h"
 #include "conversation/conversation_engine.h"
@@ -197,17 +198,17 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
 class ConnectorRef {
  public:
   void set(const std::shared_ptr<parley::connector::BotService>& b) {
-    std::lock_guard lock(mu_);
+    parley::MutexLock lock(mu_);
     bot_ = b;
   }
   std::shared_ptr<parley::connector::BotService> get() const {
-    std::lock_guard lock(mu_);
+    parley::MutexLock lock(mu_);
     return bot_.lock();
   }
 
  private:
-  mutable std::mutex mu_;
-  std::weak_ptr<parley::connector::BotService> bot_;
+  mutable parley::Mutex mu_;
+  std::weak_ptr<parley::connector::BotService> bot_ PARLEY_GUARDED_BY(mu_);
 };
 
 // The account's stored image allowlist (bots/image-allowlist) from the connector's memory, or

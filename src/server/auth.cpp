@@ -71,7 +71,7 @@ void Auth::refreshAccountStatus() {
     if (a.status == store::AccountStatus::kDisabled) disabled.insert(a.id.str());
   std::vector<std::string> newly;
   {
-    std::lock_guard lock(status_mu_);
+    MutexLock lock(status_mu_);
     for (const auto& id : disabled)
       if (!disabled_accounts_.contains(id)) newly.push_back(id);
     disabled_accounts_ = std::move(disabled);
@@ -86,12 +86,12 @@ void Auth::refreshAccountStatus() {
 bool Auth::accountActive(const AccountId& acc) {
   bool stale = false;
   {
-    std::lock_guard lock(status_mu_);
+    MutexLock lock(status_mu_);
     stale = status_read_at_ == 0 ||
             clock_.nowMs() - status_read_at_ >= opts_.account_status_ttl.count();
   }
   if (stale) refreshAccountStatus();
-  std::lock_guard lock(status_mu_);
+  MutexLock lock(status_mu_);
   return !disabled_accounts_.contains(acc.str());
 }
 

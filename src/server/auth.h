@@ -24,6 +24,7 @@
 #include "common/api.h"
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "server/http_types.h"
 #include "server/login_throttle.h"
 #include "server/password_hasher.h"
@@ -160,9 +161,9 @@ class Auth {
   LoginThrottle throttle_;
   std::function<void(const AccountId&, const std::optional<UserId>&)> listener_;  // set first
 
-  std::mutex status_mu_;
-  std::set<std::string> disabled_accounts_;  // GUARDED_BY(status_mu_)
-  TimeMs status_read_at_ = 0;                // GUARDED_BY(status_mu_); 0 = never read
+  Mutex status_mu_;
+  std::set<std::string> disabled_accounts_ PARLEY_GUARDED_BY(status_mu_);
+  TimeMs status_read_at_ PARLEY_GUARDED_BY(status_mu_) = 0;  // 0 = never read
 };
 
 // The login hash of an unknown user: verifying it costs what a real check costs, so unknown

@@ -95,12 +95,12 @@ Status App::addHandler(std::shared_ptr<api::Handler> handler) {
 }
 
 void App::setPublicHost(std::string host_port) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   public_host_ = std::move(host_port);
 }
 
 std::string App::publicHost(const HttpRequest& req) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return public_host_.empty() ? req.local_host : public_host_;
 }
 

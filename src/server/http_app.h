@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/api.h"
+#include "common/thread_annotations.h"
 #include "server/auth.h"
 #include "server/http_types.h"
 #include "server/metrics.h"
@@ -65,8 +66,8 @@ class App final : public HttpApp {
 
   AppDeps deps_;
   std::vector<std::shared_ptr<api::Handler>> handlers_;  // written before serving only
-  mutable std::mutex mu_;
-  std::string public_host_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::string public_host_ PARLEY_GUARDED_BY(mu_);
 };
 
 // Reads a cookie value from a Cookie header; "" when absent.

@@ -77,7 +77,7 @@ std::variant<LoginThrottle::Admission, LoginThrottle::Denial> LoginThrottle::adm
     const std::string& account, const std::string& login_name, const std::string& address) {
   const TimeMs now = clock_.nowMs();
   Admission a{account + "/" + lowerAscii(login_name), address};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto check = [&](Table& t, const ThrottlePolicy& p, const std::string& key,
                    const char* what) -> std::optional<Denial> {
     auto it = t.find(key);
@@ -110,7 +110,7 @@ void LoginThrottle::release(Table& t, const std::string& key) {
 
 void LoginThrottle::failed(const Admission& a) {
   const TimeMs now = clock_.nowMs();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   release(users_, a.user_key);
   recordFailure(users_[a.user_key], opts_.user, now);
   if (!a.address.empty()) {
@@ -120,7 +120,7 @@ void LoginThrottle::failed(const Admission& a) {
 }
 
 void LoginThrottle::succeeded(const Admission& a) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   release(users_, a.user_key);
   if (auto it = users_.find(a.user_key); it != users_.end()) {
     if (it->second.in_flight == 0) {
@@ -134,13 +134,13 @@ void LoginThrottle::succeeded(const Admission& a) {
 }
 
 void LoginThrottle::cancelled(const Admission& a) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   release(users_, a.user_key);
   if (!a.address.empty()) release(addresses_, a.address);
 }
 
 std::size_t LoginThrottle::sizeForTest() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return users_.size() + addresses_.size();
 }
 

@@ -24,6 +24,7 @@
 #include <variant>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 
 namespace parley::server {
 
@@ -98,15 +99,15 @@ class LoginThrottle {
   // Why `e` refuses an attempt at `now`, or nullopt. Forgets old failures first.
   std::optional<std::chrono::milliseconds> refusal(Entry& e, const ThrottlePolicy& p, TimeMs now);
   void recordFailure(Entry& e, const ThrottlePolicy& p, TimeMs now);
-  // Makes room for one more key in `t` (REQUIRES: mu_ held).
-  void trim(Table& t, const ThrottlePolicy& p, TimeMs now);
+  // Makes room for one more key in `t` (one of the tables).
+  void trim(Table& t, const ThrottlePolicy& p, TimeMs now) PARLEY_REQUIRES(mu_);
   static void release(Table& t, const std::string& key);
 
   const Clock& clock_;
   const LoginThrottleOptions opts_;
-  mutable std::mutex mu_;
-  Table users_;      // GUARDED_BY(mu_)
-  Table addresses_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  Table users_ PARLEY_GUARDED_BY(mu_);
+  Table addresses_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::server

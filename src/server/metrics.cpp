@@ -9,7 +9,7 @@
 namespace parley::server {
 
 void Metrics::countRequest(const std::string& route, int status) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ++requests_[{route, status}];
 }
 
@@ -31,7 +31,7 @@ void Metrics::socketClosed(SocketKind kind) {
 }
 
 void Metrics::addSource(std::function<std::string()> source) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   sources_.push_back(std::move(source));
 }
 
@@ -39,7 +39,7 @@ std::string Metrics::text() const {
   std::string out;
   std::vector<std::function<std::string()>> sources;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     out += "# HELP parley_http_requests_total HTTP requests by route and status.\n";
     out += "# TYPE parley_http_requests_total counter\n";
     for (const auto& [key, n] : requests_) {

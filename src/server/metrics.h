@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
+
 namespace parley::server {
 
 // Whether /metrics keeps the labels that name a tenant (account, bot, function).
@@ -59,9 +61,9 @@ class Metrics {
   std::int64_t openWebSockets() const { return ws_open_.load(); }
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, int>, std::int64_t> requests_;  // GUARDED_BY(mu_)
-  std::vector<std::function<std::string()>> sources_;             // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::pair<std::string, int>, std::int64_t> requests_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::function<std::string()>> sources_ PARLEY_GUARDED_BY(mu_);
   std::atomic<std::int64_t> http_open_{0};
   std::atomic<std::int64_t> ws_open_{0};
   std::atomic<std::int64_t> ws_total_{0};

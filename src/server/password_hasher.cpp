@@ -45,7 +45,7 @@ PasswordPool::PasswordPool(PasswordPoolOptions options) : opts_(options) {
 
 PasswordPool::~PasswordPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -54,7 +54,7 @@ PasswordPool::~PasswordPool() {
 
 bool PasswordPool::submit(std::function<void()> job) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ || queue_.size() >= opts_.max_queued) {
       ++refused_;
       return false;
@@ -69,8 +69,8 @@ void PasswordPool::loop() {
   for (;;) {
     std::function<void()> job;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.empty()) lock.wait(cv_);
       if (queue_.empty()) return;  // stopping, nothing left
       job = std::move(queue_.front());
       queue_.pop_front();
@@ -102,12 +102,12 @@ void PasswordPool::hash(std::string password, crypto::PasswordCost cost,
 }
 
 std::size_t PasswordPool::queued() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return queue_.size();
 }
 
 std::int64_t PasswordPool::refused() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return refused_;
 }
 

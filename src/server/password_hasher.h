@@ -22,6 +22,7 @@
 
 #include "common/crypto.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 
 namespace parley::server {
 
@@ -69,15 +70,15 @@ class PasswordPool final : public PasswordHasher {
 
  private:
   // Queues `job`; false when full.
-  bool submit(std::function<void()> job);
+  bool submit(std::function<void()> job) PARLEY_EXCLUDES(mu_);
   void loop();
 
   const PasswordPoolOptions opts_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
-  std::int64_t refused_ = 0;                 // GUARDED_BY(mu_)
+  std::deque<std::function<void()>> queue_ PARLEY_GUARDED_BY(mu_);
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
+  std::int64_t refused_ PARLEY_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;
 };
 

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/thread_annotations.h"
 #include "server/auth.h"
 #include "server/blocking_pool.h"
 #include "server/http_app.h"
@@ -120,9 +121,9 @@ class ServerImpl final : public Server {
   void startAccountWatch() {
     watch_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "account-watch");
-      std::unique_lock lock(watch_mu_);
+      MutexLock lock(watch_mu_);
       while (!watch_stop_) {
-        watch_cv_.wait_for(lock, opts_.account_status_interval);
+        lock.waitFor(watch_cv_, opts_.account_status_interval);
         if (watch_stop_) break;
         lock.unlock();
         auth_.refreshAccountStatus();
@@ -132,7 +133,7 @@ class ServerImpl final : public Server {
   }
   void stopAccountWatch() {
     {
-      std::lock_guard lock(watch_mu_);
+      MutexLock lock(watch_mu_);
       watch_stop_ = true;
     }
     watch_cv_.notify_all();
@@ -156,9 +157,9 @@ class ServerImpl final : public Server {
   bool started_ = false;
   bool stopped_ = false;
   std::thread watch_;
-  std::mutex watch_mu_;
+  Mutex watch_mu_;
   std::condition_variable watch_cv_;
-  bool watch_stop_ = false;  // GUARDED_BY(watch_mu_)
+  bool watch_stop_ PARLEY_GUARDED_BY(watch_mu_) = false;
 };
 
 }  // namespace

@@ -1230,6 +1230,8 @@ TYPED_TEST(StoreContract, ConcurrentWritersAllCommitExactly) {
 
 TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
   Conversation c = makeConversation(kA, "busy");
+  // The readers' own copy: the writer reassigns `c` as it goes.
+  const auto id = c.id;
   std::atomic<bool> stop{false};
   std::atomic<int> bad_reads{0};
   std::thread writer([&] {
@@ -1244,7 +1246,7 @@ TYPED_TEST(StoreContract, ReadsRunWhileOthersWrite) {
     readers.emplace_back([&] {
       std::size_t last = 0;
       while (!stop) {
-        auto msgs = this->conv().listMessages(c.id, 0, 1000);
+        auto msgs = this->conv().listMessages(id, 0, 1000);
         if (!msgs || msgs->size() < last) ++bad_reads;  // committed rows never disappear
         if (msgs) {
           last = msgs->size();

@@ -43,9 +43,9 @@ struct WorkerHandle {
   std::unique_ptr<InProcessWorker> thread;  // in-process mode
   SteadyTime started;
 
-  std::mutex out_mu;
-  std::string out;      // GUARDED_BY(out_mu): bytes not yet written
-  bool broken = false;  // GUARDED_BY(out_mu)
+  Mutex out_mu;
+  std::string out PARLEY_GUARDED_BY(out_mu);  // bytes not yet written
+  bool broken PARLEY_GUARDED_BY(out_mu) = false;
 
   // GUARDED_BY(Engine::mu_)
   bool ready = false;
@@ -190,7 +190,7 @@ Engine::~Engine() {
   std::vector<Job> dropped;
   std::vector<std::shared_ptr<WorkerHandle>> workers;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     for (auto& item : scheduler_.takeAll()) {
       auto it = jobs_.find(item.id);
@@ -207,8 +207,8 @@ Engine::~Engine() {
   // (the workers' parent thread) stays until then.
   for (auto& w : workers) ::shutdown(w->fd, SHUT_WR);
   {
-    std::unique_lock lock(mu_);
-    io_cv_.wait(lock, [&] { return io_threads_ == 0; });
+    MutexLock lock(mu_);
+    while (io_threads_ != 0) lock.wait(io_cv_);
   }
   cv_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
@@ -268,7 +268,7 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
   ::fcntl(w->fd, F_SETFL, ::fcntl(w->fd, F_GETFL) | O_NONBLOCK);
   w->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) {
       // The engine is going away: this worker never joins (it sees EOF and ends).
       ::close(w->fd);
@@ -298,7 +298,7 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
 void Engine::send(WorkerHandle& w, std::string frame) {
   bool wake = false;
   {
-    std::lock_guard lock(w.out_mu);
+    MutexLock lock(w.out_mu);
     if (w.broken) return;
     std::size_t off = 0;
     if (w.out.empty()) {
@@ -337,7 +337,7 @@ void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
   while (open) {
     bool want_out;
     {
-      std::lock_guard lock(w->out_mu);
+      MutexLock lock(w->out_mu);
       if (w->broken) break;
       want_out = !w->out.empty();
     }
@@ -353,7 +353,7 @@ void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
       [[maybe_unused]] auto n = ::read(w->wake_fd, &v, sizeof v);
     }
     if (p[0].revents & POLLOUT) {
-      std::lock_guard lock(w->out_mu);
+      MutexLock lock(w->out_mu);
       while (!w->out.empty()) {
         ssize_t n = ::send(w->fd, w->out.data(), w->out.size(), MSG_NOSIGNAL);
         if (n > 0) {
@@ -394,7 +394,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
   using wire::Msg;
   switch (f.type) {
     case Msg::kReady: {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       w->ready = true;
       if (w->kind == Scheduler::WorkerKind::kShared) {
         if (starting_shared_ > 0) --starting_shared_;
@@ -412,7 +412,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       if (!proto::parseResult(f.payload, &id, &r)) return;
       Job job;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         auto it = jobs_.find(id);
         if (it == jobs_.end() || it->second.worker != w->id) return;
         job = std::move(it->second);
@@ -434,7 +434,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       // from what the worker says): its deployment, deadline, request id and invoker.
       Job acting;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         auto it = jobs_.find(inv);
         // Only an invocation running on this worker may ask: a worker cannot act for another.
         if (it == jobs_.end() || it->second.worker != w->id) return;
@@ -456,7 +456,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     case Msg::kPrepared: {
       std::uint64_t req = 0;
       Status s = proto::parsePrepared(f.payload, &req);
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = w->prepares.find(req);
       if (it == w->prepares.end()) return;
       it->second.promise.set_value(std::move(s));
@@ -464,7 +464,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       return;
     }
     case Msg::kBusy: {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       // The account is the one of the invocation the shared page names, if it runs on this
       // worker; what the worker says is not trusted (it could name another account to use up
       // that account's busy share).
@@ -481,14 +481,14 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       return;
     }
     case Msg::kFree: {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       scheduler_.setFree(w->id);
       scheduleLocked();
       return;
     }
     case Msg::kReturned: {
       auto ids = proto::parseIds(f.payload);
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (auto id : ids) {
         auto it = jobs_.find(id);
         if (it == jobs_.end() || it->second.worker != w->id) continue;
@@ -506,7 +506,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     case Msg::kFatal: {
       wire::Reader rd(f.payload);
       std::string why = rd.str();
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       w->fatal = why;
       return;
     }
@@ -516,7 +516,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     case Msg::kProbed: {
       wire::Reader rd(f.payload);
       std::string answer = rd.str();
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (!w->probes.empty()) {
         w->probes.front().set_value(std::move(answer));
         w->probes.pop_front();
@@ -554,7 +554,7 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
   std::uint64_t culprit_job = 0;
   std::string fatal, killed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     crashed = !stopping_ && !w->retired;
     w->gone = true;
     scheduler_.removeWorker(w->id);
@@ -635,13 +635,13 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
                                 "on it caused it); retry"));
   }
   {
-    std::lock_guard lock(w->out_mu);
+    MutexLock lock(w->out_mu);
     w->broken = true;  // late host-call replies are dropped
   }
   if (w->wake_fd >= 0) ::close(w->wake_fd);
   ::close(w->fd);
   if (w->pid > 0 && w->shared) ::munmap(w->shared, 4096);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (--io_threads_ == 0) io_cv_.notify_all();
 }
 
@@ -662,7 +662,7 @@ void Engine::recordCrash(const std::string& function_key, SteadyTime now) {
 }
 
 void Engine::supervise() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     std::size_t shared = 0;
     for (auto& [id, w] : workers_) shared += w->kind == Scheduler::WorkerKind::kShared;
@@ -684,7 +684,7 @@ void Engine::supervise() {
       if (!w) {
         (kind == Scheduler::WorkerKind::kShared ? starting_shared_ : starting_quarantine_)--;
         spdlog::error("functions: cannot start a worker: {}", w.error().message);
-        cv_.wait_for(lock, std::chrono::seconds(1));
+        lock.waitFor(cv_, std::chrono::seconds(1));
         continue;
       }
       if (restart && crashed_unreplaced_ > 0) {
@@ -754,7 +754,7 @@ void Engine::supervise() {
         if (extra) --shared;
       }
     }
-    cv_.wait_for(lock, any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
+    lock.waitFor(cv_, any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
   }
 }
 
@@ -818,9 +818,9 @@ std::shared_ptr<Deployment> Engine::newDeployment() {
 Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prepared_on) {
   std::future<Status> fut;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     // A free shared worker, the one that last ran this function or account if possible.
-    auto pick = [&]() -> WorkerHandle* {
+    auto pick = [&]() PARLEY_REQUIRES(mu_) -> WorkerHandle* {
       WorkerHandle* best = nullptr;
       for (auto& [id, w] : workers_) {
         if (!w->ready || w->gone || w->kind != Scheduler::WorkerKind::kShared ||
@@ -833,7 +833,7 @@ Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prep
     WorkerHandle* w = nullptr;
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!stopping_ && !(w = pick())) {
-      if (cv_.wait_until(lock, until) == std::cv_status::timeout) break;
+      if (lock.waitUntil(cv_, until) == std::cv_status::timeout) break;
     }
     if (stopping_)
       return makeError(ErrorCode::kUnavailable, "the function runtime is shutting down");
@@ -876,7 +876,7 @@ Status Engine::deploy(const AccountId& account, const FunctionId& id, DeployedCo
   d->version = code.version;
   int prepared_on = -1;
   Status s = prepare(d, true, &prepared_on);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!s) {
     for (auto& [wid, w] : workers_) {
       auto k = w->known.find(d->key + "#prepared");
@@ -910,7 +910,7 @@ Status Engine::deploy(const AccountId& account, const FunctionId& id, DeployedCo
 
 void Engine::undeploy(const AccountId& account, const FunctionId& id) {
   std::string key = keyOf(account, id);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (table_.erase(key) == 0) return;
   for (auto& [wid, w] : workers_) {
     if (w->known.erase(key)) send(*w, proto::drop(key, 0));
@@ -918,14 +918,14 @@ void Engine::undeploy(const AccountId& account, const FunctionId& id) {
 }
 
 bool Engine::isDeployed(const AccountId& account, const FunctionId& id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return table_.count(keyOf(account, id)) > 0;
 }
 
 void Engine::enqueue(Job job) {
   InvokeResult refused;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) {
       refused = errorResult(kErrUnavailable, "the function runtime is shutting down");
     } else {
@@ -952,7 +952,7 @@ void Engine::invoke(InvokeRequest request, InvokeMode mode,
                     std::function<void(InvokeResult)> done) {
   std::shared_ptr<const Deployment> d;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = table_.find(keyOf(request.account, request.function));
     if (it != table_.end()) d = it->second;
   }
@@ -1017,7 +1017,7 @@ void Engine::countFinished(const InvokeResult& r) {
 RuntimeStats Engine::stats() const {
   RuntimeStats s;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     s.deployed = table_.size();
     s.queue_depth = scheduler_.queued();
     for (auto& [id, j] : jobs_) s.in_flight += j.worker >= 0;
@@ -1072,7 +1072,7 @@ std::string Engine::prometheusText() const {
 // Test hooks
 
 std::vector<int> Engine::workerPidsForTest(Scheduler::WorkerKind kind) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::pair<int, int>> v;
   for (auto& [id, w] : workers_) {
     if (w->gone || !w->ready || w->pid <= 0 || w->kind != kind) continue;
@@ -1085,7 +1085,7 @@ std::vector<int> Engine::workerPidsForTest(Scheduler::WorkerKind kind) const {
 }
 
 int Engine::workerPidOfRequestForTest(const std::string& request_id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, j] : jobs_) {
     if (j.request.request_id != request_id || j.worker < 0) continue;
     auto w = workers_.find(j.worker);
@@ -1097,7 +1097,7 @@ int Engine::workerPidOfRequestForTest(const std::string& request_id) const {
 Result<std::string> Engine::probeWorkerForTest(const std::string& what) {
   std::future<std::string> fut;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     WorkerHandle* target = nullptr;
     for (auto& [id, w] : workers_) {
       if (w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared) {
@@ -1116,13 +1116,16 @@ Result<std::string> Engine::probeWorkerForTest(const std::string& what) {
 }
 
 bool Engine::waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] {
+  MutexLock lock(mu_);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
     std::size_t ready = 0;
     for (auto& [id, w] : workers_)
       ready += w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared;
-    return ready >= n;
-  });
+    if (ready >= n) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    lock.waitUntil(cv_, until);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ bool hostAllowed(std::string_view host_in, const std::vector<std::string>& allow
 
 bool RateLimiter::tryAcquire(const std::string& key) {
   TimeMs second = clock_.nowMs() / 1000;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (windows_.size() > 10'000) {
     std::erase_if(windows_, [&](const auto& kv) { return kv.second.second != second; });
   }

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 
 namespace parley::functions::engine {
 
@@ -43,8 +44,8 @@ class RateLimiter {
   };
   const Clock& clock_;
   const int per_second_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Window> windows_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<std::string, Window> windows_ PARLEY_GUARDED_BY(mu_);
 };
 
 // ---- Addresses ----------------------------------------------------------------------------

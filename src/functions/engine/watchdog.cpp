@@ -20,7 +20,7 @@ Watchdog::Watchdog(std::chrono::milliseconds long_task)
 
 Watchdog::~Watchdog() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -28,7 +28,7 @@ Watchdog::~Watchdog() {
 }
 
 std::uint64_t Watchdog::firedCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return fired_count_;
 }
 
@@ -49,7 +49,7 @@ std::uint64_t Watchdog::onEnterJs(Terminator& terminator, SteadyTime deadline,
   e.long_at = long_task_.count() > 0 ? now + long_task_ : SteadyTime::max();
   e.fired = false;
   SteadyTime first = std::min({e.deadline, e.cpu_check_at, e.long_at});
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   e.token = next_token_++;
   entries_.push_back(e);
   if (first < wake_at_) {
@@ -60,7 +60,7 @@ std::uint64_t Watchdog::onEnterJs(Terminator& terminator, SteadyTime deadline,
 }
 
 bool Watchdog::exitJs(std::uint64_t token) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const Entry& e) { return e.token == token; });
   if (it == entries_.end()) return false;
@@ -71,7 +71,7 @@ bool Watchdog::exitJs(std::uint64_t token) {
 }
 
 void Watchdog::run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stop_) {
     auto now = std::chrono::steady_clock::now();
     SteadyTime next = SteadyTime::max();
@@ -101,9 +101,9 @@ void Watchdog::run() {
     }
     wake_at_ = next;
     if (next == SteadyTime::max()) {
-      cv_.wait(lock);
+      lock.wait(cv_);
     } else {
-      cv_.wait_until(lock, next);
+      lock.waitUntil(cv_, next);
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "functions/engine/limits.h"
 
 namespace parley::functions::engine {
@@ -46,16 +47,16 @@ class Watchdog final : public Limits {
     SteadyTime long_at;
     bool fired;
   };
-  void run();
+  void run() PARLEY_EXCLUDES(mu_);
 
   const std::chrono::milliseconds long_task_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::vector<Entry> entries_;              // GUARDED_BY(mu_); at most one per worker thread
-  std::uint64_t next_token_ = 1;            // GUARDED_BY(mu_)
-  SteadyTime wake_at_ = SteadyTime::max();  // GUARDED_BY(mu_)
-  std::uint64_t fired_count_ = 0;           // GUARDED_BY(mu_)
-  bool stop_ = false;                       // GUARDED_BY(mu_)
+  std::vector<Entry> entries_ PARLEY_GUARDED_BY(mu_);  // at most one per worker thread
+  std::uint64_t next_token_ PARLEY_GUARDED_BY(mu_) = 1;
+  SteadyTime wake_at_ PARLEY_GUARDED_BY(mu_) = SteadyTime::max();
+  std::uint64_t fired_count_ PARLEY_GUARDED_BY(mu_) = 0;
+  bool stop_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

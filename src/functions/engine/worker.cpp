@@ -175,7 +175,7 @@ Worker::~Worker() = default;
 void IsolateSlot::longTask() { worker->onLongTask(); }
 
 void Worker::send(std::string frame) {
-  std::lock_guard lock(out_mu_);
+  MutexLock lock(out_mu_);
   std::size_t off = 0;
   while (off < frame.size()) {
     ssize_t n = ::send(fd_, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
@@ -220,7 +220,7 @@ bool Worker::waitReadable(SteadyTime until) {
 void Worker::onLongTask() {
   std::vector<std::uint64_t> returned;
   {
-    std::lock_guard lock(in_mu_);
+    MutexLock lock(in_mu_);
     std::vector<wire::Frame> frames;
     readAvailable(frames);
     // Jobs received but not started go back to the server, which runs them on another worker;
@@ -255,7 +255,7 @@ void Worker::run() {
   while (open) {
     frames.clear();
     {
-      std::lock_guard lock(in_mu_);
+      MutexLock lock(in_mu_);
       while (!stash_.empty()) {
         frames.push_back(std::move(stash_.front()));
         stash_.pop_front();
@@ -276,7 +276,7 @@ void Worker::run() {
     pumpPlatform();
     if (busy) continue;
     {
-      std::lock_guard lock(in_mu_);
+      MutexLock lock(in_mu_);
       if (!tasks_.empty() || !stash_.empty()) continue;
     }
     waitReadable(nextWake());
@@ -367,7 +367,7 @@ bool Worker::handleFrame(wire::Frame& f) {
       }
       t.deployment = it->second;
       if (it->second->ephemeral || !isCurrent(*it->second)) deployments_.erase(it);
-      std::lock_guard lock(in_mu_);
+      MutexLock lock(in_mu_);
       std::string key = t.deployment->key;
       tasks_.push(key, std::move(t), std::numeric_limits<std::size_t>::max(),
                   std::numeric_limits<std::size_t>::max());
@@ -474,7 +474,7 @@ bool Worker::takeJobs() {
   for (int n = 0; n < kJobsPerRound; ++n) {
     Task job;
     {
-      std::lock_guard lock(in_mu_);
+      MutexLock lock(in_mu_);
       auto next = tasks_.pop();
       if (!next) break;
       job = std::move(*next);

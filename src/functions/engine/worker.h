@@ -27,6 +27,7 @@
 
 #include "common/check.h"
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "functions/engine/fair_queue.h"
 #include "functions/engine/limits.h"
 #include "functions/engine/protocol.h"
@@ -153,7 +154,7 @@ class Worker {
   // Socket.
   void send(std::string frame);
   // Reads what is available without blocking; frames go to `out`. False on EOF/error.
-  bool readAvailable(std::vector<wire::Frame>& out);  // REQUIRES(in_mu_)
+  bool readAvailable(std::vector<wire::Frame>& out) PARLEY_REQUIRES(in_mu_);
   bool waitReadable(SteadyTime until);
   bool handleFrame(wire::Frame& f);
 
@@ -204,16 +205,17 @@ class Worker {
   WorkerShared& shared_;
   clockid_t cpu_clock_{};
 
-  std::mutex out_mu_;  // serialises writes to fd_
+  Mutex out_mu_;  // serialises writes to fd_ (send(); no data of its own)
 
   // Read side of the socket, shared with onLongTask().
-  std::mutex in_mu_;
-  wire::FrameSplitter splitter_;   // GUARDED_BY(in_mu_)
-  std::deque<wire::Frame> stash_;  // GUARDED_BY(in_mu_): read by onLongTask, not yet handled
-  // GUARDED_BY(in_mu_): received, not started; served round-robin by function, so one
-  // function's backlog on this worker does not hold up the others.
-  FairQueue<Task> tasks_;
-  bool eof_ = false;          // GUARDED_BY(in_mu_)
+  Mutex in_mu_;
+  wire::FrameSplitter splitter_ PARLEY_GUARDED_BY(in_mu_);
+  // Read by onLongTask, not yet handled.
+  std::deque<wire::Frame> stash_ PARLEY_GUARDED_BY(in_mu_);
+  // Received, not started; served round-robin by function, so one function's backlog on this
+  // worker does not hold up the others.
+  FairQueue<Task> tasks_ PARLEY_GUARDED_BY(in_mu_);
+  bool eof_ PARLEY_GUARDED_BY(in_mu_) = false;
   std::string long_account_;  // set before entering JS; read by onLongTask
   std::atomic<bool> busy_sent_{false};
 

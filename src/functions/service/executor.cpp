@@ -20,7 +20,7 @@ Executor::Executor(std::size_t threads) {
 
 Executor::~Executor() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -29,23 +29,23 @@ Executor::~Executor() {
 
 void Executor::post(std::function<void()> task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     queue_.push_back(std::move(task));
   }
   cv_.notify_one();
 }
 
 void Executor::waitIdle() {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+  MutexLock lock(mu_);
+  while (!queue_.empty() || running_ != 0) lock.wait(idle_cv_);
 }
 
 void Executor::loop() {
   while (true) {
     std::function<void()> task;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && queue_.empty()) lock.wait(cv_);
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
@@ -60,7 +60,7 @@ void Executor::loop() {
       spdlog::error("functions service task threw a non-standard exception");
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       --running_;
     }
     idle_cv_.notify_all();

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
+
 namespace parley::functions::service {
 
 class Executor final {
@@ -29,14 +31,14 @@ class Executor final {
   void waitIdle();
 
  private:
-  void loop();
+  void loop() PARLEY_EXCLUDES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable cv_;               // guarded by mu_: work arrived or stopping
-  std::condition_variable idle_cv_;          // guarded by mu_: a task finished
-  std::deque<std::function<void()>> queue_;  // GUARDED_BY(mu_)
-  std::size_t running_ = 0;                  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::condition_variable cv_;       // with mu_: work arrived or stopping
+  std::condition_variable idle_cv_;  // with mu_: a task finished
+  std::deque<std::function<void()>> queue_ PARLEY_GUARDED_BY(mu_);
+  std::size_t running_ PARLEY_GUARDED_BY(mu_) = 0;
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -226,31 +226,31 @@ FunctionService::~FunctionService() {
   stopping_ = true;
   executor_->waitIdle();
   {
-    std::unique_lock lock(async_mu_);
-    async_cv_.wait(lock, [&] { return async_pending_ == 0; });
+    MutexLock lock(async_mu_);
+    while (async_pending_ != 0) lock.wait(async_cv_);
   }
   executor_.reset();
 }
 
 void FunctionService::beginAsync() {
-  std::lock_guard lock(async_mu_);
+  MutexLock lock(async_mu_);
   ++async_pending_;
 }
 
 void FunctionService::endAsync() {
-  std::lock_guard lock(async_mu_);
+  MutexLock lock(async_mu_);
   if (--async_pending_ == 0) async_cv_.notify_all();
 }
 
 void FunctionService::waitIdleForTest() {
   executor_->waitIdle();
-  std::unique_lock lock(async_mu_);
-  async_cv_.wait(lock, [&] { return async_pending_ == 0; });
+  MutexLock lock(async_mu_);
+  while (async_pending_ != 0) lock.wait(async_cv_);
 }
 
 Runner& FunctionService::runner() { return *runner_; }
 
-std::mutex& FunctionService::lockFor(const FunctionId& id) {
+Mutex& FunctionService::lockFor(const FunctionId& id) {
   return function_locks_[std::hash<std::string>{}(id.str()) % function_locks_.size()];
 }
 
@@ -477,7 +477,7 @@ api::Response FunctionService::updateFunction(const api::Request& req, const Fun
     if (!parsed) return errorResponse(parsed.error());
     env = std::move(*parsed);
   }
-  std::lock_guard lock(lockFor(id));
+  MutexLock lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   bool changed = false;
@@ -511,7 +511,7 @@ api::Response FunctionService::updateFunction(const api::Request& req, const Fun
 
 api::Response FunctionService::deleteFunction(const api::Request& req, const FunctionId& id) {
   if (auto r = authorize(req.caller, policy::Action::kFunctionsDelete)) return *r;
-  std::lock_guard lock(lockFor(id));
+  MutexLock lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   runtime_.undeploy(f->account, f->uuid);
@@ -522,7 +522,7 @@ api::Response FunctionService::deleteFunction(const api::Request& req, const Fun
 
 api::Response FunctionService::deployFunction(const api::Request& req, const FunctionId& id) {
   if (auto r = authorize(req.caller, policy::Action::kFunctionsDeploy)) return *r;
-  std::lock_guard lock(lockFor(id));
+  MutexLock lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   const bool was_live = runtime_.isDeployed(f->account, f->uuid);
@@ -587,7 +587,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
 
 api::Response FunctionService::undeployFunction(const api::Request& req, const FunctionId& id) {
   if (auto r = authorize(req.caller, policy::Action::kFunctionsUndeploy)) return *r;
-  std::lock_guard lock(lockFor(id));
+  MutexLock lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   runtime_.undeploy(f->account, f->uuid);
@@ -727,7 +727,7 @@ api::Response FunctionService::listDeployments(const api::Request& req, const Fu
 api::Response FunctionService::restoreDeployment(const api::Request& req, const FunctionId& id,
                                                  const std::string& deployment_uuid) {
   if (auto r = authorize(req.caller, policy::Action::kFunctionsRestore)) return *r;
-  std::lock_guard lock(lockFor(id));
+  MutexLock lock(lockFor(id));
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   auto ds = functions_.listDeployments(f->account, f->uuid, options_.keep_deployments);

@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "functions/runner.h"
 #include "functions/runtime.h"
 #include "functions/service/executor.h"
@@ -86,10 +87,12 @@ class FunctionService final : public api::Handler {
   class RecordingRunner;
 
   void route(const api::Request& req, std::function<void(api::Response)> done);
-  std::mutex& lockFor(const FunctionId& id);
+  // Serialises read-modify-write sequences on one function's stored rows (16 stripes; the lock
+  // guards store rows, not members).
+  Mutex& lockFor(const FunctionId& id);
   // Registers an asynchronous callback that touches the service; the destructor waits for it.
-  void beginAsync();
-  void endAsync();
+  void beginAsync() PARLEY_EXCLUDES(async_mu_);
+  void endAsync() PARLEY_EXCLUDES(async_mu_);
 
   // Handlers; each returns the response or calls `done` later (invoke).
   api::Response listFunctions(const api::Request& req);
@@ -122,11 +125,11 @@ class FunctionService final : public api::Handler {
   FunctionMetrics metrics_;
   std::unique_ptr<RecordingRunner> runner_;
 
-  std::array<std::mutex, 16> function_locks_;
+  std::array<Mutex, 16> function_locks_;
   std::atomic<bool> stopping_{false};
-  std::mutex async_mu_;
-  std::condition_variable async_cv_;  // guarded by async_mu_: async_pending_ reached 0
-  int async_pending_ = 0;             // GUARDED_BY(async_mu_)
+  Mutex async_mu_;
+  std::condition_variable async_cv_;  // with async_mu_: async_pending_ reached 0
+  int async_pending_ PARLEY_GUARDED_BY(async_mu_) = 0;
 
   // Last member: destroyed (drained and joined) first.
   std::unique_ptr<Executor> executor_;

@@ -36,7 +36,7 @@ std::string esc(const std::string& s) {
 
 void FunctionMetrics::record(const AccountId& account, const FunctionId& function,
                              double duration_ms, const std::string& error_code) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Series& s = series_[{account.str(), function.str()}];
   ++s.invocations;
   if (!error_code.empty()) ++s.errors_by_code[error_code];
@@ -53,7 +53,7 @@ MetricsSnapshot FunctionMetrics::snapshot(const AccountId& account,
   MetricsSnapshot out;
   std::vector<double> samples;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = series_.find({account.str(), function.str()});
     if (it == series_.end()) return out;
     out.invocations = it->second.invocations;
@@ -69,12 +69,12 @@ MetricsSnapshot FunctionMetrics::snapshot(const AccountId& account,
 }
 
 void FunctionMetrics::erase(const AccountId& account, const FunctionId& function) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   series_.erase({account.str(), function.str()});
 }
 
 std::string FunctionMetrics::prometheusText() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string out;
   out +=
       "# HELP parley_function_invocations_total Production invocations of a function.\n"

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/ids.h"
+#include "common/thread_annotations.h"
 
 namespace parley::functions::service {
 
@@ -55,8 +56,8 @@ class FunctionMetrics final {
   };
   using Key = std::pair<std::string, std::string>;  // account, function
 
-  mutable std::mutex mu_;
-  std::map<Key, Series> series_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<Key, Series> series_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::functions::service

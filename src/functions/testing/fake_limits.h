@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "functions/engine/limits.h"
 
 namespace parley::functions::testing {
@@ -20,7 +21,7 @@ class FakeLimits final : public engine::Limits {
   // Entries made when their deadline had already passed.
   int enteredLateForTest() const { return entered_late_; }
   std::vector<engine::SteadyTime> deadlinesForTest() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return deadlines_;
   }
 
@@ -31,7 +32,7 @@ class FakeLimits final : public engine::Limits {
     ++entered_;
     if (std::chrono::steady_clock::now() >= deadline) ++entered_late_;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       deadlines_.push_back(deadline);
     }
     if (terminate_on_enter_) {
@@ -46,8 +47,8 @@ class FakeLimits final : public engine::Limits {
   std::atomic<bool> terminate_on_enter_{false};
   std::atomic<int> entered_{0};
   std::atomic<int> entered_late_{0};
-  std::mutex mu_;
-  std::vector<engine::SteadyTime> deadlines_;
+  Mutex mu_;
+  std::vector<engine::SteadyTime> deadlines_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::functions::testing

@@ -16,14 +16,14 @@ Status Directory::preloadAll() {
 
 std::optional<std::string> Directory::pidOf(const AccountId& acc,
                                             const std::string& user_id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_uid_.find(key(acc, user_id));
   if (it == by_uid_.end() || it->second.pid.empty()) return std::nullopt;
   return it->second.pid;
 }
 
 std::optional<std::string> Directory::uidOfPid(const AccountId& acc, const std::string& pid) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_pid_.find(key(acc, pid));
   if (it == by_pid_.end()) return std::nullopt;
   return it->second;
@@ -31,20 +31,20 @@ std::optional<std::string> Directory::uidOfPid(const AccountId& acc, const std::
 
 std::optional<store::UserType> Directory::typeOf(const AccountId& acc,
                                                  const std::string& user_id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_uid_.find(key(acc, user_id));
   if (it == by_uid_.end()) return std::nullopt;
   return it->second.type;
 }
 
 void Directory::put(const store::User& u) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   by_uid_[key(u.account, u.id.str())] = Entry{u.pid, u.type};
   if (!u.pid.empty()) by_pid_[key(u.account, u.pid)] = u.id.str();
 }
 
 void Directory::remove(const AccountId& acc, const UserId& user) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_uid_.find(key(acc, user.str()));
   if (it == by_uid_.end()) return;
   by_pid_.erase(key(acc, it->second.pid));

@@ -13,6 +13,7 @@
 
 #include "common/ids.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "server/http_types.h"
 #include "store/store.h"
 
@@ -49,9 +50,9 @@ class Directory {
 
   store::AccountStore& accounts_;
   BlockingExecutor& blocking_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> by_uid_;        // GUARDED_BY(mu_) acc/uid → entry
-  std::unordered_map<std::string, std::string> by_pid_;  // GUARDED_BY(mu_) acc/pid → uid
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Entry> by_uid_ PARLEY_GUARDED_BY(mu_);        // acc/uid → entry
+  std::unordered_map<std::string, std::string> by_pid_ PARLEY_GUARDED_BY(mu_);  // acc/pid → uid
 };
 
 }  // namespace parley::server::protocol

@@ -32,7 +32,7 @@ void eraseFromIndex(HubSessionIndex& index, const std::string& key, const HubCli
 
 void Hub::add(const std::shared_ptr<HubClient>& client) {
   auto consumer = client->hubConsumer();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];
   if (consumer) {
     acc.consumers[consumer->str()].push_back(client);
@@ -45,7 +45,7 @@ void Hub::add(const std::shared_ptr<HubClient>& client) {
 
 void Hub::remove(const HubClient* client) {
   auto consumer = client->hubConsumer();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(client->hubAccount().str());
   if (it == sessions_.end()) return;
   std::size_t removed = 0;
@@ -79,7 +79,7 @@ void Hub::dropInterest(AccountSessions& acc, const HubClient* client) {
 void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
                                   const std::vector<std::string>& uids) {
   if (client->hubConsumer()) return;  // consumers get their own conversations' changes
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];
   dropInterest(acc, client.get());
   if (!all && uids.empty()) return;
@@ -96,7 +96,7 @@ void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, bool
 }
 
 int Hub::sessionsOfUser(const AccountId& acc, const UserId& user) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(acc.str());
   if (it == sessions_.end()) return 0;
   auto u = it->second.agents_by_user.find(user.str());
@@ -111,7 +111,7 @@ void Hub::revokeBearer(const std::string& bearer) {
   if (bearer.empty()) return;
   std::vector<std::shared_ptr<HubClient>> hit;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto scan = [&](const std::vector<std::weak_ptr<HubClient>>& v) {
       for (const auto& w : v)
         if (auto s = w.lock(); s && s->hubBearer() == bearer) hit.push_back(std::move(s));
@@ -133,7 +133,7 @@ void Hub::collect(const std::vector<std::weak_ptr<HubClient>>& v,
 void Hub::closeUser(const AccountId& acc, const UserId& user) {
   std::vector<std::shared_ptr<HubClient>> hit;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(acc.str());
     if (it == sessions_.end()) return;
     auto u = it->second.agents_by_user.find(user.str());
@@ -145,7 +145,7 @@ void Hub::closeUser(const AccountId& acc, const UserId& user) {
 void Hub::closeAccount(const AccountId& acc) {
   std::vector<std::shared_ptr<HubClient>> hit;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(acc.str());
     if (it == sessions_.end()) return;
     collect(it->second.agents, hit);
@@ -155,7 +155,7 @@ void Hub::closeAccount(const AccountId& acc) {
 }
 
 std::size_t Hub::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return size_;
 }
 
@@ -166,7 +166,7 @@ Status Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string pr
                                  "fewer or shorter engagement attributes)",
                                  profile_json.size(), opts_.max_profile_bytes));
   const std::string key = acc.str() + "/" + c.str();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(acc.str());
   if (it == sessions_.end() || !it->second.consumers.contains(c.str()))
     return invalid("the consumer has no open socket; connect, then set the profile");
@@ -187,17 +187,17 @@ Status Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string pr
 }
 
 std::size_t Hub::profileCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return profiles_.size();
 }
 
 std::size_t Hub::profileBytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return profile_bytes_;
 }
 
 std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& c) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = profiles_.find(acc.str() + "/" + c.str());
   if (it == profiles_.end()) return std::nullopt;
   return it->second;
@@ -208,7 +208,7 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
                    const std::function<std::shared_ptr<const Event>()>& make_event) {
   std::vector<std::shared_ptr<HubClient>> targets;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(acc.str());
     if (it == sessions_.end()) return;
     auto take = [&](const std::vector<std::weak_ptr<HubClient>>& v) {

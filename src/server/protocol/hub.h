@@ -21,6 +21,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "conversation/conversation_service.h"
 
 namespace parley::server::protocol {
@@ -151,12 +152,13 @@ class Hub final : public conversation::ConversationListener {
                       std::vector<std::shared_ptr<HubClient>>& out);
 
   const HubOptions opts_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, AccountSessions>
-      sessions_;                                           // account → sessions. GUARDED_BY(mu_)
-  std::size_t size_ = 0;                                   // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::string> profiles_;  // "acc/consumer". GUARDED_BY(mu_)
-  std::size_t profile_bytes_ = 0;                          // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  // account → sessions
+  std::unordered_map<std::string, AccountSessions> sessions_ PARLEY_GUARDED_BY(mu_);
+  std::size_t size_ PARLEY_GUARDED_BY(mu_) = 0;
+  // "acc/consumer" → profile
+  std::unordered_map<std::string, std::string> profiles_ PARLEY_GUARDED_BY(mu_);
+  std::size_t profile_bytes_ PARLEY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace parley::server::protocol

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "store/store_util.h"
 
 namespace parley::store {
@@ -24,7 +25,9 @@ std::vector<T> firstN(std::vector<T> v, int limit) {
   return v;
 }
 
-// The in-memory store. Every method locks mu_ for its whole duration, so each call is atomic.
+// The in-memory store. Every method locks mu_ for its whole duration, so each call is atomic;
+// the state is PARLEY_GUARDED_BY(mu_), checked by clang -Wthread-safety (the thread-safety
+// preset).
 class MemoryStore final : public Store,
                           public AccountStore,
                           public ConversationStore,
@@ -43,7 +46,7 @@ class MemoryStore final : public Store,
   // AccountStore
   Status createAccount(const Account& a) override {
     if (a.id.empty()) return invalid("account id is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (accounts_.contains(a.id.str()))
       return conflict("account " + a.id.str() + " already exists");
     Account stored = a;
@@ -53,21 +56,21 @@ class MemoryStore final : public Store,
   }
 
   Result<Account> getAccount(const AccountId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = accounts_.find(id.str());
     if (it == accounts_.end()) return notFound("account " + id.str() + " does not exist");
     return it->second;
   }
 
   Result<std::vector<Account>> listAccounts() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<Account> out;
     for (const auto& [_, a] : accounts_) out.push_back(a);
     return out;
   }
 
   Status setAccountStatus(const AccountId& id, AccountStatus status) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = accounts_.find(id.str());
     if (it == accounts_.end()) return notFound("account " + id.str() + " does not exist");
     it->second.status = status;
@@ -77,7 +80,7 @@ class MemoryStore final : public Store,
   Result<User> createUser(User u) override {
     if (u.account.empty()) return invalid("user account is required");
     if (u.login_name.empty()) return invalid("user loginName is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (findUserByLogin(u.account, u.login_name))
       return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
     auto& next = next_user_id_.try_emplace(u.account.str(), kFirstUserId).first->second;
@@ -95,7 +98,7 @@ class MemoryStore final : public Store,
   }
 
   Status updateUser(const User& u) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = users_.find({u.account.str(), u.id.str()});
     if (it == users_.end())
       return notFound("user " + u.id.str() + " does not exist in account " + u.account.str());
@@ -107,7 +110,7 @@ class MemoryStore final : public Store,
   }
 
   Status deleteUser(const AccountId& acc, const UserId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (users_.erase({acc.str(), id.str()}) == 0)
       return notFound("user " + id.str() + " does not exist in account " + acc.str());
     deleteCredentialsLocked(acc, id);
@@ -115,7 +118,7 @@ class MemoryStore final : public Store,
   }
 
   Result<User> getUser(const AccountId& acc, const UserId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = users_.find({acc.str(), id.str()});
     if (it == users_.end())
       return notFound("user " + id.str() + " does not exist in account " + acc.str());
@@ -123,14 +126,14 @@ class MemoryStore final : public Store,
   }
 
   Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const User* u = findUserByLogin(acc, login_name);
     if (!u) return notFound("no user with login name '" + login_name + "' in account " + acc.str());
     return *u;
   }
 
   Result<std::vector<User>> listUsers(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<User> out;
     for (const auto& [key, u] : users_)
       if (key.first == acc.str()) out.push_back(u);
@@ -140,26 +143,26 @@ class MemoryStore final : public Store,
 
   Status putSession(const Session& s) override {
     if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions_[s.bearer_hash] = s;
     return {};
   }
 
   Result<Session> getSession(const std::string& bearer_hash) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(bearer_hash);
     if (it == sessions_.end()) return notFound("session does not exist");
     return it->second;
   }
 
   Status deleteSession(const std::string& bearer_hash) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions_.erase(bearer_hash);
     return {};
   }
 
   Status deleteExpiredSessions(TimeMs now) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::erase_if(sessions_, [now](const auto& kv) { return kv.second.expires_at <= now; });
     return {};
   }
@@ -167,7 +170,7 @@ class MemoryStore final : public Store,
   Status putApiKey(const ApiKey& k) override {
     if (k.key_hash.empty()) return invalid("api key hash is required");
     if (k.id.empty()) return invalid("api key id is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [hash, other] : api_keys_)
       if (hash != k.key_hash && other.account == k.account && other.id == k.id)
         return conflict("api key " + k.id + " already exists in account " + k.account.str());
@@ -179,14 +182,14 @@ class MemoryStore final : public Store,
   }
 
   Result<ApiKey> getApiKey(const std::string& key_hash) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = api_keys_.find(key_hash);
     if (it == api_keys_.end()) return notFound("api key does not exist");
     return it->second;
   }
 
   Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<ApiKey> out;
     for (const auto& hash : api_key_order_) {
       auto it = api_keys_.find(hash);
@@ -196,35 +199,36 @@ class MemoryStore final : public Store,
   }
 
   Status deleteApiKey(const AccountId& acc, const std::string& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto n = std::erase_if(
         api_keys_, [&](const auto& kv) { return kv.second.account == acc && kv.second.id == id; });
     if (n == 0) return notFound("api key " + id + " does not exist in account " + acc.str());
-    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
+    std::erase_if(api_key_order_, [&](const std::string& h)
+                                      PARLEY_REQUIRES(mu_) { return !api_keys_.contains(h); });
     return {};
   }
 
   Status deleteCredentials(const AccountId& acc, const UserId& user) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     deleteCredentialsLocked(acc, user);
     return {};
   }
 
-  // REQUIRES: mu_ held.
-  void deleteCredentialsLocked(const AccountId& acc, const UserId& user) {
+  void deleteCredentialsLocked(const AccountId& acc, const UserId& user) PARLEY_REQUIRES(mu_) {
     std::erase_if(sessions_, [&](const auto& kv) {
       return kv.second.account == acc && kv.second.user == user;
     });
     std::erase_if(api_keys_, [&](const auto& kv) {
       return kv.second.account == acc && kv.second.user == user;
     });
-    std::erase_if(api_key_order_, [&](const std::string& h) { return !api_keys_.contains(h); });
+    std::erase_if(api_key_order_, [&](const std::string& h)
+                                      PARLEY_REQUIRES(mu_) { return !api_keys_.contains(h); });
   }
 
   Result<Skill> createSkill(Skill s) override {
     if (s.account.empty()) return invalid("skill account is required");
     if (s.name.empty()) return invalid("skill name is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [key, other] : skills_)
       if (key.first == s.account.str() && other.name == s.name)
         return conflict("skill '" + s.name + "' already exists in account " + s.account.str());
@@ -243,14 +247,14 @@ class MemoryStore final : public Store,
   }
 
   Status deleteSkill(const AccountId& acc, const SkillId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (skills_.erase({acc.str(), id.str()}) == 0)
       return notFound("skill " + id.str() + " does not exist in account " + acc.str());
     return {};
   }
 
   Result<std::vector<Skill>> listSkills(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<Skill> out;
     for (const auto& [key, s] : skills_)
       if (key.first == acc.str()) out.push_back(s);
@@ -259,7 +263,7 @@ class MemoryStore final : public Store,
   }
 
   Status putAgentState(const AgentState& s) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     AgentState stored = s;
     if (stored.updated_at == 0) stored.updated_at = clock_.nowMs();
     agent_states_[{s.account.str(), s.user.str()}] = std::move(stored);
@@ -267,7 +271,7 @@ class MemoryStore final : public Store,
   }
 
   Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<AgentState> out;
     for (const auto& [key, s] : agent_states_)
       if (key.first == acc.str()) out.push_back(s);
@@ -280,15 +284,14 @@ class MemoryStore final : public Store,
   // ConversationStore
   Status saveConversation(const Conversation& c) override {
     if (auto st = checkConversation(c); !st) return st;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
     storeLocked(c);
     return {};
   }
 
   // As in SQLite: the stored counters are at least what the conversation's last message implies.
-  // REQUIRES: mu_ held.
-  void storeLocked(const Conversation& c) {
+  void storeLocked(const Conversation& c) PARLEY_REQUIRES(mu_) {
     Conversation& stored = conversations_[c.id.str()] = c;
     if (auto mt = messages_.find(c.id.str()); mt != messages_.end() && !mt->second.empty()) {
       const Message& last = mt->second.rbegin()->second;
@@ -303,7 +306,7 @@ class MemoryStore final : public Store,
       return invalid("message conversation " + m.conversation.str() +
                      " differs from conversation " + c.id.str());
     if (auto st = internal::checkAppendCounters(c, m); !st) return st;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
     auto& msgs = messages_[c.id.str()];
     if (msgs.contains(m.sequence))
@@ -315,7 +318,7 @@ class MemoryStore final : public Store,
   }
 
   Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = conversations_.find(id.str());
     if (it == conversations_.end() || it->second.account != acc)
       return notFound("conversation " + id.str() + " does not exist in account " + acc.str());
@@ -324,7 +327,7 @@ class MemoryStore final : public Store,
 
   Result<std::vector<Conversation>> listConversations(const AccountId& acc,
                                                       const ConversationQuery& q) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<Conversation> out;
     for (const auto& [_, c] : conversations_) {
       if (c.account != acc) continue;
@@ -338,7 +341,7 @@ class MemoryStore final : public Store,
   }
 
   Result<std::vector<Conversation>> listOpenConversations() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<Conversation> out;
     for (const auto& [_, c] : conversations_)
       if (c.state == ConversationState::kOpen) out.push_back(c);
@@ -348,7 +351,7 @@ class MemoryStore final : public Store,
 
   Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
                                             int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<Message> out;
     auto it = messages_.find(id.str());
     if (it == messages_.end() || limit <= 0) return out;
@@ -363,7 +366,7 @@ class MemoryStore final : public Store,
     if (f.uuid.empty()) return invalid("function uuid is required");
     if (f.account.empty()) return invalid("function account is required");
     if (f.name.empty()) return invalid("function name is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (functions_.contains(f.uuid.str()))
       return conflict("function " + f.uuid.str() + " already exists");
     if (functionNameTaken(f)) return conflict(functionNameMessage(f));
@@ -375,7 +378,7 @@ class MemoryStore final : public Store,
   }
 
   Status updateFunction(const FunctionRecord& f) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = functions_.find(f.uuid.str());
     if (it == functions_.end() || it->second.account != f.account)
       return notFound(functionMissing(f.account, f.uuid));
@@ -385,7 +388,7 @@ class MemoryStore final : public Store,
   }
 
   Status deleteFunction(const AccountId& acc, const FunctionId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = functions_.find(id.str());
     if (it == functions_.end() || it->second.account != acc)
       return notFound(functionMissing(acc, id));
@@ -396,7 +399,7 @@ class MemoryStore final : public Store,
   }
 
   Result<FunctionRecord> getFunction(const AccountId& acc, const FunctionId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = functions_.find(id.str());
     if (it == functions_.end() || it->second.account != acc)
       return notFound(functionMissing(acc, id));
@@ -404,7 +407,7 @@ class MemoryStore final : public Store,
   }
 
   Result<std::vector<FunctionRecord>> listFunctions(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<FunctionRecord> out;
     for (const auto& [_, f] : functions_)
       if (f.account == acc) out.push_back(f);
@@ -416,7 +419,7 @@ class MemoryStore final : public Store,
 
   Status addDeployment(const Deployment& d) override {
     if (d.uuid.empty()) return invalid("deployment uuid is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [_, other] : deployments_)
       if (other.uuid == d.uuid) return conflict("deployment " + d.uuid + " already exists");
     Deployment stored = d;
@@ -427,12 +430,12 @@ class MemoryStore final : public Store,
 
   Result<std::vector<Deployment>> listDeployments(const AccountId& acc, const FunctionId& id,
                                                   int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return firstN(deploymentsNewestFirst(acc, id), limit);
   }
 
   Status pruneDeployments(const AccountId& acc, const FunctionId& id, int keep) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto all = deploymentsNewestFirst(acc, id);
     std::set<std::string> drop;
     for (std::size_t i = static_cast<std::size_t>(std::max(keep, 0)); i < all.size(); ++i)
@@ -442,14 +445,14 @@ class MemoryStore final : public Store,
   }
 
   Status appendLogs(const std::vector<InvocationLog>& logs) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& l : logs) logs_.emplace_back(++seq_, l);
     return {};
   }
 
   Result<std::vector<InvocationLog>> listLogs(const AccountId& acc, const FunctionId& id,
                                               TimeMs since, int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::pair<std::int64_t, InvocationLog>> sel;
     for (const auto& l : logs_)
       if (l.second.account == acc && l.second.function == id && l.second.ts >= since)
@@ -464,7 +467,7 @@ class MemoryStore final : public Store,
 
   Status putSecret(const Secret& s) override {
     if (s.key.empty()) return invalid("secret key is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Secret stored = s;
     if (stored.updated_at == 0) stored.updated_at = clock_.nowMs();
     secrets_[{s.account.str(), s.key}] = std::move(stored);
@@ -472,7 +475,7 @@ class MemoryStore final : public Store,
   }
 
   Result<Secret> getSecret(const AccountId& acc, const std::string& key) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = secrets_.find({acc.str(), key});
     if (it == secrets_.end())
       return notFound("secret '" + key + "' does not exist in account " + acc.str());
@@ -480,14 +483,14 @@ class MemoryStore final : public Store,
   }
 
   Status deleteSecret(const AccountId& acc, const std::string& key) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (secrets_.erase({acc.str(), key}) == 0)
       return notFound("secret '" + key + "' does not exist in account " + acc.str());
     return {};
   }
 
   Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> out;
     for (const auto& [key, _] : secrets_)
       if (key.first == acc.str()) out.push_back(key.second);
@@ -496,7 +499,7 @@ class MemoryStore final : public Store,
 
   Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
     if (e.account.empty()) return invalid("account id is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto& list = secret_audit_[e.account.str()];
     list.push_back(e);
     if (list.back().ts == 0) list.back().ts = clock_.nowMs();
@@ -506,7 +509,7 @@ class MemoryStore final : public Store,
   }
 
   Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<SecretAuditEntry> out;
     auto it = secret_audit_.find(acc.str());
     if (it == secret_audit_.end()) return out;
@@ -517,13 +520,13 @@ class MemoryStore final : public Store,
   }
 
   Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     allowlists_[acc.str()] = domains;
     return {};
   }
 
   Result<std::vector<std::string>> getAllowlist(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = allowlists_.find(acc.str());
     if (it == allowlists_.end()) return std::vector<std::string>{};
     return it->second;
@@ -532,7 +535,7 @@ class MemoryStore final : public Store,
   Status putContextProperty(const ContextProperty& p) override {
     if (p.ns.empty()) return invalid("context namespace is required");
     if (p.name.empty()) return invalid("context property name is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     context_[{p.account.str(), p.ns, p.session_id, p.name}] = p;
     return {};
   }
@@ -540,7 +543,7 @@ class MemoryStore final : public Store,
   Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
                                                              const std::string& ns,
                                                              const std::string& session) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const TimeMs now = clock_.nowMs();
     std::vector<ContextProperty> out;
     for (const auto& [key, p] : context_)
@@ -552,7 +555,7 @@ class MemoryStore final : public Store,
 
   Status deleteContextProperties(const AccountId& acc, const std::string& ns,
                                  const std::string& session, const std::string& name) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::erase_if(context_, [&](const auto& kv) {
       const auto& [a, n, s, nm] = kv.first;
       return a == acc.str() && n == ns && s == session && (name.empty() || nm == name);
@@ -564,7 +567,7 @@ class MemoryStore final : public Store,
   Status createBot(const BotRecord& b) override {
     if (b.id.empty()) return invalid("bot id is required");
     if (b.account.empty()) return invalid("bot account is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (bots_.contains({b.account.str(), b.id.str()}))
       return conflict("bot " + b.id.str() + " already exists in account " + b.account.str());
     if (auto st = checkBotUser(b); !st) return st;
@@ -576,7 +579,7 @@ class MemoryStore final : public Store,
   }
 
   Status updateBot(const BotRecord& b) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = bots_.find({b.account.str(), b.id.str()});
     if (it == bots_.end()) return notFound(botMissing(b.account, b.id));
     if (auto st = checkBotUser(b); !st) return st;
@@ -585,7 +588,7 @@ class MemoryStore final : public Store,
   }
 
   Status deleteBot(const AccountId& acc, const BotId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (bots_.erase({acc.str(), id.str()}) == 0) return notFound(botMissing(acc, id));
     std::erase_if(turns_,
                   [&](const auto& t) { return t.second.account == acc && t.second.bot == id; });
@@ -593,14 +596,14 @@ class MemoryStore final : public Store,
   }
 
   Result<BotRecord> getBot(const AccountId& acc, const BotId& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = bots_.find({acc.str(), id.str()});
     if (it == bots_.end()) return notFound(botMissing(acc, id));
     return it->second;
   }
 
   Result<std::vector<BotRecord>> listBots(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<BotRecord> out;
     for (const auto& [key, b] : bots_)
       if (key.first == acc.str()) out.push_back(b);
@@ -608,7 +611,7 @@ class MemoryStore final : public Store,
   }
 
   Result<std::vector<BotRecord>> listAllBots() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<BotRecord> out;
     for (const auto& [_, b] : bots_) out.push_back(b);
     return out;
@@ -616,7 +619,7 @@ class MemoryStore final : public Store,
 
   Status appendTurn(const TurnRecord& t, int keep) override {
     if (t.turn_id.empty()) return invalid("turn id is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::erase_if(turns_, [&](const auto& x) {
       return x.second.account == t.account && x.second.bot == t.bot &&
              x.second.turn_id == t.turn_id;
@@ -632,7 +635,7 @@ class MemoryStore final : public Store,
 
   Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
                                             int limit) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<TurnRecord> out;
     for (auto& [_, t] : turnsNewestFirst(acc, id)) out.push_back(std::move(t));
     return firstN(std::move(out), limit);
@@ -640,7 +643,7 @@ class MemoryStore final : public Store,
 
   Status putPendingTurn(const PendingTurn& p) override {
     if (p.turn_id.empty()) return invalid("turn id is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     PendingTurn stored = p;
     if (stored.created_at == 0) stored.created_at = clock_.nowMs();
     auto it = pending_.find(p.turn_id);
@@ -653,20 +656,20 @@ class MemoryStore final : public Store,
   }
 
   Status deletePendingTurn(const std::string& turn_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_.erase(turn_id);
     return {};
   }
 
   Status putImageAllowlist(const AccountId& acc, const std::vector<std::string>& entries) override {
     if (acc.empty()) return invalid("account is required");
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     image_allowlists_[acc.str()] = entries;
     return {};
   }
 
   Result<std::vector<std::string>> getImageAllowlist(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = image_allowlists_.find(acc.str());
     if (it == image_allowlists_.end())
       return notFound("account " + acc.str() + " has no image allowlist");
@@ -674,14 +677,14 @@ class MemoryStore final : public Store,
   }
 
   Status deleteImageAllowlist(const AccountId& acc) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (image_allowlists_.erase(acc.str()) == 0)
       return notFound("account " + acc.str() + " has no image allowlist");
     return {};
   }
 
   Result<std::vector<PendingTurn>> listPendingTurns() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::pair<std::int64_t, PendingTurn>> sel(pending_.size());
     std::ranges::transform(pending_, sel.begin(), [](const auto& kv) { return kv.second; });
     std::ranges::sort(sel, [](const auto& a, const auto& b) {
@@ -712,23 +715,21 @@ class MemoryStore final : public Store,
     if (c.account.empty()) return invalid("conversation account is required");
     return {};
   }
-  // REQUIRES: mu_ held.
-  Status checkConversationOwner(const Conversation& c) const {
+  Status checkConversationOwner(const Conversation& c) const PARLEY_REQUIRES(mu_) {
     auto it = conversations_.find(c.id.str());
     if (it != conversations_.end() && it->second.account != c.account)
       return conflict("conversation " + c.id.str() + " belongs to another account");
     return {};
   }
 
-  // REQUIRES: mu_ held.
-  const User* findUserByLogin(const AccountId& acc, const std::string& login) const {
+  const User* findUserByLogin(const AccountId& acc, const std::string& login) const
+      PARLEY_REQUIRES(mu_) {
     for (const auto& [key, u] : users_)
       if (key.first == acc.str() && u.login_name == login) return &u;
     return nullptr;
   }
 
-  // REQUIRES: mu_ held.
-  bool functionNameTaken(const FunctionRecord& f) const {
+  bool functionNameTaken(const FunctionRecord& f) const PARLEY_REQUIRES(mu_) {
     for (const auto& [_, other] : functions_)
       if (other.account == f.account && other.name == f.name && other.uuid != f.uuid) return true;
     return false;
@@ -739,8 +740,8 @@ class MemoryStore final : public Store,
   static std::string functionMissing(const AccountId& acc, const FunctionId& id) {
     return "function " + id.str() + " does not exist in account " + acc.str();
   }
-  // REQUIRES: mu_ held.
-  std::vector<Deployment> deploymentsNewestFirst(const AccountId& acc, const FunctionId& id) {
+  std::vector<Deployment> deploymentsNewestFirst(const AccountId& acc, const FunctionId& id)
+      PARLEY_REQUIRES(mu_) {
     std::vector<std::pair<std::int64_t, Deployment>> sel;
     for (const auto& d : deployments_)
       if (d.second.account == acc && d.second.function == id) sel.push_back(d);
@@ -752,8 +753,7 @@ class MemoryStore final : public Store,
     return out;
   }
 
-  // REQUIRES: mu_ held.
-  Status checkBotUser(const BotRecord& b) const {
+  Status checkBotUser(const BotRecord& b) const PARLEY_REQUIRES(mu_) {
     if (b.user.empty()) return {};
     for (const auto& [_, other] : bots_)
       if (other.account == b.account && other.user == b.user && other.id != b.id)
@@ -763,9 +763,9 @@ class MemoryStore final : public Store,
   static std::string botMissing(const AccountId& acc, const BotId& id) {
     return "bot " + id.str() + " does not exist in account " + acc.str();
   }
-  // REQUIRES: mu_ held.
   std::vector<std::pair<std::int64_t, TurnRecord>> turnsNewestFirst(const AccountId& acc,
-                                                                    const BotId& id) {
+                                                                    const BotId& id)
+      PARLEY_REQUIRES(mu_) {
     std::vector<std::pair<std::int64_t, TurnRecord>> sel;
     for (const auto& t : turns_)
       if (t.second.account == acc && t.second.bot == id) sel.push_back(t);
@@ -776,32 +776,33 @@ class MemoryStore final : public Store,
   }
 
   const Clock& clock_;
-  std::mutex mu_;
+  Mutex mu_;
   // Everything below is guarded by mu_.
-  std::int64_t seq_ = 0;  // insertion order for rows ordered "newest first"
-  std::map<std::string, Account> accounts_;
-  std::map<Key2, User> users_;
-  std::map<std::string, std::int64_t> next_user_id_;
-  std::map<std::string, Session> sessions_;
-  std::map<std::string, ApiKey> api_keys_;
-  std::vector<std::string> api_key_order_;  // key hashes in insertion order
-  std::map<Key2, Skill> skills_;
-  std::map<std::string, std::int64_t> next_skill_id_;
-  std::map<Key2, AgentState> agent_states_;
-  std::map<std::string, Conversation> conversations_;
-  std::map<std::string, std::map<std::int64_t, Message>> messages_;
-  std::map<std::string, FunctionRecord> functions_;
-  std::vector<std::pair<std::int64_t, Deployment>> deployments_;
-  std::vector<std::pair<std::int64_t, InvocationLog>> logs_;
-  std::map<Key2, Secret> secrets_;
-  std::map<std::string, std::deque<SecretAuditEntry>> secret_audit_;  // by account, oldest first
-  std::map<std::string, std::vector<std::string>> allowlists_;
-  std::map<std::tuple<std::string, std::string, std::string, std::string>, ContextProperty>
-      context_;
-  std::map<Key2, BotRecord> bots_;
-  std::vector<std::pair<std::int64_t, TurnRecord>> turns_;
-  std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_;
-  std::map<std::string, std::vector<std::string>> image_allowlists_;
+  std::int64_t seq_ PARLEY_GUARDED_BY(mu_) = 0;  // insertion order for rows ordered "newest first"
+  std::map<std::string, Account> accounts_ PARLEY_GUARDED_BY(mu_);
+  std::map<Key2, User> users_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::int64_t> next_user_id_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, Session> sessions_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, ApiKey> api_keys_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::string> api_key_order_ PARLEY_GUARDED_BY(mu_);  // key hashes in insertion order
+  std::map<Key2, Skill> skills_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::int64_t> next_skill_id_ PARLEY_GUARDED_BY(mu_);
+  std::map<Key2, AgentState> agent_states_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, Conversation> conversations_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::int64_t, Message>> messages_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, FunctionRecord> functions_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::pair<std::int64_t, Deployment>> deployments_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::pair<std::int64_t, InvocationLog>> logs_ PARLEY_GUARDED_BY(mu_);
+  std::map<Key2, Secret> secrets_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<SecretAuditEntry>> secret_audit_
+      PARLEY_GUARDED_BY(mu_);  // by account, oldest first
+  std::map<std::string, std::vector<std::string>> allowlists_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, ContextProperty> context_
+      PARLEY_GUARDED_BY(mu_);
+  std::map<Key2, BotRecord> bots_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::pair<std::int64_t, TurnRecord>> turns_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> image_allowlists_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace

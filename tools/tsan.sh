@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the tsan preset (ThreadSanitizer, g++) and runs its tests: the unit tests and the
+# integration tests (the TSan-built `parley` binary driven by node-agent-sdk, the CLI, the
+# function runtime's data-driven tests); e2e, web and the `slow` ones are left out (the test
+# preset's filter). Not part of tools/test.sh: too long for the CI budget (see the README).
+#
+#   tools/tsan.sh                  # build, run every test of the preset
+#   tools/tsan.sh -R store         # extra arguments go to ctest
+#
+# Every process a test starts (the server, its function workers, the CLI) inherits TSAN_OPTIONS
+# and writes its reports to build/tsan/tsan-reports/report.<pid>; the run fails when a test
+# fails or when any report was written, and prints the reports' summaries. Suppressions (V8 and
+# libnode internals only): tools/tsan.supp.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+"$here/tools/setup.sh" >/dev/null
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan -j"$(nproc)"
+reports="$here/build/tsan/tsan-reports"
+rm -rf "$reports"
+mkdir -p "$reports"
+# Appended to the preset's TSAN_OPTIONS: where the reports go.
+export PARLEY_TSAN_OPTIONS="log_path=$reports/report"
+status=0
+ctest --preset tsan -j"$(nproc)" "$@" || status=$?
+shopt -s nullglob
+files=("$reports"/report.*)
+if [ ${#files[@]} -gt 0 ]; then
+  echo "tsan: ${#files[@]} process(es) wrote reports (full text in $reports):" >&2
+  grep -h '^SUMMARY: ThreadSanitizer' "${files[@]}" | sort | uniq -c >&2 || true
+  status=1
+fi
+[ "$status" = 0 ] && echo "tsan: all passed, no reports"
+exit "$status"
