@@ -2,7 +2,8 @@
 # One command: install everything, build, and run the tests. Idempotent.
 #   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
 #      browser end-to-end tests, then the tests labelled "slow" one at a time (crash and drain
-#      under load, memory bounds; tools/test.sh --slow runs only those);
+#      under load, memory bounds; tools/test.sh --slow runs only those), then the tests
+#      labelled "postgres" (the store contract on a PostgreSQL server they start themselves);
 #   2. the libFuzzer targets (fuzz preset, clang-16), each for 20,000 inputs or 40 s
 #      (PARLEY_SKIP_FUZZ=1 skips them; tools/fuzz.sh 1000000 is the full run);
 #   3. ASan+UBSan (+LeakSanitizer) build: unit and integration tests (e2e excluded: chromium under
@@ -26,6 +27,7 @@ fi
 ctest --preset default -j"$jobs"
 # The slow ones load the machine themselves: one at a time.
 ctest --test-dir build/default --output-on-failure -L slow -j1
+ctest --test-dir build/default --output-on-failure -L postgres -j1
 if [ "${PARLEY_SKIP_FUZZ:-0}" != 1 ]; then
   # Bounded fuzz runs: 20,000 inputs or 40 s per target, whichever comes first; any crash,
   # hang, leak or sanitizer report fails the tests.
