@@ -98,6 +98,9 @@ Error Conn::errorOf(const PGresult* r) const {
 
 Status Conn::ensure() {
   if (PQstatus(c_) == CONNECTION_OK) return {};
+  if (hold_)
+    return makeError(ErrorCode::kUnavailable, "postgres store: the connection to " + target() +
+                                                  " was lost during a transaction (rolled back)");
   const auto now = std::chrono::steady_clock::now();
   if (now < next_retry_)
     return makeError(ErrorCode::kUnavailable, "postgres store: the connection to " + target() +

@@ -58,7 +58,11 @@ class Conn {
   // (100 ms doubling to 5 s); in between, and when reconnecting fails, Unavailable.
   Status ensure();
   bool inFailedTransaction() const { return PQtransactionStatus(c_) == PQTRANS_INERROR; }
-  bool inTransaction() const { return PQtransactionStatus(c_) != PQTRANS_IDLE; }
+  bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
+  // While held (inside a transaction), a lost connection is not reconnected: the calls fail with
+  // Unavailable, so no statement of a lost transaction runs on a new session in autocommit (and
+  // a COMMIT there cannot look like success).
+  void holdReconnects(bool hold) { hold_ = hold; }
   // Where it is connected ("host:port/db"), for messages (never the password).
   std::string target() const;
 
@@ -73,6 +77,7 @@ class Conn {
   std::chrono::steady_clock::time_point next_retry_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;
+  bool hold_ = false;
 };
 
 // Checks that `uri` is a postgres:// or postgresql:// URI libpq accepts (parameters such as

@@ -619,6 +619,13 @@ class Writer {
       for (Op* op : batch) op->result = st;
       return;
     }
+    c.holdReconnects(true);
+    runInTransaction(c, batch);
+    c.holdReconnects(false);
+  }
+
+  // REQUIRES: a transaction is open on `c` (BEGIN ran) and reconnects are held.
+  static void runInTransaction(Conn& c, const std::vector<Op*>& batch) {
     Tx tx{c};
     if (batch.size() == 1) {
       Op& op = *batch.front();
@@ -645,7 +652,7 @@ class Writer {
             op->result = std::move(st2);
           }
         }
-        if (tx.must_roll_back || c.inFailedTransaction() || !c.inTransaction()) {
+        if (tx.must_roll_back || c.inFailedTransaction() || c.broken()) {
           // The transaction cannot commit (a write aborted it, or the connection is lost):
           // every write of the batch fails — those that ran are rolled back, the rest never ran.
           Error lost{ErrorCode::kUnavailable,
