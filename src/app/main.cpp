@@ -37,6 +37,7 @@
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
 #include "server/server.h"
+#include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
@@ -58,6 +59,8 @@ struct ServeFlags {
   int session_ttl_s = 12 * 3600;
   std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
+  // "sqlite" (DATA/parley.db) or a postgres:// / postgresql:// URI.
+  std::string store = "sqlite";
   // Function sandbox.
   std::string function_isolation = "process";
   int function_workers = 2;
@@ -230,6 +233,17 @@ int fail(const std::string& what, const parley::Error& e) {
 
 int serve(const ServeFlags& f) {
   using namespace parley;
+  // A bad --store is a usage error (exit 2), found before anything starts.
+  if (f.store != "sqlite") {
+    Status st = store::isPostgresUri(f.store)
+                    ? store::checkPostgresUri(f.store)
+                    : invalid("--store is sqlite or a postgres:// (postgresql://) URI, not '" +
+                              f.store + "'");
+    if (!st) {
+      std::fprintf(stderr, "parley: --store: %s\n", st.error().message.c_str());
+      return 2;
+    }
+  }
   // Block the stop signals in every thread; main waits for them with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -248,11 +262,18 @@ int serve(const ServeFlags& f) {
   const std::string data_dir = fs::absolute(f.data).lexically_normal().string();
 
   SystemClock clock;
-  store::SqliteOptions store_options;
-  store_options.batch_wal_writes = f.sqlite_batch_wal;
-  auto store =
-      store::openSqliteStore((fs::path(data_dir) / "parley.db").string(), clock, store_options);
+  Result<std::unique_ptr<store::Store>> store = std::unique_ptr<store::Store>();
+  if (f.store == "sqlite") {
+    store::SqliteOptions store_options;
+    store_options.batch_wal_writes = f.sqlite_batch_wal;
+    store =
+        store::openSqliteStore((fs::path(data_dir) / "parley.db").string(), clock, store_options);
+  } else {
+    store = store::openPostgresStore(f.store, clock);
+  }
   if (!store) return fail("cannot open the store", store.error());
+  spdlog::info("store: {} (schema version {})", f.store == "sqlite" ? "sqlite" : "postgres",
+               (*store)->schemaVersion());
 
   std::optional<app::Demo> demo;
   if (f.demo) {
@@ -515,6 +536,12 @@ int main(int argc, char** argv) {
                    "get to finish (the rest of the turns stay pending for the next start)")
       ->capture_default_str()
       ->check(CLI::Range(0, 600));
+  serve_cmd
+      ->add_option("--store", f.store,
+                   "Where durable state lives: sqlite (DATA/parley.db) or a PostgreSQL URI, "
+                   "postgres://USER[:PW]@HOST:PORT/DB or postgresql://... with libpq parameters "
+                   "(e.g. ?sslmode=require); an empty database is migrated")
+      ->capture_default_str();
   serve_cmd
       ->add_option("--sqlite-batch-wal", f.sqlite_batch_wal,
                    "Write each commit's WAL frames together (one write per 124 KiB instead of "

@@ -1,0 +1,1788 @@
+#include "store/postgres/postgres_store.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "common/json.h"
+#include "store/postgres/conn.h"
+#include "store/postgres/schema.h"
+#include "store/store_util.h"
+
+namespace parley::store {
+namespace {
+
+using pg::Conn;
+using pg::Param;
+using pg::Rows;
+
+#define PARLEY_PG_TRY(expr)                                   \
+  do {                                                        \
+    if (auto try_status_ = (expr); !try_status_)              \
+      return std::unexpected(std::move(try_status_).error()); \
+  } while (0)
+
+// A binary parameter (bytea).
+struct Blob {
+  std::string_view bytes;
+};
+
+Param toParam(const std::string& s) { return Param{s, false}; }
+Param toParam(const char* s) { return Param{s, false}; }
+Param toParam(const Blob& b) { return Param{std::string(b.bytes), true}; }
+template <class T>
+requires std::is_integral_v<T> Param toParam(T v) { return Param{std::to_string(v), false}; }
+
+template <class... Args>
+std::vector<Param> params(const Args&... args) {
+  std::vector<Param> out;
+  out.reserve(sizeof...(args));
+  (out.push_back(toParam(args)), ...);
+  return out;
+}
+
+template <class... Args>
+Result<Rows> run(Conn& c, const std::string& sql, const Args&... args) {
+  return c.query(sql, params(args...));
+}
+
+// Rows changed by the statement.
+template <class... Args>
+Result<std::int64_t> execute(Conn& c, const std::string& sql, const Args&... args) {
+  auto r = run(c, sql, args...);
+  if (!r) return std::unexpected(r.error());
+  return r->affected();
+}
+
+template <class T, class RowFn, class... Args>
+Result<std::vector<T>> selectAll(Conn& c, const std::string& sql, RowFn row, const Args&... args) {
+  auto r = run(c, sql, args...);
+  if (!r) return std::unexpected(r.error());
+  std::vector<T> out;
+  out.reserve(static_cast<std::size_t>(r->size()));
+  for (int i = 0; i < r->size(); ++i) out.push_back(row(*r, i));
+  return out;
+}
+
+template <class T, class RowFn, class... Args>
+Result<std::optional<T>> selectOne(Conn& c, const std::string& sql, RowFn row,
+                                   const Args&... args) {
+  auto r = run(c, sql, args...);
+  if (!r) return std::unexpected(r.error());
+  if (r->size() == 0) return std::optional<T>();
+  return std::optional<T>(row(*r, 0));
+}
+
+template <class... Args>
+Result<bool> exists(Conn& c, const std::string& sql, const Args&... args) {
+  auto r = run(c, sql, args...);
+  if (!r) return std::unexpected(r.error());
+  return r->size() > 0;
+}
+
+Status conflictAs(Status st, const std::string& message) {
+  if (!st && st.error().code == ErrorCode::kConflict) return conflict(message);
+  return st;
+}
+template <class T>
+Status asStatus(const Result<T>& r) {
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+Status changedOrNotFound(const Result<std::int64_t>& n, const std::string& message) {
+  if (!n) return std::unexpected(n.error());
+  if (*n == 0) return notFound(message);
+  return {};
+}
+
+// ---- JSON columns ---------------------------------------------------------------------------
+
+std::string rolesJson(const std::vector<Role>& roles) {
+  boost::json::array a;
+  for (Role r : roles) a.emplace_back(roleName(r));
+  return json::dump(a);
+}
+std::vector<Role> parseRolesJson(const std::string& text) {
+  std::vector<Role> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_string())
+      if (auto r = parseRole(std::string_view(e.as_string()))) out.push_back(*r);
+  return out;
+}
+std::string stringsJson(const auto& items) {
+  boost::json::array a;
+  for (const auto& s : items) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(s)>, std::string>)
+      a.emplace_back(s);
+    else
+      a.emplace_back(s.str());
+  }
+  return json::dump(a);
+}
+std::vector<std::string> parseStringsJson(const std::string& text) {
+  std::vector<std::string> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_string()) out.emplace_back(e.as_string());
+  return out;
+}
+std::string envJson(const std::vector<EnvVar>& env) {
+  boost::json::array a;
+  for (const auto& e : env) a.push_back(boost::json::object{{"key", e.key}, {"value", e.value}});
+  return json::dump(a);
+}
+std::vector<EnvVar> parseEnvJson(const std::string& text) {
+  std::vector<EnvVar> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array())
+    if (e.is_object())
+      out.push_back(
+          {json::getString(e.as_object(), "key"), json::getString(e.as_object(), "value")});
+  return out;
+}
+std::string participantsJson(const std::vector<Participant>& ps) {
+  boost::json::array a;
+  for (const auto& p : ps)
+    a.push_back(boost::json::object{
+        {"id", p.id}, {"role", p.role}, {"state", p.state}, {"joined_at", p.joined_at}});
+  return json::dump(a);
+}
+std::vector<Participant> parseParticipantsJson(const std::string& text) {
+  std::vector<Participant> out;
+  auto v = json::parse(text);
+  if (!v || !v->is_array()) return out;
+  for (const auto& e : v->as_array()) {
+    if (!e.is_object()) continue;
+    const auto& o = e.as_object();
+    out.push_back(Participant{json::getString(o, "id"), json::getString(o, "role"),
+                              json::getString(o, "state"), json::getInt(o, "joined_at")});
+  }
+  return out;
+}
+
+template <class E>
+E parsedOr(Result<E> r, E def) {
+  return r ? *r : def;
+}
+
+// ---- Row mappers (column order matches the SELECT lists) --------------------------------------
+
+constexpr const char* kAccountCols =
+    "id, name, ttr_urgent_s, ttr_prioritized_s, ttr_normal_s, created_at, status";
+Account accountRow(const Rows& r, int i) {
+  Account a;
+  a.id = AccountId(r.text(i, 0));
+  a.name = r.text(i, 1);
+  a.ttr_urgent_s = r.i64(i, 2);
+  a.ttr_prioritized_s = r.i64(i, 3);
+  a.ttr_normal_s = r.i64(i, 4);
+  a.created_at = r.i64(i, 5);
+  a.status = parsedOr(parseAccountStatus(r.text(i, 6)), AccountStatus::kDisabled);
+  return a;
+}
+
+constexpr const char* kUserCols =
+    "account, id, pid, login_name, password_hash, roles_json, type, skills_json, "
+    "max_open_conversations, created_at, status";
+User userRow(const Rows& r, int i) {
+  User u;
+  u.account = AccountId(r.text(i, 0));
+  u.id = UserId(r.text(i, 1));
+  u.pid = r.text(i, 2);
+  u.login_name = r.text(i, 3);
+  u.password_hash = r.text(i, 4);
+  u.roles = parseRolesJson(r.text(i, 5));
+  u.type = parsedOr(parseUserType(r.text(i, 6)), UserType::kHuman);
+  for (auto& s : parseStringsJson(r.text(i, 7))) u.skills.emplace_back(std::move(s));
+  u.max_open_conversations = static_cast<int>(r.i64(i, 8));
+  u.created_at = r.i64(i, 9);
+  u.status = parsedOr(parseUserStatus(r.text(i, 10)), UserStatus::kDisabled);
+  return u;
+}
+
+constexpr const char* kSessionCols = "bearer_hash, csrf, account, user_id, created_at, expires_at";
+Session sessionRow(const Rows& r, int i) {
+  Session s;
+  s.bearer_hash = r.text(i, 0);
+  s.csrf = r.text(i, 1);
+  s.account = AccountId(r.text(i, 2));
+  s.user = UserId(r.text(i, 3));
+  s.created_at = r.i64(i, 4);
+  s.expires_at = r.i64(i, 5);
+  return s;
+}
+
+constexpr const char* kApiKeyCols =
+    "key_hash, account, user_id, name, created_at, id, scopes_json, expires_at, created_by";
+ApiKey apiKeyRow(const Rows& r, int i) {
+  ApiKey k;
+  k.key_hash = r.text(i, 0);
+  k.account = AccountId(r.text(i, 1));
+  k.user = UserId(r.text(i, 2));
+  k.name = r.text(i, 3);
+  k.created_at = r.i64(i, 4);
+  k.id = r.text(i, 5);
+  k.scopes = parseRolesJson(r.text(i, 6));
+  k.expires_at = r.i64(i, 7);
+  k.created_by = UserId(r.text(i, 8));
+  return k;
+}
+
+Skill skillRow(const Rows& r, int i) {
+  Skill s;
+  s.account = AccountId(r.text(i, 0));
+  s.id = SkillId(r.text(i, 1));
+  s.name = r.text(i, 2);
+  s.created_at = r.i64(i, 3);
+  return s;
+}
+
+AgentState agentStateRow(const Rows& r, int i) {
+  AgentState s;
+  s.account = AccountId(r.text(i, 0));
+  s.user = UserId(r.text(i, 1));
+  s.availability = parsedOr(parseAvailability(r.text(i, 2)), Availability::kOffline);
+  s.updated_at = r.i64(i, 3);
+  return s;
+}
+
+constexpr const char* kConversationCols =
+    "id, account, consumer, channel, state, skill, ttr_type, ttr_value_s, ttr_due_at, start_ts, "
+    "end_ts, updated_at, close_reason, next_sequence, context_json, turn, participants_json";
+// The same columns for SELECTs over `conversations c`: updated_at and next_sequence are never
+// below what the conversation's last message implies (a save with lower values does not take
+// them back), as in the SQLite store.
+constexpr const char* kConversationSelect =
+    "c.id, c.account, c.consumer, c.channel, c.state, c.skill, c.ttr_type, c.ttr_value_s, "
+    "c.ttr_due_at, c.start_ts, c.end_ts, "
+    "GREATEST(c.updated_at, COALESCE((SELECT m.server_ts FROM messages m WHERE "
+    "m.conversation=c.id ORDER BY m.sequence DESC LIMIT 1), 0)), "
+    "c.close_reason, "
+    "GREATEST(c.next_sequence, COALESCE((SELECT m.sequence + 1 FROM messages m WHERE "
+    "m.conversation=c.id ORDER BY m.sequence DESC LIMIT 1), 0)), "
+    "c.context_json, c.turn, c.participants_json";
+Conversation conversationRow(const Rows& r, int i) {
+  Conversation c;
+  c.id = ConversationId(r.text(i, 0));
+  c.account = AccountId(r.text(i, 1));
+  c.consumer = ConsumerId(r.text(i, 2));
+  c.channel = parsedOr(parseChannel(r.text(i, 3)), Channel::kMessaging);
+  c.state = parsedOr(parseConversationState(r.text(i, 4)), ConversationState::kOpen);
+  c.skill = SkillId(r.text(i, 5));
+  c.ttr_type = parsedOr(parseTtrType(r.text(i, 6)), TtrType::kNormal);
+  c.ttr_value_s = r.i64(i, 7);
+  c.ttr_due_at = r.i64(i, 8);
+  c.start_ts = r.i64(i, 9);
+  c.end_ts = r.i64(i, 10);
+  c.updated_at = r.i64(i, 11);
+  c.close_reason = r.text(i, 12);
+  c.next_sequence = r.i64(i, 13);
+  c.context_json = r.text(i, 14);
+  c.turn_mark = decodeTurnMark(r.text(i, 15));
+  c.participants = parseParticipantsJson(r.text(i, 16));
+  return c;
+}
+
+constexpr const char* kMessageCols =
+    "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
+    "audience, event_json, metadata_json, turn";
+Message messageRow(const Rows& r, int i) {
+  Message m;
+  m.conversation = ConversationId(r.text(i, 0));
+  m.sequence = r.i64(i, 1);
+  m.server_ts = r.i64(i, 2);
+  m.originator_id = r.text(i, 3);
+  m.originator_pid = r.text(i, 4);
+  m.originator_role = r.text(i, 5);
+  m.audience = r.text(i, 6);
+  m.event_json = r.text(i, 7);
+  m.metadata_json = r.text(i, 8);
+  m.turn = decodeTurnMark(r.text(i, 9));
+  return m;
+}
+
+constexpr const char* kFunctionCols =
+    "uuid, account, name, description, event_id, code, env_json, state, version, created_by, "
+    "updated_by, created_at, updated_at";
+FunctionRecord functionRow(const Rows& r, int i) {
+  FunctionRecord f;
+  f.uuid = FunctionId(r.text(i, 0));
+  f.account = AccountId(r.text(i, 1));
+  f.name = r.text(i, 2);
+  f.description = r.text(i, 3);
+  f.event_id = r.text(i, 4);
+  f.code = r.text(i, 5);
+  f.env = parseEnvJson(r.text(i, 6));
+  f.state = r.text(i, 7);
+  f.version = r.i64(i, 8);
+  f.created_by = r.text(i, 9);
+  f.updated_by = r.text(i, 10);
+  f.created_at = r.i64(i, 11);
+  f.updated_at = r.i64(i, 12);
+  return f;
+}
+
+constexpr const char* kDeploymentCols =
+    "uuid, function_uuid, account, function_version, code, env_json, state, error_json, "
+    "created_by, created_at, deployed_at";
+Deployment deploymentRow(const Rows& r, int i) {
+  Deployment d;
+  d.uuid = r.text(i, 0);
+  d.function = FunctionId(r.text(i, 1));
+  d.account = AccountId(r.text(i, 2));
+  d.function_version = r.i64(i, 3);
+  d.code = r.text(i, 4);
+  d.env = parseEnvJson(r.text(i, 5));
+  d.state = r.text(i, 6);
+  d.error_json = r.text(i, 7);
+  d.created_by = r.text(i, 8);
+  d.created_at = r.i64(i, 9);
+  d.deployed_at = r.i64(i, 10);
+  return d;
+}
+
+InvocationLog logRow(const Rows& r, int i) {
+  InvocationLog l;
+  l.function = FunctionId(r.text(i, 0));
+  l.account = AccountId(r.text(i, 1));
+  l.request_id = r.text(i, 2);
+  l.ts = r.i64(i, 3);
+  l.level = r.text(i, 4);
+  l.message = r.text(i, 5);
+  l.extras_json = r.text(i, 6);
+  return l;
+}
+
+SecretAuditEntry secretAuditRow(const Rows& r, int i) {
+  SecretAuditEntry e;
+  e.account = AccountId(r.text(i, 0));
+  e.ts = r.i64(i, 1);
+  e.function = FunctionId(r.text(i, 2));
+  e.request_id = r.text(i, 3);
+  e.invoker = r.text(i, 4);
+  e.user = UserId(r.text(i, 5));
+  e.login_name = r.text(i, 6);
+  e.key = r.text(i, 7);
+  e.op = r.text(i, 8);
+  e.outcome = r.text(i, 9);
+  e.detail = r.text(i, 10);
+  return e;
+}
+
+ContextProperty contextRow(const Rows& r, int i) {
+  ContextProperty p;
+  p.account = AccountId(r.text(i, 0));
+  p.ns = r.text(i, 1);
+  p.session_id = r.text(i, 2);
+  p.name = r.text(i, 3);
+  p.value_json = r.text(i, 4);
+  p.expires_at = r.i64(i, 5);
+  return p;
+}
+
+constexpr const char* kBotCols =
+    "account, id, name, user_id, config_json, status, created_at, updated_at";
+BotRecord botRow(const Rows& r, int i) {
+  BotRecord b;
+  b.account = AccountId(r.text(i, 0));
+  b.id = BotId(r.text(i, 1));
+  b.name = r.text(i, 2);
+  b.user = UserId(r.text(i, 3));
+  b.config_json = r.text(i, 4);
+  b.status = r.text(i, 5);
+  b.created_at = r.i64(i, 6);
+  b.updated_at = r.i64(i, 7);
+  return b;
+}
+
+constexpr const char* kTurnCols =
+    "account, bot, conversation, turn_id, ts, outcome, input_json, response_json, actions_json, "
+    "timings_json, error";
+TurnRecord turnRow(const Rows& r, int i) {
+  TurnRecord t;
+  t.account = AccountId(r.text(i, 0));
+  t.bot = BotId(r.text(i, 1));
+  t.conversation = ConversationId(r.text(i, 2));
+  t.turn_id = r.text(i, 3);
+  t.ts = r.i64(i, 4);
+  t.outcome = r.text(i, 5);
+  t.input_json = r.text(i, 6);
+  t.response_json = r.text(i, 7);
+  t.actions_json = r.text(i, 8);
+  t.timings_json = r.text(i, 9);
+  t.error = r.text(i, 10);
+  return t;
+}
+
+PendingTurn pendingRow(const Rows& r, int i) {
+  PendingTurn p;
+  p.account = AccountId(r.text(i, 0));
+  p.bot = BotId(r.text(i, 1));
+  p.conversation = ConversationId(r.text(i, 2));
+  p.turn_id = r.text(i, 3);
+  p.state_json = r.text(i, 4);
+  p.created_at = r.i64(i, 5);
+  return p;
+}
+
+// ---- Writer: one connection, group commit -------------------------------------------------------
+
+// What a write sees: the writer connection inside the batch's transaction.
+struct Tx {
+  Conn& c;
+  // Set by a write that failed after changing something it cannot undo alone (no savepoint):
+  // the whole batch's transaction is then rolled back and every write in it fails.
+  bool must_roll_back = false;
+};
+
+// Owns the writer connection. Callers submit a write (a function run inside a transaction):
+// blocking (submit) or with a callback (submitAsync). All writes share one FIFO queue. Whoever
+// leads takes every queued write (up to max_batch) and runs them in one transaction: BEGIN,
+// each write (inside its own SAVEPOINT unless it is one statement that fails without aborting
+// the transaction: Wrap::kSelf), COMMIT. A blocking caller that finds nobody writing or waiting
+// leads at once; asynchronous writes are led by the writer thread. Callbacks run on the
+// leader's thread after COMMIT, in queue order, before the lead is handed on. Only the leader
+// touches the connection.
+class Writer {
+ public:
+  using WriteFn = std::function<Status(Tx&)>;
+  using DoneFn = std::function<void(Status)>;
+  enum class Wrap { kSavepoint, kSelf };
+
+  Writer(std::unique_ptr<Conn> conn, int max_batch)
+      : conn_(std::move(conn)), max_batch_(std::max(1, max_batch)) {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "store-pg-writer");
+      asyncLoop();
+    });
+  }
+
+  // REQUIRES: no submit() in progress. Queued asynchronous writes are committed first.
+  ~Writer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    async_cv_.notify_one();
+    thread_.join();
+  }
+
+  Status submit(WriteFn fn, Wrap wrap = Wrap::kSavepoint) {
+    Op op;
+    op.fn = std::move(fn);
+    op.wrap = wrap;
+    std::unique_lock lock(mu_);
+    const bool idle = !leading_ && queue_.empty();
+    queue_.push_back(&op);
+    if (!idle) {
+      op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
+      if (op.done) return std::move(op.result);
+    }
+    lead(lock, [&] { return op.done; });
+    return std::move(op.result);
+  }
+
+  void submitAsync(WriteFn fn, DoneFn done, Wrap wrap = Wrap::kSavepoint) {
+    auto* op = new Op;
+    op->fn = std::move(fn);
+    op->on_done = std::move(done);
+    op->wrap = wrap;
+    bool wake = false;
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(op);
+      ++async_queued_;
+      wake = !leading_ && queue_.size() == 1;
+    }
+    if (wake) async_cv_.notify_one();
+  }
+
+  // Asynchronous writes queued and not yet completed.
+  int asyncQueued() const {
+    std::lock_guard lock(mu_);
+    return async_queued_;
+  }
+
+  PostgresWriteStats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
+ private:
+  struct Op {
+    WriteFn fn;
+    DoneFn on_done;
+    Wrap wrap = Wrap::kSavepoint;
+    Status result;
+    bool done = false;
+    std::condition_variable cv;
+  };
+
+  template <class Until>
+  void lead(std::unique_lock<std::mutex>& lock, Until until) {
+    leading_ = true;
+    std::vector<Op*> batch;
+    while (!until() && !queue_.empty()) {
+      while (!queue_.empty() && batch.size() < static_cast<std::size_t>(max_batch_)) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+      ++stats_.transactions;
+      stats_.writes += static_cast<std::int64_t>(batch.size());
+      stats_.largest_batch =
+          std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
+      lock.unlock();
+      runBatch(batch);
+      int completed_async = 0;
+      for (Op*& o : batch) {
+        if (!o->on_done) continue;
+        try {
+          o->on_done(std::move(o->result));
+        } catch (const std::exception& e) {
+          spdlog::error("store write callback threw: {}", e.what());
+        } catch (...) {
+          spdlog::error("store write callback threw a non-exception");
+        }
+        delete o;
+        o = nullptr;
+        ++completed_async;
+      }
+      lock.lock();
+      async_queued_ -= completed_async;
+      for (Op* o : batch) {
+        if (o == nullptr) continue;
+        o->done = true;
+        o->cv.notify_one();
+      }
+      batch.clear();
+    }
+    leading_ = false;
+    if (!queue_.empty()) {
+      if (queue_.front()->on_done)
+        async_cv_.notify_one();
+      else
+        queue_.front()->cv.notify_one();
+    }
+  }
+
+  void asyncLoop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      async_cv_.wait(lock, [&] {
+        return (!leading_ && !queue_.empty() && queue_.front()->on_done) ||
+               (stop_ && !leading_ && queue_.empty());
+      });
+      if (leading_ || queue_.empty() || !queue_.front()->on_done) {
+        if (stop_ && !leading_ && queue_.empty()) return;
+        continue;
+      }
+      lead(lock, [] { return false; });
+    }
+  }
+
+  static Status runOne(Op& op, Tx& tx) {
+    try {
+      return op.fn(tx);
+    } catch (const std::exception& e) {
+      tx.must_roll_back = true;
+      return internalError(std::string("postgres store: write failed: ") + e.what());
+    }
+  }
+
+  // Fails every write of the batch that had succeeded (the transaction is gone).
+  static void failAll(const std::vector<Op*>& batch, const Error& e) {
+    for (Op* op : batch)
+      if (op->result) op->result = std::unexpected(e);
+  }
+
+  void runBatch(const std::vector<Op*>& batch) {
+    Conn& c = *conn_;
+    for (Op* op : batch) op->result = {};
+    if (auto st = c.exec("BEGIN"); !st) {
+      for (Op* op : batch) op->result = st;
+      return;
+    }
+    c.holdReconnects(true);
+    runInTransaction(c, batch);
+    c.holdReconnects(false);
+  }
+
+  // REQUIRES: a transaction is open on `c` (BEGIN ran) and reconnects are held.
+  static void runInTransaction(Conn& c, const std::vector<Op*>& batch) {
+    Tx tx{c};
+    if (batch.size() == 1) {
+      Op& op = *batch.front();
+      op.result = runOne(op, tx);
+      if (!op.result) {
+        (void)c.exec("ROLLBACK");
+        return;
+      }
+    } else {
+      for (Op* op : batch) {
+        if (op->wrap == Wrap::kSelf) {
+          op->result = runOne(*op, tx);
+        } else {
+          if (auto st = c.exec("SAVEPOINT w"); !st) {
+            op->result = st;
+          } else {
+            Status st2 = runOne(*op, tx);
+            if (st2) {
+              st2 = c.exec("RELEASE SAVEPOINT w");
+            } else if (!tx.must_roll_back) {
+              (void)c.exec("ROLLBACK TO SAVEPOINT w");
+              (void)c.exec("RELEASE SAVEPOINT w");
+            }
+            op->result = std::move(st2);
+          }
+        }
+        if (tx.must_roll_back || c.inFailedTransaction() || c.broken()) {
+          // The transaction cannot commit (a write aborted it, or the connection is lost):
+          // every write of the batch fails — those that ran are rolled back, the rest never ran.
+          Error lost{ErrorCode::kUnavailable,
+                     "postgres store: the transaction was rolled back: " +
+                         (op->result ? std::string("a write failed") : op->result.error().message)};
+          (void)c.exec("ROLLBACK");
+          for (Op* o : batch)
+            if (o != op || o->result) o->result = std::unexpected(lost);
+          return;
+        }
+      }
+    }
+    Status commit = c.exec("COMMIT");
+    if (!commit) {
+      (void)c.exec("ROLLBACK");
+      failAll(batch, commit.error());
+    }
+  }
+
+  std::unique_ptr<Conn> conn_;
+  const int max_batch_;
+  mutable std::mutex mu_;
+  PostgresWriteStats stats_;  // guarded by mu_
+  std::deque<Op*> queue_;     // guarded by mu_
+  int async_queued_ = 0;      // guarded by mu_
+  bool leading_ = false;      // guarded by mu_
+  bool stop_ = false;         // guarded by mu_
+  std::condition_variable async_cv_;
+  std::thread thread_;  // last: started after everything above
+};
+
+// ---- Readers --------------------------------------------------------------------------------
+
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::vector<std::unique_ptr<Conn>> conns) : free_(std::move(conns)) {}
+
+  class Lease {
+   public:
+    Lease(ReaderPool& pool, std::unique_ptr<Conn> c) : pool_(pool), conn_(std::move(c)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.release(std::move(conn_)); }
+    Conn& operator*() { return *conn_; }
+
+   private:
+    ReaderPool& pool_;
+    std::unique_ptr<Conn> conn_;
+  };
+
+  Lease acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !free_.empty(); });
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return Lease(*this, std::move(c));
+  }
+
+ private:
+  void release(std::unique_ptr<Conn> c) {
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(std::move(c));
+    }
+    cv_.notify_one();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Conn>> free_;  // guarded by mu_
+};
+
+// ---- The store --------------------------------------------------------------------------------
+
+class PostgresStore final : public Store,
+                            public AccountStore,
+                            public ConversationStore,
+                            public FunctionStore,
+                            public BotStore {
+ public:
+  PostgresStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
+                std::vector<std::unique_ptr<Conn>> readers, int max_batch)
+      : clock_(clock),
+        version_(version),
+        writer_(std::move(writer), max_batch),
+        readers_(std::move(readers)) {}
+
+  AccountStore& accounts() override { return *this; }
+  ConversationStore& conversations() override { return *this; }
+  FunctionStore& functions() override { return *this; }
+  BotStore& bots() override { return *this; }
+  int schemaVersion() const override { return version_; }
+
+  PostgresWriteStats writeStats() const { return writer_.stats(); }
+
+  // AccountStore
+  Status createAccount(const Account& a) override {
+    if (a.id.empty()) return invalid("account id is required");
+    const TimeMs created = a.created_at ? a.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(asStatus(execute(c,
+                                         "INSERT INTO accounts(" + std::string(kAccountCols) +
+                                             ") VALUES($1,$2,$3,$4,$5,$6,$7)",
+                                         a.id.str(), a.name, a.ttr_urgent_s, a.ttr_prioritized_s,
+                                         a.ttr_normal_s, created, accountStatusName(a.status))),
+                        "account " + a.id.str() + " already exists");
+    });
+  }
+
+  Result<Account> getAccount(const AccountId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Account>(
+          c, "SELECT " + std::string(kAccountCols) + " FROM accounts WHERE id=$1", accountRow,
+          id.str());
+    });
+    return found(std::move(r), "account " + id.str() + " does not exist");
+  }
+
+  Result<std::vector<Account>> listAccounts() override {
+    return read([&](Conn& c) {
+      return selectAll<Account>(
+          c, "SELECT " + std::string(kAccountCols) + " FROM accounts ORDER BY id", accountRow);
+    });
+  }
+
+  Status setAccountStatus(const AccountId& id, AccountStatus status) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(execute(c, "UPDATE accounts SET status=$1 WHERE id=$2",
+                                       accountStatusName(status), id.str()),
+                               "account " + id.str() + " does not exist");
+    });
+  }
+
+  Result<User> createUser(User u) override {
+    if (u.account.empty()) return invalid("user account is required");
+    if (u.login_name.empty()) return invalid("user loginName is required");
+    if (u.created_at == 0) u.created_at = clock_.nowMs();
+    User stored;
+    Status st = write([&](Conn& c) -> Status {
+      stored = u;
+      auto taken = exists(c, "SELECT 1 FROM users WHERE account=$1 AND login_name=$2",
+                          u.account.str(), u.login_name);
+      if (!taken) return asStatus(taken);
+      if (*taken)
+        return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+      auto id = assignId(c, u.account, "user", kFirstUserId, "users", u.id.str());
+      if (!id) return asStatus(id);
+      if (id->empty())
+        return conflict("user " + u.id.str() + " already exists in account " + u.account.str());
+      stored.id = UserId(*id);
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO users(" + std::string(kUserCols) +
+                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                           stored.account.str(), stored.id.str(), stored.pid, stored.login_name,
+                           stored.password_hash, rolesJson(stored.roles), userTypeName(stored.type),
+                           stringsJson(stored.skills), stored.max_open_conversations,
+                           stored.created_at, userStatusName(stored.status))),
+          "login name '" + u.login_name + "' is taken in account " + u.account.str());
+    });
+    if (!st) return std::unexpected(st.error());
+    return stored;
+  }
+
+  Status updateUser(const User& u) override {
+    return write([&](Conn& c) -> Status {
+      auto other = selectOne<std::string>(
+          c, "SELECT id FROM users WHERE account=$1 AND login_name=$2",
+          [](const Rows& r, int i) { return r.text(i, 0); }, u.account.str(), u.login_name);
+      if (!other) return asStatus(other);
+      if (*other && **other != u.id.str())
+        return conflict("login name '" + u.login_name + "' is taken in account " + u.account.str());
+      auto n = execute(c,
+                       "UPDATE users SET pid=$1, login_name=$2, password_hash=$3, roles_json=$4, "
+                       "type=$5, skills_json=$6, max_open_conversations=$7, created_at=$8, "
+                       "status=$9 WHERE account=$10 AND id=$11",
+                       u.pid, u.login_name, u.password_hash, rolesJson(u.roles),
+                       userTypeName(u.type), stringsJson(u.skills), u.max_open_conversations,
+                       u.created_at, userStatusName(u.status), u.account.str(), u.id.str());
+      if (!n)
+        return conflictAs(asStatus(n), "login name '" + u.login_name + "' is taken in account " +
+                                           u.account.str());
+      return changedOrNotFound(n, userMissing(u.account, u.id));
+    });
+  }
+
+  Status deleteUser(const AccountId& acc, const UserId& id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(changedOrNotFound(
+          execute(c, "DELETE FROM users WHERE account=$1 AND id=$2", acc.str(), id.str()),
+          userMissing(acc, id)));
+      return deleteCredentialsIn(c, acc, id);
+    });
+  }
+
+  Result<User> getUser(const AccountId& acc, const UserId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<User>(
+          c, "SELECT " + std::string(kUserCols) + " FROM users WHERE account=$1 AND id=$2", userRow,
+          acc.str(), id.str());
+    });
+    return found(std::move(r), userMissing(acc, id));
+  }
+
+  Result<User> getUserByLogin(const AccountId& acc, const std::string& login_name) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<User>(
+          c, "SELECT " + std::string(kUserCols) + " FROM users WHERE account=$1 AND login_name=$2",
+          userRow, acc.str(), login_name);
+    });
+    return found(std::move(r),
+                 "no user with login name '" + login_name + "' in account " + acc.str());
+  }
+
+  Result<std::vector<User>> listUsers(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<User>(c,
+                             "SELECT " + std::string(kUserCols) +
+                                 " FROM users WHERE account=$1 ORDER BY octet_length(id), id",
+                             userRow, acc.str());
+    });
+  }
+
+  Status putSession(const Session& s) override {
+    if (s.bearer_hash.empty()) return invalid("session bearer hash is required");
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO sessions(" + std::string(kSessionCols) +
+                                  ") VALUES($1,$2,$3,$4,$5,$6) ON CONFLICT(bearer_hash) DO UPDATE "
+                                  "SET csrf=excluded.csrf, account=excluded.account, "
+                                  "user_id=excluded.user_id, created_at=excluded.created_at, "
+                                  "expires_at=excluded.expires_at",
+                              s.bearer_hash, s.csrf, s.account.str(), s.user.str(), s.created_at,
+                              s.expires_at));
+    });
+  }
+
+  Result<Session> getSession(const std::string& bearer_hash) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Session>(
+          c, "SELECT " + std::string(kSessionCols) + " FROM sessions WHERE bearer_hash=$1",
+          sessionRow, bearer_hash);
+    });
+    return found(std::move(r), "session does not exist");
+  }
+
+  Status deleteSession(const std::string& bearer_hash) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM sessions WHERE bearer_hash=$1", bearer_hash));
+    });
+  }
+
+  Status deleteExpiredSessions(TimeMs now) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM sessions WHERE expires_at<=$1", now));
+    });
+  }
+
+  Status putApiKey(const ApiKey& k) override {
+    if (k.key_hash.empty()) return invalid("api key hash is required");
+    if (k.id.empty()) return invalid("api key id is required");
+    const TimeMs created = k.created_at ? k.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO api_keys(" + std::string(kApiKeyCols) +
+                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT(key_hash) DO "
+                               "UPDATE SET account=excluded.account, user_id=excluded.user_id, "
+                               "name=excluded.name, created_at=excluded.created_at, "
+                               "id=excluded.id, scopes_json=excluded.scopes_json, "
+                               "expires_at=excluded.expires_at, created_by=excluded.created_by",
+                           k.key_hash, k.account.str(), k.user.str(), k.name, created, k.id,
+                           rolesJson(k.scopes), k.expires_at, k.created_by.str())),
+          "api key " + k.id + " already exists in account " + k.account.str());
+    });
+  }
+
+  Result<ApiKey> getApiKey(const std::string& key_hash) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<ApiKey>(
+          c, "SELECT " + std::string(kApiKeyCols) + " FROM api_keys WHERE key_hash=$1", apiKeyRow,
+          key_hash);
+    });
+    return found(std::move(r), "api key does not exist");
+  }
+
+  Result<std::vector<ApiKey>> listApiKeys(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<ApiKey>(c,
+                               "SELECT " + std::string(kApiKeyCols) +
+                                   " FROM api_keys WHERE account=$1 ORDER BY created_at, id",
+                               apiKeyRow, acc.str());
+    });
+  }
+
+  Status deleteApiKey(const AccountId& acc, const std::string& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM api_keys WHERE account=$1 AND id=$2", acc.str(), id),
+          "api key " + id + " does not exist in account " + acc.str());
+    });
+  }
+
+  Status deleteCredentials(const AccountId& acc, const UserId& user) override {
+    return write([&](Conn& c) { return deleteCredentialsIn(c, acc, user); });
+  }
+
+  Result<Skill> createSkill(Skill s) override {
+    if (s.account.empty()) return invalid("skill account is required");
+    if (s.name.empty()) return invalid("skill name is required");
+    if (s.created_at == 0) s.created_at = clock_.nowMs();
+    Skill stored;
+    Status st = write([&](Conn& c) -> Status {
+      stored = s;
+      auto taken =
+          exists(c, "SELECT 1 FROM skills WHERE account=$1 AND name=$2", s.account.str(), s.name);
+      if (!taken) return asStatus(taken);
+      if (*taken)
+        return conflict("skill '" + s.name + "' already exists in account " + s.account.str());
+      auto id = assignId(c, s.account, "skill", kFirstSkillId, "skills", s.id.str());
+      if (!id) return asStatus(id);
+      if (id->empty())
+        return conflict("skill " + s.id.str() + " already exists in account " + s.account.str());
+      stored.id = SkillId(*id);
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO skills(account, id, name, created_at) VALUES($1,$2,$3,$4)",
+                           stored.account.str(), stored.id.str(), stored.name, stored.created_at)),
+          "skill '" + s.name + "' already exists in account " + s.account.str());
+    });
+    if (!st) return std::unexpected(st.error());
+    return stored;
+  }
+
+  Status deleteSkill(const AccountId& acc, const SkillId& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM skills WHERE account=$1 AND id=$2", acc.str(), id.str()),
+          "skill " + id.str() + " does not exist in account " + acc.str());
+    });
+  }
+
+  Result<std::vector<Skill>> listSkills(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<Skill>(c,
+                              "SELECT account, id, name, created_at FROM skills WHERE account=$1 "
+                              "ORDER BY octet_length(id), id",
+                              skillRow, acc.str());
+    });
+  }
+
+  Status putAgentState(const AgentState& s) override {
+    const TimeMs updated = s.updated_at ? s.updated_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO agent_states(account, user_id, availability, "
+                              "updated_at) VALUES($1,$2,$3,$4) ON CONFLICT(account, user_id) DO "
+                              "UPDATE SET availability=excluded.availability, "
+                              "updated_at=excluded.updated_at",
+                              s.account.str(), s.user.str(), availabilityName(s.availability),
+                              updated));
+    });
+  }
+
+  Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<AgentState>(
+          c,
+          "SELECT account, user_id, availability, updated_at FROM agent_states WHERE account=$1 "
+          "ORDER BY octet_length(user_id), user_id",
+          agentStateRow, acc.str());
+    });
+  }
+
+  // ConversationStore
+  Status saveConversation(const Conversation& conv) override {
+    if (auto st = checkConversation(conv); !st) return st;
+    return writer_.submit([&](Tx& tx) { return saveTxn(tx.c, conv); }, Writer::Wrap::kSelf);
+  }
+
+  void saveConversationAsync(Conversation conv, std::function<void(Status)> done) override {
+    if (auto st = checkConversation(conv); !st) return done(st);
+    writer_.submitAsync([conv = std::move(conv)](Tx& tx) { return saveTxn(tx.c, conv); },
+                        std::move(done), Writer::Wrap::kSelf);
+  }
+
+  Status appendMessage(const Conversation& conv, const Message& m) override {
+    if (auto st = checkAppend(conv, m); !st) return st;
+    return writer_.submit([&](Tx& tx) { return appendTxn(tx, conv, m); }, Writer::Wrap::kSelf);
+  }
+
+  void appendMessageAsync(std::shared_ptr<const Conversation> conv,
+                          std::shared_ptr<const Message> m,
+                          std::function<void(Status)> done) override {
+    if (auto st = checkAppend(*conv, *m); !st) return done(st);
+    writer_.submitAsync(
+        [conv = std::move(conv), m = std::move(m)](Tx& tx) { return appendTxn(tx, *conv, *m); },
+        std::move(done), Writer::Wrap::kSelf);
+  }
+
+  Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Conversation>(c,
+                                     "SELECT " + std::string(kConversationSelect) +
+                                         " FROM conversations c WHERE id=$1 AND account=$2",
+                                     conversationRow, id.str(), acc.str());
+    });
+    return found(std::move(r),
+                 "conversation " + id.str() + " does not exist in account " + acc.str());
+  }
+
+  Result<std::vector<Conversation>> listConversations(const AccountId& acc,
+                                                      const ConversationQuery& q) override {
+    if (q.limit <= 0) return std::vector<Conversation>{};
+    std::string sql =
+        "SELECT " + std::string(kConversationSelect) + " FROM conversations c WHERE account=$1";
+    std::vector<Param> ps = params(acc.str());
+    if (q.state) {
+      ps.push_back(toParam(stateName(*q.state)));
+      sql += " AND state=$" + std::to_string(ps.size());
+    }
+    if (q.skill) {
+      ps.push_back(toParam(q.skill->str()));
+      sql += " AND skill=$" + std::to_string(ps.size());
+    }
+    if (q.consumer) {
+      ps.push_back(toParam(q.consumer->str()));
+      sql += " AND consumer=$" + std::to_string(ps.size());
+    }
+    ps.push_back(toParam(q.limit));
+    sql += " ORDER BY start_ts, id LIMIT $" + std::to_string(ps.size());
+    return read([&](Conn& c) -> Result<std::vector<Conversation>> {
+      auto r = c.query(sql, ps);
+      if (!r) return std::unexpected(r.error());
+      std::vector<Conversation> out;
+      for (int i = 0; i < r->size(); ++i) out.push_back(conversationRow(*r, i));
+      return out;
+    });
+  }
+
+  Result<std::vector<Conversation>> listOpenConversations() override {
+    return read([&](Conn& c) {
+      return selectAll<Conversation>(c,
+                                     "SELECT " + std::string(kConversationSelect) +
+                                         " FROM conversations c WHERE state=$1 ORDER BY "
+                                         "start_ts, id",
+                                     conversationRow, stateName(ConversationState::kOpen));
+    });
+  }
+
+  Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
+                                            int limit) override {
+    if (limit <= 0) return std::vector<Message>{};
+    return read([&](Conn& c) {
+      return selectAll<Message>(c,
+                                "SELECT " + std::string(kMessageCols) +
+                                    " FROM messages WHERE conversation=$1 AND sequence>=$2 "
+                                    "ORDER BY sequence LIMIT $3",
+                                messageRow, id.str(), from_seq, limit);
+    });
+  }
+
+  // FunctionStore
+  Status createFunction(const FunctionRecord& f) override {
+    if (f.uuid.empty()) return invalid("function uuid is required");
+    if (f.account.empty()) return invalid("function account is required");
+    if (f.name.empty()) return invalid("function name is required");
+    FunctionRecord stored = f;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    return write([&](Conn& c) -> Status {
+      auto dup = exists(c, "SELECT 1 FROM functions WHERE uuid=$1", f.uuid.str());
+      if (!dup) return asStatus(dup);
+      if (*dup) return conflict("function " + f.uuid.str() + " already exists");
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO functions(" + std::string(kFunctionCols) +
+                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                           stored.uuid.str(), stored.account.str(), stored.name, stored.description,
+                           stored.event_id, stored.code, envJson(stored.env), stored.state,
+                           stored.version, stored.created_by, stored.updated_by, stored.created_at,
+                           stored.updated_at)),
+          functionNameMessage(f));
+    });
+  }
+
+  Status updateFunction(const FunctionRecord& f) override {
+    return write([&](Conn& c) -> Status {
+      auto n = execute(c,
+                       "UPDATE functions SET name=$1, description=$2, event_id=$3, code=$4, "
+                       "env_json=$5, state=$6, version=$7, created_by=$8, updated_by=$9, "
+                       "created_at=$10, updated_at=$11 WHERE uuid=$12 AND account=$13",
+                       f.name, f.description, f.event_id, f.code, envJson(f.env), f.state,
+                       f.version, f.created_by, f.updated_by, f.created_at, f.updated_at,
+                       f.uuid.str(), f.account.str());
+      if (!n) return conflictAs(asStatus(n), functionNameMessage(f));
+      if (*n == 0) return notFound(functionMissing(f.account, f.uuid));
+      return {};
+    });
+  }
+
+  Status deleteFunction(const AccountId& acc, const FunctionId& id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(changedOrNotFound(
+          execute(c, "DELETE FROM functions WHERE uuid=$1 AND account=$2", id.str(), acc.str()),
+          functionMissing(acc, id)));
+      PARLEY_PG_TRY(execute(c, "DELETE FROM deployments WHERE account=$1 AND function_uuid=$2",
+                            acc.str(), id.str()));
+      return asStatus(execute(c,
+                              "DELETE FROM invocation_logs WHERE account=$1 AND function_uuid=$2",
+                              acc.str(), id.str()));
+    });
+  }
+
+  Result<FunctionRecord> getFunction(const AccountId& acc, const FunctionId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<FunctionRecord>(
+          c,
+          "SELECT " + std::string(kFunctionCols) + " FROM functions WHERE uuid=$1 AND account=$2",
+          functionRow, id.str(), acc.str());
+    });
+    return found(std::move(r), functionMissing(acc, id));
+  }
+
+  Result<std::vector<FunctionRecord>> listFunctions(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<FunctionRecord>(c,
+                                       "SELECT " + std::string(kFunctionCols) +
+                                           " FROM functions WHERE account=$1 ORDER BY name, uuid",
+                                       functionRow, acc.str());
+    });
+  }
+
+  Status addDeployment(const Deployment& d) override {
+    if (d.uuid.empty()) return invalid("deployment uuid is required");
+    const TimeMs created = d.created_at ? d.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(asStatus(execute(c,
+                                         "INSERT INTO deployments(" + std::string(kDeploymentCols) +
+                                             ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                                         d.uuid, d.function.str(), d.account.str(),
+                                         d.function_version, d.code, envJson(d.env), d.state,
+                                         d.error_json, d.created_by, created, d.deployed_at)),
+                        "deployment " + d.uuid + " already exists");
+    });
+  }
+
+  Result<std::vector<Deployment>> listDeployments(const AccountId& acc, const FunctionId& id,
+                                                  int limit) override {
+    if (limit <= 0) return std::vector<Deployment>{};
+    return read([&](Conn& c) {
+      return selectAll<Deployment>(c,
+                                   "SELECT " + std::string(kDeploymentCols) +
+                                       " FROM deployments WHERE account=$1 AND function_uuid=$2 "
+                                       "ORDER BY created_at DESC, seq DESC LIMIT $3",
+                                   deploymentRow, acc.str(), id.str(), limit);
+    });
+  }
+
+  Status pruneDeployments(const AccountId& acc, const FunctionId& id, int keep) override {
+    return write([&](Conn& c) {
+      return asStatus(
+          execute(c,
+                  "DELETE FROM deployments WHERE account=$1 AND function_uuid=$2 AND seq NOT IN "
+                  "(SELECT seq FROM deployments WHERE account=$1 AND function_uuid=$2 "
+                  "ORDER BY created_at DESC, seq DESC LIMIT $3)",
+                  acc.str(), id.str(), std::max(keep, 0)));
+    });
+  }
+
+  Status appendLogs(const std::vector<InvocationLog>& logs) override {
+    if (logs.empty()) return {};
+    return write([&](Conn& c) -> Status {
+      for (const auto& l : logs)
+        PARLEY_PG_TRY(execute(c,
+                              "INSERT INTO invocation_logs(function_uuid, account, request_id, "
+                              "ts, level, message, extras_json) VALUES($1,$2,$3,$4,$5,$6,$7)",
+                              l.function.str(), l.account.str(), l.request_id, l.ts, l.level,
+                              l.message, l.extras_json));
+      return {};
+    });
+  }
+
+  Result<std::vector<InvocationLog>> listLogs(const AccountId& acc, const FunctionId& id,
+                                              TimeMs since, int limit) override {
+    if (limit <= 0) return std::vector<InvocationLog>{};
+    return read([&](Conn& c) {
+      return selectAll<InvocationLog>(
+          c,
+          "SELECT function_uuid, account, request_id, ts, level, message, extras_json FROM "
+          "invocation_logs WHERE account=$1 AND function_uuid=$2 AND ts>=$3 "
+          "ORDER BY ts DESC, seq DESC LIMIT $4",
+          logRow, acc.str(), id.str(), since, limit);
+    });
+  }
+
+  Status putSecret(const Secret& s) override {
+    if (s.key.empty()) return invalid("secret key is required");
+    const TimeMs updated = s.updated_at ? s.updated_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO secrets(account, key_name, ciphertext, updated_at) "
+                              "VALUES($1,$2,$3,$4) ON CONFLICT(account, key_name) DO UPDATE SET "
+                              "ciphertext=excluded.ciphertext, updated_at=excluded.updated_at",
+                              s.account.str(), s.key, Blob{s.ciphertext}, updated));
+    });
+  }
+
+  Result<Secret> getSecret(const AccountId& acc, const std::string& key) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Secret>(
+          c,
+          "SELECT account, key_name, ciphertext, updated_at FROM secrets "
+          "WHERE account=$1 AND key_name=$2",
+          [](const Rows& rows, int i) {
+            Secret s;
+            s.account = AccountId(rows.text(i, 0));
+            s.key = rows.text(i, 1);
+            s.ciphertext = rows.bytes(i, 2);
+            s.updated_at = rows.i64(i, 3);
+            return s;
+          },
+          acc.str(), key);
+    });
+    return found(std::move(r), "secret '" + key + "' does not exist in account " + acc.str());
+  }
+
+  Status deleteSecret(const AccountId& acc, const std::string& key) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM secrets WHERE account=$1 AND key_name=$2", acc.str(), key),
+          "secret '" + key + "' does not exist in account " + acc.str());
+    });
+  }
+
+  Result<std::vector<std::string>> listSecretKeys(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<std::string>(
+          c, "SELECT key_name FROM secrets WHERE account=$1 ORDER BY key_name",
+          [](const Rows& r, int i) { return r.text(i, 0); }, acc.str());
+    });
+  }
+
+  Status appendSecretAudit(const SecretAuditEntry& e, int keep) override {
+    if (e.account.empty()) return invalid("account id is required");
+    const TimeMs ts = e.ts ? e.ts : clock_.nowMs();
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(execute(c,
+                            "INSERT INTO secret_audit(account, ts, function_uuid, request_id, "
+                            "invoker, user_id, login_name, key_name, op, outcome, detail) "
+                            "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                            e.account.str(), ts, e.function.str(), e.request_id, e.invoker,
+                            e.user.str(), e.login_name, e.key, e.op, e.outcome, e.detail));
+      return asStatus(execute(c,
+                              "DELETE FROM secret_audit WHERE account=$1 AND seq <= "
+                              "(SELECT seq FROM secret_audit WHERE account=$1 "
+                              "ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                              e.account.str(), std::max(keep, 0)));
+    });
+  }
+
+  Result<std::vector<SecretAuditEntry>> listSecretAudit(const AccountId& acc, int limit) override {
+    if (limit <= 0) return std::vector<SecretAuditEntry>{};
+    return read([&](Conn& c) {
+      return selectAll<SecretAuditEntry>(
+          c,
+          "SELECT account, ts, function_uuid, request_id, invoker, user_id, login_name, "
+          "key_name, op, outcome, detail FROM secret_audit WHERE account=$1 "
+          "ORDER BY seq DESC LIMIT $2",
+          secretAuditRow, acc.str(), limit);
+    });
+  }
+
+  Status putAllowlist(const AccountId& acc, const std::vector<std::string>& domains) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(execute(c, "DELETE FROM allowlist WHERE account=$1", acc.str()));
+      std::int64_t pos = 0;
+      for (const auto& d : domains)
+        PARLEY_PG_TRY(execute(c,
+                              "INSERT INTO allowlist(account, position, domain) VALUES($1,$2,$3)",
+                              acc.str(), pos++, d));
+      return {};
+    });
+  }
+
+  Result<std::vector<std::string>> getAllowlist(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<std::string>(
+          c, "SELECT domain FROM allowlist WHERE account=$1 ORDER BY position",
+          [](const Rows& r, int i) { return r.text(i, 0); }, acc.str());
+    });
+  }
+
+  Status putContextProperty(const ContextProperty& p) override {
+    if (p.ns.empty()) return invalid("context namespace is required");
+    if (p.name.empty()) return invalid("context property name is required");
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO context_properties(account, ns, session_id, name, "
+                              "value_json, expires_at) VALUES($1,$2,$3,$4,$5,$6) "
+                              "ON CONFLICT(account, ns, session_id, name) DO UPDATE SET "
+                              "value_json=excluded.value_json, expires_at=excluded.expires_at",
+                              p.account.str(), p.ns, p.session_id, p.name, p.value_json,
+                              p.expires_at));
+    });
+  }
+
+  Result<std::vector<ContextProperty>> listContextProperties(const AccountId& acc,
+                                                             const std::string& ns,
+                                                             const std::string& session) override {
+    const TimeMs now = clock_.nowMs();
+    return read([&](Conn& c) {
+      return selectAll<ContextProperty>(
+          c,
+          "SELECT account, ns, session_id, name, value_json, expires_at FROM context_properties "
+          "WHERE account=$1 AND ns=$2 AND session_id=$3 AND (expires_at=0 OR expires_at>$4) "
+          "ORDER BY name",
+          contextRow, acc.str(), ns, session, now);
+    });
+  }
+
+  Status deleteContextProperties(const AccountId& acc, const std::string& ns,
+                                 const std::string& session, const std::string& name) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "DELETE FROM context_properties WHERE account=$1 AND ns=$2 AND "
+                              "session_id=$3 AND ($4::text='' OR name=$4::text)",
+                              acc.str(), ns, session, name));
+    });
+  }
+
+  // BotStore
+  Status createBot(const BotRecord& b) override {
+    if (b.id.empty()) return invalid("bot id is required");
+    if (b.account.empty()) return invalid("bot account is required");
+    BotRecord stored = b;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    return write([&](Conn& c) -> Status {
+      auto dup =
+          exists(c, "SELECT 1 FROM bots WHERE account=$1 AND id=$2", b.account.str(), b.id.str());
+      if (!dup) return asStatus(dup);
+      if (*dup)
+        return conflict("bot " + b.id.str() + " already exists in account " + b.account.str());
+      PARLEY_PG_TRY(checkBotUser(c, b));
+      return conflictAs(
+          asStatus(execute(
+              c, "INSERT INTO bots(" + std::string(kBotCols) + ") VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
+              stored.account.str(), stored.id.str(), stored.name, stored.user.str(),
+              stored.config_json, stored.status, stored.created_at, stored.updated_at)),
+          "bot " + b.id.str() + " already exists in account " + b.account.str());
+    });
+  }
+
+  Status updateBot(const BotRecord& b) override {
+    return write([&](Conn& c) -> Status {
+      auto there =
+          exists(c, "SELECT 1 FROM bots WHERE account=$1 AND id=$2", b.account.str(), b.id.str());
+      if (!there) return asStatus(there);
+      if (!*there) return notFound(botMissing(b.account, b.id));
+      PARLEY_PG_TRY(checkBotUser(c, b));
+      return asStatus(execute(c,
+                              "UPDATE bots SET name=$1, user_id=$2, config_json=$3, status=$4, "
+                              "created_at=$5, updated_at=$6 WHERE account=$7 AND id=$8",
+                              b.name, b.user.str(), b.config_json, b.status, b.created_at,
+                              b.updated_at, b.account.str(), b.id.str()));
+    });
+  }
+
+  Status deleteBot(const AccountId& acc, const BotId& id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(changedOrNotFound(
+          execute(c, "DELETE FROM bots WHERE account=$1 AND id=$2", acc.str(), id.str()),
+          botMissing(acc, id)));
+      return asStatus(
+          execute(c, "DELETE FROM turns WHERE account=$1 AND bot=$2", acc.str(), id.str()));
+    });
+  }
+
+  Result<BotRecord> getBot(const AccountId& acc, const BotId& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<BotRecord>(
+          c, "SELECT " + std::string(kBotCols) + " FROM bots WHERE account=$1 AND id=$2", botRow,
+          acc.str(), id.str());
+    });
+    return found(std::move(r), botMissing(acc, id));
+  }
+
+  Result<std::vector<BotRecord>> listBots(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<BotRecord>(
+          c, "SELECT " + std::string(kBotCols) + " FROM bots WHERE account=$1 ORDER BY id", botRow,
+          acc.str());
+    });
+  }
+
+  Result<std::vector<BotRecord>> listAllBots() override {
+    return read([&](Conn& c) {
+      return selectAll<BotRecord>(
+          c, "SELECT " + std::string(kBotCols) + " FROM bots ORDER BY account, id", botRow);
+    });
+  }
+
+  Status appendTurn(const TurnRecord& t, int keep) override {
+    if (t.turn_id.empty()) return invalid("turn id is required");
+    return write([&](Conn& c) { return appendTurnTxn(c, t, keep); });
+  }
+
+  void appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) override {
+    if (t.turn_id.empty()) return done(invalid("turn id is required"));
+    writer_.submitAsync([t = std::move(t), keep](Tx& tx) { return appendTurnTxn(tx.c, t, keep); },
+                        std::move(done));
+  }
+
+  Result<std::vector<TurnRecord>> listTurns(const AccountId& acc, const BotId& id,
+                                            int limit) override {
+    if (limit <= 0) return std::vector<TurnRecord>{};
+    if (writer_.asyncQueued() > 0) {
+      // Queued records first: a write queued after them returns once they committed.
+      PARLEY_PG_TRY(write([](Conn&) -> Status { return {}; }));
+    }
+    return read([&](Conn& c) {
+      return selectAll<TurnRecord>(c,
+                                   "SELECT " + std::string(kTurnCols) +
+                                       " FROM turns WHERE account=$1 AND bot=$2 "
+                                       "ORDER BY ts DESC, seq DESC LIMIT $3",
+                                   turnRow, acc.str(), id.str(), limit);
+    });
+  }
+
+  Status putPendingTurn(const PendingTurn& p) override {
+    if (p.turn_id.empty()) return invalid("turn id is required");
+    const TimeMs created = p.created_at ? p.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "INSERT INTO pending_turns(turn_id, account, bot, conversation, "
+                              "state_json, created_at) VALUES($1,$2,$3,$4,$5,$6) "
+                              "ON CONFLICT(turn_id) DO UPDATE SET account=excluded.account, "
+                              "bot=excluded.bot, conversation=excluded.conversation, "
+                              "state_json=excluded.state_json, created_at=excluded.created_at",
+                              p.turn_id, p.account.str(), p.bot.str(), p.conversation.str(),
+                              p.state_json, created));
+    });
+  }
+
+  Status deletePendingTurn(const std::string& turn_id) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM pending_turns WHERE turn_id=$1", turn_id));
+    });
+  }
+
+  Result<std::vector<PendingTurn>> listPendingTurns() override {
+    return read([&](Conn& c) {
+      return selectAll<PendingTurn>(c,
+                                    "SELECT account, bot, conversation, turn_id, state_json, "
+                                    "created_at FROM pending_turns ORDER BY created_at, seq",
+                                    pendingRow);
+    });
+  }
+
+  Status putImageAllowlist(const AccountId& acc, const std::vector<std::string>& entries) override {
+    if (acc.empty()) return invalid("account is required");
+    std::string text = stringsJson(entries);
+    return write([&](Conn& c) {
+      return asStatus(
+          execute(c,
+                  "INSERT INTO image_allowlists(account, entries_json) VALUES($1,$2) "
+                  "ON CONFLICT(account) DO UPDATE SET entries_json=excluded.entries_json",
+                  acc.str(), text));
+    });
+  }
+
+  Result<std::vector<std::string>> getImageAllowlist(const AccountId& acc) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<std::vector<std::string>>(
+          c, "SELECT entries_json FROM image_allowlists WHERE account=$1",
+          [](const Rows& rows, int i) { return parseStringsJson(rows.text(i, 0)); }, acc.str());
+    });
+    return found(std::move(r), "account " + acc.str() + " has no image allowlist");
+  }
+
+  Status deleteImageAllowlist(const AccountId& acc) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM image_allowlists WHERE account=$1", acc.str()),
+          "account " + acc.str() + " has no image allowlist");
+    });
+  }
+
+ private:
+  static Status checkConversation(const Conversation& c) {
+    if (c.id.empty()) return invalid("conversation id is required");
+    if (c.account.empty()) return invalid("conversation account is required");
+    return {};
+  }
+
+  static Status checkAppend(const Conversation& conv, const Message& m) {
+    if (auto st = checkConversation(conv); !st) return st;
+    if (m.conversation != conv.id)
+      return invalid("message conversation " + m.conversation.str() +
+                     " differs from conversation " + conv.id.str());
+    return internal::checkAppendCounters(conv, m);
+  }
+
+  // The conversation's columns as parameters $first.. (17 of them, kConversationCols order).
+  static void conversationParams(std::vector<Param>& ps, const Conversation& conv) {
+    for (auto&& p :
+         params(conv.id.str(), conv.account.str(), conv.consumer.str(), channelName(conv.channel),
+                stateName(conv.state), conv.skill.str(), ttrTypeName(conv.ttr_type),
+                conv.ttr_value_s, conv.ttr_due_at, conv.start_ts, conv.end_ts, conv.updated_at,
+                conv.close_reason, conv.next_sequence, conv.context_json,
+                encodeTurnMark(conv.turn_mark), participantsJson(conv.participants)))
+      ps.push_back(std::move(p));
+  }
+
+  // "INSERT INTO conversations(...) <source> ON CONFLICT(id) DO UPDATE ... WHERE the stored
+  // row is the same account's": nothing changes (0 rows) when the id is another account's.
+  static std::string upsertConversationSql(const std::string& source) {
+    return "INSERT INTO conversations(" + std::string(kConversationCols) + ") " + source +
+           " ON CONFLICT(id) DO UPDATE SET consumer=excluded.consumer, "
+           "channel=excluded.channel, state=excluded.state, skill=excluded.skill, "
+           "ttr_type=excluded.ttr_type, ttr_value_s=excluded.ttr_value_s, "
+           "ttr_due_at=excluded.ttr_due_at, start_ts=excluded.start_ts, end_ts=excluded.end_ts, "
+           "updated_at=excluded.updated_at, close_reason=excluded.close_reason, "
+           "next_sequence=excluded.next_sequence, context_json=excluded.context_json, "
+           "turn=excluded.turn, participants_json=excluded.participants_json "
+           "WHERE conversations.account=excluded.account";
+  }
+
+  // One statement: the row with its participants, or nothing when the id is another account's.
+  // Fails without aborting the transaction (Wrap::kSelf).
+  static Status saveTxn(Conn& c, const Conversation& conv) {
+    static const std::string kSql =
+        upsertConversationSql("VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)");
+    std::vector<Param> ps;
+    conversationParams(ps, conv);
+    auto r = c.query(kSql, ps);
+    if (!r) return asStatus(r);
+    if (r->affected() == 0)
+      return conflict("conversation " + conv.id.str() + " belongs to another account");
+    return {};
+  }
+
+  // One statement: checks the conversation's owner, inserts the message unless its sequence
+  // exists, and (only when it was inserted) upserts the conversation. An expected failure
+  // (another account's conversation, a taken sequence) writes nothing, so the write needs no
+  // savepoint (Wrap::kSelf).
+  static Status appendTxn(Tx& tx, const Conversation& conv, const Message& m) {
+    static const std::string kSql =
+        "WITH owner AS (SELECT NOT EXISTS (SELECT 1 FROM conversations WHERE id=$1 AND "
+        "account<>$2) AS ok), "
+        "m AS (INSERT INTO messages(" +
+        std::string(kMessageCols) +
+        ") SELECT $1, $18::bigint, $19::bigint, $20::text, $21::text, $22::text, $23::text, "
+        "$24::text, $25::text, $26::text FROM owner WHERE owner.ok "
+        "ON CONFLICT(conversation, sequence) DO NOTHING RETURNING 1), "
+        "c AS (" +
+        upsertConversationSql(
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::bigint, "
+            "$11::bigint, $12::bigint, $13, $14::bigint, $15, $16, $17 WHERE EXISTS (SELECT 1 "
+            "FROM m)") +
+        " RETURNING 1) "
+        "SELECT (SELECT ok FROM owner), (SELECT count(*) FROM m), (SELECT count(*) FROM c)";
+    std::vector<Param> ps;
+    conversationParams(ps, conv);
+    for (auto&& p :
+         params(m.sequence, m.server_ts, m.originator_id, m.originator_pid, m.originator_role,
+                m.audience, m.event_json, m.metadata_json, encodeTurnMark(m.turn)))
+      ps.push_back(std::move(p));
+    auto r = tx.c.query(kSql, ps);
+    if (!r) return asStatus(r);
+    if (r->text(0, 0) != "t")
+      return conflict("conversation " + conv.id.str() + " belongs to another account");
+    if (r->i64(0, 1) == 0)
+      return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
+                      conv.id.str());
+    if (r->i64(0, 2) == 0) {
+      // Another account's transaction stored this id since the check: the message is in, the
+      // conversation is not theirs. Undo the whole transaction.
+      tx.must_roll_back = true;
+      return conflict("conversation " + conv.id.str() + " belongs to another account");
+    }
+    return {};
+  }
+
+  static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
+    PARLEY_PG_TRY(execute(c, "DELETE FROM turns WHERE account=$1 AND bot=$2 AND turn_id=$3",
+                          t.account.str(), t.bot.str(), t.turn_id));
+    PARLEY_PG_TRY(execute(c,
+                          "INSERT INTO turns(" + std::string(kTurnCols) +
+                              ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                          t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts,
+                          t.outcome, t.input_json, t.response_json, t.actions_json, t.timings_json,
+                          t.error));
+    return asStatus(execute(c,
+                            "DELETE FROM turns WHERE seq IN (SELECT seq FROM turns WHERE "
+                            "account=$1 AND bot=$2 ORDER BY ts DESC, seq DESC OFFSET $3)",
+                            t.account.str(), t.bot.str(), std::max(keep, 0)));
+  }
+
+  static Status deleteCredentialsIn(Conn& c, const AccountId& acc, const UserId& user) {
+    PARLEY_PG_TRY(asStatus(
+        execute(c, "DELETE FROM sessions WHERE account=$1 AND user_id=$2", acc.str(), user.str())));
+    return asStatus(
+        execute(c, "DELETE FROM api_keys WHERE account=$1 AND user_id=$2", acc.str(), user.str()));
+  }
+
+  // As the SQLite store's: `requested` when given (or "" when taken), else the account's next
+  // free counter value; the counter moves past numeric ids handed out. The counter row is
+  // locked (FOR UPDATE) so nodes creating ids at once take turns.
+  static Result<std::string> assignId(Conn& c, const AccountId& acc, const char* kind,
+                                      std::int64_t first, const std::string& table,
+                                      const std::string& requested) {
+    PARLEY_PG_TRY(execute(c,
+                          "INSERT INTO id_counters(account, kind, next_id) VALUES($1,$2,$3) "
+                          "ON CONFLICT(account, kind) DO NOTHING",
+                          acc.str(), kind, first));
+    auto counter = selectOne<std::int64_t>(
+        c, "SELECT next_id FROM id_counters WHERE account=$1 AND kind=$2 FOR UPDATE",
+        [](const Rows& r, int i) { return r.i64(i, 0); }, acc.str(), kind);
+    if (!counter) return std::unexpected(counter.error());
+    std::int64_t next = counter->value_or(first);
+    const std::string exists_sql = "SELECT 1 FROM " + table + " WHERE account=$1 AND id=$2";
+    std::string id;
+    if (requested.empty()) {
+      for (;;) {
+        auto taken = exists(c, exists_sql, acc.str(), std::to_string(next));
+        if (!taken) return std::unexpected(taken.error());
+        if (!*taken) break;
+        ++next;
+      }
+      id = std::to_string(next++);
+    } else {
+      auto taken = exists(c, exists_sql, acc.str(), requested);
+      if (!taken) return std::unexpected(taken.error());
+      if (*taken) return std::string();
+      id = requested;
+      if (auto n = internal::numericId(requested); n && *n >= next) next = *n + 1;
+    }
+    auto saved = execute(c, "UPDATE id_counters SET next_id=$1 WHERE account=$2 AND kind=$3", next,
+                         acc.str(), kind);
+    if (!saved) return std::unexpected(saved.error());
+    return id;
+  }
+
+  static Status checkBotUser(Conn& c, const BotRecord& b) {
+    if (b.user.empty()) return {};
+    auto other = selectOne<std::string>(
+        c, "SELECT id FROM bots WHERE account=$1 AND user_id=$2 AND id<>$3",
+        [](const Rows& r, int i) { return r.text(i, 0); }, b.account.str(), b.user.str(),
+        b.id.str());
+    if (!other) return asStatus(other);
+    if (*other) return conflict("user " + b.user.str() + " already has bot " + **other);
+    return {};
+  }
+
+  static std::string userMissing(const AccountId& acc, const UserId& id) {
+    return "user " + id.str() + " does not exist in account " + acc.str();
+  }
+  static std::string functionNameMessage(const FunctionRecord& f) {
+    return "function name '" + f.name + "' is taken in account " + f.account.str();
+  }
+  static std::string functionMissing(const AccountId& acc, const FunctionId& id) {
+    return "function " + id.str() + " does not exist in account " + acc.str();
+  }
+  static std::string botMissing(const AccountId& acc, const BotId& id) {
+    return "bot " + id.str() + " does not exist in account " + acc.str();
+  }
+
+  template <class F>
+  Status write(F&& fn) {
+    return writer_.submit([&fn](Tx& tx) -> Status { return fn(tx.c); });
+  }
+
+  template <class F>
+  auto read(F&& fn) -> decltype(fn(std::declval<Conn&>())) {
+    auto lease = readers_.acquire();
+    try {
+      return fn(*lease);
+    } catch (const std::exception& e) {
+      return internalError(std::string("postgres store: read failed: ") + e.what());
+    }
+  }
+
+  template <class T>
+  static Result<T> found(Result<std::optional<T>>&& r, const std::string& message) {
+    if (r.has_value()) {
+      if (r->has_value()) return std::move(**r);
+      return notFound(message);
+    }
+    return std::unexpected(std::move(r.error()));
+  }
+
+  const Clock& clock_;
+  const int version_;
+  Writer writer_;
+  ReaderPool readers_;
+};
+
+}  // namespace
+
+bool isPostgresUri(const std::string& spec) {
+  return spec.starts_with("postgres://") || spec.starts_with("postgresql://");
+}
+
+Status checkPostgresUri(const std::string& uri) { return pg::checkUri(uri); }
+
+int postgresLatestSchemaVersion() { return pg::latestSchemaVersion(); }
+
+Result<PostgresWriteStats> postgresWriteStats(Store& store) {
+  auto* s = dynamic_cast<PostgresStore*>(&store);
+  if (!s) return invalid("not a PostgreSQL store");
+  return s->writeStats();
+}
+
+Result<std::unique_ptr<Store>> openPostgresStore(const std::string& uri, const Clock& clock,
+                                                 const PostgresOptions& options) {
+  PARLEY_PG_TRY(pg::checkUri(uri));
+  auto writer = Conn::open(uri);
+  if (!writer) return std::unexpected(writer.error());
+  auto version = pg::migrate(**writer);
+  if (!version) return std::unexpected(version.error());
+  std::vector<std::unique_ptr<Conn>> readers;
+  for (int i = 0; i < std::max(1, options.readers); ++i) {
+    auto r = Conn::open(uri);
+    if (!r) return std::unexpected(r.error());
+    readers.push_back(std::move(*r));
+  }
+  return std::unique_ptr<Store>(new PostgresStore(clock, *version, std::move(*writer),
+                                                  std::move(readers), options.max_batch));
+}
+
+}  // namespace parley::store

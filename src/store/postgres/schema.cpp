@@ -1,0 +1,171 @@
+#include "store/postgres/schema.h"
+
+#include <iterator>
+#include <string>
+
+namespace parley::store::pg {
+namespace {
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+// Version 1: every table of the SQLite schema at its version 8, in PostgreSQL types. Text
+// columns sort by bytes (COLLATE "C") whatever the database's locale, as SQLite's do. A
+// conversation's participants are a JSON column of its row (SQLite: a table), so a conversation
+// is written by one statement. Insertion order (ties of timestamps, audit order) is a
+// bigserial `seq`.
+constexpr const char* kV1 = R"sql(
+CREATE TABLE accounts(
+  id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL, ttr_urgent_s BIGINT NOT NULL,
+  ttr_prioritized_s BIGINT NOT NULL, ttr_normal_s BIGINT NOT NULL, created_at BIGINT NOT NULL,
+  status TEXT NOT NULL);
+CREATE TABLE id_counters(
+  account TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL, next_id BIGINT NOT NULL,
+  PRIMARY KEY(account, kind));
+CREATE TABLE users(
+  account TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, pid TEXT NOT NULL,
+  login_name TEXT COLLATE "C" NOT NULL, password_hash TEXT NOT NULL, roles_json TEXT NOT NULL,
+  type TEXT NOT NULL, skills_json TEXT NOT NULL, max_open_conversations BIGINT NOT NULL,
+  created_at BIGINT NOT NULL, status TEXT NOT NULL,
+  PRIMARY KEY(account, id), UNIQUE(account, login_name));
+CREATE TABLE sessions(
+  bearer_hash TEXT COLLATE "C" PRIMARY KEY, csrf TEXT NOT NULL, account TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE INDEX sessions_expires ON sessions(expires_at);
+CREATE INDEX sessions_user ON sessions(account, user_id);
+CREATE TABLE api_keys(
+  key_hash TEXT COLLATE "C" PRIMARY KEY, account TEXT COLLATE "C" NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL,
+  id TEXT COLLATE "C" NOT NULL, scopes_json TEXT NOT NULL, expires_at BIGINT NOT NULL,
+  created_by TEXT NOT NULL, UNIQUE(account, id));
+CREATE INDEX api_keys_user ON api_keys(account, user_id);
+CREATE TABLE skills(
+  account TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, name TEXT COLLATE "C" NOT NULL,
+  created_at BIGINT NOT NULL, PRIMARY KEY(account, id), UNIQUE(account, name));
+CREATE TABLE agent_states(
+  account TEXT COLLATE "C" NOT NULL, user_id TEXT COLLATE "C" NOT NULL,
+  availability TEXT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY(account, user_id));
+CREATE TABLE conversations(
+  id TEXT COLLATE "C" PRIMARY KEY, account TEXT COLLATE "C" NOT NULL,
+  consumer TEXT COLLATE "C" NOT NULL, channel TEXT NOT NULL, state TEXT COLLATE "C" NOT NULL,
+  skill TEXT COLLATE "C" NOT NULL, ttr_type TEXT NOT NULL, ttr_value_s BIGINT NOT NULL,
+  ttr_due_at BIGINT NOT NULL, start_ts BIGINT NOT NULL, end_ts BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL, close_reason TEXT NOT NULL, next_sequence BIGINT NOT NULL,
+  context_json TEXT NOT NULL, turn TEXT NOT NULL, participants_json TEXT NOT NULL);
+CREATE INDEX conversations_account ON conversations(account, state, start_ts, id);
+CREATE INDEX conversations_state ON conversations(state, start_ts, id);
+CREATE TABLE messages(
+  conversation TEXT COLLATE "C" NOT NULL, sequence BIGINT NOT NULL, server_ts BIGINT NOT NULL,
+  originator_id TEXT NOT NULL, originator_pid TEXT NOT NULL, originator_role TEXT NOT NULL,
+  audience TEXT NOT NULL, event_json TEXT NOT NULL, metadata_json TEXT NOT NULL,
+  turn TEXT NOT NULL, PRIMARY KEY(conversation, sequence));
+CREATE TABLE functions(
+  uuid TEXT COLLATE "C" PRIMARY KEY, account TEXT COLLATE "C" NOT NULL,
+  name TEXT COLLATE "C" NOT NULL, description TEXT NOT NULL, event_id TEXT NOT NULL,
+  code TEXT NOT NULL, env_json TEXT NOT NULL, state TEXT NOT NULL, version BIGINT NOT NULL,
+  created_by TEXT NOT NULL, updated_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL, UNIQUE(account, name));
+CREATE TABLE deployments(
+  seq BIGSERIAL PRIMARY KEY, uuid TEXT COLLATE "C" NOT NULL UNIQUE,
+  function_uuid TEXT COLLATE "C" NOT NULL, account TEXT COLLATE "C" NOT NULL,
+  function_version BIGINT NOT NULL, code TEXT NOT NULL, env_json TEXT NOT NULL,
+  state TEXT NOT NULL, error_json TEXT NOT NULL, created_by TEXT NOT NULL,
+  created_at BIGINT NOT NULL, deployed_at BIGINT NOT NULL);
+CREATE INDEX deployments_function ON deployments(account, function_uuid, created_at);
+CREATE TABLE invocation_logs(
+  seq BIGSERIAL PRIMARY KEY, function_uuid TEXT COLLATE "C" NOT NULL,
+  account TEXT COLLATE "C" NOT NULL, request_id TEXT NOT NULL, ts BIGINT NOT NULL,
+  level TEXT NOT NULL, message TEXT NOT NULL, extras_json TEXT NOT NULL);
+CREATE INDEX invocation_logs_function ON invocation_logs(account, function_uuid, ts);
+CREATE TABLE secrets(
+  account TEXT COLLATE "C" NOT NULL, key_name TEXT COLLATE "C" NOT NULL, ciphertext BYTEA NOT NULL,
+  updated_at BIGINT NOT NULL, PRIMARY KEY(account, key_name));
+CREATE TABLE allowlist(
+  account TEXT COLLATE "C" NOT NULL, position BIGINT NOT NULL, domain TEXT NOT NULL,
+  PRIMARY KEY(account, position));
+CREATE TABLE context_properties(
+  account TEXT COLLATE "C" NOT NULL, ns TEXT COLLATE "C" NOT NULL,
+  session_id TEXT COLLATE "C" NOT NULL, name TEXT COLLATE "C" NOT NULL, value_json TEXT NOT NULL,
+  expires_at BIGINT NOT NULL, PRIMARY KEY(account, ns, session_id, name));
+CREATE TABLE bots(
+  account TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, name TEXT NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL, config_json TEXT NOT NULL, status TEXT NOT NULL,
+  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY(account, id));
+CREATE TABLE turns(
+  seq BIGSERIAL PRIMARY KEY, account TEXT COLLATE "C" NOT NULL, bot TEXT COLLATE "C" NOT NULL,
+  conversation TEXT NOT NULL, turn_id TEXT COLLATE "C" NOT NULL, ts BIGINT NOT NULL,
+  outcome TEXT NOT NULL, input_json TEXT NOT NULL, response_json TEXT NOT NULL,
+  actions_json TEXT NOT NULL, timings_json TEXT NOT NULL, error TEXT NOT NULL);
+CREATE INDEX turns_bot ON turns(account, bot, ts);
+CREATE UNIQUE INDEX turns_id ON turns(account, bot, turn_id);
+CREATE TABLE pending_turns(
+  seq BIGSERIAL PRIMARY KEY, turn_id TEXT COLLATE "C" NOT NULL UNIQUE,
+  account TEXT COLLATE "C" NOT NULL, bot TEXT NOT NULL, conversation TEXT NOT NULL,
+  state_json TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE image_allowlists(
+  account TEXT COLLATE "C" PRIMARY KEY, entries_json TEXT NOT NULL);
+CREATE TABLE secret_audit(
+  seq BIGSERIAL PRIMARY KEY, account TEXT COLLATE "C" NOT NULL, ts BIGINT NOT NULL,
+  function_uuid TEXT NOT NULL, request_id TEXT NOT NULL, invoker TEXT NOT NULL,
+  user_id TEXT NOT NULL, login_name TEXT NOT NULL, key_name TEXT NOT NULL, op TEXT NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}};
+
+Result<int> appliedVersion(Conn& conn) {
+  auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
+  if (!r) return std::unexpected(r.error());
+  return static_cast<int>(r->i64(0, 0));
+}
+
+Result<int> migrateLocked(Conn& conn) {
+  const int latest = latestSchemaVersion();
+  if (auto st = conn.exec("CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY "
+                          "KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+      !st)
+    return std::unexpected(st.error());
+  auto current = appliedVersion(conn);
+  if (!current) return current;
+  if (*current > latest)
+    return makeError(ErrorCode::kUnavailable, "postgres store: database schema version " +
+                                                  std::to_string(*current) +
+                                                  " is newer than this binary supports (" +
+                                                  std::to_string(latest) + "); run a newer parley");
+  for (const Migration& m : kMigrations) {
+    if (m.version <= *current) continue;
+    Status st = conn.exec("BEGIN");
+    if (st) st = conn.exec(m.sql);
+    if (st)
+      st = conn.exec("INSERT INTO schema_migrations(version) VALUES(" + std::to_string(m.version) +
+                     ")");
+    if (st) st = conn.exec("COMMIT");
+    if (!st) {
+      (void)conn.exec("ROLLBACK");
+      return makeError(st.error().code, "postgres store: schema migration to version " +
+                                            std::to_string(m.version) +
+                                            " failed: " + st.error().message);
+    }
+    *current = m.version;
+  }
+  return *current;
+}
+
+}  // namespace
+
+int latestSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+Result<int> migrate(Conn& conn) {
+  const std::string key = std::to_string(kMigrationLock);
+  if (auto st = conn.exec("SELECT pg_advisory_lock(" + key + ")"); !st)
+    return std::unexpected(st.error());
+  auto version = migrateLocked(conn);
+  // Released by the server anyway if this connection ends.
+  (void)conn.exec("SELECT pg_advisory_unlock(" + key + ")");
+  return version;
+}
+
+}  // namespace parley::store::pg
