@@ -24,6 +24,7 @@
 #include "cli/http_client.h"
 #include "cli/project.h"
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/temp_dir.h"
 #include "functions/runtime.h"
@@ -440,9 +441,8 @@ class TestServer {
     r.caller.account = AccountId("acc1");
     r.caller.login_name = "dev";
     r.caller.roles = {"ADMIN"};
-    std::promise<api::Response> p;
-    service_->handle(std::move(r), [&](api::Response resp) { p.set_value(std::move(resp)); });
-    auto resp = p.get_future().get();
+    auto resp = parley::testing::await<api::Response>(
+        [&](auto done) { service_->handle(std::move(r), std::move(done)); });
     return {resp.status, resp.body};
   }
 
@@ -540,9 +540,9 @@ TEST_F(CliRemoteTest, PushDeployInvokeLogsPullGet) {
                               ->body);
   req.function = FunctionId(json::getString(list->as_array()[0].as_object(), "uuid"));
   req.input_json = R"({"timestamp":1,"headers":[],"payload":{"name":"prod"}})";
-  std::promise<functions::InvokeResult> p;
-  server_.service().runner().invoke(req, [&](functions::InvokeResult r) { p.set_value(r); });
-  ASSERT_TRUE(p.get_future().get().ok);
+  ASSERT_TRUE(parley::testing::await<functions::InvokeResult>([&](auto done) {
+                server_.service().runner().invoke(req, std::move(done));
+              }).ok);
   server_.service().waitIdleForTest();
   ASSERT_EQ(run(verb("logs", "greet"), &out), 0) << last_err_;
   EXPECT_NE(out.find("Info  "), std::string::npos) << out;
