@@ -30,7 +30,7 @@
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::cli {
@@ -211,7 +211,7 @@ TEST(CliProject, InitWritesTheLpfLayout) {
   ASSERT_EQ(runFunctionCommand(cmd, out, err), 0) << err.str();
   fs::path fn = fs::path(dir.path()) / "functions" / "mybot";
   EXPECT_EQ(readAll(fn / "index.js"),
-            functions::service::templateFor("bot_connectors_custom_integration").code);
+            functions::templateFor("bot_connectors_custom_integration").code);
   auto config = json::parseObject(readAll(fn / "config.json"));
   ASSERT_TRUE(config);
   EXPECT_EQ(json::getString(*config, "name"), "mybot");
@@ -323,6 +323,42 @@ TEST(CliLocalInvoke, ErrorsSecretsAndEnv) {
   auto v = json::parseObject(out.str());
   ASSERT_TRUE(v);
   EXPECT_EQ(json::dump(v->at("result")), R"({"secret":"t-123","mode":"test"})");
+
+  c.name = "state";
+  ASSERT_TRUE(p.initFunction(
+      c,
+      "const { Toolbelt } = require('lp-faas-toolbelt');\n"
+      "async function lambda(input, callback) {\n"
+      "  const secrets = Toolbelt.SecretClient();\n"
+      "  await secrets.updateSecret({key: 'token', value: 't-456'});\n"
+      "  const s = await secrets.readSecret('token');\n"
+      "  let missing = '';\n"
+      "  try { await secrets.readSecret('absent'); } catch (e) { missing = e.message; }\n"
+      "  const ctx = Toolbelt.ContextServiceClient({apiKey: 'k', accountId: 'a'});\n"
+      "  await ctx.createNamespace('ns');\n"
+      "  await ctx.setPropertiesInNamespace('ns', {n: 1}, 's1');\n"
+      "  await ctx.updatePropertiesInNamespace('ns', {m: 2}, 's1');\n"
+      "  const all = await ctx.getAllPropertiesInSession('ns', 's1');\n"
+      "  let unknown = '';\n"
+      "  try { await ctx.getAllPropertiesInSession('nope'); } catch (e) { unknown = e.message; }\n"
+      "  callback(null, {secret: s.value, missing, all, unknown});\n"
+      "}\n"));
+  std::stringstream o1, e1;
+  ASSERT_EQ(runFunctionCommand(localInvoke(dir.path(), "state"), o1, e1), 0)
+      << e1.str() << o1.str();
+  auto st = json::parseObject(o1.str());
+  ASSERT_TRUE(st) << o1.str();
+  const auto& res = st->at("result").as_object();
+  EXPECT_EQ(json::getString(res, "secret"), "t-456");
+  EXPECT_NE(json::getString(res, "missing").find("not in functions/settings.json"),
+            std::string::npos)
+      << o1.str();
+  EXPECT_EQ(json::dump(res.at("all")), R"({"n":1,"m":2})");
+  EXPECT_NE(json::getString(res, "unknown").find("does not exist"), std::string::npos) << o1.str();
+  // The update lived in memory for the run: settings.json still has the old value.
+  auto settings = p.readSettings();
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(settings->secrets[0].value, "t-123");
 
   c.name = "fails";
   ASSERT_TRUE(p.initFunction(c,

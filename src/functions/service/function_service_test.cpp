@@ -9,7 +9,7 @@
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "functions/service/platform_host.h"
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::functions::service {
