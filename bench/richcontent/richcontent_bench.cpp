@@ -1,7 +1,7 @@
 // Per-message structured-content validation time over every body fixture of the corpus
 // (../shared/corpus/sc/valid and invalid), reporting p50/p99/max per message.
 //
-//   build/connector-bench/bench/richcontent/parley_richcontent_bench
+//   build/bench/bench/richcontent/parley_richcontent_bench
 //
 // Arguments of BM_ValidateCorpus: 0 = schema only (what json-pollock/ajv check),
 // 1 = schema + connector rules (HTTPS, image allowlist, 15,000-byte limit).

@@ -2,8 +2,7 @@
 // commit) and listMessages latency, for the SQLite store (synchronous NORMAL and FULL) with the
 // in-memory store as the floor. The database lives in $TMPDIR.
 //
-//   cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARLEY_BUILD_BENCHMARKS=ON
-//   cmake --build build/bench --target parley_store_bench &&
+//   cmake --preset bench && cmake --build build/bench --target parley_store_bench
 //   build/bench/bench/store/parley_store_bench
 
 #include <benchmark/benchmark.h>

@@ -24,12 +24,13 @@
 #include "cli/http_client.h"
 #include "cli/project.h"
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/temp_dir.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::cli {
@@ -210,7 +211,7 @@ TEST(CliProject, InitWritesTheLpfLayout) {
   ASSERT_EQ(runFunctionCommand(cmd, out, err), 0) << err.str();
   fs::path fn = fs::path(dir.path()) / "functions" / "mybot";
   EXPECT_EQ(readAll(fn / "index.js"),
-            functions::service::templateFor("bot_connectors_custom_integration").code);
+            functions::templateFor("bot_connectors_custom_integration").code);
   auto config = json::parseObject(readAll(fn / "config.json"));
   ASSERT_TRUE(config);
   EXPECT_EQ(json::getString(*config, "name"), "mybot");
@@ -322,6 +323,42 @@ TEST(CliLocalInvoke, ErrorsSecretsAndEnv) {
   auto v = json::parseObject(out.str());
   ASSERT_TRUE(v);
   EXPECT_EQ(json::dump(v->at("result")), R"({"secret":"t-123","mode":"test"})");
+
+  c.name = "state";
+  ASSERT_TRUE(p.initFunction(
+      c,
+      "const { Toolbelt } = require('lp-faas-toolbelt');\n"
+      "async function lambda(input, callback) {\n"
+      "  const secrets = Toolbelt.SecretClient();\n"
+      "  await secrets.updateSecret({key: 'token', value: 't-456'});\n"
+      "  const s = await secrets.readSecret('token');\n"
+      "  let missing = '';\n"
+      "  try { await secrets.readSecret('absent'); } catch (e) { missing = e.message; }\n"
+      "  const ctx = Toolbelt.ContextServiceClient({apiKey: 'k', accountId: 'a'});\n"
+      "  await ctx.createNamespace('ns');\n"
+      "  await ctx.setPropertiesInNamespace('ns', {n: 1}, 's1');\n"
+      "  await ctx.updatePropertiesInNamespace('ns', {m: 2}, 's1');\n"
+      "  const all = await ctx.getAllPropertiesInSession('ns', 's1');\n"
+      "  let unknown = '';\n"
+      "  try { await ctx.getAllPropertiesInSession('nope'); } catch (e) { unknown = e.message; }\n"
+      "  callback(null, {secret: s.value, missing, all, unknown});\n"
+      "}\n"));
+  std::stringstream o1, e1;
+  ASSERT_EQ(runFunctionCommand(localInvoke(dir.path(), "state"), o1, e1), 0)
+      << e1.str() << o1.str();
+  auto st = json::parseObject(o1.str());
+  ASSERT_TRUE(st) << o1.str();
+  const auto& res = st->at("result").as_object();
+  EXPECT_EQ(json::getString(res, "secret"), "t-456");
+  EXPECT_NE(json::getString(res, "missing").find("not in functions/settings.json"),
+            std::string::npos)
+      << o1.str();
+  EXPECT_EQ(json::dump(res.at("all")), R"({"n":1,"m":2})");
+  EXPECT_NE(json::getString(res, "unknown").find("does not exist"), std::string::npos) << o1.str();
+  // The update lived in memory for the run: settings.json still has the old value.
+  auto settings = p.readSettings();
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(settings->secrets[0].value, "t-123");
 
   c.name = "fails";
   ASSERT_TRUE(p.initFunction(c,
@@ -440,9 +477,8 @@ class TestServer {
     r.caller.account = AccountId("acc1");
     r.caller.login_name = "dev";
     r.caller.roles = {"ADMIN"};
-    std::promise<api::Response> p;
-    service_->handle(std::move(r), [&](api::Response resp) { p.set_value(std::move(resp)); });
-    auto resp = p.get_future().get();
+    auto resp = parley::testing::await<api::Response>(
+        [&](auto done) { service_->handle(std::move(r), std::move(done)); });
     return {resp.status, resp.body};
   }
 
@@ -540,9 +576,9 @@ TEST_F(CliRemoteTest, PushDeployInvokeLogsPullGet) {
                               ->body);
   req.function = FunctionId(json::getString(list->as_array()[0].as_object(), "uuid"));
   req.input_json = R"({"timestamp":1,"headers":[],"payload":{"name":"prod"}})";
-  std::promise<functions::InvokeResult> p;
-  server_.service().runner().invoke(req, [&](functions::InvokeResult r) { p.set_value(r); });
-  ASSERT_TRUE(p.get_future().get().ok);
+  ASSERT_TRUE(parley::testing::await<functions::InvokeResult>([&](auto done) {
+                server_.service().runner().invoke(req, std::move(done));
+              }).ok);
   server_.service().waitIdleForTest();
   ASSERT_EQ(run(verb("logs", "greet"), &out), 0) << last_err_;
   EXPECT_NE(out.find("Info  "), std::string::npos) << out;

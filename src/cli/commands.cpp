@@ -12,13 +12,12 @@
 #include "cli/local_invoke.h"
 #include "cli/project.h"
 #include "common/json.h"
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 
 namespace parley::cli {
 
 namespace bj = boost::json;
 namespace fs = std::filesystem;
-namespace fsvc = functions::service;
 
 namespace {
 
@@ -116,12 +115,12 @@ std::string formatTime(std::int64_t ms) {
 // ---- verbs ------------------------------------------------------------------------------------
 
 int doInit(const FunctionCommand& cmd, std::ostream& out, std::ostream& err) {
-  if (!fsvc::isKnownEvent(cmd.event))
+  if (!functions::isKnownEvent(cmd.event))
     return fail(
         err, Error{ErrorCode::kInvalid, fmt::format("unknown event '{}'; use e.g. "
                                                     "bot_connectors_custom_integration or no_event",
                                                     cmd.event)});
-  fsvc::Template t = fsvc::templateFor(cmd.event);
+  functions::Template t = functions::templateFor(cmd.event);
   FunctionConfig config;
   config.name = cmd.name;
   config.event = cmd.event;

@@ -7,39 +7,41 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "functions/runtime.h"
+#include "functions/validation.h"
 
 namespace parley::cli {
 
 namespace bj = boost::json;
 
-LocalHost::LocalHost(const ProjectSettings& settings) {
-  for (const auto& s : settings.secrets) memory_.setSecret(s.key, s.value);
-  memory_.setAllowlist(settings.whitelist);
+LocalHost::LocalHost(const ProjectSettings& settings) : allowlist_(settings.whitelist) {
+  for (const auto& s : settings.secrets) secrets_[s.key] = s.value;
 }
 
-Result<std::string> LocalHost::readSecret(const AccountId& account, const std::string& key) {
-  auto r = memory_.readSecret(account, key);
-  if (!r && r.error().code == ErrorCode::kNotFound)
+Result<std::string> LocalHost::readSecret(const AccountId&, const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = secrets_.find(key);
+  if (it == secrets_.end())
     return notFound(fmt::format("secret '{}' is not in functions/settings.json", key));
-  return r;
+  return it->second;
 }
 
-Status LocalHost::updateSecret(const AccountId& account, const std::string& key,
-                               const std::string& value) {
-  return memory_.updateSecret(account, key, value);
+Status LocalHost::updateSecret(const AccountId&, const std::string& key, const std::string& value) {
+  if (auto v = functions::validateSecretValue(value); !v) return invalid(v.error().message);
+  std::lock_guard lock(mu_);
+  auto it = secrets_.find(key);
+  if (it == secrets_.end())
+    return notFound(fmt::format("secret '{}' is not in functions/settings.json", key));
+  it->second = value;
+  return {};
 }
 
-Status LocalHost::recordSecretAccess(const functions::SecretAccess& access) {
-  return memory_.recordSecretAccess(access);
-}
+Status LocalHost::recordSecretAccess(const functions::SecretAccess&) { return {}; }
 
-Result<std::vector<std::string>> LocalHost::allowlist(const AccountId& account) {
-  return memory_.allowlist(account);
-}
+Result<std::vector<std::string>> LocalHost::allowlist(const AccountId&) { return allowlist_; }
 
-Result<std::string> LocalHost::contextCall(const AccountId& account, const std::string& op,
+Result<std::string> LocalHost::contextCall(const AccountId&, const std::string& op,
                                            const std::string& args_json) {
-  return memory_.contextCall(account, op, args_json);
+  return context_.call(op, args_json);
 }
 
 Result<std::string> LocalHost::getConversation(const AccountId&, const std::string& id) {

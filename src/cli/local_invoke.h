@@ -2,23 +2,24 @@
 
 // `parley function invoke <name> --local`: runs a function in-process, in the same V8 sandbox
 // the server uses (FunctionRuntime::invokeCode), with a LocalHost that serves the secrets and
-// the whitelist of functions/settings.json and an in-memory context service. This is the only
-// reason parley_cli links parley_functions.
+// the whitelist of functions/settings.json and an in-memory context service.
 
 #include <boost/json.hpp>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cli/project.h"
 #include "common/result.h"
 #include "functions/host.h"
-#include "functions/testing/fake_host.h"
+#include "functions/memory_context.h"
 
 namespace parley::cli {
 
 // A FunctionHost for local runs. Secrets and the allowlist come from settings.json; secret
-// updates and the context service live in memory for the run; conversations are not available.
-// Thread-safe.
+// updates and the context service live in memory for the run (settings.json is not rewritten);
+// secret accesses are not audited; conversations are not available. Thread-safe.
 class LocalHost final : public functions::FunctionHost {
  public:
   explicit LocalHost(const ProjectSettings& settings);
@@ -35,8 +36,10 @@ class LocalHost final : public functions::FunctionHost {
                                       const std::string& conversation_id) override;
 
  private:
-  // The in-memory fake of src/functions/testing does exactly what a local run needs.
-  functions::testing::FakeHost memory_;
+  std::mutex mu_;
+  std::map<std::string, std::string> secrets_;  // GUARDED_BY(mu_)
+  const std::vector<std::string> allowlist_;
+  functions::MemoryContext context_;
 };
 
 struct LocalResult {

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "common/json.h"
-#include "functions/service/validation.h"
+#include "functions/validation.h"
 
 namespace parley::cli {
 
@@ -158,7 +158,7 @@ bool Project::hasFunction(const std::string& name) const {
 }
 
 Status Project::initFunction(const FunctionConfig& config, const std::string& code) {
-  if (auto s = functions::service::validateFunctionName(config.name); !s) return s;
+  if (auto s = functions::validateFunctionName(config.name); !s) return s;
   if (fs::exists(functionDir(config.name)))
     return conflict(
         fmt::format("{} already exists; pick another name or edit it", functionDir(config.name)));

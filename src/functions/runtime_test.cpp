@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include "common/testing/call.h"
 #include "functions/testing/fake_host.h"
 
 namespace parley::functions {
@@ -29,9 +30,8 @@ class RuntimeTest : public ::testing::Test {
     req.function = FunctionId(fn);
     req.input_json = std::move(input);
     req.deadline = std::chrono::milliseconds(deadline_ms);
-    std::promise<InvokeResult> p;
-    rt_->invoke(req, InvokeMode::kTest, [&](InvokeResult r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
+    return parley::testing::await<InvokeResult>(
+        [&](auto done) { rt_->invoke(req, InvokeMode::kTest, std::move(done)); });
   }
   Status deploy(const std::string& fn, std::string code) {
     return rt_->deploy(acc_, FunctionId(fn),

@@ -2,41 +2,15 @@
 
 #include <gtest/gtest.h>
 
-#include <condition_variable>
-#include <mutex>
-
 #include "common/crypto.h"
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "conversation/conversation_engine.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::server {
 namespace {
-
-// Waits for a completion that may arrive on an engine thread.
-template <class T>
-class Waiter {
- public:
-  std::function<void(T)> cb() {
-    return [this](T v) {
-      std::lock_guard lock(mu_);
-      value_ = std::move(v);
-      cv_.notify_all();
-    };
-  }
-  T get() {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return value_.has_value(); });
-    EXPECT_TRUE(value_.has_value());
-    return value_.value_or(T{});
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::optional<T> value_;
-};
 
 class HttpAppTest : public ::testing::Test {
  protected:
@@ -89,9 +63,8 @@ class HttpAppTest : public ::testing::Test {
     r.body = body;
     r.tls = true;
     if (!bearer.empty()) r.headers["authorization"] = "Bearer " + bearer;
-    Waiter<HttpResponse> w;
-    app_->handle(std::move(r), w.cb());
-    return w.get();
+    return parley::testing::await<HttpResponse>(
+        [&](auto done) { app_->handle(std::move(r), std::move(done)); });
   }
 
   std::string loginBearer(const std::string& user) {
@@ -202,13 +175,15 @@ TEST_F(HttpAppTest, RefreshAndLogout) {
   req.segments = {"api", "account", "123", "refresh"};
   req.headers["cookie"] = "other=1; session_id=" + bearer;
   req.body = R"({"csrf":")" + csrf + R"("})";
-  Waiter<HttpResponse> w;
-  app_->handle(req, w.cb());
-  EXPECT_EQ(w.get().status, 200);
+  EXPECT_EQ(parley::testing::await<HttpResponse>([&](auto done) {
+              app_->handle(req, std::move(done));
+            }).status,
+            200);
   req.body = R"({"csrf":"wrong"})";
-  Waiter<HttpResponse> w2;
-  app_->handle(req, w2.cb());
-  EXPECT_EQ(w2.get().status, 401);
+  EXPECT_EQ(parley::testing::await<HttpResponse>([&](auto done) {
+              app_->handle(req, std::move(done));
+            }).status,
+            401);
   EXPECT_EQ(call("POST", "/api/account/123/logout?v=1.3", "", bearer).status, 200);
   EXPECT_EQ(call("GET", "/api/v1/accounts/123/me", "", bearer).status, 401);
   EXPECT_EQ(call("POST", "/api/account/123/logout?v=1.3", "", bearer).status, 401);
@@ -218,16 +193,14 @@ TEST_F(HttpAppTest, UpgradeRejectsBadBearerWith401) {
   HttpRequest r;
   r.method = "GET";
   r.segments = {"ws_api", "account", "123", "messaging", "brand", "nope"};
-  Waiter<UpgradeDecision> w;
-  app_->upgrade(r, w.cb());
-  auto d = w.get();
+  auto d = parley::testing::await<UpgradeDecision>(
+      [&](auto done) { app_->upgrade(r, std::move(done)); });
   ASSERT_TRUE(d.reject);
   EXPECT_EQ(d.reject->status, 401);
   std::string bearer = loginBearer("agent");
   r.segments.back() = bearer;
-  Waiter<UpgradeDecision> w2;
-  app_->upgrade(r, w2.cb());
-  auto ok = w2.get();
+  auto ok = parley::testing::await<UpgradeDecision>(
+      [&](auto done) { app_->upgrade(r, std::move(done)); });
   EXPECT_FALSE(ok.reject);
   EXPECT_TRUE(ok.make);
 }
@@ -249,9 +222,8 @@ TEST_F(HttpAppTest, UpgradeRefusesUsersWithoutAMessagingRole) {
   HttpRequest r;
   r.method = "GET";
   r.segments = {"ws_api", "account", "123", "messaging", "brand", loginBearer("dev")};
-  Waiter<UpgradeDecision> w;
-  app_->upgrade(r, w.cb());
-  auto d = w.get();
+  auto d = parley::testing::await<UpgradeDecision>(
+      [&](auto done) { app_->upgrade(r, std::move(done)); });
   ASSERT_TRUE(d.reject);
   EXPECT_EQ(d.reject->status, 403);
   EXPECT_NE(d.reject->body.find("ADMIN, AGENT_MANAGER or AGENT"), std::string::npos)
@@ -314,9 +286,8 @@ TEST_F(HttpAppTest, PathAndQueryMustBeUtf8) {
   q.segments = {"api", "v1", "accounts", "123", "conversations"};
   q.query["state"] = "\xFF";
   q.headers["authorization"] = "Bearer " + bearer;
-  Waiter<HttpResponse> w;
-  app_->handle(std::move(q), w.cb());
-  auto r = w.get();
+  auto r = parley::testing::await<HttpResponse>(
+      [&](auto done) { app_->handle(std::move(q), std::move(done)); });
   EXPECT_EQ(r.status, 400);
   EXPECT_TRUE(json::parseObject(r.body)) << r.body;
 }

@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/policy.h"
+#include "common/testing/call.h"
 #include "common/testing/role_table.h"
 #include "connector/bot_service.h"
 #include "connector/richcontent/richcontent_handler.h"
@@ -185,25 +186,19 @@ struct World {
     return s->id;
   }
 
-  template <class T>
-  Result<T> wait(const std::function<void(conv::Callback<T>)>& call) {
-    auto p = std::make_shared<std::promise<Result<T>>>();
-    auto f = p->get_future();
-    call([p](Result<T> r) { p->set_value(std::move(r)); });
-    return f.get();
-  }
   ConversationId openConversation(const std::string& consumer, const SkillId& skill) {
     conv::ConversationRequest req;
     req.account = kAcc;
     req.consumer = ConsumerId(consumer);
     req.skill = skill;
-    auto c = wait<store::Conversation>(
+    auto c = parley::testing::call<store::Conversation>(
         [&](auto cb) { engine->requestConversation(std::move(req), cb); });
     EXPECT_TRUE(c) << c.error().message;
     return c->id;
   }
   void setState(const store::User& u, store::Availability a) {
-    auto r = wait<store::AgentState>([&](auto cb) { engine->setAgentState(kAcc, u.id, a, cb); });
+    auto r = parley::testing::call<store::AgentState>(
+        [&](auto cb) { engine->setAgentState(kAcc, u.id, a, cb); });
     EXPECT_TRUE(r) << r.error().message;
   }
   // Opens `n` conversations in `skill` and has `u` accept each (it is the only agent online in
@@ -217,7 +212,7 @@ struct World {
     while (done.size() < out.size() && std::chrono::steady_clock::now() < deadline) {
       for (const auto& ring : engine->ringsForAgent(kAcc, u.id)) {
         if (done.contains(ring.conversation.str())) continue;
-        auto c = wait<store::Conversation>([&](auto cb) {
+        auto c = parley::testing::call<store::Conversation>([&](auto cb) {
           engine->acceptRing(conv::Actor::ofAgent(kAcc, u.id, u.pid), ring.ring_id, cb);
         });
         EXPECT_TRUE(c) << c.error().message;

@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ensureWebBuilt, shot, startBrowser, startServer } from './harness.mjs';
+import { ensureWebBuilt, rest as restAt, shot, startBrowser, startServer } from './harness.mjs';
 
 const T = 20000; // per-step wait
 
@@ -32,16 +32,7 @@ async function watchViolations(ctx) {
   });
 }
 
-async function rest(method, path, bearer, body) {
-  const r = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'Content-Type': 'application/json', ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${path} → ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const rest = (method, path, bearer, body) => restAt(base, method, path, bearer, body);
 const list = (v, k) => (Array.isArray(v) ? v : (v?.[k] ?? v?.items ?? []));
 
 async function uiLogin(page, who, next = '') {

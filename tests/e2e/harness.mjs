@@ -1,4 +1,4 @@
-// Starts `parley serve --demo` on port 0 and a headless Debian Chromium.
+// Starts `parley serve --demo` on port 0 and a headless Debian Chromium; calls its REST API.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +23,19 @@ export function ensureWebBuilt() {
   }
   const r = spawnSync('npm', ['run', 'build'], { cwd: web, stdio: 'inherit' });
   if (r.status !== 0) throw new Error('npm run build in web/ failed');
+}
+
+// One JSON REST call to the server at `base` (e.g. http://127.0.0.1:port); the parsed answer,
+// or a thrown Error naming the call and the status when it is not 2xx.
+export async function rest(base, method, path, bearer, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${path} → ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
 }
 
 // Resolves with {proc, listening, demo, dataDir, stop()} once both JSON lines were printed.

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { ensureWebBuilt, shot, startBrowser, startServer } from './harness.mjs';
+import { ensureWebBuilt, rest as restAt, shot, startBrowser, startServer } from './harness.mjs';
 
 const T = 20000;
 
@@ -25,16 +25,7 @@ let listener;
 let L; // the listener's origin
 const hits = [];
 
-async function rest(method, path, bearer, body) {
-  const r = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'Content-Type': 'application/json', ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${path} → ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const rest = (method, path, bearer, body) => restAt(base, method, path, bearer, body);
 const v1 = (path) => `/api/v1/accounts/${acc}/${path}`;
 const list = (v, k) => (Array.isArray(v) ? v : (v?.[k] ?? v?.items ?? []));
 

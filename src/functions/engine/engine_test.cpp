@@ -7,6 +7,7 @@
 #include <future>
 #include <thread>
 
+#include "common/testing/call.h"
 #include "functions/testing/fake_host.h"
 #include "functions/testing/fake_limits.h"
 
@@ -23,10 +24,9 @@ InvokeRequest requestFor(const AccountId& acc, const FunctionId& fn, int deadlin
 }
 
 InvokeResult invokeSync(Engine& e, const AccountId& acc, const FunctionId& fn, int deadline_ms) {
-  std::promise<InvokeResult> p;
-  e.invoke(requestFor(acc, fn, deadline_ms), InvokeMode::kTest,
-           [&](InvokeResult r) { p.set_value(std::move(r)); });
-  return p.get_future().get();
+  return parley::testing::await<InvokeResult>([&](auto done) {
+    e.invoke(requestFor(acc, fn, deadline_ms), InvokeMode::kTest, std::move(done));
+  });
 }
 
 // One worker thread (so tests can hold it busy) and FakeLimits in place of the watchdog.

@@ -12,8 +12,9 @@
 #include "common/json.h"
 #include "common/policy.h"
 #include "common/random.h"
-#include "functions/service/templates.h"
-#include "functions/service/validation.h"
+#include "functions/service/domains.h"
+#include "functions/templates.h"
+#include "functions/validation.h"
 
 namespace parley::functions::service {
 

@@ -6,9 +6,10 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "functions/service/platform_host.h"
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::functions::service {
@@ -75,9 +76,8 @@ class FunctionServiceTest : public ::testing::Test {
     req.caller.user = UserId("1000");
     req.caller.login_name = "tester";
     req.caller.roles = std::move(roles);
-    std::promise<api::Response> p;
-    service_->handle(std::move(req), [&](api::Response r) { p.set_value(std::move(r)); });
-    return p.get_future().get();
+    return parley::testing::await<api::Response>(
+        [&](auto done) { service_->handle(std::move(req), std::move(done)); });
   }
 
   static bj::value body(const api::Response& r) {
@@ -122,9 +122,8 @@ class FunctionServiceTest : public ::testing::Test {
     req.function = FunctionId(uuid);
     req.input_json = R"({"timestamp":1,"headers":[],"payload":)" + payload + "}";
     req.deadline = std::chrono::milliseconds(2000);
-    std::promise<InvokeResult> p;
-    service_->runner().invoke(req, [&](InvokeResult r) { p.set_value(std::move(r)); });
-    auto r = p.get_future().get();
+    auto r = parley::testing::await<InvokeResult>(
+        [&](auto done) { service_->runner().invoke(req, std::move(done)); });
     service_->waitIdleForTest();
     return r;
   }

@@ -5,7 +5,7 @@
 #include <set>
 
 #include "common/json.h"
-#include "functions/service/validation.h"
+#include "functions/validation.h"
 
 namespace parley::functions::service {
 

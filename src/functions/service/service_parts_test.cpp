@@ -5,10 +5,11 @@
 
 #include "common/json.h"
 #include "common/testing/fake_clock.h"
+#include "functions/service/domains.h"
 #include "functions/service/metrics.h"
 #include "functions/service/platform_host.h"
-#include "functions/service/templates.h"
-#include "functions/service/validation.h"
+#include "functions/templates.h"
+#include "functions/validation.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::functions::service {

@@ -1,7 +1,7 @@
 #pragma once
 
-// Input rules of the functions platform (bot-connector-spec §4): function names, environment
-// variables, secrets and the outbound domain allowlist. Pure functions; thread-safe.
+// The rules for the outbound domain allowlist of an account (bot-connector-spec §4): what an
+// entry may be and how it is normalised. Pure functions; thread-safe.
 
 #include <cstddef>
 #include <string>
@@ -10,41 +10,11 @@
 
 #include "common/result.h"
 #include "functions/engine/outbound.h"
-#include "store/store.h"
 
 namespace parley::functions::service {
 
-inline constexpr std::size_t kMaxNameLength = 100;
-inline constexpr std::size_t kMaxDescriptionLength = 1000;
-inline constexpr std::size_t kMaxCodeLength = 100'000;
-inline constexpr std::size_t kMaxPayloadLength = 10'000;
-inline constexpr std::size_t kMaxEnvNameLength = 200;
-inline constexpr std::size_t kMaxEnvValueLength = 200;
-inline constexpr std::size_t kMaxSecretKeyLength = 100;
-inline constexpr std::size_t kMaxSecretValueLength = 10'000;
 inline constexpr std::size_t kMaxAllowlistEntries = 100;
 inline constexpr std::size_t kMaxDomainLength = 253;
-
-// The message LivePerson shows for a reserved environment variable name.
-inline constexpr std::string_view kReservedEnvMessage =
-    "Variable name is reserved and thereby blocked for use";
-
-// 1–100 characters of [A-Za-z0-9_-]. Invalid with a message naming the rule otherwise.
-Status validateFunctionName(std::string_view name);
-
-// The names the platform sets itself (§4.7): BRAND_ID, LAMBDA_UUID, DOMAIN, DC, HTTPS_PROXY, ...
-const std::vector<std::string>& reservedEnvNames();
-bool isReservedEnvName(std::string_view name);
-
-// Checks one variable: POSIX name [A-Z_][A-Z0-9_]* of at most 200 characters, not reserved, and
-// a value of at most 200 characters.
-Status validateEnvVar(const store::EnvVar& var);
-// Checks every variable and that no name appears twice.
-Status validateEnvVars(const std::vector<store::EnvVar>& vars);
-
-// Secret key: 1–100 characters of [A-Za-z0-9_-]; value at most 10,000 characters.
-Status validateSecretKey(std::string_view key);
-Status validateSecretValue(std::string_view value);
 
 // Normalises (lowercase, no trailing dot) and checks one allowlist entry: an RFC 1035 host name
 // (labels of letters, digits and '-', 1–63 characters each, not starting or ending with '-',

@@ -1,8 +1,8 @@
-#include "functions/service/templates.h"
+#include "functions/templates.h"
 
 #include <algorithm>
 
-namespace parley::functions::service {
+namespace parley::functions {
 
 namespace {
 
@@ -320,4 +320,4 @@ Template templateFor(std::string_view event_id) {
   return t;
 }
 
-}  // namespace parley::functions::service
+}  // namespace parley::functions

@@ -1,13 +1,14 @@
 #pragma once
 
 // Event catalogue and code templates of the functions platform (bot-connector-spec §4.13, §1.7,
-// §3.5). Immutable data; thread-safe.
+// §3.5), served by the server (GET functions/templates) and written by `parley function init`.
+// Immutable data; thread-safe.
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace parley::functions::service {
+namespace parley::functions {
 
 struct EventInfo {
   std::string id;    // e.g. "bot_connectors_custom_integration", "no_event"
@@ -36,4 +37,4 @@ const std::vector<Template>& allTemplates();
 // event. Precondition: isKnownEvent(event_id).
 Template templateFor(std::string_view event_id);
 
-}  // namespace parley::functions::service
+}  // namespace parley::functions
