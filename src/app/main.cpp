@@ -32,7 +32,6 @@
 #include "connector/bot_service.h"
 #include "connector/richcontent/richcontent_handler.h"
 #include "conversation/conversation_engine.h"
-#include "conversation/engine_pool.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
@@ -359,9 +358,8 @@ int serve(const ServeFlags& f) {
   // BotService subscribes itself to the engine in start() and resumes stored bots; it invokes
   // functions through the service's recording Runner (stored logs, metrics).
   connector::ConnectorOptions connector_options;
-  // Turns run on the engine's threads (see ConnectorOptions::turn_pool); the connector is
+  // Turns run on the conversations' own strands, on the engine's threads; the connector is
   // stopped before the engine is destroyed.
-  connector_options.turn_pool = &conversation::enginePool(*engine);
   // Engagement attributes: consumer profiles (SetUserProfile) live in the server's protocol hub,
   // which exists only after makeServer below; until then no profile is known.
   auto profile_source = std::make_shared<std::atomic<server::Server*>>(nullptr);

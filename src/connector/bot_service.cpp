@@ -27,13 +27,14 @@
 #include "connector/input.h"
 #include "connector/response.h"
 #include "connector/sdes.h"
+#include "conversation/engine_pool.h"
 
 namespace parley::connector {
 
 namespace bj = boost::json;
 namespace asio = boost::asio;
 namespace conv = parley::conversation;
-using Strand = asio::strand<asio::thread_pool::executor_type>;
+using Strand = conv::ConversationStrand;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
@@ -244,7 +245,7 @@ struct ConvState {
   TimeMs assigned_at = 0;
   std::uint64_t epoch = 0;
   bool catching_up = false;
-  std::vector<std::pair<store::Message, InputKind>> buffered;  // consumer content, classified
+  std::vector<std::pair<ConsumerMessage, InputKind>> buffered;  // consumer content, classified
   std::int64_t last_seq = -1;
   std::deque<std::pair<TurnInput, SteadyClock::time_point>> queue;
   bool turn_running = false;
@@ -271,8 +272,7 @@ struct BotService::Impl {
         validator(std::move(v)),
         clock(clk),
         opts(std::move(o)),
-        pool(static_cast<std::size_t>(std::max(1, opts.threads))),
-        turns(opts.turn_pool ? *opts.turn_pool : pool) {
+        pool(static_cast<std::size_t>(std::max(1, opts.threads))) {
     nameThreads([this](auto task) { asio::post(pool, std::move(task)); },
                 static_cast<std::size_t>(std::max(1, opts.threads)), "connector");
   }
@@ -283,8 +283,9 @@ struct BotService::Impl {
   richcontent::Validator validator;
   const Clock& clock;
   ConnectorOptions opts;
-  asio::thread_pool pool;    // REST calls, store calls, probes
-  asio::thread_pool& turns;  // the conversations' strands: `pool` or ConnectorOptions::turn_pool
+  // REST calls, store calls, probes; and the strands of conversations the engine does not hold
+  // open (closed before the connector saw them) or when `convs` is not the engine.
+  asio::thread_pool pool;
   conv::Subscription subscription;
   std::atomic<bool> stopped{false};
   // Draining (drain()): no new turn starts. Interrupting (after the drain's deadline, and in
@@ -304,6 +305,10 @@ struct BotService::Impl {
   // Work in flight (turns, timers, engine calls awaiting completion, turn-record writes not yet
   // committed), for waitIdleForTest and stop().
   std::atomic<int> busy{0};
+  // Tasks queued onto a conversation's strand from outside it (a function's result, an engine
+  // completion that came from a pool thread, a REST call); work already on the strand runs
+  // inline and is not counted. Tests pin the hand-offs of a turn with it.
+  std::atomic<std::uint64_t> strand_hand_offs{0};
   std::mutex idle_mu;
   std::condition_variable idle_cv;
 
@@ -328,7 +333,11 @@ struct BotService::Impl {
     auto it = conversations.find(id.str());
     if (it != conversations.end()) return it->second;
     if (!create) return nullptr;
-    auto c = std::make_shared<ConvState>(asio::make_strand(turns));
+    // The engine's own strand of the conversation: the engine emits the conversation's events
+    // and calls the completions of its publishes and changes on it, so the connector handles
+    // them inline, and one queue orders everything done for the conversation.
+    auto strand = conv::conversationStrand(convs, id);
+    auto c = std::make_shared<ConvState>(strand ? std::move(*strand) : asio::make_strand(pool));
     c->id = id;
     conversations[id.str()] = c;
     return c;
@@ -347,13 +356,22 @@ struct BotService::Impl {
     doneBusy();
   }
 
+  // Runs `f` on the conversation's strand: at once when the caller is already on it (an engine
+  // event or completion of this conversation), else queued after what is there (a hand-off).
   template <class F>
   void onStrand(const std::shared_ptr<ConvState>& c, F&& f) {
+    if (c->strand.running_in_this_thread()) {
+      addBusy();
+      fenced(c, f);
+      doneBusy();
+      return;
+    }
+    ++strand_hand_offs;
     addBusy();  // the handler's
     addBusy();  // this call's: the strand copy `defer` makes lives on the calling thread (maybe
                 // a function worker) until it returns, and the strand's pool may be lent
-    // Deferred: from an engine callback (the engine's pool is the turns' pool in `parley
-    // serve`) the work runs on the same thread after the callback instead of waking another.
+    // Deferred: from a thread of the engine's pool the work runs on that thread after the
+    // current handler instead of waking another.
     asio::defer(c->strand, [this, c, f = std::forward<F>(f)]() mutable {
       fenced(c, f);
       doneBusy();
@@ -549,15 +567,20 @@ struct BotService::Impl {
   }
 
   // Only a consumer's content starts a turn or counts as activity: every other message (the
-  // bot's own, an agent's, a receipt) is dropped here, before the conversation's strand.
-  // `e` is the engine's shared event: the strand task holds it rather than a copy.
+  // bot's own, an agent's, a receipt) is dropped here. `e` is the engine's shared event, on the
+  // conversation's strand: the turn input holds its message and its parsed event, not copies.
   void messageAdded(const std::shared_ptr<const conv::MessageAdded>& e) {
     const store::Message& m = e->message;
-    auto kind = classifyConsumerMessage(m);
+    if (m.originator_role != "CONSUMER") return;
+    ConsumerMessage cm =
+        e->event ? ConsumerMessage{std::shared_ptr<const store::Message>(e, &m), e->event}
+                 : ConsumerMessage::fromStored(m);
+    auto kind = classifyConsumerMessage(m, *cm.event);
     if (!kind) return;
     auto state = convFor(m.conversation, false);
     if (!state) return;
-    onStrand(state, [this, state, e, kind = *kind] { handleMessage(state, e->message, kind); });
+    onStrand(state,
+             [this, state, cm = std::move(cm), kind = *kind] { handleMessage(state, cm, kind); });
   }
 
   void ringOffered(const conv::Ring& ring) {
@@ -704,13 +727,10 @@ struct BotService::Impl {
         continue;
       }
       if (m.originator_role == "CONSUMER") {
-        if (auto k = classifyConsumerMessage(m); k == InputKind::kText) {
-          boost::system::error_code ec;
-          bj::value ev = bj::parse(m.event_json, ec);
-          if (const auto* o = ec ? nullptr : ev.if_object())
-            if (const auto* t = o->if_contains("message"); t && t->is_string())
-              last_consumer_text = std::string(t->get_string());
-        }
+        auto cm = ConsumerMessage::fromStored(m);
+        if (auto k = classifyConsumerMessage(m, *cm.event); k == InputKind::kText)
+          if (const auto* t = cm.event->if_contains("message"); t && t->is_string())
+            last_consumer_text = std::string(t->get_string());
         continue;
       }
       bool content = m.event_json.find("\"ContentEvent\"") != std::string::npos ||
@@ -730,7 +750,9 @@ struct BotService::Impl {
       for (const auto& m : msgs)
         if (m.sequence > after)
           if (auto k = classifyConsumerMessage(m))
-            st->queue.emplace_back(TurnInput{*k, {m}, std::nullopt, m.sequence, {}, 0}, now);
+            st->queue.emplace_back(
+                TurnInput{*k, {ConsumerMessage::fromStored(m)}, std::nullopt, m.sequence, {}, 0},
+                now);
     };
     if (answered || partial) {
       std::int64_t lower = answered.value_or(boundary);
@@ -743,7 +765,7 @@ struct BotService::Impl {
           if (m.sequence > lower && m.sequence <= partial->through)
             if (auto k = classifyConsumerMessage(m)) {
               if (in.messages.empty()) in.kind = *k;
-              in.messages.push_back(m);
+              in.messages.push_back(ConsumerMessage::fromStored(m));
             }
         if (in.messages.empty()) {
           in.kind = InputKind::kWelcome;
@@ -776,16 +798,16 @@ struct BotService::Impl {
   }
 
   // `kind`: classifyConsumerMessage(m).
-  void enqueueMessage(const std::shared_ptr<ConvState>& st, const store::Message& m,
+  void enqueueMessage(const std::shared_ptr<ConvState>& st, const ConsumerMessage& m,
                       InputKind kind) {
-    if (m.sequence <= st->last_seq) return;
-    st->last_seq = m.sequence;
-    st->queue.emplace_back(TurnInput{kind, {m}, std::nullopt, m.sequence, {}, 0},
-                           SteadyClock::now());
+    const std::int64_t seq = m.message->sequence;
+    if (seq <= st->last_seq) return;
+    st->last_seq = seq;
+    st->queue.emplace_back(TurnInput{kind, {m}, std::nullopt, seq, {}, 0}, SteadyClock::now());
   }
 
   // A consumer's content message (`kind`: classifyConsumerMessage(m)).
-  void handleMessage(const std::shared_ptr<ConvState>& st, const store::Message& m,
+  void handleMessage(const std::shared_ptr<ConvState>& st, const ConsumerMessage& m,
                      InputKind kind) {
     if (!st->owned) return;
     cancelInactivity(st);  // the consumer is active
@@ -2133,6 +2155,20 @@ bool BotService::waitIdleForTest(int timeout_ms) {
 }
 
 std::uint64_t BotService::skillListReadsForTest() const { return impl_->skill_loads.load(); }
+
+std::uint64_t BotService::strandHandOffsForTest() const { return impl_->strand_hand_offs.load(); }
+
+bool BotService::onEngineStrandForTest(const ConversationId& id) const {
+  std::shared_ptr<ConvState> c;
+  {
+    std::lock_guard l(impl_->mu);
+    auto it = impl_->conversations.find(id.str());
+    if (it == impl_->conversations.end()) return false;
+    c = it->second;
+  }
+  auto engine_strand = conv::conversationStrand(impl_->convs, id);
+  return engine_strand && *engine_strand == c->strand;
+}
 
 std::optional<std::vector<std::string>> BotService::imageAllowlist(const AccountId& acc) const {
   return impl_->allowlistFor(acc);

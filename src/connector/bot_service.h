@@ -5,11 +5,20 @@
 // function invocation and the function's response into messages and one action (spec §1–§3).
 //
 // Ownership: main owns the BotService; `store`, `conversations`, `runner` and `clock` must
-// outlive it. Threading: all methods are thread-safe. The service runs its work on its own
-// threads: every conversation handled by a bot has its own strand, so one turn at a time per
-// conversation, consumer messages queued in order, and a response that arrives after the
-// conversation changed owner (agent took over, transfer, close) is discarded and recorded, never
-// sent. Delays are timers. Store calls run on the service's threads, never on the caller's.
+// outlive it, and stop() (or the destructor) must run before `conversations` is destroyed.
+//
+// Threading: all methods are thread-safe. Everything the connector does for one conversation —
+// deciding a turn, building the function input, applying the response, hooks, escalation,
+// timers, the turn record — runs on that conversation's own strand in the engine
+// (conversation::conversationStrand): the engine emits the conversation's events and calls the
+// completions of its publishes and changes on that strand, and the connector handles them there
+// inline. A turn of a function that answers with one message crosses threads once each way: the
+// input goes to the function runner, and its result is queued back onto the strand. So one
+// queue orders everything done for a conversation (one turn at a time, consumer messages queued
+// in order), and a response that arrives after the conversation changed owner (agent took over,
+// transfer, close) is discarded and recorded, never sent. Delays are timers on the strand. REST
+// calls, ring answers and probes run on the connector's own pool. Strand work never blocks for
+// long (the store's reads on it are the cached skill list's misses and a hook list's refresh).
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -36,15 +45,10 @@ class thread_pool;
 namespace parley::connector {
 
 struct ConnectorOptions {
-  // Threads of the connector's own pool: REST calls, store calls, probes — and the turns when
-  // `turn_pool` is not set. Default: 2. REQUIRES: >= 1.
+  // Threads of the connector's own pool: REST calls, store calls, probes. Turns do not run
+  // here: they run on the conversations' strands, on the engine's threads. Default: 2.
+  // REQUIRES: >= 1.
   int threads = 2;
-  // Where the conversations' strands (the turns) run. Default: null, the connector's own pool.
-  // `parley serve` lends the engine's pool (conversation::enginePool): the engine and the
-  // connector hand each turn back and forth several times, and on shared threads a hand-off
-  // rarely has to wake a sleeping thread. Turn work never blocks for long; it must outlive the
-  // BotService's stop().
-  boost::asio::thread_pool* turn_pool = nullptr;
   // Turns kept per bot (BotStore::appendTurn). Default: 200.
   int turns_kept = 200;
   // Milliseconds per second of a `delay` entry. Default: 1000. Tests shrink it.
@@ -131,6 +135,12 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // How many times the connector read an account's skill list from the store (tests: turns use
   // the cache).
   std::uint64_t skillListReadsForTest() const;
+  // Tasks queued onto a conversation's strand from another thread (a function's result, a
+  // completion that came from a pool thread), since the start (tests: a turn's hand-offs).
+  std::uint64_t strandHandOffsForTest() const;
+  // Whether the connector's work for `id` runs on the engine's strand of that conversation
+  // (conversation::conversationStrand); false when the connector does not track it.
+  bool onEngineStrandForTest(const ConversationId& id) const;
 
   // conversation::ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;

@@ -404,6 +404,36 @@ TEST_F(BotServiceTest, MessagingFirstMessageIsTheFirstInput) {
   EXPECT_NE(t.actions_json.find("\"TEXT\""), std::string::npos);
 }
 
+// One strand per conversation: the connector's work for a conversation runs on the engine's
+// strand of it, so the consumer's message, the publish of the reply and its completion need no
+// hand-off; a turn crosses threads only to the function and back (one task queued onto the
+// strand per turn).
+TEST_F(BotServiceTest, ATurnRunsOnTheConversationsEngineStrandWithOneHandOff) {
+  runner_.setScript([](const functions::InvokeRequest& r) {
+    auto p = bj::parse(r.input_json).at("payload");
+    return okResult(bj::serialize(
+        bj::object{{"messages", bj::array{"echo: " + std::string(p.at("message").as_string())}}}));
+  });
+  auto [bot, user] = startBot();
+  auto c = open("strand-consumer");
+  say(c, "m0");
+  ASSERT_TRUE(waitAssigned(c, user.str()));
+  ASSERT_TRUE(waitCount(c, 1));
+  ASSERT_TRUE(service_->waitIdleForTest(5000));
+  EXPECT_TRUE(service_->onEngineStrandForTest(c.id));
+  const std::uint64_t before = service_->strandHandOffsForTest();
+  constexpr int kTurns = 5;
+  for (int i = 1; i <= kTurns; ++i) {
+    say(c, "m" + std::to_string(i));
+    ASSERT_TRUE(waitCount(c, static_cast<std::size_t>(i) + 1));
+    ASSERT_TRUE(service_->waitIdleForTest(5000));
+  }
+  EXPECT_EQ(service_->strandHandOffsForTest() - before, static_cast<std::uint64_t>(kTurns));
+  EXPECT_EQ(botTexts(c).back(), "echo: m5");
+  ASSERT_TRUE(waitTurns(bot, kTurns + 1));
+  for (const auto& t : turns(bot)) EXPECT_EQ(t.outcome, "OK");
+}
+
 TEST_F(BotServiceTest, ChatStartsWithWelcome) {
   runner_.setScript([](const functions::InvokeRequest& r) {
     auto p = bj::parse(r.input_json).at("payload").as_object();

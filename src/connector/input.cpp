@@ -29,8 +29,8 @@ bj::object visitorFrom(const bj::value& ctx) {
   return visitor;
 }
 
-bj::object conversationContext(const store::Conversation& conv) {
-  bj::value ctx = parseOr(conv.context_json, bj::object{});
+// `ctx`: the conversation's context_json, parsed.
+bj::object conversationContext(const store::Conversation& conv, const bj::value& ctx) {
   bj::object out{{"skillId", conv.skill.str()},
                  {"type", store::channelName(conv.channel)},
                  {"visitor", visitorFrom(ctx)}};
@@ -42,20 +42,17 @@ bj::object conversationContext(const store::Conversation& conv) {
   return out;
 }
 
-std::string messageText(const store::Message& m, InputKind kind) {
+std::string messageText(const bj::object& ev, InputKind kind) {
   if (kind == InputKind::kRichContent) return kRichContentMessage;
   if (kind == InputKind::kFile) return kFileMessage;
-  bj::value ev = parseOr(m.event_json, bj::object{});
-  if (ev.is_object())
-    if (auto t = ev.as_object().find("message");
-        t != ev.as_object().end() && t->value().is_string())
-      return std::string(t->value().as_string());
+  if (auto t = ev.find("message"); t != ev.end() && t->value().is_string())
+    return std::string(t->value().as_string());
   return "";
 }
 
-bj::object messagingEvent(const store::Message& m, const store::Conversation& conv) {
-  bj::value ev = parseOr(m.event_json, bj::object{});
-  bj::value ctx = parseOr(conv.context_json, bj::object{});
+bj::object messagingEvent(const ConsumerMessage& cm, const store::Conversation& conv,
+                          const bj::value& ctx) {
+  const store::Message& m = *cm.message;
   bj::object client;
   if (ctx.is_object())
     if (auto cp = ctx.as_object().find("clientProperties");
@@ -70,17 +67,17 @@ bj::object messagingEvent(const store::Message& m, const store::Conversation& co
       {"originatorClientProperties", client},
       {"originatorMetadata",
        {{"id", m.originator_id}, {"role", "CONSUMER"}, {"clientProperties", client}}},
-      {"event", ev},
+      {"event", *cm.event},
       {"metadata", parseOr(m.metadata_json, bj::array{})},
       {"messageAudience", m.audience},
       {"__isMe", false},
-      {"conversationContext", conversationContext(conv)},
+      {"conversationContext", conversationContext(conv, ctx)},
   };
 }
 
 bj::object chatLine(const store::Message* m, const std::string& text,
-                    const store::Conversation& conv, const std::string& skill_name, bool welcome,
-                    TimeMs now) {
+                    const store::Conversation& conv, const bj::value& ctx,
+                    const std::string& skill_name, bool welcome, TimeMs now) {
   bj::object line{
       {"@id", m ? std::to_string(m->sequence) : "0"},
       {"@type", "line"},
@@ -97,23 +94,23 @@ bj::object chatLine(const store::Message* m, const std::string& text,
       {"visitorId", conv.consumer.str()},
       {"startTime", conv.start_ts},
       {"isWelcomeEvent", welcome},
-      {"conversationContext", conversationContext(conv)},
+      {"conversationContext", conversationContext(conv, ctx)},
   };
   return line;
 }
 
 }  // namespace
 
-std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
-  if (m.originator_role != "CONSUMER") return std::nullopt;
-  // Read, not kept: parsed into a stack arena (no allocation per node; bigger events spill to
-  // the heap).
-  alignas(16) unsigned char arena_buf[4096];
-  bj::monotonic_resource arena(arena_buf, sizeof arena_buf);
+ConsumerMessage ConsumerMessage::fromStored(store::Message m) {
   boost::system::error_code ec;
-  bj::value ev = bj::parse(m.event_json, ec, &arena);
-  if (ec || !ev.is_object()) return std::nullopt;
-  const bj::object& o = ev.as_object();
+  bj::value ev = bj::parse(m.event_json, ec);
+  auto event = std::make_shared<bj::object>();
+  if (!ec && ev.is_object()) *event = std::move(ev.as_object());
+  return ConsumerMessage{std::make_shared<const store::Message>(std::move(m)), std::move(event)};
+}
+
+std::optional<InputKind> classifyConsumerMessage(const store::Message& m, const bj::object& o) {
+  if (m.originator_role != "CONSUMER") return std::nullopt;
   auto type = o.find("type");
   if (type == o.end() || !type->value().is_string()) return std::nullopt;
   std::string_view t = type->value().as_string();
@@ -126,17 +123,30 @@ std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
   return InputKind::kText;
 }
 
+std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
+  if (m.originator_role != "CONSUMER") return std::nullopt;
+  // Read, not kept: parsed into a stack arena (no allocation per node; bigger events spill to
+  // the heap).
+  alignas(16) unsigned char arena_buf[4096];
+  bj::monotonic_resource arena(arena_buf, sizeof arena_buf);
+  boost::system::error_code ec;
+  bj::value ev = bj::parse(m.event_json, ec, &arena);
+  if (ec || !ev.is_object()) return std::nullopt;
+  return classifyConsumerMessage(m, ev.as_object());
+}
+
 bj::object buildFunctionInput(const TurnInput& in, const store::Conversation& conv,
                               const std::string& skill_name, TimeMs now,
                               const bj::object& lp_sdes) {
   bool chat = conv.channel == store::Channel::kChat;
+  const bj::value ctx = parseOr(conv.context_json, bj::object{});
   bj::object payload;
   bj::object lp_event;
   if (in.kind == InputKind::kWelcome) {
     payload["message"] = "";
     payload["event"] = bj::object{{"name", "WELCOME"}};
     if (chat) {
-      lp_event = chatLine(nullptr, "", conv, skill_name, true, now);
+      lp_event = chatLine(nullptr, "", conv, ctx, skill_name, true, now);
     } else {
       lp_event = bj::object{
           {"type", "ContentEvent"},
@@ -145,19 +155,19 @@ bj::object buildFunctionInput(const TurnInput& in, const store::Conversation& co
           {"conversationId", conv.id.str()},
           {"event",
            {{"type", "ContentEvent"}, {"message", "welcome"}, {"contentType", "text/plain"}}},
-          {"conversationContext", conversationContext(conv)}};
+          {"conversationContext", conversationContext(conv, ctx)}};
       if (in.last_consumer_message) lp_event["lastConsumerMessage"] = *in.last_consumer_message;
     }
   } else {
     std::string text;
     for (std::size_t i = 0; i < in.messages.size(); ++i) {
       if (i) text += "\n";
-      text += messageText(in.messages[i], in.kind);
+      text += messageText(*in.messages[i].event, in.kind);
     }
     payload["message"] = text;
-    const store::Message& last = in.messages.back();
-    lp_event =
-        chat ? chatLine(&last, text, conv, skill_name, false, now) : messagingEvent(last, conv);
+    const ConsumerMessage& last = in.messages.back();
+    lp_event = chat ? chatLine(last.message.get(), text, conv, ctx, skill_name, false, now)
+                    : messagingEvent(last, conv, ctx);
     if (in.messages.size() > 1) lp_event["combinedMessages"] = static_cast<int>(in.messages.size());
   }
   payload["convId"] = conv.id.str();
@@ -177,7 +187,7 @@ bj::object sampleFunctionInput(TimeMs now) {
   m.server_ts = now;
   m.event_json = R"({"type":"ContentEvent","message":"hi","contentType":"text/plain"})";
   TurnInput in;
-  in.messages.push_back(m);
+  in.messages.push_back(ConsumerMessage::fromStored(std::move(m)));
   return buildFunctionInput(in, conv, "", now);
 }
 

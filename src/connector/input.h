@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,11 +21,22 @@ inline constexpr const char* kFileMessage = "com.liveperson.bot-connectors.consu
 
 enum class InputKind { kText, kRichContent, kFile, kWelcome };
 
+// A stored consumer message and its event, parsed once: the engine's MessageAdded::event for a
+// live message, or parsed from `event_json` (fromStored) for one read back from the store. Both
+// shared and immutable; neither is null.
+struct ConsumerMessage {
+  std::shared_ptr<const store::Message> message;
+  std::shared_ptr<const boost::json::object> event;
+
+  // Parses `m.event_json` (an empty object when it is not a JSON object).
+  static ConsumerMessage fromStored(store::Message m);
+};
+
 // One consumer event the bot has to answer (or the synthetic WELCOME).
 struct TurnInput {
   InputKind kind = InputKind::kText;
   // The consumer messages (one, or several when combined); empty for WELCOME.
-  std::vector<store::Message> messages;
+  std::vector<ConsumerMessage> messages;
   // WELCOME after a transfer (messaging): the consumer's last utterance.
   std::optional<std::string> last_consumer_message;
   // Consumer messages with a sequence <= `through` are answered once this turn is done (stored
@@ -37,8 +49,11 @@ struct TurnInput {
   int effects_done = 0;
 };
 
-// The kind of a stored consumer message, or nullopt when it is not forwarded to bots
-// (AcceptStatusEvent, typing, ...).
+// The kind of a stored consumer message with its parsed `event`, or nullopt when it is not
+// forwarded to bots (AcceptStatusEvent, typing, ...).
+std::optional<InputKind> classifyConsumerMessage(const store::Message& m,
+                                                 const boost::json::object& event);
+// The same, parsing `m.event_json` (a message read back from the store).
 std::optional<InputKind> classifyConsumerMessage(const store::Message& m);
 
 // {"timestamp", "headers":[], "payload":{message, convId, event?, context:{lpEvent, lpSdes}}}.

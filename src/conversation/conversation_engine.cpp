@@ -40,6 +40,9 @@ using store::Participant;
 using store::TtrType;
 
 constexpr const char* kNoSkill = "-1";
+// The first block of a published event's parse (a text message needs a few hundred bytes;
+// larger events take more blocks).
+constexpr std::size_t kEventBlockBytes = 1024;
 constexpr const char* kAssignedAgent = "ASSIGNED_AGENT";
 
 // One open conversation: its strand and its current state. `conv` is touched only on `strand`
@@ -345,7 +348,12 @@ class Engine final : public ConversationService {
   asio::thread_pool pool_;  // first: destroyed last, after every strand that refers to it
 
  public:
-  asio::thread_pool& poolForSharing() { return pool_; }
+  std::optional<Strand> strandOf(const ConversationId& id) {
+    std::lock_guard lock(entries_mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return std::nullopt;
+    return it->second->strand;
+  }
 
  private:
   Strand agents_strand_;
@@ -881,13 +889,16 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         Conversation& c = entry->conv;
         if (auto st = checkOpen(c, req.actor.account); !st)
           return done(std::unexpected(st.error()));
-        // Checked, not kept: parsed into a stack arena (no allocation per node).
-        alignas(16) unsigned char arena_buf[8192];
+        // The event is parsed once, here, into a block of its own that the listeners share
+        // (MessageAdded::event); the metadata is checked, not kept: parsed into a stack arena.
+        alignas(16) unsigned char arena_buf[4096];
         boost::json::monotonic_resource arena(arena_buf, sizeof arena_buf);
         boost::system::error_code jec;
-        boost::json::value ev = boost::json::parse(req.event_json, jec, &arena);
-        if (jec || !ev.is_object()) return done(invalid("event must be a JSON object"));
-        auto type = json::getString(ev.as_object(), "type");
+        auto ev = std::make_shared<boost::json::value>(boost::json::parse(
+            req.event_json, jec,
+            boost::json::make_shared_resource<boost::json::monotonic_resource>(kEventBlockBytes)));
+        if (jec || !ev->is_object()) return done(invalid("event must be a JSON object"));
+        auto type = json::getString(ev->as_object(), "type");
         bool persisted =
             type == "ContentEvent" || type == "RichContentEvent" || type == "AcceptStatusEvent";
         if (!persisted && type != "ChatStateEvent")
@@ -935,7 +946,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         }
         if (persisted && type != "AcceptStatusEvent" && options_.content_check) {
           auto checked = options_.content_check(
-              ContentToCheck{req.actor.account, c.channel, req.actor.kind, ev.as_object()});
+              ContentToCheck{req.actor.account, c.channel, req.actor.kind, ev->as_object()});
           if (!checked) return done(std::unexpected(std::move(checked.error())));
         }
         const TimeMs now = clock_.nowMs();
@@ -965,6 +976,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
         m.turn = std::move(req.turn);
+        added->event = std::shared_ptr<const boost::json::object>(ev, &ev->as_object());
         c.next_sequence++;
         c.updated_at = now;
         added->conversation = c;
@@ -1574,10 +1586,11 @@ std::unique_ptr<ConversationService> makeConversationService(store::Store& store
   return std::make_unique<Engine>(store, clock, options);
 }
 
-boost::asio::thread_pool& enginePool(ConversationService& engine) {
+std::optional<ConversationStrand> conversationStrand(ConversationService& engine,
+                                                     const ConversationId& id) {
   auto* e = dynamic_cast<Engine*>(&engine);
-  PARLEY_CHECK(e != nullptr, "enginePool: not an engine made by makeConversationService");
-  return e->poolForSharing();
+  if (e == nullptr) return std::nullopt;
+  return e->strandOf(id);
 }
 
 }  // namespace parley::conversation

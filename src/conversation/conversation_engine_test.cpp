@@ -20,6 +20,7 @@
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "conversation/conversation_service.h"
+#include "conversation/engine_pool.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::conversation {
@@ -408,6 +409,73 @@ TEST_F(EngineTest, PublishAssignsSequencesAndChatStateGetsNone) {
   pb = call<Published>([&](auto cb) { engine_->publish(bad, cb); });
   ASSERT_FALSE(pb);
   EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
+}
+
+// conversationStrand: the conversation's events and the completions of its publishes and
+// changes run on the strand it returns, so a component working on that strand (the bot
+// connector) handles them there without a hand-off.
+class OnStrandProbe final : public ConversationListener {
+ public:
+  void onConversationChanged(const ConversationChanged& e) override { note(e.conversation.id); }
+  void onMessageAdded(const MessageAdded& e) override { note(e.message.conversation); }
+  void note(const ConversationId& id) {
+    std::lock_guard lock(mu);
+    if (!strand || id != watched) return;
+    ++events;
+    if (strand->running_in_this_thread()) ++on_strand;
+  }
+  std::mutex mu;
+  ConversationId watched;
+  std::optional<ConversationStrand> strand;
+  int events = 0;
+  int on_strand = 0;
+};
+
+TEST_F(EngineTest, EventsAndCompletionsOfAConversationRunOnItsStrand) {
+  EXPECT_FALSE(conversationStrand(*engine_, ConversationId("no-such-conversation")));
+  auto c = request("c-strand", sales_);
+  ASSERT_TRUE(c);
+  auto strand = conversationStrand(*engine_, c->id);
+  ASSERT_TRUE(strand);
+  auto other = request("c-other", sales_);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(*conversationStrand(*engine_, other->id) == *strand);
+
+  OnStrandProbe probe;
+  {
+    std::lock_guard lock(probe.mu);
+    probe.watched = c->id;
+    probe.strand = strand;
+  }
+  auto probe_sub = engine_->subscribe(probe);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c-strand"));
+  auto completionOnStrand = [&](auto start) {
+    std::promise<bool> p;
+    start([&](auto) { p.set_value(strand->running_in_this_thread()); });
+    return p.get_future().get();
+  };
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})";
+  EXPECT_TRUE(completionOnStrand([&](auto cb) { engine_->publish(req, cb); }));
+  EXPECT_TRUE(completionOnStrand([&](auto cb) {
+    engine_->updateConversation(consumer, c->id, {TtrField{TtrType::kUrgent, std::nullopt}}, cb);
+  }));
+  Actor agent = createAgent("strand-agent", {sales_});
+  assign(agent, *c);
+  EXPECT_TRUE(completionOnStrand([&](auto cb) {
+    engine_->markTurn(agent, c->id, store::TurnMark{"t1", 1, 0, 0, true}, cb);
+  }));
+  // A completion is not on the strand once the conversation is closed (no engine strand runs
+  // it), and conversationStrand no longer knows the conversation.
+  ASSERT_TRUE(update(consumer, c->id, {CloseField{}}));
+  EXPECT_FALSE(conversationStrand(*engine_, c->id));
+  EXPECT_FALSE(completionOnStrand([&](auto cb) { engine_->publish(req, cb); }));
+  probe_sub.reset();
+  std::lock_guard lock(probe.mu);
+  EXPECT_GE(probe.events, 4);  // the message, the TTR change, the assignment, the close
+  EXPECT_EQ(probe.on_strand, probe.events);
 }
 
 TEST_F(EngineTest, ContentCheckRefusesBeforeAnythingIsStored) {

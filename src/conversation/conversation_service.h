@@ -15,8 +15,10 @@
 // Participants are stored with the consumer id or the agent's UserId; messages are stored with
 // originator_id = consumer id or "{account}.{userId}", originator_pid = consumer id or PId.
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -260,6 +262,10 @@ struct ConversationChanged {
 struct MessageAdded {
   store::Message message;            // as committed (sequence set)
   store::Conversation conversation;  // snapshot after the append
+  // `message.event_json` as the engine parsed it when it checked the publish: a listener reads
+  // the event from here instead of parsing the text again. Never null in events the engine
+  // emits; immutable, shared by every listener.
+  std::shared_ptr<const boost::json::object> event;
 };
 
 // A ChatStateEvent: delivered, not stored, no sequence.
