@@ -34,6 +34,7 @@
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
+#include "functions/service/gateway.h"
 #include "functions/service/platform_host.h"
 #include "server/server.h"
 #include "store/postgres/postgres_store.h"
@@ -65,6 +66,8 @@ struct ServeFlags {
   int function_workers = 2;
   int function_max_workers = 6;
   int function_cpu_limit_ms = 5'000;
+  // Functions gateway: invocations of one account running at once (more get 429).
+  std::size_t gateway_max_in_flight = 256;
   std::vector<std::string> outbound_allow;
   std::string metrics_token;
   bool metrics_tenant_labels = false;
@@ -395,6 +398,14 @@ int serve(const ServeFlags& f) {
   if (auto st = (*server)->addHandler(function_service); !st)
     return fail("cannot register the function service", st.error());
   (*server)->addMetricsSource([fs = function_service.get()] { return fs->prometheusText(); });
+  // The functions gateway (faasGW): deployed functions on their warm contexts, through the
+  // service's recording Runner like the connector.
+  functions::service::GatewayOptions gateway_options;
+  gateway_options.max_in_flight_per_account = std::max<std::size_t>(1, f.gateway_max_in_flight);
+  auto gateway =
+      std::make_shared<functions::service::Gateway>(function_service->runner(), **function_runtime,
+                                                    store_ref.functions(), clock, gateway_options);
+  (*server)->setGateway(gateway);
   (*server)->addMetricsSource([rt = function_runtime->get()] { return rt->prometheusText(); });
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
@@ -461,6 +472,7 @@ int serve(const ServeFlags& f) {
   bot_service.reset();
   engine.reset();
   server->reset();
+  gateway.reset();
   function_service.reset();
   function_runtime->reset();
   store->reset();
@@ -521,6 +533,12 @@ int main(int argc, char** argv) {
                    "CPU time one function invocation may use (0 = no limit; the 30 s wall "
                    "limit stays)")
       ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--gateway-max-in-flight", f.gateway_max_in_flight,
+                   "Functions gateway invocations of one account running at once; more are "
+                   "refused with 429")
+      ->check(CLI::Range(1, 100'000))
       ->capture_default_str();
   serve_cmd
       ->add_option("--metrics-token", f.metrics_token,

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/ids.h"
@@ -45,6 +46,8 @@ struct Response {
   int status = 200;
   // JSON text. Errors use {"error":{"code":"<CODE>","message":"<what was wrong and what to do>"}}.
   std::string body = "{}";
+  // Extra response headers (e.g. Retry-After); the functions gateway sets them.
+  std::vector<std::pair<std::string, std::string>> headers{};
 };
 
 // Implemented by a subsystem that owns REST resources. Thread-safe. `done` is called exactly

@@ -22,6 +22,7 @@ constexpr Role FI = Role::kFaasInvocation;
 
 constexpr Surface R = Surface::kRest;
 constexpr Surface P = Surface::kProtocol;
+constexpr Surface GW = Surface::kGateway;
 
 // The table. docs/authorization.md shows the same rows; policy_test.cpp compares them.
 constexpr Rule kRules[] = {
@@ -101,6 +102,18 @@ constexpr Rule kRules[] = {
      "richcontent.validate",
      "POST richcontent/validate",
      {A, M, G, FA, FD}},
+    // ---- Functions gateway (LivePerson's faasGW)
+    {Action::kGatewayInvoke, GW, "gateway.invoke", "POST lambdas/{uuid}/invoke", {A, FA, FD, FI}},
+    {Action::kGatewayEventInvoke,
+     GW,
+     "gateway.events.invoke",
+     "POST events/{eventId}/invoke",
+     {A, FA, FD, FI}},
+    {Action::kGatewayEventImplemented,
+     GW,
+     "gateway.events.implemented",
+     "GET events/{eventId}/isImplemented",
+     {A, FA, FD, FI}},
     // ---- Messaging protocol (agent socket)
     {Action::kAgentSocket, P, "socket.agent", "open /messaging/brand/{bearer}", {A, M, G}},
     {Action::kSubscribeOwnConversations,
@@ -313,12 +326,12 @@ Status authorize(const Subject& who, Action a) {
                                r.call, describeRoles(r.allowed)));
 }
 
-RouteMatch matchRoute(std::string_view method, std::span<const std::string> path) {
+RouteMatch matchRoute(std::string_view method, std::span<const std::string> path, Surface surface) {
   RouteMatch m;
   int best = -1;
   std::vector<std::string_view> methods;
   for (const auto& r : kRules) {
-    if (r.surface != Surface::kRest) continue;
+    if (r.surface != surface || surface == Surface::kProtocol) continue;
     Pattern p = patternOf(r.call);
     int s = score(p, path);
     if (s < 0 || s < best) continue;

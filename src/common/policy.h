@@ -135,6 +135,10 @@ enum class Action : std::uint8_t {
   kImageAllowlistPut,
   kImageAllowlistDelete,
   kRichContentValidate,
+  // Functions gateway (LivePerson's faasGW), /api/account/{acc}/…
+  kGatewayInvoke,
+  kGatewayEventInvoke,
+  kGatewayEventImplemented,
   // Messaging protocol, agent socket.
   kAgentSocket,
   kSubscribeOwnConversations,
@@ -157,8 +161,9 @@ enum class Action : std::uint8_t {
   kSetTtr,
 };
 
-// Where an action is requested.
-enum class Surface : std::uint8_t { kRest, kProtocol };
+// Where an action is requested: REST v1 (/api/v1/accounts/{acc}/…), the messaging protocol, or
+// the functions gateway (/api/account/{acc}/lambdas|events/…).
+enum class Surface : std::uint8_t { kRest, kProtocol, kGateway };
 
 // One row of the table.
 struct Rule {
@@ -183,13 +188,15 @@ Status authorize(const Subject& who, Action a);
 // The roles of a rule as "ADMIN or AGENT_MANAGER" (empty set: "no role").
 std::string describeRoles(RoleSet roles);
 
-// The REST route of a request (path segments after /api/v1/accounts/{acc}/).
+// The route of a request on `surface` (kRest: path segments after /api/v1/accounts/{acc}/;
+// kGateway: after /api/account/{acc}/).
 struct RouteMatch {
   // Set when method and path name a route of the table.
   std::optional<Action> action;
   // When the path is known but the method is not: the methods it takes, e.g. "GET or POST".
   std::string methods;
 };
-RouteMatch matchRoute(std::string_view method, std::span<const std::string> path);
+RouteMatch matchRoute(std::string_view method, std::span<const std::string> path,
+                      Surface surface = Surface::kRest);
 
 }  // namespace parley::policy

@@ -134,6 +134,8 @@ void App::handle(HttpRequest req, HttpDone done) {
     }
     if (s.size() == 5 && s[3] == "anonymous" && s[4] == "authorize" && req.method == "POST")
       return signup(req, acc, std::move(done));
+    if (s.size() >= 5 && (s[3] == "lambdas" || s[3] == "events"))
+      return gateway(std::move(req), std::move(done));
     return done(restError(ErrorCode::kNotFound,
                           fmt::format("no route {} {}", req.method, req.target), "lp"));
   }
@@ -193,7 +195,7 @@ void App::csds(const HttpRequest& req, const std::string& acc, HttpDone done) {
     }
     bj::array uris;
     for (const char* svc : {"agentVep", "asyncMessagingEnt", "asyncMessaging", "idp", "faasUI",
-                            "faasGW", "leAuthentication", "accountConfigReadOnly"}) {
+                            "faasGW", "sentinel", "leAuthentication", "accountConfigReadOnly"}) {
       uris.emplace_back(bj::object{{"service", svc}, {"account", acc}, {"baseURI", host}});
     }
     done(jsonResponse(200, bj::object{{"baseURIs", std::move(uris)}}, "csds"));
@@ -294,6 +296,66 @@ void App::signup(const HttpRequest&, const std::string& acc, HttpDone done) {
     if (!jwt) return done(restError(jwt.error(), "signup"));
     done(jsonResponse(200, bj::object{{"jwt", *jwt}}, "signup"));
   });
+}
+
+// ------------------------------------------------------------------------- functions gateway
+
+namespace {
+
+// LivePerson's gateway error body, {"errorCode","errorMsg"}.
+HttpResponse gatewayError(int status, std::string_view code, const std::string& message) {
+  return jsonResponse(status, bj::object{{"errorCode", code}, {"errorMsg", message}}, "gateway");
+}
+
+}  // namespace
+
+void App::setGateway(std::shared_ptr<api::Handler> gateway) { gateway_ = std::move(gateway); }
+
+void App::gateway(HttpRequest req, HttpDone done) {
+  if (!gateway_)
+    return done(gatewayError(404, "com.liveperson.faas.es.general",
+                             "this server runs no functions gateway"));
+  std::string token = authToken(req.header("authorization"), "Bearer");
+  if (token.empty())
+    return done(gatewayError(401, "com.liveperson.faas.es.unauthorized",
+                             "send Authorization: Bearer <user bearer or API key> of a user with "
+                             "the FAAS_INVOCATION role"));
+  deps_.rest.blocking.run(
+      [this, token = std::move(token), req = std::move(req), done = std::move(done)]() mutable {
+        const std::string& acc = req.segments[2];
+        auto principal = deps_.rest.auth.authenticate(token);
+        if (!principal) {
+          bool unauthorized = principal.error().code == ErrorCode::kUnauthorized;
+          return done(gatewayError(unauthorized ? 401 : httpStatus(principal.error().code),
+                                   unauthorized ? "com.liveperson.faas.es.unauthorized"
+                                                : "com.liveperson.faas.es.general",
+                                   principal.error().message));
+        }
+        if (principal->user.account.str() != acc)
+          return done(gatewayError(403, "com.liveperson.faas.es.forbidden",
+                                   fmt::format("your token belongs to account {}, not {}",
+                                               principal->user.account.str(), acc)));
+        api::Request ar;
+        ar.method = req.method;
+        ar.path.assign(req.segments.begin() + 3, req.segments.end());
+        ar.query = std::move(req.query);
+        ar.body = std::move(req.body);
+        ar.caller = principal->caller();
+        auto finish = [done](api::Response r) {
+          HttpResponse h;
+          h.status = r.status;
+          h.body = std::move(r.body);
+          h.headers = std::move(r.headers);
+          h.route = "gateway";
+          done(std::move(h));
+        };
+        try {
+          gateway_->handle(std::move(ar), std::move(finish));
+        } catch (const std::exception& ex) {
+          spdlog::error("functions gateway threw: {}", ex.what());
+          done(gatewayError(500, "com.liveperson.faas.es.general", "internal error"));
+        }
+      });
 }
 
 // ---------------------------------------------------------------------------------- REST v1

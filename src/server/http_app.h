@@ -6,6 +6,7 @@
 //   GET  /api/account/{acc}/service/baseURI.json          (CSDS)
 //   POST /api/account/{acc}/login|refresh|logout|signup    (LivePerson login service, idp)
 //   *    /api/v1/accounts/{acc}/…                          (REST v1: core + api::Handlers)
+//   POST /api/account/{acc}/lambdas|events/…               (functions gateway, setGateway)
 //   WS   /ws_api/account/{acc}/messaging/brand/{bearer}    (agent/bot socket)
 //   WS   /ws_api/account/{acc}/messaging/consumer          (consumer socket)
 //   GET  anything else                                     (static console, SPA fallback)
@@ -43,6 +44,9 @@ class App final : public HttpApp {
   // Registers a handler for the REST resources it names. Call before serving. A resource that
   // the core or an earlier handler owns is refused (Conflict).
   Status addHandler(std::shared_ptr<api::Handler> handler);
+  // The functions gateway (LivePerson's faasGW): /api/account/{acc}/lambdas|events/… are
+  // authenticated here and handed to it with the path after {acc}. Call before serving.
+  void setGateway(std::shared_ptr<api::Handler> gateway);
   // The "host:port" CSDS points clients at (the HTTPS listener). Call before serving.
   void setPublicHost(std::string host_port);
 
@@ -59,6 +63,7 @@ class App final : public HttpApp {
   void logout(const HttpRequest& req, const std::string& acc, HttpDone done);
   void signup(const HttpRequest& req, const std::string& acc, HttpDone done);
   void restV1(HttpRequest req, HttpDone done);
+  void gateway(HttpRequest req, HttpDone done);
   bool hasHandler(const std::string& first_segment) const;
   // "skills, users, …" and every registered handler's resources.
   std::string knownResources() const;
@@ -66,6 +71,7 @@ class App final : public HttpApp {
 
   AppDeps deps_;
   std::vector<std::shared_ptr<api::Handler>> handlers_;  // written before serving only
+  std::shared_ptr<api::Handler> gateway_;                // written before serving only
   mutable Mutex mu_;
   std::string public_host_ PARLEY_GUARDED_BY(mu_);
 };

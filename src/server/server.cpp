@@ -65,6 +65,9 @@ class ServerImpl final : public Server {
   Status addHandler(std::shared_ptr<api::Handler> handler) override {
     return app_->addHandler(std::move(handler));
   }
+  void setGateway(std::shared_ptr<api::Handler> gateway) override {
+    app_->setGateway(std::move(gateway));
+  }
   void addMetricsSource(std::function<std::string()> source) override {
     metrics_.addSource(std::move(source));
   }

@@ -85,6 +85,9 @@ class Server {
   // Registers the owner of REST resources (e.g. functions, secrets, allowlist, bots,
   // richcontent). Before start(). Conflict when a resource is taken.
   virtual Status addHandler(std::shared_ptr<api::Handler> handler) = 0;
+  // Sets the functions gateway (/api/account/{acc}/lambdas|events/…; see http_app.h). Before
+  // start(). Without one those paths are 404.
+  virtual void setGateway(std::shared_ptr<api::Handler> gateway) = 0;
   // Adds Prometheus text appended to /metrics. Before start().
   virtual void addMetricsSource(std::function<std::string()> source) = 0;
   // Subscribes to the engine, binds the listeners and starts serving.

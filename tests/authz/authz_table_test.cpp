@@ -33,6 +33,7 @@
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
 #include "functions/service/function_service.h"
+#include "functions/service/gateway.h"
 #include "functions/testing/fake_host.h"
 #include "server/server.h"
 #include "store/memory/memory_store.h"
@@ -119,6 +120,7 @@ struct World {
   std::unique_ptr<functions::FunctionRuntime> runtime;
   std::unique_ptr<conv::ConversationService> engine;
   std::shared_ptr<functions::service::FunctionService> functions;
+  std::shared_ptr<functions::service::Gateway> gateway;
   std::shared_ptr<connector::BotService> bots;
   std::unique_ptr<server::Server> server;
   ws::HostPort hp;
@@ -255,6 +257,9 @@ struct World {
     ASSERT_TRUE(s) << s.error().message;
     server = std::move(*s);
     ASSERT_TRUE(server->addHandler(functions));
+    gateway = std::make_shared<functions::service::Gateway>(functions->runner(), *runtime,
+                                                            store->functions(), clock);
+    server->setGateway(gateway);
     ASSERT_TRUE(server->addHandler(bots));
     ASSERT_TRUE(server->addHandler(
         std::make_shared<connector::richcontent::RichContentHandler>(*validator)));
@@ -325,6 +330,7 @@ struct World {
     server.reset();
     if (bots) bots->stop();
     bots.reset();
+    gateway.reset();
     functions.reset();
     engine.reset();
     runtime.reset();
@@ -555,6 +561,61 @@ TEST_F(AuthzTableTest, EveryRestRowWithEveryRole) {
     EXPECT_EQ(other_status, 403) << row.id << " with another account's token: " << other_body;
     auto [none_status, none_body] = w.rest(c.method, c.path, c.body, "");
     EXPECT_EQ(none_status, 401) << row.id << " without a token: " << none_body;
+  }
+}
+
+// The functions gateway's rows (/api/account/{acc}/…): each role as the table says, with
+// LivePerson's error body; another account's token 403, no token 401.
+TEST_F(AuthzTableTest, EveryGatewayRowWithEveryRole) {
+  World& w = *world;
+  const std::string q = "?v=1&externalSystem=authz";
+  const std::string input = R"({"timestamp":1,"headers":[],"payload":{}})";
+  std::map<std::string, RestCall> calls = {
+      {"gateway.invoke", {"POST", "lambdas/" + w.function_uuid + "/invoke", input}},
+      {"gateway.events.invoke", {"POST", "events/bot_connectors_custom_integration/invoke", input}},
+      {"gateway.events.implemented",
+       {"GET", "events/bot_connectors_custom_integration/isImplemented", ""}},
+  };
+  auto rows = rowsOf(policy::Surface::kGateway);
+  EXPECT_EQ(rows.size(), calls.size()) << "every documented gateway row needs a call here";
+  auto gw = [&](const RestCall& c, const std::string& bearer, const AccountId& acc = kAcc) {
+    return w.http(c.method, "/api/account/" + acc.str() + "/" + c.path + q, c.body, bearer);
+  };
+  for (const auto& [row, action] : rows) {
+    auto it = calls.find(row.id);
+    if (it == calls.end()) {
+      ADD_FAILURE() << "no call for documented row " << row.id;
+      continue;
+    }
+    const RestCall& c = it->second;
+    std::vector<std::string> segs;
+    for (std::size_t i = 0; i <= c.path.size();) {
+      auto sl = c.path.find('/', i);
+      if (sl == std::string::npos) sl = c.path.size();
+      segs.push_back(c.path.substr(i, sl - i));
+      i = sl + 1;
+    }
+    EXPECT_EQ(policy::matchRoute(c.method, segs, policy::Surface::kGateway).action, action)
+        << row.id;
+    // Not a REST v1 route.
+    EXPECT_FALSE(policy::matchRoute(c.method, segs).action) << row.id;
+    for (const auto& ru : w.roles) {
+      auto [status, body] = gw(c, ru.bearer);
+      std::string what =
+          row.id + " as " + policy::roleName(ru.role) + ": " + std::to_string(status) + " " + body;
+      if (row.allowed.has(ru.role)) {
+        EXPECT_EQ(status, 200) << what;
+      } else {
+        EXPECT_EQ(status, 403) << what;
+        EXPECT_TRUE(refusalNamesRoles(body, row.allowed)) << what;
+        EXPECT_NE(body.find("com.liveperson.faas.es.forbidden"), std::string::npos) << what;
+      }
+    }
+    auto [other_status, other_body] = gw(c, w.other_bearer);
+    EXPECT_EQ(other_status, 403) << row.id << " with another account's token: " << other_body;
+    auto [none_status, none_body] = gw(c, "");
+    EXPECT_EQ(none_status, 401) << row.id << " without a token: " << none_body;
+    EXPECT_NE(none_body.find("com.liveperson.faas.es.unauthorized"), std::string::npos);
   }
 }
 

@@ -1,6 +1,7 @@
-// No way to the file system, the process or child processes: require() knows only the three
-// allowed modules (no path, no node: prefix, no built-in), and process has only env and
-// nextTick.
+// No way to the file system, the process or child processes: require() knows only the allowed
+// modules (lp-faas-toolbelt, lodash, luxon and the byte/text built-ins crypto, buffer, util,
+// querystring, url; no path, no other built-in), and process has only env and nextTick. Buffer is
+// the only Node global.
 function tryRequire(name) {
   try {
     require(name);
