@@ -249,12 +249,14 @@ constexpr const char* kLoop = "function lambda(input, callback) { while (true) {
 
 // Account A's echo bot, one invocation at a time (submit -> result), while `range(0)` clients of
 // account B each invoke a runaway loop again and again (2 s deadline each). Default runtime
-// options (2 workers kept, up to 6; 5 s CPU limit). Compare p99 with loops:0 (same run).
+// options (2 workers kept, up to 6; 5 s CPU limit). Compare p99 with loops:0 (same run);
+// demote:0 leaves long tasks at normal priority (RuntimeOptions::demote_long_tasks off).
 void BM_NoisyNeighbourEcho(benchmark::State& state) {
   testing::FakeHost host;
   SystemClock clock;
   RuntimeOptions o;
   o.isolation = state.range(1) ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
+  o.demote_long_tasks = state.range(2) != 0;
   auto rt = std::move(*FunctionRuntime::create(o, host, clock));
   rt->engineForTest().waitForWorkersForTest(static_cast<std::size_t>(o.threads),
                                             std::chrono::seconds(30));
@@ -297,14 +299,17 @@ void BM_NoisyNeighbourEcho(benchmark::State& state) {
   stop.store(true);
   for (auto& t : noisy) t.join();
   if (!ok) state.SkipWithError("an echo invocation failed");
+  RuntimeStats stats = rt->stats();
+  state.counters["demotions"] = static_cast<double>(stats.demotions);
+  state.counters["replaced"] = static_cast<double>(stats.demoted_retired);
   std::sort(lat.begin(), lat.end());
   state.counters["p50_us"] = lat[lat.size() / 2];
   state.counters["p99_us"] = lat[lat.size() * 99 / 100];
   state.counters["max_us"] = lat.back();
 }
 BENCHMARK(BM_NoisyNeighbourEcho)
-    ->ArgsProduct({{0, 2}, {0, 1}})
-    ->ArgNames({"loops", "isolation"})
+    ->ArgsProduct({{0, 2}, {0, 1}, {1, 0}})
+    ->ArgNames({"loops", "isolation", "demote"})
     ->UseRealTime()
     ->MinTime(5.0);
 

@@ -71,6 +71,13 @@ struct RuntimeOptions {
   // A JS task running this long marks its worker busy: the worker hands back the jobs it has
   // not started and gets no more until the task ends. Default: 20 ms.
   std::chrono::milliseconds long_task{20};
+  // While a worker runs a long task, its JS thread is put in the SCHED_IDLE scheduling class
+  // (nice 19 where that is refused), so the server and the other workers preempt it at once.
+  // When the task ends its priority is restored; where the OS refuses that (an unprivileged
+  // process may lower its threads' priority but not raise it again), the worker takes no new
+  // jobs, is stopped once its invocations in flight end, and a fresh one replaces it.
+  // Default: true.
+  bool demote_long_tasks = true;
   // Address-space limit (RLIMIT_AS) of a worker process, in MiB; 0 = none. Default: 16 GiB
   // (V8 reserves large virtual ranges per isolate; resident memory is bounded by the heap
   // caps). Not applied in sanitizer builds.
@@ -139,6 +146,8 @@ struct RuntimeStats {
   std::uint64_t quarantines = 0;      // functions put in quarantine
   std::size_t quarantined = 0;        // functions in quarantine now
   std::uint64_t jobs_returned = 0;    // jobs a busy worker handed back
+  std::uint64_t demotions = 0;        // long tasks whose JS thread went to SCHED_IDLE / nice 19
+  std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
   double cpu_ms = 0;                  // CPU time used by finished invocations
 };
 

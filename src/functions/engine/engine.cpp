@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -63,6 +66,12 @@ struct WorkerHandle {
   std::unordered_map<std::uint64_t, Pending> prepares;
   std::deque<std::promise<std::string>> probes;  // answered in order
   SteadyTime idle_since;
+  // Its priority was lowered for a long task and could not be restored: it gets no jobs, and
+  // the supervisor stops it once `jobs` and `prepares` are empty (a fresh one replaces it).
+  bool draining = false;
+
+  // I/O thread only: the threads put in SCHED_IDLE / nice 19 for the current long task.
+  std::vector<pid_t> demoted;
 };
 
 namespace {
@@ -103,6 +112,40 @@ Status checkSize(std::string_view code) {
                    " characters long; the limit is 100,000");
   }
   return {};
+}
+
+// The threads of worker `w` to demote for a long task: its JS thread, when the id it wrote in
+// the shared page names a thread of its own process (the worker could write any number);
+// otherwise every thread of its process (none in in-process mode: those are the server's).
+std::vector<pid_t> jsThreadsOf(const WorkerHandle& w) {
+  pid_t proc = w.pid > 0 ? w.pid : ::getpid();
+  std::string tasks = "/proc/" + std::to_string(proc) + "/task/";
+  std::int32_t tid = w.shared->js_tid.load(std::memory_order_relaxed);
+  std::error_code ec;
+  if (tid > 0 && std::filesystem::exists(tasks + std::to_string(tid), ec)) return {tid};
+  std::vector<pid_t> all;
+  if (w.pid <= 0) return all;
+  for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+    pid_t t = static_cast<pid_t>(std::atoi(entry.path().filename().c_str()));
+    if (t > 0) all.push_back(t);
+  }
+  return all;
+}
+
+// SCHED_IDLE (any normal-priority thread preempts it at once), or nice 19 where that is refused.
+bool demoteThread(pid_t tid) {
+  sched_param p{};
+  if (::sched_setscheduler(tid, SCHED_IDLE, &p) == 0) return true;
+  return ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19) == 0;
+}
+
+// Back to SCHED_OTHER, nice 0. False when the OS refuses (EPERM for an unprivileged server:
+// it may lower a thread's priority but not raise it again). A thread that is gone is fine.
+bool restoreThread(pid_t tid) {
+  sched_param p{};
+  if (::sched_setscheduler(tid, SCHED_OTHER, &p) != 0) return errno == ESRCH;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) != 0) return errno == ESRCH;
+  return true;
 }
 
 std::string describeExit(int status) {
@@ -378,6 +421,9 @@ void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
             open = false;
             break;
           }
+          // A short read emptied the socket: back to poll (which returns at once if more came)
+          // rather than a recv that fails with EAGAIN.
+          if (static_cast<std::size_t>(n) < buf.size()) break;
           continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -421,6 +467,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
         if (w->jobs.empty()) w->idle_since = std::chrono::steady_clock::now();
         scheduler_.finished(w->id, job.request.account.str());
         scheduleLocked();
+        if (w->draining && w->jobs.empty()) cv_.notify_all();  // the supervisor stops it
       }
       finish(job, std::move(r));
       return;
@@ -461,9 +508,17 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       if (it == w->prepares.end()) return;
       it->second.promise.set_value(std::move(s));
       w->prepares.erase(it);
+      if (w->draining && w->prepares.empty()) cv_.notify_all();
       return;
     }
     case Msg::kBusy: {
+      // Lower the JS thread's priority first: the long task keeps running meanwhile.
+      if (options_.demote_long_tasks && w->demoted.empty()) {
+        for (pid_t tid : jsThreadsOf(*w)) {
+          if (demoteThread(tid)) w->demoted.push_back(tid);
+        }
+        if (!w->demoted.empty()) demotions_.fetch_add(1, std::memory_order_relaxed);
+      }
       MutexLock lock(mu_);
       // The account is the one of the invocation the shared page names, if it runs on this
       // worker; what the worker says is not trusted (it could name another account to use up
@@ -481,7 +536,25 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       return;
     }
     case Msg::kFree: {
+      // Restore the priority before the worker gets another job: a demoted worker never starts
+      // a short invocation.
+      bool restored = true;
+      for (pid_t tid : w->demoted)
+        restored &= !refuse_restore_for_test_.load() && restoreThread(tid);
+      w->demoted.clear();
       MutexLock lock(mu_);
+      if (!restored && !w->gone && !w->draining) {
+        spdlog::info(
+            "functions: worker {} (pid {}) cannot get its priority back after a long task; it "
+            "is replaced",
+            w->id, w->pid);
+        w->draining = true;
+        scheduler_.removeWorker(w->id);
+        demoted_retired_.fetch_add(1, std::memory_order_relaxed);
+        scheduleLocked();
+        cv_.notify_all();  // the supervisor starts a fresh worker and stops this one
+        return;
+      }
       scheduler_.setFree(w->id);
       scheduleLocked();
       return;
@@ -665,7 +738,8 @@ void Engine::supervise() {
   MutexLock lock(mu_);
   while (!stopping_) {
     std::size_t shared = 0;
-    for (auto& [id, w] : workers_) shared += w->kind == Scheduler::WorkerKind::kShared;
+    for (auto& [id, w] : workers_)
+      shared += w->kind == Scheduler::WorkerKind::kShared && !w->draining;
     Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared;
     bool start = false, restart = false;
     if (shared < static_cast<std::size_t>(options_.threads)) {
@@ -738,9 +812,16 @@ void Engine::supervise() {
       spdlog::warn("functions: killing worker {} (pid {}): {}", w.id, w.pid, w.killed);
       ::kill(w.pid, SIGKILL);
     }
+    // Stop a draining worker (demoted, priority not restored) once nothing runs on it.
+    for (auto& [id, w] : workers_) {
+      if (!w->draining || w->gone || !w->jobs.empty() || !w->prepares.empty()) continue;
+      w->gone = true;
+      w->retired = true;
+      ::shutdown(w->fd, SHUT_WR);  // it exits; its I/O thread cleans up
+    }
     // Stop extra shared workers idle for a while, and quarantine workers nobody needs.
     for (auto& [id, w] : workers_) {
-      if (!w->ready || w->gone || !w->jobs.empty() || scheduler_.busy(id)) continue;
+      if (!w->ready || w->gone || w->draining || !w->jobs.empty() || scheduler_.busy(id)) continue;
       bool extra = w->kind == Scheduler::WorkerKind::kShared &&
                    shared > static_cast<std::size_t>(options_.threads);
       bool idle_quarantine =
@@ -823,7 +904,7 @@ Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prep
     auto pick = [&]() PARLEY_REQUIRES(mu_) -> WorkerHandle* {
       WorkerHandle* best = nullptr;
       for (auto& [id, w] : workers_) {
-        if (!w->ready || w->gone || w->kind != Scheduler::WorkerKind::kShared ||
+        if (!w->ready || w->gone || w->draining || w->kind != Scheduler::WorkerKind::kShared ||
             scheduler_.busy(id))
           continue;
         if (!best || scheduler_.inFlight(id) < scheduler_.inFlight(best->id)) best = w.get();
@@ -1037,6 +1118,8 @@ RuntimeStats Engine::stats() const {
   s.extra_workers = extra_workers_started_.load();
   s.quarantines = quarantines_.load();
   s.jobs_returned = jobs_returned_.load();
+  s.demotions = demotions_.load();
+  s.demoted_retired = demoted_retired_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
 }
@@ -1063,6 +1146,11 @@ std::string Engine::prometheusText() const {
   metric("parley_functions_quarantined", "gauge", "Functions in quarantine now.", s.quarantined);
   metric("parley_functions_jobs_returned_total", "counter",
          "Invocations a busy worker handed back to run elsewhere.", s.jobs_returned);
+  metric("parley_functions_demotions_total", "counter",
+         "Long JS tasks whose worker thread was put in SCHED_IDLE (or nice 19).", s.demotions);
+  metric("parley_functions_demoted_workers_replaced_total", "counter",
+         "Demoted workers replaced because their priority could not be restored.",
+         s.demoted_retired);
   metric("parley_functions_cpu_seconds_total", "counter",
          "CPU time used by the JavaScript of finished invocations.", s.cpu_ms / 1000.0);
   return out;
@@ -1075,7 +1163,7 @@ std::vector<int> Engine::workerPidsForTest(Scheduler::WorkerKind kind) const {
   MutexLock lock(mu_);
   std::vector<std::pair<int, int>> v;
   for (auto& [id, w] : workers_) {
-    if (w->gone || !w->ready || w->pid <= 0 || w->kind != kind) continue;
+    if (w->gone || !w->ready || w->draining || w->pid <= 0 || w->kind != kind) continue;
     v.emplace_back(id, w->pid);
   }
   std::sort(v.begin(), v.end());
@@ -1100,7 +1188,7 @@ Result<std::string> Engine::probeWorkerForTest(const std::string& what) {
     MutexLock lock(mu_);
     WorkerHandle* target = nullptr;
     for (auto& [id, w] : workers_) {
-      if (w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared) {
+      if (w->ready && !w->gone && !w->draining && w->kind == Scheduler::WorkerKind::kShared) {
         target = w.get();
         break;
       }
@@ -1121,7 +1209,7 @@ bool Engine::waitForWorkersForTest(std::size_t n, std::chrono::milliseconds time
   for (;;) {
     std::size_t ready = 0;
     for (auto& [id, w] : workers_)
-      ready += w->ready && !w->gone && w->kind == Scheduler::WorkerKind::kShared;
+      ready += w->ready && !w->gone && !w->draining && w->kind == Scheduler::WorkerKind::kShared;
     if (ready >= n) return true;
     if (std::chrono::steady_clock::now() >= until) return false;
     lock.waitUntil(cv_, until);

@@ -92,6 +92,8 @@ class Engine {
   // on): "open", "openat", "socket", "connect", "execve", "fork", "ptrace", "rlimits", "fds",
   // "nnp", "seccomp", "abort". Returns the worker's answer; Unavailable when it died doing it.
   Result<std::string> probeWorkerForTest(const std::string& what);
+  // Makes restoring a demoted worker's priority fail as it does for an unprivileged server.
+  void refuseRestoreForTest(bool refuse) { refuse_restore_for_test_.store(refuse); }
   // Waits until `n` shared workers are ready (or the timeout passes).
   bool waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout);
 
@@ -161,8 +163,9 @@ class Engine {
 
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
-      jobs_returned_{0};
+      jobs_returned_{0}, demotions_{0}, demoted_retired_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
+  std::atomic<bool> refuse_restore_for_test_{false};
 
   std::size_t io_threads_ PARLEY_GUARDED_BY(mu_) = 0;  // live I/O threads
   std::condition_variable io_cv_;

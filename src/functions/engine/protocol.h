@@ -70,6 +70,10 @@ struct WorkerShared {
   // The running invocation id, or kPrepareBit | prepare request id while top-level code runs.
   std::atomic<std::uint64_t> running{0};
   static constexpr std::uint64_t kPrepareBit = 1ull << 63;
+  // The kernel thread id of the thread running the JS (written once when the loop starts). The
+  // server lowers that thread's CPU priority during long tasks; it checks that the id names a
+  // thread of the worker's own process before it uses it.
+  std::atomic<std::int32_t> js_tid{0};
 };
 
 // The exit status of a worker process that ended on a fatal V8 out-of-memory error.

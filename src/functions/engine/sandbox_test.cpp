@@ -4,10 +4,14 @@
 // processes (this test binary re-run with the hidden worker subcommand).
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -280,6 +284,102 @@ TEST_F(Sandbox, RunawayLoopsOfOneAccountDoNotQueueAnother) {
   EXPECT_LE(e_->stats().busy_workers, 1u);  // B holds at most one worker busy
   EXPECT_EQ(l1.get().error_code, kErrTimeExceeded);
   EXPECT_EQ(l2.get().error_code, kErrTimeExceeded);
+}
+
+// The thread of worker process `pid` that runs the JS (named "fn-worker"), or 0.
+pid_t jsThreadOf(int pid) {
+  std::error_code ec;
+  std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "fn-worker") return static_cast<pid_t>(std::stoi(entry.path().filename()));
+  }
+  return 0;
+}
+
+// Whether the thread runs at the lowest CPU priority (SCHED_IDLE, or nice 19).
+bool demoted(pid_t tid) {
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  return ::sched_getscheduler(tid) == SCHED_IDLE || (errno == 0 && nice == 19);
+}
+
+bool alive(int pid) { return std::filesystem::exists("/proc/" + std::to_string(pid) + "/task"); }
+
+// A long task's JS thread drops to SCHED_IDLE while it runs and gets its priority back after;
+// a worker that ran only short invocations is never demoted.
+TEST_F(Sandbox, ALongTaskRunsAtIdlePriorityAndItsWorkerIsRestoredAfter) {
+  start();
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto echo = invoke(request("A", "echo", 10'000, "1", "echo")).get();
+  ASSERT_TRUE(echo.ok) << echo.error_message;
+  auto before = e_->workerPidsForTest();
+  ASSERT_EQ(before.size(), 2u);
+  for (int pid : before) {
+    pid_t tid = jsThreadOf(pid);
+    ASSERT_NE(tid, 0);
+    EXPECT_FALSE(demoted(tid)) << "worker " << pid << " after a short invocation";
+  }
+  auto loop = invoke(request("B", "loop", 1'500, "{}", "loop"));
+  int pid = pidRunning("loop");
+  ASSERT_NE(pid, 0);
+  pid_t tid = jsThreadOf(pid);
+  ASSERT_NE(tid, 0);
+  EXPECT_TRUE(waitFor([&] { return demoted(tid); }, 5s)) << "the loop's thread was not demoted";
+  EXPECT_EQ(::sched_getscheduler(pid), SCHED_OTHER);  // only the JS thread (the main one waits)
+  // A's echo runs meanwhile on a worker that is not demoted.
+  auto during = invoke(request("A", "echo", 10'000, "2", "echo-during"));
+  int echo_pid = pidRunning("echo-during");
+  ASSERT_TRUE(during.get().ok);
+  if (echo_pid != 0) {
+    EXPECT_NE(echo_pid, pid);
+    if (pid_t t = jsThreadOf(echo_pid)) {
+      EXPECT_FALSE(demoted(t));
+    }
+  }
+  EXPECT_EQ(loop.get().error_code, kErrTimeExceeded);
+  EXPECT_GE(e_->stats().demotions, 1u);
+  // The long task ended: restored (this test's process may raise priority again) or, where the
+  // OS refuses that, replaced.
+  EXPECT_TRUE(waitFor([&] { return !alive(pid) || !demoted(tid); }, 5s));
+  if (alive(pid)) {
+    EXPECT_EQ(::sched_getscheduler(tid), SCHED_OTHER);
+  }
+}
+
+// Where the OS refuses to raise the priority again (an unprivileged server), the demoted worker
+// takes no further job, ends once its invocations have, and a fresh worker replaces it.
+TEST_F(Sandbox, ADemotedWorkerWhosePriorityCannotBeRestoredIsReplaced) {
+  start();
+  e_->refuseRestoreForTest(true);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto loop = invoke(request("B", "loop", 800, "{}", "loop"));
+  int pid = pidRunning("loop");
+  ASSERT_NE(pid, 0);
+  pid_t tid = jsThreadOf(pid);
+  ASSERT_NE(tid, 0);
+  EXPECT_TRUE(waitFor([&] { return demoted(tid); }, 5s));
+  EXPECT_EQ(loop.get().error_code, kErrTimeExceeded);
+  EXPECT_TRUE(waitFor([&] { return !alive(pid); }, 10s)) << "the demoted worker still runs";
+  ASSERT_TRUE(e_->waitForWorkersForTest(2, 20s));
+  auto now = e_->workerPidsForTest();
+  EXPECT_EQ(std::count(now.begin(), now.end(), pid), 0);
+  for (int p : now) {
+    if (pid_t t = jsThreadOf(p)) {
+      EXPECT_FALSE(demoted(t)) << "worker " << p;
+    }
+  }
+  for (int i = 0; i < 5; ++i) {
+    auto r = invoke(request("A", "echo", 10'000, std::to_string(i))).get();
+    EXPECT_TRUE(r.ok) << r.error_message;
+  }
+  auto s = e_->stats();
+  EXPECT_EQ(s.demoted_retired, 1u);
+  EXPECT_EQ(s.worker_crashes, 0u);  // stopped, not crashed
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -249,6 +250,7 @@ void Worker::countRestart() { send(wire::Writer(wire::Msg::kRestarted).take()); 
 void Worker::run() {
   v8Platform();
   pthread_getcpuclockid(pthread_self(), &cpu_clock_);
+  shared_.js_tid.store(static_cast<std::int32_t>(::gettid()), std::memory_order_relaxed);
   send(wire::Writer(wire::Msg::kReady).take());
   std::vector<wire::Frame> frames;
   bool open = true;
@@ -262,7 +264,6 @@ void Worker::run() {
       }
       open = readAvailable(frames);
     }
-    bool busy = !frames.empty();
     for (auto& f : frames) {
       if (!handleFrame(f)) open = false;
     }
@@ -270,10 +271,14 @@ void Worker::run() {
     auto now = std::chrono::steady_clock::now();
     // Deadlines before timers: a timer that fell due with (or after) its invocation's deadline,
     // seen late because the worker was busy, must not run the function past its limit.
-    busy |= expireDeadlines(now);
+    bool busy = expireDeadlines(now);
     busy |= runTimers(now);
-    busy |= takeJobs();
+    takeJobs();
     pumpPlatform();
+    // Frames and jobs handled do not call for another round by themselves: the poll below
+    // returns at once when more frames came meanwhile (one system call, where a read that finds
+    // nothing and then the poll were two), jobs left over are in tasks_, and timers the jobs
+    // set are in nextWake().
     if (busy) continue;
     {
       MutexLock lock(in_mu_);
