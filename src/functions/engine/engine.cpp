@@ -51,6 +51,9 @@ struct WorkerHandle {
   bool broken PARLEY_GUARDED_BY(out_mu) = false;
 
   // GUARDED_BY(Engine::mu_)
+  // Counted in Engine::starting_shared_ / starting_quarantine_: from spawn until it says it is
+  // ready or exits, whichever comes first (never again after that, whatever `ready` becomes).
+  bool starting = true;
   bool ready = false;
   bool gone = false;
   bool retired = false;  // stopped by the supervisor (idle), not crashed
@@ -442,10 +445,9 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     case Msg::kReady: {
       MutexLock lock(mu_);
       w->ready = true;
-      if (w->kind == Scheduler::WorkerKind::kShared) {
-        if (starting_shared_ > 0) --starting_shared_;
-      } else if (starting_quarantine_ > 0) {
-        --starting_quarantine_;
+      if (w->starting) {
+        w->starting = false;
+        --(w->kind == Scheduler::WorkerKind::kShared ? starting_shared_ : starting_quarantine_);
       }
       scheduler_.addWorker(w->id, w->kind);
       scheduleLocked();
@@ -632,12 +634,11 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
     w->gone = true;
     scheduler_.removeWorker(w->id);
     workers_.erase(w->id);
-    if (!w->ready) {
-      if (w->kind == Scheduler::WorkerKind::kShared) {
-        if (starting_shared_ > 0) --starting_shared_;
-      } else if (starting_quarantine_ > 0) {
-        --starting_quarantine_;
-      }
+    // It exited before it was ready. (Not `!ready`: an idle worker the supervisor stopped has
+    // ready == false too, and it was counted out when it became ready.)
+    if (w->starting) {
+      w->starting = false;
+      --(w->kind == Scheduler::WorkerKind::kShared ? starting_shared_ : starting_quarantine_);
     }
     // Which function's JS was running when it died.
     std::uint64_t running = w->shared ? w->shared->running.load() : 0;
@@ -1214,6 +1215,13 @@ bool Engine::waitForWorkersForTest(std::size_t n, std::chrono::milliseconds time
     if (std::chrono::steady_clock::now() >= until) return false;
     lock.waitUntil(cv_, until);
   }
+}
+
+std::size_t Engine::workerCountForTest(Scheduler::WorkerKind kind) const {
+  MutexLock lock(mu_);
+  std::size_t n = 0;
+  for (auto& [id, w] : workers_) n += w->kind == kind;
+  return n;
 }
 
 // ---------------------------------------------------------------------------------------------

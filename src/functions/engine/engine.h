@@ -96,6 +96,9 @@ class Engine {
   void refuseRestoreForTest(bool refuse) { refuse_restore_for_test_.store(refuse); }
   // Waits until `n` shared workers are ready (or the timeout passes).
   bool waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout);
+  // Worker processes of `kind` the engine holds: starting, ready, or told to stop and not yet
+  // exited.
+  std::size_t workerCountForTest(Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared) const;
 
  private:
   Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock);

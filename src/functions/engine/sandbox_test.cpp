@@ -286,6 +286,62 @@ TEST_F(Sandbox, RunawayLoopsOfOneAccountDoNotQueueAnother) {
   EXPECT_EQ(l2.get().error_code, kErrTimeExceeded);
 }
 
+// An idle extra worker the supervisor stops is not a starting worker: when it exits, a worker
+// that really is starting still counts as such, so no second replacement is started for it.
+// New workers are held before they start by a wrapper script while a file exists; the extra
+// worker is stopped (SIGSTOP) so that it exits only when the test lets it.
+TEST_F(Sandbox, AnIdleExtraWorkerStoppedWhileAnotherStartsDoesNotHideTheStartingOne) {
+  std::error_code ec;
+  auto dir = std::filesystem::temp_directory_path() /
+             ("parley-sandbox-hold-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto hold = dir / "hold";
+  auto script = dir / "worker.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\nwhile [ -e " << hold.string() << " ]; do /bin/sleep 0.01; done\nexec "
+        << std::filesystem::read_symlink("/proc/self/exe").string() << " \"$@\"\n";
+  }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  RuntimeOptions o;
+  o.threads = 1;
+  o.max_workers = 4;
+  o.cpu_limit = 60'000ms;
+  o.worker_executable = script.string();
+  start(o);
+  deploy("B", "loop", kLoop);
+  auto base = e_->workerPidsForTest();
+  ASSERT_EQ(base.size(), 1u);
+  // The base worker is busy: an extra one starts.
+  auto loop = invoke(request("B", "loop", 60'000, "{}", "loop"));
+  ASSERT_TRUE(e_->waitForWorkersForTest(2, 30s));
+  auto two = e_->workerPidsForTest();
+  ASSERT_EQ(two.size(), 2u);
+  int extra = two[0] == base[0] ? two[1] : two[0];
+  ASSERT_EQ(::kill(extra, SIGSTOP), 0);
+  { std::ofstream(hold.string()); }
+  // Idle past the limit, the extra worker is told to stop (it cannot exit yet), and the
+  // supervisor starts a replacement, which waits at the wrapper.
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto now = e_->workerPidsForTest();
+        return std::count(now.begin(), now.end(), extra) == 0 && e_->workerCountForTest() == 3;
+      },
+      60s));
+  // The stopped extra worker exits.
+  ASSERT_EQ(::kill(extra, SIGCONT), 0);
+  ASSERT_TRUE(waitFor([&] { return e_->workerCountForTest() == 2; }, 30s))
+      << "the stopped extra worker was not cleaned up";
+  // The replacement is still starting: no further worker is started for it.
+  EXPECT_FALSE(waitFor([&] { return e_->workerCountForTest() > 2; }, 3s))
+      << "a second replacement was started while one was starting";
+  std::filesystem::remove(hold, ec);
+  EXPECT_TRUE(e_->waitForWorkersForTest(2, 30s));
+  e_.reset();
+  EXPECT_EQ(loop.get().error_code, kErrUnavailable);
+  std::filesystem::remove_all(dir, ec);
+}
+
 // The thread of worker process `pid` that runs the JS (named "fn-worker"), or 0.
 pid_t jsThreadOf(int pid) {
   std::error_code ec;
