@@ -76,8 +76,11 @@ struct RuntimeOptions {
   // When the task ends its priority is restored; where the OS refuses that (an unprivileged
   // process may lower its threads' priority but not raise it again), the worker takes no new
   // jobs, is stopped once its invocations in flight end, and a fresh one replaces it.
-  // Default: true.
-  bool demote_long_tasks = true;
+  // Default: false. On a machine whose cores are busy with other normal-priority work, an
+  // idle-class thread gets no CPU at all: a demoted function then cannot even be terminated at
+  // its deadline (its worker is killed as a crash a second later) and a memory bomb keeps its
+  // memory until then. Until the demoted task keeps a minimum share, this stays opt-in.
+  bool demote_long_tasks = false;
   // Address-space limit (RLIMIT_AS) of a worker process, in MiB; 0 = none. Default: 16 GiB
   // (V8 reserves large virtual ranges per isolate; resident memory is bounded by the heap
   // caps). Not applied in sanitizer builds.

@@ -367,7 +367,9 @@ bool alive(int pid) { return std::filesystem::exists("/proc/" + std::to_string(p
 // A long task's JS thread drops to SCHED_IDLE while it runs and gets its priority back after;
 // a worker that ran only short invocations is never demoted.
 TEST_F(Sandbox, ALongTaskRunsAtIdlePriorityAndItsWorkerIsRestoredAfter) {
-  start();
+  RuntimeOptions demoting;
+  demoting.demote_long_tasks = true;
+  start(demoting);
   deploy("B", "loop", kLoop);
   deploy("A", "echo", kEcho);
   auto echo = invoke(request("A", "echo", 10'000, "1", "echo")).get();
@@ -412,7 +414,9 @@ TEST_F(Sandbox, ALongTaskRunsAtIdlePriorityAndItsWorkerIsRestoredAfter) {
 // may get no CPU for seconds, and if the deadline passed meanwhile the supervisor would kill the
 // worker (a crash) rather than retire it. Every step waits for what it checks.
 TEST_F(Sandbox, ADemotedWorkerWhosePriorityCannotBeRestoredIsReplaced) {
-  start();
+  RuntimeOptions demoting;
+  demoting.demote_long_tasks = true;
+  start(demoting);
   deploy("B", "spin",
          "function lambda(i, cb) { const end = Date.now() + i.payload.ms;"
          " while (Date.now() < end) {} cb(null, 'spun'); }");
