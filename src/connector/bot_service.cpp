@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -311,6 +312,10 @@ struct BotService::Impl {
   std::atomic<std::uint64_t> strand_hand_offs{0};
   std::mutex idle_mu;
   std::condition_variable idle_cv;
+  // Inactivity timers run on the engine's strands, which outlive this object: their handlers
+  // (also the cancelled ones stop() leaves queued) hold `life` while they run and do nothing
+  // once stop() has released it; stop() waits for the ones holding it.
+  std::shared_ptr<int> life = std::make_shared<int>(0);
 
   // ---- helpers -------------------------------------------------------------------------------
 
@@ -930,8 +935,11 @@ struct BotService::Impl {
     auto timer = std::make_shared<asio::steady_timer>(st->strand, std::chrono::milliseconds(ms));
     st->idle_timer = timer;
     std::uint64_t gen = st->idle_gen;
-    timer->async_wait([this, st, timer, gen, close](boost::system::error_code ec) {
-      addBusy();  // before checking `stopped` (see armProbe)
+    std::weak_ptr<int> alive = life;
+    timer->async_wait([this, alive, st, timer, gen, close](boost::system::error_code ec) {
+      auto held = alive.lock();
+      if (!held) return;  // the service is gone
+      addBusy();          // before checking `stopped` (see armProbe)
       if (!ec && !stopped && gen == st->idle_gen && st->owned && !st->turn_running &&
           isActive(st->bot)) {
         auto idle = [&] { onIdle(st, close); };
@@ -2146,6 +2154,11 @@ void BotService::stop() {
     convs.swap(impl_->conversations);
   }
   convs.clear();
+  // A cancelled inactivity timer's handler may still be queued on an engine strand: from here on
+  // it returns at once; one already running finishes before this returns.
+  std::weak_ptr<int> life = impl_->life;
+  impl_->life.reset();
+  while (!life.expired()) std::this_thread::yield();
 }
 
 bool BotService::waitIdleForTest(int timeout_ms) {
