@@ -9,27 +9,13 @@
 // and the server's CPU time per request: utime+stime of the server process and its function
 // worker processes (/proc/<pid>/stat), read before and after the run.
 //   PARLEY_BIN=build/default/src/app/parley node bench/functions/gateway_bench.mjs [seconds] [rounds]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import readline from 'node:readline';
+import { startDemoServer } from '../lib/demo_server.mjs';
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 1);
-const bin = process.env.PARLEY_BIN;
-if (!bin) throw new Error('set PARLEY_BIN to the parley binary');
-const data = mkdtempSync(join(tmpdir(), 'parley-gateway-bench-'));
-const proc = spawn(bin, ['serve', '--demo', '--data', data, '--listen', '127.0.0.1:0',
-  '--tls-listen', '', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const lines = readline.createInterface({ input: proc.stdout });
-const events = {};
-await new Promise((resolve, reject) => {
-  lines.on('line', (l) => { try { const o = JSON.parse(l); events[o.event] = o; } catch { return; }
-    if (events.listening && events.demo) resolve(); });
-  proc.on('exit', (c) => reject(new Error(`parley exited with ${c}`)));
-});
+const { proc, data, events } = await startDemoServer('parley-gateway-bench-');
 
 const ticks = 100;  // USER_HZ on Linux
 function cpuSeconds(pid) {

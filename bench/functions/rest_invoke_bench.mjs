@@ -4,27 +4,13 @@
 // keeps CONCURRENCY keep-alive requests in flight over plain HTTP for SECONDS; prints requests/s
 // and latency percentiles as one JSON line.
 //   PARLEY_BIN=build/bench/src/app/parley node bench/functions/rest_invoke_bench.mjs [concurrency] [seconds]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import http from 'node:http';
-import readline from 'node:readline';
+import { startDemoServer } from '../lib/demo_server.mjs';
 
 const concurrency = Number(process.argv[2] ?? 32);
 const seconds = Number(process.argv[3] ?? 10);
-const bin = process.env.PARLEY_BIN;
-if (!bin) throw new Error('set PARLEY_BIN to the parley binary');
-const data = mkdtempSync(join(tmpdir(), 'parley-rest-bench-'));
-const proc = spawn(bin, ['serve', '--demo', '--data', data, '--listen', '127.0.0.1:0',
-  '--tls-listen', '', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const lines = readline.createInterface({ input: proc.stdout });
-const events = {};
-await new Promise((resolve, reject) => {
-  lines.on('line', (l) => { try { const o = JSON.parse(l); events[o.event] = o; } catch { return; }
-    if (events.listening && events.demo) resolve(); });
-  proc.on('exit', (c) => reject(new Error(`parley exited with ${c}`)));
-});
+const { proc, data, events } = await startDemoServer('parley-rest-bench-');
 const base = new URL(events.listening.http);
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 function request(method, path, body, headers = {}) {
