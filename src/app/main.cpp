@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/thread_annotations.h"
 #include "connector/bot_service.h"
+#include "connector/review.h"
 #include "connector/richcontent/richcontent_handler.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
@@ -339,8 +340,20 @@ int serve(const ServeFlags& f) {
   runtime_options.outbound_allow = f.outbound_allow;
   auto function_runtime = functions::FunctionRuntime::create(runtime_options, function_host, clock);
   if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
+  functions::service::FunctionServiceOptions function_service_options;
+  // The test invoke shows what the connector would do with a bot function's result.
+  function_service_options.review_result =
+      [v = *validator, allowlist = allowlistOf(allowlist_source)](
+          const AccountId& acc, const std::string& event, store::Channel channel,
+          std::string_view result) -> std::optional<boost::json::object> {
+    if (!connector::isBotResponseEvent(event)) return std::nullopt;
+    connector::PlanOptions o;
+    o.channel = channel;
+    o.image_allowlist = allowlist(acc);
+    return connector::reviewResponse(result, v, o);
+  };
   auto function_service = std::make_shared<functions::service::FunctionService>(
-      store_ref, *secret_box, **function_runtime, clock);
+      store_ref, *secret_box, **function_runtime, clock, function_service_options);
   if (auto n = function_service->restoreDeployments(); !n) {
     spdlog::warn("restoring function deployments: {}", n.error().message);
   } else {

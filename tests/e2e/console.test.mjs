@@ -287,6 +287,48 @@ describe('console', () => {
     for (const p of [widget, agent, admin]) await p.close();
   });
 
+  test('the test invoke shows what the connector would do, with problems and warnings by path', async () => {
+    const login = await rest('POST', `/api/account/${acc}/login?v=1.3`, null, server.demo.admin);
+    // Quick replies on the first message, then an invalid card, then a legacy card: the connector
+    // drops the invalid one, and the legacy card (sent last) hides the chips.
+    const code = `function lambda(input, callback) {
+  callback(null, {
+    messages: [
+      { structuredContent: { message: 'Pick one', quickReplies: { type: 'quickReplies', itemsPerRow: 2, replies: [
+        { type: 'button', title: 'Yes', click: { actions: [{ type: 'publishText', text: 'yes' }] } }] } } },
+      { structuredContent: { type: 'vertical', elements: [{ type: 'no-such-element' }] } }
+    ],
+    context: { structuredContent: { type: 'vertical', elements: [{ type: 'text', text: 'A card' }] } }
+  });
+}
+`;
+    const fn = await rest('POST', `/api/v1/accounts/${acc}/functions`, login.bearer, { name: `e2e_review_${Date.now() % 100000}`, event: 'bot_connectors_custom_integration', code });
+    const page = await browser.ctx.newPage();
+    await uiLogin(page, server.demo.admin, `/functions/${fn.uuid}`);
+    await page.getByRole('tab', { name: 'Test' }).click();
+    await page.getByRole('button', { name: 'Invoke' }).click();
+    const review = page.locator('.connector-review');
+    await review.waitFor({ timeout: T });
+    assert.equal(await review.getAttribute('data-verdict'), 'PARTIAL');
+    const problems = await page.locator('.review-problems').innerText();
+    assert.match(problems, /\/messages\/1\/structuredContent/);
+    const warnings = await page.locator('.review-warnings').innerText();
+    assert.match(warnings, /\/messages\/0/);
+    assert.match(warnings, /quick-replies-hidden/);
+    assert.match(await review.innerText(), /Pick one/);
+    await shot(page, 'function-test-connector-review');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'function-test-connector-review-phone');
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // On Chat the quick replies themselves are refused.
+    await page.locator('#test-channel').selectOption('CHAT');
+    await page.getByRole('button', { name: 'Invoke' }).click();
+    await page.locator('.connector-review h3', { hasText: 'Chat' }).waitFor({ timeout: T });
+    assert.match(await page.locator('.review-problems').innerText(), /quick-replies-not-supported/);
+    await page.close();
+  });
+
   test('no page of the console needed what the Content-Security-Policy refuses', () => {
     // One exception, made by the browser and not by the console: text typed into a CodeMirror
     // editor with Input.insertText (as an input method commits it) makes Chromium's editing

@@ -628,6 +628,18 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
                                 "field 'headers' must be an array of {key, value} objects"));
     }
   }
+  // The channel the connector's review of the result assumes (quick replies are MESSAGING only).
+  store::Channel channel = store::Channel::kMessaging;
+  if (const bj::value* cv = body->if_contains("channel"); cv && !cv->is_null()) {
+    std::string c = cv->is_string() ? std::string(cv->as_string()) : std::string();
+    for (auto& ch : c) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (c == "CHAT") {
+      channel = store::Channel::kChat;
+    } else if (c != "MESSAGING") {
+      return done(
+          errorResponse(ErrorCode::kInvalid, "field 'channel' must be \"MESSAGING\" or \"CHAT\""));
+    }
+  }
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return done(errorResponse(f.error()));
 
@@ -653,9 +665,16 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
   // can try edits before deploying. Their logs (incl. Debug) are returned, never stored.
   beginAsync();
   runtime_.invokeCode(
-      f->account, f->code, f->env, std::move(ir), [this, done = std::move(done)](InvokeResult r) {
+      f->account, f->code, f->env, std::move(ir),
+      [this, done = std::move(done), account = f->account, event = f->event_id,
+       channel](InvokeResult r) {
         bj::object out;
         out["result"] = r.ok ? parseOrString(r.result_json) : bj::value(nullptr);
+        // What the bot connector would send for this result, with its refusals and warnings:
+        // a test that "succeeds" can still be a turn the connector refuses.
+        if (r.ok && options_.review_result)
+          if (auto review = options_.review_result(account, event, channel, r.result_json))
+            out["connector"] = std::move(*review);
         bj::array logs;
         for (const auto& l : r.logs) logs.push_back(logEntryJson(l));
         out["logs"] = std::move(logs);

@@ -17,13 +17,16 @@
 
 #include <array>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/api.h"
@@ -49,6 +52,14 @@ struct FunctionServiceOptions {
   // Page size of GET /functions/{uuid}/logs when ?limit= is absent, and its maximum.
   int default_log_limit = 100;
   int max_log_limit = 1000;
+  // What the bot connector would do with a test invocation's result, for functions whose result
+  // answers a bot turn (Custom Integration, post-hook): called with the account, the function's
+  // event id, the channel asked for (MESSAGING or CHAT) and the result JSON; returns the review
+  // the test invoke shows as `connector` (nullopt: none). Unset: no review (the composition root
+  // wires the connector's reviewResponse; the function platform does not depend on it).
+  std::function<std::optional<boost::json::object>(const AccountId&, const std::string& event_id,
+                                                   store::Channel, std::string_view result_json)>
+      review_result;
 };
 
 class FunctionService final : public api::Handler {

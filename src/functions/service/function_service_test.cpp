@@ -48,6 +48,7 @@ class FunctionServiceTest : public ::testing::Test {
     runtime_ = std::move(*r);
     FunctionServiceOptions so;
     so.test_deadline = std::chrono::milliseconds(2000);
+    so.review_result = review_;
     service_ = std::make_unique<FunctionService>(*store_, box_, *runtime_, clock_, so);
   }
 
@@ -142,6 +143,9 @@ class FunctionServiceTest : public ::testing::Test {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<PlatformHost> host_;
   std::unique_ptr<FunctionRuntime> runtime_;
+  std::function<std::optional<bj::object>(const AccountId&, const std::string&, store::Channel,
+                                          std::string_view)>
+      review_;
   std::unique_ptr<FunctionService> service_;
 };
 
@@ -372,6 +376,41 @@ TEST_F(FunctionServiceTest, TestInvokeRunsSavedCodeAndReturnsLogs) {
   // Edits are tested before deploying.
   put(id, {{"code", codeReturning("42")}});
   EXPECT_EQ(json::dump(testInvoke(id).at("result")), "42");
+}
+
+// The composition root's review of a result (the connector's) is asked with the function's
+// event and the channel of the request, and its answer is returned as `connector`.
+TEST_F(FunctionServiceTest, TestInvokeCarriesTheReviewOfTheResultForTheChannelAskedFor) {
+  auto id = create("rev", codeReturning(R"({messages: ['hi']})"));
+  // Without a reviewer there is no review.
+  EXPECT_FALSE(testInvoke(id).contains("connector"));
+
+  std::vector<std::string> seen;
+  review_ = [&seen](const AccountId& acc, const std::string& event, store::Channel ch,
+                    std::string_view result) -> std::optional<bj::object> {
+    seen.push_back(acc.str() + "|" + event + "|" + (ch == store::Channel::kChat ? "CHAT" : "MSG") +
+                   "|" + std::string(result));
+    return bj::object{{"verdict", "OK"}};
+  };
+  service_.reset();
+  runtime_.reset();
+  startService();
+  auto r = call("POST", "functions/" + id + "/invoke", R"({"payload":{},"channel":"chat"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::dump(obj(r).at("connector")), R"({"verdict":"OK"})");
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], R"(acc1|no_event|CHAT|{"messages":["hi"]})");
+  // MESSAGING is the default; anything else is refused before the function runs.
+  EXPECT_EQ(call("POST", "functions/" + id + "/invoke", R"({"payload":{}})").status, 200);
+  EXPECT_EQ(seen.back().substr(0, 17), "acc1|no_event|MSG");
+  r = call("POST", "functions/" + id + "/invoke", R"({"payload":{},"channel":"SMS"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("'channel' must be"), std::string::npos) << r.body;
+  EXPECT_EQ(seen.size(), 2u);
+  // A failed invocation has no result to review.
+  put(id, {{"code", "function lambda(input, callback) { callback(new Error('x')); }"}});
+  EXPECT_FALSE(testInvoke(id).contains("connector"));
+  EXPECT_EQ(seen.size(), 2u);
 }
 
 TEST_F(FunctionServiceTest, TestInvokeReportsFunctionErrors) {

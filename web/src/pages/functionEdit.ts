@@ -85,6 +85,9 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
   const invokeBtn = h('button', { class: 'btn primary', disabled: !canWrite }, 'Invoke');
   const resetPayload = h('button', { class: 'btn', type: 'button' }, 'Reset to sample payload');
   const testOut = h('div', { class: 'test-out', 'aria-live': 'polite' });
+  // Bot functions: the channel the connector's review assumes (quick replies are MESSAGING only).
+  const botFunction = fn.event === 'bot_connectors_custom_integration' || fn.event === 'bot_connectors_post_hook';
+  const channelSel = h('select', { id: 'test-channel' }, h('option', { value: 'MESSAGING' }, 'Messaging'), h('option', { value: 'CHAT' }, 'Chat'));
 
   // ---- Env tab
   let env: EnvVar[] = fn.env.map((e) => ({ ...e }));
@@ -127,10 +130,10 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
   let sample: unknown = { headers: [], payload: {} };
   const payloadEditor = createEditor(payloadHost, pretty(sample), { lang: 'json', label: 'Test payload (JSON)', minHeight: '12rem' });
   t.panels[1].append(
-    h('p', { class: 'muted' }, 'Edit the invocation payload and invoke the deployed function. Test logs are not stored.'),
+    h('p', { class: 'muted' }, 'Edit the invocation payload and invoke the saved code (deployed or not). Test logs are not stored.'),
     h('h2', null, 'Payload'),
     payloadHost,
-    h('div', { class: 'row' }, invokeBtn, resetPayload),
+    h('div', { class: 'row' }, invokeBtn, resetPayload, botFunction ? h('span', { class: 'field inline' }, h('label', { for: 'test-channel' }, 'Check the result for'), channelSel) : null),
     testOut,
   );
   void (async () => {
@@ -300,7 +303,8 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
       }
       // Accept either a full {headers,payload} input or a bare payload.
       const p = parsed as { headers?: unknown; payload?: unknown };
-      const body = p && typeof p === 'object' && 'payload' in p ? { headers: p.headers ?? [], payload: p.payload } : { headers: [], payload: parsed };
+      const body: Record<string, unknown> = p && typeof p === 'object' && 'payload' in p ? { headers: p.headers ?? [], payload: p.payload } : { headers: [], payload: parsed };
+      if (botFunction) body.channel = channelSel.value;
       testOut.replaceChildren(h('p', { class: 'loading' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Invoking…'));
       const t0 = performance.now();
       try {
@@ -309,6 +313,7 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
           logs?: unknown;
           durationMs?: number;
           error?: unknown;
+          connector?: ConnectorReview;
         };
         const rt = Math.round(performance.now() - t0);
         const logs = logsOf(r.logs ?? []);
@@ -321,6 +326,7 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
             err ? h('div', { class: 'alert alert-error', role: 'alert' }, h('strong', null, 'Error: '), pre(err)) : null,
             h('h3', null, 'Result'),
             pre(r.result ?? null, 'invoke-output'),
+            r.connector ? reviewView(r.connector) : null,
             h('h3', null, `Logs (${logs.length})`),
             logTable(logs),
           ),
@@ -433,5 +439,58 @@ export function logTable(logs: ReturnType<typeof logsOf>): HTMLElement {
         ),
       ),
     ),
+  );
+}
+
+// What the bot connector would do with a test result (`connector` in the invoke response).
+interface ReviewItem {
+  kind: string;
+  source: string;
+  text?: string;
+  quickReplies?: number;
+  contentType?: string;
+  delaySeconds?: number;
+}
+interface ConnectorReview {
+  channel: string;
+  verdict: 'OK' | 'PARTIAL' | 'REFUSED';
+  consumerSees: ReviewItem[];
+  agentSees: ReviewItem[];
+  action: Record<string, unknown> | null;
+  problems: { code: string; path: string; message: string }[];
+  warnings: { rule: string; path: string; message: string }[];
+}
+
+const VERDICT: Record<string, [string, string]> = {
+  OK: ['ok', 'The connector would send everything as given.'],
+  PARTIAL: ['warn', 'The connector would drop part of this response (see the problems below).'],
+  REFUSED: ['error', 'The connector would send nothing: the bot turn fails, is retried, then escalates.'],
+};
+
+function describeItem(i: ReviewItem): string {
+  if (i.kind === 'DELAY') return `a pause of ${i.delaySeconds ?? 0} s`;
+  if (i.kind === 'RICH_CONTENT') return `a card${i.contentType ? ` (${i.contentType})` : ''}`;
+  const chips = i.quickReplies ? ` with ${i.quickReplies} quick repl${i.quickReplies === 1 ? 'y' : 'ies'}` : '';
+  return `“${i.text ?? ''}”${chips}`;
+}
+
+function reviewView(r: ConnectorReview): HTMLElement {
+  const [kind, text] = VERDICT[r.verdict] ?? ['info', r.verdict];
+  const list = (items: ReviewItem[]) => h('ol', null, items.map((i) => h('li', null, describeItem(i), ' ', h('code', { class: 'muted' }, i.source))));
+  return h(
+    'section',
+    { class: 'connector-review', 'data-verdict': r.verdict },
+    h('h3', null, `What the connector would do (${r.channel === 'CHAT' ? 'Chat' : 'Messaging'})`),
+    alertBox(kind as 'ok' | 'warn' | 'error' | 'info', text),
+    r.problems.length
+      ? h('div', { class: 'review-problems' }, h('h4', null, `Problems (${r.problems.length})`), h('ul', null, r.problems.map((p) => h('li', null, h('code', null, p.path || '(response)'), ' ', p.message, ' ', h('span', { class: 'muted' }, p.code)))))
+      : null,
+    r.warnings.length
+      ? h('div', { class: 'review-warnings' }, h('h4', null, `Warnings (${r.warnings.length})`), h('ul', null, r.warnings.map((w) => h('li', null, h('code', null, w.path), ' ', w.message, ' ', h('span', { class: 'muted' }, `(${w.rule})`)))))
+      : null,
+    h('h4', null, 'The consumer sees'),
+    r.consumerSees.length ? list(r.consumerSees) : h('p', { class: 'muted' }, 'Nothing.'),
+    r.agentSees.length ? h('div', null, h('h4', null, 'Agents and managers see'), list(r.agentSees)) : null,
+    r.action ? h('div', null, h('h4', null, 'Then the action'), pre(r.action)) : null,
   );
 }
