@@ -113,7 +113,7 @@ Result<Demo> ensureDemo(store::Store& store, const Clock& clock, const std::stri
                  store::UserType::kHuman, {}, 10, clock);
   if (!admin) return std::unexpected(admin.error());
   auto agent = ensureUser(store, acc, d.agent, {Role::kAgent}, store::UserType::kHuman,
-                          {SkillId(*human), SkillId(*general), SkillId(*escalation)}, 10, clock);
+                          {SkillId(*human), SkillId(*escalation)}, 10, clock);
   if (!agent) return std::unexpected(agent.error());
   auto bot = ensureUser(store, acc, d.bot, {Role::kAgent}, store::UserType::kBot,
                         {SkillId(*general)}, 1000, clock);

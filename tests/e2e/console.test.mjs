@@ -287,6 +287,29 @@ describe('console', () => {
     for (const p of [widget, agent, admin]) await p.close();
   });
 
+  test('the bot form warns when another bot or human agents share the skills it picks', async () => {
+    const page = await browser.ctx.newPage();
+    await uiLogin(page, server.demo.admin, '/bots/new');
+    await page.waitForURL(/\/bots\/new/);
+    const warnings = page.locator('.routing-warnings');
+    await page.getByLabel('general', { exact: true }).waitFor({ timeout: T });
+    assert.equal(await warnings.innerText(), '', 'no skill picked, no warning');
+    // The demo bot serves "general" alone (the demo agent holds "human" and "escalation").
+    await page.getByLabel('general', { exact: true }).check();
+    await warnings.locator('.alert').first().waitFor({ timeout: T });
+    const onGeneral = await warnings.innerText();
+    assert.match(onGeneral, /also served by bot “demo-echo-bot”/);
+    assert.doesNotMatch(onGeneral, /human agent/);
+    await page.getByLabel('human', { exact: true }).check();
+    await warnings.locator('.alert', { hasText: 'human agent' }).waitFor({ timeout: T });
+    assert.match(await warnings.innerText(), /“human” is held by human agent “agent”/);
+    await shot(page, 'bot-form-routing-warning');
+    await page.getByLabel('general', { exact: true }).uncheck();
+    await page.getByLabel('human', { exact: true }).uncheck();
+    assert.equal(await warnings.innerText(), '');
+    await page.close();
+  });
+
   test('the test invoke shows what the connector would do, with problems and warnings by path', async () => {
     const login = await rest('POST', `/api/account/${acc}/login?v=1.3`, null, server.demo.admin);
     // Quick replies on the first message, then an invalid card, then a legacy card: the connector

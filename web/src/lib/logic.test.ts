@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { botOf, envOf, fnOf, isRefused, templatesOf, turnsOf, validateEnv } from './models';
+import { botOf, envOf, fnOf, isRefused, routingWarnings, templatesOf, turnsOf, validateEnv, type Bot, type User } from './models';
 import { can, rolesFrom } from './roles';
 import { matchRoute } from './router';
 import { validateLogin } from './validate';
@@ -100,5 +100,23 @@ describe('form validation', () => {
     expect(jwtSub('garbage')).toBe('');
     expect(errorsOf({ valid: false, errors: [{ path: '/elements/0', message: 'x' }] })).toEqual({ valid: false, errors: [{ path: '/elements/0', message: 'x' }] });
     expect(errorsOf({ valid: true, errors: [] }).valid).toBe(true);
+  });
+});
+
+describe('routingWarnings', () => {
+  const skills = [{ id: '1', name: 'general' }, { id: '2', name: 'human' }];
+  const bot = (id: string, skills: string[], status = 'ONLINE'): Bot => ({ id, name: `bot${id}`, vendor: 'CUSTOM_INTEGRATION', functionUuid: 'f', conversationTypes: ['MESSAGING'], skills, disclaimerAccepted: true, escalation: { skill: '', message: '', retries: 0, turnTimeoutMs: 1 }, status, raw: {} });
+  const user = (loginName: string, skills: string[], type = 'HUMAN'): User => ({ id: loginName, loginName, roles: ['AGENT'], type, skills, maxOpenConversations: 10, pid: '' });
+  it('is quiet when the bot is alone on its skills', () => {
+    expect(routingWarnings(['1'], skills, 'a', [bot('a', ['1'])], [user('agent', ['2']), user('botuser', ['1'], 'BOT')])).toEqual([]);
+  });
+  it('names another bot and human agents sharing a skill, by id or by name', () => {
+    const w = routingWarnings(['general'], skills, 'a', [bot('a', ['1']), bot('b', ['general'], 'OFFLINE')], [user('agent', ['1'])]);
+    expect(w).toHaveLength(2);
+    expect(w[0]).toMatch(/“general” is also served by bot “botb” \(OFFLINE\)/);
+    expect(w[1]).toMatch(/human agent “agent”/);
+  });
+  it('treats a new bot (no id) as sharing with every existing bot on the skill', () => {
+    expect(routingWarnings(['1'], skills, null, [bot('a', ['1'])], [])).toHaveLength(1);
   });
 });

@@ -247,6 +247,29 @@ export function usersOf(v: unknown): User[] {
   });
 }
 
+// Why a bot may not get the conversations of its skills: routing offers a new conversation to the
+// least-loaded ONLINE agent serving its skill, bots and humans alike, so another bot or a human
+// agent on the same skill takes part of them. One message per shared skill and kind of sharer.
+// `selected` are skill ids or names; `selfBotId` is the bot being edited (null for a new one).
+export function routingWarnings(selected: string[], skills: Skill[], selfBotId: string | null, bots: Bot[], users: User[]): string[] {
+  const idOf = (s: string) => skills.find((k) => k.id === s || k.name === s)?.id ?? s;
+  const nameOf = (id: string) => skills.find((k) => k.id === id)?.name ?? id;
+  const out: string[] = [];
+  for (const skill of [...new Set(selected.map(idOf))]) {
+    const otherBots = bots.filter((b) => b.id !== selfBotId && b.skills.some((s) => idOf(s) === skill));
+    if (otherBots.length) {
+      const names = otherBots.map((b) => `“${b.name}” (${b.status || 'unknown'})`).join(', ');
+      out.push(`Skill “${nameOf(skill)}” is also served by bot ${names}: while both are online, new conversations on it are split between the bots (least loaded first).`);
+    }
+    const humans = users.filter((u) => u.type !== 'BOT' && u.skills.some((s) => idOf(s) === skill));
+    if (humans.length) {
+      const names = humans.map((u) => `“${u.loginName}”`).join(', ');
+      out.push(`Skill “${nameOf(skill)}” is held by human agent${humans.length > 1 ? 's' : ''} ${names}: while online, new conversations may be offered to them instead of the bot (least loaded first). Give the bot a skill of its own to have it answer every conversation.`);
+    }
+  }
+  return out;
+}
+
 export const CUSTOM_INTEGRATION_EVENT = 'bot_connectors_custom_integration';
 
 export const EVENTS: { id: string; name: string }[] = [

@@ -1,6 +1,6 @@
 import { api, asList, describeError } from '../lib/api';
 import { busy, field, fmtDateTime, h, uid } from '../lib/h';
-import { botOf, CUSTOM_INTEGRATION_EVENT, fnOf, isRefused, skillsOf, turnsOf, type Bot, type Fn, type Skill } from '../lib/models';
+import { botOf, CUSTOM_INTEGRATION_EVENT, fnOf, isRefused, routingWarnings, skillsOf, turnsOf, usersOf, type Bot, type Fn, type Skill, type User } from '../lib/models';
 import { alertBox, badge, MessageSlot, pre, stateBadge, toast } from '../lib/ui';
 import { validateBot, type BotForm } from '../lib/validate';
 import type { PageContext } from '../main';
@@ -32,6 +32,19 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
     skills = skillsOf(await api('GET', 'skills'));
   } catch {
     skills = [];
+  }
+  // Who else serves the bot's skills (for the routing warning); roles that can't list them see none.
+  let otherBots: Bot[] = [];
+  let users: User[] = [];
+  try {
+    otherBots = asList(await api('GET', 'bots'), 'bots').map(botOf);
+  } catch {
+    otherBots = [];
+  }
+  try {
+    users = usersOf(await api('GET', 'users'));
+  } catch {
+    users = [];
   }
   root.replaceChildren();
 
@@ -115,6 +128,13 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
 
   // --- Skills
   const skillBoxes = skills.map((s) => h('input', { type: 'checkbox', value: s.id, id: `sk-${s.id}`, checked: init.skills.includes(s.id) || init.skills.includes(s.name), disabled: dis }));
+  const routingOut = h('div', { class: 'routing-warnings', 'aria-live': 'polite' });
+  const renderRouting = () => {
+    const warnings = routingWarnings(skillBoxes.filter((b) => b.checked).map((b) => b.value), skills, bot ? bot.id : null, otherBots, users);
+    routingOut.replaceChildren(...warnings.map((w) => alertBox('warn', w)));
+  };
+  skillBoxes.forEach((b) => b.addEventListener('change', renderRouting));
+  renderRouting();
 
   // --- Escalation
   const escSkill = h(
@@ -349,7 +369,8 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       skills.length
         ? h('div', { class: 'chips-select' }, skillBoxes.map((b, i) => h('span', { class: 'checkbox' }, b, h('label', { for: b.id }, skills[i].name))))
         : h('p', { class: 'muted' }, 'No skills in this account. ', ctx.can('skills.write') ? h('a', { href: '/skills' }, 'Create skills') : ''),
-      h('small', { class: 'hint' }, 'Conversations routed to these skills are answered by the bot.'),
+      h('small', { class: 'hint' }, 'Who answers: a new conversation on one of these skills is offered to the least-loaded online agent serving the skill, bots and human agents alike; a bot alone on its skills answers all of them.'),
+      routingOut,
     ),
     h(
       'fieldset',
