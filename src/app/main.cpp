@@ -117,8 +117,12 @@ parley::api::Response callFunctions(parley::functions::service::FunctionService&
 
 constexpr const char* kDemoFunctionName = "demo-echo";
 constexpr const char* kDemoEchoCode = R"(function lambda(input, callback) {
-  const text = input.payload && input.payload.message;
-  callback(null, { messages: [`echo : ${text}`] });
+  const payload = input.payload || {};
+  // Chat conversations start with a WELCOME event before the consumer says anything.
+  if (payload.event && payload.event.name === 'WELCOME') {
+    return callback(null, { messages: ['Hi! I am the demo echo bot: I repeat what you write.'] });
+  }
+  callback(null, { messages: [`echo : ${payload.message}`] });
 }
 )";
 

@@ -244,6 +244,10 @@ describe('console', () => {
     await chip.click();
     await widget.locator('.bubble.mine', { hasText: 'billing' }).waitFor({ timeout: T });
     await widget.locator('.bubble.theirs', { hasText: 'Connecting you to our billing team.' }).waitFor({ timeout: T });
+    // The bot's messages say who wrote them; after the transfer the consumer sees it is waiting.
+    assert.equal(await widget.locator('.bubble.theirs', { hasText: 'Connecting you' }).locator('.who').innerText(), 'Bot');
+    await widget.locator('.widget-wait[data-state="waiting"]').waitFor({ timeout: T });
+    assert.match(await widget.locator('.widget-wait').innerText(), /Waiting for the next available agent/);
     await shot(widget, 'widget-transferred');
 
     // 6. The agent workspace: queue → accept → intent → reply → close.
@@ -265,6 +269,8 @@ describe('console', () => {
     await agent.getByRole('textbox', { name: 'Reply' }).fill('Hi, Alex from billing here. How can I help?');
     await agent.getByRole('button', { name: 'Send' }).click();
     await widget.locator('.bubble.theirs', { hasText: 'Alex from billing' }).waitFor({ timeout: T });
+    assert.equal(await widget.locator('.bubble.theirs', { hasText: 'Alex from billing' }).locator('.who').innerText(), 'Agent');
+    assert.match(await widget.locator('.widget-wait[data-state="answered"]').innerText(), /talking to: Agent/);
     await shot(widget, 'widget-agent-reply');
     agent.once('dialog', (d) => d.accept());
     await agent.getByRole('button', { name: 'Close conversation' }).click();
@@ -285,6 +291,29 @@ describe('console', () => {
     await admin.locator('[data-editor="code"] .cm-content').waitFor({ timeout: T });
     await shot(admin, 'narrow-function');
     for (const p of [widget, agent, admin]) await p.close();
+  });
+
+  test('a live chat in the widget: the bot greets first, the consumer ends the conversation', async () => {
+    const widget = await browser.ctx.newPage();
+    await widget.goto(`${base}/widget?account=${encodeURIComponent(acc)}&skill=${encodeURIComponent(server.demo.skills.general)}&channel=CHAT`);
+    await widget.locator('.conn-status[data-state="open"]').waitFor({ timeout: T });
+    assert.equal(await widget.locator('.widget-head h1').innerText(), 'Live chat');
+    const greeting = widget.locator('.bubble.theirs', { hasText: 'demo echo bot' });
+    await greeting.waitFor({ timeout: 30000 });
+    assert.equal(await greeting.locator('.who').innerText(), 'Bot');
+    await widget.locator('.widget-wait[data-state="answered"]', { hasText: 'Bot' }).waitFor({ timeout: T });
+    await widget.getByRole('textbox', { name: 'Message' }).fill('ping');
+    await widget.getByRole('button', { name: 'Send' }).click();
+    await widget.locator('.bubble.theirs', { hasText: 'echo : ping' }).waitFor({ timeout: T });
+    await shot(widget, 'widget-chat');
+    await widget.setViewportSize({ width: 390, height: 844 });
+    await shot(widget, 'widget-chat-phone');
+    await widget.setViewportSize({ width: 1280, height: 800 });
+    await widget.getByRole('button', { name: 'End conversation' }).click();
+    await widget.locator('.system', { hasText: 'closed' }).waitFor({ timeout: T });
+    assert.ok(await widget.getByRole('button', { name: 'Start a new conversation' }).isVisible());
+    assert.ok(await widget.locator('.end-conv').isHidden());
+    await widget.close();
   });
 
   test('the bot form warns when another bot or human agents share the skills it picks', async () => {

@@ -594,9 +594,24 @@ void ProtocolSession::getUserProfile(const Envelope& e) {
   if (consumer.empty())
     return replyError(
         e.id, Error{ErrorCode::kInvalid, "GetUserProfile needs the consumer id as the body"});
-  if (kind_ == Kind::kConsumer && consumer != consumer_->str())
-    return replyError(e.id,
-                      Error{ErrorCode::kForbidden, "a consumer may read only its own profile"});
+  if (kind_ == Kind::kConsumer && consumer != consumer_->str()) {
+    // A brand user by the public id consumers see in their conversations: whether a bot or a
+    // person answers, nothing else (no login name, no roles, no skills).
+    auto uid = deps_.directory.uidOfPid(account_, consumer);
+    if (!uid)
+      return replyError(e.id, Error{ErrorCode::kForbidden,
+                                    "a consumer may read only its own profile and, by the public "
+                                    "id its conversations show, whether an agent is a bot"});
+    auto type = deps_.directory.typeOf(account_, *uid);
+    bool bot = type && *type == store::UserType::kBot;
+    return reply(e.id, 200, ".ams.userprofile.GetUserProfile$Response",
+                 bj::object{{"userId", consumer},
+                            {"firstName", ""},
+                            {"lastName", ""},
+                            {"nickName", bot ? "Bot" : "Agent"},
+                            {"userType", bot ? "BOT" : "HUMAN"},
+                            {"privateData", bj::object{}}});
+  }
   if (kind_ == Kind::kAgent && !allowed(e.id, policy::Action::kReadConsumerProfile)) return;
   bj::object body = userProfileBody(consumer);
   if (auto p = deps_.hub.profile(account_, ConsumerId(consumer))) {

@@ -291,6 +291,23 @@ TEST_F(ProtocolSessionTest, RingAcceptHistoryPublishWithCorrectIdentities) {
   ASSERT_TRUE(at->pumpUntil([](auto& f) { return findResp(f, "a6"); }));
   EXPECT_TRUE(findResp(at->frames(), "a6")->at("body").is_object());
 
+  // A consumer learns whether its agent (by the public id it sees) is a bot, and nothing of
+  // anyone else: not another consumer's profile, not a user id.
+  consumer->onFrame(
+      R"({"kind":"req","id":"c6","type":".ams.userprofile.GetUserProfile","body":"pid-bot"})");
+  consumer->onFrame(
+      R"({"kind":"req","id":"c7","type":".ams.userprofile.GetUserProfile","body":"cons-2"})");
+  consumer->onFrame(R"({"kind":"req","id":"c8","type":".ams.userprofile.GetUserProfile","body":")" +
+                    old_id + R"("})");
+  ASSERT_TRUE(ct->pumpUntil(
+      [](auto& f) { return findResp(f, "c6") && findResp(f, "c7") && findResp(f, "c8"); }));
+  auto agent_profile = findResp(ct->frames(), "c6")->at("body").as_object();
+  EXPECT_EQ(agent_profile.at("userType").as_string(), "BOT");
+  EXPECT_EQ(agent_profile.at("nickName").as_string(), "Bot");
+  EXPECT_FALSE(agent_profile.contains("loginName"));
+  EXPECT_EQ(json::getInt(*findResp(ct->frames(), "c7"), "code"), 403);
+  EXPECT_EQ(json::getInt(*findResp(ct->frames(), "c8"), "code"), 403);
+
   // The agent answers: agents see the old-style originatorId, consumers the PId.
   agent->onFrame(
       R"({"kind":"req","id":"a7","type":".ams.ms.PublishEvent","body":{"dialogId":")" + conv +

@@ -8,6 +8,7 @@ import { conversationsOf, mergeRecords, quickRepliesOf, recordsOf, roleOf, type 
 import { safeLinkUrl } from '../lib/safe';
 import { MessagingSocket } from '../lib/socket';
 import { bubble } from '../lib/transcript';
+import { ttrDeadline } from '../lib/ttr';
 import { jwtSub } from '../lib/validate';
 import type { PageContext } from '../main';
 
@@ -15,12 +16,27 @@ import type { PageContext } from '../main';
 export default async function widgetPage(root: HTMLElement, ctx: PageContext): Promise<() => void> {
   const account = ctx.query.get('account') ?? '';
   const skill = ctx.query.get('skill') ?? undefined;
+  // MESSAGING (asynchronous, the default) or CHAT (live: the bot gets a WELCOME event first).
+  const channel = (ctx.query.get('channel') ?? '').toUpperCase() === 'CHAT' ? 'CHAT' : 'MESSAGING';
   if (!account) {
     const acc = h('input', { id: 'w-acc', required: true });
-    const form = h('form', { class: 'card login-card' }, h('h1', null, 'Chat widget'), h('div', { class: 'field' }, h('label', { for: 'w-acc' }, 'Account id'), acc), h('button', { class: 'btn primary', type: 'submit' }, 'Open chat'));
+    const sk = h('input', { id: 'w-skill', placeholder: 'the account default' });
+    const ch = h('select', { id: 'w-channel' }, h('option', { value: 'MESSAGING' }, 'Messaging'), h('option', { value: 'CHAT' }, 'Chat'));
+    const form = h(
+      'form',
+      { class: 'card login-card' },
+      h('h1', null, 'Chat widget'),
+      h('div', { class: 'field' }, h('label', { for: 'w-acc' }, 'Account id'), acc),
+      h('div', { class: 'field' }, h('label', { for: 'w-skill' }, 'Skill id (optional)'), sk),
+      h('div', { class: 'field' }, h('label', { for: 'w-channel' }, 'Conversation type'), ch),
+      h('button', { class: 'btn primary', type: 'submit' }, 'Open chat'),
+    );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
-      if (acc.value.trim()) ctx.navigate(`/widget?account=${encodeURIComponent(acc.value.trim())}`);
+      if (!acc.value.trim()) return;
+      const q = new URLSearchParams({ account: acc.value.trim(), channel: ch.value });
+      if (sk.value.trim()) q.set('skill', sk.value.trim());
+      ctx.navigate(`/widget?${q.toString()}`);
     });
     root.append(h('div', { class: 'login-wrap' }, form));
     acc.focus();
@@ -35,13 +51,17 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
   const send = h('button', { class: 'btn primary', type: 'submit', disabled: true }, 'Send');
   const errorEl = h('div', { class: 'msg-slot', 'aria-live': 'assertive' });
   const newConv = h('button', { class: 'btn', type: 'button', hidden: true }, 'Start a new conversation');
+  const endConv = h('button', { class: 'btn small end-conv', type: 'button', hidden: true }, 'End conversation');
+  // Who answers, or that nobody has yet (with the time an answer is due).
+  const waitEl = h('div', { class: 'widget-wait', 'aria-live': 'polite', hidden: true });
   const composer = h('form', { class: 'composer' }, input, send);
   const scroller = h('div', { class: 'widget-scroll' }, list, typing);
   root.append(
     h(
       'div',
       { class: 'widget' },
-      h('header', { class: 'widget-head' }, h('h1', null, 'Chat with us'), statusEl),
+      h('header', { class: 'widget-head' }, h('h1', null, channel === 'CHAT' ? 'Live chat' : 'Chat with us'), statusEl, endConv),
+      waitEl,
       scroller,
       chips,
       errorEl,
@@ -60,6 +80,46 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
   let sock: MessagingSocket | null = null;
   let disposed = false;
   let lastAgents = '';
+  // Public ids of the brand's agents → "Bot" or "Agent" (GetUserProfile), asked once each.
+  const names = new Map<string, string>();
+  const isMine = (x: EventRecord) => x.originatorId === consumerId || roleOf(x) === 'CONSUMER';
+  const nameOf = (id: string) => names.get(id) ?? 'Agent';
+  function learnName(id: string): void {
+    if (!id || names.has(id) || !sock) return;
+    names.set(id, 'Agent');
+    sock
+      .request('.ams.userprofile.GetUserProfile', id)
+      .then((p) => {
+        const nick = (p as { nickName?: unknown })?.nickName;
+        if (typeof nick === 'string' && nick) {
+          names.set(id, nick);
+          renderAll();
+          renderWait(lastAgentsList, lastTtrDue);
+        }
+      })
+      .catch(() => {});
+  }
+  let lastAgentsList: string[] = [];
+  let lastTtrDue = -1;
+  function renderWait(agents: string[], dueTs: number): void {
+    lastAgentsList = agents;
+    lastTtrDue = dueTs;
+    if (!convId || closed) {
+      waitEl.hidden = true;
+      endConv.hidden = true;
+      return;
+    }
+    endConv.hidden = false;
+    waitEl.hidden = false;
+    if (agents.length) {
+      waitEl.dataset.state = 'answered';
+      waitEl.textContent = `You are talking to: ${agents.map(nameOf).join(', ')}`;
+    } else {
+      waitEl.dataset.state = 'waiting';
+      const due = dueTs > Date.now() ? ` An answer is due by ${new Date(dueTs).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}.` : '';
+      waitEl.textContent = `Waiting for the next available agent…${due}`;
+    }
+  }
 
   const showError = (e: unknown) => errorEl.replaceChildren(h('div', { class: 'alert alert-error', role: 'alert' }, describeError(e)));
   const system = (text: string) => list.append(h('li', { class: 'system' }, text));
@@ -94,8 +154,8 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
     list.replaceChildren();
     for (const r of records) {
       const el = bubble(r, {
-        mine: (x) => x.originatorId === consumerId || roleOf(x) === 'CONSUMER',
-        label: (x) => (x.originatorId === consumerId || roleOf(x) === 'CONSUMER' ? 'You' : 'Agent'),
+        mine: isMine,
+        label: (x) => (isMine(x) ? 'You' : nameOf(x.originatorId ?? '')),
       });
       if (el) list.append(el);
     }
@@ -134,7 +194,7 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
     if (convId && !closed) return;
     records = [];
     renderAll();
-    const body: Record<string, unknown> = { ttrDefName: 'NORMAL', channelType: 'MESSAGING', brandId: account, conversationContext: { type: 'SharkContext', lang: navigator.language || 'en-US', visitorId: consumerId, sessionId: consumerId } };
+    const body: Record<string, unknown> = { ttrDefName: 'NORMAL', channelType: channel, brandId: account, conversationContext: { type: 'SharkContext', lang: navigator.language || 'en-US', visitorId: consumerId, sessionId: consumerId } };
     if (skill) body.skillId = skill;
     const r = (await sock!.request('cm.ConsumerRequestConversation', body)) as { conversationId?: string };
     if (!r?.conversationId) throw new Error('The server did not return a conversation id.');
@@ -171,6 +231,14 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
       ev.preventDefault();
       composer.requestSubmit();
     }
+  });
+  endConv.addEventListener('click', () => {
+    if (!convId || closed || !sock) return;
+    endConv.disabled = true;
+    sock
+      .request('cm.UpdateConversationField', { conversationId: convId, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }] })
+      .catch(showError)
+      .finally(() => (endConv.disabled = false));
   });
   newConv.addEventListener('click', () => {
     convId = '';
@@ -219,11 +287,14 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
               const agents = c.assignedAgents.join(',');
               if (agents && agents !== lastAgents && lastAgents) system('You are now talking to someone new.');
               lastAgents = agents;
+              c.assignedAgents.forEach(learnName);
+              renderWait(c.assignedAgents, ttrDeadline(c) ?? -1);
             }
           } else if (c.convId === convId && c.state === 'CLOSE' && !closed) {
             closed = true;
             setTyping(false);
             renderAll();
+            renderWait([], -1);
             newConv.hidden = false;
           }
         }
@@ -237,6 +308,13 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
       });
       await sock.request('cqm.SubscribeExConversations', { minLastUpdatedTime: 0, convState: ['OPEN'] });
       errorEl.replaceChildren();
+      // A live chat starts when the window opens (the bot greets first, on its WELCOME event),
+      // unless the subscription just brought back the consumer's open conversation.
+      if (channel === 'CHAT') {
+        setTimeout(() => {
+          if (!disposed && !convId && sock) ensureConversation().catch(showError);
+        }, 500);
+      }
     } catch (e) {
       // A rejected identity (expired JWT) gets a fresh one on the next try.
       if (/401|4401|4407|auth/i.test(String((e as Error).message))) {
