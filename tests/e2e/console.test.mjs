@@ -272,8 +272,14 @@ describe('console', () => {
     assert.equal(await widget.locator('.bubble.theirs', { hasText: 'Alex from billing' }).locator('.who').innerText(), 'Agent');
     assert.match(await widget.locator('.widget-wait[data-state="answered"]').innerText(), /talking to: Agent/);
     await shot(widget, 'widget-agent-reply');
-    agent.once('dialog', (d) => d.accept());
+    // An in-page confirmation (never the browser's dialog).
+    agent.once('dialog', () => assert.fail('the console used a native browser dialog'));
     await agent.getByRole('button', { name: 'Close conversation' }).click();
+    const confirmClose = agent.locator('dialog.confirm-dialog[open]');
+    await confirmClose.waitFor({ timeout: T });
+    assert.match(await confirmClose.innerText(), /consumer is told/);
+    await shot(agent, 'agent-confirm-close');
+    await confirmClose.locator('[data-confirm="yes"]').click();
     await widget.locator('.system', { hasText: 'closed' }).waitFor({ timeout: T });
     await shot(agent, 'agent-closed');
     await shot(widget, 'widget-closed');
@@ -372,6 +378,22 @@ describe('console', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, 'function-test-connector-review-phone');
     await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Unsaved edits are not dropped by leaving the page: the console asks first.
+    await page.getByRole('tab', { name: 'Code' }).click();
+    await page.locator('[data-editor="code"] .cm-content').click();
+    await page.keyboard.press('Control+End');
+    await page.keyboard.insertText('\n// an unsaved edit\n');
+    await page.locator('.dirty', { hasText: 'Unsaved' }).waitFor({ timeout: T });
+    await page.getByRole('link', { name: 'All functions' }).click();
+    const leave = page.locator('dialog.confirm-dialog[open]');
+    await leave.waitFor({ timeout: T });
+    assert.match(await leave.innerText(), /not saved/);
+    await shot(page, 'function-unsaved-guard');
+    await leave.locator('[data-confirm="no"]').click();
+    assert.match(new URL(page.url()).pathname, new RegExp(`/functions/${fn.uuid}$`));
+    assert.match(await page.locator('[data-editor="code"] .cm-content').innerText(), /an unsaved edit/);
+    await page.getByRole('tab', { name: 'Test' }).click();
 
     // On Chat the quick replies themselves are refused.
     await page.locator('#test-channel').selectOption('CHAT');

@@ -1,3 +1,4 @@
+import { leaveGuard, setLeaveGuard } from './lib/leave';
 import './styles.css';
 import { logout, setUnauthorizedHandler } from './lib/api';
 import { h, replace } from './lib/h';
@@ -56,6 +57,8 @@ const can = (roles: string[], p: Permission): boolean => {
 const app = document.getElementById('app')!;
 let cleanup: (() => void) | null = null;
 let renderSeq = 0;
+// The URL of the page on screen (restored when a guarded page refuses a back/forward).
+let shownUrl = location.pathname + location.search;
 
 function homeFor(s: Session): string {
   for (const n of nav) if (!n.perm || can(s.roles, n.perm)) return n.path;
@@ -63,9 +66,17 @@ function homeFor(s: Session): string {
 }
 
 export function navigate(path: string, replaceState = false): void {
-  if (replaceState) history.replaceState(null, '', path);
-  else history.pushState(null, '', path);
-  void render();
+  const go = () => {
+    setLeaveGuard(null);
+    if (replaceState) history.replaceState(null, '', path);
+    else history.pushState(null, '', path);
+    void render();
+  };
+  const guard = leaveGuard();
+  if (!guard) return go();
+  void guard().then((leave) => {
+    if (leave) go();
+  });
 }
 
 function shell(s: Session, current: string): { frame: HTMLElement; main: HTMLElement } {
@@ -138,6 +149,7 @@ async function render(): Promise<void> {
   }
   const path = location.pathname;
   const query = new URLSearchParams(location.search);
+  shownUrl = path + location.search;
   const session = loadSession();
   const m = matchRoute(Object.keys(routes), path);
   if (!m) {
@@ -204,7 +216,19 @@ document.addEventListener('click', (ev) => {
   ev.preventDefault();
   navigate(href);
 });
-window.addEventListener('popstate', () => void render());
+window.addEventListener('popstate', () => {
+  const guard = leaveGuard();
+  if (!guard) return void render();
+  // Back/forward already changed the URL: put the page's own URL back unless it may be left.
+  void guard().then((leave) => {
+    if (leave) {
+      setLeaveGuard(null);
+      void render();
+    } else {
+      history.pushState(null, '', shownUrl);
+    }
+  });
+});
 setUnauthorizedHandler(() => {
   if (location.pathname !== '/login' && location.pathname !== '/widget') {
     navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);

@@ -73,3 +73,28 @@ export function pretty(v: unknown): string {
 export function pre(v: unknown, cls = ''): HTMLPreElement {
   return h('pre', { class: `code ${cls}`, tabindex: '0' }, pretty(v));
 }
+
+// An in-page confirmation (a modal <dialog>, not the browser's): resolves true when the user
+// confirms, false on Cancel or Escape. `body` says what happens and what depends on the thing.
+export function confirmDialog(title: string, body: string | Node, confirmLabel: string, danger = true): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ok = h('button', { type: 'button', class: `btn ${danger ? 'danger' : 'primary'}`, 'data-confirm': 'yes' }, confirmLabel);
+    const cancel = h('button', { type: 'button', class: 'btn', 'data-confirm': 'no' }, 'Cancel');
+    const titleId = `dlg-${Math.random().toString(36).slice(2, 8)}`;
+    const dlg = h('dialog', { class: 'confirm-dialog', 'aria-labelledby': titleId }, h('h2', { id: titleId }, title), h('div', { class: 'confirm-body' }, body), h('div', { class: 'row end' }, cancel, ok));
+    const done = (v: boolean) => {
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    ok.addEventListener('click', () => done(true));
+    cancel.addEventListener('click', () => done(false));
+    dlg.addEventListener('cancel', (ev) => {
+      ev.preventDefault();
+      done(false);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    cancel.focus();
+  });
+}

@@ -23,7 +23,7 @@ import {
 import { MessagingSocket } from '../lib/socket';
 import { bubble } from '../lib/transcript';
 import { countdown, ttrDeadline } from '../lib/ttr';
-import { alertBox, badge, toast } from '../lib/ui';
+import { alertBox, badge, confirmDialog, toast } from '../lib/ui';
 import type { PageContext } from '../main';
 
 export default async function agentPage(root: HTMLElement, ctx: PageContext): Promise<() => void> {
@@ -319,7 +319,7 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
   );
   closeBtn.addEventListener('click', () =>
     void busy(closeBtn, async () => {
-      if (!confirm('Close this conversation?')) return;
+      if (!(await confirmDialog('Close conversation', 'Close this conversation? The consumer is told it ended and can start a new one.', 'Close conversation'))) return;
       try {
         await sock.request('.ams.cm.UpdateConversationField', { conversationId: selected, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }] });
         toast('Conversation closed', 'ok');

@@ -1,7 +1,7 @@
 import { api, asList, describeError } from '../lib/api';
 import { busy, field, fmtDateTime, h, uid } from '../lib/h';
 import { botOf, CUSTOM_INTEGRATION_EVENT, fnOf, isRefused, routingWarnings, skillsOf, turnsOf, usersOf, type Bot, type Fn, type Skill, type User } from '../lib/models';
-import { alertBox, badge, MessageSlot, pre, stateBadge, toast } from '../lib/ui';
+import { alertBox, badge, confirmDialog, MessageSlot, pre, stateBadge, toast } from '../lib/ui';
 import { validateBot, type BotForm } from '../lib/validate';
 import type { PageContext } from '../main';
 
@@ -277,7 +277,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
     const del = h('button', { type: 'button', class: 'btn danger', disabled: !ctx.can('bots.manage') }, 'Delete bot');
     del.addEventListener('click', () =>
       void busy(del, async () => {
-        if (!confirm(`Delete bot "${bot!.name}"? Its conversations stay; it stops answering.`)) return;
+        if (!(await confirmDialog('Delete bot', `Delete bot “${bot!.name}”? It stops answering at once; its conversations stay.`, 'Delete bot'))) return;
         try {
           await api('DELETE', `bots/${encodeURIComponent(bot!.id)}`);
           toast('Bot deleted', 'ok');

@@ -2,7 +2,7 @@
 
 import { api, describeError } from '../lib/api';
 import { busy, field, h } from '../lib/h';
-import { alertBox, MessageSlot, toast } from '../lib/ui';
+import { alertBox, confirmDialog, MessageSlot, toast } from '../lib/ui';
 import { validateDomain } from '../lib/validate';
 
 const SECRET_KEY_RE = /^[A-Za-z0-9_-]{1,100}$/;
@@ -27,7 +27,7 @@ export function secretsPanel(): HTMLElement {
           const del = h('button', { class: 'btn small danger', type: 'button', 'aria-label': `Delete secret ${k}` }, 'Delete');
           del.addEventListener('click', () =>
             void busy(del, async () => {
-              if (!confirm(`Delete secret "${k}"? Functions lose access at once.`)) return;
+              if (!(await confirmDialog('Delete secret', `Delete secret “${k}”? Functions that read it lose access at once.`, 'Delete secret'))) return;
               try {
                 await api('DELETE', `secrets/${encodeURIComponent(k)}`);
                 toast(`Secret ${k} deleted`, 'ok');

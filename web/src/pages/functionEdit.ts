@@ -1,7 +1,8 @@
-import { api, describeError } from '../lib/api';
+import { api, asList, describeError } from '../lib/api';
 import { busy, fmtDateTime, h } from '../lib/h';
-import { deployErrorOf, EVENTS, fnOf, logsOf, templatesOf, validateEnv, type EnvVar, type Fn } from '../lib/models';
-import { alertBox, MessageSlot, pre, pretty, stateBadge, toast } from '../lib/ui';
+import { botOf, deployErrorOf, EVENTS, fnOf, logsOf, templatesOf, validateEnv, type Bot, type EnvVar, type Fn } from '../lib/models';
+import { alertBox, confirmDialog, MessageSlot, pre, pretty, stateBadge, toast } from '../lib/ui';
+import { setLeaveGuard } from '../lib/leave';
 import { safeReturnPath } from '../lib/safe';
 import type { PageContext } from '../main';
 
@@ -286,7 +287,23 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
     }
   }
   deployBtn.addEventListener('click', () => void busy(deployBtn, () => runDeploy(false)));
-  undeployBtn.addEventListener('click', () => void busy(undeployBtn, () => runDeploy(true)));
+  undeployBtn.addEventListener('click', () =>
+    void busy(undeployBtn, async () => {
+      // Say what depends on the deployment before taking it away.
+      let users: Bot[] = [];
+      try {
+        users = asList(await api('GET', 'bots'), 'bots').map(botOf).filter((b) => b.functionUuid === uuid);
+      } catch {
+        users = [];
+      }
+      const online = users.filter((b) => b.status === 'ONLINE');
+      const what = users.length
+        ? `Bots using it: ${users.map((b) => `“${b.name}” (${b.status})`).join(', ')}.${online.length ? ' While it is undeployed their turns fail and their conversations are escalated.' : ''}`
+        : 'No bot uses it; external callers (the functions gateway) get an error until it is deployed again.';
+      if (!(await confirmDialog('Undeploy function', `Undeploy “${fn.name}”? ${what}`, 'Undeploy'))) return;
+      await runDeploy(true);
+    }),
+  );
 
   invokeBtn.addEventListener('click', () =>
     void busy(invokeBtn, async () => {
@@ -405,7 +422,9 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
     if (dirty) ev.preventDefault();
   };
   window.addEventListener('beforeunload', beforeUnload);
+  setLeaveGuard(async () => !dirty || (await confirmDialog('Unsaved changes', 'This function has changes that are not saved. Leave the page and lose them?', 'Leave without saving')));
   return () => {
+    setLeaveGuard(null);
     stopped = true;
     document.removeEventListener('keydown', onKey);
     window.removeEventListener('beforeunload', beforeUnload);

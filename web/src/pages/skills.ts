@@ -1,7 +1,7 @@
 import { api } from '../lib/api';
 import { busy, field, h } from '../lib/h';
 import { skillsOf } from '../lib/models';
-import { alertBox, MessageSlot, pageHeader, toast } from '../lib/ui';
+import { alertBox, confirmDialog, MessageSlot, pageHeader, toast } from '../lib/ui';
 import type { PageContext } from '../main';
 
 export default async function skillsPage(root: HTMLElement, ctx: PageContext): Promise<void> {
@@ -32,7 +32,7 @@ export default async function skillsPage(root: HTMLElement, ctx: PageContext): P
                     const del = h('button', { class: 'btn small danger', type: 'button', disabled: !canWrite, 'aria-label': `Delete skill ${s.name}` }, 'Delete');
                     del.addEventListener('click', () =>
                       void busy(del, async () => {
-                        if (!confirm(`Delete skill "${s.name}"?`)) return;
+                        if (!(await confirmDialog('Delete skill', `Delete skill “${s.name}”? Agents and bots serving it stop getting its conversations, and bots that escalate to it can no longer transfer there.`, 'Delete skill'))) return;
                         try {
                           await api('DELETE', `skills/${encodeURIComponent(s.id)}`);
                           toast(`Skill ${s.name} deleted`, 'ok');

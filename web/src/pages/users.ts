@@ -2,7 +2,7 @@ import { api } from '../lib/api';
 import { busy, field, h } from '../lib/h';
 import { skillsOf, usersOf, type Skill, type User } from '../lib/models';
 import { ALL_ROLES } from '../lib/roles';
-import { alertBox, badge, MessageSlot, pageHeader, toast } from '../lib/ui';
+import { alertBox, badge, confirmDialog, MessageSlot, pageHeader, toast } from '../lib/ui';
 import { validateUser, type NewUser } from '../lib/validate';
 import type { PageContext } from '../main';
 
@@ -103,7 +103,7 @@ export default async function usersPage(root: HTMLElement, ctx: PageContext): Pr
                 const del = h('button', { class: 'btn small danger', type: 'button', disabled: !canWrite || u.id === ctx.session.userId, 'aria-label': `Delete ${u.loginName}` }, 'Delete');
                 del.addEventListener('click', () =>
                   void busy(del, async () => {
-                    if (!confirm(`Delete user "${u.loginName}"?`)) return;
+                    if (!(await confirmDialog('Delete user', `Delete user “${u.loginName}”? They can no longer log in or take conversations; the conversations they handled stay.`, 'Delete user'))) return;
                     try {
                       await api('DELETE', `users/${encodeURIComponent(u.id)}`);
                       toast(`User ${u.loginName} deleted`, 'ok');
