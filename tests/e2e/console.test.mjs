@@ -264,6 +264,8 @@ describe('console', () => {
     await shot(agent, 'agent-queue');
     await item.getByRole('button', { name: 'Accept' }).click();
     await agent.locator('.transcript .bubble', { hasText: 'hello' }).waitFor({ timeout: T });
+    // The time to response stays in sight after the accept.
+    assert.match(await agent.locator('.conv-ttr .ttr').innerText(), /left|overdue/);
     await agent.locator('.insight-pane .intent-item', { hasText: 'Billing question' }).first().waitFor({ timeout: T });
     await shot(agent, 'agent-conversation');
     await agent.getByRole('textbox', { name: 'Reply' }).fill('Hi, Alex from billing here. How can I help?');
@@ -280,6 +282,8 @@ describe('console', () => {
     assert.match(await confirmClose.innerText(), /consumer is told/);
     await shot(agent, 'agent-confirm-close');
     await confirmClose.locator('[data-confirm="yes"]').click();
+    // Once closed, the conversation's actions stay disabled.
+    await agent.waitForFunction(() => [...document.querySelectorAll('button')].some((b) => b.textContent === 'Close conversation' && b.disabled && !b.getAttribute('aria-busy')), null, { timeout: T });
     await widget.locator('.system', { hasText: 'closed' }).waitFor({ timeout: T });
     await shot(agent, 'agent-closed');
     await shot(widget, 'widget-closed');
@@ -396,7 +400,10 @@ describe('console', () => {
     await page.getByRole('tab', { name: 'Test' }).click();
 
     // On Chat the quick replies themselves are refused.
-    await page.locator('#test-channel').selectOption('CHAT');
+    // The WELCOME preset: the first turn of a chat, checked for CHAT.
+    await page.getByRole('button', { name: 'Chat start (WELCOME)' }).click();
+    assert.equal(await page.locator('#test-channel').inputValue(), 'CHAT');
+    assert.match(await page.locator('[data-editor="payload"] .cm-content').innerText(), /"WELCOME"/);
     await page.getByRole('button', { name: 'Invoke' }).click();
     await page.locator('.connector-review h3', { hasText: 'Chat' }).waitFor({ timeout: T });
     assert.match(await page.locator('.review-problems').innerText(), /quick-replies-not-supported/);

@@ -142,7 +142,7 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
 
   function tick(): void {
     const now = Date.now();
-    for (const el of queueList.querySelectorAll<HTMLElement>('.ttr[data-deadline]')) {
+    for (const el of [...queueList.querySelectorAll<HTMLElement>('.ttr[data-deadline]'), ...convHead.querySelectorAll<HTMLElement>('.ttr[data-deadline]')]) {
       const d = Number(el.dataset.deadline);
       if (!d) continue;
       const cd = countdown(d, now)!;
@@ -204,6 +204,8 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
     convHead.replaceChildren(
       h('h2', null, 'Conversation ', h('span', { class: 'mono small' }, selected.slice(0, 8))),
       h('p', { class: 'muted small' }, c ? `Skill ${skillName(c.skillId)} · started ${fmtDateTime(c.startTs)} · consumer ${c.consumerId.slice(0, 8)}` : ''),
+      // The time to response stays in sight after the accept, while the conversation is open.
+      c && isOpen ? h('p', { class: 'small conv-ttr' }, 'Time to response: ', h('span', { class: 'ttr', 'data-deadline': ttrDeadline(c) ?? '' }, countdown(ttrDeadline(c), Date.now())?.text ?? 'unknown'), ' ', badge(c.ttrType.toLowerCase(), 'neutral')) : '',
       h('div', { class: 'row conv-actions' }, transferSel, transferBtn, closeBtn),
     );
     for (const el of [composer, sendBtn, transferSel, transferBtn, closeBtn, privateBox]) (el as HTMLInputElement).disabled = !canAct;
@@ -318,6 +320,8 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
     }),
   );
   closeBtn.addEventListener('click', () =>
+    // Rendered again afterwards: busy() restores the button's state from before the click, and a
+    // closed conversation's actions stay disabled.
     void busy(closeBtn, async () => {
       if (!(await confirmDialog('Close conversation', 'Close this conversation? The consumer is told it ended and can start a new one.', 'Close conversation'))) return;
       try {
@@ -330,7 +334,7 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
       } catch (e) {
         showError(e);
       }
-    }),
+    }).then(() => renderConversation()),
   );
   stateSel.addEventListener('change', async () => {
     try {

@@ -85,6 +85,7 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
   const payloadHost = h('div', { class: 'editor-host', 'data-editor': 'payload' });
   const invokeBtn = h('button', { class: 'btn primary', disabled: !canWrite }, 'Invoke');
   const resetPayload = h('button', { class: 'btn', type: 'button' }, 'Reset to sample payload');
+  const welcomePayload = h('button', { class: 'btn', type: 'button' }, 'Chat start (WELCOME)');
   const testOut = h('div', { class: 'test-out', 'aria-live': 'polite' });
   // Bot functions: the channel the connector's review assumes (quick replies are MESSAGING only).
   const botFunction = fn.event === 'bot_connectors_custom_integration' || fn.event === 'bot_connectors_post_hook';
@@ -134,7 +135,7 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
     h('p', { class: 'muted' }, 'Edit the invocation payload and invoke the saved code (deployed or not). Test logs are not stored.'),
     h('h2', null, 'Payload'),
     payloadHost,
-    h('div', { class: 'row' }, invokeBtn, resetPayload, botFunction ? h('span', { class: 'field inline' }, h('label', { for: 'test-channel' }, 'Check the result for'), channelSel) : null),
+    h('div', { class: 'row' }, invokeBtn, resetPayload, fn.event === 'bot_connectors_custom_integration' ? welcomePayload : null, botFunction ? h('span', { class: 'field inline' }, h('label', { for: 'test-channel' }, 'Check the result for'), channelSel) : null),
     testOut,
   );
   void (async () => {
@@ -149,6 +150,11 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
     }
   })();
   resetPayload.addEventListener('click', () => payloadEditor.set(pretty(sample)));
+  // The first turn of a CHAT conversation: the WELCOME event, before the consumer says anything.
+  welcomePayload.addEventListener('click', () => {
+    payloadEditor.set(pretty(welcomeOf(sample)));
+    channelSel.value = 'CHAT';
+  });
 
   t.panels[2].append(
     h('p', { class: 'muted' }, 'Read as process.env.NAME. Changes take effect after the next deploy. Do not put secrets here.'),
@@ -512,4 +518,22 @@ function reviewView(r: ConnectorReview): HTMLElement {
     r.agentSees.length ? h('div', null, h('h4', null, 'Agents and managers see'), list(r.agentSees)) : null,
     r.action ? h('div', null, h('h4', null, 'Then the action'), pre(r.action)) : null,
   );
+}
+
+// The sample input turned into a CHAT conversation's WELCOME turn (spec: payload.event.name
+// "WELCOME", no consumer message, lpEvent.isWelcomeEvent, the CHAT conversation type).
+export function welcomeOf(sample: unknown): unknown {
+  const copy = JSON.parse(JSON.stringify(sample ?? {})) as { payload?: Record<string, unknown> };
+  const payload = (copy.payload && typeof copy.payload === 'object' ? copy.payload : {}) as Record<string, unknown>;
+  payload.message = '';
+  payload.event = { name: 'WELCOME' };
+  const context = (payload.context && typeof payload.context === 'object' ? payload.context : {}) as Record<string, unknown>;
+  const lpEvent = (context.lpEvent && typeof context.lpEvent === 'object' ? context.lpEvent : {}) as Record<string, unknown>;
+  lpEvent.isWelcomeEvent = true;
+  const cc = (lpEvent.conversationContext && typeof lpEvent.conversationContext === 'object' ? lpEvent.conversationContext : null) as Record<string, unknown> | null;
+  if (cc) cc.type = 'CHAT';
+  context.lpEvent = lpEvent;
+  payload.context = context;
+  copy.payload = payload;
+  return copy;
 }
