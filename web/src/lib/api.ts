@@ -1,6 +1,7 @@
 // REST client for /api/v1/accounts/{acc}/… and the LivePerson-compatible login endpoints.
 // Errors come back as {"error":{"code","message"}}; ApiError carries them to the page.
 
+import { inWords } from './protocol';
 import { clearSession, loadSession } from './session';
 
 export class ApiError extends Error {
@@ -22,7 +23,7 @@ export function describeError(e: unknown): string {
   if (e instanceof ApiError) {
     if (e.status === 403) return `Not allowed: ${e.message} (your role does not permit this).`;
     if (e.status === 0) return e.message;
-    return `${e.message} (${e.code}, HTTP ${e.status})`;
+    return inWords(e.status, e.message);
   }
   if (e instanceof Error) return e.message;
   return String(e);

@@ -9,6 +9,8 @@ import {
   mergeRecords,
   normType,
   ProtocolError,
+  inWords,
+  protocolErrorMessage,
   quickRepliesOf,
   recordsOf,
   richContentOf,
@@ -55,7 +57,7 @@ describe('Correlator', () => {
     expect(c.settle({ reqId: '1', code: 200, type: 'a', body: {} })).toBe(false);
     await expect(a).resolves.toEqual({ ok: 1 });
     await expect(b).rejects.toBeInstanceOf(ProtocolError);
-    await expect(b).rejects.toThrow(/bad dialog/);
+    await expect(b).rejects.toThrow(/bad dialog/i);
     expect(c.size).toBe(0);
   });
   it('times out and fails all on close', async () => {
@@ -182,5 +184,16 @@ describe('conversations and routing', () => {
     const [u] = routingTasksOf({ changes: [{ type: 'DELETE', result: { ringsDetails: [] } }] });
     expect(u.deleted).toBe(true);
     expect(waitingRing(u)).toBeUndefined();
+  });
+});
+
+describe('errors in words', () => {
+  it('never shows wire type names and says what kind of failure it was', () => {
+    const m = protocolErrorMessage(400, '.ReqBody$StringResp', 'conversation is closed');
+    expect(m).toBe('The server refused the request: Conversation is closed.');
+    expect(m).not.toMatch(/ReqBody|StringResp/);
+    expect(protocolErrorMessage(403, '.ams.cm.UpdateConversationField', { error: { message: 'only the assigned agent may close it' } })).toBe('Not allowed: Only the assigned agent may close it.');
+    expect(inWords(503, '')).toBe('The server could not do it.');
+    expect(inWords(429, 'login attempts are throttled.')).toBe('Too many requests; wait a moment and try again: Login attempts are throttled.');
   });
 });

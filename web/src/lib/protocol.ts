@@ -74,7 +74,7 @@ export class ProtocolError extends Error {
   }
 }
 
-export function protocolErrorMessage(code: number, type: string, body: unknown): string {
+export function protocolErrorMessage(code: number, _type: string, body: unknown): string {
   let detail = '';
   if (typeof body === 'string') detail = body;
   else if (body && typeof body === 'object') {
@@ -86,7 +86,25 @@ export function protocolErrorMessage(code: number, type: string, body: unknown):
     else if (typeof b.message === 'string') detail = b.message;
     else detail = JSON.stringify(body).slice(0, 200);
   }
-  return `${type || 'request'} failed (${code})${detail ? `: ${detail}` : ''}`;
+  return inWords(code, detail);
+}
+
+// What a failed request means, in words (no wire type names): the server's own message when it
+// gave one, after what kind of failure it was.
+export function inWords(code: number, detail: string): string {
+  const what =
+    code === 400 ? 'The server refused the request'
+    : code === 401 ? 'Authentication failed'
+    : code === 403 ? 'Not allowed'
+    : code === 404 ? 'Not found'
+    : code === 409 ? 'That changed meanwhile'
+    : code === 413 ? 'Too large'
+    : code === 429 ? 'Too many requests; wait a moment and try again'
+    : code >= 500 ? 'The server could not do it'
+    : `The request failed (${code})`;
+  const d = detail.trim();
+  if (!d) return `${what}.`;
+  return `${what}: ${d.charAt(0).toUpperCase()}${d.slice(1)}${/[.!?]$/.test(d) ? '' : '.'}`;
 }
 
 interface Pending {
