@@ -227,6 +227,7 @@ describe('console', () => {
     assert.match(await result.innerText(), /latency \d+ ms/);
     await admin.getByRole('button', { name: 'Start' }).click();
     await admin.locator('.bot-state[data-state="ONLINE"]').waitFor({ timeout: T });
+    assert.match(await admin.locator('.status-help').innerText(), /Answering/);
     await shot(admin, 'bot-online');
 
     // 5. The consumer widget: chat, typing indicator, quick reply.

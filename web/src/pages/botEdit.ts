@@ -248,7 +248,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
   testBtn.addEventListener('click', () => void busy(testBtn, testConnection));
 
   // --- Status and turns
-  const statusEl = h('div', { class: 'bot-status row' });
+  const statusEl = h('div', { class: 'bot-status' });
   const turnsOut = h('div');
   const openTurns = new Set<string>();
   const turnsRefresh = h('button', { type: 'button', class: 'btn' }, 'Refresh turns');
@@ -287,7 +287,11 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
         }
       }),
     );
-    statusEl.replaceChildren(h('span', null, 'Status: '), h('span', { class: 'bot-state', 'data-state': bot.status }, stateBadge(bot.status)), start, stop, del);
+    if (/interruption/i.test(bot.status)) start.title = 'The bot is running; it leaves this state by itself (see below) or when stopped.';
+    statusEl.replaceChildren(
+      h('div', { class: 'row' }, h('span', null, 'Status: '), h('span', { class: 'bot-state', 'data-state': bot.status }, stateBadge(bot.status)), start, stop, del),
+      h('p', { class: 'small status-help' }, statusHelp(bot.status)),
+    );
   }
 
   async function loadTurns(): Promise<void> {
@@ -412,4 +416,20 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
     stopped = true;
     clearInterval(timer);
   };
+}
+
+// What a bot state means and what to do about it.
+export function statusHelp(status: string): string {
+  switch (status.toUpperCase()) {
+    case 'ONLINE':
+      return 'Answering the conversations routed to its skills.';
+    case 'OFFLINE':
+      return 'Stopped: it answers nothing and gets no new conversations; its open ones go to its escalation skill. Start it to take conversations.';
+    case 'VENDOR_INTERRUPTION':
+      return 'Several turns in a row failed in the function or its response. It keeps answering; failed turns are escalated without retries. It is back ONLINE after the next successful turn: check Recent turns and the function’s logs.';
+    case 'SERVICE_INTERRUPTION':
+      return 'The platform cannot run its function (undeployed, deleted, or the runtime overloaded). It gets no new conversations and its consumers’ messages are escalated. Parley tries the function once a minute and puts the bot back ONLINE when it runs; deploy the function to fix it now.';
+    default:
+      return '';
+  }
 }
