@@ -317,7 +317,19 @@ describe('console', () => {
     await widget.getByRole('button', { name: 'Send' }).click();
     await widget.locator('.bubble.theirs', { hasText: 'echo : ping' }).waitFor({ timeout: T });
     await shot(widget, 'widget-chat');
+    // On a phone, a long exchange keeps the newest message and the composer in view.
     await widget.setViewportSize({ width: 390, height: 844 });
+    for (let i = 1; i <= 8; i++) {
+      await widget.getByRole('textbox', { name: 'Message' }).fill(`line ${i}`);
+      await widget.getByRole('button', { name: 'Send' }).click();
+      await widget.locator('.bubble.theirs', { hasText: `echo : line ${i}` }).waitFor({ timeout: T });
+    }
+    await widget.waitForFunction(() => {
+      const s = document.querySelector('.widget-scroll');
+      return s && s.scrollHeight > s.clientHeight && s.scrollTop + s.clientHeight >= s.scrollHeight - 2;
+    }, null, { timeout: T });
+    const composerBox = await widget.locator('.widget .composer').boundingBox();
+    assert.ok(composerBox && composerBox.y + composerBox.height <= 844 + 1, `the composer is in view: ${JSON.stringify(composerBox)}`);
     await shot(widget, 'widget-chat-phone');
     await widget.setViewportSize({ width: 1280, height: 800 });
     await widget.getByRole('button', { name: 'End conversation' }).click();

@@ -211,6 +211,7 @@ export default async function agentPage(root: HTMLElement, ctx: PageContext): Pr
     for (const el of [composer, sendBtn, transferSel, transferBtn, closeBtn, privateBox]) (el as HTMLInputElement).disabled = !canAct;
     if (!convPane.contains(convBody)) convPane.replaceChildren(convHead, convBody, form);
     convBody.scrollTop = convBody.scrollHeight;
+    requestAnimationFrame(() => (convBody.scrollTop = convBody.scrollHeight));
 
     // Insights: the bot's intents (BotResponse metadata), escalation reasons, private notes.
     const intents: { id: string; name?: string; confidence?: number; at?: number }[] = [];

@@ -123,9 +123,13 @@ export default async function widgetPage(root: HTMLElement, ctx: PageContext): P
 
   const showError = (e: unknown) => errorEl.replaceChildren(h('div', { class: 'alert alert-error', role: 'alert' }, describeError(e)));
   const system = (text: string) => list.append(h('li', { class: 'system' }, text));
+  // The transcript scrolls inside the widget (the composer stays in view); again on the next frame
+  // and when a card's image loads, since rich content grows after it is rendered.
   const scrollDown = () => {
     scroller.scrollTop = scroller.scrollHeight;
+    requestAnimationFrame(() => (scroller.scrollTop = scroller.scrollHeight));
   };
+  list.addEventListener('load', () => scrollDown(), true);
 
   function setTyping(on: boolean, who = 'Agent'): void {
     typing.hidden = !on;
