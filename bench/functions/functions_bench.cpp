@@ -1,17 +1,21 @@
-// Function runtime benchmarks: warm invoke latency/throughput of an echo bot, cold
-// deploy-to-first-result, resident memory per deployed function; each in-process (worker
-// threads) and with sandboxed worker processes (`isolation:1`; the RSS figure then counts the
-// worker processes too).
+// Function runtime benchmarks: warm invoke latency/throughput of an echo bot (and the floor
+// under its hand-offs, BM_HandOffFloor), cold deploy-to-first-result, resident memory per
+// deployed function; each in-process (worker threads) and with sandboxed worker processes
+// (`isolation:1`; the RSS figure then counts the worker processes too).
 //
 //   cmake -S . -B build/functions-bench -G Ninja -DCMAKE_BUILD_TYPE=Release
 //   -DPARLEY_BUILD_BENCHMARKS=ON cmake --build build/functions-bench --target
 //   parley_functions_bench build/functions-bench/bench/functions/parley_functions_bench
 
 #include <benchmark/benchmark.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -91,6 +95,93 @@ BENCHMARK(BM_WarmInvokeLatency)
     ->ArgNames({"threads", "isolation"})
     ->UseRealTime()
     ->MinTime(2.0);
+
+// The floor under BM_WarmInvokeLatency's hand-offs, without V8 or the engine: the caller writes
+// a 176-byte frame (a job's size) to a socketpair and spins; a responder wakes from poll, reads
+// it and writes 88 bytes back (a result's size); a reader thread wakes from poll, reads them and
+// sets the caller's flag. isolation:0 runs the responder on a thread of this process (as an
+// in-process worker), isolation:1 in a forked child process (as a worker process). The
+// difference is what two wake-ups across a process boundary cost on this host, whatever the
+// channel carries.
+void respond(int fd) {
+  char buf[512];
+  char reply[88] = {};
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+    if (n > 0 && ::send(fd, reply, sizeof reply, MSG_NOSIGNAL) < 0) return;
+  }
+}
+
+void BM_HandOffFloor(benchmark::State& state) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    state.SkipWithError("socketpair failed");
+    return;
+  }
+  const bool process = state.range(0) != 0;
+  pid_t child = 0;
+  std::thread responder;
+  if (process) {
+    child = ::fork();
+    if (child < 0) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      state.SkipWithError("fork failed");
+      return;
+    }
+    if (child == 0) {
+      ::close(sv[0]);
+      respond(sv[1]);
+      ::_exit(0);
+    }
+    ::close(sv[1]);
+  } else {
+    responder = std::thread([fd = sv[1]] { respond(fd); });
+  }
+  std::atomic<bool> done{false};
+  std::thread reader([&, fd = sv[0]] {
+    char buf[512];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
+      ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
+      if (n > 0) done.store(true, std::memory_order_release);
+    }
+  });
+  char frame[176] = {};
+  std::vector<double> lat;
+  lat.reserve(1 << 20);
+  for (auto _ : state) {
+    done.store(false, std::memory_order_relaxed);
+    auto t0 = std::chrono::steady_clock::now();
+    if (::send(sv[0], frame, sizeof frame, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof frame)) {
+      state.SkipWithError("send failed");
+      break;
+    }
+    while (!done.load(std::memory_order_acquire)) {
+    }
+    lat.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  ::shutdown(sv[0], SHUT_RDWR);
+  reader.join();
+  if (process) {
+    ::waitpid(child, nullptr, 0);
+  } else {
+    responder.join();
+    ::close(sv[1]);
+  }
+  ::close(sv[0]);
+  if (lat.empty()) return;
+  std::sort(lat.begin(), lat.end());
+  state.counters["p50_us"] = lat[lat.size() / 2];
+  state.counters["p99_us"] = lat[lat.size() * 99 / 100];
+}
+BENCHMARK(BM_HandOffFloor)->Arg(0)->Arg(1)->ArgName("isolation")->UseRealTime()->MinTime(2.0);
 
 // Throughput with up to 256 invocations outstanding.
 void BM_WarmInvokeThroughput(benchmark::State& state) {
