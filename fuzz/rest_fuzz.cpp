@@ -36,6 +36,7 @@
 #include "functions/service/platform_host.h"
 #include "fuzz/fuzz_support.h"
 #include "server/auth.h"
+#include "server/oauth.h"
 #include "server/password_hasher.h"
 #include "server/protocol/directory.h"
 #include "server/rest.h"
@@ -73,6 +74,7 @@ struct World {
   std::unique_ptr<conversation::ConversationService> engine;
   server::InlinePasswordHasher hasher;
   std::unique_ptr<server::Auth> auth;
+  std::unique_ptr<server::OAuth> oauth;
   server::InlineExecutor inline_exec;
   std::unique_ptr<server::protocol::Directory> directory;
   std::unique_ptr<server::RestDeps> rest;
@@ -109,9 +111,10 @@ struct World {
     PARLEY_FUZZ_CHECK(engine->recover().has_value(), "world: recover");
     auth = std::make_unique<server::Auth>(store->accounts(), clock, hasher, "jwt-key",
                                           server::AuthOptions{});
+    oauth = std::make_unique<server::OAuth>(store->oauth(), *auth, clock, server::OAuthOptions{});
     directory = std::make_unique<server::protocol::Directory>(store->accounts(), inline_exec);
     PARLEY_FUZZ_CHECK(directory->preloadAll().has_value(), "world: directory");
-    rest.reset(new server::RestDeps{*store, *engine, *directory, *auth, inline_exec, clock,
+    rest.reset(new server::RestDeps{*store, *engine, *directory, *auth, *oauth, inline_exec, clock,
                                     crypto::PasswordCost::kMinimumForTest});
 
     store::FunctionRecord f;

@@ -58,6 +58,7 @@ struct ServeFlags {
   int threads = 0;
   bool demo = false;
   int session_ttl_s = 12 * 3600;
+  int oauth_token_ttl_s = 3600;
   std::string schema_dir;  // "": the JSON Pollock schema compiled into the binary
   bool sqlite_batch_wal = true;
   // "sqlite" (DATA/parley.db) or a postgres:// / postgresql:// URI.
@@ -405,6 +406,7 @@ int serve(const ServeFlags& f) {
   so.threads = f.threads;
   so.web_dir = f.web.empty() ? defaultWebDir(data_dir) : f.web;
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
+  so.oauth_token_ttl_ms = static_cast<TimeMs>(f.oauth_token_ttl_s) * 1000;
   so.metrics_token = f.metrics_token;
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
@@ -525,6 +527,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--log-format", f.log_format, "json|text")->capture_default_str();
   serve_cmd->add_option("--session-ttl", f.session_ttl_s, "Login session lifetime in seconds")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--oauth-token-ttl", f.oauth_token_ttl_s,
+                   "Lifetime in seconds of the functions gateway's OAuth 2.0 access tokens "
+                   "(expires_in)")
+      ->check(CLI::Range(1, 24 * 3600))
       ->capture_default_str();
   serve_cmd->add_option("--schema-dir", f.schema_dir,
                         "Folder with a JSON Pollock schema (rich_content.json, ...) to use instead "

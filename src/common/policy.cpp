@@ -40,6 +40,9 @@ constexpr Rule kRules[] = {
     {Action::kUsersCreate, R, "users.create", "POST users", {A}},
     {Action::kUsersUpdate, R, "users.update", "PATCH users/{id}", {A}},
     {Action::kUsersDelete, R, "users.delete", "DELETE users/{id}", {A}},
+    {Action::kAppsList, R, "apps.list", "GET apps", {A}},
+    {Action::kAppsCreate, R, "apps.create", "POST apps", {A}},
+    {Action::kAppsDelete, R, "apps.delete", "DELETE apps/{clientId}", {A}},
     // ---- REST: conversations (an Agent sees only the ones it may read, see the notes)
     {Action::kConversationsList, R, "conversations.list", "GET conversations", {A, M, G}},
     {Action::kConversationsGet, R, "conversations.get", "GET conversations/{id}", {A, M, G}},
@@ -324,6 +327,16 @@ Status authorize(const Subject& who, Action a) {
   if (r.allowed.empty()) return forbidden(fmt::format("{} is not allowed for any role", r.call));
   return forbidden(fmt::format("{} needs the {} role; ask an admin of the account to grant it",
                                r.call, describeRoles(r.allowed)));
+}
+
+constexpr OAuthScope kOAuthScopes[] = {{"faas.lambda.invoke", Role::kFaasInvocation}};
+
+std::span<const OAuthScope> oauthScopes() { return kOAuthScopes; }
+
+std::optional<Role> oauthScopeRole(std::string_view scope) {
+  for (const auto& s : kOAuthScopes)
+    if (s.name == scope) return s.role;
+  return std::nullopt;
 }
 
 RouteMatch matchRoute(std::string_view method, std::span<const std::string> path, Surface surface) {

@@ -100,6 +100,9 @@ enum class Action : std::uint8_t {
   kUsersCreate,
   kUsersUpdate,
   kUsersDelete,
+  kAppsList,
+  kAppsCreate,
+  kAppsDelete,
   kConversationsList,
   kConversationsGet,
   kConversationsMessages,
@@ -198,5 +201,16 @@ struct RouteMatch {
 };
 RouteMatch matchRoute(std::string_view method, std::span<const std::string> path,
                       Surface surface = Surface::kRest);
+
+// An OAuth 2.0 scope an app installation (REST `apps`) may hold, and the role that an access
+// token with that scope acts with. Access tokens are accepted only by the functions gateway.
+struct OAuthScope {
+  std::string_view name;
+  Role role;
+};
+// Every scope: "faas.lambda.invoke" (FAAS_INVOCATION).
+std::span<const OAuthScope> oauthScopes();
+// The role `scope` grants; nullopt when it is not a scope.
+std::optional<Role> oauthScopeRole(std::string_view scope);
 
 }  // namespace parley::policy

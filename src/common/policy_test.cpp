@@ -100,6 +100,22 @@ TEST(PolicyTest, MatchesRoutesPreferringLiteralSegments) {
 }
 
 // The documented table (docs/authorization.md) and this component's table are the same.
+TEST(PolicyTest, OAuthScopesGrantOnlyTheInvocationRole) {
+  EXPECT_EQ(oauthScopeRole("faas.lambda.invoke"), Role::kFaasInvocation);
+  EXPECT_EQ(oauthScopeRole("FAAS.LAMBDA.INVOKE"), std::nullopt);
+  EXPECT_EQ(oauthScopeRole("faas.admin"), std::nullopt);
+  EXPECT_EQ(oauthScopeRole(""), std::nullopt);
+  for (const auto& s : oauthScopes()) {
+    // No scope reaches a REST v1 row beyond what FAAS_INVOCATION has: `me` and its own keys.
+    Subject who{RoleSet{s.role}, UserType::kHuman};
+    EXPECT_FALSE(may(who, Action::kAppsCreate)) << s.name;
+    EXPECT_FALSE(may(who, Action::kFunctionsInvoke)) << s.name;
+    EXPECT_TRUE(may(who, Action::kGatewayInvoke)) << s.name;
+  }
+  std::vector<std::string> path = {"apps", "c1"};
+  EXPECT_EQ(matchRoute("DELETE", path).action, Action::kAppsDelete);
+}
+
 TEST(PolicyTest, DocumentedTableIsThePolicyTable) {
   auto doc = testing::readRoleTables(PARLEY_SOURCE_DIR "/docs/authorization.md");
   ASSERT_TRUE(doc) << doc.error().message;

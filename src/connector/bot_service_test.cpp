@@ -44,6 +44,7 @@ class DeferredTurnStore final : public store::Store, public store::BotStore {
   store::ConversationStore& conversations() override { return inner_->conversations(); }
   store::FunctionStore& functions() override { return inner_->functions(); }
   store::BotStore& bots() override { return *this; }
+  store::OAuthStore& oauth() override { return inner_->oauth(); }
   int schemaVersion() const override { return 0; }
 
   // store::BotStore

@@ -1368,6 +1368,7 @@ class GatedStore final : public store::Store, public store::ConversationStore {
   store::ConversationStore& conversations() override { return *this; }
   store::FunctionStore& functions() override { return inner_.functions(); }
   store::BotStore& bots() override { return inner_.bots(); }
+  store::OAuthStore& oauth() override { return inner_.oauth(); }
   int schemaVersion() const override { return inner_.schemaVersion(); }
 
   Status saveConversation(const Conversation& c) override {

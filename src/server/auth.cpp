@@ -9,6 +9,7 @@
 #include "common/crypto.h"
 #include "common/random.h"
 #include "server/jwt.h"
+#include "server/oauth.h"
 
 namespace parley::server {
 
@@ -204,6 +205,10 @@ Result<Principal> Auth::authenticate(const std::string& token) {
   if (token.empty())
     return unauthorized("authentication required: send Authorization: Bearer <token>");
   if (token.size() > 512) return unauthorized("the token is not valid");
+  if (OAuth::isAccessToken(token))
+    return unauthorized(
+        "an OAuth access token is accepted only by the functions gateway "
+        "(/api/account/{account}/lambdas|events/…); use a login bearer or an API key here");
   const std::string hash = crypto::sha256Hex(token);
   const TimeMs now = clock_.nowMs();
   Principal p;

@@ -45,8 +45,9 @@ struct AuthOptions {
   std::chrono::milliseconds account_status_ttl{1000};
 };
 
-// How a principal authenticated.
-enum class Credential { kSession, kApiKey };
+// How a principal authenticated. kOAuthToken: an OAuth 2.0 access token (oauth.h), which only
+// the functions gateway accepts.
+enum class Credential { kSession, kApiKey, kOAuthToken };
 
 // An authenticated brand user (agent, bot, admin).
 struct Principal {
@@ -57,7 +58,8 @@ struct Principal {
   std::string bearer;
   TimeMs expires_at = 0;  // 0 = never (API key without expiry)
   Credential credential = Credential::kSession;
-  std::string api_key_id{};  // with kApiKey
+  std::string api_key_id{};       // with kApiKey
+  std::string oauth_client_id{};  // with kOAuthToken (the principal has no user id then)
 
   api::Caller caller() const;
   // "{acc}.{userId}", the old-style agent id of the protocol.
@@ -111,7 +113,8 @@ class Auth {
   // Deletes the session. Unauthorized when it does not exist.
   Status logout(const AccountId& acc, const std::string& bearer);
   // Resolves a session bearer or an API key. Unauthorized when unknown, expired, revoked, of a
-  // disabled user or of a disabled account.
+  // disabled user or of a disabled account, and for an OAuth access token (OAuth::authenticate
+  // resolves those, for the functions gateway only).
   Result<Principal> authenticate(const std::string& token);
   // True while `token` still authenticates (used to close expired or revoked sockets). Store
   // trouble is not a revocation: true then.

@@ -134,6 +134,8 @@ void App::handle(HttpRequest req, HttpDone done) {
     }
     if (s.size() == 5 && s[3] == "anonymous" && s[4] == "authorize" && req.method == "POST")
       return signup(req, acc, std::move(done));
+    if (s.size() == 5 && s[3] == "oauth" && s[4] == "token")
+      return oauthToken(std::move(req), acc, std::move(done));
     if (s.size() >= 5 && (s[3] == "lambdas" || s[3] == "events"))
       return gateway(std::move(req), std::move(done));
     return done(restError(ErrorCode::kNotFound,
@@ -298,6 +300,48 @@ void App::signup(const HttpRequest&, const std::string& acc, HttpDone done) {
   });
 }
 
+// ------------------------------------------------------------------------ OAuth token endpoint
+
+namespace {
+
+// An answer of the token endpoint: never cached (RFC 6749 §5.1).
+HttpResponse oauthResponse(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.route = "oauth_token";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Pragma", "no-cache");
+  return r;
+}
+
+HttpResponse oauthErrorResponse(const OAuthError& e) {
+  HttpResponse r = oauthResponse(e.status, oauthErrorJson(e));
+  if (e.retry_after) r.headers.emplace_back("Retry-After", std::to_string(e.retry_after->count()));
+  if (e.basic_challenge) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"parley\"");
+  return r;
+}
+
+}  // namespace
+
+void App::oauthToken(HttpRequest req, const std::string& acc, HttpDone done) {
+  if (req.method != "POST") {
+    OAuthError e{405, "invalid_request", "the token endpoint takes POST"};
+    HttpResponse r = oauthErrorResponse(e);
+    r.headers.emplace_back("Allow", "POST");
+    return done(std::move(r));
+  }
+  auto parsed = parseTokenRequest(req.header("content-type"), req.body, req.header("authorization"),
+                                  req.query);
+  if (!parsed) return done(oauthErrorResponse(parsed.error()));
+  deps_.rest.blocking.run([this, acc, address = req.remote_address, request = std::move(*parsed),
+                           done = std::move(done)] {
+    auto issued = deps_.rest.oauth.issueToken(AccountId(acc), request, address);
+    if (!issued) return done(oauthErrorResponse(issued.error()));
+    done(oauthResponse(200, issuedTokenJson(*issued)));
+  });
+}
+
 // ------------------------------------------------------------------------- functions gateway
 
 namespace {
@@ -318,12 +362,15 @@ void App::gateway(HttpRequest req, HttpDone done) {
   std::string token = authToken(req.header("authorization"), "Bearer");
   if (token.empty())
     return done(gatewayError(401, "com.liveperson.faas.es.unauthorized",
-                             "send Authorization: Bearer <user bearer or API key> of a user with "
-                             "the FAAS_INVOCATION role"));
+                             "send Authorization: Bearer <token>: an OAuth access token (scope "
+                             "faas.lambda.invoke), or the bearer or API key of a user with the "
+                             "FAAS_INVOCATION role"));
   deps_.rest.blocking.run(
       [this, token = std::move(token), req = std::move(req), done = std::move(done)]() mutable {
         const std::string& acc = req.segments[2];
-        auto principal = deps_.rest.auth.authenticate(token);
+        // Access tokens are accepted here and nowhere else; Auth refuses them.
+        auto principal = OAuth::isAccessToken(token) ? deps_.rest.oauth.authenticate(token)
+                                                     : deps_.rest.auth.authenticate(token);
         if (!principal) {
           bool unauthorized = principal.error().code == ErrorCode::kUnauthorized;
           return done(gatewayError(unauthorized ? 401 : httpStatus(principal.error().code),
@@ -444,7 +491,7 @@ bool App::hasHandler(const std::string& first) const {
 }
 
 std::string App::knownResources() const {
-  std::string known = "skills, users, conversations, apikeys, me";
+  std::string known = "skills, users, conversations, apikeys, apps, me";
   for (const auto& h : handlers_)
     for (const auto& r : h->resources()) known += ", " + r;
   return known;

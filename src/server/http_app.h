@@ -5,6 +5,7 @@
 //   GET  /healthz, /metrics (the metrics token)
 //   GET  /api/account/{acc}/service/baseURI.json          (CSDS)
 //   POST /api/account/{acc}/login|refresh|logout|signup    (LivePerson login service, idp)
+//   POST /api/account/{acc}/oauth/token                    (OAuth 2.0 client credentials)
 //   *    /api/v1/accounts/{acc}/…                          (REST v1: core + api::Handlers)
 //   POST /api/account/{acc}/lambdas|events/…               (functions gateway, setGateway)
 //   WS   /ws_api/account/{acc}/messaging/brand/{bearer}    (agent/bot socket)
@@ -62,6 +63,8 @@ class App final : public HttpApp {
   void refresh(const HttpRequest& req, const std::string& acc, HttpDone done);
   void logout(const HttpRequest& req, const std::string& acc, HttpDone done);
   void signup(const HttpRequest& req, const std::string& acc, HttpDone done);
+  // POST oauth/token (oauth.h): the token request read here, the rest on the blocking pool.
+  void oauthToken(HttpRequest req, const std::string& acc, HttpDone done);
   void restV1(HttpRequest req, HttpDone done);
   void gateway(HttpRequest req, HttpDone done);
   bool hasHandler(const std::string& first_segment) const;

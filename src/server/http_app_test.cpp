@@ -1,6 +1,10 @@
 #include "server/http_app.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <boost/json.hpp>
+#include <cstring>
 
 #include "common/crypto.h"
 #include "common/json.h"
@@ -28,9 +32,10 @@ class HttpAppTest : public ::testing::Test {
     engine_ = conversation::makeConversationService(*store_, clock_, o);
     ASSERT_TRUE(engine_->recover());
     auth_ = std::make_unique<Auth>(store_->accounts(), clock_, hasher_, "k", AuthOptions{});
+    oauth_ = std::make_unique<OAuth>(store_->oauth(), *auth_, clock_, OAuthOptions{});
     directory_ = std::make_unique<protocol::Directory>(store_->accounts(), inline_);
     app_ = std::make_unique<App>(AppDeps{
-        RestDeps{*store_, *engine_, *directory_, *auth_, inline_, clock_,
+        RestDeps{*store_, *engine_, *directory_, *auth_, *oauth_, inline_, clock_,
                  crypto::PasswordCost::kMinimumForTest},
         protocol::SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}},
         metrics_, StaticFiles(""), MetricsAccess{"metrics-token", TenantLabels::kSummed}});
@@ -81,6 +86,7 @@ class HttpAppTest : public ::testing::Test {
   std::unique_ptr<conversation::ConversationService> engine_;
   InlinePasswordHasher hasher_;
   std::unique_ptr<Auth> auth_;
+  std::unique_ptr<OAuth> oauth_;
   InlineExecutor inline_;
   std::unique_ptr<protocol::Directory> directory_;
   protocol::Hub hub_;
@@ -300,6 +306,14 @@ TEST_F(HttpAppTest, HelpersParseCookiesAndAuthorization) {
   EXPECT_EQ(authToken("Basic x", "Bearer"), "");
 }
 
+std::string base64(const std::string& s) {
+  std::string out(sodium_base64_ENCODED_LEN(s.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()),
+                    s.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
 std::string headerOf(const HttpResponse& r, const std::string& name) {
   for (const auto& [k, v] : r.headers)
     if (k == name) return v;
@@ -447,6 +461,277 @@ TEST_F(HttpAppTest, DisabledAccountRefusesLoginsTokensAndSignups) {
   EXPECT_EQ(login.status, 401);
   EXPECT_NE(login.body.find("disabled"), std::string::npos);
   EXPECT_EQ(call("POST", "/api/account/123/signup").status, 403);
+}
+
+// ------------------------------------------------------------------------- OAuth 2.0 (gateway)
+
+// A gateway that answers 200 with what it was handed: the caller's account, roles and type.
+class EchoGateway final : public api::Handler {
+ public:
+  std::vector<std::string> resources() const override { return {"lambdas", "events"}; }
+  void handle(api::Request req, std::function<void(api::Response)> done) override {
+    boost::json::array roles;
+    for (const auto& r : req.caller.roles.names()) roles.emplace_back(r);
+    done(api::Response{
+        200, boost::json::serialize(boost::json::object{{"account", req.caller.account.str()},
+                                                        {"roles", std::move(roles)},
+                                                        {"login", req.caller.login_name}})});
+  }
+};
+
+class OAuthAppTest : public HttpAppTest {
+ protected:
+  void SetUp() override {
+    HttpAppTest::SetUp();
+    app_->setGateway(std::make_shared<EchoGateway>());
+    admin_bearer_ = loginBearer("admin");
+  }
+
+  // POST /api/account/123/oauth/token with the given body and headers.
+  HttpResponse token(const std::string& body,
+                     const std::string& content_type = "application/x-www-form-urlencoded",
+                     const std::string& authorization = "",
+                     std::map<std::string, std::string> query = {}, const std::string& acc = "123",
+                     const std::string& method = "POST") {
+    HttpRequest r;
+    r.method = method;
+    r.target = "/api/account/" + acc + "/oauth/token";
+    r.segments = {"api", "account", acc, "oauth", "token"};
+    r.query = std::move(query);
+    r.body = body;
+    r.tls = true;
+    r.remote_address = "10.1.2.3";
+    if (!content_type.empty()) r.headers["content-type"] = content_type;
+    if (!authorization.empty()) r.headers["authorization"] = authorization;
+    return parley::testing::await<HttpResponse>(
+        [&](auto done) { app_->handle(std::move(r), std::move(done)); });
+  }
+  HttpResponse invoke(const std::string& bearer, const std::string& acc = "123") {
+    return call("POST", "/api/account/" + acc + "/lambdas/f1/invoke?v=1&externalSystem=t",
+                R"({"payload":{}})", bearer);
+  }
+  // A new app of account 123: {clientId, clientSecret}.
+  std::pair<std::string, std::string> newApp(const std::string& name = "crm") {
+    auto r = call("POST", "/api/v1/accounts/123/apps",
+                  R"({"name":")" + name + R"(","scopes":["faas.lambda.invoke"]})", admin_bearer_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    auto o = json::parseObject(r.body);
+    return {json::getString(*o, "clientId"), json::getString(*o, "clientSecret")};
+  }
+  static std::string form(const std::string& id, const std::string& secret,
+                          const std::string& extra = "") {
+    return "grant_type=client_credentials&client_id=" + id + "&client_secret=" + secret + extra;
+  }
+  std::string accessToken(const std::pair<std::string, std::string>& app) {
+    auto r = token(form(app.first, app.second));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::getString(*json::parseObject(r.body), "access_token");
+  }
+  static std::string oauthErrorOf(const HttpResponse& r) {
+    auto o = json::parseObject(r.body);
+    return o ? json::getString(*o, "error") : "";
+  }
+
+  std::string admin_bearer_;
+};
+
+TEST_F(OAuthAppTest, AppsAreAdminOnlyAndTheSecretIsShownOnce) {
+  auto [id, secret] = newApp();
+  EXPECT_TRUE(secret.starts_with("ocs_")) << secret;
+  EXPECT_EQ(secret.size(), 4u + 64u);
+  auto list = call("GET", "/api/v1/accounts/123/apps", "", admin_bearer_);
+  ASSERT_EQ(list.status, 200) << list.body;
+  auto arr = json::parse(list.body);
+  ASSERT_TRUE(arr && arr->is_array() && arr->as_array().size() == 1) << list.body;
+  const auto& o = arr->as_array()[0].as_object();
+  EXPECT_EQ(json::getString(o, "clientId"), id);
+  EXPECT_EQ(json::getString(o, "name"), "crm");
+  EXPECT_FALSE(o.contains("clientSecret"));
+  EXPECT_EQ(list.body.find(secret), std::string::npos);
+  EXPECT_EQ(list.body.find(crypto::sha256Hex(secret)), std::string::npos);
+  // Stored as its hash only.
+  auto stored = store_->oauth().getApp(AccountId("123"), id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->secret_hash, crypto::sha256Hex(secret));
+
+  std::string agent = loginBearer("agent");
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/apps", "", agent).status, 403);
+  auto refused = call("POST", "/api/v1/accounts/123/apps",
+                      R"({"name":"x","scopes":["faas.lambda.invoke"]})", agent);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("ADMIN"), std::string::npos) << refused.body;
+  EXPECT_EQ(call("DELETE", "/api/v1/accounts/123/apps/" + id, "", agent).status, 403);
+
+  auto bad_scope = call("POST", "/api/v1/accounts/123/apps",
+                        R"({"name":"x","scopes":["faas.admin"]})", admin_bearer_);
+  EXPECT_EQ(bad_scope.status, 400);
+  EXPECT_NE(bad_scope.body.find("faas.lambda.invoke"), std::string::npos) << bad_scope.body;
+  EXPECT_EQ(call("POST", "/api/v1/accounts/123/apps", R"({"name":"x","scopes":[]})", admin_bearer_)
+                .status,
+            400);
+  EXPECT_EQ(call("POST", "/api/v1/accounts/123/apps", R"({"scopes":["faas.lambda.invoke"]})",
+                 admin_bearer_)
+                .status,
+            400);
+  EXPECT_EQ(call("DELETE", "/api/v1/accounts/123/apps/nope", "", admin_bearer_).status, 404);
+  EXPECT_EQ(call("DELETE", "/api/v1/accounts/123/apps/" + id, "", admin_bearer_).status, 200);
+  EXPECT_EQ(call("GET", "/api/v1/accounts/123/apps", "", admin_bearer_).body, "[]");
+}
+
+TEST_F(OAuthAppTest, ClientCredentialsGiveAGatewayOnlyTokenThatExpires) {
+  auto app = newApp();
+  auto r = token(form(app.first, app.second, "&scope=faas.lambda.invoke"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(headerOf(r, "Cache-Control"), "no-store");
+  auto o = json::parseObject(r.body);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(json::getString(*o, "token_type"), "Bearer");
+  EXPECT_EQ(json::getInt(*o, "expires_in"), 3600);
+  EXPECT_EQ(json::getString(*o, "scope"), "faas.lambda.invoke");
+  std::string t = json::getString(*o, "access_token");
+  EXPECT_TRUE(t.starts_with("oat_")) << t;
+  EXPECT_TRUE(store_->oauth().getAccessToken(crypto::sha256Hex(t)));
+
+  auto ok = invoke(t);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(ok.body,
+            R"({"account":"123","roles":["FAAS_INVOCATION"],"login":"app:)" + app.first + R"("})");
+  // Another account's path: 403.
+  EXPECT_EQ(invoke(t, "456").status, 403);
+  // Not a credential anywhere else.
+  for (const char* path : {"me", "apikeys", "apps", "skills", "functions"})
+    EXPECT_EQ(call("GET", std::string("/api/v1/accounts/123/") + path, "", t).status, 401) << path;
+  EXPECT_EQ(call("POST", "/api/v1/accounts/123/apikeys", R"({"name":"k"})", t).status, 401);
+  HttpRequest up;
+  up.method = "GET";
+  up.segments = {"ws_api", "account", "123", "messaging", "brand", t};
+  auto d = parley::testing::await<UpgradeDecision>(
+      [&](auto done) { app_->upgrade(up, std::move(done)); });
+  ASSERT_TRUE(d.reject);
+  EXPECT_EQ(d.reject->status, 401);
+
+  // Expiry: 3600 s by default.
+  clock_.advanceMs(3600 * 1000 - 1);
+  EXPECT_EQ(invoke(t).status, 200);
+  clock_.advanceMs(1);
+  auto expired = invoke(t);
+  EXPECT_EQ(expired.status, 401);
+  EXPECT_NE(expired.body.find("expired"), std::string::npos) << expired.body;
+}
+
+TEST_F(OAuthAppTest, DeletingTheAppRevokesItsTokens) {
+  auto a = newApp("a");
+  auto b = newApp("b");
+  std::string ta = accessToken(a);
+  std::string tb = accessToken(b);
+  EXPECT_EQ(invoke(ta).status, 200);
+  ASSERT_EQ(call("DELETE", "/api/v1/accounts/123/apps/" + a.first, "", admin_bearer_).status, 200);
+  auto revoked = invoke(ta);
+  EXPECT_EQ(revoked.status, 401);
+  EXPECT_NE(revoked.body.find("com.liveperson.faas.es.unauthorized"), std::string::npos);
+  EXPECT_EQ(invoke(tb).status, 200) << "another app's token stays";
+  // The deleted app's credentials get no new token.
+  EXPECT_EQ(token(form(a.first, a.second)).status, 401);
+}
+
+TEST_F(OAuthAppTest, TokenEndpointAnswersRfc6749Errors) {
+  auto app = newApp();
+  auto expect = [&](const HttpResponse& r, int status, const std::string& error) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(oauthErrorOf(r), error) << r.body;
+    auto o = json::parseObject(r.body);
+    ASSERT_TRUE(o) << r.body;
+    EXPECT_FALSE(json::getString(*o, "error_description").empty()) << r.body;
+    EXPECT_EQ(headerOf(r, "Cache-Control"), "no-store");
+  };
+  expect(token(form(app.first, "ocs_wrong")), 401, "invalid_client");
+  expect(token(form("unknown-client", app.second)), 401, "invalid_client");
+  expect(token("grant_type=client_credentials&client_id=" + app.first), 401, "invalid_client");
+  expect(token(form(app.first, app.second, "&scope=faas.admin")), 400, "invalid_scope");
+  expect(token(form(app.first, app.second, "&scope=")), 400, "invalid_scope");
+  expect(token("grant_type=password&client_id=" + app.first + "&client_secret=" + app.second), 400,
+         "unsupported_grant_type");
+  expect(token("client_id=" + app.first + "&client_secret=" + app.second), 400, "invalid_request");
+  expect(token(form(app.first, app.second, "&grant_type=client_credentials")), 400,
+         "invalid_request");
+  expect(token(form(app.first, app.second), "text/plain"), 400, "invalid_request");
+  expect(token("grant_type=client_credentials", "application/x-www-form-urlencoded", "", {}, "123",
+               "GET"),
+         405, "invalid_request");
+  expect(token("grant_type=client_credentials&client_id=" + app.first,
+               "application/x-www-form-urlencoded", "", {{"client_secret", app.second}}),
+         400, "invalid_request");
+  // The wrong secret with HTTP Basic: 401 with the challenge.
+  std::string basic_wrong = app.first + ":nope";
+  auto r = token("grant_type=client_credentials", "application/x-www-form-urlencoded",
+                 "Basic " + base64(basic_wrong));
+  expect(r, 401, "invalid_client");
+  EXPECT_EQ(headerOf(r, "WWW-Authenticate"), R"(Basic realm="parley")");
+  // Another account's path does not know the app.
+  expect(token(form(app.first, app.second), "application/x-www-form-urlencoded", "", {}, "456"),
+         401, "invalid_client");
+}
+
+TEST_F(OAuthAppTest, CredentialsInTheBodyOrWithBasicFormOrJson) {
+  auto app = newApp();
+  EXPECT_EQ(token(form(app.first, app.second)).status, 200);
+  auto json_body = token(R"({"grant_type":"client_credentials","client_id":")" + app.first +
+                             R"(","client_secret":")" + app.second + R"("})",
+                         "application/json; charset=utf-8");
+  EXPECT_EQ(json_body.status, 200) << json_body.body;
+  auto basic =
+      token("grant_type=client_credentials&scope=faas.lambda.invoke",
+            "application/x-www-form-urlencoded", "Basic " + base64(app.first + ":" + app.second));
+  EXPECT_EQ(basic.status, 200) << basic.body;
+  // Both at once is refused.
+  auto both = token(form(app.first, app.second), "application/x-www-form-urlencoded",
+                    "Basic " + base64(app.first + ":" + app.second));
+  EXPECT_EQ(both.status, 400) << both.body;
+  EXPECT_EQ(oauthErrorOf(both), "invalid_request");
+}
+
+TEST_F(OAuthAppTest, FailedClientAuthenticationsAreThrottledLikeLogins) {
+  auto app = newApp();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(token(form(app.first, "ocs_bad")).status, 401) << i;
+  auto throttled = token(form(app.first, "ocs_bad"));
+  EXPECT_EQ(throttled.status, 429) << throttled.body;
+  EXPECT_EQ(oauthErrorOf(throttled), "slow_down");
+  EXPECT_EQ(headerOf(throttled, "Retry-After"), "1");
+  EXPECT_EQ(token(form(app.first, app.second)).status, 429) << "the right secret waits too";
+  clock_.advanceMs(1000);
+  EXPECT_EQ(token(form(app.first, app.second)).status, 200);
+  // Logins are throttled apart: the app's failures do not touch the admin's login.
+  EXPECT_FALSE(loginBearer("admin").empty());
+}
+
+TEST_F(OAuthAppTest, ParsesFormEncodingAndRefusesMalformedBasic) {
+  auto p = parseTokenRequest("application/x-www-form-urlencoded",
+                             "grant_type=client_credentials&client_id=a%2Bb&client_secret=x+y&"
+                             "scope=faas.lambda.invoke%20other&unknown=1",
+                             "", {});
+  ASSERT_TRUE(p) << p.error().description;
+  EXPECT_EQ(p->client_id, "a+b");
+  EXPECT_EQ(p->client_secret, "x y");
+  EXPECT_EQ(p->scope, "faas.lambda.invoke other");
+  EXPECT_FALSE(p->basic);
+  auto b = parseTokenRequest("", "", "basic " + base64("id%3A1:s%20s"), {});
+  ASSERT_TRUE(b) << b.error().description;
+  EXPECT_EQ(b->client_id, "id:1");
+  EXPECT_EQ(b->client_secret, "s s");
+  EXPECT_TRUE(b->basic);
+  for (const std::string& bad : std::vector<std::string>{"!!!", base64("no-colon"), ""}) {
+    auto r = parseTokenRequest("", "", "Basic " + bad, {});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().error, "invalid_client");
+    EXPECT_TRUE(r.error().basic_challenge);
+  }
+  auto big = parseTokenRequest("application/x-www-form-urlencoded",
+                               std::string(kMaxTokenRequestBytes + 1, 'a'), "", {});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().status, 413);
+  auto not_string = parseTokenRequest("application/json", R"({"client_id":5})", "", {});
+  ASSERT_FALSE(not_string);
+  EXPECT_EQ(not_string.error().error, "invalid_request");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "common/policy.h"
 #include "common/random.h"
 #include "server/apikeys_rest.h"
+#include "server/apps_rest.h"
 #include "server/conversation_access.h"
 
 namespace parley::server {
@@ -405,7 +406,7 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
 
 bool isCoreResource(const std::string& first) {
   return first == "skills" || first == "users" || first == "conversations" || first == "apikeys" ||
-         first == "me";
+         first == "apps" || first == "me";
 }
 
 api::Response errorResponse(const Error& e) {
@@ -450,6 +451,7 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
       return done(ok(userObject(principal.user)));
     }
     if (f == "apikeys") return apiKeys(deps, principal, req, done);
+    if (f == "apps") return apps(deps, principal, req, done);
     done(errorResponse(ErrorCode::kNotFound, fmt::format("no route {} {}", req.method, f)));
   });
 }

@@ -1,6 +1,7 @@
 #pragma once
 
-// REST v1 resources that the server owns itself: skills, users, conversations, apikeys, me.
+// REST v1 resources that the server owns itself: skills, users, conversations, apikeys, apps,
+// me.
 // Every other resource is forwarded to a registered api::Handler (see http_app.h).
 // Thread-safe; store work runs on the blocking executor, engine work through the async
 // ConversationService. `done` is called exactly once on any thread.
@@ -17,6 +18,7 @@
 #include "conversation/conversation_service.h"
 #include "server/auth.h"
 #include "server/http_types.h"
+#include "server/oauth.h"
 #include "server/protocol/directory.h"
 #include "store/store.h"
 
@@ -27,6 +29,8 @@ struct RestDeps {
   conversation::ConversationService& service;
   protocol::Directory& directory;
   Auth& auth;
+  // The functions gateway's OAuth 2.0 apps (REST `apps`) and token endpoint.
+  OAuth& oauth;
   BlockingExecutor& blocking;
   const Clock& clock;
   // Cost of password hashes for users created over REST. Default: interactive.

@@ -14,6 +14,7 @@
 #include "server/jwt.h"
 #include "server/metrics.h"
 #include "server/net.h"
+#include "server/oauth.h"
 #include "server/password_hasher.h"
 #include "server/protocol/directory.h"
 #include "server/protocol/hub.h"
@@ -37,6 +38,8 @@ class ServerImpl final : public Server {
         auth_(store.accounts(), clock, passwords_, std::move(jwt_key),
               AuthOptions{opts_.session_ttl_ms, 24LL * 3600 * 1000, "parley", opts_.login_throttle,
                           opts_.account_status_interval}),
+        oauth_(store.oauth(), auth_, clock,
+               OAuthOptions{opts_.oauth_token_ttl_ms, 100, 100, opts_.login_throttle}),
         directory_(store.accounts(), *blocking_) {
     // Revocation: a user's sockets close with its credentials; a disabled account's, all of them.
     auth_.setRevocationListener([this](const AccountId& acc, const std::optional<UserId>& user) {
@@ -50,7 +53,8 @@ class ServerImpl final : public Server {
     so.init_timeout = opts_.consumer_init_timeout;
     so.revalidate_interval = opts_.session_revalidate_interval;
     app_ = std::make_unique<App>(AppDeps{
-        RestDeps{store_, service_, directory_, auth_, *blocking_, clock_, opts_.password_cost},
+        RestDeps{store_, service_, directory_, auth_, oauth_, *blocking_, clock_,
+                 opts_.password_cost},
         protocol::SessionDeps{service_, hub_, directory_, auth_, *blocking_, clock_, metrics_, so},
         metrics_, StaticFiles(opts_.web_dir),
         MetricsAccess{opts_.metrics_token, opts_.metrics_tenant_labels}});
@@ -89,6 +93,9 @@ class ServerImpl final : public Server {
     app_->setPublicHost(!ports->https_host.empty() ? ports->https_host : ports->http_host);
     subscription_ = service_.subscribe(hub_);
     auth_.refreshAccountStatus();
+    // Expired access tokens are also dropped whenever their app is given a new one.
+    if (auto st = store_.oauth().deleteExpiredAccessTokens(clock_.nowMs()); !st)
+      spdlog::warn("dropping expired OAuth access tokens failed: {}", st.error().message);
     startAccountWatch();
     net_->start();
     Endpoints ep;
@@ -152,6 +159,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<BlockingPool> blocking_;
   PasswordPool passwords_;
   Auth auth_;
+  OAuth oauth_;
   protocol::Directory directory_;
   protocol::Hub hub_;
   std::unique_ptr<App> app_;

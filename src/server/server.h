@@ -43,6 +43,9 @@ struct ServerOptions {
   std::string web_dir;
   // Login session lifetime. Default: 12 h.
   TimeMs session_ttl_ms = 12LL * 3600 * 1000;
+  // Lifetime of the functions gateway's OAuth 2.0 access tokens (`expires_in`). Default: 1 h.
+  // REQUIRES: >= 1000.
+  TimeMs oauth_token_ttl_ms = 3600LL * 1000;
   // Cost of password hashes made over REST. Default: interactive.
   crypto::PasswordCost password_cost = crypto::PasswordCost::kInteractive;
   // Threads that check and hash passwords (at a lower CPU priority), and the jobs that may wait

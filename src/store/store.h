@@ -84,6 +84,30 @@ struct ApiKey {
   UserId created_by{};    // who made it (the user itself or an admin)
 };
 
+// An OAuth 2.0 app installation (client credentials grant) of the functions gateway. Only the
+// hash of its client secret is stored.
+struct OAuthApp {
+  AccountId account;
+  // Public, unique in the account; the OAuth client_id.
+  std::string client_id;
+  std::string name;
+  std::string secret_hash;  // hex SHA-256 of the client secret
+  // OAuth scopes (policy::oauthScopes names) its access tokens may be given.
+  std::vector<std::string> scopes{};
+  TimeMs created_at = 0;
+  UserId created_by{};
+};
+
+// An access token issued to an app. Only the hash of the token is stored.
+struct AccessToken {
+  std::string token_hash;  // hex SHA-256 of the token
+  AccountId account;
+  std::string client_id;
+  std::vector<std::string> scopes{};
+  TimeMs created_at = 0;
+  TimeMs expires_at = 0;
+};
+
 struct Skill {
   AccountId account;
   SkillId id;  // numeric string
@@ -145,6 +169,33 @@ class AccountStore {
 
   virtual Status putAgentState(const AgentState& s) = 0;
   virtual Result<std::vector<AgentState>> listAgentStates(const AccountId& acc) = 0;
+};
+
+// OAuth 2.0 app installations and the access tokens issued to them (functions gateway).
+class OAuthStore {
+ public:
+  virtual ~OAuthStore() = default;
+
+  // Invalid without account, client_id or secret_hash; Conflict when the account already has an
+  // app with this client_id.
+  virtual Status createApp(const OAuthApp& a) = 0;
+  virtual Result<OAuthApp> getApp(const AccountId& acc, const std::string& client_id) = 0;
+  // The account's apps, oldest first.
+  virtual Result<std::vector<OAuthApp>> listApps(const AccountId& acc) = 0;
+  // Deletes the app and, in the same transaction, every access token issued to it. NotFound
+  // when the account has no such app.
+  virtual Status deleteApp(const AccountId& acc, const std::string& client_id) = 0;
+
+  // Stores `t` and, in the same transaction, drops the app's tokens that expired by
+  // `t.created_at` and then all but its newest `keep` (newest by created_at, ties by insertion
+  // order; `t` counts). Invalid without token_hash or client_id; NotFound when the account has
+  // no app with t.client_id (so no token outlives the deletion of its app); Conflict when the
+  // hash exists.
+  virtual Status addAccessToken(const AccessToken& t, int keep) = 0;
+  // NotFound if absent (expired tokens are returned too: callers compare expires_at).
+  virtual Result<AccessToken> getAccessToken(const std::string& token_hash) = 0;
+  // Removes every token with expires_at <= now.
+  virtual Status deleteExpiredAccessTokens(TimeMs now) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -474,6 +525,7 @@ class Store {
   virtual ConversationStore& conversations() = 0;
   virtual FunctionStore& functions() = 0;
   virtual BotStore& bots() = 0;
+  virtual OAuthStore& oauth() = 0;
   // Schema version after migrations.
   virtual int schemaVersion() const = 0;
 };

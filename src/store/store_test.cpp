@@ -73,6 +73,7 @@ class StoreContract : public ::testing::Test {
   ConversationStore& conv() { return store_->conversations(); }
   FunctionStore& fn() { return store_->functions(); }
   BotStore& bots() { return store_->bots(); }
+  OAuthStore& oauth() { return store_->oauth(); }
 
   FakeClock clock_;
   TempDir dir_;
@@ -365,6 +366,132 @@ TYPED_TEST(StoreContract, ApiKeysListAndDeleteByAccount) {
   EXPECT_CODE(this->acc().getApiKey("h1"), ErrorCode::kNotFound);
   EXPECT_CODE(this->acc().deleteApiKey(kA, "a1"), ErrorCode::kNotFound);
   EXPECT_TRUE(this->acc().getApiKey("h3"));
+}
+
+OAuthApp makeApp(const AccountId& acc, const std::string& client_id, const std::string& name) {
+  OAuthApp a;
+  a.account = acc;
+  a.client_id = client_id;
+  a.name = name;
+  a.secret_hash = "secret-hash-" + client_id;
+  a.scopes = {"faas.lambda.invoke"};
+  a.created_by = UserId("1000");
+  return a;
+}
+
+AccessToken makeToken(const AccountId& acc, const std::string& client_id, const std::string& hash,
+                      TimeMs created_at, TimeMs expires_at) {
+  return AccessToken{hash, acc, client_id, {"faas.lambda.invoke"}, created_at, expires_at};
+}
+
+TYPED_TEST(StoreContract, OAuthAppsByAccount) {
+  this->clock_.advanceMs(5);
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c1", "crm")));
+  this->clock_.advanceMs(1);
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c2", "hooks")));
+  // The client id is unique within the account, not across accounts.
+  EXPECT_CODE(this->oauth().createApp(makeApp(kA, "c1", "again")), ErrorCode::kConflict);
+  ASSERT_OK(this->oauth().createApp(makeApp(kB, "c1", "b's")));
+  EXPECT_CODE(this->oauth().createApp(OAuthApp{}), ErrorCode::kInvalid);
+  OAuthApp no_secret = makeApp(kA, "c3", "x");
+  no_secret.secret_hash.clear();
+  EXPECT_CODE(this->oauth().createApp(no_secret), ErrorCode::kInvalid);
+  EXPECT_CODE(this->oauth().createApp(makeApp(kA, "", "x")), ErrorCode::kInvalid);
+
+  auto got = this->oauth().getApp(kA, "c1");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->name, "crm");
+  EXPECT_EQ(got->secret_hash, "secret-hash-c1");
+  EXPECT_EQ(got->scopes, std::vector<std::string>{"faas.lambda.invoke"});
+  EXPECT_EQ(got->created_at, this->clock_.nowMs() - 1);
+  EXPECT_EQ(got->created_by, UserId("1000"));
+  EXPECT_EQ(this->oauth().getApp(kB, "c1")->name, "b's");
+  EXPECT_CODE(this->oauth().getApp(kB, "c2"), ErrorCode::kNotFound);
+
+  auto list = this->oauth().listApps(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].client_id, "c1");
+  EXPECT_EQ((*list)[1].client_id, "c2");
+
+  EXPECT_CODE(this->oauth().deleteApp(kB, "c2"), ErrorCode::kNotFound);
+  ASSERT_OK(this->oauth().deleteApp(kA, "c1"));
+  EXPECT_CODE(this->oauth().getApp(kA, "c1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->oauth().deleteApp(kA, "c1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->oauth().getApp(kB, "c1"));
+  EXPECT_EQ(this->oauth().listApps(kA)->size(), 1u);
+}
+
+TYPED_TEST(StoreContract, OAuthTokensEndWithTheirApp) {
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c1", "crm")));
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c2", "hooks")));
+  ASSERT_OK(this->oauth().createApp(makeApp(kB, "c1", "b's")));
+  // No token without its app (in that account).
+  EXPECT_CODE(this->oauth().addAccessToken(makeToken(kA, "gone", "t0", 10, 100), 10),
+              ErrorCode::kNotFound);
+  EXPECT_CODE(this->oauth().addAccessToken(makeToken(kB, "c2", "t0", 10, 100), 10),
+              ErrorCode::kNotFound);
+  EXPECT_CODE(this->oauth().addAccessToken(makeToken(kA, "c1", "", 10, 100), 10),
+              ErrorCode::kInvalid);
+  EXPECT_CODE(this->oauth().addAccessToken(makeToken(kA, "", "t0", 10, 100), 10),
+              ErrorCode::kInvalid);
+  EXPECT_CODE(this->oauth().getAccessToken("t0"), ErrorCode::kNotFound);
+
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "t1", 10, 100), 10));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c2", "t2", 10, 100), 10));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kB, "c1", "t3", 10, 100), 10));
+  EXPECT_CODE(this->oauth().addAccessToken(makeToken(kA, "c1", "t1", 11, 100), 10),
+              ErrorCode::kConflict);
+  auto t = this->oauth().getAccessToken("t1");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->account, kA);
+  EXPECT_EQ(t->client_id, "c1");
+  EXPECT_EQ(t->scopes, std::vector<std::string>{"faas.lambda.invoke"});
+  EXPECT_EQ(t->created_at, 10);
+  EXPECT_EQ(t->expires_at, 100);
+
+  // Deleting an app revokes its tokens and only its tokens.
+  ASSERT_OK(this->oauth().deleteApp(kA, "c1"));
+  EXPECT_CODE(this->oauth().getAccessToken("t1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->oauth().getAccessToken("t2"));
+  EXPECT_TRUE(this->oauth().getAccessToken("t3"));
+  // An app made again with the same client id does not bring its old tokens back.
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c1", "crm again")));
+  EXPECT_CODE(this->oauth().getAccessToken("t1"), ErrorCode::kNotFound);
+
+  // Expired tokens are returned (callers compare) until deleteExpiredAccessTokens.
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c2", "t4", 20, 50), 10));
+  EXPECT_TRUE(this->oauth().getAccessToken("t4"));
+  ASSERT_OK(this->oauth().deleteExpiredAccessTokens(50));
+  EXPECT_CODE(this->oauth().getAccessToken("t4"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->oauth().getAccessToken("t2"));
+}
+
+TYPED_TEST(StoreContract, OAuthTokensKeepTheAppsNewestAndDropItsExpired) {
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c1", "crm")));
+  ASSERT_OK(this->oauth().createApp(makeApp(kA, "c2", "hooks")));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c2", "other", 1, 15), 3));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "a", 10, 1000), 3));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "b", 10, 1000), 3));
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "c", 10, 1000), 3));
+  for (const char* h : {"a", "b", "c"}) EXPECT_TRUE(this->oauth().getAccessToken(h)) << h;
+  // Past keep=3 the oldest goes; of equal created_at the earlier insertion is the older.
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "d", 11, 1000), 3));
+  EXPECT_CODE(this->oauth().getAccessToken("a"), ErrorCode::kNotFound);
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "short", 12, 15), 3));
+  EXPECT_CODE(this->oauth().getAccessToken("b"), ErrorCode::kNotFound);
+  for (const char* h : {"c", "d", "short"}) EXPECT_TRUE(this->oauth().getAccessToken(h)) << h;
+  // At 20 the app's token that expired at 15 goes first (so nothing else does); another app's
+  // expired token stays.
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "e", 20, 1000), 3));
+  EXPECT_CODE(this->oauth().getAccessToken("short"), ErrorCode::kNotFound);
+  for (const char* h : {"c", "d", "e"}) EXPECT_TRUE(this->oauth().getAccessToken(h)) << h;
+  EXPECT_TRUE(this->oauth().getAccessToken("other"));
+  // keep <= 0 keeps nothing, the new token included.
+  ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "f", 22, 1000), 0));
+  for (const char* h : {"c", "d", "e", "f"})
+    EXPECT_FALSE(this->oauth().getAccessToken(h)) << h;
+  EXPECT_TRUE(this->oauth().getAccessToken("other"));
 }
 
 TYPED_TEST(StoreContract, DeleteCredentialsRevokesOnlyThatUsersSessionsAndKeys) {

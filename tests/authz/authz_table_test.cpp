@@ -363,6 +363,20 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
     std::string id = status == 201 ? std::string(bj::parse(text).at("id").as_string()) : "none";
     return RestCall{"DELETE", "apikeys/" + id, ""};
   };
+  fixed("apps.list", "GET", "apps");
+  m["apps.create"] = [](World& w) {
+    return RestCall{"POST", "apps",
+                    bj::serialize(bj::object{{"name", w.unique("app-")},
+                                             {"scopes", bj::array{"faas.lambda.invoke"}}})};
+  };
+  // An app of its own for each call (deleting consumes it).
+  m["apps.delete"] = [](World& w) {
+    auto a = w.setup("POST", "apps",
+                     bj::serialize(bj::object{{"name", w.unique("gone-app-")},
+                                              {"scopes", bj::array{"faas.lambda.invoke"}}}));
+    std::string id = a.is_object() ? std::string(a.at("clientId").as_string()) : "none";
+    return RestCall{"DELETE", "apps/" + id, ""};
+  };
   fixed("skills.list", "GET", "skills");
   m["skills.create"] = [](World& w) {
     return RestCall{"POST", "skills", bj::serialize(bj::object{{"name", w.unique("s-")}})};
@@ -564,18 +578,23 @@ TEST_F(AuthzTableTest, EveryRestRowWithEveryRole) {
   }
 }
 
-// The functions gateway's rows (/api/account/{acc}/…): each role as the table says, with
-// LivePerson's error body; another account's token 403, no token 401.
-TEST_F(AuthzTableTest, EveryGatewayRowWithEveryRole) {
-  World& w = *world;
-  const std::string q = "?v=1&externalSystem=authz";
+// How to make each documented gateway call (paths after /api/account/{acc}/, without the query).
+std::map<std::string, RestCall> gatewayCalls(World& w) {
   const std::string input = R"({"timestamp":1,"headers":[],"payload":{}})";
-  std::map<std::string, RestCall> calls = {
+  return {
       {"gateway.invoke", {"POST", "lambdas/" + w.function_uuid + "/invoke", input}},
       {"gateway.events.invoke", {"POST", "events/bot_connectors_custom_integration/invoke", input}},
       {"gateway.events.implemented",
        {"GET", "events/bot_connectors_custom_integration/isImplemented", ""}},
   };
+}
+
+// The functions gateway's rows (/api/account/{acc}/…): each role as the table says, with
+// LivePerson's error body; another account's token 403, no token 401.
+TEST_F(AuthzTableTest, EveryGatewayRowWithEveryRole) {
+  World& w = *world;
+  const std::string q = "?v=1&externalSystem=authz";
+  std::map<std::string, RestCall> calls = gatewayCalls(w);
   auto rows = rowsOf(policy::Surface::kGateway);
   EXPECT_EQ(rows.size(), calls.size()) << "every documented gateway row needs a call here";
   auto gw = [&](const RestCall& c, const std::string& bearer, const AccountId& acc = kAcc) {
@@ -617,6 +636,47 @@ TEST_F(AuthzTableTest, EveryGatewayRowWithEveryRole) {
     EXPECT_EQ(none_status, 401) << row.id << " without a token: " << none_body;
     EXPECT_NE(none_body.find("com.liveperson.faas.es.unauthorized"), std::string::npos);
   }
+}
+
+// An OAuth 2.0 access token (client credentials of an app, scope faas.lambda.invoke) acts as
+// FAAS_INVOCATION on the gateway rows and is no credential on any REST row or the agent socket.
+TEST_F(AuthzTableTest, OAuthAccessTokenIsACredentialOnlyForTheGatewayRows) {
+  World& w = *world;
+  auto app = w.setup("POST", "apps", R"({"name":"authz-walk","scopes":["faas.lambda.invoke"]})");
+  ASSERT_TRUE(app.is_object()) << app;
+  auto [token_status, token_body] =
+      w.http("POST", "/api/account/" + kAcc.str() + "/oauth/token",
+             bj::serialize(bj::object{{"grant_type", "client_credentials"},
+                                      {"client_id", app.at("clientId")},
+                                      {"client_secret", app.at("clientSecret")}}),
+             "");
+  ASSERT_EQ(token_status, 200) << token_body;
+  const std::string token(bj::parse(token_body).at("access_token").as_string());
+
+  auto calls = restCalls();
+  for (const auto& [row, action] : rowsOf(policy::Surface::kRest)) {
+    auto make = calls.find(row.id);
+    ASSERT_NE(make, calls.end()) << row.id;
+    w.acting_bearer = w.setup_bearer;
+    RestCall c = make->second(w);
+    auto [status, body] = w.rest(c.method, c.path, c.body, token);
+    EXPECT_EQ(status, 401) << row.id << " with an access token: " << body;
+  }
+  auto gw = gatewayCalls(w);
+  for (const auto& [row, action] : rowsOf(policy::Surface::kGateway)) {
+    const RestCall& c = gw.at(row.id);
+    auto [status, body] =
+        w.http(c.method, "/api/account/" + kAcc.str() + "/" + c.path + "?v=1&externalSystem=authz",
+               c.body, token);
+    EXPECT_EQ(status, row.allowed.has(Role::kFaasInvocation) ? 200 : 403)
+        << row.id << " with an access token: " << body;
+    auto [other_status, other_body] = w.http(
+        c.method, "/api/account/" + kOther.str() + "/" + c.path + "?v=1&externalSystem=authz",
+        c.body, token);
+    EXPECT_EQ(other_status, 403) << row.id << " in another account: " << other_body;
+  }
+  AgentSocket socket;
+  EXPECT_EQ(socket.connect(w.hp, kAcc.str(), token), 401) << socket.refusal();
 }
 
 // An AGENT reads only the conversations visible to it; the list is filtered, not refused.

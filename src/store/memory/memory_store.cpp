@@ -32,7 +32,8 @@ class MemoryStore final : public Store,
                           public AccountStore,
                           public ConversationStore,
                           public FunctionStore,
-                          public BotStore {
+                          public BotStore,
+                          public OAuthStore {
  public:
   explicit MemoryStore(const Clock& clock) : clock_(clock) {}
 
@@ -41,6 +42,7 @@ class MemoryStore final : public Store,
   ConversationStore& conversations() override { return *this; }
   FunctionStore& functions() override { return *this; }
   BotStore& bots() override { return *this; }
+  OAuthStore& oauth() override { return *this; }
   int schemaVersion() const override { return 0; }
 
   // AccountStore
@@ -279,6 +281,95 @@ class MemoryStore final : public Store,
       return idOrder(a.user.str(), b.user.str());
     });
     return out;
+  }
+
+  // OAuthStore
+  Status createApp(const OAuthApp& a) override {
+    if (a.account.empty()) return invalid("app account is required");
+    if (a.client_id.empty()) return invalid("app client id is required");
+    if (a.secret_hash.empty()) return invalid("app secret hash is required");
+    MutexLock lock(mu_);
+    for (const auto& o : apps_)
+      if (o.account == a.account && o.client_id == a.client_id)
+        return conflict("app " + a.client_id + " already exists in account " + a.account.str());
+    OAuthApp stored = a;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    apps_.push_back(std::move(stored));
+    return {};
+  }
+
+  Result<OAuthApp> getApp(const AccountId& acc, const std::string& client_id) override {
+    MutexLock lock(mu_);
+    for (const auto& a : apps_)
+      if (a.account == acc && a.client_id == client_id) return a;
+    return notFound(appMissing(acc, client_id));
+  }
+
+  Result<std::vector<OAuthApp>> listApps(const AccountId& acc) override {
+    MutexLock lock(mu_);
+    std::vector<OAuthApp> out;
+    for (const auto& a : apps_)
+      if (a.account == acc) out.push_back(a);
+    std::ranges::stable_sort(out, {}, &OAuthApp::created_at);
+    return out;
+  }
+
+  Status deleteApp(const AccountId& acc, const std::string& client_id) override {
+    MutexLock lock(mu_);
+    auto n = std::erase_if(
+        apps_, [&](const OAuthApp& a) { return a.account == acc && a.client_id == client_id; });
+    if (n == 0) return notFound(appMissing(acc, client_id));
+    std::erase_if(tokens_, [&](const auto& kv) {
+      return kv.second.second.account == acc && kv.second.second.client_id == client_id;
+    });
+    return {};
+  }
+
+  Status addAccessToken(const AccessToken& t, int keep) override {
+    if (t.token_hash.empty()) return invalid("access token hash is required");
+    if (t.client_id.empty()) return invalid("access token client id is required");
+    MutexLock lock(mu_);
+    bool app = std::ranges::any_of(apps_, [&](const OAuthApp& a) {
+      return a.account == t.account && a.client_id == t.client_id;
+    });
+    if (!app) return notFound(appMissing(t.account, t.client_id));
+    if (tokens_.contains(t.token_hash)) return conflict("access token already exists");
+    AccessToken stored = t;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    const TimeMs now = stored.created_at;
+    tokens_.emplace(t.token_hash, std::make_pair(++seq_, std::move(stored)));
+    // The app's tokens, newest first; drop the expired ones and those past `keep`.
+    std::vector<std::tuple<TimeMs, std::int64_t, std::string, TimeMs>> mine;
+    for (const auto& [hash, v] : tokens_)
+      if (v.second.account == t.account && v.second.client_id == t.client_id)
+        mine.emplace_back(v.second.created_at, v.first, hash, v.second.expires_at);
+    std::ranges::sort(mine, std::greater<>());
+    int kept = 0;
+    for (const auto& [created, seq, hash, expires] : mine) {
+      if (expires <= now || kept >= keep) {
+        tokens_.erase(hash);
+      } else {
+        ++kept;
+      }
+    }
+    return {};
+  }
+
+  Result<AccessToken> getAccessToken(const std::string& token_hash) override {
+    MutexLock lock(mu_);
+    auto it = tokens_.find(token_hash);
+    if (it == tokens_.end()) return notFound("access token does not exist");
+    return it->second.second;
+  }
+
+  Status deleteExpiredAccessTokens(TimeMs now) override {
+    MutexLock lock(mu_);
+    std::erase_if(tokens_, [now](const auto& kv) { return kv.second.second.expires_at <= now; });
+    return {};
+  }
+
+  static std::string appMissing(const AccountId& acc, const std::string& client_id) {
+    return "app " + client_id + " does not exist in account " + acc.str();
   }
 
   // ConversationStore
@@ -785,6 +876,9 @@ class MemoryStore final : public Store,
   std::map<std::string, Session> sessions_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, ApiKey> api_keys_ PARLEY_GUARDED_BY(mu_);
   std::vector<std::string> api_key_order_ PARLEY_GUARDED_BY(mu_);  // key hashes in insertion order
+  std::vector<OAuthApp> apps_ PARLEY_GUARDED_BY(mu_);              // in insertion order
+  // By token hash: (insertion order, token).
+  std::map<std::string, std::pair<std::int64_t, AccessToken>> tokens_ PARLEY_GUARDED_BY(mu_);
   std::map<Key2, Skill> skills_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::int64_t> next_skill_id_ PARLEY_GUARDED_BY(mu_);
   std::map<Key2, AgentState> agent_states_ PARLEY_GUARDED_BY(mu_);

@@ -245,6 +245,33 @@ ApiKey apiKeyRow(const Rows& r, int i) {
   return k;
 }
 
+constexpr const char* kOAuthAppCols =
+    "account, client_id, name, secret_hash, scopes_json, created_at, created_by";
+OAuthApp oauthAppRow(const Rows& r, int i) {
+  OAuthApp a;
+  a.account = AccountId(r.text(i, 0));
+  a.client_id = r.text(i, 1);
+  a.name = r.text(i, 2);
+  a.secret_hash = r.text(i, 3);
+  a.scopes = parseStringsJson(r.text(i, 4));
+  a.created_at = r.i64(i, 5);
+  a.created_by = UserId(r.text(i, 6));
+  return a;
+}
+
+constexpr const char* kAccessTokenCols =
+    "token_hash, account, client_id, scopes_json, created_at, expires_at";
+AccessToken accessTokenRow(const Rows& r, int i) {
+  AccessToken t;
+  t.token_hash = r.text(i, 0);
+  t.account = AccountId(r.text(i, 1));
+  t.client_id = r.text(i, 2);
+  t.scopes = parseStringsJson(r.text(i, 3));
+  t.created_at = r.i64(i, 4);
+  t.expires_at = r.i64(i, 5);
+  return t;
+}
+
 Skill skillRow(const Rows& r, int i) {
   Skill s;
   s.account = AccountId(r.text(i, 0));
@@ -731,7 +758,8 @@ class PostgresStore final : public Store,
                             public AccountStore,
                             public ConversationStore,
                             public FunctionStore,
-                            public BotStore {
+                            public BotStore,
+                            public OAuthStore {
  public:
   PostgresStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
                 std::vector<std::unique_ptr<Conn>> readers, int max_batch)
@@ -744,6 +772,7 @@ class PostgresStore final : public Store,
   ConversationStore& conversations() override { return *this; }
   FunctionStore& functions() override { return *this; }
   BotStore& bots() override { return *this; }
+  OAuthStore& oauth() override { return *this; }
   int schemaVersion() const override { return version_; }
 
   PostgresWriteStats writeStats() const { return writer_.stats(); }
@@ -1025,6 +1054,99 @@ class PostgresStore final : public Store,
           "ORDER BY octet_length(user_id), user_id",
           agentStateRow, acc.str());
     });
+  }
+
+  // OAuthStore
+  Status createApp(const OAuthApp& a) override {
+    if (a.account.empty()) return invalid("app account is required");
+    if (a.client_id.empty()) return invalid("app client id is required");
+    if (a.secret_hash.empty()) return invalid("app secret hash is required");
+    const TimeMs created = a.created_at ? a.created_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return conflictAs(asStatus(execute(c,
+                                         "INSERT INTO oauth_apps(" + std::string(kOAuthAppCols) +
+                                             ") VALUES($1,$2,$3,$4,$5,$6,$7)",
+                                         a.account.str(), a.client_id, a.name, a.secret_hash,
+                                         stringsJson(a.scopes), created, a.created_by.str())),
+                        "app " + a.client_id + " already exists in account " + a.account.str());
+    });
+  }
+
+  Result<OAuthApp> getApp(const AccountId& acc, const std::string& client_id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<OAuthApp>(c,
+                                 "SELECT " + std::string(kOAuthAppCols) +
+                                     " FROM oauth_apps WHERE account=$1 AND client_id=$2",
+                                 oauthAppRow, acc.str(), client_id);
+    });
+    return found(std::move(r), appMissing(acc, client_id));
+  }
+
+  Result<std::vector<OAuthApp>> listApps(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<OAuthApp>(c,
+                                 "SELECT " + std::string(kOAuthAppCols) +
+                                     " FROM oauth_apps WHERE account=$1 ORDER BY created_at, seq",
+                                 oauthAppRow, acc.str());
+    });
+  }
+
+  Status deleteApp(const AccountId& acc, const std::string& client_id) override {
+    return write([&](Conn& c) -> Status {
+      PARLEY_PG_TRY(
+          changedOrNotFound(execute(c, "DELETE FROM oauth_apps WHERE account=$1 AND client_id=$2",
+                                    acc.str(), client_id),
+                            appMissing(acc, client_id)));
+      return asStatus(execute(c, "DELETE FROM oauth_tokens WHERE account=$1 AND client_id=$2",
+                              acc.str(), client_id));
+    });
+  }
+
+  Status addAccessToken(const AccessToken& t, int keep) override {
+    if (t.token_hash.empty()) return invalid("access token hash is required");
+    if (t.client_id.empty()) return invalid("access token client id is required");
+    const TimeMs created = t.created_at ? t.created_at : clock_.nowMs();
+    return write([&](Conn& c) -> Status {
+      // Locks the app's row: a deleteApp waits for this write or this write sees it gone.
+      auto app = exists(c, "SELECT 1 FROM oauth_apps WHERE account=$1 AND client_id=$2 FOR SHARE",
+                        t.account.str(), t.client_id);
+      if (!app) return std::unexpected(app.error());
+      if (!*app) return notFound(appMissing(t.account, t.client_id));
+      PARLEY_PG_TRY(
+          conflictAs(asStatus(execute(c,
+                                      "INSERT INTO oauth_tokens(" + std::string(kAccessTokenCols) +
+                                          ") VALUES($1,$2,$3,$4,$5,$6)",
+                                      t.token_hash, t.account.str(), t.client_id,
+                                      stringsJson(t.scopes), created, t.expires_at)),
+                     "access token already exists"));
+      PARLEY_PG_TRY(execute(
+          c, "DELETE FROM oauth_tokens WHERE account=$1 AND client_id=$2 AND expires_at<=$3",
+          t.account.str(), t.client_id, created));
+      return asStatus(execute(c,
+                              "DELETE FROM oauth_tokens WHERE seq IN (SELECT seq FROM "
+                              "oauth_tokens WHERE account=$1 AND client_id=$2 "
+                              "ORDER BY created_at DESC, seq DESC OFFSET $3)",
+                              t.account.str(), t.client_id, std::max(keep, 0)));
+    });
+  }
+
+  Result<AccessToken> getAccessToken(const std::string& token_hash) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<AccessToken>(
+          c, "SELECT " + std::string(kAccessTokenCols) + " FROM oauth_tokens WHERE token_hash=$1",
+          accessTokenRow, token_hash);
+    });
+    return found(std::move(r), "access token does not exist");
+  }
+
+  Status deleteExpiredAccessTokens(TimeMs now) override {
+    return write([&](Conn& c) {
+      return asStatus(execute(c, "DELETE FROM oauth_tokens WHERE expires_at<=$1", now));
+    });
+  }
+
+  static std::string appMissing(const AccountId& acc, const std::string& client_id) {
+    return "app " + client_id + " does not exist in account " + acc.str();
   }
 
   // ConversationStore

@@ -114,7 +114,23 @@ CREATE TABLE secret_audit(
 CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}};
+// Version 2: OAuth 2.0 app installations of the functions gateway and the access tokens issued
+// to them (SQLite version 9), both stored by the SHA-256 of their secret; `seq` is insertion
+// order (ties of created_at).
+constexpr const char* kV2 = R"sql(
+CREATE TABLE oauth_apps(
+  seq BIGSERIAL, account TEXT COLLATE "C" NOT NULL, client_id TEXT COLLATE "C" NOT NULL,
+  name TEXT NOT NULL, secret_hash TEXT NOT NULL, scopes_json TEXT NOT NULL,
+  created_at BIGINT NOT NULL, created_by TEXT NOT NULL, PRIMARY KEY(account, client_id));
+CREATE TABLE oauth_tokens(
+  seq BIGSERIAL UNIQUE, token_hash TEXT COLLATE "C" PRIMARY KEY,
+  account TEXT COLLATE "C" NOT NULL, client_id TEXT COLLATE "C" NOT NULL,
+  scopes_json TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE INDEX oauth_tokens_app ON oauth_tokens(account, client_id);
+CREATE INDEX oauth_tokens_expires ON oauth_tokens(expires_at);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

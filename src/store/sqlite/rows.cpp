@@ -125,6 +125,29 @@ ApiKey apiKeyRow(Query& q) {
   return k;
 }
 
+OAuthApp oauthAppRow(Query& q) {
+  OAuthApp a;
+  a.account = AccountId(q.text(0));
+  a.client_id = q.text(1);
+  a.name = q.text(2);
+  a.secret_hash = q.text(3);
+  a.scopes = parseStringsJson(q.text(4));
+  a.created_at = q.i64(5);
+  a.created_by = UserId(q.text(6));
+  return a;
+}
+
+AccessToken accessTokenRow(Query& q) {
+  AccessToken t;
+  t.token_hash = q.text(0);
+  t.account = AccountId(q.text(1));
+  t.client_id = q.text(2);
+  t.scopes = parseStringsJson(q.text(3));
+  t.created_at = q.i64(4);
+  t.expires_at = q.i64(5);
+  return t;
+}
+
 Skill skillRow(Query& q) {
   Skill s;
   s.account = AccountId(q.text(0));

@@ -64,6 +64,10 @@ inline constexpr const char* kSecretAuditCols =
     "account, ts, function_uuid, request_id, invoker, user_id, login_name, key_name, op, outcome, "
     "detail";
 inline constexpr const char* kContextCols = "account, ns, session_id, name, value_json, expires_at";
+inline constexpr const char* kOAuthAppCols =
+    "account, client_id, name, secret_hash, scopes_json, created_at, created_by";
+inline constexpr const char* kAccessTokenCols =
+    "token_hash, account, client_id, scopes_json, created_at, expires_at";
 inline constexpr const char* kPendingTurnCols =
     "account, bot, conversation, turn_id, state_json, created_at";
 
@@ -90,6 +94,8 @@ Account accountRow(Query& q);
 User userRow(Query& q);
 Session sessionRow(Query& q);
 ApiKey apiKeyRow(Query& q);
+OAuthApp oauthAppRow(Query& q);
+AccessToken accessTokenRow(Query& q);
 Skill skillRow(Query& q);
 AgentState agentStateRow(Query& q);
 Conversation conversationRow(Query& q);

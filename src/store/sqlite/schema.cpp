@@ -172,8 +172,23 @@ ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
-                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
+// Version 9: OAuth 2.0 app installations of the functions gateway and the access tokens issued
+// to them, both stored by the SHA-256 of their secret; tokens indexed by app (revocation) and by
+// expiry.
+constexpr const char* kV9 = R"sql(
+CREATE TABLE oauth_apps(
+  account TEXT NOT NULL, client_id TEXT NOT NULL, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
+  scopes_json TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+  PRIMARY KEY(account, client_id));
+CREATE TABLE oauth_tokens(
+  token_hash TEXT PRIMARY KEY, account TEXT NOT NULL, client_id TEXT NOT NULL,
+  scopes_json TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX oauth_tokens_app ON oauth_tokens(account, client_id);
+CREATE INDEX oauth_tokens_expires ON oauth_tokens(expires_at);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
+                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

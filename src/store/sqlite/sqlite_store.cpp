@@ -12,6 +12,7 @@
 #include "store/sqlite/conversation_store.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/function_store.h"
+#include "store/sqlite/oauth_store.h"
 #include "store/sqlite/query.h"
 #include "store/sqlite/schema.h"
 
@@ -20,7 +21,7 @@ namespace {
 
 using sqlite::Conn;
 
-// The composition: one Db and the four rooms on it, each handed out as its interface. Owned by
+// The composition: one Db and the five rooms on it, each handed out as its interface. Owned by
 // whoever opened it; thread-safe as the rooms are. Destroying it (REQUIRES: no call in
 // progress) queues the buffered turn records, then closes the Db (readers first, then the
 // writer, which commits what is queued and checkpoints the WAL) while every room is still
@@ -32,7 +33,8 @@ class SqliteStore final : public Store {
         accounts_(*db_),
         conversations_(*db_),
         functions_(*db_),
-        bots_(*db_, options.turn_flush_ms) {}
+        bots_(*db_, options.turn_flush_ms),
+        oauth_(*db_) {}
 
   ~SqliteStore() override {
     bots_.close();
@@ -44,6 +46,7 @@ class SqliteStore final : public Store {
   ConversationStore& conversations() override { return conversations_; }
   FunctionStore& functions() override { return functions_; }
   BotStore& bots() override { return bots_; }
+  OAuthStore& oauth() override { return oauth_; }
   int schemaVersion() const override { return db_->schemaVersion(); }
 
   SqliteWriteStats writeStats() const { return db_->writeStats(); }
@@ -63,6 +66,7 @@ class SqliteStore final : public Store {
   sqlite::SqliteConversationStore conversations_;
   sqlite::SqliteFunctionStore functions_;
   sqlite::SqliteBotStore bots_;
+  sqlite::SqliteOAuthStore oauth_;
 };
 
 }  // namespace

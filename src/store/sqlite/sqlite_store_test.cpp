@@ -172,6 +172,15 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   e.key = "k";
   EXPECT_TRUE((*s)->functions().appendSecretAudit(e, 10));
   EXPECT_EQ((*s)->functions().listSecretAudit(AccountId("1"), 10)->size(), 1u);
+  // Version 9: OAuth apps and access tokens.
+  OAuthApp app;
+  app.account = AccountId("1");
+  app.client_id = "client";
+  app.secret_hash = "h";
+  EXPECT_TRUE((*s)->oauth().createApp(app));
+  EXPECT_TRUE(
+      (*s)->oauth().addAccessToken(AccessToken{"t", AccountId("1"), "client", {}, 1, 2}, 5));
+  EXPECT_TRUE((*s)->oauth().getAccessToken("t"));
 }
 
 // Version 6: plaintext session bearers are dropped (every login is made again), existing API
