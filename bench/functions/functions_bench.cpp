@@ -338,16 +338,28 @@ BENCHMARK(BM_WorkerAddressSpace)
 
 constexpr const char* kLoop = "function lambda(input, callback) { while (true) {} }";
 
-// Account A's echo bot, one invocation at a time (submit -> result), while `range(0)` clients of
-// account B each invoke a runaway loop again and again (2 s deadline each). Default runtime
-// options (2 workers kept, up to 6; 5 s CPU limit). Compare p99 with loops:0 (same run);
-// demote:0 leaves long tasks at normal priority (RuntimeOptions::demote_long_tasks off).
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(static_cast<double>(v.size()) * q))];
+}
+
+// Account A's echo bot, one invocation at a time (submit -> result, then 1 ms pause: a
+// conversation's pace), in alternating phases: without B's loops (2.5 s) and with two clients
+// of account B each invoking a runaway loop again and again (2 s deadline each; 4.5 s, so each
+// phase sees loops start, be demoted and be terminated). Between phases B's loops are let run
+// out (not measured). `reps` pairs of phases; the machine's noise falls on both phases alike.
+// Default runtime options (2 workers kept, up to 6; 5 s CPU limit) but for `demote`:0, which
+// leaves long tasks at normal priority (RuntimeOptions::demote_long_tasks off).
+// Counters: A's p50/p99 without (`off`) and with (`on`) the loops over all phases, the median
+// over the reps of p99 on / p99 off (`p99_ratio`), demotions and their early restores.
 void BM_NoisyNeighbourEcho(benchmark::State& state) {
   testing::FakeHost host;
   SystemClock clock;
   RuntimeOptions o;
-  o.isolation = state.range(1) ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
-  o.demote_long_tasks = state.range(2) != 0;
+  o.isolation = state.range(0) ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
+  o.demote_long_tasks = state.range(1) != 0;
+  const int reps = static_cast<int>(state.range(2));
   auto rt = std::move(*FunctionRuntime::create(o, host, clock));
   rt->engineForTest().waitForWorkersForTest(static_cast<std::size_t>(o.threads),
                                             std::chrono::seconds(30));
@@ -356,53 +368,85 @@ void BM_NoisyNeighbourEcho(benchmark::State& state) {
     state.SkipWithError("deploy failed");
     return;
   }
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, loops_on{false};
+  std::atomic<int> loops_running{0};
   std::vector<std::thread> noisy;
-  for (int i = 0; i < state.range(0); ++i) {
+  for (int i = 0; i < 2; ++i) {
     noisy.emplace_back([&] {
       while (!stop.load()) {
+        if (!loops_on.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
         InvokeRequest r = request("loop");
         r.account = AccountId("B");
         r.deadline = std::chrono::milliseconds(2'000);
         std::promise<InvokeResult> p;
+        ++loops_running;
         rt->invoke(r, [&](InvokeResult res) { p.set_value(std::move(res)); });
         p.get_future().get();
+        --loops_running;
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the loops are running
-  std::vector<double> lat;
   bool ok = true;
+  auto echoFor = [&](std::chrono::milliseconds how_long, std::vector<double>& lat) {
+    auto until = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < until) {
+      std::atomic<bool> done{false};
+      InvokeRequest r = request("echo");
+      r.account = AccountId("A");
+      auto t0 = std::chrono::steady_clock::now();
+      rt->invoke(r, [&](InvokeResult res) {
+        ok &= res.ok;
+        done.store(true, std::memory_order_release);
+        done.notify_one();
+      });
+      // Blocks as a server thread waiting for a reply would (a caller spinning on
+      // sched_yield() would hand its time to a runaway loop on its core).
+      done.wait(false, std::memory_order_acquire);
+      lat.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  std::vector<double> all_off, all_on, ratios;
   for (auto _ : state) {
-    std::atomic<bool> done{false};
-    InvokeRequest r = request("echo");
-    r.account = AccountId("A");
-    auto t0 = std::chrono::steady_clock::now();
-    rt->invoke(r, [&](InvokeResult res) {
-      ok &= res.ok;
-      done.store(true, std::memory_order_release);
-    });
-    while (!done.load(std::memory_order_acquire)) std::this_thread::yield();
-    lat.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a conversation's pace
+    for (int rep = 0; rep < reps; ++rep) {
+      std::vector<double> off, on;
+      echoFor(std::chrono::milliseconds(2'500), off);
+      loops_on.store(true);
+      echoFor(std::chrono::milliseconds(4'500), on);
+      loops_on.store(false);
+      while (loops_running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      ratios.push_back(percentile(on, 0.99) / percentile(off, 0.99));
+      all_off.insert(all_off.end(), off.begin(), off.end());
+      all_on.insert(all_on.end(), on.begin(), on.end());
+    }
   }
   stop.store(true);
   for (auto& t : noisy) t.join();
   if (!ok) state.SkipWithError("an echo invocation failed");
   RuntimeStats stats = rt->stats();
   state.counters["demotions"] = static_cast<double>(stats.demotions);
+  state.counters["restored_early"] = static_cast<double>(stats.demotions_restored_early);
   state.counters["replaced"] = static_cast<double>(stats.demoted_retired);
-  std::sort(lat.begin(), lat.end());
-  state.counters["p50_us"] = lat[lat.size() / 2];
-  state.counters["p99_us"] = lat[lat.size() * 99 / 100];
-  state.counters["max_us"] = lat.back();
+  state.counters["crashes"] = static_cast<double>(stats.worker_crashes);
+  state.counters["off_p50_us"] = percentile(all_off, 0.5);
+  state.counters["off_p99_us"] = percentile(all_off, 0.99);
+  state.counters["on_p50_us"] = percentile(all_on, 0.5);
+  state.counters["on_p99_us"] = percentile(all_on, 0.99);
+  state.counters["on_max_us"] = percentile(all_on, 1.0);
+  state.counters["p99_ratio"] = percentile(ratios, 0.5);
+  state.counters["p99_ratio_min"] = percentile(ratios, 0.0);
+  state.counters["p99_ratio_max"] = percentile(ratios, 1.0);
 }
 BENCHMARK(BM_NoisyNeighbourEcho)
-    ->ArgsProduct({{0, 2}, {0, 1}, {1, 0}})
-    ->ArgNames({"loops", "isolation", "demote"})
+    ->ArgsProduct({{0, 1}, {1, 0}, {4}})
+    ->ArgNames({"isolation", "demote", "reps"})
+    ->Iterations(1)
     ->UseRealTime()
-    ->MinTime(5.0);
+    ->Unit(benchmark::kSecond);
 
 }  // namespace
 }  // namespace parley::functions

@@ -71,16 +71,19 @@ struct RuntimeOptions {
   // A JS task running this long marks its worker busy: the worker hands back the jobs it has
   // not started and gets no more until the task ends. Default: 20 ms.
   std::chrono::milliseconds long_task{20};
-  // While a worker runs a long task, its JS thread is put in the SCHED_IDLE scheduling class
-  // (nice 19 where that is refused), so the server and the other workers preempt it at once.
-  // When the task ends its priority is restored; where the OS refuses that (an unprivileged
-  // process may lower its threads' priority but not raise it again), the worker takes no new
-  // jobs, is stopped once its invocations in flight end, and a fresh one replaces it.
-  // Default: false. On a machine whose cores are busy with other normal-priority work, an
-  // idle-class thread gets no CPU at all: a demoted function then cannot even be terminated at
-  // its deadline (its worker is killed as a crash a second later) and a memory bomb keeps its
-  // memory until then. Until the demoted task keeps a minimum share, this stays opt-in.
-  bool demote_long_tasks = false;
+  // While a worker runs a long task, its JS thread is demoted: to SCHED_IDLE where this process
+  // may take a thread out of that class again (CAP_SYS_NICE or a large enough RLIMIT_NICE), so
+  // any normal thread that wakes on its core preempts it at once; else to nice 19 (CFS weight
+  // 15 against 1024: it keeps a minimum share). Its priority comes back when the task ends,
+  // when its JS is being terminated (CPU limit, near the heap limit, the Watchdog) and 5 ms
+  // before its deadline, so termination is prompt. Where the OS refuses to raise it again (an
+  // unprivileged process may lower its threads' priority but not raise it), the worker takes no
+  // new jobs once the task ends, is stopped when its invocations in flight end, and a fresh one
+  // replaces it. Default: true.
+  bool demote_long_tasks = true;
+  // An extra shared worker (beyond `threads`) idle this long is stopped, unless it is the one
+  // free worker kept while the others are busy. Default: 10 s.
+  std::chrono::milliseconds extra_worker_idle{10'000};
   // Address-space limit (RLIMIT_AS) of a worker process, in MiB; 0 = none. Default: 16 GiB
   // (V8 reserves large virtual ranges per isolate; resident memory is bounded by the heap
   // caps). Not applied in sanitizer builds.
@@ -150,6 +153,8 @@ struct RuntimeStats {
   std::size_t quarantined = 0;        // functions in quarantine now
   std::uint64_t jobs_returned = 0;    // jobs a busy worker handed back
   std::uint64_t demotions = 0;        // long tasks whose JS thread went to SCHED_IDLE / nice 19
+  // demoted long tasks given their priority back at their deadline or when being terminated
+  std::uint64_t demotions_restored_early = 0;
   std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
   double cpu_ms = 0;                  // CPU time used by finished invocations
 };

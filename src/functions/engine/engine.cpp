@@ -73,8 +73,14 @@ struct WorkerHandle {
   // the supervisor stops it once `jobs` and `prepares` are empty (a fresh one replaces it).
   bool draining = false;
 
-  // I/O thread only: the threads put in SCHED_IDLE / nice 19 for the current long task.
-  std::vector<pid_t> demoted;
+  // The JS thread(s) demoted (SCHED_IDLE or nice 19) for the current long task, with the nice
+  // value each had.
+  // Demoted by the I/O thread (kBusy); restored by it (kFree) or, when the task is being
+  // terminated or its deadline comes, by the supervisor. Lock order: Engine::mu_, then prio_mu.
+  Mutex prio_mu;
+  std::vector<std::pair<pid_t, int>> demoted PARLEY_GUARDED_BY(prio_mu);
+  // A restore was refused (unprivileged server): the worker is replaced when the task ends.
+  bool restore_refused PARLEY_GUARDED_BY(prio_mu) = false;
 };
 
 namespace {
@@ -82,8 +88,12 @@ namespace {
 constexpr std::size_t kMaxCodeChars = 100'000;
 // Output queued for a worker that does not read; beyond it the worker is killed.
 constexpr std::size_t kMaxQueuedOutput = 256u << 20;
-// An extra worker idle this long is stopped.
-constexpr auto kExtraWorkerIdle = std::chrono::seconds(10);
+// A demoted long task gets its priority back this long before its deadline, so that the
+// Watchdog's TerminateExecution finds the thread running at normal priority.
+constexpr auto kRestoreBeforeDeadline = std::chrono::milliseconds(5);
+// How often the supervisor looks whether a demoted task is being terminated (WorkerShared::
+// terminating) while one is demoted.
+constexpr auto kTerminatingPoll = std::chrono::milliseconds(10);
 // JS still running this long after its deadline is stuck where V8 cannot terminate it (a
 // built-in written in C++ that does not return to JS): its worker process is killed.
 constexpr auto kHardKillGrace = std::chrono::seconds(1);
@@ -135,20 +145,60 @@ std::vector<pid_t> jsThreadsOf(const WorkerHandle& w) {
   return all;
 }
 
-// SCHED_IDLE (any normal-priority thread preempts it at once), or nice 19 where that is refused.
-bool demoteThread(pid_t tid) {
-  sched_param p{};
-  if (::sched_setscheduler(tid, SCHED_IDLE, &p) == 0) return true;
-  return ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19) == 0;
+// Whether this process may give a thread in SCHED_IDLE its normal class back (CAP_SYS_NICE, or
+// an RLIMIT_NICE that allows the thread's nice value): tried once on a thread of its own.
+bool canLeaveIdleClass() {
+  bool ok = false;
+  std::thread([&] {
+    sched_param p{};
+    pid_t tid = ::gettid();
+    ok = ::sched_setscheduler(tid, SCHED_IDLE, &p) == 0 &&
+         ::sched_setscheduler(tid, SCHED_OTHER, &p) == 0;
+  }).join();
+  return ok;
 }
 
-// Back to SCHED_OTHER, nice 0. False when the OS refuses (EPERM for an unprivileged server:
-// it may lower a thread's priority but not raise it again). A thread that is gone is fine.
-bool restoreThread(pid_t tid) {
+// Lowers a long task's thread: SCHED_IDLE when `idle_class` (a normal thread that wakes on its
+// core preempts it at once; it runs only on CPU nobody else wants), else nice 19 (CFS weight 15
+// against 1024: it keeps a minimum share, but a waking thread may wait for the end of its
+// slice). Returns the nice value the thread had, or nullopt when it could not be lowered.
+std::optional<int> demoteThread(pid_t tid, bool idle_class) {
+  errno = 0;
+  int was = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  if (errno != 0 || ::sched_getscheduler(tid) != SCHED_OTHER) return std::nullopt;
   sched_param p{};
-  if (::sched_setscheduler(tid, SCHED_OTHER, &p) != 0) return errno == ESRCH;
-  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) != 0) return errno == ESRCH;
+  if (idle_class && ::sched_setscheduler(tid, SCHED_IDLE, &p) == 0) return was;
+  if (was >= 19 || ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19) != 0)
+    return std::nullopt;
+  return was;
+}
+
+// Back to SCHED_OTHER at nice `was`. False when the OS refuses (EPERM/EACCES for an
+// unprivileged server: it may lower a thread's priority but not raise it again). A thread that
+// is gone is fine.
+bool restoreThread(pid_t tid, int was) {
+  sched_param p{};
+  if (::sched_getscheduler(tid) == SCHED_IDLE && ::sched_setscheduler(tid, SCHED_OTHER, &p) != 0)
+    return errno == ESRCH;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), was) != 0) return errno == ESRCH;
   return true;
+}
+
+// Gives the threads demoted for w's long task their priority back; a refusal (`refuse`: as the
+// OS does for an unprivileged server) is remembered in w.restore_refused.
+void restorePriorityLocked(WorkerHandle& w, bool refuse) PARLEY_REQUIRES(w.prio_mu) {
+  for (auto [tid, was] : w.demoted) {
+    if (refuse || !restoreThread(tid, was)) w.restore_refused = true;
+  }
+  w.demoted.clear();
+}
+
+// As restorePriorityLocked; false when this task's priority was refused now or at an earlier
+// restore (which is then forgotten).
+bool restorePriority(WorkerHandle& w, bool refuse) PARLEY_EXCLUDES(w.prio_mu) {
+  MutexLock prio(w.prio_mu);
+  restorePriorityLocked(w, refuse);
+  return !std::exchange(w.restore_refused, false);
 }
 
 std::string describeExit(int status) {
@@ -196,6 +246,10 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
   if (!policy) return std::unexpected(policy.error());
   std::unique_ptr<Engine> e(new Engine(std::move(options), host, clock));
   e->address_policy_ = std::move(*policy);
+  // SCHED_IDLE only where the thread can be given its class back at its deadline or termination;
+  // a thread left in it on busy cores would get no CPU even to be terminated.
+  e->idle_class_allowed_ = e->options_.demote_long_tasks && canLeaveIdleClass();
+  e->demote_to_idle_class_.store(e->idle_class_allowed_);
   e->limits_ = std::move(limits);
   // Sent to every worker in its first frame: the worker process reads no file.
   JsLibs libs;
@@ -515,11 +569,15 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     }
     case Msg::kBusy: {
       // Lower the JS thread's priority first: the long task keeps running meanwhile.
-      if (options_.demote_long_tasks && w->demoted.empty()) {
-        for (pid_t tid : jsThreadsOf(*w)) {
-          if (demoteThread(tid)) w->demoted.push_back(tid);
+      if (options_.demote_long_tasks) {
+        MutexLock prio(w->prio_mu);
+        if (w->demoted.empty()) {
+          for (pid_t tid : jsThreadsOf(*w)) {
+            if (auto was = demoteThread(tid, demote_to_idle_class_.load()))
+              w->demoted.emplace_back(tid, *was);
+          }
+          if (!w->demoted.empty()) demotions_.fetch_add(1, std::memory_order_relaxed);
         }
-        if (!w->demoted.empty()) demotions_.fetch_add(1, std::memory_order_relaxed);
       }
       MutexLock lock(mu_);
       // The account is the one of the invocation the shared page names, if it runs on this
@@ -540,10 +598,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     case Msg::kFree: {
       // Restore the priority before the worker gets another job: a demoted worker never starts
       // a short invocation.
-      bool restored = true;
-      for (pid_t tid : w->demoted)
-        restored &= !refuse_restore_for_test_.load() && restoreThread(tid);
-      w->demoted.clear();
+      bool restored = restorePriority(*w, refuse_restore_for_test_.load());
       MutexLock lock(mu_);
       if (!restored && !w->gone && !w->draining) {
         spdlog::info(
@@ -776,16 +831,9 @@ void Engine::supervise() {
     bool any_busy = false;
     for (auto& [id, w] : workers_) {
       if (w->pid <= 0 || w->gone || !w->killed.empty()) continue;
-      std::uint64_t running = w->shared->running.load(std::memory_order_relaxed);
-      if (running == 0) continue;
+      if (w->shared->running.load(std::memory_order_relaxed) == 0) continue;
       any_busy = true;
-      SteadyTime deadline = SteadyTime::max();
-      if (running & WorkerShared::kPrepareBit) {
-        auto p = w->prepares.find(running & ~WorkerShared::kPrepareBit);
-        if (p != w->prepares.end()) deadline = p->second.deadline;
-      } else if (auto j = jobs_.find(running); j != jobs_.end() && j->second.worker == id) {
-        deadline = j->second.deadline;
-      }
+      SteadyTime deadline = runningDeadline(*w);
       if (deadline != SteadyTime::max() && now > deadline + kHardKillGrace) {
         w->killed =
             "the function was still running " +
@@ -827,7 +875,10 @@ void Engine::supervise() {
                    shared > static_cast<std::size_t>(options_.threads);
       bool idle_quarantine =
           w->kind == Scheduler::WorkerKind::kQuarantine && scheduler_.quarantinedCount() == 0;
-      if ((extra || idle_quarantine) && now - w->idle_since > kExtraWorkerIdle) {
+      // Not the last free shared worker while the others are busy: the supervisor would only
+      // start another in its place.
+      if (extra && !scheduler_.spareFreeWorker(starting_shared_)) continue;
+      if ((extra || idle_quarantine) && now - w->idle_since > options_.extra_worker_idle) {
         scheduler_.removeWorker(id);
         w->ready = false;
         w->gone = true;
@@ -836,8 +887,37 @@ void Engine::supervise() {
         if (extra) --shared;
       }
     }
-    lock.waitFor(cv_, any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
+    // A demoted long task gets its priority back when its JS is being terminated or its
+    // deadline is near: TerminateExecution takes effect only when the thread runs.
+    SteadyTime wake = now + (any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
+    for (auto& [id, w] : workers_) {
+      if (w->gone) continue;
+      MutexLock prio(w->prio_mu);
+      if (w->demoted.empty()) continue;
+      SteadyTime deadline = runningDeadline(*w);
+      if (w->shared->terminating.load(std::memory_order_relaxed) != 0 ||
+          (deadline != SteadyTime::max() && now + kRestoreBeforeDeadline >= deadline)) {
+        restorePriorityLocked(*w, refuse_restore_for_test_.load());
+        demotions_restored_early_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      wake = std::min(wake, now + kTerminatingPoll);
+      if (deadline != SteadyTime::max()) wake = std::min(wake, deadline - kRestoreBeforeDeadline);
+    }
+    lock.waitUntil(cv_, wake);
   }
+}
+
+SteadyTime Engine::runningDeadline(const WorkerHandle& w) {
+  std::uint64_t running = w.shared->running.load(std::memory_order_relaxed);
+  if (running == 0) return SteadyTime::max();
+  if (running & WorkerShared::kPrepareBit) {
+    auto p = w.prepares.find(running & ~WorkerShared::kPrepareBit);
+    return p != w.prepares.end() ? p->second.deadline : SteadyTime::max();
+  }
+  // Only an invocation that runs on this worker (the page is the worker's to write).
+  auto j = jobs_.find(running);
+  return j != jobs_.end() && j->second.worker == w.id ? j->second.deadline : SteadyTime::max();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1121,6 +1201,7 @@ RuntimeStats Engine::stats() const {
   s.jobs_returned = jobs_returned_.load();
   s.demotions = demotions_.load();
   s.demoted_retired = demoted_retired_.load();
+  s.demotions_restored_early = demotions_restored_early_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
 }
@@ -1148,7 +1229,10 @@ std::string Engine::prometheusText() const {
   metric("parley_functions_jobs_returned_total", "counter",
          "Invocations a busy worker handed back to run elsewhere.", s.jobs_returned);
   metric("parley_functions_demotions_total", "counter",
-         "Long JS tasks whose worker thread was put in SCHED_IDLE (or nice 19).", s.demotions);
+         "Long JS tasks whose worker thread was put in SCHED_IDLE (or at nice 19).", s.demotions);
+  metric("parley_functions_demotions_restored_early_total", "counter",
+         "Demoted long tasks given their priority back at their deadline or termination.",
+         s.demotions_restored_early);
   metric("parley_functions_demoted_workers_replaced_total", "counter",
          "Demoted workers replaced because their priority could not be restored.",
          s.demoted_retired);
@@ -1171,6 +1255,13 @@ std::vector<int> Engine::workerPidsForTest(Scheduler::WorkerKind kind) const {
   std::vector<int> out;
   for (auto& [k, pid] : v) out.push_back(pid);
   return out;
+}
+
+void Engine::markTerminatingForTest() {
+  MutexLock lock(mu_);
+  for (auto& [id, w] : workers_) {
+    if (w->owned_shared) w->owned_shared->terminating.store(1);
+  }
 }
 
 int Engine::workerPidOfRequestForTest(const std::string& request_id) const {

@@ -92,8 +92,17 @@ class Engine {
   // on): "open", "openat", "socket", "connect", "execve", "fork", "ptrace", "rlimits", "fds",
   // "nnp", "seccomp", "abort". Returns the worker's answer; Unavailable when it died doing it.
   Result<std::string> probeWorkerForTest(const std::string& what);
-  // Makes restoring a demoted worker's priority fail as it does for an unprivileged server.
-  void refuseRestoreForTest(bool refuse) { refuse_restore_for_test_.store(refuse); }
+  // In-process mode: sets WorkerShared::terminating of every worker, as a worker does when it
+  // asks V8 to stop its JS (the JS itself goes on).
+  void markTerminatingForTest();
+  // Whether long tasks are demoted to SCHED_IDLE (else nice 19).
+  bool demotesToIdleClassForTest() const { return demote_to_idle_class_.load(); }
+  // Makes restoring a demoted worker's priority fail as it does for an unprivileged server, and
+  // demotes to nice 19 as such a server does (false: back to what the engine found at start).
+  void refuseRestoreForTest(bool refuse) {
+    refuse_restore_for_test_.store(refuse);
+    demote_to_idle_class_.store(!refuse && idle_class_allowed_);
+  }
   // Waits until `n` shared workers are ready (or the timeout passes).
   bool waitForWorkersForTest(std::size_t n, std::chrono::milliseconds timeout);
   // Worker processes of `kind` the engine holds: starting, ready, or told to stop and not yet
@@ -109,6 +118,8 @@ class Engine {
   void ioLoop(std::shared_ptr<WorkerHandle> w);
   void onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f);
   void onWorkerExit(const std::shared_ptr<WorkerHandle>& w);
+  // The deadline of the JS running on `w` now (SteadyTime::max() when none or unknown).
+  SteadyTime runningDeadline(const WorkerHandle& w) PARLEY_REQUIRES(mu_);
 
   // Dispatch.
   void scheduleLocked() PARLEY_REQUIRES(mu_);
@@ -166,9 +177,12 @@ class Engine {
 
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
-      jobs_returned_{0}, demotions_{0}, demoted_retired_{0};
+      jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
+  // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.
+  bool idle_class_allowed_ = false;
+  std::atomic<bool> demote_to_idle_class_{false};
 
   std::size_t io_threads_ PARLEY_GUARDED_BY(mu_) = 0;  // live I/O threads
   std::condition_variable io_cv_;

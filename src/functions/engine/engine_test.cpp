@@ -3,7 +3,13 @@
 #include "functions/engine/engine.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/resource.h>
 
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -27,6 +33,41 @@ InvokeResult invokeSync(Engine& e, const AccountId& acc, const FunctionId& fn, i
   return parley::testing::await<InvokeResult>([&](auto done) {
     e.invoke(requestFor(acc, fn, deadline_ms), InvokeMode::kTest, std::move(done));
   });
+}
+
+bool waitFor(const std::function<bool()>& cond) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return cond();
+}
+
+// This process's thread that runs a worker's JS (in-process mode: named "fn-worker"), or 0.
+pid_t workerThread() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "fn-worker") return static_cast<pid_t>(std::stoi(entry.path().filename()));
+  }
+  return 0;
+}
+
+int niceOf(pid_t tid) {
+  errno = 0;
+  int n = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  return errno == 0 ? n : -100;
+}
+
+// Demoted for a long task: SCHED_IDLE, or nice 19 where the process could not take a thread out
+// of SCHED_IDLE again.
+bool demoted(pid_t tid) { return ::sched_getscheduler(tid) == SCHED_IDLE || niceOf(tid) == 19; }
+
+bool normal(pid_t tid, int nice) {
+  return ::sched_getscheduler(tid) == SCHED_OTHER && niceOf(tid) == nice;
 }
 
 // One worker thread (so tests can hold it busy) and FakeLimits in place of the watchdog.
@@ -116,6 +157,73 @@ TEST_F(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeout
       << r.error_message;
   EXPECT_EQ(fake->enteredLateForTest(), late_before);
   EXPECT_EQ(e->stats().isolate_restarts, 0u);
+}
+
+// A long task's JS thread is demoted, and gets its priority back as soon as the worker says its
+// JS is being terminated, while that JS still runs: V8's TerminateExecution takes effect only
+// when the thread gets the CPU.
+TEST_F(EngineLimits, ADemotedTaskGetsItsPriorityBackWhenItIsBeingTerminated) {
+  ASSERT_TRUE(RuntimeOptions{}.demote_long_tasks);  // on by default
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("loop"), {"function lambda(i, cb) { for (;;) {} }", {}, 1}));
+  pid_t tid = workerThread();
+  ASSERT_NE(tid, 0);
+  int nice0 = niceOf(tid);
+  ASSERT_TRUE(normal(tid, nice0));
+  ASSERT_LT(nice0, 19);
+  std::promise<InvokeResult> loop;
+  e->invoke(requestFor(acc, FunctionId("loop"), 600'000), InvokeMode::kTest,
+            [&](InvokeResult r) { loop.set_value(std::move(r)); });
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  ASSERT_EQ(fake->longTaskNow(), 1);
+  ASSERT_TRUE(waitFor([&] { return demoted(tid); })) << "not demoted";
+  EXPECT_EQ(e->stats().demotions, 1u);
+  EXPECT_EQ(e->stats().demotions_restored_early, 0u);
+  e->markTerminatingForTest();
+  ASSERT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "priority not restored";
+  EXPECT_EQ(fake->liveForTest(), 1);  // the loop still runs
+  EXPECT_EQ(e->stats().demotions_restored_early, 1u);
+  ASSERT_EQ(fake->terminateNow(), 1);
+  auto r = loop.get_future().get();
+  EXPECT_EQ(r.error_code, kErrTimeExceeded);
+  EXPECT_TRUE(normal(tid, nice0));
+}
+
+// An extra worker started while the others are busy is not stopped as idle while it is the
+// only free one (it would only be started again), and is stopped once others are free.
+TEST(EngineExtraWorkers, TheOnlyFreeWorkerIsNotStoppedAsIdle) {
+  testing::FakeHost host;
+  SystemClock clock;
+  auto limits = std::make_unique<testing::FakeLimits>();
+  testing::FakeLimits* fake = limits.get();
+  RuntimeOptions o;
+  o.threads = 1;
+  o.max_workers = 3;
+  o.extra_worker_idle = std::chrono::milliseconds(20);
+  auto made = Engine::create(o, host, clock, std::move(limits));
+  ASSERT_TRUE(made);
+  auto e = std::move(*made);
+  ASSERT_TRUE(e->waitForWorkersForTest(1, std::chrono::seconds(60)));
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("loop"), {"function lambda(i, cb) { for (;;) {} }", {}, 1}));
+  std::promise<InvokeResult> loop;
+  e->invoke(requestFor(acc, FunctionId("loop"), 600'000), InvokeMode::kTest,
+            [&](InvokeResult r) { loop.set_value(std::move(r)); });
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  ASSERT_EQ(fake->longTaskNow(), 1);  // the base worker is busy: an extra one starts
+  ASSERT_TRUE(e->waitForWorkersForTest(2, std::chrono::seconds(60)));
+  EXPECT_EQ(e->stats().extra_workers, 1u);
+  // Fifty idle periods: each would have stopped it and started another.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'000));
+  EXPECT_EQ(e->stats().extra_workers, 1u);
+  EXPECT_EQ(e->workerCountForTest(), 2u);
+  ASSERT_EQ(fake->terminateNow(), 1);
+  EXPECT_EQ(loop.get_future().get().error_code, kErrTimeExceeded);
+  // Both free now: the idle extra one stops.
+  EXPECT_TRUE(waitFor([&] { return e->workerCountForTest() == 1; }));
+  EXPECT_EQ(e->stats().extra_workers, 1u);
 }
 
 }  // namespace

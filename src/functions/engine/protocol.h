@@ -64,8 +64,9 @@ struct WorkerConfig {
 };
 
 // What the server reads about a worker without asking it: the invocation whose JS runs now (0
-// when none). In a worker process it lives in memory shared with the server, which reads it when
-// the worker dies to learn which function killed it.
+// when none), the thread that runs it and whether that JS is being terminated. In a worker
+// process it lives in memory shared with the server, which reads it when the worker dies to
+// learn which function killed it, and while the JS thread is demoted for a long task.
 struct WorkerShared {
   // The running invocation id, or kPrepareBit | prepare request id while top-level code runs.
   std::atomic<std::uint64_t> running{0};
@@ -74,6 +75,10 @@ struct WorkerShared {
   // server lowers that thread's CPU priority during long tasks; it checks that the id names a
   // thread of the worker's own process before it uses it.
   std::atomic<std::int32_t> js_tid{0};
+  // 1 once the worker asked V8 to stop the running JS (deadline, CPU limit, near the heap
+  // limit); back to 0 when the JS has returned. The server then gives a demoted JS thread its
+  // priority back at once: TerminateExecution takes effect only when the thread runs.
+  std::atomic<std::uint32_t> terminating{0};
 };
 
 // The exit status of a worker process that ended on a fatal V8 out-of-memory error.

@@ -202,6 +202,12 @@ bool Scheduler::wantsSharedWorker(std::size_t starting) const {
   return free + starting < options_.min_free_workers && shared + starting < options_.max_workers;
 }
 
+bool Scheduler::spareFreeWorker(std::size_t starting) const {
+  std::size_t free = 0;
+  for (auto& [id, w] : workers_) free += w.kind == WorkerKind::kShared && !w.busy;
+  return free + starting > options_.min_free_workers;
+}
+
 bool Scheduler::wantsQuarantineWorker(std::size_t starting) const {
   std::size_t have = 0;
   for (auto& [id, w] : workers_) have += w.kind == WorkerKind::kQuarantine;

@@ -92,6 +92,9 @@ class Scheduler {
   // Whether another shared worker would help: fewer than min_free_workers shared workers are
   // free and there is room (counting `starting` workers not yet added).
   bool wantsSharedWorker(std::size_t starting) const;
+  // Whether one free shared worker could stop without wantsSharedWorker(starting) asking for
+  // another: more than min_free_workers are free (counting `starting` ones).
+  bool spareFreeWorker(std::size_t starting) const;
   // Whether there are more quarantined functions than quarantine workers and there is room.
   bool wantsQuarantineWorker(std::size_t starting) const;
 

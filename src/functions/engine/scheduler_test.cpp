@@ -91,6 +91,19 @@ TEST(Scheduler, AsksForAnotherWorkerWhenNoneIsFreeUpToTheLimit) {
   EXPECT_FALSE(s.wantsSharedWorker(0));  // at max_workers
 }
 
+TEST(Scheduler, AFreeWorkerIsSpareOnlyWhenAnotherWouldStillBeFree) {
+  Scheduler s(opts());  // min_free_workers 1
+  s.addWorker(1, Kind::kShared);
+  s.addWorker(2, Kind::kShared);
+  s.addWorker(3, Kind::kQuarantine);
+  EXPECT_TRUE(s.spareFreeWorker(0));  // two free shared workers
+  s.setBusy(1, "B");
+  EXPECT_FALSE(s.spareFreeWorker(0));  // worker 2 is the only free one (3 is not shared)
+  EXPECT_TRUE(s.spareFreeWorker(1));   // one more is starting
+  s.setFree(1);
+  EXPECT_TRUE(s.spareFreeWorker(0));
+}
+
 TEST(Scheduler, QuarantinedFunctionRunsOnlyOnAQuarantineWorkerAndOthersNeverDo) {
   Scheduler s(opts());
   s.addWorker(1, Kind::kShared);

@@ -71,6 +71,7 @@ std::size_t nearHeapLimit(void* data, std::size_t current, std::size_t /*initial
   auto* slot = static_cast<IsolateSlot*>(data);
   slot->oom = true;
   ++slot->near_limit_calls;
+  slot->worker->noteTerminating();
   slot->isolate->TerminateExecution();
   if (slot->near_limit_calls > 1) return current;
   return current + std::max(current / 2, kMinOomHeadroom);
@@ -174,6 +175,11 @@ Worker::Worker(int fd, WorkerConfig config, Limits& limits, const Clock& clock,
 Worker::~Worker() = default;
 
 void IsolateSlot::longTask() { worker->onLongTask(); }
+
+void IsolateSlot::terminate() {
+  worker->noteTerminating();
+  isolate->TerminateExecution();
+}
 
 void Worker::send(std::string frame) {
   MutexLock lock(out_mu_);
@@ -354,6 +360,7 @@ bool Worker::handleFrame(wire::Frame& f) {
         shared_.running.store(WorkerShared::kPrepareBit | req, std::memory_order_relaxed);
         s = prepare(d, keep);
         shared_.running.store(0, std::memory_order_relaxed);
+        shared_.terminating.store(0, std::memory_order_relaxed);
       }
       send(proto::prepared(req, s));
       return true;
@@ -836,6 +843,7 @@ void Worker::runJs(std::uint64_t inv_id, F&& body) {
     }
     terminated = scope.exit() || terminated || slot->oom;
     shared_.running.store(0, std::memory_order_relaxed);
+    shared_.terminating.store(0, std::memory_order_relaxed);
     current_ = nullptr;
   }
   inv.cpu += cpuNow(cpu_clock_) - cpu0;

@@ -95,7 +95,7 @@ struct IsolateSlot final : Terminator {
   std::unordered_map<std::string, v8::Global<v8::UnboundScript>> modules;
 
   // Terminator
-  void terminate() override { isolate->TerminateExecution(); }
+  void terminate() override;
   void longTask() override;
 };
 
@@ -138,6 +138,8 @@ class Worker {
   // Limits' thread, while a JS task of this worker has run for long: tells the server the
   // worker is busy and hands back the jobs it received but has not started.
   void onLongTask();
+  // V8 was asked to stop the running JS (WorkerShared::terminating). Any thread.
+  void noteTerminating() { shared_.terminating.store(1, std::memory_order_relaxed); }
 
   // ---- Worker thread only ----
   // Natives (bindings/natives.cpp), called from JS on the worker thread.

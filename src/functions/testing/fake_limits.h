@@ -1,11 +1,13 @@
 #pragma once
 
-// A Limits for tests: records every "enter JS" and can terminate JS at once instead of waiting
-// for a wall-clock deadline. Thread-safe.
+// A Limits for tests: records every "enter JS" and can terminate JS (or report it as a long task)
+// when the test says so instead of at a wall-clock deadline. Thread-safe.
 
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/thread_annotations.h"
@@ -24,6 +26,28 @@ class FakeLimits final : public engine::Limits {
     MutexLock lock(mu_);
     return deadlines_;
   }
+  // Scopes entered and not exited (JS running now).
+  int liveForTest() const {
+    MutexLock lock(mu_);
+    return static_cast<int>(live_.size());
+  }
+  // Calls Terminator::longTask() / terminate() for every live scope, as the Watchdog does past
+  // `long_task` / at a deadline; returns how many.
+  int longTaskNow() {
+    MutexLock lock(mu_);
+    for (auto& [token, t] : live_) t->longTask();
+    return static_cast<int>(live_.size());
+  }
+  int terminateNow() {
+    MutexLock lock(mu_);
+    for (auto& [token, t] : live_) {
+      t->terminate();
+      fired_.insert(token);
+    }
+    int n = static_cast<int>(live_.size());
+    live_.clear();
+    return n;
+  }
 
  protected:
   // Limits
@@ -31,24 +55,32 @@ class FakeLimits final : public engine::Limits {
                           const engine::CpuBudget* /*cpu*/) override {
     ++entered_;
     if (std::chrono::steady_clock::now() >= deadline) ++entered_late_;
-    {
-      MutexLock lock(mu_);
-      deadlines_.push_back(deadline);
-    }
+    MutexLock lock(mu_);
+    deadlines_.push_back(deadline);
+    std::uint64_t token = next_token_++;
     if (terminate_on_enter_) {
       t.terminate();
-      return 1;
+      fired_.insert(token);
+    } else {
+      live_[token] = &t;
     }
-    return 0;
+    return token;
   }
-  bool exitJs(std::uint64_t token) override { return token == 1; }
+  bool exitJs(std::uint64_t token) override {
+    MutexLock lock(mu_);
+    live_.erase(token);
+    return fired_.erase(token) > 0;
+  }
 
  private:
   std::atomic<bool> terminate_on_enter_{false};
   std::atomic<int> entered_{0};
   std::atomic<int> entered_late_{0};
-  Mutex mu_;
+  mutable Mutex mu_;
   std::vector<engine::SteadyTime> deadlines_ PARLEY_GUARDED_BY(mu_);
+  std::uint64_t next_token_ PARLEY_GUARDED_BY(mu_) = 1;
+  std::unordered_map<std::uint64_t, engine::Terminator*> live_ PARLEY_GUARDED_BY(mu_);
+  std::unordered_set<std::uint64_t> fired_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::functions::testing
