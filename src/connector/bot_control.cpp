@@ -39,12 +39,13 @@ Status BotControl::setAvailability(const BotRuntime& b, store::Availability av) 
 Status BotControl::activate(const store::BotRecord& rec) {
   auto user = d_.store.accounts().getUser(rec.account, rec.user);
   if (!user) return std::unexpected(user.error());
-  std::string status = rec.status == "OFFLINE" ? "ONLINE" : rec.status;
-  if (status == "SERVICE_INTERRUPTION") {
+  store::BotStatus status =
+      rec.status == store::BotStatus::kOffline ? store::BotStatus::kOnline : rec.status;
+  if (status == store::BotStatus::kServiceInterruption) {
     // A restart retries the platform: the next turn finds out whether it runs the function.
-    status = "ONLINE";
+    status = store::BotStatus::kOnline;
     store::BotRecord online = rec;
-    online.status = "ONLINE";
+    online.status = store::BotStatus::kOnline;
     online.updated_at = d_.clock.nowMs();
     (void)d_.store.bots().updateBot(online);
   }

@@ -19,19 +19,20 @@ void BotHealth::record(const std::shared_ptr<BotRuntime>& bot, TurnHealth h,
   if (change) transitioned(bot, change->from, change->to);
 }
 
-void BotHealth::transitioned(const std::shared_ptr<BotRuntime>& bot, const std::string& old_status,
-                             const std::string& new_status) {
-  spdlog::warn("connector: bot {} is now {} (was {})", bot->id.str(), new_status, old_status);
+void BotHealth::transitioned(const std::shared_ptr<BotRuntime>& bot, store::BotStatus old_status,
+                             store::BotStatus new_status) {
+  spdlog::warn("connector: bot {} is now {} (was {})", bot->id.str(),
+               store::botStatusName(new_status), store::botStatusName(old_status));
   auto rec = bots_.getBot(bot->account, bot->id);
   if (rec) {
     rec->status = new_status;
     rec->updated_at = clock_.nowMs();
     (void)bots_.updateBot(*rec);
   }
-  if (new_status == "SERVICE_INTERRUPTION") {
+  if (new_status == store::BotStatus::kServiceInterruption) {
     setAvailabilityAsync(*bot, store::Availability::kAway);
     armProbe(bot);
-  } else if (old_status == "SERVICE_INTERRUPTION") {
+  } else if (old_status == store::BotStatus::kServiceInterruption) {
     setAvailabilityAsync(*bot, store::Availability::kOnline);
   }
 }
@@ -73,7 +74,7 @@ void BotHealth::probe(const std::shared_ptr<BotRuntime>& bot) {
   runner_.invoke(std::move(req), [this, bot = bot](functions::InvokeResult r) mutable {
     // Moved: the runner may destroy this callback after stop() (see StrandTasks::released).
     asio::post(pool_, [this, bot = std::move(bot), r = std::move(r)] {
-      bool still = bot->status() == "SERVICE_INTERRUPTION";
+      bool still = bot->status() == store::BotStatus::kServiceInterruption;
       if (still && registry_.isActive(bot)) {
         if (r.ok || !platformFailure(r.error_code)) {
           spdlog::info("connector: bot {}: the platform runs function {} again", bot->id.str(),

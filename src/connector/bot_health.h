@@ -45,8 +45,8 @@ class BotHealth {
               const std::string& platform_error = {});
 
  private:
-  void transitioned(const std::shared_ptr<BotRuntime>& bot, const std::string& old_status,
-                    const std::string& new_status);
+  void transitioned(const std::shared_ptr<BotRuntime>& bot, store::BotStatus old_status,
+                    store::BotStatus new_status);
   void setAvailabilityAsync(const BotRuntime& b, store::Availability av);
   // A timer (not counted as work in flight), then a probe invocation with the Test Connection
   // input.

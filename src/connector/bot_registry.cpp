@@ -3,7 +3,7 @@
 namespace parley::connector {
 
 BotRuntime::BotRuntime(AccountId account, BotId id, store::User user,
-                       std::shared_ptr<const BotConfig> config, std::string status)
+                       std::shared_ptr<const BotConfig> config, store::BotStatus status)
     : account(std::move(account)),
       id(std::move(id)),
       user(std::move(user)),
@@ -20,7 +20,7 @@ void BotRuntime::setConfig(std::shared_ptr<const BotConfig> config) {
   config_ = std::move(config);
 }
 
-std::string BotRuntime::status() const {
+store::BotStatus BotRuntime::status() const {
   std::lock_guard l(mu_);
   return status_;
 }
@@ -38,33 +38,34 @@ void BotRuntime::setLastPlatformError(std::string code) {
 std::optional<BotRuntime::Transition> BotRuntime::recordHealth(TurnHealth h,
                                                                const std::string& platform_error) {
   std::lock_guard l(mu_);
-  std::string old_status = status_;
-  std::string new_status;
+  const store::BotStatus old_status = status_;
+  std::optional<store::BotStatus> new_status;
   switch (h) {
     case TurnHealth::kNotCounted:
       return std::nullopt;
     case TurnHealth::kSuccess:
       consecutive_failures_ = 0;
       platform_failures_ = 0;
-      if (status_ != "ONLINE") new_status = status_ = "ONLINE";
+      if (status_ != store::BotStatus::kOnline) new_status = status_ = store::BotStatus::kOnline;
       break;
     case TurnHealth::kFunctionFailure:
       platform_failures_ = 0;
       ++consecutive_failures_;
-      if (status_ == "ONLINE" && consecutive_failures_ >= config_->interruption_threshold)
-        new_status = status_ = "VENDOR_INTERRUPTION";
+      if (status_ == store::BotStatus::kOnline &&
+          consecutive_failures_ >= config_->interruption_threshold)
+        new_status = status_ = store::BotStatus::kVendorInterruption;
       break;
     case TurnHealth::kPlatformFailure:
       ++platform_failures_;
       last_platform_error_ = platform_error;
-      if (status_ != "SERVICE_INTERRUPTION" &&
+      if (status_ != store::BotStatus::kServiceInterruption &&
           (functionGone(platform_error) || platform_failures_ >= config_->interruption_threshold))
-        new_status = status_ = "SERVICE_INTERRUPTION";
+        new_status = status_ = store::BotStatus::kServiceInterruption;
       break;
   }
-  if (new_status.empty()) return std::nullopt;
-  if (old_status == "SERVICE_INTERRUPTION" && probe_timer_) probe_timer_->cancel();
-  return Transition{std::move(old_status), std::move(new_status)};
+  if (!new_status) return std::nullopt;
+  if (old_status == store::BotStatus::kServiceInterruption && probe_timer_) probe_timer_->cancel();
+  return Transition{old_status, *new_status};
 }
 
 bool BotRuntime::setProbeTimer(std::shared_ptr<boost::asio::steady_timer> timer,
@@ -148,7 +149,7 @@ bool BotRegistry::isActive(const std::shared_ptr<BotRuntime>& bot) const {
 std::vector<std::pair<std::string, std::string>> BotRegistry::statuses() const {
   std::lock_guard l(mu_);
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [k, b] : bots_) out.emplace_back(k.second, b->status());
+  for (const auto& [k, b] : bots_) out.emplace_back(k.second, store::botStatusName(b->status()));
   return out;
 }
 

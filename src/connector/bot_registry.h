@@ -30,7 +30,7 @@ enum class TurnHealth { kSuccess, kFunctionFailure, kPlatformFailure, kNotCounte
 class BotRuntime {
  public:
   BotRuntime(AccountId account, BotId id, store::User user, std::shared_ptr<const BotConfig> config,
-             std::string status);
+             store::BotStatus status);
 
   const AccountId account;
   const BotId id;
@@ -40,15 +40,15 @@ class BotRuntime {
   std::shared_ptr<const BotConfig> config() const;
   void setConfig(std::shared_ptr<const BotConfig> config);
 
-  std::string status() const;
+  store::BotStatus status() const;
   // The last error code of an invocation the platform could not run.
   std::string lastPlatformError() const;
   void setLastPlatformError(std::string code);
 
   // A status change made by recordHealth.
   struct Transition {
-    std::string from;
-    std::string to;
+    store::BotStatus from;
+    store::BotStatus to;
   };
   // Applies a finished turn's (or probe's) health to the status (README "Bot health"): the
   // counters of consecutive function and platform failures, VENDOR_INTERRUPTION after
@@ -71,7 +71,7 @@ class BotRuntime {
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const BotConfig> config_;  // GUARDED_BY(mu_)
-  std::string status_;                       // GUARDED_BY(mu_)
+  store::BotStatus status_;                  // GUARDED_BY(mu_)
   // Consecutive turns that failed because of the function or its response
   // (→ VENDOR_INTERRUPTION). GUARDED_BY(mu_)
   int consecutive_failures_ = 0;
@@ -101,7 +101,7 @@ class BotRegistry {
   std::shared_ptr<BotRuntime> forUser(const AccountId& acc, const std::string& user) const;
   // Whether `bot` is still the running instance of its bot (not stopped, not restarted since).
   bool isActive(const std::shared_ptr<BotRuntime>& bot) const;
-  // (bot id, status) of every running bot, in (account, bot) order.
+  // (bot id, status name) of every running bot, in (account, bot) order.
   std::vector<std::pair<std::string, std::string>> statuses() const;
   void cancelProbes();
 

@@ -94,7 +94,7 @@ Status BotService::start() {
       (void)impl_->store.bots().deletePendingTurn(p.turn_id);
     }
   for (const auto& b : *all) {
-    if (b.status == "OFFLINE") {
+    if (b.status == store::BotStatus::kOffline) {
       // A stop that a crash interrupted: hand on what the stopped bot still holds.
       impl_->control.handOff(b.account, b.id, b.user, botConfigFromStored(b.config_json));
       continue;

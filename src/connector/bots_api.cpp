@@ -38,7 +38,7 @@ bj::object BotsApi::botJson(const store::BotRecord& b) {
   bj::object o = botConfigJson(botConfigFromStored(b.config_json));
   o["id"] = b.id.str();
   o["userId"] = b.user.str();
-  o["status"] = b.status;
+  o["status"] = store::botStatusName(b.status);
   o["createdAt"] = b.created_at;
   o["updatedAt"] = b.updated_at;
   return o;
@@ -116,7 +116,7 @@ Result<bj::object> BotsApi::createBot(const AccountId& acc, const bj::object& bo
   rec.name = cfg->name;
   rec.user = user_id;
   rec.config_json = bj::serialize(botConfigJson(*cfg));
-  rec.status = "OFFLINE";
+  rec.status = store::BotStatus::kOffline;
   rec.created_at = rec.updated_at = d_.clock.nowMs();
   if (auto s = st.bots().createBot(rec); !s) {
     if (s.error().code == ErrorCode::kConflict)
@@ -147,7 +147,7 @@ Result<bj::object> BotsApi::updateBot(const AccountId& acc, const BotId& id,
   if (auto rt = d_.registry.find(acc, id)) {
     rt->setConfig(std::make_shared<const BotConfig>(*cfg));
     // Re-reads the user's skills; a bot in SERVICE_INTERRUPTION stays out of routing.
-    bool interrupted = rt->status() == "SERVICE_INTERRUPTION";
+    bool interrupted = rt->status() == store::BotStatus::kServiceInterruption;
     (void)d_.control.setAvailability(
         *rt, interrupted ? store::Availability::kAway : store::Availability::kOnline);
   }
@@ -166,7 +166,7 @@ Result<bj::object> BotsApi::getBot(const AccountId& acc, const BotId& id) {
   auto rec = d_.store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
   bj::object o = botJson(*rec);
-  if (auto rt = d_.registry.find(acc, id)) o["status"] = rt->status();
+  if (auto rt = d_.registry.find(acc, id)) o["status"] = store::botStatusName(rt->status());
   return o;
 }
 
@@ -191,7 +191,7 @@ Result<bj::object> BotsApi::startBot(const AccountId& acc, const BotId& id) {
     return invalid(
         fmt::format("the bot cannot start: function {} does not exist", cfg.function.str()));
   if (d_.registry.find(acc, id)) return botJson(*rec);
-  rec->status = "ONLINE";
+  rec->status = store::BotStatus::kOnline;
   rec->updated_at = d_.clock.nowMs();
   if (auto s = d_.store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
   if (auto s = d_.control.activate(*rec); !s) return std::unexpected(s.error());
@@ -202,7 +202,7 @@ Result<bj::object> BotsApi::stopBot(const AccountId& acc, const BotId& id) {
   auto rec = d_.store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
   d_.control.deactivate(acc, id);
-  rec->status = "OFFLINE";
+  rec->status = store::BotStatus::kOffline;
   rec->updated_at = d_.clock.nowMs();
   if (auto s = d_.store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
   // After the status is stored: a crash in between is finished by the next start().

@@ -43,10 +43,11 @@ void ConversationDriver::ringOffered(const conv::Ring& ring) {
   if (!bot) return;
   d_.work.add();
   asio::post(d_.pool, [this, bot, ring] {
-    std::string status = bot->status();
+    store::BotStatus status = bot->status();
     auto c = d_.conversations.getConversation(ring.account, ring.conversation);
-    bool serve = (status == "ONLINE" || status == "VENDOR_INTERRUPTION") && c &&
-                 bot->config()->servesChannel(c->channel) && !d_.work.stopped();
+    bool serve =
+        (status == store::BotStatus::kOnline || status == store::BotStatus::kVendorInterruption) &&
+        c && bot->config()->servesChannel(c->channel) && !d_.work.stopped();
     d_.work.add();
     if (serve) {
       d_.convs.acceptRing(botActor(*bot), ring.ring_id,
@@ -391,7 +392,7 @@ void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, bool close
                       bj::object a{{"kind", "INACTIVITY_CLOSE"}, {"status", r ? "DONE" : "FAILED"}};
                       if (!r) a["message"] = r.error().message;
                       turn->actions.push_back(std::move(a));
-                      d_.turns.complete(st, turn, "CLOSED_INACTIVE");
+                      d_.turns.complete(st, turn, TurnOutcome::kClosedInactive);
                     });
   };
   if (cfg.close_message.empty()) return do_close();

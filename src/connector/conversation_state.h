@@ -49,6 +49,42 @@ inline conversation::Actor botActor(const BotRuntime& b) {
   return conversation::Actor::ofAgent(b.account, b.user.id, b.user.pid);
 }
 
+// How a turn ended (README "Outcomes"); recorded by name on the turn record and in
+// parley_bot_turns_total.
+enum class TurnOutcome {
+  kOk,
+  kPartial,
+  kEscalated,
+  kEscalationFailed,
+  kDiscarded,
+  kInterrupted,
+  kError,
+  kClosedInactive
+};
+// "OK", "PARTIAL", "ESCALATED", "ESCALATION_FAILED", "DISCARDED", "INTERRUPTED", "ERROR",
+// "CLOSED_INACTIVE".
+inline const char* turnOutcomeName(TurnOutcome o) {
+  switch (o) {
+    case TurnOutcome::kOk:
+      return "OK";
+    case TurnOutcome::kPartial:
+      return "PARTIAL";
+    case TurnOutcome::kEscalated:
+      return "ESCALATED";
+    case TurnOutcome::kEscalationFailed:
+      return "ESCALATION_FAILED";
+    case TurnOutcome::kDiscarded:
+      return "DISCARDED";
+    case TurnOutcome::kInterrupted:
+      return "INTERRUPTED";
+    case TurnOutcome::kError:
+      return "ERROR";
+    case TurnOutcome::kClosedInactive:
+      return "CLOSED_INACTIVE";
+  }
+  return "UNKNOWN";
+}
+
 // One turn of a bot in a conversation: made on the conversation's strand, touched only there.
 struct Turn {
   std::string id;
@@ -61,7 +97,7 @@ struct Turn {
   int attempts = 0;
   boost::json::array actions;
   std::string error;
-  std::string outcome;
+  std::optional<TurnOutcome> outcome;  // set when it ends
   // How the turn's failure counts for the bot's health (set where it failed).
   TurnHealth failure_kind = TurnHealth::kFunctionFailure;
   std::string platform_error;  // the platform's error code when failure_kind is kPlatformFailure

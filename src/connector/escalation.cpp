@@ -41,7 +41,7 @@ void TurnRunner::turnException(const std::shared_ptr<ConvState>& st, const std::
   }
   try {
     turn->error = std::string(kCodePrefix) + codes::kInternal + ": " + what;
-    if (st->turn_running && st->current == turn) complete(st, turn, "ERROR");
+    if (st->turn_running && st->current == turn) complete(st, turn, TurnOutcome::kError);
   } catch (...) {
   }
   if (st->current == turn) endTurn(st);
@@ -50,13 +50,14 @@ void TurnRunner::turnException(const std::shared_ptr<ConvState>& st, const std::
 // A failed invocation or an unusable response: retry per policy, then escalate.
 void TurnRunner::fail(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                       const std::string& code, const std::string& message, bool retryable) {
-  std::string status = turn->bot->status();
+  store::BotStatus status = turn->bot->status();
   turn->actions.push_back(bj::object{{"kind", "ATTEMPT"},
                                      {"attempt", turn->attempts},
                                      {"status", "FAILED"},
                                      {"code", std::string(kCodePrefix) + code},
                                      {"message", message}});
-  if (retryable && status == "ONLINE" && turn->attempts <= turn->config->escalation.retries) {
+  if (retryable && status == store::BotStatus::kOnline &&
+      turn->attempts <= turn->config->escalation.retries) {
     d_.metrics.retry(turn->bot->id.str());
     invoke(st, turn);
     return;
@@ -96,7 +97,7 @@ void TurnRunner::escalate(const std::shared_ptr<ConvState>& st, const std::share
                                                 {"message", r ? "" : r.error().message}});
              if (!r) return sendFailureMessage(st, turn);
              turn->handed_off = true;
-             complete(st, turn, "ESCALATED");
+             complete(st, turn, TurnOutcome::kEscalated);
            });
   };
   auto send_note = [this, st, turn, pol, code, message, after_note] {
@@ -129,14 +130,14 @@ void TurnRunner::escalate(const std::shared_ptr<ConvState>& st, const std::share
 void TurnRunner::sendFailureMessage(const std::shared_ptr<ConvState>& st,
                                     const std::shared_ptr<Turn>& turn) {
   const std::string& text = turn->config->escalation.failure_message;
-  if (text.empty()) return complete(st, turn, "ESCALATION_FAILED");
+  if (text.empty()) return complete(st, turn, TurnOutcome::kEscalationFailed);
   publish(st, turn,
           bj::serialize(bj::object{
               {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", text}}),
           "[]", conv::Audience::kAll, [this, st, turn](Result<conv::Published> r) {
             turn->actions.push_back(bj::object{{"kind", "ESCALATION_FAILURE_MESSAGE"},
                                                {"status", r ? "DONE" : "FAILED"}});
-            complete(st, turn, "ESCALATION_FAILED");
+            complete(st, turn, TurnOutcome::kEscalationFailed);
           });
 }
 
@@ -144,7 +145,7 @@ void TurnRunner::discard(const std::shared_ptr<ConvState>& st, const std::shared
                          const std::string& why) {
   turn->error = why;
   d_.metrics.discarded(turn->bot->id.str());
-  complete(st, turn, "DISCARDED");
+  complete(st, turn, TurnOutcome::kDiscarded);
 }
 
 }  // namespace parley::connector

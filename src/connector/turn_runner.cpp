@@ -48,7 +48,7 @@ bool TurnRunner::interrupted(const std::shared_ptr<ConvState>& st,
   if (!d_.work.interrupting()) return false;
   turn->error =
       "interrupted by the shutdown; the turn is still pending and runs again at the next start";
-  complete(st, turn, "INTERRUPTED");
+  complete(st, turn, TurnOutcome::kInterrupted);
   return true;
 }
 
@@ -93,9 +93,9 @@ void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input
   turn->input_json = bj::serialize(input_obj);
   // No pending-turn row: the consumer messages are stored, and this turn's done mark goes
   // with its last effect (TurnMark); after a restart catchUp derives what is still owed.
-  std::string status = turn->bot->status();
+  store::BotStatus status = turn->bot->status();
   std::string last_error = turn->bot->lastPlatformError();
-  if (status == "SERVICE_INTERRUPTION") {
+  if (status == store::BotStatus::kServiceInterruption) {
     // The platform cannot run the function: do not call it; follow the escalation policy.
     turn->failure_kind = TurnHealth::kNotCounted;
     return escalate(st, turn, codes::kFailedFaasRequest,
@@ -321,7 +321,8 @@ void TurnRunner::update(const std::shared_ptr<ConvState>& st, const std::shared_
 void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
                              const std::shared_ptr<Turn>& turn,
                              const std::shared_ptr<ResponsePlan>& plan) {
-  if (!plan->action) return complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+  if (!plan->action)
+    return complete(st, turn, turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
   const Action& a = *plan->action;
   bj::object rec = a.toJson();
   rec["kind"] = "ACTION";
@@ -365,7 +366,7 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
                rec["status"] = "DONE";
                turn->actions.push_back(rec);
                turn->handed_off = true;
-               complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+               complete(st, turn, turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
              });
       return;
     }
@@ -379,7 +380,8 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
                  rec["message"] = r.error().message;
                }
                turn->actions.push_back(rec);
-               complete(st, turn, r && turn->refused.empty() ? "OK" : "PARTIAL");
+               complete(st, turn,
+                        r && turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
              });
       return;
     case ActionKind::kChangeTtr:
@@ -391,7 +393,8 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
                  rec["message"] = r.error().message;
                }
                turn->actions.push_back(rec);
-               complete(st, turn, r && turn->refused.empty() ? "OK" : "PARTIAL");
+               complete(st, turn,
+                        r && turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
              });
       return;
     case ActionKind::kInvocation: {
@@ -412,7 +415,8 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
           if (r.ok) {
             rec["status"] = "DONE";
             turn->actions.push_back(rec);
-            return complete(st, turn, turn->refused.empty() ? "OK" : "PARTIAL");
+            return complete(st, turn,
+                            turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
           }
           rec["status"] = fail_on_error ? "FAILED" : "FAILED_IGNORED";
           rec["code"] = std::string(kCodePrefix) + codes::kFailedBotAction;
@@ -422,7 +426,7 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
             return escalate(st, turn, codes::kFailedBotAction,
                             "INVOCATION of " + std::string(rec["lambdaUuid"].as_string()) +
                                 " failed: " + r.error_code + ": " + r.error_message);
-          complete(st, turn, "PARTIAL");
+          complete(st, turn, TurnOutcome::kPartial);
         });
         d_.strands.released(std::move(s));
       });
@@ -432,9 +436,10 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
 }
 
 void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-                          const std::string& outcome) {
+                          TurnOutcome outcome) {
   turn->outcome = outcome;
-  if (outcome == "OK" || outcome == "PARTIAL") d_.health.record(turn->bot, TurnHealth::kSuccess);
+  if (outcome == TurnOutcome::kOk || outcome == TurnOutcome::kPartial)
+    d_.health.record(turn->bot, TurnHealth::kSuccess);
   double total = msSince(turn->t_start);
   store::TurnRecord rec;
   rec.account = st->account;
@@ -442,7 +447,7 @@ void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::share
   rec.conversation = st->id;
   rec.turn_id = turn->id;
   rec.ts = turn->ts;
-  rec.outcome = outcome;
+  rec.outcome = turnOutcomeName(outcome);
   rec.input_json = turn->input_json;
   rec.response_json = turn->response_json;
   rec.actions_json = bj::serialize(turn->actions);
@@ -464,12 +469,13 @@ void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::share
     }
     d_.work.done();
   });
-  d_.metrics.turn(turn->bot->id.str(), outcome);
+  d_.metrics.turn(turn->bot->id.str(), turnOutcomeName(outcome));
   // A durable turn whose done mark no message carried (a TTR action, a failed last publish,
   // an escalation that kept the conversation) is marked done on the conversation; the engine
   // applies it before anything the next turn publishes.
-  if (turn->durable && !turn->done_marked && !turn->handed_off && outcome != "DISCARDED" &&
-      outcome != "INTERRUPTED" && !stale(st, turn))
+  if (turn->durable && !turn->done_marked && !turn->handed_off &&
+      outcome != TurnOutcome::kDiscarded && outcome != TurnOutcome::kInterrupted &&
+      !stale(st, turn))
     markDone(st, turn);
   endTurn(st);
   observer_->turnEnded(st);

@@ -87,7 +87,7 @@ class TurnRunner {
   // Ends the turn with `outcome`: health, the turn record (asynchronous), the done mark when no
   // message carried it, then TurnObserver::turnEnded.
   void complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-                const std::string& outcome);
+                TurnOutcome outcome);
 
   // The fence's handler (StrandTasks): ends the turn the exception interrupted visibly —
   // escalated per the bot's policy, or recorded as ERROR when the escalation throws too — so
