@@ -16,7 +16,7 @@ namespace conv = parley::conversation;
 void ConversationDriver::conversationChanged(const store::Conversation& c) {
   auto assigned = assignedAgent(c);
   std::shared_ptr<BotRuntime> bot = assigned ? d_.registry.forUser(c.account, *assigned) : nullptr;
-  auto state = convFor(c.id, bot != nullptr);
+  auto state = convFor(c.id, bot != nullptr ? Track::kCreate : Track::kExisting);
   if (!state) return;
   d_.strands.onStrand(state, [this, state, c, bot] { handleChange(state, c, bot); });
 }
@@ -32,7 +32,7 @@ void ConversationDriver::messageAdded(const std::shared_ptr<const conv::MessageA
                            : ConsumerMessage::fromStored(m);
   auto kind = classifyConsumerMessage(m, *cm.event);
   if (!kind) return;
-  auto state = convFor(m.conversation, false);
+  auto state = convFor(m.conversation, Track::kExisting);
   if (!state) return;
   d_.strands.onStrand(
       state, [this, state, cm = std::move(cm), kind = *kind] { handleMessage(state, cm, kind); });
@@ -64,11 +64,11 @@ void ConversationDriver::ringOffered(const conv::Ring& ring) {
   });
 }
 
-std::shared_ptr<ConvState> ConversationDriver::convFor(const ConversationId& id, bool create) {
+std::shared_ptr<ConvState> ConversationDriver::convFor(const ConversationId& id, Track track) {
   std::lock_guard l(mu_);
   auto it = conversations_.find(id.str());
   if (it != conversations_.end()) return it->second;
-  if (!create) return nullptr;
+  if (track == Track::kExisting) return nullptr;
   // The engine's own strand of the conversation: the engine emits the conversation's events
   // and calls the completions of its publishes and changes on it, so the connector handles
   // them inline, and one queue orders everything done for the conversation.
@@ -337,47 +337,47 @@ void ConversationDriver::armInactivityIfWaiting(const std::shared_ptr<ConvState>
   cancelInactivity(st);
   if (!cfg.enabled) return;
   if (cfg.warning_after_ms > 0)
-    scheduleIdle(st, cfg.warning_after_ms, /*close=*/false);
+    scheduleIdle(st, cfg.warning_after_ms, Idle::kWarning);
   else
-    scheduleIdle(st, cfg.close_after_ms, /*close=*/true);
+    scheduleIdle(st, cfg.close_after_ms, Idle::kClose);
 }
 
 // Inactivity timers are not "busy" (waitIdleForTest does not wait minutes for them); stop()
 // cancels them, and no new one is armed once stopped.
 void ConversationDriver::scheduleIdle(const std::shared_ptr<ConvState>& st, std::int64_t ms,
-                                      bool close) {
+                                      Idle step) {
   auto timer = std::make_shared<asio::steady_timer>(st->strand, std::chrono::milliseconds(ms));
   st->idle_timer = timer;
   std::uint64_t gen = st->idle_gen;
   std::weak_ptr<int> alive = d_.work.life();
-  timer->async_wait([this, alive, st, timer, gen, close](boost::system::error_code ec) {
+  timer->async_wait([this, alive, st, timer, gen, step](boost::system::error_code ec) {
     auto held = alive.lock();
     if (!held) return;  // the service is gone
     d_.work.add();      // before checking `stopped` (see BotHealth::armProbe)
     if (!ec && !d_.work.stopped() && gen == st->idle_gen && st->owned && !st->turn_running &&
         d_.registry.isActive(st->bot)) {
-      auto idle = [&] { onIdle(st, close); };
+      auto idle = [&] { onIdle(st, step); };
       d_.strands.fenced(st, idle);
     }
     d_.work.done();
   });
 }
 
-void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, bool close) {
+void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, Idle step) {
   const ChatInactivity cfg = st->bot->config()->chat_inactivity;
-  d_.metrics.inactivity(st->bot->id.str(), close ? "close" : "warning");
+  d_.metrics.inactivity(st->bot->id.str(), step == Idle::kClose ? "close" : "warning");
   auto text = [](const std::string& t) {
     return bj::serialize(
         bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", t}});
   };
-  if (!close) {
+  if (step == Idle::kWarning) {
     std::uint64_t gen = st->idle_gen;
     auto then = [this, st, gen, cfg](Result<conv::Published> r) {
       if (!r)
         spdlog::info("connector: inactivity warning in {} not sent: {}", st->id.str(),
                      r.error().message);
       if (gen == st->idle_gen && st->owned)
-        scheduleIdle(st, cfg.close_after_ms - cfg.warning_after_ms, /*close=*/true);
+        scheduleIdle(st, cfg.close_after_ms - cfg.warning_after_ms, Idle::kClose);
     };
     if (cfg.warning_message.empty()) return then(Result<conv::Published>(conv::Published{}));
     auto turn = d_.turns.syntheticTurn(st);

@@ -66,7 +66,9 @@ class ConversationDriver final : public TurnObserver {
   bool onEngineStrand(const ConversationId& id) const;
 
  private:
-  std::shared_ptr<ConvState> convFor(const ConversationId& id, bool create);
+  // Whether convFor makes the state of a conversation it does not track yet.
+  enum class Track { kExisting, kCreate };
+  std::shared_ptr<ConvState> convFor(const ConversationId& id, Track track);
   void forget(const ConversationId& id);
   void handleChange(const std::shared_ptr<ConvState>& st, const store::Conversation& c,
                     const std::shared_ptr<BotRuntime>& bot);
@@ -82,8 +84,10 @@ class ConversationDriver final : public TurnObserver {
   // Chat inactivity (strand).
   void cancelInactivity(const std::shared_ptr<ConvState>& st);
   void armInactivityIfWaiting(const std::shared_ptr<ConvState>& st);
-  void scheduleIdle(const std::shared_ptr<ConvState>& st, std::int64_t ms, bool close);
-  void onIdle(const std::shared_ptr<ConvState>& st, bool close);
+  // The two chat inactivity steps.
+  enum class Idle { kWarning, kClose };
+  void scheduleIdle(const std::shared_ptr<ConvState>& st, std::int64_t ms, Idle step);
+  void onIdle(const std::shared_ptr<ConvState>& st, Idle step);
 
   Deps d_;
   mutable std::mutex mu_;

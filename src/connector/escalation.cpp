@@ -49,14 +49,14 @@ void TurnRunner::turnException(const std::shared_ptr<ConvState>& st, const std::
 
 // A failed invocation or an unusable response: retry per policy, then escalate.
 void TurnRunner::fail(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-                      const std::string& code, const std::string& message, bool retryable) {
+                      const std::string& code, const std::string& message, Retry retry) {
   store::BotStatus status = turn->bot->status();
   turn->actions.push_back(bj::object{{"kind", "ATTEMPT"},
                                      {"attempt", turn->attempts},
                                      {"status", "FAILED"},
                                      {"code", std::string(kCodePrefix) + code},
                                      {"message", message}});
-  if (retryable && status == store::BotStatus::kOnline &&
+  if (retry == Retry::kAllowed && status == store::BotStatus::kOnline &&
       turn->attempts <= turn->config->escalation.retries) {
     d_.metrics.retry(turn->bot->id.str());
     invoke(st, turn);

@@ -61,7 +61,7 @@ void TurnRunner::hookFailed(const std::shared_ptr<ConvState>& st, const std::sha
                                      {"message", why}});
   turn->failure_kind = TurnHealth::kFunctionFailure;
   fail(st, turn, codes::kFailedHook, fmt::format("{} {} failed: {}", hook, fn.str(), why),
-       /*retryable=*/false);
+       Retry::kNever);
 }
 
 // Pre hooks: input.payload = the request {message, convId, event?, context}; the callback's

@@ -153,13 +153,13 @@ void TurnRunner::onInvoked(const std::shared_ptr<ConvState>& st, const std::shar
       fail(st, turn, codes::kFailedFaasRequest,
            fmt::format("the platform could not run the function: {}: {}", r.error_code,
                        r.error_message),
-           /*retryable=*/true);
+           Retry::kAllowed);
       return;
     }
     turn->failure_kind = TurnHealth::kFunctionFailure;
     fail(st, turn, codes::kInvokeLambda,
          fmt::format("the function failed: {}: {}", r.error_code, r.error_message),
-         /*retryable=*/true);
+         Retry::kAllowed);
     return;
   }
   turn->failure_kind = TurnHealth::kFunctionFailure;  // from here on, failures are the bot's
@@ -182,7 +182,7 @@ void TurnRunner::planAndApply(const std::shared_ptr<ConvState>& st,
   if (plan.fatal) {
     fail(st, turn, plan.fatal->code,
          plan.fatal->message + (plan.fatal->path.empty() ? "" : " (at " + plan.fatal->path + ")"),
-         true);
+         Retry::kAllowed);
     return;
   }
   for (const auto& p : plan.refused)

@@ -125,9 +125,11 @@ class TurnRunner {
                      const std::string& code, const std::string& message);
 
   // escalation.cpp (spec §3.3)
+  // Whether a failed attempt may be invoked again (up to the bot's escalation.retries).
+  enum class Retry { kAllowed, kNever };
   // A failed invocation or an unusable response: retry per policy, then escalate.
   void fail(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-            const std::string& code, const std::string& message, bool retryable);
+            const std::string& code, const std::string& message, Retry retry);
   void escalate(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                 const std::string& code, const std::string& message);
   void sendFailureMessage(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn);
