@@ -639,7 +639,7 @@ TEST_F(BotServiceTest, RepeatedFailuresInterruptTheBotAndASuccessRestoresIt) {
     ASSERT_TRUE(waitTurns(bot, i + 1));
   }
   EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "VENDOR_INTERRUPTION");
-  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "VENDOR_INTERRUPTION");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, store::BotStatus::kVendorInterruption);
   failing = false;
   auto c = open("ok-now");
   say(c, "x");
@@ -680,7 +680,7 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
   EXPECT_NE(t.error.find("notdeployed"), std::string::npos);
   EXPECT_EQ(get(c1).skill, escalation_skill_);
   EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "SERVICE_INTERRUPTION");
-  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "SERVICE_INTERRUPTION");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, store::BotStatus::kServiceInterruption);
   // An existing conversation: escalated per the policy without calling the function.
   say(c0, "still there?");
   ASSERT_TRUE(waitTurns(bot, 3));
@@ -713,7 +713,7 @@ TEST_F(BotServiceTest, ServiceInterruptionWhenThePlatformCannotRunTheFunctionAnd
   ASSERT_TRUE(waitAssigned(c2, user.str()));
   ASSERT_TRUE(waitTexts(c2, [](const auto& t) { return t == std::vector<std::string>{"here"}; }));
   EXPECT_EQ(service_->getBot(kAcc, bot)->at("status").as_string(), "ONLINE");
-  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, "ONLINE");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot)->status, store::BotStatus::kOnline);
   EXPECT_EQ(availability(), store::Availability::kOnline);
 }
 

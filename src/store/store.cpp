@@ -27,6 +27,8 @@ constexpr const char* kStateNames[] = {"OPEN", "CLOSE"};
 constexpr const char* kUserTypeNames[] = {"HUMAN", "BOT"};
 constexpr const char* kUserStatusNames[] = {"ENABLED", "DISABLED"};
 constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
+constexpr const char* kBotStatusNames[] = {"ONLINE", "OFFLINE", "VENDOR_INTERRUPTION",
+                                           "SERVICE_INTERRUPTION"};
 
 template <std::size_t N, class E>
 const char* nameOf(const char* const (&names)[N], E e) {
@@ -69,6 +71,11 @@ Result<UserStatus> parseUserStatus(std::string_view s) {
 const char* accountStatusName(AccountStatus s) { return nameOf(kAccountStatusNames, s); }
 Result<AccountStatus> parseAccountStatus(std::string_view s) {
   return parseName<AccountStatus>(s, kAccountStatusNames, "account status");
+}
+
+const char* botStatusName(BotStatus s) { return nameOf(kBotStatusNames, s); }
+Result<BotStatus> parseBotStatus(std::string_view s) {
+  return parseName<BotStatus>(s, kBotStatusNames, "bot status");
 }
 
 std::string encodeTurnMark(const TurnMark& m) {

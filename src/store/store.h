@@ -444,13 +444,17 @@ class FunctionStore {
 // ---------------------------------------------------------------------------------------------
 // Bots (Third-Party Bots, vendor Custom Integration) and their turns
 
+// A bot's status (README of src/connector, "Bot health"): OFFLINE bots do not run; the others
+// are running bots, ONLINE or in one of the two interruptions.
+enum class BotStatus { kOnline, kOffline, kVendorInterruption, kServiceInterruption };
+
 struct BotRecord {
   AccountId account;
   BotId id;
   std::string name;
-  UserId user;                     // the bot user (type BOT) that owns conversations
-  std::string config_json;         // vendor, functionUuid, conversationTypes, escalation, ...
-  std::string status = "OFFLINE";  // ONLINE, OFFLINE, VENDOR_INTERRUPTION, SERVICE_INTERRUPTION
+  UserId user;              // the bot user (type BOT) that owns conversations
+  std::string config_json;  // vendor, functionUuid, conversationTypes, escalation, ...
+  BotStatus status = BotStatus::kOffline;
   TimeMs created_at = 0;
   TimeMs updated_at = 0;
 };
@@ -550,6 +554,9 @@ const char* userStatusName(UserStatus s);  // "ENABLED", "DISABLED"
 Result<UserStatus> parseUserStatus(std::string_view s);
 const char* accountStatusName(AccountStatus s);  // "ACTIVE", "DISABLED"
 Result<AccountStatus> parseAccountStatus(std::string_view s);
+// "ONLINE", "OFFLINE", "VENDOR_INTERRUPTION", "SERVICE_INTERRUPTION"
+const char* botStatusName(BotStatus s);
+Result<BotStatus> parseBotStatus(std::string_view s);
 
 // The first id that createUser / createSkill assign in an account when the caller leaves `id`
 // empty. Assigned ids grow by one and are never reused within an account, even after deletes;

@@ -1128,15 +1128,15 @@ TYPED_TEST(StoreContract, BotsCrudAndOneBotPerUser) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->user, UserId("2001"));
   EXPECT_EQ(got->config_json, makeBot(kA, "b1", "2001").config_json);
-  EXPECT_EQ(got->status, "OFFLINE");
+  EXPECT_EQ(got->status, BotStatus::kOffline);
   EXPECT_EQ(got->created_at, this->clock_.nowMs());
   EXPECT_CODE(this->bots().getBot(kA, BotId("zz")), ErrorCode::kNotFound);
 
   BotRecord upd = *got;
-  upd.status = "ONLINE";
+  upd.status = BotStatus::kOnline;
   upd.updated_at = 77;
   ASSERT_OK(this->bots().updateBot(upd));
-  EXPECT_EQ(this->bots().getBot(kA, BotId("b1"))->status, "ONLINE");
+  EXPECT_EQ(this->bots().getBot(kA, BotId("b1"))->status, BotStatus::kOnline);
   EXPECT_EQ(this->bots().getBot(kA, BotId("b1"))->updated_at, 77);
   upd.user = UserId("2000");  // owned by b2
   EXPECT_CODE(this->bots().updateBot(upd), ErrorCode::kConflict);
@@ -1437,6 +1437,14 @@ TEST(StoreNames, RoundTrip) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
   EXPECT_NE(bad.error().message.find("ADMIN"), std::string::npos);
+  for (BotStatus b : {BotStatus::kOnline, BotStatus::kOffline, BotStatus::kVendorInterruption,
+                      BotStatus::kServiceInterruption})
+    EXPECT_EQ(*parseBotStatus(botStatusName(b)), b);
+  EXPECT_STREQ(botStatusName(BotStatus::kVendorInterruption), "VENDOR_INTERRUPTION");
+  auto bad_status = parseBotStatus("online");
+  ASSERT_FALSE(bad_status);
+  EXPECT_EQ(bad_status.error().code, ErrorCode::kInvalid);
+  EXPECT_NE(bad_status.error().message.find("SERVICE_INTERRUPTION"), std::string::npos);
 }
 
 }  // namespace

@@ -351,7 +351,7 @@ TEST_F(ConnectorFunctionsTest, UndeployedFunctionIsAServiceInterruptionUntilRede
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(service_->getBot(kAcc, bot_)->at("status").as_string(), "ONLINE");
-  EXPECT_EQ(store_->bots().getBot(kAcc, bot_)->status, "ONLINE");
+  EXPECT_EQ(store_->bots().getBot(kAcc, bot_)->status, store::BotStatus::kOnline);
   auto c2 = open("c-si-2");
   say(c2, "throw");
   ASSERT_TRUE(waitTurns(3));

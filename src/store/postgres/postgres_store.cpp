@@ -433,7 +433,11 @@ BotRecord botRow(const Rows& r, int i) {
   b.name = r.text(i, 2);
   b.user = UserId(r.text(i, 3));
   b.config_json = r.text(i, 4);
-  b.status = r.text(i, 5);
+  // An unknown status is refused (logged) and read as OFFLINE: the bot does not run.
+  auto status = parseBotStatus(r.text(i, 5));
+  if (!status)
+    spdlog::error("store: bot {}: {}; it is read as OFFLINE", b.id.str(), status.error().message);
+  b.status = status.value_or(BotStatus::kOffline);
   b.created_at = r.i64(i, 6);
   b.updated_at = r.i64(i, 7);
   return b;
@@ -1524,7 +1528,8 @@ class PostgresStore final : public Store,
           asStatus(execute(
               c, "INSERT INTO bots(" + std::string(kBotCols) + ") VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
               stored.account.str(), stored.id.str(), stored.name, stored.user.str(),
-              stored.config_json, stored.status, stored.created_at, stored.updated_at)),
+              stored.config_json, botStatusName(stored.status), stored.created_at,
+              stored.updated_at)),
           "bot " + b.id.str() + " already exists in account " + b.account.str());
     });
   }
@@ -1539,8 +1544,8 @@ class PostgresStore final : public Store,
       return asStatus(execute(c,
                               "UPDATE bots SET name=$1, user_id=$2, config_json=$3, status=$4, "
                               "created_at=$5, updated_at=$6 WHERE account=$7 AND id=$8",
-                              b.name, b.user.str(), b.config_json, b.status, b.created_at,
-                              b.updated_at, b.account.str(), b.id.str()));
+                              b.name, b.user.str(), b.config_json, botStatusName(b.status),
+                              b.created_at, b.updated_at, b.account.str(), b.id.str()));
     });
   }
 

@@ -89,7 +89,7 @@ Status SqliteBotStore::createBot(const BotRecord& b) {
     PARLEY_STORE_TRY(checkBotUser(c, b));
     return asStatus(execute(c, "INSERT INTO bots(" + cols(kBotCols) + ") VALUES(?,?,?,?,?,?,?,?)",
                             stored.account.str(), stored.id.str(), stored.name, stored.user.str(),
-                            stored.config_json, stored.status, stored.created_at,
+                            stored.config_json, botStatusName(stored.status), stored.created_at,
                             stored.updated_at));
   });
 }
@@ -104,8 +104,8 @@ Status SqliteBotStore::updateBot(const BotRecord& b) {
     return asStatus(execute(c,
                             "UPDATE bots SET name=?, user_id=?, config_json=?, status=?, "
                             "created_at=?, updated_at=? WHERE account=? AND id=?",
-                            b.name, b.user.str(), b.config_json, b.status, b.created_at,
-                            b.updated_at, b.account.str(), b.id.str()));
+                            b.name, b.user.str(), b.config_json, botStatusName(b.status),
+                            b.created_at, b.updated_at, b.account.str(), b.id.str()));
   });
 }
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/json.h"
+#include "common/log.h"
 
 namespace parley::store::sqlite {
 namespace {
@@ -300,7 +301,11 @@ BotRecord botRow(Query& q) {
   b.name = q.text(2);
   b.user = UserId(q.text(3));
   b.config_json = q.text(4);
-  b.status = q.text(5);
+  // An unknown status is refused (logged) and read as OFFLINE: the bot does not run.
+  auto status = parseBotStatus(q.text(5));
+  if (!status)
+    spdlog::error("store: bot {}: {}; it is read as OFFLINE", b.id.str(), status.error().message);
+  b.status = status.value_or(BotStatus::kOffline);
   b.created_at = q.i64(6);
   b.updated_at = q.i64(7);
   return b;

@@ -1,0 +1,498 @@
+#include "connector/turn_runner.h"
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "common/random.h"
+
+namespace parley::connector {
+
+namespace bj = boost::json;
+namespace conv = parley::conversation;
+namespace {
+
+bool ownershipError(const Error& e) {
+  return e.code == ErrorCode::kForbidden || e.code == ErrorCode::kConflict;
+}
+}  // namespace
+
+std::shared_ptr<Turn> TurnRunner::syntheticTurn(const std::shared_ptr<ConvState>& st) {
+  auto turn = std::make_shared<Turn>();
+  turn->id = randomUuid();
+  turn->epoch = st->epoch;
+  turn->bot = st->bot;
+  turn->config = st->bot->config();
+  turn->ts = d_.clock.nowMs();
+  turn->input_json = "{}";
+  turn->failure_kind = TurnHealth::kNotCounted;  // not the function's nor the platform's fault
+  return turn;
+}
+
+void TurnRunner::beginTurn(const std::shared_ptr<ConvState>& st,
+                           const std::shared_ptr<Turn>& turn) {
+  st->turn_running = true;
+  st->current = turn;
+  d_.work.turnStarted();
+}
+
+void TurnRunner::endTurn(const std::shared_ptr<ConvState>& st) {
+  if (!st->turn_running) return;
+  st->turn_running = false;
+  st->current.reset();
+  d_.work.turnEnded();
+}
+
+// True (and the turn ended as INTERRUPTED, left pending) once the shutdown interrupts turns.
+bool TurnRunner::interrupted(const std::shared_ptr<ConvState>& st,
+                             const std::shared_ptr<Turn>& turn) {
+  if (!d_.work.interrupting()) return false;
+  turn->error =
+      "interrupted by the shutdown; the turn is still pending and runs again at the next start";
+  complete(st, turn, TurnOutcome::kInterrupted);
+  return true;
+}
+
+void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input,
+                           SteadyClock::time_point queued_at) {
+  auto turn = std::make_shared<Turn>();
+  turn->id = input.resume_id.empty() ? randomUuid() : input.resume_id;
+  turn->durable = true;
+  turn->through = input.through;
+  turn->skip = input.effects_done;
+  turn->input = std::move(input);
+  turn->epoch = st->epoch;
+  turn->bot = st->bot;
+  turn->config = st->bot->config();
+  turn->ts = d_.clock.nowMs();
+  turn->queued_ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - queued_at).count();
+  beginTurn(st, turn);
+  // The chat line carries the skill name; messaging inputs do not need it.
+  std::string name = st->snapshot.channel == store::Channel::kChat
+                         ? d_.skills.name(st->account, st->snapshot.skill)
+                         : std::string();
+  bj::object lp_sdes;
+  if (turn->config->engagement_attributes) {
+    if (!st->sdes) {
+      std::optional<std::string> profile;
+      if (d_.opts.consumer_profile)
+        profile = d_.opts.consumer_profile(st->account, st->snapshot.consumer);
+      st->sdes = buildLpSdes(st->snapshot, profile, d_.clock.nowMs());
+      // SDE-service errors are recorded on the first turn (conversation errors); the turn goes
+      // on.
+      for (const auto& [code, message] : st->sdes->problems)
+        turn->actions.push_back(bj::object{{"kind", "SDES"},
+                                           {"status", "FAILED"},
+                                           {"code", std::string(kCodePrefix) + code},
+                                           {"message", message}});
+    }
+    lp_sdes = st->sdes->lp_sdes;
+  }
+  bj::object input_obj =
+      buildFunctionInput(turn->input, st->snapshot, name, d_.clock.nowMs(), lp_sdes);
+  turn->input_json = bj::serialize(input_obj);
+  // No pending-turn row: the consumer messages are stored, and this turn's done mark goes
+  // with its last effect (TurnMark); after a restart catchUp derives what is still owed.
+  store::BotStatus status = turn->bot->status();
+  std::string last_error = turn->bot->lastPlatformError();
+  if (status == store::BotStatus::kServiceInterruption) {
+    // The platform cannot run the function: do not call it; follow the escalation policy.
+    turn->failure_kind = TurnHealth::kNotCounted;
+    return escalate(st, turn, codes::kFailedFaasRequest,
+                    fmt::format("the bot is in SERVICE_INTERRUPTION: the platform cannot run "
+                                "function {} ({}); the function was not called",
+                                turn->config->function.str(), last_error));
+  }
+  if (turn->config->hooks.pre) {
+    auto fns = d_.hooks.functions(st->account, HookCache::kPreHookEvent);
+    if (!fns.empty()) return runPreHooks(st, turn, fns, 0);
+  }
+  invoke(st, turn);
+}
+
+void TurnRunner::invoke(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+  if (interrupted(st, turn)) return;
+  ++turn->attempts;
+  functions::InvokeRequest req;
+  req.account = st->account;
+  req.function = turn->config->function;
+  req.input_json = turn->input_json;
+  req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
+  req.request_id = turn->id + "-" + std::to_string(turn->attempts);
+  turn->t_invoke = SteadyClock::now();
+  d_.work.add();
+  d_.runner.invoke(std::move(req), [this, st = st, turn = turn](functions::InvokeResult r) mutable {
+    auto s = std::move(st);  // see released()
+    d_.strands.onStrand(
+        s, [this, s, turn = std::move(turn), r = std::move(r)] { onInvoked(s, turn, r); });
+    d_.strands.released(std::move(s));
+  });
+}
+
+bool TurnRunner::stale(const std::shared_ptr<ConvState>& st,
+                       const std::shared_ptr<Turn>& turn) const {
+  return !st->owned || st->epoch != turn->epoch;
+}
+
+void TurnRunner::onInvoked(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                           const functions::InvokeResult& r) {
+  turn->invoke_ms += msSince(turn->t_invoke);
+  if (interrupted(st, turn)) return;
+  d_.metrics.invoked(turn->bot->id.str(), msSince(turn->t_invoke));
+  turn->response_json = r.ok ? r.result_json : std::string();
+  if (stale(st, turn)) {
+    discard(st, turn,
+            "the conversation changed owner (an agent took over, it was transferred "
+            "or closed) while the function was running; the response is not sent");
+    return;
+  }
+  if (!r.ok) {
+    if (platformFailure(r.error_code)) {
+      turn->failure_kind = TurnHealth::kPlatformFailure;
+      turn->platform_error = r.error_code;
+      fail(st, turn, codes::kFailedFaasRequest,
+           fmt::format("the platform could not run the function: {}: {}", r.error_code,
+                       r.error_message),
+           Retry::kAllowed);
+      return;
+    }
+    turn->failure_kind = TurnHealth::kFunctionFailure;
+    fail(st, turn, codes::kInvokeLambda,
+         fmt::format("the function failed: {}: {}", r.error_code, r.error_message),
+         Retry::kAllowed);
+    return;
+  }
+  turn->failure_kind = TurnHealth::kFunctionFailure;  // from here on, failures are the bot's
+  if (turn->config->hooks.post) {
+    auto fns = d_.hooks.functions(st->account, HookCache::kPostHookEvent);
+    if (!fns.empty()) return runPostHooks(st, turn, fns, 0, r.result_json);
+  }
+  planAndApply(st, turn, r.result_json);
+}
+
+void TurnRunner::planAndApply(const std::shared_ptr<ConvState>& st,
+                              const std::shared_ptr<Turn>& turn, const std::string& response_json) {
+  PlanOptions po;
+  po.channel = st->snapshot.channel;
+  po.image_allowlist = d_.allowlists.forAccount(st->account);
+  po.max_delay_s = d_.opts.max_delay_s;
+  po.conversation_id = st->id.str();
+  ResponsePlan plan = planResponse(response_json, d_.validator, po);
+  for (auto& p : plan.refused) turn->refused.push_back(p);
+  if (plan.fatal) {
+    fail(st, turn, plan.fatal->code,
+         plan.fatal->message + (plan.fatal->path.empty() ? "" : " (at " + plan.fatal->path + ")"),
+         Retry::kAllowed);
+    return;
+  }
+  for (const auto& p : plan.refused)
+    turn->actions.push_back(bj::object{{"kind", "REFUSED"},
+                                       {"status", "REFUSED"},
+                                       {"code", std::string(kCodePrefix) + p.code},
+                                       {"path", p.path},
+                                       {"message", p.message}});
+  // The done mark rides on the last message unless an action that stores something of its
+  // own follows (a transfer or close moves the conversation away; a TTR change is marked
+  // with markTurn after it).
+  if (!plan.action || plan.action->kind == ActionKind::kInvocation)
+    for (std::size_t i = plan.steps.size(); i-- > 0;)
+      if (plan.steps[i].kind != StepKind::kDelay) {
+        turn->done_step = i;
+        break;
+      }
+  auto shared_plan = std::make_shared<ResponsePlan>(std::move(plan));
+  applyStep(st, turn, shared_plan, 0);
+}
+
+void TurnRunner::publish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                         std::string event_json, std::string metadata_json, conv::Audience audience,
+                         std::function<void(Result<conv::Published>)> then, Effect effect) {
+  conv::PublishRequest req;
+  req.actor = botActor(*turn->bot);
+  req.conversation = st->id;
+  req.event_json = std::move(event_json);
+  req.metadata_json = std::move(metadata_json);
+  req.audience = audience;
+  if (turn->durable && effect != Effect::kChatState) {
+    int n = turn->effects++;
+    if (n < turn->skip) {
+      turn->actions.push_back(bj::object{{"kind", "ALREADY_SENT"}, {"effect", n}});
+      return then(conv::Published{});
+    }
+    req.turn =
+        store::TurnMark{turn->id, st->assigned_at, turn->through, n, effect == Effect::kDone};
+    if (effect == Effect::kDone)
+      then = [turn, then = std::move(then)](Result<conv::Published> r) {
+        if (r) turn->done_marked = true;
+        then(std::move(r));
+      };
+  }
+  d_.work.add();
+  d_.convs.publish(
+      std::move(req), [this, st = st, then = std::move(then)](Result<conv::Published> r) mutable {
+        auto s = std::move(st);  // see released()
+        d_.strands.onStrand(s, [then = std::move(then), r = std::move(r)] { then(r); });
+        d_.strands.released(std::move(s));
+      });
+}
+
+void TurnRunner::applyStep(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                           const std::shared_ptr<ResponsePlan>& plan, std::size_t i) {
+  if (interrupted(st, turn)) return;
+  if (stale(st, turn)) {
+    discard(st, turn,
+            "the conversation changed owner while the response was being sent; the "
+            "rest is not sent");
+    return;
+  }
+  if (i == plan->steps.size()) {
+    applyAction(st, turn, plan);
+    return;
+  }
+  const Step& step = plan->steps[i];
+  if (step.kind == StepKind::kDelay) {
+    auto after_delay = [this, st, turn, plan, i] {
+      if (stale(st, turn)) return applyStep(st, turn, plan, i);
+      turn->actions.push_back(bj::object{{"kind", "DELAY"},
+                                         {"status", "DONE"},
+                                         {"seconds", plan->steps[i].delay_s},
+                                         {"source", plan->steps[i].source}});
+      if (!plan->steps[i].typing) return applyStep(st, turn, plan, i + 1);
+      publish(
+          st, turn, R"({"type":"ChatStateEvent","chatState":"ACTIVE"})", "[]", conv::Audience::kAll,
+          [this, st, turn, plan, i](Result<conv::Published>) { applyStep(st, turn, plan, i + 1); },
+          Effect::kChatState);
+    };
+    auto wait = [this, st, turn, plan, i, after_delay] {
+      d_.strands.armTimer(
+          st, std::chrono::milliseconds(plan->steps[i].delay_s * d_.opts.ms_per_delay_second),
+          after_delay);
+    };
+    if (step.typing)
+      publish(
+          st, turn, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})", "[]",
+          conv::Audience::kAll, [wait](Result<conv::Published>) { wait(); }, Effect::kChatState);
+    else
+      wait();
+    return;
+  }
+  conv::Audience audience = step.kind == StepKind::kPrivateText ? conv::Audience::kAgentsAndManagers
+                                                                : conv::Audience::kAll;
+  Effect effect = turn->done_step == i ? Effect::kDone : Effect::kMessage;
+  publish(
+      st, turn, step.event_json, bj::serialize(step.metadata), audience,
+      [this, st, turn, plan, i](Result<conv::Published> r) {
+        const Step& s = plan->steps[i];
+        bj::object a{{"kind", stepKindName(s.kind)}, {"source", s.source}};
+        if (r) {
+          a["status"] = "DONE";
+          if (r->sequence) a["sequence"] = *r->sequence;
+          turn->actions.push_back(std::move(a));
+        } else {
+          a["status"] = "FAILED";
+          a["message"] = r.error().message;
+          turn->actions.push_back(std::move(a));
+          if (ownershipError(r.error())) {
+            discard(st, turn,
+                    "publishing failed because the bot no longer owns the "
+                    "conversation: " +
+                        r.error().message);
+            return;
+          }
+        }
+        applyStep(st, turn, plan, i + 1);
+      },
+      effect);
+}
+
+void TurnRunner::update(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                        std::vector<conv::FieldChange> changes,
+                        std::function<void(Result<store::Conversation>)> then) {
+  d_.work.add();
+  d_.convs.updateConversation(
+      botActor(*turn->bot), st->id, std::move(changes),
+      [this, st = st, then = std::move(then)](Result<store::Conversation> r) mutable {
+        auto s = std::move(st);  // see released()
+        d_.strands.onStrand(s, [then = std::move(then), r = std::move(r)] { then(r); });
+        d_.strands.released(std::move(s));
+      });
+}
+
+void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
+                             const std::shared_ptr<Turn>& turn,
+                             const std::shared_ptr<ResponsePlan>& plan) {
+  if (!plan->action)
+    return complete(st, turn, turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
+  const Action& a = *plan->action;
+  bj::object rec = a.toJson();
+  rec["kind"] = "ACTION";
+  switch (a.kind) {
+    case ActionKind::kTransfer: {
+      // The transfer's metadata (spec §2.4/§2.5): ActionReason and the intents. The engine's
+      // update API carries no metadata, so it is recorded on the turn's action; agents see the
+      // intents as BotResponse metadata on the bot's messages.
+      bj::array md{bj::object{{"type", "ActionReason"}, {"reason", "escalated_by_bot"}}};
+      if (plan->bot_response) md.push_back(*plan->bot_response);
+      rec["metadata"] = std::move(md);
+      auto skill = d_.skills.byName(st->account, a.skill);
+      if (!skill) {
+        rec["status"] = "REFUSED";
+        rec["code"] = std::string(kCodePrefix) + codes::kTransferSkillNotExisting;
+        turn->actions.push_back(rec);
+        return escalate(st, turn, codes::kTransferSkillNotExisting,
+                        fmt::format("TRANSFER to skill \"{}\": no such skill (names are "
+                                    "case-sensitive)",
+                                    a.skill));
+      }
+      std::vector<conv::FieldChange> changes;
+      if (a.agent_id) {
+        std::string agent = *a.agent_id;
+        if (auto dot = agent.find('.'); dot != std::string::npos) agent = agent.substr(dot + 1);
+        changes = conv::transferToAgent(UserId(agent), *skill);
+      } else {
+        changes = conv::transferToSkill(*skill);
+      }
+      update(st, turn, std::move(changes),
+             [this, st, turn, rec](Result<store::Conversation> r) mutable {
+               if (!r) {
+                 rec["status"] = "FAILED";
+                 rec["message"] = r.error().message;
+                 turn->actions.push_back(rec);
+                 if (ownershipError(r.error()))
+                   return discard(st, turn, "the transfer failed: " + r.error().message);
+                 return escalate(st, turn, codes::kTransferToSkill,
+                                 "the transfer failed: " + r.error().message);
+               }
+               rec["status"] = "DONE";
+               turn->actions.push_back(rec);
+               turn->handed_off = true;
+               complete(st, turn, turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
+             });
+      return;
+    }
+    case ActionKind::kClose:
+      update(st, turn, {conv::CloseField{std::string("BOT")}},
+             [this, st, turn, rec](Result<store::Conversation> r) mutable {
+               if (r) turn->handed_off = true;
+               rec["status"] = r ? "DONE" : "FAILED";
+               if (!r) {
+                 rec["code"] = std::string(kCodePrefix) + codes::kEndConversation;
+                 rec["message"] = r.error().message;
+               }
+               turn->actions.push_back(rec);
+               complete(st, turn,
+                        r && turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
+             });
+      return;
+    case ActionKind::kChangeTtr:
+      update(st, turn, {conv::TtrField{a.ttr_type, a.ttr_value_s}},
+             [this, st, turn, rec](Result<store::Conversation> r) mutable {
+               rec["status"] = r ? "DONE" : "FAILED";
+               if (!r) {
+                 rec["code"] = std::string(kCodePrefix) + codes::kChangeTtr;
+                 rec["message"] = r.error().message;
+               }
+               turn->actions.push_back(rec);
+               complete(st, turn,
+                        r && turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
+             });
+      return;
+    case ActionKind::kInvocation: {
+      functions::InvokeRequest req;
+      req.account = st->account;
+      req.function = FunctionId(a.lambda_uuid);
+      req.input_json = bj::serialize(bj::object{
+          {"timestamp", d_.clock.nowMs()}, {"headers", bj::array{}}, {"payload", a.payload}});
+      req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
+      req.request_id = turn->id + "-invocation";
+      bool fail_on_error = a.fail_on_error;
+      d_.work.add();
+      d_.runner.invoke(std::move(req), [this, st = st, turn = turn, rec,
+                                        fail_on_error](functions::InvokeResult r) mutable {
+        auto s = std::move(st);  // see released()
+        d_.strands.onStrand(s, [this, st = s, turn = std::move(turn), rec, fail_on_error,
+                                r = std::move(r)]() mutable {
+          if (r.ok) {
+            rec["status"] = "DONE";
+            turn->actions.push_back(rec);
+            return complete(st, turn,
+                            turn->refused.empty() ? TurnOutcome::kOk : TurnOutcome::kPartial);
+          }
+          rec["status"] = fail_on_error ? "FAILED" : "FAILED_IGNORED";
+          rec["code"] = std::string(kCodePrefix) + codes::kFailedBotAction;
+          rec["message"] = r.error_code + ": " + r.error_message;
+          turn->actions.push_back(rec);
+          if (fail_on_error)
+            return escalate(st, turn, codes::kFailedBotAction,
+                            "INVOCATION of " + std::string(rec["lambdaUuid"].as_string()) +
+                                " failed: " + r.error_code + ": " + r.error_message);
+          complete(st, turn, TurnOutcome::kPartial);
+        });
+        d_.strands.released(std::move(s));
+      });
+      return;
+    }
+  }
+}
+
+void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                          TurnOutcome outcome) {
+  turn->outcome = outcome;
+  if (outcome == TurnOutcome::kOk || outcome == TurnOutcome::kPartial)
+    d_.health.record(turn->bot, TurnHealth::kSuccess);
+  double total = msSince(turn->t_start);
+  store::TurnRecord rec;
+  rec.account = st->account;
+  rec.bot = turn->bot->id;
+  rec.conversation = st->id;
+  rec.turn_id = turn->id;
+  rec.ts = turn->ts;
+  rec.outcome = turnOutcomeName(outcome);
+  rec.input_json = turn->input_json;
+  rec.response_json = turn->response_json;
+  rec.actions_json = bj::serialize(turn->actions);
+  rec.timings_json =
+      bj::serialize(bj::object{{"queuedMs", turn->queued_ms},
+                               {"invokeMs", turn->invoke_ms},
+                               {"hookMs", turn->hook_ms},
+                               {"applyMs", std::max(0.0, total - turn->invoke_ms - turn->hook_ms)},
+                               {"totalMs", total},
+                               {"attempts", turn->attempts}});
+  rec.error = turn->error;
+  // Asynchronous, group-committed by the store; the next turn does not wait for it. `done`
+  // runs on a store thread: it only logs, counts and releases the busy mark.
+  d_.work.add();
+  d_.bots.appendTurnAsync(std::move(rec), d_.opts.turns_kept, [this, turn_id = turn->id](Status s) {
+    if (!s) {
+      d_.metrics.turnRecordFailure();
+      spdlog::error("connector: cannot record turn {}: {}", turn_id, s.error().message);
+    }
+    d_.work.done();
+  });
+  d_.metrics.turn(turn->bot->id.str(), turnOutcomeName(outcome));
+  // A durable turn whose done mark no message carried (a TTR action, a failed last publish,
+  // an escalation that kept the conversation) is marked done on the conversation; the engine
+  // applies it before anything the next turn publishes.
+  if (turn->durable && !turn->done_marked && !turn->handed_off &&
+      outcome != TurnOutcome::kDiscarded && outcome != TurnOutcome::kInterrupted &&
+      !stale(st, turn))
+    markDone(st, turn);
+  endTurn(st);
+  observer_->turnEnded(st);
+}
+
+void TurnRunner::markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+  store::TurnMark mark{turn->id, st->assigned_at, turn->through, turn->effects, true};
+  d_.work.add();
+  d_.convs.markTurn(botActor(*turn->bot), st->id, std::move(mark),
+                    [this, id = turn->id, conv = st->id.str()](Result<void> r) {
+                      if (!r)
+                        spdlog::warn(
+                            "connector: turn {} of conversation {} could not be marked done ({}); "
+                            "a restart may run it again",
+                            id, conv, r.error().message);
+                      d_.work.done();
+                    });
+}
+
+}  // namespace parley::connector
