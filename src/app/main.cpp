@@ -3,6 +3,7 @@
 // The only code that tests never link.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -73,7 +75,19 @@ struct ServeFlags {
   bool metrics_tenant_labels = false;
   // SIGTERM/SIGINT: how long requests already read and running bot turns may take to finish.
   int drain_timeout_s = 10;
+  // Cluster mode: this node's name ("": host name and port) and the address clients use.
+  std::string node;
+  std::string public_url;
 };
+
+// The node's name when --node is not given: "<host name>:<port of its first listener>".
+std::string defaultNodeName(const parley::server::Endpoints& ep) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  const std::string& url = !ep.http_url.empty() ? ep.http_url : ep.https_url;
+  auto colon = url.rfind(':');
+  return std::string(host) + (colon == std::string::npos ? "" : url.substr(colon));
+}
 
 void printLine(const bj::object& o) {
   std::string line = bj::serialize(o) + "\n";
@@ -246,6 +260,17 @@ int serve(const ServeFlags& f) {
       return 2;
     }
   }
+  if (!f.public_url.empty()) {
+    if (auto u = server::checkPublicUrl(f.public_url); !u) {
+      std::fprintf(stderr, "parley: --public-url: %s\n", u.error().message.c_str());
+      return 2;
+    }
+  }
+  if (f.node.size() > 128 || std::any_of(f.node.begin(), f.node.end(),
+                                         [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
+    std::fprintf(stderr, "parley: --node: at most 128 printable ASCII characters without spaces\n");
+    return 2;
+  }
   // Block the stop signals in every thread; main waits for them with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -391,6 +416,7 @@ int serve(const ServeFlags& f) {
   so.metrics_token = f.metrics_token;
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
+  so.public_url = f.public_url;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
@@ -422,16 +448,20 @@ int serve(const ServeFlags& f) {
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
 
+  const std::string node = f.node.empty() ? defaultNodeName(*endpoints) : f.node;
   printLine(bj::object{{"event", "listening"},
                        {"http", endpoints->http_url},
                        {"https", endpoints->https_url},
-                       {"ca", endpoints->ca_path}});
+                       {"ca", endpoints->ca_path},
+                       {"node", node}});
   if (demo) {
     auto user = [](const app::DemoUser& u) {
       return bj::object{{"username", u.username}, {"password", u.password}};
     };
     std::string console =
-        (endpoints->https_url.empty() ? endpoints->http_url : endpoints->https_url) + "/";
+        !f.public_url.empty()
+            ? (f.public_url.ends_with("/") ? f.public_url : f.public_url + "/")
+            : (endpoints->https_url.empty() ? endpoints->http_url : endpoints->https_url) + "/";
     printLine(bj::object{{"event", "demo"},
                          {"account", demo->account},
                          {"admin", user(demo->admin)},
@@ -570,6 +600,12 @@ int main(int argc, char** argv) {
           "loopback, private, link-local, cgnat, metadata or a CIDR block; repeat or separate by "
           "commas")
       ->delimiter(',');
+  serve_cmd->add_option("--node", f.node,
+                        "This node's name in a cluster, unique per cluster (default: host name "
+                        "and port)");
+  serve_cmd->add_option("--public-url", f.public_url,
+                        "The address clients use, http[s]://HOST[:PORT] (a balancer in front of "
+                        "the nodes); CSDS answers with it (default: this node's listener)");
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
   parley::app::registerAccountCommands(app);
