@@ -23,6 +23,7 @@
 
 #include "app/account_command.h"
 #include "app/allocator.h"
+#include "app/cluster_material.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
 #include "cli/cli.h"
@@ -135,9 +136,15 @@ constexpr const char* kDemoEchoCode = R"(function lambda(input, callback) {
 }
 )";
 
-// Creates (once) and deploys the demo echo function; returns its uuid.
-parley::Result<std::string> ensureDemoFunction(parley::functions::service::FunctionService& svc,
-                                               const parley::app::Demo& demo) {
+struct DemoFunction {
+  std::string uuid;
+  bool deployed_here = false;  // this call deployed it (else it was Productive already)
+};
+
+// Creates (once) and deploys the demo echo function. Nodes sharing a store may race: a name
+// taken since the list means another node created it (its uuid is used).
+parley::Result<DemoFunction> ensureDemoFunction(parley::functions::service::FunctionService& svc,
+                                                const parley::app::Demo& demo, int attempt = 0) {
   using namespace parley;
   AccountId acc(demo.account);
   UserId admin(demo.admin.user_id);
@@ -167,6 +174,7 @@ parley::Result<std::string> ensureDemoFunction(parley::functions::service::Funct
                     {"event", "bot_connectors_custom_integration"},
                     {"code", kDemoEchoCode}};
     auto created = callFunctions(svc, acc, admin, "POST", {"functions"}, bj::serialize(body));
+    if (created.status == 409 && attempt == 0) return ensureDemoFunction(svc, demo, attempt + 1);
     if (created.status != 201 && created.status != 200)
       return internalError("creating the demo function failed: " + created.body);
     auto o = json::parseObject(created.body);
@@ -177,20 +185,27 @@ parley::Result<std::string> ensureDemoFunction(parley::functions::service::Funct
     auto deployed = callFunctions(svc, acc, admin, "POST", {"functions", uuid, "deploy"});
     if (deployed.status >= 300)
       return internalError("deploying the demo function failed: " + deployed.body);
+    return DemoFunction{uuid, true};
   }
-  return uuid;
+  return DemoFunction{uuid, false};
 }
 
 // Creates (once) the demo bot on the "general" skill for the demo bot user, serving the echo
 // function, and starts it.
 parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::BotService& bots,
-                             const parley::app::Demo& demo, const std::string& function_uuid) {
+                             const parley::app::Demo& demo, const std::string& function_uuid,
+                             int attempt = 0) {
   using namespace parley;
   AccountId acc(demo.account);
   auto existing = store.bots().listBots(acc);
   if (!existing) return std::unexpected(existing.error());
   for (const auto& b : *existing) {
-    if (b.user.str() == demo.bot.user_id) return {};  // created before; start() resumed it
+    if (b.user.str() != demo.bot.user_id) continue;
+    // Created before (here, or by another node sharing the store, maybe after this node's
+    // start()): starting a running bot does nothing.
+    auto started = bots.startBot(acc, b.id);
+    if (!started) return std::unexpected(started.error());
+    return {};
   }
   bj::object body{{"name", "demo-echo-bot"},
                   {"vendor", "CUSTOM_INTEGRATION"},
@@ -206,6 +221,8 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
                                             {"retries", 1},
                                             {"turnTimeoutMs", 10000}}}};
   auto created = bots.createBot(acc, body);
+  if (!created && created.error().code == ErrorCode::kConflict && attempt == 0)
+    return ensureDemoBot(store, bots, demo, function_uuid, attempt + 1);  // another node's
   if (!created) return std::unexpected(created.error());
   auto started = bots.startBot(acc, BotId(json::getString(*created, "id")));
   if (!started) return std::unexpected(started.error());
@@ -302,6 +319,19 @@ int serve(const ServeFlags& f) {
   spdlog::info("store: {} (schema version {})", f.store == "sqlite" ? "sqlite" : "postgres",
                (*store)->schemaVersion());
 
+  // Nodes sharing a PostgreSQL store share their TLS material (unless brought), consumer JWT key
+  // and secrets key through it (the first node's); a SQLite store is one node's own.
+  const bool shared_store = f.store != "sqlite";
+  if (shared_store) {
+    if (auto* cluster = (*store)->cluster()) {
+      const bool brought_tls = f.tls_listen.empty() || !f.tls_cert.empty() || !f.tls_key.empty();
+      if (auto st = app::shareClusterMaterial(
+              *cluster, data_dir, brought_tls ? app::SharedTls::kBrought : app::SharedTls::kShared);
+          !st)
+        return fail("cannot share the cluster material", st.error());
+    }
+  }
+
   std::optional<app::Demo> demo;
   if (f.demo) {
     auto d = app::ensureDemo(**store, clock, data_dir);
@@ -375,7 +405,13 @@ int serve(const ServeFlags& f) {
   if (demo) {
     auto f = ensureDemoFunction(*function_service, *demo);
     if (f) {
-      demo_function = *f;
+      demo_function = f->uuid;
+      // Another node deployed it, maybe after this node restored the deployments: restore again
+      // so that it runs here too.
+      if (!f->deployed_here && shared_store) {
+        if (auto n = function_service->restoreDeployments(); !n)
+          spdlog::warn("restoring function deployments: {}", n.error().message);
+      }
     } else {
       spdlog::warn("demo: the echo function could not be created or deployed: {}",
                    f.error().message);

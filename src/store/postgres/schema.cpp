@@ -114,7 +114,16 @@ CREATE TABLE secret_audit(
 CREATE INDEX secret_audit_by_account ON secret_audit(account, seq);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}};
+// Version 2: cluster mode's shared material (store::ClusterStore) and conversation leases.
+constexpr const char* kV2 = R"sql(
+CREATE TABLE cluster_material(
+  key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE conversation_leases(
+  conversation TEXT COLLATE "C" PRIMARY KEY, node TEXT COLLATE "C" NOT NULL,
+  epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

@@ -172,8 +172,17 @@ ALTER TABLE messages ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 ALTER TABLE conversations ADD COLUMN turn TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
-                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
+// Version 9: cluster mode's shared material (store::ClusterStore) and conversation leases.
+constexpr const char* kV9 = R"sql(
+CREATE TABLE cluster_material(
+  key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE conversation_leases(
+  conversation TEXT PRIMARY KEY, node TEXT NOT NULL, epoch INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
+                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

@@ -9,6 +9,7 @@
 #include "store/sqlite/account_store.h"
 #include "store/sqlite/batched_wal_vfs.h"
 #include "store/sqlite/bot_store.h"
+#include "store/sqlite/cluster_store.h"
 #include "store/sqlite/conversation_store.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/function_store.h"
@@ -32,7 +33,8 @@ class SqliteStore final : public Store {
         accounts_(*db_),
         conversations_(*db_),
         functions_(*db_),
-        bots_(*db_, options.turn_flush_ms) {}
+        bots_(*db_, options.turn_flush_ms),
+        cluster_(*db_) {}
 
   ~SqliteStore() override {
     bots_.close();
@@ -45,6 +47,7 @@ class SqliteStore final : public Store {
   FunctionStore& functions() override { return functions_; }
   BotStore& bots() override { return bots_; }
   int schemaVersion() const override { return db_->schemaVersion(); }
+  ClusterStore* cluster() override { return &cluster_; }
 
   SqliteWriteStats writeStats() const { return db_->writeStats(); }
 
@@ -63,6 +66,7 @@ class SqliteStore final : public Store {
   sqlite::SqliteConversationStore conversations_;
   sqlite::SqliteFunctionStore functions_;
   sqlite::SqliteBotStore bots_;
+  sqlite::SqliteClusterStore cluster_;
 };
 
 }  // namespace
