@@ -3,7 +3,8 @@
 #   1. default build (RelWithDebInfo): unit, integration (real binary, node-agent-sdk) and
 #      browser end-to-end tests, then the tests labelled "slow" one at a time (crash and drain
 #      under load, memory bounds; tools/test.sh --slow runs only those), then the tests
-#      labelled "postgres" (the store contract on a PostgreSQL server they start themselves);
+#      labelled "postgres" (the store contract on a PostgreSQL server they start themselves), then
+#      the test labelled "cluster" (tools/cluster.sh with two nodes behind HAProxy);
 #   2. clang-16 -Wthread-safety -Werror over the libraries and the parley binary (thread-safety
 #      preset; PARLEY_SKIP_THREAD_SAFETY=1 skips it);
 #   3. the libFuzzer targets (fuzz preset, clang-16), each for 20,000 inputs or 40 s
@@ -30,6 +31,7 @@ ctest --preset default -j"$jobs"
 # The slow ones load the machine themselves: one at a time.
 ctest --test-dir build/default --output-on-failure -L slow -j1
 ctest --test-dir build/default --output-on-failure -L postgres -j1
+ctest --test-dir build/default --output-on-failure -L cluster -j1
 if [ "${PARLEY_SKIP_THREAD_SAFETY:-0}" != 1 ]; then
   # clang's thread-safety analysis: the annotated locking (src/common/thread_annotations.h) is
   # checked at compile time; any violation fails the build (-Werror).

@@ -30,8 +30,14 @@ Result<std::string> skillId(store::Store& store, const AccountId& acc, const std
   s.name = name;
   s.created_at = clock.nowMs();
   auto created = store.accounts().createSkill(s);
-  if (!created) return std::unexpected(created.error());
-  return created->id.str();
+  if (created) return created->id.str();
+  if (created.error().code != ErrorCode::kConflict) return std::unexpected(created.error());
+  // Another node made it since the list: use theirs.
+  auto again = store.accounts().listSkills(acc);
+  if (!again) return std::unexpected(again.error());
+  for (const auto& k : *again)
+    if (k.name == name) return k.id.str();
+  return std::unexpected(created.error());
 }
 
 Result<std::string> ensureUser(store::Store& store, const AccountId& acc, const DemoUser& du,
@@ -53,8 +59,35 @@ Result<std::string> ensureUser(store::Store& store, const AccountId& acc, const 
   u.max_open_conversations = max_open;
   u.created_at = clock.nowMs();
   auto created = store.accounts().createUser(u);
-  if (!created) return std::unexpected(created.error());
-  return created->id.str();
+  if (created) return created->id.str();
+  if (created.error().code != ErrorCode::kConflict) return std::unexpected(created.error());
+  // Another node made it since the lookup: use theirs.
+  auto again = store.accounts().getUserByLogin(acc, du.username);
+  if (!again) return std::unexpected(again.error());
+  return again->id.str();
+}
+
+bj::object credentialsJson(const Demo& d) {
+  auto u = [](const DemoUser& x) {
+    return bj::object{{"username", x.username}, {"password", x.password}};
+  };
+  return bj::object{
+      {"account", d.account}, {"admin", u(d.admin)}, {"agent", u(d.agent)}, {"bot", u(d.bot)}};
+}
+
+// Reads the account and the three users' credentials from `o` into `d`; false when incomplete.
+bool readCredentials(const bj::object& o, Demo& d) {
+  d.account = json::getString(o, "account", d.account);
+  auto user = [&](const char* k, DemoUser& u) {
+    if (auto it = o.find(k); it != o.end() && it->value().is_object()) {
+      u.username = json::getString(it->value().as_object(), "username");
+      u.password = json::getString(it->value().as_object(), "password");
+    }
+  };
+  user("admin", d.admin);
+  user("agent", d.agent);
+  user("bot", d.bot);
+  return !d.admin.password.empty() && !d.agent.password.empty() && !d.bot.password.empty();
 }
 
 }  // namespace
@@ -70,23 +103,31 @@ Result<Demo> ensureDemo(store::Store& store, const Clock& clock, const std::stri
       ss << in.rdbuf();
       auto o = json::parseObject(ss.str());
       if (!o) return invalid(fmt::format("{} is corrupt: {}", file.string(), o.error().message));
-      d.account = json::getString(*o, "account", d.account);
-      auto user = [&](const char* k, DemoUser& u) {
-        if (auto it = o->find(k); it != o->end() && it->value().is_object()) {
-          u.username = json::getString(it->value().as_object(), "username");
-          u.password = json::getString(it->value().as_object(), "password");
-        }
-      };
-      user("admin", d.admin);
-      user("agent", d.agent);
-      user("bot", d.bot);
-      have_file = !d.admin.password.empty() && !d.agent.password.empty() && !d.bot.password.empty();
+      have_file = readCredentials(*o, d);
     }
   }
   if (!have_file) {
     d.admin = {"admin", randomHex(8), ""};
     d.agent = {"agent", randomHex(8), ""};
     d.bot = {"bot", randomHex(8), ""};
+  }
+  // Nodes sharing a store share one set of credentials: the first node's (its file's, or the
+  // random ones it made) are stored as cluster material; the others take them.
+  if (store::ClusterStore* cluster = store.cluster()) {
+    const std::string offered = bj::serialize(credentialsJson(d));
+    auto stored = cluster->putMaterialIfAbsent("demo", offered);
+    if (!stored) return std::unexpected(stored.error());
+    if (*stored != offered) {
+      auto o = json::parseObject(*stored);
+      Demo theirs;
+      if (!o || !readCredentials(*o, theirs))
+        return internalError("the demo credentials in the store are corrupt");
+      d.account = theirs.account;
+      d.admin = theirs.admin;
+      d.agent = theirs.agent;
+      d.bot = theirs.bot;
+      have_file = false;  // write them into DIR/demo.json
+    }
   }
   AccountId acc(d.account);
   if (auto a = store.accounts().getAccount(acc); !a) {
@@ -95,7 +136,9 @@ Result<Demo> ensureDemo(store::Store& store, const Clock& clock, const std::stri
     account.id = acc;
     account.name = "Parley demo";
     account.created_at = clock.nowMs();
-    if (auto s = store.accounts().createAccount(account); !s) return std::unexpected(s.error());
+    if (auto s = store.accounts().createAccount(account);
+        !s && s.error().code != ErrorCode::kConflict)  // Conflict: another node made it
+      return std::unexpected(s.error());
   }
   auto general = skillId(store, acc, "general", clock);
   auto human = skillId(store, acc, "human", clock);
@@ -122,12 +165,7 @@ Result<Demo> ensureDemo(store::Store& store, const Clock& clock, const std::stri
   d.agent.user_id = *agent;
   d.bot.user_id = *bot;
   if (!have_file) {
-    auto u = [](const DemoUser& x) {
-      return bj::object{{"username", x.username}, {"password", x.password}};
-    };
-    bj::object o{
-        {"account", d.account}, {"admin", u(d.admin)}, {"agent", u(d.agent)}, {"bot", u(d.bot)}};
-    std::string text = bj::serialize(o) + "\n";
+    std::string text = bj::serialize(credentialsJson(d)) + "\n";
     fs::path tmp = file;
     tmp += ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -28,7 +28,10 @@ struct Demo {
   std::string skill_escalation;
 };
 
-// Creates (or completes) the demo data in `store` and DIR/demo.json. Blocking.
+// Creates (or completes) the demo data in `store` and DIR/demo.json. Blocking. With a store that
+// has cluster material (Store::cluster()), the credentials are the store's "demo" material (the
+// first caller's), so every node sharing the store prints the same ones; callers racing on one
+// store (nodes starting at once) create the account, skills and users once.
 Result<Demo> ensureDemo(store::Store& store, const Clock& clock, const std::string& data_dir);
 
 }  // namespace parley::app

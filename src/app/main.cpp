@@ -3,6 +3,7 @@
 // The only code that tests never link.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -21,6 +23,7 @@
 
 #include "app/account_command.h"
 #include "app/allocator.h"
+#include "app/cluster_material.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
 #include "cli/cli.h"
@@ -75,7 +78,19 @@ struct ServeFlags {
   bool metrics_tenant_labels = false;
   // SIGTERM/SIGINT: how long requests already read and running bot turns may take to finish.
   int drain_timeout_s = 10;
+  // Cluster mode: this node's name ("": host name and port) and the address clients use.
+  std::string node;
+  std::string public_url;
 };
+
+// The node's name when --node is not given: "<host name>:<port of its first listener>".
+std::string defaultNodeName(const parley::server::Endpoints& ep) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  const std::string& url = !ep.http_url.empty() ? ep.http_url : ep.https_url;
+  auto colon = url.rfind(':');
+  return std::string(host) + (colon == std::string::npos ? "" : url.substr(colon));
+}
 
 void printLine(const bj::object& o) {
   std::string line = bj::serialize(o) + "\n";
@@ -127,9 +142,15 @@ constexpr const char* kDemoEchoCode = R"(function lambda(input, callback) {
 }
 )";
 
-// Creates (once) and deploys the demo echo function; returns its uuid.
-parley::Result<std::string> ensureDemoFunction(parley::functions::service::FunctionService& svc,
-                                               const parley::app::Demo& demo) {
+struct DemoFunction {
+  std::string uuid;
+  bool deployed_here = false;  // this call deployed it (else it was Productive already)
+};
+
+// Creates (once) and deploys the demo echo function. Nodes sharing a store may race: a name
+// taken since the list means another node created it (its uuid is used).
+parley::Result<DemoFunction> ensureDemoFunction(parley::functions::service::FunctionService& svc,
+                                                const parley::app::Demo& demo, int attempt = 0) {
   using namespace parley;
   AccountId acc(demo.account);
   UserId admin(demo.admin.user_id);
@@ -159,6 +180,7 @@ parley::Result<std::string> ensureDemoFunction(parley::functions::service::Funct
                     {"event", "bot_connectors_custom_integration"},
                     {"code", kDemoEchoCode}};
     auto created = callFunctions(svc, acc, admin, "POST", {"functions"}, bj::serialize(body));
+    if (created.status == 409 && attempt == 0) return ensureDemoFunction(svc, demo, attempt + 1);
     if (created.status != 201 && created.status != 200)
       return internalError("creating the demo function failed: " + created.body);
     auto o = json::parseObject(created.body);
@@ -169,20 +191,27 @@ parley::Result<std::string> ensureDemoFunction(parley::functions::service::Funct
     auto deployed = callFunctions(svc, acc, admin, "POST", {"functions", uuid, "deploy"});
     if (deployed.status >= 300)
       return internalError("deploying the demo function failed: " + deployed.body);
+    return DemoFunction{uuid, true};
   }
-  return uuid;
+  return DemoFunction{uuid, false};
 }
 
 // Creates (once) the demo bot on the "general" skill for the demo bot user, serving the echo
 // function, and starts it.
 parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::BotService& bots,
-                             const parley::app::Demo& demo, const std::string& function_uuid) {
+                             const parley::app::Demo& demo, const std::string& function_uuid,
+                             int attempt = 0) {
   using namespace parley;
   AccountId acc(demo.account);
   auto existing = store.bots().listBots(acc);
   if (!existing) return std::unexpected(existing.error());
   for (const auto& b : *existing) {
-    if (b.user.str() == demo.bot.user_id) return {};  // created before; start() resumed it
+    if (b.user.str() != demo.bot.user_id) continue;
+    // Created before (here, or by another node sharing the store, maybe after this node's
+    // start()): starting a running bot does nothing.
+    auto started = bots.startBot(acc, b.id);
+    if (!started) return std::unexpected(started.error());
+    return {};
   }
   bj::object body{{"name", "demo-echo-bot"},
                   {"vendor", "CUSTOM_INTEGRATION"},
@@ -198,6 +227,8 @@ parley::Status ensureDemoBot(parley::store::Store& store, parley::connector::Bot
                                             {"retries", 1},
                                             {"turnTimeoutMs", 10000}}}};
   auto created = bots.createBot(acc, body);
+  if (!created && created.error().code == ErrorCode::kConflict && attempt == 0)
+    return ensureDemoBot(store, bots, demo, function_uuid, attempt + 1);  // another node's
   if (!created) return std::unexpected(created.error());
   auto started = bots.startBot(acc, BotId(json::getString(*created, "id")));
   if (!started) return std::unexpected(started.error());
@@ -252,6 +283,17 @@ int serve(const ServeFlags& f) {
       return 2;
     }
   }
+  if (!f.public_url.empty()) {
+    if (auto u = server::checkPublicUrl(f.public_url); !u) {
+      std::fprintf(stderr, "parley: --public-url: %s\n", u.error().message.c_str());
+      return 2;
+    }
+  }
+  if (f.node.size() > 128 || std::any_of(f.node.begin(), f.node.end(),
+                                         [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
+    std::fprintf(stderr, "parley: --node: at most 128 printable ASCII characters without spaces\n");
+    return 2;
+  }
   // Block the stop signals in every thread; main waits for them with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -282,6 +324,19 @@ int serve(const ServeFlags& f) {
   if (!store) return fail("cannot open the store", store.error());
   spdlog::info("store: {} (schema version {})", f.store == "sqlite" ? "sqlite" : "postgres",
                (*store)->schemaVersion());
+
+  // Nodes sharing a PostgreSQL store share their TLS material (unless brought), consumer JWT key
+  // and secrets key through it (the first node's); a SQLite store is one node's own.
+  const bool shared_store = f.store != "sqlite";
+  if (shared_store) {
+    if (auto* cluster = (*store)->cluster()) {
+      const bool brought_tls = f.tls_listen.empty() || !f.tls_cert.empty() || !f.tls_key.empty();
+      if (auto st = app::shareClusterMaterial(
+              *cluster, data_dir, brought_tls ? app::SharedTls::kBrought : app::SharedTls::kShared);
+          !st)
+        return fail("cannot share the cluster material", st.error());
+    }
+  }
 
   std::optional<app::Demo> demo;
   if (f.demo) {
@@ -368,7 +423,13 @@ int serve(const ServeFlags& f) {
   if (demo) {
     auto f = ensureDemoFunction(*function_service, *demo);
     if (f) {
-      demo_function = *f;
+      demo_function = f->uuid;
+      // Another node deployed it, maybe after this node restored the deployments: restore again
+      // so that it runs here too.
+      if (!f->deployed_here && shared_store) {
+        if (auto n = function_service->restoreDeployments(); !n)
+          spdlog::warn("restoring function deployments: {}", n.error().message);
+      }
     } else {
       spdlog::warn("demo: the echo function could not be created or deployed: {}",
                    f.error().message);
@@ -410,6 +471,7 @@ int serve(const ServeFlags& f) {
   so.metrics_token = f.metrics_token;
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
+  so.public_url = f.public_url;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   profile_source->store(server->get());  // the server outlives the connector (shutdown order)
@@ -441,16 +503,20 @@ int serve(const ServeFlags& f) {
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
 
+  const std::string node = f.node.empty() ? defaultNodeName(*endpoints) : f.node;
   printLine(bj::object{{"event", "listening"},
                        {"http", endpoints->http_url},
                        {"https", endpoints->https_url},
-                       {"ca", endpoints->ca_path}});
+                       {"ca", endpoints->ca_path},
+                       {"node", node}});
   if (demo) {
     auto user = [](const app::DemoUser& u) {
       return bj::object{{"username", u.username}, {"password", u.password}};
     };
     std::string console =
-        (endpoints->https_url.empty() ? endpoints->http_url : endpoints->https_url) + "/";
+        !f.public_url.empty()
+            ? (f.public_url.ends_with("/") ? f.public_url : f.public_url + "/")
+            : (endpoints->https_url.empty() ? endpoints->http_url : endpoints->https_url) + "/";
     printLine(bj::object{{"event", "demo"},
                          {"account", demo->account},
                          {"admin", user(demo->admin)},
@@ -595,6 +661,12 @@ int main(int argc, char** argv) {
           "loopback, private, link-local, cgnat, metadata or a CIDR block; repeat or separate by "
           "commas")
       ->delimiter(',');
+  serve_cmd->add_option("--node", f.node,
+                        "This node's name in a cluster, unique per cluster (default: host name "
+                        "and port)");
+  serve_cmd->add_option("--public-url", f.public_url,
+                        "The address clients use, http[s]://HOST[:PORT] (a balancer in front of "
+                        "the nodes); CSDS answers with it (default: this node's listener)");
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
   parley::app::registerAccountCommands(app);

@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <cstring>
 
+#include <boost/json.hpp>
+
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/testing/call.h"
@@ -109,6 +111,30 @@ TEST_F(HttpAppTest, CsdsAlwaysHasBaseUris) {
   auto missing = call("GET", "/api/account/999/service/baseURI.json?version=1.0");
   EXPECT_EQ(missing.status, 404);
   EXPECT_TRUE(json::parseObject(missing.body)->at("baseURIs").as_array().empty());
+}
+
+TEST_F(HttpAppTest, ConversationShowsTheNodeHoldingItsLease) {
+  store::Conversation c;
+  c.id = ConversationId("conv-owned");
+  c.account = AccountId("123");
+  c.consumer = ConsumerId("consumer-1");
+  c.start_ts = 1;
+  ASSERT_TRUE(store_->conversations().saveConversation(c));
+  ASSERT_TRUE(engine_->recover());
+  std::string admin = loginBearer("admin");
+  auto owner = [&] {
+    auto r = call("GET", "/api/v1/accounts/123/conversations/conv-owned", "", admin);
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto o = json::parseObject(r.body);
+    return o && o->contains("owner") ? boost::json::serialize(o->at("owner"))
+                                     : std::string("missing");
+  };
+  EXPECT_EQ(owner(), "null");
+  clock_.setMs(10'000);
+  ASSERT_TRUE(store_->cluster()->acquireLease(c.id, "node-a", 3000));
+  EXPECT_EQ(owner(), "\"node-a\"");
+  clock_.setMs(13'000);  // expired: nobody owns it
+  EXPECT_EQ(owner(), "null");
 }
 
 TEST_F(HttpAppTest, LoginShapesAndErrors) {

@@ -370,7 +370,16 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
       if (!r) return done(errorResponse(r.error()));
       if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
         return done(errorResponse(st.error()));
-      done(ok(conversationObject(*r)));
+      // "owner": the node holding the conversation's lease (cluster mode), null when none does.
+      d.blocking.run([&d, c = std::move(*r), done] {
+        bj::object o = conversationObject(c);
+        o["owner"] = nullptr;
+        if (store::ClusterStore* cluster = d.store.cluster()) {
+          auto lease = cluster->getLease(c.id);
+          if (lease && lease->expires_at > d.clock.nowMs()) o["owner"] = lease->node;
+        }
+        done(ok(o));
+      });
     });
   }
   if (req.path.size() == 3 && req.path[2] == "messages") {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/url.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -90,7 +91,13 @@ class ServerImpl final : public Server {
     net_ = std::move(*net);
     auto ports = net_->listen();
     if (!ports) return std::unexpected(ports.error());
-    app_->setPublicHost(!ports->https_host.empty() ? ports->https_host : ports->http_host);
+    if (!opts_.public_url.empty()) {
+      auto authority = checkPublicUrl(opts_.public_url);
+      if (!authority) return std::unexpected(authority.error());
+      app_->setPublicHost(*authority);
+    } else {
+      app_->setPublicHost(!ports->https_host.empty() ? ports->https_host : ports->http_host);
+    }
     subscription_ = service_.subscribe(hub_);
     auth_.refreshAccountStatus();
     // Expired access tokens are also dropped whenever their app is given a new one.
@@ -175,10 +182,29 @@ class ServerImpl final : public Server {
 
 }  // namespace
 
+Result<std::string> checkPublicUrl(const std::string& url) {
+  auto u = boost::urls::parse_absolute_uri(url);
+  if (!u) return invalid("the public URL '" + url + "' is not an absolute URL");
+  if (u->scheme_id() != boost::urls::scheme::http && u->scheme_id() != boost::urls::scheme::https)
+    return invalid("the public URL '" + url + "' is not http:// or https://");
+  if (u->host().empty()) return invalid("the public URL '" + url + "' has no host");
+  if (u->has_userinfo()) return invalid("the public URL '" + url + "' must not carry user info");
+  if (u->has_port() && (u->port_number() == 0 || u->port() != std::to_string(u->port_number())))
+    return invalid("the public URL '" + url + "' has a bad port");
+  if ((!u->encoded_path().empty() && u->encoded_path() != "/") || u->has_query() ||
+      u->has_fragment())
+    return invalid("the public URL '" + url + "' must not have a path, query or fragment");
+  return std::string(u->encoded_host_and_port());
+}
+
 Result<std::unique_ptr<Server>> makeServer(store::Store& store,
                                            conversation::ConversationService& service,
                                            const Clock& clock, ServerOptions options) {
   if (options.data_dir.empty()) return invalid("the server needs a data directory");
+  if (!options.public_url.empty()) {
+    if (auto authority = checkPublicUrl(options.public_url); !authority)
+      return std::unexpected(authority.error());
+  }
   TlsFiles tls;
   if (!options.https_listen.empty()) {
     if (!options.tls_cert.empty() || !options.tls_key.empty()) {

@@ -73,7 +73,16 @@ struct ServerOptions {
   std::string metrics_token;
   // Whether /metrics keeps the account, bot and function labels. Default: summed away.
   TenantLabels metrics_tenant_labels = TenantLabels::kSummed;
+  // The address clients use (a balancer in front of several nodes), "http[s]://HOST[:PORT]"; CSDS
+  // answers with its HOST[:PORT]. Default: empty, the node's own HTTPS (else HTTP) listener.
+  // REQUIRES: empty or accepted by checkPublicUrl.
+  std::string public_url;
 };
+
+// Checks a public URL (ServerOptions::public_url): an absolute http or https URL with a host,
+// an optional port, and no user info, path (other than "/"), query or fragment. Returns its
+// authority "HOST[:PORT]" (what CSDS answers); Invalid, saying why, otherwise.
+Result<std::string> checkPublicUrl(const std::string& url);
 
 struct Endpoints {
   std::string http_url;   // "http://127.0.0.1:P" or "" when disabled

@@ -1,10 +1,10 @@
 #pragma once
 
 // Store interfaces: the only way any subsystem reads or writes durable state.
-// Implementations: sqlite/ (default, WAL, one writer with group commit) and memory/ (the fake
-// for unit tests). Every method is thread-safe and may block (it does I/O): never call it on a
-// network io thread. Every query that takes an AccountId returns only that account's rows.
-// Writes are durable (committed) when the call returns successfully.
+// Implementations: sqlite/ (default, WAL, one writer with group commit), postgres/ (cluster mode)
+// and memory/ (the fake for unit tests). Every method is thread-safe and may block (it does I/O):
+// never call it on a network io thread. Every query that takes an AccountId returns only that
+// account's rows. Writes are durable (committed) when the call returns successfully.
 
 #include <cstdint>
 #include <functional>
@@ -235,6 +235,15 @@ struct Participant {
   TimeMs joined_at = 0;
 };
 
+// The credential a node's conversation write carries in cluster mode: the lease it holds on the
+// conversation (ClusterStore). Never stored.
+struct Fence {
+  std::string node;        // empty: an unfenced write (a single node, no leases)
+  std::int64_t epoch = 0;  // the lease's epoch when the node took it
+  bool empty() const { return node.empty(); }
+  bool operator==(const Fence&) const = default;
+};
+
 struct Conversation {
   ConversationId id;
   AccountId account;
@@ -254,6 +263,13 @@ struct Conversation {
   std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
   // The last bot turn that ended without a message to carry its mark (see TurnMark).
   TurnMark turn_mark;
+  // Not stored (reads leave it empty). When set, saveConversation and appendMessage (and their
+  // asynchronous forms) write only while `fence.node` holds the conversation's lease at
+  // `fence.epoch` (held or expired, as long as no node has taken it since); otherwise they write
+  // nothing and fail with Unavailable naming the holder. The store checks this in the write's
+  // own transaction, and a takeover waits for writes that passed the check to commit, so a node
+  // that lost its lease can no longer change the conversation.
+  Fence fence;
 };
 
 // One persisted conversation event (ContentEvent, RichContentEvent, AcceptStatusEvent, ...).
@@ -520,6 +536,53 @@ class BotStore {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Cluster material: small values every node of a cluster shares (the TLS CA and leaf, the consumer
+// JWT key, the secrets key, the demo credentials), so that what one node makes the others use.
+
+// A node's ownership of one conversation: a lease until `expires_at` (the store's clock), with a
+// fencing epoch that grows by one each time the lease changes hands.
+struct Lease {
+  ConversationId conversation;
+  std::string node;
+  std::int64_t epoch = 0;
+  TimeMs expires_at = 0;
+  Fence fence() const { return Fence{node, epoch}; }
+};
+
+class ClusterStore {
+ public:
+  virtual ~ClusterStore() = default;
+
+  // Takes or renews `node`'s lease on the conversation, until now + ttl_ms. When nobody holds it
+  // or its holder's lease has expired (expires_at <= now), `node` takes it with the next epoch
+  // (1 for a conversation never leased), even if it was `node`'s own; when `node` holds it
+  // unexpired it is extended with the same epoch. Conflict, naming the holder, while another
+  // node holds it unexpired. Invalid for an empty node or conversation id or ttl_ms <= 0.
+  // Nodes racing for one lease: one gets it, the others get Conflict.
+  virtual Result<Lease> acquireLease(const ConversationId& id, const std::string& node,
+                                     TimeMs ttl_ms) = 0;
+  // Extends the lease `node` holds at `epoch` to now + ttl_ms, expired or not, as long as nobody
+  // took it since. Conflict when another node or epoch holds it, or it was never taken.
+  virtual Result<Lease> renewLease(const ConversationId& id, const std::string& node,
+                                   std::int64_t epoch, TimeMs ttl_ms) = 0;
+  // Gives up the lease `node` holds at `epoch` (it expires now; the next taker bumps the epoch).
+  // Succeeds, doing nothing, when `node` does not hold it at `epoch`.
+  virtual Status releaseLease(const ConversationId& id, const std::string& node,
+                              std::int64_t epoch) = 0;
+  // The conversation's lease, held or expired. NotFound when it was never leased.
+  virtual Result<Lease> getLease(const ConversationId& id) = 0;
+
+  // Stores `value` under `key` unless the key already has a value, and returns the value the key
+  // holds afterwards: `value` when this call stored it, else the one stored first. Of any number
+  // of callers racing on one key (threads or nodes), exactly one value is stored and every caller
+  // gets it. A stored value is never replaced. Invalid for an empty key.
+  virtual Result<std::string> putMaterialIfAbsent(const std::string& key,
+                                                  const std::string& value) = 0;
+  // NotFound when the key has no value.
+  virtual Result<std::string> getMaterial(const std::string& key) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
 
 // The whole store. Owned by main; outlives every user.
 class Store {
@@ -532,6 +595,9 @@ class Store {
   virtual OAuthStore& oauth() = 0;
   // Schema version after migrations.
   virtual int schemaVersion() const = 0;
+  // The cluster material and conversation leases. Every store of this library has them; a
+  // decorating test store may answer nullptr (none).
+  virtual ClusterStore* cluster() { return nullptr; }
 };
 
 // Names used in JSON and in the database for the enums above.

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -1445,6 +1446,180 @@ TEST(StoreNames, RoundTrip) {
   ASSERT_FALSE(bad_status);
   EXPECT_EQ(bad_status.error().code, ErrorCode::kInvalid);
   EXPECT_NE(bad_status.error().message.find("SERVICE_INTERRUPTION"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster material
+
+TYPED_TEST(StoreContract, ClusterMaterialKeepsTheFirstValue) {
+  ClusterStore* cl = this->store_->cluster();
+  ASSERT_NE(cl, nullptr);
+  EXPECT_CODE(cl->getMaterial("jwt.key"), ErrorCode::kNotFound);
+  EXPECT_CODE(cl->putMaterialIfAbsent("", "x"), ErrorCode::kInvalid);
+  auto first = cl->putMaterialIfAbsent("jwt.key", "first");
+  ASSERT_OK(first);
+  EXPECT_EQ(*first, "first");
+  auto second = cl->putMaterialIfAbsent("jwt.key", "second");
+  ASSERT_OK(second);
+  EXPECT_EQ(*second, "first");
+  EXPECT_EQ(cl->getMaterial("jwt.key").value(), "first");
+  // Values are kept byte for byte (PEM text with newlines).
+  const std::string pem = "-----BEGIN X-----\nAAAA\n-----END X-----\n";
+  EXPECT_EQ(cl->putMaterialIfAbsent("tls", pem).value(), pem);
+  EXPECT_EQ(cl->getMaterial("tls").value(), pem);
+}
+
+TYPED_TEST(StoreContract, ClusterMaterialRaceHasOneWinner) {
+  ClusterStore* cl = this->store_->cluster();
+  ASSERT_NE(cl, nullptr);
+  constexpr int kThreads = 8;
+  std::vector<std::string> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      auto r = cl->putMaterialIfAbsent("ca", numbered("node-", i));
+      got[i] = r ? *r : "error: " + r.error().message;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(got[0].starts_with("node-")) << got[0];
+  for (const auto& g : got) EXPECT_EQ(g, got[0]);
+  EXPECT_EQ(cl->getMaterial("ca").value(), got[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversation leases (two store handles on one database play two nodes; the memory store has
+// one handle, so there "two nodes" are two names on it)
+
+template <class Impl>
+std::unique_ptr<Store> secondHandle(Store& first, const Clock& clock, const TempDir& dir) {
+  if constexpr (std::is_same_v<Impl, MemoryImpl>) {
+    (void)clock, (void)dir;
+    return nullptr;  // the caller uses `first`
+  } else if constexpr (std::is_same_v<Impl, SqliteImpl>) {
+    (void)first;
+    auto s = openSqliteStore(dir.file("parley.db"), clock);
+    return s ? std::move(*s) : nullptr;
+  } else {
+    (void)first, (void)dir;
+    auto s = openPostgresStore(parley::testing::PostgresServer::shared().uri("contract"), clock);
+    return s ? std::move(*s) : nullptr;
+  }
+}
+
+TYPED_TEST(StoreContract, LeaseTakeoverBumpsTheEpochAndFencesTheOldOwner) {
+  auto other = secondHandle<TypeParam>(*this->store_, this->clock_, this->dir_);
+  Store& node_b_store = other ? *other : *this->store_;
+  ClusterStore& a = *this->store_->cluster();
+  ClusterStore& b = *node_b_store.cluster();
+  const ConversationId id("c-lease");
+  EXPECT_CODE(a.getLease(id), ErrorCode::kNotFound);
+  EXPECT_CODE(a.acquireLease(id, "", 3000), ErrorCode::kInvalid);
+  EXPECT_CODE(a.acquireLease(id, "node-a", 0), ErrorCode::kInvalid);
+
+  this->clock_.setMs(10'000);
+  auto la = a.acquireLease(id, "node-a", 3000);
+  ASSERT_OK(la);
+  EXPECT_EQ(la->node, "node-a");
+  EXPECT_EQ(la->epoch, 1);
+  EXPECT_EQ(la->expires_at, 13'000);
+  // Node a writes with its fence.
+  Conversation c = makeConversation(kA, "c-lease");
+  c.fence = la->fence();
+  ASSERT_OK(this->conv().saveConversation(c));
+  Message m0 = makeMessage(c.id, 0);
+  ASSERT_OK(this->conv().appendMessage(advancedTo(c, m0), m0));
+  EXPECT_TRUE(this->conv().getConversation(kA, c.id)->fence.empty());  // never stored
+
+  // Node b cannot take an unexpired lease.
+  this->clock_.setMs(12'999);
+  EXPECT_CODE(b.acquireLease(id, "node-b", 3000), ErrorCode::kConflict);
+  // After expiry it can: a takeover bumps the epoch.
+  this->clock_.setMs(13'000);
+  auto lb = b.acquireLease(id, "node-b", 3000);
+  ASSERT_OK(lb);
+  EXPECT_EQ(lb->node, "node-b");
+  EXPECT_EQ(lb->epoch, 2);
+  EXPECT_EQ(a.getLease(id)->node, "node-b");
+
+  // The old owner's writes are refused and change nothing; its renewal too.
+  Message m1 = makeMessage(c.id, 1);
+  EXPECT_CODE(this->conv().appendMessage(advancedTo(c, m1), m1), ErrorCode::kUnavailable);
+  Conversation closed = c;
+  closed.state = ConversationState::kClose;
+  EXPECT_CODE(this->conv().saveConversation(closed), ErrorCode::kUnavailable);
+  std::promise<Status> async_done;
+  this->conv().appendMessageAsync(advancedTo(c, m1), m1,
+                                  [&](Status st) { async_done.set_value(std::move(st)); });
+  EXPECT_CODE(async_done.get_future().get(), ErrorCode::kUnavailable);
+  EXPECT_CODE(a.renewLease(id, "node-a", 1, 3000), ErrorCode::kConflict);
+  EXPECT_EQ(this->conv().listMessages(c.id, 0, 10)->size(), 1u);
+  EXPECT_EQ(this->conv().getConversation(kA, c.id)->state, ConversationState::kOpen);
+  // An unfenced write or a write without a lease: the first is a single node's, the second refused.
+  Conversation no_lease = makeConversation(kA, "c-unleased");
+  no_lease.fence = Fence{"node-a", 1};
+  EXPECT_CODE(this->conv().saveConversation(no_lease), ErrorCode::kUnavailable);
+
+  // The new owner writes with its fence.
+  Conversation cb = c;
+  cb.fence = lb->fence();
+  ASSERT_OK(node_b_store.conversations().appendMessage(advancedTo(cb, m1), m1));
+  EXPECT_EQ(this->conv().listMessages(c.id, 0, 10)->size(), 2u);
+}
+
+TYPED_TEST(StoreContract, LeaseRenewalKeepsItAndExpiryFreesIt) {
+  ClusterStore& cl = *this->store_->cluster();
+  const ConversationId id("c-renew");
+  this->clock_.setMs(1000);
+  auto l = cl.acquireLease(id, "node-a", 3000);
+  ASSERT_OK(l);
+  // Renewed every second for ten seconds: nobody can take it, the epoch stays.
+  for (int i = 1; i <= 10; ++i) {
+    this->clock_.setMs(1000 + i * 1000);
+    auto r = cl.renewLease(id, "node-a", l->epoch, 3000);
+    ASSERT_OK(r);
+    EXPECT_EQ(r->epoch, 1);
+    EXPECT_EQ(r->expires_at, 4000 + i * 1000);
+    EXPECT_CODE(cl.acquireLease(id, "node-b", 3000), ErrorCode::kConflict);
+  }
+  // Acquiring its own unexpired lease renews it too.
+  EXPECT_EQ(cl.acquireLease(id, "node-a", 3000)->epoch, 1);
+  // Expired but not taken: the owner may still renew (epoch kept).
+  this->clock_.setMs(20'000);
+  auto late = cl.renewLease(id, "node-a", 1, 3000);
+  ASSERT_OK(late);
+  EXPECT_EQ(late->epoch, 1);
+  // Released: another node takes it at once, with the next epoch.
+  ASSERT_OK(cl.releaseLease(id, "node-a", 1));
+  auto taken = cl.acquireLease(id, "node-b", 3000);
+  ASSERT_OK(taken);
+  EXPECT_EQ(taken->epoch, 2);
+  // Releasing a lease one does not hold does nothing.
+  ASSERT_OK(cl.releaseLease(id, "node-a", 1));
+  EXPECT_CODE(cl.acquireLease(id, "node-a", 3000), ErrorCode::kConflict);
+  // A node that let its own lease expire takes it back with a new epoch.
+  this->clock_.setMs(23'000);
+  EXPECT_EQ(cl.acquireLease(id, "node-b", 3000)->epoch, 3);
+}
+
+TYPED_TEST(StoreContract, LeaseRaceHasOneWinner) {
+  ClusterStore& cl = *this->store_->cluster();
+  const ConversationId id("c-race");
+  constexpr int kNodes = 6;
+  std::atomic<int> won{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kNodes; ++i)
+    threads.emplace_back([&, i] {
+      auto r = cl.acquireLease(id, numbered("node-", i), 3000);
+      if (r) {
+        ++won;
+      } else if (r.error().code == ErrorCode::kConflict) {
+        ++refused;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(refused.load(), kNodes - 1);
+  EXPECT_EQ(cl.getLease(id)->epoch, 1);
 }
 
 }  // namespace

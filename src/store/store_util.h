@@ -23,6 +23,33 @@ inline std::optional<std::int64_t> numericId(std::string_view s) {
   return v;
 }
 
+// The arguments of acquireLease / renewLease.
+inline Status checkLeaseArgs(const ConversationId& id, const std::string& node, TimeMs ttl_ms) {
+  if (id.empty()) return invalid("a lease needs a conversation id");
+  if (node.empty()) return invalid("a lease needs a node name");
+  if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+  return {};
+}
+
+// Why a fenced write was refused: `holder` is the lease stored for the conversation, if any.
+inline Status fenceRefused(const Conversation& c, const std::optional<Lease>& holder) {
+  if (!holder)
+    return makeError(ErrorCode::kUnavailable, "conversation " + c.id.str() +
+                                                  " has no lease (node " + c.fence.node +
+                                                  " wrote without one)");
+  return makeError(ErrorCode::kUnavailable,
+                   "conversation " + c.id.str() + " is owned by node " + holder->node +
+                       " at epoch " + std::to_string(holder->epoch) + ", not by node " +
+                       c.fence.node + " at epoch " + std::to_string(c.fence.epoch));
+}
+
+// Why acquireLease was refused.
+inline Status leaseHeld(const Lease& holder) {
+  return conflict("conversation " + holder.conversation.str() + " is leased by node " +
+                  holder.node + " (epoch " + std::to_string(holder.epoch) + ") until " +
+                  std::to_string(holder.expires_at));
+}
+
 // True when a context property has expired at `now` (0 = never expires).
 inline bool expired(const ContextProperty& p, TimeMs now) {
   return p.expires_at != 0 && p.expires_at <= now;

@@ -33,7 +33,8 @@ class MemoryStore final : public Store,
                           public ConversationStore,
                           public FunctionStore,
                           public BotStore,
-                          public OAuthStore {
+                          public OAuthStore,
+                          public ClusterStore {
  public:
   explicit MemoryStore(const Clock& clock) : clock_(clock) {}
 
@@ -44,6 +45,70 @@ class MemoryStore final : public Store,
   BotStore& bots() override { return *this; }
   OAuthStore& oauth() override { return *this; }
   int schemaVersion() const override { return 0; }
+  ClusterStore* cluster() override { return this; }
+
+  // ClusterStore
+  Result<std::string> putMaterialIfAbsent(const std::string& key,
+                                          const std::string& value) override {
+    if (key.empty()) return invalid("cluster material needs a key");
+    MutexLock lock(mu_);
+    return material_.try_emplace(key, value).first->second;
+  }
+
+  Result<std::string> getMaterial(const std::string& key) override {
+    MutexLock lock(mu_);
+    auto it = material_.find(key);
+    if (it == material_.end()) return notFound("no cluster material '" + key + "'");
+    return it->second;
+  }
+
+  Result<Lease> acquireLease(const ConversationId& id, const std::string& node,
+                             TimeMs ttl_ms) override {
+    if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
+      return std::unexpected(st.error());
+    const TimeMs now = clock_.nowMs();
+    MutexLock lock(mu_);
+    auto [it, fresh] = leases_.try_emplace(id.str(), Lease{id, node, 0, 0});
+    Lease& l = it->second;
+    const bool expired = l.expires_at <= now;
+    if (!fresh && !expired && l.node != node)
+      return std::unexpected(internal::leaseHeld(l).error());
+    if (fresh || expired) ++l.epoch;
+    l.node = node;
+    l.expires_at = now + ttl_ms;
+    return l;
+  }
+
+  Result<Lease> renewLease(const ConversationId& id, const std::string& node, std::int64_t epoch,
+                           TimeMs ttl_ms) override {
+    if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
+      return std::unexpected(st.error());
+    const TimeMs now = clock_.nowMs();
+    MutexLock lock(mu_);
+    auto it = leases_.find(id.str());
+    if (it == leases_.end()) return conflict("conversation " + id.str() + " has no lease");
+    Lease& l = it->second;
+    if (l.node != node || l.epoch != epoch) return std::unexpected(internal::leaseHeld(l).error());
+    l.expires_at = now + ttl_ms;
+    return l;
+  }
+
+  Status releaseLease(const ConversationId& id, const std::string& node,
+                      std::int64_t epoch) override {
+    const TimeMs now = clock_.nowMs();
+    MutexLock lock(mu_);
+    auto it = leases_.find(id.str());
+    if (it != leases_.end() && it->second.node == node && it->second.epoch == epoch)
+      it->second.expires_at = std::min(it->second.expires_at, now);
+    return {};
+  }
+
+  Result<Lease> getLease(const ConversationId& id) override {
+    MutexLock lock(mu_);
+    auto it = leases_.find(id.str());
+    if (it == leases_.end()) return notFound("conversation " + id.str() + " was never leased");
+    return it->second;
+  }
 
   // AccountStore
   Status createAccount(const Account& a) override {
@@ -377,13 +442,23 @@ class MemoryStore final : public Store,
     if (auto st = checkConversation(c); !st) return st;
     MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
+    if (auto st = checkFenceLocked(c); !st) return st;
     storeLocked(c);
     return {};
   }
 
   // As in SQLite: the stored counters are at least what the conversation's last message implies.
+  Status checkFenceLocked(const Conversation& c) PARLEY_REQUIRES(mu_) {
+    if (c.fence.empty()) return {};
+    auto it = leases_.find(c.id.str());
+    if (it != leases_.end() && it->second.fence() == c.fence) return {};
+    return internal::fenceRefused(
+        c, it == leases_.end() ? std::nullopt : std::optional<Lease>(it->second));
+  }
+
   void storeLocked(const Conversation& c) PARLEY_REQUIRES(mu_) {
     Conversation& stored = conversations_[c.id.str()] = c;
+    stored.fence = {};  // a write's credential, not part of the conversation
     if (auto mt = messages_.find(c.id.str()); mt != messages_.end() && !mt->second.empty()) {
       const Message& last = mt->second.rbegin()->second;
       stored.next_sequence = std::max(stored.next_sequence, last.sequence + 1);
@@ -399,6 +474,7 @@ class MemoryStore final : public Store,
     if (auto st = internal::checkAppendCounters(c, m); !st) return st;
     MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
+    if (auto st = checkFenceLocked(c); !st) return st;
     auto& msgs = messages_[c.id.str()];
     if (msgs.contains(m.sequence))
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
@@ -897,6 +973,8 @@ class MemoryStore final : public Store,
   std::vector<std::pair<std::int64_t, TurnRecord>> turns_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> image_allowlists_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::string> material_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, Lease> leases_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace

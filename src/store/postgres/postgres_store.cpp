@@ -763,7 +763,8 @@ class PostgresStore final : public Store,
                             public ConversationStore,
                             public FunctionStore,
                             public BotStore,
-                            public OAuthStore {
+                            public OAuthStore,
+                            public ClusterStore {
  public:
   PostgresStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
                 std::vector<std::unique_ptr<Conn>> readers, int max_batch)
@@ -778,6 +779,7 @@ class PostgresStore final : public Store,
   BotStore& bots() override { return *this; }
   OAuthStore& oauth() override { return *this; }
   int schemaVersion() const override { return version_; }
+  ClusterStore* cluster() override { return this; }
 
   PostgresWriteStats writeStats() const { return writer_.stats(); }
 
@@ -1151,6 +1153,119 @@ class PostgresStore final : public Store,
 
   static std::string appMissing(const AccountId& acc, const std::string& client_id) {
     return "app " + client_id + " does not exist in account " + acc.str();
+  }
+
+  // ClusterStore
+  Result<std::string> putMaterialIfAbsent(const std::string& key,
+                                          const std::string& value) override {
+    if (key.empty()) return invalid("cluster material needs a key");
+    std::string stored;
+    Status st = write([&](Conn& c) -> Status {
+      // ON CONFLICT DO NOTHING waits for a racing insert of the key to commit, so the SELECT
+      // below (a new snapshot in READ COMMITTED) sees the first value.
+      PARLEY_PG_TRY(asStatus(execute(c,
+                                     "INSERT INTO cluster_material(key, value, created_at) "
+                                     "VALUES($1,$2,$3) ON CONFLICT(key) DO NOTHING",
+                                     key, value, clock_.nowMs())));
+      auto r = found(selectOne<std::string>(
+                         c, "SELECT value FROM cluster_material WHERE key=$1",
+                         [](const Rows& rows, int i) { return rows.text(i, 0); }, key),
+                     "no cluster material '" + key + "'");
+      if (!r) return std::unexpected(r.error());
+      stored = std::move(*r);
+      return {};
+    });
+    if (!st) return std::unexpected(st.error());
+    return stored;
+  }
+
+  Result<std::string> getMaterial(const std::string& key) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<std::string>(
+          c, "SELECT value FROM cluster_material WHERE key=$1",
+          [](const Rows& rows, int i) { return rows.text(i, 0); }, key);
+    });
+    return found(std::move(r), "no cluster material '" + key + "'");
+  }
+
+  // The lease upsert: takes a free or expired lease (epoch + 1), extends the node's own unexpired
+  // one (same epoch); no row when another node holds it unexpired. $1 conversation, $2 node,
+  // $3 new expiry, $4 now.
+  Result<Lease> acquireLease(const ConversationId& id, const std::string& node,
+                             TimeMs ttl_ms) override {
+    if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
+      return std::unexpected(st.error());
+    const TimeMs now = clock_.nowMs();
+    Lease out;
+    Status st = write([&](Conn& c) -> Status {
+      auto r = selectOne<Lease>(
+          c,
+          "INSERT INTO conversation_leases AS l(conversation, node, epoch, expires_at) "
+          "VALUES($1,$2,1,$3) ON CONFLICT(conversation) DO UPDATE SET "
+          "epoch = CASE WHEN l.node = excluded.node AND l.expires_at > $4 THEN l.epoch "
+          "ELSE l.epoch + 1 END, node = excluded.node, expires_at = excluded.expires_at "
+          "WHERE l.node = excluded.node OR l.expires_at <= $4 RETURNING node, epoch, expires_at",
+          [&](const Rows& rows, int i) {
+            return Lease{id, rows.text(i, 0), rows.i64(i, 1), rows.i64(i, 2)};
+          },
+          id.str(), node, now + ttl_ms, now);
+      if (!r) return asStatus(r);
+      if (*r) {
+        out = **r;
+        return {};
+      }
+      auto holder = leaseIn(c, id);
+      if (!holder) return asStatus(holder);
+      if (!*holder) return makeError(ErrorCode::kUnavailable, "lease row vanished; retry");
+      return internal::leaseHeld(**holder);
+    });
+    if (!st) return std::unexpected(st.error());
+    return out;
+  }
+
+  Result<Lease> renewLease(const ConversationId& id, const std::string& node, std::int64_t epoch,
+                           TimeMs ttl_ms) override {
+    if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
+      return std::unexpected(st.error());
+    const TimeMs now = clock_.nowMs();
+    Lease out;
+    Status st = write([&](Conn& c) -> Status {
+      auto r = selectOne<Lease>(
+          c,
+          "UPDATE conversation_leases SET expires_at=$4 WHERE conversation=$1 AND node=$2 AND "
+          "epoch=$3 RETURNING node, epoch, expires_at",
+          [&](const Rows& rows, int i) {
+            return Lease{id, rows.text(i, 0), rows.i64(i, 1), rows.i64(i, 2)};
+          },
+          id.str(), node, epoch, now + ttl_ms);
+      if (!r) return asStatus(r);
+      if (*r) {
+        out = **r;
+        return {};
+      }
+      auto holder = leaseIn(c, id);
+      if (!holder) return asStatus(holder);
+      if (!*holder) return conflict("conversation " + id.str() + " has no lease");
+      return internal::leaseHeld(**holder);
+    });
+    if (!st) return std::unexpected(st.error());
+    return out;
+  }
+
+  Status releaseLease(const ConversationId& id, const std::string& node,
+                      std::int64_t epoch) override {
+    const TimeMs now = clock_.nowMs();
+    return write([&](Conn& c) {
+      return asStatus(execute(c,
+                              "UPDATE conversation_leases SET expires_at=LEAST(expires_at, $4) "
+                              "WHERE conversation=$1 AND node=$2 AND epoch=$3",
+                              id.str(), node, epoch, now));
+    });
+  }
+
+  Result<Lease> getLease(const ConversationId& id) override {
+    return found(read([&](Conn& c) { return leaseIn(c, id); }),
+                 "conversation " + id.str() + " was never leased");
   }
 
   // ConversationStore
@@ -1711,7 +1826,32 @@ class PostgresStore final : public Store,
 
   // One statement: the row with its participants, or nothing when the id is another account's.
   // Fails without aborting the transaction (Wrap::kSelf).
+  static Result<std::optional<Lease>> leaseIn(Conn& c, const ConversationId& id,
+                                              const char* lock = "") {
+    return selectOne<Lease>(
+        c,
+        std::string("SELECT node, epoch, expires_at FROM conversation_leases WHERE "
+                    "conversation=$1") +
+            lock,
+        [&](const Rows& rows, int i) {
+          return Lease{id, rows.text(i, 0), rows.i64(i, 1), rows.i64(i, 2)};
+        },
+        id.str());
+  }
+
+  // A fenced write's check, in its transaction: the lease row is read FOR SHARE, so a takeover
+  // (which updates the row) waits until this transaction has committed or rolled back, and the
+  // new owner reads the conversation with this write in it. Writes nothing.
+  static Status checkFence(Conn& c, const Conversation& conv) {
+    if (conv.fence.empty()) return {};
+    auto l = leaseIn(c, conv.id, " FOR SHARE");
+    if (!l) return asStatus(l);
+    if (*l && (*l)->fence() == conv.fence) return {};
+    return internal::fenceRefused(conv, *l);
+  }
+
   static Status saveTxn(Conn& c, const Conversation& conv) {
+    PARLEY_PG_TRY(checkFence(c, conv));
     static const std::string kSql =
         upsertConversationSql("VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)");
     std::vector<Param> ps;
@@ -1728,6 +1868,7 @@ class PostgresStore final : public Store,
   // (another account's conversation, a taken sequence) writes nothing, so the write needs no
   // savepoint (Wrap::kSelf).
   static Status appendTxn(Tx& tx, const Conversation& conv, const Message& m) {
+    PARLEY_PG_TRY(checkFence(tx.c, conv));
     static const std::string kSql =
         "WITH owner AS (SELECT NOT EXISTS (SELECT 1 FROM conversations WHERE id=$1 AND "
         "account<>$2) AS ok), "

@@ -130,7 +130,17 @@ CREATE INDEX oauth_tokens_app ON oauth_tokens(account, client_id);
 CREATE INDEX oauth_tokens_expires ON oauth_tokens(expires_at);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}};
+// Version 3: cluster mode's shared material (store::ClusterStore) and conversation leases
+// (SQLite version 10).
+constexpr const char* kV3 = R"sql(
+CREATE TABLE cluster_material(
+  key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE conversation_leases(
+  conversation TEXT COLLATE "C" PRIMARY KEY, node TEXT COLLATE "C" NOT NULL,
+  epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

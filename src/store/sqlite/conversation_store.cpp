@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/cluster_store.h"
 #include "store/sqlite/query.h"
 #include "store/sqlite/reader_pool.h"
 #include "store/sqlite/rows.h"
@@ -281,6 +282,7 @@ void SqliteConversationStore::remember(const Conversation& conv) {
 }
 
 Status SqliteConversationStore::saveTxn(Conn& c, const Conversation& conv) {
+  PARLEY_STORE_TRY(checkFence(c, conv));
   row_prints_.erase(conv.id.str());
   PARLEY_STORE_TRY(storeConversation(c, conv));
   remember(conv);
@@ -288,6 +290,7 @@ Status SqliteConversationStore::saveTxn(Conn& c, const Conversation& conv) {
 }
 
 Status SqliteConversationStore::appendTxn(Conn& c, const Conversation& conv, const Message& m) {
+  PARLEY_STORE_TRY(checkFence(c, conv));
   auto it = row_prints_.find(conv.id.str());
   if (it != row_prints_.end() && it->second == printOf(conv)) return insertMessage(c, conv, m);
   row_prints_.erase(conv.id.str());

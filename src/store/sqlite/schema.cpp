@@ -187,8 +187,17 @@ CREATE INDEX oauth_tokens_app ON oauth_tokens(account, client_id);
 CREATE INDEX oauth_tokens_expires ON oauth_tokens(expires_at);
 )sql";
 
+// Version 10: cluster mode's shared material (store::ClusterStore) and conversation leases.
+constexpr const char* kV10 = R"sql(
+CREATE TABLE cluster_material(
+  key TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE conversation_leases(
+  conversation TEXT PRIMARY KEY, node TEXT NOT NULL, epoch INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
 constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
-                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}};
+                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}, {10, kV10}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

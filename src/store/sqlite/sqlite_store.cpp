@@ -9,6 +9,7 @@
 #include "store/sqlite/account_store.h"
 #include "store/sqlite/batched_wal_vfs.h"
 #include "store/sqlite/bot_store.h"
+#include "store/sqlite/cluster_store.h"
 #include "store/sqlite/conversation_store.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/function_store.h"
@@ -34,7 +35,8 @@ class SqliteStore final : public Store {
         conversations_(*db_),
         functions_(*db_),
         bots_(*db_, options.turn_flush_ms),
-        oauth_(*db_) {}
+        oauth_(*db_),
+        cluster_(*db_) {}
 
   ~SqliteStore() override {
     bots_.close();
@@ -48,6 +50,7 @@ class SqliteStore final : public Store {
   BotStore& bots() override { return bots_; }
   OAuthStore& oauth() override { return oauth_; }
   int schemaVersion() const override { return db_->schemaVersion(); }
+  ClusterStore* cluster() override { return &cluster_; }
 
   SqliteWriteStats writeStats() const { return db_->writeStats(); }
 
@@ -67,6 +70,7 @@ class SqliteStore final : public Store {
   sqlite::SqliteFunctionStore functions_;
   sqlite::SqliteBotStore bots_;
   sqlite::SqliteOAuthStore oauth_;
+  sqlite::SqliteClusterStore cluster_;
 };
 
 }  // namespace

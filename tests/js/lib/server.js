@@ -14,7 +14,7 @@ function tempDataDir(tag) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `parley-${tag}-`));
 }
 
-// Starts the server; resolves {proc, http, https, ca, demo, dataDir, httpsHost, stop(), kill(), logs()}.
+// Starts the server; resolves {proc, http, https, ca, node, demo, dataDir, httpsHost, stop(), kill(), logs()}.
 function startServer({ dataDir, demo = true, args = [], listen = '127.0.0.1:0', tlsListen = '127.0.0.1:0', timeoutMs = 20000 } = {}) {
   dataDir = dataDir || tempDataDir('test');
   const argv = ['serve', '--data', dataDir, '--listen', listen, '--tls-listen', tlsListen,
@@ -64,6 +64,7 @@ function startServer({ dataDir, demo = true, args = [], listen = '127.0.0.1:0', 
           https: listening.https,
           httpsHost: new URL(listening.https).host,
           caPath: listening.ca,
+          node: listening.node,
           ca,
           demo: demoLine,
           logs: () => stderr,

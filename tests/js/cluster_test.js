@@ -1,0 +1,167 @@
+'use strict';
+// tools/cluster.sh with two nodes (PostgreSQL, nats-server, HAProxy, two `parley serve`): both
+// nodes answer through the balancer (HTTP per request, TLS passed through), one CA verifies both,
+// they share the demo account, and a consumer JWT issued by node 1 opens a socket on node 2.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const { spawn } = require('child_process');
+const { request } = require('./lib/http');
+const { Consumer } = require('./lib/consumer');
+const { tempDataDir, PARLEY_BIN } = require('./lib/server');
+
+const SCRIPT = path.resolve(__dirname, '../../tools/cluster.sh');
+
+// Starts the cluster; resolves {proc, dir, lines: {listening[], cluster, demo}}.
+function startCluster(n, timeoutMs = 120000) {
+  const dir = tempDataDir('cluster');
+  const proc = spawn('bash', [SCRIPT, String(n)], {
+    env: Object.assign({}, process.env, { PARLEY_BIN, PARLEY_CLUSTER_DIR: dir }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d.toString(); });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGTERM');
+      reject(new Error(`cluster did not start within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`cluster.sh exited early (${code})\n${stdout}\n${stderr}`));
+    });
+    proc.stdout.on('data', (d) => {
+      stdout += d.toString();
+      const parsed = stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+      const demo = parsed.find((o) => o.event === 'demo');
+      if (!demo) return;
+      clearTimeout(timer);
+      proc.removeAllListeners('exit');
+      resolve({
+        proc,
+        dir,
+        stderr: () => stderr,
+        listening: parsed.filter((o) => o.event === 'listening'),
+        cluster: parsed.find((o) => o.event === 'cluster'),
+        demo,
+      });
+    });
+  });
+}
+
+function stopCluster(c) {
+  return new Promise((resolve) => {
+    if (c.proc.exitCode !== null) return resolve(c.proc.exitCode);
+    c.proc.once('exit', (code) => resolve(code));
+    c.proc.kill('SIGTERM');
+  });
+}
+
+// GET on a new connection each time (so the balancer may pick another node).
+function getFresh(url, ca) {
+  const u = new URL(url);
+  const lib = u.protocol === 'https:' ? require('https') : require('http');
+  return new Promise((resolve, reject) => {
+    const req = lib.request({ method: 'GET', hostname: u.hostname, port: u.port, path: u.pathname + u.search, ca, agent: false },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+      });
+    req.on('error', reject);
+    req.setTimeout(10000, () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.end();
+  });
+}
+
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+test('a two-node cluster behind HAProxy shares the demo account, TLS and consumer JWTs', { timeout: 240000 }, async (t) => {
+  const c = await startCluster(2);
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const [n1, n2] = c.listening;
+  assert.equal(c.listening.length, 2);
+  assert.deepEqual(c.listening.map((l) => l.node), ['node1', 'node2']);
+  assert.deepEqual(c.cluster.nodes.map((x) => x.node), ['node1', 'node2']);
+  assert.match(c.cluster.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(c.cluster.https, /^https:\/\/127\.0\.0\.1:\d+$/);
+
+  // One CA for the cluster: the nodes' ca files are the same certificate.
+  const ca = fs.readFileSync(n1.ca);
+  assert.equal(fs.readFileSync(n2.ca).toString(), ca.toString());
+
+  // Both nodes answer through the balancer: HTTP (the balancer names the node that answered) ...
+  const seen = new Set();
+  for (let i = 0; i < 10 && seen.size < 2; i++) {
+    const r = await getFresh(`${c.cluster.url}/healthz`);
+    assert.equal(r.status, 200);
+    seen.add(r.headers['x-parley-node']);
+  }
+  assert.deepEqual([...seen].sort(), ['node1', 'node2']);
+  // ... and TLS passed through: node 1's CA verifies whichever node answers.
+  for (let i = 0; i < 4; i++) {
+    const r = await getFresh(`${c.cluster.https}/healthz`, ca);
+    assert.equal(r.status, 200);
+  }
+  // CSDS on either node answers the public (balancer) address.
+  const httpsHost = new URL(c.cluster.https).host;
+  for (const n of [n1, n2]) {
+    const r = await request('GET', `${n.https}/api/account/${c.demo.account}/service/baseURI.json?version=1.0`, { ca });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.json.baseURIs.every((u) => u.baseURI === httpsHost), r.text);
+  }
+
+  // One demo account: every node printed the same demo line, and its admin logs in on both.
+  const demoLines = [1, 2].map((i) => fs.readFileSync(path.join(c.dir, `node${i}.out`), 'utf8')
+    .split('\n').find((l) => l.includes('"event":"demo"')));
+  assert.equal(demoLines[0], demoLines[1]);
+  assert.equal(c.demo.console, `${c.cluster.https}/`);
+  for (const n of [n1, n2]) {
+    const r = await request('POST', `${n.https}/api/account/${c.demo.account}/login?v=1.3`, {
+      ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+    });
+    assert.equal(r.status, 200, `${n.node}: ${r.text}`);
+  }
+  const admin = await request('POST', `${n2.https}/api/account/${c.demo.account}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  const users = await request('GET', `${n2.https}/api/v1/accounts/${c.demo.account}/users`, {
+    ca, headers: { Authorization: `Bearer ${admin.json.bearer}` },
+  });
+  assert.equal(users.status, 200, users.text);
+  // admin, agent, bot: each created once although both nodes started at once.
+  assert.deepEqual(users.json.map((u) => u.loginName).sort(), ['admin', 'agent', 'bot'], users.text);
+
+  // A consumer JWT issued by node 1 opens a consumer socket on node 2; a forged one does not.
+  const srv1 = { https: n1.https, httpsHost: new URL(n1.https).host, ca };
+  const srv2 = { https: n2.https, httpsHost: new URL(n2.https).host, ca };
+  const issuer = new Consumer(srv1, c.demo.account);
+  const jwt = await issuer.signup();
+  const onNode2 = new Consumer(srv2, c.demo.account);
+  onNode2.jwt = jwt;
+  await onNode2.connect();
+  onNode2.ws.close();
+  const forged = new Consumer(srv2, c.demo.account);
+  const [h, p] = jwt.split('.');
+  forged.jwt = `${h}.${p}.${Buffer.from('not the signature').toString('base64url')}`;
+  await assert.rejects(forged.connect(), (e) => e.status === 401);
+
+  // SIGTERM stops everything: the script exits 0 and the balancer's ports are closed.
+  assert.equal(await stopCluster(c), 0, c.stderr());
+  stopped = true;
+  assert.equal(await portOpen(Number(new URL(c.cluster.url).port)), false);
+  assert.equal(await portOpen(Number(new URL(n1.http).port)), false);
+});
