@@ -6,8 +6,6 @@
 #include <boost/json.hpp>
 #include <cstring>
 
-#include <boost/json.hpp>
-
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/testing/call.h"
@@ -120,7 +118,6 @@ TEST_F(HttpAppTest, ConversationShowsTheNodeHoldingItsLease) {
   c.consumer = ConsumerId("consumer-1");
   c.start_ts = 1;
   ASSERT_TRUE(store_->conversations().saveConversation(c));
-  ASSERT_TRUE(engine_->recover());
   std::string admin = loginBearer("admin");
   auto owner = [&] {
     auto r = call("GET", "/api/v1/accounts/123/conversations/conv-owned", "", admin);
