@@ -3,14 +3,12 @@
 // memory bomb while account A's echo bot (the demo bot, a deployed function) answers its
 // consumer. A's answers stay prompt, the server survives, B gets errors for its own code.
 //
-// Two accounts: the first boot's --demo creates account A (and its echo bot); demo.json is then
-// pointed at a second account id and the server restarted: --demo creates account B beside A,
-// whose bot resumes from the store.
+// Two accounts: --demo creates account A (and its echo bot); account B is created beside it with
+// the operator's `parley account create` on the same data directory, and B's admin logs in.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('fs');
-const path = require('path');
 const crypto = require('crypto');
+const { spawnSync } = require('child_process');
 const { startServer, login, rest } = require('./lib/server');
 const { Consumer } = require('./lib/consumer');
 const { request } = require('./lib/http');
@@ -38,34 +36,26 @@ function testInvoke(srv, bearer, account, uuid) {
 }
 
 test('a runaway loop and a memory bomb of one account do not stall another account\'s bot', { timeout: 240000 }, async (t) => {
-  // Boot 1: account A.
-  let srv = await startServer();
-  const dataDir = srv.dataDir;
-  const a = { account: srv.demo.account, admin: srv.demo.admin };
-  let r = await srv.stop();
-  assert.equal(r.code, 0);
-  // Boot 2: account B beside A.
-  const demoFile = path.join(dataDir, 'demo.json');
-  const demo = JSON.parse(fs.readFileSync(demoFile, 'utf8'));
+  // Account A: the demo account; account B: created by the operator on the same data directory.
+  const srv0 = await startServer();
+  const dataDir = srv0.dataDir;
+  const a = { account: srv0.demo.account, admin: srv0.demo.admin };
+  const r0 = await srv0.stop();
+  assert.equal(r0.code, 0);
   const bAccount = String(Number(a.account) + 1);
-  const pw = () => crypto.randomBytes(8).toString('hex');
-  fs.writeFileSync(demoFile, JSON.stringify({
-    account: bAccount,
-    admin: { username: 'admin', password: pw() },
-    agent: { username: 'agent', password: pw() },
-    bot: { username: 'bot', password: pw() },
-  }));
+  const bPassword = crypto.randomBytes(12).toString('hex');
+  const made = spawnSync(process.env.PARLEY_BIN, ['account', 'create', '--data', dataDir, '--name', 'B', '--id', bAccount, '--admin', 'admin', '--admin-password-stdin'], { input: `${bPassword}\n`, encoding: 'utf8' });
+  assert.equal(made.status, 0, `parley account create: ${made.stderr}`);
   // A 1 s CPU limit: each of B's loops ends after 1 s of CPU.
-  srv = await startServer({ dataDir, args: ['--function-cpu-limit-ms', '1000'] });
+  const srv = await startServer({ dataDir, args: ['--function-cpu-limit-ms', '1000'] });
   let consumer;
   t.after(async () => {
     if (consumer) consumer.close();
     const res = await srv.stop();
     assert.equal(res.code, 0, `server exit code on SIGTERM: ${JSON.stringify(res)}\n${srv.logs().slice(-3000)}`);
   });
-  assert.equal(srv.demo.account, bAccount);
-  assert.notEqual(demo.account, bAccount);
-  const bAdmin = await login(srv, bAccount, srv.demo.admin.username, srv.demo.admin.password);
+  assert.equal(srv.demo.account, a.account);
+  const bAdmin = await login(srv, bAccount, 'admin', bPassword);
   const aAdmin = await login(srv, a.account, a.admin.username, a.admin.password);
   const skills = await rest(srv, aAdmin.bearer, 'GET', a.account, 'skills');
   const general = skills.json.find((s) => s.name === 'general').id;
