@@ -490,8 +490,7 @@ TYPED_TEST(StoreContract, OAuthTokensKeepTheAppsNewestAndDropItsExpired) {
   EXPECT_TRUE(this->oauth().getAccessToken("other"));
   // keep <= 0 keeps nothing, the new token included.
   ASSERT_OK(this->oauth().addAccessToken(makeToken(kA, "c1", "f", 22, 1000), 0));
-  for (const char* h : {"c", "d", "e", "f"})
-    EXPECT_FALSE(this->oauth().getAccessToken(h)) << h;
+  for (const char* h : {"c", "d", "e", "f"}) EXPECT_FALSE(this->oauth().getAccessToken(h)) << h;
   EXPECT_TRUE(this->oauth().getAccessToken("other"));
 }
 
