@@ -13,10 +13,6 @@ namespace {
 namespace bj = boost::json;
 using Done = std::function<void(api::Response)>;
 
-api::Response ok(const bj::value& v, int status = 200) {
-  return api::Response{status, bj::serialize(v)};
-}
-
 bool isAdmin(const Principal& p) { return p.caller().hasRole("ADMIN"); }
 
 bj::object keyObject(const store::ApiKey& k, TimeMs now) {
@@ -55,7 +51,7 @@ void list(RestDeps& d, const Principal& p, const api::Request& req, const Done& 
   bj::array arr;
   for (const auto& k : *keys)
     if (user_filter.empty() || k.user.str() == user_filter) arr.emplace_back(keyObject(k, now));
-  done(ok(arr));
+  done(jsonResponse(arr));
 }
 
 void create(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
@@ -113,7 +109,7 @@ void create(RestDeps& d, const Principal& p, const api::Request& req, const Done
   if (!created) return done(errorResponse(created.error()));
   bj::object o = keyObject(created->record, d.clock.nowMs());
   o["key"] = created->key;
-  done(ok(o, 201));
+  done(jsonResponse(o, 201));
 }
 
 void remove(RestDeps& d, const Principal& p, const std::string& id, const Done& done) {
@@ -131,7 +127,7 @@ void remove(RestDeps& d, const Principal& p, const std::string& id, const Done& 
                               "only an ADMIN may revoke the API key of another user"));
   if (auto st = d.store.accounts().deleteApiKey(p.user.account, id); !st)
     return done(errorResponse(st.error()));
-  done(ok(bj::object{{"deleted", id}}));
+  done(jsonResponse(bj::object{{"deleted", id}}));
 }
 
 }  // namespace

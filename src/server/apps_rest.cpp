@@ -14,10 +14,6 @@ namespace {
 namespace bj = boost::json;
 using Done = std::function<void(api::Response)>;
 
-api::Response ok(const bj::value& v, int status = 200) {
-  return api::Response{status, bj::serialize(v)};
-}
-
 // The public fields of an app: never its secret or the secret's hash.
 bj::object appObject(const store::OAuthApp& a) {
   bj::array scopes;
@@ -41,7 +37,7 @@ void list(RestDeps& d, const Principal& p, const Done& done) {
   if (!apps) return done(errorResponse(apps.error()));
   bj::array arr;
   for (const auto& a : *apps) arr.emplace_back(appObject(a));
-  done(ok(arr));
+  done(jsonResponse(arr));
 }
 
 void create(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
@@ -66,7 +62,7 @@ void create(RestDeps& d, const Principal& p, const api::Request& req, const Done
   if (!created) return done(errorResponse(created.error()));
   bj::object o = appObject(created->record);
   o["clientSecret"] = created->client_secret;
-  done(ok(o, 201));
+  done(jsonResponse(o, 201));
 }
 
 void remove(RestDeps& d, const Principal& p, const std::string& client_id, const Done& done) {
@@ -78,7 +74,7 @@ void remove(RestDeps& d, const Principal& p, const std::string& client_id, const
                                             client_id, p.user.account.str())));
     return done(errorResponse(st.error()));
   }
-  done(ok(bj::object{{"deleted", client_id}}));
+  done(jsonResponse(bj::object{{"deleted", client_id}}));
 }
 
 }  // namespace

@@ -20,10 +20,6 @@ namespace {
 namespace bj = boost::json;
 using Done = std::function<void(api::Response)>;
 
-api::Response ok(const bj::value& v, int status = 200) {
-  return api::Response{status, bj::serialize(v)};
-}
-
 bj::object userObject(const store::User& u) {
   bj::array roles;
   for (auto r : u.roles) roles.emplace_back(store::roleName(r));
@@ -144,7 +140,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     for (const auto& s : *list)
       arr.emplace_back(
           bj::object{{"id", s.id.str()}, {"name", s.name}, {"createdAt", s.created_at}});
-    return done(ok(arr));
+    return done(jsonResponse(arr));
   }
   if (req.path.size() == 1 && req.method == "POST") {
     if (!allowed(p, policy::Action::kSkillsCreate, done)) return;
@@ -160,7 +156,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     s.created_at = d.clock.nowMs();
     auto created = d.store.accounts().createSkill(s);
     if (!created) return done(errorResponse(created.error()));
-    return done(ok(
+    return done(jsonResponse(
         bj::object{
             {"id", created->id.str()}, {"name", created->name}, {"createdAt", created->created_at}},
         201));
@@ -169,7 +165,7 @@ void skills(RestDeps& d, const Principal& p, const api::Request& req, const Done
     if (!allowed(p, policy::Action::kSkillsDelete, done)) return;
     auto st = d.store.accounts().deleteSkill(acc, SkillId(req.path[1]));
     if (!st) return done(errorResponse(st.error()));
-    return done(ok(bj::object{{"deleted", req.path[1]}}));
+    return done(jsonResponse(bj::object{{"deleted", req.path[1]}}));
   }
   done(
       errorResponse(ErrorCode::kNotFound,
@@ -188,13 +184,13 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     if (!list) return done(errorResponse(list.error()));
     bj::array arr;
     for (const auto& u : *list) arr.emplace_back(userObject(u));
-    return done(ok(arr));
+    return done(jsonResponse(arr));
   }
   if (req.path.size() == 2 && req.method == "GET") {
     if (!allowed(p, policy::Action::kUsersGet, done)) return;
     auto u = accounts.getUser(acc, UserId(req.path[1]));
     if (!u) return done(errorResponse(u.error()));
-    return done(ok(userObject(*u)));
+    return done(jsonResponse(userObject(*u)));
   }
   if (req.path.size() == 1 && req.method == "POST") {
     if (!allowed(p, policy::Action::kUsersCreate, done)) return;
@@ -243,7 +239,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     if (!created) return done(errorResponse(created.error()));
     d.directory.put(*created);
     refreshAgent(d, acc, created->id);
-    return done(ok(userObject(*created), 201));
+    return done(jsonResponse(userObject(*created), 201));
   }
   if (req.path.size() == 2 && req.method == "PATCH") {
     if (!allowed(p, policy::Action::kUsersUpdate, done)) return;
@@ -305,7 +301,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     }
     d.directory.put(*u);
     refreshAgent(d, acc, u->id);
-    return done(ok(userObject(*u)));
+    return done(jsonResponse(userObject(*u)));
   }
   if (req.path.size() == 2 && req.method == "DELETE") {
     if (!allowed(p, policy::Action::kUsersDelete, done)) return;
@@ -317,7 +313,7 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
     (void)d.auth.revokeUser(acc, UserId(req.path[1]));
     d.directory.remove(acc, UserId(req.path[1]));
     refreshAgent(d, acc, UserId(req.path[1]));
-    return done(ok(bj::object{{"deleted", req.path[1]}}));
+    return done(jsonResponse(bj::object{{"deleted", req.path[1]}}));
   }
   done(errorResponse(ErrorCode::kNotFound,
                      fmt::format("no route {} users/…; use GET/POST users, GET/PATCH/DELETE "
@@ -360,7 +356,7 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
           bj::array arr;
           for (const auto& c : *r)
             if (all || visibleTo(c, p.user, d.service)) arr.emplace_back(conversationObject(c));
-          done(ok(arr));
+          done(jsonResponse(arr));
         });
   }
   ConversationId id(req.path[1]);
@@ -378,7 +374,7 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
           auto lease = cluster->getLease(c.id);
           if (lease && lease->expires_at > d.clock.nowMs()) o["owner"] = lease->node;
         }
-        done(ok(o));
+        done(jsonResponse(o));
       });
     });
   }
@@ -402,7 +398,7 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
         if (!m) return done(errorResponse(m.error()));
         bj::array arr;
         for (const auto& x : *m) arr.emplace_back(messageObject(x));
-        done(ok(arr));
+        done(jsonResponse(arr));
       });
     });
   }
@@ -416,6 +412,10 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
 bool isCoreResource(const std::string& first) {
   return first == "skills" || first == "users" || first == "conversations" || first == "apikeys" ||
          first == "apps" || first == "me";
+}
+
+api::Response jsonResponse(const bj::value& v, int status) {
+  return api::Response{status, bj::serialize(v)};
 }
 
 api::Response errorResponse(const Error& e) {
@@ -457,7 +457,7 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
     if (f == "users") return users(deps, principal, req, done);
     if (f == "me" && req.method == "GET") {
       if (!allowed(principal, policy::Action::kMeGet, done)) return;
-      return done(ok(userObject(principal.user)));
+      return done(jsonResponse(userObject(principal.user)));
     }
     if (f == "apikeys") return apiKeys(deps, principal, req, done);
     if (f == "apps") return apps(deps, principal, req, done);

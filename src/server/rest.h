@@ -7,6 +7,7 @@
 // ConversationService. `done` is called exactly once on any thread.
 
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,8 @@ void handleCoreRest(RestDeps& deps, const Principal& principal, api::Request req
                     std::function<void(api::Response)> done);
 
 // {"error":{"code":..,"message":..}} with the fitting status.
+// A JSON body with the given status (200 by default).
+api::Response jsonResponse(const boost::json::value& v, int status = 200);
 api::Response errorResponse(const Error& e);
 api::Response errorResponse(ErrorCode code, std::string message);
 
