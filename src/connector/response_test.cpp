@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "connector/testing/validator.h"
+
 namespace parley::connector {
 namespace {
 
@@ -11,22 +13,14 @@ namespace bj = boost::json;
 
 class PlanTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto v = richcontent::Validator::loadEmbedded();
-    ASSERT_TRUE(v);
-    v_ = new richcontent::Validator(std::move(*v));
-  }
-  static void TearDownTestSuite() { delete v_; }
   ResponsePlan plan(const std::string& json, store::Channel ch = store::Channel::kMessaging) {
     PlanOptions o;
     o.channel = ch;
     o.conversation_id = "conv-1";
-    return planResponse(json, *v_, o);
+    return planResponse(json, testing::embeddedValidator(), o);
   }
   static bj::value ev(const Step& s) { return bj::parse(s.event_json); }
-  static richcontent::Validator* v_;
 };
-richcontent::Validator* PlanTest::v_ = nullptr;
 
 const char* kCard = R"({"type":"vertical","elements":[{"type":"text","text":"hi"}]})";
 const char* kQuick =

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "connector/testing/validator.h"
+
 namespace parley::connector {
 namespace {
 
@@ -13,26 +15,18 @@ namespace bj = boost::json;
 
 class ReviewTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto v = richcontent::Validator::loadEmbedded();
-    ASSERT_TRUE(v);
-    v_ = new richcontent::Validator(std::move(*v));
-  }
-  static void TearDownTestSuite() { delete v_; }
   static bj::object review(const std::string& json,
                            store::Channel ch = store::Channel::kMessaging) {
     PlanOptions o;
     o.channel = ch;
-    return reviewResponse(json, *v_, o);
+    return reviewResponse(json, testing::embeddedValidator(), o);
   }
   static std::vector<std::string> rules(const bj::object& r) {
     std::vector<std::string> out;
     for (const auto& w : r.at("warnings").as_array()) out.emplace_back(w.at("rule").as_string());
     return out;
   }
-  static richcontent::Validator* v_;
 };
-richcontent::Validator* ReviewTest::v_ = nullptr;
 
 const std::string kCard = R"({"type":"vertical","elements":[{"type":"text","text":"hi"}]})";
 const std::string kQuickReplies =
