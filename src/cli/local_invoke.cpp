@@ -69,12 +69,15 @@ Result<LocalResult> invokeLocally(const std::string& code, const FunctionConfig&
   input["timestamp"] = clock.nowMs();
   input["headers"] = *headers;
   input["payload"] = *payload;
-  functions::InvokeRequest req;
-  req.account = AccountId(account);
-  req.input_json = json::dump(input);
-  req.deadline = std::chrono::milliseconds(60'000);  // lpf's local limit
-  // A local run changes only the in-memory copy of settings.json's secrets.
-  req.invoker.secret_writes = functions::SecretWrites::kAllowed;
+  // lpf's local limit is 60 s. A local run changes only the in-memory copy of settings.json's
+  // secrets, so it may write them.
+  auto req = functions::InvokeRequest::of(AccountId(account), FunctionId())
+                 .withInput(json::dump(input))
+                 .within(std::chrono::milliseconds(60'000))
+                 .by(functions::Invoker{.kind = functions::InvokerKind::kPlatform,
+                                        .user = UserId(),
+                                        .login_name = "",
+                                        .secret_writes = functions::SecretWrites::kAllowed});
 
   std::promise<functions::InvokeResult> promise;
   auto future = promise.get_future();

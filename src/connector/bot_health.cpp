@@ -62,14 +62,12 @@ void BotHealth::armProbe(const std::shared_ptr<BotRuntime>& bot) {
 }
 
 void BotHealth::probe(const std::shared_ptr<BotRuntime>& bot) {
-  functions::InvokeRequest req;
-  req.account = bot->account;
   const auto cfg_ptr = bot->config();
   const BotConfig& cfg = *cfg_ptr;
-  req.function = cfg.function;
-  req.input_json = bj::serialize(sampleFunctionInput(clock_.nowMs()));
-  req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
-  req.request_id = "probe-" + randomHex(8);
+  auto req = functions::InvokeRequest::of(bot->account, cfg.function)
+                 .withInput(bj::serialize(sampleFunctionInput(clock_.nowMs())))
+                 .within(std::chrono::milliseconds(cfg.escalation.turn_timeout_ms))
+                 .withRequestId("probe-" + randomHex(8));
   work_.add();
   runner_.invoke(std::move(req), [this, bot = bot](functions::InvokeResult r) mutable {
     // Moved: the runner may destroy this callback after stop() (see StrandTasks::released).

@@ -214,11 +214,9 @@ Result<bj::object> BotsApi::testConnection(const AccountId& acc, const BotId& id
   auto rec = d_.store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
   BotConfig cfg = botConfigFromStored(rec->config_json);
-  functions::InvokeRequest req;
-  req.account = acc;
-  req.function = cfg.function;
-  req.input_json = bj::serialize(sampleFunctionInput(d_.clock.nowMs()));
-  req.deadline = std::chrono::milliseconds(cfg.escalation.turn_timeout_ms);
+  auto req = functions::InvokeRequest::of(acc, cfg.function)
+                 .withInput(bj::serialize(sampleFunctionInput(d_.clock.nowMs())))
+                 .within(std::chrono::milliseconds(cfg.escalation.turn_timeout_ms));
   auto p = std::make_shared<std::promise<functions::InvokeResult>>();
   auto fut = p->get_future();
   auto t0 = SteadyClock::now();

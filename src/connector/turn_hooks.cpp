@@ -31,13 +31,10 @@ void TurnRunner::invokeHook(const std::shared_ptr<ConvState>& st, const std::sha
                             const FunctionId& fn, const std::string& tag,
                             const std::string& payload_json,
                             std::function<void(const functions::InvokeResult&)> then) {
-  functions::InvokeRequest req;
-  req.account = st->account;
-  req.function = fn;
-  req.input_json = fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", d_.clock.nowMs(),
-                               payload_json);
-  req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
-  req.request_id = turn->id + "-" + tag;
+  auto req = functions::InvokeRequest::of(st->account, fn)
+                 .withPayload(d_.clock.nowMs(), payload_json)
+                 .within(std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms))
+                 .withRequestId(turn->id + "-" + tag);
   auto t0 = SteadyClock::now();
   d_.work.add();
   d_.runner.invoke(std::move(req), [this, st = st, turn = turn, t0,
@@ -165,13 +162,10 @@ void TurnRunner::runErrorHooks(const std::shared_ptr<ConvState>& st,
       {"faasPayload", std::move(request)},
       {"faas", turn->response_json.empty() ? bj::value() : parse(turn->response_json)}});
   for (std::size_t i = 0; i < fns.size(); ++i) {
-    functions::InvokeRequest req;
-    req.account = st->account;
-    req.function = fns[i];
-    req.input_json =
-        fmt::format(R"({{"timestamp":{},"headers":[],"payload":{}}})", d_.clock.nowMs(), payload);
-    req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
-    req.request_id = turn->id + "-error-hook-" + std::to_string(i);
+    auto req = functions::InvokeRequest::of(st->account, fns[i])
+                   .withPayload(d_.clock.nowMs(), payload)
+                   .within(std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms))
+                   .withRequestId(turn->id + "-error-hook-" + std::to_string(i));
     turn->actions.push_back(bj::object{{"kind", "ERROR_HOOK"},
                                        {"function", fns[i].str()},
                                        {"errorId", error_id},

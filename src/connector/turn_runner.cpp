@@ -113,12 +113,10 @@ void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input
 void TurnRunner::invoke(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
   if (interrupted(st, turn)) return;
   ++turn->attempts;
-  functions::InvokeRequest req;
-  req.account = st->account;
-  req.function = turn->config->function;
-  req.input_json = turn->input_json;
-  req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
-  req.request_id = turn->id + "-" + std::to_string(turn->attempts);
+  auto req = functions::InvokeRequest::of(st->account, turn->config->function)
+                 .withInput(turn->input_json)
+                 .within(std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms))
+                 .withRequestId(turn->id + "-" + std::to_string(turn->attempts));
   turn->t_invoke = SteadyClock::now();
   d_.work.add();
   d_.runner.invoke(std::move(req), [this, st = st, turn = turn](functions::InvokeResult r) mutable {
@@ -398,13 +396,10 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
              });
       return;
     case ActionKind::kInvocation: {
-      functions::InvokeRequest req;
-      req.account = st->account;
-      req.function = FunctionId(a.lambda_uuid);
-      req.input_json = bj::serialize(bj::object{
-          {"timestamp", d_.clock.nowMs()}, {"headers", bj::array{}}, {"payload", a.payload}});
-      req.deadline = std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms);
-      req.request_id = turn->id + "-invocation";
+      auto req = functions::InvokeRequest::of(st->account, FunctionId(a.lambda_uuid))
+                     .withPayload(d_.clock.nowMs(), bj::serialize(a.payload))
+                     .within(std::chrono::milliseconds(turn->config->escalation.turn_timeout_ms))
+                     .withRequestId(turn->id + "-invocation");
       bool fail_on_error = a.fail_on_error;
       d_.work.add();
       d_.runner.invoke(std::move(req), [this, st = st, turn = turn, rec,

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -36,6 +38,20 @@ struct Invoker {
   SecretWrites secret_writes = SecretWrites::kRefused;
 };
 
+// The input envelope every function receives: {"timestamp":..,"headers":[],"payload":..}, with
+// `payload_json` (serialised JSON) spliced in unchanged.
+inline std::string invocationInput(TimeMs timestamp_ms, std::string_view payload_json) {
+  std::string s = R"({"timestamp":)";
+  s += std::to_string(timestamp_ms);
+  s += R"(,"headers":[],"payload":)";
+  s += payload_json;
+  s += '}';
+  return s;
+}
+
+// One invocation. Built with the named steps, e.g.
+//   runner.invoke(InvokeRequest::of(acc, fn).withPayload(now, payload).within(limit)
+//                     .withRequestId(turn_id), done);
 struct InvokeRequest {
   AccountId account;
   FunctionId function;
@@ -46,6 +62,35 @@ struct InvokeRequest {
   // Correlates logs; generated when empty.
   std::string request_id;
   Invoker invoker;
+
+  static InvokeRequest of(AccountId account, FunctionId function) {
+    InvokeRequest r;
+    r.account = std::move(account);
+    r.function = std::move(function);
+    return r;
+  }
+  // The whole input, already an envelope.
+  InvokeRequest&& withInput(std::string input) && {
+    input_json = std::move(input);
+    return std::move(*this);
+  }
+  // The envelope around a serialised payload (see invocationInput).
+  InvokeRequest&& withPayload(TimeMs timestamp_ms, std::string_view payload_json) && {
+    input_json = invocationInput(timestamp_ms, payload_json);
+    return std::move(*this);
+  }
+  InvokeRequest&& within(std::chrono::milliseconds budget) && {
+    deadline = budget;
+    return std::move(*this);
+  }
+  InvokeRequest&& withRequestId(std::string id) && {
+    request_id = std::move(id);
+    return std::move(*this);
+  }
+  InvokeRequest&& by(Invoker who) && {
+    invoker = std::move(who);
+    return std::move(*this);
+  }
 };
 
 struct InvokeResult {

@@ -25,11 +25,9 @@ class RuntimeTest : public ::testing::Test {
   InvokeResult call(const std::string& fn,
                     std::string input = R"({"timestamp":1,"headers":[],"payload":{"x":1}})",
                     int deadline_ms = 500) {
-    InvokeRequest req;
-    req.account = acc_;
-    req.function = FunctionId(fn);
-    req.input_json = std::move(input);
-    req.deadline = std::chrono::milliseconds(deadline_ms);
+    auto req = InvokeRequest::of(acc_, FunctionId(fn))
+                   .withInput(std::move(input))
+                   .within(std::chrono::milliseconds(deadline_ms));
     return parley::testing::await<InvokeResult>(
         [&](auto done) { rt_->invoke(req, InvokeMode::kTest, std::move(done)); });
   }
@@ -42,6 +40,30 @@ class RuntimeTest : public ::testing::Test {
   AccountId acc_{"1234"};
   std::unique_ptr<FunctionRuntime> rt_;
 };
+
+TEST(InvokeRequestTest, TheBuilderFillsEveryFieldItNamesAndWrapsThePayload) {
+  auto r = InvokeRequest::of(AccountId("1"), FunctionId("f"))
+               .withPayload(42, R"({"a":[1,2]})")
+               .within(std::chrono::milliseconds(250))
+               .withRequestId("turn-1")
+               .by(Invoker{.kind = InvokerKind::kUser,
+                           .user = UserId("u"),
+                           .login_name = "ann",
+                           .secret_writes = SecretWrites::kRefused});
+  EXPECT_EQ(r.account.str(), "1");
+  EXPECT_EQ(r.function.str(), "f");
+  EXPECT_EQ(r.input_json, R"({"timestamp":42,"headers":[],"payload":{"a":[1,2]}})");
+  EXPECT_EQ(r.deadline, std::chrono::milliseconds(250));
+  EXPECT_EQ(r.request_id, "turn-1");
+  EXPECT_EQ(r.invoker.kind, InvokerKind::kUser);
+  EXPECT_EQ(r.invoker.user.str(), "u");
+  EXPECT_EQ(r.invoker.secret_writes, SecretWrites::kRefused);
+  // Unnamed steps keep their defaults.
+  auto d = InvokeRequest::of(AccountId("1"), FunctionId("f"));
+  EXPECT_EQ(d.deadline, std::chrono::milliseconds(30'000));
+  EXPECT_TRUE(d.request_id.empty());
+  EXPECT_EQ(d.invoker.kind, InvokerKind::kPlatform);
+}
 
 TEST_F(RuntimeTest, EchoReturnsPayload) {
   ASSERT_TRUE(

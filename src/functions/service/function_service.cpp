@@ -647,20 +647,19 @@ void FunctionService::invokeFunction(const api::Request& req, const FunctionId& 
   input["timestamp"] = clock_.nowMs();
   input["headers"] = std::move(headers);
   input["payload"] = std::move(payload);
-  InvokeRequest ir;
-  ir.account = f->account;
-  ir.function = f->uuid;
-  ir.input_json = json::dump(input);
-  ir.deadline = options_.test_deadline;
-  ir.request_id = randomUuid();
   // The invoker's identity travels with the invocation: the runtime records it with every
   // secret access, and only FAAS_ADMIN or ADMIN may change secrets from a test invoke.
-  ir.invoker.kind = InvokerKind::kUser;
-  ir.invoker.user = req.caller.user;
-  ir.invoker.login_name = req.caller.login_name;
-  ir.invoker.secret_writes = req.caller.hasRole("ADMIN") || req.caller.hasRole("FAAS_ADMIN")
-                                 ? SecretWrites::kAllowed
-                                 : SecretWrites::kRefused;
+  auto ir = InvokeRequest::of(f->account, f->uuid)
+                .withInput(json::dump(input))
+                .within(options_.test_deadline)
+                .withRequestId(randomUuid())
+                .by(Invoker{
+                    .kind = InvokerKind::kUser,
+                    .user = req.caller.user,
+                    .login_name = req.caller.login_name,
+                    .secret_writes = req.caller.hasRole("ADMIN") || req.caller.hasRole("FAAS_ADMIN")
+                                         ? SecretWrites::kAllowed
+                                         : SecretWrites::kRefused});
   // Test invocations run the saved code (deployed or not) in a throw-away context, so developers
   // can try edits before deploying. Their logs (incl. Debug) are returned, never stored.
   beginAsync();

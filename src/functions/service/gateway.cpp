@@ -188,11 +188,9 @@ void Gateway::invokeLambda(api::Request& req, const FunctionId& id,
         kErrRateLimited,
         fmt::format("account {} has {} gateway invocations running, the most it may; retry later",
                     acc, options_.max_in_flight_per_account))));
-  InvokeRequest ir;
-  ir.account = req.caller.account;
-  ir.function = id;
-  ir.input_json = std::move(*input);
-  ir.deadline = options_.deadline;
+  auto ir = InvokeRequest::of(req.caller.account, id)
+                .withInput(std::move(*input))
+                .within(options_.deadline);
   runner_.invoke(std::move(ir), [this, shared = shared_, acc, id, account = req.caller.account,
                                  done = std::move(done)](InvokeResult r) mutable {
     if (!r.ok && r.error_code == kErrNotDeployed) {
@@ -270,11 +268,9 @@ void Gateway::invokeEvent(api::Request& req, const std::string& event_id,
     g->done = std::move(done);
     for (std::size_t i = 0; i < n; ++i) {
       const auto& f = (*fs)[i];
-      InvokeRequest ir;
-      ir.account = acc;
-      ir.function = f.uuid;
-      ir.input_json = i + 1 == n ? std::move(input) : input;
-      ir.deadline = options_.deadline;
+      auto ir = InvokeRequest::of(acc, f.uuid)
+                    .withInput(i + 1 == n ? std::move(input) : input)
+                    .within(options_.deadline);
       std::string head =
           fmt::format(R"({{"uuid":{},"name":{},"statusCode":)",
                       json::dump(bj::string(f.uuid.str())), json::dump(bj::string(f.name)));
