@@ -442,13 +442,10 @@ int serve(const ServeFlags& f) {
   connector::ConnectorOptions connector_options;
   // Turns run on the conversations' own strands, on the engine's threads; the connector is
   // stopped before the engine is destroyed.
-  // Engagement attributes: consumer profiles (SetUserProfile) live in the server's protocol hub,
-  // which exists only after makeServer below; until then no profile is known.
-  auto profile_source = std::make_shared<std::atomic<server::Server*>>(nullptr);
-  connector_options.consumer_profile = [profile_source](const AccountId& acc, const ConsumerId& c) {
-    server::Server* s = profile_source->load();
-    return s ? s->consumerProfile(acc, c) : std::nullopt;
-  };
+  // Engagement attributes: the server's protocol hub keeps the consumer profiles set with
+  // SetUserProfile where the connector reads them.
+  auto consumer_profiles = std::make_shared<conversation::ConsumerProfiles>();
+  connector_options.consumer_profiles = consumer_profiles;
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
@@ -469,12 +466,12 @@ int serve(const ServeFlags& f) {
   so.session_ttl_ms = static_cast<TimeMs>(f.session_ttl_s) * 1000;
   so.oauth_token_ttl_ms = static_cast<TimeMs>(f.oauth_token_ttl_s) * 1000;
   so.metrics_token = f.metrics_token;
+  so.consumer_profiles = consumer_profiles;
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   so.public_url = f.public_url;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
-  profile_source->store(server->get());  // the server outlives the connector (shutdown order)
 
   if (auto st = (*server)->addHandler(function_service); !st)
     return fail("cannot register the function service", st.error());

@@ -34,6 +34,7 @@
 #include "connector/bot_config.h"
 #include "connector/richcontent/richcontent_handler.h"
 #include "connector/richcontent/validator.h"
+#include "conversation/consumer_profiles.h"
 #include "conversation/conversation_service.h"
 #include "functions/runner.h"
 #include "store/store.h"
@@ -65,11 +66,11 @@ struct ConnectorOptions {
   int service_probe_interval_ms = 60'000;
   // The image allowlist for accounts with none stored (`bots/image-allowlist`). Default: none.
   richcontent::AllowlistProvider image_allowlist;
-  // The consumer's profile as set with `userprofile.SetUserProfile` (JSON text holding
-  // `authenticatedData.lp_sdes`), or nullopt when none was set; read once when a bot with
-  // `engagementAttributes` takes a conversation (authenticatedSdes). Called on the connector's
-  // threads: must not block. Default: none (authenticatedSdes is `{}`).
-  std::function<std::optional<std::string>(const AccountId&, const ConsumerId&)> consumer_profile;
+  // The consumers' profiles as set with `userprofile.SetUserProfile` (JSON text holding
+  // `authenticatedData.lp_sdes`), written by the protocol hub; read once when a bot with
+  // `engagementAttributes` takes a conversation (authenticatedSdes). Default: none
+  // (authenticatedSdes is `{}`).
+  std::shared_ptr<const conversation::ConsumerProfileReader> consumer_profiles;
 };
 
 class BotService final : public api::Handler, public conversation::ConversationListener {

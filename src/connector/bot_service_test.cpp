@@ -130,13 +130,7 @@ class BotServiceTest : public ::testing::Test {
     co.ms_per_delay_second = 20;
     co.service_probe_interval_ms = 50;
     co.max_open_conversations = max_open_;
-    co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
-      std::lock_guard l(profiles_mu_);
-      ++profile_reads_;
-      if (profile_throws_) throw std::runtime_error("profile source broke (test)");
-      auto it = profiles_.find(acc.str() + "/" + c.str());
-      return it == profiles_.end() ? std::nullopt : std::optional<std::string>(it->second);
-    };
+    co.consumer_profiles = std::make_shared<TestProfiles>(*this);
     service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
     ASSERT_TRUE(service_->start());
   }
@@ -289,6 +283,18 @@ class BotServiceTest : public ::testing::Test {
   FakeRunner runner_;
   std::unique_ptr<BotService> service_;
   SkillId bots_skill_, humans_skill_, escalation_skill_;
+  // Counts reads and can throw, which the real ConsumerProfiles never does.
+  struct TestProfiles final : conversation::ConsumerProfileReader {
+    explicit TestProfiles(BotServiceTest& t) : t(t) {}
+    std::optional<std::string> get(const AccountId& acc, const ConsumerId& c) const override {
+      std::lock_guard l(t.profiles_mu_);
+      ++t.profile_reads_;
+      if (t.profile_throws_) throw std::runtime_error("profile source broke (test)");
+      auto it = t.profiles_.find(acc.str() + "/" + c.str());
+      return it == t.profiles_.end() ? std::nullopt : std::optional<std::string>(it->second);
+    }
+    BotServiceTest& t;
+  };
   std::mutex profiles_mu_;
   std::map<std::string, std::string> profiles_;  // "acc/consumer" → SetUserProfile JSON
   int profile_reads_ = 0;

@@ -75,8 +75,8 @@ void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input
   if (turn->config->engagement_attributes) {
     if (!st->sdes) {
       std::optional<std::string> profile;
-      if (d_.opts.consumer_profile)
-        profile = d_.opts.consumer_profile(st->account, st->snapshot.consumer);
+      if (d_.opts.consumer_profiles)
+        profile = d_.opts.consumer_profiles->get(st->account, st->snapshot.consumer);
       st->sdes = buildLpSdes(st->snapshot, profile, d_.clock.nowMs());
       // SDE-service errors are recorded on the first turn (conversation errors); the turn goes
       // on.

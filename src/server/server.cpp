@@ -41,7 +41,8 @@ class ServerImpl final : public Server {
                           opts_.account_status_interval}),
         oauth_(store.oauth(), auth_, clock,
                OAuthOptions{opts_.oauth_token_ttl_ms, 100, 100, opts_.login_throttle}),
-        directory_(store.accounts(), *blocking_) {
+        directory_(store.accounts(), *blocking_),
+        hub_(protocol::HubOptions{opts_.consumer_profiles}) {
     // Revocation: a user's sockets close with its credentials; a disabled account's, all of them.
     auth_.setRevocationListener([this](const AccountId& acc, const std::optional<UserId>& user) {
       if (user) {
@@ -125,11 +126,6 @@ class ServerImpl final : public Server {
     if (net_) net_->stop(std::chrono::milliseconds(5000));
     subscription_.reset();
     blocking_->join();
-  }
-
-  std::optional<std::string> consumerProfile(const AccountId& acc,
-                                             const ConsumerId& c) const override {
-    return hub_.profile(acc, c);
   }
 
  private:

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/result.h"
+#include "conversation/consumer_profiles.h"
 #include "conversation/conversation_service.h"
 #include "server/login_throttle.h"
 #include "server/metrics.h"
@@ -73,6 +74,9 @@ struct ServerOptions {
   std::string metrics_token;
   // Whether /metrics keeps the account, bot and function labels. Default: summed away.
   TenantLabels metrics_tenant_labels = TenantLabels::kSummed;
+  // Where the protocol hub keeps consumer profiles (SetUserProfile); main shares it with the
+  // bot connector. Default: the server's own.
+  std::shared_ptr<conversation::ConsumerProfiles> consumer_profiles;
   // The address clients use (a balancer in front of several nodes), "http[s]://HOST[:PORT]"; CSDS
   // answers with its HOST[:PORT]. Default: empty, the node's own HTTPS (else HTTP) listener.
   // REQUIRES: empty or accepted by checkPublicUrl.
@@ -112,12 +116,6 @@ class Server {
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;
-  // The profile a consumer set with `userprofile.SetUserProfile` (JSON text), or nullopt. Kept
-  // in memory by the protocol hub. Thread-safe and non-blocking (a short lock); any time before
-  // destruction. Default: none.
-  virtual std::optional<std::string> consumerProfile(const AccountId&, const ConsumerId&) const {
-    return std::nullopt;
-  }
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

@@ -67,11 +67,8 @@ class ConnectorWsTest : public ::testing::Test {
     auto v = richcontent::Validator::loadEmbedded();
     ASSERT_TRUE(v);
     ConnectorOptions co;
-    // As main wires it: consumer profiles come from the server's protocol hub.
-    co.consumer_profile = [this](const AccountId& acc, const ConsumerId& c) {
-      server::Server* s = profiles_.load();
-      return s ? s->consumerProfile(acc, c) : std::nullopt;
-    };
+    // As main wires it: the protocol hub writes consumer profiles where the connector reads them.
+    co.consumer_profiles = profiles_;
     connector_ = std::make_shared<BotService>(*store_, *engine_, *runtime_, *v, clock_, co);
     ASSERT_TRUE(connector_->start());
     server::ServerOptions so;
@@ -80,10 +77,10 @@ class ConnectorWsTest : public ::testing::Test {
     so.https_listen = "";
     so.threads = 2;
     so.metrics_token = "metrics-token";
+    so.consumer_profiles = profiles_;
     auto s = server::makeServer(*store_, *engine_, clock_, so);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(*s);
-    profiles_ = server_.get();
     ASSERT_TRUE(server_->addHandler(connector_));
     server_->addMetricsSource([c = connector_.get()] { return c->prometheusText(); });
     auto ep = server_->start();
@@ -97,7 +94,6 @@ class ConnectorWsTest : public ::testing::Test {
     ASSERT_TRUE(connector_->startBot(kAcc, bot_));
   }
   void TearDown() override {
-    profiles_ = nullptr;
     if (server_) server_->stop();
     server_.reset();
     if (connector_) connector_->stop();
@@ -175,7 +171,8 @@ class ConnectorWsTest : public ::testing::Test {
   HostPort hp_;
   SkillId skill_;
   BotId bot_;
-  std::atomic<server::Server*> profiles_{nullptr};
+  std::shared_ptr<conversation::ConsumerProfiles> profiles_ =
+      std::make_shared<conversation::ConsumerProfiles>();
 };
 
 TEST_F(ConnectorWsTest, ConsumerSocketGetsTheBotReply) {

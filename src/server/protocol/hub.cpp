@@ -52,13 +52,8 @@ void Hub::remove(const HubClient* client) {
   if (consumer) {
     eraseFromIndex(it->second.consumers, consumer->str(), client, &removed);
     // The consumer's last session is gone: so is its profile.
-    if (!it->second.consumers.contains(consumer->str())) {
-      auto p = profiles_.find(client->hubAccount().str() + "/" + consumer->str());
-      if (p != profiles_.end()) {
-        profile_bytes_ -= std::min(profile_bytes_, p->second.size());
-        profiles_.erase(p);
-      }
-    }
+    if (!it->second.consumers.contains(consumer->str()))
+      profiles_->erase(client->hubAccount(), *consumer);
   } else {
     removed = eraseClient(it->second.agents, client);
     dropInterest(it->second, client);
@@ -160,47 +155,11 @@ std::size_t Hub::size() const {
 }
 
 Status Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json) {
-  if (profile_json.size() > opts_.max_profile_bytes)
-    return makeError(ErrorCode::kTooLarge,
-                     fmt::format("the user profile is {} bytes; at most {} bytes are kept (send "
-                                 "fewer or shorter engagement attributes)",
-                                 profile_json.size(), opts_.max_profile_bytes));
-  const std::string key = acc.str() + "/" + c.str();
   MutexLock lock(mu_);
   auto it = sessions_.find(acc.str());
   if (it == sessions_.end() || !it->second.consumers.contains(c.str()))
     return invalid("the consumer has no open socket; connect, then set the profile");
-  auto p = profiles_.find(key);
-  const std::size_t old_size = p == profiles_.end() ? 0 : p->second.size();
-  const std::size_t total =
-      profile_bytes_ - std::min(profile_bytes_, old_size) + profile_json.size();
-  if (total > opts_.max_total_profile_bytes)
-    return makeError(ErrorCode::kLimitExceeded,
-                     "the server holds as many consumer profiles as it may; try again later");
-  profile_bytes_ = total;
-  if (p == profiles_.end()) {
-    profiles_.emplace(key, std::move(profile_json));
-  } else {
-    p->second = std::move(profile_json);
-  }
-  return {};
-}
-
-std::size_t Hub::profileCount() const {
-  MutexLock lock(mu_);
-  return profiles_.size();
-}
-
-std::size_t Hub::profileBytes() const {
-  MutexLock lock(mu_);
-  return profile_bytes_;
-}
-
-std::optional<std::string> Hub::profile(const AccountId& acc, const ConsumerId& c) const {
-  MutexLock lock(mu_);
-  auto it = profiles_.find(acc.str() + "/" + c.str());
-  if (it == profiles_.end()) return std::nullopt;
-  return it->second;
+  return profiles_->set(acc, c, std::move(profile_json));
 }
 
 void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer,
@@ -287,10 +246,10 @@ std::string Hub::metricsText() const {
                            static_cast<std::int64_t>(size()));
   prometheus::appendSample(out, "parley_consumer_profiles", "gauge",
                            "Consumer profiles held (consumers with an open socket that set one).",
-                           static_cast<std::int64_t>(profileCount()));
+                           static_cast<std::int64_t>(profiles_->count()));
   prometheus::appendSample(out, "parley_consumer_profile_bytes", "gauge",
                            "Bytes of the consumer profiles held.",
-                           static_cast<std::int64_t>(profileBytes()));
+                           static_cast<std::int64_t>(profiles_->bytes()));
   return out;
 }
 

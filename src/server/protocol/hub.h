@@ -6,8 +6,9 @@
 // conversation changes to the consumer and to the agent sessions whose ExConversations
 // subscriptions may show the conversation, agent-state changes to every agent session
 // (sessions filter further on their own strand). Also tracks sessions per user and bearer
-// (revocation on logout, password/role/status change, delete, account disable) and the consumer
-// profiles set over the protocol, bounded in size and dropped with the consumer's last session.
+// (revocation on logout, password/role/status change, delete, account disable), and writes the
+// consumer profiles set over the protocol into the shared ConsumerProfiles, dropping each with
+// the consumer's last session.
 // Thread-safe: one mutex guards the registry. Owned by the Server; outlives every session.
 
 #include <atomic>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "common/thread_annotations.h"
+#include "conversation/consumer_profiles.h"
 #include "conversation/conversation_service.h"
 
 namespace parley::server::protocol {
@@ -52,15 +54,16 @@ class HubClient {
 using HubSessionIndex = std::unordered_map<std::string, std::vector<std::weak_ptr<HubClient>>>;
 
 struct HubOptions {
-  // Largest consumer profile (SetUserProfile, as kept: JSON text). Default: 16 KiB.
-  std::size_t max_profile_bytes = 16 << 10;
-  // All consumer profiles held together. Default: 64 MiB.
-  std::size_t max_total_profile_bytes = 64 << 20;
+  // Where consumer profiles are kept (shared with their readers, e.g. the bot connector).
+  // Default: the hub's own, with the default limits.
+  std::shared_ptr<conversation::ConsumerProfiles> profiles;
 };
 
 class Hub final : public conversation::ConversationListener {
  public:
-  explicit Hub(HubOptions options = {}) : opts_(options) {}
+  explicit Hub(HubOptions options = {})
+      : profiles_(options.profiles ? std::move(options.profiles)
+                                   : std::make_shared<conversation::ConsumerProfiles>()) {}
 
   void add(const std::shared_ptr<HubClient>& client);
   void remove(const HubClient* client);
@@ -85,14 +88,10 @@ class Hub final : public conversation::ConversationListener {
 
   // Keeps the consumer's profile while the consumer has a session registered here; it is
   // dropped when its last session is removed, so anonymous consumers cannot make the server hold
-  // memory after they left. TooLarge above max_profile_bytes; LimitExceeded when all profiles
-  // together would exceed max_total_profile_bytes; Invalid when the consumer has no session.
+  // memory after they left. Invalid when the consumer has no session; otherwise as
+  // ConsumerProfiles::set (TooLarge, LimitExceeded).
   Status setProfile(const AccountId& acc, const ConsumerId& c, std::string profile_json);
-  std::optional<std::string> profile(const AccountId& acc, const ConsumerId& c) const;
-  // Profiles held and their bytes (for metrics and tests).
-  std::size_t profileCount() const;
-  std::size_t profileBytes() const;
-  const HubOptions& options() const { return opts_; }
+  const conversation::ConsumerProfiles& profiles() const { return *profiles_; }
 
   // ConversationListener
   void onConversationChanged(const conversation::ConversationChanged& e) override;
@@ -151,14 +150,12 @@ class Hub final : public conversation::ConversationListener {
   static void collect(const std::vector<std::weak_ptr<HubClient>>& v,
                       std::vector<std::shared_ptr<HubClient>>& out);
 
-  const HubOptions opts_;
+  // Written under mu_ (set and erase), so a profile never outlives its consumer's last session.
+  const std::shared_ptr<conversation::ConsumerProfiles> profiles_;
   mutable Mutex mu_;
   // account → sessions
   std::unordered_map<std::string, AccountSessions> sessions_ PARLEY_GUARDED_BY(mu_);
   std::size_t size_ PARLEY_GUARDED_BY(mu_) = 0;
-  // "acc/consumer" → profile
-  std::unordered_map<std::string, std::string> profiles_ PARLEY_GUARDED_BY(mu_);
-  std::size_t profile_bytes_ PARLEY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace parley::server::protocol

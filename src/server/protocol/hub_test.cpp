@@ -289,27 +289,27 @@ TEST(Hub, ProfilesAreDroppedWithTheConsumersLastSession) {
     auto c = std::make_shared<FakeClient>("a", "c" + std::to_string(i), std::nullopt);
     hub.add(c);
     ASSERT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c" + std::to_string(i)),
-                               std::string(hub.options().max_profile_bytes, 'x')));
+                               std::string(hub.profiles().limits().max_profile_bytes, 'x')));
     clients.push_back(c);
   }
   // A second socket of c0 keeps its profile when the first closes.
   auto c0b = std::make_shared<FakeClient>("a", "c0", std::nullopt);
   hub.add(c0b);
-  EXPECT_EQ(hub.profileCount(), 400u);
-  EXPECT_EQ(hub.profileBytes(), 400u * hub.options().max_profile_bytes);
+  EXPECT_EQ(hub.profiles().count(), 400u);
+  EXPECT_EQ(hub.profiles().bytes(), 400u * hub.profiles().limits().max_profile_bytes);
   for (auto& c : clients) hub.remove(c.get());
-  EXPECT_EQ(hub.profileCount(), 1u);
-  EXPECT_TRUE(hub.profile(AccountId("a"), ConsumerId("c0")));
+  EXPECT_EQ(hub.profiles().count(), 1u);
+  EXPECT_TRUE(hub.profiles().get(AccountId("a"), ConsumerId("c0")));
   hub.remove(c0b.get());
-  EXPECT_EQ(hub.profileCount(), 0u);
-  EXPECT_EQ(hub.profileBytes(), 0u);
-  EXPECT_FALSE(hub.profile(AccountId("a"), ConsumerId("c0")));
+  EXPECT_EQ(hub.profiles().count(), 0u);
+  EXPECT_EQ(hub.profiles().bytes(), 0u);
+  EXPECT_FALSE(hub.profiles().get(AccountId("a"), ConsumerId("c0")));
 }
 
 TEST(Hub, ProfileSizeLimitsAtTheEdge) {
   HubOptions o;
-  o.max_profile_bytes = 100;
-  o.max_total_profile_bytes = 250;
+  o.profiles = std::make_shared<conversation::ConsumerProfiles>(
+      conversation::ConsumerProfiles::Limits{.max_profile_bytes = 100, .max_total_bytes = 250});
   Hub hub(o);
   auto c1 = std::make_shared<FakeClient>("a", "c1", std::nullopt);
   auto c2 = std::make_shared<FakeClient>("a", "c2", std::nullopt);
@@ -328,11 +328,11 @@ TEST(Hub, ProfileSizeLimitsAtTheEdge) {
   EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c3"), std::string(50, 'x')));
   // Replacing a profile counts its new size only.
   EXPECT_TRUE(hub.setProfile(AccountId("a"), ConsumerId("c1"), std::string(10, 'x')));
-  EXPECT_EQ(hub.profileBytes(), 160u);
+  EXPECT_EQ(hub.profiles().bytes(), 160u);
   // No profile without a session.
   auto none = hub.setProfile(AccountId("a"), ConsumerId("gone"), "{}");
   ASSERT_FALSE(none);
-  EXPECT_EQ(hub.profileCount(), 3u);
+  EXPECT_EQ(hub.profiles().count(), 3u);
 }
 
 TEST(Hub, CloseUserAndCloseAccountRevokeTheirSessionsOnly) {

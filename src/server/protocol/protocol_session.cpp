@@ -614,7 +614,7 @@ void ProtocolSession::getUserProfile(const Envelope& e) {
   }
   if (kind_ == Kind::kAgent && !allowed(e.id, policy::Action::kReadConsumerProfile)) return;
   bj::object body = userProfileBody(consumer);
-  if (auto p = deps_.hub.profile(account_, ConsumerId(consumer))) {
+  if (auto p = deps_.hub.profiles().get(account_, ConsumerId(consumer))) {
     if (auto v = json::parseObject(*p)) {
       for (auto& [k, val] : *v) body[k] = val;
     }
