@@ -86,7 +86,12 @@ void Scheduler::setFree(int worker, Time now) {
 void Scheduler::settled(int worker, std::uint64_t id) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
-  it->second.fresh.erase(id);
+  if (auto f = it->second.fresh.find(id); f != it->second.fresh.end()) {
+    auto n = it->second.fresh_per_account.find(f->second);
+    if (n != it->second.fresh_per_account.end() && --n->second == 0)
+      it->second.fresh_per_account.erase(n);
+    it->second.fresh.erase(f);
+  }
   if (it->second.reserved == id) {
     it->second.reserved = 0;
     it->second.reserved_account.clear();
@@ -108,18 +113,13 @@ bool Scheduler::heavy(const std::string& account, Time now) const {
 }
 
 bool Scheduler::WorkerState::holds(const std::string& account) const {
-  if (busy && busy_account == account) return true;
-  for (auto& [id, acc] : fresh)
-    if (acc == account) return true;
-  return false;
+  return (busy && busy_account == account) || fresh_per_account.contains(account);
 }
 
 bool Scheduler::WorkerState::heldByOtherThan(const std::string& account) const {
   if (busy && busy_account != account) return true;
   if (reserved != 0 && reserved_account != account) return true;
-  for (auto& [id, acc] : fresh)
-    if (acc != account) return true;
-  return false;
+  return fresh_per_account.size() > (fresh_per_account.contains(account) ? 1u : 0u);
 }
 
 void Scheduler::finished(int worker, const std::string& account) {
@@ -213,7 +213,7 @@ int Scheduler::pick(const Item& item, bool heavy) {
 void Scheduler::assign(int worker, const Item& item, bool heavy) {
   WorkerState& w = workers_.at(worker);
   ++w.in_flight;
-  w.fresh[item.id] = item.account;
+  if (w.fresh.emplace(item.id, item.account).second) ++w.fresh_per_account[item.account];
   if (heavy) {
     w.reserved = item.id;
     w.reserved_account = item.account;

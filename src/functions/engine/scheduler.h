@@ -141,8 +141,9 @@ class Scheduler {
     bool busy = false;
     std::string busy_account;
     Time busy_since;
-    // Dispatched here and not settled: invocation id -> account.
+    // Dispatched here and not settled: invocation id -> account, and how many per account.
     std::unordered_map<std::uint64_t, std::string> fresh;
+    std::unordered_map<std::string, std::size_t> fresh_per_account;
     // A heavy account's job started here demoted (0: none); only that account's jobs come here
     // until it settles.
     std::uint64_t reserved = 0;
