@@ -993,7 +993,9 @@ void Engine::scheduleLocked() {
 void Engine::settleLocked(WorkerHandle& w, Job& job) {
   if (!job.fresh) return;
   job.fresh = false;
+  const bool was_reserved = scheduler_.reserved(w.id);
   scheduler_.settled(w.id, job.id);
+  if (was_reserved && !scheduler_.reserved(w.id)) cv_.notify_all();  // a deploy may wait for it
   if (!std::exchange(job.demoted_start, false)) return;
   // A long task's kFree restores it instead (after the task, not now).
   if (scheduler_.busy(w.id)) return;
@@ -1035,8 +1037,9 @@ Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prep
     auto pick = [&]() PARLEY_REQUIRES(mu_) -> WorkerHandle* {
       WorkerHandle* best = nullptr;
       for (auto& [id, w] : workers_) {
+        // Not one running a long task, nor one reserved for a heavy account's job (demoted).
         if (!w->ready || w->gone || w->draining || w->kind != Scheduler::WorkerKind::kShared ||
-            scheduler_.busy(id))
+            scheduler_.busy(id) || scheduler_.reserved(id))
           continue;
         if (!best || scheduler_.inFlight(id) < scheduler_.inFlight(best->id)) best = w.get();
       }
