@@ -1329,16 +1329,19 @@ int main(int argc, char** argv) {
     admin_user = std::string(d.at("admin").at("username").as_string());
     admin_password = std::string(d.at("admin").at("password").as_string());
     if (noisy > 0) {
-      // A second account: point demo.json at another account id and start again; --demo adds
-      // it beside the first (whose bot resumes from the store).
+      // A second account, made by the operator's `parley account create` on the stopped
+      // server's data directory; the server starts again (the demo account's bot resumes from
+      // the store).
       server.reset();
       noisy_account = std::to_string(std::stoll(account) + 1);
       noisy_password = "noisy-" + std::to_string(getpid());
-      std::ofstream(data_dir / "demo.json") << bj::serialize(
-          bj::object{{"account", noisy_account},
-                     {"admin", bj::object{{"username", "admin"}, {"password", noisy_password}}},
-                     {"agent", bj::object{{"username", "agent"}, {"password", noisy_password}}},
-                     {"bot", bj::object{{"username", "bot"}, {"password", noisy_password}}}});
+      const std::string create = "'" + parley + "' account create --data '" + data_dir.string() +
+                                 "' --name noisy --id " + noisy_account +
+                                 " --admin admin --admin-password-stdin >/dev/null";
+      FILE* p = ::popen(create.c_str(), "w");
+      if (!p) die("noisy: cannot run parley account create");
+      std::fprintf(p, "%s\n", noisy_password.c_str());
+      if (::pclose(p) != 0) die("noisy: parley account create failed: " + create);
       server = std::make_unique<ServerProcess>(parley, data_dir.string(), extra);
       server_pid = server->pid();
       ep = parseUrl(std::string(server->listening().at("http").as_string()));

@@ -81,6 +81,13 @@ struct RuntimeOptions {
   // new jobs once the task ends, is stopped when its invocations in flight end, and a fresh one
   // replaces it. Default: true.
   bool demote_long_tasks = true;
+  // An account whose long tasks ran at least `heavy_after` of wall time, decayed with a half-life
+  // of `heavy_half_life`, or that runs a long task now, is heavy: each of its invocations starts
+  // on a worker held for it alone (no other account's job is sent there until its first JS task
+  // ends), with that worker's JS thread already demoted when `demote_long_tasks` is on. Default:
+  // 100 ms, 2 s.
+  std::chrono::milliseconds heavy_after{100};
+  std::chrono::milliseconds heavy_half_life{2'000};
   // An extra shared worker (beyond `threads`) idle this long is stopped, unless it is the one
   // free worker kept while the others are busy. Default: 10 s.
   std::chrono::milliseconds extra_worker_idle{10'000};
@@ -156,6 +163,7 @@ struct RuntimeStats {
   // demoted long tasks given their priority back at their deadline or when being terminated
   std::uint64_t demotions_restored_early = 0;
   std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
+  std::uint64_t demoted_starts = 0;   // invocations of heavy accounts started demoted
   double cpu_ms = 0;                  // CPU time used by finished invocations
 };
 

@@ -231,6 +231,9 @@ Engine::Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock)
         so.max_workers = static_cast<std::size_t>(options_.max_workers);
         so.max_quarantine_workers = static_cast<std::size_t>(options_.max_quarantine_workers);
         so.min_free_workers = 1;
+        so.long_task = options_.long_task;
+        so.heavy_after = options_.heavy_after;
+        so.heavy_half_life = options_.heavy_half_life;
         return so;
       }()) {}
 
@@ -517,6 +520,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
         MutexLock lock(mu_);
         auto it = jobs_.find(id);
         if (it == jobs_.end() || it->second.worker != w->id) return;
+        settleLocked(*w, it->second);
         job = std::move(it->second);
         jobs_.erase(it);
         w->jobs.erase(id);
@@ -591,7 +595,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       } else if (auto j = jobs_.find(running); j != jobs_.end() && j->second.worker == w->id) {
         account = j->second.request.account.str();
       }
-      scheduler_.setBusy(w->id, account);
+      scheduler_.setBusy(w->id, account, std::chrono::steady_clock::now());
       cv_.notify_all();  // the supervisor may start another worker
       return;
     }
@@ -601,18 +605,21 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       bool restored = restorePriority(*w, refuse_restore_for_test_.load());
       MutexLock lock(mu_);
       if (!restored && !w->gone && !w->draining) {
-        spdlog::info(
-            "functions: worker {} (pid {}) cannot get its priority back after a long task; it "
-            "is replaced",
-            w->id, w->pid);
-        w->draining = true;
-        scheduler_.removeWorker(w->id);
-        demoted_retired_.fetch_add(1, std::memory_order_relaxed);
-        scheduleLocked();
-        cv_.notify_all();  // the supervisor starts a fresh worker and stops this one
+        retireDemotedLocked(*w);
         return;
       }
-      scheduler_.setFree(w->id);
+      scheduler_.setFree(w->id, std::chrono::steady_clock::now());
+      scheduleLocked();
+      return;
+    }
+    case Msg::kWaiting: {
+      auto ids = proto::parseIds(f.payload);
+      MutexLock lock(mu_);
+      for (auto id : ids) {
+        auto it = jobs_.find(id);
+        if (it == jobs_.end() || it->second.worker != w->id) continue;
+        settleLocked(*w, it->second);
+      }
       scheduleLocked();
       return;
     }
@@ -623,6 +630,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
         auto it = jobs_.find(id);
         if (it == jobs_.end() || it->second.worker != w->id) continue;
         Job& job = it->second;
+        settleLocked(*w, job);
         job.worker = -1;
         w->jobs.erase(id);
         scheduler_.finished(w->id, job.request.account.str());
@@ -934,9 +942,24 @@ void Engine::sendDeployment(WorkerHandle& w, const Deployment& d) {
   send(w, proto::deployment(d, current));
 }
 
-void Engine::startOn(WorkerHandle& w, Job& job) {
+void Engine::startOn(WorkerHandle& w, Job& job, bool demote) {
   job.worker = w.id;
+  job.fresh = true;
   w.jobs.insert(job.id);
+  if (demote && options_.demote_long_tasks) {
+    // A heavy account's job: its JS starts at the priority a long task runs at, on a worker the
+    // scheduler holds for it; the priority comes back when its first task ends (settleLocked),
+    // or through kFree if that task runs long.
+    MutexLock prio(w.prio_mu);
+    if (w.demoted.empty()) {
+      for (pid_t tid : jsThreadsOf(w)) {
+        if (auto was = demoteThread(tid, demote_to_idle_class_.load()))
+          w.demoted.emplace_back(tid, *was);
+      }
+    }
+    job.demoted_start = !w.demoted.empty();
+    if (job.demoted_start) demoted_starts_.fetch_add(1, std::memory_order_relaxed);
+  }
   sendDeployment(w, *job.deployment);
   Task t;
   t.id = job.id;
@@ -951,16 +974,45 @@ void Engine::startOn(WorkerHandle& w, Job& job) {
 
 void Engine::scheduleLocked() {
   if (scheduler_.queued() == 0) return;
-  for (auto& d : scheduler_.schedule()) {
+  bool reserved = false;
+  for (auto& d : scheduler_.schedule(std::chrono::steady_clock::now())) {
     auto j = jobs_.find(d.item.id);
     auto w = workers_.find(d.worker);
     if (j == jobs_.end() || w == workers_.end()) {
+      scheduler_.settled(d.worker, d.item.id);
       scheduler_.finished(d.worker, d.item.account);
       continue;
     }
-    startOn(*w->second, j->second);
+    startOn(*w->second, j->second, d.demote);
+    reserved |= d.demote;
   }
-  if (scheduler_.queued() > 0) cv_.notify_all();
+  // Queued work, or a worker now reserved for a heavy account, may call for another worker.
+  if (scheduler_.queued() > 0 || reserved) cv_.notify_all();
+}
+
+void Engine::settleLocked(WorkerHandle& w, Job& job) {
+  if (!job.fresh) return;
+  job.fresh = false;
+  const bool was_reserved = scheduler_.reserved(w.id);
+  scheduler_.settled(w.id, job.id);
+  if (was_reserved && !scheduler_.reserved(w.id)) cv_.notify_all();  // a deploy may wait for it
+  if (!std::exchange(job.demoted_start, false)) return;
+  // A long task's kFree restores it instead (after the task, not now).
+  if (scheduler_.busy(w.id)) return;
+  if (!restorePriority(w, refuse_restore_for_test_.load()) && !w.gone && !w.draining)
+    retireDemotedLocked(w);
+}
+
+void Engine::retireDemotedLocked(WorkerHandle& w) {
+  spdlog::info(
+      "functions: worker {} (pid {}) cannot get its priority back after a long task; it is "
+      "replaced",
+      w.id, w.pid);
+  w.draining = true;
+  scheduler_.removeWorker(w.id);
+  demoted_retired_.fetch_add(1, std::memory_order_relaxed);
+  scheduleLocked();
+  cv_.notify_all();  // the supervisor starts a fresh worker and stops this one
 }
 
 void Engine::finish(Job& job, InvokeResult result) {
@@ -985,8 +1037,9 @@ Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prep
     auto pick = [&]() PARLEY_REQUIRES(mu_) -> WorkerHandle* {
       WorkerHandle* best = nullptr;
       for (auto& [id, w] : workers_) {
+        // Not one running a long task, nor one reserved for a heavy account's job (demoted).
         if (!w->ready || w->gone || w->draining || w->kind != Scheduler::WorkerKind::kShared ||
-            scheduler_.busy(id))
+            scheduler_.busy(id) || scheduler_.reserved(id))
           continue;
         if (!best || scheduler_.inFlight(id) < scheduler_.inFlight(best->id)) best = w.get();
       }
@@ -1202,6 +1255,7 @@ RuntimeStats Engine::stats() const {
   s.demotions = demotions_.load();
   s.demoted_retired = demoted_retired_.load();
   s.demotions_restored_early = demotions_restored_early_.load();
+  s.demoted_starts = demoted_starts_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
 }
@@ -1233,6 +1287,9 @@ std::string Engine::prometheusText() const {
   metric("parley_functions_demotions_restored_early_total", "counter",
          "Demoted long tasks given their priority back at their deadline or termination.",
          s.demotions_restored_early);
+  metric("parley_functions_demoted_starts_total", "counter",
+         "Invocations of accounts heavy with long tasks started with their worker demoted.",
+         s.demoted_starts);
   metric("parley_functions_demoted_workers_replaced_total", "counter",
          "Demoted workers replaced because their priority could not be restored.",
          s.demoted_retired);

@@ -48,6 +48,10 @@ struct Job {
   SteadyTime start;
   SteadyTime deadline;
   int worker = -1;  // the worker running it; -1 while queued
+  // Dispatched and its first JS task not known to have ended (it holds its worker).
+  bool fresh = false;
+  // Its worker's JS thread was demoted when it was dispatched (a heavy account's job).
+  bool demoted_start = false;
 };
 
 // The lodash/luxon sources, read once at start and sent to every worker. Empty when not
@@ -123,7 +127,13 @@ class Engine {
 
   // Dispatch.
   void scheduleLocked() PARLEY_REQUIRES(mu_);
-  void startOn(WorkerHandle& w, Job& job) PARLEY_REQUIRES(mu_);
+  void startOn(WorkerHandle& w, Job& job, bool demote) PARLEY_REQUIRES(mu_);
+  // `job`'s first JS task on `w` ended (result, waiting, handed back): it no longer holds `w`,
+  // and a thread demoted for its start gets its priority back.
+  void settleLocked(WorkerHandle& w, Job& job) PARLEY_REQUIRES(mu_);
+  // A worker whose priority could not be restored after a long task: it gets no more jobs and
+  // is replaced.
+  void retireDemotedLocked(WorkerHandle& w) PARLEY_REQUIRES(mu_);
   void sendDeployment(WorkerHandle& w, const Deployment& d) PARLEY_REQUIRES(mu_);
   // Queues `frame` to `w` under w.out_mu; callable with or without mu_ held.
   void send(WorkerHandle& w, std::string frame);
@@ -177,7 +187,8 @@ class Engine {
 
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
-      jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0};
+      jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0},
+      demoted_starts_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
   // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.

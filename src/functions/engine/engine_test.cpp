@@ -226,5 +226,126 @@ TEST(EngineExtraWorkers, TheOnlyFreeWorkerIsNotStoppedAsIdle) {
   EXPECT_EQ(e->stats().extra_workers, 1u);
 }
 
+// The threads of this process that run a worker's JS (in-process mode: named "fn-worker").
+std::vector<pid_t> workerThreads() {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "fn-worker") out.push_back(static_cast<pid_t>(std::stoi(entry.path().filename())));
+  }
+  return out;
+}
+
+std::size_t demotedWorkerThreads() {
+  std::size_t n = 0;
+  for (pid_t t : workerThreads()) n += demoted(t);
+  return n;
+}
+
+// Two worker threads, FakeLimits: a long task is marked only when the test says so, so the
+// window between an invocation's dispatch and its long-task mark lasts as long as the test wants.
+// One invocation at a time per worker: a second one of B cannot join B's first on its worker.
+class TwoAccounts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto limits = std::make_unique<testing::FakeLimits>();
+    fake = limits.get();
+    RuntimeOptions o;
+    o.threads = 2;
+    o.max_workers = 2;
+    o.max_in_flight_per_worker = 1;
+    auto made = Engine::create(o, host, clock, std::move(limits));
+    ASSERT_TRUE(made);
+    e = std::move(*made);
+    ASSERT_TRUE(e->waitForWorkersForTest(2, std::chrono::seconds(60)));
+    ASSERT_TRUE(
+        e->deploy(b, FunctionId("loop"), {"function lambda(i, cb) { for (;;) {} }", {}, 1}));
+    ASSERT_TRUE(
+        e->deploy(a, FunctionId("echo"), {"function lambda(i, cb) { cb(null, 1); }", {}, 1}));
+    ASSERT_EQ(workerThreads().size(), 2u);
+  }
+  // Ends every loop still running or queued, so that the engine can stop.
+  void TearDown() override {
+    for (int i = 0; i < 2'000 && e; ++i) {
+      auto s = e->stats();
+      if (s.in_flight == 0 && s.queue_depth == 0) break;
+      fake->terminateNow();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  std::future<InvokeResult> invoke(const AccountId& acc, const char* fn) {
+    auto p = std::make_shared<std::promise<InvokeResult>>();
+    auto f = p->get_future();
+    e->invoke(requestFor(acc, FunctionId(fn), 600'000), InvokeMode::kTest,
+              [p](InvokeResult r) { p->set_value(std::move(r)); });
+    return f;
+  }
+
+  AccountId a{"A"}, b{"B"};
+  testing::FakeHost host;
+  SystemClock clock;
+  testing::FakeLimits* fake = nullptr;
+  std::unique_ptr<Engine> e;
+};
+
+// B's two runaway loops invoked at once, before either is marked long: B's busy-worker cap (1)
+// counts the worker its first loop holds from dispatch, so the second waits in the queue; A's
+// echoes go to the worker B does not hold and never wait behind a loop (with these limits a
+// loop is never marked long, so an echo sent to a loop's worker would wait for the loop).
+TEST_F(TwoAccounts, TwoLoopsInvokedAtOnceHoldOneWorkerAndAnotherAccountDoesNotWaitBehindThem) {
+  auto l1 = invoke(b, "loop");
+  auto l2 = invoke(b, "loop");
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // time for a second dispatch
+  EXPECT_EQ(fake->liveForTest(), 1) << "both of B's loops started";
+  EXPECT_EQ(e->stats().queue_depth, 1u);
+  for (int i = 0; i < 5; ++i) {
+    auto echo = invoke(a, "echo");
+    ASSERT_EQ(echo.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+        << "echo " << i << " waits behind a loop of B";
+    EXPECT_TRUE(echo.get().ok);
+  }
+  EXPECT_EQ(e->stats().jobs_returned, 0u);
+  // The first loop ends: the second starts.
+  ASSERT_EQ(fake->terminateNow(), 1);
+  EXPECT_EQ(l1.get().error_code, kErrTimeExceeded);
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  ASSERT_EQ(fake->terminateNow(), 1);
+  EXPECT_EQ(l2.get().error_code, kErrTimeExceeded);
+}
+
+// B ran a long task lately (a loop marked long for ~150 ms): B's next invocation starts with its
+// worker's JS thread already demoted, before any long-task mark; the priority comes back when
+// that task ends, and A's echo afterwards runs on workers that are not demoted. A's or B's first
+// invocation, before any long task of theirs, is not demoted.
+TEST_F(TwoAccounts, AnAccountThatRanLongTasksLatelyStartsItsNextInvocationDemoted) {
+  auto l1 = invoke(b, "loop");
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  EXPECT_EQ(demotedWorkerThreads(), 0u) << "B's first loop started demoted";
+  ASSERT_EQ(fake->longTaskNow(), 1);
+  ASSERT_TRUE(waitFor([&] { return demotedWorkerThreads() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  ASSERT_EQ(fake->terminateNow(), 1);
+  EXPECT_EQ(l1.get().error_code, kErrTimeExceeded);
+  ASSERT_TRUE(waitFor([&] { return demotedWorkerThreads() == 0; }));
+  // B re-invokes: demoted from the start (no long-task mark this time).
+  auto l2 = invoke(b, "loop");
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  // Demoted before its job was sent, so already while its JS runs.
+  EXPECT_EQ(demotedWorkerThreads(), 1u) << "B's loop started at normal priority";
+  EXPECT_EQ(e->stats().busy_workers, 0u);  // no long-task mark
+  auto echo = invoke(a, "echo");
+  EXPECT_TRUE(echo.get().ok);
+  EXPECT_EQ(demotedWorkerThreads(), 1u);  // the loop's worker only
+  ASSERT_EQ(fake->terminateNow(), 1);
+  EXPECT_EQ(l2.get().error_code, kErrTimeExceeded);
+  EXPECT_TRUE(waitFor([&] { return demotedWorkerThreads() == 0; })) << "priority not restored";
+  EXPECT_TRUE(invoke(a, "echo").get().ok);
+  EXPECT_EQ(demotedWorkerThreads(), 0u);
+}
+
 }  // namespace
 }  // namespace parley::functions::engine

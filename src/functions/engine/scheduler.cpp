@@ -1,5 +1,6 @@
 #include "functions/engine/scheduler.h"
 
+#include <cmath>
 #include <limits>
 
 namespace parley::functions::engine {
@@ -58,21 +59,67 @@ void Scheduler::removeWorker(int worker) {
   std::erase_if(quarantine_worker_, [&](const auto& kv) { return kv.second == worker; });
 }
 
-void Scheduler::setBusy(int worker, const std::string& account) {
+void Scheduler::setBusy(int worker, const std::string& account, Time now) {
   auto it = workers_.find(worker);
   if (it == workers_.end() || it->second.busy) return;
   it->second.busy = true;
   it->second.busy_account = account;
+  it->second.busy_since = now;
   ++account_busy_[account];
 }
 
-void Scheduler::setFree(int worker) {
+void Scheduler::setFree(int worker, Time now) {
   auto it = workers_.find(worker);
   if (it == workers_.end() || !it->second.busy) return;
-  it->second.busy = false;
-  auto b = account_busy_.find(it->second.busy_account);
+  WorkerState& w = it->second;
+  w.busy = false;
+  // The task's wall time: from the long-task mark to now, plus the mark itself.
+  Usage& u = usage_[w.busy_account];
+  u.ms = usageMs(w.busy_account, now) +
+         std::chrono::duration<double, std::milli>(now - w.busy_since + options_.long_task).count();
+  u.at = now;
+  auto b = account_busy_.find(w.busy_account);
   if (b != account_busy_.end() && --b->second == 0) account_busy_.erase(b);
-  it->second.busy_account.clear();
+  w.busy_account.clear();
+}
+
+void Scheduler::settled(int worker, std::uint64_t id) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  if (auto f = it->second.fresh.find(id); f != it->second.fresh.end()) {
+    auto n = it->second.fresh_per_account.find(f->second);
+    if (n != it->second.fresh_per_account.end() && --n->second == 0)
+      it->second.fresh_per_account.erase(n);
+    it->second.fresh.erase(f);
+  }
+  if (it->second.reserved == id) {
+    it->second.reserved = 0;
+    it->second.reserved_account.clear();
+  }
+}
+
+double Scheduler::usageMs(const std::string& account, Time now) const {
+  auto it = usage_.find(account);
+  if (it == usage_.end()) return 0;
+  double age = std::chrono::duration<double, std::milli>(now - it->second.at).count();
+  double half = static_cast<double>(options_.heavy_half_life.count());
+  if (age <= 0 || half <= 0) return it->second.ms;
+  return it->second.ms * std::exp2(-age / half);
+}
+
+bool Scheduler::heavy(const std::string& account, Time now) const {
+  if (busyWorkersOf(account) > 0) return true;
+  return usageMs(account, now) >= static_cast<double>(options_.heavy_after.count());
+}
+
+bool Scheduler::WorkerState::holds(const std::string& account) const {
+  return (busy && busy_account == account) || fresh_per_account.contains(account);
+}
+
+bool Scheduler::WorkerState::heldByOtherThan(const std::string& account) const {
+  if (busy && busy_account != account) return true;
+  if (reserved != 0 && reserved_account != account) return true;
+  return fresh_per_account.size() > (fresh_per_account.contains(account) ? 1u : 0u);
 }
 
 void Scheduler::finished(int worker, const std::string& account) {
@@ -94,7 +141,7 @@ bool Scheduler::eligible(int /*worker*/, const WorkerState& w) const {
   return !w.busy && w.in_flight < options_.max_in_flight_per_worker;
 }
 
-int Scheduler::pick(const Item& item) {
+int Scheduler::pick(const Item& item, bool heavy) {
   if (auto a = account_in_flight_.find(item.account);
       a != account_in_flight_.end() && a->second >= options_.max_in_flight_per_account)
     return -1;
@@ -119,33 +166,58 @@ int Scheduler::pick(const Item& item) {
     auto w = workers_.find(q->second);
     return w != workers_.end() && eligible(w->first, w->second) ? w->first : -1;
   }
+  // The busy-worker cap counts the workers the account holds from dispatch on: another one
+  // only while it holds fewer than the cap.
+  const bool may_take_another = heldBy(item.account) < options_.max_busy_workers_per_account;
   auto usable = [&](int id) {
     auto w = workers_.find(id);
-    return w != workers_.end() && w->second.kind == WorkerKind::kShared && eligible(id, w->second);
+    if (w == workers_.end() || w->second.kind != WorkerKind::kShared || !eligible(id, w->second))
+      return false;
+    const WorkerState& ws = w->second;
+    // A worker reserved for a heavy account's job runs demoted: nobody else's work goes there.
+    if (ws.reserved != 0 && (heavy || ws.reserved_account != item.account)) return false;
+    if (!may_take_another && !ws.holds(item.account)) return false;
+    // A heavy account's job starts demoted: only on a worker no other account's job holds.
+    if (heavy && ws.heldByOtherThan(item.account)) return false;
+    return true;
   };
-  // The worker holding the function's warm context, else one holding the account's isolate.
-  if (auto l = last_worker_.find(item.function_key); l != last_worker_.end() && usable(l->second))
-    return l->second;
-  if (auto l = last_worker_.find(item.account); l != last_worker_.end() && usable(l->second))
-    return l->second;
-  // Else the least loaded one (ties rotate).
-  int best = -1;
-  std::size_t best_load = std::numeric_limits<std::size_t>::max();
-  std::size_t n = workers_.size(), i = 0, start = next_rr_++;
+  // Workers no other account holds first: a job there does not wait behind another account's
+  // task that may turn out long. Among them (else among all usable ones) the worker holding the
+  // function's warm context, else one holding the account's isolate, else the least loaded one
+  // (ties rotate).
   std::vector<int> ids;
-  ids.reserve(n);
+  ids.reserve(workers_.size());
   for (auto& [id, w] : workers_) ids.push_back(id);
-  for (; i < n; ++i) {
-    int id = ids[(start + i) % n];
-    if (!usable(id)) continue;
-    std::size_t load = workers_.at(id).in_flight;
-    if (load < best_load) best = id, best_load = load;
+  const std::size_t n = ids.size(), start = next_rr_++;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto ok = [&](int id) {
+      return usable(id) && (pass == 1 || !workers_.at(id).heldByOtherThan(item.account));
+    };
+    if (auto l = last_worker_.find(item.function_key); l != last_worker_.end() && ok(l->second))
+      return l->second;
+    if (auto l = last_worker_.find(item.account); l != last_worker_.end() && ok(l->second))
+      return l->second;
+    int best = -1;
+    std::size_t best_load = std::numeric_limits<std::size_t>::max();
+    for (std::size_t i = 0; i < n; ++i) {
+      int id = ids[(start + i) % n];
+      if (!ok(id)) continue;
+      std::size_t load = workers_.at(id).in_flight;
+      if (load < best_load) best = id, best_load = load;
+    }
+    if (best >= 0) return best;
   }
-  return best;
+  return -1;
 }
 
-void Scheduler::assign(int worker, const Item& item) {
-  ++workers_.at(worker).in_flight;
+void Scheduler::assign(int worker, const Item& item, bool heavy) {
+  WorkerState& w = workers_.at(worker);
+  ++w.in_flight;
+  if (w.fresh.emplace(item.id, item.account).second) ++w.fresh_per_account[item.account];
+  if (heavy) {
+    w.reserved = item.id;
+    w.reserved_account = item.account;
+  }
   ++account_in_flight_[item.account];
   if (!quarantined_.contains(item.function_key)) {
     last_worker_[item.function_key] = worker;
@@ -153,7 +225,7 @@ void Scheduler::assign(int worker, const Item& item) {
   }
 }
 
-std::vector<Scheduler::Dispatch> Scheduler::schedule() {
+std::vector<Scheduler::Dispatch> Scheduler::schedule(Time now) {
   std::vector<Dispatch> out;
   bool progress = true;
   while (progress && !ring_.empty()) {
@@ -166,17 +238,20 @@ std::vector<Scheduler::Dispatch> Scheduler::schedule() {
       AccountQueue& aq = it->second;
       // A function that cannot start (quarantined, no worker for it) does not hold up the
       // account's other functions: look at each function of the account once.
+      const bool is_heavy = heavy(acc, now);
       for (std::size_t tries = aq.q.keys(); tries > 0; --tries) {
         Item* head = aq.q.peek();
-        int w = pick(*head);
+        // Quarantined functions run on their own workers, demoted only by the long-task mark.
+        const bool demote = is_heavy && !quarantined_.contains(head->function_key);
+        int w = pick(*head, demote);
         if (w >= 0) {
           Item item = std::move(*aq.q.pop());
           if (auto pf = per_function_.find(item.function_key);
               pf != per_function_.end() && --pf->second == 0)
             per_function_.erase(pf);
           --queued_;
-          assign(w, item);
-          out.push_back(Dispatch{std::move(item), w});
+          assign(w, item, demote);
+          out.push_back(Dispatch{std::move(item), w, demote});
           progress = true;
           break;
         }
@@ -197,14 +272,15 @@ bool Scheduler::wantsSharedWorker(std::size_t starting) const {
   for (auto& [id, w] : workers_) {
     if (w.kind != WorkerKind::kShared) continue;
     ++shared;
-    if (!w.busy) ++free;
+    if (!w.busy && w.reserved == 0) ++free;
   }
   return free + starting < options_.min_free_workers && shared + starting < options_.max_workers;
 }
 
 bool Scheduler::spareFreeWorker(std::size_t starting) const {
   std::size_t free = 0;
-  for (auto& [id, w] : workers_) free += w.kind == WorkerKind::kShared && !w.busy;
+  for (auto& [id, w] : workers_)
+    free += w.kind == WorkerKind::kShared && !w.busy && w.reserved == 0;
   return free + starting > options_.min_free_workers;
 }
 
@@ -234,6 +310,17 @@ std::size_t Scheduler::sharedWorkers() const {
 std::size_t Scheduler::busyWorkersOf(const std::string& account) const {
   auto it = account_busy_.find(account);
   return it == account_busy_.end() ? 0 : it->second;
+}
+
+std::size_t Scheduler::heldBy(const std::string& account) const {
+  std::size_t n = 0;
+  for (auto& [id, w] : workers_) n += w.holds(account);
+  return n;
+}
+
+bool Scheduler::reserved(int worker) const {
+  auto it = workers_.find(worker);
+  return it != workers_.end() && it->second.reserved != 0;
 }
 
 std::size_t Scheduler::inFlightOf(const std::string& account) const {

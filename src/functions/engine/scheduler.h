@@ -4,9 +4,15 @@
 // served round-robin (and the functions of one account round-robin), each account has a cap
 // on invocations in flight and on workers it holds busy with long JS tasks, a worker busy with
 // a long task gets nothing, and a quarantined function runs only on a quarantine worker.
-// Plain C++ with no clock and no threads: the Engine guards it with its mutex and acts on its
-// answers (starts the dispatched jobs, spawns or stops workers).
+// An invocation holds its worker from dispatch until its first JS task ends (its result, or the
+// worker saying it now waits on timers or host calls): the busy-worker cap counts the workers an
+// account holds, and another account's invocation goes to a worker nobody else holds when there
+// is one. An account whose long tasks took much time lately is heavy: its invocations start on a
+// worker reserved for them (the Engine demotes that worker's JS thread before the job starts).
+// Plain C++ with no clock and no threads (the caller passes the time): the Engine guards it with
+// its mutex and acts on its answers (starts the dispatched jobs, spawns or stops workers).
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -35,8 +41,16 @@ struct SchedulerOptions {
   std::size_t max_workers = 6;
   // Quarantine workers. Default: 2.
   std::size_t max_quarantine_workers = 2;
-  // Free (not busy) shared workers the scheduler asks for while others are busy. Default: 1.
+  // Free (not busy, not reserved) shared workers the scheduler asks for while others are busy.
+  // Default: 1.
   std::size_t min_free_workers = 1;
+  // The long-task mark (RuntimeOptions::long_task): a long task had run this long when its
+  // worker reported it, so it is added to the time measured from the report to its end.
+  std::chrono::milliseconds long_task{20};
+  // An account whose long tasks took at least this much wall time, decayed with
+  // `heavy_half_life`, or that has a long task running now, is heavy. Default: 100 ms, 2 s.
+  std::chrono::milliseconds heavy_after{100};
+  std::chrono::milliseconds heavy_half_life{2'000};
 };
 
 class Scheduler {
@@ -46,9 +60,13 @@ class Scheduler {
     std::string account;
     std::string function_key;  // "<account>/<function>": affinity and quarantine
   };
+  using Time = std::chrono::steady_clock::time_point;
   struct Dispatch {
     Item item;
     int worker = -1;
+    // The item's account is heavy: the worker is reserved for this job until it settles, and
+    // its JS should run demoted from the start.
+    bool demote = false;
   };
   enum class Push { kQueued, kQueueFull, kFunctionQueueFull };
   enum class WorkerKind { kShared, kQuarantine };
@@ -67,9 +85,13 @@ class Scheduler {
   // A worker that died or is stopping: it gets no more jobs; its in-flight count is dropped
   // (the Engine fails those invocations).
   void removeWorker(int worker);
-  // The worker runs one JS task of `account` for a long time / it ended.
-  void setBusy(int worker, const std::string& account);
-  void setFree(int worker);
+  // The worker runs one JS task of `account` for a long time / it ended (the time it took
+  // counts toward the account being heavy).
+  void setBusy(int worker, const std::string& account, Time now);
+  void setFree(int worker, Time now);
+  // Invocation `id` dispatched to `worker` ran its first JS task to the end (it finished, waits
+  // on timers or host calls, or was handed back unstarted): it no longer holds the worker.
+  void settled(int worker, std::uint64_t id);
   // An invocation started on `worker` ended (result received).
   void finished(int worker, const std::string& account);
 
@@ -87,7 +109,7 @@ class Scheduler {
   std::size_t quarantinedCount() const { return quarantined_.size(); }
 
   // Assigns workers to every queued item that may start now (the caller starts them).
-  std::vector<Dispatch> schedule();
+  std::vector<Dispatch> schedule(Time now);
 
   // Whether another shared worker would help: fewer than min_free_workers shared workers are
   // free and there is room (counting `starting` workers not yet added).
@@ -104,6 +126,13 @@ class Scheduler {
   std::size_t sharedWorkers() const;
   std::size_t busyWorkersOf(const std::string& account) const;
   std::size_t inFlightOf(const std::string& account) const;
+  // Workers `account` holds: busy with its long task, or running or about to run the first JS
+  // task of an invocation of its.
+  std::size_t heldBy(const std::string& account) const;
+  // Whether `account`'s invocations start demoted now (see SchedulerOptions::heavy_after).
+  bool heavy(const std::string& account, Time now) const;
+  // Whether `worker` is reserved for a heavy account's job that has not settled.
+  bool reserved(int worker) const;
 
  private:
   struct WorkerState {
@@ -111,13 +140,29 @@ class Scheduler {
     std::size_t in_flight = 0;
     bool busy = false;
     std::string busy_account;
+    Time busy_since;
+    // Dispatched here and not settled: invocation id -> account, and how many per account.
+    std::unordered_map<std::uint64_t, std::string> fresh;
+    std::unordered_map<std::string, std::size_t> fresh_per_account;
+    // A heavy account's job started here demoted (0: none); only that account's jobs come here
+    // until it settles.
+    std::uint64_t reserved = 0;
+    std::string reserved_account;
+    bool holds(const std::string& account) const;
+    bool heldByOtherThan(const std::string& account) const;
+  };
+  // Long-task time of an account, decayed.
+  struct Usage {
+    double ms = 0;
+    Time at;
   };
   struct AccountQueue {
     FairQueue<Item> q;  // by function key
   };
   bool eligible(int worker, const WorkerState& w) const;
-  int pick(const Item& item);
-  void assign(int worker, const Item& item);
+  int pick(const Item& item, bool heavy);
+  void assign(int worker, const Item& item, bool heavy);
+  double usageMs(const std::string& account, Time now) const;
 
   SchedulerOptions options_;
   std::unordered_map<int, WorkerState> workers_;
@@ -126,6 +171,7 @@ class Scheduler {
   std::unordered_map<std::string, std::size_t> per_function_;  // queued per function key
   std::unordered_map<std::string, std::size_t> account_in_flight_;
   std::unordered_map<std::string, std::size_t> account_busy_;
+  std::unordered_map<std::string, Usage> usage_;
   std::unordered_map<std::string, int> last_worker_;  // function key or account -> worker
   std::unordered_set<std::string> quarantined_;
   std::unordered_map<std::string, int> quarantine_worker_;  // function key -> worker

@@ -36,6 +36,7 @@ enum class Msg : std::uint8_t {
   kRestarted = 39,  // an isolate was retired (termination or out of memory)
   kProbed = 40,     // the outcome of a kProbe
   kFatal = 41,      // the worker is about to end (a fatal V8 error): why
+  kWaiting = 42,    // invocations whose first JS task ended without a result: they wait now
 };
 
 // Builds one frame.

@@ -483,6 +483,9 @@ bool Worker::expireDeadlines(SteadyTime now) {
 
 bool Worker::takeJobs() {
   bool any = false;
+  // Jobs whose first task ended without a result: the server counts a job against its worker
+  // until it hears that (a result says it too), so they are reported at once, in one frame.
+  std::vector<std::uint64_t> waiting;
   for (int n = 0; n < kJobsPerRound; ++n) {
     Task job;
     {
@@ -492,8 +495,11 @@ bool Worker::takeJobs() {
       job = std::move(*next);
     }
     any = true;
+    std::uint64_t id = job.id;
     startJob(std::move(job));
+    if (in_flight_.contains(id)) waiting.push_back(id);
   }
+  if (!waiting.empty()) send(proto::ids(wire::Msg::kWaiting, waiting));
   return any;
 }
 
