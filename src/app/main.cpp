@@ -449,6 +449,14 @@ int serve(const ServeFlags& f) {
     server::Server* s = profile_source->load();
     return s ? s->consumerProfile(acc, c) : std::nullopt;
   };
+  // The conversation tester and replay run any version of a bot's function (the draft
+  // included) in a fresh context, as a test invoke does.
+  connector_options.invoke_code = [rt = function_runtime->get()](
+                                      const AccountId& acc, std::string code,
+                                      std::vector<store::EnvVar> env, functions::InvokeRequest req,
+                                      std::function<void(functions::InvokeResult)> done) {
+    rt->invokeCode(acc, std::move(code), std::move(env), std::move(req), std::move(done));
+  };
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
