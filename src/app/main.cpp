@@ -677,6 +677,7 @@ int main(int argc, char** argv) {
                         "the nodes); CSDS answers with it (default: this node's listener)");
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
+  parley::cli::registerBotCommands(app);
   parley::app::registerAccountCommands(app);
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) {
