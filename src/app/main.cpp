@@ -446,6 +446,14 @@ int serve(const ServeFlags& f) {
   // SetUserProfile where the connector reads them.
   auto consumer_profiles = std::make_shared<conversation::ConsumerProfiles>();
   connector_options.consumer_profiles = consumer_profiles;
+  // The conversation tester and replay run any version of a bot's function (the draft
+  // included) in a fresh context, as a test invoke does.
+  connector_options.invoke_code = [rt = function_runtime->get()](
+                                      const AccountId& acc, std::string code,
+                                      std::vector<store::EnvVar> env, functions::InvokeRequest req,
+                                      std::function<void(functions::InvokeResult)> done) {
+    rt->invokeCode(acc, std::move(code), std::move(env), std::move(req), std::move(done));
+  };
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
@@ -666,6 +674,7 @@ int main(int argc, char** argv) {
                         "the nodes); CSDS answers with it (default: this node's listener)");
   parley::cli::registerLoginCommand(app);
   parley::cli::registerFunctionCommands(app);
+  parley::cli::registerBotCommands(app);
   parley::app::registerAccountCommands(app);
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) {

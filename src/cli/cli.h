@@ -19,4 +19,10 @@ void registerFunctionCommands(CLI::App& app);
 // saves {server, account, bearer, ca} to $PARLEY_CONFIG or ~/.config/parley/cli.json (0600).
 void registerLoginCommand(CLI::App& app);
 
+// Adds `parley bot test --bot ID [--function-version V] [--channel MESSAGING|CHAT] [--json]`
+// (the conversation tester, consumer messages from stdin) and `parley bot replay --bot ID
+// --function-version V [--from FILE] [--json]` (exit 0: no differences, 1: differences, 2: the
+// replay failed).
+void registerBotCommands(CLI::App& app);
+
 }  // namespace parley::cli

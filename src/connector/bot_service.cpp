@@ -41,7 +41,10 @@ struct BotService::Impl {
         driver({c, s.conversations(), pool, registry, turns, metrics, work, strands,
                 opts.max_open_conversations}),
         control({s, c, registry, driver, skills, metrics, clk}),
-        api({s, r, validator, clk, opts, pool, registry, control, skills, allowlists}) {
+        tester({s, validator, clk, opts, pool, skills, allowlists, work}),
+        replay({s, validator, clk, opts, pool, allowlists, work}),
+        api({s, r, validator, clk, opts, pool, registry, control, skills, allowlists, tester,
+             replay}) {
     nameThreads([this](auto task) { asio::post(pool, std::move(task)); },
                 static_cast<std::size_t>(std::max(1, opts.threads)), "connector");
     strands.setExceptionHandler([this](const std::shared_ptr<ConvState>& st,
@@ -68,6 +71,8 @@ struct BotService::Impl {
   TurnRunner turns;
   ConversationDriver driver;
   BotControl control;
+  ConversationTester tester;
+  ReplayRunner replay;
   BotsApi api;
 };
 

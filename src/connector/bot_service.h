@@ -71,6 +71,13 @@ struct ConnectorOptions {
   // `engagementAttributes` takes a conversation (authenticatedSdes). Default: none
   // (authenticatedSdes is `{}`).
   std::shared_ptr<const conversation::ConsumerProfileReader> consumer_profiles;
+  // Runs `code` with `env` as a function of the account in a fresh context (not the deployed
+  // one), as a test invoke does: the conversation tester and replay run any version of a bot's
+  // function through it. `done` is called once, on any thread. Default: none (the tester and
+  // replay answer 503 UNAVAILABLE).
+  std::function<void(const AccountId&, std::string code, std::vector<store::EnvVar> env,
+                     functions::InvokeRequest, std::function<void(functions::InvokeResult)> done)>
+      invoke_code;
 };
 
 class BotService final : public api::Handler, public conversation::ConversationListener {

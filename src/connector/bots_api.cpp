@@ -305,6 +305,34 @@ void BotsApi::handle(api::Request request, std::function<void(api::Response)> do
         if (request.body.empty()) return bj::object{};
         return json::parseObject(request.body);
       };
+      // The conversation tester and replay answer asynchronously (they invoke functions).
+      if (p.size() >= 3 && (p[2] == "tester" || p[2] == "replay")) {
+        BotId id(p[1]);
+        if (p[2] == "replay" && p.size() == 3 && request.method == "POST") {
+          if (auto no = refused(policy::Action::kBotsReplay)) return done(*no);
+          return d_.replay.run(request, id, std::move(done));
+        }
+        if (p[2] == "tester" && p.size() == 3 && request.method == "POST") {
+          if (auto no = refused(policy::Action::kBotsTesterCreate)) return done(*no);
+          return d_.tester.create(request, id, std::move(done));
+        }
+        if (p[2] == "tester" && p.size() == 4 && request.method == "GET") {
+          if (auto no = refused(policy::Action::kBotsTesterGet)) return done(*no);
+          return done(d_.tester.get(request, id, p[3]));
+        }
+        if (p[2] == "tester" && p.size() == 4 && request.method == "DELETE") {
+          if (auto no = refused(policy::Action::kBotsTesterDelete)) return done(*no);
+          return done(d_.tester.remove(request, id, p[3]));
+        }
+        if (p[2] == "tester" && p.size() == 5 && p[4] == "messages" && request.method == "POST") {
+          if (auto no = refused(policy::Action::kBotsTesterMessage)) return done(*no);
+          return d_.tester.message(request, id, p[3], std::move(done));
+        }
+        return done(errorResponse(
+            Error{ErrorCode::kNotFound,
+                  "unknown call; use POST bots/{id}/tester, GET|DELETE bots/{id}/tester/{session}, "
+                  "POST bots/{id}/tester/{session}/messages or POST bots/{id}/replay"}));
+      }
       if (p.size() == 1 && request.method == "GET") {
         if (auto no = refused(policy::Action::kBotsList)) {
           resp = *no;

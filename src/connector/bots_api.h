@@ -1,7 +1,8 @@
 #pragma once
 
 // The REST resource `bots` (API.md): bot configurations (create, edit, delete, get, list),
-// start/stop, test-connection, the turn records and the account image allowlist, each call
+// start/stop, test-connection, the turn records, the conversation tester and replay (answered by
+// ConversationTester and ReplayRunner) and the account image allowlist, each call
 // checked against the authorization policy. Private to the connector; BotService forwards its
 // api::Handler and its synchronous REST forms here.
 //
@@ -19,7 +20,9 @@
 #include "connector/bot_control.h"
 #include "connector/bot_registry.h"
 #include "connector/bot_service.h"
+#include "connector/replay_runner.h"
 #include "connector/richcontent/validator.h"
+#include "connector/tester.h"
 #include "functions/runner.h"
 #include "store/store.h"
 
@@ -39,6 +42,8 @@ class BotsApi {
     BotControl& control;
     SkillCache& skills;
     ImageAllowlists& allowlists;
+    ConversationTester& tester;
+    ReplayRunner& replay;
   };
   explicit BotsApi(Deps deps) : d_(deps) {}
 

@@ -243,8 +243,15 @@ struct World {
         *store, crypto::SecretBox::randomForTest(), *runtime, clock);
     auto validator = connector::richcontent::Validator::load(connector::testing::schemaDir());
     ASSERT_TRUE(validator) << validator.error().message;
+    connector::ConnectorOptions co;
+    co.invoke_code = [rt = runtime.get()](const AccountId& a, std::string code,
+                                          std::vector<store::EnvVar> env,
+                                          functions::InvokeRequest req,
+                                          std::function<void(functions::InvokeResult)> done) {
+      rt->invokeCode(a, std::move(code), std::move(env), std::move(req), std::move(done));
+    };
     bots = std::make_shared<connector::BotService>(*store, *engine, functions->runner(), *validator,
-                                                   clock);
+                                                   clock, co);
     ASSERT_TRUE(bots->start());
     server::ServerOptions so;
     so.data_dir = dir.string();
@@ -486,6 +493,29 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
     return RestCall{"POST", "bots/" + w.bot_id + "/test-connection", "{}"};
   };
   m["bots.turns"] = [](World& w) { return RestCall{"GET", "bots/" + w.bot_id + "/turns", ""}; };
+  m["bots.tester.create"] = [](World& w) {
+    return RestCall{"POST", "bots/" + w.bot_id + "/tester", R"({"functionVersion":"draft"})"};
+  };
+  // A session belongs to the user who started it: made with the caller's credential (a role
+  // that may not start one gets the 403 of the row itself).
+  auto session = [](World& w) {
+    auto [status, text] = w.rest("POST", "bots/" + w.bot_id + "/tester", "{}", w.acting_bearer);
+    return status == 201 ? std::string(bj::parse(text).at("sessionId").as_string())
+                         : std::string("none");
+  };
+  m["bots.tester.get"] = [session](World& w) {
+    return RestCall{"GET", "bots/" + w.bot_id + "/tester/" + session(w), ""};
+  };
+  m["bots.tester.message"] = [session](World& w) {
+    return RestCall{"POST", "bots/" + w.bot_id + "/tester/" + session(w) + "/messages",
+                    R"({"text":"hi"})"};
+  };
+  m["bots.tester.delete"] = [session](World& w) {
+    return RestCall{"DELETE", "bots/" + w.bot_id + "/tester/" + session(w), ""};
+  };
+  m["bots.replay"] = [](World& w) {
+    return RestCall{"POST", "bots/" + w.bot_id + "/replay", R"({"functionVersion":"draft"})"};
+  };
   fixed("richcontent.validate", "POST", "richcontent/validate",
         R"({"structuredContent":{"type":"vertical","elements":[{"type":"text","text":"hi"}]}})");
   return m;

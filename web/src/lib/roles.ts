@@ -10,6 +10,8 @@ export type Permission =
   | 'bots.read'
   | 'bots.create' // create, start
   | 'bots.manage' // edit, stop, delete
+  | 'bots.tester' // the conversation tester
+  | 'bots.replay'
   | 'agent.workspace'
   | 'skills.read'
   | 'skills.write'
@@ -24,6 +26,8 @@ const RULES: Record<Permission, string[]> = {
   'bots.read': ['ADMIN', 'AGENT_MANAGER', 'FAAS_ADMIN'],
   'bots.create': ['ADMIN'],
   'bots.manage': ['ADMIN', 'AGENT_MANAGER'],
+  'bots.tester': ['ADMIN', 'FAAS_DEVELOPER'],
+  'bots.replay': ['ADMIN', 'FAAS_ADMIN'],
   'agent.workspace': ['ADMIN', 'AGENT_MANAGER', 'AGENT'],
   'skills.read': ['ADMIN', 'AGENT_MANAGER'],
   'skills.write': ['ADMIN'],

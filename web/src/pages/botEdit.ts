@@ -3,6 +3,7 @@ import { busy, field, fmtDateTime, h, uid } from '../lib/h';
 import { botOf, CUSTOM_INTEGRATION_EVENT, fnOf, isRefused, routingWarnings, skillsOf, turnsOf, usersOf, type Bot, type Fn, type Skill, type User } from '../lib/models';
 import { alertBox, badge, confirmDialog, MessageSlot, pre, stateBadge, toast } from '../lib/ui';
 import { validateBot, type BotForm } from '../lib/validate';
+import { replayPanel, testerPanel } from './botTools';
 import type { PageContext } from '../main';
 
 const DRAFT_KEY = 'parley.botDraft';
@@ -398,6 +399,8 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
     'aside',
     { class: 'bot-aside' },
     h('section', { class: 'card', 'aria-labelledby': 'status-h' }, h('h2', { id: 'status-h' }, 'Status'), statusEl),
+    bot && ctx.can('bots.tester') ? testerPanel(bot.id, bot.conversationTypes) : null,
+    bot && ctx.can('bots.replay') ? replayPanel(bot.id) : null,
     bot ? h('section', { class: 'card', 'aria-labelledby': 'turns-h' }, h('div', { class: 'row between' }, h('h2', { id: 'turns-h' }, 'Recent turns'), turnsRefresh), turnsOut) : null,
   );
   root.append(h('div', { class: 'page-head' }, h('h1', null, isNew ? 'Add bot' : `Bot: ${bot!.name}`), h('div', { class: 'actions' })));
