@@ -26,6 +26,7 @@
 #include "app/cluster_material.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
+#include "app/local_api.h"
 #include "cli/cli.h"
 #include "common/clock.h"
 #include "common/crypto.h"
@@ -390,6 +391,9 @@ int serve(const ServeFlags& f) {
       [&store_ref](const AccountId& acc, const std::string& id) {
         return app::readConversationForFunctions(store_ref, acc, id);
       });
+  // Toolbelt.LpClient's requests reach the server's router once the server exists (below).
+  auto [local_api_gate, local_api] = app::LocalApiGate::make();
+  function_host.setLocalApi(std::move(local_api));
   functions::RuntimeOptions runtime_options;
   runtime_options.isolation = f.function_isolation == "in-process"
                                   ? functions::WorkerIsolation::kInProcess
@@ -480,6 +484,9 @@ int serve(const ServeFlags& f) {
   so.public_url = f.public_url;
   auto server = server::makeServer(**store, *engine, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
+  local_api_gate->open(**server);
+  // Closed before the server is destroyed, on every path out of this scope too.
+  std::shared_ptr<void> close_local_api(nullptr, [g = local_api_gate](void*) { g->close(); });
 
   if (auto st = (*server)->addHandler(function_service); !st)
     return fail("cannot register the function service", st.error());
@@ -561,6 +568,7 @@ int serve(const ServeFlags& f) {
   bot_service->stop();
   bot_service.reset();
   engine.reset();
+  local_api_gate->close();
   server->reset();
   gateway.reset();
   function_service.reset();

@@ -51,6 +51,13 @@ Result<std::string> LocalHost::getConversation(const AccountId&, const std::stri
                                id));
 }
 
+Result<std::string> LocalHost::platformCall(const functions::PlatformCall& call) {
+  return makeError(ErrorCode::kUnavailable,
+                   fmt::format("Toolbelt '{}' calls cannot run in a local run (they use the "
+                               "server's API); invoke the function on the server",
+                               call.op == "lp" ? std::string("LpClient") : call.op));
+}
+
 Result<LocalResult> invokeLocally(const std::string& code, const FunctionConfig& config,
                                   const ProjectSettings& settings, const std::string& account) {
   LocalHost host(settings);

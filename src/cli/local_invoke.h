@@ -34,6 +34,8 @@ class LocalHost final : public functions::FunctionHost {
                                   const std::string& args_json) override;
   Result<std::string> getConversation(const AccountId& account,
                                       const std::string& conversation_id) override;
+  // Unavailable: LpClient calls the server's API, which a local run does not have.
+  Result<std::string> platformCall(const functions::PlatformCall& call) override;
 
  private:
   std::mutex mu_;

@@ -33,6 +33,18 @@ struct SecretAccess {
   TimeMs ts = 0;
 };
 
+// One call of a Toolbelt client that acts on the platform itself rather than on a store the
+// host keeps (today: LpClient, op "lp"). Made by the runtime from the invocation it belongs to.
+struct PlatformCall {
+  AccountId account;
+  FunctionId function;
+  std::string request_id;
+  Invoker invoker;
+  std::string op;
+  // A JSON object, from the function: untrusted.
+  std::string args_json;
+};
+
 // The platform services a running function may reach through the Toolbelt. Thread-safe; every
 // method may block (it may do I/O): the runtime calls it only on its own host-call threads,
 // never on a V8 worker. Owned by main; must outlive the FunctionRuntime that uses it.
@@ -71,6 +83,12 @@ class FunctionHost {
   // The conversation as the Messaging Interactions API returns it (JSON text), or NotFound.
   virtual Result<std::string> getConversation(const AccountId& account,
                                               const std::string& conversation_id) = 0;
+  // A platform call (see PlatformCall). `op`:
+  //   lp  {"service","method","path","headers":{..},"body","appKeySecretName"}
+  //       -> {"statusCode","headers":{..},"body"}: Toolbelt.LpClient; functions/lp_services.h
+  //          says which service names reach which of Parley's REST resources.
+  // Returns the JSON text of the result; an error whose message says what was refused and why.
+  virtual Result<std::string> platformCall(const PlatformCall& call) = 0;
 };
 
 }  // namespace parley::functions

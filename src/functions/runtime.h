@@ -104,7 +104,8 @@ struct RuntimeOptions {
   // Deadline for running a function's top-level code at deploy/check time. Default: 5 s.
   std::chrono::milliseconds deploy_deadline{5'000};
   // Directory holding lodash/lodash.js and luxon/build/cjs-browser/luxon.js (a node_modules
-  // folder). Default: "" = the copies compiled into the binary (functions/engine/js_libs.h).
+  // folder); functions then have only those two libraries (not oauth-1.0a or jsonwebtoken).
+  // Default: "" = every library compiled into the binary (functions/engine/js_libs.h).
   std::string js_lib_dir;
   // Outbound Toolbelt HTTP requests per second per function; more get HTTP 429. Default: 20.
   int http_rate_per_s = 20;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/url.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -77,6 +78,26 @@ class ServerImpl final : public Server {
   void addMetricsSource(std::function<std::string()> source) override {
     metrics_.addSource(std::move(source));
   }
+  void handleLocal(HttpRequest request, std::function<void(HttpResponse)> done) override {
+    if (!serving_.load()) {
+      HttpResponse r;
+      r.status = 503;
+      r.body = R"({"error":{"code":"UNAVAILABLE","message":"the server is not serving"}})";
+      return done(std::move(r));
+    }
+    request.segments.clear();
+    request.query.clear();
+    auto u = boost::urls::parse_origin_form(request.target);
+    if (!u) {
+      HttpResponse r;
+      r.status = 400;
+      r.body = R"({"error":{"code":"INVALID","message":"the request target is not a path"}})";
+      return done(std::move(r));
+    }
+    for (auto seg : u->segments()) request.segments.emplace_back(seg);
+    for (auto p : u->params()) request.query[std::string(p.key)] = std::string(p.value);
+    app_->handle(std::move(request), std::move(done));
+  }
 
   Result<Endpoints> start() override {
     NetOptions no;
@@ -111,6 +132,7 @@ class ServerImpl final : public Server {
     if (!ports->https_host.empty()) ep.https_url = "https://" + ports->https_host;
     ep.ca_path = tls_.ca_path;
     started_ = true;
+    serving_.store(true);
     return ep;
   }
 
@@ -122,6 +144,7 @@ class ServerImpl final : public Server {
   void stop() override {
     if (stopped_) return;
     stopped_ = true;
+    serving_.store(false);
     stopAccountWatch();
     if (net_) net_->stop(std::chrono::milliseconds(5000));
     subscription_.reset();
@@ -170,6 +193,8 @@ class ServerImpl final : public Server {
   conversation::Subscription subscription_;
   bool started_ = false;
   bool stopped_ = false;
+  // Between start() and stop(): handleLocal answers.
+  std::atomic<bool> serving_{false};
   std::thread watch_;
   Mutex watch_mu_;
   std::condition_variable watch_cv_;

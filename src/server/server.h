@@ -20,6 +20,7 @@
 #include "common/result.h"
 #include "conversation/consumer_profiles.h"
 #include "conversation/conversation_service.h"
+#include "server/http_types.h"
 #include "server/login_throttle.h"
 #include "server/metrics.h"
 #include "store/store.h"
@@ -116,6 +117,12 @@ class Server {
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;
+  // One request answered by the router as if it had arrived on a listener, with no socket: the
+  // same routing, authentication and role policy (Toolbelt.LpClient's requests). The request
+  // needs method, target (origin form, e.g. "/api/v1/accounts/1/skills?x=1"), lower-case
+  // headers and body; segments and query are filled from the target. `done` is called once, on
+  // any thread. Thread-safe; before start() or after stop() the answer is 503.
+  virtual void handleLocal(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

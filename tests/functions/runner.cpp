@@ -6,6 +6,7 @@
 //   "env": {"K": "V"}             deployment env vars; TEST_HTTP_URL is always added
 //   "secrets": {"k": "v"}, "allowlist": ["localhost"], "conversations": {"id": {...}}
 //   "audit_fails": true           the host's recordSecretAccess fails (a full disk)
+//   "platform_echo": true         platform calls (LpClient) answer with what they received
 //   "outbound_allow": ["loopback"] RuntimeOptions::outbound_allow (default: none opened)
 //   "http_max_body_bytes": n      RuntimeOptions::http_max_body_bytes (default 10 MiB)
 //   "invoker": {"user": "1001", "login": "dev", "secret_writes": "refused"}
@@ -234,6 +235,22 @@ int main(int argc, char** argv) {
     host.failAuditForTest();
   if (auto* c = ex.if_contains("conversations"))
     for (auto& [k, v] : c->as_object()) host.setConversation(k, json::dump(v));
+  if (auto* p = ex.if_contains("platform_echo"); p && p->is_bool() && p->as_bool()) {
+    // Answers every platform call with what it received, so a test sees what the Toolbelt sent:
+    // {"statusCode": <the path's status=N query parameter, else 200>, "headers": {},
+    //  "body": "{\"op\":…,\"args\":…,\"function\":…}"}.
+    host.setPlatformCall([](const PlatformCall& call) -> Result<std::string> {
+      auto args = json::parseObject(call.args_json);
+      if (!args) return std::unexpected(args.error());
+      std::string path = json::getString(*args, "path");
+      int status = 200;
+      if (auto q = path.find("status="); q != std::string::npos)
+        status = std::atoi(path.c_str() + q + 7);
+      bj::object body{{"op", call.op}, {"args", *args}, {"function", call.function.str()}};
+      return json::dump(bj::object{
+          {"statusCode", status}, {"headers", bj::object{}}, {"body", json::dump(body)}});
+    });
+  }
 
   SystemClock clock;
   RuntimeOptions opts;

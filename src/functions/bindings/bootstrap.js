@@ -467,12 +467,72 @@
       if (typeof cb === 'function') { g.process.nextTick(cb, null, r); return undefined; }
       return r;
     }
+    // Key objects. Secret keys hold bytes for HMAC (jsonwebtoken's HS256/384/512 pass them to
+    // createHmac). Asymmetric keys are recognised by their PEM armour only, so that a library
+    // that sorts keys by type (jsonwebtoken) reaches createSign/createVerify and their error,
+    // which names what is missing; no RSA or EC code runs here.
+    const secretOf = new WeakMap();
+    class KeyObject {
+      constructor(type, bytes) {
+        if (type !== 'secret' && type !== 'public' && type !== 'private') {
+          throw new TypeErrorCtor2('The "type" argument must be one of: secret, public, private');
+        }
+        this._type = type;
+        if (bytes) secretOf.set(this, bytes);
+      }
+      get type() { return this._type; }
+      get symmetricKeySize() { return this._type === 'secret' ? secretOf.get(this).length : undefined; }
+      get asymmetricKeyType() { return undefined; }
+      export(options) {
+        if (this._type !== 'secret') throw new ErrorCtor(`exporting ${this._type} keys is not available in Parley functions`);
+        const b = new Buffer(secretOf.get(this));
+        return options && options.format === 'jwk' ? {kty: 'oct', k: b.toString('base64url')} : b;
+      }
+      equals(other) {
+        if (!(other instanceof KeyObject) || other._type !== 'secret' || this._type !== 'secret') return false;
+        const x = secretOf.get(this);
+        const y = secretOf.get(other);
+        return x.length === y.length && natives.equal(x, y);
+      }
+    }
+    const PEM = /-----BEGIN ((?:RSA |EC |ENCRYPTED )?(PUBLIC|PRIVATE) KEY|CERTIFICATE)-----/;
+    function pemKey(input, wanted) {
+      let text = input;
+      if (input && typeof input === 'object' && !viewBytes(input) && input.key !== undefined) text = input.key;
+      if (viewBytes(text)) text = new Buffer(viewBytes(text)).toString('latin1');
+      const m = typeof text === 'string' ? PEM.exec(text) : null;
+      if (!m) throw new TypeErrorCtor2(`Failed to read the ${wanted} key: only PEM-armoured keys are recognised`);
+      return new KeyObject(m[2] === 'PRIVATE' ? 'private' : 'public');
+    }
+    function signaturesMissing(what) {
+      return function () {
+        throw new ErrorCtor(`crypto.${what} is not available in Parley functions: RSA and ECDSA ` +
+                            'signatures (jsonwebtoken\'s RS*, PS* and ES* algorithms) are not supported; ' +
+                            'use HMAC (createHmac, or HS256/HS384/HS512 with jsonwebtoken)');
+      };
+    }
+    function hmacKey(key) {
+      if (key instanceof KeyObject) {
+        if (key.type !== 'secret') throw new TypeErrorCtor2(`Invalid key object type ${key.type}, expected secret.`);
+        return secretOf.get(key);
+      }
+      if (key === undefined || key === null) throw new TypeErrorCtor2('The "key" argument must be a string, Buffer, TypedArray, DataView or KeyObject');
+      return toBytes(key, 'utf8', 'key');
+    }
     const crypto = {
       createHash(alg) { return new Hash(alg); },
-      createHmac(alg, key) {
+      createHmac(alg, key) { return new Hash(alg, hmacKey(key)); },
+      KeyObject,
+      createSecretKey(key, enc) {
         if (key === undefined || key === null) throw new TypeErrorCtor2('The "key" argument must be a string, Buffer, TypedArray or DataView');
-        return new Hash(alg, toBytes(key, 'utf8', 'key'));
+        return new KeyObject('secret', new U8(toBytes(key, enc, 'key')));
       },
+      createPublicKey(key) { return pemKey(key, 'public'); },
+      createPrivateKey(key) { return pemKey(key, 'private'); },
+      createSign: signaturesMissing('createSign'),
+      createVerify: signaturesMissing('createVerify'),
+      sign: signaturesMissing('sign'),
+      verify: signaturesMissing('verify'),
       randomBytes,
       pseudoRandomBytes: randomBytes,
       randomUUID,
@@ -576,7 +636,15 @@
         });
       };
     }
-    const util = {format, inspect: (v) => inspect(v), promisify, TextEncoder, TextDecoder};
+    function inherits(ctor, superCtor) {
+      if (typeof ctor !== 'function' || typeof superCtor !== 'function' || !superCtor.prototype) {
+        throw new TypeErrorCtor2('util.inherits needs two constructors, the second with a prototype');
+      }
+      defineProperty(ctor, 'super_', {value: superCtor, writable: true, configurable: true});
+      Object.setPrototypeOf(ctor.prototype, superCtor.prototype);
+    }
+    function deprecate(fn) { return fn; }
+    const util = {format, inspect: (v) => inspect(v), promisify, inherits, deprecate, TextEncoder, TextDecoder};
 
     // ---- percent-encoding, querystring, URLSearchParams
     function percentDecode(s) {
@@ -973,12 +1041,24 @@
 
   // require: only the allowed modules (spec 4.11); each instance is created once per context.
   const modules = new MapCtor();
-  const allowed = 'lp-faas-toolbelt, lodash, luxon, crypto, buffer, util, querystring, url';
+  const libNames = ['lodash', 'luxon', 'oauth-1.0a', 'jsonwebtoken'];
+  const allowed = 'lp-faas-toolbelt, lodash, luxon, oauth-1.0a, jsonwebtoken, crypto, buffer, util, querystring, url';
   const nodeModuleNames = ['crypto', 'buffer', 'util', 'querystring', 'url'];
+  // Libraries of LivePerson's list (spec 4.11) that cannot run here, and why.
+  const unavailableLibs = {
+    jsforce: 'it is a Salesforce client that makes its own HTTP connections (Node http/https), which ' +
+             'functions do not have; call the Salesforce REST API with Toolbelt.HTTPClient instead',
+  };
   function notAvailable(name) {
-    return new ErrorCtor(`module '${str(name)}' is not available in Parley functions; allowed: ${allowed}`);
+    const why = typeof name === 'string' && Object.prototype.hasOwnProperty.call(unavailableLibs, name)
+      ? `: ${unavailableLibs[name]}` : `; allowed: ${allowed}`;
+    return new ErrorCtor(`module '${str(name)}' is not available in Parley functions${why}`);
   }
-  function libRequire(name) { throw notAvailable(name); }
+  // What a bundled library's own require reaches: the Node built-ins and the other libraries.
+  function libRequire(name) {
+    if (typeof name === 'string' && name !== 'lp-faas-toolbelt') return require(name);
+    throw notAvailable(name);
+  }
   function require(name) {
     if (typeof name !== 'string') throw new TypeErrorCtor('require expects a module name string');
     const cached = apply(MapGet, modules, [name]);
@@ -989,7 +1069,7 @@
       module = {exports: factory(natives)};
     } else if (nodeModuleNames.includes(name.startsWith('node:') ? name.slice(5) : name)) {
       module = {exports: node().modules[name.startsWith('node:') ? name.slice(5) : name]};
-    } else if (name === 'lodash' || name === 'luxon') {
+    } else if (libNames.includes(name)) {
       const wrapper = natives.loadModule(name);
       module = {exports: {}};
       apply(wrapper, module.exports, [module.exports, libRequire, module, name + '.js', '/']);

@@ -6,6 +6,7 @@
   const JSONparse = JSON.parse;
   const JSONstringify = JSON.stringify;
   const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
   const encode = encodeURIComponent;
 
   function call(op, args) {
@@ -261,19 +262,119 @@
   }
   function ConversationUtil() {
     return {
+      // Only the sections named in contentToRetrieve (ConversationContentTypes values) are
+      // returned, as the Messaging Interactions API does; none named: every section.
       getConversationById(convId, contentToRetrieve) {
-        return call('conversation', {conversationId: String(convId), contentToRetrieve: contentToRetrieve || []}).then((r) => {
+        const wanted = contentToRetrieve === undefined || contentToRetrieve === null ? [] : contentToRetrieve;
+        if (!Array.isArray(wanted)) {
+          return Promise.reject(new TypeErrorCtor('contentToRetrieve must be an array of ConversationContentTypes'));
+        }
+        const known = Object.values(ConversationContentTypes);
+        for (const c of wanted) {
+          if (!known.includes(c)) {
+            return Promise.reject(new ErrorCtor(`unknown content type '${String(c)}' in contentToRetrieve; ` +
+                                                'use the values of ConversationContentTypes'));
+          }
+        }
+        return call('conversation', {conversationId: String(convId), contentToRetrieve: wanted}).then((r) => {
           if (!r.ok) throw new ErrorCtor(r.message);
-          return r.value;
+          const conv = r.value;
+          if (!wanted.length || !conv || typeof conv !== 'object') return conv;
+          const out = {};
+          for (const c of wanted) if (Object.prototype.hasOwnProperty.call(conv, c)) out[c] = conv[c];
+          return out;
         });
       },
       scanConversationForKeywords,
     };
   }
 
-  function notAvailable(name) {
+  // ---- LpClient: Parley's own REST API by LivePerson service name (functions/lp_services.h)
+  function LpClient() {
+    return function lpClient(service, path, options) {
+      const o = options || {};
+      if (typeof path !== 'string' || path === '') {
+        return Promise.reject(new TypeErrorCtor('LpClient: path must be a non-empty string like ' +
+                                            '/api/v1/accounts/<process.env.BRAND_ID>/skills'));
+      }
+      let body = o.body;
+      if (body !== undefined && body !== null && typeof body !== 'string') body = JSONstringify(body);
+      const args = {service: String(service), method: String(o.method || 'GET').toUpperCase(), path,
+                    body: body === undefined || body === null ? '' : body};
+      if (o.appKeySecretName !== undefined) args.appKeySecretName = String(o.appKeySecretName);
+      return call('platform', {op: 'lp', args}).then((r) => {
+        if (!r.ok) {
+          const e = new ErrorCtor(r.message);
+          e.code = r.code;
+          throw e;
+        }
+        const res = r.value;
+        let parsed = res.body;
+        if (o.json !== false && typeof parsed === 'string' && parsed.length) {
+          try {
+            parsed = JSONparse(parsed);
+          } catch (e) {
+            // Not JSON: kept as text.
+          }
+        }
+        const full = {statusCode: res.statusCode, headers: res.headers, body: parsed};
+        if (!(res.statusCode >= 200 && res.statusCode < 300)) throw new StatusCodeError(res.statusCode, parsed, o, full);
+        return parsed;
+      });
+    };
+  }
+
+  // ---- SDEUtil
+  function sortedEvents(conversation, section) {
+    const holder = conversation && conversation[section];
+    const events = holder && Array.isArray(holder.events) ? holder.events.slice() : [];
+    const ts = (e) => {
+      const n = Number(e && e.serverTimeStamp);
+      return Number.isFinite(n) ? n : 0;
+    };
+    events.sort((a, b) => ts(a) - ts(b));  // stable: equal timestamps keep their order
+    return {events};
+  }
+  function SDEUtil() {
+    return {
+      // The conversation's authenticated and unauthenticated engagement attributes (the
+      // Messaging Interactions API's sdes / unAuthSdes), events oldest first.
+      getSDEsFromConv(conversation) {
+        if (!conversation || typeof conversation !== 'object') {
+          throw new TypeErrorCtor('getSDEsFromConv expects a conversation (from ConversationUtil.getConversationById)');
+        }
+        return {sdes: sortedEvents(conversation, 'sdes'), unAuthSdes: sortedEvents(conversation, 'unAuthSdes')};
+      },
+      addSDEs() {
+        return Promise.reject(new ErrorCtor(
+            'Toolbelt.SDEUtil().addSDEs is not available in Parley functions: it writes engagement ' +
+            "attributes into a monitored web visitor's session (LivePerson's Engagement Attributes API), " +
+            'and Parley has no web monitoring, visitors or sessions'));
+      },
+    };
+  }
+
+  // ---- GDPRUtil
+  function GDPRUtil() {
+    return {
+      replaceConversationFiles(conversation, credentials) {
+        if (!conversation || typeof conversation !== 'object') {
+          return Promise.reject(new TypeErrorCtor('replaceConversationFiles expects a conversation (from ConversationUtil.getConversationById)'));
+        }
+        if (!credentials || typeof credentials.username !== 'string' || typeof credentials.password !== 'string') {
+          return Promise.reject(new TypeErrorCtor('replaceConversationFiles expects credentials {username, password}'));
+        }
+        return Promise.reject(new ErrorCtor(
+            'Toolbelt.GDPRUtil().replaceConversationFiles is not available in Parley functions: Parley ' +
+            'conversations hold no uploaded files (file sharing is not built), and erasing a ' +
+            "conversation's data is not built"));
+      },
+    };
+  }
+
+  function notAvailable(name, why) {
     return function () {
-      throw new ErrorCtor(`Toolbelt.${name} is not available in Parley functions`);
+      throw new ErrorCtor(`Toolbelt.${name} is not available in Parley functions: ${why}`);
     };
   }
 
@@ -306,12 +407,16 @@
     SecretClient,
     ContextServiceClient,
     ConversationUtil,
-    LpClient: notAvailable('LpClient'),
-    SDEUtil: notAvailable('SDEUtil'),
-    GDPRUtil: notAvailable('GDPRUtil'),
-    MTLSClient: notAvailable('MTLSClient'),
-    OrchestratorClient: notAvailable('OrchestratorClient'),
-    SFClient: notAvailable('SFClient'),
+    LpClient,
+    SDEUtil,
+    GDPRUtil,
+    MTLSClient: notAvailable('MTLSClient', 'outbound HTTP leaves from the server, which has no ' +
+                                           'client certificates of a function; use HTTPClient'),
+    OrchestratorClient: notAvailable('OrchestratorClient', 'invoking other functions from a function ' +
+                                                           'is not built; call the functions gateway ' +
+                                                           'from the caller instead'),
+    SFClient: notAvailable('SFClient', 'it needs jsforce, which makes its own network connections; ' +
+                                       'call the Salesforce REST API with HTTPClient'),
   });
   return {Toolbelt, ErrorCodes, SecretError, ConversationContentTypes, SDETypes, LpServices};
 })

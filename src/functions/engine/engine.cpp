@@ -1433,6 +1433,20 @@ void Engine::hostCall(const Job& job, std::string op, std::string args_json,
       auto v = json::parse(*r);
       return reply(v ? okReply(std::move(*v)) : errReply(v.error()));
     }
+    if (op == "platform") {
+      bj::value inner = bj::object{};
+      if (auto* a = args->if_contains("args"); a && a->is_object()) inner = *a;
+      PlatformCall call{account,
+                        access.function,
+                        access.request_id,
+                        access.invoker,
+                        json::getString(*args, "op"),
+                        json::dump(inner)};
+      auto r = host_.platformCall(call);
+      if (!r) return reply(errReply(r.error()));
+      auto v = json::parse(*r);
+      return reply(v ? okReply(std::move(*v)) : errReply(v.error()));
+    }
     if (op == "conversation") {
       auto r = host_.getConversation(account, json::getString(*args, "conversationId"));
       if (!r) return reply(errReply(r.error()));

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/json.h"
+#include "functions/lp_services.h"
 #include "functions/validation.h"
 
 namespace parley::functions::service {
@@ -242,6 +243,77 @@ Result<std::string> PlatformHost::contextCall(const AccountId& account, const st
     return json::dump(out);
   }
   return invalid(fmt::format("context service: unknown operation '{}'", op));
+}
+
+void PlatformHost::setLocalApi(LocalApi api) {
+  MutexLock lock(local_api_mu_);
+  local_api_ = std::make_shared<const LocalApi>(std::move(api));
+}
+
+Result<std::string> PlatformHost::platformCall(const PlatformCall& call) {
+  if (call.op == "lp") return lpCall(call);
+  return invalid(fmt::format("unknown platform operation '{}'", call.op));
+}
+
+Result<std::string> PlatformHost::lpCall(const PlatformCall& call) {
+  auto args = json::parseObject(call.args_json);
+  if (!args) return std::unexpected(args.error());
+  const std::string service = json::getString(*args, "service");
+  const std::string method = json::getString(*args, "method", "GET");
+  const std::string path = json::getString(*args, "path");
+  const std::string body = json::getString(*args, "body");
+  std::string secret_name = json::getString(*args, "appKeySecretName");
+  if (secret_name.empty()) secret_name = std::string(kDefaultLpAppKeySecret);
+  auto target = checkLpRequest(call.account, service, method, path, body.size());
+  if (!target) return std::unexpected(target.error());
+
+  // The credentials: read and recorded like a SecretClient read by this invocation.
+  SecretAccess access;
+  access.account = call.account;
+  access.function = call.function;
+  access.request_id = call.request_id;
+  access.invoker = call.invoker;
+  access.key = secret_name;
+  access.op = SecretOp::kRead;
+  access.ts = clock_.nowMs();
+  auto value = readSecret(call.account, secret_name);
+  if (!value) access.detail = "LpClient: " + value.error().message;
+  if (auto s = recordSecretAccess(access); !s)
+    return makeError(ErrorCode::kUnavailable,
+                     "LpClient: the read of its secret could not be recorded, so the request "
+                     "was not made; retry later (" +
+                         s.error().message + ")");
+  if (!value) {
+    if (value.error().code == ErrorCode::kNotFound)
+      return notFound(fmt::format(
+          "LpClient needs secret '{}' holding an API key of this account (create one with POST "
+          "apikeys, then PUT secrets/{}); it does not exist",
+          secret_name, secret_name));
+    return std::unexpected(value.error());
+  }
+  auto key = lpApiKeyFromSecret(secret_name, *value);
+  if (!key) return std::unexpected(key.error());
+
+  std::shared_ptr<const LocalApi> api;
+  {
+    MutexLock lock(local_api_mu_);
+    api = local_api_;
+  }
+  if (!api || !*api)
+    return makeError(ErrorCode::kUnavailable, "LpClient: the server's API is not available here");
+  LocalApiRequest req;
+  req.method = method;
+  req.target = std::move(*target);
+  req.headers.emplace_back("authorization", "Bearer " + *key);
+  req.headers.emplace_back("user-agent", "LP-Lambda-" + call.function.str());
+  if (!body.empty()) req.headers.emplace_back("content-type", "application/json");
+  req.body = body;
+  auto res = (*api)(std::move(req));
+  if (!res) return std::unexpected(res.error());
+  bj::object out{{"statusCode", res->status},
+                 {"headers", bj::object{{"content-type", res->content_type}}},
+                 {"body", res->body}};
+  return json::dump(out);
 }
 
 }  // namespace parley::functions::service

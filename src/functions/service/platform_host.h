@@ -8,11 +8,14 @@
 // host-call threads.
 
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/crypto.h"
+#include "common/thread_annotations.h"
 #include "functions/host.h"
 #include "store/store.h"
 
@@ -21,6 +24,23 @@ namespace parley::functions::service {
 // Reads a conversation as the Messaging Interactions API returns it (JSON text), or NotFound.
 using ConversationReader = std::function<Result<std::string>(const AccountId& account,
                                                              const std::string& conversation_id)>;
+
+// One HTTP request for the server's own router, made for Toolbelt.LpClient (see
+// functions/lp_services.h), and its answer.
+struct LocalApiRequest {
+  std::string method;
+  std::string target;  // "/api/v1/accounts/{acc}/skills?…"
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+struct LocalApiResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+// Hands a request to the server's router, which authenticates and authorises it as any REST
+// call, and blocks until it answers (or fails with Timeout). Supplied by main.
+using LocalApi = std::function<Result<LocalApiResponse>(LocalApiRequest)>;
 
 // Secret audit entries kept per account (the newest; older ones are deleted as new ones come).
 inline constexpr int kDefaultSecretAuditKeep = 10'000;
@@ -44,13 +64,25 @@ class PlatformHost final : public FunctionHost {
                                   const std::string& args_json) override;
   Result<std::string> getConversation(const AccountId& account,
                                       const std::string& conversation_id) override;
+  // "lp": checks the request (checkLpRequest), reads the app-key secret (recorded in the secret
+  // audit like a SecretClient read), and hands the request to the LocalApi with
+  // `Authorization: Bearer <api key>`. Unavailable until setLocalApi.
+  Result<std::string> platformCall(const PlatformCall& call) override;
+
+  // Where LpClient requests go (the server exists only after the runtime). Thread-safe; call
+  // before the server serves; the LocalApi must stay callable until the runtime is destroyed.
+  void setLocalApi(LocalApi api);
 
  private:
+  Result<std::string> lpCall(const PlatformCall& call);
+
   store::FunctionStore& store_;
   const crypto::SecretBox box_;
   const Clock& clock_;
   ConversationReader read_conversation_;
   const int secret_audit_keep_;
+  Mutex local_api_mu_;
+  std::shared_ptr<const LocalApi> local_api_ PARLEY_GUARDED_BY(local_api_mu_);
 };
 
 // The context-service session used when a call gives no sessionId.

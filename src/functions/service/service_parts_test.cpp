@@ -5,6 +5,7 @@
 
 #include "common/json.h"
 #include "common/testing/fake_clock.h"
+#include "functions/lp_services.h"
 #include "functions/service/domains.h"
 #include "functions/service/metrics.h"
 #include "functions/service/platform_host.h"
@@ -308,6 +309,97 @@ TEST_F(PlatformHostTest, ContextServiceWithTtl) {
             ErrorCode::kInvalid);
   EXPECT_EQ(host_.contextCall(acc_, "explode", R"({"namespace":"ns"})").error().code,
             ErrorCode::kInvalid);
+}
+
+TEST(LpServices, RoutesAndRefusals) {
+  AccountId acc("acc");
+  const std::string skills = "/api/v1/accounts/acc/skills";
+  EXPECT_EQ(checkLpRequest(acc, "accountConfigReadOnly", "GET", skills, 0).value(), skills);
+  EXPECT_TRUE(checkLpRequest(acc, "accountConfigReadOnly", "GET", skills + "/7?x=1", 0));
+  EXPECT_TRUE(checkLpRequest(acc, "accountConfigReadWrite", "DELETE", skills + "/7", 0));
+  EXPECT_TRUE(checkLpRequest(acc, "msgHist", "GET", "/api/v1/accounts/acc/conversations", 0));
+  auto code = [&](std::string_view svc, std::string_view method, std::string_view path,
+                  std::size_t body = 0) {
+    auto r = checkLpRequest(acc, svc, method, path, body);
+    return r ? std::string("ok") : std::string(errorCodeName(r.error().code));
+  };
+  EXPECT_EQ(checkLpRequest(acc, "nope", "GET", skills, 0).error().message,
+            "Service \"nope\" could not be found.");
+  EXPECT_EQ(code("nope", "GET", skills), "NOT_FOUND");
+  EXPECT_EQ(code("rtbf", "GET", skills), "INVALID");
+  EXPECT_EQ(code("smt", "GET", skills), "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "POST", skills), "FORBIDDEN");
+  EXPECT_EQ(code("msgHist", "DELETE", "/api/v1/accounts/acc/conversations/1"), "FORBIDDEN");
+  EXPECT_EQ(code("accountConfigReadWrite", "TRACE", skills), "INVALID");
+  EXPECT_EQ(code("accountConfigReadWrite", "GET", "/api/v1/accounts/other/skills"), "FORBIDDEN");
+  EXPECT_EQ(code("accountConfigReadWrite", "GET", "/api/v1/accounts/acc/functions"), "FORBIDDEN");
+  EXPECT_EQ(code("msgHist", "GET", skills), "FORBIDDEN");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", "/api/v1/accounts/acc/skills/../functions"),
+            "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", "/api/v1/accounts/acc/skills/%2e%2e/x"),
+            "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", "/api/v1/accounts/acc//skills"), "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", "/api/v1/accounts/acc"), "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", "https://evil.example/api/v1/accounts/acc/skills"),
+            "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", skills + "#frag"), "INVALID");
+  EXPECT_EQ(code("accountConfigReadOnly", "GET", skills + "?" + std::string(kMaxLpPathChars, 'x')),
+            "INVALID");
+  EXPECT_EQ(code("accountConfigReadWrite", "POST", skills, kMaxLpBodyBytes), "ok");
+  EXPECT_EQ(code("accountConfigReadWrite", "POST", skills, kMaxLpBodyBytes + 1), "INVALID");
+}
+
+TEST(LpServices, ApiKeyFromSecret) {
+  EXPECT_EQ(lpApiKeyFromSecret("s", "pk_abc").value(), "pk_abc");
+  EXPECT_EQ(lpApiKeyFromSecret("s", R"({"apiKey":"pk_abc"})").value(), "pk_abc");
+  auto oauth1 = lpApiKeyFromSecret("s", R"({"consumerKey":"a","consumerSecret":"b"})");
+  ASSERT_FALSE(oauth1);
+  EXPECT_NE(oauth1.error().message.find("OAuth1"), std::string::npos);
+  EXPECT_FALSE(lpApiKeyFromSecret("s", ""));
+  EXPECT_FALSE(lpApiKeyFromSecret("s", "two words"));
+  EXPECT_FALSE(lpApiKeyFromSecret("s", "key\r\nX-Injected: 1"));
+  EXPECT_FALSE(lpApiKeyFromSecret("s", R"({"apiKey":""})"));
+  EXPECT_FALSE(lpApiKeyFromSecret("s", "{not json"));
+}
+
+TEST_F(PlatformHostTest, LpClientCallsTheLocalApiWithTheSecretsKey) {
+  PlatformCall call{
+      acc_,    FunctionId("f-1"),
+      "req-1", Invoker{},
+      "lp",    R"({"service":"accountConfigReadOnly","path":"/api/v1/accounts/acc/skills"})"};
+  // No secret yet, then no LocalApi yet.
+  EXPECT_EQ(host_.platformCall(call).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->functions().putSecret(
+      {acc_, std::string(kDefaultLpAppKeySecret), box_.seal("pk_secret").value(), 0}));
+  EXPECT_EQ(host_.platformCall(call).error().code, ErrorCode::kUnavailable);
+  LocalApiRequest seen;
+  host_.setLocalApi([&](LocalApiRequest req) -> Result<LocalApiResponse> {
+    seen = req;
+    return LocalApiResponse{200, "application/json", "[{\"id\":\"1\"}]"};
+  });
+  auto r = host_.platformCall(call);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(
+      *r,
+      R"({"statusCode":200,"headers":{"content-type":"application/json"},"body":"[{\"id\":\"1\"}]"})");
+  EXPECT_EQ(seen.method, "GET");
+  EXPECT_EQ(seen.target, "/api/v1/accounts/acc/skills");
+  bool has_auth = false;
+  for (auto& [k, v] : seen.headers) has_auth |= k == "authorization" && v == "Bearer pk_secret";
+  EXPECT_TRUE(has_auth);
+  // A refused request reaches neither the secret nor the API.
+  seen = {};
+  PlatformCall other = call;
+  other.args_json = R"({"service":"accountConfigReadOnly","path":"/api/v1/accounts/x/skills"})";
+  EXPECT_EQ(host_.platformCall(other).error().code, ErrorCode::kForbidden);
+  EXPECT_TRUE(seen.target.empty());
+  // Every read of the key is audited; a failing audit stops the request.
+  auto audit = store_->functions().listSecretAudit(acc_, 100);
+  ASSERT_TRUE(audit);
+  EXPECT_EQ(audit->size(), 3u);
+  PlatformCall unknown = call;
+  unknown.op = "nope";
+  EXPECT_EQ(host_.platformCall(unknown).error().code, ErrorCode::kInvalid);
 }
 
 }  // namespace

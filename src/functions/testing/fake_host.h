@@ -2,6 +2,7 @@
 
 // An in-memory FunctionHost for tests. Thread-safe.
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -48,6 +49,12 @@ class FakeHost final : public FunctionHost {
     fail_audit_ = true;
   }
 
+  // Answers platformCall; without one it fails with Unavailable.
+  void setPlatformCall(std::function<Result<std::string>(const PlatformCall&)> fn) {
+    MutexLock lock(mu_);
+    platform_call_ = std::move(fn);
+  }
+
   // FunctionHost (ignores the account: one account per fake)
   Result<std::string> readSecret(const AccountId&, const std::string& key) override {
     MutexLock lock(mu_);
@@ -91,6 +98,16 @@ class FakeHost final : public FunctionHost {
     }
     return context_.call(op, args_json);
   }
+  Result<std::string> platformCall(const PlatformCall& call) override {
+    std::function<Result<std::string>(const PlatformCall&)> fn;
+    {
+      MutexLock lock(mu_);
+      ++calls_;
+      fn = platform_call_;
+    }
+    if (!fn) return makeError(ErrorCode::kUnavailable, "the test host has no platform API");
+    return fn(call);
+  }
 
  private:
   Mutex mu_;
@@ -100,6 +117,7 @@ class FakeHost final : public FunctionHost {
   MemoryContext context_;
   std::vector<SecretAccess> accesses_ PARLEY_GUARDED_BY(mu_);
   bool fail_audit_ PARLEY_GUARDED_BY(mu_) = false;
+  std::function<Result<std::string>(const PlatformCall&)> platform_call_ PARLEY_GUARDED_BY(mu_);
   int calls_ PARLEY_GUARDED_BY(mu_) = 0;
 };
 
