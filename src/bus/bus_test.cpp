@@ -2,6 +2,7 @@
 // test binary; those cases are the ctest test `bus_nats`, label `cluster`).
 
 #include "bus/bus.h"
+#include "bus/invalidations.h"
 
 #include <gtest/gtest.h>
 
@@ -192,6 +193,55 @@ TEST(Nats, ASubscriberGetsWhatWasPublishedWhileTheServerRestarted) {
   auto got = in.snapshot();
   EXPECT_EQ(got[1].data, "2");
   EXPECT_GT(got[1].sequence, got[0].sequence);
+}
+
+TEST(LocalBus, InvalidationsStayInTheProcess) {
+  auto bus = makeLocalBus();
+  Inbox raw;
+  auto s = bus->subscribe(">", raw.handler());
+  ASSERT_TRUE(s);
+  Invalidations inv(*bus);
+  int called = 0;
+  inv.on("function", [&](const Invalidation&) { ++called; });
+  ASSERT_TRUE(inv.start());
+  inv.publish({"function", AccountId("a"), "f"});
+  EXPECT_EQ(raw.snapshot().size(), 0u);  // nothing is published: nobody else to tell
+  EXPECT_EQ(called, 0);
+}
+
+TEST(Nats, InvalidationsReachTheOtherNodesNotTheirOrigin) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  auto b = connectNatsBus(server().url());
+  ASSERT_TRUE(a && b);
+  Invalidations on_a(**a), on_b(**b);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> got_a, got_b;
+  auto record = [&](std::vector<std::string>& into) {
+    return [&](const Invalidation& i) {
+      std::lock_guard lock(mu);
+      into.push_back(i.kind + " " + i.account.str() + " " + i.id);
+      cv.notify_all();
+    };
+  };
+  on_a.on("function", record(got_a));
+  on_b.on("function", record(got_b));
+  on_b.on("skills", record(got_b));
+  ASSERT_TRUE(on_a.start());
+  ASSERT_TRUE(on_b.start());
+  // Unreadable data and unknown kinds are dropped, the rest is delivered in order.
+  (*a)->publish(Invalidations::kSubject, "not json");
+  on_a.publish({"bot", AccountId("acc"), "b1"});
+  on_a.publish({"function", AccountId("acc"), "f1"});
+  on_a.publish({"skills", AccountId("acc"), ""});
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return got_b.size() >= 2; }));
+  lock.unlock();
+  std::this_thread::sleep_for(200ms);
+  lock.lock();
+  EXPECT_EQ(got_b, (std::vector<std::string>{"function acc f1", "skills acc "}));
+  EXPECT_TRUE(got_a.empty());  // a's own changes are not applied twice
 }
 
 }  // namespace
