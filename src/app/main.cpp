@@ -26,6 +26,9 @@
 #include "app/cluster_material.h"
 #include "app/conversation_reader.h"
 #include "app/demo.h"
+#include "bus/bus.h"
+#include "bus/invalidations.h"
+#include "bus/nats_bus.h"
 #include "cli/cli.h"
 #include "common/clock.h"
 #include "common/crypto.h"
@@ -81,6 +84,8 @@ struct ServeFlags {
   // Cluster mode: this node's name ("": host name and port) and the address clients use.
   std::string node;
   std::string public_url;
+  // The bus between nodes: "" (in-process, a node alone) or nats://HOST:PORT.
+  std::string bus;
 };
 
 // The node's name when --node is not given: "<host name>:<port of its first listener>".
@@ -289,6 +294,12 @@ int serve(const ServeFlags& f) {
       return 2;
     }
   }
+  if (!f.bus.empty()) {
+    if (auto b = bus::checkNatsUrl(f.bus); !b) {
+      std::fprintf(stderr, "parley: --bus: %s\n", b.error().message.c_str());
+      return 2;
+    }
+  }
   if (f.node.size() > 128 || std::any_of(f.node.begin(), f.node.end(),
                                          [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
     std::fprintf(stderr, "parley: --node: at most 128 printable ASCII characters without spaces\n");
@@ -337,6 +348,22 @@ int serve(const ServeFlags& f) {
         return fail("cannot share the cluster material", st.error());
     }
   }
+
+  // The bus between nodes (in-process without --bus). Changes other nodes hold in memory
+  // (deployments, bots, image allowlists) are published as invalidations; the handlers are
+  // registered below, once what they reload exists, and the subscription starts before serving.
+  std::unique_ptr<bus::Bus> node_bus;
+  if (f.bus.empty()) {
+    node_bus = bus::makeLocalBus();
+  } else {
+    bus::NatsOptions bus_options;
+    bus_options.name = f.node.empty() ? "parley" : "parley " + f.node;
+    auto b = bus::connectNatsBus(f.bus, bus_options);
+    if (!b) return fail("cannot connect to the bus " + f.bus, b.error());
+    node_bus = std::move(*b);
+  }
+  spdlog::info("bus: {}", node_bus->describe());
+  auto invalidations = std::make_unique<bus::Invalidations>(*node_bus);
 
   std::optional<app::Demo> demo;
   if (f.demo) {
@@ -412,6 +439,10 @@ int serve(const ServeFlags& f) {
     o.image_allowlist = allowlist(acc);
     return connector::reviewResponse(result, v, o);
   };
+  function_service_options.on_change = [inv = invalidations.get()](const AccountId& acc,
+                                                                   const FunctionId& id) {
+    inv->publish({"function", acc, id.str()});
+  };
   auto function_service = std::make_shared<functions::service::FunctionService>(
       store_ref, *secret_box, **function_runtime, clock, function_service_options);
   if (auto n = function_service->restoreDeployments(); !n) {
@@ -449,9 +480,25 @@ int serve(const ServeFlags& f) {
     server::Server* s = profile_source->load();
     return s ? s->consumerProfile(acc, c) : std::nullopt;
   };
+  connector_options.on_change = [inv = invalidations.get()](const AccountId& acc,
+                                                            std::string_view kind,
+                                                            const std::string& id) {
+    inv->publish({std::string(kind), acc, id});
+  };
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
+  // Another node's changes: reload what this node keeps of them.
+  invalidations->on("function", [fs = function_service.get(),
+                                 bs = bot_service.get()](const bus::Invalidation& i) {
+    fs->refreshFunction(i.account, FunctionId(i.id));
+    bs->applyRemoteChange(i.account, "function", i.id);  // hook functions
+  });
+  for (const char* kind : {"bot", "image-allowlist", "skills"})
+    invalidations->on(kind, [bs = bot_service.get()](const bus::Invalidation& i) {
+      bs->applyRemoteChange(i.account, i.kind, i.id);
+    });
+  if (auto s = invalidations->start(); !s) return fail("cannot subscribe to the bus", s.error());
   allowlist_source->set(bot_service);
   if (demo && !demo_function.empty()) {
     if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
@@ -553,12 +600,15 @@ int serve(const ServeFlags& f) {
   // completions for sockets land in the stopped io_context), then destroy the server (which
   // frees them), then the function service and runtime, then the store (flushes).
   (*server)->stop();
+  invalidations->stop();  // no other node's change is applied from here on
   bot_service->stop();
   bot_service.reset();
   engine.reset();
   server->reset();
   gateway.reset();
   function_service.reset();
+  invalidations.reset();
+  node_bus.reset();
   function_runtime->reset();
   store->reset();
   spdlog::info("parley stopped");
@@ -664,6 +714,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--node", f.node,
                         "This node's name in a cluster, unique per cluster (default: host name "
                         "and port)");
+  serve_cmd->add_option("--bus", f.bus,
+                        "The bus between the nodes of a cluster, nats://HOST:PORT (NATS with "
+                        "JetStream); required with a PostgreSQL store shared by several nodes "
+                        "(default: none, a node alone)");
   serve_cmd->add_option("--public-url", f.public_url,
                         "The address clients use, http[s]://HOST[:PORT] (a balancer in front of "
                         "the nodes); CSDS answers with it (default: this node's listener)");

@@ -2,7 +2,6 @@
 // test binary; those cases are the ctest test `bus_nats`, label `cluster`).
 
 #include "bus/bus.h"
-#include "bus/invalidations.h"
 
 #include <gtest/gtest.h>
 
@@ -12,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "bus/invalidations.h"
 #include "bus/nats_bus.h"
 #include "bus/testing/nats_server.h"
 

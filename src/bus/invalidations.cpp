@@ -27,16 +27,16 @@ Status Invalidations::start() {
   return {};
 }
 
+void Invalidations::stop() { sub_.reset(); }
+
 void Invalidations::publish(Invalidation what) {
   if (!bus_.shared()) return;
-  bj::object o{{"origin", origin_},
-               {"kind", what.kind},
-               {"account", what.account.str()},
-               {"id", what.id}};
+  bj::object o{
+      {"origin", origin_}, {"kind", what.kind}, {"account", what.account.str()}, {"id", what.id}};
   bus_.publish(kSubject, json::dump(o), [what](Status s) {
     if (!s)
-      spdlog::error("bus: invalidation of {} {} (account {}) not published: {}", what.kind,
-                    what.id, what.account.str(), s.error().message);
+      spdlog::error("bus: invalidation of {} {} (account {}) not published: {}", what.kind, what.id,
+                    what.account.str(), s.error().message);
   });
 }
 

@@ -47,6 +47,9 @@ class Invalidations {
   // Subscribes (a shared bus only). Unavailable when the bus refuses.
   Status start();
 
+  // Drops the subscription: no handler is called once it returns. publish() still works.
+  void stop();
+
   // Tells the other nodes (a shared bus only). A failed publish is logged: the other nodes keep
   // their copy until the next change of it or their restart.
   void publish(Invalidation what);
