@@ -25,6 +25,7 @@
 #include "app/allocator.h"
 #include "app/cluster_material.h"
 #include "app/conversation_reader.h"
+#include "app/conversation_relay.h"
 #include "app/demo.h"
 #include "bus/bus.h"
 #include "bus/invalidations.h"
@@ -547,6 +548,18 @@ int serve(const ServeFlags& f) {
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
   (*server)->addMetricsSource([s = store->get()] { return store::sqlitePrometheusText(*s); });
 
+  // Cluster mode: this node's conversation events go to the other nodes' sessions, and theirs
+  // to this node's sessions (app/conversation_relay.h). Nothing with the in-process bus.
+  std::unique_ptr<app::ConversationRelay> relay;
+  conversation::Subscription relay_subscription;
+  if (node_bus->shared()) {
+    if (auto* sessions = (*server)->sessionEvents()) {
+      relay = std::make_unique<app::ConversationRelay>(*node_bus, *sessions);
+      if (auto s = relay->start(); !s) return fail("cannot subscribe to the bus", s.error());
+      relay_subscription = engine->subscribe(*relay);
+    }
+  }
+
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
 
@@ -601,9 +614,12 @@ int serve(const ServeFlags& f) {
   // frees them), then the function service and runtime, then the store (flushes).
   (*server)->stop();
   invalidations->stop();  // no other node's change is applied from here on
+  relay_subscription.reset();
+  if (relay) relay->stop();
   bot_service->stop();
   bot_service.reset();
   engine.reset();
+  relay.reset();
   server->reset();
   gateway.reset();
   function_service.reset();

@@ -127,6 +127,7 @@ class ServerImpl final : public Server {
     blocking_->join();
   }
 
+  conversation::ConversationListener* sessionEvents() override { return &hub_; }
   std::optional<std::string> consumerProfile(const AccountId& acc,
                                              const ConsumerId& c) const override {
     return hub_.profile(acc, c);

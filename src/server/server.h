@@ -118,6 +118,11 @@ class Server {
   virtual std::optional<std::string> consumerProfile(const AccountId&, const ConsumerId&) const {
     return std::nullopt;
   }
+  // What hands conversation events to this node's protocol sessions (the hub): cluster mode
+  // gives it the events of conversations another node holds (app/conversation_relay.h). Its
+  // methods may be called on any thread until the server is destroyed; a session that has
+  // closed gets nothing. Default: none.
+  virtual conversation::ConversationListener* sessionEvents() { return nullptr; }
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

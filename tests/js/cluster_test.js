@@ -10,6 +10,7 @@ const path = require('path');
 const { spawn } = require('child_process');
 const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
+const { AgentSocket } = require('./lib/agent');
 const { tempDataDir, PARLEY_BIN, rest } = require('./lib/server');
 
 const SCRIPT = path.resolve(__dirname, '../../tools/cluster.sh');
@@ -239,4 +240,79 @@ test('a deploy through one node is live on the others within 1 s (invalidation o
   const conv = await rest(srv(n2), admin2.json.bearer, 'GET', acc, `conversations/${c2.body.conversationId}`);
   assert.equal(conv.status, 200, conv.text);
   assert.ok(!JSON.stringify(conv.json).includes('ASSIGNED_AGENT'), `no agent took it: ${conv.text}`);
+});
+
+// Conversation events over NATS: a consumer talks to the demo bot through node 1 (the
+// conversation is node 1's); the same consumer's socket on node 2 and a manager's socket on
+// node 2 see every message and change exactly once, in sequence order.
+test('sockets on another node see a conversation\'s events once and in order', { timeout: 240000 }, async (t) => {
+  const c = await startCluster(2);
+  t.after(async () => {
+    await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const [n1, n2] = c.listening;
+  const ca = fs.readFileSync(n1.ca);
+  const acc = c.demo.account;
+  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
+
+  // The manager (the demo admin: AGENT_MANAGER) on node 2, watching every open conversation.
+  const login = await request('POST', `${n2.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(login.status, 200, login.text);
+  const manager = new AgentSocket(srv(n2), acc, login.json.bearer);
+  await manager.connect();
+  t.after(() => manager.close());
+  assert.equal((await manager.request('.ams.aam.SubscribeExConversations', { convState: ['OPEN', 'CLOSE'] })).code, 200);
+
+  const onA = new Consumer(srv(n1), acc);
+  await onA.signup();
+  await onA.connect();
+  t.after(() => onA.close());
+  const created = await onA.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  assert.equal((await onA.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+
+  // The same consumer on node 2.
+  const onB = new Consumer(srv(n2), acc);
+  onB.jwt = onA.jwt;
+  await onB.connect();
+  t.after(() => onB.close());
+  assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+
+  const texts = ['one', 'two', 'three', 'four', 'five'];
+  const bot = (sock) => sock.contentRecords().filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT');
+  for (const [i, text] of texts.entries()) {
+    await onA.publishText(convId, text);
+    await onA.waitFor(() => bot(onA).length >= i + 1, `bot reply ${i + 1} on node 1`, 15000);
+  }
+  await onB.waitFor(() => bot(onB).length >= texts.length, 'every bot reply on node 2', 10000);
+  // Exactly once, in order: the raw records (not de-duplicated) of node 2's socket.
+  const contentOnB = onB.records().filter((r) => r.event.type === 'ContentEvent');
+  const seqs = contentOnB.map((r) => r.sequence);
+  assert.deepEqual(seqs, [...new Set(seqs)], `no message twice: ${seqs}`);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `in sequence order: ${seqs}`);
+  assert.deepEqual(contentOnB.map((r) => r.event.message),
+    texts.flatMap((x) => [x, `echo : ${x}`]), 'node 2 saw what node 1 saw');
+  const contentOnA = onA.records().filter((r) => r.event.type === 'ContentEvent');
+  assert.deepEqual(contentOnB.map((r) => [r.sequence, r.event.message]), contentOnA.map((r) => [r.sequence, r.event.message]));
+
+  // The manager on node 2 saw the conversation (made on node 1) open and the bot join it.
+  await manager.waitFor(() => manager.conversationIds().has(convId), 'the manager sees the conversation', 10000);
+  const upserts = () => manager.notifications
+    .filter((n) => n.type === '.ams.aam.ExConversationChangeNotification')
+    .flatMap((n) => n.body.changes).filter((ch) => ch.result && ch.result.convId === convId);
+  await manager.waitFor(() => upserts().some((ch) => JSON.stringify(ch.result).includes('ASSIGNED_AGENT')),
+    'the manager sees the bot assigned', 10000);
+
+  // Closed through node 1: both node 2 sockets learn it.
+  const closed = await onA.request('cm.UpdateConversationField', {
+    conversationId: convId, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }],
+  });
+  assert.equal(closed.code, 200, JSON.stringify(closed));
+  await manager.waitFor(() => upserts().some((ch) => ch.result.conversationDetails && ch.result.conversationDetails.state === 'CLOSE'),
+    'the manager sees the close', 10000);
 });
