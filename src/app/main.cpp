@@ -27,6 +27,7 @@
 #include "app/conversation_reader.h"
 #include "app/conversation_relay.h"
 #include "app/demo.h"
+#include "app/node_presence.h"
 #include "bus/bus.h"
 #include "bus/invalidations.h"
 #include "bus/nats_bus.h"
@@ -89,10 +90,15 @@ struct ServeFlags {
   std::string bus;
 };
 
-// The node's name when --node is not given: "<host name>:<port of its first listener>".
-std::string defaultNodeName(const parley::server::Endpoints& ep) {
+std::string hostName() {
   char host[256] = {};
   if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return host;
+}
+
+// The node's name when --node is not given: "<host name>:<port of its first listener>".
+std::string defaultNodeName(const parley::server::Endpoints& ep) {
+  const std::string host = hostName();
   const std::string& url = !ep.http_url.empty() ? ep.http_url : ep.https_url;
   auto colon = url.rfind(':');
   return std::string(host) + (colon == std::string::npos ? "" : url.substr(colon));
@@ -364,6 +370,17 @@ int serve(const ServeFlags& f) {
     node_bus = std::move(*b);
   }
   spdlog::info("bus: {}", node_bus->describe());
+  // Nodes sharing a PostgreSQL store all need the bus (app/node_presence.h).
+  std::unique_ptr<app::NodePresence> presence;
+  if (shared_store) {
+    if (auto* cluster = (*store)->cluster()) {
+      const std::string who =
+          !f.node.empty() ? f.node : hostName() + " (pid " + std::to_string(::getpid()) + ")";
+      auto p = app::NodePresence::start(*cluster, clock, who, !f.bus.empty());
+      if (!p) return fail("--bus", p.error());
+      presence = std::move(*p);
+    }
+  }
   auto invalidations = std::make_unique<bus::Invalidations>(*node_bus);
 
   std::optional<app::Demo> demo;
@@ -625,6 +642,7 @@ int serve(const ServeFlags& f) {
   function_service.reset();
   invalidations.reset();
   node_bus.reset();
+  presence.reset();
   function_runtime->reset();
   store->reset();
   spdlog::info("parley stopped");
