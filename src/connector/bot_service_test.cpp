@@ -1001,9 +1001,8 @@ TEST_F(BotServiceTest, AnotherNodesBotAndAllowlistChangesApplyHere) {
   EXPECT_EQ(availability(user), store::Availability::kOffline);
   ASSERT_TRUE(apply("bot", id));
   EXPECT_EQ(availability(user), store::Availability::kOnline);
-  runner_.setScript([](const functions::InvokeRequest&) {
-    return okResult(R"({"messages":["from the bot"]})");
-  });
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["from the bot"]})"); });
   auto c = open("c1");
   say(c, "hello");
   ASSERT_TRUE(waitAssigned(c, user));
