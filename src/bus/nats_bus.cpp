@@ -51,6 +51,18 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
 
 void onComplete(void* closure) { delete static_cast<SubState*>(closure); }
 
+std::string urlOf(natsConnection* nc) {
+  char buf[256] = {};
+  if (natsConnection_GetConnectedUrl(nc, buf, sizeof buf) != NATS_OK || buf[0] == '\0')
+    return "the NATS server";
+  return buf;
+}
+void onDisconnected(natsConnection* nc, void*) {
+  if (natsConnection_IsClosed(nc)) return;  // closed by us: nothing to report
+  spdlog::warn("bus: disconnected from {}", urlOf(nc));
+}
+void onReconnected(natsConnection* nc, void*) { spdlog::info("bus: reconnected to {}", urlOf(nc)); }
+
 class NatsSubscription final : public Subscription {
  public:
   NatsSubscription(natsSubscription* sub, SubState* st) : sub_(sub), st_(st) {}
@@ -101,20 +113,10 @@ class NatsBus final : public Bus {
     if (s == NATS_OK) s = natsOptions_SetTimeout(opts_, options_.connect_timeout.count());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, 250);
-    if (s == NATS_OK)
-      s = natsOptions_SetDisconnectedCB(
-          opts_,
-          [](natsConnection*, void* url) {
-            spdlog::warn("bus: disconnected from {}", static_cast<std::string*>(url)->c_str());
-          },
-          &log_url_);
-    if (s == NATS_OK)
-      s = natsOptions_SetReconnectedCB(
-          opts_,
-          [](natsConnection*, void* url) {
-            spdlog::info("bus: reconnected to {}", static_cast<std::string*>(url)->c_str());
-          },
-          &log_url_);
+    // The callbacks take nothing of this object (nats.c may call them while the connection
+    // closes, after the destructor began): they read the URL from the connection itself.
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &onDisconnected, nullptr);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts_, &onReconnected, nullptr);
     if (s != NATS_OK) return std::unexpected(unavailable("bus: options", s));
     s = natsConnection_Connect(&nc_, opts_);
     if (s != NATS_OK) return std::unexpected(unavailable("bus: connecting to " + url_, s));
@@ -211,7 +213,6 @@ class NatsBus final : public Bus {
   }
 
   const std::string url_;
-  std::string log_url_ = url_;  // what the connection callbacks log (they take a void*)
   const NatsOptions options_;
   natsOptions* opts_ = nullptr;
   natsConnection* nc_ = nullptr;
