@@ -16,7 +16,7 @@ const { tempDataDir, PARLEY_BIN, rest } = require('./lib/server');
 const SCRIPT = path.resolve(__dirname, '../../tools/cluster.sh');
 
 // Starts the cluster; resolves {proc, dir, lines: {listening[], cluster, demo}}.
-function startCluster(n, timeoutMs = 120000) {
+function startCluster(n, timeoutMs = 240000) {
   const dir = tempDataDir('cluster');
   const proc = spawn('bash', [SCRIPT, String(n)], {
     env: Object.assign({}, process.env, { PARLEY_BIN, PARLEY_CLUSTER_DIR: dir }),
@@ -86,7 +86,7 @@ function portOpen(port) {
   });
 }
 
-test('a two-node cluster behind HAProxy shares the demo account, TLS and consumer JWTs', { timeout: 240000 }, async (t) => {
+test('a two-node cluster behind HAProxy shares the demo account, TLS and consumer JWTs', { timeout: 420000 }, async (t) => {
   const c = await startCluster(2);
   let stopped = false;
   t.after(async () => {
@@ -169,7 +169,7 @@ test('a two-node cluster behind HAProxy shares the demo account, TLS and consume
 
 // The bus (--bus nats://…): a function deployed through node 1 is what the demo bot runs on
 // node 2 one second later, and a bot stopped through node 1 stops answering on node 2.
-test('a deploy through one node is live on the others within 1 s (invalidation over NATS)', { timeout: 240000 }, async (t) => {
+test('a deploy through one node is live on the others within 1 s (invalidation over NATS)', { timeout: 420000 }, async (t) => {
   const c = await startCluster(2);
   t.after(async () => {
     await stopCluster(c);
@@ -245,7 +245,7 @@ test('a deploy through one node is live on the others within 1 s (invalidation o
 // Conversation events over NATS: a consumer talks to the demo bot through node 1 (the
 // conversation is node 1's); the same consumer's socket on node 2 and a manager's socket on
 // node 2 see every message and change exactly once, in sequence order.
-test('sockets on another node see a conversation\'s events once and in order', { timeout: 240000 }, async (t) => {
+test('sockets on another node see a conversation\'s events once and in order', { timeout: 420000 }, async (t) => {
   const c = await startCluster(2);
   t.after(async () => {
     await stopCluster(c);
