@@ -7,6 +7,7 @@ find_package(PostgreSQL REQUIRED)  # libpq: the PostgreSQL store
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(SECCOMP REQUIRED IMPORTED_TARGET libseccomp)
+pkg_check_modules(NATS REQUIRED IMPORTED_TARGET libnats)  # nats.c: the NATS JetStream bus
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)

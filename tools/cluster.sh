@@ -15,9 +15,10 @@
 # folder; default a new one under /tmp, removed at the end; a given one is kept), PARLEY_NODE_ARGS
 # (more `parley serve` flags for every node).
 #
-# What the nodes share today: the store (accounts, conversations, functions, bots), the TLS CA and
-# leaf, the consumer JWT key, the secrets key. NATS runs but the nodes do not use it yet (no
-# `--bus`): see the README, "Running a cluster".
+# What the nodes share: the store (accounts, conversations, functions, bots), the TLS CA and
+# leaf, the consumer JWT key, the secrets key, and the bus (`--bus nats://…`: a deploy, bot or
+# image-allowlist change on one node is applied by the others). What is not built yet: the
+# README, "Running a cluster".
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-3}"
@@ -104,6 +105,11 @@ nats_port="$(free_port)"
 mkdir -p "$work/nats"
 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats/server.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 1 100); do
+  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$nats_port" 2>/dev/null && break
+  kill -0 "${pids[0]}" 2>/dev/null || fail "nats-server exited (see $work/nats/server.log)"
+  sleep 0.1
+done
 
 # ---- The nodes ---------------------------------------------------------------------------------
 http_port="$(free_port)"
@@ -113,7 +119,7 @@ web_args=()
 read -r -a extra <<<"${PARLEY_NODE_ARGS:-}"
 for i in $(seq 1 "$n"); do
   "$PARLEY" serve --data "$work/node$i" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 \
-    --store "$store" --node "node$i" --public-url "https://127.0.0.1:$https_port" --demo \
+    --store "$store" --bus "nats://127.0.0.1:$nats_port" --node "node$i" --public-url "https://127.0.0.1:$https_port" --demo \
     "${web_args[@]}" "${extra[@]}" >"$work/node$i.out" 2>"$work/node$i.log" &
   pids+=($!)
 done

@@ -7,7 +7,7 @@
 # third_party/libnode/ (build-local prefix); the binary links to it with an rpath.
 # The runtime dependencies of libnode108 (libuv1, libicu72, ...) come from apt as usual.
 #
-# PostgreSQL: libpq-dev for the PostgreSQL store; the server package for the tests labelled
+# PostgreSQL: libpq-dev for the PostgreSQL store; libnats-dev (nats.c) for the NATS bus; the server package for the tests labelled
 # `postgres`, which run their own server from /usr/lib/postgresql/15/bin as the `postgres` user
 # the package creates (the package's own cluster is not used). nats-server and haproxy: the local
 # cluster of tools/cluster.sh and its test (label `cluster`).
@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs=(build-essential cmake ninja-build pkg-config git ca-certificates curl
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libsqlite3-dev sqlite3
-  libpq-dev postgresql nats-server haproxy
+  libpq-dev postgresql nats-server libnats-dev haproxy
   libsodium-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang-format ccache libjemalloc-dev libseccomp-dev clang-16 libclang-rt-16-dev
   libbrotli1 libc-ares2 libicu72 libnghttp2-14 libuv1 zlib1g

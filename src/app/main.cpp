@@ -25,8 +25,13 @@
 #include "app/allocator.h"
 #include "app/cluster_material.h"
 #include "app/conversation_reader.h"
+#include "app/conversation_relay.h"
 #include "app/demo.h"
 #include "app/local_api.h"
+#include "app/node_presence.h"
+#include "bus/bus.h"
+#include "bus/invalidations.h"
+#include "bus/nats_bus.h"
 #include "cli/cli.h"
 #include "common/clock.h"
 #include "common/crypto.h"
@@ -82,12 +87,19 @@ struct ServeFlags {
   // Cluster mode: this node's name ("": host name and port) and the address clients use.
   std::string node;
   std::string public_url;
+  // The bus between nodes: "" (in-process, a node alone) or nats://HOST:PORT.
+  std::string bus;
 };
+
+std::string hostName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return host;
+}
 
 // The node's name when --node is not given: "<host name>:<port of its first listener>".
 std::string defaultNodeName(const parley::server::Endpoints& ep) {
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  const std::string host = hostName();
   const std::string& url = !ep.http_url.empty() ? ep.http_url : ep.https_url;
   auto colon = url.rfind(':');
   return std::string(host) + (colon == std::string::npos ? "" : url.substr(colon));
@@ -290,6 +302,12 @@ int serve(const ServeFlags& f) {
       return 2;
     }
   }
+  if (!f.bus.empty()) {
+    if (auto b = bus::checkNatsUrl(f.bus); !b) {
+      std::fprintf(stderr, "parley: --bus: %s\n", b.error().message.c_str());
+      return 2;
+    }
+  }
   if (f.node.size() > 128 || std::any_of(f.node.begin(), f.node.end(),
                                          [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
     std::fprintf(stderr, "parley: --node: at most 128 printable ASCII characters without spaces\n");
@@ -338,6 +356,33 @@ int serve(const ServeFlags& f) {
         return fail("cannot share the cluster material", st.error());
     }
   }
+
+  // The bus between nodes (in-process without --bus). Changes other nodes hold in memory
+  // (deployments, bots, image allowlists) are published as invalidations; the handlers are
+  // registered below, once what they reload exists, and the subscription starts before serving.
+  std::unique_ptr<bus::Bus> node_bus;
+  if (f.bus.empty()) {
+    node_bus = bus::makeLocalBus();
+  } else {
+    bus::NatsOptions bus_options;
+    bus_options.name = f.node.empty() ? "parley" : "parley " + f.node;
+    auto b = bus::connectNatsBus(f.bus, bus_options);
+    if (!b) return fail("cannot connect to the bus " + f.bus, b.error());
+    node_bus = std::move(*b);
+  }
+  spdlog::info("bus: {}", node_bus->describe());
+  // Nodes sharing a PostgreSQL store all need the bus (app/node_presence.h).
+  std::unique_ptr<app::NodePresence> presence;
+  if (shared_store) {
+    if (auto* cluster = (*store)->cluster()) {
+      const std::string who =
+          !f.node.empty() ? f.node : hostName() + " (pid " + std::to_string(::getpid()) + ")";
+      auto p = app::NodePresence::start(*cluster, clock, who, !f.bus.empty());
+      if (!p) return fail("--bus", p.error());
+      presence = std::move(*p);
+    }
+  }
+  auto invalidations = std::make_unique<bus::Invalidations>(*node_bus);
 
   std::optional<app::Demo> demo;
   if (f.demo) {
@@ -416,6 +461,10 @@ int serve(const ServeFlags& f) {
     o.image_allowlist = allowlist(acc);
     return connector::reviewResponse(result, v, o);
   };
+  function_service_options.on_change = [inv = invalidations.get()](const AccountId& acc,
+                                                                   const FunctionId& id) {
+    inv->publish({"function", acc, id.str()});
+  };
   auto function_service = std::make_shared<functions::service::FunctionService>(
       store_ref, *secret_box, **function_runtime, clock, function_service_options);
   if (auto n = function_service->restoreDeployments(); !n) {
@@ -458,9 +507,25 @@ int serve(const ServeFlags& f) {
                                       std::function<void(functions::InvokeResult)> done) {
     rt->invokeCode(acc, std::move(code), std::move(env), std::move(req), std::move(done));
   };
+  connector_options.on_change = [inv = invalidations.get()](const AccountId& acc,
+                                                            std::string_view kind,
+                                                            const std::string& id) {
+    inv->publish({std::string(kind), acc, id});
+  };
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
+  // Another node's changes: reload what this node keeps of them.
+  invalidations->on("function", [fs = function_service.get(),
+                                 bs = bot_service.get()](const bus::Invalidation& i) {
+    fs->refreshFunction(i.account, FunctionId(i.id));
+    bs->applyRemoteChange(i.account, "function", i.id);  // hook functions
+  });
+  for (const char* kind : {"bot", "image-allowlist", "skills"})
+    invalidations->on(kind, [bs = bot_service.get()](const bus::Invalidation& i) {
+      bs->applyRemoteChange(i.account, i.kind, i.id);
+    });
+  if (auto s = invalidations->start(); !s) return fail("cannot subscribe to the bus", s.error());
   allowlist_source->set(bot_service);
   if (demo && !demo_function.empty()) {
     if (auto b = ensureDemoBot(**store, *bot_service, *demo, demo_function); !b)
@@ -511,6 +576,18 @@ int serve(const ServeFlags& f) {
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
   (*server)->addMetricsSource([s = store->get()] { return store::sqlitePrometheusText(*s); });
+
+  // Cluster mode: this node's conversation events go to the other nodes' sessions, and theirs
+  // to this node's sessions (app/conversation_relay.h). Nothing with the in-process bus.
+  std::unique_ptr<app::ConversationRelay> relay;
+  conversation::Subscription relay_subscription;
+  if (node_bus->shared()) {
+    if (auto* sessions = (*server)->sessionEvents()) {
+      relay = std::make_unique<app::ConversationRelay>(*node_bus, *sessions);
+      if (auto s = relay->start(); !s) return fail("cannot subscribe to the bus", s.error());
+      relay_subscription = engine->subscribe(*relay);
+    }
+  }
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
@@ -565,13 +642,20 @@ int serve(const ServeFlags& f) {
   // completions for sockets land in the stopped io_context), then destroy the server (which
   // frees them), then the function service and runtime, then the store (flushes).
   (*server)->stop();
+  invalidations->stop();  // no other node's change is applied from here on
+  relay_subscription.reset();
+  if (relay) relay->stop();
   bot_service->stop();
   bot_service.reset();
   engine.reset();
   local_api_gate->close();
+  relay.reset();
   server->reset();
   gateway.reset();
   function_service.reset();
+  invalidations.reset();
+  node_bus.reset();
+  presence.reset();
   function_runtime->reset();
   store->reset();
   spdlog::info("parley stopped");
@@ -677,6 +761,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--node", f.node,
                         "This node's name in a cluster, unique per cluster (default: host name "
                         "and port)");
+  serve_cmd->add_option("--bus", f.bus,
+                        "The bus between the nodes of a cluster, nats://HOST:PORT (NATS with "
+                        "JetStream); required with a PostgreSQL store shared by several nodes "
+                        "(default: none, a node alone)");
   serve_cmd->add_option("--public-url", f.public_url,
                         "The address clients use, http[s]://HOST[:PORT] (a balancer in front of "
                         "the nodes); CSDS answers with it (default: this node's listener)");

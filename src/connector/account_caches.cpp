@@ -20,6 +20,11 @@ void SkillCache::put(const AccountId& acc, std::vector<store::Skill> skills) {
   by_account_[acc.str()] = Entry{std::move(skills), SteadyClock::now()};
 }
 
+void SkillCache::forget(const AccountId& acc) {
+  std::lock_guard l(mu_);
+  by_account_.erase(acc.str());
+}
+
 template <class Pred>
 std::optional<store::Skill> SkillCache::find(const AccountId& acc, Pred pred) {
   auto now = SteadyClock::now();
@@ -57,6 +62,11 @@ std::optional<SkillId> SkillCache::byName(const AccountId& acc, const std::strin
 }
 
 // ---- HookCache
+
+void HookCache::forget(const AccountId& acc) {
+  std::lock_guard l(mu_);
+  by_account_.erase(acc.str());
+}
 
 std::vector<FunctionId> HookCache::functions(const AccountId& acc, const std::string& event) {
   auto now = SteadyClock::now();
@@ -141,6 +151,18 @@ Status ImageAllowlists::remove(const AccountId& acc) {
   if (auto s = bots_.deleteImageAllowlist(acc); !s) return s;
   std::lock_guard l(mu_);
   stored_.erase(acc.str());
+  return {};
+}
+
+Status ImageAllowlists::reload(const AccountId& acc) {
+  std::lock_guard w(write_mu_);
+  auto l = bots_.getImageAllowlist(acc);
+  if (!l && l.error().code != ErrorCode::kNotFound) return std::unexpected(l.error());
+  std::lock_guard g(mu_);
+  if (l)
+    stored_[acc.str()] = std::move(*l);
+  else
+    stored_.erase(acc.str());
   return {};
 }
 

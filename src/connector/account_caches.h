@@ -33,6 +33,8 @@ class SkillCache {
   explicit SkillCache(store::AccountStore& accounts) : accounts_(accounts) {}
 
   void put(const AccountId& acc, std::vector<store::Skill> skills);
+  // Drops the account's list: the next read loads it (another node changed a skill).
+  void forget(const AccountId& acc);
   // The skill's name, or "" when the account has no such skill. May read the store.
   std::string name(const AccountId& acc, const SkillId& id);
   // The id of the skill named `name` (case-sensitive). May read the store.
@@ -70,6 +72,8 @@ class HookCache {
   // The functions on `event` (one of the k*HookEvent), in name order. May read the store; a
   // failed read is logged and gives none.
   std::vector<FunctionId> functions(const AccountId& acc, const std::string& event);
+  // Drops the account's entry: the next read loads it (a function changed on another node).
+  void forget(const AccountId& acc);
 
  private:
   struct Entry {
@@ -102,6 +106,8 @@ class ImageAllowlists {
   boost::json::object json(const AccountId& acc) const;
   Result<boost::json::object> put(const AccountId& acc, const boost::json::object& body);
   Status remove(const AccountId& acc);
+  // Reads the account's stored list again (another node changed it). Blocking.
+  Status reload(const AccountId& acc);
 
  private:
   store::AccountStore& accounts_;

@@ -169,6 +169,26 @@ Status BotService::deleteImageAllowlist(const AccountId& acc) {
   return impl_->allowlists.remove(acc);
 }
 
+void BotService::applyRemoteChange(const AccountId& acc, std::string_view kind,
+                                   const std::string& id, std::function<void(Status)> done) {
+  asio::post(impl_->pool, [this, acc, kind = std::string(kind), id, done = std::move(done)] {
+    Status s{};
+    if (kind == "bot") {
+      s = impl_->api.refreshBot(acc, BotId(id));
+    } else if (kind == "image-allowlist") {
+      s = impl_->allowlists.reload(acc);
+    } else if (kind == "skills") {
+      impl_->skills.forget(acc);
+    } else if (kind == "function") {
+      impl_->hooks.forget(acc);
+    }
+    if (!s)
+      spdlog::error("connector: applying another node's change of {} {} failed: {}", kind, id,
+                    s.error().message);
+    if (done) done(s);
+  });
+}
+
 void BotService::onConversationChanged(const conv::ConversationChanged& e) {
   impl_->driver.conversationChanged(e.conversation);
 }

@@ -78,6 +78,11 @@ struct ConnectorOptions {
   std::function<void(const AccountId&, std::string code, std::vector<store::EnvVar> env,
                      functions::InvokeRequest, std::function<void(functions::InvokeResult)> done)>
       invoke_code;
+  // Called after a request changed what other nodes of a cluster keep in memory: kind "bot"
+  // (id: the bot; update, delete, start, stop) or "image-allowlist" (id ""; PUT, DELETE), on
+  // the connector's pool. The composition root publishes it (bus/invalidations.h) and the other
+  // nodes call applyRemoteChange(). Must not block. Default: none.
+  std::function<void(const AccountId&, std::string_view kind, const std::string& id)> on_change;
 };
 
 class BotService final : public api::Handler, public conversation::ConversationListener {
@@ -132,6 +137,16 @@ class BotService final : public api::Handler, public conversation::ConversationL
   // else nullopt (HTTPS only). In memory (no store call): safe on io threads, e.g. as the
   // richcontent/validate handler's provider.
   std::optional<std::vector<std::string>> imageAllowlist(const AccountId& acc) const;
+
+  // Applies a change another node of a cluster made (ConnectorOptions::on_change there), on the
+  // connector's pool (returns at once): "bot" — the bot's stored record is applied (started,
+  // stopped, its config and its user's skills re-read; a deleted or stopped bot leaves routing
+  // here without a hand-off, which its node did); "image-allowlist" — the account's list is
+  // read again; "skills" — the account's cached skill list is dropped; "function" — the
+  // account's cached hook functions are dropped. Other kinds are ignored. `done` (may be empty)
+  // is called on the pool afterwards.
+  void applyRemoteChange(const AccountId& acc, std::string_view kind, const std::string& id,
+                         std::function<void(Status)> done = {});
 
   // Prometheus text for /metrics (parley_bot_* families).
   std::string prometheusText() const;

@@ -131,6 +131,10 @@ class BotServiceTest : public ::testing::Test {
     co.service_probe_interval_ms = 50;
     co.max_open_conversations = max_open_;
     co.consumer_profiles = std::make_shared<TestProfiles>(*this);
+    co.on_change = [this](const AccountId& acc, std::string_view kind, const std::string& id) {
+      std::lock_guard l(profiles_mu_);
+      changes_.push_back(acc.str() + " " + std::string(kind) + " " + id);
+    };
     service_ = std::make_unique<BotService>(*store_, *engine_, runner_, *v, clock_, co);
     ASSERT_TRUE(service_->start());
   }
@@ -300,6 +304,7 @@ class BotServiceTest : public ::testing::Test {
   int profile_reads_ = 0;
   bool profile_throws_ = false;  // guarded by profiles_mu_
   int max_open_ = 999;
+  std::vector<std::string> changes_;  // on_change calls, "acc kind id"; guarded by profiles_mu_
 };
 
 api::Response rest(BotService& s, std::string method, std::vector<std::string> path,
@@ -973,6 +978,76 @@ TEST_F(BotServiceTest, StoredImageAllowlistIsEnforcedAndSurvivesARestart) {
   ASSERT_TRUE(waitTurns(bot, 4));
   EXPECT_EQ(turns(bot).at(0).outcome, "OK");
   EXPECT_FALSE(store_->bots().getImageAllowlist(kAcc));
+}
+
+// Cluster mode: what another node changed in the store (a bot started, stopped, an image
+// allowlist) applies here after applyRemoteChange; this node's own changes are announced
+// through on_change.
+TEST_F(BotServiceTest, AnotherNodesBotAndAllowlistChangesApplyHere) {
+  auto apply = [&](std::string_view kind, const std::string& id) {
+    auto p = std::make_shared<std::promise<Status>>();
+    auto f = p->get_future();
+    service_->applyRemoteChange(kAcc, kind, id, [p](Status s) { p->set_value(std::move(s)); });
+    return f.get();
+  };
+  auto availability = [&](const std::string& user) {
+    for (const auto& a : engine_->agents(kAcc))
+      if (a.user.str() == user) return a.availability;
+    return store::Availability::kOffline;
+  };
+  auto created = service_->createBot(kAcc, botBody());
+  ASSERT_TRUE(created);
+  const std::string id(created->at("id").as_string());
+  const std::string user(created->at("userId").as_string());
+  // Started on the other node: the stored status says so.
+  auto rec = store_->bots().getBot(kAcc, BotId(id));
+  ASSERT_TRUE(rec);
+  rec->status = store::BotStatus::kOnline;
+  ASSERT_TRUE(store_->bots().updateBot(*rec));
+  EXPECT_EQ(availability(user), store::Availability::kOffline);
+  ASSERT_TRUE(apply("bot", id));
+  EXPECT_EQ(availability(user), store::Availability::kOnline);
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["from the bot"]})"); });
+  auto c = open("c1");
+  say(c, "hello");
+  ASSERT_TRUE(waitAssigned(c, user));
+  ASSERT_TRUE(waitCount(c, 1));
+  // Stopped there: out of routing here too.
+  rec->status = store::BotStatus::kOffline;
+  ASSERT_TRUE(store_->bots().updateBot(*rec));
+  ASSERT_TRUE(apply("bot", id));
+  EXPECT_EQ(availability(user), store::Availability::kOffline);
+  // Deleted there: nothing to do, no error.
+  ASSERT_TRUE(store_->bots().deleteBot(kAcc, BotId(id)));
+  ASSERT_TRUE(apply("bot", id));
+
+  // The image allowlist, put and then deleted there.
+  EXPECT_EQ(service_->imageAllowlist(kAcc), std::nullopt);
+  ASSERT_TRUE(store_->bots().putImageAllowlist(kAcc, {"img.example"}));
+  ASSERT_TRUE(apply("image-allowlist", ""));
+  EXPECT_EQ(service_->imageAllowlist(kAcc), std::vector<std::string>{"img.example"});
+  ASSERT_TRUE(store_->bots().deleteImageAllowlist(kAcc));
+  ASSERT_TRUE(apply("image-allowlist", ""));
+  EXPECT_EQ(service_->imageAllowlist(kAcc), std::nullopt);
+  ASSERT_TRUE(apply("skills", ""));
+  ASSERT_TRUE(apply("no-such-kind", ""));
+
+  // This node's own changes are announced.
+  {
+    std::lock_guard l(profiles_mu_);
+    EXPECT_TRUE(changes_.empty());
+  }
+  auto [bot, bot_user] = startBot();
+  EXPECT_EQ(rest(*service_, "PUT", {"bots", bot.str()}, R"({"name":"Renamed"})").status, 200);
+  EXPECT_EQ(rest(*service_, "POST", {"bots", bot.str(), "stop"}).status, 200);
+  EXPECT_EQ(
+      rest(*service_, "PUT", {"bots", "image-allowlist"}, R"({"entries":["a.example"]})").status,
+      200);
+  EXPECT_EQ(rest(*service_, "DELETE", {"bots", bot.str()}).status, 200);
+  std::lock_guard l(profiles_mu_);
+  const std::string b = "1000 bot " + bot.str();
+  EXPECT_EQ(changes_, (std::vector<std::string>{b, b, b, "1000 image-allowlist ", b}));
 }
 
 TEST_F(BotServiceTest, ImageAllowlistInputIsValidatedAtTheEdges) {

@@ -151,6 +151,7 @@ Result<bj::object> BotsApi::updateBot(const AccountId& acc, const BotId& id,
     (void)d_.control.setAvailability(
         *rt, interrupted ? store::Availability::kAway : store::Availability::kOnline);
   }
+  changed(acc, "bot", id.str());
   return botJson(*rec);
 }
 
@@ -159,7 +160,9 @@ Status BotsApi::deleteBot(const AccountId& acc, const BotId& id) {
   if (!rec) return std::unexpected(rec.error());
   d_.control.deactivate(acc, id);
   d_.control.handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
-  return d_.store.bots().deleteBot(acc, id);
+  if (auto s = d_.store.bots().deleteBot(acc, id); !s) return s;
+  changed(acc, "bot", id.str());
+  return {};
 }
 
 Result<bj::object> BotsApi::getBot(const AccountId& acc, const BotId& id) {
@@ -195,7 +198,23 @@ Result<bj::object> BotsApi::startBot(const AccountId& acc, const BotId& id) {
   rec->updated_at = d_.clock.nowMs();
   if (auto s = d_.store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
   if (auto s = d_.control.activate(*rec); !s) return std::unexpected(s.error());
+  changed(acc, "bot", id.str());
   return botJson(*rec);
+}
+
+Status BotsApi::refreshBot(const AccountId& acc, const BotId& id) {
+  auto rec = d_.store.bots().getBot(acc, id);
+  if (!rec && rec.error().code != ErrorCode::kNotFound) return std::unexpected(rec.error());
+  if (!rec || rec->status == store::BotStatus::kOffline) {
+    d_.control.deactivate(acc, id);
+    return {};
+  }
+  auto rt = d_.registry.find(acc, id);
+  if (!rt) return d_.control.activate(*rec);
+  rt->setConfig(std::make_shared<const BotConfig>(botConfigFromStored(rec->config_json)));
+  const bool interrupted = rt->status() == store::BotStatus::kServiceInterruption;
+  return d_.control.setAvailability(
+      *rt, interrupted ? store::Availability::kAway : store::Availability::kOnline);
 }
 
 Result<bj::object> BotsApi::stopBot(const AccountId& acc, const BotId& id) {
@@ -207,6 +226,7 @@ Result<bj::object> BotsApi::stopBot(const AccountId& acc, const BotId& id) {
   if (auto s = d_.store.bots().updateBot(*rec); !s) return std::unexpected(s.error());
   // After the status is stored: a crash in between is finished by the next start().
   d_.control.handOff(acc, id, rec->user, botConfigFromStored(rec->config_json));
+  changed(acc, "bot", id.str());
   return botJson(*rec);
 }
 
@@ -364,6 +384,7 @@ void BotsApi::handle(api::Request request, std::function<void(api::Response)> do
             resp = errorResponse(b.error());
           } else {
             auto r = d_.allowlists.put(acc, *b);
+            if (r) changed(acc, "image-allowlist", "");
             resp = r ? ok(200, *r) : errorResponse(r.error());
           }
         } else if (request.method == "DELETE") {
@@ -371,6 +392,7 @@ void BotsApi::handle(api::Request request, std::function<void(api::Response)> do
             resp = *no;
           } else {
             auto r = d_.allowlists.remove(acc);
+            if (r) changed(acc, "image-allowlist", "");
             resp = r ? ok(200, bj::object{{"deleted", true}}) : errorResponse(r.error());
           }
         } else {

@@ -61,8 +61,13 @@ class BotsApi {
   Result<boost::json::object> stopBot(const AccountId& acc, const BotId& id);
   Result<boost::json::object> testConnection(const AccountId& acc, const BotId& id);
   Result<boost::json::array> listTurns(const AccountId& acc, const BotId& id, int limit);
+  // Applies the bot's stored record after another node changed it (BotService::applyRemoteChange).
+  Status refreshBot(const AccountId& acc, const BotId& id);
 
  private:
+  void changed(const AccountId& acc, std::string_view kind, const std::string& id) const {
+    if (d_.opts.on_change) d_.opts.on_change(acc, kind, id);
+  }
   boost::json::object botJson(const store::BotRecord& b);
   // Resolves the config's skill names (or ids) to ids and checks the escalation skill; refreshes
   // the skill cache.

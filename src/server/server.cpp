@@ -151,6 +151,8 @@ class ServerImpl final : public Server {
     blocking_->join();
   }
 
+  conversation::ConversationListener* sessionEvents() override { return &hub_; }
+
  private:
   // Reads the accounts' statuses every account_status_interval on its own thread (a store read;
   // an account disabled from another process is noticed this way).

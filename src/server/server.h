@@ -123,6 +123,11 @@ class Server {
   // headers and body; segments and query are filled from the target. `done` is called once, on
   // any thread. Thread-safe; before start() or after stop() the answer is 503.
   virtual void handleLocal(HttpRequest request, std::function<void(HttpResponse)> done) = 0;
+  // What hands conversation events to this node's protocol sessions (the hub): cluster mode
+  // gives it the events of conversations another node holds (app/conversation_relay.h). Its
+  // methods may be called on any thread until the server is destroyed; a session that has
+  // closed gets nothing. Default: none.
+  virtual conversation::ConversationListener* sessionEvents() { return nullptr; }
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

@@ -10,12 +10,13 @@ const path = require('path');
 const { spawn } = require('child_process');
 const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
-const { tempDataDir, PARLEY_BIN } = require('./lib/server');
+const { AgentSocket } = require('./lib/agent');
+const { tempDataDir, PARLEY_BIN, rest } = require('./lib/server');
 
 const SCRIPT = path.resolve(__dirname, '../../tools/cluster.sh');
 
 // Starts the cluster; resolves {proc, dir, lines: {listening[], cluster, demo}}.
-function startCluster(n, timeoutMs = 120000) {
+function startCluster(n, timeoutMs = 240000) {
   const dir = tempDataDir('cluster');
   const proc = spawn('bash', [SCRIPT, String(n)], {
     env: Object.assign({}, process.env, { PARLEY_BIN, PARLEY_CLUSTER_DIR: dir }),
@@ -85,7 +86,7 @@ function portOpen(port) {
   });
 }
 
-test('a two-node cluster behind HAProxy shares the demo account, TLS and consumer JWTs', { timeout: 240000 }, async (t) => {
+test('a two-node cluster behind HAProxy shares the demo account, TLS and consumer JWTs', { timeout: 420000 }, async (t) => {
   const c = await startCluster(2);
   let stopped = false;
   t.after(async () => {
@@ -164,4 +165,154 @@ test('a two-node cluster behind HAProxy shares the demo account, TLS and consume
   stopped = true;
   assert.equal(await portOpen(Number(new URL(c.cluster.url).port)), false);
   assert.equal(await portOpen(Number(new URL(n1.http).port)), false);
+});
+
+// The bus (--bus nats://…): a function deployed through node 1 is what the demo bot runs on
+// node 2 one second later, and a bot stopped through node 1 stops answering on node 2.
+test('a deploy through one node is live on the others within 1 s (invalidation over NATS)', { timeout: 420000 }, async (t) => {
+  const c = await startCluster(2);
+  t.after(async () => {
+    await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const [n1, n2] = c.listening;
+  const ca = fs.readFileSync(n1.ca);
+  const acc = c.demo.account;
+  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
+  const login = await request('POST', `${n1.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(login.status, 200, login.text);
+  const bearer = login.json.bearer;
+
+  // A consumer on node 2 talks to the demo bot (the conversation and its bot turns are node 2's).
+  const consumer = new Consumer(srv(n2), acc);
+  await consumer.signup();
+  await consumer.connect();
+  t.after(() => consumer.close());
+  const created = await consumer.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  assert.equal((await consumer.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+  const botReplies = () => consumer.contentRecords()
+    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => r.event.message);
+  const say = async (text, n) => {
+    await consumer.publishText(convId, text);
+    await consumer.waitFor(() => botReplies().length >= n, `bot reply ${n}`, 15000);
+    return botReplies()[n - 1];
+  };
+  assert.equal(await say('one', 1), 'echo : one');
+
+  // New code, deployed through node 1.
+  const fn = c.demo.function;
+  const code = `function lambda(input, callback) {
+    callback(null, { messages: ['v2 : ' + ((input.payload || {}).message || '')] });
+  }`;
+  const put = await rest(srv(n1), bearer, 'PUT', acc, `functions/${fn}`, { code });
+  assert.equal(put.status, 200, put.text);
+  const deployed = await rest(srv(n1), bearer, 'POST', acc, `functions/${fn}/deploy`, {});
+  assert.equal(deployed.status, 200, deployed.text);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(await say('two', 2), 'v2 : two', 'node 2 runs the deployment made through node 1');
+
+  // The bot stopped through node 1: node 2 takes it out of routing too (a new conversation on
+  // node 2 is not answered by it).
+  const bots = await rest(srv(n1), bearer, 'GET', acc, 'bots');
+  assert.equal(bots.status, 200, bots.text);
+  const bot = bots.json.find((b) => b.functionUuid === fn || b.name === 'demo-echo-bot');
+  assert.ok(bot, bots.text);
+  const stopped = await rest(srv(n1), bearer, 'POST', acc, `bots/${bot.id}/stop`, {});
+  assert.equal(stopped.status, 200, stopped.text);
+  await new Promise((r) => setTimeout(r, 1000));
+  const other = new Consumer(srv(n2), acc);
+  await other.signup();
+  await other.connect();
+  t.after(() => other.close());
+  const c2 = await other.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(c2.code, 200, JSON.stringify(c2));
+  await other.publishText(c2.body.conversationId, 'anyone?');
+  await new Promise((r) => setTimeout(r, 1500));
+  const admin2 = await request('POST', `${n2.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  const conv = await rest(srv(n2), admin2.json.bearer, 'GET', acc, `conversations/${c2.body.conversationId}`);
+  assert.equal(conv.status, 200, conv.text);
+  assert.ok(!JSON.stringify(conv.json).includes('ASSIGNED_AGENT'), `no agent took it: ${conv.text}`);
+});
+
+// Conversation events over NATS: a consumer talks to the demo bot through node 1 (the
+// conversation is node 1's); the same consumer's socket on node 2 and a manager's socket on
+// node 2 see every message and change exactly once, in sequence order.
+test('sockets on another node see a conversation\'s events once and in order', { timeout: 420000 }, async (t) => {
+  const c = await startCluster(2);
+  t.after(async () => {
+    await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const [n1, n2] = c.listening;
+  const ca = fs.readFileSync(n1.ca);
+  const acc = c.demo.account;
+  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
+
+  // The manager (the demo admin: AGENT_MANAGER) on node 2, watching every open conversation.
+  const login = await request('POST', `${n2.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(login.status, 200, login.text);
+  const manager = new AgentSocket(srv(n2), acc, login.json.bearer);
+  await manager.connect();
+  t.after(() => manager.close());
+  assert.equal((await manager.request('.ams.aam.SubscribeExConversations', { convState: ['OPEN', 'CLOSE'] })).code, 200);
+
+  const onA = new Consumer(srv(n1), acc);
+  await onA.signup();
+  await onA.connect();
+  t.after(() => onA.close());
+  const created = await onA.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  assert.equal((await onA.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+
+  // The same consumer on node 2.
+  const onB = new Consumer(srv(n2), acc);
+  onB.jwt = onA.jwt;
+  await onB.connect();
+  t.after(() => onB.close());
+  assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+
+  const texts = ['one', 'two', 'three', 'four', 'five'];
+  const bot = (sock) => sock.contentRecords().filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT');
+  for (const [i, text] of texts.entries()) {
+    await onA.publishText(convId, text);
+    await onA.waitFor(() => bot(onA).length >= i + 1, `bot reply ${i + 1} on node 1`, 15000);
+  }
+  await onB.waitFor(() => bot(onB).length >= texts.length, 'every bot reply on node 2', 10000);
+  // Exactly once, in order: the raw records (not de-duplicated) of node 2's socket.
+  const contentOnB = onB.records().filter((r) => r.event.type === 'ContentEvent');
+  const seqs = contentOnB.map((r) => r.sequence);
+  assert.deepEqual(seqs, [...new Set(seqs)], `no message twice: ${seqs}`);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `in sequence order: ${seqs}`);
+  assert.deepEqual(contentOnB.map((r) => r.event.message),
+    texts.flatMap((x) => [x, `echo : ${x}`]), 'node 2 saw what node 1 saw');
+  const contentOnA = onA.records().filter((r) => r.event.type === 'ContentEvent');
+  assert.deepEqual(contentOnB.map((r) => [r.sequence, r.event.message]), contentOnA.map((r) => [r.sequence, r.event.message]));
+
+  // The manager on node 2 saw the conversation (made on node 1) open and the bot join it.
+  await manager.waitFor(() => manager.conversationIds().has(convId), 'the manager sees the conversation', 10000);
+  const upserts = () => manager.notifications
+    .filter((n) => n.type === '.ams.aam.ExConversationChangeNotification')
+    .flatMap((n) => n.body.changes).filter((ch) => ch.result && ch.result.convId === convId);
+  await manager.waitFor(() => upserts().some((ch) => JSON.stringify(ch.result).includes('ASSIGNED_AGENT')),
+    'the manager sees the bot assigned', 10000);
+
+  // Closed through node 1: both node 2 sockets learn it.
+  const closed = await onA.request('cm.UpdateConversationField', {
+    conversationId: convId, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }],
+  });
+  assert.equal(closed.code, 200, JSON.stringify(closed));
+  await manager.waitFor(() => upserts().some((ch) => ch.result.conversationDetails && ch.result.conversationDetails.state === 'CLOSE'),
+    'the manager sees the close', 10000);
 });

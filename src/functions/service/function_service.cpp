@@ -518,6 +518,7 @@ api::Response FunctionService::deleteFunction(const api::Request& req, const Fun
   runtime_.undeploy(f->account, f->uuid);
   if (auto s = functions_.deleteFunction(f->account, f->uuid); !s) return errorResponse(s.error());
   metrics_.erase(f->account, f->uuid);
+  changed(f->account, f->uuid);
   return api::Response{200, "{}"};
 }
 
@@ -583,6 +584,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
   f->state = std::string(kStateProductive);
   f->updated_at = clock_.nowMs();
   if (auto s = functions_.updateFunction(*f); !s) return errorResponse(s.error());
+  changed(f->account, f->uuid);
   return api::Response{200, functionJson(*f, true)};
 }
 
@@ -595,6 +597,7 @@ api::Response FunctionService::undeployFunction(const api::Request& req, const F
   f->state = std::string(kStateDraft);
   f->updated_at = clock_.nowMs();
   if (auto s = functions_.updateFunction(*f); !s) return errorResponse(s.error());
+  changed(f->account, f->uuid);
   return api::Response{200, functionJson(*f, true)};
 }
 
@@ -928,25 +931,7 @@ Result<int> FunctionService::restoreDeployments() {
       if (f.state == kStateDraft || f.state == kStateDeployError) continue;
       auto ds = functions_.listDeployments(f.account, f.uuid, options_.keep_deployments);
       if (!ds) return std::unexpected(ds.error());
-      const store::Deployment* live = nullptr;
-      if (f.state == kStateBuildError) {
-        // The failed deployment names the one that kept running, if any.
-        std::string live_uuid;
-        for (const auto& d : *ds)
-          if (d.state == kStateBuildError) {
-            if (auto err = json::parseObject(d.error_json))
-              live_uuid = json::getString(*err, "liveDeploymentUuid");
-            break;
-          }
-        for (const auto& d : *ds)
-          if (!live_uuid.empty() && d.uuid == live_uuid) live = &d;
-      } else {
-        for (const auto& d : *ds)
-          if (d.state == kStateProductive) {
-            live = &d;
-            break;
-          }
-      }
+      const store::Deployment* live = liveDeployment(f, *ds);
       if (!live) {
         if (f.state != kStateBuildError)
           spdlog::warn("functions: {} ({}) is {} but has no deployment to restore", f.name,
@@ -967,6 +952,63 @@ Result<int> FunctionService::restoreDeployments() {
     }
   }
   return restored;
+}
+
+const store::Deployment* FunctionService::liveDeployment(const store::FunctionRecord& f,
+                                                         const std::vector<store::Deployment>& ds) {
+  if (f.state == kStateDraft || f.state == kStateDeployError) return nullptr;
+  if (f.state == kStateBuildError) {
+    // The failed deployment names the one that kept running, if any.
+    std::string live_uuid;
+    for (const auto& d : ds)
+      if (d.state == kStateBuildError) {
+        if (auto err = json::parseObject(d.error_json))
+          live_uuid = json::getString(*err, "liveDeploymentUuid");
+        break;
+      }
+    for (const auto& d : ds)
+      if (!live_uuid.empty() && d.uuid == live_uuid) return &d;
+    return nullptr;
+  }
+  for (const auto& d : ds)
+    if (d.state == kStateProductive) return &d;
+  return nullptr;
+}
+
+void FunctionService::refreshFunction(const AccountId& account, const FunctionId& id,
+                                      std::function<void(Status)> done) {
+  if (stopping_) {
+    if (done) done(makeError(ErrorCode::kUnavailable, "the function service is stopping"));
+    return;
+  }
+  beginAsync();
+  executor_->post([this, account, id, done = std::move(done)] {
+    Status s = refreshNow(account, id);
+    if (!s)
+      spdlog::error("functions: refreshing {} of account {} failed: {}", id.str(), account.str(),
+                    s.error().message);
+    if (done) done(s);
+    endAsync();
+  });
+}
+
+Status FunctionService::refreshNow(const AccountId& account, const FunctionId& id) {
+  MutexLock lock(lockFor(id));
+  auto f = functions_.getFunction(account, id);
+  if (!f && f.error().code == ErrorCode::kNotFound) {
+    runtime_.undeploy(account, id);
+    metrics_.erase(account, id);
+    return {};
+  }
+  if (!f) return std::unexpected(f.error());
+  auto ds = functions_.listDeployments(f->account, f->uuid, options_.keep_deployments);
+  if (!ds) return std::unexpected(ds.error());
+  const store::Deployment* live = liveDeployment(*f, *ds);
+  if (!live) {
+    runtime_.undeploy(account, id);
+    return {};
+  }
+  return runtime_.deploy(account, id, DeployedCode{live->code, live->env, live->function_version});
 }
 
 std::string FunctionService::prometheusText() const {

@@ -60,6 +60,11 @@ struct FunctionServiceOptions {
   std::function<std::optional<boost::json::object>(const AccountId&, const std::string& event_id,
                                                    store::Channel, std::string_view result_json)>
       review_result;
+  // Called after a request changed what runs for a function (a deploy that went live, an
+  // undeploy, a delete), on the service's executor, with the function's account and uuid: the
+  // composition root tells the other nodes of a cluster (bus/invalidations.h), which call
+  // refreshFunction(). Must not block. Unset: nobody is told.
+  std::function<void(const AccountId&, const FunctionId&)> on_change;
 };
 
 class FunctionService final : public api::Handler {
@@ -81,6 +86,13 @@ class FunctionService final : public api::Handler {
   // the function "Deploy Error" and is skipped. Blocking; call once at startup before serving.
   // Returns how many functions were deployed.
   Result<int> restoreDeployments();
+
+  // Makes the runtime run what the store says for one function, after another node changed it:
+  // its live deployment (as restoreDeployments() chooses it) is deployed, or the function is
+  // undeployed when it has none, is a Draft or no longer exists. Queued on the service's
+  // executor (returns at once); `done` (may be empty) is called there afterwards.
+  void refreshFunction(const AccountId& account, const FunctionId& id,
+                       std::function<void(Status)> done = {});
 
   // The Runner the connector must use for production invocations: it forwards to the runtime,
   // stores the Info/Warn/Error logs of every invocation (plus an Error entry for a failed one)
@@ -123,6 +135,14 @@ class FunctionService final : public api::Handler {
   api::Response handleSecrets(const api::Request& req);
   api::Response secretAudit(const api::Request& req);
   api::Response handleAllowlist(const api::Request& req);
+
+  // The deployment that should run for `f` (from `ds`, newest first), or nullptr.
+  static const store::Deployment* liveDeployment(const store::FunctionRecord& f,
+                                                 const std::vector<store::Deployment>& ds);
+  Status refreshNow(const AccountId& account, const FunctionId& id);
+  void changed(const AccountId& account, const FunctionId& id) const {
+    if (options_.on_change) options_.on_change(account, id);
+  }
 
   // The function's JSON as the REST API returns it.
   std::string functionJson(const store::FunctionRecord& f, bool with_details);

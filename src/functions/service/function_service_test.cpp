@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
 #include <sstream>
 
 #include "common/json.h"
@@ -49,6 +50,10 @@ class FunctionServiceTest : public ::testing::Test {
     FunctionServiceOptions so;
     so.test_deadline = std::chrono::milliseconds(2000);
     so.review_result = review_;
+    so.on_change = [this](const AccountId& acc, const FunctionId& id) {
+      std::lock_guard lock(changes_mu_);
+      changes_.push_back(acc.str() + "/" + id.str());
+    };
     service_ = std::make_unique<FunctionService>(*store_, box_, *runtime_, clock_, so);
   }
 
@@ -147,6 +152,8 @@ class FunctionServiceTest : public ::testing::Test {
                                           std::string_view)>
       review_;
   std::unique_ptr<FunctionService> service_;
+  std::mutex changes_mu_;
+  std::vector<std::string> changes_;  // on_change calls: "account/uuid"
 };
 
 // ---- CRUD ------------------------------------------------------------------------------------
@@ -919,6 +926,68 @@ TEST_F(FunctionServiceTest, RestoreDeploymentsAfterRestart) {
   EXPECT_EQ(invokeProduction(broken_live).result_json, "\"b\"");
   EXPECT_EQ(invokeProduction(draft).error_code, kErrNotDeployed);
   EXPECT_EQ(invokeProduction(undeployed).error_code, kErrNotDeployed);
+}
+
+// Another node of a cluster: its own runtime and service over the same store. What node A
+// changes (on_change tells) node B applies with refreshFunction.
+TEST_F(FunctionServiceTest, RefreshFunctionRunsWhatAnotherNodeDeployed) {
+  RuntimeOptions o;
+  o.threads = 1;
+  auto other_runtime = FunctionRuntime::create(o, *host_, clock_);
+  ASSERT_TRUE(other_runtime) << other_runtime.error().message;
+  FunctionService other(*store_, box_, **other_runtime, clock_);
+  auto refresh = [&](const std::string& uuid) {
+    return parley::testing::await<Status>(
+        [&](auto done) { other.refreshFunction(AccountId("acc1"), FunctionId(uuid), done); });
+  };
+  auto invokeOther = [&](const std::string& uuid) {
+    InvokeRequest req;
+    req.account = AccountId("acc1");
+    req.function = FunctionId(uuid);
+    req.input_json = R"({"timestamp":1,"headers":[],"payload":{}})";
+    req.deadline = std::chrono::milliseconds(2000);
+    return parley::testing::await<InvokeResult>(
+        [&](auto done) { other.runner().invoke(req, std::move(done)); });
+  };
+  auto changes = [&] {
+    std::lock_guard lock(changes_mu_);
+    return changes_;
+  };
+  const auto f = create("shared", codeReturning("\"v1\""));
+  const std::string key = "acc1/" + f;
+  EXPECT_TRUE(changes().empty());  // a draft runs nowhere: nothing to tell
+  ASSERT_EQ(deploy(f).status, 200);
+  EXPECT_EQ(changes(), std::vector<std::string>{key});
+  EXPECT_EQ(invokeOther(f).error_code, kErrNotDeployed);  // B does not know yet
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).result_json, "\"v1\"");
+
+  // A new version, deployed on A; a later edit that is not deployed does not change what runs.
+  put(f, {{"code", codeReturning("\"v2\"")}});
+  ASSERT_EQ(deploy(f).status, 200);
+  put(f, {{"code", codeReturning("\"v3\"")}});
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).result_json, "\"v2\"");
+  // A deploy that fails keeps v2 running everywhere and tells nobody.
+  put(f, {{"code", "function lambda( {"}});
+  ASSERT_NE(deploy(f).status, 200);
+  EXPECT_EQ(changes().size(), 2u);
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).result_json, "\"v2\"");
+
+  ASSERT_EQ(call("POST", "functions/" + f + "/undeploy").status, 200);
+  EXPECT_EQ(changes().size(), 3u);
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).error_code, kErrNotDeployed);
+
+  put(f, {{"code", codeReturning("\"v4\"")}});
+  ASSERT_EQ(deploy(f).status, 200);
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).result_json, "\"v4\"");
+  ASSERT_EQ(call("DELETE", "functions/" + f).status, 200);
+  EXPECT_EQ(changes().size(), 5u);
+  ASSERT_TRUE(refresh(f));
+  EXPECT_EQ(invokeOther(f).error_code, kErrNotDeployed);
 }
 
 }  // namespace

@@ -1,0 +1,62 @@
+#pragma once
+
+// The rule that nodes sharing a PostgreSQL store all run with a bus (`--bus`): a node without
+// one would neither hear nor tell the others. Each node marks its presence with a lease on a
+// reserved key of the store's lease table (ClusterStore): a node without a bus holds `@solo`
+// alone; nodes with one keep `@bus` taken (whoever renews it). A node refuses to start when the
+// other kind is present:
+//   - without a bus, when `@bus` or `@solo` is held (unexpired) by another node;
+//   - with a bus, when `@solo` is held (unexpired) by another node.
+// The leases are renewed every ttl/3 on a thread of their own and `@solo` is released on
+// destruction, so a stopped node frees the store at once and a killed one after `ttl`.
+// Two nodes of different kinds starting in the same instant may both pass the check (each
+// looks before the other's lease is written); the next start of either is refused.
+//
+// Reserved keys begin with '@', which no conversation id does (they are UUIDs).
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "store/store.h"
+
+namespace parley::app {
+
+class NodePresence {
+ public:
+  static constexpr const char* kSoloKey = "@solo";
+  static constexpr const char* kBusKey = "@bus";
+
+  // Conflict (the message says which node and what to do) when the rule above refuses the start.
+  static Result<std::unique_ptr<NodePresence>> start(
+      store::ClusterStore& cluster, const Clock& clock, std::string node, bool with_bus,
+      std::chrono::milliseconds ttl = std::chrono::seconds(10));
+  ~NodePresence();
+  NodePresence(const NodePresence&) = delete;
+  NodePresence& operator=(const NodePresence&) = delete;
+
+ private:
+  NodePresence(store::ClusterStore& cluster, std::string node, bool with_bus,
+               std::chrono::milliseconds ttl);
+  // Takes or renews this node's lease; false (logged) when another node holds `@solo`.
+  bool mark();
+  void renewLoop();
+
+  store::ClusterStore& cluster_;
+  const std::string node_;
+  const bool with_bus_;
+  const std::chrono::milliseconds ttl_;
+  std::int64_t solo_epoch_ = 0;  // the `@solo` lease held (renewal thread only after start)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread renewer_;
+};
+
+}  // namespace parley::app

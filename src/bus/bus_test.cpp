@@ -1,0 +1,248 @@
+// The bus contract, on the in-process bus and on NATS JetStream (a nats-server of its own per
+// test binary; those cases are the ctest test `bus_nats`, label `cluster`).
+
+#include "bus/bus.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "bus/invalidations.h"
+#include "bus/nats_bus.h"
+#include "bus/testing/nats_server.h"
+
+namespace parley::bus {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Collects deliveries; waits for a count.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<BusMessage> got;
+
+  Handler handler() {
+    return [this](const BusMessage& m) {
+      std::lock_guard lock(mu);
+      got.push_back(m);
+      cv.notify_all();
+    };
+  }
+  bool waitFor(std::size_t n, std::chrono::milliseconds d = 5s) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, d, [&] { return got.size() >= n; });
+  }
+  std::vector<BusMessage> snapshot() {
+    std::lock_guard lock(mu);
+    return got;
+  }
+};
+
+Status publishAndWait(Bus& bus, std::string subject, std::string data) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Status> result;
+  bus.publish(std::move(subject), std::move(data), [&](Status s) {
+    std::lock_guard lock(mu);
+    result = std::move(s);
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  cv.wait_for(lock, 10s, [&] { return result.has_value(); });
+  if (!result) return std::unexpected(Error{ErrorCode::kTimeout, "publish not acknowledged"});
+  return *result;
+}
+
+TEST(Subjects, MatchTokensAndWildcards) {
+  EXPECT_TRUE(subjectMatches("parley.inval", "parley.inval"));
+  EXPECT_FALSE(subjectMatches("parley.inval", "parley.inval.x"));
+  EXPECT_TRUE(subjectMatches("parley.conv.>", "parley.conv.a.b"));
+  EXPECT_FALSE(subjectMatches("parley.conv.>", "parley.conv"));
+  EXPECT_TRUE(subjectMatches("parley.*.a", "parley.conv.a"));
+  EXPECT_FALSE(subjectMatches("parley.*.a", "parley.conv.b"));
+  EXPECT_FALSE(subjectMatches("parley.conv", "parley.convx"));
+  EXPECT_EQ(subjectToken("a.b c>*"), "a_b_c__");
+  EXPECT_EQ(subjectToken(""), "_");
+  EXPECT_EQ(subjectToken("Acc_1-2"), "Acc_1-2");
+}
+
+TEST(LocalBus, DeliversToMatchingSubscribersWithAGrowingSequencePerSubject) {
+  auto bus = makeLocalBus();
+  EXPECT_FALSE(bus->shared());
+  Inbox all, one;
+  auto s1 = bus->subscribe("parley.>", all.handler());
+  auto s2 = bus->subscribe("parley.x", one.handler());
+  ASSERT_TRUE(s1 && s2);
+  ASSERT_TRUE(publishAndWait(*bus, "parley.x", "1"));
+  ASSERT_TRUE(publishAndWait(*bus, "parley.y", "2"));
+  ASSERT_TRUE(publishAndWait(*bus, "parley.x", "3"));
+  auto a = all.snapshot();
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].data, "1");
+  EXPECT_EQ(a[0].sequence, 1u);
+  EXPECT_EQ(a[1].subject, "parley.y");
+  EXPECT_EQ(a[1].sequence, 1u);
+  EXPECT_EQ(a[2].sequence, 2u);
+  auto o = one.snapshot();
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(o[1].data, "3");
+  // A dropped subscription gets nothing more.
+  s2->reset();
+  ASSERT_TRUE(publishAndWait(*bus, "parley.x", "4"));
+  EXPECT_EQ(one.snapshot().size(), 2u);
+  EXPECT_EQ(all.snapshot().size(), 4u);
+}
+
+TEST(NatsUrl, OnlyNatsHostPort) {
+  EXPECT_TRUE(checkNatsUrl("nats://127.0.0.1:4222"));
+  EXPECT_TRUE(checkNatsUrl("nats://nats.example:4222"));
+  EXPECT_FALSE(checkNatsUrl("http://127.0.0.1:4222"));
+  EXPECT_FALSE(checkNatsUrl("127.0.0.1:4222"));
+  EXPECT_FALSE(checkNatsUrl("nats://:4222"));
+  EXPECT_FALSE(checkNatsUrl("nats://h:0"));
+  EXPECT_FALSE(checkNatsUrl("nats://h:4222/path"));
+}
+
+testing::NatsServer& server() {
+  static testing::NatsServer s;
+  return s;
+}
+
+TEST(Nats, UnreachableServerIsUnavailable) {
+  NatsOptions o;
+  o.connect_timeout = 500ms;
+  auto bus = connectNatsBus("nats://127.0.0.1:1", o);
+  ASSERT_FALSE(bus);
+  EXPECT_EQ(bus.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(Nats, TwoConnectionsSeeEachOthersMessagesInOrderOnce) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  auto b = connectNatsBus(server().url());  // another node: the stream exists already
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_TRUE((*a)->shared());
+  Inbox on_b, on_a;
+  auto sb = (*b)->subscribe("parley.t1.>", on_b.handler());
+  auto sa = (*a)->subscribe("parley.t1.conv", on_a.handler());
+  ASSERT_TRUE(sb && sa) << (sb ? sa.error().message : sb.error().message);
+  constexpr int kN = 200;
+  for (int i = 0; i < kN - 1; ++i) (*a)->publish("parley.t1.conv", std::to_string(i));
+  ASSERT_TRUE(publishAndWait(**a, "parley.t1.conv", std::to_string(kN - 1)));
+  ASSERT_TRUE(on_b.waitFor(kN));
+  ASSERT_TRUE(on_a.waitFor(kN));
+  std::this_thread::sleep_for(200ms);  // nothing more arrives
+  auto got = on_b.snapshot();
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(got[i].data, std::to_string(i));
+    EXPECT_EQ(got[i].subject, "parley.t1.conv");
+    if (i > 0) {
+      EXPECT_GT(got[i].sequence, got[i - 1].sequence);
+    }
+  }
+  EXPECT_EQ(on_a.snapshot().size(), static_cast<std::size_t>(kN));
+}
+
+TEST(Nats, SubscriptionSeesOnlyNewMessagesAndNothingAfterItIsDropped) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_TRUE(publishAndWait(**a, "parley.t2.x", "before"));
+  Inbox in;
+  auto s = (*a)->subscribe("parley.t2.>", in.handler());
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_TRUE(publishAndWait(**a, "parley.t2.x", "after"));
+  ASSERT_TRUE(in.waitFor(1));
+  s->reset();
+  ASSERT_TRUE(publishAndWait(**a, "parley.t2.x", "dropped"));
+  std::this_thread::sleep_for(300ms);
+  auto got = in.snapshot();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].data, "after");
+}
+
+TEST(Nats, ASubscriberGetsWhatWasPublishedWhileTheServerRestarted) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto pub = connectNatsBus(server().url());
+  auto sub = connectNatsBus(server().url());
+  ASSERT_TRUE(pub && sub);
+  Inbox in;
+  auto s = (*sub)->subscribe("parley.t3.>", in.handler());
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_TRUE(publishAndWait(**pub, "parley.t3.x", "1"));
+  ASSERT_TRUE(in.waitFor(1));
+  server().stop();
+  server().start();
+  ASSERT_TRUE(server().ok()) << server().error();
+  // The publisher reconnects and the message is stored; the subscriber's ordered consumer is
+  // re-created after its last sequence and gets it.
+  Status st = std::unexpected(Error{});
+  for (int i = 0; i < 40 && !st; ++i) {
+    st = publishAndWait(**pub, "parley.t3.x", "2");
+    if (!st) std::this_thread::sleep_for(250ms);
+  }
+  ASSERT_TRUE(st) << st.error().message;
+  ASSERT_TRUE(in.waitFor(2, 20s));
+  auto got = in.snapshot();
+  EXPECT_EQ(got[1].data, "2");
+  EXPECT_GT(got[1].sequence, got[0].sequence);
+}
+
+TEST(LocalBus, InvalidationsStayInTheProcess) {
+  auto bus = makeLocalBus();
+  Inbox raw;
+  auto s = bus->subscribe(">", raw.handler());
+  ASSERT_TRUE(s);
+  Invalidations inv(*bus);
+  int called = 0;
+  inv.on("function", [&](const Invalidation&) { ++called; });
+  ASSERT_TRUE(inv.start());
+  inv.publish({"function", AccountId("a"), "f"});
+  EXPECT_EQ(raw.snapshot().size(), 0u);  // nothing is published: nobody else to tell
+  EXPECT_EQ(called, 0);
+}
+
+TEST(Nats, InvalidationsReachTheOtherNodesNotTheirOrigin) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  auto b = connectNatsBus(server().url());
+  ASSERT_TRUE(a && b);
+  Invalidations on_a(**a), on_b(**b);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> got_a, got_b;
+  auto record = [&](std::vector<std::string>& into) {
+    return [&](const Invalidation& i) {
+      std::lock_guard lock(mu);
+      into.push_back(i.kind + " " + i.account.str() + " " + i.id);
+      cv.notify_all();
+    };
+  };
+  on_a.on("function", record(got_a));
+  on_b.on("function", record(got_b));
+  on_b.on("skills", record(got_b));
+  ASSERT_TRUE(on_a.start());
+  ASSERT_TRUE(on_b.start());
+  // Unreadable data and unknown kinds are dropped, the rest is delivered in order.
+  (*a)->publish(Invalidations::kSubject, "not json");
+  on_a.publish({"bot", AccountId("acc"), "b1"});
+  on_a.publish({"function", AccountId("acc"), "f1"});
+  on_a.publish({"skills", AccountId("acc"), ""});
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return got_b.size() >= 2; }));
+  lock.unlock();
+  std::this_thread::sleep_for(200ms);
+  lock.lock();
+  EXPECT_EQ(got_b, (std::vector<std::string>{"function acc f1", "skills acc "}));
+  EXPECT_TRUE(got_a.empty());  // a's own changes are not applied twice
+}
+
+}  // namespace
+}  // namespace parley::bus

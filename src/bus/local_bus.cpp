@@ -1,0 +1,121 @@
+// The in-process bus: a list of subscriptions and a sequence counter per subject.
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "bus/bus.h"
+#include "common/thread_annotations.h"
+
+namespace parley::bus {
+namespace {
+
+struct Entry {
+  std::string filter;
+  Handler handler;
+  // Held while the handler runs and by the subscription's destructor; recursive so a handler
+  // may publish to a subject it also receives.
+  std::recursive_mutex call_mu;
+  bool alive = true;  // guarded by call_mu
+};
+
+class LocalBus;
+
+class LocalSubscription final : public Subscription {
+ public:
+  LocalSubscription(LocalBus& bus, std::shared_ptr<Entry> entry)
+      : bus_(bus), entry_(std::move(entry)) {}
+  ~LocalSubscription() override;
+
+ private:
+  LocalBus& bus_;
+  std::shared_ptr<Entry> entry_;
+};
+
+class LocalBus final : public Bus {
+ public:
+  void publish(std::string subject, std::string data, std::function<void(Status)> done) override {
+    BusMessage m{std::move(subject), std::move(data), 0};
+    std::vector<std::shared_ptr<Entry>> targets;
+    {
+      MutexLock lock(mu_);
+      m.sequence = ++sequences_[m.subject];
+      for (const auto& e : entries_)
+        if (subjectMatches(e->filter, m.subject)) targets.push_back(e);
+    }
+    for (const auto& e : targets) {
+      std::lock_guard call(e->call_mu);
+      if (e->alive) e->handler(m);
+    }
+    if (done) done(Status{});
+  }
+
+  Result<std::unique_ptr<Subscription>> subscribe(std::string filter, Handler handler) override {
+    auto e = std::make_shared<Entry>();
+    e->filter = std::move(filter);
+    e->handler = std::move(handler);
+    {
+      MutexLock lock(mu_);
+      entries_.push_back(e);
+    }
+    return std::make_unique<LocalSubscription>(*this, std::move(e));
+  }
+
+  bool shared() const override { return false; }
+  std::string describe() const override { return "local"; }
+
+  void remove(const std::shared_ptr<Entry>& e) {
+    {
+      MutexLock lock(mu_);
+      std::erase(entries_, e);
+    }
+    std::lock_guard call(e->call_mu);
+    e->alive = false;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::shared_ptr<Entry>> entries_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t, std::less<>> sequences_ PARLEY_GUARDED_BY(mu_);
+};
+
+LocalSubscription::~LocalSubscription() { bus_.remove(entry_); }
+
+std::vector<std::string_view> tokens(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    auto dot = s.find('.');
+    out.push_back(s.substr(0, dot));
+    if (dot == std::string_view::npos) break;
+    s.remove_prefix(dot + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Bus> makeLocalBus() { return std::make_unique<LocalBus>(); }
+
+std::string subjectToken(std::string_view text) {
+  if (text.empty()) return "_";
+  std::string out(text);
+  for (auto& c : out) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) c = '_';
+  }
+  return out;
+}
+
+bool subjectMatches(std::string_view filter, std::string_view subject) {
+  const auto f = tokens(filter);
+  const auto s = tokens(subject);
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] == ">") return i + 1 == f.size() && s.size() > i;
+    if (i >= s.size()) return false;
+    if (f[i] != "*" && f[i] != s[i]) return false;
+  }
+  return f.size() == s.size();
+}
+
+}  // namespace parley::bus
