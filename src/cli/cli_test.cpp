@@ -94,8 +94,7 @@ TEST(CliOptions, ScheduleOptions) {
   EXPECT_EQ(d.functions[0].delete_id, "s-1");
   // One action at a time; --payload and --paused only with --cron.
   Parsed x;
-  EXPECT_NE(parse({"function", "schedule", "bot", "--cron", "* * * * *", "--delete", "s-1"}, x),
-            0);
+  EXPECT_NE(parse({"function", "schedule", "bot", "--cron", "* * * * *", "--delete", "s-1"}, x), 0);
   EXPECT_NE(parse({"function", "schedule", "bot", "--pause", "a", "--resume", "b"}, x), 0);
   EXPECT_NE(parse({"function", "schedule", "bot", "--payload", "{}"}, x), 0);
   EXPECT_TRUE(x.functions.empty());
