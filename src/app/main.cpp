@@ -43,6 +43,8 @@
 #include "connector/richcontent/richcontent_handler.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
+#include "functions/schedule/schedule_service.h"
+#include "functions/schedule/scheduler.h"
 #include "functions/service/function_service.h"
 #include "functions/service/gateway.h"
 #include "functions/service/platform_host.h"
@@ -79,6 +81,8 @@ struct ServeFlags {
   int function_cpu_limit_ms = 5'000;
   // Functions gateway: invocations of one account running at once (more get 429).
   std::size_t gateway_max_in_flight = 256;
+  // Function schedules: missed times at most this old run once at the next pass (seconds).
+  int schedule_catch_up_s = 3600;
   std::vector<std::string> outbound_allow;
   std::string metrics_token;
   bool metrics_tenant_labels = false;
@@ -564,6 +568,18 @@ int serve(const ServeFlags& f) {
       std::make_shared<functions::service::Gateway>(function_service->runner(), **function_runtime,
                                                     store_ref.functions(), clock, gateway_options);
   (*server)->setGateway(gateway);
+  // Function schedules: REST `schedules`, and the scheduler that runs them through the same
+  // recording Runner (started once the server serves; its first pass applies the missed-runs
+  // rule to what came due while the server was down).
+  if (auto st = (*server)->addHandler(
+          std::make_shared<functions::schedule::ScheduleService>(store_ref, clock));
+      !st)
+    return fail("cannot register the schedules", st.error());
+  functions::schedule::SchedulerOptions scheduler_options;
+  scheduler_options.catch_up_window = std::chrono::seconds(f.schedule_catch_up_s);
+  auto scheduler = std::make_unique<functions::schedule::FunctionScheduler>(
+      store_ref, function_service->runner(), clock, scheduler_options);
+  (*server)->addMetricsSource([s = scheduler.get()] { return s->prometheusText(); });
   (*server)->addMetricsSource([rt = function_runtime->get()] { return rt->prometheusText(); });
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
@@ -591,6 +607,7 @@ int serve(const ServeFlags& f) {
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
+  scheduler->start();
 
   const std::string node = f.node.empty() ? defaultNodeName(*endpoints) : f.node;
   printLine(bj::object{{"event", "listening"},
@@ -636,6 +653,8 @@ int serve(const ServeFlags& f) {
         drain_end - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
   };
   if (!(*server)->drain(left())) spdlog::warn("drain: requests still in flight at the deadline");
+  // No scheduled run starts after this; the runs in flight finish (within their deadline).
+  scheduler.reset();
   bot_service->drain(left());
   // Then: stop the network (acceptors closed, sockets closed with 1001 after the frames queued
   // before, the engine unsubscribed), then the connector, then the engine (drains its queues;
@@ -727,6 +746,13 @@ int main(int argc, char** argv) {
                    "Functions gateway invocations of one account running at once; more are "
                    "refused with 429")
       ->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--schedule-catch-up", f.schedule_catch_up_s,
+                   "Seconds: a function schedule's missed times (downtime, a run still going) "
+                   "at most this old run once at the next pass; older ones are skipped and "
+                   "logged")
+      ->check(CLI::Range(0, 30 * 24 * 3600))
       ->capture_default_str();
   serve_cmd
       ->add_option("--metrics-token", f.metrics_token,

@@ -28,6 +28,7 @@
 #include "common/testing/fake_clock.h"
 #include "common/testing/temp_dir.h"
 #include "functions/runtime.h"
+#include "functions/schedule/schedule_service.h"
 #include "functions/service/function_service.h"
 #include "functions/service/platform_host.h"
 #include "functions/templates.h"
@@ -75,6 +76,28 @@ int parse(std::vector<std::string> args, Parsed& out, int rc = 0) {
   } catch (const CLI::ParseError& e) {
     return e.get_exit_code() == 0 ? -1 : e.get_exit_code();
   }
+}
+
+TEST(CliOptions, ScheduleOptions) {
+  Parsed p;
+  ASSERT_EQ(parse({"function", "schedule", "bot", "--cron", "*/5 * * * *", "--payload",
+                   R"({"a":1})", "--paused"},
+                  p),
+            0);
+  ASSERT_EQ(p.functions.size(), 1u);
+  EXPECT_EQ(p.functions[0].verb, "schedule");
+  EXPECT_EQ(p.functions[0].cron, "*/5 * * * *");
+  EXPECT_EQ(p.functions[0].payload, R"({"a":1})");
+  EXPECT_TRUE(p.functions[0].paused);
+  Parsed d;
+  ASSERT_EQ(parse({"function", "schedule", "bot", "--delete", "s-1"}, d), 0);
+  EXPECT_EQ(d.functions[0].delete_id, "s-1");
+  // One action at a time; --payload and --paused only with --cron.
+  Parsed x;
+  EXPECT_NE(parse({"function", "schedule", "bot", "--cron", "* * * * *", "--delete", "s-1"}, x), 0);
+  EXPECT_NE(parse({"function", "schedule", "bot", "--pause", "a", "--resume", "b"}, x), 0);
+  EXPECT_NE(parse({"function", "schedule", "bot", "--payload", "{}"}, x), 0);
+  EXPECT_TRUE(x.functions.empty());
 }
 
 TEST(CliOptions, FunctionVerbs) {
@@ -396,6 +419,7 @@ class TestServer {
     runtime_ = std::move(functions::FunctionRuntime::create(o, host_, clock_).value());
     service_ =
         std::make_unique<functions::service::FunctionService>(*store_, box_, *runtime_, clock_);
+    schedules_ = std::make_unique<functions::schedule::ScheduleService>(*store_, clock_);
     thread_ = std::thread([this] { serve(); });
   }
   ~TestServer() {
@@ -405,6 +429,7 @@ class TestServer {
     boost::asio::ip::tcp::socket s(ioc_);
     s.connect(acceptor_.local_endpoint(), ec);
     thread_.join();
+    schedules_.reset();
     service_.reset();
     runtime_.reset();
   }
@@ -477,8 +502,11 @@ class TestServer {
     r.caller.account = AccountId("acc1");
     r.caller.login_name = "dev";
     r.caller.roles = {"ADMIN"};
+    api::Handler& handler = !r.path.empty() && r.path[0] == "schedules"
+                                ? static_cast<api::Handler&>(*schedules_)
+                                : static_cast<api::Handler&>(*service_);
     auto resp = parley::testing::await<api::Response>(
-        [&](auto done) { service_->handle(std::move(r), std::move(done)); });
+        [&](auto done) { handler.handle(std::move(r), std::move(done)); });
     return {resp.status, resp.body};
   }
 
@@ -488,6 +516,7 @@ class TestServer {
   functions::service::PlatformHost host_;
   std::unique_ptr<functions::FunctionRuntime> runtime_;
   std::unique_ptr<functions::service::FunctionService> service_;
+  std::unique_ptr<functions::schedule::ScheduleService> schedules_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::atomic<bool> stopping_{false};
@@ -602,6 +631,66 @@ TEST_F(CliRemoteTest, PushDeployInvokeLogsPullGet) {
 
   ASSERT_EQ(run(verb("undeploy", "greet")), 0) << last_err_;
   EXPECT_NE(last_out_.find("Draft"), std::string::npos);
+}
+
+TEST_F(CliRemoteTest, ScheduleCreatesListsPausesResumesAndDeletes) {
+  ASSERT_EQ(login("pw"), 0) << last_err_;
+  ASSERT_EQ(run(verb("init", "tick")), 0) << last_err_;
+  ASSERT_EQ(run(verb("push", "tick")), 0) << last_err_;
+  std::string out;
+  ASSERT_EQ(run(verb("schedule", "tick"), &out), 0) << last_err_;
+  EXPECT_NE(out.find("tick has no schedules"), std::string::npos) << out;
+
+  FunctionCommand add = verb("schedule", "tick");
+  add.cron = "*/15 * * * *";
+  add.payload = R"({"job":"sync"})";
+  add.json = true;
+  ASSERT_EQ(run(add, &out), 0) << last_err_;
+  auto created = json::parseObject(out);
+  ASSERT_TRUE(created) << out;
+  const std::string id = json::getString(*created, "uuid");
+  EXPECT_EQ(json::getString(*created, "cronExpression"), "*/15 * * * *");
+  EXPECT_EQ(json::dump(created->at("payload")), R"({"job":"sync"})");
+  EXPECT_TRUE(created->at("isActive").as_bool());
+
+  ASSERT_EQ(run(verb("schedule", "tick"), &out), 0) << last_err_;
+  EXPECT_NE(out.find("CRON (UTC)"), std::string::npos) << out;
+  EXPECT_NE(out.find(id), std::string::npos) << out;
+  EXPECT_NE(out.find("*/15 * * * *"), std::string::npos) << out;
+
+  FunctionCommand pause = verb("schedule", "tick");
+  pause.pause_id = id;
+  ASSERT_EQ(run(pause, &out), 0) << last_err_;
+  EXPECT_NE(out.find("paused"), std::string::npos) << out;
+  FunctionCommand resume = verb("schedule", "tick");
+  resume.resume_id = id;
+  ASSERT_EQ(run(resume, &out), 0) << last_err_;
+  EXPECT_NE(out.find("active, next run"), std::string::npos) << out;
+
+  // Bad input: the server's message names the field; bad JSON is caught before sending.
+  FunctionCommand bad = verb("schedule", "tick");
+  bad.cron = "0 25 * * *";
+  EXPECT_EQ(run(bad), 1);
+  EXPECT_NE(last_err_.find("the hour field '25'"), std::string::npos) << last_err_;
+  bad.cron = "0 1 * * *";
+  bad.payload = "{not json";
+  EXPECT_EQ(run(bad), 1);
+  EXPECT_NE(last_err_.find("--payload is not JSON"), std::string::npos) << last_err_;
+  // A schedule of another function is not this one's to delete.
+  ASSERT_EQ(run(verb("init", "other")), 0) << last_err_;
+  ASSERT_EQ(run(verb("push", "other")), 0) << last_err_;
+  FunctionCommand wrong = verb("schedule", "other");
+  wrong.delete_id = id;
+  EXPECT_EQ(run(wrong), 1);
+  EXPECT_NE(last_err_.find("is not a schedule of other"), std::string::npos) << last_err_;
+
+  FunctionCommand del = verb("schedule", "tick");
+  del.delete_id = id;
+  ASSERT_EQ(run(del, &out), 0) << last_err_;
+  EXPECT_NE(out.find("Deleted schedule " + id), std::string::npos) << out;
+  ASSERT_EQ(run(verb("schedule", "tick"), &out), 0) << last_err_;
+  EXPECT_NE(out.find("no schedules"), std::string::npos) << out;
+  EXPECT_EQ(run(del), 1);
 }
 
 TEST_F(CliRemoteTest, FailuresAreReported) {

@@ -309,6 +309,96 @@ int doLogs(const FunctionCommand& cmd, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
+int doSchedule(const FunctionCommand& cmd, std::ostream& out, std::ostream& err) {
+  auto remote = connect(cmd);
+  if (!remote) return fail(err, remote.error());
+  auto found = remote->findByName(cmd.name);
+  if (!found) return fail(err, found.error());
+  const std::string uuid = json::getString(*found, "uuid");
+  const std::string base = "/api/v1/accounts/" + remote->config.account + "/schedules";
+  auto printOne = [&](const bj::value& v) {
+    if (cmd.json) {
+      out << prettyJson(v);
+      return;
+    }
+    const auto& o = v.as_object();
+    out << fmt::format("Schedule {} of {}: '{}', {}, next run {}.\n", json::getString(o, "uuid"),
+                       cmd.name, json::getString(o, "cronExpression"),
+                       json::getInt(o, "nextRunAt") > 0 ? "active" : "paused",
+                       formatTime(json::getInt(o, "nextRunAt")));
+  };
+  if (!cmd.cron.empty()) {
+    bj::object body{{"lambdaUUID", uuid}, {"cronExpression", cmd.cron}, {"isActive", !cmd.paused}};
+    if (!cmd.payload.empty()) {
+      auto payload = json::parse(cmd.payload);
+      if (!payload)
+        return fail(
+            err, Error{ErrorCode::kInvalid, "--payload is not JSON: " + payload.error().message});
+      body["payload"] = std::move(*payload);
+    }
+    auto r = remote->call("POST", base, json::dump(body));
+    if (!r || !r->is_object())
+      return fail(err, r ? Error{ErrorCode::kInternal, "unexpected response"} : r.error());
+    printOne(*r);
+    return 0;
+  }
+  // The schedule must belong to this function (a uuid of another one is refused).
+  auto owned = [&](const std::string& id) -> Status {
+    auto r = remote->call("GET", base + "/" + id);
+    if (!r) return std::unexpected(r.error());
+    if (!r->is_object() || json::getString(r->as_object(), "lambdaUUID") != uuid)
+      return notFound(fmt::format("schedule {} is not a schedule of {}", id, cmd.name));
+    return {};
+  };
+  if (!cmd.delete_id.empty()) {
+    if (auto st = owned(cmd.delete_id); !st) return fail(err, st.error());
+    if (auto r = remote->call("DELETE", base + "/" + cmd.delete_id); !r)
+      return fail(err, r.error());
+    out << fmt::format("Deleted schedule {} of {}.\n", cmd.delete_id, cmd.name);
+    return 0;
+  }
+  if (!cmd.pause_id.empty() || !cmd.resume_id.empty()) {
+    const std::string& id = cmd.pause_id.empty() ? cmd.resume_id : cmd.pause_id;
+    if (auto st = owned(id); !st) return fail(err, st.error());
+    bj::object body{{"isActive", cmd.pause_id.empty()}};
+    auto r = remote->call("PUT", base + "/" + id, json::dump(body));
+    if (!r || !r->is_object())
+      return fail(err, r ? Error{ErrorCode::kInternal, "unexpected response"} : r.error());
+    printOne(*r);
+    return 0;
+  }
+  auto list = remote->call("GET", base + "?lambdaUUID=" + uuid);
+  if (!list) return fail(err, list.error());
+  if (cmd.json) {
+    out << prettyJson(*list);
+    return 0;
+  }
+  if (!list->is_array() || list->as_array().empty()) {
+    out << fmt::format("{} has no schedules; add one with --cron \"*/15 * * * *\".\n", cmd.name);
+    return 0;
+  }
+  out << pad("UUID", 38) << pad("CRON (UTC)", 22) << pad("ACTIVE", 8) << pad("NEXT RUN", 26)
+      << "LAST RESULT\n";
+  for (const auto& v : list->as_array()) {
+    if (!v.is_object()) continue;
+    const auto& o = v.as_object();
+    std::string last = "-";
+    if (const auto* r = o.if_contains("lastResult"); r && r->is_object()) {
+      const auto& lr = r->as_object();
+      const auto* ok = lr.if_contains("ok");
+      last =
+          ok && ok->is_bool() && ok->as_bool()
+              ? "ok " + formatTime(json::getInt(lr, "finishedAt"))
+              : json::getString(lr, "errorCode") + " " + formatTime(json::getInt(lr, "finishedAt"));
+    }
+    const auto* active = o.if_contains("isActive");
+    out << pad(json::getString(o, "uuid"), 38) << pad(json::getString(o, "cronExpression"), 22)
+        << pad(active && active->is_bool() && active->as_bool() ? "yes" : "no", 8)
+        << pad(formatTime(json::getInt(o, "nextRunAt")), 26) << last << "\n";
+  }
+  return 0;
+}
+
 int doGet(const FunctionCommand& cmd, std::ostream& out, std::ostream& err) {
   auto remote = connect(cmd);
   if (!remote) return fail(err, remote.error());
@@ -381,6 +471,7 @@ int runFunctionCommand(const FunctionCommand& cmd, std::ostream& out, std::ostre
   if (cmd.verb == "invoke") return doInvoke(cmd, out, err);
   if (cmd.verb == "logs") return doLogs(cmd, out, err);
   if (cmd.verb == "get") return doGet(cmd, out, err);
+  if (cmd.verb == "schedule") return doSchedule(cmd, out, err);
   err << "Error: unknown command '" << cmd.verb << "'\n";
   return 1;
 }

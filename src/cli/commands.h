@@ -14,7 +14,7 @@ class App;
 namespace parley::cli {
 
 struct FunctionCommand {
-  // init, push, pull, deploy, undeploy, invoke, logs, get
+  // init, push, pull, deploy, undeploy, invoke, logs, get, schedule
   std::string verb;
   // The function's name (optional for `get`).
   std::string name;
@@ -32,8 +32,17 @@ struct FunctionCommand {
   std::string level;
   long long since = 0;
   int limit = 50;
-  // `get`/`logs`: print JSON instead of a table.
+  // `get`/`logs`/`schedule`: print JSON instead of a table.
   bool json = false;
+  // `schedule`: with `cron`, creates a schedule (payload JSON, default {}; paused when
+  // `paused`); with one of the ids, deletes, pauses or resumes that schedule; with none of
+  // them, lists the function's schedules.
+  std::string cron;
+  std::string payload;
+  bool paused = false;
+  std::string delete_id;
+  std::string pause_id;
+  std::string resume_id;
   // CLI config file; "" = $PARLEY_CONFIG or ~/.config/parley/cli.json.
   std::string config;
 };

@@ -35,7 +35,8 @@ CLI::App* addVerb(CLI::App* fn, const std::string& verb, const std::string& help
 
 void registerFunctionCommands(CLI::App& app, std::function<int(const FunctionCommand&)> run) {
   CLI::App* fn = app.add_subcommand(
-      "function", "Develop functions: init, push, pull, deploy, undeploy, invoke, logs, get");
+      "function",
+      "Develop functions: init, push, pull, deploy, undeploy, invoke, logs, get, schedule");
   fn->require_subcommand(1);
   auto name = [](CLI::App* sub, FunctionCommand& c) {
     sub->add_option("name", c.name, "Function name (functions/<name>/)")->required();
@@ -67,6 +68,25 @@ void registerFunctionCommands(CLI::App& app, std::function<int(const FunctionCom
                 ->check(CLI::Range(1, 1000));
             sub->add_flag("--json", c.json, "Print JSON");
           });
+  addVerb(
+      fn, "schedule",
+      "List the function's schedules; --cron creates one, --delete/--pause/--resume change one",
+      run, [&](CLI::App* sub, FunctionCommand& c) {
+        name(sub, c);
+        auto* cron = sub->add_option(
+            "--cron", c.cron, "Create a schedule: five cron fields in UTC, e.g. \"*/15 * * * *\"");
+        sub->add_option("--payload", c.payload, "The runs' payload, JSON (default: {})")
+            ->needs(cron);
+        sub->add_flag("--paused", c.paused, "Create it paused")->needs(cron);
+        auto* del = sub->add_option("--delete", c.delete_id, "Delete the schedule with this uuid");
+        auto* pause = sub->add_option("--pause", c.pause_id, "Pause the schedule with this uuid");
+        auto* resume =
+            sub->add_option("--resume", c.resume_id, "Resume the schedule with this uuid");
+        cron->excludes(del)->excludes(pause)->excludes(resume);
+        del->excludes(pause)->excludes(resume);
+        pause->excludes(resume);
+        sub->add_flag("--json", c.json, "Print JSON");
+      });
   addVerb(fn, "get", "List functions or deployments", run, [&](CLI::App* sub, FunctionCommand& c) {
     sub->add_option("what", c.what, "functions (default) or deployments")
         ->check(CLI::IsMember({"functions", "deployments"}));

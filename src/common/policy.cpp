@@ -87,6 +87,11 @@ constexpr Rule kRules[] = {
     {Action::kSecretsAudit, R, "secrets.audit", "GET secrets/audit", {A, FA}},
     {Action::kAllowlistGet, R, "allowlist.get", "GET allowlist", {A, M, FA, FD}},
     {Action::kAllowlistPut, R, "allowlist.put", "PUT allowlist", {A, FA}},
+    {Action::kSchedulesList, R, "schedules.list", "GET schedules", {A, FA, FD}},
+    {Action::kSchedulesCreate, R, "schedules.create", "POST schedules", {A, FA, FD}},
+    {Action::kSchedulesGet, R, "schedules.get", "GET schedules/{uuid}", {A, FA, FD}},
+    {Action::kSchedulesUpdate, R, "schedules.update", "PUT/PATCH schedules/{uuid}", {A, FA, FD}},
+    {Action::kSchedulesDelete, R, "schedules.delete", "DELETE schedules/{uuid}", {A, FA, FD}},
     // ---- REST: bots
     {Action::kBotsList, R, "bots.list", "GET bots", {A, M, FA}},
     {Action::kBotsCreate, R, "bots.create", "POST bots", {A}},

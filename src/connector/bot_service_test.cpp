@@ -45,6 +45,7 @@ class DeferredTurnStore final : public store::Store, public store::BotStore {
   store::FunctionStore& functions() override { return inner_->functions(); }
   store::BotStore& bots() override { return *this; }
   store::OAuthStore& oauth() override { return inner_->oauth(); }
+  store::ScheduleStore& schedules() override { return inner_->schedules(); }
   int schemaVersion() const override { return 0; }
 
   // store::BotStore

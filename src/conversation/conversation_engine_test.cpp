@@ -1369,6 +1369,7 @@ class GatedStore final : public store::Store, public store::ConversationStore {
   store::FunctionStore& functions() override { return inner_.functions(); }
   store::BotStore& bots() override { return inner_.bots(); }
   store::OAuthStore& oauth() override { return inner_.oauth(); }
+  store::ScheduleStore& schedules() override { return inner_.schedules(); }
   int schemaVersion() const override { return inner_.schemaVersion(); }
 
   Status saveConversation(const Conversation& c) override {

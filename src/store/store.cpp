@@ -29,6 +29,7 @@ constexpr const char* kUserStatusNames[] = {"ENABLED", "DISABLED"};
 constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
 constexpr const char* kBotStatusNames[] = {"ONLINE", "OFFLINE", "VENDOR_INTERRUPTION",
                                            "SERVICE_INTERRUPTION"};
+constexpr const char* kScheduleStateNames[] = {"ACTIVE", "PAUSED"};
 
 template <std::size_t N, class E>
 const char* nameOf(const char* const (&names)[N], E e) {
@@ -76,6 +77,11 @@ Result<AccountStatus> parseAccountStatus(std::string_view s) {
 const char* botStatusName(BotStatus s) { return nameOf(kBotStatusNames, s); }
 Result<BotStatus> parseBotStatus(std::string_view s) {
   return parseName<BotStatus>(s, kBotStatusNames, "bot status");
+}
+
+const char* scheduleStateName(ScheduleState s) { return nameOf(kScheduleStateNames, s); }
+Result<ScheduleState> parseScheduleState(std::string_view s) {
+  return parseName<ScheduleState>(s, kScheduleStateNames, "schedule state");
 }
 
 std::string encodeTurnMark(const TurnMark& m) {

@@ -458,6 +458,95 @@ class FunctionStore {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Function schedules (cron expressions run by the functions scheduler, src/functions/schedule)
+
+enum class ScheduleState { kActive, kPaused };
+
+// A schedule: run `function` with `payload_json` at every time `cron` names (UTC), plus the
+// bookkeeping of its runs. The store keeps the cron text as given; the scheduler computes the
+// times.
+struct Schedule {
+  AccountId account;
+  std::string id;  // uuid
+  FunctionId function;
+  std::string cron;
+  ScheduleState state = ScheduleState::kActive;
+  std::string payload_json = "{}";
+  // When the scheduler runs it next (ms); 0 when paused.
+  TimeMs next_run_at = 0;
+  // The run in progress: its id and until when its claim holds ("" and 0: none).
+  std::string running_id;
+  TimeMs running_until = 0;
+  // The last run: the time it was due, when it started and ended, its outcome ("" never ran,
+  // "OK", or the LivePerson error code) and error message, its duration.
+  TimeMs last_due_at = 0;
+  TimeMs last_started_at = 0;
+  TimeMs last_finished_at = 0;
+  std::string last_outcome;
+  std::string last_error;
+  std::int64_t last_duration_ms = 0;
+  std::string created_by;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+};
+
+// Claims one run of a schedule (ScheduleStore::claimScheduleRun).
+struct ScheduleClaim {
+  AccountId account;
+  std::string id;
+  // The next_run_at the caller read: the claim holds only if it is still the stored one.
+  TimeMs due_at = 0;
+  // The next_run_at stored with the claim (the schedule's next time after now).
+  TimeMs next_run_at = 0;
+  TimeMs now = 0;
+  std::string run_id;
+  TimeMs running_until = 0;
+};
+
+// The end of a claimed run (ScheduleStore::finishScheduleRun).
+struct ScheduleRunEnd {
+  AccountId account;
+  std::string id;
+  std::string run_id;
+  TimeMs finished_at = 0;
+  std::string outcome;  // "OK" or the error code
+  std::string error;
+  std::int64_t duration_ms = 0;
+};
+
+class ScheduleStore {
+ public:
+  virtual ~ScheduleStore() = default;
+
+  // Invalid without account, id, function or cron; NotFound when the account has no function
+  // s.function (checked in the same transaction, so no schedule outlives its function: deleting
+  // a function deletes its schedules); Conflict when the id exists.
+  virtual Status createSchedule(const Schedule& s) = 0;
+  // Replaces the definition (cron, state, payload_json, next_run_at, updated_at) and leaves the
+  // run bookkeeping alone. NotFound when absent.
+  virtual Status updateSchedule(const Schedule& s) = 0;
+  virtual Status deleteSchedule(const AccountId& acc, const std::string& id) = 0;
+  virtual Result<Schedule> getSchedule(const AccountId& acc, const std::string& id) = 0;
+  // The account's schedules, oldest first.
+  virtual Result<std::vector<Schedule>> listSchedules(const AccountId& acc) = 0;
+  // Every account's active schedules with 0 < next_run_at <= now and no claim unexpired at
+  // `now` (running_until <= now), earliest next_run_at first, at most `limit`.
+  virtual Result<std::vector<Schedule>> listDueSchedules(TimeMs now, int limit) = 0;
+  // In one transaction, when the schedule is active, its next_run_at is still c.due_at and no
+  // claim is unexpired at c.now: stores the claim (running_id, running_until), last_due_at =
+  // due_at, last_started_at = now and next_run_at = c.next_run_at. Of callers racing for one
+  // run (threads or nodes) exactly one succeeds; the others get Conflict. NotFound when absent.
+  virtual Status claimScheduleRun(const ScheduleClaim& c) = 0;
+  // Moves next_run_at from `due_at` to `next_run_at` without a run (missed runs skipped), under
+  // the same conditions as a claim. Conflict when they do not hold; NotFound when absent.
+  virtual Status skipScheduleRuns(const AccountId& acc, const std::string& id, TimeMs due_at,
+                                  TimeMs next_run_at, TimeMs now) = 0;
+  // When the schedule's running_id is e.run_id: clears the claim and records the outcome.
+  // Conflict when the claim is no longer this run's; NotFound when the schedule is gone.
+  virtual Status finishScheduleRun(const ScheduleRunEnd& e) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Bots (Third-Party Bots, vendor Custom Integration) and their turns
 
 // A bot's status (README of src/connector, "Bot health"): OFFLINE bots do not run; the others
@@ -593,6 +682,7 @@ class Store {
   virtual FunctionStore& functions() = 0;
   virtual BotStore& bots() = 0;
   virtual OAuthStore& oauth() = 0;
+  virtual ScheduleStore& schedules() = 0;
   // Schema version after migrations.
   virtual int schemaVersion() const = 0;
   // The cluster material and conversation leases. Every store of this library has them; a
@@ -622,6 +712,8 @@ const char* accountStatusName(AccountStatus s);  // "ACTIVE", "DISABLED"
 Result<AccountStatus> parseAccountStatus(std::string_view s);
 // "ONLINE", "OFFLINE", "VENDOR_INTERRUPTION", "SERVICE_INTERRUPTION"
 const char* botStatusName(BotStatus s);
+const char* scheduleStateName(ScheduleState s);  // "ACTIVE", "PAUSED"
+Result<ScheduleState> parseScheduleState(std::string_view s);
 Result<BotStatus> parseBotStatus(std::string_view s);
 
 // The first id that createUser / createSkill assign in an account when the caller leaves `id`

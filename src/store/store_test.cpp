@@ -75,6 +75,7 @@ class StoreContract : public ::testing::Test {
   FunctionStore& fn() { return store_->functions(); }
   BotStore& bots() { return store_->bots(); }
   OAuthStore& oauth() { return store_->oauth(); }
+  ScheduleStore& sched() { return store_->schedules(); }
 
   FakeClock clock_;
   TempDir dir_;
@@ -849,6 +850,179 @@ FunctionRecord makeFunction(const AccountId& a, const std::string& uuid, const s
   f.created_by = "alice";
   f.updated_by = "alice";
   return f;
+}
+
+Schedule makeSchedule(const AccountId& acc, const std::string& id, const std::string& fn,
+                      TimeMs next) {
+  Schedule s;
+  s.account = acc;
+  s.id = id;
+  s.function = FunctionId(fn);
+  s.cron = "*/5 * * * *";
+  s.payload_json = R"({"k":1})";
+  s.next_run_at = next;
+  s.created_by = "u1";
+  return s;
+}
+
+TYPED_TEST(StoreContract, SchedulesCrudPerAccountAndOnlyForExistingFunctions) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
+  ASSERT_OK(this->fn().createFunction(makeFunction(kB, "f2", "two")));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s1", "f1", 1000)));
+  this->clock_.advanceMs(5);
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s2", "f1", 2000)));
+  EXPECT_CODE(this->sched().createSchedule(makeSchedule(kA, "s1", "f1", 1)), ErrorCode::kConflict);
+  // The function must exist in the schedule's account.
+  EXPECT_CODE(this->sched().createSchedule(makeSchedule(kA, "s3", "f2", 1)), ErrorCode::kNotFound);
+  EXPECT_CODE(this->sched().createSchedule(makeSchedule(kA, "s3", "nope", 1)),
+              ErrorCode::kNotFound);
+  EXPECT_CODE(this->sched().createSchedule(makeSchedule(kA, "", "f1", 1)), ErrorCode::kInvalid);
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kB, "s1", "f2", 1000)));  // same id, B
+
+  auto got = this->sched().getSchedule(kA, "s1");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->function, FunctionId("f1"));
+  EXPECT_EQ(got->cron, "*/5 * * * *");
+  EXPECT_EQ(got->payload_json, R"({"k":1})");
+  EXPECT_EQ(got->state, ScheduleState::kActive);
+  EXPECT_EQ(got->next_run_at, 1000);
+  EXPECT_EQ(got->created_by, "u1");
+  EXPECT_GT(got->created_at, 0);
+  EXPECT_EQ(got->last_outcome, "");
+  auto list = this->sched().listSchedules(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "s1");
+  EXPECT_EQ((*list)[1].id, "s2");
+
+  Schedule upd = *got;
+  upd.cron = "0 * * * *";
+  upd.state = ScheduleState::kPaused;
+  upd.next_run_at = 0;
+  upd.payload_json = "null";
+  upd.running_id = "ignored";  // run bookkeeping is not part of an update
+  ASSERT_OK(this->sched().updateSchedule(upd));
+  got = this->sched().getSchedule(kA, "s1");
+  EXPECT_EQ(got->cron, "0 * * * *");
+  EXPECT_EQ(got->state, ScheduleState::kPaused);
+  EXPECT_EQ(got->payload_json, "null");
+  EXPECT_EQ(got->running_id, "");
+  Schedule foreign = upd;
+  foreign.id = "s2";
+  foreign.account = AccountId("3003");
+  EXPECT_CODE(this->sched().updateSchedule(foreign), ErrorCode::kNotFound);
+
+  ASSERT_OK(this->sched().deleteSchedule(kA, "s1"));
+  EXPECT_CODE(this->sched().deleteSchedule(kA, "s1"), ErrorCode::kNotFound);
+  EXPECT_CODE(this->sched().getSchedule(kA, "s1"), ErrorCode::kNotFound);
+  EXPECT_TRUE(this->sched().getSchedule(kB, "s1"));
+}
+
+TYPED_TEST(StoreContract, DeletingAFunctionDeletesItsSchedules) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f2", "two")));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s1", "f1", 1000)));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s2", "f1", 1000)));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s3", "f2", 1000)));
+  ASSERT_OK(this->fn().deleteFunction(kA, FunctionId("f1")));
+  auto list = this->sched().listSchedules(kA);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, "s3");
+  EXPECT_TRUE(this->sched().listDueSchedules(5000, 10)->size() == 1u);
+}
+
+TYPED_TEST(StoreContract, ScheduleRunsAreClaimedOnceAndFinishedByTheirClaim) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
+  ASSERT_OK(this->fn().createFunction(makeFunction(kB, "f2", "two")));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "late", "f1", 3000)));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kB, "early", "f2", 1000)));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "future", "f1", 9000)));
+  Schedule paused = makeSchedule(kA, "paused", "f1", 1000);
+  paused.state = ScheduleState::kPaused;
+  ASSERT_OK(this->sched().createSchedule(paused));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "never", "f1", 0)));
+
+  // Due at 5000: the two active ones whose time came, earliest first, across accounts.
+  auto due = this->sched().listDueSchedules(5000, 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].id, "early");
+  EXPECT_EQ((*due)[1].id, "late");
+  EXPECT_EQ(this->sched().listDueSchedules(5000, 1)->size(), 1u);
+
+  ScheduleClaim c{kA, "late", 3000, 6000, 5000, "run-1", 40000};
+  ScheduleClaim stale = c;
+  stale.run_id = "run-2";
+  ASSERT_OK(this->sched().claimScheduleRun(c));
+  // A second claim of the same run (another thread or node) loses.
+  EXPECT_CODE(this->sched().claimScheduleRun(stale), ErrorCode::kConflict);
+  // While the claim holds, the schedule is not due, even once its next time came.
+  due = this->sched().listDueSchedules(7000, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, "early");
+  ScheduleClaim next{kA, "late", 6000, 9000, 7000, "run-3", 50000};
+  EXPECT_CODE(this->sched().claimScheduleRun(next), ErrorCode::kConflict);
+  auto got = this->sched().getSchedule(kA, "late");
+  EXPECT_EQ(got->running_id, "run-1");
+  EXPECT_EQ(got->running_until, 40000);
+  EXPECT_EQ(got->last_due_at, 3000);
+  EXPECT_EQ(got->last_started_at, 5000);
+  EXPECT_EQ(got->next_run_at, 6000);
+
+  // Only the claim's own run finishes it.
+  EXPECT_CODE(
+      this->sched().finishScheduleRun(ScheduleRunEnd{kA, "late", "run-2", 7100, "OK", "", 0}),
+      ErrorCode::kConflict);
+  ASSERT_OK(this->sched().finishScheduleRun(
+      ScheduleRunEnd{kA, "late", "run-1", 7200, "com.liveperson.faas.es.notdeployed", "gone", 12}));
+  got = this->sched().getSchedule(kA, "late");
+  EXPECT_EQ(got->running_id, "");
+  EXPECT_EQ(got->running_until, 0);
+  EXPECT_EQ(got->last_finished_at, 7200);
+  EXPECT_EQ(got->last_outcome, "com.liveperson.faas.es.notdeployed");
+  EXPECT_EQ(got->last_error, "gone");
+  EXPECT_EQ(got->last_duration_ms, 12);
+  EXPECT_CODE(
+      this->sched().finishScheduleRun(ScheduleRunEnd{kA, "late", "run-1", 7300, "OK", "", 0}),
+      ErrorCode::kConflict);
+  ASSERT_OK(this->sched().claimScheduleRun(next));
+
+  // An expired claim (its node died) can be taken over; the old run's end is then refused.
+  ScheduleClaim takeover{kA, "late", 9000, 12000, 60000, "run-4", 90000};
+  ASSERT_OK(this->sched().claimScheduleRun(takeover));
+  EXPECT_CODE(
+      this->sched().finishScheduleRun(ScheduleRunEnd{kA, "late", "run-3", 60001, "OK", "", 0}),
+      ErrorCode::kConflict);
+
+  // Skipping missed runs moves next_run_at under the same conditions.
+  EXPECT_CODE(this->sched().skipScheduleRuns(kB, "early", 999, 20000, 5000), ErrorCode::kConflict);
+  ASSERT_OK(this->sched().skipScheduleRuns(kB, "early", 1000, 20000, 5000));
+  EXPECT_EQ(this->sched().getSchedule(kB, "early")->next_run_at, 20000);
+  EXPECT_CODE(this->sched().skipScheduleRuns(kB, "gone", 1000, 20000, 5000), ErrorCode::kNotFound);
+  EXPECT_CODE(this->sched().claimScheduleRun(ScheduleClaim{kA, "gone", 1, 2, 3, "r", 4}),
+              ErrorCode::kNotFound);
+  // A paused schedule is never claimed.
+  EXPECT_CODE(
+      this->sched().claimScheduleRun(ScheduleClaim{kA, "paused", 1000, 2000, 5000, "r", 9000}),
+      ErrorCode::kConflict);
+}
+
+TYPED_TEST(StoreContract, RacingClaimersOfOneRunGetOneWinner) {
+  ASSERT_OK(this->fn().createFunction(makeFunction(kA, "f1", "one")));
+  ASSERT_OK(this->sched().createSchedule(makeSchedule(kA, "s", "f1", 1000)));
+  std::atomic<int> won{0};
+  std::atomic<int> lost{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      auto r = this->sched().claimScheduleRun(
+          ScheduleClaim{kA, "s", 1000, 2000, 1500, numbered("run-", i), 9000});
+      (r ? won : lost)++;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won.load(), 1);
+  EXPECT_EQ(lost.load(), 3);
 }
 
 TYPED_TEST(StoreContract, FunctionsCrud) {

@@ -32,6 +32,7 @@
 #include "connector/testing/corpus.h"
 #include "conversation/conversation_engine.h"
 #include "functions/runtime.h"
+#include "functions/schedule/schedule_service.h"
 #include "functions/service/function_service.h"
 #include "functions/service/gateway.h"
 #include "functions/testing/fake_host.h"
@@ -121,6 +122,7 @@ struct World {
   std::unique_ptr<conv::ConversationService> engine;
   std::shared_ptr<functions::service::FunctionService> functions;
   std::shared_ptr<functions::service::Gateway> gateway;
+  std::shared_ptr<functions::schedule::ScheduleService> schedules;
   std::shared_ptr<connector::BotService> bots;
   std::unique_ptr<server::Server> server;
   ws::HostPort hp;
@@ -267,6 +269,13 @@ struct World {
     gateway = std::make_shared<functions::service::Gateway>(functions->runner(), *runtime,
                                                             store->functions(), clock);
     server->setGateway(gateway);
+    // Limits above what the walk creates (a schedule per call of several rows).
+    functions::schedule::ScheduleServiceOptions schedule_options;
+    schedule_options.max_scheduled_functions_per_account = 1000;
+    schedule_options.max_schedules_per_function = 1000;
+    schedules =
+        std::make_shared<functions::schedule::ScheduleService>(*store, clock, schedule_options);
+    ASSERT_TRUE(server->addHandler(schedules));
     ASSERT_TRUE(server->addHandler(bots));
     ASSERT_TRUE(server->addHandler(
         std::make_shared<connector::richcontent::RichContentHandler>(*validator)));
@@ -324,6 +333,12 @@ struct World {
                                             {"disclaimerAccepted", true}}));
     return std::string(b.at("id").as_string());
   }
+  // A schedule of the fixture function.
+  std::string createSchedule() {
+    auto sc = setup("POST", "schedules",
+                    R"({"lambdaUUID":")" + function_uuid + R"(","cronExpression":"0 0 * * *"})");
+    return std::string(sc.at("uuid").as_string());
+  }
   std::string createFunction() {
     auto f = setup("POST", "functions",
                    bj::serialize(bj::object{{"name", unique("fn-")},
@@ -338,6 +353,7 @@ struct World {
     if (bots) bots->stop();
     bots.reset();
     gateway.reset();
+    schedules.reset();
     functions.reset();
     engine.reset();
     runtime.reset();
@@ -460,6 +476,20 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
   m["secrets.value"] = [](World& w) {
     w.setup("PUT", "secrets/readable", R"({"value":"v"})");
     return RestCall{"GET", "secrets/readable", ""};
+  };
+  fixed("schedules.list", "GET", "schedules");
+  m["schedules.create"] = [](World& w) {
+    return RestCall{"POST", "schedules",
+                    R"({"lambdaUUID":")" + w.function_uuid + R"(","cronExpression":"0 0 * * *"})"};
+  };
+  m["schedules.get"] = [](World& w) {
+    return RestCall{"GET", "schedules/" + w.createSchedule(), ""};
+  };
+  m["schedules.update"] = [](World& w) {
+    return RestCall{"PUT", "schedules/" + w.createSchedule(), R"({"isActive":false})"};
+  };
+  m["schedules.delete"] = [](World& w) {
+    return RestCall{"DELETE", "schedules/" + w.createSchedule(), ""};
   };
   fixed("allowlist.get", "GET", "allowlist");
   fixed("allowlist.put", "PUT", "allowlist", R"({"domains":["example.com"]})");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of the `parley` CLI against a real `parley serve` (HTTPS, self-signed CA):
-# login, function init / invoke --local / push / deploy / invoke / get / logs / pull / undeploy,
+# login, function init / invoke --local / push / deploy / invoke / get / logs / schedule / pull / undeploy,
 # and a build error. Usage: cli_test.sh PATH/TO/parley
 set -euo pipefail
 PARLEY="${1:?usage: cli_test.sh PATH/TO/parley}"
@@ -68,6 +68,18 @@ echo "$out" | grep -q '"You said: hi"' || fail "remote invoke result: $out"
 "$PARLEY" function get | grep clibot | grep -q Productive || fail "get functions"
 "$PARLEY" function get deployments clibot | grep -q Productive || fail "get deployments"
 "$PARLEY" function logs clibot >/dev/null || fail "logs"
+
+# schedules: create (a bad expression names its field), list, pause, delete.
+if "$PARLEY" function schedule clibot --cron "0 24 * * *" 2>"$tmp/err"; then fail "bad cron accepted"; fi
+grep -q "the hour field '24'" "$tmp/err" || fail "bad cron message: $(cat "$tmp/err")"
+out="$("$PARLEY" function schedule clibot --cron "*/5 * * * *" --payload '{"job":"sync"}' --json)" \
+  || fail "schedule create: $out"
+sched="$(echo "$out" | sed -n 's/.*"uuid": *"\([^"]*\)".*/\1/p' | head -n1)"
+[ -n "$sched" ] || fail "schedule uuid: $out"
+"$PARLEY" function schedule clibot | grep "$sched" | grep -q "yes" || fail "schedule list"
+"$PARLEY" function schedule clibot --pause "$sched" | grep -q paused || fail "schedule pause"
+"$PARLEY" function schedule clibot --delete "$sched" | grep -q Deleted || fail "schedule delete"
+"$PARLEY" function schedule clibot | grep -q "no schedules" || fail "schedule list after delete"
 
 # push (update) makes it Modified; a broken edit fails to deploy with its line number.
 printf 'function lambda(input, callback) {\n  callback(null, 1;\n}\n' > functions/clibot/index.js

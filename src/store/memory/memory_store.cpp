@@ -34,6 +34,7 @@ class MemoryStore final : public Store,
                           public FunctionStore,
                           public BotStore,
                           public OAuthStore,
+                          public ScheduleStore,
                           public ClusterStore {
  public:
   explicit MemoryStore(const Clock& clock) : clock_(clock) {}
@@ -44,6 +45,7 @@ class MemoryStore final : public Store,
   FunctionStore& functions() override { return *this; }
   BotStore& bots() override { return *this; }
   OAuthStore& oauth() override { return *this; }
+  ScheduleStore& schedules() override { return *this; }
   int schemaVersion() const override { return 0; }
   ClusterStore* cluster() override { return this; }
 
@@ -348,6 +350,122 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  // ScheduleStore
+  Status createSchedule(const Schedule& s) override {
+    if (s.account.empty()) return invalid("schedule account is required");
+    if (s.id.empty()) return invalid("schedule id is required");
+    if (s.function.empty()) return invalid("schedule function is required");
+    if (s.cron.empty()) return invalid("schedule cron expression is required");
+    MutexLock lock(mu_);
+    auto f = functions_.find(s.function.str());
+    if (f == functions_.end() || f->second.account != s.account)
+      return notFound(functionMissing(s.account, s.function));
+    Key2 key{s.account.str(), s.id};
+    if (schedules_.contains(key))
+      return conflict("schedule " + s.id + " already exists in account " + s.account.str());
+    Schedule stored = s;
+    if (stored.created_at == 0) stored.created_at = clock_.nowMs();
+    if (stored.updated_at == 0) stored.updated_at = stored.created_at;
+    schedules_.emplace(std::move(key), std::make_pair(++seq_, std::move(stored)));
+    return {};
+  }
+
+  Status updateSchedule(const Schedule& s) override {
+    MutexLock lock(mu_);
+    auto it = schedules_.find(Key2{s.account.str(), s.id});
+    if (it == schedules_.end()) return notFound(scheduleMissing(s.account, s.id));
+    Schedule& t = it->second.second;
+    t.cron = s.cron;
+    t.state = s.state;
+    t.payload_json = s.payload_json;
+    t.next_run_at = s.next_run_at;
+    t.updated_at = s.updated_at ? s.updated_at : clock_.nowMs();
+    return {};
+  }
+
+  Status deleteSchedule(const AccountId& acc, const std::string& id) override {
+    MutexLock lock(mu_);
+    if (schedules_.erase(Key2{acc.str(), id}) == 0) return notFound(scheduleMissing(acc, id));
+    return {};
+  }
+
+  Result<Schedule> getSchedule(const AccountId& acc, const std::string& id) override {
+    MutexLock lock(mu_);
+    auto it = schedules_.find(Key2{acc.str(), id});
+    if (it == schedules_.end()) return notFound(scheduleMissing(acc, id));
+    return it->second.second;
+  }
+
+  Result<std::vector<Schedule>> listSchedules(const AccountId& acc) override {
+    MutexLock lock(mu_);
+    std::vector<std::pair<std::int64_t, Schedule>> sel;
+    for (const auto& [key, v] : schedules_)
+      if (v.second.account == acc) sel.push_back(v);
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.created_at, a.first) < std::tie(b.second.created_at, b.first);
+    });
+    std::vector<Schedule> out;
+    for (auto& [seq, s] : sel) out.push_back(std::move(s));
+    return out;
+  }
+
+  Result<std::vector<Schedule>> listDueSchedules(TimeMs now, int limit) override {
+    MutexLock lock(mu_);
+    std::vector<std::pair<std::int64_t, Schedule>> sel;
+    for (const auto& [key, v] : schedules_)
+      if (scheduleDue(v.second, now)) sel.push_back(v);
+    std::ranges::sort(sel, [](const auto& a, const auto& b) {
+      return std::tie(a.second.next_run_at, a.first) < std::tie(b.second.next_run_at, b.first);
+    });
+    std::vector<Schedule> out;
+    for (auto& [seq, s] : sel) {
+      if (std::ssize(out) >= limit) break;
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  Status claimScheduleRun(const ScheduleClaim& c) override {
+    MutexLock lock(mu_);
+    auto it = schedules_.find(Key2{c.account.str(), c.id});
+    if (it == schedules_.end()) return notFound(scheduleMissing(c.account, c.id));
+    Schedule& s = it->second.second;
+    if (!claimable(s, c.due_at, c.now)) return scheduleTaken(c.account, c.id);
+    s.running_id = c.run_id;
+    s.running_until = c.running_until;
+    s.last_due_at = c.due_at;
+    s.last_started_at = c.now;
+    s.next_run_at = c.next_run_at;
+    return {};
+  }
+
+  Status skipScheduleRuns(const AccountId& acc, const std::string& id, TimeMs due_at,
+                          TimeMs next_run_at, TimeMs now) override {
+    MutexLock lock(mu_);
+    auto it = schedules_.find(Key2{acc.str(), id});
+    if (it == schedules_.end()) return notFound(scheduleMissing(acc, id));
+    Schedule& s = it->second.second;
+    if (!claimable(s, due_at, now)) return scheduleTaken(acc, id);
+    s.next_run_at = next_run_at;
+    return {};
+  }
+
+  Status finishScheduleRun(const ScheduleRunEnd& e) override {
+    MutexLock lock(mu_);
+    auto it = schedules_.find(Key2{e.account.str(), e.id});
+    if (it == schedules_.end()) return notFound(scheduleMissing(e.account, e.id));
+    Schedule& s = it->second.second;
+    if (s.running_id.empty() || s.running_id != e.run_id)
+      return conflict("schedule " + e.id + " is no longer claimed by run " + e.run_id);
+    s.running_id.clear();
+    s.running_until = 0;
+    s.last_finished_at = e.finished_at;
+    s.last_outcome = e.outcome;
+    s.last_error = e.error;
+    s.last_duration_ms = e.duration_ms;
+    return {};
+  }
+
   // OAuthStore
   Status createApp(const OAuthApp& a) override {
     if (a.account.empty()) return invalid("app account is required");
@@ -562,6 +680,9 @@ class MemoryStore final : public Store,
     functions_.erase(it);
     std::erase_if(deployments_, [&](const auto& d) { return d.second.function == id; });
     std::erase_if(logs_, [&](const auto& l) { return l.second.function == id; });
+    std::erase_if(schedules_, [&](const auto& kv) {
+      return kv.second.second.account == acc && kv.second.second.function == id;
+    });
     return {};
   }
 
@@ -927,6 +1048,20 @@ class MemoryStore final : public Store,
         return conflict("user " + b.user.str() + " already has bot " + other.id.str());
     return {};
   }
+  static std::string scheduleMissing(const AccountId& acc, const std::string& id) {
+    return "schedule " + id + " does not exist in account " + acc.str();
+  }
+  static std::unexpected<Error> scheduleTaken(const AccountId& acc, const std::string& id) {
+    return conflict("schedule " + id + " in account " + acc.str() +
+                    " was claimed, edited or is running");
+  }
+  static bool scheduleDue(const Schedule& s, TimeMs now) {
+    return s.state == ScheduleState::kActive && s.next_run_at > 0 && s.next_run_at <= now &&
+           s.running_until <= now;
+  }
+  static bool claimable(const Schedule& s, TimeMs due_at, TimeMs now) {
+    return s.state == ScheduleState::kActive && s.next_run_at == due_at && s.running_until <= now;
+  }
   static std::string botMissing(const AccountId& acc, const BotId& id) {
     return "bot " + id.str() + " does not exist in account " + acc.str();
   }
@@ -975,6 +1110,8 @@ class MemoryStore final : public Store,
   std::map<std::string, std::vector<std::string>> image_allowlists_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::string> material_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, Lease> leases_ PARLEY_GUARDED_BY(mu_);
+  // By (account, id): (insertion order, schedule).
+  std::map<Key2, std::pair<std::int64_t, Schedule>> schedules_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -272,6 +272,33 @@ AccessToken accessTokenRow(const Rows& r, int i) {
   return t;
 }
 
+constexpr const char* kScheduleCols =
+    "account, id, function_uuid, cron, state, payload_json, next_run_at, running_id, "
+    "running_until, last_due_at, last_started_at, last_finished_at, last_outcome, last_error, "
+    "last_duration_ms, created_by, created_at, updated_at";
+Schedule scheduleRow(const Rows& r, int i) {
+  Schedule s;
+  s.account = AccountId(r.text(i, 0));
+  s.id = r.text(i, 1);
+  s.function = FunctionId(r.text(i, 2));
+  s.cron = r.text(i, 3);
+  s.state = parseScheduleState(r.text(i, 4)).value_or(ScheduleState::kPaused);
+  s.payload_json = r.text(i, 5);
+  s.next_run_at = r.i64(i, 6);
+  s.running_id = r.text(i, 7);
+  s.running_until = r.i64(i, 8);
+  s.last_due_at = r.i64(i, 9);
+  s.last_started_at = r.i64(i, 10);
+  s.last_finished_at = r.i64(i, 11);
+  s.last_outcome = r.text(i, 12);
+  s.last_error = r.text(i, 13);
+  s.last_duration_ms = r.i64(i, 14);
+  s.created_by = r.text(i, 15);
+  s.created_at = r.i64(i, 16);
+  s.updated_at = r.i64(i, 17);
+  return s;
+}
+
 Skill skillRow(const Rows& r, int i) {
   Skill s;
   s.account = AccountId(r.text(i, 0));
@@ -764,6 +791,7 @@ class PostgresStore final : public Store,
                             public FunctionStore,
                             public BotStore,
                             public OAuthStore,
+                            public ScheduleStore,
                             public ClusterStore {
  public:
   PostgresStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
@@ -778,6 +806,7 @@ class PostgresStore final : public Store,
   FunctionStore& functions() override { return *this; }
   BotStore& bots() override { return *this; }
   OAuthStore& oauth() override { return *this; }
+  ScheduleStore& schedules() override { return *this; }
   int schemaVersion() const override { return version_; }
   ClusterStore* cluster() override { return this; }
 
@@ -1059,6 +1088,130 @@ class PostgresStore final : public Store,
           "SELECT account, user_id, availability, updated_at FROM agent_states WHERE account=$1 "
           "ORDER BY octet_length(user_id), user_id",
           agentStateRow, acc.str());
+    });
+  }
+
+  // ScheduleStore
+  Status createSchedule(const Schedule& s) override {
+    if (s.account.empty()) return invalid("schedule account is required");
+    if (s.id.empty()) return invalid("schedule id is required");
+    if (s.function.empty()) return invalid("schedule function is required");
+    if (s.cron.empty()) return invalid("schedule cron expression is required");
+    const TimeMs created = s.created_at ? s.created_at : clock_.nowMs();
+    const TimeMs updated = s.updated_at ? s.updated_at : created;
+    return write([&](Conn& c) -> Status {
+      // FOR SHARE: a concurrent deleteFunction waits, then finds this schedule to delete.
+      auto fn = exists(c, "SELECT 1 FROM functions WHERE uuid=$1 AND account=$2 FOR SHARE",
+                       s.function.str(), s.account.str());
+      if (!fn) return std::unexpected(fn.error());
+      if (!*fn) return notFound(functionMissing(s.account, s.function));
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO schedules(" + std::string(kScheduleCols) +
+                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,"
+                               "$17,$18)",
+                           s.account.str(), s.id, s.function.str(), s.cron,
+                           scheduleStateName(s.state), s.payload_json, s.next_run_at, s.running_id,
+                           s.running_until, s.last_due_at, s.last_started_at, s.last_finished_at,
+                           s.last_outcome, s.last_error, s.last_duration_ms, s.created_by, created,
+                           updated)),
+          "schedule " + s.id + " already exists in account " + s.account.str());
+    });
+  }
+
+  Status updateSchedule(const Schedule& s) override {
+    const TimeMs updated = s.updated_at ? s.updated_at : clock_.nowMs();
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c,
+                  "UPDATE schedules SET cron=$1, state=$2, payload_json=$3, next_run_at=$4, "
+                  "updated_at=$5 WHERE account=$6 AND id=$7",
+                  s.cron, scheduleStateName(s.state), s.payload_json, s.next_run_at, updated,
+                  s.account.str(), s.id),
+          scheduleMissing(s.account, s.id));
+    });
+  }
+
+  Status deleteSchedule(const AccountId& acc, const std::string& id) override {
+    return write([&](Conn& c) {
+      return changedOrNotFound(
+          execute(c, "DELETE FROM schedules WHERE account=$1 AND id=$2", acc.str(), id),
+          scheduleMissing(acc, id));
+    });
+  }
+
+  Result<Schedule> getSchedule(const AccountId& acc, const std::string& id) override {
+    auto r = read([&](Conn& c) {
+      return selectOne<Schedule>(
+          c, "SELECT " + std::string(kScheduleCols) + " FROM schedules WHERE account=$1 AND id=$2",
+          scheduleRow, acc.str(), id);
+    });
+    return found(std::move(r), scheduleMissing(acc, id));
+  }
+
+  Result<std::vector<Schedule>> listSchedules(const AccountId& acc) override {
+    return read([&](Conn& c) {
+      return selectAll<Schedule>(c,
+                                 "SELECT " + std::string(kScheduleCols) +
+                                     " FROM schedules WHERE account=$1 ORDER BY created_at, seq",
+                                 scheduleRow, acc.str());
+    });
+  }
+
+  Result<std::vector<Schedule>> listDueSchedules(TimeMs now, int limit) override {
+    return read([&](Conn& c) {
+      return selectAll<Schedule>(
+          c,
+          "SELECT " + std::string(kScheduleCols) +
+              " FROM schedules WHERE state='ACTIVE' AND next_run_at>0 AND next_run_at<=$1 AND "
+              "running_until<=$1 ORDER BY next_run_at, seq LIMIT $2",
+          scheduleRow, now, static_cast<std::int64_t>(std::max(limit, 0)));
+    });
+  }
+
+  Status claimScheduleRun(const ScheduleClaim& cl) override {
+    return write([&](Conn& c) -> Status {
+      auto n = execute(c,
+                       "UPDATE schedules SET running_id=$1, running_until=$2, last_due_at=$3, "
+                       "last_started_at=$4, next_run_at=$5 WHERE account=$6 AND id=$7 AND "
+                       "state='ACTIVE' AND next_run_at=$3 AND running_until<=$4",
+                       cl.run_id, cl.running_until, cl.due_at, cl.now, cl.next_run_at,
+                       cl.account.str(), cl.id);
+      if (!n) return std::unexpected(n.error());
+      if (*n == 0) return scheduleTakenOrMissing(c, cl.account, cl.id);
+      return {};
+    });
+  }
+
+  Status skipScheduleRuns(const AccountId& acc, const std::string& id, TimeMs due_at,
+                          TimeMs next_run_at, TimeMs now) override {
+    return write([&](Conn& c) -> Status {
+      auto n = execute(c,
+                       "UPDATE schedules SET next_run_at=$1 WHERE account=$2 AND id=$3 AND "
+                       "state='ACTIVE' AND next_run_at=$4 AND running_until<=$5",
+                       next_run_at, acc.str(), id, due_at, now);
+      if (!n) return std::unexpected(n.error());
+      if (*n == 0) return scheduleTakenOrMissing(c, acc, id);
+      return {};
+    });
+  }
+
+  Status finishScheduleRun(const ScheduleRunEnd& e) override {
+    return write([&](Conn& c) -> Status {
+      auto n = execute(c,
+                       "UPDATE schedules SET running_id='', running_until=0, "
+                       "last_finished_at=$1, last_outcome=$2, last_error=$3, "
+                       "last_duration_ms=$4 WHERE account=$5 AND id=$6 AND running_id=$7 AND "
+                       "running_id<>''",
+                       e.finished_at, e.outcome, e.error, e.duration_ms, e.account.str(), e.id,
+                       e.run_id);
+      if (!n) return std::unexpected(n.error());
+      if (*n > 0) return {};
+      auto there =
+          exists(c, "SELECT 1 FROM schedules WHERE account=$1 AND id=$2", e.account.str(), e.id);
+      if (!there) return std::unexpected(there.error());
+      if (!*there) return notFound(scheduleMissing(e.account, e.id));
+      return conflict("schedule " + e.id + " is no longer claimed by run " + e.run_id);
     });
   }
 
@@ -1401,6 +1554,8 @@ class PostgresStore final : public Store,
           execute(c, "DELETE FROM functions WHERE uuid=$1 AND account=$2", id.str(), acc.str()),
           functionMissing(acc, id)));
       PARLEY_PG_TRY(execute(c, "DELETE FROM deployments WHERE account=$1 AND function_uuid=$2",
+                            acc.str(), id.str()));
+      PARLEY_PG_TRY(execute(c, "DELETE FROM schedules WHERE account=$1 AND function_uuid=$2",
                             acc.str(), id.str()));
       return asStatus(execute(c,
                               "DELETE FROM invocation_logs WHERE account=$1 AND function_uuid=$2",
@@ -1985,6 +2140,18 @@ class PostgresStore final : public Store,
   }
   static std::string functionMissing(const AccountId& acc, const FunctionId& id) {
     return "function " + id.str() + " does not exist in account " + acc.str();
+  }
+  static std::string scheduleMissing(const AccountId& acc, const std::string& id) {
+    return "schedule " + id + " does not exist in account " + acc.str();
+  }
+  // After a compare-and-set that changed nothing: Conflict when the schedule exists (claimed,
+  // edited or running), NotFound when it is gone.
+  static Status scheduleTakenOrMissing(Conn& c, const AccountId& acc, const std::string& id) {
+    auto there = exists(c, "SELECT 1 FROM schedules WHERE account=$1 AND id=$2", acc.str(), id);
+    if (!there) return std::unexpected(there.error());
+    if (!*there) return notFound(scheduleMissing(acc, id));
+    return conflict("schedule " + id + " in account " + acc.str() +
+                    " was claimed, edited or is running");
   }
   static std::string botMissing(const AccountId& acc, const BotId& id) {
     return "bot " + id.str() + " does not exist in account " + acc.str();

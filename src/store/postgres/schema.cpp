@@ -140,7 +140,22 @@ CREATE TABLE conversation_leases(
   epoch BIGINT NOT NULL, expires_at BIGINT NOT NULL);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}};
+// Version 4: function schedules (store::ScheduleStore) with the bookkeeping of their runs
+// (SQLite version 11); due schedules are found by next_run_at.
+constexpr const char* kV4 = R"sql(
+CREATE TABLE schedules(
+  seq BIGSERIAL UNIQUE, account TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL,
+  function_uuid TEXT COLLATE "C" NOT NULL, cron TEXT NOT NULL, state TEXT NOT NULL,
+  payload_json TEXT NOT NULL, next_run_at BIGINT NOT NULL, running_id TEXT NOT NULL,
+  running_until BIGINT NOT NULL, last_due_at BIGINT NOT NULL, last_started_at BIGINT NOT NULL,
+  last_finished_at BIGINT NOT NULL, last_outcome TEXT NOT NULL, last_error TEXT NOT NULL,
+  last_duration_ms BIGINT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL, PRIMARY KEY(account, id));
+CREATE INDEX schedules_due ON schedules(next_run_at);
+CREATE INDEX schedules_function ON schedules(account, function_uuid);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

@@ -65,6 +65,8 @@ Status SqliteFunctionStore::deleteFunction(const AccountId& acc, const FunctionI
         functionMissing(acc, id)));
     PARLEY_STORE_TRY(execute(c, "DELETE FROM deployments WHERE account=? AND function_uuid=?",
                              acc.str(), id.str()));
+    PARLEY_STORE_TRY(execute(c, "DELETE FROM schedules WHERE account=? AND function_uuid=?",
+                             acc.str(), id.str()));
     return asStatus(execute(c, "DELETE FROM invocation_logs WHERE account=? AND function_uuid=?",
                             acc.str(), id.str()));
   });

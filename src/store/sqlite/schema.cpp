@@ -196,8 +196,23 @@ CREATE TABLE conversation_leases(
   expires_at INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
-                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}, {10, kV10}};
+// Version 11: function schedules (store::ScheduleStore) with the bookkeeping of their runs;
+// due schedules are found by next_run_at.
+constexpr const char* kV11 = R"sql(
+CREATE TABLE schedules(
+  account TEXT NOT NULL, id TEXT NOT NULL, function_uuid TEXT NOT NULL, cron TEXT NOT NULL,
+  state TEXT NOT NULL, payload_json TEXT NOT NULL, next_run_at INTEGER NOT NULL,
+  running_id TEXT NOT NULL, running_until INTEGER NOT NULL, last_due_at INTEGER NOT NULL,
+  last_started_at INTEGER NOT NULL, last_finished_at INTEGER NOT NULL,
+  last_outcome TEXT NOT NULL, last_error TEXT NOT NULL, last_duration_ms INTEGER NOT NULL,
+  created_by TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY(account, id));
+CREATE INDEX schedules_due ON schedules(next_run_at);
+CREATE INDEX schedules_function ON schedules(account, function_uuid);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},   {5, kV5},  {6, kV6},
+                                     {7, kV7}, {8, kV8}, {9, kV9}, {10, kV10}, {11, kV11}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

@@ -15,6 +15,7 @@
 #include "store/sqlite/function_store.h"
 #include "store/sqlite/oauth_store.h"
 #include "store/sqlite/query.h"
+#include "store/sqlite/schedule_store.h"
 #include "store/sqlite/schema.h"
 
 namespace parley::store {
@@ -22,7 +23,7 @@ namespace {
 
 using sqlite::Conn;
 
-// The composition: one Db and the five rooms on it, each handed out as its interface. Owned by
+// The composition: one Db and the rooms on it, each handed out as its interface. Owned by
 // whoever opened it; thread-safe as the rooms are. Destroying it (REQUIRES: no call in
 // progress) queues the buffered turn records, then closes the Db (readers first, then the
 // writer, which commits what is queued and checkpoints the WAL) while every room is still
@@ -36,6 +37,7 @@ class SqliteStore final : public Store {
         functions_(*db_),
         bots_(*db_, options.turn_flush_ms),
         oauth_(*db_),
+        schedules_(*db_),
         cluster_(*db_) {}
 
   ~SqliteStore() override {
@@ -49,6 +51,7 @@ class SqliteStore final : public Store {
   FunctionStore& functions() override { return functions_; }
   BotStore& bots() override { return bots_; }
   OAuthStore& oauth() override { return oauth_; }
+  ScheduleStore& schedules() override { return schedules_; }
   int schemaVersion() const override { return db_->schemaVersion(); }
   ClusterStore* cluster() override { return &cluster_; }
 
@@ -70,6 +73,7 @@ class SqliteStore final : public Store {
   sqlite::SqliteFunctionStore functions_;
   sqlite::SqliteBotStore bots_;
   sqlite::SqliteOAuthStore oauth_;
+  sqlite::SqliteScheduleStore schedules_;
   sqlite::SqliteClusterStore cluster_;
 };
 

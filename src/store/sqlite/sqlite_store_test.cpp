@@ -181,6 +181,14 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   EXPECT_TRUE(
       (*s)->oauth().addAccessToken(AccessToken{"t", AccountId("1"), "client", {}, 1, 2}, 5));
   EXPECT_TRUE((*s)->oauth().getAccessToken("t"));
+  // Version 11: function schedules.
+  Schedule sched;
+  sched.account = AccountId("1");
+  sched.id = "s";
+  sched.function = FunctionId("f");
+  sched.cron = "* * * * *";
+  EXPECT_TRUE((*s)->schedules().createSchedule(sched));
+  EXPECT_EQ((*s)->schedules().listSchedules(AccountId("1"))->size(), 1u);
 }
 
 // Version 6: plaintext session bearers are dropped (every login is made again), existing API

@@ -7,6 +7,7 @@ export type Permission =
   | 'functions.write' // create, edit, save, invoke
   | 'functions.deploy' // deploy, undeploy
   | 'functions.admin' // secrets, allowlist
+  | 'schedules.manage' // function schedules: list, create, pause, delete
   | 'bots.read'
   | 'bots.create' // create, start
   | 'bots.manage' // edit, stop, delete
@@ -23,6 +24,7 @@ const RULES: Record<Permission, string[]> = {
   'functions.write': ['ADMIN', 'FAAS_DEVELOPER'],
   'functions.deploy': ['ADMIN', 'FAAS_ADMIN'],
   'functions.admin': ['ADMIN', 'FAAS_ADMIN'],
+  'schedules.manage': ['ADMIN', 'FAAS_ADMIN', 'FAAS_DEVELOPER'],
   'bots.read': ['ADMIN', 'AGENT_MANAGER', 'FAAS_ADMIN'],
   'bots.create': ['ADMIN'],
   'bots.manage': ['ADMIN', 'AGENT_MANAGER'],

@@ -4,6 +4,7 @@ import { botOf, deployErrorOf, EVENTS, fnOf, logsOf, templatesOf, validateEnv, t
 import { alertBox, confirmDialog, MessageSlot, pre, pretty, stateBadge, toast } from '../lib/ui';
 import { setLeaveGuard } from '../lib/leave';
 import { safeReturnPath } from '../lib/safe';
+import { schedulesPanel } from './functionSchedules';
 import type { PageContext } from '../main';
 
 const TERMINAL = /^(productive|build error|deploy error|draft|modified|undeployed|failed)$/i;
@@ -102,9 +103,10 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
   const logsRefresh = h('button', { class: 'btn', type: 'button' }, 'Refresh logs');
   const depOut = h('div');
 
-  const t = tabs(['Code', 'Test', 'Environment variables', 'Logs', 'Deployments'], (i) => {
+  const t = tabs(['Code', 'Test', 'Environment variables', 'Logs', 'Deployments', 'Schedules'], (i) => {
     if (i === 3) void loadLogs();
     if (i === 4) void loadDeployments();
+    if (i === 5) void loadSchedules();
   });
   const evName = EVENTS.find((e) => e.id === fn.event)?.name ?? fn.event;
   root.append(
@@ -164,6 +166,7 @@ export default async function functionEditPage(root: HTMLElement, ctx: PageConte
   );
   t.panels[3].append(h('div', { class: 'row' }, logsRefresh), logsOut);
   t.panels[4].append(depOut);
+  const loadSchedules = schedulesPanel(t.panels[5], uuid, ctx.can('schedules.manage'));
 
   function markDirty(): void {
     dirty = true;
