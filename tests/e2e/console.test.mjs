@@ -225,7 +225,7 @@ describe('console', () => {
     await result.waitFor({ timeout: 40000 });
     assert.equal(await result.getAttribute('data-ok'), 'true', await result.innerText());
     assert.match(await result.innerText(), /latency \d+ ms/);
-    await admin.getByRole('button', { name: 'Start' }).click();
+    await admin.getByRole('button', { name: 'Start', exact: true }).click();
     await admin.locator('.bot-state[data-state="ONLINE"]').waitFor({ timeout: T });
     assert.match(await admin.locator('.status-help').innerText(), /Answering/);
     await shot(admin, 'bot-online');
