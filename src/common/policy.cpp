@@ -104,6 +104,7 @@ constexpr Rule kRules[] = {
     {Action::kBotsStart, R, "bots.start", "POST bots/{id}/start", {A}},
     {Action::kBotsStop, R, "bots.stop", "POST bots/{id}/stop", {A, M}},
     {Action::kBotsTestConnection, R, "bots.test", "POST bots/{id}/test-connection", {A}},
+    {Action::kBotsTestConnectionUnsaved, R, "bots.test.unsaved", "POST bots/test-connection", {A}},
     {Action::kBotsTurns, R, "bots.turns", "GET bots/{id}/turns", {A, M, FA}},
     {Action::kBotsTesterCreate, R, "bots.tester.create", "POST bots/{id}/tester", {A, FD}},
     {Action::kBotsTesterGet, R, "bots.tester.get", "GET bots/{id}/tester/{session}", {A, FD}},

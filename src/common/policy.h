@@ -138,6 +138,7 @@ enum class Action : std::uint8_t {
   kBotsStart,
   kBotsStop,
   kBotsTestConnection,
+  kBotsTestConnectionUnsaved,
   kBotsTurns,
   kBotsTesterCreate,
   kBotsTesterGet,

@@ -83,6 +83,13 @@ TEST(PolicyTest, MatchesRoutesPreferringLiteralSegments) {
   EXPECT_EQ(matchRoute("PUT", P{"functions", "abc"}).action, Action::kFunctionsUpdate);
   EXPECT_EQ(matchRoute("GET", P{"bots", "image-allowlist"}).action, Action::kImageAllowlistGet);
   EXPECT_EQ(matchRoute("GET", P{"bots", "b1"}).action, Action::kBotsGet);
+  EXPECT_EQ(matchRoute("POST", P{"bots", "test-connection"}).action,
+            Action::kBotsTestConnectionUnsaved);
+  EXPECT_EQ(matchRoute("POST", P{"bots", "b1", "test-connection"}).action,
+            Action::kBotsTestConnection);
+  auto unsaved_get = matchRoute("GET", P{"bots", "test-connection"});
+  EXPECT_FALSE(unsaved_get.action);
+  EXPECT_EQ(unsaved_get.methods, "POST");
   EXPECT_EQ(matchRoute("POST", P{"functions", "u", "deployments", "d", "restore"}).action,
             Action::kFunctionsRestore);
   auto wrong_method = matchRoute("DELETE", P{"functions", "templates"});

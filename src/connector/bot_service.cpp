@@ -223,6 +223,10 @@ Result<bj::object> BotService::stopBot(const AccountId& acc, const BotId& id) {
 Result<bj::object> BotService::testConnection(const AccountId& acc, const BotId& id) {
   return impl_->api.testConnection(acc, id);
 }
+
+Result<bj::object> BotService::testConnectionUnsaved(const AccountId& acc, const bj::object& body) {
+  return impl_->api.testConnectionUnsaved(acc, body);
+}
 Result<bj::array> BotService::listTurns(const AccountId& acc, const BotId& id, int limit) {
   return impl_->api.listTurns(acc, id, limit);
 }

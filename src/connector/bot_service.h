@@ -125,6 +125,10 @@ class BotService final : public api::Handler, public conversation::ConversationL
   Result<boost::json::object> stopBot(const AccountId& acc, const BotId& id);
   // Invokes the function with a sample payload and lists every problem of its response.
   Result<boost::json::object> testConnection(const AccountId& acc, const BotId& id);
+  // The same check for a bot that is not saved: `body` is a create body (POST bots), checked as
+  // createBot checks it (Invalid naming the field); nothing is stored.
+  Result<boost::json::object> testConnectionUnsaved(const AccountId& acc,
+                                                    const boost::json::object& body);
   Result<boost::json::array> listTurns(const AccountId& acc, const BotId& id, int limit);
   // The account's rich-content image allowlist (REST `bots/image-allowlist`; spec §2.6):
   // GET → {configured, entries}; PUT {entries:[host | https:// URL prefix]} [Admin] replaces it

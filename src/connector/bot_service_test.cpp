@@ -5,9 +5,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <thread>
 
+#include "common/policy.h"
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "connector/testing/fake_runner.h"
@@ -160,6 +162,13 @@ class BotServiceTest : public ::testing::Test {
                     "retries":0,"turnTimeoutMs":5000})";
     body += extra + "}";
     return bj::parse(body).as_object();
+  }
+  // botBody() with the given top-level fields replaced, e.g. formBody(R"("name":"")").
+  bj::object formBody(const std::string& fields) {
+    bj::object b = botBody();
+    const bj::value replaced = bj::parse("{" + fields + "}");
+    for (const auto& kv : replaced.as_object()) b[kv.key()] = kv.value();
+    return b;
   }
 
   // Creates and starts a bot; returns its id and user.
@@ -1632,6 +1641,109 @@ TEST_F(BotServiceTest, TestConnectionListsEveryProblem) {
   auto down = service_->testConnection(kAcc, id);
   EXPECT_FALSE(down->at("ok").as_bool());
   EXPECT_NE(bj::serialize(down->at("errors")).find("notdeployed"), std::string::npos);
+}
+
+TEST_F(BotServiceTest, TestConnectionOfAnUnsavedBotRunsTheSameCheckAndStoresNothing) {
+  std::mutex mu;
+  std::vector<functions::InvokeRequest> seen;
+  runner_.setScript([&](const functions::InvokeRequest& r) {
+    std::lock_guard lock(mu);
+    seen.push_back(r);
+    // A quick-reply message: valid on MESSAGING, refused on CHAT.
+    return okResult(
+        R"({"messages":[{"structuredContent":{"message":"pick","quickReplies":{
+        "type":"quickReplies","itemsPerRow":1,"replies":[{"type":"button","title":"A",
+        "click":{"actions":[{"type":"publishText","text":"A"}]}}]}}}]})");
+  });
+  auto users_before = store_->accounts().listUsers(kAcc);
+  ASSERT_TRUE(users_before);
+  // The form's values are used, not a stored bot's: function, turn timeout, conversation type.
+  auto ok = service_->testConnectionUnsaved(
+      kAcc, formBody(R"("functionUuid":"fn-other","conversationTypes":["MESSAGING"],
+                          "escalation":{"turnTimeoutMs":1234})"));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_TRUE(ok->at("ok").as_bool()) << bj::serialize(*ok);
+  EXPECT_TRUE(ok->at("latencyMs").is_number());
+  EXPECT_TRUE(ok->at("response").is_object());
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].function.str(), "fn-other");
+    EXPECT_EQ(seen[0].deadline, std::chrono::milliseconds(1234));
+  }
+  auto chat = service_->testConnectionUnsaved(kAcc, formBody(R"("conversationTypes":["CHAT"])"));
+  ASSERT_TRUE(chat) << chat.error().message;
+  EXPECT_FALSE(chat->at("ok").as_bool()) << bj::serialize(*chat);
+  EXPECT_FALSE(chat->at("errors").as_array().empty());
+  // The saved-bot path gives the same answer for the same config.
+  auto saved = service_->createBot(kAcc, formBody(R"("conversationTypes":["CHAT"])"));
+  ASSERT_TRUE(saved);
+  auto saved_chat = service_->testConnection(kAcc, BotId(std::string(saved->at("id").as_string())));
+  ASSERT_TRUE(saved_chat);
+  EXPECT_EQ(bj::serialize(saved_chat->at("errors")), bj::serialize(chat->at("errors")));
+  // Nothing stored by the unsaved calls: one bot (the saved one), one new user (its bot user).
+  auto bots = service_->listBots(kAcc);
+  ASSERT_TRUE(bots);
+  EXPECT_EQ(bots->size(), 1u);
+  auto users_after = store_->accounts().listUsers(kAcc);
+  ASSERT_TRUE(users_after);
+  EXPECT_EQ(users_after->size(), users_before->size() + 1);
+}
+
+TEST_F(BotServiceTest, TestConnectionOfAnUnsavedBotIsValidatedLikeCreate) {
+  std::atomic<int> invoked = 0;
+  runner_.setScript([&](const functions::InvokeRequest&) {
+    ++invoked;
+    return okResult(R"({"messages":["hi"]})");
+  });
+  // Each invalid body gets create's error, names the field, and invokes nothing.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"("name":"")", "'name'"},
+      {R"("functionUuid":"fn-missing")", "functionUuid"},
+      {R"("conversationTypes":["SMS"])", "'conversationTypes'"},
+      {R"("skills":["nope"])", "skill \"nope\""},
+      {R"("escalation":{"skill":"Nowhere","turnTimeoutMs":5000})", "escalation skill"},
+      {R"("escalation":{"retries":9})", "'escalation.retries'"},
+      {R"("userId":"no-such-user")", "userId"},
+  };
+  for (const auto& [extra, field] : cases) {
+    auto created = service_->createBot(kAcc, formBody(extra));
+    ASSERT_FALSE(created) << extra;
+    auto r = service_->testConnectionUnsaved(kAcc, formBody(extra));
+    ASSERT_FALSE(r) << extra;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid) << extra;
+    EXPECT_EQ(r.error().message, created.error().message) << extra;
+    EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+    // Over REST: 400 with the message.
+    auto resp =
+        rest(*service_, "POST", {"bots", "test-connection"}, bj::serialize(formBody(extra)));
+    EXPECT_EQ(resp.status, 400) << extra;
+    EXPECT_EQ(bj::parse(resp.body).at("error").at("message").as_string(), created.error().message)
+        << resp.body;
+  }
+  EXPECT_EQ(invoked, 0);
+  auto bad_json = rest(*service_, "POST", {"bots", "test-connection"}, "{not json");
+  EXPECT_EQ(bad_json.status, 400) << bad_json.body;
+  auto get = rest(*service_, "GET", {"bots", "test-connection"});
+  EXPECT_EQ(get.status, 400) << get.body;
+  EXPECT_EQ(invoked, 0);
+}
+
+TEST_F(BotServiceTest, TestConnectionOfAnUnsavedBotHasTheSavedBotsRoles) {
+  runner_.setScript(
+      [](const functions::InvokeRequest&) { return okResult(R"({"messages":["hi"]})"); });
+  const std::string body = bj::serialize(botBody());
+  auto admin = rest(*service_, "POST", {"bots", "test-connection"}, body, {"ADMIN"});
+  ASSERT_EQ(admin.status, 200) << admin.body;
+  EXPECT_TRUE(bj::parse(admin.body).at("ok").as_bool()) << admin.body;
+  for (const auto& role :
+       {"AGENT_MANAGER", "AGENT", "FAAS_ADMIN", "FAAS_DEVELOPER", "FAAS_INVOCATION"}) {
+    auto r = rest(*service_, "POST", {"bots", "test-connection"}, body, {role});
+    EXPECT_EQ(r.status, 403) << role << " " << r.body;
+  }
+  // The same roles as the saved-bot call, by the policy's table.
+  EXPECT_TRUE(policy::rule(policy::Action::kBotsTestConnectionUnsaved).allowed ==
+              policy::rule(policy::Action::kBotsTestConnection).allowed);
 }
 
 TEST_F(BotServiceTest, RestartClearsOldPendingTurnRowsAndAnswersTheirMessages) {

@@ -77,15 +77,16 @@ Status BotsApi::syncUser(const AccountId& acc, const UserId& user, const BotConf
   return {};
 }
 
-Result<bj::object> BotsApi::createBot(const AccountId& acc, const bj::object& body) {
+Result<BotsApi::NewBot> BotsApi::checkNewBot(const AccountId& acc, const bj::object& body) {
   auto& st = d_.store;
+  NewBot nb;
   auto cfg = parseBotConfig(body);
   if (!cfg) return std::unexpected(cfg.error());
-  if (auto s = resolveSkills(acc, *cfg); !s) return std::unexpected(s.error());
-  if (auto f = st.functions().getFunction(acc, cfg->function); !f)
+  nb.cfg = std::move(*cfg);
+  if (auto s = resolveSkills(acc, nb.cfg); !s) return std::unexpected(s.error());
+  if (auto f = st.functions().getFunction(acc, nb.cfg.function); !f)
     return invalid(fmt::format("function {} does not exist in this account (functionUuid)",
-                               cfg->function.str()));
-  UserId user_id;
+                               nb.cfg.function.str()));
   auto uid = json::optString(body, "userId");
   if (!uid) return std::unexpected(uid.error());
   if (*uid) {
@@ -94,17 +95,29 @@ Result<bj::object> BotsApi::createBot(const AccountId& acc, const bj::object& bo
     if (u->type != store::UserType::kBot)
       return invalid(
           fmt::format("user {} is not of type BOT; a bot needs a dedicated BOT user", **uid));
-    user_id = u->id;
-    if (auto s = syncUser(acc, user_id, *cfg); !s) return std::unexpected(s.error());
+    nb.user = u->id;
+  }
+  return nb;
+}
+
+Result<bj::object> BotsApi::createBot(const AccountId& acc, const bj::object& body) {
+  auto& st = d_.store;
+  auto nb = checkNewBot(acc, body);
+  if (!nb) return std::unexpected(nb.error());
+  const BotConfig& cfg = nb->cfg;
+  UserId user_id;
+  if (nb->user) {
+    user_id = *nb->user;
+    if (auto s = syncUser(acc, user_id, cfg); !s) return std::unexpected(s.error());
   } else {
     store::User u;
     u.account = acc;
-    u.login_name = botUserLogin(cfg->name);
+    u.login_name = botUserLogin(cfg.name);
     u.pid = randomUuid();
     u.password_hash = "!";  // no password login
     u.roles = {store::Role::kAgent};
     u.type = store::UserType::kBot;
-    u.skills = cfg->skill_ids;
+    u.skills = cfg.skill_ids;
     u.max_open_conversations = d_.opts.max_open_conversations;
     auto created = st.accounts().createUser(u);
     if (!created) return std::unexpected(created.error());
@@ -113,9 +126,9 @@ Result<bj::object> BotsApi::createBot(const AccountId& acc, const bj::object& bo
   store::BotRecord rec;
   rec.account = acc;
   rec.id = BotId(randomUuid());
-  rec.name = cfg->name;
+  rec.name = cfg.name;
   rec.user = user_id;
-  rec.config_json = bj::serialize(botConfigJson(*cfg));
+  rec.config_json = bj::serialize(botConfigJson(cfg));
   rec.status = store::BotStatus::kOffline;
   rec.created_at = rec.updated_at = d_.clock.nowMs();
   if (auto s = st.bots().createBot(rec); !s) {
@@ -233,7 +246,16 @@ Result<bj::object> BotsApi::stopBot(const AccountId& acc, const BotId& id) {
 Result<bj::object> BotsApi::testConnection(const AccountId& acc, const BotId& id) {
   auto rec = d_.store.bots().getBot(acc, id);
   if (!rec) return std::unexpected(rec.error());
-  BotConfig cfg = botConfigFromStored(rec->config_json);
+  return runTestConnection(acc, botConfigFromStored(rec->config_json));
+}
+
+Result<bj::object> BotsApi::testConnectionUnsaved(const AccountId& acc, const bj::object& body) {
+  auto nb = checkNewBot(acc, body);
+  if (!nb) return std::unexpected(nb.error());
+  return runTestConnection(acc, nb->cfg);
+}
+
+bj::object BotsApi::runTestConnection(const AccountId& acc, const BotConfig& cfg) {
   auto req = functions::InvokeRequest::of(acc, cfg.function)
                  .withInput(bj::serialize(sampleFunctionInput(d_.clock.nowMs())))
                  .within(std::chrono::milliseconds(cfg.escalation.turn_timeout_ms));
@@ -368,6 +390,17 @@ void BotsApi::handle(api::Request request, std::function<void(api::Response)> do
         } else {
           auto r = createBot(acc, *b);
           resp = r ? ok(201, *r) : errorResponse(r.error());
+        }
+      } else if (p.size() == 2 && p[1] == "test-connection") {
+        if (request.method != "POST") {
+          resp = errorResponse(Error{ErrorCode::kInvalid, "use POST on bots/test-connection"});
+        } else if (auto no = refused(policy::Action::kBotsTestConnectionUnsaved)) {
+          resp = *no;
+        } else if (auto b = body(); !b) {
+          resp = errorResponse(b.error());
+        } else {
+          auto r = testConnectionUnsaved(acc, *b);
+          resp = r ? ok(200, *r) : errorResponse(r.error());
         }
       } else if (p.size() == 2 && p[1] == "image-allowlist") {
         if (request.method == "GET") {

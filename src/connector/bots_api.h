@@ -12,6 +12,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 #include <functional>
+#include <optional>
 
 #include "common/api.h"
 #include "common/clock.h"
@@ -60,6 +61,8 @@ class BotsApi {
   Result<boost::json::object> startBot(const AccountId& acc, const BotId& id);
   Result<boost::json::object> stopBot(const AccountId& acc, const BotId& id);
   Result<boost::json::object> testConnection(const AccountId& acc, const BotId& id);
+  Result<boost::json::object> testConnectionUnsaved(const AccountId& acc,
+                                                    const boost::json::object& body);
   Result<boost::json::array> listTurns(const AccountId& acc, const BotId& id, int limit);
   // Applies the bot's stored record after another node changed it (BotService::applyRemoteChange).
   Status refreshBot(const AccountId& acc, const BotId& id);
@@ -69,6 +72,17 @@ class BotsApi {
     if (d_.opts.on_change) d_.opts.on_change(acc, kind, id);
   }
   boost::json::object botJson(const store::BotRecord& b);
+  // A create body checked as createBot checks it (the same errors), nothing stored: the config
+  // with its skills resolved and the function found, and the BOT user named by `userId`, if any.
+  struct NewBot {
+    BotConfig cfg;
+    std::optional<UserId> user;
+  };
+  Result<NewBot> checkNewBot(const AccountId& acc, const boost::json::object& body);
+  // The test-connection check of both paths: invokes the config's function with a sample input
+  // (within its turn timeout) and plans the response for its first conversation type →
+  // {ok, latencyMs, errors:[{code, path, message}], response}.
+  boost::json::object runTestConnection(const AccountId& acc, const BotConfig& cfg);
   // Resolves the config's skill names (or ids) to ids and checks the escalation skill; refreshes
   // the skill cache.
   Status resolveSkills(const AccountId& acc, BotConfig& c);

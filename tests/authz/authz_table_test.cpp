@@ -522,6 +522,14 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
   m["bots.test"] = [](World& w) {
     return RestCall{"POST", "bots/" + w.bot_id + "/test-connection", "{}"};
   };
+  m["bots.test.unsaved"] = [](World& w) {
+    return RestCall{"POST", "bots/test-connection",
+                    bj::serialize(bj::object{{"name", "unsaved"},
+                                             {"vendor", "CUSTOM_INTEGRATION"},
+                                             {"functionUuid", w.function_uuid},
+                                             {"conversationTypes", bj::array{"MESSAGING"}},
+                                             {"skills", bj::array{w.bot_skill.str()}}})};
+  };
   m["bots.turns"] = [](World& w) { return RestCall{"GET", "bots/" + w.bot_id + "/turns", ""}; };
   m["bots.tester.create"] = [](World& w) {
     return RestCall{"POST", "bots/" + w.bot_id + "/tester", R"({"functionVersion":"draft"})"};

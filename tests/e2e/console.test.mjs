@@ -217,6 +217,16 @@ describe('console', () => {
     await admin.getByLabel('I agree to the Data Disclaimer').check();
     await admin.getByLabel(botSkillName).check();
     await admin.locator('#esc-skill').selectOption(humanSkill.name);
+    // Test Connection on the unsaved form: the form's values are tested, nothing is saved.
+    await admin.getByRole('button', { name: 'Test Connection' }).click();
+    const unsaved = admin.locator('.connection-result');
+    await unsaved.waitFor({ timeout: 40000 });
+    assert.equal(await unsaved.getAttribute('data-ok'), 'true', await unsaved.innerText());
+    assert.match(await unsaved.innerText(), /latency \d+ ms · tested the form’s values \(not saved\)/);
+    assert.match(new URL(admin.url()).pathname, /^\/bots\/new$/);
+    const botsBefore = list(await rest('GET', `/api/v1/accounts/${acc}/bots`, bearer), 'bots');
+    assert.ok(!botsBefore.some((b) => b.name === 'E2E bot'), 'testing the form saved no bot');
+    await shot(admin, 'bot-form-test-unsaved');
     await shot(admin, 'bot-form');
     await admin.getByRole('button', { name: 'Create bot' }).click();
     await admin.waitForURL(/\/bots\/[^/]+\?created=1/, { timeout: T });
@@ -225,6 +235,14 @@ describe('console', () => {
     await result.waitFor({ timeout: 40000 });
     assert.equal(await result.getAttribute('data-ok'), 'true', await result.innerText());
     assert.match(await result.innerText(), /latency \d+ ms/);
+    assert.doesNotMatch(await result.innerText(), /not saved/, 'an unchanged saved bot is tested as stored');
+    // An edited (unsaved) form is tested with its values, not the stored ones.
+    await admin.locator('#esc-timeout').fill('100');
+    await admin.getByRole('button', { name: 'Test Connection' }).click();
+    await admin.locator('.connection-result .tested-form').waitFor({ timeout: 40000 });
+    await admin.locator('#esc-timeout').fill('10000');
+    await admin.getByRole('button', { name: 'Save', exact: true }).click();
+    await admin.locator('.alert', { hasText: 'Saved.' }).waitFor({ timeout: T });
     await admin.getByRole('button', { name: 'Start', exact: true }).click();
     await admin.locator('.bot-state[data-state="ONLINE"]').waitFor({ timeout: T });
     assert.match(await admin.locator('.status-help').innerText(), /Answering/);

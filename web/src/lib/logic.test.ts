@@ -3,7 +3,7 @@ import { botOf, envOf, fnOf, isRefused, routingWarnings, templatesOf, turnsOf, v
 import { can, rolesFrom } from './roles';
 import { matchRoute } from './router';
 import { validateLogin } from './validate';
-import { validateBot } from './validate';
+import { testConnectionCall, validateBot } from './validate';
 import { validateDomain } from './validate';
 import { validateUser } from './validate';
 import { jwtSub } from './validate';
@@ -82,6 +82,15 @@ describe('form validation', () => {
     expect(validateBot(ok)).toEqual({});
     expect(Object.keys(validateBot({ ...ok, disclaimerAccepted: false, functionUuid: '' })).sort()).toEqual(['disclaimerAccepted', 'functionUuid']);
     expect(validateBot({ ...ok, escalation: { ...ok.escalation, turnTimeoutMs: 50, retries: 1.5 } })).toHaveProperty('turnTimeoutMs');
+  });
+  it('Test Connection tests the form unless it is a saved bot left unchanged', () => {
+    const f = { name: 'b', functionUuid: 'f', disclaimerAccepted: true, conversationTypes: ['CHAT'], skills: ['7'], escalation: { skill: '', message: '', retries: 0, turnTimeoutMs: 2500 } };
+    expect(testConnectionCall('bot 1', false, f)).toEqual({ path: 'bots/bot%201/test-connection', body: {}, unsaved: false });
+    for (const call of [testConnectionCall(null, false, f), testConnectionCall('bot 1', true, f)]) {
+      expect(call.path).toBe('bots/test-connection');
+      expect(call.unsaved).toBe(true);
+      expect(call.body).toMatchObject({ vendor: 'CUSTOM_INTEGRATION', functionUuid: 'f', conversationTypes: ['CHAT'], skills: ['7'], escalation: { turnTimeoutMs: 2500 } });
+    }
   });
   it('allowlist domains', () => {
     expect(validateDomain('*.example.com')).toBeNull();

@@ -9,6 +9,26 @@ export interface BotForm {
   escalation: { skill: string; message: string; agentMessage?: string; failureMessage?: string; retries: number; turnTimeoutMs: number };
 }
 
+// The REST body of a bot form (POST bots, PUT bots/{id}, POST bots/test-connection).
+export function botBodyOf(f: BotForm): Record<string, unknown> {
+  return {
+    name: f.name,
+    vendor: 'CUSTOM_INTEGRATION',
+    functionUuid: f.functionUuid,
+    conversationTypes: f.conversationTypes,
+    skills: f.skills,
+    disclaimerAccepted: f.disclaimerAccepted,
+    escalation: f.escalation,
+  };
+}
+
+// Which Test Connection call a bot form makes: the saved bot's (its stored config) when the bot
+// is saved and the form unchanged, else the unsaved-form call with the form's values.
+export function testConnectionCall(botId: string | null, dirty: boolean, f: BotForm): { path: string; body: Record<string, unknown>; unsaved: boolean } {
+  if (botId && !dirty) return { path: `bots/${encodeURIComponent(botId)}/test-connection`, body: {}, unsaved: false };
+  return { path: 'bots/test-connection', body: botBodyOf(f), unsaved: true };
+}
+
 export function validateLogin(v: { account: string; username: string; password: string }): Record<string, string> {
   const errs: Record<string, string> = {};
   if (!v.account.trim()) errs.account = 'Enter your account id.';

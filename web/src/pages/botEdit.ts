@@ -2,7 +2,7 @@ import { api, asList, describeError } from '../lib/api';
 import { busy, field, fmtDateTime, h, uid } from '../lib/h';
 import { botOf, CUSTOM_INTEGRATION_EVENT, fnOf, isRefused, routingWarnings, skillsOf, turnsOf, usersOf, type Bot, type Fn, type Skill, type User } from '../lib/models';
 import { alertBox, badge, confirmDialog, MessageSlot, pre, stateBadge, toast } from '../lib/ui';
-import { validateBot, type BotForm } from '../lib/validate';
+import { botBodyOf, testConnectionCall, validateBot, type BotForm } from '../lib/validate';
 import { replayPanel, testerPanel } from './botTools';
 import type { PageContext } from '../main';
 
@@ -154,6 +154,8 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
 
   const saveBtn = h('button', { type: 'submit', class: 'btn primary', disabled: dis, title: dis ? 'Your role cannot change bots' : '' }, isNew ? 'Create bot' : 'Save');
 
+  // The saved bot's form values (JSON of read()), to tell an edited form from the stored bot.
+  let savedForm = '';
   function read(): BotForm {
     return {
       name: name.value.trim(),
@@ -192,15 +194,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
       msg.show(alertBox('error', 'Fix the highlighted fields.'));
       return false;
     }
-    const body = {
-      name: f.name,
-      vendor: 'CUSTOM_INTEGRATION',
-      functionUuid: f.functionUuid,
-      conversationTypes: f.conversationTypes,
-      skills: f.skills,
-      disclaimerAccepted: f.disclaimerAccepted,
-      escalation: f.escalation,
-    };
+    const body = botBodyOf(f);
     try {
       if (isNew && !bot) {
         const created = botOf(await api('POST', 'bots', body));
@@ -211,6 +205,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
         return true;
       }
       bot = botOf(await api('PUT', `bots/${encodeURIComponent(bot!.id)}`, body));
+      savedForm = JSON.stringify(f);
       msg.ok('Saved.');
       renderStatus();
       return true;
@@ -221,17 +216,19 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
   }
 
   async function testConnection(): Promise<void> {
-    if (!bot) {
-      testOut.replaceChildren(alertBox('info', 'Create the bot first; Test Connection invokes its saved function.'));
-      return;
-    }
     if (!disclaimer.checked) {
       showErrors({ disclaimerAccepted: 'You must agree to the Data Disclaimer before testing the connection.' });
       return;
     }
+    const f = read();
+    const call = testConnectionCall(bot ? bot.id : null, JSON.stringify(f) !== savedForm, f);
+    if (call.unsaved && !showErrors(validateBot(f))) {
+      testOut.replaceChildren(alertBox('error', 'Fix the highlighted fields to test the connection.'));
+      return;
+    }
     testOut.replaceChildren(h('p', { class: 'loading' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Invoking the function…'));
     try {
-      const r = (await api('POST', `bots/${encodeURIComponent(bot.id)}/test-connection`, {})) as { ok?: boolean; latencyMs?: number; errors?: unknown[] };
+      const r = (await api('POST', call.path, call.body)) as { ok?: boolean; latencyMs?: number; errors?: unknown[] };
       const errs = (r.errors ?? []).map((x) => (typeof x === 'string' ? x : JSON.stringify(x)));
       testOut.replaceChildren(
         h(
@@ -239,6 +236,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
           { class: `alert ${r.ok ? 'alert-ok' : 'alert-error'} connection-result`, role: r.ok ? 'status' : 'alert', 'data-ok': String(Boolean(r.ok)) },
           h('strong', null, r.ok ? 'Connection OK' : 'Connection failed'),
           typeof r.latencyMs === 'number' ? ` · latency ${r.latencyMs.toFixed(0)} ms` : '',
+          call.unsaved ? h('span', { class: 'muted small tested-form' }, ' · tested the form’s values (not saved)') : null,
           errs.length ? h('ul', null, errs.map((x) => h('li', null, x))) : null,
         ),
       );
@@ -409,6 +407,7 @@ export default async function botEditPage(root: HTMLElement, ctx: PageContext): 
   if (ctx.query.get('created')) msg.ok('Bot created. Test the connection, then start it.');
   renderStatus();
   await loadFunctions();
+  if (bot) savedForm = JSON.stringify(read());
   if (bot) await loadTurns();
   if (isNew) name.focus();
   const timer = setInterval(() => {
