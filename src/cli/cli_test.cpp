@@ -24,6 +24,7 @@
 #include "cli/http_client.h"
 #include "cli/project.h"
 #include "common/json.h"
+#include "common/testing/api_request.h"
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/temp_dir.h"
@@ -484,20 +485,7 @@ class TestServer {
       return {404, R"({"error":{"code":"NOT_FOUND","message":"?"}})"};
     api::Request r;
     r.method = std::string(req.method_string());
-    std::string rest = target.substr(prefix.size());
-    if (auto q = rest.find('?'); q != std::string::npos) {
-      std::stringstream qs(rest.substr(q + 1));
-      std::string kv;
-      while (std::getline(qs, kv, '&')) {
-        auto eq = kv.find('=');
-        r.query[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
-      }
-      rest = rest.substr(0, q);
-    }
-    std::stringstream ps(rest);
-    std::string seg;
-    while (std::getline(ps, seg, '/'))
-      if (!seg.empty()) r.path.push_back(seg);
+    parley::testing::fillTarget(r, target.substr(prefix.size()));
     r.body = req.body();
     r.caller.account = AccountId("acc1");
     r.caller.login_name = "dev";

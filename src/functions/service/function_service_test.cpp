@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "common/testing/api_request.h"
 #include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "functions/service/platform_host.h"
@@ -63,20 +64,7 @@ class FunctionServiceTest : public ::testing::Test {
                      const std::string& account = "acc1") {
     api::Request req;
     req.method = method;
-    std::string path = target;
-    if (auto q = target.find('?'); q != std::string::npos) {
-      path = target.substr(0, q);
-      std::stringstream qs(target.substr(q + 1));
-      std::string kv;
-      while (std::getline(qs, kv, '&')) {
-        auto eq = kv.find('=');
-        req.query[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
-      }
-    }
-    std::stringstream ps(path);
-    std::string seg;
-    while (std::getline(ps, seg, '/'))
-      if (!seg.empty()) req.path.push_back(seg);
+    parley::testing::fillTarget(req, target);
     req.body = body;
     req.caller.account = AccountId(account);
     req.caller.user = UserId("1000");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/api.h"
+#include "common/testing/api_request.h"
 #include "common/testing/call.h"
 #include "functions/runner.h"
 
@@ -66,20 +67,7 @@ inline api::Response callHandler(api::Handler& handler, const std::string& metho
                                  policy::RoleSet roles, const std::string& account) {
   api::Request req;
   req.method = method;
-  std::string path = target;
-  if (auto q = target.find('?'); q != std::string::npos) {
-    path = target.substr(0, q);
-    std::stringstream qs(target.substr(q + 1));
-    std::string kv;
-    while (std::getline(qs, kv, '&')) {
-      auto eq = kv.find('=');
-      req.query[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
-    }
-  }
-  std::stringstream ps(path);
-  std::string seg;
-  while (std::getline(ps, seg, '/'))
-    if (!seg.empty()) req.path.push_back(seg);
+  parley::testing::fillTarget(req, target);
   req.body = body;
   req.caller.account = AccountId(account);
   req.caller.user = UserId("1000");
