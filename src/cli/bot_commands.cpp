@@ -10,6 +10,7 @@
 #include "cli/config.h"
 #include "cli/http_client.h"
 #include "cli/project.h"
+#include "cli/rest_session.h"
 #include "common/json.h"
 
 namespace parley::cli {
@@ -21,38 +22,14 @@ namespace {
 // Replay may run for up to two minutes on the server.
 constexpr std::chrono::seconds kReplayTimeout{180};
 
-struct Session {
-  CliConfig config;
-  HttpClient client;
-
-  std::string bots() const { return "/api/v1/accounts/" + config.account + "/bots/"; }
-
-  Result<bj::value> call(const std::string& method, const std::string& target,
-                         const std::string& body = "") {
-    auto r = client.request(method, target, body);
-    if (!r) return std::unexpected(r.error());
-    if (r->status == 401)
-      return unauthorized(
-          fmt::format("the server refused the saved login ({}); run 'parley login' again",
-                      apiErrorMessage(*r)));
-    if (r->status < 200 || r->status >= 300)
-      return makeError(r->status == 404 ? ErrorCode::kNotFound : ErrorCode::kInvalid,
-                       apiErrorMessage(*r));
-    return json::parse(r->body.empty() ? "null" : r->body);
-  }
+struct Session : RestSession {
+  std::string bots() const { return accountPath() + "/bots/"; }
 };
 
 Result<Session> connect(const BotCommand& cmd, std::chrono::seconds timeout) {
-  std::string path = cmd.config;
-  if (path.empty()) {
-    auto p = defaultConfigPath();
-    if (!p) return std::unexpected(p.error());
-    path = *p;
-  }
-  auto config = loadConfig(path);
-  if (!config) return std::unexpected(config.error());
-  HttpClient client(config->server, config->ca, config->bearer, timeout);
-  return Session{*config, std::move(client)};
+  auto s = openSession(cmd.config, timeout);
+  if (!s) return std::unexpected(s.error());
+  return Session{std::move(*s)};
 }
 
 // A version given on the command line: a number goes as a number.

@@ -11,6 +11,7 @@
 #include "cli/http_client.h"
 #include "cli/local_invoke.h"
 #include "cli/project.h"
+#include "cli/rest_session.h"
 #include "common/json.h"
 #include "functions/templates.h"
 
@@ -21,33 +22,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A logged-in REST session: the saved config and a client for it.
-struct Remote {
-  CliConfig config;
-  HttpClient client;
-
-  std::string base() const { return "/api/v1/accounts/" + config.account + "/functions"; }
-
-  // The parsed JSON body of a 2xx response, else an error with the server's message.
-  Result<bj::value> call(const std::string& method, const std::string& target,
-                         const std::string& body = "") {
-    auto r = client.request(method, target, body);
-    if (!r) return std::unexpected(r.error());
-    if (r->status == 401)
-      return unauthorized(
-          fmt::format("the server refused the saved login ({}); run 'parley "
-                      "login' again",
-                      apiErrorMessage(*r)));
-    if (r->status < 200 || r->status >= 300) {
-      ErrorCode code = r->status == 404   ? ErrorCode::kNotFound
-                       : r->status == 403 ? ErrorCode::kForbidden
-                       : r->status == 409 ? ErrorCode::kConflict
-                                          : ErrorCode::kInvalid;
-      return makeError(code, apiErrorMessage(*r));
-    }
-    if (r->body.empty()) return bj::value(nullptr);
-    return json::parse(r->body);
-  }
+// A logged-in REST session with the functions API's paths.
+struct Remote : RestSession {
+  std::string base() const { return accountPath() + "/functions"; }
 
   // The function object with this name (from the list), or NotFound.
   Result<bj::object> findByName(const std::string& name) {
@@ -64,16 +41,9 @@ struct Remote {
 };
 
 Result<Remote> connect(const FunctionCommand& cmd) {
-  std::string path = cmd.config;
-  if (path.empty()) {
-    auto p = defaultConfigPath();
-    if (!p) return std::unexpected(p.error());
-    path = *p;
-  }
-  auto config = loadConfig(path);
-  if (!config) return std::unexpected(config.error());
-  HttpClient client(config->server, config->ca, config->bearer);
-  return Remote{*config, std::move(client)};
+  auto s = openSession(cmd.config);
+  if (!s) return std::unexpected(s.error());
+  return Remote{std::move(*s)};
 }
 
 int fail(std::ostream& err, const Error& e) {
