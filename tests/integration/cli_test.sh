@@ -4,34 +4,10 @@
 # and a build error. Usage: cli_test.sh PATH/TO/parley
 set -euo pipefail
 PARLEY="${1:?usage: cli_test.sh PATH/TO/parley}"
-tmp="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 40 "$tmp/server.err" >&2 || true; exit 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+start_demo_server
 
-"$PARLEY" serve --data "$tmp/data" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --demo \
-  >"$tmp/server.out" 2>"$tmp/server.err" &
-server_pid=$!
-for _ in $(seq 1 300); do
-  grep -q '"event":"demo"' "$tmp/server.out" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || fail "server exited early"
-  sleep 0.1
-done
-grep -q '"event":"demo"' "$tmp/server.out" || fail "server did not start"
-listening="$(grep '"event":"listening"' "$tmp/server.out")"
-demo="$(grep '"event":"demo"' "$tmp/server.out")"
-https="$(echo "$listening" | json 'd["https"]')"
-ca="$(echo "$listening" | json 'd["ca"]')"
-account="$(echo "$demo" | json 'd["account"]')"
-admin="$(echo "$demo" | json 'd["admin"]["username"]')"
-password="$(echo "$demo" | json 'd["admin"]["password"]')"
-
-export PARLEY_CONFIG="$tmp/cli.json"
 mkdir -p "$tmp/proj" && cd "$tmp/proj"
 
 # A wrong password is refused; the right one saves the bearer with mode 0600.
