@@ -2,7 +2,7 @@
 // The seed's whole flow: create a function from the custom-integration template, edit, deploy,
 // create a bot, agree to the disclaimer, Test Connection, a consumer chats in the widget, clicks a
 // quick reply, the bot transfers to a human skill, an agent accepts, sees the intent, replies,
-// closes. Screenshots go to tests/artifacts/e2e/.
+// closes. Screenshots go to tests/artifacts/e2e/console/.
 //
 // Every page runs under the server's Content-Security-Policy; a policy violation reported by
 // Chromium on any page fails the test (the console must need nothing the policy refuses).

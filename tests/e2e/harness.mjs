@@ -3,7 +3,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -117,12 +117,15 @@ export async function startBrowser() {
   };
 }
 
+// Each test file writes its screenshots to its own folder (tests/artifacts/e2e/<file>/), emptied
+// at its first shot, so test files run at once don't remove each other's.
+const shotDir = join(artifacts, basename(process.argv[1] ?? 'e2e').replace(/\.test\.mjs$/, ''));
 let shotNo = 0;
 export async function shot(page, name) {
-  if (shotNo === 0) rmSync(artifacts, { recursive: true, force: true });
-  mkdirSync(artifacts, { recursive: true });
+  if (shotNo === 0) rmSync(shotDir, { recursive: true, force: true });
+  mkdirSync(shotDir, { recursive: true });
   shotNo += 1;
-  const file = join(artifacts, `${String(shotNo).padStart(2, '0')}-${name}.png`);
+  const file = join(shotDir, `${String(shotNo).padStart(2, '0')}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }
