@@ -7,7 +7,8 @@
 #   tools/cluster.sh [N]
 #
 # Prints each node's `listening` line, then
-#   {"event":"cluster","url":"http://127.0.0.1:P","https":"https://127.0.0.1:Q","nodes":[…]}
+#   {"event":"cluster","url":"http://127.0.0.1:P","https":"https://127.0.0.1:Q","nodes":[…],
+#    "store":"postgresql://…","natsMonitor":"http://127.0.0.1:M"}
 # and then the demo line (every node runs with --demo; they share one demo account). Ctrl-C
 # (SIGINT) or SIGTERM stops everything it started and removes the folder.
 #
@@ -102,8 +103,9 @@ store="postgresql://postgres@127.0.0.1:$pg_port/parley"
 
 # ---- NATS with JetStream -----------------------------------------------------------------------
 nats_port="$(free_port)"
+nats_monitor="$(free_port)"  # NATS's HTTP monitoring (/varz, /jsz): what bench/cluster reads
 mkdir -p "$work/nats"
-nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats/server.log" 2>&1 &
+nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -sd "$work/nats" >"$work/nats/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$nats_port" 2>/dev/null && break
@@ -185,8 +187,8 @@ for i in $(seq 1 "$n"); do
   nodes+="$line"
 done
 nodes+="]"
-python3 -c 'import json,sys; print(json.dumps({"event":"cluster","url":sys.argv[1],"https":sys.argv[2],"nodes":[{"node":n["node"],"http":n["http"],"https":n["https"]} for n in json.loads(sys.argv[3])]}, separators=(",",":")))' \
-  "http://127.0.0.1:$http_port" "https://127.0.0.1:$https_port" "$nodes"
+python3 -c 'import json,sys; print(json.dumps({"event":"cluster","url":sys.argv[1],"https":sys.argv[2],"nodes":[{"node":n["node"],"http":n["http"],"https":n["https"]} for n in json.loads(sys.argv[3])],"store":sys.argv[4],"natsMonitor":sys.argv[5]}, separators=(",",":")))' \
+  "http://127.0.0.1:$http_port" "https://127.0.0.1:$https_port" "$nodes" "$store" "http://127.0.0.1:$nats_monitor"
 grep '"event":"demo"' "$work/node1.out"
 
 # Until a signal (the trap stops everything) or until a child ends.

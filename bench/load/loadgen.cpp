@@ -33,6 +33,7 @@
 #include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +105,36 @@ double childrenCpuSec(int pid) {
     while (f >> child) total += procCpuSec(child);
   }
   return total;
+}
+
+// CPU seconds of `pid` and every live descendant (a PostgreSQL postmaster and its backends,
+// a server and its function workers).
+double treeCpuSec(int pid) {
+  double total = procCpuSec(pid);
+  if (total < 0) return 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream f(task.path() / "children");
+    int child = 0;
+    while (f >> child) total += treeCpuSec(child);
+  }
+  return total;
+}
+
+// Runs a shell command that prints one number (e.g. a database's commit counter); NaN when it
+// fails or prints something else.
+double probeValue(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return std::nan("");
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = ::pclose(p);
+  char* end = nullptr;
+  const double v = std::strtod(out.c_str(), &end);
+  if (rc != 0 || end == out.c_str()) return std::nan("");
+  return v;
 }
 
 // Context switches (voluntary + involuntary) of every thread of a process.
@@ -1253,6 +1284,14 @@ int main(int argc, char** argv) {
   app.add_option("--url", url, "use a running server (http://host:port); default: start one");
   app.add_option("--parley", parley, "the parley binary to start")->capture_default_str();
   app.add_option("--server-pid", server_pid, "with --url: the server's pid (for RSS and CPU)");
+  std::vector<int> also_pids;
+  app.add_option("--also-pid", also_pids,
+                 "with --url: another process whose CPU (with its descendants') counts as the "
+                 "system's, e.g. the other nodes of a cluster, PostgreSQL, NATS (repeatable)");
+  std::vector<std::string> probes;
+  app.add_option("--probe", probes,
+                 "NAME=COMMAND: a shell command printing one number, run when the measurement "
+                 "starts and ends; the difference per turn is reported as NAME (repeatable)");
   app.add_option("--account", account, "with --url: the account");
   app.add_option("--admin-user", admin_user, "with --url: an admin login")->capture_default_str();
   app.add_option("--admin-password", admin_password, "with --url: its password");
@@ -1434,6 +1473,18 @@ int main(int argc, char** argv) {
     const std::string metrics0 =
         metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double workers_cpu0 = childrenCpuSec(server_pid);
+    auto alsoCpu = [&] {
+      double t = 0;
+      for (int p : also_pids) t += treeCpuSec(p);
+      return t;
+    };
+    auto probeAll = [&] {
+      std::vector<double> v;
+      for (const auto& p : probes) v.push_back(probeValue(p.substr(p.find('=') + 1)));
+      return v;
+    };
+    const std::vector<double> probes0 = probeAll();
+    const double also_cpu0 = alsoCpu();
     const double cpu0 = procCpuSec(server_pid), self0 = selfCpuSec();
     const long cs0 = procContextSwitches(server_pid);
     const auto machine0 = machineCpuSec();
@@ -1444,6 +1495,8 @@ int main(int argc, char** argv) {
     const double secs = nowSec() - t0;
     const double cpu1 = procCpuSec(server_pid), self1 = selfCpuSec();
     const double workers_cpu1 = childrenCpuSec(server_pid);
+    const double also_cpu1 = alsoCpu();
+    const std::vector<double> probes1 = probeAll();
     bj::object noisy_summary;
     if (noisy_clients) {
       noisy_summary = noisy_clients->summary();
@@ -1496,6 +1549,21 @@ int main(int argc, char** argv) {
     out["workersCpuCores"] = (workers_cpu1 - workers_cpu0) / secs;
     if (noisy > 0) out["noisy"] = noisy_summary;
     out["loadgenCpuCores"] = (self1 - self0) / secs;
+    if (!also_pids.empty()) {
+      // The whole system: the server (with its workers) and the other processes named.
+      const double system = (cpu1 - cpu0) + (workers_cpu1 - workers_cpu0) + (also_cpu1 - also_cpu0);
+      out["systemCpuUsPerTurn"] = turns > 0 ? system * 1e6 / turns : 0.0;
+      out["systemCpuCores"] = system / secs;
+    }
+    if (!probes.empty()) {
+      bj::object per_turn;
+      for (std::size_t i = 0; i < probes.size(); ++i) {
+        const std::string name = probes[i].substr(0, probes[i].find('='));
+        const double d = probes1[i] - probes0[i];
+        per_turn[name] = turns > 0 && std::isfinite(d) ? d / turns : -1.0;
+      }
+      out["probesPerTurn"] = per_turn;
+    }
     out["serverContextSwitchesPerTurn"] = turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0;
     // What else used the CPU meanwhile (other processes, the kernel's own threads) and what the
     // hypervisor took: figures measured on a busy or stolen machine are not comparable.
@@ -1534,6 +1602,14 @@ int main(int argc, char** argv) {
         "lower = faster host)\n",
         turns > 0 ? static_cast<double>(cs1 - cs0) / turns : 0.0, other_cores,
         (machine1.second - machine0.second) / secs, calibration_ms, syscall_calibration_ms);
+    if (!also_pids.empty())
+      std::printf(
+          "system (server, workers and %zu more processes): %.0f us CPU per turn, %.2f cores\n",
+          also_pids.size(), out["systemCpuUsPerTurn"].as_double(),
+          out["systemCpuCores"].as_double());
+    for (const auto& [name, v] :
+         out.contains("probesPerTurn") ? out["probesPerTurn"].as_object() : bj::object{})
+      std::printf("probe %s: %.2f per turn\n", std::string(name).c_str(), v.as_double());
     if (!sh.first_error.empty()) std::printf("first error: %s\n", sh.first_error.c_str());
   } else {
     // Warm up (function compiled, first allocations), then measure the growth from K more.

@@ -2070,6 +2070,16 @@ class PostgresStore final : public Store,
                           t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts,
                           t.outcome, t.input_json, t.response_json, t.actions_json, t.timings_json,
                           t.error));
+    // Prune to the newest `keep`, by one transaction per bot at a time: nodes record one bot's
+    // turns at once, and two transactions deleting the overflow rows in different orders
+    // deadlocked (PostgreSQL failed one whole group commit after deadlock_timeout, 1 s). A
+    // transaction that can't take the bot's advisory lock at once skips pruning: the one
+    // holding it prunes now, and the next turn prunes what is left.
+    auto turn_lock =
+        run(c, "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            t.account.str(), t.bot.str());
+    if (!turn_lock) return asStatus(turn_lock);
+    if (turn_lock->text(0, 0) != "t") return {};
     return asStatus(execute(c,
                             "DELETE FROM turns WHERE seq IN (SELECT seq FROM turns WHERE "
                             "account=$1 AND bot=$2 ORDER BY ts DESC, seq DESC OFFSET $3)",

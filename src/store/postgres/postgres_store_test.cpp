@@ -180,6 +180,63 @@ TEST(PostgresStore, AcknowledgedAsyncAppendsAreCommittedForOtherConnections) {
   EXPECT_LT(stats->transactions, stats->writes);
 }
 
+// Two nodes record turns of one bot at once, each in its own group-commit transactions, and
+// each prunes the bot's turns to the newest `keep`: no transaction waits on rows another one is
+// pruning (a deadlock there stalled every write of both nodes for PostgreSQL's deadlock_timeout
+// and failed the turn), and once both are done the bot keeps exactly `keep` turns.
+TEST(PostgresStore, NodesRecordingTurnsOfOneBotAtOnceNeverDeadlock) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  constexpr int kNodes = 3;
+  constexpr int kEach = 1500;
+  constexpr int kKeep = 200;
+  std::vector<std::unique_ptr<Store>> nodes;
+  for (int n = 0; n < kNodes; ++n) {
+    auto s = openPostgresStore(uri, clock);
+    ASSERT_TRUE(s) << s.error().message;
+    nodes.push_back(std::move(*s));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int pending = kNodes * kEach;
+  std::vector<std::string> errors;
+  std::atomic<TimeMs> ts{1000};
+  auto turn = [&](const std::string& id) {
+    TurnRecord t;
+    t.account = AccountId("1001");
+    t.bot = BotId("bot-1");
+    t.conversation = ConversationId("c-" + id);
+    t.turn_id = id;
+    t.ts = ts.fetch_add(1);
+    t.outcome = "OK";
+    t.input_json = "{}";
+    t.response_json = "{}";
+    return t;
+  };
+  std::vector<std::thread> threads;
+  for (int n = 0; n < kNodes; ++n)
+    threads.emplace_back([&, n] {
+      for (int i = 0; i < kEach; ++i)
+        nodes[n]->bots().appendTurnAsync(turn(std::to_string(n) + "-" + std::to_string(i)), kKeep,
+                                         [&](Status st) {
+                                           std::lock_guard lock(mu);
+                                           if (!st) errors.push_back(st.error().message);
+                                           --pending;
+                                           cv.notify_all();
+                                         });
+    });
+  for (auto& t : threads) t.join();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(120), [&] { return pending == 0; }));
+  }
+  EXPECT_TRUE(errors.empty()) << errors.size() << " turns failed, the first: " << errors.front();
+  // One more, alone: the bot is pruned to exactly the newest `keep`.
+  ASSERT_TRUE(nodes[0]->bots().appendTurn(turn("last"), kKeep));
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM turns"), std::to_string(kKeep));
+}
+
 // The server ends the store's connections (as a restart or failover would): the next call
 // fails with Unavailable naming the store, nothing of it is half-written, and the store
 // reconnects by itself.
