@@ -1511,6 +1511,14 @@ int main(int argc, char** argv) {
     const double store_writes = metricValue(metrics1, "parley_store_writes_total") -
                                 metricValue(metrics0, "parley_store_writes_total");
     const double writes_per_txn = store_txns > 0 ? store_writes / store_txns : 0.0;
+    // SQLite writes a WAL frame as a header and a page (two writes through the batched-WAL VFS).
+    const double wal_frames = (metricValue(metrics1, "parley_store_wal_writes_total") -
+                               metricValue(metrics0, "parley_store_wal_writes_total")) /
+                              2.0;
+    const double checkpoints = metricValue(metrics1, "parley_store_checkpoints_total") +
+                               metricValue(metrics1, "parley_store_inline_checkpoints_total") -
+                               metricValue(metrics0, "parley_store_checkpoints_total") -
+                               metricValue(metrics0, "parley_store_inline_checkpoints_total");
     const long rss_run = rssKb();
     const std::string load = loadavg();
     sh.stopping = true;
@@ -1578,6 +1586,8 @@ int main(int argc, char** argv) {
     out["agents"] = agents;
     out["agentFrames"] = sh.agent_frames.load();
     out["storeWritesPerTransaction"] = writes_per_txn;
+    out["walFramesPerTurn"] = turns > 0 ? wal_frames / turns : 0.0;
+    out["checkpoints"] = checkpoints;
     out["awaitingAtStop"] = stuck;
     out["errors"] = sh.errors.load();
     out["loadavgAfter"] = load;
@@ -1592,9 +1602,10 @@ int main(int argc, char** argv) {
         load.c_str());
     if (store_txns > 0)
       std::printf(
-          "store: %.1f writes per turn, %.1f writes per transaction; %.2f frames per turn to "
-          "each consumer\n",
+          "store: %.1f writes per turn, %.1f writes per transaction, %.2f WAL pages per turn, "
+          "%.0f checkpoints; %.2f frames per turn to each consumer\n",
           turns > 0 ? store_writes / turns : 0.0, writes_per_txn,
+          turns > 0 ? wal_frames / turns : 0.0, checkpoints,
           turns > 0 ? static_cast<double>(sh.frames.load()) / turns : 0.0);
     std::printf(
         "machine: server %.1f context switches per turn; other processes %.2f cores, "
