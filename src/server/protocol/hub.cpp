@@ -199,7 +199,8 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
       case AgentTargets::Kind::kParticipants:
         // The same participants ProtocolSession::isParticipant accepts.
         for (const auto& p : agents.conversation->participants)
-          if (p.role != "CONSUMER" && p.state == "ACTIVE")
+          if (p.role != store::ParticipantRole::kConsumer &&
+              p.state == store::ParticipantState::kActive)
             takeNew(it->second.agents_by_user, p.id, first);
         break;
       case AgentTargets::Kind::kUser:
@@ -214,7 +215,8 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
         take(it->second.changes_all);
         const std::size_t from = targets.size();
         auto byUid = [&](const store::Participant& p) {
-          if (p.role != "CONSUMER") takeNew(it->second.changes_by_uid, p.id, from);
+          if (p.role != store::ParticipantRole::kConsumer)
+            takeNew(it->second.changes_by_uid, p.id, from);
         };
         for (const auto& p : agents.conversation->participants) byUid(p);
         if (agents.removed)

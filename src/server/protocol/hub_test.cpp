@@ -40,11 +40,12 @@ class FakeClient final : public HubClient {
   std::string bearer_;
 };
 
-store::Participant participant(std::string id, std::string role, std::string state = "ACTIVE") {
+store::Participant participant(std::string id, store::ParticipantRole role,
+                               store::ParticipantState state = store::ParticipantState::kActive) {
   store::Participant p;
   p.id = std::move(id);
-  p.role = std::move(role);
-  p.state = std::move(state);
+  p.role = role;
+  p.state = state;
   return p;
 }
 
@@ -54,9 +55,9 @@ conversation::MessageAdded messageOf(const std::string& acc, const std::string& 
   conversation::MessageAdded m;
   m.conversation.account = AccountId(acc);
   m.conversation.consumer = ConsumerId(consumer);
-  m.conversation.participants.push_back(participant(consumer, "CONSUMER"));
+  m.conversation.participants.push_back(participant(consumer, store::ParticipantRole::kConsumer));
   for (const auto& a : agents)
-    m.conversation.participants.push_back(participant(a, "ASSIGNED_AGENT"));
+    m.conversation.participants.push_back(participant(a, store::ParticipantRole::kAssignedAgent));
   return m;
 }
 
@@ -172,9 +173,11 @@ TEST(Hub, MessagesAndChatStatesGoToActiveNonConsumerParticipantsOnly) {
   for (const auto& c : idle) hub.add(c);
 
   conversation::MessageAdded m = messageOf("a", "c1", {"1001"});
-  m.conversation.participants.push_back(participant("1002", "MANAGER"));
-  m.conversation.participants.push_back(participant("1003", "ASSIGNED_AGENT", "SUSPENDED"));
-  m.conversation.participants.push_back(participant("1001", "READER"));  // listed twice
+  m.conversation.participants.push_back(participant("1002", store::ParticipantRole::kManager));
+  m.conversation.participants.push_back(participant("1003", store::ParticipantRole::kAssignedAgent,
+                                                    store::ParticipantState::kSuggested));
+  m.conversation.participants.push_back(
+      participant("1001", store::ParticipantRole::kReader));  // listed twice
   hub.onMessageAdded(m);
   conversation::ChatStateChanged cs;
   cs.conversation = m.conversation;
@@ -255,12 +258,12 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(two->delivered, 1);  // once, though both its uids take part
   EXPECT_EQ(other->delivered, 0);
 
-  // 1002 leaves (removed); 1004 is still listed, SUSPENDED: both subscriptions hear of it.
+  // 1002 leaves (removed); 1004 is still listed, SUGGESTED: both subscriptions hear of it.
   conversation::ConversationChanged transferred;
   transferred.conversation = messageOf("a", "c1").conversation;
-  transferred.conversation.participants.push_back(
-      participant("1004", "ASSIGNED_AGENT", "SUSPENDED"));
-  transferred.removed.push_back(participant("1002", "ASSIGNED_AGENT"));
+  transferred.conversation.participants.push_back(participant(
+      "1004", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kSuggested));
+  transferred.removed.push_back(participant("1002", store::ParticipantRole::kAssignedAgent));
   hub.onConversationChanged(transferred);
   EXPECT_EQ(mine->delivered, 2);
   EXPECT_EQ(two->delivered, 2);
