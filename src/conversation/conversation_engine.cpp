@@ -336,8 +336,11 @@ class Engine final : public ConversationService {
   void endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx);
   void rekeyDueLocked(Waiting& w, TimeMs due);
   void dispatchLocked(const std::string& acc, Effects& fx);
+  // How an agent is rung: as the named agent of a transfer (ONLINE or OCCUPIED, any skill),
+  // or from the skill's queue (ONLINE, serving the skill, not having declined it).
+  enum class Offer { kSuggested, kFromQueue };
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
-                      bool suggested) const;
+                      Offer offer) const;
 
   // Performs collected effects (no lock held).
   void apply(Effects fx);
@@ -567,9 +570,9 @@ void Engine::rekeyDueLocked(Waiting& w, TimeMs due) {
 }
 
 bool Engine::eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
-                            bool suggested) const {
+                            Offer offer) const {
   if (!a.loaded) return false;
-  if (suggested) {
+  if (offer == Offer::kSuggested) {
     if (a.availability != Availability::kOnline && a.availability != Availability::kOccupied)
       return false;
   } else {
@@ -648,7 +651,8 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     if (w.suggested) {
       if (w.rings.empty()) {
         auto a = ar.agents.find(w.suggested->str());
-        if (a != ar.agents.end() && eligibleLocked(a->second, skill, w, true)) offer(w, a->second);
+        if (a != ar.agents.end() && eligibleLocked(a->second, skill, w, Offer::kSuggested))
+          offer(w, a->second);
       }
       ++cur->it;
       continue;
@@ -666,7 +670,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     while (static_cast<int>(w.rings.size()) < options_.ring_fanout) {
       Agent* best = nullptr;
       for (auto& [_, a] : ar.agents) {
-        if (!serves(a, skill) || !eligibleLocked(a, skill, w, false)) continue;
+        if (!serves(a, skill) || !eligibleLocked(a, skill, w, Offer::kFromQueue)) continue;
         auto load = [](const Agent& x) { return x.assigned.size() + x.waiting_rings; };
         if (!best || load(a) < load(*best) ||
             (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))

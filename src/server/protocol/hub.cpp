@@ -71,8 +71,9 @@ void Hub::dropInterest(AccountSessions& acc, const HubClient* client) {
   acc.interest.erase(it);
 }
 
-void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
+void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, Interest interest,
                                   const std::vector<std::string>& uids) {
+  const bool all = interest == Interest::kAll;
   if (client->hubConsumer()) return;  // consumers get their own conversations' changes
   MutexLock lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];

@@ -89,7 +89,7 @@ TEST(Hub, MessagesReachTheirConsumerAndTheAgentsTakingPartOnly) {
   changed.conversation = messageOf("a", "c2").conversation;
   hub.onConversationChanged(changed);
   EXPECT_EQ(agent->delivered, 1);
-  hub.setConversationInterest(agent, true, {});
+  hub.setConversationInterest(agent, Hub::Interest::kAll, {});
   hub.onConversationChanged(changed);
   EXPECT_EQ(agent->delivered, 2);
   EXPECT_EQ(c2->delivered, 2);
@@ -232,12 +232,13 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   auto none = std::make_shared<FakeClient>("a", std::nullopt, "1006");   // no subscription
   auto other_account = std::make_shared<FakeClient>("b", std::nullopt, "1001");
   for (const auto& c : {consumer, all, mine, two, other, none, other_account}) hub.add(c);
-  hub.setConversationInterest(all, true, {});
-  hub.setConversationInterest(mine, false, {"1002"});
-  hub.setConversationInterest(two, false, {"1002", "1004", "1002"});
-  hub.setConversationInterest(other, false, {"1005"});
-  hub.setConversationInterest(other_account, true, {});
-  hub.setConversationInterest(consumer, true, {});  // ignored: consumers get their own
+  hub.setConversationInterest(all, Hub::Interest::kAll, {});
+  hub.setConversationInterest(mine, Hub::Interest::kOfAgents, {"1002"});
+  hub.setConversationInterest(two, Hub::Interest::kOfAgents, {"1002", "1004", "1002"});
+  hub.setConversationInterest(other, Hub::Interest::kOfAgents, {"1005"});
+  hub.setConversationInterest(other_account, Hub::Interest::kAll, {});
+  // Ignored: consumers get their own conversations' changes.
+  hub.setConversationInterest(consumer, Hub::Interest::kAll, {});
 
   conversation::ConversationChanged created;
   created.conversation = messageOf("a", "c1").conversation;  // no agent yet
@@ -271,14 +272,14 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(none->delivered, 0);
 
   // Unsubscribing (no interest left) and closing take a session out.
-  hub.setConversationInterest(mine, false, {});
+  hub.setConversationInterest(mine, Hub::Interest::kOfAgents, {});
   hub.remove(two.get());
   hub.onConversationChanged(assigned);
   EXPECT_EQ(mine->delivered, 2);
   EXPECT_EQ(two->delivered, 2);
   EXPECT_EQ(all->delivered, 4);
   // Narrowing "all" to a uid replaces it.
-  hub.setConversationInterest(all, false, {"1005"});
+  hub.setConversationInterest(all, Hub::Interest::kOfAgents, {"1005"});
   hub.onConversationChanged(assigned);
   EXPECT_EQ(all->delivered, 4);
 }

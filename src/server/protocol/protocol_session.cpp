@@ -497,7 +497,8 @@ void ProtocolSession::updateConversationInterest() {
     }
     uids.insert(uids.end(), sub.agent_uids.begin(), sub.agent_uids.end());
   }
-  deps_.hub.setConversationInterest(shared_from_this(), all, uids);
+  deps_.hub.setConversationInterest(shared_from_this(),
+                                    all ? Hub::Interest::kAll : Hub::Interest::kOfAgents, uids);
 }
 
 void ProtocolSession::sendExChanges(const std::string& sub_id,
