@@ -70,7 +70,7 @@ Message makeMessage(const ConversationId& id, std::int64_t seq) {
   m.server_ts = 1'700'000'000'000 + seq;
   m.originator_id = "4f1c8a52-consumer";
   m.originator_pid = "4f1c8a52-consumer";
-  m.originator_role = "CONSUMER";
+  m.originator_role = store::ParticipantRole::kConsumer;
   m.event_json =
       R"({"type":"ContentEvent","contentType":"text/plain","message":"Hello, I would like to change my flight booking please"})";
   return m;
@@ -83,8 +83,9 @@ void BM_AppendMessage(benchmark::State& state) {
   c.id = ConversationId("bench-" + std::to_string(next_conversation++));
   c.account = AccountId("1");
   c.consumer = ConsumerId("4f1c8a52-consumer");
-  c.participants = {{"4f1c8a52-consumer", "CONSUMER", "ACTIVE", 0},
-                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 0}};
+  c.participants = {
+      {"4f1c8a52-consumer", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 0},
+      {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 0}};
   std::int64_t seq = 0;
   SqliteWriteStats before;
   if (auto st = sqliteWriteStats(store)) before = *st;
@@ -140,8 +141,9 @@ void BM_AppendMessageAsync(benchmark::State& state) {
     c.id = ConversationId("async-" + std::to_string(run) + "-" + std::to_string(i));
     c.account = AccountId("1");
     c.consumer = ConsumerId("consumer-" + std::to_string(i));
-    c.participants = {{c.consumer.str(), "CONSUMER", "ACTIVE", 0},
-                      {"1000", "ASSIGNED_AGENT", "ACTIVE", 0}};
+    c.participants = {
+        {c.consumer.str(), store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 0},
+        {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 0}};
   }
   std::mutex mu;
   std::condition_variable cv;

@@ -20,19 +20,20 @@ Result<std::string> readConversationForFunctions(store::Store& store, const Acco
                   {"startTimeL", c->start_ts},
                   {"endTimeL", c->end_ts},
                   {"latestSkillId", c->skill.str()},
-                  {"closeReason", c->close_reason},
+                  {"closeReason", store::closeReasonText(c->close_reason)},
                   {"channel", store::channelName(c->channel)}};
   bj::array records;
   for (const auto& m : *msgs) {
     auto ev = json::parseObject(m.event_json);
     if (!ev) continue;
     std::string type = json::getString(*ev, "type");
-    bj::object rec{{"sequence", m.sequence},
-                   {"timeL", m.server_ts},
-                   {"sentBy", m.originator_role == "CONSUMER" ? "Consumer" : "Agent"},
-                   {"participantId", m.originator_pid},
-                   {"audience", m.audience},
-                   {"dialogId", c->id.str()}};
+    bj::object rec{
+        {"sequence", m.sequence},
+        {"timeL", m.server_ts},
+        {"sentBy", m.originator_role == store::ParticipantRole::kConsumer ? "Consumer" : "Agent"},
+        {"participantId", m.originator_pid},
+        {"audience", store::audienceName(m.audience)},
+        {"dialogId", c->id.str()}};
     if (type == "ContentEvent") {
       rec["type"] = "TEXT_PLAIN";
       rec["messageData"] =
@@ -50,9 +51,11 @@ Result<std::string> readConversationForFunctions(store::Store& store, const Acco
   }
   bj::array agents, consumers;
   for (const auto& p : c->participants) {
-    bj::object o{
-        {"participantId", p.id}, {"role", p.role}, {"state", p.state}, {"timeL", p.joined_at}};
-    if (p.role == "CONSUMER") {
+    bj::object o{{"participantId", p.id},
+                 {"role", store::participantRoleName(p.role)},
+                 {"state", store::participantStateName(p.state)},
+                 {"timeL", p.joined_at}};
+    if (p.role == store::ParticipantRole::kConsumer) {
       consumers.emplace_back(std::move(o));
     } else {
       agents.emplace_back(std::move(o));

@@ -20,11 +20,16 @@ std::string subjectOf(const AccountId& acc, const ConversationId& id) {
   return kPrefix + bus::subjectToken(acc.str()) + "." + bus::subjectToken(id.str());
 }
 
+bj::object participantJson(const store::Participant& p) {
+  return bj::object{{"id", p.id},
+                    {"role", store::participantRoleName(p.role)},
+                    {"state", store::participantStateName(p.state)},
+                    {"joinedAt", p.joined_at}};
+}
+
 bj::object conversationJson(const store::Conversation& c) {
   bj::array participants;
-  for (const auto& p : c.participants)
-    participants.push_back(
-        bj::object{{"id", p.id}, {"role", p.role}, {"state", p.state}, {"joinedAt", p.joined_at}});
+  for (const auto& p : c.participants) participants.push_back(participantJson(p));
   return bj::object{{"id", c.id.str()},
                     {"account", c.account.str()},
                     {"consumer", c.consumer.str()},
@@ -37,7 +42,7 @@ bj::object conversationJson(const store::Conversation& c) {
                     {"startTs", c.start_ts},
                     {"endTs", c.end_ts},
                     {"updatedAt", c.updated_at},
-                    {"closeReason", c.close_reason},
+                    {"closeReason", store::closeReasonText(c.close_reason)},
                     {"nextSequence", c.next_sequence},
                     {"participants", std::move(participants)},
                     {"context", c.context_json},
@@ -45,6 +50,15 @@ bj::object conversationJson(const store::Conversation& c) {
 }
 
 std::int64_t getInt(const bj::object& o, std::string_view key) { return json::getInt(o, key, 0); }
+
+// A relayed participant; Invalid naming an unknown role or state (absent state: ACTIVE).
+Result<store::Participant> participantFrom(const bj::object& p) {
+  auto role = store::parseParticipantRole(json::getString(p, "role"));
+  if (!role) return std::unexpected(role.error());
+  auto state = store::parseParticipantState(json::getString(p, "state", "ACTIVE"));
+  if (!state) return std::unexpected(state.error());
+  return store::Participant{json::getString(p, "id"), *role, *state, getInt(p, "joinedAt")};
+}
 
 Result<store::Conversation> conversationFrom(const bj::object& o) {
   store::Conversation c;
@@ -65,17 +79,18 @@ Result<store::Conversation> conversationFrom(const bj::object& o) {
   c.start_ts = getInt(o, "startTs");
   c.end_ts = getInt(o, "endTs");
   c.updated_at = getInt(o, "updatedAt");
-  c.close_reason = json::getString(o, "closeReason");
+  auto reason = store::parseCloseReasonText(json::getString(o, "closeReason"));
+  if (!reason) return std::unexpected(reason.error());
+  c.close_reason = *reason;
   c.next_sequence = getInt(o, "nextSequence");
   c.context_json = json::getString(o, "context", "{}");
   c.turn_mark = store::decodeTurnMark(json::getString(o, "turn"));
   if (auto* ps = o.if_contains("participants"); ps && ps->is_array())
     for (const auto& v : ps->as_array()) {
       if (!v.is_object()) continue;
-      const auto& p = v.as_object();
-      c.participants.push_back(
-          store::Participant{json::getString(p, "id"), json::getString(p, "role"),
-                             json::getString(p, "state", "ACTIVE"), getInt(p, "joinedAt")});
+      auto p = participantFrom(v.as_object());
+      if (!p) return std::unexpected(p.error());
+      c.participants.push_back(std::move(*p));
     }
   return c;
 }
@@ -92,25 +107,24 @@ std::optional<conv::ChangeKind> parseChangeKind(std::string_view s) {
 
 std::string encodeRelayedMessage(const std::string& origin, const conv::MessageAdded& e) {
   const auto& m = e.message;
-  return json::dump(bj::object{{"type", "message"},
-                               {"origin", origin},
-                               {"conversation", conversationJson(e.conversation)},
-                               {"message", bj::object{{"sequence", m.sequence},
-                                                      {"serverTs", m.server_ts},
-                                                      {"originatorId", m.originator_id},
-                                                      {"originatorPid", m.originator_pid},
-                                                      {"originatorRole", m.originator_role},
-                                                      {"audience", m.audience},
-                                                      {"event", m.event_json},
-                                                      {"metadata", m.metadata_json},
-                                                      {"turn", store::encodeTurnMark(m.turn)}}}});
+  return json::dump(bj::object{
+      {"type", "message"},
+      {"origin", origin},
+      {"conversation", conversationJson(e.conversation)},
+      {"message", bj::object{{"sequence", m.sequence},
+                             {"serverTs", m.server_ts},
+                             {"originatorId", m.originator_id},
+                             {"originatorPid", m.originator_pid},
+                             {"originatorRole", store::participantRoleName(m.originator_role)},
+                             {"audience", store::audienceName(m.audience)},
+                             {"event", m.event_json},
+                             {"metadata", m.metadata_json},
+                             {"turn", store::encodeTurnMark(m.turn)}}}});
 }
 
 std::string encodeRelayedChange(const std::string& origin, const conv::ConversationChanged& e) {
   bj::array removed;
-  for (const auto& p : e.removed)
-    removed.push_back(
-        bj::object{{"id", p.id}, {"role", p.role}, {"state", p.state}, {"joinedAt", p.joined_at}});
+  for (const auto& p : e.removed) removed.push_back(participantJson(p));
   return json::dump(bj::object{{"type", "changed"},
                                {"origin", origin},
                                {"kind", conv::changeKindName(e.kind)},
@@ -206,8 +220,15 @@ void ConversationRelay::receive(const bus::BusMessage& m) {
     e->message.server_ts = getInt(mo, "serverTs");
     e->message.originator_id = json::getString(mo, "originatorId");
     e->message.originator_pid = json::getString(mo, "originatorPid");
-    e->message.originator_role = json::getString(mo, "originatorRole");
-    e->message.audience = json::getString(mo, "audience", "ALL");
+    auto role = store::parseParticipantRole(json::getString(mo, "originatorRole"));
+    auto audience = store::parseAudience(json::getString(mo, "audience", "ALL"));
+    if (!role || !audience) {
+      spdlog::warn("bus: message {} of {} ignored: {}", e->message.sequence, c->id.str(),
+                   (role ? audience.error() : role.error()).message);
+      return;
+    }
+    e->message.originator_role = *role;
+    e->message.audience = *audience;
     e->message.event_json = json::getString(mo, "event");
     e->message.metadata_json = json::getString(mo, "metadata", "[]");
     e->message.turn = store::decodeTurnMark(json::getString(mo, "turn"));
@@ -237,11 +258,14 @@ void ConversationRelay::receive(const bus::BusMessage& m) {
     e.kind = *kind;
     if (auto* rv = o->if_contains("removed"); rv && rv->is_array())
       for (const auto& v : rv->as_array())
-        if (v.is_object())
-          e.removed.push_back(store::Participant{json::getString(v.as_object(), "id"),
-                                                 json::getString(v.as_object(), "role"),
-                                                 json::getString(v.as_object(), "state", "ACTIVE"),
-                                                 getInt(v.as_object(), "joinedAt")});
+        if (v.is_object()) {
+          auto p = participantFrom(v.as_object());
+          if (!p) {
+            spdlog::warn("bus: change of {} ignored: {}", c->id.str(), p.error().message);
+            return;
+          }
+          e.removed.push_back(std::move(*p));
+        }
     e.conversation = std::move(*c);
     {
       std::lock_guard l(mu_);

@@ -64,7 +64,8 @@ store::Conversation conversation() {
   c.updated_at = 2000;
   c.next_sequence = 1;
   c.context_json = R"({"type":"SharkContext"})";
-  c.participants = {{"consumer-1", "CONSUMER", "ACTIVE", 1000}};
+  c.participants = {
+      {"consumer-1", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 1000}};
   return c;
 }
 
@@ -77,8 +78,8 @@ std::shared_ptr<conv::MessageAdded> message(std::int64_t seq, const std::string&
   e->message.server_ts = 3000 + seq;
   e->message.originator_id = "consumer-1";
   e->message.originator_pid = "consumer-1";
-  e->message.originator_role = "CONSUMER";
-  e->message.audience = "ALL";
+  e->message.originator_role = store::ParticipantRole::kConsumer;
+  e->message.audience = store::Audience::kAll;
   e->message.event_json =
       json::dump(boost::json::object{{"type", "ContentEvent"}, {"message", text}});
   e->message.turn.turn_id = "t1";
@@ -98,13 +99,14 @@ TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryFi
   a.onMessageAddedShared(message(0, "hello"));
   a.onMessageAddedShared(message(1, "again"));
   auto joined = conversation();
-  joined.participants.push_back({"1000", "ASSIGNED_AGENT", "ACTIVE", 1500});
+  joined.participants.push_back(
+      {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 1500});
   a.onConversationChanged({conv::ChangeKind::kParticipants, joined, {}});
   // A repeat of a message already delivered (a redelivery, or a second publisher) is dropped.
   a.onMessageAddedShared(message(1, "again"));
   auto closed = joined;
   closed.state = store::ConversationState::kClose;
-  closed.close_reason = "CONSUMER";
+  closed.close_reason = store::CloseReason::kConsumer;
   a.onConversationChanged({conv::ChangeKind::kClosed, closed, {joined.participants[1]}});
 
   std::lock_guard l(sessions_b.mu);
@@ -120,7 +122,7 @@ TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryFi
   const auto sent = message(1, "again");
   EXPECT_EQ(m.message.sequence, 1);
   EXPECT_EQ(m.message.server_ts, sent->message.server_ts);
-  EXPECT_EQ(m.message.originator_role, "CONSUMER");
+  EXPECT_EQ(m.message.originator_role, store::ParticipantRole::kConsumer);
   EXPECT_EQ(m.message.event_json, sent->message.event_json);
   EXPECT_EQ(m.message.turn, sent->message.turn);
   EXPECT_EQ(json::getString(*m.event, "type"), "ContentEvent");
@@ -132,9 +134,9 @@ TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryFi
   EXPECT_EQ(m.conversation.next_sequence, 2);
   const auto& c = sessions_b.changes.back();
   EXPECT_EQ(c.conversation.state, store::ConversationState::kClose);
-  EXPECT_EQ(c.conversation.close_reason, "CONSUMER");
+  EXPECT_EQ(c.conversation.close_reason, store::CloseReason::kConsumer);
   ASSERT_EQ(c.removed.size(), 1u);
-  EXPECT_EQ(c.removed[0].role, "ASSIGNED_AGENT");
+  EXPECT_EQ(c.removed[0].role, store::ParticipantRole::kAssignedAgent);
   EXPECT_EQ(c.conversation.participants[1].joined_at, 1500);
 }
 
@@ -147,6 +149,20 @@ TEST(ConversationRelay, UnreadableEventsAreIgnoredAndStopEndsDelivery) {
   raw.publish("parley.conv.a.b", "not json");
   raw.publish("parley.conv.a.b", R"({"type":"message","origin":"x","conversation":{}})");
   raw.publish("parley.conv.a.b", encodeRelayedMessage("x", *message(0, "ok")));
+  // An originator role, audience, participant role or close reason that is not a protocol
+  // name: the event is ignored.
+  auto replaced = [](std::string s, const std::string& from, const std::string& to) {
+    auto at = s.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) s.replace(at, from.size(), to);
+    return s;
+  };
+  const std::string next = encodeRelayedMessage("x", *message(1, "unknown name"));
+  raw.publish("parley.conv.a.b",
+              replaced(next, R"("originatorRole":"CONSUMER")", R"("originatorRole":"WIZARD")"));
+  raw.publish("parley.conv.a.b", replaced(next, R"("audience":"ALL")", R"("audience":"SOME")"));
+  raw.publish("parley.conv.a.b", replaced(next, R"("role":"CONSUMER")", R"("role":"NOBODY")"));
+  raw.publish("parley.conv.a.b", replaced(next, R"("closeReason":"")", R"("closeReason":"LATER")"));
   relay.stop();
   raw.publish("parley.conv.a.b", encodeRelayedMessage("x", *message(1, "late")));
   std::lock_guard l(sessions.mu);

@@ -217,9 +217,9 @@ class BotServiceTest : public ::testing::Test {
   std::vector<std::string> botTexts(const store::Conversation& c) {
     std::vector<std::string> out;
     for (const auto& m : messages(c)) {
-      if (m.originator_role == "CONSUMER") continue;
+      if (m.originator_role == store::ParticipantRole::kConsumer) continue;
       bj::value ev = bj::parse(m.event_json);
-      std::string prefix = m.audience == "AGENTS_AND_MANAGERS" ? "[private] " : "";
+      std::string prefix = m.audience == store::Audience::kAgentsAndManagers ? "[private] " : "";
       if (ev.at("type") == "ContentEvent")
         out.push_back(prefix + std::string(ev.at("message").as_string()));
       else if (ev.at("type") == "RichContentEvent")
@@ -247,7 +247,9 @@ class BotServiceTest : public ::testing::Test {
   }
   std::optional<std::string> assigned(const store::Conversation& c) {
     for (const auto& p : get(c).participants)
-      if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") return p.id;
+      if (p.role == store::ParticipantRole::kAssignedAgent &&
+          p.state == store::ParticipantState::kActive)
+        return p.id;
     return std::nullopt;
   }
   bool waitAssigned(const store::Conversation& c, const std::string& user) {
@@ -519,7 +521,7 @@ TEST_F(BotServiceTest, EveryMessageKindWithIntents) {
   EXPECT_EQ(states[0], "COMPOSING");
   EXPECT_EQ(states[1], "ACTIVE");
   for (const auto& m : messages(c)) {
-    if (m.originator_role == "CONSUMER") continue;
+    if (m.originator_role == store::ParticipantRole::kConsumer) continue;
     EXPECT_NE(m.metadata_json.find("\"BotResponse\""), std::string::npos) << m.metadata_json;
     EXPECT_NE(m.metadata_json.find("\"greet\""), std::string::npos);
   }
@@ -587,7 +589,7 @@ TEST_F(BotServiceTest, CloseAndChangeTtr) {
   say(c, "bye");
   ASSERT_TRUE(waitTurns(bot, 2));
   EXPECT_EQ(get(c).state, store::ConversationState::kClose);
-  EXPECT_EQ(get(c).close_reason, "BOT");
+  EXPECT_EQ(get(c).close_reason, store::CloseReason::kBot);
 }
 
 TEST_F(BotServiceTest, InvocationAction) {
@@ -871,7 +873,7 @@ TEST_F(BotServiceTest, ChatInactivityWarnsThenCloses) {
     std::this_thread::sleep_for(10ms);
   auto closed = std::chrono::steady_clock::now();
   EXPECT_EQ(get(c).state, store::ConversationState::kClose);
-  EXPECT_EQ(get(c).close_reason, "BOT");
+  EXPECT_EQ(get(c).close_reason, store::CloseReason::kBot);
   EXPECT_GE(closed - second, 640ms);
   EXPECT_EQ(botTexts(c), (std::vector<std::string>{"ok", "ok", "Still there?", "Closing now."}));
   ASSERT_TRUE(waitTurns(bot, 3));

@@ -26,7 +26,7 @@ void ConversationDriver::conversationChanged(const store::Conversation& c) {
 // conversation's strand: the turn input holds its message and its parsed event, not copies.
 void ConversationDriver::messageAdded(const std::shared_ptr<const conv::MessageAdded>& e) {
   const store::Message& m = e->message;
-  if (m.originator_role != "CONSUMER") return;
+  if (m.originator_role != store::ParticipantRole::kConsumer) return;
   ConsumerMessage cm = e->event
                            ? ConsumerMessage{std::shared_ptr<const store::Message>(e, &m), e->event}
                            : ConsumerMessage::fromStored(m);
@@ -91,7 +91,8 @@ void ConversationDriver::handleChange(const std::shared_ptr<ConvState>& st,
     st->bot = bot;
     st->assigned_at = 0;
     for (const auto& p : c.participants)
-      if (p.id == bot->user.id.str() && p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE")
+      if (p.id == bot->user.id.str() && p.role == store::ParticipantRole::kAssignedAgent &&
+          p.state == store::ParticipantState::kActive)
         st->assigned_at = p.joined_at;
     ++st->epoch;
     st->queue.clear();
@@ -185,7 +186,7 @@ void ConversationDriver::finishCatchUp(const std::shared_ptr<ConvState>& st, std
       }
       continue;
     }
-    if (m.originator_role == "CONSUMER") {
+    if (m.originator_role == store::ParticipantRole::kConsumer) {
       auto cm = ConsumerMessage::fromStored(m);
       if (auto k = classifyConsumerMessage(m, *cm.event); k == InputKind::kText)
         if (const auto* t = cm.event->if_contains("message"); t && t->is_string())
@@ -194,7 +195,7 @@ void ConversationDriver::finishCatchUp(const std::shared_ptr<ConvState>& st, std
     }
     bool content = m.event_json.find("\"ContentEvent\"") != std::string::npos ||
                    m.event_json.find("\"RichContentEvent\"") != std::string::npos;
-    if (!content || m.audience != "ALL") continue;
+    if (!content || m.audience != store::Audience::kAll) continue;
     answered_upto = i + 1;
     if (m.originator_id == bot_old_id)
       bot_spoke = true;
@@ -387,7 +388,7 @@ void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, Idle step)
   auto turn = d_.turns.syntheticTurn(st);
   d_.turns.beginTurn(st, turn);
   auto do_close = [this, st, turn] {
-    d_.turns.update(st, turn, {conv::CloseField{std::string("BOT")}},
+    d_.turns.update(st, turn, {conv::CloseField{store::CloseReason::kBot}},
                     [this, st, turn](Result<store::Conversation> r) {
                       bj::object a{{"kind", "INACTIVITY_CLOSE"}, {"status", r ? "DONE" : "FAILED"}};
                       if (!r) a["message"] = r.error().message;

@@ -40,7 +40,9 @@ inline double msSince(SteadyClock::time_point t) {
 inline std::optional<std::string> assignedAgent(const store::Conversation& c) {
   if (c.state != store::ConversationState::kOpen) return std::nullopt;
   for (const auto& p : c.participants)
-    if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") return p.id;
+    if (p.role == store::ParticipantRole::kAssignedAgent &&
+        p.state == store::ParticipantState::kActive)
+      return p.id;
   return std::nullopt;
 }
 

@@ -69,7 +69,7 @@ bj::object messagingEvent(const ConsumerMessage& cm, const store::Conversation& 
        {{"id", m.originator_id}, {"role", "CONSUMER"}, {"clientProperties", client}}},
       {"event", *cm.event},
       {"metadata", parseOr(m.metadata_json, bj::array{})},
-      {"messageAudience", m.audience},
+      {"messageAudience", store::audienceName(m.audience)},
       {"__isMe", false},
       {"conversationContext", conversationContext(conv, ctx)},
   };
@@ -110,7 +110,7 @@ ConsumerMessage ConsumerMessage::fromStored(store::Message m) {
 }
 
 std::optional<InputKind> classifyConsumerMessage(const store::Message& m, const bj::object& o) {
-  if (m.originator_role != "CONSUMER") return std::nullopt;
+  if (m.originator_role != store::ParticipantRole::kConsumer) return std::nullopt;
   auto type = o.find("type");
   if (type == o.end() || !type->value().is_string()) return std::nullopt;
   std::string_view t = type->value().as_string();
@@ -124,7 +124,7 @@ std::optional<InputKind> classifyConsumerMessage(const store::Message& m, const 
 }
 
 std::optional<InputKind> classifyConsumerMessage(const store::Message& m) {
-  if (m.originator_role != "CONSUMER") return std::nullopt;
+  if (m.originator_role != store::ParticipantRole::kConsumer) return std::nullopt;
   // Read, not kept: parsed into a stack arena (no allocation per node; bigger events spill to
   // the heap).
   alignas(16) unsigned char arena_buf[4096];
@@ -183,7 +183,7 @@ bj::object sampleFunctionInput(TimeMs now) {
   store::Message m;
   m.conversation = conv.id;
   m.originator_id = conv.consumer.str();
-  m.originator_role = "CONSUMER";
+  m.originator_role = store::ParticipantRole::kConsumer;
   m.server_ts = now;
   m.event_json = R"({"type":"ContentEvent","message":"hi","contentType":"text/plain"})";
   TurnInput in;

@@ -237,7 +237,7 @@ void ConversationTester::message(const api::Request& req, const BotId& bot,
                                                                 TesterLimits::kEventBytes)}));
     event = ev->as_object();
     store::Message probe;
-    probe.originator_role = "CONSUMER";
+    probe.originator_role = store::ParticipantRole::kConsumer;
     if (!classifyConsumerMessage(probe, event))
       return done(errorResponse(
           Error{ErrorCode::kInvalid,
@@ -296,7 +296,7 @@ void ConversationTester::runTurn(const std::shared_ptr<Session>& s, const api::C
       m.conversation = s->conv.id;
       m.sequence = s->next_seq++;
       m.originator_id = s->conv.consumer.str();
-      m.originator_role = "CONSUMER";
+      m.originator_role = store::ParticipantRole::kConsumer;
       m.server_ts = d_.clock.nowMs();
       m.event_json = bj::serialize(consumer_event);
       in.kind = classifyConsumerMessage(m, consumer_event).value_or(InputKind::kText);

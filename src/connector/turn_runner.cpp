@@ -369,7 +369,7 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
       return;
     }
     case ActionKind::kClose:
-      update(st, turn, {conv::CloseField{std::string("BOT")}},
+      update(st, turn, {conv::CloseField{store::CloseReason::kBot}},
              [this, st, turn, rec](Result<store::Conversation> r) mutable {
                if (r) turn->handed_off = true;
                rec["status"] = r ? "DONE" : "FAILED";

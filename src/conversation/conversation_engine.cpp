@@ -37,13 +37,18 @@ using store::Availability;
 using store::Conversation;
 using store::ConversationState;
 using store::Participant;
+using store::participantRoleName;
 using store::TtrType;
 
 constexpr const char* kNoSkill = "-1";
 // The first block of a published event's parse (a text message needs a few hundred bytes;
 // larger events take more blocks).
 constexpr std::size_t kEventBlockBytes = 1024;
-constexpr const char* kAssignedAgent = "ASSIGNED_AGENT";
+constexpr ParticipantRole kAssignedAgent = ParticipantRole::kAssignedAgent;
+constexpr ParticipantRole kManager = ParticipantRole::kManager;
+constexpr ParticipantRole kReader = ParticipantRole::kReader;
+constexpr ParticipantState kActive = ParticipantState::kActive;
+constexpr ParticipantState kSuggested = ParticipantState::kSuggested;
 
 // One open conversation: its strand and its current state. `conv` is touched only on `strand`
 // (after the entry is published in the entry map).
@@ -63,14 +68,14 @@ struct ConvEntry {
 using EntryPtr = std::shared_ptr<ConvEntry>;
 
 bool isActiveAssigned(const Participant& p) {
-  return p.role == kAssignedAgent && p.state == "ACTIVE";
+  return p.role == kAssignedAgent && p.state == kActive;
 }
 bool hasActiveAssigned(const Conversation& c) {
   return std::ranges::any_of(c.participants, isActiveAssigned);
 }
 const Participant* findSuggested(const Conversation& c) {
   for (const auto& p : c.participants)
-    if (p.role == kAssignedAgent && p.state == "SUGGESTED") return &p;
+    if (p.role == kAssignedAgent && p.state == kSuggested) return &p;
   return nullptr;
 }
 std::string consumerKey(const AccountId& acc, const ConsumerId& c) {
@@ -331,8 +336,11 @@ class Engine final : public ConversationService {
   void endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx);
   void rekeyDueLocked(Waiting& w, TimeMs due);
   void dispatchLocked(const std::string& acc, Effects& fx);
+  // How an agent is rung: as the named agent of a transfer (ONLINE or OCCUPIED, any skill),
+  // or from the skill's queue (ONLINE, serving the skill, not having declined it).
+  enum class Offer { kSuggested, kFromQueue };
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
-                      bool suggested) const;
+                      Offer offer) const;
 
   // Performs collected effects (no lock held).
   void apply(Effects fx);
@@ -460,9 +468,9 @@ Status Engine::authorizeChanges(const Actor& actor, const Conversation& c,
     } else if (const auto* f = std::get_if<AddParticipantField>(&ch)) {
       if (f->user && *f->user != actor.user) {
         needed.push_back(Action::kAddOtherParticipant);
-      } else if (f->role == "MANAGER") {
+      } else if (f->role == kManager) {
         needed.push_back(Action::kJoinAsManager);
-      } else if (f->role == "READER") {
+      } else if (f->role == kReader) {
         needed.push_back(Action::kJoinAsReader);
       }
     } else if (const auto* f = std::get_if<RemoveParticipantField>(&ch)) {
@@ -562,9 +570,9 @@ void Engine::rekeyDueLocked(Waiting& w, TimeMs due) {
 }
 
 bool Engine::eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
-                            bool suggested) const {
+                            Offer offer) const {
   if (!a.loaded) return false;
-  if (suggested) {
+  if (offer == Offer::kSuggested) {
     if (a.availability != Availability::kOnline && a.availability != Availability::kOccupied)
       return false;
   } else {
@@ -643,7 +651,8 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     if (w.suggested) {
       if (w.rings.empty()) {
         auto a = ar.agents.find(w.suggested->str());
-        if (a != ar.agents.end() && eligibleLocked(a->second, skill, w, true)) offer(w, a->second);
+        if (a != ar.agents.end() && eligibleLocked(a->second, skill, w, Offer::kSuggested))
+          offer(w, a->second);
       }
       ++cur->it;
       continue;
@@ -661,7 +670,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     while (static_cast<int>(w.rings.size()) < options_.ring_fanout) {
       Agent* best = nullptr;
       for (auto& [_, a] : ar.agents) {
-        if (!serves(a, skill) || !eligibleLocked(a, skill, w, false)) continue;
+        if (!serves(a, skill) || !eligibleLocked(a, skill, w, Offer::kFromQueue)) continue;
         auto load = [](const Agent& x) { return x.assigned.size() + x.waiting_rings; };
         if (!best || load(a) < load(*best) ||
             (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))
@@ -731,7 +740,7 @@ void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const Us
     Conversation next = c;
     std::vector<Participant> removed;
     std::erase_if(next.participants, [&](const Participant& p) {
-      bool match = p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id == user.str();
+      bool match = p.role == kAssignedAgent && p.state == kSuggested && p.id == user.str();
       if (match) removed.push_back(p);
       return match;
     });
@@ -845,7 +854,8 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
     c.start_ts = now;
     c.updated_at = now;
     c.next_sequence = 0;
-    c.participants.push_back(Participant{req.consumer.str(), "CONSUMER", "ACTIVE", now});
+    c.participants.push_back(
+        Participant{req.consumer.str(), ParticipantRole::kConsumer, kActive, now});
     c.context_json = std::move(req.context_json);
 
     const std::string key = consumerKey(req.account, req.consumer);
@@ -905,11 +915,17 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
           return done(invalid("event type '" + type +
                               "' is not supported; use ContentEvent, RichContentEvent, "
                               "AcceptStatusEvent or ChatStateEvent"));
+        std::optional<ChatState> chat_state;
+        if (!persisted) {
+          auto cs = parseChatState(json::getString(ev->as_object(), "chatState"));
+          if (!cs) return done(std::unexpected(std::move(cs.error())));
+          chat_state = *cs;
+        }
         if (req.metadata_json.empty()) req.metadata_json = "[]";
         boost::json::value md = boost::json::parse(req.metadata_json, jec, &arena);
         if (jec || !md.is_array()) return done(invalid("metadata must be a JSON array"));
 
-        std::string role;
+        std::optional<ParticipantRole> role;
         std::string originator_id;
         std::string originator_pid;
         switch (req.actor.kind) {
@@ -919,7 +935,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                                     " is not a participant of conversation " + c.id.str()));
             if (req.audience != Audience::kAll)
               return done(forbidden("consumers cannot publish to AGENTS_AND_MANAGERS"));
-            role = "CONSUMER";
+            role = ParticipantRole::kConsumer;
             originator_id = originator_pid = c.consumer.str();
             break;
           case ActorKind::kAgent: {
@@ -929,9 +945,9 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                 role = kAssignedAgent;
                 break;
               }
-              if (p.role == "MANAGER") role = "MANAGER";
+              if (p.role == kManager) role = kManager;
             }
-            if (role.empty())
+            if (!role)
               return done(forbidden("agent " + req.actor.user.str() +
                                     " is not the assigned agent or a manager of conversation " +
                                     c.id.str() + "; accept it or join as MANAGER first"));
@@ -940,7 +956,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
             break;
           }
           case ActorKind::kSystem:
-            role = "CONTROLLER";
+            role = ParticipantRole::kController;
             originator_id = originator_pid = req.actor.oldId();
             break;
         }
@@ -951,13 +967,9 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         }
         const TimeMs now = clock_.nowMs();
         if (!persisted) {
-          ChatStateChanged cs{std::move(originator_id),
-                              std::move(originator_pid),
-                              std::move(role),
-                              std::move(req.event_json),
-                              std::move(req.metadata_json),
-                              now,
-                              c};
+          ChatStateChanged cs{
+              std::move(originator_id),  std::move(originator_pid),    *role, *chat_state,
+              std::move(req.event_json), std::move(req.metadata_json), now,   c};
           listeners_->emit([&](ConversationListener& l) { l.onChatState(cs); });
           return done(Published{std::nullopt, now});
         }
@@ -971,8 +983,8 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.server_ts = now;
         m.originator_id = std::move(originator_id);
         m.originator_pid = std::move(originator_pid);
-        m.originator_role = std::move(role);
-        m.audience = audienceName(req.audience);
+        m.originator_role = *role;
+        m.audience = req.audience;
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
         m.turn = std::move(req.turn);
@@ -1045,14 +1057,14 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
           if (auto st = authorizeChanges(actor, c, changes); !st)
             return done(std::unexpected(st.error()));
           for (const auto& p : c.participants)
-            if (p.id == actor.user.str() && (isActiveAssigned(p) || p.role == "MANAGER"))
+            if (p.id == actor.user.str() && (isActiveAssigned(p) || p.role == kManager))
               is_participant = true;
           // A non-participant may only join, or leave an entry of its own (a READER).
           if (!is_participant)
             for (const auto& ch : changes) {
               if (std::holds_alternative<AddParticipantField>(ch)) continue;
               if (const auto* f = std::get_if<RemoveParticipantField>(&ch);
-                  f && (f->role == "MANAGER" || f->role == "READER") &&
+                  f && (f->role == kManager || f->role == kReader) &&
                   (!f->user || *f->user == actor.user))
                 continue;
               return done(forbidden("agent " + actor.user.str() +
@@ -1072,20 +1084,17 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
         std::optional<UserId> suggested;
         for (const auto& ch : changes) {
           if (const auto* f = std::get_if<CloseField>(&ch)) {
-            std::string reason;
+            CloseReason reason = CloseReason::kAgent;
             if (f->reason) {
               reason = *f->reason;
-              if (reason != "CONSUMER" && reason != "AGENT" && reason != "BOT" &&
-                  reason != "SYSTEM")
-                return done(invalid("close reason '" + reason +
-                                    "' is not one of CONSUMER, AGENT, BOT, SYSTEM"));
             } else if (actor.kind == ActorKind::kConsumer) {
-              reason = "CONSUMER";
+              reason = CloseReason::kConsumer;
             } else if (actor.kind == ActorKind::kSystem) {
-              reason = "SYSTEM";
+              reason = CloseReason::kSystem;
             } else {
               auto u = store_.accounts().getUser(actor.account, actor.user);
-              reason = u && u->type == store::UserType::kBot ? "BOT" : "AGENT";
+              reason =
+                  u && u->type == store::UserType::kBot ? CloseReason::kBot : CloseReason::kAgent;
             }
             closing = true;
             next.close_reason = reason;
@@ -1102,9 +1111,10 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
             if (skill != next.skill) skill_changed = true;
             next.skill = skill;
           } else if (const auto* f = std::get_if<AddParticipantField>(&ch)) {
-            if (f->role != "MANAGER" && f->role != "READER")
-              return done(invalid("participants can be added only as MANAGER or READER, not '" +
-                                  f->role + "'"));
+            if (f->role != kManager && f->role != kReader)
+              return done(invalid(
+                  std::string("participants can be added only as MANAGER or READER, not '") +
+                  participantRoleName(f->role) + "'"));
             UserId user = f->user.value_or(actor.user);
             if (user.empty()) return done(invalid("a user id is needed to add a participant"));
             if (actor.kind == ActorKind::kAgent && !is_participant && user != actor.user)
@@ -1116,7 +1126,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
               return p.id == user.str() && p.role == f->role;
             });
             if (!exists) {
-              next.participants.push_back(Participant{user.str(), f->role, "ACTIVE", now});
+              next.participants.push_back(Participant{user.str(), f->role, kActive, now});
               participants_changed = true;
             }
           } else if (const auto* f = std::get_if<RemoveParticipantField>(&ch)) {
@@ -1133,34 +1143,34 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
               next.participants.erase(it);
               agent_removed = true;
               participants_changed = true;
-            } else if (f->role == "MANAGER" || f->role == "READER") {
+            } else if (f->role == kManager || f->role == kReader) {
               UserId user = f->user.value_or(actor.user);
               auto it = std::ranges::find_if(next.participants, [&](const Participant& p) {
                 return p.id == user.str() && p.role == f->role;
               });
               if (it == next.participants.end())
-                return done(invalid("user " + user.str() + " is not a " + f->role +
-                                    " of conversation " + c.id.str()));
+                return done(invalid("user " + user.str() + " is not a " +
+                                    participantRoleName(f->role) + " of conversation " +
+                                    c.id.str()));
               removed.push_back(*it);
               next.participants.erase(it);
               participants_changed = true;
             } else {
-              return done(
-                  invalid("participants can be removed only as ASSIGNED_AGENT, MANAGER "
-                          "or READER, not '" +
-                          f->role + "'"));
+              return done(invalid(std::string("participants can be removed only as ASSIGNED_AGENT, "
+                                              "MANAGER or READER, not '") +
+                                  participantRoleName(f->role) + "'"));
             }
           } else if (const auto* f = std::get_if<SuggestAgentField>(&ch)) {
             if (f->user.empty()) return done(invalid("SUGGEST needs the agent's userId"));
             if (auto u = store_.accounts().getUser(c.account, f->user); !u)
               return done(std::unexpected(u.error()));
             std::erase_if(next.participants, [&](const Participant& p) {
-              bool match = p.role == kAssignedAgent && p.state == "SUGGESTED";
+              bool match = p.role == kAssignedAgent && p.state == kSuggested;
               if (match) removed.push_back(p);
               return match;
             });
             next.participants.push_back(
-                Participant{f->user.str(), kAssignedAgent, "SUGGESTED", now});
+                Participant{f->user.str(), kAssignedAgent, kSuggested, now});
             suggested = f->user;
             participants_changed = true;
           }
@@ -1192,7 +1202,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
           std::lock_guard lock(mu_);
           auto& ar = accounts_[c.account.str()];
           for (const auto& p : removed)
-            if (p.role == kAssignedAgent && p.state == "ACTIVE")
+            if (p.role == kAssignedAgent && p.state == kActive)
               if (auto a = ar.agents.find(p.id); a != ar.agents.end()) {
                 a->second.assigned.erase(c.id.str());
                 fx.dispatch_accounts.insert(c.account.str());
@@ -1358,19 +1368,19 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
     Conversation next = c;
     bool activated = false;
     for (auto& p : next.participants)
-      if (p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id == agent.user.str()) {
-        p.state = "ACTIVE";
+      if (p.role == kAssignedAgent && p.state == kSuggested && p.id == agent.user.str()) {
+        p.state = kActive;
         p.joined_at = now;
         activated = true;
       }
     std::vector<Participant> removed;
     std::erase_if(next.participants, [&](const Participant& p) {
-      bool other = p.role == kAssignedAgent && p.state == "SUGGESTED" && p.id != agent.user.str();
+      bool other = p.role == kAssignedAgent && p.state == kSuggested && p.id != agent.user.str();
       if (other) removed.push_back(p);
       return other;
     });
     if (!activated)
-      next.participants.push_back(Participant{agent.user.str(), kAssignedAgent, "ACTIVE", now});
+      next.participants.push_back(Participant{agent.user.str(), kAssignedAgent, kActive, now});
     next.updated_at = now;
     if (auto st = store_.conversations().saveConversation(next); !st) return unclaim(st.error());
     c = std::move(next);

@@ -51,7 +51,8 @@ store::Conversation shaped(const std::string& consumer) {
   c.account = AccountId("1000");
   c.consumer = ConsumerId(consumer);
   c.start_ts = c.updated_at = 1;
-  c.participants.push_back(store::Participant{consumer, "CONSUMER", "ACTIVE", 1});
+  c.participants.push_back(store::Participant{consumer, store::ParticipantRole::kConsumer,
+                                              store::ParticipantState::kActive, 1});
   c.context_json = kContext;
   return c;
 }

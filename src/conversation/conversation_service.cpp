@@ -1,15 +1,26 @@
 #include "conversation/conversation_service.h"
 
+#include <iterator>
+#include <string>
+
 namespace parley::conversation {
 
-const char* audienceName(Audience a) {
-  return a == Audience::kAgentsAndManagers ? "AGENTS_AND_MANAGERS" : "ALL";
+namespace {
+// Indexed by ChatState; keep in declaration order.
+constexpr const char* kChatStateNames[] = {"COMPOSING", "PAUSE", "ACTIVE",
+                                           "INACTIVE",  "GONE",  "BACKGROUND"};
+}  // namespace
+
+const char* chatStateName(ChatState s) {
+  auto i = static_cast<std::size_t>(s);
+  return i < std::size(kChatStateNames) ? kChatStateNames[i] : "UNKNOWN";
 }
 
-Result<Audience> parseAudience(std::string_view s) {
-  if (s.empty() || s == "ALL") return Audience::kAll;
-  if (s == "AGENTS_AND_MANAGERS") return Audience::kAgentsAndManagers;
-  return invalid("audience '" + std::string(s) + "' is not ALL or AGENTS_AND_MANAGERS");
+Result<ChatState> parseChatState(std::string_view s) {
+  for (std::size_t i = 0; i < std::size(kChatStateNames); ++i)
+    if (s == kChatStateNames[i]) return static_cast<ChatState>(i);
+  return invalid("chat state '" + std::string(s) +
+                 "' is not one of COMPOSING, PAUSE, ACTIVE, INACTIVE, GONE, BACKGROUND");
 }
 
 const char* ringStateName(RingState s) {

@@ -108,9 +108,11 @@ struct ConversationRequest {
   std::string context_json = "{}";
 };
 
-enum class Audience { kAll, kAgentsAndManagers };
-const char* audienceName(Audience a);  // "ALL", "AGENTS_AND_MANAGERS"
-Result<Audience> parseAudience(std::string_view s);
+// The store's enums of participants and messages (names and parsers in store.h).
+using store::Audience;
+using store::CloseReason;
+using store::ParticipantRole;
+using store::ParticipantState;
 
 // ms.PublishEvent.
 struct PublishRequest {
@@ -142,7 +144,7 @@ struct Published {
 // ConversationStateField CLOSE. Default reason: CONSUMER for consumers, BOT for agents whose
 // user type is BOT, AGENT for other agents, SYSTEM for the system.
 struct CloseField {
-  std::optional<std::string> reason;  // CONSUMER, AGENT, BOT, SYSTEM
+  std::optional<CloseReason> reason;
 };
 // TTRField. Named types take the account's seconds; CUSTOM REQUIRES value_s >= 0. While the
 // conversation waits in a queue its due time becomes queued_at + seconds (now + seconds when it
@@ -156,10 +158,11 @@ struct TtrField {
 struct SkillField {
   SkillId skill;
 };
-// ParticipantsChange ADD role MANAGER|READER. `user` defaults to the acting agent. The actor need
-// not be a participant (joining). REQUIRES: actor is an agent or system.
+// ParticipantsChange ADD role MANAGER|READER (other roles are Invalid). `user` defaults to the
+// acting agent. The actor need not be a participant (joining). REQUIRES: actor is an agent or
+// system.
 struct AddParticipantField {
-  std::string role;  // MANAGER or READER
+  ParticipantRole role = ParticipantRole::kManager;
   std::optional<UserId> user;
 };
 // ParticipantsChange REMOVE. role ASSIGNED_AGENT = "back to queue" (fails with Invalid when there
@@ -168,7 +171,7 @@ struct AddParticipantField {
 // ASSIGNED_AGENT, the acting agent's own id is also accepted: node-agent-sdk adds it to every
 // REMOVE entry, so a manager's REMOVE names the manager).
 struct RemoveParticipantField {
-  std::string role;
+  ParticipantRole role = ParticipantRole::kAssignedAgent;
   std::optional<UserId> user;
 };
 // ParticipantsChange SUGGEST role ASSIGNED_AGENT: transfer to a named agent. The agent is added
@@ -185,10 +188,11 @@ using FieldChange = std::variant<CloseField, TtrField, SkillField, AddParticipan
 
 // Common batches.
 inline std::vector<FieldChange> transferToSkill(SkillId skill) {
-  return {RemoveParticipantField{"ASSIGNED_AGENT", std::nullopt}, SkillField{std::move(skill)}};
+  return {RemoveParticipantField{ParticipantRole::kAssignedAgent, std::nullopt},
+          SkillField{std::move(skill)}};
 }
 inline std::vector<FieldChange> transferToAgent(UserId user, SkillId skill) {
-  return {RemoveParticipantField{"ASSIGNED_AGENT", std::nullopt},
+  return {RemoveParticipantField{ParticipantRole::kAssignedAgent, std::nullopt},
           SuggestAgentField{std::move(user)}, SkillField{std::move(skill)}};
 }
 
@@ -268,11 +272,19 @@ struct MessageAdded {
   std::shared_ptr<const boost::json::object> event;
 };
 
+// The `chatState` of a ChatStateEvent (typing and presence).
+enum class ChatState { kComposing, kPause, kActive, kInactive, kGone, kBackground };
+// "COMPOSING", "PAUSE", "ACTIVE", "INACTIVE", "GONE", "BACKGROUND"
+const char* chatStateName(ChatState s);
+// Invalid naming any other text (case-sensitive).
+Result<ChatState> parseChatState(std::string_view s);
+
 // A ChatStateEvent: delivered, not stored, no sequence.
 struct ChatStateChanged {
-  std::string originator_id;    // consumer id or "{acc}.{userId}"
-  std::string originator_pid;   // consumer id or PId
-  std::string originator_role;  // CONSUMER, ASSIGNED_AGENT, MANAGER, ...
+  std::string originator_id;   // consumer id or "{acc}.{userId}"
+  std::string originator_pid;  // consumer id or PId
+  ParticipantRole originator_role = ParticipantRole::kConsumer;
+  ChatState chat_state = ChatState::kActive;  // the event's chatState
   std::string event_json;
   std::string metadata_json = "[]";
   TimeMs server_ts = 0;

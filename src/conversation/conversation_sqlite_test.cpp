@@ -146,7 +146,7 @@ TEST(EngineSqlite, RecoversFromTheDatabaseFile) {
   auto closed = call<store::Conversation>(
       [&](auto cb) { engine->updateConversation(agent, assigned_id, {CloseField{}}, cb); });
   ASSERT_TRUE(closed);
-  EXPECT_EQ(closed->close_reason, "AGENT");
+  EXPECT_EQ(closed->close_reason, store::CloseReason::kAgent);
   ASSERT_TRUE(rings.wait(waiting_id));
   sub.reset();
   engine.reset();

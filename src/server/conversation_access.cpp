@@ -10,9 +10,11 @@ bool visibleTo(const store::Conversation& c, const store::User& user,
   const std::string uid = user.id.str();
   bool assigned = false;
   for (const auto& p : c.participants) {
-    if (p.role == "CONSUMER") continue;
+    if (p.role == store::ParticipantRole::kConsumer) continue;
     if (p.id == uid) return true;
-    if (p.role == "ASSIGNED_AGENT" && p.state == "ACTIVE") assigned = true;
+    if (p.role == store::ParticipantRole::kAssignedAgent &&
+        p.state == store::ParticipantState::kActive)
+      assigned = true;
   }
   for (const auto& ring : service.ringsForAgent(user.account, user.id))
     if (ring.conversation == c.id && ring.state == conversation::RingState::kWaiting) return true;

@@ -40,8 +40,10 @@ bj::object userObject(const store::User& u) {
 bj::object conversationObject(const store::Conversation& c) {
   bj::array parts;
   for (const auto& p : c.participants)
-    parts.emplace_back(
-        bj::object{{"id", p.id}, {"role", p.role}, {"state", p.state}, {"joinedAt", p.joined_at}});
+    parts.emplace_back(bj::object{{"id", p.id},
+                                  {"role", store::participantRoleName(p.role)},
+                                  {"state", store::participantStateName(p.state)},
+                                  {"joinedAt", p.joined_at}});
   bj::value ctx = bj::object{};
   if (auto v = json::parse(c.context_json)) ctx = std::move(*v);
   return bj::object{
@@ -56,7 +58,7 @@ bj::object conversationObject(const store::Conversation& c) {
       {"startTs", c.start_ts},
       {"endTs", c.end_ts},
       {"updatedAt", c.updated_at},
-      {"closeReason", c.close_reason},
+      {"closeReason", store::closeReasonText(c.close_reason)},
       {"nextSequence", c.next_sequence},
       {"participants", std::move(parts)},
       {"context", std::move(ctx)}};
@@ -72,8 +74,8 @@ bj::object messageObject(const store::Message& m) {
                     {"serverTimestamp", m.server_ts},
                     {"originatorId", m.originator_id},
                     {"originatorPId", m.originator_pid},
-                    {"role", m.originator_role},
-                    {"messageAudience", m.audience},
+                    {"role", store::participantRoleName(m.originator_role)},
+                    {"messageAudience", store::audienceName(m.audience)},
                     {"event", std::move(ev)},
                     {"metadata", std::move(md)}};
 }

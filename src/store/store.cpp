@@ -30,6 +30,11 @@ constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
 constexpr const char* kBotStatusNames[] = {"ONLINE", "OFFLINE", "VENDOR_INTERRUPTION",
                                            "SERVICE_INTERRUPTION"};
 constexpr const char* kScheduleStateNames[] = {"ACTIVE", "PAUSED"};
+constexpr const char* kParticipantRoleNames[] = {"CONSUMER", "ASSIGNED_AGENT", "MANAGER", "READER",
+                                                 "CONTROLLER"};
+constexpr const char* kParticipantStateNames[] = {"ACTIVE", "SUGGESTED"};
+constexpr const char* kAudienceNames[] = {"ALL", "AGENTS_AND_MANAGERS"};
+constexpr const char* kCloseReasonNames[] = {"CONSUMER", "AGENT", "BOT", "SYSTEM"};
 
 template <std::size_t N, class E>
 const char* nameOf(const char* const (&names)[N], E e) {
@@ -82,6 +87,36 @@ Result<BotStatus> parseBotStatus(std::string_view s) {
 const char* scheduleStateName(ScheduleState s) { return nameOf(kScheduleStateNames, s); }
 Result<ScheduleState> parseScheduleState(std::string_view s) {
   return parseName<ScheduleState>(s, kScheduleStateNames, "schedule state");
+}
+
+const char* participantRoleName(ParticipantRole r) { return nameOf(kParticipantRoleNames, r); }
+Result<ParticipantRole> parseParticipantRole(std::string_view s) {
+  return parseName<ParticipantRole>(s, kParticipantRoleNames, "participant role");
+}
+
+const char* participantStateName(ParticipantState s) { return nameOf(kParticipantStateNames, s); }
+Result<ParticipantState> parseParticipantState(std::string_view s) {
+  return parseName<ParticipantState>(s, kParticipantStateNames, "participant state");
+}
+
+const char* audienceName(Audience a) { return nameOf(kAudienceNames, a); }
+Result<Audience> parseAudience(std::string_view s) {
+  return parseName<Audience>(s, kAudienceNames, "audience");
+}
+
+const char* closeReasonName(CloseReason r) { return nameOf(kCloseReasonNames, r); }
+Result<CloseReason> parseCloseReason(std::string_view s) {
+  return parseName<CloseReason>(s, kCloseReasonNames, "close reason");
+}
+
+const char* closeReasonText(const std::optional<CloseReason>& r) {
+  return r ? closeReasonName(*r) : "";
+}
+Result<std::optional<CloseReason>> parseCloseReasonText(std::string_view s) {
+  if (s.empty()) return std::optional<CloseReason>();
+  auto r = parseCloseReason(s);
+  if (!r) return std::unexpected(r.error());
+  return std::optional<CloseReason>(*r);
 }
 
 std::string encodeTurnMark(const TurnMark& m) {

@@ -228,10 +228,22 @@ TurnMark decodeTurnMark(std::string_view text);
 enum class ConversationState { kOpen, kClose };
 enum class TtrType { kUrgent, kNormal, kPrioritized, kCustom };
 
+// A participant's role in a conversation (the messaging protocol's role names), which is also
+// the role a message's or chat state's originator had. CONTROLLER is the platform acting as
+// itself (REST admin calls, escalation).
+enum class ParticipantRole { kConsumer, kAssignedAgent, kManager, kReader, kController };
+// ACTIVE takes part; SUGGESTED is a named agent a transfer rings, until it accepts.
+enum class ParticipantState { kActive, kSuggested };
+// Who sees a message: everyone, or agents and managers only (a private note; never sent to
+// consumers).
+enum class Audience { kAll, kAgentsAndManagers };
+// Who closed a conversation.
+enum class CloseReason { kConsumer, kAgent, kBot, kSystem };
+
 struct Participant {
-  std::string id;                // consumer id, or the agent's UserId
-  std::string role;              // CONSUMER, ASSIGNED_AGENT, MANAGER, READER, CONTROLLER
-  std::string state = "ACTIVE";  // ACTIVE, SUGGESTED
+  std::string id;  // consumer id, or the agent's UserId
+  ParticipantRole role = ParticipantRole::kConsumer;
+  ParticipantState state = ParticipantState::kActive;
   TimeMs joined_at = 0;
 };
 
@@ -257,8 +269,8 @@ struct Conversation {
   TimeMs start_ts = 0;
   TimeMs end_ts = 0;
   TimeMs updated_at = 0;
-  std::string close_reason;        // CONSUMER, AGENT, BOT, SYSTEM
-  std::int64_t next_sequence = 0;  // sequence the next persisted event gets
+  std::optional<CloseReason> close_reason;  // none while open
+  std::int64_t next_sequence = 0;           // sequence the next persisted event gets
   std::vector<Participant> participants;
   std::string context_json = "{}";  // conversationContext from the request (SharkContext, ...)
   // The last bot turn that ended without a message to carry its mark (see TurnMark).
@@ -277,10 +289,10 @@ struct Message {
   ConversationId conversation;
   std::int64_t sequence = 0;
   TimeMs server_ts = 0;
-  std::string originator_id;         // consumer id, or the agent's "{acc}.{userId}"
-  std::string originator_pid;        // consumer id, or the agent's PId
-  std::string originator_role;       // CONSUMER, ASSIGNED_AGENT, ...
-  std::string audience = "ALL";      // ALL or AGENTS_AND_MANAGERS
+  std::string originator_id;   // consumer id, or the agent's "{acc}.{userId}"
+  std::string originator_pid;  // consumer id, or the agent's PId
+  ParticipantRole originator_role = ParticipantRole::kConsumer;
+  Audience audience = Audience::kAll;
   std::string event_json;            // the event object as published
   std::string metadata_json = "[]";  // envelope metadata array
   TurnMark turn;                     // on a bot's messages: the turn and effect it belongs to
@@ -712,9 +724,24 @@ const char* accountStatusName(AccountStatus s);  // "ACTIVE", "DISABLED"
 Result<AccountStatus> parseAccountStatus(std::string_view s);
 // "ONLINE", "OFFLINE", "VENDOR_INTERRUPTION", "SERVICE_INTERRUPTION"
 const char* botStatusName(BotStatus s);
+Result<BotStatus> parseBotStatus(std::string_view s);
 const char* scheduleStateName(ScheduleState s);  // "ACTIVE", "PAUSED"
 Result<ScheduleState> parseScheduleState(std::string_view s);
-Result<BotStatus> parseBotStatus(std::string_view s);
+// "CONSUMER", "ASSIGNED_AGENT", "MANAGER", "READER", "CONTROLLER"
+const char* participantRoleName(ParticipantRole r);
+Result<ParticipantRole> parseParticipantRole(std::string_view s);
+const char* participantStateName(ParticipantState s);  // "ACTIVE", "SUGGESTED"
+Result<ParticipantState> parseParticipantState(std::string_view s);
+const char* audienceName(Audience a);  // "ALL", "AGENTS_AND_MANAGERS"
+Result<Audience> parseAudience(std::string_view s);
+const char* closeReasonName(CloseReason r);  // "CONSUMER", "AGENT", "BOT", "SYSTEM"
+Result<CloseReason> parseCloseReason(std::string_view s);
+// Conversation::close_reason as stored and sent (closeReason): its name, "" for none; and back
+// ("" reads as none).
+const char* closeReasonText(const std::optional<CloseReason>& r);
+Result<std::optional<CloseReason>> parseCloseReasonText(std::string_view s);
+// Every parse* above refuses any other text (case-sensitive) with Invalid naming the text and
+// the names it accepts.
 
 // The first id that createUser / createSkill assign in an account when the caller leaves `id`
 // empty. Assigned ids grow by one and are never reused within an account, even after deletes;

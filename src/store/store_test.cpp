@@ -145,7 +145,7 @@ Message makeMessage(const ConversationId& c, std::int64_t seq) {
   m.server_ts = 1000 + seq;
   m.originator_id = "consumer";
   m.originator_pid = "consumer-pid";
-  m.originator_role = "CONSUMER";
+  m.originator_role = store::ParticipantRole::kConsumer;
   m.event_json = R"({"type":"ContentEvent","message":"m)" + std::to_string(seq) + R"("})";
   return m;
 }
@@ -614,9 +614,10 @@ TYPED_TEST(StoreContract, ConversationRoundTripWithParticipants) {
   c.updated_at = 60;
   c.next_sequence = 3;
   c.context_json = R"({"type":"SharkContext","lang":"en-US"})";
-  c.participants = {{"consumer-c1", "CONSUMER", "ACTIVE", 50},
-                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 55},
-                    {"1001", "MANAGER", "SUGGESTED", 56}};
+  c.participants = {
+      {"consumer-c1", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 50},
+      {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 55},
+      {"1001", store::ParticipantRole::kManager, store::ParticipantState::kSuggested, 56}};
   ASSERT_OK(this->conv().saveConversation(c));
   auto got = this->conv().getConversation(kA, c.id);
   ASSERT_TRUE(got) << got.error().message;
@@ -633,23 +634,23 @@ TYPED_TEST(StoreContract, ConversationRoundTripWithParticipants) {
   EXPECT_EQ(got->context_json, c.context_json);
   ASSERT_EQ(got->participants.size(), 3u);
   EXPECT_EQ(got->participants[1].id, "1000");
-  EXPECT_EQ(got->participants[1].role, "ASSIGNED_AGENT");
-  EXPECT_EQ(got->participants[2].state, "SUGGESTED");
+  EXPECT_EQ(got->participants[1].role, store::ParticipantRole::kAssignedAgent);
+  EXPECT_EQ(got->participants[2].state, store::ParticipantState::kSuggested);
   EXPECT_EQ(got->participants[2].joined_at, 56);
 
   // Save replaces, participants included.
   c.state = ConversationState::kClose;
-  c.close_reason = "AGENT";
+  c.close_reason = store::CloseReason::kAgent;
   c.end_ts = 99;
   c.participants.resize(1);
   ASSERT_OK(this->conv().saveConversation(c));
   got = this->conv().getConversation(kA, c.id);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->state, ConversationState::kClose);
-  EXPECT_EQ(got->close_reason, "AGENT");
+  EXPECT_EQ(got->close_reason, store::CloseReason::kAgent);
   EXPECT_EQ(got->end_ts, 99);
   ASSERT_EQ(got->participants.size(), 1u);
-  EXPECT_EQ(got->participants[0].role, "CONSUMER");
+  EXPECT_EQ(got->participants[0].role, store::ParticipantRole::kConsumer);
 
   // Account isolation.
   EXPECT_CODE(this->conv().getConversation(kB, c.id), ErrorCode::kNotFound);
@@ -671,7 +672,8 @@ TYPED_TEST(StoreContract, ListConversationsFiltersOrdersAndLimits) {
     c.state = st;
     c.skill = SkillId(skill);
     c.consumer = ConsumerId(consumer);
-    c.participants = {{consumer, "CONSUMER", "ACTIVE", start}};
+    c.participants = {
+        {consumer, store::ParticipantRole::kConsumer, store::ParticipantState::kActive, start}};
     ASSERT_OK(this->conv().saveConversation(c));
   };
   save(kA, "a3", 30, ConversationState::kOpen, "1", "x");
@@ -776,8 +778,8 @@ TYPED_TEST(StoreContract, MessagesAreOrderedAndSequencesUnique) {
   EXPECT_EQ(m0.server_ts, 1000);
   EXPECT_EQ(m0.originator_id, "consumer");
   EXPECT_EQ(m0.originator_pid, "consumer-pid");
-  EXPECT_EQ(m0.originator_role, "CONSUMER");
-  EXPECT_EQ(m0.audience, "ALL");
+  EXPECT_EQ(m0.originator_role, store::ParticipantRole::kConsumer);
+  EXPECT_EQ(m0.audience, store::Audience::kAll);
   EXPECT_EQ(m0.metadata_json, "[]");
   // The counters follow the highest sequence, whatever order the appends came in.
   EXPECT_EQ(this->conv().getConversation(kA, c.id)->next_sequence, 5);
@@ -1619,6 +1621,103 @@ TEST(StoreNames, RoundTrip) {
   ASSERT_FALSE(bad_status);
   EXPECT_EQ(bad_status.error().code, ErrorCode::kInvalid);
   EXPECT_NE(bad_status.error().message.find("SERVICE_INTERRUPTION"), std::string::npos);
+}
+
+// Every value of every enum store.h names round-trips through its wire (and stored) name, and
+// the parser refuses any other text with Invalid naming the text.
+template <class E, class NameFn, class ParseFn>
+void expectNames(NameFn name, ParseFn parse, std::initializer_list<std::pair<E, const char*>> all,
+                 std::initializer_list<const char*> unknown) {
+  for (auto [value, text] : all) {
+    EXPECT_STREQ(name(value), text);
+    auto back = parse(text);
+    ASSERT_TRUE(back) << text;
+    EXPECT_EQ(*back, value) << text;
+  }
+  for (const char* bad : unknown) {
+    auto r = parse(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    EXPECT_NE(r.error().message.find(std::string("'") + bad + "'"), std::string::npos)
+        << r.error().message;
+  }
+}
+
+TEST(StoreNames, EveryEnumValueRoundTripsAndUnknownTextIsRefused) {
+  using PR = ParticipantRole;
+  expectNames<PR>(participantRoleName, parseParticipantRole,
+                  {{PR::kConsumer, "CONSUMER"},
+                   {PR::kAssignedAgent, "ASSIGNED_AGENT"},
+                   {PR::kManager, "MANAGER"},
+                   {PR::kReader, "READER"},
+                   {PR::kController, "CONTROLLER"}},
+                  {"AGENT", "assigned_agent", "ASSISTANT", ""});
+  expectNames<ParticipantState>(
+      participantStateName, parseParticipantState,
+      {{ParticipantState::kActive, "ACTIVE"}, {ParticipantState::kSuggested, "SUGGESTED"}},
+      {"SUSPENDED", "active", ""});
+  expectNames<Audience>(
+      audienceName, parseAudience,
+      {{Audience::kAll, "ALL"}, {Audience::kAgentsAndManagers, "AGENTS_AND_MANAGERS"}},
+      {"AGENTS", "all", ""});
+  expectNames<CloseReason>(closeReasonName, parseCloseReason,
+                           {{CloseReason::kConsumer, "CONSUMER"},
+                            {CloseReason::kAgent, "AGENT"},
+                            {CloseReason::kBot, "BOT"},
+                            {CloseReason::kSystem, "SYSTEM"}},
+                           {"BECAUSE", "bot", ""});
+  expectNames<BotStatus>(botStatusName, parseBotStatus,
+                         {{BotStatus::kOnline, "ONLINE"},
+                          {BotStatus::kOffline, "OFFLINE"},
+                          {BotStatus::kVendorInterruption, "VENDOR_INTERRUPTION"},
+                          {BotStatus::kServiceInterruption, "SERVICE_INTERRUPTION"}},
+                         {"online", "STOPPED", ""});
+  expectNames<ConversationState>(
+      stateName, parseConversationState,
+      {{ConversationState::kOpen, "OPEN"}, {ConversationState::kClose, "CLOSE"}},
+      {"CLOSED", "open", ""});
+  expectNames<Availability>(availabilityName, parseAvailability,
+                            {{Availability::kOnline, "ONLINE"},
+                             {Availability::kOccupied, "OCCUPIED"},
+                             {Availability::kAway, "AWAY"},
+                             {Availability::kBackSoon, "BACK_SOON"},
+                             {Availability::kOffline, "OFFLINE"}},
+                            {"BUSY", ""});
+  expectNames<Channel>(channelName, parseChannel,
+                       {{Channel::kMessaging, "MESSAGING"}, {Channel::kChat, "CHAT"}}, {"SMS", ""});
+  expectNames<TtrType>(ttrTypeName, parseTtrType,
+                       {{TtrType::kUrgent, "URGENT"},
+                        {TtrType::kNormal, "NORMAL"},
+                        {TtrType::kPrioritized, "PRIORITIZED"},
+                        {TtrType::kCustom, "CUSTOM"}},
+                       {"LOW", ""});
+  expectNames<UserType>(userTypeName, parseUserType,
+                        {{UserType::kHuman, "HUMAN"}, {UserType::kBot, "BOT"}}, {"ROBOT", ""});
+  expectNames<UserStatus>(userStatusName, parseUserStatus,
+                          {{UserStatus::kEnabled, "ENABLED"}, {UserStatus::kDisabled, "DISABLED"}},
+                          {"LOCKED", ""});
+  expectNames<AccountStatus>(
+      accountStatusName, parseAccountStatus,
+      {{AccountStatus::kActive, "ACTIVE"}, {AccountStatus::kDisabled, "DISABLED"}},
+      {"SUSPENDED", ""});
+  expectNames<ScheduleState>(
+      scheduleStateName, parseScheduleState,
+      {{ScheduleState::kActive, "ACTIVE"}, {ScheduleState::kPaused, "PAUSED"}}, {"STOPPED", ""});
+}
+
+// Conversation::close_reason as stored: "" is none, a name is that reason, other text Invalid.
+TEST(StoreNames, CloseReasonTextHasNoneAsEmpty) {
+  EXPECT_STREQ(closeReasonText(std::nullopt), "");
+  EXPECT_STREQ(closeReasonText(CloseReason::kBot), "BOT");
+  auto none = parseCloseReasonText("");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(*none, std::nullopt);
+  auto bot = parseCloseReasonText("BOT");
+  ASSERT_TRUE(bot);
+  EXPECT_EQ(*bot, CloseReason::kBot);
+  auto bad = parseCloseReasonText("LATER");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("'LATER'"), std::string::npos) << bad.error().message;
 }
 
 // ---------------------------------------------------------------------------------------------

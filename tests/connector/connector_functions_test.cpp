@@ -164,7 +164,7 @@ class ConnectorFunctionsTest : public ::testing::Test {
         [&](auto cb) { engine_->listMessages(kAcc, c.id, 0, 1000, cb); });
     std::vector<store::Message> out;
     for (auto& m : *r)
-      if (m.originator_role != "CONSUMER") out.push_back(m);
+      if (m.originator_role != store::ParticipantRole::kConsumer) out.push_back(m);
     return out;
   }
   static std::string text(const store::Message& m) {
@@ -233,7 +233,7 @@ TEST_F(ConnectorFunctionsTest, EveryMessageKindAndIntentsReachTheAgentSide) {
   EXPECT_EQ(text(msgs[0]), "Here is a card:");
   EXPECT_EQ(text(msgs[1]), "[RichContentEvent]");
   EXPECT_NE(msgs[1].metadata_json.find("card-1"), std::string::npos);
-  EXPECT_EQ(msgs[2].audience, "AGENTS_AND_MANAGERS");
+  EXPECT_EQ(msgs[2].audience, store::Audience::kAgentsAndManagers);
   EXPECT_EQ(text(msgs[3]), "Pick one");
   EXPECT_NE(msgs[3].event_json.find("quickReplies"), std::string::npos);
   for (const auto& m : msgs) {
@@ -278,7 +278,7 @@ TEST_F(ConnectorFunctionsTest, ThrowingFunctionEscalates) {
   auto msgs = botMessages(c);
   ASSERT_EQ(msgs.size(), 2u);
   EXPECT_EQ(text(msgs[0]), "An agent will take over.");
-  EXPECT_EQ(msgs[1].audience, "AGENTS_AND_MANAGERS");
+  EXPECT_EQ(msgs[1].audience, store::Audience::kAgentsAndManagers);
   EXPECT_EQ(get(c).skill, escalation_);
 }
 

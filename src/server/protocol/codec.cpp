@@ -66,7 +66,9 @@ std::string oldStyle(const store::Conversation& c, const std::string& user_id) {
   return c.account.str() + "." + user_id;
 }
 
-bool isConsumerRole(const std::string& role) { return role == "CONSUMER"; }
+bool isConsumerRole(store::ParticipantRole role) {
+  return role == store::ParticipantRole::kConsumer;
+}
 
 bj::value parseOr(const std::string& text, bj::value fallback) {
   auto v = json::parse(text);
@@ -74,7 +76,10 @@ bj::value parseOr(const std::string& text, bj::value fallback) {
   return std::move(*v);
 }
 
-const char* kRoles[] = {"CONSUMER", "ASSIGNED_AGENT", "MANAGER", "READER", "CONTROLLER"};
+constexpr store::ParticipantRole kRoles[] = {
+    store::ParticipantRole::kConsumer, store::ParticipantRole::kAssignedAgent,
+    store::ParticipantRole::kManager, store::ParticipantRole::kReader,
+    store::ParticipantRole::kController};
 
 }  // namespace
 
@@ -153,7 +158,8 @@ std::string makeNotification(std::string_view type, const bj::value& body) {
 bj::object conversationResult(const store::Conversation& c, const PidLookup& pid, View view) {
   bj::object participants;
   bj::object participants_pid;
-  for (const char* r : kRoles) {
+  for (store::ParticipantRole role : kRoles) {
+    const char* r = store::participantRoleName(role);
     participants[r] = bj::array();
     participants_pid[r] = bj::array();
   }
@@ -169,18 +175,18 @@ bj::object conversationResult(const store::Conversation& c, const PidLookup& pid
   bj::array details;
   // ACTIVE participants first (their per-role order matches participantsPId), then SUGGESTED.
   for (const auto& p : c.participants) {
-    if (p.state != "ACTIVE") continue;
-    if (!participants.contains(p.role)) {
-      participants[p.role] = bj::array();
-      participants_pid[p.role] = bj::array();
-    }
-    participants[p.role].as_array().emplace_back(idOf(p));
-    participants_pid[p.role].as_array().emplace_back(pidOf(p));
-    details.emplace_back(bj::object{{"id", idOf(p)}, {"role", p.role}, {"state", p.state}});
+    if (p.state != store::ParticipantState::kActive) continue;
+    const char* role = store::participantRoleName(p.role);
+    participants[role].as_array().emplace_back(idOf(p));
+    participants_pid[role].as_array().emplace_back(pidOf(p));
+    details.emplace_back(bj::object{
+        {"id", idOf(p)}, {"role", role}, {"state", store::participantStateName(p.state)}});
   }
   for (const auto& p : c.participants) {
-    if (p.state == "ACTIVE") continue;
-    details.emplace_back(bj::object{{"id", idOf(p)}, {"role", p.role}, {"state", p.state}});
+    if (p.state == store::ParticipantState::kActive) continue;
+    details.emplace_back(bj::object{{"id", idOf(p)},
+                                    {"role", store::participantRoleName(p.role)},
+                                    {"state", store::participantStateName(p.state)}});
   }
   const char* state = store::stateName(c.state);
   bj::object dialog{{"dialogId", c.id.str()},
@@ -193,7 +199,7 @@ bj::object conversationResult(const store::Conversation& c, const PidLookup& pid
   if (c.state == store::ConversationState::kClose) {
     dialog["endTs"] = c.end_ts;
     dialog["closedTs"] = c.end_ts;
-    if (!c.close_reason.empty()) dialog["closedBy"] = c.close_reason;
+    if (c.close_reason) dialog["closedBy"] = store::closeReasonName(*c.close_reason);
   }
   bj::object details_obj;
   details_obj["convId"] = c.id.str();
@@ -219,7 +225,7 @@ bj::object conversationResult(const store::Conversation& c, const PidLookup& pid
       bj::object{{"ttrType", store::ttrTypeName(c.ttr_type)}, {"value", c.ttr_value_s}};
   details_obj["context"] = parseOr(c.context_json, bj::object{});
   details_obj["brandId"] = c.account.str();
-  details_obj["closeReason"] = c.close_reason;
+  details_obj["closeReason"] = store::closeReasonText(c.close_reason);
   details_obj["conversationHandlerDetails"] = bj::object{{"skillId", c.skill.str()}};
 
   bj::object result;
@@ -246,10 +252,10 @@ bj::object messageRecord(const store::Message& m, View view) {
   }
   r["originatorMetadata"] =
       bj::object{{"id", m.originator_pid},
-                 {"role", m.originator_role},
+                 {"role", store::participantRoleName(m.originator_role)},
                  {"clientProperties", bj::object{{"type", ".ClientProperties"}}}};
   r["originatorClientProperties"] = bj::object{{"type", ".ClientProperties"}};
-  r["messageAudience"] = m.audience;
+  r["messageAudience"] = store::audienceName(m.audience);
   bj::value md = parseOr(m.metadata_json, bj::array{});
   if (md.is_array() && !md.as_array().empty()) r["metadata"] = std::move(md);
   return r;
@@ -302,11 +308,11 @@ void appendMessageRecord(std::string& out, const store::Message& m, View view) {
   out.append(",\"originatorMetadata\":{\"id\":");
   appendJsonString(out, m.originator_pid);
   out.append(",\"role\":");
-  appendJsonString(out, m.originator_role);
+  appendJsonString(out, store::participantRoleName(m.originator_role));
   out.append(
       ",\"clientProperties\":{\"type\":\".ClientProperties\"}},"
       "\"originatorClientProperties\":{\"type\":\".ClientProperties\"},\"messageAudience\":");
-  appendJsonString(out, m.audience);
+  appendJsonString(out, store::audienceName(m.audience));
   std::string_view md = storedJson(m.metadata_json, '[', ']', "[]");
   if (!emptyJsonArray(md)) {
     out.append(",\"metadata\":");
@@ -326,7 +332,7 @@ std::string messagingEventNotification(std::string_view subscription_id,
   out.append(",\"changes\":[");
   bool any = false;
   for (const auto& m : msgs) {
-    if (m.audience != "ALL") continue;  // private notes never reach consumers
+    if (m.audience != store::Audience::kAll) continue;  // private notes never reach consumers
     if (any) out.push_back(',');
     appendMessageRecord(out, m, View::kConsumer);
     any = true;
@@ -359,7 +365,8 @@ bj::object chatStateRecord(const conversation::ChatStateChanged& c, View view) {
   } else {
     r["originatorId"] = c.originator_pid;
   }
-  r["originatorMetadata"] = bj::object{{"id", c.originator_pid}, {"role", c.originator_role}};
+  r["originatorMetadata"] =
+      bj::object{{"id", c.originator_pid}, {"role", store::participantRoleName(c.originator_role)}};
   r["originatorClientProperties"] = bj::object{{"type", ".ClientProperties"}};
   r["messageAudience"] = "ALL";
   bj::value md = parseOr(c.metadata_json, bj::array{});
@@ -451,7 +458,7 @@ Result<ParsedFields> parseConversationFields(const AccountId& acc, const bj::val
       out.changes.emplace_back(conversation::CloseField{});
     } else if (field == "TTRField") {
       auto t = store::parseTtrType(json::getString(f, "ttrType"));
-      if (!t) return invalid("TTRField needs ttrType URGENT, NORMAL, PRIORITIZED or CUSTOM");
+      if (!t) return invalid("TTRField: " + t.error().message);
       conversation::TtrField ttr{*t, std::nullopt};
       auto v = json::optInt(f, "value");
       if (!v) return invalid("TTRField value must be a number of seconds");
@@ -483,10 +490,13 @@ Result<ParsedFields> parseConversationFields(const AccountId& acc, const bj::val
       if (type == "ADD") {
         if (role != "MANAGER" && role != "READER")
           return invalid("ParticipantsChange ADD supports role MANAGER or READER");
-        out.changes.emplace_back(conversation::AddParticipantField{role, user});
+        out.changes.emplace_back(
+            conversation::AddParticipantField{*store::parseParticipantRole(role), user});
       } else if (type == "REMOVE") {
         if (role.empty()) return invalid("ParticipantsChange REMOVE needs a role");
-        out.changes.emplace_back(conversation::RemoveParticipantField{role, user});
+        auto parsed = store::parseParticipantRole(role);
+        if (!parsed) return invalid("ParticipantsChange REMOVE: " + parsed.error().message);
+        out.changes.emplace_back(conversation::RemoveParticipantField{*parsed, user});
       } else if (type == "SUGGEST") {
         if (role != "ASSIGNED_AGENT")
           return invalid("ParticipantsChange SUGGEST supports role ASSIGNED_AGENT only");

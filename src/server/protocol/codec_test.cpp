@@ -15,10 +15,11 @@ store::Conversation sampleConversation() {
   c.skill = SkillId("7");
   c.start_ts = 10;
   c.updated_at = 20;
-  c.participants = {{"cons-1", "CONSUMER", "ACTIVE", 1},
-                    {"1001", "ASSIGNED_AGENT", "SUGGESTED", 2},
-                    {"1000", "ASSIGNED_AGENT", "ACTIVE", 3},
-                    {"1002", "MANAGER", "ACTIVE", 4}};
+  c.participants = {
+      {"cons-1", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 1},
+      {"1001", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kSuggested, 2},
+      {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 3},
+      {"1002", store::ParticipantRole::kManager, store::ParticipantState::kActive, 4}};
   return c;
 }
 
@@ -119,7 +120,7 @@ TEST(Codec, MessageRecordIdentityPerView) {
   m.sequence = 3;
   m.originator_id = "123.1000";
   m.originator_pid = "pid-1000";
-  m.originator_role = "ASSIGNED_AGENT";
+  m.originator_role = store::ParticipantRole::kAssignedAgent;
   m.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})";
   m.metadata_json = R"([{"type":"BotResponse","intents":[]}])";
   auto a = messageRecord(m, View::kAgent);
@@ -173,6 +174,8 @@ TEST(Codec, ParsesTransferBatchesAndRejectsUnknownFields) {
   auto f = parseConversationFields(acc, *v, p);
   ASSERT_TRUE(f) << f.error().message;
   ASSERT_EQ(f->changes.size(), 4u);
+  EXPECT_EQ(std::get<conversation::RemoveParticipantField>(f->changes[0]).role,
+            store::ParticipantRole::kAssignedAgent);
   EXPECT_EQ(std::get<conversation::RemoveParticipantField>(f->changes[0]).user->str(), "1000");
   EXPECT_EQ(std::get<conversation::SuggestAgentField>(f->changes[1]).user.str(), "1001");
   EXPECT_EQ(std::get<conversation::SkillField>(f->changes[2]).skill.str(), "8");
@@ -187,6 +190,21 @@ TEST(Codec, ParsesTransferBatchesAndRejectsUnknownFields) {
   auto h = parseConversationFields(acc, *bad, p);
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message.find("DialogChange"), std::string::npos);
+  // A role or TTR type that is no protocol name is refused here, naming it.
+  for (const char* text : {R"({"field":"ParticipantsChange","type":"REMOVE","role":"OWNER"})",
+                           R"({"field":"TTRField","ttrType":"SOON"})"}) {
+    auto r = parseConversationFields(acc, *json::parse(text), p);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    const bool named = r.error().message.find("'OWNER'") != std::string::npos ||
+                       r.error().message.find("'SOON'") != std::string::npos;
+    EXPECT_TRUE(named) << r.error().message;
+  }
+  auto reader = parseConversationFields(
+      acc, *json::parse(R"({"field":"ParticipantsChange","type":"ADD","role":"READER"})"), p);
+  ASSERT_TRUE(reader) << reader.error().message;
+  EXPECT_EQ(std::get<conversation::AddParticipantField>(reader->changes[0]).role,
+            store::ParticipantRole::kReader);
 }
 
 TEST(Codec, RichContentAcceptsMessageAndEmitsContent) {
@@ -238,8 +256,9 @@ TEST(Codec, MessageNotificationsBuiltAsTextEqualTheRecords) {
     m.server_ts = 1700000000000 + i;
     m.originator_id = "123.1000";
     m.originator_pid = i % 2 ? "pid\\with\ttab" : "cons-1";
-    m.originator_role = i % 2 ? "ASSIGNED_AGENT" : "CONSUMER";
-    m.audience = i == 3 ? "AGENTS_AND_MANAGERS" : "ALL";
+    m.originator_role =
+        i % 2 ? store::ParticipantRole::kAssignedAgent : store::ParticipantRole::kConsumer;
+    m.audience = i == 3 ? store::Audience::kAgentsAndManagers : store::Audience::kAll;
     m.event_json =
         R"({"type":"ContentEvent","contentType":"text/plain","message":"l\u00e9 \"q\" \n)" +
         std::to_string(i) + R"("})";
@@ -263,7 +282,8 @@ TEST(Codec, MessageNotificationsBuiltAsTextEqualTheRecords) {
   }
   bj::array changes;
   for (const auto& m : msgs)
-    if (m.audience == "ALL") changes.emplace_back(messageRecord(m, View::kConsumer));
+    if (m.audience == store::Audience::kAll)
+      changes.emplace_back(messageRecord(m, View::kConsumer));
   bj::object body{{"subscriptionId", "sub\"1"},
                   {"changes", changes},
                   {"dialogId", msgs.front().conversation.str()}};

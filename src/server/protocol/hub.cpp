@@ -71,8 +71,9 @@ void Hub::dropInterest(AccountSessions& acc, const HubClient* client) {
   acc.interest.erase(it);
 }
 
-void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
+void Hub::setConversationInterest(const std::shared_ptr<HubClient>& client, Interest interest,
                                   const std::vector<std::string>& uids) {
+  const bool all = interest == Interest::kAll;
   if (client->hubConsumer()) return;  // consumers get their own conversations' changes
   MutexLock lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];
@@ -199,7 +200,8 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
       case AgentTargets::Kind::kParticipants:
         // The same participants ProtocolSession::isParticipant accepts.
         for (const auto& p : agents.conversation->participants)
-          if (p.role != "CONSUMER" && p.state == "ACTIVE")
+          if (p.role != store::ParticipantRole::kConsumer &&
+              p.state == store::ParticipantState::kActive)
             takeNew(it->second.agents_by_user, p.id, first);
         break;
       case AgentTargets::Kind::kUser:
@@ -214,7 +216,8 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
         take(it->second.changes_all);
         const std::size_t from = targets.size();
         auto byUid = [&](const store::Participant& p) {
-          if (p.role != "CONSUMER") takeNew(it->second.changes_by_uid, p.id, from);
+          if (p.role != store::ParticipantRole::kConsumer)
+            takeNew(it->second.changes_by_uid, p.id, from);
         };
         for (const auto& p : agents.conversation->participants) byUid(p);
         if (agents.removed)

@@ -67,11 +67,15 @@ class Hub final : public conversation::ConversationListener {
 
   void add(const std::shared_ptr<HubClient>& client);
   void remove(const HubClient* client);
+  // Which conversations' changes an agent session wants: every conversation of its account, or
+  // those of some agents (`uids`).
+  enum class Interest { kAll, kOfAgents };
   // What an agent session's ExConversations subscriptions want of conversation changes (the
   // session calls this whenever they change; a new session wants none): every conversation of
-  // the account (`all`), or those in which one of `uids` is (or was, until this change) a
-  // non-consumer participant. A consumer session always gets its own conversations' changes.
-  void setConversationInterest(const std::shared_ptr<HubClient>& client, bool all,
+  // the account (kAll; `uids` is ignored), or those in which one of `uids` is (or was, until
+  // this change) a non-consumer participant (kOfAgents; none when `uids` is empty). A consumer
+  // session always gets its own conversations' changes.
+  void setConversationInterest(const std::shared_ptr<HubClient>& client, Interest interest,
                                const std::vector<std::string>& uids);
   // Live agent sessions of a user (excluding none).
   int sessionsOfUser(const AccountId& acc, const UserId& user) const;

@@ -40,11 +40,12 @@ class FakeClient final : public HubClient {
   std::string bearer_;
 };
 
-store::Participant participant(std::string id, std::string role, std::string state = "ACTIVE") {
+store::Participant participant(std::string id, store::ParticipantRole role,
+                               store::ParticipantState state = store::ParticipantState::kActive) {
   store::Participant p;
   p.id = std::move(id);
-  p.role = std::move(role);
-  p.state = std::move(state);
+  p.role = role;
+  p.state = state;
   return p;
 }
 
@@ -54,9 +55,9 @@ conversation::MessageAdded messageOf(const std::string& acc, const std::string& 
   conversation::MessageAdded m;
   m.conversation.account = AccountId(acc);
   m.conversation.consumer = ConsumerId(consumer);
-  m.conversation.participants.push_back(participant(consumer, "CONSUMER"));
+  m.conversation.participants.push_back(participant(consumer, store::ParticipantRole::kConsumer));
   for (const auto& a : agents)
-    m.conversation.participants.push_back(participant(a, "ASSIGNED_AGENT"));
+    m.conversation.participants.push_back(participant(a, store::ParticipantRole::kAssignedAgent));
   return m;
 }
 
@@ -88,7 +89,7 @@ TEST(Hub, MessagesReachTheirConsumerAndTheAgentsTakingPartOnly) {
   changed.conversation = messageOf("a", "c2").conversation;
   hub.onConversationChanged(changed);
   EXPECT_EQ(agent->delivered, 1);
-  hub.setConversationInterest(agent, true, {});
+  hub.setConversationInterest(agent, Hub::Interest::kAll, {});
   hub.onConversationChanged(changed);
   EXPECT_EQ(agent->delivered, 2);
   EXPECT_EQ(c2->delivered, 2);
@@ -172,9 +173,11 @@ TEST(Hub, MessagesAndChatStatesGoToActiveNonConsumerParticipantsOnly) {
   for (const auto& c : idle) hub.add(c);
 
   conversation::MessageAdded m = messageOf("a", "c1", {"1001"});
-  m.conversation.participants.push_back(participant("1002", "MANAGER"));
-  m.conversation.participants.push_back(participant("1003", "ASSIGNED_AGENT", "SUSPENDED"));
-  m.conversation.participants.push_back(participant("1001", "READER"));  // listed twice
+  m.conversation.participants.push_back(participant("1002", store::ParticipantRole::kManager));
+  m.conversation.participants.push_back(participant("1003", store::ParticipantRole::kAssignedAgent,
+                                                    store::ParticipantState::kSuggested));
+  m.conversation.participants.push_back(
+      participant("1001", store::ParticipantRole::kReader));  // listed twice
   hub.onMessageAdded(m);
   conversation::ChatStateChanged cs;
   cs.conversation = m.conversation;
@@ -229,12 +232,13 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   auto none = std::make_shared<FakeClient>("a", std::nullopt, "1006");   // no subscription
   auto other_account = std::make_shared<FakeClient>("b", std::nullopt, "1001");
   for (const auto& c : {consumer, all, mine, two, other, none, other_account}) hub.add(c);
-  hub.setConversationInterest(all, true, {});
-  hub.setConversationInterest(mine, false, {"1002"});
-  hub.setConversationInterest(two, false, {"1002", "1004", "1002"});
-  hub.setConversationInterest(other, false, {"1005"});
-  hub.setConversationInterest(other_account, true, {});
-  hub.setConversationInterest(consumer, true, {});  // ignored: consumers get their own
+  hub.setConversationInterest(all, Hub::Interest::kAll, {});
+  hub.setConversationInterest(mine, Hub::Interest::kOfAgents, {"1002"});
+  hub.setConversationInterest(two, Hub::Interest::kOfAgents, {"1002", "1004", "1002"});
+  hub.setConversationInterest(other, Hub::Interest::kOfAgents, {"1005"});
+  hub.setConversationInterest(other_account, Hub::Interest::kAll, {});
+  // Ignored: consumers get their own conversations' changes.
+  hub.setConversationInterest(consumer, Hub::Interest::kAll, {});
 
   conversation::ConversationChanged created;
   created.conversation = messageOf("a", "c1").conversation;  // no agent yet
@@ -255,12 +259,12 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(two->delivered, 1);  // once, though both its uids take part
   EXPECT_EQ(other->delivered, 0);
 
-  // 1002 leaves (removed); 1004 is still listed, SUSPENDED: both subscriptions hear of it.
+  // 1002 leaves (removed); 1004 is still listed, SUGGESTED: both subscriptions hear of it.
   conversation::ConversationChanged transferred;
   transferred.conversation = messageOf("a", "c1").conversation;
-  transferred.conversation.participants.push_back(
-      participant("1004", "ASSIGNED_AGENT", "SUSPENDED"));
-  transferred.removed.push_back(participant("1002", "ASSIGNED_AGENT"));
+  transferred.conversation.participants.push_back(participant(
+      "1004", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kSuggested));
+  transferred.removed.push_back(participant("1002", store::ParticipantRole::kAssignedAgent));
   hub.onConversationChanged(transferred);
   EXPECT_EQ(mine->delivered, 2);
   EXPECT_EQ(two->delivered, 2);
@@ -268,14 +272,14 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(none->delivered, 0);
 
   // Unsubscribing (no interest left) and closing take a session out.
-  hub.setConversationInterest(mine, false, {});
+  hub.setConversationInterest(mine, Hub::Interest::kOfAgents, {});
   hub.remove(two.get());
   hub.onConversationChanged(assigned);
   EXPECT_EQ(mine->delivered, 2);
   EXPECT_EQ(two->delivered, 2);
   EXPECT_EQ(all->delivered, 4);
   // Narrowing "all" to a uid replaces it.
-  hub.setConversationInterest(all, false, {"1005"});
+  hub.setConversationInterest(all, Hub::Interest::kOfAgents, {"1005"});
   hub.onConversationChanged(assigned);
   EXPECT_EQ(all->delivered, 4);
 }

@@ -354,11 +354,7 @@ void ProtocolSession::setAgentState(const Envelope& e) {
   const auto& b = bodyObject(e);
   std::string av = json::getString(b, "availability");
   auto a = store::parseAvailability(av);
-  if (!a) {
-    return replyError(e.id, Error{ErrorCode::kInvalid,
-                                  "availability must be ONLINE, OCCUPIED, AWAY, BACK_SOON or "
-                                  "OFFLINE"});
-  }
+  if (!a) return replyError(e.id, a.error());  // names the text and the availabilities
   UserId target = principal_->user.id;
   std::string ref = json::getString(b, "agentUserId");
   if (!ref.empty()) {
@@ -384,7 +380,8 @@ void ProtocolSession::setAgentState(const Envelope& e) {
 bool ProtocolSession::isParticipant(const store::Conversation& c) const {
   if (kind_ == Kind::kConsumer) return consumer_ && c.consumer == *consumer_;
   for (const auto& p : c.participants)
-    if (p.role != "CONSUMER" && p.state == "ACTIVE" && p.id == principal_->user.id.str())
+    if (p.role != store::ParticipantRole::kConsumer &&
+        p.state == store::ParticipantState::kActive && p.id == principal_->user.id.str())
       return true;
   return false;
 }
@@ -396,7 +393,9 @@ bool ProtocolSession::matches(const ExSub& s, const store::Conversation& c) cons
   if (!s.agent_uids.empty()) {
     bool any = false;
     for (const auto& p : c.participants)
-      if (p.role != "CONSUMER" && p.state == "ACTIVE" && s.agent_uids.contains(p.id)) any = true;
+      if (p.role != store::ParticipantRole::kConsumer &&
+          p.state == store::ParticipantState::kActive && s.agent_uids.contains(p.id))
+        any = true;
     if (!any) return false;
   }
   return true;
@@ -405,7 +404,7 @@ bool ProtocolSession::matches(const ExSub& s, const store::Conversation& c) cons
 std::vector<std::string> ProtocolSession::agentUids(const store::Conversation& c) const {
   std::vector<std::string> out;
   for (const auto& p : c.participants)
-    if (p.role != "CONSUMER") out.push_back(p.id);
+    if (p.role != store::ParticipantRole::kConsumer) out.push_back(p.id);
   return out;
 }
 
@@ -498,7 +497,8 @@ void ProtocolSession::updateConversationInterest() {
     }
     uids.insert(uids.end(), sub.agent_uids.begin(), sub.agent_uids.end());
   }
-  deps_.hub.setConversationInterest(shared_from_this(), all, uids);
+  deps_.hub.setConversationInterest(shared_from_this(),
+                                    all ? Hub::Interest::kAll : Hub::Interest::kOfAgents, uids);
 }
 
 void ProtocolSession::sendExChanges(const std::string& sub_id,
@@ -825,7 +825,7 @@ void ProtocolSession::sendDialogRecords(const std::string& sub_id,
     std::size_t end = begin;
     std::size_t visible = 0;
     while (end < msgs.size() && visible < kChangesPerNotification) {
-      if (msgs[end].audience == "ALL") ++visible;
+      if (msgs[end].audience == store::Audience::kAll) ++visible;
       ++end;
     }
     std::string text = messagingEventNotification(sub_id, msgs.subspan(begin, end - begin));
@@ -854,8 +854,9 @@ void ProtocolSession::publishEvent(const Envelope& e) {
   req.conversation = ConversationId(dialog);
   req.event_json = std::move(*event);
   req.metadata_json = std::move(*metadata);
-  std::string audience = json::getString(b, "messageAudience", "ALL");
-  auto aud = conversation::parseAudience(audience);
+  std::string audience = json::getString(b, "messageAudience");
+  auto aud = audience.empty() ? Result<store::Audience>(store::Audience::kAll)
+                              : store::parseAudience(audience);
   if (!aud) return replyError(e.id, aud.error());
   req.audience = *aud;
   if (req.audience != conversation::Audience::kAll && kind_ == Kind::kConsumer)
@@ -987,7 +988,7 @@ void ProtocolSession::onMessage(const std::shared_ptr<const conversation::Messag
         {}, [self = shared_from_this(), e] { self->send(onlineEventDistribution(e->message)); });
     return;
   }
-  if (m.audience != "ALL") return;
+  if (m.audience != store::Audience::kAll) return;
   auto it = dialog_subs_.find(m.conversation.str());
   if (it == dialog_subs_.end()) return;
   auto& s = it->second;

@@ -157,11 +157,18 @@ std::vector<EnvVar> parseEnvJson(const std::string& text) {
           {json::getString(e.as_object(), "key"), json::getString(e.as_object(), "value")});
   return out;
 }
+template <class E>
+E parsedOr(Result<E> r, E def) {
+  return r ? *r : def;
+}
+
 std::string participantsJson(const std::vector<Participant>& ps) {
   boost::json::array a;
   for (const auto& p : ps)
-    a.push_back(boost::json::object{
-        {"id", p.id}, {"role", p.role}, {"state", p.state}, {"joined_at", p.joined_at}});
+    a.push_back(boost::json::object{{"id", p.id},
+                                    {"role", participantRoleName(p.role)},
+                                    {"state", participantStateName(p.state)},
+                                    {"joined_at", p.joined_at}});
   return json::dump(a);
 }
 std::vector<Participant> parseParticipantsJson(const std::string& text) {
@@ -171,15 +178,13 @@ std::vector<Participant> parseParticipantsJson(const std::string& text) {
   for (const auto& e : v->as_array()) {
     if (!e.is_object()) continue;
     const auto& o = e.as_object();
-    out.push_back(Participant{json::getString(o, "id"), json::getString(o, "role"),
-                              json::getString(o, "state"), json::getInt(o, "joined_at")});
+    out.push_back(Participant{
+        json::getString(o, "id"),
+        parsedOr(parseParticipantRole(json::getString(o, "role")), ParticipantRole::kReader),
+        parsedOr(parseParticipantState(json::getString(o, "state")), ParticipantState::kSuggested),
+        json::getInt(o, "joined_at")});
   }
   return out;
-}
-
-template <class E>
-E parsedOr(Result<E> r, E def) {
-  return r ? *r : def;
 }
 
 // ---- Row mappers (column order matches the SELECT lists) --------------------------------------
@@ -346,7 +351,8 @@ Conversation conversationRow(const Rows& r, int i) {
   c.start_ts = r.i64(i, 9);
   c.end_ts = r.i64(i, 10);
   c.updated_at = r.i64(i, 11);
-  c.close_reason = r.text(i, 12);
+  c.close_reason = parsedOr(parseCloseReasonText(r.text(i, 12)),
+                            std::optional<CloseReason>(CloseReason::kSystem));
   c.next_sequence = r.i64(i, 13);
   c.context_json = r.text(i, 14);
   c.turn_mark = decodeTurnMark(r.text(i, 15));
@@ -364,8 +370,8 @@ Message messageRow(const Rows& r, int i) {
   m.server_ts = r.i64(i, 2);
   m.originator_id = r.text(i, 3);
   m.originator_pid = r.text(i, 4);
-  m.originator_role = r.text(i, 5);
-  m.audience = r.text(i, 6);
+  m.originator_role = parsedOr(parseParticipantRole(r.text(i, 5)), ParticipantRole::kController);
+  m.audience = parsedOr(parseAudience(r.text(i, 6)), Audience::kAgentsAndManagers);
   m.event_json = r.text(i, 7);
   m.metadata_json = r.text(i, 8);
   m.turn = decodeTurnMark(r.text(i, 9));
@@ -1960,7 +1966,7 @@ class PostgresStore final : public Store,
          params(conv.id.str(), conv.account.str(), conv.consumer.str(), channelName(conv.channel),
                 stateName(conv.state), conv.skill.str(), ttrTypeName(conv.ttr_type),
                 conv.ttr_value_s, conv.ttr_due_at, conv.start_ts, conv.end_ts, conv.updated_at,
-                conv.close_reason, conv.next_sequence, conv.context_json,
+                closeReasonText(conv.close_reason), conv.next_sequence, conv.context_json,
                 encodeTurnMark(conv.turn_mark), participantsJson(conv.participants)))
       ps.push_back(std::move(p));
   }
@@ -2041,9 +2047,9 @@ class PostgresStore final : public Store,
         "SELECT (SELECT ok FROM owner), (SELECT count(*) FROM m), (SELECT count(*) FROM c)";
     std::vector<Param> ps;
     conversationParams(ps, conv);
-    for (auto&& p :
-         params(m.sequence, m.server_ts, m.originator_id, m.originator_pid, m.originator_role,
-                m.audience, m.event_json, m.metadata_json, encodeTurnMark(m.turn)))
+    for (auto&& p : params(m.sequence, m.server_ts, m.originator_id, m.originator_pid,
+                           participantRoleName(m.originator_role), audienceName(m.audience),
+                           m.event_json, m.metadata_json, encodeTurnMark(m.turn)))
       ps.push_back(std::move(p));
     auto r = tx.c.query(kSql, ps);
     if (!r) return asStatus(r);

@@ -53,14 +53,14 @@ RowPrint printOf(const Conversation& c) {
   add(std::to_string(c.ttr_due_at));
   add(std::to_string(c.start_ts));
   add(std::to_string(c.end_ts));
-  add(c.close_reason);
+  add(closeReasonText(c.close_reason));
   add(c.context_json);
   add(encodeTurnMark(c.turn_mark));
   std::string p;
   for (const auto& x : c.participants) {
     p.append(x.id).push_back('\x1f');
-    p.append(x.role).push_back('\x1f');
-    p.append(x.state).push_back('\x1f');
+    p.append(participantRoleName(x.role)).push_back('\x1f');
+    p.append(participantStateName(x.state)).push_back('\x1f');
     p.append(std::to_string(x.joined_at)).push_back('\x1e');
   }
   return RowPrint{std::hash<std::string_view>{}(f), std::hash<std::string_view>{}(p)};
@@ -70,9 +70,10 @@ RowPrint printOf(const Conversation& c) {
 Status insertMessage(Conn& c, const Conversation& conv, const Message& m) {
   static const std::string kInsert =
       "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)";
-  auto inserted = execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts,
-                          m.originator_id, m.originator_pid, m.originator_role, m.audience,
-                          m.event_json, m.metadata_json, encodeTurnMark(m.turn));
+  auto inserted =
+      execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
+              m.originator_pid, participantRoleName(m.originator_role), audienceName(m.audience),
+              m.event_json, m.metadata_json, encodeTurnMark(m.turn));
   if (!inserted && inserted.error().code == ErrorCode::kConflict)
     return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                     conv.id.str());
@@ -119,7 +120,7 @@ Result<RowChange> rowChange(Conn& c, const Conversation& conv) {
       q->text(3) == stateName(conv.state) && q->text(4) == conv.skill.str() &&
       q->text(5) == ttrTypeName(conv.ttr_type) && q->i64(6) == conv.ttr_value_s &&
       q->i64(7) == conv.ttr_due_at && q->i64(8) == conv.start_ts && q->i64(9) == conv.end_ts &&
-      q->text(10) == conv.close_reason && q->text(11) == conv.context_json &&
+      q->text(10) == closeReasonText(conv.close_reason) && q->text(11) == conv.context_json &&
       q->text(14) == encodeTurnMark(conv.turn_mark);
   if (!same_fixed) return RowChange::kAll;
   if (q->i64(12) == conv.updated_at && q->i64(13) == conv.next_sequence) return RowChange::kNone;
@@ -150,9 +151,9 @@ Status storeConversation(Conn& c, const Conversation& conv) {
       PARLEY_STORE_TRY(execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
                                channelName(conv.channel), stateName(conv.state), conv.skill.str(),
                                ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
-                               conv.start_ts, conv.end_ts, conv.updated_at, conv.close_reason,
-                               conv.next_sequence, conv.context_json,
-                               encodeTurnMark(conv.turn_mark)));
+                               conv.start_ts, conv.end_ts, conv.updated_at,
+                               closeReasonText(conv.close_reason), conv.next_sequence,
+                               conv.context_json, encodeTurnMark(conv.turn_mark)));
       break;
     }
   }
@@ -173,7 +174,8 @@ Status storeConversation(Conn& c, const Conversation& conv) {
                                      cols(kParticipantCols) + ") VALUES(?,?,?,?,?,?)";
   std::int64_t pos = 0;
   for (const auto& p : conv.participants)
-    PARLEY_STORE_TRY(execute(c, kInsert, conv.id.str(), pos++, p.id, p.role, p.state, p.joined_at));
+    PARLEY_STORE_TRY(execute(c, kInsert, conv.id.str(), pos++, p.id, participantRoleName(p.role),
+                             participantStateName(p.state), p.joined_at));
   return {};
 }
 

@@ -181,7 +181,8 @@ Conversation conversationRow(Query& q) {
   c.start_ts = q.i64(9);
   c.end_ts = q.i64(10);
   c.updated_at = q.i64(11);
-  c.close_reason = q.text(12);
+  c.close_reason =
+      parsedOr(parseCloseReasonText(q.text(12)), std::optional<CloseReason>(CloseReason::kSystem));
   c.next_sequence = q.i64(13);
   c.context_json = q.text(14);
   c.turn_mark = decodeTurnMark(q.text(15));
@@ -191,8 +192,8 @@ Conversation conversationRow(Query& q) {
 Participant participantRow(Query& q) {
   Participant p;
   p.id = q.text(0);
-  p.role = q.text(1);
-  p.state = q.text(2);
+  p.role = parsedOr(parseParticipantRole(q.text(1)), ParticipantRole::kReader);
+  p.state = parsedOr(parseParticipantState(q.text(2)), ParticipantState::kSuggested);
   p.joined_at = q.i64(3);
   return p;
 }
@@ -204,8 +205,8 @@ Message messageRow(Query& q) {
   m.server_ts = q.i64(2);
   m.originator_id = q.text(3);
   m.originator_pid = q.text(4);
-  m.originator_role = q.text(5);
-  m.audience = q.text(6);
+  m.originator_role = parsedOr(parseParticipantRole(q.text(5)), ParticipantRole::kController);
+  m.audience = parsedOr(parseAudience(q.text(6)), Audience::kAgentsAndManagers);
   m.event_json = q.text(7);
   m.metadata_json = q.text(8);
   m.turn = decodeTurnMark(q.text(9));

@@ -67,8 +67,8 @@ void writeOldMessage(const std::string& path, const Conversation& c, const Messa
            "originator_pid, originator_role, audience, event_json, metadata_json) VALUES(" +
                q(m.conversation.str()) + "," + std::to_string(m.sequence) + "," +
                std::to_string(m.server_ts) + "," + q(m.originator_id) + "," + q(m.originator_pid) +
-               "," + q(m.originator_role) + "," + q(m.audience) + "," + q(m.event_json) + "," +
-               q(m.metadata_json) + ")");
+               "," + q(participantRoleName(m.originator_role)) + "," + q(audienceName(m.audience)) +
+               "," + q(m.event_json) + "," + q(m.metadata_json) + ")");
 }
 
 TEST(SqliteStore, PersistsAcrossReopenInWalMode) {
@@ -97,6 +97,64 @@ TEST(SqliteStore, PersistsAcrossReopenInWalMode) {
   EXPECT_EQ((*s)->accounts().createUser(u2)->id.str(), std::to_string(kFirstUserId + 1));
   EXPECT_EQ((*s)->schemaVersion(), sqliteLatestSchemaVersion());
   EXPECT_EQ(rawQuery(path, "PRAGMA user_version"), std::to_string(sqliteLatestSchemaVersion()));
+}
+
+// Participants, messages and the close reason are stored by their protocol names, as before
+// they were enums; text that is no name (a damaged or foreign row) reads as the safe side: a
+// READER, not ACTIVE, a private note from CONTROLLER, closed by SYSTEM.
+TEST(SqliteStore, EnumsAreStoredByTheirNamesAndUnknownTextReadsAsTheSafeDefault) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("names.db");
+  Conversation c = conversationFor(0);
+  c.state = ConversationState::kClose;
+  c.close_reason = CloseReason::kBot;
+  c.participants = {{"consumer", ParticipantRole::kConsumer, ParticipantState::kActive, 1},
+                    {"1000", ParticipantRole::kAssignedAgent, ParticipantState::kSuggested, 2}};
+  c.next_sequence = 1;
+  Message m;
+  m.conversation = c.id;
+  m.originator_role = ParticipantRole::kAssignedAgent;
+  m.audience = Audience::kAgentsAndManagers;
+  m.event_json = eventFor(0, 0);
+  {
+    auto s = openSqliteStore(path, clock);
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE((*s)->conversations().appendMessage(c, m));
+  }
+  EXPECT_EQ(rawQuery(path,
+                     "SELECT group_concat(role || ':' || state, ',') FROM "
+                     "(SELECT role, state FROM participants ORDER BY position)"),
+            "CONSUMER:ACTIVE,ASSIGNED_AGENT:SUGGESTED");
+  EXPECT_EQ(rawQuery(path, "SELECT close_reason FROM conversations"), "BOT");
+  EXPECT_EQ(rawQuery(path, "SELECT originator_role || ',' || audience FROM messages"),
+            "ASSIGNED_AGENT,AGENTS_AND_MANAGERS");
+  {
+    auto s = openSqliteStore(path, clock);
+    ASSERT_TRUE(s) << s.error().message;
+    auto got = (*s)->conversations().getConversation(c.account, c.id);
+    ASSERT_TRUE(got) << got.error().message;
+    EXPECT_EQ(got->close_reason, CloseReason::kBot);
+    ASSERT_EQ(got->participants.size(), 2u);
+    EXPECT_EQ(got->participants[1].role, ParticipantRole::kAssignedAgent);
+    EXPECT_EQ(got->participants[1].state, ParticipantState::kSuggested);
+  }
+  rawQuery(path, "UPDATE participants SET role='WIZARD', state='AWAY' WHERE position=0");
+  rawQuery(path, "UPDATE messages SET originator_role='ROBOT', audience='EVERYONE'");
+  rawQuery(path, "UPDATE conversations SET close_reason='LATER'");
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  auto got = (*s)->conversations().getConversation(c.account, c.id);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->close_reason, CloseReason::kSystem);
+  ASSERT_EQ(got->participants.size(), 2u);
+  EXPECT_EQ(got->participants[0].role, ParticipantRole::kReader);
+  EXPECT_EQ(got->participants[0].state, ParticipantState::kSuggested);
+  auto msgs = (*s)->conversations().listMessages(c.id, 0, 10);
+  ASSERT_TRUE(msgs);
+  ASSERT_EQ(msgs->size(), 1u);
+  EXPECT_EQ(msgs->at(0).originator_role, ParticipantRole::kController);
+  EXPECT_EQ(msgs->at(0).audience, Audience::kAgentsAndManagers);
 }
 
 TEST(SqliteStore, RejectsInMemoryPaths) {
@@ -276,8 +334,9 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
         m.server_ts = clock.nowMs();
         m.originator_id = "o" + std::to_string(w);
         m.originator_pid = "p" + std::to_string(w);
-        m.originator_role = w == 0 ? "CONSUMER" : "ASSIGNED_AGENT";
-        m.audience = i % 2 ? "ALL" : "AGENTS_AND_MANAGERS";
+        m.originator_role =
+            w == 0 ? store::ParticipantRole::kConsumer : store::ParticipantRole::kAssignedAgent;
+        m.audience = i % 2 ? Audience::kAll : Audience::kAgentsAndManagers;
         m.event_json = eventFor(w, i);
         m.metadata_json = R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])";
         convs[w].next_sequence = i + 1;
@@ -311,8 +370,9 @@ TEST(SqliteStore, MigratesMessagesToWriteOrderKeepingEveryMessage) {
       EXPECT_EQ(m.event_json, eventFor(w, i));
       EXPECT_EQ(m.originator_id, "o" + std::to_string(w));
       EXPECT_EQ(m.originator_pid, "p" + std::to_string(w));
-      EXPECT_EQ(m.originator_role, w == 0 ? "CONSUMER" : "ASSIGNED_AGENT");
-      EXPECT_EQ(m.audience, i % 2 ? "ALL" : "AGENTS_AND_MANAGERS");
+      EXPECT_EQ(m.originator_role, w == 0 ? store::ParticipantRole::kConsumer
+                                          : store::ParticipantRole::kAssignedAgent);
+      EXPECT_EQ(m.audience, i % 2 ? Audience::kAll : Audience::kAgentsAndManagers);
       EXPECT_EQ(m.metadata_json, R"([{"type":"ExternalId","id":")" + std::to_string(i) + R"("}])");
     }
   }
@@ -536,8 +596,9 @@ TEST(SqliteStore, CheckpointsKeepTheWalBoundedWithoutLosingWrites) {
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
         Conversation c = conversationFor(t);
-        c.participants = {{"consumer", "CONSUMER", "ACTIVE", 1},
-                          {"1000", "ASSIGNED_AGENT", "ACTIVE", 2}};
+        c.participants = {
+            {"consumer", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 1},
+            {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 2}};
         for (int i = 0; i < kPerThread; ++i) {
           Message m;
           m.conversation = c.id;
@@ -842,7 +903,8 @@ TEST(SqliteStore, AppendsStoreConversationChangesAfterFastAppendsAndRollbacks) {
   ASSERT_TRUE(s) << s.error().message;
   auto& conv = (*s)->conversations();
   Conversation c = conversationFor(0);
-  c.participants = {{"consumer", "CONSUMER", "ACTIVE", 1}};
+  c.participants = {
+      {"consumer", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 1}};
   std::int64_t seq = 0;
   auto next = [&](Conversation& cv) {
     Message m;
@@ -864,7 +926,8 @@ TEST(SqliteStore, AppendsStoreConversationChangesAfterFastAppendsAndRollbacks) {
   EXPECT_EQ(conv.listConversations(c.account, {})->at(0).updated_at, 5004);
 
   // A participant joins with a message.
-  c.participants.push_back({"1000", "ASSIGNED_AGENT", "ACTIVE", 7});
+  c.participants.push_back(
+      {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 7});
   ASSERT_TRUE(conv.appendMessage(c, next(c)));
   ASSERT_EQ(conv.getConversation(c.account, c.id)->participants.size(), 2u);
 
