@@ -102,7 +102,7 @@ TEST_F(Sandbox, WorkerRefusesFilesSocketsAndNewProcessesFromNativeCode) {
 
 TEST_F(Sandbox, WorkerHasResourceLimitsAndOnlyItsChannelOpen) {
   start();
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   EXPECT_EQ(*e_->probeWorkerForTest("rlimits"), "as=unlimited core=0 nofile=16");
 #else
   EXPECT_EQ(*e_->probeWorkerForTest("rlimits"),
