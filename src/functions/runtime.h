@@ -165,6 +165,7 @@ struct RuntimeStats {
   std::uint64_t demotions_restored_early = 0;
   std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
   std::uint64_t demoted_starts = 0;   // invocations of heavy accounts started demoted
+  std::size_t warm_contexts = 0;      // contexts held by the live workers (one per function each)
   double cpu_ms = 0;                  // CPU time used by finished invocations
 };
 

@@ -1240,6 +1240,7 @@ RuntimeStats Engine::stats() const {
       if (w->gone) continue;
       ++s.workers;
       s.busy_workers += scheduler_.busy(id);
+      if (w->shared) s.warm_contexts += w->shared->contexts.load(std::memory_order_relaxed);
     }
     s.quarantined = scheduler_.quarantinedCount();
   }

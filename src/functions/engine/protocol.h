@@ -79,6 +79,9 @@ struct WorkerShared {
   // limit); back to 0 when the JS has returned. The server then gives a demoted JS thread its
   // priority back at once: TerminateExecution takes effect only when the thread runs.
   std::atomic<std::uint32_t> terminating{0};
+  // Warm contexts the worker holds now (over all its isolates), written after each round of its
+  // loop: what RuntimeStats::warm_contexts adds up.
+  std::atomic<std::uint32_t> contexts{0};
 };
 
 // The exit status of a worker process that ended on a fatal V8 out-of-memory error.

@@ -281,6 +281,7 @@ void Worker::run() {
     busy |= runTimers(now);
     takeJobs();
     pumpPlatform();
+    publishContexts();
     // Frames and jobs handled do not call for another round by themselves: the poll below
     // returns at once when more frames came meanwhile (one system call, where a read that finds
     // nothing and then the poll were two), jobs left over are in tasks_, and timers the jobs
@@ -406,6 +407,12 @@ bool Worker::handleFrame(wire::Frame& f) {
 }
 
 std::string Worker::probe(const std::string& what) { return sandbox::probe(what, fd_); }
+
+void Worker::publishContexts() {
+  std::size_t n = 0;
+  for (auto& s : slots_) n += s->contexts.size();
+  shared_.contexts.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+}
 
 bool Worker::isCurrent(const Deployment& d) const {
   auto it = current_deployment_.find(d.key);

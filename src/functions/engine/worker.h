@@ -172,6 +172,8 @@ class Worker {
   // Drops warm contexts of `key` other than the deployment `current` (0 after an undeploy).
   void sweep(const std::string& key, std::uint64_t current);
   bool isCurrent(const Deployment& d) const;
+  // Writes the number of warm contexts into the shared page (WorkerShared::contexts).
+  void publishContexts();
 
   IsolateSlot* newSlot(const AccountId& account);
   void disposeSlot(IsolateSlot* slot);
