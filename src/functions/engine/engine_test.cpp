@@ -347,5 +347,54 @@ TEST_F(TwoAccounts, AnAccountThatRanLongTasksLatelyStartsItsNextInvocationDemote
   EXPECT_EQ(demotedWorkerThreads(), 0u);
 }
 
+// Worker affinity: four accounts with five functions each invoke them all at once, again and
+// again, on two workers. Each invocation's 2 ms of JS holds its worker from dispatch, so jobs are
+// sent past their homes to the other worker (guest dispatches). Those guest contexts are dropped
+// once idle, and the workers then hold one context per function, not one on each worker.
+TEST(EngineAffinity, TwoWorkersHoldOneContextPerFunctionAfterManyInvocations) {
+  testing::FakeHost host;
+  SystemClock clock;
+  RuntimeOptions o;
+  o.threads = 2;
+  o.max_workers = 2;
+  o.guest_context_idle = std::chrono::milliseconds(200);
+  auto made = Engine::create(o, host, clock);
+  ASSERT_TRUE(made);
+  auto& e = **made;
+  ASSERT_TRUE(e.waitForWorkersForTest(2, std::chrono::seconds(60)));
+  constexpr int kAccounts = 4, kFunctions = 5, kRounds = 20;
+  auto account = [](int a) { return AccountId("acc" + std::to_string(a)); };
+  auto function = [](int f) { return FunctionId("fn" + std::to_string(f)); };
+  for (int a = 0; a < kAccounts; ++a) {
+    for (int f = 0; f < kFunctions; ++f) {
+      ASSERT_TRUE(e.deploy(account(a), function(f),
+                           {"function lambda(i, cb) { const t = Date.now(); "
+                            "while (Date.now() - t < 2) {} cb(null, 1); }",
+                            {},
+                            1}));
+    }
+  }
+  std::vector<std::future<InvokeResult>> results;
+  for (int round = 0; round < kRounds; ++round) {
+    for (int f = 0; f < kFunctions; ++f) {
+      for (int a = 0; a < kAccounts; ++a) {
+        auto p = std::make_shared<std::promise<InvokeResult>>();
+        results.push_back(p->get_future());
+        e.invoke(requestFor(account(a), function(f), 60'000), InvokeMode::kTest,
+                 [p](InvokeResult r) { p->set_value(std::move(r)); });
+      }
+    }
+  }
+  for (auto& r : results) {
+    InvokeResult res = r.get();
+    EXPECT_TRUE(res.ok) << res.error_code << ": " << res.error_message;
+  }
+  // The load did send invocations away from their homes (else this shows nothing).
+  EXPECT_GT(e.stats().guest_dispatches, 0u);
+  const std::size_t functions = kAccounts * kFunctions;
+  EXPECT_TRUE(waitFor([&] { return e.stats().warm_contexts == functions; }))
+      << e.stats().warm_contexts << " warm contexts for " << functions << " functions";
+}
+
 }  // namespace
 }  // namespace parley::functions::engine
