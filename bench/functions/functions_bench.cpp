@@ -295,6 +295,69 @@ BENCHMARK(BM_Rss1000Deployed)
     ->Iterations(1)
     ->UseRealTime();
 
+// Resident memory per deployed function with 2 workers under load from several accounts at once:
+// 4 accounts with 250 functions each, every function invoked 8 times, each account's client
+// keeping 16 invocations outstanding, so the workers are nearly always held by some account's
+// job when another account's job is dispatched. Counters: RSS growth per function (isolates an
+// account opens on a second worker included) and warm contexts per function, right after the
+// load (`*_loaded`) and after 6 s without invocations (`*_settled`).
+void BM_RssDeployedUnderLoad(benchmark::State& state) {
+  constexpr int kAccounts = 4, kPerAccount = 250, kRounds = 8, kOutstanding = 16;
+  for (auto _ : state) {
+    Env env(2, static_cast<int>(state.range(0)));
+    auto account = [](int a) { return AccountId("le" + std::to_string(10000 + a)); };
+    for (int a = 0; a < kAccounts; ++a)
+      (void)env.rt->deploy(account(a), FunctionId("warm"), {kEchoBot, {}, 1});
+    const double before = rssMiB(*env.rt);
+    bool ok = true;
+    for (int a = 0; a < kAccounts; ++a) {
+      for (int i = 0; i < kPerAccount; ++i) {
+        std::string fn = "fn-" + std::to_string(i);
+        std::string code = std::string(kEchoBot) + "\n// function " + fn + "\n";
+        ok &= env.rt->deploy(account(a), FunctionId(fn), {code, {}, 1}).has_value();
+      }
+    }
+    std::atomic<int> failed{0};
+    std::vector<std::thread> clients;
+    for (int a = 0; a < kAccounts; ++a) {
+      clients.emplace_back([&, a] {
+        std::atomic<int> outstanding{0};
+        for (int round = 0; round < kRounds; ++round) {
+          for (int i = 0; i < kPerAccount; ++i) {
+            while (outstanding.load() >= kOutstanding) std::this_thread::yield();
+            outstanding.fetch_add(1);
+            InvokeRequest r = request("fn-" + std::to_string(i));
+            r.account = account(a);
+            env.rt->invoke(r, [&](InvokeResult res) {
+              if (!res.ok) failed.fetch_add(1);
+              outstanding.fetch_sub(1);
+            });
+          }
+        }
+        while (outstanding.load() > 0) std::this_thread::yield();
+      });
+    }
+    for (auto& t : clients) t.join();
+    if (!ok || failed.load() != 0) state.SkipWithError("deploy or invoke failed");
+    const double functions = kAccounts * kPerAccount;
+    const double loaded = rssMiB(*env.rt);
+    const double contexts_loaded = static_cast<double>(env.rt->stats().warm_contexts);
+    std::this_thread::sleep_for(std::chrono::seconds(6));
+    const double settled = rssMiB(*env.rt);
+    state.counters["per_function_KiB_loaded"] = (loaded - before) * 1024.0 / functions;
+    state.counters["per_function_KiB_settled"] = (settled - before) * 1024.0 / functions;
+    state.counters["contexts_per_function_loaded"] = contexts_loaded / (functions + kAccounts);
+    state.counters["contexts_per_function_settled"] =
+        static_cast<double>(env.rt->stats().warm_contexts) / (functions + kAccounts);
+  }
+}
+BENCHMARK(BM_RssDeployedUnderLoad)
+    ->ArgsProduct({{0, 1}})
+    ->ArgNames({"isolation"})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->UseRealTime();
+
 double vmMiBOf(int pid, const char* field) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;

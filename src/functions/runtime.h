@@ -88,6 +88,14 @@ struct RuntimeOptions {
   // 100 ms, 2 s.
   std::chrono::milliseconds heavy_after{100};
   std::chrono::milliseconds heavy_half_life{2'000};
+  // Worker affinity: each function has a home worker that keeps its warm context (see
+  // engine/scheduler.h). A home busy with one long task for `rehome_after` loses its functions
+  // to the workers their next invocations go to. An invocation that fairness sends to another
+  // worker runs there in a guest context, which that worker drops once no invocation has
+  // started in it for `guest_context_idle` (so a function does not stay compiled on every
+  // worker). Default: 1 s, 5 s.
+  std::chrono::milliseconds rehome_after{1'000};
+  std::chrono::milliseconds guest_context_idle{5'000};
   // An extra shared worker (beyond `threads`) idle this long is stopped, unless it is the one
   // free worker kept while the others are busy. Default: 10 s.
   std::chrono::milliseconds extra_worker_idle{10'000};
@@ -163,9 +171,11 @@ struct RuntimeStats {
   std::uint64_t demotions = 0;        // long tasks whose JS thread went to SCHED_IDLE / nice 19
   // demoted long tasks given their priority back at their deadline or when being terminated
   std::uint64_t demotions_restored_early = 0;
-  std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
-  std::uint64_t demoted_starts = 0;   // invocations of heavy accounts started demoted
-  double cpu_ms = 0;                  // CPU time used by finished invocations
+  std::uint64_t demoted_retired = 0;   // demoted workers stopped (priority could not be restored)
+  std::uint64_t demoted_starts = 0;    // invocations of heavy accounts started demoted
+  std::size_t warm_contexts = 0;       // contexts held by the live workers (one per function each)
+  std::uint64_t guest_dispatches = 0;  // invocations sent to a worker other than their home
+  double cpu_ms = 0;                   // CPU time used by finished invocations
 };
 
 // Runs deployed functions in workers (sandboxed processes, or threads in-process) owning V8

@@ -234,6 +234,7 @@ Engine::Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock)
         so.long_task = options_.long_task;
         so.heavy_after = options_.heavy_after;
         so.heavy_half_life = options_.heavy_half_life;
+        so.rehome_after = options_.rehome_after;
         return so;
       }()) {}
 
@@ -272,6 +273,7 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
   c.deploy_deadline = e->options_.deploy_deadline;
   c.cpu_limit = e->options_.cpu_limit;
   c.long_task = e->options_.long_task;
+  c.guest_context_idle = e->options_.guest_context_idle;
   c.probes = e->options_.probes_for_test;
   c.libs = std::move(libs.sources);
   e->init_frame_ = proto::init(c);
@@ -942,7 +944,7 @@ void Engine::sendDeployment(WorkerHandle& w, const Deployment& d) {
   send(w, proto::deployment(d, current));
 }
 
-void Engine::startOn(WorkerHandle& w, Job& job, bool demote) {
+void Engine::startOn(WorkerHandle& w, Job& job, bool demote, bool home) {
   job.worker = w.id;
   job.fresh = true;
   w.jobs.insert(job.id);
@@ -969,6 +971,8 @@ void Engine::startOn(WorkerHandle& w, Job& job, bool demote) {
   t.start = job.start;
   t.deadline = job.deadline;
   t.budget_ms = job.request.deadline.count();
+  t.home = home;
+  if (!home) guest_dispatches_.fetch_add(1, std::memory_order_relaxed);
   send(w, proto::job(t));
 }
 
@@ -983,7 +987,9 @@ void Engine::scheduleLocked() {
       scheduler_.finished(d.worker, d.item.account);
       continue;
     }
-    startOn(*w->second, j->second, d.demote);
+    if (auto old = workers_.find(d.moved_from); old != workers_.end() && !old->second->gone)
+      send(*old->second, proto::unhome(d.item.function_key));
+    startOn(*w->second, j->second, d.demote, d.home);
     reserved |= d.demote;
   }
   // Queued work, or a worker now reserved for a heavy account, may call for another worker.
@@ -1033,15 +1039,25 @@ Status Engine::prepare(std::shared_ptr<const Deployment> d, bool keep, int* prep
   std::future<Status> fut;
   {
     MutexLock lock(mu_);
-    // A free shared worker, the one that last ran this function or account if possible.
+    // A free shared worker: the function's home if it has one (a redeploy), else its
+    // account's home, else the least loaded one (invocations in flight, then functions homed
+    // there). The deploy makes it the function's home (Scheduler::noteAffinity).
     auto pick = [&]() PARLEY_REQUIRES(mu_) -> WorkerHandle* {
-      WorkerHandle* best = nullptr;
-      for (auto& [id, w] : workers_) {
+      auto free = [&](const WorkerHandle& w) PARLEY_REQUIRES(mu_) {
         // Not one running a long task, nor one reserved for a heavy account's job (demoted).
-        if (!w->ready || w->gone || w->draining || w->kind != Scheduler::WorkerKind::kShared ||
-            scheduler_.busy(id) || scheduler_.reserved(id))
-          continue;
-        if (!best || scheduler_.inFlight(id) < scheduler_.inFlight(best->id)) best = w.get();
+        return w.ready && !w.gone && !w.draining && w.kind == Scheduler::WorkerKind::kShared &&
+               !scheduler_.busy(w.id) && !scheduler_.reserved(w.id);
+      };
+      for (int home : {scheduler_.homeOf(d->key), scheduler_.accountHomeOf(d->account.str())}) {
+        if (auto h = workers_.find(home); !d->ephemeral && h != workers_.end() && free(*h->second))
+          return h->second.get();
+      }
+      WorkerHandle* best = nullptr;
+      std::pair<std::size_t, std::size_t> best_load;
+      for (auto& [id, w] : workers_) {
+        if (!free(*w)) continue;
+        std::pair<std::size_t, std::size_t> load{scheduler_.inFlight(id), scheduler_.homedOn(id)};
+        if (!best || load < best_load) best = w.get(), best_load = load;
       }
       return best;
     };
@@ -1103,7 +1119,7 @@ Status Engine::deploy(const AccountId& account, const FunctionId& id, DeployedCo
     return s;
   }
   table_[d->key] = d;
-  scheduler_.noteAffinity(d->key, prepared_on);
+  scheduler_.noteAffinity(d->key, prepared_on, d->account.str());
   // A redeploy ends a quarantine: the new code gets a fresh start on the shared workers.
   scheduler_.release(d->key);
   crashes_.erase(d->key);
@@ -1240,6 +1256,7 @@ RuntimeStats Engine::stats() const {
       if (w->gone) continue;
       ++s.workers;
       s.busy_workers += scheduler_.busy(id);
+      if (w->shared) s.warm_contexts += w->shared->contexts.load(std::memory_order_relaxed);
     }
     s.quarantined = scheduler_.quarantinedCount();
   }
@@ -1256,6 +1273,7 @@ RuntimeStats Engine::stats() const {
   s.demoted_retired = demoted_retired_.load();
   s.demotions_restored_early = demotions_restored_early_.load();
   s.demoted_starts = demoted_starts_.load();
+  s.guest_dispatches = guest_dispatches_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
 }

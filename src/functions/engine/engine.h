@@ -127,7 +127,8 @@ class Engine {
 
   // Dispatch.
   void scheduleLocked() PARLEY_REQUIRES(mu_);
-  void startOn(WorkerHandle& w, Job& job, bool demote) PARLEY_REQUIRES(mu_);
+  // `home`: the worker is the function's home (Scheduler::Dispatch::home).
+  void startOn(WorkerHandle& w, Job& job, bool demote, bool home) PARLEY_REQUIRES(mu_);
   // `job`'s first JS task on `w` ended (result, waiting, handed back): it no longer holds `w`,
   // and a thread demoted for its start gets its priority back.
   void settleLocked(WorkerHandle& w, Job& job) PARLEY_REQUIRES(mu_);
@@ -188,7 +189,7 @@ class Engine {
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
       jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0},
-      demoted_starts_{0};
+      demoted_starts_{0}, guest_dispatches_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
   // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.

@@ -38,6 +38,7 @@ std::string init(const WorkerConfig& c) {
       .i64(c.deploy_deadline.count())
       .i64(c.cpu_limit.count())
       .i64(c.long_task.count())
+      .i64(c.guest_context_idle.count())
       .u8(c.probes ? 1 : 0)
       .u32(static_cast<std::uint32_t>(c.libs.size()));
   for (auto& [name, src] : c.libs) w.str(name).str(src);
@@ -53,6 +54,7 @@ Result<WorkerConfig> parseInit(std::string_view payload) {
   c.deploy_deadline = std::chrono::milliseconds(r.i64());
   c.cpu_limit = std::chrono::milliseconds(r.i64());
   c.long_task = std::chrono::milliseconds(r.i64());
+  c.guest_context_idle = std::chrono::milliseconds(r.i64());
   c.probes = r.u8() != 0;
   std::uint32_t n = r.u32();
   for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
@@ -104,6 +106,8 @@ std::string drop(const std::string& key, std::uint64_t current) {
   return Writer(Msg::kDrop).str(key).u64(current).take();
 }
 
+std::string unhome(const std::string& key) { return Writer(Msg::kUnhome).str(key).take(); }
+
 std::string forget(std::uint64_t deployment) { return Writer(Msg::kForget).u64(deployment).take(); }
 
 std::string prepare(std::uint64_t request, std::uint64_t deployment, bool keep) {
@@ -115,6 +119,7 @@ std::string job(const Task& t) {
       .u64(t.id)
       .u64(t.deployment->id)
       .u8(t.mode == InvokeMode::kTest ? 1 : 0)
+      .u8(t.home ? 1 : 0)
       .i64(ns(t.start))
       .i64(ns(t.deadline))
       .i64(t.budget_ms)
@@ -127,6 +132,7 @@ bool parseJob(std::string_view payload, Task* t, std::uint64_t* deployment_id) {
   t->id = r.u64();
   *deployment_id = r.u64();
   t->mode = r.u8() ? InvokeMode::kTest : InvokeMode::kProduction;
+  t->home = r.u8() != 0;
   t->start = fromNs(r.i64());
   t->deadline = fromNs(r.i64());
   t->budget_ms = r.i64();

@@ -45,6 +45,9 @@ struct Task {
   SteadyTime start;
   SteadyTime deadline;
   std::int64_t budget_ms = 0;  // the deadline as the function's limit, for messages
+  // The worker is the function's home; false: a detour, run in a guest context (dropped when
+  // idle for WorkerConfig::guest_context_idle).
+  bool home = true;
 };
 
 // What a worker is told once, at start.
@@ -57,6 +60,9 @@ struct WorkerConfig {
   std::chrono::milliseconds cpu_limit{5'000};
   // A JS task running this long makes the worker report itself busy.
   std::chrono::milliseconds long_task{20};
+  // A guest context (a function's context on a worker that is not its home) no invocation has
+  // started in for this long is dropped.
+  std::chrono::milliseconds guest_context_idle{5'000};
   // Test-only: whether the worker answers kProbe.
   bool probes = false;
   // "lodash" -> source text.
@@ -79,6 +85,9 @@ struct WorkerShared {
   // limit); back to 0 when the JS has returned. The server then gives a demoted JS thread its
   // priority back at once: TerminateExecution takes effect only when the thread runs.
   std::atomic<std::uint32_t> terminating{0};
+  // Warm contexts the worker holds now (over all its isolates), written after each round of its
+  // loop: what RuntimeStats::warm_contexts adds up.
+  std::atomic<std::uint32_t> contexts{0};
 };
 
 // The exit status of a worker process that ended on a fatal V8 out-of-memory error.
@@ -95,6 +104,9 @@ Result<WorkerConfig> parseInit(std::string_view payload);
 // kDeployment. `current`: it is its key's current deployment.
 std::string deployment(const Deployment& d, bool current);
 Result<std::shared_ptr<Deployment>> parseDeployment(std::string_view payload, bool* current);
+
+// kUnhome: the function `key` has a new home; this worker's context of it is a guest now.
+std::string unhome(const std::string& key);
 
 // kDrop: `current` (0 = none) is now the key's deployment.
 std::string drop(const std::string& key, std::uint64_t current);

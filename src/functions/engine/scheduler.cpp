@@ -55,7 +55,9 @@ void Scheduler::removeWorker(int worker) {
       --b->second;
   }
   workers_.erase(it);
-  std::erase_if(last_worker_, [&](const auto& kv) { return kv.second == worker; });
+  // Its functions get a new home where they are dispatched next.
+  std::erase_if(home_, [&](const auto& kv) { return kv.second == worker; });
+  std::erase_if(account_home_, [&](const auto& kv) { return kv.second == worker; });
   std::erase_if(quarantine_worker_, [&](const auto& kv) { return kv.second == worker; });
 }
 
@@ -182,21 +184,24 @@ int Scheduler::pick(const Item& item, bool heavy) {
     return true;
   };
   // Workers no other account holds first: a job there does not wait behind another account's
-  // task that may turn out long. Among them (else among all usable ones) the worker holding the
-  // function's warm context, else one holding the account's isolate, else the least loaded one
-  // (ties rotate).
+  // task that may turn out long. Among them (else among all usable ones) the function's home,
+  // else, for a function without one, its account's home, else the least loaded worker (ties
+  // rotate).
   std::vector<int> ids;
   ids.reserve(workers_.size());
   for (auto& [id, w] : workers_) ids.push_back(id);
   const std::size_t n = ids.size(), start = next_rr_++;
+  const auto home = home_.find(item.function_key);
   for (int pass = 0; pass < 2; ++pass) {
     auto ok = [&](int id) {
       return usable(id) && (pass == 1 || !workers_.at(id).heldByOtherThan(item.account));
     };
-    if (auto l = last_worker_.find(item.function_key); l != last_worker_.end() && ok(l->second))
-      return l->second;
-    if (auto l = last_worker_.find(item.account); l != last_worker_.end() && ok(l->second))
-      return l->second;
+    if (home != home_.end()) {
+      if (ok(home->second)) return home->second;
+    } else if (auto a = account_home_.find(item.account);
+               a != account_home_.end() && ok(a->second)) {
+      return a->second;
+    }
     int best = -1;
     std::size_t best_load = std::numeric_limits<std::size_t>::max();
     for (std::size_t i = 0; i < n; ++i) {
@@ -210,7 +215,7 @@ int Scheduler::pick(const Item& item, bool heavy) {
   return -1;
 }
 
-void Scheduler::assign(int worker, const Item& item, bool heavy) {
+bool Scheduler::assign(int worker, const Item& item, bool heavy, Time now, int* moved_from) {
   WorkerState& w = workers_.at(worker);
   ++w.in_flight;
   if (w.fresh.emplace(item.id, item.account).second) ++w.fresh_per_account[item.account];
@@ -219,10 +224,46 @@ void Scheduler::assign(int worker, const Item& item, bool heavy) {
     w.reserved_account = item.account;
   }
   ++account_in_flight_[item.account];
-  if (!quarantined_.contains(item.function_key)) {
-    last_worker_[item.function_key] = worker;
-    last_worker_[item.account] = worker;
+  if (quarantined_.contains(item.function_key)) return true;
+  auto [home, first] = home_.try_emplace(item.function_key, worker);
+  if (first) {
+    account_home_.try_emplace(item.account, worker);
+    return true;
   }
+  if (home->second == worker) return true;
+  // A detour. The home moves only off a worker that is gone or stuck in one long task.
+  auto h = workers_.find(home->second);
+  if (h == workers_.end() ||
+      (h->second.busy && now - h->second.busy_since >= options_.rehome_after)) {
+    if (h != workers_.end()) *moved_from = home->second;
+    home->second = worker;
+    return true;
+  }
+  return false;
+}
+
+void Scheduler::noteAffinity(const std::string& function_key, int worker,
+                             const std::string& account) {
+  home_[function_key] = worker;
+  if (account.empty()) return;
+  auto [a, fresh] = account_home_.try_emplace(account, worker);
+  if (!fresh && !workers_.contains(a->second)) a->second = worker;
+}
+
+int Scheduler::homeOf(const std::string& function_key) const {
+  auto it = home_.find(function_key);
+  return it == home_.end() ? -1 : it->second;
+}
+
+int Scheduler::accountHomeOf(const std::string& account) const {
+  auto it = account_home_.find(account);
+  return it == account_home_.end() ? -1 : it->second;
+}
+
+std::size_t Scheduler::homedOn(int worker) const {
+  std::size_t n = 0;
+  for (auto& [key, w] : home_) n += w == worker;
+  return n;
 }
 
 std::vector<Scheduler::Dispatch> Scheduler::schedule(Time now) {
@@ -250,8 +291,9 @@ std::vector<Scheduler::Dispatch> Scheduler::schedule(Time now) {
               pf != per_function_.end() && --pf->second == 0)
             per_function_.erase(pf);
           --queued_;
-          assign(w, item, demote);
-          out.push_back(Dispatch{std::move(item), w, demote});
+          int moved_from = -1;
+          const bool home = assign(w, item, demote, now, &moved_from);
+          out.push_back(Dispatch{std::move(item), w, demote, home, moved_from});
           progress = true;
           break;
         }

@@ -9,6 +9,12 @@
 // account holds, and another account's invocation goes to a worker nobody else holds when there
 // is one. An account whose long tasks took much time lately is heavy: its invocations start on a
 // worker reserved for them (the Engine demotes that worker's JS thread before the job starts).
+// Each function has a home worker, the one that keeps its warm context: set where it is deployed
+// or first dispatched (an account's functions share one home when they can, else the least
+// loaded worker), it moves only when that worker is gone or has been busy with a long task for
+// `rehome_after`. A job goes home unless fairness sends it elsewhere (its home is busy, reserved,
+// at its in-flight cap, held by another account, or its account holds another worker); such a
+// detour is marked (`Dispatch::home` false) so the worker does not keep a second context.
 // Plain C++ with no clock and no threads (the caller passes the time): the Engine guards it with
 // its mutex and acts on its answers (starts the dispatched jobs, spawns or stops workers).
 
@@ -51,6 +57,9 @@ struct SchedulerOptions {
   // `heavy_half_life`, or that has a long task running now, is heavy. Default: 100 ms, 2 s.
   std::chrono::milliseconds heavy_after{100};
   std::chrono::milliseconds heavy_half_life{2'000};
+  // A function whose home worker has been busy with one long task for this long gets a new
+  // home: the worker its next invocation is dispatched to. Default: 1 s.
+  std::chrono::milliseconds rehome_after{1'000};
 };
 
 class Scheduler {
@@ -67,6 +76,12 @@ class Scheduler {
     // The item's account is heavy: the worker is reserved for this job until it settles, and
     // its JS should run demoted from the start.
     bool demote = false;
+    // The worker is the function's home (or its quarantine worker): it keeps the warm context.
+    // false: a detour; the worker should not keep the context for long.
+    bool home = true;
+    // The function's home moved to `worker` with this dispatch: the worker that was its home
+    // (still there, stuck in a long task) should treat its context as a guest. -1: no move.
+    int moved_from = -1;
   };
   enum class Push { kQueued, kQueueFull, kFunctionQueueFull };
   enum class WorkerKind { kShared, kQuarantine };
@@ -95,10 +110,14 @@ class Scheduler {
   // An invocation started on `worker` ended (result received).
   void finished(int worker, const std::string& account);
 
-  // `worker` holds `function_key`'s warm context (it was deployed there): run it there.
-  void noteAffinity(const std::string& function_key, int worker) {
-    last_worker_[function_key] = worker;
-  }
+  // `worker` holds `function_key`'s warm context (it was deployed there): it becomes the
+  // function's home, and (when `account` is given) its account's home if the account has none.
+  void noteAffinity(const std::string& function_key, int worker, const std::string& account = {});
+  // The function's / the account's home worker; -1 when it has none.
+  int homeOf(const std::string& function_key) const;
+  int accountHomeOf(const std::string& account) const;
+  // Functions whose home `worker` is.
+  std::size_t homedOn(int worker) const;
 
   // Puts `function_key` on quarantine workers only / back on shared ones.
   void quarantine(const std::string& function_key);
@@ -161,7 +180,9 @@ class Scheduler {
   };
   bool eligible(int worker, const WorkerState& w) const;
   int pick(const Item& item, bool heavy);
-  void assign(int worker, const Item& item, bool heavy);
+  // Returns whether `worker` is the item's home (after a move of the home, if any); a home that
+  // moved off a live worker is named in `moved_from`.
+  bool assign(int worker, const Item& item, bool heavy, Time now, int* moved_from);
   double usageMs(const std::string& account, Time now) const;
 
   SchedulerOptions options_;
@@ -172,7 +193,8 @@ class Scheduler {
   std::unordered_map<std::string, std::size_t> account_in_flight_;
   std::unordered_map<std::string, std::size_t> account_busy_;
   std::unordered_map<std::string, Usage> usage_;
-  std::unordered_map<std::string, int> last_worker_;  // function key or account -> worker
+  std::unordered_map<std::string, int> home_;          // function key -> worker
+  std::unordered_map<std::string, int> account_home_;  // account -> worker
   std::unordered_set<std::string> quarantined_;
   std::unordered_map<std::string, int> quarantine_worker_;  // function key -> worker
   std::size_t queued_ = 0;

@@ -325,5 +325,107 @@ TEST(Scheduler, AnAccountWithRecentLongTasksStartsDemotedOnAReservedWorker) {
   EXPECT_FALSE(s.heavy("B", t2 + 5s));
 }
 
+// A function's home keeps its warm context: detours that fairness calls for (its home held by
+// another account's job, its account holding another worker) run it elsewhere as a guest
+// (`home` false) and leave the home where it was; its next invocations go home again.
+TEST(Scheduler, DetoursLeaveTheHomeWhereItIs) {
+  Scheduler s(opts());
+  s.addWorker(1, Kind::kShared);
+  s.addWorker(2, Kind::kShared);
+  s.noteAffinity("A/echo", 1, "A");
+  s.noteAffinity("B/f", 1, "B");
+  for (std::uint64_t round = 0; round < 50; ++round) {
+    const std::uint64_t id = round * 10;
+    // B's job holds worker 1 (not settled): A's echo runs on worker 2, as a guest.
+    ASSERT_EQ(s.push(item(id + 1, "B", "f")), Scheduler::Push::kQueued);
+    auto d = s.schedule(t0);
+    ASSERT_EQ(d.size(), 1u);
+    ASSERT_EQ(d[0].worker, 1);
+    EXPECT_TRUE(d[0].home);
+    ASSERT_EQ(s.push(item(id + 2, "A", "echo")), Scheduler::Push::kQueued);
+    d = s.schedule(t0);
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_EQ(d[0].worker, 2);
+    EXPECT_FALSE(d[0].home) << "a detour made worker 2 the home";
+    EXPECT_EQ(s.homeOf("A/echo"), 1);
+    // Both settle and finish: A's next echo goes home.
+    s.settled(1, id + 1);
+    s.finished(1, "B");
+    s.settled(2, id + 2);
+    s.finished(2, "A");
+    ASSERT_EQ(s.push(item(id + 3, "A", "echo")), Scheduler::Push::kQueued);
+    d = s.schedule(t0);
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_EQ(d[0].worker, 1);
+    EXPECT_TRUE(d[0].home);
+    s.settled(1, id + 3);
+    s.finished(1, "A");
+  }
+}
+
+// A function dispatched for the first time is homed where it goes: beside its account's other
+// functions when that worker is usable, else on the least loaded worker.
+TEST(Scheduler, AFunctionsFirstDispatchHomesItBesideItsAccount) {
+  Scheduler s(opts());
+  s.addWorker(1, Kind::kShared);
+  s.addWorker(2, Kind::kShared);
+  s.noteAffinity("A/one", 2, "A");
+  EXPECT_EQ(s.accountHomeOf("A"), 2);
+  ASSERT_EQ(s.push(item(1, "A", "two")), Scheduler::Push::kQueued);
+  auto d = s.schedule(t0);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].worker, 2);
+  EXPECT_TRUE(d[0].home);
+  EXPECT_EQ(s.homeOf("A/two"), 2);
+  EXPECT_EQ(s.homedOn(2), 2u);
+  // Another account's new function: the least loaded worker (1; 2 runs A's job).
+  ASSERT_EQ(s.push(item(2, "C", "f")), Scheduler::Push::kQueued);
+  d = s.schedule(t0);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].worker, 1);
+  EXPECT_EQ(s.homeOf("C/f"), 1);
+  EXPECT_EQ(s.accountHomeOf("C"), 1);
+}
+
+// The home moves only when its worker is gone, or has run one long task for rehome_after.
+TEST(Scheduler, TheHomeMovesWhenItsWorkerIsGoneOrBusyPastTheBound) {
+  SchedulerOptions o = opts();
+  o.rehome_after = 1s;
+  Scheduler s(o);
+  s.addWorker(1, Kind::kShared);
+  s.addWorker(2, Kind::kShared);
+  s.noteAffinity("A/echo", 1, "A");
+  // Worker 1 runs C's long task: A's echo is a guest on 2 until the task has run 1 s.
+  s.setBusy(1, "C", t0);
+  ASSERT_EQ(s.push(item(1, "A", "echo")), Scheduler::Push::kQueued);
+  auto d = s.schedule(t0 + 500ms);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].worker, 2);
+  EXPECT_FALSE(d[0].home);
+  EXPECT_EQ(s.homeOf("A/echo"), 1);
+  s.settled(2, 1);
+  s.finished(2, "A");
+  ASSERT_EQ(s.push(item(2, "A", "echo")), Scheduler::Push::kQueued);
+  d = s.schedule(t0 + 1500ms);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].worker, 2);
+  EXPECT_TRUE(d[0].home);
+  EXPECT_EQ(d[0].moved_from, 1);  // worker 1's context becomes a guest there
+  EXPECT_EQ(s.homeOf("A/echo"), 2);
+  s.settled(2, 2);
+  s.finished(2, "A");
+  // Worker 2 goes away: the function is homed where it runs next.
+  s.setFree(1, t0 + 2s);
+  s.removeWorker(2);
+  EXPECT_EQ(s.homeOf("A/echo"), -1);
+  ASSERT_EQ(s.push(item(3, "A", "echo")), Scheduler::Push::kQueued);
+  d = s.schedule(t0 + 2s);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].worker, 1);
+  EXPECT_TRUE(d[0].home);
+  EXPECT_EQ(d[0].moved_from, -1);  // the old home is gone with its contexts
+  EXPECT_EQ(s.homeOf("A/echo"), 1);
+}
+
 }  // namespace
 }  // namespace parley::functions::engine

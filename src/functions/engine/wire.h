@@ -25,6 +25,7 @@ enum class Msg : std::uint8_t {
   kJob = 6,         // start an invocation
   kHostReply = 7,   // the answer to a kHostCall
   kProbe = 8,       // test-only: try a system call inside the sandbox; answered by kProbed
+  kUnhome = 9,      // a function's home moved to another worker: its context here is a guest
   // Worker -> server.
   kReady = 32,      // initialised and sandboxed; ready for jobs
   kPrepared = 33,   // the outcome of a kPrepare

@@ -278,9 +278,11 @@ void Worker::run() {
     // Deadlines before timers: a timer that fell due with (or after) its invocation's deadline,
     // seen late because the worker was busy, must not run the function past its limit.
     bool busy = expireDeadlines(now);
+    expireGuests(now);
     busy |= runTimers(now);
     takeJobs();
     pumpPlatform();
+    publishContexts();
     // Frames and jobs handled do not call for another round by themselves: the poll below
     // returns at once when more frames came meanwhile (one system call, where a read that finds
     // nothing and then the poll were two), jobs left over are in tasks_, and timers the jobs
@@ -337,6 +339,21 @@ bool Worker::handleFrame(wire::Frame& f) {
       std::erase_if(deployments_,
                     [&](const auto& kv) { return kv.second->key == key && kv.first != cur; });
       sweep(key, cur);
+      return true;
+    }
+    case Msg::kUnhome: {
+      wire::Reader r(f.payload);
+      std::string key = r.str();
+      if (!r.ok()) return false;
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& s : slots_) {
+        for (auto& [d, c] : s->contexts) {
+          if (d->key != key || c->guest) continue;
+          c->guest = true;
+          c->last_start = now;
+          next_guest_check_ = std::min(next_guest_check_, now + config_.guest_context_idle);
+        }
+      }
       return true;
     }
     case Msg::kForget: {
@@ -407,6 +424,12 @@ bool Worker::handleFrame(wire::Frame& f) {
 
 std::string Worker::probe(const std::string& what) { return sandbox::probe(what, fd_); }
 
+void Worker::publishContexts() {
+  std::size_t n = 0;
+  for (auto& s : slots_) n += s->contexts.size();
+  shared_.contexts.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+}
+
 bool Worker::isCurrent(const Deployment& d) const {
   auto it = current_deployment_.find(d.key);
   return it != current_deployment_.end() && it->second == d.id;
@@ -416,7 +439,30 @@ SteadyTime Worker::nextWake() const {
   SteadyTime t = SteadyTime::max();
   if (!timers_.empty()) t = timers_.begin()->first.first;
   if (!deadlines_.empty()) t = std::min(t, deadlines_.begin()->first);
-  return t;
+  return std::min(t, next_guest_check_);
+}
+
+void Worker::expireGuests(SteadyTime now) {
+  if (now < next_guest_check_) return;
+  next_guest_check_ = SteadyTime::max();
+  const auto idle = config_.guest_context_idle;
+  std::vector<IsolateSlot*> emptied;
+  for (auto& s : slots_) {
+    const std::size_t had = s->contexts.size();
+    std::erase_if(s->contexts, [&](const auto& kv) {
+      const ContextEntry& c = *kv.second;
+      if (!c.guest) return false;
+      if (c.in_flight == 0 && now - c.last_start >= idle) return true;
+      next_guest_check_ =
+          std::min(next_guest_check_, c.in_flight ? now + idle : c.last_start + idle);
+      return false;
+    });
+    if (s->contexts.size() < had && s->contexts.empty()) emptied.push_back(s.get());
+  }
+  // An isolate that held only guest contexts is not needed here any more.
+  for (IsolateSlot* s : emptied) {
+    if (s->in_flight == 0 && s->live_entries == 0) disposeSlot(s);
+  }
 }
 
 void Worker::pumpPlatform() {
@@ -788,6 +834,13 @@ void Worker::startJob(Task job) {
     if (!job.deployment->ephemeral && isCurrent(*job.deployment)) {
       slot->contexts[job.deployment.get()] = entry;
     }
+  }
+  // A context becomes a guest when this worker runs the function away from its home, and stops
+  // being one when the function is at home here (again).
+  entry->guest = !job.home;
+  if (entry->guest) {
+    entry->last_start = now;
+    next_guest_check_ = std::min(next_guest_check_, now + config_.guest_context_idle);
   }
   auto inv = std::make_unique<Invocation>();
   std::uint64_t id = job.id;

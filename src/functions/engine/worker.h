@@ -70,6 +70,10 @@ struct ContextEntry {
   v8::Global<v8::Function> fire_timer;
   v8::Global<v8::Function> drop_timers;
   std::size_t in_flight = 0;
+  // A context of a function whose home is another worker (Task::home false): dropped when no
+  // invocation has started in it for WorkerConfig::guest_context_idle.
+  bool guest = false;
+  SteadyTime last_start;
   ~ContextEntry();
 };
 
@@ -172,6 +176,10 @@ class Worker {
   // Drops warm contexts of `key` other than the deployment `current` (0 after an undeploy).
   void sweep(const std::string& key, std::uint64_t current);
   bool isCurrent(const Deployment& d) const;
+  // Writes the number of warm contexts into the shared page (WorkerShared::contexts).
+  void publishContexts();
+  // Drops the guest contexts idle for guest_context_idle, and an isolate left with no context.
+  void expireGuests(SteadyTime now);
 
   IsolateSlot* newSlot(const AccountId& account);
   void disposeSlot(IsolateSlot* slot);
@@ -238,6 +246,8 @@ class Worker {
   std::uint64_t next_timer_id_ = 1;
   std::uint64_t next_call_id_ = 1;
   std::uint64_t use_counter_ = 0;
+  // When the next guest context may be due to be dropped (max: no guest context).
+  SteadyTime next_guest_check_ = SteadyTime::max();
 };
 
 namespace bindings {
