@@ -16,6 +16,8 @@
 # folder; default a new one under /tmp, removed at the end; a given one is kept), PARLEY_NODE_ARGS
 # (more `parley serve` flags for every node).
 #
+# Each node's pid is in $PARLEY_CLUSTER_DIR/nodeI.pid; a node that ends does not stop the others.
+#
 # What the nodes share: the store (accounts, conversations, functions, bots), the TLS CA and
 # leaf, the consumer JWT key, the secrets key, and the bus (`--bus nats://…`: a deploy, bot or
 # image-allowlist change on one node is applied by the others). What is not built yet: the
@@ -124,6 +126,7 @@ for i in $(seq 1 "$n"); do
     --store "$store" --bus "nats://127.0.0.1:$nats_port" --node "node$i" --public-url "https://127.0.0.1:$https_port" --demo \
     "${web_args[@]}" "${extra[@]}" >"$work/node$i.out" 2>"$work/node$i.log" &
   pids+=($!)
+  echo "$!" >"$work/node$i.pid"
 done
 node_pids=("${pids[@]:1}")
 for i in $(seq 1 "$n"); do
@@ -191,7 +194,21 @@ python3 -c 'import json,sys; print(json.dumps({"event":"cluster","url":sys.argv[
   "http://127.0.0.1:$http_port" "https://127.0.0.1:$https_port" "$nodes" "$store" "http://127.0.0.1:$nats_monitor"
 grep '"event":"demo"' "$work/node1.out"
 
-# Until a signal (the trap stops everything) or until a child ends.
-wait -n "${pids[@]}" || true
-echo "cluster: a process ended; stopping everything" >&2
-exit 1
+# Until a signal (the trap stops everything) or until PostgreSQL, NATS or HAProxy ends. A node
+# that ends (killed, crashed) is reported and the others go on: they take its conversations over
+# once its leases expire (`--lease-ms`).
+infra=("${pids[0]}" "${pids[$((${#pids[@]} - 1))]}" "$pg_pid")
+declare -A reported=()
+while :; do
+  for p in "${infra[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "cluster: a process ended; stopping everything" >&2; exit 1; }
+  done
+  for i in $(seq 1 "$n"); do
+    p="${node_pids[$((i - 1))]}"
+    if [ -z "${reported[$i]:-}" ] && ! kill -0 "$p" 2>/dev/null; then
+      reported[$i]=1
+      echo "cluster: node$i ended; the other nodes go on" >&2
+    fi
+  done
+  sleep 0.5
+done

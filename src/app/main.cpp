@@ -93,6 +93,8 @@ struct ServeFlags {
   std::string public_url;
   // The bus between nodes: "" (in-process, a node alone) or nats://HOST:PORT.
   std::string bus;
+  // Cluster mode: how long a node's lease on a conversation lasts without renewal (ms).
+  std::int64_t lease_ms = 3000;
 };
 
 std::string hostName() {
@@ -377,10 +379,11 @@ int serve(const ServeFlags& f) {
   spdlog::info("bus: {}", node_bus->describe());
   // Nodes sharing a PostgreSQL store all need the bus (app/node_presence.h).
   std::unique_ptr<app::NodePresence> presence;
+  // The node's name in the store's leases (presence, conversation ownership).
+  const std::string who =
+      !f.node.empty() ? f.node : hostName() + " (pid " + std::to_string(::getpid()) + ")";
   if (shared_store) {
     if (auto* cluster = (*store)->cluster()) {
-      const std::string who =
-          !f.node.empty() ? f.node : hostName() + " (pid " + std::to_string(::getpid()) + ")";
       auto p = app::NodePresence::start(*cluster, clock, who, !f.bus.empty());
       if (!p) return fail("--bus", p.error());
       presence = std::move(*p);
@@ -425,6 +428,11 @@ int serve(const ServeFlags& f) {
                                             : connector::richcontent::Channel::kMessaging,
         allowlist);
   };
+  // A shared store: each open conversation is driven by the one node holding its lease.
+  if (shared_store) {
+    engine_options.node = who;
+    engine_options.lease_ms = f.lease_ms;
+  }
   auto engine = conversation::makeConversationService(**store, clock, engine_options);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
 
@@ -791,6 +799,13 @@ int main(int argc, char** argv) {
                         "The bus between the nodes of a cluster, nats://HOST:PORT (NATS with "
                         "JetStream); required with a PostgreSQL store shared by several nodes "
                         "(default: none, a node alone)");
+  serve_cmd
+      ->add_option("--lease-ms", f.lease_ms,
+                   "Cluster mode (PostgreSQL store): how long a node's ownership of a "
+                   "conversation lasts without renewal; renewed every third of it, and a dead "
+                   "node's conversations are taken by the others within about 4/3 of it "
+                   "(default: 3000)")
+      ->check(CLI::Range(std::int64_t{300}, std::int64_t{600'000}));
   serve_cmd->add_option("--public-url", f.public_url,
                         "The address clients use, http[s]://HOST[:PORT] (a balancer in front of "
                         "the nodes); CSDS answers with it (default: this node's listener)");

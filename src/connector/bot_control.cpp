@@ -5,6 +5,7 @@
 #include <future>
 
 #include "common/log.h"
+#include "conversation/engine_pool.h"
 
 namespace parley::connector {
 
@@ -58,9 +59,12 @@ Status BotControl::activate(const store::BotRecord& rec) {
   q.state = store::ConversationState::kOpen;
   q.limit = 100000;
   auto open = d_.store.conversations().listConversations(rec.account, q);
+  // Only the conversations the engine holds (in cluster mode, those this node has the lease
+  // of; the others are driven by their owner).
   if (open)
     for (const auto& c : *open)
-      if (assignedAgent(c) == rec.user.str()) d_.driver.conversationChanged(c);
+      if (assignedAgent(c) == rec.user.str() && conv::conversationStrand(d_.convs, c.id))
+        d_.driver.conversationChanged(c);
   return {};
 }
 

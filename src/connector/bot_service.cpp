@@ -199,6 +199,13 @@ void BotService::onMessageAddedShared(const std::shared_ptr<const conv::MessageA
   impl_->driver.messageAdded(e);
 }
 void BotService::onRingOffered(const conv::RingOffered& e) { impl_->driver.ringOffered(e.ring); }
+void BotService::onOwnershipChanged(const conv::OwnershipChanged& e) {
+  if (e.owned) {
+    impl_->driver.conversationChanged(e.conversation);
+  } else {
+    impl_->driver.conversationLost(e.conversation);
+  }
+}
 
 Result<bj::object> BotService::createBot(const AccountId& acc, const bj::object& body) {
   return impl_->api.createBot(acc, body);

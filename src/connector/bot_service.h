@@ -174,6 +174,9 @@ class BotService final : public api::Handler, public conversation::ConversationL
   void onMessageAdded(const conversation::MessageAdded& e) override;
   void onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) override;
   void onRingOffered(const conversation::RingOffered& e) override;
+  // Cluster mode: a conversation taken from a dead node resumes where the store says (the
+  // catch-up of a conversation the bot holds); one whose lease was lost stops (no more turns).
+  void onOwnershipChanged(const conversation::OwnershipChanged& e) override;
 
  private:
   struct Impl;

@@ -38,6 +38,15 @@ void ConversationDriver::messageAdded(const std::shared_ptr<const conv::MessageA
       state, [this, state, cm = std::move(cm), kind = *kind] { handleMessage(state, cm, kind); });
 }
 
+void ConversationDriver::conversationLost(const store::Conversation& c) {
+  auto state = convFor(c.id, Track::kExisting);
+  if (!state) return;
+  d_.strands.onStrand(state, [this, state, c] {
+    handleChange(state, c, nullptr);
+    forget(c.id);
+  });
+}
+
 void ConversationDriver::ringOffered(const conv::Ring& ring) {
   auto bot = d_.registry.forUser(ring.account, ring.user.str());
   if (!bot) return;

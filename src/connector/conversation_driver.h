@@ -51,6 +51,9 @@ class ConversationDriver final : public TurnObserver {
   // turn input holds its message and its parsed event, not copies.
   void messageAdded(const std::shared_ptr<const conversation::MessageAdded>& e);
   void ringOffered(const conversation::Ring& ring);
+  // Cluster mode: this node lost the conversation's lease. Its state is released as when the
+  // bot loses the conversation (a turn in flight is discarded) and forgotten.
+  void conversationLost(const store::Conversation& c);
 
   // TurnObserver
   void turnEnded(const std::shared_ptr<ConvState>& st) override;

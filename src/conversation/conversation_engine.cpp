@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -36,6 +37,7 @@ using Strand = asio::strand<asio::thread_pool::executor_type>;
 using store::Availability;
 using store::Conversation;
 using store::ConversationState;
+using store::Lease;
 using store::Participant;
 using store::participantRoleName;
 using store::TtrType;
@@ -129,6 +131,22 @@ class Engine final : public ConversationService {
     PARLEY_CHECK(options_.ring_expiry_ms > 0, "ring_expiry_ms must be > 0");
     PARLEY_CHECK(options_.ring_fanout >= 1, "ring_fanout must be >= 1");
     PARLEY_CHECK(options_.suggest_timeout_ms > 0, "suggest_timeout_ms must be > 0");
+    if (clustered()) PARLEY_CHECK(options_.lease_ms > 0, "lease_ms must be > 0");
+    if (clustered() && options_.tick_interval_ms > 0) {
+      lease_thread_ = std::jthread([this](std::stop_token st) {
+        nameThisThread("conv-leases");
+        std::mutex m;
+        std::condition_variable_any cv;
+        std::unique_lock lock(m);
+        while (!st.stop_requested()) {
+          cv.wait_for(lock, st,
+                      std::chrono::milliseconds(std::max<TimeMs>(1, options_.lease_ms / 3)),
+                      [] { return false; });
+          if (st.stop_requested()) break;
+          if (recovered_announce_.load()) maintainLeases();
+        }
+      });
+    }
     if (options_.tick_interval_ms > 0) {
       timer_ = std::jthread([this](std::stop_token st) {
         nameThisThread("conv-ticker");
@@ -146,6 +164,10 @@ class Engine final : public ConversationService {
   }
 
   ~Engine() override {
+    if (lease_thread_.joinable()) {
+      lease_thread_.request_stop();
+      lease_thread_.join();
+    }
     if (timer_.joinable()) {
       timer_.request_stop();
       timer_.join();
@@ -187,8 +209,20 @@ class Engine final : public ConversationService {
   std::vector<Ring> ringsForAgent(const AccountId& acc, const UserId& user) const override;
   std::vector<AgentInfo> agents(const AccountId& acc) const override;
   void tick() override;
+  void maintainLeases();
 
  private:
+  // The most leases one claim takes (recover() claims until a claim takes fewer).
+  static constexpr int kClaimBatch = 500;
+  bool clustered() const { return !options_.node.empty() && store_.cluster() != nullptr; }
+  // Adds an open conversation read from the store (recover, takeover): entry, consumer index,
+  // routing. nullptr when the engine already holds it.
+  EntryPtr load(Conversation c);
+  // Claims the leases nobody holds and loads their conversations; how many were loaded.
+  Result<std::size_t> claimAndLoad();
+  void forgetLease(const ConversationId& id);
+  void drop(const ConversationId& id);
+
   // ---- routing state (guarded by mu_) ----
   struct Waiting {
     EntryPtr entry;
@@ -392,7 +426,14 @@ class Engine final : public ConversationService {
   std::condition_variable writes_cv_;
   int writes_in_flight_ = 0;  // GUARDED_BY(writes_mu_)
 
-  std::jthread timer_;  // last: stopped first
+  // Cluster mode: the leases this node holds, by conversation.
+  std::mutex leases_mu_;
+  std::unordered_map<ConversationId, Lease> leases_;  // GUARDED_BY(leases_mu_)
+  // recover() has run: conversations taken from now on are announced (OwnershipChanged).
+  std::atomic<bool> recovered_announce_{false};
+
+  std::jthread timer_;         // stopped first
+  std::jthread lease_thread_;  // last: stopped first
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -415,6 +456,9 @@ void Engine::withEntry(const AccountId& acc, const ConversationId& id,
     if (!c) return fail(c.error());
     if (c->state != ConversationState::kOpen)
       return fail(Error{ErrorCode::kConflict, "conversation " + id.str() + " is closed"});
+    if (clustered())
+      return fail(Error{ErrorCode::kUnavailable,
+                        "conversation " + id.str() + " is owned by another node; retry"});
     fail(Error{ErrorCode::kUnavailable, "conversation " + id.str() +
                                             " is open in the store but not loaded by the engine; "
                                             "restart the server (recover) and retry"});
@@ -773,37 +817,195 @@ void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const Us
 // ---------------------------------------------------------------------------------------------
 // Recovery
 
+EntryPtr Engine::load(Conversation c) {
+  auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), std::move(c));
+  const Conversation& cv = entry->conv;
+  {
+    std::lock_guard lock(entries_mu_);
+    if (entries_.contains(cv.id)) return nullptr;  // created by this engine before recover()
+    entries_[cv.id] = entry;
+    consumers_[consumerKey(cv.account, cv.consumer)] = cv.id;
+  }
+  std::lock_guard lock(mu_);
+  auto& ar = accounts_[cv.account.str()];
+  bool assigned = false;
+  for (const auto& p : cv.participants) {
+    if (!isActiveAssigned(p)) continue;
+    assigned = true;
+    auto& a = ar.agents[p.id];
+    a.id = UserId(p.id);
+    a.assigned.insert(cv.id.str());
+  }
+  if (!assigned) {
+    std::optional<UserId> suggested;
+    if (const Participant* s = findSuggested(cv)) suggested = UserId(s->id);
+    addWaitingLocked(entry, cv, cv.ttr_due_at - cv.ttr_value_s * 1000, std::move(suggested));
+  }
+  return entry;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases (cluster mode)
+
+Result<std::size_t> Engine::claimAndLoad() {
+  auto claimed = store_.cluster()->claimLeases(options_.node, options_.lease_ms, kClaimBatch);
+  if (!claimed) return std::unexpected(claimed.error());
+  if (claimed->empty()) return std::size_t{0};
+  std::unordered_map<std::string, Lease> by_id;
+  for (auto& l : *claimed) by_id.emplace(l.conversation.str(), std::move(l));
+  // Takeovers are rare: one read of the open conversations finds the claimed ones.
+  auto open = store_.conversations().listOpenConversations();
+  if (!open) return std::unexpected(open.error());
+  std::size_t loaded = 0;
+  for (auto& c : *open) {
+    auto it = by_id.find(c.id.str());
+    if (it == by_id.end()) continue;
+    const Lease& l = it->second;
+    c.fence = l.fence();
+    {
+      std::lock_guard lock(leases_mu_);
+      leases_[c.id] = l;
+    }
+    EntryPtr held;
+    {
+      std::lock_guard lock(entries_mu_);
+      if (auto e = entries_.find(c.id); e != entries_.end()) held = e->second;
+    }
+    if (held) {
+      // Still held here (its renewal failed and it expired before it was dropped): taken again
+      // with a new epoch, which its next writes carry.
+      onStrand(held, [held, fence = l.fence()] { held->conv.fence = fence; });
+      continue;
+    }
+    const AccountId account = c.account;
+    auto entry = load(std::move(c));
+    if (!entry) continue;
+    ++loaded;
+    if (recovered_announce_) dispatch(account);
+    spdlog::info("conversation {}: taken by node {} (lease epoch {})", l.conversation.str(),
+                 options_.node, l.epoch);
+    if (recovered_announce_) {
+      onStrand(entry, [this, entry] {
+        OwnershipChanged ev{entry->conv, true};
+        listeners_->emit([&](ConversationListener& x) { x.onOwnershipChanged(ev); });
+      });
+    }
+  }
+  return loaded;
+}
+
+void Engine::maintainLeases() {
+  if (!clustered()) return;
+  std::vector<Lease> held;
+  {
+    std::lock_guard lock(leases_mu_);
+    held.reserve(leases_.size());
+    for (const auto& [_, l] : leases_) held.push_back(l);
+  }
+  const TimeMs now = clock_.nowMs();
+  std::vector<ConversationId> lost;
+  if (!held.empty()) {
+    auto renewed = store_.cluster()->renewLeases(options_.node, held, options_.lease_ms);
+    std::lock_guard lock(leases_mu_);
+    if (renewed) {
+      std::unordered_map<std::string, TimeMs> kept;
+      for (const auto& l : *renewed) kept.emplace(l.conversation.str(), l.expires_at);
+      for (const auto& l : held) {
+        auto it = leases_.find(l.conversation);
+        if (it == leases_.end() || it->second.epoch != l.epoch) continue;  // closed meanwhile
+        if (auto k = kept.find(l.conversation.str()); k != kept.end()) {
+          it->second.expires_at = k->second;
+        } else {
+          lost.push_back(l.conversation);
+          leases_.erase(it);
+        }
+      }
+    } else {
+      // Not renewed (the store is unreachable): stop driving what another node may take
+      // before the next attempt; the store refuses the old fence once it is taken anyway.
+      spdlog::warn("conversation leases of node {} not renewed: {}", options_.node,
+                   renewed.error().message);
+      const TimeMs margin = std::max<TimeMs>(1, options_.lease_ms / 3);
+      for (const auto& l : held) {
+        auto it = leases_.find(l.conversation);
+        if (it == leases_.end() || it->second.expires_at > now + margin) continue;
+        lost.push_back(l.conversation);
+        leases_.erase(it);
+      }
+    }
+  }
+  for (const auto& id : lost) drop(id);
+  if (auto n = claimAndLoad(); !n)
+    spdlog::warn("node {} could not claim free conversation leases: {}", options_.node,
+                 n.error().message);
+}
+
+void Engine::forgetLease(const ConversationId& id) {
+  if (!clustered()) return;
+  std::lock_guard lock(leases_mu_);
+  leases_.erase(id);
+}
+
+// The lease of `id` was lost: the conversation leaves this engine (entries, consumer index,
+// routing) on its strand, after the operation in progress, and listeners hear it.
+void Engine::drop(const ConversationId& id) {
+  EntryPtr entry;
+  {
+    std::lock_guard lock(entries_mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    entry = it->second;
+  }
+  spdlog::warn("conversation {}: lease lost by node {}; no longer driven here", id.str(),
+               options_.node);
+  onStrand(entry, [this, entry] {
+    const Conversation& c = entry->conv;
+    {
+      std::lock_guard lock(entries_mu_);
+      auto it = entries_.find(c.id);
+      if (it == entries_.end() || it->second != entry) return;
+      entries_.erase(it);
+      auto key = consumerKey(c.account, c.consumer);
+      if (auto k = consumers_.find(key); k != consumers_.end() && k->second == c.id)
+        consumers_.erase(k);
+    }
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      removeWaitingLocked(c.id.str(), fx);
+      auto& ar = accounts_[c.account.str()];
+      for (const auto& p : c.participants)
+        if (isActiveAssigned(p))
+          if (auto a = ar.agents.find(p.id); a != ar.agents.end())
+            a->second.assigned.erase(c.id.str());
+      fx.dispatch_accounts.insert(c.account.str());
+    }
+    OwnershipChanged ev{c, false};
+    listeners_->emit([&](ConversationListener& l) { l.onOwnershipChanged(ev); });
+    apply(std::move(fx));
+  });
+}
+
 Status Engine::recover() {
   {
     std::lock_guard lock(entries_mu_);
     if (recovered_) return conflict("recover() was already called");
     recovered_ = true;
   }
-  auto open = store_.conversations().listOpenConversations();
-  if (!open) return std::unexpected(open.error());
-  for (auto& c : *open) {
-    auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
-    {
-      std::lock_guard lock(entries_mu_);
-      if (entries_.contains(c.id)) continue;  // created by this engine before recover()
-      entries_[c.id] = entry;
-      consumers_[consumerKey(c.account, c.consumer)] = c.id;
+  std::size_t loaded = 0;
+  if (clustered()) {
+    // Only the conversations this node holds a lease on: nobody's, or a dead node's.
+    for (;;) {
+      auto n = claimAndLoad();
+      if (!n) return std::unexpected(n.error());
+      loaded += *n;
+      if (*n < kClaimBatch) break;
     }
-    std::lock_guard lock(mu_);
-    auto& ar = accounts_[c.account.str()];
-    bool assigned = false;
-    for (const auto& p : c.participants) {
-      if (!isActiveAssigned(p)) continue;
-      assigned = true;
-      auto& a = ar.agents[p.id];
-      a.id = UserId(p.id);
-      a.assigned.insert(c.id.str());
-    }
-    if (!assigned) {
-      std::optional<UserId> suggested;
-      if (const Participant* s = findSuggested(c)) suggested = UserId(s->id);
-      addWaitingLocked(entry, c, c.ttr_due_at - c.ttr_value_s * 1000, std::move(suggested));
-    }
+  } else {
+    auto open = store_.conversations().listOpenConversations();
+    if (!open) return std::unexpected(open.error());
+    for (auto& c : *open)
+      if (load(std::move(c))) ++loaded;
   }
   // Agent availability does not survive a restart: sessions reconnect and set it again.
   auto accounts = store_.accounts().listAccounts();
@@ -818,7 +1020,8 @@ Status Engine::recover() {
       if (auto st = store_.accounts().putAgentState(s); !st) return st;
     }
   }
-  spdlog::info("conversation engine recovered {} open conversations", open->size());
+  recovered_announce_ = true;
+  spdlog::info("conversation engine recovered {} open conversations", loaded);
   return {};
 }
 
@@ -866,7 +1069,19 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
         return done(conflict("consumer already has an open conversation " + it->second.str()));
       consumers_.emplace(key, c.id);  // reserved until saved
     }
+    if (clustered()) {
+      auto lease = store_.cluster()->acquireLease(c.id, options_.node, options_.lease_ms);
+      if (!lease) {
+        std::lock_guard lock(entries_mu_);
+        consumers_.erase(key);
+        return done(std::unexpected(lease.error()));
+      }
+      c.fence = lease->fence();
+      std::lock_guard lock(leases_mu_);
+      leases_[c.id] = *lease;
+    }
     if (auto st = store_.conversations().saveConversation(c); !st) {
+      forgetLease(c.id);
       std::lock_guard lock(entries_mu_);
       consumers_.erase(key);
       return done(std::unexpected(st.error()));
@@ -1228,6 +1443,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
             // Skill changed while an agent stays assigned: nothing to route.
           }
         }
+        if (closing) forgetLease(c.id);
         if (closing) {
           std::lock_guard lock(entries_mu_);
           entries_.erase(c.id);
@@ -1594,6 +1810,10 @@ std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock, Options options) {
   return std::make_unique<Engine>(store, clock, options);
+}
+
+void maintainLeases(ConversationService& engine) {
+  if (auto* e = dynamic_cast<Engine*>(&engine)) e->maintainLeases();
 }
 
 std::optional<ConversationStrand> conversationStrand(ConversationService& engine,

@@ -46,11 +46,29 @@ struct Options {
   // strand: must be thread-safe, must not block, and should be fast for plain text. Default:
   // empty, nothing is checked.
   ContentCheck content_check = {};
+  // Cluster mode: this node's name in the store's conversation leases (ClusterStore). Empty
+  // (the default): a node alone, owner of every open conversation, no lease traffic. Set (and
+  // the store has a ClusterStore): the engine holds only the conversations it has a lease on —
+  // it takes the lease of every conversation it creates, claims at recover() and then every
+  // lease_ms / 3 the leases of open conversations nobody holds (never leased, or expired: a
+  // node that died), renews all of its leases in one store call every lease_ms / 3, and drops a
+  // conversation whose lease it lost. Every write of a held conversation carries the lease's
+  // fence, so the store refuses it once another node took the lease.
+  std::string node = {};
+  // How long a lease lasts without renewal. Default: 3000 ms. REQUIRES: > 0 when `node` is set.
+  TimeMs lease_ms = 3000;
 };
 
 // Creates the engine. `store` and `clock` must outlive it. Call recover() before serving.
 // Destroying the engine stops its timer and runs the work already queued, then joins its
 // threads; completions queued by then are still called.
+// Cluster mode (Options::node): renews this node's leases, drops the conversations whose lease
+// was lost, claims the leases nobody holds and loads those conversations. The engine runs it
+// every lease_ms / 3 on a thread of its own when tick_interval_ms > 0; tests with
+// tick_interval_ms = 0 call it. Does nothing on a node alone or an engine not made by
+// makeConversationService. Blocking (store calls): not on a network thread.
+void maintainLeases(ConversationService& engine);
+
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock,
                                                              Options options = {});

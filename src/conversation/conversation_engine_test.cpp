@@ -1728,4 +1728,165 @@ TEST_F(EngineTest, ParticipantChangesFollowThePolicy) {
   refused(manager, {CloseField{}}, "no longer exists");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Cluster mode: conversation leases
+
+namespace {
+
+// Records OwnershipChanged events.
+class OwnershipRecorder final : public ConversationListener {
+ public:
+  void onOwnershipChanged(const OwnershipChanged& e) override {
+    std::lock_guard lock(mu_);
+    events_.push_back((e.owned ? "TAKEN:" : "LOST:") + e.conversation.id.str());
+    cv_.notify_all();
+  }
+  bool waitFor(const std::string& event) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 5s, [&] { return std::ranges::count(events_, event) > 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> events_;
+};
+
+Options clusterNode(const std::string& node) {
+  Options o;
+  o.node = node;
+  o.lease_ms = 3000;
+  o.tick_interval_ms = 0;
+  o.threads = 2;
+  return o;
+}
+
+TEST_F(EngineTest, ANodeAloneTakesNoLeases) {
+  auto c = request("consumer-solo");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(publish(Actor::ofConsumer(kAcc, ConsumerId("consumer-solo")), c->id, "hi"));
+  EXPECT_EQ(store_->cluster()->getLease(c->id).error().code, ErrorCode::kNotFound);
+  maintainLeases(*engine_);  // nothing to do on a node alone
+  EXPECT_EQ(store_->cluster()->getLease(c->id).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(publish(Actor::ofConsumer(kAcc, ConsumerId("consumer-solo")), c->id, "again"));
+}
+
+TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) {
+  restart(clusterNode("node-a"));
+  OwnershipRecorder seen_a;
+  auto sub_a = engine_->subscribe(seen_a);
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-1"));
+  auto c = request("consumer-1");
+  ASSERT_TRUE(c);
+  auto lease = store_->cluster()->getLease(c->id);
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->node, "node-a");
+  EXPECT_EQ(lease->epoch, 1);
+  ASSERT_TRUE(publish(consumer, c->id, "one"));
+
+  // Node b starts while a runs: it loads nothing a holds and cannot drive it.
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  OwnershipRecorder seen_b;
+  auto sub_b = b->subscribe(seen_b);
+  ASSERT_TRUE(b->recover());
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"via b"})";
+  auto on_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+  ASSERT_FALSE(on_b);
+  EXPECT_EQ(on_b.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(on_b.error().message.find("owned by another node"), std::string::npos);
+
+  // a renews in one call: b cannot take it after the first lease would have expired.
+  clock_.advanceMs(2000);
+  maintainLeases(*engine_);
+  clock_.advanceMs(2000);
+  maintainLeases(*b);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-a");
+  ASSERT_TRUE(publish(consumer, c->id, "two"));
+
+  // a stops renewing (paused, cut off): once its lease expired, b takes the conversation with
+  // the next epoch, loads it from the store and goes on with the next sequence.
+  clock_.advanceMs(3001);
+  maintainLeases(*b);
+  ASSERT_TRUE(seen_b.waitFor("TAKEN:" + c->id.str()));
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"three"})";
+  auto three = call<Published>([&](auto cb) { b->publish(req, cb); });
+  ASSERT_TRUE(three) << three.error().message;
+  EXPECT_EQ(three->sequence, 2);
+
+  // a still believes it owns the conversation: the store refuses its stale epoch, and nothing
+  // it tries lands.
+  auto stale = publish(consumer, c->id, "stale");
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kUnavailable);
+  auto stale_close = update(consumer, c->id, {CloseField{}});
+  ASSERT_FALSE(stale_close);
+  EXPECT_EQ(stale_close.error().code, ErrorCode::kUnavailable);
+  // Its next renewal finds the lease taken: it drops the conversation.
+  maintainLeases(*engine_);
+  ASSERT_TRUE(seen_a.waitFor("LOST:" + c->id.str()));
+  auto after = publish(consumer, c->id, "after");
+  ASSERT_FALSE(after);
+  EXPECT_NE(after.error().message.find("owned by another node"), std::string::npos);
+  // a does not claim it back while b renews.
+  clock_.advanceMs(1000);
+  maintainLeases(*b);
+  maintainLeases(*engine_);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+
+  auto stored = store_->conversations().listMessages(c->id, 0, 100);
+  ASSERT_TRUE(stored);
+  std::vector<std::string> texts;
+  for (const auto& m : *stored) {
+    auto ev = json::parseObject(m.event_json);
+    ASSERT_TRUE(ev);
+    texts.push_back(std::string(ev->at("message").as_string()));
+  }
+  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(store_->conversations().getConversation(kAcc, c->id)->state,
+            store::ConversationState::kOpen);
+
+  // The owner closes it; nobody renews or claims its lease afterwards.
+  ASSERT_TRUE(call<Conversation>(
+      [&](auto cb) { b->updateConversation(consumer, c->id, {CloseField{}}, cb); }));
+  clock_.advanceMs(10'000);
+  maintainLeases(*engine_);
+  maintainLeases(*b);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
+  sub_b.reset();
+  b.reset();
+}
+
+TEST_F(EngineTest, ANodeStartingInAClusterLoadsOnlyTheConversationsItLeases) {
+  restart(clusterNode("node-a"));
+  auto held = request("consumer-held");
+  ASSERT_TRUE(held);
+  // A conversation stored without a lease (e.g. by a node alone on the same store before).
+  store::Conversation orphan = *held;
+  orphan.id = ConversationId("orphan-1");
+  orphan.consumer = ConsumerId("consumer-orphan");
+  orphan.participants = {store::Participant{"consumer-orphan", "CONSUMER", "ACTIVE", 1}};
+  orphan.fence = {};
+  ASSERT_TRUE(store_->conversations().saveConversation(orphan));
+
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  EXPECT_EQ(store_->cluster()->getLease(orphan.id)->node, "node-b");
+  EXPECT_EQ(store_->cluster()->getLease(held->id)->node, "node-a");
+  EXPECT_TRUE(conversationStrand(*b, orphan.id).has_value());
+  EXPECT_FALSE(conversationStrand(*b, held->id).has_value());
+  EXPECT_FALSE(conversationStrand(*engine_, orphan.id).has_value());
+  std::size_t queued = 0;
+  for (const auto& s : b->queues(kAcc, std::nullopt)) queued += s.entries.size();
+  EXPECT_EQ(queued, 1u);
+  b.reset();
+}
+
+}  // namespace
+
 }  // namespace parley::conversation

@@ -325,6 +325,14 @@ struct ConversationOverdue {
 // Events of one conversation (changes, messages, chat states, rings, overdue) arrive in order,
 // one at a time; events of different conversations may arrive concurrently. Agent state events
 // of all agents are serialised. A listener sees all accounts; filter by account yourself.
+// Cluster mode: this node took a conversation's lease and loaded it (`owned`: another node
+// held it and died, or it was never leased), or lost it (another node took it) and stopped
+// driving it. Emitted on the conversation's strand; never on a node alone.
+struct OwnershipChanged {
+  store::Conversation conversation;  // as loaded (taken), or as last held here (lost)
+  bool owned = false;
+};
+
 class ConversationListener {
  public:
   virtual ~ConversationListener() = default;
@@ -341,6 +349,7 @@ class ConversationListener {
   virtual void onRingEnded(const RingEnded&) {}
   virtual void onAgentStateChanged(const AgentStateChanged&) {}
   virtual void onOverdue(const ConversationOverdue&) {}
+  virtual void onOwnershipChanged(const OwnershipChanged&) {}
 };
 
 // RAII handle of a listener registration. Destroying (or reset()) unregisters and waits for

@@ -145,4 +145,22 @@ TurnMark decodeTurnMark(std::string_view text) {
   return m;
 }
 
+Result<std::vector<Lease>> ClusterStore::renewLeases(const std::string& node,
+                                                     const std::vector<Lease>& held,
+                                                     TimeMs ttl_ms) {
+  if (node.empty()) return invalid("a lease needs a node name");
+  if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+  std::vector<Lease> renewed;
+  renewed.reserve(held.size());
+  for (const auto& l : held) {
+    auto r = renewLease(l.conversation, node, l.epoch, ttl_ms);
+    if (r) {
+      renewed.push_back(std::move(*r));
+    } else if (r.error().code != ErrorCode::kConflict && r.error().code != ErrorCode::kInvalid) {
+      return std::unexpected(r.error());
+    }
+  }
+  return renewed;
+}
+
 }  // namespace parley::store

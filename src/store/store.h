@@ -672,6 +672,19 @@ class ClusterStore {
                               std::int64_t epoch) = 0;
   // The conversation's lease, held or expired. NotFound when it was never leased.
   virtual Result<Lease> getLease(const ConversationId& id) = 0;
+  // Extends, in one write, every lease of `held` that `node` still holds at the lease's epoch
+  // (expired or not, as long as nobody took it since) to now + ttl_ms, and returns the leases
+  // extended; a lease of `held` missing from the answer was taken by another node (or never
+  // existed). Invalid for an empty node or ttl_ms <= 0. The default renews them one by one;
+  // PostgreSQL does it in one statement.
+  virtual Result<std::vector<Lease>> renewLeases(const std::string& node,
+                                                 const std::vector<Lease>& held, TimeMs ttl_ms);
+  // Takes for `node`, until now + ttl_ms, the leases of open conversations that nobody holds:
+  // conversations never leased (epoch 1) and leases expired (expires_at <= now, epoch + 1), at
+  // most `limit` (> 0), oldest conversations first; returns the leases taken. Of nodes racing,
+  // each lease goes to one of them. Invalid for an empty node, ttl_ms <= 0 or limit <= 0.
+  virtual Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
+                                                 int limit) = 0;
 
   // Stores `value` under `key` unless the key already has a value, and returns the value the key
   // holds afterwards: `value` when this call stored it, else the one stored first. Of any number

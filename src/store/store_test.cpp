@@ -1894,5 +1894,107 @@ TYPED_TEST(StoreContract, LeaseRaceHasOneWinner) {
   EXPECT_EQ(cl.getLease(id)->epoch, 1);
 }
 
+TYPED_TEST(StoreContract, LeasesRenewInOneCallAndTakenOnesAreLeftOut) {
+  ClusterStore& cl = *this->store_->cluster();
+  this->clock_.setMs(1000);
+  std::vector<Lease> held;
+  for (const char* id : {"c-r1", "c-r2", "c-r3"}) {
+    auto l = cl.acquireLease(ConversationId(id), "node-a", 3000);
+    ASSERT_OK(l);
+    held.push_back(*l);
+  }
+  EXPECT_CODE(cl.renewLeases("", held, 3000), ErrorCode::kInvalid);
+  EXPECT_CODE(cl.renewLeases("node-a", held, 0), ErrorCode::kInvalid);
+  EXPECT_TRUE(cl.renewLeases("node-a", {}, 3000)->empty());
+  // c-r3 expires and node-b takes it; c-r2 expired too but nobody took it.
+  this->clock_.setMs(4000);
+  ASSERT_OK(cl.acquireLease(ConversationId("c-r3"), "node-b", 3000));
+  auto renewed = cl.renewLeases("node-a", held, 3000);
+  ASSERT_OK(renewed);
+  std::vector<std::string> ids;
+  for (const auto& l : *renewed) {
+    ids.push_back(l.conversation.str());
+    EXPECT_EQ(l.node, "node-a");
+    EXPECT_EQ(l.epoch, 1);
+    EXPECT_EQ(l.expires_at, 7000);
+  }
+  std::ranges::sort(ids);
+  EXPECT_EQ(ids, (std::vector<std::string>{"c-r1", "c-r2"}));
+  EXPECT_EQ(cl.getLease(ConversationId("c-r2"))->expires_at, 7000);
+  EXPECT_EQ(cl.getLease(ConversationId("c-r3"))->node, "node-b");
+  // A stale epoch renews nothing.
+  held[0].epoch = 7;
+  EXPECT_TRUE(cl.renewLeases("node-a", {held[0]}, 3000)->empty());
+}
+
+TYPED_TEST(StoreContract, ClaimTakesOpenConversationsThatNobodyHolds) {
+  ClusterStore& cl = *this->store_->cluster();
+  this->clock_.setMs(1000);
+  for (int i = 0; i < 4; ++i) {
+    Conversation c = makeConversation(kA, numbered("c-claim-", i));
+    c.start_ts = 100 + i;
+    if (i == 3) c.state = ConversationState::kClose;
+    ASSERT_OK(this->conv().saveConversation(c));
+  }
+  EXPECT_CODE(cl.claimLeases("", 3000, 10), ErrorCode::kInvalid);
+  EXPECT_CODE(cl.claimLeases("node-b", 0, 10), ErrorCode::kInvalid);
+  EXPECT_CODE(cl.claimLeases("node-b", 3000, 0), ErrorCode::kInvalid);
+  ASSERT_OK(cl.acquireLease(ConversationId("c-claim-0"), "node-a", 3000));
+  // The held one and the closed one are not taken; the limit takes the oldest first.
+  auto first = cl.claimLeases("node-b", 3000, 1);
+  ASSERT_OK(first);
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].conversation.str(), "c-claim-1");
+  EXPECT_EQ((*first)[0].node, "node-b");
+  EXPECT_EQ((*first)[0].epoch, 1);
+  EXPECT_EQ((*first)[0].expires_at, 4000);
+  auto rest = cl.claimLeases("node-b", 3000, 10);
+  ASSERT_OK(rest);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].conversation.str(), "c-claim-2");
+  EXPECT_TRUE(cl.claimLeases("node-c", 3000, 10)->empty());
+  // node-a stops renewing: its lease is taken with the next epoch, and its fence is refused.
+  this->clock_.setMs(4000);
+  auto taken = cl.claimLeases("node-c", 3000, 10);
+  ASSERT_OK(taken);
+  ASSERT_EQ(taken->size(), 3u);
+  EXPECT_EQ((*taken)[0].conversation.str(), "c-claim-0");
+  EXPECT_EQ((*taken)[0].epoch, 2);
+  EXPECT_EQ(cl.getLease(ConversationId("c-claim-0"))->node, "node-c");
+  Conversation stale = makeConversation(kA, "c-claim-0");
+  stale.fence = Fence{"node-a", 1};
+  EXPECT_CODE(this->conv().saveConversation(stale), ErrorCode::kUnavailable);
+  EXPECT_TRUE(cl.getLease(ConversationId("c-claim-3")).error().code == ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreContract, RacingClaimersSplitTheLeases) {
+  auto other = secondHandle<TypeParam>(*this->store_, this->clock_, this->dir_);
+  Store& second = other ? *other : *this->store_;
+  this->clock_.setMs(1000);
+  constexpr int kConversations = 40;
+  for (int i = 0; i < kConversations; ++i)
+    ASSERT_OK(this->conv().saveConversation(makeConversation(kA, numbered("c-split-", i))));
+  std::vector<Lease> got[2];
+  std::thread ta([&] {
+    for (int i = 0; i < 20; ++i)
+      if (auto r = this->store_->cluster()->claimLeases("node-a", 3000, 3))
+        got[0].insert(got[0].end(), r->begin(), r->end());
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 20; ++i)
+      if (auto r = second.cluster()->claimLeases("node-b", 3000, 3))
+        got[1].insert(got[1].end(), r->begin(), r->end());
+  });
+  ta.join();
+  tb.join();
+  std::set<std::string> ids;
+  for (int n = 0; n < 2; ++n)
+    for (const auto& l : got[n]) {
+      EXPECT_TRUE(ids.insert(l.conversation.str()).second) << l.conversation.str();
+      EXPECT_EQ(this->store_->cluster()->getLease(l.conversation)->node, l.node);
+    }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kConversations));
+}
+
 }  // namespace
 }  // namespace parley::store

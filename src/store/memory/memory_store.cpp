@@ -105,6 +105,35 @@ class MemoryStore final : public Store,
     return {};
   }
 
+  Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
+                                         int limit) override {
+    if (node.empty()) return invalid("a lease needs a node name");
+    if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+    if (limit <= 0) return invalid("a lease claim needs a positive limit");
+    const TimeMs now = clock_.nowMs();
+    MutexLock lock(mu_);
+    std::vector<const Conversation*> free;
+    for (const auto& [id, c] : conversations_) {
+      if (c.state != ConversationState::kOpen) continue;
+      auto it = leases_.find(id);
+      if (it == leases_.end() || it->second.expires_at <= now) free.push_back(&c);
+    }
+    std::ranges::sort(free, [](const Conversation* a, const Conversation* b) {
+      return std::tie(a->start_ts, a->id) < std::tie(b->start_ts, b->id);
+    });
+    if (free.size() > static_cast<std::size_t>(limit)) free.resize(limit);
+    std::vector<Lease> taken;
+    for (const Conversation* c : free) {
+      auto [it, fresh] = leases_.try_emplace(c->id.str(), Lease{c->id, node, 0, 0});
+      Lease& l = it->second;
+      ++l.epoch;
+      l.node = node;
+      l.expires_at = now + ttl_ms;
+      taken.push_back(l);
+    }
+    return taken;
+  }
+
   Result<Lease> getLease(const ConversationId& id) override {
     MutexLock lock(mu_);
     auto it = leases_.find(id.str());

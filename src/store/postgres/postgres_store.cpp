@@ -1422,6 +1422,71 @@ class PostgresStore final : public Store,
     });
   }
 
+  // One statement for all of a node's leases: the held (conversation, epoch) pairs arrive as a
+  // JSON array ($1), and only the rows still at the node and epoch are extended.
+  Result<std::vector<Lease>> renewLeases(const std::string& node, const std::vector<Lease>& held,
+                                         TimeMs ttl_ms) override {
+    if (node.empty()) return invalid("a lease needs a node name");
+    if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+    if (held.empty()) return std::vector<Lease>{};
+    boost::json::array pairs;
+    pairs.reserve(held.size());
+    for (const auto& l : held)
+      pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+    const TimeMs now = clock_.nowMs();
+    std::vector<Lease> renewed;
+    Status st = write([&](Conn& c) -> Status {
+      auto r = selectAll<Lease>(
+          c,
+          "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "
+          "AS h(c text, e bigint) WHERE l.conversation = h.c AND l.epoch = h.e AND l.node = $2 "
+          "RETURNING l.conversation, l.node, l.epoch, l.expires_at",
+          [](const Rows& rows, int i) {
+            return Lease{ConversationId(rows.text(i, 0)), rows.text(i, 1), rows.i64(i, 2),
+                         rows.i64(i, 3)};
+          },
+          boost::json::serialize(pairs), node, now + ttl_ms);
+      if (!r) return asStatus(r);
+      renewed = std::move(*r);
+      return {};
+    });
+    if (!st) return std::unexpected(st.error());
+    return renewed;
+  }
+
+  // One statement: the open conversations whose lease is missing or expired, oldest first, are
+  // upserted to `node`; a row another node took or renewed meanwhile fails the upsert's WHERE
+  // (re-checked on the row's latest version after its lock), so racing claimers split the rows.
+  Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
+                                         int limit) override {
+    if (node.empty()) return invalid("a lease needs a node name");
+    if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+    if (limit <= 0) return invalid("a lease claim needs a positive limit");
+    const TimeMs now = clock_.nowMs();
+    std::vector<Lease> taken;
+    Status st = write([&](Conn& c) -> Status {
+      auto r = selectAll<Lease>(
+          c,
+          "WITH free AS (SELECT c.id FROM conversations c LEFT JOIN conversation_leases f ON "
+          "f.conversation = c.id WHERE c.state = 'OPEN' AND (f.conversation IS NULL OR "
+          "f.expires_at <= $3) ORDER BY c.start_ts, c.id LIMIT $4) "
+          "INSERT INTO conversation_leases AS l(conversation, node, epoch, expires_at) "
+          "SELECT id, $1, 1, $2 FROM free ON CONFLICT(conversation) DO UPDATE SET "
+          "node = excluded.node, epoch = l.epoch + 1, expires_at = excluded.expires_at "
+          "WHERE l.expires_at <= $3 RETURNING conversation, node, epoch, expires_at",
+          [](const Rows& rows, int i) {
+            return Lease{ConversationId(rows.text(i, 0)), rows.text(i, 1), rows.i64(i, 2),
+                         rows.i64(i, 3)};
+          },
+          node, now + ttl_ms, now, static_cast<std::int64_t>(limit));
+      if (!r) return asStatus(r);
+      taken = std::move(*r);
+      return {};
+    });
+    if (!st) return std::unexpected(st.error());
+    return taken;
+  }
+
   Result<Lease> getLease(const ConversationId& id) override {
     return found(read([&](Conn& c) { return leaseIn(c, id); }),
                  "conversation " + id.str() + " was never leased");

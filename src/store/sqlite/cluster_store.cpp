@@ -1,6 +1,7 @@
 #include "store/sqlite/cluster_store.h"
 
 #include <string>
+#include <vector>
 
 #include "store/sqlite/query.h"
 #include "store/store_util.h"
@@ -83,6 +84,38 @@ Status SqliteClusterStore::releaseLease(const ConversationId& id, const std::str
 Result<Lease> SqliteClusterStore::getLease(const ConversationId& id) {
   return found(db_.read([&](Conn& c) { return leaseIn(c, id); }),
                "conversation " + id.str() + " was never leased");
+}
+
+Result<std::vector<Lease>> SqliteClusterStore::claimLeases(const std::string& node, TimeMs ttl_ms,
+                                                           int limit) {
+  if (node.empty()) return invalid("a lease needs a node name");
+  if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
+  if (limit <= 0) return invalid("a lease claim needs a positive limit");
+  const TimeMs now = db_.now();
+  std::vector<Lease> taken;
+  Status st = db_.write([&](Conn& c) -> Status {
+    taken.clear();
+    auto free = selectAll<Lease>(
+        c,
+        "SELECT c.id, coalesce(l.epoch, 0) FROM conversations c LEFT JOIN conversation_leases l "
+        "ON l.conversation = c.id WHERE c.state = 'OPEN' AND (l.conversation IS NULL OR "
+        "l.expires_at <= ?) ORDER BY c.start_ts, c.id LIMIT ?",
+        [&](Query& q) {
+          return Lease{ConversationId(q.text(0)), node, q.i64(1) + 1, now + ttl_ms};
+        },
+        now, limit);
+    if (!free) return std::unexpected(free.error());
+    for (auto& l : *free) {
+      PARLEY_STORE_TRY(asStatus(execute(c,
+                                        "INSERT OR REPLACE INTO conversation_leases(conversation, "
+                                        "node, epoch, expires_at) VALUES(?,?,?,?)",
+                                        l.conversation.str(), l.node, l.epoch, l.expires_at)));
+      taken.push_back(std::move(l));
+    }
+    return {};
+  });
+  if (!st) return std::unexpected(st.error());
+  return taken;
 }
 
 Result<std::string> SqliteClusterStore::putMaterialIfAbsent(const std::string& key,

@@ -25,6 +25,8 @@ class SqliteClusterStore final : public ClusterStore {
   Status releaseLease(const ConversationId& id, const std::string& node,
                       std::int64_t epoch) override;
   Result<Lease> getLease(const ConversationId& id) override;
+  Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
+                                         int limit) override;
 
  private:
   Db& db_;
