@@ -1870,7 +1870,8 @@ TEST_F(EngineTest, ANodeStartingInAClusterLoadsOnlyTheConversationsItLeases) {
   store::Conversation orphan = *held;
   orphan.id = ConversationId("orphan-1");
   orphan.consumer = ConsumerId("consumer-orphan");
-  orphan.participants = {store::Participant{"consumer-orphan", "CONSUMER", "ACTIVE", 1}};
+  orphan.participants = {store::Participant{"consumer-orphan", store::ParticipantRole::kConsumer,
+                                            store::ParticipantState::kActive, 1}};
   orphan.fence = {};
   ASSERT_TRUE(store_->conversations().saveConversation(orphan));
 
