@@ -1423,7 +1423,10 @@ class PostgresStore final : public Store,
   }
 
   // One statement for all of a node's leases: the held (conversation, epoch) pairs arrive as a
-  // JSON array ($1), and only the rows still at the node and epoch are extended.
+  // JSON array ($1), and only the rows still at the node and epoch are extended. It runs on a
+  // pooled connection of its own, not in the writer's queue: under load that queue holds seconds
+  // of group commits, a renewal waiting there let the leases expire, and other nodes took live
+  // conversations from under their sockets. One statement needs no transaction of its own.
   Result<std::vector<Lease>> renewLeases(const std::string& node, const std::vector<Lease>& held,
                                          TimeMs ttl_ms) override {
     if (node.empty()) return invalid("a lease needs a node name");
@@ -1435,7 +1438,7 @@ class PostgresStore final : public Store,
       pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
     const TimeMs now = clock_.nowMs();
     std::vector<Lease> renewed;
-    Status st = write([&](Conn& c) -> Status {
+    Status st = read([&](Conn& c) -> Status {
       auto r = selectAll<Lease>(
           c,
           "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -235,6 +236,52 @@ TEST(PostgresStore, NodesRecordingTurnsOfOneBotAtOnceNeverDeadlock) {
   // One more, alone: the bot is pruned to exactly the newest `keep`.
   ASSERT_TRUE(nodes[0]->bots().appendTurn(turn("last"), kKeep));
   EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM turns"), std::to_string(kKeep));
+}
+
+// A node's lease renewal does not wait behind its own queued writes: here the writer is stuck
+// on a table another connection locked (as it can be behind seconds of group commits under
+// load), and the renewal still extends the lease at once. Waiting there let leases expire and
+// other nodes take conversations whose sockets were still on this node.
+TEST(PostgresStore, LeaseRenewalsDoNotWaitBehindQueuedWrites) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  auto store = openPostgresStore(uri, clock);
+  ASSERT_TRUE(store) << store.error().message;
+  ClusterStore* cluster = (*store)->cluster();
+  ASSERT_NE(cluster, nullptr);
+  Conversation conv = conversation("leased");
+  ASSERT_TRUE((*store)->conversations().saveConversation(conv));
+  auto lease = cluster->acquireLease(conv.id, "node-a", 3000);
+  ASSERT_TRUE(lease) << lease.error().message;
+
+  // Another connection holds the messages table: the next append waits in the writer.
+  PGconn* locker = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PQclear(PQexec(locker, "BEGIN"));
+  PGresult* locked = PQexec(locker, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+  ASSERT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQresultErrorMessage(locked);
+  PQclear(locked);
+  std::promise<Status> appended;
+  Message m = message(conv, 0);
+  (*store)->conversations().appendMessageAsync(advanced(conv, m), m,
+                                               [&](Status st) { appended.set_value(st); });
+  auto append_done = appended.get_future();
+  EXPECT_EQ(append_done.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "the append did not wait for the lock";
+
+  clock.advanceMs(1000);
+  auto renewal = std::async(std::launch::async,
+                            [&] { return cluster->renewLeases("node-a", {*lease}, 3000); });
+  const bool prompt = renewal.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  PQclear(PQexec(locker, "COMMIT"));
+  PQfinish(locker);
+  EXPECT_TRUE(prompt) << "the renewal waited behind the queued write";
+  auto renewed = renewal.get();
+  ASSERT_TRUE(renewed) << renewed.error().message;
+  ASSERT_EQ(renewed->size(), 1u);
+  EXPECT_EQ(renewed->front().expires_at, lease->expires_at + 1000);
+  EXPECT_TRUE(append_done.get());
 }
 
 // The server ends the store's connections (as a restart or failover would): the next call
