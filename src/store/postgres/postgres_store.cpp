@@ -548,13 +548,20 @@ class Writer {
     thread_.join();
   }
 
-  Status submit(WriteFn fn, Wrap wrap = Wrap::kSavepoint) {
+  // kFirst goes ahead of every queued write, into the next transaction: for lease renewals,
+  // which must not wait behind seconds of queued group commits (they would let leases expire).
+  enum class Place { kLast, kFirst };
+
+  Status submit(WriteFn fn, Wrap wrap = Wrap::kSavepoint, Place place = Place::kLast) {
     Op op;
     op.fn = std::move(fn);
     op.wrap = wrap;
     std::unique_lock lock(mu_);
     const bool idle = !leading_ && queue_.empty();
-    queue_.push_back(&op);
+    if (place == Place::kFirst)
+      queue_.push_front(&op);
+    else
+      queue_.push_back(&op);
     if (!idle) {
       op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
       if (op.done) return std::move(op.result);
@@ -1423,10 +1430,11 @@ class PostgresStore final : public Store,
   }
 
   // One statement for all of a node's leases: the held (conversation, epoch) pairs arrive as a
-  // JSON array ($1), and only the rows still at the node and epoch are extended. It runs on a
-  // pooled connection of its own, not in the writer's queue: under load that queue holds seconds
-  // of group commits, a renewal waiting there let the leases expire, and other nodes took live
-  // conversations from under their sockets. One statement needs no transaction of its own.
+  // JSON array ($1), and only the rows still at the node and epoch are extended. It goes ahead of
+  // every queued write, into the writer's next transaction: under load the queue holds seconds
+  // of group commits, a renewal waiting at its end let the leases expire, and other nodes took
+  // live conversations from under their sockets. (Not on a connection of its own: its row locks
+  // and the writer's `FOR SHARE` fence checks, taken in different orders, deadlocked.)
   Result<std::vector<Lease>> renewLeases(const std::string& node, const std::vector<Lease>& held,
                                          TimeMs ttl_ms) override {
     if (node.empty()) return invalid("a lease needs a node name");
@@ -1438,7 +1446,7 @@ class PostgresStore final : public Store,
       pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
     const TimeMs now = clock_.nowMs();
     std::vector<Lease> renewed;
-    Status st = read([&](Conn& c) -> Status {
+    Status st = writeFirst([&](Conn& c) -> Status {
       auto r = selectAll<Lease>(
           c,
           "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "
@@ -2244,6 +2252,12 @@ class PostgresStore final : public Store,
   template <class F>
   Status write(F&& fn) {
     return writer_.submit([&fn](Tx& tx) -> Status { return fn(tx.c); });
+  }
+
+  template <class F>
+  Status writeFirst(F&& fn) {
+    return writer_.submit([&fn](Tx& tx) -> Status { return fn(tx.c); }, Writer::Wrap::kSavepoint,
+                          Writer::Place::kFirst);
   }
 
   template <class F>

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -238,50 +239,73 @@ TEST(PostgresStore, NodesRecordingTurnsOfOneBotAtOnceNeverDeadlock) {
   EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM turns"), std::to_string(kKeep));
 }
 
-// A node's lease renewal does not wait behind its own queued writes: here the writer is stuck
-// on a table another connection locked (as it can be behind seconds of group commits under
-// load), and the renewal still extends the lease at once. Waiting there let leases expire and
-// other nodes take conversations whose sockets were still on this node.
-TEST(PostgresStore, LeaseRenewalsDoNotWaitBehindQueuedWrites) {
+// A node's lease renewal goes ahead of its queued writes: here the writer's transaction is
+// stuck on a table another connection locked, with 40 appends queued behind it (10 transactions
+// of 4), as under load when the queue holds seconds of group commits. The renewal queued last
+// commits in the next transaction, before the appends queued ahead of it. Waiting at the end of
+// the queue let leases expire, and other nodes took conversations whose sockets were still on
+// this node.
+TEST(PostgresStore, LeaseRenewalsGoAheadOfQueuedWrites) {
   const std::string uri = freshDatabase();
   ASSERT_FALSE(uri.empty());
   FakeClock clock;
-  auto store = openPostgresStore(uri, clock);
+  PostgresOptions options;
+  options.max_batch = 4;
+  auto store = openPostgresStore(uri, clock, options);
   ASSERT_TRUE(store) << store.error().message;
   ClusterStore* cluster = (*store)->cluster();
   ASSERT_NE(cluster, nullptr);
-  Conversation conv = conversation("leased");
-  ASSERT_TRUE((*store)->conversations().saveConversation(conv));
-  auto lease = cluster->acquireLease(conv.id, "node-a", 3000);
+  Conversation leased = conversation("leased");
+  ASSERT_TRUE((*store)->conversations().saveConversation(leased));
+  auto lease = cluster->acquireLease(leased.id, "node-a", 3000);
   ASSERT_TRUE(lease) << lease.error().message;
 
-  // Another connection holds the messages table: the next append waits in the writer.
   PGconn* locker = PQconnectdb(uri.c_str());
   ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
   PQclear(PQexec(locker, "BEGIN"));
   PGresult* locked = PQexec(locker, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
   ASSERT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQresultErrorMessage(locked);
   PQclear(locked);
-  std::promise<Status> appended;
-  Message m = message(conv, 0);
-  (*store)->conversations().appendMessageAsync(advanced(conv, m), m,
-                                               [&](Status st) { appended.set_value(st); });
-  auto append_done = appended.get_future();
-  EXPECT_EQ(append_done.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
-      << "the append did not wait for the lock";
 
+  std::mutex mu;
+  std::vector<std::string> completed;  // in commit order
+  constexpr int kAppends = 40;
+  std::atomic<int> pending{kAppends};
+  for (int i = 0; i < kAppends; ++i) {
+    Conversation c = conversation("queued-" + std::to_string(i));
+    Message m = message(c, 0);
+    (*store)->conversations().appendMessageAsync(advanced(c, m), m, [&, i](Status st) {
+      std::lock_guard lock(mu);
+      completed.push_back(st ? "append " + std::to_string(i) : "failed " + std::to_string(i));
+      --pending;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the first batch waits
   clock.advanceMs(1000);
-  auto renewal = std::async(std::launch::async,
-                            [&] { return cluster->renewLeases("node-a", {*lease}, 3000); });
-  const bool prompt = renewal.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  auto renewal = std::async(std::launch::async, [&] {
+    auto r = cluster->renewLeases("node-a", {*lease}, 3000);
+    std::lock_guard lock(mu);
+    completed.push_back("renewal");
+    return r;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the renewal is queued
   PQclear(PQexec(locker, "COMMIT"));
   PQfinish(locker);
-  EXPECT_TRUE(prompt) << "the renewal waited behind the queued write";
+
   auto renewed = renewal.get();
   ASSERT_TRUE(renewed) << renewed.error().message;
   ASSERT_EQ(renewed->size(), 1u);
   EXPECT_EQ(renewed->front().expires_at, lease->expires_at + 1000);
-  EXPECT_TRUE(append_done.get());
+  for (int i = 0; i < 200 && pending > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(completed.size(), static_cast<std::size_t>(kAppends + 1));
+  const auto at = std::find(completed.begin(), completed.end(), "renewal") - completed.begin();
+  // The first transaction (4 appends) was under way; the renewal leads the second.
+  EXPECT_LE(at, 4 + 3) << "the renewal committed after " << at << " queued appends";
+  EXPECT_EQ(std::count_if(completed.begin(), completed.end(),
+                          [](const std::string& s) { return s.starts_with("failed"); }),
+            0);
 }
 
 // The server ends the store's connections (as a restart or failover would): the next call
