@@ -1361,9 +1361,10 @@ class PostgresStore final : public Store,
                              TimeMs ttl_ms) override {
     if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
       return std::unexpected(st.error());
-    const TimeMs now = clock_.nowMs();
     Lease out;
     Status st = write([&](Conn& c) -> Status {
+      // The time the transaction runs, not the call's: a write may wait in the queue.
+      const TimeMs now = clock_.nowMs();
       auto r = selectOne<Lease>(
           c,
           "INSERT INTO conversation_leases AS l(conversation, node, epoch, expires_at) "
@@ -1393,9 +1394,10 @@ class PostgresStore final : public Store,
                            TimeMs ttl_ms) override {
     if (auto st = internal::checkLeaseArgs(id, node, ttl_ms); !st)
       return std::unexpected(st.error());
-    const TimeMs now = clock_.nowMs();
     Lease out;
     Status st = write([&](Conn& c) -> Status {
+      // The time the transaction runs, not the call's: a write may wait in the queue.
+      const TimeMs now = clock_.nowMs();
       auto r = selectOne<Lease>(
           c,
           "UPDATE conversation_leases SET expires_at=$4 WHERE conversation=$1 AND node=$2 AND "
@@ -1444,9 +1446,10 @@ class PostgresStore final : public Store,
     pairs.reserve(held.size());
     for (const auto& l : held)
       pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
-    const TimeMs now = clock_.nowMs();
     std::vector<Lease> renewed;
     Status st = writeFirst([&](Conn& c) -> Status {
+      // The time the transaction runs, not the call's: a write may wait in the queue.
+      const TimeMs now = clock_.nowMs();
       auto r = selectAll<Lease>(
           c,
           "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "
@@ -1468,14 +1471,17 @@ class PostgresStore final : public Store,
   // One statement: the open conversations whose lease is missing or expired, oldest first, are
   // upserted to `node`; a row another node took or renewed meanwhile fails the upsert's WHERE
   // (re-checked on the row's latest version after its lock), so racing claimers split the rows.
+  // Ahead of queued writes, as renewals: the node's lease loop claims right after it renews, and
+  // a claim waiting behind the queue delayed the next renewal past the lease.
   Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
                                          int limit) override {
     if (node.empty()) return invalid("a lease needs a node name");
     if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
     if (limit <= 0) return invalid("a lease claim needs a positive limit");
-    const TimeMs now = clock_.nowMs();
     std::vector<Lease> taken;
-    Status st = write([&](Conn& c) -> Status {
+    Status st = writeFirst([&](Conn& c) -> Status {
+      // The time the transaction runs, not the call's: a write may wait in the queue.
+      const TimeMs now = clock_.nowMs();
       auto r = selectAll<Lease>(
           c,
           "WITH free AS (SELECT c.id FROM conversations c LEFT JOIN conversation_leases f ON "
