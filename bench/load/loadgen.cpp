@@ -94,16 +94,23 @@ double procCpuSec(int pid) {
          static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// CPU seconds of `pid`'s live child processes (the function workers of `parley serve`).
-double childrenCpuSec(int pid) {
-  double total = 0;
+// The live child processes of `pid` (of all its threads).
+std::vector<int> childPids(int pid) {
+  std::vector<int> out;
   std::error_code ec;
   for (const auto& task :
        std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     std::ifstream f(task.path() / "children");
     int child = 0;
-    while (f >> child) total += procCpuSec(child);
+    while (f >> child) out.push_back(child);
   }
+  return out;
+}
+
+// CPU seconds of `pid`'s live child processes (the function workers of `parley serve`).
+double childrenCpuSec(int pid) {
+  double total = 0;
+  for (int child : childPids(pid)) total += procCpuSec(child);
   return total;
 }
 
@@ -112,13 +119,7 @@ double childrenCpuSec(int pid) {
 double treeCpuSec(int pid) {
   double total = procCpuSec(pid);
   if (total < 0) return 0;
-  std::error_code ec;
-  for (const auto& task :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream f(task.path() / "children");
-    int child = 0;
-    while (f >> child) total += treeCpuSec(child);
-  }
+  for (int child : childPids(pid)) total += treeCpuSec(child);
   return total;
 }
 

@@ -476,6 +476,11 @@ BotRecord botRow(const Rows& r, int i) {
   return b;
 }
 
+// A lease row as the lease statements return it: conversation, node, epoch, expires_at.
+Lease leaseRow(const Rows& r, int i) {
+  return Lease{ConversationId(r.text(i, 0)), r.text(i, 1), r.i64(i, 2), r.i64(i, 3)};
+}
+
 constexpr const char* kTurnCols =
     "account, bot, conversation, turn_id, ts, outcome, input_json, response_json, actions_json, "
     "timings_json, error";
@@ -1455,11 +1460,7 @@ class PostgresStore final : public Store,
           "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "
           "AS h(c text, e bigint) WHERE l.conversation = h.c AND l.epoch = h.e AND l.node = $2 "
           "RETURNING l.conversation, l.node, l.epoch, l.expires_at",
-          [](const Rows& rows, int i) {
-            return Lease{ConversationId(rows.text(i, 0)), rows.text(i, 1), rows.i64(i, 2),
-                         rows.i64(i, 3)};
-          },
-          boost::json::serialize(pairs), node, now + ttl_ms);
+          leaseRow, boost::json::serialize(pairs), node, now + ttl_ms);
       if (!r) return asStatus(r);
       renewed = std::move(*r);
       return {};
@@ -1491,11 +1492,7 @@ class PostgresStore final : public Store,
           "SELECT id, $1, 1, $2 FROM free ON CONFLICT(conversation) DO UPDATE SET "
           "node = excluded.node, epoch = l.epoch + 1, expires_at = excluded.expires_at "
           "WHERE l.expires_at <= $3 RETURNING conversation, node, epoch, expires_at",
-          [](const Rows& rows, int i) {
-            return Lease{ConversationId(rows.text(i, 0)), rows.text(i, 1), rows.i64(i, 2),
-                         rows.i64(i, 3)};
-          },
-          node, now + ttl_ms, now, static_cast<std::int64_t>(limit));
+          leaseRow, node, now + ttl_ms, now, static_cast<std::int64_t>(limit));
       if (!r) return asStatus(r);
       taken = std::move(*r);
       return {};
