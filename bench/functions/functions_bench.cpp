@@ -413,7 +413,9 @@ double percentile(std::vector<double> v, double q) {
 // phase sees loops start, be demoted and be terminated). Between phases B's loops are let run
 // out (not measured). `reps` pairs of phases; the machine's noise falls on both phases alike.
 // Default runtime options (2 workers kept, up to 6; 5 s CPU limit) but for `demote`:0, which
-// leaves long tasks at normal priority (RuntimeOptions::demote_long_tasks off).
+// leaves long tasks at normal priority (RuntimeOptions::demote_long_tasks off), and
+// `terminate_nice` (RuntimeOptions::terminate_nice; 0: a demoted loop gets its normal priority
+// back when it is being terminated or 5 ms before its deadline, as before that option).
 // Counters: A's p50/p99 without (`off`) and with (`on`) the loops over all phases, the median
 // over the reps of p99 on / p99 off (`p99_ratio`), demotions and their early restores.
 void BM_NoisyNeighbourEcho(benchmark::State& state) {
@@ -423,6 +425,7 @@ void BM_NoisyNeighbourEcho(benchmark::State& state) {
   o.isolation = state.range(0) ? WorkerIsolation::kProcess : WorkerIsolation::kInProcess;
   o.demote_long_tasks = state.range(1) != 0;
   const int reps = static_cast<int>(state.range(2));
+  o.terminate_nice = static_cast<int>(state.range(3));
   auto rt = std::move(*FunctionRuntime::create(o, host, clock));
   rt->engineForTest().waitForWorkersForTest(static_cast<std::size_t>(o.threads),
                                             std::chrono::seconds(30));
@@ -493,6 +496,7 @@ void BM_NoisyNeighbourEcho(benchmark::State& state) {
   RuntimeStats stats = rt->stats();
   state.counters["demotions"] = static_cast<double>(stats.demotions);
   state.counters["restored_early"] = static_cast<double>(stats.demotions_restored_early);
+  state.counters["restored_after_lift"] = static_cast<double>(stats.demotions_restored_after_lift);
   state.counters["replaced"] = static_cast<double>(stats.demoted_retired);
   state.counters["crashes"] = static_cast<double>(stats.worker_crashes);
   state.counters["off_p50_us"] = percentile(all_off, 0.5);
@@ -505,8 +509,13 @@ void BM_NoisyNeighbourEcho(benchmark::State& state) {
   state.counters["p99_ratio_max"] = percentile(ratios, 1.0);
 }
 BENCHMARK(BM_NoisyNeighbourEcho)
-    ->ArgsProduct({{0, 1}, {1, 0}, {4}})
-    ->ArgNames({"isolation", "demote", "reps"})
+    ->Args({0, 1, 4, 19})
+    ->Args({1, 1, 4, 19})
+    ->Args({0, 1, 4, 0})
+    ->Args({1, 1, 4, 0})
+    ->Args({0, 0, 4, 19})
+    ->Args({1, 0, 4, 19})
+    ->ArgNames({"isolation", "demote", "reps", "terminate_nice"})
     ->Iterations(1)
     ->UseRealTime()
     ->Unit(benchmark::kSecond);

@@ -75,12 +75,18 @@ struct RuntimeOptions {
   // may take a thread out of that class again (CAP_SYS_NICE or a large enough RLIMIT_NICE), so
   // any normal thread that wakes on its core preempts it at once; else to nice 19 (CFS weight
   // 15 against 1024: it keeps a minimum share). Its priority comes back when the task ends,
-  // when its JS is being terminated (CPU limit, near the heap limit, the Watchdog) and 5 ms
-  // before its deadline, so termination is prompt. Where the OS refuses to raise it again (an
-  // unprivileged process may lower its threads' priority but not raise it), the worker takes no
-  // new jobs once the task ends, is stopped when its invocations in flight end, and a fresh one
-  // replaces it. Default: true.
+  // and it leaves SCHED_IDLE (see `terminate_nice`) when its JS is being terminated (CPU limit,
+  // near the heap limit, the Watchdog) and 5 ms before its deadline, so termination is prompt.
+  // Where the OS refuses to raise it again (an unprivileged process may lower its threads' priority
+  // but not raise it), the worker takes no new jobs once the task ends, is stopped when its
+  // invocations in flight end, and a fresh one replaces it. Default: true.
   bool demote_long_tasks = true;
+  // A demoted long task that is being terminated, or is 5 ms from its deadline, leaves
+  // SCHED_IDLE for SCHED_OTHER at this nice value (never above the nice it had) until it ends:
+  // enough CPU for the termination to take effect on busy cores, while any normal thread that
+  // wakes on its core still preempts it. 0 gives it its normal priority back at once. Default:
+  // 19.
+  int terminate_nice = 19;
   // An account whose long tasks ran at least `heavy_after` of wall time, decayed with a half-life
   // of `heavy_half_life`, or that runs a long task now, is heavy: each of its invocations starts
   // on a worker held for it alone (no other account's job is sent there until its first JS task
@@ -169,8 +175,11 @@ struct RuntimeStats {
   std::size_t quarantined = 0;        // functions in quarantine now
   std::uint64_t jobs_returned = 0;    // jobs a busy worker handed back
   std::uint64_t demotions = 0;        // long tasks whose JS thread went to SCHED_IDLE / nice 19
-  // demoted long tasks given their priority back at their deadline or when being terminated
+  // demoted long tasks lifted out of SCHED_IDLE (RuntimeOptions::terminate_nice) at their
+  // deadline or when being terminated
   std::uint64_t demotions_restored_early = 0;
+  // lifted ones still running 100 ms later, given their normal priority back
+  std::uint64_t demotions_restored_after_lift = 0;
   std::uint64_t demoted_retired = 0;   // demoted workers stopped (priority could not be restored)
   std::uint64_t demoted_starts = 0;    // invocations of heavy accounts started demoted
   std::size_t warm_contexts = 0;       // contexts held by the live workers (one per function each)

@@ -81,6 +81,10 @@ struct WorkerHandle {
   std::vector<std::pair<pid_t, int>> demoted PARLEY_GUARDED_BY(prio_mu);
   // A restore was refused (unprivileged server): the worker is replaced when the task ends.
   bool restore_refused PARLEY_GUARDED_BY(prio_mu) = false;
+  // The demoted threads were lifted out of SCHED_IDLE (at RuntimeOptions::terminate_nice) for
+  // their termination; they are still in `demoted`, restored when the task ends.
+  bool lifted PARLEY_GUARDED_BY(prio_mu) = false;
+  SteadyTime lifted_at PARLEY_GUARDED_BY(prio_mu){};
 };
 
 namespace {
@@ -184,6 +188,21 @@ bool restoreThread(pid_t tid, int was) {
   return true;
 }
 
+// Takes a demoted thread out of SCHED_IDLE at nice `nice` (never above the nice it had, `was`):
+// in SCHED_OTHER it gets a share of a busy core, enough for TerminateExecution to take effect,
+// while at nice 19 (CFS weight 15 against 1024) a normal thread that wakes on its core still
+// preempts it. The nice value is set while the thread is still in SCHED_IDLE, so it never runs
+// in SCHED_OTHER above `nice`. A thread at nice 19 in SCHED_OTHER (an unprivileged server's
+// demotion) is left as it is. False when the OS refuses; a thread that is gone is fine.
+bool liftThread(pid_t tid, int was, int nice) {
+  if (::sched_getscheduler(tid) != SCHED_IDLE) return true;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::max(was, nice)) != 0)
+    return errno == ESRCH;
+  sched_param p{};
+  if (::sched_setscheduler(tid, SCHED_OTHER, &p) != 0) return errno == ESRCH;
+  return true;
+}
+
 // Gives the threads demoted for w's long task their priority back; a refusal (`refuse`: as the
 // OS does for an unprivileged server) is remembered in w.restore_refused.
 void restorePriorityLocked(WorkerHandle& w, bool refuse) PARLEY_REQUIRES(w.prio_mu) {
@@ -191,6 +210,22 @@ void restorePriorityLocked(WorkerHandle& w, bool refuse) PARLEY_REQUIRES(w.prio_
     if (refuse || !restoreThread(tid, was)) w.restore_refused = true;
   }
   w.demoted.clear();
+  w.lifted = false;
+}
+
+// For a demoted long task that is being terminated or nears its deadline: its threads leave
+// SCHED_IDLE for SCHED_OTHER at `nice` (see liftThread), or get their priority back when `nice`
+// is 0. They stay in w.demoted: the task's end restores them.
+void liftPriorityLocked(WorkerHandle& w, int nice, bool refuse) PARLEY_REQUIRES(w.prio_mu) {
+  if (nice <= 0) {
+    restorePriorityLocked(w, refuse);
+    return;
+  }
+  for (auto [tid, was] : w.demoted) {
+    if (refuse || !liftThread(tid, was, nice)) w.restore_refused = true;
+  }
+  w.lifted = true;
+  w.lifted_at = std::chrono::steady_clock::now();
 }
 
 // As restorePriorityLocked; false when this task's priority was refused now or at an earlier
@@ -244,6 +279,8 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
   if (options.max_workers < options.threads) options.max_workers = options.threads;
   if (options.heap_limit_mb < 16)
     return invalid("RuntimeOptions.heap_limit_mb must be at least 16");
+  if (options.terminate_nice < 0 || options.terminate_nice > 19)
+    return invalid("RuntimeOptions.terminate_nice must be from 0 to 19");
   if (options.max_busy_workers_per_account < 1)
     return invalid("RuntimeOptions.max_busy_workers_per_account must be at least 1");
   auto policy = AddressPolicy::parse(options.outbound_allow);
@@ -897,17 +934,30 @@ void Engine::supervise() {
         if (extra) --shared;
       }
     }
-    // A demoted long task gets its priority back when its JS is being terminated or its
+    // A demoted long task is lifted out of SCHED_IDLE when its JS is being terminated or its
     // deadline is near: TerminateExecution takes effect only when the thread runs.
     SteadyTime wake = now + (any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
     for (auto& [id, w] : workers_) {
       if (w->gone) continue;
       MutexLock prio(w->prio_mu);
       if (w->demoted.empty()) continue;
+      if (w->lifted) {
+        // Lifted and still running: on cores saturated at normal priority nice 19 may not be
+        // enough for the termination to take effect before the hard kill.
+        // (lifted_grace_ms_: 100 ms, well inside kHardKillGrace.)
+        const auto grace = std::chrono::milliseconds(lifted_grace_ms_.load());
+        if (now >= w->lifted_at + grace) {
+          restorePriorityLocked(*w, refuse_restore_for_test_.load());
+          demotions_restored_after_lift_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          wake = std::min(wake, w->lifted_at + grace);
+        }
+        continue;
+      }
       SteadyTime deadline = runningDeadline(*w);
       if (w->shared->terminating.load(std::memory_order_relaxed) != 0 ||
           (deadline != SteadyTime::max() && now + kRestoreBeforeDeadline >= deadline)) {
-        restorePriorityLocked(*w, refuse_restore_for_test_.load());
+        liftPriorityLocked(*w, options_.terminate_nice, refuse_restore_for_test_.load());
         demotions_restored_early_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
@@ -1272,6 +1322,7 @@ RuntimeStats Engine::stats() const {
   s.demotions = demotions_.load();
   s.demoted_retired = demoted_retired_.load();
   s.demotions_restored_early = demotions_restored_early_.load();
+  s.demotions_restored_after_lift = demotions_restored_after_lift_.load();
   s.demoted_starts = demoted_starts_.load();
   s.guest_dispatches = guest_dispatches_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
@@ -1303,8 +1354,11 @@ std::string Engine::prometheusText() const {
   metric("parley_functions_demotions_total", "counter",
          "Long JS tasks whose worker thread was put in SCHED_IDLE (or at nice 19).", s.demotions);
   metric("parley_functions_demotions_restored_early_total", "counter",
-         "Demoted long tasks given their priority back at their deadline or termination.",
+         "Demoted long tasks lifted out of SCHED_IDLE at their deadline or termination.",
          s.demotions_restored_early);
+  metric("parley_functions_demotions_restored_after_lift_total", "counter",
+         "Lifted long tasks still running 100 ms later, given their normal priority back.",
+         s.demotions_restored_after_lift);
   metric("parley_functions_demoted_starts_total", "counter",
          "Invocations of accounts heavy with long tasks started with their worker demoted.",
          s.demoted_starts);

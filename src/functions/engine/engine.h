@@ -103,6 +103,11 @@ class Engine {
   bool demotesToIdleClassForTest() const { return demote_to_idle_class_.load(); }
   // Makes restoring a demoted worker's priority fail as it does for an unprivileged server, and
   // demotes to nice 19 as such a server does (false: back to what the engine found at start).
+  // How long a lifted long task runs at RuntimeOptions::terminate_nice before it gets its
+  // normal priority back (100 ms).
+  void setLiftedGraceForTest(std::chrono::milliseconds grace) {
+    lifted_grace_ms_.store(grace.count());
+  }
   void refuseRestoreForTest(bool refuse) {
     refuse_restore_for_test_.store(refuse);
     demote_to_idle_class_.store(!refuse && idle_class_allowed_);
@@ -189,9 +194,10 @@ class Engine {
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
       jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0},
-      demoted_starts_{0}, guest_dispatches_{0};
+      demotions_restored_after_lift_{0}, demoted_starts_{0}, guest_dispatches_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
+  std::atomic<std::int64_t> lifted_grace_ms_{100};
   // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.
   bool idle_class_allowed_ = false;
   std::atomic<bool> demote_to_idle_class_{false};

@@ -74,15 +74,23 @@ bool normal(pid_t tid, int nice) {
 // One worker thread (so tests can hold it busy) and FakeLimits in place of the watchdog.
 class EngineLimits : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { make(RuntimeOptions{}.terminate_nice); }
+
+  void make(int terminate_nice) {
+    e.reset();
     auto limits = std::make_unique<testing::FakeLimits>();
     fake = limits.get();
     RuntimeOptions o;
     o.threads = 1;
+    o.terminate_nice = terminate_nice;
     auto made = Engine::create(o, host, clock, std::move(limits));
     ASSERT_TRUE(made);
     e = std::move(*made);
   }
+
+  // A looping task is demoted; once marked as being terminated (the loop still running) its
+  // thread is lifted: SCHED_OTHER at `lifted_nice`. When it ends, its nice is what it was.
+  void demoteThenLift(int lifted_nice_at_least);
 
   testing::FakeHost host;
   SystemClock clock;
@@ -160,10 +168,7 @@ TEST_F(EngineLimits, ATimerSeenOnlyAfterItsInvocationsDeadlineIsACallbackTimeout
   EXPECT_EQ(e->stats().isolate_restarts, 0u);
 }
 
-// A long task's JS thread is demoted, and gets its priority back as soon as the worker says its
-// JS is being terminated, while that JS still runs: V8's TerminateExecution takes effect only
-// when the thread gets the CPU.
-TEST_F(EngineLimits, ADemotedTaskGetsItsPriorityBackWhenItIsBeingTerminated) {
+void EngineLimits::demoteThenLift(int lifted_nice_at_least) {
   ASSERT_TRUE(RuntimeOptions{}.demote_long_tasks);  // on by default
   AccountId acc("1");
   ASSERT_TRUE(
@@ -181,14 +186,50 @@ TEST_F(EngineLimits, ADemotedTaskGetsItsPriorityBackWhenItIsBeingTerminated) {
   ASSERT_TRUE(waitFor([&] { return demoted(tid); })) << "not demoted";
   EXPECT_EQ(e->stats().demotions, 1u);
   EXPECT_EQ(e->stats().demotions_restored_early, 0u);
+  e->setLiftedGraceForTest(std::chrono::milliseconds(1'500));
   e->markTerminatingForTest();
-  ASSERT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "priority not restored";
+  // (An unprivileged process's demotion, nice 19 in SCHED_OTHER, stays as it is.)
+  const int lifted = e->demotesToIdleClassForTest() ? std::max(nice0, lifted_nice_at_least) : 19;
+  ASSERT_TRUE(waitFor([&] { return normal(tid, lifted); })) << "not lifted to nice " << lifted;
   EXPECT_EQ(fake->liveForTest(), 1);  // the loop still runs
   EXPECT_EQ(e->stats().demotions_restored_early, 1u);
+  if (lifted != nice0 && e->demotesToIdleClassForTest()) {
+    // Still running when the grace ends: the termination must not wait for a nice-19 share of
+    // saturated cores, so it gets its normal priority back.
+    ASSERT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "not restored after the grace";
+    EXPECT_EQ(e->stats().demotions_restored_after_lift, 1u);
+    EXPECT_EQ(fake->liveForTest(), 1);
+  } else {
+    EXPECT_EQ(e->stats().demotions_restored_after_lift, 0u);
+  }
   ASSERT_EQ(fake->terminateNow(), 1);
   auto r = loop.get_future().get();
   EXPECT_EQ(r.error_code, kErrTimeExceeded);
-  EXPECT_TRUE(normal(tid, nice0));
+  EXPECT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "priority not restored at the end";
+}
+
+// A long task's JS thread is demoted, and leaves SCHED_IDLE as soon as the worker says its JS
+// is being terminated, while that JS still runs (V8's TerminateExecution takes effect only when
+// the thread gets the CPU): at nice 19 by default, so that any normal thread waking on its core
+// still preempts it.
+TEST_F(EngineLimits, ADemotedTaskBeingTerminatedLeavesTheIdleClassAtNice19) { demoteThenLift(19); }
+
+// With terminate_nice 0, the thread gets its normal priority back at once.
+TEST_F(EngineLimits, ADemotedTaskBeingTerminatedGetsItsPriorityBackWithTerminateNice0) {
+  make(0);
+  demoteThenLift(0);
+}
+
+TEST(EngineOptions, TerminateNiceOutsideZeroToNineteenIsRefused) {
+  testing::FakeHost host;
+  SystemClock clock;
+  for (int bad : {-1, 20}) {
+    RuntimeOptions o;
+    o.terminate_nice = bad;
+    auto made = Engine::create(o, host, clock, std::make_unique<testing::FakeLimits>());
+    ASSERT_FALSE(made);
+    EXPECT_NE(made.error().message.find("terminate_nice"), std::string::npos);
+  }
 }
 
 // An extra worker started while the others are busy is not stopped as idle while it is the

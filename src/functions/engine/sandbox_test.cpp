@@ -427,8 +427,8 @@ TEST_F(Sandbox, ALongTaskRunsDemotedAndItsWorkerIsRestoredAfter) {
 
 // A demoted runaway loop is terminated at its deadline by its worker's watchdog, not killed as
 // stuck by the supervisor, while two threads of this process keep the cores busy at normal
-// priority: its priority comes back just before the deadline (while the loop certainly still
-// runs: its CPU limit is far away), so the termination finds the thread running.
+// priority: it leaves SCHED_IDLE (for nice 19) just before the deadline (while the loop
+// certainly still runs: its CPU limit is far away), so the termination finds the thread running.
 TEST_F(Sandbox, ADemotedRunawayIsTerminatedAtItsDeadlineWhileTwoCpuHogsRun) {
   start();
   deploy("B", "loop", kLoop);
