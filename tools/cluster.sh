@@ -17,6 +17,9 @@
 # (more `parley serve` flags for every node).
 #
 # Each node's pid is in $PARLEY_CLUSTER_DIR/nodeI.pid; a node that ends does not stop the others.
+# SIGUSR1 restarts PostgreSQL as a crash would (`pg_ctl stop -m immediate`, then a start on the
+# same port: crash recovery), for fault tests; `{"event":"postgres","restarted":true,"downMs":D}`
+# is printed once it accepts connections again.
 #
 # What the nodes share: the store (accounts, conversations, functions, bots), the TLS CA and
 # leaf, the consumer JWT key, the secrets key, and the bus (`--bus nats://…`: a deploy, bot or
@@ -89,15 +92,18 @@ if [ ! -f "$work/pg/data/PG_VERSION" ]; then
   as_pg "$PGBIN/initdb" -D "$work/pg/data" -A trust -U postgres -E UTF8 --no-locale --no-instructions \
     >"$work/pg/initdb.log" 2>&1 || fail "initdb failed (see $work/pg/initdb.log)"
 fi
-as_pg "$PGBIN/postgres" -D "$work/pg/data" -k "$work/pg" -p "$pg_port" -c listen_addresses=127.0.0.1 \
-  -c max_connections=200 >"$work/pg/server.log" 2>&1 &
-pg_pid=$!
-for _ in $(seq 1 300); do
-  "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
-  kill -0 "$pg_pid" 2>/dev/null || fail "postgres exited (see $work/pg/server.log)"
-  sleep 0.1
-done
-"$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || fail "postgres did not start (see $work/pg/server.log)"
+start_pg() {
+  as_pg "$PGBIN/postgres" -D "$work/pg/data" -k "$work/pg" -p "$pg_port" -c listen_addresses=127.0.0.1 \
+    -c max_connections=200 >>"$work/pg/server.log" 2>&1 &
+  pg_pid=$!
+  for _ in $(seq 1 300); do
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
+    kill -0 "$pg_pid" 2>/dev/null || fail "postgres exited (see $work/pg/server.log)"
+    sleep 0.1
+  done
+  "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || fail "postgres did not start (see $work/pg/server.log)"
+}
+start_pg
 "$PGBIN/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tAc \
   "SELECT 1 FROM pg_database WHERE datname='parley'" | grep -q 1 ||
   "$PGBIN/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE parley" >/dev/null
@@ -197,9 +203,19 @@ grep '"event":"demo"' "$work/node1.out"
 # Until a signal (the trap stops everything) or until PostgreSQL, NATS or HAProxy ends. A node
 # that ends (killed, crashed) is reported and the others go on: they take its conversations over
 # once its leases expire (`--lease-ms`).
-infra=("${pids[0]}" "${pids[$((${#pids[@]} - 1))]}" "$pg_pid")
+restart_pg=0
+trap 'restart_pg=1' USR1
 declare -A reported=()
 while :; do
+  if [ "$restart_pg" = 1 ]; then
+    restart_pg=0
+    down_at=$(date +%s%3N)
+    as_pg "$PGBIN/pg_ctl" -D "$work/pg/data" stop -m immediate -w >/dev/null 2>&1 || true
+    wait "$pg_pid" 2>/dev/null || true
+    start_pg
+    echo "{\"event\":\"postgres\",\"restarted\":true,\"downMs\":$(($(date +%s%3N) - down_at))}"
+  fi
+  infra=("${pids[0]}" "${pids[$((${#pids[@]} - 1))]}" "$pg_pid")
   for p in "${infra[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "cluster: a process ended; stopping everything" >&2; exit 1; }
   done
