@@ -1,12 +1,42 @@
 #include "app/conversation_reader.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "common/json.h"
+#include "store/engagement_attributes.h"
 
 namespace parley::app {
 
 namespace bj = boost::json;
+
+namespace {
+
+// The `message` object of a hosted-file ContentEvent, or nullptr.
+const bj::object* hostedFile(const bj::object& ev) {
+  if (json::getString(ev, "type") != "ContentEvent" ||
+      json::getString(ev, "contentType") != "hosted/file")
+    return nullptr;
+  auto m = ev.find("message");
+  if (m == ev.end() || !m->value().is_object()) return nullptr;
+  if (json::getString(m->value().as_object(), "relativePath").empty()) return nullptr;
+  return &m->value().as_object();
+}
+
+}  // namespace
+
+std::vector<std::string> hostedFilePaths(const std::vector<store::Message>& messages) {
+  std::vector<std::string> out;
+  for (const auto& m : messages) {
+    auto ev = json::parseObject(m.event_json);
+    if (!ev) continue;
+    if (const bj::object* f = hostedFile(*ev)) {
+      std::string p = json::getString(*f, "relativePath");
+      if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
 
 Result<std::string> readConversationForFunctions(store::Store& store, const AccountId& account,
                                                  const std::string& conversation_id) {
@@ -34,7 +64,13 @@ Result<std::string> readConversationForFunctions(store::Store& store, const Acco
         {"participantId", m.originator_pid},
         {"audience", store::audienceName(m.audience)},
         {"dialogId", c->id.str()}};
-    if (type == "ContentEvent") {
+    if (const bj::object* f = hostedFile(*ev)) {
+      rec["type"] = "HOSTED_FILE";
+      bj::object file{{"relativePath", json::getString(*f, "relativePath")},
+                      {"fileType", json::getString(*f, "fileType")},
+                      {"caption", json::getString(*f, "caption")}};
+      rec["messageData"] = bj::object{{"file", std::move(file)}};
+    } else if (type == "ContentEvent") {
       rec["type"] = "TEXT_PLAIN";
       rec["messageData"] =
           bj::object{{"msg", bj::object{{"text", json::getString(*ev, "message")}}}};
@@ -66,6 +102,10 @@ Result<std::string> readConversationForFunctions(store::Store& store, const Acco
                  {"agentParticipants", std::move(agents)},
                  {"consumerParticipants", std::move(consumers)},
                  {"transfers", bj::array{}}};
+  auto reported = store::reportedSdeEvents(store.functions(), account, c->id);
+  if (!reported) return std::unexpected(reported.error());
+  out["sdes"] = bj::object{{"events", std::move(*reported)}};
+  out["unAuthSdes"] = bj::object{{"events", store::contextSdeEvents(c->context_json, c->start_ts)}};
   return bj::serialize(out);
 }
 

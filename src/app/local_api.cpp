@@ -16,6 +16,7 @@ std::pair<std::shared_ptr<LocalApiGate>, functions::service::LocalApi> LocalApiG
     http.target = std::move(req.target);
     for (auto& [k, v] : req.headers) http.headers[k] = std::move(v);
     http.body = std::move(req.body);
+    http.remote_address = std::move(req.remote_address);
     auto answer = std::make_shared<std::promise<server::HttpResponse>>();
     auto ready = answer->get_future();
     {

@@ -448,7 +448,20 @@ int serve(const ServeFlags& f) {
       [&store_ref](const AccountId& acc, const std::string& id) {
         return app::readConversationForFunctions(store_ref, acc, id);
       });
-  // Toolbelt.LpClient's requests reach the server's router once the server exists (below).
+  // SDEUtil.addSDEs and GDPRUtil check the conversation (its account, consumer, visitor ids,
+  // hosted files) in the store.
+  function_host.setConversationFacts(
+      [&store_ref](const AccountId& acc,
+                   const std::string& id) -> Result<functions::service::ConversationFacts> {
+        auto c = store_ref.conversations().getConversation(acc, ConversationId(id));
+        if (!c) return std::unexpected(c.error());
+        auto msgs = store_ref.conversations().listMessages(c->id, 0, 10'000);
+        if (!msgs) return std::unexpected(msgs.error());
+        return functions::service::ConversationFacts{c->consumer.str(), c->context_json,
+                                                     app::hostedFilePaths(*msgs)};
+      });
+  // Toolbelt.LpClient's and GDPRUtil's requests reach the server's router once the server
+  // exists (below).
   auto [local_api_gate, local_api] = app::LocalApiGate::make();
   function_host.setLocalApi(std::move(local_api));
   functions::RuntimeOptions runtime_options;

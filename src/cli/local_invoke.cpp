@@ -52,10 +52,14 @@ Result<std::string> LocalHost::getConversation(const AccountId&, const std::stri
 }
 
 Result<std::string> LocalHost::platformCall(const functions::PlatformCall& call) {
+  std::string client = call.op;
+  if (call.op == "lp") client = "LpClient";
+  if (call.op == "sdes.add") client = "SDEUtil.addSDEs";
+  if (call.op == "gdpr.replaceFiles") client = "GDPRUtil.replaceConversationFiles";
   return makeError(ErrorCode::kUnavailable,
                    fmt::format("Toolbelt '{}' calls cannot run in a local run (they use the "
                                "server's API); invoke the function on the server",
-                               call.op == "lp" ? std::string("LpClient") : call.op));
+                               client));
 }
 
 Result<LocalResult> invokeLocally(const std::string& code, const FunctionConfig& config,

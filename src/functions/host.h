@@ -34,7 +34,8 @@ struct SecretAccess {
 };
 
 // One call of a Toolbelt client that acts on the platform itself rather than on a store the
-// host keeps (today: LpClient, op "lp"). Made by the runtime from the invocation it belongs to.
+// host keeps (LpClient, SDEUtil.addSDEs, GDPRUtil). Made by the runtime from the invocation it
+// belongs to.
 struct PlatformCall {
   AccountId account;
   FunctionId function;
@@ -87,6 +88,10 @@ class FunctionHost {
   //   lp  {"service","method","path","headers":{..},"body","appKeySecretName"}
   //       -> {"statusCode","headers":{..},"body"}: Toolbelt.LpClient; functions/lp_services.h
   //          says which service names reach which of Parley's REST resources.
+  //   sdes.add  {"sdes":[..],"visitorId","sessionId"} -> null: Toolbelt.SDEUtil().addSDEs.
+  //   gdpr.replaceFiles {"conversationId","username","password","paths":[..]} -> [paths]:
+  //          Toolbelt.GDPRUtil().replaceConversationFiles.
+  //   (service/platform_host.h says what the server does for each.)
   // Returns the JSON text of the result; an error whose message says what was refused and why.
   virtual Result<std::string> platformCall(const PlatformCall& call) = 0;
 };

@@ -13,6 +13,7 @@
 #include "server/apikeys_rest.h"
 #include "server/apps_rest.h"
 #include "server/conversation_access.h"
+#include "store/engagement_attributes.h"
 
 namespace parley::server {
 namespace {
@@ -369,8 +370,15 @@ void conversations(RestDeps& d, const Principal& p, const api::Request& req, con
       if (auto st = authorizeRead(p.caller().subject(), p.user, *r, d.service); !st)
         return done(errorResponse(st.error()));
       // "owner": the node holding the conversation's lease (cluster mode), null when none does.
+      // "sdes" / "unAuthSdes": its engagement attributes as the Messaging Interactions API
+      // shows them (store/engagement_attributes.h).
       d.blocking.run([&d, c = std::move(*r), done] {
         bj::object o = conversationObject(c);
+        auto reported = store::reportedSdeEvents(d.store.functions(), c.account, c.id);
+        if (!reported) return done(errorResponse(reported.error()));
+        o["sdes"] = bj::object{{"events", std::move(*reported)}};
+        o["unAuthSdes"] =
+            bj::object{{"events", store::contextSdeEvents(c.context_json, c.start_ts)}};
         o["owner"] = nullptr;
         if (store::ClusterStore* cluster = d.store.cluster()) {
           auto lease = cluster->getLease(c.id);

@@ -1,7 +1,8 @@
 // LpClient, SDEUtil, GDPRUtil and ConversationUtil's contentToRetrieve, called as the spec's
-// examples call them. The test host echoes platform calls, so the result shows what LpClient
-// sent; the server side (routes, API key, auth) is tested by tests/js/lpclient_test.js.
-const { Toolbelt, LpServices, ConversationContentTypes } = require('lp-faas-toolbelt');
+// examples call them. The test host echoes platform calls, so the result shows what LpClient and
+// GDPRUtil sent (addSDEs resolves with nothing), and what each refuses before sending; the
+// server side is tested by tests/js/toolbelt_test.js (LpClient) and tests/js/sdes_test.js.
+const { Toolbelt, LpServices, ConversationContentTypes, SDETypes } = require('lp-faas-toolbelt');
 
 async function settle(p) {
   try {
@@ -27,11 +28,20 @@ async function lambda(input, callback) {
 
   const sdeUtil = Toolbelt.SDEUtil();
   const sdes = sdeUtil.getSDEsFromConv(everything);
-  const addSDEs = await settle(sdeUtil.addSDEs([{type: 'ctmrinfo', info: {cstatus: 'gold'}}], 'visitor', 'session'));
+  const addSDEs = await settle(sdeUtil.addSDEs([{type: SDETypes.CUSTOMER_INFO, info: {cstatus: 'gold'}}], 'visitor', 'c-1'));
+  const addSDEsNotArray = await settle(sdeUtil.addSDEs({type: 'ctmrinfo'}, 'visitor', 'c-1'));
+  const addSDEsNoVisitor = await settle(sdeUtil.addSDEs([], 7, 'c-1'));
+  const addSDEsNoSession = await settle(sdeUtil.addSDEs([], 'visitor'));
 
   const gdprUtil = Toolbelt.GDPRUtil();
   const replace = await settle(gdprUtil.replaceConversationFiles(everything, {username: 'u', password: 'p'}));
+  const replacePng = await settle(gdprUtil.replaceConversationFiles(everything, {username: 'u', password: 'p'},
+                                                                    (path) => path.endsWith('.png'),
+                                                                    {body: Buffer.from('iVBORw0KGgo=', 'base64'), contentType: 'image/png'}));
   const replaceBadArgs = await settle(gdprUtil.replaceConversationFiles(everything));
+  const replaceBadFilter = await settle(gdprUtil.replaceConversationFiles(everything, {username: 'u', password: 'p'}, 'all'));
+  const replaceBadFile = await settle(gdprUtil.replaceConversationFiles(everything, {username: 'u', password: 'p'}, null, {body: 'x'}));
+  const replaceNoConversation = await settle(gdprUtil.replaceConversationFiles({}, {username: 'u', password: 'p'}));
 
   let mtls;
   try { Toolbelt.MTLSClient({cert: '', key: ''}); } catch (e) { mtls = e.message; }
@@ -42,6 +52,7 @@ async function lambda(input, callback) {
     everything: Object.keys(everything).sort(),
     badType,
     sdes: {sdes: sdes.sdes.events.map((e) => e.sdeType), unAuthSdes: sdes.unAuthSdes.events.map((e) => e.serverTimeStamp)},
-    addSDEs, replace, replaceBadArgs, mtls,
+    addSDEs, addSDEsNotArray, addSDEsNoVisitor, addSDEsNoSession,
+    replace, replacePng, replaceBadArgs, replaceBadFilter, replaceBadFile, replaceNoConversation, mtls,
   });
 }

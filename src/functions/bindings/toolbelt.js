@@ -345,29 +345,86 @@
         }
         return {sdes: sortedEvents(conversation, 'sdes'), unAuthSdes: sortedEvents(conversation, 'unAuthSdes')};
       },
-      addSDEs() {
-        return Promise.reject(new ErrorCtor(
-            'Toolbelt.SDEUtil().addSDEs is not available in Parley functions: it writes engagement ' +
-            "attributes into a monitored web visitor's session (LivePerson's Engagement Attributes API), " +
-            'and Parley has no web monitoring, visitors or sessions'));
+      // Reports engagement attributes for a conversation of this function's account
+      // (LivePerson's Engagement Attributes API). In Parley the session is the conversation:
+      // sessionId is the conversation id (the bot input's convId), visitorId its consumer id or
+      // the visitor id the consumer's conversationContext carried. They then show in
+      // ConversationUtil.getConversationById(id, ['sdes']) and in the REST conversation.
+      addSDEs(sdes, visitorId, sessionId) {
+        if (!Array.isArray(sdes)) {
+          return Promise.reject(new TypeErrorCtor("addSDEs expects an array of SDEs, e.g. [{type: SDETypes.PERSONAL_INFO, personal: {...}}]"));
+        }
+        if (typeof visitorId !== 'string' || visitorId === '') {
+          return Promise.reject(new TypeErrorCtor('addSDEs expects visitorId as a non-empty string (the consumer id of the conversation)'));
+        }
+        if (typeof sessionId !== 'string' || sessionId === '') {
+          return Promise.reject(new TypeErrorCtor('addSDEs expects sessionId as a non-empty string (the conversation id)'));
+        }
+        return call('platform', {op: 'sdes.add', args: {sdes, visitorId, sessionId}}).then((r) => {
+          if (!r.ok) {
+            const e = new ErrorCtor(r.message);
+            e.code = r.code;
+            throw e;
+          }
+          return undefined;
+        });
       },
     };
   }
 
   // ---- GDPRUtil
+  // The hosted files a conversation (from ConversationUtil.getConversationById) refers to: the
+  // relativePath of its HOSTED_FILE message records.
+  function conversationFiles(conversation) {
+    const records = Array.isArray(conversation.messageRecords) ? conversation.messageRecords : [];
+    const out = [];
+    for (const rec of records) {
+      const file = rec && rec.type === 'HOSTED_FILE' && rec.messageData && rec.messageData.file;
+      if (file && typeof file.relativePath === 'string' && !out.includes(file.relativePath)) out.push(file.relativePath);
+    }
+    return out;
+  }
   function GDPRUtil() {
     return {
-      replaceConversationFiles(conversation, credentials) {
-        if (!conversation || typeof conversation !== 'object') {
-          return Promise.reject(new TypeErrorCtor('replaceConversationFiles expects a conversation (from ConversationUtil.getConversationById)'));
+      // Checks the credentials (a user of this account with the ADMIN role), then replaces the
+      // conversation's files that shouldReplace selects and resolves with their paths
+      // (FilesReplaced). Parley keeps no file storage: a conversation with files selected is
+      // refused with an error that says so; one without resolves with [].
+      replaceConversationFiles(conversation, credentials, shouldReplace, replacementFile) {
+        if (!conversation || typeof conversation !== 'object' || !conversation.info ||
+            typeof conversation.info.conversationId !== 'string') {
+          return Promise.reject(new TypeErrorCtor('replaceConversationFiles expects a conversation (from ConversationUtil.getConversationById, with info)'));
         }
-        if (!credentials || typeof credentials.username !== 'string' || typeof credentials.password !== 'string') {
+        if (!credentials || typeof credentials.username !== 'string' || typeof credentials.password !== 'string' ||
+            credentials.username === '' || credentials.password === '') {
           return Promise.reject(new TypeErrorCtor('replaceConversationFiles expects credentials {username, password}'));
         }
-        return Promise.reject(new ErrorCtor(
-            'Toolbelt.GDPRUtil().replaceConversationFiles is not available in Parley functions: Parley ' +
-            'conversations hold no uploaded files (file sharing is not built), and erasing a ' +
-            "conversation's data is not built"));
+        const select = shouldReplace === undefined || shouldReplace === null ? () => true : shouldReplace;
+        if (typeof select !== 'function') {
+          return Promise.reject(new TypeErrorCtor('replaceConversationFiles: shouldReplace must be a function (filePath) => boolean'));
+        }
+        if (replacementFile !== undefined && replacementFile !== null &&
+            (typeof replacementFile !== 'object' || !(replacementFile.body instanceof Uint8Array) ||
+             typeof replacementFile.contentType !== 'string')) {
+          return Promise.reject(new TypeErrorCtor('replaceConversationFiles: replacementFile must be {body: Buffer, contentType: string}'));
+        }
+        let paths;
+        try {
+          paths = conversationFiles(conversation).filter((p) => select(p) === true);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        return call('platform', {op: 'gdpr.replaceFiles', args: {
+          conversationId: conversation.info.conversationId,
+          username: credentials.username, password: credentials.password, paths,
+        }}).then((r) => {
+          if (!r.ok) {
+            const e = new ErrorCtor(r.message);
+            e.code = r.code;
+            throw e;
+          }
+          return r.value;
+        });
       },
     };
   }

@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/json.h"
 #include "functions/lp_services.h"
 #include "functions/validation.h"
+#include "store/engagement_attributes.h"
 
 namespace parley::functions::service {
 
@@ -250,9 +252,172 @@ void PlatformHost::setLocalApi(LocalApi api) {
   local_api_ = std::make_shared<const LocalApi>(std::move(api));
 }
 
+void PlatformHost::setConversationFacts(ConversationFactsReader read) {
+  MutexLock lock(local_api_mu_);
+  facts_ = std::make_shared<const ConversationFactsReader>(std::move(read));
+}
+
+std::shared_ptr<const LocalApi> PlatformHost::localApi() {
+  MutexLock lock(local_api_mu_);
+  return local_api_;
+}
+
+std::shared_ptr<const ConversationFactsReader> PlatformHost::factsReader() {
+  MutexLock lock(local_api_mu_);
+  return facts_;
+}
+
 Result<std::string> PlatformHost::platformCall(const PlatformCall& call) {
   if (call.op == "lp") return lpCall(call);
+  if (call.op == "sdes.add") return addSdesCall(call);
+  if (call.op == "gdpr.replaceFiles") return replaceFilesCall(call);
   return invalid(fmt::format("unknown platform operation '{}'", call.op));
+}
+
+namespace {
+
+// The visitor ids a conversationContext carries: `visitorId` / `sharkVisitorId`, top level or
+// under `visitor`.
+std::vector<std::string> contextVisitorIds(const std::string& context_json) {
+  std::vector<std::string> out;
+  auto ctx = json::parseObject(context_json);
+  if (!ctx) return out;
+  auto collect = [&out](const bj::object& o) {
+    for (const char* k : {"visitorId", "sharkVisitorId"}) {
+      std::string v = json::getString(o, k);
+      if (!v.empty()) out.push_back(std::move(v));
+    }
+  };
+  collect(*ctx);
+  if (auto v = ctx->find("visitor"); v != ctx->end() && v->value().is_object())
+    collect(v->value().as_object());
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> PlatformHost::addSdesCall(const PlatformCall& call) {
+  auto args = json::parseObject(call.args_json);
+  if (!args) return std::unexpected(args.error());
+  const std::string visitor = json::getString(*args, "visitorId");
+  const std::string session = json::getString(*args, "sessionId");
+  if (visitor.empty() || session.empty())
+    return invalid("addSDEs needs visitorId (the consumer id) and sessionId (the conversation id)");
+  const bj::value* sdes = args->if_contains("sdes");
+  if (!sdes) return invalid("addSDEs needs sdes, an array of engagement attributes");
+  if (auto st = store::checkSdes(*sdes); !st)
+    return makeError(st.error().code, "addSDEs: " + st.error().message);
+  auto read = factsReader();
+  if (!read || !*read)
+    return makeError(ErrorCode::kUnavailable, "addSDEs: conversations are not available here");
+  auto facts = (*read)(call.account, session);
+  if (!facts) {
+    if (facts.error().code == ErrorCode::kNotFound)
+      return notFound(fmt::format(
+          "addSDEs: sessionId '{}' is not a conversation of this account (in Parley the session "
+          "is the conversation: pass the conversation id, e.g. the bot input's convId)",
+          session));
+    return std::unexpected(facts.error());
+  }
+  auto visitors = contextVisitorIds(facts->context_json);
+  if (visitor != facts->consumer_id &&
+      std::find(visitors.begin(), visitors.end(), visitor) == visitors.end())
+    return invalid(fmt::format(
+        "addSDEs: visitorId '{}' is not the visitor of conversation {} (pass its consumer id{})",
+        visitor, session,
+        visitors.empty() ? std::string()
+                         : " or the visitor id of its conversationContext, '" + visitors[0] + "'"));
+  if (auto st = store::appendReportedSdes(store_, call.account, ConversationId(session),
+                                          sdes->as_array(), clock_.nowMs());
+      !st)
+    return makeError(st.error().code, "addSDEs: " + st.error().message);
+  return std::string("null");
+}
+
+Result<std::string> PlatformHost::replaceFilesCall(const PlatformCall& call) {
+  constexpr std::string_view kWho = "GDPRUtil.replaceConversationFiles";
+  auto args = json::parseObject(call.args_json);
+  if (!args) return std::unexpected(args.error());
+  const std::string conv = json::getString(*args, "conversationId");
+  const std::string username = json::getString(*args, "username");
+  const std::string password = json::getString(*args, "password");
+  if (conv.empty()) return invalid(fmt::format("{}: the conversation has no id", kWho));
+  if (username.empty() || password.empty())
+    return invalid(fmt::format("{} needs credentials {{username, password}}", kWho));
+  std::vector<std::string> paths;
+  if (auto* p = args->if_contains("paths"); p && p->is_array()) {
+    for (const auto& v : p->as_array()) {
+      if (!v.is_string()) return invalid(fmt::format("{}: file paths must be strings", kWho));
+      paths.emplace_back(v.as_string());
+    }
+  }
+  auto read = factsReader();
+  auto api = localApi();
+  if (!read || !*read || !api || !*api)
+    return makeError(ErrorCode::kUnavailable,
+                     fmt::format("{}: conversations and logins are not available here", kWho));
+  auto facts = (*read)(call.account, conv);
+  if (!facts) {
+    if (facts.error().code == ErrorCode::kNotFound)
+      return notFound(fmt::format("{}: no conversation '{}' in this account", kWho, conv));
+    return std::unexpected(facts.error());
+  }
+
+  // The credentials: the server's own login (password check, throttle), then logged out.
+  LocalApiRequest login;
+  login.method = "POST";
+  login.target = fmt::format("/api/account/{}/login?v=1.3", call.account.str());
+  login.headers.emplace_back("content-type", "application/json");
+  login.body = json::dump(bj::object{{"username", username}, {"password", password}});
+  login.remote_address = "function:" + call.account.str();
+  auto res = (*api)(std::move(login));
+  if (!res) return std::unexpected(res.error());
+  auto body = json::parseObject(res->body);
+  std::string why = body ? json::getString(*body, "error") : std::string();
+  if (res->status == 401 || res->status == 403)
+    return makeError(ErrorCode::kUnauthorized,
+                     fmt::format("{}: the credentials were refused ({})", kWho, why));
+  if (res->status == 429)
+    return makeError(
+        ErrorCode::kLimitExceeded,
+        fmt::format("{}: too many failed logins for these credentials; retry later ({})", kWho,
+                    why));
+  if (res->status != 200 || !body)
+    return makeError(
+        ErrorCode::kUnavailable,
+        fmt::format("{}: the login failed with status {} ({})", kWho, res->status, why));
+  const std::string bearer = json::getString(*body, "bearer");
+  std::vector<std::string> roles;
+  if (auto* c = body->if_contains("config"); c && c->is_object())
+    if (auto* r = c->as_object().if_contains("roles"); r && r->is_array())
+      for (const auto& x : r->as_array())
+        if (x.is_string()) roles.emplace_back(x.as_string());
+  LocalApiRequest logout;
+  logout.method = "POST";
+  logout.target = fmt::format("/api/account/{}/logout", call.account.str());
+  logout.headers.emplace_back("authorization", "Bearer " + bearer);
+  logout.remote_address = "function:" + call.account.str();
+  (void)(*api)(std::move(logout));
+  if (std::find(roles.begin(), roles.end(), "ADMIN") == roles.end()) {
+    std::string list;
+    for (const auto& r : roles) list += (list.empty() ? "" : ", ") + r;
+    return makeError(ErrorCode::kForbidden,
+                     fmt::format("{}: user '{}' has roles [{}]; replacing a conversation's files "
+                                 "needs ADMIN",
+                                 kWho, username, list));
+  }
+
+  for (const auto& p : paths)
+    if (std::find(facts->files.begin(), facts->files.end(), p) == facts->files.end())
+      return invalid(fmt::format("{}: '{}' is not a file of conversation {}", kWho, p, conv));
+  if (!paths.empty())
+    return makeError(
+        ErrorCode::kUnavailable,
+        fmt::format("{} cannot replace files in Parley: Parley keeps no file storage, so the {} "
+                    "hosted file(s) conversation {} refers to ({}{}) were never stored here and "
+                    "cannot be replaced; remove them where the consumer's client uploaded them",
+                    kWho, paths.size(), conv, paths[0], paths.size() > 1 ? ", ..." : ""));
+  return std::string("[]");
 }
 
 Result<std::string> PlatformHost::lpCall(const PlatformCall& call) {

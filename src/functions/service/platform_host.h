@@ -25,6 +25,18 @@ namespace parley::functions::service {
 using ConversationReader = std::function<Result<std::string>(const AccountId& account,
                                                              const std::string& conversation_id)>;
 
+// What Toolbelt.SDEUtil().addSDEs and GDPRUtil().replaceConversationFiles need to know of a
+// conversation of the account.
+struct ConversationFacts {
+  std::string consumer_id;
+  std::string context_json = "{}";  // its conversationContext (visitor ids, SDEs)
+  // The relativePath of each hosted file (ContentEvent `hosted/file`) its messages refer to.
+  std::vector<std::string> files;
+};
+// Reads those facts of a conversation of `account`, or NotFound (also for another account's).
+using ConversationFactsReader = std::function<Result<ConversationFacts>(
+    const AccountId& account, const std::string& conversation_id)>;
+
 // One HTTP request for the server's own router, made for Toolbelt.LpClient (see
 // functions/lp_services.h), and its answer.
 struct LocalApiRequest {
@@ -32,6 +44,8 @@ struct LocalApiRequest {
   std::string target;  // "/api/v1/accounts/{acc}/skills?…"
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // The client address the server sees (its per-address login throttle). Default: "".
+  std::string remote_address;
 };
 struct LocalApiResponse {
   int status = 0;
@@ -67,14 +81,32 @@ class PlatformHost final : public FunctionHost {
   // "lp": checks the request (checkLpRequest), reads the app-key secret (recorded in the secret
   // audit like a SecretClient read), and hands the request to the LocalApi with
   // `Authorization: Bearer <api key>`. Unavailable until setLocalApi.
+  // "sdes.add" {sdes, visitorId, sessionId} -> null: Toolbelt.SDEUtil().addSDEs. sessionId is a
+  // conversation of the call's account (NotFound otherwise), visitorId its consumer id or the
+  // `visitorId`/`sharkVisitorId` of its conversationContext (top level or under `visitor`);
+  // the SDEs are checked and stored (store/engagement_attributes.h). Unavailable until
+  // setConversationFacts.
+  // "gdpr.replaceFiles" {conversationId, username, password, paths[]} -> [paths replaced]:
+  // Toolbelt.GDPRUtil().replaceConversationFiles. Logs in as that user of the account through
+  // the LocalApi (the server's login: password check and login throttle, client address
+  // "function:<account>"), requires the ADMIN role, logs out again; then every path must be a
+  // hosted file of the conversation. Parley keeps no file storage, so no file can be replaced:
+  // selected paths are refused with Unavailable saying so; none selected answers [].
   Result<std::string> platformCall(const PlatformCall& call) override;
 
   // Where LpClient requests go (the server exists only after the runtime). Thread-safe; call
   // before the server serves; the LocalApi must stay callable until the runtime is destroyed.
   void setLocalApi(LocalApi api);
+  // What "sdes.add" and "gdpr.replaceFiles" read conversations with. Thread-safe; call before
+  // the runtime invokes functions.
+  void setConversationFacts(ConversationFactsReader read);
 
  private:
   Result<std::string> lpCall(const PlatformCall& call);
+  Result<std::string> addSdesCall(const PlatformCall& call);
+  Result<std::string> replaceFilesCall(const PlatformCall& call);
+  std::shared_ptr<const LocalApi> localApi();
+  std::shared_ptr<const ConversationFactsReader> factsReader();
 
   store::FunctionStore& store_;
   const crypto::SecretBox box_;
@@ -83,6 +115,7 @@ class PlatformHost final : public FunctionHost {
   const int secret_audit_keep_;
   Mutex local_api_mu_;
   std::shared_ptr<const LocalApi> local_api_ PARLEY_GUARDED_BY(local_api_mu_);
+  std::shared_ptr<const ConversationFactsReader> facts_ PARLEY_GUARDED_BY(local_api_mu_);
 };
 
 // The context-service session used when a call gives no sessionId.

@@ -1,5 +1,6 @@
 // Unit tests of the service's pure parts: validation rules, metrics, templates and the
-// PlatformHost (secrets, allowlist, context service with TTL).
+// PlatformHost (secrets, allowlist, context service with TTL, LpClient, SDEUtil.addSDEs and
+// GDPRUtil.replaceConversationFiles).
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "functions/service/platform_host.h"
 #include "functions/templates.h"
 #include "functions/validation.h"
+#include "store/engagement_attributes.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::functions::service {
@@ -400,6 +402,150 @@ TEST_F(PlatformHostTest, LpClientCallsTheLocalApiWithTheSecretsKey) {
   PlatformCall unknown = call;
   unknown.op = "nope";
   EXPECT_EQ(host_.platformCall(unknown).error().code, ErrorCode::kInvalid);
+}
+
+// A conversation "c-1" of account "acc" with consumer "consumer-1", a visitor id in its context
+// and one hosted file; any other id or account is NotFound.
+ConversationFactsReader oneConversation() {
+  return [](const AccountId& a, const std::string& id) -> Result<ConversationFacts> {
+    if (a.str() != "acc" || id != "c-1") return notFound("no conversation " + id);
+    return ConversationFacts{"consumer-1",
+                             R"({"type":"SharkContext","visitor":{"sharkVisitorId":"sv-1"}})",
+                             {"/files/a.png"}};
+  };
+}
+
+TEST_F(PlatformHostTest, AddSdesChecksTheConversationVisitorAndInputThenStores) {
+  auto add = [&](const AccountId& acc, const std::string& args) {
+    return host_.platformCall(
+        PlatformCall{acc, FunctionId("f-1"), "req-1", Invoker{}, "sdes.add", args});
+  };
+  const std::string personal =
+      R"([{"type":"personal","personal":{"contacts":[{"email":"j@x.io"}]}}])";
+  auto args = [&](const std::string& sdes, const std::string& visitor, const std::string& session) {
+    return R"({"sdes":)" + sdes + R"(,"visitorId":")" + visitor + R"(","sessionId":")" + session +
+           "\"}";
+  };
+  // No conversations here yet.
+  EXPECT_EQ(add(acc_, args(personal, "consumer-1", "c-1")).error().code, ErrorCode::kUnavailable);
+  host_.setConversationFacts(oneConversation());
+
+  clock_.setMs(1'700'000'000'000);
+  auto r = add(acc_, args(personal, "consumer-1", "c-1"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "null");
+  clock_.setMs(1'700'000'000'500);
+  ASSERT_TRUE(add(acc_, args(R"([{"type":"cart","total":3}])", "sv-1", "c-1")));  // context visitor
+
+  auto ev = store::reportedSdeEvents(store_->functions(), acc_, ConversationId("c-1"));
+  ASSERT_TRUE(ev);
+  ASSERT_EQ(ev->size(), 2u);
+  EXPECT_EQ((*ev)[0].at("sdeType").as_string(), "PERSONAL_INFO");
+  EXPECT_EQ((*ev)[0].at("serverTimeStamp").as_int64(), 1'700'000'000'000);
+  EXPECT_EQ((*ev)[1].at("sdeType").as_string(), "CART_STATUS");
+
+  // Refusals, each naming what was wrong; none stores anything.
+  auto refused = [&](const AccountId& acc, const std::string& a, ErrorCode code,
+                     const std::string& mention) {
+    auto x = add(acc, a);
+    ASSERT_FALSE(x) << a;
+    EXPECT_EQ(x.error().code, code) << x.error().message;
+    EXPECT_NE(x.error().message.find(mention), std::string::npos) << x.error().message;
+  };
+  refused(AccountId("other"), args(personal, "consumer-1", "c-1"), ErrorCode::kNotFound,
+          "is not a conversation of this account");
+  refused(acc_, args(personal, "consumer-1", "c-2"), ErrorCode::kNotFound, "'c-2'");
+  refused(acc_, args(personal, "someone-else", "c-1"), ErrorCode::kInvalid,
+          "is not the visitor of conversation c-1");
+  refused(acc_, args(R"([{"type":"bogus"}])", "consumer-1", "c-1"), ErrorCode::kInvalid,
+          "addSDEs: sdes[0] has unknown type 'bogus'");
+  refused(acc_, args(R"({"type":"cart"})", "consumer-1", "c-1"), ErrorCode::kInvalid,
+          "must be an array");
+  std::string many = "[";
+  for (int i = 0; i < 21; ++i) many += std::string(i ? "," : "") + R"({"type":"cart"})";
+  refused(acc_, args(many + "]", "consumer-1", "c-1"), ErrorCode::kTooLarge, "at most 20");
+  refused(acc_, R"({"sdes":[],"sessionId":"c-1"})", ErrorCode::kInvalid, "needs visitorId");
+  EXPECT_EQ(store::reportedSdeEvents(store_->functions(), acc_, ConversationId("c-1"))->size(), 2u);
+  EXPECT_TRUE(
+      store::reportedSdeEvents(store_->functions(), AccountId("other"), ConversationId("c-1"))
+          ->empty());
+  // The context service cannot reach where they are kept.
+  EXPECT_FALSE(
+      host_.contextCall(acc_, "getAll", R"({"namespace":"__parley.sdes","sessionId":"c-1"})"));
+}
+
+TEST_F(PlatformHostTest, ReplaceFilesNeedsAnAdminLoginAndSaysNoFileCanBeReplaced) {
+  host_.setConversationFacts(oneConversation());
+  std::vector<LocalApiRequest> seen;
+  // The server's login: "admin"/"right" holds ADMIN, "dev"/"right" FAAS_DEVELOPER; anything else
+  // is refused.
+  host_.setLocalApi([&](LocalApiRequest req) -> Result<LocalApiResponse> {
+    seen.push_back(req);
+    if (req.target.find("/logout") != std::string::npos)
+      return LocalApiResponse{200, "application/json", "{}"};
+    auto body = json::parseObject(req.body).value();
+    std::string user = json::getString(body, "username");
+    if (json::getString(body, "password") != "right")
+      return LocalApiResponse{401, "application/json",
+                              R"({"error":"wrong login name or password"})"};
+    std::string role = user == "admin" ? "ADMIN" : "FAAS_DEVELOPER";
+    return LocalApiResponse{
+        200, "application/json",
+        R"({"bearer":"b-)" + user + R"(","config":{"roles":[")" + role + "\"]}}"};
+  });
+  auto replace = [&](const AccountId& acc, const std::string& args) {
+    return host_.platformCall(
+        PlatformCall{acc, FunctionId("f-1"), "req-1", Invoker{}, "gdpr.replaceFiles", args});
+  };
+  auto args = [](const std::string& user, const std::string& pass, const std::string& paths,
+                 const std::string& conv = "c-1") {
+    return R"({"conversationId":")" + conv + R"(","username":")" + user + R"(","password":")" +
+           pass + R"(","paths":)" + paths + "}";
+  };
+
+  // An admin, nothing selected: nothing to replace. The login came from "function:acc" and was
+  // logged out again.
+  auto r = replace(acc_, args("admin", "right", "[]"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "[]");
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].target, "/api/account/acc/login?v=1.3");
+  EXPECT_EQ(seen[0].remote_address, "function:acc");
+  EXPECT_EQ(seen[1].target, "/api/account/acc/logout");
+  bool bearer = false;
+  for (auto& [k, v] : seen[1].headers) bearer |= k == "authorization" && v == "Bearer b-admin";
+  EXPECT_TRUE(bearer);
+
+  // An admin selecting the conversation's file: refused, saying why.
+  auto files = replace(acc_, args("admin", "right", R"(["/files/a.png"])"));
+  ASSERT_FALSE(files);
+  EXPECT_EQ(files.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(files.error().message.find("Parley keeps no file storage"), std::string::npos)
+      << files.error().message;
+  EXPECT_NE(files.error().message.find("/files/a.png"), std::string::npos);
+  // A path that is not the conversation's.
+  EXPECT_EQ(replace(acc_, args("admin", "right", R"(["/files/b.png"])")).error().code,
+            ErrorCode::kInvalid);
+
+  // A developer is refused, naming the role; a wrong password is refused as the server said.
+  auto dev = replace(acc_, args("dev", "right", "[]"));
+  ASSERT_FALSE(dev);
+  EXPECT_EQ(dev.error().code, ErrorCode::kForbidden);
+  EXPECT_NE(dev.error().message.find("needs ADMIN"), std::string::npos) << dev.error().message;
+  EXPECT_NE(dev.error().message.find("FAAS_DEVELOPER"), std::string::npos);
+  auto wrong = replace(acc_, args("admin", "wrong", "[]"));
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, ErrorCode::kUnauthorized);
+  EXPECT_NE(wrong.error().message.find("wrong login name or password"), std::string::npos);
+
+  // Another account's conversation is not found, before any login.
+  seen.clear();
+  EXPECT_EQ(replace(AccountId("other"), args("admin", "right", "[]")).error().code,
+            ErrorCode::kNotFound);
+  EXPECT_EQ(replace(acc_, args("admin", "right", "[]", "c-9")).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(replace(acc_, R"({"conversationId":"c-1","paths":[]})").error().code,
+            ErrorCode::kInvalid);
 }
 
 }  // namespace
