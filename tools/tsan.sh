@@ -6,6 +6,8 @@
 #
 #   tools/tsan.sh                  # build, run every test of the preset
 #   tools/tsan.sh -R store         # extra arguments go to ctest
+#   PARLEY_TSAN_TARGETS="parley_server_test" tools/tsan.sh -R '^(Jwt|Net)'
+#                                  # build only these targets (the tests selected must be built)
 #
 # Every process a test starts (the server, its function workers, the CLI) inherits TSAN_OPTIONS
 # and writes its reports to build/tsan/tsan-reports/report.<pid>; the run fails when a test
@@ -16,7 +18,12 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 "$here/tools/setup.sh" >/dev/null
 cmake --preset tsan >/dev/null
-cmake --build --preset tsan -j"$(nproc)"
+if [ -n "${PARLEY_TSAN_TARGETS:-}" ]; then
+  # shellcheck disable=SC2086 # a list of target names
+  cmake --build --preset tsan -j"$(nproc)" --target $PARLEY_TSAN_TARGETS
+else
+  cmake --build --preset tsan -j"$(nproc)"
+fi
 reports="$here/build/tsan/tsan-reports"
 rm -rf "$reports"
 mkdir -p "$reports"
