@@ -27,6 +27,8 @@ bj::object participantJson(const store::Participant& p) {
                     {"joinedAt", p.joined_at}};
 }
 
+}  // namespace
+
 bj::object conversationJson(const store::Conversation& c) {
   bj::array participants;
   for (const auto& p : c.participants) participants.push_back(participantJson(p));
@@ -49,6 +51,8 @@ bj::object conversationJson(const store::Conversation& c) {
                     {"turn", store::encodeTurnMark(c.turn_mark)}};
 }
 
+namespace {
+
 std::int64_t getInt(const bj::object& o, std::string_view key) { return json::getInt(o, key, 0); }
 
 // A relayed participant; Invalid naming an unknown role or state (absent state: ACTIVE).
@@ -59,6 +63,8 @@ Result<store::Participant> participantFrom(const bj::object& p) {
   if (!state) return std::unexpected(state.error());
   return store::Participant{json::getString(p, "id"), *role, *state, getInt(p, "joinedAt")};
 }
+
+}  // namespace
 
 Result<store::Conversation> conversationFrom(const bj::object& o) {
   store::Conversation c;
@@ -94,6 +100,8 @@ Result<store::Conversation> conversationFrom(const bj::object& o) {
     }
   return c;
 }
+
+namespace {
 
 std::optional<conv::ChangeKind> parseChangeKind(std::string_view s) {
   for (auto k :

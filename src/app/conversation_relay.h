@@ -19,6 +19,7 @@
 // Threading: the publishing side is a ConversationListener (engine threads; publish() does not
 // block). Received events are handed to `sessions` on the bus's delivery thread, in order.
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -31,6 +32,11 @@
 #include "conversation/conversation_service.h"
 
 namespace parley::app {
+
+// A conversation as JSON (every field, participants included) and back; Invalid naming what is
+// missing or unknown. The relay's events and the forwarder's answers carry it.
+boost::json::object conversationJson(const store::Conversation& c);
+Result<store::Conversation> conversationFrom(const boost::json::object& o);
 
 // The JSON the relay carries (exposed for tests): {"type":"message"|"changed", "origin", ...}.
 std::string encodeRelayedMessage(const std::string& origin, const conversation::MessageAdded& e);

@@ -25,6 +25,14 @@ class SharedLocalBus final : public bus::Bus {
                                                        bus::Handler handler) override {
     return inner_->subscribe(std::move(filter), std::move(handler));
   }
+  Result<std::unique_ptr<bus::Subscription>> serve(std::string subject,
+                                                   bus::Responder responder) override {
+    return inner_->serve(std::move(subject), std::move(responder));
+  }
+  void request(std::string subject, std::string data, std::chrono::milliseconds timeout,
+               std::function<void(Result<std::string>)> done) override {
+    inner_->request(std::move(subject), std::move(data), timeout, std::move(done));
+  }
   bool shared() const override { return true; }
   std::string describe() const override { return "shared local"; }
 

@@ -24,6 +24,7 @@
 #include "app/account_command.h"
 #include "app/allocator.h"
 #include "app/cluster_material.h"
+#include "app/conversation_forwarder.h"
 #include "app/conversation_reader.h"
 #include "app/conversation_relay.h"
 #include "app/demo.h"
@@ -435,6 +436,25 @@ int serve(const ServeFlags& f) {
   }
   auto engine = conversation::makeConversationService(**store, clock, engine_options);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
+  // Cluster mode: the protocol's publishes and changes of a conversation another node holds go
+  // to that node over the bus (app/conversation_forwarder.h); this node serves the others'.
+  std::unique_ptr<app::ConversationForwarder> forwarder;
+  if (!engine_options.node.empty() && node_bus->shared()) {
+    if (auto* cluster = (*store)->cluster()) {
+      app::ForwarderOptions fo;
+      fo.node = who;
+      forwarder = std::make_unique<app::ConversationForwarder>(
+          *engine, *cluster, *node_bus,
+          [e = engine.get()](const ConversationId& id) {
+            return conversation::holdsConversation(*e, id);
+          },
+          fo);
+      if (auto s = forwarder->start(); !s)
+        return fail("cannot serve forwarded commands", s.error());
+    }
+  }
+  conversation::ConversationService& conversations =
+      forwarder ? static_cast<conversation::ConversationService&>(*forwarder) : *engine;
 
   // ---- Function platform (src/functions) ---------------------------------------------------
   // PlatformHost → FunctionRuntime → FunctionService; restoreDeployments() before serving; the
@@ -572,7 +592,7 @@ int serve(const ServeFlags& f) {
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   so.public_url = f.public_url;
-  auto server = server::makeServer(**store, *engine, clock, so);
+  auto server = server::makeServer(**store, conversations, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   local_api_gate->open(**server);
   // Closed before the server is destroyed, on every path out of this scope too.
@@ -687,6 +707,7 @@ int serve(const ServeFlags& f) {
   if (relay) relay->stop();
   bot_service->stop();
   bot_service.reset();
+  forwarder.reset();  // fails the calls still waiting for an owner; waits for its callbacks
   engine.reset();
   local_api_gate->close();
   relay.reset();

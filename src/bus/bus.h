@@ -21,6 +21,7 @@
 // elsewhere) and must not destroy their own subscription. Destroying a Subscription waits for a
 // handler call in progress and stops the deliveries. The bus must outlive its subscriptions.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,6 +41,14 @@ struct BusMessage {
 
 using Handler = std::function<void(const BusMessage&)>;
 
+// Sends the answer to a request. Call it at most once, from any thread, before the bus is
+// destroyed; not calling it lets the requester time out.
+using Reply = std::function<void(std::string data)>;
+// Serves requests: `request.sequence` is 0 (requests are not stored). Called like a Handler (a
+// bus thread, one request at a time per subscription, must not block): answer later through
+// `reply`.
+using Responder = std::function<void(const BusMessage& request, Reply reply)>;
+
 class Subscription {
  public:
   virtual ~Subscription() = default;
@@ -56,6 +65,20 @@ class Bus {
   // Delivers every message published on a subject matching `filter` from now on.
   virtual Result<std::unique_ptr<Subscription>> subscribe(std::string filter, Handler handler) = 0;
 
+  // Request/reply, not stored (NATS: core NATS, outside the stream; its subjects must not be
+  // under the stream's `<subject_prefix>.`, Invalid otherwise). Delivered at most once, to one
+  // responder; nothing is kept for a responder that is not there.
+  //
+  // Answers requests on `subject` (no wildcards) until the Subscription is destroyed.
+  virtual Result<std::unique_ptr<Subscription>> serve(std::string subject, Responder responder) = 0;
+  // Sends `data` to the responder of `subject`; `done` gets its answer, or: Unavailable "no
+  // responders" when nobody serves the subject (the request reached nobody), Timeout when no
+  // answer came within `timeout` (the responder may or may not have acted on it), Unavailable
+  // when too many requests wait for answers. `done` is called once, on a bus thread (or, on the
+  // in-process bus, on the thread that replied).
+  virtual void request(std::string subject, std::string data, std::chrono::milliseconds timeout,
+                       std::function<void(Result<std::string>)> done) = 0;
+
   // True when other processes see what is published (NATS); false for the in-process bus, where
   // a node is alone and publishing what only it would receive is pointless.
   virtual bool shared() const = 0;
@@ -65,7 +88,9 @@ class Bus {
 };
 
 // The in-process bus. Handlers run on the publisher's thread, before publish() returns (then
-// `done(ok)`); sequences are exact per subject (1, 2, 3, ...).
+// `done(ok)`); sequences are exact per subject (1, 2, 3, ...). A request is handed to the
+// responder on the requester's thread; its `timeout` is not enforced (the responder is in this
+// process and answers or drops the Reply: a dropped Reply answers Timeout).
 std::unique_ptr<Bus> makeLocalBus();
 
 // `text` as one subject token: bytes outside [A-Za-z0-9_-] become `_`, "" becomes `_`.

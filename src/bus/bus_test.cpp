@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -58,6 +59,30 @@ Status publishAndWait(Bus& bus, std::string subject, std::string data) {
   return *result;
 }
 
+// Sends a request and waits for its outcome.
+Result<std::string> requestAndWait(Bus& bus, std::string subject, std::string data,
+                                   std::chrono::milliseconds timeout = 2s) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<std::string>> result;
+  bus.request(std::move(subject), std::move(data), timeout, [&](Result<std::string> r) {
+    std::lock_guard lock(mu);
+    result = std::move(r);
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  cv.wait_for(lock, timeout + 5s, [&] { return result.has_value(); });
+  if (!result) return std::unexpected(Error{ErrorCode::kInternal, "done was never called"});
+  return *result;
+}
+
+// Answers "<data>!" on `subject`, later, from another thread (as an engine completion does).
+Responder echoLater() {
+  return [](const BusMessage& m, Reply reply) {
+    std::thread([data = m.data, reply = std::move(reply)] { reply(data + "!"); }).detach();
+  };
+}
+
 TEST(Subjects, MatchTokensAndWildcards) {
   EXPECT_TRUE(subjectMatches("parley.inval", "parley.inval"));
   EXPECT_FALSE(subjectMatches("parley.inval", "parley.inval.x"));
@@ -96,6 +121,28 @@ TEST(LocalBus, DeliversToMatchingSubscribersWithAGrowingSequencePerSubject) {
   ASSERT_TRUE(publishAndWait(*bus, "parley.x", "4"));
   EXPECT_EQ(one.snapshot().size(), 2u);
   EXPECT_EQ(all.snapshot().size(), 4u);
+}
+
+TEST(LocalBus, RequestsReachTheirResponderAndGetItsAnswer) {
+  auto bus = makeLocalBus();
+  auto served = bus->serve("rpc.a", echoLater());
+  ASSERT_TRUE(served);
+  auto r = requestAndWait(*bus, "rpc.a", "hello");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "hello!");
+  auto none = requestAndWait(*bus, "rpc.b", "hello");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kUnavailable);
+  // A responder that drops the reply: the requester gets Timeout, once.
+  auto dropper = bus->serve("rpc.c", [](const BusMessage&, Reply) {});
+  ASSERT_TRUE(dropper);
+  auto dropped = requestAndWait(*bus, "rpc.c", "x");
+  ASSERT_FALSE(dropped);
+  EXPECT_EQ(dropped.error().code, ErrorCode::kTimeout);
+  served->reset();
+  auto gone = requestAndWait(*bus, "rpc.a", "hello");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kUnavailable);
 }
 
 TEST(NatsUrl, OnlyNatsHostPort) {
@@ -193,6 +240,63 @@ TEST(Nats, ASubscriberGetsWhatWasPublishedWhileTheServerRestarted) {
   auto got = in.snapshot();
   EXPECT_EQ(got[1].data, "2");
   EXPECT_GT(got[1].sequence, got[0].sequence);
+}
+
+TEST(Nats, ARequestGetsTheAnswerOfTheNodeServingItsSubject) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  auto b = connectNatsBus(server().url());
+  ASSERT_TRUE(a && b);
+  auto served = (*b)->serve("parley-rpc.node-b", echoLater());
+  ASSERT_TRUE(served) << served.error().message;
+  std::this_thread::sleep_for(100ms);  // the subscription reached the server
+  for (int i = 0; i < 20; ++i) {
+    auto r = requestAndWait(**a, "parley-rpc.node-b", "m" + std::to_string(i));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(*r, "m" + std::to_string(i) + "!");
+  }
+  // Nobody serves the subject: Unavailable at once, long before the timeout.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto none = requestAndWait(**a, "parley-rpc.node-c", "x", 5s);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kUnavailable) << none.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
+  // A responder that never answers: Timeout.
+  auto silent = (*b)->serve("parley-rpc.silent", [](const BusMessage&, Reply) {});
+  ASSERT_TRUE(silent);
+  std::this_thread::sleep_for(100ms);
+  auto late = requestAndWait(**a, "parley-rpc.silent", "x", 300ms);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kTimeout);
+  // Request subjects under the stream's are refused (the stream would store and acknowledge
+  // them instead of the responder answering).
+  auto stream = requestAndWait(**a, "parley.conv.x", "x");
+  ASSERT_FALSE(stream);
+  EXPECT_EQ(stream.error().code, ErrorCode::kInvalid);
+  EXPECT_FALSE((*b)->serve("parley.fwd", echoLater()));
+}
+
+TEST(Nats, RequestsWaitingForAnswersAreBounded) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  NatsOptions o;
+  o.max_requests = 2;
+  auto a = connectNatsBus(server().url(), o);
+  auto b = connectNatsBus(server().url());
+  ASSERT_TRUE(a && b);
+  auto silent = (*b)->serve("parley-rpc.bounded", [](const BusMessage&, Reply) {});
+  ASSERT_TRUE(silent);
+  std::this_thread::sleep_for(100ms);
+  std::atomic<int> timeouts = 0;
+  for (int i = 0; i < 2; ++i)
+    (*a)->request("parley-rpc.bounded", "x", 1s, [&](Result<std::string> r) {
+      if (!r && r.error().code == ErrorCode::kTimeout) ++timeouts;
+    });
+  auto third = requestAndWait(**a, "parley-rpc.bounded", "x", 1s);
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(third.error().message.find("too many"), std::string::npos);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(timeouts.load(), 2);
 }
 
 TEST(LocalBus, InvalidationsStayInTheProcess) {

@@ -13,6 +13,7 @@ namespace {
 struct Entry {
   std::string filter;
   Handler handler;
+  Responder responder;  // set for serve(): a request subject's responder
   // Held while the handler runs and by the subscription's destructor; recursive so a handler
   // may publish to a subject it also receives.
   std::recursive_mutex call_mu;
@@ -20,6 +21,24 @@ struct Entry {
 };
 
 class LocalBus;
+
+// One request's answer: done() once, with the reply or, when the Reply is dropped unanswered,
+// Timeout.
+struct Answer {
+  std::function<void(Result<std::string>)> done;
+  std::string subject;
+  std::mutex mu;
+  bool answered = false;  // guarded by mu
+  void give(Result<std::string> r) {
+    {
+      std::lock_guard lock(mu);
+      if (answered) return;
+      answered = true;
+    }
+    if (done) done(std::move(r));
+  }
+  ~Answer() { give(std::unexpected(Error{ErrorCode::kTimeout, "bus: no answer on " + subject})); }
+};
 
 class LocalSubscription final : public Subscription {
  public:
@@ -50,6 +69,42 @@ class LocalBus final : public Bus {
     if (done) done(Status{});
   }
 
+  Result<std::unique_ptr<Subscription>> serve(std::string subject, Responder responder) override {
+    auto e = std::make_shared<Entry>();
+    e->filter = std::move(subject);
+    e->responder = std::move(responder);
+    {
+      MutexLock lock(mu_);
+      servers_.push_back(e);
+    }
+    return std::make_unique<LocalSubscription>(*this, std::move(e));
+  }
+
+  void request(std::string subject, std::string data, std::chrono::milliseconds,
+               std::function<void(Result<std::string>)> done) override {
+    std::shared_ptr<Entry> target;
+    {
+      MutexLock lock(mu_);
+      for (const auto& e : servers_)
+        if (e->filter == subject) target = e;
+    }
+    if (!target) {
+      if (done)
+        done(std::unexpected(Error{ErrorCode::kUnavailable, "bus: no responders on " + subject}));
+      return;
+    }
+    auto answer = std::make_shared<Answer>();
+    answer->done = std::move(done);
+    answer->subject = subject;
+    BusMessage m{std::move(subject), std::move(data), 0};
+    std::lock_guard call(target->call_mu);
+    if (!target->alive) {
+      answer->give(std::unexpected(Error{ErrorCode::kUnavailable, "bus: no responders"}));
+      return;
+    }
+    target->responder(m, [answer](std::string r) { answer->give(std::move(r)); });
+  }
+
   Result<std::unique_ptr<Subscription>> subscribe(std::string filter, Handler handler) override {
     auto e = std::make_shared<Entry>();
     e->filter = std::move(filter);
@@ -68,6 +123,7 @@ class LocalBus final : public Bus {
     {
       MutexLock lock(mu_);
       std::erase(entries_, e);
+      std::erase(servers_, e);
     }
     std::lock_guard call(e->call_mu);
     e->alive = false;
@@ -76,6 +132,7 @@ class LocalBus final : public Bus {
  private:
   Mutex mu_;
   std::vector<std::shared_ptr<Entry>> entries_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Entry>> servers_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::uint64_t, std::less<>> sequences_ PARLEY_GUARDED_BY(mu_);
 };
 

@@ -6,9 +6,13 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/url/parse.hpp>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include "common/thread_annotations.h"
@@ -50,6 +54,63 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
 }
 
 void onComplete(void* closure) { delete static_cast<SubState*>(closure); }
+
+// A core NATS subscription (requests served, answers received): the callback gets the raw
+// message (it owns none of it) while the subscription is alive.
+struct CoreSubState {
+  std::function<void(natsMsg*)> handler;
+  std::mutex call_mu;
+  bool alive = true;  // guarded by call_mu
+};
+
+void onCoreMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* st = static_cast<CoreSubState*>(closure);
+  {
+    std::lock_guard lock(st->call_mu);
+    if (st->alive) st->handler(msg);
+  }
+  natsMsg_Destroy(msg);
+}
+
+void onCoreComplete(void* closure) { delete static_cast<CoreSubState*>(closure); }
+
+class CoreSubscription final : public Subscription {
+ public:
+  CoreSubscription(natsSubscription* sub, CoreSubState* st) : sub_(sub), st_(st) {}
+  ~CoreSubscription() override {
+    {
+      std::lock_guard lock(st_->call_mu);
+      st_->alive = false;
+    }
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);  // st_ is freed by onCoreComplete
+  }
+
+ private:
+  natsSubscription* sub_;
+  CoreSubState* st_;
+};
+
+// Subscribes `handler` to `subject` on core NATS.
+Result<std::unique_ptr<CoreSubscription>> coreSubscribe(natsConnection* nc,
+                                                        const std::string& subject,
+                                                        std::function<void(natsMsg*)> handler) {
+  auto* st = new CoreSubState;
+  st->handler = std::move(handler);
+  natsSubscription* sub = nullptr;
+  natsStatus s = natsConnection_Subscribe(&sub, nc, subject.c_str(), onCoreMessage, st);
+  if (s == NATS_OK) s = natsSubscription_SetPendingLimits(sub, -1, -1);
+  if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub, onCoreComplete, st);
+  if (s != NATS_OK) {
+    if (sub) {
+      natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    }
+    delete st;
+    return std::unexpected(unavailable("bus: subscribing to " + subject, s));
+  }
+  return std::make_unique<CoreSubscription>(sub, st);
+}
 
 std::string urlOf(natsConnection* nc) {
   char buf[256] = {};
@@ -98,6 +159,13 @@ class NatsBus final : public Bus {
     }
     cv_.notify_all();
     if (publisher_.joinable()) publisher_.join();
+    answers_.reset();  // no answer is received from here on
+    {
+      MutexLock lock(req_mu_);
+      req_stopping_ = true;
+    }
+    req_cv_.notify_all();
+    if (timer_.joinable()) timer_.join();  // fails the requests still waiting
     if (js_) jsCtx_Destroy(js_);
     if (nc_) {
       natsConnection_Close(nc_);
@@ -141,8 +209,64 @@ class NatsBus final : public Bus {
     // Another node made it first: theirs is used as it is.
     if (s != NATS_OK && jerr != JSStreamNameExistErr)
       return std::unexpected(unavailable("bus: creating the stream " + options_.stream, s));
+    natsInbox* inbox = nullptr;
+    s = natsInbox_Create(&inbox);
+    if (s != NATS_OK) return std::unexpected(unavailable("bus: inbox", s));
+    inbox_ = inbox;
+    natsInbox_Destroy(inbox);
+    auto answers = coreSubscribe(nc_, inbox_ + ".*", [this](natsMsg* m) { onAnswer(m); });
+    if (!answers) return std::unexpected(answers.error());
+    answers_ = std::move(*answers);
     publisher_ = std::thread([this] { publishLoop(); });
+    timer_ = std::thread([this] { timeoutLoop(); });
     return {};
+  }
+
+  Result<std::unique_ptr<Subscription>> serve(std::string subject, Responder responder) override {
+    if (auto ok = checkRequestSubject(subject); !ok) return std::unexpected(ok.error());
+    natsConnection* nc = nc_;
+    auto sub = coreSubscribe(nc_, subject, [nc, responder = std::move(responder)](natsMsg* msg) {
+      BusMessage m;
+      m.subject = natsMsg_GetSubject(msg);
+      m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+      const char* reply = natsMsg_GetReply(msg);
+      std::string to = reply ? reply : "";
+      responder(m, [nc, to = std::move(to)](std::string data) {
+        if (to.empty()) return;
+        natsStatus s =
+            natsConnection_Publish(nc, to.c_str(), data.data(), static_cast<int>(data.size()));
+        if (s != NATS_OK) spdlog::warn("bus: answering a request: {}", natsText(s));
+      });
+    });
+    if (!sub) return std::unexpected(sub.error());
+    return std::unique_ptr<Subscription>(std::move(*sub));
+  }
+
+  void request(std::string subject, std::string data, std::chrono::milliseconds timeout,
+               std::function<void(Result<std::string>)> done) override {
+    auto fail = [&](Error e) {
+      if (done) done(std::unexpected(std::move(e)));
+    };
+    if (auto ok = checkRequestSubject(subject); !ok) return fail(ok.error());
+    std::uint64_t id = 0;
+    {
+      MutexLock lock(req_mu_);
+      if (req_stopping_) return fail(Error{ErrorCode::kUnavailable, "bus: closing"});
+      if (waiting_.size() >= options_.max_requests)
+        return fail(Error{ErrorCode::kUnavailable, "bus: too many requests waiting for answers"});
+      id = ++next_request_;
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      waiting_.emplace(id, Waiting{deadline, subject, std::move(done)});
+      deadlines_.emplace(deadline, id);
+    }
+    req_cv_.notify_all();
+    const std::string reply = inbox_ + "." + std::to_string(id);
+    natsStatus s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
+                                                 static_cast<int>(data.size()));
+    if (s != NATS_OK) {
+      if (auto w = takeWaiting(id))
+        if (w->done) w->done(std::unexpected(unavailable("bus: requesting on " + subject, s)));
+    }
   }
 
   void publish(std::string subject, std::string data, std::function<void(Status)> done) override {
@@ -212,6 +336,79 @@ class NatsBus final : public Bus {
     }
   }
 
+  struct Waiting {
+    std::chrono::steady_clock::time_point deadline;
+    std::string subject;
+    std::function<void(Result<std::string>)> done;
+  };
+
+  Status checkRequestSubject(const std::string& subject) const {
+    const std::string stream = options_.subject_prefix + ".";
+    if (subject.empty() || subject.starts_with(stream) || subject.starts_with("_INBOX."))
+      return std::unexpected(Error{
+          ErrorCode::kInvalid,
+          "bus: a request subject must not be under " + stream + " (the stream's): " + subject});
+    return {};
+  }
+
+  std::optional<Waiting> takeWaiting(std::uint64_t id) {
+    MutexLock lock(req_mu_);
+    auto it = waiting_.find(id);
+    if (it == waiting_.end()) return std::nullopt;
+    Waiting w = std::move(it->second);
+    deadlines_.erase({w.deadline, id});
+    waiting_.erase(it);
+    return w;
+  }
+
+  // An answer on this bus's inbox (`<inbox>.<id>`), or the server's "no responders" status.
+  void onAnswer(natsMsg* msg) {
+    std::string_view subject = natsMsg_GetSubject(msg);
+    const auto dot = subject.rfind('.');
+    std::uint64_t id = 0;
+    if (dot == std::string_view::npos) return;
+    const auto tail = subject.substr(dot + 1);
+    if (std::from_chars(tail.data(), tail.data() + tail.size(), id).ec != std::errc{}) return;
+    auto w = takeWaiting(id);
+    if (!w || !w->done) return;  // timed out before
+    if (natsMsg_IsNoResponders(msg))
+      return w->done(
+          std::unexpected(Error{ErrorCode::kUnavailable, "bus: no responders on " + w->subject}));
+    w->done(
+        std::string(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+  }
+
+  // Fails the requests whose time is up; at the end, all of them.
+  void timeoutLoop() {
+    while (true) {
+      std::vector<Waiting> expired;
+      bool stop = false;
+      {
+        MutexLock lock(req_mu_);
+        if (!req_stopping_) {
+          if (deadlines_.empty())
+            lock.wait(req_cv_);
+          else
+            lock.waitUntil(req_cv_, deadlines_.begin()->first);
+        }
+        stop = req_stopping_;
+        const auto now = std::chrono::steady_clock::now();
+        while (!deadlines_.empty() && (stop || deadlines_.begin()->first <= now)) {
+          const auto id = deadlines_.begin()->second;
+          deadlines_.erase(deadlines_.begin());
+          auto it = waiting_.find(id);
+          if (it == waiting_.end()) continue;
+          expired.push_back(std::move(it->second));
+          waiting_.erase(it);
+        }
+      }
+      for (auto& w : expired)
+        if (w.done)
+          w.done(std::unexpected(Error{ErrorCode::kTimeout, "bus: no answer on " + w.subject}));
+      if (stop) return;
+    }
+  }
+
   const std::string url_;
   const NatsOptions options_;
   natsOptions* opts_ = nullptr;
@@ -223,6 +420,17 @@ class NatsBus final : public Bus {
   std::deque<Pending> queue_ PARLEY_GUARDED_BY(mu_);
   bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread publisher_;
+
+  std::string inbox_;  // this bus's answers arrive on <inbox_>.<request id>
+  std::unique_ptr<CoreSubscription> answers_;
+  Mutex req_mu_;
+  std::condition_variable req_cv_;
+  std::map<std::uint64_t, Waiting> waiting_ PARLEY_GUARDED_BY(req_mu_);
+  std::set<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> deadlines_
+      PARLEY_GUARDED_BY(req_mu_);
+  std::uint64_t next_request_ PARLEY_GUARDED_BY(req_mu_) = 0;
+  bool req_stopping_ PARLEY_GUARDED_BY(req_mu_) = false;
+  std::thread timer_;
 };
 
 }  // namespace

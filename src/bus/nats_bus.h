@@ -25,6 +25,8 @@ struct NatsOptions {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
   // Messages waiting for the publisher thread at most; more fail with Unavailable at once.
   std::size_t max_pending = 65536;
+  // Requests waiting for their answers at most (request()); more fail with Unavailable at once.
+  std::size_t max_requests = 4096;
   std::string name = "parley";  // the connection's name (shows in NATS monitoring)
 };
 

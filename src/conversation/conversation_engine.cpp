@@ -210,6 +210,10 @@ class Engine final : public ConversationService {
   std::vector<AgentInfo> agents(const AccountId& acc) const override;
   void tick() override;
   void maintainLeases();
+  bool holds(const ConversationId& id) const {
+    std::lock_guard lock(entries_mu_);
+    return entries_.contains(id);
+  }
 
  private:
   // The most leases one claim takes (recover() claims until a claim takes fewer).
@@ -405,7 +409,7 @@ class Engine final : public ConversationService {
   std::shared_ptr<Listeners> listeners_;
 
   // Open conversations and the one-open-per-consumer index.
-  std::mutex entries_mu_;
+  mutable std::mutex entries_mu_;
   std::unordered_map<ConversationId, EntryPtr> entries_;       // GUARDED_BY(entries_mu_)
   std::unordered_map<std::string, ConversationId> consumers_;  // GUARDED_BY(entries_mu_)
   bool recovered_ = false;                                     // GUARDED_BY(entries_mu_)
@@ -1810,6 +1814,11 @@ std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock, Options options) {
   return std::make_unique<Engine>(store, clock, options);
+}
+
+bool holdsConversation(const ConversationService& engine, const ConversationId& id) {
+  const auto* e = dynamic_cast<const Engine*>(&engine);
+  return e && e->holds(id);
 }
 
 void maintainLeases(ConversationService& engine) {

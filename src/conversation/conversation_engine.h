@@ -69,6 +69,12 @@ struct Options {
 // makeConversationService. Blocking (store calls): not on a network thread.
 void maintainLeases(ConversationService& engine);
 
+// Whether the engine holds (drives) the open conversation `id` now: cluster mode, this node has
+// its lease and loaded it; a node alone, it is open. A call for a conversation the engine does
+// not hold fails with Unavailable (src/app/conversation_forwarder.h forwards it to the owner).
+// False for an engine not made by makeConversationService. Non-blocking (a short lock).
+bool holdsConversation(const ConversationService& engine, const ConversationId& id);
+
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock,
                                                              Options options = {});

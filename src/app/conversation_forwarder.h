@@ -1,0 +1,215 @@
+#pragma once
+
+// Cluster mode: a publish or a conversation change that reaches a node which does not hold the
+// conversation is forwarded to the node that does, over the bus (request/reply on the owner's
+// subject `parley-fwd.<hex of its node name>`), and the owner's answer (the sequence, the
+// conversation after the change, or the error) is the caller's answer, exactly what a local
+// call answers.
+//
+// `ConversationForwarder` is a ConversationService in front of this node's engine: the
+// protocol sessions call it. `publish` and `updateConversation` of a conversation the engine
+// holds go to the engine directly; otherwise (or when the engine answers Unavailable because it
+// no longer holds it) the forwarder reads the conversation's lease and
+//   - the lease is another node's: forwards the command there; an owner that does not answer
+//     (no responders: a dead node; no answer within `attempt_timeout`), or that answers it does
+//     not hold the conversation (it lost it, or has not loaded it yet), means waiting for the
+//     next owner: read the lease again and go on;
+//   - the lease is this node's, expired, or absent: calls the engine again (it loads the
+//     conversations it claims every lease_ms / 3);
+// every `retry_pause`, until `wait` (10 s) has passed since the call; then Unavailable
+// "... retry after 1 s" (the protocol's 503). Every other call goes to the engine as it is.
+//
+// Trust: the receiving node authenticated the caller and checked its rights as for a local
+// call (the protocol session); the owner takes the command's actor (account, consumer or user
+// and PId) as given and applies it with the engine's own checks (participant, roles read from
+// the store, conversation state, content check), as any publish. The bus is inside the
+// cluster's trust boundary (as the relay and the invalidations are).
+//
+// At most once per owner: each forwarded command carries a random id; an owner that gets the
+// same id again (the sender timed out and retried) answers what it answered, or will answer,
+// the first time instead of applying it twice (the last `remembered` ids). A command applied by
+// an owner that died before answering can be applied again by the next owner.
+//
+// Limits: a forwarded command is at most `max_payload` bytes of JSON (TooLarge otherwise, not
+// forwarded); at most `max_waiting` calls of this node wait for an owner at once (Unavailable
+// "retry after 1 s" beyond); an owner applies at most `max_serving` forwarded commands at once
+// (it answers the others Unavailable, and their senders retry within their 10 s).
+//
+// Threading: thread-safe. The lease reads and the waits run on one thread of the forwarder's
+// own; completions are called on an engine thread (a local call), a bus thread (a forwarded
+// one) or the forwarder's thread (a failure). The engine, the store and the bus must outlive
+// it; stop() (or the destructor) ends the serving and fails the calls still waiting.
+
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/bus.h"
+#include "common/result.h"
+#include "conversation/conversation_service.h"
+#include "store/store.h"
+
+namespace parley::app {
+
+struct ForwarderOptions {
+  // This node's name (the engine's Options::node). REQUIRES: non-empty.
+  std::string node;
+  // How long a call waits for an owner in all. Default: 10 s (the API's promise).
+  std::chrono::milliseconds wait{10'000};
+  // How long one forward waits for the owner's answer. Default: 2 s.
+  std::chrono::milliseconds attempt_timeout{2'000};
+  // The pause before reading the lease again. Default: 100 ms.
+  std::chrono::milliseconds retry_pause{100};
+  // The largest forwarded command (JSON bytes). Default: 1 MiB (NATS's default max_payload).
+  std::size_t max_payload = 1 << 20;
+  // Calls of this node waiting for an owner at once. Default: 1024.
+  std::size_t max_waiting = 1024;
+  // Forwarded commands an owner applies at once. Default: 1024.
+  std::size_t max_serving = 1024;
+  // Forwarded command ids an owner remembers (with their answers). Default: 4096.
+  std::size_t remembered = 4096;
+};
+
+// The bus subject on which `node` serves forwarded commands.
+std::string forwardSubject(const std::string& node);
+
+class ConversationForwarder final : public conversation::ConversationService {
+ public:
+  // `holds` says whether `engine` holds a conversation now (conversation::holdsConversation).
+  ConversationForwarder(conversation::ConversationService& engine, store::ClusterStore& leases,
+                        bus::Bus& bus, std::function<bool(const ConversationId&)> holds,
+                        ForwarderOptions options);
+  ~ConversationForwarder() override;
+
+  // Serves the commands other nodes forward to this one.
+  Status start();
+  // Stops serving and fails the calls still waiting for an owner (Unavailable).
+  void stop();
+
+  // Calls forwarded to another node and answered by it (tests, metrics).
+  std::uint64_t forwarded() const;
+
+  // ConversationService
+  Status recover() override { return engine_.recover(); }
+  conversation::Subscription subscribe(conversation::ConversationListener& l) override {
+    return engine_.subscribe(l);
+  }
+  void requestConversation(conversation::ConversationRequest req,
+                           conversation::Callback<store::Conversation> done) override {
+    engine_.requestConversation(std::move(req), std::move(done));
+  }
+  void publish(conversation::PublishRequest req,
+               conversation::Callback<conversation::Published> done) override;
+  void updateConversation(conversation::Actor actor, ConversationId id,
+                          std::vector<conversation::FieldChange> changes,
+                          conversation::Callback<store::Conversation> done) override;
+  void markTurn(conversation::Actor actor, ConversationId id, store::TurnMark mark,
+                conversation::Callback<void> done) override {
+    engine_.markTurn(std::move(actor), std::move(id), std::move(mark), std::move(done));
+  }
+  void setAgentState(AccountId acc, UserId user, store::Availability a,
+                     conversation::Callback<store::AgentState> done) override {
+    engine_.setAgentState(std::move(acc), std::move(user), a, std::move(done));
+  }
+  void refreshAgent(AccountId acc, UserId user, conversation::Callback<void> done) override {
+    engine_.refreshAgent(std::move(acc), std::move(user), std::move(done));
+  }
+  // Rings are offered by the node that routes the conversation, to the agents connected to it:
+  // an accept or reject reaches the node that rang.
+  void acceptRing(conversation::Actor agent, std::string ring_id,
+                  conversation::Callback<store::Conversation> done) override {
+    engine_.acceptRing(std::move(agent), std::move(ring_id), std::move(done));
+  }
+  void rejectRing(conversation::Actor agent, std::string ring_id,
+                  conversation::Callback<void> done) override {
+    engine_.rejectRing(std::move(agent), std::move(ring_id), std::move(done));
+  }
+  void getConversation(AccountId acc, ConversationId id,
+                       conversation::Callback<store::Conversation> done) override {
+    engine_.getConversation(std::move(acc), std::move(id), std::move(done));
+  }
+  void listMessages(AccountId acc, ConversationId id, std::int64_t from_seq, int limit,
+                    conversation::Callback<std::vector<store::Message>> done) override {
+    engine_.listMessages(std::move(acc), std::move(id), from_seq, limit, std::move(done));
+  }
+  void listConversations(AccountId acc, store::ConversationQuery q,
+                         conversation::Callback<std::vector<store::Conversation>> done) override {
+    engine_.listConversations(std::move(acc), std::move(q), std::move(done));
+  }
+  std::vector<conversation::QueueSnapshot> queues(
+      const AccountId& acc, const std::optional<SkillId>& skill) const override {
+    return engine_.queues(acc, skill);
+  }
+  std::vector<conversation::Ring> ringsForAgent(const AccountId& acc,
+                                                const UserId& user) const override {
+    return engine_.ringsForAgent(acc, user);
+  }
+  std::vector<conversation::AgentInfo> agents(const AccountId& acc) const override {
+    return engine_.agents(acc);
+  }
+  void tick() override { engine_.tick(); }
+
+ private:
+  struct Job;
+  using JobPtr = std::shared_ptr<Job>;
+  // A forwarded command an owner got: its answer once known, and the requests waiting for it.
+  struct Served {
+    bool answered = false;
+    std::string answer;
+    std::vector<bus::Reply> waiting;
+    std::list<std::string>::iterator age;
+  };
+
+  template <class T>
+  JobPtr makeJob(ConversationId id, std::function<boost::json::object()> encode,
+                 std::function<void(conversation::Callback<T>)> call_engine,
+                 std::function<Result<T>(const boost::json::object&)> decode,
+                 conversation::Callback<T> done);
+  void begin(JobPtr job);
+  void submit(JobPtr job);
+  // Held by every callback that refers to this object; the destructor waits for them all.
+  std::shared_ptr<void> track();
+  void attempt(const JobPtr& job);
+  void retryLater(const JobPtr& job);
+  void finish(const JobPtr& job, std::optional<Error> error);
+  void runLoop();
+  void after(std::chrono::steady_clock::time_point at, std::function<void()> task);
+
+  // Owner side.
+  void serveRequest(const bus::BusMessage& m, bus::Reply reply);
+  void answerServed(const std::string& id, std::string answer);
+
+  conversation::ConversationService& engine_;
+  store::ClusterStore& leases_;
+  bus::Bus& bus_;
+  const std::function<bool(const ConversationId&)> holds_;
+  const ForwarderOptions options_;
+  std::unique_ptr<bus::Subscription> serving_sub_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<std::chrono::steady_clock::time_point, std::function<void()>>
+      timers_;                                      // guarded by mu_
+  std::unordered_map<std::uint64_t, JobPtr> jobs_;  // waiting for an owner; guarded by mu_
+  std::uint64_t next_job_ = 0;                      // guarded by mu_
+  std::size_t serving_ = 0;                         // guarded by mu_
+  std::unordered_map<std::string, Served> served_;  // by command id; guarded by mu_
+  std::list<std::string> served_ages_;              // oldest first; guarded by mu_
+  std::uint64_t forwarded_ = 0;                     // guarded by mu_
+  std::size_t outstanding_ = 0;                     // see track(); guarded by mu_
+  bool stopping_ = false;                           // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace parley::app

@@ -1,0 +1,107 @@
+'use strict';
+// Forwarding in a cluster (tools/cluster.sh, three nodes): a consumer whose socket is on a node
+// that does not hold its conversation publishes and changes it as if it did (the node forwards
+// to the owner over NATS), and a publish made while the owner is SIGKILLed is answered once the
+// next owner has taken the conversation, within the API's 10 s, without the client retrying.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const path = require('path');
+const { request } = require('./lib/http');
+const { Consumer } = require('./lib/consumer');
+const { rest } = require('./lib/server');
+const { startCluster, stopCluster } = require('./lib/cluster');
+
+test('publishes and changes reaching a node that does not own the conversation go to its owner, also during a takeover', { timeout: 600000 }, async (t) => {
+  const leaseMs = 1500;
+  const c = await startCluster(3, 240000, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
+  t.after(async () => {
+    await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
+  const { node1, node2 } = byName;
+  const ca = fs.readFileSync(node1.ca);
+  const acc = c.demo.account;
+  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
+  const login = await request('POST', `${node2.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(login.status, 200, login.text);
+  const owner = async (convId) => {
+    const r = await rest(srv(node2), login.json.bearer, 'GET', acc, `conversations/${convId}`);
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  };
+  const botTexts = (sock) => sock.contentRecords()
+    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => r.event.message);
+  const publish = (sock, convId, message, timeoutMs) => {
+    const id = String(sock.nextId++);
+    return sock.sendRaw(JSON.stringify({
+      kind: 'req', id, type: 'ms.PublishEvent',
+      body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message } },
+    }), id, timeoutMs);
+  };
+
+  // A conversation made on node 1 (node 1's lease), and the same consumer's socket on node 2.
+  const open = async () => {
+    const onA = new Consumer(srv(node1), acc);
+    await onA.signup();
+    await onA.connect();
+    t.after(() => onA.close());
+    const created = await onA.request('cm.ConsumerRequestConversation',
+      { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+    assert.equal(created.code, 200, JSON.stringify(created));
+    const convId = created.body.conversationId;
+    const onB = new Consumer(srv(node2), acc);
+    onB.jwt = onA.jwt;
+    await onB.connect();
+    t.after(() => onB.close());
+    assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+    assert.equal((await owner(convId)).owner, 'node1');
+    return { onA, onB, convId };
+  };
+
+  // 1. Published through node 2 into node 1's conversation: acknowledged with its sequence and
+  // answered by the bot (running on node 1), the answer relayed to node 2's socket.
+  const first = await open();
+  const r1 = await publish(first.onB, first.convId, 'via node 2', 15000);
+  assert.equal(r1.code, 200, JSON.stringify(r1));
+  assert.equal(typeof r1.body.sequence, 'number', JSON.stringify(r1));
+  await first.onB.waitFor(() => botTexts(first.onB).includes('echo : via node 2'), 'the bot\'s answer on node 2', 20000);
+  assert.equal((await owner(first.convId)).owner, 'node1');
+  // A change through node 2 (a TTR change, then the close) is applied by node 1.
+  const ttr = await first.onB.request('cm.UpdateConversationField', {
+    conversationId: first.convId, conversationField: [{ field: 'TTRField', ttrType: 'URGENT' }],
+  });
+  assert.equal(ttr.code, 200, JSON.stringify(ttr));
+  const closed = await first.onB.request('cm.UpdateConversationField', {
+    conversationId: first.convId, conversationField: [{ field: 'ConversationStateField', conversationState: 'CLOSE' }],
+  });
+  assert.equal(closed.code, 200, JSON.stringify(closed));
+  assert.equal((await owner(first.convId)).state, 'CLOSE');
+
+  // 2. Node 1 is SIGKILLed; a publish through node 2 at once waits for the next owner (node 2
+  // or 3, after the lease expired) and is acknowledged within 10 s, then answered by the bot.
+  const second = await open();
+  const r0 = await publish(second.onB, second.convId, 'before', 15000);
+  assert.equal(r0.code, 200, JSON.stringify(r0));
+  await second.onB.waitFor(() => botTexts(second.onB).includes('echo : before'), 'the first answer', 20000);
+  const pid = Number(fs.readFileSync(path.join(c.dir, 'node1.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
+  const killedAt = Date.now();
+  const r2 = await publish(second.onB, second.convId, 'during', 15000);
+  const waited = Date.now() - killedAt;
+  assert.equal(r2.code, 200, `publish during the takeover: ${JSON.stringify(r2)} after ${waited} ms`);
+  assert.ok(waited < 10000 + 1000, `acknowledged ${waited} ms after the kill`);
+  t.diagnostic(`publish during the takeover acknowledged ${waited} ms after SIGKILL (lease ${leaseMs} ms)`);
+  const newOwner = (await owner(second.convId)).owner;
+  assert.ok(newOwner === 'node2' || newOwner === 'node3', `owned by ${newOwner}`);
+  await second.onB.waitFor(() => botTexts(second.onB).some((x) => x.split(/\s+/).includes('during')),
+    'the new owner\'s bot answers', 30000);
+  const msgs = await rest(srv(node2), login.json.bearer, 'GET', acc, `conversations/${second.convId}/messages`);
+  assert.equal(msgs.status, 200, msgs.text);
+  const fromConsumer = msgs.json.filter((m) => m.event.type === 'ContentEvent' && m.role === 'CONSUMER')
+    .map((m) => m.event.message);
+  assert.deepEqual(fromConsumer, ['before', 'during'], 'stored once each, in order');
+});
