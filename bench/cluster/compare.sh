@@ -11,7 +11,7 @@
 # the shared parts, the inputs of the N-machine projection in docs/cluster.md: PostgreSQL
 # transactions, rows written and WAL bytes per turn, and NATS messages in and out per turn.
 # Prints one line per run and a table of medians; JSON of every run in $OUT (default a new
-# folder under /tmp).
+# folder under /tmp), with the nodes' logs (node1.log, ...).
 #
 # Environment: PARLEY_BIN (default build/bench/src/app/parley, else build/default/…), LOADGEN
 # (default build/bench/bench/load/parley_loadgen).
@@ -36,6 +36,9 @@ stop_cluster() {
     kill -TERM "$cluster_pid"
     wait "$cluster_pid" 2>/dev/null || true
   fi
+  # The nodes' logs outlive the cluster's folder (a failed round is diagnosed from them).
+  for f in "$cluster_dir"/node*.log; do [ -f "$f" ] && cp "$f" "$OUT/" || true; done
+  [ -f "$cluster_dir/pg/server.log" ] && cp "$cluster_dir/pg/server.log" "$OUT/postgres.log" || true
   rm -rf "$cluster_dir"
 }
 trap stop_cluster EXIT

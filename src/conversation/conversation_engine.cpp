@@ -910,6 +910,9 @@ void Engine::maintainLeases() {
   std::vector<ConversationId> lost;
   if (!held.empty()) {
     auto renewed = store_.cluster()->renewLeases(options_.node, held, options_.lease_ms);
+    if (const TimeMs took = clock_.nowMs() - now; took > options_.lease_ms / 6)
+      spdlog::warn("node {}: renewing {} conversation leases took {} ms (lease {} ms)",
+                   options_.node, held.size(), took, options_.lease_ms);
     std::lock_guard lock(leases_mu_);
     if (renewed) {
       std::unordered_map<std::string, TimeMs> kept;
@@ -939,7 +942,12 @@ void Engine::maintainLeases() {
     }
   }
   for (const auto& id : lost) drop(id);
-  if (auto n = claimAndLoad(); !n)
+  const TimeMs claim_start = clock_.nowMs();
+  auto n = claimAndLoad();
+  if (const TimeMs took = clock_.nowMs() - claim_start; took > options_.lease_ms / 6)
+    spdlog::warn("node {}: claiming free conversation leases took {} ms (lease {} ms)",
+                 options_.node, took, options_.lease_ms);
+  if (!n)
     spdlog::warn("node {} could not claim free conversation leases: {}", options_.node,
                  n.error().message);
 }

@@ -553,20 +553,13 @@ class Writer {
     thread_.join();
   }
 
-  // kFirst goes ahead of every queued write, into the next transaction: for lease renewals,
-  // which must not wait behind seconds of queued group commits (they would let leases expire).
-  enum class Place { kLast, kFirst };
-
-  Status submit(WriteFn fn, Wrap wrap = Wrap::kSavepoint, Place place = Place::kLast) {
+  Status submit(WriteFn fn, Wrap wrap = Wrap::kSavepoint) {
     Op op;
     op.fn = std::move(fn);
     op.wrap = wrap;
     std::unique_lock lock(mu_);
     const bool idle = !leading_ && queue_.empty();
-    if (place == Place::kFirst)
-      queue_.push_front(&op);
-    else
-      queue_.push_back(&op);
+    queue_.push_back(&op);
     if (!idle) {
       op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
       if (op.done) return std::move(op.result);
@@ -813,11 +806,13 @@ class PostgresStore final : public Store,
                             public ClusterStore {
  public:
   PostgresStore(const Clock& clock, int version, std::unique_ptr<Conn> writer,
-                std::vector<std::unique_ptr<Conn>> readers, int max_batch)
+                std::vector<std::unique_ptr<Conn>> readers, std::unique_ptr<Conn> leases,
+                int max_batch)
       : clock_(clock),
         version_(version),
         writer_(std::move(writer), max_batch),
-        readers_(std::move(readers)) {}
+        readers_(std::move(readers)),
+        lease_conn_(std::move(leases)) {}
 
   AccountStore& accounts() override { return *this; }
   ConversationStore& conversations() override { return *this; }
@@ -1370,10 +1365,14 @@ class PostgresStore final : public Store,
     Status st = write([&](Conn& c) -> Status {
       // The time the transaction runs, not the call's: a write may wait in the queue.
       const TimeMs now = clock_.nowMs();
+      // `held` locks the row FOR UPDATE first: a change of holder waits for the fenced writes
+      // in flight (their FOR KEY SHARE), which a plain upsert (FOR NO KEY UPDATE) would not.
       auto r = selectOne<Lease>(
           c,
+          "WITH held AS (SELECT 1 FROM conversation_leases WHERE conversation=$1 FOR UPDATE) "
           "INSERT INTO conversation_leases AS l(conversation, node, epoch, expires_at) "
-          "VALUES($1,$2,1,$3) ON CONFLICT(conversation) DO UPDATE SET "
+          "SELECT $1,$2,1,$3 FROM (SELECT count(*) FROM held) h ON CONFLICT(conversation) DO "
+          "UPDATE SET "
           "epoch = CASE WHEN l.node = excluded.node AND l.expires_at > $4 THEN l.epoch "
           "ELSE l.epoch + 1 END, node = excluded.node, expires_at = excluded.expires_at "
           "WHERE l.node = excluded.node OR l.expires_at <= $4 RETURNING node, epoch, expires_at",
@@ -1437,11 +1436,13 @@ class PostgresStore final : public Store,
   }
 
   // One statement for all of a node's leases: the held (conversation, epoch) pairs arrive as a
-  // JSON array ($1), and only the rows still at the node and epoch are extended. It goes ahead of
-  // every queued write, into the writer's next transaction: under load the queue holds seconds
-  // of group commits, a renewal waiting at its end let the leases expire, and other nodes took
-  // live conversations from under their sockets. (Not on a connection of its own: its row locks
-  // and the writer's `FOR SHARE` fence checks, taken in different orders, deadlocked.)
+  // JSON array ($1), and only the rows still at the node and epoch are extended. It runs on the
+  // lease connection in a transaction of its own, never behind the writer: under load one group
+  // commit takes up to seconds, a renewal that waited for the batch in progress and then for its
+  // own batch's commit (and the claim after it, the same) came later than the lease, and other
+  // nodes took live conversations from under their sockets. It does not wait for the fence
+  // checks of the writer's transactions either: an `UPDATE` of `expires_at` alone locks the row
+  // FOR NO KEY UPDATE, which a fence check's FOR KEY SHARE lets through.
   Result<std::vector<Lease>> renewLeases(const std::string& node, const std::vector<Lease>& held,
                                          TimeMs ttl_ms) override {
     if (node.empty()) return invalid("a lease needs a node name");
@@ -1452,7 +1453,7 @@ class PostgresStore final : public Store,
     for (const auto& l : held)
       pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
     std::vector<Lease> renewed;
-    Status st = writeFirst([&](Conn& c) -> Status {
+    Status st = onLeaseConn([&](Conn& c) -> Status {
       // The time the transaction runs, not the call's: a write may wait in the queue.
       const TimeMs now = clock_.nowMs();
       auto r = selectAll<Lease>(
@@ -1469,30 +1470,24 @@ class PostgresStore final : public Store,
     return renewed;
   }
 
-  // One statement: the open conversations whose lease is missing or expired, oldest first, are
-  // upserted to `node`; a row another node took or renewed meanwhile fails the upsert's WHERE
-  // (re-checked on the row's latest version after its lock), so racing claimers split the rows.
-  // Ahead of queued writes, as renewals: the node's lease loop claims right after it renews, and
-  // a claim waiting behind the queue delayed the next renewal past the lease.
+  // One statement on the lease connection (as renewals): the expired lease rows, found by the
+  // expiry index, oldest expiry first, are locked FOR UPDATE SKIP LOCKED — a row whose holder
+  // has a fenced write in flight (FOR KEY SHARE) or is renewing it right now is left for a later
+  // claim, so a claim never waits for another node's group commit, and a row renewed since the
+  // statement's snapshot is re-checked on its latest version and left out. Those of open
+  // conversations go to `node` (epoch + 1); those of closed ones are deleted (nothing claims
+  // them, and the expiry scan stays as short as the free leases). Every open conversation has a
+  // row: a placeholder (epoch 0) when nobody ever leased it (schema version 5).
   Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
                                          int limit) override {
     if (node.empty()) return invalid("a lease needs a node name");
     if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
     if (limit <= 0) return invalid("a lease claim needs a positive limit");
     std::vector<Lease> taken;
-    Status st = writeFirst([&](Conn& c) -> Status {
-      // The time the transaction runs, not the call's: a write may wait in the queue.
+    Status st = onLeaseConn([&](Conn& c) -> Status {
       const TimeMs now = clock_.nowMs();
-      auto r = selectAll<Lease>(
-          c,
-          "WITH free AS (SELECT c.id FROM conversations c LEFT JOIN conversation_leases f ON "
-          "f.conversation = c.id WHERE c.state = 'OPEN' AND (f.conversation IS NULL OR "
-          "f.expires_at <= $3) ORDER BY c.start_ts, c.id LIMIT $4) "
-          "INSERT INTO conversation_leases AS l(conversation, node, epoch, expires_at) "
-          "SELECT id, $1, 1, $2 FROM free ON CONFLICT(conversation) DO UPDATE SET "
-          "node = excluded.node, epoch = l.epoch + 1, expires_at = excluded.expires_at "
-          "WHERE l.expires_at <= $3 RETURNING conversation, node, epoch, expires_at",
-          leaseRow, node, now + ttl_ms, now, static_cast<std::int64_t>(limit));
+      auto r = selectAll<Lease>(c, kClaimSql, leaseRow, node, now + ttl_ms, now,
+                                static_cast<std::int64_t>(limit));
       if (!r) return asStatus(r);
       taken = std::move(*r);
       return {};
@@ -1501,9 +1496,23 @@ class PostgresStore final : public Store,
     return taken;
   }
 
+  // The claim of claimLeases ($1 node, $2 new expiry, $3 now, $4 limit); its plan is in the
+  // README (an index scan of conversation_leases_expiry).
+  static constexpr const char* kClaimSql =
+      "WITH expired AS (SELECT l.conversation, c.state FROM conversation_leases l JOIN "
+      "conversations c ON c.id = l.conversation WHERE l.expires_at <= $3 ORDER BY l.expires_at "
+      "LIMIT $4 FOR UPDATE OF l SKIP LOCKED), "
+      "closed AS (DELETE FROM conversation_leases d USING expired e WHERE d.conversation = "
+      "e.conversation AND e.state <> 'OPEN') "
+      "UPDATE conversation_leases AS l SET node = $1, epoch = l.epoch + 1, expires_at = $2 "
+      "FROM expired e WHERE l.conversation = e.conversation AND e.state = 'OPEN' "
+      "RETURNING l.conversation, l.node, l.epoch, l.expires_at";
+
   Result<Lease> getLease(const ConversationId& id) override {
-    return found(read([&](Conn& c) { return leaseIn(c, id); }),
-                 "conversation " + id.str() + " was never leased");
+    auto l = read([&](Conn& c) { return leaseIn(c, id); });
+    // A placeholder (epoch 0) is the row of an open conversation nobody leased yet.
+    if (l && *l && (*l)->epoch == 0) l->reset();
+    return found(std::move(l), "conversation " + id.str() + " was never leased");
   }
 
   // ConversationStore
@@ -2079,12 +2088,13 @@ class PostgresStore final : public Store,
         id.str());
   }
 
-  // A fenced write's check, in its transaction: the lease row is read FOR SHARE, so a takeover
-  // (which updates the row) waits until this transaction has committed or rolled back, and the
-  // new owner reads the conversation with this write in it. Writes nothing.
+  // A fenced write's check, in its transaction: the lease row is read FOR KEY SHARE, so a
+  // takeover (which locks the row FOR UPDATE first) waits until this transaction has committed
+  // or rolled back, and the new owner reads the conversation with this write in it, while the
+  // holder's renewals (FOR NO KEY UPDATE) do not wait for it. Writes nothing.
   static Status checkFence(Conn& c, const Conversation& conv) {
     if (conv.fence.empty()) return {};
-    auto l = leaseIn(c, conv.id, " FOR SHARE");
+    auto l = leaseIn(c, conv.id, " FOR KEY SHARE");
     if (!l) return asStatus(l);
     if (*l && (*l)->fence() == conv.fence) return {};
     return internal::fenceRefused(conv, *l);
@@ -2257,10 +2267,16 @@ class PostgresStore final : public Store,
     return writer_.submit([&fn](Tx& tx) -> Status { return fn(tx.c); });
   }
 
+  // Runs `fn` on the lease connection (renewals and claims), each statement its own
+  // transaction, one caller at a time.
   template <class F>
-  Status writeFirst(F&& fn) {
-    return writer_.submit([&fn](Tx& tx) -> Status { return fn(tx.c); }, Writer::Wrap::kSavepoint,
-                          Writer::Place::kFirst);
+  Status onLeaseConn(F&& fn) {
+    std::lock_guard lock(lease_mu_);
+    try {
+      return fn(*lease_conn_);
+    } catch (const std::exception& e) {
+      return internalError(std::string("postgres store: lease statement failed: ") + e.what());
+    }
   }
 
   template <class F>
@@ -2286,6 +2302,8 @@ class PostgresStore final : public Store,
   const int version_;
   Writer writer_;
   ReaderPool readers_;
+  std::mutex lease_mu_;
+  std::unique_ptr<Conn> lease_conn_;  // GUARDED_BY(lease_mu_)
 };
 
 }  // namespace
@@ -2298,6 +2316,8 @@ Status checkPostgresUri(const std::string& uri) { return pg::checkUri(uri); }
 
 int postgresLatestSchemaVersion() { return pg::latestSchemaVersion(); }
 
+const char* postgresLeaseClaimSql() { return PostgresStore::kClaimSql; }
+
 Result<PostgresWriteStats> postgresWriteStats(Store& store) {
   auto* s = dynamic_cast<PostgresStore*>(&store);
   if (!s) return invalid("not a PostgreSQL store");
@@ -2309,6 +2329,8 @@ Result<std::unique_ptr<Store>> openPostgresStore(const std::string& uri, const C
   PARLEY_PG_TRY(pg::checkUri(uri));
   auto writer = Conn::open(uri);
   if (!writer) return std::unexpected(writer.error());
+  auto leases = Conn::open(uri);
+  if (!leases) return std::unexpected(leases.error());
   auto version = pg::migrate(**writer);
   if (!version) return std::unexpected(version.error());
   std::vector<std::unique_ptr<Conn>> readers;
@@ -2318,7 +2340,8 @@ Result<std::unique_ptr<Store>> openPostgresStore(const std::string& uri, const C
     readers.push_back(std::move(*r));
   }
   return std::unique_ptr<Store>(new PostgresStore(clock, *version, std::move(*writer),
-                                                  std::move(readers), options.max_batch));
+                                                  std::move(readers), std::move(*leases),
+                                                  options.max_batch));
 }
 
 }  // namespace parley::store

@@ -41,6 +41,10 @@ Status checkPostgresUri(const std::string& uri);
 // The latest schema version this binary knows (the last row of schema_migrations).
 int postgresLatestSchemaVersion();
 
+// The statement of ClusterStore::claimLeases ($1 node, $2 new expiry, $3 now, $4 limit), for
+// tests that check its plan.
+const char* postgresLeaseClaimSql();
+
 // Group-commit counters; Invalid for a store that is not a PostgreSQL store.
 Result<PostgresWriteStats> postgresWriteStats(Store& store);
 

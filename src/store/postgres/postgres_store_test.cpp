@@ -239,26 +239,30 @@ TEST(PostgresStore, NodesRecordingTurnsOfOneBotAtOnceNeverDeadlock) {
   EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM turns"), std::to_string(kKeep));
 }
 
-// A node's lease renewal goes ahead of its queued writes: here the writer's transaction is
-// stuck on a table another connection locked, with 40 appends queued behind it (10 transactions
-// of 4), as under load when the queue holds seconds of group commits. The renewal queued last
-// commits in the next transaction, before the appends queued ahead of it. Waiting at the end of
-// the queue let leases expire, and other nodes took conversations whose sockets were still on
-// this node.
-TEST(PostgresStore, LeaseRenewalsGoAheadOfQueuedWrites) {
+// A group commit that takes long must not stop the node's lease renewals and claims. Here the
+// writer's transaction is stuck (a table another connection locked) after a fenced append
+// checked the lease it carries, as under load when one batch of a thousand writes takes
+// seconds. The renewal of that very lease and a claim both complete while the batch is stuck:
+// they waited for the batch in progress and for their own batch's commit, and under saturation
+// every renewal came later than the lease, so other nodes took all of a node's live
+// conversations. A takeover still waits for the fenced write in flight (the fence), and the new
+// owner then sees that write.
+TEST(PostgresStore, LeaseRenewalsAndClaimsDoNotWaitForTheWritersTransaction) {
   const std::string uri = freshDatabase();
   ASSERT_FALSE(uri.empty());
   FakeClock clock;
-  PostgresOptions options;
-  options.max_batch = 4;
-  auto store = openPostgresStore(uri, clock, options);
+  clock.setMs(1000);
+  auto store = openPostgresStore(uri, clock);
   ASSERT_TRUE(store) << store.error().message;
+  auto other = openPostgresStore(uri, clock);
+  ASSERT_TRUE(other) << other.error().message;
   ClusterStore* cluster = (*store)->cluster();
   ASSERT_NE(cluster, nullptr);
   Conversation leased = conversation("leased");
-  ASSERT_TRUE((*store)->conversations().saveConversation(leased));
   auto lease = cluster->acquireLease(leased.id, "node-a", 3000);
   ASSERT_TRUE(lease) << lease.error().message;
+  leased.fence = lease->fence();
+  ASSERT_TRUE((*store)->conversations().saveConversation(leased));
 
   PGconn* locker = PQconnectdb(uri.c_str());
   ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
@@ -266,52 +270,132 @@ TEST(PostgresStore, LeaseRenewalsGoAheadOfQueuedWrites) {
   PGresult* locked = PQexec(locker, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
   ASSERT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQresultErrorMessage(locked);
   PQclear(locked);
+  auto unlock = [&] {
+    if (!locker) return;
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+    locker = nullptr;
+  };
 
-  std::mutex mu;
-  std::vector<std::string> failures;
-  constexpr int kAppends = 40;
-  std::atomic<int> pending{kAppends};
-  for (int i = 0; i < kAppends; ++i) {
-    Conversation c = conversation("queued-" + std::to_string(i));
-    Message m = message(c, 0);
-    (*store)->conversations().appendMessageAsync(advanced(c, m), m, [&](Status st) {
-      std::lock_guard lock(mu);
-      if (!st) failures.push_back(st.error().message);
-      --pending;
-    });
+  std::promise<Status> appended;
+  auto append_result = appended.get_future();
+  Message m = message(leased, 0);
+  (*store)->conversations().appendMessageAsync(
+      advanced(leased, m), m, [&](Status st) { appended.set_value(std::move(st)); });
+  // The append's batch checked the fence (its lease row is share-locked) and waits for the table.
+  for (int i = 0; i < 200; ++i) {
+    if (rawQuery(uri,
+                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                 "'messages'::regclass") != "0")
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the first batch waits
+
   clock.advanceMs(1000);
   auto renewal = std::async(std::launch::async,
                             [&] { return cluster->renewLeases("node-a", {*lease}, 3000); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the renewal is queued
-  PQclear(PQexec(locker, "COMMIT"));
-  PQfinish(locker);
-
+  const bool renewed_in_time =
+      renewal.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  auto claim =
+      std::async(std::launch::async, [&] { return cluster->claimLeases("node-a", 3000, 10); });
+  const bool claimed_in_time = claim.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  if (!renewed_in_time || !claimed_in_time) {  // let the calls end before failing
+    unlock();
+    append_result.wait();
+  }
+  ASSERT_TRUE(renewed_in_time) << "the renewal waited for the writer's transaction";
+  ASSERT_TRUE(claimed_in_time) << "the claim waited for the writer's transaction";
   auto renewed = renewal.get();
   ASSERT_TRUE(renewed) << renewed.error().message;
   ASSERT_EQ(renewed->size(), 1u);
-  EXPECT_EQ(renewed->front().expires_at, lease->expires_at + 1000);
-  for (int i = 0; i < 200 && pending > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_EQ(pending, 0);
-  EXPECT_TRUE(failures.empty()) << failures.size()
-                                << " appends failed, the first: " << failures.front();
-  // The commit order is read from the database, not from when the callers' threads woke: the
-  // writer runs one transaction at a time on one connection, so transaction ids follow commit
-  // order. The first transaction (up to 4 appends) was under way; the renewal leads the second.
-  const std::string renewalXid =
-      rawQuery(uri, "SELECT xmin::text FROM conversation_leases WHERE conversation = 'leased'");
-  ASSERT_FALSE(renewalXid.empty());
-  const std::string before =
-      rawQuery(uri,
-               "SELECT count(*) FROM messages WHERE conversation LIKE 'queued-%' AND "
-               "xmin::text::bigint < " +
-                   renewalXid);
-  EXPECT_LE(std::stoi(before), 4 + 3)
-      << "the renewal committed after " << before << " queued appends";
-  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages WHERE conversation LIKE 'queued-%'"),
-            std::to_string(kAppends));
+  EXPECT_EQ(renewed->front().expires_at, 2000 + 3000);
+  ASSERT_TRUE(claim.get());
+
+  // Expired now, with the append still in flight: another node's claim skips the row its
+  // holder is writing under, and a takeover by acquire waits for that write to commit.
+  clock.advanceMs(3000);
+  auto skipped = (*other)->cluster()->claimLeases("node-b", 3000, 10);
+  ASSERT_TRUE(skipped) << skipped.error().message;
+  EXPECT_TRUE(skipped->empty());
+  auto takeover = std::async(std::launch::async, [&] {
+    return (*other)->cluster()->acquireLease(leased.id, "node-b", 3000);
+  });
+  const bool waited =
+      takeover.wait_for(std::chrono::milliseconds(500)) == std::future_status::timeout;
+  unlock();
+  EXPECT_TRUE(waited) << "the takeover did not wait for the fenced write in flight";
+  auto st = append_result.get();
+  EXPECT_TRUE(st) << st.error().message;
+  auto taken = takeover.get();
+  ASSERT_TRUE(taken) << taken.error().message;
+  EXPECT_EQ(taken->node, "node-b");
+  EXPECT_EQ(taken->epoch, 2);
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages WHERE conversation = 'leased'"), "1");
+  // The old owner's next write is refused.
+  Message late = message(leased, 1);
+  auto refused = (*store)->conversations().appendMessage(advanced(leased, late), late);
+  EXPECT_FALSE(refused);
+}
+
+// The claim finds free leases through the index on their expiry, not by scanning the open
+// conversations: with 5,000 open conversations leased and unexpired, its plan is an index scan
+// of conversation_leases_expiry (schema version 5). Open conversations saved without a lease get
+// a placeholder row, which the claim takes like an expired lease.
+TEST(PostgresStore, ClaimsFindFreeLeasesByTheExpiryIndex) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  clock.setMs(1000);
+  auto store = openPostgresStore(uri, clock);
+  ASSERT_TRUE(store) << store.error().message;
+  ASSERT_TRUE((*store)->conversations().saveConversation(conversation("never-leased")));
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT epoch FROM conversation_leases WHERE conversation = "
+                     "'never-leased'"),
+            "0");
+  rawQuery(uri,
+           "INSERT INTO conversations(id, account, consumer, channel, state, skill, ttr_type, "
+           "ttr_value_s, ttr_due_at, start_ts, end_ts, updated_at, close_reason, next_sequence, "
+           "context_json, turn, participants_json) SELECT 'bulk-' || i, '1001', 'consumer-' || i, "
+           "'MESSAGING', 'OPEN', '-1', 'NORMAL', 0, 0, i, 0, i, '', 0, '{}', '', '[]' FROM "
+           "generate_series(1, 5000) i");
+  rawQuery(uri,
+           "UPDATE conversation_leases SET node = 'node-a', epoch = 1, expires_at = 100000 "
+           "WHERE conversation LIKE 'bulk-%'");
+  rawQuery(uri, "ANALYZE");
+  PGconn* c = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK);
+  PGresult* prepared = PQprepare(c, "claim", postgresLeaseClaimSql(), 0, nullptr);
+  ASSERT_EQ(PQresultStatus(prepared), PGRES_COMMAND_OK) << PQresultErrorMessage(prepared);
+  PQclear(prepared);
+  PGresult* plan = PQexec(c, "EXPLAIN EXECUTE claim('node-b', 4000, 1000, 500)");
+  ASSERT_EQ(PQresultStatus(plan), PGRES_TUPLES_OK) << PQresultErrorMessage(plan);
+  std::string text;
+  for (int i = 0; i < PQntuples(plan); ++i) text += std::string(PQgetvalue(plan, i, 0)) + "\n";
+  PQclear(plan);
+  PQfinish(c);
+  EXPECT_NE(text.find("Index Scan using conversation_leases_expiry"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Seq Scan on conversations"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Seq Scan on conversation_leases"), std::string::npos) << text;
+
+  // A closed conversation's expired lease is not taken but deleted, so expired rows do not pile
+  // up in the range the claim scans.
+  Conversation closed = conversation("closed");
+  auto closed_lease = (*store)->cluster()->acquireLease(closed.id, "node-a", 1);
+  ASSERT_TRUE(closed_lease) << closed_lease.error().message;
+  closed.fence = closed_lease->fence();
+  closed.state = ConversationState::kClose;
+  ASSERT_TRUE((*store)->conversations().saveConversation(closed));
+  clock.setMs(2000);
+  auto taken = (*store)->cluster()->claimLeases("node-b", 3000, 500);
+  ASSERT_TRUE(taken) << taken.error().message;
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT count(*) FROM conversation_leases WHERE conversation = "
+                     "'closed'"),
+            "0");
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ(taken->front().conversation.str(), "never-leased");
+  EXPECT_EQ(taken->front().epoch, 1);
 }
 
 // The server ends the store's connections (as a restart or failover would): the next call

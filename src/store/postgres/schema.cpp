@@ -155,7 +155,26 @@ CREATE INDEX schedules_due ON schedules(next_run_at);
 CREATE INDEX schedules_function ON schedules(account, function_uuid);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}};
+// Version 5: claims find free leases by expiry (an index) instead of scanning the open
+// conversations. For that every open conversation has a lease row from its first save: a
+// placeholder (node '', epoch 0, expired) added by a trigger in the save's own transaction when
+// no row is there (a cluster node acquires the lease before the save, so only conversations
+// saved without one get it), and by this step for the open conversations already stored.
+constexpr const char* kV5 = R"sql(
+CREATE INDEX conversation_leases_expiry ON conversation_leases(expires_at);
+INSERT INTO conversation_leases(conversation, node, epoch, expires_at)
+  SELECT id, '', 0, 0 FROM conversations WHERE state = 'OPEN' ON CONFLICT DO NOTHING;
+CREATE FUNCTION parley_lease_placeholder() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO conversation_leases(conversation, node, epoch, expires_at)
+    VALUES (NEW.id, '', 0, 0) ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER conversations_lease_placeholder AFTER INSERT ON conversations
+  FOR EACH ROW WHEN (NEW.state = 'OPEN') EXECUTE FUNCTION parley_lease_placeholder();
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
