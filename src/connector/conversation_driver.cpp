@@ -376,10 +376,7 @@ void ConversationDriver::scheduleIdle(const std::shared_ptr<ConvState>& st, std:
 void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, Idle step) {
   const ChatInactivity cfg = st->bot->config()->chat_inactivity;
   d_.metrics.inactivity(st->bot->id.str(), step == Idle::kClose ? "close" : "warning");
-  auto text = [](const std::string& t) {
-    return bj::serialize(
-        bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", t}});
-  };
+  const auto& text = textEvent;
   if (step == Idle::kWarning) {
     std::uint64_t gen = st->idle_gen;
     auto then = [this, st, gen, cfg](Result<conv::Published> r) {

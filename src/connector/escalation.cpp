@@ -106,10 +106,7 @@ void TurnRunner::escalate(const std::shared_ptr<ConvState>& st, const std::share
     bj::array md{bj::object{{"type", "ActionReason"},
                             {"reason", "escalated_by_error"},
                             {"reasonId", code.substr(0, 64)}}};
-    publish(st, turn,
-            bj::serialize(bj::object{
-                {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", note}}),
-            bj::serialize(md), conv::Audience::kAgentsAndManagers,
+    publish(st, turn, textEvent(note), bj::serialize(md), conv::Audience::kAgentsAndManagers,
             [turn, after_note](Result<conv::Published> r) {
               turn->actions.push_back(
                   bj::object{{"kind", "ESCALATION_NOTE"}, {"status", r ? "DONE" : "FAILED"}});
@@ -117,10 +114,8 @@ void TurnRunner::escalate(const std::shared_ptr<ConvState>& st, const std::share
             });
   };
   if (pol.message.empty()) return send_note();
-  publish(st, turn,
-          bj::serialize(bj::object{
-              {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", pol.message}}),
-          "[]", conv::Audience::kAll, [turn, send_note](Result<conv::Published> r) {
+  publish(st, turn, textEvent(pol.message), "[]", conv::Audience::kAll,
+          [turn, send_note](Result<conv::Published> r) {
             turn->actions.push_back(
                 bj::object{{"kind", "ESCALATION_MESSAGE"}, {"status", r ? "DONE" : "FAILED"}});
             send_note();
@@ -131,10 +126,8 @@ void TurnRunner::sendFailureMessage(const std::shared_ptr<ConvState>& st,
                                     const std::shared_ptr<Turn>& turn) {
   const std::string& text = turn->config->escalation.failure_message;
   if (text.empty()) return complete(st, turn, TurnOutcome::kEscalationFailed);
-  publish(st, turn,
-          bj::serialize(bj::object{
-              {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", text}}),
-          "[]", conv::Audience::kAll, [this, st, turn](Result<conv::Published> r) {
+  publish(st, turn, textEvent(text), "[]", conv::Audience::kAll,
+          [this, st, turn](Result<conv::Published> r) {
             turn->actions.push_back(bj::object{{"kind", "ESCALATION_FAILURE_MESSAGE"},
                                                {"status", r ? "DONE" : "FAILED"}});
             complete(st, turn, TurnOutcome::kEscalationFailed);

@@ -12,13 +12,7 @@ namespace {
 
 constexpr std::string_view kFaasPrefix = "com.liveperson.faas.";
 
-bj::object eventOf(const Step& s) {
-  if (s.event_json.empty()) return {};
-  boost::system::error_code ec;
-  bj::value v = bj::parse(s.event_json, ec);
-  if (ec || !v.is_object()) return {};
-  return std::move(v.as_object());
-}
+bj::object eventOf(const Step& s) { return s.event ? *s.event : bj::object{}; }
 
 bj::array stringsJson(const std::vector<std::string>& v) {
   bj::array a;

@@ -88,15 +88,6 @@ const char* sendMessageCode(store::Channel ch) {
 
 // Parses an event this planner built itself (which nests the function's content one or two
 // levels deeper than the function sent it), without throwing.
-Result<bj::object> parseOwnEvent(std::string_view text) {
-  bj::parse_options opts;
-  opts.max_depth = 64;
-  boost::system::error_code ec;
-  bj::value v = bj::parse(text, ec, {}, opts);
-  if (ec || !v.is_object()) return invalid("the event cannot be read back (" + ec.message() + ")");
-  return std::move(v.as_object());
-}
-
 bj::array normaliseMetadata(const bj::value& v) {
   if (v.is_array()) return v.as_array();
   if (v.is_null()) return {};
@@ -280,12 +271,12 @@ std::optional<Action> parseAction(const bj::object& ctx, const PlanOptions& opts
   return a;
 }
 
-std::string textEvent(std::string_view text) {
-  return bj::serialize(
+}  // namespace
+
+std::shared_ptr<const bj::object> textEvent(std::string_view text) {
+  return std::make_shared<const bj::object>(
       bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", text}});
 }
-
-}  // namespace
 
 ResponsePlan planResponse(std::string_view result_json, const rc::Validator& validator,
                           const PlanOptions& opts) {
@@ -422,14 +413,9 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
             problem(send_code, path, "the message is dropped: " + joinErrors(r)));
         return false;
       }
-      auto ev = parseOwnEvent(step.event_json);
-      if (!ev) {
-        plan.refused.push_back(
-            problem(send_code, path, "the message is dropped: " + ev.error().message));
-        return false;
-      }
-      (*ev)["encodedMetadata"] = *encoded;
-      step.event_json = bj::serialize(*ev);
+      bj::object ev = *step.event;
+      ev["encodedMetadata"] = *encoded;
+      step.event = std::make_shared<const bj::object>(std::move(ev));
     }
     if (plan.bot_response) step.metadata.push_back(*plan.bot_response);
     return true;
@@ -465,10 +451,11 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
                     {"contentType", "text/plain"},
                     {"message", *text},
                     {"quickReplies", *qr}};
-      step.event_json = bj::serialize(ev);
+      step.event = std::make_shared<const bj::object>(std::move(ev));
     } else {
       step.kind = StepKind::kRichContent;
-      step.event_json = bj::serialize(bj::object{{"type", "RichContentEvent"}, {"content", sc}});
+      step.event = std::make_shared<const bj::object>(
+          bj::object{{"type", "RichContentEvent"}, {"content", sc}});
     }
     out = std::move(step);
   };
@@ -487,7 +474,7 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
         Step step;
         step.kind = StepKind::kText;
         step.source = path;
-        step.event_json = textEvent(m.as_string());
+        step.event = textEvent(m.as_string());
         if (finish(step, nullptr, path, nullptr)) plan.steps.push_back(std::move(step));
         continue;
       }
@@ -546,7 +533,7 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
         Step step;
         step.kind = StepKind::kPrivateText;
         step.source = path;
-        step.event_json = textEvent(t->value().as_string());
+        step.event = textEvent(t->value().as_string());
         if (finish(step, &o, path, md)) plan.steps.push_back(std::move(step));
       } else {
         plan.refused.push_back(problem(codes::kInvalidParsedResponse, path,
@@ -573,8 +560,7 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
                                        "legacy quickReplies need a text message in messages to "
                                        "attach to; they are dropped"));
       } else {
-        auto ev = parseOwnEvent(last_text->event_json);
-        const bj::value* text = ev ? ev->if_contains("message") : nullptr;
+        const bj::value* text = last_text->event->if_contains("message");
         const bj::value* qr = sc.as_object().if_contains("quickReplies");
         if (!text || !qr) {
           plan.refused.push_back(problem(codes::kInvalidParsedResponse, path,
@@ -585,8 +571,9 @@ ResponsePlan planResponse(std::string_view result_json, const rc::Validator& val
           std::optional<Step> step;
           structuredStep(form, path, step);
           if (step) {
-            (*ev)["quickReplies"] = *qr;
-            last_text->event_json = bj::serialize(*ev);
+            bj::object ev = *last_text->event;
+            ev["quickReplies"] = *qr;
+            last_text->event = std::make_shared<const bj::object>(std::move(ev));
           }
         }
       }

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,8 +56,9 @@ const char* stepKindName(StepKind k);  // "TEXT", "RICH_CONTENT", "PRIVATE_TEXT"
 // One outbound item, in order.
 struct Step {
   StepKind kind = StepKind::kText;
-  // The event to publish (ContentEvent / RichContentEvent); empty for delays.
-  std::string event_json;
+  // The event to publish (ContentEvent / RichContentEvent), handed to the engine as it is (see
+  // conversation::PublishRequest::event); null for delays.
+  std::shared_ptr<const boost::json::object> event;
   // Envelope metadata (BotResponse intents, ExternalId, social metadata, ...).
   boost::json::array metadata;
   int delay_s = 0;
@@ -122,5 +124,8 @@ struct PlanOptions {
 // "undefined" when the callback had no body).
 ResponsePlan planResponse(std::string_view result_json, const richcontent::Validator& validator,
                           const PlanOptions& opts);
+
+// {"type":"ContentEvent","contentType":"text/plain","message":text}, as a value to publish.
+std::shared_ptr<const boost::json::object> textEvent(std::string_view text);
 
 }  // namespace parley::connector

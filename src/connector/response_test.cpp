@@ -19,7 +19,7 @@ class PlanTest : public ::testing::Test {
     o.conversation_id = "conv-1";
     return planResponse(json, testing::embeddedValidator(), o);
   }
-  static bj::value ev(const Step& s) { return bj::parse(s.event_json); }
+  static bj::value ev(const Step& s) { return s.event ? bj::value(*s.event) : bj::value(); }
 };
 
 const char* kCard = R"({"type":"vertical","elements":[{"type":"text","text":"hi"}]})";

@@ -29,14 +29,8 @@ bj::object warning(std::string_view rule, std::string path, std::string message)
   return bj::object{{"rule", rule}, {"path", std::move(path)}, {"message", std::move(message)}};
 }
 
-// The event a step publishes, parsed; null for delays or what is not our own JSON.
-bj::object eventOf(const Step& s) {
-  if (s.event_json.empty()) return {};
-  boost::system::error_code ec;
-  bj::value v = bj::parse(s.event_json, ec);
-  if (ec || !v.is_object()) return {};
-  return std::move(v.as_object());
-}
+// The event a step publishes; empty for delays.
+bj::object eventOf(const Step& s) { return s.event ? *s.event : bj::object{}; }
 
 bool consumerVisible(const Step& s) {
   return s.kind == StepKind::kText || s.kind == StepKind::kRichContent;

@@ -14,6 +14,12 @@ namespace {
 bool ownershipError(const Error& e) {
   return e.code == ErrorCode::kForbidden || e.code == ErrorCode::kConflict;
 }
+
+// {"type":"ChatStateEvent","chatState":state}: the typing indicator around a delay.
+std::shared_ptr<const bj::object> chatStateEvent(std::string_view state) {
+  return std::make_shared<const bj::object>(
+      bj::object{{"type", "ChatStateEvent"}, {"chatState", state}});
+}
 }  // namespace
 
 std::shared_ptr<Turn> TurnRunner::syntheticTurn(const std::shared_ptr<ConvState>& st) {
@@ -203,12 +209,13 @@ void TurnRunner::planAndApply(const std::shared_ptr<ConvState>& st,
 }
 
 void TurnRunner::publish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-                         std::string event_json, std::string metadata_json, conv::Audience audience,
-                         std::function<void(Result<conv::Published>)> then, Effect effect) {
+                         std::shared_ptr<const bj::object> event, std::string metadata_json,
+                         conv::Audience audience, std::function<void(Result<conv::Published>)> then,
+                         Effect effect) {
   conv::PublishRequest req;
   req.actor = botActor(*turn->bot);
   req.conversation = st->id;
-  req.event_json = std::move(event_json);
+  req.event = std::move(event);
   req.metadata_json = std::move(metadata_json);
   req.audience = audience;
   if (turn->durable && effect != Effect::kChatState) {
@@ -257,7 +264,7 @@ void TurnRunner::applyStep(const std::shared_ptr<ConvState>& st, const std::shar
                                          {"source", plan->steps[i].source}});
       if (!plan->steps[i].typing) return applyStep(st, turn, plan, i + 1);
       publish(
-          st, turn, R"({"type":"ChatStateEvent","chatState":"ACTIVE"})", "[]", conv::Audience::kAll,
+          st, turn, chatStateEvent("ACTIVE"), "[]", conv::Audience::kAll,
           [this, st, turn, plan, i](Result<conv::Published>) { applyStep(st, turn, plan, i + 1); },
           Effect::kChatState);
     };
@@ -268,8 +275,8 @@ void TurnRunner::applyStep(const std::shared_ptr<ConvState>& st, const std::shar
     };
     if (step.typing)
       publish(
-          st, turn, R"({"type":"ChatStateEvent","chatState":"COMPOSING"})", "[]",
-          conv::Audience::kAll, [wait](Result<conv::Published>) { wait(); }, Effect::kChatState);
+          st, turn, chatStateEvent("COMPOSING"), "[]", conv::Audience::kAll,
+          [wait](Result<conv::Published>) { wait(); }, Effect::kChatState);
     else
       wait();
     return;
@@ -278,7 +285,7 @@ void TurnRunner::applyStep(const std::shared_ptr<ConvState>& st, const std::shar
                                                                 : conv::Audience::kAll;
   Effect effect = turn->done_step == i ? Effect::kDone : Effect::kMessage;
   publish(
-      st, turn, step.event_json, bj::serialize(step.metadata), audience,
+      st, turn, step.event, bj::serialize(step.metadata), audience,
       [this, st, turn, plan, i](Result<conv::Published> r) {
         const Step& s = plan->steps[i];
         bj::object a{{"kind", stepKindName(s.kind)}, {"source", s.source}};

@@ -77,7 +77,8 @@ class TurnRunner {
   // the strand.
   enum class Effect { kChatState, kMessage, kDone };
   void publish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
-               std::string event_json, std::string metadata_json, conversation::Audience audience,
+               std::shared_ptr<const boost::json::object> event, std::string metadata_json,
+               conversation::Audience audience,
                std::function<void(Result<conversation::Published>)> then,
                Effect effect = Effect::kMessage);
   // Changes the conversation as the bot; `then` runs on the strand.

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -46,6 +47,27 @@ constexpr const char* kNoSkill = "-1";
 // The first block of a published event's parse (a text message needs a few hundred bytes;
 // larger events take more blocks).
 constexpr std::size_t kEventBlockBytes = 1024;
+// How deep a published event may nest: what boost::json::parse accepts by default, so an event
+// handed over as a value is held to the same limit as one sent as text.
+constexpr int kMaxEventDepth = 32;
+
+// Whether `v`'s arrays and objects nest at most `max` deep (`v` itself counting as one).
+bool withinDepth(const boost::json::value& v, int max);
+bool withinDepth(const boost::json::object& o, int max) {
+  if (max <= 0) return false;
+  for (const auto& kv : o)
+    if (!withinDepth(kv.value(), max - 1)) return false;
+  return true;
+}
+bool withinDepth(const boost::json::value& v, int max) {
+  if (const auto* o = v.if_object()) return withinDepth(*o, max);
+  if (const auto* a = v.if_array()) {
+    if (max <= 0) return false;
+    for (const auto& e : *a)
+      if (!withinDepth(e, max - 1)) return false;
+  }
+  return true;
+}
 constexpr ParticipantRole kAssignedAgent = ParticipantRole::kAssignedAgent;
 constexpr ParticipantRole kManager = ParticipantRole::kManager;
 constexpr ParticipantRole kReader = ParticipantRole::kReader;
@@ -1126,16 +1148,25 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         Conversation& c = entry->conv;
         if (auto st = checkOpen(c, req.actor.account); !st)
           return done(std::unexpected(st.error()));
-        // The event is parsed once, here, into a block of its own that the listeners share
-        // (MessageAdded::event); the metadata is checked, not kept: parsed into a stack arena.
+        // The event is a value the publisher made (req.event), or its text is parsed once,
+        // here, into a block of its own; either way the listeners share it
+        // (MessageAdded::event). The metadata is checked, not kept: parsed into a stack arena.
         alignas(16) unsigned char arena_buf[4096];
         boost::json::monotonic_resource arena(arena_buf, sizeof arena_buf);
         boost::system::error_code jec;
-        auto ev = std::make_shared<boost::json::value>(boost::json::parse(
-            req.event_json, jec,
-            boost::json::make_shared_resource<boost::json::monotonic_resource>(kEventBlockBytes)));
-        if (jec || !ev->is_object()) return done(invalid("event must be a JSON object"));
-        auto type = json::getString(ev->as_object(), "type");
+        std::shared_ptr<const boost::json::object> ev = std::move(req.event);
+        if (ev) {
+          if (!withinDepth(*ev, kMaxEventDepth)) return done(invalid("event is nested too deep"));
+          req.event_json = boost::json::serialize(*ev);
+        } else {
+          auto parsed = std::make_shared<boost::json::value>(
+              boost::json::parse(req.event_json, jec,
+                                 boost::json::make_shared_resource<boost::json::monotonic_resource>(
+                                     kEventBlockBytes)));
+          if (jec || !parsed->is_object()) return done(invalid("event must be a JSON object"));
+          ev = std::shared_ptr<const boost::json::object>(parsed, &parsed->as_object());
+        }
+        auto type = json::getString(*ev, "type");
         bool persisted =
             type == "ContentEvent" || type == "RichContentEvent" || type == "AcceptStatusEvent";
         if (!persisted && type != "ChatStateEvent")
@@ -1144,7 +1175,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                               "AcceptStatusEvent or ChatStateEvent"));
         std::optional<ChatState> chat_state;
         if (!persisted) {
-          auto cs = parseChatState(json::getString(ev->as_object(), "chatState"));
+          auto cs = parseChatState(json::getString(*ev, "chatState"));
           if (!cs) return done(std::unexpected(std::move(cs.error())));
           chat_state = *cs;
         }
@@ -1189,7 +1220,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         }
         if (persisted && type != "AcceptStatusEvent" && options_.content_check) {
           auto checked = options_.content_check(
-              ContentToCheck{req.actor.account, c.channel, req.actor.kind, ev->as_object()});
+              ContentToCheck{req.actor.account, c.channel, req.actor.kind, *ev});
           if (!checked) return done(std::unexpected(std::move(checked.error())));
         }
         const TimeMs now = clock_.nowMs();
@@ -1215,7 +1246,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
         m.turn = std::move(req.turn);
-        added->event = std::shared_ptr<const boost::json::object>(ev, &ev->as_object());
+        added->event = std::move(ev);
         c.next_sequence++;
         c.updated_at = now;
         added->conversation = c;

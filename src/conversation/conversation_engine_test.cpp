@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/json/serialize.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -424,6 +425,73 @@ TEST_F(EngineTest, PublishAssignsSequencesAndChatStateGetsNone) {
   ASSERT_FALSE(pb);
   EXPECT_EQ(pb.error().code, ErrorCode::kInvalid);
   EXPECT_EQ(rec_.chat_states_.size(), chat_states);
+}
+
+// An event handed over as a value (PublishRequest::event) is not parsed: it is stored as its
+// serialisation and reaches the listeners as that same object. It is held to the nesting limit
+// of an event sent as text: a depth the parser accepts is accepted, one more is refused.
+TEST_F(EngineTest, AnEventPublishedAsAValueIsStoredAndSharedAsItIs) {
+  namespace bj = boost::json;
+  auto c = request("c1");
+  ASSERT_TRUE(c);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  auto ev = std::make_shared<const bj::object>(
+      bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", "typed"}});
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event = ev;
+  req.event_json = "not read";
+  auto p = call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->sequence, 0);
+  auto all = messages(c->id);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].event_json,
+            R"({"type":"ContentEvent","contentType":"text/plain","message":"typed"})");
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.messages_.size() == 1; }));
+  EXPECT_EQ(rec_.messages_[0].event.get(), ev.get());
+  EXPECT_EQ(rec_.messages_[0].message.event_json, (*all)[0].event_json);
+
+  PublishRequest typing;
+  typing.actor = consumer;
+  typing.conversation = c->id;
+  typing.event = std::make_shared<const bj::object>(
+      bj::object{{"type", "ChatStateEvent"}, {"chatState", "COMPOSING"}});
+  ASSERT_TRUE(call<Published>([&](auto cb) { engine_->publish(typing, cb); }));
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.chat_states_.size() == 1; }));
+  EXPECT_EQ(rec_.chat_states_[0].event_json,
+            R"({"type":"ChatStateEvent","chatState":"COMPOSING"})");
+
+  // {"type":"ContentEvent","message":"x","extra":[[...]]}, `depth` deep in all.
+  auto nested = [](int depth) {
+    bj::value v = bj::array{};
+    for (int i = 2; i < depth; ++i) v = bj::array{std::move(v)};
+    return bj::object{{"type", "ContentEvent"}, {"message", "x"}, {"extra", std::move(v)}};
+  };
+  std::int64_t next = 1;
+  for (int depth : {32, 33}) {
+    SCOPED_TRACE(depth);
+    PublishRequest as_text;
+    as_text.actor = consumer;
+    as_text.conversation = c->id;
+    as_text.event_json = bj::serialize(nested(depth));
+    auto t = call<Published>([&](auto cb) { engine_->publish(as_text, cb); });
+    PublishRequest as_value = as_text;
+    as_value.event = std::make_shared<const bj::object>(nested(depth));
+    auto v = call<Published>([&](auto cb) { engine_->publish(as_value, cb); });
+    EXPECT_EQ(v.has_value(), t.has_value());
+    EXPECT_EQ(t.has_value(), depth == 32);
+    if (v) {
+      next += 2;
+    } else {
+      EXPECT_EQ(v.error().code, ErrorCode::kInvalid);
+    }
+  }
+  auto after = messages(c->id);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(static_cast<std::int64_t>(after->size()), next);
 }
 
 // Every chat state round-trips through its wire name; other text is refused, naming it.

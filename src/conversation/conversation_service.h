@@ -123,6 +123,10 @@ struct PublishRequest {
   // type; the content of ContentEvent and RichContentEvent goes through Options::content_check
   // (conversation_engine.h) when one is set.
   std::string event_json;
+  // The same event as a value; when set, `event_json` is ignored. The engine neither parses nor
+  // copies it: it stores its serialisation and hands this object to the listeners
+  // (MessageAdded::event). Nested at most 32 deep, as parsed text may be (Invalid otherwise).
+  std::shared_ptr<const boost::json::object> event;
   // Envelope metadata array (BotResponse, ExternalId, ActionReason, ...). REQUIRES: JSON array.
   std::string metadata_json = "[]";
   // AGENTS_AND_MANAGERS (private note) only from agents.

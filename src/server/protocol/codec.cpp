@@ -344,6 +344,22 @@ std::string messagingEventNotification(std::string_view subscription_id,
   return out;
 }
 
+std::string messagingEventNotification(std::string_view subscription_id, const store::Message& m,
+                                       std::string_view record) {
+  std::string out;
+  out.reserve(192 + subscription_id.size() + record.size() + 2 * m.conversation.str().size());
+  out.append(
+      "{\"kind\":\"notification\",\"type\":\"ms.MessagingEventNotification\",\"body\":{"
+      "\"subscriptionId\":");
+  appendJsonString(out, subscription_id);
+  out.append(",\"changes\":[");
+  out.append(record);
+  out.append("],\"dialogId\":");
+  appendJsonString(out, m.conversation.str());
+  out.append("}}");
+  return out;
+}
+
 std::string onlineEventDistribution(const store::Message& m) {
   std::string out;
   out.reserve(512 + m.event_json.size() + m.metadata_json.size());
@@ -521,27 +537,38 @@ Result<ParsedFields> parseConversationFields(const AccountId& acc, const bj::val
   return out;
 }
 
-Result<std::string> normalizeEvent(const bj::value& event) {
+Result<std::shared_ptr<const bj::object>> normalizedEvent(const bj::value& event) {
   if (!event.is_object()) return invalid("the event must be an object with a \"type\"");
   const bj::object& in = event.as_object();
   const auto* type = in.if_contains("type");
   if (type == nullptr || !type->is_string())
     return invalid("the event needs a string \"type\" (ContentEvent, RichContentEvent, ...)");
+  // One block of its own for the copy, which the engine and its listeners keep (as the engine
+  // does for an event it parses).
+  auto copy = [&in] {
+    return bj::object(in, bj::make_shared_resource<bj::monotonic_resource>(1024));
+  };
   // Only a RichContentEvent that names its content "message" is changed; every other event is
-  // relayed as it came (serialized from the parsed frame, not copied first).
-  if (type->as_string() != "RichContentEvent") return bj::serialize(event);
+  // relayed as it came.
+  if (type->as_string() != "RichContentEvent") return std::make_shared<const bj::object>(copy());
   if (const auto* content = in.if_contains("content")) {
     if (!content->is_object()) return invalid("RichContentEvent \"content\" must be an object");
-    return bj::serialize(event);
+    return std::make_shared<const bj::object>(copy());
   }
   const auto* message = in.if_contains("message");
   if (message == nullptr || !message->is_object())
     return invalid("a RichContentEvent needs \"content\" (the structured-content object)");
-  bj::object e = in;
+  bj::object e = copy();
   bj::value moved = std::move(e.at("message"));
   e.erase("message");
   e["content"] = std::move(moved);
-  return bj::serialize(e);
+  return std::make_shared<const bj::object>(std::move(e));
+}
+
+Result<std::string> normalizeEvent(const bj::value& event) {
+  auto e = normalizedEvent(event);
+  if (!e) return std::unexpected(std::move(e.error()));
+  return bj::serialize(**e);
 }
 
 Result<std::string> normalizeMetadata(const bj::value& metadata) {

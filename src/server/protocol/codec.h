@@ -110,6 +110,10 @@ void appendMessageRecord(std::string& out, const store::Message& m, View view);
 // render it; "" when none of them is for consumers.
 std::string messagingEventNotification(std::string_view subscription_id,
                                        std::span<const store::Message> msgs);
+// The same for one message `m` (audience ALL) whose consumer record (appendMessageRecord,
+// View::kConsumer) is `record`, built once for every session it goes to.
+std::string messagingEventNotification(std::string_view subscription_id, const store::Message& m,
+                                       std::string_view record);
 // The agent socket's notification for one message:
 // makeNotification(".ams.ms.OnlineEventDistribution", messageRecord(m, View::kAgent)).
 std::string onlineEventDistribution(const store::Message& m);
@@ -147,7 +151,10 @@ Result<ParsedFields> parseConversationFields(const AccountId& acc, const bj::val
 
 // Validates and normalises a published event: an object with a string `type`; a
 // RichContentEvent that carries `message` instead of `content` is rewritten to `content`
-// (emitted as `content`). Returns the JSON text to store.
+// (emitted as `content`). Returns the event as a value to publish
+// (conversation::PublishRequest::event), in a memory block of its own.
+Result<std::shared_ptr<const bj::object>> normalizedEvent(const bj::value& event);
+// The same as JSON text.
 Result<std::string> normalizeEvent(const bj::value& event);
 
 // The envelope metadata as a JSON array text ("[]" for null; a bare object becomes [obj]).

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/prometheus.h"
+#include "server/protocol/codec.h"
 
 namespace parley::server::protocol {
 
@@ -165,7 +166,8 @@ Status Hub::setProfile(const AccountId& acc, const ConsumerId& c, std::string pr
 
 void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer,
                    const AgentTargets& agents,
-                   const std::function<std::shared_ptr<const Event>()>& make_event) {
+                   const std::function<std::shared_ptr<const Event>()>& make_event,
+                   const std::shared_ptr<const conversation::MessageAdded>* message) {
   std::vector<std::shared_ptr<HubClient>> targets;
   {
     MutexLock lock(mu_);
@@ -228,7 +230,26 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
   }
   if (targets.empty()) return;  // nobody to tell: no copy of the event
   auto ev = make_event();
+  if (message) {
+    auto frames = std::make_shared<const MessageFrames>(*message);
+    for (auto& s : targets) s->deliverMessage(ev, frames);
+    return;
+  }
   for (auto& s : targets) s->deliver(ev);
+}
+
+const std::string& MessageFrames::agentFrame() const {
+  std::call_once(agent_once_, [this] { agent_frame_ = onlineEventDistribution(added_->message); });
+  return agent_frame_;
+}
+
+const std::string& MessageFrames::consumerRecord() const {
+  std::call_once(consumer_once_, [this] {
+    consumer_record_.reserve(384 + added_->message.event_json.size() +
+                             added_->message.metadata_json.size());
+    appendMessageRecord(consumer_record_, added_->message, View::kConsumer);
+  });
+  return consumer_record_;
 }
 
 std::string Hub::metricsText() const {
@@ -270,9 +291,10 @@ void Hub::onMessageAdded(const conversation::MessageAdded& e) {
 
 void Hub::onMessageAddedShared(const std::shared_ptr<const conversation::MessageAdded>& e) {
   messages_.fetch_add(1);
-  dispatch(e->conversation.account, e->conversation.consumer,
-           {AgentTargets::Kind::kParticipants, &e->conversation, nullptr},
-           [&e] { return std::make_shared<const Event>(e); });
+  dispatch(
+      e->conversation.account, e->conversation.consumer,
+      {AgentTargets::Kind::kParticipants, &e->conversation, nullptr},
+      [&e] { return std::make_shared<const Event>(e); }, &e);
 }
 
 void Hub::onChatState(const conversation::ChatStateChanged& e) {

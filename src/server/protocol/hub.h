@@ -34,6 +34,27 @@ using Event = std::variant<conversation::ConversationChanged,
                            conversation::ChatStateChanged, conversation::RingOffered,
                            conversation::RingEnded, conversation::AgentStateChanged>;
 
+// The notification frames of one message event, each built at most once — when the first
+// session that sends it asks — and shared by every session the event is delivered to. Thread-safe.
+class MessageFrames {
+ public:
+  explicit MessageFrames(std::shared_ptr<const conversation::MessageAdded> added)
+      : added_(std::move(added)) {}
+  const conversation::MessageAdded& added() const { return *added_; }
+  // The agent socket's frame: onlineEventDistribution(message) (codec.h).
+  const std::string& agentFrame() const;
+  // The consumer view's record of the message (appendMessageRecord, View::kConsumer), which
+  // each consumer session wraps in a notification with its own subscription id.
+  const std::string& consumerRecord() const;
+
+ private:
+  std::shared_ptr<const conversation::MessageAdded> added_;
+  mutable std::once_flag agent_once_;
+  mutable std::once_flag consumer_once_;
+  mutable std::string agent_frame_;
+  mutable std::string consumer_record_;
+};
+
 // A session registered with the hub. Methods are called on engine threads (deliver) or any
 // thread (revoke); implementations post to their own strand.
 class HubClient {
@@ -46,6 +67,13 @@ class HubClient {
   virtual std::optional<UserId> hubUser() const = 0;
   virtual const std::string& hubBearer() const = 0;
   virtual void deliver(std::shared_ptr<const Event> event) = 0;
+  // A message event (`event` holds frames->added()) with its frames, the same object for every
+  // session it goes to. Default: deliver(event).
+  virtual void deliverMessage(std::shared_ptr<const Event> event,
+                              std::shared_ptr<const MessageFrames> frames) {
+    (void)frames;
+    deliver(std::move(event));
+  }
   // The session's login was revoked (logout): close with 4401.
   virtual void revoke() = 0;
 };
@@ -122,10 +150,12 @@ class Hub final : public conversation::ConversationListener {
   };
   // Delivers to sessions of `acc`: the consumer sessions of `consumer` (if set) and the agent
   // sessions `agents` selects. The event is made (copied) once, shared by the sessions, and
-  // only when there is a session to get it.
+  // only when there is a session to get it. With `message` set the event is that message, and
+  // the sessions also get one MessageFrames of it (deliverMessage).
   void dispatch(const AccountId& acc, const std::optional<ConsumerId>& consumer,
                 const AgentTargets& agents,
-                const std::function<std::shared_ptr<const Event>()>& make_event);
+                const std::function<std::shared_ptr<const Event>()>& make_event,
+                const std::shared_ptr<const conversation::MessageAdded>* message = nullptr);
 
   std::atomic<std::int64_t> conversations_created_{0};
   std::atomic<std::int64_t> conversations_closed_{0};

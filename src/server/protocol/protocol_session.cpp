@@ -841,7 +841,7 @@ void ProtocolSession::publishEvent(const Envelope& e) {
   if (dialog.empty()) return replyError(e.id, Error{ErrorCode::kInvalid, "dialogId is required"});
   auto ev_it = b.find("event");
   if (ev_it == b.end()) return replyError(e.id, Error{ErrorCode::kInvalid, "event is required"});
-  auto event = normalizeEvent(ev_it->value());
+  auto event = normalizedEvent(ev_it->value());
   if (!event) return replyError(e.id, event.error());
   bj::value md = e.metadata;
   if (md.is_null()) {
@@ -852,7 +852,7 @@ void ProtocolSession::publishEvent(const Envelope& e) {
   conversation::PublishRequest req;
   req.actor = actor();
   req.conversation = ConversationId(dialog);
-  req.event_json = std::move(*event);
+  req.event = std::move(*event);
   req.metadata_json = std::move(*metadata);
   std::string audience = json::getString(b, "messageAudience");
   auto aud = audience.empty() ? Result<store::Audience>(store::Audience::kAll)
@@ -952,13 +952,26 @@ void ProtocolSession::deliver(std::shared_ptr<const Event> event) {
   });
 }
 
+void ProtocolSession::deliverMessage(std::shared_ptr<const Event> event,
+                                     std::shared_ptr<const MessageFrames> frames) {
+  (void)event;  // frames->added() is the same message
+  post([self = shared_from_this(), frames = std::move(frames)]() mutable {
+    if (self->closed_) return;
+    try {
+      self->onMessage(std::move(frames));
+    } catch (const std::exception& ex) {
+      spdlog::error("protocol event failed with an exception: {}", ex.what());
+    }
+  });
+}
+
 void ProtocolSession::onEvent(const Event& ev) {
   std::visit(
       [this](const auto& e) {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, conversation::ConversationChanged>) onConversation(e);
         if constexpr (std::is_same_v<T, std::shared_ptr<const conversation::MessageAdded>>)
-          onMessage(e);
+          onMessage(std::make_shared<const MessageFrames>(e));
         if constexpr (std::is_same_v<T, conversation::ChatStateChanged>) onChatState(e);
         if constexpr (std::is_same_v<T, conversation::RingOffered>) onRingOffered(e);
         if constexpr (std::is_same_v<T, conversation::RingEnded>) onRingEnded(e);
@@ -980,12 +993,13 @@ void ProtocolSession::onConversation(const conversation::ConversationChanged& e)
   }
 }
 
-void ProtocolSession::onMessage(const std::shared_ptr<const conversation::MessageAdded>& e) {
-  const auto& m = e->message;
+void ProtocolSession::onMessage(std::shared_ptr<const MessageFrames> frames) {
+  const auto& m = frames->added().message;
   if (kind_ == Kind::kAgent) {
-    if (!isParticipant(e->conversation)) return;
-    emitOrdered(
-        {}, [self = shared_from_this(), e] { self->send(onlineEventDistribution(e->message)); });
+    if (!isParticipant(frames->added().conversation)) return;
+    emitOrdered({}, [self = shared_from_this(), frames = std::move(frames)] {
+      self->send(frames->agentFrame());
+    });
     return;
   }
   if (m.audience != store::Audience::kAll) return;
@@ -1005,8 +1019,9 @@ void ProtocolSession::onMessage(const std::shared_ptr<const conversation::Messag
   }
   if (m.sequence <= s.max_sent) return;
   s.max_sent = m.sequence;
-  emitOrdered({}, [self = shared_from_this(), sub_id = s.id, e] {
-    self->sendDialogRecords(sub_id, std::span(&e->message, 1));
+  emitOrdered({}, [self = shared_from_this(), sub_id = s.id, frames = std::move(frames)] {
+    const store::Message& msg = frames->added().message;
+    self->send(messagingEventNotification(sub_id, msg, frames->consumerRecord()));
   });
 }
 

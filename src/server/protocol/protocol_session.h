@@ -109,6 +109,8 @@ class ProtocolSession final : public WsHandler,
   std::optional<UserId> hubUser() const override;
   const std::string& hubBearer() const override { return bearer_; }
   void deliver(std::shared_ptr<const Event> event) override;
+  void deliverMessage(std::shared_ptr<const Event> event,
+                      std::shared_ptr<const MessageFrames> frames) override;
   void revoke() override;
 
  private:
@@ -178,8 +180,9 @@ class ProtocolSession final : public WsHandler,
   // Events (on the strand)
   void onEvent(const Event& ev);
   void onConversation(const conversation::ConversationChanged& e);
-  // The queued emission keeps the shared event, not a copy of the message.
-  void onMessage(const std::shared_ptr<const conversation::MessageAdded>& e);
+  // The queued emission keeps the shared frames (and through them the shared event), not a copy
+  // of the message.
+  void onMessage(std::shared_ptr<const MessageFrames> frames);
   void onChatState(const conversation::ChatStateChanged& e);
   void onRingOffered(const conversation::RingOffered& e);
   void onRingEnded(const conversation::RingEnded& e);
