@@ -86,7 +86,8 @@ std::vector<FunctionId> HookCache::functions(const AccountId& acc, const std::st
   }
   std::vector<const store::FunctionRecord*> deployed;
   for (const auto& f : *fns)
-    if ((f.state == "Productive" || f.state == "Modified") &&
+    if ((f.state == store::FunctionState::kProductive ||
+         f.state == store::FunctionState::kModified) &&
         f.event_id.starts_with("bot_connectors_") && f.event_id.ends_with("_hook"))
       deployed.push_back(&f);
   std::ranges::sort(deployed, [](auto* a, auto* b) { return a->name < b->name; });

@@ -1142,7 +1142,7 @@ TEST_F(BotServiceTest, CloseRecordsWithoutPcsAndTransferRecordsItsMetadata) {
 class HooksBotServiceTest : public BotServiceTest {
  protected:
   void hookFunction(const std::string& uuid, const std::string& name, const std::string& event,
-                    const std::string& state = "Productive") {
+                    store::FunctionState state = store::FunctionState::kProductive) {
     store::FunctionRecord f;
     f.uuid = FunctionId(uuid);
     f.account = kAcc;
@@ -1209,7 +1209,8 @@ TEST_F(HooksBotServiceTest, PreAndPostHooksRewriteTheRequestAndTheResponse) {
   hookFunction("pre-2", "b-pre", "bot_connectors_pre_hook");
   hookFunction("pre-1", "a-pre", "bot_connectors_pre_hook");
   hookFunction("post-1", "post", "bot_connectors_post_hook");
-  hookFunction("post-draft", "post-draft", "bot_connectors_post_hook", "Draft");  // not deployed
+  hookFunction("post-draft", "post-draft", "bot_connectors_post_hook",
+               store::FunctionState::kDraft);  // not deployed
   script();
   auto [bot, user] = startBot(R"(,"hooks":{"preHook":true,"postHook":true})");
   auto c = open("hooked");

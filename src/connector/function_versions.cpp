@@ -13,7 +13,8 @@ namespace {
 constexpr int kDeploymentsRead = 20;
 
 bool live(const store::FunctionRecord& f) {
-  return f.state == "Productive" || f.state == "Modified" || f.state == "Build Error";
+  return f.state == store::FunctionState::kProductive ||
+         f.state == store::FunctionState::kModified || f.state == store::FunctionState::kBuildError;
 }
 
 FunctionVersion draftOf(const store::FunctionRecord& f) {
@@ -28,7 +29,8 @@ std::string choices(const store::FunctionRecord& f, const std::vector<store::Dep
   std::string s = fmt::format("\"draft\" (version {})", f.version);
   if (live(f)) s += ", \"deployed\"";
   for (const auto& d : ds)
-    if (d.state == "Productive") s += fmt::format(", {}", d.function_version);
+    if (d.state == store::DeploymentState::kProductive)
+      s += fmt::format(", {}", d.function_version);
   return s;
 }
 
@@ -55,7 +57,7 @@ Result<FunctionVersion> resolveFunctionVersion(store::FunctionStore& functions,
   if (spec.is_string() && spec.as_string() == "deployed") {
     if (live(*f))
       for (const auto& d : *ds)
-        if (d.state == "Productive") return deployedOf(d, "deployed");
+        if (d.state == store::DeploymentState::kProductive) return deployedOf(d, "deployed");
     return notFound(
         fmt::format("function {} is not deployed; choose one of: {}", f->name, choices(*f, *ds)));
   }
@@ -66,11 +68,11 @@ Result<FunctionVersion> resolveFunctionVersion(store::FunctionStore& functions,
     std::string_view s = spec.as_string();
     for (const auto& d : *ds)
       if (d.uuid == s) {
-        if (d.state != "Productive")
+        if (d.state != store::DeploymentState::kProductive)
           return invalid(
               fmt::format("deployment {} of {} is {}: only a deployment that built "
                           "(Productive) can run",
-                          d.uuid, f->name, d.state));
+                          d.uuid, f->name, store::deploymentStateName(d.state)));
         return deployedOf(d, fmt::format("v{}", d.function_version));
       }
     std::string_view digits = s.starts_with('v') || s.starts_with('V') ? s.substr(1) : s;
@@ -84,7 +86,7 @@ Result<FunctionVersion> resolveFunctionVersion(store::FunctionStore& functions,
   }
   if (number) {
     for (const auto& d : *ds)
-      if (d.function_version == *number && d.state == "Productive")
+      if (d.function_version == *number && d.state == store::DeploymentState::kProductive)
         return deployedOf(d, fmt::format("v{}", d.function_version));
     if (*number == f->version) return draftOf(*f);
   }

@@ -135,10 +135,10 @@ class TesterTest : public ::testing::Test {
     d.account = kAcc;
     d.function_version = version;
     d.code = code;
-    d.state = "Productive";
+    d.state = store::DeploymentState::kProductive;
     ASSERT_TRUE(store_->functions().addDeployment(d));
     auto f = store_->functions().getFunction(kAcc, FunctionId("fn-bot"));
-    f->state = "Productive";
+    f->state = store::FunctionState::kProductive;
     ASSERT_TRUE(store_->functions().updateFunction(*f));
   }
 

@@ -30,6 +30,13 @@ constexpr const char* kAccountStatusNames[] = {"ACTIVE", "DISABLED"};
 constexpr const char* kBotStatusNames[] = {"ONLINE", "OFFLINE", "VENDOR_INTERRUPTION",
                                            "SERVICE_INTERRUPTION"};
 constexpr const char* kScheduleStateNames[] = {"ACTIVE", "PAUSED"};
+constexpr const char* kAuditInvokerNames[] = {"platform", "user"};
+constexpr const char* kAuditOpNames[] = {"read", "write"};
+constexpr const char* kAuditOutcomeNames[] = {"allowed", "refused"};
+constexpr const char* kFunctionStateNames[] = {"Draft", "Productive", "Modified", "Build Error",
+                                               "Deploy Error"};
+constexpr const char* kDeploymentStateNames[] = {"Productive", "Build Error", "Deploy Error",
+                                                 "Undeployed"};
 constexpr const char* kParticipantRoleNames[] = {"CONSUMER", "ASSIGNED_AGENT", "MANAGER", "READER",
                                                  "CONTROLLER"};
 constexpr const char* kParticipantStateNames[] = {"ACTIVE", "SUGGESTED"};
@@ -82,6 +89,31 @@ Result<AccountStatus> parseAccountStatus(std::string_view s) {
 const char* botStatusName(BotStatus s) { return nameOf(kBotStatusNames, s); }
 Result<BotStatus> parseBotStatus(std::string_view s) {
   return parseName<BotStatus>(s, kBotStatusNames, "bot status");
+}
+
+const char* auditInvokerName(AuditInvoker i) { return nameOf(kAuditInvokerNames, i); }
+Result<AuditInvoker> parseAuditInvoker(std::string_view s) {
+  return parseName<AuditInvoker>(s, kAuditInvokerNames, "secret audit invoker");
+}
+
+const char* auditOpName(AuditOp o) { return nameOf(kAuditOpNames, o); }
+Result<AuditOp> parseAuditOp(std::string_view s) {
+  return parseName<AuditOp>(s, kAuditOpNames, "secret audit operation");
+}
+
+const char* auditOutcomeName(AuditOutcome o) { return nameOf(kAuditOutcomeNames, o); }
+Result<AuditOutcome> parseAuditOutcome(std::string_view s) {
+  return parseName<AuditOutcome>(s, kAuditOutcomeNames, "secret audit outcome");
+}
+
+const char* functionStateName(FunctionState s) { return nameOf(kFunctionStateNames, s); }
+Result<FunctionState> parseFunctionState(std::string_view s) {
+  return parseName<FunctionState>(s, kFunctionStateNames, "function state");
+}
+
+const char* deploymentStateName(DeploymentState s) { return nameOf(kDeploymentStateNames, s); }
+Result<DeploymentState> parseDeploymentState(std::string_view s) {
+  return parseName<DeploymentState>(s, kDeploymentStateNames, "deployment state");
 }
 
 const char* scheduleStateName(ScheduleState s) { return nameOf(kScheduleStateNames, s); }

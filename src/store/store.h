@@ -352,7 +352,14 @@ struct EnvVar {
   std::string value;
 };
 
-// A function (lambda) as edited; `state` is Draft, Productive, Modified, Build Error, ...
+// A function's state as LivePerson names it: Draft (never deployed, or undeployed), Productive
+// (its saved code is live), Modified (saved since its live deployment), Build Error (the last
+// deployment failed to build), Deploy Error (its deployment could not be loaded at start).
+enum class FunctionState { kDraft, kProductive, kModified, kBuildError, kDeployError };
+// One deployment's outcome.
+enum class DeploymentState { kProductive, kBuildError, kDeployError, kUndeployed };
+
+// A function (lambda) as edited.
 struct FunctionRecord {
   FunctionId uuid;
   AccountId account;
@@ -361,7 +368,7 @@ struct FunctionRecord {
   std::string event_id;
   std::string code;
   std::vector<EnvVar> env;
-  std::string state = "Draft";
+  FunctionState state = FunctionState::kDraft;
   std::int64_t version = 1;  // bumped by every saved change
   std::string created_by;
   std::string updated_by;
@@ -377,7 +384,7 @@ struct Deployment {
   std::int64_t function_version = 0;
   std::string code;
   std::vector<EnvVar> env;
-  std::string state;       // Productive, Build Error, Deploy Error, Undeployed
+  DeploymentState state = DeploymentState::kProductive;
   std::string error_json;  // {errorCode, errorMsg, errorLogs[]} when it failed
   std::string created_by;
   TimeMs created_at = 0;
@@ -410,19 +417,25 @@ struct ContextProperty {
   TimeMs expires_at = 0;  // 0 = never
 };
 
+// Who invoked the function that read or wrote a secret, which of the two, and whether it was
+// allowed (names: "platform"/"user", "read"/"write", "allowed"/"refused").
+enum class AuditInvoker { kPlatform, kUser };
+enum class AuditOp { kRead, kWrite };
+enum class AuditOutcome { kAllowed, kRefused };
+
 // One secret read or write attempted by a function (the secret audit trail).
 struct SecretAuditEntry {
   AccountId account;
   TimeMs ts = 0;
   FunctionId function;
   std::string request_id;
-  std::string invoker;  // "platform" or "user"
-  UserId user;          // the invoking user when invoker == "user"
+  AuditInvoker invoker = AuditInvoker::kPlatform;
+  UserId user;  // the invoking user when invoker is kUser
   std::string login_name;
   std::string key;
-  std::string op;       // "read" or "write"
-  std::string outcome;  // "allowed" or "refused"
-  std::string detail;   // why it was refused, or the error of an allowed operation; "" if none
+  AuditOp op = AuditOp::kRead;
+  AuditOutcome outcome = AuditOutcome::kAllowed;
+  std::string detail;  // why it was refused, or the error of an allowed operation; "" if none
 };
 
 class FunctionStore {
@@ -738,6 +751,18 @@ Result<AccountStatus> parseAccountStatus(std::string_view s);
 // "ONLINE", "OFFLINE", "VENDOR_INTERRUPTION", "SERVICE_INTERRUPTION"
 const char* botStatusName(BotStatus s);
 Result<BotStatus> parseBotStatus(std::string_view s);
+const char* auditInvokerName(AuditInvoker i);  // "platform", "user"
+Result<AuditInvoker> parseAuditInvoker(std::string_view s);
+const char* auditOpName(AuditOp o);  // "read", "write"
+Result<AuditOp> parseAuditOp(std::string_view s);
+const char* auditOutcomeName(AuditOutcome o);  // "allowed", "refused"
+Result<AuditOutcome> parseAuditOutcome(std::string_view s);
+// "Draft", "Productive", "Modified", "Build Error", "Deploy Error"
+const char* functionStateName(FunctionState s);
+Result<FunctionState> parseFunctionState(std::string_view s);
+// "Productive", "Build Error", "Deploy Error", "Undeployed"
+const char* deploymentStateName(DeploymentState s);
+Result<DeploymentState> parseDeploymentState(std::string_view s);
 const char* scheduleStateName(ScheduleState s);  // "ACTIVE", "PAUSED"
 Result<ScheduleState> parseScheduleState(std::string_view s);
 // "CONSUMER", "ASSIGNED_AGENT", "MANAGER", "READER", "CONTROLLER"

@@ -1043,7 +1043,7 @@ TYPED_TEST(StoreContract, FunctionsCrud) {
   ASSERT_EQ(got->env.size(), 2u);
   EXPECT_EQ(got->env[1].key, "B");
   EXPECT_EQ(got->env[1].value, "two \"quoted\"");
-  EXPECT_EQ(got->state, "Draft");
+  EXPECT_EQ(got->state, FunctionState::kDraft);
   EXPECT_EQ(got->version, 1);
   EXPECT_EQ(got->created_at, this->clock_.nowMs());
   EXPECT_EQ(got->updated_at, this->clock_.nowMs());
@@ -1052,13 +1052,13 @@ TYPED_TEST(StoreContract, FunctionsCrud) {
   FunctionRecord upd = *got;
   upd.code = "// v2";
   upd.version = 2;
-  upd.state = "Modified";
+  upd.state = FunctionState::kModified;
   upd.env.clear();
   ASSERT_OK(this->fn().updateFunction(upd));
   got = this->fn().getFunction(kA, FunctionId("f1"));
   EXPECT_EQ(got->code, "// v2");
   EXPECT_EQ(got->version, 2);
-  EXPECT_EQ(got->state, "Modified");
+  EXPECT_EQ(got->state, FunctionState::kModified);
   EXPECT_TRUE(got->env.empty());
   upd.name = "another";
   EXPECT_CODE(this->fn().updateFunction(upd), ErrorCode::kConflict);
@@ -1091,7 +1091,7 @@ Deployment makeDeployment(const AccountId& a, const std::string& fn, const std::
   d.function_version = at;
   d.code = "code " + uuid;
   d.env = {{"K", uuid}};
-  d.state = "Productive";
+  d.state = DeploymentState::kProductive;
   d.error_json = "";
   d.created_by = "alice";
   d.created_at = at;
@@ -1186,12 +1186,12 @@ TYPED_TEST(StoreContract, SecretAuditNewestFirstKeepsNewestPerAccount) {
     e.ts = ts;
     e.function = FunctionId("f1");
     e.request_id = "r-" + key;
-    e.invoker = "user";
+    e.invoker = AuditInvoker::kUser;
     e.user = UserId("1001");
     e.login_name = "dev";
     e.key = key;
-    e.op = "write";
-    e.outcome = "refused";
+    e.op = AuditOp::kWrite;
+    e.outcome = AuditOutcome::kRefused;
     e.detail = "needs FAAS_ADMIN";
     return e;
   };
@@ -1210,11 +1210,11 @@ TYPED_TEST(StoreContract, SecretAuditNewestFirstKeepsNewestPerAccount) {
   EXPECT_EQ(e.ts, 100);
   EXPECT_EQ(e.function, FunctionId("f1"));
   EXPECT_EQ(e.request_id, "r-k4");
-  EXPECT_EQ(e.invoker, "user");
+  EXPECT_EQ(e.invoker, AuditInvoker::kUser);
   EXPECT_EQ(e.user, UserId("1001"));
   EXPECT_EQ(e.login_name, "dev");
-  EXPECT_EQ(e.op, "write");
-  EXPECT_EQ(e.outcome, "refused");
+  EXPECT_EQ(e.op, AuditOp::kWrite);
+  EXPECT_EQ(e.outcome, AuditOutcome::kRefused);
   EXPECT_EQ(e.detail, "needs FAAS_ADMIN");
   EXPECT_EQ(this->fn().listSecretAudit(kA, 2)->size(), 2u);
   EXPECT_TRUE(this->fn().listSecretAudit(kA, 0)->empty());
@@ -1703,6 +1703,27 @@ TEST(StoreNames, EveryEnumValueRoundTripsAndUnknownTextIsRefused) {
   expectNames<ScheduleState>(
       scheduleStateName, parseScheduleState,
       {{ScheduleState::kActive, "ACTIVE"}, {ScheduleState::kPaused, "PAUSED"}}, {"STOPPED", ""});
+  expectNames<AuditInvoker>(auditInvokerName, parseAuditInvoker,
+                            {{AuditInvoker::kPlatform, "platform"}, {AuditInvoker::kUser, "user"}},
+                            {"USER", ""});
+  expectNames<AuditOp>(auditOpName, parseAuditOp,
+                       {{AuditOp::kRead, "read"}, {AuditOp::kWrite, "write"}}, {"delete", ""});
+  expectNames<AuditOutcome>(
+      auditOutcomeName, parseAuditOutcome,
+      {{AuditOutcome::kAllowed, "allowed"}, {AuditOutcome::kRefused, "refused"}}, {"denied", ""});
+  expectNames<FunctionState>(functionStateName, parseFunctionState,
+                             {{FunctionState::kDraft, "Draft"},
+                              {FunctionState::kProductive, "Productive"},
+                              {FunctionState::kModified, "Modified"},
+                              {FunctionState::kBuildError, "Build Error"},
+                              {FunctionState::kDeployError, "Deploy Error"}},
+                             {"productive", "Undeployed", ""});
+  expectNames<DeploymentState>(deploymentStateName, parseDeploymentState,
+                               {{DeploymentState::kProductive, "Productive"},
+                                {DeploymentState::kBuildError, "Build Error"},
+                                {DeploymentState::kDeployError, "Deploy Error"},
+                                {DeploymentState::kUndeployed, "Undeployed"}},
+                               {"Draft", "BuildError", ""});
 }
 
 // Conversation::close_reason as stored: "" is none, a name is that reason, other text Invalid.

@@ -387,7 +387,7 @@ async function lambda(input, callback) {
     f.name = name;
     f.event_id = event;
     f.code = code;
-    f.state = "Productive";
+    f.state = store::FunctionState::kProductive;
     ASSERT_TRUE(store_->functions().createFunction(f));
     ASSERT_TRUE(runtime_->deploy(kAcc, f.uuid, functions::DeployedCode{code, {}, 1}));
   }

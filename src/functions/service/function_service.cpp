@@ -22,11 +22,8 @@ namespace bj = boost::json;
 
 namespace {
 
-constexpr std::string_view kStateDraft = "Draft";
-constexpr std::string_view kStateProductive = "Productive";
-constexpr std::string_view kStateModified = "Modified";
-constexpr std::string_view kStateBuildError = "Build Error";
-constexpr std::string_view kStateDeployError = "Deploy Error";
+using store::DeploymentState;
+using store::FunctionState;
 constexpr std::string_view kBuildErrorCode = "com.liveperson.faas.fm.build-error";
 
 // ---- responses -------------------------------------------------------------------------------
@@ -91,7 +88,7 @@ bj::object deploymentJson(const store::Deployment& d, bool with_code) {
   o["uuid"] = d.uuid;
   o["lambdaUUID"] = d.function.str();
   o["lambdaVersion"] = d.function_version;
-  o["deploymentState"] = d.state;
+  o["deploymentState"] = store::deploymentStateName(d.state);
   o["deploymentError"] = d.error_json.empty() ? bj::value(nullptr) : parseOrString(d.error_json);
   o["createdAt"] = d.created_at;
   o["createdBy"] = d.created_by;
@@ -139,9 +136,9 @@ std::string canonicalLevel(std::string_view level) {
   return "";
 }
 
-std::string stateAfterSave(const store::FunctionRecord& f, bool live) {
+FunctionState stateAfterSave(const store::FunctionRecord& f, bool live) {
   (void)f;
-  return std::string(live ? kStateModified : kStateDraft);
+  return live ? FunctionState::kModified : FunctionState::kDraft;
 }
 
 }  // namespace
@@ -339,7 +336,7 @@ std::string FunctionService::functionJson(const store::FunctionRecord& f, bool w
   o["description"] = f.description;
   o["event"] = f.event_id;
   o["eventId"] = f.event_id;
-  o["state"] = f.state;
+  o["state"] = store::functionStateName(f.state);
   o["deployed"] = runtime_.isDeployed(f.account, f.uuid);
   o["createdAt"] = f.created_at;
   o["createdBy"] = f.created_by;
@@ -437,7 +434,7 @@ api::Response FunctionService::createFunction(const api::Request& req) {
   f.event_id = *event;
   f.code = std::move(source);
   f.env = std::move(env);
-  f.state = std::string(kStateDraft);
+  f.state = FunctionState::kDraft;
   f.version = 1;
   f.created_by = req.caller.login_name;
   f.updated_by = req.caller.login_name;
@@ -533,7 +530,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
     auto ds = functions_.listDeployments(f->account, f->uuid, options_.keep_deployments);
     if (ds)
       for (const auto& d : *ds)
-        if (d.state == kStateProductive) {
+        if (d.state == DeploymentState::kProductive) {
           live_deployment = d.uuid;
           break;
         }
@@ -552,7 +549,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
   if (built)
     built = runtime_.deploy(f->account, f->uuid, DeployedCode{f->code, f->env, f->version});
   if (!built) {
-    d.state = std::string(kStateBuildError);
+    d.state = DeploymentState::kBuildError;
     bj::object err;
     err["errorCode"] = kBuildErrorCode;
     err["errorMsg"] = built.error().message;
@@ -563,7 +560,7 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
     // Which deployment keeps running (restoreDeployments needs it after a restart).
     err["liveDeploymentUuid"] = live_deployment;
     d.error_json = json::dump(err);
-    f->state = std::string(kStateBuildError);
+    f->state = FunctionState::kBuildError;
     f->updated_at = clock_.nowMs();
     if (auto s = functions_.addDeployment(d); !s) return errorResponse(s.error());
     (void)functions_.pruneDeployments(f->account, f->uuid, options_.keep_deployments);
@@ -577,11 +574,11 @@ api::Response FunctionService::deployFunction(const api::Request& req, const Fun
       code = built.error().code;
     return errorResponse(code, std::move(msg));
   }
-  d.state = std::string(kStateProductive);
+  d.state = DeploymentState::kProductive;
   d.deployed_at = clock_.nowMs();
   if (auto s = functions_.addDeployment(d); !s) return errorResponse(s.error());
   (void)functions_.pruneDeployments(f->account, f->uuid, options_.keep_deployments);
-  f->state = std::string(kStateProductive);
+  f->state = FunctionState::kProductive;
   f->updated_at = clock_.nowMs();
   if (auto s = functions_.updateFunction(*f); !s) return errorResponse(s.error());
   changed(f->account, f->uuid);
@@ -594,7 +591,7 @@ api::Response FunctionService::undeployFunction(const api::Request& req, const F
   auto f = functions_.getFunction(req.caller.account, id);
   if (!f) return errorResponse(f.error());
   runtime_.undeploy(f->account, f->uuid);
-  f->state = std::string(kStateDraft);
+  f->state = FunctionState::kDraft;
   f->updated_at = clock_.nowMs();
   if (auto s = functions_.updateFunction(*f); !s) return errorResponse(s.error());
   changed(f->account, f->uuid);
@@ -868,15 +865,15 @@ api::Response FunctionService::secretAudit(const api::Request& req) {
     auto n = names.find(e.function.str());
     o["functionName"] = n == names.end() ? bj::value(nullptr) : bj::value(n->second);
     o["requestId"] = e.request_id;
-    bj::object invoker{{"type", e.invoker}};
-    if (e.invoker == "user") {
+    bj::object invoker{{"type", store::auditInvokerName(e.invoker)}};
+    if (e.invoker == store::AuditInvoker::kUser) {
       invoker["userId"] = e.user.str();
       invoker["loginName"] = e.login_name;
     }
     o["invoker"] = std::move(invoker);
     o["key"] = e.key;
-    o["operation"] = e.op;
-    o["outcome"] = e.outcome;
+    o["operation"] = store::auditOpName(e.op);
+    o["outcome"] = store::auditOutcomeName(e.outcome);
     o["detail"] = e.detail;
     out.push_back(std::move(o));
   }
@@ -928,14 +925,14 @@ Result<int> FunctionService::restoreDeployments() {
     auto list = functions_.listFunctions(a.id);
     if (!list) return std::unexpected(list.error());
     for (auto& f : *list) {
-      if (f.state == kStateDraft || f.state == kStateDeployError) continue;
+      if (f.state == FunctionState::kDraft || f.state == FunctionState::kDeployError) continue;
       auto ds = functions_.listDeployments(f.account, f.uuid, options_.keep_deployments);
       if (!ds) return std::unexpected(ds.error());
       const store::Deployment* live = liveDeployment(f, *ds);
       if (!live) {
-        if (f.state != kStateBuildError)
+        if (f.state != FunctionState::kBuildError)
           spdlog::warn("functions: {} ({}) is {} but has no deployment to restore", f.name,
-                       f.uuid.str(), f.state);
+                       f.uuid.str(), store::functionStateName(f.state));
         continue;
       }
       Status s = runtime_.deploy(f.account, f.uuid,
@@ -943,7 +940,7 @@ Result<int> FunctionService::restoreDeployments() {
       if (!s) {
         spdlog::error("functions: restoring {} ({}) failed: {}", f.name, f.uuid.str(),
                       s.error().message);
-        f.state = std::string(kStateDeployError);
+        f.state = FunctionState::kDeployError;
         f.updated_at = clock_.nowMs();
         (void)functions_.updateFunction(f);
         continue;
@@ -956,12 +953,12 @@ Result<int> FunctionService::restoreDeployments() {
 
 const store::Deployment* FunctionService::liveDeployment(const store::FunctionRecord& f,
                                                          const std::vector<store::Deployment>& ds) {
-  if (f.state == kStateDraft || f.state == kStateDeployError) return nullptr;
-  if (f.state == kStateBuildError) {
+  if (f.state == FunctionState::kDraft || f.state == FunctionState::kDeployError) return nullptr;
+  if (f.state == FunctionState::kBuildError) {
     // The failed deployment names the one that kept running, if any.
     std::string live_uuid;
     for (const auto& d : ds)
-      if (d.state == kStateBuildError) {
+      if (d.state == DeploymentState::kBuildError) {
         if (auto err = json::parseObject(d.error_json))
           live_uuid = json::getString(*err, "liveDeploymentUuid");
         break;
@@ -971,7 +968,7 @@ const store::Deployment* FunctionService::liveDeployment(const store::FunctionRe
     return nullptr;
   }
   for (const auto& d : ds)
-    if (d.state == kStateProductive) return &d;
+    if (d.state == DeploymentState::kProductive) return &d;
   return nullptr;
 }
 

@@ -205,7 +205,7 @@ void Gateway::invokeLambda(api::Request& req, const FunctionId& id,
         else
           done(lpError(kErrNotDeployed,
                        fmt::format("function {} is not deployed (state {}); deploy it first",
-                                   id.str(), f->state)));
+                                   id.str(), store::functionStateName(f->state))));
         shared->leave(acc);
       });
       return;

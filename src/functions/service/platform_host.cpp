@@ -77,12 +77,14 @@ Status PlatformHost::recordSecretAccess(const SecretAccess& access) {
   e.ts = access.ts ? access.ts : clock_.nowMs();
   e.function = access.function;
   e.request_id = access.request_id;
-  e.invoker = access.invoker.kind == InvokerKind::kUser ? "user" : "platform";
+  e.invoker = access.invoker.kind == InvokerKind::kUser ? store::AuditInvoker::kUser
+                                                        : store::AuditInvoker::kPlatform;
   e.user = access.invoker.user;
   e.login_name = access.invoker.login_name;
   e.key = access.key;
-  e.op = access.op == SecretOp::kWrite ? "write" : "read";
-  e.outcome = access.outcome == SecretOutcome::kRefused ? "refused" : "allowed";
+  e.op = access.op == SecretOp::kWrite ? store::AuditOp::kWrite : store::AuditOp::kRead;
+  e.outcome = access.outcome == SecretOutcome::kRefused ? store::AuditOutcome::kRefused
+                                                        : store::AuditOutcome::kAllowed;
   e.detail = access.detail;
   return store_.appendSecretAudit(e, secret_audit_keep_);
 }

@@ -390,7 +390,7 @@ FunctionRecord functionRow(const Rows& r, int i) {
   f.event_id = r.text(i, 4);
   f.code = r.text(i, 5);
   f.env = parseEnvJson(r.text(i, 6));
-  f.state = r.text(i, 7);
+  f.state = parseFunctionState(r.text(i, 7)).value_or(FunctionState::kDraft);
   f.version = r.i64(i, 8);
   f.created_by = r.text(i, 9);
   f.updated_by = r.text(i, 10);
@@ -410,7 +410,7 @@ Deployment deploymentRow(const Rows& r, int i) {
   d.function_version = r.i64(i, 3);
   d.code = r.text(i, 4);
   d.env = parseEnvJson(r.text(i, 5));
-  d.state = r.text(i, 6);
+  d.state = parseDeploymentState(r.text(i, 6)).value_or(DeploymentState::kDeployError);
   d.error_json = r.text(i, 7);
   d.created_by = r.text(i, 8);
   d.created_at = r.i64(i, 9);
@@ -436,12 +436,12 @@ SecretAuditEntry secretAuditRow(const Rows& r, int i) {
   e.ts = r.i64(i, 1);
   e.function = FunctionId(r.text(i, 2));
   e.request_id = r.text(i, 3);
-  e.invoker = r.text(i, 4);
+  e.invoker = parseAuditInvoker(r.text(i, 4)).value_or(AuditInvoker::kPlatform);
   e.user = UserId(r.text(i, 5));
   e.login_name = r.text(i, 6);
   e.key = r.text(i, 7);
-  e.op = r.text(i, 8);
-  e.outcome = r.text(i, 9);
+  e.op = parseAuditOp(r.text(i, 8)).value_or(AuditOp::kRead);
+  e.outcome = parseAuditOutcome(r.text(i, 9)).value_or(AuditOutcome::kRefused);
   e.detail = r.text(i, 10);
   return e;
 }
@@ -1620,8 +1620,9 @@ class PostgresStore final : public Store,
                            "INSERT INTO functions(" + std::string(kFunctionCols) +
                                ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
                            stored.uuid.str(), stored.account.str(), stored.name, stored.description,
-                           stored.event_id, stored.code, envJson(stored.env), stored.state,
-                           stored.version, stored.created_by, stored.updated_by, stored.created_at,
+                           stored.event_id, stored.code, envJson(stored.env),
+                           std::string(functionStateName(stored.state)), stored.version,
+                           stored.created_by, stored.updated_by, stored.created_at,
                            stored.updated_at)),
           functionNameMessage(f));
     });
@@ -1633,9 +1634,9 @@ class PostgresStore final : public Store,
                        "UPDATE functions SET name=$1, description=$2, event_id=$3, code=$4, "
                        "env_json=$5, state=$6, version=$7, created_by=$8, updated_by=$9, "
                        "created_at=$10, updated_at=$11 WHERE uuid=$12 AND account=$13",
-                       f.name, f.description, f.event_id, f.code, envJson(f.env), f.state,
-                       f.version, f.created_by, f.updated_by, f.created_at, f.updated_at,
-                       f.uuid.str(), f.account.str());
+                       f.name, f.description, f.event_id, f.code, envJson(f.env),
+                       std::string(functionStateName(f.state)), f.version, f.created_by,
+                       f.updated_by, f.created_at, f.updated_at, f.uuid.str(), f.account.str());
       if (!n) return conflictAs(asStatus(n), functionNameMessage(f));
       if (*n == 0) return notFound(functionMissing(f.account, f.uuid));
       return {};
@@ -1680,13 +1681,14 @@ class PostgresStore final : public Store,
     if (d.uuid.empty()) return invalid("deployment uuid is required");
     const TimeMs created = d.created_at ? d.created_at : clock_.nowMs();
     return write([&](Conn& c) {
-      return conflictAs(asStatus(execute(c,
-                                         "INSERT INTO deployments(" + std::string(kDeploymentCols) +
-                                             ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-                                         d.uuid, d.function.str(), d.account.str(),
-                                         d.function_version, d.code, envJson(d.env), d.state,
-                                         d.error_json, d.created_by, created, d.deployed_at)),
-                        "deployment " + d.uuid + " already exists");
+      return conflictAs(
+          asStatus(execute(c,
+                           "INSERT INTO deployments(" + std::string(kDeploymentCols) +
+                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                           d.uuid, d.function.str(), d.account.str(), d.function_version, d.code,
+                           envJson(d.env), std::string(deploymentStateName(d.state)), d.error_json,
+                           d.created_by, created, d.deployed_at)),
+          "deployment " + d.uuid + " already exists");
     });
   }
 
@@ -1794,8 +1796,10 @@ class PostgresStore final : public Store,
                             "INSERT INTO secret_audit(account, ts, function_uuid, request_id, "
                             "invoker, user_id, login_name, key_name, op, outcome, detail) "
                             "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-                            e.account.str(), ts, e.function.str(), e.request_id, e.invoker,
-                            e.user.str(), e.login_name, e.key, e.op, e.outcome, e.detail));
+                            e.account.str(), ts, e.function.str(), e.request_id,
+                            std::string(auditInvokerName(e.invoker)), e.user.str(), e.login_name,
+                            e.key, std::string(auditOpName(e.op)),
+                            std::string(auditOutcomeName(e.outcome)), e.detail));
       return asStatus(execute(c,
                               "DELETE FROM secret_audit WHERE account=$1 AND seq <= "
                               "(SELECT seq FROM secret_audit WHERE account=$1 "

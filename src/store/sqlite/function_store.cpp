@@ -37,8 +37,9 @@ Status SqliteFunctionStore::createFunction(const FunctionRecord& f) {
             c,
             "INSERT INTO functions(" + cols(kFunctionCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             stored.uuid.str(), stored.account.str(), stored.name, stored.description,
-            stored.event_id, stored.code, envJson(stored.env), stored.state, stored.version,
-            stored.created_by, stored.updated_by, stored.created_at, stored.updated_at)),
+            stored.event_id, stored.code, envJson(stored.env),
+            std::string(functionStateName(stored.state)), stored.version, stored.created_by,
+            stored.updated_by, stored.created_at, stored.updated_at)),
         functionNameMessage(f));
   });
 }
@@ -49,9 +50,9 @@ Status SqliteFunctionStore::updateFunction(const FunctionRecord& f) {
                      "UPDATE functions SET name=?, description=?, event_id=?, code=?, "
                      "env_json=?, state=?, version=?, created_by=?, updated_by=?, "
                      "created_at=?, updated_at=? WHERE uuid=? AND account=?",
-                     f.name, f.description, f.event_id, f.code, envJson(f.env), f.state, f.version,
-                     f.created_by, f.updated_by, f.created_at, f.updated_at, f.uuid.str(),
-                     f.account.str());
+                     f.name, f.description, f.event_id, f.code, envJson(f.env),
+                     std::string(functionStateName(f.state)), f.version, f.created_by, f.updated_by,
+                     f.created_at, f.updated_at, f.uuid.str(), f.account.str());
     if (!n) return conflictAs(asStatus(n), functionNameMessage(f));
     if (*n == 0) return notFound(functionMissing(f.account, f.uuid));
     return {};
@@ -99,7 +100,8 @@ Status SqliteFunctionStore::addDeployment(const Deployment& d) {
             c,
             "INSERT INTO deployments(" + cols(kDeploymentCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
             d.uuid, d.function.str(), d.account.str(), d.function_version, d.code, envJson(d.env),
-            d.state, d.error_json, d.created_by, created, d.deployed_at)),
+            std::string(deploymentStateName(d.state)), d.error_json, d.created_by, created,
+            d.deployed_at)),
         "deployment " + d.uuid + " already exists");
   });
 }
@@ -194,8 +196,9 @@ Status SqliteFunctionStore::appendSecretAudit(const SecretAuditEntry& e, int kee
   return db_.write([&](Conn& c) -> Status {
     PARLEY_STORE_TRY(execute(
         c, "INSERT INTO secret_audit(" + cols(kSecretAuditCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-        e.account.str(), ts, e.function.str(), e.request_id, e.invoker, e.user.str(), e.login_name,
-        e.key, e.op, e.outcome, e.detail));
+        e.account.str(), ts, e.function.str(), e.request_id,
+        std::string(auditInvokerName(e.invoker)), e.user.str(), e.login_name, e.key,
+        std::string(auditOpName(e.op)), std::string(auditOutcomeName(e.outcome)), e.detail));
     return asStatus(execute(c,
                             "DELETE FROM secret_audit WHERE account=?1 AND seq <= "
                             "(SELECT seq FROM secret_audit WHERE account=?1 "

@@ -222,7 +222,7 @@ FunctionRecord functionRow(Query& q) {
   f.event_id = q.text(4);
   f.code = q.text(5);
   f.env = parseEnvJson(q.text(6));
-  f.state = q.text(7);
+  f.state = parseFunctionState(q.text(7)).value_or(FunctionState::kDraft);
   f.version = q.i64(8);
   f.created_by = q.text(9);
   f.updated_by = q.text(10);
@@ -239,7 +239,7 @@ Deployment deploymentRow(Query& q) {
   d.function_version = q.i64(3);
   d.code = q.text(4);
   d.env = parseEnvJson(q.text(5));
-  d.state = q.text(6);
+  d.state = parseDeploymentState(q.text(6)).value_or(DeploymentState::kDeployError);
   d.error_json = q.text(7);
   d.created_by = q.text(8);
   d.created_at = q.i64(9);
@@ -274,12 +274,12 @@ SecretAuditEntry secretAuditRow(Query& q) {
   e.ts = q.i64(1);
   e.function = FunctionId(q.text(2));
   e.request_id = q.text(3);
-  e.invoker = q.text(4);
+  e.invoker = parseAuditInvoker(q.text(4)).value_or(AuditInvoker::kPlatform);
   e.user = UserId(q.text(5));
   e.login_name = q.text(6);
   e.key = q.text(7);
-  e.op = q.text(8);
-  e.outcome = q.text(9);
+  e.op = parseAuditOp(q.text(8)).value_or(AuditOp::kRead);
+  e.outcome = parseAuditOutcome(q.text(9)).value_or(AuditOutcome::kRefused);
   e.detail = q.text(10);
   return e;
 }
