@@ -1898,7 +1898,8 @@ class PostgresStore final : public Store,
               stored.account.str(), stored.id.str(), stored.name, stored.user.str(),
               stored.config_json, botStatusName(stored.status), stored.created_at,
               stored.updated_at)),
-          "bot " + b.id.str() + " already exists in account " + b.account.str());
+          "bot " + b.id.str() + " already exists in account " + b.account.str() + ", or user " +
+              b.user.str() + " already has a bot");
     });
   }
 

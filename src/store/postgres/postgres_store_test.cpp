@@ -128,6 +128,52 @@ TEST(PostgresStore, NodesStartingAtOnceMigrateAnEmptyDatabaseOnce) {
             std::to_string(postgresLatestSchemaVersion()));
 }
 
+// Nodes creating a bot for the same bot user at once (every node starting with --demo creates
+// the demo bot if it finds none): exactly one bot is stored, the others get Conflict.
+TEST(PostgresStore, NodesCreatingABotForOneUserAtOnceStoreOne) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  constexpr int kNodes = 6;
+  std::vector<std::unique_ptr<Store>> nodes;
+  for (int i = 0; i < kNodes; ++i) {
+    auto s = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+    ASSERT_TRUE(s) << s.error().message;
+    nodes.push_back(std::move(*s));
+  }
+  ASSERT_TRUE(nodes[0]->accounts().createAccount(Account{AccountId("1001"), "acme"}));
+  User bot_user;
+  bot_user.account = AccountId("1001");
+  bot_user.id = UserId("2001");
+  bot_user.login_name = "echo-bot";
+  bot_user.type = UserType::kBot;
+  ASSERT_TRUE(nodes[0]->accounts().createUser(bot_user));
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> created{0}, conflicts{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kNodes; ++i)
+      threads.emplace_back([&, i] {
+        BotRecord b;
+        b.account = AccountId("1001");
+        b.id = BotId("bot-" + std::to_string(round) + "-" + std::to_string(i));
+        b.name = "echo";
+        b.user = UserId("2001");
+        Status st = nodes[static_cast<std::size_t>(i)]->bots().createBot(b);
+        if (st)
+          ++created;
+        else if (st.error().code == ErrorCode::kConflict)
+          ++conflicts;
+        else
+          ADD_FAILURE() << st.error().message;
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(created.load(), 1) << "round " << round;
+    EXPECT_EQ(conflicts.load(), kNodes - 1) << "round " << round;
+    EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM bots WHERE user_id = '2001'"), "1");
+    rawQuery(uri, "DELETE FROM bots");
+  }
+}
+
 TEST(PostgresStore, ADatabaseNewerThanTheBinaryIsRefused) {
   const std::string uri = freshDatabase();
   ASSERT_FALSE(uri.empty());

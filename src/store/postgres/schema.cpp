@@ -174,7 +174,15 @@ CREATE TRIGGER conversations_lease_placeholder AFTER INSERT ON conversations
   FOR EACH ROW WHEN (NEW.state = 'OPEN') EXECUTE FUNCTION parley_lease_placeholder();
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}};
+// Version 6: one bot per bot user, held by the database. createBot/updateBot check it first for
+// a clear message, but two nodes creating a bot for one user at once (the demo bot, when nodes
+// start together) both passed the check; the second insert now fails as a Conflict. A database
+// that already holds two bots of one user refuses this migration, naming the user.
+constexpr const char* kV6 = R"sql(
+CREATE UNIQUE INDEX bots_user ON bots(account, user_id) WHERE user_id <> '';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
