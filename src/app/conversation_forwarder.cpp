@@ -298,7 +298,9 @@ void ConversationForwarder::publish(conv::PublishRequest req,
         return bj::object{{"type", "publish"},
                           {"actor", actorJson(r.actor)},
                           {"conversation", r.conversation.str()},
-                          {"event", r.event_json},
+                          // As text (a value when the caller passed one): the owner parses
+                          // it with the engine's own depth limit, as a local publish would.
+                          {"event", r.event ? json::dump(*r.event) : r.event_json},
                           {"metadata", r.metadata_json},
                           {"audience", store::audienceName(r.audience)},
                           {"turn", store::encodeTurnMark(r.turn)}};

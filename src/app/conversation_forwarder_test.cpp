@@ -123,6 +123,19 @@ TEST_F(ForwarderTest, APublishOnTheOtherNodeIsAppliedByTheOwnerAndAnsweredAsTher
   EXPECT_EQ(stored[0].originator_id, "consumer-1");
   EXPECT_NE(stored[0].event_json.find("\"hi\""), std::string::npos);
 
+  // An event passed as a value (PublishRequest::event, as the protocol sessions and the bot
+  // connector pass it) reaches the owner as that event.
+  auto as_value = text(consumer_, id_, "");
+  as_value.event = std::make_shared<const boost::json::object>(boost::json::object{
+      {"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", "by value"}});
+  as_value.event_json.clear();
+  auto third = call<conv::Published>([&](auto cb) { fb_->publish(as_value, cb); });
+  ASSERT_TRUE(third) << third.error().message;
+  EXPECT_EQ(third->sequence, 2);
+  stored = messages();
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_NE(stored[2].event_json.find("\"by value\""), std::string::npos) << stored[2].event_json;
+
   // Errors come back as the owner's engine gives them: another consumer is refused, an invalid
   // event too, with the same code and text as on the owner.
   const auto stranger = conv::Actor::ofConsumer(kAcc, ConsumerId("consumer-2"));
@@ -137,7 +150,7 @@ TEST_F(ForwarderTest, APublishOnTheOtherNodeIsAppliedByTheOwnerAndAnsweredAsTher
   auto bad_remote = call<conv::Published>([&](auto cb) { fb_->publish(bad, cb); });
   ASSERT_FALSE(bad_remote);
   EXPECT_EQ(bad_remote.error().code, ErrorCode::kInvalid);
-  EXPECT_EQ(messages().size(), 2u);
+  EXPECT_EQ(messages().size(), 3u);
 }
 
 TEST_F(ForwarderTest, AChangeOnTheOtherNodeIsAppliedByTheOwner) {
