@@ -8,28 +8,14 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
-const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
-const { startCluster, stopCluster } = require('./lib/cluster');
+const { clusterForTest, botTexts } = require('./lib/cluster');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test('PostgreSQL restarted under load: errors or delays, nothing acknowledged lost, no reply twice', { timeout: 900000 }, async (t) => {
-  const c = await startCluster(2, 240000);
-  t.after(async () => {
-    await stopCluster(c);
-    fs.rmSync(c.dir, { recursive: true, force: true });
-  });
-  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
-  const ca = fs.readFileSync(c.listening[0].ca);
-  const acc = c.demo.account;
-  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
-  const login = await request('POST', `${byName.node2.https}/api/account/${acc}/login?v=1.3`, {
-    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
-  });
-  assert.equal(login.status, 200, login.text);
-  const bearer = login.json.bearer;
+  const { byName, acc, srv, bearer, c } = await clusterForTest(t, 2);
   // REST through either node, again while the store is still coming back.
   const restRetry = async (method, p) => {
     for (let k = 0; ; k++) {
@@ -43,8 +29,6 @@ test('PostgreSQL restarted under load: errors or delays, nothing acknowledged lo
       await sleep(500);
     }
   };
-  const botTexts = (sock) => sock.contentRecords()
-    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => String(r.event.message));
 
   // Conversations on both nodes, each answered once before the load.
   const kConversations = 12;
@@ -189,29 +173,14 @@ test('PostgreSQL restarted under load: errors or delays, nothing acknowledged lo
 // twice.
 test('a node paused past its lease cannot write to the conversation it lost', { timeout: 900000 }, async (t) => {
   const leaseMs = 1500;
-  const c = await startCluster(2, 240000, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
-  const pid = Number(fs.readFileSync(`${c.dir}/node1.pid`, 'utf8'));
-  t.after(async () => {
-    try { process.kill(pid, 'SIGCONT'); } catch (e) { /* gone */ }
-    await stopCluster(c);
-    fs.rmSync(c.dir, { recursive: true, force: true });
-  });
-  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
-  const ca = fs.readFileSync(c.listening[0].ca);
-  const acc = c.demo.account;
-  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
-  const login = await request('POST', `${byName.node2.https}/api/account/${acc}/login?v=1.3`, {
-    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
-  });
-  assert.equal(login.status, 200, login.text);
-  const bearer = login.json.bearer;
+  const { c, byName, acc, srv, bearer } =
+    await clusterForTest(t, 2, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
+  const pid = Number(fs.readFileSync(`${c.dir}/node1.pid`, 'utf8'));  // stopCluster continues it
   const owner = async () => {
     const r = await rest(srv(byName.node2), bearer, 'GET', acc, `conversations/${convId}`);
     assert.equal(r.status, 200, r.text);
     return r.json.owner;
   };
-  const botTexts = (sock) => sock.contentRecords()
-    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => String(r.event.message));
   const publishRaw = (sock, text) => sock.request('ms.PublishEvent', {
     dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message: text },
   });

@@ -7,34 +7,20 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
-const { startCluster, stopCluster } = require('./lib/cluster');
+const { clusterForTest, botTexts } = require('./lib/cluster');
 
 test('publishes and changes reaching a node that does not own the conversation go to its owner, also during a takeover', { timeout: 600000 }, async (t) => {
   const leaseMs = 1500;
-  const c = await startCluster(3, 240000, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
-  t.after(async () => {
-    await stopCluster(c);
-    fs.rmSync(c.dir, { recursive: true, force: true });
-  });
-  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
+  const { c, byName, acc, srv, bearer } =
+    await clusterForTest(t, 3, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
   const { node1, node2 } = byName;
-  const ca = fs.readFileSync(node1.ca);
-  const acc = c.demo.account;
-  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
-  const login = await request('POST', `${node2.https}/api/account/${acc}/login?v=1.3`, {
-    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
-  });
-  assert.equal(login.status, 200, login.text);
   const owner = async (convId) => {
-    const r = await rest(srv(node2), login.json.bearer, 'GET', acc, `conversations/${convId}`);
+    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
     assert.equal(r.status, 200, r.text);
     return r.json;
   };
-  const botTexts = (sock) => sock.contentRecords()
-    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => r.event.message);
   const publish = (sock, convId, message, timeoutMs) => {
     const id = String(sock.nextId++);
     return sock.sendRaw(JSON.stringify({
@@ -99,7 +85,7 @@ test('publishes and changes reaching a node that does not own the conversation g
   assert.ok(newOwner === 'node2' || newOwner === 'node3', `owned by ${newOwner}`);
   await second.onB.waitFor(() => botTexts(second.onB).some((x) => x.split(/\s+/).includes('during')),
     'the new owner\'s bot answers', 30000);
-  const msgs = await rest(srv(node2), login.json.bearer, 'GET', acc, `conversations/${second.convId}/messages`);
+  const msgs = await rest(srv(node2), bearer, 'GET', acc, `conversations/${second.convId}/messages`);
   assert.equal(msgs.status, 200, msgs.text);
   const fromConsumer = msgs.json.filter((m) => m.event.type === 'ContentEvent' && m.role === 'CONSUMER')
     .map((m) => m.event.message);

@@ -11,7 +11,7 @@ const { request } = require('./lib/http');
 const { Consumer } = require('./lib/consumer');
 const { AgentSocket } = require('./lib/agent');
 const { rest } = require('./lib/server');
-const { startCluster, stopCluster } = require('./lib/cluster');
+const { startCluster, stopCluster, clusterForTest, botTexts } = require('./lib/cluster');
 
 // GET on a new connection each time (so the balancer may pick another node).
 function getFresh(url, ca) {
@@ -275,21 +275,9 @@ test('sockets on another node see a conversation\'s events once and in order', {
 // was not answered, every acknowledged message is in the store and no bot reply is sent twice.
 test('a SIGKILLed node\'s conversations go on on the other nodes: nothing acknowledged lost, no reply twice', { timeout: 420000 }, async (t) => {
   const leaseMs = 1500;
-  const c = await startCluster(3, 240000, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
-  t.after(async () => {
-    await stopCluster(c);
-    fs.rmSync(c.dir, { recursive: true, force: true });
-  });
-  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
+  const { c, byName, acc, srv, bearer } =
+    await clusterForTest(t, 3, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
   const n1 = byName.node1;
-  const ca = fs.readFileSync(n1.ca);
-  const acc = c.demo.account;
-  const srv = (n) => ({ https: n.https, httpsHost: new URL(n.https).host, ca });
-  const login = await request('POST', `${byName.node2.https}/api/account/${acc}/login?v=1.3`, {
-    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
-  });
-  assert.equal(login.status, 200, login.text);
-  const bearer = login.json.bearer;
   const owner = async (convId) => {
     const r = await rest(srv(byName.node2), bearer, 'GET', acc, `conversations/${convId}`);
     assert.equal(r.status, 200, r.text);
@@ -314,8 +302,6 @@ test('a SIGKILLed node\'s conversations go on on the other nodes: nothing acknow
     assert.equal((await consumer.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
     talks[i] = { consumer, convId, acked: [] };
   });
-  const botTexts = (sock) => sock.contentRecords()
-    .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => r.event.message);
   await inChunks([...talks.entries()], async ([i, x]) => {
     await x.consumer.publishText(x.convId, `a${i}`);
     x.acked.push(`a${i}`);

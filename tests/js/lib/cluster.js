@@ -1,8 +1,11 @@
 'use strict';
 // tools/cluster.sh driven from the tests: start it (resolves once the demo line is out), read the
 // lines it prints later, stop it.
+const assert = require('node:assert/strict');
+const fs = require('fs');
 const path = require('path');
 const { spawn } = require('child_process');
+const { request } = require('./http');
 const { tempDataDir, PARLEY_BIN } = require('./server');
 
 const SCRIPT = path.resolve(__dirname, '../../../tools/cluster.sh');
@@ -49,7 +52,13 @@ function startCluster(n, timeoutMs = 240000, env = {}) {
   });
 }
 
+// SIGTERM to tools/cluster.sh, which stops its nodes and waits for them: a node a test left
+// stopped (SIGSTOP) is continued first, or it would never end.
 function stopCluster(c) {
+  for (const f of fs.existsSync(c.dir) ? fs.readdirSync(c.dir) : []) {
+    if (!/^node\d+\.pid$/.test(f)) continue;
+    try { process.kill(Number(fs.readFileSync(path.join(c.dir, f), 'utf8')), 'SIGCONT'); } catch (e) { /* gone */ }
+  }
   return new Promise((resolve) => {
     if (c.proc.exitCode !== null) return resolve(c.proc.exitCode);
     c.proc.once('exit', (code) => resolve(code));
@@ -57,4 +66,28 @@ function stopCluster(c) {
   });
 }
 
-module.exports = { startCluster, stopCluster };
+// A cluster of n nodes for test t, stopped and removed after it, with what the tests use: the
+// nodes by name, the CA, the demo account, srv(node) for the clients, and an admin bearer from a
+// login through node 2.
+async function clusterForTest(t, n, env = {}) {
+  const c = await startCluster(n, 240000, env);
+  t.after(async () => {
+    await stopCluster(c);
+    fs.rmSync(c.dir, { recursive: true, force: true });
+  });
+  const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
+  const ca = fs.readFileSync(c.listening[0].ca);
+  const acc = c.demo.account;
+  const srv = (node) => ({ https: node.https, httpsHost: new URL(node.https).host, ca });
+  const login = await request('POST', `${byName.node2.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(login.status, 200, login.text);
+  return { c, byName, ca, acc, srv, bearer: login.json.bearer };
+}
+
+// The bot's content messages a consumer socket has seen, as text.
+const botTexts = (sock) => sock.contentRecords()
+  .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => String(r.event.message));
+
+module.exports = { startCluster, stopCluster, clusterForTest, botTexts };
