@@ -633,6 +633,7 @@ int serve(const ServeFlags& f) {
     return fail("cannot register the structured-content validator", st.error());
   (*server)->addMetricsSource([b = bot_service.get()] { return b->prometheusText(); });
   (*server)->addMetricsSource([s = store->get()] { return store::sqlitePrometheusText(*s); });
+  (*server)->addMetricsSource([s = store->get()] { return store::postgresPrometheusText(*s); });
 
   // Cluster mode: this node's conversation events go to the other nodes' sessions, and theirs
   // to this node's sessions (app/conversation_relay.h). Nothing with the in-process bus.

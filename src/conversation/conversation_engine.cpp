@@ -85,6 +85,10 @@ struct ConvEntry {
   Strand strand;
   Conversation conv;
   bool busy = false;  // on strand
+  // On strand. A write of this conversation failed with Unavailable: the store may have stored
+  // it all the same (an answer lost with the connection), so `conv` may be behind the store.
+  // The next operation reads the store first (Engine::resync).
+  bool unsure = false;
   // On strand. A vector, not a deque: an empty one allocates nothing (idle conversations are
   // many), and more than a few held operations per conversation are rare.
   std::vector<std::function<void()>> held;
@@ -367,6 +371,11 @@ class Engine final : public ConversationService {
   // conversation is not open here.
   void withEntry(const AccountId& acc, const ConversationId& id, std::function<void(EntryPtr)> fn,
                  std::function<void(Error)> fail);
+  // On the entry's strand, when `unsure`: reads the conversation from the store and takes what
+  // a failed write stored all the same — messages past `next_sequence` are adopted in order and
+  // announced (onMessageAdded) as if their publish had succeeded. Unavailable while the store
+  // cannot be read (the entry stays unsure and the operation fails: retry).
+  Status resync(const EntryPtr& entry);
   static Status checkOpen(const Conversation& c, const AccountId& acc) {
     if (c.account != acc)
       return notFound("conversation " + c.id.str() + " does not exist in account " + acc.str());
@@ -474,7 +483,11 @@ void Engine::withEntry(const AccountId& acc, const ConversationId& id,
     if (it != entries_.end()) entry = it->second;
   }
   if (entry) {
-    onStrand(entry, [entry, fn = std::move(fn)] { fn(entry); });
+    onStrand(entry, [this, entry, fn = std::move(fn), fail] {
+      if (entry->unsure)
+        if (auto st = resync(entry); !st) return fail(st.error());
+      fn(entry);
+    });
     return;
   }
   asio::post(pool_, [this, acc, id, fail = std::move(fail)] {
@@ -489,6 +502,45 @@ void Engine::withEntry(const AccountId& acc, const ConversationId& id,
                                             " is open in the store but not loaded by the engine; "
                                             "restart the server (recover) and retry"});
   });
+}
+
+Status Engine::resync(const EntryPtr& entry) {
+  Conversation& c = entry->conv;
+  auto unavailable = [&](const Error& e) {
+    return Status(std::unexpected(
+        Error{ErrorCode::kUnavailable,
+              "conversation " + c.id.str() +
+                  ": a write failed while the store was unavailable, and whether it was stored "
+                  "cannot be read yet (" +
+                  e.message + "); retry"}));
+  };
+  auto stored = store_.conversations().getConversation(c.account, c.id);
+  if (!stored) return unavailable(stored.error());
+  if (stored->next_sequence > c.next_sequence) {
+    auto missing = store_.conversations().listMessages(
+        c.id, c.next_sequence, static_cast<int>(stored->next_sequence - c.next_sequence));
+    if (!missing) return unavailable(missing.error());
+    for (auto& m : *missing) {
+      if (m.sequence != c.next_sequence) break;  // only a gapless continuation is adopted
+      auto added = std::make_shared<MessageAdded>();
+      boost::system::error_code ec;
+      boost::json::value v = boost::json::parse(m.event_json, ec);
+      added->event = std::make_shared<const boost::json::object>(
+          !ec && v.is_object() ? std::move(v.as_object()) : boost::json::object());
+      c.next_sequence = m.sequence + 1;
+      c.updated_at = std::max(c.updated_at, m.server_ts);
+      spdlog::warn(
+          "conversation {}: message {} was stored although its write reported a failure; "
+          "announced now",
+          c.id.str(), m.sequence);
+      added->message = std::move(m);
+      added->conversation = c;
+      std::shared_ptr<const MessageAdded> shared = std::move(added);
+      listeners_->emit([&](ConversationListener& l) { l.onMessageAddedShared(shared); });
+    }
+  }
+  entry->unsure = false;
+  return {};
 }
 
 Result<std::int64_t> Engine::ttrSeconds(const AccountId& acc, TtrType type,
@@ -1275,6 +1327,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                 if (!st) {
                   cv.next_sequence--;
                   cv.updated_at = p->prev_updated;
+                  if (st.error().code == ErrorCode::kUnavailable) e->unsure = true;
                   p->done(std::unexpected(st.error()));
                 } else {
                   std::shared_ptr<const MessageAdded> added = std::move(p->added);
@@ -1451,8 +1504,10 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
           next.end_ts = now;
         }
         next.updated_at = now;
-        if (auto st = store_.conversations().saveConversation(next); !st)
+        if (auto st = store_.conversations().saveConversation(next); !st) {
+          if (st.error().code == ErrorCode::kUnavailable) entry->unsure = true;
           return done(std::unexpected(st.error()));
+        }
         c = std::move(next);
 
         Effects fx;

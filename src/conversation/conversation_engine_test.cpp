@@ -1510,9 +1510,11 @@ class GatedStore final : public store::Store, public store::ConversationStore {
                           std::shared_ptr<const store::Message> m,
                           std::function<void(Status)> done) override {
     std::lock_guard lock(mu_);
-    held_.push_back([this, c = std::move(c), m = std::move(m), done = std::move(done)](bool fail) {
-      done(fail ? Status(std::unexpected(Error{ErrorCode::kUnavailable, "disk full"}))
-                : inner_.conversations().appendMessage(*c, *m));
+    held_.push_back([this, c = std::move(c), m = std::move(m), done = std::move(done)](Outcome o) {
+      if (o == Outcome::kStoredButFailed) (void)inner_.conversations().appendMessage(*c, *m);
+      done(o != Outcome::kStored
+               ? Status(std::unexpected(Error{ErrorCode::kUnavailable, "connection lost"}))
+               : inner_.conversations().appendMessage(*c, *m));
     });
     cv_.notify_all();
   }
@@ -1521,23 +1523,27 @@ class GatedStore final : public store::Store, public store::ConversationStore {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, 5s, [&] { return held_.size() >= n; });
   }
+  // How a held append ends: stored; failed (nothing stored); or stored and reported as failed
+  // (a commit whose answer was lost with the connection).
+  enum class Outcome { kStored, kFailed, kStoredButFailed };
   // Completes the oldest held append (failing it when `fail`).
-  void completeOne(bool fail = false) {
-    std::function<void(bool)> f;
+  void completeOne(bool fail = false) { complete(fail ? Outcome::kFailed : Outcome::kStored); }
+  void complete(Outcome o) {
+    std::function<void(Outcome)> f;
     {
       std::lock_guard lock(mu_);
       ASSERT_FALSE(held_.empty());
       f = std::move(held_.front());
       held_.pop_front();
     }
-    f(fail);
+    f(o);
   }
 
  private:
   store::Store& inner_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void(bool)>> held_;
+  std::deque<std::function<void(Outcome)>> held_;
 };
 
 TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
@@ -1604,6 +1610,67 @@ TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
   ASSERT_TRUE(stored);
   ASSERT_EQ(stored->size(), 1u);
   EXPECT_NE((*stored)[0].event_json.find("one"), std::string::npos);
+  sub.reset();
+  engine.reset();
+}
+
+// The store reports an append as failed (Unavailable) although it stored it — PostgreSQL's
+// answer to COMMIT lost with the connection, when the store could not learn the outcome. The
+// conversation must not take the sequence as free: its next operation reads the store, adopts
+// the stored message and announces it (so the bot and the other participants get it), and
+// goes on after it. Without that, every later publish conflicts ("message 0 already exists").
+TEST_F(EngineTest, AnAppendStoredDespiteAReportedFailureIsAdoptedByTheNextOperation) {
+  stop();
+  GatedStore gated(*store_);
+  Options o;
+  o.tick_interval_ms = 0;
+  o.threads = 2;
+  auto engine = makeConversationService(gated, clock_, o);
+  auto sub = engine->subscribe(rec_);
+  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
+  ConversationRequest req;
+  req.account = kAcc;
+  req.consumer = consumer.consumer;
+  req.skill = sales_;
+  auto c = call<Conversation>([&](auto cb) { engine->requestConversation(req, cb); });
+  ASSERT_TRUE(c) << c.error().message;
+  auto publishAsync = [&](const std::string& text) {
+    auto p = std::make_shared<std::promise<Result<Published>>>();
+    PublishRequest pr;
+    pr.actor = consumer;
+    pr.conversation = c->id;
+    pr.event_json = R"({"type":"ContentEvent","message":")" + text + R"("})";
+    engine->publish(pr, [p](Result<Published> r) { p->set_value(std::move(r)); });
+    return p->get_future();
+  };
+
+  auto lost = publishAsync("stored anyway");
+  ASSERT_TRUE(gated.waitHeld(1));
+  gated.complete(GatedStore::Outcome::kStoredButFailed);
+  ASSERT_EQ(lost.wait_for(5s), std::future_status::ready);
+  auto l = lost.get();
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error().code, ErrorCode::kUnavailable);
+
+  auto next = publishAsync("next");
+  ASSERT_TRUE(gated.waitHeld(1));
+  gated.completeOne();
+  ASSERT_EQ(next.wait_for(5s), std::future_status::ready);
+  auto n = next.get();
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(n->sequence, 1);
+
+  // Both announced, in sequence order, the adopted one with its event.
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.messages_.size() >= 2; }));
+  std::vector<std::pair<std::int64_t, std::string>> seen;
+  for (const auto& m : rec_.messages_)
+    if (m.message.conversation == c->id)
+      seen.emplace_back(m.message.sequence, m.event ? json::getString(*m.event, "message") : "");
+  EXPECT_EQ(seen,
+            (std::vector<std::pair<std::int64_t, std::string>>{{0, "stored anyway"}, {1, "next"}}));
+  auto stored = store_->conversations().listMessages(c->id, 0, 10);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->size(), 2u);
   sub.reset();
   engine.reset();
 }

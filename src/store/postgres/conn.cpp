@@ -120,12 +120,18 @@ Status Conn::ensure() {
 }
 
 Status Conn::exec(const std::string& sql) {
-  if (auto st = ensure(); !st) return st;
+  auto rows = execRows(sql);
+  if (!rows) return std::unexpected(std::move(rows.error()));
+  return {};
+}
+
+Result<Rows> Conn::execRows(const std::string& sql) {
+  if (auto st = ensure(); !st) return std::unexpected(st.error());
   PGresult* r = PQexec(c_, sql.c_str());
   Rows rows(r);
   const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return std::unexpected(errorOf(r));
-  return {};
+  return rows;
 }
 
 Result<Rows> Conn::query(const std::string& sql, const std::vector<Param>& params) {

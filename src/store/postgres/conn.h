@@ -51,6 +51,8 @@ class Conn {
 
   // Runs SQL without parameters through the simple protocol (may hold several statements).
   Status exec(const std::string& sql);
+  // As exec, and returns the rows of the last statement.
+  Result<Rows> execRows(const std::string& sql);
   // Runs one statement, prepared on first use on this connection (cached by its text).
   Result<Rows> query(const std::string& sql, const std::vector<Param>& params);
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/prometheus.h"
 #include "store/postgres/conn.h"
 #include "store/postgres/schema.h"
 #include "store/store_util.h"
@@ -684,24 +685,88 @@ class Writer {
   void runBatch(const std::vector<Op*>& batch) {
     Conn& c = *conn_;
     for (Op* op : batch) op->result = {};
-    if (auto st = c.exec("BEGIN"); !st) {
-      for (Op* op : batch) op->result = st;
+    // The transaction's id, taken in BEGIN's round trip: when the connection is lost during
+    // COMMIT, PostgreSQL is asked afterwards whether it committed (resolveCommit).
+    auto begun = c.execRows("BEGIN; SELECT pg_current_xact_id()::text");
+    if (!begun) {
+      for (Op* op : batch) op->result = std::unexpected(begun.error());
       return;
     }
+    const std::string xid = begun->size() == 1 ? begun->text(0, 0) : std::string();
     c.holdReconnects(true);
-    runInTransaction(c, batch);
+    const bool commit_lost = runInTransaction(c, batch);
     c.holdReconnects(false);
+    if (commit_lost) resolveCommit(c, xid, batch);
   }
 
-  // REQUIRES: a transaction is open on `c` (BEGIN ran) and reconnects are held.
-  static void runInTransaction(Conn& c, const std::vector<Op*>& batch) {
+  // How long the writer tries to learn the outcome of a COMMIT whose answer was lost (the
+  // server restarting takes seconds; its crash recovery keeps the outcome).
+  static constexpr std::chrono::seconds kResolveFor{30};
+  static constexpr std::chrono::milliseconds kResolvePause{100};
+
+  // The connection was lost after COMMIT was sent: the transaction may have committed. Asks the
+  // server (reconnecting, with the connection's backoff) for the transaction's status until
+  // kResolveFor has passed or the writer stops. Committed: every write keeps its result.
+  // Aborted: every write fails with Unavailable. Not learnt: every write fails with Unavailable
+  // saying that it may have been stored (callers then read the store before going on).
+  void resolveCommit(Conn& c, const std::string& xid, const std::vector<Op*>& batch) {
+    const auto until = std::chrono::steady_clock::now() + kResolveFor;
+    std::string last = "the connection was lost during COMMIT";
+    while (!xid.empty()) {
+      auto r = c.query("SELECT pg_xact_status($1::xid8)", {Param{xid}});
+      if (r && r->size() == 1 && !r->isNull(0, 0)) {
+        const std::string status = r->text(0, 0);
+        if (status == "committed") {
+          count(&PostgresWriteStats::lost_commits_committed);
+          spdlog::warn("postgres store: the answer to COMMIT was lost; transaction {} committed",
+                       xid);
+          return;
+        }
+        if (status == "aborted") {
+          count(&PostgresWriteStats::lost_commits_aborted);
+          failAll(batch, Error{ErrorCode::kUnavailable,
+                               "postgres store: the connection was lost during COMMIT; the "
+                               "transaction was rolled back"});
+          return;
+        }
+        last = "transaction " + xid + " is still " + status;  // in progress: its backend
+                                                              // has not seen the loss yet
+      } else if (r && r->size() == 1) {
+        break;  // too old to be known: cannot happen within kResolveFor
+      } else if (!r) {
+        last = r.error().message;
+      }
+      if (std::chrono::steady_clock::now() >= until) break;
+      {
+        std::unique_lock lock(mu_);
+        if (stop_) break;
+      }
+      std::this_thread::sleep_for(kResolvePause);
+    }
+    count(&PostgresWriteStats::lost_commits_unknown);
+    spdlog::error("postgres store: the outcome of transaction {} is unknown: {}", xid, last);
+    failAll(batch, Error{ErrorCode::kUnavailable,
+                         "postgres store: the connection was lost during COMMIT and whether it "
+                         "committed is unknown (" +
+                             last + "); the write may have been stored"});
+  }
+
+  void count(std::int64_t PostgresWriteStats::*counter) {
+    std::lock_guard lock(mu_);
+    ++(stats_.*counter);
+  }
+
+  // REQUIRES: a transaction is open on `c` (BEGIN ran) and reconnects are held. True when the
+  // connection was lost during COMMIT (the outcome is unknown); every write's result is set
+  // otherwise.
+  static bool runInTransaction(Conn& c, const std::vector<Op*>& batch) {
     Tx tx{c};
     if (batch.size() == 1) {
       Op& op = *batch.front();
       op.result = runOne(op, tx);
       if (!op.result) {
         (void)c.exec("ROLLBACK");
-        return;
+        return false;
       }
     } else {
       for (Op* op : batch) {
@@ -730,15 +795,16 @@ class Writer {
           (void)c.exec("ROLLBACK");
           for (Op* o : batch)
             if (o != op || o->result) o->result = std::unexpected(lost);
-          return;
+          return false;
         }
       }
     }
     Status commit = c.exec("COMMIT");
-    if (!commit) {
-      (void)c.exec("ROLLBACK");
-      failAll(batch, commit.error());
-    }
+    if (commit) return false;
+    if (c.broken()) return true;
+    (void)c.exec("ROLLBACK");
+    failAll(batch, commit.error());
+    return false;
   }
 
   std::unique_ptr<Conn> conn_;
@@ -2327,6 +2393,28 @@ Result<PostgresWriteStats> postgresWriteStats(Store& store) {
   auto* s = dynamic_cast<PostgresStore*>(&store);
   if (!s) return invalid("not a PostgreSQL store");
   return s->writeStats();
+}
+
+std::string postgresPrometheusText(Store& store) {
+  auto st = postgresWriteStats(store);
+  if (!st) return {};
+  std::string out;
+  prometheus::appendSample(out, "parley_store_transactions_total", "counter",
+                           "Transactions the store's writer committed or tried.", st->transactions);
+  prometheus::appendSample(out, "parley_store_writes_total", "counter",
+                           "Writes run in those transactions.", st->writes);
+  prometheus::appendSample(out, "parley_store_largest_batch", "gauge",
+                           "Most writes committed in one transaction.", st->largest_batch);
+  prometheus::appendSample(out, "parley_store_lost_commits_committed_total", "counter",
+                           "COMMITs whose answer was lost and that had committed.",
+                           st->lost_commits_committed);
+  prometheus::appendSample(out, "parley_store_lost_commits_aborted_total", "counter",
+                           "COMMITs whose answer was lost and that had been rolled back.",
+                           st->lost_commits_aborted);
+  prometheus::appendSample(out, "parley_store_lost_commits_unknown_total", "counter",
+                           "COMMITs whose answer was lost and whose outcome was not learnt.",
+                           st->lost_commits_unknown);
+  return out;
 }
 
 Result<std::unique_ptr<Store>> openPostgresStore(const std::string& uri, const Clock& clock,

@@ -23,6 +23,11 @@ struct PostgresWriteStats {
   std::int64_t transactions = 0;
   std::int64_t writes = 0;
   std::int64_t largest_batch = 0;
+  // Transactions whose COMMIT lost its answer (the connection dropped), by the outcome the
+  // server gave when asked afterwards (unknown: not learnt within 30 s).
+  std::int64_t lost_commits_committed = 0;
+  std::int64_t lost_commits_aborted = 0;
+  std::int64_t lost_commits_unknown = 0;
 };
 
 // Connects to `uri` (postgres://USER[:PW]@HOST:PORT/DB or postgresql://..., libpq parameters
@@ -47,5 +52,7 @@ const char* postgresLeaseClaimSql();
 
 // Group-commit counters; Invalid for a store that is not a PostgreSQL store.
 Result<PostgresWriteStats> postgresWriteStats(Store& store);
+// Those counters in Prometheus text ("" for a store that is not a PostgreSQL store).
+std::string postgresPrometheusText(Store& store);
 
 }  // namespace parley::store

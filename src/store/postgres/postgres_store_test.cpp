@@ -5,13 +5,18 @@
 
 #include "store/postgres/postgres_store.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <string>
@@ -48,6 +53,132 @@ std::string rawQuery(const std::string& uri, const std::string& sql) {
   PQfinish(c);
   return out;
 }
+
+// A TCP proxy in front of the test server that can lose a connection around its next COMMIT
+// (as a server restart or a network failure would): either after forwarding the COMMIT, dropping
+// the server's answer (the transaction commits, the client cannot know), or before it (the
+// server sees the client vanish mid-transaction and rolls back). Other connections and later
+// ones pass untouched.
+class CommitCuttingProxy {
+ public:
+  enum class Cut { kNone, kAnswer, kCommit };
+
+  explicit CommitCuttingProxy(int upstream_port) : upstream_port_(upstream_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listener_, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+  ~CommitCuttingProxy() {
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    acceptor_.join();
+    std::vector<std::thread> pumps;
+    {
+      std::lock_guard lock(mu_);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+      pumps.swap(pumps_);
+    }
+    for (auto& t : pumps) t.join();
+    for (int fd : fds_) ::close(fd);
+  }
+  int port() const { return port_; }
+  // The next COMMIT any connection sends is cut as `cut` says (once).
+  void cutNextCommit(Cut cut) { next_cut_ = cut; }
+  int cuts() const { return cuts_; }
+
+ private:
+  struct Link {
+    int client;
+    int server;
+    std::atomic<bool> drop_answers{false};
+  };
+
+  void acceptLoop() {
+    for (;;) {
+      int client = ::accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<std::uint16_t>(upstream_port_));
+      if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      auto link = std::make_shared<Link>();
+      link->client = client;
+      link->server = server;
+      std::lock_guard lock(mu_);
+      fds_.push_back(client);
+      fds_.push_back(server);
+      pumps_.emplace_back([this, link] { toServer(*link); });
+      pumps_.emplace_back([link] { toClient(*link); });
+    }
+  }
+
+  static void cutLink(Link& l) {
+    ::shutdown(l.client, SHUT_RDWR);
+    ::shutdown(l.server, SHUT_RDWR);
+  }
+
+  void toServer(Link& l) {
+    static constexpr char kCommit[] = "COMMIT";  // a simple query's text ends with its NUL
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(l.client, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      const std::string_view chunk(buf, static_cast<std::size_t>(n));
+      const bool commit = chunk.find(std::string_view(kCommit, sizeof kCommit)) != chunk.npos;
+      Cut cut = commit ? next_cut_.exchange(Cut::kNone) : Cut::kNone;
+      if (cut == Cut::kCommit) {
+        ++cuts_;
+        cutLink(l);
+        break;
+      }
+      if (cut == Cut::kAnswer) l.drop_answers = true;
+      if (::send(l.server, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
+      if (cut == Cut::kAnswer) {
+        ++cuts_;
+        // The server has the COMMIT; its answer is dropped, then the connection is lost.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        cutLink(l);
+        break;
+      }
+    }
+    ::shutdown(l.server, SHUT_WR);
+  }
+
+  static void toClient(Link& l) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(l.server, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      if (l.drop_answers) continue;
+      if (::send(l.client, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    ::shutdown(l.client, SHUT_WR);
+  }
+
+  const int upstream_port_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<Cut> next_cut_{Cut::kNone};
+  std::atomic<int> cuts_{0};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<int> fds_;            // guarded by mu_
+  std::vector<std::thread> pumps_;  // guarded by mu_
+};
 
 Conversation conversation(const std::string& id) {
   Conversation c;
@@ -547,6 +678,66 @@ TEST(PostgresStore, AcknowledgedAppendsSurviveLostConnectionsMidStream) {
   Conversation extra = conversation("after");
   Message m0 = message(extra, 0);
   EXPECT_TRUE((*store)->conversations().appendMessage(advanced(extra, m0), m0));
+}
+
+// The connection is lost after COMMIT reached the server and before its answer came back: the
+// transaction committed. The store asks the server (on a new connection) and reports what
+// happened — the append succeeded — rather than an error for a stored message (after which the
+// caller would take the message's sequence as free and every later append would conflict).
+TEST(PostgresStore, ACommitWhoseAnswerIsLostIsReportedAsItsOutcome) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  CommitCuttingProxy proxy(PostgresServer::shared().port());
+  const std::string db = uri.substr(uri.rfind('/') + 1);
+  const std::string via = "postgresql://postgres@127.0.0.1:" + std::to_string(proxy.port()) + "/" +
+                          db + "?sslmode=disable";
+  FakeClock clock;
+  auto store = openPostgresStore(via, clock, PostgresOptions{.readers = 1});
+  ASSERT_TRUE(store) << store.error().message;
+  auto& conv = (*store)->conversations();
+  Conversation c = conversation("lost-answer");
+  Message m0 = message(c, 0);
+  c = advanced(c, m0);
+  ASSERT_TRUE(conv.appendMessage(c, m0));
+
+  // Committed, answer lost: success, and the message is there once.
+  proxy.cutNextCommit(CommitCuttingProxy::Cut::kAnswer);
+  Message m1 = message(c, 1);
+  Conversation c1 = advanced(c, m1);
+  auto w1 = conv.appendMessage(c1, m1);
+  EXPECT_EQ(proxy.cuts(), 1);
+  EXPECT_TRUE(w1) << w1.error().message;
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages"), "2");
+
+  // The COMMIT never reached the server: rolled back there, and the append fails.
+  proxy.cutNextCommit(CommitCuttingProxy::Cut::kCommit);
+  Message m2 = message(c1, 2);
+  Conversation c2 = advanced(c1, m2);
+  auto w2 = conv.appendMessage(c2, m2);
+  EXPECT_EQ(proxy.cuts(), 2);
+  ASSERT_FALSE(w2);
+  EXPECT_EQ(w2.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(w2.error().message.find("rolled back"), std::string::npos) << w2.error().message;
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages"), "2");
+
+  // An asynchronous append whose answer is lost: its callback says it committed.
+  proxy.cutNextCommit(CommitCuttingProxy::Cut::kAnswer);
+  std::promise<Status> async_done;
+  conv.appendMessageAsync(c2, m2, [&](Status st) { async_done.set_value(std::move(st)); });
+  auto st = async_done.get_future().get();
+  EXPECT_TRUE(st) << st.error().message;
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages"), "3");
+
+  auto stats = postgresWriteStats(**store);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->lost_commits_committed, 2);
+  EXPECT_EQ(stats->lost_commits_aborted, 1);
+  EXPECT_EQ(stats->lost_commits_unknown, 0);
+  EXPECT_NE(postgresPrometheusText(**store).find("parley_store_lost_commits_committed_total 2"),
+            std::string::npos);
+  // And the store goes on.
+  Message m3 = message(c2, 3);
+  EXPECT_TRUE(conv.appendMessage(advanced(c2, m3), m3));
 }
 
 }  // namespace
