@@ -17,7 +17,9 @@
 //   - the lease is this node's, expired, or absent: calls the engine again (it loads the
 //     conversations it claims every lease_ms / 3);
 // every `retry_pause`, until `wait` (10 s) has passed since the call; then Unavailable
-// "... retry after 1 s" (the protocol's 503). Every other call goes to the engine as it is.
+// "... retry after 1 s" (the protocol's 503). Ring accepts, rejects and replays go through the
+// cluster routing when one is set (setRouting: a ring another node offered is answered there);
+// every other call goes to the engine as it is.
 //
 // Trust: the receiving node authenticated the caller and checked its rights as for a local
 // call (the protocol session); the owner takes the command's actor (account, consumer or user
