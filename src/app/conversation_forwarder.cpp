@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <random>
 
+#include "app/cluster_routing.h"
 #include "app/conversation_relay.h"
 #include "common/json.h"
 
@@ -583,6 +584,24 @@ void ConversationForwarder::answerServed(const std::string& id, std::string answ
     }
   }
   for (auto& r : waiting) r(answer);
+}
+
+void ConversationForwarder::acceptRing(conv::Actor agent, std::string ring_id,
+                                       conv::Callback<store::Conversation> done) {
+  if (routing_) return routing_->acceptRing(std::move(agent), std::move(ring_id), std::move(done));
+  engine_.acceptRing(std::move(agent), std::move(ring_id), std::move(done));
+}
+
+void ConversationForwarder::rejectRing(conv::Actor agent, std::string ring_id,
+                                       conv::Callback<void> done) {
+  if (routing_) return routing_->rejectRing(std::move(agent), std::move(ring_id), std::move(done));
+  engine_.rejectRing(std::move(agent), std::move(ring_id), std::move(done));
+}
+
+std::vector<conv::Ring> ConversationForwarder::ringsForAgent(const AccountId& acc,
+                                                             const UserId& user) const {
+  if (routing_) return routing_->ringsForAgent(acc, user);
+  return engine_.ringsForAgent(acc, user);
 }
 
 }  // namespace parley::app

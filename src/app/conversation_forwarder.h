@@ -17,7 +17,9 @@
 //   - the lease is this node's, expired, or absent: calls the engine again (it loads the
 //     conversations it claims every lease_ms / 3);
 // every `retry_pause`, until `wait` (10 s) has passed since the call; then Unavailable
-// "... retry after 1 s" (the protocol's 503). Every other call goes to the engine as it is.
+// "... retry after 1 s" (the protocol's 503). Ring accepts, rejects and replays go through the
+// cluster routing when one is set (setRouting: a ring another node offered is answered there);
+// every other call goes to the engine as it is.
 //
 // Trust: the receiving node authenticated the caller and checked its rights as for a local
 // call (the protocol session); the owner takes the command's actor (account, consumer or user
@@ -62,6 +64,8 @@
 
 namespace parley::app {
 
+class ClusterRouting;
+
 struct ForwarderOptions {
   // This node's name (the engine's Options::node). REQUIRES: non-empty.
   std::string node;
@@ -100,6 +104,10 @@ class ConversationForwarder final : public conversation::ConversationService {
   // Calls forwarded to another node and answered by it (tests, metrics).
   std::uint64_t forwarded() const;
 
+  // Cluster-wide routing (app/cluster_routing.h): rings, accepts and rejects go through it.
+  // Set before serving; it must outlive the forwarder. nullptr (the default): the engine's.
+  void setRouting(ClusterRouting* routing) { routing_ = routing; }
+
   // ConversationService
   Status recover() override { return engine_.recover(); }
   conversation::Subscription subscribe(conversation::ConversationListener& l) override {
@@ -125,16 +133,12 @@ class ConversationForwarder final : public conversation::ConversationService {
   void refreshAgent(AccountId acc, UserId user, conversation::Callback<void> done) override {
     engine_.refreshAgent(std::move(acc), std::move(user), std::move(done));
   }
-  // Rings are offered by the node that routes the conversation, to the agents connected to it:
-  // an accept or reject reaches the node that rang.
+  // A ring another node offered to an agent here is accepted or rejected by that node
+  // (cluster routing, when set); any other by this node's engine.
   void acceptRing(conversation::Actor agent, std::string ring_id,
-                  conversation::Callback<store::Conversation> done) override {
-    engine_.acceptRing(std::move(agent), std::move(ring_id), std::move(done));
-  }
+                  conversation::Callback<store::Conversation> done) override;
   void rejectRing(conversation::Actor agent, std::string ring_id,
-                  conversation::Callback<void> done) override {
-    engine_.rejectRing(std::move(agent), std::move(ring_id), std::move(done));
-  }
+                  conversation::Callback<void> done) override;
   void getConversation(AccountId acc, ConversationId id,
                        conversation::Callback<store::Conversation> done) override {
     engine_.getConversation(std::move(acc), std::move(id), std::move(done));
@@ -152,9 +156,7 @@ class ConversationForwarder final : public conversation::ConversationService {
     return engine_.queues(acc, skill);
   }
   std::vector<conversation::Ring> ringsForAgent(const AccountId& acc,
-                                                const UserId& user) const override {
-    return engine_.ringsForAgent(acc, user);
-  }
+                                                const UserId& user) const override;
   std::vector<conversation::AgentInfo> agents(const AccountId& acc) const override {
     return engine_.agents(acc);
   }
@@ -196,6 +198,7 @@ class ConversationForwarder final : public conversation::ConversationService {
   const std::function<bool(const ConversationId&)> holds_;
   const ForwarderOptions options_;
   std::unique_ptr<bus::Subscription> serving_sub_;
+  ClusterRouting* routing_ = nullptr;  // set before serving
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

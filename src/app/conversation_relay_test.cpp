@@ -33,6 +33,13 @@ class SharedLocalBus final : public bus::Bus {
                std::function<void(Result<std::string>)> done) override {
     inner_->request(std::move(subject), std::move(data), timeout, std::move(done));
   }
+  Status broadcast(std::string subject, std::string data) override {
+    return inner_->broadcast(std::move(subject), std::move(data));
+  }
+  Result<std::unique_ptr<bus::Subscription>> listen(std::string filter,
+                                                    bus::Handler handler) override {
+    return inner_->listen(std::move(filter), std::move(handler));
+  }
   bool shared() const override { return true; }
   std::string describe() const override { return "shared local"; }
 

@@ -24,6 +24,7 @@
 #include "app/account_command.h"
 #include "app/allocator.h"
 #include "app/cluster_material.h"
+#include "app/cluster_routing.h"
 #include "app/conversation_forwarder.h"
 #include "app/conversation_reader.h"
 #include "app/conversation_relay.h"
@@ -453,6 +454,16 @@ int serve(const ServeFlags& f) {
         return fail("cannot serve forwarded commands", s.error());
     }
   }
+  // Cluster mode: agents, rings and their accepts across the nodes (app/cluster_routing.h);
+  // it starts once the server's sessions exist (below).
+  std::unique_ptr<app::ClusterRouting> routing;
+  conversation::Subscription routing_subscription;
+  if (forwarder) {
+    app::ClusterRoutingOptions ro;
+    ro.node = who;
+    routing = std::make_unique<app::ClusterRouting>(*engine, *node_bus, ro);
+    forwarder->setRouting(routing.get());
+  }
   conversation::ConversationService& conversations =
       forwarder ? static_cast<conversation::ConversationService&>(*forwarder) : *engine;
 
@@ -644,6 +655,11 @@ int serve(const ServeFlags& f) {
       relay = std::make_unique<app::ConversationRelay>(*node_bus, *sessions);
       if (auto s = relay->start(); !s) return fail("cannot subscribe to the bus", s.error());
       relay_subscription = engine->subscribe(*relay);
+      if (routing) {
+        if (auto s = routing->start(*sessions); !s)
+          return fail("cannot start cluster routing", s.error());
+        routing_subscription = engine->subscribe(*routing);
+      }
     }
   }
 
@@ -706,9 +722,12 @@ int serve(const ServeFlags& f) {
   invalidations->stop();  // no other node's change is applied from here on
   relay_subscription.reset();
   if (relay) relay->stop();
+  routing_subscription.reset();
+  if (routing) routing->stop();  // rings are no longer offered to other nodes, nor taken from them
   bot_service->stop();
   bot_service.reset();
   forwarder.reset();  // fails the calls still waiting for an owner; waits for its callbacks
+  routing.reset();
   engine.reset();
   local_api_gate->close();
   relay.reset();

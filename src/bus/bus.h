@@ -79,6 +79,16 @@ class Bus {
   virtual void request(std::string subject, std::string data, std::chrono::milliseconds timeout,
                        std::function<void(Result<std::string>)> done) = 0;
 
+  // Transient broadcast: every current listener of `subject` gets `data`, at most once; nothing
+  // is stored (NATS: core NATS, so a listener that is disconnected, or starts later, never gets
+  // it). For state a sender repeats periodically (the agents' routing state of each node). The
+  // subject follows the request subjects' rule (Invalid under the stream's `<subject_prefix>.`);
+  // Unavailable when the bus cannot send it now.
+  virtual Status broadcast(std::string subject, std::string data) = 0;
+  // Delivers every broadcast on a subject matching `filter` from now on (sequence 0), like a
+  // Handler of subscribe(): a bus thread, one message at a time, in order per sender.
+  virtual Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) = 0;
+
   // True when other processes see what is published (NATS); false for the in-process bus, where
   // a node is alone and publishing what only it would receive is pointless.
   virtual bool shared() const = 0;

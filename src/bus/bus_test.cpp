@@ -145,6 +145,23 @@ TEST(LocalBus, RequestsReachTheirResponderAndGetItsAnswer) {
   EXPECT_EQ(gone.error().code, ErrorCode::kUnavailable);
 }
 
+TEST(LocalBus, ABroadcastReachesItsListenersNotTheSubscribers) {
+  auto bus = makeLocalBus();
+  Inbox heard, subscribed;
+  auto l = bus->listen("parley-agents", heard.handler());
+  auto s = bus->subscribe("parley-agents", subscribed.handler());
+  ASSERT_TRUE(l && s);
+  ASSERT_TRUE(bus->broadcast("parley-agents", "x"));
+  auto got = heard.snapshot();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].data, "x");
+  EXPECT_EQ(got[0].sequence, 0u);
+  EXPECT_TRUE(subscribed.snapshot().empty());
+  l->reset();
+  ASSERT_TRUE(bus->broadcast("parley-agents", "y"));
+  EXPECT_EQ(heard.snapshot().size(), 1u);
+}
+
 TEST(NatsUrl, OnlyNatsHostPort) {
   EXPECT_TRUE(checkNatsUrl("nats://127.0.0.1:4222"));
   EXPECT_TRUE(checkNatsUrl("nats://nats.example:4222"));
@@ -274,6 +291,31 @@ TEST(Nats, ARequestGetsTheAnswerOfTheNodeServingItsSubject) {
   ASSERT_FALSE(stream);
   EXPECT_EQ(stream.error().code, ErrorCode::kInvalid);
   EXPECT_FALSE((*b)->serve("parley.fwd", echoLater()));
+}
+
+TEST(Nats, ABroadcastReachesTheOtherConnectionsListenersAndIsNotStored) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  auto a = connectNatsBus(server().url());
+  auto b = connectNatsBus(server().url());
+  ASSERT_TRUE(a && b);
+  Inbox on_b;
+  auto heard = (*b)->listen("parley-agents-t", on_b.handler());
+  ASSERT_TRUE(heard) << heard.error().message;
+  std::this_thread::sleep_for(100ms);  // the subscription reached the server
+  ASSERT_TRUE((*a)->broadcast("parley-agents-t", "1"));
+  ASSERT_TRUE(on_b.waitFor(1));
+  EXPECT_EQ(on_b.snapshot()[0].data, "1");
+  EXPECT_EQ(on_b.snapshot()[0].sequence, 0u);
+  // A listener that starts afterwards gets nothing of it: it was not stored.
+  Inbox later;
+  auto late = (*b)->listen("parley-agents-t", later.handler());
+  ASSERT_TRUE(late);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(later.snapshot().empty());
+  // Subjects under the stream's are refused.
+  auto stream = (*a)->broadcast("parley.agents", "x");
+  ASSERT_FALSE(stream);
+  EXPECT_EQ(stream.error().code, ErrorCode::kInvalid);
 }
 
 TEST(Nats, RequestsWaitingForAnswersAreBounded) {

@@ -116,6 +116,32 @@ class LocalBus final : public Bus {
     return std::make_unique<LocalSubscription>(*this, std::move(e));
   }
 
+  Status broadcast(std::string subject, std::string data) override {
+    BusMessage m{std::move(subject), std::move(data), 0};
+    std::vector<std::shared_ptr<Entry>> targets;
+    {
+      MutexLock lock(mu_);
+      for (const auto& e : listeners_)
+        if (subjectMatches(e->filter, m.subject)) targets.push_back(e);
+    }
+    for (const auto& e : targets) {
+      std::lock_guard call(e->call_mu);
+      if (e->alive) e->handler(m);
+    }
+    return {};
+  }
+
+  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) override {
+    auto e = std::make_shared<Entry>();
+    e->filter = std::move(filter);
+    e->handler = std::move(handler);
+    {
+      MutexLock lock(mu_);
+      listeners_.push_back(e);
+    }
+    return std::make_unique<LocalSubscription>(*this, std::move(e));
+  }
+
   bool shared() const override { return false; }
   std::string describe() const override { return "local"; }
 
@@ -124,6 +150,7 @@ class LocalBus final : public Bus {
       MutexLock lock(mu_);
       std::erase(entries_, e);
       std::erase(servers_, e);
+      std::erase(listeners_, e);
     }
     std::lock_guard call(e->call_mu);
     e->alive = false;
@@ -133,6 +160,7 @@ class LocalBus final : public Bus {
   Mutex mu_;
   std::vector<std::shared_ptr<Entry>> entries_ PARLEY_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Entry>> servers_ PARLEY_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Entry>> listeners_ PARLEY_GUARDED_BY(mu_);  // listen()
   std::map<std::string, std::uint64_t, std::less<>> sequences_ PARLEY_GUARDED_BY(mu_);
 };
 

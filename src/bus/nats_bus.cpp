@@ -269,6 +269,26 @@ class NatsBus final : public Bus {
     }
   }
 
+  Status broadcast(std::string subject, std::string data) override {
+    if (auto ok = checkRequestSubject(subject); !ok) return ok;
+    natsStatus s =
+        natsConnection_Publish(nc_, subject.c_str(), data.data(), static_cast<int>(data.size()));
+    if (s != NATS_OK) return std::unexpected(unavailable("bus: broadcasting on " + subject, s));
+    return {};
+  }
+
+  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) override {
+    if (auto ok = checkRequestSubject(filter); !ok) return std::unexpected(ok.error());
+    auto sub = coreSubscribe(nc_, filter, [handler = std::move(handler)](natsMsg* msg) {
+      BusMessage m;
+      m.subject = natsMsg_GetSubject(msg);
+      m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+      handler(m);
+    });
+    if (!sub) return std::unexpected(sub.error());
+    return std::unique_ptr<Subscription>(std::move(*sub));
+  }
+
   void publish(std::string subject, std::string data, std::function<void(Status)> done) override {
     {
       MutexLock lock(mu_);

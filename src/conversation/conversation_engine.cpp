@@ -240,6 +240,13 @@ class Engine final : public ConversationService {
     std::lock_guard lock(entries_mu_);
     return entries_.contains(id);
   }
+  void attachRemoteRings(std::shared_ptr<RemoteRings> rings) {
+    std::lock_guard lock(remote_mu_);
+    remote_rings_ = std::move(rings);
+  }
+  std::vector<AnnouncedAgent> localAgents() const;
+  void applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
+                         TimeMs ttl_ms);
 
  private:
   // The most leases one claim takes (recover() claims until a claim takes fewer).
@@ -272,6 +279,13 @@ class Engine final : public ConversationService {
     std::vector<std::string> rings;  // WAITING ring ids
   };
   using QueueKey = std::tuple<TimeMs, std::uint64_t, std::string>;
+  // An agent as another node announced it (cluster-wide routing).
+  struct Announced {
+    Availability availability = Availability::kOffline;
+    std::vector<SkillId> skills;
+    int max_open = 0;
+    int load = 0;  // that node's assigned conversations and rings
+  };
   struct Agent {
     UserId id;
     bool loaded = false;  // skills/capacity read from the store
@@ -283,6 +297,16 @@ class Engine final : public ConversationService {
     std::unordered_set<std::string> declined;  // rejected or expired rings, until state changes
     int waiting_rings = 0;
     TimeMs last_offer_at = 0;
+    std::map<std::string, Announced> remote;  // by node: other nodes' announcements
+  };
+  // How an agent is reached now: its state set on this node (`node` null), else the state
+  // another node announced (`node` names it). `ok` false: not reachable (OFFLINE everywhere).
+  struct Reach {
+    bool ok = false;
+    const std::string* node = nullptr;
+    Availability availability = Availability::kOffline;
+    const std::vector<SkillId>* skills = nullptr;
+    int max_open = 0;
   };
   struct AccountRouting {
     std::map<std::string, std::set<QueueKey>> queues;  // skill -> waiting conversations
@@ -291,7 +315,8 @@ class Engine final : public ConversationService {
   struct RingRec {
     Ring ring;
     EntryPtr entry;
-    bool announced = false;      // RingOffered was emitted
+    std::string node;            // the agent's node when rung through another node, else ""
+    bool announced = false;      // RingOffered was emitted (remote: offered to `node`)
     bool end_announced = false;  // RingEnded was emitted
     RingEndReason end_reason = RingEndReason::kCancelled;
     TimeMs ended_at = 0;
@@ -410,6 +435,19 @@ class Engine final : public ConversationService {
   enum class Offer { kSuggested, kFromQueue };
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
                       Offer offer) const;
+  static Reach reachLocked(const Agent& a);
+  // Open assignments and WAITING rings of the agent, this engine's and the other nodes'.
+  static int loadLocked(const Agent& a);
+  // Ends the WAITING rings offered through `node` (to `user` of `acc` only, when given).
+  void endRemoteRingsLocked(const std::string& node, const std::string* acc,
+                            const std::string* user, Effects& fx);
+  // A remote offer failed: the ring ends and the agent is not rung through `node` again until
+  // that node announces it again.
+  void remoteOfferFailed(const std::string& ring_id, const std::string& node, const Error& e);
+  std::shared_ptr<RemoteRings> remoteRings() const {
+    std::lock_guard lock(remote_mu_);
+    return remote_rings_;
+  }
 
   // Performs collected effects (no lock held).
   void apply(Effects fx);
@@ -456,6 +494,10 @@ class Engine final : public ConversationService {
   std::set<std::tuple<TimeMs, std::string, std::uint64_t>> suggest_deadlines_;  // GUARDED_BY(mu_)
   std::uint64_t next_order_ = 0;                                                // GUARDED_BY(mu_)
   std::uint64_t next_epoch_ = 0;                                                // GUARDED_BY(mu_)
+  // Cluster-wide routing: when each other node's announcement expires.
+  std::map<std::string, TimeMs> remote_nodes_;  // GUARDED_BY(mu_)
+  mutable std::mutex remote_mu_;
+  std::shared_ptr<RemoteRings> remote_rings_;  // GUARDED_BY(remote_mu_)
 
   std::mutex writes_mu_;
   std::condition_variable writes_cv_;
@@ -691,20 +733,45 @@ void Engine::rekeyDueLocked(Waiting& w, TimeMs due) {
   due_.emplace(w.due_at, w.id.str(), w.epoch);
 }
 
+Engine::Reach Engine::reachLocked(const Agent& a) {
+  if (a.loaded && a.availability != Availability::kOffline)
+    return Reach{true, nullptr, a.availability, &a.skills, a.max_open};
+  // Another node's session: the first (by name) that announces it ONLINE, else the first that
+  // announces it in another state than OFFLINE.
+  const std::pair<const std::string, Announced>* best = nullptr;
+  for (const auto& kv : a.remote) {
+    if (kv.second.availability == Availability::kOffline) continue;
+    if (!best || (best->second.availability != Availability::kOnline &&
+                  kv.second.availability == Availability::kOnline))
+      best = &kv;
+  }
+  if (!best) return {};
+  return Reach{true, &best->first, best->second.availability, &best->second.skills,
+               best->second.max_open};
+}
+
+int Engine::loadLocked(const Agent& a) {
+  int load = static_cast<int>(a.assigned.size()) + a.waiting_rings;
+  for (const auto& [_, r] : a.remote) load += r.load;
+  return load;
+}
+
 bool Engine::eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
                             Offer offer) const {
-  if (!a.loaded) return false;
+  const Reach reach = reachLocked(a);
+  if (!reach.ok) return false;
   if (offer == Offer::kSuggested) {
-    if (a.availability != Availability::kOnline && a.availability != Availability::kOccupied)
+    if (reach.availability != Availability::kOnline &&
+        reach.availability != Availability::kOccupied)
       return false;
   } else {
-    if (a.availability != Availability::kOnline) return false;
+    if (reach.availability != Availability::kOnline) return false;
     if (skill != kNoSkill &&
-        std::ranges::none_of(a.skills, [&](const SkillId& s) { return s.str() == skill; }))
+        std::ranges::none_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; }))
       return false;
     if (a.declined.contains(w.id.str())) return false;
   }
-  if (static_cast<int>(a.assigned.size()) + a.waiting_rings >= a.max_open) return false;
+  if (loadLocked(a) >= reach.max_open) return false;
   for (const auto& rid : w.rings) {
     auto r = rings_.find(rid);
     if (r != rings_.end() && r->second.ring.user == a.id) return false;
@@ -733,6 +800,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     r.ring.offered_at = now;
     r.ring.expires_at = now + options_.ring_expiry_ms;
     r.entry = w.entry;
+    if (const Reach reach = reachLocked(a); reach.node) r.node = *reach.node;
     ring_deadlines_.emplace(r.ring.expires_at, id);
     rings_.emplace(id, std::move(r));
     a.waiting_rings++;
@@ -741,13 +809,12 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     fx.offers.emplace_back(w.entry, id);
   };
   auto serves = [](const Agent& a, const std::string& skill) {
-    return a.loaded && a.availability == Availability::kOnline &&
+    const Reach reach = reachLocked(a);
+    return reach.ok && reach.availability == Availability::kOnline &&
            (skill == kNoSkill ||
-            std::ranges::any_of(a.skills, [&](const SkillId& s) { return s.str() == skill; }));
+            std::ranges::any_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; }));
   };
-  auto has_room = [](const Agent& a) {
-    return static_cast<int>(a.assigned.size()) + a.waiting_rings < a.max_open;
-  };
+  auto has_room = [](const Agent& a) { return loadLocked(a) < reachLocked(a).max_open; };
   // Walk all queues of the account together, earliest due first, so that no skill (not even
   // the default queue) starves another; stop walking a queue when nobody can take from it.
   struct Cursor {
@@ -793,7 +860,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
       Agent* best = nullptr;
       for (auto& [_, a] : ar.agents) {
         if (!serves(a, skill) || !eligibleLocked(a, skill, w, Offer::kFromQueue)) continue;
-        auto load = [](const Agent& x) { return x.assigned.size() + x.waiting_rings; };
+        auto load = [](const Agent& x) { return loadLocked(x); };
         if (!best || load(a) < load(*best) ||
             (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))
           best = &a;
@@ -813,29 +880,52 @@ void Engine::apply(Effects fx) {
   for (auto& [entry, id] : fx.offers) {
     onStrand(entry, [this, id = std::move(id)] {
       std::optional<RingOffered> ev;
+      std::string node;
       {
         std::lock_guard lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.ring.state == RingState::kWaiting) {
           it->second.announced = true;
           ev = RingOffered{it->second.ring};
+          node = it->second.node;
         }
       }
-      if (ev) listeners_->emit([&](ConversationListener& l) { l.onRingOffered(*ev); });
+      if (!ev) return;
+      if (node.empty()) {
+        listeners_->emit([&](ConversationListener& l) { l.onRingOffered(*ev); });
+        return;
+      }
+      // The agent's session is on `node`: the ring goes there (this node's listeners have no
+      // session of the agent to give it to).
+      auto remote = remoteRings();
+      if (!remote) {
+        remoteOfferFailed(id, node, Error{ErrorCode::kUnavailable, "no cluster routing"});
+        return;
+      }
+      remote->offer(node, ev->ring, [this, id, node](Status st) {
+        if (!st) remoteOfferFailed(id, node, st.error());
+      });
     });
   }
   for (auto& [entry, id] : fx.ends) {
     onStrand(entry, [this, id = std::move(id)] {
       std::optional<RingEnded> ev;
+      std::string node;
       {
         std::lock_guard lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.announced && !it->second.end_announced) {
           it->second.end_announced = true;
           ev = RingEnded{it->second.ring, it->second.end_reason};
+          node = it->second.node;
         }
       }
-      if (ev) listeners_->emit([&](ConversationListener& l) { l.onRingEnded(*ev); });
+      if (!ev) return;
+      if (node.empty()) {
+        listeners_->emit([&](ConversationListener& l) { l.onRingEnded(*ev); });
+      } else if (auto remote = remoteRings()) {
+        remote->ended(node, ev->ring, ev->reason);
+      }
     });
   }
   for (auto& [entry, ev] : fx.overdue) {
@@ -1580,9 +1670,11 @@ Status Engine::loadAgent(const AccountId& acc, const UserId& user,
     a.availability = *availability;
     a.declined.clear();
     if (a.availability != Availability::kOnline) {
-      // Rings of an agent who left ONLINE go to others (OCCUPIED keeps transfer rings).
+      // Rings of an agent who left ONLINE go to others (OCCUPIED keeps transfer rings). Rings
+      // offered to the agent's session on another node stay: that node's state rules them.
       for (auto& [_, r] : rings_) {
-        if (r.ring.state != RingState::kWaiting || r.ring.account != acc || r.ring.user != user)
+        if (r.ring.state != RingState::kWaiting || r.ring.account != acc || r.ring.user != user ||
+            !r.node.empty())
           continue;
         if (a.availability == Availability::kOccupied) {
           auto w = waiting_.find(r.ring.conversation.str());
@@ -1780,11 +1872,123 @@ void Engine::tick() {
         continue;  // a ring in progress ends by itself
       fx.drop_suggestions.emplace_back(w->second.entry, epoch, *w->second.suggested);
     }
+    // Nodes that stopped announcing (dead, or cut off): their agents are forgotten and the
+    // rings offered through them end, so their conversations are offered again.
+    for (auto n = remote_nodes_.begin(); n != remote_nodes_.end();) {
+      if (n->second > now) {
+        ++n;
+        continue;
+      }
+      const std::string node = n->first;
+      n = remote_nodes_.erase(n);
+      spdlog::warn("cluster routing: node {} stopped announcing its agents; forgetting them", node);
+      endRemoteRingsLocked(node, nullptr, nullptr, fx);
+      for (auto& [acc, ar] : accounts_)
+        for (auto& [_, a] : ar.agents)
+          if (a.remote.erase(node) > 0) fx.dispatch_accounts.insert(acc);
+    }
     while (!ended_rings_.empty() && ended_rings_.front().first + options_.ring_expiry_ms < now) {
       auto it = rings_.find(ended_rings_.front().second);
       if (it != rings_.end() && it->second.announced && !it->second.end_announced) break;
       if (it != rings_.end()) rings_.erase(it);
       ended_rings_.pop_front();
+    }
+  }
+  apply(std::move(fx));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster-wide routing
+
+void Engine::endRemoteRingsLocked(const std::string& node, const std::string* acc,
+                                  const std::string* user, Effects& fx) {
+  for (auto& [_, r] : rings_) {
+    if (r.ring.state != RingState::kWaiting || r.node != node) continue;
+    if (acc && r.ring.account.str() != *acc) continue;
+    if (user && r.ring.user.str() != *user) continue;
+    endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+  }
+}
+
+void Engine::remoteOfferFailed(const std::string& ring_id, const std::string& node,
+                               const Error& e) {
+  Effects fx;
+  {
+    std::lock_guard lock(mu_);
+    auto it = rings_.find(ring_id);
+    if (it == rings_.end() || it->second.ring.state != RingState::kWaiting) return;
+    RingRec& r = it->second;
+    spdlog::warn("ring {}: offering it to agent {} on node {} failed: {}", ring_id,
+                 r.ring.user.str(), node, e.message);
+    // Nothing reached the agent: no end to tell `node` about.
+    r.end_announced = true;
+    endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+    auto& ar = accounts_[r.ring.account.str()];
+    if (auto a = ar.agents.find(r.ring.user.str()); a != ar.agents.end())
+      a->second.remote.erase(node);
+  }
+  apply(std::move(fx));
+}
+
+std::vector<AnnouncedAgent> Engine::localAgents() const {
+  std::vector<AnnouncedAgent> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [acc, ar] : accounts_) {
+    for (const auto& [_, a] : ar.agents) {
+      const bool here = a.loaded && a.availability != Availability::kOffline;
+      const int load = static_cast<int>(a.assigned.size()) + a.waiting_rings;
+      if (a.loaded && a.type == store::UserType::kBot) continue;
+      if (!here && load == 0) continue;
+      AnnouncedAgent x;
+      x.account = AccountId(acc);
+      x.user = a.id;
+      x.availability = here ? a.availability : Availability::kOffline;
+      x.type = a.type;
+      x.skills = a.skills;
+      x.max_open_conversations = a.max_open;
+      x.load = load;
+      out.push_back(std::move(x));
+    }
+  }
+  return out;
+}
+
+void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
+                               TimeMs ttl_ms) {
+  Effects fx;
+  {
+    std::lock_guard lock(mu_);
+    remote_nodes_[node] = clock_.nowMs() + ttl_ms;
+    std::set<std::pair<std::string, std::string>> now_announced;
+    for (const auto& x : agents) now_announced.emplace(x.account.str(), x.user.str());
+    // Agents the node no longer announces: gone from there.
+    for (auto& [acc, ar] : accounts_) {
+      for (auto& [user, a] : ar.agents) {
+        if (!a.remote.contains(node) || now_announced.contains({acc, user})) continue;
+        a.remote.erase(node);
+        endRemoteRingsLocked(node, &acc, &user, fx);
+        fx.dispatch_accounts.insert(acc);
+      }
+    }
+    for (auto& x : agents) {
+      if (x.type == store::UserType::kBot) continue;
+      const std::string acc = x.account.str();
+      const std::string user = x.user.str();
+      Agent& a = accounts_[acc].agents[user];
+      a.id = x.user;
+      Announced next{x.availability, std::move(x.skills), x.max_open_conversations, x.load};
+      auto it = a.remote.find(node);
+      const bool is_new = it == a.remote.end();
+      const Availability before = is_new ? Availability::kOffline : it->second.availability;
+      if (!is_new && before == next.availability && it->second.load == next.load &&
+          it->second.max_open == next.max_open && it->second.skills == next.skills)
+        continue;  // the periodic repeat of what it said
+      if (before != next.availability) {
+        a.declined.clear();  // as when a local session sets a state
+        if (next.availability != Availability::kOnline) endRemoteRingsLocked(node, &acc, &user, fx);
+      }
+      a.remote[node] = std::move(next);
+      fx.dispatch_accounts.insert(acc);
     }
   }
   apply(std::move(fx));
@@ -1913,6 +2117,21 @@ std::unique_ptr<ConversationService> makeConversationService(store::Store& store
 bool holdsConversation(const ConversationService& engine, const ConversationId& id) {
   const auto* e = dynamic_cast<const Engine*>(&engine);
   return e && e->holds(id);
+}
+
+void attachRemoteRings(ConversationService& engine, std::shared_ptr<RemoteRings> rings) {
+  if (auto* e = dynamic_cast<Engine*>(&engine)) e->attachRemoteRings(std::move(rings));
+}
+
+std::vector<AnnouncedAgent> localAgents(const ConversationService& engine) {
+  const auto* e = dynamic_cast<const Engine*>(&engine);
+  return e ? e->localAgents() : std::vector<AnnouncedAgent>{};
+}
+
+void applyAnnouncement(ConversationService& engine, const std::string& node,
+                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms) {
+  if (auto* e = dynamic_cast<Engine*>(&engine))
+    e->applyAnnouncement(node, std::move(agents), ttl_ms);
 }
 
 void maintainLeases(ConversationService& engine) {

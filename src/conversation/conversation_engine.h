@@ -75,6 +75,64 @@ void maintainLeases(ConversationService& engine);
 // False for an engine not made by makeConversationService. Non-blocking (a short lock).
 bool holdsConversation(const ConversationService& engine, const ConversationId& id);
 
+// ---------------------------------------------------------------------------------------------
+// Cluster-wide routing (src/app/cluster_routing.h carries it over the bus; docs/cluster.md).
+//
+// Each node announces its share of every agent's routing state; an engine keeps the other
+// nodes' announcements next to its own agents and may ring an agent whose session is on
+// another node: the ring is offered through `RemoteRings` to that node, which hands it to the
+// agent's sessions; the agent's accept or reject comes back to this engine's acceptRing /
+// rejectRing (the ring id is this engine's), which assigns as for a local accept.
+
+// One agent as a node announces it.
+struct AnnouncedAgent {
+  AccountId account;
+  UserId user;
+  // The availability a session on the announcing node set; OFFLINE when no session there set
+  // one (the entry then only carries the node's load).
+  store::Availability availability = store::Availability::kOffline;
+  store::UserType type = store::UserType::kHuman;
+  std::vector<SkillId> skills;
+  int max_open_conversations = 0;
+  // The announcing node's own share of the agent's load: the open conversations its engine
+  // assigned to the agent and the WAITING rings its engine offered to the agent.
+  int load = 0;
+};
+
+// How an engine offers rings to agents whose sessions are on other nodes. Implementations
+// must not block and may call `done` on any thread, also inline.
+class RemoteRings {
+ public:
+  virtual ~RemoteRings() = default;
+  // Offers `ring` to its agent on `node`. `done` gets ok once `node` handed it to the agent's
+  // sessions, or the error: the ring then ends (CANCELLED, the conversation is offered again)
+  // and the agent is not rung through `node` until that node announces it again.
+  virtual void offer(const std::string& node, const Ring& ring,
+                     std::function<void(Status)> done) = 0;
+  // Tells `node` that a ring offered there ended (`ring.state` is the final state).
+  virtual void ended(const std::string& node, const Ring& ring, RingEndReason reason) = 0;
+};
+
+// Sets how `engine` reaches other nodes' agents (nullptr: it rings none). Call before
+// applyAnnouncement. Nothing for an engine not made by makeConversationService.
+void attachRemoteRings(ConversationService& engine, std::shared_ptr<RemoteRings> rings);
+
+// This node's share of every agent's routing state, to announce: each agent a session here
+// set a state for (BOT users excepted: bots run on every node and serve only the conversations
+// of their node), and each agent with load here. Non-blocking (a short lock).
+std::vector<AnnouncedAgent> localAgents(const ConversationService& engine);
+
+// What `node` announces now replaces what it announced before, until `ttl_ms` (engine Clock)
+// from now: then, unless it announced again, its agents are forgotten and the WAITING rings
+// offered through it end (CANCELLED; their conversations are offered again), at the next
+// tick(). An agent whose session is on this node is rung here; otherwise through the node
+// that announces it ONLINE (OCCUPIED for a transfer to it by name), the first by name when
+// several do. An agent's load counts every node's share. A node that announces an agent as
+// no longer ONLINE ends the rings offered through it to that agent (CANCELLED).
+// Non-blocking (a short lock); routes.
+void applyAnnouncement(ConversationService& engine, const std::string& node,
+                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms);
+
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock,
                                                              Options options = {});

@@ -2023,6 +2023,252 @@ TEST_F(EngineTest, ANodeStartingInAClusterLoadsOnlyTheConversationsItLeases) {
   b.reset();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Cluster-wide routing: agents other nodes announce, rings offered through them
+
+// Records what the engine sends to other nodes; answers offers with `answer`.
+class FakeRemoteRings final : public RemoteRings {
+ public:
+  struct Sent {
+    std::string node;
+    Ring ring;
+    std::optional<RingEndReason> ended;  // nullopt: an offer
+  };
+  void offer(const std::string& node, const Ring& ring, std::function<void(Status)> done) override {
+    Status answer;
+    {
+      std::lock_guard lock(mu_);
+      sent_.push_back({node, ring, std::nullopt});
+      answer = answer_;
+      cv_.notify_all();
+    }
+    done(answer);
+  }
+  void ended(const std::string& node, const Ring& ring, RingEndReason reason) override {
+    std::lock_guard lock(mu_);
+    sent_.push_back({node, ring, reason});
+    cv_.notify_all();
+  }
+  void answerWith(Status s) {
+    std::lock_guard lock(mu_);
+    answer_ = std::move(s);
+  }
+  // The `nth` (from 0) offer of `conv` (waits for it).
+  std::optional<Sent> waitOffer(const ConversationId& conv, int nth = 0) {
+    std::unique_lock lock(mu_);
+    std::optional<Sent> out;
+    cv_.wait_for(lock, 5s, [&] {
+      int seen = 0;
+      for (const auto& x : sent_)
+        if (!x.ended && x.ring.conversation == conv && seen++ == nth) {
+          out = x;
+          return true;
+        }
+      return false;
+    });
+    return out;
+  }
+  std::optional<Sent> waitEnd(const std::string& ring_id) {
+    std::unique_lock lock(mu_);
+    std::optional<Sent> out;
+    cv_.wait_for(lock, 5s, [&] {
+      for (const auto& x : sent_)
+        if (x.ended && x.ring.ring_id == ring_id) {
+          out = x;
+          return true;
+        }
+      return false;
+    });
+    return out;
+  }
+  int offers() {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(std::ranges::count_if(sent_, [](const Sent& x) { return !x.ended; }));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Sent> sent_;
+  Status answer_;
+};
+
+AnnouncedAgent announced(const Actor& a, Availability av, std::vector<SkillId> skills,
+                         int max_open = 10, int load = 0) {
+  AnnouncedAgent x;
+  x.account = a.account;
+  x.user = a.user;
+  x.availability = av;
+  x.skills = std::move(skills);
+  x.max_open_conversations = max_open;
+  x.load = load;
+  return x;
+}
+
+std::vector<UserId> ringing(ConversationService& engine, const SkillId& skill) {
+  std::vector<UserId> out;
+  for (const auto& q : engine.queues(kAcc, skill))
+    for (const auto& e : q.entries) out.insert(out.end(), e.ringing.begin(), e.ringing.end());
+  return out;
+}
+
+// Whether `pred()` holds within 5 s (for effects that run on the engine's threads).
+template <class P>
+bool eventually(P pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+TEST_F(EngineTest, AConversationIsOfferedToAnAgentWhoseSessionIsOnAnotherNode) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  Actor agent = createAgent("far", {sales_}, /*max_open=*/2);
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(remote->offers(), 0);
+
+  // Node b announces the agent ONLINE on sales: the ring goes to node b, not to this node's
+  // listeners (no session of the agent here).
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 2)},
+                    3000);
+  auto offer = remote->waitOffer(c->id);
+  ASSERT_TRUE(offer);
+  EXPECT_EQ(offer->node, "node-b");
+  EXPECT_EQ(offer->ring.user, agent.user);
+  EXPECT_EQ(offer->ring.state, RingState::kWaiting);
+  EXPECT_EQ(rec_.ringsOffered(c->id.str(), agent.user.str()), 0);
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+
+  // The periodic repeat of the same announcement rings nobody again.
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 2)},
+                    3000);
+  EXPECT_EQ(remote->offers(), 1);
+
+  // The agent's accept (sent back by node b) assigns it here; node b hears the ring ended.
+  auto accepted = accept(agent, offer->ring.ring_id);
+  ASSERT_TRUE(accepted) << accepted.error().message;
+  EXPECT_EQ(assignedAgent(*accepted), agent.user.str());
+  auto end = remote->waitEnd(offer->ring.ring_id);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->node, "node-b");
+  EXPECT_EQ(*end->ended, RingEndReason::kAccepted);
+  EXPECT_EQ(end->ring.state, RingState::kAccepted);
+
+  // This node announces its share of the agent's load (no session here: OFFLINE).
+  auto mine = localAgents(*engine_);
+  auto me =
+      std::ranges::find_if(mine, [&](const AnnouncedAgent& x) { return x.user == agent.user; });
+  ASSERT_NE(me, mine.end());
+  EXPECT_EQ(me->availability, Availability::kOffline);
+  EXPECT_EQ(me->load, 1);
+}
+
+TEST_F(EngineTest, ADeadNodesRingsEndAndItsConversationsAreOfferedAgain) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  Actor agent = createAgent("far", {sales_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  auto first = remote->waitOffer(c->id);
+  ASSERT_TRUE(first);
+
+  // Node b goes silent: within its 3 s the ring stays; after them it ends and the agent is
+  // forgotten, the conversation waits with nobody ringing.
+  clock_.advanceMs(2999);
+  engine_->tick();
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+  clock_.advanceMs(2);
+  engine_->tick();
+  EXPECT_TRUE(ringing(*engine_, sales_).empty());
+  EXPECT_EQ(queueOrder(sales_), std::vector<ConversationId>{c->id});
+  auto late = accept(agent, first->ring.ring_id);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+
+  // The agent's session comes back on node c: the conversation is offered there.
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  auto second = remote->waitOffer(c->id, 1);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->node, "node-c");
+  EXPECT_NE(second->ring.ring_id, first->ring.ring_id);
+}
+
+TEST_F(EngineTest, AFailedRemoteOfferEndsTheRingUntilTheNodeAnnouncesTheAgentAgain) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  remote->answerWith(std::unexpected(Error{ErrorCode::kUnavailable, "no responders"}));
+  Actor agent = createAgent("far", {sales_});
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  ASSERT_TRUE(remote->waitOffer(c->id));
+  // The ring ends; not rung again through node b until it announces the agent again.
+  EXPECT_TRUE(eventually([&] { return ringing(*engine_, sales_).empty(); }));
+  EXPECT_EQ(remote->offers(), 1);
+  remote->answerWith({});
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  ASSERT_TRUE(remote->waitOffer(c->id, 1));
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+}
+
+TEST_F(EngineTest, RemoteAgentsStateCapacityAndLocalSessionsDecideWhoIsRung) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  Actor agent = createAgent("both", {sales_}, /*max_open=*/2);
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+
+  // AWAY on node b, or ONLINE but full with node b's own load: not rung.
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kAway, {sales_}, 2)}, 3000);
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_}, 2, 2)},
+                    3000);
+  EXPECT_EQ(remote->offers(), 0);
+  // Node c's load goes down: rung through node c (the one that announces it ONLINE).
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_}, 2, 1)},
+                    3000);
+  auto offer = remote->waitOffer(c->id);
+  ASSERT_TRUE(offer);
+  EXPECT_EQ(offer->node, "node-c");
+
+  // Node c says the agent left ONLINE: that ring ends (node c is told), nobody else is rung.
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kAway, {sales_}, 2, 1)},
+                    3000);
+  auto end = remote->waitEnd(offer->ring.ring_id);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(*end->ended, RingEndReason::kCancelled);
+  EXPECT_TRUE(ringing(*engine_, sales_).empty());
+
+  // A session of the agent on this node: rung here, as a local ring, whatever others say.
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_}, 2)},
+                    3000);
+  ASSERT_TRUE(remote->waitOffer(c->id, 1));
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  auto c2 = request("c2", sales_);
+  ASSERT_TRUE(c2);
+  ASSERT_TRUE(rec_.waitRing(c2->id.str(), agent.user.str()));
+  EXPECT_EQ(remote->offers(), 2);
+  // Its state set here is announced, with this node's load (one ring here, one through c).
+  auto mine = localAgents(*engine_);
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].availability, Availability::kOnline);
+  EXPECT_EQ(mine[0].load, 2);
+  // Going OFFLINE here ends the local ring, not the one node c delivered; the agent's session
+  // on node c is then rung for the second conversation too.
+  ASSERT_TRUE(setState(agent, Availability::kOffline));
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.ended_,
+                               [&](const RingEnded& e) { return e.ring.conversation == c2->id; });
+  }));
+  auto moved = remote->waitOffer(c2->id);
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->node, "node-c");
+  EXPECT_EQ(ringing(*engine_, sales_), (std::vector<UserId>{agent.user, agent.user}));
+}
+
 }  // namespace
 
 }  // namespace parley::conversation

@@ -4,6 +4,7 @@
 // so the test can assert on them.
 //
 //   node echo_bot.js <account> <username> <password> <csdsHost> [prefix]
+//   (environment PARLEY_AGENT_HOST=HOST:PORT: log in and connect there, whatever CSDS says)
 //
 // Behaviour: goes ONLINE, subscribes to its conversations and routing tasks, accepts WAITING
 // rings, reads the history of each conversation it joins, marks consumer messages READ and
@@ -15,7 +16,11 @@ const { Agent } = require('node-agent-sdk');
 const [account, username, password, csdsDomain, prefix = 'echo'] = process.argv.slice(2);
 const emit = (o) => process.stdout.write(JSON.stringify(Object.assign({ bot: username }, o)) + '\n');
 
-const agent = new Agent({ accountId: account, username, password, csdsDomain, requestTimeout: 10000 });
+// PARLEY_AGENT_HOST=HOST:PORT pins the login and the socket to that node (the SDK's own `domains`
+// option, which overrides what CSDS answers: in a cluster CSDS names the balancer).
+const pinned = process.env.PARLEY_AGENT_HOST;
+const agent = new Agent(Object.assign({ accountId: account, username, password, csdsDomain, requestTimeout: 10000 },
+  pinned ? { domains: { agentVep: pinned, asyncMessagingEnt: pinned } } : {}));
 const joined = new Set(); // conversations whose history we requested
 const handled = new Set(); // "<dialogId>:<sequence>" already answered
 let connected = false;

@@ -4,7 +4,8 @@ const { spawn } = require('child_process');
 const path = require('path');
 
 class BotProcess {
-  constructor(srv, account, username, password, prefix = 'echo') {
+  // `extraEnv`: more environment for the bot (echo_bot.js reads PARLEY_AGENT_HOST).
+  constructor(srv, account, username, password, prefix = 'echo', extraEnv = {}) {
     this.events = [];
     this.waiters = [];
     this.stderr = '';
@@ -12,7 +13,7 @@ class BotProcess {
       NODE_EXTRA_CA_CERTS: srv.caPath,
       NO_PROXY: '127.0.0.1,localhost',
       no_proxy: '127.0.0.1,localhost',
-    });
+    }, extraEnv);
     delete env.HTTPS_PROXY;
     delete env.https_proxy;
     delete env.HTTP_PROXY;

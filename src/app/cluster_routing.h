@@ -1,0 +1,140 @@
+#pragma once
+
+// Cluster-wide agent routing: a conversation waiting on one node is offered to an agent whose
+// session is on another node (docs/cluster.md, "Agents and rings across nodes").
+//
+// - **Agents' state.** Every `announce_period` (and at once after a local agent's state
+//   changed) each node broadcasts its share of every agent's routing state
+//   (conversation::localAgents: availability set by a session here, skills, capacity, and the
+//   node's own load of the agent) on `parley-agents` (core NATS: not stored, nothing to replay).
+//   The other nodes' engines keep it (conversation::applyAnnouncement) for `agent_ttl`: a node
+//   that stops announcing (dead, cut off) has its agents forgotten and the rings offered
+//   through it ended within `agent_ttl`, and their conversations are offered again.
+// - **Rings.** The node that holds a waiting conversation (its engine) may ring an agent whose
+//   session is on another node: it sends the ring to that node (`parley-route.<hex of node>`,
+//   request/reply), which keeps it (`ringsForAgent`) and hands it to its sessions (the server's
+//   hub) as a RingOffered, exactly as a local ring reaches them; when the ring ends the owner
+//   tells that node, whose sessions get the RingEnded.
+// - **Accept and reject.** A session's acceptRing/rejectRing of such a ring goes to the node
+//   that offered it (same subject), whose engine applies it as a local accept or reject (first
+//   accept wins; the agent becomes ASSIGNED_AGENT); its answer (the conversation, or the error)
+//   is the session's answer. From then on the agent's publishes go to the owner through the
+//   forwarder and the conversation's events come through the relay, as for any conversation
+//   another node holds.
+//
+// Trust: as for the forwarder, the bus is inside the cluster's trust boundary: the owner takes
+// the accepting actor as the agent's node established it (the session's login).
+//
+// Threading: thread-safe. One thread of its own announces and sweeps; requests are served on
+// a bus thread (never blocking: the engine's calls complete later). The engine, the bus and
+// `sessions` must outlive it; stop() (or the destructor) ends all of it.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/bus.h"
+#include "common/result.h"
+#include "conversation/conversation_engine.h"
+
+namespace parley::app {
+
+struct ClusterRoutingOptions {
+  // This node's name (the engine's Options::node). REQUIRES: non-empty.
+  std::string node;
+  // How often this node announces its agents. Default: 1 s. REQUIRES: > 0.
+  std::chrono::milliseconds announce_period{1000};
+  // How long another node's announcement counts without a new one. Default: 3 s (three
+  // periods). REQUIRES: > announce_period.
+  std::chrono::milliseconds agent_ttl{3000};
+  // How long an offer, an accept or a reject waits for the other node. Default: 2 s.
+  std::chrono::milliseconds request_timeout{2000};
+  // The most agents one announcement carries (about 150 bytes each; NATS's payload limit is
+  // 1 MiB); beyond it the rest are left out, with a warning. Default: 4,096.
+  std::size_t max_agents = 4096;
+  // A ring kept for a session here ends by itself this long after its own expiry when the
+  // owner never said it ended (the owner died or the message was lost). Default: 5 s.
+  std::chrono::milliseconds ring_grace{5000};
+};
+
+// The bus subject of node `node`'s routing requests (offer, end, accept, reject).
+std::string routeSubject(const std::string& node);
+// The subject of the agents' announcements.
+inline constexpr const char* kAgentsSubject = "parley-agents";
+
+class ClusterRouting final : public conversation::ConversationListener {
+ public:
+  ClusterRouting(conversation::ConversationService& engine, bus::Bus& bus,
+                 ClusterRoutingOptions options);
+  ~ClusterRouting() override;
+  ClusterRouting(const ClusterRouting&) = delete;
+  ClusterRouting& operator=(const ClusterRouting&) = delete;
+
+  // Serves the other nodes' routing requests, listens to their announcements, lets the engine
+  // ring their agents and starts announcing. `sessions` (the server's hub) gets the rings other
+  // nodes offer to agents connected here; it must outlive this object (or stop() first).
+  Status start(conversation::ConversationListener& sessions);
+  // Stops all of the above; rings offered from then on fail (and are offered to others).
+  void stop();
+
+  // For the protocol sessions (through the forwarder): a ring another node offered to an agent
+  // here is accepted or rejected by that node; any other ring by this node's engine.
+  void acceptRing(conversation::Actor agent, std::string ring_id,
+                  conversation::Callback<store::Conversation> done);
+  void rejectRing(conversation::Actor agent, std::string ring_id,
+                  conversation::Callback<void> done);
+  // The engine's WAITING rings of the agent and those other nodes offered to it here.
+  std::vector<conversation::Ring> ringsForAgent(const AccountId& acc, const UserId& user) const;
+
+  // Announcements and rings handled (tests, metrics).
+  std::uint64_t announcementsReceived() const;
+
+  // ConversationListener (subscribe it to the engine): a local agent's state changed, so the
+  // other nodes hear it now rather than at the next period.
+  void onAgentStateChanged(const conversation::AgentStateChanged& e) override;
+
+ private:
+  class Port;
+  struct Mirrored {
+    conversation::Ring ring;
+    std::string owner;
+    std::chrono::steady_clock::time_point ends_by;
+  };
+  void announce();
+  void sweep();
+  void runLoop();
+  void receiveAnnouncement(const bus::BusMessage& m);
+  void serveRequest(const bus::BusMessage& m, bus::Reply reply);
+  void offered(const std::string& owner, conversation::Ring ring, bus::Reply reply);
+  void ended(conversation::Ring ring, conversation::RingEndReason reason, bus::Reply reply);
+  // Sends `type` for the mirrored ring to its owner; `done` gets the answer's result object.
+  void toOwner(const std::string& owner, const char* type, const conversation::Actor& agent,
+               const std::string& ring_id, std::function<void(Result<boost::json::object>)> done);
+
+  conversation::ConversationService& engine_;
+  bus::Bus& bus_;
+  const ClusterRoutingOptions options_;
+  std::shared_ptr<Port> port_;
+  std::unique_ptr<bus::Subscription> serving_;
+  std::unique_ptr<bus::Subscription> listening_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  conversation::ConversationListener* sessions_ = nullptr;  // guarded by mu_
+  std::unordered_map<std::string, Mirrored> mirrored_;      // by ring id; guarded by mu_
+  // When each other node was last heard from (announcement or offer); guarded by mu_.
+  std::map<std::string, std::chrono::steady_clock::time_point> last_seen_;
+  std::uint64_t announcements_ = 0;  // guarded by mu_
+  bool announce_now_ = false;        // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace parley::app

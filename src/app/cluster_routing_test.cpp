@@ -1,0 +1,266 @@
+// ClusterRouting: two nodes (two engines in cluster mode on one memory store, one bus, each
+// with its forwarder and its routing): a conversation held by node a is offered to an agent
+// whose session is on node b; node b's sessions get the ring as a local one, the agent's accept
+// and reject on node b are applied by node a, and the agent then publishes into the
+// conversation through node b.
+
+#include "app/cluster_routing.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "app/conversation_forwarder.h"
+#include "common/json.h"
+#include "common/testing/fake_clock.h"
+#include "store/memory/memory_store.h"
+
+namespace parley::app {
+namespace {
+
+namespace conv = parley::conversation;
+using namespace std::chrono_literals;
+
+const AccountId kAcc("1000");
+
+template <class T>
+Result<T> call(const std::function<void(conv::Callback<T>)>& f,
+               std::chrono::milliseconds limit = 20s) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto fut = p->get_future();
+  f([p](Result<T> r) { p->set_value(std::move(r)); });
+  if (fut.wait_for(limit) != std::future_status::ready)
+    return std::unexpected(Error{ErrorCode::kInternal, "no completion"});
+  return fut.get();
+}
+
+conv::Options node(const std::string& name) {
+  conv::Options o;
+  o.node = name;
+  o.lease_ms = 3000;
+  o.tick_interval_ms = 0;
+  return o;
+}
+
+// A node's protocol sessions, as the routing hands rings to them.
+class Sessions final : public conv::ConversationListener {
+ public:
+  void onRingOffered(const conv::RingOffered& e) override {
+    std::lock_guard lock(mu_);
+    offered_.push_back(e.ring);
+    cv_.notify_all();
+  }
+  void onRingEnded(const conv::RingEnded& e) override {
+    std::lock_guard lock(mu_);
+    ended_.push_back(e);
+    cv_.notify_all();
+  }
+  std::optional<conv::Ring> waitOffered(const ConversationId& c) {
+    std::unique_lock lock(mu_);
+    std::optional<conv::Ring> out;
+    cv_.wait_for(lock, 5s, [&] {
+      for (const auto& r : offered_)
+        if (r.conversation == c) out = r;
+      return out.has_value();
+    });
+    return out;
+  }
+  std::optional<conv::RingEnded> waitEnded(const std::string& ring_id) {
+    std::unique_lock lock(mu_);
+    std::optional<conv::RingEnded> out;
+    cv_.wait_for(lock, 5s, [&] {
+      for (const auto& e : ended_)
+        if (e.ring.ring_id == ring_id) out = e;
+      return out.has_value();
+    });
+    return out;
+  }
+  std::size_t offered() {
+    std::lock_guard lock(mu_);
+    return offered_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<conv::Ring> offered_;
+  std::vector<conv::RingEnded> ended_;
+};
+
+struct Node {
+  std::unique_ptr<conv::ConversationService> engine;
+  std::unique_ptr<ConversationForwarder> forwarder;
+  std::unique_ptr<ClusterRouting> routing;
+  Sessions sessions;
+  conv::Subscription sub;
+};
+
+class ClusterRoutingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::makeMemoryStore(clock_);
+    ASSERT_TRUE(store_->accounts().createAccount(store::Account{kAcc, "acme", 300, 600, 3600, 0}));
+    auto skill = store_->accounts().createSkill(store::Skill{kAcc, SkillId(), "sales", 0});
+    ASSERT_TRUE(skill);
+    sales_ = skill->id;
+    store::User u;
+    u.account = kAcc;
+    u.login_name = "agent";
+    u.pid = "pid-agent";
+    u.roles = {store::Role::kAgent};
+    u.skills = {sales_};
+    u.max_open_conversations = 2;
+    auto user = store_->accounts().createUser(u);
+    ASSERT_TRUE(user);
+    agent_ = conv::Actor::ofAgent(kAcc, user->id, user->pid);
+    start(a_, "node-a");
+    start(b_, "node-b");
+  }
+  void TearDown() override {
+    for (Node* n : {&a_, &b_}) {
+      n->sub.reset();
+      if (n->routing) n->routing->stop();
+      n->forwarder.reset();
+      n->routing.reset();
+      n->engine.reset();
+    }
+  }
+
+  void start(Node& n, const std::string& name) {
+    n.engine = conv::makeConversationService(*store_, clock_, node(name));
+    ASSERT_TRUE(n.engine->recover());
+    ForwarderOptions fo;
+    fo.node = name;
+    fo.retry_pause = 20ms;
+    auto* e = n.engine.get();
+    n.forwarder = std::make_unique<ConversationForwarder>(
+        *e, *store_->cluster(), *bus_,
+        [e](const ConversationId& id) { return conv::holdsConversation(*e, id); }, fo);
+    ASSERT_TRUE(n.forwarder->start());
+    ClusterRoutingOptions ro;
+    ro.node = name;
+    ro.announce_period = 20ms;
+    ro.agent_ttl = 200ms;
+    n.routing = std::make_unique<ClusterRouting>(*e, *bus_, ro);
+    n.forwarder->setRouting(n.routing.get());
+    ASSERT_TRUE(n.routing->start(n.sessions));
+    n.sub = e->subscribe(*n.routing);
+  }
+
+  Result<store::Conversation> requestOn(Node& n, const std::string& consumer) {
+    return call<store::Conversation>([&](auto cb) {
+      conv::ConversationRequest req;
+      req.account = kAcc;
+      req.consumer = ConsumerId(consumer);
+      req.skill = sales_;
+      n.forwarder->requestConversation(req, cb);
+    });
+  }
+
+  parley::testing::FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<bus::Bus> bus_ = bus::makeLocalBus();
+  SkillId sales_;
+  conv::Actor agent_;
+  Node a_, b_;
+};
+
+TEST_F(ClusterRoutingTest, AConversationOnOneNodeIsRungAcceptedAndAnsweredByAnAgentOnAnother) {
+  auto c = requestOn(a_, "consumer-1");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE(conv::holdsConversation(*a_.engine, c->id));
+
+  // The agent's session is on node b: its state is set there, and node b announces it.
+  ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+    b_.forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+  }));
+  auto ring = b_.sessions.waitOffered(c->id);
+  ASSERT_TRUE(ring) << "node b's sessions get node a's ring";
+  EXPECT_EQ(ring->user, agent_.user);
+  EXPECT_EQ(ring->state, conv::RingState::kWaiting);
+  EXPECT_EQ(a_.sessions.offered(), 0u);
+  auto replay = b_.forwarder->ringsForAgent(kAcc, agent_.user);
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_EQ(replay[0].ring_id, ring->ring_id);
+  EXPECT_GE(a_.routing->announcementsReceived(), 1u);
+
+  // The accept on node b is applied by node a (which holds the conversation).
+  auto accepted = call<store::Conversation>(
+      [&](auto cb) { b_.forwarder->acceptRing(agent_, ring->ring_id, cb); });
+  ASSERT_TRUE(accepted) << accepted.error().message;
+  bool assigned = false;
+  for (const auto& p : accepted->participants)
+    assigned |= p.role == store::ParticipantRole::kAssignedAgent &&
+                p.state == store::ParticipantState::kActive && p.id == agent_.user.str();
+  EXPECT_TRUE(assigned);
+  auto stored = store_->conversations().getConversation(kAcc, c->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->participants.size(), accepted->participants.size());
+  auto end = b_.sessions.waitEnded(ring->ring_id);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->reason, conv::RingEndReason::kAccepted);
+  EXPECT_TRUE(b_.forwarder->ringsForAgent(kAcc, agent_.user).empty());
+
+  // The agent and the consumer exchange messages: the agent's through node b, forwarded.
+  conv::PublishRequest from_agent;
+  from_agent.actor = agent_;
+  from_agent.conversation = c->id;
+  from_agent.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})";
+  auto sent = call<conv::Published>([&](auto cb) { b_.forwarder->publish(from_agent, cb); });
+  ASSERT_TRUE(sent) << sent.error().message;
+  conv::PublishRequest from_consumer = from_agent;
+  from_consumer.actor = conv::Actor::ofConsumer(kAcc, ConsumerId("consumer-1"));
+  from_consumer.event_json =
+      R"({"type":"ContentEvent","contentType":"text/plain","message":"hello"})";
+  ASSERT_TRUE(call<conv::Published>([&](auto cb) { a_.forwarder->publish(from_consumer, cb); }));
+  auto msgs = store_->conversations().listMessages(c->id, 0, 10);
+  ASSERT_TRUE(msgs);
+  ASSERT_EQ(msgs->size(), 2u);
+  EXPECT_EQ((*msgs)[0].originator_id, agent_.oldId());
+}
+
+TEST_F(ClusterRoutingTest, ARejectOnTheAgentsNodeIsAppliedByTheOwner) {
+  ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+    b_.forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+  }));
+  auto c = requestOn(a_, "consumer-2");
+  ASSERT_TRUE(c);
+  auto ring = b_.sessions.waitOffered(c->id);
+  ASSERT_TRUE(ring);
+  ASSERT_TRUE(call<void>([&](auto cb) { b_.forwarder->rejectRing(agent_, ring->ring_id, cb); }));
+  auto end = b_.sessions.waitEnded(ring->ring_id);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->reason, conv::RingEndReason::kRejected);
+  // Still waiting on node a, not offered to the agent again.
+  auto queues = a_.engine->queues(kAcc, sales_);
+  ASSERT_EQ(queues.size(), 1u);
+  ASSERT_EQ(queues[0].entries.size(), 1u);
+  EXPECT_TRUE(queues[0].entries[0].ringing.empty());
+  // A ring this node's engine never offered, nor another node: NotFound from the engine.
+  auto unknown = call<void>([&](auto cb) { b_.forwarder->rejectRing(agent_, "nope", cb); });
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(ClusterRoutingTest, ANodeThatStopsAnnouncingLosesItsRingsAndTheConversationWaitsAgain) {
+  ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+    b_.forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+  }));
+  auto c = requestOn(a_, "consumer-3");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(b_.sessions.waitOffered(c->id));
+  // Node b stops (as a dead node: nothing more from it).
+  b_.sub.reset();
+  b_.routing->stop();
+  clock_.advanceMs(201);  // past the announcement's 200 ms
+  a_.engine->tick();
+  auto queues = a_.engine->queues(kAcc, sales_);
+  ASSERT_EQ(queues.size(), 1u);
+  ASSERT_EQ(queues[0].entries.size(), 1u);
+  EXPECT_TRUE(queues[0].entries[0].ringing.empty());
+}
+
+}  // namespace
+}  // namespace parley::app

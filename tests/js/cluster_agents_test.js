@@ -1,0 +1,68 @@
+'use strict';
+// Cluster-wide agent routing (tools/cluster.sh, two nodes): a conversation owned by node 1 and
+// waiting on a skill no bot serves is rung to an agent whose only socket is on node 2 (our echo
+// agent on the unmodified node-agent-sdk 1.2.0, pinned to node 2); the agent accepts there, the
+// owner assigns it, and the consumer (on node 1) and the agent (on node 2) exchange messages.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Consumer } = require('./lib/consumer');
+const { BotProcess } = require('./lib/bot');
+const { rest } = require('./lib/server');
+const { clusterForTest } = require('./lib/cluster');
+
+test('a conversation waiting on node 1 is offered to an agent on node 2, who accepts and talks with the consumer', { timeout: 600000 }, async (t) => {
+  const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2);
+  const { node1, node2 } = byName;
+  const node2Host = new URL(node2.https).host;
+
+  // The demo human agent (skills "human" and "escalation"), logged in and connected on node 2.
+  const agent = new BotProcess({ httpsHost: node2Host, caPath: c.listening[0].ca }, acc,
+    c.demo.agent.username, c.demo.agent.password, 'echo', { PARLEY_AGENT_HOST: node2Host });
+  t.after(() => agent.stop());
+  const connected = await agent.waitFor((e) => e.event === 'connected', 'agent connected to node 2', 30000);
+  await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
+
+  // A consumer on node 1 asks for a conversation on "human": node 1 creates and owns it.
+  const consumer = new Consumer(srv(node1), acc);
+  await consumer.signup();
+  await consumer.connect();
+  t.after(() => consumer.close());
+  await consumer.request('cqm.SubscribeExConversations', { minLastUpdatedTime: 0, convState: ['OPEN', 'CLOSE'] });
+  const created = await consumer.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.human, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  assert.equal((await consumer.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+  const conv = async () => {
+    const r = await rest(srv(node1), bearer, 'GET', acc, `conversations/${convId}`);
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  };
+  assert.equal((await conv()).owner, 'node1');
+
+  // Node 1 rings the agent through node 2; the accept on node 2 is applied by node 1.
+  const accepted = await agent.waitFor((e) => e.event === 'accepted' && e.convId === convId,
+    'the agent on node 2 is rung for node 1\'s conversation', 20000);
+  assert.ok(accepted.ok, `accept through node 2: ${JSON.stringify(accepted)}`);
+  const joined = await agent.waitFor((e) => e.event === 'joined' && e.convId === convId, 'the agent joins', 15000);
+  assert.equal(joined.myRole, 'ASSIGNED_AGENT');
+  await consumer.waitFor((s) => s.conversationChanges().find((ch) => ch.result.convId === convId &&
+    (ch.result.conversationDetails.participantsPId.ASSIGNED_AGENT || [])[0] === connected.agentId),
+  'the consumer on node 1 sees the agent assigned', 15000);
+
+  // Both sides talk: the consumer's message reaches the agent on node 2, whose answer (published
+  // through node 2, applied by node 1) reaches the consumer on node 1.
+  await consumer.publishText(convId, 'hello from node 1');
+  await consumer.waitFor((s) => s.contentRecords().find((r) => r.event.message === 'echo : hello from node 1' &&
+    r.originatorId === connected.agentId), 'the agent\'s answer', 15000);
+  await consumer.publishText(convId, 'and again');
+  await consumer.waitFor((s) => s.contentRecords().find((r) => r.event.message === 'echo : and again'),
+    'the agent\'s second answer', 15000);
+  const after = await conv();
+  assert.equal(after.owner, 'node1', 'still owned by node 1');
+  const msgs = await rest(srv(node1), bearer, 'GET', acc, `conversations/${convId}/messages`);
+  assert.equal(msgs.status, 200, msgs.text);
+  const texts = msgs.json.filter((m) => m.event.type === 'ContentEvent').map((m) => m.event.message);
+  assert.deepEqual(texts, ['hello from node 1', 'echo : hello from node 1', 'and again', 'echo : and again']);
+  assert.deepEqual(agent.errors(), [], `agent errors: ${JSON.stringify(agent.errors())}`);
+});
