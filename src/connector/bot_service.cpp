@@ -39,7 +39,7 @@ struct BotService::Impl {
         turns({s.bots(), c, r, validator, clk, opts, metrics, skills, hooks, allowlists, health,
                work, strands}),
         driver({c, s.conversations(), pool, registry, turns, metrics, work, strands,
-                opts.max_open_conversations}),
+                opts.max_open_conversations, opts.store_retry_max_ms}),
         control({s, c, registry, driver, skills, metrics, clk}),
         tester({s, validator, clk, opts, pool, skills, allowlists, work}),
         replay({s, validator, clk, opts, pool, allowlists, work}),

@@ -64,6 +64,17 @@ struct ConnectorOptions {
   // While a bot is in SERVICE_INTERRUPTION, how often the connector checks whether the platform
   // can run its function again. Default: 60,000 (spec §3.2: once a minute). REQUIRES: >= 1.
   int service_probe_interval_ms = 60'000;
+  // Store outages (README "Store outages"): a durable turn's write — a message it publishes,
+  // its done mark — that the store refuses as unavailable (ErrorCode::kUnavailable: the
+  // database restarting, a lost connection) is tried again after store_retry_first_ms,
+  // doubling up to store_retry_max_ms, for up to store_retry_for_ms after its first failure;
+  // the conversation's later turns wait behind it. Past that the turn ends as
+  // STORE_UNAVAILABLE, still owed, and the conversation's catch-up (which reads the store)
+  // runs again every store_retry_max_ms until it can read the store, then answers what is
+  // owed. Defaults: 100, 2,000 and 30,000. REQUIRES: each >= 1.
+  int store_retry_first_ms = 100;
+  int store_retry_max_ms = 2'000;
+  int store_retry_for_ms = 30'000;
   // The image allowlist for accounts with none stored (`bots/image-allowlist`). Default: none.
   richcontent::AllowlistProvider image_allowlist;
   // The consumers' profiles as set with `userprofile.SetUserProfile` (JSON text holding

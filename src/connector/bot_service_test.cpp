@@ -16,6 +16,7 @@
 #include "conversation/conversation_engine.h"
 #include "conversation/testing/ring_acceptor.h"
 #include "store/memory/memory_store.h"
+#include "store/testing/unavailable_store.h"
 
 namespace parley::connector {
 namespace {
@@ -133,6 +134,9 @@ class BotServiceTest : public ::testing::Test {
     co.ms_per_delay_second = 20;
     co.service_probe_interval_ms = 50;
     co.max_open_conversations = max_open_;
+    co.store_retry_first_ms = 5;
+    co.store_retry_max_ms = 20;
+    co.store_retry_for_ms = store_retry_for_ms_;
     co.consumer_profiles = std::make_shared<TestProfiles>(*this);
     co.on_change = [this](const AccountId& acc, std::string_view kind, const std::string& id) {
       std::lock_guard l(profiles_mu_);
@@ -316,6 +320,7 @@ class BotServiceTest : public ::testing::Test {
   int profile_reads_ = 0;
   bool profile_throws_ = false;  // guarded by profiles_mu_
   int max_open_ = 999;
+  int store_retry_for_ms_ = 60'000;
   std::vector<std::string> changes_;  // on_change calls, "acc kind id"; guarded by profiles_mu_
 };
 
@@ -2007,6 +2012,147 @@ TEST_F(DeferredStoreBotServiceTest, AFailedTurnRecordIsLoggedAndCounted) {
   EXPECT_NE(service_->prometheusText().find("parley_bot_turn_record_failures_total 2"),
             std::string::npos)
       << service_->prometheusText();
+}
+
+// ---- store outages (README "Store outages") ----------------------------------------------------
+
+// The memory store behind store::testing::UnavailableStore: the bot's messages (and, when the
+// test says so, every conversation save and read) are refused as unavailable, as while
+// PostgreSQL restarts. Consumers' messages are still stored, so messages can arrive meanwhile.
+class StoreOutageBotServiceTest : public BotServiceTest {
+ protected:
+  void SetUp() override {
+    auto s = std::make_unique<store::testing::UnavailableStore>(store::makeMemoryStore(clock_));
+    s->fail_appends_if = [](const store::Message& m) {
+      return m.originator_role != store::ParticipantRole::kConsumer;
+    };
+    outage_ = s.get();
+    store_ = std::move(s);
+    BotServiceTest::SetUp();
+    runner_.setScript([](const functions::InvokeRequest& r) {
+      std::string m(bj::parse(r.input_json).at("payload").at("message").as_string());
+      return okResult(bj::serialize(bj::object{{"messages", bj::array{"re: " + m}}}));
+    });
+  }
+  // Opens a conversation and waits until the bot holds it (its assignment is a store write)
+  // and has read it (the catch-up when the bot takes a conversation is a store read).
+  store::Conversation openAssigned(const std::string& consumer, const UserId& bot_user) {
+    auto c = open(consumer);
+    EXPECT_TRUE(waitAssigned(c, bot_user.str()));
+    for (int i = 0; i < 500 && !service_->onEngineStrandForTest(c.id); ++i)
+      std::this_thread::sleep_for(10ms);  // the connector tracks it: its catch-up has begun
+    EXPECT_TRUE(service_->waitIdleForTest());
+    return c;
+  }
+  bool waitRefused(int n) {
+    for (int i = 0; i < 500; ++i) {
+      if (outage_->refused.load() >= n) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  bool waitOutcome(const BotId& bot, const std::string& outcome) {
+    for (int i = 0; i < 500; ++i) {
+      for (const auto& t : turns(bot))
+        if (t.outcome == outcome) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  store::testing::UnavailableStore* outage_ = nullptr;
+};
+
+// Issue 19: the reply to a message acknowledged before the outage is retried until the store
+// takes it, once; a message that arrives meanwhile waits behind it and is answered after it.
+TEST_F(StoreOutageBotServiceTest, AReplyRefusedWhileTheStoreIsDownIsSentOnceWhenItIsBack) {
+  runner_.hold(true);
+  auto [bot, user] = startBot();
+  auto c = openAssigned("outage", user);
+  say(c, "one");
+  ASSERT_TRUE(runner_.waitRequests(1));
+  outage_->writes_down = true;
+  runner_.hold(false);
+  runner_.releaseAll();
+  ASSERT_TRUE(waitRefused(3));  // "re: one" refused, and refused again
+  say(c, "two");                // stored: consumers' messages still are
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(botTexts(c).empty());
+  EXPECT_EQ(runner_.requests().size(), 1u);  // the turn for "two" waits behind "one"'s
+  outage_->writes_down = false;
+  ASSERT_TRUE(waitCount(c, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"re: one", "re: two"}));
+  auto msgs = messages(c);
+  ASSERT_EQ(msgs.size(), 4u);  // one, two, re: one, re: two
+  EXPECT_TRUE(msgs[2].turn.done);
+  EXPECT_EQ(msgs[2].turn.through, msgs[0].sequence);
+  EXPECT_EQ(msgs[3].turn.through, msgs[1].sequence);
+  auto t = turns(bot);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].outcome, "OK");
+  EXPECT_EQ(t[1].outcome, "OK");
+  EXPECT_NE(t[1].actions_json.find(R"("kind":"STORE_RETRY")"), std::string::npos);
+  EXPECT_NE(t[1].actions_json.find(R"("status":"STORED")"), std::string::npos);
+  EXPECT_NE(service_->prometheusText().find("parley_bot_store_retries_total{bot=\"" + bot.str()),
+            std::string::npos);
+}
+
+// The write committed although the store answered Unavailable: the retry finds the reply in the
+// store (same turn id and effect number) and does not send it again.
+TEST_F(StoreOutageBotServiceTest, AReplyStoredAlthoughTheStoreAnsweredAnErrorIsNotSentTwice) {
+  auto [bot, user] = startBot();
+  auto c = openAssigned("ambiguous", user);
+  outage_->committed_then_failed = true;
+  outage_->fail_next_appends = 1;
+  say(c, "one");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(outage_->refused.load(), 1);
+  EXPECT_EQ(botTexts(c), std::vector<std::string>{"re: one"});
+  auto t = turns(bot);
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].outcome, "OK");
+  EXPECT_NE(t[0].actions_json.find(R"("status":"FOUND_STORED")"), std::string::npos)
+      << t[0].actions_json;
+}
+
+class ShortStoreRetryBotServiceTest : public StoreOutageBotServiceTest {
+ protected:
+  void SetUp() override {
+    store_retry_for_ms_ = 100;
+    StoreOutageBotServiceTest::SetUp();
+  }
+};
+
+// Past the retry limit the turn is left owed: nothing later is answered before it (no later
+// done mark covers it), the catch-up reads the store again until it can, and then the owed
+// message and the one that arrived meanwhile are answered, in order, once each.
+TEST_F(ShortStoreRetryBotServiceTest, ATurnLeftOwedIsAnsweredFirstWhenTheStoreIsBack) {
+  auto [bot, user] = startBot();
+  auto c = openAssigned("owed", user);
+  outage_->writes_down = true;
+  outage_->reads_down = true;
+  say(c, "one");
+  ASSERT_TRUE(waitOutcome(bot, "STORE_UNAVAILABLE"));
+  say(c, "two");  // arrives while the conversation waits for its catch-up
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(runner_.requests().size(), 1u);  // "two" is not answered before "one"
+  EXPECT_TRUE(botTexts(c).empty());
+  outage_->writes_down = false;
+  outage_->reads_down = false;
+  ASSERT_TRUE(waitCount(c, 2));
+  ASSERT_TRUE(service_->waitIdleForTest());
+  EXPECT_EQ(botTexts(c), (std::vector<std::string>{"re: one", "re: two"}));
+  auto reqs = runner_.requests();
+  ASSERT_EQ(reqs.size(), 3u);  // "one" (left owed), "one" again, "two"
+  EXPECT_EQ(payloadOf(reqs[1]).at("message").as_string(), "one");
+  EXPECT_EQ(payloadOf(reqs[2]).at("message").as_string(), "two");
+  auto t = turns(bot);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[2].outcome, "STORE_UNAVAILABLE");  // newest first
+  EXPECT_NE(t[2].error.find("still owed"), std::string::npos) << t[2].error;
+  EXPECT_EQ(t[1].outcome, "OK");
+  EXPECT_EQ(t[0].outcome, "OK");
 }
 
 TEST_F(BotServiceTest, RestartResumesRunningBotsAndUnansweredMessages) {

@@ -163,6 +163,21 @@ void ConversationDriver::catchUp(const std::shared_ptr<ConvState>& st) {
 void ConversationDriver::finishCatchUp(const std::shared_ptr<ConvState>& st, std::uint64_t epoch,
                                        const Result<std::vector<store::Message>>& r) {
   if (epoch != st->epoch || !st->owned) return;
+  if (!r && r.error().code == ErrorCode::kUnavailable && !d_.work.stopped()) {
+    // Deriving what is owed from nothing would answer later messages and let their turn's done
+    // mark cover the unanswered ones: read again later; consumer messages stay buffered.
+    spdlog::warn(
+        "connector: cannot read conversation {} to derive what the bot owes ({}); reading it "
+        "again in {} ms",
+        st->id.str(), r.error().message, d_.catch_up_retry_ms);
+    d_.strands.afterDelay(st, &ConvState::catch_up_timer,
+                          std::chrono::milliseconds(std::max(1, d_.catch_up_retry_ms)),
+                          [this, st, epoch] {
+                            if (epoch != st->epoch || !st->owned || d_.work.stopped()) return;
+                            catchUp(st);
+                          });
+    return;
+  }
   st->catching_up = false;
   std::vector<store::Message> msgs = r ? *r : std::vector<store::Message>{};
   if (!r)
@@ -416,8 +431,19 @@ void ConversationDriver::forget(const ConversationId& id) {
   conversations_.erase(id.str());
 }
 
+void ConversationDriver::resync(const std::shared_ptr<ConvState>& st) {
+  st->owed = false;
+  st->queue.clear();  // derived again from the store, with the owed turn first
+  cancelInactivity(st);
+  catchUp(st);
+}
+
 void ConversationDriver::turnEnded(const std::shared_ptr<ConvState>& st) {
   if (!st->owned && st->snapshot.state == store::ConversationState::kClose) forget(st->id);
+  if (st->owed) {
+    st->owed = false;
+    if (st->owned && !d_.work.stopped()) return resync(st);
+  }
   pump(st);
   armInactivityIfWaiting(st);
 }
@@ -428,6 +454,8 @@ void ConversationDriver::cancelTimers() {
     d_.strands.onStrand(c, [c] {
       if (c->timer) c->timer->cancel();
       if (c->idle_timer) c->idle_timer->cancel();
+      if (c->retry_timer) c->retry_timer->cancel();
+      if (c->catch_up_timer) c->catch_up_timer->cancel();
     });
 }
 

@@ -41,6 +41,9 @@ class ConversationDriver final : public TurnObserver {
     WorkTracker& work;
     StrandTasks& strands;
     int max_open_conversations;
+    // How long a catch-up that could not read the store waits before it reads again
+    // (ConnectorOptions::store_retry_max_ms).
+    int catch_up_retry_ms;
   };
   explicit ConversationDriver(Deps deps) : d_(deps) {}
 
@@ -77,6 +80,9 @@ class ConversationDriver final : public TurnObserver {
                     const std::shared_ptr<BotRuntime>& bot);
   void release(const std::shared_ptr<ConvState>& st);
   void catchUp(const std::shared_ptr<ConvState>& st);
+  // A turn was left owed (its writes failed past the retry limit): drops what is queued and
+  // derives what the bot owes from the store again (catchUp, retried until it can read).
+  void resync(const std::shared_ptr<ConvState>& st);
   void finishCatchUp(const std::shared_ptr<ConvState>& st, std::uint64_t epoch,
                      const Result<std::vector<store::Message>>& r);
   void enqueueMessage(const std::shared_ptr<ConvState>& st, const ConsumerMessage& m,

@@ -61,10 +61,11 @@ enum class TurnOutcome {
   kDiscarded,
   kInterrupted,
   kError,
-  kClosedInactive
+  kClosedInactive,
+  kStoreUnavailable
 };
 // "OK", "PARTIAL", "ESCALATED", "ESCALATION_FAILED", "DISCARDED", "INTERRUPTED", "ERROR",
-// "CLOSED_INACTIVE".
+// "CLOSED_INACTIVE", "STORE_UNAVAILABLE".
 inline const char* turnOutcomeName(TurnOutcome o) {
   switch (o) {
     case TurnOutcome::kOk:
@@ -83,6 +84,8 @@ inline const char* turnOutcomeName(TurnOutcome o) {
       return "ERROR";
     case TurnOutcome::kClosedInactive:
       return "CLOSED_INACTIVE";
+    case TurnOutcome::kStoreUnavailable:
+      return "STORE_UNAVAILABLE";
   }
   return "UNKNOWN";
 }
@@ -117,6 +120,9 @@ struct Turn {
   bool done_marked = false;
   // The turn moved the conversation away (transfer, close): nothing is left to mark.
   bool handed_off = false;
+  // The highest sequence of a message this turn stored (-1: none yet): a write retried after
+  // an outage looks for itself after it.
+  std::int64_t last_stored_seq = -1;
   // Index in the plan's steps of the message that carries the done mark (the last message when
   // the action, if any, stores nothing of its own: INVOCATION).
   std::optional<std::size_t> done_step;
@@ -159,6 +165,13 @@ struct ConvState {
   // Chat inactivity (warning, then close); `idle_gen` invalidates a timer that already fired.
   std::shared_ptr<boost::asio::steady_timer> idle_timer;
   std::uint64_t idle_gen = 0;
+  // Store outages: the wait before a turn's write is tried again, and before the catch-up reads
+  // the store again (README "Store outages").
+  std::shared_ptr<boost::asio::steady_timer> retry_timer;
+  std::shared_ptr<boost::asio::steady_timer> catch_up_timer;
+  // A turn was left owed (its writes failed past the retry limit): what is queued is dropped
+  // and the catch-up derives what is owed from the store once it can read it again.
+  bool owed = false;
 };
 
 // Runs work on conversations' strands inside the fence. Thread-safe; `work` must outlive it.
@@ -220,6 +233,22 @@ class StrandTasks {
   void released(std::shared_ptr<ConvState> st) {
     st.reset();
     work_.done();
+  }
+
+  // A one-shot timer on the strand kept in `slot`: `f` runs fenced when it fires, also when it
+  // was cancelled (stop() cancels it; `f` sees the connector stopping). Counted as work in
+  // flight, so stop() waits for it.
+  template <class F>
+  void afterDelay(const std::shared_ptr<ConvState>& st,
+                  std::shared_ptr<boost::asio::steady_timer> ConvState::*slot,
+                  std::chrono::milliseconds d, F&& f) {
+    auto timer = std::make_shared<boost::asio::steady_timer>(st->strand, d);
+    (*st).*slot = timer;
+    work_.add();
+    timer->async_wait([this, st, timer, f = std::forward<F>(f)](boost::system::error_code) mutable {
+      fenced(st, f);
+      work_.done();
+    });
   }
 
   // A one-shot timer on the strand (the conversation's `timer`): `f` runs fenced unless the

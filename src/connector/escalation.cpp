@@ -44,7 +44,7 @@ void TurnRunner::turnException(const std::shared_ptr<ConvState>& st, const std::
     if (st->turn_running && st->current == turn) complete(st, turn, TurnOutcome::kError);
   } catch (...) {
   }
-  if (st->current == turn) endTurn(st);
+  endTurn(st, turn);
 }
 
 // A failed invocation or an unusable response: retry per policy, then escalate.

@@ -57,6 +57,11 @@ void ConnectorMetrics::handedOff(const std::string& bot, std::uint64_t n) {
 
 void ConnectorMetrics::turnRecordFailure() { ++turn_record_failures_; }
 
+void ConnectorMetrics::storeRetry(const std::string& bot) {
+  std::lock_guard l(mu_);
+  store_retries_[bot] += 1;
+}
+
 std::string ConnectorMetrics::prometheusText(
     const std::vector<std::pair<std::string, std::string>>& statuses,
     std::size_t conversations) const {
@@ -119,6 +124,11 @@ std::string ConnectorMetrics::prometheusText(
       "stopped or deleted.\n# TYPE parley_bot_handed_off_total counter\n";
   for (const auto& [k, v] : handed_off_)
     out += fmt::format("parley_bot_handed_off_total{{bot=\"{}\"}} {}\n", k, v);
+  out +=
+      "# HELP parley_bot_store_retries_total Turn writes tried again after the store refused "
+      "them as unavailable.\n# TYPE parley_bot_store_retries_total counter\n";
+  for (const auto& [k, v] : store_retries_)
+    out += fmt::format("parley_bot_store_retries_total{{bot=\"{}\"}} {}\n", k, v);
   out +=
       "# HELP parley_bot_turn_record_failures_total Turn records the store failed to write.\n"
       "# TYPE parley_bot_turn_record_failures_total counter\n";

@@ -32,6 +32,9 @@ class ConnectorMetrics {
   void handedOff(const std::string& bot, std::uint64_t n);
   // A turn record whose asynchronous write failed.
   void turnRecordFailure();
+  // A turn's write (an effect, the read looking for it, its done mark) tried again after the
+  // store refused it as unavailable.
+  void storeRetry(const std::string& bot);
 
   // Prometheus text: the counters, then the gauges of the running bots' statuses ((bot id,
   // status) pairs) and of the conversations the connector tracks.
@@ -52,6 +55,7 @@ class ConnectorMetrics {
   std::map<Pair, std::uint64_t> hook_failures_;  // (bot, hook)
   std::map<std::string, std::uint64_t> turn_exceptions_;
   std::map<std::string, std::uint64_t> handed_off_;
+  std::map<std::string, std::uint64_t> store_retries_;
   std::atomic<std::uint64_t> turn_record_failures_{0};
 };
 

@@ -11,6 +11,10 @@ namespace bj = boost::json;
 namespace conv = parley::conversation;
 namespace {
 
+// Messages read when a retried write looks for itself in the store (those after the turn's
+// consumer messages and stored effects).
+constexpr int kRetryReadLimit = 100'000;
+
 bool ownershipError(const Error& e) {
   return e.code == ErrorCode::kForbidden || e.code == ErrorCode::kConflict;
 }
@@ -41,8 +45,8 @@ void TurnRunner::beginTurn(const std::shared_ptr<ConvState>& st,
   d_.work.turnStarted();
 }
 
-void TurnRunner::endTurn(const std::shared_ptr<ConvState>& st) {
-  if (!st->turn_running) return;
+void TurnRunner::endTurn(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+  if (!st->turn_running || st->current != turn) return;
   st->turn_running = false;
   st->current.reset();
   d_.work.turnEnded();
@@ -231,6 +235,8 @@ void TurnRunner::publish(const std::shared_ptr<ConvState>& st, const std::shared
         if (r) turn->done_marked = true;
         then(std::move(r));
       };
+    return storeEffect(st, turn, std::make_shared<const conv::PublishRequest>(std::move(req)),
+                       std::move(then), StoreRetry{});
   }
   d_.work.add();
   d_.convs.publish(
@@ -239,6 +245,117 @@ void TurnRunner::publish(const std::shared_ptr<ConvState>& st, const std::shared
         d_.strands.onStrand(s, [then = std::move(then), r = std::move(r)] { then(r); });
         d_.strands.released(std::move(s));
       });
+}
+
+void TurnRunner::storeEffect(const std::shared_ptr<ConvState>& st,
+                             const std::shared_ptr<Turn>& turn,
+                             std::shared_ptr<const conv::PublishRequest> req, Then then,
+                             StoreRetry retry) {
+  d_.work.add();
+  d_.convs.publish(*req, [this, st = st, turn = turn, req, then = std::move(then),
+                          retry](Result<conv::Published> r) mutable {
+    auto s = std::move(st);  // see released()
+    d_.strands.onStrand(s, [this, s, turn = std::move(turn), req = std::move(req),
+                            then = std::move(then), retry, r = std::move(r)]() mutable {
+      std::string what = fmt::format("effect {}", req->turn.effect);
+      if (r) {
+        if (r->sequence) turn->last_stored_seq = std::max(turn->last_stored_seq, *r->sequence);
+        if (retry.failures > 0) noteRetries(turn, retry, what, "STORED");
+        return then(std::move(r));
+      }
+      if (r.error().code != ErrorCode::kUnavailable) return then(std::move(r));
+      storeFailed(s, turn, retry, r.error(), what,
+                  [this, s, turn, req, then = std::move(then)](StoreRetry next) mutable {
+                    findOrStore(s, turn, std::move(req), std::move(then), next);
+                  });
+    });
+    d_.strands.released(std::move(s));
+  });
+}
+
+void TurnRunner::findOrStore(const std::shared_ptr<ConvState>& st,
+                             const std::shared_ptr<Turn>& turn,
+                             std::shared_ptr<const conv::PublishRequest> req, Then then,
+                             StoreRetry retry) {
+  // The effect, if stored, follows the turn's consumer messages and its stored effects.
+  std::int64_t from = std::max<std::int64_t>(0, std::max(turn->through, turn->last_stored_seq) + 1);
+  d_.work.add();
+  d_.convs.listMessages(
+      st->account, st->id, from, kRetryReadLimit,
+      [this, st = st, turn = turn, req, then = std::move(then),
+       retry](Result<std::vector<store::Message>> r) mutable {
+        auto s = std::move(st);  // see released()
+        d_.strands.onStrand(s, [this, s, turn = std::move(turn), req = std::move(req),
+                                then = std::move(then), retry, r = std::move(r)]() mutable {
+          std::string what = fmt::format("effect {}", req->turn.effect);
+          if (!r && r.error().code == ErrorCode::kUnavailable)
+            return storeFailed(
+                s, turn, retry, r.error(), what,
+                [this, s, turn, req, then = std::move(then)](StoreRetry next) mutable {
+                  findOrStore(s, turn, std::move(req), std::move(then), next);
+                });
+          if (!r) {
+            noteRetries(turn, retry, what, "FAILED");
+            return then(std::unexpected(r.error()));
+          }
+          for (const auto& m : *r)
+            if (m.turn == req->turn) {
+              // Committed although the store answered an error: not sent again.
+              turn->last_stored_seq = std::max(turn->last_stored_seq, m.sequence);
+              noteRetries(turn, retry, what, "FOUND_STORED");
+              return then(conv::Published{m.sequence, m.server_ts});
+            }
+          storeEffect(s, turn, std::move(req), std::move(then), retry);
+        });
+        d_.strands.released(std::move(s));
+      });
+}
+
+void TurnRunner::storeFailed(const std::shared_ptr<ConvState>& st,
+                             const std::shared_ptr<Turn>& turn, StoreRetry retry, const Error& e,
+                             const std::string& what, std::function<void(StoreRetry)> again) {
+  const auto now = SteadyClock::now();
+  if (retry.failures++ == 0) {
+    retry.first_failure = now;
+    retry.delay = std::chrono::milliseconds(std::max(1, d_.opts.store_retry_first_ms));
+  }
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - retry.first_failure);
+  if (waited.count() >= d_.opts.store_retry_for_ms) {
+    noteRetries(turn, retry, what, "GAVE_UP");
+    turn->error = fmt::format(
+        "{} could not be stored: the store was unavailable for {} ms ({} attempts; last error: "
+        "{}); the turn is still owed and runs again once the store can be read",
+        what, waited.count(), retry.failures, e.message);
+    spdlog::warn("connector: conversation {}: turn {}: {}", st->id.str(), turn->id, turn->error);
+    st->owed = true;
+    return complete(st, turn, TurnOutcome::kStoreUnavailable);
+  }
+  d_.metrics.storeRetry(turn->bot->id.str());
+  const auto delay = retry.delay;
+  retry.delay =
+      std::min(retry.delay * 2, std::chrono::milliseconds(std::max(1, d_.opts.store_retry_max_ms)));
+  d_.strands.afterDelay(st, &ConvState::retry_timer, delay,
+                        [this, st, turn, retry, again = std::move(again)] {
+                          if (interrupted(st, turn)) return;
+                          if (stale(st, turn))
+                            return discard(st, turn,
+                                           "the conversation changed owner while a write of the "
+                                           "turn waited for the store; the rest is not sent");
+                          again(retry);
+                        });
+}
+
+void TurnRunner::noteRetries(const std::shared_ptr<Turn>& turn, const StoreRetry& retry,
+                             const std::string& what, const char* status) {
+  turn->actions.push_back(bj::object{
+      {"kind", "STORE_RETRY"},
+      {"write", what},
+      {"status", status},
+      {"failures", retry.failures},
+      {"waitedMs", std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                         retry.first_failure)
+                       .count()}});
 }
 
 void TurnRunner::applyStep(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
@@ -440,6 +557,18 @@ void TurnRunner::applyAction(const std::shared_ptr<ConvState>& st,
 void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                           TurnOutcome outcome) {
   turn->outcome = outcome;
+  // A durable turn whose done mark no message carried (a TTR action, a failed last publish,
+  // an escalation that kept the conversation) is marked done on the conversation before it
+  // ends, so the conversation's next turn starts after the mark is stored.
+  if (turn->durable && !turn->done_marked && !turn->handed_off &&
+      outcome != TurnOutcome::kDiscarded && outcome != TurnOutcome::kInterrupted &&
+      outcome != TurnOutcome::kStoreUnavailable && !stale(st, turn))
+    return markDone(st, turn, StoreRetry{}, [this, st, turn] { finish(st, turn); });
+  finish(st, turn);
+}
+
+void TurnRunner::finish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+  const TurnOutcome outcome = turn->outcome.value_or(TurnOutcome::kError);
   if (outcome == TurnOutcome::kOk || outcome == TurnOutcome::kPartial)
     d_.health.record(turn->bot, TurnHealth::kSuccess);
   double total = msSince(turn->t_start);
@@ -472,29 +601,43 @@ void TurnRunner::complete(const std::shared_ptr<ConvState>& st, const std::share
     d_.work.done();
   });
   d_.metrics.turn(turn->bot->id.str(), turnOutcomeName(outcome));
-  // A durable turn whose done mark no message carried (a TTR action, a failed last publish,
-  // an escalation that kept the conversation) is marked done on the conversation; the engine
-  // applies it before anything the next turn publishes.
-  if (turn->durable && !turn->done_marked && !turn->handed_off &&
-      outcome != TurnOutcome::kDiscarded && outcome != TurnOutcome::kInterrupted &&
-      !stale(st, turn))
-    markDone(st, turn);
-  endTurn(st);
-  observer_->turnEnded(st);
+  endTurn(st, turn);
+  // Unless another turn runs already (this one was ended by the fence while its done mark was
+  // being stored), the driver starts the next.
+  if (!st->turn_running) observer_->turnEnded(st);
 }
 
-void TurnRunner::markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) {
+// markTurn writes the same mark again when retried, so a retry after an ambiguous failure is
+// harmless.
+void TurnRunner::markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                          StoreRetry retry, std::function<void()> done) {
   store::TurnMark mark{turn->id, st->assigned_at, turn->through, turn->effects, true};
   d_.work.add();
-  d_.convs.markTurn(botActor(*turn->bot), st->id, std::move(mark),
-                    [this, id = turn->id, conv = st->id.str()](Result<void> r) {
-                      if (!r)
-                        spdlog::warn(
-                            "connector: turn {} of conversation {} could not be marked done ({}); "
-                            "a restart may run it again",
-                            id, conv, r.error().message);
-                      d_.work.done();
-                    });
+  d_.convs.markTurn(
+      botActor(*turn->bot), st->id, mark,
+      [this, st = st, turn = turn, mark, retry, done = std::move(done)](Result<void> r) mutable {
+        auto s = std::move(st);  // see released()
+        d_.strands.onStrand(s, [this, s, turn = std::move(turn), mark, retry,
+                                done = std::move(done), r = std::move(r)]() mutable {
+          if (r) {
+            if (retry.failures > 0) noteRetries(turn, retry, "the done mark", "STORED");
+            turn->done_marked = true;
+            s->snapshot.turn_mark = mark;  // what a later catch-up reads (README "Durable turns")
+            return done();
+          }
+          if (r.error().code == ErrorCode::kUnavailable)
+            return storeFailed(s, turn, retry, r.error(), "the done mark",
+                               [this, s, turn, done = std::move(done)](StoreRetry next) mutable {
+                                 markDone(s, turn, next, std::move(done));
+                               });
+          spdlog::warn(
+              "connector: turn {} of conversation {} could not be marked done ({}); a restart may "
+              "run it again",
+              turn->id, s->id.str(), r.error().message);
+          done();
+        });
+        d_.strands.released(std::move(s));
+      });
 }
 
 }  // namespace parley::connector

@@ -85,8 +85,8 @@ class TurnRunner {
   void update(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
               std::vector<conversation::FieldChange> changes,
               std::function<void(Result<store::Conversation>)> then);
-  // Ends the turn with `outcome`: health, the turn record (asynchronous), the done mark when no
-  // message carried it, then TurnObserver::turnEnded.
+  // Ends the turn with `outcome`: the done mark when no message carried it (the turn ends once
+  // it is stored), then health, the turn record (asynchronous) and TurnObserver::turnEnded.
   void complete(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                 TurnOutcome outcome);
 
@@ -96,7 +96,10 @@ class TurnRunner {
   void turnException(const std::shared_ptr<ConvState>& st, const std::string& what);
 
  private:
-  void endTurn(const std::shared_ptr<ConvState>& st);
+  // Clears the conversation's running-turn mark when `turn` holds it.
+  void endTurn(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn);
+  // The health, the record and TurnObserver::turnEnded of a turn whose `outcome` is set.
+  void finish(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn);
   // True (and the turn ended as INTERRUPTED, left pending) once the shutdown interrupts turns.
   bool interrupted(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn);
   bool stale(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn) const;
@@ -110,7 +113,37 @@ class TurnRunner {
                  const std::shared_ptr<ResponsePlan>& plan, std::size_t i);
   void applyAction(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
                    const std::shared_ptr<ResponsePlan>& plan);
-  void markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn);
+  // Store outages (README "Store outages"). One write's retries: when it first failed, the
+  // next wait, how many times it failed.
+  struct StoreRetry {
+    SteadyClock::time_point first_failure{};
+    std::chrono::milliseconds delay{0};
+    int failures = 0;
+  };
+  using Then = std::function<void(Result<conversation::Published>)>;
+  // Publishes a durable turn's effect `req`; a refusal as unavailable is retried (storeFailed),
+  // each retry first looking for the effect in the store (findOrStore). `then` gets the result
+  // once the effect is stored, or another error; not at all when the turn ended meanwhile.
+  void storeEffect(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                   std::shared_ptr<const conversation::PublishRequest> req, Then then,
+                   StoreRetry retry);
+  // The write may have committed although the store answered an error: a stored effect with
+  // the same turn id and number counts as published and is not sent again.
+  void findOrStore(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                   std::shared_ptr<const conversation::PublishRequest> req, Then then,
+                   StoreRetry retry);
+  // After a write (or the read before it) of `turn` failed with kUnavailable: `again` runs on
+  // the strand after the next wait, unless the limit is reached (the turn is left owed), the
+  // shutdown interrupts the turn or the conversation changed owner (discarded).
+  void storeFailed(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                   StoreRetry retry, const Error& e, const std::string& what,
+                   std::function<void(StoreRetry)> again);
+  // Records one write's retries on the turn (once it is stored, or given up).
+  void noteRetries(const std::shared_ptr<Turn>& turn, const StoreRetry& retry,
+                   const std::string& what, const char* status);
+  // Stores the turn's done mark on the conversation (retried like an effect), then `done`.
+  void markDone(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
+                StoreRetry retry, std::function<void()> done);
 
   // turn_hooks.cpp (spec §3.5)
   void invokeHook(const std::shared_ptr<ConvState>& st, const std::shared_ptr<Turn>& turn,
