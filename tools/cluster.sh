@@ -8,7 +8,7 @@
 #
 # Prints each node's `listening` line, then
 #   {"event":"cluster","url":"http://127.0.0.1:P","https":"https://127.0.0.1:Q","nodes":[…],
-#    "store":"postgresql://…","natsMonitor":"http://127.0.0.1:M"}
+#    "store":"postgresql://…","bus":"nats://127.0.0.1:B","natsMonitor":"http://127.0.0.1:M"}
 # and then the demo line (every node runs with --demo; they share one demo account). Ctrl-C
 # (SIGINT) or SIGTERM stops everything it started and removes the folder.
 #
@@ -196,8 +196,9 @@ for i in $(seq 1 "$n"); do
   nodes+="$line"
 done
 nodes+="]"
-python3 -c 'import json,sys; print(json.dumps({"event":"cluster","url":sys.argv[1],"https":sys.argv[2],"nodes":[{"node":n["node"],"http":n["http"],"https":n["https"]} for n in json.loads(sys.argv[3])],"store":sys.argv[4],"natsMonitor":sys.argv[5]}, separators=(",",":")))' \
-  "http://127.0.0.1:$http_port" "https://127.0.0.1:$https_port" "$nodes" "$store" "http://127.0.0.1:$nats_monitor"
+python3 -c 'import json,sys; print(json.dumps({"event":"cluster","url":sys.argv[1],"https":sys.argv[2],"nodes":[{"node":n["node"],"http":n["http"],"https":n["https"]} for n in json.loads(sys.argv[3])],"store":sys.argv[4],"bus":sys.argv[6],"natsMonitor":sys.argv[5]}, separators=(",",":")))' \
+  "http://127.0.0.1:$http_port" "https://127.0.0.1:$https_port" "$nodes" "$store" "http://127.0.0.1:$nats_monitor" \
+  "nats://127.0.0.1:$nats_port"
 grep '"event":"demo"' "$work/node1.out"
 
 # Until a signal (the trap stops everything) or until PostgreSQL, NATS or HAProxy ends. A node

@@ -82,9 +82,10 @@ void BM_AppendMessage(benchmark::State& state) {
   Conversation c;
   c.id = ConversationId("bench-" + std::to_string(next_conversation++));
   c.account = AccountId("1");
-  c.consumer = ConsumerId("4f1c8a52-consumer");
+  // A consumer of its own: a consumer has at most one open conversation.
+  c.consumer = ConsumerId("4f1c8a52-consumer-" + c.id.str());
   c.participants = {
-      {"4f1c8a52-consumer", store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 0},
+      {c.consumer.str(), store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 0},
       {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 0}};
   std::int64_t seq = 0;
   SqliteWriteStats before;
@@ -140,7 +141,7 @@ void BM_AppendMessageAsync(benchmark::State& state) {
     auto& c = convs[static_cast<std::size_t>(i)].c;
     c.id = ConversationId("async-" + std::to_string(run) + "-" + std::to_string(i));
     c.account = AccountId("1");
-    c.consumer = ConsumerId("consumer-" + std::to_string(i));
+    c.consumer = ConsumerId("consumer-" + std::to_string(run) + "-" + std::to_string(i));
     c.participants = {
         {c.consumer.str(), store::ParticipantRole::kConsumer, store::ParticipantState::kActive, 0},
         {"1000", store::ParticipantRole::kAssignedAgent, store::ParticipantState::kActive, 0}};

@@ -105,14 +105,6 @@ std::string hostName() {
   return host;
 }
 
-// The node's name when --node is not given: "<host name>:<port of its first listener>".
-std::string defaultNodeName(const parley::server::Endpoints& ep) {
-  const std::string host = hostName();
-  const std::string& url = !ep.http_url.empty() ? ep.http_url : ep.https_url;
-  auto colon = url.rfind(':');
-  return std::string(host) + (colon == std::string::npos ? "" : url.substr(colon));
-}
-
 void printLine(const bj::object& o) {
   std::string line = bj::serialize(o) + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
@@ -338,6 +330,28 @@ int serve(const ServeFlags& f) {
                 Error{ErrorCode::kInternal, ec.message()});
   const std::string data_dir = fs::absolute(f.data).lexically_normal().string();
 
+  // The listeners are bound first: a node without --node is named after its port
+  // ("host:port"), and that name is in the store's leases and on the bus before the server
+  // starts. Connections made meanwhile wait in the backlog until it serves.
+  std::shared_ptr<server::ListenSocket> http_bound;
+  std::shared_ptr<server::ListenSocket> https_bound;
+  if (!f.listen.empty()) {
+    auto b = server::bindListenSocket(f.listen);
+    if (!b) return fail("cannot start the server", b.error());
+    http_bound = std::move(*b);
+  }
+  if (!f.tls_listen.empty()) {
+    auto b = server::bindListenSocket(f.tls_listen);
+    if (!b) return fail("cannot start the server", b.error());
+    https_bound = std::move(*b);
+  }
+  // The node's name: in the store's leases (presence, conversation ownership), on the bus and
+  // in the `listening` line.
+  const std::string who =
+      !f.node.empty() ? f.node
+                      : app::defaultNodeName(hostName(), http_bound ? http_bound->host() : "",
+                                             https_bound ? https_bound->host() : "");
+
   SystemClock clock;
   Result<std::unique_ptr<store::Store>> store = std::unique_ptr<store::Store>();
   if (f.store == "sqlite") {
@@ -373,7 +387,7 @@ int serve(const ServeFlags& f) {
     node_bus = bus::makeLocalBus();
   } else {
     bus::NatsOptions bus_options;
-    bus_options.name = f.node.empty() ? "parley" : "parley " + f.node;
+    bus_options.name = "parley " + who;
     auto b = bus::connectNatsBus(f.bus, bus_options);
     if (!b) return fail("cannot connect to the bus " + f.bus, b.error());
     node_bus = std::move(*b);
@@ -381,9 +395,6 @@ int serve(const ServeFlags& f) {
   spdlog::info("bus: {}", node_bus->describe());
   // Nodes sharing a PostgreSQL store all need the bus (app/node_presence.h).
   std::unique_ptr<app::NodePresence> presence;
-  // The node's name in the store's leases (presence, conversation ownership).
-  const std::string who =
-      !f.node.empty() ? f.node : hostName() + " (pid " + std::to_string(::getpid()) + ")";
   if (shared_store) {
     if (auto* cluster = (*store)->cluster()) {
       auto p = app::NodePresence::start(*cluster, clock, who, !f.bus.empty());
@@ -592,6 +603,8 @@ int serve(const ServeFlags& f) {
   so.data_dir = data_dir;
   so.http_listen = f.listen;
   so.https_listen = f.tls_listen;
+  so.http_bound = http_bound;
+  so.https_bound = https_bound;
   so.tls_cert = f.tls_cert;
   so.tls_key = f.tls_key;
   so.threads = f.threads;
@@ -667,12 +680,11 @@ int serve(const ServeFlags& f) {
   if (!endpoints) return fail("cannot start the server", endpoints.error());
   scheduler->start();
 
-  const std::string node = f.node.empty() ? defaultNodeName(*endpoints) : f.node;
   printLine(bj::object{{"event", "listening"},
                        {"http", endpoints->http_url},
                        {"https", endpoints->https_url},
                        {"ca", endpoints->ca_path},
-                       {"node", node}});
+                       {"node", who}});
   if (demo) {
     auto user = [](const app::DemoUser& u) {
       return bj::object{{"username", u.username}, {"password", u.password}};

@@ -6,6 +6,14 @@
 
 namespace parley::app {
 
+std::string defaultNodeName(const std::string& host_name, const std::string& http_host,
+                            const std::string& https_host) {
+  const std::string& bound = !http_host.empty() ? http_host : https_host;
+  const auto colon = bound.rfind(':');
+  if (colon == std::string::npos) return host_name;
+  return host_name + bound.substr(colon);
+}
+
 namespace {
 
 // The lease under `key` when another node holds it unexpired.

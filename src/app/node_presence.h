@@ -27,6 +27,13 @@
 
 namespace parley::app {
 
+// The name of a node started without --node: "<host_name>:<port>", the port of its HTTP
+// listener as bound (`http_host`, "HOST:PORT" or "[v6]:PORT"), else of its HTTPS one; just
+// `host_name` when it has neither. Unique per cluster as long as no two nodes share a host and
+// a port.
+std::string defaultNodeName(const std::string& host_name, const std::string& http_host,
+                            const std::string& https_host);
+
 class NodePresence {
  public:
   static constexpr const char* kSoloKey = "@solo";

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/testing/fake_clock.h"
+#include "server/net.h"
 #include "store/memory/memory_store.h"
 
 namespace parley::app {
@@ -21,6 +22,32 @@ class NodePresenceTest : public ::testing::Test {
     return NodePresence::start(cluster(), clock_, node, bus, 3000ms);
   }
 };
+
+TEST(DefaultNodeName, IsTheHostNameAndThePortOfTheFirstListener) {
+  EXPECT_EQ(defaultNodeName("box", "127.0.0.1:8080", "127.0.0.1:8443"), "box:8080");
+  EXPECT_EQ(defaultNodeName("box", "", "0.0.0.0:8443"), "box:8443");
+  EXPECT_EQ(defaultNodeName("box", "[::1]:9000", ""), "box:9000");
+  EXPECT_EQ(defaultNodeName("box", "", ""), "box");
+}
+
+// Port 0 is named after the port the listener was given, bound before the node is named.
+TEST(DefaultNodeName, TakesThePortOfAListenerBoundAhead) {
+  auto bound = server::bindListenSocket("127.0.0.1:0");
+  ASSERT_TRUE(bound) << bound.error().message;
+  const std::string& host = (*bound)->host();
+  ASSERT_TRUE(host.starts_with("127.0.0.1:")) << host;
+  const std::string port = host.substr(host.rfind(':') + 1);
+  EXPECT_NE(port, "0");
+  EXPECT_EQ(defaultNodeName("box", host, ""), "box:" + port);
+  // The port stays taken until the socket is closed.
+  auto again = server::bindListenSocket(host);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(again.error().message.find(host), std::string::npos) << again.error().message;
+  auto bad = server::bindListenSocket("no-port");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalid);
+}
 
 TEST_F(NodePresenceTest, NodesWithABusShareTheStore) {
   auto a = start("a", true);

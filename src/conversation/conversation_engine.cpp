@@ -68,6 +68,12 @@ bool withinDepth(const boost::json::value& v, int max) {
   }
   return true;
 }
+// The answer to a conversation request while the consumer has the open conversation `open`
+// (one per consumer and account).
+std::unexpected<Error> consumerHasOpenConversation(const ConversationId& open) {
+  return conflict("consumer already has an open conversation " + open.str());
+}
+
 constexpr ParticipantRole kAssignedAgent = ParticipantRole::kAssignedAgent;
 constexpr ParticipantRole kManager = ParticipantRole::kManager;
 constexpr ParticipantRole kReader = ParticipantRole::kReader;
@@ -258,6 +264,7 @@ class Engine final : public ConversationService {
   // Claims the leases nobody holds and loads their conversations; how many were loaded.
   Result<std::size_t> claimAndLoad();
   void forgetLease(const ConversationId& id);
+  Error refusedCreate(const Conversation& c, Error refused);
   void drop(const ConversationId& id);
 
   // ---- routing state (guarded by mu_) ----
@@ -1204,6 +1211,21 @@ Status Engine::recover() {
 // ---------------------------------------------------------------------------------------------
 // Requests
 
+// The answer to a create the store refused. A Conflict there is the store's
+// one-open-conversation rule (it holds across nodes: the consumer's open conversation may be
+// another node's, so the check on consumers_ did not see it): answered as that check answers,
+// naming the open conversation.
+Error Engine::refusedCreate(const Conversation& c, Error refused) {
+  if (refused.code != ErrorCode::kConflict) return refused;
+  store::ConversationQuery q;
+  q.consumer = c.consumer;
+  q.state = ConversationState::kOpen;
+  q.limit = 1;
+  auto open = store_.conversations().listConversations(c.account, q);
+  if (!open || open->empty() || open->front().id == c.id) return refused;
+  return consumerHasOpenConversation(open->front().id).error();
+}
+
 void Engine::requestConversation(ConversationRequest req, Callback<Conversation> done) {
   asio::post(pool_, [this, req = std::move(req), done = std::move(done)]() mutable {
     if (req.account.empty()) return done(invalid("account is required"));
@@ -1241,8 +1263,7 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
     {
       std::lock_guard lock(entries_mu_);
       auto it = consumers_.find(key);
-      if (it != consumers_.end())
-        return done(conflict("consumer already has an open conversation " + it->second.str()));
+      if (it != consumers_.end()) return done(consumerHasOpenConversation(it->second));
       consumers_.emplace(key, c.id);  // reserved until saved
     }
     if (clustered()) {
@@ -1257,10 +1278,18 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
       leases_[c.id] = *lease;
     }
     if (auto st = store_.conversations().saveConversation(c); !st) {
-      forgetLease(c.id);
-      std::lock_guard lock(entries_mu_);
-      consumers_.erase(key);
-      return done(std::unexpected(st.error()));
+      if (clustered()) {
+        // Nothing was stored: give the lease up so that claims drop its row.
+        forgetLease(c.id);
+        if (auto r = store_.cluster()->releaseLease(c.id, c.fence.node, c.fence.epoch); !r)
+          spdlog::warn("conversation {}: releasing the lease of a refused create: {}", c.id.str(),
+                       r.error().message);
+      }
+      {
+        std::lock_guard lock(entries_mu_);
+        consumers_.erase(key);
+      }
+      return done(std::unexpected(refusedCreate(c, st.error())));
     }
     auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
     {

@@ -1997,6 +1997,38 @@ TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) 
   b.reset();
 }
 
+// The consumer connected to two nodes: each node's consumers_ sees only its own conversations,
+// so the store's rule refuses the second create, and the node answers as a node alone does,
+// naming the open conversation. The refused create leaves no lease held.
+TEST_F(EngineTest, OneOpenConversationPerConsumerAcrossNodes) {
+  restart(clusterNode("node-a"));
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  auto on_a = request("consumer-1");
+  ASSERT_TRUE(on_a) << on_a.error().message;
+  ConversationRequest req;
+  req.account = kAcc;
+  req.consumer = ConsumerId("consumer-1");
+  auto on_b = call<Conversation>([&](auto cb) { b->requestConversation(req, cb); });
+  ASSERT_FALSE(on_b);
+  EXPECT_EQ(on_b.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(on_b.error().message, "consumer already has an open conversation " + on_a->id.str());
+  store::ConversationQuery q;
+  q.consumer = ConsumerId("consumer-1");
+  auto stored = store_->conversations().listConversations(kAcc, q);
+  ASSERT_TRUE(stored);
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ(stored->front().id, on_a->id);
+
+  // Closed on a, the consumer may open its next one on b.
+  ASSERT_TRUE(update(Actor::ofConsumer(kAcc, ConsumerId("consumer-1")), on_a->id, {CloseField{}}));
+  auto next = call<Conversation>([&](auto cb) { b->requestConversation(req, cb); });
+  ASSERT_TRUE(next) << next.error().message;
+  EXPECT_NE(next->id, on_a->id);
+  EXPECT_EQ(store_->cluster()->getLease(next->id)->node, "node-b");
+  b.reset();
+}
+
 TEST_F(EngineTest, ANodeStartingInAClusterLoadsOnlyTheConversationsItLeases) {
   restart(clusterNode("node-a"));
   auto held = request("consumer-held");

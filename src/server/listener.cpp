@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -63,6 +64,60 @@ awaitable<void> acceptLoop(std::shared_ptr<NetState> st, tcp::acceptor& acc, Tra
 }
 
 }  // namespace
+
+}  // namespace parley::server::net
+
+namespace parley::server {
+
+ListenSocket::~ListenSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int ListenSocket::take() { return std::exchange(fd_, -1); }
+
+Result<std::shared_ptr<ListenSocket>> bindListenSocket(const std::string& hostport) {
+  using net::tcp;
+  auto ep = net::parseEndpoint(hostport);
+  if (!ep) return std::unexpected(ep.error());
+  // Bound with an io_context of its own, then released from it: the Net's acceptor takes it.
+  net::asio::io_context ioc;
+  tcp::acceptor acc(ioc);
+  boost::system::error_code ec;
+  acc.open(ep->protocol(), ec);
+  if (!ec) acc.set_option(net::asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(*ep, ec);
+  if (!ec) acc.listen(net::asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return makeError(ErrorCode::kUnavailable,
+                     fmt::format("cannot listen on {}: {}", hostport, ec.message()));
+  std::string host = net::hostString(acc.local_endpoint());
+  const bool v6 = ep->address().is_v6();
+  const int fd = acc.release(ec);
+  if (ec)
+    return makeError(ErrorCode::kUnavailable,
+                     fmt::format("cannot listen on {}: {}", hostport, ec.message()));
+  return std::make_shared<ListenSocket>(fd, v6, std::move(host));
+}
+
+}  // namespace parley::server
+
+namespace parley::server::net {
+
+Result<std::unique_ptr<Listener>> Listener::adopt(std::shared_ptr<NetState> st, ListenSocket& bound,
+                                                  Transport transport) {
+  const int fd = bound.take();
+  if (fd < 0) return invalid("listening socket " + bound.host() + " was already taken");
+  auto acc = std::make_unique<tcp::acceptor>(asio::make_strand(st->ioc));
+  boost::system::error_code ec;
+  acc->assign(bound.v6() ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return makeError(ErrorCode::kUnavailable,
+                     fmt::format("cannot listen on {}: {}", bound.host(), ec.message()));
+  }
+  return std::unique_ptr<Listener>(
+      new Listener(std::move(st), std::move(acc), transport, bound.host()));
+}
 
 Result<std::unique_ptr<Listener>> Listener::bind(std::shared_ptr<NetState> st,
                                                  const std::string& hostport, Transport transport) {

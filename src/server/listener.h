@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "server/net.h"
 #include "server/net_state.h"
 #include "server/security_headers.h"
 
@@ -24,6 +25,9 @@ class Listener {
   // address, Unavailable when the address cannot be bound.
   static Result<std::unique_ptr<Listener>> bind(std::shared_ptr<NetState> st,
                                                 const std::string& hostport, Transport transport);
+  // The same over a socket bound ahead (bindListenSocket), which it takes.
+  static Result<std::unique_ptr<Listener>> adopt(std::shared_ptr<NetState> st, ListenSocket& bound,
+                                                 Transport transport);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 

@@ -58,13 +58,15 @@ class NetImpl final : public Net {
   Result<BoundPorts> listen() override {
     BoundPorts out;
     if (!st_->opts.http_listen.empty()) {
-      auto l = Listener::bind(st_, st_->opts.http_listen, Transport::kPlain);
+      auto l = st_->opts.http_bound ? Listener::adopt(st_, *st_->opts.http_bound, Transport::kPlain)
+                                    : Listener::bind(st_, st_->opts.http_listen, Transport::kPlain);
       if (!l) return std::unexpected(l.error());
       http_listener_ = std::move(*l);
       out.http_host = http_listener_->host();
     }
     if (!st_->opts.https_listen.empty()) {
-      auto l = Listener::bind(st_, st_->opts.https_listen, Transport::kTls);
+      auto l = st_->opts.https_bound ? Listener::adopt(st_, *st_->opts.https_bound, Transport::kTls)
+                                     : Listener::bind(st_, st_->opts.https_listen, Transport::kTls);
       if (!l) return std::unexpected(l.error());
       https_listener_ = std::move(*l);
       out.https_host = https_listener_->host();

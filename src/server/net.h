@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/result.h"
 #include "server/http_types.h"
@@ -17,11 +18,43 @@
 
 namespace parley::server {
 
+// A listening socket bound ahead of the Net (bindListenSocket), so that its port is known
+// before the rest starts (main names the node after it). Nothing accepts its connections until
+// the Net that takes it (NetOptions::http_bound/https_bound) starts: they wait in the backlog.
+// Closed on destruction unless taken.
+class ListenSocket {
+ public:
+  ListenSocket(int fd, bool v6, std::string host) : fd_(fd), v6_(v6), host_(std::move(host)) {}
+  ~ListenSocket();
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+
+  // The address it listens on, "HOST:PORT" ("[v6]:PORT" for IPv6).
+  const std::string& host() const { return host_; }
+  bool v6() const { return v6_; }
+  // The descriptor, now the caller's; -1 once taken.
+  int take();
+
+ private:
+  int fd_;
+  const bool v6_;
+  const std::string host_;
+};
+
+// Binds and listens on `hostport` ("HOST:PORT"; port 0 picks a free port; "localhost" is
+// 127.0.0.1; an empty host is 0.0.0.0; IPv6 hosts in brackets). Invalid for a malformed
+// address, Unavailable when the address cannot be bound.
+Result<std::shared_ptr<ListenSocket>> bindListenSocket(const std::string& hostport);
+
 struct NetOptions {
   // "HOST:PORT" to listen on for plain HTTP; empty disables it. Port 0 picks a free port.
   std::string http_listen = "127.0.0.1:8080";
   // "HOST:PORT" for HTTPS; empty disables it. REQUIRES: cert/key paths when set.
   std::string https_listen = "127.0.0.1:8443";
+  // Sockets already bound (bindListenSocket): listen() takes them instead of binding
+  // http_listen / https_listen (which must then be non-empty). Default: none.
+  std::shared_ptr<ListenSocket> http_bound;
+  std::shared_ptr<ListenSocket> https_bound;
   std::string cert_path;  // PEM chain
   std::string key_path;   // PEM private key
   // io threads. Default: hardware concurrency.

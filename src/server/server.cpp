@@ -103,6 +103,8 @@ class ServerImpl final : public Server {
     NetOptions no;
     no.http_listen = opts_.http_listen;
     no.https_listen = opts_.https_listen;
+    no.http_bound = opts_.http_bound;
+    no.https_bound = opts_.https_bound;
     no.cert_path = tls_.cert_path;
     no.key_path = tls_.key_path;
     no.threads = opts_.threads;

@@ -23,6 +23,7 @@
 #include "server/http_types.h"
 #include "server/login_throttle.h"
 #include "server/metrics.h"
+#include "server/net.h"
 #include "store/store.h"
 
 namespace parley::server {
@@ -34,6 +35,10 @@ struct ServerOptions {
   std::string http_listen = "127.0.0.1:8080";
   // HTTPS listener; empty disables it. Default: 127.0.0.1:8443.
   std::string https_listen = "127.0.0.1:8443";
+  // Listeners bound ahead (bindListenSocket, net.h) for http_listen / https_listen: start()
+  // takes them instead of binding. Default: none (start() binds).
+  std::shared_ptr<ListenSocket> http_bound;
+  std::shared_ptr<ListenSocket> https_bound;
   // Bring-your-own certificate chain and key (PEM). Default: generated under DIR/tls.
   std::string tls_cert;
   std::string tls_key;

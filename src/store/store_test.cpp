@@ -718,6 +718,92 @@ TYPED_TEST(StoreContract, ListConversationsFiltersOrdersAndLimits) {
   EXPECT_EQ(open_all->at(0).participants.size(), 1u);
 }
 
+TYPED_TEST(StoreContract, TwoCreatesOfAnOpenConversationForOneConsumerTheSecondIsRefused) {
+  auto forConsumer = [](const AccountId& a, const std::string& id, const std::string& consumer) {
+    Conversation c = makeConversation(a, id);
+    c.consumer = ConsumerId(consumer);
+    return c;
+  };
+  Conversation first = forConsumer(kA, "first", "x");
+  ASSERT_OK(this->conv().saveConversation(first));
+  Conversation second = forConsumer(kA, "second", "x");
+  auto refused = this->conv().saveConversation(second);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(refused.error().message,
+            "consumer x already has an open conversation first in account " + kA.str());
+  EXPECT_CODE(this->conv().getConversation(kA, second.id), ErrorCode::kNotFound);
+  // Nor through an append that would create it.
+  Message m = makeMessage(second.id, 0);
+  EXPECT_CODE(this->conv().appendMessage(advancedTo(second, m), m), ErrorCode::kConflict);
+  EXPECT_CODE(this->conv().getConversation(kA, second.id), ErrorCode::kNotFound);
+
+  // Saving the open one again (any change), another consumer, the same consumer in another
+  // account and a closed conversation of the consumer are all fine.
+  first.skill = SkillId("7");
+  ASSERT_OK(this->conv().saveConversation(first));
+  Message fm = makeMessage(first.id, 0);
+  ASSERT_OK(this->conv().appendMessage(advancedTo(first, fm), fm));
+  ASSERT_OK(this->conv().saveConversation(forConsumer(kA, "other-consumer", "y")));
+  ASSERT_OK(this->conv().saveConversation(forConsumer(kB, "other-account", "x")));
+  Conversation closed = forConsumer(kA, "closed", "x");
+  closed.state = ConversationState::kClose;
+  closed.close_reason = store::CloseReason::kConsumer;
+  ASSERT_OK(this->conv().saveConversation(closed));
+
+  // Once the first is closed, the consumer may open another.
+  first = advancedTo(first, fm);
+  first.state = ConversationState::kClose;
+  first.close_reason = store::CloseReason::kConsumer;
+  ASSERT_OK(this->conv().saveConversation(first));
+  ASSERT_OK(this->conv().saveConversation(second));
+  ConversationQuery open;
+  open.consumer = ConsumerId("x");
+  open.state = ConversationState::kOpen;
+  auto listed = this->conv().listConversations(kA, open);
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(0).id, second.id);
+}
+
+// Writers creating an open conversation for one consumer at once, among other writes (group
+// commits): one create is stored, the others are refused alone, every other write commits.
+TYPED_TEST(StoreContract, RacingCreatesForOneConsumerStoreOne) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 20;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  std::vector<std::atomic<int>> created(kRounds);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Conversation own = makeConversation(kA, numbered("own-", t));
+      for (int round = 0; round < kRounds; ++round) {
+        Conversation c = makeConversation(kA, numbered("race-", round) + numbered("-", t));
+        c.consumer = ConsumerId(numbered("racer-", round));
+        auto r = this->conv().saveConversation(c);
+        if (r) {
+          ++created[static_cast<std::size_t>(round)];
+        } else if (r.error().code != ErrorCode::kConflict) {
+          ++failures;
+        }
+        Message m = makeMessage(own.id, round);
+        own = advancedTo(own, m);
+        if (!this->conv().appendMessage(own, m)) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int round = 0; round < kRounds; ++round) {
+    EXPECT_EQ(created[static_cast<std::size_t>(round)].load(), 1) << "round " << round;
+    ConversationQuery q;
+    q.consumer = ConsumerId(numbered("racer-", round));
+    auto stored = this->conv().listConversations(kA, q);
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(stored->size(), 1u) << "round " << round;
+  }
+}
+
 // A bot turn's mark is stored with the message it came with and with the conversation, and a
 // later append (the writer's fast path) keeps the conversation's mark.
 TYPED_TEST(StoreContract, TurnMarksRoundTripOnMessagesAndConversations) {

@@ -43,6 +43,13 @@ inline Status fenceRefused(const Conversation& c, const std::optional<Lease>& ho
                        c.fence.node + " at epoch " + std::to_string(c.fence.epoch));
 }
 
+// Why a conversation write was refused by the one-open-conversation rule (store.h): `c` is
+// open and its consumer already has the open conversation `open` in the account.
+inline Status openConversationTaken(const Conversation& c, const std::string& open) {
+  return conflict("consumer " + c.consumer.str() + " already has an open conversation " + open +
+                  " in account " + c.account.str());
+}
+
 // Why acquireLease was refused.
 inline Status leaseHeld(const Lease& holder) {
   return conflict("conversation " + holder.conversation.str() + " is leased by node " +

@@ -590,7 +590,17 @@ class MemoryStore final : public Store,
     MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
     if (auto st = checkFenceLocked(c); !st) return st;
+    if (auto st = checkOneOpenLocked(c); !st) return st;
     storeLocked(c);
+    return {};
+  }
+
+  // Conflict when `c` is open and its consumer has another open conversation in the account.
+  Status checkOneOpenLocked(const Conversation& c) const PARLEY_REQUIRES(mu_) {
+    if (c.state != ConversationState::kOpen) return {};
+    auto it = open_by_consumer_.find(Key2{c.account.str(), c.consumer.str()});
+    if (it != open_by_consumer_.end() && it->second != c.id.str())
+      return internal::openConversationTaken(c, it->second);
     return {};
   }
 
@@ -604,6 +614,12 @@ class MemoryStore final : public Store,
   }
 
   void storeLocked(const Conversation& c) PARLEY_REQUIRES(mu_) {
+    if (auto old = conversations_.find(c.id.str()); old != conversations_.end()) {
+      auto it = open_by_consumer_.find(Key2{old->second.account.str(), old->second.consumer.str()});
+      if (it != open_by_consumer_.end() && it->second == c.id.str()) open_by_consumer_.erase(it);
+    }
+    if (c.state == ConversationState::kOpen)
+      open_by_consumer_[Key2{c.account.str(), c.consumer.str()}] = c.id.str();
     Conversation& stored = conversations_[c.id.str()] = c;
     stored.fence = {};  // a write's credential, not part of the conversation
     if (auto mt = messages_.find(c.id.str()); mt != messages_.end() && !mt->second.empty()) {
@@ -622,6 +638,7 @@ class MemoryStore final : public Store,
     MutexLock lock(mu_);
     if (auto st = checkConversationOwner(c); !st) return st;
     if (auto st = checkFenceLocked(c); !st) return st;
+    if (auto st = checkOneOpenLocked(c); !st) return st;
     auto& msgs = messages_[c.id.str()];
     if (msgs.contains(m.sequence))
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
@@ -1123,6 +1140,8 @@ class MemoryStore final : public Store,
   std::map<std::string, std::int64_t> next_skill_id_ PARLEY_GUARDED_BY(mu_);
   std::map<Key2, AgentState> agent_states_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, Conversation> conversations_ PARLEY_GUARDED_BY(mu_);
+  // (account, consumer) -> the id of the consumer's open conversation: at most one (store.h).
+  std::map<Key2, std::string> open_by_consumer_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::map<std::int64_t, Message>> messages_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, FunctionRecord> functions_ PARLEY_GUARDED_BY(mu_);
   std::vector<std::pair<std::int64_t, Deployment>> deployments_ PARLEY_GUARDED_BY(mu_);

@@ -1541,9 +1541,12 @@ class PostgresStore final : public Store,
   // has a fenced write in flight (FOR KEY SHARE) or is renewing it right now is left for a later
   // claim, so a claim never waits for another node's group commit, and a row renewed since the
   // statement's snapshot is re-checked on its latest version and left out. Those of open
-  // conversations go to `node` (epoch + 1); those of closed ones are deleted (nothing claims
-  // them, and the expiry scan stays as short as the free leases). Every open conversation has a
-  // row: a placeholder (epoch 0) when nobody ever leased it (schema version 5).
+  // conversations go to `node` (epoch + 1); those of closed ones, and of conversations never
+  // stored (a create refused after its lease was taken, then released; not the reserved '@'
+  // keys of app/node_presence.h), are deleted (nothing claims them, and the expiry scan stays
+  // as short as the free leases). Every open
+  // conversation has a row: a placeholder (epoch 0) when nobody ever leased it (schema
+  // version 5).
   Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
                                          int limit) override {
     if (node.empty()) return invalid("a lease needs a node name");
@@ -1565,11 +1568,12 @@ class PostgresStore final : public Store,
   // The claim of claimLeases ($1 node, $2 new expiry, $3 now, $4 limit); its plan is in the
   // README (an index scan of conversation_leases_expiry).
   static constexpr const char* kClaimSql =
-      "WITH expired AS (SELECT l.conversation, c.state FROM conversation_leases l JOIN "
+      "WITH expired AS (SELECT l.conversation, c.state FROM conversation_leases l LEFT JOIN "
       "conversations c ON c.id = l.conversation WHERE l.expires_at <= $3 ORDER BY l.expires_at "
       "LIMIT $4 FOR UPDATE OF l SKIP LOCKED), "
       "closed AS (DELETE FROM conversation_leases d USING expired e WHERE d.conversation = "
-      "e.conversation AND e.state <> 'OPEN') "
+      "e.conversation AND (e.state <> 'OPEN' OR (e.state IS NULL AND e.conversation NOT LIKE "
+      "'@%'))) "
       "UPDATE conversation_leases AS l SET node = $1, epoch = l.epoch + 1, expires_at = $2 "
       "FROM expired e WHERE l.conversation = e.conversation AND e.state = 'OPEN' "
       "RETURNING l.conversation, l.node, l.epoch, l.expires_at";
@@ -2171,17 +2175,52 @@ class PostgresStore final : public Store,
     return internal::fenceRefused(conv, *l);
   }
 
+  // An update of the stored row, else an insert: one statement for every save but a
+  // conversation's first. The insert does nothing (instead of failing, which would abort the
+  // group commit's whole transaction) when the id is taken or the consumer already has an open
+  // conversation (the unique index conversations_open_consumer: an insert racing another
+  // node's waits for it to commit or roll back); which of the two is then read, to say so.
   static Status saveTxn(Conn& c, const Conversation& conv) {
     PARLEY_PG_TRY(checkFence(c, conv));
-    static const std::string kSql =
-        upsertConversationSql("VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)");
+    static const std::string kUpdate =
+        "UPDATE conversations SET consumer=$3, channel=$4, state=$5, skill=$6, ttr_type=$7, "
+        "ttr_value_s=$8, ttr_due_at=$9, start_ts=$10, end_ts=$11, updated_at=$12, "
+        "close_reason=$13, next_sequence=$14, context_json=$15, turn=$16, participants_json=$17 "
+        "WHERE id=$1 AND account=$2";
+    static const std::string kInsert =
+        "INSERT INTO conversations(" + std::string(kConversationCols) +
+        ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
+        "ON CONFLICT DO NOTHING";
     std::vector<Param> ps;
     conversationParams(ps, conv);
-    auto r = c.query(kSql, ps);
-    if (!r) return asStatus(r);
-    if (r->affected() == 0)
+    auto updated = c.query(kUpdate, ps);
+    if (!updated) return asStatus(updated);
+    if (updated->affected() > 0) return {};
+    auto inserted = c.query(kInsert, ps);
+    if (!inserted) return asStatus(inserted);
+    if (inserted->affected() > 0) return {};
+    auto text = [](const Rows& rows, int i) { return rows.text(i, 0); };
+    auto owner = selectOne<std::string>(c, "SELECT account FROM conversations WHERE id=$1", text,
+                                        conv.id.str());
+    if (!owner) return asStatus(owner);
+    if (*owner && **owner != conv.account.str())
       return conflict("conversation " + conv.id.str() + " belongs to another account");
-    return {};
+    if (*owner) {
+      // Inserted by another writer since the update: update it now.
+      auto again = c.query(kUpdate, ps);
+      if (!again) return asStatus(again);
+      if (again->affected() > 0) return {};
+    }
+    auto open = selectOne<std::string>(
+        c,
+        "SELECT id FROM conversations WHERE account=$1 AND consumer=$2 AND state='OPEN' AND "
+        "id<>$3",
+        text, conv.account.str(), conv.consumer.str(), conv.id.str());
+    if (!open) return asStatus(open);
+    if (*open) return internal::openConversationTaken(conv, **open);
+    return makeError(ErrorCode::kUnavailable, "conversation " + conv.id.str() +
+                                                  " was not stored: a concurrent write "
+                                                  "changed what refused it; try again");
   }
 
   // One statement: checks the conversation's owner, inserts the message unless its sequence

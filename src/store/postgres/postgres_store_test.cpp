@@ -184,7 +184,7 @@ Conversation conversation(const std::string& id) {
   Conversation c;
   c.id = ConversationId(id);
   c.account = AccountId("1001");
-  c.consumer = ConsumerId("consumer");
+  c.consumer = ConsumerId("consumer-" + id);
   c.start_ts = 1;
   return c;
 }
@@ -303,6 +303,100 @@ TEST(PostgresStore, NodesCreatingABotForOneUserAtOnceStoreOne) {
     EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM bots WHERE user_id = '2001'"), "1");
     rawQuery(uri, "DELETE FROM bots");
   }
+}
+
+// Nodes creating an open conversation for one consumer at once (the consumer connected to
+// two nodes): exactly one is stored; the others get Conflict naming it.
+TEST(PostgresStore, NodesCreatingAConversationForOneConsumerAtOnceStoreOne) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  constexpr int kNodes = 6;
+  std::vector<std::unique_ptr<Store>> nodes;
+  for (int i = 0; i < kNodes; ++i) {
+    auto s = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+    ASSERT_TRUE(s) << s.error().message;
+    nodes.push_back(std::move(*s));
+  }
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> created{0};
+    std::vector<std::string> refusals(kNodes);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kNodes; ++i)
+      threads.emplace_back([&, i] {
+        Conversation c = conversation("r" + std::to_string(round) + "-" + std::to_string(i));
+        c.consumer = ConsumerId("racer");
+        Status st = nodes[static_cast<std::size_t>(i)]->conversations().saveConversation(c);
+        if (st)
+          ++created;
+        else if (st.error().code == ErrorCode::kConflict)
+          refusals[static_cast<std::size_t>(i)] = st.error().message;
+        else
+          ADD_FAILURE() << st.error().message;
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(created.load(), 1) << "round " << round;
+    const std::string open =
+        rawQuery(uri, "SELECT id FROM conversations WHERE consumer = 'racer' AND state = 'OPEN'");
+    EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM conversations WHERE consumer = 'racer'"), "1");
+    for (const auto& r : refusals) {
+      if (!r.empty()) {
+        EXPECT_EQ(r,
+                  "consumer racer already has an open conversation " + open + " in account 1001");
+      }
+    }
+    rawQuery(uri, "UPDATE conversations SET state = 'CLOSE' WHERE consumer = 'racer'");
+    rawQuery(uri, "DELETE FROM conversations WHERE consumer = 'racer'");
+  }
+}
+
+// Migration 7 builds the one-open-conversation index over a database that may hold several
+// open conversations of one consumer: the newest stays open, the older are closed by SYSTEM.
+TEST(PostgresStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDuplicates) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  {
+    auto s = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+    ASSERT_TRUE(s) << s.error().message;
+    // Back to version 6, then the rows that version allowed.
+    rawQuery(uri, "DROP INDEX conversations_open_consumer");
+    rawQuery(uri, "DELETE FROM schema_migrations WHERE version >= 7");
+    auto save = [&](const std::string& id, const std::string& account, const std::string& who,
+                    TimeMs start, ConversationState state) {
+      Conversation c = conversation(id);
+      c.account = AccountId(account);
+      c.consumer = ConsumerId(who);
+      c.start_ts = c.updated_at = start;
+      c.state = state;
+      if (state == ConversationState::kClose) c.close_reason = CloseReason::kConsumer;
+      ASSERT_TRUE((*s)->conversations().saveConversation(c));
+    };
+    save("x-old", "1001", "x", 10, ConversationState::kOpen);
+    save("x-tie-a", "1001", "x", 20, ConversationState::kOpen);
+    save("x-tie-b", "1001", "x", 20, ConversationState::kOpen);
+    save("x-closed", "1001", "x", 30, ConversationState::kClose);
+    save("y", "1001", "y", 5, ConversationState::kOpen);
+    save("x-other-account", "2002", "x", 1, ConversationState::kOpen);
+  }
+  auto s = openPostgresStore(uri, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT string_agg(id || ':' || state || ':' || close_reason, ',' ORDER BY "
+                     "id) FROM conversations"),
+            "x-closed:CLOSE:CONSUMER,x-old:CLOSE:SYSTEM,x-other-account:OPEN:,"
+            "x-tie-a:CLOSE:SYSTEM,x-tie-b:OPEN:,y:OPEN:");
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT count(*) FROM conversations WHERE end_ts > 0 AND "
+                     "close_reason = 'SYSTEM' AND updated_at >= end_ts"),
+            "2");
+  Conversation again = conversation("x-new");
+  again.consumer = ConsumerId("x");
+  auto st = (*s)->conversations().saveConversation(again);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(st.error().message,
+            "consumer x already has an open conversation x-tie-b in account 1001");
 }
 
 TEST(PostgresStore, ADatabaseNewerThanTheBinaryIsRefused) {
@@ -563,12 +657,16 @@ TEST(PostgresStore, ClaimsFindFreeLeasesByTheExpiryIndex) {
   closed.fence = closed_lease->fence();
   closed.state = ConversationState::kClose;
   ASSERT_TRUE((*store)->conversations().saveConversation(closed));
+  // So is the lease of a conversation never stored (its create was refused, its lease released).
+  auto refused = (*store)->cluster()->acquireLease(ConversationId("refused"), "node-a", 3000);
+  ASSERT_TRUE(refused) << refused.error().message;
+  ASSERT_TRUE((*store)->cluster()->releaseLease(refused->conversation, "node-a", refused->epoch));
   clock.setMs(2000);
   auto taken = (*store)->cluster()->claimLeases("node-b", 3000, 500);
   ASSERT_TRUE(taken) << taken.error().message;
   EXPECT_EQ(rawQuery(uri,
-                     "SELECT count(*) FROM conversation_leases WHERE conversation = "
-                     "'closed'"),
+                     "SELECT count(*) FROM conversation_leases WHERE conversation IN "
+                     "('closed', 'refused')"),
             "0");
   ASSERT_EQ(taken->size(), 1u);
   EXPECT_EQ(taken->front().conversation.str(), "never-leased");

@@ -182,7 +182,27 @@ constexpr const char* kV6 = R"sql(
 CREATE UNIQUE INDEX bots_user ON bots(account, user_id) WHERE user_id <> '';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5}, {6, kV6}};
+// Version 7: a consumer has at most one open conversation per account, held by the database
+// across nodes (each node's conversation engine checked it only among its own conversations,
+// so the same consumer connected to two nodes could open two). A consumer that already has
+// several open conversations keeps its newest (latest start_ts, then greatest id); the others
+// are closed (close reason SYSTEM, ended now), since the index cannot be built over them. The
+// table is locked first so that no node adds a duplicate between the two statements.
+constexpr const char* kV7 = R"sql(
+LOCK TABLE conversations IN SHARE ROW EXCLUSIVE MODE;
+UPDATE conversations c SET state = 'CLOSE', close_reason = 'SYSTEM',
+  end_ts = (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+  updated_at = GREATEST(c.updated_at, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+FROM (SELECT id, row_number() OVER (PARTITION BY account, consumer
+                                    ORDER BY start_ts DESC, id DESC) AS newest
+      FROM conversations WHERE state = 'OPEN') d
+WHERE c.id = d.id AND d.newest > 1;
+CREATE UNIQUE INDEX conversations_open_consumer ON conversations(account, consumer)
+  WHERE state = 'OPEN';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
+                                     {5, kV5}, {6, kV6}, {7, kV7}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

@@ -29,7 +29,7 @@ Conversation conversation(const std::string& id) {
   Conversation c;
   c.id = ConversationId(id);
   c.account = AccountId("1");
-  c.consumer = ConsumerId("consumer");
+  c.consumer = ConsumerId("consumer-" + id);
   return c;
 }
 

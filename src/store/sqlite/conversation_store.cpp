@@ -99,6 +99,19 @@ Result<std::vector<Conversation>> withParticipants(Conn& c,
   return rows;
 }
 
+// A conversation row refused by the unique index conversations_open_consumer: the Conflict
+// naming the consumer's open conversation (`refused` when there is none to name).
+Status openConversationConflict(Conn& c, const Conversation& conv, const Error& refused) {
+  static const std::string kSql =
+      "SELECT id FROM conversations WHERE account=? AND consumer=? AND state=? AND id<>?";
+  auto open = selectOne<std::string>(
+      c, kSql, [](Query& q) { return q.text(0); }, conv.account.str(), conv.consumer.str(),
+      stateName(ConversationState::kOpen), conv.id.str());
+  if (!open) return std::unexpected(open.error());
+  if (!*open) return std::unexpected(refused);
+  return internal::openConversationTaken(conv, **open);
+}
+
 // How a conversation to save differs from its stored row.
 enum class RowChange { kNew, kNone, kCounters, kAll };
 
@@ -145,15 +158,26 @@ Status storeConversation(Conn& c, const Conversation& conv) {
     }
     case RowChange::kNew:
     case RowChange::kAll: {
-      static const std::string kSql = "INSERT OR REPLACE INTO conversations(" +
-                                      cols(kConversationCols) +
-                                      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-      PARLEY_STORE_TRY(execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
-                               channelName(conv.channel), stateName(conv.state), conv.skill.str(),
-                               ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at,
-                               conv.start_ts, conv.end_ts, conv.updated_at,
-                               closeReasonText(conv.close_reason), conv.next_sequence,
-                               conv.context_json, encodeTurnMark(conv.turn_mark)));
+      // An upsert by id, not INSERT OR REPLACE: REPLACE would also delete the row that the
+      // one-open-conversation index (conversations_open_consumer) finds in conflict.
+      static const std::string kSql =
+          "INSERT INTO conversations(" + cols(kConversationCols) +
+          ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+          "consumer=excluded.consumer, channel=excluded.channel, state=excluded.state, "
+          "skill=excluded.skill, ttr_type=excluded.ttr_type, ttr_value_s=excluded.ttr_value_s, "
+          "ttr_due_at=excluded.ttr_due_at, start_ts=excluded.start_ts, end_ts=excluded.end_ts, "
+          "updated_at=excluded.updated_at, close_reason=excluded.close_reason, "
+          "next_sequence=excluded.next_sequence, context_json=excluded.context_json, "
+          "turn=excluded.turn";
+      auto stored =
+          execute(c, kSql, conv.id.str(), conv.account.str(), conv.consumer.str(),
+                  channelName(conv.channel), stateName(conv.state), conv.skill.str(),
+                  ttrTypeName(conv.ttr_type), conv.ttr_value_s, conv.ttr_due_at, conv.start_ts,
+                  conv.end_ts, conv.updated_at, closeReasonText(conv.close_reason),
+                  conv.next_sequence, conv.context_json, encodeTurnMark(conv.turn_mark));
+      if (!stored && stored.error().code == ErrorCode::kConflict)
+        return openConversationConflict(c, conv, stored.error());
+      PARLEY_STORE_TRY(asStatus(stored));
       break;
     }
   }

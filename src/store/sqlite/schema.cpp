@@ -211,8 +211,27 @@ CREATE INDEX schedules_due ON schedules(next_run_at);
 CREATE INDEX schedules_function ON schedules(account, function_uuid);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},   {5, kV5},  {6, kV6},
-                                     {7, kV7}, {8, kV8}, {9, kV9}, {10, kV10}, {11, kV11}};
+// Version 12: a consumer has at most one open conversation per account, held by a unique index
+// (the conversation engine checked it only in memory). A consumer with several open
+// conversations keeps its newest (latest start_ts, then greatest id); the others are closed
+// (close reason SYSTEM, ended now), since the index cannot be built over them. Writes wait for
+// the migration (BEGIN IMMEDIATE), so nothing adds a duplicate in between.
+constexpr const char* kV12 = R"sql(
+UPDATE conversations SET state = 'CLOSE', close_reason = 'SYSTEM',
+  end_ts = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+  updated_at = MAX(updated_at, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+WHERE state = 'OPEN' AND EXISTS (
+  SELECT 1 FROM conversations n WHERE n.account = conversations.account
+    AND n.consumer = conversations.consumer AND n.state = 'OPEN'
+    AND (n.start_ts > conversations.start_ts
+         OR (n.start_ts = conversations.start_ts AND n.id > conversations.id)));
+CREATE UNIQUE INDEX conversations_open_consumer ON conversations(account, consumer)
+  WHERE state = 'OPEN';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2},   {3, kV3},   {4, kV4},
+                                     {5, kV5}, {6, kV6},   {7, kV7},   {8, kV8},
+                                     {9, kV9}, {10, kV10}, {11, kV11}, {12, kV12}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

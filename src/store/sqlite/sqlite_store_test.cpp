@@ -43,7 +43,7 @@ Conversation conversationFor(int writer) {
   Conversation c;
   c.id = ConversationId("crash-" + std::to_string(writer));
   c.account = AccountId("1");
-  c.consumer = ConsumerId("consumer");
+  c.consumer = ConsumerId("consumer-" + std::to_string(writer));
   return c;
 }
 
@@ -247,6 +247,57 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   sched.cron = "* * * * *";
   EXPECT_TRUE((*s)->schedules().createSchedule(sched));
   EXPECT_EQ((*s)->schedules().listSchedules(AccountId("1"))->size(), 1u);
+}
+
+// Version 12 holds one open conversation per consumer with a unique index. A database of an
+// earlier version may hold several (the engine checked it per node only): the newest of each
+// consumer stays open, the older ones are closed by SYSTEM; other consumers, other accounts and
+// closed conversations are left as they were.
+TEST(SqliteStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDuplicates) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("duplicates.db");
+  auto conv = [](const std::string& id, const std::string& account, const std::string& consumer,
+                 TimeMs start) {
+    Conversation c;
+    c.id = ConversationId(id);
+    c.account = AccountId(account);
+    c.consumer = ConsumerId(consumer);
+    c.start_ts = c.updated_at = start;
+    return c;
+  };
+  {
+    SqliteOptions v11;
+    v11.schema_version_for_test = 11;
+    auto s = openSqliteStore(path, clock, v11);
+    ASSERT_TRUE(s) << s.error().message;
+    for (const Conversation& c :
+         {conv("x-old", "1", "x", 10), conv("x-tie-a", "1", "x", 20), conv("x-tie-b", "1", "x", 20),
+          conv("y", "1", "y", 5), conv("x-other-account", "2", "x", 1)})
+      ASSERT_TRUE((*s)->conversations().saveConversation(c));
+    Conversation closed = conv("x-closed", "1", "x", 30);
+    closed.state = ConversationState::kClose;
+    closed.close_reason = CloseReason::kConsumer;
+    closed.end_ts = 31;
+    ASSERT_TRUE((*s)->conversations().saveConversation(closed));
+  }
+  auto s = openSqliteStore(path, clock);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(rawQuery(path,
+                     "SELECT group_concat(id || ':' || state || ':' || close_reason, ',') FROM "
+                     "(SELECT id, state, close_reason FROM conversations ORDER BY id)"),
+            "x-closed:CLOSE:CONSUMER,x-old:CLOSE:SYSTEM,x-other-account:OPEN:,"
+            "x-tie-a:CLOSE:SYSTEM,x-tie-b:OPEN:,y:OPEN:");
+  auto old = (*s)->conversations().getConversation(AccountId("1"), ConversationId("x-old"));
+  ASSERT_TRUE(old);
+  EXPECT_GT(old->end_ts, 0);
+  EXPECT_GE(old->updated_at, old->end_ts);
+  // The index holds from now on.
+  auto again = (*s)->conversations().saveConversation(conv("x-new", "1", "x", 40));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(again.error().message,
+            "consumer x already has an open conversation x-tie-b in account 1");
 }
 
 // Version 6: plaintext session bearers are dropped (every login is made again), existing API
