@@ -2126,7 +2126,10 @@ class ShortStoreRetryBotServiceTest : public StoreOutageBotServiceTest {
 
 // Past the retry limit the turn is left owed: nothing later is answered before it (no later
 // done mark covers it), the catch-up reads the store again until it can, and then the owed
-// message and the one that arrived meanwhile are answered, in order, once each.
+// message and the next one are answered, in order, once each. While the store cannot be read,
+// the engine refuses the consumer's next message too (a write of the conversation failed, and
+// whether it was stored cannot be learnt yet): the consumer sends it again once the store is
+// back.
 TEST_F(ShortStoreRetryBotServiceTest, ATurnLeftOwedIsAnsweredFirstWhenTheStoreIsBack) {
   auto [bot, user] = startBot();
   auto c = openAssigned("owed", user);
@@ -2134,12 +2137,23 @@ TEST_F(ShortStoreRetryBotServiceTest, ATurnLeftOwedIsAnsweredFirstWhenTheStoreIs
   outage_->reads_down = true;
   say(c, "one");
   ASSERT_TRUE(waitOutcome(bot, "STORE_UNAVAILABLE"));
-  say(c, "two");  // arrives while the conversation waits for its catch-up
+  {
+    conv::PublishRequest req;
+    req.actor = consumer(c.consumer.str());
+    req.conversation = c.id;
+    req.event_json = bj::serialize(
+        bj::object{{"type", "ContentEvent"}, {"contentType", "text/plain"}, {"message", "two"}});
+    auto r = call<conv::Published>([&](auto cb) { engine_->publish(req, cb); });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+    EXPECT_NE(r.error().message.find("retry"), std::string::npos) << r.error().message;
+  }
   std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(runner_.requests().size(), 1u);  // "two" is not answered before "one"
+  EXPECT_EQ(runner_.requests().size(), 1u);  // nothing is answered while the store is down
   EXPECT_TRUE(botTexts(c).empty());
   outage_->writes_down = false;
   outage_->reads_down = false;
+  say(c, "two");  // sent again
   ASSERT_TRUE(waitCount(c, 2));
   ASSERT_TRUE(service_->waitIdleForTest());
   EXPECT_EQ(botTexts(c), (std::vector<std::string>{"re: one", "re: two"}));
