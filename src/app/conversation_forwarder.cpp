@@ -394,7 +394,9 @@ void ConversationForwarder::runLoop() {
     }
     auto first = timers_.begin();
     if (first->first > Clock::now()) {
-      cv_.wait_until(lock, first->first);
+      // A copy: the wait reads its deadline again after waking, when the timer may be gone.
+      const auto until = first->first;
+      cv_.wait_until(lock, until);
       continue;
     }
     auto task = std::move(first->second);

@@ -409,7 +409,10 @@ class NatsBus final : public Bus {
           if (deadlines_.empty())
             lock.wait(req_cv_);
           else
-            lock.waitUntil(req_cv_, deadlines_.begin()->first);
+            // A copy: the wait reads its deadline again after waking, and an answer may have
+            // erased the set's node meanwhile.
+            lock.waitUntil(req_cv_,
+                           std::chrono::steady_clock::time_point(deadlines_.begin()->first));
         }
         stop = req_stopping_;
         const auto now = std::chrono::steady_clock::now();

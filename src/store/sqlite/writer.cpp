@@ -178,10 +178,12 @@ void Writer::asyncLoop() {
              (stop_ && !leading_ && queue_.empty()) || (!stop_ && flush_at_ != waited_for) ||
              (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_);
     };
-    if (flush_at_ && !stop_)
-      async_cv_.wait_until(lock, *flush_at_, ready);
-    else
+    if (flush_at_ && !stop_) {
+      const auto until = *flush_at_;  // flush_at_ may change while waiting (`ready` sees it)
+      async_cv_.wait_until(lock, until, ready);
+    } else {
       async_cv_.wait(lock, ready);
+    }
     if (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_) {
       flush_at_.reset();
       lock.unlock();
