@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 
+#include "app/bus_wire.h"
 #include "app/conversation_relay.h"
 #include "common/json.h"
 
@@ -18,26 +19,6 @@ namespace conv = parley::conversation;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
-
-std::string hex(std::string_view s) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() * 2);
-  for (unsigned char c : s) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
-std::optional<ErrorCode> parseErrorCode(std::string_view s) {
-  for (auto c : {ErrorCode::kNotFound, ErrorCode::kInvalid, ErrorCode::kConflict,
-                 ErrorCode::kUnauthorized, ErrorCode::kForbidden, ErrorCode::kUnavailable,
-                 ErrorCode::kTimeout, ErrorCode::kLimitExceeded, ErrorCode::kTooLarge,
-                 ErrorCode::kScriptError, ErrorCode::kInternal})
-    if (errorCodeName(c) == s) return c;
-  return std::nullopt;
-}
 
 std::string okAnswer(bj::object result = {}) {
   return json::dump(bj::object{{"ok", true}, {"result", std::move(result)}});
@@ -142,7 +123,7 @@ Result<conv::AnnouncedAgent> agentFrom(const bj::object& o) {
 
 }  // namespace
 
-std::string routeSubject(const std::string& node) { return "parley-route." + hex(node); }
+std::string routeSubject(const std::string& node) { return nodeSubject("parley-route", node); }
 
 // The engine's way to this node's peers (conversation::RemoteRings); outlives stop(), after
 // which it refuses every offer.

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <random>
 
+#include "app/bus_wire.h"
 #include "app/cluster_routing.h"
 #include "app/conversation_relay.h"
 #include "common/json.h"
@@ -22,29 +23,9 @@ namespace {
 
 constexpr std::string_view kRetryAfter = "; retry after 1 s";
 
-std::string hex(std::string_view s) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() * 2);
-  for (unsigned char c : s) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 std::string randomId() {
   thread_local std::mt19937_64 gen{std::random_device{}()};
-  return hex(std::to_string(gen()) + "-" + std::to_string(gen()));
-}
-
-std::optional<ErrorCode> parseErrorCode(std::string_view s) {
-  for (auto c : {ErrorCode::kNotFound, ErrorCode::kInvalid, ErrorCode::kConflict,
-                 ErrorCode::kUnauthorized, ErrorCode::kForbidden, ErrorCode::kUnavailable,
-                 ErrorCode::kTimeout, ErrorCode::kLimitExceeded, ErrorCode::kTooLarge,
-                 ErrorCode::kScriptError, ErrorCode::kInternal})
-    if (errorCodeName(c) == s) return c;
-  return std::nullopt;
+  return hexToken(std::to_string(gen()) + "-" + std::to_string(gen()));
 }
 
 // ---- commands ----
@@ -171,7 +152,7 @@ bool notHeldHere(const Error& e, const std::function<bool(const ConversationId&)
 
 }  // namespace
 
-std::string forwardSubject(const std::string& node) { return "parley-fwd." + hex(node); }
+std::string forwardSubject(const std::string& node) { return nodeSubject("parley-fwd", node); }
 
 // One call waiting for an owner.
 struct ConversationForwarder::Job {

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "common/json.h"
+#include "common/testing/call.h"
 #include "common/testing/fake_clock.h"
 #include "conversation/conversation_engine.h"
 #include "store/memory/memory_store.h"
@@ -24,16 +25,7 @@ using namespace std::chrono_literals;
 
 const AccountId kAcc("1000");
 
-template <class T>
-Result<T> call(const std::function<void(conv::Callback<T>)>& f,
-               std::chrono::milliseconds limit = 20s) {
-  auto p = std::make_shared<std::promise<Result<T>>>();
-  auto fut = p->get_future();
-  f([p](Result<T> r) { p->set_value(std::move(r)); });
-  if (fut.wait_for(limit) != std::future_status::ready)
-    return std::unexpected(Error{ErrorCode::kInternal, "no completion"});
-  return fut.get();
-}
+using parley::testing::call;
 
 conv::Options node(const std::string& name) {
   conv::Options o;
