@@ -1546,35 +1546,50 @@ class GatedStore final : public store::Store, public store::ConversationStore {
   std::deque<std::function<void(Outcome)>> held_;
 };
 
-TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
-  stop();
-  GatedStore gated(*store_);
-  Options o;
-  o.tick_interval_ms = 0;
-  o.threads = 4;
-  auto engine = makeConversationService(gated, clock_, o);
-  auto sub = engine->subscribe(rec_);
-  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
-  ConversationRequest req;
-  req.account = kAcc;
-  req.consumer = consumer.consumer;
-  req.skill = sales_;
-  auto c = call<Conversation>([&](auto cb) { engine->requestConversation(req, cb); });
-  ASSERT_TRUE(c) << c.error().message;
-
-  auto publishAsync = [&](const std::string& text) {
+// An engine over a GatedStore (itself over `inner`), subscribed by `rec`, with one open
+// conversation of consumer c1 in `skill`; publishAsync publishes a ContentEvent of its and
+// returns the result's future. Members go in reverse order: the subscription, the engine, then
+// the store.
+struct GatedEngine {
+  GatedEngine(store::Store& inner, const testing::FakeClock& clock, Recorder& rec,
+              const SkillId& skill, int threads)
+      : gated(inner), consumer(Actor::ofConsumer(kAcc, ConsumerId("c1"))) {
+    Options o;
+    o.tick_interval_ms = 0;
+    o.threads = threads;
+    engine = makeConversationService(gated, clock, o);
+    sub = engine->subscribe(rec);
+    ConversationRequest req;
+    req.account = kAcc;
+    req.consumer = consumer.consumer;
+    req.skill = skill;
+    conv = call<Conversation>([&](auto cb) { engine->requestConversation(req, cb); });
+  }
+  std::future<Result<Published>> publishAsync(const std::string& text) {
     auto p = std::make_shared<std::promise<Result<Published>>>();
     PublishRequest pr;
     pr.actor = consumer;
-    pr.conversation = c->id;
+    pr.conversation = conv->id;
     pr.event_json = R"({"type":"ContentEvent","message":")" + text + R"("})";
     engine->publish(pr, [p](Result<Published> r) { p->set_value(std::move(r)); });
     return p->get_future();
-  };
+  }
+
+  GatedStore gated;
+  Actor consumer;
+  std::unique_ptr<ConversationService> engine;
+  Subscription sub;
+  Result<Conversation> conv;
+};
+
+TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
+  stop();
+  GatedEngine g(*store_, clock_, rec_, sales_, /*threads=*/4);
+  ASSERT_TRUE(g.conv) << g.conv.error().message;
   // The first append fails: the sequence is not consumed and nothing is announced.
-  auto failed = publishAsync("lost");
-  ASSERT_TRUE(gated.waitHeld(1));
-  gated.completeOne(/*fail=*/true);
+  auto failed = g.publishAsync("lost");
+  ASSERT_TRUE(g.gated.waitHeld(1));
+  g.gated.completeOne(/*fail=*/true);
   ASSERT_EQ(failed.wait_for(5s), std::future_status::ready);
   auto f = failed.get();
   ASSERT_FALSE(f);
@@ -1582,15 +1597,16 @@ TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
 
   // A publish in flight holds the close behind it: the close neither completes nor is
   // announced before the message is.
-  auto first = publishAsync("one");
-  ASSERT_TRUE(gated.waitHeld(1));
+  auto first = g.publishAsync("one");
+  ASSERT_TRUE(g.gated.waitHeld(1));
   auto closed = std::make_shared<std::promise<Result<Conversation>>>();
   auto closed_f = closed->get_future();
-  engine->updateConversation(consumer, c->id, {CloseField{}},
-                             [closed](Result<Conversation> r) { closed->set_value(std::move(r)); });
+  g.engine->updateConversation(
+      g.consumer, g.conv->id, {CloseField{}},
+      [closed](Result<Conversation> r) { closed->set_value(std::move(r)); });
   EXPECT_EQ(closed_f.wait_for(200ms), std::future_status::timeout);
   EXPECT_EQ(first.wait_for(0ms), std::future_status::timeout);
-  gated.completeOne();
+  g.gated.completeOne();
   ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
   auto one = first.get();
   ASSERT_TRUE(one) << one.error().message;
@@ -1603,15 +1619,13 @@ TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
   }));
   std::vector<std::string> order;
   for (const auto& e : rec_.log())
-    if (e.conversation == c->id.str() && (e.type == "MESSAGE" || e.type == "CHANGED:CLOSED"))
+    if (e.conversation == g.conv->id.str() && (e.type == "MESSAGE" || e.type == "CHANGED:CLOSED"))
       order.push_back(e.type);
   EXPECT_EQ(order, (std::vector<std::string>{"MESSAGE", "CHANGED:CLOSED"}));
-  auto stored = store_->conversations().listMessages(c->id, 0, 10);
+  auto stored = store_->conversations().listMessages(g.conv->id, 0, 10);
   ASSERT_TRUE(stored);
   ASSERT_EQ(stored->size(), 1u);
   EXPECT_NE((*stored)[0].event_json.find("one"), std::string::npos);
-  sub.reset();
-  engine.reset();
 }
 
 // The store reports an append as failed (Unavailable) although it stored it — PostgreSQL's
@@ -1621,40 +1635,20 @@ TEST_F(EngineTest, OperationsWaitForTheConversationsAppendInFlight) {
 // goes on after it. Without that, every later publish conflicts ("message 0 already exists").
 TEST_F(EngineTest, AnAppendStoredDespiteAReportedFailureIsAdoptedByTheNextOperation) {
   stop();
-  GatedStore gated(*store_);
-  Options o;
-  o.tick_interval_ms = 0;
-  o.threads = 2;
-  auto engine = makeConversationService(gated, clock_, o);
-  auto sub = engine->subscribe(rec_);
-  Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("c1"));
-  ConversationRequest req;
-  req.account = kAcc;
-  req.consumer = consumer.consumer;
-  req.skill = sales_;
-  auto c = call<Conversation>([&](auto cb) { engine->requestConversation(req, cb); });
-  ASSERT_TRUE(c) << c.error().message;
-  auto publishAsync = [&](const std::string& text) {
-    auto p = std::make_shared<std::promise<Result<Published>>>();
-    PublishRequest pr;
-    pr.actor = consumer;
-    pr.conversation = c->id;
-    pr.event_json = R"({"type":"ContentEvent","message":")" + text + R"("})";
-    engine->publish(pr, [p](Result<Published> r) { p->set_value(std::move(r)); });
-    return p->get_future();
-  };
+  GatedEngine g(*store_, clock_, rec_, sales_, /*threads=*/2);
+  ASSERT_TRUE(g.conv) << g.conv.error().message;
 
-  auto lost = publishAsync("stored anyway");
-  ASSERT_TRUE(gated.waitHeld(1));
-  gated.complete(GatedStore::Outcome::kStoredButFailed);
+  auto lost = g.publishAsync("stored anyway");
+  ASSERT_TRUE(g.gated.waitHeld(1));
+  g.gated.complete(GatedStore::Outcome::kStoredButFailed);
   ASSERT_EQ(lost.wait_for(5s), std::future_status::ready);
   auto l = lost.get();
   ASSERT_FALSE(l);
   EXPECT_EQ(l.error().code, ErrorCode::kUnavailable);
 
-  auto next = publishAsync("next");
-  ASSERT_TRUE(gated.waitHeld(1));
-  gated.completeOne();
+  auto next = g.publishAsync("next");
+  ASSERT_TRUE(g.gated.waitHeld(1));
+  g.gated.completeOne();
   ASSERT_EQ(next.wait_for(5s), std::future_status::ready);
   auto n = next.get();
   ASSERT_TRUE(n) << n.error().message;
@@ -1664,15 +1658,13 @@ TEST_F(EngineTest, AnAppendStoredDespiteAReportedFailureIsAdoptedByTheNextOperat
   ASSERT_TRUE(rec_.waitFor([&] { return rec_.messages_.size() >= 2; }));
   std::vector<std::pair<std::int64_t, std::string>> seen;
   for (const auto& m : rec_.messages_)
-    if (m.message.conversation == c->id)
+    if (m.message.conversation == g.conv->id)
       seen.emplace_back(m.message.sequence, m.event ? json::getString(*m.event, "message") : "");
   EXPECT_EQ(seen,
             (std::vector<std::pair<std::int64_t, std::string>>{{0, "stored anyway"}, {1, "next"}}));
-  auto stored = store_->conversations().listMessages(c->id, 0, 10);
+  auto stored = store_->conversations().listMessages(g.conv->id, 0, 10);
   ASSERT_TRUE(stored);
   EXPECT_EQ(stored->size(), 2u);
-  sub.reset();
-  engine.reset();
 }
 
 // ---------------------------------------------------------------------------------------------
