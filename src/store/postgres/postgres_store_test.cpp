@@ -180,6 +180,22 @@ class CommitCuttingProxy {
   std::vector<std::thread> pumps_;  // guarded by mu_
 };
 
+// `n` stores on one database, as `n` nodes open it; fails the test (and returns fewer) when
+// one cannot open.
+std::vector<std::unique_ptr<Store>> openNodes(const std::string& uri, const Clock& clock, int n,
+                                              const PostgresOptions& options = {}) {
+  std::vector<std::unique_ptr<Store>> nodes;
+  for (int i = 0; i < n; ++i) {
+    auto s = openPostgresStore(uri, clock, options);
+    if (!s) {
+      ADD_FAILURE() << s.error().message;
+      break;
+    }
+    nodes.push_back(std::move(*s));
+  }
+  return nodes;
+}
+
 Conversation conversation(const std::string& id) {
   Conversation c;
   c.id = ConversationId(id);
@@ -266,12 +282,8 @@ TEST(PostgresStore, NodesCreatingABotForOneUserAtOnceStoreOne) {
   ASSERT_FALSE(uri.empty());
   FakeClock clock;
   constexpr int kNodes = 6;
-  std::vector<std::unique_ptr<Store>> nodes;
-  for (int i = 0; i < kNodes; ++i) {
-    auto s = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
-    ASSERT_TRUE(s) << s.error().message;
-    nodes.push_back(std::move(*s));
-  }
+  auto nodes = openNodes(uri, clock, kNodes, PostgresOptions{.readers = 1});
+  ASSERT_EQ(nodes.size(), static_cast<std::size_t>(kNodes));
   ASSERT_TRUE(nodes[0]->accounts().createAccount(Account{AccountId("1001"), "acme"}));
   User bot_user;
   bot_user.account = AccountId("1001");
@@ -312,12 +324,8 @@ TEST(PostgresStore, NodesCreatingAConversationForOneConsumerAtOnceStoreOne) {
   ASSERT_FALSE(uri.empty());
   FakeClock clock;
   constexpr int kNodes = 6;
-  std::vector<std::unique_ptr<Store>> nodes;
-  for (int i = 0; i < kNodes; ++i) {
-    auto s = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
-    ASSERT_TRUE(s) << s.error().message;
-    nodes.push_back(std::move(*s));
-  }
+  auto nodes = openNodes(uri, clock, kNodes, PostgresOptions{.readers = 1});
+  ASSERT_EQ(nodes.size(), static_cast<std::size_t>(kNodes));
   for (int round = 0; round < 5; ++round) {
     std::atomic<int> created{0};
     std::vector<std::string> refusals(kNodes);
@@ -464,12 +472,8 @@ TEST(PostgresStore, NodesRecordingTurnsOfOneBotAtOnceNeverDeadlock) {
   constexpr int kNodes = 3;
   constexpr int kEach = 1500;
   constexpr int kKeep = 200;
-  std::vector<std::unique_ptr<Store>> nodes;
-  for (int n = 0; n < kNodes; ++n) {
-    auto s = openPostgresStore(uri, clock);
-    ASSERT_TRUE(s) << s.error().message;
-    nodes.push_back(std::move(*s));
-  }
+  auto nodes = openNodes(uri, clock, kNodes);
+  ASSERT_EQ(nodes.size(), static_cast<std::size_t>(kNodes));
   std::mutex mu;
   std::condition_variable cv;
   int pending = kNodes * kEach;
