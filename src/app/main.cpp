@@ -592,6 +592,13 @@ int serve(const ServeFlags& f) {
     invalidations->on(kind, [bs = bot_service.get()](const bus::Invalidation& i) {
       bs->applyRemoteChange(i.account, i.kind, i.id);
     });
+  // Another node's credential change (logout, revocation, deleted API key or OAuth app): this
+  // node forgets the account's verified tokens. The server exists only later; until then (and
+  // after invalidations->stop(), before it is destroyed) nothing is cached to drop.
+  auto credentials_target = std::make_shared<std::atomic<server::Server*>>(nullptr);
+  invalidations->on("credentials", [credentials_target](const bus::Invalidation& i) {
+    if (auto* s = credentials_target->load()) s->dropCachedCredentials(i.account);
+  });
   if (auto s = invalidations->start(); !s) return fail("cannot subscribe to the bus", s.error());
   allowlist_source->set(bot_service);
   if (demo && !demo_function.empty()) {
@@ -616,8 +623,15 @@ int serve(const ServeFlags& f) {
   so.metrics_tenant_labels =
       f.metrics_tenant_labels ? server::TenantLabels::kKept : server::TenantLabels::kSummed;
   so.public_url = f.public_url;
+  so.on_credentials_change = [inv = invalidations.get()](const AccountId& acc) {
+    inv->publish({"credentials", acc, ""});
+  };
   auto server = server::makeServer(**store, conversations, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
+  credentials_target->store(server->get());
+  // Forgotten before the server is destroyed, on every path out of this scope.
+  std::shared_ptr<void> forget_server(
+      nullptr, [credentials_target](void*) { credentials_target->store(nullptr); });
   local_api_gate->open(**server);
   // Closed before the server is destroyed, on every path out of this scope too.
   std::shared_ptr<void> close_local_api(nullptr, [g = local_api_gate](void*) { g->close(); });

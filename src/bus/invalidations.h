@@ -1,7 +1,8 @@
 #pragma once
 
 // Cluster-wide invalidation: when a node changes something other nodes keep in memory (a
-// function's deployment, a bot, an account's skills, an image allowlist), it publishes what
+// function's deployment, a bot, an account's skills, an image allowlist, the tokens of an
+// account the gateway verified: kind "credentials"), it publishes what
 // changed on the subject `parley.inval`; every other node calls the handler registered for that
 // kind, which reloads or drops its copy. The data is JSON
 // `{"origin":"<this process>","kind":"function","account":"…","id":"…"}`; a node ignores its

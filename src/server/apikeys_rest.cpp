@@ -125,8 +125,9 @@ void remove(RestDeps& d, const Principal& p, const std::string& id, const Done& 
   if (found->user != p.user.id && !isAdmin(p))
     return done(errorResponse(ErrorCode::kForbidden,
                               "only an ADMIN may revoke the API key of another user"));
-  if (auto st = d.store.accounts().deleteApiKey(p.user.account, id); !st)
-    return done(errorResponse(st.error()));
+  auto deleted = d.store.accounts().deleteApiKey(p.user.account, id);
+  d.auth.credentialsChanged(p.user.account);  // the key stops at once, also where it is cached
+  if (!deleted) return done(errorResponse(deleted.error()));
   done(jsonResponse(bj::object{{"deleted", id}}));
 }
 

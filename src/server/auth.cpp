@@ -59,6 +59,68 @@ void Auth::notify(const AccountId& acc, const std::optional<UserId>& user) {
   if (listener_) listener_(acc, user);
 }
 
+// ------------------------------------------------------------------------ verified-token cache
+
+void Auth::setCredentialsListener(std::function<void(const AccountId&)> listener) {
+  credentials_listener_ = std::move(listener);
+}
+
+std::optional<Principal> Auth::cachedPrincipal(const std::string& token) {
+  if (opts_.verified_token_ttl.count() <= 0 || token.empty() || token.size() > 512)
+    return std::nullopt;
+  const std::string key = crypto::sha256Hex(token);
+  const TimeMs now = clock_.nowMs();
+  std::optional<Principal> found;
+  {
+    MutexLock lock(cache_mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return std::nullopt;
+    if (it->second.valid_until <= now) {
+      cache_.erase(it);
+      return std::nullopt;
+    }
+    found = it->second.principal;
+  }
+  // A disabled account's tokens stop at once (the set the account watch keeps; no store read).
+  MutexLock lock(status_mu_);
+  if (status_read_at_ == 0 || disabled_accounts_.contains(found->user.account.str()))
+    return std::nullopt;
+  return found;
+}
+
+std::uint64_t Auth::credentialsGeneration() {
+  MutexLock lock(cache_mu_);
+  return generation_;
+}
+
+void Auth::rememberPrincipal(const std::string& token, const Principal& principal,
+                             std::uint64_t generation) {
+  if (opts_.verified_token_ttl.count() <= 0 || opts_.verified_token_capacity == 0) return;
+  const TimeMs now = clock_.nowMs();
+  TimeMs until = now + opts_.verified_token_ttl.count();
+  if (principal.expires_at != 0) until = std::min(until, principal.expires_at);
+  if (until <= now) return;
+  const std::string key = crypto::sha256Hex(token);
+  MutexLock lock(cache_mu_);
+  if (generation != generation_) return;  // a credential changed while it was verified
+  if (!cache_.contains(key) && cache_.size() >= opts_.verified_token_capacity) {
+    std::erase_if(cache_, [now](const auto& kv) { return kv.second.valid_until <= now; });
+    if (cache_.size() >= opts_.verified_token_capacity) cache_.erase(cache_.begin());
+  }
+  cache_[key] = CachedToken{principal, until};
+}
+
+void Auth::dropCachedCredentials(const AccountId& acc) {
+  MutexLock lock(cache_mu_);
+  ++generation_;
+  std::erase_if(cache_, [&](const auto& kv) { return kv.second.principal.user.account == acc; });
+}
+
+void Auth::credentialsChanged(const AccountId& acc) {
+  dropCachedCredentials(acc);
+  if (credentials_listener_) credentials_listener_(acc);
+}
+
 // ------------------------------------------------------------------------------ account status
 
 void Auth::refreshAccountStatus() {
@@ -80,6 +142,7 @@ void Auth::refreshAccountStatus() {
   }
   for (const auto& id : newly) {
     spdlog::info("account {} is disabled: closing its sockets", id);
+    dropCachedCredentials(AccountId(id));
     notify(AccountId(id), std::nullopt);
   }
 }
@@ -196,7 +259,9 @@ Status Auth::logout(const AccountId& acc, const std::string& bearer) {
     return std::unexpected(s.error());
   }
   if (s->account != acc) return unauthorized("the session belongs to another account");
-  return accounts_.deleteSession(hash);
+  auto st = accounts_.deleteSession(hash);
+  credentialsChanged(acc);
+  return st;
 }
 
 // ------------------------------------------------------------------------------ authenticate
@@ -270,7 +335,9 @@ bool Auth::tokenValid(const std::string& token) {
 
 Status Auth::revokeUser(const AccountId& acc, const UserId& user) {
   auto st = accounts_.deleteCredentials(acc, user);
-  // Close the sockets even when the store failed: they must not outlive the change.
+  // Close the sockets (and forget the verified tokens) even when the store failed: they must
+  // not outlive the change.
+  credentialsChanged(acc);
   notify(acc, user);
   return st;
 }

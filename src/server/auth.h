@@ -9,12 +9,13 @@
 // roles or status change or it is deleted (revokeUser), and the revocation listener closes its
 // open sockets. Disabled users and users of disabled accounts cannot authenticate.
 //
-// Every method except login() and the listener setters may block on the store: call it from
-// the blocking executor, never from an io thread. Thread-safe.
+// Every method except login(), the verified-token cache's and the listener setters may block on the
+// store: call it from the blocking executor, never from an io thread. Thread-safe.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -43,6 +44,13 @@ struct AuthOptions {
   LoginThrottleOptions throttle;
   // How long the set of disabled accounts is trusted before it is read again. Default: 1 s.
   std::chrono::milliseconds account_status_ttl{1000};
+  // Verified-token cache (the functions gateway's fast path, see Auth::cachedPrincipal): how
+  // long a verified token's principal is kept without reading the store again, and how many
+  // are kept. Changes made on this node (and, through the bus, on other nodes) drop them at
+  // once; the TTL bounds what nothing announces (a credential changed in the store by another
+  // process). 0 turns the cache off. Default: 2 s, 10,000 tokens.
+  std::chrono::milliseconds verified_token_ttl{2000};
+  std::size_t verified_token_capacity = 10'000;
 };
 
 // How a principal authenticated. kOAuthToken: an OAuth 2.0 access token (oauth.h), which only
@@ -129,6 +137,30 @@ class Auth {
   void setRevocationListener(
       std::function<void(const AccountId&, const std::optional<UserId>&)> listener);
 
+  // ---- Verified-token cache (never blocks, no store read; the functions gateway uses it so
+  // that a request with a known token is dispatched on its io thread)
+  //
+  // The principal `token` (a session bearer, API key or OAuth access token) authenticated as,
+  // when it was verified less than verified_token_ttl ago, has not expired, no credential of
+  // its account changed since, and its account is not disabled (as of the last status read).
+  std::optional<Principal> cachedPrincipal(const std::string& token);
+  // Read before verifying a token; rememberPrincipal keeps the result only if no credential
+  // changed in between (a logout racing the verification is not undone by the cache).
+  std::uint64_t credentialsGeneration();
+  // Keeps what `token` verified as (Auth::authenticate or OAuth::authenticate) for
+  // cachedPrincipal. At capacity, expired entries go first, then an arbitrary one.
+  void rememberPrincipal(const std::string& token, const Principal& principal,
+                         std::uint64_t generation);
+  // A credential of `acc` changed on this node (logout, revokeUser, an API key deleted, an
+  // OAuth app deleted or a token evicted): drops the account's cached tokens and tells the
+  // credentials listener (cluster mode: the other nodes). Called by Auth and OAuth themselves;
+  // REST code that deletes a credential in the store calls it too.
+  void credentialsChanged(const AccountId& acc);
+  // Drops the account's cached tokens without telling anyone (another node's change).
+  void dropCachedCredentials(const AccountId& acc);
+  // Called with the account by credentialsChanged. Set before serving; must not block.
+  void setCredentialsListener(std::function<void(const AccountId&)> listener);
+
   // Reads the accounts' statuses again (blocking) and tells the listener about accounts that
   // became disabled since the last read. The server calls it every account_status_ttl.
   void refreshAccountStatus();
@@ -163,6 +195,17 @@ class Auth {
   const AuthOptions opts_;
   LoginThrottle throttle_;
   std::function<void(const AccountId&, const std::optional<UserId>&)> listener_;  // set first
+
+  std::function<void(const AccountId&)> credentials_listener_;  // set first
+
+  struct CachedToken {
+    Principal principal;
+    TimeMs valid_until = 0;  // min(verified + verified_token_ttl, the credential's expiry)
+  };
+  Mutex cache_mu_;
+  std::map<std::string, CachedToken, std::less<>> cache_
+      PARLEY_GUARDED_BY(cache_mu_);                            // by SHA-256 of the token
+  std::uint64_t generation_ PARLEY_GUARDED_BY(cache_mu_) = 0;  // bumped by every drop
 
   Mutex status_mu_;
   std::set<std::string> disabled_accounts_ PARLEY_GUARDED_BY(status_mu_);

@@ -365,9 +365,13 @@ void App::gateway(HttpRequest req, HttpDone done) {
                              "send Authorization: Bearer <token>: an OAuth access token (scope "
                              "faas.lambda.invoke), or the bearer or API key of a user with the "
                              "FAAS_INVOCATION role"));
+  // A token verified a moment ago is dispatched here, on the io thread: no blocking-pool hop and
+  // no store read (Auth's verified-token cache; revocations drop it at once).
+  if (auto cached = deps_.rest.auth.cachedPrincipal(token))
+    return dispatchGateway(*cached, std::move(req), std::move(done));
   deps_.rest.blocking.run(
       [this, token = std::move(token), req = std::move(req), done = std::move(done)]() mutable {
-        const std::string& acc = req.segments[2];
+        const std::uint64_t generation = deps_.rest.auth.credentialsGeneration();
         // Access tokens are accepted here and nowhere else; Auth refuses them.
         auto principal = OAuth::isAccessToken(token) ? deps_.rest.oauth.authenticate(token)
                                                      : deps_.rest.auth.authenticate(token);
@@ -378,31 +382,38 @@ void App::gateway(HttpRequest req, HttpDone done) {
                                                 : "com.liveperson.faas.es.general",
                                    principal.error().message));
         }
-        if (principal->user.account.str() != acc)
-          return done(gatewayError(403, "com.liveperson.faas.es.forbidden",
-                                   fmt::format("your token belongs to account {}, not {}",
-                                               principal->user.account.str(), acc)));
-        api::Request ar;
-        ar.method = req.method;
-        ar.path.assign(req.segments.begin() + 3, req.segments.end());
-        ar.query = std::move(req.query);
-        ar.body = std::move(req.body);
-        ar.caller = principal->caller();
-        auto finish = [done](api::Response r) {
-          HttpResponse h;
-          h.status = r.status;
-          h.body = std::move(r.body);
-          h.headers = std::move(r.headers);
-          h.route = "gateway";
-          done(std::move(h));
-        };
-        try {
-          gateway_->handle(std::move(ar), std::move(finish));
-        } catch (const std::exception& ex) {
-          spdlog::error("functions gateway threw: {}", ex.what());
-          done(gatewayError(500, "com.liveperson.faas.es.general", "internal error"));
-        }
+        deps_.rest.auth.rememberPrincipal(token, *principal, generation);
+        dispatchGateway(*principal, std::move(req), std::move(done));
       });
+}
+
+void App::dispatchGateway(const Principal& principal, HttpRequest req, HttpDone done) {
+  const std::string& acc = req.segments[2];
+  if (principal.user.account.str() != acc)
+    return done(gatewayError(403, "com.liveperson.faas.es.forbidden",
+                             fmt::format("your token belongs to account {}, not {}",
+                                         principal.user.account.str(), acc)));
+  api::Request ar;
+  ar.method = std::move(req.method);
+  ar.path.assign(std::make_move_iterator(req.segments.begin() + 3),
+                 std::make_move_iterator(req.segments.end()));
+  ar.query = std::move(req.query);
+  ar.body = std::move(req.body);
+  ar.caller = principal.caller();
+  auto finish = [done](api::Response r) {
+    HttpResponse h;
+    h.status = r.status;
+    h.body = std::move(r.body);
+    h.headers = std::move(r.headers);
+    h.route = "gateway";
+    done(std::move(h));
+  };
+  try {
+    gateway_->handle(std::move(ar), std::move(finish));
+  } catch (const std::exception& ex) {
+    spdlog::error("functions gateway threw: {}", ex.what());
+    done(gatewayError(500, "com.liveperson.faas.es.general", "internal error"));
+  }
 }
 
 // ---------------------------------------------------------------------------------- REST v1

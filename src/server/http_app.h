@@ -66,7 +66,11 @@ class App final : public HttpApp {
   // POST oauth/token (oauth.h): the token request read here, the rest on the blocking pool.
   void oauthToken(HttpRequest req, const std::string& acc, HttpDone done);
   void restV1(HttpRequest req, HttpDone done);
+  // The gateway: a token in Auth's verified-token cache is dispatched on the calling (io)
+  // thread; any other is verified on the blocking pool (and then cached).
   void gateway(HttpRequest req, HttpDone done);
+  // The account check and the hand-over to the gateway handler, for a verified principal.
+  void dispatchGateway(const Principal& principal, HttpRequest req, HttpDone done);
   bool hasHandler(const std::string& first_segment) const;
   // "skills, users, …" and every registered handler's resources.
   std::string knownResources() const;

@@ -757,5 +757,131 @@ TEST_F(OAuthAppTest, ParsesFormEncodingAndRefusesMalformedBasic) {
   EXPECT_EQ(not_string.error().error, "invalid_request");
 }
 
+// ----------------------------------------------------- the gateway's verified-token cache
+
+TEST_F(OAuthAppTest, GatewayKeepsAVerifiedTokenForTheTtlWithoutReadingTheStore) {
+  std::string agent = loginBearer("agent");
+  ASSERT_EQ(invoke(agent).status, 200);
+  // Deleted behind Auth's back (as another process would): the cache still answers until its
+  // TTL (2 s) is over, then the store is read again.
+  ASSERT_TRUE(store_->accounts().deleteSession(crypto::sha256Hex(agent)));
+  EXPECT_EQ(invoke(agent).status, 200);
+  clock_.advanceMs(1999);
+  EXPECT_EQ(invoke(agent).status, 200);
+  clock_.advanceMs(1);
+  EXPECT_EQ(invoke(agent).status, 401);
+}
+
+TEST_F(OAuthAppTest, LogoutStopsTheBearerAtTheGatewayAtOnce) {
+  std::vector<AccountId> told;
+  auth_->setCredentialsListener([&](const AccountId& a) { told.push_back(a); });
+  std::string agent = loginBearer("agent");
+  ASSERT_EQ(invoke(agent).status, 200);
+  ASSERT_EQ(call("POST", "/api/account/123/logout", "", agent).status, 200);
+  auto after = invoke(agent);
+  EXPECT_EQ(after.status, 401) << after.body;
+  EXPECT_NE(after.body.find("com.liveperson.faas.es.unauthorized"), std::string::npos);
+  EXPECT_EQ(told, std::vector<AccountId>{AccountId("123")}) << "the other nodes are told";
+  EXPECT_EQ(invoke(admin_bearer_).status, 200);
+}
+
+TEST_F(OAuthAppTest, RevokedUserDeletedKeyAndDisabledAccountStopAtTheGatewayAtOnce) {
+  std::string agent = loginBearer("agent");
+  auto key = call("POST", "/api/v1/accounts/123/apikeys", R"({"name":"ci"})", agent);
+  ASSERT_EQ(key.status, 201) << key.body;
+  auto ko = *json::parseObject(key.body);
+  std::string k = json::getString(ko, "key");
+  ASSERT_EQ(invoke(k).status, 200);
+  ASSERT_EQ(
+      call("DELETE", "/api/v1/accounts/123/apikeys/" + json::getString(ko, "id"), "", agent).status,
+      200);
+  EXPECT_EQ(invoke(k).status, 401) << "a deleted API key";
+
+  ASSERT_EQ(invoke(agent).status, 200);
+  ASSERT_EQ(call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(),
+                 R"({"password":"another-pw"})", admin_bearer_)
+                .status,
+            200);
+  EXPECT_EQ(invoke(agent).status, 401) << "a password change";
+
+  // The password changed: log in with the new one.
+  auto relog = call("POST", "/api/account/123/login?v=1.3",
+                    R"({"username":"agent","password":"another-pw"})");
+  ASSERT_EQ(relog.status, 200) << relog.body;
+  std::string fresh = json::getString(*json::parseObject(relog.body), "bearer");
+  ASSERT_EQ(invoke(fresh).status, 200);
+  ASSERT_EQ(call("PATCH", "/api/v1/accounts/123/users/" + agent_.id.str(), R"({"isEnabled":false})",
+                 admin_bearer_)
+                .status,
+            200);
+  EXPECT_EQ(invoke(fresh).status, 401) << "a disabled user";
+
+  ASSERT_EQ(invoke(admin_bearer_).status, 200);
+  ASSERT_TRUE(
+      store_->accounts().setAccountStatus(AccountId("123"), store::AccountStatus::kDisabled));
+  auth_->refreshAccountStatus();
+  EXPECT_EQ(invoke(admin_bearer_).status, 401) << "a disabled account";
+}
+
+TEST_F(OAuthAppTest, AnAccessTokenEvictedByNewerOnesStopsAtOnce) {
+  oauth_ = std::make_unique<OAuth>(
+      store_->oauth(), *auth_, clock_,
+      OAuthOptions{3600LL * 1000, /*max_tokens_per_app=*/2, 100, LoginThrottleOptions{}});
+  app_ = std::make_unique<App>(AppDeps{
+      RestDeps{*store_, *engine_, *directory_, *auth_, *oauth_, inline_, clock_,
+               crypto::PasswordCost::kMinimumForTest},
+      protocol::SessionDeps{*engine_, hub_, *directory_, *auth_, inline_, clock_, metrics_, {}},
+      metrics_, StaticFiles(""), MetricsAccess{"metrics-token", TenantLabels::kSummed}});
+  app_->setGateway(std::make_shared<EchoGateway>());
+  auto app = newApp();
+  std::string first = accessToken(app);
+  ASSERT_EQ(invoke(first).status, 200);
+  std::string second = accessToken(app);
+  EXPECT_EQ(invoke(first).status, 200) << "two tokens per app are kept";
+  std::string third = accessToken(app);
+  EXPECT_EQ(invoke(first).status, 401) << "the oldest was evicted by the third";
+  EXPECT_EQ(invoke(second).status, 200);
+  EXPECT_EQ(invoke(third).status, 200);
+}
+
+TEST_F(HttpAppTest, VerifiedTokenCacheKeepsNothingVerifiedAcrossAChange) {
+  std::string agent = loginBearer("agent");
+  auto p = auth_->authenticate(agent);
+  ASSERT_TRUE(p);
+  // A logout between the verification and remembering it: what was verified is not kept.
+  auto generation = auth_->credentialsGeneration();
+  auth_->dropCachedCredentials(AccountId("456"));
+  auth_->rememberPrincipal(agent, *p, generation);
+  EXPECT_FALSE(auth_->cachedPrincipal(agent));
+  auth_->rememberPrincipal(agent, *p, auth_->credentialsGeneration());
+  auto hit = auth_->cachedPrincipal(agent);
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(hit->user.id, agent_.id);
+  // Another node's change: dropped, nobody told.
+  std::vector<AccountId> told;
+  auth_->setCredentialsListener([&](const AccountId& a) { told.push_back(a); });
+  auth_->dropCachedCredentials(AccountId("123"));
+  EXPECT_FALSE(auth_->cachedPrincipal(agent));
+  EXPECT_TRUE(told.empty());
+}
+
+TEST_F(HttpAppTest, VerifiedTokenCacheIsBounded) {
+  AuthOptions o;
+  o.verified_token_capacity = 2;
+  Auth small(store_->accounts(), clock_, hasher_, "k", o);
+  small.refreshAccountStatus();
+  std::vector<std::string> tokens = {loginBearer("agent"), loginBearer("agent"),
+                                     loginBearer("admin")};
+  for (const auto& t : tokens) {
+    auto p = small.authenticate(t);
+    ASSERT_TRUE(p);
+    small.rememberPrincipal(t, *p, small.credentialsGeneration());
+  }
+  int kept = 0;
+  for (const auto& t : tokens) kept += small.cachedPrincipal(t) ? 1 : 0;
+  EXPECT_EQ(kept, 2);
+  EXPECT_TRUE(small.cachedPrincipal(tokens[2])) << "the newest is kept";
+}
+
 }  // namespace
 }  // namespace parley::server

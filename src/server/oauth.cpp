@@ -286,6 +286,7 @@ Result<std::vector<store::OAuthApp>> OAuth::listApps(const AccountId& acc) {
 
 Status OAuth::deleteApp(const AccountId& acc, const std::string& client_id) {
   auto st = store_.deleteApp(acc, client_id);
+  auth_.credentialsChanged(acc);  // its tokens stop at once, also where they are cached
   if (st) spdlog::info("oauth: app {} of account {} deleted with its tokens", client_id, acc.str());
   return st;
 }
@@ -382,6 +383,8 @@ std::expected<IssuedToken, OAuthError> OAuth::issueToken(const AccountId& acc,
     spdlog::warn("oauth: storing a token for account {} failed: {}", acc.str(), st.error().message);
     return std::unexpected(std::move(e));
   }
+  // The app's oldest token beyond max_tokens_per_app was just deleted: forget cached ones.
+  auth_.credentialsChanged(acc);
   return out;
 }
 

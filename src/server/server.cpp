@@ -52,6 +52,7 @@ class ServerImpl final : public Server {
         hub_.closeAccount(acc);
       }
     });
+    if (opts_.on_credentials_change) auth_.setCredentialsListener(opts_.on_credentials_change);
     protocol::SessionOptions so;
     so.init_timeout = opts_.consumer_init_timeout;
     so.revalidate_interval = opts_.session_revalidate_interval;
@@ -154,6 +155,7 @@ class ServerImpl final : public Server {
   }
 
   conversation::ConversationListener* sessionEvents() override { return &hub_; }
+  void dropCachedCredentials(const AccountId& acc) override { auth_.dropCachedCredentials(acc); }
 
  private:
   // Reads the accounts' statuses every account_status_interval on its own thread (a store read;

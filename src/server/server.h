@@ -87,6 +87,11 @@ struct ServerOptions {
   // answers with its HOST[:PORT]. Default: empty, the node's own HTTPS (else HTTP) listener.
   // REQUIRES: empty or accepted by checkPublicUrl.
   std::string public_url;
+  // Called with the account whenever a credential of it changes on this node (a logout, a
+  // revoked user, a deleted API key or OAuth app; Auth::credentialsChanged): cluster mode tells
+  // the other nodes, which call Server::dropCachedCredentials. On any thread; must not block.
+  // Default: none.
+  std::function<void(const AccountId&)> on_credentials_change;
 };
 
 // Checks a public URL (ServerOptions::public_url): an absolute http or https URL with a host,
@@ -133,6 +138,9 @@ class Server {
   // methods may be called on any thread until the server is destroyed; a session that has
   // closed gets nothing. Default: none.
   virtual conversation::ConversationListener* sessionEvents() { return nullptr; }
+  // Another node changed a credential of `acc`: forget the tokens of `acc` verified here (the
+  // gateway's verified-token cache, Auth::dropCachedCredentials). Thread-safe, never blocks.
+  virtual void dropCachedCredentials(const AccountId& /*acc*/) {}
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

@@ -192,6 +192,25 @@ test('a deploy through one node is live on the others within 1 s (invalidation o
   const conv = await rest(srv(n2), admin2.json.bearer, 'GET', acc, `conversations/${c2.body.conversationId}`);
   assert.equal(conv.status, 200, conv.text);
   assert.ok(!JSON.stringify(conv.json).includes('ASSIGNED_AGENT'), `no agent took it: ${conv.text}`);
+
+  // Credentials over NATS: a bearer the gateway on node 2 verified (and would trust for 2 s
+  // without the store) stops there as soon as it is logged out through node 1.
+  const gwLogin = await request('POST', `${n1.https}/api/account/${acc}/login?v=1.3`, {
+    ca, body: { username: c.demo.admin.username, password: c.demo.admin.password },
+  });
+  assert.equal(gwLogin.status, 200, gwLogin.text);
+  const gwBearer = gwLogin.json.bearer;
+  const invokeOn2 = () => request('POST',
+    `${n2.https}/api/account/${acc}/lambdas/${fn}/invoke?v=1&externalSystem=cluster-test`,
+    { ca, headers: { Authorization: `Bearer ${gwBearer}` }, body: { payload: { message: 'gw' } } });
+  const before = await invokeOn2();
+  assert.equal(before.status, 200, before.text);
+  const loggedOut = await request('POST', `${n1.https}/api/account/${acc}/logout`,
+    { ca, headers: { Authorization: `Bearer ${gwBearer}` } });
+  assert.equal(loggedOut.status, 200, loggedOut.text);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await invokeOn2();
+  assert.equal(after.status, 401, `node 2 dropped the bearer it had verified: ${after.text}`);
 });
 
 // Conversation events over NATS: a consumer talks to the demo bot through node 1 (the
