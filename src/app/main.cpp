@@ -23,6 +23,7 @@
 
 #include "app/account_command.h"
 #include "app/allocator.h"
+#include "app/cluster_limits.h"
 #include "app/cluster_material.h"
 #include "app/cluster_routing.h"
 #include "app/conversation_forwarder.h"
@@ -393,6 +394,13 @@ int serve(const ServeFlags& f) {
     node_bus = std::move(*b);
   }
   spdlog::info("bus: {}", node_bus->describe());
+  // Cluster mode: the login and token throttles and the functions' HTTP rate limit count what
+  // the other nodes count (app/cluster_limits.h).
+  std::shared_ptr<app::ClusterLimits> cluster_limits;
+  if (node_bus->shared()) {
+    cluster_limits = std::make_shared<app::ClusterLimits>(*node_bus, who);
+    if (auto s = cluster_limits->start(); !s) return fail("cannot subscribe to the bus", s.error());
+  }
   // Nodes sharing a PostgreSQL store all need the bus (app/node_presence.h).
   std::unique_ptr<app::NodePresence> presence;
   if (shared_store) {
@@ -514,6 +522,7 @@ int serve(const ServeFlags& f) {
   runtime_options.max_workers = std::max(f.function_workers, f.function_max_workers);
   runtime_options.cpu_limit = std::chrono::milliseconds(f.function_cpu_limit_ms);
   runtime_options.outbound_allow = f.outbound_allow;
+  runtime_options.limit_peers = cluster_limits;
   auto function_runtime = functions::FunctionRuntime::create(runtime_options, function_host, clock);
   if (!function_runtime) return fail("cannot start the function runtime", function_runtime.error());
   functions::service::FunctionServiceOptions function_service_options;
@@ -626,6 +635,7 @@ int serve(const ServeFlags& f) {
   so.on_credentials_change = [inv = invalidations.get()](const AccountId& acc) {
     inv->publish({"credentials", acc, ""});
   };
+  so.login_throttle.peers = cluster_limits;
   auto server = server::makeServer(**store, conversations, clock, so);
   if (!server) return fail("cannot set up the server", server.error());
   credentials_target->store(server->get());
@@ -660,6 +670,8 @@ int serve(const ServeFlags& f) {
       store_ref, function_service->runner(), clock, scheduler_options);
   (*server)->addMetricsSource([s = scheduler.get()] { return s->prometheusText(); });
   (*server)->addMetricsSource([rt = function_runtime->get()] { return rt->prometheusText(); });
+  if (cluster_limits)
+    (*server)->addMetricsSource([l = cluster_limits] { return l->prometheusText(); });
   if (auto st = (*server)->addHandler(bot_service); !st)
     return fail("cannot register the bot connector", st.error());
   if (auto st = (*server)->addHandler(std::make_shared<connector::richcontent::RichContentHandler>(
@@ -761,6 +773,7 @@ int serve(const ServeFlags& f) {
   gateway.reset();
   function_service.reset();
   invalidations.reset();
+  if (cluster_limits) cluster_limits->stop();  // the runtime keeps it, not the bus
   node_bus.reset();
   presence.reset();
   function_runtime->reset();

@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/limit_peers.h"
 #include "common/result.h"
 #include "functions/engine/outbound.h"
 #include "functions/host.h"
@@ -123,6 +124,9 @@ struct RuntimeOptions {
   std::string js_lib_dir;
   // Outbound Toolbelt HTTP requests per second per function; more get HTTP 429. Default: 20.
   int http_rate_per_s = 20;
+  // The other nodes of a cluster: the HTTP rate limit above holds per function across them
+  // (common/limit_peers.h, limit name "function-http"). Default: none (one node).
+  std::shared_ptr<LimitPeers> limit_peers;
   // Threads for outbound HTTP (Beast). Default: 2.
   int http_threads = 2;
   // Threads for FunctionHost calls (secrets, context service, conversations). Default: 2.

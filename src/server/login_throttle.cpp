@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <cctype>
 #include <vector>
 
@@ -23,7 +26,52 @@ std::string waitText(std::chrono::milliseconds ms) {
 }  // namespace
 
 LoginThrottle::LoginThrottle(const Clock& clock, LoginThrottleOptions options)
-    : clock_(clock), opts_(options) {}
+    : clock_(clock), opts_(std::move(options)) {
+  if (opts_.peers)
+    opts_.peers->attach(opts_.peer_name, [this](std::string_view event) { receive(event); });
+}
+
+LoginThrottle::~LoginThrottle() {
+  if (opts_.peers) opts_.peers->detach(opts_.peer_name);
+}
+
+void LoginThrottle::publish(const char* what, const Admission& a) {
+  if (!opts_.peers) return;
+  boost::json::object o{{"k", what}, {"u", a.user_key}};
+  if (!a.address.empty()) o["a"] = a.address;
+  opts_.peers->publish(opts_.peer_name, boost::json::serialize(o));
+}
+
+void LoginThrottle::receive(std::string_view event) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(event, ec);
+  const auto* o = ec ? nullptr : v.if_object();
+  if (!o) return;
+  const auto* kind = o->if_contains("k");
+  const auto* user = o->if_contains("u");
+  const auto* address = o->if_contains("a");
+  if (!kind || !kind->is_string() || !user || !user->is_string() || user->as_string().empty() ||
+      (address && !address->is_string()))
+    return;
+  const std::string user_key(user->as_string());
+  const std::string addr = address ? std::string(address->as_string()) : std::string();
+  const TimeMs now = clock_.nowMs();
+  MutexLock lock(mu_);
+  if (kind->as_string() == "f") {
+    if (!users_.contains(user_key)) trim(users_, opts_.user, now);
+    recordFailure(users_[user_key], opts_.user, now);
+    if (!addr.empty()) {
+      if (!addresses_.contains(addr)) trim(addresses_, opts_.address, now);
+      recordFailure(addresses_[addr], opts_.address, now);
+    }
+  } else if (kind->as_string() == "s") {
+    // As for a local success: the user's record is reset, the address keeps its failures.
+    resetUser(user_key);
+  } else {
+    return;
+  }
+  ++peer_events_;
+}
 
 std::optional<std::chrono::milliseconds> LoginThrottle::refusal(Entry& e, const ThrottlePolicy& p,
                                                                 TimeMs now) {
@@ -103,6 +151,17 @@ std::variant<LoginThrottle::Admission, LoginThrottle::Denial> LoginThrottle::adm
   return a;
 }
 
+void LoginThrottle::resetUser(const std::string& user_key) {
+  auto it = users_.find(user_key);
+  if (it == users_.end()) return;
+  if (it->second.in_flight == 0) {
+    users_.erase(it);
+  } else {
+    it->second.failures = 0;
+    it->second.blocked_until = 0;
+  }
+}
+
 void LoginThrottle::release(Table& t, const std::string& key) {
   auto it = t.find(key);
   if (it != t.end() && it->second.in_flight > 0) --it->second.in_flight;
@@ -110,27 +169,26 @@ void LoginThrottle::release(Table& t, const std::string& key) {
 
 void LoginThrottle::failed(const Admission& a) {
   const TimeMs now = clock_.nowMs();
-  MutexLock lock(mu_);
-  release(users_, a.user_key);
-  recordFailure(users_[a.user_key], opts_.user, now);
-  if (!a.address.empty()) {
-    release(addresses_, a.address);
-    recordFailure(addresses_[a.address], opts_.address, now);
+  {
+    MutexLock lock(mu_);
+    release(users_, a.user_key);
+    recordFailure(users_[a.user_key], opts_.user, now);
+    if (!a.address.empty()) {
+      release(addresses_, a.address);
+      recordFailure(addresses_[a.address], opts_.address, now);
+    }
   }
+  publish("f", a);
 }
 
 void LoginThrottle::succeeded(const Admission& a) {
-  MutexLock lock(mu_);
-  release(users_, a.user_key);
-  if (auto it = users_.find(a.user_key); it != users_.end()) {
-    if (it->second.in_flight == 0) {
-      users_.erase(it);
-    } else {
-      it->second.failures = 0;
-      it->second.blocked_until = 0;
-    }
+  {
+    MutexLock lock(mu_);
+    release(users_, a.user_key);
+    resetUser(a.user_key);
+    if (!a.address.empty()) release(addresses_, a.address);
   }
-  if (!a.address.empty()) release(addresses_, a.address);
+  publish("s", a);
 }
 
 void LoginThrottle::cancelled(const Admission& a) {
@@ -142,6 +200,11 @@ void LoginThrottle::cancelled(const Admission& a) {
 std::size_t LoginThrottle::sizeForTest() const {
   MutexLock lock(mu_);
   return users_.size() + addresses_.size();
+}
+
+std::uint64_t LoginThrottle::peerEvents() const {
+  MutexLock lock(mu_);
+  return peer_events_;
 }
 
 }  // namespace parley::server

@@ -12,11 +12,17 @@
 // is bounded: at most `max_entries` keys per kind, the least recently failed (or already forgotten)
 // ones dropped first.
 //
+// Across a cluster (`LoginThrottleOptions::peers`, common/limit_peers.h): every failure and
+// success is sent to the other nodes, and theirs are counted here like local ones, so the free
+// failures, backoffs and lockouts hold for a user or an address whichever nodes its attempts go
+// to. Attempts in flight are counted per node.
+//
 // Thread-safe (one mutex). Owned by Auth.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -24,6 +30,7 @@
 #include <variant>
 
 #include "common/clock.h"
+#include "common/limit_peers.h"
 #include "common/thread_annotations.h"
 
 namespace parley::server {
@@ -56,6 +63,10 @@ struct LoginThrottleOptions {
       40, std::chrono::milliseconds(15 * 60'000), std::chrono::milliseconds(15 * 60'000)};
   // Most keys remembered per kind. Default: 100,000.
   std::size_t max_entries = 100'000;
+  // The other nodes of a cluster, and this throttle's name among them ("login", "oauth"); a
+  // throttle's events go only to throttles of the same name. Default: none (one node).
+  std::shared_ptr<LimitPeers> peers;
+  std::string peer_name = "login";
 };
 
 class LoginThrottle {
@@ -71,8 +82,12 @@ class LoginThrottle {
     std::string message;
   };
 
-  // `clock` must outlive the throttle.
+  // `clock` must outlive the throttle. With `options.peers`, attaches to them as
+  // `options.peer_name` (until destroyed).
   LoginThrottle(const Clock& clock, LoginThrottleOptions options);
+  ~LoginThrottle();
+  LoginThrottle(const LoginThrottle&) = delete;
+  LoginThrottle& operator=(const LoginThrottle&) = delete;
 
   // Lets the attempt through (then settle it) or refuses it. `address` may be empty (unknown).
   std::variant<Admission, Denial> admit(const std::string& account, const std::string& login_name,
@@ -86,6 +101,8 @@ class LoginThrottle {
 
   // Keys currently remembered (users + addresses). For tests and metrics.
   std::size_t sizeForTest() const;
+  // Another node's events counted here (tests and metrics).
+  std::uint64_t peerEvents() const;
 
  private:
   struct Entry {
@@ -102,12 +119,18 @@ class LoginThrottle {
   // Makes room for one more key in `t` (one of the tables).
   void trim(Table& t, const ThrottlePolicy& p, TimeMs now) PARLEY_REQUIRES(mu_);
   static void release(Table& t, const std::string& key);
+  // A successful login: the user's failures are forgotten.
+  void resetUser(const std::string& user_key) PARLEY_REQUIRES(mu_);
+  // Another node's event (the JSON failed() and succeeded() publish); malformed ones are dropped.
+  void receive(std::string_view event);
+  void publish(const char* what, const Admission& a);
 
   const Clock& clock_;
   const LoginThrottleOptions opts_;
   mutable Mutex mu_;
   Table users_ PARLEY_GUARDED_BY(mu_);
   Table addresses_ PARLEY_GUARDED_BY(mu_);
+  std::uint64_t peer_events_ PARLEY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace parley::server

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/linked_limit_peers.h"
 
 namespace parley::server {
 namespace {
@@ -129,6 +130,88 @@ TEST(LoginThrottle, MemoryIsBounded) {
     t.failed(std::get<LoginThrottle::Admission>(a));
   }
   EXPECT_LE(t.sizeForTest(), 200u);
+}
+
+// Three nodes of a cluster, each with its login throttle, linked as the bus links them.
+class ClusterThrottleTest : public ::testing::Test {
+ protected:
+  ClusterThrottleTest() {
+    for (int i = 0; i < 3; ++i) {
+      LoginThrottleOptions o;
+      o.peers = links_.node(i);
+      nodes_.push_back(std::make_unique<LoginThrottle>(clock_, o));
+    }
+  }
+  LoginThrottle& node(int i) { return *nodes_.at(static_cast<std::size_t>(i)); }
+  bool fail(int i, const std::string& user, const std::string& addr) {
+    auto a = node(i).admit("acc", user, addr);
+    if (!admitted(a)) return false;
+    node(i).failed(std::get<LoginThrottle::Admission>(a));
+    return true;
+  }
+
+  testing::FakeClock clock_;
+  testing::LinkedLimitPeers links_{3};
+  std::vector<std::unique_ptr<LoginThrottle>> nodes_;
+};
+
+TEST_F(ClusterThrottleTest, FailuresOnEveryNodeCountTowardsOneBackoff) {
+  // Five guesses spread over three nodes (a balancer in front) use up the user's free failures
+  // on all of them: the sixth is refused whichever node it reaches.
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(fail(i % 3, "ann", "10.0.0." + std::to_string(i))) << i;
+  for (int n = 0; n < 3; ++n) {
+    auto r = node(n).admit("acc", "ann", "10.0.0.9");
+    ASSERT_FALSE(admitted(r)) << "node " << n;
+    EXPECT_EQ(retryAfter(r), milliseconds(1000));
+  }
+  EXPECT_EQ(node(2).peerEvents(), 4u);  // the failures made on nodes 0 and 1
+  // Ten guesses lock the user on every node.
+  for (int i = 5; i < 10; ++i) {
+    clock_.advanceMs(60'000);
+    ASSERT_TRUE(fail(i % 3, "ann", "10.0.1." + std::to_string(i))) << i;
+  }
+  for (int n = 0; n < 3; ++n)
+    EXPECT_EQ(retryAfter(node(n).admit("acc", "ann", "10.0.2.1")), milliseconds(15 * 60'000));
+}
+
+TEST_F(ClusterThrottleTest, AnAddressIsCountedOnEveryNode) {
+  // 20 free failures per address, whichever user names and nodes they use.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(fail(i % 3, "spray" + std::to_string(i), "10.9.9.9"));
+  for (int n = 0; n < 3; ++n)
+    EXPECT_FALSE(admitted(node(n).admit("acc", "new-name", "10.9.9.9"))) << "node " << n;
+}
+
+TEST_F(ClusterThrottleTest, ASuccessOnOneNodeResetsTheUserOnTheOthers) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(fail(0, "ann", "10.0.0.1"));
+  auto a = node(1).admit("acc", "ann", "10.0.0.1");
+  ASSERT_TRUE(admitted(a));
+  node(1).succeeded(std::get<LoginThrottle::Admission>(a));
+  // Five free failures again, on node 0 too.
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(fail(0, "ann", "10.0.0.2")) << i;
+  EXPECT_FALSE(admitted(node(0).admit("acc", "ann", "10.0.0.2")));
+}
+
+TEST_F(ClusterThrottleTest, ANodeCutFromTheOthersKeepsItsOwnCount) {
+  links_.cut(2);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(fail(0, "ann", "10.0.0.1"));
+  EXPECT_FALSE(admitted(node(1).admit("acc", "ann", "10.0.0.1")));
+  // Node 2 heard nothing: as strict as one node alone, no looser.
+  EXPECT_TRUE(admitted(node(2).admit("acc", "ann", "10.0.0.1")));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(fail(2, "bob", "10.0.0.3"));
+  EXPECT_TRUE(fail(0, "bob", "10.0.0.3"));  // node 0 never heard of node 2's failures
+}
+
+TEST_F(ClusterThrottleTest, ThrottlesOfAnotherNameAndMalformedEventsAreNotCounted) {
+  LoginThrottleOptions o;
+  o.peers = links_.node(0);
+  o.peer_name = "oauth";
+  LoginThrottle oauth(clock_, o);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(fail(1, "ann", "10.0.0.1"));
+  EXPECT_TRUE(admitted(oauth.admit("acc", "ann", "10.0.0.1")));
+  for (const char* bad : {"", "[]", "{\"k\":\"f\"}", "{\"k\":\"x\",\"u\":\"acc/eve\"}",
+                          "{\"k\":\"f\",\"u\":7}", "{\"k\":\"f\",\"u\":\"acc/eve\",\"a\":1}"})
+    links_.node(1)->publish("oauth", bad);
+  EXPECT_EQ(oauth.peerEvents(), 0u);
 }
 
 }  // namespace

@@ -25,6 +25,12 @@
 namespace parley::server {
 namespace {
 
+// The token endpoint's throttle: the login throttle's numbers and peers, under its own name.
+LoginThrottleOptions oauthThrottle(LoginThrottleOptions o) {
+  o.peer_name = "oauth";
+  return o;
+}
+
 class ServerImpl final : public Server {
  public:
   ServerImpl(store::Store& store, conversation::ConversationService& service, const Clock& clock,
@@ -40,8 +46,9 @@ class ServerImpl final : public Server {
         auth_(store.accounts(), clock, passwords_, std::move(jwt_key),
               AuthOptions{opts_.session_ttl_ms, 24LL * 3600 * 1000, "parley", opts_.login_throttle,
                           opts_.account_status_interval}),
-        oauth_(store.oauth(), auth_, clock,
-               OAuthOptions{opts_.oauth_token_ttl_ms, 100, 100, opts_.login_throttle}),
+        oauth_(
+            store.oauth(), auth_, clock,
+            OAuthOptions{opts_.oauth_token_ttl_ms, 100, 100, oauthThrottle(opts_.login_throttle)}),
         directory_(store.accounts(), *blocking_),
         hub_(protocol::HubOptions{opts_.consumer_profiles}) {
     // Revocation: a user's sockets close with its credentials; a disabled account's, all of them.

@@ -64,6 +64,8 @@ struct ServerOptions {
   // Default: 0.
   int password_nice = 0;
   // Login throttling per user and per client address (numbers in the README's Limits table).
+  // With `login_throttle.peers`, it and the token endpoint's throttle ("oauth") hold across the
+  // nodes of a cluster.
   LoginThrottleOptions login_throttle;
   // How often the accounts' statuses are read again (an account disabled by `parley account
   // disable` while the server runs has its sockets closed and its logins refused within about

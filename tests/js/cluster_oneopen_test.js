@@ -4,6 +4,7 @@
 // for a conversation on both at once, round after round; at most one is ever open, and each
 // socket is told that conversation's id, or the error naming it. The node started without
 // --node is named "<host name>:<port>" (its `listening` line and the leases it takes).
+// Then, on the same cluster: failed logins spread over the nodes count towards one throttle.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
@@ -11,12 +12,14 @@ const os = require('os');
 const { Consumer } = require('./lib/consumer');
 const { rest, startServer } = require('./lib/server');
 const { clusterForTest } = require('./lib/cluster');
+const { request } = require('./lib/http');
 
 const ROUNDS = 12;
+const METRICS_TOKEN = 'cluster-limits-metrics';
 const OPEN_ERROR = /^consumer already has an open conversation (\S+)$/;
 
 test('a consumer on two nodes asking for a conversation on both at once gets one', { timeout: 600000 }, async (t) => {
-  const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2);
+  const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2, { PARLEY_METRICS_TOKEN: METRICS_TOKEN });
   // A third node of the same cluster, without --node.
   const unnamed = await startServer({
     args: ['--store', c.cluster.store, '--bus', c.cluster.bus, '--public-url', c.cluster.https],
@@ -94,4 +97,31 @@ test('a consumer on two nodes asking for a conversation on both at once gets one
   const { r: refused } = await ask(onA);
   assert.equal(refused.code, 409, JSON.stringify(refused));
   assert.equal(String(refused.body), `consumer already has an open conversation ${made.body.conversationId}`);
+
+  await t.test('failed logins on one node throttle the user on the others', async () => {
+    const ca = fs.readFileSync(c.listening[0].ca);
+    const login = (node, password) => request('POST', `${node.https}/api/account/${acc}/login?v=1.3`,
+      { ca, body: { username: c.demo.agent.username, password } });
+    const heard = async () => {
+      const m = await request('GET', `${byName.node2.https}/metrics`,
+        { ca, headers: { Authorization: `Bearer ${METRICS_TOKEN}` } });
+      assert.equal(m.status, 200, m.text);
+      const x = /^parley_cluster_limit_events_received_total (\d+)$/m.exec(m.text);
+      return x ? Number(x[1]) : 0;
+    };
+    const before = await heard();
+    // The login throttle's 5 free failures per user, spent on node 1 (the attacker's balancer
+    // sent them there) ...
+    for (let i = 0; i < 5; i++) {
+      const r = await login(byName.node1, `wrong-${i}`);
+      assert.equal(r.status, 401, `guess ${i} on node 1: ${r.text}`);
+    }
+    // ... leave none on node 2, once it has heard of them (a broadcast: milliseconds). The guess
+    // must come within the 1 s backoff the fifth failure started.
+    for (let tries = 0; tries < 250 && (await heard()) < before + 5; tries++)
+      await new Promise((res) => setTimeout(res, 20));
+    const r = await login(byName.node2, 'wrong-5');
+    assert.equal(r.status, 429, `the sixth guess, on node 2: ${r.text}`);
+    assert.ok(Number(r.headers['retry-after']) >= 1, JSON.stringify(r.headers));
+  });
 });

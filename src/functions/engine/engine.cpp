@@ -255,7 +255,7 @@ Engine::Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock)
     : options_(std::move(options)),
       host_(host),
       clock_(clock),
-      rate_(clock, options_.http_rate_per_s),
+      rate_(clock, options_.http_rate_per_s, options_.limit_peers),
       scheduler_([&] {
         SchedulerOptions so;
         so.max_queued = options_.max_queued;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/testing/fake_clock.h"
+#include "common/testing/linked_limit_peers.h"
 #include "functions/engine/fair_queue.h"
 #include "functions/engine/http_client.h"
 #include "functions/engine/outbound.h"
@@ -62,6 +63,49 @@ TEST(Outbound, RateLimitPerSecondPerKey) {
   EXPECT_TRUE(r.tryAcquire("g"));
   clock.advanceMs(1000);
   EXPECT_TRUE(r.tryAcquire("f"));
+}
+
+TEST(Outbound, RateLimitHoldsAcrossTheNodesOfACluster) {
+  testing::FakeClock clock;
+  testing::LinkedLimitPeers links(3);
+  RateLimiter a(clock, 3, links.node(0)), b(clock, 3, links.node(1)), c(clock, 3, links.node(2));
+  // Three requests of function f spread over nodes a and b use up f's second on all three.
+  EXPECT_TRUE(a.tryAcquire("f"));
+  EXPECT_TRUE(b.tryAcquire("f"));
+  EXPECT_TRUE(a.tryAcquire("f"));
+  EXPECT_FALSE(c.tryAcquire("f"));
+  EXPECT_FALSE(b.tryAcquire("f"));
+  EXPECT_TRUE(c.tryAcquire("g"));
+  EXPECT_EQ(c.peerEvents(), 3u);
+  // The next second starts afresh everywhere.
+  clock.advanceMs(1000);
+  EXPECT_TRUE(c.tryAcquire("f"));
+  EXPECT_TRUE(b.tryAcquire("f"));
+  EXPECT_TRUE(a.tryAcquire("f"));
+  EXPECT_FALSE(a.tryAcquire("f"));
+}
+
+TEST(Outbound, ARateLimitIgnoresOldAndMalformedEventsOfOtherNodes) {
+  testing::FakeClock clock;
+  testing::LinkedLimitPeers links(2);
+  RateLimiter a(clock, 1, links.node(0));
+  auto peer = links.node(1);
+  const auto second = [&](TimeMs offset) { return std::to_string(clock.nowMs() / 1000 + offset); };
+  // Requests of seconds long past or far ahead (clocks apart) do not count.
+  peer->publish("function-http", second(-2) + " f");
+  peer->publish("function-http", second(2) + " f");
+  const std::vector<std::string> malformed = {"",     second(0), second(0) + " ",  "x f",
+                                              "-1 f", " f",      second(0) + "x f"};
+  for (const auto& bad : malformed) peer->publish("function-http", bad);
+  // Another limit's events are not this one's.
+  peer->publish("login", second(0) + " f");
+  EXPECT_EQ(a.peerEvents(), 0u);
+  EXPECT_TRUE(a.tryAcquire("f"));
+  EXPECT_FALSE(a.tryAcquire("f"));
+  // One made in the second before (a clock a little behind) counts in this one.
+  peer->publish("function-http", second(-1) + " g");
+  EXPECT_EQ(a.peerEvents(), 1u);
+  EXPECT_FALSE(a.tryAcquire("g"));
 }
 
 // ---- address policy ---------------------------------------------------------------------------

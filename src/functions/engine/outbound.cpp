@@ -148,20 +148,62 @@ bool hostAllowed(std::string_view host_in, const std::vector<std::string>& allow
   return false;
 }
 
-bool RateLimiter::tryAcquire(const std::string& key) {
-  TimeMs second = clock_.nowMs() / 1000;
-  MutexLock lock(mu_);
+RateLimiter::RateLimiter(const Clock& clock, int per_second, std::shared_ptr<LimitPeers> peers,
+                         std::string name)
+    : clock_(clock), per_second_(per_second), peers_(std::move(peers)), name_(std::move(name)) {
+  if (peers_) peers_->attach(name_, [this](std::string_view event) { receive(event); });
+}
+
+RateLimiter::~RateLimiter() {
+  if (peers_) peers_->detach(name_);
+}
+
+RateLimiter::Window& RateLimiter::windowOf(const std::string& key, TimeMs second) {
   if (windows_.size() > 10'000) {
-    std::erase_if(windows_, [&](const auto& kv) { return kv.second.second != second; });
+    std::erase_if(windows_, [&](const auto& kv) { return kv.second.second < second; });
   }
   auto& w = windows_[key];
-  if (w.second != second) {
+  if (w.second < second) {
     w.second = second;
     w.count = 0;
   }
-  if (w.count >= per_second_) return false;
-  ++w.count;
+  return w;
+}
+
+bool RateLimiter::tryAcquire(const std::string& key) {
+  const TimeMs second = clock_.nowMs() / 1000;
+  {
+    MutexLock lock(mu_);
+    auto& w = windowOf(key, second);
+    if (w.count >= per_second_) return false;
+    ++w.count;
+  }
+  // The second it was made in, then the key: "<second> <key>".
+  if (peers_) peers_->publish(name_, std::to_string(second) + " " + key);
   return true;
+}
+
+void RateLimiter::receive(std::string_view event) {
+  const auto space = event.find(' ');
+  if (space == std::string_view::npos || space + 1 >= event.size()) return;
+  TimeMs second = 0;
+  const auto* first = event.data();
+  const auto [end, ec] = std::from_chars(first, first + space, second);
+  if (ec != std::errc() || end != first + space || second < 0) return;
+  // Counted in this node's current second: a request made in the second before (a clock a
+  // little behind, a slow bus) still counts, so skew makes the limit stricter, never looser; an
+  // older one, or one from a clock far ahead, is dropped.
+  const TimeMs now = clock_.nowMs() / 1000;
+  if (second < now - 1 || second > now + 1) return;
+  const std::string key(event.substr(space + 1));
+  MutexLock lock(mu_);
+  ++windowOf(key, now).count;
+  ++peer_events_;
+}
+
+std::uint64_t RateLimiter::peerEvents() const {
+  MutexLock lock(mu_);
+  return peer_events_;
 }
 
 // ---- Addresses ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/limit_peers.h"
 #include "common/result.h"
 #include "common/thread_annotations.h"
 
@@ -30,22 +32,40 @@ inline constexpr std::string_view kForbiddenBody =
 // ("a.example.com", not "example.com" and not "a.b.example.com").
 bool hostAllowed(std::string_view host, const std::vector<std::string>& allowlist);
 
-// Fixed one-second windows per key. Thread-safe.
+// Fixed one-second windows (of the clock's time) per key. With `peers` (a cluster), every
+// request counted is sent to the other nodes under `name` with the second it was made in, and
+// theirs are counted here in the current window (when made in this second or the one before by
+// this node's clock, or in the next: skew within a second), so a key makes at most about
+// `per_second` requests a second across the nodes (what crosses the bus while a node decides is
+// the slack). Thread-safe.
 class RateLimiter {
  public:
-  RateLimiter(const Clock& clock, int per_second) : clock_(clock), per_second_(per_second) {}
+  RateLimiter(const Clock& clock, int per_second, std::shared_ptr<LimitPeers> peers = nullptr,
+              std::string name = "function-http");
+  ~RateLimiter();
+  RateLimiter(const RateLimiter&) = delete;
+  RateLimiter& operator=(const RateLimiter&) = delete;
   // Counts one request for `key`; false when the key already made `per_second` in this second.
   bool tryAcquire(const std::string& key);
+  // Requests of other nodes counted here (tests and metrics).
+  std::uint64_t peerEvents() const;
 
  private:
   struct Window {
     TimeMs second = 0;
     int count = 0;
   };
+  // The window of `key` for `second`, a new one when the key's is older. REQUIRES: room made.
+  Window& windowOf(const std::string& key, TimeMs second) PARLEY_REQUIRES(mu_);
+  void receive(std::string_view event);
+
   const Clock& clock_;
   const int per_second_;
-  Mutex mu_;
+  const std::shared_ptr<LimitPeers> peers_;
+  const std::string name_;
+  mutable Mutex mu_;
   std::unordered_map<std::string, Window> windows_ PARLEY_GUARDED_BY(mu_);
+  std::uint64_t peer_events_ PARLEY_GUARDED_BY(mu_) = 0;
 };
 
 // ---- Addresses ----------------------------------------------------------------------------
