@@ -8,25 +8,9 @@
 #include <string>
 #include <utility>
 
+#include "common/mutex_unlock.h"
+
 namespace parley::store::sqlite {
-
-namespace {
-
-// Releases a Mutex the caller holds (through a MutexLock further up) for its scope and takes it
-// again when the scope ends, also by an exception. The leader runs a batch without mu_ this way;
-// clang 16 cannot follow a MutexLock passed by reference into a function.
-class PARLEY_SCOPED_CAPABILITY Unlocked {
- public:
-  explicit Unlocked(Mutex& mu) PARLEY_RELEASE(mu) : mu_(mu) { mu_.unlock(); }
-  ~Unlocked() PARLEY_RELEASE() { mu_.lock(); }
-  Unlocked(const Unlocked&) = delete;
-  Unlocked& operator=(const Unlocked&) = delete;
-
- private:
-  Mutex& mu_;
-};
-
-}  // namespace
 
 Writer::Writer(std::unique_ptr<Conn> conn, int max_batch,
                std::unique_ptr<Checkpointer> checkpointer, int wal_max_pages)
@@ -152,7 +136,7 @@ void Writer::lead(Until until) {
     stats_.writes += static_cast<std::int64_t>(batch.size());
     stats_.largest_batch = std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
     {
-      Unlocked unlocked(mu_);
+      MutexUnlock unlocked(mu_);
       runBatch(batch);
       // Callbacks of asynchronous writes, in queue order, still as the leader.
       for (Op*& o : batch) {
