@@ -23,9 +23,9 @@
 // PARLEY_NO_THREAD_SAFETY_ANALYSIS is for a function whose locking the analysis cannot follow,
 // with the reason next to it.
 //
-// Annotated: the library code under src/ (not the tests) except src/connector, src/conversation,
-// src/store/sqlite and src/server/net.cpp, which still use std::mutex and document their locking
-// in comments.
+// Annotated: src/ (not the tests) except the conversation engine, src/app, src/cli, the
+// functions' memory_context.h and gateway.cpp, and per-entry flags in src/bus (comments there).
+// A held Mutex is dropped for a scope in a PARLEY_REQUIRES helper by MutexUnlock (mutex_unlock.h).
 
 #include <chrono>
 #include <condition_variable>

@@ -16,12 +16,12 @@ using SteadyClock = std::chrono::steady_clock;
 // ---- SkillCache
 
 void SkillCache::put(const AccountId& acc, std::vector<store::Skill> skills) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   by_account_[acc.str()] = Entry{std::move(skills), SteadyClock::now()};
 }
 
 void SkillCache::forget(const AccountId& acc) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   by_account_.erase(acc.str());
 }
 
@@ -29,7 +29,7 @@ template <class Pred>
 std::optional<store::Skill> SkillCache::find(const AccountId& acc, Pred pred) {
   auto now = SteadyClock::now();
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     if (auto it = by_account_.find(acc.str()); it != by_account_.end()) {
       bool fresh = now - it->second.loaded_at < kTtl;
       for (const auto& s : it->second.skills)
@@ -64,14 +64,14 @@ std::optional<SkillId> SkillCache::byName(const AccountId& acc, const std::strin
 // ---- HookCache
 
 void HookCache::forget(const AccountId& acc) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   by_account_.erase(acc.str());
 }
 
 std::vector<FunctionId> HookCache::functions(const AccountId& acc, const std::string& event) {
   auto now = SteadyClock::now();
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     if (auto it = by_account_.find(acc.str());
         it != by_account_.end() && now - it->second.loaded_at < kTtl) {
       auto e = it->second.by_event.find(event);
@@ -95,7 +95,7 @@ std::vector<FunctionId> HookCache::functions(const AccountId& acc, const std::st
   list.loaded_at = now;
   for (auto* f : deployed) list.by_event[f->event_id].push_back(f->uuid);
   std::vector<FunctionId> out = list.by_event[event];
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   by_account_[acc.str()] = std::move(list);
   return out;
 }
@@ -113,21 +113,21 @@ Status ImageAllowlists::load() {
     else if (l.error().code != ErrorCode::kNotFound)
       return std::unexpected(l.error());
   }
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   stored_ = std::move(loaded);
   return {};
 }
 
 std::optional<std::vector<std::string>> ImageAllowlists::forAccount(const AccountId& acc) const {
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     if (auto it = stored_.find(acc.str()); it != stored_.end()) return it->second;
   }
   return fallback_ ? fallback_(acc) : std::nullopt;
 }
 
 bj::object ImageAllowlists::json(const AccountId& acc) const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = stored_.find(acc.str());
   bj::array entries;
   if (it != stored_.end())
@@ -139,27 +139,27 @@ Result<bj::object> ImageAllowlists::put(const AccountId& acc, const bj::object& 
   auto entries = parseImageAllowlist(body);
   if (!entries) return std::unexpected(entries.error());
   {
-    std::lock_guard w(write_mu_);
+    MutexLock write(write_mu_);
     if (auto s = bots_.putImageAllowlist(acc, *entries); !s) return std::unexpected(s.error());
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     stored_[acc.str()] = *entries;
   }
   return json(acc);
 }
 
 Status ImageAllowlists::remove(const AccountId& acc) {
-  std::lock_guard w(write_mu_);
+  MutexLock write(write_mu_);
   if (auto s = bots_.deleteImageAllowlist(acc); !s) return s;
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   stored_.erase(acc.str());
   return {};
 }
 
 Status ImageAllowlists::reload(const AccountId& acc) {
-  std::lock_guard w(write_mu_);
+  MutexLock write(write_mu_);
   auto l = bots_.getImageAllowlist(acc);
   if (!l && l.error().code != ErrorCode::kNotFound) return std::unexpected(l.error());
-  std::lock_guard g(mu_);
+  MutexLock lock(mu_);
   if (l)
     stored_[acc.str()] = std::move(*l);
   else

@@ -9,13 +9,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/ids.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "connector/richcontent/richcontent_handler.h"
 #include "store/store.h"
 
@@ -51,8 +51,8 @@ class SkillCache {
     std::chrono::steady_clock::time_point loaded_at;
   };
   store::AccountStore& accounts_;
-  std::mutex mu_;
-  std::map<std::string, Entry> by_account_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, Entry> by_account_ PARLEY_GUARDED_BY(mu_);
   std::atomic<std::uint64_t> loads_{0};
 };
 
@@ -81,8 +81,8 @@ class HookCache {
     std::chrono::steady_clock::time_point loaded_at;
   };
   store::FunctionStore& functions_;
-  std::mutex mu_;
-  std::map<std::string, Entry> by_account_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, Entry> by_account_ PARLEY_GUARDED_BY(mu_);
 };
 
 // The account image allowlists (spec §2.6 `messaging.rich.content.valid.urls`): the stored ones
@@ -113,11 +113,11 @@ class ImageAllowlists {
   store::AccountStore& accounts_;
   store::BotStore& bots_;
   richcontent::AllowlistProvider fallback_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::vector<std::string>> stored_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, std::vector<std::string>> stored_ PARLEY_GUARDED_BY(mu_);
   // Serialises put/remove (store write, then cache update) so the cache follows the store's
-  // order; readers only take `mu_`, never wait for a store write.
-  std::mutex write_mu_;
+  // order; readers only take `mu_`, never wait for a store write. Guards no member of its own.
+  Mutex write_mu_;
 };
 
 // Validates the body of PUT bots/image-allowlist: `entries`, each an exact image host (letters,

@@ -11,33 +11,33 @@ BotRuntime::BotRuntime(AccountId account, BotId id, store::User user,
       status_(std::move(status)) {}
 
 std::shared_ptr<const BotConfig> BotRuntime::config() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return config_;
 }
 
 void BotRuntime::setConfig(std::shared_ptr<const BotConfig> config) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   config_ = std::move(config);
 }
 
 store::BotStatus BotRuntime::status() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return status_;
 }
 
 std::string BotRuntime::lastPlatformError() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return last_platform_error_;
 }
 
 void BotRuntime::setLastPlatformError(std::string code) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   last_platform_error_ = std::move(code);
 }
 
 std::optional<BotRuntime::Transition> BotRuntime::recordHealth(TurnHealth h,
                                                                const std::string& platform_error) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   const store::BotStatus old_status = status_;
   std::optional<store::BotStatus> new_status;
   switch (h) {
@@ -70,30 +70,30 @@ std::optional<BotRuntime::Transition> BotRuntime::recordHealth(TurnHealth h,
 
 bool BotRuntime::setProbeTimer(std::shared_ptr<boost::asio::steady_timer> timer,
                                const WorkTracker& work) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   if (work.stopped()) return false;
   probe_timer_ = std::move(timer);
   return true;
 }
 
 void BotRuntime::cancelProbe() {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   if (probe_timer_) probe_timer_->cancel();
 }
 
 std::size_t BotRuntime::hold(const std::string& conversation) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   held_.insert(conversation);
   return held_.size();
 }
 
 void BotRuntime::release(const std::string& conversation) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   held_.erase(conversation);
 }
 
 std::size_t BotRuntime::held() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return held_.size();
 }
 
@@ -111,13 +111,13 @@ bool functionGone(std::string_view code) {
 }
 
 void BotRegistry::add(const std::shared_ptr<BotRuntime>& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   bots_[{bot->account.str(), bot->id.str()}] = bot;
   by_user_[{bot->account.str(), bot->user.id.str()}] = bot;
 }
 
 std::shared_ptr<BotRuntime> BotRegistry::remove(const AccountId& acc, const BotId& id) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = bots_.find({acc.str(), id.str()});
   if (it == bots_.end()) return nullptr;
   auto bot = it->second;
@@ -128,33 +128,33 @@ std::shared_ptr<BotRuntime> BotRegistry::remove(const AccountId& acc, const BotI
 }
 
 std::shared_ptr<BotRuntime> BotRegistry::find(const AccountId& acc, const BotId& id) const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = bots_.find({acc.str(), id.str()});
   return it == bots_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<BotRuntime> BotRegistry::forUser(const AccountId& acc,
                                                  const std::string& user) const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = by_user_.find({acc.str(), user});
   return it == by_user_.end() ? nullptr : it->second;
 }
 
 bool BotRegistry::isActive(const std::shared_ptr<BotRuntime>& bot) const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = bots_.find({bot->account.str(), bot->id.str()});
   return it != bots_.end() && it->second == bot;
 }
 
 std::vector<std::pair<std::string, std::string>> BotRegistry::statuses() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [k, b] : bots_) out.emplace_back(k.second, store::botStatusName(b->status()));
   return out;
 }
 
 void BotRegistry::cancelProbes() {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   for (auto& [k, b] : bots_) b->cancelProbe();
 }
 

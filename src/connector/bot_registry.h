@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "common/ids.h"
+#include "common/thread_annotations.h"
 #include "connector/bot_config.h"
 #include "connector/work_tracker.h"
 #include "store/store.h"
@@ -69,17 +69,17 @@ class BotRuntime {
   std::size_t held() const;
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const BotConfig> config_;  // GUARDED_BY(mu_)
-  store::BotStatus status_;                  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<const BotConfig> config_ PARLEY_GUARDED_BY(mu_);
+  store::BotStatus status_ PARLEY_GUARDED_BY(mu_);
   // Consecutive turns that failed because of the function or its response
-  // (→ VENDOR_INTERRUPTION). GUARDED_BY(mu_)
-  int consecutive_failures_ = 0;
-  // Consecutive invocations the platform could not run (→ SERVICE_INTERRUPTION). GUARDED_BY(mu_)
-  int platform_failures_ = 0;
-  std::string last_platform_error_;                         // GUARDED_BY(mu_)
-  std::shared_ptr<boost::asio::steady_timer> probe_timer_;  // GUARDED_BY(mu_)
-  std::unordered_set<std::string> held_;                    // GUARDED_BY(mu_)
+  // (→ VENDOR_INTERRUPTION).
+  int consecutive_failures_ PARLEY_GUARDED_BY(mu_) = 0;
+  // Consecutive invocations the platform could not run (→ SERVICE_INTERRUPTION).
+  int platform_failures_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::string last_platform_error_ PARLEY_GUARDED_BY(mu_);
+  std::shared_ptr<boost::asio::steady_timer> probe_timer_ PARLEY_GUARDED_BY(mu_);
+  std::unordered_set<std::string> held_ PARLEY_GUARDED_BY(mu_);
 };
 
 // Whether an invocation error code means that the platform could not run the function at all
@@ -107,9 +107,9 @@ class BotRegistry {
 
  private:
   using Key = std::pair<std::string, std::string>;
-  mutable std::mutex mu_;
-  std::map<Key, std::shared_ptr<BotRuntime>> bots_;     // (acc, bot); GUARDED_BY(mu_)
-  std::map<Key, std::shared_ptr<BotRuntime>> by_user_;  // (acc, user); GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<Key, std::shared_ptr<BotRuntime>> bots_ PARLEY_GUARDED_BY(mu_);     // (acc, bot)
+  std::map<Key, std::shared_ptr<BotRuntime>> by_user_ PARLEY_GUARDED_BY(mu_);  // (acc, user)
 };
 
 }  // namespace parley::connector

@@ -74,7 +74,7 @@ void ConversationDriver::ringOffered(const conv::Ring& ring) {
 }
 
 std::shared_ptr<ConvState> ConversationDriver::convFor(const ConversationId& id, Track track) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = conversations_.find(id.str());
   if (it != conversations_.end()) return it->second;
   if (track == Track::kExisting) return nullptr;
@@ -427,7 +427,7 @@ void ConversationDriver::onIdle(const std::shared_ptr<ConvState>& st, Idle step)
 }
 
 void ConversationDriver::forget(const ConversationId& id) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   conversations_.erase(id.str());
 }
 
@@ -449,7 +449,7 @@ void ConversationDriver::turnEnded(const std::shared_ptr<ConvState>& st) {
 }
 
 void ConversationDriver::cancelTimers() {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   for (auto& [k, c] : conversations_)
     d_.strands.onStrand(c, [c] {
       if (c->timer) c->timer->cancel();
@@ -462,21 +462,21 @@ void ConversationDriver::cancelTimers() {
 void ConversationDriver::dropAll() {
   std::unordered_map<std::string, std::shared_ptr<ConvState>> all;
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     all.swap(conversations_);
   }
   all.clear();
 }
 
 std::size_t ConversationDriver::size() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return conversations_.size();
 }
 
 bool ConversationDriver::onEngineStrand(const ConversationId& id) const {
   std::shared_ptr<ConvState> c;
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     auto it = conversations_.find(id.str());
     if (it == conversations_.end()) return false;
     c = it->second;

@@ -13,10 +13,10 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
 #include "connector/bot_registry.h"
 #include "connector/conversation_state.h"
 #include "connector/metrics.h"
@@ -99,8 +99,8 @@ class ConversationDriver final : public TurnObserver {
   void onIdle(const std::shared_ptr<ConvState>& st, Idle step);
 
   Deps d_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<ConvState>> conversations_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<ConvState>> conversations_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::connector

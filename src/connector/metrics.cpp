@@ -5,67 +5,67 @@
 namespace parley::connector {
 
 void ConnectorMetrics::turn(const std::string& bot, const std::string& outcome) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   turns_[{bot, outcome}] += 1;
 }
 
 void ConnectorMetrics::escalation(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   escalations_[bot] += 1;
 }
 
 void ConnectorMetrics::discarded(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   discarded_[bot] += 1;
 }
 
 void ConnectorMetrics::invoked(const std::string& bot, double ms) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   invoke_ms_sum_[bot] += ms;
   invoke_count_[bot] += 1;
 }
 
 void ConnectorMetrics::retry(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   retries_[bot] += 1;
 }
 
 void ConnectorMetrics::inactivity(const std::string& bot, const std::string& kind) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   inactivity_[{bot, kind}] += 1;
 }
 
 void ConnectorMetrics::limitReached(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   limit_reached_[bot] += 1;
 }
 
 void ConnectorMetrics::hookFailure(const std::string& bot, const std::string& hook) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   hook_failures_[{bot, hook}] += 1;
 }
 
 void ConnectorMetrics::turnException(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   turn_exceptions_[bot] += 1;
 }
 
 void ConnectorMetrics::handedOff(const std::string& bot, std::uint64_t n) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   handed_off_[bot] += n;
 }
 
 void ConnectorMetrics::turnRecordFailure() { ++turn_record_failures_; }
 
 void ConnectorMetrics::storeRetry(const std::string& bot) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   store_retries_[bot] += 1;
 }
 
 std::string ConnectorMetrics::prometheusText(
     const std::vector<std::pair<std::string, std::string>>& statuses,
     std::size_t conversations) const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   std::string out;
   out +=
       "# HELP parley_bot_turns_total Bot turns by outcome.\n# TYPE parley_bot_turns_total "

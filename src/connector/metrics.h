@@ -7,10 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace parley::connector {
 
@@ -43,19 +44,19 @@ class ConnectorMetrics {
 
  private:
   using Pair = std::pair<std::string, std::string>;
-  mutable std::mutex mu_;
-  std::map<Pair, std::uint64_t> turns_;  // (bot, outcome); all maps GUARDED_BY(mu_)
-  std::map<std::string, std::uint64_t> escalations_;
-  std::map<std::string, std::uint64_t> discarded_;
-  std::map<std::string, double> invoke_ms_sum_;
-  std::map<std::string, std::uint64_t> invoke_count_;
-  std::map<std::string, std::uint64_t> retries_;
-  std::map<Pair, std::uint64_t> inactivity_;  // (bot, warning|close)
-  std::map<std::string, std::uint64_t> limit_reached_;
-  std::map<Pair, std::uint64_t> hook_failures_;  // (bot, hook)
-  std::map<std::string, std::uint64_t> turn_exceptions_;
-  std::map<std::string, std::uint64_t> handed_off_;
-  std::map<std::string, std::uint64_t> store_retries_;
+  mutable Mutex mu_;
+  std::map<Pair, std::uint64_t> turns_ PARLEY_GUARDED_BY(mu_);  // (bot, outcome)
+  std::map<std::string, std::uint64_t> escalations_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t> discarded_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, double> invoke_ms_sum_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t> invoke_count_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t> retries_ PARLEY_GUARDED_BY(mu_);
+  std::map<Pair, std::uint64_t> inactivity_ PARLEY_GUARDED_BY(mu_);  // (bot, warning|close)
+  std::map<std::string, std::uint64_t> limit_reached_ PARLEY_GUARDED_BY(mu_);
+  std::map<Pair, std::uint64_t> hook_failures_ PARLEY_GUARDED_BY(mu_);  // (bot, hook)
+  std::map<std::string, std::uint64_t> turn_exceptions_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t> handed_off_ PARLEY_GUARDED_BY(mu_);
+  std::map<std::string, std::uint64_t> store_retries_ PARLEY_GUARDED_BY(mu_);
   std::atomic<std::uint64_t> turn_record_failures_{0};
 };
 

@@ -72,7 +72,7 @@ struct ConversationTester::Session {
 };
 
 std::size_t ConversationTester::sessionsForTest() const {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return sessions_.size();
 }
 
@@ -91,7 +91,7 @@ bj::object ConversationTester::sessionJson(const Session& s) const {
 
 Result<std::shared_ptr<ConversationTester::Session>> ConversationTester::find(
     const api::Caller& caller, const BotId& bot, const std::string& id) {
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second->account != caller.account || it->second->bot != bot ||
       it->second->user != caller.user)
@@ -166,7 +166,7 @@ void ConversationTester::create(const api::Request& req, const BotId& bot,
   const bool chat = *channel == store::Channel::kChat;
   s->busy = chat;
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     TimeMs now = d_.clock.nowMs();
     std::erase_if(sessions_, [&](const auto& kv) {
       return !kv.second->busy && now - kv.second->last_used > TesterLimits::kIdleMs;
@@ -194,12 +194,12 @@ void ConversationTester::create(const api::Request& req, const BotId& bot,
     sessions_[s->id] = s;
   }
   if (!chat) {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     return done(api::Response{201, bj::serialize(sessionJson(*s))});
   }
   // A chat conversation starts with the bot's WELCOME turn.
   runTurn(s, req.caller, bj::object{}, std::move(done), [this, s](const bj::object&) {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     return api::Response{201, bj::serialize(sessionJson(*s))};
   });
 }
@@ -247,7 +247,7 @@ void ConversationTester::message(const api::Request& req, const BotId& bot,
   auto s = find(req.caller, bot, session);
   if (!s) return done(errorResponse(s.error()));
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     Session& ss = **s;
     if (ss.busy)
       return done(errorResponse(
@@ -268,7 +268,7 @@ void ConversationTester::message(const api::Request& req, const BotId& bot,
     ss.busy = true;
   }
   runTurn(*s, req.caller, std::move(event), std::move(done), [this, s = *s](const bj::object& t) {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     return api::Response{
         200, bj::serialize(bj::object{
                  {"turn", t},
@@ -287,7 +287,7 @@ void ConversationTester::runTurn(const std::shared_ptr<Session>& s, const api::C
   std::string consumer_message = "WELCOME";
   std::size_t turn_number = 0;
   {
-    std::lock_guard l(mu_);
+    MutexLock lock(mu_);
     turn_number = s->turns.size() + 1;
     if (consumer_event.empty()) {
       in.kind = InputKind::kWelcome;
@@ -357,7 +357,7 @@ void ConversationTester::runTurn(const std::shared_ptr<Session>& s, const api::C
           }
           turn["review"] = review.empty() ? bj::value() : bj::value(review);
           {
-            std::lock_guard l(mu_);
+            MutexLock lock(mu_);
             std::int64_t published = 0;
             if (failure) {
               // What the connector's failure ladder would do (src/connector/README.md).
@@ -415,7 +415,7 @@ api::Response ConversationTester::get(const api::Request& req, const BotId& bot,
                                       const std::string& session) {
   auto s = find(req.caller, bot, session);
   if (!s) return errorResponse(s.error());
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   return api::Response{200, bj::serialize(sessionJson(**s))};
 }
 
@@ -423,7 +423,7 @@ api::Response ConversationTester::remove(const api::Request& req, const BotId& b
                                          const std::string& session) {
   auto s = find(req.caller, bot, session);
   if (!s) return errorResponse(s.error());
-  std::lock_guard l(mu_);
+  MutexLock lock(mu_);
   sessions_.erase(session);
   return api::Response{200, R"({"deleted":true})"};
 }

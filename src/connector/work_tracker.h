@@ -80,6 +80,8 @@ class WorkTracker {
   std::atomic<bool> draining_{false};
   std::atomic<bool> interrupting_{false};
   std::atomic<std::uint64_t> strand_hand_offs_{0};
+  // Guards no member (the counters are atomics): it pairs with cv_, so a notify cannot fall
+  // between a waiter's check and its wait.
   std::mutex mu_;
   std::condition_variable cv_;
   std::shared_ptr<int> life_ = std::make_shared<int>(0);

@@ -14,10 +14,10 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "server/http_types.h"
 #include "server/metrics.h"
 #include "server/net.h"
@@ -88,29 +88,29 @@ struct NetState {
   // Ticks of the idle sweep so far (connections note it at each frame they receive).
   std::atomic<std::uint32_t> idle_tick{0};
 
-  std::mutex mu;
-  std::uint64_t next_id = 1;                                         // GUARDED_BY(mu)
-  std::unordered_map<std::uint64_t, std::weak_ptr<Stoppable>> live;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::uint64_t next_id PARLEY_GUARDED_BY(mu) = 1;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Stoppable>> live PARLEY_GUARDED_BY(mu);
 
   std::uint64_t track(std::weak_ptr<Stoppable> s) {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     auto id = next_id++;
     live.emplace(id, std::move(s));
     return id;
   }
   void untrack(std::uint64_t id) {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     live.erase(id);
   }
   std::vector<std::shared_ptr<Stoppable>> snapshot() {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     std::vector<std::shared_ptr<Stoppable>> out;
     for (auto& [id, w] : live)
       if (auto s = w.lock()) out.push_back(std::move(s));
     return out;
   }
   std::size_t liveCount() {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     return live.size();
   }
 };

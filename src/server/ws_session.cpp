@@ -7,13 +7,13 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "server/security_headers.h"
 #include "server/write_queue_stream.h"
 
@@ -188,7 +188,7 @@ class WsSession final : public WsTransport,
   void toInbox(std::function<void()> fn) {
     bool schedule = false;
     {
-      std::lock_guard lock(inbox_mu_);
+      MutexLock lock(inbox_mu_);
       inbox_.push_back(std::move(fn));
       schedule = !drain_scheduled_;
       drain_scheduled_ = true;
@@ -201,7 +201,7 @@ class WsSession final : public WsTransport,
   void drainInbox() {
     std::vector<std::function<void()>> batch;
     {
-      std::lock_guard lock(inbox_mu_);
+      MutexLock lock(inbox_mu_);
       batch.swap(inbox_);
     }
     draining_ = true;
@@ -215,7 +215,7 @@ class WsSession final : public WsTransport,
     }
     bool again = false;
     {
-      std::lock_guard lock(inbox_mu_);
+      MutexLock lock(inbox_mu_);
       again = !inbox_.empty();
       drain_scheduled_ = again;
     }
@@ -334,12 +334,12 @@ class WsSession final : public WsTransport,
   std::atomic<std::uint32_t> last_heard_{0};
   std::atomic<std::uint32_t> pinged_after_{~0u};
   bool ping_in_flight_ = false;  // an async_ping is outstanding (Beast allows one)
-  std::mutex inbox_mu_;
-  std::vector<std::function<void()>> inbox_;  // GUARDED_BY(inbox_mu_)
-  bool drain_scheduled_ = false;              // GUARDED_BY(inbox_mu_): a drainInbox is posted
-  bool draining_ = false;                     // in drainInbox (strand)
-  bool write_wanted_ = false;                 // drainInbox writes when done (strand)
-  bool write_posted_ = false;                 // a writeQueued is posted (enqueue)
+  Mutex inbox_mu_;
+  std::vector<std::function<void()>> inbox_ PARLEY_GUARDED_BY(inbox_mu_);
+  bool drain_scheduled_ PARLEY_GUARDED_BY(inbox_mu_) = false;  // a drainInbox is posted
+  bool draining_ = false;                                      // in drainInbox (strand)
+  bool write_wanted_ = false;     // drainInbox writes when done (strand)
+  bool write_posted_ = false;     // a writeQueued is posted (enqueue)
   bool close_requested_ = false;  // close() was called on the strand (its requestClose is posted)
   bool closing_ = false;
   bool finished_ = false;

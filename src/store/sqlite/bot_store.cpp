@@ -69,7 +69,7 @@ SqliteBotStore::SqliteBotStore(Db& db, int turn_flush_ms) : db_(db), turn_flush_
 }
 
 void SqliteBotStore::close() {
-  std::lock_guard lock(turns_mu_);
+  MutexLock lock(turns_mu_);
   submitTurnsLocked();
   turns_closed_ = true;
 }
@@ -151,7 +151,7 @@ Status SqliteBotStore::appendTurn(const TurnRecord& t, int keep) {
 
 void SqliteBotStore::appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) {
   if (t.turn_id.empty()) return done(invalid("turn id is required"));
-  std::lock_guard lock(turns_mu_);
+  MutexLock lock(turns_mu_);
   turn_buffer_.push_back(BufferedTurn{std::move(t), keep, std::move(done)});
   if (turn_flush_ms_ <= 0 || turn_buffer_.size() >= kTurnBufferMax || turns_closed_) {
     submitTurnsLocked();
@@ -237,7 +237,7 @@ Result<std::vector<PendingTurn>> SqliteBotStore::listPendingTurns() {
 }
 
 void SqliteBotStore::queueBufferedTurns() {
-  std::lock_guard lock(turns_mu_);
+  MutexLock lock(turns_mu_);
   submitTurnsLocked();
 }
 

@@ -6,10 +6,10 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "store/sqlite/db.h"
 #include "store/store.h"
 
@@ -64,9 +64,9 @@ class SqliteBotStore final : public BotStore {
   static constexpr std::size_t kTurnBufferMax = 4096;
 
   // Queues the buffered records as one asynchronous write (before anything queued later).
-  void queueBufferedTurns();
-  // REQUIRES: turns_mu_ held (so writes of the buffer are queued in the order it was filled).
-  void submitTurnsLocked();
+  void queueBufferedTurns() PARLEY_EXCLUDES(turns_mu_);
+  // Called with turns_mu_ held, so writes of the buffer are queued in the order it was filled.
+  void submitTurnsLocked() PARLEY_REQUIRES(turns_mu_);
   // Writes buffered records as appending them one by one would leave the table: per bot, a
   // record replaces an earlier one with its turn id; of the rest only the newest `keep` (by
   // ts, then arrival: the pruning order) can survive, so only those are inserted, in arrival
@@ -76,10 +76,10 @@ class SqliteBotStore final : public BotStore {
   Db& db_;
   // Buffered turn records (appendTurnAsync), in arrival order.
   const int turn_flush_ms_;
-  std::mutex turns_mu_;
-  std::vector<BufferedTurn> turn_buffer_;  // guarded by turns_mu_
-  bool turns_closed_ = false;              // guarded by turns_mu_: the store is closing
-  std::atomic<int> turns_in_flight_{0};    // queued buffer writes not yet completed
+  Mutex turns_mu_;
+  std::vector<BufferedTurn> turn_buffer_ PARLEY_GUARDED_BY(turns_mu_);
+  bool turns_closed_ PARLEY_GUARDED_BY(turns_mu_) = false;  // the store is closing
+  std::atomic<int> turns_in_flight_{0};  // queued buffer writes not yet completed
 };
 
 }  // namespace parley::store::sqlite

@@ -17,7 +17,7 @@ Checkpointer::Checkpointer(std::unique_ptr<Conn> conn, int trigger_pages)
 
 Checkpointer::~Checkpointer() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_one();
@@ -27,21 +27,21 @@ Checkpointer::~Checkpointer() {
 void Checkpointer::walSize(int frames) {
   if (frames < trigger_pages_) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     requested_ = true;
   }
   cv_.notify_one();
 }
 
 std::int64_t Checkpointer::checkpoints() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return done_;
 }
 
 void Checkpointer::loop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || requested_; });
+    while (!stop_ && !requested_) lock.wait(cv_);
     if (stop_) return;
     requested_ = false;
     lock.unlock();

@@ -5,9 +5,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 
+#include "common/thread_annotations.h"
 #include "store/sqlite/conn.h"
 
 namespace parley::store::sqlite {
@@ -37,15 +37,15 @@ class Checkpointer {
   std::int64_t checkpoints() const;
 
  private:
-  void loop();
+  void loop() PARLEY_EXCLUDES(mu_);
 
   std::unique_ptr<Conn> conn_;
   const int trigger_pages_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  bool requested_ = false;  // guarded by mu_
-  bool stop_ = false;       // guarded by mu_
-  std::int64_t done_ = 0;   // guarded by mu_
+  bool requested_ PARLEY_GUARDED_BY(mu_) = false;
+  bool stop_ PARLEY_GUARDED_BY(mu_) = false;
+  std::int64_t done_ PARLEY_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -5,8 +5,8 @@
 namespace parley::store::sqlite {
 
 ReaderPool::Lease ReaderPool::acquire() {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return !free_.empty(); });
+  MutexLock lock(mu_);
+  while (free_.empty()) lock.wait(cv_);
   auto c = std::move(free_.back());
   free_.pop_back();
   return Lease(*this, std::move(c));
@@ -14,7 +14,7 @@ ReaderPool::Lease ReaderPool::acquire() {
 
 void ReaderPool::release(std::unique_ptr<Conn> c) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     free_.push_back(std::move(c));
   }
   cv_.notify_one();

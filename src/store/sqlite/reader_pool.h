@@ -5,10 +5,10 @@
 
 #include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "store/sqlite/conn.h"
 
 namespace parley::store::sqlite {
@@ -41,9 +41,9 @@ class ReaderPool {
  private:
   void release(std::unique_ptr<Conn> c);
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<Conn>> free_;  // guarded by mu_
+  std::vector<std::unique_ptr<Conn>> free_ PARLEY_GUARDED_BY(mu_);
 };
 
 // A read transaction on a leased connection: statements in it see one snapshot. Ends (COMMIT)

@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "common/mutex_unlock.h"
+
 namespace parley::store::sqlite {
 
 Writer::Writer(std::unique_ptr<Conn> conn, int max_batch,
@@ -25,7 +27,7 @@ Writer::Writer(std::unique_ptr<Conn> conn, int max_batch,
 
 Writer::~Writer() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   async_cv_.notify_one();
@@ -37,16 +39,16 @@ Writer::~Writer() {
 Status Writer::submit(WriteFn fn) {
   Op op;
   op.fn = std::move(fn);
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   // Lead at once only when nobody is writing or waiting; otherwise wait to be batched (or to
   // be handed the lead as the oldest waiting write).
   const bool idle = !leading_ && queue_.empty();
   queue_.push_back(&op);
   if (!idle) {
-    op.cv.wait(lock, [&] { return op.done || (!leading_ && queue_.front() == &op); });
+    while (!op.done && (leading_ || queue_.front() != &op)) lock.wait(op.cv);
     if (op.done) return std::move(op.result);
   }
-  lead(lock, [&] { return op.done; });
+  lead([&] { return op.done; });
   return std::move(op.result);
 }
 
@@ -57,7 +59,7 @@ void Writer::submitAsync(WriteFn fn, DoneFn done, Wrap wrap) {
   op->wrap = wrap;
   bool wake = false;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     // Idle, and quiet for a while: under load batches follow each other closely, and a
     // caller that committed alone each time the queue ran dry would undo the group commit.
     const bool idle = !leading_ && queue_.empty() && !stop_ &&
@@ -66,7 +68,7 @@ void Writer::submitAsync(WriteFn fn, DoneFn done, Wrap wrap) {
     if (idle && idle_async_ == IdleAsyncWrites::kLeadOnCaller &&
         std::this_thread::get_id() != thread_.get_id()) {
       int batches = 0;
-      lead(lock, [&batches] { return batches++ > 0; });  // one batch: this write
+      lead([&batches] { return batches++ > 0; });  // one batch: this write
       return;
     }
     wake = !leading_ && queue_.size() == 1;
@@ -77,7 +79,7 @@ void Writer::submitAsync(WriteFn fn, DoneFn done, Wrap wrap) {
 SqliteWriteStats Writer::stats() const {
   SqliteWriteStats st;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     st = stats_;
   }
   if (checkpointer_) st.background_checkpoints = checkpointer_->checkpoints();
@@ -92,7 +94,7 @@ void Writer::flushAfter(std::chrono::milliseconds delay) {
   const auto at = std::chrono::steady_clock::now() + delay;
   bool wake = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!flush_at_ || at < *flush_at_) {
       flush_at_ = at;
       wake = true;
@@ -122,7 +124,7 @@ int Writer::walHook(void* self, sqlite3*, const char*, int frames) {
 }
 
 template <class Until>
-void Writer::lead(std::unique_lock<std::mutex>& lock, Until until) {
+void Writer::lead(Until until) {
   leading_ = true;
   std::vector<Op*> batch;
   while (!until() && !queue_.empty()) {
@@ -133,22 +135,23 @@ void Writer::lead(std::unique_lock<std::mutex>& lock, Until until) {
     ++stats_.transactions;
     stats_.writes += static_cast<std::int64_t>(batch.size());
     stats_.largest_batch = std::max(stats_.largest_batch, static_cast<std::int64_t>(batch.size()));
-    lock.unlock();
-    runBatch(batch);
-    // Callbacks of asynchronous writes, in queue order, still as the leader.
-    for (Op*& o : batch) {
-      if (!o->on_done) continue;
-      try {
-        o->on_done(std::move(o->result));
-      } catch (const std::exception& e) {
-        spdlog::error("store write callback threw: {}", e.what());
-      } catch (...) {
-        spdlog::error("store write callback threw a non-exception");
+    {
+      MutexUnlock unlocked(mu_);
+      runBatch(batch);
+      // Callbacks of asynchronous writes, in queue order, still as the leader.
+      for (Op*& o : batch) {
+        if (!o->on_done) continue;
+        try {
+          o->on_done(std::move(o->result));
+        } catch (const std::exception& e) {
+          spdlog::error("store write callback threw: {}", e.what());
+        } catch (...) {
+          spdlog::error("store write callback threw a non-exception");
+        }
+        delete o;
+        o = nullptr;
       }
-      delete o;
-      o = nullptr;
     }
-    lock.lock();
     last_batch_end_ = std::chrono::steady_clock::now();
     for (Op* o : batch) {
       if (o == nullptr) continue;
@@ -168,21 +171,22 @@ void Writer::lead(std::unique_lock<std::mutex>& lock, Until until) {
 }
 
 void Writer::asyncLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     // The deadline this wait was started with: a new (earlier, or first) one set meanwhile
     // must end the wait so that it is waited for.
     const auto waited_for = flush_at_;
-    auto ready = [&] {
+    auto ready = [&]() PARLEY_REQUIRES(mu_) {
       return (!leading_ && !queue_.empty() && queue_.front()->on_done) ||
              (stop_ && !leading_ && queue_.empty()) || (!stop_ && flush_at_ != waited_for) ||
              (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_);
     };
     if (flush_at_ && !stop_) {
       const auto until = *flush_at_;  // flush_at_ may change while waiting (`ready` sees it)
-      async_cv_.wait_until(lock, until, ready);
+      while (!ready())
+        if (lock.waitUntil(async_cv_, until) == std::cv_status::timeout) break;
     } else {
-      async_cv_.wait(lock, ready);
+      while (!ready()) lock.wait(async_cv_);
     }
     if (!stop_ && flush_at_ && std::chrono::steady_clock::now() >= *flush_at_) {
       flush_at_.reset();
@@ -195,7 +199,7 @@ void Writer::asyncLoop() {
       if (stop_ && !leading_ && queue_.empty()) return;  // stopping, nothing left
       continue;  // woken for a deadline that moved, or a blocking caller leads
     }
-    lead(lock, [] { return false; });
+    lead([] { return false; });
   }
 }
 

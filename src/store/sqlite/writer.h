@@ -10,12 +10,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "store/sqlite/checkpointer.h"
 #include "store/sqlite/conn.h"
 #include "store/sqlite/sqlite_store.h"
@@ -110,17 +110,19 @@ class Writer {
     DoneFn on_done;  // set: asynchronous (heap-allocated, deleted after on_done ran)
     Wrap wrap = Wrap::kSavepoint;
     Status result;
-    bool done = false;           // guarded by mu_ (blocking ops only)
+    // Guarded by the writer's mu_ (blocking ops only): another object's mutex, which the
+    // analysis cannot name here, so the rule is this comment.
+    bool done = false;
     std::condition_variable cv;  // blocking ops: signalled when done, or when this op may lead
   };
 
-  // Runs batches while `until()` is false and writes are queued. REQUIRES: `lock` holds mu_ and
-  // nobody leads. Hands the lead on when it returns.
+  // Runs batches while `until()` is false and writes are queued; mu_ is dropped while a batch
+  // runs and held again on return. REQUIRES: nobody leads. Hands the lead on when it returns.
   template <class Until>
-  void lead(std::unique_lock<std::mutex>& lock, Until until);
+  void lead(Until until) PARLEY_REQUIRES(mu_);
   // The writer thread: leads whenever the oldest queued write is asynchronous and nobody leads.
   // Also calls the deferred flush when its deadline passes.
-  void asyncLoop();
+  void asyncLoop() PARLEY_EXCLUDES(mu_);
   void rolledBack();
   static Status runOne(Op& op, Conn& c);
   // Runs on the leader's thread without mu_ held; only the leader touches conn_.
@@ -136,16 +138,16 @@ class Writer {
   std::atomic<std::int64_t> wal_frames_written_{0};
   std::atomic<std::int64_t> wal_high_water_{0};
   std::atomic<std::int64_t> inline_checkpoints_{0};
-  mutable std::mutex mu_;
-  SqliteWriteStats stats_;  // guarded by mu_
-  std::deque<Op*> queue_;   // guarded by mu_
-  bool leading_ = false;    // guarded by mu_: a thread is running batches on conn_
-  bool stop_ = false;       // guarded by mu_
-  std::optional<std::chrono::steady_clock::time_point> flush_at_;  // guarded by mu_
+  mutable Mutex mu_;
+  SqliteWriteStats stats_ PARLEY_GUARDED_BY(mu_);
+  std::deque<Op*> queue_ PARLEY_GUARDED_BY(mu_);
+  bool leading_ PARLEY_GUARDED_BY(mu_) = false;  // a thread is running batches on conn_
+  bool stop_ PARLEY_GUARDED_BY(mu_) = false;
+  std::optional<std::chrono::steady_clock::time_point> flush_at_ PARLEY_GUARDED_BY(mu_);
   IdleAsyncWrites idle_async_ = IdleAsyncWrites::kToWriterThread;  // set before the first write
   // How long after the last batch an asynchronous write may still lead on its caller's thread.
   static constexpr std::chrono::microseconds kInlineQuiet{300};
-  std::chrono::steady_clock::time_point last_batch_end_{};  // guarded by mu_
+  std::chrono::steady_clock::time_point last_batch_end_ PARLEY_GUARDED_BY(mu_){};
   std::function<void()> rollback_hook_;   // set before the first write; run by the leader
   std::function<void()> deferred_flush_;  // set before the first flushAfter()
   std::condition_variable async_cv_;      // wakes the writer thread
