@@ -2154,8 +2154,10 @@ Conversation fillForErasure(Store& s, const AccountId& a, const std::string& id,
 }
 
 TYPED_TEST(StoreContract, ErasureOfAClosedConversationKeepsOnlyItsMetadata) {
-  Conversation c = fillForErasure(*this->store_, kA, "gone", true);
+  // "gone" last, so that its asynchronously appended turn record is still buffered (SQLite):
+  // another synchronous appendTurn would write the buffer first.
   Conversation other = fillForErasure(*this->store_, kA, "kept", true);
+  Conversation c = fillForErasure(*this->store_, kA, "gone", true);
 
   auto r = this->store_->eraseConversationContent(kA, c.id);
   ASSERT_TRUE(r) << r.error().message;
