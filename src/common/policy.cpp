@@ -51,6 +51,12 @@ constexpr Rule kRules[] = {
      "conversations.messages",
      "GET conversations/{id}/messages",
      {A, M, G}},
+    // A GDPR erasure of a closed conversation's content (store::Store::eraseConversationContent).
+    {Action::kConversationsErase,
+     R,
+     "conversations.erase",
+     "DELETE conversations/{id}/content",
+     {A}},
     // ---- REST: functions
     {Action::kFunctionsList, R, "functions.list", "GET functions", {A, M, FA, FD}},
     {Action::kFunctionsCreate, R, "functions.create", "POST functions", {A, FD}},

@@ -106,6 +106,7 @@ enum class Action : std::uint8_t {
   kConversationsList,
   kConversationsGet,
   kConversationsMessages,
+  kConversationsErase,
   kFunctionsList,
   kFunctionsCreate,
   kFunctionsGet,

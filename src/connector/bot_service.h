@@ -78,9 +78,9 @@ struct ConnectorOptions {
   // The image allowlist for accounts with none stored (`bots/image-allowlist`). Default: none.
   richcontent::AllowlistProvider image_allowlist;
   // The consumers' profiles as set with `userprofile.SetUserProfile` (JSON text holding
-  // `authenticatedData.lp_sdes`), written by the protocol hub; read once when a bot with
-  // `engagementAttributes` takes a conversation (authenticatedSdes). Default: none
-  // (authenticatedSdes is `{}`).
+  // `authenticatedData.lp_sdes`), written by the protocol hub; read at every turn of a bot with
+  // `engagementAttributes` (authenticatedSdes; lpSdes is rebuilt when it changed). Default:
+  // none (authenticatedSdes is `{}`).
   std::shared_ptr<const conversation::ConsumerProfileReader> consumer_profiles;
   // Runs `code` with `env` as a function of the account in a fresh context (not the deployed
   // one), as a test invoke does: the conversation tester and replay run any version of a bot's

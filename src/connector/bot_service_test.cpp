@@ -1351,40 +1351,52 @@ TEST_F(HooksBotServiceTest, APreHookOutputAtTheParserDepthLimitDoesNotSilenceThe
 
 // ---- engagement attributes ----------------------------------------------------------------------
 
-TEST_F(BotServiceTest, EngagementAttributesAreReadOnceAtConversationStart) {
+TEST_F(BotServiceTest, EngagementAttributesSetLaterReachTheNextTurn) {
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto c = open("ea-consumer", store::Channel::kMessaging, SkillId(),
+                R"({"type":"SharkContext","visitorId":"v-1","sessionId":"s-1",
+                    "sdes":[{"type":"service","service":{"topic":"billing","status":1}}]})");
+  say(c, "one");  // no profile yet: no authenticated SDEs
+  ASSERT_TRUE(waitTurns(bot, 1));
+  // The consumer sets its profile (SetUserProfile) between two turns: the next turn sees it.
   {
     std::lock_guard l(profiles_mu_);
     profiles_[kAcc.str() + "/ea-consumer"] =
         R"({"authenticatedData":{"lp_sdes":[{"type":"ctmrinfo","info":{"customerId":"c-7"}}]}})";
   }
-  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
-  auto c = open("ea-consumer", store::Channel::kMessaging, SkillId(),
-                R"({"type":"SharkContext","visitorId":"v-1","sessionId":"s-1",
-                    "sdes":[{"type":"service","service":{"topic":"billing","status":1}}]})");
-  say(c, "one");
-  ASSERT_TRUE(waitTurns(bot, 1));
-  // Changed later: not refreshed (spec §1.4: fetched once at conversation start).
-  {
-    std::lock_guard l(profiles_mu_);
-    profiles_[kAcc.str() + "/ea-consumer"] = R"({"authenticatedData":{"lp_sdes":[]}})";
-  }
   say(c, "two");
   ASSERT_TRUE(waitTurns(bot, 2));
+  say(c, "three");  // nothing changed since: the same lpSdes, not rebuilt
+  ASSERT_TRUE(waitTurns(bot, 3));
   auto reqs = runner_.requests();
-  ASSERT_EQ(reqs.size(), 2u);
+  ASSERT_EQ(reqs.size(), 3u);
+  auto first = payloadOf(reqs[0]).at("context").at("lpSdes");
+  EXPECT_EQ(first.at("authenticatedSdes"), bj::object{});
   auto expected = bj::parse(R"({
     "unauthenticatedSdes":{"serviceActivity":{"serverTimeStamp":"0",
         "serviceActivity":{"topic":"billing","status":1}}},
     "authenticatedSdes":{"customerInfo":{"type":"ctmrinfo","acr":"loa1","iss":"parley",
         "customerInfo":{"customerId":"c-7"},"auth":{}}}})");
-  auto ts = payloadOf(reqs[0]).at("context").at("lpSdes").at("unauthenticatedSdes");
+  auto second = payloadOf(reqs[1]).at("context").at("lpSdes");
   expected.at("unauthenticatedSdes").at("serviceActivity").as_object()["serverTimeStamp"] =
-      ts.at("serviceActivity").at("serverTimeStamp");
-  for (const auto& r : reqs) EXPECT_EQ(payloadOf(r).at("context").at("lpSdes"), expected);
+      second.at("unauthenticatedSdes").at("serviceActivity").at("serverTimeStamp");
+  EXPECT_EQ(second, expected);
+  EXPECT_EQ(payloadOf(reqs[2]).at("context").at("lpSdes"), second);
+  EXPECT_EQ(first.at("unauthenticatedSdes"), second.at("unauthenticatedSdes"));
+  // The profile is read at every turn (an in-memory lookup).
   {
     std::lock_guard l(profiles_mu_);
-    EXPECT_EQ(profile_reads_, 1);
+    EXPECT_EQ(profile_reads_, 3);
   }
+  // A profile dropped again (the consumer's last socket closed): its SDEs go too.
+  {
+    std::lock_guard l(profiles_mu_);
+    profiles_.erase(kAcc.str() + "/ea-consumer");
+  }
+  say(c, "four");
+  ASSERT_TRUE(waitTurns(bot, 4));
+  EXPECT_EQ(payloadOf(runner_.requests().at(3)).at("context").at("lpSdes").at("authenticatedSdes"),
+            bj::object{});
   EXPECT_EQ(turns(bot).at(1).outcome, "OK");
   EXPECT_EQ(turns(bot).at(1).actions_json.find("SDES"), std::string::npos);
 }
@@ -1460,6 +1472,10 @@ TEST_F(BotServiceTest, AfterATurnExceptionTheBotStillAnswersItsOtherConversation
   auto broken = open("breaks");
   say(broken, "hi");
   ASSERT_TRUE(waitTurns(bot, 2)) << "the failed turn was not recorded";
+  {
+    std::lock_guard l(profiles_mu_);
+    profile_throws_ = false;  // the profile is read at every turn
+  }
   say(ok, "two");
   ASSERT_TRUE(waitTurns(bot, 3));
   EXPECT_EQ(botTexts(ok), (std::vector<std::string>{"ok", "ok"}));

@@ -158,8 +158,12 @@ struct ConvState {
   bool combine_armed = false;
   bool combine_ready = false;
   std::shared_ptr<boost::asio::steady_timer> timer;
-  // Engagement attributes, built once when the bot first runs a turn here (spec §1.4).
+  // Engagement attributes, built when the bot first runs a turn here and rebuilt when the
+  // consumer's profile or the conversation's context differ from what they were built from
+  // (README "context.lpSdes").
   std::optional<SdesResult> sdes;
+  std::optional<std::string> sdes_profile;  // the profile `sdes` was built from
+  std::string sdes_context;                 // the context_json `sdes` was built from
   // The bot took this conversation beyond its open-conversation limit: escalate it at once.
   bool limit_escalation = false;
   // Chat inactivity (warning, then close); `idle_gen` invalidates a timer that already fired.

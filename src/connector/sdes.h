@@ -1,7 +1,8 @@
 #pragma once
 
 // Engagement attributes (SDEs) for `context.lpSdes` of the function input (spec §1.4, §1.6):
-// built once when the bot takes a conversation, from the consumer's authenticated profile
+// built when the bot takes a conversation (and again when its inputs change, see the connector
+// README "context.lpSdes"), from the consumer's authenticated profile
 // (`userprofile.SetUserProfile` `authenticatedData.lp_sdes`) and the unauthenticated SDEs and
 // visitor ids of the conversation's stored context. Pure: no I/O.
 

@@ -83,13 +83,18 @@ void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input
                          : std::string();
   bj::object lp_sdes;
   if (turn->config->engagement_attributes) {
-    if (!st->sdes) {
-      std::optional<std::string> profile;
-      if (d_.opts.consumer_profiles)
-        profile = d_.opts.consumer_profiles->get(st->account, st->snapshot.consumer);
+    // The profile is read at every turn (an in-memory lookup); lpSdes is rebuilt only when it
+    // or the stored conversationContext changed since it was built, so SDEs set later in the
+    // conversation reach the next turn.
+    std::optional<std::string> profile;
+    if (d_.opts.consumer_profiles)
+      profile = d_.opts.consumer_profiles->get(st->account, st->snapshot.consumer);
+    if (!st->sdes || st->sdes_profile != profile || st->sdes_context != st->snapshot.context_json) {
       st->sdes = buildLpSdes(st->snapshot, profile, d_.clock.nowMs());
-      // SDE-service errors are recorded on the first turn (conversation errors); the turn goes
-      // on.
+      st->sdes_profile = std::move(profile);
+      st->sdes_context = st->snapshot.context_json;
+      // SDE-service errors are recorded on the turn that built lpSdes (conversation errors);
+      // the turn goes on.
       for (const auto& [code, message] : st->sdes->problems)
         turn->actions.push_back(bj::object{{"kind", "SDES"},
                                            {"status", "FAILED"},

@@ -158,6 +158,76 @@ TEST_F(HttpAppTest, LoginShapesAndErrors) {
   EXPECT_EQ(other.status, 401);
 }
 
+// DELETE conversations/{id}/content: ADMIN only; another account's conversation is 404, an
+// open one 409 naming it; the answer counts what was erased; a second call erases nothing.
+TEST_F(HttpAppTest, ConversationErasureIsAdminOnlyAndForClosedConversations) {
+  addUser("manager", {store::Role::kAgentManager});
+  auto save = [&](const char* acc, const char* id, store::ConversationState state) {
+    store::Conversation c;
+    c.id = ConversationId(id);
+    c.account = AccountId(acc);
+    c.consumer = ConsumerId(std::string("consumer-") + id);
+    c.start_ts = 1;
+    c.state = state;
+    c.context_json = R"({"visitorId":"v","sessionId":"s"})";
+    if (state == store::ConversationState::kClose) c.close_reason = store::CloseReason::kConsumer;
+    store::Message m;
+    m.conversation = c.id;
+    m.server_ts = 5;
+    m.originator_id = c.consumer.str();
+    m.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"my iban"})";
+    c.next_sequence = 1;
+    c.updated_at = 5;
+    ASSERT_TRUE(store_->conversations().appendMessage(c, m));
+  };
+  save("123", "closed-1", store::ConversationState::kClose);
+  save("123", "open-1", store::ConversationState::kOpen);
+  save("456", "elsewhere", store::ConversationState::kClose);
+  std::string admin = loginBearer("admin");
+  std::string manager = loginBearer("manager");
+  std::string agent = loginBearer("agent");
+  const std::string path = "/api/v1/accounts/123/conversations/closed-1/content";
+
+  for (const auto& bearer : {agent, manager}) {
+    auto r = call("DELETE", path, "", bearer);
+    EXPECT_EQ(r.status, 403) << r.body;
+    EXPECT_NE(r.body.find("DELETE conversations/{id}/content needs the ADMIN role"),
+              std::string::npos)
+        << r.body;
+  }
+  EXPECT_EQ(
+      store_->conversations().listMessages(ConversationId("closed-1"), 0, 10)->at(0).event_json,
+      R"({"type":"ContentEvent","contentType":"text/plain","message":"my iban"})");
+
+  auto other = call("DELETE", "/api/v1/accounts/123/conversations/elsewhere/content", "", admin);
+  EXPECT_EQ(other.status, 404) << other.body;
+  EXPECT_EQ(
+      call("DELETE", "/api/v1/accounts/456/conversations/elsewhere/content", "", admin).status,
+      403);
+  auto open = call("DELETE", "/api/v1/accounts/123/conversations/open-1/content", "", admin);
+  EXPECT_EQ(open.status, 409) << open.body;
+  EXPECT_NE(open.body.find("conversation open-1 is open"), std::string::npos) << open.body;
+
+  auto ok = call("DELETE", path, "", admin);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  auto o = json::parseObject(ok.body);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->at("conversationId").as_string(), "closed-1");
+  EXPECT_EQ(o->at("erased").at("messages").as_int64(), 1);
+  EXPECT_EQ(o->at("erased").at("context").as_bool(), true);
+  EXPECT_EQ(
+      store_->conversations().listMessages(ConversationId("closed-1"), 0, 10)->at(0).event_json,
+      store::kErasedEventJson);
+  auto read = call("GET", "/api/v1/accounts/123/conversations/closed-1", "", admin);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(json::parseObject(read.body)->at("closeReason").as_string(), "CONSUMER");
+  auto again = call("DELETE", path, "", admin);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(json::parseObject(again.body)->at("erased").at("messages").as_int64(), 0);
+  // Any other method on the path is refused before any handler.
+  EXPECT_EQ(call("GET", path, "", admin).status, 400);
+}
+
 TEST_F(HttpAppTest, RestChecksAccountRoleAndToken) {
   std::string admin = loginBearer("admin");
   std::string agent = loginBearer("agent");

@@ -326,12 +326,37 @@ void users(RestDeps& d, const Principal& p, const api::Request& req, const Done&
 
 // ------------------------------------------------------------------------------ conversations
 
+// DELETE conversations/{id}/content: erases a closed conversation's content (a GDPR erasure
+// request; store::Store::eraseConversationContent says what is kept). The store checks, in the
+// erasure's own transaction, that the conversation is closed, and the engine of no node holds a
+// closed conversation, so no route through the owner is needed.
+void eraseContent(RestDeps& d, const Principal& p, ConversationId id, const Done& done) {
+  if (!allowed(p, policy::Action::kConversationsErase, done)) return;
+  d.blocking.run([&d, acc = p.user.account, id = std::move(id), done] {
+    auto r = d.store.eraseConversationContent(acc, id);
+    if (!r) return done(errorResponse(r.error()));
+    spdlog::info(
+        "conversation {} of account {}: content erased ({} messages, {} turn records, "
+        "{} context properties)",
+        id.str(), acc.str(), r->messages, r->turns, r->properties);
+    done(jsonResponse(bj::object{{"conversationId", id.str()},
+                                 {"erased", bj::object{{"messages", r->messages},
+                                                       {"context", r->context},
+                                                       {"turnRecords", r->turns},
+                                                       {"pendingTurns", r->pending_turns},
+                                                       {"contextProperties", r->properties}}}}));
+  });
+}
+
 void conversations(RestDeps& d, const Principal& p, const api::Request& req, const Done& done) {
   const AccountId& acc = p.user.account;
+  if (req.method == "DELETE" && req.path.size() == 3 && req.path[2] == "content")
+    return eraseContent(d, p, ConversationId(req.path[1]), done);
   if (req.method != "GET")
     return done(errorResponse(ErrorCode::kNotFound,
-                              "conversations are read-only over REST; change them over the "
-                              "messaging protocol"));
+                              "conversations are read-only over REST (but for DELETE "
+                              "conversations/{id}/content, the erasure of a closed one); change "
+                              "them over the messaging protocol"));
   if (req.path.size() == 1) {
     store::ConversationQuery q;
     if (auto it = req.query.find("state"); it != req.query.end() && !it->second.empty()) {

@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <boost/json.hpp>
 #include <charconv>
 #include <string>
 
@@ -193,6 +194,22 @@ Result<std::vector<Lease>> ClusterStore::renewLeases(const std::string& node,
     }
   }
   return renewed;
+}
+
+std::string erasedEventJson(std::string_view event_json) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(event_json, ec);
+  if (!ec && v.is_object())
+    if (auto* t = v.as_object().if_contains("type");
+        t && t->is_string() && t->as_string() == "AcceptStatusEvent")
+      return std::string(event_json);
+  return kErasedEventJson;
+}
+
+Result<ErasureResult> Store::eraseConversationContent(const AccountId& acc,
+                                                      const ConversationId& id) {
+  return makeError(ErrorCode::kUnavailable,
+                   "this store cannot erase conversation " + id.str() + " of account " + acc.str());
 }
 
 }  // namespace parley::store

@@ -711,6 +711,23 @@ class ClusterStore {
 
 // ---------------------------------------------------------------------------------------------
 
+// What Store::eraseConversationContent changed: rows changed by this call (all 0 when a
+// repeated call found nothing left to erase).
+struct ErasureResult {
+  std::int64_t messages = 0;       // messages whose event became a tombstone or lost metadata
+  bool context = false;            // the conversation's context_json was cleared
+  std::int64_t turns = 0;          // turn records whose texts were cleared
+  std::int64_t pending_turns = 0;  // pending-turn rows deleted
+  std::int64_t properties = 0;     // context properties deleted
+};
+
+// The event a message keeps once its conversation's content is erased: an AcceptStatusEvent
+// (a receipt: status and sequence numbers, no content) is kept as it is; any other event
+// (ContentEvent, RichContentEvent, text that is not an event) becomes kErasedEventJson.
+inline constexpr const char* kErasedEventJson =
+    R"({"type":"ContentEvent","contentType":"text/plain","message":"","erased":true})";
+std::string erasedEventJson(std::string_view event_json);
+
 // The whole store. Owned by main; outlives every user.
 class Store {
  public:
@@ -726,6 +743,26 @@ class Store {
   // The cluster material and conversation leases. Every store of this library has them; a
   // decorating test store may answer nullptr (none).
   virtual ClusterStore* cluster() { return nullptr; }
+
+  // Erases the content of a CLOSED conversation (a GDPR erasure request), in one transaction:
+  // - every message's event becomes erasedEventJson(event) and its metadata `[]`; its sequence,
+  //   server_ts, originator (id, pid, role), audience and turn mark are kept, so sequences stay
+  //   dense and receipts still point at existing messages;
+  // - the conversation's context_json (conversationContext: visitor ids, SDEs) becomes `{}`;
+  //   the row is otherwise kept (ids, consumer id, channel, skill, TTR, start/end times, close
+  //   reason, participants, next_sequence, turn mark);
+  // - the conversation's turn records (TurnRecord with this account and conversation) keep ids,
+  //   ts, outcome and timings; input_json and response_json become `{}`, actions_json `[]`,
+  //   error ``;
+  // - its pending-turn rows are deleted;
+  // - the account's context properties whose session id is the conversation id, in every
+  //   namespace (among them the SDEs functions added, namespace `__parley.sdes`), are deleted.
+  // Turn records still buffered (SQLite) are written first, so they are erased too.
+  // NotFound when the account has no such conversation; Conflict, naming it, while it is open
+  // (checked in the same transaction). Idempotent: erasing again changes nothing.
+  // The default (decorating test stores) is Unavailable.
+  virtual Result<ErasureResult> eraseConversationContent(const AccountId& acc,
+                                                         const ConversationId& id);
 };
 
 // Names used in JSON and in the database for the enums above.

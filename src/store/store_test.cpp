@@ -2103,5 +2103,171 @@ TYPED_TEST(StoreContract, RacingClaimersSplitTheLeases) {
   EXPECT_EQ(ids.size(), static_cast<std::size_t>(kConversations));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Erasure of a conversation's content (Store::eraseConversationContent)
+
+// A closed conversation with content everywhere erasure reaches: messages (content, rich
+// content, a receipt, metadata), conversationContext, turn records (one still buffered in
+// SQLite: appended asynchronously), a pending turn, context properties keyed by it.
+Conversation fillForErasure(Store& s, const AccountId& a, const std::string& id, bool close) {
+  Conversation c = makeConversation(a, id);
+  c.context_json = R"({"visitorId":"v-1","sessionId":"s-1","sdes":[{"type":"ctmrinfo"}]})";
+  c.participants = {
+      Participant{"consumer-" + id, ParticipantRole::kConsumer, ParticipantState::kActive, 1}};
+  EXPECT_TRUE(s.conversations().saveConversation(c));
+  Message m0 = makeMessage(c.id, 0);
+  m0.metadata_json = R"([{"type":"ActionReason","reason":"my card is 4111"}])";
+  Message m1 = makeMessage(c.id, 1);
+  m1.event_json = R"({"type":"RichContentEvent","content":{"type":"text","text":"home"}})";
+  m1.originator_role = ParticipantRole::kAssignedAgent;
+  m1.originator_id = a.str() + ".2000";
+  m1.turn = TurnMark{"turn-1", 5, 0, 0, true};
+  Message m2 = makeMessage(c.id, 2);
+  m2.event_json = R"({"type":"AcceptStatusEvent","status":"READ","sequenceList":[1]})";
+  for (const Message& m : {m0, m1, m2}) {
+    c = advancedTo(c, m);
+    EXPECT_TRUE(s.conversations().appendMessage(c, m));
+  }
+  if (close) {
+    c.state = ConversationState::kClose;
+    c.end_ts = 2000;
+    c.close_reason = CloseReason::kConsumer;
+    EXPECT_TRUE(s.conversations().saveConversation(c));
+  }
+  TurnRecord done = makeTurn(a, "b1", "turn-" + id, 10);
+  done.conversation = c.id;
+  done.response_json = R"({"messages":["hello Ann"]})";
+  done.actions_json = R"([{"kind":"SDES","message":"Ann"}])";
+  done.error = "Ann said no";
+  EXPECT_TRUE(s.bots().appendTurn(done, 10));
+  TurnRecord buffered = makeTurn(a, "b1", "turn-late-" + id, 11);
+  buffered.conversation = c.id;
+  s.bots().appendTurnAsync(buffered, 10, [](Status) {});
+  EXPECT_TRUE(s.bots().putPendingTurn(PendingTurn{a, BotId("b1"), c.id, "pending-" + id, "{}", 1}));
+  EXPECT_TRUE(s.functions().putContextProperty(
+      ContextProperty{a, "__parley.sdes", c.id.str(), "sdes", R"([{"type":"personal"}])", 0}));
+  EXPECT_TRUE(s.functions().putContextProperty(
+      ContextProperty{a, "mine", c.id.str(), "name", R"("Ann")", 0}));
+  EXPECT_TRUE(
+      s.functions().putContextProperty(ContextProperty{a, "mine", "other", "name", R"("Bob")", 0}));
+  return c;
+}
+
+TYPED_TEST(StoreContract, ErasureOfAClosedConversationKeepsOnlyItsMetadata) {
+  // "gone" last, so that its asynchronously appended turn record is still buffered (SQLite):
+  // another synchronous appendTurn would write the buffer first.
+  Conversation other = fillForErasure(*this->store_, kA, "kept", true);
+  Conversation c = fillForErasure(*this->store_, kA, "gone", true);
+
+  auto r = this->store_->eraseConversationContent(kA, c.id);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->messages, 2);  // the receipt had no metadata and is kept as it was
+  EXPECT_TRUE(r->context);
+  EXPECT_EQ(r->turns, 2);  // the buffered one too
+  EXPECT_EQ(r->pending_turns, 1);
+  EXPECT_EQ(r->properties, 2);
+
+  // The row keeps everything but conversationContext.
+  auto got = this->conv().getConversation(kA, c.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->context_json, "{}");
+  EXPECT_EQ(got->consumer, c.consumer);
+  EXPECT_EQ(got->state, ConversationState::kClose);
+  EXPECT_EQ(got->close_reason, CloseReason::kConsumer);
+  EXPECT_EQ(got->start_ts, c.start_ts);
+  EXPECT_EQ(got->end_ts, 2000);
+  EXPECT_EQ(got->next_sequence, 3);
+  ASSERT_EQ(got->participants.size(), 1u);
+  // Messages: same sequences, times and originators; content and metadata gone; the receipt
+  // is kept.
+  auto ms = this->conv().listMessages(c.id, 0, 10);
+  ASSERT_TRUE(ms);
+  ASSERT_EQ(ms->size(), 3u);
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const Message& m = (*ms)[static_cast<std::size_t>(i)];
+    EXPECT_EQ(m.sequence, i);
+    EXPECT_EQ(m.server_ts, 1000 + i);
+    EXPECT_EQ(m.metadata_json, "[]");
+  }
+  EXPECT_EQ((*ms)[0].event_json, kErasedEventJson);
+  EXPECT_EQ((*ms)[1].event_json, kErasedEventJson);
+  EXPECT_EQ((*ms)[1].originator_role, ParticipantRole::kAssignedAgent);
+  EXPECT_EQ((*ms)[1].turn, (TurnMark{"turn-1", 5, 0, 0, true}));
+  EXPECT_EQ((*ms)[2].event_json,
+            R"({"type":"AcceptStatusEvent","status":"READ","sequenceList":[1]})");
+  // Turn records keep ids, time and outcome; their texts are gone.
+  auto turns = this->bots().listTurns(kA, BotId("b1"), 10);
+  ASSERT_TRUE(turns);
+  ASSERT_EQ(turns->size(), 4u);
+  for (const TurnRecord& t : *turns) {
+    if (t.conversation == c.id) {
+      EXPECT_EQ(t.input_json, "{}") << t.turn_id;
+      EXPECT_EQ(t.response_json, "{}") << t.turn_id;
+      EXPECT_EQ(t.actions_json, "[]") << t.turn_id;
+      EXPECT_EQ(t.error, "") << t.turn_id;
+      EXPECT_EQ(t.outcome, "OK") << t.turn_id;
+    } else {
+      EXPECT_NE(t.input_json, "{}") << t.turn_id;
+    }
+  }
+  auto pending = this->bots().listPendingTurns();
+  ASSERT_TRUE(pending);
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].conversation, other.id);
+  EXPECT_TRUE(this->fn().listContextProperties(kA, "__parley.sdes", c.id.str())->empty());
+  EXPECT_TRUE(this->fn().listContextProperties(kA, "mine", c.id.str())->empty());
+  EXPECT_EQ(this->fn().listContextProperties(kA, "mine", "other")->size(), 1u);
+
+  // The other conversation is untouched.
+  EXPECT_EQ(this->conv().getConversation(kA, other.id)->context_json, other.context_json);
+  auto kept = this->conv().listMessages(other.id, 0, 10);
+  ASSERT_TRUE(kept);
+  ASSERT_EQ(kept->size(), 3u);
+  EXPECT_EQ((*kept)[0].event_json, makeMessage(other.id, 0).event_json);
+  EXPECT_NE((*kept)[0].metadata_json, "[]");
+  EXPECT_EQ(this->fn().listContextProperties(kA, "mine", other.id.str())->size(), 1u);
+
+  // Idempotent: a second erasure finds nothing left and changes nothing.
+  auto again = this->store_->eraseConversationContent(kA, c.id);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->messages, 0);
+  EXPECT_FALSE(again->context);
+  EXPECT_EQ(again->turns, 0);
+  EXPECT_EQ(again->pending_turns, 0);
+  EXPECT_EQ(again->properties, 0);
+  EXPECT_EQ((*this->conv().listMessages(c.id, 0, 10))[0].event_json, kErasedEventJson);
+}
+
+TYPED_TEST(StoreContract, ErasureRefusesAnOpenConversationAndAnotherAccounts) {
+  Conversation open = fillForErasure(*this->store_, kA, "open", false);
+  auto r = this->store_->eraseConversationContent(kA, open.id);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  EXPECT_NE(r.error().message.find("open"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(open.id.str()), std::string::npos) << r.error().message;
+  // Nothing changed.
+  EXPECT_EQ(this->conv().getConversation(kA, open.id)->context_json, open.context_json);
+  EXPECT_EQ((*this->conv().listMessages(open.id, 0, 10))[0].event_json,
+            makeMessage(open.id, 0).event_json);
+  EXPECT_EQ(this->fn().listContextProperties(kA, "mine", open.id.str())->size(), 1u);
+
+  Conversation closed = fillForErasure(*this->store_, kA, "closed", true);
+  EXPECT_CODE(this->store_->eraseConversationContent(kB, closed.id), ErrorCode::kNotFound);
+  EXPECT_CODE(this->store_->eraseConversationContent(kA, ConversationId("never")),
+              ErrorCode::kNotFound);
+  EXPECT_EQ((*this->conv().listMessages(closed.id, 0, 10))[0].event_json,
+            makeMessage(closed.id, 0).event_json);
+}
+
+TEST(StoreErasure, TombstonesEverythingButReceipts) {
+  EXPECT_EQ(erasedEventJson(R"({"type":"ContentEvent","message":"hi"})"), kErasedEventJson);
+  EXPECT_EQ(erasedEventJson(R"({"type":"RichContentEvent","content":{}})"), kErasedEventJson);
+  EXPECT_EQ(erasedEventJson("not json"), kErasedEventJson);
+  const std::string receipt =
+      R"({"type":"AcceptStatusEvent","status":"ACCEPT","sequenceList":[0]})";
+  EXPECT_EQ(erasedEventJson(receipt), receipt);
+  EXPECT_EQ(erasedEventJson(kErasedEventJson), kErasedEventJson);
+}
+
 }  // namespace
 }  // namespace parley::store

@@ -50,6 +50,15 @@ inline Status openConversationTaken(const Conversation& c, const std::string& op
                   " in account " + c.account.str());
 }
 
+// Why eraseConversationContent was refused: the conversation is missing, or it is open.
+inline Status erasureMissing(const AccountId& acc, const ConversationId& id) {
+  return notFound("conversation " + id.str() + " does not exist in account " + acc.str());
+}
+inline Status erasureOfOpen(const ConversationId& id) {
+  return conflict("conversation " + id.str() +
+                  " is open; its content can be erased only once it is closed");
+}
+
 // Why acquireLease was refused.
 inline Status leaseHeld(const Lease& holder) {
   return conflict("conversation " + holder.conversation.str() + " is leased by node " +

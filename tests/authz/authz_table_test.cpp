@@ -429,6 +429,15 @@ std::map<std::string, std::function<RestCall(World&)>> restCalls() {
   m["conversations.messages"] = [](World& w) {
     return RestCall{"GET", "conversations/" + w.queue_conv.str() + "/messages", ""};
   };
+  // A closed conversation of its own for each call (an erasure is for good).
+  m["conversations.erase"] = [](World& w) {
+    ConversationId id = w.openConversation(w.unique("erased-consumer-"), w.queue_skill);
+    auto closed = parley::testing::call<store::Conversation>([&](auto cb) {
+      w.engine->updateConversation(conv::Actor::ofSystem(kAcc), id, {conv::CloseField{}}, cb);
+    });
+    EXPECT_TRUE(closed) << closed.error().message;
+    return RestCall{"DELETE", "conversations/" + id.str() + "/content", ""};
+  };
   fixed("functions.list", "GET", "functions");
   m["functions.create"] = [](World& w) {
     return RestCall{"POST", "functions",

@@ -692,6 +692,48 @@ class MemoryStore final : public Store,
     return out;
   }
 
+  // Store
+  Result<ErasureResult> eraseConversationContent(const AccountId& acc,
+                                                 const ConversationId& id) override {
+    MutexLock lock(mu_);
+    auto c = conversations_.find(id.str());
+    if (c == conversations_.end() || c->second.account != acc)
+      return std::unexpected(internal::erasureMissing(acc, id).error());
+    if (c->second.state == ConversationState::kOpen)
+      return std::unexpected(internal::erasureOfOpen(id).error());
+    ErasureResult out;
+    if (c->second.context_json != "{}") {
+      c->second.context_json = "{}";
+      out.context = true;
+    }
+    if (auto ms = messages_.find(id.str()); ms != messages_.end())
+      for (auto& [_, m] : ms->second) {
+        std::string event = erasedEventJson(m.event_json);
+        if (event == m.event_json && m.metadata_json == "[]") continue;
+        m.event_json = std::move(event);
+        m.metadata_json = "[]";
+        ++out.messages;
+      }
+    for (auto& [_, t] : turns_) {
+      if (t.account != acc || t.conversation != id) continue;
+      if (t.input_json == "{}" && t.response_json == "{}" && t.actions_json == "[]" &&
+          t.error.empty())
+        continue;
+      t.input_json = "{}";
+      t.response_json = "{}";
+      t.actions_json = "[]";
+      t.error.clear();
+      ++out.turns;
+    }
+    out.pending_turns = static_cast<std::int64_t>(std::erase_if(pending_, [&](const auto& kv) {
+      return kv.second.second.account == acc && kv.second.second.conversation == id;
+    }));
+    out.properties = static_cast<std::int64_t>(std::erase_if(context_, [&](const auto& kv) {
+      return std::get<0>(kv.first) == acc.str() && std::get<2>(kv.first) == id.str();
+    }));
+    return out;
+  }
+
   // FunctionStore
   Status createFunction(const FunctionRecord& f) override {
     if (f.uuid.empty()) return invalid("function uuid is required");

@@ -1590,6 +1590,67 @@ class PostgresStore final : public Store,
     return found(std::move(l), "conversation " + id.str() + " was never leased");
   }
 
+  // Store
+  Result<ErasureResult> eraseConversationContent(const AccountId& acc,
+                                                 const ConversationId& id) override {
+    ErasureResult out;
+    Status st = write([&](Conn& c) -> Status {
+      out = {};
+      // FOR UPDATE: a write of the conversation by any node waits for this transaction.
+      auto state = selectOne<std::string>(
+          c, "SELECT state FROM conversations WHERE id=$1 AND account=$2 FOR UPDATE",
+          [](const Rows& r, int i) { return r.text(i, 0); }, id.str(), acc.str());
+      if (!state) return std::unexpected(state.error());
+      if (!*state) return internal::erasureMissing(acc, id);
+      if (**state == stateName(ConversationState::kOpen)) return internal::erasureOfOpen(id);
+      auto ctx = execute(
+          c, "UPDATE conversations SET context_json='{}' WHERE id=$1 AND context_json<>'{}'",
+          id.str());
+      if (!ctx) return std::unexpected(ctx.error());
+      out.context = *ctx > 0;
+      struct Row {
+        std::int64_t sequence;
+        std::string event;
+        std::string metadata;
+      };
+      auto rows = selectAll<Row>(
+          c, "SELECT sequence, event_json, metadata_json FROM messages WHERE conversation=$1",
+          [](const Rows& r, int i) {
+            return Row{r.i64(i, 0), r.text(i, 1), r.text(i, 2)};
+          },
+          id.str());
+      if (!rows) return std::unexpected(rows.error());
+      for (const Row& r : *rows) {
+        std::string event = erasedEventJson(r.event);
+        if (event == r.event && r.metadata == "[]") continue;
+        PARLEY_PG_TRY(execute(c,
+                              "UPDATE messages SET event_json=$1, metadata_json='[]' "
+                              "WHERE conversation=$2 AND sequence=$3",
+                              event, id.str(), r.sequence));
+        ++out.messages;
+      }
+      auto turns = execute(
+          c,
+          "UPDATE turns SET input_json='{}', response_json='{}', actions_json='[]', error='' "
+          "WHERE account=$1 AND conversation=$2 AND (input_json<>'{}' OR response_json<>'{}' "
+          "OR actions_json<>'[]' OR error<>'')",
+          acc.str(), id.str());
+      if (!turns) return std::unexpected(turns.error());
+      out.turns = *turns;
+      auto pending = execute(c, "DELETE FROM pending_turns WHERE account=$1 AND conversation=$2",
+                             acc.str(), id.str());
+      if (!pending) return std::unexpected(pending.error());
+      out.pending_turns = *pending;
+      auto props = execute(c, "DELETE FROM context_properties WHERE account=$1 AND session_id=$2",
+                           acc.str(), id.str());
+      if (!props) return std::unexpected(props.error());
+      out.properties = *props;
+      return {};
+    });
+    if (!st) return std::unexpected(st.error());
+    return out;
+  }
+
   // ConversationStore
   Status saveConversation(const Conversation& conv) override {
     if (auto st = checkConversation(conv); !st) return st;

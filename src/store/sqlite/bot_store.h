@@ -32,6 +32,10 @@ class SqliteBotStore final : public BotStore {
   // owner calls it before it closes the Db (whose writer commits what is queued). Idempotent.
   void close();
 
+  // Queues the buffered records as one asynchronous write (before anything queued later): a
+  // write submitted afterwards sees them (the conversation erasure).
+  void queueBufferedTurns() PARLEY_EXCLUDES(turns_mu_);
+
   // BotStore
   Status createBot(const BotRecord& b) override;
   Status updateBot(const BotRecord& b) override;
@@ -63,8 +67,6 @@ class SqliteBotStore final : public BotStore {
   // A full buffer is written at once.
   static constexpr std::size_t kTurnBufferMax = 4096;
 
-  // Queues the buffered records as one asynchronous write (before anything queued later).
-  void queueBufferedTurns() PARLEY_EXCLUDES(turns_mu_);
   // Called with turns_mu_ held, so writes of the buffer are queued in the order it was filled.
   void submitTurnsLocked() PARLEY_REQUIRES(turns_mu_);
   // Writes buffered records as appending them one by one would leave the table: per bot, a

@@ -41,6 +41,8 @@ class SqliteConversationStore final : public ConversationStore {
   // again). REQUIRES: called inside a write (on the writer's leader), e.g. before raw SQL that
   // may change any row.
   void forgetStoredRows() { row_prints_.clear(); }
+  // Forgets the stored row print of one conversation. REQUIRES: called inside a write.
+  void forgetStoredRow(const std::string& id) { row_prints_.erase(id); }
 
   // ConversationStore
   Status saveConversation(const Conversation& conv) override;

@@ -17,6 +17,7 @@
 #include "store/sqlite/query.h"
 #include "store/sqlite/schedule_store.h"
 #include "store/sqlite/schema.h"
+#include "store/store_util.h"
 
 namespace parley::store {
 namespace {
@@ -54,6 +55,69 @@ class SqliteStore final : public Store {
   ScheduleStore& schedules() override { return schedules_; }
   int schemaVersion() const override { return db_->schemaVersion(); }
   ClusterStore* cluster() override { return &cluster_; }
+
+  // The erasure spans the conversation, bot and function rooms' tables: one write on the Db.
+  Result<ErasureResult> eraseConversationContent(const AccountId& acc,
+                                                 const ConversationId& id) override {
+    bots_.queueBufferedTurns();  // committed before the write below (FIFO)
+    ErasureResult out;
+    Status st = db_->write([&](Conn& c) -> Status {
+      out = {};
+      auto state = sqlite::selectOne<std::string>(
+          c, "SELECT state FROM conversations WHERE id=? AND account=?",
+          [](sqlite::Query& q) { return q.text(0); }, id.str(), acc.str());
+      if (!state) return std::unexpected(state.error());
+      if (!*state) return internal::erasureMissing(acc, id);
+      if (**state == stateName(ConversationState::kOpen)) return internal::erasureOfOpen(id);
+      conversations_.forgetStoredRow(id.str());
+      auto ctx = sqlite::execute(
+          c, "UPDATE conversations SET context_json='{}' WHERE id=? AND context_json<>'{}'",
+          id.str());
+      if (!ctx) return std::unexpected(ctx.error());
+      out.context = *ctx > 0;
+      struct Row {
+        std::int64_t sequence;
+        std::string event;
+        std::string metadata;
+      };
+      auto rows = sqlite::selectAll<Row>(
+          c, "SELECT sequence, event_json, metadata_json FROM messages WHERE conversation=?",
+          [](sqlite::Query& q) {
+            return Row{q.i64(0), q.text(1), q.text(2)};
+          },
+          id.str());
+      if (!rows) return std::unexpected(rows.error());
+      for (const Row& r : *rows) {
+        std::string event = erasedEventJson(r.event);
+        if (event == r.event && r.metadata == "[]") continue;
+        PARLEY_STORE_TRY(sqlite::execute(c,
+                                         "UPDATE messages SET event_json=?, metadata_json='[]' "
+                                         "WHERE conversation=? AND sequence=?",
+                                         event, id.str(), r.sequence));
+        ++out.messages;
+      }
+      auto turns = sqlite::execute(
+          c,
+          "UPDATE turns SET input_json='{}', response_json='{}', actions_json='[]', error='' "
+          "WHERE account=? AND conversation=? AND (input_json<>'{}' OR response_json<>'{}' OR "
+          "actions_json<>'[]' OR error<>'')",
+          acc.str(), id.str());
+      if (!turns) return std::unexpected(turns.error());
+      out.turns = *turns;
+      auto pending = sqlite::execute(
+          c, "DELETE FROM pending_turns WHERE account=? AND conversation=?", acc.str(), id.str());
+      if (!pending) return std::unexpected(pending.error());
+      out.pending_turns = *pending;
+      auto props =
+          sqlite::execute(c, "DELETE FROM context_properties WHERE account=? AND session_id=?",
+                          acc.str(), id.str());
+      if (!props) return std::unexpected(props.error());
+      out.properties = *props;
+      return {};
+    });
+    if (!st) return std::unexpected(st.error());
+    return out;
+  }
 
   SqliteWriteStats writeStats() const { return db_->writeStats(); }
 

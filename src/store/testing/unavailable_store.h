@@ -51,6 +51,11 @@ class UnavailableStore final : public Store, public ConversationStore {
   OAuthStore& oauth() override { return inner_->oauth(); }
   ScheduleStore& schedules() override { return inner_->schedules(); }
   int schemaVersion() const override { return inner_->schemaVersion(); }
+  Result<ErasureResult> eraseConversationContent(const AccountId& acc,
+                                                 const ConversationId& id) override {
+    if (writes_down) return refuse("erasure of conversation " + id.str());
+    return inner_->eraseConversationContent(acc, id);
+  }
 
   // ConversationStore
   Status saveConversation(const Conversation& c) override {
