@@ -667,12 +667,13 @@ TEST(SqliteStore, CheckpointsKeepTheWalBoundedWithoutLosingWrites) {
     ASSERT_TRUE(stats);
     EXPECT_GT(stats->background_checkpoints, 0);
     EXPECT_GT(stats->inline_checkpoints, 0);
-    // The WAL restarted, so it never held more than a fraction of what was written to it. (How
-    // far it overshoots wal_max_pages depends on how long a background checkpoint's fsyncs hold
-    // it: timing, not a fixed bound.) The file is as long as its longest stretch.
+    // The WAL restarted, so it never held all that was written to it. How far it overshoots
+    // wal_max_pages depends on how long a background checkpoint's fsyncs hold it (timing, not a
+    // fixed bound: on a loaded host a stretch held half of the frames written), so the bound
+    // here is only that it restarted. The file is as long as its longest stretch.
     EXPECT_GT(stats->wal_restarts, 0);
     EXPECT_GE(stats->wal_frames_written, kThreads * kPerThread / 4);  // >= 1 frame a commit
-    EXPECT_LT(stats->wal_high_water_frames, stats->wal_frames_written / 2);
+    EXPECT_LT(stats->wal_high_water_frames, stats->wal_frames_written);
     EXPECT_LE(std::filesystem::file_size(path + "-wal"),
               32u + static_cast<std::uintmax_t>(stats->wal_high_water_frames) * (4096u + 24u));
     for (int t = 0; t < kThreads; ++t) {
