@@ -181,6 +181,9 @@ class NatsBus final : public Bus {
     if (s == NATS_OK) s = natsOptions_SetTimeout(opts_, options_.connect_timeout.count());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, 250);
+    // Deliveries on nats.c's shared pool of threads, not one thread per subscription: the
+    // relay holds a subscription per watched consumer (hundreds per node).
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts_, true);
     // The callbacks take nothing of this object (nats.c may call them while the connection
     // closes, after the destructor began): they read the URL from the connection itself.
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &onDisconnected, nullptr);
@@ -286,6 +289,11 @@ class NatsBus final : public Bus {
       handler(m);
     });
     if (!sub) return std::unexpected(sub.error());
+    // A round trip: once the server answered, it has the subscription, so whatever is broadcast
+    // from then on reaches it. Disconnected: nats.c subscribes again on reconnecting (what is
+    // broadcast meanwhile is lost, as for any listener then).
+    if (natsStatus f = natsConnection_FlushTimeout(nc_, 2000); f != NATS_OK)
+      spdlog::warn("bus: listening on {} not confirmed by the server: {}", filter, natsText(f));
     return std::unique_ptr<Subscription>(std::move(*sub));
   }
 

@@ -24,6 +24,7 @@
 #include "server/login_throttle.h"
 #include "server/metrics.h"
 #include "server/net.h"
+#include "server/session_interest.h"
 #include "store/store.h"
 
 namespace parley::server {
@@ -133,6 +134,10 @@ class Server {
   // methods may be called on any thread until the server is destroyed; a session that has
   // closed gets nothing. Default: none.
   virtual conversation::ConversationListener* sessionEvents() { return nullptr; }
+  // Told which conversations this node's protocol sessions watch (server/session_interest.h):
+  // cluster mode takes other nodes' events only for those. Before start(); it must outlive
+  // stop(). Default: nothing is told.
+  virtual void setSessionInterest(SessionInterest* /*interest*/) {}
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.
