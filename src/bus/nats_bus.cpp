@@ -184,6 +184,9 @@ class NatsBus final : public Bus {
     // Deliveries on nats.c's shared pool of threads, not one thread per subscription: the
     // relay holds a subscription per watched consumer (hundreds per node).
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts_, true);
+    // A node never gets back what it published itself (it ignored it anyway): a node watching
+    // its own consumer's conversation would otherwise receive each of its own events once more.
+    if (s == NATS_OK) s = natsOptions_SetNoEcho(opts_, true);
     // The callbacks take nothing of this object (nats.c may call them while the connection
     // closes, after the destructor began): they read the URL from the connection itself.
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &onDisconnected, nullptr);
