@@ -14,11 +14,10 @@ namespace conv = parley::conversation;
 
 namespace {
 
-constexpr const char* kPrefix = "parley.conv.";
-
-std::string subjectOf(const AccountId& acc, const ConversationId& id) {
-  return kPrefix + bus::subjectToken(acc.str()) + "." + bus::subjectToken(id.str());
-}
+constexpr const char* kPrefix = "parley-conv.";
+// At most this many messages are read to fill one gap (a longer one: the first ones; the
+// sessions then miss the rest, as a socket that reconnects reads them with fromSeq).
+constexpr std::int64_t kMaxFill = 10'000;
 
 bj::object participantJson(const store::Participant& p) {
   return bj::object{{"id", p.id},
@@ -113,11 +112,13 @@ std::optional<conv::ChangeKind> parseChangeKind(std::string_view s) {
 
 }  // namespace
 
-std::string encodeRelayedMessage(const std::string& origin, const conv::MessageAdded& e) {
+std::string encodeRelayedMessage(const std::string& origin, const conv::MessageAdded& e,
+                                 std::uint64_t number) {
   const auto& m = e.message;
   return json::dump(bj::object{
       {"type", "message"},
       {"origin", origin},
+      {"number", number},
       {"conversation", conversationJson(e.conversation)},
       {"message", bj::object{{"sequence", m.sequence},
                              {"serverTs", m.server_ts},
@@ -130,35 +131,100 @@ std::string encodeRelayedMessage(const std::string& origin, const conv::MessageA
                              {"turn", store::encodeTurnMark(m.turn)}}}});
 }
 
-std::string encodeRelayedChange(const std::string& origin, const conv::ConversationChanged& e) {
+std::string encodeRelayedChange(const std::string& origin, const conv::ConversationChanged& e,
+                                std::uint64_t number) {
   bj::array removed;
   for (const auto& p : e.removed) removed.push_back(participantJson(p));
   return json::dump(bj::object{{"type", "changed"},
                                {"origin", origin},
+                               {"number", number},
                                {"kind", conv::changeKindName(e.kind)},
                                {"conversation", conversationJson(e.conversation)},
                                {"removed", std::move(removed)}});
 }
 
+std::string ConversationRelay::subjectOf(const store::Conversation& c) {
+  return kPrefix + bus::subjectToken(c.account.str()) + "." + bus::subjectToken(c.consumer.str()) +
+         "." + bus::subjectToken(c.id.str());
+}
+
+std::string ConversationRelay::filterOf(const AccountId& account,
+                                        const std::optional<ConsumerId>& consumer) {
+  std::string f = kPrefix + bus::subjectToken(account.str());
+  return consumer ? f + "." + bus::subjectToken(consumer->str()) + ".*" : f + ".>";
+}
+
 ConversationRelay::ConversationRelay(bus::Bus& bus, conv::ConversationListener& sessions,
-                                     std::size_t max_conversations)
+                                     store::ConversationStore& store, std::size_t max_conversations)
     : bus_(bus),
       sessions_(sessions),
+      store_(store),
       max_conversations_(std::max<std::size_t>(1, max_conversations)),
-      origin_(randomHex(8)) {}
+      origin_(randomHex(8)),
+      origin_field_("\"origin\":\"" + origin_ + "\"") {}
 
 ConversationRelay::~ConversationRelay() { stop(); }
 
 Status ConversationRelay::start() {
   if (!bus_.shared()) return {};
-  auto s =
-      bus_.subscribe(std::string(kPrefix) + ">", [this](const bus::BusMessage& m) { receive(m); });
-  if (!s) return std::unexpected(s.error());
-  sub_ = std::move(*s);
+  std::lock_guard l(mu_);
+  if (!filler_.joinable() && !stopping_) filler_ = std::thread([this] { fillLoop(); });
   return {};
 }
 
-void ConversationRelay::stop() { sub_.reset(); }
+void ConversationRelay::stop() {
+  std::unordered_map<std::string, Watched> subs;
+  {
+    std::lock_guard l(watch_mu_);
+    stopped_ = true;
+    subs.swap(watched_);
+  }
+  subs.clear();  // waits for deliveries in progress
+  {
+    std::lock_guard l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (filler_.joinable() && filler_.get_id() != std::this_thread::get_id()) filler_.join();
+}
+
+void ConversationRelay::watch(const AccountId& account, const std::optional<ConsumerId>& consumer) {
+  if (!bus_.shared()) return;
+  const std::string filter = filterOf(account, consumer);
+  std::lock_guard w(watch_mu_);
+  if (stopped_) return;
+  auto& watched = watched_[filter];
+  if (watched.watchers++ > 0) return;
+  std::uint64_t since = 0;
+  {
+    std::lock_guard l(mu_);
+    since = ++generation_;
+  }
+  auto sub = bus_.listen(filter, [this, since](const bus::BusMessage& m) { receive(m, since); });
+  if (!sub) {
+    // The session works on; it sees other nodes' changes of these conversations when it reads
+    // them (a reconnect, a query).
+    spdlog::warn("bus: cannot take the events of {}: {}", filter, sub.error().message);
+    return;
+  }
+  watched.sub = std::move(*sub);
+}
+
+void ConversationRelay::unwatch(const AccountId& account,
+                                const std::optional<ConsumerId>& consumer) {
+  if (!bus_.shared()) return;
+  std::unique_ptr<bus::Subscription> gone;
+  {
+    std::lock_guard w(watch_mu_);
+    auto it = watched_.find(filterOf(account, consumer));
+    if (it == watched_.end()) return;
+    if (--it->second.watchers > 0) return;
+    gone = std::move(it->second.sub);
+    watched_.erase(it);
+    // Destroyed under watch_mu_: a watch() of the same filter subscribes after this one ended.
+    gone.reset();
+  }
+}
 
 std::uint64_t ConversationRelay::delivered() const {
   std::lock_guard l(mu_);
@@ -168,48 +234,169 @@ std::uint64_t ConversationRelay::duplicates() const {
   std::lock_guard l(mu_);
   return duplicates_;
 }
+std::uint64_t ConversationRelay::filled() const {
+  std::lock_guard l(mu_);
+  return filled_;
+}
+std::size_t ConversationRelay::subscriptions() const {
+  std::lock_guard w(watch_mu_);
+  std::size_t n = 0;
+  for (const auto& [filter, watched] : watched_)
+    if (watched.sub) ++n;
+  return n;
+}
+
+void ConversationRelay::waitFilled() {
+  std::unique_lock l(mu_);
+  cv_.wait(l, [&] { return stopping_ || (fills_.empty() && !filling_); });
+}
 
 void ConversationRelay::onConversationChanged(const conv::ConversationChanged& e) {
   if (!bus_.shared()) return;
-  bus_.publish(subjectOf(e.conversation.account, e.conversation.id),
-               encodeRelayedChange(origin_, e));
+  auto st = bus_.broadcast(subjectOf(e.conversation),
+                           encodeRelayedChange(origin_, e, next_number_.fetch_add(1)));
+  if (!st)
+    spdlog::debug("bus: change of {} not relayed: {}", e.conversation.id.str(), st.error().message);
 }
 
 void ConversationRelay::onMessageAddedShared(const std::shared_ptr<const conv::MessageAdded>& e) {
   if (!bus_.shared()) return;
-  bus_.publish(subjectOf(e->conversation.account, e->conversation.id),
-               encodeRelayedMessage(origin_, *e));
+  auto st = bus_.broadcast(subjectOf(e->conversation),
+                           encodeRelayedMessage(origin_, *e, next_number_.fetch_add(1)));
+  if (!st)
+    spdlog::debug("bus: message {} of {} not relayed: {}", e->message.sequence,
+                  e->conversation.id.str(), st.error().message);
 }
 
-bool ConversationRelay::fresh(const std::string& subject, std::uint64_t bus_sequence,
-                              std::int64_t message_sequence) {
+ConversationRelay::Seen* ConversationRelay::seenOf(const std::string& subject) {
   auto it = seen_.find(subject);
-  if (it == seen_.end()) {
-    ages_.push_back(subject);
-    it = seen_.emplace(subject, Seen{0, -1, std::prev(ages_.end())}).first;
-    while (seen_.size() > max_conversations_) {
-      seen_.erase(ages_.front());
-      ages_.pop_front();
+  if (it != seen_.end()) return &it->second;
+  // Forget the oldest, but never one whose events wait for a fill.
+  for (auto a = ages_.begin(); seen_.size() >= max_conversations_ && a != ages_.end();) {
+    auto s = seen_.find(*a);
+    if (s != seen_.end() && s->second.filling) {
+      ++a;
+      continue;
     }
-    it = seen_.find(subject);
-    if (it == seen_.end()) return true;  // max_conversations_ of 1 and an old entry: keep none
+    if (s != seen_.end()) seen_.erase(s);
+    a = ages_.erase(a);
   }
-  Seen& s = it->second;
-  if (bus_sequence <= s.bus_sequence ||
-      (message_sequence >= 0 && message_sequence <= s.message_sequence))
-    return false;
-  s.bus_sequence = bus_sequence;
-  if (message_sequence >= 0) s.message_sequence = message_sequence;
-  return true;
+  ages_.push_back(subject);
+  Seen fresh;
+  fresh.age = std::prev(ages_.end());
+  return &seen_.emplace(subject, std::move(fresh)).first->second;
 }
 
-void ConversationRelay::receive(const bus::BusMessage& m) {
+void ConversationRelay::deliver(const Event& e) {
+  ++delivered_;
+  if (auto* m = std::get_if<std::shared_ptr<const conv::MessageAdded>>(&e))
+    sessions_.onMessageAddedShared(*m);
+  else
+    sessions_.onConversationChanged(std::get<conv::ConversationChanged>(e));
+}
+
+void ConversationRelay::accept(Received r) {
+  Seen& s = *seenOf(r.subject);
+  if (s.filling) {
+    s.waiting.push_back(std::move(r));
+    return;
+  }
+  const auto* message = std::get_if<std::shared_ptr<const conv::MessageAdded>>(&r.event);
+  const std::int64_t sequence = message ? (*message)->message.sequence : -1;
+  if (s.recorded < r.since) {
+    // Nothing known from this subscription's time: this event starts the record (the sessions
+    // read the store for what was before).
+    s.origin = r.origin;
+    s.number = r.number;
+    s.message_sequence = sequence;
+  } else {
+    if ((r.origin == s.origin && r.number <= s.number) ||
+        (sequence >= 0 && sequence <= s.message_sequence)) {
+      ++duplicates_;
+      return;
+    }
+    if (sequence > s.message_sequence + 1 && s.message_sequence >= 0) {
+      // Messages were lost on the way: read them first; this event and the conversation's
+      // later ones wait.
+      fills_.push_back(Fill{r.subject, (*message)->conversation, s.message_sequence + 1, sequence});
+      s.filling = true;
+      s.waiting.push_back(std::move(r));
+      cv_.notify_all();
+      return;
+    }
+    s.origin = r.origin;
+    s.number = r.number;
+    if (sequence >= 0) s.message_sequence = sequence;
+  }
+  s.recorded = generation_;
+  deliver(r.event);
+}
+
+void ConversationRelay::fillLoop() {
+  std::unique_lock l(mu_);
+  for (;;) {
+    cv_.wait(l, [&] { return stopping_ || !fills_.empty(); });
+    if (stopping_) return;
+    Fill f = std::move(fills_.front());
+    fills_.pop_front();
+    filling_ = true;
+    l.unlock();
+    auto msgs = store_.listMessages(f.conversation.id, f.from,
+                                    static_cast<int>(std::min(f.to - f.from, kMaxFill)));
+    l.lock();
+    filling_ = false;
+    if (stopping_) return;
+    auto it = seen_.find(f.subject);
+    if (it == seen_.end()) continue;
+    Seen& s = it->second;
+    if (!msgs) {
+      spdlog::warn("bus: messages {}..{} of {} not read to fill a gap: {}", f.from, f.to - 1,
+                   f.conversation.id.str(), msgs.error().message);
+    } else {
+      for (auto& m : *msgs) {
+        if (m.sequence <= s.message_sequence || m.sequence >= f.to) continue;
+        auto event = json::parseObject(m.event_json);
+        if (!event) continue;
+        auto e = std::make_shared<conv::MessageAdded>();
+        e->conversation = f.conversation;
+        e->conversation.next_sequence = m.sequence + 1;
+        e->event = std::make_shared<const bj::object>(std::move(*event));
+        e->message = std::move(m);
+        s.message_sequence = e->message.sequence;
+        ++filled_;
+        deliver(std::shared_ptr<const conv::MessageAdded>(std::move(e)));
+      }
+    }
+    // What waited goes on in order; the gap is closed (filled, or given up on when unreadable).
+    s.filling = false;
+    if (s.message_sequence < f.to - 1) s.message_sequence = f.to - 1;
+    auto waiting = std::move(s.waiting);
+    s.waiting.clear();
+    while (!waiting.empty()) {
+      Received r = std::move(waiting.front());
+      waiting.pop_front();
+      accept(std::move(r));
+      auto again = seen_.find(f.subject);
+      if (again != seen_.end() && again->second.filling) {
+        // Another gap: the rest waits behind its fill.
+        for (auto& w : waiting) again->second.waiting.push_back(std::move(w));
+        break;
+      }
+    }
+    cv_.notify_all();
+  }
+}
+
+void ConversationRelay::receive(const bus::BusMessage& m, std::uint64_t since) {
+  // This node's own events (it watches a conversation it holds) come from its engine.
+  if (std::string_view(m.data).substr(0, 96).find(origin_field_) != std::string_view::npos) return;
   auto o = json::parseObject(m.data);
   if (!o) {
     spdlog::warn("bus: unreadable conversation event on {} ignored", m.subject);
     return;
   }
-  if (json::getString(*o, "origin") == origin_) return;
+  const std::string origin = json::getString(*o, "origin");
+  if (origin == origin_) return;
   auto* cv = o->if_contains("conversation");
   if (!cv || !cv->is_object()) return;
   auto c = conversationFrom(cv->as_object());
@@ -217,6 +404,11 @@ void ConversationRelay::receive(const bus::BusMessage& m) {
     spdlog::warn("bus: conversation event on {} ignored: {}", m.subject, c.error().message);
     return;
   }
+  Received r;
+  r.subject = m.subject;
+  r.origin = origin;
+  r.number = static_cast<std::uint64_t>(std::max<std::int64_t>(0, getInt(*o, "number")));
+  r.since = since;
   const std::string type = json::getString(*o, "type");
   if (type == "message") {
     auto* mv = o->if_contains("message");
@@ -248,18 +440,8 @@ void ConversationRelay::receive(const bus::BusMessage& m) {
     }
     e->event = std::make_shared<const bj::object>(std::move(*event));
     e->conversation = std::move(*c);
-    {
-      std::lock_guard l(mu_);
-      if (!fresh(m.subject, m.sequence, e->message.sequence)) {
-        ++duplicates_;
-        return;
-      }
-      ++delivered_;
-    }
-    sessions_.onMessageAddedShared(e);
-    return;
-  }
-  if (type == "changed") {
+    r.event = std::shared_ptr<const conv::MessageAdded>(std::move(e));
+  } else if (type == "changed") {
     auto kind = parseChangeKind(json::getString(*o, "kind"));
     if (!kind) return;
     conv::ConversationChanged e;
@@ -275,16 +457,13 @@ void ConversationRelay::receive(const bus::BusMessage& m) {
           e.removed.push_back(std::move(*p));
         }
     e.conversation = std::move(*c);
-    {
-      std::lock_guard l(mu_);
-      if (!fresh(m.subject, m.sequence, -1)) {
-        ++duplicates_;
-        return;
-      }
-      ++delivered_;
-    }
-    sessions_.onConversationChanged(e);
+    r.event = std::move(e);
+  } else {
+    return;
   }
+  std::lock_guard l(mu_);
+  if (stopping_) return;
+  accept(std::move(r));
 }
 
 }  // namespace parley::app

@@ -1,5 +1,6 @@
 // ConversationRelay: another node's events reach this node's sessions once, in order, with
-// every field; this node's own events are not handed back to it.
+// every field, only while a session of this node watches them; this node's own events are not
+// handed back to it; messages lost on the way are read from the store.
 
 #include "app/conversation_relay.h"
 
@@ -9,6 +10,8 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/testing/fake_clock.h"
+#include "store/memory/memory_store.h"
 
 namespace parley::app {
 namespace {
@@ -102,12 +105,39 @@ std::shared_ptr<conv::MessageAdded> message(std::int64_t seq, const std::string&
   return e;
 }
 
+// The store both nodes share, holding conversation() and the messages appended.
+struct SharedStore {
+  testing::FakeClock clock;
+  std::unique_ptr<store::Store> store = store::makeMemoryStore(clock);
+  SharedStore() { EXPECT_TRUE(store->conversations().saveConversation(conversation())); }
+  // Stores message `seq` (as the owner does before publishing it) and returns its event.
+  std::shared_ptr<conv::MessageAdded> append(std::int64_t seq, const std::string& text) {
+    auto e = message(seq, text);
+    e->conversation.updated_at = e->message.server_ts;
+    auto st = store->conversations().appendMessage(e->conversation, e->message);
+    EXPECT_TRUE(st) << st.error().message;
+    return e;
+  }
+  store::ConversationStore& conversations() { return store->conversations(); }
+};
+
+const AccountId kAccount("acc.1");
+const ConsumerId kConsumer("consumer-1");
+
+std::vector<std::string> got(Recorder& r) {
+  std::lock_guard l(r.mu);
+  return r.got;
+}
+
 TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryField) {
   SharedLocalBus bus;
+  SharedStore db;
   Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a), b(bus, sessions_b);
+  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
   ASSERT_TRUE(a.start());
   ASSERT_TRUE(b.start());
+  a.watch(kAccount, kConsumer);  // a's own events never come back to it
+  b.watch(kAccount, kConsumer);
 
   conv::ConversationChanged created{conv::ChangeKind::kCreated, conversation(), {}};
   a.onConversationChanged(created);
@@ -157,13 +187,20 @@ TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryFi
 
 TEST(ConversationRelay, UnreadableEventsAreIgnoredAndStopEndsDelivery) {
   SharedLocalBus bus;
+  SharedStore db;
   Recorder sessions;
-  ConversationRelay relay(bus, sessions);
+  ConversationRelay relay(bus, sessions, db.conversations());
   ASSERT_TRUE(relay.start());
-  bus::Bus& raw = bus;
-  raw.publish("parley.conv.a.b", "not json");
-  raw.publish("parley.conv.a.b", R"({"type":"message","origin":"x","conversation":{}})");
-  raw.publish("parley.conv.a.b", encodeRelayedMessage("x", *message(0, "ok")));
+  relay.watch(AccountId("a"), std::nullopt);
+  struct Raw {
+    bus::Bus& bus;
+    void publish(const std::string& subject, std::string data) {
+      EXPECT_TRUE(bus.broadcast(subject, std::move(data)));
+    }
+  } raw{bus};
+  raw.publish("parley-conv.a.c.b", "not json");
+  raw.publish("parley-conv.a.c.b", R"({"type":"message","origin":"x","conversation":{}})");
+  raw.publish("parley-conv.a.c.b", encodeRelayedMessage("x", *message(0, "ok")));
   // An originator role, audience, participant role or close reason that is not a protocol
   // name: the event is ignored.
   auto replaced = [](std::string s, const std::string& from, const std::string& to) {
@@ -173,13 +210,14 @@ TEST(ConversationRelay, UnreadableEventsAreIgnoredAndStopEndsDelivery) {
     return s;
   };
   const std::string next = encodeRelayedMessage("x", *message(1, "unknown name"));
-  raw.publish("parley.conv.a.b",
+  raw.publish("parley-conv.a.c.b",
               replaced(next, R"("originatorRole":"CONSUMER")", R"("originatorRole":"WIZARD")"));
-  raw.publish("parley.conv.a.b", replaced(next, R"("audience":"ALL")", R"("audience":"SOME")"));
-  raw.publish("parley.conv.a.b", replaced(next, R"("role":"CONSUMER")", R"("role":"NOBODY")"));
-  raw.publish("parley.conv.a.b", replaced(next, R"("closeReason":"")", R"("closeReason":"LATER")"));
+  raw.publish("parley-conv.a.c.b", replaced(next, R"("audience":"ALL")", R"("audience":"SOME")"));
+  raw.publish("parley-conv.a.c.b", replaced(next, R"("role":"CONSUMER")", R"("role":"NOBODY")"));
+  raw.publish("parley-conv.a.c.b",
+              replaced(next, R"("closeReason":"")", R"("closeReason":"LATER")"));
   relay.stop();
-  raw.publish("parley.conv.a.b", encodeRelayedMessage("x", *message(1, "late")));
+  raw.publish("parley-conv.a.c.b", encodeRelayedMessage("x", *message(1, "late"), 9));
   std::lock_guard l(sessions.mu);
   EXPECT_EQ(sessions.got, std::vector<std::string>{"message 0 ok"});
 }
@@ -189,12 +227,133 @@ TEST(ConversationRelay, OnTheInProcessBusNothingIsPublished) {
   int published = 0;
   auto sub = bus->subscribe(">", [&](const bus::BusMessage&) { ++published; });
   ASSERT_TRUE(sub);
+  auto heard = bus->listen(">", [&](const bus::BusMessage&) { ++published; });
+  ASSERT_TRUE(heard);
+  SharedStore db;
   Recorder sessions;
-  ConversationRelay relay(*bus, sessions);
+  ConversationRelay relay(*bus, sessions, db.conversations());
   ASSERT_TRUE(relay.start());
+  relay.watch(kAccount, kConsumer);
+  EXPECT_EQ(relay.subscriptions(), 0u);
   relay.onMessageAddedShared(message(0, "x"));
   relay.onConversationChanged({conv::ChangeKind::kCreated, conversation(), {}});
   EXPECT_EQ(published, 0);
+}
+
+TEST(ConversationRelay, ANodeWithoutInterestReceivesNothingOfAConversation) {
+  SharedLocalBus bus;
+  SharedStore db;
+  Recorder sessions_a, sessions_b;
+  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  int heard = 0;
+  auto all = bus.listen(">", [&](const bus::BusMessage&) { ++heard; });
+  ASSERT_TRUE(all);
+  b.watch(kAccount, ConsumerId("someone-else"));  // another consumer's conversations
+  b.watch(AccountId("acc-2"), std::nullopt);      // another account's
+  a.onConversationChanged({conv::ChangeKind::kCreated, conversation(), {}});
+  a.onMessageAddedShared(db.append(0, "hello"));
+  EXPECT_EQ(heard, 2);  // published: a listener of everything hears them
+  EXPECT_TRUE(got(sessions_b).empty());
+  EXPECT_EQ(b.delivered(), 0u);
+  EXPECT_EQ(b.subscriptions(), 2u);
+}
+
+TEST(ConversationRelay, AWatchingSessionGetsLaterEventsOnceInOrderWithLostOnesFromTheStore) {
+  SharedLocalBus bus;
+  SharedStore db;
+  Recorder sessions_a, sessions_b;
+  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  // Before any session of b watches: nothing reaches b (its session reads these from the store).
+  a.onMessageAddedShared(db.append(0, "before"));
+  b.watch(kAccount, kConsumer);
+  a.onMessageAddedShared(db.append(1, "one"));
+  // Messages 2 and 3 are stored and published while b's connection is down: lost on the way.
+  db.append(2, "two");
+  db.append(3, "three");
+  a.onMessageAddedShared(db.append(4, "four"));
+  // A second subscription covering the conversation (an agent session of the account): the
+  // events reach b twice and its sessions once.
+  b.watch(kAccount, std::nullopt);
+  a.onMessageAddedShared(db.append(5, "five"));
+  auto closed = conversation();
+  closed.state = store::ConversationState::kClose;
+  a.onConversationChanged({conv::ChangeKind::kClosed, closed, {}});
+  b.waitFilled();
+  EXPECT_EQ(got(sessions_b),
+            (std::vector<std::string>{"message 1 one", "message 2 two", "message 3 three",
+                                      "message 4 four", "message 5 five", "changed CLOSED 1"}));
+  EXPECT_EQ(b.filled(), 2u);
+  EXPECT_EQ(b.duplicates(), 2u);
+  // A filled message carries the stored fields and the conversation.
+  std::lock_guard l(sessions_b.mu);
+  const auto& filled = *sessions_b.messages.at(1);
+  EXPECT_EQ(filled.message.server_ts, message(2, "two")->message.server_ts);
+  EXPECT_EQ(json::getString(*filled.event, "message"), "two");
+  EXPECT_EQ(filled.conversation.id, conversation().id);
+  EXPECT_EQ(filled.conversation.consumer, kConsumer);
+}
+
+TEST(ConversationRelay, InterestIsDroppedWhenTheLastWatcherLeaves) {
+  SharedLocalBus bus;
+  SharedStore db;
+  Recorder sessions_a, sessions_b;
+  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  b.watch(kAccount, kConsumer);  // two sockets of the consumer on b
+  b.watch(kAccount, kConsumer);
+  EXPECT_EQ(b.subscriptions(), 1u);
+  a.onMessageAddedShared(db.append(0, "zero"));
+  b.unwatch(kAccount, kConsumer);  // one left: still watched
+  a.onMessageAddedShared(db.append(1, "one"));
+  b.unwatch(kAccount, kConsumer);  // none: unsubscribed
+  EXPECT_EQ(b.subscriptions(), 0u);
+  a.onMessageAddedShared(db.append(2, "two"));
+  a.onMessageAddedShared(db.append(3, "three"));
+  EXPECT_EQ(got(sessions_b), (std::vector<std::string>{"message 0 zero", "message 1 one"}));
+  // Watched again: what went by meanwhile is not filled in (the new session reads the store);
+  // later events flow again.
+  b.watch(kAccount, kConsumer);
+  a.onMessageAddedShared(db.append(4, "four"));
+  b.waitFilled();
+  EXPECT_EQ(got(sessions_b),
+            (std::vector<std::string>{"message 0 zero", "message 1 one", "message 4 four"}));
+  EXPECT_EQ(b.filled(), 0u);
+  b.unwatch(kAccount, kConsumer);
+  b.unwatch(kAccount, kConsumer);  // more unwatches than watches: nothing to drop
+  EXPECT_EQ(b.subscriptions(), 0u);
+}
+
+TEST(ConversationRelay, AnAccountWatcherGetsEveryConversationOfTheAccount) {
+  SharedLocalBus bus;
+  SharedStore db;
+  Recorder sessions_a, sessions_b;
+  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  b.watch(kAccount, std::nullopt);  // an agent session: ExConversations over the account
+  auto other = conversation();
+  other.id = ConversationId("conv-2");
+  other.consumer = ConsumerId("consumer-2");
+  a.onConversationChanged({conv::ChangeKind::kCreated, conversation(), {}});
+  a.onConversationChanged({conv::ChangeKind::kCreated, other, {}});
+  auto elsewhere = conversation();
+  elsewhere.account = AccountId("acc-2");
+  a.onConversationChanged({conv::ChangeKind::kCreated, elsewhere, {}});
+  a.onMessageAddedShared(db.append(0, "hello"));
+  EXPECT_EQ(got(sessions_b), (std::vector<std::string>{"changed CREATED 1", "changed CREATED 1",
+                                                       "message 0 hello"}));
+  {
+    std::lock_guard l(sessions_b.mu);
+    EXPECT_EQ(sessions_b.changes.at(1).conversation.id, other.id);
+  }
+  b.unwatch(kAccount, std::nullopt);
+  a.onMessageAddedShared(db.append(1, "gone"));
+  EXPECT_EQ(got(sessions_b).size(), 3u);
 }
 
 }  // namespace

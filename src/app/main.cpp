@@ -691,8 +691,11 @@ int serve(const ServeFlags& f) {
   conversation::Subscription relay_subscription;
   if (node_bus->shared()) {
     if (auto* sessions = (*server)->sessionEvents()) {
-      relay = std::make_unique<app::ConversationRelay>(*node_bus, *sessions);
+      relay =
+          std::make_unique<app::ConversationRelay>(*node_bus, *sessions, store_ref.conversations());
       if (auto s = relay->start(); !s) return fail("cannot subscribe to the bus", s.error());
+      // The node takes other nodes' events of the conversations its sessions watch.
+      (*server)->setSessionInterest(relay.get());
       relay_subscription = engine->subscribe(*relay);
       if (routing) {
         if (auto s = routing->start(*sessions); !s)
@@ -759,6 +762,7 @@ int serve(const ServeFlags& f) {
   (*server)->stop();
   invalidations->stop();  // no other node's change is applied from here on
   relay_subscription.reset();
+  (*server)->setSessionInterest(nullptr);
   if (relay) relay->stop();
   routing_subscription.reset();
   if (routing) routing->stop();  // rings are no longer offered to other nodes, nor taken from them

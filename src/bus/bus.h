@@ -86,7 +86,10 @@ class Bus {
   // Unavailable when the bus cannot send it now.
   virtual Status broadcast(std::string subject, std::string data) = 0;
   // Delivers every broadcast on a subject matching `filter` from now on (sequence 0), like a
-  // Handler of subscribe(): a bus thread, one message at a time, in order per sender.
+  // Handler of subscribe(): a bus thread, one message at a time, in order per sender. "From now
+  // on" holds when it returns: NATS waits for the server to confirm the subscription (one round
+  // trip, at most 2 s; blocking; not while disconnected, when the subscription starts with the
+  // reconnection), so a broadcast sent after listen() returned reaches it.
   virtual Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) = 0;
 
   // True when other processes see what is published (NATS); false for the in-process bus, where

@@ -181,6 +181,9 @@ class NatsBus final : public Bus {
     if (s == NATS_OK) s = natsOptions_SetTimeout(opts_, options_.connect_timeout.count());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, 250);
+    // A node never gets back what it published itself (it ignored it anyway): a node watching
+    // its own consumer's conversation would otherwise receive each of its own events once more.
+    if (s == NATS_OK) s = natsOptions_SetNoEcho(opts_, true);
     // The callbacks take nothing of this object (nats.c may call them while the connection
     // closes, after the destructor began): they read the URL from the connection itself.
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &onDisconnected, nullptr);
@@ -286,6 +289,14 @@ class NatsBus final : public Bus {
       handler(m);
     });
     if (!sub) return std::unexpected(sub.error());
+    // A round trip: once the server answered, it has the subscription, so whatever is broadcast
+    // from then on reaches it. Disconnected: nats.c subscribes when it reconnects (what is
+    // broadcast meanwhile is lost, as for any listener then).
+    // Not while disconnected: the caller (a session opening) would wait the whole 2 s for
+    // nothing.
+    if (natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED)
+      if (natsStatus f = natsConnection_FlushTimeout(nc_, 2000); f != NATS_OK)
+        spdlog::warn("bus: listening on {} not confirmed by the server: {}", filter, natsText(f));
     return std::unique_ptr<Subscription>(std::move(*sub));
   }
 

@@ -163,6 +163,7 @@ class ServerImpl final : public Server {
 
   conversation::ConversationListener* sessionEvents() override { return &hub_; }
   void dropCachedCredentials(const AccountId& acc) override { auth_.dropCachedCredentials(acc); }
+  void setSessionInterest(SessionInterest* interest) override { hub_.setSessionInterest(interest); }
 
  private:
   // Reads the accounts' statuses every account_status_interval on its own thread (a store read;

@@ -24,6 +24,7 @@
 #include "server/login_throttle.h"
 #include "server/metrics.h"
 #include "server/net.h"
+#include "server/session_interest.h"
 #include "store/store.h"
 
 namespace parley::server {
@@ -143,6 +144,10 @@ class Server {
   // Another node changed a credential of `acc`: forget the tokens of `acc` verified here (the
   // gateway's verified-token cache, Auth::dropCachedCredentials). Thread-safe, never blocks.
   virtual void dropCachedCredentials(const AccountId& /*acc*/) {}
+  // Told which conversations this node's protocol sessions watch (server/session_interest.h):
+  // cluster mode takes other nodes' events only for those. Before start(); it must outlive
+  // stop(). Default: nothing is told.
+  virtual void setSessionInterest(SessionInterest* /*interest*/) {}
 };
 
 // Prepares TLS material, the JWT key and the user directory (blocking). Does not listen yet.

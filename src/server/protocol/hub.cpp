@@ -33,6 +33,15 @@ void eraseFromIndex(HubSessionIndex& index, const std::string& key, const HubCli
 
 void Hub::add(const std::shared_ptr<HubClient>& client) {
   auto consumer = client->hubConsumer();
+  // First the interest (a cluster node subscribes to what the session watches), then the
+  // registration: the session reads the store only after this returns.
+  bool first = false;
+  {
+    MutexLock lock(mu_);
+    first = watching_.insert(client.get()).second;
+  }
+  if (auto* interest = interest_.load(); interest && first)
+    interest->watch(client->hubAccount(), consumer);
   MutexLock lock(mu_);
   auto& acc = sessions_[client->hubAccount().str()];
   if (consumer) {
@@ -46,10 +55,21 @@ void Hub::add(const std::shared_ptr<HubClient>& client) {
 
 void Hub::remove(const HubClient* client) {
   auto consumer = client->hubConsumer();
-  MutexLock lock(mu_);
+  std::size_t removed = 0;
+  bool watched = false;
+  {
+    MutexLock lock(mu_);
+    watched = watching_.erase(client) > 0;
+    removeLocked(client, consumer, removed);
+  }
+  if (!watched) return;
+  if (auto* interest = interest_.load()) interest->unwatch(client->hubAccount(), consumer);
+}
+
+void Hub::removeLocked(const HubClient* client, const std::optional<ConsumerId>& consumer,
+                       std::size_t& removed) {
   auto it = sessions_.find(client->hubAccount().str());
   if (it == sessions_.end()) return;
-  std::size_t removed = 0;
   if (consumer) {
     eraseFromIndex(it->second.consumers, consumer->str(), client, &removed);
     // The consumer's last session is gone: so is its profile.

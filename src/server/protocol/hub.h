@@ -19,12 +19,14 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
 #include "common/thread_annotations.h"
 #include "conversation/consumer_profiles.h"
 #include "conversation/conversation_service.h"
+#include "server/session_interest.h"
 
 namespace parley::server::protocol {
 
@@ -95,6 +97,10 @@ class Hub final : public conversation::ConversationListener {
 
   void add(const std::shared_ptr<HubClient>& client);
   void remove(const HubClient* client);
+  // Told of every session added and removed (SessionInterest::watch/unwatch, outside mu_), from
+  // then on. Set it before sessions are added (Server::setSessionInterest, before start()); it
+  // must outlive the hub's sessions' removal.
+  void setSessionInterest(SessionInterest* interest) { interest_.store(interest); }
   // Which conversations' changes an agent session wants: every conversation of its account, or
   // those of some agents (`uids`).
   enum class Interest { kAll, kOfAgents };
@@ -157,6 +163,7 @@ class Hub final : public conversation::ConversationListener {
                 const std::function<std::shared_ptr<const Event>()>& make_event,
                 const std::shared_ptr<const conversation::MessageAdded>* message = nullptr);
 
+  std::atomic<SessionInterest*> interest_{nullptr};
   std::atomic<std::int64_t> conversations_created_{0};
   std::atomic<std::int64_t> conversations_closed_{0};
   std::atomic<std::int64_t> messages_{0};
@@ -178,6 +185,9 @@ class Hub final : public conversation::ConversationListener {
     HubSessionIndex changes_by_uid;
     std::unordered_map<const HubClient*, std::vector<std::string>> interest;
   };
+  // Takes `client` out of sessions_ (REQUIRES: mu_ held); `removed` counts the entries removed.
+  void removeLocked(const HubClient* client, const std::optional<ConsumerId>& consumer,
+                    std::size_t& removed) PARLEY_REQUIRES(mu_);
   // Takes `client`'s conversation-change interest out of `acc` (under mu_).
   static void dropInterest(AccountSessions& acc, const HubClient* client);
   // Appends the live sessions of `v` to `out` (REQUIRES: mu_ held).
@@ -190,6 +200,8 @@ class Hub final : public conversation::ConversationListener {
   // account → sessions
   std::unordered_map<std::string, AccountSessions> sessions_ PARLEY_GUARDED_BY(mu_);
   std::size_t size_ PARLEY_GUARDED_BY(mu_) = 0;
+  // The sessions added and not removed yet, each told to interest_ once.
+  std::unordered_set<const HubClient*> watching_ PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::server::protocol

@@ -284,6 +284,42 @@ TEST(Hub, ConversationChangesGoToTheAgentSessionsWhoseSubscriptionsMayShowThem) 
   EXPECT_EQ(all->delivered, 4);
 }
 
+// The cluster relay learns what this node's sessions watch: once per session, before the session
+// is registered (it reads the store only after the node subscribed), and once when it goes.
+TEST(Hub, SessionInterestIsToldOfEachSessionOnceBeforeItIsRegistered) {
+  struct Recorded : SessionInterest {
+    Hub* hub = nullptr;
+    std::vector<std::string> calls;
+    void watch(const AccountId& acc, const std::optional<ConsumerId>& c) override {
+      // Not registered yet, and the hub's lock is free (size() takes it).
+      calls.push_back("watch " + acc.str() + " " + (c ? c->str() : "*") + " at " +
+                      std::to_string(hub->size()));
+    }
+    void unwatch(const AccountId& acc, const std::optional<ConsumerId>& c) override {
+      calls.push_back("unwatch " + acc.str() + " " + (c ? c->str() : "*") + " at " +
+                      std::to_string(hub->size()));
+    }
+  } interest;
+  Hub hub;
+  interest.hub = &hub;
+  hub.setSessionInterest(&interest);
+  auto consumer = std::make_shared<FakeClient>("a", "c1", std::nullopt);
+  auto agent = std::make_shared<FakeClient>("a", std::nullopt, "u1");
+  auto stranger = std::make_shared<FakeClient>("b", "c2", std::nullopt);
+  hub.add(consumer);
+  hub.add(consumer);  // registered again (InitConnection after a header login): told once
+  hub.add(agent);
+  hub.remove(agent.get());
+  hub.remove(agent.get());     // twice: told once
+  hub.remove(stranger.get());  // never added: not told
+  hub.remove(consumer.get());
+  EXPECT_EQ(interest.calls, (std::vector<std::string>{"watch a c1 at 0", "watch a * at 2",
+                                                      "unwatch a * at 2", "unwatch a c1 at 0"}));
+  hub.setSessionInterest(nullptr);
+  hub.add(consumer);
+  EXPECT_EQ(interest.calls.size(), 4u);
+}
+
 // Anonymous consumers must not make the server hold memory after they leave: a profile lives as
 // long as its consumer has a session, and the map is empty once every socket closed.
 TEST(Hub, ProfilesAreDroppedWithTheConsumersLastSession) {
