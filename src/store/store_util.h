@@ -3,16 +3,33 @@
 // Private helpers shared by the store implementations (memory/ and sqlite/). Not part of the
 // store contract; other subsystems must not include this header.
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.h"
 #include "store/store.h"
 
 namespace parley::store::internal {
+
+// Hands an asynchronous write its outcome (the SQLite and PostgreSQL writers, as the leader):
+// what the callback throws is logged, never thrown into the writer.
+inline void completeAsyncWrite(const std::function<void(Status)>& done, Status result) {
+  try {
+    done(std::move(result));
+  } catch (const std::exception& e) {
+    spdlog::error("store write callback threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("store write callback threw a non-exception");
+  }
+}
 
 // The value of a purely numeric id ("1000" -> 1000); nullopt for anything else.
 inline std::optional<std::int64_t> numericId(std::string_view s) {

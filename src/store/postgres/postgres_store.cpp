@@ -628,13 +628,7 @@ class Writer {
         runBatch(batch);
         for (Op*& o : batch) {
           if (!o->on_done) continue;
-          try {
-            o->on_done(std::move(o->result));
-          } catch (const std::exception& e) {
-            spdlog::error("store write callback threw: {}", e.what());
-          } catch (...) {
-            spdlog::error("store write callback threw a non-exception");
-          }
+          internal::completeAsyncWrite(o->on_done, std::move(o->result));
           delete o;
           o = nullptr;
           ++completed_async;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/mutex_unlock.h"
+#include "store/store_util.h"
 
 namespace parley::store::sqlite {
 
@@ -141,13 +142,7 @@ void Writer::lead(Until until) {
       // Callbacks of asynchronous writes, in queue order, still as the leader.
       for (Op*& o : batch) {
         if (!o->on_done) continue;
-        try {
-          o->on_done(std::move(o->result));
-        } catch (const std::exception& e) {
-          spdlog::error("store write callback threw: {}", e.what());
-        } catch (...) {
-          spdlog::error("store write callback threw a non-exception");
-        }
+        internal::completeAsyncWrite(o->on_done, std::move(o->result));
         delete o;
         o = nullptr;
       }
