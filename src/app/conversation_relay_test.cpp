@@ -129,13 +129,20 @@ std::vector<std::string> got(Recorder& r) {
   return r.got;
 }
 
-TEST(ConversationRelay, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryField) {
+// Two nodes' relays on one bus and one store: `a` publishes, `b` (or `a`) watches.
+class TwoNodes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(a.start());
+    ASSERT_TRUE(b.start());
+  }
   SharedLocalBus bus;
   SharedStore db;
   Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
-  ASSERT_TRUE(a.start());
-  ASSERT_TRUE(b.start());
+  ConversationRelay a{bus, sessions_a, db.conversations()}, b{bus, sessions_b, db.conversations()};
+};
+
+TEST_F(TwoNodes, AnotherNodesEventsReachTheSessionsOnceInOrderWithEveryField) {
   a.watch(kAccount, kConsumer);  // a's own events never come back to it
   b.watch(kAccount, kConsumer);
 
@@ -240,13 +247,7 @@ TEST(ConversationRelay, OnTheInProcessBusNothingIsPublished) {
   EXPECT_EQ(published, 0);
 }
 
-TEST(ConversationRelay, ANodeWithoutInterestReceivesNothingOfAConversation) {
-  SharedLocalBus bus;
-  SharedStore db;
-  Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
-  ASSERT_TRUE(a.start());
-  ASSERT_TRUE(b.start());
+TEST_F(TwoNodes, ANodeWithoutInterestReceivesNothingOfAConversation) {
   int heard = 0;
   auto all = bus.listen(">", [&](const bus::BusMessage&) { ++heard; });
   ASSERT_TRUE(all);
@@ -260,13 +261,7 @@ TEST(ConversationRelay, ANodeWithoutInterestReceivesNothingOfAConversation) {
   EXPECT_EQ(b.subscriptions(), 2u);
 }
 
-TEST(ConversationRelay, AWatchingSessionGetsLaterEventsOnceInOrderWithLostOnesFromTheStore) {
-  SharedLocalBus bus;
-  SharedStore db;
-  Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
-  ASSERT_TRUE(a.start());
-  ASSERT_TRUE(b.start());
+TEST_F(TwoNodes, AWatchingSessionGetsLaterEventsOnceInOrderWithLostOnesFromTheStore) {
   // Before any session of b watches: nothing reaches b (its session reads these from the store).
   a.onMessageAddedShared(db.append(0, "before"));
   b.watch(kAccount, kConsumer);
@@ -297,13 +292,7 @@ TEST(ConversationRelay, AWatchingSessionGetsLaterEventsOnceInOrderWithLostOnesFr
   EXPECT_EQ(filled.conversation.consumer, kConsumer);
 }
 
-TEST(ConversationRelay, InterestIsDroppedWhenTheLastWatcherLeaves) {
-  SharedLocalBus bus;
-  SharedStore db;
-  Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
-  ASSERT_TRUE(a.start());
-  ASSERT_TRUE(b.start());
+TEST_F(TwoNodes, InterestIsDroppedWhenTheLastWatcherLeaves) {
   b.watch(kAccount, kConsumer);  // two sockets of the consumer on b
   b.watch(kAccount, kConsumer);
   EXPECT_EQ(b.subscriptions(), 1u);
@@ -328,13 +317,7 @@ TEST(ConversationRelay, InterestIsDroppedWhenTheLastWatcherLeaves) {
   EXPECT_EQ(b.subscriptions(), 0u);
 }
 
-TEST(ConversationRelay, AnAccountWatcherGetsEveryConversationOfTheAccount) {
-  SharedLocalBus bus;
-  SharedStore db;
-  Recorder sessions_a, sessions_b;
-  ConversationRelay a(bus, sessions_a, db.conversations()), b(bus, sessions_b, db.conversations());
-  ASSERT_TRUE(a.start());
-  ASSERT_TRUE(b.start());
+TEST_F(TwoNodes, AnAccountWatcherGetsEveryConversationOfTheAccount) {
   b.watch(kAccount, std::nullopt);  // an agent session: ExConversations over the account
   auto other = conversation();
   other.id = ConversationId("conv-2");
