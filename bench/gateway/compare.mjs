@@ -12,8 +12,8 @@
 //            (`parley serve --demo`, plain HTTP, worker processes, a login bearer)
 //   node:    node_server.mjs, the lambda called directly (no sandbox, no auth)
 //   workerd: the npm `workerd` binary, the lambda in an ES module worker
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startDemoServer } from '../lib/demo_server.mjs';
+import { median, post, runWrk, writeWrkScript } from './wrk.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const seconds = Number(process.argv[2] ?? 5);
@@ -33,38 +34,6 @@ function cleanup() {
 }
 process.on('exit', cleanup);
 
-const ticks = 100;  // USER_HZ
-function cpuOf(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / ticks;
-  } catch { return 0; }
-}
-// The process and its children (utime+stime of live processes: the children live throughout).
-function treeCpu(pid) {
-  let total = cpuOf(pid);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += cpuOf(Number(d));
-    } catch { /* gone */ }
-  }
-  return total;
-}
-
-function post(url, body, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      const chunks = []; res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }));
-    });
-    req.on('error', reject); req.end(body);
-  });
-}
 async function get(url, headers) {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
@@ -150,35 +119,8 @@ const targets = {
 for (const [name, t] of Object.entries(targets)) {
   const r = await post(t.url, body, t.headers);
   if (r.status !== 200 || r.body !== expected) throw new Error(`${name} answered ${r.status} ${r.body}, not ${expected}`);
-  const lua = [
-    'wrk.method = "POST"',
-    `wrk.body = ${JSON.stringify(body)}`,
-    'wrk.headers["Content-Type"] = "application/json"',
-    ...Object.entries(t.headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
-  ].join('\n');
   t.script = join(work, `${name}.lua`);
-  writeFileSync(t.script, lua + '\n');
-}
-
-const unitUs = { us: 1, ms: 1000, s: 1e6 };
-function parseWrk(out) {
-  const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : NaN; };
-  const pct = (p) => { const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out); return m ? Number(m[1]) * unitUs[m[2]] : NaN; };
-  const reqs = /(\d+) requests in/.exec(out);
-  return { requests: reqs ? Number(reqs[1]) : 0, rps: num(/Requests\/sec:\s+([\d.]+)/),
-           p50_us: pct(50), p99_us: pct(99), non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
-           socket_errors: /Socket errors/.test(out) ? out.match(/Socket errors:.*$/m)[0] : '' };
-}
-
-function runWrk(t, conns) {
-  const threads = Math.min(2, conns);
-  // Warm-up: connections open, contexts warm.
-  execFileSync('wrk', ['-t', String(threads), '-c', String(conns), '-d', '1s', '-s', t.script, t.url], { stdio: 'ignore' });
-  const cpu0 = treeCpu(t.pid);
-  const out = execFileSync('wrk', ['-t', String(threads), '-c', String(conns), '-d', `${seconds}s`, '--latency', '-s', t.script, t.url]).toString();
-  const cpu = treeCpu(t.pid) - cpu0;
-  const r = parseWrk(out);
-  return { ...r, cpu_us_per_req: r.requests ? Math.round((cpu * 1e6) / r.requests * 10) / 10 : NaN };
+  writeWrkScript(t.script, body, t.headers);
 }
 
 const results = [];
@@ -188,7 +130,7 @@ for (let round = 0; round < rounds; round++) {
     // Rotate the order each round, so no target always runs first.
     const order = names.map((_, i) => names[(i + round) % names.length]);
     for (const name of order) {
-      const r = { round, target: name, conns, ...runWrk(targets[name], conns),
+      const r = { round, target: name, conns, ...runWrk(targets[name], conns, seconds),
                   load: readFileSync('/proc/loadavg', 'utf8').split(' ')[0] };
       results.push(r);
       console.log(JSON.stringify(r));
@@ -196,7 +138,6 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
-const median = (xs) => { const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : NaN; };
 console.log(`\nmedian of ${rounds} rounds, ${seconds} s each (wrk; CPU = server process + children, utime+stime)`);
 console.log('target   conns   req/s     p50 µs   p99 µs   CPU µs/req');
 const summary = {};
