@@ -70,6 +70,8 @@ class PARLEY_CAPABILITY("mutex") Mutex {
 
   void lock() PARLEY_ACQUIRE() { mu_.lock(); }
   void unlock() PARLEY_RELEASE() { mu_.unlock(); }
+  // Takes the mutex only if no one holds it; true when taken (then unlock() it).
+  bool try_lock() PARLEY_TRY_ACQUIRE(true) { return mu_.try_lock(); }
 
  private:
   friend class MutexLock;

@@ -50,6 +50,10 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
   Mutex out_mu;
   std::string out PARLEY_GUARDED_BY(out_mu);  // bytes not yet written
   bool broken PARLEY_GUARDED_BY(out_mu) = false;
+  // !out.empty() || broken, stored under out_mu whenever either changes (noteOutLocked). The I/O
+  // thread reads it before each poll and only then tries out_mu, so it does not wait for a
+  // thread that holds out_mu while its send wakes the worker (and may be preempted by it).
+  std::atomic<bool> out_attention{false};
 
   // GUARDED_BY(Engine::mu_)
   // Counted in Engine::starting_shared_ / starting_quarantine_: from spawn until it says it is
@@ -107,9 +111,14 @@ constexpr auto kUnansweredGrace = std::chrono::seconds(5);
 
 std::string keyOf(const AccountId& a, const FunctionId& f) { return a.str() + "/" + f.str(); }
 
+void noteOutLocked(WorkerHandle& w) PARLEY_REQUIRES(w.out_mu) {
+  w.out_attention.store(!w.out.empty() || w.broken, std::memory_order_release);
+}
+
 // Writes what is queued for `w` until the socket is full. True when the worker's I/O thread must
 // be woken: output is left for it (it waits for the socket to take more), or the socket failed.
 bool writeQueuedLocked(WorkerHandle& w) PARLEY_REQUIRES(w.out_mu) {
+  bool wake = false;
   while (!w.out.empty()) {
     ssize_t n = ::send(w.fd, w.out.data(), w.out.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -117,11 +126,16 @@ bool writeQueuedLocked(WorkerHandle& w) PARLEY_REQUIRES(w.out_mu) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wake = true;
+      break;
+    }
     w.broken = true;  // the I/O thread sees the error too
-    return true;
+    wake = true;
+    break;
   }
-  return false;
+  noteOutLocked(w);
+  return wake;
 }
 
 void wakeIoThread(const WorkerHandle& w) {
@@ -510,6 +524,7 @@ void Engine::send(WorkerHandle& w, std::string frame) {
       // write (another such scope's, or the I/O thread's, woken for it), and ours goes with it.
       const bool first = w.out.empty();
       w.out.append(frame);
+      noteOutLocked(w);
       if (first) SendsAfterUnlock::add(w.shared_from_this());
       return;
     }
@@ -524,6 +539,7 @@ void Engine::send(WorkerHandle& w, std::string frame) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         w.broken = true;  // the I/O thread sees the error too
+        noteOutLocked(w);
         return;
       }
       if (off == frame.size()) return;
@@ -536,6 +552,7 @@ void Engine::send(WorkerHandle& w, std::string frame) {
       w.out.append(frame, off, std::string::npos);
       wake = true;
     }
+    noteOutLocked(w);
   }
   if (wake) {
     std::uint64_t one = 1;
@@ -548,11 +565,15 @@ void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
   std::vector<char> buf(256 * 1024);
   bool open = true;
   while (open) {
-    bool want_out;
-    {
-      MutexLock lock(w->out_mu);
-      if (w->broken) break;
+    // Output to write or a broken channel; out_mu is only tried: a thread holding it is writing
+    // (a send that may be preempted by the worker it wakes), and it wakes this thread through
+    // wake_fd when it leaves output or breaks the channel.
+    bool want_out = false;
+    if (w->out_attention.load(std::memory_order_acquire) && w->out_mu.try_lock()) {
+      const bool broken = w->broken;
       want_out = !w->out.empty();
+      w->out_mu.unlock();
+      if (broken) break;
     }
     pollfd p[2] = {{w->fd, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0},
                    {w->wake_fd, POLLIN, 0}};
@@ -879,6 +900,7 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
   {
     MutexLock lock(w->out_mu);
     w->broken = true;  // late host-call replies are dropped
+    noteOutLocked(*w);
   }
   if (w->wake_fd >= 0) ::close(w->wake_fd);
   ::close(w->fd);
