@@ -3,7 +3,8 @@
 // alternating A and B (the order swapping each round) at 32 and 1 keep-alive connections, so the
 // machine's noise falls on both. Prints one JSON line per run (requests/s, p50/p99, CPU per
 // request: utime+stime of the server and its worker processes from /proc, before and after the
-// run, divided by the requests wrk counted) and the medians with B/A.
+// run, divided by the requests wrk counted; context switches of their threads the same way) and
+// the medians with B/A.
 //   node bench/gateway/ab.mjs <binary A> <binary B> [seconds per run, default 5] [rounds, default 3]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,14 +55,15 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 console.log(`\nmedian of ${rounds} rounds, ${seconds} s each; A = ${binA}, B = ${binB}`);
-console.log('binary conns    req/s    p50 µs   p99 µs   CPU µs/req');
+console.log('binary conns    req/s    p50 µs   p99 µs   CPU µs/req   switches/req');
 for (const conns of [32, 1]) {
   const m = {};
   for (const name of ['A', 'B']) {
     const rs = results.filter((r) => r.binary === name && r.conns === conns);
     m[name] = { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50_us)),
-                p99: median(rs.map((r) => r.p99_us)), cpu: median(rs.map((r) => r.cpu_us_per_req)) };
-    console.log(`${name.padEnd(6)} ${String(conns).padStart(5)} ${m[name].rps.toFixed(0).padStart(8)} ${m[name].p50.toFixed(0).padStart(9)} ${m[name].p99.toFixed(0).padStart(8)} ${m[name].cpu.toFixed(1).padStart(11)}`);
+                p99: median(rs.map((r) => r.p99_us)), cpu: median(rs.map((r) => r.cpu_us_per_req)),
+                switches: median(rs.map((r) => r.switches_per_req)) };
+    console.log(`${name.padEnd(6)} ${String(conns).padStart(5)} ${m[name].rps.toFixed(0).padStart(8)} ${m[name].p50.toFixed(0).padStart(9)} ${m[name].p99.toFixed(0).padStart(8)} ${m[name].cpu.toFixed(1).padStart(11)} ${m[name].switches.toFixed(2).padStart(14)}`);
   }
   console.log(`conns ${conns}: CPU per request B/A ${(m.B.cpu / m.A.cpu).toFixed(2)}, p99 B/A ${(m.B.p99 / m.A.p99).toFixed(2)}`);
 }

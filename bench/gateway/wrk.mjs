@@ -1,6 +1,6 @@
-// What compare.mjs and ab.mjs share: a target's CPU time from /proc, a JSON POST, the wrk script
-// for a POST with headers, one measured wrk run (after a 1 s warm-up) with its CPU per request,
-// and the median.
+// What compare.mjs and ab.mjs share: a target's CPU time and context switches from /proc, a JSON
+// POST, the wrk script for a POST with headers, one measured wrk run (after a 1 s warm-up) with
+// its CPU and context switches per request, and the median.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -21,6 +21,33 @@ export function treeCpu(pid) {
     try {
       const s = readFileSync(`/proc/${d}/stat`, 'utf8');
       if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += cpuOf(Number(d));
+    } catch { /* gone */ }
+  }
+  return total;
+}
+
+// Context switches (voluntary and involuntary) of every thread of a process.
+function switchesOf(pid) {
+  let n = 0;
+  let tasks = [];
+  try { tasks = readdirSync(`/proc/${pid}/task`); } catch { return 0; }
+  for (const t of tasks) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+      for (const m of s.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+    } catch { /* gone */ }
+  }
+  return n;
+}
+// The same over the process and its children (threads that ended meanwhile are not counted:
+// the server's threads and its worker processes live throughout a run).
+export function treeSwitches(pid) {
+  let total = switchesOf(pid);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += switchesOf(Number(d));
     } catch { /* gone */ }
   }
   return total;
@@ -65,10 +92,13 @@ export function runWrk(t, conns, seconds) {
   // Warm-up: connections open, contexts warm.
   execFileSync('wrk', ['-t', String(threads), '-c', String(conns), '-d', '1s', '-s', t.script, t.url], { stdio: 'ignore' });
   const cpu0 = treeCpu(t.pid);
+  const cs0 = treeSwitches(t.pid);
   const out = execFileSync('wrk', ['-t', String(threads), '-c', String(conns), '-d', `${seconds}s`, '--latency', '-s', t.script, t.url]).toString();
   const cpu = treeCpu(t.pid) - cpu0;
+  const cs = treeSwitches(t.pid) - cs0;
   const r = parseWrk(out);
-  return { ...r, cpu_us_per_req: r.requests ? Math.round((cpu * 1e6) / r.requests * 10) / 10 : NaN };
+  return { ...r, cpu_us_per_req: r.requests ? Math.round((cpu * 1e6) / r.requests * 10) / 10 : NaN,
+           switches_per_req: r.requests ? Math.round(cs / r.requests * 100) / 100 : NaN };
 }
 
 export const median = (xs) => { const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : NaN; };
