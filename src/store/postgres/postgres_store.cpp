@@ -763,7 +763,8 @@ class Writer {
                              "transaction was rolled back"});
         return;
       }
-      last = r.error().message;  // a lock timeout: the transaction is still in progress
+      // A lock timeout (the transaction is still in progress) or the server not back yet.
+      last = r.error().message;
       if (std::chrono::steady_clock::now() >= until) break;
       {
         MutexLock lock(mu_);
