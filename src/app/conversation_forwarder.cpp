@@ -205,6 +205,7 @@ void ConversationForwarder::stop() {
     if (stopping_) return;
     stopping_ = true;
     jobs.swap(jobs_);
+    queues_.clear();
     timers_.clear();
   }
   cv_.notify_all();
@@ -322,7 +323,13 @@ void ConversationForwarder::updateConversation(conv::Actor actor, ConversationId
 
 // The fast path: the engine holds the conversation (most calls) and answers itself.
 void ConversationForwarder::begin(JobPtr job) {
-  if (!holds_(job->conversation)) return submit(std::move(job));
+  bool queued = false;
+  {
+    std::lock_guard lock(mu_);
+    queued = queues_.contains(job->conversation.str());
+  }
+  // Behind the calls of the conversation already waiting, to be applied after them.
+  if (queued || !holds_(job->conversation)) return submit(std::move(job));
   auto j = job;
   j->run_local([this, job = std::move(job), token = track()](bool handled) mutable {
     if (!handled) submit(std::move(job));
@@ -353,6 +360,12 @@ void ConversationForwarder::submit(JobPtr job) {
     }
     job->key = ++next_job_;
     jobs_.emplace(job->key, job);
+    auto& queue = queues_[job->conversation.str()];
+    queue.push_back(job);
+    if (queue.size() > 1) {  // started when the calls before it have ended
+      job->last = "waiting behind an earlier call of this conversation";
+      return;
+    }
   }
   after(Clock::now(), [this, job] { attempt(job); });
 }
@@ -389,11 +402,20 @@ void ConversationForwarder::runLoop() {
 }
 
 void ConversationForwarder::finish(const JobPtr& job, std::optional<Error> error) {
+  JobPtr next;
   {
     std::lock_guard lock(mu_);
     jobs_.erase(job->key);
+    if (auto q = queues_.find(job->conversation.str()); q != queues_.end()) {
+      std::erase(q->second, job);
+      if (q->second.empty())
+        queues_.erase(q);
+      else
+        next = q->second.front();
+    }
   }
   if (error) job->fail(std::move(*error));
+  if (next) after(Clock::now(), [this, next] { attempt(next); });
 }
 
 void ConversationForwarder::retryLater(const JobPtr& job) {

@@ -17,9 +17,13 @@
 //   - the lease is this node's, expired, or absent: calls the engine again (it loads the
 //     conversations it claims every lease_ms / 3);
 // every `retry_pause`, until `wait` (10 s) has passed since the call; then Unavailable
-// "... retry after 1 s" (the protocol's 503). Ring accepts, rejects and replays go through the
-// cluster routing when one is set (setRouting: a ring another node offered is answered there);
-// every other call goes to the engine as it is.
+// "... retry after 1 s" (the protocol's 503). The calls of one conversation waiting here are
+// applied in the order they were made: only the oldest is attempted, the next once it has
+// ended (answered or failed), and a call made while some are waiting waits behind them even
+// when the engine holds the conversation by then (a caller that gave up on a publish and
+// published again finds the two applied in its order, or the first refused). Ring accepts, rejects
+// and replays go through the cluster routing when one is set (setRouting: a ring another node
+// offered is answered there); every other call goes to the engine as it is.
 //
 // Trust: the receiving node authenticated the caller and checked its rights as for a local
 // call (the protocol session); the owner takes the command's actor (account, consumer or user
@@ -46,6 +50,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -205,6 +210,9 @@ class ConversationForwarder final : public conversation::ConversationService {
   std::multimap<std::chrono::steady_clock::time_point, std::function<void()>>
       timers_;                                      // guarded by mu_
   std::unordered_map<std::uint64_t, JobPtr> jobs_;  // waiting for an owner; guarded by mu_
+  // The waiting calls of each conversation in call order: only the first attempts; the next
+  // starts when it ends. Guarded by mu_.
+  std::unordered_map<std::string, std::deque<JobPtr>> queues_;
   std::uint64_t next_job_ = 0;                      // guarded by mu_
   std::size_t serving_ = 0;                         // guarded by mu_
   std::unordered_map<std::string, Served> served_;  // by command id; guarded by mu_

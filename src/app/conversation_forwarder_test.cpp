@@ -183,6 +183,43 @@ TEST_F(ForwarderTest, ACallWaitsForTheNextOwnerWhenTheOwnerIsGone) {
   ASSERT_EQ(messages().size(), 1u);
 }
 
+// A publish waiting for the conversation's owner, then another one made once this node has
+// taken the conversation (the caller gave up on the first and published again): the first is
+// applied first, although the second found the conversation held here at once.
+TEST_F(ForwarderTest, CallsOfAConversationWaitingForAnOwnerAreAppliedInCallOrder) {
+  ForwarderOptions o;
+  o.node = "node-b";
+  o.retry_pause = 1s;  // the first call's next attempt comes after the second call
+  auto slow = std::make_unique<ConversationForwarder>(
+      *b_, *store_->cluster(), *bus_,
+      [this](const ConversationId& id) { return conv::holdsConversation(*b_, id); }, o);
+  fa_->stop();  // node a stops answering
+  auto first = std::make_shared<std::promise<Result<conv::Published>>>();
+  auto first_done = first->get_future();
+  slow->publish(text(consumer_, id_, "first"),
+                [first](Result<conv::Published> r) { first->set_value(std::move(r)); });
+  EXPECT_EQ(first_done.wait_for(300ms), std::future_status::timeout);  // tried once, waiting
+  clock_.advanceMs(3001);
+  conv::maintainLeases(*b_);
+  ASSERT_TRUE(conv::holdsConversation(*b_, id_));
+  auto second = std::make_shared<std::promise<Result<conv::Published>>>();
+  auto second_done = second->get_future();
+  slow->publish(text(consumer_, id_, "second"),
+                [second](Result<conv::Published> r) { second->set_value(std::move(r)); });
+  ASSERT_EQ(first_done.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(second_done.wait_for(5s), std::future_status::ready);
+  auto r1 = first_done.get();
+  auto r2 = second_done.get();
+  ASSERT_TRUE(r1) << r1.error().message;
+  ASSERT_TRUE(r2) << r2.error().message;
+  EXPECT_EQ(r1->sequence, 0);
+  EXPECT_EQ(r2->sequence, 1);
+  auto stored = messages();
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_NE(stored[0].event_json.find("\"first\""), std::string::npos) << stored[0].event_json;
+  EXPECT_NE(stored[1].event_json.find("\"second\""), std::string::npos) << stored[1].event_json;
+}
+
 TEST_F(ForwarderTest, ACallFailsWithRetryAfterWhenNoOwnerAnswersInTime) {
   ForwarderOptions o;
   o.wait = 400ms;

@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/mutex_unlock.h"
 #include "common/prometheus.h"
+#include "common/random.h"
 #include "store/postgres/conn.h"
 #include "store/postgres/schema.h"
 #include "store/store_util.h"
@@ -683,18 +684,38 @@ class Writer {
   void runBatch(const std::vector<Op*>& batch) PARLEY_EXCLUDES(mu_) {
     Conn& c = *conn_;
     for (Op* op : batch) op->result = {};
-    // The transaction's id, taken in BEGIN's round trip: when the connection is lost during
-    // COMMIT, PostgreSQL is asked afterwards whether it committed (resolveCommit).
-    auto begun = c.execRows("BEGIN; SELECT pg_current_xact_id()::text");
-    if (!begun) {
+    pruneMarkers(c);
+    // The transaction's commit marker (a random UUID: the SQL holds only hex digits and
+    // hyphens), inserted in BEGIN's round trip: when the connection is lost during COMMIT, the
+    // marker tells afterwards whether the transaction committed (resolveCommit).
+    const std::string marker = randomUuid();
+    if (auto begun = c.exec("BEGIN; INSERT INTO commit_markers(token) VALUES ('" + marker + "')");
+        !begun) {
       for (Op* op : batch) op->result = std::unexpected(begun.error());
+      if (!c.broken()) (void)c.exec("ROLLBACK");
       return;
     }
-    const std::string xid = begun->size() == 1 ? begun->text(0, 0) : std::string();
     c.holdReconnects(true);
     const bool commit_lost = runInTransaction(c, batch);
     c.holdReconnects(false);
-    if (commit_lost) resolveCommit(c, xid, batch);
+    if (commit_lost) resolveCommit(c, marker, batch);
+  }
+
+  // Commit markers older than kMarkersKept are deleted, at most once per kPruneEvery per
+  // writer (one statement in autocommit before a batch; a failure is only logged: the next
+  // prune deletes them). A lost COMMIT is resolved within kResolveFor of the loss, so a marker
+  // is needed only while its transaction runs and shortly after.
+  static constexpr std::chrono::minutes kMarkersKept{60};
+  static constexpr std::chrono::minutes kPruneEvery{1};
+
+  void pruneMarkers(Conn& c) PARLEY_EXCLUDES(mu_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_prune_) return;
+    next_prune_ = now + kPruneEvery;
+    if (auto st = c.exec("DELETE FROM commit_markers WHERE created_at < now() - interval '" +
+                         std::to_string(kMarkersKept.count()) + " minutes'");
+        !st)
+      spdlog::warn("postgres store: pruning commit markers failed: {}", st.error().message);
   }
 
   // How long the writer tries to learn the outcome of a COMMIT whose answer was lost (the
@@ -702,39 +723,48 @@ class Writer {
   static constexpr std::chrono::seconds kResolveFor{30};
   static constexpr std::chrono::milliseconds kResolvePause{100};
 
-  // The connection was lost after COMMIT was sent: the transaction may have committed. Asks the
-  // server (reconnecting, with the connection's backoff) for the transaction's status until
-  // kResolveFor has passed or the writer stops. Committed: every write keeps its result.
-  // Aborted: every write fails with Unavailable. Not learnt: every write fails with Unavailable
-  // saying that it may have been stored (callers then read the store before going on).
-  void resolveCommit(Conn& c, const std::string& xid, const std::vector<Op*>& batch)
+  // The connection was lost after COMMIT was sent: the transaction may have committed. Learns
+  // the outcome from its marker, reconnecting (with the connection's backoff) until kResolveFor
+  // has passed or the writer stops: a probe transaction inserts the same marker. While the lost
+  // transaction is still in progress (its backend has not seen the loss yet) the probe waits
+  // for it (unique index; at most 1 s per try, then tries again); once it has ended, the probe
+  // conflicts if and only if it committed. A probe that inserts proves that the transaction
+  // did not commit and never will (it has ended); the probe is rolled back. Unlike asking
+  // pg_xact_status about the transaction id, this is not fooled by a server crash: recovery
+  // forgets ids whose WAL never reached disk and hands them out again, to transactions that
+  // then commit. Committed: every write keeps its result. Aborted: every write fails with
+  // Unavailable. Not learnt: every write fails with Unavailable saying that it may have been
+  // stored (callers then read the store before going on).
+  void resolveCommit(Conn& c, const std::string& marker, const std::vector<Op*>& batch)
       PARLEY_EXCLUDES(mu_) {
     const auto until = std::chrono::steady_clock::now() + kResolveFor;
     std::string last = "the connection was lost during COMMIT";
-    while (!xid.empty()) {
-      auto r = c.query("SELECT pg_xact_status($1::xid8)", {Param{xid}});
-      if (r && r->size() == 1 && !r->isNull(0, 0)) {
-        const std::string status = r->text(0, 0);
-        if (status == "committed") {
-          count(&PostgresWriteStats::lost_commits_committed);
-          spdlog::warn("postgres store: the answer to COMMIT was lost; transaction {} committed",
-                       xid);
-          return;
-        }
-        if (status == "aborted") {
-          count(&PostgresWriteStats::lost_commits_aborted);
-          failAll(batch, Error{ErrorCode::kUnavailable,
-                               "postgres store: the connection was lost during COMMIT; the "
-                               "transaction was rolled back"});
-          return;
-        }
-        last = "transaction " + xid + " is still " + status;  // in progress: its backend
-                                                              // has not seen the loss yet
-      } else if (r && r->size() == 1) {
-        break;  // too old to be known: cannot happen within kResolveFor
-      } else if (!r) {
-        last = r.error().message;
+    for (;;) {
+      auto r = c.execRows(
+          "BEGIN; SET LOCAL lock_timeout = '1s'; INSERT INTO commit_markers(token) VALUES ('" +
+          marker + "') ON CONFLICT (token) DO NOTHING RETURNING 1");
+      if (!c.broken()) (void)c.exec("ROLLBACK");
+      if (r && r->size() == 0) {
+        count(&PostgresWriteStats::lost_commits_committed);
+        spdlog::warn(
+            "postgres store: the answer to COMMIT was lost; the transaction (marker {}) "
+            "committed",
+            marker);
+        return;
       }
+      if (r) {
+        count(&PostgresWriteStats::lost_commits_aborted);
+        spdlog::warn(
+            "postgres store: the answer to COMMIT was lost; the transaction (marker {}) did "
+            "not commit",
+            marker);
+        failAll(batch, Error{ErrorCode::kUnavailable,
+                             "postgres store: the connection was lost during COMMIT; the "
+                             "transaction was rolled back"});
+        return;
+      }
+      // A lock timeout (the transaction is still in progress) or the server not back yet.
+      last = r.error().message;
       if (std::chrono::steady_clock::now() >= until) break;
       {
         MutexLock lock(mu_);
@@ -743,7 +773,8 @@ class Writer {
       std::this_thread::sleep_for(kResolvePause);
     }
     count(&PostgresWriteStats::lost_commits_unknown);
-    spdlog::error("postgres store: the outcome of transaction {} is unknown: {}", xid, last);
+    spdlog::error("postgres store: the outcome of the transaction (marker {}) is unknown: {}",
+                  marker, last);
     failAll(batch, Error{ErrorCode::kUnavailable,
                          "postgres store: the connection was lost during COMMIT and whether it "
                          "committed is unknown (" +
@@ -808,6 +839,8 @@ class Writer {
 
   std::unique_ptr<Conn> conn_;
   const int max_batch_;
+  // When the leader next prunes commit markers (only the leader touches it, one at a time).
+  std::chrono::steady_clock::time_point next_prune_{};
   mutable Mutex mu_;
   PostgresWriteStats stats_ PARLEY_GUARDED_BY(mu_);
   std::deque<Op*> queue_ PARLEY_GUARDED_BY(mu_);

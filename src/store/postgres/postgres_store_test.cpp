@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -90,8 +91,16 @@ class CommitCuttingProxy {
     for (int fd : fds_) ::close(fd);
   }
   int port() const { return port_; }
-  // The next COMMIT any connection sends is cut as `cut` says (once).
-  void cutNextCommit(Cut cut) { next_cut_ = cut; }
+  // The next COMMIT any connection sends is cut as `cut` says (once). With kCommit,
+  // `before_cut` (if given) runs on the proxy's thread before the connection is cut, while the
+  // server still holds the transaction open (e.g. to crash the server then).
+  void cutNextCommit(Cut cut, std::function<void()> before_cut = {}) {
+    {
+      std::lock_guard lock(mu_);
+      before_cut_ = std::move(before_cut);
+    }
+    next_cut_ = cut;
+  }
   int cuts() const { return cuts_; }
 
  private:
@@ -141,6 +150,12 @@ class CommitCuttingProxy {
       const bool commit = chunk.find(std::string_view(kCommit, sizeof kCommit)) != chunk.npos;
       Cut cut = commit ? next_cut_.exchange(Cut::kNone) : Cut::kNone;
       if (cut == Cut::kCommit) {
+        std::function<void()> before;
+        {
+          std::lock_guard lock(mu_);
+          before.swap(before_cut_);
+        }
+        if (before) before();
         ++cuts_;
         cutLink(l);
         break;
@@ -176,8 +191,9 @@ class CommitCuttingProxy {
   std::atomic<int> cuts_{0};
   std::thread acceptor_;
   std::mutex mu_;
-  std::vector<int> fds_;            // guarded by mu_
-  std::vector<std::thread> pumps_;  // guarded by mu_
+  std::function<void()> before_cut_;  // guarded by mu_
+  std::vector<int> fds_;              // guarded by mu_
+  std::vector<std::thread> pumps_;    // guarded by mu_
 };
 
 // `n` stores on one database, as `n` nodes open it; fails the test (and returns fewer) when
@@ -386,6 +402,8 @@ TEST(PostgresStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDupli
     save("x-closed", "1001", "x", 30, ConversationState::kClose);
     save("y", "1001", "y", 5, ConversationState::kOpen);
     save("x-other-account", "2002", "x", 1, ConversationState::kOpen);
+    // Version 8's table, which the saves above needed (this binary's writer), goes too.
+    rawQuery(uri, "DROP TABLE commit_markers");
   }
   auto s = openPostgresStore(uri, clock);
   ASSERT_TRUE(s) << s.error().message;
@@ -840,6 +858,110 @@ TEST(PostgresStore, ACommitWhoseAnswerIsLostIsReportedAsItsOutcome) {
   // And the store goes on.
   Message m3 = message(c2, 3);
   EXPECT_TRUE(conv.appendMessage(advanced(c2, m3), m3));
+}
+
+// A batch's COMMIT never reaches the server, which crashes (immediate stop) while the batch's
+// transaction is open: the transaction's WAL was still in the server's memory, so after crash
+// recovery nothing of it exists, and the server hands its transaction id out again. Another
+// transaction takes that id and commits. The writer, resolving the lost COMMIT, must not take
+// that for its own batch having committed: the append fails and nothing of it is stored.
+TEST(PostgresStore, ALostCommitIsNotFooledByItsTransactionIdReusedAfterACrash) {
+  // Nothing else writes WAL meanwhile (autovacuum, the background writer flushing it before a
+  // data page), so the open transaction's WAL is lost with the crash.
+  auto server = PostgresServer::startOwn({"autovacuum=off", "bgwriter_lru_maxpages=0"});
+  ASSERT_TRUE(server->ok()) << server->error();
+  const std::string uri = server->createDatabase();
+  ASSERT_FALSE(uri.empty()) << server->error();
+  const std::string db = uri.substr(uri.rfind('/') + 1);
+  CommitCuttingProxy proxy(server->port());
+  const std::string via = "postgresql://postgres@127.0.0.1:" + std::to_string(proxy.port()) + "/" +
+                          db + "?sslmode=disable&connect_timeout=2";
+  FakeClock clock;
+  auto store = openPostgresStore(via, clock, PostgresOptions{.readers = 1});
+  ASSERT_TRUE(store) << store.error().message;
+  auto& conv = (*store)->conversations();
+  Conversation c = conversation("crash");
+  Message m0 = message(c, 0);
+  c = advanced(c, m0);
+  ASSERT_TRUE(conv.appendMessage(c, m0));
+
+  // At the COMMIT of the next append: note its transaction id (the writer's open transaction),
+  // then crash the server.
+  long long lost_xid = 0;
+  proxy.cutNextCommit(CommitCuttingProxy::Cut::kCommit, [&] {
+    lost_xid = std::stoll(
+        rawQuery(uri,
+                 "SELECT backend_xid::text FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND "
+                 "state = 'idle in transaction' AND datname = '" +
+                     db + "'"));
+    server->crash();
+  });
+  Message m1 = message(c, 1);
+  Conversation c1 = advanced(c, m1);
+  auto w1 = std::async(std::launch::async, [&] { return conv.appendMessage(c1, m1); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (proxy.cuts() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(proxy.cuts(), 1);
+  ASSERT_GT(lost_xid, 0);
+  ASSERT_TRUE(server->restart()) << server->error();
+
+  // Transactions of another client take ids until the lost one is handed out again (and
+  // commits): each statement in autocommit takes one.
+  long long taken = 0;
+  bool reused = false;
+  for (int i = 0; i < 100000 && taken < lost_xid; ++i) {
+    taken = std::stoll(rawQuery(uri, "SELECT pg_current_xact_id()::text"));
+    reused = reused || taken == lost_xid;
+  }
+  EXPECT_TRUE(reused) << "transaction id " << lost_xid << " was not handed out again (first id "
+                      << "after the crash was past it): the crash did not lose its WAL";
+
+  auto st = w1.get();
+  ASSERT_FALSE(st) << "an append that was never stored was acknowledged";
+  EXPECT_EQ(st.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages"), "1");
+  auto stats = postgresWriteStats(**store);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->lost_commits_committed, 0);
+  EXPECT_EQ(stats->lost_commits_aborted, 1);
+
+  // Its sequence is free: the append goes in now.
+  EXPECT_TRUE(conv.appendMessage(c1, m1));
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages"), "2");
+}
+
+// Every transaction of the writer leaves a commit marker; markers older than an hour are
+// deleted by the writer's first batch and then once a minute, the others kept.
+TEST(PostgresStore, CommitMarkersAreWrittenAndOldOnesPruned) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  {
+    auto store = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+    ASSERT_TRUE(store) << store.error().message;
+  }
+  rawQuery(uri,
+           "INSERT INTO commit_markers(token, created_at) VALUES "
+           "('00000000-0000-4000-8000-000000000001', now() - interval '61 minutes'), "
+           "('00000000-0000-4000-8000-000000000002', now() - interval '59 minutes')");
+  auto store = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+  ASSERT_TRUE(store) << store.error().message;
+  auto& conv = (*store)->conversations();
+  Conversation c = conversation("markers");
+  for (int seq = 0; seq < 3; ++seq) {
+    Message m = message(c, seq);
+    c = advanced(c, m);
+    ASSERT_TRUE(conv.appendMessage(c, m));
+  }
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT string_agg(token::text, ',') FROM commit_markers WHERE token::text "
+                     "LIKE '00000000-%'"),
+            "00000000-0000-4000-8000-000000000002");
+  EXPECT_EQ(rawQuery(uri,
+                     "SELECT count(*) FROM commit_markers WHERE token::text NOT LIKE "
+                     "'00000000-%'"),
+            "3");
 }
 
 }  // namespace

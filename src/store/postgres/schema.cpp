@@ -201,8 +201,18 @@ CREATE UNIQUE INDEX conversations_open_consumer ON conversations(account, consum
   WHERE state = 'OPEN';
 )sql";
 
+// Version 8: commit markers. Every transaction of the writer inserts a random token here, so
+// that when the answer to its COMMIT is lost the writer can learn whether it committed (the
+// marker is there) in a way a server crash cannot fool (a transaction id can be handed out
+// again after crash recovery). Markers are deleted an hour after they were written.
+constexpr const char* kV8 = R"sql(
+CREATE TABLE commit_markers(
+  token UUID PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
+CREATE INDEX commit_markers_created ON commit_markers(created_at);
+)sql";
+
 constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
-                                     {5, kV5}, {6, kV6}, {7, kV7}};
+                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

@@ -7,6 +7,8 @@
 // (PostgreSQL refuses root) and the folder is handed to it. The binaries are looked for in
 // $PARLEY_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (Debian's layout).
 // fsync is off: the tests check what a committed transaction holds, not power-loss safety.
+// A test that crashes its server (crash(): PostgreSQL's immediate stop, crash recovery on
+// restart()) starts one of its own (startOwn) instead of the shared one.
 
 #include <arpa/inet.h>
 #include <grp.h>
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +39,31 @@ class PostgresServer {
   static PostgresServer& shared() {
     static PostgresServer server;
     return server;
+  }
+
+  // A server of the caller's own, with extra `-c name=value` settings, stopped and removed when
+  // the returned object is destroyed. Check ok() (and error()) before use.
+  static std::unique_ptr<PostgresServer> startOwn(std::vector<std::string> settings = {}) {
+    return std::unique_ptr<PostgresServer>(new PostgresServer(std::move(settings)));
+  }
+
+  // PostgreSQL's immediate stop (SIGQUIT to the postmaster): every backend exits at once
+  // without writing what it holds in memory (WAL buffers included), as if the server crashed;
+  // the next start runs crash recovery. Returns when the server is gone.
+  void crash() {
+    std::lock_guard lock(mu_);
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGQUIT);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  // Starts the server again on its folder and port (after crash()): true once it answers.
+  bool restart() {
+    std::lock_guard lock(mu_);
+    if (pid_ > 0) return true;
+    return startServer();
   }
 
   bool ok() const { return error_.empty(); }
@@ -90,7 +118,7 @@ class PostgresServer {
   }
 
  private:
-  PostgresServer() {
+  explicit PostgresServer(std::vector<std::string> settings = {}) : settings_(std::move(settings)) {
     const std::string bin = binDir();
     if (bin.empty()) {
       error_ = "no PostgreSQL server binaries (set PARLEY_PG_BIN or install postgresql)";
@@ -126,23 +154,50 @@ class PostgresServer {
       return;
     }
     port_ = freePort();
-    pid_ = spawn({bin + "/postgres", "-D", data, "-k", dir_, "-p", std::to_string(port_), "-c",
-                  "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
-                  "-c", "max_connections=200", "-c", "shared_buffers=32MB"},
-                 dir_ + "/server.log");
+    bin_ = bin;
+    startServer();
+  }
+
+  // Starts `postgres` on dir_/data and port_ and waits until it answers; false (error_ set)
+  // when it does not within 30 s.
+  bool startServer() {
+    std::vector<std::string> argv = {bin_ + "/postgres",
+                                     "-D",
+                                     dir_ + "/data",
+                                     "-k",
+                                     dir_,
+                                     "-p",
+                                     std::to_string(port_),
+                                     "-c",
+                                     "listen_addresses=127.0.0.1",
+                                     "-c",
+                                     "fsync=off",
+                                     "-c",
+                                     "full_page_writes=off",
+                                     "-c",
+                                     "max_connections=200",
+                                     "-c",
+                                     "shared_buffers=32MB"};
+    for (const auto& s : settings_) {
+      argv.push_back("-c");
+      argv.push_back(s);
+    }
+    pid_ = spawn(argv, dir_ + "/server." + std::to_string(++starts_) + ".log");
     if (pid_ < 0) {
       error_ = "cannot start postgres";
-      return;
+      return false;
     }
     const std::string ping = uri("postgres");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    int status = 0;
     while (PQping(ping.c_str()) != PQPING_OK) {
       if (std::chrono::steady_clock::now() > deadline || ::waitpid(pid_, &status, WNOHANG) != 0) {
-        error_ = "postgres did not become ready (see " + dir_ + "/server.log)";
-        return;
+        error_ = "postgres did not become ready (see " + dir_ + "/server.*.log)";
+        return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    return true;
   }
 
   // Runs `sql` on database `db`; false (error_ set) on failure. REQUIRES: mu_ held.
@@ -210,6 +265,9 @@ class PostgresServer {
   }
 
   std::mutex mu_;
+  const std::vector<std::string> settings_;
+  std::string bin_;
+  int starts_ = 0;
   std::string error_;
   std::string dir_;
   uid_t uid_ = 0;
