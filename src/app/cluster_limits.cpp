@@ -26,7 +26,7 @@ Status ClusterLimits::start() {
 
 void ClusterLimits::stop() {
   {
-    std::unique_lock lock(send_mu_);
+    WriterMutexLock lock(send_mu_);
     stopped_ = true;
   }
   // Destroying the subscription waits for a delivery in progress.
@@ -36,7 +36,7 @@ void ClusterLimits::stop() {
 void ClusterLimits::publish(std::string_view name, std::string event) {
   const std::string data =
       boost::json::serialize(boost::json::object{{"origin", node_}, {"event", event}});
-  std::shared_lock sending(send_mu_);
+  ReaderMutexLock sending(send_mu_);
   if (stopped_) return;
   // Not under mu_: the in-process bus delivers on this thread.
   if (auto st = bus_.broadcast(std::string(kPrefix) + bus::subjectToken(name), data); !st) {

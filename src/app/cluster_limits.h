@@ -14,13 +14,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 
 #include "bus/bus.h"
 #include "common/limit_peers.h"
 #include "common/result.h"
-#include "common/thread_annotations.h"
+#include "common/shared_mutex.h"
 
 namespace parley::app {
 
@@ -56,8 +55,8 @@ class ClusterLimits final : public LimitPeers {
   std::unique_ptr<bus::Subscription> listening_;
   // Held shared while a broadcast is sent, exclusively by stop(); not mu_, which a delivery on
   // the sending thread (the in-process bus) takes.
-  std::shared_mutex send_mu_;
-  bool stopped_ = false;  // guarded by send_mu_
+  SharedMutex send_mu_;
+  bool stopped_ PARLEY_GUARDED_BY(send_mu_) = false;
   std::uint64_t failed_sends_ PARLEY_GUARDED_BY(mu_) = 0;
   std::uint64_t received_ PARLEY_GUARDED_BY(mu_) = 0;
 };

@@ -133,7 +133,7 @@ class ClusterRouting::Port final : public conv::RemoteRings {
       : bus_(bus), node_(std::move(node)), timeout_(timeout) {}
 
   void close() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     open_ = false;
   }
 
@@ -165,14 +165,14 @@ class ClusterRouting::Port final : public conv::RemoteRings {
 
  private:
   bool isOpen() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return open_;
   }
   bus::Bus& bus_;
   const std::string node_;
   const std::chrono::milliseconds timeout_;
-  std::mutex mu_;
-  bool open_ = true;  // guarded by mu_
+  Mutex mu_;
+  bool open_ PARLEY_GUARDED_BY(mu_) = true;
 };
 
 ClusterRouting::ClusterRouting(conv::ConversationService& engine, bus::Bus& bus,
@@ -189,7 +189,7 @@ Status ClusterRouting::start(conv::ConversationListener& sessions) {
   if (options_.announce_period.count() <= 0 || options_.agent_ttl <= options_.announce_period)
     return invalid("cluster routing: agent_ttl must be longer than announce_period (> 0)");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions_ = &sessions;
   }
   auto served = bus_.serve(
@@ -208,7 +208,7 @@ Status ClusterRouting::start(conv::ConversationListener& sessions) {
 
 void ClusterRouting::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -220,23 +220,24 @@ void ClusterRouting::stop() {
 }
 
 std::uint64_t ClusterRouting::announcementsReceived() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return announcements_;
 }
 
 void ClusterRouting::onAgentStateChanged(const conv::AgentStateChanged&) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     announce_now_ = true;
   }
   cv_.notify_all();
 }
 
 void ClusterRouting::runLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   auto next = SteadyClock::now();
   while (!stopping_) {
-    cv_.wait_until(lock, next, [&] { return stopping_ || announce_now_; });
+    while (!stopping_ && !announce_now_ && SteadyClock::now() < next)
+      (void)lock.waitUntil(cv_, next);
     if (stopping_) break;
     announce_now_ = false;
     lock.unlock();
@@ -280,7 +281,7 @@ void ClusterRouting::receiveAnnouncement(const bus::BusMessage& m) {
     }
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++announcements_;
     last_seen_[node] = SteadyClock::now();
   }
@@ -292,7 +293,7 @@ void ClusterRouting::sweep() {
   std::vector<conv::Ring> gone;
   conv::ConversationListener* sessions = nullptr;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions = sessions_;
     const auto now = SteadyClock::now();
     for (auto it = mirrored_.begin(); it != mirrored_.end();) {
@@ -368,7 +369,7 @@ void ClusterRouting::offered(const std::string& owner, conv::Ring ring, bus::Rep
                                                     " has no session on node " + options_.node}));
   conv::ConversationListener* sessions = nullptr;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions = sessions_;
     const auto now = SteadyClock::now();
     last_seen_.try_emplace(owner, now);
@@ -384,7 +385,7 @@ void ClusterRouting::ended(conv::Ring ring, conv::RingEndReason reason, bus::Rep
   conv::ConversationListener* sessions = nullptr;
   bool known = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     sessions = sessions_;
     known = mirrored_.erase(ring.ring_id) > 0;
   }
@@ -404,7 +405,7 @@ void ClusterRouting::acceptRing(conv::Actor agent, std::string ring_id,
                                 conv::Callback<store::Conversation> done) {
   std::string owner;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = mirrored_.find(ring_id); it != mirrored_.end()) owner = it->second.owner;
   }
   if (owner.empty())
@@ -422,7 +423,7 @@ void ClusterRouting::acceptRing(conv::Actor agent, std::string ring_id,
 void ClusterRouting::rejectRing(conv::Actor agent, std::string ring_id, conv::Callback<void> done) {
   std::string owner;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = mirrored_.find(ring_id); it != mirrored_.end()) owner = it->second.owner;
   }
   if (owner.empty())
@@ -436,7 +437,7 @@ void ClusterRouting::rejectRing(conv::Actor agent, std::string ring_id, conv::Ca
 std::vector<conv::Ring> ClusterRouting::ringsForAgent(const AccountId& acc,
                                                       const UserId& user) const {
   auto out = engine_.ringsForAgent(acc, user);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [_, m] : mirrored_)
     if (m.ring.account == acc && m.ring.user == user) out.push_back(m.ring);
   std::ranges::sort(out, {}, &conv::Ring::offered_at);

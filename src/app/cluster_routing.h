@@ -34,7 +34,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -42,6 +41,7 @@
 
 #include "bus/bus.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "conversation/conversation_engine.h"
 
 namespace parley::app {
@@ -109,7 +109,7 @@ class ClusterRouting final : public conversation::ConversationListener {
   };
   void announce();
   void sweep();
-  void runLoop();
+  void runLoop() PARLEY_EXCLUDES(mu_);
   void receiveAnnouncement(const bus::BusMessage& m);
   void serveRequest(const bus::BusMessage& m, bus::Reply reply);
   void offered(const std::string& owner, conversation::Ring ring, bus::Reply reply);
@@ -125,15 +125,15 @@ class ClusterRouting final : public conversation::ConversationListener {
   std::unique_ptr<bus::Subscription> serving_;
   std::unique_ptr<bus::Subscription> listening_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  conversation::ConversationListener* sessions_ = nullptr;  // guarded by mu_
-  std::unordered_map<std::string, Mirrored> mirrored_;      // by ring id; guarded by mu_
-  // When each other node was last heard from (announcement or offer); guarded by mu_.
-  std::map<std::string, std::chrono::steady_clock::time_point> last_seen_;
-  std::uint64_t announcements_ = 0;  // guarded by mu_
-  bool announce_now_ = false;        // guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
+  conversation::ConversationListener* sessions_ PARLEY_GUARDED_BY(mu_) = nullptr;
+  std::unordered_map<std::string, Mirrored> mirrored_ PARLEY_GUARDED_BY(mu_);  // by ring id
+  // When each other node was last heard from (announcement or offer).
+  std::map<std::string, std::chrono::steady_clock::time_point> last_seen_ PARLEY_GUARDED_BY(mu_);
+  std::uint64_t announcements_ PARLEY_GUARDED_BY(mu_) = 0;
+  bool announce_now_ PARLEY_GUARDED_BY(mu_) = false;
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

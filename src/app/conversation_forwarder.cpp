@@ -184,8 +184,8 @@ ConversationForwarder::ConversationForwarder(conv::ConversationService& engine,
 
 ConversationForwarder::~ConversationForwarder() {
   stop();
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return outstanding_ == 0; });
+  MutexLock lock(mu_);
+  while (outstanding_ != 0) lock.wait(cv_);
 }
 
 Status ConversationForwarder::start() {
@@ -201,7 +201,7 @@ void ConversationForwarder::stop() {
   serving_sub_.reset();
   std::unordered_map<std::uint64_t, JobPtr> jobs;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     stopping_ = true;
     jobs.swap(jobs_);
@@ -215,17 +215,17 @@ void ConversationForwarder::stop() {
 }
 
 std::uint64_t ConversationForwarder::forwarded() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return forwarded_;
 }
 
 std::shared_ptr<void> ConversationForwarder::track() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++outstanding_;
   }
   return std::shared_ptr<void>(nullptr, [this](void*) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (--outstanding_ == 0) cv_.notify_all();
   });
 }
@@ -325,7 +325,7 @@ void ConversationForwarder::updateConversation(conv::Actor actor, ConversationId
 void ConversationForwarder::begin(JobPtr job) {
   bool queued = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     queued = queues_.contains(job->conversation.str());
   }
   // Behind the calls of the conversation already waiting, to be applied after them.
@@ -346,7 +346,7 @@ void ConversationForwarder::submit(JobPtr job) {
                                " is held by another node and the command is larger than " +
                                std::to_string(options_.max_payload) + " bytes to forward"});
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) {
       job->fail(
           Error{ErrorCode::kUnavailable, "the server is stopping" + std::string(kRetryAfter)});
@@ -372,7 +372,7 @@ void ConversationForwarder::submit(JobPtr job) {
 
 void ConversationForwarder::after(Clock::time_point at, std::function<void()> task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     timers_.emplace(at, std::move(task));
   }
@@ -380,17 +380,17 @@ void ConversationForwarder::after(Clock::time_point at, std::function<void()> ta
 }
 
 void ConversationForwarder::runLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     if (timers_.empty()) {
-      cv_.wait(lock);
+      lock.wait(cv_);
       continue;
     }
     auto first = timers_.begin();
     if (first->first > Clock::now()) {
       // A copy: the wait reads its deadline again after waking, when the timer may be gone.
       const auto until = first->first;
-      cv_.wait_until(lock, until);
+      (void)lock.waitUntil(cv_, until);
       continue;
     }
     auto task = std::move(first->second);
@@ -404,7 +404,7 @@ void ConversationForwarder::runLoop() {
 void ConversationForwarder::finish(const JobPtr& job, std::optional<Error> error) {
   JobPtr next;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     jobs_.erase(job->key);
     if (auto q = queues_.find(job->conversation.str()); q != queues_.end()) {
       std::erase(q->second, job);
@@ -468,7 +468,7 @@ void ConversationForwarder::attempt(const JobPtr& job) {
                    return retryLater(job);
                  }
                  {
-                   std::lock_guard lock(mu_);
+                   MutexLock lock(mu_);
                    ++forwarded_;
                  }
                  job->answer(*o);
@@ -490,7 +490,7 @@ void ConversationForwarder::serveRequest(const bus::BusMessage& m, bus::Reply re
   if (id.empty() || id.size() > 128 || conversation.str().empty())
     return reply(errorAnswer(Error{ErrorCode::kInvalid, "a forwarded command lacks its id"}));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return reply(kNotHeld);
     if (auto it = served_.find(id); it != served_.end()) {
       // A retry of a command this node has: its answer, now or once known.
@@ -573,7 +573,7 @@ void ConversationForwarder::serveRequest(const bus::BusMessage& m, bus::Reply re
 void ConversationForwarder::answerServed(const std::string& id, std::string answer) {
   std::vector<bus::Reply> waiting;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     --serving_;
     auto it = served_.find(id);
     if (it == served_.end()) return;

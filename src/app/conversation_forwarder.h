@@ -55,7 +55,6 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -64,6 +63,7 @@
 
 #include "bus/bus.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "conversation/conversation_service.h"
 #include "store/store.h"
 
@@ -190,7 +190,7 @@ class ConversationForwarder final : public conversation::ConversationService {
   void attempt(const JobPtr& job);
   void retryLater(const JobPtr& job);
   void finish(const JobPtr& job, std::optional<Error> error);
-  void runLoop();
+  void runLoop() PARLEY_EXCLUDES(mu_);
   void after(std::chrono::steady_clock::time_point at, std::function<void()> task);
 
   // Owner side.
@@ -205,21 +205,21 @@ class ConversationForwarder final : public conversation::ConversationService {
   std::unique_ptr<bus::Subscription> serving_sub_;
   ClusterRouting* routing_ = nullptr;  // set before serving
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::multimap<std::chrono::steady_clock::time_point, std::function<void()>>
-      timers_;                                      // guarded by mu_
-  std::unordered_map<std::uint64_t, JobPtr> jobs_;  // waiting for an owner; guarded by mu_
+  std::multimap<std::chrono::steady_clock::time_point, std::function<void()>> timers_
+      PARLEY_GUARDED_BY(mu_);
+  std::unordered_map<std::uint64_t, JobPtr> jobs_ PARLEY_GUARDED_BY(mu_);  // waiting for an owner
   // The waiting calls of each conversation in call order: only the first attempts; the next
-  // starts when it ends. Guarded by mu_.
-  std::unordered_map<std::string, std::deque<JobPtr>> queues_;
-  std::uint64_t next_job_ = 0;                      // guarded by mu_
-  std::size_t serving_ = 0;                         // guarded by mu_
-  std::unordered_map<std::string, Served> served_;  // by command id; guarded by mu_
-  std::list<std::string> served_ages_;              // oldest first; guarded by mu_
-  std::uint64_t forwarded_ = 0;                     // guarded by mu_
-  std::size_t outstanding_ = 0;                     // see track(); guarded by mu_
-  bool stopping_ = false;                           // guarded by mu_
+  // starts when it ends.
+  std::unordered_map<std::string, std::deque<JobPtr>> queues_ PARLEY_GUARDED_BY(mu_);
+  std::uint64_t next_job_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::size_t serving_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, Served> served_ PARLEY_GUARDED_BY(mu_);  // by command id
+  std::list<std::string> served_ages_ PARLEY_GUARDED_BY(mu_);              // oldest first
+  std::uint64_t forwarded_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::size_t outstanding_ PARLEY_GUARDED_BY(mu_) = 0;  // see track()
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

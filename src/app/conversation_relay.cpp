@@ -167,7 +167,7 @@ ConversationRelay::~ConversationRelay() { stop(); }
 
 Status ConversationRelay::start() {
   if (!bus_.shared()) return {};
-  std::lock_guard l(mu_);
+  MutexLock l(mu_);
   if (!filler_.joinable() && !stopping_) filler_ = std::thread([this] { fillLoop(); });
   return {};
 }
@@ -175,13 +175,13 @@ Status ConversationRelay::start() {
 void ConversationRelay::stop() {
   std::unordered_map<std::string, Watched> subs;
   {
-    std::lock_guard l(watch_mu_);
+    MutexLock l(watch_mu_);
     stopped_ = true;
     subs.swap(watched_);
   }
   subs.clear();  // waits for deliveries in progress
   {
-    std::lock_guard l(mu_);
+    MutexLock l(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -191,13 +191,13 @@ void ConversationRelay::stop() {
 void ConversationRelay::watch(const AccountId& account, const std::optional<ConsumerId>& consumer) {
   if (!bus_.shared()) return;
   const std::string filter = filterOf(account, consumer);
-  std::lock_guard w(watch_mu_);
+  MutexLock w(watch_mu_);
   if (stopped_) return;
   auto& watched = watched_[filter];
   if (watched.watchers++ > 0) return;
   std::uint64_t since = 0;
   {
-    std::lock_guard l(mu_);
+    MutexLock l(mu_);
     since = ++generation_;
   }
   auto sub = bus_.listen(filter, [this, since](const bus::BusMessage& m) { receive(m, since); });
@@ -215,7 +215,7 @@ void ConversationRelay::unwatch(const AccountId& account,
   if (!bus_.shared()) return;
   std::unique_ptr<bus::Subscription> gone;
   {
-    std::lock_guard w(watch_mu_);
+    MutexLock w(watch_mu_);
     auto it = watched_.find(filterOf(account, consumer));
     if (it == watched_.end()) return;
     if (--it->second.watchers > 0) return;
@@ -227,19 +227,19 @@ void ConversationRelay::unwatch(const AccountId& account,
 }
 
 std::uint64_t ConversationRelay::delivered() const {
-  std::lock_guard l(mu_);
+  MutexLock l(mu_);
   return delivered_;
 }
 std::uint64_t ConversationRelay::duplicates() const {
-  std::lock_guard l(mu_);
+  MutexLock l(mu_);
   return duplicates_;
 }
 std::uint64_t ConversationRelay::filled() const {
-  std::lock_guard l(mu_);
+  MutexLock l(mu_);
   return filled_;
 }
 std::size_t ConversationRelay::subscriptions() const {
-  std::lock_guard w(watch_mu_);
+  MutexLock w(watch_mu_);
   std::size_t n = 0;
   for (const auto& [filter, watched] : watched_)
     if (watched.sub) ++n;
@@ -247,8 +247,8 @@ std::size_t ConversationRelay::subscriptions() const {
 }
 
 void ConversationRelay::waitFilled() {
-  std::unique_lock l(mu_);
-  cv_.wait(l, [&] { return stopping_ || (fills_.empty() && !filling_); });
+  MutexLock l(mu_);
+  while (!stopping_ && (!fills_.empty() || filling_)) l.wait(cv_);
 }
 
 void ConversationRelay::onConversationChanged(const conv::ConversationChanged& e) {
@@ -333,9 +333,9 @@ void ConversationRelay::accept(Received r) {
 }
 
 void ConversationRelay::fillLoop() {
-  std::unique_lock l(mu_);
+  MutexLock l(mu_);
   for (;;) {
-    cv_.wait(l, [&] { return stopping_ || !fills_.empty(); });
+    while (!stopping_ && fills_.empty()) l.wait(cv_);
     if (stopping_) return;
     Fill f = std::move(fills_.front());
     fills_.pop_front();
@@ -461,7 +461,7 @@ void ConversationRelay::receive(const bus::BusMessage& m, std::uint64_t since) {
   } else {
     return;
   }
-  std::lock_guard l(mu_);
+  MutexLock l(mu_);
   if (stopping_) return;
   accept(std::move(r));
 }

@@ -41,7 +41,6 @@
 #include <deque>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -49,6 +48,7 @@
 
 #include "bus/bus.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "conversation/conversation_service.h"
 #include "server/session_interest.h"
 #include "store/store.h"
@@ -140,11 +140,11 @@ class ConversationRelay final : public conversation::ConversationListener,
   };
 
   void receive(const bus::BusMessage& m, std::uint64_t since);
-  // Hands `r` on unless it is a repeat; a gap first queues a Fill. REQUIRES: mu_ held.
-  void accept(Received r);
-  void deliver(const Event& e);              // REQUIRES: mu_ held
-  Seen* seenOf(const std::string& subject);  // REQUIRES: mu_ held
-  void fillLoop();
+  // Hands `r` on unless it is a repeat; a gap first queues a Fill.
+  void accept(Received r) PARLEY_REQUIRES(mu_);
+  void deliver(const Event& e) PARLEY_REQUIRES(mu_);
+  Seen* seenOf(const std::string& subject) PARLEY_REQUIRES(mu_);
+  void fillLoop() PARLEY_EXCLUDES(mu_);
 
   bus::Bus& bus_;
   conversation::ConversationListener& sessions_;
@@ -154,21 +154,21 @@ class ConversationRelay final : public conversation::ConversationListener,
   const std::string origin_field_;  // `"origin":"<origin_>"`, to skip this node's own events
   std::atomic<std::uint64_t> next_number_{1};
 
-  mutable std::mutex watch_mu_;                       // held while subscribing and unsubscribing
-  std::unordered_map<std::string, Watched> watched_;  // by filter; guarded by watch_mu_
-  bool stopped_ = false;                              // guarded by watch_mu_
+  mutable Mutex watch_mu_;  // held while subscribing and unsubscribing; taken before mu_
+  std::unordered_map<std::string, Watched> watched_ PARLEY_GUARDED_BY(watch_mu_);  // by filter
+  bool stopped_ PARLEY_GUARDED_BY(watch_mu_) = false;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<std::string, Seen> seen_;  // by subject; guarded by mu_
-  std::list<std::string> ages_;                 // subjects, oldest first; guarded by mu_
-  std::deque<Fill> fills_;                      // guarded by mu_
-  bool filling_ = false;                        // the fill thread reads the store; guarded by mu_
-  bool stopping_ = false;                       // guarded by mu_
-  std::uint64_t generation_ = 0;                // grows with each subscription; guarded by mu_
-  std::uint64_t delivered_ = 0;                 // guarded by mu_
-  std::uint64_t duplicates_ = 0;                // guarded by mu_
-  std::uint64_t filled_ = 0;                    // guarded by mu_
+  std::unordered_map<std::string, Seen> seen_ PARLEY_GUARDED_BY(mu_);  // by subject
+  std::list<std::string> ages_ PARLEY_GUARDED_BY(mu_);                 // subjects, oldest first
+  std::deque<Fill> fills_ PARLEY_GUARDED_BY(mu_);
+  bool filling_ PARLEY_GUARDED_BY(mu_) = false;  // the fill thread reads the store
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
+  std::uint64_t generation_ PARLEY_GUARDED_BY(mu_) = 0;  // grows with each subscription
+  std::uint64_t delivered_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::uint64_t duplicates_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::uint64_t filled_ PARLEY_GUARDED_BY(mu_) = 0;
   std::thread filler_;
 };
 

@@ -20,7 +20,7 @@ std::pair<std::shared_ptr<LocalApiGate>, functions::service::LocalApi> LocalApiG
     auto answer = std::make_shared<std::promise<server::HttpResponse>>();
     auto ready = answer->get_future();
     {
-      std::shared_lock lock(gate->mu_);
+      ReaderMutexLock lock(gate->mu_);
       if (!gate->server_)
         return makeError(ErrorCode::kUnavailable, "LpClient: the server is not serving");
       gate->server_->handleLocal(
@@ -35,12 +35,12 @@ std::pair<std::shared_ptr<LocalApiGate>, functions::service::LocalApi> LocalApiG
 }
 
 void LocalApiGate::open(server::Server& server) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   server_ = &server;
 }
 
 void LocalApiGate::close() {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   server_ = nullptr;
 }
 

@@ -8,8 +8,8 @@
 
 #include <chrono>
 #include <memory>
-#include <shared_mutex>
 
+#include "common/shared_mutex.h"
 #include "functions/service/platform_host.h"
 #include "server/server.h"
 
@@ -24,14 +24,14 @@ class LocalApiGate {
   static std::pair<std::shared_ptr<LocalApiGate>, functions::service::LocalApi> make();
 
   // Requests go to `server` (must live until close()).
-  void open(server::Server& server);
+  void open(server::Server& server) PARLEY_EXCLUDES(mu_);
   // Requests fail with Unavailable from now on; waits for dispatches in progress (not for their
   // answers, which the server delivers or drops).
-  void close();
+  void close() PARLEY_EXCLUDES(mu_);
 
  private:
-  std::shared_mutex mu_;
-  server::Server* server_ = nullptr;  // guarded by mu_
+  SharedMutex mu_;
+  server::Server* server_ PARLEY_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace parley::app

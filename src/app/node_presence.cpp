@@ -57,7 +57,7 @@ NodePresence::NodePresence(store::ClusterStore& cluster, std::string node, bool 
 
 NodePresence::~NodePresence() {
   {
-    std::lock_guard l(mu_);
+    MutexLock l(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -83,11 +83,17 @@ bool NodePresence::mark() {
 }
 
 void NodePresence::renewLoop() {
-  std::unique_lock l(mu_);
-  while (!cv_.wait_for(l, ttl_ / 3, [this] { return stopping_; })) {
+  MutexLock l(mu_);
+  auto next = std::chrono::steady_clock::now() + ttl_ / 3;
+  while (!stopping_) {
+    if (std::chrono::steady_clock::now() < next) {
+      (void)l.waitUntil(cv_, next);
+      continue;
+    }
     l.unlock();
     (void)mark();
     l.lock();
+    next = std::chrono::steady_clock::now() + ttl_ / 3;
   }
 }
 

@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace parley::app {
@@ -52,7 +53,7 @@ class NodePresence {
                std::chrono::milliseconds ttl);
   // Takes or renews this node's lease; false (logged) when another node holds `@solo`.
   bool mark();
-  void renewLoop();
+  void renewLoop() PARLEY_EXCLUDES(mu_);
 
   store::ClusterStore& cluster_;
   const std::string node_;
@@ -60,9 +61,9 @@ class NodePresence {
   const std::chrono::milliseconds ttl_;
   std::int64_t solo_epoch_ = 0;  // the `@solo` lease held (renewal thread only after start)
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread renewer_;
 };
 

@@ -1,11 +1,10 @@
 // The in-process bus: a list of subscriptions and a sequence counter per subject.
 
 #include <map>
-#include <mutex>
 #include <vector>
 
 #include "bus/bus.h"
-#include "common/thread_annotations.h"
+#include "common/shared_mutex.h"
 
 namespace parley::bus {
 namespace {
@@ -16,8 +15,8 @@ struct Entry {
   Responder responder;  // set for serve(): a request subject's responder
   // Held while the handler runs and by the subscription's destructor; recursive so a handler
   // may publish to a subject it also receives.
-  std::recursive_mutex call_mu;
-  bool alive = true;  // guarded by call_mu
+  RecursiveMutex call_mu;
+  bool alive PARLEY_GUARDED_BY(call_mu) = true;
 };
 
 class LocalBus;
@@ -27,11 +26,11 @@ class LocalBus;
 struct Answer {
   std::function<void(Result<std::string>)> done;
   std::string subject;
-  std::mutex mu;
-  bool answered = false;  // guarded by mu
-  void give(Result<std::string> r) {
+  Mutex mu;
+  bool answered PARLEY_GUARDED_BY(mu) = false;
+  void give(Result<std::string> r) PARLEY_EXCLUDES(mu) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (answered) return;
       answered = true;
     }
@@ -63,7 +62,7 @@ class LocalBus final : public Bus {
         if (subjectMatches(e->filter, m.subject)) targets.push_back(e);
     }
     for (const auto& e : targets) {
-      std::lock_guard call(e->call_mu);
+      RecursiveMutexLock call(e->call_mu);
       if (e->alive) e->handler(m);
     }
     if (done) done(Status{});
@@ -97,7 +96,7 @@ class LocalBus final : public Bus {
     answer->done = std::move(done);
     answer->subject = subject;
     BusMessage m{std::move(subject), std::move(data), 0};
-    std::lock_guard call(target->call_mu);
+    RecursiveMutexLock call(target->call_mu);
     if (!target->alive) {
       answer->give(std::unexpected(Error{ErrorCode::kUnavailable, "bus: no responders"}));
       return;
@@ -125,7 +124,7 @@ class LocalBus final : public Bus {
         if (subjectMatches(e->filter, m.subject)) targets.push_back(e);
     }
     for (const auto& e : targets) {
-      std::lock_guard call(e->call_mu);
+      RecursiveMutexLock call(e->call_mu);
       if (e->alive) e->handler(m);
     }
     return {};
@@ -152,7 +151,7 @@ class LocalBus final : public Bus {
       std::erase(servers_, e);
       std::erase(listeners_, e);
     }
-    std::lock_guard call(e->call_mu);
+    RecursiveMutexLock call(e->call_mu);
     e->alive = false;
   }
 

@@ -33,8 +33,8 @@ Error unavailable(std::string_view what, natsStatus s) {
 // delivery.
 struct SubState {
   Handler handler;
-  std::mutex call_mu;  // held while the handler runs and while the subscription is closed
-  bool alive = true;   // guarded by call_mu
+  Mutex call_mu;  // held while the handler runs and while the subscription is closed
+  bool alive PARLEY_GUARDED_BY(call_mu) = true;
 };
 
 void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
@@ -49,7 +49,7 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
   }
   natsMsg_Destroy(msg);
   if (m.sequence == 0) return;  // not a JetStream delivery (a flow-control or status message)
-  std::lock_guard lock(st->call_mu);
+  MutexLock lock(st->call_mu);
   if (st->alive) st->handler(m);
 }
 
@@ -59,14 +59,14 @@ void onComplete(void* closure) { delete static_cast<SubState*>(closure); }
 // message (it owns none of it) while the subscription is alive.
 struct CoreSubState {
   std::function<void(natsMsg*)> handler;
-  std::mutex call_mu;
-  bool alive = true;  // guarded by call_mu
+  Mutex call_mu;
+  bool alive PARLEY_GUARDED_BY(call_mu) = true;
 };
 
 void onCoreMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* st = static_cast<CoreSubState*>(closure);
   {
-    std::lock_guard lock(st->call_mu);
+    MutexLock lock(st->call_mu);
     if (st->alive) st->handler(msg);
   }
   natsMsg_Destroy(msg);
@@ -79,7 +79,7 @@ class CoreSubscription final : public Subscription {
   CoreSubscription(natsSubscription* sub, CoreSubState* st) : sub_(sub), st_(st) {}
   ~CoreSubscription() override {
     {
-      std::lock_guard lock(st_->call_mu);
+      MutexLock lock(st_->call_mu);
       st_->alive = false;
     }
     natsSubscription_Unsubscribe(sub_);
@@ -129,7 +129,7 @@ class NatsSubscription final : public Subscription {
   NatsSubscription(natsSubscription* sub, SubState* st) : sub_(sub), st_(st) {}
   ~NatsSubscription() override {
     {
-      std::lock_guard lock(st_->call_mu);
+      MutexLock lock(st_->call_mu);
       st_->alive = false;
     }
     natsSubscription_Unsubscribe(sub_);

@@ -18,7 +18,7 @@ LocalHost::LocalHost(const ProjectSettings& settings) : allowlist_(settings.whit
 }
 
 Result<std::string> LocalHost::readSecret(const AccountId&, const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = secrets_.find(key);
   if (it == secrets_.end())
     return notFound(fmt::format("secret '{}' is not in functions/settings.json", key));
@@ -27,7 +27,7 @@ Result<std::string> LocalHost::readSecret(const AccountId&, const std::string& k
 
 Status LocalHost::updateSecret(const AccountId&, const std::string& key, const std::string& value) {
   if (auto v = functions::validateSecretValue(value); !v) return invalid(v.error().message);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = secrets_.find(key);
   if (it == secrets_.end())
     return notFound(fmt::format("secret '{}' is not in functions/settings.json", key));

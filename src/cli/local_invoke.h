@@ -6,12 +6,12 @@
 
 #include <boost/json.hpp>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cli/project.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "functions/host.h"
 #include "functions/memory_context.h"
 
@@ -38,8 +38,8 @@ class LocalHost final : public functions::FunctionHost {
   Result<std::string> platformCall(const functions::PlatformCall& call) override;
 
  private:
-  std::mutex mu_;
-  std::map<std::string, std::string> secrets_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::string> secrets_ PARLEY_GUARDED_BY(mu_);
   const std::vector<std::string> allowlist_;
   functions::MemoryContext context_;
 };

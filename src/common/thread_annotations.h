@@ -23,8 +23,8 @@
 // PARLEY_NO_THREAD_SAFETY_ANALYSIS is for a function whose locking the analysis cannot follow,
 // with the reason next to it.
 //
-// Annotated: src/ (not the tests) except the conversation engine, src/app, src/cli, the
-// functions' memory_context.h and gateway.cpp, and per-entry flags in src/bus (comments there).
+// Annotated: src/ (not the tests) except the functions' gateway.cpp (comments there).
+// SharedMutex and RecursiveMutex (readers/writer, re-entrant) are in common/shared_mutex.h.
 // A held Mutex is dropped for a scope in a PARLEY_REQUIRES helper by MutexUnlock (mutex_unlock.h).
 
 #include <chrono>

@@ -16,7 +16,6 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <shared_mutex>
 #include <stop_token>
 #include <thread>
 #include <tuple>
@@ -27,6 +26,7 @@
 #include "common/json.h"
 #include "common/policy.h"
 #include "common/random.h"
+#include "common/shared_mutex.h"
 #include "common/thread_name.h"
 #include "conversation/engine_pool.h"
 
@@ -119,19 +119,19 @@ std::string consumerKey(const AccountId& acc, const ConsumerId& c) {
 // Listener registry, shared with Subscription handles so that either may outlive the other.
 class Listeners {
  public:
-  std::uint64_t add(ConversationListener* l) {
-    std::unique_lock lock(mu_);
+  std::uint64_t add(ConversationListener* l) PARLEY_EXCLUDES(mu_) {
+    WriterMutexLock lock(mu_);
     auto id = ++next_;
     list_.emplace_back(id, l);
     return id;
   }
-  void remove(std::uint64_t id) {
-    std::unique_lock lock(mu_);
+  void remove(std::uint64_t id) PARLEY_EXCLUDES(mu_) {
+    WriterMutexLock lock(mu_);
     std::erase_if(list_, [id](const auto& e) { return e.first == id; });
   }
   template <class F>
-  void emit(F&& f) {
-    std::shared_lock lock(mu_);
+  void emit(F&& f) PARLEY_EXCLUDES(mu_) {
+    ReaderMutexLock lock(mu_);
     for (auto& [_, l] : list_) {
       try {
         f(*l);
@@ -144,9 +144,9 @@ class Listeners {
   }
 
  private:
-  std::shared_mutex mu_;
-  std::uint64_t next_ = 0;
-  std::vector<std::pair<std::uint64_t, ConversationListener*>> list_;
+  SharedMutex mu_;
+  std::uint64_t next_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::vector<std::pair<std::uint64_t, ConversationListener*>> list_ PARLEY_GUARDED_BY(mu_);
 };
 
 class Engine final : public ConversationService {
@@ -206,8 +206,8 @@ class Engine final : public ConversationService {
     }
     {
       // Their completions post to strands of pool_: wait for them before joining it.
-      std::unique_lock lock(writes_mu_);
-      writes_cv_.wait(lock, [&] { return writes_in_flight_ == 0; });
+      MutexLock lock(writes_mu_);
+      while (writes_in_flight_ != 0) lock.wait(writes_cv_);
     }
     pool_.join();
   }
@@ -243,11 +243,11 @@ class Engine final : public ConversationService {
   void tick() override;
   void maintainLeases();
   bool holds(const ConversationId& id) const {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     return entries_.contains(id);
   }
   void attachRemoteRings(std::shared_ptr<RemoteRings> rings) {
-    std::lock_guard lock(remote_mu_);
+    MutexLock lock(remote_mu_);
     remote_rings_ = std::move(rings);
   }
   std::vector<AnnouncedAgent> localAgents() const;
@@ -392,11 +392,11 @@ class Engine final : public ConversationService {
   };
   // Asynchronous store writes in flight (the destructor waits for them).
   void writeStarted() {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(writes_mu_);
     ++writes_in_flight_;
   }
   void writeEnded() {
-    std::lock_guard lock(writes_mu_);
+    MutexLock lock(writes_mu_);
     if (--writes_in_flight_ == 0) writes_cv_.notify_all();
   }
   // Runs `fn(entry)` on the conversation's strand, or `fail(error)` on a pool thread when the
@@ -432,27 +432,28 @@ class Engine final : public ConversationService {
 
   // Under mu_.
   void addWaitingLocked(const EntryPtr& entry, const Conversation& c, TimeMs queued_at,
-                        std::optional<UserId> suggested);
-  void removeWaitingLocked(const std::string& conv, Effects& fx);
-  void endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx);
-  void rekeyDueLocked(Waiting& w, TimeMs due);
-  void dispatchLocked(const std::string& acc, Effects& fx);
+                        std::optional<UserId> suggested) PARLEY_REQUIRES(mu_);
+  void removeWaitingLocked(const std::string& conv, Effects& fx) PARLEY_REQUIRES(mu_);
+  void endRingLocked(RingRec& r, RingState state, RingEndReason reason, Effects& fx)
+      PARLEY_REQUIRES(mu_);
+  void rekeyDueLocked(Waiting& w, TimeMs due) PARLEY_REQUIRES(mu_);
+  void dispatchLocked(const std::string& acc, Effects& fx) PARLEY_REQUIRES(mu_);
   // How an agent is rung: as the named agent of a transfer (ONLINE or OCCUPIED, any skill),
   // or from the skill's queue (ONLINE, serving the skill, not having declined it).
   enum class Offer { kSuggested, kFromQueue };
-  bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w,
-                      Offer offer) const;
+  bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w, Offer offer) const
+      PARLEY_REQUIRES(mu_);
   static Reach reachLocked(const Agent& a);
   // Open assignments and WAITING rings of the agent, this engine's and the other nodes'.
   static int loadLocked(const Agent& a);
   // Ends the WAITING rings offered through `node` (to `user` of `acc` only, when given).
   void endRemoteRingsLocked(const std::string& node, const std::string* acc,
-                            const std::string* user, Effects& fx);
+                            const std::string* user, Effects& fx) PARLEY_REQUIRES(mu_);
   // A remote offer failed: the ring ends and the agent is not rung through `node` again until
   // that node announces it again.
   void remoteOfferFailed(const std::string& ring_id, const std::string& node, const Error& e);
   std::shared_ptr<RemoteRings> remoteRings() const {
-    std::lock_guard lock(remote_mu_);
+    MutexLock lock(remote_mu_);
     return remote_rings_;
   }
 
@@ -471,7 +472,7 @@ class Engine final : public ConversationService {
 
  public:
   std::optional<Strand> strandOf(const ConversationId& id) {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     auto it = entries_.find(id);
     if (it == entries_.end()) return std::nullopt;
     return it->second->strand;
@@ -485,34 +486,35 @@ class Engine final : public ConversationService {
   std::shared_ptr<Listeners> listeners_;
 
   // Open conversations and the one-open-per-consumer index.
-  mutable std::mutex entries_mu_;
-  std::unordered_map<ConversationId, EntryPtr> entries_;       // GUARDED_BY(entries_mu_)
-  std::unordered_map<std::string, ConversationId> consumers_;  // GUARDED_BY(entries_mu_)
-  bool recovered_ = false;                                     // GUARDED_BY(entries_mu_)
+  mutable Mutex entries_mu_;
+  std::unordered_map<ConversationId, EntryPtr> entries_ PARLEY_GUARDED_BY(entries_mu_);
+  std::unordered_map<std::string, ConversationId> consumers_ PARLEY_GUARDED_BY(entries_mu_);
+  bool recovered_ PARLEY_GUARDED_BY(entries_mu_) = false;
 
   // Routing.
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, AccountRouting> accounts_;                    // GUARDED_BY(mu_)
-  std::unordered_map<std::string, Waiting> waiting_;                            // GUARDED_BY(mu_)
-  std::unordered_map<std::string, RingRec> rings_;                              // GUARDED_BY(mu_)
-  std::set<std::pair<TimeMs, std::string>> ring_deadlines_;                     // GUARDED_BY(mu_)
-  std::deque<std::pair<TimeMs, std::string>> ended_rings_;                      // GUARDED_BY(mu_)
-  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> due_;                // GUARDED_BY(mu_)
-  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> suggest_deadlines_;  // GUARDED_BY(mu_)
-  std::uint64_t next_order_ = 0;                                                // GUARDED_BY(mu_)
-  std::uint64_t next_epoch_ = 0;                                                // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<std::string, AccountRouting> accounts_ PARLEY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, Waiting> waiting_ PARLEY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, RingRec> rings_ PARLEY_GUARDED_BY(mu_);
+  std::set<std::pair<TimeMs, std::string>> ring_deadlines_ PARLEY_GUARDED_BY(mu_);
+  std::deque<std::pair<TimeMs, std::string>> ended_rings_ PARLEY_GUARDED_BY(mu_);
+  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> due_ PARLEY_GUARDED_BY(mu_);
+  std::set<std::tuple<TimeMs, std::string, std::uint64_t>> suggest_deadlines_
+      PARLEY_GUARDED_BY(mu_);
+  std::uint64_t next_order_ PARLEY_GUARDED_BY(mu_) = 0;
+  std::uint64_t next_epoch_ PARLEY_GUARDED_BY(mu_) = 0;
   // Cluster-wide routing: when each other node's announcement expires.
-  std::map<std::string, TimeMs> remote_nodes_;  // GUARDED_BY(mu_)
-  mutable std::mutex remote_mu_;
-  std::shared_ptr<RemoteRings> remote_rings_;  // GUARDED_BY(remote_mu_)
+  std::map<std::string, TimeMs> remote_nodes_ PARLEY_GUARDED_BY(mu_);
+  mutable Mutex remote_mu_;
+  std::shared_ptr<RemoteRings> remote_rings_ PARLEY_GUARDED_BY(remote_mu_);
 
-  std::mutex writes_mu_;
+  Mutex writes_mu_;
   std::condition_variable writes_cv_;
-  int writes_in_flight_ = 0;  // GUARDED_BY(writes_mu_)
+  int writes_in_flight_ PARLEY_GUARDED_BY(writes_mu_) = 0;
 
   // Cluster mode: the leases this node holds, by conversation.
-  std::mutex leases_mu_;
-  std::unordered_map<ConversationId, Lease> leases_;  // GUARDED_BY(leases_mu_)
+  Mutex leases_mu_;
+  std::unordered_map<ConversationId, Lease> leases_ PARLEY_GUARDED_BY(leases_mu_);
   // recover() has run: conversations taken from now on are announced (OwnershipChanged).
   std::atomic<bool> recovered_announce_{false};
 
@@ -527,7 +529,7 @@ void Engine::withEntry(const AccountId& acc, const ConversationId& id,
                        std::function<void(EntryPtr)> fn, std::function<void(Error)> fail) {
   EntryPtr entry;
   {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     auto it = entries_.find(id);
     if (it != entries_.end()) entry = it->second;
   }
@@ -792,7 +794,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
   AccountRouting& ar = ait->second;
   if (ar.agents.empty()) return;
   const TimeMs now = clock_.nowMs();
-  auto offer = [&](Waiting& w, Agent& a) {
+  auto offer = [&](Waiting& w, Agent& a) PARLEY_REQUIRES(mu_) {
     std::string id = w.id.str() + "_" + a.id.str() + "_" + std::to_string(now);
     for (int n = 1; rings_.contains(id); ++n)
       id = w.id.str() + "_" + a.id.str() + "_" + std::to_string(now) + "." + std::to_string(n);
@@ -881,7 +883,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
 
 void Engine::apply(Effects fx) {
   if (!fx.dispatch_accounts.empty()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& acc : fx.dispatch_accounts) dispatchLocked(acc, fx);
   }
   for (auto& [entry, id] : fx.offers) {
@@ -889,7 +891,7 @@ void Engine::apply(Effects fx) {
       std::optional<RingOffered> ev;
       std::string node;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.ring.state == RingState::kWaiting) {
           it->second.announced = true;
@@ -919,7 +921,7 @@ void Engine::apply(Effects fx) {
       std::optional<RingEnded> ev;
       std::string node;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.announced && !it->second.end_announced) {
           it->second.end_announced = true;
@@ -948,7 +950,7 @@ void Engine::apply(Effects fx) {
 void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const UserId& user) {
   onStrand(entry, [this, entry, epoch, user] {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto w = waiting_.find(entry->conv.id.str());
       if (w == waiting_.end() || w->second.epoch != epoch || w->second.claimed ||
           w->second.suggested != user)
@@ -974,7 +976,7 @@ void Engine::dropSuggestion(const EntryPtr& entry, std::uint64_t epoch, const Us
     }
     Effects fx;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto w = waiting_.find(c.id.str());
       if (w != waiting_.end() && w->second.epoch == epoch) {
         w->second.suggested.reset();
@@ -996,12 +998,12 @@ EntryPtr Engine::load(Conversation c) {
   auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), std::move(c));
   const Conversation& cv = entry->conv;
   {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     if (entries_.contains(cv.id)) return nullptr;  // created by this engine before recover()
     entries_[cv.id] = entry;
     consumers_[consumerKey(cv.account, cv.consumer)] = cv.id;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& ar = accounts_[cv.account.str()];
   bool assigned = false;
   for (const auto& p : cv.participants) {
@@ -1038,12 +1040,12 @@ Result<std::size_t> Engine::claimAndLoad() {
     const Lease& l = it->second;
     c.fence = l.fence();
     {
-      std::lock_guard lock(leases_mu_);
+      MutexLock lock(leases_mu_);
       leases_[c.id] = l;
     }
     EntryPtr held;
     {
-      std::lock_guard lock(entries_mu_);
+      MutexLock lock(entries_mu_);
       if (auto e = entries_.find(c.id); e != entries_.end()) held = e->second;
     }
     if (held) {
@@ -1073,7 +1075,7 @@ void Engine::maintainLeases() {
   if (!clustered()) return;
   std::vector<Lease> held;
   {
-    std::lock_guard lock(leases_mu_);
+    MutexLock lock(leases_mu_);
     held.reserve(leases_.size());
     for (const auto& [_, l] : leases_) held.push_back(l);
   }
@@ -1084,7 +1086,7 @@ void Engine::maintainLeases() {
     if (const TimeMs took = clock_.nowMs() - now; took > options_.lease_ms / 6)
       spdlog::warn("node {}: renewing {} conversation leases took {} ms (lease {} ms)",
                    options_.node, held.size(), took, options_.lease_ms);
-    std::lock_guard lock(leases_mu_);
+    MutexLock lock(leases_mu_);
     if (renewed) {
       std::unordered_map<std::string, TimeMs> kept;
       for (const auto& l : *renewed) kept.emplace(l.conversation.str(), l.expires_at);
@@ -1125,7 +1127,7 @@ void Engine::maintainLeases() {
 
 void Engine::forgetLease(const ConversationId& id) {
   if (!clustered()) return;
-  std::lock_guard lock(leases_mu_);
+  MutexLock lock(leases_mu_);
   leases_.erase(id);
 }
 
@@ -1134,7 +1136,7 @@ void Engine::forgetLease(const ConversationId& id) {
 void Engine::drop(const ConversationId& id) {
   EntryPtr entry;
   {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     entry = it->second;
@@ -1144,7 +1146,7 @@ void Engine::drop(const ConversationId& id) {
   onStrand(entry, [this, entry] {
     const Conversation& c = entry->conv;
     {
-      std::lock_guard lock(entries_mu_);
+      MutexLock lock(entries_mu_);
       auto it = entries_.find(c.id);
       if (it == entries_.end() || it->second != entry) return;
       entries_.erase(it);
@@ -1154,7 +1156,7 @@ void Engine::drop(const ConversationId& id) {
     }
     Effects fx;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       removeWaitingLocked(c.id.str(), fx);
       auto& ar = accounts_[c.account.str()];
       for (const auto& p : c.participants)
@@ -1171,7 +1173,7 @@ void Engine::drop(const ConversationId& id) {
 
 Status Engine::recover() {
   {
-    std::lock_guard lock(entries_mu_);
+    MutexLock lock(entries_mu_);
     if (recovered_) return conflict("recover() was already called");
     recovered_ = true;
   }
@@ -1261,7 +1263,7 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
 
     const std::string key = consumerKey(req.account, req.consumer);
     {
-      std::lock_guard lock(entries_mu_);
+      MutexLock lock(entries_mu_);
       auto it = consumers_.find(key);
       if (it != consumers_.end()) return done(consumerHasOpenConversation(it->second));
       consumers_.emplace(key, c.id);  // reserved until saved
@@ -1269,12 +1271,12 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
     if (clustered()) {
       auto lease = store_.cluster()->acquireLease(c.id, options_.node, options_.lease_ms);
       if (!lease) {
-        std::lock_guard lock(entries_mu_);
+        MutexLock lock(entries_mu_);
         consumers_.erase(key);
         return done(std::unexpected(lease.error()));
       }
       c.fence = lease->fence();
-      std::lock_guard lock(leases_mu_);
+      MutexLock lock(leases_mu_);
       leases_[c.id] = *lease;
     }
     if (auto st = store_.conversations().saveConversation(c); !st) {
@@ -1286,21 +1288,21 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
                        r.error().message);
       }
       {
-        std::lock_guard lock(entries_mu_);
+        MutexLock lock(entries_mu_);
         consumers_.erase(key);
       }
       return done(std::unexpected(refusedCreate(c, st.error())));
     }
     auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
     {
-      std::lock_guard lock(entries_mu_);
+      MutexLock lock(entries_mu_);
       entries_[c.id] = entry;
     }
     onStrand(entry, [this, entry, done = std::move(done)] {
       const Conversation& cv = entry->conv;
       emitChanged(ChangeKind::kCreated, cv, {});
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         addWaitingLocked(entry, cv, cv.start_ts, std::nullopt);
       }
       dispatch(cv.account);
@@ -1613,7 +1615,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
             !closing && !has_agent && (agent_removed || skill_changed || suggested);
         TimeMs queued_at = now;
         if (!requeue && ttr_changed) {
-          std::lock_guard lock(mu_);
+          MutexLock lock(mu_);
           if (auto w = waiting_.find(c.id.str()); w != waiting_.end())
             queued_at = w->second.queued_at;
         }
@@ -1631,7 +1633,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
 
         Effects fx;
         {
-          std::lock_guard lock(mu_);
+          MutexLock lock(mu_);
           auto& ar = accounts_[c.account.str()];
           for (const auto& p : removed)
             if (p.role == kAssignedAgent && p.state == kActive)
@@ -1662,7 +1664,7 @@ void Engine::updateConversation(Actor actor, ConversationId id, std::vector<Fiel
         }
         if (closing) forgetLease(c.id);
         if (closing) {
-          std::lock_guard lock(entries_mu_);
+          MutexLock lock(entries_mu_);
           entries_.erase(c.id);
           auto key = consumerKey(c.account, c.consumer);
           if (auto it = consumers_.find(key); it != consumers_.end() && it->second == c.id)
@@ -1687,7 +1689,7 @@ Status Engine::loadAgent(const AccountId& acc, const UserId& user,
                          std::optional<Availability> availability, Effects& fx) {
   auto u = store_.accounts().getUser(acc, user);
   if (!u) return std::unexpected(u.error());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& ar = accounts_[acc.str()];
   Agent& a = ar.agents[user.str()];
   a.id = user;
@@ -1749,7 +1751,7 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
   EntryPtr entry;
   std::uint64_t epoch = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = rings_.find(ring_id);
     if (it == rings_.end())
       return completeOnPool<Conversation>(std::move(done),
@@ -1780,7 +1782,7 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
     auto unclaim = [&](Error e) {
       Effects fx;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         auto w = waiting_.find(c.id.str());
         if (w != waiting_.end() && w->second.epoch == epoch) w->second.claimed = false;
         fx.dispatch_accounts.insert(c.account.str());
@@ -1789,7 +1791,7 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
       done(std::unexpected(std::move(e)));
     };
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto w = waiting_.find(c.id.str());
       if (w == waiting_.end() || w->second.epoch != epoch)
         return done(conflict("conversation " + c.id.str() +
@@ -1821,7 +1823,7 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
     c = std::move(next);
     Effects fx;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       removeWaitingLocked(c.id.str(), fx);
       auto& ar = accounts_[c.account.str()];
       Agent& a = ar.agents[agent.user.str()];
@@ -1838,7 +1840,7 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
 void Engine::rejectRing(Actor agent, std::string ring_id, Callback<void> done) {
   Effects fx;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = rings_.find(ring_id);
     if (it == rings_.end())
       return completeOnPool<void>(std::move(done), notFound("ring " + ring_id + " does not exist"));
@@ -1866,7 +1868,7 @@ void Engine::tick() {
   const TimeMs now = clock_.nowMs();
   Effects fx;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     while (!ring_deadlines_.empty() && ring_deadlines_.begin()->first <= now) {
       std::string id = ring_deadlines_.begin()->second;
       ring_deadlines_.erase(ring_deadlines_.begin());
@@ -1943,7 +1945,7 @@ void Engine::remoteOfferFailed(const std::string& ring_id, const std::string& no
                                const Error& e) {
   Effects fx;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = rings_.find(ring_id);
     if (it == rings_.end() || it->second.ring.state != RingState::kWaiting) return;
     RingRec& r = it->second;
@@ -1961,7 +1963,7 @@ void Engine::remoteOfferFailed(const std::string& ring_id, const std::string& no
 
 std::vector<AnnouncedAgent> Engine::localAgents() const {
   std::vector<AnnouncedAgent> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [acc, ar] : accounts_) {
     for (const auto& [_, a] : ar.agents) {
       const bool here = a.loaded && a.availability != Availability::kOffline;
@@ -1986,7 +1988,7 @@ void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAge
                                TimeMs ttl_ms) {
   Effects fx;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     remote_nodes_[node] = clock_.nowMs() + ttl_ms;
     std::set<std::pair<std::string, std::string>> now_announced;
     for (const auto& x : agents) now_announced.emplace(x.account.str(), x.user.str());
@@ -2078,7 +2080,7 @@ std::vector<QueueSnapshot> Engine::queues(const AccountId& acc,
                                           const std::optional<SkillId>& skill) const {
   const TimeMs now = clock_.nowMs();
   std::vector<QueueSnapshot> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto ait = accounts_.find(acc.str());
   if (ait == accounts_.end()) return out;
   for (const auto& [sk, queue] : ait->second.queues) {
@@ -2107,7 +2109,7 @@ std::vector<QueueSnapshot> Engine::queues(const AccountId& acc,
 
 std::vector<Ring> Engine::ringsForAgent(const AccountId& acc, const UserId& user) const {
   std::vector<Ring> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [_, r] : rings_)
     if (r.ring.state == RingState::kWaiting && r.ring.account == acc && r.ring.user == user)
       out.push_back(r.ring);
@@ -2117,7 +2119,7 @@ std::vector<Ring> Engine::ringsForAgent(const AccountId& acc, const UserId& user
 
 std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
   std::vector<AgentInfo> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto ait = accounts_.find(acc.str());
   if (ait == accounts_.end()) return out;
   for (const auto& [_, a] : ait->second.agents) {

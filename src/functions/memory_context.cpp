@@ -11,7 +11,7 @@ Result<std::string> MemoryContext::call(const std::string& op, const std::string
   if (!args) return std::unexpected(args.error());
   std::string ns = json::getString(*args, "namespace");
   std::string session = json::getString(*args, "sessionId", "__default");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (op == "getListOfNamespaces") {
     bj::array out;
     for (auto& [name, _] : namespaces_) out.push_back(bj::object{{"name", name}, {"createdAt", 0}});

@@ -7,10 +7,10 @@
 
 #include <boost/json.hpp>
 #include <map>
-#include <mutex>
 #include <string>
 
 #include "common/result.h"
+#include "common/thread_annotations.h"
 
 namespace parley::functions {
 
@@ -18,12 +18,14 @@ class MemoryContext {
  public:
   // One operation as FunctionHost::contextCall documents it (same ops, arguments and results).
   // Invalid for bad arguments or an unknown operation, NotFound for an unknown namespace.
-  Result<std::string> call(const std::string& op, const std::string& args_json);
+  Result<std::string> call(const std::string& op, const std::string& args_json)
+      PARLEY_EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  // namespace -> session id -> properties. GUARDED_BY(mu_)
-  std::map<std::string, std::map<std::string, boost::json::object>> namespaces_;
+  Mutex mu_;
+  // namespace -> session id -> properties.
+  std::map<std::string, std::map<std::string, boost::json::object>> namespaces_
+      PARLEY_GUARDED_BY(mu_);
 };
 
 }  // namespace parley::functions
