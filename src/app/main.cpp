@@ -599,6 +599,8 @@ int serve(const ServeFlags& f) {
                                                             const std::string& id) {
     inv->publish({std::string(kind), acc, id});
   };
+  // A stopped bot's conversations are handed on by their owners, on whichever node.
+  if (forwarder) connector_options.hand_off_through = forwarder.get();
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());
