@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/check.h"
+#include "common/thread_name.h"
 
 namespace parley::app {
 
@@ -20,8 +21,32 @@ BusHealth::BusHealth(store::ClusterStore& cluster, const Clock& clock, std::stri
   PARLEY_CHECK(ttl_ms_ > 0, "ttl_ms must be > 0");
 }
 
-bool BusHealth::mayHoldLeases() {
-  std::lock_guard lock(mu_);
+BusHealth::~BusHealth() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (checker_.joinable()) checker_.join();
+}
+
+void BusHealth::start(std::chrono::milliseconds period) {
+  checker_ = std::thread([this, period] {
+    nameThisThread("bus-health");
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      check();
+      lock.lock();
+      stop_cv_.wait_for(lock, period, [this] { return stopping_; });
+    }
+  });
+}
+
+void BusHealth::check() { may_.store(decide()); }
+
+bool BusHealth::decide() {
+  std::lock_guard lock(decide_mu_);
   const ConversationId key(kKey);
   const TimeMs now = clock_.nowMs();
   if (connected_()) {

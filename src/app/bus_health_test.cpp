@@ -20,6 +20,11 @@ constexpr TimeMs kTtl = 1500;
 struct Node {
   std::shared_ptr<std::atomic<bool>> up = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<BusHealth> health;
+  // One check (what the thread of start() does every lease_ms / 3), then its answer.
+  bool ask() {
+    health->check();
+    return health->mayHoldLeases();
+  }
 };
 
 class BusHealthTest : public ::testing::Test {
@@ -36,35 +41,44 @@ class BusHealthTest : public ::testing::Test {
   void round(TimeMs ms) { clock_.advanceMs(ms); }
 };
 
+TEST_F(BusHealthTest, BeforeTheFirstCheckANodeMayHoldLeases) {
+  Node a = node("a");
+  EXPECT_TRUE(a.health->mayHoldLeases());
+  a.up->store(false);
+  EXPECT_TRUE(a.health->mayHoldLeases());  // no store statement until a check
+  EXPECT_EQ(store_->cluster()->getLease(ConversationId(BusHealth::kKey)).error().code,
+            ErrorCode::kNotFound);
+}
+
 TEST_F(BusHealthTest, ANodeCutOffWhileAnotherHasTheBusGivesUpAndComesBack) {
   Node a = node("a");
   Node b = node("b");
-  EXPECT_TRUE(a.health->mayHoldLeases());  // a marks the bus up first
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());  // a marks the bus up first
+  EXPECT_TRUE(b.ask());
   EXPECT_EQ(store_->cluster()->getLease(ConversationId(BusHealth::kKey))->node, "a");
 
   // a loses its connection: a short reconnection (below the bound) changes nothing.
   a.up->store(false);
   round(100);
-  EXPECT_TRUE(a.health->mayHoldLeases());
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());
+  EXPECT_TRUE(b.ask());
   // Past the bound: a leaves the mark (it cannot know yet that b has the bus) ...
   round(kBound);
-  EXPECT_TRUE(a.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());
   // ... b, which has the bus, takes it at its next round, and then a gives up.
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(b.ask());
   EXPECT_EQ(store_->cluster()->getLease(ConversationId(BusHealth::kKey))->node, "b");
   round(kBound);
-  EXPECT_FALSE(a.health->mayHoldLeases());
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_FALSE(a.ask());
+  EXPECT_TRUE(b.ask());
   round(kBound);
-  EXPECT_FALSE(a.health->mayHoldLeases());  // as long as it is cut off and b renews
+  EXPECT_FALSE(a.ask());  // as long as it is cut off and b renews
 
   // Connected again: a may hold leases at once (b keeps the mark).
   a.up->store(true);
   round(kBound);
-  EXPECT_TRUE(a.health->mayHoldLeases());
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());
+  EXPECT_TRUE(b.ask());
   EXPECT_EQ(store_->cluster()->getLease(ConversationId(BusHealth::kKey))->node, "b");
 }
 
@@ -73,14 +87,14 @@ TEST_F(BusHealthTest, ANodeCutOffWhileAnotherHasTheBusGivesUpAndComesBack) {
 TEST_F(BusHealthTest, WhenNoNodeHasTheBusNobodyGivesUp) {
   Node a = node("a");
   Node b = node("b");
-  EXPECT_TRUE(a.health->mayHoldLeases());
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());
+  EXPECT_TRUE(b.ask());
   a.up->store(false);
   b.up->store(false);
   for (int i = 0; i < 20; ++i) {
     round(kBound);
-    EXPECT_TRUE(a.health->mayHoldLeases()) << "round " << i;
-    EXPECT_TRUE(b.health->mayHoldLeases()) << "round " << i;
+    EXPECT_TRUE(a.ask()) << "round " << i;
+    EXPECT_TRUE(b.ask()) << "round " << i;
   }
   auto mark = store_->cluster()->getLease(ConversationId(BusHealth::kKey));
   ASSERT_TRUE(mark);
@@ -88,8 +102,8 @@ TEST_F(BusHealthTest, WhenNoNodeHasTheBusNobodyGivesUp) {
   // b's bus comes back first: a, still cut off, now gives up.
   b.up->store(true);
   round(kBound);
-  EXPECT_TRUE(b.health->mayHoldLeases());
-  EXPECT_FALSE(a.health->mayHoldLeases());
+  EXPECT_TRUE(b.ask());
+  EXPECT_FALSE(a.ask());
 }
 
 // A node that had the mark and died (its lease expires after the ttl): the mark goes to a node
@@ -98,18 +112,18 @@ TEST_F(BusHealthTest, TheMarkOfADeadNodeExpires) {
   Node a = node("a");
   Node b = node("b");
   Node c = node("c");
-  EXPECT_TRUE(a.health->mayHoldLeases());  // a holds the mark, then dies
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(a.ask());  // a holds the mark, then dies
+  EXPECT_TRUE(b.ask());
   c.up->store(false);
-  EXPECT_TRUE(c.health->mayHoldLeases());  // disconnected, not for the bound yet
+  EXPECT_TRUE(c.ask());  // disconnected, not for the bound yet
   round(kBound);
-  EXPECT_FALSE(c.health->mayHoldLeases());  // the mark is a's, unexpired: c gives up
+  EXPECT_FALSE(c.ask());  // the mark is a's, unexpired: c gives up
   round(kTtl);
-  EXPECT_TRUE(c.health->mayHoldLeases());  // a's mark expired, b has not taken it yet
-  EXPECT_TRUE(b.health->mayHoldLeases());
+  EXPECT_TRUE(c.ask());  // a's mark expired, b has not taken it yet
+  EXPECT_TRUE(b.ask());
   EXPECT_EQ(store_->cluster()->getLease(ConversationId(BusHealth::kKey))->node, "b");
   round(kBound);
-  EXPECT_FALSE(c.health->mayHoldLeases());
+  EXPECT_FALSE(c.ask());
 }
 
 }  // namespace

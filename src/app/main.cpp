@@ -453,7 +453,7 @@ int serve(const ServeFlags& f) {
   // A shared store: each open conversation is driven by the one node holding its lease.
   // A node cut off from the bus the others have gives its conversations up to them
   // (app/bus_health.h): after a third of the lease disconnected, while another node marks the
-  // bus up in the store.
+  // bus up in the store. Checked on a thread of its own: the lease rounds only read the answer.
   std::unique_ptr<app::BusHealth> bus_health;
   if (shared_store) {
     engine_options.node = who;
@@ -462,6 +462,8 @@ int serve(const ServeFlags& f) {
       bus_health = std::make_unique<app::BusHealth>(
           *cluster, clock, who, [b = node_bus.get()] { return b->connected(); },
           std::max<std::int64_t>(1, f.lease_ms / 3), f.lease_ms);
+      bus_health->check();
+      bus_health->start(std::chrono::milliseconds(std::max<std::int64_t>(1, f.lease_ms / 3)));
       engine_options.may_hold_leases = [h = bus_health.get()] { return h->mayHoldLeases(); };
     }
   }

@@ -62,8 +62,9 @@ struct Options {
   // conversation is dropped and its lease released, so another node claims it at its next
   // round), claims none and refuses to create conversations (Unavailable) until it answers true
   // again; then it claims as usual. `parley serve` answers false while the node is cut off from
-  // the bus that the other nodes still have (src/app/bus_health.h). May block briefly (a store
-  // read). Default: empty, always true.
+  // the bus that the other nodes still have (src/app/bus_health.h). Called in the lease round:
+  // it must not wait for the store (a late round lets this node's leases expire), so parley
+  // serve answers from a check made on a thread of its own. Default: empty, always true.
   std::function<bool()> may_hold_leases = {};
 };
 
