@@ -14,7 +14,9 @@
 #
 # Environment: PARLEY_BIN (default build/default/src/app/parley), PARLEY_CLUSTER_DIR (the working
 # folder; default a new one under /tmp, removed at the end; a given one is kept), PARLEY_NODE_ARGS
-# (more `parley serve` flags for every node).
+# (more `parley serve` flags for every node), PARLEY_CLUSTER_NATS_PORT (the NATS port; default a
+# free one), PARLEY_NODE_BUS_<I> (node I's `--bus` URL instead of the shared server's: a proxy
+# in front of it that a fault test closes to cut that node off from NATS).
 #
 # Each node's pid is in $PARLEY_CLUSTER_DIR/nodeI.pid; a node that ends does not stop the others.
 # SIGUSR1 restarts PostgreSQL as a crash would (`pg_ctl stop -m immediate`, then a start on the
@@ -110,7 +112,7 @@ start_pg
 store="postgresql://postgres@127.0.0.1:$pg_port/parley"
 
 # ---- NATS with JetStream -----------------------------------------------------------------------
-nats_port="$(free_port)"
+nats_port="${PARLEY_CLUSTER_NATS_PORT:-$(free_port)}"
 nats_monitor="$(free_port)"  # NATS's HTTP monitoring (/varz, /jsz): what bench/cluster reads
 mkdir -p "$work/nats"
 nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor" -sd "$work/nats" >"$work/nats/server.log" 2>&1 &
@@ -128,8 +130,10 @@ web_args=()
 [ -f "$here/web/dist/index.html" ] && web_args=(--web "$here/web/dist")
 read -r -a extra <<<"${PARLEY_NODE_ARGS:-}"
 for i in $(seq 1 "$n"); do
+  node_bus_var="PARLEY_NODE_BUS_$i"
+  node_bus="${!node_bus_var:-nats://127.0.0.1:$nats_port}"
   "$PARLEY" serve --data "$work/node$i" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 \
-    --store "$store" --bus "nats://127.0.0.1:$nats_port" --node "node$i" --public-url "https://127.0.0.1:$https_port" --demo \
+    --store "$store" --bus "$node_bus" --node "node$i" --public-url "https://127.0.0.1:$https_port" --demo \
     "${web_args[@]}" "${extra[@]}" >"$work/node$i.out" 2>"$work/node$i.log" &
   pids+=($!)
   echo "$!" >"$work/node$i.pid"

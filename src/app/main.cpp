@@ -23,6 +23,7 @@
 
 #include "app/account_command.h"
 #include "app/allocator.h"
+#include "app/bus_health.h"
 #include "app/cluster_limits.h"
 #include "app/cluster_material.h"
 #include "app/cluster_routing.h"
@@ -450,9 +451,21 @@ int serve(const ServeFlags& f) {
         allowlist);
   };
   // A shared store: each open conversation is driven by the one node holding its lease.
+  // A node cut off from the bus the others have gives its conversations up to them
+  // (app/bus_health.h): after a third of the lease disconnected, while another node marks the
+  // bus up in the store. Checked on a thread of its own: the lease rounds only read the answer.
+  std::unique_ptr<app::BusHealth> bus_health;
   if (shared_store) {
     engine_options.node = who;
     engine_options.lease_ms = f.lease_ms;
+    if (auto* cluster = (*store)->cluster(); cluster && node_bus->shared()) {
+      bus_health = std::make_unique<app::BusHealth>(
+          *cluster, clock, who, [b = node_bus.get()] { return b->connected(); },
+          std::max<std::int64_t>(1, f.lease_ms / 3), f.lease_ms);
+      bus_health->check();
+      bus_health->start(std::chrono::milliseconds(std::max<std::int64_t>(1, f.lease_ms / 3)));
+      engine_options.may_hold_leases = [h = bus_health.get()] { return h->mayHoldLeases(); };
+    }
   }
   auto engine = conversation::makeConversationService(**store, clock, engine_options);
   if (auto s = engine->recover(); !s) return fail("cannot recover conversations", s.error());
@@ -588,6 +601,8 @@ int serve(const ServeFlags& f) {
                                                             const std::string& id) {
     inv->publish({std::string(kind), acc, id});
   };
+  // A stopped bot's conversations are handed on by their owners, on whichever node.
+  if (forwarder) connector_options.hand_off_through = forwarder.get();
   auto bot_service = std::make_shared<connector::BotService>(
       **store, *engine, function_service->runner(), *validator, clock, connector_options);
   if (auto s = bot_service->start(); !s) return fail("cannot start the bot connector", s.error());

@@ -98,6 +98,11 @@ class Bus {
 
   // "local" or the NATS URL.
   virtual std::string describe() const = 0;
+
+  // Whether the bus reaches the other nodes now: NATS, connected to the server (false while it
+  // reconnects); always true for the in-process bus. A partition that leaves the TCP connection
+  // open is noticed by the pings (NatsOptions::ping_interval). Non-blocking.
+  virtual bool connected() const { return true; }
 };
 
 // The in-process bus. Handlers run on the publisher's thread, before publish() returns (then

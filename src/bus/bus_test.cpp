@@ -242,9 +242,16 @@ TEST(Nats, ASubscriberGetsWhatWasPublishedWhileTheServerRestarted) {
   ASSERT_TRUE(s) << s.error().message;
   ASSERT_TRUE(publishAndWait(**pub, "parley.t3.x", "1"));
   ASSERT_TRUE(in.waitFor(1));
+  EXPECT_TRUE((*pub)->connected());
   server().stop();
+  // connected() says the server is gone (a closed connection is seen at once) ...
+  for (int i = 0; i < 200 && (*pub)->connected(); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE((*pub)->connected());
   server().start();
   ASSERT_TRUE(server().ok()) << server().error();
+  // ... and that it is back once nats.c reconnected.
+  for (int i = 0; i < 200 && !(*pub)->connected(); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE((*pub)->connected());
   // The publisher reconnects and the message is stored; the subscriber's ordered consumer is
   // re-created after its last sequence and gets it.
   Status st = std::unexpected(Error{});

@@ -181,6 +181,8 @@ class NatsBus final : public Bus {
     if (s == NATS_OK) s = natsOptions_SetTimeout(opts_, options_.connect_timeout.count());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, 250);
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(opts_, options_.ping_interval.count());
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts_, options_.max_pings_out);
     // A node never gets back what it published itself (it ignored it anyway): a node watching
     // its own consumer's conversation would otherwise receive each of its own events once more.
     if (s == NATS_OK) s = natsOptions_SetNoEcho(opts_, true);
@@ -338,6 +340,9 @@ class NatsBus final : public Bus {
 
   bool shared() const override { return true; }
   std::string describe() const override { return url_; }
+  bool connected() const override {
+    return nc_ != nullptr && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  }
 
  private:
   void publishLoop() {

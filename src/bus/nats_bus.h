@@ -28,6 +28,12 @@ struct NatsOptions {
   // Requests waiting for their answers at most (request()); more fail with Unavailable at once.
   std::size_t max_requests = 4096;
   std::string name = "parley";  // the connection's name (shows in NATS monitoring)
+  // A connection whose server answered none of `max_pings_out` pings sent `ping_interval` apart
+  // is taken as lost (reconnecting; Bus::connected() false): a partition that leaves the TCP
+  // connection open is noticed within about ping_interval x (max_pings_out + 1). A closed
+  // connection is noticed at once. Defaults: 2 s, 3 (nats.c's own: 2 min, 2).
+  std::chrono::milliseconds ping_interval{std::chrono::seconds(2)};
+  int max_pings_out = 3;
 };
 
 // `nats://HOST:PORT` (also `tls://`); Invalid with the reason otherwise.

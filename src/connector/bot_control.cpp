@@ -91,8 +91,8 @@ void BotControl::handOff(const AccountId& acc, const BotId& id, const UserId& us
   for (const auto& c : *open) {
     if (assignedAgent(c) != user.str()) continue;
     auto r = wait<store::Conversation>([&](conv::Callback<store::Conversation> cb) {
-      d_.convs.updateConversation(conv::Actor::ofSystem(acc), c.id,
-                                  conv::transferToSkill(target.value_or(c.skill)), cb);
+      d_.hand_off.updateConversation(conv::Actor::ofSystem(acc), c.id,
+                                     conv::transferToSkill(target.value_or(c.skill)), cb);
     });
     if (!r) {
       spdlog::error("connector: conversation {} of stopped bot {} could not be handed on: {}",

@@ -24,6 +24,9 @@ class BotControl {
   struct Deps {
     store::Store& store;
     conversation::ConversationService& convs;
+    // Changes a stopped bot's conversations (handOff): `convs`, or in a cluster the forwarder
+    // to each conversation's owner (ConnectorOptions::hand_off_through).
+    conversation::ConversationService& hand_off;
     BotRegistry& registry;
     ConversationDriver& driver;
     SkillCache& skills;
@@ -40,8 +43,8 @@ class BotControl {
   void deactivate(const AccountId& acc, const BotId& id);
   // Hands every open conversation still assigned to a stopped (or deleted) bot's user on: to the
   // bot's escalation skill when it has one that exists, else back to the queue of the skill the
-  // conversation is in. The bot is no longer routed to (OFFLINE), so a restart does not give
-  // them back.
+  // conversation is in, through `hand_off` (in a cluster: by each conversation's owner). The bot is
+  // no longer routed to (OFFLINE), so a restart does not give them back.
   void handOff(const AccountId& acc, const BotId& id, const UserId& user, const BotConfig& cfg);
   // Refreshes the bot user in the engine (its skills) and sets its availability.
   Status setAvailability(const BotRuntime& b, store::Availability av);

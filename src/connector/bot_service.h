@@ -94,6 +94,13 @@ struct ConnectorOptions {
   // the connector's pool. The composition root publishes it (bus/invalidations.h) and the other
   // nodes call applyRemoteChange(). Must not block. Default: none.
   std::function<void(const AccountId&, std::string_view kind, const std::string& id)> on_change;
+  // Where a stopped (or deleted) bot's open conversations are handed on (transferred to its
+  // escalation skill or back to their queue). In a cluster the composition root gives the
+  // forwarder (src/app/conversation_forwarder.h): each conversation, held by whichever node, is
+  // changed by its owner, so `POST bots/{id}/stop` on one node hands on the bot's conversations
+  // on every node. Must outlive the service. Default: none (the engine given to the
+  // constructor, which changes only the conversations this node holds).
+  conversation::ConversationService* hand_off_through = nullptr;
 };
 
 class BotService final : public api::Handler, public conversation::ConversationListener {

@@ -242,6 +242,8 @@ class Engine final : public ConversationService {
   std::vector<AgentInfo> agents(const AccountId& acc) const override;
   void tick() override;
   void maintainLeases();
+  // Options::may_hold_leases said no: drops every held conversation and releases its lease.
+  void giveUpLeases();
   bool holds(const ConversationId& id) const {
     MutexLock lock(entries_mu_);
     return entries_.contains(id);
@@ -517,6 +519,9 @@ class Engine final : public ConversationService {
   std::unordered_map<ConversationId, Lease> leases_ PARLEY_GUARDED_BY(leases_mu_);
   // recover() has run: conversations taken from now on are announced (OwnershipChanged).
   std::atomic<bool> recovered_announce_{false};
+  // Options::may_hold_leases said no at the last lease round: no lease is kept, claimed or
+  // taken for a new conversation.
+  std::atomic<bool> leases_given_up_{false};
 
   std::jthread timer_;         // stopped first
   std::jthread lease_thread_;  // last: stopped first
@@ -1071,8 +1076,40 @@ Result<std::size_t> Engine::claimAndLoad() {
   return loaded;
 }
 
+void Engine::giveUpLeases() {
+  if (!leases_given_up_.exchange(true))
+    spdlog::warn(
+        "node {}: may not hold conversation leases now (cut off from the cluster's bus); "
+        "giving up its conversations to the other nodes",
+        options_.node);
+  std::unordered_map<ConversationId, Lease> held;
+  {
+    std::lock_guard lock(leases_mu_);
+    held.swap(leases_);
+  }
+  // Dropped first (no more turns or writes started here), then released: another node claims
+  // the conversation at its next round instead of after the lease's expiry. A write of ours
+  // still in flight carries the old fence, which the store refuses once the lease is taken.
+  for (const auto& [id, _] : held) drop(id);
+  std::size_t released = 0;
+  for (const auto& [id, l] : held) {
+    if (auto s = store_.cluster()->releaseLease(id, options_.node, l.epoch); s) {
+      ++released;
+    } else {
+      spdlog::warn("node {}: releasing the lease of conversation {} failed (it expires at {}): {}",
+                   options_.node, id.str(), l.expires_at, s.error().message);
+    }
+  }
+  if (!held.empty())
+    spdlog::warn("node {}: gave up {} conversations ({} leases released)", options_.node,
+                 held.size(), released);
+}
+
 void Engine::maintainLeases() {
   if (!clustered()) return;
+  if (options_.may_hold_leases && !options_.may_hold_leases()) return giveUpLeases();
+  if (leases_given_up_.exchange(false))
+    spdlog::info("node {}: may hold conversation leases again; claiming", options_.node);
   std::vector<Lease> held;
   {
     MutexLock lock(leases_mu_);
@@ -1269,6 +1306,14 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
       consumers_.emplace(key, c.id);  // reserved until saved
     }
     if (clustered()) {
+      if (leases_given_up_.load()) {
+        std::lock_guard lock(entries_mu_);
+        consumers_.erase(key);
+        return done(std::unexpected(
+            Error{ErrorCode::kUnavailable, "node " + options_.node +
+                                               " is cut off from the cluster's bus and holds no "
+                                               "conversations now; retry (through another node)"}));
+      }
       auto lease = store_.cluster()->acquireLease(c.id, options_.node, options_.lease_ms);
       if (!lease) {
         MutexLock lock(entries_mu_);

@@ -57,6 +57,15 @@ struct Options {
   std::string node = {};
   // How long a lease lasts without renewal. Default: 3000 ms. REQUIRES: > 0 when `node` is set.
   TimeMs lease_ms = 3000;
+  // Cluster mode: asked at every lease round (every lease_ms / 3, on the lease thread) whether
+  // this node may hold conversation leases now. False: the node gives its leases up (each
+  // conversation is dropped and its lease released, so another node claims it at its next
+  // round), claims none and refuses to create conversations (Unavailable) until it answers true
+  // again; then it claims as usual. `parley serve` answers false while the node is cut off from
+  // the bus that the other nodes still have (src/app/bus_health.h). Called in the lease round:
+  // it must not wait for the store (a late round lets this node's leases expire), so parley
+  // serve answers from a check made on a thread of its own. Default: empty, always true.
+  std::function<bool()> may_hold_leases = {};
 };
 
 // Creates the engine. `store` and `clock` must outlive it. Call recover() before serving.

@@ -1989,6 +1989,68 @@ TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) 
   b.reset();
 }
 
+// A node that may not hold leases (cut off from the bus the other nodes have: may_hold_leases
+// says no) gives its conversations up at its next lease round: dropped and released, so another
+// node claims them at once (no wait for the expiry), and it creates none meanwhile. Once it may
+// again it claims as usual (nothing another node holds) and creates again.
+TEST_F(EngineTest, ANodeThatMayNotHoldLeasesGivesItsConversationsUpAndComesBack) {
+  auto may = std::make_shared<std::atomic<bool>>(true);
+  Options oa = clusterNode("node-a");
+  oa.may_hold_leases = [may] { return may->load(); };
+  restart(oa);
+  OwnershipRecorder seen_a;
+  auto sub_a = engine_->subscribe(seen_a);
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-cut"));
+  auto c = request("consumer-cut");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(publish(consumer, c->id, "one"));
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  OwnershipRecorder seen_b;
+  auto sub_b = b->subscribe(seen_b);
+  ASSERT_TRUE(b->recover());
+  maintainLeases(*engine_);  // may: renewed as usual
+  maintainLeases(*b);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-a");
+
+  may->store(false);
+  maintainLeases(*engine_);
+  ASSERT_TRUE(seen_a.waitFor("LOST:" + c->id.str()));
+  EXPECT_FALSE(holdsConversation(*engine_, c->id));
+  // Released: b claims it at its next round, with the clock where it was.
+  maintainLeases(*b);
+  ASSERT_TRUE(seen_b.waitFor("TAKEN:" + c->id.str()));
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"two"})";
+  auto two = call<Published>([&](auto cb) { b->publish(req, cb); });
+  ASSERT_TRUE(two) << two.error().message;
+  EXPECT_EQ(two->sequence, 1);
+  // a creates nothing while it may not hold leases, and claims nothing (a's next rounds).
+  auto refused = request("consumer-other");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find("cut off from the cluster's bus"), std::string::npos)
+      << refused.error().message;
+  clock_.advanceMs(10'000);  // b's lease expired too: a, not allowed, leaves it to b
+  maintainLeases(*engine_);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  maintainLeases(*b);
+
+  // Allowed again: a claims what nobody holds (nothing here) and creates again.
+  may->store(true);
+  maintainLeases(*engine_);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  EXPECT_FALSE(holdsConversation(*engine_, c->id));
+  auto again = request("consumer-other");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(store_->cluster()->getLease(again->id)->node, "node-a");
+  sub_b.reset();
+  b.reset();
+}
+
 // The consumer connected to two nodes: each node's consumers_ sees only its own conversations,
 // so the store's rule refuses the second create, and the node answers as a node alone does,
 // naming the open conversation. The refused create leaves no lease held.

@@ -3,8 +3,11 @@
 // waiting on a skill no bot serves is rung to an agent whose only socket is on node 2 (our echo
 // agent on the unmodified node-agent-sdk 1.2.0, pinned to node 2); the agent accepts there, the
 // owner assigns it, and the consumer (on node 1) and the agent (on node 2) exchange messages.
+// Then the owner dies: node 2 takes the conversation over with the agent still assigned.
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('fs');
+const path = require('path');
 const { Consumer } = require('./lib/consumer');
 const { BotProcess } = require('./lib/bot');
 const { rest } = require('./lib/server');
@@ -64,5 +67,74 @@ test('a conversation waiting on node 1 is offered to an agent on node 2, who acc
   assert.equal(msgs.status, 200, msgs.text);
   const texts = msgs.json.filter((m) => m.event.type === 'ContentEvent').map((m) => m.event.message);
   assert.deepEqual(texts, ['hello from node 1', 'echo : hello from node 1', 'and again', 'echo : and again']);
+  assert.deepEqual(agent.errors(), [], `agent errors: ${JSON.stringify(agent.errors())}`);
+});
+
+// The owner dies while an agent on the other node holds its conversation: the surviving node
+// takes the conversation over with the agent still assigned, and the agent goes on answering.
+test('an agent on node 2 keeps node 1\'s conversation when node 1 is SIGKILLed', { timeout: 600000 }, async (t) => {
+  const leaseMs = 1500;
+  const { c, byName, acc, srv, bearer } =
+    await clusterForTest(t, 2, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
+  const { node1, node2 } = byName;
+  const node2Host = new URL(node2.https).host;
+  const agent = new BotProcess({ httpsHost: node2Host, caPath: c.listening[0].ca }, acc,
+    c.demo.agent.username, c.demo.agent.password, 'echo', { PARLEY_AGENT_HOST: node2Host });
+  t.after(() => agent.stop());
+  const connected = await agent.waitFor((e) => e.event === 'connected', 'agent connected to node 2', 30000);
+  await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
+
+  // Created on node 1 (its owner); the consumer's second socket is on node 2.
+  const onA = new Consumer(srv(node1), acc);
+  await onA.signup();
+  await onA.connect();
+  t.after(() => onA.close());
+  const created = await onA.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.human, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  const onB = new Consumer(srv(node2), acc);
+  onB.jwt = onA.jwt;
+  await onB.connect();
+  t.after(() => onB.close());
+  assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+  const conv = async () => {
+    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  };
+  assert.equal((await conv()).owner, 'node1');
+  const accepted = await agent.waitFor((e) => e.event === 'accepted' && e.convId === convId,
+    'the agent on node 2 is rung for node 1\'s conversation', 20000);
+  assert.ok(accepted.ok, JSON.stringify(accepted));
+  await agent.waitFor((e) => e.event === 'joined' && e.convId === convId, 'the agent joins', 15000);
+  const agentAnswer = (text) => (s) => s.contentRecords().find((r) => r.event.message === `echo : ${text}` &&
+    r.originatorId === connected.agentId);
+  await onB.publishText(convId, 'before');
+  await onB.waitFor(agentAnswer('before'), 'the agent\'s answer through node 1', 15000);
+  const assignedBefore = (await conv()).participants.filter((p) => p.role === 'ASSIGNED_AGENT').map((p) => p.id);
+  assert.equal(assignedBefore.length, 1);
+
+  // Node 1 is SIGKILLed: node 2 takes the conversation with the agent still in it.
+  process.kill(Number(fs.readFileSync(path.join(c.dir, 'node1.pid'), 'utf8')), 'SIGKILL');
+  const killedAt = Date.now();
+  const id = String(onB.nextId++);
+  const r = await onB.sendRaw(JSON.stringify({
+    kind: 'req', id, type: 'ms.PublishEvent',
+    body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message: 'after' } },
+  }), id, 15000);
+  assert.equal(r.code, 200, JSON.stringify(r));
+  t.diagnostic(`publish after the kill acknowledged ${Date.now() - killedAt} ms after SIGKILL (lease ${leaseMs} ms)`);
+  await onB.waitFor(agentAnswer('after'), 'the agent answers on the new owner', 20000);
+  const after = await conv();
+  assert.equal(after.owner, 'node2');
+  assert.deepEqual(after.participants.filter((p) => p.role === 'ASSIGNED_AGENT').map((p) => p.id), assignedBefore,
+    'the same agent assigned');
+  await onB.publishText(convId, 'and on');
+  await onB.waitFor(agentAnswer('and on'), 'the agent goes on', 15000);
+  const msgs = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}/messages`);
+  assert.equal(msgs.status, 200, msgs.text);
+  const texts = msgs.json.filter((m) => m.event.type === 'ContentEvent').map((m) => m.event.message);
+  assert.deepEqual(texts, ['before', 'echo : before', 'after', 'echo : after', 'and on', 'echo : and on']);
   assert.deepEqual(agent.errors(), [], `agent errors: ${JSON.stringify(agent.errors())}`);
 });
