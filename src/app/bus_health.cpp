@@ -23,7 +23,7 @@ BusHealth::BusHealth(store::ClusterStore& cluster, const Clock& clock, std::stri
 
 BusHealth::~BusHealth() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   stop_cv_.notify_all();
@@ -33,12 +33,14 @@ BusHealth::~BusHealth() {
 void BusHealth::start(std::chrono::milliseconds period) {
   checker_ = std::thread([this, period] {
     nameThisThread("bus-health");
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (!stopping_) {
       lock.unlock();
       check();
       lock.lock();
-      stop_cv_.wait_for(lock, period, [this] { return stopping_; });
+      const auto until = std::chrono::steady_clock::now() + period;
+      while (!stopping_ && lock.waitUntil(stop_cv_, until) != std::cv_status::timeout) {
+      }
     }
   });
 }
@@ -46,7 +48,7 @@ void BusHealth::start(std::chrono::milliseconds period) {
 void BusHealth::check() { may_.store(decide()); }
 
 bool BusHealth::decide() {
-  std::lock_guard lock(decide_mu_);
+  MutexLock lock(decide_mu_);
   const ConversationId key(kKey);
   const TimeMs now = clock_.nowMs();
   if (connected_()) {

@@ -30,12 +30,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace parley::app {
@@ -72,16 +72,16 @@ class BusHealth {
 
   std::atomic<bool> may_{true};
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable stop_cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   std::thread checker_;
 
-  std::mutex decide_mu_;
-  std::optional<TimeMs> down_since_;  // GUARDED_BY(decide_mu_): first check that saw it down
-  std::int64_t held_epoch_ = 0;       // GUARDED_BY(decide_mu_): `@bus-up` held at it (0: not)
-  bool gave_up_ = false;              // GUARDED_BY(decide_mu_): the last answer was false
-  bool alone_logged_ = false;         // GUARDED_BY(decide_mu_): cut off, nobody has the bus
+  Mutex decide_mu_;
+  std::optional<TimeMs> down_since_ PARLEY_GUARDED_BY(decide_mu_);  // first check that saw it down
+  std::int64_t held_epoch_ PARLEY_GUARDED_BY(decide_mu_) = 0;       // `@bus-up` held at it (0: not)
+  bool gave_up_ PARLEY_GUARDED_BY(decide_mu_) = false;              // the last answer was false
+  bool alone_logged_ PARLEY_GUARDED_BY(decide_mu_) = false;         // cut off, nobody has the bus
 };
 
 }  // namespace parley::app

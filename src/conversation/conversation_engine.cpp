@@ -1084,7 +1084,7 @@ void Engine::giveUpLeases() {
         options_.node);
   std::unordered_map<ConversationId, Lease> held;
   {
-    std::lock_guard lock(leases_mu_);
+    MutexLock lock(leases_mu_);
     held.swap(leases_);
   }
   // Dropped first (no more turns or writes started here), then released: another node claims
@@ -1307,7 +1307,7 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
     }
     if (clustered()) {
       if (leases_given_up_.load()) {
-        std::lock_guard lock(entries_mu_);
+        MutexLock lock(entries_mu_);
         consumers_.erase(key);
         return done(std::unexpected(
             Error{ErrorCode::kUnavailable, "node " + options_.node +
