@@ -1190,8 +1190,13 @@ Status Engine::recover() {
     for (auto& c : *open)
       if (load(std::move(c))) ++loaded;
   }
-  // Agent availability does not survive a restart: sessions reconnect and set it again.
-  auto accounts = store_.accounts().listAccounts();
+  // Agent availability does not survive a restart: sessions reconnect and set it again. A node
+  // alone resets every stored state. In cluster mode the stored states are left alone: they
+  // are the ones the sessions on the other nodes set (which route by their announcements, not
+  // by the store), and the store does not say which node's session set one, so a reset here
+  // would mark the agents of the live nodes OFFLINE.
+  auto accounts = clustered() ? Result<std::vector<store::Account>>(std::vector<store::Account>{})
+                              : store_.accounts().listAccounts();
   if (!accounts) return std::unexpected(accounts.error());
   for (const auto& acc : *accounts) {
     auto states = store_.accounts().listAgentStates(acc.id);

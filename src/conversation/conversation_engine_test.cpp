@@ -1895,6 +1895,21 @@ Options clusterNode(const std::string& node) {
   return o;
 }
 
+// A node starting on a shared store must not write OFFLINE for the agents whose sessions are on
+// the other live nodes (a node alone resets them all:
+// RecoveryRebuildsConversationsQueuesAndAssignments).
+TEST_F(EngineTest, ANodeStartingBesideAnotherLeavesItsAgentsStates) {
+  restart(clusterNode("node-a"));
+  Actor agent = createAgent("on-a", {sales_});
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  auto states = store_->accounts().listAgentStates(kAcc);
+  ASSERT_TRUE(states);
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_EQ((*states)[0].availability, Availability::kOnline);
+}
+
 TEST_F(EngineTest, ANodeAloneTakesNoLeases) {
   auto c = request("consumer-solo");
   ASSERT_TRUE(c);
