@@ -201,8 +201,14 @@ CREATE UNIQUE INDEX conversations_open_consumer ON conversations(account, consum
   WHERE state = 'OPEN';
 )sql";
 
+// Version 8: whether a conversation's content was erased (Store::eraseConversationContent), so
+// that a turn record written afterwards is stored without texts.
+constexpr const char* kV8 = R"sql(
+ALTER TABLE conversations ADD COLUMN erased BOOLEAN NOT NULL DEFAULT false;
+)sql";
+
 constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
-                                     {5, kV5}, {6, kV6}, {7, kV7}};
+                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});
