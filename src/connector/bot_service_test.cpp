@@ -15,6 +15,7 @@
 #include "connector/testing/fake_runner.h"
 #include "conversation/conversation_engine.h"
 #include "conversation/testing/ring_acceptor.h"
+#include "store/engagement_attributes.h"
 #include "store/memory/memory_store.h"
 #include "store/testing/unavailable_store.h"
 
@@ -1399,6 +1400,39 @@ TEST_F(BotServiceTest, EngagementAttributesSetLaterReachTheNextTurn) {
             bj::object{});
   EXPECT_EQ(turns(bot).at(1).outcome, "OK");
   EXPECT_EQ(turns(bot).at(1).actions_json.find("SDES"), std::string::npos);
+}
+
+// SDEs a function reports with SDEUtil.addSDEs (stored per conversation) join the unauthenticated
+// SDEs of the next turn's lpSdes, merged after the conversationContext's.
+TEST_F(BotServiceTest, EngagementAttributesReportedByAFunctionReachTheNextTurn) {
+  auto [bot, user] = startBot(R"(,"engagementAttributes":true)");
+  auto c = open("ea-reported", store::Channel::kMessaging, SkillId(),
+                R"({"visitorId":"v-1","sessionId":"s-1",
+                    "sdes":[{"type":"service","service":{"topic":"billing","status":1}}]})");
+  say(c, "one");
+  ASSERT_TRUE(waitTurns(bot, 1));
+  auto sdes = bj::parse(R"([{"type":"service","service":{"status":2,"topic":null}},
+                            {"type":"lead","lead":{"topic":"upgrade","value":20}}])");
+  const TimeMs reported_at = clock_.nowMs();
+  const std::string ts = std::to_string(reported_at);
+  ASSERT_TRUE(
+      store::appendReportedSdes(store_->functions(), kAcc, c.id, sdes.as_array(), reported_at));
+  say(c, "two");
+  ASSERT_TRUE(waitTurns(bot, 2));
+  auto reqs = runner_.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  auto first = payloadOf(reqs[0]).at("context").at("lpSdes").at("unauthenticatedSdes");
+  EXPECT_FALSE(first.as_object().contains("lead")) << first;
+  auto second = payloadOf(reqs[1]).at("context").at("lpSdes").at("unauthenticatedSdes");
+  EXPECT_EQ(second.at("serviceActivity").at("serviceActivity"),
+            bj::parse(R"({"topic":"billing","status":2})"))
+      << second;
+  EXPECT_EQ(second.at("serviceActivity").at("serverTimeStamp"), bj::value(ts)) << second;
+  EXPECT_EQ(second.at("lead"),
+            (bj::object{{"serverTimeStamp", ts},
+                        {"lead", bj::parse(R"({"topic":"upgrade","value":20})")}}))
+      << second;
+  EXPECT_EQ(turns(bot).at(1).outcome, "OK");
 }
 
 TEST_F(BotServiceTest, EngagementAttributesWithoutVisitIdsRecordTheSdesError) {

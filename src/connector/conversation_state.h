@@ -164,6 +164,7 @@ struct ConvState {
   std::optional<SdesResult> sdes;
   std::optional<std::string> sdes_profile;  // the profile `sdes` was built from
   std::string sdes_context;                 // the context_json `sdes` was built from
+  std::string sdes_reported;  // the reported SDE events `sdes` was built from, serialized
   // The bot took this conversation beyond its open-conversation limit: escalate it at once.
   bool limit_escalation = false;
   // Chat inactivity (warning, then close); `idle_gen` invalidates a timer that already fired.

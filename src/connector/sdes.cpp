@@ -104,10 +104,50 @@ bj::object parseObject(const std::string& text) {
   return !ec && v.is_object() ? v.as_object() : bj::object{};
 }
 
+// Merges the reported events (store::sdeEvent form: {sdeType, serverTimeStamp, <key>:{
+// serverTimeStamp, <key>:{...} | fields}}) into `unauth`, oldest first.
+void mergeReported(bj::object& unauth, const bj::array& reported) {
+  for (const auto& v : reported) {
+    if (!v.is_object()) continue;
+    for (const auto& kv : v.as_object()) {
+      if (kv.key() == "sdeType" || kv.key() == "serverTimeStamp" || !kv.value().is_object())
+        continue;
+      // The Messaging Interactions API calls searchInfo's entry searchContent.
+      std::string_view key = kv.key() == "searchContent" ? "searchInfo" : kv.key();
+      const SdeType* t = nullptr;
+      for (const auto& k : kTypes)
+        if (k.key == key) t = &k;
+      if (!t) continue;
+      const bj::object& inner = kv.value().as_object();
+      bj::object body;
+      if (!t->wrap.empty()) {
+        if (auto b = inner.find(t->key); b != inner.end() && b->value().is_object())
+          body = b->value().as_object();
+      } else {
+        for (const auto& f : inner)
+          if (f.key() != "serverTimeStamp") body[f.key()] = f.value();
+      }
+      bj::value ts = inner.contains("serverTimeStamp") ? inner.at("serverTimeStamp") : bj::value();
+      auto it = unauth.find(t->key);
+      if (it == unauth.end() || !it->value().is_object()) {
+        unauth[t->key] = bj::object{{"serverTimeStamp", ts}, {t->key, std::move(body)}};
+        continue;
+      }
+      bj::object& entry = it->value().as_object();
+      if (auto b = entry.find(t->key); b != entry.end() && b->value().is_object())
+        mergeInto(b->value().as_object(), body);
+      else
+        entry[t->key] = std::move(body);
+      if (!ts.is_null()) entry["serverTimeStamp"] = ts;
+    }
+  }
+}
+
 }  // namespace
 
 SdesResult buildLpSdes(const store::Conversation& conv,
-                       const std::optional<std::string>& profile_json, long long now_ms) {
+                       const std::optional<std::string>& profile_json, long long now_ms,
+                       const bj::array& reported) {
   SdesResult r;
   const bool chat = conv.channel == store::Channel::kChat;
   const std::string ts = std::to_string(now_ms);
@@ -131,10 +171,13 @@ SdesResult buildLpSdes(const store::Conversation& conv,
                     visitor_id.empty() && session_id.empty() ? "visitor or session id"
                     : visitor_id.empty()                     ? "visitor id"
                                                              : "session id"));
+    // What functions reported is kept by conversation: no ids needed.
+    mergeReported(unauth, reported);
   } else {
     const bj::array* sdes = sdeArray(ctx, {"lp_sdes", "sdes", "engagementAttributes"});
     for (auto& [t, body] : mergeByType(sdes ? *sdes : bj::array{}))
       unauth[t->key] = bj::object{{"serverTimeStamp", ts}, {t->key, std::move(body)}};
+    mergeReported(unauth, reported);
     if (unauth.empty())
       r.problems.emplace_back(
           codes::kSdesUauthEmpty,

@@ -4,7 +4,8 @@
 // built when the bot takes a conversation (and again when its inputs change, see the connector
 // README "context.lpSdes"), from the consumer's authenticated profile
 // (`userprofile.SetUserProfile` `authenticatedData.lp_sdes`) and the unauthenticated SDEs and
-// visitor ids of the conversation's stored context. Pure: no I/O.
+// visitor ids of the conversation's stored context, and the SDEs functions reported for the
+// conversation (read by the caller). Pure: no I/O.
 
 #include <boost/json.hpp>
 #include <optional>
@@ -46,7 +47,12 @@ struct SdesResult {
 // service→serviceActivity, error→visitorError, searchInfo→searchInfo. Entries of the same type
 // are merged in order; a later `null` never overwrites an earlier non-null value (objects merge
 // recursively). Entries that are not objects or have an unknown type are skipped.
+// - `reported`: the events a function stored for the conversation with SDEUtil.addSDEs
+//   (store::reportedSdeEvents, oldest first). Parley's session is the conversation, so they
+//   need no visitor or session id: each merges into the unauthenticated entry of its type after
+//   the conversationContext's (same rules), and the entry's serverTimeStamp becomes the report's.
 SdesResult buildLpSdes(const store::Conversation& conv,
-                       const std::optional<std::string>& profile_json, long long now_ms);
+                       const std::optional<std::string>& profile_json, long long now_ms,
+                       const boost::json::array& reported = {});
 
 }  // namespace parley::connector

@@ -97,6 +97,26 @@ TEST(Sdes, NullNeverOverwritesANonNullValueWhenEntriesMerge) {
                           "new":null})"));
 }
 
+// What functions reported (store::sdeEvent form) needs no visitor or session id: the missing ids
+// are still reported, and the reported SDEs are in unauthenticatedSdes.
+TEST(Sdes, ReportedSdesNeedNoVisitIds) {
+  auto reported = bj::parse(R"([
+    {"sdeType":"SEARCH_CONTENT","serverTimeStamp":5,
+     "searchContent":{"serverTimeStamp":"5","keywords":["shoes"]}},
+    {"sdeType":"PERSONAL_INFO","serverTimeStamp":6,
+     "personalInfo":{"serverTimeStamp":"6","personalInfo":{"name":"Ann","surname":null}}},
+    {"sdeType":"PERSONAL_INFO","serverTimeStamp":7,
+     "personalInfo":{"serverTimeStamp":"7","personalInfo":{"surname":"Lee","name":null}}}])");
+  auto r = buildLpSdes(conversation("{}"), std::nullopt, 9, reported.as_array());
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_EQ(r.problems[0].first, codes::kSdesMissingIds);
+  EXPECT_EQ(r.lp_sdes, bj::parse(R"({
+    "unauthenticatedSdes":{
+      "searchInfo":{"serverTimeStamp":"5","searchInfo":{"keywords":["shoes"]}},
+      "personalInfo":{"serverTimeStamp":"7","personalInfo":{"name":"Ann","surname":"Lee"}}},
+    "authenticatedSdes":{}})"));
+}
+
 TEST(Sdes, BadProfilesGiveNoAuthenticatedSdes) {
   for (const char* p : {"not json", "[]", R"({"authenticatedData":{"lp_sdes":{}}})",
                         R"({"authenticatedData":{"lp_sdes":[{"type":"unknown"}]}})", "{}"}) {

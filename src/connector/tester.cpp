@@ -165,6 +165,8 @@ void ConversationTester::create(const api::Request& req, const BotId& bot,
   s->last_used = d_.clock.nowMs();
   const bool chat = *channel == store::Channel::kChat;
   s->busy = chat;
+  // `done` is called with no lock held (a caller may call the tester again from it).
+  std::optional<api::Response> refused;
   {
     MutexLock lock(mu_);
     TimeMs now = d_.clock.nowMs();
@@ -183,19 +185,26 @@ void ConversationTester::create(const api::Request& req, const BotId& bot,
           oldest = it;
       }
       if (n < TesterLimits::kSessionsPerAccount) break;
-      if (oldest == sessions_.end())
-        return done(errorResponse(
+      if (oldest == sessions_.end()) {
+        refused = errorResponse(
             Error{ErrorCode::kLimitExceeded,
                   fmt::format("the account has {} tester sessions running a turn; try again when "
                               "one has answered",
-                              n)}));
+                              n)});
+        break;
+      }
       sessions_.erase(oldest);
     }
-    sessions_[s->id] = s;
+    if (!refused) sessions_[s->id] = s;
   }
+  if (refused) return done(std::move(*refused));
   if (!chat) {
-    MutexLock lock(mu_);
-    return done(api::Response{201, bj::serialize(sessionJson(*s))});
+    api::Response created;
+    {
+      MutexLock lock(mu_);
+      created = api::Response{201, bj::serialize(sessionJson(*s))};
+    }
+    return done(std::move(created));
   }
   // A chat conversation starts with the bot's WELCOME turn.
   runTurn(s, req.caller, bj::object{}, std::move(done), [this, s](const bj::object&) {
@@ -246,27 +255,31 @@ void ConversationTester::message(const api::Request& req, const BotId& bot,
   }
   auto s = find(req.caller, bot, session);
   if (!s) return done(errorResponse(s.error()));
+  // `done` is called with no lock held (a caller may call the tester again from it).
+  std::optional<Error> refused;
   {
     MutexLock lock(mu_);
     Session& ss = **s;
     if (ss.busy)
-      return done(errorResponse(
+      refused =
           Error{ErrorCode::kConflict,
-                "the bot is still answering the previous message; send the next one after it"}));
-    if (ss.state != TesterState::kOpen)
-      return done(errorResponse(
+                "the bot is still answering the previous message; send the next one after it"};
+    else if (ss.state != TesterState::kOpen)
+      refused =
           Error{ErrorCode::kConflict,
                 fmt::format("the bot no longer owns this conversation ({}: {}); start a new tester "
                             "session",
-                            testerStateName(ss.state), ss.ended_by)}));
-    if (ss.turns.size() >= static_cast<std::size_t>(TesterLimits::kTurns) ||
-        ss.bytes >= TesterLimits::kBytes)
-      return done(errorResponse(
+                            testerStateName(ss.state), ss.ended_by)};
+    else if (ss.turns.size() >= static_cast<std::size_t>(TesterLimits::kTurns) ||
+             ss.bytes >= TesterLimits::kBytes)
+      refused =
           Error{ErrorCode::kLimitExceeded,
                 fmt::format("a tester session holds at most {} turns and {} MiB; start a new one",
-                            TesterLimits::kTurns, TesterLimits::kBytes >> 20)}));
-    ss.busy = true;
+                            TesterLimits::kTurns, TesterLimits::kBytes >> 20)};
+    else
+      ss.busy = true;
   }
+  if (refused) return done(errorResponse(*refused));
   runTurn(*s, req.caller, std::move(event), std::move(done), [this, s = *s](const bj::object& t) {
     MutexLock lock(mu_);
     return api::Response{

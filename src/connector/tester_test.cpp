@@ -232,6 +232,52 @@ TEST_F(TesterTest, ReviewsEachTurnAndFollowsTheBotOutOfTheConversation) {
   EXPECT_EQ(after.status, 409);
 }
 
+// A caller whose callback calls the tester again (answering one request by sending the next)
+// must not deadlock: create and message call `done` outside the tester's lock. The callback's
+// wait for its own call is bounded: a deadlock fails the test instead of hanging it.
+TEST_F(TesterTest, ACallbackMayCallTheTesterAgain) {
+  auto request = [](std::string method, std::vector<std::string> path, std::string body) {
+    api::Request req;
+    req.method = std::move(method);
+    req.path = std::move(path);
+    req.body = std::move(body);
+    req.caller.account = kAcc;
+    req.caller.user = UserId("u-admin");
+    req.caller.roles = {"ADMIN"};
+    return req;
+  };
+  // Sends `outer`; its callback sends next(answer) and waits for that answer. Returns both
+  // statuses; -1 for an inner call that did not answer within 10 s.
+  auto reenter = [this](api::Request outer,
+                        std::function<api::Request(const api::Response&)> next) {
+    auto p = std::make_shared<std::promise<std::pair<int, int>>>();
+    auto fut = p->get_future();
+    service_->handle(std::move(outer), [this, p, next](api::Response r) {
+      auto inner = std::make_shared<std::promise<int>>();
+      auto f = inner->get_future();
+      service_->handle(next(r), [inner](api::Response ir) { inner->set_value(ir.status); });
+      bool answered = f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+      p->set_value({r.status, answered ? f.get() : -1});
+    });
+    return fut.get();
+  };
+  setCode(R"({"messages":["bye"],"context":{"action":"CLOSE_CONVERSATION"}})");
+  std::string id;
+  auto created = reenter(request("POST", {"bots", bot_, "tester"}, "{}"), [&](const auto& r) {
+    id = std::string(bj::parse(r.body).at("sessionId").as_string());
+    return request("GET", {"bots", bot_, "tester", id}, "");
+  });
+  EXPECT_EQ(created, (std::pair{201, 200}));
+  // A refused message (the bot closed the conversation) is answered outside the lock too.
+  ASSERT_EQ(say(id, "done").status, 200);
+  auto refused = reenter(
+      request("POST", {"bots", bot_, "tester", id, "messages"}, R"({"text":"still there?"})"),
+      [&](const auto&) {
+        return request("GET", {"bots", bot_, "tester", id}, "");
+      });
+  EXPECT_EQ(refused, (std::pair{409, 200}));
+}
+
 TEST_F(TesterTest, AFailedFunctionShowsTheEscalation) {
   setCode("FAIL");
   std::string id = start();

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/random.h"
+#include "store/engagement_attributes.h"
 
 namespace parley::connector {
 
@@ -83,16 +84,34 @@ void TurnRunner::startTurn(const std::shared_ptr<ConvState>& st, TurnInput input
                          : std::string();
   bj::object lp_sdes;
   if (turn->config->engagement_attributes) {
-    // The profile is read at every turn (an in-memory lookup); lpSdes is rebuilt only when it
-    // or the stored conversationContext changed since it was built, so SDEs set later in the
-    // conversation reach the next turn.
+    // The profile is read at every turn (an in-memory lookup), and so are the SDEs functions
+    // reported for the conversation (one store read; any node's function may have added
+    // some); lpSdes is rebuilt only when one of them or the stored conversationContext changed
+    // since it was built, so SDEs set later in the conversation reach the next turn.
     std::optional<std::string> profile;
     if (d_.opts.consumer_profiles)
       profile = d_.opts.consumer_profiles->get(st->account, st->snapshot.consumer);
-    if (!st->sdes || st->sdes_profile != profile || st->sdes_context != st->snapshot.context_json) {
-      st->sdes = buildLpSdes(st->snapshot, profile, d_.clock.nowMs());
+    bj::array reported_events;
+    std::string reported = st->sdes_reported;  // a failed read keeps what was last read
+    auto r = store::reportedSdeEvents(d_.function_store, st->account, st->snapshot.id);
+    if (r) {
+      reported_events = std::move(*r);
+      reported = bj::serialize(reported_events);
+    } else {
+      turn->actions.push_back(bj::object{
+          {"kind", "SDES"},
+          {"status", "FAILED"},
+          {"message", fmt::format("the engagement attributes functions reported could not be "
+                                  "read: {}; lpSdes keeps those read before",
+                                  r.error().message)}});
+      if (!st->sdes_reported.empty()) reported_events = bj::parse(st->sdes_reported).as_array();
+    }
+    if (!st->sdes || st->sdes_profile != profile || st->sdes_context != st->snapshot.context_json ||
+        st->sdes_reported != reported) {
+      st->sdes = buildLpSdes(st->snapshot, profile, d_.clock.nowMs(), reported_events);
       st->sdes_profile = std::move(profile);
       st->sdes_context = st->snapshot.context_json;
+      st->sdes_reported = std::move(reported);
       // SDE-service errors are recorded on the turn that built lpSdes (conversation errors);
       // the turn goes on.
       for (const auto& [code, message] : st->sdes->problems)

@@ -41,6 +41,9 @@ class TurnRunner {
   // What the runner uses; all must outlive it.
   struct Deps {
     store::BotStore& bots;
+    // The SDEs functions reported for a conversation (store/engagement_attributes.h), read at
+    // each turn of a bot with engagementAttributes.
+    store::FunctionStore& function_store;
     conversation::ConversationService& convs;
     functions::Runner& runner;
     const richcontent::Validator& validator;

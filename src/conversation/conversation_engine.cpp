@@ -1229,8 +1229,13 @@ Status Engine::recover() {
     for (auto& c : *open)
       if (load(std::move(c))) ++loaded;
   }
-  // Agent availability does not survive a restart: sessions reconnect and set it again.
-  auto accounts = store_.accounts().listAccounts();
+  // Agent availability does not survive a restart: sessions reconnect and set it again. A node
+  // alone resets every stored state. In cluster mode the stored states are left alone: they
+  // are the ones the sessions on the other nodes set (which route by their announcements, not
+  // by the store), and the store does not say which node's session set one, so a reset here
+  // would mark the agents of the live nodes OFFLINE.
+  auto accounts = clustered() ? Result<std::vector<store::Account>>(std::vector<store::Account>{})
+                              : store_.accounts().listAccounts();
   if (!accounts) return std::unexpected(accounts.error());
   for (const auto& acc : *accounts) {
     auto states = store_.accounts().listAgentStates(acc.id);
@@ -1794,6 +1799,7 @@ void Engine::refreshAgent(AccountId acc, UserId user, Callback<void> done) {
 
 void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation> done) {
   EntryPtr entry;
+  EntryPtr retry;
   std::uint64_t epoch = 0;
   {
     MutexLock lock(mu_);
@@ -1806,20 +1812,41 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
         r.ring.user != agent.user)
       return completeOnPool<Conversation>(
           std::move(done), forbidden("ring " + ring_id + " was offered to another agent"));
-    if (r.ring.state != RingState::kWaiting)
-      return completeOnPool<Conversation>(
-          std::move(done),
-          conflict(std::string("ring ") + ring_id + " is " + ringStateName(r.ring.state)));
-    auto w = waiting_.find(r.ring.conversation.str());
-    if (w == waiting_.end() || w->second.claimed)
-      return completeOnPool<Conversation>(std::move(done),
-                                          conflict("conversation " + r.ring.conversation.str() +
-                                                   " was already accepted by another agent"));
-    Effects ignored;  // the accepted ring's end is announced after the commit
-    endRingLocked(r, RingState::kAccepted, RingEndReason::kAccepted, ignored);
-    w->second.claimed = true;
-    epoch = w->second.epoch;
-    entry = r.entry;
+    if (r.ring.state == RingState::kAccepted) {
+      retry = r.entry;
+    } else {
+      if (r.ring.state != RingState::kWaiting)
+        return completeOnPool<Conversation>(
+            std::move(done),
+            conflict(std::string("ring ") + ring_id + " is " + ringStateName(r.ring.state)));
+      auto w = waiting_.find(r.ring.conversation.str());
+      if (w == waiting_.end() || w->second.claimed)
+        return completeOnPool<Conversation>(std::move(done),
+                                            conflict("conversation " + r.ring.conversation.str() +
+                                                     " was already accepted by another agent"));
+      Effects ignored;  // the accepted ring's end is announced after the commit
+      endRingLocked(r, RingState::kAccepted, RingEndReason::kAccepted, ignored);
+      w->second.claimed = true;
+      epoch = w->second.epoch;
+      entry = r.entry;
+    }
+  }
+  if (retry) {
+    // The agent accepts its ring again: a retry whose first answer was lost. Answered on the
+    // conversation's strand, after the first accept's write: the conversation while the agent
+    // holds it (nothing changes), else a Conflict.
+    return onStrand(retry, [this, entry = retry, agent = std::move(agent),
+                            ring_id = std::move(ring_id), done = std::move(done)] {
+      const Conversation& c = entry->conv;
+      bool holds = false;
+      if (checkOpen(c, agent.account))
+        for (const auto& p : c.participants)
+          holds =
+              holds || (p.role == kAssignedAgent && p.state == kActive && p.id == agent.user.str());
+      if (holds) return done(c);
+      done(conflict("ring " + ring_id + " is ACCEPTED, and conversation " + c.id.str() +
+                    " is no longer assigned to its agent"));
+    });
   }
   onStrand(entry, [this, entry, epoch, agent = std::move(agent), ring_id = std::move(ring_id),
                    done = std::move(done)] {

@@ -991,10 +991,17 @@ TEST_F(EngineTest, RingAcceptFirstWins) {
     assigned += p.role == store::ParticipantRole::kAssignedAgent;
   EXPECT_EQ(assigned, 1);
 
-  // Accepting again is a Conflict; the loser's ring was cancelled.
+  // The winner accepting its ring again (a retry whose first answer was lost) succeeds and
+  // changes nothing; the loser's ring was cancelled: accepting it is a Conflict.
   auto again = accept(winner, (res1 ? r1 : r2)->ring_id);
-  ASSERT_FALSE(again);
-  EXPECT_EQ(again.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(assignedAgent(*again), winner.user.str());
+  EXPECT_EQ(again->participants.size(), stored->participants.size());
+  EXPECT_EQ(again->updated_at, stored->updated_at);
+  const auto& loser = res1 ? a2 : a1;
+  auto late = accept(loser, (res1 ? r2 : r1)->ring_id);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
   ASSERT_TRUE(rec_.waitFor([&] {
     return std::ranges::count_if(
                rec_.ended_, [&](const RingEnded& e) { return e.ring.conversation == c->id; }) == 2;
@@ -1886,6 +1893,21 @@ Options clusterNode(const std::string& node) {
   o.tick_interval_ms = 0;
   o.threads = 2;
   return o;
+}
+
+// A node starting on a shared store must not write OFFLINE for the agents whose sessions are on
+// the other live nodes (a node alone resets them all:
+// RecoveryRebuildsConversationsQueuesAndAssignments).
+TEST_F(EngineTest, ANodeStartingBesideAnotherLeavesItsAgentsStates) {
+  restart(clusterNode("node-a"));
+  Actor agent = createAgent("on-a", {sales_});
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  auto states = store_->accounts().listAgentStates(kAcc);
+  ASSERT_TRUE(states);
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_EQ((*states)[0].availability, Availability::kOnline);
 }
 
 TEST_F(EngineTest, ANodeAloneTakesNoLeases) {

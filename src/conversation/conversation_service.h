@@ -439,8 +439,10 @@ class ConversationService {
   virtual void refreshAgent(AccountId acc, UserId user, Callback<void> done) = 0;
 
   // Accepts a WAITING ring: the agent becomes ACTIVE ASSIGNED_AGENT (or its SUGGESTED entry
-  // becomes ACTIVE). First accept wins; the others get Conflict. Forbidden if the ring is
-  // another agent's. Returns the conversation after assignment.
+  // becomes ACTIVE). First accept wins; the others get Conflict. The winner accepting the same
+  // ring again (a retry whose answer was lost) gets the conversation, unchanged, while it is
+  // still its ACTIVE ASSIGNED_AGENT (else Conflict). Forbidden if the ring is another agent's.
+  // Returns the conversation after assignment.
   virtual void acceptRing(Actor agent, std::string ring_id, Callback<store::Conversation> done) = 0;
   // Rejects a WAITING ring; the conversation is offered to the next agent.
   virtual void rejectRing(Actor agent, std::string ring_id, Callback<void> done) = 0;

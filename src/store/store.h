@@ -625,7 +625,10 @@ class BotStore {
   virtual Result<std::vector<BotRecord>> listBots(const AccountId& acc) = 0;
   virtual Result<std::vector<BotRecord>> listAllBots() = 0;
 
-  // Keeps at most `keep` newest turns per bot.
+  // Keeps at most `keep` newest turns per bot. A record of a conversation whose content was
+  // erased (Store::eraseConversationContent) before this write is stored as the erasure leaves
+  // records: input_json and response_json `{}`, actions_json `[]`, error `` (checked in the
+  // write's own transaction).
   virtual Status appendTurn(const TurnRecord& t, int keep) = 0;
   // Asynchronous appendTurn; same rules as ConversationStore::appendMessageAsync.
   virtual void appendTurnAsync(TurnRecord t, int keep, std::function<void(Status)> done) {
@@ -757,7 +760,9 @@ class Store {
   // - its pending-turn rows are deleted;
   // - the account's context properties whose session id is the conversation id, in every
   //   namespace (among them the SDEs functions added, namespace `__parley.sdes`), are deleted.
-  // Turn records still buffered (SQLite) are written first, so they are erased too.
+  // Turn records still buffered (SQLite) are written first, so they are erased too; the
+  // conversation is marked erased, so a turn record written later (a bot turn's asynchronous
+  // record that lost the race) is stored without texts (appendTurn).
   // NotFound when the account has no such conversation; Conflict, naming it, while it is open
   // (checked in the same transaction). Idempotent: erasing again changes nothing.
   // The default (decorating test stores) is Unavailable.

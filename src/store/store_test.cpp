@@ -2238,6 +2238,52 @@ TYPED_TEST(StoreContract, ErasureOfAClosedConversationKeepsOnlyItsMetadata) {
   EXPECT_EQ((*this->conv().listMessages(c.id, 0, 10))[0].event_json, kErasedEventJson);
 }
 
+// A bot turn's record is written asynchronously: one that reaches the store after the erasure
+// of its conversation (the erasure landed between the turn and its record) is stored without
+// texts, both through appendTurn and appendTurnAsync; the same conversation id in another
+// account, and other conversations, keep theirs.
+TYPED_TEST(StoreContract, ATurnRecordWrittenAfterTheErasureCarriesNoTexts) {
+  Conversation c = fillForErasure(*this->store_, kA, "erased-first", true);
+  ASSERT_TRUE(this->store_->eraseConversationContent(kA, c.id));
+  auto late = [&](const std::string& id, const AccountId& a, const ConversationId& conv) {
+    TurnRecord t = makeTurn(a, "b1", id, 20);
+    t.conversation = conv;
+    t.response_json = R"({"messages":["your card 4111"]})";
+    t.actions_json = R"([{"kind":"TEXT","text":"4111"}])";
+    t.error = "4111 refused";
+    return t;
+  };
+  ASSERT_TRUE(this->bots().appendTurn(late("late-sync", kA, c.id), 10));
+  std::promise<Status> written;
+  this->bots().appendTurnAsync(late("late-async", kA, c.id), 10,
+                               [&](Status st) { written.set_value(st); });
+  ASSERT_TRUE(written.get_future().get());
+  ASSERT_TRUE(this->bots().appendTurn(late("elsewhere", kA, ConversationId("c-open")), 10));
+  ASSERT_TRUE(this->bots().appendTurn(late("other-account", kB, c.id), 10));
+  auto turns = this->bots().listTurns(kA, BotId("b1"), 10);
+  ASSERT_TRUE(turns);
+  int erased = 0;
+  for (const TurnRecord& t : *turns) {
+    if (t.turn_id != "late-sync" && t.turn_id != "late-async") continue;
+    ++erased;
+    EXPECT_EQ(t.input_json, "{}") << t.turn_id;
+    EXPECT_EQ(t.response_json, "{}") << t.turn_id;
+    EXPECT_EQ(t.actions_json, "[]") << t.turn_id;
+    EXPECT_EQ(t.error, "") << t.turn_id;
+    EXPECT_EQ(t.outcome, "OK") << t.turn_id;
+    EXPECT_EQ(t.ts, 20) << t.turn_id;
+  }
+  EXPECT_EQ(erased, 2);
+  for (const auto& [acc, id] : {std::pair{kA, "elsewhere"}, std::pair{kB, "other-account"}}) {
+    auto kept = this->bots().listTurns(acc, BotId("b1"), 10);
+    ASSERT_TRUE(kept);
+    auto it = std::ranges::find_if(*kept, [&](const TurnRecord& t) { return t.turn_id == id; });
+    ASSERT_NE(it, kept->end()) << id;
+    EXPECT_EQ(it->response_json, R"({"messages":["your card 4111"]})") << id;
+    EXPECT_EQ(it->error, "4111 refused") << id;
+  }
+}
+
 TYPED_TEST(StoreContract, ErasureRefusesAnOpenConversationAndAnotherAccounts) {
   Conversation open = fillForErasure(*this->store_, kA, "open", false);
   auto r = this->store_->eraseConversationContent(kA, open.id);

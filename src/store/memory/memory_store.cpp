@@ -701,6 +701,7 @@ class MemoryStore final : public Store,
       return std::unexpected(internal::erasureMissing(acc, id).error());
     if (c->second.state == ConversationState::kOpen)
       return std::unexpected(internal::erasureOfOpen(id).error());
+    erased_.insert({acc.str(), id.str()});
     ErasureResult out;
     if (c->second.context_json != "{}") {
       c->second.context_json = "{}";
@@ -1001,6 +1002,14 @@ class MemoryStore final : public Store,
              x.second.turn_id == t.turn_id;
     });
     turns_.emplace_back(++seq_, t);
+    if (erased_.contains({t.account.str(), t.conversation.str()})) {
+      // Written after its conversation's erasure: stored without texts.
+      TurnRecord& stored = turns_.back().second;
+      stored.input_json = "{}";
+      stored.response_json = "{}";
+      stored.actions_json = "[]";
+      stored.error.clear();
+    }
     auto newest = turnsNewestFirst(t.account, t.bot);
     std::set<std::int64_t> drop;
     for (std::size_t i = static_cast<std::size_t>(std::max(keep, 0)); i < newest.size(); ++i)
@@ -1196,6 +1205,8 @@ class MemoryStore final : public Store,
       PARLEY_GUARDED_BY(mu_);
   std::map<Key2, BotRecord> bots_ PARLEY_GUARDED_BY(mu_);
   std::vector<std::pair<std::int64_t, TurnRecord>> turns_ PARLEY_GUARDED_BY(mu_);
+  // (account, conversation) of the conversations whose content was erased.
+  std::set<std::pair<std::string, std::string>> erased_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::int64_t, PendingTurn>> pending_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> image_allowlists_ PARLEY_GUARDED_BY(mu_);
   std::map<std::string, std::string> material_ PARLEY_GUARDED_BY(mu_);

@@ -1630,6 +1630,8 @@ class PostgresStore final : public Store,
       if (!state) return std::unexpected(state.error());
       if (!*state) return internal::erasureMissing(acc, id);
       if (**state == stateName(ConversationState::kOpen)) return internal::erasureOfOpen(id);
+      PARLEY_PG_TRY(
+          execute(c, "UPDATE conversations SET erased=true WHERE id=$1 AND NOT erased", id.str()));
       auto ctx = execute(
           c, "UPDATE conversations SET context_json='{}' WHERE id=$1 AND context_json<>'{}'",
           id.str());
@@ -2362,12 +2364,23 @@ class PostgresStore final : public Store,
   static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
     PARLEY_PG_TRY(execute(c, "DELETE FROM turns WHERE account=$1 AND bot=$2 AND turn_id=$3",
                           t.account.str(), t.bot.str(), t.turn_id));
+    // A record of a conversation whose content was erased is stored without texts. FOR SHARE
+    // waits for an erasure in progress (it holds the row FOR UPDATE) and then reads its mark;
+    // an erasure starting later waits for this transaction, and its UPDATE of the turns then
+    // finds this record.
+    auto erased = selectOne<std::string>(
+        c, "SELECT erased FROM conversations WHERE id=$1 AND account=$2 FOR SHARE",
+        [](const Rows& r, int i) { return r.text(i, 0); }, t.conversation.str(), t.account.str());
+    if (!erased) return asStatus(erased);
+    const bool blank = erased->has_value() && **erased == "t";
     PARLEY_PG_TRY(execute(c,
                           "INSERT INTO turns(" + std::string(kTurnCols) +
                               ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
                           t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id, t.ts,
-                          t.outcome, t.input_json, t.response_json, t.actions_json, t.timings_json,
-                          t.error));
+                          t.outcome, blank ? std::string("{}") : t.input_json,
+                          blank ? std::string("{}") : t.response_json,
+                          blank ? std::string("[]") : t.actions_json, t.timings_json,
+                          blank ? std::string() : t.error));
     // Prune to the newest `keep`, by one transaction per bot at a time: nodes record one bot's
     // turns at once, and two transactions deleting the overflow rows in different orders
     // deadlocked (PostgreSQL failed one whole group commit after deadlock_timeout, 1 s). A

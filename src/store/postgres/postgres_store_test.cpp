@@ -385,6 +385,7 @@ TEST(PostgresStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDupli
     ASSERT_TRUE(s) << s.error().message;
     // Back to version 6, then the rows that version allowed.
     rawQuery(uri, "DROP INDEX conversations_open_consumer");
+    rawQuery(uri, "ALTER TABLE conversations DROP COLUMN erased");  // version 9
     rawQuery(uri, "DELETE FROM schema_migrations WHERE version >= 7");
     auto save = [&](const std::string& id, const std::string& account, const std::string& who,
                     TimeMs start, ConversationState state) {

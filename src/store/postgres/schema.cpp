@@ -211,8 +211,14 @@ CREATE TABLE commit_markers(
 CREATE INDEX commit_markers_created ON commit_markers(created_at);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4},
-                                     {5, kV5}, {6, kV6}, {7, kV7}, {8, kV8}};
+// Version 9: whether a conversation's content was erased (Store::eraseConversationContent), so
+// that a turn record written afterwards is stored without texts.
+constexpr const char* kV9 = R"sql(
+ALTER TABLE conversations ADD COLUMN erased BOOLEAN NOT NULL DEFAULT false;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
+                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

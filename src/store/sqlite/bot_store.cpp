@@ -19,12 +19,21 @@
 namespace parley::store::sqlite {
 namespace {
 
-// Inserts `t`, replacing the bot's record with the same turn id.
+// Inserts `t`, replacing the bot's record with the same turn id. A record of a conversation
+// whose content was erased (in an earlier transaction) is stored without texts, as the erasure
+// leaves the records it finds.
 Status insertTurn(Conn& c, const TurnRecord& t) {
   static const std::string kDelete = "DELETE FROM turns WHERE account=? AND bot=? AND turn_id=?";
   static const std::string kInsert =
       "INSERT INTO turns(" + cols(kTurnCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)";
   PARLEY_STORE_TRY(execute(c, kDelete, t.account.str(), t.bot.str(), t.turn_id));
+  auto erased = selectOne<std::string>(
+      c, "SELECT id FROM conversations WHERE id=? AND account=? AND erased<>0", textColumn,
+      t.conversation.str(), t.account.str());
+  if (!erased) return asStatus(erased);
+  if (*erased)
+    return asStatus(execute(c, kInsert, t.account.str(), t.bot.str(), t.conversation.str(),
+                            t.turn_id, t.ts, t.outcome, "{}", "{}", "[]", t.timings_json, ""));
   return asStatus(execute(c, kInsert, t.account.str(), t.bot.str(), t.conversation.str(), t.turn_id,
                           t.ts, t.outcome, t.input_json, t.response_json, t.actions_json,
                           t.timings_json, t.error));

@@ -229,9 +229,15 @@ CREATE UNIQUE INDEX conversations_open_consumer ON conversations(account, consum
   WHERE state = 'OPEN';
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2},   {3, kV3},   {4, kV4},
-                                     {5, kV5}, {6, kV6},   {7, kV7},   {8, kV8},
-                                     {9, kV9}, {10, kV10}, {11, kV11}, {12, kV12}};
+// Version 13: whether a conversation's content was erased (Store::eraseConversationContent), so
+// that a turn record written afterwards is stored without texts.
+constexpr const char* kV13 = R"sql(
+ALTER TABLE conversations ADD COLUMN erased INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1},   {2, kV2},   {3, kV3},  {4, kV4}, {5, kV5},
+                                     {6, kV6},   {7, kV7},   {8, kV8},  {9, kV9}, {10, kV10},
+                                     {11, kV11}, {12, kV12}, {13, kV13}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

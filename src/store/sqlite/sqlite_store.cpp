@@ -70,6 +70,8 @@ class SqliteStore final : public Store {
       if (!*state) return internal::erasureMissing(acc, id);
       if (**state == stateName(ConversationState::kOpen)) return internal::erasureOfOpen(id);
       conversations_.forgetStoredRow(id.str());
+      PARLEY_STORE_TRY(sqlite::execute(
+          c, "UPDATE conversations SET erased=1 WHERE id=? AND erased=0", id.str()));
       auto ctx = sqlite::execute(
           c, "UPDATE conversations SET context_json='{}' WHERE id=? AND context_json<>'{}'",
           id.str());
