@@ -102,6 +102,9 @@ class CommitCuttingProxy {
     next_cut_ = cut;
   }
   int cuts() const { return cuts_; }
+  // While on, a new connection is closed at once (its client sees the server go away); links
+  // already open are not touched.
+  void refuseConnections(bool on) { refuse_ = on; }
 
  private:
   struct Link {
@@ -114,6 +117,10 @@ class CommitCuttingProxy {
     for (;;) {
       int client = ::accept(listener_, nullptr, nullptr);
       if (client < 0) return;
+      if (refuse_) {
+        ::close(client);
+        continue;
+      }
       int server = ::socket(AF_INET, SOCK_STREAM, 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;
@@ -189,6 +196,7 @@ class CommitCuttingProxy {
   int port_ = 0;
   std::atomic<Cut> next_cut_{Cut::kNone};
   std::atomic<int> cuts_{0};
+  std::atomic<bool> refuse_{false};
   std::thread acceptor_;
   std::mutex mu_;
   std::function<void()> before_cut_;  // guarded by mu_
@@ -867,9 +875,11 @@ TEST(PostgresStore, ACommitWhoseAnswerIsLostIsReportedAsItsOutcome) {
 // transaction takes that id and commits. The writer, resolving the lost COMMIT, must not take
 // that for its own batch having committed: the append fails and nothing of it is stored.
 TEST(PostgresStore, ALostCommitIsNotFooledByItsTransactionIdReusedAfterACrash) {
-  // Nothing else writes WAL meanwhile (autovacuum, the background writer flushing it before a
-  // data page), so the open transaction's WAL is lost with the crash.
-  auto server = PostgresServer::startOwn({"autovacuum=off", "bgwriter_lru_maxpages=0"});
+  // Nothing else writes or flushes WAL meanwhile (autovacuum, the background writer flushing it
+  // before a data page, the WAL writer writing it out every 200 ms by default), so the open
+  // transaction's WAL is lost with the crash.
+  auto server = PostgresServer::startOwn(
+      {"autovacuum=off", "bgwriter_lru_maxpages=0", "wal_writer_delay=10000"});
   ASSERT_TRUE(server->ok()) << server->error();
   const std::string uri = server->createDatabase();
   ASSERT_FALSE(uri.empty()) << server->error();
@@ -895,6 +905,9 @@ TEST(PostgresStore, ALostCommitIsNotFooledByItsTransactionIdReusedAfterACrash) {
                  "SELECT backend_xid::text FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND "
                  "state = 'idle in transaction' AND datname = '" +
                      db + "'"));
+    // The store reconnects only once the id was handed out again below: its own first
+    // transaction after the restart (resolving the lost COMMIT) would take it otherwise.
+    proxy.refuseConnections(true);
     server->crash();
   });
   Message m1 = message(c, 1);
@@ -917,6 +930,7 @@ TEST(PostgresStore, ALostCommitIsNotFooledByItsTransactionIdReusedAfterACrash) {
   }
   EXPECT_TRUE(reused) << "transaction id " << lost_xid << " was not handed out again (first id "
                       << "after the crash was past it): the crash did not lose its WAL";
+  proxy.refuseConnections(false);
 
   auto st = w1.get();
   ASSERT_FALSE(st) << "an append that was never stored was acknowledged";
