@@ -1835,8 +1835,8 @@ void Engine::acceptRing(Actor agent, std::string ring_id, Callback<Conversation>
     // The agent accepts its ring again: a retry whose first answer was lost. Answered on the
     // conversation's strand, after the first accept's write: the conversation while the agent
     // holds it (nothing changes), else a Conflict.
-    return onStrand(retry, [this, entry = retry, agent = std::move(agent),
-                            ring_id = std::move(ring_id), done = std::move(done)] {
+    return onStrand(retry, [entry = retry, agent = std::move(agent), ring_id = std::move(ring_id),
+                            done = std::move(done)] {
       const Conversation& c = entry->conv;
       bool holds = false;
       if (checkOpen(c, agent.account))
