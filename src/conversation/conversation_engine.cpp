@@ -268,6 +268,8 @@ class Engine final : public ConversationService {
   void forgetLease(const ConversationId& id);
   Error refusedCreate(const Conversation& c, Error refused);
   void drop(const ConversationId& id);
+  // On the entry's strand: its lease, lost, was taken again by this node before the drop ran.
+  void retake(const EntryPtr& held, Conversation fresh);
 
   // ---- routing state (guarded by mu_) ----
   struct Waiting {
@@ -433,6 +435,10 @@ class Engine final : public ConversationService {
   }
 
   // Under mu_.
+  // The routing state of an open conversation held here (queue, agents' counts), and its
+  // removal.
+  void addRoutingLocked(const EntryPtr& entry) PARLEY_REQUIRES(mu_);
+  void removeRoutingLocked(const Conversation& c, Effects& fx) PARLEY_REQUIRES(mu_);
   void addWaitingLocked(const EntryPtr& entry, const Conversation& c, TimeMs queued_at,
                         std::optional<UserId> suggested) PARLEY_REQUIRES(mu_);
   void removeWaitingLocked(const std::string& conv, Effects& fx) PARLEY_REQUIRES(mu_);
@@ -1009,6 +1015,12 @@ EntryPtr Engine::load(Conversation c) {
     consumers_[consumerKey(cv.account, cv.consumer)] = cv.id;
   }
   MutexLock lock(mu_);
+  addRoutingLocked(entry);
+  return entry;
+}
+
+void Engine::addRoutingLocked(const EntryPtr& entry) {
+  const Conversation& cv = entry->conv;
   auto& ar = accounts_[cv.account.str()];
   bool assigned = false;
   for (const auto& p : cv.participants) {
@@ -1023,7 +1035,15 @@ EntryPtr Engine::load(Conversation c) {
     if (const Participant* s = findSuggested(cv)) suggested = UserId(s->id);
     addWaitingLocked(entry, cv, cv.ttr_due_at - cv.ttr_value_s * 1000, std::move(suggested));
   }
-  return entry;
+}
+
+void Engine::removeRoutingLocked(const Conversation& c, Effects& fx) {
+  removeWaitingLocked(c.id.str(), fx);
+  auto& ar = accounts_[c.account.str()];
+  for (const auto& p : c.participants)
+    if (isActiveAssigned(p))
+      if (auto a = ar.agents.find(p.id); a != ar.agents.end()) a->second.assigned.erase(c.id.str());
+  fx.dispatch_accounts.insert(c.account.str());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1044,19 +1064,20 @@ Result<std::size_t> Engine::claimAndLoad() {
     if (it == by_id.end()) continue;
     const Lease& l = it->second;
     c.fence = l.fence();
-    {
-      MutexLock lock(leases_mu_);
-      leases_[c.id] = l;
-    }
     EntryPtr held;
     {
+      // The lease goes into the table and the entry is looked up under the table's lock, which
+      // a drop's strand task holds while it checks the table and removes the entry: either the
+      // entry is gone already (loaded again below) or the drop will leave it (retake).
+      MutexLock leases_lock(leases_mu_);
+      leases_[c.id] = l;
       MutexLock lock(entries_mu_);
       if (auto e = entries_.find(c.id); e != entries_.end()) held = e->second;
     }
     if (held) {
-      // Still held here (its renewal failed and it expired before it was dropped): taken again
-      // with a new epoch, which its next writes carry.
-      onStrand(held, [held, fence = l.fence()] { held->conv.fence = fence; });
+      // Still held here (its renewal failed and it expired before it was dropped).
+      onStrand(held,
+               [this, held, fresh = std::move(c)]() mutable { retake(held, std::move(fresh)); });
       continue;
     }
     const AccountId account = c.account;
@@ -1183,6 +1204,14 @@ void Engine::drop(const ConversationId& id) {
   onStrand(entry, [this, entry] {
     const Conversation& c = entry->conv;
     {
+      // Lease table, then entries (claimAndLoad's order): a lease taken again since it was lost
+      // keeps its entry, which retake() fences (or replaces) after this task.
+      MutexLock leases_lock(leases_mu_);
+      if (leases_.contains(c.id)) {
+        spdlog::info("conversation {}: lease taken again by node {}; still driven here", c.id.str(),
+                     options_.node);
+        return;
+      }
       MutexLock lock(entries_mu_);
       auto it = entries_.find(c.id);
       if (it == entries_.end() || it->second != entry) return;
@@ -1194,18 +1223,56 @@ void Engine::drop(const ConversationId& id) {
     Effects fx;
     {
       MutexLock lock(mu_);
-      removeWaitingLocked(c.id.str(), fx);
-      auto& ar = accounts_[c.account.str()];
-      for (const auto& p : c.participants)
-        if (isActiveAssigned(p))
-          if (auto a = ar.agents.find(p.id); a != ar.agents.end())
-            a->second.assigned.erase(c.id.str());
-      fx.dispatch_accounts.insert(c.account.str());
+      removeRoutingLocked(c, fx);
     }
     OwnershipChanged ev{c, false};
     listeners_->emit([&](ConversationListener& l) { l.onOwnershipChanged(ev); });
     apply(std::move(fx));
   });
+}
+
+// With the epoch after the entry's, nobody held the lease in between: the entry goes on and its
+// next writes carry the new epoch. With a later one another node held it and may have written
+// (messages, participants, a close is not listed open): the entry is stale, and the store's
+// version, read after the claim, replaces it — a new entry, the routing state rebuilt, listeners
+// told it was lost and taken (the bot connector resumes from its turn marks).
+void Engine::retake(const EntryPtr& held, Conversation fresh) {
+  const ConversationId id = fresh.id;
+  const store::Fence fence = fresh.fence;
+  const std::int64_t was = held->conv.fence.epoch;
+  if (was + 1 == fence.epoch) {
+    held->conv.fence = fence;
+    spdlog::info("conversation {}: taken again by node {} (lease epoch {})", id.str(), fence.node,
+                 fence.epoch);
+    return;
+  }
+  auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), std::move(fresh));
+  {
+    MutexLock leases_lock(leases_mu_);
+    auto l = leases_.find(id);
+    if (l == leases_.end() || l->second.epoch != fence.epoch) return;  // lost again: its drop
+    MutexLock lock(entries_mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second != held) return;
+    it->second = entry;
+  }
+  spdlog::warn(
+      "conversation {}: taken again by node {} at lease epoch {} after epoch {} held here; "
+      "another node drove it meanwhile, reloaded from the store",
+      id.str(), fence.node, fence.epoch, was);
+  Effects fx;
+  {
+    MutexLock lock(mu_);
+    removeRoutingLocked(held->conv, fx);
+    addRoutingLocked(entry);
+  }
+  OwnershipChanged lost{held->conv, false};
+  listeners_->emit([&](ConversationListener& x) { x.onOwnershipChanged(lost); });
+  onStrand(entry, [this, entry] {
+    OwnershipChanged ev{entry->conv, true};
+    listeners_->emit([&](ConversationListener& x) { x.onOwnershipChanged(ev); });
+  });
+  apply(std::move(fx));
 }
 
 Status Engine::recover() {

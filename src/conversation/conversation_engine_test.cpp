@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -1910,6 +1911,94 @@ TEST_F(EngineTest, ANodeStartingBesideAnotherLeavesItsAgentsStates) {
   EXPECT_EQ((*states)[0].availability, Availability::kOnline);
 }
 
+// A Store over another whose lease renewals fail while `renewals_down` is set (a node cut from
+// the store for one renewal); everything else, the other lease calls included, is the inner
+// store's.
+class RenewalFaultStore final : public store::Store, public store::ClusterStore {
+ public:
+  explicit RenewalFaultStore(store::Store& inner) : inner_(inner) {}
+  std::atomic<bool> renewals_down{false};
+
+  store::AccountStore& accounts() override { return inner_.accounts(); }
+  store::ConversationStore& conversations() override { return inner_.conversations(); }
+  store::FunctionStore& functions() override { return inner_.functions(); }
+  store::BotStore& bots() override { return inner_.bots(); }
+  store::OAuthStore& oauth() override { return inner_.oauth(); }
+  store::ScheduleStore& schedules() override { return inner_.schedules(); }
+  int schemaVersion() const override { return inner_.schemaVersion(); }
+  store::ClusterStore* cluster() override { return this; }
+
+  Result<store::Lease> acquireLease(const ConversationId& id, const std::string& node,
+                                    TimeMs ttl_ms) override {
+    return leases().acquireLease(id, node, ttl_ms);
+  }
+  Result<store::Lease> renewLease(const ConversationId& id, const std::string& node,
+                                  std::int64_t epoch, TimeMs ttl_ms) override {
+    return leases().renewLease(id, node, epoch, ttl_ms);
+  }
+  Status releaseLease(const ConversationId& id, const std::string& node,
+                      std::int64_t epoch) override {
+    return leases().releaseLease(id, node, epoch);
+  }
+  Result<store::Lease> getLease(const ConversationId& id) override { return leases().getLease(id); }
+  Result<std::vector<store::Lease>> renewLeases(const std::string& node,
+                                                const std::vector<store::Lease>& held,
+                                                TimeMs ttl_ms) override {
+    if (renewals_down)
+      return std::unexpected(
+          Error{ErrorCode::kUnavailable, "test store: unavailable (lease renewal refused)"});
+    return leases().renewLeases(node, held, ttl_ms);
+  }
+  Result<std::vector<store::Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
+                                                int limit) override {
+    return leases().claimLeases(node, ttl_ms, limit);
+  }
+  Result<std::string> putMaterialIfAbsent(const std::string& key,
+                                          const std::string& value) override {
+    return leases().putMaterialIfAbsent(key, value);
+  }
+  Result<std::string> getMaterial(const std::string& key) override {
+    return leases().getMaterial(key);
+  }
+
+ private:
+  store::ClusterStore& leases() { return *inner_.cluster(); }
+  store::Store& inner_;
+};
+
+// Holds a conversation's strand busy (an operation in progress) until release().
+class StrandBlocker {
+ public:
+  explicit StrandBlocker(ConversationStrand strand) : strand_(std::move(strand)) {
+    std::promise<void> running;
+    auto started = running.get_future();
+    boost::asio::post(strand_, [this, running = std::move(running)]() mutable {
+      running.set_value();
+      gate_.wait();
+    });
+    started.wait();
+  }
+  StrandBlocker(const StrandBlocker&) = delete;
+  StrandBlocker& operator=(const StrandBlocker&) = delete;
+  ~StrandBlocker() { release(); }
+  // Lets the strand go on and waits until what was queued on it meanwhile has run.
+  void release() {
+    if (released_) return;
+    released_ = true;
+    open_.set_value();
+    std::promise<void> drained;
+    auto done = drained.get_future();
+    boost::asio::post(strand_, [&drained] { drained.set_value(); });
+    done.wait();
+  }
+
+ private:
+  ConversationStrand strand_;
+  std::promise<void> open_;
+  std::shared_future<void> gate_ = open_.get_future().share();
+  bool released_ = false;
+};
+
 TEST_F(EngineTest, ANodeAloneTakesNoLeases) {
   auto c = request("consumer-solo");
   ASSERT_TRUE(c);
@@ -2127,6 +2216,124 @@ TEST_F(EngineTest, ANodeStartingInAClusterLoadsOnlyTheConversationsItLeases) {
   EXPECT_FALSE(conversationStrand(*engine_, orphan.id).has_value());
   std::size_t queued = 0;
   for (const auto& s : b->queues(kAcc, std::nullopt)) queued += s.entries.size();
+  EXPECT_EQ(queued, 1u);
+  b.reset();
+}
+
+// Issue 19: a failed renewal drops the conversation (on its strand, after the operation in
+// progress), and the same maintenance's claim takes the expired lease back before that drop
+// ran. The node must go on driving it with the new epoch, not keep renewing a lease of a
+// conversation it no longer holds.
+TEST_F(EngineTest, ALeaseTakenBackBeforeItsDropRanKeepsTheConversationDriven) {
+  RenewalFaultStore faulty(*store_);
+  auto a = makeConversationService(faulty, clock_, clusterNode("node-a"));
+  ASSERT_TRUE(a->recover());
+  OwnershipRecorder seen;
+  auto sub = a->subscribe(seen);
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-1"));
+  ConversationRequest creq;
+  creq.account = kAcc;
+  creq.consumer = ConsumerId("consumer-1");
+  auto c = call<Conversation>([&](auto cb) { a->requestConversation(creq, cb); });
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(store_->cluster()->getLease(c->id)->epoch, 1);
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"one"})";
+  ASSERT_TRUE(call<Published>([&](auto cb) { a->publish(req, cb); }));
+
+  {
+    auto strand = conversationStrand(*a, c->id);
+    ASSERT_TRUE(strand);
+    StrandBlocker busy(*strand);
+    // The renewal fails after the lease expired: the conversation is dropped (queued behind
+    // the busy strand) and the claim that follows takes the expired lease back, epoch 2.
+    clock_.advanceMs(3001);
+    faulty.renewals_down = true;
+    maintainLeases(*a);
+    faulty.renewals_down = false;
+    auto lease = store_->cluster()->getLease(c->id);
+    ASSERT_TRUE(lease);
+    EXPECT_EQ(lease->node, "node-a");
+    EXPECT_EQ(lease->epoch, 2);
+    busy.release();
+  }
+
+  // Still driven here, with the new epoch.
+  EXPECT_TRUE(conversationStrand(*a, c->id).has_value());
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"two"})";
+  auto two = call<Published>([&](auto cb) { a->publish(req, cb); });
+  ASSERT_TRUE(two) << two.error().message;
+  EXPECT_EQ(two->sequence, 1);
+  auto stored = store_->conversations().getConversation(kAcc, c->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->next_sequence, 2);  // accepted: it carried epoch 2, the lease's
+  // The next renewal keeps the lease at epoch 2, and another node cannot take it.
+  clock_.advanceMs(1000);
+  maintainLeases(*a);
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  clock_.advanceMs(2500);
+  maintainLeases(*b);
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-a");
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
+  b.reset();
+  sub.reset();
+  a.reset();
+}
+
+// The same race after another node held the lease in between and wrote: the entry this node
+// kept is stale, and the conversation goes on from the store's version (its sequence, the
+// other node's message), announced as lost and taken again.
+TEST_F(EngineTest, ALeaseTakenBackAfterAnotherNodeDroveItReloadsTheConversation) {
+  restart(clusterNode("node-a"));
+  OwnershipRecorder seen;
+  auto sub = engine_->subscribe(seen);
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-1"));
+  auto c = request("consumer-1");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(publish(consumer, c->id, "one"));
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  {
+    auto strand = conversationStrand(*engine_, c->id);
+    ASSERT_TRUE(strand);
+    StrandBlocker busy(*strand);
+    // a stops renewing; b takes the conversation (epoch 2) and writes to it.
+    clock_.advanceMs(3001);
+    maintainLeases(*b);
+    PublishRequest req;
+    req.actor = consumer;
+    req.conversation = c->id;
+    req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"via b"})";
+    auto via_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+    ASSERT_TRUE(via_b) << via_b.error().message;
+    EXPECT_EQ(via_b->sequence, 1);
+    // b stops renewing in turn; a's renewal finds its epoch taken (drop queued behind the busy
+    // strand) and its claim takes the expired lease back, epoch 3.
+    clock_.advanceMs(3001);
+    maintainLeases(*engine_);
+    EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-a");
+    EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 3);
+    busy.release();
+  }
+  ASSERT_TRUE(seen.waitFor("TAKEN:" + c->id.str()));
+  EXPECT_TRUE(seen.waitFor("LOST:" + c->id.str()));
+  auto three = publish(consumer, c->id, "three");
+  ASSERT_TRUE(three) << three.error().message;
+  EXPECT_EQ(three->sequence, 2);
+  auto stored = store_->conversations().listMessages(c->id, 0, 100);
+  ASSERT_TRUE(stored);
+  std::vector<std::string> texts;
+  for (const auto& m : *stored) {
+    auto ev = json::parseObject(m.event_json);
+    ASSERT_TRUE(ev);
+    texts.push_back(std::string(ev->at("message").as_string()));
+  }
+  EXPECT_EQ(texts, (std::vector<std::string>{"one", "via b", "three"}));
+  std::size_t queued = 0;
+  for (const auto& q : engine_->queues(kAcc, std::nullopt)) queued += q.entries.size();
   EXPECT_EQ(queued, 1u);
   b.reset();
 }
