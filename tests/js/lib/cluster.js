@@ -4,6 +4,7 @@
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
+const os = require('os');
 const { spawn } = require('child_process');
 const { request } = require('./http');
 const { tempDataDir, PARLEY_BIN } = require('./server');
@@ -66,13 +67,37 @@ function stopCluster(c) {
   });
 }
 
-// A cluster of n nodes for test t, stopped and removed after it, with what the tests use: the
-// nodes by name, the CA, the demo account, srv(node) for the clients, and an admin bearer from a
-// login through node 2.
+// Where the logs of a test's cluster are kept after it is removed: the nodes', PostgreSQL's,
+// NATS's and HAProxy's, one folder per test, replaced by the test's next run (so a failure can
+// be read afterwards; nothing accumulates).
+const keptLogsRoot = path.join(os.tmpdir(), 'parley-cluster-logs');
+
+function keepLogs(c, name) {
+  const to = path.join(keptLogsRoot, name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80));
+  fs.rmSync(to, { recursive: true, force: true });
+  fs.mkdirSync(to, { recursive: true });
+  const logs = [['.', /^node\d+\.(log|out)$|^haproxy\.log$/], ['pg', /^server\.log$/], ['nats', /^server\.log$/]];
+  for (const [sub, re] of logs) {
+    const from = path.join(c.dir, sub);
+    for (const f of fs.existsSync(from) ? fs.readdirSync(from) : []) {
+      if (re.test(f)) fs.copyFileSync(path.join(from, f), path.join(to, sub === '.' ? f : `${sub}-${f}`));
+    }
+  }
+  return to;
+}
+
+// A cluster of n nodes for test t, stopped and removed after it (its logs kept, keepLogs), with
+// what the tests use: the nodes by name, the CA, the demo account, srv(node) for the clients, and
+// an admin bearer from a login through node 2.
 async function clusterForTest(t, n, env = {}) {
   const c = await startCluster(n, 240000, env);
   t.after(async () => {
     await stopCluster(c);
+    try {
+      t.diagnostic(`cluster logs kept in ${keepLogs(c, t.name)}`);
+    } catch (e) {
+      t.diagnostic(`cluster logs not kept: ${e.message}`);
+    }
     fs.rmSync(c.dir, { recursive: true, force: true });
   });
   const byName = Object.fromEntries(c.listening.map((l) => [l.node, l]));
