@@ -672,6 +672,15 @@ int serve(const ServeFlags& f) {
       std::make_shared<functions::service::Gateway>(function_service->runner(), **function_runtime,
                                                     store_ref.functions(), clock, gateway_options);
   (*server)->setGateway(gateway);
+  // A node cut off from the cluster's bus answers /healthz with 503, so a balancer's health
+  // check (tools/cluster.sh's HAProxy: `option httpchk GET /healthz`) sends clients elsewhere.
+  if (bus_health)
+    (*server)->setHealthCheck([h = bus_health.get()]() -> std::optional<std::string> {
+      if (h->mayHoldLeases()) return std::nullopt;
+      return std::string(
+          "cut off from the cluster's bus (NATS): its conversations are handed to the other "
+          "nodes");
+    });
   // Function schedules: REST `schedules`, and the scheduler that runs them through the same
   // recording Runner (started once the server serves; its first pass applies the missed-runs
   // rule to what came due while the server was down).

@@ -117,6 +117,10 @@ void App::handle(HttpRequest req, HttpDone done) {
                           "invalid_path"));
   const auto& s = req.segments;
   if (s.size() == 1 && s[0] == "healthz") {
+    if (unhealthy_)
+      if (auto reason = unhealthy_())
+        return done(jsonResponse(503, bj::object{{"status", "unavailable"}, {"reason", *reason}},
+                                 "healthz"));
     return done(jsonResponse(200, bj::object{{"status", "ok"}}, "healthz"));
   }
   if (s.size() == 1 && s[0] == "metrics") return metrics(req, std::move(done));
@@ -354,6 +358,10 @@ HttpResponse gatewayError(int status, std::string_view code, const std::string& 
 }  // namespace
 
 void App::setGateway(std::shared_ptr<api::Handler> gateway) { gateway_ = std::move(gateway); }
+
+void App::setHealthCheck(std::function<std::optional<std::string>()> unhealthy) {
+  unhealthy_ = std::move(unhealthy);
+}
 
 void App::gateway(HttpRequest req, HttpDone done) {
   if (!gateway_)

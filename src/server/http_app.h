@@ -13,8 +13,10 @@
 //   GET  anything else                                     (static console, SPA fallback)
 // Thread-safe. Owned by the Server.
 
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,11 @@ class App final : public HttpApp {
   void setGateway(std::shared_ptr<api::Handler> gateway);
   // The "host:port" CSDS points clients at (the HTTPS listener). Call before serving.
   void setPublicHost(std::string host_port);
+  // Asked by every GET /healthz (on the io thread: it must not block): the reason this node
+  // should get no traffic now (e.g. a cluster node cut off from the bus), answered as 503
+  // {"status":"unavailable","reason":…}; nullopt for 200 {"status":"ok"}. Without one, always
+  // 200. Call before serving.
+  void setHealthCheck(std::function<std::optional<std::string>()> unhealthy);
 
   // HttpApp
   void handle(HttpRequest request, HttpDone done) override;
@@ -77,8 +84,9 @@ class App final : public HttpApp {
   std::string publicHost(const HttpRequest& req) const;
 
   AppDeps deps_;
-  std::vector<std::shared_ptr<api::Handler>> handlers_;  // written before serving only
-  std::shared_ptr<api::Handler> gateway_;                // written before serving only
+  std::vector<std::shared_ptr<api::Handler>> handlers_;    // written before serving only
+  std::shared_ptr<api::Handler> gateway_;                  // written before serving only
+  std::function<std::optional<std::string>()> unhealthy_;  // written before serving only
   mutable Mutex mu_;
   std::string public_host_ PARLEY_GUARDED_BY(mu_);
 };

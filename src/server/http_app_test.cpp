@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <cstring>
 
@@ -93,6 +94,29 @@ class HttpAppTest : public ::testing::Test {
   Metrics metrics_;
   std::unique_ptr<App> app_;
 };
+
+// /healthz answers what the health check says: 200 without one or while it finds nothing
+// wrong, 503 with its reason while it does (a cluster node cut off from the bus).
+TEST_F(HttpAppTest, HealthzAnswersTheHealthCheck) {
+  auto plain = call("GET", "/healthz");
+  EXPECT_EQ(plain.status, 200);
+  EXPECT_EQ(json::parseObject(plain.body)->at("status").as_string(), "ok");
+  std::atomic<bool> cut{false};
+  app_->setHealthCheck([&]() -> std::optional<std::string> {
+    if (!cut) return std::nullopt;
+    return std::string("cut off from the cluster's bus");
+  });
+  EXPECT_EQ(call("GET", "/healthz").status, 200);
+  cut = true;
+  auto down = call("GET", "/healthz");
+  EXPECT_EQ(down.status, 503);
+  auto o = json::parseObject(down.body);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->at("status").as_string(), "unavailable");
+  EXPECT_EQ(o->at("reason").as_string(), "cut off from the cluster's bus");
+  cut = false;
+  EXPECT_EQ(call("GET", "/healthz").status, 200);
+}
 
 TEST_F(HttpAppTest, CsdsAlwaysHasBaseUris) {
   auto ok = call("GET", "/api/account/123/service/baseURI.json?version=1.0");

@@ -83,6 +83,9 @@ class ServerImpl final : public Server {
   void setGateway(std::shared_ptr<api::Handler> gateway) override {
     app_->setGateway(std::move(gateway));
   }
+  void setHealthCheck(std::function<std::optional<std::string>()> unhealthy) override {
+    app_->setHealthCheck(std::move(unhealthy));
+  }
   void addMetricsSource(std::function<std::string()> source) override {
     metrics_.addSource(std::move(source));
   }

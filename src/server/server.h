@@ -118,6 +118,8 @@ class Server {
   // Sets the functions gateway (/api/account/{acc}/lambdas|events/…; see http_app.h). Before
   // start(). Without one those paths are 404.
   virtual void setGateway(std::shared_ptr<api::Handler> gateway) = 0;
+  // What GET /healthz asks (see http_app.h, App::setHealthCheck). Before start().
+  virtual void setHealthCheck(std::function<std::optional<std::string>()> unhealthy) = 0;
   // Adds Prometheus text appended to /metrics. Before start().
   virtual void addMetricsSource(std::function<std::string()> source) = 0;
   // Subscribes to the engine, binds the listeners and starts serving.

@@ -2,13 +2,15 @@
 // A node cut off from NATS while it keeps PostgreSQL (tools/cluster.sh, two nodes; node 1 reaches
 // NATS through a TCP proxy this test closes): it gives its conversations up, node 2 takes them
 // over, and the consumers' publishes reaching node 2 are answered there — every acknowledged
-// message stored once and answered by the bot. While cut off node 1 creates no conversation;
-// once the proxy is back it creates (and owns) conversations again.
+// message stored once and answered by the bot. While cut off node 1 creates no conversation and
+// its /healthz answers 503 (the balancer's health check sends clients elsewhere); once the proxy
+// is back it creates (and owns) conversations again and its /healthz answers 200.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('net');
 const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
+const { request } = require('./lib/http');
 const { clusterForTest, botTexts } = require('./lib/cluster');
 
 const freePort = () => new Promise((resolve, reject) => {
@@ -50,7 +52,7 @@ test('a node cut off from NATS gives its conversations up to the node that has i
   const proxy = natsProxy(proxyPort, natsPort);
   await proxy.open();
   t.after(() => proxy.close());
-  const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2, {
+  const { c, byName, acc, srv, bearer, ca } = await clusterForTest(t, 2, {
     PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}`,
     PARLEY_CLUSTER_NATS_PORT: String(natsPort),
     PARLEY_NODE_BUS_1: `nats://127.0.0.1:${proxyPort}`,
@@ -128,6 +130,11 @@ test('a node cut off from NATS gives its conversations up to the node that has i
   const refused = await ask(lone);
   assert.equal(refused.code, 503, JSON.stringify(refused));
   assert.match(JSON.stringify(refused.body), /cut off from the cluster's bus/);
+  const health = await request('GET', `${node1.https}/healthz`, { ca });
+  assert.equal(health.status, 503, health.text);
+  assert.equal(health.json.status, 'unavailable');
+  assert.match(health.json.reason, /cut off from the cluster's bus/);
+  assert.equal((await request('GET', `${node2.https}/healthz`, { ca })).status, 200);
 
   // NATS reachable again: node 1 reconnects and takes part again — a conversation asked on it is
   // created and owned by it (node 2 keeps what it took).
@@ -140,6 +147,8 @@ test('a node cut off from NATS gives its conversations up to the node that has i
     await new Promise((r) => setTimeout(r, 250));
   }
   assert.equal(again.code, 200, JSON.stringify(again));
+  const healthy = await request('GET', `${node1.https}/healthz`, { ca });
+  assert.equal(healthy.status, 200, healthy.text);
   assert.equal((await conv(again.body.conversationId)).owner, 'node1');
   for (const { convId } of convs) assert.equal((await conv(convId)).owner, 'node2');
   assert.equal((await lone.request('ms.SubscribeMessagingEvents', { dialogId: again.body.conversationId, fromSeq: 0 })).code, 200);
