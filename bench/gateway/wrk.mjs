@@ -13,17 +13,22 @@ function cpuOf(pid) {
     return (Number(f[11]) + Number(f[12])) / ticks;
   } catch { return 0; }
 }
-// The process and its children (utime+stime of live processes: the children live throughout).
-export function treeCpu(pid) {
-  let total = cpuOf(pid);
+// `of(pid)` summed over the process and its children.
+function overTree(pid, of) {
+  let total = of(pid);
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += cpuOf(Number(d));
+      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += of(Number(d));
     } catch { /* gone */ }
   }
   return total;
+}
+
+// The process and its children (utime+stime of live processes: the children live throughout).
+export function treeCpu(pid) {
+  return overTree(pid, cpuOf);
 }
 
 // Context switches (voluntary and involuntary) of every thread of a process.
@@ -42,15 +47,7 @@ function switchesOf(pid) {
 // The same over the process and its children (threads that ended meanwhile are not counted:
 // the server's threads and its worker processes live throughout a run).
 export function treeSwitches(pid) {
-  let total = switchesOf(pid);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) total += switchesOf(Number(d));
-    } catch { /* gone */ }
-  }
-  return total;
+  return overTree(pid, switchesOf);
 }
 
 export function post(url, body, headers = {}) {
