@@ -231,6 +231,19 @@ class EngineTest : public ::testing::Test {
   Result<Conversation> get(const ConversationId& id) {
     return call<Conversation>([&](auto cb) { engine_->getConversation(kAcc, id, cb); });
   }
+  // The texts of the conversation's messages as the store holds them, in sequence order.
+  std::vector<std::string> storedTexts(const ConversationId& id) {
+    auto stored = store_->conversations().listMessages(id, 0, 100);
+    EXPECT_TRUE(stored);
+    std::vector<std::string> texts;
+    if (!stored) return texts;
+    for (const auto& m : *stored) {
+      auto ev = json::parseObject(m.event_json);
+      EXPECT_TRUE(ev);
+      texts.push_back(ev ? std::string(ev->at("message").as_string()) : std::string());
+    }
+    return texts;
+  }
   // Brings `agent` ONLINE, waits for its ring on `conv` and accepts it.
   Conversation assign(const Actor& agent, const Conversation& conv) {
     EXPECT_TRUE(setState(agent, Availability::kOnline));
@@ -2076,15 +2089,7 @@ TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) 
   maintainLeases(*engine_);
   EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
 
-  auto stored = store_->conversations().listMessages(c->id, 0, 100);
-  ASSERT_TRUE(stored);
-  std::vector<std::string> texts;
-  for (const auto& m : *stored) {
-    auto ev = json::parseObject(m.event_json);
-    ASSERT_TRUE(ev);
-    texts.push_back(std::string(ev->at("message").as_string()));
-  }
-  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(storedTexts(c->id), (std::vector<std::string>{"one", "two", "three"}));
   EXPECT_EQ(store_->conversations().getConversation(kAcc, c->id)->state,
             store::ConversationState::kOpen);
 
@@ -2323,15 +2328,7 @@ TEST_F(EngineTest, ALeaseTakenBackAfterAnotherNodeDroveItReloadsTheConversation)
   auto three = publish(consumer, c->id, "three");
   ASSERT_TRUE(three) << three.error().message;
   EXPECT_EQ(three->sequence, 2);
-  auto stored = store_->conversations().listMessages(c->id, 0, 100);
-  ASSERT_TRUE(stored);
-  std::vector<std::string> texts;
-  for (const auto& m : *stored) {
-    auto ev = json::parseObject(m.event_json);
-    ASSERT_TRUE(ev);
-    texts.push_back(std::string(ev->at("message").as_string()));
-  }
-  EXPECT_EQ(texts, (std::vector<std::string>{"one", "via b", "three"}));
+  EXPECT_EQ(storedTexts(c->id), (std::vector<std::string>{"one", "via b", "three"}));
   std::size_t queued = 0;
   for (const auto& q : engine_->queues(kAcc, std::nullopt)) queued += q.entries.size();
   EXPECT_EQ(queued, 1u);
