@@ -11,7 +11,7 @@ const path = require('path');
 const { Consumer } = require('./lib/consumer');
 const { BotProcess } = require('./lib/bot');
 const { rest } = require('./lib/server');
-const { clusterForTest } = require('./lib/cluster');
+const { clusterForTest, conversationVia, publishOnce, conversationOnTwoNodes } = require('./lib/cluster');
 
 test('a conversation waiting on node 1 is offered to an agent on node 2, who accepts and talks with the consumer', { timeout: 600000 }, async (t) => {
   const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2);
@@ -85,24 +85,8 @@ test('an agent on node 2 keeps node 1\'s conversation when node 1 is SIGKILLed',
   await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
 
   // Created on node 1 (its owner); the consumer's second socket is on node 2.
-  const onA = new Consumer(srv(node1), acc);
-  await onA.signup();
-  await onA.connect();
-  t.after(() => onA.close());
-  const created = await onA.request('cm.ConsumerRequestConversation',
-    { skillId: c.demo.skills.human, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
-  assert.equal(created.code, 200, JSON.stringify(created));
-  const convId = created.body.conversationId;
-  const onB = new Consumer(srv(node2), acc);
-  onB.jwt = onA.jwt;
-  await onB.connect();
-  t.after(() => onB.close());
-  assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
-  const conv = async () => {
-    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
-    assert.equal(r.status, 200, r.text);
-    return r.json;
-  };
+  const { onB, convId } = await conversationOnTwoNodes(t, srv(node1), srv(node2), acc, c.demo.skills.human);
+  const conv = () => conversationVia(srv(node2), bearer, acc, convId);
   assert.equal((await conv()).owner, 'node1');
   const accepted = await agent.waitFor((e) => e.event === 'accepted' && e.convId === convId,
     'the agent on node 2 is rung for node 1\'s conversation', 20000);
@@ -118,11 +102,7 @@ test('an agent on node 2 keeps node 1\'s conversation when node 1 is SIGKILLed',
   // Node 1 is SIGKILLed: node 2 takes the conversation with the agent still in it.
   process.kill(Number(fs.readFileSync(path.join(c.dir, 'node1.pid'), 'utf8')), 'SIGKILL');
   const killedAt = Date.now();
-  const id = String(onB.nextId++);
-  const r = await onB.sendRaw(JSON.stringify({
-    kind: 'req', id, type: 'ms.PublishEvent',
-    body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message: 'after' } },
-  }), id, 15000);
+  const r = await publishOnce(onB, convId, 'after', 15000);
   assert.equal(r.code, 200, JSON.stringify(r));
   t.diagnostic(`publish after the kill acknowledged ${Date.now() - killedAt} ms after SIGKILL (lease ${leaseMs} ms)`);
   await onB.waitFor(agentAnswer('after'), 'the agent answers on the new owner', 20000);

@@ -6,16 +6,12 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
-const { clusterForTest, botTexts } = require('./lib/cluster');
+const { clusterForTest, botTexts, conversationVia } = require('./lib/cluster');
 
 test('POST bots/{id}/stop on node 1 hands the bot\'s conversations on both nodes to its escalation skill', { timeout: 600000 }, async (t) => {
   const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2);
   const { node1, node2 } = byName;
-  const conv = async (convId) => {
-    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
-    assert.equal(r.status, 200, r.text);
-    return r.json;
-  };
+  const conv = (convId) => conversationVia(srv(node2), bearer, acc, convId);
   const assigned = (cv) => cv.participants.filter((p) => p.role === 'ASSIGNED_AGENT').map((p) => p.id);
 
   // One conversation owned by each node, each answered by the bot there.

@@ -11,7 +11,7 @@ const net = require('net');
 const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
 const { request } = require('./lib/http');
-const { clusterForTest, botTexts } = require('./lib/cluster');
+const { clusterForTest, botTexts, conversationVia, publishOnce } = require('./lib/cluster');
 
 const freePort = () => new Promise((resolve, reject) => {
   const s = net.createServer();
@@ -58,18 +58,8 @@ test('a node cut off from NATS gives its conversations up to the node that has i
     PARLEY_NODE_BUS_1: `nats://127.0.0.1:${proxyPort}`,
   });
   const { node1, node2 } = byName;
-  const conv = async (convId) => {
-    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
-    assert.equal(r.status, 200, r.text);
-    return r.json;
-  };
-  const publish = (sock, convId, message, timeoutMs) => {
-    const id = String(sock.nextId++);
-    return sock.sendRaw(JSON.stringify({
-      kind: 'req', id, type: 'ms.PublishEvent',
-      body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message } },
-    }), id, timeoutMs);
-  };
+  const conv = (convId) => conversationVia(srv(node2), bearer, acc, convId);
+  const publish = publishOnce;
   const ask = (sock) => sock.request('cm.ConsumerRequestConversation',
     { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
   const consumerOn = async (node, jwt) => {

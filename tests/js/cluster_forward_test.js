@@ -7,43 +7,21 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const { Consumer } = require('./lib/consumer');
 const { rest } = require('./lib/server');
-const { clusterForTest, botTexts } = require('./lib/cluster');
+const { clusterForTest, botTexts, conversationVia, publishOnce, conversationOnTwoNodes } = require('./lib/cluster');
 
 test('publishes and changes reaching a node that does not own the conversation go to its owner, also during a takeover', { timeout: 600000 }, async (t) => {
   const leaseMs = 1500;
   const { c, byName, acc, srv, bearer } =
     await clusterForTest(t, 3, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
   const { node1, node2 } = byName;
-  const owner = async (convId) => {
-    const r = await rest(srv(node2), bearer, 'GET', acc, `conversations/${convId}`);
-    assert.equal(r.status, 200, r.text);
-    return r.json;
-  };
-  const publish = (sock, convId, message, timeoutMs) => {
-    const id = String(sock.nextId++);
-    return sock.sendRaw(JSON.stringify({
-      kind: 'req', id, type: 'ms.PublishEvent',
-      body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message } },
-    }), id, timeoutMs);
-  };
+  const owner = (convId) => conversationVia(srv(node2), bearer, acc, convId);
+  const publish = publishOnce;
 
   // A conversation made on node 1 (node 1's lease), and the same consumer's socket on node 2.
   const open = async () => {
-    const onA = new Consumer(srv(node1), acc);
-    await onA.signup();
-    await onA.connect();
-    t.after(() => onA.close());
-    const created = await onA.request('cm.ConsumerRequestConversation',
-      { skillId: c.demo.skills.general, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
-    assert.equal(created.code, 200, JSON.stringify(created));
-    const convId = created.body.conversationId;
-    const onB = new Consumer(srv(node2), acc);
-    onB.jwt = onA.jwt;
-    await onB.connect();
-    t.after(() => onB.close());
-    assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+    const { onA, onB, convId } =
+      await conversationOnTwoNodes(t, srv(node1), srv(node2), acc, c.demo.skills.general);
     assert.equal((await owner(convId)).owner, 'node1');
     return { onA, onB, convId };
   };

@@ -7,7 +7,8 @@ const path = require('path');
 const os = require('os');
 const { spawn } = require('child_process');
 const { request } = require('./http');
-const { tempDataDir, PARLEY_BIN } = require('./server');
+const { tempDataDir, PARLEY_BIN, rest } = require('./server');
+const { Consumer } = require('./consumer');
 
 const SCRIPT = path.resolve(__dirname, '../../../tools/cluster.sh');
 
@@ -115,4 +116,42 @@ async function clusterForTest(t, n, env = {}) {
 const botTexts = (sock) => sock.contentRecords()
   .filter((r) => r.originatorMetadata.role === 'ASSIGNED_AGENT').map((r) => String(r.event.message));
 
-module.exports = { startCluster, stopCluster, clusterForTest, botTexts };
+// The conversation as REST shows it through the node `srvOfNode` (srv(node) of clusterForTest).
+async function conversationVia(srvOfNode, bearer, acc, convId) {
+  const r = await rest(srvOfNode, bearer, 'GET', acc, `conversations/${convId}`);
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+// One ms.PublishEvent of a text on `sock`, sent once and answered within timeoutMs (no retry:
+// what the tests time, e.g. a publish waiting for a conversation's next owner).
+function publishOnce(sock, convId, message, timeoutMs) {
+  const id = String(sock.nextId++);
+  return sock.sendRaw(JSON.stringify({
+    kind: 'req', id, type: 'ms.PublishEvent',
+    body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message } },
+  }), id, timeoutMs);
+}
+
+// A new consumer's conversation on `skillId`, created through node A (which owns it), and the
+// same consumer's second socket on node B subscribed to it; both closed after the test.
+async function conversationOnTwoNodes(t, srvA, srvB, acc, skillId) {
+  const onA = new Consumer(srvA, acc);
+  await onA.signup();
+  await onA.connect();
+  t.after(() => onA.close());
+  const created = await onA.request('cm.ConsumerRequestConversation',
+    { skillId, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  const onB = new Consumer(srvB, acc);
+  onB.jwt = onA.jwt;
+  await onB.connect();
+  t.after(() => onB.close());
+  assert.equal((await onB.request('ms.SubscribeMessagingEvents', { dialogId: convId, fromSeq: 0 })).code, 200);
+  return { onA, onB, convId };
+}
+
+module.exports = {
+  startCluster, stopCluster, clusterForTest, botTexts, conversationVia, publishOnce, conversationOnTwoNodes,
+};
