@@ -13,17 +13,24 @@ const { BotProcess } = require('./lib/bot');
 const { rest } = require('./lib/server');
 const { clusterForTest, conversationVia, publishOnce, conversationOnTwoNodes } = require('./lib/cluster');
 
+// The demo human agent (an echoing agent process) logged in and subscribed on the node at
+// `host`; stopped after the test.
+async function agentOn(t, c, acc, host) {
+  const agent = new BotProcess({ httpsHost: host, caPath: c.listening[0].ca }, acc,
+    c.demo.agent.username, c.demo.agent.password, 'echo', { PARLEY_AGENT_HOST: host });
+  t.after(() => agent.stop());
+  const connected = await agent.waitFor((e) => e.event === 'connected', `agent connected to ${host}`, 30000);
+  await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
+  return { agent, connected };
+}
+
 test('a conversation waiting on node 1 is offered to an agent on node 2, who accepts and talks with the consumer', { timeout: 600000 }, async (t) => {
   const { c, byName, acc, srv, bearer } = await clusterForTest(t, 2);
   const { node1, node2 } = byName;
   const node2Host = new URL(node2.https).host;
 
   // The demo human agent (skills "human" and "escalation"), logged in and connected on node 2.
-  const agent = new BotProcess({ httpsHost: node2Host, caPath: c.listening[0].ca }, acc,
-    c.demo.agent.username, c.demo.agent.password, 'echo', { PARLEY_AGENT_HOST: node2Host });
-  t.after(() => agent.stop());
-  const connected = await agent.waitFor((e) => e.event === 'connected', 'agent connected to node 2', 30000);
-  await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
+  const { agent, connected } = await agentOn(t, c, acc, node2Host);
 
   // A consumer on node 1 asks for a conversation on "human": node 1 creates and owns it.
   const consumer = new Consumer(srv(node1), acc);
@@ -78,11 +85,7 @@ test('an agent on node 2 keeps node 1\'s conversation when node 1 is SIGKILLed',
     await clusterForTest(t, 2, { PARLEY_NODE_ARGS: `--lease-ms ${leaseMs}` });
   const { node1, node2 } = byName;
   const node2Host = new URL(node2.https).host;
-  const agent = new BotProcess({ httpsHost: node2Host, caPath: c.listening[0].ca }, acc,
-    c.demo.agent.username, c.demo.agent.password, 'echo', { PARLEY_AGENT_HOST: node2Host });
-  t.after(() => agent.stop());
-  const connected = await agent.waitFor((e) => e.event === 'connected', 'agent connected to node 2', 30000);
-  await agent.waitFor((e) => e.event === 'subscribed', 'agent subscribed', 15000);
+  const { agent, connected } = await agentOn(t, c, acc, node2Host);
 
   // Created on node 1 (its owner); the consumer's second socket is on node 2.
   const { onB, convId } = await conversationOnTwoNodes(t, srv(node1), srv(node2), acc, c.demo.skills.human);
