@@ -10,9 +10,10 @@
 #                                  # build only these targets (the tests selected must be built)
 #
 # Every process a test starts (the server, its function workers, the CLI) inherits TSAN_OPTIONS
-# and writes its reports to build/tsan/tsan-reports/report.<pid>; the run fails when a test
-# fails or when any report was written, and prints the reports' summaries. Suppressions (V8 and
-# libnode internals only): tools/tsan.supp.
+# and writes its reports to build/tsan/tsan-reports/report.<pid> (a function worker opens its
+# file when it starts, so a worker with nothing to report leaves an empty one); the run fails
+# when a test fails or when any report was written, and prints the reports' summaries.
+# Suppressions (V8 and libnode internals only): tools/tsan.supp.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -31,8 +32,10 @@ mkdir -p "$reports"
 export PARLEY_TSAN_OPTIONS="log_path=$reports/report"
 status=0
 ctest --preset tsan -j"$(nproc)" "$@" || status=$?
-shopt -s nullglob
-files=("$reports"/report.*)
+# A function worker opens its report file before its sandbox locks down (it could not open it
+# later), so an empty report.<pid> means no report.
+files=()
+while IFS= read -r -d '' f; do files+=("$f"); done < <(find "$reports" -name 'report.*' -size +0 -print0)
 if [ ${#files[@]} -gt 0 ]; then
   echo "tsan: ${#files[@]} process(es) wrote reports (full text in $reports):" >&2
   grep -h '^SUMMARY: ThreadSanitizer' "${files[@]}" | sort | uniq -c >&2 || true

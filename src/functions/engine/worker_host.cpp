@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,10 @@
 #include "functions/engine/sandbox.h"
 #include "functions/engine/watchdog.h"
 #include "functions/engine/worker.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 namespace parley::functions {
 namespace engine {
@@ -46,6 +51,39 @@ std::string arg(int argc, char** argv, std::string_view name) {
   return {};
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// A sanitizer opens its report file (`log_path`) when it writes the first report, which the
+// seccomp filter refuses: the sanitizer then exits (TSan with 66) without the report. So the
+// worker opens `<log_path>.<pid>` before it locks down, on its stdout (/dev/null, unused, and
+// kept by lockDown), and hands that descriptor to the sanitizer. The file is the one the
+// sanitizer would have opened itself; it stays empty unless a report is written.
+void openSanitizerReportFile() {
+  std::string path;
+  for (const char* name : {"TSAN_OPTIONS", "ASAN_OPTIONS"}) {
+    const char* v = std::getenv(name);
+    if (!v) continue;
+    std::string opts = v;
+    std::size_t at = 0;
+    while (at < opts.size()) {
+      std::size_t end = opts.find_first_of(": ", at);
+      if (end == std::string::npos) end = opts.size();
+      std::string_view tok(opts.data() + at, end - at);
+      if (tok.starts_with("log_path=")) path = std::string(tok.substr(9));
+      at = end + 1;
+    }
+  }
+  if (path.empty() || path == "stderr" || path == "stdout") return;
+  path += "." + std::to_string(::getpid());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;  // the sanitizer's own open will fail the same way and say so
+  if (fd != 1) {
+    ::dup2(fd, 1);
+    ::close(fd);
+  }
+  __sanitizer_set_report_fd(reinterpret_cast<void*>(static_cast<std::uintptr_t>(1)));
+}
+#endif
+
 // The worker process: sandbox, configuration, V8, seccomp, then the worker loop.
 int workerProcessMain(int argc, char** argv) {
   nameThisThread("fn-worker-main");
@@ -54,6 +92,7 @@ int workerProcessMain(int argc, char** argv) {
       static_cast<std::size_t>(std::atoll(arg(argc, argv, "--address-space-mb").c_str()));
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   as_mb = 0;  // the sanitizers reserve terabytes of shadow memory
+  openSanitizerReportFile();
 #endif
   void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0);
   if (mem == MAP_FAILED) {
