@@ -297,6 +297,10 @@ void ClusterRouting::sweep() {
     sessions = sessions_;
     const auto now = SteadyClock::now();
     for (auto it = mirrored_.begin(); it != mirrored_.end();) {
+      if (it->second.ended) {
+        it = it->second.ends_by > now ? std::next(it) : mirrored_.erase(it);
+        continue;
+      }
       auto seen = last_seen_.find(it->second.owner);
       const bool silent = seen == last_seen_.end() || seen->second + options_.agent_ttl < now;
       if (!silent && it->second.ends_by > now) {
@@ -387,7 +391,15 @@ void ClusterRouting::ended(conv::Ring ring, conv::RingEndReason reason, bus::Rep
   {
     MutexLock lock(mu_);
     sessions = sessions_;
-    known = mirrored_.erase(ring.ring_id) > 0;
+    if (auto it = mirrored_.find(ring.ring_id); it != mirrored_.end() && !it->second.ended) {
+      known = true;
+      // Kept (ended) for as long as it was offered for, as the owner keeps its ended rings.
+      const auto lasts =
+          std::chrono::milliseconds(std::max<std::int64_t>(0, ring.expires_at - ring.offered_at));
+      it->second.ring = ring;
+      it->second.ended = true;
+      it->second.ends_by = SteadyClock::now() + lasts;
+    }
   }
   if (known && sessions) sessions->onRingEnded(conv::RingEnded{std::move(ring), reason});
   reply(okAnswer());
@@ -439,7 +451,7 @@ std::vector<conv::Ring> ClusterRouting::ringsForAgent(const AccountId& acc,
   auto out = engine_.ringsForAgent(acc, user);
   MutexLock lock(mu_);
   for (const auto& [_, m] : mirrored_)
-    if (m.ring.account == acc && m.ring.user == user) out.push_back(m.ring);
+    if (!m.ended && m.ring.account == acc && m.ring.user == user) out.push_back(m.ring);
   std::ranges::sort(out, {}, &conv::Ring::offered_at);
   return out;
 }

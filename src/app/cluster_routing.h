@@ -11,16 +11,19 @@
 //   that stops announcing (dead, cut off) has its agents forgotten and the rings offered
 //   through it ended within `agent_ttl`, and their conversations are offered again.
 // - **Rings.** The node that holds a waiting conversation (its engine) may ring an agent whose
-//   session is on another node: it sends the ring to that node (`parley-route.<hex of node>`,
-//   request/reply), which keeps it (`ringsForAgent`) and hands it to its sessions (the server's
-//   hub) as a RingOffered, exactly as a local ring reaches them; when the ring ends the owner
-//   tells that node, whose sessions get the RingEnded.
+//   sessions are on other nodes: it sends the ring to every node that announces the agent in
+//   a state that allows it (`parley-route.<hex of node>`, request/reply), each of which keeps
+//   it (`ringsForAgent`) and hands it to its sessions (the server's hub) as a RingOffered,
+//   exactly as a local ring reaches them; when the ring ends (or is withdrawn from a node while
+//   it goes on at others) the owner tells the node, whose sessions get the RingEnded. An ended
+//   ring is remembered for as long as it was offered for, so that a second accept or reject
+//   of it (another socket of the agent, a retry) still gets the owner's answer.
 // - **Accept and reject.** A session's acceptRing/rejectRing of such a ring goes to the node
 //   that offered it (same subject), whose engine applies it as a local accept or reject (first
-//   accept wins; the agent becomes ASSIGNED_AGENT); its answer (the conversation, or the error)
-//   is the session's answer. From then on the agent's publishes go to the owner through the
-//   forwarder and the conversation's events come through the relay, as for any conversation
-//   another node holds.
+//   accept wins, from whichever node; the agent becomes ASSIGNED_AGENT); its answer (the
+//   conversation, or the error) is the session's answer. From then on the agent's publishes go to
+//   the owner through the forwarder and the conversation's events come through the relay, as for
+//   any conversation another node holds.
 //
 // Trust: as for the forwarder, the bus is inside the cluster's trust boundary: the owner takes
 // the accepting actor as the agent's node established it (the session's login).
@@ -105,7 +108,11 @@ class ClusterRouting final : public conversation::ConversationListener {
   struct Mirrored {
     conversation::Ring ring;
     std::string owner;
+    // WAITING: when it ends here by itself. Ended (the owner said so): when it is forgotten;
+    // until then an accept or reject of it still goes to the owner, whose answer (a retried
+    // accept, a Conflict) is the one a node alone gives.
     std::chrono::steady_clock::time_point ends_by;
+    bool ended = false;
   };
   void announce();
   void sweep();

@@ -73,6 +73,11 @@ class Sessions final : public conv::ConversationListener {
     std::lock_guard lock(mu_);
     return offered_.size();
   }
+  std::size_t ended(const std::string& ring_id) {
+    std::lock_guard lock(mu_);
+    return static_cast<std::size_t>(std::ranges::count_if(
+        ended_, [&](const conv::RingEnded& e) { return e.ring.ring_id == ring_id; }));
+  }
 
  private:
   std::mutex mu_;
@@ -87,6 +92,7 @@ struct Node {
   std::unique_ptr<ClusterRouting> routing;
   Sessions sessions;
   conv::Subscription sub;
+  conv::Subscription sessions_sub;  // the engine's local rings reach the sessions too
 };
 
 class ClusterRoutingTest : public ::testing::Test {
@@ -111,8 +117,9 @@ class ClusterRoutingTest : public ::testing::Test {
     start(b_, "node-b");
   }
   void TearDown() override {
-    for (Node* n : {&a_, &b_}) {
+    for (Node* n : {&a_, &b_, &c_}) {
       n->sub.reset();
+      n->sessions_sub.reset();
       if (n->routing) n->routing->stop();
       n->forwarder.reset();
       n->routing.reset();
@@ -139,6 +146,7 @@ class ClusterRoutingTest : public ::testing::Test {
     n.forwarder->setRouting(n.routing.get());
     ASSERT_TRUE(n.routing->start(n.sessions));
     n.sub = e->subscribe(*n.routing);
+    n.sessions_sub = e->subscribe(n.sessions);
   }
 
   Result<store::Conversation> requestOn(Node& n, const std::string& consumer) {
@@ -157,6 +165,7 @@ class ClusterRoutingTest : public ::testing::Test {
   SkillId sales_;
   conv::Actor agent_;
   Node a_, b_;
+  Node c_;  // started by the tests that need a third node
 };
 
 TEST_F(ClusterRoutingTest, AConversationOnOneNodeIsRungAcceptedAndAnsweredByAnAgentOnAnother) {
@@ -252,6 +261,83 @@ TEST_F(ClusterRoutingTest, ANodeThatStopsAnnouncingLosesItsRingsAndTheConversati
   ASSERT_EQ(queues.size(), 1u);
   ASSERT_EQ(queues[0].entries.size(), 1u);
   EXPECT_TRUE(queues[0].entries[0].ringing.empty());
+}
+
+// One agent with a session on node a and one on node b, a conversation held by node c: both
+// nodes' sessions get the one ring, the accept through node b assigns it, node a's sessions
+// see the ring end (ACCEPTED), and the second socket's accept gets what it gets on one node
+// (a retried accept: the conversation).
+TEST_F(ClusterRoutingTest, AnAgentOnTwoNodesIsRungOnBothAndTheAcceptOnEitherWins) {
+  start(c_, "node-c");
+  auto c = requestOn(c_, "consumer-4");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE(conv::holdsConversation(*c_.engine, c->id));
+  for (Node* n : {&a_, &b_})
+    ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+      n->forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+    }));
+  auto on_a = a_.sessions.waitOffered(c->id);
+  auto on_b = b_.sessions.waitOffered(c->id);
+  ASSERT_TRUE(on_a) << "node a's sessions get node c's ring";
+  ASSERT_TRUE(on_b) << "node b's sessions get node c's ring";
+  EXPECT_EQ(on_a->ring_id, on_b->ring_id);
+  EXPECT_EQ(c_.sessions.offered(), 0u);
+  EXPECT_EQ(a_.forwarder->ringsForAgent(kAcc, agent_.user).size(), 1u);
+  EXPECT_EQ(b_.forwarder->ringsForAgent(kAcc, agent_.user).size(), 1u);
+
+  auto accepted = call<store::Conversation>(
+      [&](auto cb) { b_.forwarder->acceptRing(agent_, on_b->ring_id, cb); });
+  ASSERT_TRUE(accepted) << accepted.error().message;
+  bool assigned = false;
+  for (const auto& p : accepted->participants)
+    assigned |= p.role == store::ParticipantRole::kAssignedAgent &&
+                p.state == store::ParticipantState::kActive && p.id == agent_.user.str();
+  EXPECT_TRUE(assigned);
+  for (Node* n : {&a_, &b_}) {
+    auto end = n->sessions.waitEnded(on_a->ring_id);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->reason, conv::RingEndReason::kAccepted);
+    EXPECT_TRUE(n->forwarder->ringsForAgent(kAcc, agent_.user).empty());
+  }
+  // The agent's socket on node a accepts the same ring.
+  auto again = call<store::Conversation>(
+      [&](auto cb) { a_.forwarder->acceptRing(agent_, on_a->ring_id, cb); });
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->id, c->id);
+}
+
+// The owner (node a) has a session of the agent too, node b another: the ring reaches both; a
+// reject on node b ends it for both (as a reject on one of two sockets does on one node), and
+// a second reject gets the one-node answer (Conflict: the ring is REJECTED).
+TEST_F(ClusterRoutingTest, AnAgentOnTheOwnerAndAnotherNodeIsRungOnBothAndARejectEndsBoth) {
+  for (Node* n : {&a_, &b_})
+    ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+      n->forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+    }));
+  auto c = requestOn(a_, "consumer-5");
+  ASSERT_TRUE(c) << c.error().message;
+  auto on_a = a_.sessions.waitOffered(c->id);
+  auto on_b = b_.sessions.waitOffered(c->id);
+  ASSERT_TRUE(on_a) << "the owner's own sessions get the ring";
+  ASSERT_TRUE(on_b) << "node b's sessions get the owner's ring";
+  EXPECT_EQ(on_a->ring_id, on_b->ring_id);
+  ASSERT_TRUE(call<void>([&](auto cb) { b_.forwarder->rejectRing(agent_, on_b->ring_id, cb); }));
+  for (Node* n : {&a_, &b_}) {
+    auto end = n->sessions.waitEnded(on_a->ring_id);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->reason, conv::RingEndReason::kRejected);
+    EXPECT_EQ(n->sessions.ended(on_a->ring_id), 1u);
+  }
+  auto queues = a_.engine->queues(kAcc, sales_);
+  ASSERT_EQ(queues.size(), 1u);
+  ASSERT_EQ(queues[0].entries.size(), 1u);
+  EXPECT_TRUE(queues[0].entries[0].ringing.empty());
+  auto twice = call<void>([&](auto cb) { a_.forwarder->rejectRing(agent_, on_a->ring_id, cb); });
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kConflict);
+  auto from_b = call<void>([&](auto cb) { b_.forwarder->rejectRing(agent_, on_b->ring_id, cb); });
+  ASSERT_FALSE(from_b);
+  EXPECT_EQ(from_b.error().code, ErrorCode::kConflict);
 }
 
 }  // namespace

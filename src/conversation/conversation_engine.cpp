@@ -326,9 +326,12 @@ class Engine final : public ConversationService {
   struct RingRec {
     Ring ring;
     EntryPtr entry;
-    std::string node;            // the agent's node when rung through another node, else ""
-    bool announced = false;      // RingOffered was emitted (remote: offered to `node`)
-    bool end_announced = false;  // RingEnded was emitted
+    // Where the agent is rung: this node's sessions of the agent (`local`) and the other
+    // nodes whose sessions of the agent have it (`nodes`). A WAITING ring has at least one.
+    bool local = false;
+    std::set<std::string> nodes;
+    bool announced = false;      // offered at its places (RingOffered, RemoteRings::offer)
+    bool end_announced = false;  // its end was told to its places
     RingEndReason end_reason = RingEndReason::kCancelled;
     TimeMs ended_at = 0;
   };
@@ -336,6 +339,10 @@ class Engine final : public ConversationService {
   struct Effects {
     std::vector<std::pair<EntryPtr, std::string>> offers;  // ring ids to announce
     std::vector<std::pair<EntryPtr, std::string>> ends;    // ring ids whose end to announce
+    // A WAITING ring offered at one more place, or withdrawn from one place (it goes on at the
+    // others, or ends): (entry, ring id, node; "" for this node's sessions).
+    std::vector<std::tuple<EntryPtr, std::string, std::string>> offers_at;
+    std::vector<std::tuple<EntryPtr, std::string, std::string>> withdrawals;
     std::vector<std::tuple<EntryPtr, std::uint64_t, UserId>> drop_suggestions;
     std::vector<std::pair<EntryPtr, ConversationOverdue>> overdue;
     std::set<std::string> dispatch_accounts;
@@ -454,11 +461,32 @@ class Engine final : public ConversationService {
   static Reach reachLocked(const Agent& a);
   // Open assignments and WAITING rings of the agent, this engine's and the other nodes'.
   static int loadLocked(const Agent& a);
-  // Ends the WAITING rings offered through `node` (to `user` of `acc` only, when given).
-  void endRemoteRingsLocked(const std::string& node, const std::string* acc,
-                            const std::string* user, Effects& fx) PARLEY_REQUIRES(mu_);
-  // A remote offer failed: the ring ends and the agent is not rung through `node` again until
-  // that node announces it again.
+  // Whether a session in state `av` may be rung for `r`: ONLINE, or OCCUPIED for a transfer
+  // to the agent by name.
+  bool ringableLocked(Availability av, const RingRec& r) const PARLEY_REQUIRES(mu_);
+  // The places of a new ring: this node's sessions when the agent's state here allows the
+  // ring, and every other node that announces the agent in a state that allows it.
+  void placeRingLocked(RingRec& r, const Agent& a) const PARLEY_REQUIRES(mu_);
+  // Offers a WAITING ring at one more place (`node`, "" for this node's sessions).
+  void addPlaceLocked(RingRec& r, const std::string& node, Effects& fx) PARLEY_REQUIRES(mu_);
+  // Withdraws a WAITING ring from one place; it ends (CANCELLED) when no place is left.
+  // `tell`: the place hears that the ring ended there (false for a node that is gone).
+  void dropPlaceLocked(RingRec& r, const std::string& node, bool tell, Effects& fx)
+      PARLEY_REQUIRES(mu_);
+  // The state of `user` of `acc` at `node` ("" for this node) is now `av`: each WAITING ring
+  // of the agent is offered there or withdrawn from there accordingly.
+  void replaceAgentRingsLocked(const std::string& acc, const std::string& user,
+                               const std::string& node, Availability av, Effects& fx)
+      PARLEY_REQUIRES(mu_);
+  // Withdraws the WAITING rings offered through `node` (to `user` of `acc` only, when given).
+  void dropNodeLocked(const std::string& node, const std::string* acc, const std::string* user,
+                      bool tell, Effects& fx) PARLEY_REQUIRES(mu_);
+  // Offers the ring at one place / tells one place it ended there (no lock held).
+  void offerAt(const std::string& ring_id, const Ring& ring, const std::string& node);
+  void endAt(const Ring& ring, RingEndReason reason, const std::string& node);
+  // A remote offer failed: `node` is dropped from the ring's places (the ring ends when it was
+  // the last) and the agent is not rung through `node` again until that node announces it
+  // again.
   void remoteOfferFailed(const std::string& ring_id, const std::string& node, const Error& e);
   std::shared_ptr<RemoteRings> remoteRings() const {
     MutexLock lock(remote_mu_);
@@ -820,7 +848,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
     r.ring.offered_at = now;
     r.ring.expires_at = now + options_.ring_expiry_ms;
     r.entry = w.entry;
-    if (const Reach reach = reachLocked(a); reach.node) r.node = *reach.node;
+    placeRingLocked(r, a);
     ring_deadlines_.emplace(r.ring.expires_at, id);
     rings_.emplace(id, std::move(r));
     a.waiting_rings++;
@@ -899,53 +927,71 @@ void Engine::apply(Effects fx) {
   }
   for (auto& [entry, id] : fx.offers) {
     onStrand(entry, [this, id = std::move(id)] {
-      std::optional<RingOffered> ev;
-      std::string node;
+      std::optional<Ring> ring;
+      bool local = false;
+      std::set<std::string> nodes;
       {
         MutexLock lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.ring.state == RingState::kWaiting) {
           it->second.announced = true;
-          ev = RingOffered{it->second.ring};
-          node = it->second.node;
+          ring = it->second.ring;
+          local = it->second.local;
+          nodes = it->second.nodes;
         }
       }
-      if (!ev) return;
-      if (node.empty()) {
-        listeners_->emit([&](ConversationListener& l) { l.onRingOffered(*ev); });
-        return;
+      if (!ring) return;
+      if (local) offerAt(id, *ring, "");
+      for (const auto& node : nodes) offerAt(id, *ring, node);
+    });
+  }
+  for (auto& [entry, id, node] : fx.offers_at) {
+    onStrand(entry, [this, id = std::move(id), node = std::move(node)] {
+      std::optional<Ring> ring;
+      {
+        MutexLock lock(mu_);
+        auto it = rings_.find(id);
+        if (it != rings_.end() && it->second.ring.state == RingState::kWaiting &&
+            it->second.announced &&
+            (node.empty() ? it->second.local : it->second.nodes.contains(node)))
+          ring = it->second.ring;
       }
-      // The agent's session is on `node`: the ring goes there (this node's listeners have no
-      // session of the agent to give it to).
-      auto remote = remoteRings();
-      if (!remote) {
-        remoteOfferFailed(id, node, Error{ErrorCode::kUnavailable, "no cluster routing"});
-        return;
+      if (ring) offerAt(id, *ring, node);
+    });
+  }
+  for (auto& [entry, id, node] : fx.withdrawals) {
+    onStrand(entry, [this, id = std::move(id), node = std::move(node)] {
+      std::optional<Ring> ring;
+      {
+        MutexLock lock(mu_);
+        auto it = rings_.find(id);
+        const bool back = it != rings_.end() && it->second.ring.state == RingState::kWaiting &&
+                          (node.empty() ? it->second.local : it->second.nodes.contains(node));
+        if (it != rings_.end() && !back) ring = it->second.ring;
       }
-      remote->offer(node, ev->ring, [this, id, node](Status st) {
-        if (!st) remoteOfferFailed(id, node, st.error());
-      });
+      if (!ring) return;
+      ring->state = RingState::kCancelled;  // here: it may go on at its other places
+      endAt(*ring, RingEndReason::kCancelled, node);
     });
   }
   for (auto& [entry, id] : fx.ends) {
     onStrand(entry, [this, id = std::move(id)] {
       std::optional<RingEnded> ev;
-      std::string node;
+      bool local = false;
+      std::set<std::string> nodes;
       {
         MutexLock lock(mu_);
         auto it = rings_.find(id);
         if (it != rings_.end() && it->second.announced && !it->second.end_announced) {
           it->second.end_announced = true;
           ev = RingEnded{it->second.ring, it->second.end_reason};
-          node = it->second.node;
+          local = it->second.local;
+          nodes = it->second.nodes;
         }
       }
       if (!ev) return;
-      if (node.empty()) {
-        listeners_->emit([&](ConversationListener& l) { l.onRingEnded(*ev); });
-      } else if (auto remote = remoteRings()) {
-        remote->ended(node, ev->ring, ev->reason);
-      }
+      if (local) endAt(ev->ring, ev->reason, "");
+      for (const auto& node : nodes) endAt(ev->ring, ev->reason, node);
     });
   }
   for (auto& [entry, ev] : fx.overdue) {
@@ -1817,20 +1863,11 @@ Status Engine::loadAgent(const AccountId& acc, const UserId& user,
   if (availability) {
     a.availability = *availability;
     a.declined.clear();
-    if (a.availability != Availability::kOnline) {
-      // Rings of an agent who left ONLINE go to others (OCCUPIED keeps transfer rings). Rings
-      // offered to the agent's session on another node stay: that node's state rules them.
-      for (auto& [_, r] : rings_) {
-        if (r.ring.state != RingState::kWaiting || r.ring.account != acc || r.ring.user != user ||
-            !r.node.empty())
-          continue;
-        if (a.availability == Availability::kOccupied) {
-          auto w = waiting_.find(r.ring.conversation.str());
-          if (w != waiting_.end() && w->second.suggested == user) continue;
-        }
-        endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
-      }
-    }
+    // Rings of an agent who left ONLINE are withdrawn from its sessions here (OCCUPIED keeps
+    // transfer rings) and end unless the agent's sessions on another node have them (that
+    // node's state rules those); one who came back ONLINE is rung here for the rings its
+    // sessions on other nodes have.
+    replaceAgentRingsLocked(acc.str(), user.str(), "", a.availability, fx);
   }
   fx.dispatch_accounts.insert(acc.str());
   return {};
@@ -2052,7 +2089,7 @@ void Engine::tick() {
       const std::string node = n->first;
       n = remote_nodes_.erase(n);
       spdlog::warn("cluster routing: node {} stopped announcing its agents; forgetting them", node);
-      endRemoteRingsLocked(node, nullptr, nullptr, fx);
+      dropNodeLocked(node, nullptr, nullptr, /*tell=*/false, fx);
       for (auto& [acc, ar] : accounts_)
         for (auto& [_, a] : ar.agents)
           if (a.remote.erase(node) > 0) fx.dispatch_accounts.insert(acc);
@@ -2070,13 +2107,92 @@ void Engine::tick() {
 // ---------------------------------------------------------------------------------------------
 // Cluster-wide routing
 
-void Engine::endRemoteRingsLocked(const std::string& node, const std::string* acc,
-                                  const std::string* user, Effects& fx) {
+bool Engine::ringableLocked(Availability av, const RingRec& r) const {
+  if (av == Availability::kOnline) return true;
+  if (av != Availability::kOccupied) return false;
+  auto w = waiting_.find(r.ring.conversation.str());
+  return w != waiting_.end() && w->second.suggested == r.ring.user;
+}
+
+void Engine::placeRingLocked(RingRec& r, const Agent& a) const {
+  r.local = a.loaded && ringableLocked(a.availability, r);
+  for (const auto& [node, x] : a.remote)
+    if (ringableLocked(x.availability, r)) r.nodes.insert(node);
+  // The place the agent was found eligible through is always one of them.
+  if (const Reach reach = reachLocked(a); reach.node)
+    r.nodes.insert(*reach.node);
+  else if (reach.ok)
+    r.local = true;
+}
+
+void Engine::addPlaceLocked(RingRec& r, const std::string& node, Effects& fx) {
+  if (r.ring.state != RingState::kWaiting) return;
+  if (node.empty()) {
+    if (r.local) return;
+    r.local = true;
+  } else if (!r.nodes.insert(node).second) {
+    return;
+  }
+  // Not offered yet: the first offer goes to every place it has by then.
+  if (r.announced) fx.offers_at.emplace_back(r.entry, r.ring.ring_id, node);
+}
+
+void Engine::dropPlaceLocked(RingRec& r, const std::string& node, bool tell, Effects& fx) {
+  if (r.ring.state != RingState::kWaiting) return;
+  if (node.empty()) {
+    if (!r.local) return;
+    r.local = false;
+  } else if (r.nodes.erase(node) == 0) {
+    return;
+  }
+  if (r.announced && tell) fx.withdrawals.emplace_back(r.entry, r.ring.ring_id, node);
+  if (!r.local && r.nodes.empty())
+    endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+}
+
+void Engine::replaceAgentRingsLocked(const std::string& acc, const std::string& user,
+                                     const std::string& node, Availability av, Effects& fx) {
   for (auto& [_, r] : rings_) {
-    if (r.ring.state != RingState::kWaiting || r.node != node) continue;
+    if (r.ring.state != RingState::kWaiting || r.ring.account.str() != acc ||
+        r.ring.user.str() != user)
+      continue;
+    if (ringableLocked(av, r))
+      addPlaceLocked(r, node, fx);
+    else
+      dropPlaceLocked(r, node, /*tell=*/true, fx);
+  }
+}
+
+void Engine::dropNodeLocked(const std::string& node, const std::string* acc,
+                            const std::string* user, bool tell, Effects& fx) {
+  for (auto& [_, r] : rings_) {
+    if (r.ring.state != RingState::kWaiting || !r.nodes.contains(node)) continue;
     if (acc && r.ring.account.str() != *acc) continue;
     if (user && r.ring.user.str() != *user) continue;
-    endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+    dropPlaceLocked(r, node, tell, fx);
+  }
+}
+
+void Engine::offerAt(const std::string& ring_id, const Ring& ring, const std::string& node) {
+  if (node.empty()) {
+    listeners_->emit([&](ConversationListener& l) { l.onRingOffered(RingOffered{ring}); });
+    return;
+  }
+  auto remote = remoteRings();
+  if (!remote) {
+    remoteOfferFailed(ring_id, node, Error{ErrorCode::kUnavailable, "no cluster routing"});
+    return;
+  }
+  remote->offer(node, ring, [this, ring_id, node](Status st) {
+    if (!st) remoteOfferFailed(ring_id, node, st.error());
+  });
+}
+
+void Engine::endAt(const Ring& ring, RingEndReason reason, const std::string& node) {
+  if (node.empty()) {
+    listeners_->emit([&](ConversationListener& l) { l.onRingEnded(RingEnded{ring, reason}); });
+  } else if (auto remote = remoteRings()) {
+    remote->ended(node, ring, reason);
   }
 }
 
@@ -2086,13 +2202,15 @@ void Engine::remoteOfferFailed(const std::string& ring_id, const std::string& no
   {
     MutexLock lock(mu_);
     auto it = rings_.find(ring_id);
-    if (it == rings_.end() || it->second.ring.state != RingState::kWaiting) return;
+    if (it == rings_.end() || it->second.ring.state != RingState::kWaiting ||
+        !it->second.nodes.contains(node))
+      return;
     RingRec& r = it->second;
     spdlog::warn("ring {}: offering it to agent {} on node {} failed: {}", ring_id,
                  r.ring.user.str(), node, e.message);
-    // Nothing reached the agent: no end to tell `node` about.
-    r.end_announced = true;
-    endRingLocked(r, RingState::kCancelled, RingEndReason::kCancelled, fx);
+    // A refusal or no responders: nothing reached the agent there. No answer in time: it may
+    // have, so that node is told the ring ended there.
+    dropPlaceLocked(r, node, /*tell=*/e.code == ErrorCode::kTimeout, fx);
     auto& ar = accounts_[r.ring.account.str()];
     if (auto a = ar.agents.find(r.ring.user.str()); a != ar.agents.end())
       a->second.remote.erase(node);
@@ -2136,7 +2254,7 @@ void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAge
       for (auto& [user, a] : ar.agents) {
         if (!a.remote.contains(node) || now_announced.contains({acc, user})) continue;
         a.remote.erase(node);
-        endRemoteRingsLocked(node, &acc, &user, fx);
+        dropNodeLocked(node, &acc, &user, /*tell=*/true, fx);
         fx.dispatch_accounts.insert(acc);
       }
     }
@@ -2153,11 +2271,14 @@ void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAge
       if (!is_new && before == next.availability && it->second.load == next.load &&
           it->second.max_open == next.max_open && it->second.skills == next.skills)
         continue;  // the periodic repeat of what it said
-      if (before != next.availability) {
-        a.declined.clear();  // as when a local session sets a state
-        if (next.availability != Availability::kOnline) endRemoteRingsLocked(node, &acc, &user, fx);
-      }
+      const Availability now_av = next.availability;
       a.remote[node] = std::move(next);
+      if (before != now_av) {
+        a.declined.clear();  // as when a local session sets a state
+        // The agent's WAITING rings are offered there too, or withdrawn from there (as a
+        // local session's state change does here).
+        replaceAgentRingsLocked(acc, user, node, now_av, fx);
+      }
       fx.dispatch_accounts.insert(acc);
     }
   }
@@ -2250,7 +2371,8 @@ std::vector<Ring> Engine::ringsForAgent(const AccountId& acc, const UserId& user
   std::vector<Ring> out;
   MutexLock lock(mu_);
   for (const auto& [_, r] : rings_)
-    if (r.ring.state == RingState::kWaiting && r.ring.account == acc && r.ring.user == user)
+    if (r.ring.state == RingState::kWaiting && r.local && r.ring.account == acc &&
+        r.ring.user == user)
       out.push_back(r.ring);
   std::ranges::sort(out, {}, &Ring::offered_at);
   return out;

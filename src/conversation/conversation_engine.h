@@ -88,10 +88,13 @@ bool holdsConversation(const ConversationService& engine, const ConversationId& 
 // Cluster-wide routing (src/app/cluster_routing.h carries it over the bus; docs/cluster.md).
 //
 // Each node announces its share of every agent's routing state; an engine keeps the other
-// nodes' announcements next to its own agents and may ring an agent whose session is on
-// another node: the ring is offered through `RemoteRings` to that node, which hands it to the
-// agent's sessions; the agent's accept or reject comes back to this engine's acceptRing /
-// rejectRing (the ring id is this engine's), which assigns as for a local accept.
+// nodes' announcements next to its own agents and may ring an agent whose sessions are on
+// other nodes: one ring (one id, one expiry) is handed to the agent's sessions here when its
+// state here allows the ring, and offered through `RemoteRings` to every other node that
+// announces the agent in such a state (ONLINE; OCCUPIED too for a transfer to the agent by
+// name), which hands it to the agent's sessions there. The agent's accept or reject, from any
+// of them, comes back to this engine's acceptRing / rejectRing (the ring id is this engine's),
+// which applies it as for a local one; the ring's end is then told to all of its places.
 
 // One agent as a node announces it.
 struct AnnouncedAgent {
@@ -114,11 +117,13 @@ class RemoteRings {
  public:
   virtual ~RemoteRings() = default;
   // Offers `ring` to its agent on `node`. `done` gets ok once `node` handed it to the agent's
-  // sessions, or the error: the ring then ends (CANCELLED, the conversation is offered again)
+  // sessions, or the error: `node` is dropped from the ring's places (the ring goes on at the
+  // others; it ends, CANCELLED, and the conversation is offered again when it was the last)
   // and the agent is not rung through `node` until that node announces it again.
   virtual void offer(const std::string& node, const Ring& ring,
                      std::function<void(Status)> done) = 0;
-  // Tells `node` that a ring offered there ended (`ring.state` is the final state).
+  // Tells `node` that a ring offered there ended (`ring.state` is the final state), or was
+  // withdrawn from there (CANCELLED) while it may go on at its other places.
   virtual void ended(const std::string& node, const Ring& ring, RingEndReason reason) = 0;
 };
 
@@ -132,12 +137,15 @@ void attachRemoteRings(ConversationService& engine, std::shared_ptr<RemoteRings>
 std::vector<AnnouncedAgent> localAgents(const ConversationService& engine);
 
 // What `node` announces now replaces what it announced before, until `ttl_ms` (engine Clock)
-// from now: then, unless it announced again, its agents are forgotten and the WAITING rings
-// offered through it end (CANCELLED; their conversations are offered again), at the next
-// tick(). An agent whose session is on this node is rung here; otherwise through the node
-// that announces it ONLINE (OCCUPIED for a transfer to it by name), the first by name when
-// several do. An agent's load counts every node's share. A node that announces an agent as
-// no longer ONLINE ends the rings offered through it to that agent (CANCELLED).
+// from now: then, unless it announced again, its agents are forgotten at the next tick() and
+// the WAITING rings offered through it stop being offered there; each ends (CANCELLED; its
+// conversation is offered again) when that node was its last place. An agent is rung at every
+// place whose state allows the ring (above); whether it is eligible is decided by the agent's
+// state here when a session here set one, else by the first node by name that announces it
+// ONLINE (else OCCUPIED, for a transfer to it by name). An agent's load counts every node's
+// share. A node that announces an agent in a state that no longer allows a ring has it
+// withdrawn (told CANCELLED), and one that newly allows it is offered the agent's WAITING
+// rings.
 // Non-blocking (a short lock); routes.
 void applyAnnouncement(ConversationService& engine, const std::string& node,
                        std::vector<AnnouncedAgent> agents, TimeMs ttl_ms);

@@ -2352,9 +2352,51 @@ class FakeRemoteRings final : public RemoteRings {
       std::lock_guard lock(mu_);
       sent_.push_back({node, ring, std::nullopt});
       answer = answer_;
+      if (refusing_.contains(node))
+        answer = std::unexpected(Error{ErrorCode::kNotFound, "no session on " + node});
       cv_.notify_all();
     }
     done(answer);
+  }
+  // `node` answers every offer NotFound (the agent has no session there).
+  void refuseAt(const std::string& node) {
+    std::lock_guard lock(mu_);
+    refusing_.insert(node);
+  }
+  // The first offer of `conv` to `node` (waits for it).
+  std::optional<Sent> waitOfferAt(const std::string& node, const ConversationId& conv) {
+    std::unique_lock lock(mu_);
+    std::optional<Sent> out;
+    cv_.wait_for(lock, 5s, [&] {
+      for (const auto& x : sent_)
+        if (!x.ended && x.node == node && x.ring.conversation == conv) {
+          out = x;
+          return true;
+        }
+      return false;
+    });
+    return out;
+  }
+  // The first end of `ring_id` told to `node` (waits for it).
+  std::optional<Sent> waitEndAt(const std::string& node, const std::string& ring_id) {
+    std::unique_lock lock(mu_);
+    std::optional<Sent> out;
+    cv_.wait_for(lock, 5s, [&] {
+      for (const auto& x : sent_)
+        if (x.ended && x.node == node && x.ring.ring_id == ring_id) {
+          out = x;
+          return true;
+        }
+      return false;
+    });
+    return out;
+  }
+  // How many ends of `ring_id` were told to `node` so far.
+  int endsAt(const std::string& node, const std::string& ring_id) {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(std::ranges::count_if(sent_, [&](const Sent& x) {
+      return x.ended && x.node == node && x.ring.ring_id == ring_id;
+    }));
   }
   void ended(const std::string& node, const Ring& ring, RingEndReason reason) override {
     std::lock_guard lock(mu_);
@@ -2403,6 +2445,7 @@ class FakeRemoteRings final : public RemoteRings {
   std::condition_variable cv_;
   std::vector<Sent> sent_;
   Status answer_;
+  std::set<std::string> refusing_;
 };
 
 AnnouncedAgent announced(const Actor& a, Availability av, std::vector<SkillId> skills,
@@ -2554,31 +2597,139 @@ TEST_F(EngineTest, RemoteAgentsStateCapacityAndLocalSessionsDecideWhoIsRung) {
   EXPECT_EQ(*end->ended, RingEndReason::kCancelled);
   EXPECT_TRUE(ringing(*engine_, sales_).empty());
 
-  // A session of the agent on this node: rung here, as a local ring, whatever others say.
+  // A session of the agent on this node too: rung here, as a local ring, and through node c,
+  // which announces it ONLINE (one ring, both places).
   applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_}, 2)},
                     3000);
   ASSERT_TRUE(remote->waitOffer(c->id, 1));
   ASSERT_TRUE(setState(agent, Availability::kOnline));
   auto c2 = request("c2", sales_);
   ASSERT_TRUE(c2);
-  ASSERT_TRUE(rec_.waitRing(c2->id.str(), agent.user.str()));
-  EXPECT_EQ(remote->offers(), 2);
+  auto here = rec_.waitRing(c2->id.str(), agent.user.str());
+  ASSERT_TRUE(here);
+  auto there = remote->waitOffer(c2->id);
+  ASSERT_TRUE(there);
+  EXPECT_EQ(there->ring.ring_id, here->ring_id);
+  EXPECT_EQ(remote->offers(), 3);
   // Its state set here is announced, with this node's load (one ring here, one through c).
   auto mine = localAgents(*engine_);
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_EQ(mine[0].availability, Availability::kOnline);
   EXPECT_EQ(mine[0].load, 2);
-  // Going OFFLINE here ends the local ring, not the one node c delivered; the agent's session
-  // on node c is then rung for the second conversation too.
+  // Going OFFLINE here withdraws the second ring from the sessions here (they see it end) while
+  // it goes on at node c; the first ring (node c only) is untouched.
   ASSERT_TRUE(setState(agent, Availability::kOffline));
   ASSERT_TRUE(rec_.waitFor([&] {
     return std::ranges::any_of(rec_.ended_,
                                [&](const RingEnded& e) { return e.ring.conversation == c2->id; });
   }));
-  auto moved = remote->waitOffer(c2->id);
-  ASSERT_TRUE(moved);
-  EXPECT_EQ(moved->node, "node-c");
+  EXPECT_EQ(remote->endsAt("node-c", here->ring_id), 0);
   EXPECT_EQ(ringing(*engine_, sales_), (std::vector<UserId>{agent.user, agent.user}));
+  EXPECT_TRUE(engine_->ringsForAgent(kAcc, agent.user).empty());
+}
+
+// An agent with sessions on several nodes (and here) is rung at each of them with one ring:
+// a node that refuses is dropped from it while the others still offer it, the first accept
+// (from any of them) wins, every place still offering it hears the end, and a second accept
+// of the agent gets the answer of a retried accept (the conversation), as on one node.
+TEST_F(EngineTest, AnAgentOnSeveralNodesIsRungOnEachAndTheFirstAcceptWins) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  remote->refuseAt("node-d");
+  Actor agent = createAgent("everywhere", {sales_}, /*max_open=*/2);
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  for (const char* n : {"node-b", "node-c", "node-d"})
+    applyAnnouncement(*engine_, n, {announced(agent, Availability::kOnline, {sales_}, 2)}, 3000);
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  auto here = rec_.waitRing(c->id.str(), agent.user.str());
+  ASSERT_TRUE(here);
+  auto at_b = remote->waitOfferAt("node-b", c->id);
+  auto at_c = remote->waitOfferAt("node-c", c->id);
+  auto at_d = remote->waitOfferAt("node-d", c->id);
+  ASSERT_TRUE(at_b && at_c && at_d);
+  EXPECT_EQ(at_b->ring.ring_id, here->ring_id);
+  EXPECT_EQ(at_c->ring.ring_id, here->ring_id);
+  EXPECT_EQ(at_d->ring.ring_id, here->ring_id);
+  // Node d refused: the ring goes on here and at b and c (one ring: the agent's load is 1).
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+  EXPECT_EQ(engine_->agents(kAcc)[0].waiting_rings, 1);
+
+  // The accept (through node c) assigns it; the sessions here and nodes b and c hear the end,
+  // node d (which refused) does not.
+  auto accepted = accept(agent, here->ring_id);
+  ASSERT_TRUE(accepted) << accepted.error().message;
+  EXPECT_EQ(assignedAgent(*accepted), agent.user.str());
+  ASSERT_TRUE(rec_.waitFor([&] {
+    return std::ranges::any_of(rec_.ended_, [&](const RingEnded& e) {
+      return e.ring.ring_id == here->ring_id && e.reason == RingEndReason::kAccepted;
+    });
+  }));
+  for (const char* n : {"node-b", "node-c"}) {
+    auto end = remote->waitEndAt(n, here->ring_id);
+    ASSERT_TRUE(end) << n;
+    EXPECT_EQ(*end->ended, RingEndReason::kAccepted);
+    EXPECT_EQ(end->ring.state, RingState::kAccepted);
+  }
+  EXPECT_EQ(remote->endsAt("node-d", here->ring_id), 0);
+  // The agent's other socket accepts too: the answer of a retried accept on one node.
+  auto again = accept(agent, here->ring_id);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->id, c->id);
+}
+
+// A ring offered through several nodes: a node that stops allowing it has it withdrawn (told
+// CANCELLED) while it goes on elsewhere, a node that newly announces the agent ONLINE is
+// offered it, a node that goes silent is dropped, and a reject from any of them ends it at
+// every place, as a reject on one socket does on one node.
+TEST_F(EngineTest, ARingOnSeveralNodesFollowsTheirStatesAndAnyRejectEndsIt) {
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  Actor agent = createAgent("twice", {sales_});
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  auto c = request("c1", sales_);
+  ASSERT_TRUE(c);
+  auto at_b = remote->waitOfferAt("node-b", c->id);
+  auto at_c = remote->waitOfferAt("node-c", c->id);
+  ASSERT_TRUE(at_b && at_c);
+  const std::string id = at_b->ring.ring_id;
+  EXPECT_EQ(at_c->ring.ring_id, id);
+  EXPECT_EQ(rec_.ringsOffered(c->id.str(), agent.user.str()), 0);  // no session here
+
+  // Node c: the agent went AWAY there. Withdrawn from node c, still ringing at node b.
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kAway, {sales_})}, 3000);
+  auto withdrawn = remote->waitEndAt("node-c", id);
+  ASSERT_TRUE(withdrawn);
+  EXPECT_EQ(*withdrawn->ended, RingEndReason::kCancelled);
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+  EXPECT_EQ(remote->endsAt("node-b", id), 0);
+
+  // Node d announces the agent ONLINE: it is offered the same ring.
+  applyAnnouncement(*engine_, "node-d", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  auto at_d = remote->waitOfferAt("node-d", c->id);
+  ASSERT_TRUE(at_d);
+  EXPECT_EQ(at_d->ring.ring_id, id);
+
+  // Node b goes silent (nodes c and d go on announcing): dropped, the ring goes on at d.
+  clock_.advanceMs(2000);
+  applyAnnouncement(*engine_, "node-c", {announced(agent, Availability::kAway, {sales_})}, 3000);
+  applyAnnouncement(*engine_, "node-d", {announced(agent, Availability::kOnline, {sales_})}, 3000);
+  clock_.advanceMs(1001);
+  engine_->tick();
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+
+  // The agent rejects (through node d): the ring ends everywhere it is still offered, and the
+  // agent is not rung for that conversation again.
+  ASSERT_TRUE(reject(agent, id));
+  auto end = remote->waitEndAt("node-d", id);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(*end->ended, RingEndReason::kRejected);
+  EXPECT_TRUE(ringing(*engine_, sales_).empty());
+  auto twice = reject(agent, id);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(remote->endsAt("node-b", id), 0);  // gone: not told
 }
 
 }  // namespace

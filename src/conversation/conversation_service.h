@@ -461,7 +461,9 @@ class ConversationService {
   // given.
   virtual std::vector<QueueSnapshot> queues(const AccountId& acc,
                                             const std::optional<SkillId>& skill) const = 0;
-  // WAITING rings of an agent (e.g. to replay them when it subscribes to routing tasks).
+  // WAITING rings of an agent offered to its sessions on this node (e.g. to replay them when
+  // it subscribes to routing tasks); in cluster mode, not those offered to its sessions on
+  // other nodes only.
   virtual std::vector<Ring> ringsForAgent(const AccountId& acc, const UserId& user) const = 0;
   // Agents that routing knows about (set a state since start, or hold assignments).
   virtual std::vector<AgentInfo> agents(const AccountId& acc) const = 0;

@@ -3,7 +3,8 @@
 // waiting on a skill no bot serves is rung to an agent whose only socket is on node 2 (our echo
 // agent on the unmodified node-agent-sdk 1.2.0, pinned to node 2); the agent accepts there, the
 // owner assigns it, and the consumer (on node 1) and the agent (on node 2) exchange messages.
-// Then the owner dies: node 2 takes the conversation over with the agent still assigned.
+// Then the owner dies: node 2 takes the conversation over with the agent still assigned. And one
+// agent logged in on two nodes is rung on both for a third node's conversation (ring_agent.js).
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
@@ -120,4 +121,59 @@ test('an agent on node 2 keeps node 1\'s conversation when node 1 is SIGKILLed',
   const texts = msgs.json.filter((m) => m.event.type === 'ContentEvent').map((m) => m.event.message);
   assert.deepEqual(texts, ['before', 'echo : before', 'after', 'echo : after', 'and on', 'echo : and on']);
   assert.deepEqual(agent.errors(), [], `agent errors: ${JSON.stringify(agent.errors())}`);
+});
+
+// One agent logged in twice (two node-agent-sdk clients, pinned to node 1 and to node 2) and a
+// conversation owned by node 3: both sockets get the one ring; the accept from node 2 assigns
+// the agent; node 1's socket sees the ring end (UPSERT ACCEPTED, as a second socket on one node
+// does), and its own accept then gets what a second accept gets on one node (200, the answer of
+// a retried accept), leaving one assigned agent.
+test('an agent logged in on nodes 1 and 2 is rung on both for node 3\'s conversation; the accept on node 2 wins', { timeout: 600000 }, async (t) => {
+  const { c, byName, acc, srv, bearer } = await clusterForTest(t, 3);
+  const { node1, node2, node3 } = byName;
+  const ringAgentOn = async (node) => {
+    const host = new URL(node.https).host;
+    const a = new BotProcess({ httpsHost: host, caPath: c.listening[0].ca }, acc, c.demo.agent.username,
+      c.demo.agent.password, '', { PARLEY_AGENT_HOST: host }, 'ring_agent.js');
+    t.after(() => a.stop());
+    await a.waitFor((e) => e.event === 'subscribed', `the agent subscribed on ${host}`, 30000);
+    return a;
+  };
+  const on1 = await ringAgentOn(node1);
+  const on2 = await ringAgentOn(node2);
+
+  const consumer = new Consumer(srv(node3), acc);
+  await consumer.signup();
+  await consumer.connect();
+  t.after(() => consumer.close());
+  const created = await consumer.request('cm.ConsumerRequestConversation',
+    { skillId: c.demo.skills.human, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  const convId = created.body.conversationId;
+  assert.equal((await conversationVia(srv(node3), bearer, acc, convId)).owner, 'node3');
+
+  const waiting = (e) => e.event === 'ring' && e.convId === convId && e.type === 'UPSERT' && e.ringState === 'WAITING';
+  const [r1, r2] = await Promise.all([
+    on1.waitFor(waiting, 'the agent\'s socket on node 1 rung for node 3\'s conversation', 20000),
+    on2.waitFor(waiting, 'the agent\'s socket on node 2 rung for node 3\'s conversation', 20000)]);
+  assert.equal(r1.ringId, r2.ringId, 'one ring');
+
+  on2.send({ id: 'accept-on-2', ringId: r2.ringId, ringState: 'ACCEPTED' });
+  const a2 = await on2.waitFor((e) => e.event === 'answered' && e.id === 'accept-on-2', 'the accept on node 2', 15000);
+  assert.ok(a2.ok, `accept through node 2: ${JSON.stringify(a2)}`);
+  const endOf = (e) => e.event === 'ring' && e.ringId === r1.ringId && e.ringState === 'ACCEPTED';
+  for (const [a, n] of [[on1, 1], [on2, 2]]) {
+    const end = await a.waitFor(endOf, `the ring's end on node ${n}'s socket`, 15000);
+    assert.equal(end.type, 'UPSERT');
+  }
+  const assigned = async () => (await conversationVia(srv(node3), bearer, acc, convId)).participants
+    .filter((p) => p.role === 'ASSIGNED_AGENT' && p.state === 'ACTIVE').map((p) => p.id);
+  const once = await assigned();
+  assert.equal(once.length, 1, JSON.stringify(once));
+
+  on1.send({ id: 'accept-on-1', ringId: r1.ringId, ringState: 'ACCEPTED' });
+  const a1 = await on1.waitFor((e) => e.event === 'answered' && e.id === 'accept-on-1', 'the second accept, on node 1', 15000);
+  assert.ok(a1.ok, `the second accept gets a retried accept's answer: ${JSON.stringify(a1)}`);
+  assert.deepEqual(await assigned(), once, 'still the one assigned agent');
+  for (const a of [on1, on2]) assert.deepEqual(a.errors(), [], `agent errors: ${JSON.stringify(a.errors())}`);
 });
