@@ -200,7 +200,12 @@ void ConversationRelay::watch(const AccountId& account, const std::optional<Cons
     MutexLock l(mu_);
     since = ++generation_;
   }
-  auto sub = bus_.listen(filter, [this, since](const bus::BusMessage& m) { receive(m, since); });
+  // On the bus's shared delivery threads (no thread per watched consumer): receive() never
+  // blocks — it parses, takes mu_ (held by others only to hand events to the sessions) and hands
+  // the event on; a gap is read from the store on the fill thread.
+  auto sub = bus_.listen(
+      filter, [this, since](const bus::BusMessage& m) { receive(m, since); },
+      bus::Delivery::kShared);
   if (!sub) {
     // The session works on; it sees other nodes' changes of these conversations when it reads
     // them (a reconnect, a query).

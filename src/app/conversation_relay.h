@@ -31,8 +31,9 @@
 //
 // Threading: the publishing side is a ConversationListener (engine threads; publish() does not
 // block). watch() blocks for a round trip to NATS when it subscribes. Received events are handed
-// to `sessions` on the bus's delivery thread or the relay's fill thread, one at a time, in order
-// per conversation.
+// to `sessions` on the bus's shared delivery threads (bus::Delivery::kShared: watching any number
+// of consumers adds no thread; so nothing on that path may block) or the relay's fill thread,
+// one at a time, in order per conversation.
 
 #include <atomic>
 #include <boost/json/object.hpp>

@@ -1,14 +1,22 @@
 // ConversationRelay: another node's events reach this node's sessions once, in order, with
 // every field, only while a session of this node watches them; this node's own events are not
-// handed back to it; messages lost on the way are read from the store.
+// handed back to it; messages lost on the way are read from the store. The RelayNats cases run
+// two relays over a nats-server of their own (the ctest test `relay_nats`, label `cluster`).
 
 #include "app/conversation_relay.h"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
+#include "bus/nats_bus.h"
+#include "bus/testing/nats_server.h"
 #include "common/json.h"
 #include "common/testing/fake_clock.h"
 #include "store/memory/memory_store.h"
@@ -39,9 +47,10 @@ class SharedLocalBus final : public bus::Bus {
   Status broadcast(std::string subject, std::string data) override {
     return inner_->broadcast(std::move(subject), std::move(data));
   }
-  Result<std::unique_ptr<bus::Subscription>> listen(std::string filter,
-                                                    bus::Handler handler) override {
-    return inner_->listen(std::move(filter), std::move(handler));
+  Result<std::unique_ptr<bus::Subscription>> listen(
+      std::string filter, bus::Handler handler,
+      bus::Delivery delivery = bus::Delivery::kOwnThread) override {
+    return inner_->listen(std::move(filter), std::move(handler), delivery);
   }
   bool shared() const override { return true; }
   std::string describe() const override { return "shared local"; }
@@ -339,6 +348,87 @@ TEST_F(TwoNodes, AnAccountWatcherGetsEveryConversationOfTheAccount) {
   b.unwatch(kAccount, std::nullopt);
   a.onMessageAddedShared(db.append(1, "gone"));
   EXPECT_EQ(got(sessions_b).size(), 3u);
+}
+
+// ---- over NATS ----
+
+testing::NatsServer& natsServer() {
+  static testing::NatsServer server;
+  return server;
+}
+
+std::size_t threadsNow() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// The messages each conversation's sessions got, in order: conversation id -> sequences.
+struct PerConversation : conv::ConversationListener {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, std::vector<std::int64_t>> got;
+  std::size_t total = 0;
+  void onMessageAddedShared(const std::shared_ptr<const conv::MessageAdded>& e) override {
+    std::lock_guard l(mu);
+    got[e->conversation.id.str()].push_back(e->message.sequence);
+    ++total;
+    cv.notify_all();
+  }
+  void onConversationChanged(const conv::ConversationChanged&) override {}
+  bool waitFor(std::size_t n) {
+    std::unique_lock l(mu);
+    return cv.wait_for(l, std::chrono::seconds(20), [&] { return total >= n; });
+  }
+};
+
+// Message `seq` of the conversation of consumer `i` ("conv-<i>" of "consumer-<i>").
+std::shared_ptr<conv::MessageAdded> messageOf(int i, std::int64_t seq) {
+  auto e = message(seq, "m" + std::to_string(seq));
+  e->conversation.id = ConversationId("conv-" + std::to_string(i));
+  e->conversation.consumer = ConsumerId("consumer-" + std::to_string(i));
+  e->conversation.participants[0].id = e->conversation.consumer.str();
+  e->message.conversation = e->conversation.id;
+  return e;
+}
+
+TEST(RelayNats, FiveHundredWatchedConsumersAddNoThreadEachAndGetEachConversationOnceInOrder) {
+  ASSERT_TRUE(natsServer().ok()) << natsServer().error();
+  bus::NatsOptions o;
+  o.shared_delivery_threads = 4;
+  auto bus_a = bus::connectNatsBus(natsServer().url(), o);
+  auto bus_b = bus::connectNatsBus(natsServer().url(), o);
+  ASSERT_TRUE(bus_a && bus_b);
+  SharedStore db;
+  Recorder sessions_a;
+  PerConversation sessions_b;
+  ConversationRelay a{**bus_a, sessions_a, db.conversations()};
+  ConversationRelay b{**bus_b, sessions_b, db.conversations()};
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  // b serves 500 consumers' sockets, and an agent's, which watches the whole account: every
+  // event reaches b twice, by two subscriptions that may be on two delivery threads.
+  constexpr int kConsumers = 500, kMessages = 6;
+  const std::size_t before = threadsNow();
+  for (int i = 0; i < kConsumers; ++i)
+    b.watch(kAccount, ConsumerId("consumer-" + std::to_string(i)));
+  b.watch(kAccount, std::nullopt);
+  const std::size_t after = threadsNow();
+  EXPECT_EQ(b.subscriptions(), static_cast<std::size_t>(kConsumers + 1));
+  EXPECT_LE(after, before + 4) << before << " threads before, " << after << " after";
+  // The owner publishes the conversations' messages interleaved.
+  for (int seq = 0; seq < kMessages; ++seq)
+    for (int i = 0; i < kConsumers; ++i) a.onMessageAddedShared(messageOf(i, seq));
+  ASSERT_TRUE(sessions_b.waitFor(kConsumers * kMessages));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // nothing more arrives
+  b.waitFilled();
+  EXPECT_EQ(b.filled(), 0u);  // nothing was lost on the way
+  EXPECT_EQ(b.duplicates(), static_cast<std::uint64_t>(kConsumers * kMessages));
+  std::lock_guard l(sessions_b.mu);
+  EXPECT_EQ(sessions_b.total, static_cast<std::size_t>(kConsumers * kMessages));
+  ASSERT_EQ(sessions_b.got.size(), static_cast<std::size_t>(kConsumers));
+  for (const auto& [id, seqs] : sessions_b.got)
+    EXPECT_EQ(seqs, (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5})) << id;
 }
 
 }  // namespace

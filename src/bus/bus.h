@@ -20,6 +20,7 @@
 // one message at a time per subscription, in order; they must not block for long (post work
 // elsewhere) and must not destroy their own subscription. Destroying a Subscription waits for a
 // handler call in progress and stops the deliveries. The bus must outlive its subscriptions.
+// Which bus thread: see Delivery (a listener's choice; every other subscription has its own).
 
 #include <chrono>
 #include <cstdint>
@@ -40,6 +41,21 @@ struct BusMessage {
 };
 
 using Handler = std::function<void(const BusMessage&)>;
+
+// Which thread calls a listener's handler (NATS; the in-process bus calls every handler on the
+// publisher's thread whatever this says). Either way one message at a time, in order.
+enum class Delivery {
+  // A thread of the subscription's own: a handler that takes its time holds up only its own
+  // subscription. What subscribe() and serve() always use; for the few fixed subscriptions of a
+  // node (invalidations, forwarded commands, announcements).
+  kOwnThread,
+  // One of the bus's shared delivery threads (NATS: `NatsOptions::shared_delivery_threads`), the
+  // subscription bound to one of them for its whole life: any number of subscriptions adds no
+  // thread, but a handler that blocks holds up every subscription bound to the same thread. For
+  // the many subscriptions whose handlers only hand the message on (the conversation relay's,
+  // one per watched consumer).
+  kShared,
+};
 
 // Sends the answer to a request. Call it at most once, from any thread, before the bus is
 // destroyed; not calling it lets the requester time out.
@@ -89,8 +105,10 @@ class Bus {
   // Handler of subscribe(): a bus thread, one message at a time, in order per sender. "From now
   // on" holds when it returns: NATS waits for the server to confirm the subscription (one round
   // trip, at most 2 s; blocking; not while disconnected, when the subscription starts with the
-  // reconnection), so a broadcast sent after listen() returned reaches it.
-  virtual Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) = 0;
+  // reconnection), so a broadcast sent after listen() returned reaches it. `delivery`: which
+  // thread calls `handler` (above).
+  virtual Result<std::unique_ptr<Subscription>> listen(
+      std::string filter, Handler handler, Delivery delivery = Delivery::kOwnThread) = 0;
 
   // True when other processes see what is published (NATS); false for the in-process bus, where
   // a node is alone and publishing what only it would receive is pointless.

@@ -8,6 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -395,6 +398,130 @@ TEST(Nats, InvalidationsReachTheOtherNodesNotTheirOrigin) {
   lock.lock();
   EXPECT_EQ(got_b, (std::vector<std::string>{"function acc f1", "skills acc "}));
   EXPECT_TRUE(got_a.empty());  // a's own changes are not applied twice
+}
+
+// The threads of this process now.
+std::size_t threadsNow() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// Each of `n` inboxes, one per subject, got exactly `per` messages "0".."per-1", in that order.
+void expectEachInOrderOnce(std::vector<Inbox>& inboxes, int per) {
+  for (std::size_t i = 0; i < inboxes.size(); ++i) {
+    auto got = inboxes[i].snapshot();
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(per)) << "subject " << i;
+    for (int k = 0; k < per; ++k) EXPECT_EQ(got[k].data, std::to_string(k)) << "subject " << i;
+  }
+}
+
+TEST(Nats, SharedListenersAddNoThreadEachAndKeepEachSubjectsOrder) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  NatsOptions o;
+  o.shared_delivery_threads = 4;
+  auto a = connectNatsBus(server().url(), o);
+  auto b = connectNatsBus(server().url(), o);
+  ASSERT_TRUE(a && b);
+  // 500 listeners, as a node watching 500 consumers' conversations holds: they add at most the
+  // shared delivery threads (which may not all have been started yet), not one each.
+  constexpr int kSubjects = 500, kPer = 10;
+  std::vector<Inbox> inboxes(kSubjects);
+  std::vector<std::unique_ptr<Subscription>> subs;
+  const std::size_t before = threadsNow();
+  for (int i = 0; i < kSubjects; ++i) {
+    auto s = (*b)->listen("parley-conv-t.acc.c" + std::to_string(i) + ".*", inboxes[i].handler(),
+                          Delivery::kShared);
+    ASSERT_TRUE(s) << s.error().message;
+    subs.push_back(std::move(*s));
+  }
+  const std::size_t after = threadsNow();
+  EXPECT_LE(after, before + 4) << before << " threads before, " << after << " after";
+  // Interleaved over the subjects: each subscription still gets its own subject's messages once,
+  // in the order they were sent.
+  for (int k = 0; k < kPer; ++k)
+    for (int i = 0; i < kSubjects; ++i)
+      ASSERT_TRUE(
+          (*a)->broadcast("parley-conv-t.acc.c" + std::to_string(i) + ".conv", std::to_string(k)));
+  for (auto& in : inboxes) ASSERT_TRUE(in.waitFor(kPer, 10s));
+  std::this_thread::sleep_for(200ms);  // nothing more arrives
+  expectEachInOrderOnce(inboxes, kPer);
+  // Dropped, they get nothing more.
+  subs.clear();
+  ASSERT_TRUE((*a)->broadcast("parley-conv-t.acc.c0.conv", "late"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(inboxes[0].snapshot().size(), static_cast<std::size_t>(kPer));
+}
+
+TEST(Nats, AHandlerThatTakesItsTimeHoldsUpOnlyItsOwnSubscription) {
+  ASSERT_TRUE(server().ok()) << server().error();
+  NatsOptions o;
+  o.shared_delivery_threads = 1;  // (the process's pool keeps the largest size asked for)
+  auto a = connectNatsBus(server().url(), o);
+  auto b = connectNatsBus(server().url(), o);
+  ASSERT_TRUE(a && b);
+  // A listener of its own thread whose handler waits (as one reading a store that is down).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  Inbox slow_in;
+  auto slow = (*b)->listen("parley-slow-t", [&](const BusMessage& m) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return release; });
+    }
+    slow_in.handler()(m);
+  });
+  ASSERT_TRUE(slow) << slow.error().message;
+  auto releaseSlow = [&] {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  // Released however the test ends (its subscription's destructor waits for the handler).
+  std::shared_ptr<void> released(nullptr, [&](void*) { releaseSlow(); });
+  ASSERT_TRUE((*a)->broadcast("parley-slow-t", "0"));
+  std::this_thread::sleep_for(100ms);  // its handler is waiting now
+  // Meanwhile: shared listeners, another listener, the stream's subscribers, served requests
+  // and their answers all go on.
+  std::vector<Inbox> shared(20);
+  std::vector<std::unique_ptr<Subscription>> subs;
+  for (int i = 0; i < 20; ++i) {
+    auto s =
+        (*b)->listen("parley-fast-t." + std::to_string(i), shared[i].handler(), Delivery::kShared);
+    ASSERT_TRUE(s);
+    subs.push_back(std::move(*s));
+  }
+  Inbox other_in, stream_in;
+  auto served = (*b)->serve("parley-rpc.slow-t", echoLater());
+  auto stream = (*b)->subscribe("parley.t9.>", stream_in.handler());
+  // (listen() confirms b's subscriptions made before it with the server)
+  auto other = (*b)->listen("parley-other-t", other_in.handler());
+  ASSERT_TRUE(other && stream && served);
+  for (int k = 0; k < 5; ++k) {
+    for (int i = 0; i < 20; ++i)
+      ASSERT_TRUE((*a)->broadcast("parley-fast-t." + std::to_string(i), std::to_string(k)));
+    ASSERT_TRUE((*a)->broadcast("parley-slow-t", std::to_string(k + 1)));
+  }
+  ASSERT_TRUE((*a)->broadcast("parley-other-t", "x"));
+  ASSERT_TRUE(publishAndWait(**a, "parley.t9.x", "s"));
+  for (auto& in : shared) ASSERT_TRUE(in.waitFor(5));
+  EXPECT_TRUE(other_in.waitFor(1));
+  EXPECT_TRUE(stream_in.waitFor(1));
+  auto answer = requestAndWait(**a, "parley-rpc.slow-t", "q");
+  ASSERT_TRUE(answer) << answer.error().message;
+  EXPECT_EQ(*answer, "q!");
+  auto asked = requestAndWait(**b, "parley-rpc.none-t", "q");  // b's own answers too
+  ASSERT_FALSE(asked);
+  EXPECT_EQ(asked.error().code, ErrorCode::kUnavailable);
+  expectEachInOrderOnce(shared, 5);
+  EXPECT_TRUE(slow_in.snapshot().empty());  // still waiting
+  releaseSlow();
+  ASSERT_TRUE(slow_in.waitFor(6));
+  auto got = slow_in.snapshot();
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(got[k].data, std::to_string(k));
 }
 
 }  // namespace

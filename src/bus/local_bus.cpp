@@ -130,7 +130,9 @@ class LocalBus final : public Bus {
     return {};
   }
 
-  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) override {
+  // Every handler runs on the broadcaster's thread: `delivery` changes nothing here.
+  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler,
+                                               Delivery /*delivery*/) override {
     auto e = std::make_shared<Entry>();
     e->filter = std::move(filter);
     e->handler = std::move(handler);

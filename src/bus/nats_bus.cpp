@@ -5,6 +5,7 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <condition_variable>
@@ -29,87 +30,149 @@ Error unavailable(std::string_view what, natsStatus s) {
   return Error{ErrorCode::kUnavailable, std::string(what) + ": " + natsText(s)};
 }
 
+// Hands a subscription's messages to a thread of its own (Delivery::kOwnThread): nats.c's shared
+// delivery thread only queues them here, so a handler that takes its time holds up this
+// subscription alone.
+class OwnThread {
+ public:
+  explicit OwnThread(std::function<void(natsMsg*)> run) : run_(std::move(run)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~OwnThread() { stop(); }
+  OwnThread(const OwnThread&) = delete;
+  OwnThread& operator=(const OwnThread&) = delete;
+
+  // Queues `msg` (taking it) for the thread; destroys it at once after stop().
+  void push(natsMsg* msg) {
+    {
+      MutexLock lock(mu_);
+      if (!stopped_) {
+        queue_.push_back(msg);
+        cv_.notify_one();
+        return;
+      }
+    }
+    natsMsg_Destroy(msg);
+  }
+
+  // Ends the thread once its call in progress returned (never from that thread) and drops what
+  // is still queued.
+  void stop() {
+    {
+      MutexLock lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::deque<natsMsg*> left;
+    {
+      MutexLock lock(mu_);
+      left.swap(queue_);
+    }
+    for (auto* m : left) natsMsg_Destroy(m);
+  }
+
+ private:
+  void loop() {
+    MutexLock lock(mu_);
+    while (true) {
+      while (!stopped_ && queue_.empty()) lock.wait(cv_);
+      if (stopped_) return;
+      natsMsg* m = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      run_(m);
+      lock.lock();
+    }
+  }
+
+  const std::function<void(natsMsg*)> run_;
+  Mutex mu_;
+  std::condition_variable cv_;
+  std::deque<natsMsg*> queue_ PARLEY_GUARDED_BY(mu_);
+  bool stopped_ PARLEY_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 // What a subscription's callback needs; freed by nats.c's on-complete callback, after the last
-// delivery.
+// delivery. The connection uses nats.c's shared delivery threads (natsOptions_
+// UseGlobalMessageDelivery): a subscription with a thread of its own (`own`) has them queue its
+// messages there; a shared one's handler runs on the shared thread.
 struct SubState {
-  Handler handler;
+  std::function<void(natsMsg*)> handler;  // gets the message, owns none of it
   Mutex call_mu;  // held while the handler runs and while the subscription is closed
   bool alive PARLEY_GUARDED_BY(call_mu) = true;
+  std::unique_ptr<OwnThread> own;  // Delivery::kOwnThread
+
+  // Calls the handler unless the subscription was closed, and frees the message.
+  void run(natsMsg* msg) {
+    {
+      MutexLock lock(call_mu);
+      if (alive) handler(msg);
+    }
+    natsMsg_Destroy(msg);
+  }
 };
 
 void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* st = static_cast<SubState*>(closure);
-  BusMessage m;
-  m.subject = natsMsg_GetSubject(msg);
-  m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-  jsMsgMetaData* meta = nullptr;
-  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta) {
-    m.sequence = meta->Sequence.Stream;
-    jsMsgMetaData_Destroy(meta);
-  }
-  natsMsg_Destroy(msg);
-  if (m.sequence == 0) return;  // not a JetStream delivery (a flow-control or status message)
-  MutexLock lock(st->call_mu);
-  if (st->alive) st->handler(m);
+  if (st->own)
+    st->own->push(msg);
+  else
+    st->run(msg);
 }
 
 void onComplete(void* closure) { delete static_cast<SubState*>(closure); }
 
-// A core NATS subscription (requests served, answers received): the callback gets the raw
-// message (it owns none of it) while the subscription is alive.
-struct CoreSubState {
-  std::function<void(natsMsg*)> handler;
-  Mutex call_mu;
-  bool alive PARLEY_GUARDED_BY(call_mu) = true;
-};
-
-void onCoreMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  auto* st = static_cast<CoreSubState*>(closure);
-  {
-    MutexLock lock(st->call_mu);
-    if (st->alive) st->handler(msg);
-  }
-  natsMsg_Destroy(msg);
+// A new subscription's state: `handler` called on a thread of its own, or on the shared one.
+SubState* newSubState(std::function<void(natsMsg*)> handler, Delivery delivery) {
+  auto* st = new SubState;
+  st->handler = std::move(handler);
+  if (delivery == Delivery::kOwnThread)
+    st->own = std::make_unique<OwnThread>([st](natsMsg* m) { st->run(m); });
+  return st;
 }
 
-void onCoreComplete(void* closure) { delete static_cast<CoreSubState*>(closure); }
-
-class CoreSubscription final : public Subscription {
+class NatsSubscription final : public Subscription {
  public:
-  CoreSubscription(natsSubscription* sub, CoreSubState* st) : sub_(sub), st_(st) {}
-  ~CoreSubscription() override {
+  NatsSubscription(natsSubscription* sub, SubState* st) : sub_(sub), st_(st) {}
+  ~NatsSubscription() override {
     {
-      MutexLock lock(st_->call_mu);
+      MutexLock lock(st_->call_mu);  // waits for a call in progress
       st_->alive = false;
     }
+    // Before unsubscribing: nats.c frees st_ (and its thread object) once the unsubscription
+    // reached the end of the shared thread's queue. Messages queued meanwhile are dropped.
+    if (st_->own) st_->own->stop();
     natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);  // st_ is freed by onCoreComplete
+    natsSubscription_Destroy(sub_);  // st_ is freed by onComplete once nats.c is done with it
   }
 
  private:
   natsSubscription* sub_;
-  CoreSubState* st_;
+  SubState* st_;
 };
 
-// Subscribes `handler` to `subject` on core NATS.
-Result<std::unique_ptr<CoreSubscription>> coreSubscribe(natsConnection* nc,
+// Subscribes `handler` to `subject` on core NATS (requests served, answers received, broadcasts
+// heard).
+Result<std::unique_ptr<NatsSubscription>> coreSubscribe(natsConnection* nc,
                                                         const std::string& subject,
-                                                        std::function<void(natsMsg*)> handler) {
-  auto* st = new CoreSubState;
-  st->handler = std::move(handler);
+                                                        std::function<void(natsMsg*)> handler,
+                                                        Delivery delivery) {
+  auto* st = newSubState(std::move(handler), delivery);
   natsSubscription* sub = nullptr;
-  natsStatus s = natsConnection_Subscribe(&sub, nc, subject.c_str(), onCoreMessage, st);
+  natsStatus s = natsConnection_Subscribe(&sub, nc, subject.c_str(), onMessage, st);
   if (s == NATS_OK) s = natsSubscription_SetPendingLimits(sub, -1, -1);
-  if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub, onCoreComplete, st);
+  if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub, onComplete, st);
   if (s != NATS_OK) {
     if (sub) {
       natsSubscription_Unsubscribe(sub);
       natsSubscription_Destroy(sub);
     }
-    delete st;
+    delete st;  // no callback can run: the on-complete callback was not set
     return std::unexpected(unavailable("bus: subscribing to " + subject, s));
   }
-  return std::make_unique<CoreSubscription>(sub, st);
+  return std::make_unique<NatsSubscription>(sub, st);
 }
 
 std::string urlOf(natsConnection* nc) {
@@ -123,23 +186,6 @@ void onDisconnected(natsConnection* nc, void*) {
   spdlog::warn("bus: disconnected from {}", urlOf(nc));
 }
 void onReconnected(natsConnection* nc, void*) { spdlog::info("bus: reconnected to {}", urlOf(nc)); }
-
-class NatsSubscription final : public Subscription {
- public:
-  NatsSubscription(natsSubscription* sub, SubState* st) : sub_(sub), st_(st) {}
-  ~NatsSubscription() override {
-    {
-      MutexLock lock(st_->call_mu);
-      st_->alive = false;
-    }
-    natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);  // st_ is freed by onComplete once nats.c is done with it
-  }
-
- private:
-  natsSubscription* sub_;
-  SubState* st_;
-};
 
 struct Pending {
   std::string subject;
@@ -186,6 +232,14 @@ class NatsBus final : public Bus {
     // A node never gets back what it published itself (it ignored it anyway): a node watching
     // its own consumer's conversation would otherwise receive each of its own events once more.
     if (s == NATS_OK) s = natsOptions_SetNoEcho(opts_, true);
+    // Deliveries on nats.c's shared delivery threads, not a thread per subscription: the relay
+    // holds one per watched consumer (thousands on a busy node). Each subscription stays bound to
+    // one of them, so its messages are still handed on one at a time, in order. The ones whose
+    // handlers may take their time (Delivery::kOwnThread) are queued on to a thread of their own
+    // (SubState). The pool is the process's: it grows to the largest size any bus asked for.
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts_, true);
+    if (s == NATS_OK)
+      s = nats_SetMessageDeliveryPoolSize(std::max(1, options_.shared_delivery_threads));
     // The callbacks take nothing of this object (nats.c may call them while the connection
     // closes, after the destructor began): they read the URL from the connection itself.
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &onDisconnected, nullptr);
@@ -219,7 +273,8 @@ class NatsBus final : public Bus {
     if (s != NATS_OK) return std::unexpected(unavailable("bus: inbox", s));
     inbox_ = inbox;
     natsInbox_Destroy(inbox);
-    auto answers = coreSubscribe(nc_, inbox_ + ".*", [this](natsMsg* m) { onAnswer(m); });
+    auto answers = coreSubscribe(
+        nc_, inbox_ + ".*", [this](natsMsg* m) { onAnswer(m); }, Delivery::kOwnThread);
     if (!answers) return std::unexpected(answers.error());
     answers_ = std::move(*answers);
     publisher_ = std::thread([this] { publishLoop(); });
@@ -230,19 +285,22 @@ class NatsBus final : public Bus {
   Result<std::unique_ptr<Subscription>> serve(std::string subject, Responder responder) override {
     if (auto ok = checkRequestSubject(subject); !ok) return std::unexpected(ok.error());
     natsConnection* nc = nc_;
-    auto sub = coreSubscribe(nc_, subject, [nc, responder = std::move(responder)](natsMsg* msg) {
-      BusMessage m;
-      m.subject = natsMsg_GetSubject(msg);
-      m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-      const char* reply = natsMsg_GetReply(msg);
-      std::string to = reply ? reply : "";
-      responder(m, [nc, to = std::move(to)](std::string data) {
-        if (to.empty()) return;
-        natsStatus s =
-            natsConnection_Publish(nc, to.c_str(), data.data(), static_cast<int>(data.size()));
-        if (s != NATS_OK) spdlog::warn("bus: answering a request: {}", natsText(s));
-      });
-    });
+    auto sub = coreSubscribe(
+        nc_, subject,
+        [nc, responder = std::move(responder)](natsMsg* msg) {
+          BusMessage m;
+          m.subject = natsMsg_GetSubject(msg);
+          m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+          const char* reply = natsMsg_GetReply(msg);
+          std::string to = reply ? reply : "";
+          responder(m, [nc, to = std::move(to)](std::string data) {
+            if (to.empty()) return;
+            natsStatus s =
+                natsConnection_Publish(nc, to.c_str(), data.data(), static_cast<int>(data.size()));
+            if (s != NATS_OK) spdlog::warn("bus: answering a request: {}", natsText(s));
+          });
+        },
+        Delivery::kOwnThread);
     if (!sub) return std::unexpected(sub.error());
     return std::unique_ptr<Subscription>(std::move(*sub));
   }
@@ -282,14 +340,18 @@ class NatsBus final : public Bus {
     return {};
   }
 
-  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler) override {
+  Result<std::unique_ptr<Subscription>> listen(std::string filter, Handler handler,
+                                               Delivery delivery) override {
     if (auto ok = checkRequestSubject(filter); !ok) return std::unexpected(ok.error());
-    auto sub = coreSubscribe(nc_, filter, [handler = std::move(handler)](natsMsg* msg) {
-      BusMessage m;
-      m.subject = natsMsg_GetSubject(msg);
-      m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-      handler(m);
-    });
+    auto sub = coreSubscribe(
+        nc_, filter,
+        [handler = std::move(handler)](natsMsg* msg) {
+          BusMessage m;
+          m.subject = natsMsg_GetSubject(msg);
+          m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+          handler(m);
+        },
+        delivery);
     if (!sub) return std::unexpected(sub.error());
     // A round trip: once the server answered, it has the subscription, so whatever is broadcast
     // from then on reaches it. Disconnected: nats.c subscribes when it reconnects (what is
@@ -316,8 +378,20 @@ class NatsBus final : public Bus {
   }
 
   Result<std::unique_ptr<Subscription>> subscribe(std::string filter, Handler handler) override {
-    auto* st = new SubState;
-    st->handler = std::move(handler);
+    auto* st = newSubState(
+        [handler = std::move(handler)](natsMsg* msg) {
+          BusMessage m;
+          m.subject = natsMsg_GetSubject(msg);
+          m.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+          jsMsgMetaData* meta = nullptr;
+          if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta) {
+            m.sequence = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+          }
+          // Not a JetStream delivery (a flow-control or status message): nothing to hand on.
+          if (m.sequence != 0) handler(m);
+        },
+        Delivery::kOwnThread);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Ordered = true;
@@ -461,7 +535,7 @@ class NatsBus final : public Bus {
   std::thread publisher_;
 
   std::string inbox_;  // this bus's answers arrive on <inbox_>.<request id>
-  std::unique_ptr<CoreSubscription> answers_;
+  std::unique_ptr<NatsSubscription> answers_;
   Mutex req_mu_;
   std::condition_variable req_cv_;
   std::map<std::uint64_t, Waiting> waiting_ PARLEY_GUARDED_BY(req_mu_);

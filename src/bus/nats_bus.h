@@ -5,7 +5,8 @@
 // the first node and shared by all. publish() goes through one publisher thread that waits for
 // each message's acknowledgement (the stream stored it) before the next, so one node's messages
 // are stored in the order it published them; subscribe() makes an ordered push consumer
-// delivering new messages only.
+// delivering new messages only. Deliveries come through nats.c's shared delivery threads
+// (`shared_delivery_threads`); see Delivery in bus.h for which handlers run there.
 
 #include <chrono>
 #include <memory>
@@ -34,6 +35,13 @@ struct NatsOptions {
   // connection is noticed at once. Defaults: 2 s, 3 (nats.c's own: 2 min, 2).
   std::chrono::milliseconds ping_interval{std::chrono::seconds(2)};
   int max_pings_out = 3;
+  // nats.c's shared delivery threads: every subscription's messages come off the connection
+  // through them, each subscription bound to one (in order). Listeners with Delivery::kShared
+  // run their handlers there, so any number of them adds no thread; the others (subscribe(),
+  // serve(), the answers to requests, Delivery::kOwnThread listeners) each have a thread of their
+  // own as well. The pool is the process's (nats.c's): it grows to the largest size asked for by
+  // any bus of the process and never shrinks; at least 1.
+  int shared_delivery_threads = 4;
 };
 
 // `nats://HOST:PORT` (also `tls://`); Invalid with the reason otherwise.
