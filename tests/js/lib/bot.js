@@ -1,11 +1,13 @@
 'use strict';
-// Runs echo_bot.js as a child process with NODE_EXTRA_CA_CERTS and collects its JSON lines.
+// Runs echo_bot.js (or another script of tests/js taking the same arguments, e.g.
+// watch_agent.js) as a child process with NODE_EXTRA_CA_CERTS and collects its JSON lines.
 const { spawn } = require('child_process');
 const path = require('path');
 
 class BotProcess {
-  // `extraEnv`: more environment for the bot (echo_bot.js reads PARLEY_AGENT_HOST).
-  constructor(srv, account, username, password, prefix = 'echo', extraEnv = {}) {
+  // `extraEnv`: more environment for the bot (echo_bot.js reads PARLEY_AGENT_HOST); `script`:
+  // the file under tests/js to run.
+  constructor(srv, account, username, password, prefix = 'echo', extraEnv = {}, script = 'echo_bot.js') {
     this.events = [];
     this.waiters = [];
     this.stderr = '';
@@ -19,7 +21,7 @@ class BotProcess {
     delete env.HTTP_PROXY;
     delete env.http_proxy;
     this.proc = spawn(process.execPath,
-      [path.join(__dirname, '..', 'echo_bot.js'), account, username, password, srv.httpsHost, prefix],
+      [path.join(__dirname, '..', script), account, username, password, srv.httpsHost, prefix],
       { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.proc.stdout.on('data', (d) => {
