@@ -224,7 +224,9 @@ std::uint64_t ClusterRouting::announcementsReceived() const {
   return announcements_;
 }
 
-void ClusterRouting::onAgentStateChanged(const conv::AgentStateChanged&) {
+void ClusterRouting::onAgentStateChanged(const conv::AgentStateChanged& e) {
+  // Another node's state shown here: this node's share did not change.
+  if (e.announced) return;
   {
     MutexLock lock(mu_);
     announce_now_ = true;

@@ -97,7 +97,9 @@ class ClusterRouting final : public conversation::ConversationListener {
   std::uint64_t announcementsReceived() const;
 
   // ConversationListener (subscribe it to the engine): a local agent's state changed, so the
-  // other nodes hear it now rather than at the next period.
+  // other nodes hear it now rather than at the next period. An `announced` change (another
+  // node's state, passed on to this node's sessions) changes nothing of this node's share and
+  // is not announced.
   void onAgentStateChanged(const conversation::AgentStateChanged& e) override;
 
  private:

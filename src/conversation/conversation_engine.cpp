@@ -309,6 +309,9 @@ class Engine final : public ConversationService {
     int waiting_rings = 0;
     TimeMs last_offer_at = 0;
     std::map<std::string, Announced> remote;  // by node: other nodes' announcements
+    // The availability this node's listeners were last told (AgentStateChanged): the state a
+    // session here set, or the one another node announced (announcedStatesLocked).
+    Availability shown = Availability::kOffline;
   };
   // How an agent is reached now: its state set on this node (`node` null), else the state
   // another node announced (`node` names it). `ok` false: not reachable (OFFLINE everywhere).
@@ -452,6 +455,17 @@ class Engine final : public ConversationService {
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w, Offer offer) const
       PARLEY_REQUIRES(mu_);
   static Reach reachLocked(const Agent& a);
+  // The availability agents() shows and this node's sessions are told: the reach's.
+  static Availability shownLocked(const Agent& a) {
+    const Reach r = reachLocked(a);
+    return r.ok ? r.availability : Availability::kOffline;
+  }
+  // Whether some agent of this engine shows another state than its listeners were last told,
+  // with no state set by a session here (the other nodes' announcements changed it).
+  bool announcedStateChangedLocked() const PARLEY_REQUIRES(mu_);
+  // On agents_strand_: tells the listeners the announced state of every agent whose shown
+  // state changed (see announcedStateChangedLocked), as AgentStateChanged{announced = true}.
+  void emitAnnouncedStates();
   // Open assignments and WAITING rings of the agent, this engine's and the other nodes'.
   static int loadLocked(const Agent& a);
   // Ends the WAITING rings offered through `node` (to `user` of `acc` only, when given).
@@ -1846,8 +1860,17 @@ void Engine::setAgentState(AccountId acc, UserId user, Availability availability
     Effects fx;
     if (auto st = loadAgent(acc, user, availability, fx); !st)
       return done(std::unexpected(st.error()));
+    bool announced_elsewhere = false;
+    {
+      MutexLock lock(mu_);
+      Agent& a = accounts_[acc.str()].agents[user.str()];
+      a.shown = availability;
+      announced_elsewhere = !a.remote.empty();
+    }
     AgentStateChanged ev{s};
     listeners_->emit([&](ConversationListener& l) { l.onAgentStateChanged(ev); });
+    // Gone OFFLINE here while another node announces the agent: its sessions here show that.
+    if (availability == Availability::kOffline && announced_elsewhere) emitAnnouncedStates();
     apply(std::move(fx));
     done(s);
   });
@@ -2056,6 +2079,8 @@ void Engine::tick() {
       for (auto& [acc, ar] : accounts_)
         for (auto& [_, a] : ar.agents)
           if (a.remote.erase(node) > 0) fx.dispatch_accounts.insert(acc);
+      if (announcedStateChangedLocked())
+        asio::post(agents_strand_, [this] { emitAnnouncedStates(); });
     }
     while (!ended_rings_.empty() && ended_rings_.front().first + options_.ring_expiry_ms < now) {
       auto it = rings_.find(ended_rings_.front().second);
@@ -2160,8 +2185,36 @@ void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAge
       a.remote[node] = std::move(next);
       fx.dispatch_accounts.insert(acc);
     }
+    if (announcedStateChangedLocked())
+      asio::post(agents_strand_, [this] { emitAnnouncedStates(); });
   }
   apply(std::move(fx));
+}
+
+bool Engine::announcedStateChangedLocked() const {
+  for (const auto& [_, ar] : accounts_)
+    for (const auto& [_, a] : ar.agents)
+      if (shownLocked(a) != a.shown) return true;
+  return false;
+}
+
+void Engine::emitAnnouncedStates() {
+  std::vector<AgentStateChanged> events;
+  {
+    MutexLock lock(mu_);
+    const TimeMs now = clock_.nowMs();
+    for (auto& [acc, ar] : accounts_) {
+      for (auto& [_, a] : ar.agents) {
+        const Availability shown = shownLocked(a);
+        if (shown == a.shown) continue;
+        a.shown = shown;
+        events.push_back(AgentStateChanged{store::AgentState{AccountId(acc), a.id, shown, now},
+                                           /*announced=*/true});
+      }
+    }
+  }
+  for (const auto& ev : events)
+    listeners_->emit([&](ConversationListener& l) { l.onAgentStateChanged(ev); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2271,6 +2324,16 @@ std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
     i.max_open_conversations = a.max_open;
     i.open_assigned = static_cast<int>(a.assigned.size());
     i.waiting_rings = a.waiting_rings;
+    // Cluster mode: no session here set a state; another node's announcement says it.
+    if (const Reach reach = reachLocked(a); reach.ok && reach.node) {
+      i.availability = reach.availability;
+      i.node = *reach.node;
+      if (!a.loaded) {
+        i.skills = *reach.skills;
+        i.max_open_conversations = reach.max_open;
+      }
+    }
+    for (const auto& [_, r] : a.remote) i.load_elsewhere += r.load;
     out.push_back(std::move(i));
   }
   std::ranges::sort(out, {}, [](const AgentInfo& i) { return i.user.str(); });

@@ -77,6 +77,7 @@ class Recorder final : public ConversationListener {
   void onAgentStateChanged(const AgentStateChanged& e) override {
     std::lock_guard lock(mu_);
     log_.push_back({"AGENT_STATE", e.state.user.str()});
+    agent_states_.push_back(e);
     cv_.notify_all();
   }
   void onOverdue(const ConversationOverdue& e) override {
@@ -130,6 +131,7 @@ class Recorder final : public ConversationListener {
   std::vector<Ring> offered_;
   std::vector<RingEnded> ended_;
   std::vector<ConversationOverdue> overdue_;
+  std::vector<AgentStateChanged> agent_states_;
 };
 
 const AccountId kAcc("1000");
@@ -2579,6 +2581,75 @@ TEST_F(EngineTest, RemoteAgentsStateCapacityAndLocalSessionsDecideWhoIsRung) {
   ASSERT_TRUE(moved);
   EXPECT_EQ(moved->node, "node-c");
   EXPECT_EQ(ringing(*engine_, sales_), (std::vector<UserId>{agent.user, agent.user}));
+}
+
+// agents() (what SubscribeAgentsState replays) shows an agent whose only session is on another
+// node as that node announces it, and the listeners (the sessions here) are told when the
+// announced state changes; a state set by a session here rules, and is what this node announces.
+TEST_F(EngineTest, AgentsShowsTheStateOtherNodesAnnounceAndTellsItsChanges) {
+  Actor agent = createAgent("far", {sales_}, /*max_open=*/4);
+  auto infoOf = [&]() -> std::optional<AgentInfo> {
+    for (auto& i : engine_->agents(kAcc))
+      if (i.user == agent.user) return i;
+    return std::nullopt;
+  };
+  auto statesTold = [&] {
+    std::lock_guard lock(rec_.mu_);
+    std::vector<std::pair<Availability, bool>> out;
+    for (const auto& e : rec_.agent_states_)
+      if (e.state.user == agent.user) out.emplace_back(e.state.availability, e.announced);
+    return out;
+  };
+  using Told = std::vector<std::pair<Availability, bool>>;
+
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 4, 1)},
+                    3000);
+  auto info = infoOf();
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->availability, Availability::kOnline);
+  EXPECT_EQ(info->node, "node-b");
+  EXPECT_EQ(info->skills, std::vector<SkillId>{sales_});
+  EXPECT_EQ(info->max_open_conversations, 4);
+  EXPECT_EQ(info->load_elsewhere, 1);
+  EXPECT_EQ(info->open_assigned, 0);
+  ASSERT_TRUE(eventually([&] { return statesTold() == Told{{Availability::kOnline, true}}; }));
+
+  // The periodic repeat tells nothing; a change does.
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 4, 1)},
+                    3000);
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kAway, {sales_}, 4, 1)},
+                    3000);
+  EXPECT_EQ(infoOf()->availability, Availability::kAway);
+  ASSERT_TRUE(eventually([&] {
+    return statesTold() == Told{{Availability::kOnline, true}, {Availability::kAway, true}};
+  }));
+
+  // A state set here rules (this node's own share: not an announced one) ...
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  EXPECT_EQ(infoOf()->availability, Availability::kOnline);
+  EXPECT_EQ(infoOf()->node, "");
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kBackSoon, {sales_}, 4)},
+                    3000);
+  EXPECT_EQ(infoOf()->availability, Availability::kOnline);
+  // ... until the session here goes: node b's state is shown again.
+  ASSERT_TRUE(setState(agent, Availability::kOffline));
+  EXPECT_EQ(infoOf()->availability, Availability::kBackSoon);
+  ASSERT_TRUE(eventually([&] {
+    return statesTold() == Told{{Availability::kOnline, true},
+                                {Availability::kAway, true},
+                                {Availability::kOnline, false},
+                                {Availability::kOffline, false},
+                                {Availability::kBackSoon, true}};
+  }));
+
+  // Node b goes silent: forgotten after its 3 s, the agent shows OFFLINE, and its sessions here
+  // are told.
+  clock_.advanceMs(3001);
+  engine_->tick();
+  EXPECT_EQ(infoOf()->availability, Availability::kOffline);
+  EXPECT_EQ(infoOf()->load_elsewhere, 0);
+  ASSERT_TRUE(eventually([&] { return statesTold().size() == 6; }));
+  EXPECT_EQ(statesTold().back(), std::make_pair(Availability::kOffline, true));
 }
 
 }  // namespace
