@@ -163,6 +163,7 @@ class Engine final : public ConversationService {
     PARLEY_CHECK(options_.ring_expiry_ms > 0, "ring_expiry_ms must be > 0");
     PARLEY_CHECK(options_.ring_fanout >= 1, "ring_fanout must be >= 1");
     PARLEY_CHECK(options_.suggest_timeout_ms > 0, "suggest_timeout_ms must be > 0");
+    PARLEY_CHECK(options_.ttr_defer_ms >= 0, "ttr_defer_ms must be >= 0");
     if (clustered()) PARLEY_CHECK(options_.lease_ms > 0, "lease_ms must be > 0");
     if (clustered() && options_.tick_interval_ms > 0) {
       lease_thread_ = std::jthread([this](std::stop_token st) {
@@ -253,8 +254,9 @@ class Engine final : public ConversationService {
     remote_rings_ = std::move(rings);
   }
   std::vector<AnnouncedAgent> localAgents() const;
-  void applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
-                         TimeMs ttl_ms);
+  std::vector<AnnouncedQueue> localQueueHeads(std::size_t max) const;
+  void applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents, TimeMs ttl_ms,
+                         std::vector<AnnouncedQueue> queues);
 
  private:
   // The most leases one claim takes (recover() claims until a claim takes fewer).
@@ -288,6 +290,9 @@ class Engine final : public ConversationService {
     bool claimed = false;  // an accept is being committed
     std::optional<UserId> suggested;
     std::vector<std::string> rings;  // WAITING ring ids
+    // Cluster mode: when an agent was first held back from it for another node's earlier-due
+    // conversation (0: never); it is held back for at most Options::ttr_defer_ms after.
+    TimeMs deferred_since = 0;
   };
   using QueueKey = std::tuple<TimeMs, std::uint64_t, std::string>;
   // An agent as another node announced it (cluster-wide routing).
@@ -455,6 +460,10 @@ class Engine final : public ConversationService {
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w, Offer offer) const
       PARLEY_REQUIRES(mu_);
   static Reach reachLocked(const Agent& a);
+  // Whether a live other node announced a queue head of `acc` due before `due` that `a` could
+  // take (it serves the head's skill, or the head is the default queue's).
+  bool earlierElsewhereLocked(const std::string& acc, const Agent& a, TimeMs due, TimeMs now) const
+      PARLEY_REQUIRES(mu_);
   // The availability agents() shows and this node's sessions are told: the reach's.
   static Availability shownLocked(const Agent& a) {
     const Reach r = reachLocked(a);
@@ -527,6 +536,12 @@ class Engine final : public ConversationService {
   std::uint64_t next_epoch_ PARLEY_GUARDED_BY(mu_) = 0;
   // Cluster-wide routing: when each other node's announcement expires.
   std::map<std::string, TimeMs> remote_nodes_ PARLEY_GUARDED_BY(mu_);
+  // Other nodes' queue heads: node -> account -> skill -> due time (applyAnnouncement).
+  std::map<std::string, std::map<std::string, std::map<std::string, TimeMs>>> remote_heads_
+      PARLEY_GUARDED_BY(mu_);
+  // Accounts with a conversation held back for another node's earlier-due one: dispatched again
+  // at every tick and announcement until none is.
+  std::set<std::string> deferred_accounts_ PARLEY_GUARDED_BY(mu_);
   mutable Mutex remote_mu_;
   std::shared_ptr<RemoteRings> remote_rings_ PARLEY_GUARDED_BY(remote_mu_);
 
@@ -784,6 +799,25 @@ Engine::Reach Engine::reachLocked(const Agent& a) {
                best->second.max_open};
 }
 
+bool Engine::earlierElsewhereLocked(const std::string& acc, const Agent& a, TimeMs due,
+                                    TimeMs now) const {
+  const Reach reach = reachLocked(a);
+  for (const auto& [node, accounts] : remote_heads_) {
+    auto live = remote_nodes_.find(node);
+    if (live == remote_nodes_.end() || live->second <= now) continue;
+    auto heads = accounts.find(acc);
+    if (heads == accounts.end()) continue;
+    for (const auto& [skill, head_due] : heads->second) {
+      if (head_due >= due) continue;
+      if (skill == kNoSkill ||
+          (reach.skills &&
+           std::ranges::any_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; })))
+        return true;
+    }
+  }
+  return false;
+}
+
 int Engine::loadLocked(const Agent& a) {
   int load = static_cast<int>(a.assigned.size()) + a.waiting_rings;
   for (const auto& [_, r] : a.remote) load += r.load;
@@ -849,6 +883,17 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
             std::ranges::any_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; }));
   };
   auto has_room = [](const Agent& a) { return loadLocked(a) < reachLocked(a).max_open; };
+  // One TTR order across owners: `a` is not rung for `w` while another node waits with an
+  // earlier-due conversation `a` could take, for at most ttr_defer_ms from the first time `w`
+  // was held back. Nothing to check on a node alone (no other node's heads).
+  auto held_back = [&](const Agent& a, Waiting& w) PARLEY_REQUIRES(mu_) {
+    if (options_.ttr_defer_ms <= 0 || remote_heads_.empty()) return false;
+    if (w.deferred_since != 0 && now - w.deferred_since >= options_.ttr_defer_ms) return false;
+    if (!earlierElsewhereLocked(acc, a, w.due_at, now)) return false;
+    if (w.deferred_since == 0) w.deferred_since = now;
+    deferred_accounts_.insert(acc);
+    return true;
+  };
   // Walk all queues of the account together, earliest due first, so that no skill (not even
   // the default queue) starves another; stop walking a queue when nobody can take from it.
   struct Cursor {
@@ -894,6 +939,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
       Agent* best = nullptr;
       for (auto& [_, a] : ar.agents) {
         if (!serves(a, skill) || !eligibleLocked(a, skill, w, Offer::kFromQueue)) continue;
+        if (held_back(a, w)) continue;
         auto load = [](const Agent& x) { return loadLocked(x); };
         if (!best || load(a) < load(*best) ||
             (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))
@@ -2031,6 +2077,9 @@ void Engine::tick() {
   Effects fx;
   {
     MutexLock lock(mu_);
+    // Conversations held back for another node's earlier-due one: rung once that one is taken
+    // or their time to be held back is over (dispatching holds them back again otherwise).
+    fx.dispatch_accounts.merge(std::exchange(deferred_accounts_, {}));
     while (!ring_deadlines_.empty() && ring_deadlines_.begin()->first <= now) {
       std::string id = ring_deadlines_.begin()->second;
       ring_deadlines_.erase(ring_deadlines_.begin());
@@ -2074,6 +2123,7 @@ void Engine::tick() {
       }
       const std::string node = n->first;
       n = remote_nodes_.erase(n);
+      remote_heads_.erase(node);
       spdlog::warn("cluster routing: node {} stopped announcing its agents; forgetting them", node);
       endRemoteRingsLocked(node, nullptr, nullptr, fx);
       for (auto& [acc, ar] : accounts_)
@@ -2148,12 +2198,45 @@ std::vector<AnnouncedAgent> Engine::localAgents() const {
   return out;
 }
 
+std::vector<AnnouncedQueue> Engine::localQueueHeads(std::size_t max) const {
+  std::vector<AnnouncedQueue> out;
+  MutexLock lock(mu_);
+  for (const auto& [acc, ar] : accounts_) {
+    for (const auto& [skill, queue] : ar.queues) {
+      for (const auto& key : queue) {
+        const Waiting& w = waiting_.at(std::get<2>(key));
+        if (w.claimed || w.suggested || !w.rings.empty()) continue;
+        out.push_back(AnnouncedQueue{AccountId(acc), SkillId(skill), w.due_at});
+        break;
+      }
+    }
+  }
+  if (out.size() > max) {
+    std::ranges::nth_element(out, out.begin() + static_cast<std::ptrdiff_t>(max), {},
+                             &AnnouncedQueue::due_at);
+    out.resize(max);
+  }
+  return out;
+}
+
 void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
-                               TimeMs ttl_ms) {
+                               TimeMs ttl_ms, std::vector<AnnouncedQueue> queues) {
   Effects fx;
   {
     MutexLock lock(mu_);
     remote_nodes_[node] = clock_.nowMs() + ttl_ms;
+    std::map<std::string, std::map<std::string, TimeMs>> heads;
+    for (const auto& q : queues) {
+      TimeMs& due = heads[q.account.str()].try_emplace(q.skill.str(), q.due_at).first->second;
+      due = std::min(due, q.due_at);
+    }
+    if (heads.empty()) {
+      remote_heads_.erase(node);
+    } else {
+      remote_heads_[node] = std::move(heads);
+    }
+    // What held a conversation back may have changed (the earlier one was taken).
+    fx.dispatch_accounts.merge(std::exchange(deferred_accounts_, {}));
     std::set<std::pair<std::string, std::string>> now_announced;
     for (const auto& x : agents) now_announced.emplace(x.account.str(), x.user.str());
     // Agents the node no longer announces: gone from there.
@@ -2362,9 +2445,15 @@ std::vector<AnnouncedAgent> localAgents(const ConversationService& engine) {
 }
 
 void applyAnnouncement(ConversationService& engine, const std::string& node,
-                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms) {
+                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms,
+                       std::vector<AnnouncedQueue> queues) {
   if (auto* e = dynamic_cast<Engine*>(&engine))
-    e->applyAnnouncement(node, std::move(agents), ttl_ms);
+    e->applyAnnouncement(node, std::move(agents), ttl_ms, std::move(queues));
+}
+
+std::vector<AnnouncedQueue> localQueueHeads(const ConversationService& engine, std::size_t max) {
+  const auto* e = dynamic_cast<const Engine*>(&engine);
+  return e ? e->localQueueHeads(max) : std::vector<AnnouncedQueue>{};
 }
 
 void maintainLeases(ConversationService& engine) {
