@@ -121,6 +121,22 @@ Result<conv::AnnouncedAgent> agentFrom(const bj::object& o) {
   return a;
 }
 
+bj::object queueJson(const conv::AnnouncedQueue& q) {
+  return bj::object{{"account", q.account.str()}, {"skill", q.skill.str()}, {"due", q.due_at}};
+}
+
+Result<conv::AnnouncedQueue> queueFrom(const bj::object& o) {
+  conv::AnnouncedQueue q;
+  q.account = AccountId(json::getString(o, "account"));
+  q.skill = SkillId(json::getString(o, "skill"));
+  if (q.account.str().empty() || q.skill.str().empty())
+    return invalid("an announced queue has no account or skill");
+  auto* due = o.if_contains("due");
+  if (!due || !due->is_int64()) return invalid("an announced queue has no due time");
+  q.due_at = due->as_int64();
+  return q;
+}
+
 }  // namespace
 
 std::string routeSubject(const std::string& node) { return nodeSubject("parley-route", node); }
@@ -224,7 +240,9 @@ std::uint64_t ClusterRouting::announcementsReceived() const {
   return announcements_;
 }
 
-void ClusterRouting::onAgentStateChanged(const conv::AgentStateChanged&) {
+void ClusterRouting::onAgentStateChanged(const conv::AgentStateChanged& e) {
+  // Another node's state shown here: this node's share did not change.
+  if (e.announced) return;
   {
     MutexLock lock(mu_);
     announce_now_ = true;
@@ -257,8 +275,12 @@ void ClusterRouting::announce() {
   }
   bj::array list;
   for (const auto& a : agents) list.push_back(agentJson(a));
-  auto st = bus_.broadcast(kAgentsSubject,
-                           json::dump(bj::object{{"node", options_.node}, {"agents", list}}));
+  bj::array queues;
+  for (const auto& q : conv::localQueueHeads(engine_, options_.max_queues))
+    queues.push_back(queueJson(q));
+  auto st = bus_.broadcast(kAgentsSubject, json::dump(bj::object{{"node", options_.node},
+                                                                 {"agents", std::move(list)},
+                                                                 {"queues", std::move(queues)}}));
   if (!st) spdlog::warn("cluster routing: announcing the agents failed: {}", st.error().message);
 }
 
@@ -280,12 +302,26 @@ void ClusterRouting::receiveAnnouncement(const bus::BusMessage& m) {
       agents.push_back(std::move(*a));
     }
   }
+  std::vector<conv::AnnouncedQueue> queues;
+  if (auto* list = o->if_contains("queues"); list && list->is_array()) {
+    for (const auto& v : list->as_array()) {
+      if (!v.is_object()) continue;
+      auto q = queueFrom(v.as_object());
+      if (!q) {
+        spdlog::warn("cluster routing: node {} announced a queue this node cannot read: {}", node,
+                     q.error().message);
+        continue;
+      }
+      queues.push_back(std::move(*q));
+    }
+  }
   {
     MutexLock lock(mu_);
     ++announcements_;
     last_seen_[node] = SteadyClock::now();
   }
-  conv::applyAnnouncement(engine_, node, std::move(agents), options_.agent_ttl.count());
+  conv::applyAnnouncement(engine_, node, std::move(agents), options_.agent_ttl.count(),
+                          std::move(queues));
 }
 
 // Rings kept for sessions here whose owner went silent, or that outlived their expiry, end.

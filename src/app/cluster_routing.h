@@ -10,6 +10,10 @@
 //   The other nodes' engines keep it (conversation::applyAnnouncement) for `agent_ttl`: a node
 //   that stops announcing (dead, cut off) has its agents forgotten and the rings offered
 //   through it ended within `agent_ttl`, and their conversations are offered again.
+//   The announcement also carries the node's queue heads (conversation::localQueueHeads: per
+//   account and skill, the due time of the earliest conversation waiting for an agent), which
+//   the other engines use for one TTR order across owners (an agent is held back, a second at
+//   most, from a later-due conversation while another node waits with an earlier one).
 // - **Rings.** The node that holds a waiting conversation (its engine) may ring an agent whose
 //   sessions are on other nodes: it sends the ring to every node that announces the agent in
 //   a state that allows it (`parley-route.<hex of node>`, request/reply), each of which keeps
@@ -62,6 +66,10 @@ struct ClusterRoutingOptions {
   // The most agents one announcement carries (about 150 bytes each; NATS's payload limit is
   // 1 MiB); beyond it the rest are left out, with a warning. Default: 4,096.
   std::size_t max_agents = 4096;
+  // The most queue heads one announcement carries (conversation::localQueueHeads: one per
+  // account and skill with a conversation waiting for an agent, about 80 bytes each); beyond
+  // it the earliest-due ones are kept. Default: 1,024.
+  std::size_t max_queues = 1024;
   // A ring kept for a session here ends by itself this long after its own expiry when the
   // owner never said it ended (the owner died or the message was lost). Default: 5 s.
   std::chrono::milliseconds ring_grace{5000};
@@ -100,7 +108,9 @@ class ClusterRouting final : public conversation::ConversationListener {
   std::uint64_t announcementsReceived() const;
 
   // ConversationListener (subscribe it to the engine): a local agent's state changed, so the
-  // other nodes hear it now rather than at the next period.
+  // other nodes hear it now rather than at the next period. An `announced` change (another
+  // node's state, passed on to this node's sessions) changes nothing of this node's share and
+  // is not announced.
   void onAgentStateChanged(const conversation::AgentStateChanged& e) override;
 
  private:

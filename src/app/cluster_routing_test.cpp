@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <thread>
 
 #include "app/conversation_forwarder.h"
 #include "common/json.h"
@@ -77,6 +78,14 @@ class Sessions final : public conv::ConversationListener {
     std::lock_guard lock(mu_);
     return static_cast<std::size_t>(std::ranges::count_if(
         ended_, [&](const conv::RingEnded& e) { return e.ring.ring_id == ring_id; }));
+  }
+
+  // The conversations of the rings offered so far, in offer order.
+  std::vector<ConversationId> offeredConversations() {
+    std::lock_guard lock(mu_);
+    std::vector<ConversationId> out;
+    for (const auto& r : offered_) out.push_back(r.conversation);
+    return out;
   }
 
  private:
@@ -149,14 +158,24 @@ class ClusterRoutingTest : public ::testing::Test {
     n.sessions_sub = e->subscribe(n.sessions);
   }
 
-  Result<store::Conversation> requestOn(Node& n, const std::string& consumer) {
+  Result<store::Conversation> requestOn(Node& n, const std::string& consumer,
+                                        store::TtrType ttr = store::TtrType::kNormal) {
     return call<store::Conversation>([&](auto cb) {
       conv::ConversationRequest req;
       req.account = kAcc;
       req.consumer = ConsumerId(consumer);
       req.skill = sales_;
+      req.ttr_type = ttr;
       n.forwarder->requestConversation(req, cb);
     });
+  }
+  // Waits until `n` applied `count` more announcements than `from` (the other node's).
+  bool waitAnnouncements(Node& n, std::uint64_t from, std::uint64_t count) {
+    for (int i = 0; i < 500; ++i) {
+      if (n.routing->announcementsReceived() >= from + count) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
   }
 
   parley::testing::FakeClock clock_;
@@ -338,6 +357,43 @@ TEST_F(ClusterRoutingTest, AnAgentOnTheOwnerAndAnotherNodeIsRungOnBothAndAReject
   auto from_b = call<void>([&](auto cb) { b_.forwarder->rejectRing(agent_, on_b->ring_id, cb); });
   ASSERT_FALSE(from_b);
   EXPECT_EQ(from_b.error().code, ErrorCode::kConflict);
+}
+
+// One TTR order across owners, over the bus: node b's own conversation came first but is due
+// later than node a's, which node b knows from node a's announcements (their queue heads). The
+// agent's session is on node b: node b does not ring it for its own conversation before node a
+// rang it for the earlier one (through node b), and rings it once node a no longer announces an
+// earlier one waiting.
+TEST_F(ClusterRoutingTest, TheAgentIsRungForTheEarliestDueConversationOfEitherOwnerFirst) {
+  auto later = requestOn(b_, "consumer-later", store::TtrType::kNormal);
+  ASSERT_TRUE(later) << later.error().message;
+  auto earlier = requestOn(a_, "consumer-earlier", store::TtrType::kUrgent);
+  ASSERT_TRUE(earlier) << earlier.error().message;
+  ASSERT_TRUE(conv::holdsConversation(*b_.engine, later->id));
+  ASSERT_TRUE(conv::holdsConversation(*a_.engine, earlier->id));
+  ASSERT_LT(earlier->ttr_due_at, later->ttr_due_at);
+  // Node b has heard an announcement of node a made after both were queued.
+  ASSERT_TRUE(waitAnnouncements(b_, b_.routing->announcementsReceived(), 2));
+  auto ringing = [](Node& n, const ConversationId& id) {
+    for (const auto& q : n.engine->queues(kAcc, std::nullopt))
+      for (const auto& e : q.entries)
+        if (e.conversation == id) return !e.ringing.empty();
+    return false;
+  };
+
+  // The agent comes ONLINE on node b: node b's dispatch (done before the call returns) does not
+  // ring it for the later conversation — unless node a rang it for the earlier one meanwhile.
+  ASSERT_TRUE(call<store::AgentState>([&](auto cb) {
+    b_.forwarder->setAgentState(kAcc, agent_.user, store::Availability::kOnline, cb);
+  }));
+  EXPECT_TRUE(!ringing(b_, later->id) || ringing(a_, earlier->id));
+  ASSERT_TRUE(b_.sessions.waitOffered(earlier->id));
+  bool rung = false;
+  for (int i = 0; i < 500 && !rung; ++i) {
+    rung = ringing(b_, later->id);
+    if (!rung) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(rung) << "node b rings the agent once node a's earlier conversation is rung";
 }
 
 }  // namespace

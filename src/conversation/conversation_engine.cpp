@@ -163,6 +163,7 @@ class Engine final : public ConversationService {
     PARLEY_CHECK(options_.ring_expiry_ms > 0, "ring_expiry_ms must be > 0");
     PARLEY_CHECK(options_.ring_fanout >= 1, "ring_fanout must be >= 1");
     PARLEY_CHECK(options_.suggest_timeout_ms > 0, "suggest_timeout_ms must be > 0");
+    PARLEY_CHECK(options_.ttr_defer_ms >= 0, "ttr_defer_ms must be >= 0");
     if (clustered()) PARLEY_CHECK(options_.lease_ms > 0, "lease_ms must be > 0");
     if (clustered() && options_.tick_interval_ms > 0) {
       lease_thread_ = std::jthread([this](std::stop_token st) {
@@ -253,8 +254,9 @@ class Engine final : public ConversationService {
     remote_rings_ = std::move(rings);
   }
   std::vector<AnnouncedAgent> localAgents() const;
-  void applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
-                         TimeMs ttl_ms);
+  std::vector<AnnouncedQueue> localQueueHeads(std::size_t max) const;
+  void applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents, TimeMs ttl_ms,
+                         std::vector<AnnouncedQueue> queues);
 
  private:
   // The most leases one claim takes (recover() claims until a claim takes fewer).
@@ -288,6 +290,9 @@ class Engine final : public ConversationService {
     bool claimed = false;  // an accept is being committed
     std::optional<UserId> suggested;
     std::vector<std::string> rings;  // WAITING ring ids
+    // Cluster mode: when an agent was first held back from it for another node's earlier-due
+    // conversation (0: never); it is held back for at most Options::ttr_defer_ms after.
+    TimeMs deferred_since = 0;
   };
   using QueueKey = std::tuple<TimeMs, std::uint64_t, std::string>;
   // An agent as another node announced it (cluster-wide routing).
@@ -309,6 +314,9 @@ class Engine final : public ConversationService {
     int waiting_rings = 0;
     TimeMs last_offer_at = 0;
     std::map<std::string, Announced> remote;  // by node: other nodes' announcements
+    // The availability this node's listeners were last told (AgentStateChanged): the state a
+    // session here set, or the one another node announced (announcedStatesLocked).
+    Availability shown = Availability::kOffline;
   };
   // How an agent is reached now: its state set on this node (`node` null), else the state
   // another node announced (`node` names it). `ok` false: not reachable (OFFLINE everywhere).
@@ -459,6 +467,21 @@ class Engine final : public ConversationService {
   bool eligibleLocked(const Agent& a, const std::string& skill, const Waiting& w, Offer offer) const
       PARLEY_REQUIRES(mu_);
   static Reach reachLocked(const Agent& a);
+  // Whether a live other node announced a queue head of `acc` due before `due` that `a` could
+  // take (it serves the head's skill, or the head is the default queue's).
+  bool earlierElsewhereLocked(const std::string& acc, const Agent& a, TimeMs due, TimeMs now) const
+      PARLEY_REQUIRES(mu_);
+  // The availability agents() shows and this node's sessions are told: the reach's.
+  static Availability shownLocked(const Agent& a) {
+    const Reach r = reachLocked(a);
+    return r.ok ? r.availability : Availability::kOffline;
+  }
+  // Whether some agent of this engine shows another state than its listeners were last told,
+  // with no state set by a session here (the other nodes' announcements changed it).
+  bool announcedStateChangedLocked() const PARLEY_REQUIRES(mu_);
+  // On agents_strand_: tells the listeners the announced state of every agent whose shown
+  // state changed (see announcedStateChangedLocked), as AgentStateChanged{announced = true}.
+  void emitAnnouncedStates();
   // Open assignments and WAITING rings of the agent, this engine's and the other nodes'.
   static int loadLocked(const Agent& a);
   // Whether a session in state `av` may be rung for `r`: ONLINE, or OCCUPIED for a transfer
@@ -541,6 +564,12 @@ class Engine final : public ConversationService {
   std::uint64_t next_epoch_ PARLEY_GUARDED_BY(mu_) = 0;
   // Cluster-wide routing: when each other node's announcement expires.
   std::map<std::string, TimeMs> remote_nodes_ PARLEY_GUARDED_BY(mu_);
+  // Other nodes' queue heads: node -> account -> skill -> due time (applyAnnouncement).
+  std::map<std::string, std::map<std::string, std::map<std::string, TimeMs>>> remote_heads_
+      PARLEY_GUARDED_BY(mu_);
+  // Accounts with a conversation held back for another node's earlier-due one: dispatched again
+  // at every tick and announcement until none is.
+  std::set<std::string> deferred_accounts_ PARLEY_GUARDED_BY(mu_);
   mutable Mutex remote_mu_;
   std::shared_ptr<RemoteRings> remote_rings_ PARLEY_GUARDED_BY(remote_mu_);
 
@@ -798,6 +827,25 @@ Engine::Reach Engine::reachLocked(const Agent& a) {
                best->second.max_open};
 }
 
+bool Engine::earlierElsewhereLocked(const std::string& acc, const Agent& a, TimeMs due,
+                                    TimeMs now) const {
+  const Reach reach = reachLocked(a);
+  for (const auto& [node, accounts] : remote_heads_) {
+    auto live = remote_nodes_.find(node);
+    if (live == remote_nodes_.end() || live->second <= now) continue;
+    auto heads = accounts.find(acc);
+    if (heads == accounts.end()) continue;
+    for (const auto& [skill, head_due] : heads->second) {
+      if (head_due >= due) continue;
+      if (skill == kNoSkill ||
+          (reach.skills &&
+           std::ranges::any_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; })))
+        return true;
+    }
+  }
+  return false;
+}
+
 int Engine::loadLocked(const Agent& a) {
   int load = static_cast<int>(a.assigned.size()) + a.waiting_rings;
   for (const auto& [_, r] : a.remote) load += r.load;
@@ -863,6 +911,17 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
             std::ranges::any_of(*reach.skills, [&](const SkillId& s) { return s.str() == skill; }));
   };
   auto has_room = [](const Agent& a) { return loadLocked(a) < reachLocked(a).max_open; };
+  // One TTR order across owners: `a` is not rung for `w` while another node waits with an
+  // earlier-due conversation `a` could take, for at most ttr_defer_ms from the first time `w`
+  // was held back. Nothing to check on a node alone (no other node's heads).
+  auto held_back = [&](const Agent& a, Waiting& w) PARLEY_REQUIRES(mu_) {
+    if (options_.ttr_defer_ms <= 0 || remote_heads_.empty()) return false;
+    if (w.deferred_since != 0 && now - w.deferred_since >= options_.ttr_defer_ms) return false;
+    if (!earlierElsewhereLocked(acc, a, w.due_at, now)) return false;
+    if (w.deferred_since == 0) w.deferred_since = now;
+    deferred_accounts_.insert(acc);
+    return true;
+  };
   // Walk all queues of the account together, earliest due first, so that no skill (not even
   // the default queue) starves another; stop walking a queue when nobody can take from it.
   struct Cursor {
@@ -908,6 +967,7 @@ void Engine::dispatchLocked(const std::string& acc, Effects& fx) {
       Agent* best = nullptr;
       for (auto& [_, a] : ar.agents) {
         if (!serves(a, skill) || !eligibleLocked(a, skill, w, Offer::kFromQueue)) continue;
+        if (held_back(a, w)) continue;
         auto load = [](const Agent& x) { return loadLocked(x); };
         if (!best || load(a) < load(*best) ||
             (load(a) == load(*best) && a.last_offer_at < best->last_offer_at))
@@ -1883,8 +1943,17 @@ void Engine::setAgentState(AccountId acc, UserId user, Availability availability
     Effects fx;
     if (auto st = loadAgent(acc, user, availability, fx); !st)
       return done(std::unexpected(st.error()));
+    bool announced_elsewhere = false;
+    {
+      MutexLock lock(mu_);
+      Agent& a = accounts_[acc.str()].agents[user.str()];
+      a.shown = availability;
+      announced_elsewhere = !a.remote.empty();
+    }
     AgentStateChanged ev{s};
     listeners_->emit([&](ConversationListener& l) { l.onAgentStateChanged(ev); });
+    // Gone OFFLINE here while another node announces the agent: its sessions here show that.
+    if (availability == Availability::kOffline && announced_elsewhere) emitAnnouncedStates();
     apply(std::move(fx));
     done(s);
   });
@@ -2045,6 +2114,9 @@ void Engine::tick() {
   Effects fx;
   {
     MutexLock lock(mu_);
+    // Conversations held back for another node's earlier-due one: rung once that one is taken
+    // or their time to be held back is over (dispatching holds them back again otherwise).
+    fx.dispatch_accounts.merge(std::exchange(deferred_accounts_, {}));
     while (!ring_deadlines_.empty() && ring_deadlines_.begin()->first <= now) {
       std::string id = ring_deadlines_.begin()->second;
       ring_deadlines_.erase(ring_deadlines_.begin());
@@ -2088,11 +2160,14 @@ void Engine::tick() {
       }
       const std::string node = n->first;
       n = remote_nodes_.erase(n);
+      remote_heads_.erase(node);
       spdlog::warn("cluster routing: node {} stopped announcing its agents; forgetting them", node);
       dropNodeLocked(node, nullptr, nullptr, /*tell=*/false, fx);
       for (auto& [acc, ar] : accounts_)
         for (auto& [_, a] : ar.agents)
           if (a.remote.erase(node) > 0) fx.dispatch_accounts.insert(acc);
+      if (announcedStateChangedLocked())
+        asio::post(agents_strand_, [this] { emitAnnouncedStates(); });
     }
     while (!ended_rings_.empty() && ended_rings_.front().first + options_.ring_expiry_ms < now) {
       auto it = rings_.find(ended_rings_.front().second);
@@ -2241,12 +2316,45 @@ std::vector<AnnouncedAgent> Engine::localAgents() const {
   return out;
 }
 
+std::vector<AnnouncedQueue> Engine::localQueueHeads(std::size_t max) const {
+  std::vector<AnnouncedQueue> out;
+  MutexLock lock(mu_);
+  for (const auto& [acc, ar] : accounts_) {
+    for (const auto& [skill, queue] : ar.queues) {
+      for (const auto& key : queue) {
+        const Waiting& w = waiting_.at(std::get<2>(key));
+        if (w.claimed || w.suggested || !w.rings.empty()) continue;
+        out.push_back(AnnouncedQueue{AccountId(acc), SkillId(skill), w.due_at});
+        break;
+      }
+    }
+  }
+  if (out.size() > max) {
+    std::ranges::nth_element(out, out.begin() + static_cast<std::ptrdiff_t>(max), {},
+                             &AnnouncedQueue::due_at);
+    out.resize(max);
+  }
+  return out;
+}
+
 void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAgent> agents,
-                               TimeMs ttl_ms) {
+                               TimeMs ttl_ms, std::vector<AnnouncedQueue> queues) {
   Effects fx;
   {
     MutexLock lock(mu_);
     remote_nodes_[node] = clock_.nowMs() + ttl_ms;
+    std::map<std::string, std::map<std::string, TimeMs>> heads;
+    for (const auto& q : queues) {
+      TimeMs& due = heads[q.account.str()].try_emplace(q.skill.str(), q.due_at).first->second;
+      due = std::min(due, q.due_at);
+    }
+    if (heads.empty()) {
+      remote_heads_.erase(node);
+    } else {
+      remote_heads_[node] = std::move(heads);
+    }
+    // What held a conversation back may have changed (the earlier one was taken).
+    fx.dispatch_accounts.merge(std::exchange(deferred_accounts_, {}));
     std::set<std::pair<std::string, std::string>> now_announced;
     for (const auto& x : agents) now_announced.emplace(x.account.str(), x.user.str());
     // Agents the node no longer announces: gone from there.
@@ -2281,8 +2389,36 @@ void Engine::applyAnnouncement(const std::string& node, std::vector<AnnouncedAge
       }
       fx.dispatch_accounts.insert(acc);
     }
+    if (announcedStateChangedLocked())
+      asio::post(agents_strand_, [this] { emitAnnouncedStates(); });
   }
   apply(std::move(fx));
+}
+
+bool Engine::announcedStateChangedLocked() const {
+  for (const auto& [_, ar] : accounts_)
+    for (const auto& [_, a] : ar.agents)
+      if (shownLocked(a) != a.shown) return true;
+  return false;
+}
+
+void Engine::emitAnnouncedStates() {
+  std::vector<AgentStateChanged> events;
+  {
+    MutexLock lock(mu_);
+    const TimeMs now = clock_.nowMs();
+    for (auto& [acc, ar] : accounts_) {
+      for (auto& [_, a] : ar.agents) {
+        const Availability shown = shownLocked(a);
+        if (shown == a.shown) continue;
+        a.shown = shown;
+        events.push_back(AgentStateChanged{store::AgentState{AccountId(acc), a.id, shown, now},
+                                           /*announced=*/true});
+      }
+    }
+  }
+  for (const auto& ev : events)
+    listeners_->emit([&](ConversationListener& l) { l.onAgentStateChanged(ev); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2393,6 +2529,16 @@ std::vector<AgentInfo> Engine::agents(const AccountId& acc) const {
     i.max_open_conversations = a.max_open;
     i.open_assigned = static_cast<int>(a.assigned.size());
     i.waiting_rings = a.waiting_rings;
+    // Cluster mode: no session here set a state; another node's announcement says it.
+    if (const Reach reach = reachLocked(a); reach.ok && reach.node) {
+      i.availability = reach.availability;
+      i.node = *reach.node;
+      if (!a.loaded) {
+        i.skills = *reach.skills;
+        i.max_open_conversations = reach.max_open;
+      }
+    }
+    for (const auto& [_, r] : a.remote) i.load_elsewhere += r.load;
     out.push_back(std::move(i));
   }
   std::ranges::sort(out, {}, [](const AgentInfo& i) { return i.user.str(); });
@@ -2421,9 +2567,15 @@ std::vector<AnnouncedAgent> localAgents(const ConversationService& engine) {
 }
 
 void applyAnnouncement(ConversationService& engine, const std::string& node,
-                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms) {
+                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms,
+                       std::vector<AnnouncedQueue> queues) {
   if (auto* e = dynamic_cast<Engine*>(&engine))
-    e->applyAnnouncement(node, std::move(agents), ttl_ms);
+    e->applyAnnouncement(node, std::move(agents), ttl_ms, std::move(queues));
+}
+
+std::vector<AnnouncedQueue> localQueueHeads(const ConversationService& engine, std::size_t max) {
+  const auto* e = dynamic_cast<const Engine*>(&engine);
+  return e ? e->localQueueHeads(max) : std::vector<AnnouncedQueue>{};
 }
 
 void maintainLeases(ConversationService& engine) {

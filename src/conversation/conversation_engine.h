@@ -39,6 +39,12 @@ struct Options {
   // Period of the internal timer that calls tick(). 0 disables it (tests call tick()).
   // Default: 1000 ms (real time; deadlines are compared with the Clock).
   TimeMs tick_interval_ms = 1000;
+  // Cluster mode: one TTR order across owners. How long this engine holds back ringing an agent
+  // for a conversation while another live node announces (applyAnnouncement's `queues`) an
+  // earlier-due waiting conversation the same agent could take; counted from the first time it
+  // held that conversation back, so nothing waits longer for it. Default: 1000 ms (one
+  // announcement period). 0: never held back. REQUIRES: >= 0.
+  TimeMs ttr_defer_ms = 1000;
   // Checks every ContentEvent and RichContentEvent, from any publisher, after the publisher's
   // rights and before anything is stored; an error refuses the publish with that error (no
   // sequence is used, nothing is stored or announced). The engine itself knows no content rules:
@@ -111,6 +117,16 @@ struct AnnouncedAgent {
   int load = 0;
 };
 
+// The head of one of a node's queues as it announces it: the TTR due time (engine Clock, epoch
+// ms) of the earliest conversation of (`account`, `skill`) that waits for an agent — no agent
+// is being rung for it, it is not a transfer to a named agent, no accept is being committed.
+// The default queue's skill is "-1".
+struct AnnouncedQueue {
+  AccountId account;
+  SkillId skill;
+  TimeMs due_at = 0;
+};
+
 // How an engine offers rings to agents whose sessions are on other nodes. Implementations
 // must not block and may call `done` on any thread, also inline.
 class RemoteRings {
@@ -136,6 +152,11 @@ void attachRemoteRings(ConversationService& engine, std::shared_ptr<RemoteRings>
 // of their node), and each agent with load here. Non-blocking (a short lock).
 std::vector<AnnouncedAgent> localAgents(const ConversationService& engine);
 
+// This node's queue heads, to announce (see AnnouncedQueue): one per account and skill with a
+// conversation waiting for an agent, at most `max`, the earliest-due ones when there are more.
+// Non-blocking (a short lock; one pass over the queues' heads).
+std::vector<AnnouncedQueue> localQueueHeads(const ConversationService& engine, std::size_t max);
+
 // What `node` announces now replaces what it announced before, until `ttl_ms` (engine Clock)
 // from now: then, unless it announced again, its agents are forgotten at the next tick() and
 // the WAITING rings offered through it stop being offered there; each ends (CANCELLED; its
@@ -146,9 +167,15 @@ std::vector<AnnouncedAgent> localAgents(const ConversationService& engine);
 // share. A node that announces an agent in a state that no longer allows a ring has it
 // withdrawn (told CANCELLED), and one that newly allows it is offered the agent's WAITING
 // rings.
+// `queues`, the node's queue heads (localQueueHeads), replace what it announced before, for
+// as long: while a head of `node` is due earlier than a conversation of this engine, an agent
+// serving that head's skill (any agent for the default queue) is not rung for the conversation,
+// for at most Options::ttr_defer_ms from the first time the conversation was held back
+// (docs/cluster.md, "Agents and rings across nodes").
 // Non-blocking (a short lock); routes.
 void applyAnnouncement(ConversationService& engine, const std::string& node,
-                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms);
+                       std::vector<AnnouncedAgent> agents, TimeMs ttl_ms,
+                       std::vector<AnnouncedQueue> queues = {});
 
 std::unique_ptr<ConversationService> makeConversationService(store::Store& store,
                                                              const Clock& clock,

@@ -77,6 +77,7 @@ class Recorder final : public ConversationListener {
   void onAgentStateChanged(const AgentStateChanged& e) override {
     std::lock_guard lock(mu_);
     log_.push_back({"AGENT_STATE", e.state.user.str()});
+    agent_states_.push_back(e);
     cv_.notify_all();
   }
   void onOverdue(const ConversationOverdue& e) override {
@@ -130,6 +131,7 @@ class Recorder final : public ConversationListener {
   std::vector<Ring> offered_;
   std::vector<RingEnded> ended_;
   std::vector<ConversationOverdue> overdue_;
+  std::vector<AgentStateChanged> agent_states_;
 };
 
 const AccountId kAcc("1000");
@@ -2730,6 +2732,186 @@ TEST_F(EngineTest, ARingOnSeveralNodesFollowsTheirStatesAndAnyRejectEndsIt) {
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.error().code, ErrorCode::kConflict);
   EXPECT_EQ(remote->endsAt("node-b", id), 0);  // gone: not told
+}
+
+// agents() (what SubscribeAgentsState replays) shows an agent whose only session is on another
+// node as that node announces it, and the listeners (the sessions here) are told when the
+// announced state changes; a state set by a session here rules, and is what this node announces.
+TEST_F(EngineTest, AgentsShowsTheStateOtherNodesAnnounceAndTellsItsChanges) {
+  Actor agent = createAgent("far", {sales_}, /*max_open=*/4);
+  auto infoOf = [&]() -> std::optional<AgentInfo> {
+    for (auto& i : engine_->agents(kAcc))
+      if (i.user == agent.user) return i;
+    return std::nullopt;
+  };
+  auto statesTold = [&] {
+    std::lock_guard lock(rec_.mu_);
+    std::vector<std::pair<Availability, bool>> out;
+    for (const auto& e : rec_.agent_states_)
+      if (e.state.user == agent.user) out.emplace_back(e.state.availability, e.announced);
+    return out;
+  };
+  using Told = std::vector<std::pair<Availability, bool>>;
+
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 4, 1)},
+                    3000);
+  auto info = infoOf();
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->availability, Availability::kOnline);
+  EXPECT_EQ(info->node, "node-b");
+  EXPECT_EQ(info->skills, std::vector<SkillId>{sales_});
+  EXPECT_EQ(info->max_open_conversations, 4);
+  EXPECT_EQ(info->load_elsewhere, 1);
+  EXPECT_EQ(info->open_assigned, 0);
+  ASSERT_TRUE(eventually([&] { return statesTold() == Told{{Availability::kOnline, true}}; }));
+
+  // The periodic repeat tells nothing; a change does.
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kOnline, {sales_}, 4, 1)},
+                    3000);
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kAway, {sales_}, 4, 1)},
+                    3000);
+  EXPECT_EQ(infoOf()->availability, Availability::kAway);
+  ASSERT_TRUE(eventually([&] {
+    return statesTold() == Told{{Availability::kOnline, true}, {Availability::kAway, true}};
+  }));
+
+  // A state set here rules (this node's own share: not an announced one) ...
+  ASSERT_TRUE(setState(agent, Availability::kOnline));
+  EXPECT_EQ(infoOf()->availability, Availability::kOnline);
+  EXPECT_EQ(infoOf()->node, "");
+  applyAnnouncement(*engine_, "node-b", {announced(agent, Availability::kBackSoon, {sales_}, 4)},
+                    3000);
+  EXPECT_EQ(infoOf()->availability, Availability::kOnline);
+  // ... until the session here goes: node b's state is shown again.
+  ASSERT_TRUE(setState(agent, Availability::kOffline));
+  EXPECT_EQ(infoOf()->availability, Availability::kBackSoon);
+  ASSERT_TRUE(eventually([&] {
+    return statesTold() == Told{{Availability::kOnline, true},
+                                {Availability::kAway, true},
+                                {Availability::kOnline, false},
+                                {Availability::kOffline, false},
+                                {Availability::kBackSoon, true}};
+  }));
+
+  // Node b goes silent: forgotten after its 3 s, the agent shows OFFLINE, and its sessions here
+  // are told.
+  clock_.advanceMs(3001);
+  engine_->tick();
+  EXPECT_EQ(infoOf()->availability, Availability::kOffline);
+  EXPECT_EQ(infoOf()->load_elsewhere, 0);
+  ASSERT_TRUE(eventually([&] { return statesTold().size() == 6; }));
+  EXPECT_EQ(statesTold().back(), std::make_pair(Availability::kOffline, true));
+}
+
+// One TTR order across owners: two owners (two engines on one store), each fed the other's
+// announcements by hand (as src/app/cluster_routing.h carries them), and an agent whose session
+// is on a third node. Node b's conversation came first but is due later (NORMAL) than node a's
+// (URGENT): node b does not ring the agent for it while node a waits with its earlier one, and
+// rings it once node a's is rung (node a no longer announces it).
+TEST_F(EngineTest, AnOwnerDoesNotRingAnAgentForALaterDueConversationWhileAnotherOwnerWaits) {
+  restart(clusterNode("node-a"));
+  auto remote_a = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote_a);
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  auto remote_b = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*b, remote_b);
+  Actor agent = createAgent("far", {sales_}, /*max_open=*/4);
+
+  ConversationRequest req;
+  req.account = kAcc;
+  req.consumer = ConsumerId("c-later");
+  req.skill = sales_;
+  req.ttr_type = TtrType::kNormal;
+  auto later = call<Conversation>([&](auto cb) { b->requestConversation(req, cb); });
+  ASSERT_TRUE(later) << later.error().message;
+  clock_.advanceMs(10);
+  auto earlier = request("c-earlier", sales_, TtrType::kUrgent);
+  ASSERT_TRUE(earlier);
+  ASSERT_LT(earlier->ttr_due_at, later->ttr_due_at);
+
+  // What each node announces, heard by the other.
+  auto heads = localQueueHeads(*engine_, 16);
+  ASSERT_EQ(heads.size(), 1u);
+  EXPECT_EQ(heads[0].skill, sales_);
+  EXPECT_EQ(heads[0].due_at, earlier->ttr_due_at);
+  auto exchange = [&] {
+    applyAnnouncement(*engine_, "node-b", localAgents(*b), 3000, localQueueHeads(*b, 16));
+    applyAnnouncement(*b, "node-a", localAgents(*engine_), 3000, localQueueHeads(*engine_, 16));
+  };
+  exchange();
+
+  // The agent comes ONLINE on node c; node b hears it first.
+  const std::vector<AnnouncedAgent> on_c{announced(agent, Availability::kOnline, {sales_}, 4)};
+  applyAnnouncement(*b, "node-c", on_c, 3000);
+  EXPECT_TRUE(ringing(*b, sales_).empty()) << "node b holds its later-due conversation back";
+  applyAnnouncement(*engine_, "node-c", on_c, 3000);
+  EXPECT_EQ(ringing(*engine_, sales_), std::vector<UserId>{agent.user});
+  ASSERT_TRUE(remote_a->waitOffer(earlier->id));
+  EXPECT_TRUE(localQueueHeads(*engine_, 16).empty()) << "a conversation being rung waits for none";
+
+  // Node a's next announcement: nothing of node a waits earlier; node b rings the agent now.
+  exchange();
+  EXPECT_EQ(ringing(*b, sales_), std::vector<UserId>{agent.user});
+  auto offer = remote_b->waitOffer(later->id);
+  ASSERT_TRUE(offer);
+  EXPECT_EQ(offer->node, "node-c");
+  b.reset();
+}
+
+// The hold is bounded: a conversation is held back for at most ttr_defer_ms from the first time
+// (the other owner may never ring the agent: it declined there, or cannot be reached from
+// there), and only for what the agent could take, earlier-due, announced by a live node.
+TEST_F(EngineTest, AnAgentIsHeldBackForAnotherOwnersEarlierConversationAtMostTheDeferral) {
+  Options o = clusterNode("node-b");
+  o.ttr_defer_ms = 1000;
+  restart(o);
+  auto remote = std::make_shared<FakeRemoteRings>();
+  attachRemoteRings(*engine_, remote);
+  Actor agent = createAgent("far", {sales_});
+  auto head = [&](const SkillId& skill, TimeMs due) {
+    return std::vector<AnnouncedQueue>{AnnouncedQueue{kAcc, skill, due}};
+  };
+  auto rung = [&](const ConversationId& id) {
+    for (const auto& q : engine_->queues(kAcc, sales_))
+      for (const auto& e : q.entries)
+        if (e.conversation == id) return !e.ringing.empty();
+    return false;
+  };
+  const std::vector<AnnouncedAgent> on_c{announced(agent, Availability::kOnline, {sales_})};
+  applyAnnouncement(*engine_, "node-c", on_c, 3000);
+
+  // Node a's head is on a skill the agent does not serve; node x's is due later: no hold.
+  applyAnnouncement(*engine_, "node-a", {}, 3000, head(support_, clock_.nowMs()));
+  applyAnnouncement(*engine_, "node-x", {}, 3000, head(sales_, clock_.nowMs() + 10'000'000));
+  auto c1 = request("c1", sales_);
+  ASSERT_TRUE(c1);
+  EXPECT_TRUE(rung(c1->id));
+
+  // Node a announces an earlier-due conversation on sales: the next one is held back ...
+  applyAnnouncement(*engine_, "node-a", {}, 3000, head(sales_, clock_.nowMs()));
+  auto c2 = request("c2", sales_);
+  ASSERT_TRUE(c2);
+  EXPECT_FALSE(rung(c2->id));
+  clock_.advanceMs(999);
+  engine_->tick();
+  applyAnnouncement(*engine_, "node-a", {}, 3000, head(sales_, c2->ttr_due_at - 1));
+  EXPECT_FALSE(rung(c2->id));
+  // ... for one deferral at most, although node a still announces it.
+  clock_.advanceMs(1);
+  engine_->tick();
+  EXPECT_TRUE(rung(c2->id));
+  ASSERT_TRUE(remote->waitOffer(c2->id));
+
+  // A default-queue head (any agent could take it) holds back too, until its node goes silent
+  // (here before the deferral is over).
+  applyAnnouncement(*engine_, "node-a", {}, /*ttl_ms=*/500, head(SkillId("-1"), clock_.nowMs()));
+  auto c3 = request("c3", sales_);
+  ASSERT_TRUE(c3);
+  EXPECT_FALSE(rung(c3->id));
+  clock_.advanceMs(501);
+  engine_->tick();
+  EXPECT_TRUE(rung(c3->id));
 }
 
 }  // namespace

@@ -244,12 +244,21 @@ struct QueueSnapshot {
 struct AgentInfo {
   AccountId account;
   UserId user;
+  // The state a session of this node set; in cluster mode, when none did (OFFLINE here), the
+  // state another node announces (the first by name announcing ONLINE, else another state than
+  // OFFLINE), the one routing rings the agent through. Skills and max_open_conversations: as
+  // this node read them from the store, else as that node announced them.
   store::Availability availability = store::Availability::kOffline;
   store::UserType type = store::UserType::kHuman;
   std::vector<SkillId> skills;
   int max_open_conversations = 0;
-  int open_assigned = 0;  // open conversations where the agent is ACTIVE ASSIGNED_AGENT
-  int waiting_rings = 0;
+  int open_assigned = 0;  // open conversations where the agent is ACTIVE ASSIGNED_AGENT (here)
+  int waiting_rings = 0;  // (here)
+  // Cluster mode: the node whose announced state `availability` is ("" when it is this node's
+  // own, or nobody's), and the other nodes' share of the agent's load (their assigned
+  // conversations and rings, as last announced: at most one announcement period old).
+  std::string node;
+  int load_elsewhere = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -314,6 +323,10 @@ struct RingEnded {
 
 struct AgentStateChanged {
   store::AgentState state;
+  // Cluster mode: the state another node announced for an agent no session of this node set a
+  // state for (the agent's sessions here show it; this node's own share did not change, so
+  // nothing is announced for it). False for a state a session of this node set.
+  bool announced = false;
 };
 
 // A waiting conversation passed its TTR due time.

@@ -1,7 +1,7 @@
 'use strict';
-// Runs echo_bot.js (or another script of tests/js taking the same arguments, e.g. ring_agent.js)
-// as a child process with NODE_EXTRA_CA_CERTS and collects its JSON lines; send() writes a JSON
-// line to its stdin.
+// Runs echo_bot.js (or another script of tests/js taking the same arguments, e.g. ring_agent.js or
+// watch_agent.js) as a child process with NODE_EXTRA_CA_CERTS and collects its JSON lines; send()
+// writes a JSON line to its stdin.
 const { spawn } = require('child_process');
 const path = require('path');
 
