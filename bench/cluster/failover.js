@@ -15,7 +15,10 @@
 //   - bot turns/s in the 10 s before the kill and in the last 10 s of the run.
 //
 //   node bench/cluster/failover.js [--conversations 300] [--think-ms 1000] [--before 15]
-//        [--after 30] [--lease-ms 3000] [--runs 3] [--kill node2] [--json FILE]
+//        [--after 30] [--lease-ms 3000] [--runs 3] [--kill node2] [--signal KILL|TERM] [--json FILE]
+//
+// --signal TERM stops the node as an operator would (it drains, then releases its leases) instead
+// of killing it.
 //
 // PARLEY_BIN: the binary (default build/default/src/app/parley). Needs tests/js/node_modules (ws).
 const fs = require('fs');
@@ -42,7 +45,9 @@ const cfg = {
   runs: opt('runs', 3),
   kill: opt('kill', 'node2'),
   json: opt('json', ''),
+  signal: opt('signal', 'KILL'),
 };
+if (!['KILL', 'TERM'].includes(cfg.signal)) throw new Error(`failover: --signal is KILL or TERM (got ${cfg.signal})`);
 for (const k of ['conversations', 'thinkMs', 'beforeS', 'afterS', 'leaseMs', 'runs'])
   if (!Number.isFinite(cfg[k]) || cfg[k] <= 0) throw new Error(`failover: ${k} must be a positive number (got ${cfg[k]})`);
 if (cfg.afterS < 12) throw new Error('failover: --after must be at least 12 s (the last 10 s are the "after" window)');
@@ -228,7 +233,7 @@ async function oneRun(n) {
     const owned = new Set(leases.filter(([conv, node]) => node === cfg.kill && byConv.has(conv)).map(([conv]) => conv));
     const pid = Number(fs.readFileSync(path.join(c.dir, `${cfg.kill}.pid`), 'utf8'));
     const killAt = now();
-    process.kill(pid, 'SIGKILL');
+    process.kill(pid, `SIG${cfg.signal}`);
     const before = run.replyTimes.filter((x) => x >= killAt - 10000 && x < killAt).length / 10;
     await sleep(cfg.afterS * 1000);
     const endAt = now();
@@ -285,6 +290,7 @@ async function oneRun(n) {
       run: n,
       conversations: talkers.length,
       killed: cfg.kill,
+      signal: cfg.signal,
       killedNodeConversations: owned.size,
       takeoverMs: sum(takeover),
       neverAnsweredAfterKill: neverAnswered,
