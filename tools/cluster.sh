@@ -160,6 +160,10 @@ cfg="$work/haproxy.cfg"
   echo "  timeout client 1h"
   echo "  timeout server 1h"
   echo "  timeout tunnel 1h"
+  # A connection refused by a node (dead, not yet marked down by the health check) is tried again
+  # on another node instead of answered 503.
+  echo "  retries 3"
+  echo "  option redispatch 1"
   echo "frontend http_in"
   echo "  mode http"
   echo "  bind 127.0.0.1:$http_port"

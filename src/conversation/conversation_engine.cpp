@@ -211,6 +211,7 @@ class Engine final : public ConversationService {
       while (writes_in_flight_ != 0) lock.wait(writes_cv_);
     }
     pool_.join();
+    if (clustered()) releaseHeldAtShutdown();
   }
 
   // ConversationService
@@ -245,6 +246,11 @@ class Engine final : public ConversationService {
   void maintainLeases();
   // Options::may_hold_leases said no: drops every held conversation and releases its lease.
   void giveUpLeases();
+  // Releases `leases` (this node's) in batches of kReleaseBatch, one store call each.
+  Status releaseLeases(const std::vector<Lease>& leases);
+  // At shutdown (after the pool is joined: nothing writes any more): releases every lease held,
+  // so the other nodes claim the conversations at their next round instead of at the expiry.
+  void releaseHeldAtShutdown();
   bool holds(const ConversationId& id) const {
     MutexLock lock(entries_mu_);
     return entries_.contains(id);
@@ -261,6 +267,8 @@ class Engine final : public ConversationService {
  private:
   // The most leases one claim takes (recover() claims until a claim takes fewer).
   static constexpr int kClaimBatch = 500;
+  // The most leases one release call gives up (a node giving up or shutting down).
+  static constexpr std::size_t kReleaseBatch = 1000;
   bool clustered() const { return !options_.node.empty() && store_.cluster() != nullptr; }
   // Adds an open conversation read from the store (recover, takeover): entry, consumer index,
   // routing. nullptr when the engine already holds it.
@@ -1159,11 +1167,21 @@ Result<std::size_t> Engine::claimAndLoad() {
   auto claimed = store_.cluster()->claimLeases(options_.node, options_.lease_ms, kClaimBatch);
   if (!claimed) return std::unexpected(claimed.error());
   if (claimed->empty()) return std::size_t{0};
-  std::unordered_map<std::string, Lease> by_id;
-  for (auto& l : *claimed) by_id.emplace(l.conversation.str(), std::move(l));
   // Takeovers are rare: one read of the open conversations finds the claimed ones.
   auto open = store_.conversations().listOpenConversations();
-  if (!open) return std::unexpected(open.error());
+  if (!open) {
+    // Claimed but not loaded: nothing drives them here and they are not in the lease table (no
+    // renewal). Released at once, so the next claim (this node's or another's) takes them,
+    // instead of nobody driving them until they expire.
+    if (auto r = store_.cluster()->releaseLeases(options_.node, *claimed); !r)
+      spdlog::warn(
+          "node {}: releasing {} claimed leases it could not load failed (they expire "
+          "in {} ms): {}",
+          options_.node, claimed->size(), options_.lease_ms, r.error().message);
+    return std::unexpected(open.error());
+  }
+  std::unordered_map<std::string, Lease> by_id;
+  for (auto& l : *claimed) by_id.emplace(l.conversation.str(), std::move(l));
   std::size_t loaded = 0;
   for (auto& c : *open) {
     auto it = by_id.find(c.id.str());
@@ -1218,18 +1236,50 @@ void Engine::giveUpLeases() {
   // the conversation at its next round instead of after the lease's expiry. A write of ours
   // still in flight carries the old fence, which the store refuses once the lease is taken.
   for (const auto& [id, _] : held) drop(id);
-  std::size_t released = 0;
-  for (const auto& [id, l] : held) {
-    if (auto s = store_.cluster()->releaseLease(id, options_.node, l.epoch); s) {
-      ++released;
-    } else {
-      spdlog::warn("node {}: releasing the lease of conversation {} failed (it expires at {}): {}",
-                   options_.node, id.str(), l.expires_at, s.error().message);
-    }
+  if (held.empty()) return;
+  std::vector<Lease> leases;
+  leases.reserve(held.size());
+  for (auto& [_, l] : held) leases.push_back(std::move(l));
+  if (auto s = releaseLeases(leases); s) {
+    spdlog::warn("node {}: gave up {} conversations (leases released)", options_.node,
+                 leases.size());
+  } else {
+    spdlog::warn(
+        "node {}: gave up {} conversations; releasing their leases failed (they expire "
+        "within {} ms): {}",
+        options_.node, leases.size(), options_.lease_ms, s.error().message);
   }
-  if (!held.empty())
-    spdlog::warn("node {}: gave up {} conversations ({} leases released)", options_.node,
-                 held.size(), released);
+}
+
+// One store call per kReleaseBatch leases (one statement each in SQLite and PostgreSQL).
+Status Engine::releaseLeases(const std::vector<Lease>& leases) {
+  for (std::size_t i = 0; i < leases.size(); i += kReleaseBatch) {
+    const auto end =
+        leases.begin() + static_cast<std::ptrdiff_t>(std::min(leases.size(), i + kReleaseBatch));
+    std::vector<Lease> batch(leases.begin() + static_cast<std::ptrdiff_t>(i), end);
+    if (auto s = store_.cluster()->releaseLeases(options_.node, batch); !s) return s;
+  }
+  return {};
+}
+
+void Engine::releaseHeldAtShutdown() {
+  std::vector<Lease> leases;
+  {
+    MutexLock lock(leases_mu_);
+    leases.reserve(leases_.size());
+    for (auto& [_, l] : leases_) leases.push_back(std::move(l));
+    leases_.clear();
+  }
+  if (leases.empty()) return;
+  if (auto s = releaseLeases(leases); s) {
+    spdlog::info("node {}: shutting down; released {} conversation leases", options_.node,
+                 leases.size());
+  } else {
+    spdlog::warn(
+        "node {}: shutting down; releasing {} conversation leases failed (they expire "
+        "within {} ms): {}",
+        options_.node, leases.size(), options_.lease_ms, s.error().message);
+  }
 }
 
 void Engine::maintainLeases() {
@@ -1517,10 +1567,34 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
       return done(std::unexpected(refusedCreate(c, st.error())));
     }
     auto entry = std::make_shared<ConvEntry>(asio::make_strand(pool_), c);
-    {
+    if (!clustered()) {
       MutexLock lock(entries_mu_);
       entries_[c.id] = entry;
+    } else {
+      // The lease table and the entry under both locks (leases_mu_, then entries_mu_: the order
+      // of the claim and the drop). The save may have outlasted the lease: a renewal that failed
+      // meanwhile took the lease out of the table (its drop found no entry yet). The entry is
+      // added only while the table still holds the lease this create took, so no conversation is
+      // driven here without a lease the node renews.
+      MutexLock leases_lock(leases_mu_);
+      MutexLock lock(entries_mu_);
+      auto l = leases_.find(c.id);
+      if (l != leases_.end() && l->second.epoch == c.fence.epoch) {
+        entries_[c.id] = entry;
+      } else {
+        // Stored but no longer this create's: a claim (this node's, which loaded it, or another
+        // node's) drives it. The client gets the stored conversation.
+        if (!entries_.contains(c.id))
+          if (auto k = consumers_.find(key); k != consumers_.end() && k->second == c.id)
+            consumers_.erase(k);
+        spdlog::warn(
+            "conversation {}: created by node {}, whose lease ran out while it was stored; "
+            "driven by the node that claims it",
+            c.id.str(), options_.node);
+        entry.reset();
+      }
     }
+    if (!entry) return done(std::move(c));
     onStrand(entry, [this, entry, done = std::move(done)] {
       const Conversation& cv = entry->conv;
       emitChanged(ChangeKind::kCreated, cv, {});

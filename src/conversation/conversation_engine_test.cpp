@@ -1926,16 +1926,86 @@ TEST_F(EngineTest, ANodeStartingBesideAnotherLeavesItsAgentsStates) {
   EXPECT_EQ((*states)[0].availability, Availability::kOnline);
 }
 
+// The conversations of a RenewalFaultStore: the inner store's, except that saveConversation
+// waits while saves are held (holdSaves .. releaseSaves) and listOpenConversations fails while
+// `list_open_down` is set.
+class ConversationFaults final : public store::ConversationStore {
+ public:
+  explicit ConversationFaults(store::ConversationStore& inner) : inner_(inner) {}
+  std::atomic<bool> list_open_down{false};
+
+  void holdSaves() {
+    std::lock_guard lock(mu_);
+    held_ = true;
+    waiting_ = 0;
+  }
+  // Waits until a save is waiting on the hold; false after 5 s.
+  bool waitForHeldSave() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 5s, [&] { return waiting_ > 0; });
+  }
+  void releaseSaves() {
+    std::lock_guard lock(mu_);
+    held_ = false;
+    cv_.notify_all();
+  }
+
+  Status saveConversation(const Conversation& c) override {
+    {
+      std::unique_lock lock(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !held_; });
+    }
+    return inner_.saveConversation(c);
+  }
+  Status appendMessage(const Conversation& c, const store::Message& m) override {
+    return inner_.appendMessage(c, m);
+  }
+  void appendMessageAsync(std::shared_ptr<const Conversation> c,
+                          std::shared_ptr<const store::Message> m,
+                          std::function<void(Status)> done) override {
+    inner_.appendMessageAsync(std::move(c), std::move(m), std::move(done));
+  }
+  void saveConversationAsync(Conversation c, std::function<void(Status)> done) override {
+    inner_.saveConversationAsync(std::move(c), std::move(done));
+  }
+  Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
+    return inner_.getConversation(acc, id);
+  }
+  Result<std::vector<Conversation>> listConversations(const AccountId& acc,
+                                                      const store::ConversationQuery& q) override {
+    return inner_.listConversations(acc, q);
+  }
+  Result<std::vector<Conversation>> listOpenConversations() override {
+    if (list_open_down)
+      return std::unexpected(
+          Error{ErrorCode::kUnavailable, "test store: unavailable (open conversations)"});
+    return inner_.listOpenConversations();
+  }
+  Result<std::vector<store::Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
+                                                   int limit) override {
+    return inner_.listMessages(id, from_seq, limit);
+  }
+
+ private:
+  store::ConversationStore& inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  int waiting_ = 0;
+};
+
 // A Store over another whose lease renewals fail while `renewals_down` is set (a node cut from
-// the store for one renewal); everything else, the other lease calls included, is the inner
-// store's.
+// the store for one renewal), with the conversation faults of ConversationFaults (`convs`);
+// everything else, the other lease calls included, is the inner store's.
 class RenewalFaultStore final : public store::Store, public store::ClusterStore {
  public:
-  explicit RenewalFaultStore(store::Store& inner) : inner_(inner) {}
+  explicit RenewalFaultStore(store::Store& inner) : inner_(inner), convs(inner.conversations()) {}
   std::atomic<bool> renewals_down{false};
 
   store::AccountStore& accounts() override { return inner_.accounts(); }
-  store::ConversationStore& conversations() override { return inner_.conversations(); }
+  store::ConversationStore& conversations() override { return convs; }
   store::FunctionStore& functions() override { return inner_.functions(); }
   store::BotStore& bots() override { return inner_.bots(); }
   store::OAuthStore& oauth() override { return inner_.oauth(); }
@@ -1979,6 +2049,9 @@ class RenewalFaultStore final : public store::Store, public store::ClusterStore 
  private:
   store::ClusterStore& leases() { return *inner_.cluster(); }
   store::Store& inner_;
+
+ public:
+  ConversationFaults convs;
 };
 
 // Holds a conversation's strand busy (an operation in progress) until release().
@@ -2287,6 +2360,96 @@ TEST_F(EngineTest, ALeaseTakenBackBeforeItsDropRanKeepsTheConversationDriven) {
   EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
   b.reset();
   sub.reset();
+  a.reset();
+}
+
+// Issue 19: a create's lease runs out while its first save is held up (a renewal failed past
+// two thirds of the lease meanwhile, which took the lease out of the table; its drop found no
+// entry yet). The create must not leave the conversation driven here without a lease the node
+// renews: it answers the stored conversation, and the node that claims the expired lease drives
+// it (here another node; this one no longer holds it after its next round either).
+TEST_F(EngineTest, ACreateWhoseLeaseRanOutWhileItWasStoredIsNotDrivenWithoutALease) {
+  RenewalFaultStore faulty(*store_);
+  auto a = makeConversationService(faulty, clock_, clusterNode("node-a"));
+  ASSERT_TRUE(a->recover());
+  ConversationRequest creq;
+  creq.account = kAcc;
+  creq.consumer = ConsumerId("consumer-slow");
+  faulty.convs.holdSaves();
+  std::promise<Result<Conversation>> answered;
+  auto answer = answered.get_future();
+  a->requestConversation(creq,
+                         [&answered](Result<Conversation> r) { answered.set_value(std::move(r)); });
+  ASSERT_TRUE(faulty.convs.waitForHeldSave());
+  // The lease (3000 ms) is within a third of its end and the renewal fails: out of the table.
+  clock_.advanceMs(2500);
+  faulty.renewals_down = true;
+  maintainLeases(*a);
+  faulty.renewals_down = false;
+  faulty.convs.releaseSaves();
+  ASSERT_EQ(answer.wait_for(5s), std::future_status::ready);
+  auto c = answer.get();
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(store_->conversations().getConversation(kAcc, c->id));  // stored
+  EXPECT_FALSE(holdsConversation(*a, c->id));  // not driven without a renewed lease
+
+  // The lease expires; node b claims it and drives it, and a does not hold it.
+  clock_.advanceMs(600);
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  ASSERT_TRUE(b->recover());
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
+  EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
+  EXPECT_TRUE(holdsConversation(*b, c->id));
+  maintainLeases(*a);
+  EXPECT_FALSE(holdsConversation(*a, c->id));
+  PublishRequest req;
+  req.actor = Actor::ofConsumer(kAcc, ConsumerId("consumer-slow"));
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"one"})";
+  auto on_a = call<Published>([&](auto cb) { a->publish(req, cb); });
+  ASSERT_FALSE(on_a);
+  EXPECT_NE(on_a.error().message.find("owned by another node"), std::string::npos)
+      << on_a.error().message;
+  auto on_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+  ASSERT_TRUE(on_b) << on_b.error().message;
+  EXPECT_EQ(on_b->sequence, 0);
+  b.reset();
+  a.reset();
+}
+
+// Issue 19: a claim that took leases and then could not read the open conversations (the store
+// failed in between) releases them: nothing drives them here and they are not renewed, so the
+// next claim (this node's or another's) takes them at once instead of after their expiry.
+TEST_F(EngineTest, ClaimedLeasesThatCouldNotBeLoadedAreReleased) {
+  RenewalFaultStore faulty(*store_);
+  auto a = makeConversationService(faulty, clock_, clusterNode("node-a"));
+  ASSERT_TRUE(a->recover());
+  // An open conversation nobody holds (created by a node alone on the same store: no lease).
+  auto created = request("consumer-orphan");
+  ASSERT_TRUE(created);
+  Conversation orphan = *created;
+  orphan.id = ConversationId("orphan-claim");
+  orphan.consumer = ConsumerId("consumer-orphan-2");
+  orphan.participants = {store::Participant{"consumer-orphan-2", store::ParticipantRole::kConsumer,
+                                            store::ParticipantState::kActive, 1}};
+  orphan.fence = {};
+  ASSERT_TRUE(store_->conversations().saveConversation(orphan));
+
+  faulty.convs.list_open_down = true;
+  maintainLeases(*a);  // claims it (epoch 1), cannot load it
+  faulty.convs.list_open_down = false;
+  EXPECT_FALSE(holdsConversation(*a, orphan.id));
+  auto lease = store_->cluster()->getLease(orphan.id);
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->node, "node-a");
+  EXPECT_EQ(lease->epoch, 1);
+  EXPECT_LE(lease->expires_at, clock_.nowMs());  // released, not held until its expiry
+
+  // With the clock where it was, the next round takes it again and drives it.
+  maintainLeases(*a);
+  EXPECT_TRUE(holdsConversation(*a, orphan.id));
+  EXPECT_EQ(store_->cluster()->getLease(orphan.id)->node, "node-a");
+  EXPECT_EQ(store_->cluster()->getLease(orphan.id)->epoch, 2);
   a.reset();
 }
 

@@ -196,6 +196,13 @@ Result<std::vector<Lease>> ClusterStore::renewLeases(const std::string& node,
   return renewed;
 }
 
+Status ClusterStore::releaseLeases(const std::string& node, const std::vector<Lease>& held) {
+  if (node.empty()) return invalid("a lease needs a node name");
+  for (const auto& l : held)
+    if (auto st = releaseLease(l.conversation, node, l.epoch); !st) return st;
+  return {};
+}
+
 std::string erasedEventJson(std::string_view event_json) {
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(event_json, ec);

@@ -695,6 +695,11 @@ class ClusterStore {
   // PostgreSQL does it in one statement.
   virtual Result<std::vector<Lease>> renewLeases(const std::string& node,
                                                  const std::vector<Lease>& held, TimeMs ttl_ms);
+  // Gives up, in one write, every lease of `held` that `node` still holds at the lease's epoch
+  // (as releaseLease, each: it expires now, the next taker bumps the epoch); the others are left
+  // as they are. Invalid for an empty node. The default releases them one by one; SQLite and
+  // PostgreSQL do it in one statement.
+  virtual Status releaseLeases(const std::string& node, const std::vector<Lease>& held);
   // Takes for `node`, until now + ttl_ms, the leases of open conversations that nobody holds:
   // conversations never leased (epoch 1) and leases expired (expires_at <= now, epoch + 1), at
   // most `limit` (> 0), oldest conversations first; returns the leases taken. Of nodes racing,

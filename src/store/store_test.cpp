@@ -2034,6 +2034,45 @@ TYPED_TEST(StoreContract, LeasesRenewInOneCallAndTakenOnesAreLeftOut) {
   EXPECT_TRUE(cl.renewLeases("node-a", {held[0]}, 3000)->empty());
 }
 
+// A node giving its conversations up releases them in one call: each lease it still holds at
+// the given epoch expires now (the next taker bumps the epoch), whatever else is left alone.
+TYPED_TEST(StoreContract, LeasesReleaseInOneCallAndOnlyTheHeldOnes) {
+  ClusterStore& cl = *this->store_->cluster();
+  this->clock_.setMs(1000);
+  std::vector<Lease> held;
+  for (const char* id : {"c-g1", "c-g2", "c-g3", "c-g4"}) {
+    auto l = cl.acquireLease(ConversationId(id), "node-a", 3000);
+    ASSERT_OK(l);
+    held.push_back(*l);
+  }
+  ASSERT_OK(cl.acquireLease(ConversationId("c-g5"), "node-a", 3000));  // not in the batch
+  EXPECT_CODE(cl.releaseLeases("", held), ErrorCode::kInvalid);
+  ASSERT_OK(cl.releaseLeases("node-a", {}));
+  // c-g3 expired and node-b took it; c-g4 is named with a stale epoch.
+  this->clock_.setMs(4000);
+  ASSERT_OK(cl.acquireLease(ConversationId("c-g3"), "node-b", 3000));
+  ASSERT_OK(cl.renewLease(ConversationId("c-g1"), "node-a", 1, 3000));
+  ASSERT_OK(cl.renewLease(ConversationId("c-g4"), "node-a", 1, 3000));
+  ASSERT_OK(cl.renewLease(ConversationId("c-g5"), "node-a", 1, 3000));
+  held[3].epoch = 9;
+  this->clock_.setMs(5000);
+  ASSERT_OK(cl.releaseLeases("node-a", held));
+  EXPECT_EQ(cl.getLease(ConversationId("c-g1"))->expires_at, 5000);  // released now
+  EXPECT_EQ(cl.getLease(ConversationId("c-g2"))->expires_at, 4000);  // expired before: kept
+  EXPECT_EQ(cl.getLease(ConversationId("c-g3"))->node, "node-b");
+  EXPECT_EQ(cl.getLease(ConversationId("c-g3"))->expires_at, 7000);
+  EXPECT_EQ(cl.getLease(ConversationId("c-g4"))->expires_at, 7000);  // stale epoch: untouched
+  EXPECT_EQ(cl.getLease(ConversationId("c-g5"))->expires_at, 7000);
+  // Another node takes a released lease at once, with the next epoch.
+  auto taken = cl.acquireLease(ConversationId("c-g1"), "node-b", 3000);
+  ASSERT_OK(taken);
+  EXPECT_EQ(taken->epoch, 2);
+  // Releasing again (nothing held any more at those epochs) changes nothing.
+  ASSERT_OK(cl.releaseLeases("node-a", held));
+  EXPECT_EQ(cl.getLease(ConversationId("c-g1"))->node, "node-b");
+  EXPECT_EQ(cl.getLease(ConversationId("c-g1"))->expires_at, 8000);
+}
+
 TYPED_TEST(StoreContract, ClaimTakesOpenConversationsThatNobodyHolds) {
   ClusterStore& cl = *this->store_->cluster();
   this->clock_.setMs(1000);

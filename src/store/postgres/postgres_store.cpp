@@ -1533,6 +1533,28 @@ class PostgresStore final : public Store,
     });
   }
 
+  // One statement for a batch of a node's leases (a node giving its conversations up: cut off
+  // from the bus, or shutting down), on the lease connection as renewals: the held
+  // (conversation, epoch) pairs as a JSON array ($1); only the rows still at the node and epoch
+  // expire now.
+  Status releaseLeases(const std::string& node, const std::vector<Lease>& held) override {
+    if (node.empty()) return invalid("a lease needs a node name");
+    if (held.empty()) return {};
+    boost::json::array pairs;
+    pairs.reserve(held.size());
+    for (const auto& l : held)
+      pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+    return onLeaseConn([&](Conn& c) -> Status {
+      const TimeMs now = clock_.nowMs();
+      return asStatus(execute(
+          c,
+          "UPDATE conversation_leases AS l SET expires_at=LEAST(l.expires_at, $3) FROM "
+          "jsonb_to_recordset($1::jsonb) AS h(c text, e bigint) WHERE l.conversation = h.c AND "
+          "l.epoch = h.e AND l.node = $2",
+          boost::json::serialize(pairs), node, now));
+    });
+  }
+
   // One statement for all of a node's leases: the held (conversation, epoch) pairs arrive as a
   // JSON array ($1), and only the rows still at the node and epoch are extended. It runs on the
   // lease connection in a transaction of its own, never behind the writer: under load one group

@@ -1,5 +1,8 @@
 #include "store/sqlite/cluster_store.h"
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <string>
 #include <vector>
 
@@ -78,6 +81,27 @@ Status SqliteClusterStore::releaseLease(const ConversationId& id, const std::str
                             "UPDATE conversation_leases SET expires_at=min(expires_at, ?) WHERE "
                             "conversation=? AND node=? AND epoch=?",
                             now, id.str(), node, epoch));
+  });
+}
+
+// One statement for the batch: the held (conversation, epoch) pairs as a JSON array, matched
+// with json_each; only the rows still at the node and epoch expire.
+Status SqliteClusterStore::releaseLeases(const std::string& node, const std::vector<Lease>& held) {
+  if (node.empty()) return invalid("a lease needs a node name");
+  if (held.empty()) return {};
+  boost::json::array pairs;
+  pairs.reserve(held.size());
+  for (const auto& l : held)
+    pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+  const std::string json = boost::json::serialize(pairs);
+  const TimeMs now = db_.now();
+  return db_.write([&](Conn& c) {
+    return asStatus(execute(
+        c,
+        "UPDATE conversation_leases SET expires_at=min(expires_at, ?) WHERE node=? AND "
+        "(conversation, epoch) IN (SELECT json_extract(value, '$.c'), json_extract(value, '$.e') "
+        "FROM json_each(?))",
+        now, node, json));
   });
 }
 

@@ -24,6 +24,7 @@ class SqliteClusterStore final : public ClusterStore {
                            TimeMs ttl_ms) override;
   Status releaseLease(const ConversationId& id, const std::string& node,
                       std::int64_t epoch) override;
+  Status releaseLeases(const std::string& node, const std::vector<Lease>& held) override;
   Result<Lease> getLease(const ConversationId& id) override;
   Result<std::vector<Lease>> claimLeases(const std::string& node, TimeMs ttl_ms,
                                          int limit) override;
