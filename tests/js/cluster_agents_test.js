@@ -12,7 +12,9 @@ const path = require('path');
 const { Consumer } = require('./lib/consumer');
 const { BotProcess } = require('./lib/bot');
 const { rest } = require('./lib/server');
-const { clusterForTest, conversationVia, publishOnce, conversationOnTwoNodes } = require('./lib/cluster');
+const {
+  clusterForTest, conversationVia, publishOnce, conversationOnTwoNodes, consumerWithConversation,
+} = require('./lib/cluster');
 
 // The demo human agent (an echoing agent process) logged in and subscribed on the node at
 // `host`; stopped after the test.
@@ -142,14 +144,7 @@ test('an agent logged in on nodes 1 and 2 is rung on both for node 3\'s conversa
   const on1 = await ringAgentOn(node1);
   const on2 = await ringAgentOn(node2);
 
-  const consumer = new Consumer(srv(node3), acc);
-  await consumer.signup();
-  await consumer.connect();
-  t.after(() => consumer.close());
-  const created = await consumer.request('cm.ConsumerRequestConversation',
-    { skillId: c.demo.skills.human, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
-  assert.equal(created.code, 200, JSON.stringify(created));
-  const convId = created.body.conversationId;
+  const { convId } = await consumerWithConversation(t, srv(node3), acc, c.demo.skills.human);
   assert.equal((await conversationVia(srv(node3), bearer, acc, convId)).owner, 'node3');
 
   const waiting = (e) => e.event === 'ring' && e.convId === convId && e.type === 'UPSERT' && e.ringState === 'WAITING';

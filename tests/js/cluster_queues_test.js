@@ -6,11 +6,10 @@
 // them), and the agent's own state set through another node (SubscribeAgentsState).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Consumer } = require('./lib/consumer');
 const { AgentSocket } = require('./lib/agent');
 const { BotProcess } = require('./lib/bot');
 const { login } = require('./lib/server');
-const { clusterForTest, conversationVia } = require('./lib/cluster');
+const { clusterForTest, conversationVia, consumerWithConversation } = require('./lib/cluster');
 
 // A watch_agent.js process of `user` on `node` with the ExConversations `filter` (and
 // SubscribeAgentsState with `agentState`); stopped after the test.
@@ -32,18 +31,6 @@ const lastChange = (w, convId, pred = () => true) =>
   w.events.filter((e) => e.event === 'change' && e.convId === convId && pred(e)).at(-1);
 const waitChange = (w, convId, pred, label) =>
   w.waitFor((e) => e.event === 'change' && e.convId === convId && pred(e), label, 15000);
-
-// A consumer on `srvOfNode` with an open conversation on `skillId`; closed after the test.
-async function consumerWithConversation(t, srvOfNode, acc, skillId) {
-  const consumer = new Consumer(srvOfNode, acc);
-  await consumer.signup();
-  await consumer.connect();
-  t.after(() => consumer.close());
-  const created = await consumer.request('cm.ConsumerRequestConversation',
-    { skillId, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
-  assert.equal(created.code, 200, JSON.stringify(created));
-  return { consumer, convId: created.body.conversationId };
-}
 
 test('a manager on node 2 sees the open conversations of nodes 1 and 3, and their changes, as their owners show them', { timeout: 600000 }, async (t) => {
   const { c, byName, acc, srv, bearer } = await clusterForTest(t, 3);

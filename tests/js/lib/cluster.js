@@ -133,6 +133,18 @@ function publishOnce(sock, convId, message, timeoutMs) {
   }), id, timeoutMs);
 }
 
+// A consumer on `srvOfNode` with an open conversation on `skillId`; closed after the test.
+async function consumerWithConversation(t, srvOfNode, acc, skillId) {
+  const consumer = new Consumer(srvOfNode, acc);
+  await consumer.signup();
+  await consumer.connect();
+  t.after(() => consumer.close());
+  const created = await consumer.request('cm.ConsumerRequestConversation',
+    { skillId, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
+  assert.equal(created.code, 200, JSON.stringify(created));
+  return { consumer, convId: created.body.conversationId };
+}
+
 // A new consumer's conversation on `skillId`, created through node A (which owns it), and the
 // same consumer's second socket on node B subscribed to it; both closed after the test.
 async function conversationOnTwoNodes(t, srvA, srvB, acc, skillId) {
@@ -154,4 +166,5 @@ async function conversationOnTwoNodes(t, srvA, srvB, acc, skillId) {
 
 module.exports = {
   startCluster, stopCluster, clusterForTest, botTexts, conversationVia, publishOnce, conversationOnTwoNodes,
+  consumerWithConversation,
 };
