@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -103,6 +104,14 @@ struct Node {
   conv::Subscription sub;
   conv::Subscription sessions_sub;  // the engine's local rings reach the sessions too
 };
+
+// Whether `user` is the conversation's active assigned agent.
+bool hasActiveAssignedAgent(const store::Conversation& c, const UserId& user) {
+  return std::ranges::any_of(c.participants, [&](const store::Participant& p) {
+    return p.role == store::ParticipantRole::kAssignedAgent &&
+           p.state == store::ParticipantState::kActive && p.id == user.str();
+  });
+}
 
 class ClusterRoutingTest : public ::testing::Test {
  protected:
@@ -210,11 +219,7 @@ TEST_F(ClusterRoutingTest, AConversationOnOneNodeIsRungAcceptedAndAnsweredByAnAg
   auto accepted = call<store::Conversation>(
       [&](auto cb) { b_.forwarder->acceptRing(agent_, ring->ring_id, cb); });
   ASSERT_TRUE(accepted) << accepted.error().message;
-  bool assigned = false;
-  for (const auto& p : accepted->participants)
-    assigned |= p.role == store::ParticipantRole::kAssignedAgent &&
-                p.state == store::ParticipantState::kActive && p.id == agent_.user.str();
-  EXPECT_TRUE(assigned);
+  EXPECT_TRUE(hasActiveAssignedAgent(*accepted, agent_.user));
   auto stored = store_->conversations().getConversation(kAcc, c->id);
   ASSERT_TRUE(stored);
   EXPECT_EQ(stored->participants.size(), accepted->participants.size());
@@ -307,11 +312,7 @@ TEST_F(ClusterRoutingTest, AnAgentOnTwoNodesIsRungOnBothAndTheAcceptOnEitherWins
   auto accepted = call<store::Conversation>(
       [&](auto cb) { b_.forwarder->acceptRing(agent_, on_b->ring_id, cb); });
   ASSERT_TRUE(accepted) << accepted.error().message;
-  bool assigned = false;
-  for (const auto& p : accepted->participants)
-    assigned |= p.role == store::ParticipantRole::kAssignedAgent &&
-                p.state == store::ParticipantState::kActive && p.id == agent_.user.str();
-  EXPECT_TRUE(assigned);
+  EXPECT_TRUE(hasActiveAssignedAgent(*accepted, agent_.user));
   for (Node* n : {&a_, &b_}) {
     auto end = n->sessions.waitEnded(on_a->ring_id);
     ASSERT_TRUE(end);

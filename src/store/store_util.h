@@ -5,6 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <charconv>
 #include <cstdint>
 #include <exception>
@@ -13,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "store/store.h"
@@ -29,6 +33,16 @@ inline void completeAsyncWrite(const std::function<void(Status)>& done, Status r
   } catch (...) {
     spdlog::error("store write callback threw a non-exception");
   }
+}
+
+// Leases' (conversation, epoch) pairs as a JSON array of {"c": id, "e": epoch}: the one parameter
+// of the SQLite and PostgreSQL stores' one-statement renewal and release of a node's leases.
+inline std::string leasePairsJson(const std::vector<Lease>& leases) {
+  boost::json::array pairs;
+  pairs.reserve(leases.size());
+  for (const auto& l : leases)
+    pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+  return boost::json::serialize(pairs);
 }
 
 // The value of a purely numeric id ("1000" -> 1000); nullopt for anything else.

@@ -1540,10 +1540,7 @@ class PostgresStore final : public Store,
   Status releaseLeases(const std::string& node, const std::vector<Lease>& held) override {
     if (node.empty()) return invalid("a lease needs a node name");
     if (held.empty()) return {};
-    boost::json::array pairs;
-    pairs.reserve(held.size());
-    for (const auto& l : held)
-      pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+    const std::string pairs = internal::leasePairsJson(held);
     return onLeaseConn([&](Conn& c) -> Status {
       const TimeMs now = clock_.nowMs();
       return asStatus(execute(
@@ -1551,7 +1548,7 @@ class PostgresStore final : public Store,
           "UPDATE conversation_leases AS l SET expires_at=LEAST(l.expires_at, $3) FROM "
           "jsonb_to_recordset($1::jsonb) AS h(c text, e bigint) WHERE l.conversation = h.c AND "
           "l.epoch = h.e AND l.node = $2",
-          boost::json::serialize(pairs), node, now));
+          pairs, node, now));
     });
   }
 
@@ -1568,10 +1565,7 @@ class PostgresStore final : public Store,
     if (node.empty()) return invalid("a lease needs a node name");
     if (ttl_ms <= 0) return invalid("a lease needs a positive duration");
     if (held.empty()) return std::vector<Lease>{};
-    boost::json::array pairs;
-    pairs.reserve(held.size());
-    for (const auto& l : held)
-      pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
+    const std::string pairs = internal::leasePairsJson(held);
     std::vector<Lease> renewed;
     Status st = onLeaseConn([&](Conn& c) -> Status {
       // The time the transaction runs, not the call's: a write may wait in the queue.
@@ -1581,7 +1575,7 @@ class PostgresStore final : public Store,
           "UPDATE conversation_leases AS l SET expires_at=$3 FROM jsonb_to_recordset($1::jsonb) "
           "AS h(c text, e bigint) WHERE l.conversation = h.c AND l.epoch = h.e AND l.node = $2 "
           "RETURNING l.conversation, l.node, l.epoch, l.expires_at",
-          leaseRow, boost::json::serialize(pairs), node, now + ttl_ms);
+          leaseRow, pairs, node, now + ttl_ms);
       if (!r) return asStatus(r);
       renewed = std::move(*r);
       return {};

@@ -1,8 +1,5 @@
 #include "store/sqlite/cluster_store.h"
 
-#include <boost/json/array.hpp>
-#include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
 #include <string>
 #include <vector>
 
@@ -89,11 +86,7 @@ Status SqliteClusterStore::releaseLease(const ConversationId& id, const std::str
 Status SqliteClusterStore::releaseLeases(const std::string& node, const std::vector<Lease>& held) {
   if (node.empty()) return invalid("a lease needs a node name");
   if (held.empty()) return {};
-  boost::json::array pairs;
-  pairs.reserve(held.size());
-  for (const auto& l : held)
-    pairs.push_back(boost::json::object{{"c", l.conversation.str()}, {"e", l.epoch}});
-  const std::string json = boost::json::serialize(pairs);
+  const std::string json = internal::leasePairsJson(held);
   const TimeMs now = db_.now();
   return db_.write([&](Conn& c) {
     return asStatus(execute(
