@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "app/bus_wire.h"
 #include "app/conversation_relay.h"
@@ -135,6 +138,27 @@ Result<conv::AnnouncedQueue> queueFrom(const bj::object& o) {
   if (!due || !due->is_int64()) return invalid("an announced queue has no due time");
   q.due_at = due->as_int64();
   return q;
+}
+
+// The entries of announcement `o`'s array `key` that `from` reads; one it cannot read (`what`,
+// for the warning) is left out.
+template <typename From>
+auto announcedList(const bj::object& o, std::string_view key, From from, const std::string& node,
+                   std::string_view what) {
+  std::vector<typename std::invoke_result_t<From, const bj::object&>::value_type> out;
+  auto* list = o.if_contains(key);
+  if (!list || !list->is_array()) return out;
+  for (const auto& v : list->as_array()) {
+    if (!v.is_object()) continue;
+    auto e = from(v.as_object());
+    if (!e) {
+      spdlog::warn("cluster routing: node {} announced {} this node cannot read: {}", node, what,
+                   e.error().message);
+      continue;
+    }
+    out.push_back(std::move(*e));
+  }
+  return out;
 }
 
 }  // namespace
@@ -289,32 +313,8 @@ void ClusterRouting::receiveAnnouncement(const bus::BusMessage& m) {
   if (!o) return spdlog::warn("cluster routing: a malformed announcement: {}", o.error().message);
   const std::string node = json::getString(*o, "node");
   if (node.empty() || node == options_.node) return;
-  std::vector<conv::AnnouncedAgent> agents;
-  if (auto* list = o->if_contains("agents"); list && list->is_array()) {
-    for (const auto& v : list->as_array()) {
-      if (!v.is_object()) continue;
-      auto a = agentFrom(v.as_object());
-      if (!a) {
-        spdlog::warn("cluster routing: node {} announced an agent this node cannot read: {}", node,
-                     a.error().message);
-        continue;
-      }
-      agents.push_back(std::move(*a));
-    }
-  }
-  std::vector<conv::AnnouncedQueue> queues;
-  if (auto* list = o->if_contains("queues"); list && list->is_array()) {
-    for (const auto& v : list->as_array()) {
-      if (!v.is_object()) continue;
-      auto q = queueFrom(v.as_object());
-      if (!q) {
-        spdlog::warn("cluster routing: node {} announced a queue this node cannot read: {}", node,
-                     q.error().message);
-        continue;
-      }
-      queues.push_back(std::move(*q));
-    }
-  }
+  auto agents = announcedList(*o, "agents", agentFrom, node, "an agent");
+  auto queues = announcedList(*o, "queues", queueFrom, node, "a queue");
   {
     MutexLock lock(mu_);
     ++announcements_;

@@ -148,14 +148,7 @@ async function consumerWithConversation(t, srvOfNode, acc, skillId) {
 // A new consumer's conversation on `skillId`, created through node A (which owns it), and the
 // same consumer's second socket on node B subscribed to it; both closed after the test.
 async function conversationOnTwoNodes(t, srvA, srvB, acc, skillId) {
-  const onA = new Consumer(srvA, acc);
-  await onA.signup();
-  await onA.connect();
-  t.after(() => onA.close());
-  const created = await onA.request('cm.ConsumerRequestConversation',
-    { skillId, channelType: 'MESSAGING', ttrDefName: 'NORMAL' });
-  assert.equal(created.code, 200, JSON.stringify(created));
-  const convId = created.body.conversationId;
+  const { consumer: onA, convId } = await consumerWithConversation(t, srvA, acc, skillId);
   const onB = new Consumer(srvB, acc);
   onB.jwt = onA.jwt;
   await onB.connect();
