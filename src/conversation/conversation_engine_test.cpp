@@ -203,13 +203,19 @@ class EngineTest : public ::testing::Test {
   }
   Result<Published> publish(const Actor& a, const ConversationId& id, const std::string& text,
                             Audience audience = Audience::kAll) {
+    return publishOn(*engine_, a, id, text, audience);
+  }
+  // A text message published through `engine` (another node's engine in the lease tests).
+  static Result<Published> publishOn(ConversationService& engine, const Actor& a,
+                                     const ConversationId& id, const std::string& text,
+                                     Audience audience = Audience::kAll) {
     PublishRequest req;
     req.actor = a;
     req.conversation = id;
     req.event_json =
         R"({"type":"ContentEvent","contentType":"text/plain","message":")" + text + R"("})";
     req.audience = audience;
-    return call<Published>([&](auto cb) { engine_->publish(req, cb); });
+    return call<Published>([&](auto cb) { engine.publish(req, cb); });
   }
   Result<Conversation> update(const Actor& a, const ConversationId& id,
                               std::vector<FieldChange> changes) {
@@ -2115,11 +2121,7 @@ TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) 
   OwnershipRecorder seen_b;
   auto sub_b = b->subscribe(seen_b);
   ASSERT_TRUE(b->recover());
-  PublishRequest req;
-  req.actor = consumer;
-  req.conversation = c->id;
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"via b"})";
-  auto on_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+  auto on_b = publishOn(*b, consumer, c->id, "via b");
   ASSERT_FALSE(on_b);
   EXPECT_EQ(on_b.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(on_b.error().message.find("owned by another node"), std::string::npos);
@@ -2139,8 +2141,7 @@ TEST_F(EngineTest, ALeaseGivesAConversationOneOwnerAndATakeoverFencesTheOldOne) 
   ASSERT_TRUE(seen_b.waitFor("TAKEN:" + c->id.str()));
   EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
   EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"three"})";
-  auto three = call<Published>([&](auto cb) { b->publish(req, cb); });
+  auto three = publishOn(*b, consumer, c->id, "three");
   ASSERT_TRUE(three) << three.error().message;
   EXPECT_EQ(three->sequence, 2);
 
@@ -2212,11 +2213,7 @@ TEST_F(EngineTest, ANodeThatMayNotHoldLeasesGivesItsConversationsUpAndComesBack)
   ASSERT_TRUE(seen_b.waitFor("TAKEN:" + c->id.str()));
   EXPECT_EQ(store_->cluster()->getLease(c->id)->node, "node-b");
   EXPECT_EQ(store_->cluster()->getLease(c->id)->epoch, 2);
-  PublishRequest req;
-  req.actor = consumer;
-  req.conversation = c->id;
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"two"})";
-  auto two = call<Published>([&](auto cb) { b->publish(req, cb); });
+  auto two = publishOn(*b, consumer, c->id, "two");
   ASSERT_TRUE(two) << two.error().message;
   EXPECT_EQ(two->sequence, 1);
   // a creates nothing while it may not hold leases, and claims nothing (a's next rounds).
@@ -2317,11 +2314,7 @@ TEST_F(EngineTest, ALeaseTakenBackBeforeItsDropRanKeepsTheConversationDriven) {
   auto c = call<Conversation>([&](auto cb) { a->requestConversation(creq, cb); });
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_EQ(store_->cluster()->getLease(c->id)->epoch, 1);
-  PublishRequest req;
-  req.actor = consumer;
-  req.conversation = c->id;
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"one"})";
-  ASSERT_TRUE(call<Published>([&](auto cb) { a->publish(req, cb); }));
+  ASSERT_TRUE(publishOn(*a, consumer, c->id, "one"));
 
   {
     auto strand = conversationStrand(*a, c->id);
@@ -2342,8 +2335,7 @@ TEST_F(EngineTest, ALeaseTakenBackBeforeItsDropRanKeepsTheConversationDriven) {
 
   // Still driven here, with the new epoch.
   EXPECT_TRUE(conversationStrand(*a, c->id).has_value());
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"two"})";
-  auto two = call<Published>([&](auto cb) { a->publish(req, cb); });
+  auto two = publishOn(*a, consumer, c->id, "two");
   ASSERT_TRUE(two) << two.error().message;
   EXPECT_EQ(two->sequence, 1);
   auto stored = store_->conversations().getConversation(kAcc, c->id);
@@ -2402,15 +2394,12 @@ TEST_F(EngineTest, ACreateWhoseLeaseRanOutWhileItWasStoredIsNotDrivenWithoutALea
   EXPECT_TRUE(holdsConversation(*b, c->id));
   maintainLeases(*a);
   EXPECT_FALSE(holdsConversation(*a, c->id));
-  PublishRequest req;
-  req.actor = Actor::ofConsumer(kAcc, ConsumerId("consumer-slow"));
-  req.conversation = c->id;
-  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"one"})";
-  auto on_a = call<Published>([&](auto cb) { a->publish(req, cb); });
+  const Actor slow = Actor::ofConsumer(kAcc, ConsumerId("consumer-slow"));
+  auto on_a = publishOn(*a, slow, c->id, "one");
   ASSERT_FALSE(on_a);
   EXPECT_NE(on_a.error().message.find("owned by another node"), std::string::npos)
       << on_a.error().message;
-  auto on_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+  auto on_b = publishOn(*b, slow, c->id, "one");
   ASSERT_TRUE(on_b) << on_b.error().message;
   EXPECT_EQ(on_b->sequence, 0);
   b.reset();
@@ -2473,11 +2462,7 @@ TEST_F(EngineTest, ALeaseTakenBackAfterAnotherNodeDroveItReloadsTheConversation)
     // a stops renewing; b takes the conversation (epoch 2) and writes to it.
     clock_.advanceMs(3001);
     maintainLeases(*b);
-    PublishRequest req;
-    req.actor = consumer;
-    req.conversation = c->id;
-    req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"via b"})";
-    auto via_b = call<Published>([&](auto cb) { b->publish(req, cb); });
+    auto via_b = publishOn(*b, consumer, c->id, "via b");
     ASSERT_TRUE(via_b) << via_b.error().message;
     EXPECT_EQ(via_b->sequence, 1);
     // b stops renewing in turn; a's renewal finds its epoch taken (drop queued behind the busy
