@@ -259,16 +259,26 @@ void Hub::dispatch(const AccountId& acc, const std::optional<ConsumerId>& consum
 }
 
 const std::string& MessageFrames::agentFrame() const {
-  std::call_once(agent_once_, [this] { agent_frame_ = onlineEventDistribution(added_->message); });
+  if (!agent_built_.load(std::memory_order_acquire)) {
+    MutexLock lock(build_mu_);
+    if (!agent_built_.load(std::memory_order_relaxed)) {
+      agent_frame_ = onlineEventDistribution(added_->message);
+      agent_built_.store(true, std::memory_order_release);
+    }
+  }
   return agent_frame_;
 }
 
 const std::string& MessageFrames::consumerRecord() const {
-  std::call_once(consumer_once_, [this] {
-    consumer_record_.reserve(384 + added_->message.event_json.size() +
-                             added_->message.metadata_json.size());
-    appendMessageRecord(consumer_record_, added_->message, View::kConsumer);
-  });
+  if (!consumer_built_.load(std::memory_order_acquire)) {
+    MutexLock lock(build_mu_);
+    if (!consumer_built_.load(std::memory_order_relaxed)) {
+      consumer_record_.reserve(384 + added_->message.event_json.size() +
+                               added_->message.metadata_json.size());
+      appendMessageRecord(consumer_record_, added_->message, View::kConsumer);
+      consumer_built_.store(true, std::memory_order_release);
+    }
+  }
   return consumer_record_;
 }
 

@@ -38,6 +38,9 @@ using Event = std::variant<conversation::ConversationChanged,
 
 // The notification frames of one message event, each built at most once — when the first
 // session that sends it asks — and shared by every session the event is delivered to. Thread-safe.
+// A built frame is published by a flag (acquire/release) and built under a mutex, not through
+// std::call_once: glibc's pthread_once makes a futex system call each time a new once-flag
+// completes, and every message (two per bot turn) had fresh ones.
 class MessageFrames {
  public:
   explicit MessageFrames(std::shared_ptr<const conversation::MessageAdded> added)
@@ -51,8 +54,11 @@ class MessageFrames {
 
  private:
   std::shared_ptr<const conversation::MessageAdded> added_;
-  mutable std::once_flag agent_once_;
-  mutable std::once_flag consumer_once_;
+  mutable Mutex build_mu_;  // held while a frame is built; readers of a built one skip it
+  mutable std::atomic<bool> agent_built_{false};
+  mutable std::atomic<bool> consumer_built_{false};
+  // Written once under build_mu_ before their flag is set (release), read after it is seen set
+  // (acquire), never written again.
   mutable std::string agent_frame_;
   mutable std::string consumer_record_;
 };

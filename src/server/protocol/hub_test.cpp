@@ -5,7 +5,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "server/protocol/codec.h"
 
 namespace parley::server::protocol {
 namespace {
@@ -149,6 +152,45 @@ TEST(Hub, SessionsGetTheEnginesSharedMessageEventItself) {
     EXPECT_EQ(got->get(), added.get());
   }
   EXPECT_EQ(c1->last, agent->last);  // one event for all sessions
+}
+
+// Each frame of a message is built once, by whichever session asks first, and every session
+// (on its own thread) gets that same string: the record and the agent frame the codec makes.
+TEST(Hub, MessageFramesAreBuiltOnceAndSharedAcrossThreads) {
+  auto added = std::make_shared<conversation::MessageAdded>(messageOf("a", "c1", {"1001"}));
+  added->message.sequence = 7;
+  added->message.originator_id = "c1";
+  added->message.event_json =
+      R"({"type":"ContentEvent","contentType":"text/plain","message":"hi"})";
+  added->message.metadata_json = "[]";
+  std::string record;
+  appendMessageRecord(record, added->message, View::kConsumer);
+  const std::string agent = onlineEventDistribution(added->message);
+  for (int round = 0; round < 50; ++round) {
+    const MessageFrames frames(added);
+    constexpr int kThreads = 4;
+    std::vector<const std::string*> records(kThreads);
+    std::vector<const std::string*> agents(kThreads);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i)
+      threads.emplace_back([&, i] {
+        if (i % 2 == 0) {
+          records[i] = &frames.consumerRecord();
+          agents[i] = &frames.agentFrame();
+        } else {
+          agents[i] = &frames.agentFrame();
+          records[i] = &frames.consumerRecord();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kThreads; ++i) {
+      EXPECT_EQ(records[i], records[0]);
+      EXPECT_EQ(agents[i], agents[0]);
+    }
+    EXPECT_EQ(*records[0], record);
+    EXPECT_EQ(*agents[0], agent);
+    EXPECT_EQ(&frames.consumerRecord(), records[0]);
+  }
 }
 
 // An agent session sees a conversation's messages and chat states only while its user is an
