@@ -29,6 +29,22 @@ test.after(async () => {
 
 const erase = (bearer, convId) => rest(srv, bearer, 'DELETE', admin.account, `conversations/${convId}/content`);
 
+// Waits (up to 10 s) until some bot of the account has a turn record for the conversation.
+async function turnRecordOf(convId) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const bots = await rest(srv, admin.bearer, 'GET', admin.account, 'bots');
+    assert.equal(bots.status, 200, bots.text);
+    for (const b of bots.json) {
+      const turns = await rest(srv, admin.bearer, 'GET', admin.account, `bots/${b.id}/turns?limit=500`);
+      assert.equal(turns.status, 200, turns.text);
+      if (turns.json.some((t) => t.conversationId === convId)) return;
+    }
+    if (Date.now() > deadline) assert.fail(`no turn record for conversation ${convId} after 10 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 test('an ADMIN erases a closed conversation; what is read back keeps only its metadata', { timeout: 90000 }, async () => {
   const consumer = new Consumer(srv, admin.account);
   await consumer.signup();
@@ -65,6 +81,9 @@ test('an ADMIN erases a closed conversation; what is read back keeps only its me
   assert.equal(byAgent.status, 403, byAgent.text);
   assert.match(byAgent.json.error.message, /needs the ADMIN role/);
 
+  // The bot's turn record is stored after its reply goes out: wait for it, so that the erasure
+  // below has it to erase.
+  await turnRecordOf(convId);
   const ok = await erase(admin.bearer, convId);
   assert.equal(ok.status, 200, ok.text);
   assert.equal(ok.json.conversationId, convId);
