@@ -731,6 +731,14 @@ int serve(const ServeFlags& f) {
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
+  // The worker channels are read on the io threads from here on (a gateway request's answer is
+  // read and written there); back on the runtime's own I/O threads before the io threads stop,
+  // on every way out.
+  (*function_runtime)->readChannelsOn((*server)->ioContexts());
+  struct ChannelsOff {
+    functions::FunctionRuntime* rt;
+    ~ChannelsOff() { rt->readChannelsOnOwnThreads(); }
+  } channels_off{function_runtime->get()};
   scheduler->start();
 
   printLine(bj::object{{"event", "listening"},
@@ -783,6 +791,7 @@ int serve(const ServeFlags& f) {
   // before, the engine unsubscribed), then the connector, then the engine (drains its queues;
   // completions for sockets land in the stopped io_context), then destroy the server (which
   // frees them), then the function service and runtime, then the store (flushes).
+  (*function_runtime)->readChannelsOnOwnThreads();  // the connector still invokes after this
   (*server)->stop();
   invalidations->stop();  // no other node's change is applied from here on
   relay_subscription.reset();
