@@ -80,6 +80,7 @@ struct ServeFlags {
   std::string store = "sqlite";
   // Function sandbox.
   std::string function_isolation = "process";
+  std::string function_channels = "io-threads";
   int function_workers = 2;
   int function_max_workers = 6;
   int function_cpu_limit_ms = 5'000;
@@ -734,7 +735,8 @@ int serve(const ServeFlags& f) {
   // The worker channels are read on the io threads from here on (a gateway request's answer is
   // read and written there); back on the runtime's own I/O threads before the io threads stop,
   // on every way out.
-  (*function_runtime)->readChannelsOn((*server)->ioContexts());
+  if (f.function_channels == "io-threads")
+    (*function_runtime)->readChannelsOn((*server)->ioContexts());
   struct ChannelsOff {
     functions::FunctionRuntime* rt;
     ~ChannelsOff() { rt->readChannelsOnOwnThreads(); }
@@ -864,6 +866,14 @@ int main(int argc, char** argv) {
                    "(threads of the server: no seccomp, no resource limits, a crash ends the "
                    "server)")
       ->check(CLI::IsMember({"process", "in-process"}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--function-channels", f.function_channels,
+                   "Which threads read the function workers' results: io-threads (the server's "
+                   "io threads: less CPU and fewer thread wake-ups per invocation) or "
+                   "own-threads (one thread per worker: results read at once while the io "
+                   "threads are busy, more throughput under many concurrent gateway requests)")
+      ->check(CLI::IsMember({"io-threads", "own-threads"}))
       ->capture_default_str();
   serve_cmd->add_option("--function-workers", f.function_workers, "Function workers kept running")
       ->check(CLI::Range(1, 64))
