@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -218,6 +220,52 @@ TEST_F(EngineLimits, ADemotedTaskBeingTerminatedLeavesTheIdleClassAtNice19) { de
 TEST_F(EngineLimits, ADemotedTaskBeingTerminatedGetsItsPriorityBackWithTerminateNice0) {
   make(0);
   demoteThenLift(0);
+}
+
+// In-process workers with their channel read on an io_context (Engine::readChannelsOn): results
+// and their `done` come on the context's thread, and a long task is demoted (kBusy) and its
+// thread's priority restored when it ends, read there too; the engine is destroyed while the
+// context reads.
+TEST_F(EngineLimits, AChannelReadOnAnIoContextKeepsResultsAndLongTaskDemotion) {
+  boost::asio::io_context ctx(1);
+  auto guard = boost::asio::make_work_guard(ctx);
+  std::thread io([&] { ctx.run(); });
+  const auto io_id = io.get_id();
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("echo"), {"function lambda(i, cb) { cb(null, 7); }", {}, 1}));
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("loop"), {"function lambda(i, cb) { for (;;) {} }", {}, 1}));
+  e->readChannelsOn({&ctx});
+  std::promise<std::pair<InvokeResult, std::thread::id>> echo;
+  e->invoke(requestFor(acc, FunctionId("echo"), 5'000), InvokeMode::kTest, [&](InvokeResult r) {
+    echo.set_value({std::move(r), std::this_thread::get_id()});
+  });
+  auto [er, eon] = echo.get_future().get();
+  EXPECT_TRUE(er.ok) << er.error_message;
+  EXPECT_EQ(er.result_json, "7");
+  EXPECT_EQ(eon, io_id) << "done did not run on the io_context's thread";
+
+  pid_t tid = workerThread();
+  ASSERT_NE(tid, 0);
+  const int nice0 = niceOf(tid);
+  ASSERT_TRUE(normal(tid, nice0));
+  std::promise<std::pair<InvokeResult, std::thread::id>> loop;
+  e->invoke(requestFor(acc, FunctionId("loop"), 600'000), InvokeMode::kTest, [&](InvokeResult r) {
+    loop.set_value({std::move(r), std::this_thread::get_id()});
+  });
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  ASSERT_EQ(fake->longTaskNow(), 1);
+  ASSERT_TRUE(waitFor([&] { return demoted(tid); })) << "not demoted";
+  EXPECT_EQ(e->stats().demotions, 1u);
+  ASSERT_EQ(fake->terminateNow(), 1);
+  auto [lr, lon] = loop.get_future().get();
+  EXPECT_EQ(lr.error_code, kErrTimeExceeded);
+  EXPECT_EQ(lon, io_id);
+  EXPECT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "priority not restored at the end";
+  e.reset();
+  guard.reset();
+  io.join();
 }
 
 TEST(EngineOptions, TerminateNiceOutsideZeroToNineteenIsRefused) {
