@@ -74,6 +74,9 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
   bool reader_on_ctx = false;
   // The reader reads on a context now (readChannelsOn waits for it).
   bool reader_at_ctx = false;
+  // Jobs started in a row from one io thread that does not read this worker (followSenderLocked).
+  boost::asio::io_context* follow_ctx = nullptr;
+  int follow_streak = 0;
   // Counted in Engine::starting_shared_ / starting_quarantine_: from spawn until it says it is
   // ready or exits, whichever comes first (never again after that, whatever `ready` becomes).
   bool starting = true;
@@ -113,6 +116,10 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
 namespace {
 
 constexpr std::size_t kMaxCodeChars = 100'000;
+// Channels read on io threads: a worker's reader moves to the io thread that started this many
+// of its jobs in a row while another io thread read it (one connection's requests then find
+// their result read on their own io thread; requests spread over the io threads move nothing).
+constexpr int kFollowSenderAfter = 16;
 // Output queued for a worker that does not read; beyond it the worker is killed.
 constexpr std::size_t kMaxQueuedOutput = 256u << 20;
 // A demoted long task gets its priority back this long before its deadline, so that the
@@ -538,6 +545,25 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
   else
     startReaderThread(w);
   return w;
+}
+
+void Engine::followSenderLocked(WorkerHandle& w) {
+  boost::asio::io_context* here = nullptr;
+  for (auto* c : io_contexts_)
+    if (c->get_executor().running_in_this_thread()) here = c;
+  if (!here) return;  // not an io thread (a host thread, the supervisor): the reader stays
+  if (here == w.want_ctx.load(std::memory_order_relaxed)) {
+    w.follow_streak = 0;
+    return;
+  }
+  if (here != w.follow_ctx) {
+    w.follow_ctx = here;
+    w.follow_streak = 0;
+  }
+  if (++w.follow_streak < kFollowSenderAfter) return;
+  // Its reader moves at its next step (the result of this job, at the latest).
+  w.follow_streak = 0;
+  w.want_ctx.store(here, std::memory_order_release);
 }
 
 void Engine::startReaderThread(const std::shared_ptr<WorkerHandle>& w) {
@@ -1288,6 +1314,7 @@ void Engine::startOn(WorkerHandle& w, Job& job, bool demote, bool home) {
   job.worker = w.id;
   job.fresh = true;
   w.jobs.insert(job.id);
+  if (!io_contexts_.empty()) followSenderLocked(w);
   if (demote && options_.demote_long_tasks) {
     // A heavy account's job: its JS starts at the priority a long task runs at, on a worker the
     // scheduler holds for it; the priority comes back when its first task ends (settleLocked),

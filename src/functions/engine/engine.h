@@ -146,6 +146,9 @@ class Engine {
   // context, or to a new I/O thread) when they differ. True when it moved.
   bool moveReaderIfAsked(const std::shared_ptr<WorkerHandle>& w, boost::asio::io_context* here);
   void startReaderThread(const std::shared_ptr<WorkerHandle>& w);
+  // startOn on an io thread of readChannelsOn's contexts: after kFollowSenderAfter jobs in a row
+  // from one that does not read `w`, `w`'s reader moves there.
+  void followSenderLocked(WorkerHandle& w) PARLEY_REQUIRES(mu_);
   void leftContext(const std::shared_ptr<WorkerHandle>& w);
   // Reads what the socket holds and hands every whole frame to onFrame. False when the channel
   // is closed (EOF, error, a malformed frame).

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -266,6 +267,44 @@ TEST_F(EngineLimits, AChannelReadOnAnIoContextKeepsResultsAndLongTaskDemotion) {
   e.reset();
   guard.reset();
   io.join();
+}
+
+// With the channels on two io_contexts, a worker's reader moves to the io thread that starts its
+// jobs, after a run of them (16) from that thread: one connection's requests then have their
+// results read on their own io thread, whichever context the worker was dealt first.
+TEST_F(EngineLimits, AWorkersReaderMovesToTheIoThreadThatStartsItsJobs) {
+  boost::asio::io_context c1(1), c2(1);
+  auto g1 = boost::asio::make_work_guard(c1);
+  auto g2 = boost::asio::make_work_guard(c2);
+  std::thread t1([&] { c1.run(); });
+  std::thread t2([&] { c2.run(); });
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("echo"), {"function lambda(i, cb) { cb(null, 7); }", {}, 1}));
+  e->readChannelsOn({&c1, &c2});
+  // Invokes from `ctx`'s thread, as a connection's request does; returns where `done` ran.
+  auto invokeFrom = [&](boost::asio::io_context& ctx) {
+    auto p = std::make_shared<std::promise<std::thread::id>>();
+    auto f = p->get_future();
+    boost::asio::post(ctx, [&, p] {
+      e->invoke(requestFor(acc, FunctionId("echo"), 5'000), InvokeMode::kTest, [p](InvokeResult r) {
+        EXPECT_TRUE(r.ok) << r.error_message;
+        p->set_value(std::this_thread::get_id());
+      });
+    });
+    return f.get();
+  };
+  for (auto [ctx, id] :
+       {std::pair{&c1, t1.get_id()}, std::pair{&c2, t2.get_id()}, std::pair{&c1, t1.get_id()}}) {
+    std::thread::id last;
+    for (int i = 0; i < 20; ++i) last = invokeFrom(*ctx);
+    EXPECT_EQ(last, id) << "the result was not read on the io thread that started the jobs";
+  }
+  e.reset();
+  g1.reset();
+  g2.reset();
+  t1.join();
+  t2.join();
 }
 
 TEST(EngineOptions, TerminateNiceOutsideZeroToNineteenIsRefused) {
