@@ -13,7 +13,7 @@
 //   node:    node_server.mjs, the lambda called directly (no sandbox, no auth)
 //   workerd: the npm `workerd` binary, the lambda in an ES module worker
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -83,39 +83,44 @@ children.push(nodeProc);
 const nodePort = await new Promise((resolve) => readline.createInterface({ input: nodeProc.stdout })
   .once('line', (l) => resolve(JSON.parse(l).port)));
 
-// ---- workerd
-const workerdPort = await freePort();
-writeFileSync(join(work, 'worker.js'), `${code}
-export default {
-  async fetch(request) {
-    const input = await request.json();
-    return new Promise((resolve) => lambda(input, (err, result) => resolve(err
-      ? new Response(JSON.stringify({ error: String(err) }), { status: 500 })
-      : new Response(JSON.stringify(result ?? null), { headers: { 'content-type': 'application/json' } }))));
-  },
-};
-`);
-writeFileSync(join(work, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .echo) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${workerdPort}", http = (), service = "main") ],
-);
-const echo :Workerd.Worker = (
-  modules = [ (name = "worker.js", esModule = embed "worker.js") ],
-  compatibilityDate = "2024-01-01",
-);
-`);
+// ---- workerd (left out when it is not installed and NO_WORKERD is set: compare.sh)
 const workerdBin = join(here, 'node_modules', '.bin', 'workerd');
-const workerdProc = spawn(workerdBin, ['serve', join(work, 'config.capnp')], { stdio: ['ignore', 'inherit', 'inherit'] });
-children.push(workerdProc);
-await waitForPort(workerdPort);
+const withWorkerd = !(process.env.NO_WORKERD && !existsSync(workerdBin));
+let workerdProc = null;
+let workerdPort = 0;
+if (withWorkerd) {
+  workerdPort = await freePort();
+  writeFileSync(join(work, 'worker.js'), `${code}
+  export default {
+    async fetch(request) {
+      const input = await request.json();
+      return new Promise((resolve) => lambda(input, (err, result) => resolve(err
+        ? new Response(JSON.stringify({ error: String(err) }), { status: 500 })
+        : new Response(JSON.stringify(result ?? null), { headers: { 'content-type': 'application/json' } }))));
+    },
+  };
+  `);
+  writeFileSync(join(work, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
+  const config :Workerd.Config = (
+    services = [ (name = "main", worker = .echo) ],
+    sockets = [ (name = "http", address = "127.0.0.1:${workerdPort}", http = (), service = "main") ],
+  );
+  const echo :Workerd.Worker = (
+    modules = [ (name = "worker.js", esModule = embed "worker.js") ],
+    compatibilityDate = "2024-01-01",
+  );
+  `);
+  workerdProc = spawn(workerdBin, ['serve', join(work, 'config.capnp')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(workerdProc);
+  await waitForPort(workerdPort);
+}
 
 const targets = {
   parley: { pid: parley.proc.pid, url: `${base}/api/account/${acc}/lambdas/${uuid}/invoke?v=1&externalSystem=bench`,
             headers: { authorization: `Bearer ${bearer}` } },
   node: { pid: nodeProc.pid, url: `http://127.0.0.1:${nodePort}/`, headers: {} },
-  workerd: { pid: workerdProc.pid, url: `http://127.0.0.1:${workerdPort}/`, headers: {} },
 };
+if (withWorkerd) targets.workerd = { pid: workerdProc.pid, url: `http://127.0.0.1:${workerdPort}/`, headers: {} };
 for (const [name, t] of Object.entries(targets)) {
   const r = await post(t.url, body, t.headers);
   if (r.status !== 200 || r.body !== expected) throw new Error(`${name} answered ${r.status} ${r.body}, not ${expected}`);
@@ -153,7 +158,7 @@ for (const conns of [32, 1]) {
 const ratio = (a, b) => (a / b).toFixed(2);
 for (const conns of [32, 1]) {
   const p = summary[`parley/${conns}`]; const n = summary[`node/${conns}`]; const w = summary[`workerd/${conns}`];
-  console.log(`conns ${conns}: Parley/Node CPU per request ${ratio(p.cpu, n.cpu)}, Parley/workerd ${ratio(p.cpu, w.cpu)}; ` +
-              `p99 Parley/Node ${ratio(p.p99, n.p99)}, Parley/workerd ${ratio(p.p99, w.p99)}`);
+  console.log(`conns ${conns}: Parley/Node CPU per request ${ratio(p.cpu, n.cpu)}, Parley/workerd ${w ? ratio(p.cpu, w.cpu) : 'not run'}; ` +
+              `p99 Parley/Node ${ratio(p.p99, n.p99)}, Parley/workerd ${w ? ratio(p.p99, w.p99) : 'not run'}`);
 }
 process.exit(0);

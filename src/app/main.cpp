@@ -80,6 +80,7 @@ struct ServeFlags {
   std::string store = "sqlite";
   // Function sandbox.
   std::string function_isolation = "process";
+  std::string function_channels = "io-threads";
   int function_workers = 2;
   int function_max_workers = 6;
   int function_cpu_limit_ms = 5'000;
@@ -731,6 +732,15 @@ int serve(const ServeFlags& f) {
 
   auto endpoints = (*server)->start();
   if (!endpoints) return fail("cannot start the server", endpoints.error());
+  // The worker channels are read on the io threads from here on (a gateway request's answer is
+  // read and written there); back on the runtime's own I/O threads before the io threads stop,
+  // on every way out.
+  if (f.function_channels == "io-threads")
+    (*function_runtime)->readChannelsOn((*server)->ioContexts());
+  struct ChannelsOff {
+    functions::FunctionRuntime* rt;
+    ~ChannelsOff() { rt->readChannelsOnOwnThreads(); }
+  } channels_off{function_runtime->get()};
   scheduler->start();
 
   printLine(bj::object{{"event", "listening"},
@@ -783,6 +793,7 @@ int serve(const ServeFlags& f) {
   // before, the engine unsubscribed), then the connector, then the engine (drains its queues;
   // completions for sockets land in the stopped io_context), then destroy the server (which
   // frees them), then the function service and runtime, then the store (flushes).
+  (*function_runtime)->readChannelsOnOwnThreads();  // the connector still invokes after this
   (*server)->stop();
   invalidations->stop();  // no other node's change is applied from here on
   relay_subscription.reset();
@@ -855,6 +866,14 @@ int main(int argc, char** argv) {
                    "(threads of the server: no seccomp, no resource limits, a crash ends the "
                    "server)")
       ->check(CLI::IsMember({"process", "in-process"}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--function-channels", f.function_channels,
+                   "Which threads read the function workers' results: io-threads (the server's "
+                   "io threads: less CPU and fewer thread wake-ups per invocation) or "
+                   "own-threads (one thread per worker: results read at once while the io "
+                   "threads are busy, more throughput under many concurrent gateway requests)")
+      ->check(CLI::IsMember({"io-threads", "own-threads"}))
       ->capture_default_str();
   serve_cmd->add_option("--function-workers", f.function_workers, "Function workers kept running")
       ->check(CLI::Range(1, 64))

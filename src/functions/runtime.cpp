@@ -17,6 +17,12 @@ Result<std::unique_ptr<FunctionRuntime>> FunctionRuntime::create(RuntimeOptions 
   return std::unique_ptr<FunctionRuntime>(new FunctionRuntime(std::move(*e)));
 }
 
+void FunctionRuntime::readChannelsOn(std::vector<boost::asio::io_context*> contexts) {
+  engine_->readChannelsOn(std::move(contexts));
+}
+
+void FunctionRuntime::readChannelsOnOwnThreads() { engine_->readChannelsOnOwnThreads(); }
+
 Status FunctionRuntime::checkCode(std::string_view code) { return engine_->check(code); }
 
 Status FunctionRuntime::deploy(const AccountId& account, const FunctionId& id, DeployedCode code) {

@@ -23,6 +23,10 @@
 #include "functions/runner.h"
 #include "store/store.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace parley::functions {
 
 namespace engine {
@@ -238,6 +242,14 @@ class FunctionRuntime final : public Runner {
   const engine::AddressPolicy& addressPolicy() const;
   // Prometheus text of the sandbox's own figures (workers, restarts, quarantines, CPU).
   std::string prometheusText() const;
+
+  // Reads the worker channels on `contexts` (the server's io threads: a result is read and its
+  // `done` called there, with no wake-up of an I/O thread of the runtime's), until
+  // readChannelsOnOwnThreads(), which must be called before the contexts stop running (it
+  // returns once none is used). Each context must be run by exactly one thread. See
+  // engine::Engine::readChannelsOn.
+  void readChannelsOn(std::vector<boost::asio::io_context*> contexts);
+  void readChannelsOnOwnThreads();
 
   // The engine, for tests of its internals (worker pids, probes).
   engine::Engine& engineForTest() { return *engine_; }

@@ -128,6 +128,8 @@ class NetImpl final : public Net {
     threads_.clear();
   }
 
+  std::vector<asio::io_context*> ioContexts() const override { return st_->conn_iocs; }
+
  private:
   // On the first context's thread.
   void closeListeners() {

@@ -11,10 +11,15 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "server/http_types.h"
 #include "server/metrics.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace parley::server {
 
@@ -103,6 +108,8 @@ class Net {
   // lets in-flight HTTP requests finish (at most `grace`), then stops the io threads.
   // Idempotent; blocks until they have exited.
   virtual void stop(std::chrono::milliseconds grace) = 0;
+  // The io threads' contexts, one per thread (run from start() until stop()).
+  virtual std::vector<boost::asio::io_context*> ioContexts() const = 0;
 };
 
 // `app` and `metrics` must outlive the Net.

@@ -164,6 +164,11 @@ class ServerImpl final : public Server {
     blocking_->join();
   }
 
+  std::vector<boost::asio::io_context*> ioContexts() const override {
+    if (!net_ || !started_ || stopped_) return {};
+    return net_->ioContexts();
+  }
+
   conversation::ConversationListener* sessionEvents() override { return &hub_; }
   void dropCachedCredentials(const AccountId& acc) override { auth_.dropCachedCredentials(acc); }
   void setSessionInterest(SessionInterest* interest) override { hub_.setSessionInterest(interest); }

@@ -132,6 +132,10 @@ class Server {
   // Graceful: stop accepting, close sockets (1001), finish in-flight requests, join threads.
   // Idempotent.
   virtual void stop() = 0;
+  // The io threads' contexts (one thread each), running from start() until stop(); empty
+  // before start(). What else runs work on them (the function runtime's channel readers) must
+  // stop using them before stop().
+  virtual std::vector<boost::asio::io_context*> ioContexts() const { return {}; }
   // One request answered by the router as if it had arrived on a listener, with no socket: the
   // same routing, authentication and role policy (Toolbelt.LpClient's requests). The request
   // needs method, target (origin form, e.g. "/api/v1/accounts/1/skills?x=1"), lower-case

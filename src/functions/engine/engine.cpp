@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
@@ -55,7 +56,27 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
   // thread that holds out_mu while its send wakes the worker (and may be preempted by it).
   std::atomic<bool> out_attention{false};
 
+  // The channel's reader: its own I/O thread, or a context of Engine::readChannelsOn. Only the
+  // current reader touches these (a reader moves by handing them over: its old waits see
+  // reader_gen changed and do nothing).
+  wire::FrameSplitter splitter;
+  std::vector<char> rbuf;
+  boost::asio::io_context* cur_ctx = nullptr;  // where it is read now (null: its I/O thread)
+  std::unique_ptr<boost::asio::posix::stream_descriptor> sd, wake_sd;
+  bool read_armed = false, wake_armed = false, write_armed = false;
+  std::atomic<std::uint64_t> reader_gen{0};
+  // Where the reader should be (null: an I/O thread of its own); stored under Engine::mu_, read
+  // by the reader without it.
+  std::atomic<boost::asio::io_context*> want_ctx{nullptr};
+
   // GUARDED_BY(Engine::mu_)
+  // The reader is on a context or posted to one (counted in Engine::on_contexts_).
+  bool reader_on_ctx = false;
+  // The reader reads on a context now (readChannelsOn waits for it).
+  bool reader_at_ctx = false;
+  // Jobs started in a row from one io thread that does not read this worker (followSenderLocked).
+  boost::asio::io_context* follow_ctx = nullptr;
+  int follow_streak = 0;
   // Counted in Engine::starting_shared_ / starting_quarantine_: from spawn until it says it is
   // ready or exits, whichever comes first (never again after that, whatever `ready` becomes).
   bool starting = true;
@@ -95,6 +116,10 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
 namespace {
 
 constexpr std::size_t kMaxCodeChars = 100'000;
+// Channels read on io threads: a worker's reader moves to the io thread that started this many
+// of its jobs in a row while another io thread read it (one connection's requests then find
+// their result read on their own io thread; requests spread over the io threads move nothing).
+constexpr int kFollowSenderAfter = 16;
 // Output queued for a worker that does not read; beyond it the worker is killed.
 constexpr std::size_t kMaxQueuedOutput = 256u << 20;
 // A demoted long task gets its priority back this long before its deadline, so that the
@@ -406,6 +431,7 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
 }
 
 Engine::~Engine() {
+  readChannelsOnOwnThreads();
   std::vector<Job> dropped;
   std::vector<std::shared_ptr<WorkerHandle>> workers;
   {
@@ -486,6 +512,8 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
   }
   ::fcntl(w->fd, F_SETFL, ::fcntl(w->fd, F_GETFL) | O_NONBLOCK);
   w->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  w->rbuf.resize(256 * 1024);
+  boost::asio::io_context* ctx = nullptr;
   {
     MutexLock lock(mu_);
     if (stopping_) {
@@ -505,13 +533,235 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
     workers_[w->id] = w;
     send(*w, init_frame_);
     ++io_threads_;
+    if (!io_contexts_.empty()) {
+      ctx = io_contexts_[static_cast<std::size_t>(w->id) % io_contexts_.size()];
+      w->want_ctx.store(ctx, std::memory_order_release);
+      w->reader_on_ctx = true;
+      ++on_contexts_;
+    }
   }
-  // Detached: it ends after onWorkerExit, and the destructor waits for io_threads_ == 0.
+  if (ctx)
+    boost::asio::post(*ctx, [this, w, ctx] { startOnContext(w, ctx); });
+  else
+    startReaderThread(w);
+  return w;
+}
+
+void Engine::followSenderLocked(WorkerHandle& w) {
+  boost::asio::io_context* here = nullptr;
+  for (auto* c : io_contexts_)
+    if (c->get_executor().running_in_this_thread()) here = c;
+  if (!here) return;  // not an io thread (a host thread, the supervisor): the reader stays
+  if (here == w.want_ctx.load(std::memory_order_relaxed)) {
+    w.follow_streak = 0;
+    return;
+  }
+  if (here != w.follow_ctx) {
+    w.follow_ctx = here;
+    w.follow_streak = 0;
+  }
+  if (++w.follow_streak < kFollowSenderAfter) return;
+  // Its reader moves at its next step (the result of this job, at the latest).
+  w.follow_streak = 0;
+  w.want_ctx.store(here, std::memory_order_release);
+}
+
+void Engine::startReaderThread(const std::shared_ptr<WorkerHandle>& w) {
+  // Detached: it ends after onWorkerExit (or when the reader moves to a context), and the
+  // destructor waits for io_threads_ == 0.
   std::thread([this, w] {
     nameThisThread("fn-io-" + std::to_string(w->id));
     ioLoop(w);
   }).detach();
-  return w;
+}
+
+void Engine::readChannelsOn(std::vector<boost::asio::io_context*> contexts) {
+  std::erase(contexts, nullptr);
+  if (contexts.empty()) return readChannelsOnOwnThreads();
+  std::vector<std::shared_ptr<WorkerHandle>> moving;
+  {
+    MutexLock lock(mu_);
+    if (stopping_) return;
+    io_contexts_ = std::move(contexts);
+    for (auto& [id, w] : workers_) {
+      w->want_ctx.store(io_contexts_[static_cast<std::size_t>(id) % io_contexts_.size()],
+                        std::memory_order_release);
+      moving.push_back(w);
+    }
+  }
+  for (auto& w : moving) {
+    MutexLock lock(w->out_mu);
+    if (!w->broken) wakeIoThread(*w);  // its reader looks where it should be
+  }
+  MutexLock lock(mu_);
+  for (auto& w : moving)
+    while (!w->reader_at_ctx && !w->gone && !stopping_ && !io_contexts_.empty()) lock.wait(io_cv_);
+}
+
+void Engine::readChannelsOnOwnThreads() {
+  std::vector<std::shared_ptr<WorkerHandle>> moving;
+  {
+    MutexLock lock(mu_);
+    io_contexts_.clear();
+    for (auto& [id, w] : workers_) {
+      if (w->want_ctx.load(std::memory_order_relaxed) == nullptr && !w->reader_on_ctx) continue;
+      w->want_ctx.store(nullptr, std::memory_order_release);
+      moving.push_back(w);
+    }
+  }
+  for (auto& w : moving) {
+    MutexLock lock(w->out_mu);
+    if (!w->broken) wakeIoThread(*w);
+  }
+  MutexLock lock(mu_);
+  while (on_contexts_ != 0) lock.wait(io_cv_);
+}
+
+bool Engine::moveReaderIfAsked(const std::shared_ptr<WorkerHandle>& w,
+                               boost::asio::io_context* here) {
+  if (w->want_ctx.load(std::memory_order_acquire) == here) return false;
+  boost::asio::io_context* want = nullptr;
+  {
+    MutexLock lock(mu_);
+    want = w->want_ctx.load(std::memory_order_relaxed);
+    if (want == here) return false;
+    if (want && !here) {
+      w->reader_on_ctx = true;
+      ++on_contexts_;
+    }
+  }
+  if (here) {
+    // Leaving this context: the waits still queued here must do nothing.
+    w->reader_gen.fetch_add(1, std::memory_order_relaxed);
+    w->read_armed = w->wake_armed = w->write_armed = false;
+    if (w->sd) (void)w->sd->release();
+    if (w->wake_sd) (void)w->wake_sd->release();
+    w->sd.reset();
+    w->wake_sd.reset();
+    w->cur_ctx = nullptr;
+  }
+  if (want) {
+    boost::asio::post(*want, [this, w, want] { startOnContext(w, want); });
+  } else {
+    startReaderThread(w);
+    leftContext(w);
+  }
+  return true;
+}
+
+void Engine::leftContext(const std::shared_ptr<WorkerHandle>& w) {
+  {
+    MutexLock lock(mu_);
+    w->reader_at_ctx = false;
+    if (!w->reader_on_ctx) return;
+    w->reader_on_ctx = false;
+    --on_contexts_;
+  }
+  io_cv_.notify_all();
+}
+
+void Engine::startOnContext(const std::shared_ptr<WorkerHandle>& w, boost::asio::io_context* ctx) {
+  w->cur_ctx = ctx;
+  if (moveReaderIfAsked(w, ctx)) return;
+  w->sd = std::make_unique<boost::asio::posix::stream_descriptor>(*ctx, w->fd);
+  w->wake_sd = std::make_unique<boost::asio::posix::stream_descriptor>(*ctx, w->wake_fd);
+  {
+    MutexLock lock(mu_);
+    w->reader_at_ctx = true;
+  }
+  io_cv_.notify_all();
+  stepOnContext(w);
+}
+
+void Engine::stepOnContext(const std::shared_ptr<WorkerHandle>& w) {
+  std::uint64_t v;
+  [[maybe_unused]] auto n = ::read(w->wake_fd, &v, sizeof v);
+  if (moveReaderIfAsked(w, w->cur_ctx)) return;
+  bool open = true;
+  bool want_out = false;
+  if (w->out_attention.load(std::memory_order_acquire) && w->out_mu.try_lock()) {
+    if (w->broken) {
+      open = false;
+    } else if (!w->out.empty()) {
+      writeQueuedLocked(*w);
+      want_out = !w->out.empty();
+    }
+    w->out_mu.unlock();
+  }
+  if (open) open = readFrames(w);
+  if (!open) {
+    // The worker is gone: its exit (reaping, failing its invocations) may block, so it runs on
+    // a thread of its own, not on this io thread.
+    w->reader_gen.fetch_add(1, std::memory_order_relaxed);
+    if (w->sd) (void)w->sd->release();
+    if (w->wake_sd) (void)w->wake_sd->release();
+    w->sd.reset();
+    w->wake_sd.reset();
+    w->cur_ctx = nullptr;
+    leftContext(w);
+    std::thread([this, w] {
+      nameThisThread("fn-exit-" + std::to_string(w->id));
+      onWorkerExit(w);
+    }).detach();
+    return;
+  }
+  armOnContext(w);
+  if (want_out && !w->write_armed) {
+    w->write_armed = true;
+    w->sd->async_wait(boost::asio::posix::stream_descriptor::wait_write,
+                      [this, w, gen = w->reader_gen.load(std::memory_order_relaxed)](
+                          const boost::system::error_code&) {
+                        if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
+                        w->write_armed = false;
+                        stepOnContext(w);
+                      });
+  }
+}
+
+void Engine::armOnContext(const std::shared_ptr<WorkerHandle>& w) {
+  const std::uint64_t gen = w->reader_gen.load(std::memory_order_relaxed);
+  // Edge-triggered underneath: a wait armed after the socket was read short (or the eventfd
+  // drained) sees what comes next, as the epoll round that reports it runs after this handler.
+  if (!w->read_armed) {
+    w->read_armed = true;
+    w->sd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                      [this, w, gen](const boost::system::error_code&) {
+                        if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
+                        w->read_armed = false;
+                        stepOnContext(w);
+                      });
+  }
+  if (!w->wake_armed) {
+    w->wake_armed = true;
+    w->wake_sd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this, w, gen](const boost::system::error_code&) {
+                             if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
+                             w->wake_armed = false;
+                             stepOnContext(w);
+                           });
+  }
+}
+
+bool Engine::readFrames(const std::shared_ptr<WorkerHandle>& w) {
+  for (;;) {
+    ssize_t n = ::recv(w->fd, w->rbuf.data(), w->rbuf.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      w->splitter.append(w->rbuf.data(), static_cast<std::size_t>(n));
+      wire::Frame f;
+      while (w->splitter.next(f)) onFrame(w, f);
+      if (w->splitter.bad()) {
+        spdlog::error("functions: worker {} sent a malformed frame; stopping it", w->id);
+        return false;
+      }
+      // A short read emptied the socket: back to poll (which returns at once if more came)
+      // rather than a recv that fails with EAGAIN.
+      if (static_cast<std::size_t>(n) < w->rbuf.size()) return true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;  // EOF or error: the worker is gone
+  }
 }
 
 void Engine::send(WorkerHandle& w, std::string frame) {
@@ -561,10 +811,9 @@ void Engine::send(WorkerHandle& w, std::string frame) {
 }
 
 void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
-  wire::FrameSplitter splitter;
-  std::vector<char> buf(256 * 1024);
   bool open = true;
   while (open) {
+    if (moveReaderIfAsked(w, nullptr)) return;  // readChannelsOn: a context reads it now
     // Output to write or a broken channel; out_mu is only tried: a thread holding it is writing
     // (a send that may be preempted by the worker it wakes), and it wakes this thread through
     // wake_fd when it leaves output or breaks the channel.
@@ -590,29 +839,7 @@ void Engine::ioLoop(std::shared_ptr<WorkerHandle> w) {
       MutexLock lock(w->out_mu);
       writeQueuedLocked(*w);
     }
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      for (;;) {
-        ssize_t n = ::recv(w->fd, buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n > 0) {
-          splitter.append(buf.data(), static_cast<std::size_t>(n));
-          wire::Frame f;
-          while (splitter.next(f)) onFrame(w, f);
-          if (splitter.bad()) {
-            spdlog::error("functions: worker {} sent a malformed frame; stopping it", w->id);
-            open = false;
-            break;
-          }
-          // A short read emptied the socket: back to poll (which returns at once if more came)
-          // rather than a recv that fails with EAGAIN.
-          if (static_cast<std::size_t>(n) < buf.size()) break;
-          continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        open = false;  // EOF or error: the worker is gone
-        break;
-      }
-    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) open = readFrames(w);
   }
   onWorkerExit(w);
 }
@@ -821,6 +1048,7 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
     MutexLock lock(mu_);
     crashed = !stopping_ && !w->retired;
     w->gone = true;
+    io_cv_.notify_all();  // readChannelsOn does not wait for it
     scheduler_.removeWorker(w->id);
     workers_.erase(w->id);
     // It exited before it was ready. (Not `!ready`: an idle worker the supervisor stopped has
@@ -1086,6 +1314,7 @@ void Engine::startOn(WorkerHandle& w, Job& job, bool demote, bool home) {
   job.worker = w.id;
   job.fresh = true;
   w.jobs.insert(job.id);
+  if (!io_contexts_.empty()) followSenderLocked(w);
   if (demote && options_.demote_long_tasks) {
     // A heavy account's job: its JS starts at the priority a long task runs at, on a worker the
     // scheduler holds for it; the priority comes back when its first task ends (settleLocked),

@@ -6,6 +6,7 @@
 // (secrets, context service, conversations, outbound HTTP) that workers ask for. No V8 here.
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -86,6 +87,18 @@ class Engine {
   // The parsed RuntimeOptions::outbound_allow.
   const AddressPolicy& addressPolicy() const { return address_policy_; }
 
+  // Where the worker channels are read. By default each worker has an I/O thread of its own.
+  // readChannelsOn(contexts): from now on every worker's channel is read on one of `contexts`
+  // (dealt out by worker id), so a result is read, and `done` called, by a thread that is
+  // already running (a server io thread) instead of a wake-up of the worker's I/O thread;
+  // returns once every live worker's channel is read there. Each context must be run by one thread,
+  // and must keep running until readChannelsOnOwnThreads() has returned.
+  // readChannelsOnOwnThreads(): back to an I/O thread per worker; returns once no channel is read
+  // on a context any more. Workers keep running across both (nothing is lost or read twice). Not on
+  // one of the contexts' threads.
+  void readChannelsOn(std::vector<boost::asio::io_context*> contexts);
+  void readChannelsOnOwnThreads();
+
   // ---- Test hooks ----
   // Process ids of the live, ready worker processes of `kind` (empty in in-process mode).
   std::vector<int> workerPidsForTest(
@@ -125,6 +138,21 @@ class Engine {
   void supervise();
   Result<std::shared_ptr<WorkerHandle>> spawn(Scheduler::WorkerKind kind);
   void ioLoop(std::shared_ptr<WorkerHandle> w);
+  // Reading `w`'s channel on an io_context (readChannelsOn).
+  void startOnContext(const std::shared_ptr<WorkerHandle>& w, boost::asio::io_context* ctx);
+  void armOnContext(const std::shared_ptr<WorkerHandle>& w);
+  void stepOnContext(const std::shared_ptr<WorkerHandle>& w);
+  // Where `w`'s reader should be, with the reader's own view of where it is: moves it (to a
+  // context, or to a new I/O thread) when they differ. True when it moved.
+  bool moveReaderIfAsked(const std::shared_ptr<WorkerHandle>& w, boost::asio::io_context* here);
+  void startReaderThread(const std::shared_ptr<WorkerHandle>& w);
+  // startOn on an io thread of readChannelsOn's contexts: after kFollowSenderAfter jobs in a row
+  // from one that does not read `w`, `w`'s reader moves there.
+  void followSenderLocked(WorkerHandle& w) PARLEY_REQUIRES(mu_);
+  void leftContext(const std::shared_ptr<WorkerHandle>& w);
+  // Reads what the socket holds and hands every whole frame to onFrame. False when the channel
+  // is closed (EOF, error, a malformed frame).
+  bool readFrames(const std::shared_ptr<WorkerHandle>& w);
   void onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f);
   void onWorkerExit(const std::shared_ptr<WorkerHandle>& w);
   // The deadline of the JS running on `w` now (SteadyTime::max() when none or unknown).
@@ -202,8 +230,15 @@ class Engine {
   bool idle_class_allowed_ = false;
   std::atomic<bool> demote_to_idle_class_{false};
 
-  std::size_t io_threads_ PARLEY_GUARDED_BY(mu_) = 0;  // live I/O threads
+  // Live channel readers (an I/O thread, or a reader on a context), each ending after
+  // onWorkerExit.
+  std::size_t io_threads_ PARLEY_GUARDED_BY(mu_) = 0;
   std::condition_variable io_cv_;
+  // readChannelsOn's contexts (empty: an I/O thread per worker).
+  std::vector<boost::asio::io_context*> io_contexts_ PARLEY_GUARDED_BY(mu_);
+  // Readers on a context or on their way to one (posted there); readChannelsOnOwnThreads waits
+  // for 0.
+  std::size_t on_contexts_ PARLEY_GUARDED_BY(mu_) = 0;
 
   std::unique_ptr<boost::asio::thread_pool> host_pool_;
   std::unique_ptr<HttpClient> http_;

@@ -7,6 +7,9 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -218,6 +221,90 @@ TEST_F(EngineLimits, ADemotedTaskBeingTerminatedLeavesTheIdleClassAtNice19) { de
 TEST_F(EngineLimits, ADemotedTaskBeingTerminatedGetsItsPriorityBackWithTerminateNice0) {
   make(0);
   demoteThenLift(0);
+}
+
+// In-process workers with their channel read on an io_context (Engine::readChannelsOn): results
+// and their `done` come on the context's thread, and a long task is demoted (kBusy) and its
+// thread's priority restored when it ends, read there too; the engine is destroyed while the
+// context reads.
+TEST_F(EngineLimits, AChannelReadOnAnIoContextKeepsResultsAndLongTaskDemotion) {
+  boost::asio::io_context ctx(1);
+  auto guard = boost::asio::make_work_guard(ctx);
+  std::thread io([&] { ctx.run(); });
+  const auto io_id = io.get_id();
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("echo"), {"function lambda(i, cb) { cb(null, 7); }", {}, 1}));
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("loop"), {"function lambda(i, cb) { for (;;) {} }", {}, 1}));
+  e->readChannelsOn({&ctx});
+  std::promise<std::pair<InvokeResult, std::thread::id>> echo;
+  e->invoke(requestFor(acc, FunctionId("echo"), 5'000), InvokeMode::kTest, [&](InvokeResult r) {
+    echo.set_value({std::move(r), std::this_thread::get_id()});
+  });
+  auto [er, eon] = echo.get_future().get();
+  EXPECT_TRUE(er.ok) << er.error_message;
+  EXPECT_EQ(er.result_json, "7");
+  EXPECT_EQ(eon, io_id) << "done did not run on the io_context's thread";
+
+  pid_t tid = workerThread();
+  ASSERT_NE(tid, 0);
+  const int nice0 = niceOf(tid);
+  ASSERT_TRUE(normal(tid, nice0));
+  std::promise<std::pair<InvokeResult, std::thread::id>> loop;
+  e->invoke(requestFor(acc, FunctionId("loop"), 600'000), InvokeMode::kTest, [&](InvokeResult r) {
+    loop.set_value({std::move(r), std::this_thread::get_id()});
+  });
+  ASSERT_TRUE(waitFor([&] { return fake->liveForTest() == 1; }));
+  ASSERT_EQ(fake->longTaskNow(), 1);
+  ASSERT_TRUE(waitFor([&] { return demoted(tid); })) << "not demoted";
+  EXPECT_EQ(e->stats().demotions, 1u);
+  ASSERT_EQ(fake->terminateNow(), 1);
+  auto [lr, lon] = loop.get_future().get();
+  EXPECT_EQ(lr.error_code, kErrTimeExceeded);
+  EXPECT_EQ(lon, io_id);
+  EXPECT_TRUE(waitFor([&] { return normal(tid, nice0); })) << "priority not restored at the end";
+  e.reset();
+  guard.reset();
+  io.join();
+}
+
+// With the channels on two io_contexts, a worker's reader moves to the io thread that starts its
+// jobs, after a run of them (16) from that thread: one connection's requests then have their
+// results read on their own io thread, whichever context the worker was dealt first.
+TEST_F(EngineLimits, AWorkersReaderMovesToTheIoThreadThatStartsItsJobs) {
+  boost::asio::io_context c1(1), c2(1);
+  auto g1 = boost::asio::make_work_guard(c1);
+  auto g2 = boost::asio::make_work_guard(c2);
+  std::thread t1([&] { c1.run(); });
+  std::thread t2([&] { c2.run(); });
+  AccountId acc("1");
+  ASSERT_TRUE(
+      e->deploy(acc, FunctionId("echo"), {"function lambda(i, cb) { cb(null, 7); }", {}, 1}));
+  e->readChannelsOn({&c1, &c2});
+  // Invokes from `ctx`'s thread, as a connection's request does; returns where `done` ran.
+  auto invokeFrom = [&](boost::asio::io_context& ctx) {
+    auto p = std::make_shared<std::promise<std::thread::id>>();
+    auto f = p->get_future();
+    boost::asio::post(ctx, [&, p] {
+      e->invoke(requestFor(acc, FunctionId("echo"), 5'000), InvokeMode::kTest, [p](InvokeResult r) {
+        EXPECT_TRUE(r.ok) << r.error_message;
+        p->set_value(std::this_thread::get_id());
+      });
+    });
+    return f.get();
+  };
+  for (auto [ctx, id] :
+       {std::pair{&c1, t1.get_id()}, std::pair{&c2, t2.get_id()}, std::pair{&c1, t1.get_id()}}) {
+    std::thread::id last;
+    for (int i = 0; i < 20; ++i) last = invokeFrom(*ctx);
+    EXPECT_EQ(last, id) << "the result was not read on the io thread that started the jobs";
+  }
+  e.reset();
+  g1.reset();
+  g2.reset();
+  t1.join();
+  t2.join();
 }
 
 TEST(EngineOptions, TerminateNiceOutsideZeroToNineteenIsRefused) {

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -171,6 +173,114 @@ TEST_F(Sandbox, KilledWorkerFailsOnlyItsInvocationsAndIsReplacedAtOnce) {
   deploy("B", "echo", kEcho);
   auto ok = invoke(request("B", "echo", 5'000, R"({"x":1})")).get();
   EXPECT_TRUE(ok.ok) << ok.error_message;
+}
+
+// The worker channels read on io_contexts (as the server's io threads read them): results and
+// their `done` come on those threads; a worker killed while its channel is read there fails
+// only its own invocations, its exit runs off the io thread (which goes on serving the other
+// worker) and its replacement is read on a context too; a job bigger than the socket's buffer
+// is written from the context as the worker reads it; and the channels move back to I/O
+// threads of their own (readChannelsOnOwnThreads) and again to the contexts with nothing lost.
+TEST_F(Sandbox, ChannelsReadOnIoContextsFailOnlyTheDeadWorkersInvocations) {
+  start();
+  boost::asio::io_context c1(1), c2(1);
+  auto g1 = boost::asio::make_work_guard(c1);
+  auto g2 = boost::asio::make_work_guard(c2);
+  std::thread t1([&] { c1.run(); });
+  std::thread t2([&] { c2.run(); });
+  const auto io1 = t1.get_id(), io2 = t2.get_id();
+  auto onIo = [&](std::thread::id t) { return t == io1 || t == io2; };
+  // Invokes and records the thread `done` ran on.
+  auto invokeOn = [&](InvokeRequest r) {
+    auto p = std::make_shared<std::promise<std::pair<InvokeResult, std::thread::id>>>();
+    auto f = p->get_future();
+    e_->invoke(std::move(r), InvokeMode::kProduction, [p](InvokeResult res) {
+      p->set_value({std::move(res), std::this_thread::get_id()});
+    });
+    return f;
+  };
+  auto get = [](auto& f) {
+    EXPECT_EQ(f.wait_for(30s), std::future_status::ready);
+    return f.get();
+  };
+  deploy("A", "echo", kEcho);
+  deploy("A", "later", kLater);
+  deploy("B", "loop", kLoop);
+  e_->readChannelsOn({&c1, &c2});
+  for (int i = 0; i < 4; ++i) {
+    auto f = invokeOn(request("A", "echo", 5'000, R"({"n":)" + std::to_string(i) + "}"));
+    auto [r, on] = get(f);
+    EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+    EXPECT_EQ(r.result_json, R"({"n":)" + std::to_string(i) + "}");
+    EXPECT_TRUE(onIo(on)) << "done did not run on an io_context's thread";
+  }
+  // A job larger than the socket's 1 MiB buffer: the rest is written by the context's reader.
+  {
+    std::string big = "\"" + std::string(3u << 20, 'x') + "\"";
+    auto f = invokeOn(request("A", "echo", 10'000, big));
+    auto [r, on] = get(f);
+    EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+    EXPECT_EQ(r.result_json.size(), big.size());
+    EXPECT_TRUE(onIo(on));
+  }
+  auto loop = invokeOn(request("B", "loop", 20'000, "{}", "b-loop"));
+  int victim = pidRunning("b-loop");
+  ASSERT_GT(victim, 0);
+  ASSERT_TRUE(waitFor([&] { return e_->stats().busy_workers == 1; }, 5s));
+  std::vector<std::future<std::pair<InvokeResult, std::thread::id>>> a;
+  for (int i = 0; i < 4; ++i)
+    a.push_back(invokeOn(request("A", "later", 10'000, R"({"ms":300})", "a-" + std::to_string(i))));
+  for (int i = 0; i < 4; ++i) {
+    int pid = pidRunning("a-" + std::to_string(i));
+    ASSERT_GT(pid, 0);
+    EXPECT_NE(pid, victim);
+  }
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  auto [lr, lon] = get(loop);
+  EXPECT_FALSE(lr.ok);
+  EXPECT_EQ(lr.error_code, kErrWorkerCrashed);
+  EXPECT_NE(lr.error_message.find("signal 9"), std::string::npos) << lr.error_message;
+  EXPECT_FALSE(onIo(lon)) << "the dead worker's exit ran on an io thread";
+  for (auto& f : a) {
+    auto [r, on] = get(f);
+    EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+    EXPECT_TRUE(onIo(on));
+  }
+  ASSERT_TRUE(e_->waitForWorkersForTest(2, 10s));
+  EXPECT_EQ(e_->stats().worker_crashes, 1u) << e_->prometheusText();
+  // Both workers (the replacement too) are read on the contexts: enough invocations at once
+  // reach both.
+  {
+    std::vector<std::future<std::pair<InvokeResult, std::thread::id>>> fs;
+    for (int i = 0; i < 8; ++i)
+      fs.push_back(invokeOn(request("A", "later", 10'000, R"({"ms":50})")));
+    for (auto& f : fs) {
+      auto [r, on] = get(f);
+      EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+      EXPECT_TRUE(onIo(on));
+    }
+  }
+  // Back to I/O threads of their own, then to the contexts again.
+  e_->readChannelsOnOwnThreads();
+  {
+    auto f = invokeOn(request("A", "echo", 5'000, R"({"back":1})"));
+    auto [r, on] = get(f);
+    EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+    EXPECT_FALSE(onIo(on));
+  }
+  e_->readChannelsOn({&c1, &c2});
+  {
+    auto f = invokeOn(request("A", "echo", 5'000, R"({"again":1})"));
+    auto [r, on] = get(f);
+    EXPECT_TRUE(r.ok) << r.error_code << ": " << r.error_message;
+    EXPECT_TRUE(onIo(on));
+  }
+  // Destroyed while the contexts read: the engine moves the readers back first.
+  e_.reset();
+  g1.reset();
+  g2.reset();
+  t1.join();
+  t2.join();
 }
 
 // A memory bomb that V8 cannot stop in its isolate ends its worker with a fatal OOM: only the
