@@ -38,6 +38,17 @@ namespace bj = boost::json;
 // table, its I/O thread, pending host-call replies and frames waiting to be sent
 // (SendsAfterUnlock).
 struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
+  // wake_fd is closed only here, not when the worker exits: a thread that queued output may
+  // still write to it after the exit set `broken` (Engine::send and SendsAfterUnlock wake the
+  // reader after releasing out_mu), and it holds this handle while it does. Closed at the exit,
+  // the number could be reused by then and the write land in another descriptor.
+  ~WorkerHandle() {
+    if (wake_fd >= 0 && !wake_sd) ::close(wake_fd);
+  }
+  WorkerHandle() = default;
+  WorkerHandle(const WorkerHandle&) = delete;
+  WorkerHandle& operator=(const WorkerHandle&) = delete;
+
   int id = 0;
   Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared;
   pid_t pid = 0;                   // process mode
@@ -519,7 +530,6 @@ Result<std::shared_ptr<WorkerHandle>> Engine::spawn(Scheduler::WorkerKind kind) 
     if (stopping_) {
       // The engine is going away: this worker never joins (it sees EOF and ends).
       ::close(w->fd);
-      ::close(w->wake_fd);
       if (w->pid > 0) {
         ::kill(w->pid, SIGKILL);
         ::waitpid(w->pid, nullptr, 0);
@@ -1130,8 +1140,7 @@ void Engine::onWorkerExit(const std::shared_ptr<WorkerHandle>& w) {
     w->broken = true;  // late host-call replies are dropped
     noteOutLocked(*w);
   }
-  if (w->wake_fd >= 0) ::close(w->wake_fd);
-  ::close(w->fd);
+  ::close(w->fd);  // wake_fd stays open until the handle goes (~WorkerHandle)
   if (w->pid > 0 && w->shared) ::munmap(w->shared, 4096);
   MutexLock lock(mu_);
   if (--io_threads_ == 0) io_cv_.notify_all();
