@@ -774,6 +774,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       }
       scheduler_.setFree(w->id, std::chrono::steady_clock::now());
       scheduleLocked();
+      cv_.notify_all();  // a free worker: a deploy may wait for one, an idle extra may stop
       return;
     }
     case Msg::kWaiting: {
@@ -968,6 +969,7 @@ void Engine::recordCrash(const std::string& function_key, SteadyTime now) {
 void Engine::supervise() {
   MutexLock lock(mu_);
   while (!stopping_) {
+    supervisor_passes_.fetch_add(1, std::memory_order_relaxed);
     std::size_t shared = 0;
     for (auto& [id, w] : workers_)
       shared += w->kind == Scheduler::WorkerKind::kShared && !w->draining;
@@ -1242,8 +1244,14 @@ void Engine::scheduleLocked() {
     startOn(*w->second, j->second, d.demote, d.home);
     reserved |= d.demote;
   }
-  // Queued work, or a worker now reserved for a heavy account, may call for another worker.
-  if (scheduler_.queued() > 0 || reserved) cv_.notify_all();
+  // A worker now reserved for a heavy account, or queued work no free worker takes, may call
+  // for another worker: wake the supervisor then, and only then. Queued work alone does not
+  // (e.g. a heavy account's second runaway loop waiting for its first): waking it on every
+  // invocation that ends would cost a thread wake-up per invocation, and its pass holds mu_.
+  if (reserved ||
+      (scheduler_.queued() > 0 && (scheduler_.wantsSharedWorker(starting_shared_) ||
+                                   scheduler_.wantsQuarantineWorker(starting_quarantine_))))
+    cv_.notify_all();
 }
 
 void Engine::settleLocked(WorkerHandle& w, Job& job) {

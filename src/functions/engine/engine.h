@@ -117,6 +117,8 @@ class Engine {
   // Worker processes of `kind` the engine holds: starting, ready, or told to stop and not yet
   // exited.
   std::size_t workerCountForTest(Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared) const;
+  // How many times the supervisor thread went through its loop (woken or timed out).
+  std::uint64_t supervisorPassesForTest() const { return supervisor_passes_.load(); }
 
  private:
   Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock);
@@ -209,6 +211,7 @@ class Engine {
       demotions_restored_after_lift_{0}, demoted_starts_{0}, guest_dispatches_{0},
       long_task_stops_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
+  std::atomic<std::uint64_t> supervisor_passes_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
   std::atomic<std::int64_t> lifted_grace_ms_{100};
   // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -623,6 +624,40 @@ TEST_F(Sandbox, StoppingTheRuntimeWhileAWorkerIsStoppedEndsAndReapsIt) {
   EXPECT_FALSE(alive(pid)) << "the worker process was not reaped";
   ASSERT_EQ(loop.wait_for(0s), std::future_status::ready);  // its callback was called
   EXPECT_FALSE(loop.get().ok);
+}
+
+// A heavy account's second runaway loop waits in the queue for its first (one busy worker per
+// account); the invocations of another account that end meanwhile do not wake the supervisor
+// thread each (it would take the engine's mutex for a pass every time: a thread wake-up per
+// invocation). It still wakes every 10 ms while a long task runs: those are allowed for twice
+// over, plus half the number of echoes.
+TEST_F(Sandbox, InvocationsEndingBesideAQueuedLoopDoNotWakeTheSupervisorEachTime) {
+  RuntimeOptions o;
+  o.cpu_limit = 60'000ms;
+  start(o);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto l1 = invoke(request("B", "loop", 120'000, "{}", "l1"));
+  auto l2 = invoke(request("B", "loop", 120'000, "{}", "l2"));
+  ASSERT_TRUE(waitFor([&] { return e_->stats().busy_workers >= 1; }, 30s));
+  ASSERT_GE(e_->stats().queue_depth, 1u) << "B's second loop is not queued";
+  constexpr int kEchoes = 2'000;
+  auto passes = e_->supervisorPassesForTest();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kEchoes; ++i) {
+    auto r = invoke(request("A", "echo", 30'000, std::to_string(i))).get();
+    ASSERT_TRUE(r.ok) << r.error_message;
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  auto woken = e_->supervisorPassesForTest() - passes;
+  std::printf(
+      "%d echoes in %lld ms woke the supervisor %llu times\n", kEchoes,
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+      static_cast<unsigned long long>(woken));
+  EXPECT_GE(e_->stats().queue_depth, 1u) << "B's second loop is no longer queued";
+  // Timed wake-ups come every 10 ms: at most took / 10 ms of them.
+  auto timed = static_cast<std::uint64_t>(took / 5ms);
+  EXPECT_LT(woken, timed + kEchoes / 2);
 }
 
 // Bad duty-cycle settings are refused with what was wrong.
