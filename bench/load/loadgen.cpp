@@ -1498,15 +1498,17 @@ int main(int argc, char** argv) {
     const double workers_cpu1 = childrenCpuSec(server_pid);
     const double also_cpu1 = alsoCpu();
     const std::vector<double> probes1 = probeAll();
+    const long cs1 = procContextSwitches(server_pid);
+    const auto machine1 = machineCpuSec();
+    const std::string metrics1 =
+        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
+    // Only now: stopping the --noisy clients waits for their invocations in flight (up to the
+    // loops' CPU limit or deadline), which is not part of the measured window.
     bj::object noisy_summary;
     if (noisy_clients) {
       noisy_summary = noisy_clients->summary();
       noisy_clients->stop();
     }
-    const long cs1 = procContextSwitches(server_pid);
-    const auto machine1 = machineCpuSec();
-    const std::string metrics1 =
-        metrics_client.call(http::verb::get, "/metrics", "", metrics_token).body;
     const double store_txns = metricValue(metrics1, "parley_store_transactions_total") -
                               metricValue(metrics0, "parley_store_transactions_total");
     const double store_writes = metricValue(metrics1, "parley_store_writes_total") -

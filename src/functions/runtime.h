@@ -92,6 +92,18 @@ struct RuntimeOptions {
   // wakes on its core still preempts it. 0 gives it its normal priority back at once. Default:
   // 19.
   int terminate_nice = 19;
+  // Duty cycle of a long task beside other accounts' work (worker processes only): while an
+  // invocation of another account was started within the last `duty_period`, a worker whose JS
+  // runs a long task (past `long_task`) is stopped (SIGSTOP, the whole process) for all but
+  // `duty_run` of each `duty_period` and continued (SIGCONT) for `duty_run`. A stopped loop
+  // preempts no server thread; its CPU limit counts its own thread's CPU time, so stopped time is
+  // not charged, but its wall deadline stays (it runs again 5 ms before it, and once its JS is
+  // being terminated). It is continued when its task ends, when no other account has started an
+  // invocation for `duty_period`, and when the runtime stops. `duty_period` from 10 ms to 10 s,
+  // `duty_run` from 1 ms to `duty_period` (equal: never stopped). Default: on, 100 ms, 10 ms.
+  bool duty_cycle_long_tasks = true;
+  std::chrono::milliseconds duty_period{100};
+  std::chrono::milliseconds duty_run{10};
   // An account whose long tasks ran at least `heavy_after` of wall time, decayed with a half-life
   // of `heavy_half_life`, or that runs a long task now, is heavy: each of its invocations starts
   // on a worker held for it alone (no other account's job is sent there until its first JS task
@@ -188,8 +200,10 @@ struct RuntimeStats {
   std::uint64_t demotions_restored_early = 0;
   // lifted ones still running 100 ms later, given their normal priority back
   std::uint64_t demotions_restored_after_lift = 0;
-  std::uint64_t demoted_retired = 0;   // demoted workers stopped (priority could not be restored)
-  std::uint64_t demoted_starts = 0;    // invocations of heavy accounts started demoted
+  std::uint64_t demoted_retired = 0;  // demoted workers stopped (priority could not be restored)
+  std::uint64_t demoted_starts = 0;   // invocations of heavy accounts started demoted
+  // times a worker running a long task was stopped (SIGSTOP) beside another account's work
+  std::uint64_t long_task_stops = 0;
   std::size_t warm_contexts = 0;       // contexts held by the live workers (one per function each)
   std::uint64_t guest_dispatches = 0;  // invocations sent to a worker other than their home
   double cpu_ms = 0;                   // CPU time used by finished invocations

@@ -122,6 +122,13 @@ struct WorkerHandle : std::enable_shared_from_this<WorkerHandle> {
   // their termination; they are still in `demoted`, restored when the task ends.
   bool lifted PARLEY_GUARDED_BY(prio_mu) = false;
   SteadyTime lifted_at PARLEY_GUARDED_BY(prio_mu){};
+  // Its JS runs a long task: from kBusy to kFree (set and cleared by the I/O thread).
+  bool in_long_task PARLEY_GUARDED_BY(prio_mu) = false;
+  // The duty cycle of that long task (RuntimeOptions::duty_cycle_long_tasks): the process is
+  // stopped (SIGSTOP) by the supervisor, and continued by it at `duty_next`, by kFree, or by the
+  // engine's destructor. `duty_next`: when the current phase (stopped or running) ends.
+  bool stopped PARLEY_GUARDED_BY(prio_mu) = false;
+  SteadyTime duty_next PARLEY_GUARDED_BY(prio_mu){};
 };
 
 namespace {
@@ -349,6 +356,13 @@ bool restorePriority(WorkerHandle& w, bool refuse) PARLEY_EXCLUDES(w.prio_mu) {
   return !std::exchange(w.restore_refused, false);
 }
 
+// Continues a worker process the duty cycle stopped.
+void continueWorkerLocked(WorkerHandle& w) PARLEY_REQUIRES(w.prio_mu) {
+  if (!w.stopped) return;
+  ::kill(w.pid, SIGCONT);
+  w.stopped = false;
+}
+
 std::string describeExit(int status) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
@@ -396,6 +410,14 @@ Result<std::unique_ptr<Engine>> Engine::create(RuntimeOptions options, FunctionH
     return invalid("RuntimeOptions.terminate_nice must be from 0 to 19");
   if (options.max_busy_workers_per_account < 1)
     return invalid("RuntimeOptions.max_busy_workers_per_account must be at least 1");
+  if (options.duty_period < std::chrono::milliseconds(10) ||
+      options.duty_period > std::chrono::seconds(10))
+    return invalid("RuntimeOptions.duty_period must be from 10 ms to 10 s (it is " +
+                   std::to_string(options.duty_period.count()) + " ms)");
+  if (options.duty_run < std::chrono::milliseconds(1) || options.duty_run > options.duty_period)
+    return invalid("RuntimeOptions.duty_run must be from 1 ms to duty_period (" +
+                   std::to_string(options.duty_period.count()) + " ms); it is " +
+                   std::to_string(options.duty_run.count()) + " ms");
   auto policy = AddressPolicy::parse(options.outbound_allow);
   if (!policy) return std::unexpected(policy.error());
   std::unique_ptr<Engine> e(new Engine(std::move(options), host, clock));
@@ -454,7 +476,13 @@ Engine::~Engine() {
       dropped.push_back(std::move(it->second));
       jobs_.erase(it);
     }
-    for (auto& [id, w] : workers_) workers.push_back(w);
+    for (auto& [id, w] : workers_) {
+      workers.push_back(w);
+      // The supervisor stops no worker from here on (it checks stopping_ under mu_): continue
+      // the ones it stopped, so they see their channel close and exit.
+      MutexLock prio(w->prio_mu);
+      continueWorkerLocked(*w);
+    }
   }
   for (auto& j : dropped)
     finish(j, errorResult(kErrUnavailable, "the function runtime is shutting down"));
@@ -933,6 +961,11 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
     }
     case Msg::kBusy: {
       // Lower the JS thread's priority first: the long task keeps running meanwhile.
+      {
+        MutexLock prio(w->prio_mu);
+        w->in_long_task = true;
+        w->duty_next = SteadyTime{};  // the duty cycle may stop it at once
+      }
       if (options_.demote_long_tasks) {
         MutexLock prio(w->prio_mu);
         if (w->demoted.empty()) {
@@ -960,6 +993,13 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       return;
     }
     case Msg::kFree: {
+      // The task ended: the worker runs (it sent this frame, but the duty cycle may have stopped
+      // it since) before it may get another job.
+      {
+        MutexLock prio(w->prio_mu);
+        w->in_long_task = false;
+        continueWorkerLocked(*w);
+      }
       // Restore the priority before the worker gets another job: a demoted worker never starts
       // a short invocation.
       bool restored = restorePriority(*w, refuse_restore_for_test_.load());
@@ -971,6 +1011,7 @@ void Engine::onFrame(const std::shared_ptr<WorkerHandle>& w, wire::Frame& f) {
       }
       scheduler_.setFree(w->id, std::chrono::steady_clock::now());
       scheduleLocked();
+      cv_.notify_all();  // a free worker: a deploy may wait for one, an idle extra may stop
       return;
     }
     case Msg::kWaiting: {
@@ -1165,6 +1206,7 @@ void Engine::recordCrash(const std::string& function_key, SteadyTime now) {
 void Engine::supervise() {
   MutexLock lock(mu_);
   while (!stopping_) {
+    supervisor_passes_.fetch_add(1, std::memory_order_relaxed);
     std::size_t shared = 0;
     for (auto& [id, w] : workers_)
       shared += w->kind == Scheduler::WorkerKind::kShared && !w->draining;
@@ -1262,6 +1304,7 @@ void Engine::supervise() {
     // A demoted long task is lifted out of SCHED_IDLE when its JS is being terminated or its
     // deadline is near: TerminateExecution takes effect only when the thread runs.
     SteadyTime wake = now + (any_busy ? std::chrono::milliseconds(200) : std::chrono::seconds(1));
+    dutyCycleLocked(now, wake);
     for (auto& [id, w] : workers_) {
       if (w->gone) continue;
       MutexLock prio(w->prio_mu);
@@ -1293,6 +1336,76 @@ void Engine::supervise() {
   }
 }
 
+std::string Engine::runningAccount(const WorkerHandle& w) {
+  std::uint64_t running = w.shared->running.load(std::memory_order_relaxed);
+  if (running == 0) return {};
+  if (running & WorkerShared::kPrepareBit) {
+    auto p = w.prepares.find(running & ~WorkerShared::kPrepareBit);
+    return p != w.prepares.end() ? p->second.deployment->account.str() : std::string();
+  }
+  auto j = jobs_.find(running);
+  return j != jobs_.end() && j->second.worker == w.id ? j->second.request.account.str()
+                                                      : std::string();
+}
+
+bool Engine::othersStartedSince(const std::string& account, SteadyTime since) {
+  for (const auto& [a, at] : last_start_) {
+    if (a != account && at >= since) return true;
+  }
+  return false;
+}
+
+void Engine::dutyCycleLocked(SteadyTime now, SteadyTime& wake) {
+  const auto period = options_.duty_period;
+  for (auto it = last_start_.begin(); it != last_start_.end();) {
+    if (now - it->second > period) {
+      it = last_start_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  const bool on = options_.duty_cycle_long_tasks && options_.duty_run < period &&
+                  options_.isolation == WorkerIsolation::kProcess;
+  if (!on) return;
+  for (auto& [id, w] : workers_) {
+    if (w->pid <= 0 || w->gone) continue;
+    MutexLock prio(w->prio_mu);
+    if (!w->in_long_task) continue;
+    // Whether it may be (or stay) stopped: not while it is being killed or terminated (its JS
+    // must run for that), nor from 5 ms before its deadline (the Watchdog ends it there), nor
+    // when no other account started an invocation within the last period. An account that
+    // cannot be told (the page names no invocation of this worker) counts as another one.
+    const SteadyTime deadline = runningDeadline(*w);
+    const SteadyTime run_from =
+        deadline == SteadyTime::max() ? SteadyTime::max() : deadline - kRestoreBeforeDeadline;
+    const bool may_stop = w->killed.empty() && !w->lifted &&
+                          w->shared->terminating.load(std::memory_order_relaxed) == 0 &&
+                          now < run_from && othersStartedSince(runningAccount(*w), now - period);
+    // Looked at again soon while the task runs: another account's work may start.
+    wake = std::min(wake, now + kTerminatingPoll);
+    if (w->stopped) {
+      if (may_stop && now < w->duty_next) {
+        wake = std::min(wake, w->duty_next);
+        continue;
+      }
+      continueWorkerLocked(*w);
+      w->duty_next = now + options_.duty_run;
+      wake = std::min(wake, w->duty_next);
+      continue;
+    }
+    if (!may_stop) continue;
+    if (now < w->duty_next) {
+      wake = std::min(wake, w->duty_next);
+      continue;
+    }
+    if (::kill(w->pid, SIGSTOP) != 0) continue;  // it is gone: its I/O thread cleans up
+    w->stopped = true;
+    long_task_stops_.fetch_add(1, std::memory_order_relaxed);
+    w->duty_next = std::min(now + (period - options_.duty_run), run_from);
+    wake = std::min(wake, w->duty_next);
+  }
+}
+
 SteadyTime Engine::runningDeadline(const WorkerHandle& w) {
   std::uint64_t running = w.shared->running.load(std::memory_order_relaxed);
   if (running == 0) return SteadyTime::max();
@@ -1320,6 +1433,7 @@ void Engine::sendDeployment(WorkerHandle& w, const Deployment& d) {
 }
 
 void Engine::startOn(WorkerHandle& w, Job& job, bool demote, bool home) {
+  last_start_.insert_or_assign(job.request.account.str(), std::chrono::steady_clock::now());
   job.worker = w.id;
   job.fresh = true;
   w.jobs.insert(job.id);
@@ -1368,8 +1482,14 @@ void Engine::scheduleLocked() {
     startOn(*w->second, j->second, d.demote, d.home);
     reserved |= d.demote;
   }
-  // Queued work, or a worker now reserved for a heavy account, may call for another worker.
-  if (scheduler_.queued() > 0 || reserved) cv_.notify_all();
+  // A worker now reserved for a heavy account, or queued work no free worker takes, may call
+  // for another worker: wake the supervisor then, and only then. Queued work alone does not
+  // (e.g. a heavy account's second runaway loop waiting for its first): waking it on every
+  // invocation that ends would cost a thread wake-up per invocation, and its pass holds mu_.
+  if (reserved ||
+      (scheduler_.queued() > 0 && (scheduler_.wantsSharedWorker(starting_shared_) ||
+                                   scheduler_.wantsQuarantineWorker(starting_quarantine_))))
+    cv_.notify_all();
 }
 
 void Engine::settleLocked(WorkerHandle& w, Job& job) {
@@ -1651,6 +1771,7 @@ RuntimeStats Engine::stats() const {
   s.demotions_restored_early = demotions_restored_early_.load();
   s.demotions_restored_after_lift = demotions_restored_after_lift_.load();
   s.demoted_starts = demoted_starts_.load();
+  s.long_task_stops = long_task_stops_.load();
   s.guest_dispatches = guest_dispatches_.load();
   s.cpu_ms = static_cast<double>(cpu_us_total_.load()) / 1000.0;
   return s;
@@ -1692,6 +1813,10 @@ std::string Engine::prometheusText() const {
   metric("parley_functions_demoted_workers_replaced_total", "counter",
          "Demoted workers replaced because their priority could not be restored.",
          s.demoted_retired);
+  metric("parley_functions_long_task_stops_total", "counter",
+         "Times a worker running a long task was stopped (SIGSTOP) beside another account's "
+         "work.",
+         s.long_task_stops);
   metric("parley_functions_cpu_seconds_total", "counter",
          "CPU time used by the JavaScript of finished invocations.", s.cpu_ms / 1000.0);
   return out;

@@ -130,6 +130,8 @@ class Engine {
   // Worker processes of `kind` the engine holds: starting, ready, or told to stop and not yet
   // exited.
   std::size_t workerCountForTest(Scheduler::WorkerKind kind = Scheduler::WorkerKind::kShared) const;
+  // How many times the supervisor thread went through its loop (woken or timed out).
+  std::uint64_t supervisorPassesForTest() const { return supervisor_passes_.load(); }
 
  private:
   Engine(RuntimeOptions options, FunctionHost& host, const Clock& clock);
@@ -157,6 +159,13 @@ class Engine {
   void onWorkerExit(const std::shared_ptr<WorkerHandle>& w);
   // The deadline of the JS running on `w` now (SteadyTime::max() when none or unknown).
   SteadyTime runningDeadline(const WorkerHandle& w) PARLEY_REQUIRES(mu_);
+  // The account of the invocation whose JS runs on `w` now (empty when none or unknown).
+  std::string runningAccount(const WorkerHandle& w) PARLEY_REQUIRES(mu_);
+  // Whether an account other than `account` had an invocation started since `since`.
+  bool othersStartedSince(const std::string& account, SteadyTime since) PARLEY_REQUIRES(mu_);
+  // One pass of the duty cycle of long tasks (supervisor thread): stops and continues the
+  // workers running one; lowers `wake` to the next moment it has something to do.
+  void dutyCycleLocked(SteadyTime now, SteadyTime& wake) PARLEY_REQUIRES(mu_);
 
   // Dispatch.
   void scheduleLocked() PARLEY_REQUIRES(mu_);
@@ -213,6 +222,11 @@ class Engine {
   std::size_t starting_quarantine_ PARLEY_GUARDED_BY(mu_) = 0;
   // Shared workers that died and were not replaced yet.
   std::size_t crashed_unreplaced_ PARLEY_GUARDED_BY(mu_) = 0;
+  // When each account last had an invocation started (dispatched to a worker): the duty cycle of
+  // long tasks (RuntimeOptions::duty_cycle_long_tasks) stops a worker only while another
+  // account started one within the last duty period. Entries older than that are dropped by the
+  // supervisor.
+  std::unordered_map<std::string, SteadyTime> last_start_ PARLEY_GUARDED_BY(mu_);
   bool stopping_ PARLEY_GUARDED_BY(mu_) = false;
   int next_worker_id_ PARLEY_GUARDED_BY(mu_) = 1;
   std::uint64_t next_job_id_ PARLEY_GUARDED_BY(mu_) = 1;
@@ -222,8 +236,10 @@ class Engine {
   std::atomic<std::uint64_t> invocations_{0}, errors_{0}, timeouts_{0}, isolate_restarts_{0},
       worker_restarts_{0}, worker_crashes_{0}, quarantines_{0}, extra_workers_started_{0},
       jobs_returned_{0}, demotions_{0}, demoted_retired_{0}, demotions_restored_early_{0},
-      demotions_restored_after_lift_{0}, demoted_starts_{0}, guest_dispatches_{0};
+      demotions_restored_after_lift_{0}, demoted_starts_{0}, guest_dispatches_{0},
+      long_task_stops_{0};
   std::atomic<std::uint64_t> cpu_us_total_{0};
+  std::atomic<std::uint64_t> supervisor_passes_{0};
   std::atomic<bool> refuse_restore_for_test_{false};
   std::atomic<std::int64_t> lifted_grace_ms_{100};
   // Long tasks go to SCHED_IDLE (this process may take a thread out of it again), else nice 19.

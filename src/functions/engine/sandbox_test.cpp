@@ -14,6 +14,7 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -608,6 +609,183 @@ TEST_F(Sandbox, ADemotedWorkerWhosePriorityCannotBeRestoredIsReplaced) {
   auto s = e_->stats();
   EXPECT_EQ(s.demoted_retired, 1u);
   EXPECT_EQ(s.worker_crashes, 0u);  // stopped, not crashed
+}
+
+// The state letter of process `pid` in /proc/<pid>/stat ('T' stopped, 'R' running, ...), or 0
+// when it is gone.
+char stateOf(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+
+bool stopped(int pid) { return stateOf(pid) == 'T'; }
+
+// Samples `pid` every 1 ms for `samples` ms; true when it was never seen stopped. (A duty cycle
+// that stopped it would leave it stopped for 90 ms of every 100.)
+bool neverSeenStopped(int pid, int samples) {
+  for (int i = 0; i < samples; ++i) {
+    if (stopped(pid)) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+// The duty cycle of a long task: while another account (A) starts invocations, the worker
+// running B's runaway loop is stopped (SIGSTOP) for most of each period; once A has no work,
+// the loop runs on, never stopped, reaches its CPU limit (its thread's CPU time: stopped time is
+// not charged) and ends with the documented error; nothing is left stopped.
+TEST_F(Sandbox, ALongTaskIsStoppedWhileAnotherAccountHasWorkAndRunsWhenItHasNone) {
+  RuntimeOptions o;
+  o.cpu_limit = 1'000ms;
+  start(o);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto loop = invoke(request("B", "loop", 120'000, "{}", "loop"));
+  int pid = pidRunning("loop");
+  ASSERT_NE(pid, 0);
+  ASSERT_TRUE(waitFor([&] { return e_->stats().busy_workers >= 1; }, 30s));
+  // A's echoes one after another until the loop's worker is seen stopped.
+  bool seen = false;
+  for (int i = 0; i < 20'000 && !seen; ++i) {
+    auto r = invoke(request("A", "echo", 30'000, std::to_string(i))).get();
+    ASSERT_TRUE(r.ok) << r.error_message;
+    seen = stopped(pid);
+  }
+  EXPECT_TRUE(seen) << "the loop's worker was never seen stopped while A had work";
+  EXPECT_GE(e_->stats().long_task_stops, 1u);
+  // A has no work now: within a period the loop is continued and then never stopped again.
+  ASSERT_TRUE(waitFor([&] { return !stopped(pid); }, 10s));
+  EXPECT_NE(loop.wait_for(0s), std::future_status::ready) << "the loop ended too soon";
+  EXPECT_TRUE(neverSeenStopped(pid, 300));
+  auto r = loop.get();
+  EXPECT_EQ(r.error_code, kErrTimeExceeded);
+  EXPECT_NE(r.error_message.find("CPU time limit of 1000 ms"), std::string::npos)
+      << r.error_message;
+  EXPECT_GE(r.cpu_ms, 1'000.0);
+  EXPECT_TRUE(alive(pid));
+  EXPECT_FALSE(stopped(pid));
+  EXPECT_EQ(e_->stats().worker_crashes, 0u);
+  // The worker takes A's work again.
+  auto after = invoke(request("A", "echo", 30'000, "1")).get();
+  EXPECT_TRUE(after.ok) << after.error_message;
+}
+
+// A long task stopped beside another account's work still ends at its wall deadline (it runs
+// again just before it, so its Watchdog terminates it), not killed as stuck, and is not left
+// stopped after.
+TEST_F(Sandbox, AStoppedLongTaskStillEndsAtItsDeadline) {
+  RuntimeOptions o;
+  o.duty_period = 200ms;  // stopped 190 ms of every 200
+  start(o);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto loop = invoke(request("B", "loop", 2'000, "{}", "loop"));
+  int pid = pidRunning("loop");
+  ASSERT_NE(pid, 0);
+  bool seen = false;
+  int i = 0;
+  while (loop.wait_for(0s) != std::future_status::ready) {
+    auto r = invoke(request("A", "echo", 30'000, std::to_string(i++))).get();
+    ASSERT_TRUE(r.ok) << r.error_message;
+    seen = seen || stopped(pid);
+  }
+  EXPECT_TRUE(seen) << "the loop's worker was never seen stopped while A had work";
+  auto r = loop.get();
+  EXPECT_EQ(r.error_code, kErrTimeExceeded) << r.error_message;
+  EXPECT_EQ(r.error_message.find("killed"), std::string::npos) << r.error_message;
+  EXPECT_EQ(e_->stats().worker_crashes, 0u);
+  EXPECT_TRUE(alive(pid));
+  EXPECT_TRUE(neverSeenStopped(pid, 300));
+}
+
+// The runtime stops while the duty cycle holds a worker stopped: the destructor continues it,
+// and the supervisor's end kills it (the workers' parent-death signal), which a stopped process
+// cannot ignore either; the destructor does not wait for ever, the worker is reaped, and the
+// loop's callback is called.
+TEST_F(Sandbox, StoppingTheRuntimeWhileAWorkerIsStoppedEndsAndReapsIt) {
+  RuntimeOptions o;
+  o.cpu_limit = 1'000ms;
+  o.duty_period = 10'000ms;  // once stopped, stopped for ~10 s
+  o.duty_run = 1ms;
+  start(o);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto loop = invoke(request("B", "loop", 60'000, "{}", "loop"));
+  int pid = pidRunning("loop");
+  ASSERT_NE(pid, 0);
+  bool seen = false;
+  for (int i = 0; i < 20'000 && !seen; ++i) {
+    auto r = invoke(request("A", "echo", 30'000, std::to_string(i))).get();
+    ASSERT_TRUE(r.ok) << r.error_message;
+    seen = stopped(pid);
+  }
+  ASSERT_TRUE(seen) << "the loop's worker was never seen stopped while A had work";
+  auto destroyed = std::async(std::launch::async, [&] { e_.reset(); });
+  bool ended = destroyed.wait_for(60s) == std::future_status::ready;
+  if (!ended) {
+    ::kill(pid, SIGCONT);  // let this test end
+    destroyed.wait();
+  }
+  EXPECT_TRUE(ended) << "the runtime did not stop while its worker was stopped";
+  EXPECT_FALSE(alive(pid)) << "the worker process was not reaped";
+  ASSERT_EQ(loop.wait_for(0s), std::future_status::ready);  // its callback was called
+  EXPECT_FALSE(loop.get().ok);
+}
+
+// A heavy account's second runaway loop waits in the queue for its first (one busy worker per
+// account); the invocations of another account that end meanwhile do not wake the supervisor
+// thread each (it would take the engine's mutex for a pass every time: a thread wake-up per
+// invocation). It still wakes every 10 ms while a long task runs: those are allowed for twice
+// over, plus half the number of echoes.
+TEST_F(Sandbox, InvocationsEndingBesideAQueuedLoopDoNotWakeTheSupervisorEachTime) {
+  RuntimeOptions o;
+  o.cpu_limit = 60'000ms;
+  start(o);
+  deploy("B", "loop", kLoop);
+  deploy("A", "echo", kEcho);
+  auto l1 = invoke(request("B", "loop", 120'000, "{}", "l1"));
+  auto l2 = invoke(request("B", "loop", 120'000, "{}", "l2"));
+  ASSERT_TRUE(waitFor([&] { return e_->stats().busy_workers >= 1; }, 30s));
+  ASSERT_GE(e_->stats().queue_depth, 1u) << "B's second loop is not queued";
+  constexpr int kEchoes = 2'000;
+  auto passes = e_->supervisorPassesForTest();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kEchoes; ++i) {
+    auto r = invoke(request("A", "echo", 30'000, std::to_string(i))).get();
+    ASSERT_TRUE(r.ok) << r.error_message;
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  auto woken = e_->supervisorPassesForTest() - passes;
+  std::printf(
+      "%d echoes in %lld ms woke the supervisor %llu times\n", kEchoes,
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+      static_cast<unsigned long long>(woken));
+  EXPECT_GE(e_->stats().queue_depth, 1u) << "B's second loop is no longer queued";
+  // Timed wake-ups come every 10 ms: at most took / 10 ms of them.
+  auto timed = static_cast<std::uint64_t>(took / 5ms);
+  EXPECT_LT(woken, timed + kEchoes / 2);
+}
+
+// Bad duty-cycle settings are refused with what was wrong.
+TEST_F(Sandbox, DutyCycleSettingsAreChecked) {
+  RuntimeOptions o;
+  o.isolation = WorkerIsolation::kProcess;
+  o.duty_period = 5ms;
+  auto made = Engine::create(o, host_, clock_);
+  ASSERT_FALSE(made);
+  EXPECT_NE(made.error().message.find("duty_period must be from 10 ms to 10 s"), std::string::npos)
+      << made.error().message;
+  o.duty_period = 100ms;
+  o.duty_run = 200ms;
+  made = Engine::create(o, host_, clock_);
+  ASSERT_FALSE(made);
+  EXPECT_NE(made.error().message.find("duty_run must be from 1 ms to duty_period"),
+            std::string::npos)
+      << made.error().message;
 }
 
 }  // namespace
