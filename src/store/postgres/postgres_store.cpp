@@ -1784,6 +1784,13 @@ class PostgresStore final : public Store,
     });
   }
 
+  Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                  const std::string& originator_id,
+                                                  const std::string& key) override {
+    if (key.empty()) return std::optional<Message>();
+    return read([&](Conn& c) { return messageByKey(c, id, originator_id, key); });
+  }
+
   // FunctionStore
   Status createFunction(const FunctionRecord& f) override {
     if (f.uuid.empty()) return invalid("function uuid is required");
@@ -2345,9 +2352,9 @@ class PostgresStore final : public Store,
         "account<>$2) AS ok), "
         "m AS (INSERT INTO messages(" +
         std::string(kMessageCols) +
-        ") SELECT $1, $18::bigint, $19::bigint, $20::text, $21::text, $22::text, $23::text, "
-        "$24::text, $25::text, $26::text FROM owner WHERE owner.ok "
-        "ON CONFLICT(conversation, sequence) DO NOTHING RETURNING 1), "
+        ", idem_key) SELECT $1, $18::bigint, $19::bigint, $20::text, $21::text, $22::text, "
+        "$23::text, $24::text, $25::text, $26::text, $27::text FROM owner WHERE owner.ok "
+        "ON CONFLICT DO NOTHING RETURNING 1), "
         "c AS (" +
         upsertConversationSql(
             "SELECT $1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::bigint, "
@@ -2357,17 +2364,26 @@ class PostgresStore final : public Store,
         "SELECT (SELECT ok FROM owner), (SELECT count(*) FROM m), (SELECT count(*) FROM c)";
     std::vector<Param> ps;
     conversationParams(ps, conv);
-    for (auto&& p : params(m.sequence, m.server_ts, m.originator_id, m.originator_pid,
-                           participantRoleName(m.originator_role), audienceName(m.audience),
-                           m.event_json, m.metadata_json, encodeTurnMark(m.turn)))
+    for (auto&& p :
+         params(m.sequence, m.server_ts, m.originator_id, m.originator_pid,
+                participantRoleName(m.originator_role), audienceName(m.audience), m.event_json,
+                m.metadata_json, encodeTurnMark(m.turn), m.idempotency_key))
       ps.push_back(std::move(p));
     auto r = tx.c.query(kSql, ps);
     if (!r) return asStatus(r);
     if (r->text(0, 0) != "t")
       return conflict("conversation " + conv.id.str() + " belongs to another account");
-    if (r->i64(0, 1) == 0)
+    if (r->i64(0, 1) == 0) {
+      // Not inserted: the sequence is taken, or (messages_idem_key) the originator's key is.
+      // ON CONFLICT waited for a racing insert of either to commit, so this read sees it.
+      if (!m.idempotency_key.empty()) {
+        auto dup = messageByKey(tx.c, conv.id, m.originator_id, m.idempotency_key);
+        if (!dup) return asStatus(dup);
+        if (*dup) return internal::duplicateKey(conv, m);
+      }
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       conv.id.str());
+    }
     if (r->i64(0, 2) == 0) {
       // Another account's transaction stored this id since the check: the message is in, the
       // conversation is not theirs. Undo the whole transaction.
@@ -2375,6 +2391,20 @@ class PostgresStore final : public Store,
       return conflict("conversation " + conv.id.str() + " belongs to another account");
     }
     return {};
+  }
+
+  // The message of conversation `id` with this originator and idempotency key.
+  static Result<std::optional<Message>> messageByKey(Conn& c, const ConversationId& id,
+                                                     const std::string& originator_id,
+                                                     const std::string& key) {
+    auto found =
+        selectOne<Message>(c,
+                           "SELECT " + std::string(kMessageCols) +
+                               " FROM messages WHERE conversation=$1 AND originator_id=$2 AND "
+                               "idem_key=$3 AND idem_key<>''",
+                           messageRow, id.str(), originator_id, key);
+    if (found && *found) (*found)->idempotency_key = key;
+    return found;
   }
 
   static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {

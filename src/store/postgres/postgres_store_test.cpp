@@ -394,6 +394,8 @@ TEST(PostgresStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDupli
     // Back to version 6, then the rows that version allowed.
     rawQuery(uri, "DROP INDEX conversations_open_consumer");
     rawQuery(uri, "ALTER TABLE conversations DROP COLUMN erased");  // version 9
+    rawQuery(uri, "DROP INDEX messages_idem_key");                  // version 10
+    rawQuery(uri, "ALTER TABLE messages DROP COLUMN idem_key");
     rawQuery(uri, "DELETE FROM schema_migrations WHERE version >= 7");
     auto save = [&](const std::string& id, const std::string& account, const std::string& who,
                     TimeMs start, ConversationState state) {
