@@ -362,6 +362,13 @@ Conversation conversationRow(const Rows& r, int i) {
   return c;
 }
 
+// A conversation's erasure lock, transaction-scoped: exclusive for eraseConversationContent,
+// shared for a turn record's write ($1: the conversation id).
+constexpr const char* kErasureLock =
+    "SELECT pg_advisory_xact_lock(hashtextextended('parley-erasure/' || $1, 0))";
+constexpr const char* kErasureLockShared =
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('parley-erasure/' || $1, 0))";
+
 constexpr const char* kMessageCols =
     "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
     "audience, event_json, metadata_json, turn";
@@ -1639,6 +1646,8 @@ class PostgresStore final : public Store,
     ErasureResult out;
     Status st = write([&](Conn& c) -> Status {
       out = {};
+      // The erasure lock first: turn records being written wait, or are waited for (appendTurnTxn).
+      PARLEY_PG_TRY(asStatus(run(c, kErasureLock, id.str())));
       // FOR UPDATE: a write of the conversation by any node waits for this transaction.
       auto state = selectOne<std::string>(
           c, "SELECT state FROM conversations WHERE id=$1 AND account=$2 FOR UPDATE",
@@ -2410,12 +2419,18 @@ class PostgresStore final : public Store,
   static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
     PARLEY_PG_TRY(execute(c, "DELETE FROM turns WHERE account=$1 AND bot=$2 AND turn_id=$3",
                           t.account.str(), t.bot.str(), t.turn_id));
-    // A record of a conversation whose content was erased is stored without texts. FOR SHARE
-    // waits for an erasure in progress (it holds the row FOR UPDATE) and then reads its mark;
-    // an erasure starting later waits for this transaction, and its UPDATE of the turns then
-    // finds this record.
+    // A record of a conversation whose content was erased is stored without texts. This write
+    // and an erasure exclude each other by the conversation's erasure lock (shared here,
+    // exclusive there): this one waits for an erasure in progress and then reads its mark (in a
+    // statement of its own, so with a snapshot taken after the wait); an erasure starting later
+    // waits for this transaction, and its UPDATE of the turns then finds this record. Not a lock
+    // on the conversation's row: a node paused inside this transaction (SIGSTOP, a stall) would
+    // hold it, and the conversation's next owner, whose every write updates that row, would
+    // wait for the paused node (integration.js.cluster_faults saw a takeover's first publish
+    // wait past 5 s).
+    PARLEY_PG_TRY(asStatus(run(c, kErasureLockShared, t.conversation.str())));
     auto erased = selectOne<std::string>(
-        c, "SELECT erased FROM conversations WHERE id=$1 AND account=$2 FOR SHARE",
+        c, "SELECT erased FROM conversations WHERE id=$1 AND account=$2",
         [](const Rows& r, int i) { return r.text(i, 0); }, t.conversation.str(), t.account.str());
     if (!erased) return asStatus(erased);
     const bool blank = erased->has_value() && **erased == "t";
