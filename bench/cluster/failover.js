@@ -10,12 +10,19 @@
 //   - acknowledged consumer messages missing from the store (must be 0), bot replies stored more
 //     than once for one consumer message (must be 0), consumer messages stored twice because the
 //     client sent them again (its socket closed before the answer and the replay after the
-//     reconnection did not show them stored yet), consumer messages stored more often than the
-//     client sent them (must be 0), and the conversations never answered after the kill;
+//     reconnection did not show them stored yet; must be 0 with idempotency keys), consumer
+//     messages stored more often than the client sent them (must be 0), and the conversations
+//     never answered after the kill;
 //   - bot turns/s in the 10 s before the kill and in the last 10 s of the run.
 //
 //   node bench/cluster/failover.js [--conversations 300] [--think-ms 1000] [--before 15]
 //        [--after 30] [--lease-ms 3000] [--runs 3] [--kill node2] [--signal KILL|TERM] [--json FILE]
+//        [--keys on|off]
+//
+// Every publish carries an idempotency key (its text, unique per conversation: envelope metadata
+// {"type":"IdempotencyKey"}), and a resend carries the same key, so a resend of a stored message
+// is answered its sequence and stored once; --keys off sends none (what LivePerson clients do),
+// to count the messages stored twice without them.
 //
 // --signal TERM stops the node as an operator would (it drains, then releases its leases) instead
 // of killing it.
@@ -46,7 +53,9 @@ const cfg = {
   kill: opt('kill', 'node2'),
   json: opt('json', ''),
   signal: opt('signal', 'KILL'),
+  keys: opt('keys', 'on'),
 };
+if (!['on', 'off'].includes(cfg.keys)) throw new Error(`failover: --keys is on or off (got ${cfg.keys})`);
 if (!['KILL', 'TERM'].includes(cfg.signal)) throw new Error(`failover: --signal is KILL or TERM (got ${cfg.signal})`);
 for (const k of ['conversations', 'thinkMs', 'beforeS', 'afterS', 'leaseMs', 'runs'])
   if (!Number.isFinite(cfg[k]) || cfg[k] <= 0) throw new Error(`failover: ${k} must be a positive number (got ${cfg[k]})`);
@@ -104,13 +113,15 @@ class Talker {
     });
   }
 
-  req(type, body, timeoutMs = 20000) {
+  req(type, body, timeoutMs = 20000, metadata = undefined) {
     const id = String(this.nextId++);
     return new Promise((resolve, reject) => {
       if (!this.ws) return reject(new Error('not connected'));
       const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${type}: no answer in ${timeoutMs} ms`)); }, timeoutMs);
       this.pending.set(id, { resolve: (m) => { clearTimeout(timer); resolve(m); }, reject: (e) => { clearTimeout(timer); reject(e); } });
-      this.ws.send(JSON.stringify({ kind: 'req', id, type, body }));
+      const msg = { kind: 'req', id, type, body };
+      if (metadata) msg.metadata = metadata;
+      this.ws.send(JSON.stringify(msg));
     });
   }
 
@@ -166,7 +177,10 @@ class Talker {
     if (!this.ws) return;  // the reconnection sends it again
     this.sends.set(text, (this.sends.get(text) || 0) + 1);
     try {
-      const r = await this.req('ms.PublishEvent', { dialogId: this.conv, event: { type: 'ContentEvent', contentType: 'text/plain', message: text } });
+      // The text is unique in its conversation: it is the key, the same on every resend.
+      const metadata = this.run.cfg.keys === 'on' ? [{ type: 'IdempotencyKey', key: text }] : undefined;
+      const r = await this.req('ms.PublishEvent', { dialogId: this.conv, event: { type: 'ContentEvent', contentType: 'text/plain', message: text } },
+        20000, metadata);
       if (r.code === 200) {
         this.acked.add(text);
         this.run.acked++;
@@ -291,6 +305,7 @@ async function oneRun(n) {
       conversations: talkers.length,
       killed: cfg.kill,
       signal: cfg.signal,
+      idempotencyKeys: cfg.keys,
       killedNodeConversations: owned.size,
       takeoverMs: sum(takeover),
       neverAnsweredAfterKill: neverAnswered,
@@ -319,7 +334,7 @@ async function oneRun(n) {
     const x = await oneRun(r);
     results.push(x);
     const f = (v) => (v === null ? '-' : v.toFixed(0));
-    console.log(`run ${r}: ${x.killedNodeConversations}/${x.conversations} conversations on ${x.killed}; ` +
+    console.log(`run ${r}: ${x.killedNodeConversations}/${x.conversations} conversations on ${x.killed} (keys ${x.idempotencyKeys}); ` +
       `takeover p50 ${f(x.takeoverMs.p50)} ms p99 ${f(x.takeoverMs.p99)} ms max ${f(x.takeoverMs.max)} ms; ` +
       `longest gap (killed node's) p50 ${f(x.longestGapMs.killedNode.p50)} p99 ${f(x.longestGapMs.killedNode.p99)} max ${f(x.longestGapMs.killedNode.max)} ms, ` +
       `(others) max ${f(x.longestGapMs.otherNodes.max)} ms; never answered ${x.neverAnsweredAfterKill}; ` +
@@ -330,7 +345,7 @@ async function oneRun(n) {
   console.log(out);
   if (cfg.json) fs.writeFileSync(cfg.json, out + '\n');
   const bad = results.some((x) => x.ackedLost || x.duplicatedBotReplies || x.neverAnsweredAfterKill ||
-    x.consumerMessagesStoredMoreThanSent);
+    x.consumerMessagesStoredMoreThanSent || (x.idempotencyKeys === 'on' && x.consumerResendsStoredTwice));
   process.exit(bad ? 3 : 0);
 })().catch(fatal);
 process.on('uncaughtException', fatal);

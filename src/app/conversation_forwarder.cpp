@@ -286,7 +286,8 @@ void ConversationForwarder::publish(conv::PublishRequest req,
                           {"event", r.event ? json::dump(*r.event) : r.event_json},
                           {"metadata", r.metadata_json},
                           {"audience", store::audienceName(r.audience)},
-                          {"turn", store::encodeTurnMark(r.turn)}};
+                          {"turn", store::encodeTurnMark(r.turn)},
+                          {"idempotencyKey", r.idempotency_key}};
       },
       [this, shared](conv::Callback<conv::Published> cb) {
         engine_.publish(*shared, std::move(cb));
@@ -541,6 +542,7 @@ void ConversationForwarder::serveRequest(const bus::BusMessage& m, bus::Reply re
     if (!audience) return answerServed(id, errorAnswer(audience.error()));
     req.audience = *audience;
     req.turn = store::decodeTurnMark(json::getString(*o, "turn"));
+    req.idempotency_key = json::getString(*o, "idempotencyKey");
     engine_.publish(
         std::move(req), [this, id, notHeldOr, token = track()](Result<conv::Published> r) {
           if (!r) return answerServed(id, notHeldOr(r.error()));

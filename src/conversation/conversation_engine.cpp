@@ -1610,6 +1610,9 @@ void Engine::requestConversation(ConversationRequest req, Callback<Conversation>
 
 void Engine::publish(PublishRequest req, Callback<Published> done) {
   auto fail = [done](Error e) { done(std::unexpected(std::move(e))); };
+  if (!req.idempotency_key.empty())
+    if (auto st = checkIdempotencyKey(req.idempotency_key); !st)
+      return done(std::unexpected(st.error()));
   AccountId acc = req.actor.account;
   ConversationId id = req.conversation;
   withEntry(
@@ -1716,6 +1719,7 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
         m.event_json = std::move(req.event_json);
         m.metadata_json = std::move(req.metadata_json);
         m.turn = std::move(req.turn);
+        m.idempotency_key = std::move(req.idempotency_key);
         added->event = std::move(ev);
         c.next_sequence++;
         c.updated_at = now;
@@ -1746,6 +1750,17 @@ void Engine::publish(PublishRequest req, Callback<Published> done) {
                   cv.next_sequence--;
                   cv.updated_at = p->prev_updated;
                   if (st.error().code == ErrorCode::kUnavailable) e->unsure = true;
+                  const store::Message& m = p->added->message;
+                  if (st.error().code == ErrorCode::kConflict && !m.idempotency_key.empty()) {
+                    // A resend of a stored publish (the key's message is there): answered as
+                    // the first was, with nothing stored, announced or run.
+                    auto first = self.store_.conversations().findMessageByKey(
+                        cv.id, m.originator_id, m.idempotency_key);
+                    if (first && *first) {
+                      p->done(Published{(*first)->sequence, (*first)->server_ts});
+                      return release(e);
+                    }
+                  }
                   p->done(std::unexpected(st.error()));
                 } else {
                   std::shared_ptr<const MessageAdded> added = std::move(p->added);

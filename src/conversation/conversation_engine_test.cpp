@@ -1535,6 +1535,11 @@ class GatedStore final : public store::Store, public store::ConversationStore {
                                                    int limit) override {
     return inner_.conversations().listMessages(id, from, limit);
   }
+  Result<std::optional<store::Message>> findMessageByKey(const ConversationId& id,
+                                                         const std::string& originator_id,
+                                                         const std::string& key) override {
+    return inner_.conversations().findMessageByKey(id, originator_id, key);
+  }
   void appendMessageAsync(std::shared_ptr<const Conversation> c,
                           std::shared_ptr<const store::Message> m,
                           std::function<void(Status)> done) override {
@@ -1992,6 +1997,11 @@ class ConversationFaults final : public store::ConversationStore {
   Result<std::vector<store::Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
                                                    int limit) override {
     return inner_.listMessages(id, from_seq, limit);
+  }
+  Result<std::optional<store::Message>> findMessageByKey(const ConversationId& id,
+                                                         const std::string& originator_id,
+                                                         const std::string& key) override {
+    return inner_.findMessageByKey(id, originator_id, key);
   }
 
  private:
@@ -3060,6 +3070,94 @@ TEST_F(EngineTest, AnAgentIsHeldBackForAnotherOwnersEarlierConversationAtMostThe
   clock_.advanceMs(501);
   engine_->tick();
   EXPECT_TRUE(rung(c3->id));
+}
+
+// A publish with an idempotency key that the conversation already holds for its publisher is
+// answered as the first was (the same sequence and server_ts) and stores nothing, notifies
+// nobody; the same key from the agent, or another key, is a message of its own. A bad key is
+// refused before anything happens.
+TEST_F(EngineTest, APublishResentWithItsIdempotencyKeyIsStoredOnce) {
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-idem"));
+  auto c = request("consumer-idem");
+  ASSERT_TRUE(c);
+  auto keyed = [&](const Actor& a, const std::string& text, const std::string& key) {
+    PublishRequest req;
+    req.actor = a;
+    req.conversation = c->id;
+    req.event_json =
+        R"({"type":"ContentEvent","contentType":"text/plain","message":")" + text + R"("})";
+    req.idempotency_key = key;
+    return call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  };
+  auto first = keyed(consumer, "hello", "k-1");
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->sequence, 0);
+  clock_.advanceMs(1000);
+  auto resent = keyed(consumer, "hello", "k-1");
+  ASSERT_TRUE(resent) << resent.error().message;
+  EXPECT_EQ(resent->sequence, 0);
+  EXPECT_EQ(resent->server_ts, first->server_ts);
+  EXPECT_EQ(storedTexts(c->id), std::vector<std::string>{"hello"});
+  EXPECT_EQ(get(c->id)->next_sequence, 1);
+
+  // The next message gets the next sequence, and it is the second notification: the resend
+  // notified nobody.
+  auto next = keyed(consumer, "next", "k-2");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->sequence, 1);
+  ASSERT_TRUE(rec_.waitFor([&] { return rec_.messages_.size() == 2; }));
+  EXPECT_EQ(rec_.messages_[0].message.sequence, 0);
+  EXPECT_EQ(rec_.messages_[1].message.sequence, 1);
+
+  const Actor agent = createAgent("idem-agent", {});
+  assign(agent, *c);
+  auto agents = keyed(agent, "from the agent", "k-1");
+  ASSERT_TRUE(agents) << agents.error().message;
+  EXPECT_EQ(agents->sequence, 2);
+  auto agents_again = keyed(agent, "from the agent", "k-1");
+  ASSERT_TRUE(agents_again);
+  EXPECT_EQ(agents_again->sequence, 2);
+  EXPECT_EQ(storedTexts(c->id), (std::vector<std::string>{"hello", "next", "from the agent"}));
+
+  for (const std::string& bad :
+       {std::string(65, 'k'), std::string("has space"), std::string("é")}) {
+    auto refused = keyed(consumer, "bad", bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().code, ErrorCode::kInvalid);
+    EXPECT_NE(refused.error().message.find("idempotency key"), std::string::npos);
+  }
+  EXPECT_EQ(storedTexts(c->id).size(), 3u);
+}
+
+// The key is checked in the store: a resend reaching the node that took the conversation over
+// (the first node stopped renewing) is answered the first publish's sequence, stored once.
+TEST_F(EngineTest, AnIdempotencyKeyHoldsAcrossATakeover) {
+  restart(clusterNode("node-a"));
+  const Actor consumer = Actor::ofConsumer(kAcc, ConsumerId("consumer-1"));
+  auto c = request("consumer-1");
+  ASSERT_TRUE(c);
+  PublishRequest req;
+  req.actor = consumer;
+  req.conversation = c->id;
+  req.event_json = R"({"type":"ContentEvent","contentType":"text/plain","message":"once"})";
+  req.idempotency_key = "3b241101-e2bb-4255-8caf-4136c566a962";
+  auto first = call<Published>([&](auto cb) { engine_->publish(req, cb); });
+  ASSERT_TRUE(first) << first.error().message;
+
+  auto b = makeConversationService(*store_, clock_, clusterNode("node-b"));
+  OwnershipRecorder seen_b;
+  auto sub_b = b->subscribe(seen_b);
+  ASSERT_TRUE(b->recover());
+  clock_.advanceMs(3001);
+  maintainLeases(*b);
+  ASSERT_TRUE(seen_b.waitFor("TAKEN:" + c->id.str()));
+  auto resent = call<Published>([&](auto cb) { b->publish(req, cb); });
+  ASSERT_TRUE(resent) << resent.error().message;
+  EXPECT_EQ(resent->sequence, first->sequence);
+  EXPECT_EQ(storedTexts(c->id), std::vector<std::string>{"once"});
+  auto next = publishOn(*b, consumer, c->id, "after");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->sequence, 1);
 }
 
 }  // namespace

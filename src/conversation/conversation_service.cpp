@@ -71,4 +71,21 @@ const char* changeKindName(ChangeKind k) {
   return "UPDATED";
 }
 
+Status checkIdempotencyKey(std::string_view key) {
+  if (key.empty()) return invalid("idempotency key is empty; send 1 to 64 characters, or no key");
+  if (key.size() > kMaxIdempotencyKeyBytes)
+    return invalid("idempotency key is " + std::to_string(key.size()) +
+                   " characters long; at most " + std::to_string(kMaxIdempotencyKeyBytes) +
+                   " are allowed");
+  for (char ch : key) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+    if (!ok)
+      return invalid(
+          "idempotency key has a character that is not allowed; use ASCII letters, digits, "
+          "'-', '_', '.' and ':' only");
+  }
+  return {};
+}
+
 }  // namespace parley::conversation

@@ -16,11 +16,13 @@
 // originator_id = consumer id or "{account}.{userId}", originator_pid = consumer id or PId.
 
 #include <boost/json/object.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -134,7 +136,20 @@ struct PublishRequest {
   // A bot turn's mark, stored with the message in the same commit (store::TurnMark). Default:
   // none. Ignored for ChatStateEvent (not stored).
   store::TurnMark turn;
+  // The publisher's idempotency key; empty: none. REQUIRES: empty or a valid key
+  // (checkIdempotencyKey; Invalid otherwise). A publish whose (conversation, publisher, key) is
+  // already stored stores nothing, adds no turn, notifies nobody, and is answered what the
+  // first one was (its sequence and server_ts). The store checks it in the insert's own
+  // transaction, so it holds across nodes and failovers. Ignored for ChatStateEvent.
+  std::string idempotency_key;
 };
+
+// Limits of an idempotency key: 1 to kMaxIdempotencyKeyBytes characters, each an ASCII letter,
+// digit, '-', '_', '.' or ':' (a UUID fits). Kept with its message, so for as long as the
+// conversation's messages are stored.
+inline constexpr std::size_t kMaxIdempotencyKeyBytes = 64;
+// Invalid (saying what is wrong) unless `key` is a valid idempotency key.
+Status checkIdempotencyKey(std::string_view key);
 
 struct Published {
   // The sequence given to a persisted event; nullopt for ChatStateEvent (not stored).

@@ -296,6 +296,10 @@ struct Message {
   std::string event_json;            // the event object as published
   std::string metadata_json = "[]";  // envelope metadata array
   TurnMark turn;                     // on a bot's messages: the turn and effect it belongs to
+  // The publisher's idempotency key (empty: none). At most one message of a conversation has a
+  // given (originator_id, idempotency_key): appendMessage refuses another one (see there). Kept
+  // as long as the message. listMessages leaves it empty; findMessageByKey sets it.
+  std::string idempotency_key;
 };
 
 struct ConversationQuery {
@@ -312,7 +316,11 @@ class ConversationStore {
   // Inserts or replaces a conversation with its participants, atomically.
   virtual Status saveConversation(const Conversation& c) = 0;
   // Appends `m` and saves `c` (typically with next_sequence advanced) in one transaction.
-  // Conflict if (conversation, sequence) exists.
+  // Conflict if (conversation, sequence) exists. Conflict too, writing nothing (neither the
+  // message nor the conversation), when `m` has an idempotency key and the conversation already
+  // holds a message with the same originator_id and key: checked in the insert's own
+  // transaction (a unique index in SQLite and PostgreSQL), so two writers racing with one key
+  // store one message; findMessageByKey then tells which (the engine answers its sequence).
   virtual Status appendMessage(const Conversation& c, const Message& m) = 0;
   // Asynchronous appendMessage: returns at once; `done` runs once the write committed (or
   // failed) with what appendMessage would have returned. Writes queued by any caller commit in
@@ -342,6 +350,11 @@ class ConversationStore {
   // Messages with sequence >= from_seq, in sequence order, at most `limit`.
   virtual Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
                                                     int limit) = 0;
+  // The message of conversation `id` with this originator_id and idempotency key (committed),
+  // with its idempotency_key set; nullopt when there is none (or `key` is empty).
+  virtual Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                          const std::string& originator_id,
+                                                          const std::string& key) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -804,6 +804,119 @@ TYPED_TEST(StoreContract, RacingCreatesForOneConsumerStoreOne) {
   }
 }
 
+// A message whose (conversation, originator, idempotency key) is stored is refused with
+// Conflict and writes nothing, the conversation included; findMessageByKey names the first.
+// The same key from another originator, or in another conversation, is another message.
+TYPED_TEST(StoreContract, AMessageWithAStoredIdempotencyKeyIsRefusedAndWritesNothing) {
+  Conversation c = makeConversation(kA, "keyed");
+  ASSERT_OK(this->conv().saveConversation(c));
+  Message first = makeMessage(c.id, 0);
+  first.idempotency_key = "key-1";
+  c = advancedTo(c, first);
+  ASSERT_OK(this->conv().appendMessage(c, first));
+
+  // The resend: the next sequence, the same key, and a conversation changed otherwise too (so
+  // that the SQLite writer stores the row, not only the message).
+  Message again = makeMessage(c.id, 1);
+  again.idempotency_key = "key-1";
+  Conversation changed = advancedTo(c, again);
+  changed.skill = SkillId("77");
+  auto refused = this->conv().appendMessage(changed, again);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message.find("idempotency key 'key-1'"), std::string::npos)
+      << refused.error().message;
+  auto stored = this->conv().getConversation(kA, c.id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->next_sequence, 1);
+  EXPECT_EQ(stored->skill.str(), "-1");
+  auto all = this->conv().listMessages(c.id, 0, 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_TRUE((*all)[0].idempotency_key.empty());  // reads leave it out
+
+  auto found = this->conv().findMessageByKey(c.id, "consumer", "key-1");
+  ASSERT_TRUE(found) << found.error().message;
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->sequence, 0);
+  EXPECT_EQ((*found)->server_ts, first.server_ts);
+  EXPECT_EQ((*found)->idempotency_key, "key-1");
+  EXPECT_FALSE(this->conv().findMessageByKey(c.id, "agent", "key-1")->has_value());
+  EXPECT_FALSE(this->conv().findMessageByKey(c.id, "consumer", "key-2")->has_value());
+  EXPECT_FALSE(this->conv().findMessageByKey(c.id, "consumer", "")->has_value());
+
+  // Another originator's key-1, another key, and messages without a key are all stored.
+  Message agents = makeMessage(c.id, 1);
+  agents.originator_id = "1001.agent";
+  agents.idempotency_key = "key-1";
+  c = advancedTo(c, agents);
+  ASSERT_OK(this->conv().appendMessage(c, agents));
+  Message other_key = makeMessage(c.id, 2);
+  other_key.idempotency_key = "key-2";
+  c = advancedTo(c, other_key);
+  ASSERT_OK(this->conv().appendMessage(c, other_key));
+  for (std::int64_t seq : {3, 4}) {
+    c = advancedTo(c, makeMessage(c.id, seq));
+    ASSERT_OK(this->conv().appendMessage(c, makeMessage(c.id, seq)));
+  }
+  EXPECT_EQ((*this->conv().findMessageByKey(c.id, "1001.agent", "key-1"))->sequence, 1);
+
+  Conversation other = makeConversation(kA, "keyed-too");
+  ASSERT_OK(this->conv().saveConversation(other));
+  Message elsewhere = makeMessage(other.id, 0);
+  elsewhere.idempotency_key = "key-1";
+  other = advancedTo(other, elsewhere);
+  ASSERT_OK(this->conv().appendMessage(other, elsewhere));
+  EXPECT_EQ(this->conv().listMessages(c.id, 0, 10)->size(), 5u);
+}
+
+// Writers racing with one key (each at its own sequence, as writers that each believed they
+// held the conversation) store one message; the keyless writes committed with them (the
+// PostgreSQL writer commits them in one transaction) are all stored.
+TYPED_TEST(StoreContract, RacingAppendsWithOneIdempotencyKeyStoreOne) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 10;
+  std::vector<Conversation> shared;
+  for (int round = 0; round < kRounds; ++round) {
+    shared.push_back(makeConversation(kA, numbered("shared-", round)));
+    ASSERT_OK(this->conv().saveConversation(shared.back()));
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  std::vector<std::atomic<int>> stored(kRounds);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Conversation own = makeConversation(kA, numbered("own-", t));
+      if (!this->conv().saveConversation(own)) ++failures;
+      for (int round = 0; round < kRounds; ++round) {
+        Message m = makeMessage(shared[static_cast<std::size_t>(round)].id, t);
+        m.idempotency_key = "resent";
+        auto r =
+            this->conv().appendMessage(advancedTo(shared[static_cast<std::size_t>(round)], m), m);
+        if (r) {
+          ++stored[static_cast<std::size_t>(round)];
+        } else if (r.error().code != ErrorCode::kConflict) {
+          ++failures;
+        }
+        Message plain = makeMessage(own.id, round);
+        own = advancedTo(own, plain);
+        if (!this->conv().appendMessage(own, plain)) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int round = 0; round < kRounds; ++round) {
+    EXPECT_EQ(stored[static_cast<std::size_t>(round)].load(), 1) << "round " << round;
+    auto msgs = this->conv().listMessages(shared[static_cast<std::size_t>(round)].id, 0, 100);
+    ASSERT_TRUE(msgs);
+    EXPECT_EQ(msgs->size(), 1u) << "round " << round;
+  }
+  for (int t = 0; t < kThreads; ++t)
+    EXPECT_EQ(this->conv().listMessages(ConversationId(numbered("own-", t)), 0, 100)->size(),
+              static_cast<std::size_t>(kRounds));
+}
+
 // A bot turn's mark is stored with the message it came with and with the conversation, and a
 // later append (the writer's fast path) keeps the conversation's mark.
 TYPED_TEST(StoreContract, TurnMarksRoundTripOnMessagesAndConversations) {

@@ -119,4 +119,10 @@ inline Status checkAppendCounters(const Conversation& c, const Message& m) {
   return {};
 }
 
+// Why appendMessage refused a message whose idempotency key was already used.
+inline Status duplicateKey(const Conversation& c, const Message& m) {
+  return conflict("conversation " + c.id.str() + " already holds a message of " + m.originator_id +
+                  " with idempotency key '" + m.idempotency_key + "'");
+}
+
 }  // namespace parley::store::internal

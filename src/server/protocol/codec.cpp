@@ -578,6 +578,43 @@ Result<std::string> normalizeMetadata(const bj::value& metadata) {
   return invalid("metadata must be an array of objects");
 }
 
+Result<std::string> takeIdempotencyKey(bj::value& metadata) {
+  auto isKey = [](const bj::value& v) {
+    return v.is_object() && json::getString(v.as_object(), "type") == "IdempotencyKey";
+  };
+  auto keyOf = [](const bj::value& entry) -> Result<std::string> {
+    const auto& o = entry.as_object();
+    auto it = o.find("key");
+    if (it == o.end() || !it->value().is_string())
+      return invalid("metadata entry IdempotencyKey needs \"key\": a string of 1 to 64 characters");
+    std::string key(it->value().as_string());
+    if (auto st = conversation::checkIdempotencyKey(key); !st) return std::unexpected(st.error());
+    return key;
+  };
+  if (isKey(metadata)) {
+    auto key = keyOf(metadata);
+    if (key) metadata = nullptr;
+    return key;
+  }
+  if (!metadata.is_array()) return std::string();
+  auto& arr = metadata.as_array();
+  std::string key;
+  bool seen = false;
+  for (auto it = arr.begin(); it != arr.end();) {
+    if (!isKey(*it)) {
+      ++it;
+      continue;
+    }
+    if (seen) return invalid("metadata has more than one IdempotencyKey entry; send at most one");
+    auto k = keyOf(*it);
+    if (!k) return k;
+    key = std::move(*k);
+    seen = true;
+    it = arr.erase(it);
+  }
+  return key;
+}
+
 std::string initConnectionJwt(const bj::value& headers) {
   auto check = [](const bj::value& h) -> std::string {
     if (!h.is_object()) return {};

@@ -159,6 +159,11 @@ Result<std::string> normalizeEvent(const bj::value& event);
 
 // The envelope metadata as a JSON array text ("[]" for null; a bare object becomes [obj]).
 Result<std::string> normalizeMetadata(const bj::value& metadata);
+// Takes the publisher's idempotency key out of an envelope `metadata` (an array, or one object):
+// the entry {"type":"IdempotencyKey","key":"<key>"}, which is removed (it is not stored with the
+// message's metadata). "" when there is none. Invalid when there are several such entries, or
+// the key is not a string or not a valid key (conversation::checkIdempotencyKey).
+Result<std::string> takeIdempotencyKey(bj::value& metadata);
 
 // Reads `.ams.headers.ConsumerAuthentication` jwt from InitConnection headers; "" when absent.
 std::string initConnectionJwt(const bj::value& headers);

@@ -297,5 +297,51 @@ TEST(Codec, MessageNotificationsBuiltAsTextEqualTheRecords) {
   EXPECT_EQ(esc, "\"a\\\"b\\\\c\\u0001\\u001f\xc3\xa9\"");
 }
 
+// The idempotency key is taken out of the envelope metadata (array or lone object); the other
+// entries stay, in order. Bad keys and two key entries are refused, saying why.
+TEST(Codec, TakesTheIdempotencyKeyOutOfTheMetadata) {
+  auto take = [](const char* text) {
+    bj::value md = text ? *json::parse(text) : bj::value(nullptr);
+    auto key = takeIdempotencyKey(md);
+    return std::make_pair(key, md);
+  };
+  auto [k1, md1] = take(
+      R"([{"type":"ExternalId","id":"x"},{"type":"IdempotencyKey","key":"a-1"},{"type":"ActionReason"}])");
+  ASSERT_TRUE(k1) << k1.error().message;
+  EXPECT_EQ(*k1, "a-1");
+  EXPECT_EQ(bj::serialize(md1), R"([{"type":"ExternalId","id":"x"},{"type":"ActionReason"}])");
+  auto [k2, md2] =
+      take(R"({"type":"IdempotencyKey","key":"0f8fad5b-d9cb-469f-a165-70867728950e"})");
+  ASSERT_TRUE(k2);
+  EXPECT_EQ(*k2, "0f8fad5b-d9cb-469f-a165-70867728950e");
+  EXPECT_EQ(*normalizeMetadata(md2), "[]");
+  auto [k3, md3] = take(R"([{"type":"ExternalId","id":"x"}])");
+  ASSERT_TRUE(k3);
+  EXPECT_EQ(*k3, "");
+  EXPECT_EQ(bj::serialize(md3), R"([{"type":"ExternalId","id":"x"}])");
+  auto [k4, md4] = take(nullptr);
+  ASSERT_TRUE(k4);
+  EXPECT_EQ(*k4, "");
+  EXPECT_EQ(*take(R"([{"type":"IdempotencyKey","key":"A.b_c:d-9"}])").first, "A.b_c:d-9");
+
+  auto refused = [&](const char* text, const char* says) {
+    auto k = take(text).first;
+    ASSERT_FALSE(k) << text;
+    EXPECT_EQ(k.error().code, ErrorCode::kInvalid);
+    EXPECT_NE(k.error().message.find(says), std::string::npos) << k.error().message;
+  };
+  refused(R"([{"type":"IdempotencyKey","key":"a"},{"type":"IdempotencyKey","key":"b"}])",
+          "more than one IdempotencyKey");
+  refused(R"([{"type":"IdempotencyKey"}])", "needs \"key\"");
+  refused(R"([{"type":"IdempotencyKey","key":7}])", "needs \"key\"");
+  refused(R"([{"type":"IdempotencyKey","key":""}])", "idempotency key is empty");
+  refused(R"([{"type":"IdempotencyKey","key":"with space"}])", "not allowed");
+  refused(R"([{"type":"IdempotencyKey","key":"ü"}])", "not allowed");
+  std::string long_key = R"([{"type":"IdempotencyKey","key":")" + std::string(65, 'k') + R"("}])";
+  refused(long_key.c_str(), "65 characters long; at most 64");
+  std::string max_key = R"([{"type":"IdempotencyKey","key":")" + std::string(64, 'k') + R"("}])";
+  EXPECT_TRUE(take(max_key.c_str()).first);
+}
+
 }  // namespace
 }  // namespace parley::server::protocol

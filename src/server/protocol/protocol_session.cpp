@@ -847,6 +847,8 @@ void ProtocolSession::publishEvent(const Envelope& e) {
   if (md.is_null()) {
     if (auto it = b.find("metadata"); it != b.end()) md = it->value();
   }
+  auto key = takeIdempotencyKey(md);
+  if (!key) return replyError(e.id, key.error());
   auto metadata = normalizeMetadata(md);
   if (!metadata) return replyError(e.id, metadata.error());
   conversation::PublishRequest req;
@@ -854,6 +856,7 @@ void ProtocolSession::publishEvent(const Envelope& e) {
   req.conversation = ConversationId(dialog);
   req.event = std::move(*event);
   req.metadata_json = std::move(*metadata);
+  req.idempotency_key = std::move(*key);
   std::string audience = json::getString(b, "messageAudience");
   auto aud = audience.empty() ? Result<store::Audience>(store::Audience::kAll)
                               : store::parseAudience(audience);

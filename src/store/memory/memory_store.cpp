@@ -643,9 +643,31 @@ class MemoryStore final : public Store,
     if (msgs.contains(m.sequence))
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       c.id.str());
+    if (!m.idempotency_key.empty() && findByKeyLocked(c.id, m.originator_id, m.idempotency_key))
+      return internal::duplicateKey(c, m);
     msgs.emplace(m.sequence, m);
     storeLocked(c);
     return {};
+  }
+
+  // A linear scan of the conversation's messages: the memory store is for tests and demos.
+  const Message* findByKeyLocked(const ConversationId& id, const std::string& originator_id,
+                                 const std::string& key) PARLEY_REQUIRES(mu_) {
+    if (key.empty()) return nullptr;
+    auto it = messages_.find(id.str());
+    if (it == messages_.end()) return nullptr;
+    for (const auto& [_, m] : it->second)
+      if (m.idempotency_key == key && m.originator_id == originator_id) return &m;
+    return nullptr;
+  }
+
+  Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                  const std::string& originator_id,
+                                                  const std::string& key) override {
+    MutexLock lock(mu_);
+    const Message* m = findByKeyLocked(id, originator_id, key);
+    if (!m) return std::optional<Message>();
+    return std::optional<Message>(*m);
   }
 
   Result<Conversation> getConversation(const AccountId& acc, const ConversationId& id) override {
@@ -687,8 +709,10 @@ class MemoryStore final : public Store,
     auto it = messages_.find(id.str());
     if (it == messages_.end() || limit <= 0) return out;
     for (auto m = it->second.lower_bound(from_seq);
-         m != it->second.end() && out.size() < static_cast<std::size_t>(limit); ++m)
+         m != it->second.end() && out.size() < static_cast<std::size_t>(limit); ++m) {
       out.push_back(m->second);
+      out.back().idempotency_key.clear();  // as the other stores: only findMessageByKey reads it
+    }
     return out;
   }
 

@@ -362,6 +362,13 @@ Conversation conversationRow(const Rows& r, int i) {
   return c;
 }
 
+// A conversation's erasure lock, transaction-scoped: exclusive for eraseConversationContent,
+// shared for a turn record's write ($1: the conversation id).
+constexpr const char* kErasureLock =
+    "SELECT pg_advisory_xact_lock(hashtextextended('parley-erasure/' || $1, 0))";
+constexpr const char* kErasureLockShared =
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('parley-erasure/' || $1, 0))";
+
 constexpr const char* kMessageCols =
     "conversation, sequence, server_ts, originator_id, originator_pid, originator_role, "
     "audience, event_json, metadata_json, turn";
@@ -1639,6 +1646,8 @@ class PostgresStore final : public Store,
     ErasureResult out;
     Status st = write([&](Conn& c) -> Status {
       out = {};
+      // The erasure lock first: turn records being written wait, or are waited for (appendTurnTxn).
+      PARLEY_PG_TRY(asStatus(run(c, kErasureLock, id.str())));
       // FOR UPDATE: a write of the conversation by any node waits for this transaction.
       auto state = selectOne<std::string>(
           c, "SELECT state FROM conversations WHERE id=$1 AND account=$2 FOR UPDATE",
@@ -1782,6 +1791,13 @@ class PostgresStore final : public Store,
                                     "ORDER BY sequence LIMIT $3",
                                 messageRow, id.str(), from_seq, limit);
     });
+  }
+
+  Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                  const std::string& originator_id,
+                                                  const std::string& key) override {
+    if (key.empty()) return std::optional<Message>();
+    return read([&](Conn& c) { return messageByKey(c, id, originator_id, key); });
   }
 
   // FunctionStore
@@ -2345,9 +2361,9 @@ class PostgresStore final : public Store,
         "account<>$2) AS ok), "
         "m AS (INSERT INTO messages(" +
         std::string(kMessageCols) +
-        ") SELECT $1, $18::bigint, $19::bigint, $20::text, $21::text, $22::text, $23::text, "
-        "$24::text, $25::text, $26::text FROM owner WHERE owner.ok "
-        "ON CONFLICT(conversation, sequence) DO NOTHING RETURNING 1), "
+        ", idem_key) SELECT $1, $18::bigint, $19::bigint, $20::text, $21::text, $22::text, "
+        "$23::text, $24::text, $25::text, $26::text, $27::text FROM owner WHERE owner.ok "
+        "ON CONFLICT DO NOTHING RETURNING 1), "
         "c AS (" +
         upsertConversationSql(
             "SELECT $1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::bigint, "
@@ -2357,17 +2373,26 @@ class PostgresStore final : public Store,
         "SELECT (SELECT ok FROM owner), (SELECT count(*) FROM m), (SELECT count(*) FROM c)";
     std::vector<Param> ps;
     conversationParams(ps, conv);
-    for (auto&& p : params(m.sequence, m.server_ts, m.originator_id, m.originator_pid,
-                           participantRoleName(m.originator_role), audienceName(m.audience),
-                           m.event_json, m.metadata_json, encodeTurnMark(m.turn)))
+    for (auto&& p :
+         params(m.sequence, m.server_ts, m.originator_id, m.originator_pid,
+                participantRoleName(m.originator_role), audienceName(m.audience), m.event_json,
+                m.metadata_json, encodeTurnMark(m.turn), m.idempotency_key))
       ps.push_back(std::move(p));
     auto r = tx.c.query(kSql, ps);
     if (!r) return asStatus(r);
     if (r->text(0, 0) != "t")
       return conflict("conversation " + conv.id.str() + " belongs to another account");
-    if (r->i64(0, 1) == 0)
+    if (r->i64(0, 1) == 0) {
+      // Not inserted: the sequence is taken, or (messages_idem_key) the originator's key is.
+      // ON CONFLICT waited for a racing insert of either to commit, so this read sees it.
+      if (!m.idempotency_key.empty()) {
+        auto dup = messageByKey(tx.c, conv.id, m.originator_id, m.idempotency_key);
+        if (!dup) return asStatus(dup);
+        if (*dup) return internal::duplicateKey(conv, m);
+      }
       return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                       conv.id.str());
+    }
     if (r->i64(0, 2) == 0) {
       // Another account's transaction stored this id since the check: the message is in, the
       // conversation is not theirs. Undo the whole transaction.
@@ -2377,15 +2402,35 @@ class PostgresStore final : public Store,
     return {};
   }
 
+  // The message of conversation `id` with this originator and idempotency key.
+  static Result<std::optional<Message>> messageByKey(Conn& c, const ConversationId& id,
+                                                     const std::string& originator_id,
+                                                     const std::string& key) {
+    auto found =
+        selectOne<Message>(c,
+                           "SELECT " + std::string(kMessageCols) +
+                               " FROM messages WHERE conversation=$1 AND originator_id=$2 AND "
+                               "idem_key=$3 AND idem_key<>''",
+                           messageRow, id.str(), originator_id, key);
+    if (found && *found) (*found)->idempotency_key = key;
+    return found;
+  }
+
   static Status appendTurnTxn(Conn& c, const TurnRecord& t, int keep) {
     PARLEY_PG_TRY(execute(c, "DELETE FROM turns WHERE account=$1 AND bot=$2 AND turn_id=$3",
                           t.account.str(), t.bot.str(), t.turn_id));
-    // A record of a conversation whose content was erased is stored without texts. FOR SHARE
-    // waits for an erasure in progress (it holds the row FOR UPDATE) and then reads its mark;
-    // an erasure starting later waits for this transaction, and its UPDATE of the turns then
-    // finds this record.
+    // A record of a conversation whose content was erased is stored without texts. This write
+    // and an erasure exclude each other by the conversation's erasure lock (shared here,
+    // exclusive there): this one waits for an erasure in progress and then reads its mark (in a
+    // statement of its own, so with a snapshot taken after the wait); an erasure starting later
+    // waits for this transaction, and its UPDATE of the turns then finds this record. Not a lock
+    // on the conversation's row: a node paused inside this transaction (SIGSTOP, a stall) would
+    // hold it, and the conversation's next owner, whose every write updates that row, would
+    // wait for the paused node (integration.js.cluster_faults saw a takeover's first publish
+    // wait past 5 s).
+    PARLEY_PG_TRY(asStatus(run(c, kErasureLockShared, t.conversation.str())));
     auto erased = selectOne<std::string>(
-        c, "SELECT erased FROM conversations WHERE id=$1 AND account=$2 FOR SHARE",
+        c, "SELECT erased FROM conversations WHERE id=$1 AND account=$2",
         [](const Rows& r, int i) { return r.text(i, 0); }, t.conversation.str(), t.account.str());
     if (!erased) return asStatus(erased);
     const bool blank = erased->has_value() && **erased == "t";

@@ -245,6 +245,74 @@ Conversation advanced(Conversation c, const Message& m) {
   return c;
 }
 
+// A node paused inside a turn record's transaction (SIGSTOP, a stall) keeps that transaction
+// open; the conversation's next owner must still write the conversation. Here the turn write is
+// held open by a raw transaction holding the turn id it inserts (its INSERT waits, after what
+// comes before it in the transaction), and another store appends a message to the conversation:
+// it must complete, not wait for a lock. It waited while the turn write read the conversation's
+// row FOR SHARE (integration.js.cluster_faults: a takeover's first publish waited past 5 s).
+TEST(PostgresStore, ATurnWriteHeldOpenDoesNotHoldUpTheConversationsWrites) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  FakeClock clock;
+  auto paused = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+  ASSERT_TRUE(paused) << paused.error().message;
+  auto owner = openPostgresStore(uri, clock, PostgresOptions{.readers = 1});
+  ASSERT_TRUE(owner) << owner.error().message;
+  Conversation c = conversation("held");
+  ASSERT_TRUE((*owner)->conversations().saveConversation(c));
+
+  PGconn* raw = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(raw), CONNECTION_OK) << PQerrorMessage(raw);
+  PGresult* r = PQexec(raw,
+                       "BEGIN; INSERT INTO turns(account, bot, conversation, turn_id, ts, outcome, "
+                       "input_json, response_json, actions_json, timings_json, error) VALUES "
+                       "('1001', 'bot-1', 'held', 't-1', 1, 'OK', '{}', '{}', '[]', '{}', '')");
+  ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  auto lockWaits = [&] {
+    return rawQuery(uri, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+  };
+
+  TurnRecord t;
+  t.account = AccountId("1001");
+  t.bot = BotId("bot-1");
+  t.conversation = c.id;
+  t.turn_id = "t-1";
+  t.ts = 2;
+  t.outcome = "OK";
+  t.input_json = "{}";
+  t.response_json = "{}";
+  Status turned;
+  std::thread turn([&] { turned = (*paused)->bots().appendTurn(t, 10); });
+  while (lockWaits() != "1") std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+  std::atomic<bool> appended_done{false};
+  Status appended;
+  std::thread append([&] {
+    Message m = message(c, 0);
+    appended = (*owner)->conversations().appendMessage(advanced(c, m), m);
+    appended_done = true;
+  });
+  bool waited = false;
+  while (!appended_done) {
+    if (lockWaits() == "2") {
+      waited = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(waited) << "the append waited for the held turn write's transaction";
+  r = PQexec(raw, "ROLLBACK");
+  PQclear(r);
+  PQfinish(raw);
+  append.join();
+  turn.join();
+  EXPECT_TRUE(appended) << appended.error().message;
+  EXPECT_TRUE(turned) << turned.error().message;
+  EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages WHERE conversation = 'held'"), "1");
+}
+
 TEST(PostgresStore, UrisAreCheckedBeforeConnecting) {
   FakeClock clock;
   for (const char* bad : {"sqlite", "mysql://x@y/z", "postgres://host:notaport/db",
@@ -394,6 +462,8 @@ TEST(PostgresStore, MigrationToOneOpenConversationPerConsumerClosesTheOlderDupli
     // Back to version 6, then the rows that version allowed.
     rawQuery(uri, "DROP INDEX conversations_open_consumer");
     rawQuery(uri, "ALTER TABLE conversations DROP COLUMN erased");  // version 9
+    rawQuery(uri, "DROP INDEX messages_idem_key");                  // version 10
+    rawQuery(uri, "ALTER TABLE messages DROP COLUMN idem_key");
     rawQuery(uri, "DELETE FROM schema_migrations WHERE version >= 7");
     auto save = [&](const std::string& id, const std::string& account, const std::string& who,
                     TimeMs start, ConversationState state) {

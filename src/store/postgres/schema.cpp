@@ -217,8 +217,19 @@ constexpr const char* kV9 = R"sql(
 ALTER TABLE conversations ADD COLUMN erased BOOLEAN NOT NULL DEFAULT false;
 )sql";
 
+// Version 10: a publisher's idempotency key on its messages (SQLite version 14; '' for none). A
+// conversation holds at most one message per (originator, key), held by a unique index that
+// leaves out the messages without a key; appends insert ON CONFLICT DO NOTHING, so a repeated
+// key fails that write alone, not the group commit it shares. Adding a column with a constant
+// default rewrites no rows; the index is built over the existing messages, all without a key.
+constexpr const char* kV10 = R"sql(
+ALTER TABLE messages ADD COLUMN idem_key TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX messages_idem_key ON messages(conversation, originator_id, idem_key)
+  WHERE idem_key <> '';
+)sql";
+
 constexpr Migration kMigrations[] = {{1, kV1}, {2, kV2}, {3, kV3}, {4, kV4}, {5, kV5},
-                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}};
+                                     {6, kV6}, {7, kV7}, {8, kV8}, {9, kV9}, {10, kV10}};
 
 Result<int> appliedVersion(Conn& conn) {
   auto r = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {});

@@ -66,14 +66,33 @@ RowPrint printOf(const Conversation& c) {
   return RowPrint{std::hash<std::string_view>{}(f), std::hash<std::string_view>{}(p)};
 }
 
-// Inserts the message row; Conflict when its sequence exists in the conversation.
+// The message of conversation `id` with this originator and idempotency key (messages_idem_key).
+Result<std::optional<Message>> messageByKey(Conn& c, const ConversationId& id,
+                                            const std::string& originator_id,
+                                            const std::string& key) {
+  static const std::string kSelect = "SELECT " + cols(kMessageCols) +
+                                     " FROM messages WHERE conversation=? AND originator_id=? AND "
+                                     "idem_key=? AND idem_key<>''";
+  auto found = selectOne<Message>(c, kSelect, messageRow, id.str(), originator_id, key);
+  if (found && *found) (*found)->idempotency_key = key;
+  return found;
+}
+
+// Inserts the message row; Conflict when its sequence exists in the conversation, or when its
+// idempotency key does for its originator (looked up first, in the same transaction: the
+// writer is the only one, so nothing comes between; the unique index holds it regardless).
 Status insertMessage(Conn& c, const Conversation& conv, const Message& m) {
+  if (!m.idempotency_key.empty()) {
+    auto dup = messageByKey(c, conv.id, m.originator_id, m.idempotency_key);
+    if (!dup) return asStatus(dup);
+    if (*dup) return internal::duplicateKey(conv, m);
+  }
   static const std::string kInsert =
-      "INSERT INTO messages(" + cols(kMessageCols) + ") VALUES(?,?,?,?,?,?,?,?,?,?)";
+      "INSERT INTO messages(" + cols(kMessageCols) + ", idem_key) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
   auto inserted =
       execute(c, kInsert, m.conversation.str(), m.sequence, m.server_ts, m.originator_id,
               m.originator_pid, participantRoleName(m.originator_role), audienceName(m.audience),
-              m.event_json, m.metadata_json, encodeTurnMark(m.turn));
+              m.event_json, m.metadata_json, encodeTurnMark(m.turn), m.idempotency_key);
   if (!inserted && inserted.error().code == ErrorCode::kConflict)
     return conflict("message " + std::to_string(m.sequence) + " already exists in conversation " +
                     conv.id.str());
@@ -296,6 +315,14 @@ Result<std::vector<Message>> SqliteConversationStore::listMessages(const Convers
                                   " FROM messages WHERE conversation=? AND sequence>=? ORDER BY "
                                   "sequence LIMIT ?",
                               messageRow, id.str(), from_seq, limit);
+  });
+}
+
+Result<std::optional<Message>> SqliteConversationStore::findMessageByKey(
+    const ConversationId& id, const std::string& originator_id, const std::string& key) {
+  if (key.empty()) return std::optional<Message>();
+  return db_.read([&](Conn& c) -> Result<std::optional<Message>> {
+    return messageByKey(c, id, originator_id, key);
   });
 }
 

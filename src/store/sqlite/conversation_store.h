@@ -57,6 +57,9 @@ class SqliteConversationStore final : public ConversationStore {
   Result<std::vector<Conversation>> listOpenConversations() override;
   Result<std::vector<Message>> listMessages(const ConversationId& id, std::int64_t from_seq,
                                             int limit) override;
+  Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                  const std::string& originator_id,
+                                                  const std::string& key) override;
 
  private:
   // After `conv` was stored: remember its print while it is open (closed conversations rarely

@@ -235,9 +235,18 @@ constexpr const char* kV13 = R"sql(
 ALTER TABLE conversations ADD COLUMN erased INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kV1},   {2, kV2},   {3, kV3},  {4, kV4}, {5, kV5},
-                                     {6, kV6},   {7, kV7},   {8, kV8},  {9, kV9}, {10, kV10},
-                                     {11, kV11}, {12, kV12}, {13, kV13}};
+// Version 14: a publisher's idempotency key on its messages ('' for none; store::Message). A
+// conversation holds at most one message per (originator, key), held by a unique index that
+// leaves out the messages without a key.
+constexpr const char* kV14 = R"sql(
+ALTER TABLE messages ADD COLUMN idem_key TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX messages_idem_key ON messages(conversation, originator_id, idem_key)
+  WHERE idem_key <> '';
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kV1},   {2, kV2},   {3, kV3},   {4, kV4},  {5, kV5},
+                                     {6, kV6},   {7, kV7},   {8, kV8},   {9, kV9},  {10, kV10},
+                                     {11, kV11}, {12, kV12}, {13, kV13}, {14, kV14}};
 
 Result<int> userVersion(Conn& conn) {
   auto q = conn.query("PRAGMA user_version");

@@ -247,6 +247,24 @@ TEST(SqliteStore, MigratesAnOldDatabaseKeepingItsRows) {
   sched.cron = "* * * * *";
   EXPECT_TRUE((*s)->schedules().createSchedule(sched));
   EXPECT_EQ((*s)->schedules().listSchedules(AccountId("1"))->size(), 1u);
+  // Version 14: idempotency keys. The old message has none; a keyed one is stored once.
+  Conversation old_conv = conversationFor(0);
+  EXPECT_FALSE((*s)->conversations().findMessageByKey(old_conv.id, "", "")->has_value());
+  Message keyed;
+  keyed.conversation = old_conv.id;
+  keyed.sequence = 1;
+  keyed.server_ts = 5;
+  keyed.originator_id = "consumer";
+  keyed.event_json = "{}";
+  keyed.idempotency_key = "k";
+  old_conv.next_sequence = 2;
+  old_conv.updated_at = 5;
+  EXPECT_TRUE((*s)->conversations().appendMessage(old_conv, keyed));
+  EXPECT_EQ((*(*s)->conversations().findMessageByKey(old_conv.id, "consumer", "k"))->sequence, 1);
+  keyed.sequence = 2;
+  old_conv.next_sequence = 3;
+  EXPECT_EQ((*s)->conversations().appendMessage(old_conv, keyed).error().code,
+            ErrorCode::kConflict);
 }
 
 // Version 12 holds one open conversation per consumer with a unique index. A database of an

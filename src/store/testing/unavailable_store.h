@@ -92,6 +92,12 @@ class UnavailableStore final : public Store, public ConversationStore {
     if (reads_down) return refuse("read of the messages of " + id.str());
     return inner().listMessages(id, from_seq, limit);
   }
+  Result<std::optional<Message>> findMessageByKey(const ConversationId& id,
+                                                  const std::string& originator_id,
+                                                  const std::string& key) override {
+    if (reads_down) return refuse("read of a message of " + id.str() + " by its key");
+    return inner().findMessageByKey(id, originator_id, key);
+  }
 
  private:
   ConversationStore& inner() { return inner_->conversations(); }

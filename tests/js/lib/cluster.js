@@ -124,13 +124,16 @@ async function conversationVia(srvOfNode, bearer, acc, convId) {
 }
 
 // One ms.PublishEvent of a text on `sock`, sent once and answered within timeoutMs (no retry:
-// what the tests time, e.g. a publish waiting for a conversation's next owner).
-function publishOnce(sock, convId, message, timeoutMs) {
+// what the tests time, e.g. a publish waiting for a conversation's next owner). With `key`, the
+// publish carries it as its idempotency key (envelope metadata).
+function publishOnce(sock, convId, message, timeoutMs, key) {
   const id = String(sock.nextId++);
-  return sock.sendRaw(JSON.stringify({
+  const msg = {
     kind: 'req', id, type: 'ms.PublishEvent',
     body: { dialogId: convId, event: { type: 'ContentEvent', contentType: 'text/plain', message } },
-  }), id, timeoutMs);
+  };
+  if (key !== undefined) msg.metadata = [{ type: 'IdempotencyKey', key }];
+  return sock.sendRaw(JSON.stringify(msg), id, timeoutMs);
 }
 
 // A consumer on `srvOfNode` with an open conversation on `skillId`; closed after the test.
