@@ -737,10 +737,14 @@ int serve(const ServeFlags& f) {
   // on every way out.
   if (f.function_channels == "io-threads")
     (*function_runtime)->readChannelsOn((*server)->ioContexts());
+  // Holds the runtime's owner, not the runtime: on the normal way out the runtime is reset
+  // before this scope ends (and its channels were moved back before the io threads stopped).
   struct ChannelsOff {
-    functions::FunctionRuntime* rt;
-    ~ChannelsOff() { rt->readChannelsOnOwnThreads(); }
-  } channels_off{function_runtime->get()};
+    std::unique_ptr<functions::FunctionRuntime>& rt;
+    ~ChannelsOff() {
+      if (rt) rt->readChannelsOnOwnThreads();
+    }
+  } channels_off{*function_runtime};
   scheduler->start();
 
   printLine(bj::object{{"event", "listening"},
