@@ -55,7 +55,8 @@ std::string Rows::bytes(int row, int col) const {
   return out;
 }
 
-Result<std::unique_ptr<Conn>> Conn::open(const std::string& conninfo) {
+Result<std::unique_ptr<Conn>> Conn::open(const std::string& conninfo,
+                                         std::chrono::milliseconds idle_transaction_timeout) {
   PGconn* c = PQconnectdb(conninfo.c_str());
   if (c == nullptr) return makeError(ErrorCode::kUnavailable, "postgres store: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
@@ -63,11 +64,23 @@ Result<std::unique_ptr<Conn>> Conn::open(const std::string& conninfo) {
     PQfinish(c);
     return makeError(ErrorCode::kUnavailable, "postgres store: cannot connect: " + msg);
   }
-  auto conn = std::unique_ptr<Conn>(new Conn(c));
+  auto conn = std::unique_ptr<Conn>(new Conn(c, idle_transaction_timeout));
   // Quiet NOTICEs (e.g. "relation already exists, skipping") instead of libpq's stderr print.
   PQsetNoticeProcessor(
       c, [](void*, const char*) {}, nullptr);
+  if (auto st = conn->configure(); !st) return std::unexpected(st.error());
   return conn;
+}
+
+Status Conn::configure() {
+  PGresult* r = PQexec(
+      c_,
+      ("SET idle_in_transaction_session_timeout = " + std::to_string(idle_tx_.count())).c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  Error e = ok ? Error{} : errorOf(r);
+  PQclear(r);
+  if (!ok) return std::unexpected(e);
+  return {};
 }
 
 Conn::~Conn() { PQfinish(c_); }
@@ -110,7 +123,7 @@ Status Conn::ensure() {
   prepared_.clear();
   if (PQstatus(c_) == CONNECTION_OK) {
     backoff_ = std::chrono::milliseconds{0};
-    return {};
+    return configure();
   }
   last_error_ = trimmed(PQerrorMessage(c_));
   backoff_ = backoff_.count() == 0 ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);

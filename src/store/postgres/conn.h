@@ -43,8 +43,17 @@ class Rows {
 
 class Conn {
  public:
+  // A transaction left idle this long (its node stopped or cut off between two statements) is
+  // ended by the server with its session, releasing its locks: a paused node's open write does
+  // not keep a lease row locked (so that claims skip it) for longer than this.
+  static constexpr std::chrono::milliseconds kIdleTransactionTimeout{5000};
+
   // Connects (blocking). Unavailable with libpq's message when the server cannot be reached.
-  static Result<std::unique_ptr<Conn>> open(const std::string& conninfo);
+  // Every session (and each one after a reconnect) gets `idle_transaction_timeout` as its
+  // idle_in_transaction_session_timeout.
+  static Result<std::unique_ptr<Conn>> open(
+      const std::string& conninfo,
+      std::chrono::milliseconds idle_transaction_timeout = kIdleTransactionTimeout);
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
@@ -69,7 +78,9 @@ class Conn {
   std::string target() const;
 
  private:
-  explicit Conn(PGconn* c) : c_(c) {}
+  Conn(PGconn* c, std::chrono::milliseconds idle_tx) : c_(c), idle_tx_(idle_tx) {}
+  // Sets the session's settings (after connecting and after each reconnect).
+  Status configure();
   // The error of a failed result (or of the connection when `r` is null).
   Error errorOf(const PGresult* r) const;
 
@@ -80,6 +91,7 @@ class Conn {
   std::chrono::milliseconds backoff_{0};
   std::string last_error_;
   bool hold_ = false;
+  std::chrono::milliseconds idle_tx_;
 };
 
 // Checks that `uri` is a postgres:// or postgresql:// URI libpq accepts (parameters such as

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/testing/fake_clock.h"
+#include "store/postgres/conn.h"
 #include "store/testing/postgres_server.h"
 
 namespace parley::store {
@@ -311,6 +312,29 @@ TEST(PostgresStore, ATurnWriteHeldOpenDoesNotHoldUpTheConversationsWrites) {
   EXPECT_TRUE(appended) << appended.error().message;
   EXPECT_TRUE(turned) << turned.error().message;
   EXPECT_EQ(rawQuery(uri, "SELECT count(*) FROM messages WHERE conversation = 'held'"), "1");
+}
+
+// A node stopped (or cut off) inside a write keeps its transaction open; the server ends it
+// after the connection's idle-transaction timeout, so its row locks (a fenced write's lock on a
+// lease row, which claims skip) go with it instead of lasting until the node runs again.
+TEST(PostgresStore, AnIdleTransactionIsEndedByTheServerWithItsLocks) {
+  const std::string uri = freshDatabase();
+  ASSERT_FALSE(uri.empty());
+  rawQuery(uri, "CREATE TABLE idle_rows(k int PRIMARY KEY); INSERT INTO idle_rows VALUES (1)");
+  auto held = store::pg::Conn::open(uri, std::chrono::milliseconds{300});
+  ASSERT_TRUE(held) << held.error().message;
+  ASSERT_TRUE((*held)->exec("BEGIN; SELECT k FROM idle_rows WHERE k = 1 FOR UPDATE"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{1500});
+  EXPECT_EQ(rawQuery(uri, "SELECT k FROM idle_rows WHERE k = 1 FOR UPDATE NOWAIT"), "1")
+      << "the row is still locked by the idle transaction";
+  auto next = (*held)->exec("SELECT 1");
+  ASSERT_FALSE(next) << "the idle transaction's session is still open";
+  EXPECT_EQ(next.error().code, ErrorCode::kUnavailable) << next.error().message;
+  // The next use reconnects, with the same setting.
+  ASSERT_TRUE((*held)->ensure()) << "reconnect";
+  auto setting = (*held)->execRows("SHOW idle_in_transaction_session_timeout");
+  ASSERT_TRUE(setting) << setting.error().message;
+  EXPECT_EQ(setting->text(0, 0), "300ms");
 }
 
 TEST(PostgresStore, UrisAreCheckedBeforeConnecting) {
