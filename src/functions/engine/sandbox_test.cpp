@@ -657,7 +657,10 @@ TEST_F(Sandbox, ALongTaskIsStoppedWhileAnotherAccountHasWorkAndRunsWhenItHasNone
   }
   EXPECT_TRUE(seen) << "the loop's worker was never seen stopped while A had work";
   EXPECT_GE(e_->stats().long_task_stops, 1u);
-  // A has no work now: within a period the loop is continued and then never stopped again.
+  // A has no work now: once a period (100 ms) has passed since A's last start the loop is
+  // continued and then never stopped again. (Looked at sooner, it may be in one of its run
+  // phases, stopped again right after while A's last start is still within the period.)
+  std::this_thread::sleep_for(250ms);
   ASSERT_TRUE(waitFor([&] { return !stopped(pid); }, 10s));
   EXPECT_NE(loop.wait_for(0s), std::future_status::ready) << "the loop ended too soon";
   EXPECT_TRUE(neverSeenStopped(pid, 300));
