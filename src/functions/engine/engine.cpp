@@ -356,6 +356,18 @@ bool restorePriority(WorkerHandle& w, bool refuse) PARLEY_EXCLUDES(w.prio_mu) {
   return !std::exchange(w.restore_refused, false);
 }
 
+// The reader leaves its context: the waits still queued there must do nothing (they see
+// reader_gen changed), and the descriptors stay open (the handle owns them, not Asio).
+void dropContextWaits(WorkerHandle& w) {
+  w.reader_gen.fetch_add(1, std::memory_order_relaxed);
+  w.read_armed = w.wake_armed = w.write_armed = false;
+  if (w.sd) (void)w.sd->release();
+  if (w.wake_sd) (void)w.wake_sd->release();
+  w.sd.reset();
+  w.wake_sd.reset();
+  w.cur_ctx = nullptr;
+}
+
 // Continues a worker process the duty cycle stopped.
 void continueWorkerLocked(WorkerHandle& w) PARLEY_REQUIRES(w.prio_mu) {
   if (!w.stopped) return;
@@ -627,10 +639,7 @@ void Engine::readChannelsOn(std::vector<boost::asio::io_context*> contexts) {
       moving.push_back(w);
     }
   }
-  for (auto& w : moving) {
-    MutexLock lock(w->out_mu);
-    if (!w->broken) wakeIoThread(*w);  // its reader looks where it should be
-  }
+  for (auto& w : moving) wakeIoThread(*w);  // its reader looks where it should be
   MutexLock lock(mu_);
   for (auto& w : moving)
     while (!w->reader_at_ctx && !w->gone && !stopping_ && !io_contexts_.empty()) lock.wait(io_cv_);
@@ -647,10 +656,7 @@ void Engine::readChannelsOnOwnThreads() {
       moving.push_back(w);
     }
   }
-  for (auto& w : moving) {
-    MutexLock lock(w->out_mu);
-    if (!w->broken) wakeIoThread(*w);
-  }
+  for (auto& w : moving) wakeIoThread(*w);
   MutexLock lock(mu_);
   while (on_contexts_ != 0) lock.wait(io_cv_);
 }
@@ -668,16 +674,7 @@ bool Engine::moveReaderIfAsked(const std::shared_ptr<WorkerHandle>& w,
       ++on_contexts_;
     }
   }
-  if (here) {
-    // Leaving this context: the waits still queued here must do nothing.
-    w->reader_gen.fetch_add(1, std::memory_order_relaxed);
-    w->read_armed = w->wake_armed = w->write_armed = false;
-    if (w->sd) (void)w->sd->release();
-    if (w->wake_sd) (void)w->wake_sd->release();
-    w->sd.reset();
-    w->wake_sd.reset();
-    w->cur_ctx = nullptr;
-  }
+  if (here) dropContextWaits(*w);
   if (want) {
     boost::asio::post(*want, [this, w, want] { startOnContext(w, want); });
   } else {
@@ -711,6 +708,18 @@ void Engine::startOnContext(const std::shared_ptr<WorkerHandle>& w, boost::asio:
   stepOnContext(w);
 }
 
+// The handler of one of a reader's waits on its context: unless the reader has moved since
+// (reader_gen), it clears the wait's flag and takes the next step. A lambda, not a
+// std::function: it goes to Asio as it is, with no allocation of its own.
+auto Engine::stepWhenReady(const std::shared_ptr<WorkerHandle>& w, bool WorkerHandle::*armed) {
+  return [this, w, armed,
+          gen = w->reader_gen.load(std::memory_order_relaxed)](const boost::system::error_code&) {
+    if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
+    (*w).*armed = false;
+    stepOnContext(w);
+  };
+}
+
 void Engine::stepOnContext(const std::shared_ptr<WorkerHandle>& w) {
   std::uint64_t v;
   [[maybe_unused]] auto n = ::read(w->wake_fd, &v, sizeof v);
@@ -730,12 +739,7 @@ void Engine::stepOnContext(const std::shared_ptr<WorkerHandle>& w) {
   if (!open) {
     // The worker is gone: its exit (reaping, failing its invocations) may block, so it runs on
     // a thread of its own, not on this io thread.
-    w->reader_gen.fetch_add(1, std::memory_order_relaxed);
-    if (w->sd) (void)w->sd->release();
-    if (w->wake_sd) (void)w->wake_sd->release();
-    w->sd.reset();
-    w->wake_sd.reset();
-    w->cur_ctx = nullptr;
+    dropContextWaits(*w);
     leftContext(w);
     std::thread([this, w] {
       nameThisThread("fn-exit-" + std::to_string(w->id));
@@ -747,36 +751,22 @@ void Engine::stepOnContext(const std::shared_ptr<WorkerHandle>& w) {
   if (want_out && !w->write_armed) {
     w->write_armed = true;
     w->sd->async_wait(boost::asio::posix::stream_descriptor::wait_write,
-                      [this, w, gen = w->reader_gen.load(std::memory_order_relaxed)](
-                          const boost::system::error_code&) {
-                        if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
-                        w->write_armed = false;
-                        stepOnContext(w);
-                      });
+                      stepWhenReady(w, &WorkerHandle::write_armed));
   }
 }
 
 void Engine::armOnContext(const std::shared_ptr<WorkerHandle>& w) {
-  const std::uint64_t gen = w->reader_gen.load(std::memory_order_relaxed);
   // Edge-triggered underneath: a wait armed after the socket was read short (or the eventfd
   // drained) sees what comes next, as the epoll round that reports it runs after this handler.
   if (!w->read_armed) {
     w->read_armed = true;
     w->sd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                      [this, w, gen](const boost::system::error_code&) {
-                        if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
-                        w->read_armed = false;
-                        stepOnContext(w);
-                      });
+                      stepWhenReady(w, &WorkerHandle::read_armed));
   }
   if (!w->wake_armed) {
     w->wake_armed = true;
     w->wake_sd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                           [this, w, gen](const boost::system::error_code&) {
-                             if (gen != w->reader_gen.load(std::memory_order_relaxed)) return;
-                             w->wake_armed = false;
-                             stepOnContext(w);
-                           });
+                           stepWhenReady(w, &WorkerHandle::wake_armed));
   }
 }
 

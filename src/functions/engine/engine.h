@@ -143,6 +143,7 @@ class Engine {
   // Reading `w`'s channel on an io_context (readChannelsOn).
   void startOnContext(const std::shared_ptr<WorkerHandle>& w, boost::asio::io_context* ctx);
   void armOnContext(const std::shared_ptr<WorkerHandle>& w);
+  auto stepWhenReady(const std::shared_ptr<WorkerHandle>& w, bool WorkerHandle::*armed);
   void stepOnContext(const std::shared_ptr<WorkerHandle>& w);
   // Where `w`'s reader should be, with the reader's own view of where it is: moves it (to a
   // context, or to a new I/O thread) when they differ. True when it moved.
